@@ -1,0 +1,85 @@
+# dualnet — developer entry points. Every target works on a fresh clone:
+#   make demo        check every model in models/
+#   make test        the whole test suite, then ruff
+#   make bench       check-speed benchmark (benchmarks/run.py)
+#   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
+#
+# Every pip install goes through constraints.txt (it keeps torch on the CPU build).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := $(CURDIR)/constraints.txt
+# Written after a successful install; redone when the dependency spec changes.
+STAMP := $(VENV)/.dualnet-installed
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup demo test lint bench wheel-smoke clean
+
+help:
+	@echo "make setup        create $(VENV) and install dualnet[all] (editable)"
+	@echo "make demo         dualnet check on every models/*.dnet"
+	@echo "make test         pytest + ruff"
+	@echo "make bench        check-speed benchmark"
+	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x "$(PY)" ]; then
+	    echo ">> creating $(VENV) with $(PYTHON)"
+	    $(PYTHON) -m venv "$(VENV)"
+	fi
+	echo ">> pip install -c constraints.txt -e '.[all]'"
+	$(PIP) install -c "$(CONSTRAINTS)" -e '.[all]'
+	touch "$(STAMP)"
+
+demo: setup
+	@shopt -s nullglob
+	models=(models/*.dnet)
+	if [ $${#models[@]} -eq 0 ]; then echo "no models in models/" >&2; exit 1; fi
+	for f in "$${models[@]}"; do
+	    echo "== dualnet check $$f"
+	    $(VENV)/bin/dualnet check "$$f"
+	    echo
+	done
+	echo "demo: checked $${#models[@]} model file(s)"
+
+test: setup
+	@$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory lint
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+
+bench: setup
+	@$(PY) benchmarks/run.py
+
+wheel-smoke: setup
+	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/dualnet-wheel-smoke.XXXXXX")
+	trap 'rm -rf "$$tmp"' EXIT
+	echo ">> building wheel into $$tmp/dist"
+	$(PY) -m build --wheel --outdir "$$tmp/dist" .
+	wheel=$$(ls "$$tmp"/dist/dualnet-*.whl)
+	echo ">> clean venv + $$(basename "$$wheel")"
+	$(PYTHON) -m venv "$$tmp/venv"
+	"$$tmp/venv/bin/python" -m pip install -q -c "$(CONSTRAINTS)" "$$wheel"
+	mkdir "$$tmp/run"
+	cp models/lenet5.dnet "$$tmp/run/"
+	cd "$$tmp/run"
+	echo ">> (cwd $$PWD) dualnet check lenet5.dnet"
+	"$$tmp/venv/bin/dualnet" check lenet5.dnet
+	echo ">> dualnet --version"
+	"$$tmp/venv/bin/dualnet" --version
+	echo "wheel-smoke: ok"
+
+clean:
+	@rm -rf build dist .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf

@@ -1,0 +1,116 @@
+"""The Python API: load and check a .dnet file into a typed IR and a summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualnet.checks.autodiff import check_gradients
+from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, error
+from dualnet.ir.graph import Graph, LayerInstance, ModelInstance
+from dualnet.semantics.checker import Checker
+from dualnet.semantics.loader import Loader
+from dualnet.semantics.values import ModelRef, ModelSpec
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    path: str
+    op: str
+    output: str
+    params: int
+
+
+@dataclass
+class Summary:
+    """The result of checking one entry model."""
+
+    model: str
+    file: str
+    instance: ModelInstance | None
+    graph: Graph | None
+    diagnostics: list[Diagnostic]
+    sources: SourceCache
+    layers: list[LayerRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+    @property
+    def trainable_params(self) -> int:
+        return self.instance.param_count if self.instance else 0
+
+    @property
+    def buffers(self) -> int:
+        return self.instance.buffer_count if self.instance else 0
+
+    @property
+    def output_types(self) -> list[str]:
+        return [str(v.type) for v in self.graph.outputs] if self.graph else []
+
+    @property
+    def input_types(self) -> list[str]:
+        return [f"{v.name}: {v.type}" for v in self.graph.inputs] if self.graph else []
+
+
+def check_file(path: str, model: str | None = None, include_dirs: tuple[str, ...] = (),
+               hyper: dict[str, Any] | None = None) -> Summary:
+    """Parse, resolve, instantiate and check `model` (default: the file's last model).
+    Never raises for bad input: problems are in `Summary.diagnostics`."""
+    loader = Loader(tuple(include_dirs))
+    checker = Checker()
+    summary = Summary(model or "", path, None, None, checker.diagnostics, loader.sources)
+    try:
+        root = loader.load_root(path)
+    except DualnetError as exc:
+        checker.diagnostics.extend(exc.diagnostics)
+        return summary
+    checker.diagnostics.extend(loader.diagnostics)
+    try:
+        ref = _entry(root, model)
+        summary.model = ref.name
+        spec = ModelSpec(ref, checker.hyper_values(ref, _hyper_args(hyper), ref.model.span),
+                         ref.model.span)
+        frame = checker.new_frame(spec, "")
+        summary.instance = frame.instance
+        summary.graph = checker.entry_graph(frame)
+    except DualnetError as exc:
+        checker.record(exc)
+    if summary.ok and summary.graph is not None:
+        checker.diagnostics.extend(check_gradients(summary.instance, summary.graph))
+    if summary.instance is not None:
+        summary.layers = [LayerRow(layer.path, layer.op, _first_output(layer),
+                                   layer.param_count) for layer in summary.instance.layers()]
+    return summary
+
+
+def _first_output(layer: LayerInstance) -> str:
+    return ", ".join(str(t) for t in layer.output_types) if layer.built else "(never called)"
+
+
+def _hyper_args(hyper: dict[str, Any] | None):
+    from dualnet.diagnostics import Span
+    from dualnet.ops.binding import Arg
+
+    span = Span("<api>", 1, 1, 1, 1)
+    return {k: Arg(v, span) for k, v in (hyper or {}).items()}
+
+
+def _entry(root, model: str | None) -> ModelRef:
+    if model is None:
+        if not root.models:
+            raise error("E-MODEL", f"{root.display} declares no model", None)
+        name = list(root.models)[-1]
+        return ModelRef(root.models[name], root)
+    if model in root.models:
+        return ModelRef(root.models[model], root)
+    if model in root.imported and model in root.imported[model][0].models:
+        other, original, _ = root.imported[model]
+        return ModelRef(other.models[original], other)
+    from dualnet.ops.registry import suggest
+
+    hint = suggest(model, root.models)
+    raise error("E-MODEL", f"{root.display} has no model `{model}`", None,
+                notes=[f"did you mean `{hint}`?" if hint else
+                       "models here: " + ", ".join(root.models) or "none"])

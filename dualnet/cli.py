@@ -1,0 +1,108 @@
+"""The `dualnet` command line: check, ir, --version.
+
+Exit codes: 0 ok, 1 errors in the input, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dualnet import __version__
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2 with a one-line message
+        self.print_usage(sys.stderr)
+        print(f"dualnet: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dualnet", description="Define a neural network once; get the same "
+                     "model in PyTorch, Keras and ONNX Runtime.")
+    parser.add_argument("--version", action="version", version=f"dualnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def source_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file", metavar="FILE", help="a .dnet source file")
+        p.add_argument("--model", metavar="NAME", help="entry model (default: the file's last)")
+        p.add_argument("-I", dest="include", metavar="DIR", action="append", default=[],
+                       help="also resolve imports in DIR (repeatable)")
+
+    check = sub.add_parser("check", help="parse, infer shapes and run the autodiff checks")
+    source_args(check)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    ir = sub.add_parser("ir", help="print the typed IR")
+    source_args(ir)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help(sys.stderr)
+        return EXIT_USAGE
+    from dualnet.api import check_file  # keep `--version` and usage errors fast
+
+    summary = check_file(args.file, args.model, tuple(args.include))
+    if args.command == "check" and args.json:
+        print(json.dumps(_json(summary), indent=2))
+        return EXIT_OK if summary.ok else EXIT_INPUT
+    if not summary.ok:
+        _print_diagnostics(summary)
+        return EXIT_INPUT
+    if args.command == "ir":
+        from dualnet.ir.printer import print_ir
+
+        sys.stdout.write(print_ir(summary.instance))
+    else:
+        _print_table(summary)
+    return EXIT_OK
+
+
+def _json(summary) -> dict:
+    return {
+        "ok": summary.ok, "file": summary.file, "model": summary.model,
+        "inputs": summary.input_types, "outputs": summary.output_types,
+        "layers": [{"path": r.path, "op": r.op, "output": r.output, "params": r.params}
+                   for r in summary.layers] if summary.ok else [],
+        "trainable_params": summary.trainable_params if summary.ok else None,
+        "buffers": summary.buffers if summary.ok else None,
+        "diagnostics": [d.to_json() for d in summary.diagnostics],
+    }
+
+
+def _print_diagnostics(summary) -> None:
+    from dualnet.diagnostics import render
+
+    color = sys.stderr.isatty()
+    for d in summary.diagnostics:
+        print(render(d, summary.sources, color) + "\n", file=sys.stderr)
+    n = len(summary.diagnostics)
+    print(f"{n} error{'s' * (n != 1)} in {summary.file}", file=sys.stderr)
+
+
+def _print_table(summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"{summary.model}({', '.join(summary.input_types)}) -> "
+                  f"{', '.join(summary.output_types)}", title_justify="left")
+    table.add_column("layer")
+    table.add_column("op")
+    table.add_column("output")
+    table.add_column("params", justify="right")
+    for row in summary.layers:
+        table.add_row(row.path, row.op, row.output, f"{row.params:,}")
+    console.print(table)
+    console.print(f"trainable parameters: {summary.trainable_params:,}")
+    console.print(f"buffers: {summary.buffers:,} elements")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

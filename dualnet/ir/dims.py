@@ -1,0 +1,236 @@
+"""Symbolic dimensions: integer polynomials over named sizes and floor divisions.
+
+A dimension is a plain `int` when known, else a `Dim` in canonical form (a sorted sum of
+monomials with integer coefficients), so that equal expressions compare equal:
+`(H - 1) // 2 + 1` and `(H + 1) // 2` are the same `Dim`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+
+class FloorDiv:
+    """The atom `num // den` where neither side simplifies further."""
+
+    __slots__ = ("num", "den", "_key")
+
+    def __init__(self, num: int | Dim, den: int | Dim):
+        self.num, self.den = num, den
+        self._key = (1, str(num), str(den))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FloorDiv) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __str__(self) -> str:
+        num = str(self.num)
+        num = num if _is_simple(self.num) else f"({num})"
+        den = str(self.den) if _is_simple(self.den) else f"({self.den})"
+        return f"{num} // {den}"
+
+
+def _atom_key(atom) -> tuple:
+    return (0, atom) if isinstance(atom, str) else atom._key
+
+
+def _is_simple(d: int | Dim) -> bool:
+    return isinstance(d, int) or (len(d.terms) == 1 and d.terms[0][1] == 1
+                                  and len(d.terms[0][0]) == 1)
+
+
+class Dim:
+    """A non-constant symbolic size. Build with `sym(name)` and arithmetic, never directly."""
+
+    __slots__ = ("terms", "_hash")
+
+    def __init__(self, terms: tuple):
+        self.terms = terms  # ((monomial: tuple[atom, ...], coeff: int), ...), sorted
+        self._hash = hash(tuple((tuple(_atom_key(a) for a in m), c) for m, c in terms))
+
+    # -- construction
+    @staticmethod
+    def _make(poly: dict) -> int | Dim:
+        items = sorted(((m, c) for m, c in poly.items() if c),
+                       key=lambda mc: (-len(mc[0]), [_atom_key(a) for a in mc[0]]))
+        if not items:
+            return 0
+        if len(items) == 1 and items[0][0] == ():
+            return items[0][1]
+        return Dim(tuple(items))
+
+    def _poly(self) -> dict:
+        return dict(self.terms)
+
+    # -- queries
+    def symbols(self) -> set[str]:
+        out: set[str] = set()
+        for mono, _ in self.terms:
+            for atom in mono:
+                if isinstance(atom, str):
+                    out.add(atom)
+                else:
+                    out |= symbols_of(atom.num) | symbols_of(atom.den)
+        return out
+
+    def constant(self) -> int:
+        return dict(self.terms).get((), 0)
+
+    # -- arithmetic
+    def __add__(self, other: int | Dim) -> int | Dim:
+        poly = self._poly()
+        for m, c in _as_poly(other).items():
+            poly[m] = poly.get(m, 0) + c
+        return Dim._make(poly)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> int | Dim:
+        return Dim._make({m: -c for m, c in self.terms})
+
+    def __sub__(self, other: int | Dim) -> int | Dim:
+        return self + (-other)
+
+    def __rsub__(self, other: int | Dim) -> int | Dim:
+        return (-self) + other
+
+    def __mul__(self, other: int | Dim) -> int | Dim:
+        poly: dict = {}
+        for m1, c1 in self.terms:
+            for m2, c2 in _as_poly(other).items():
+                m = tuple(sorted(m1 + m2, key=_atom_key))
+                poly[m] = poly.get(m, 0) + c1 * c2
+        return Dim._make(poly)
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, other: int | Dim) -> int | Dim:
+        return floordiv(self, other)
+
+    def __rfloordiv__(self, other: int) -> int | Dim:
+        return floordiv(other, self)
+
+    # -- identity
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dim) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Dim({self})"
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        for mono, coeff in self.terms:
+            body = " * ".join(_atom_str(a, len(mono) > 1) for a in mono)
+            mag = abs(coeff)
+            text = str(mag) if not mono else body if mag == 1 else f"{mag} * {body}"
+            if not parts:
+                parts.append(text if coeff > 0 else f"-{text}")
+            else:
+                parts.append(f"+ {text}" if coeff > 0 else f"- {text}")
+        return " ".join(parts)
+
+
+def _atom_str(atom, in_product: bool) -> str:
+    if isinstance(atom, str):
+        return atom
+    return f"({atom})" if in_product else str(atom)
+
+
+def _as_poly(d: int | Dim) -> dict:
+    return {(): d} if isinstance(d, int) else d._poly()
+
+
+def sym(name: str) -> Dim:
+    return Dim(((((name,), 1),)))
+
+
+def symbols_of(d: int | Dim) -> set[str]:
+    return set() if isinstance(d, int) else d.symbols()
+
+
+def floordiv(num: int | Dim, den: int | Dim) -> int | Dim:
+    """Floor division in canonical form. Raises ZeroDivisionError for a zero divisor."""
+    if isinstance(den, int):
+        if den == 0:
+            raise ZeroDivisionError
+        if isinstance(num, int):
+            return num // den
+        if den < 0:
+            return floordiv(-num, -den)
+        if den == 1:
+            return num
+        # (k*q + r) // k == q + r // k: pull whole multiples of k out of every term.
+        quot, rest = {}, {}
+        for mono, c in num.terms:
+            q, r = divmod(c, den)
+            quot[mono], rest[mono] = q, r
+        whole, residual = Dim._make(quot), Dim._make(rest)
+        if isinstance(residual, int):
+            return whole + residual // den
+        g = math.gcd(den, *(c for _, c in residual.terms))
+        if g > 1:  # (g*a) // (g*b) == a // b
+            residual, den = Dim._make({m: c // g for m, c in residual.terms}), den // g
+            if den == 1:
+                return whole + residual
+        inner = _single_floordiv(residual)
+        if inner is not None and isinstance(inner.den, int):
+            # (x // a + c) // b == (x + a*c) // (a*b) for positive a, b
+            c = residual.constant()
+            return whole + floordiv(inner.num + inner.den * c, inner.den * den)
+        return whole + Dim((((FloorDiv(residual, den),), 1),))
+    if num == den:
+        return 1
+    quotient = _exact_monomial_quotient(num, den)
+    if quotient is not None:
+        return quotient
+    return Dim((((FloorDiv(num, den),), 1),))
+
+
+def _single_floordiv(d: Dim) -> FloorDiv | None:
+    """The atom of `x // a + c` (one floor division with coefficient 1, plus a constant)."""
+    rest = [(mono, c) for mono, c in d.terms if mono]
+    if len(rest) == 1:
+        mono, c = rest[0]
+        if c == 1 and len(mono) == 1 and isinstance(mono[0], FloorDiv):
+            return mono[0]
+    return None
+
+
+def _exact_monomial_quotient(num: int | Dim, den: Dim) -> int | Dim | None:
+    """num / den when den is a single monomial dividing every term of num exactly."""
+    if len(den.terms) != 1 or isinstance(num, int):
+        return None
+    dmono, dc = den.terms[0]
+    out = {}
+    for mono, c in num.terms:
+        rest = list(mono)
+        for atom in dmono:
+            if atom not in rest:
+                return None
+            rest.remove(atom)
+        if c % dc:
+            return None
+        out[tuple(rest)] = c // dc
+    return Dim._make(out)
+
+
+def substitute(d: int | Dim, env: Mapping[str, int | Dim]) -> int | Dim:
+    """Replace symbols by sizes (ints or other dims) and re-simplify."""
+    if isinstance(d, int):
+        return d
+    total: int | Dim = 0
+    for mono, c in d.terms:
+        term: int | Dim = c
+        for atom in mono:
+            if isinstance(atom, str):
+                term = term * env.get(atom, sym(atom))
+            else:
+                term = term * floordiv(substitute(atom.num, env), substitute(atom.den, env))
+        total = total + term
+    return total

@@ -1,0 +1,124 @@
+"""The typed IR: a hierarchical dataflow graph per model instance.
+
+A `ModelInstance` owns its layers (built-in `LayerInstance`s and child `ModelInstance`s, in
+declaration order) and one `Graph` per distinct call signature. A graph is a list of `Node`s
+of four kinds:
+
+- `op`: a built-in function (`relu`, `add`, `flatten`, ...) — no parameters;
+- `layer`: a call of a built-in layer owned by the instance (`target` names it);
+- `call`: a call of a child model instance (`target` names it, `callee` is its graph);
+- `constant`: a scalar literal as a 0-d tensor (`attrs["value"]`).
+
+Every node and value keeps the span of the source it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualnet.diagnostics import Span
+from dualnet.ir.types import DType, TensorType
+
+
+@dataclass(eq=False, slots=True)
+class Value:
+    id: int
+    name: str
+    type: TensorType
+    span: Span | None
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    kind: str  # op | layer | call | constant
+    op: str  # registry name, or the callee's model name for calls
+    inputs: tuple[Value, ...]
+    attrs: dict[str, Any]
+    outputs: tuple[Value, ...]
+    span: Span | None
+    target: str | None = None  # local layer name (layer and call nodes)
+    callee: Graph | None = None
+    input_names: tuple[str, ...] = ()  # the signature parameter each input binds ("xs.0")
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """How a tensor is initialised: a scheme name and its arguments (PyTorch's definitions)."""
+
+    scheme: str  # kaiming_uniform | uniform | normal | zeros | ones | xavier_uniform | ...
+    args: tuple[tuple[str, float], ...] = ()
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v:g}" for k, v in self.args)
+        return f"{self.scheme}({args})"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    shape: tuple[int, ...]
+    dtype: DType
+    init: Init
+    trainable: bool = True
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def __str__(self) -> str:
+        return f"{TensorType(self.dtype, self.shape)} {self.init}"
+
+
+@dataclass(eq=False)
+class LayerInstance:
+    path: str  # full state_dict prefix from the entry model: "layer1.0.conv1"
+    op: str  # registry name of the layer: "Conv2d"
+    attrs: dict[str, Any]  # resolved construction attributes, sizes included
+    span: Span | None
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    buffers: dict[str, ParamSpec] = field(default_factory=dict)
+    output_types: tuple[TensorType, ...] = ()  # at the first call
+    built: bool = False
+
+    @property
+    def param_count(self) -> int:
+        return sum(p.numel for p in self.params.values() if p.trainable)
+
+    @property
+    def buffer_count(self) -> int:
+        return sum(b.numel for b in self.buffers.values())
+
+
+@dataclass(eq=False)
+class Graph:
+    instance: ModelInstance
+    inputs: list[Value]
+    nodes: list[Node] = field(default_factory=list)
+    outputs: list[Value] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ModelInstance:
+    path: str  # "" for the entry model
+    definition: str  # model name, or "Sequential"
+    hyper: dict[str, Any]
+    span: Span | None
+    children: dict[str, LayerInstance | ModelInstance] = field(default_factory=dict)
+    graphs: list[Graph] = field(default_factory=list)
+
+    def layers(self):
+        """Every built-in layer below this instance, depth first in declaration order."""
+        for child in self.children.values():
+            if isinstance(child, LayerInstance):
+                yield child
+            else:
+                yield from child.layers()
+
+    @property
+    def param_count(self) -> int:
+        return sum(layer.param_count for layer in self.layers())
+
+    @property
+    def buffer_count(self) -> int:
+        return sum(layer.buffer_count for layer in self.layers())

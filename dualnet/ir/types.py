@@ -1,0 +1,59 @@
+"""Element types and tensor types."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from dualnet.ir.dims import Dim
+
+SIZE_LIMIT = 2**62  # largest dimension or element count a tensor may have
+
+
+class DType(enum.Enum):
+    f16 = "f16"
+    bf16 = "bf16"
+    f32 = "f32"
+    f64 = "f64"
+    i32 = "i32"
+    i64 = "i64"
+    bool = "bool"
+
+    @property
+    def is_float(self) -> bool:
+        return self in (DType.f16, DType.bf16, DType.f32, DType.f64)
+
+    @property
+    def is_int(self) -> bool:
+        return self in (DType.i32, DType.i64)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+DTYPES = {d.value: d for d in DType}
+SizeT = int | Dim
+
+
+@dataclass(frozen=True, slots=True)
+class TensorType:
+    dtype: DType
+    shape: tuple[SizeT, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def with_shape(self, shape) -> TensorType:
+        return TensorType(self.dtype, tuple(shape))
+
+    def with_dtype(self, dtype: DType) -> TensorType:
+        return TensorType(dtype, self.shape)
+
+    def static_numel(self) -> int:
+        """Product of the known dimensions (symbolic ones count as 1)."""
+        return math.prod(d for d in self.shape if isinstance(d, int))
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"

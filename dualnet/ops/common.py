@@ -1,0 +1,134 @@
+"""Shape-rule helpers shared by the op families."""
+
+from __future__ import annotations
+
+import math
+
+from dualnet.ir.dims import Dim
+from dualnet.ir.graph import Init
+from dualnet.ir.types import DType, TensorType
+from dualnet.ops.registry import Ctx
+
+SQRT5 = math.sqrt(5.0)
+
+
+def expand(ctx: Ctx, value, n: int, name: str, where: dict | None = None) -> tuple[int, ...]:
+    """An int or an n-tuple of ints as an n-tuple (kernel, stride, dilation...)."""
+    if isinstance(value, int):
+        return (value,) * n
+    if len(value) != n:
+        ctx.fail(f"`{name}` needs 1 or {n} values, found {len(value)}", name,
+                 f"{len(value)} values", code="E-VALUE")
+    return tuple(value)
+
+
+def positive(ctx: Ctx, values: tuple[int, ...], name: str, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if any(v < low for v in values):
+        ctx.fail(f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, found "
+                 f"{values if len(values) > 1 else values[0]}", name, "out of range",
+                 code="E-VALUE")
+
+
+def require_rank(ctx: Ctx, arg: str, t: TensorType, ranks: tuple[int, ...], what: str) -> None:
+    if t.rank not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        ctx.fail(f"expects a rank-{want} input {what}, found {t}", arg, f"rank {t.rank}")
+
+
+def norm_axis(ctx: Ctx, axis: int, rank: int, arg: str = "axis", extra: int = 0) -> int:
+    """A possibly negative axis as an index in [0, rank + extra)."""
+    n = rank + extra
+    if not -n <= axis < n:
+        ctx.fail(f"axis {axis} is out of range for a rank-{rank} tensor", arg,
+                 f"valid axes are {-n}..{n - 1}", code="E-VALUE")
+    return axis % n
+
+
+def conv_out(n, k: int, s: int, d: int, before: int, after: int):
+    """Output length of a convolution or pooling window (floor mode)."""
+    return (n + before + after - d * (k - 1) - 1) // s + 1
+
+
+def same_pads(n, k: int, s: int, d: int) -> tuple[int, int] | None:
+    """TensorFlow's "same" padding: (before, after), the odd pixel at the end. None when the
+    total depends on a symbolic size (only possible for stride > 1)."""
+    if isinstance(n, Dim) and s != 1:
+        return None
+    out = (n + s - 1) // s
+    total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(ctx: Ctx, padding, spatial: tuple, kernel, stride, dilation):
+    """Padding as an explicit ((before, after), ...) per spatial axis, or None per axis where
+    "same" depends on a symbolic size. Returns (pads, output sizes)."""
+    n = len(spatial)
+    if padding == "same":
+        pads = tuple(same_pads(x, k, s, d) for x, k, s, d in zip(spatial, kernel, stride, dilation))
+    elif padding == "valid":
+        pads = ((0, 0),) * n
+    else:
+        p = expand(ctx, padding, n, "padding")
+        positive(ctx, p, "padding", allow_zero=True)
+        pads = tuple((v, v) for v in p)
+    out = []
+    for x, k, s, d, pad in zip(spatial, kernel, stride, dilation, pads):
+        o = (x + s - 1) // s if pad is None else conv_out(x, k, s, d, *pad)
+        if isinstance(o, int) and o <= 0:
+            ctx.fail(f"the window (kernel {k}, dilation {d}) does not fit in a size-{x} input "
+                     "with this padding", "kernel" if "kernel" in ctx.spans else None,
+                     "window larger than the input")
+        out.append(o)
+    return pads, tuple(out)
+
+
+def broadcast(ctx: Ctx, a: TensorType, b: TensorType) -> tuple:
+    """NumPy broadcasting of two shapes."""
+    ra, rb = a.rank, b.rank
+    out = []
+    for i in range(max(ra, rb)):
+        da = a.shape[ra - 1 - i] if i < ra else 1
+        db = b.shape[rb - 1 - i] if i < rb else 1
+        if da == db or db == 1:
+            out.append(da)
+        elif da == 1:
+            out.append(db)
+        else:
+            axis = max(ra, rb) - 1 - i
+            ctx.fail(f"cannot broadcast {a} and {b}", label=f"dimension {axis}: {da} vs {db}")
+    return tuple(reversed(out))
+
+
+def same_dtype(ctx: Ctx, *types: TensorType) -> DType:
+    first = types[0].dtype
+    for t in types[1:]:
+        if t.dtype != first:
+            ctx.fail(f"mixes {first} and {t.dtype}", label=f"{first} vs {t.dtype}",
+                     code="E-DTYPE", notes=("convert one side with cast(x, \"...\")",))
+    return first
+
+
+def fan_in_init(fan_in: int) -> tuple[Init, Init]:
+    """PyTorch's default for Linear and Conv: weight kaiming_uniform(a=√5), bias ±1/√fan_in."""
+    return (Init("kaiming_uniform", (("a", SQRT5), ("fan_in", fan_in))),
+            Init("uniform", (("bound", 1.0 / math.sqrt(fan_in)),)))
+
+
+def init_choice(ctx: Ctx, name: str | None, default: Init, fan_in: int, fan_out: int) -> Init:
+    """The initialiser an `init=` argument selects (None keeps the layer's default)."""
+    if name is None or name == "default":
+        return default
+    return {
+        "kaiming_uniform": Init("kaiming_uniform", (("a", 0.0), ("fan_in", fan_in))),
+        "kaiming_normal": Init("kaiming_normal", (("a", 0.0), ("fan_in", fan_in))),
+        "xavier_uniform": Init("xavier_uniform", (("fan_in", fan_in), ("fan_out", fan_out))),
+        "xavier_normal": Init("xavier_normal", (("fan_in", fan_in), ("fan_out", fan_out))),
+        "normal": Init("normal", (("std", 1.0),)),
+        "zeros": Init("zeros"),
+        "ones": Init("ones"),
+    }[name]
+
+
+INIT_CHOICES = ("default", "kaiming_uniform", "kaiming_normal", "xavier_uniform",
+                "xavier_normal", "normal", "zeros", "ones")

@@ -1,0 +1,172 @@
+"""Convolution layers: Conv1d/2d/3d and ConvTranspose2d (PyTorch layouts and names)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dualnet.ir.types import TensorType
+from dualnet.ops.common import (
+    INIT_CHOICES,
+    expand,
+    fan_in_init,
+    init_choice,
+    positive,
+    require_rank,
+    resolve_padding,
+    same_pads,
+)
+from dualnet.ops.registry import Ctx, OpDef, P, register, sig
+
+_CALL = sig(P("x", "tensor", dtypes="float"))
+
+
+def _channels(ctx: Ctx, x: TensorType, groups: int, out: int) -> int:
+    cin = x.shape[1]
+    if not isinstance(cin, int):
+        ctx.fail(f"the channel dimension must be known, found `{cin}`", "x",
+                 "symbolic channel count")
+    positive(ctx, (groups,), "groups")
+    positive(ctx, (out,), "out")
+    if cin % groups or out % groups:
+        ctx.fail(f"groups={groups} must divide both the {cin} input channels and the {out} "
+                 "output channels", "groups", "does not divide", code="E-VALUE")
+    return cin
+
+
+def _conv_rule(n: int):
+    def infer(ctx: Ctx) -> list[TensorType]:
+        x, cfg = ctx.inputs["x"], ctx.config
+        require_rank(ctx, "x", x, (n + 2,), "[B, C" + ", spatial" * n + "]")
+        out, groups = cfg["out"], cfg["groups"]
+        cin = _channels(ctx, x, groups, out)
+        k = expand(ctx, cfg["kernel"], n, "kernel")
+        s = expand(ctx, cfg["stride"], n, "stride")
+        d = expand(ctx, cfg["dilation"], n, "dilation")
+        for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
+            positive(ctx, v, name)
+        pads, spatial = resolve_padding(ctx, cfg["padding"], x.shape[2:], k, s, d)
+        cfg.update(in_channels=cin, kernel=k, stride=s, dilation=d, pads=pads)
+        fan_in = cin // groups * math.prod(k)
+        w_init, b_init = fan_in_init(fan_in)
+        w_init = init_choice(ctx, cfg["init"], w_init, fan_in, out // groups * math.prod(k))
+        ctx.param("weight", (out, cin // groups, *k), w_init)
+        if cfg["bias"]:
+            ctx.param("bias", (out,), b_init)
+        return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
+
+    return infer
+
+
+def conv_reference(x, w, b, stride, pads, dilation, groups):
+    """N-d cross-correlation as ONNX Conv defines it."""
+    n = x.ndim - 2
+    x = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pads])
+    ksize = w.shape[2:]
+    out_sizes = [(x.shape[2 + i] - dilation[i] * (ksize[i] - 1) - 1) // stride[i] + 1
+                 for i in range(n)]
+    batch, cin = x.shape[:2]
+    cout = w.shape[0]
+    cg, og = cin // groups, cout // groups
+    out = np.zeros((batch, cout, *out_sizes), dtype=np.result_type(x, w))
+    for kidx in np.ndindex(*ksize):
+        window = tuple(slice(kidx[i] * dilation[i],
+                             kidx[i] * dilation[i] + stride[i] * (out_sizes[i] - 1) + 1,
+                             stride[i]) for i in range(n))
+        patch = x[(slice(None), slice(None), *window)]
+        for g in range(groups):
+            wk = w[(slice(g * og, (g + 1) * og), slice(None), *kidx)]
+            out[:, g * og:(g + 1) * og] += np.einsum("nc...,oc->no...",
+                                                     patch[:, g * cg:(g + 1) * cg], wk)
+    if b is not None:
+        out += b.reshape(1, -1, *([1] * n))
+    return out
+
+
+def _conv_ref(inputs, attrs, params):
+    pads = attrs["pads"]
+    if any(p is None for p in pads):  # "same" on a symbolic size: resolve from the data
+        pads = tuple(same_pads(inputs["x"].shape[2 + i], k, s, d)
+                     for i, (k, s, d) in enumerate(zip(attrs["kernel"], attrs["stride"],
+                                                       attrs["dilation"], strict=True)))
+    return [conv_reference(inputs["x"], params["weight"], params.get("bias"), attrs["stride"],
+                           pads, attrs["dilation"], attrs["groups"])]
+
+
+def _conv_construct(extra: tuple[P, ...] = ()):
+    return sig(P("out", "int"), P("kernel", "ints"), P("stride", "ints", 1),
+               P("padding", "padding", 0), *extra, P("dilation", "ints", 1),
+               P("groups", "int", 1), P("bias", "bool", True),
+               P("init", "str", None, choices=INIT_CHOICES))
+
+
+for _n in (1, 2, 3):
+    register(OpDef(
+        name=f"Conv{_n}d", signature=_CALL, construct=_conv_construct(),
+        infer=_conv_rule(_n), reference=_conv_ref, differentiable=("x",), category="conv",
+        doc=f"{_n}-d convolution over [B, C, ...]; weight [out, in/groups, *kernel]."))
+
+
+def _convt_infer(ctx: Ctx) -> list[TensorType]:
+    x, cfg = ctx.inputs["x"], ctx.config
+    require_rank(ctx, "x", x, (4,), "[B, C, H, W]")
+    out, groups = cfg["out"], cfg["groups"]
+    cin = _channels(ctx, x, groups, out)
+    k, s, d = (expand(ctx, cfg[a], 2, a) for a in ("kernel", "stride", "dilation"))
+    for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
+        positive(ctx, v, name)
+    if cfg["padding"] in ("same", "valid"):
+        ctx.fail("takes explicit integer padding (PyTorch's meaning)", "padding",
+                 "use an int or a tuple", code="E-VALUE")
+    p = expand(ctx, cfg["padding"], 2, "padding")
+    op = expand(ctx, cfg["output_padding"], 2, "output_padding")
+    positive(ctx, p + op, "padding", allow_zero=True)
+    if any(o >= max(si, di) for o, si, di in zip(op, s, d, strict=True)):
+        ctx.fail("output_padding must be smaller than the stride or the dilation",
+                 "output_padding", "too large", code="E-VALUE")
+    spatial = tuple((n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+                    for n, si, pi, di, ki, oi in zip(x.shape[2:], s, p, d, k, op, strict=True))
+    cfg.update(in_channels=cin, kernel=k, stride=s, dilation=d, pads=tuple((v, v) for v in p),
+               output_padding=op)
+    # PyTorch computes fan_in from weight.size(1) * prod(kernel) = out/groups * prod(k).
+    fan_in = out // groups * math.prod(k)
+    w_init, b_init = fan_in_init(fan_in)
+    w_init = init_choice(ctx, cfg["init"], w_init, fan_in, cin // groups * math.prod(k))
+    ctx.param("weight", (cin, out // groups, *k), w_init)
+    if cfg["bias"]:
+        ctx.param("bias", (out,), b_init)
+    return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
+
+
+def _convt_ref(inputs, attrs, params):
+    """Transposed convolution as the gradient of Conv: scatter each input pixel's kernel."""
+    x, w, b = inputs["x"], params["weight"], params.get("bias")
+    (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
+    (ph, _), (pw, _) = attrs["pads"]
+    oph, opw = attrs["output_padding"]
+    groups = attrs["groups"]
+    batch, cin, h, wd = x.shape
+    og, cg = w.shape[1], cin // groups
+    kh, kw = w.shape[2:]
+    full_h = (h - 1) * sh + dh * (kh - 1) + 1 + oph
+    full_w = (wd - 1) * sw + dw * (kw - 1) + 1 + opw
+    full = np.zeros((batch, og * groups, full_h, full_w), dtype=np.result_type(x, w))
+    for i in range(kh):
+        for j in range(kw):
+            for g in range(groups):
+                contrib = np.einsum("nchw,co->nohw", x[:, g * cg:(g + 1) * cg],
+                                    w[g * cg:(g + 1) * cg, :, i, j])
+                full[:, g * og:(g + 1) * og, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                     j * dw:j * dw + sw * (wd - 1) + 1:sw] += contrib
+    out = full[:, :, ph:full_h - ph, pw:full_w - pw]
+    if b is not None:
+        out = out + b.reshape(1, -1, 1, 1)
+    return [out]
+
+
+register(OpDef(
+    name="ConvTranspose2d", signature=_CALL,
+    construct=_conv_construct((P("output_padding", "ints", 0),)),
+    infer=_convt_infer, reference=_convt_ref, differentiable=("x",), category="conv",
+    doc="2-d transposed convolution; weight [in, out/groups, kh, kw]; PyTorch's padding."))

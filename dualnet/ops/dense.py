@@ -1,0 +1,78 @@
+"""Linear, Embedding, Dropout and Identity."""
+
+from __future__ import annotations
+
+from dualnet.ir.graph import Init
+from dualnet.ir.types import DType, TensorType
+from dualnet.ops.common import INIT_CHOICES, fan_in_init, init_choice, positive
+from dualnet.ops.registry import Ctx, OpDef, P, register, sig
+
+
+def _linear_infer(ctx: Ctx) -> list[TensorType]:
+    x, cfg = ctx.inputs["x"], ctx.config
+    if x.rank < 1:
+        ctx.fail(f"expects an input with a feature axis, found {x}", "x", "rank 0")
+    fin = x.shape[-1]
+    if not isinstance(fin, int):
+        ctx.fail(f"the input feature size must be known, found `{fin}`", "x",
+                 "symbolic last dimension")
+    positive(ctx, (cfg["out"],), "out")
+    cfg["in_features"] = fin
+    w_init, b_init = fan_in_init(fin)
+    ctx.param("weight", (cfg["out"], fin), init_choice(ctx, cfg["init"], w_init, fin, cfg["out"]))
+    if cfg["bias"]:
+        ctx.param("bias", (cfg["out"],), b_init)
+    return [x.with_shape((*x.shape[:-1], cfg["out"]))]
+
+
+def _linear_ref(inputs, attrs, params):
+    y = inputs["x"] @ params["weight"].T
+    return [y + params["bias"] if "bias" in params else y]
+
+
+register(OpDef(
+    name="Linear", signature=sig(P("x", "tensor", dtypes="float")),
+    construct=sig(P("out", "int"), P("bias", "bool", True),
+                  P("init", "str", None, choices=INIT_CHOICES)),
+    infer=_linear_infer, reference=_linear_ref, differentiable=("x",), category="dense",
+    doc="y = x Wᵀ + b on the last axis; weight [out, in]."))
+
+
+def _embedding_infer(ctx: Ctx) -> list[TensorType]:
+    ids, cfg = ctx.inputs["ids"], ctx.config
+    positive(ctx, (cfg["vocab"], cfg["dim"]), "vocab")
+    ctx.param("weight", (cfg["vocab"], cfg["dim"]),
+              init_choice(ctx, cfg["init"], Init("normal", (("std", 1.0),)), cfg["vocab"],
+                          cfg["dim"]))
+    return [TensorType(DType.f32, (*ids.shape, cfg["dim"]))]
+
+
+register(OpDef(
+    name="Embedding", signature=sig(P("ids", "tensor", dtypes="int")),
+    construct=sig(P("vocab", "int"), P("dim", "int"),
+                  P("init", "str", None, choices=INIT_CHOICES)),
+    infer=_embedding_infer,
+    reference=lambda inputs, attrs, params: [params["weight"][inputs["ids"]]],
+    category="dense", doc="Table lookup: ids [...] → [..., dim]; weight [vocab, dim], N(0, 1)."))
+
+
+def _dropout_infer(ctx: Ctx) -> list[TensorType]:
+    if not 0.0 <= ctx.config["p"] < 1.0:
+        ctx.fail(f"`p` must be in [0, 1), found {ctx.config['p']}", "p", "out of range",
+                 code="E-VALUE")
+    return [ctx.inputs["x"]]
+
+
+register(OpDef(
+    name="Dropout", signature=sig(P("x", "tensor", dtypes="float")),
+    construct=sig(P("p", "float", 0.5)), infer=_dropout_infer,
+    reference=lambda inputs, attrs, params: [inputs["x"]],  # inference mode
+    differentiable=("x",), category="dense",
+    doc="Zeroes elements with probability p while training (scaled by 1/(1-p)); identity "
+        "in inference mode."))
+
+register(OpDef(
+    name="Identity", signature=sig(P("x", "tensor")), construct=sig(),
+    infer=lambda ctx: [ctx.inputs["x"]],
+    reference=lambda inputs, attrs, params: [inputs["x"]], differentiable=("x",),
+    category="dense", doc="Returns its input."))

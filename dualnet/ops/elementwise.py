@@ -1,0 +1,187 @@
+"""Element-wise ops: activations, unary math, arithmetic and comparisons (NumPy
+broadcasting), where, clamp, cast and stop_gradient."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dualnet.ir.types import DType, TensorType
+from dualnet.ops.common import broadcast, same_dtype
+from dualnet.ops.registry import Ctx, OpDef, P, register, sig
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _gelu(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    return (0.5 * x * (1 + _erf(x / np.sqrt(2)))).astype(x.dtype)
+
+
+def _softplus(x, beta, threshold):
+    return np.where(x * beta > threshold, x, np.log1p(np.exp(np.minimum(x * beta, threshold)))
+                    / beta).astype(x.dtype)
+
+
+# name: (reference, attribute parameters, input dtypes, differentiable, doc)
+_UNARY = {
+    "relu": (lambda x: np.maximum(x, 0), (), "float", True, "max(x, 0)"),
+    "gelu": (lambda x, approximate: _gelu(x, approximate),
+             (P("approximate", "str", "none", choices=("none", "tanh")),), "float", True,
+             'x·Φ(x); approximate="tanh" uses the tanh formula'),
+    "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), (), "float", True, "1 / (1 + e^-x)"),
+    "tanh": (np.tanh, (), "float", True, "hyperbolic tangent"),
+    "silu": (lambda x: x / (1 + np.exp(-x)), (), "float", True, "x·sigmoid(x)"),
+    "leaky_relu": (lambda x, slope: np.where(x >= 0, x, x * slope).astype(x.dtype),
+                   (P("slope", "float", 0.01),), "float", True, "x if x ≥ 0 else slope·x"),
+    "elu": (lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+            .astype(x.dtype), (P("alpha", "float", 1.0),), "float", True,
+            "x if x > 0 else alpha·(e^x − 1)"),
+    "softplus": (_softplus, (P("beta", "float", 1.0), P("threshold", "float", 20.0)),
+                 "float", True, "log(1 + e^(beta·x)) / beta, linear above threshold"),
+    "exp": (np.exp, (), "float", True, "e^x"),
+    "log": (np.log, (), "float", True, "natural logarithm"),
+    "sqrt": (np.sqrt, (), "float", True, "square root"),
+    "rsqrt": (lambda x: 1 / np.sqrt(x), (), "float", True, "1 / √x"),
+    "abs": (np.abs, (), "number", True, "absolute value"),
+    "neg": (np.negative, (), "number", True, "−x (the unary minus)"),
+    "round": (np.round, (), "float", False, "round half to even (not differentiable)"),
+    "floor": (np.floor, (), "float", False, "round down (not differentiable)"),
+}
+
+
+def _same_type(ctx: Ctx) -> list[TensorType]:
+    return [ctx.inputs["x"]]
+
+
+def _unary_reference(fn, attr_names):
+    def reference(inputs, attrs, params):
+        return [np.asarray(fn(inputs["x"], *(attrs[a] for a in attr_names)))
+                .astype(inputs["x"].dtype)]
+    return reference
+
+
+for _name, (_fn, _attrs, _dtypes, _diff, _doc) in _UNARY.items():
+    register(OpDef(
+        name=_name, signature=sig(P("x", "tensor", dtypes=_dtypes), *_attrs),
+        infer=_same_type, reference=_unary_reference(_fn, [a.name for a in _attrs]),
+        differentiable=("x",) if _diff else (), category="elementwise", doc=_doc))
+
+
+def _binary_infer(result: str):
+    def infer(ctx: Ctx) -> list[TensorType]:
+        a, b = ctx.inputs["a"], ctx.inputs["b"]
+        dtype = same_dtype(ctx, a, b)
+        if result == "float" and not dtype.is_float:
+            ctx.fail(f"needs floating-point operands, found {dtype}", label=f"{dtype}",
+                     code="E-DTYPE", notes=('cast(x, "f32") first',))
+        if result == "number" and dtype == DType.bool:
+            ctx.fail("cannot do arithmetic on bool tensors", label="bool", code="E-DTYPE")
+        out = DType.bool if result == "bool" else dtype
+        return [TensorType(out, broadcast(ctx, a, b))]
+
+    return infer
+
+
+# name: (NumPy function, operand/result dtype class, differentiable, symbol)
+_BINARY = {
+    "add": (np.add, "number", True, "+"),
+    "sub": (np.subtract, "number", True, "-"),
+    "mul": (np.multiply, "number", True, "*"),
+    "div": (np.divide, "float", True, "/"),
+    "pow": (np.power, "float", True, "**"),
+    "lt": (np.less, "bool", False, "<"),
+    "le": (np.less_equal, "bool", False, "<="),
+    "gt": (np.greater, "bool", False, ">"),
+    "ge": (np.greater_equal, "bool", False, ">="),
+    "eq": (np.equal, "bool", False, "=="),
+    "ne": (np.not_equal, "bool", False, "!="),
+}
+BINARY_SYMBOLS = {sym: name for name, (_, _, _, sym) in _BINARY.items()}
+
+
+def _binary_reference(fn):
+    def reference(inputs, attrs, params):
+        out = fn(inputs["a"], inputs["b"])
+        return [out if out.dtype == bool else out.astype(inputs["a"].dtype)]
+    return reference
+
+
+for _name, (_fn, _kind, _diff, _sym) in _BINARY.items():
+    register(OpDef(
+        name=_name, signature=sig(P("a", "tensor"), P("b", "tensor")),
+        infer=_binary_infer(_kind), reference=_binary_reference(_fn),
+        differentiable=("a", "b") if _diff else (), category="elementwise",
+        doc=f"a {_sym} b with NumPy broadcasting"))
+
+
+def _matmul_infer(ctx: Ctx) -> list[TensorType]:
+    a, b = ctx.inputs["a"], ctx.inputs["b"]
+    dtype = same_dtype(ctx, a, b)
+    if a.rank == 0 or b.rank == 0:
+        ctx.fail(f"needs operands of rank ≥ 1, found {a} and {b}")
+    sa = a.shape if a.rank > 1 else (1, *a.shape)
+    sb = b.shape if b.rank > 1 else (*b.shape, 1)
+    if sa[-1] != sb[-2]:
+        ctx.fail(f"cannot multiply {a} by {b}", label=f"inner sizes {sa[-1]} vs {sb[-2]}")
+    batch = broadcast(ctx, TensorType(dtype, sa[:-2]), TensorType(dtype, sb[:-2]))
+    shape = (*batch, *((sa[-2],) if a.rank > 1 else ()), *((sb[-1],) if b.rank > 1 else ()))
+    return [TensorType(dtype, shape)]
+
+
+register(OpDef(
+    name="matmul", signature=sig(P("a", "tensor", dtypes="number"),
+                                 P("b", "tensor", dtypes="number")),
+    infer=_matmul_infer, reference=lambda inputs, attrs, params: [inputs["a"] @ inputs["b"]],
+    differentiable=("a", "b"), category="elementwise",
+    doc="Matrix product with NumPy semantics (the `@` operator)."))
+
+
+def _where_infer(ctx: Ctx) -> list[TensorType]:
+    c, a, b = ctx.inputs["cond"], ctx.inputs["a"], ctx.inputs["b"]
+    dtype = same_dtype(ctx, a, b)
+    shape = broadcast(ctx, c, TensorType(dtype, broadcast(ctx, a, b)))
+    return [TensorType(dtype, shape)]
+
+
+register(OpDef(
+    name="where", signature=sig(P("cond", "tensor", dtypes="bool"), P("a", "tensor"),
+                                P("b", "tensor")),
+    infer=_where_infer,
+    reference=lambda inputs, attrs, params: [np.where(inputs["cond"], inputs["a"],
+                                                      inputs["b"])],
+    differentiable=("a", "b"), category="elementwise",
+    doc="a where cond is true, else b (broadcast)."))
+
+
+def _clamp_infer(ctx: Ctx) -> list[TensorType]:
+    lo, hi = ctx.attrs["lo"], ctx.attrs["hi"]
+    if lo is not None and hi is not None and lo > hi:
+        ctx.fail(f"lo ({lo:g}) is greater than hi ({hi:g})", "lo", code="E-VALUE")
+    return [ctx.inputs["x"]]
+
+
+register(OpDef(
+    name="clamp", signature=sig(P("x", "tensor", dtypes="number"), P("lo", "float", None),
+                                P("hi", "float", None)),
+    infer=_clamp_infer,
+    reference=lambda inputs, attrs, params: [np.clip(inputs["x"], attrs["lo"], attrs["hi"])
+                                             .astype(inputs["x"].dtype)],
+    differentiable=("x",), category="elementwise", doc="min(max(x, lo), hi)."))
+
+register(OpDef(
+    name="cast", signature=sig(P("x", "tensor"), P("dtype", "dtype")),
+    infer=lambda ctx: [ctx.inputs["x"].with_dtype(ctx.attrs["dtype"])],
+    reference=lambda inputs, attrs, params: [inputs["x"].astype(_NUMPY[attrs["dtype"]])],
+    differentiable=("x",), category="elementwise",
+    doc="Element type conversion; differentiable only between floating types."))
+
+register(OpDef(
+    name="stop_gradient", signature=sig(P("x", "tensor")), infer=_same_type,
+    reference=lambda inputs, attrs, params: [inputs["x"]], differentiable=(),
+    category="elementwise", doc="Identity whose gradient is zero: marks an intended cut."))
+
+_NUMPY = {DType.f16: np.float16, DType.bf16: np.float32, DType.f32: np.float32,
+          DType.f64: np.float64, DType.i32: np.int32, DType.i64: np.int64, DType.bool: np.bool_}

@@ -1,0 +1,163 @@
+"""Pooling: max and average pooling (1-d, 2-d), global and adaptive average pooling."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dualnet.ir.dims import Dim
+from dualnet.ir.types import TensorType
+from dualnet.ops.common import expand, positive, require_rank, resolve_padding, same_pads
+from dualnet.ops.registry import Ctx, OpDef, P, register, sig
+
+
+def _window_rule(n: int):
+    def infer(ctx: Ctx) -> list[TensorType]:
+        x, attrs = ctx.inputs["x"], ctx.attrs
+        require_rank(ctx, "x", x, (n + 2,), "[B, C" + ", spatial" * n + "]")
+        k = expand(ctx, attrs["kernel"], n, "kernel")
+        s = k if attrs["stride"] is None else expand(ctx, attrs["stride"], n, "stride")
+        positive(ctx, k + s, "kernel")
+        pads, spatial = resolve_padding(ctx, attrs["padding"], x.shape[2:], k, s, (1,) * n)
+        if any(p is not None and max(p) * 2 > kk for p, kk in zip(pads, k, strict=True)):
+            ctx.fail("padding must be at most half the kernel size", "padding", "too large",
+                     code="E-VALUE")
+        attrs.update(kernel=k, stride=s, pads=pads)
+        return [x.with_shape((*x.shape[:2], *spatial))]
+
+    return infer
+
+
+def _windows(x, kernel, stride, pads, fill):
+    """Yield every window offset's strided view of the padded input."""
+    n = len(kernel)
+    xp = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pads], constant_values=fill)
+    out = [(xp.shape[2 + i] - kernel[i]) // stride[i] + 1 for i in range(n)]
+    for kidx in np.ndindex(*kernel):
+        yield xp[(slice(None), slice(None), *(slice(kidx[i], kidx[i] + stride[i] * (out[i] - 1)
+                                                    + 1, stride[i]) for i in range(n)))]
+
+
+def _max_ref(inputs, attrs, params):
+    x = inputs["x"]
+    views = list(_windows(x, attrs["kernel"], attrs["stride"], _concrete_pads(x, attrs),
+                          -np.inf))
+    return [np.max(np.stack(views), axis=0).astype(x.dtype)]
+
+
+for _n in (1, 2):
+    register(OpDef(
+        name=f"max_pool{_n}d",
+        signature=sig(P("x", "tensor", dtypes="float"), P("kernel", "ints"),
+                      P("stride", "ints", None), P("padding", "padding", 0)),
+        infer=_window_rule(_n), reference=_max_ref, differentiable=("x",), category="pool",
+        doc="Maximum over each window; padding counts as −∞; stride defaults to kernel."))
+
+
+def _concrete_pads(x, attrs) -> tuple:
+    """Explicit pads; "same" on a symbolic size (stored as None) is resolved from the data."""
+    pads = attrs["pads"]
+    if all(p is not None for p in pads):
+        return pads
+    windows = zip(pads, attrs["kernel"], attrs["stride"], strict=True)
+    return tuple(same_pads(x.shape[2 + i], k, s, 1) if p is None else p
+                 for i, (p, k, s) in enumerate(windows))
+
+
+def _avg_ref(inputs, attrs, params):
+    x = inputs["x"]
+    k, s = attrs["kernel"], attrs["stride"]
+    pads = _concrete_pads(x, attrs)
+    total = sum(v.astype(np.float64) for v in _windows(x, k, s, pads, 0))
+    if attrs["count_include_pad"]:
+        count = float(math.prod(k))
+    else:  # the number of real (unpadded) elements under each window
+        ones = np.ones((1, 1, *x.shape[2:]))
+        count = sum(_windows(ones, k, s, pads, 0))
+    return [(total / count).astype(x.dtype)]
+
+
+for _n in (1, 2):
+    register(OpDef(
+        name=f"avg_pool{_n}d",
+        signature=sig(P("x", "tensor", dtypes="float"), P("kernel", "ints"),
+                      P("stride", "ints", None), P("padding", "padding", 0),
+                      P("count_include_pad", "bool", True)),
+        infer=_window_rule(_n), reference=_avg_ref, differentiable=("x",), category="pool",
+        doc="Mean over each window (ONNX AveragePool, floor mode); stride defaults to kernel; "
+            "count_include_pad=true divides by the kernel size, false by the number of "
+            "unpadded elements under the window."))
+
+
+def _global_avg_infer(ctx: Ctx) -> list[TensorType]:
+    x = ctx.inputs["x"]
+    if x.rank < 3:
+        ctx.fail(f"expects an input [B, C, spatial...] of rank ≥ 3, found {x}", "x",
+                 f"rank {x.rank}")
+    ctx.attrs["axes"] = tuple(range(2, x.rank))
+    return [x.with_shape(x.shape[:2])]
+
+
+register(OpDef(
+    name="global_avg_pool", signature=sig(P("x", "tensor", dtypes="float")),
+    infer=_global_avg_infer,
+    reference=lambda inputs, attrs, params: [
+        np.mean(inputs["x"], axis=tuple(range(2, inputs["x"].ndim))).astype(inputs["x"].dtype)],
+    differentiable=("x",), category="pool",
+    doc="Mean over every spatial axis: [B, C, ...] → [B, C] (ONNX GlobalAveragePool, then "
+        "the trailing 1s dropped)."))
+
+
+def adaptive_bins(n: int, out: int) -> tuple[tuple[int, int], ...]:
+    """PyTorch's adaptive pooling windows: [floor(i·n/out), ceil((i+1)·n/out))."""
+    return tuple(((i * n) // out, -((-(i + 1) * n) // out)) for i in range(out))
+
+
+def _adaptive_infer(ctx: Ctx) -> list[TensorType]:
+    x, size = ctx.inputs["x"], ctx.attrs["size"]
+    require_rank(ctx, "x", x, (4,), "[B, C, H, W]")
+    if isinstance(size, int | Dim) and not isinstance(size, bool):
+        size = (size, size)
+    if (not isinstance(size, tuple | list) or len(size) != 2
+            or not all(isinstance(v, int | Dim) and not isinstance(v, bool) for v in size)):
+        ctx.fail("`size` must be a size or a pair (h, w) of sizes", "size", "expected (h, w)",
+                 code="E-VALUE")
+    size = tuple(size)
+    bins = []
+    for axis, (n, o) in enumerate(zip(x.shape[2:], size, strict=True)):
+        if isinstance(o, int) and o <= 0:
+            ctx.fail(f"output sizes must be positive, found {o}", "size", "out of range",
+                     code="E-VALUE")
+        if o == n:
+            bins.append(tuple((i, i + 1) for i in range(n)) if isinstance(n, int) else None)
+        elif o == 1:
+            bins.append(((0, n),) if isinstance(n, int) else None)
+        elif isinstance(n, int) and isinstance(o, int):
+            bins.append(adaptive_bins(n, o))
+        else:
+            ctx.fail(f"needs a known input size to pool {n} into {o} (axis {axis + 2})", "x",
+                     "symbolic size", notes=("only an output equal to the input size, or 1, "
+                                             "works on a symbolic size",))
+    ctx.attrs.update(size=size, bins=tuple(bins))
+    return [x.with_shape((*x.shape[:2], *size))]
+
+
+def _adaptive_ref(inputs, attrs, params):
+    x = inputs["x"]
+    h, w = x.shape[2:]
+    oh, ow = (v if isinstance(v, int) else n for v, n in zip(attrs["size"], (h, w), strict=True))
+    out = np.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
+    for i, (h0, h1) in enumerate(adaptive_bins(h, oh)):
+        for j, (w0, w1) in enumerate(adaptive_bins(w, ow)):
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return [out]
+
+
+register(OpDef(
+    name="adaptive_avg_pool2d",
+    signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
+    infer=_adaptive_infer, reference=_adaptive_ref, differentiable=("x",), category="pool",
+    doc="PyTorch's adaptive average pooling to (h, w): output cell i averages rows "
+        "floor(i·H/h) .. ceil((i+1)·H/h) - 1; needs known H, W unless the output size is the "
+        "input size or 1. `bins` lists each axis's windows."))

@@ -1,0 +1,168 @@
+"""The op registry: each built-in defined once — signature, shape and dtype rule,
+differentiable inputs, parameters with initialisers, and a NumPy reference.
+
+Backends add their lowering to `OpDef.lowerings[backend]` (one row per op).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from dualnet.diagnostics import DualnetError, Span, error
+from dualnet.ir.graph import Init, ParamSpec
+from dualnet.ir.types import DType, TensorType
+
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+
+# Argument kinds a signature may name (checked and normalised by `dualnet.ops.coerce`).
+TENSOR_KINDS = ("tensor", "tensor?", "tensors")
+ATTR_KINDS = ("int", "float", "bool", "str", "ints", "dims", "dtype", "size", "padding", "any")
+
+
+@dataclass(frozen=True, slots=True)
+class P:
+    """One parameter of a signature."""
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple = ()  # allowed values for `str` kinds
+    dtypes: str = "any"  # for tensors: any | float | int | bool | number
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.kind in TENSOR_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    params: tuple[P, ...]
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def __str__(self) -> str:
+        parts = [p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}"
+                 for p in self.params]
+        return f"({', '.join(parts)})"
+
+
+def sig(*params: P) -> Signature:
+    return Signature(tuple(params))
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+@dataclass
+class Ctx:
+    """What a shape rule sees: input types, attributes, and a way to fail at the right place."""
+
+    op: OpDef
+    inputs: dict[str, Any]  # TensorType, list[TensorType] or None
+    attrs: dict[str, Any]  # call attributes (functions) — normalised by the rule in place
+    config: dict[str, Any]  # construction attributes (layers) — completed by the rule in place
+    spans: dict[str, Span]
+    span: Span | None
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    buffers: dict[str, ParamSpec] = field(default_factory=dict)
+
+    def fail(self, message: str, arg: str | None = None, label: str = "",
+             code: str = "E-SHAPE", notes: tuple[str, ...] = ()) -> NoReturn:
+        raise error(code, f"{self.op.name}: {message}", self.spans.get(arg, self.span) if arg
+                    else self.span, label, notes)
+
+    def param(self, name: str, shape: tuple, init: Init, dtype: DType = DType.f32,
+              trainable: bool = True) -> None:
+        self.params[name] = ParamSpec(self._static(name, shape), dtype, init, trainable)
+
+    def buffer(self, name: str, shape: tuple, init: Init, dtype: DType = DType.f32) -> None:
+        self.buffers[name] = ParamSpec(self._static(name, shape), dtype, init, False)
+
+    def _static(self, name: str, shape: tuple) -> tuple[int, ...]:
+        for d in shape:
+            if not isinstance(d, int):
+                self.fail(f"the size of `{name}` depends on the symbolic dimension `{d}`",
+                          label="parameter sizes must be known at compile time",
+                          notes=("give that dimension a concrete size in the model's "
+                                 "forward signature",))
+            if d <= 0:
+                self.fail(f"parameter `{name}` would have the empty size {list(shape)}",
+                          code="E-VALUE")
+        return tuple(shape)
+
+
+@dataclass
+class OpDef:
+    name: str
+    signature: Signature  # call signature: tensor inputs then attributes
+    infer: Callable[[Ctx], list[TensorType]]  # shape and dtype rule
+    reference: Callable[..., Any]  # NumPy reference: (inputs, attrs[, params]) -> outputs
+    differentiable: tuple[str, ...] = ()  # tensor inputs that carry gradients
+    construct: Signature | None = None  # layers only: the constructor's signature
+    category: str = "math"
+    doc: str = ""
+    n_outputs: Callable[[dict], int] | None = None  # ops whose result count depends on attrs
+    lowerings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_layer(self) -> bool:
+        return self.construct is not None
+
+    @property
+    def differentiable_anywhere(self) -> bool:
+        return bool(self.differentiable)
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    assert op.name not in REGISTRY, f"op {op.name} registered twice"
+    REGISTRY[op.name] = op
+    return op
+
+
+def suggest(name: str, candidates) -> str | None:
+    """The closest candidate for a misspelt name, if any is close enough."""
+    found = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_keyword(op_name: str, keyword: str, signature: Signature, span: Span) -> DualnetError:
+    hint = suggest(keyword, signature.names())
+    notes = [f"did you mean `{hint}`?"] if hint else []
+    notes.append(f"{op_name} takes {signature}")
+    return error("E-ARGS", f"{op_name} has no argument `{keyword}`", span, "unknown argument",
+                 notes)
+
+
+def run_rule(op: OpDef, inputs: dict[str, Any], attrs: dict[str, Any], spans: dict[str, Span],
+             span: Span | None, config: dict[str, Any] | None = None) -> tuple[list, Ctx]:
+    """Run an op's shape and dtype rule; every result size must stay below SIZE_LIMIT."""
+    from dualnet.ir.types import SIZE_LIMIT
+
+    ctx = Ctx(op, inputs, attrs, {} if config is None else config, spans, span)
+    outputs = op.infer(ctx)
+    for out in outputs:
+        for d in out.shape:
+            if isinstance(d, int) and d < 0:
+                ctx.fail(f"would produce the negative size {d} in {out}")
+        if out.static_numel() >= SIZE_LIMIT:
+            ctx.fail(f"result {out} has more than 2**62 elements", code="E-LIMIT",
+                     label="too large")
+    for spec in (*ctx.params.values(), *ctx.buffers.values()):
+        if spec.numel >= SIZE_LIMIT:
+            ctx.fail(f"a parameter of shape {list(spec.shape)} has more than 2**62 elements",
+                     code="E-LIMIT", label="too large")
+    return outputs, ctx

@@ -1,0 +1,618 @@
+"""Model instantiation and forward tracing: AST → typed, hierarchical IR.
+
+A model instance declares its layers at its first call (declarations may use the dimension
+names its forward signature binds), then its forward body is traced statement by statement
+into a `Graph`. An error in one statement is recorded and its targets become POISON, so
+independent errors further on are still found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualnet.diagnostics import Diagnostic, DualnetError, Span, error
+from dualnet.ir.dims import Dim
+from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
+from dualnet.ir.types import DType, TensorType
+from dualnet.ops import REGISTRY
+from dualnet.ops.binding import Arg, bind
+from dualnet.ops.registry import OpDef, run_rule
+from dualnet.semantics.evaluator import Evaluator, is_number
+from dualnet.semantics.loader import ModuleInfo
+from dualnet.semantics.scope import ModuleScope, Scope
+from dualnet.semantics.unify import fresh_type, unify
+from dualnet.semantics.values import (
+    POISON,
+    FunctionRef,
+    LayerHandle,
+    LayerSpec,
+    ModelRef,
+    ModelSpec,
+    PartialSpec,
+    SequentialSpec,
+    TensorValue,
+    describe_value,
+)
+from dualnet.syntax import ast
+
+_SCALAR_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+@dataclass(eq=False)
+class Frame:
+    """A model instance being checked: its declaration, hyperparameters and layers."""
+
+    ref: ModelRef
+    instance: ModelInstance
+    names: dict[str, Any]  # hyperparameters, then dims, layers and local constants
+    forward: ast.Forward
+    declared: bool = False
+    first_dims: dict[str, Any] = field(default_factory=dict)
+    graphs: dict[tuple, Graph | None] = field(default_factory=dict)  # None: failed
+
+
+class Checker:
+    def __init__(self):
+        self.diagnostics: list[Diagnostic] = []
+        self._consts: dict[tuple[int, str], Any] = {}
+        self._const_busy: set[tuple[int, str]] = set()
+        self._context: list[str] = []  # "in X, called with ..." notes, innermost last
+        self.sequential_graphs: dict[tuple, Graph] = {}
+
+    # -- diagnostics
+    def record(self, exc: DualnetError) -> None:
+        for d in exc.diagnostics:
+            notes = d.notes + ((self._context[-1],) if self._context else ())
+            self.diagnostics.append(Diagnostic(d.code, d.message, d.span, d.label, notes))
+
+    @staticmethod
+    def tensor_type(v: Any) -> TensorType | None:
+        return v.value.type if isinstance(v, TensorValue) else None
+
+    # -- constants and hyperparameters
+    def module_scope(self, module: ModuleInfo) -> ModuleScope:
+        return ModuleScope(module, self.eval_const)
+
+    def eval_const(self, module: ModuleInfo, decl: ast.Const) -> Any:
+        key = (id(module), decl.name.id)
+        if key in self._consts:
+            return self._consts[key]
+        if key in self._const_busy:
+            raise error("E-VALUE", f"constant `{decl.name.id}` depends on itself", decl.span)
+        self._const_busy.add(key)
+        try:
+            value = Evaluator(self, Scope({}, self.module_scope(module)), None).eval(decl.value)
+        finally:
+            self._const_busy.discard(key)
+        if not _is_plain(value):
+            raise error("E-TYPE", f"constant `{decl.name.id}` must be a number, string, bool "
+                        f"or tuple, found {describe_value(value)}", decl.value.span)
+        self._consts[key] = value
+        return value
+
+    def bind_hypers(self, ref: ModelRef, args: list[Arg], keywords: dict[str, Arg],
+                    span: Span) -> ModelSpec:
+        hypers = ref.model.hypers
+        if len(args) > len(hypers):
+            raise error("E-ARGS", f"{ref.name} takes {len(hypers)} hyperparameters, found "
+                        f"{len(args)} positional arguments", args[len(hypers)].span,
+                        "extra argument", [f"{ref.name}{_hyper_sig(ref)}"])
+        given = {h.name: a for h, a in zip(hypers, args, strict=False)}
+        for key, arg in keywords.items():
+            if key not in {h.name for h in hypers}:
+                from dualnet.ops.registry import suggest
+
+                hint = suggest(key, [h.name for h in hypers])
+                raise error("E-ARGS", f"{ref.name} has no hyperparameter `{key}`", arg.span,
+                            "unknown argument", [f"did you mean `{hint}`?"] if hint else
+                            [f"{ref.name}{_hyper_sig(ref)}"])
+            if key in given:
+                raise error("E-ARGS", f"hyperparameter `{key}` given twice", arg.span)
+            given[key] = arg
+        return ModelSpec(ref, self.hyper_values(ref, given, span), span)
+
+    def hyper_values(self, ref: ModelRef, given: dict[str, Arg], span: Span) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        scope = Scope(values, self.module_scope(ref.module))
+        for h in ref.model.hypers:
+            if h.name in given:
+                arg = given[h.name]
+                values[h.name] = self.check_hyper(ref, h, arg.value, arg.span)
+            elif h.default is not None:
+                default = Evaluator(self, scope, None).eval(h.default)
+                values[h.name] = self.check_hyper(ref, h, default, h.default.span)
+            else:
+                raise error("E-ARGS", f"{ref.name}: missing hyperparameter `{h.name}`", span,
+                            f"`{h.name}` is required", [f"{ref.name}{_hyper_sig(ref)}"])
+        return values
+
+    def check_hyper(self, ref: ModelRef, h: ast.Hyper, value: Any, span: Span) -> Any:
+        if value is POISON:
+            return value
+        ok, out = _check_scalar_type(h.type, value)
+        if ok is None:
+            raise error("E-TYPE", f"hyperparameter `{h.name}` has an unknown type",
+                        h.type.span, notes=["hyperparameter types are int, float, bool, str "
+                                            "and tuples of them"])
+        if not ok:
+            raise error("E-TYPE", f"{ref.name}: hyperparameter `{h.name}` expects "
+                        f"{_type_text(h.type)}, found {describe_value(value)}", span,
+                        f"expected {_type_text(h.type)}")
+        return out
+
+    # -- model instances
+    def new_frame(self, spec: ModelSpec, path: str) -> Frame:
+        model = spec.ref.model
+        forwards = [m for m in model.members if isinstance(m, ast.Forward)]
+        if not forwards:
+            raise error("E-MODEL", f"model `{spec.ref.name}` has no forward", model.name.span)
+        if len(forwards) > 1:
+            raise error("E-MODEL", f"model `{spec.ref.name}` has more than one forward",
+                        forwards[1].span, "second forward")
+        instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span)
+        return Frame(spec.ref, instance, dict(spec.hyper), forwards[0])
+
+    def entry_graph(self, frame: Frame) -> Graph | None:
+        """Trace the entry model with the symbolic types its signature declares."""
+        scope = Scope(frame.names, self.module_scope(frame.ref.module))
+        types = []
+        for arg in frame.forward.args:
+            if arg.type is None:
+                raise error("E-TYPE", f"the entry model's input `{arg.name}` needs a type",
+                            arg.span, "add a type such as f32[B, 3, H, W]")
+            types.append(fresh_type(arg.type, self.dim_lookup(scope)))
+        return self.trace(frame, types, [a.span for a in frame.forward.args],
+                          frame.forward.span)
+
+    def dim_lookup(self, scope: Scope):
+        """Names in dimensions: hyperparameters and constants give sizes; others are symbols."""
+        def lookup(name: str, span: Span):
+            found, value = scope.find(name)
+            if not found or isinstance(value, FunctionRef | ModelRef) or value is POISON:
+                return None
+            if isinstance(value, int | Dim) and not isinstance(value, bool):
+                return value
+            raise error("E-TYPE", f"`{name}` is {describe_value(value)}, not a size", span)
+        return lookup
+
+    def trace(self, frame: Frame, types: list[TensorType], spans: list[Span],
+              span: Span) -> Graph | None:
+        """Bind the forward signature, declare layers on first use, and trace the body."""
+        fwd = frame.forward
+        scope_outer = Scope(frame.names, self.module_scope(frame.ref.module))
+        dims: dict[str, Any] = {}
+        for arg, t, s in zip(fwd.args, types, spans, strict=True):
+            if arg.type is not None:
+                unify(arg.type, t, dims, self.dim_lookup(scope_outer), "E-SHAPE", s,
+                      f"argument `{arg.name}` of {frame.ref.name}")
+        key = tuple(types)
+        if key in frame.graphs:
+            return frame.graphs[key]
+        before = len(self.diagnostics)
+        if not frame.declared:
+            frame.names.update(dims)
+            frame.first_dims = dict(dims)
+            self.declare_layers(frame)
+            frame.declared = True
+        else:
+            for name, value in dims.items():
+                if name in frame.first_dims and frame.first_dims[name] != value:
+                    raise error("E-SHAPE", f"{frame.ref.name} `{frame.instance.path}` is called "
+                                f"again with {name} = {value}, but its layers were built for "
+                                f"{name} = {frame.first_dims[name]}", span,
+                                "different sizes on reuse")
+        graph = Graph(frame.instance, [])
+        tracer = Tracer(self, frame, graph)
+        local = Scope({}, Scope({**frame.names, **dims}, self.module_scope(frame.ref.module)))
+        for arg, t in zip(fwd.args, types, strict=True):
+            v = tracer.new_value(t, arg.name, arg.span)
+            graph.inputs.append(v)
+            local.names[arg.name] = TensorValue(v)
+        tracer.run_body(fwd.body, local, dims)
+        if len(self.diagnostics) > before or not graph.outputs:
+            frame.graphs[key] = None
+            return None
+        frame.instance.graphs.append(graph)
+        frame.graphs[key] = graph
+        return graph
+
+    def declare_layers(self, frame: Frame) -> None:
+        scope = Scope(frame.names, self.module_scope(frame.ref.module))
+        hypers = {h.name for h in frame.ref.model.hypers}
+        for member in frame.ref.model.members:
+            if not isinstance(member, ast.LayerDecl):
+                continue
+            name = member.name.id
+            if name in frame.names and (name in hypers or name in frame.instance.children
+                                        or name in frame.first_dims):
+                self.record(error("E-REDEFINED", f"`{name}` is already declared in "
+                                  f"{frame.ref.name}", member.name.span, "declared again"))
+                continue
+            try:
+                value = Evaluator(self, scope, None).eval(member.value)
+                frame.names[name] = self.declare(frame.instance, name, value, member)
+            except DualnetError as exc:
+                self.record(exc)
+                frame.names[name] = POISON
+
+    def declare(self, owner: ModelInstance, name: str, value: Any, member: ast.LayerDecl):
+        if value is POISON or _is_plain(value) or isinstance(value, Dim):
+            return value  # a local compile-time constant
+        if isinstance(value, FunctionRef):
+            value = PartialSpec(value.op, [], {}, member.value.span)
+        if isinstance(value, LayerHandle):
+            raise error("E-TYPE", f"`{name}` would be a second name for an existing layer",
+                        member.value.span, "already a layer",
+                        ["call the same layer twice to share its weights"])
+        if not isinstance(value, LayerSpec | ModelSpec | SequentialSpec | PartialSpec):
+            raise error("E-TYPE", f"`{name}` must be a layer or a constant, found "
+                        f"{describe_value(value)}", member.value.span)
+        return self.instantiate(owner, name, value)
+
+    def instantiate(self, owner: ModelInstance, name: str, spec: Any) -> LayerHandle:
+        path = f"{owner.path}.{name}" if owner.path else name
+        if isinstance(spec, LayerSpec | PartialSpec):
+            attrs = dict(spec.config) if isinstance(spec, LayerSpec) else {}
+            layer = LayerInstance(path, spec.op.name, attrs, spec.span)
+            owner.children[name] = layer
+            return LayerHandle(name, layer, spec)
+        if isinstance(spec, SequentialSpec):
+            seq = ModelInstance(path, "Sequential", {}, spec.span)
+            owner.children[name] = seq
+            handle = LayerHandle(name, seq)
+            handle.children = [self.instantiate(seq, str(i), child)
+                               for i, child in enumerate(spec.children)]
+            return handle
+        frame = self.new_frame(spec, path)
+        owner.children[name] = frame.instance
+        return LayerHandle(name, frame.instance, frame)
+
+
+class Tracer:
+    """Builds one graph: values, nodes, and the forward statements that produce them."""
+
+    def __init__(self, checker: Checker, frame: Frame | None, graph: Graph):
+        self.checker = checker
+        self.frame = frame
+        self.graph = graph
+        self._names: dict[str, int] = {}
+        self._ids = 0
+
+    # -- values and nodes
+    def new_value(self, t: TensorType, name: str, span: Span | None) -> Value:
+        n = self._names.get(name, 0)
+        self._names[name] = n + 1
+        self._ids += 1
+        return Value(self._ids, name if n == 0 else f"{name}_{n}", t, span)
+
+    def rename(self, v: Value, name: str) -> None:
+        """Give a freshly computed value the name it is assigned to."""
+        if v.name != name and not v.name.startswith(name + "_"):
+            n = self._names.get(name, 0)
+            self._names[name] = n + 1
+            v.name = name if n == 0 else f"{name}_{n}"
+
+    def add_node(self, kind: str, op: str, inputs: list[Value], names: tuple[str, ...],
+                 attrs: dict, out_types: list[TensorType], span: Span, target=None,
+                 callee=None):
+        outs = tuple(self.new_value(t, target or op, span) for t in out_types)
+        self.graph.nodes.append(Node(kind, op, tuple(inputs), attrs, outs, span, target,
+                                     callee, names))
+        wrapped = tuple(TensorValue(v) for v in outs)
+        return wrapped[0] if len(wrapped) == 1 else wrapped
+
+    def constant(self, value, dtype: DType, span: Span) -> TensorValue:
+        return self.add_node("constant", "constant", [], (), {"value": value},
+                             [TensorType(dtype, ())], span)
+
+    # -- ops and layers
+    def op(self, name: str, args: list[Arg], keywords: dict[str, Arg], span: Span):
+        """Apply a built-in function: bind, run its shape rule, add the node."""
+        outputs, ctx, node_inputs, names = self.run_op(REGISTRY[name], args, keywords, span)
+        return self.add_node("op", name, node_inputs, names, ctx.attrs, outputs, span)
+
+    def run_op(self, op: OpDef, args: list[Arg], keywords: dict[str, Arg], span: Span,
+               config: dict | None = None, config_spans: dict | None = None):
+        values, spans = bind(op.name, op.signature, args, keywords, span,
+                             self.checker.tensor_type)
+        inputs, node_inputs, names, attrs = self.split_inputs(op, values, spans)
+        outputs, ctx = run_rule(op, inputs, attrs, {**(config_spans or {}), **spans}, span,
+                                config)
+        return outputs, ctx, node_inputs, names
+
+    def split_inputs(self, op: OpDef, values: dict, spans: dict):
+        """Tensor arguments (constants made for scalars) apart from attributes."""
+        tensors = [v for p in op.signature.params if p.is_tensor
+                   for v in (values[p.name] if p.kind == "tensors" else [values[p.name]])
+                   if isinstance(v, TensorValue)]
+        inputs, node_inputs, names, attrs = {}, [], [], {}
+        for p in op.signature.params:
+            v = values[p.name]
+            if not p.is_tensor:
+                attrs[p.name] = v
+                continue
+            if is_number(v):
+                v = self.constant(v, _constant_dtype(v, tensors, spans[p.name]), spans[p.name])
+            items = v if p.kind == "tensors" else [v]
+            for i, item in enumerate(items):
+                if item is None:
+                    continue
+                node_inputs.append(item.value)
+                names.append(f"{p.name}.{i}" if p.kind == "tensors" else p.name)
+            inputs[p.name] = ([x.value.type for x in v] if p.kind == "tensors"
+                              else None if v is None else v.value.type)
+        return inputs, node_inputs, tuple(names), attrs
+
+    def call_layer(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
+                   span: Span):
+        target = handle.target
+        if isinstance(target, ModelInstance):
+            if target.definition == "Sequential":
+                return self.call_sequential(handle, args, keywords, span)
+            return self.call_model(handle, args, keywords, span)
+        spec = handle.spec
+        if isinstance(spec, PartialSpec):  # a function child of a Sequential
+            out = self.op(spec.op.name, [*args, *spec.args], {**spec.keywords, **keywords},
+                          span)
+            node = self.graph.nodes[-1]
+            node.kind, node.target = "layer", handle.name
+            if not target.built:
+                target.attrs, target.built = dict(node.attrs), True
+                target.output_types = tuple(v.type for v in node.outputs)
+            return out
+        op = REGISTRY[target.op]
+        outputs, ctx, node_inputs, names = self.run_op(op, args, keywords, span,
+                                                       dict(spec.config), spec.spans)
+        if not target.built:
+            target.attrs = ctx.config
+            target.params, target.buffers = ctx.params, ctx.buffers
+            target.output_types, target.built = tuple(outputs), True
+        else:
+            for pname, p in ctx.params.items():
+                if target.params[pname].shape != p.shape:
+                    raise error("E-SHAPE", f"layer `{target.path}` is called again with an "
+                                f"input that needs {pname} {list(p.shape)}, but it was built "
+                                f"with {list(target.params[pname].shape)}", span,
+                                "input differs from the first call",
+                                ["calling a layer twice shares its weights, so its input "
+                                 "sizes must agree"])
+        return self.add_node("layer", op.name, node_inputs, names, ctx.attrs, outputs, span,
+                             target=handle.name)
+
+    def call_sequential(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
+                        span: Span):
+        if len(args) != 1 or keywords:
+            raise error("E-ARGS", f"Sequential `{handle.target.path}` takes one tensor, found "
+                        f"{len(args) + len(keywords)} arguments", span,
+                        notes=["for layers with several inputs, iterate: "
+                               "`for layer in seq { h = layer(h, mask) }`"])
+        x = args[0]
+        if not isinstance(x.value, TensorValue):
+            raise error("E-TYPE", f"Sequential expects a tensor, found "
+                        f"{describe_value(x.value)}", x.span)
+        seq = handle.target
+        key = (id(seq), x.value.value.type)
+        cache = self.checker.sequential_graphs
+        graph = cache.get(key)
+        if graph is None:
+            graph = Graph(seq, [])
+            inner = Tracer(self.checker, None, graph)
+            v = inner.new_value(x.value.value.type, "x", x.span)
+            graph.inputs.append(v)
+            current = TensorValue(v)
+            for child in handle.children:
+                current = inner.call_layer(child, [Arg(current, x.span)], {}, span)
+                if current is POISON:
+                    return POISON
+                if not isinstance(current, TensorValue):
+                    raise error("E-TYPE", f"layer `{child.target.path}` returns several "
+                                "values and cannot be chained in a Sequential", span)
+            graph.outputs.append(current.value)
+            seq.graphs.append(graph)
+            cache[key] = graph
+        return self.add_node("call", "Sequential", [x.value.value], ("x",), {},
+                             [v.type for v in graph.outputs], span, target=handle.name,
+                             callee=graph)
+
+    def call_model(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
+                   span: Span):
+        frame: Frame = handle.spec
+        params = [a.name for a in frame.forward.args]
+        if len(args) > len(params):
+            raise error("E-ARGS", f"{frame.ref.name} takes {len(params)} inputs, found "
+                        f"{len(args)}", args[len(params)].span, "extra argument")
+        given = dict(zip(params, args, strict=False))
+        for key, arg in keywords.items():
+            if key not in params or key in given:
+                raise error("E-ARGS", f"{frame.ref.name}'s forward has no argument `{key}`"
+                            if key not in params else f"argument `{key}` given twice",
+                            arg.span)
+            given[key] = arg
+        missing = [p for p in params if p not in given]
+        if missing:
+            raise error("E-ARGS", f"{frame.ref.name}: missing input `{missing[0]}`", span,
+                        notes=[f"forward({', '.join(params)})"])
+        ordered = [given[p] for p in params]
+        for a in ordered:
+            if not isinstance(a.value, TensorValue):
+                raise error("E-TYPE", f"{frame.ref.name} expects tensors, found "
+                            f"{describe_value(a.value)}", a.span)
+        types = [a.value.value.type for a in ordered]
+        where = f"{frame.ref.name} `{frame.instance.path}`"
+        self.checker._context.append(f"in {where}, called with "
+                                     + ", ".join(str(t) for t in types))
+        try:
+            graph = self.checker.trace(frame, types, [a.span for a in ordered], span)
+        finally:
+            self.checker._context.pop()
+        if graph is None:
+            return POISON
+        return self.add_node("call", frame.ref.name, [a.value.value for a in ordered],
+                             tuple(params), {}, [v.type for v in graph.outputs], span,
+                             target=handle.name, callee=graph)
+
+    # -- statements
+    def run_body(self, body: tuple, scope: Scope, dims: dict) -> None:
+        """Trace a forward body, recording errors."""
+        before = len(self.checker.diagnostics)
+        returned = self.block(body, scope, dims)
+        if returned is None and len(self.checker.diagnostics) == before:
+            self.checker.record(error("E-MODEL", f"forward of {self.frame.ref.name} has no "
+                                      "return", self.frame.forward.span, "no return"))
+
+    def block(self, body: tuple, scope: Scope, dims: dict):
+        for i, stmt in enumerate(body):
+            try:
+                result = self.statement(stmt, scope, dims)
+            except DualnetError as exc:
+                self.checker.record(exc)
+                for name in _targets(stmt):
+                    scope.names[name] = POISON
+                continue
+            if result is not None:
+                if i + 1 < len(body):
+                    self.checker.record(error("E-MODEL", "statement after return is never "
+                                              "reached", body[i + 1].span, "unreachable"))
+                return result
+        return None
+
+    def statement(self, stmt, scope: Scope, dims: dict):
+        ev = Evaluator(self.checker, scope, self)
+        if isinstance(stmt, ast.Assign):
+            value = ev.eval(stmt.value)
+            self.assign(stmt, [t.id for t in stmt.targets], value, scope)
+        elif isinstance(stmt, ast.Annotated):
+            value = ev.eval(stmt.value)
+            if isinstance(value, TensorValue):
+                unify(stmt.type, value.value.type, dims, self.checker.dim_lookup(scope),
+                      "E-ANNOTATION", stmt.value.span, f"`{stmt.target.id}`")
+                scope.names.update({k: v for k, v in dims.items() if k not in scope.names})
+            elif value is not POISON:
+                raise error("E-ANNOTATION", f"`{stmt.target.id}` is annotated as a tensor but "
+                            f"is {describe_value(value)}", stmt.value.span)
+            self.assign(stmt, [stmt.target.id], value, scope)
+        elif isinstance(stmt, ast.Return):
+            return self.do_return(stmt, ev, scope, dims)
+        elif isinstance(stmt, ast.For):
+            iterable = ev.eval(stmt.iterable)
+            if iterable is POISON:
+                return None
+            for item in ev.iteration_items(iterable, stmt.iterable.span):
+                scope.names[stmt.var.id] = item
+                result = self.block(stmt.body, scope, dims)
+                if result is not None:
+                    return result
+        elif isinstance(stmt, ast.If):
+            cond = ev.eval(stmt.cond)
+            if cond is POISON:
+                return None
+            branch = stmt.body if ev.want_bool(cond, stmt.cond.span, "`if`") else stmt.orelse
+            return self.block(branch, scope, dims)
+        return None
+
+    def assign(self, stmt, targets: list[str], value, scope: Scope) -> None:
+        if len(targets) == 1:
+            scope.names[targets[0]] = value
+            if isinstance(value, TensorValue):
+                self.rename(value.value, targets[0])
+            return
+        if value is POISON:
+            for t in targets:
+                scope.names[t] = POISON
+            return
+        if not isinstance(value, tuple | list) or len(value) != len(targets):
+            count = len(value) if isinstance(value, tuple | list) else 1
+            raise error("E-ARGS", f"cannot unpack {count} value{'s' * (count != 1)} into "
+                        f"{len(targets)} names", stmt.value.span,
+                        f"{count} value{'s' * (count != 1)}")
+        for t, v in zip(targets, value, strict=True):
+            scope.names[t] = v
+            if isinstance(v, TensorValue):
+                self.rename(v.value, t)
+
+    def do_return(self, stmt: ast.Return, ev: Evaluator, scope: Scope, dims: dict):
+        values = [ev.eval(v) for v in stmt.values]
+        if not values:
+            raise error("E-MODEL", "forward must return at least one tensor", stmt.span)
+        if any(v is POISON for v in values):
+            return values
+        for v, src in zip(values, stmt.values, strict=True):
+            if not isinstance(v, TensorValue):
+                raise error("E-TYPE", f"forward returns tensors, found {describe_value(v)}",
+                            src.span)
+        declared = self.frame.forward.returns
+        if declared is not None:
+            items = (declared.items if isinstance(declared, ast.TupleTypeExpr)
+                     else (declared,))
+            if len(items) != len(values):
+                raise error("E-ANNOTATION", f"forward is declared to return {len(items)} "
+                            f"value{'s' * (len(items) != 1)}, found {len(values)}", stmt.span)
+            for texpr, v, src in zip(items, values, stmt.values, strict=True):
+                unify(texpr, v.value.type, dims, self.checker.dim_lookup(scope),
+                      "E-ANNOTATION", src.span, "the result")
+        self.graph.outputs.extend(v.value for v in values)
+        return values
+
+
+def _targets(stmt) -> list[str]:
+    if isinstance(stmt, ast.Assign):
+        return [t.id for t in stmt.targets]
+    if isinstance(stmt, ast.Annotated):
+        return [stmt.target.id]
+    return []
+
+
+def _constant_dtype(value, tensors: list[TensorValue], span: Span) -> DType:
+    """A scalar next to tensors takes the dtype of the first non-bool tensor."""
+    for t in tensors:
+        dtype = t.value.type.dtype
+        if dtype == DType.bool:
+            continue
+        if isinstance(value, float) and not dtype.is_float:
+            raise error("E-DTYPE", f"cannot combine a {dtype} tensor with the float {value:g}",
+                        span, "float scalar", ['cast the tensor first: cast(x, "f32")'])
+        return dtype
+    return DType.f32 if isinstance(value, float) else DType.i64
+
+
+def _is_plain(v) -> bool:
+    if isinstance(v, tuple | list):
+        return all(_is_plain(x) for x in v)
+    return isinstance(v, int | float | str | bool) or v is None
+
+
+def _check_scalar_type(texpr: ast.TypeExpr, value) -> tuple[bool | None, Any]:
+    if isinstance(texpr, ast.NamedType):
+        want = _SCALAR_TYPES.get(texpr.name)
+        if want is None:
+            return None, None
+        if want is float and is_number(value):
+            return True, float(value)
+        if want is int and isinstance(value, Dim):
+            return True, value
+        ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+        return ok, value
+    if isinstance(texpr, ast.TupleTypeExpr):
+        if not isinstance(value, tuple | list) or len(value) != len(texpr.items):
+            return False, None
+        out = []
+        for item_type, item in zip(texpr.items, value, strict=True):
+            ok, v = _check_scalar_type(item_type, item)
+            if not ok:
+                return ok, None
+            out.append(v)
+        return True, tuple(out)
+    return None, None
+
+
+def _type_text(texpr: ast.TypeExpr) -> str:
+    if isinstance(texpr, ast.NamedType):
+        return texpr.name
+    if isinstance(texpr, ast.TupleTypeExpr):
+        return "(" + ", ".join(_type_text(t) for t in texpr.items) + ")"
+    return "a tensor type"
+
+
+def _hyper_sig(ref: ModelRef) -> str:
+    return "(" + ", ".join(h.name for h in ref.model.hypers) + ")"

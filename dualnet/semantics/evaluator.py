@@ -1,0 +1,372 @@
+"""Expression evaluation. Compile-time values are computed here; tensor expressions become IR
+nodes through the `Tracer` of the forward body being checked (none outside forward)."""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any
+
+from dualnet.diagnostics import Span, error
+from dualnet.ir.dims import Dim, floordiv
+from dualnet.ops.binding import Arg, bind
+from dualnet.ops.elementwise import BINARY_SYMBOLS
+from dualnet.semantics.scope import Scope, namespace_member
+from dualnet.semantics.values import (
+    POISON,
+    Builtin,
+    FunctionRef,
+    LayerHandle,
+    LayerSpec,
+    LayerType,
+    ModelRef,
+    ModelSpec,
+    Namespace,
+    PartialSpec,
+    RangeValue,
+    SequentialSpec,
+    TensorValue,
+    describe_value,
+)
+from dualnet.syntax import ast
+
+if TYPE_CHECKING:
+    from dualnet.semantics.checker import Checker, Tracer
+
+MAX_UNROLL = 100_000
+INT_LIMIT = 2**63
+
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+            "==": operator.eq, "!=": operator.ne}
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def is_size(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, Dim)
+
+
+class Evaluator:
+    def __init__(self, checker: Checker, scope: Scope, tracer: Tracer | None):
+        self.checker = checker
+        self.scope = scope
+        self.tracer = tracer
+
+    def eval(self, expr: ast.Expr) -> Any:
+        return getattr(self, "_" + type(expr).__name__)(expr)
+
+    # -- atoms
+    def _Name(self, e: ast.Name):
+        return self.scope.lookup(e.id, e.span)
+
+    def _Literal(self, e: ast.Literal):
+        return e.value
+
+    def _TupleExpr(self, e: ast.TupleExpr):
+        items = tuple(self.eval(x) for x in e.items)
+        return POISON if POISON in items else items
+
+    def _ListExpr(self, e: ast.ListExpr):
+        items = [self.eval(x) for x in e.items]
+        return POISON if any(x is POISON for x in items) else items
+
+    def _Attribute(self, e: ast.Attribute):
+        base = self.eval(e.value)
+        if base is POISON:
+            return POISON
+        if isinstance(base, Namespace):
+            return namespace_member(base, e.name, e.span, self.checker.eval_const)
+        raise error("E-TYPE", f"{describe_value(base)} has no attribute `{e.name}`", e.span)
+
+    def _Generator(self, e: ast.Generator):
+        raise error("E-SYNTAX", "a generator is only allowed as the argument of Sequential",
+                    e.span)
+
+    # -- operators
+    def _Unary(self, e: ast.Unary):
+        v = self.eval(e.operand)
+        if v is POISON:
+            return POISON
+        if e.op == "not":
+            return not self.want_bool(v, e.operand.span, "`not`")
+        if isinstance(v, TensorValue):
+            return v if e.op == "+" else self.tracer.op("neg", [Arg(v, e.operand.span)], {},
+                                                         e.span)
+        if is_number(v) or isinstance(v, Dim):
+            return self.check_int(v if e.op == "+" else -v, e.span)
+        raise error("E-TYPE", f"unary `{e.op}` needs a number or a tensor, found "
+                    f"{describe_value(v)}", e.operand.span)
+
+    def _BoolOp(self, e: ast.BoolOp):
+        left = self.eval(e.left)
+        if left is POISON:
+            return POISON
+        left = self.want_bool(left, e.left.span, f"`{e.op}`")
+        if (e.op == "and" and not left) or (e.op == "or" and left):
+            return left
+        right = self.eval(e.right)
+        return POISON if right is POISON else self.want_bool(right, e.right.span, f"`{e.op}`")
+
+    def _Conditional(self, e: ast.Conditional):
+        cond = self.eval(e.cond)
+        if cond is POISON:
+            return POISON
+        return self.eval(e.then if self.want_bool(cond, e.cond.span, "`if`") else e.orelse)
+
+    def _Binary(self, e: ast.Binary):
+        left, right = self.eval(e.left), self.eval(e.right)
+        if left is POISON or right is POISON:
+            return POISON
+        if isinstance(left, TensorValue) or isinstance(right, TensorValue):
+            return self.tensor_binary(e, left, right)
+        if e.op in _COMPARE:
+            return self.compare(e, left, right)
+        return self.arith(e, left, right)
+
+    def tensor_binary(self, e: ast.Binary, left, right):
+        name = "matmul" if e.op == "@" else BINARY_SYMBOLS.get(e.op)
+        if name is None:
+            raise error("E-TYPE", f"operator `{e.op}` is not defined for tensors", e.span,
+                        notes=["tensor operators are + - * / ** @ and comparisons"])
+        for v, side in ((left, e.left), (right, e.right)):
+            if not isinstance(v, TensorValue) and not is_number(v):
+                raise error("E-TYPE", f"cannot apply `{e.op}` to {describe_value(v)}",
+                            side.span)
+        return self.tracer.op(name, [Arg(left, e.left.span), Arg(right, e.right.span)], {},
+                              e.span)
+
+    def compare(self, e: ast.Binary, left, right) -> bool:
+        if is_size(left) and is_size(right) and (isinstance(left, Dim) or isinstance(right, Dim)):
+            diff = left - right
+            if isinstance(diff, Dim):
+                if e.op in ("==", "!="):
+                    raise error("E-CONST", f"cannot decide `{left} {e.op} {right}` at compile "
+                                "time", e.span, "depends on symbolic dimensions",
+                                ["give the dimension a concrete size in the forward signature"])
+                raise error("E-CONST", f"cannot decide `{left} {e.op} {right}` at compile time",
+                            e.span, "depends on symbolic dimensions")
+            return _COMPARE[e.op](diff, 0)
+        if e.op in ("==", "!="):
+            return _COMPARE[e.op](left, right)
+        if (is_number(left) and is_number(right)) or (isinstance(left, str)
+                                                       and isinstance(right, str)):
+            return _COMPARE[e.op](left, right)
+        raise error("E-TYPE", f"cannot compare {describe_value(left)} with "
+                    f"{describe_value(right)}", e.span)
+
+    def arith(self, e: ast.Binary, left, right):
+        for v, side in ((left, e.left), (right, e.right)):
+            if not (is_number(v) or isinstance(v, Dim)):
+                raise error("E-TYPE", f"`{e.op}` needs numbers, found {describe_value(v)}",
+                            side.span)
+        symbolic = isinstance(left, Dim) or isinstance(right, Dim)
+        if symbolic and (isinstance(left, float) or isinstance(right, float)
+                         or e.op not in "+-*//"):
+            raise error("E-TYPE", f"`{e.op}` is not defined for symbolic dimensions", e.span,
+                        notes=["dimension arithmetic supports + - * //"])
+        try:
+            if e.op == "**":
+                return self.check_int(_power(left, right, e.span), e.span)
+            if e.op == "//":
+                result = floordiv(left, right) if symbolic or (
+                    isinstance(left, int) and isinstance(right, int)) else left // right
+            else:
+                result = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+                          "/": operator.truediv, "%": operator.mod}[e.op](left, right)
+        except ZeroDivisionError:
+            raise error("E-VALUE", "division by zero", e.right.span, "zero") from None
+        except OverflowError:
+            raise error("E-VALUE", "number out of range", e.span) from None
+        return self.check_int(result, e.span)
+
+    @staticmethod
+    def check_int(v, span: Span):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= INT_LIMIT:
+            raise error("E-VALUE", "integer does not fit in 64 bits", span, "too large")
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            raise error("E-VALUE", "number out of range", span)
+        return v
+
+    @staticmethod
+    def want_bool(v, span: Span, what: str) -> bool:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, TensorValue):
+            raise error("E-CONST", f"{what} needs a condition known at compile time, found "
+                        f"{describe_value(v)}", span, "a tensor",
+                        ["use where(cond, a, b) to choose between tensors element-wise"])
+        raise error("E-TYPE", f"{what} needs true or false, found {describe_value(v)}", span)
+
+    # -- calls
+    def _Pipe(self, e: ast.Pipe):
+        value = self.eval(e.value)
+        if value is POISON:
+            return POISON
+        first = Arg(value, e.value.span)
+        if isinstance(e.func, ast.Call):
+            return self.call(e.func, prepend=first, span=e.span)
+        callee = self.eval(e.func)
+        return self.apply(callee, [first], {}, e.span, e.func.span)
+
+    def _Call(self, e: ast.Call):
+        return self.call(e, None, e.span)
+
+    def call(self, e: ast.Call, prepend: Arg | None, span: Span):
+        callee = self.eval(e.func)
+        if callee is POISON:
+            return POISON
+        if e.args and isinstance(e.args[0], ast.Generator):
+            if callee != Builtin("Sequential"):
+                raise error("E-SYNTAX", "a generator is only allowed as the argument of "
+                            "Sequential", e.args[0].span)
+            return self.sequential_generator(e.args[0], e.span)
+        args = [] if prepend is None else [prepend]
+        args += [Arg(self.eval(a), a.span) for a in e.args]
+        keywords: dict[str, Arg] = {}
+        for kw in e.keywords:
+            if kw.name in keywords:
+                raise error("E-ARGS", f"argument `{kw.name}` given twice", kw.span)
+            keywords[kw.name] = Arg(self.eval(kw.value), kw.value.span)
+        if any(a.value is POISON for a in [*args, *keywords.values()]):
+            return POISON
+        return self.apply(callee, args, keywords, span, e.func.span)
+
+    def apply(self, callee, args: list[Arg], keywords: dict[str, Arg], span: Span,
+              callee_span: Span):
+        if callee is POISON:
+            return POISON
+        if isinstance(callee, FunctionRef):
+            if self.tracer is None:
+                return PartialSpec(callee.op, args, keywords, span)
+            return self.tracer.op(callee.op.name, args, keywords, span)
+        if isinstance(callee, LayerHandle):
+            if self.tracer is None:
+                raise error("E-MODEL", "layers are called in forward, not in the model body",
+                            span)
+            return self.tracer.call_layer(callee, args, keywords, span)
+        if isinstance(callee, LayerType | ModelRef) or callee == Builtin("Sequential"):
+            if self.tracer is not None:
+                raise error("E-MODEL", f"{describe_value(callee)} must be declared in the "
+                            "model body, not created in forward", span,
+                            notes=["declare it as `name = ...` above forward, then call it"])
+            if isinstance(callee, LayerType):
+                op = callee.op
+                config, spans = bind(op.name, op.construct, args, keywords, span,
+                                     self.checker.tensor_type)
+                return LayerSpec(op, config, spans, span)
+            if isinstance(callee, ModelRef):
+                return self.checker.bind_hypers(callee, args, keywords, span)
+            return self.sequential([a.value for a in args], keywords, span)
+        if callee == Builtin("range"):
+            return self.range(args, keywords, span)
+        raise error("E-TYPE", f"{describe_value(callee)} cannot be called", callee_span,
+                    "not callable")
+
+    def range(self, args: list[Arg], keywords: dict[str, Arg], span: Span) -> RangeValue:
+        if keywords or not 1 <= len(args) <= 3:
+            raise error("E-ARGS", "range takes 1 to 3 positional integers", span)
+        for a in args:
+            if not (isinstance(a.value, int) and not isinstance(a.value, bool)):
+                raise error("E-TYPE", f"range needs integers known at compile time, found "
+                            f"{describe_value(a.value)}", a.span)
+        values = [a.value for a in args]
+        start, stop, step = (0, values[0], 1) if len(values) == 1 else (*values, 1)[:3]
+        if step == 0:
+            raise error("E-VALUE", "range step must not be zero", args[2].span)
+        return RangeValue(start, stop, step)
+
+    def sequential(self, children: list, keywords: dict, span: Span) -> SequentialSpec:
+        if keywords:
+            raise error("E-ARGS", "Sequential takes layers as positional arguments", span)
+        for child in children:
+            self.check_child(child, span)
+        return SequentialSpec([c if not isinstance(c, FunctionRef)
+                               else PartialSpec(c.op, [], {}, span) for c in children], span)
+
+    def check_child(self, child, span: Span) -> None:
+        if not isinstance(child, LayerSpec | ModelSpec | SequentialSpec | PartialSpec
+                          | FunctionRef):
+            raise error("E-TYPE", f"Sequential children must be layers, found "
+                        f"{describe_value(child)}", span)
+
+    def sequential_generator(self, gen: ast.Generator, span: Span) -> SequentialSpec:
+        iterable = self.eval(gen.iterable)
+        if iterable is POISON:
+            return POISON
+        items = self.iteration_items(iterable, gen.iterable.span)
+        children = []
+        for item in items:
+            inner = Evaluator(self.checker, Scope({gen.var: item}, self.scope), self.tracer)
+            child = inner.eval(gen.element)
+            if child is POISON:
+                return POISON
+            self.check_child(child, gen.element.span)
+            children.append(child)
+        return self.sequential(children, {}, span)
+
+    def iteration_items(self, iterable, span: Span) -> list:
+        """The items a `for` iterates over; the count is checked before anything unrolls."""
+        if isinstance(iterable, RangeValue | list | tuple):
+            if len(iterable) > MAX_UNROLL:
+                raise error("E-LIMIT", f"loop of {len(iterable):,} iterations exceeds the "
+                            f"limit of {MAX_UNROLL:,}", span, "too many iterations",
+                            ["loops and Sequential generators are unrolled at compile time"])
+            return list(iterable)
+        if isinstance(iterable, LayerHandle) and iterable.children:
+            return list(iterable.children)
+        raise error("E-TYPE", f"cannot iterate over {describe_value(iterable)}", span,
+                    notes=["iterate over range(n), a list, or a Sequential layer"])
+
+    # -- indexing
+    def _Index(self, e: ast.Index):
+        base = self.eval(e.value)
+        if base is POISON:
+            return POISON
+        items = []
+        for item in e.items:
+            if isinstance(item, ast.Slice):
+                parts = [None if p is None else self.eval(p) for p in (item.start, item.stop,
+                                                                      item.step)]
+                for p, src in zip(parts, (item.start, item.stop, item.step), strict=True):
+                    if p is not None and not is_size(p):
+                        raise error("E-TYPE", f"slice bounds must be integers, found "
+                                    f"{describe_value(p)}", src.span)
+                items.append(slice(*parts))
+            else:
+                v = self.eval(item)
+                if not is_size(v):
+                    raise error("E-TYPE", f"an index must be an integer, found "
+                                f"{describe_value(v)}", item.span,
+                                notes=["indexing with tensors is not supported"])
+                items.append(v)
+        if isinstance(base, TensorValue):
+            return self.tracer.op("getitem", [Arg(base, e.value.span)],
+                                  {"items": Arg(tuple(items), e.span)}, e.span)
+        if isinstance(base, tuple | list) and len(items) == 1 and isinstance(items[0], int):
+            try:
+                return base[items[0]]
+            except IndexError:
+                raise error("E-VALUE", f"index {items[0]} is out of range for "
+                            f"{len(base)} items", e.span) from None
+        if isinstance(base, LayerHandle) and base.children and len(items) == 1 \
+                and isinstance(items[0], int):
+            try:
+                return base.children[items[0]]
+            except IndexError:
+                raise error("E-VALUE", f"index {items[0]} is out of range for a Sequential of "
+                            f"{len(base.children)} layers", e.span) from None
+        raise error("E-TYPE", f"cannot index {describe_value(base)}", e.span)
+
+
+def _power(base, exp, span: Span):
+    if isinstance(base, Dim) or isinstance(exp, Dim):
+        raise error("E-TYPE", "`**` is not defined for symbolic dimensions", span)
+    if isinstance(base, int) and isinstance(exp, int) and exp >= 0:
+        if base not in (0, 1, -1) and exp * max(abs(base).bit_length() - 1, 1) > 64:
+            raise error("E-VALUE", "integer does not fit in 64 bits", span, "too large")
+        return base**exp
+    result = float(base) ** float(exp)
+    if isinstance(result, complex):
+        raise error("E-VALUE", "a negative number to a fractional power", span)
+    return result

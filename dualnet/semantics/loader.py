@@ -1,0 +1,143 @@
+"""Loading source files and resolving imports: realpath containment and cycle detection."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
+from dualnet.syntax import ast
+from dualnet.syntax.parser import decode_source, parse
+
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class ModuleInfo:
+    """One parsed file and what it declares and imports (names → declarations)."""
+
+    path: Path
+    display: str
+    tree: ast.Module
+    consts: dict[str, ast.Const] = field(default_factory=dict)
+    models: dict[str, ast.Model] = field(default_factory=dict)
+    imported: dict[str, tuple[ModuleInfo, str, Span]] = field(default_factory=dict)
+    namespaces: dict[str, tuple[ModuleInfo, Span]] = field(default_factory=dict)
+    import_alls: list[ModuleInfo] = field(default_factory=list)
+
+
+class Loader:
+    """Parses files once each; imports resolve relative to the importing file and must stay
+    inside the root file's directory or an include directory."""
+
+    def __init__(self, include_dirs: tuple[str, ...] = ()):
+        self.include_dirs = [Path(os.path.realpath(d)) for d in include_dirs]
+        self.sources = SourceCache()
+        self.modules: dict[Path, ModuleInfo] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self._loading: list[Path] = []
+        self._roots: list[Path] = []
+        self._cwd = Path.cwd()
+
+    def display_name(self, path: Path) -> str:
+        try:
+            return os.path.relpath(path, self._cwd) if path.is_absolute() else str(path)
+        except ValueError:
+            return str(path)
+
+    def load_root(self, path: str) -> ModuleInfo:
+        real = Path(os.path.realpath(path))
+        self._roots = [real.parent, *self.include_dirs]
+        return self._load(real, self.display_name(Path(path).absolute()), None)
+
+    def _read(self, real: Path, display: str, span: Span | None) -> str:
+        try:
+            if real.stat().st_size > MAX_SOURCE_BYTES:
+                raise error("E-LIMIT", f"{display} is larger than 16 MiB", span)
+            data = real.read_bytes()
+        except OSError as exc:
+            raise error("E-IO", f"cannot read {display}: {exc.strerror or exc}", span) from None
+        text = decode_source(data, display)
+        self.sources.texts[display] = text
+        return text
+
+    def _load(self, real: Path, display: str, span: Span | None) -> ModuleInfo:
+        if real in self.modules:
+            return self.modules[real]
+        if real.is_dir():
+            raise error("E-IO", f"cannot read {display}: it is a directory", span)
+        text = self._read(real, display, span)
+        tree = parse(text, display)
+        info = ModuleInfo(real, display, tree)
+        self._loading.append(real)
+        try:
+            self._declare(info)
+        finally:
+            self._loading.pop()
+        self.modules[real] = info
+        return info
+
+    def _declare(self, info: ModuleInfo) -> None:
+        seen: dict[str, Span] = {}
+
+        def claim(name: str, span: Span) -> bool:
+            if name in seen:
+                self.diagnostics.append(Diagnostic(
+                    "E-REDEFINED", f"`{name}` is declared twice in {info.display}", span,
+                    "declared again here", (f"first declared at {seen[name]}",)))
+                return False
+            seen[name] = span
+            return True
+
+        for decl in info.tree.decls:
+            if isinstance(decl, ast.Const) and claim(decl.name.id, decl.name.span):
+                info.consts[decl.name.id] = decl
+            elif isinstance(decl, ast.Model) and claim(decl.name.id, decl.name.span):
+                info.models[decl.name.id] = decl
+            elif isinstance(decl, ast.Import):
+                try:
+                    self._import(info, decl, claim)
+                except DualnetError as exc:
+                    self.diagnostics.extend(exc.diagnostics)
+
+    def _import(self, info: ModuleInfo, decl: ast.Import, claim) -> None:
+        target = self._resolve(info, decl)
+        if target in self._loading:
+            chain = [self.display_name(p) for p in self._loading[self._loading.index(target):]]
+            raise error("E-IMPORT", "import cycle: " + " → ".join([*chain, chain[0]]),
+                        decl.path_span, "imported again here")
+        imported = self._load(target, self.display_name(target), decl.path_span)
+        if decl.names is not None:
+            for item in decl.names:
+                local = item.alias or item.name
+                if item.name not in imported.models and item.name not in imported.consts:
+                    from dualnet.ops.registry import suggest
+
+                    hint = suggest(item.name, [*imported.models, *imported.consts])
+                    raise error("E-IMPORT", f"{imported.display} declares no `{item.name}`",
+                                item.span, "not found",
+                                [f"did you mean `{hint}`?"] if hint else [])
+                if claim(local, item.span):
+                    info.imported[local] = (imported, item.name, item.span)
+        elif decl.alias is not None:
+            if claim(decl.alias, decl.span):
+                info.namespaces[decl.alias] = (imported, decl.span)
+        else:
+            info.import_alls.append(imported)
+
+    def _resolve(self, info: ModuleInfo, decl: ast.Import) -> Path:
+        if not decl.path or "\x00" in decl.path:
+            raise error("E-IMPORT", "empty or invalid import path", decl.path_span)
+        candidates = [info.path.parent / decl.path, *(d / decl.path for d in self.include_dirs)]
+        for candidate in candidates:
+            real = Path(os.path.realpath(candidate))
+            if real.is_file():
+                if not any(real.is_relative_to(root) for root in self._roots):
+                    raise error("E-IMPORT", f'import "{decl.path}" leaves the allowed '
+                                "directories", decl.path_span, "outside the search path",
+                                ["imports must stay inside the compiled file's directory "
+                                 "or a directory given with -I"])
+                return real
+        raise error("E-IMPORT", f'cannot find "{decl.path}"', decl.path_span, "no such file",
+                    [f"looked in {self.display_name(c.parent)}" for c in candidates[:3]])

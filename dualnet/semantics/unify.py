@@ -1,0 +1,128 @@
+"""Type annotations: evaluating dimension expressions and unifying them with actual types."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from dualnet.diagnostics import Span, error
+from dualnet.ir.dims import Dim, floordiv, substitute, sym, symbols_of
+from dualnet.ir.types import DTYPES, SIZE_LIMIT, TensorType
+from dualnet.syntax import ast
+
+_fresh = itertools.count(1)
+
+# A dimension pattern: a size expression over names (some maybe unbound), or None for `_`.
+Pattern = int | Dim | None
+
+
+def dim_pattern(expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | None]) -> Pattern:
+    """Evaluate a dimension expression; names that `lookup` doesn't know stay symbolic."""
+    if isinstance(expr, ast.DimInt):
+        return expr.value
+    if isinstance(expr, ast.DimAny):
+        return None
+    if isinstance(expr, ast.DimName):
+        known = lookup(expr.name, expr.span)
+        return sym(expr.name) if known is None else known
+    left, right = dim_pattern(expr.left, lookup), dim_pattern(expr.right, lookup)
+    if left is None or right is None:
+        raise error("E-TYPE", "`_` cannot be part of a dimension expression", expr.span)
+    try:
+        result = {"+": lambda: left + right, "-": lambda: left - right,
+                  "*": lambda: left * right, "//": lambda: floordiv(left, right)}[expr.op]()
+    except ZeroDivisionError:
+        raise error("E-VALUE", "division by zero in a dimension", expr.span) from None
+    if isinstance(result, int) and abs(result) >= SIZE_LIMIT:
+        raise error("E-LIMIT", "dimension exceeds 2**62", expr.span, "too large")
+    return result
+
+
+def tensor_pattern(texpr: ast.TypeExpr, lookup) -> tuple[str, list[Pattern]]:
+    if not isinstance(texpr, ast.TensorTypeExpr):
+        raise error("E-TYPE", "expected a tensor type such as f32[B, 3, H, W]", texpr.span)
+    if texpr.dtype not in DTYPES:
+        from dualnet.ops.registry import suggest
+
+        hint = suggest(texpr.dtype, DTYPES)
+        raise error("E-TYPE", f"unknown element type `{texpr.dtype}`", texpr.span,
+                    "not a dtype", [f"did you mean `{hint}`?" if hint else
+                                    "element types are " + ", ".join(DTYPES)])
+    dims = [dim_pattern(d, lookup) for d in texpr.dims]
+    for d, pat in zip(texpr.dims, dims):
+        if isinstance(pat, int) and pat < 0:
+            raise error("E-VALUE", f"negative dimension {pat}", d.span)
+    return texpr.dtype, dims
+
+
+def fresh_type(texpr: ast.TypeExpr, lookup) -> TensorType:
+    """The type of an entry-model input: unknown names become symbolic dims, `_` a fresh one."""
+    dtype, dims = tensor_pattern(texpr, lookup)
+    shape = tuple(sym(f"_{next(_fresh)}") if d is None else d for d in dims)
+    return TensorType(DTYPES[dtype], shape)
+
+
+def unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lookup,
+          code: str, span: Span, what: str) -> None:
+    """Match `actual` against the annotation, binding unbound dimension names into `env`."""
+    def lookup_env(name: str, s: Span):
+        return env[name] if name in env else lookup(name, s)
+
+    dtype, dims = tensor_pattern(texpr, lookup_env)
+    shown = _show_pattern(texpr)
+    if DTYPES[dtype] != actual.dtype:
+        raise error(code, f"{what} is declared {shown} but is {actual}", span,
+                    f"element type {dtype} vs {actual.dtype}")
+    if len(dims) != actual.rank:
+        raise error(code, f"{what} is declared {shown} but is {actual}", span,
+                    f"rank {len(dims)} vs {actual.rank}")
+    pending = [(axis, pat) for axis, pat in enumerate(dims) if pat is not None]
+    while pending:  # names bind first; expressions over them are solved or checked after
+        later = []
+        for axis, pat in pending:
+            pat = substitute(pat, env)
+            free = {name for name in symbols_of(pat) if name not in env}
+            here = actual.shape[axis]
+            if not free:
+                if pat != here:
+                    raise error(code, f"{what} is declared {shown} but is {actual}", span,
+                                f"dimension {axis}: {pat} vs {here}")
+            elif not (len(free) == 1 and _solve(pat, free.pop(), here, env)):
+                later.append((axis, pat))
+        if len(later) == len(pending):
+            axis, pat = later[0]
+            raise error(code, f"cannot infer the dimensions of {shown} from {actual}", span,
+                        f"dimension {axis}: cannot solve {pat} = {actual.shape[axis]}")
+        pending = later
+
+
+def _solve(pat: Dim, name: str, actual, env) -> bool:
+    """Bind `name` so that `pat == actual`, for patterns `k*name + c` (k divides exactly)."""
+    poly = dict(pat.terms)
+    k = poly.pop((name,), None)
+    if k is None or any(name in (a for a in mono if isinstance(a, str)) for mono in poly):
+        return False
+    rest = Dim._make(poly)
+    if any(isinstance(a, str) and a not in env for a in symbols_of(rest)):
+        return False
+    target = actual - rest
+    value = floordiv(target, k)
+    if value * k != target:
+        return False
+    env[name] = value
+    return True
+
+
+def _show_pattern(texpr: ast.TensorTypeExpr) -> str:
+    return f"{texpr.dtype}[{', '.join(_show_dim(d) for d in texpr.dims)}]"
+
+
+def _show_dim(d: ast.DimExpr) -> str:
+    if isinstance(d, ast.DimInt):
+        return str(d.value)
+    if isinstance(d, ast.DimName):
+        return d.name
+    if isinstance(d, ast.DimAny):
+        return "_"
+    return f"{_show_dim(d.left)} {d.op} {_show_dim(d.right)}"
+

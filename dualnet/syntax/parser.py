@@ -1,0 +1,360 @@
+"""Source text → AST. Lark's LALR parser builds a tree without recursion; converting it to the
+AST walks an explicit stack and refuses nesting deeper than MAX_DEPTH with a diagnostic."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from dualnet.diagnostics import DualnetError, Span, error
+from dualnet.syntax import ast
+
+MAX_DEPTH = 200  # nesting of expressions, statements and types
+INT_LIMIT = 2**63 - 1
+_FOLDERS = ("LPAR", "LSQB")
+_CLOSERS = ("RPAR", "RSQB")
+
+
+def grammar_text() -> str:
+    """The grammar: the wheel's packaged copy, or the source checkout's grammar/ folder."""
+    packaged = resources.files("dualnet").joinpath("dnet.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "grammar" / "dnet.lark").read_text("utf-8")
+
+
+class _NewlineFilter:
+    """Post-lexer: a newline inside ( ) or [ ] does not end a statement."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        for tok in stream:
+            if tok.type in _FOLDERS:
+                depth += 1
+            elif tok.type in _CLOSERS:
+                depth = max(0, depth - 1)
+            elif tok.type == "_NL" and depth:
+                continue
+            yield tok
+
+
+@functools.cache
+def _lark() -> Lark:
+    return Lark(grammar_text(), parser="lalr", lexer="contextual", postlex=_NewlineFilter(),
+                propagate_positions=True, maybe_placeholders=True, cache=True)
+
+
+def decode_source(data: bytes, file: str) -> str:
+    """UTF-8 decode with a located diagnostic for invalid bytes."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        span = Span(file, line, column, line, column + 1)
+        raise error("E-ENCODING", f"invalid UTF-8 byte 0x{data[exc.start]:02x}", span,
+                    "not UTF-8", ["dualnet source files must be UTF-8 encoded"]) from None
+
+
+def parse(text: str, file: str) -> ast.Module:
+    """Parse one source file into an `ast.Module`, raising DualnetError on bad input."""
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, file) from None
+    return _Converter(file).convert(tree)
+
+
+# ---------------------------------------------------------------- syntax errors
+
+_TERMINAL_NAMES = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "_NL": "a newline", "$END": "end of file", "COMP_OP": "a comparison",
+}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[name]
+    for term in _lark().terminals:
+        if term.name == name and term.pattern.type == "str":
+            return repr(term.pattern.value).replace("'", "`")
+    return name.lower()
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type == "_NL":
+        return "end of line"
+    return f"`{tok.value}`"
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
+        span = Span(file, exc.line, exc.column, exc.line, exc.column + 1)
+        return error("E-SYNTAX", f"unexpected character {char!r}", span, "not valid here")
+    expected = sorted({_describe_terminal(t) for t in getattr(exc, "expected", ()) or ()})
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        tok = exc.token
+        found = _describe_token(tok)
+        end_col = tok.end_column if tok.end_line == tok.line else tok.column + 1
+        span = Span(file, tok.line, tok.column, tok.line, max(end_col, tok.column + 1))
+    else:
+        found = "end of file"
+        lines = text.splitlines() or [""]
+        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+    shown = ", ".join(expected[:10]) + (", …" if len(expected) > 10 else "")
+    message = f"unexpected {found}" + (f", expected {shown}" if expected else "")
+    return error("E-SYNTAX", message, span, f"found {found}")
+
+
+# ---------------------------------------------------------------- tree → AST
+
+
+def _token_span(file: str, tok: Token) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+class _Converter:
+    """Bottom-up conversion with an explicit stack: no Python recursion on deep input."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def span(self, node: Tree | Token) -> Span:
+        if isinstance(node, Token):
+            return _token_span(self.file, node)
+        m = node.meta
+        if m.empty:
+            return Span(self.file, 1, 1, 1, 1)
+        return Span(self.file, m.line, m.column, m.end_line, m.end_column)
+
+    def convert(self, tree: Tree) -> ast.Module:
+        done: dict[int, object] = {}
+        stack: list[tuple[Tree, int]] = [(tree, 1)]
+        while stack:
+            node, depth = stack[-1]
+            pending = [c for c in node.children if isinstance(c, Tree) and id(c) not in done]
+            if pending:
+                if depth >= MAX_DEPTH:
+                    raise error("E-DEPTH", f"nesting deeper than {MAX_DEPTH} levels",
+                                self.span(pending[0]), "too deep",
+                                ["split the expression with intermediate names"])
+                stack.extend((c, depth + 1) for c in reversed(pending))
+                continue
+            stack.pop()
+            kids = [done.pop(id(c)) if isinstance(c, Tree) else c for c in node.children]
+            done[id(node)] = getattr(self, node.data)(self.span(node), kids)
+        return done[id(tree)]
+
+    # -- leaves
+    def _name(self, tok: Token) -> str:
+        return str(tok)
+
+    def _int(self, tok: Token) -> int:
+        if len(tok) > 19 or int(tok) > INT_LIMIT:
+            raise error("E-VALUE", "integer literal does not fit in 64 bits",
+                        _token_span(self.file, tok), "too large")
+        return int(tok)
+
+    @staticmethod
+    def _string(tok: Token) -> str:
+        return tok[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+
+    # -- declarations
+    def start(self, span, kids):
+        return ast.Module(span, self.file, tuple(kids))
+
+    def const_decl(self, span, kids):
+        name, value = kids
+        return ast.Const(span, ast.Name(_token_span(self.file, name), str(name)), value)
+
+    def import_all(self, span, kids):
+        path, alias = kids
+        return ast.Import(span, self._string(path), _token_span(self.file, path),
+                          str(alias) if alias is not None else None, None)
+
+    def import_from(self, span, kids):
+        path, *names = kids
+        return ast.Import(span, self._string(path), _token_span(self.file, path), None,
+                          tuple(names))
+
+    def import_name(self, span, kids):
+        name, alias = kids
+        return ast.ImportName(span, str(name), str(alias) if alias is not None else None)
+
+    def model_decl(self, span, kids):
+        name, *rest = kids
+        hypers = tuple(k for k in rest if isinstance(k, ast.Hyper))
+        members = tuple(k for k in rest if isinstance(k, ast.LayerDecl | ast.Forward))
+        return ast.Model(span, ast.Name(_token_span(self.file, name), str(name)), hypers, members)
+
+    def hyper(self, span, kids):
+        name, type_, default = kids
+        return ast.Hyper(span, str(name), type_, default)
+
+    def layer_decl(self, span, kids):
+        name, value = kids
+        return ast.LayerDecl(span, ast.Name(_token_span(self.file, name), str(name)), value)
+
+    def forward_decl(self, span, kids):
+        *args, returns, body = kids
+        return ast.Forward(span, tuple(a for a in args if a is not None), returns, body)
+
+    def arg(self, span, kids):
+        name, type_ = kids
+        return ast.Arg(span, str(name), type_)
+
+    # -- statements
+    def block(self, span, kids):
+        return tuple(kids)
+
+    def assign(self, span, kids):
+        *targets, value = kids
+        return ast.Assign(span, tuple(targets), value)
+
+    def target(self, span, kids):
+        return ast.Name(span, str(kids[0]))
+
+    def annotated(self, span, kids):
+        name, type_, value = kids
+        return ast.Annotated(span, ast.Name(_token_span(self.file, name), str(name)), type_, value)
+
+    def return_stmt(self, span, kids):
+        return ast.Return(span, tuple(k for k in kids if k is not None))
+
+    def for_stmt(self, span, kids):
+        var, iterable, body = kids
+        return ast.For(span, ast.Name(_token_span(self.file, var), str(var)), iterable, body)
+
+    def if_stmt(self, span, kids):
+        cond, body, orelse = kids
+        if isinstance(orelse, ast.If):
+            orelse = (orelse,)
+        return ast.If(span, cond, body, orelse or ())
+
+    # -- types
+    def named_type(self, span, kids):
+        return ast.NamedType(span, str(kids[0]))
+
+    def tensor_type(self, span, kids):
+        dtype, *dims = kids
+        return ast.TensorTypeExpr(span, str(dtype), tuple(d for d in dims if d is not None))
+
+    def tuple_type(self, span, kids):
+        return ast.TupleTypeExpr(span, tuple(kids))
+
+    def dim_int(self, span, kids):
+        return ast.DimInt(span, self._int(kids[0]))
+
+    def dim_name(self, span, kids):
+        return ast.DimName(span, str(kids[0]))
+
+    def dim_any(self, span, kids):
+        return ast.DimAny(span)
+
+    def dim_binary(self, span, kids):
+        left, op, right = kids
+        return ast.DimBinary(span, str(op), left, right)
+
+    # -- expressions
+    def name(self, span, kids):
+        return ast.Name(span, str(kids[0]))
+
+    def int_lit(self, span, kids):
+        return ast.Literal(span, self._int(kids[0]))
+
+    def float_lit(self, span, kids):
+        value = float(kids[0])
+        if value == float("inf"):
+            raise error("E-VALUE", "number literal is out of range", span, "too large")
+        return ast.Literal(span, value)
+
+    def str_lit(self, span, kids):
+        return ast.Literal(span, self._string(kids[0]))
+
+    def true_lit(self, span, kids):
+        return ast.Literal(span, True)
+
+    def false_lit(self, span, kids):
+        return ast.Literal(span, False)
+
+    def none_lit(self, span, kids):
+        return ast.Literal(span, None)
+
+    def tuple_lit(self, span, kids):
+        return ast.TupleExpr(span, tuple(k for k in kids if k is not None))
+
+    def list_lit(self, span, kids):
+        return ast.ListExpr(span, tuple(k for k in kids if k is not None))
+
+    def conditional(self, span, kids):
+        then, cond, orelse = kids
+        return ast.Conditional(span, cond, then, orelse)
+
+    def or_op(self, span, kids):
+        return ast.BoolOp(span, "or", kids[0], kids[1])
+
+    def and_op(self, span, kids):
+        return ast.BoolOp(span, "and", kids[0], kids[1])
+
+    def not_op(self, span, kids):
+        return ast.Unary(span, "not", kids[0])
+
+    def binary(self, span, kids):
+        left, op, right = kids
+        return ast.Binary(span, str(op), left, right)
+
+    def pow_op(self, span, kids):
+        return ast.Binary(span, "**", kids[0], kids[1])
+
+    def unary_op(self, span, kids):
+        return ast.Unary(span, str(kids[0]), kids[1])
+
+    def pipe_op(self, span, kids):
+        return ast.Pipe(span, kids[0], kids[1])
+
+    def call(self, span, kids):
+        func, args = kids
+        if isinstance(args, ast.Generator):
+            return ast.Call(span, func, (args,), ())
+        positional = tuple(a for a in args if not isinstance(a, ast.Keyword))
+        keywords = tuple(a for a in args if isinstance(a, ast.Keyword))
+        return ast.Call(span, func, positional, keywords)
+
+    def call_args(self, span, kids):
+        return [k for k in kids if k is not None]
+
+    def generator(self, span, kids):
+        element, var, iterable = kids
+        return ast.Generator(span, element, str(var), iterable)
+
+    def keyword(self, span, kids):
+        name, value = kids
+        return ast.Keyword(span, str(name), value)
+
+    def index(self, span, kids):
+        value, *items = kids
+        return ast.Index(span, value, tuple(items))
+
+    def slice(self, span, kids):
+        start, stop, step = (list(kids) + [None, None, None])[:3]
+        return ast.Slice(span, start, stop, step)
+
+    def attribute(self, span, kids):
+        value, name = kids
+        return ast.Attribute(span, value, str(name))
+
+
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * MAX_DEPTH + 1000))

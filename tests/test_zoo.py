@@ -1,0 +1,246 @@
+"""The model zoo (models/*.dnet): every model checks cleanly, with the parameter count,
+buffer count and output types computed here by hand.
+
+Buffers are BatchNorm's running_mean and running_var only (no num_batches_tracked), so a
+BatchNorm over C channels holds 2*C trainable parameters and 2*C buffer elements.
+The arithmetic below was cross-checked against equivalent hand-written torch.nn modules.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dualnet import check_file
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+
+# Files that only provide models to import; they have no entry model of their own.
+LIBRARIES = {"blocks.dnet"}
+
+
+def linear(i: int, o: int, bias: bool = True) -> int:
+    return i * o + (o if bias else 0)
+
+
+def conv(i: int, o: int, k: int, groups: int = 1, bias: bool = True) -> int:
+    return (i // groups) * o * k * k + (o if bias else 0)
+
+
+def bn(c: int) -> int:  # weight + bias; also the buffer count (running_mean + running_var)
+    return 2 * c
+
+
+# ---------------------------------------------------------------- LeNet-5
+# conv1 1*6*25+6 = 156; conv2 6*16*25+16 = 2,416; fc1 400*120+120 = 48,120;
+# fc2 120*84+84 = 10,164; fc3 84*10+10 = 850; total 61,706.
+LENET5 = conv(1, 6, 5) + conv(6, 16, 5) + linear(400, 120) + linear(120, 84) + linear(84, 10)
+assert LENET5 == 156 + 2_416 + 48_120 + 10_164 + 850 == 61_706
+
+# ---------------------------------------------------------------- MLP 784-512-256-10
+# 784*512+512 = 401,920; 512*256+256 = 131,328; 256*10+10 = 2,570; total 535,818.
+MLP = linear(784, 512) + linear(512, 256) + linear(256, 10)
+assert MLP == 401_920 + 131_328 + 2_570 == 535_818
+
+
+# ---------------------------------------------------------------- ResNet-18
+def basic_block(cin: int, out: int, stride: int) -> tuple[int, int]:
+    params = conv(cin, out, 3, bias=False) + bn(out) + conv(out, out, 3, bias=False) + bn(out)
+    bn_channels = 2 * out
+    if stride != 1 or cin != out:  # downsample = 1x1 conv + BatchNorm
+        params += conv(cin, out, 1, bias=False) + bn(out)
+        bn_channels += out
+    return params, bn_channels
+
+
+def resnet18() -> tuple[int, int]:
+    params = conv(3, 64, 7, bias=False) + bn(64) + linear(512, 1000)  # 9,408 + 128 + 513,000
+    bn_channels = 64
+    cin = 64
+    for out, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        for s in (stride, 1):
+            p, c = basic_block(cin, out, s)
+            params, bn_channels, cin = params + p, bn_channels + c, out
+    return params, 2 * bn_channels
+
+
+# conv1 9,408 + bn1 128; layer1 2*73,984 = 147,968; layer2 230,144 + 295,424 = 525,568;
+# layer3 919,040 + 1,180,672 = 2,099,712; layer4 3,673,088 + 4,720,640 = 8,393,728;
+# fc 513,000; total 11,689,512 (torchvision). BN channels 64+256+640+1,280+2,560 = 4,800.
+RESNET18, RESNET18_BUFFERS = resnet18()
+assert RESNET18 == 9_536 + 147_968 + 525_568 + 2_099_712 + 8_393_728 + 513_000 == 11_689_512
+assert RESNET18_BUFFERS == 2 * 4_800 == 9_600
+
+
+# ---------------------------------------------------------------- MobileNetV2
+def inverted_residual(cin: int, out: int, stride: int, t: int) -> tuple[int, int]:
+    hidden = cin * t
+    params = bn_channels = 0
+    if t != 1:  # 1x1 expansion
+        params += conv(cin, hidden, 1, bias=False) + bn(hidden)
+        bn_channels += hidden
+    params += conv(hidden, hidden, 3, groups=hidden, bias=False) + bn(hidden)  # depthwise 11*h
+    params += conv(hidden, out, 1, bias=False) + bn(out)  # linear projection
+    return params, bn_channels + hidden + out
+
+
+def mobilenetv2() -> tuple[int, int]:
+    params = conv(3, 32, 3, bias=False) + bn(32)  # stem 928
+    bn_channels = 32
+    cin = 32
+    for t, c, n, s in [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]:
+        for i in range(n):
+            p, b = inverted_residual(cin, c, s if i == 0 else 1, t)
+            params, bn_channels, cin = params + p, bn_channels + b, c
+    params += conv(320, 1280, 1, bias=False) + bn(1280) + linear(1280, 1000)
+    return params, 2 * (bn_channels + 1280)
+
+
+# stem 928; stages 896, 13,968, 39,696, 183,872, 303,168, 795,264, 473,920;
+# head 409,600 + 2,560 = 412,160; classifier 1,281,000; total 3,504,872 (torchvision).
+# BN channels: 32 + 48 + 528 + 1,152 + 2,944 + 3,360 + 5,472 + 2,240 + 1,280 = 17,056.
+MOBILENETV2, MOBILENETV2_BUFFERS = mobilenetv2()
+assert (
+    MOBILENETV2
+    == (928 + 896 + 13_968 + 39_696 + 183_872 + 303_168 + 795_264 + 473_920 + 412_160 + 1_281_000)
+    == 3_504_872
+)
+assert MOBILENETV2_BUFFERS == 2 * 17_056 == 34_112
+
+# ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
+# embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
+# LayerNorm 256; sum 3,972,864.
+# layer: in_proj 3*128*128+384 = 49,536; out_proj 16,512; LN 256; FFN 128*512+512 = 66,048
+# and 512*128+128 = 65,664; LN 256; sum 198,272. Pooler 128*128+128 = 16,512.
+H = 128
+BERT_EMBEDDINGS = 30_522 * H + 512 * H + 2 * H + 2 * H
+BERT_LAYER = linear(H, 3 * H) + linear(H, H) + 2 * H + linear(H, 4 * H) + linear(4 * H, H) + 2 * H
+BERT = BERT_EMBEDDINGS + 2 * BERT_LAYER + linear(H, H)
+assert BERT_EMBEDDINGS == 3_972_864 and BERT_LAYER == 198_272
+assert BERT == 3_972_864 + 2 * 198_272 + 16_512 == 4_385_920
+
+
+# ---------------------------------------------------------------- LSTM / GRU classifiers
+def rnn(gates: int, inputs: int, hidden: int, layers: int, dirs: int) -> int:
+    # per layer and direction: weight_ih [g*h, in], weight_hh [g*h, h], bias_ih, bias_hh
+    total = 0
+    for layer in range(layers):
+        i = inputs if layer == 0 else hidden * dirs
+        total += dirs * (gates * hidden * (i + hidden) + 2 * gates * hidden)
+    return total
+
+
+# embedding 20,000*128 = 2,560,000; BiLSTM layer 0 2*(1,024*(128+256) + 2,048) = 790,528,
+# layer 1 2*(1,024*(512+256) + 2,048) = 1,576,960; fc 512*2+2 = 1,026; total 4,928,514.
+LSTM = 20_000 * 128 + rnn(4, 128, 256, 2, 2) + linear(512, 2)
+assert LSTM == 2_560_000 + 790_528 + 1_576_960 + 1_026 == 4_928_514
+
+# embedding 10,000*64 = 640,000; GRU layer 0 384*(64+128) + 768 = 74,496,
+# layer 1 384*(128+128) + 768 = 99,072; fc 128*4+4 = 516; total 814,084.
+GRU = 10_000 * 64 + rnn(3, 64, 128, 2, 1) + linear(128, 4)
+assert GRU == 640_000 + 74_496 + 99_072 + 516 == 814_084
+
+
+# ---------------------------------------------------------------- U-Net (base 32)
+def double_conv(cin: int, out: int) -> int:
+    return conv(cin, out, 3, bias=False) + bn(out) + conv(out, out, 3, bias=False) + bn(out)
+
+
+def conv_transpose(cin: int, out: int, k: int) -> int:
+    return cin * out * k * k + out
+
+
+# enc1 9,632; enc2 55,552; enc3 221,696; bottleneck 885,760; up3 131,200; dec3 442,880;
+# up2 32,832; dec2 110,848; up1 8,224; dec1 27,776; head 32*2+2 = 66; total 1,926,466.
+# BN channels: 2*(32+64+128+256+128+64+32) = 1,408.
+UNET = (
+    double_conv(1, 32)
+    + double_conv(32, 64)
+    + double_conv(64, 128)
+    + double_conv(128, 256)
+    + conv_transpose(256, 128, 2)
+    + double_conv(256, 128)
+    + conv_transpose(128, 64, 2)
+    + double_conv(128, 64)
+    + conv_transpose(64, 32, 2)
+    + double_conv(64, 32)
+    + conv(32, 2, 1)
+)
+assert (
+    UNET
+    == (
+        9_632
+        + 55_552
+        + 221_696
+        + 885_760
+        + 131_200
+        + 442_880
+        + 32_832
+        + 110_848
+        + 8_224
+        + 27_776
+        + 66
+    )
+    == 1_926_466
+)
+UNET_BUFFERS = 2 * 1_408
+
+# file, entry model, trainable params, buffer elements, output types
+ZOO = [
+    ("lenet5.dnet", "LeNet5", LENET5, 0, ["f32[B, 10]"]),
+    ("mlp.dnet", "MLP", MLP, 0, ["f32[B, 10]"]),
+    ("resnet18.dnet", "ResNet18", RESNET18, RESNET18_BUFFERS, ["f32[B, 1000]"]),
+    ("mobilenetv2.dnet", "MobileNetV2", MOBILENETV2, MOBILENETV2_BUFFERS, ["f32[B, 1000]"]),
+    ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
+    ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
+    ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
+    ("unet.dnet", "UNet", UNET, UNET_BUFFERS, ["f32[B, 2, 64, 64]"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("file", "model", "params", "buffers", "outputs"),
+    ZOO,
+    ids=[row[0].removesuffix(".dnet") for row in ZOO],
+)
+def test_zoo_model(file: str, model: str, params: int, buffers: int, outputs: list[str]) -> None:
+    s = check_file(MODELS / file)
+    assert s.model == model
+    assert s.trainable_params == params
+    assert s.buffers == buffers
+    assert list(s.output_types) == outputs
+
+
+def test_zoo_table_covers_every_file() -> None:
+    files = {p.name for p in MODELS.glob("*.dnet")}
+    assert files == {row[0] for row in ZOO} | LIBRARIES
+
+
+@pytest.mark.parametrize(
+    "file",
+    sorted(p.name for p in MODELS.glob("*.dnet") if p.name not in LIBRARIES),
+)
+def test_zoo_file_checks_cleanly(file: str) -> None:
+    """`dualnet check` accepts the file and prints no diagnostic (error or warning)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dualnet", "check", str(MODELS / file)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    combined = (proc.stdout + proc.stderr).lower()
+    assert "error" not in combined and "warning" not in combined, proc.stdout + proc.stderr
