@@ -115,7 +115,9 @@ sink = io.StringIO()
 with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
     check_file = getattr(dualnet, "check_file", None)
     if check_file is not None:
-        check_file(path)
+        result = check_file(path)
+        if getattr(result, "ok", True) is False:
+            raise SystemExit("check reported errors")
     else:
         from dualnet import cli
         sys.argv = ["dualnet", "check", path]
@@ -156,7 +158,19 @@ def deep_model_source(n: int, width: int = DEEP_WIDTH) -> str:
     return "\n".join(lines)
 
 
-def make_checker() -> tuple[str, Callable[[Path], None]]:
+def validate(result: object, expected_params: int | None) -> None:
+    """Fail loudly if the check reported errors or counted the wrong parameters."""
+    if result is None:  # CLI path: the exit status was already checked
+        return
+    if getattr(result, "ok", True) is False:
+        diags = getattr(result, "diagnostics", [])
+        raise RuntimeError(f"check reported {len(diags)} error(s): {str(diags[:1])[:200]}")
+    params = getattr(result, "trainable_params", None)
+    if expected_params is not None and isinstance(params, int) and params != expected_params:
+        raise RuntimeError(f"trainable_params {params:,} != expected {expected_params:,}")
+
+
+def make_checker() -> tuple[str, Callable[[Path], object]]:
     """In-process `dualnet.check_file` if the API exists, else the CLI in a subprocess."""
     try:
         import dualnet
@@ -171,10 +185,11 @@ def make_checker() -> tuple[str, Callable[[Path], None]]:
     script = console_script()
     cmd = [str(script)] if script else [sys.executable, "-m", "dualnet"]
 
-    def via_cli(path: Path) -> None:
+    def via_cli(path: Path) -> object:
         proc = subprocess.run([*cmd, "check", str(path)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"exit {proc.returncode}: {tail(proc.stderr or proc.stdout, 3)}")
+        return None
 
     return "dualnet check (subprocess; includes interpreter start-up)", via_cli
 
@@ -187,7 +202,7 @@ def bench_deep(sizes: list[int], workdir: Path) -> list[Row]:
     warm = workdir / "deep_warmup.dnet"
     warm.write_text(deep_model_source(8))
     try:
-        check(warm)
+        validate(check(warm), 8 * (DEEP_WIDTH * DEEP_WIDTH + DEEP_WIDTH))
     except Exception as exc:
         print(f"  warm-up check failed: {type(exc).__name__}: {exc}")
         return [Row(f"deep N={n}", "error", "-", "-", "ERROR") for n in sizes]
@@ -209,8 +224,9 @@ def bench_deep(sizes: list[int], workdir: Path) -> list[Row]:
         try:
             for _ in range(3):
                 start = time.perf_counter()
-                check(path)
+                result = check(path)
                 samples.append(time.perf_counter() - start)
+                validate(result, n * (DEEP_WIDTH * DEEP_WIDTH + DEEP_WIDTH))
                 if samples[-1] > 3.0:  # slow enough: one sample is representative
                     break
         except RecursionError:

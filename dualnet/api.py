@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,17 @@ def check_file(path: str, model: str | None = None, include_dirs: tuple[str, ...
                hyper: dict[str, Any] | None = None) -> Summary:
     """Parse, resolve, instantiate and check `model` (default: the file's last model).
     Never raises for bad input: problems are in `Summary.diagnostics`."""
+    enabled = gc.isenabled()
+    gc.disable()  # the checker allocates many small acyclic objects: skip collection passes
+    try:
+        return _check(path, model, include_dirs, hyper)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check(path: str, model: str | None, include_dirs: tuple[str, ...],
+           hyper: dict[str, Any] | None) -> Summary:
     loader = Loader(tuple(include_dirs))
     checker = Checker()
     summary = Summary(model or "", path, None, None, checker.diagnostics, loader.sources)
@@ -67,6 +79,12 @@ def check_file(path: str, model: str | None = None, include_dirs: tuple[str, ...
         checker.diagnostics.extend(exc.diagnostics)
         return summary
     checker.diagnostics.extend(loader.diagnostics)
+    for module in loader.modules.values():  # every constant, used or not, is checked once
+        for decl in module.consts.values():
+            try:
+                checker.eval_const(module, decl)
+            except DualnetError as exc:
+                checker.record(exc)
     try:
         ref = _entry(root, model)
         summary.model = ref.name

@@ -1,17 +1,18 @@
 """The `dualnet` command line: check, ir, --version.
 
-Exit codes: 0 ok, 1 errors in the input, 2 usage errors.
+Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from dualnet import __version__
 
-EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +43,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("dualnet: interrupted", file=sys.stderr)
+        return 130
+    except (RecursionError, MemoryError) as exc:
+        print(f"dualnet: error: the input is too large or too deeply nested "
+              f"({type(exc).__name__})", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as exc:  # a bug in dualnet: say so plainly, without a traceback
+        print(f"dualnet: internal error: {type(exc).__name__}: {exc}\n"
+              "please report this with the input that caused it "
+              "(DUALNET_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        if os.environ.get("DUALNET_TRACEBACK"):
+            raise
+        return EXIT_INTERNAL
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help(sys.stderr)

@@ -83,8 +83,8 @@ def resolve_padding(ctx: Ctx, padding, spatial: tuple, kernel, stride, dilation)
     return pads, tuple(out)
 
 
-def broadcast(ctx: Ctx, a: TensorType, b: TensorType) -> tuple:
-    """NumPy broadcasting of two shapes."""
+def broadcast(ctx: Ctx, a: TensorType, b: TensorType, verb: str = "broadcast") -> tuple:
+    """NumPy broadcasting of two shapes; a failure reads "cannot <verb> A and B"."""
     ra, rb = a.rank, b.rank
     out = []
     for i in range(max(ra, rb)):
@@ -96,17 +96,21 @@ def broadcast(ctx: Ctx, a: TensorType, b: TensorType) -> tuple:
             out.append(db)
         else:
             axis = max(ra, rb) - 1 - i
-            ctx.fail(f"cannot broadcast {a} and {b}", label=f"dimension {axis}: {da} vs {db}")
+            ctx.fail(f"cannot {verb} {a} and {b}", label=f"dimension {axis}: {da} vs {db}",
+                     bare=verb != "broadcast")
     return tuple(reversed(out))
 
 
-def same_dtype(ctx: Ctx, *types: TensorType) -> DType:
-    first = types[0].dtype
+def same_dtype(ctx: Ctx, *types: TensorType, verb: str | None = None) -> DType:
+    """The common element type; a mismatch reads "cannot <verb> A and B" when a verb is given."""
+    first = types[0]
     for t in types[1:]:
-        if t.dtype != first:
-            ctx.fail(f"mixes {first} and {t.dtype}", label=f"{first} vs {t.dtype}",
-                     code="E-DTYPE", notes=("convert one side with cast(x, \"...\")",))
-    return first
+        if t.dtype != first.dtype:
+            message = (f"cannot {verb} {first} and {t}" if verb
+                       else f"mixes {first.dtype} and {t.dtype}")
+            ctx.fail(message, label=f"{first.dtype} vs {t.dtype}", code="E-DTYPE",
+                     bare=bool(verb), notes=('convert one side with cast(x, "...")',))
+    return first.dtype
 
 
 def fan_in_init(fan_in: int) -> tuple[Init, Init]:

@@ -70,36 +70,36 @@ for _name, (_fn, _attrs, _dtypes, _diff, _doc) in _UNARY.items():
         differentiable=("x",) if _diff else (), category="elementwise", doc=_doc))
 
 
-def _binary_infer(result: str):
+def _binary_infer(result: str, verb: str):
     def infer(ctx: Ctx) -> list[TensorType]:
         a, b = ctx.inputs["a"], ctx.inputs["b"]
-        dtype = same_dtype(ctx, a, b)
+        dtype = same_dtype(ctx, a, b, verb=verb)
         if result == "float" and not dtype.is_float:
             ctx.fail(f"needs floating-point operands, found {dtype}", label=f"{dtype}",
                      code="E-DTYPE", notes=('cast(x, "f32") first',))
         if result == "number" and dtype == DType.bool:
             ctx.fail("cannot do arithmetic on bool tensors", label="bool", code="E-DTYPE")
         out = DType.bool if result == "bool" else dtype
-        return [TensorType(out, broadcast(ctx, a, b))]
+        return [TensorType(out, broadcast(ctx, a, b, verb))]
 
     return infer
 
 
-# name: (NumPy function, operand/result dtype class, differentiable, symbol)
+# name: (NumPy function, operand/result dtype class, differentiable, symbol, verb)
 _BINARY = {
-    "add": (np.add, "number", True, "+"),
-    "sub": (np.subtract, "number", True, "-"),
-    "mul": (np.multiply, "number", True, "*"),
-    "div": (np.divide, "float", True, "/"),
-    "pow": (np.power, "float", True, "**"),
-    "lt": (np.less, "bool", False, "<"),
-    "le": (np.less_equal, "bool", False, "<="),
-    "gt": (np.greater, "bool", False, ">"),
-    "ge": (np.greater_equal, "bool", False, ">="),
-    "eq": (np.equal, "bool", False, "=="),
-    "ne": (np.not_equal, "bool", False, "!="),
+    "add": (np.add, "number", True, "+", "add"),
+    "sub": (np.subtract, "number", True, "-", "subtract"),
+    "mul": (np.multiply, "number", True, "*", "multiply"),
+    "div": (np.divide, "float", True, "/", "divide"),
+    "pow": (np.power, "float", True, "**", "raise"),
+    "lt": (np.less, "bool", False, "<", "compare"),
+    "le": (np.less_equal, "bool", False, "<=", "compare"),
+    "gt": (np.greater, "bool", False, ">", "compare"),
+    "ge": (np.greater_equal, "bool", False, ">=", "compare"),
+    "eq": (np.equal, "bool", False, "==", "compare"),
+    "ne": (np.not_equal, "bool", False, "!=", "compare"),
 }
-BINARY_SYMBOLS = {sym: name for name, (_, _, _, sym) in _BINARY.items()}
+BINARY_SYMBOLS = {entry[3]: name for name, entry in _BINARY.items()}
 
 
 def _binary_reference(fn):
@@ -109,10 +109,10 @@ def _binary_reference(fn):
     return reference
 
 
-for _name, (_fn, _kind, _diff, _sym) in _BINARY.items():
+for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
     register(OpDef(
         name=_name, signature=sig(P("a", "tensor"), P("b", "tensor")),
-        infer=_binary_infer(_kind), reference=_binary_reference(_fn),
+        infer=_binary_infer(_kind, _verb), reference=_binary_reference(_fn),
         differentiable=("a", "b") if _diff else (), category="elementwise",
         doc=f"a {_sym} b with NumPy broadcasting"))
 

@@ -78,9 +78,11 @@ class Ctx:
     buffers: dict[str, ParamSpec] = field(default_factory=dict)
 
     def fail(self, message: str, arg: str | None = None, label: str = "",
-             code: str = "E-SHAPE", notes: tuple[str, ...] = ()) -> NoReturn:
-        raise error(code, f"{self.op.name}: {message}", self.spans.get(arg, self.span) if arg
-                    else self.span, label, notes)
+             code: str = "E-SHAPE", notes: tuple[str, ...] = (), bare: bool = False) -> NoReturn:
+        """Raise a diagnostic at `arg`'s span (else the call's), prefixed with the op name
+        unless `bare` (operators such as `+` read better without it)."""
+        raise error(code, message if bare else f"{self.op.name}: {message}",
+                    self.spans.get(arg, self.span) if arg else self.span, label, notes)
 
     def param(self, name: str, shape: tuple, init: Init, dtype: DType = DType.f32,
               trainable: bool = True) -> None:

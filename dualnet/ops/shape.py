@@ -169,8 +169,8 @@ def _split_infer(ctx: Ctx) -> list[TensorType]:
     d = x.shape[axis]
     part = floordiv(d, n)
     if part * n != d:
-        ctx.fail(f"cannot split axis {axis} of {x} into {n} equal parts", "n",
-                 f"{d} is not {'' if _known(d) else 'provably '}divisible by {n}")
+        why = f"{d} is not {'' if _known(d) else 'provably '}divisible by {n}"
+        ctx.fail(f"cannot split axis {axis} of {x} into {n} equal parts: {why}", "n", why)
     ctx.attrs.update(axis=axis, sizes=(part,) * n)
     out = x.with_shape((*x.shape[:axis], part, *x.shape[axis + 1:]))
     return [out] * n

@@ -556,10 +556,14 @@ class Tracer:
 
 
 def _targets(stmt) -> list[str]:
+    """Names a statement may bind (inside loops and branches too): poisoned when it fails."""
     if isinstance(stmt, ast.Assign):
         return [t.id for t in stmt.targets]
     if isinstance(stmt, ast.Annotated):
         return [stmt.target.id]
+    if isinstance(stmt, ast.For | ast.If):
+        inner = [*stmt.body, *(stmt.orelse if isinstance(stmt, ast.If) else ())]
+        return [name for s in inner for name in _targets(s)]
     return []
 
 

@@ -41,15 +41,14 @@ class Loader:
         self._cwd = Path.cwd()
 
     def display_name(self, path: Path) -> str:
-        try:
-            return os.path.relpath(path, self._cwd) if path.is_absolute() else str(path)
-        except ValueError:
-            return str(path)
+        """Relative to the working directory when inside it, else absolute."""
+        path = Path(os.path.abspath(path))
+        return str(path.relative_to(self._cwd)) if path.is_relative_to(self._cwd) else str(path)
 
     def load_root(self, path: str) -> ModuleInfo:
         real = Path(os.path.realpath(path))
         self._roots = [real.parent, *self.include_dirs]
-        return self._load(real, self.display_name(Path(path).absolute()), None)
+        return self._load(real, self.display_name(Path(path)), None)
 
     def _read(self, real: Path, display: str, span: Span | None) -> str:
         try:

@@ -48,8 +48,10 @@ class _NewlineFilter:
 
 @functools.cache
 def _lark() -> Lark:
+    # Spans come from the first and last token of each rule (all tokens kept), which is
+    # cheaper than lark's propagate_positions and includes closing brackets.
     return Lark(grammar_text(), parser="lalr", lexer="contextual", postlex=_NewlineFilter(),
-                propagate_positions=True, maybe_placeholders=True, cache=True)
+                keep_all_tokens=True, maybe_placeholders=False, cache=True)
 
 
 def decode_source(data: bytes, file: str) -> str:
@@ -126,37 +128,68 @@ def _token_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
+def _first_token(tree: Tree) -> Token | None:
+    for tok in tree.scan_values(lambda v: isinstance(v, Token)):
+        return tok
+    return None
+
+
+# Tokens that carry meaning for the AST; punctuation and keywords are dropped after their
+# positions have been used for spans.
+_MEANINGFUL = {"NAME", "INT", "FLOAT", "STRING", "COMP_OP", "PLUS", "MINUS", "STAR", "SLASH",
+               "DSLASH", "PERCENT", "AT"}
+_SLICE_TOKENS = _MEANINGFUL | {"COLON"}
+
+
 class _Converter:
     """Bottom-up conversion with an explicit stack: no Python recursion on deep input."""
 
     def __init__(self, file: str):
         self.file = file
 
-    def span(self, node: Tree | Token) -> Span:
-        if isinstance(node, Token):
-            return _token_span(self.file, node)
-        m = node.meta
-        if m.empty:
-            return Span(self.file, 1, 1, 1, 1)
-        return Span(self.file, m.line, m.column, m.end_line, m.end_column)
-
     def convert(self, tree: Tree) -> ast.Module:
-        done: dict[int, object] = {}
+        order: list[Tree] = []  # pre-order; reversed, every child comes before its parent
         stack: list[tuple[Tree, int]] = [(tree, 1)]
         while stack:
-            node, depth = stack[-1]
-            pending = [c for c in node.children if isinstance(c, Tree) and id(c) not in done]
-            if pending:
-                if depth >= MAX_DEPTH:
-                    raise error("E-DEPTH", f"nesting deeper than {MAX_DEPTH} levels",
-                                self.span(pending[0]), "too deep",
-                                ["split the expression with intermediate names"])
-                stack.extend((c, depth + 1) for c in reversed(pending))
-                continue
-            stack.pop()
-            kids = [done.pop(id(c)) if isinstance(c, Tree) else c for c in node.children]
-            done[id(node)] = getattr(self, node.data)(self.span(node), kids)
+            node, depth = stack.pop()
+            order.append(node)
+            for c in node.children:
+                if isinstance(c, Tree):
+                    if depth >= MAX_DEPTH:
+                        first = _first_token(c)
+                        span = _token_span(self.file, first) if first else None
+                        raise error("E-DEPTH", f"nesting deeper than {MAX_DEPTH} levels", span,
+                                    "too deep", ["split it up with intermediate names"])
+                    stack.append((c, depth + 1))
+        done: dict[int, object] = {}
+        extent: dict[int, tuple] = {}  # id(tree) → (line, col, end_line, end_col)
+        handlers: dict[str, object] = {}
+        for node in reversed(order):
+            kids, first, last = [], None, None
+            keep = _MEANINGFUL if node.data != "slice" else _SLICE_TOKENS
+            for c in node.children:
+                if isinstance(c, Tree):
+                    place = extent.pop(id(c))
+                    kids.append(done.pop(id(c)))
+                else:
+                    place = (c.line, c.column, c.end_line, c.end_column)
+                    if c.type in keep:
+                        kids.append(c)
+                if place is not None:
+                    first = first or place
+                    last = place
+            extent[id(node)] = place = (first[:2] + last[2:]) if first else None
+            span = Span(self.file, *place) if place else Span(self.file, 1, 1, 1, 1)
+            handler = handlers.get(node.data)
+            if handler is None:
+                handler = handlers[node.data] = getattr(self, node.data)
+            done[id(node)] = handler(span, kids)
         return done[id(tree)]
+
+    def atom(self, span, kids):  # "(" expr ")"
+        return kids[0]
+
+    dim_atom = atom
 
     # -- leaves
     def _name(self, tok: Token) -> str:
@@ -181,7 +214,7 @@ class _Converter:
         return ast.Const(span, ast.Name(_token_span(self.file, name), str(name)), value)
 
     def import_all(self, span, kids):
-        path, alias = kids
+        path, alias = (*kids, None)[:2]
         return ast.Import(span, self._string(path), _token_span(self.file, path),
                           str(alias) if alias is not None else None, None)
 
@@ -191,7 +224,7 @@ class _Converter:
                           tuple(names))
 
     def import_name(self, span, kids):
-        name, alias = kids
+        name, alias = (*kids, None)[:2]
         return ast.ImportName(span, str(name), str(alias) if alias is not None else None)
 
     def model_decl(self, span, kids):
@@ -201,7 +234,7 @@ class _Converter:
         return ast.Model(span, ast.Name(_token_span(self.file, name), str(name)), hypers, members)
 
     def hyper(self, span, kids):
-        name, type_, default = kids
+        name, type_, default = (*kids, None)[:3]
         return ast.Hyper(span, str(name), type_, default)
 
     def layer_decl(self, span, kids):
@@ -209,11 +242,13 @@ class _Converter:
         return ast.LayerDecl(span, ast.Name(_token_span(self.file, name), str(name)), value)
 
     def forward_decl(self, span, kids):
-        *args, returns, body = kids
-        return ast.Forward(span, tuple(a for a in args if a is not None), returns, body)
+        *head, body = kids
+        args = tuple(a for a in head if isinstance(a, ast.Arg))
+        returns = next((t for t in head if not isinstance(t, ast.Arg)), None)
+        return ast.Forward(span, args, returns, body)
 
     def arg(self, span, kids):
-        name, type_ = kids
+        name, type_ = (*kids, None)[:2]
         return ast.Arg(span, str(name), type_)
 
     # -- statements
@@ -239,7 +274,7 @@ class _Converter:
         return ast.For(span, ast.Name(_token_span(self.file, var), str(var)), iterable, body)
 
     def if_stmt(self, span, kids):
-        cond, body, orelse = kids
+        cond, body, orelse = (*kids, None)[:3]
         if isinstance(orelse, ast.If):
             orelse = (orelse,)
         return ast.If(span, cond, body, orelse or ())
@@ -326,7 +361,7 @@ class _Converter:
         return ast.Pipe(span, kids[0], kids[1])
 
     def call(self, span, kids):
-        func, args = kids
+        func, args = (*kids, [])[:2]
         if isinstance(args, ast.Generator):
             return ast.Call(span, func, (args,), ())
         positional = tuple(a for a in args if not isinstance(a, ast.Keyword))
@@ -349,7 +384,13 @@ class _Converter:
         return ast.Index(span, value, tuple(items))
 
     def slice(self, span, kids):
-        start, stop, step = (list(kids) + [None, None, None])[:3]
+        parts: list = [None]
+        for k in kids:  # colons separate start, stop and step
+            if isinstance(k, Token):
+                parts.append(None)
+            else:
+                parts[-1] = k
+        start, stop, step = (*parts, None, None)[:3]
         return ast.Slice(span, start, stop, step)
 
     def attribute(self, span, kids):

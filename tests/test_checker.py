@@ -1,0 +1,305 @@
+"""Semantic analysis: names, constants, hyperparameters, imports, instantiation with symbolic
+dims, compile-time control flow, weight sharing, annotations, and error recovery."""
+
+from conftest import codes
+
+LENET_BODY = """
+model Net(classes: int = 10) {
+    conv = Conv2d(6, kernel=5, padding=2)
+    fc = Linear(classes)
+    forward(x: f32[B, 1, 28, 28]) -> f32[B, classes] {
+        x = x |> conv |> relu |> max_pool2d(2)
+        return fc(flatten(x))
+    }
+}
+"""
+
+
+def test_hyperparameter_defaults_and_overrides(check_source):
+    s = check_source(LENET_BODY)
+    assert s.ok and s.output_types == ["f32[B, 10]"]
+    assert s.trainable_params == 156 + 6 * 14 * 14 * 10 + 10
+    s = check_source(LENET_BODY, classes=3)
+    assert s.ok and s.output_types == ["f32[B, 3]"]
+
+
+def test_constants_in_any_order_and_cycles(check_source):
+    s = check_source("""
+        model M() {
+            fc = Linear(WIDTH)
+            forward(x: f32[B, 4]) { return fc(x) }
+        }
+        const WIDTH = BASE * 2
+        const BASE = 8
+    """)
+    assert s.ok and s.output_types == ["f32[B, 16]"]
+    s = check_source("""
+        const A = B + 1
+        const B = A
+        model M() { forward(x: f32[N]) { return x } }
+    """)
+    assert "E-VALUE" in codes(s) or "E-NAME" in codes(s)
+
+
+def test_unknown_name_suggests(check_source):
+    s = check_source("""
+        model M() {
+            fc = Linear(4)
+            forward(x: f32[B, 4]) { return rleu(fc(x)) }
+        }
+    """)
+    assert codes(s) == ["E-NAME"]
+    assert "did you mean `relu`?" in s.diagnostics[0].notes
+
+
+def test_symbolic_dims_bind_in_submodels_and_layer_declarations(check_source):
+    s = check_source("""
+        model Block(out: int, stride: int = 1) {
+            conv = Conv2d(out, kernel=3, stride=stride, padding=1)
+            skip = Conv2d(out, kernel=1, stride=stride) if stride != 1 or C != out else Identity()
+            forward(x: f32[B, C, H, W]) { return relu(conv(x) + skip(x)) }
+        }
+        model Net() {
+            a = Block(8)
+            b = Block(8)
+            c = Block(16, stride=2)
+            forward(x: f32[N, 8, 32, 32]) -> f32[N, 16, 16, 16] { return x |> a |> b |> c }
+        }
+    """)
+    assert s.ok, s.diagnostics
+    ops = {r.path: r.op for r in s.layers}
+    assert ops["a.skip"] == "Identity" and ops["c.skip"] == "Conv2d"
+    assert {r.path for r in s.layers} >= {"a.conv", "c.conv", "c.skip"}
+
+
+def test_unification_mismatch_names_both_types(check_source):
+    s = check_source("""
+        model Pair() { forward(a: f32[B, T], b: f32[B, T]) { return a + b } }
+        model Net() {
+            p = Pair()
+            forward(x: f32[N, 4], y: f32[N, 5]) { return p(x, y) }
+        }
+    """)
+    assert codes(s) == ["E-SHAPE"]
+    assert "f32[B, T]" in s.diagnostics[0].message and "f32[N, 5]" in s.diagnostics[0].message
+
+
+def test_sequential_generator_names_and_for_over_children(check_source):
+    s = check_source("""
+        model Layer(d: int) {
+            fc = Linear(d)
+            forward(x: f32[B, D], scale: f32[B, D]) { return fc(x) * scale }
+        }
+        model Net(n: int = 3) {
+            blocks = Sequential(Layer(4) for i in range(n))
+            forward(x: f32[B, 4]) {
+                h = x
+                for layer in blocks { h = layer(h, x) }
+                for i in range(2) { h = h + x }
+                return h
+            }
+        }
+    """)
+    assert s.ok, s.diagnostics
+    assert [r.path for r in s.layers] == ["blocks.0.fc", "blocks.1.fc", "blocks.2.fc"]
+
+
+def test_sequential_call_chains_children_including_functions(check_source):
+    s = check_source("""
+        model Net() {
+            body = Sequential(Conv2d(4, kernel=3, padding=1), BatchNorm(), relu, max_pool2d(2))
+            forward(x: f32[B, 3, 8, 8]) -> f32[B, 4, 4, 4] { return body(x) }
+        }
+    """)
+    assert s.ok, s.diagnostics
+    assert [r.path for r in s.layers] == ["body.0", "body.1", "body.2", "body.3"]
+    assert s.buffers == 8
+
+
+def test_weight_sharing_counts_once_and_checks_sizes(check_source):
+    s = check_source("""
+        model Net() {
+            fc = Linear(4)
+            forward(x: f32[B, 4]) { return fc(fc(x)) }
+        }
+    """)
+    assert s.ok and s.trainable_params == 20
+    s = check_source("""
+        model Net() {
+            fc = Linear(4)
+            forward(x: f32[B, 4], y: f32[B, 5]) { return fc(x) + fc(y) }
+        }
+    """)
+    assert codes(s) == ["E-SHAPE"]
+
+
+def test_compile_time_if_and_symbolic_condition(check_source):
+    s = check_source("""
+        model Net(deep: bool = true) {
+            fc = Linear(4)
+            forward(x: f32[B, 4]) {
+                if deep { y = relu(fc(x)) } else { y = fc(x) }
+                return y
+            }
+        }
+    """)
+    assert s.ok
+    s = check_source("""
+        model Net() {
+            forward(x: f32[B, C]) {
+                if C == 4 { y = x } else { y = -x }
+                return y
+            }
+        }
+    """)
+    assert codes(s) == ["E-CONST"]
+
+
+def test_annotations_and_return_types(check_source):
+    s = check_source("""
+        model Net() {
+            forward(x: f32[B, 4, 5]) -> f32[B, 21] {
+                y: f32[B, 20] = flatten(x)
+                z: f32[B, 19] = flatten(x)
+                return y
+            }
+        }
+    """)
+    assert codes(s) == ["E-ANNOTATION", "E-ANNOTATION"]
+    assert "f32[B, 19]" in s.diagnostics[0].message
+    assert s.diagnostics[0].label == "dimension 1: 19 vs 20"
+
+
+def test_several_independent_errors_are_reported(check_source):
+    s = check_source("""
+        model Net() {
+            fc = Linear(4)
+            forward(x: f32[B, 3]) {
+                a = undefined_thing(x)
+                b = x + x[:, :2]
+                c = a + b
+                return fc(x) + nope
+            }
+        }
+    """)
+    assert codes(s) == ["E-NAME", "E-SHAPE", "E-NAME"]
+
+
+def test_loop_cap_is_checked_before_unrolling(check_source):
+    import time
+
+    start = time.perf_counter()
+    s = check_source("""
+        model Net() {
+            blocks = Sequential(Linear(4) for i in range(10**9))
+            forward(x: f32[B, 4]) { return blocks(x) }
+        }
+    """)
+    assert codes(s) == ["E-LIMIT"]
+    assert time.perf_counter() - start < 1.0
+
+
+def test_scalars_become_constants_of_the_tensor_dtype(check_source):
+    s = check_source("""
+        model Net() {
+            forward(x: f32[B, 4], ids: i64[B]) { return x * 2.0 + 1, ids + 1 }
+        }
+    """)
+    assert s.ok and s.output_types == ["f32[B, 4]", "i64[B]"]
+    s = check_source("""
+        model Net() { forward(ids: i64[B]) { return ids * 2.5 } }
+    """)
+    assert codes(s) == ["E-DTYPE"]
+
+
+def test_multi_result_ops_and_unpacking(check_source):
+    s = check_source("""
+        model Net() {
+            forward(x: f32[B, 8]) {
+                a, b = split(x, 2, 1)
+                c, d, e = split(x, 2, 1)
+                return a + b
+            }
+        }
+    """)
+    assert codes(s) == ["E-ARGS"]
+
+
+def test_imports_all_forms(check_source):
+    blocks = """
+        const WIDTH = 6
+        model Lin(d: int = WIDTH) {
+            fc = Linear(d)
+            forward(x: f32[B, F]) { return fc(x) }
+        }
+    """
+    s = check_source("""
+        import "lib/blocks.dnet" as lib
+        from "lib/blocks.dnet" import Lin as L2
+        model Net() {
+            a = lib.Lin()
+            b = L2(lib.WIDTH)
+            forward(x: f32[B, 3]) { return b(a(x)) }
+        }
+    """, extra={"lib/blocks.dnet": blocks})
+    assert s.ok, s.diagnostics
+    assert s.output_types == ["f32[B, 6]"]
+
+
+def test_import_cycle_and_escape(check_source, tmp_path):
+    s = check_source('import "a.dnet"\nmodel M() { forward(x: f32[B]) { return x } }\n',
+                     extra={"a.dnet": 'import "b.dnet"\n', "b.dnet": 'import "a.dnet"\n'})
+    assert codes(s) == ["E-IMPORT"] and "cycle" in s.diagnostics[0].message
+    (tmp_path.parent / "outside.dnet").write_text("const X = 1\n")
+    s = check_source('import "../outside.dnet"\nmodel M() { forward(x: f32[B]) { return x } }')
+    assert codes(s) == ["E-IMPORT"] and "leaves" in s.diagnostics[0].message
+
+
+def test_entry_model_selection(check_source):
+    text = """
+        model A() { forward(x: f32[B]) { return x } }
+        model Bee() { forward(x: f32[B, 2]) { return x } }
+    """
+    assert check_source(text).model == "Bee"
+    assert check_source(text, model="A").output_types == ["f32[B]"]
+    s = check_source(text, model="Be")
+    assert codes(s) == ["E-MODEL"] and "did you mean `Bee`?" in s.diagnostics[0].notes
+
+
+def test_layers_cannot_be_created_in_forward(check_source):
+    s = check_source("""
+        model M() { forward(x: f32[B, 3]) { return Linear(3)(x) } }
+    """)
+    assert codes(s) == ["E-MODEL"]
+
+
+def test_local_constants_in_model_body(check_source):
+    s = check_source("""
+        model M(d: int = 4) {
+            hidden = d * 4
+            up = Linear(hidden)
+            down = Linear(d)
+            forward(x: f32[B, 4]) -> f32[B, 4] { return down(gelu(up(x))) }
+        }
+    """)
+    assert s.ok and s.trainable_params == (4 * 16 + 16) + (16 * 4 + 4)
+
+
+def test_dims_as_values_and_arange(check_source):
+    s = check_source("""
+        model M() {
+            pos = Embedding(512, 8)
+            forward(ids: i64[B, T]) -> f32[T, 8] { return pos(arange(T)) }
+        }
+    """)
+    assert s.ok, s.diagnostics
+
+
+def test_symbolic_size_for_parameters_is_an_error(check_source):
+    s = check_source("""
+        model M() {
+            fc = Linear(4)
+            forward(x: f32[B, F]) { return fc(x) }
+        }
+    """)
+    assert codes(s) == ["E-SHAPE"] and "symbolic" in s.diagnostics[0].label

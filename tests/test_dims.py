@@ -1,0 +1,67 @@
+"""Symbolic dimensions: canonical forms, floor division, substitution."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dualnet.ir.dims import Dim, floordiv, substitute, sym
+
+B, H, T = sym("B"), sym("H"), sym("T")
+
+
+def test_constants_collapse_to_int():
+    assert H - H == 0
+    assert isinstance((H + 3) - H, int)
+
+
+def test_equal_expressions_are_equal_and_hash_equal():
+    a, b = (H - 1) // 2 + 1, (H + 1) // 2
+    assert a == b and hash(a) == hash(b)
+    assert 2 * T + B == B + T * 2
+
+
+def test_nested_floor_division_merges():
+    assert (H // 2) // 2 == H // 4
+    assert (((H - 1) // 2 + 1) - 1) // 2 + 1 == (H + 3) // 4
+
+
+def test_exact_division():
+    assert (4 * H) // 2 == 2 * H
+    assert (B * T) // T == B
+    assert (2 * H + 2) // 4 == (H + 1) // 2
+
+
+def test_printing():
+    assert str(H // 2) == "H // 2"
+    assert str((H + 1) // 2) == "(H + 1) // 2"
+    assert str(2 * T + 1) == "2 * T + 1"
+    assert str(B * T - 3) == "B * T - 3"
+    assert str(-H) == "-H"
+
+
+def test_substitute():
+    assert substitute((H - 1) // 2 + 1, {"H": 224}) == 112
+    assert substitute(B * T + H, {"H": T}) == B * T + T
+    assert substitute(H // 2, {"H": 7}) == 3
+
+
+def test_division_by_zero_raises():
+    import pytest
+
+    with pytest.raises(ZeroDivisionError):
+        floordiv(H, 0)
+
+
+@given(st.integers(-50, 50), st.integers(-50, 50), st.integers(1, 9), st.integers(1, 9),
+       st.integers(0, 400))
+def test_floor_division_agrees_with_integers(a, b, k1, k2, h):
+    """Simplified forms give the same numbers as Python's // for every H."""
+    expr = ((a * H + b) // k1 + a) // k2
+    direct = ((a * h + b) // k1 + a) // k2
+    assert substitute(expr, {"H": h}) == direct
+
+
+@given(st.integers(-20, 20), st.integers(-20, 20), st.integers(0, 50), st.integers(0, 50))
+def test_polynomial_arithmetic_agrees(a, b, t, h):
+    expr = (a * T + b) * (H - a) - T * H
+    assert substitute(expr, {"T": t, "H": h}) == (a * t + b) * (h - a) - t * h
+    assert isinstance(expr, Dim | int)
