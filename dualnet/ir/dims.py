@@ -147,7 +147,7 @@ def _as_poly(d: int | Dim) -> dict:
 
 
 def sym(name: str) -> Dim:
-    return Dim(((((name,), 1),)))
+    return Dim((((name,), 1),))
 
 
 def symbols_of(d: int | Dim) -> set[str]:

@@ -65,7 +65,8 @@ def resolve_padding(ctx: Ctx, padding, spatial: tuple, kernel, stride, dilation)
     "same" depends on a symbolic size. Returns (pads, output sizes)."""
     n = len(spatial)
     if padding == "same":
-        pads = tuple(same_pads(x, k, s, d) for x, k, s, d in zip(spatial, kernel, stride, dilation))
+        pads = tuple(same_pads(x, k, s, d)
+                     for x, k, s, d in zip(spatial, kernel, stride, dilation, strict=True))
     elif padding == "valid":
         pads = ((0, 0),) * n
     else:
@@ -73,7 +74,7 @@ def resolve_padding(ctx: Ctx, padding, spatial: tuple, kernel, stride, dilation)
         positive(ctx, p, "padding", allow_zero=True)
         pads = tuple((v, v) for v in p)
     out = []
-    for x, k, s, d, pad in zip(spatial, kernel, stride, dilation, pads):
+    for x, k, s, d, pad in zip(spatial, kernel, stride, dilation, pads, strict=True):
         o = (x + s - 1) // s if pad is None else conv_out(x, k, s, d, *pad)
         if isinstance(o, int) and o <= 0:
             ctx.fail(f"the window (kernel {k}, dilation {d}) does not fit in a size-{x} input "

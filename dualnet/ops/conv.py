@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import (
     INIT_CHOICES,
@@ -17,6 +15,7 @@ from dualnet.ops.common import (
     resolve_padding,
     same_pads,
 )
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 _CALL = sig(P("x", "tensor", dtypes="float"))

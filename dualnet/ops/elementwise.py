@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import broadcast, same_dtype
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
-
-_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _gelu(x, approximate):
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
-    return (0.5 * x * (1 + _erf(x / np.sqrt(2)))).astype(x.dtype)
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype)
 
 
 def _softplus(x, beta, threshold):
@@ -32,7 +30,7 @@ _UNARY = {
              (P("approximate", "str", "none", choices=("none", "tanh")),), "float", True,
              'x·Φ(x); approximate="tanh" uses the tanh formula'),
     "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), (), "float", True, "1 / (1 + e^-x)"),
-    "tanh": (np.tanh, (), "float", True, "hyperbolic tangent"),
+    "tanh": (lambda x: np.tanh(x), (), "float", True, "hyperbolic tangent"),
     "silu": (lambda x: x / (1 + np.exp(-x)), (), "float", True, "x·sigmoid(x)"),
     "leaky_relu": (lambda x, slope: np.where(x >= 0, x, x * slope).astype(x.dtype),
                    (P("slope", "float", 0.01),), "float", True, "x if x ≥ 0 else slope·x"),
@@ -41,14 +39,14 @@ _UNARY = {
             "x if x > 0 else alpha·(e^x − 1)"),
     "softplus": (_softplus, (P("beta", "float", 1.0), P("threshold", "float", 20.0)),
                  "float", True, "log(1 + e^(beta·x)) / beta, linear above threshold"),
-    "exp": (np.exp, (), "float", True, "e^x"),
-    "log": (np.log, (), "float", True, "natural logarithm"),
-    "sqrt": (np.sqrt, (), "float", True, "square root"),
+    "exp": (lambda x: np.exp(x), (), "float", True, "e^x"),
+    "log": (lambda x: np.log(x), (), "float", True, "natural logarithm"),
+    "sqrt": (lambda x: np.sqrt(x), (), "float", True, "square root"),
     "rsqrt": (lambda x: 1 / np.sqrt(x), (), "float", True, "1 / √x"),
-    "abs": (np.abs, (), "number", True, "absolute value"),
-    "neg": (np.negative, (), "number", True, "−x (the unary minus)"),
-    "round": (np.round, (), "float", False, "round half to even (not differentiable)"),
-    "floor": (np.floor, (), "float", False, "round down (not differentiable)"),
+    "abs": (lambda x: np.abs(x), (), "number", True, "absolute value"),
+    "neg": (lambda x: np.negative(x), (), "number", True, "−x (the unary minus)"),
+    "round": (lambda x: np.round(x), (), "float", False, "round half to even (not differentiable)"),
+    "floor": (lambda x: np.floor(x), (), "float", False, "round down (not differentiable)"),
 }
 
 
@@ -85,26 +83,26 @@ def _binary_infer(result: str, verb: str):
     return infer
 
 
-# name: (NumPy function, operand/result dtype class, differentiable, symbol, verb)
+# name: (NumPy function name, operand/result dtype class, differentiable, symbol, verb)
 _BINARY = {
-    "add": (np.add, "number", True, "+", "add"),
-    "sub": (np.subtract, "number", True, "-", "subtract"),
-    "mul": (np.multiply, "number", True, "*", "multiply"),
-    "div": (np.divide, "float", True, "/", "divide"),
-    "pow": (np.power, "float", True, "**", "raise"),
-    "lt": (np.less, "bool", False, "<", "compare"),
-    "le": (np.less_equal, "bool", False, "<=", "compare"),
-    "gt": (np.greater, "bool", False, ">", "compare"),
-    "ge": (np.greater_equal, "bool", False, ">=", "compare"),
-    "eq": (np.equal, "bool", False, "==", "compare"),
-    "ne": (np.not_equal, "bool", False, "!=", "compare"),
+    "add": ("add", "number", True, "+", "add"),
+    "sub": ("subtract", "number", True, "-", "subtract"),
+    "mul": ("multiply", "number", True, "*", "multiply"),
+    "div": ("divide", "float", True, "/", "divide"),
+    "pow": ("power", "float", True, "**", "raise"),
+    "lt": ("less", "bool", False, "<", "compare"),
+    "le": ("less_equal", "bool", False, "<=", "compare"),
+    "gt": ("greater", "bool", False, ">", "compare"),
+    "ge": ("greater_equal", "bool", False, ">=", "compare"),
+    "eq": ("equal", "bool", False, "==", "compare"),
+    "ne": ("not_equal", "bool", False, "!=", "compare"),
 }
 BINARY_SYMBOLS = {entry[3]: name for name, entry in _BINARY.items()}
 
 
-def _binary_reference(fn):
+def _binary_reference(fn_name: str):
     def reference(inputs, attrs, params):
-        out = fn(inputs["a"], inputs["b"])
+        out = getattr(np, fn_name)(inputs["a"], inputs["b"])
         return [out if out.dtype == bool else out.astype(inputs["a"].dtype)]
     return reference
 
@@ -183,5 +181,5 @@ register(OpDef(
     reference=lambda inputs, attrs, params: [inputs["x"]], differentiable=(),
     category="elementwise", doc="Identity whose gradient is zero: marks an intended cut."))
 
-_NUMPY = {DType.f16: np.float16, DType.bf16: np.float32, DType.f32: np.float32,
-          DType.f64: np.float64, DType.i32: np.int32, DType.i64: np.int64, DType.bool: np.bool_}
+_NUMPY = {DType.f16: "float16", DType.bf16: "float32", DType.f32: "float32",
+          DType.f64: "float64", DType.i32: "int32", DType.i64: "int64", DType.bool: "bool"}

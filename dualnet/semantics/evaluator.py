@@ -204,10 +204,10 @@ class Evaluator:
         if value is POISON:
             return POISON
         first = Arg(value, e.value.span)
-        if isinstance(e.func, ast.Call):
-            return self.call(e.func, prepend=first, span=e.span)
+        if isinstance(e.func, ast.Call):  # each step is located at its own function
+            return self.call(e.func, prepend=first, span=e.func.span)
         callee = self.eval(e.func)
-        return self.apply(callee, [first], {}, e.span, e.func.span)
+        return self.apply(callee, [first], {}, e.func.span, e.func.span)
 
     def _Call(self, e: ast.Call):
         return self.call(e, None, e.span)

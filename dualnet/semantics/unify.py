@@ -49,7 +49,7 @@ def tensor_pattern(texpr: ast.TypeExpr, lookup) -> tuple[str, list[Pattern]]:
                     "not a dtype", [f"did you mean `{hint}`?" if hint else
                                     "element types are " + ", ".join(DTYPES)])
     dims = [dim_pattern(d, lookup) for d in texpr.dims]
-    for d, pat in zip(texpr.dims, dims):
+    for d, pat in zip(texpr.dims, dims, strict=True):
         if isinstance(pat, int) and pat < 0:
             raise error("E-VALUE", f"negative dimension {pat}", d.span)
     return texpr.dtype, dims
