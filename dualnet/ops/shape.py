@@ -353,7 +353,7 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
         if _known(d):
             start, stop, _ = slice(item.start, item.stop, step).indices(d)
         else:  # bounds on a symbolic size are taken as in range
-            start = 0 if item.start is None else item.start
+            start = 0 if item.start is None else item.start + (d if item.start < 0 else 0)
             stop = d if item.stop is None else item.stop + (d if item.stop < 0 else 0)
         length = floordiv(stop - start + step - 1, step)
         if _known(length) and length <= 0:
