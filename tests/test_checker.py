@@ -303,3 +303,49 @@ def test_symbolic_size_for_parameters_is_an_error(check_source):
         }
     """)
     assert codes(s) == ["E-SHAPE"] and "symbolic" in s.diagnostics[0].label
+
+
+def test_callee_dim_names_do_not_capture_the_callers(check_source):
+    """A block's `H` is its own: binding it to the caller's `H // 2` must not substitute twice."""
+    s = check_source("""
+        model Down() {
+            forward(x: f32[B, C, H, W]) -> f32[B, C, H // 2, W // 2] { return max_pool2d(x, 2) }
+        }
+        model Rows() {
+            forward(x: f32[B, C, H, W]) -> f32[B, C, H // 2, W] { return max_pool2d(x, (2, 1)) }
+        }
+        model M() {
+            d1 = Down()
+            d2 = Down()
+            r = Rows()
+            forward(x: f32[B, 3, H, W]) -> f32[B, 3, H // 8, W // 4] {
+                return x |> d1 |> d2 |> r
+            }
+        }
+    """)
+    assert s.ok, s.diagnostics
+
+
+def test_resnet18_with_symbolic_spatial_sizes(check_source):
+    from conftest import ROOT
+
+    blocks = (ROOT / "models" / "blocks.dnet").read_text()
+    resnet = (ROOT / "models" / "resnet18.dnet").read_text()
+    resnet = resnet.replace("f32[B, 3, 224, 224]", "f32[B, 3, H, W]")
+    resnet = resnet.replace("f32[B, 512, 7, 7]", "f32[B, 512, (H + 31) // 32, _]")
+    assert "f32[B, 3, H, W]" in resnet and "(H + 31) // 32" in resnet
+    s = check_source(resnet, extra={"blocks.dnet": blocks})
+    assert s.ok, s.diagnostics
+    assert s.trainable_params == 11_689_512 and s.output_types == ["f32[B, 1000]"]
+    conv1 = next(r for r in s.layers if r.path == "conv1")
+    assert conv1.output == "f32[B, 64, (H + 1) // 2, (W + 1) // 2]"
+
+
+def test_declared_dimension_expressions_keep_their_brackets(check_source):
+    s = check_source("""
+        model M(k: int = 3) {
+            forward(x: f32[B, 8]) -> f32[B, (8 - 1) // k + 2] { return x }
+        }
+    """)
+    assert codes(s) == ["E-ANNOTATION"]
+    assert "f32[B, (8 - 1) // k + 2]" in s.diagnostics[0].message

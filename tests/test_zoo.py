@@ -178,24 +178,14 @@ UNET = (
     + double_conv(64, 32)
     + conv(32, 2, 1)
 )
-assert (
-    UNET
-    == (
-        9_632
-        + 55_552
-        + 221_696
-        + 885_760
-        + 131_200
-        + 442_880
-        + 32_832
-        + 110_848
-        + 8_224
-        + 27_776
-        + 66
-    )
-    == 1_926_466
-)
+UNET_PARTS = [9_632, 55_552, 221_696, 885_760, 131_200, 442_880, 32_832, 110_848, 8_224]
+assert UNET == sum(UNET_PARTS) + 27_776 + 66 == 1_926_466
 UNET_BUFFERS = 2 * 1_408
+
+
+def _render(s) -> str:
+    return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
+
 
 # file, entry model, trainable params, buffer elements, output types
 ZOO = [
@@ -216,7 +206,7 @@ ZOO = [
     ids=[row[0].removesuffix(".dnet") for row in ZOO],
 )
 def test_zoo_model(file: str, model: str, params: int, buffers: int, outputs: list[str]) -> None:
-    s = check_file(MODELS / file)
+    s = check_file(str(MODELS / file))
     assert s.diagnostics == [], _render(s)
     assert s.model == model
     assert s.trainable_params == params
@@ -229,8 +219,16 @@ def test_zoo_table_covers_every_file() -> None:
     assert files == {row[0] for row in ZOO} | LIBRARIES
 
 
-def _render(s) -> str:
-    return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
+@pytest.mark.parametrize(("file", "model", "params"), [row[:3] for row in ZOO])
+def test_zoo_readme_row(file: str, model: str, params: int) -> None:
+    """models/README.md lists each model with its parameter count."""
+    rows = [
+        line
+        for line in (MODELS / "README.md").read_text().splitlines()
+        if line.startswith(f"| `{file}` |")
+    ]
+    assert len(rows) == 1, file
+    assert f"`{model}`" in rows[0] and f"{params:,}" in rows[0]
 
 
 @pytest.mark.parametrize(
@@ -239,7 +237,7 @@ def _render(s) -> str:
 )
 def test_zoo_file_checks_cleanly(file: str) -> None:
     """The API reports no diagnostic, and `dualnet check` exits 0 with nothing on stderr."""
-    s = check_file(MODELS / file)
+    s = check_file(str(MODELS / file))
     assert s.diagnostics == [], _render(s)
     proc = subprocess.run(
         [sys.executable, "-m", "dualnet", "check", str(MODELS / file)],

@@ -16,16 +16,22 @@ _fresh = itertools.count(1)
 Pattern = int | Dim | None
 
 
-def dim_pattern(expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | None]) -> Pattern:
-    """Evaluate a dimension expression; names that `lookup` doesn't know stay symbolic."""
+VAR = "?"  # prefix of a pattern variable: an unbound name, kept apart from the actual's symbols
+
+
+def dim_pattern(expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | None],
+                var_prefix: str = "") -> Pattern:
+    """Evaluate a dimension expression; names that `lookup` doesn't know become symbols
+    (named `var_prefix + name`)."""
     if isinstance(expr, ast.DimInt):
         return expr.value
     if isinstance(expr, ast.DimAny):
         return None
     if isinstance(expr, ast.DimName):
         known = lookup(expr.name, expr.span)
-        return sym(expr.name) if known is None else known
-    left, right = dim_pattern(expr.left, lookup), dim_pattern(expr.right, lookup)
+        return sym(var_prefix + expr.name) if known is None else known
+    left = dim_pattern(expr.left, lookup, var_prefix)
+    right = dim_pattern(expr.right, lookup, var_prefix)
     if left is None or right is None:
         raise error("E-TYPE", "`_` cannot be part of a dimension expression", expr.span)
     try:
@@ -38,7 +44,7 @@ def dim_pattern(expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | Non
     return result
 
 
-def tensor_pattern(texpr: ast.TypeExpr, lookup) -> tuple[str, list[Pattern]]:
+def tensor_pattern(texpr: ast.TypeExpr, lookup, var_prefix: str = "") -> tuple[str, list[Pattern]]:
     if not isinstance(texpr, ast.TensorTypeExpr):
         raise error("E-TYPE", "expected a tensor type such as f32[B, 3, H, W]", texpr.span)
     if texpr.dtype not in DTYPES:
@@ -48,7 +54,7 @@ def tensor_pattern(texpr: ast.TypeExpr, lookup) -> tuple[str, list[Pattern]]:
         raise error("E-TYPE", f"unknown element type `{texpr.dtype}`", texpr.span,
                     "not a dtype", [f"did you mean `{hint}`?" if hint else
                                     "element types are " + ", ".join(DTYPES)])
-    dims = [dim_pattern(d, lookup) for d in texpr.dims]
+    dims = [dim_pattern(d, lookup, var_prefix) for d in texpr.dims]
     for d, pat in zip(texpr.dims, dims, strict=True):
         if isinstance(pat, int) and pat < 0:
             raise error("E-VALUE", f"negative dimension {pat}", d.span)
@@ -64,11 +70,13 @@ def fresh_type(texpr: ast.TypeExpr, lookup) -> TensorType:
 
 def unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lookup,
           code: str, span: Span, what: str) -> None:
-    """Match `actual` against the annotation, binding unbound dimension names into `env`."""
+    """Match `actual` against the annotation, binding unbound dimension names into `env`.
+    Unbound names are pattern variables (`?H`), so an actual size that mentions a symbol of
+    the same name (the caller's `H`) is never confused with them."""
     def lookup_env(name: str, s: Span):
         return env[name] if name in env else lookup(name, s)
 
-    dtype, dims = tensor_pattern(texpr, lookup_env)
+    dtype, dims = tensor_pattern(texpr, lookup_env, VAR)
     shown = _show_pattern(texpr)
     if DTYPES[dtype] != actual.dtype:
         raise error(code, f"{what} is declared {shown} but is {actual}", span,
@@ -80,8 +88,8 @@ def unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lo
     while pending:  # names bind first; expressions over them are solved or checked after
         later = []
         for axis, pat in pending:
-            pat = substitute(pat, env)
-            free = {name for name in symbols_of(pat) if name not in env}
+            pat = substitute(pat, {VAR + k: v for k, v in env.items()})
+            free = {name for name in symbols_of(pat) if name.startswith(VAR)}
             here = actual.shape[axis]
             if not free:
                 if pat != here:
@@ -92,24 +100,27 @@ def unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lo
         if len(later) == len(pending):
             axis, pat = later[0]
             raise error(code, f"cannot infer the dimensions of {shown} from {actual}", span,
-                        f"dimension {axis}: cannot solve {pat} = {actual.shape[axis]}")
+                        f"dimension {axis}: cannot solve {_unmark(pat)} = "
+                        f"{actual.shape[axis]}")
         pending = later
 
 
-def _solve(pat: Dim, name: str, actual, env) -> bool:
-    """Bind `name` so that `pat == actual`, for patterns `k*name + c` (k divides exactly)."""
+def _unmark(pat) -> str:
+    return str(pat).replace(VAR, "")
+
+
+def _solve(pat: Dim, var: str, actual, env) -> bool:
+    """Bind pattern variable `var` so that `pat == actual`, for `k*var + c` (k dividing)."""
     poly = dict(pat.terms)
-    k = poly.pop((name,), None)
-    if k is None or any(name in (a for a in mono if isinstance(a, str)) for mono in poly):
-        return False
+    k = poly.pop((var,), None)
     rest = Dim._make(poly)
-    if any(isinstance(a, str) and a not in env for a in symbols_of(rest)):
+    if k is None or var in symbols_of(rest):
         return False
     target = actual - rest
     value = floordiv(target, k)
     if value * k != target:
         return False
-    env[name] = value
+    env[var[len(VAR):]] = value
     return True
 
 
@@ -117,12 +128,18 @@ def _show_pattern(texpr: ast.TensorTypeExpr) -> str:
     return f"{texpr.dtype}[{', '.join(_show_dim(d) for d in texpr.dims)}]"
 
 
-def _show_dim(d: ast.DimExpr) -> str:
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
+
+
+def _show_dim(d: ast.DimExpr, parent: int = 0, right: bool = False) -> str:
+    """A dimension expression as written, with the brackets its meaning needs."""
     if isinstance(d, ast.DimInt):
         return str(d.value)
     if isinstance(d, ast.DimName):
         return d.name
     if isinstance(d, ast.DimAny):
         return "_"
-    return f"{_show_dim(d.left)} {d.op} {_show_dim(d.right)}"
+    prec = _PRECEDENCE[d.op]
+    text = f"{_show_dim(d.left, prec)} {d.op} {_show_dim(d.right, prec, True)}"
+    return f"({text})" if prec < parent or (right and prec == parent) else text
 
