@@ -17,7 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +132,7 @@ SOURCES: dict[str, tuple[dict[str, str | bytes], str]] = {
                    "E-DEPTH"),
     "deep_ifs": ({"main.dnet": nested_ifs(N)}, "E-DEPTH"),
     # long and big
+    "sum_20000_terms": ({"main.dnet": fwd(" + ".join(["x"] * 20_000))}, None),
     "sum_200000_terms": ({"main.dnet": fwd(" + ".join(["x"] * 200_000))}, None),
     "range_1e9_for": ({"main.dnet": "model Net() {\n    forward(x: f32[B, 8]) {\n"
                        "        for i in range(10**9) { x = relu(x) }\n        return x\n"
@@ -277,6 +277,14 @@ def test_unknown_entry_model(tmp_path: Path) -> None:
     assert "`Encodr`" in r.stderr and "did you mean `Encoder`?" in r.stderr, _show(r)
 
 
+def test_unknown_entry_model_in_file_without_models(tmp_path: Path) -> None:
+    (tmp_path / "main.dnet").write_text("const WIDTH = 8\n", encoding="utf-8")
+    r = run_cli(["check", "--model", "Net", "main.dnet"], tmp_path)
+    assert_clean(r)
+    assert r.stderr.startswith("error[E-MODEL]"), _show(r)
+    assert not re.search(r"models here: *$", r.stderr, flags=re.M), _show(r)
+
+
 @pytest.mark.parametrize("args", [
     ["check", "--frobnicate", "main.dnet"],
     ["check", "-x", "main.dnet"],
@@ -290,3 +298,4 @@ def test_usage_errors(tmp_path: Path, args: list[str]) -> None:
     r = run_cli(args, tmp_path)
     assert_clean(r, 2)
     assert "usage: dualnet" in r.stderr and "dualnet: error:" in r.stderr, _show(r)
+

@@ -349,3 +349,10 @@ def test_declared_dimension_expressions_keep_their_brackets(check_source):
     """)
     assert codes(s) == ["E-ANNOTATION"]
     assert "f32[B, (8 - 1) // k + 2]" in s.diagnostics[0].message
+
+
+def test_pow_takes_x_and_p_as_in_the_language_reference(check_source):
+    s = check_source("""
+        model M() { forward(x: f32[B, 4]) { return pow(x, p=2.0) + x ** 3 } }
+    """)
+    assert s.ok, s.diagnostics

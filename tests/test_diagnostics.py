@@ -284,14 +284,24 @@ def test_known_every_bad_name_in_an_import_is_reported() -> None:
     assert "`Blok`" in stderr and "`WIDHT`" in stderr, stderr
 
 
-def test_known_unknown_keyword_caret_under_keyword() -> None:
-    """The caret of an unknown keyword argument sits under `name=value`, not the value."""
-    stderr, _ = run_check("args_unknown_keyword.dnet")
+@pytest.mark.parametrize("name,line,keyword", [
+    ("args_unknown_keyword", "3 |", "strides=2"),  # a built-in layer's argument
+    ("multi_models", "13 |", "stride=2"),  # a model's hyperparameter
+])
+def test_known_unknown_keyword_caret_under_keyword(name: str, line: str, keyword: str) -> None:
+    """The caret of an unknown keyword argument sits under `name=value`, not the value
+    (as for a keyword given twice, which already underlines `name=value`)."""
+    stderr, _ = run_check(f"{name}.dnet")
     lines = stderr.splitlines()
-    [i] = [k for k, s in enumerate(lines) if s.startswith("3 |")]
-    start = lines[i].index("strides=2")
+    i = next(k for k, s in enumerate(lines) if s.startswith(line))
+    start = lines[i].index(keyword)
     caret = lines[i + 1]
-    assert caret.index("^") == start and caret.count("^") == len("strides=2"), stderr
+    assert caret.index("^") == start and caret.count("^") == len(keyword), stderr
+
+
+def test_known_singular_argument() -> None:
+    stderr, _ = run_check("args_extra.dnet")
+    assert "relu takes at most 1 positional argument, found 2" in stderr, stderr
 
 
 def test_known_shape_label_names_first_mismatch() -> None:
@@ -299,3 +309,26 @@ def test_known_shape_label_names_first_mismatch() -> None:
     128`), not the last."""
     stderr, _ = run_check("shape_add_mismatch.dnet")
     assert "dimension 1: 64 vs 128" in stderr, stderr
+
+
+def test_known_article_before_int() -> None:
+    stderr, _ = run_check("dtype_float_ids.dnet")
+    assert "expects an int tensor" in stderr, stderr
+
+
+# ---------------------------------------------------------------- docs/diagnostics.md
+
+
+def test_docs_examples_match_fixtures() -> None:
+    """The examples in docs/diagnostics.md are the fixtures and their expected output."""
+    doc = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    outputs = re.findall(r"`dualnet check (\w+)\.dnet` prints:\n\n```\n(.*?)\n```", doc, re.S)
+    sources = re.findall(r"`tests/diagnostics/(\w+)\.dnet`:\n\n```\n(.*?)\n```", doc, re.S)
+    assert outputs and sources
+    for name, shown in outputs:
+        expected = (FIXTURES / f"{name}.expected").read_text(encoding="utf-8")
+        assert shown == expected.rsplit("exit:", 1)[0].rstrip("\n"), name
+    for name, shown in sources:
+        assert shown == (FIXTURES / f"{name}.dnet").read_text(encoding="utf-8").rstrip("\n")
+    for code in CODES:
+        assert f"\n### {code}\n" in doc, f"docs/diagnostics.md does not describe {code}"

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from dualnet.ir.graph import Init
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import broadcast, fan_in_init, positive, same_dtype
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 _FULLY_MASKED = ("A query that may attend no key (every key masked) gets all-zero attention "

@@ -70,7 +70,7 @@ for _name, (_fn, _attrs, _dtypes, _diff, _doc) in _UNARY.items():
 
 def _binary_infer(result: str, verb: str):
     def infer(ctx: Ctx) -> list[TensorType]:
-        a, b = ctx.inputs["a"], ctx.inputs["b"]
+        a, b = ctx.inputs.values()
         dtype = same_dtype(ctx, a, b, verb=verb)
         if result == "float" and not dtype.is_float:
             ctx.fail(f"needs floating-point operands, found {dtype}", label=f"{dtype}",
@@ -102,16 +102,20 @@ BINARY_SYMBOLS = {entry[3]: name for name, entry in _BINARY.items()}
 
 def _binary_reference(fn_name: str):
     def reference(inputs, attrs, params):
-        out = getattr(np, fn_name)(inputs["a"], inputs["b"])
-        return [out if out.dtype == bool else out.astype(inputs["a"].dtype)]
+        a, b = inputs.values()
+        out = getattr(np, fn_name)(a, b)
+        return [out if out.dtype == bool else out.astype(a.dtype)]
     return reference
 
 
+_OPERANDS = {"pow": ("x", "p")}  # LANGUAGE.md names pow's arguments; the rest are (a, b)
+
 for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
+    _left, _right = _OPERANDS.get(_name, ("a", "b"))
     register(OpDef(
-        name=_name, signature=sig(P("a", "tensor"), P("b", "tensor")),
+        name=_name, signature=sig(P(_left, "tensor"), P(_right, "tensor")),
         infer=_binary_infer(_kind, _verb), reference=_binary_reference(_fn),
-        differentiable=("a", "b") if _diff else (), category="elementwise",
+        differentiable=(_left, _right) if _diff else (), category="elementwise",
         doc=f"a {_sym} b with NumPy broadcasting"))
 
 

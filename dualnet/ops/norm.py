@@ -3,11 +3,10 @@ initialisers; references in inference mode)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from dualnet.ir.graph import Init
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import positive, require_rank
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 _CALL = sig(P("x", "tensor", dtypes="float"))

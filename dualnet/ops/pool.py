@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import expand, positive, require_rank, resolve_padding, same_pads
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 

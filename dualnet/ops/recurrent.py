@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from dualnet.ir.graph import Init
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import positive, require_rank
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 # name: (gates per step, gate order in the weight rows, results with state=true)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import norm_axis
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 
@@ -31,20 +30,20 @@ def _reduce_infer(ctx: Ctx) -> list[TensorType]:
     return [x.with_shape(_reduced_shape(x, axes, ctx.attrs["keepdims"]))]
 
 
-def _reduce_reference(fn):
+def _reduce_reference(fn: str):
     def reference(inputs, attrs, params):
         x = inputs["x"]
-        return [np.asarray(fn(x, axis=attrs["axis"], keepdims=attrs["keepdims"]))
+        return [np.asarray(getattr(np, fn)(x, axis=attrs["axis"], keepdims=attrs["keepdims"]))
                 .astype(x.dtype)]
     return reference
 
 
 # name: (NumPy function, input dtypes, ONNX counterpart)
 _REDUCE = {
-    "mean": (np.mean, "float", "ReduceMean"),
-    "sum": (np.sum, "number", "ReduceSum"),
-    "max": (np.max, "number", "ReduceMax"),
-    "min": (np.min, "number", "ReduceMin"),
+    "mean": ("mean", "float", "ReduceMean"),
+    "sum": ("sum", "number", "ReduceSum"),
+    "max": ("max", "number", "ReduceMax"),
+    "min": ("min", "number", "ReduceMin"),
 }
 
 for _name, (_fn, _dtypes, _onnx) in _REDUCE.items():
@@ -66,19 +65,20 @@ def _arg_infer(ctx: Ctx) -> list[TensorType]:
     return [TensorType(DType.i64, _reduced_shape(x, (axis,), ctx.attrs["keepdims"]))]
 
 
-def _arg_reference(fn):
+def _arg_reference(fn: str):
     def reference(inputs, attrs, params):
-        return [np.asarray(fn(inputs["x"], axis=attrs["axis"], keepdims=attrs["keepdims"]))
+        x = inputs["x"]
+        return [np.asarray(getattr(np, fn)(x, axis=attrs["axis"], keepdims=attrs["keepdims"]))
                 .astype(np.int64)]
     return reference
 
 
-for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
+for _name in ("argmax", "argmin"):
     register(OpDef(
         name=_name,
         signature=sig(P("x", "tensor", dtypes="number"), P("axis", "int"),
                       P("keepdims", "bool", False)),
-        infer=_arg_infer, reference=_arg_reference(_fn), differentiable=(), category="reduce",
+        infer=_arg_infer, reference=_arg_reference(_name), differentiable=(), category="reduce",
         doc=f"i64 index of the {_name[3:]}imum along `axis`, the first one on ties "
             f"(ONNX {'ArgMax' if _name == 'argmax' else 'ArgMin'}, select_last_index=0); "
             "not differentiable."))

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from dualnet.ir.dims import Dim, floordiv
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import norm_axis, positive, same_dtype
+from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 
@@ -320,6 +319,20 @@ register(OpDef(
 # ---------------------------------------------------------------- indexing
 
 
+def _is_size(v) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, Dim)
+
+
+def _bound(b, default, d):
+    """A slice bound resolved against an axis of size d (symbolic bounds taken as in range)."""
+    if b is None:
+        return default
+    if _known(b) and b < 0:
+        b = d + b
+        return max(b, 0) if _known(b) else b
+    return min(b, d) if _known(b) and _known(d) else b
+
+
 def _getitem_infer(ctx: Ctx) -> list[TensorType]:
     x, items = ctx.inputs["x"], ctx.attrs["items"]
     items = tuple(items) if isinstance(items, tuple | list) else (items,)
@@ -328,33 +341,33 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
     items = items + (slice(None),) * (x.rank - len(items))
     norm, shape = [], []
     for axis, (item, d) in enumerate(zip(items, x.shape, strict=True)):
-        if isinstance(item, int) and not isinstance(item, bool):
-            if _known(d):
+        if _is_size(item):
+            if _known(item) and _known(d):
                 if not -d <= item < d:
                     ctx.fail(f"index {item} is out of range for axis {axis} of {x}", "items",
                              f"valid indices are {-d}..{d - 1}", code="E-VALUE")
                 item %= d
-            elif item < 0:
+            elif _known(item) and item < 0:
                 item = d + item
             norm.append(("index", item))
             continue
         if not isinstance(item, slice):
-            ctx.fail(f"indices must be ints or slices, found {item!r}", "items",
+            ctx.fail(f"indices must be sizes or slices, found {item!r}", "items",
                      "not an index", code="E-VALUE")
-        bounds = (item.start, item.stop, item.step)
-        if any(b is not None and (not isinstance(b, int) or isinstance(b, bool))
-               for b in bounds):
-            ctx.fail(f"slice bounds must be ints, found {item}", "items", "not an int",
+        if any(b is not None and not _is_size(b) for b in (item.start, item.stop)):
+            ctx.fail(f"slice bounds must be sizes, found {item}", "items", "not a size",
                      code="E-VALUE")
         step = 1 if item.step is None else item.step
+        if not _known(step) or isinstance(step, bool):
+            ctx.fail(f"slice steps must be integers, found {step}", "items", "not an int",
+                     code="E-VALUE")
         if step <= 0:
             ctx.fail(f"slice steps must be positive, found {step}", "items", "step ≤ 0",
                      code="E-VALUE")
-        if _known(d):
+        if _known(d) and _known(item.start or 0) and _known(item.stop or 0):
             start, stop, _ = slice(item.start, item.stop, step).indices(d)
-        else:  # bounds on a symbolic size are taken as in range
-            start = 0 if item.start is None else item.start + (d if item.start < 0 else 0)
-            stop = d if item.stop is None else item.stop + (d if item.stop < 0 else 0)
+        else:
+            start, stop = _bound(item.start, 0, d), _bound(item.stop, d, d)
         length = floordiv(stop - start + step - 1, step)
         if _known(length) and length <= 0:
             stop, length = start, 0
@@ -375,8 +388,9 @@ register(OpDef(
     infer=_getitem_infer, reference=_getitem_ref, differentiable=("x",), category="shape",
     doc="Indexing and slicing x[i, a:b:s, ...] (positive steps; missing trailing axes are "
         'whole). Normalised to one ("index", i) or ("slice", start, stop, step) per axis with '
-        "non-negative bounds; on a symbolic size a negative bound n means size + n and bounds "
-        "are assumed in range."))
+        "non-negative bounds; indices and bounds may be sizes (ints or symbolic); on a "
+        "symbolic size a negative bound n means size + n, and symbolic bounds are assumed in "
+        "range."))
 
 
 # ---------------------------------------------------------------- arange

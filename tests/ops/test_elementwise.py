@@ -107,7 +107,8 @@ def test_binary_matches_onnx(name, shapes_):
         a = np.abs(a) + 0.5
     if name == "div":
         b = np.where(b == 0, 1.5, b).astype(np.float32)
-    (y,), _, _ = run_ref(name, {"a": a, "b": b})
+    left, right = REGISTRY[name].signature.names()
+    (y,), _, _ = run_ref(name, {left: a, right: b})
     if name == "ne":
         expected = onnx_node("Not", [onnx_node("Equal", [a, b])[0]])[0]
     else:

@@ -266,6 +266,19 @@ def test_getitem_rules():
     assert str(out[0]) == "f32[0]" and ctx.attrs["items"] == (("index", 3), ("slice", 7, 7, 1))
 
 
+def test_getitem_symbolic_indices_and_bounds():
+    x = tt("f32", B, T, 64)
+    out, ctx = infer("getitem", {"x": x}, items=(slice(None), T - 1))
+    assert str(out[0]) == "f32[B, 64]" and ctx.attrs["items"][1] == ("index", T - 1)
+    out, ctx = infer("getitem", {"x": x}, items=(slice(None), slice(None, T // 2)))
+    assert str(out[0]) == "f32[B, T // 2, 64]"
+    assert shapes("getitem", {"x": x}, items=(slice(None), slice(T // 2, -1))) == \
+        ["f32[B, T - T // 2 - 1, 64]"]
+    out, _ = infer("getitem", {"x": x}, items=(slice(None), slice(1, T - 1, 2)))
+    assert out[0].shape == (B, (T - 1) // 2, 64)
+    fails("getitem", {"x": x}, "E-VALUE", items=(slice(None, None, T),))
+
+
 def test_getitem_failures():
     x = tt("f32", 4, 10)
     fails("getitem", {"x": x}, "E-VALUE", items=(4,))
@@ -329,3 +342,43 @@ def test_arange():
     (y,), _, _ = run_ref("arange", {}, n=7)
     expected = onnx_node("Range", [np.array(0), np.array(7), np.array(1)])[0]
     assert y.dtype == np.int64 and np.array_equal(y, expected)
+
+
+# ---------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_BOUND = st.one_of(st.none(), st.integers(-9, 9))
+_ITEM = st.one_of(st.integers(-4, 3),
+                  st.builds(slice, _BOUND, _BOUND, st.one_of(st.none(), st.integers(1, 4))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_ITEM, min_size=0, max_size=4))
+def test_getitem_property_matches_numpy(items):
+    items = tuple(items)
+    try:
+        expected = X4[items]
+    except IndexError:  # NumPy refuses: so does the rule
+        fails("getitem", {"x": tt("f32", *X4.shape)}, "E-VALUE", items=items)
+        return
+    (y,), _, ctx = run_ref("getitem", {"x": X4}, items=items)  # the rule's shape is checked
+    close(y, expected)
+    for entry, d in zip(ctx.attrs["items"], X4.shape, strict=True):  # normalised bounds
+        if entry[0] == "index":
+            assert 0 <= entry[1] < d
+        else:
+            assert 0 <= entry[1] <= entry[2] <= d and entry[3] >= 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.permutations([2, 3, 4, 5]).flatmap(
+    lambda dims: st.tuples(st.just(dims), st.integers(0, 3))))
+def test_reshape_property_matches_numpy(case):
+    dims, hole = case
+    dims = list(dims)
+    dims[hole] = -1
+    (y,), _, ctx = run_ref("reshape", {"x": X4}, dims=tuple(dims))
+    close(y, X4.reshape(dims))
+    assert -1 not in ctx.attrs["dims"]
