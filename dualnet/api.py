@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dualnet.checks.autodiff import check_gradients
-from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, error
+from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance
 from dualnet.semantics.checker import Checker
 from dualnet.semantics.loader import Loader
@@ -108,17 +108,21 @@ def _first_output(layer: LayerInstance) -> str:
 
 
 def _hyper_args(hyper: dict[str, Any] | None):
-    from dualnet.diagnostics import Span
     from dualnet.ops.binding import Arg
 
     span = Span("<api>", 1, 1, 1, 1)
     return {k: Arg(v, span) for k, v in (hyper or {}).items()}
 
 
+def _file_start(root) -> Span:
+    return Span(root.display, 1, 1, 1, 1)
+
+
 def _entry(root, model: str | None) -> ModelRef:
     if model is None:
         if not root.models:
-            raise error("E-MODEL", f"{root.display} declares no model", None)
+            raise error("E-MODEL", f"{root.display} declares no model", _file_start(root),
+                        notes=["a file to check declares at least one `model`"])
         name = list(root.models)[-1]
         return ModelRef(root.models[name], root)
     if model in root.models:
@@ -129,6 +133,6 @@ def _entry(root, model: str | None) -> ModelRef:
     from dualnet.ops.registry import suggest
 
     hint = suggest(model, root.models)
-    raise error("E-MODEL", f"{root.display} has no model `{model}`", None,
+    raise error("E-MODEL", f"{root.display} has no model `{model}`", _file_start(root),
                 notes=[f"did you mean `{hint}`?" if hint else
                        "models here: " + ", ".join(root.models) or "none"])

@@ -107,22 +107,15 @@ def _print_diagnostics(summary) -> None:
 
 
 def _print_table(summary) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from dualnet.table import render_table
 
-    console = Console(highlight=False, soft_wrap=True)
-    table = Table(title=f"{summary.model}({', '.join(summary.input_types)}) -> "
-                  f"{', '.join(summary.output_types)}", title_justify="left")
-    table.add_column("layer")
-    table.add_column("op")
-    table.add_column("output")
-    table.add_column("params", justify="right")
-    for row in summary.layers:
-        table.add_row(row.path, row.op, row.output, f"{row.params:,}")
-    console.print(table)
-    console.print(f"trainable parameters: {summary.trainable_params:,}")
-    console.print(f"buffers: {summary.buffers:,} elements")
-
+    title = (f"{summary.model}({', '.join(summary.input_types)}) -> "
+             f"{', '.join(summary.output_types)}")
+    rows = [[r.path, r.op, r.output, f"{r.params:,}"] for r in summary.layers]
+    print(render_table(title, ["layer", "op", "output", "params"], rows, right={3},
+                       bold=sys.stdout.isatty()))
+    print(f"trainable parameters: {summary.trainable_params:,}")
+    print(f"buffers: {summary.buffers:,} elements")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+MAX_SHOWN = 100  # longest stretch of a source line shown under a diagnostic
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """A region of a source file; lines and columns are 1-based, the end is exclusive."""
@@ -102,7 +105,13 @@ def render(diag: Diagnostic, sources: SourceCache, color: bool = False) -> str:
             source = source.expandtabs(1)
             end = span.end_column if span.end_line == span.line else len(source) + 1
             width = max(1, min(end, len(source) + 1) - span.column)
-            caret = " " * (span.column - 1) + "^" * width
+            start = span.column - 1
+            if len(source) > MAX_SHOWN:  # a window around the caret
+                first = max(0, min(start - 20, len(source) - MAX_SHOWN))
+                source = ("…" if first else "") + source[first:first + MAX_SHOWN] + "…"
+                start = start - first + (1 if first else 0)
+                width = min(width, MAX_SHOWN - (start - (1 if first else 0)))
+            caret = " " * start + "^" * max(1, width)
             label = f" {diag.label}" if diag.label else ""
             out.append(f"{gutter} {blue}|{reset}")
             out.append(f"{blue}{span.line} |{reset} {source}")

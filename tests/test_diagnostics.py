@@ -19,8 +19,14 @@ tests then pass). Read every changed file before committing it: the caret must s
 the right text, the message must say what was expected and what was found, and the code
 must be the right one.
 
-Other tests here generate their input (5,000-deep nesting for E-DEPTH) and check behaviour
-that a golden file could accept by mistake when regenerated blindly (`test_known_*`).
+Some expected files were written by hand with the corrected output of a known checker bug
+(args_extra, args_unknown_keyword, dtype_float_ids, import_escape, import_missing,
+multi_errors, multi_imports, multi_models, shape_add_mismatch, value_const_cycle); the
+`test_known_*` tests check the same behaviour directly, so that regenerating the golden files
+from a checker that still has the bug does not hide it.
+
+Other tests here generate their input (5,000-deep nesting for E-DEPTH), check the `--json`
+output, and check that the examples in docs/diagnostics.md are the fixtures' real output.
 """
 
 from __future__ import annotations

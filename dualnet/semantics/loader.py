@@ -131,6 +131,9 @@ class Loader:
         candidates = [info.path.parent / decl.path, *(d / decl.path for d in self.include_dirs)]
         for candidate in candidates:
             real = Path(os.path.realpath(candidate))
+            if real.is_dir():
+                raise error("E-IMPORT", f'cannot import "{decl.path}": it is a directory',
+                            decl.path_span, "a directory", ["import a .dnet file"])
             if real.is_file():
                 if not any(real.is_relative_to(root) for root in self._roots):
                     raise error("E-IMPORT", f'import "{decl.path}" leaves the allowed '

@@ -129,8 +129,13 @@ def _token_span(file: str, tok: Token) -> Span:
 
 
 def _first_token(tree: Tree) -> Token | None:
-    for tok in tree.scan_values(lambda v: isinstance(v, Token)):
-        return tok
+    """The leftmost token below `tree`, found without recursion."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Token):
+            return node
+        stack.extend(reversed(node.children))
     return None
 
 
