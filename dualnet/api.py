@@ -135,4 +135,4 @@ def _entry(root, model: str | None) -> ModelRef:
     hint = suggest(model, root.models)
     raise error("E-MODEL", f"{root.display} has no model `{model}`", _file_start(root),
                 notes=[f"did you mean `{hint}`?" if hint else
-                       "models here: " + ", ".join(root.models) or "none"])
+                       "models here: " + (", ".join(root.models) or "none")])

@@ -16,6 +16,7 @@ from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.syntax import ast
 
 MAX_DEPTH = 200  # nesting of expressions, statements and types
+MAX_STATEMENT_TOKENS = 100_000
 INT_LIMIT = 2**63 - 1
 _FOLDERS = ("LPAR", "LSQB")
 _CLOSERS = ("RPAR", "RSQB")
@@ -30,12 +31,17 @@ def grammar_text() -> str:
 
 
 class _NewlineFilter:
-    """Post-lexer: a newline inside ( ) or [ ] does not end a statement."""
+    """Post-lexer: a newline inside ( ) or [ ] does not end a statement; a statement longer
+    than MAX_STATEMENT_TOKENS stops the parse early (the parser streams these tokens)."""
 
     always_accept = ("_NL",)
 
+    def __init__(self):
+        self.file = ""
+
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        depth = 0
+        depth = count = 0
+        start = None
         for tok in stream:
             if tok.type in _FOLDERS:
                 depth += 1
@@ -43,14 +49,26 @@ class _NewlineFilter:
                 depth = max(0, depth - 1)
             elif tok.type == "_NL" and depth:
                 continue
+            if depth == 0 and tok.type in ("_NL", "SEMICOLON"):
+                count, start = 0, None
+            else:
+                count += 1
+                start = start or tok
+                if count > MAX_STATEMENT_TOKENS:
+                    raise error("E-LIMIT", f"statement longer than {MAX_STATEMENT_TOKENS:,} "
+                                "tokens", _token_span(self.file, start), "starts here",
+                                ["split it into several statements"])
             yield tok
+
+
+_POSTLEX = _NewlineFilter()
 
 
 @functools.cache
 def _lark() -> Lark:
     # Spans come from the first and last token of each rule (all tokens kept), which is
     # cheaper than lark's propagate_positions and includes closing brackets.
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", postlex=_NewlineFilter(),
+    return Lark(grammar_text(), parser="lalr", lexer="contextual", postlex=_POSTLEX,
                 keep_all_tokens=True, maybe_placeholders=False, cache=True)
 
 
@@ -70,6 +88,7 @@ def decode_source(data: bytes, file: str) -> str:
 def parse(text: str, file: str) -> ast.Module:
     """Parse one source file into an `ast.Module`, raising DualnetError on bad input."""
     try:
+        _POSTLEX.file = file  # spans of the post-lexer's own errors name this file
         tree = _lark().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
