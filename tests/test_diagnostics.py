@@ -21,7 +21,8 @@ must be the right one.
 
 Some expected files were written by hand with the corrected output of a known checker bug
 (args_extra, args_unknown_keyword, dtype_float_ids, import_escape, import_missing,
-multi_errors, multi_imports, multi_models, shape_add_mismatch, value_const_cycle); the
+multi_errors, multi_imports, multi_models, shape_add_mismatch, syntax_model_without_name,
+value_const_cycle); the
 `test_known_*` tests check the same behaviour directly, so that regenerating the golden files
 from a checker that still has the bug does not hide it.
 
@@ -320,6 +321,13 @@ def test_known_shape_label_names_first_mismatch() -> None:
 def test_known_article_before_int() -> None:
     stderr, _ = run_check("dtype_float_ids.dnet")
     assert "expects an int tensor" in stderr, stderr
+
+
+def test_known_no_spurious_newline_expected() -> None:
+    """After `model` only a name can follow; a newline is not accepted there (`model` at the
+    end of a line is itself an error), so the message must not offer one."""
+    stderr, _ = run_check("syntax_model_without_name.dnet")
+    assert stderr.startswith("error[E-SYNTAX]: unexpected `(`, expected a name\n"), stderr
 
 
 # ---------------------------------------------------------------- docs/diagnostics.md

@@ -112,6 +112,13 @@ def _describe_terminal(name: str) -> str:
     return name.lower()
 
 
+def _expected_rank(text: str) -> tuple[int, str]:
+    """Closing brackets and separators first, then words, then operators."""
+    if text in ("`)`", "`]`", "`}`", "`,`", "`:`", "`=`", "a newline"):
+        return 0, text
+    return (1 if text[1:2].isalpha() or not text.startswith("`") else 2), text
+
+
 def _describe_token(tok: Token) -> str:
     if tok.type == "$END":
         return "end of file"
@@ -125,7 +132,8 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
         span = Span(file, exc.line, exc.column, exc.line, exc.column + 1)
         return error("E-SYNTAX", f"unexpected character {char!r}", span, "not valid here")
-    expected = sorted({_describe_terminal(t) for t in getattr(exc, "expected", ()) or ()})
+    expected = sorted({_describe_terminal(t) for t in getattr(exc, "expected", ()) or ()},
+                      key=_expected_rank)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         tok = exc.token
         found = _describe_token(tok)
@@ -135,7 +143,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
         found = "end of file"
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-    shown = ", ".join(expected[:10]) + (", …" if len(expected) > 10 else "")
+    shown = ", ".join(expected[:6]) + (", …" if len(expected) > 6 else "")
     message = f"unexpected {found}" + (f", expected {shown}" if expected else "")
     return error("E-SYNTAX", message, span, f"found {found}")
 
