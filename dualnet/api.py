@@ -81,10 +81,7 @@ def _check(path: str, model: str | None, include_dirs: tuple[str, ...],
     checker.diagnostics.extend(loader.diagnostics)
     for module in loader.modules.values():  # every constant, used or not, is checked once
         for decl in module.consts.values():
-            try:
-                checker.eval_const(module, decl)
-            except DualnetError as exc:
-                checker.record(exc)
+            checker.eval_const(module, decl)
     try:
         ref = _entry(root, model)
         summary.model = ref.name

@@ -116,6 +116,7 @@ def render(diag: Diagnostic, sources: SourceCache, color: bool = False) -> str:
             out.append(f"{gutter} {blue}|{reset}")
             out.append(f"{blue}{span.line} |{reset} {source}")
             out.append(f"{gutter} {blue}|{reset} {red}{caret}{label}{reset}")
+    pad = " " * len(str(span.line)) if span is not None else " "
     for note in diag.notes:
-        out.append(f"  = note: {note}")
+        out.append(f"{pad} = note: {note}")
     return "\n".join(out)

@@ -3,8 +3,11 @@ status 1 (2 for usage errors), quickly and in bounded memory, and never with a t
 
 Every case runs the CLI in a subprocess on input generated in `tmp_path`. Limits per run
 (interpreter start-up included): TIME_LIMIT seconds of wall time and MEMORY_LIMIT_MB of
-maximum resident memory, measured for that one child with `os.wait4`. On a slow or
-heavily shared machine, scale the time limit with DUALNET_TEST_TIME_SCALE (e.g. 2).
+maximum resident memory of that one child, reported by GNU time (`/usr/bin/time -f %M`:
+`time` is small, so its child's peak is not inflated by this large test process — on Linux a
+child's peak RSS includes what it had before `exec`, i.e. a copy of its parent). Without
+GNU time, `os.wait4` measures instead. On a slow or heavily shared machine, scale the time
+limit with DUALNET_TEST_TIME_SCALE (e.g. 2).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIME_LIMIT = 2.0 * float(os.environ.get("DUALNET_TEST_TIME_SCALE", "1"))
 MEMORY_LIMIT_MB = 200
 HARD_TIMEOUT = 60  # a run still going after this is killed (a hang)
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
 @dataclass
@@ -42,9 +46,13 @@ def run_cli(args: list[str], cwd: Path) -> Result:
     env = {k: v for k, v in os.environ.items() if k not in ("DUALNET_TRACEBACK", "FORCE_COLOR")}
     env.update(NO_COLOR="1", TERM="dumb", PYTHONIOENCODING="utf-8")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
+        command = [sys.executable, "-m", "dualnet", *args]
+        if GNU_TIME:
+            command = [GNU_TIME, "-f", "%M", "-o", peak.name, *command]
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "dualnet", *args], cwd=cwd, env=env,
+        proc = subprocess.Popen(command, cwd=cwd, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         timer = threading.Timer(HARD_TIMEOUT, proc.kill)
         timer.start()
@@ -56,7 +64,8 @@ def run_cli(args: list[str], cwd: Path) -> Result:
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        kib = int(peak.read().split()[-1]) if GNU_TIME else usage.ru_maxrss
+        rss = kib / (1024 * 1024 if sys.platform == "darwin" and not GNU_TIME else 1024)
         return Result(err.read().decode("utf-8", "replace"), out.read().decode("utf-8", "replace"),
                       proc.returncode, wall, rss)
 

@@ -102,7 +102,7 @@ def test_semicolons_separate_statements():
     ("model M( {", "`{`"),
     ("model M() { forward(x: f32[B]) { return x }", "end of file"),
     ("const x = $", "'$'"),
-    ("const x = \"abc", "'\"'"),
+    ("const x = \"abc", "unterminated string"),
     ("model { }", "`{`"),
 ])
 def test_syntax_errors_are_located(text, found):

@@ -64,7 +64,7 @@ def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
         if not layer.built:
             diagnostics.append(Diagnostic(
                 "E-UNUSED", f"layer `{layer.path}` is declared but never called", layer.span,
-                "never called", ("its parameters would get no gradient; remove it or call it",)))
+                "never called", ("remove it, or call it in forward",)))
             continue
         if not trainable:
             continue

@@ -13,10 +13,15 @@ from dualnet.ops.registry import REQUIRED, P, Signature, unknown_keyword
 
 @dataclass(frozen=True, slots=True)
 class Arg:
-    """An evaluated argument and where it was written."""
+    """An evaluated argument and where it was written (`whole`: `name=value` of a keyword)."""
 
     value: Any
     span: Span
+    whole: Span | None = None
+
+    @property
+    def keyword_span(self) -> Span:
+        return self.whole or self.span
 
 
 def describe(value: Any) -> str:
@@ -33,16 +38,16 @@ def bind(name: str, signature: Signature, args: list[Arg], keywords: dict[str, A
     params = signature.params
     if len(args) > len(params):
         extra = args[len(params)]
-        raise error("E-ARGS", f"{name} takes at most {len(params)} positional arguments, "
-                    f"found {len(args)}", extra.span, "extra argument",
+        raise error("E-ARGS", f"{name} takes at most {_count(len(params), 'positional argument')}"
+                    f", found {len(args)}", extra.span, "extra argument",
                     [f"{name} takes {signature}"])
     given: dict[str, Arg] = {p.name: a for p, a in zip(params, args, strict=False)}
     by_name = {p.name: p for p in params}
     for key, arg in keywords.items():
         if key not in by_name:
-            raise unknown_keyword(name, key, signature, arg.span)
+            raise unknown_keyword(name, key, signature, arg.keyword_span)
         if key in given:
-            raise error("E-ARGS", f"{name}: argument `{key}` given twice", arg.span,
+            raise error("E-ARGS", f"{name}: argument `{key}` given twice", arg.keyword_span,
                         "already given by position")
         given[key] = arg
     values: dict[str, Any] = {}
@@ -58,6 +63,10 @@ def bind(name: str, signature: Signature, args: list[Arg], keywords: dict[str, A
         values[p.name] = coerce(name, p, arg, tensor_type)
         spans[p.name] = arg.span
     return values, spans
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 _KIND_TEXT = {
@@ -79,7 +88,8 @@ def coerce(op_name: str, p: P, arg: Arg, tensor_type) -> Any:
         bad = [t for t in types if not isinstance(t, _ScalarTensor)
                and not _dtype_ok(tensor_type(t).dtype, p.dtypes)]
         if bad:
-            raise error("E-DTYPE", f"{op_name}: argument `{p.name}` expects a {p.dtypes} "
+            article = "an" if p.dtypes[0] in "aeiou" else "a"
+            raise error("E-DTYPE", f"{op_name}: argument `{p.name}` expects {article} {p.dtypes} "
                         f"tensor, found {describe(bad[0])}", arg.span, f"{p.dtypes} expected")
     if not ok:
         expected = _KIND_TEXT.get(p.kind, p.kind)

@@ -86,9 +86,9 @@ def resolve_padding(ctx: Ctx, padding, spatial: tuple, kernel, stride, dilation)
 
 def broadcast(ctx: Ctx, a: TensorType, b: TensorType, verb: str = "broadcast") -> tuple:
     """NumPy broadcasting of two shapes; a failure reads "cannot <verb> A and B"."""
-    ra, rb = a.rank, b.rank
-    out = []
-    for i in range(max(ra, rb)):
+    ra, rb, rank = a.rank, b.rank, max(a.rank, b.rank)
+    out, clash = [], None
+    for i in range(rank):
         da = a.shape[ra - 1 - i] if i < ra else 1
         db = b.shape[rb - 1 - i] if i < rb else 1
         if da == db or db == 1:
@@ -96,9 +96,11 @@ def broadcast(ctx: Ctx, a: TensorType, b: TensorType, verb: str = "broadcast") -
         elif da == 1:
             out.append(db)
         else:
-            axis = max(ra, rb) - 1 - i
-            ctx.fail(f"cannot {verb} {a} and {b}", label=f"dimension {axis}: {da} vs {db}",
-                     bare=verb != "broadcast")
+            clash = (rank - 1 - i, da, db)  # scanning from the right: the last is the first axis
+    if clash is not None:
+        axis, da, db = clash
+        ctx.fail(f"cannot {verb} {a} and {b}", label=f"dimension {axis}: {da} vs {db}",
+                 bare=verb != "broadcast")
     return tuple(reversed(out))
 
 

@@ -75,19 +75,23 @@ class Checker:
         return ModuleScope(module, self.eval_const)
 
     def eval_const(self, module: ModuleInfo, decl: ast.Const) -> Any:
+        """A constant's value, computed once; a failure is recorded once and gives POISON."""
         key = (id(module), decl.name.id)
         if key in self._consts:
             return self._consts[key]
-        if key in self._const_busy:
+        if key in self._const_busy:  # caught by the constant being evaluated below this one
             raise error("E-VALUE", f"constant `{decl.name.id}` depends on itself", decl.span)
         self._const_busy.add(key)
         try:
             value = Evaluator(self, Scope({}, self.module_scope(module)), None).eval(decl.value)
+            if value is not POISON and not _is_plain(value):
+                raise error("E-TYPE", f"constant `{decl.name.id}` must be a number, string, "
+                            f"bool or tuple, found {describe_value(value)}", decl.value.span)
+        except DualnetError as exc:
+            self.record(exc)
+            value = POISON
         finally:
             self._const_busy.discard(key)
-        if not _is_plain(value):
-            raise error("E-TYPE", f"constant `{decl.name.id}` must be a number, string, bool "
-                        f"or tuple, found {describe_value(value)}", decl.value.span)
         self._consts[key] = value
         return value
 
@@ -104,11 +108,11 @@ class Checker:
                 from dualnet.ops.registry import suggest
 
                 hint = suggest(key, [h.name for h in hypers])
-                raise error("E-ARGS", f"{ref.name} has no hyperparameter `{key}`", arg.span,
-                            "unknown argument", [f"did you mean `{hint}`?"] if hint else
+                raise error("E-ARGS", f"{ref.name} has no hyperparameter `{key}`",
+                            arg.keyword_span, "unknown argument", [f"did you mean `{hint}`?"] if hint else
                             [f"{ref.name}{_hyper_sig(ref)}"])
             if key in given:
-                raise error("E-ARGS", f"hyperparameter `{key}` given twice", arg.span)
+                raise error("E-ARGS", f"hyperparameter `{key}` given twice", arg.keyword_span)
             given[key] = arg
         return ModelSpec(ref, self.hyper_values(ref, given, span), span)
 
@@ -427,7 +431,7 @@ class Tracer:
             if key not in params or key in given:
                 raise error("E-ARGS", f"{frame.ref.name}'s forward has no argument `{key}`"
                             if key not in params else f"argument `{key}` given twice",
-                            arg.span)
+                            arg.keyword_span)
             given[key] = arg
         missing = [p for p in params if p not in given]
         if missing:

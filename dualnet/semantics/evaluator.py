@@ -227,7 +227,7 @@ class Evaluator:
         for kw in e.keywords:
             if kw.name in keywords:
                 raise error("E-ARGS", f"argument `{kw.name}` given twice", kw.span)
-            keywords[kw.name] = Arg(self.eval(kw.value), kw.value.span)
+            keywords[kw.name] = Arg(self.eval(kw.value), kw.value.span, kw.span)
         if any(a.value is POISON for a in [*args, *keywords.values()]):
             return POISON
         return self.apply(callee, args, keywords, span, e.func.span)

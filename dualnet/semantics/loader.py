@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
+from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
 from dualnet.syntax.parser import decode_source, parse
 
@@ -25,6 +26,7 @@ class ModuleInfo:
     imported: dict[str, tuple[ModuleInfo, str, Span]] = field(default_factory=dict)
     namespaces: dict[str, tuple[ModuleInfo, Span]] = field(default_factory=dict)
     import_alls: list[ModuleInfo] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # names whose import failed (no follow-ups)
 
 
 class Loader:
@@ -57,7 +59,11 @@ class Loader:
             data = real.read_bytes()
         except OSError as exc:
             raise error("E-IO", f"cannot read {display}: {exc.strerror or exc}", span) from None
-        text = decode_source(data, display)
+        try:
+            text = decode_source(data, display)
+        except DualnetError:  # keep a readable copy so the diagnostic can show the line
+            self.sources.texts[display] = data.decode("utf-8-sig", errors="replace")
+            raise
         self.sources.texts[display] = text
         return text
 
@@ -99,6 +105,7 @@ class Loader:
                     self._import(info, decl, claim)
                 except DualnetError as exc:
                     self.diagnostics.extend(exc.diagnostics)
+                    info.failed.update(_bound_names(decl))
 
     def _import(self, info: ModuleInfo, decl: ast.Import, claim) -> None:
         target = self._resolve(info, decl)
@@ -111,12 +118,12 @@ class Loader:
             for item in decl.names:
                 local = item.alias or item.name
                 if item.name not in imported.models and item.name not in imported.consts:
-                    from dualnet.ops.registry import suggest
-
                     hint = suggest(item.name, [*imported.models, *imported.consts])
-                    raise error("E-IMPORT", f"{imported.display} declares no `{item.name}`",
-                                item.span, "not found",
-                                [f"did you mean `{hint}`?"] if hint else [])
+                    self.diagnostics.append(Diagnostic(
+                        "E-IMPORT", f"{imported.display} declares no `{item.name}`", item.span,
+                        "not found", (f"did you mean `{hint}`?",) if hint else ()))
+                    info.failed.add(local)
+                    continue
                 if claim(local, item.span):
                     info.imported[local] = (imported, item.name, item.span)
         elif decl.alias is not None:
@@ -143,3 +150,10 @@ class Loader:
                 return real
         raise error("E-IMPORT", f'cannot find "{decl.path}"', decl.path_span, "no such file",
                     [f"looked in {self.display_name(c.parent)}" for c in candidates[:3]])
+
+
+def _bound_names(decl: ast.Import) -> set[str]:
+    """The names an import would have bound (none for a plain `import "f"`)."""
+    if decl.names is not None:
+        return {item.alias or item.name for item in decl.names}
+    return {decl.alias} if decl.alias else set()

@@ -9,7 +9,14 @@ from dualnet.diagnostics import Span, error
 from dualnet.ops import REGISTRY
 from dualnet.ops.registry import suggest
 from dualnet.semantics.loader import ModuleInfo
-from dualnet.semantics.values import Builtin, FunctionRef, LayerType, ModelRef, Namespace
+from dualnet.semantics.values import (
+    POISON,
+    Builtin,
+    FunctionRef,
+    LayerType,
+    ModelRef,
+    Namespace,
+)
 
 BUILTINS: dict[str, Any] = {"range": Builtin("range"), "Sequential": Builtin("Sequential")}
 for _name, _op in REGISTRY.items():
@@ -36,6 +43,8 @@ class ModuleScope:
 
 
 def _find_in_module(m: ModuleInfo, name: str, eval_const, imports: bool) -> tuple[bool, Any]:
+    if imports and name in m.failed:
+        return True, POISON  # its import already failed with a diagnostic
     if name in m.consts:
         return True, eval_const(m, m.consts[name])
     if name in m.models:

@@ -73,13 +73,15 @@ def _lark() -> Lark:
 
 
 def decode_source(data: bytes, file: str) -> str:
-    """UTF-8 decode with a located diagnostic for invalid bytes."""
+    """UTF-8 decode (a leading byte-order mark is allowed) with a located diagnostic for
+    invalid bytes; the column counts characters, as every other diagnostic does."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        line_start = before.rfind(b"\n") + 1
+        column = len(data[line_start:exc.start].decode("utf-8-sig", errors="replace")) + 1
         span = Span(file, line, column, line, column + 1)
         raise error("E-ENCODING", f"invalid UTF-8 byte 0x{data[exc.start]:02x}", span,
                     "not UTF-8", ["dualnet source files must be UTF-8 encoded"]) from None
@@ -131,9 +133,12 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
         span = Span(file, exc.line, exc.column, exc.line, exc.column + 1)
+        if char == '"':
+            return error("E-SYNTAX", "unterminated string", span, "this string never ends",
+                         ['close it with `"` on the same line'])
         return error("E-SYNTAX", f"unexpected character {char!r}", span, "not valid here")
-    expected = sorted({_describe_terminal(t) for t in getattr(exc, "expected", ()) or ()},
-                      key=_expected_rank)
+    accepted = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ()
+    expected = sorted({_describe_terminal(t) for t in accepted}, key=_expected_rank)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         tok = exc.token
         found = _describe_token(tok)
