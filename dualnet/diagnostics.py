@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 MAX_SHOWN = 100  # longest stretch of a source line shown under a diagnostic
 
 
