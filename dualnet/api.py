@@ -9,6 +9,8 @@ from typing import Any
 from dualnet.checks.autodiff import check_gradients
 from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance
+from dualnet.ops.binding import Arg
+from dualnet.ops.registry import suggest
 from dualnet.semantics.checker import Checker
 from dualnet.semantics.loader import Loader
 from dualnet.semantics.values import ModelRef, ModelSpec
@@ -105,8 +107,6 @@ def _first_output(layer: LayerInstance) -> str:
 
 
 def _hyper_args(hyper: dict[str, Any] | None):
-    from dualnet.ops.binding import Arg
-
     span = Span("<api>", 1, 1, 1, 1)
     return {k: Arg(v, span) for k, v in (hyper or {}).items()}
 
@@ -127,8 +127,6 @@ def _entry(root, model: str | None) -> ModelRef:
     if model in root.imported and model in root.imported[model][0].models:
         other, original, _ = root.imported[model]
         return ModelRef(other.models[original], other)
-    from dualnet.ops.registry import suggest
-
     hint = suggest(model, root.models)
     raise error("E-MODEL", f"{root.display} has no model `{model}`", _file_start(root),
                 notes=[f"did you mean `{hint}`?" if hint else

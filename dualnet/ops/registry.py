@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.ir.graph import Init, ParamSpec
-from dualnet.ir.types import DType, TensorType
+from dualnet.ir.types import SIZE_LIMIT, DType, TensorType
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
@@ -152,8 +152,6 @@ def unknown_keyword(op_name: str, keyword: str, signature: Signature, span: Span
 def run_rule(op: OpDef, inputs: dict[str, Any], attrs: dict[str, Any], spans: dict[str, Span],
              span: Span | None, config: dict[str, Any] | None = None) -> tuple[list, Ctx]:
     """Run an op's shape and dtype rule; every result size must stay below SIZE_LIMIT."""
-    from dualnet.ir.types import SIZE_LIMIT
-
     ctx = Ctx(op, inputs, attrs, {} if config is None else config, spans, span)
     outputs = op.infer(ctx)
     for out in outputs:

@@ -17,7 +17,7 @@ from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind
-from dualnet.ops.registry import OpDef, run_rule
+from dualnet.ops.registry import OpDef, run_rule, suggest
 from dualnet.semantics.evaluator import Evaluator, is_number
 from dualnet.semantics.loader import ModuleInfo
 from dualnet.semantics.scope import ModuleScope, Scope
@@ -105,12 +105,10 @@ class Checker:
         given = {h.name: a for h, a in zip(hypers, args, strict=False)}
         for key, arg in keywords.items():
             if key not in {h.name for h in hypers}:
-                from dualnet.ops.registry import suggest
-
                 hint = suggest(key, [h.name for h in hypers])
+                notes = [f"did you mean `{hint}`?"] if hint else [f"{ref.name}{_hyper_sig(ref)}"]
                 raise error("E-ARGS", f"{ref.name} has no hyperparameter `{key}`",
-                            arg.keyword_span, "unknown argument", [f"did you mean `{hint}`?"] if hint else
-                            [f"{ref.name}{_hyper_sig(ref)}"])
+                            arg.keyword_span, "unknown argument", notes)
             if key in given:
                 raise error("E-ARGS", f"hyperparameter `{key}` given twice", arg.keyword_span)
             given[key] = arg

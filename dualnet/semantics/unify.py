@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dualnet.diagnostics import Span, error
 from dualnet.ir.dims import Dim, floordiv, substitute, sym, symbols_of
 from dualnet.ir.types import DTYPES, SIZE_LIMIT, TensorType
+from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
 
 _fresh = itertools.count(1)
@@ -48,8 +49,6 @@ def tensor_pattern(texpr: ast.TypeExpr, lookup, var_prefix: str = "") -> tuple[s
     if not isinstance(texpr, ast.TensorTypeExpr):
         raise error("E-TYPE", "expected a tensor type such as f32[B, 3, H, W]", texpr.span)
     if texpr.dtype not in DTYPES:
-        from dualnet.ops.registry import suggest
-
         hint = suggest(texpr.dtype, DTYPES)
         raise error("E-TYPE", f"unknown element type `{texpr.dtype}`", texpr.span,
                     "not a dtype", [f"did you mean `{hint}`?" if hint else
