@@ -34,6 +34,18 @@ def _channels(ctx: Ctx, x: TensorType, groups: int, out: int) -> int:
     return cin
 
 
+def _declare_params(ctx: Ctx, weight_shape: tuple, out: int) -> None:
+    """Weight and optional bias with PyTorch's initialisers: fan_in = weight.size(1) *
+    prod(kernel) and fan_out = weight.size(0) * prod(kernel), for Conv and ConvTranspose."""
+    receptive = math.prod(weight_shape[2:])
+    fan_in, fan_out = weight_shape[1] * receptive, weight_shape[0] * receptive
+    w_init, b_init = fan_in_init(fan_in)
+    ctx.param("weight", weight_shape, init_choice(ctx, ctx.config["init"], w_init, fan_in,
+                                                  fan_out))
+    if ctx.config["bias"]:
+        ctx.param("bias", (out,), b_init)
+
+
 def _conv_rule(n: int):
     def infer(ctx: Ctx) -> list[TensorType]:
         x, cfg = ctx.inputs["x"], ctx.config
@@ -47,12 +59,7 @@ def _conv_rule(n: int):
             positive(ctx, v, name)
         pads, spatial = resolve_padding(ctx, cfg["padding"], x.shape[2:], k, s, d)
         cfg.update(in_channels=cin, kernel=k, stride=s, dilation=d, pads=pads)
-        fan_in = cin // groups * math.prod(k)
-        w_init, b_init = fan_in_init(fan_in)
-        w_init = init_choice(ctx, cfg["init"], w_init, fan_in, out // groups * math.prod(k))
-        ctx.param("weight", (out, cin // groups, *k), w_init)
-        if cfg["bias"]:
-            ctx.param("bias", (out,), b_init)
+        _declare_params(ctx, (out, cin // groups, *k), out)
         return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
 
     return infer
@@ -128,13 +135,7 @@ def _convt_infer(ctx: Ctx) -> list[TensorType]:
                     for n, si, pi, di, ki, oi in zip(x.shape[2:], s, p, d, k, op, strict=True))
     cfg.update(in_channels=cin, kernel=k, stride=s, dilation=d, pads=tuple((v, v) for v in p),
                output_padding=op)
-    # PyTorch computes fan_in from weight.size(1) * prod(kernel) = out/groups * prod(k).
-    fan_in = out // groups * math.prod(k)
-    w_init, b_init = fan_in_init(fan_in)
-    w_init = init_choice(ctx, cfg["init"], w_init, fan_in, cin // groups * math.prod(k))
-    ctx.param("weight", (cin, out // groups, *k), w_init)
-    if cfg["bias"]:
-        ctx.param("bias", (out,), b_init)
+    _declare_params(ctx, (cin, out // groups, *k), out)
     return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
 
 
