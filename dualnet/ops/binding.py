@@ -7,7 +7,7 @@ from typing import Any
 
 from dualnet.diagnostics import Span, error
 from dualnet.ir.dims import Dim
-from dualnet.ir.types import DTYPES, TensorType
+from dualnet.ir.types import DTYPES
 from dualnet.ops.registry import REQUIRED, P, Signature, unknown_keyword
 
 
@@ -191,7 +191,3 @@ _COERCERS = {
     "float": _float, "bool": _bool, "str": _str, "ints": _ints, "size": _size, "dims": _dims,
     "dtype": _dtype, "padding": _padding, "any": _any,
 }
-
-
-def is_tensor_type(t) -> bool:
-    return isinstance(t, TensorType)

@@ -12,7 +12,7 @@ from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 # name: (gates per step, gate order in the weight rows, results with state=true)
-_KINDS = {"LSTM": (4, "ifgo", 3), "GRU": (3, "rzn", 2)}
+_KINDS = {"LSTM": (4, "ifgo"), "GRU": (3, "rzn")}  # gate rows, gate order
 
 
 def param_names(layers: int, bidirectional: bool) -> list[tuple[int, int, str]]:
@@ -22,7 +22,7 @@ def param_names(layers: int, bidirectional: bool) -> list[tuple[int, int, str]]:
 
 
 def _rnn_rule(kind: str):
-    gates, order, _ = _KINDS[kind]
+    gates, order = _KINDS[kind]
 
     def infer(ctx: Ctx) -> list[TensorType]:
         x, cfg = ctx.inputs["x"], ctx.config
@@ -108,7 +108,7 @@ _DOCS = {
            "(reset after the matmul: ONNX linear_before_reset=1)",
 }
 
-for _kind, (_gates, _order, _n_state) in _KINDS.items():
+for _kind, (_gates, _order) in _KINDS.items():
     register(OpDef(
         name=_kind,
         signature=sig(P("x", "tensor", dtypes="float"), P("state", "bool", False)),
@@ -116,7 +116,6 @@ for _kind, (_gates, _order, _n_state) in _KINDS.items():
                       P("bidirectional", "bool", False)),
         infer=_rnn_rule(_kind), reference=_rnn_reference(_kind), differentiable=("x",),
         category="recurrent",
-        n_outputs=lambda attrs, n=_n_state: n if attrs.get("state") else 1,
         doc=f"Batch-first {_kind} over x [B, T, F] from a zero state, PyTorch's equations: "
             f"{_DOCS[_kind]}. Gate rows in order {_order}; weight_ih_l{{k}}[_reverse] "
             f"[{_gates}·hidden, in], weight_hh_l{{k}} [{_gates}·hidden, hidden], bias_ih, "

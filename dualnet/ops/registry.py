@@ -17,9 +17,8 @@ from dualnet.ir.types import SIZE_LIMIT, DType, TensorType
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
-# Argument kinds a signature may name (checked and normalised by `dualnet.ops.coerce`).
+# Tensor argument kinds (the others are checked and normalised by `dualnet.ops.binding`).
 TENSOR_KINDS = ("tensor", "tensor?", "tensors")
-ATTR_KINDS = ("int", "float", "bool", "str", "ints", "dims", "dtype", "size", "padding", "any")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +113,11 @@ class OpDef:
     construct: Signature | None = None  # layers only: the constructor's signature
     category: str = "math"
     doc: str = ""
-    n_outputs: Callable[[dict], int] | None = None  # ops whose result count depends on attrs
     lowerings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_layer(self) -> bool:
         return self.construct is not None
-
-    @property
-    def differentiable_anywhere(self) -> bool:
-        return bool(self.differentiable)
 
 
 REGISTRY: dict[str, OpDef] = {}

@@ -182,7 +182,6 @@ def _split_ref(inputs, attrs, params):
 register(OpDef(
     name="split", signature=sig(P("x", "tensor"), P("n", "int"), P("axis", "int")),
     infer=_split_infer, reference=_split_ref, differentiable=("x",), category="shape",
-    n_outputs=lambda attrs: attrs["n"],
     doc="n equal parts along `axis` (n results); the size must be divisible by n. `sizes` "
         "lists the parts (ONNX Split's `split` input)."))
 

@@ -103,9 +103,6 @@ class PartialSpec:
     span: Span
 
 
-LAYER_SPECS = (LayerSpec, ModelSpec, SequentialSpec, PartialSpec)
-
-
 @dataclass(eq=False, slots=True)
 class TensorValue:
     value: Value
