@@ -14,6 +14,7 @@ from typing import Any
 from dualnet.diagnostics import Diagnostic, DualnetError, Span, error
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
+from dualnet.ir.tagged import expr_of, retag, tag_as
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind
@@ -50,6 +51,10 @@ class Frame:
     declared: bool = False
     first_dims: dict[str, Any] = field(default_factory=dict)
     graphs: dict[tuple, Graph | None] = field(default_factory=dict)  # None: failed
+    # The caller's expression for each of this model's names (hyperparameters, and dims per
+    # call signature), to move result sizes from this model's scope into the caller's.
+    outer: dict[str, Any] = field(default_factory=dict)
+    outer_dims: dict[tuple, dict[str, Any]] = field(default_factory=dict)
 
 
 class Checker:
@@ -153,7 +158,9 @@ class Checker:
             raise error("E-MODEL", f"model `{spec.ref.name}` has more than one forward",
                         forwards[1].span, "second forward")
         instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span)
-        return Frame(spec.ref, instance, dict(spec.hyper), forwards[0])
+        names = {k: tag_as(v, k) for k, v in spec.hyper.items()}  # sizes seen from inside
+        outer = {k: _outer_expr(v) for k, v in spec.hyper.items() if _outer_expr(v) is not None}
+        return Frame(spec.ref, instance, names, forwards[0], outer=outer)
 
     def entry_graph(self, frame: Frame) -> Graph | None:
         """Trace the entry model with the symbolic types its signature declares."""
@@ -193,7 +200,7 @@ class Checker:
             return frame.graphs[key]
         before = len(self.diagnostics)
         if not frame.declared:
-            frame.names.update(dims)
+            frame.names.update({k: tag_as(v, k) for k, v in dims.items()})
             frame.first_dims = dict(dims)
             self.declare_layers(frame)
             frame.declared = True
@@ -204,11 +211,14 @@ class Checker:
                                 f"again with {name} = {value}, but its layers were built for "
                                 f"{name} = {frame.first_dims[name]}", span,
                                 "different sizes on reuse")
+        frame.outer_dims[key] = {k: _outer_expr(v) for k, v in dims.items()
+                                 if _outer_expr(v) is not None}
+        dims = {k: tag_as(v, k) for k, v in dims.items()}  # this model's names from here on
         graph = Graph(frame.instance, [])
         tracer = Tracer(self, frame, graph)
         local = Scope({}, Scope({**frame.names, **dims}, self.module_scope(frame.ref.module)))
         for arg, t in zip(fwd.args, types, strict=True):
-            v = tracer.new_value(t, arg.name, arg.span)
+            v = tracer.new_value(_inner_type(arg, t, dims), arg.name, arg.span)
             graph.inputs.append(v)
             local.names[arg.name] = TensorValue(v)
         tracer.run_body(fwd.body, local, dims)
@@ -450,9 +460,12 @@ class Tracer:
             self.checker._context.pop()
         if graph is None:
             return POISON
+        env = {**frame.outer, **frame.outer_dims[tuple(types)]}
+        results = [TensorType(v.type.dtype, tuple(retag(d, env) for d in v.type.shape))
+                   for v in graph.outputs]  # result sizes in the caller's terms
         return self.add_node("call", frame.ref.name, [a.value.value for a in ordered],
-                             tuple(params), {}, [v.type for v in graph.outputs], span,
-                             target=handle.name, callee=graph)
+                             tuple(params), {}, results, span, target=handle.name,
+                             callee=graph)
 
     # -- statements
     def run_body(self, body: tuple, scope: Scope, dims: dict) -> None:
@@ -555,6 +568,25 @@ class Tracer:
                       "E-ANNOTATION", src.span, "the result")
         self.graph.outputs.extend(v.value for v in values)
         return values
+
+
+def _outer_expr(value):
+    """What a hyperparameter or dimension value is in the caller's scope (None: not a size)."""
+    return value if isinstance(value, Dim) else expr_of(value)
+
+
+def _inner_type(arg: ast.Arg, t: TensorType, dims: dict) -> TensorType:
+    """An input's type seen from inside the model: axes its signature names take the name's
+    (tagged) size; other concrete axes are plain numbers."""
+    if not isinstance(arg.type, ast.TensorTypeExpr):
+        return t
+    shape = []
+    for d, size in zip(arg.type.dims, t.shape, strict=True):
+        if isinstance(d, ast.DimName) and d.name in dims:
+            shape.append(dims[d.name])
+        else:
+            shape.append(int(size) if isinstance(size, int) else size)
+    return TensorType(t.dtype, tuple(shape))
 
 
 def _targets(stmt) -> list[str]:
