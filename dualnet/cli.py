@@ -1,4 +1,4 @@
-"""The `dualnet` command line: check, ir, --version.
+"""The `dualnet` command line: check, ir, init, --version.
 
 Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
@@ -39,7 +39,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     ir = sub.add_parser("ir", help="print the typed IR")
     source_args(ir)
+    init = sub.add_parser("init", help="write the initial weights (PyTorch's initialisers) "
+                          "to a .safetensors file")
+    source_args(init)
+    init.add_argument("--seed", type=_seed, default=0, metavar="S",
+                      help="random seed, an int in [0, 2**64) (default: 0)")
+    init.add_argument("-o", "--output", required=True, metavar="W.safetensors",
+                      help="the weight file to write (replaced atomically)")
     return parser
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an int") from None
+    if not 0 <= seed < 2**64:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: must be in [0, 2**64)")
+    return seed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +92,8 @@ def _main(argv: list[str] | None) -> int:
     if not summary.ok:
         _print_diagnostics(summary)
         return EXIT_INPUT
+    if args.command == "init":
+        return _init(args, summary)
     if args.command == "ir":
         from dualnet.ir.printer import print_ir
 
@@ -94,6 +113,36 @@ def _json(summary) -> dict:
         "buffers": summary.buffers if summary.ok else None,
         "diagnostics": [d.to_json() for d in summary.diagnostics],
     }
+
+
+def _init(args, summary) -> int:
+    """Draw the initial state with the seed and write it atomically to `args.output`."""
+    from dualnet.diagnostics import DualnetError, SourceCache, error, render
+
+    try:
+        from dualnet.backends.torch.init import init_state
+        from dualnet.weights import write_state
+    except ImportError as exc:
+        print(f"dualnet: error: `dualnet init` needs PyTorch and safetensors ({exc}); "
+              "install them with `pip install 'dualnet[torch]'`", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        if os.path.exists(args.output) and os.path.samefile(args.output, args.file):
+            raise error("E-IO", f"refusing to overwrite the source file {args.output} with "
+                        "weights", None)
+        state = init_state(summary.instance, args.seed)
+        write_state(state, args.output)
+    except DualnetError as exc:
+        for d in exc.diagnostics:
+            print(render(d, SourceCache(), sys.stderr.isatty()), file=sys.stderr)
+        return EXIT_INPUT
+    params, buffers = summary.trainable_params, summary.buffers
+    numel = sum(t.numel() for t in state.values())
+    frozen = numel - params - buffers  # non-trainable parameters, if any
+    print(f"wrote {len(state)} tensors to {args.output}: {params:,} trainable parameters"
+          + (f", {frozen:,} frozen" if frozen else "")
+          + f", {buffers:,} buffer elements (seed {args.seed})")
+    return EXIT_OK
 
 
 def _print_diagnostics(summary) -> None:

@@ -33,7 +33,7 @@ def flatten(graph: Graph, input_keys: list, prefix: tuple, out: list[FlatNode]) 
             outs = flatten(node.callee, list(ins), (*prefix, i), out)
         else:
             outs = tuple((*prefix, i, j) for j in range(len(node.outputs)))
-            layer = graph.instance.children.get(node.target) if node.kind == "layer" else None
+            layer = graph.instance.child(node.target) if node.kind == "layer" else None
             out.append(FlatNode(node, layer if isinstance(layer, LayerInstance) else None,
                                 ins, outs))
         for v, key in zip(node.outputs, outs, strict=True):

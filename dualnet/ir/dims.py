@@ -27,9 +27,13 @@ class FloorDiv:
         return hash(self._key)
 
     def __str__(self) -> str:
-        num = str(self.num)
+        return self.render(str)
+
+    def render(self, name_of) -> str:
+        num, den = (str(x) if isinstance(x, int) else x.render(name_of)
+                    for x in (self.num, self.den))
         num = num if _is_simple(self.num) else f"({num})"
-        den = str(self.den) if _is_simple(self.den) else f"({self.den})"
+        den = den if _is_simple(self.den) else f"({den})"
         return f"{num} // {den}"
 
 
@@ -124,9 +128,13 @@ class Dim:
         return f"Dim({self})"
 
     def __str__(self) -> str:
+        return self.render(str)
+
+    def render(self, name_of) -> str:
+        """The expression as text, with each symbol written as `name_of(symbol)`."""
         parts: list[str] = []
         for mono, coeff in self.terms:
-            body = " * ".join(_atom_str(a, len(mono) > 1) for a in mono)
+            body = " * ".join(_atom_str(a, len(mono) > 1, name_of) for a in mono)
             mag = abs(coeff)
             text = str(mag) if not mono else body if mag == 1 else f"{mag} * {body}"
             if not parts:
@@ -136,10 +144,11 @@ class Dim:
         return " ".join(parts)
 
 
-def _atom_str(atom, in_product: bool) -> str:
+def _atom_str(atom, in_product: bool, name_of=str) -> str:
     if isinstance(atom, str):
-        return atom
-    return f"({atom})" if in_product else str(atom)
+        return name_of(atom)
+    text = atom.render(name_of)
+    return f"({text})" if in_product else text
 
 
 def _as_poly(d: int | Dim) -> dict:

@@ -38,7 +38,7 @@ class Node:
     attrs: dict[str, Any]
     outputs: tuple[Value, ...]
     span: Span | None
-    target: str | None = None  # local layer name (layer and call nodes)
+    target: str | None = None  # layer path relative to the graph's instance ("encoder.0")
     callee: Graph | None = None
     input_names: tuple[str, ...] = ()  # the signature parameter each input binds ("xs.0")
 
@@ -106,6 +106,18 @@ class ModelInstance:
     span: Span | None
     children: dict[str, LayerInstance | ModelInstance] = field(default_factory=dict)
     graphs: list[Graph] = field(default_factory=list)
+    decl: Any = None  # the model's declaration (syntax tree), for backends that emit a class
+    # The caller's expression (int, Tagged or Dim) for each dimension name the forward
+    # signature binds, at the first call: what a parent passes to this instance's class.
+    call_dims: dict[str, Any] = field(default_factory=dict)
+    constants: dict[str, Any] = field(default_factory=dict)  # file constants the model sees
+
+    def child(self, path: str) -> LayerInstance | ModelInstance:
+        """The layer or instance at a dotted path below this one (a node's `target`)."""
+        node: LayerInstance | ModelInstance = self
+        for part in path.split("."):
+            node = node.children[part]
+        return node
 
     def layers(self):
         """Every built-in layer below this instance, depth first in declaration order."""

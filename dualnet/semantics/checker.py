@@ -100,6 +100,21 @@ class Checker:
         self._consts[key] = value
         return value
 
+    def visible_constants(self, ref: ModelRef) -> dict[str, Any]:
+        """The values of the file constants a model can name (`lib.X` for namespaces)."""
+        m = ref.module
+        out = {name: self.eval_const(m, decl) for name, decl in m.consts.items()}
+        for local, (other, original, _) in m.imported.items():
+            if original in other.consts:
+                out[local] = self.eval_const(other, other.consts[original])
+        for other in m.import_alls:
+            for name, decl in other.consts.items():
+                out.setdefault(name, self.eval_const(other, decl))
+        for alias, (other, _) in m.namespaces.items():
+            for name, decl in other.consts.items():
+                out[f"{alias}.{name}"] = self.eval_const(other, decl)
+        return out
+
     def bind_hypers(self, ref: ModelRef, args: list[Arg], keywords: dict[str, Arg],
                     span: Span) -> ModelSpec:
         hypers = ref.model.hypers
@@ -157,7 +172,8 @@ class Checker:
         if len(forwards) > 1:
             raise error("E-MODEL", f"model `{spec.ref.name}` has more than one forward",
                         forwards[1].span, "second forward")
-        instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span)
+        instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span,
+                                 decl=spec.ref.model, constants=self.visible_constants(spec.ref))
         names = {k: tag_as(v, k) for k, v in spec.hyper.items()}  # sizes seen from inside
         outer = {k: _outer_expr(v) for k, v in spec.hyper.items() if _outer_expr(v) is not None}
         return Frame(spec.ref, instance, names, forwards[0], outer=outer)
@@ -202,6 +218,7 @@ class Checker:
         if not frame.declared:
             frame.names.update({k: tag_as(v, k) for k, v in dims.items()})
             frame.first_dims = dict(dims)
+            frame.instance.call_dims = dict(dims)
             self.declare_layers(frame)
             frame.declared = True
         else:
@@ -314,6 +331,12 @@ class Tracer:
         wrapped = tuple(TensorValue(v) for v in outs)
         return wrapped[0] if len(wrapped) == 1 else wrapped
 
+    def relative(self, handle: LayerHandle) -> str:
+        """The handle's path from this graph's instance (a Sequential child iterated by its
+        owner is `seq.0`)."""
+        base, full = self.graph.instance.path, handle.target.path
+        return full[len(base) + 1:] if base else full
+
     def constant(self, value, dtype: DType, span: Span) -> TensorValue:
         return self.add_node("constant", "constant", [], (), {"value": value},
                              [TensorType(dtype, ())], span)
@@ -368,7 +391,7 @@ class Tracer:
             out = self.op(spec.op.name, [*args, *spec.args], {**spec.keywords, **keywords},
                           span)
             node = self.graph.nodes[-1]
-            node.kind, node.target = "layer", handle.name
+            node.kind, node.target = "layer", self.relative(handle)
             if not target.built:
                 target.attrs, target.built = dict(node.attrs), True
                 target.output_types = tuple(v.type for v in node.outputs)
@@ -390,7 +413,7 @@ class Tracer:
                                 ["calling a layer twice shares its weights, so its input "
                                  "sizes must agree"])
         return self.add_node("layer", op.name, node_inputs, names, ctx.attrs, outputs, span,
-                             target=handle.name)
+                             target=self.relative(handle))
 
     def call_sequential(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
                         span: Span):
@@ -424,7 +447,7 @@ class Tracer:
             seq.graphs.append(graph)
             cache[key] = graph
         return self.add_node("call", "Sequential", [x.value.value], ("x",), {},
-                             [v.type for v in graph.outputs], span, target=handle.name,
+                             [v.type for v in graph.outputs], span, target=self.relative(handle),
                              callee=graph)
 
     def call_model(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
@@ -464,7 +487,7 @@ class Tracer:
         results = [TensorType(v.type.dtype, tuple(retag(d, env) for d in v.type.shape))
                    for v in graph.outputs]  # result sizes in the caller's terms
         return self.add_node("call", frame.ref.name, [a.value.value for a in ordered],
-                             tuple(params), {}, results, span, target=handle.name,
+                             tuple(params), {}, results, span, target=self.relative(handle),
                              callee=graph)
 
     # -- statements

@@ -1,0 +1,110 @@
+'''Runtime helpers for generated PyTorch code, as source text.
+
+A few lowerings cannot be one plain torch call: padding computed at run time, pooling and
+attention rules where PyTorch's behaviour differs from dualnet's, BatchNorm's extra buffer.
+Each helper here is the source of one plain `def` that uses only `torch`, `nn` and `F`
+(`import torch`, `from torch import nn`, `import torch.nn.functional as F`); the emitter pastes
+the ones a generated file calls (`lowering.helpers_needed`) after its imports. Helpers may
+call each other: `helpers_needed` includes what a helper needs. This module does not import
+torch.
+'''
+
+from __future__ import annotations
+
+_PAD_SAME = '''
+def _pad_same(x, kernel, stride, dilation=None, value=0.0):
+    """Pads the spatial axes of `x` (2, 3, ...) by TensorFlow's "same" rule, computed from
+    x's sizes at run time: per axis, a total of max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n,
+    0), the odd pixel at the end."""
+    dilation = dilation or (1,) * len(kernel)
+    pads = []
+    for n, k, s, d in zip(x.shape[2:], kernel, stride, dilation):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        pads = [total // 2, total - total // 2] + pads  # F.pad lists the last axis first
+    return F.pad(x, pads, value=value)
+'''
+
+_AVG_POOL = '''
+def _avg_pool(x, kernel, stride, pads=None):
+    """Average pooling that divides by the number of unpadded elements under each window
+    (count_include_pad=False), with asymmetric `pads` ((before, after) per spatial axis), or
+    TensorFlow's "same" padding computed at run time when `pads` is None."""
+    pool = F.avg_pool1d if len(kernel) == 1 else F.avg_pool2d
+    ones = torch.ones_like(x[:1, :1])
+    if pads is None:
+        x, ones = _pad_same(x, kernel, stride), _pad_same(ones, kernel, stride)
+    else:
+        flat = [p for pair in reversed(pads) for p in pair]
+        x, ones = F.pad(x, flat), F.pad(ones, flat)
+    return pool(x, kernel, stride) / pool(ones, kernel, stride)
+'''
+
+_ATTENTION = '''
+def _attention(q, k, v, mask, causal=False):
+    """Scaled dot-product attention with a bool `mask` (true = may attend) and an optional
+    top-left causal rule. A query that may attend no key gets all-zero attention weights, so
+    its result is 0 (PyTorch alone would give NaN)."""
+    if causal:
+        mask = mask & torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool,
+                                 device=q.device).tril()
+    empty = ~mask.any(dim=-1, keepdim=True)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty)
+    return y.masked_fill(empty, 0.0)
+'''
+
+_MHA = '''
+def _mha(attention, q, k, v, mask=None, causal=False):
+    """Calls `attention`, an nn.MultiheadAttention(batch_first=True), with dualnet's `mask`,
+    bool [B, Tk] or [B, Tq, Tk] with true = may attend, and top-left causal rule. PyTorch's
+    masks mean the opposite (true = blocked) and want one [Tq, Tk] matrix per batch and head.
+    A query that may attend no key gets all-zero attention weights, so its result is
+    out_proj's bias (PyTorch alone would give NaN)."""
+    allowed = torch.ones(q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool, device=q.device)
+    if mask is not None:
+        allowed = allowed & (mask[:, None, :] if mask.dim() == 2 else mask)
+    if causal:
+        allowed = allowed.tril()
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    blocked = ~(allowed | empty)
+    y = attention(q, k, v, attn_mask=blocked.repeat_interleave(attention.num_heads, dim=0),
+                  need_weights=False)[0]
+    bias = attention.out_proj.bias
+    return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
+'''
+
+_BN = '''
+def _bn(module):
+    """`module`, a BatchNorm, without `num_batches_tracked` in its state_dict: dualnet's weight
+    files hold weight, bias, running_mean and running_var only. The counter only matters when
+    momentum is None, which dualnet never uses; it stays as a non-persistent buffer."""
+    module.register_buffer("num_batches_tracked", module.num_batches_tracked, persistent=False)
+    module.register_load_state_dict_pre_hook(_skip_num_batches_tracked)
+    return module
+'''
+
+_SKIP_NUM_BATCHES_TRACKED = '''
+def _skip_num_batches_tracked(module, state_dict, prefix, *args):
+    """BatchNorm adds `num_batches_tracked` to a state dict that lacks it (or a PyTorch
+    checkpoint has one): drop it before loading."""
+    state_dict.pop(prefix + "num_batches_tracked", None)
+'''
+
+_UNPACK_LSTM = '''
+def _unpack_lstm(result):
+    """nn.LSTM's (y, (h, c)) as (y, h, c)."""
+    y, (h, c) = result
+    return y, h, c
+'''
+
+HELPERS: dict[str, str] = {
+    name: source.strip() + "\n"
+    for name, source in (
+        ("_pad_same", _PAD_SAME),
+        ("_avg_pool", _AVG_POOL),
+        ("_attention", _ATTENTION),
+        ("_mha", _MHA),
+        ("_bn", _BN),
+        ("_skip_num_batches_tracked", _SKIP_NUM_BATCHES_TRACKED),
+        ("_unpack_lstm", _UNPACK_LSTM),
+    )
+}
