@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="random seed, an int in [0, 2**64) (default: 0)")
     init.add_argument("-o", "--output", required=True, metavar="W.safetensors",
                       help="the weight file to write (replaced atomically)")
+    comp = sub.add_parser("compile", help="write the model as source for a framework")
+    source_args(comp)
+    comp.add_argument("--target", required=True, choices=("torch",),
+                      help="torch: PyTorch nn.Module source")
+    comp.add_argument("-o", "--output", required=True, metavar="DIR",
+                      help="directory for <file stem>_<target>.py")
     return parser
 
 
@@ -94,12 +100,34 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_INPUT
     if args.command == "init":
         return _init(args, summary)
+    if args.command == "compile":
+        return _compile(args, summary)
     if args.command == "ir":
         from dualnet.ir.printer import print_ir
 
         sys.stdout.write(print_ir(summary.instance))
     else:
         _print_table(summary)
+    return EXIT_OK
+
+
+def _compile(args, summary) -> int:
+    """Emit, validate and atomically write the backend source."""
+    from pathlib import Path
+
+    from dualnet.compiler import emit
+    from dualnet.diagnostics import DualnetError
+    from dualnet.weights import atomic_write
+
+    out = Path(args.output) / f"{Path(args.file).stem}_{args.target}.py"
+    try:
+        source, _ = emit(summary, args.target)
+        atomic_write(out, source.encode("utf-8"))
+    except DualnetError as exc:
+        summary.diagnostics.extend(exc.diagnostics)
+        _print_diagnostics(summary)
+        return EXIT_INPUT
+    print(f"wrote {out}")
     return EXIT_OK
 
 

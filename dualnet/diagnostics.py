@@ -42,6 +42,7 @@ CODES: dict[str, str] = {
     "E-UNUSED": "a layer's parameters never reach an output",
     "E-GRAD": "a trainable parameter's gradient path is cut by a non-differentiable op",
     "E-GRAD-DTYPE": "an integer or bool value sits on a gradient path",
+    "E-BACKEND": "a model uses something a backend cannot write",
     "E-WEIGHTS": "a weight file does not fit the model (missing, extra, mis-shaped or "
                  "mis-typed tensor)",
 }

@@ -111,6 +111,7 @@ class ModelInstance:
     # signature binds, at the first call: what a parent passes to this instance's class.
     call_dims: dict[str, Any] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)  # file constants the model sees
+    sizes: dict[str, int] = field(default_factory=dict)  # its names' integer values (tags)
 
     def child(self, path: str) -> LayerInstance | ModelInstance:
         """The layer or instance at a dotted path below this one (a node's `target`)."""

@@ -42,7 +42,7 @@ def _batchnorm_infer(ctx: Ctx) -> list[TensorType]:
     if not 0.0 <= cfg["momentum"] <= 1.0:
         ctx.fail(f"`momentum` must be in [0, 1], found {cfg['momentum']:g}", "momentum",
                  "out of range", code="E-VALUE")
-    cfg["num_features"] = c
+    cfg.update(num_features=c, rank=x.rank)  # rank picks BatchNorm1d/2d/3d in PyTorch
     ctx.param("weight", (c,), ONES)
     ctx.param("bias", (c,), ZEROS)
     ctx.buffer("running_mean", (c,), ZEROS)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dualnet.diagnostics import Diagnostic, DualnetError, Span, error
-from dualnet.ir.dims import Dim
+from dualnet.ir.dims import Dim, substitute
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
 from dualnet.ir.tagged import expr_of, retag, tag_as
 from dualnet.ir.types import DType, TensorType
@@ -215,11 +215,15 @@ class Checker:
         if key in frame.graphs:
             return frame.graphs[key]
         before = len(self.diagnostics)
+        frame.outer_dims[key] = {k: _outer_expr(v) for k, v in dims.items()
+                                 if _outer_expr(v) is not None}
         if not frame.declared:
             frame.names.update({k: tag_as(v, k) for k, v in dims.items()})
             frame.first_dims = dict(dims)
             frame.instance.call_dims = dict(dims)
-            self.declare_layers(frame)
+            self.declare_layers(frame, frame.outer_dims[key])
+            frame.instance.sizes = {k: int(v) for k, v in frame.names.items()
+                                    if isinstance(v, int) and not isinstance(v, bool)}
             frame.declared = True
         else:
             for name, value in dims.items():
@@ -228,8 +232,6 @@ class Checker:
                                 f"again with {name} = {value}, but its layers were built for "
                                 f"{name} = {frame.first_dims[name]}", span,
                                 "different sizes on reuse")
-        frame.outer_dims[key] = {k: _outer_expr(v) for k, v in dims.items()
-                                 if _outer_expr(v) is not None}
         dims = {k: tag_as(v, k) for k, v in dims.items()}  # this model's names from here on
         graph = Graph(frame.instance, [])
         tracer = Tracer(self, frame, graph)
@@ -246,8 +248,9 @@ class Checker:
         frame.graphs[key] = graph
         return graph
 
-    def declare_layers(self, frame: Frame) -> None:
+    def declare_layers(self, frame: Frame, outer_dims: dict[str, Any]) -> None:
         scope = Scope(frame.names, self.module_scope(frame.ref.module))
+        outer = {**frame.outer, **outer_dims}  # the caller's expression for each name
         hypers = {h.name for h in frame.ref.model.hypers}
         for member in frame.ref.model.members:
             if not isinstance(member, ast.LayerDecl):
@@ -260,6 +263,9 @@ class Checker:
                 continue
             try:
                 value = Evaluator(self, scope, None).eval(member.value)
+                if expr_of(value) is not None:  # a local size: later sizes name it
+                    frame.outer[name] = substitute(expr_of(value), outer)
+                    value = tag_as(value, name)
                 frame.names[name] = self.declare(frame.instance, name, value, member)
             except DualnetError as exc:
                 self.record(exc)

@@ -33,7 +33,7 @@ def test_batchnorm_rules_and_params():
               tt("f32", B, 64, 2, H, W)):
         out, ctx = infer("BatchNorm", {"x": x})
         assert out == [x]
-    assert ctx.config == {"eps": 1e-5, "momentum": 0.1, "num_features": 64}
+    assert ctx.config == {"eps": 1e-5, "momentum": 0.1, "num_features": 64, "rank": x.rank}
     assert _specs(ctx) == _torch_state(torch.nn.BatchNorm2d(64))
     assert list(ctx.params) == ["weight", "bias"]
     assert list(ctx.buffers) == ["running_mean", "running_var"]

@@ -18,7 +18,7 @@ def _pad_same(x, kernel, stride, dilation=None, value=0.0):
     0), the odd pixel at the end."""
     dilation = dilation or (1,) * len(kernel)
     pads = []
-    for n, k, s, d in zip(x.shape[2:], kernel, stride, dilation):
+    for n, k, s, d in zip(x.shape[2:], kernel, stride, dilation, strict=True):
         total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
         pads = [total // 2, total - total // 2] + pads  # F.pad lists the last axis first
     return F.pad(x, pads, value=value)

@@ -1,0 +1,698 @@
+"""The PyTorch lowering table: one row per registry op, each turning one IR node into readable,
+idiomatic PyTorch source (`import torch`, `from torch import nn`, `import torch.nn.functional
+as F`). This module only produces strings: it never imports torch.
+
+Functions (`TORCH_FUNCTIONS`) lower a node to one Python expression; layers (`TORCH_LAYERS`)
+give a constructor expression for `__init__` and a call expression for `forward`. Every row
+computes exactly the op's NumPy reference (LANGUAGE.md, CONVENTIONS.md); where a plain torch
+call differs, the row fixes it inline or calls a helper of `runtime.HELPERS` (see
+`helpers_needed`). The differences handled, op by op:
+
+- `padding="same"` is TensorFlow's rule (odd pixel at the end) for every stride. Conv with
+  stride 1 and symmetric pads uses PyTorch's own `padding="same"` (the same rule for stride 1);
+  asymmetric pads become an explicit `F.pad` (`-inf` for max pooling; the count-excluding
+  average pool divides by a pooled mask, `_avg_pool`), and pads that depend on a symbolic size
+  (None in the IR) are computed at run time by `_pad_same`.
+- `pad` lists (before, after) pairs in axis order; `F.pad` wants them last axis first.
+- `upsample(mode="nearest")` with a scale that is not a power of two uses `mode="nearest-exact"`:
+  PyTorch's "nearest" multiplies by the float32 reciprocal of the scale and picks the wrong
+  pixel for scales such as 41 or 47; "nearest-exact" is x[i // s] exactly for integer scales.
+- `sum` of an i32 tensor would be i64 in PyTorch: `dtype=torch.int32` keeps dualnet's type.
+- `clamp` of an integer tensor takes integer bounds (float bounds would make it float).
+- Attention masks are bool with true = may attend. SDPA's bool mask means the same, but a
+  query that may attend no key gives NaN in PyTorch and 0 in dualnet (`_attention`);
+  nn.MultiheadAttention's masks mean the opposite and are per head (`_mha`), and there the
+  fully masked query's result is out_proj's bias.
+- BatchNorm's `num_batches_tracked` buffer is not in dualnet's weight files (`_bn`).
+- LSTM's (y, (h, c)) becomes (y, h, c) (`_unpack_lstm`); LSTM/GRU return y alone unless the
+  node's `state` is true.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dualnet.backends.torch.runtime import HELPERS
+from dualnet.ir.tagged import Tagged
+from dualnet.ir.types import DType
+from dualnet.ops import REGISTRY
+
+TORCH_DTYPES = {
+    DType.f16: "torch.float16", DType.bf16: "torch.bfloat16", DType.f32: "torch.float32",
+    DType.f64: "torch.float64", DType.i32: "torch.int32", DType.i64: "torch.int64",
+    DType.bool: "torch.bool",
+}
+
+
+@dataclass
+class TorchCall:
+    """One node as the lowering sees it.
+
+    `inputs`: the Python source of each tensor argument by signature name (a list for a
+    "tensors" argument, None for an absent optional one); a scalar constant may arrive as a
+    number literal ("2.0"). `attrs`: the node's attributes as the op's shape rule normalised
+    them; for a layer call, the layer's resolved config merged with the node's attributes
+    (`{**layer.attrs, **node.attrs}`, what the NumPy reference receives): Conv calls read their
+    padding from it. An optional `_device` entry (source such as "x.device") places tensors a
+    lowering creates from nothing (`arange`, a literal turned into a tensor); without it they
+    are created on the default device. `in_types`/`out_types`: TensorTypes; `in_types` may be
+    empty for a one-input function lowered as a Sequential step (rows then use `out_types`).
+    `fmt`: formats an attribute value (int, float, str, tuple, symbolic size) as Python source.
+    """
+
+    inputs: dict[str, str | list[str] | None]
+    attrs: dict[str, Any]
+    in_types: dict[str, Any]
+    out_types: list[Any]
+    fmt: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class LayerLowering:
+    """`construct(config, fmt)`: the module's constructor expression from the layer's resolved
+    config (`LayerInstance.attrs`; BatchNorm reads its input rank there). `call(module, call)`:
+    the call expression, `module` being the module's source ("self.conv1")."""
+
+    construct: Callable[[dict, Callable[[Any], str]], str]
+    call: Callable[[str, TorchCall], str]
+
+
+# ---------------------------------------------------------------- source helpers
+
+
+def _literal(src: Any) -> int | float | None:
+    """The number a source string spells, if it is a number literal."""
+    if not isinstance(src, str):
+        return None
+    try:
+        value = ast.literal_eval(src)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _atom(src: str) -> str:
+    """`src`, parenthesised unless it is a primary expression (name, attribute, call,
+    subscript, non-negative number) that an operator or `.method` cannot split."""
+    try:
+        node = ast.parse(src.strip(), mode="eval").body
+    except SyntaxError:
+        return f"({src})"
+    if isinstance(node, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
+        return src
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
+            and not isinstance(node.value, bool) and node.value >= 0:
+        return src
+    return f"({src})"
+
+
+def _tensor(call: TorchCall, name: str) -> str:
+    """Input `name` as a tensor: a number literal becomes torch.tensor(literal, dtype=...)."""
+    src = call.inputs[name]
+    if _literal(src) is None:
+        return src
+    args = [src]
+    t = call.in_types.get(name)
+    if t is not None:
+        args.append(f"dtype={TORCH_DTYPES[t.dtype]}")
+    if call.attrs.get("_device"):
+        args.append(f"device={call.attrs['_device']}")
+    return f"torch.tensor({', '.join(args)})"
+
+
+def _recv(call: TorchCall, name: str) -> str:
+    """Input `name` as the receiver of a method call (`x.mean(...)`)."""
+    return _atom(_tensor(call, name))
+
+
+def _sizes(values, fmt) -> str:
+    """A per-axis tuple as PyTorch takes it: one value when all are equal (kernel_size=3)."""
+    values = tuple(values)
+    return fmt(values[0]) if len(set(values)) == 1 else fmt(values)
+
+
+def _dims(axes, fmt) -> str:
+    """A `dim=` argument: one axis or a tuple."""
+    axes = tuple(axes)
+    return fmt(axes[0]) if len(axes) == 1 else fmt(axes)
+
+
+def _is_default(value, default) -> bool:
+    """Whether an argument can be left out: equal to PyTorch's default, and a literal — a
+    Tagged size (an expression over hyperparameters, e.g. `stride`) is always written, even
+    where this instance's value happens to be the default."""
+    items = value if isinstance(value, tuple) else (value,)
+    return value == default and not any(isinstance(v, Tagged) for v in items)
+
+
+def _kwargs(*pairs: tuple[str, str | None]) -> str:
+    return "".join(f", {k}={v}" for k, v in pairs if v is not None)
+
+
+def _flat_pads(pairs) -> tuple:
+    """(before, after) pairs in axis order as F.pad's flat tuple (last axis first)."""
+    return tuple(p for pair in reversed(tuple(pairs)) for p in pair)
+
+
+def _result_dtype(call: TorchCall) -> DType:
+    """The element type of x for ops whose result keeps it (in_types may be empty when the
+    emitter lowers a function child of a Sequential)."""
+    return call.out_types[0].dtype if call.out_types else call.in_types["x"].dtype
+
+
+def _need(attrs: dict, key: str, why: str):
+    if key not in attrs:
+        raise KeyError(f"{why} needs `{key}`")
+    return attrs[key]
+
+
+# ---------------------------------------------------------------- element-wise
+
+_UNARY_CALLS = {
+    "relu": "F.relu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "silu": "F.silu",
+    "exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "rsqrt": "torch.rsqrt",
+    "abs": "torch.abs", "round": "torch.round", "floor": "torch.floor",
+}
+
+
+def _unary(fn: str) -> Callable[[TorchCall], str]:
+    return lambda call: f"{fn}({_tensor(call, 'x')})"
+
+
+def _gelu(call: TorchCall) -> str:
+    mode = call.attrs["approximate"]
+    extra = "" if mode == "none" else f", approximate={call.fmt(mode)}"
+    return f"F.gelu({_tensor(call, 'x')}{extra})"
+
+
+def _default_kw(call: TorchCall, attr: str, keyword: str, default) -> tuple[str, str | None]:
+    value = call.attrs[attr]
+    return keyword, None if _is_default(value, default) else call.fmt(value)
+
+
+def _leaky_relu(call: TorchCall) -> str:
+    return (f"F.leaky_relu({_tensor(call, 'x')}"
+            f"{_kwargs(_default_kw(call, 'slope', 'negative_slope', 0.01))})")
+
+
+def _elu(call: TorchCall) -> str:
+    return f"F.elu({_tensor(call, 'x')}{_kwargs(_default_kw(call, 'alpha', 'alpha', 1.0))})"
+
+
+def _softplus(call: TorchCall) -> str:
+    extra = _kwargs(_default_kw(call, "beta", "beta", 1.0),
+                    _default_kw(call, "threshold", "threshold", 20.0))
+    return f"F.softplus({_tensor(call, 'x')}{extra})"
+
+
+_BINARY_SYMBOLS = {
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@",
+    "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=",
+}
+
+
+def _binary(op: str) -> Callable[[TorchCall], str]:
+    left, right = (p.name for p in REGISTRY[op].signature.params if p.is_tensor)
+    symbol = _BINARY_SYMBOLS[op]
+
+    def lower(call: TorchCall) -> str:
+        a, b = call.inputs[left], call.inputs[right]
+        if _literal(a) is not None and _literal(b) is not None:  # keep a tensor result
+            a = _tensor(call, left)
+        return f"{_atom(a)} {symbol} {_atom(b)}"
+
+    return lower
+
+
+def _neg(call: TorchCall) -> str:
+    return f"-{_recv(call, 'x')}"
+
+
+def _where(call: TorchCall) -> str:
+    a = call.inputs["a"]
+    if _literal(a) is not None and _literal(call.inputs["b"]) is not None:
+        a = _tensor(call, "a")  # two numbers would give torch's default dtype
+    return f"torch.where({call.inputs['cond']}, {a}, {call.inputs['b']})"
+
+
+def _clamp(call: TorchCall) -> str:
+    lo, hi = call.attrs["lo"], call.attrs["hi"]
+    x = _tensor(call, "x")
+    if lo is None and hi is None:
+        return x
+    if _result_dtype(call).is_int:  # clip then truncate == clip to truncated bounds
+        lo, hi = (None if v is None else int(math.trunc(v)) for v in (lo, hi))
+    bounds = _kwargs(("min", None if lo is None else call.fmt(lo)),
+                     ("max", None if hi is None else call.fmt(hi)))
+    return f"torch.clamp({x}{bounds})"
+
+
+def _cast(call: TorchCall) -> str:
+    return f"{_recv(call, 'x')}.to({TORCH_DTYPES[call.attrs['dtype']]})"
+
+
+def _stop_gradient(call: TorchCall) -> str:
+    return f"{_recv(call, 'x')}.detach()"
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _reduce(method: str) -> Callable[[TorchCall], str]:
+    def lower(call: TorchCall) -> str:
+        args = [f"dim={_dims(call.attrs['axis'], call.fmt)}"]
+        if call.attrs["keepdims"]:
+            args.append("keepdim=True")
+        if method == "sum" and _result_dtype(call) == DType.i32:
+            args.append("dtype=torch.int32")  # torch sums integers to i64
+        return f"{_recv(call, 'x')}.{method}({', '.join(args)})"
+
+    return lower
+
+
+def _arg(method: str) -> Callable[[TorchCall], str]:
+    def lower(call: TorchCall) -> str:
+        keep = ", keepdim=True" if call.attrs["keepdims"] else ""
+        return f"{_recv(call, 'x')}.{method}(dim={call.fmt(call.attrs['axis'])}{keep})"
+
+    return lower
+
+
+def _softmax(fn: str) -> Callable[[TorchCall], str]:
+    def lower(call: TorchCall) -> str:
+        axis = call.attrs["axis"]
+        if call.out_types and axis == call.out_types[0].rank - 1:
+            axis = -1
+        return f"{fn}({_tensor(call, 'x')}, dim={call.fmt(axis)})"
+
+    return lower
+
+
+# ---------------------------------------------------------------- shape ops
+
+
+def _flatten(call: TorchCall) -> str:
+    start = call.attrs["start"]
+    return f"{_recv(call, 'x')}.flatten({'' if start == 0 else call.fmt(start)})"
+
+
+def _reshape(call: TorchCall) -> str:
+    dims = list(call.attrs["dims"])
+    symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
+    sizes = [call.fmt(d) for d in dims]
+    if symbolic:  # the last symbolic size follows from the element count
+        sizes[symbolic[-1]] = call.fmt(-1)
+    return f"{_recv(call, 'x')}.reshape({', '.join(sizes) if sizes else '()'})"
+
+
+def _permute(call: TorchCall) -> str:
+    axes = call.attrs["axes"]
+    if not axes:
+        return _tensor(call, "x")
+    return f"{_recv(call, 'x')}.permute({', '.join(call.fmt(a) for a in axes)})"
+
+
+def _transpose(call: TorchCall) -> str:
+    return f"{_recv(call, 'x')}.transpose({call.fmt(call.attrs['a'])}, {call.fmt(call.attrs['b'])})"
+
+
+def _concat(call: TorchCall) -> str:
+    return f"torch.cat([{', '.join(call.inputs['xs'])}], dim={call.fmt(call.attrs['axis'])})"
+
+
+def _split(call: TorchCall) -> str:
+    n = call.attrs["n"]
+    if n == 1:
+        return _tensor(call, "x")
+    # divisible sizes: chunk gives exactly n equal parts (also on a size-0 axis)
+    return f"{_recv(call, 'x')}.chunk({call.fmt(n)}, dim={call.fmt(call.attrs['axis'])})"
+
+
+def _unsqueeze(call: TorchCall) -> str:
+    return f"{_recv(call, 'x')}.unsqueeze({call.fmt(call.attrs['axis'])})"
+
+
+def _squeeze(call: TorchCall) -> str:
+    return f"{_recv(call, 'x')}.squeeze({call.fmt(call.attrs['axis'])})"
+
+
+def _pad_value(call: TorchCall, value: float) -> str:
+    dtype = _result_dtype(call)
+    if dtype == DType.bool:
+        return call.fmt(bool(value))
+    return call.fmt(int(value) if dtype.is_int else value)
+
+
+def _pad(call: TorchCall) -> str:
+    pairs = list(call.attrs["pads"])
+    while pairs and pairs[0] == (0, 0):  # F.pad pads the last len(pads) // 2 axes
+        pairs.pop(0)
+    x = _tensor(call, "x")
+    if not pairs:
+        return x
+    value = call.attrs["value"]
+    extra = "" if value == 0 else f", value={_pad_value(call, value)}"
+    return f"F.pad({x}, {call.fmt(_flat_pads(pairs))}{extra})"
+
+
+def _upsample(call: TorchCall) -> str:
+    scale = call.attrs["scale"]
+    x = _tensor(call, "x")
+    factor = _sizes(scale, call.fmt)
+    if call.attrs["mode"] == "bilinear":
+        return f'F.interpolate({x}, scale_factor={factor}, mode="bilinear", align_corners=False)'
+    if all(s & (s - 1) == 0 for s in scale):  # 1 / s is exact in float32
+        return f"F.interpolate({x}, scale_factor={factor})"
+    return f'F.interpolate({x}, scale_factor={factor}, mode="nearest-exact")'
+
+
+def _getitem(call: TorchCall) -> str:
+    x_type = call.in_types.get("x")
+    shape = x_type.shape if x_type is not None else None  # unknown: write every stop
+    fmt = call.fmt
+    parts = []
+    for axis, item in enumerate(call.attrs["items"]):
+        if item[0] == "index":
+            parts.append(fmt(item[1]))
+            continue
+        _, start, stop, step = item
+        whole = shape is not None and stop == shape[axis]
+        text = ("" if start == 0 else fmt(start)) + ":" + ("" if whole else fmt(stop))
+        parts.append(text if step == 1 else f"{text}:{fmt(step)}")
+    while parts and parts[-1] == ":":
+        parts.pop()
+    if not parts:
+        return _tensor(call, "x")
+    return f"{_recv(call, 'x')}[{', '.join(parts)}]"
+
+
+def _arange(call: TorchCall) -> str:
+    device = call.attrs.get("_device")
+    return f"torch.arange({call.fmt(call.attrs['n'])}{_kwargs(('device', device))})"
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _window_padding(attrs: dict) -> tuple[str, Any]:
+    """How a window op pads: ("args", pads) — PyTorch's symmetric `padding=` argument;
+    ("pad", flat) — an explicit F.pad first; ("runtime", None) — "same" on a symbolic size."""
+    pads = attrs["pads"]
+    if any(p is None for p in pads):
+        return "runtime", None
+    if all(before == after for before, after in pads):
+        return "args", tuple(before for before, _ in pads)
+    return "pad", _flat_pads(pads)
+
+
+def _pool_args(call: TorchCall, padding: tuple | None) -> str:
+    kernel, stride = call.attrs["kernel"], call.attrs["stride"]
+    fmt = call.fmt
+    return (f"kernel_size={_sizes(kernel, fmt)}"
+            + _kwargs(("stride", None if stride == kernel else _sizes(stride, fmt)),
+                      ("padding", None if not padding or not any(padding)
+                       else _sizes(padding, fmt))))
+
+
+def _max_pool(n: int) -> Callable[[TorchCall], str]:
+    def lower(call: TorchCall) -> str:
+        kind, value = _window_padding(call.attrs)
+        x = _tensor(call, "x")
+        fmt = call.fmt
+        if kind == "pad":
+            x = f'F.pad({x}, {fmt(value)}, value=float("-inf"))'
+        elif kind == "runtime":
+            x = (f"_pad_same({x}, {fmt(call.attrs['kernel'])}, {fmt(call.attrs['stride'])}, "
+                 'value=float("-inf"))')
+        return f"F.max_pool{n}d({x}, {_pool_args(call, value if kind == 'args' else None)})"
+
+    return lower
+
+
+def _avg_pool(n: int) -> Callable[[TorchCall], str]:
+    def lower(call: TorchCall) -> str:
+        kind, value = _window_padding(call.attrs)
+        x = _tensor(call, "x")
+        fmt = call.fmt
+        kernel, stride = call.attrs["kernel"], call.attrs["stride"]
+        include = call.attrs["count_include_pad"]
+        if kind == "args":
+            extra = "" if include or not any(value) else ", count_include_pad=False"
+            return f"F.avg_pool{n}d({x}, {_pool_args(call, value)}{extra})"
+        if not include:  # divide by the real elements under each window
+            pads = "None" if kind == "runtime" else fmt(tuple(call.attrs["pads"]))
+            return f"_avg_pool({x}, {fmt(kernel)}, {fmt(stride)}, {pads})"
+        if kind == "pad":
+            x = f"F.pad({x}, {fmt(value)})"
+        else:
+            x = f"_pad_same({x}, {fmt(kernel)}, {fmt(stride)})"
+        return f"F.avg_pool{n}d({x}, {_pool_args(call, None)})"
+
+    return lower
+
+
+def _global_avg_pool(call: TorchCall) -> str:
+    return f"{_recv(call, 'x')}.mean(dim={_dims(call.attrs['axes'], call.fmt)})"
+
+
+def _adaptive_avg_pool2d(call: TorchCall) -> str:
+    # the rule allows a symbolic output size only where it equals the input's: PyTorch's None
+    size = tuple(o if isinstance(o, int) else None for o in call.attrs["size"])
+    text = _sizes(size, call.fmt) if None not in size else call.fmt(size)
+    return f"F.adaptive_avg_pool2d({_tensor(call, 'x')}, {text})"
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _sdpa(call: TorchCall) -> str:
+    q, k, v = (_tensor(call, n) for n in ("q", "k", "v"))
+    causal = ", causal=True" if call.attrs["causal"] else ""
+    if call.inputs.get("mask") is not None:
+        return f"_attention({q}, {k}, {v}, {call.inputs['mask']}{causal})"
+    causal = ", is_causal=True" if call.attrs["causal"] else ""
+    return f"F.scaled_dot_product_attention({q}, {k}, {v}{causal})"
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _call_x(module: str, call: TorchCall) -> str:
+    return f"{module}({_tensor(call, 'x')})"
+
+
+def _conv_padding(attrs: dict) -> tuple[str, Any]:
+    """("args", source or None) — nn.Conv's own `padding`; ("pad", flat) — F.pad before the
+    call; ("runtime", None) — "same" on a symbolic size, padded by _pad_same."""
+    kind, value = _window_padding(attrs)
+    if kind != "args":
+        return kind, value
+    if attrs.get("padding") == "same" and all(s == 1 for s in attrs["stride"]):
+        return "args", "same"  # PyTorch's "same" is TensorFlow's rule for stride 1
+    return "args", value if any(value) else None
+
+
+def _conv_construct(n: int) -> Callable[[dict, Callable], str]:
+    def construct(cfg: dict, fmt) -> str:
+        kind, value = _conv_padding(cfg)
+        padding = None
+        if kind == "args" and value is not None:
+            padding = fmt(value) if value == "same" else _sizes(value, fmt)
+        ones = (1,) * n
+        args = (f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, "
+                f"kernel_size={_sizes(cfg['kernel'], fmt)}")
+        return (f"nn.Conv{n}d({args}"
+                + _kwargs(("stride", None if _is_default(cfg["stride"], ones)
+                           else _sizes(cfg["stride"], fmt)),
+                          ("padding", padding),
+                          ("dilation", None if _is_default(cfg["dilation"], ones)
+                           else _sizes(cfg["dilation"], fmt)),
+                          ("groups", None if _is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
+                          ("bias", None if cfg["bias"] else "False"))
+                + ")")
+
+    return construct
+
+
+def _conv_call(module: str, call: TorchCall) -> str:
+    attrs, fmt = call.attrs, call.fmt
+    _need(attrs, "pads", "a convolution call (TorchCall.attrs = {**layer.attrs, **node.attrs})")
+    kind, value = _conv_padding(attrs)
+    x = _tensor(call, "x")
+    if kind == "pad":
+        x = f"F.pad({x}, {fmt(value)})"
+    elif kind == "runtime":
+        dilation = attrs["dilation"]
+        extra = "" if all(d == 1 for d in dilation) else f", {fmt(dilation)}"
+        x = f"_pad_same({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}{extra})"
+    return f"{module}({x})"
+
+
+def _conv_transpose_construct(cfg: dict, fmt) -> str:
+    padding = tuple(before for before, _ in cfg["pads"])
+    args = (f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, "
+            f"kernel_size={_sizes(cfg['kernel'], fmt)}")
+    return (f"nn.ConvTranspose2d({args}"
+            + _kwargs(("stride", None if _is_default(cfg["stride"], (1, 1))
+                       else _sizes(cfg["stride"], fmt)),
+                      ("padding", _sizes(padding, fmt) if any(padding) else None),
+                      ("output_padding", _sizes(cfg["output_padding"], fmt)
+                       if any(cfg["output_padding"]) else None),
+                      ("groups", None if _is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
+                      ("bias", None if cfg["bias"] else "False"),
+                      ("dilation", None if _is_default(cfg["dilation"], (1, 1))
+                       else _sizes(cfg["dilation"], fmt)))
+            + ")")
+
+
+def _linear_construct(cfg: dict, fmt) -> str:
+    bias = "" if cfg["bias"] else ", bias=False"
+    return f"nn.Linear({fmt(cfg['in_features'])}, {fmt(cfg['out'])}{bias})"
+
+
+def _batchnorm_construct(cfg: dict, fmt) -> str:
+    rank = _need(cfg, "rank", "BatchNorm's constructor (BatchNorm1d/2d/3d by input rank)")
+    kind = {2: 1, 3: 1, 4: 2, 5: 3}[rank]
+    return (f"_bn(nn.BatchNorm{kind}d({fmt(cfg['num_features'])}, eps={fmt(cfg['eps'])}, "
+            f"momentum={fmt(cfg['momentum'])}))")
+
+
+def _layernorm_construct(cfg: dict, fmt) -> str:
+    shape = tuple(cfg["normalized_shape"])
+    text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
+    return f"nn.LayerNorm({text}, eps={fmt(cfg['eps'])})"
+
+
+def _groupnorm_construct(cfg: dict, fmt) -> str:
+    return (f"nn.GroupNorm({fmt(cfg['groups'])}, {fmt(cfg['num_channels'])}, "
+            f"eps={fmt(cfg['eps'])})")
+
+
+def _rnn_construct(kind: str) -> Callable[[dict, Callable], str]:
+    def construct(cfg: dict, fmt) -> str:
+        layers = None if _is_default(cfg["layers"], 1) else fmt(cfg["layers"])
+        return (f"nn.{kind}({fmt(cfg['input_size'])}, {fmt(cfg['hidden'])}"
+                + _kwargs(("num_layers", layers), ("batch_first", "True"),
+                          ("bidirectional", "True" if cfg["bidirectional"] else None))
+                + ")")
+
+    return construct
+
+
+def _rnn_call(kind: str) -> Callable[[str, TorchCall], str]:
+    def lower(module: str, call: TorchCall) -> str:
+        out = _call_x(module, call)
+        if not call.attrs.get("state", False):
+            return f"{out}[0]"
+        return f"_unpack_lstm({out})" if kind == "LSTM" else out
+
+    return lower
+
+
+def _mha_construct(cfg: dict, fmt) -> str:
+    bias = "" if cfg["bias"] else ", bias=False"
+    return f"nn.MultiheadAttention({fmt(cfg['dim'])}, {fmt(cfg['heads'])}{bias}, batch_first=True)"
+
+
+def _mha_call(module: str, call: TorchCall) -> str:
+    q, k, v = (_tensor(call, n) for n in ("q", "k", "v"))
+    mask, causal = call.inputs.get("mask"), call.attrs.get("causal", False)
+    if mask is None and not causal:
+        return f"{module}({q}, {k}, {v}, need_weights=False)[0]"
+    return (f"_mha({module}, {q}, {k}, {v}{'' if mask is None else ', ' + mask}"
+            f"{', causal=True' if causal else ''})")
+
+
+TORCH_LAYERS: dict[str, LayerLowering] = {
+    **{f"Conv{n}d": LayerLowering(_conv_construct(n), _conv_call) for n in (1, 2, 3)},
+    "ConvTranspose2d": LayerLowering(_conv_transpose_construct, _call_x),
+    "Linear": LayerLowering(_linear_construct, _call_x),
+    "Embedding": LayerLowering(
+        lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})",
+        lambda module, call: f"{module}({call.inputs['ids']})"),
+    "Dropout": LayerLowering(lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x),
+    "Identity": LayerLowering(lambda cfg, fmt: "nn.Identity()", _call_x),
+    "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),
+    "LayerNorm": LayerLowering(_layernorm_construct, _call_x),
+    "GroupNorm": LayerLowering(_groupnorm_construct, _call_x),
+    "LSTM": LayerLowering(_rnn_construct("LSTM"), _rnn_call("LSTM")),
+    "GRU": LayerLowering(_rnn_construct("GRU"), _rnn_call("GRU")),
+    "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),
+}
+
+TORCH_FUNCTIONS: dict[str, Callable[[TorchCall], str]] = {
+    **{name: _unary(fn) for name, fn in _UNARY_CALLS.items()},
+    "gelu": _gelu,
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "softplus": _softplus,
+    "neg": _neg,
+    **{name: _binary(name) for name in _BINARY_SYMBOLS},
+    "where": _where,
+    "clamp": _clamp,
+    "cast": _cast,
+    "stop_gradient": _stop_gradient,
+    "mean": _reduce("mean"),
+    "sum": _reduce("sum"),
+    "max": _reduce("amax"),
+    "min": _reduce("amin"),
+    "argmax": _arg("argmax"),
+    "argmin": _arg("argmin"),
+    "softmax": _softmax("F.softmax"),
+    "log_softmax": _softmax("F.log_softmax"),
+    "flatten": _flatten,
+    "reshape": _reshape,
+    "permute": _permute,
+    "transpose": _transpose,
+    "concat": _concat,
+    "split": _split,
+    "unsqueeze": _unsqueeze,
+    "squeeze": _squeeze,
+    "pad": _pad,
+    "upsample": _upsample,
+    "getitem": _getitem,
+    "arange": _arange,
+    "max_pool1d": _max_pool(1),
+    "max_pool2d": _max_pool(2),
+    "avg_pool1d": _avg_pool(1),
+    "avg_pool2d": _avg_pool(2),
+    "global_avg_pool": _global_avg_pool,
+    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "scaled_dot_product_attention": _sdpa,
+}
+
+
+def lower_function(op: str, call: TorchCall) -> str:
+    """The expression computing function node `op` (a tuple expression for several results)."""
+    if op not in TORCH_FUNCTIONS:
+        kind = "a layer: use TORCH_LAYERS" if op in TORCH_LAYERS else "not a built-in op"
+        raise KeyError(f"`{op}` is {kind}")
+    return TORCH_FUNCTIONS[op](call)
+
+
+_HELPER_PATTERNS = {name: re.compile(rf"(?<![\w.]){re.escape(name)}\b") for name in HELPERS}
+
+
+def helpers_needed(source: str) -> list[str]:
+    """The runtime helpers `source` uses, with the helpers those use, in HELPERS order."""
+    found: set[str] = set()
+    todo = [source]
+    while todo:
+        text = todo.pop()
+        for name, pattern in _HELPER_PATTERNS.items():
+            if name not in found and pattern.search(text):
+                found.add(name)
+                todo.append(HELPERS[name])
+    return [name for name in HELPERS if name in found]
+
+
+for _name, _op in REGISTRY.items():  # OpDef.lowerings: one row per op and backend
+    if _name in TORCH_LAYERS:
+        _op.lowerings["torch"] = TORCH_LAYERS[_name]
+    elif _name in TORCH_FUNCTIONS:
+        _op.lowerings["torch"] = TORCH_FUNCTIONS[_name]

@@ -1,0 +1,96 @@
+"""From a checked model to backend source: emission, validation, atomic writing, and the
+`dualnet.load(path)` program API."""
+
+from __future__ import annotations
+
+import ast as pyast
+import linecache
+from pathlib import Path
+from typing import Any
+
+from dualnet.api import Summary, check_file
+from dualnet.diagnostics import DualnetError, error
+from dualnet.weights import atomic_write
+
+TARGETS = ("torch",)
+_ALLOWED_IMPORTS = {"__future__", "math", "torch", "torch.nn", "torch.nn.functional"}
+
+
+def emit(summary: Summary, target: str) -> tuple[str, str]:
+    """(source, entry class name) for a checked model; only the chosen backend is imported."""
+    if target != "torch":
+        raise error("E-BACKEND", f"unknown target `{target}`", None,
+                    notes=[f"targets: {', '.join(TARGETS)}"])
+    from dualnet.backends.torch.emit import emit_torch
+
+    source, entry = emit_torch(summary.instance, summary.file)
+    _validate(source)
+    return source, entry
+
+
+def _validate(source: str) -> None:
+    """The generated file parses and imports nothing but its framework (a backend bug, or a
+    name that slipped through, must never reach disk)."""
+    try:
+        tree = pyast.parse(source)
+    except SyntaxError as exc:
+        raise error("E-BACKEND", f"internal error: generated source does not parse ({exc})",
+                    None) from None
+    for node in pyast.walk(tree):
+        if isinstance(node, pyast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, pyast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            if name not in _ALLOWED_IMPORTS:
+                raise error("E-BACKEND", f"internal error: generated source imports {name}",
+                            None)
+
+
+def compile_file(path: str, target: str, out_dir: str, model: str | None = None,
+                 include_dirs: tuple[str, ...] = ()) -> Path:
+    """Check `path` and write `out_dir/<stem>_<target>.py`; raises DualnetError."""
+    summary = _checked(path, model, include_dirs, None)
+    source, _ = emit(summary, target)
+    out = Path(out_dir) / f"{Path(path).stem}_{target}.py"
+    atomic_write(out, source.encode("utf-8"))
+    return out
+
+
+def _checked(path: str, model: str | None, include_dirs, hyper) -> Summary:
+    summary = check_file(path, model, tuple(include_dirs), hyper)
+    if not summary.ok:
+        raise DualnetError(summary.diagnostics)
+    return summary
+
+
+class Program:
+    """A .dnet file, ready to build models in a framework."""
+
+    def __init__(self, path: str, include_dirs: tuple[str, ...] = ()):
+        self.path = path
+        self.include_dirs = tuple(include_dirs)
+
+    def check(self, model: str | None = None, **hyper: Any) -> Summary:
+        return _checked(self.path, model, self.include_dirs, hyper or None)
+
+    def source(self, target: str, model: str | None = None, **hyper: Any) -> str:
+        return emit(self.check(model, **hyper), target)[0]
+
+    def torch(self, model: str | None = None, **hyper: Any):
+        """An instance of the generated nn.Module, built with `hyper`. The source runs under
+        a registered file name, so tracebacks show the generated lines."""
+        summary = self.check(model, **hyper)
+        source, entry = emit(summary, "torch")
+        filename = f"<dualnet:{Path(self.path).stem}_torch.py>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: dict[str, Any] = {"__name__": f"dualnet_generated.{Path(self.path).stem}"}
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output
+        return namespace[entry](**hyper)
+
+
+def load(path: str, include_dirs: tuple[str, ...] = ()) -> Program:
+    """A program for `path`; nothing is checked until a model is asked for."""
+    return Program(path, include_dirs)
