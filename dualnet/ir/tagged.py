@@ -87,3 +87,31 @@ def _combine(a, b, op):
         return NotImplemented
     value = op(int(a), int(b))
     return tagged(value, op(expr_of(a), expr_of(b)))
+
+
+class Written:
+    """A float, string or bool argument that the source wrote as an expression (`p=dropout`):
+    it keeps its value, and a backend writes `code` instead of the value."""
+
+    code: str
+
+
+class _WrittenFloat(Written, float):
+    pass
+
+
+class _WrittenStr(Written, str):
+    pass
+
+
+class _WrittenBool(Written, int):  # bool cannot be subclassed; 0/1 behave the same
+    pass
+
+
+def written(value, code: str):
+    cls = {bool: _WrittenBool, float: _WrittenFloat, str: _WrittenStr}.get(type(value))
+    if cls is None:
+        return value
+    obj = cls(value)
+    obj.code = code
+    return obj

@@ -363,6 +363,10 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
         if step <= 0:
             ctx.fail(f"slice steps must be positive, found {step}", "items", "step ≤ 0",
                      code="E-VALUE")
+        if item.start is None and item.stop is None and step == 1:  # the whole axis: its size
+            norm.append(("slice", 0, d, 1))
+            shape.append(d)
+            continue
         if _known(d) and _known(item.start or 0) and _known(item.stop or 0):
             start, stop, _ = slice(item.start, item.stop, step).indices(d)
         else:

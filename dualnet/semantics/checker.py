@@ -237,7 +237,8 @@ class Checker:
         tracer = Tracer(self, frame, graph)
         local = Scope({}, Scope({**frame.names, **dims}, self.module_scope(frame.ref.module)))
         for arg, t in zip(fwd.args, types, strict=True):
-            v = tracer.new_value(_inner_type(arg, t, dims), arg.name, arg.span)
+            v = tracer.new_value(_inner_type(arg, t, {**frame.names, **dims}), arg.name,
+                                 arg.span)
             graph.inputs.append(v)
             local.names[arg.name] = TensorValue(v)
         tracer.run_body(fwd.body, local, dims)
@@ -604,15 +605,16 @@ def _outer_expr(value):
     return value if isinstance(value, Dim) else expr_of(value)
 
 
-def _inner_type(arg: ast.Arg, t: TensorType, dims: dict) -> TensorType:
-    """An input's type seen from inside the model: axes its signature names take the name's
-    (tagged) size; other concrete axes are plain numbers."""
+def _inner_type(arg: ast.Arg, t: TensorType, names: dict) -> TensorType:
+    """An input's type seen from inside the model: an axis its signature names (a dimension
+    or a hyperparameter) takes the name's tagged size; other concrete axes are numbers."""
     if not isinstance(arg.type, ast.TensorTypeExpr):
         return t
     shape = []
     for d, size in zip(arg.type.dims, t.shape, strict=True):
-        if isinstance(d, ast.DimName) and d.name in dims:
-            shape.append(dims[d.name])
+        if isinstance(d, ast.DimName) and isinstance(names.get(d.name), int | Dim) \
+                and not isinstance(names.get(d.name), bool):
+            shape.append(names[d.name])
         else:
             shape.append(int(size) if isinstance(size, int) else size)
     return TensorType(t.dtype, tuple(shape))

@@ -82,11 +82,15 @@ def test_generated_module_matches_the_reference(name):
 
 
 def test_sources_are_ruff_clean_and_deterministic(generated, tmp_path):
+    """ruff's default settings, as in a user's project: lint clean, and `ruff format` leaves
+    every file as it is."""
     files = sorted(str(p) for p in generated.values())
     lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
-                           "--select", "E,F,W,B", "--line-length", "100", *files],
-                          capture_output=True, text=True)
+                           "--extend-select", "B,W", *files], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
+    fmt = subprocess.run([sys.executable, "-m", "ruff", "format", "--no-cache", "--isolated",
+                          "--check", "--diff", *files], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout
     again = compile_file(str(MODELS / "resnet18.dnet"), "torch", str(tmp_path))
     assert again.read_bytes() == generated["resnet18"].read_bytes()
     env = {**os.environ, "PYTHONHASHSEED": "123"}
@@ -106,6 +110,7 @@ def test_generated_classes_take_the_hyperparameters(generated):
     with torch.no_grad():
         assert net(torch.randn(1, 3, 224, 224)).shape == (1, 10)
     block = namespace["BasicBlock"]
+    assert net.layer2[0].conv1.stride == (2, 2)
     assert isinstance(namespace["ResNet18"]().layer2[0].downsample, torch.nn.Sequential)
     assert isinstance(block(64, C=64).downsample, torch.nn.Identity)
     assert isinstance(block(64, stride=2, C=64).downsample, torch.nn.Sequential)
@@ -165,3 +170,73 @@ def test_sizes_varying_across_generator_iterations_are_an_e_backend_diagnostic(t
         compile_file(str(source), "torch", str(tmp_path))
     assert info.value.diagnostics[0].code == "E-BACKEND"
     assert "iterations" in info.value.diagnostics[0].message
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "bert_encoder"])
+def test_generated_source_matches_golden(generated, name):
+    """The generated source, held in tests/golden/ (DUALNET_UPDATE_GOLDEN=1 rewrites it)."""
+    golden = ROOT / "tests" / "golden" / f"{name}_torch.py.txt"
+    text = generated[name].read_text()
+    if os.environ.get("DUALNET_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_bert_class_is_generic_in_its_hyperparameters(generated):
+    namespace: dict = {}
+    exec(compile(generated["bert_encoder"].read_text(), "bert_torch.py", "exec"), namespace)
+    net = namespace["BertEncoder"](hidden=64, heads=4, intermediate=96, layers=3).eval()
+    summary = dualnet.load(str(MODELS / "bert_encoder.dnet")).check(
+        hidden=64, heads=4, intermediate=96, layers=3)
+    expected = {f"{layer.path}.{name}": spec.shape for layer in summary.instance.layers()
+                for name, spec in {**layer.params, **layer.buffers}.items()}
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == expected
+    ids = torch.zeros(2, 6, dtype=torch.int64)
+    with torch.no_grad():
+        h, pooled = net(ids, ids, torch.ones(2, 6, dtype=torch.bool))
+    assert h.shape == (2, 6, 64) and pooled.shape == (2, 64)
+
+
+def test_names_never_shadow_python_or_torch(tmp_path):
+    """Layers, hyperparameters and locals named like keywords, builtins, torch, nn, F or
+    self; a string that looks like code stays a string."""
+    source = tmp_path / "names.dnet"
+    source.write_text(
+        "model Tricky(lambda: int = 4, F: int = 3, input: str = \"none\") {\n"
+        "    torch = Linear(lambda)\n"
+        "    eval = Linear(F)\n"
+        "    nn = Linear(F)\n"
+        "    forward(self: f32[B, 4]) -> f32[B, 3] {\n"
+        "        list = torch(self)\n"
+        "        return eval(gelu(list, approximate=input)) + nn(list)\n"
+        "    }\n"
+        "}\n")
+    out = compile_file(str(source), "torch", str(tmp_path))
+    text = out.read_text()
+    namespace: dict = {}
+    exec(compile(text, str(out), "exec"), namespace)
+    net = namespace["Tricky"]().eval()
+    assert sorted(net.state_dict()) == sorted(
+        f"{layer}.{p}" for layer in ("torch", "eval", "nn") for p in ("weight", "bias"))
+    with torch.no_grad():
+        assert net(torch.randn(2, 4)).shape == (2, 3)
+    assert callable(net.eval)  # the layer named `eval` did not replace the method
+
+
+def test_torch_export_and_compile():
+    program = dualnet.load(str(MODELS / "lenet5.dnet"))
+    net = program.torch().eval()
+    x = torch.randn(2, 1, 28, 28)
+    exported = torch.export.export(net, (x,))
+    with torch.no_grad():
+        assert torch.allclose(exported.module()(x), net(x), atol=1e-6)
+    bert = dualnet.load(str(MODELS / "bert_encoder.dnet")).torch().eval()
+    ids = torch.zeros(2, 8, dtype=torch.int64)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    exported = torch.export.export(bert, (ids, ids, mask))
+    with torch.no_grad():
+        assert torch.allclose(exported.module()(ids, ids, mask)[1], bert(ids, ids, mask)[1],
+                              atol=1e-5)
+    compiled = torch.compile(net, backend="eager")
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), net(x))

@@ -24,7 +24,7 @@ from dualnet.backends.torch.layout import layout
 from dualnet.diagnostics import Span, error
 from dualnet.ir.dims import Dim, substitute
 from dualnet.ir.graph import LayerInstance, ModelInstance, Node
-from dualnet.ir.tagged import Tagged
+from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import TensorType
 from dualnet.ops import REGISTRY
 from dualnet.syntax import ast
@@ -49,6 +49,14 @@ def py_name(name: str) -> str:
     return name + "_" if name in _RESERVED else name
 
 
+def layer_ref(name: str) -> str:
+    """How generated code names a layer: `self.conv1`, or `self._modules["eval"]` when the
+    name would shadow an nn.Module attribute (its state_dict name stays `eval`)."""
+    if name in _MODULE_ATTRS or keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return f"self._modules[{_fmt_literal(name)}]"
+    return f"self.{name}"
+
+
 def _fmt_literal(v: Any) -> str:
     if isinstance(v, bool) or v is None:
         return repr(v)
@@ -57,7 +65,8 @@ def _fmt_literal(v: Any) -> str:
     if isinstance(v, int):
         return str(int(v))
     if isinstance(v, str):
-        return repr(v)
+        text = repr(v)
+        return f'"{text[1:-1]}"' if text[0] == "'" and '"' not in v else text
     if isinstance(v, tuple | list):
         items = ", ".join(_fmt_literal(x) for x in v)
         return f"({items},)" if isinstance(v, tuple) and len(v) == 1 else (
@@ -180,6 +189,8 @@ class ClassWriter:
         raise _Unsupported(f"size `{name}` is not known when the module is constructed", None)
 
     def fmt_init(self, v: Any) -> str:
+        if isinstance(v, Written):
+            return v.code
         if isinstance(v, Tagged):
             return _render(v.expr, self.init_name)
         if isinstance(v, Dim):
@@ -202,6 +213,8 @@ class ClassWriter:
         raise _Unsupported(f"cannot find the size `{name}` at run time", None)
 
     def fmt_forward(self, v: Any) -> str:
+        if isinstance(v, Written):
+            return v.code
         if isinstance(v, Tagged):
             return _render(v.expr, self.forward_name)
         if isinstance(v, Dim):
@@ -313,13 +326,7 @@ class ClassWriter:
                              f"  # {self.src}:{member.span.line}")
                 continue
             code = self.layer_expr(member.value, [b for b in built if b is not None], {})
-            target = (f"self.{py_name(name)}" if name not in _MODULE_ATTRS and name.isidentifier()
-                      and not keyword.iskeyword(name) else None)
-            comment = f"  # {self.src}:{member.span.line}"
-            if target is None:
-                lines.append(f"self.add_module({name!r}, {code}){comment}")
-            else:
-                lines.append(f"{target} = {code}{comment}")
+            lines.append(f"{layer_ref(name)} = {code}  # {self.src}:{member.span.line}")
         return lines
 
     def layer_expr(self, e: ast.Expr, built: list, env: dict[str, str]) -> str:
@@ -328,8 +335,8 @@ class ClassWriter:
         if isinstance(e, ast.Conditional):
             then = [b for b in built if _inside(b.span, e.then.span)]
             orelse = [b for b in built if _inside(b.span, e.orelse.span)]
-            return (f"({self.branch(e.then, then, env)} if {self.const_expr(e.cond, env)} "
-                    f"else {self.branch(e.orelse, orelse, env)})")
+            return (f"{self.branch(e.then, then, env)} if {self.const_expr(e.cond, env)} "
+                    f"else {self.branch(e.orelse, orelse, env)}")
         if isinstance(e, ast.Name) and e.id in env:
             raise _Unsupported("a loop variable cannot be a layer here", e.span)
         if isinstance(e, ast.Call):
@@ -337,14 +344,28 @@ class ClassWriter:
             if callee == "Sequential":
                 return self.sequential_expr(e, built, env)
             if callee in REGISTRY and REGISTRY[callee].is_layer:
-                return lowering.TORCH_LAYERS[built[0].op].construct(self.common_attrs(built),
-                                                                    self.fmt_init)
+                attrs = self.written_args(REGISTRY[callee].construct, e, self.common_attrs(built),
+                                          lambda x: self.const_expr(x, env))
+                return lowering.TORCH_LAYERS[built[0].op].construct(attrs, self.fmt_init)
             if callee in REGISTRY:
                 return self.function_module(built[0])
             return self.model_expr(e, built, env)
         if isinstance(e, ast.Name) and e.id in REGISTRY:
             return self.function_module(built[0])
         raise _Unsupported("this layer declaration cannot be written for PyTorch", e.span)
+
+    @staticmethod
+    def written_args(signature, e: ast.Call, attrs: dict, render) -> dict:
+        """Attributes whose argument the source wrote as an expression (`p=dropout`) carry
+        that expression, so the generated code stays generic in the hyperparameter."""
+        given = dict(zip([p.name for p in signature.params], e.args, strict=False))
+        given.update({k.name: k.value for k in e.keywords})
+        out = dict(attrs)
+        for name, arg in given.items():
+            if name in out and not isinstance(arg, ast.Literal) and \
+                    type(out[name]) in (bool, float, str):
+                out[name] = written(out[name], render(arg))
+        return out
 
     def common_attrs(self, layers: list[LayerInstance]) -> dict:
         """One layer's attributes, with each size written by an expression that gives every
@@ -466,7 +487,7 @@ class ClassWriter:
 
     def iterable(self, e: ast.Expr, env: dict[str, str]) -> str:
         if isinstance(e, ast.Name) and e.id in self.layer_names:
-            return f"self.{py_name(e.id)}"
+            return layer_ref(e.id)
         return self.const_forward(e, env)
 
     def const_forward(self, e: ast.Expr, env: dict[str, str]) -> str:
@@ -493,7 +514,7 @@ class ClassWriter:
             if e.id in env:
                 return env[e.id]
             if e.id in self.layer_names:
-                return f"self.{py_name(e.id)}"
+                return layer_ref(e.id)
             if e.id in self.hypers or e.id in self.sig_dims or e.id in self.local_consts:
                 return self.forward_name(e.id)
             if e.id in self.first.constants:
@@ -522,8 +543,8 @@ class ClassWriter:
                 return f"{self.expr(e.value, env)}[{items}]"
             return self.const_forward(e, env)
         if isinstance(e, ast.Conditional):
-            return (f"({self.expr(e.then, env)} if {self.const_forward(e.cond, env)} "
-                    f"else {self.expr(e.orelse, env)})")
+            return (f"{self.expr(e.then, env)} if {self.const_forward(e.cond, env)} "
+                    f"else {self.expr(e.orelse, env)}")
         if isinstance(e, ast.TupleExpr | ast.ListExpr):
             items = ", ".join(self.expr(x, env) for x in e.items)
             return f"[{items}]" if isinstance(e, ast.ListExpr) else f"({items})"
@@ -541,7 +562,10 @@ class ClassWriter:
             raise _Unsupported("dualnet did not trace this call in any checked configuration",
                                span)
         if node.kind == "op":
-            return self.lower(node, self.bind(REGISTRY[node.op], args, keywords, env))
+            op = REGISTRY[node.op]
+            attrs = self.written_args(op.signature, _as_call(e, args), dict(node.attrs),
+                                      lambda x: self.const_forward(x, env))
+            return self.lower(node, self.bind(op, args, keywords, env), attrs)
         target = self.expr(func, env)
         if node.kind == "layer" and REGISTRY[node.op].is_layer:
             codes = self.bind(REGISTRY[node.op], args, keywords, env)
@@ -591,8 +615,9 @@ class ClassWriter:
         return lowering.TorchCall(codes, attrs, in_types, [v.type for v in node.outputs],
                                   self.fmt_forward)
 
-    def lower(self, node: Node, codes: dict) -> str:
-        return lowering.lower_function(node.op, self.torch_call(node, codes, dict(node.attrs)))
+    def lower(self, node: Node, codes: dict, attrs: dict | None = None) -> str:
+        attrs = dict(node.attrs) if attrs is None else attrs
+        return lowering.lower_function(node.op, self.torch_call(node, codes, attrs))
 
 
 # Python operator precedence, lowest first (`x if c else y` is 0).
@@ -605,7 +630,7 @@ _NN_STEPS = {
     "sigmoid": lambda a: "nn.Sigmoid()",
     "tanh": lambda a: "nn.Tanh()",
     "silu": lambda a: "nn.SiLU()",
-    "gelu": lambda a: f"nn.GELU(approximate={a['approximate']!r})",
+    "gelu": lambda a: f"nn.GELU(approximate={_fmt_literal(a['approximate'])})",
     "clamp": lambda a: "nn.ReLU6()",
 }
 
@@ -652,6 +677,13 @@ def _per_iteration(values: list[str], env: dict[str, str]) -> str:
     if loop_vars and len(set(values[1:])) <= 1:
         return f"({values[0]} if {loop_vars[-1]} == 0 else {values[1]})"
     raise _Unsupported("inferred sizes differ between the iterations of a generator", None)
+
+
+def _as_call(e: ast.Expr, args: list) -> ast.Call:
+    """The call's arguments as written (a piped value counts as the first positional one)."""
+    keywords = e.keywords if isinstance(e, ast.Call) else ()
+    shown = [a if not isinstance(a, str) else ast.Literal(e.span, None) for a in args]
+    return ast.Call(e.span, e.func if isinstance(e, ast.Call) else e, tuple(shown), keywords)
 
 
 def _dotted(e: ast.Attribute) -> str:

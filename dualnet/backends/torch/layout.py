@@ -1,13 +1,14 @@
-"""Line layout for generated Python: lines stay within LIMIT characters.
+"""Line layout for generated Python: lines stay within LIMIT characters, split the way
+`ruff format` (with its defaults) splits them, so generated files are stable under it.
 
-A long line first loses its trailing comment to a line of its own above it; a long statement
-is then split inside its first bracket that closes at the end of the line, one argument per
-line, recursively, the way a formatter would write it by hand.
+A long line first loses its trailing comment to a line of its own above it. A long statement
+is then split at its last bracket pair (a `def` at its parameters): the contents go on one
+indented line if they fit, else one item per line with a trailing comma, recursively.
 """
 
 from __future__ import annotations
 
-LIMIT = 100
+LIMIT = 88  # ruff format's default
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -46,7 +47,15 @@ def _split_comment(code: str) -> tuple[str, str]:
 def _wrap(indent: str, code: str) -> list[str]:
     if len(indent) + len(code) <= LIMIT:
         return [indent + code]
-    span = _outer_bracket(code)
+    head, value = _statement_value(code)
+    if value is not None and len(_split_conditional(value)) > 1:
+        # `x = a if c else b` / `return ...`: the value goes in brackets, a clause a line
+        inner_indent = indent + "    "
+        lines = [f"{indent}{head}("]
+        for piece in _split_conditional(value):
+            lines += _wrap(inner_indent, piece)
+        return lines + [f"{indent})"]
+    span = _def_parameters(code) if code.startswith("def ") else _outer_bracket(code)
     if span is None:
         return [indent + code]  # nothing to split at; rare and still valid Python
     start, end = span
@@ -54,7 +63,10 @@ def _wrap(indent: str, code: str) -> list[str]:
     parts = _top_level_split(inner)
     inner_indent = indent + "    "
     lines = [indent + head]
-    if len(parts) == 1:
+    joined = ", ".join(parts)
+    if len(inner_indent) + len(joined) <= LIMIT:
+        lines.append(inner_indent + joined)
+    elif len(parts) == 1:
         for piece in _split_conditional(parts[0]):
             lines += _wrap(inner_indent, piece)
     else:
@@ -62,6 +74,39 @@ def _wrap(indent: str, code: str) -> list[str]:
             lines += _wrap(inner_indent, part + ",")
     lines.append(indent + tail)
     return lines
+
+
+def _statement_value(code: str) -> tuple[str, str | None]:
+    """(`target = ` or `return `, value) for an assignment or return, else (code, None)."""
+    if code.startswith("return "):
+        return "return ", code[len("return "):]
+    depth, quote = 0, None
+    for i, ch in enumerate(code):
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in _PAIRS:
+            depth += 1
+        elif ch in _PAIRS.values():
+            depth -= 1
+        elif depth == 0 and code.startswith(" = ", i):
+            return code[: i + 3], code[i + 3:]
+    return code, None
+
+
+def _def_parameters(code: str) -> tuple[int, int] | None:
+    """The parameter list's brackets in `def name(...) -> ...:`."""
+    start = code.index("(")
+    depth = 0
+    for i in range(start, len(code)):
+        depth += code[i] in _PAIRS
+        depth -= code[i] in _PAIRS.values()
+        if depth == 0:
+            return start, i
+    return None
 
 
 def _outer_bracket(code: str) -> tuple[int, int] | None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dualnet.backends.torch.runtime import HELPERS
-from dualnet.ir.tagged import Tagged
+from dualnet.ir.tagged import Tagged, Written
 from dualnet.ir.types import DType
 from dualnet.ops import REGISTRY
 
@@ -144,10 +144,10 @@ def _dims(axes, fmt) -> str:
 
 def _is_default(value, default) -> bool:
     """Whether an argument can be left out: equal to PyTorch's default, and a literal — a
-    Tagged size (an expression over hyperparameters, e.g. `stride`) is always written, even
-    where this instance's value happens to be the default."""
+    Tagged size or Written value (an expression over hyperparameters, e.g. `stride`) is
+    always written, even where this instance's value happens to be the default."""
     items = value if isinstance(value, tuple) else (value,)
-    return value == default and not any(isinstance(v, Tagged) for v in items)
+    return value == default and not any(isinstance(v, Tagged | Written) for v in items)
 
 
 def _kwargs(*pairs: tuple[str, str | None]) -> str:
@@ -186,7 +186,7 @@ def _unary(fn: str) -> Callable[[TorchCall], str]:
 
 def _gelu(call: TorchCall) -> str:
     mode = call.attrs["approximate"]
-    extra = "" if mode == "none" else f", approximate={call.fmt(mode)}"
+    extra = "" if _is_default(mode, "none") else f", approximate={call.fmt(mode)}"
     return f"F.gelu({_tensor(call, 'x')}{extra})"
 
 

@@ -20,7 +20,10 @@ def _pad_same(x, kernel, stride, dilation=None, value=0.0):
     pads = []
     for n, k, s, d in zip(x.shape[2:], kernel, stride, dilation, strict=True):
         total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        pads = [total // 2, total - total // 2] + pads  # F.pad lists the last axis first
+        pads = [
+            total // 2,
+            total - total // 2,
+        ] + pads  # F.pad lists the last axis first
     return F.pad(x, pads, value=value)
 '''
 
@@ -45,8 +48,12 @@ def _attention(q, k, v, mask, causal=False):
     top-left causal rule. A query that may attend no key gets all-zero attention weights, so
     its result is 0 (PyTorch alone would give NaN)."""
     if causal:
-        mask = mask & torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool,
-                                 device=q.device).tril()
+        mask = (
+            mask
+            & torch.ones(
+                q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device
+            ).tril()
+        )
     empty = ~mask.any(dim=-1, keepdim=True)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty)
     return y.masked_fill(empty, 0.0)
@@ -59,15 +66,22 @@ def _mha(attention, q, k, v, mask=None, causal=False):
     masks mean the opposite (true = blocked) and want one [Tq, Tk] matrix per batch and head.
     A query that may attend no key gets all-zero attention weights, so its result is
     out_proj's bias (PyTorch alone would give NaN)."""
-    allowed = torch.ones(q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool, device=q.device)
+    allowed = torch.ones(
+        q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool, device=q.device
+    )
     if mask is not None:
         allowed = allowed & (mask[:, None, :] if mask.dim() == 2 else mask)
     if causal:
         allowed = allowed.tril()
     empty = ~allowed.any(dim=-1, keepdim=True)
     blocked = ~(allowed | empty)
-    y = attention(q, k, v, attn_mask=blocked.repeat_interleave(attention.num_heads, dim=0),
-                  need_weights=False)[0]
+    y = attention(
+        q,
+        k,
+        v,
+        attn_mask=blocked.repeat_interleave(attention.num_heads, dim=0),
+        need_weights=False,
+    )[0]
     bias = attention.out_proj.bias
     return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
 '''
@@ -77,7 +91,9 @@ def _bn(module):
     """`module`, a BatchNorm, without `num_batches_tracked` in its state_dict: dualnet's weight
     files hold weight, bias, running_mean and running_var only. The counter only matters when
     momentum is None, which dualnet never uses; it stays as a non-persistent buffer."""
-    module.register_buffer("num_batches_tracked", module.num_batches_tracked, persistent=False)
+    module.register_buffer(
+        "num_batches_tracked", module.num_batches_tracked, persistent=False
+    )
     module.register_load_state_dict_pre_hook(_skip_num_batches_tracked)
     return module
 '''
