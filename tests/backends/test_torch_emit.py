@@ -240,3 +240,29 @@ def test_torch_export_and_compile():
     compiled = torch.compile(net, backend="eager")
     with torch.no_grad():
         assert torch.allclose(compiled(x), net(x))
+
+
+def test_init_file_loads_into_the_generated_module_and_torchvision_names(tmp_path):
+    """`dualnet init` writes what the generated module loads strictly; its names are
+    torchvision's (the hand-written torchvision-style ResNet-18 of test_weights.py)."""
+    from test_weights import ResNet18 as TorchvisionStyle
+
+    weights = tmp_path / "w.safetensors"
+    run = subprocess.run([sys.executable, "-m", "dualnet", "init", str(MODELS / "resnet18.dnet"),
+                          "--seed", "3", "-o", str(weights)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    net = dualnet.load(str(MODELS / "resnet18.dnet")).torch().eval()
+    dualnet.load_weights(net, str(weights))
+    dualnet.load_weights(TorchvisionStyle(), str(weights))  # strict: same names and shapes
+    saved = tmp_path / "again.safetensors"
+    dualnet.save_weights(net, str(saved))
+    assert saved.read_bytes() == weights.read_bytes()
+
+
+def test_tensors_made_in_forward_follow_the_input_device():
+    """Position ids (arange) are created on the input's device: on the `meta` device, a tensor
+    left on the CPU would fail exactly as it would next to CUDA inputs."""
+    bert = dualnet.load(str(MODELS / "bert_encoder.dnet")).torch().to("meta")
+    ids = torch.zeros(2, 8, dtype=torch.int64, device="meta")
+    h, pooled = bert(ids, ids, torch.ones(2, 8, dtype=torch.bool, device="meta"))
+    assert h.device.type == "meta" and h.shape == (2, 8, 128)

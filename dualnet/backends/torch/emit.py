@@ -617,6 +617,8 @@ class ClassWriter:
 
     def lower(self, node: Node, codes: dict, attrs: dict | None = None) -> str:
         attrs = dict(node.attrs) if attrs is None else attrs
+        if self.forward.args:  # tensors an op creates go where the inputs are
+            attrs["_device"] = f"{py_name(self.forward.args[0].name)}.device"
         return lowering.lower_function(node.op, self.torch_call(node, codes, attrs))
 
 
