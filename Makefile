@@ -73,6 +73,7 @@ lint: setup
 
 bench: setup
 	@$(PY) benchmarks/run.py
+	$(PY) benchmarks/torch_latency.py
 
 wheel-smoke: setup
 	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/dualnet-wheel-smoke.XXXXXX")

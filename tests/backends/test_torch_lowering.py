@@ -654,7 +654,7 @@ def test_batchnorm_without_batch_counter_loads_trains_copies_and_pickles():
 
 def test_fully_masked_attention_has_finite_gradients():
     ns = {"torch": torch, "nn": nn, "F": F}
-    for name in ("_attention", "_mha"):
+    for name in ("_attention", "_mha", "_mha_keys"):
         exec(HELPERS[name], ns)
     q = torch.randn(1, 2, 3, 4, requires_grad=True)
     mask = torch.ones(1, 2, 3, 5, dtype=torch.bool)
@@ -668,7 +668,11 @@ def test_fully_masked_attention_has_finite_gradients():
     nn.init.normal_(attention.out_proj.bias)
     x = torch.randn(2, 3, 8, requires_grad=True)
     keys = torch.tensor([[True, True, False], [False, False, False]])
-    out = ns["_mha"](attention, x, x, x, keys)
-    out.sum().backward()
-    assert torch.isfinite(x.grad).all()
-    assert torch.allclose(out[1], attention.out_proj.bias.expand(3, 8))
+    for helper in ("_mha", "_mha_keys"):  # the general path and the key-padding fast path
+        x.grad = None
+        out = ns[helper](attention, x, x, x, keys)
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all()
+        assert torch.allclose(out[1], attention.out_proj.bias.expand(3, 8))
+    assert torch.allclose(ns["_mha"](attention, x, x, x, keys),
+                          ns["_mha_keys"](attention, x, x, x, keys), atol=1e-6)

@@ -444,7 +444,15 @@ class ClassWriter:
         body: list[str] = []
         for arg, value in zip(self.forward.args, graph.inputs, strict=True):
             body.append(f"# {py_name(arg.name)}: {self.type_comment(value.type)}")
-        statements = self.block(self.forward.body, {}, 0)
+        self.last_read = _last_reads(self.forward.body)
+        self.fresh_vars: set[str] = set()
+        self.reads_here: dict[str, int] = {}
+        self.index = -1
+        statements = []
+        for index, stmt in enumerate(self.forward.body):
+            self.index, self.reads_here = index, _reads(stmt)
+            statements += self.statement(stmt, {}, 0)
+            self.track_fresh(stmt)
         prelude = [f"{py_name(d)}_ = {py_name(self.sig_dims[d][0])}.shape[{self.sig_dims[d][1]}]"
                    for d in self.sig_dims if d in self.used_in_forward]
         return [f"def forward(self, {args}) -> {returns}:"] + \
@@ -485,6 +493,24 @@ class ClassWriter:
             return lines
         raise _Unsupported("statement not supported by the PyTorch backend", s.span)
 
+    def track_fresh(self, stmt) -> None:
+        """Names that hold a fresh temporary after this top-level statement."""
+        if isinstance(stmt, ast.Assign | ast.Annotated):
+            targets = [stmt.target] if isinstance(stmt, ast.Annotated) else list(stmt.targets)
+            for t in targets:
+                self.fresh_vars.discard(t.id)
+            if len(targets) == 1 and self.fresh(stmt.value):
+                self.fresh_vars.add(targets[0].id)
+        else:
+            self.fresh_vars -= set(_reads(stmt)) | set(_assigned(stmt))
+
+    def overwritable(self, e: ast.Expr, node: Node) -> bool:
+        """`e` names a fresh temporary read here for the last time, once, and the op's result
+        has its type (so `e.add_(...)` computes the same, without a new tensor)."""
+        return (isinstance(e, ast.Name) and e.id in self.fresh_vars
+                and self.last_read.get(e.id) == self.index and self.reads_here.get(e.id) == 1
+                and node.inputs[0].type == node.outputs[0].type)
+
     def iterable(self, e: ast.Expr, env: dict[str, str]) -> str:
         if isinstance(e, ast.Name) and e.id in self.layer_names:
             return layer_ref(e.id)
@@ -523,7 +549,8 @@ class ClassWriter:
         if isinstance(e, ast.Literal):
             return _fmt_literal(e.value)
         if isinstance(e, ast.Pipe):
-            return self.call(e.func, e.func.span, env, prepend=self.expr(e.value, env))
+            return self.call(e.func, e.func.span, env, prepend=self.expr(e.value, env),
+                             prepend_tree=e.value)
         if isinstance(e, ast.Call):
             return self.call(e, e.span, env)
         if isinstance(e, ast.Binary | ast.Unary | ast.Index):
@@ -537,6 +564,8 @@ class ClassWriter:
                     operands = [e.value]
                 names = [p.name for p in REGISTRY[node.op].signature.params if p.is_tensor]
                 codes = {n: self.expr(a, env) for n, a in zip(names, operands, strict=False)}
+                if node.op in _INPLACE_METHODS and self.overwritable(operands[0], node):
+                    return f"{codes[names[0]]}.{_INPLACE_METHODS[node.op]}({codes[names[1]]})"
                 return self.lower(node, codes)
             if isinstance(e, ast.Index):
                 items = ", ".join(self.expr(i, env) for i in e.items)
@@ -550,7 +579,8 @@ class ClassWriter:
             return f"[{items}]" if isinstance(e, ast.ListExpr) else f"({items})"
         raise _Unsupported("expression not supported by the PyTorch backend", e.span)
 
-    def call(self, e: ast.Expr, span: Span, env: dict[str, str], prepend: str | None = None):
+    def call(self, e: ast.Expr, span: Span, env: dict[str, str], prepend: str | None = None,
+             prepend_tree: ast.Expr | None = None):
         func = e.func if isinstance(e, ast.Call) else e
         args: list = [] if prepend is None else [prepend]  # source text, or syntax trees
         keywords: dict[str, ast.Expr] = {}
@@ -565,6 +595,9 @@ class ClassWriter:
             op = REGISTRY[node.op]
             attrs = self.written_args(op.signature, _as_call(e, args), dict(node.attrs),
                                       lambda x: self.const_forward(x, env))
+            first = prepend_tree if prepend is not None else (args[0] if args else None)
+            if node.op in _INPLACE_OPS and isinstance(first, ast.Expr) and self.fresh(first):
+                attrs["_inplace"] = True
             return self.lower(node, self.bind(op, args, keywords, env), attrs)
         target = self.expr(func, env)
         if node.kind == "layer" and REGISTRY[node.op].is_layer:
@@ -575,6 +608,18 @@ class ClassWriter:
         positional = [a if isinstance(a, str) else self.expr(a, env) for a in args]
         kw = [f"{py_name(k)}={self.expr(v, env)}" for k, v in keywords.items()]
         return f"{target}({', '.join(positional + kw)})"
+
+    def fresh(self, e: ast.Expr) -> bool:
+        """Whether `e` is a temporary that only its consumer reads and autograd does not keep:
+        the result of a conv, linear or normalisation layer, or of `+ - *` (so an op may
+        overwrite it in place). Identity and Dropout may return their input: never fresh."""
+        span = e.func.span if isinstance(e, ast.Pipe) else e.span
+        if not isinstance(e, ast.Pipe | ast.Call | ast.Binary):
+            return False
+        node = self.node_at(span)
+        if node is None:
+            return False
+        return node.op in (_FRESH_LAYERS if node.kind == "layer" else _FRESH_OPS)
 
     def layer_of(self, node: Node) -> LayerInstance:
         for inst in self.plan.instances:
@@ -626,6 +671,12 @@ class ClassWriter:
 _PRECEDENCE = {"or": 1, "and": 2, "not": 3, "<": 4, "<=": 4, ">": 4, ">=": 4, "==": 4,
                "!=": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "@": 6, "**": 8}
 _UNARY, _ATOM = 7, 9
+
+_INPLACE_OPS = {"relu"}
+_INPLACE_METHODS = {"add": "add_", "sub": "sub_", "mul": "mul_"}
+_FRESH_LAYERS = {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "Linear", "BatchNorm",
+                 "LayerNorm", "GroupNorm"}
+_FRESH_OPS = {"add", "sub", "mul"}
 
 _NN_STEPS = {
     "relu": lambda a: "nn.ReLU()",
@@ -713,6 +764,53 @@ def _mentions(e: ast.Expr, names: set[str]) -> bool:
             stack.extend(x for x in items
                          if dataclasses.is_dataclass(x) and not isinstance(x, Span))
     return False
+
+
+def _names_in(node) -> list[str]:
+    """Every name read anywhere below a statement or expression."""
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Name):
+            out.append(n.id)
+            continue
+        for f in dataclasses.fields(n):
+            value = getattr(n, f.name)
+            items = value if isinstance(value, tuple) else (value,)
+            stack.extend(x for x in items
+                         if dataclasses.is_dataclass(x) and not isinstance(x, Span)
+                         and not (isinstance(n, ast.Assign) and f.name == "targets")
+                         and not (isinstance(n, ast.Annotated | ast.For) and f.name in
+                                  ("target", "var")))
+    return out
+
+
+def _reads(stmt) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in _names_in(stmt):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _assigned(stmt) -> list[str]:
+    if isinstance(stmt, ast.Assign):
+        return [t.id for t in stmt.targets]
+    if isinstance(stmt, ast.Annotated):
+        return [stmt.target.id]
+    if isinstance(stmt, ast.For | ast.If):
+        inner = [*stmt.body, *(stmt.orelse if isinstance(stmt, ast.If) else ())]
+        return [name for s in inner for name in _assigned(s)] + (
+            [stmt.var.id] if isinstance(stmt, ast.For) else [])
+    return []
+
+
+def _last_reads(body) -> dict[str, int]:
+    """Each name → the index of the last top-level statement that reads it."""
+    last: dict[str, int] = {}
+    for i, stmt in enumerate(body):
+        for name in _reads(stmt):
+            last[name] = i
+    return last
 
 
 def _key(span: Span) -> tuple:

@@ -181,7 +181,13 @@ _UNARY_CALLS = {
 
 
 def _unary(fn: str) -> Callable[[TorchCall], str]:
-    return lambda call: f"{fn}({_tensor(call, 'x')})"
+    def lower(call: TorchCall) -> str:
+        # `_inplace`: the emitter proved the input is a fresh temporary nothing else reads
+        # and autograd does not keep (torchvision's ReLU(inplace=True): no new allocation)
+        inplace = ", inplace=True" if fn == "F.relu" and call.attrs.get("_inplace") else ""
+        return f"{fn}({_tensor(call, 'x')}{inplace})"
+
+    return lower
 
 
 def _gelu(call: TorchCall) -> str:
@@ -604,6 +610,9 @@ def _mha_call(module: str, call: TorchCall) -> str:
     mask, causal = call.inputs.get("mask"), call.attrs.get("causal", False)
     if mask is None and not causal:
         return f"{module}({q}, {k}, {v}, need_weights=False)[0]"
+    mask_type = call.in_types.get("mask")
+    if mask is not None and not causal and mask_type is not None and mask_type.rank == 2:
+        return f"_mha_keys({module}, {q}, {k}, {v}, {mask})"  # PyTorch's key-padding path
     return (f"_mha({module}, {q}, {k}, {v}{'' if mask is None else ', ' + mask}"
             f"{', causal=True' if causal else ''})")
 

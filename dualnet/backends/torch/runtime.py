@@ -86,6 +86,19 @@ def _mha(attention, q, k, v, mask=None, causal=False):
     return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
 '''
 
+_MHA_KEYS = '''
+def _mha_keys(attention, q, k, v, mask):
+    """`attention` (an nn.MultiheadAttention, batch_first=True) with dualnet's key mask
+    [B, Tk] (true = may attend) as PyTorch's key_padding_mask, its fast path. A query that
+    may attend no key gets out_proj's bias: such rows are unmasked for the call (so nothing
+    is NaN, gradients included) and replaced afterwards."""
+    empty = ~mask.any(dim=-1, keepdim=True)
+    y = attention(q, k, v, key_padding_mask=~(mask | empty), need_weights=False)[0]
+    empty = empty[:, :, None]
+    bias = attention.out_proj.bias
+    return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
+'''
+
 _BN = '''
 def _bn(module):
     """`module`, a BatchNorm, without `num_batches_tracked` in its state_dict: dualnet's weight
@@ -119,6 +132,7 @@ HELPERS: dict[str, str] = {
         ("_avg_pool", _AVG_POOL),
         ("_attention", _ATTENTION),
         ("_mha", _MHA),
+        ("_mha_keys", _MHA_KEYS),
         ("_bn", _BN),
         ("_skip_num_batches_tracked", _SKIP_NUM_BATCHES_TRACKED),
         ("_unpack_lstm", _UNPACK_LSTM),
