@@ -28,8 +28,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from report import Row, finish, tail
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESS_TARGET_S = 0.3
@@ -41,15 +42,6 @@ HEAVY_MODULES = ("torch", "tensorflow", "keras", "onnx", "onnxruntime")
 DEEP_WIDTH = 64
 
 
-@dataclass
-class Row:
-    measurement: str
-    value: str
-    target: str = "-"
-    ratio: str = "-"
-    verdict: str = "info"
-
-
 # ------------------------------------------------------------------ helpers
 
 
@@ -57,11 +49,6 @@ def fmt_s(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.3f} s"
-
-
-def tail(text: str, n: int = 6) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join("      " + line for line in lines[-n:])
 
 
 def time_process(cmd: list[str], runs: int) -> tuple[float | None, str]:
@@ -274,21 +261,6 @@ def bench_deep(sizes: list[int], workdir: Path) -> list[Row]:
 # ------------------------------------------------------------------ main
 
 
-def print_table(rows: list[Row]) -> None:
-    header = Row("measurement", "value", "target", "ratio", "verdict")
-    cols = ["measurement", "value", "target", "ratio", "verdict"]
-    widths = {c: max(len(getattr(r, c)) for r in [header, *rows]) for c in cols}
-
-    def line(r: Row) -> str:
-        return "  ".join(getattr(r, c).ljust(widths[c]) for c in cols).rstrip()
-
-    print()
-    print(line(header))
-    print("  ".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print(line(r))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=7, help="timed runs per process measurement")
@@ -344,13 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
         rows += bench_deep(sizes, Path(tmp))
 
-    print_table(rows)
-    bad = [r for r in rows if r.verdict != "ok" and not r.verdict.startswith("info")]
-    if bad:
-        print(f"\n{len(bad)} measurement(s) not ok: " + "; ".join(r.measurement for r in bad))
-    else:
-        print("\nall measurements within target")
-    return 1 if (args.strict and bad) else 0
+    return finish(rows, args.strict)
 
 
 if __name__ == "__main__":

@@ -41,20 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from report import Row, finish, tail
+
 ROOT = Path(__file__).resolve().parents[1]
 RATIO_TARGET = 1.02
 COMPILE_TARGET_S = 0.3
 AGREE_RTOL = 1e-4
 BERT_SEQ = 128
-
-
-@dataclass
-class Row:
-    measurement: str
-    value: str
-    target: str = "-"
-    ratio: str = "-"
-    verdict: str = "info"
 
 
 def fmt_s(seconds: float) -> str:
@@ -63,11 +56,6 @@ def fmt_s(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.3f} s"
-
-
-def tail(text: str, n: int = 6) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join("      " + line for line in lines[-n:])
 
 
 # ------------------------------------------------------------------ hand-written models
@@ -528,21 +516,6 @@ def others_cpu_note(before: tuple | None, after: tuple | None) -> str | None:
     return None
 
 
-def print_table(rows: list[Row]) -> None:
-    cols = ["measurement", "value", "target", "ratio", "verdict"]
-    header = Row(*cols)
-    widths = {c: max(len(getattr(r, c)) for r in [header, *rows]) for c in cols}
-
-    def line(r: Row) -> str:
-        return "  ".join(getattr(r, c).ljust(widths[c]) for c in cols).rstrip()
-
-    print()
-    print(line(header))
-    print("  ".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print(line(r))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -577,15 +550,7 @@ def main(argv: list[str] | None = None) -> int:
             note = others_cpu_note(before, cpu_snapshot())
     rows += bench_compile(args.runs)
 
-    print_table(rows)
-    if note:
-        print("\n" + note)
-    bad = [r for r in rows if r.verdict not in ("ok", "info", "skipped")]
-    if bad:
-        print(f"\n{len(bad)} measurement(s) not ok: " + "; ".join(r.measurement for r in bad))
-    else:
-        print("\nall measurements within target")
-    return 1 if (args.strict and bad) else 0
+    return finish(rows, args.strict, note)
 
 
 if __name__ == "__main__":

@@ -512,7 +512,7 @@ class Tracer:
                 result = self.statement(stmt, scope, dims)
             except DualnetError as exc:
                 self.checker.record(exc)
-                for name in _targets(stmt):
+                for name in ast.assigned_names(stmt):
                     scope.names[name] = POISON
                 continue
             if result is not None:
@@ -618,18 +618,6 @@ def _inner_type(arg: ast.Arg, t: TensorType, names: dict) -> TensorType:
         else:
             shape.append(int(size) if isinstance(size, int) else size)
     return TensorType(t.dtype, tuple(shape))
-
-
-def _targets(stmt) -> list[str]:
-    """Names a statement may bind (inside loops and branches too): poisoned when it fails."""
-    if isinstance(stmt, ast.Assign):
-        return [t.id for t in stmt.targets]
-    if isinstance(stmt, ast.Annotated):
-        return [stmt.target.id]
-    if isinstance(stmt, ast.For | ast.If):
-        inner = [*stmt.body, *(stmt.orelse if isinstance(stmt, ast.If) else ())]
-        return [name for s in inner for name in _targets(s)]
-    return []
 
 
 def _constant_dtype(value, tensors: list[TensorValue], span: Span) -> DType:

@@ -221,6 +221,20 @@ class If:
 
 Stmt = Assign | Annotated | Return | For | If
 
+
+def assigned_names(stmt: Stmt) -> list[str]:
+    """The names a statement may bind, inside loops and branches too (a loop's variable
+    included)."""
+    if isinstance(stmt, Assign):
+        return [t.id for t in stmt.targets]
+    if isinstance(stmt, Annotated):
+        return [stmt.target.id]
+    if isinstance(stmt, For | If):
+        inner = [*stmt.body, *(stmt.orelse if isinstance(stmt, If) else ())]
+        own = [stmt.var.id] if isinstance(stmt, For) else []
+        return own + [name for s in inner for name in assigned_names(s)]
+    return []
+
 # ---------------------------------------------------------------- declarations
 
 

@@ -502,7 +502,7 @@ class ClassWriter:
             if len(targets) == 1 and self.fresh(stmt.value):
                 self.fresh_vars.add(targets[0].id)
         else:
-            self.fresh_vars -= set(_reads(stmt)) | set(_assigned(stmt))
+            self.fresh_vars -= set(_reads(stmt)) | set(ast.assigned_names(stmt))
 
     def overwritable(self, e: ast.Expr, node: Node) -> bool:
         """`e` names a fresh temporary read here for the last time, once, and the op's result
@@ -790,18 +790,6 @@ def _reads(stmt) -> dict[str, int]:
     for name in _names_in(stmt):
         counts[name] = counts.get(name, 0) + 1
     return counts
-
-
-def _assigned(stmt) -> list[str]:
-    if isinstance(stmt, ast.Assign):
-        return [t.id for t in stmt.targets]
-    if isinstance(stmt, ast.Annotated):
-        return [stmt.target.id]
-    if isinstance(stmt, ast.For | ast.If):
-        inner = [*stmt.body, *(stmt.orelse if isinstance(stmt, ast.If) else ())]
-        return [name for s in inner for name in _assigned(s)] + (
-            [stmt.var.id] if isinstance(stmt, ast.For) else [])
-    return []
 
 
 def _last_reads(body) -> dict[str, int]:
