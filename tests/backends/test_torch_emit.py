@@ -291,3 +291,20 @@ def test_in_place_ops_keep_gradients_right():
         grads.append((x.grad.clone(), net.layer1[0].conv1.weight.grad.clone()))
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_an_unchecked_branch_is_refused_not_guessed(tmp_path):
+    source = tmp_path / "branch.dnet"
+    source.write_text(
+        "model Head(deep: bool = false) {\n"
+        "    fc = Sequential(Linear(8), relu, Linear(2)) if deep else Linear(2)\n"
+        "    forward(x: f32[B, 4]) { return fc(x) }\n"
+        "}\n")
+    namespace: dict = {}
+    exec(compile(compile_file(str(source), "torch", str(tmp_path)).read_text(), "b.py", "exec"),
+         namespace)
+    assert namespace["Head"]().fc.out_features == 2
+    with pytest.raises(ValueError, match="checked no configuration"):
+        namespace["Head"](deep=True)
+    deep = dualnet.load(str(source)).torch(deep=True)  # the API checks what it builds
+    assert isinstance(deep.fc, torch.nn.Sequential)
