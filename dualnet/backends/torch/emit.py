@@ -411,7 +411,12 @@ class ClassWriter:
         items = []
         for index, arg in enumerate(e.args):
             children = [seq.children[str(index)] for seq in built]
-            items.append(self.layer_expr(arg, children, env))
+            after = [seq.children.get(str(index - 1)) for seq in built] if index else []
+            if after and all(isinstance(a, LayerInstance) and a.op in _FRESH_LAYERS
+                             for a in after) and children[0].op in _NN_INPLACE:
+                items.append(self.function_module(children[0], inplace=True))
+            else:
+                items.append(self.layer_expr(arg, children, env))
         return f"nn.Sequential({', '.join(items)})"
 
     def model_expr(self, e: ast.Call, built: list, env: dict[str, str]) -> str:
@@ -424,13 +429,15 @@ class ClassWriter:
             args.append(f"{py_name(dim)}={_per_iteration(values, env)}")
         return f"{plan.name}({', '.join(args)})"
 
-    def function_module(self, layer: LayerInstance) -> str:
+    def function_module(self, layer: LayerInstance, inplace: bool = False) -> str:
         """A parameterless function as an nn.Sequential step: a torch.nn module when one has
-        exactly this meaning, else `_Function` around the op's lowering."""
+        exactly this meaning, else `_Function` around the op's lowering. `inplace`: the step
+        follows a layer whose fresh output it may overwrite (ReLU, ReLU6)."""
         attrs = layer.attrs
         simple = _NN_STEPS.get(layer.op)
         if simple is not None and (layer.op != "clamp" or (attrs["lo"], attrs["hi"]) == (0, 6)):
-            return simple(attrs)
+            code = simple(attrs)
+            return code.replace("()", "(inplace=True)") if inplace else code
         call = lowering.TorchCall({"x": "x"}, dict(attrs), {}, list(layer.output_types),
                                   self.fmt_init)
         return f"_Function(lambda x: {lowering.lower_function(layer.op, call)}, {layer.op!r})"
@@ -677,6 +684,7 @@ _INPLACE_METHODS = {"add": "add_", "sub": "sub_", "mul": "mul_"}
 _FRESH_LAYERS = {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "Linear", "BatchNorm",
                  "LayerNorm", "GroupNorm"}
 _FRESH_OPS = {"add", "sub", "mul"}
+_NN_INPLACE = {"relu", "clamp"}  # steps written as nn.ReLU() / nn.ReLU6()
 
 _NN_STEPS = {
     "relu": lambda a: "nn.ReLU()",
