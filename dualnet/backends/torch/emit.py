@@ -11,7 +11,6 @@ the shape comments. Ops are written by the lowering table (`lowering.py`).
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -19,6 +18,16 @@ from pathlib import PurePath
 from typing import Any
 
 from dualnet import __version__
+from dualnet.backends.syntax_tree import (
+    as_call,
+    callee_name,
+    dotted,
+    inside,
+    last_reads,
+    mentions,
+    reads,
+    span_key,
+)
 from dualnet.backends.torch import lowering
 from dualnet.backends.torch.layout import layout
 from dualnet.diagnostics import Span, error
@@ -172,11 +181,11 @@ class ClassWriter:
             for graph in inst.graphs:
                 for node in graph.nodes:
                     if node.span is not None:
-                        table.setdefault(_key(node.span), []).append(node)
+                        table.setdefault(span_key(node.span), []).append(node)
         return table
 
     def node_at(self, span: Span, kinds=("op", "layer", "call")) -> Node | None:
-        for node in self.nodes.get(_key(span), ()):
+        for node in self.nodes.get(span_key(span), ()):
             if node.kind in kinds:
                 return node
         return None
@@ -255,7 +264,7 @@ class ClassWriter:
             getattr(h.type, "name", ""), "tuple")
         if h.default is None:
             return f"{py_name(h.name)}: {annotation}"
-        if _mentions(h.default, set(self.hypers)):
+        if mentions(h.default, set(self.hypers)):
             return f"{py_name(h.name)}: {annotation} | None = None"
         return f"{py_name(h.name)}: {annotation} = {self.const_expr(h.default)}"
 
@@ -263,7 +272,7 @@ class ClassWriter:
         """Defaults that refer to earlier hyperparameters are computed in the constructor."""
         out = []
         for h in self.decl.hypers:
-            if h.default is not None and _mentions(h.default, set(self.hypers)):
+            if h.default is not None and mentions(h.default, set(self.hypers)):
                 name = py_name(h.name)
                 out.append(f"{name} = {self.const_expr(h.default)} if {name} is None else {name}")
         return out
@@ -284,7 +293,7 @@ class ClassWriter:
         if isinstance(e, ast.Literal):
             return _fmt_literal(e.value), _ATOM
         if isinstance(e, ast.Name | ast.Attribute):
-            key = e.id if isinstance(e, ast.Name) else _dotted(e)
+            key = e.id if isinstance(e, ast.Name) else dotted(e)
             if key in env:
                 return env[key], _ATOM
             if key in self.hypers or key in self.local_consts or key in self.sig_dims:
@@ -333,14 +342,14 @@ class ClassWriter:
         """Constructor source for a layer declaration, given the objects it built in the
         instances of this model (several instances may have taken different branches)."""
         if isinstance(e, ast.Conditional):
-            then = [b for b in built if _inside(b.span, e.then.span)]
-            orelse = [b for b in built if _inside(b.span, e.orelse.span)]
+            then = [b for b in built if inside(b.span, e.then.span)]
+            orelse = [b for b in built if inside(b.span, e.orelse.span)]
             return (f"{self.branch(e.then, then, env)} if {self.const_expr(e.cond, env)} "
                     f"else {self.branch(e.orelse, orelse, env)}")
         if isinstance(e, ast.Name) and e.id in env:
             raise _Unsupported("a loop variable cannot be a layer here", e.span)
         if isinstance(e, ast.Call):
-            callee = _callee_name(e.func)
+            callee = callee_name(e.func)
             if callee == "Sequential":
                 return self.sequential_expr(e, built, env)
             if callee in REGISTRY and REGISTRY[callee].is_layer:
@@ -451,13 +460,13 @@ class ClassWriter:
         body: list[str] = []
         for arg, value in zip(self.forward.args, graph.inputs, strict=True):
             body.append(f"# {py_name(arg.name)}: {self.type_comment(value.type)}")
-        self.last_read = _last_reads(self.forward.body)
+        self.last_read = last_reads(self.forward.body)
         self.fresh_vars: set[str] = set()
         self.reads_here: dict[str, int] = {}
         self.index = -1
         statements = []
         for index, stmt in enumerate(self.forward.body):
-            self.index, self.reads_here = index, _reads(stmt)
+            self.index, self.reads_here = index, reads(stmt)
             statements += self.statement(stmt, {}, 0)
             self.track_fresh(stmt)
         prelude = [f"{py_name(d)}_ = {py_name(self.sig_dims[d][0])}.shape[{self.sig_dims[d][1]}]"
@@ -509,7 +518,7 @@ class ClassWriter:
             if len(targets) == 1 and self.fresh(stmt.value):
                 self.fresh_vars.add(targets[0].id)
         else:
-            self.fresh_vars -= set(_reads(stmt)) | set(ast.assigned_names(stmt))
+            self.fresh_vars -= set(reads(stmt)) | set(ast.assigned_names(stmt))
 
     def overwritable(self, e: ast.Expr, node: Node) -> bool:
         """`e` names a fresh temporary read here for the last time, once, and the op's result
@@ -600,7 +609,7 @@ class ClassWriter:
                                span)
         if node.kind == "op":
             op = REGISTRY[node.op]
-            attrs = self.written_args(op.signature, _as_call(e, args), dict(node.attrs),
+            attrs = self.written_args(op.signature, as_call(e, args), dict(node.attrs),
                                       lambda x: self.const_forward(x, env))
             first = prepend_tree if prepend is not None else (args[0] if args else None)
             if node.op in _INPLACE_OPS and isinstance(first, ast.Expr) and self.fresh(first):
@@ -738,86 +747,6 @@ def _per_iteration(values: list[str], env: dict[str, str]) -> str:
     if loop_vars and len(set(values[1:])) <= 1:
         return f"({values[0]} if {loop_vars[-1]} == 0 else {values[1]})"
     raise _Unsupported("inferred sizes differ between the iterations of a generator", None)
-
-
-def _as_call(e: ast.Expr, args: list) -> ast.Call:
-    """The call's arguments as written (a piped value counts as the first positional one)."""
-    keywords = e.keywords if isinstance(e, ast.Call) else ()
-    shown = [a if not isinstance(a, str) else ast.Literal(e.span, None) for a in args]
-    return ast.Call(e.span, e.func if isinstance(e, ast.Call) else e, tuple(shown), keywords)
-
-
-def _dotted(e: ast.Attribute) -> str:
-    return f"{e.value.id}.{e.name}" if isinstance(e.value, ast.Name) else e.name
-
-
-def _callee_name(func: ast.Expr) -> str | None:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.name
-    return None
-
-
-def _mentions(e: ast.Expr, names: set[str]) -> bool:
-    """Whether an expression refers to any of `names`."""
-    stack: list = [e]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Name) and node.id in names:
-            return True
-        for f in dataclasses.fields(node):
-            value = getattr(node, f.name)
-            items = value if isinstance(value, tuple) else (value,)
-            stack.extend(x for x in items
-                         if dataclasses.is_dataclass(x) and not isinstance(x, Span))
-    return False
-
-
-def _names_in(node) -> list[str]:
-    """Every name read anywhere below a statement or expression."""
-    out, stack = [], [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.Name):
-            out.append(n.id)
-            continue
-        for f in dataclasses.fields(n):
-            value = getattr(n, f.name)
-            items = value if isinstance(value, tuple) else (value,)
-            stack.extend(x for x in items
-                         if dataclasses.is_dataclass(x) and not isinstance(x, Span)
-                         and not (isinstance(n, ast.Assign) and f.name == "targets")
-                         and not (isinstance(n, ast.Annotated | ast.For) and f.name in
-                                  ("target", "var")))
-    return out
-
-
-def _reads(stmt) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in _names_in(stmt):
-        counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def _last_reads(body) -> dict[str, int]:
-    """Each name → the index of the last top-level statement that reads it."""
-    last: dict[str, int] = {}
-    for i, stmt in enumerate(body):
-        for name in _reads(stmt):
-            last[name] = i
-    return last
-
-
-def _key(span: Span) -> tuple:
-    return (span.file, span.line, span.column, span.end_line, span.end_column)
-
-
-def _inside(inner: Span | None, outer: Span) -> bool:
-    if inner is None or inner.file != outer.file:
-        return False
-    return ((inner.line, inner.column) >= (outer.line, outer.column)
-            and (inner.end_line, inner.end_column) <= (outer.end_line, outer.end_column))
 
 
 def emit_torch(entry: ModelInstance, source: str) -> tuple[str, str]:
