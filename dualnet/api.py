@@ -87,6 +87,7 @@ def _check(path: str, model: str | None, include_dirs: tuple[str, ...],
     try:
         ref = _entry(root, model)
         summary.model = ref.name
+        _require_defaults(ref, hyper or {})
         spec = ModelSpec(ref, checker.hyper_values(ref, _hyper_args(hyper), ref.model.span),
                          ref.model.span)
         frame = checker.new_frame(spec, "")
@@ -109,6 +110,17 @@ def _first_output(layer: LayerInstance) -> str:
 def _hyper_args(hyper: dict[str, Any] | None):
     span = Span("<api>", 1, 1, 1, 1)
     return {k: Arg(v, span) for k, v in (hyper or {}).items()}
+
+
+def _require_defaults(ref: ModelRef, given: dict[str, Any]) -> None:
+    """An entry model gets its hyperparameters from defaults (or the API's `hyper`)."""
+    missing = [h for h in ref.model.hypers if h.default is None and h.name not in given]
+    if missing:
+        names = ", ".join(f"`{h.name}`" for h in missing)
+        raise error("E-MODEL", f"model {ref.name} needs a value for {names} to be checked on "
+                    "its own", missing[0].span, "no default",
+                    [f"give {names} a default, or check a model that uses {ref.name} "
+                     "(--model NAME)"])
 
 
 def _file_start(root) -> Span:

@@ -117,11 +117,12 @@ def _compile(args, summary) -> int:
 
     from dualnet.compiler import emit
     from dualnet.diagnostics import DualnetError
-    from dualnet.weights import atomic_write
+    from dualnet.weights import atomic_write, make_directory
 
     out = Path(args.output) / f"{Path(args.file).stem}_{args.target}.py"
     try:
         source, _ = emit(summary, args.target)
+        make_directory(out.parent)
         atomic_write(out, source.encode("utf-8"))
     except DualnetError as exc:
         summary.diagnostics.extend(exc.diagnostics)

@@ -10,7 +10,7 @@ from typing import Any
 
 from dualnet.api import Summary, check_file
 from dualnet.diagnostics import DualnetError, error
-from dualnet.weights import atomic_write
+from dualnet.weights import atomic_write, make_directory
 
 TARGETS = ("torch",)
 _ALLOWED_IMPORTS = {"__future__", "math", "torch", "torch.nn", "torch.nn.functional"}
@@ -55,6 +55,7 @@ def compile_file(path: str, target: str, out_dir: str, model: str | None = None,
     summary = _checked(path, model, include_dirs, None)
     source, _ = emit(summary, target)
     out = Path(out_dir) / f"{Path(path).stem}_{target}.py"
+    make_directory(out.parent)
     atomic_write(out, source.encode("utf-8"))
     return out
 

@@ -95,6 +95,14 @@ def write_state(state: Mapping[str, Any], path: PathLike) -> None:
 # ---------------------------------------------------------------- files
 
 
+def make_directory(path: PathLike) -> None:
+    """Create an output directory (and its parents) if missing; E-IO when impossible."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise _io_error("create the directory", os.fspath(path), exc) from None
+
+
 def atomic_write(path: PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory and
     `os.replace`; on failure remove the temporary file and raise E-IO (the old file, if

@@ -1,0 +1,363 @@
+"""Keras 3 layers for dualnet's built-in layers, and their weights (pure NumPy; Keras is
+imported only by `make_layer`).
+
+`attrs` is a layer's configuration as its shape rule completed it (`Ctx.config`: in_channels,
+kernel/stride/dilation tuples, pads, normalized_shape, input_size, ...). `params` holds the
+layer's parameters and buffers under the names its rule declares, in PyTorch layouts: what a
+dualnet weight file stores under the layer's prefix.
+
+- `keras_layer(op, attrs)`: the Keras layer (class in `keras.layers` and keyword arguments)
+  that computes the op; spatial layers run channels-last ([B, *spatial, C]).
+- `make_layer(op, attrs)`: that layer, built by Keras (imports keras).
+- `to_keras(op, attrs, params)`: the layer's `get_weights()` list; `from_keras` inverts it
+  bit-exactly, but for LSTM biases (below).
+- `flatten_permutation(c, *spatial)`: the Dense kernel rows for a Linear that reads a flattened
+  channels-last tensor (`to_keras("Linear", ..., flattened=(c, h, w))` applies it).
+
+| op | Keras layer | `get_weights()` |
+|---|---|---|
+| Linear | Dense | kernel [in, out] = weight.T, bias |
+| Conv1d/2d/3d | Conv1D/2D/3D(groups=g) | kernel [*k, in/g, out] (OIHW → HWIO), bias |
+| Conv1d/2d, groups = in > 1 | DepthwiseConv1D/2D(depth_multiplier=out/in) | kernel [*k, in, mult], bias |
+| ConvTranspose2d | Conv2DTranspose | kernel [kh, kw, out, in] (no flip), bias |
+| BatchNorm | BatchNormalization(axis=-1, momentum=1-m) | gamma, beta, moving mean, variance |
+| LayerNorm | LayerNormalization(axis=[-k..-1]) | gamma, beta (normalized shape) |
+| GroupNorm | GroupNormalization(groups, axis=-1) | gamma, beta [C] |
+| Embedding | Embedding | embeddings [vocab, dim] |
+| LSTM / GRU | LSTM / GRU(reset_after=True), return_sequences; `layers` of them stacked, each in Bidirectional when bidirectional | per layer, per direction (forward, reverse): kernel, recurrent kernel, bias |
+| MultiHeadAttention | MultiHeadAttention(heads, key_dim=dim/heads) | q, k, v kernels [dim, heads, d] and biases [heads, d]; output kernel [heads, d, dim], bias |
+
+Convolutions are "valid": the emitter pads the input with `attrs["pads"]` (channels-last
+order) first, and crops the output of Conv2DTranspose by `attrs["pads"]` (PyTorch's padding).
+Where the pads are unresolved (None: "same" on a symbolic size, stride > 1), the layer gets
+Keras's "same", which is TensorFlow's rule and so dualnet's. Keras refuses strides > 1 together
+with dilation_rate > 1, and an output_padding not below the stride (PyTorch allows up to the
+dilation): such layers get the kernel dilated with zeros (and, for output_padding ≥ stride,
+that many zero taps appended at its end) and dilation 1 — the same sums, since the added taps
+are exact zeros. Grouped transposed convolutions (Conv2DTranspose has no groups) get a
+block-diagonal kernel [kh, kw, out, in] with zeros outside the groups.
+
+LSTM: Keras has one bias per gate, the sum bias_ih + bias_hh; `from_keras` cannot split it and
+returns it as bias_ih with bias_hh = 0 (the same function). GRU: Keras orders the gates z, r, h
+where PyTorch has r, z, n; with reset_after=True its bias is [2, 3H] = [input bias, recurrent
+bias], which keeps PyTorch's two biases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CONVS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d")
+RNNS = ("LSTM", "GRU")
+LAYER_OPS = ("Linear", *CONVS, "BatchNorm", "LayerNorm", "GroupNorm", "Embedding", *RNNS,
+             "MultiHeadAttention")
+
+
+@dataclass(frozen=True)
+class KerasLayer:
+    """A Keras layer: `keras.layers.<cls>(**kwargs)`; an RNN is `stack` of them in sequence,
+    each wrapped in `keras.layers.Bidirectional(merge_mode="concat")` when `bidirectional`."""
+
+    cls: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    stack: int = 1
+    bidirectional: bool = False
+
+
+# ---------------------------------------------------------------- layer choice
+
+
+def is_depthwise(op: str, attrs: dict) -> bool:
+    """A Conv1d/2d whose groups are its input channels (Keras has no DepthwiseConv3D)."""
+    return op in ("Conv1d", "Conv2d") and 1 < attrs["groups"] == attrs["in_channels"]
+
+
+def _tail(op: str, attrs: dict) -> tuple[int, ...]:
+    """Zero taps appended to a transposed kernel: the output_padding Keras refuses (≥ stride)."""
+    if op != "ConvTranspose2d":
+        return (0,) * len(attrs["kernel"])
+    return tuple(o if o >= s else 0 for o, s in zip(attrs["output_padding"], attrs["stride"],
+                                                    strict=True))
+
+
+def dilates_kernel(op: str, attrs: dict) -> bool:
+    """Whether the Keras kernel is the zero-dilated one (with dilation 1): Keras refuses
+    strides > 1 with dilation_rate > 1, and output_padding ≥ strides."""
+    return (max(attrs["stride"]) > 1 and max(attrs["dilation"]) > 1) or any(_tail(op, attrs))
+
+
+def keras_kernel_size(op: str, attrs: dict) -> tuple[int, ...]:
+    if not dilates_kernel(op, attrs):
+        return tuple(attrs["kernel"])
+    return tuple(d * (k - 1) + 1 + t for k, d, t in zip(attrs["kernel"], attrs["dilation"],
+                                                         _tail(op, attrs), strict=True))
+
+
+def _conv_layer(op: str, attrs: dict) -> KerasLayer:
+    n = len(attrs["kernel"])
+    dilated = dilates_kernel(op, attrs)
+    same = any(p is None for p in attrs["pads"])
+    kwargs: dict[str, Any] = {
+        "kernel_size": keras_kernel_size(op, attrs), "strides": tuple(attrs["stride"]),
+        "padding": "same" if same else "valid",
+        "dilation_rate": (1,) * n if dilated else tuple(attrs["dilation"]),
+        "use_bias": bool(attrs["bias"]), "data_format": "channels_last"}
+    if op == "ConvTranspose2d":
+        kwargs["output_padding"] = tuple(o if o < s else 0 for o, s in
+                                         zip(attrs["output_padding"], attrs["stride"],
+                                             strict=True))
+        return KerasLayer("Conv2DTranspose", {"filters": attrs["out"], **kwargs})
+    if is_depthwise(op, attrs):
+        mult = attrs["out"] // attrs["groups"]
+        return KerasLayer(f"DepthwiseConv{n}D", {**kwargs, "depth_multiplier": mult})
+    return KerasLayer(f"Conv{n}D", {"filters": attrs["out"], **kwargs, "groups": attrs["groups"]})
+
+
+def _rnn_layer(op: str, attrs: dict) -> KerasLayer:
+    kwargs: dict[str, Any] = {"units": attrs["hidden"], "activation": "tanh",
+                              "recurrent_activation": "sigmoid", "use_bias": True,
+                              "return_sequences": True}
+    if op == "GRU":
+        kwargs["reset_after"] = True
+    return KerasLayer(op, kwargs, stack=attrs["layers"], bidirectional=attrs["bidirectional"])
+
+
+def keras_layer(op: str, attrs: dict) -> KerasLayer:
+    """The Keras layer that computes `op` (channels-last for spatial layers)."""
+    if op in CONVS:
+        return _conv_layer(op, attrs)
+    if op in RNNS:
+        return _rnn_layer(op, attrs)
+    if op == "Linear":
+        return KerasLayer("Dense", {"units": attrs["out"], "use_bias": bool(attrs["bias"])})
+    if op == "BatchNorm":
+        return KerasLayer("BatchNormalization", {"axis": -1, "epsilon": attrs["eps"],
+                                                 "momentum": 1.0 - attrs["momentum"]})
+    if op == "LayerNorm":
+        axes = list(range(-attrs["axes"], 0))
+        return KerasLayer("LayerNormalization", {"axis": axes[0] if len(axes) == 1 else axes,
+                                                 "epsilon": attrs["eps"]})
+    if op == "GroupNorm":
+        return KerasLayer("GroupNormalization", {"groups": attrs["groups"], "axis": -1,
+                                                 "epsilon": attrs["eps"]})
+    if op == "Embedding":
+        return KerasLayer("Embedding", {"input_dim": attrs["vocab"], "output_dim": attrs["dim"]})
+    if op == "MultiHeadAttention":
+        return KerasLayer("MultiHeadAttention", {
+            "num_heads": attrs["heads"], "key_dim": attrs["dim"] // attrs["heads"],
+            "use_bias": bool(attrs["bias"])})
+    raise KeyError(f"{op} is not a layer with Keras weights")
+
+
+def make_layer(op: str, attrs: dict):
+    """The Keras layer of `keras_layer` (a `keras.Sequential` for an RNN stack), unbuilt."""
+    import keras
+
+    spec = keras_layer(op, attrs)
+    if op not in RNNS:
+        return getattr(keras.layers, spec.cls)(**spec.kwargs)
+    cls = getattr(keras.layers, spec.cls)
+    layers = [keras.layers.Bidirectional(cls(**spec.kwargs), merge_mode="concat")
+              if spec.bidirectional else cls(**spec.kwargs) for _ in range(spec.stack)]
+    return keras.Sequential(layers)
+
+
+# ---------------------------------------------------------------- convolutions
+
+
+def _spatial(kernel: tuple, dilation: tuple, prefix: int) -> tuple:
+    """The index of the real taps in a zero-dilated kernel (spatial axes after `prefix`)."""
+    return (slice(None),) * prefix + tuple(slice(0, d * (k - 1) + 1, d)
+                                           for k, d in zip(kernel, dilation, strict=True))
+
+
+def _dilate(w: np.ndarray, op: str, attrs: dict) -> np.ndarray:
+    """PyTorch kernel [a, b, *k] → its zero-dilated form [a, b, *keras_kernel_size]."""
+    out = np.zeros(w.shape[:2] + keras_kernel_size(op, attrs), w.dtype)
+    out[_spatial(attrs["kernel"], attrs["dilation"], 2)] = w
+    return out
+
+
+def _block_diagonal(w: np.ndarray, groups: int) -> np.ndarray:
+    """[in, out/g, *k] grouped transposed kernel → [in, out, *k], zero outside the groups."""
+    cg, og = w.shape[0] // groups, w.shape[1]
+    out = np.zeros((w.shape[0], og * groups, *w.shape[2:]), w.dtype)
+    for g in range(groups):
+        out[g * cg:(g + 1) * cg, g * og:(g + 1) * og] = w[g * cg:(g + 1) * cg]
+    return out
+
+
+def _diagonal_blocks(w: np.ndarray, groups: int) -> np.ndarray:
+    cg, og = w.shape[0] // groups, w.shape[1] // groups
+    return np.concatenate([w[g * cg:(g + 1) * cg, g * og:(g + 1) * og] for g in range(groups)])
+
+
+def conv_kernel_to_keras(op: str, attrs: dict, w: np.ndarray) -> np.ndarray:
+    """PyTorch conv kernel → the Keras layer's kernel."""
+    n = w.ndim - 2
+    if dilates_kernel(op, attrs):
+        w = _dilate(w, op, attrs)
+    spatial = tuple(range(2, n + 2))
+    if op == "ConvTranspose2d":  # [in, out/g, *k] → [*k, out, in]
+        return _block_diagonal(w, attrs["groups"]).transpose(*spatial, 1, 0)
+    if is_depthwise(op, attrs):  # [C·mult, 1, *k] → [*k, C, mult]
+        c = attrs["groups"]
+        return w.reshape(c, w.shape[0] // c, *w.shape[2:]).transpose(*spatial, 0, 1)
+    return w.transpose(*spatial, 1, 0)  # [out, in/g, *k] → [*k, in/g, out]
+
+
+def conv_kernel_from_keras(op: str, attrs: dict, kernel: np.ndarray) -> np.ndarray:
+    n = kernel.ndim - 2
+    to_front = (n + 1, n, *range(n))  # [*k, a, b] → [b, a, *k]
+    if op == "ConvTranspose2d":
+        w = _diagonal_blocks(kernel.transpose(to_front), attrs["groups"])
+    elif is_depthwise(op, attrs):
+        w = kernel.transpose(n, n + 1, *range(n)).reshape(-1, 1, *kernel.shape[:n])
+    else:
+        w = kernel.transpose(to_front)
+    if dilates_kernel(op, attrs):
+        w = w[_spatial(attrs["kernel"], attrs["dilation"], 2)]
+    return w
+
+
+# ---------------------------------------------------------------- recurrent
+
+
+def _suffixes(attrs: dict) -> list[str]:
+    """PyTorch's suffixes, in Keras's weight order: layer by layer, forward then reverse."""
+    dirs = ("", "_reverse") if attrs["bidirectional"] else ("",)
+    return [f"_l{k}{d}" for k in range(attrs["layers"]) for d in dirs]
+
+
+def _gru_order(a: np.ndarray) -> np.ndarray:
+    """Swap the first two gate blocks of axis 0: r, z, n ↔ z, r, h (its own inverse)."""
+    r, z, n = np.split(a, 3, axis=0)
+    return np.concatenate([z, r, n])
+
+
+def _rnn_to(op: str, attrs: dict, params: dict) -> list[np.ndarray]:
+    out = []
+    for sfx in _suffixes(attrs):
+        w_ih, w_hh = params[f"weight_ih{sfx}"], params[f"weight_hh{sfx}"]
+        b_ih, b_hh = params[f"bias_ih{sfx}"], params[f"bias_hh{sfx}"]
+        if op == "LSTM":
+            out += [w_ih.T, w_hh.T, b_ih + b_hh]
+        else:
+            out += [_gru_order(w_ih).T, _gru_order(w_hh).T,
+                    np.stack([_gru_order(b_ih), _gru_order(b_hh)])]
+    return out
+
+
+def _rnn_from(op: str, attrs: dict, weights: list) -> dict[str, np.ndarray]:
+    out = {}
+    for i, sfx in enumerate(_suffixes(attrs)):
+        kernel, recurrent, bias = weights[3 * i:3 * i + 3]
+        if op == "LSTM":
+            w_ih, w_hh, b_ih, b_hh = kernel.T, recurrent.T, bias, np.zeros_like(bias)
+        else:
+            w_ih, w_hh = _gru_order(kernel.T), _gru_order(recurrent.T)
+            b_ih, b_hh = _gru_order(bias[0]), _gru_order(bias[1])
+        out.update({f"weight_ih{sfx}": w_ih, f"weight_hh{sfx}": w_hh, f"bias_ih{sfx}": b_ih,
+                    f"bias_hh{sfx}": b_hh})
+    return out
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _mha_to(attrs: dict, params: dict) -> list[np.ndarray]:
+    e, h = attrs["dim"], attrs["heads"]
+    d = e // h
+    out = []
+    for i in range(3):  # query, key, value: rows i·E:(i+1)·E of the packed projection
+        out.append(params["in_proj_weight"][i * e:(i + 1) * e].T.reshape(e, h, d))
+        if attrs["bias"]:
+            out.append(params["in_proj_bias"][i * e:(i + 1) * e].reshape(h, d))
+    out.append(params["out_proj.weight"].T.reshape(h, d, e))
+    if attrs["bias"]:
+        out.append(params["out_proj.bias"])
+    return out
+
+
+def _mha_from(attrs: dict, weights: list) -> dict[str, np.ndarray]:
+    e = attrs["dim"]
+    step = 2 if attrs["bias"] else 1
+    kernels = weights[0:3 * step:step]
+    out = {"in_proj_weight": np.concatenate([k.reshape(e, e).T for k in kernels])}
+    if attrs["bias"]:
+        out["in_proj_bias"] = np.concatenate([b.reshape(e) for b in weights[1:6:2]])
+    out["out_proj.weight"] = weights[3 * step].reshape(e, e).T
+    if attrs["bias"]:
+        out["out_proj.bias"] = weights[7]
+    return out
+
+
+# ---------------------------------------------------------------- dense
+
+
+def flatten_permutation(c: int, *spatial: int) -> np.ndarray:
+    """perm[i] = the channels-first (C·H·W) position of the i-th element of a channels-last
+    (H·W·C) flatten; a Linear after `flatten` gets the Dense kernel `weight.T[perm]`."""
+    return np.arange(c * int(np.prod(spatial, dtype=np.int64))).reshape(c, *spatial) \
+        .transpose(*range(1, len(spatial) + 1), 0).reshape(-1)
+
+
+# ---------------------------------------------------------------- both directions
+
+_ORDER = {"BatchNorm": ("weight", "bias", "running_mean", "running_var"),
+          "LayerNorm": ("weight", "bias"), "GroupNorm": ("weight", "bias"),
+          "Embedding": ("weight",)}
+
+
+def to_keras(op: str, attrs: dict, params: dict[str, np.ndarray], *,
+             flattened: tuple[int, ...] | None = None) -> list[np.ndarray]:
+    """The `get_weights()` list of `make_layer(op, attrs)` holding `params` (PyTorch names and
+    layouts). `flattened=(c, *spatial)`: a Linear reading a channels-last flatten of a
+    [B, c, *spatial] value."""
+    if op in CONVS:
+        out = [conv_kernel_to_keras(op, attrs, params["weight"])]
+        out += [params["bias"]] if attrs["bias"] else []
+    elif op == "Linear":
+        kernel = params["weight"].T
+        if flattened is not None:
+            kernel = kernel[flatten_permutation(*flattened)]
+        out = [kernel] + ([params["bias"]] if attrs["bias"] else [])
+    elif op in RNNS:
+        out = _rnn_to(op, attrs, params)
+    elif op == "MultiHeadAttention":
+        out = _mha_to(attrs, params)
+    elif op in _ORDER:
+        out = [params[name] for name in _ORDER[op]]
+    else:
+        raise KeyError(f"{op} is not a layer with Keras weights")
+    return [np.ascontiguousarray(w) for w in out]
+
+
+def from_keras(op: str, attrs: dict, weights: list, *,
+               flattened: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    """The inverse of `to_keras`: PyTorch names and layouts from a `get_weights()` list
+    (LSTM: bias_ih = Keras's bias, bias_hh = 0)."""
+    weights = [np.asarray(w) for w in weights]
+    if op in CONVS:
+        out = {"weight": conv_kernel_from_keras(op, attrs, weights[0])}
+        if attrs["bias"]:
+            out["bias"] = weights[1]
+    elif op == "Linear":
+        kernel = weights[0]
+        if flattened is not None:
+            kernel = kernel[np.argsort(flatten_permutation(*flattened))]
+        out = {"weight": kernel.T}
+        if attrs["bias"]:
+            out["bias"] = weights[1]
+    elif op in RNNS:
+        out = _rnn_from(op, attrs, weights)
+    elif op == "MultiHeadAttention":
+        out = _mha_from(attrs, weights)
+    elif op in _ORDER:
+        out = dict(zip(_ORDER[op], weights, strict=True))
+    else:
+        raise KeyError(f"{op} is not a layer with Keras weights")
+    return {name: np.ascontiguousarray(w) for name, w in out.items()}
