@@ -64,6 +64,10 @@ def channels_last(x):
     return np.moveaxis(x, 1, -1)
 
 
+def channels_last_back(y):
+    return np.moveaxis(y, -1, 1)
+
+
 def run_keras(op: str, cfg: dict, params: dict, *args, **kwargs) -> np.ndarray:
     layer = make_layer(op, cfg)
     layer(*args, **kwargs)  # builds the layer
@@ -128,10 +132,6 @@ def test_conv_matches_reference(op, shape, config):
     else:  # dualnet's pads, then a "valid" convolution
         y = run_keras(op, cfg, params, np.pad(xl, [(0, 0), *cfg["pads"], (0, 0)]))
     close(channels_last_back(y), expected)
-
-
-def channels_last_back(y):
-    return np.moveaxis(y, -1, 1)
 
 
 def test_conv_layer_choice():
@@ -285,16 +285,20 @@ def test_mha_matches_reference(bias, mask, causal, tk):
 
 
 def test_mha_fully_masked_query():
-    """A query that may attend no key: dualnet gives zero attention weights (result =
-    out_proj.bias); Keras's masked softmax zeroes masked positions too."""
+    """A query that may attend no key: dualnet gives it zero attention weights (result =
+    out_proj.bias), Keras's MultiHeadAttention a uniform average over all keys. The Keras
+    emitter must select `out_proj.bias` (or 0) where no key is allowed, as done here."""
     inputs, _, _, _ = _mha_case(True, "keys")
     inputs["mask"][1] = False
     expected, params, cfg = reference("MultiHeadAttention", inputs, dict(dim=8, heads=2))
-    q = inputs["q"]
-    y = run_keras("MultiHeadAttention", cfg, params, q, inputs["v"], key=inputs["k"],
-                  attention_mask=_keras_mask(inputs["mask"], q.shape[1]))
-    close(y, expected)
-    close(y[1], np.broadcast_to(params["out_proj.bias"], y[1].shape))
+    q, k, v = inputs["q"], inputs["k"], inputs["v"]
+    mask = _keras_mask(inputs["mask"], q.shape[1])
+    y = run_keras("MultiHeadAttention", cfg, params, q, v, key=k, attention_mask=mask)
+    w, b = params["in_proj_weight"], params["in_proj_bias"]
+    uniform = (v[1] @ w[16:].T + b[16:]).mean(0) @ params["out_proj.weight"].T
+    close(y[1], np.broadcast_to(uniform + params["out_proj.bias"], y[1].shape))
+    fixed = np.where(mask.any(-1)[..., None], y, params["out_proj.bias"])
+    close(fixed, expected)
 
 
 # ---------------------------------------------------------------- round trips

@@ -8,24 +8,38 @@ dualnet weight file stores under the layer's prefix.
 
 - `keras_layer(op, attrs)`: the Keras layer (class in `keras.layers` and keyword arguments)
   that computes the op; spatial layers run channels-last ([B, *spatial, C]).
-- `make_layer(op, attrs)`: that layer, built by Keras (imports keras).
+- `make_layer(op, attrs)`: that layer, unbuilt (imports keras; call it once, then
+  `set_weights`).
 - `to_keras(op, attrs, params)`: the layer's `get_weights()` list; `from_keras` inverts it
   bit-exactly, but for LSTM biases (below).
 - `flatten_permutation(c, *spatial)`: the Dense kernel rows for a Linear that reads a flattened
   channels-last tensor (`to_keras("Linear", ..., flattened=(c, h, w))` applies it).
 
-| op | Keras layer | `get_weights()` |
-|---|---|---|
-| Linear | Dense | kernel [in, out] = weight.T, bias |
-| Conv1d/2d/3d | Conv1D/2D/3D(groups=g) | kernel [*k, in/g, out] (OIHW → HWIO), bias |
-| Conv1d/2d, groups = in > 1 | DepthwiseConv1D/2D(depth_multiplier=out/in) | kernel [*k, in, mult], bias |
-| ConvTranspose2d | Conv2DTranspose | kernel [kh, kw, out, in] (no flip), bias |
-| BatchNorm | BatchNormalization(axis=-1, momentum=1-m) | gamma, beta, moving mean, variance |
-| LayerNorm | LayerNormalization(axis=[-k..-1]) | gamma, beta (normalized shape) |
-| GroupNorm | GroupNormalization(groups, axis=-1) | gamma, beta [C] |
-| Embedding | Embedding | embeddings [vocab, dim] |
-| LSTM / GRU | LSTM / GRU(reset_after=True), return_sequences; `layers` of them stacked, each in Bidirectional when bidirectional | per layer, per direction (forward, reverse): kernel, recurrent kernel, bias |
-| MultiHeadAttention | MultiHeadAttention(heads, key_dim=dim/heads) | q, k, v kernels [dim, heads, d] and biases [heads, d]; output kernel [heads, d, dim], bias |
+Layer choices (op: Keras layer; its `get_weights()` list):
+- Linear: Dense; kernel [in, out] = weight.T, bias.
+- Conv1d/2d/3d: Conv1D/2D/3D(groups=g); kernel [*k, in/g, out] (OIHW → HWIO), bias.
+- Conv1d/2d with groups = in_channels > 1: DepthwiseConv1D/2D(depth_multiplier=out/in);
+  kernel [*k, in, mult] (weight [in·mult, 1, *k]), bias. (Keras has no DepthwiseConv3D.)
+- ConvTranspose2d: Conv2DTranspose; kernel [kh, kw, out, in] (weight [in, out/g, kh, kw]
+  transposed, no spatial flip: both frameworks define it as the gradient of Conv), bias.
+- BatchNorm: BatchNormalization(axis=-1, epsilon, momentum=1 - m); gamma, beta, moving_mean,
+  moving_variance.
+- LayerNorm: LayerNormalization(axis=-1 or [-k, ..., -1], epsilon); gamma, beta of the
+  normalized shape, unchanged — for a value the emitter keeps in dualnet's layout (a LayerNorm
+  over axes that a channels-last value holds in another order needs them permuted).
+- GroupNorm: GroupNormalization(groups, axis=-1, epsilon); gamma, beta [C].
+- Embedding: Embedding(vocab, dim); embeddings [vocab, dim].
+- LSTM / GRU: LSTM / GRU(reset_after=True), return_sequences=True; `layers` of them in
+  sequence (`make_layer`: a keras.Sequential), each in Bidirectional(merge_mode="concat")
+  when bidirectional. Weights: for each layer, for each direction (forward, then reverse):
+  kernel [in, G·H], recurrent_kernel [H, G·H], bias ([4H] LSTM, [2, 3H] GRU).
+- MultiHeadAttention: MultiHeadAttention(num_heads=heads, key_dim=dim/heads, use_bias=bias);
+  query, key, value kernels [dim, heads, d] each followed by its bias [heads, d], then the
+  output kernel [heads, d, dim] and bias [dim] (no biases when bias=false). Its
+  attention_mask is [B, Tq, Tk], true = may attend (a [B, Tk] mask broadcast over Tq), and
+  use_causal_mask is top-left aligned, as dualnet's; but a query that may attend no key gets
+  a uniform average over all keys where dualnet gives zero weights (result out_proj.bias):
+  the emitter selects out_proj.bias (or 0) for such queries.
 
 Convolutions are "valid": the emitter pads the input with `attrs["pads"]` (channels-last
 order) first, and crops the output of Conv2DTranspose by `attrs["pads"]` (PyTorch's padding).
