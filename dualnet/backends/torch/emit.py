@@ -198,14 +198,20 @@ class ClassWriter:
         raise _Unsupported(f"size `{name}` is not known when the module is constructed", None)
 
     def fmt_init(self, v: Any) -> str:
+        """An attribute as constructor code (sizes over the constructor's arguments)."""
+        return self._format(v, self.init_name, in_forward=False)
+
+    def _format(self, v: Any, name_of, in_forward: bool) -> str:
         if isinstance(v, Written):
             return v.code
         if isinstance(v, Tagged):
-            return _render(v.expr, self.init_name)
+            return _render(v.expr, name_of)
         if isinstance(v, Dim):
-            raise _Unsupported(f"a layer size depends on the symbolic dimension `{v}`", None)
+            if not in_forward:
+                raise _Unsupported(f"a layer size depends on the symbolic dimension `{v}`", None)
+            return _render(v, name_of)
         if isinstance(v, tuple | list):
-            return _fmt_literal(type(v)(_Code(self.fmt_init(x)) for x in v))
+            return _fmt_literal(type(v)(_Code(self._format(x, name_of, in_forward)) for x in v))
         return _fmt_literal(v)
 
     def forward_name(self, name: str) -> str:
@@ -222,15 +228,8 @@ class ClassWriter:
         raise _Unsupported(f"cannot find the size `{name}` at run time", None)
 
     def fmt_forward(self, v: Any) -> str:
-        if isinstance(v, Written):
-            return v.code
-        if isinstance(v, Tagged):
-            return _render(v.expr, self.forward_name)
-        if isinstance(v, Dim):
-            return _render(v, self.forward_name)
-        if isinstance(v, tuple | list):
-            return _fmt_literal(type(v)(_Code(self.fmt_forward(x)) for x in v))
-        return _fmt_literal(v)
+        """An attribute as forward code (symbolic sizes read from the inputs at run time)."""
+        return self._format(v, self.forward_name, in_forward=True)
 
     # -- the class
     def write(self) -> str:
