@@ -113,17 +113,11 @@ def _main(argv: list[str] | None) -> int:
 
 def _compile(args, summary) -> int:
     """Emit, validate and atomically write the backend source."""
-    from pathlib import Path
-
-    from dualnet.compiler import emit
+    from dualnet.compiler import write_source
     from dualnet.diagnostics import DualnetError
-    from dualnet.weights import atomic_write, make_directory
 
-    out = Path(args.output) / f"{Path(args.file).stem}_{args.target}.py"
     try:
-        source, _ = emit(summary, args.target)
-        make_directory(out.parent)
-        atomic_write(out, source.encode("utf-8"))
+        out = write_source(summary, args.target, args.output)
     except DualnetError as exc:
         summary.diagnostics.extend(exc.diagnostics)
         _print_diagnostics(summary)

@@ -52,9 +52,14 @@ def _validate(source: str) -> None:
 def compile_file(path: str, target: str, out_dir: str, model: str | None = None,
                  include_dirs: tuple[str, ...] = ()) -> Path:
     """Check `path` and write `out_dir/<stem>_<target>.py`; raises DualnetError."""
-    summary = _checked(path, model, include_dirs, None)
+    return write_source(_checked(path, model, include_dirs, None), target, out_dir)
+
+
+def write_source(summary: Summary, target: str, out_dir: str) -> Path:
+    """Emit a checked model and write `out_dir/<file stem>_<target>.py` atomically (the
+    directory is created if missing)."""
     source, _ = emit(summary, target)
-    out = Path(out_dir) / f"{Path(path).stem}_{target}.py"
+    out = Path(out_dir) / f"{Path(summary.file).stem}_{target}.py"
     make_directory(out.parent)
     atomic_write(out, source.encode("utf-8"))
     return out

@@ -54,9 +54,8 @@ def _bind_sizes(graph: Graph, inputs: list) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for value, x in zip(graph.inputs, inputs, strict=True):
         for d, n in zip(value.type.shape, np.shape(x), strict=True):
-            if isinstance(d, Dim) and len(d.terms) == 1 and d.terms[0][1] == 1 \
-                    and len(d.terms[0][0]) == 1 and isinstance(d.terms[0][0][0], str):
-                sizes[d.terms[0][0][0]] = int(n)
+            if isinstance(d, Dim) and d.symbol is not None:
+                sizes[d.symbol] = int(n)
     return sizes
 
 

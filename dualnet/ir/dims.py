@@ -80,6 +80,15 @@ class Dim:
                     out |= symbols_of(atom.num) | symbols_of(atom.den)
         return out
 
+    @property
+    def symbol(self) -> str | None:
+        """The name, when this size is exactly one symbol (`B`), else None."""
+        if len(self.terms) == 1:
+            mono, coeff = self.terms[0]
+            if coeff == 1 and len(mono) == 1 and isinstance(mono[0], str):
+                return mono[0]
+        return None
+
     def constant(self) -> int:
         return dict(self.terms).get((), 0)
 

@@ -308,3 +308,30 @@ def test_an_unchecked_branch_is_refused_not_guessed(tmp_path):
         namespace["Head"](deep=True)
     deep = dualnet.load(str(source)).torch(deep=True)  # the API checks what it builds
     assert isinstance(deep.fc, torch.nn.Sequential)
+
+
+def test_no_in_place_write_to_a_value_a_loop_reads_again(tmp_path):
+    """`y` is fresh and read once in the text, but the loop reads it on every iteration:
+    writing `y.add_(h)` would change what the second iteration sees."""
+    source = tmp_path / "loop.dnet"
+    source.write_text(
+        "model Loop() {\n"
+        "    fc = Linear(4)\n"
+        "    forward(x: f32[B, 4]) {\n"
+        "        y = fc(x)\n"
+        "        h = x\n"
+        "        for i in range(3) { h = y + h }\n"
+        "        return h\n"
+        "    }\n"
+        "}\n")
+    program = dualnet.load(str(source))
+    summary, net = program.check(), program.torch().eval()
+    assert ".add_(" not in program.source("torch")
+    rng = np.random.default_rng(0)
+    weights = random_weights(summary, rng)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    (want,) = run_reference(summary.instance, summary.graph, [x], weights)
+    assert np.allclose(got, want, atol=1e-5)

@@ -64,6 +64,8 @@ from typing import Any
 
 import numpy as np
 
+from dualnet.ops.recurrent import param_names
+
 CONVS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d")
 RNNS = ("LSTM", "GRU")
 LAYER_OPS = ("Linear", *CONVS, "BatchNorm", "LayerNorm", "GroupNorm", "Embedding", *RNNS,
@@ -241,9 +243,8 @@ def conv_kernel_from_keras(op: str, attrs: dict, kernel: np.ndarray) -> np.ndarr
 
 
 def _suffixes(attrs: dict) -> list[str]:
-    """PyTorch's suffixes, in Keras's weight order: layer by layer, forward then reverse."""
-    dirs = ("", "_reverse") if attrs["bidirectional"] else ("",)
-    return [f"_l{k}{d}" for k in range(attrs["layers"]) for d in dirs]
+    """PyTorch's suffixes, layer by layer, forward then reverse: also Keras's weight order."""
+    return [sfx for _, _, sfx in param_names(attrs["layers"], attrs["bidirectional"])]
 
 
 def _gru_order(a: np.ndarray) -> np.ndarray:

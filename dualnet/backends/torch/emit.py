@@ -77,10 +77,16 @@ def _fmt_literal(v: Any) -> str:
         text = repr(v)
         return f'"{text[1:-1]}"' if text[0] == "'" and '"' not in v else text
     if isinstance(v, tuple | list):
-        items = ", ".join(_fmt_literal(x) for x in v)
-        return f"({items},)" if isinstance(v, tuple) and len(v) == 1 else (
-            f"({items})" if isinstance(v, tuple) else f"[{items}]")
+        return _sequence([_fmt_literal(x) for x in v], isinstance(v, tuple))
     raise TypeError(v)
+
+
+def _sequence(items: list[str], is_tuple: bool) -> str:
+    """Already formatted items as a tuple or list display."""
+    text = ", ".join(items)
+    if not is_tuple:
+        return f"[{text}]"
+    return f"({text},)" if len(items) == 1 else f"({text})"
 
 
 @dataclass
@@ -154,6 +160,7 @@ class ClassWriter:
         self.plan = plan
         self.decl = plan.decl
         self.hypers = [h.name for h in self.decl.hypers]
+        self.forward = next(m for m in self.decl.members if isinstance(m, ast.Forward))
         self.first = plan.instances[0]
         self.sig_dims = self._signature_dims()
         self.used_in_init: set[str] = set()
@@ -166,9 +173,8 @@ class ClassWriter:
     # -- lookups
     def _signature_dims(self) -> dict[str, tuple[str, int]]:
         """Dimension name → (argument, axis) of its first occurrence in the signature."""
-        fwd = next(m for m in self.decl.members if isinstance(m, ast.Forward))
         out: dict[str, tuple[str, int]] = {}
-        for arg in fwd.args:
+        for arg in self.forward.args:
             if isinstance(arg.type, ast.TensorTypeExpr):
                 for axis, d in enumerate(arg.type.dims):
                     if isinstance(d, ast.DimName) and d.name not in self.hypers:
@@ -211,7 +217,8 @@ class ClassWriter:
                 raise _Unsupported(f"a layer size depends on the symbolic dimension `{v}`", None)
             return _render(v, name_of)
         if isinstance(v, tuple | list):
-            return _fmt_literal(type(v)(_Code(self._format(x, name_of, in_forward)) for x in v))
+            return _sequence([self._format(x, name_of, in_forward) for x in v],
+                             isinstance(v, tuple))
         return _fmt_literal(v)
 
     def forward_name(self, name: str) -> str:
@@ -221,9 +228,9 @@ class ClassWriter:
         if name in self.hypers or name in self.local_consts:
             self.used_in_forward.add(name)
             return f"self.{py_name(name)}"
-        for arg, t in zip(self.forward_args, self.first.graphs[0].inputs, strict=True):
+        for arg, t in zip(self.forward.args, self.first.graphs[0].inputs, strict=True):
             for axis, d in enumerate(t.type.shape):
-                if isinstance(d, Dim) and d.symbols() == {name} and str(d) == name:
+                if isinstance(d, Dim) and d.symbol == name:
                     return f"{py_name(arg.name)}.shape[{axis}]"
         raise _Unsupported(f"cannot find the size `{name}` at run time", None)
 
@@ -233,8 +240,6 @@ class ClassWriter:
 
     # -- the class
     def write(self) -> str:
-        self.forward = next(m for m in self.decl.members if isinstance(m, ast.Forward))
-        self.forward_args = self.forward.args
         init_lines = self.init_body()
         forward_lines = self.forward_body()
         self.plan.required_dims = [d for d in self.sig_dims if d in self.used_in_init]
@@ -312,10 +317,7 @@ class ClassWriter:
         if isinstance(e, ast.Conditional):
             return f"{sub(e.then, 1)} if {sub(e.cond, 1)} else {sub(e.orelse, 0)}", 0
         if isinstance(e, ast.TupleExpr | ast.ListExpr):
-            items = [sub(x, 0) for x in e.items]
-            if isinstance(e, ast.ListExpr):
-                return f"[{', '.join(items)}]", _ATOM
-            return (f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"), _ATOM
+            return _sequence([sub(x, 0) for x in e.items], isinstance(e, ast.TupleExpr)), _ATOM
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "range":
             return f"range({', '.join(sub(a, 0) for a in e.args)})", _ATOM
         raise _Unsupported("this expression cannot be written as a Python value", e.span)
@@ -390,7 +392,8 @@ class ClassWriter:
         return attrs
 
     def _owner(self, layer: LayerInstance) -> ModelInstance:
-        return next(inst for inst in self.plan.instances if layer.path.startswith(inst.path))
+        return next(inst for inst in self.plan.instances
+                    if not inst.path or layer.path.startswith(inst.path + "."))
 
     @staticmethod
     def _agreeing(values: list, owners: list[ModelInstance]):
@@ -444,8 +447,7 @@ class ClassWriter:
         attrs = layer.attrs
         simple = _NN_STEPS.get(layer.op)
         if simple is not None and (layer.op != "clamp" or (attrs["lo"], attrs["hi"]) == (0, 6)):
-            code = simple(attrs)
-            return code.replace("()", "(inplace=True)") if inplace else code
+            return simple(attrs, inplace)
         call = lowering.TorchCall({"x": "x"}, dict(attrs), {}, list(layer.output_types),
                                   self.fmt_init)
         return f"_Function(lambda x: {lowering.lower_function(layer.op, call)}, {layer.op!r})"
@@ -462,24 +464,27 @@ class ClassWriter:
         self.last_read = last_reads(self.forward.body)
         self.fresh_vars: set[str] = set()
         self.reads_here: dict[str, int] = {}
-        self.index = -1
+        self.index, self.nesting = -1, 0
         statements = []
         for index, stmt in enumerate(self.forward.body):
             self.index, self.reads_here = index, reads(stmt)
-            statements += self.statement(stmt, {}, 0)
+            statements += self.statement(stmt, {})
             self.track_fresh(stmt)
         prelude = [f"{py_name(d)}_ = {py_name(self.sig_dims[d][0])}.shape[{self.sig_dims[d][1]}]"
                    for d in self.sig_dims if d in self.used_in_forward]
         return [f"def forward(self, {args}) -> {returns}:"] + \
             [f"    {line}" for line in body + prelude + statements]
 
-    def block(self, stmts, env: dict[str, str], depth: int) -> list[str]:
-        out: list[str] = []
-        for stmt in stmts:
-            out += self.statement(stmt, env, depth)
-        return out or ["pass"]
+    def block(self, stmts, env: dict[str, str]) -> list[str]:
+        """The statements of a loop or branch body, indented."""
+        self.nesting += 1
+        try:
+            lines = [line for stmt in stmts for line in self.statement(stmt, env)]
+        finally:
+            self.nesting -= 1
+        return [f"    {line}" for line in lines or ["pass"]]
 
-    def statement(self, s, env: dict[str, str], depth: int) -> list[str]:
+    def statement(self, s, env: dict[str, str]) -> list[str]:
         where = f"{self.src}:{s.span.line}"
         if isinstance(s, ast.Assign | ast.Annotated):
             targets = [s.target] if isinstance(s, ast.Annotated) else list(s.targets)
@@ -497,14 +502,11 @@ class ClassWriter:
             var = py_name(s.var.id)
             iterable = self.iterable(s.iterable, env)
             inner = {**env, s.var.id: var}
-            return [f"for {var} in {iterable}:  # {where}"] + \
-                [f"    {line}" for line in self.block(s.body, inner, depth + 1)]
+            return [f"for {var} in {iterable}:  # {where}", *self.block(s.body, inner)]
         if isinstance(s, ast.If):
-            lines = [f"if {self.const_forward(s.cond, env)}:  # {where}"]
-            lines += [f"    {line}" for line in self.block(s.body, env, depth + 1)]
+            lines = [f"if {self.const_forward(s.cond, env)}:  # {where}", *self.block(s.body, env)]
             if s.orelse:
-                lines.append("else:")
-                lines += [f"    {line}" for line in self.block(s.orelse, env, depth + 1)]
+                lines += ["else:", *self.block(s.orelse, env)]
             return lines
         raise _Unsupported("statement not supported by the PyTorch backend", s.span)
 
@@ -520,9 +522,10 @@ class ClassWriter:
             self.fresh_vars -= set(reads(stmt)) | set(ast.assigned_names(stmt))
 
     def overwritable(self, e: ast.Expr, node: Node) -> bool:
-        """`e` names a fresh temporary read here for the last time, once, and the op's result
-        has its type (so `e.add_(...)` computes the same, without a new tensor)."""
-        return (isinstance(e, ast.Name) and e.id in self.fresh_vars
+        """`e` names a fresh temporary read here for the last time, once, outside any loop or
+        branch (a loop body would read it again), and the op's result has its type (so
+        `e.add_(...)` computes the same, without a new tensor)."""
+        return (self.nesting == 0 and isinstance(e, ast.Name) and e.id in self.fresh_vars
                 and self.last_read.get(e.id) == self.index and self.reads_here.get(e.id) == 1
                 and node.inputs[0].type == node.outputs[0].type)
 
@@ -694,13 +697,14 @@ _FRESH_LAYERS = {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "Linear", "Bat
 _FRESH_OPS = {"add", "sub", "mul"}
 _NN_INPLACE = {"relu", "clamp"}  # steps written as nn.ReLU() / nn.ReLU6()
 
+# (attrs, inplace) → the nn module; only steps in _NN_INPLACE are ever asked for inplace
 _NN_STEPS = {
-    "relu": lambda a: "nn.ReLU()",
-    "sigmoid": lambda a: "nn.Sigmoid()",
-    "tanh": lambda a: "nn.Tanh()",
-    "silu": lambda a: "nn.SiLU()",
-    "gelu": lambda a: f"nn.GELU(approximate={_fmt_literal(a['approximate'])})",
-    "clamp": lambda a: "nn.ReLU6()",
+    "relu": lambda a, inplace: f"nn.ReLU({'inplace=True' if inplace else ''})",
+    "sigmoid": lambda a, inplace: "nn.Sigmoid()",
+    "tanh": lambda a, inplace: "nn.Tanh()",
+    "silu": lambda a, inplace: "nn.SiLU()",
+    "gelu": lambda a, inplace: f"nn.GELU(approximate={_fmt_literal(a['approximate'])})",
+    "clamp": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
 }
 
 # Helpers the emitter itself may call in generated code (the lowering table has its own).
@@ -721,13 +725,6 @@ EMITTER_HELPERS = {
         '    """A configuration dualnet never checked: refuse it rather than guess sizes."""\n'
         "    raise ValueError(message)\n"),
 }
-
-
-class _Code(str):
-    """Source text that formats as itself inside tuples."""
-
-    def __repr__(self) -> str:
-        return str(self)
 
 
 def _render(expr, name_of) -> str:
