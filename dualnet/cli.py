@@ -1,4 +1,4 @@
-"""The `dualnet` command line: check, ir, init, --version.
+"""The `dualnet` command line: check, ir, init, compile, --version.
 
 Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
@@ -48,8 +48,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="the weight file to write (replaced atomically)")
     comp = sub.add_parser("compile", help="write the model as source for a framework")
     source_args(comp)
-    comp.add_argument("--target", required=True, choices=("torch",),
-                      help="torch: PyTorch nn.Module source")
+    comp.add_argument("--target", required=True, choices=("torch", "keras"),
+                      help="torch: PyTorch nn.Module source; keras: Keras 3 source")
+    comp.add_argument("--layout", choices=("channels_first", "channels_last"),
+                      default="channels_first",
+                      help="keras: the entry model's image layout (default: channels_first, "
+                      "the arrays the PyTorch module takes)")
     comp.add_argument("-o", "--output", required=True, metavar="DIR",
                       help="directory for <file stem>_<target>.py")
     return parser
@@ -117,7 +121,7 @@ def _compile(args, summary) -> int:
     from dualnet.diagnostics import DualnetError
 
     try:
-        out = write_source(summary, args.target, args.output)
+        out = write_source(summary, args.target, args.output, args.layout)
     except DualnetError as exc:
         summary.diagnostics.extend(exc.diagnostics)
         _print_diagnostics(summary)

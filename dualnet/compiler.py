@@ -12,23 +12,39 @@ from dualnet.api import Summary, check_file
 from dualnet.diagnostics import DualnetError, error
 from dualnet.weights import atomic_write, make_directory
 
-TARGETS = ("torch",)
-_ALLOWED_IMPORTS = {"__future__", "math", "torch", "torch.nn", "torch.nn.functional"}
+TARGETS = ("torch", "keras")
+LAYOUTS = ("channels_first", "channels_last")
+_ALLOWED_IMPORTS = {
+    "torch": {"__future__", "math", "torch", "torch.nn", "torch.nn.functional"},
+    "keras": {"__future__", "math", "keras"},
+}
 
 
-def emit(summary: Summary, target: str) -> tuple[str, str]:
-    """(source, entry class name) for a checked model; only the chosen backend is imported."""
-    if target != "torch":
+def emit(summary: Summary, target: str, layout: str = "channels_first") -> tuple[str, str]:
+    """(source, entry class name) for a checked model; only the chosen backend is imported.
+    `layout` (Keras): the interface of the entry model — dualnet's channels-first order, or
+    channels-last for image tensors."""
+    if target not in TARGETS:
         raise error("E-BACKEND", f"unknown target `{target}`", None,
                     notes=[f"targets: {', '.join(TARGETS)}"])
-    from dualnet.backends.torch.emit import emit_torch
+    if layout not in LAYOUTS:
+        raise error("E-BACKEND", f"unknown layout `{layout}`", None,
+                    notes=[f"layouts: {', '.join(LAYOUTS)}"])
+    if target == "torch":
+        if layout != LAYOUTS[0]:
+            raise error("E-BACKEND", "the PyTorch backend is channels-first only", None)
+        from dualnet.backends.torch.emit import emit_torch
 
-    source, entry = emit_torch(summary.instance, summary.file)
-    _validate(source)
+        source, entry = emit_torch(summary.instance, summary.file)
+    else:
+        from dualnet.backends.keras.emit import emit_keras
+
+        source, entry = emit_keras(summary.instance, summary.file, layout)
+    _validate(source, _ALLOWED_IMPORTS[target])
     return source, entry
 
 
-def _validate(source: str) -> None:
+def _validate(source: str, allowed: set[str]) -> None:
     """The generated file parses and imports nothing but its framework (a backend bug, or a
     name that slipped through, must never reach disk)."""
     try:
@@ -44,21 +60,22 @@ def _validate(source: str) -> None:
         else:
             continue
         for name in names:
-            if name not in _ALLOWED_IMPORTS:
+            if name not in allowed:
                 raise error("E-BACKEND", f"internal error: generated source imports {name}",
                             None)
 
 
 def compile_file(path: str, target: str, out_dir: str, model: str | None = None,
-                 include_dirs: tuple[str, ...] = ()) -> Path:
+                 include_dirs: tuple[str, ...] = (), layout: str = "channels_first") -> Path:
     """Check `path` and write `out_dir/<stem>_<target>.py`; raises DualnetError."""
-    return write_source(_checked(path, model, include_dirs, None), target, out_dir)
+    return write_source(_checked(path, model, include_dirs, None), target, out_dir, layout)
 
 
-def write_source(summary: Summary, target: str, out_dir: str) -> Path:
+def write_source(summary: Summary, target: str, out_dir: str,
+                 layout: str = "channels_first") -> Path:
     """Emit a checked model and write `out_dir/<file stem>_<target>.py` atomically (the
     directory is created if missing)."""
-    source, _ = emit(summary, target)
+    source, _ = emit(summary, target, layout)
     out = Path(out_dir) / f"{Path(summary.file).stem}_{target}.py"
     make_directory(out.parent)
     atomic_write(out, source.encode("utf-8"))
@@ -82,15 +99,23 @@ class Program:
     def check(self, model: str | None = None, **hyper: Any) -> Summary:
         return _checked(self.path, model, self.include_dirs, hyper or None)
 
-    def source(self, target: str, model: str | None = None, **hyper: Any) -> str:
-        return emit(self.check(model, **hyper), target)[0]
+    def source(self, target: str, model: str | None = None, layout: str = "channels_first",
+               **hyper: Any) -> str:
+        return emit(self.check(model, **hyper), target, layout)[0]
 
     def torch(self, model: str | None = None, **hyper: Any):
         """An instance of the generated nn.Module, built with `hyper`. The source runs under
         a registered file name, so tracebacks show the generated lines."""
-        summary = self.check(model, **hyper)
-        source, entry = emit(summary, "torch")
-        filename = f"<dualnet:{Path(self.path).stem}_torch.py>"
+        return self._build("torch", model, "channels_first", hyper)
+
+    def keras(self, model: str | None = None, layout: str = "channels_first", **hyper: Any):
+        """An instance of the generated Keras model (unbuilt until first called, or until
+        `dualnet.load_weights` builds it)."""
+        return self._build("keras", model, layout, hyper)
+
+    def _build(self, target: str, model: str | None, layout: str, hyper: dict):
+        source, entry = emit(self.check(model, **hyper), target, layout)
+        filename = f"<dualnet:{Path(self.path).stem}_{target}.py>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {"__name__": f"dualnet_generated.{Path(self.path).stem}"}
         exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output

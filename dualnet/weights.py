@@ -4,11 +4,14 @@ A dualnet weight file is a `.safetensors` file whose tensor names are the model'
 names (`conv1.weight`, `layer2.0.downsample.1.running_var`, ...), the same in every backend.
 Pickled checkpoints are never read or written.
 
-- `save_weights(obj, path)` / `load_weights(obj, path)` dispatch on the type of `obj` (a
-  `torch.nn.Module` today; Keras models join `_BACKENDS` later). Loading is strict: a
-  missing, extra, mis-shaped or mis-typed tensor is an E-WEIGHTS error naming it, and the
-  object is left unchanged.
+- `save_weights(obj, path)` / `load_weights(obj, path)` dispatch on the type of `obj`: a
+  `torch.nn.Module` (`dualnet.backends.torch.weights`) or a Keras layer or model
+  (`dualnet.backends.keras.state`). Loading is strict: a missing, extra, mis-shaped or
+  mis-typed tensor is an E-WEIGHTS error naming it, and the object is left unchanged.
 - `write_state(state, path)` writes a `{name: tensor}` mapping (what `dualnet init` draws).
+- For backends: `read_tensors(path)` reads a file's tensors without a framework (BatchNorm's
+  `num_batches_tracked` entries, not part of a dualnet model, dropped), `mismatches` and
+  `mismatch_error` word the E-WEIGHTS error.
 
 Writes are atomic: the bytes go to a temporary file in the target's directory, which then
 replaces the target, so a failed write leaves neither a partial file nor a damaged old one.
@@ -24,11 +27,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from dualnet.diagnostics import DualnetError, error
 
 PathLike = str | os.PathLike
+IGNORED = "num_batches_tracked"
+SHOWN = 4  # problems listed as notes after the first
 
 
 def state_specs(instance) -> Iterator[tuple[str, Any]]:
@@ -50,12 +55,17 @@ def _is_torch_module(obj: object) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
-# (predicate, backend module, save function, load function). Extension point: a Keras backend
-# adds `(_is_keras_model, "dualnet.backends.keras.weights", "save_keras", "load_keras")`.
+def _is_keras_layer(obj: object) -> bool:
+    keras = sys.modules.get("keras")  # not imported: obj cannot be a Keras layer
+    return keras is not None and isinstance(obj, keras.layers.Layer)
+
+
+# (predicate, backend module, save function, load function): the extension point.
 _BACKENDS: list[tuple[Callable[[object], bool], str, str, str]] = [
     (_is_torch_module, "dualnet.backends.torch.weights", "save_torch", "load_torch"),
+    (_is_keras_layer, "dualnet.backends.keras.state", "save_keras", "load_keras"),
 ]
-_SUPPORTED = "a torch.nn.Module"
+_SUPPORTED = "a torch.nn.Module or a Keras layer or model (keras.layers.Layer)"
 
 
 def _backend(obj: object, verb: str, index: int) -> Callable:
@@ -90,6 +100,77 @@ def write_state(state: Mapping[str, Any], path: PathLike) -> None:
     from dualnet.backends.torch.weights import serialize
 
     atomic_write(path, serialize(state))
+
+
+# ---------------------------------------------------------------- reading and checking
+
+
+class Stored(NamedTuple):
+    """One tensor of a safetensors file: dtype (`f32`, `bf16`, `i64`, ...), shape, raw bytes."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytearray
+
+
+def ignored(name: str) -> bool:
+    """BatchNorm's `num_batches_tracked` counter, which is no part of a dualnet model."""
+    return name == IGNORED or name.endswith("." + IGNORED)
+
+
+def read_tensors(path: PathLike) -> dict[str, Stored]:
+    """The tensors of a safetensors file, without `num_batches_tracked` entries (E-IO if it
+    cannot be read, E-WEIGHTS if it is not a safetensors file). Imports no ML framework."""
+    from safetensors import SafetensorError, deserialize
+
+    data = read_bytes(path)
+    try:
+        tensors = deserialize(data)
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
+        raise not_safetensors(path, exc) from None
+    return {name: Stored(t["dtype"].lower(), tuple(t["shape"]), t["data"])
+            for name, t in tensors if not ignored(name)}
+
+
+def not_safetensors(path: PathLike, exc: Exception) -> DualnetError:
+    return error("E-WEIGHTS", f"{os.fspath(path)} is not a valid safetensors file: {exc}", None,
+                 notes=("dualnet reads only .safetensors files, never pickled checkpoints "
+                        "(.pt, .pth, .bin)",))
+
+
+def describe(dtype: str, shape: tuple) -> str:
+    """`f32[6, 1, 5, 5]`; a size that is not known shows as `?`."""
+    return f"{dtype}[{', '.join('?' if d is None else str(d) for d in shape)}]"
+
+
+TensorInfo = tuple[str, tuple]  # (dtype, shape), both as tuples
+
+
+def mismatches(expected: Mapping[str, TensorInfo], found: Mapping[str, TensorInfo],
+               file: str) -> list[str]:
+    """One sentence per tensor that does not fit: the model's tensors in order (missing,
+    mis-shaped, mis-typed), then the file's extra tensors in name order."""
+    out = []
+    for name, want in expected.items():
+        got = found.get(name)
+        if got is None:
+            out.append(f"`{name}` ({describe(*want)}) is missing from {file}")
+        elif got != want:
+            out.append(f"`{name}` in {file} is {describe(*got)}; the model expects "
+                       f"{describe(*want)}")
+    for name in sorted(set(found) - set(expected)):
+        out.append(f"{file} has a tensor `{name}` ({describe(*found[name])}) that the model "
+                   "does not have")
+    return out
+
+
+def mismatch_error(problems: list[str]) -> DualnetError:
+    """E-WEIGHTS with the first problem as message and up to SHOWN more as notes."""
+    first, *rest = problems
+    notes = rest[:SHOWN]
+    if len(rest) > SHOWN:
+        notes.append(f"and {len(rest) - SHOWN} more")
+    return error("E-WEIGHTS", first, None, notes=notes)
 
 
 # ---------------------------------------------------------------- files

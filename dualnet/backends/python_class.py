@@ -205,11 +205,11 @@ class ClassWriter:
             return f"{self.py(name)}_"
         if name in self.hypers or name in self.local_consts:
             self.used_in_forward.add(name)
-            return f"self.{self.py(name)}"
+            return f"self.{self.attr_name(name)}"
         for arg, t in zip(self.forward.args, self.first.graphs[0].inputs, strict=True):
             for axis, d in enumerate(t.type.shape):
                 if isinstance(d, Dim) and d.symbol == name:
-                    return f"{self.py(arg.name)}.shape[{axis}]"
+                    return self.dim_source(arg.name, axis)
         raise Unsupported(f"cannot find the size `{name}` at run time", None)
 
     def fmt_forward(self, v: Any) -> str:
@@ -228,16 +228,15 @@ class ClassWriter:
                 default = (f" = {self.fmt_init(self.first.call_dims[d])}"
                            if self.first is self.em.entry else "")
                 params.append(f"{self.py(d)}: int{default}")
-        stored = [h for h in self.hypers + list(self.local_consts)
-                  if h in self.used_in_forward]
+        stored = self.stored_names()
         span = self.decl.span
         lines = [f"class {self.plan.name}({self.base_class()}):",
                  f'    """{self.decl.name.id} ({self.src}:{span.line})."""', "",
                  *(f"    {line}" for line in self.constructor_header(params))]
         lines += [f"        {line}" for line in self.default_fixups()]
-        lines += [f"        self.{self.py(h)} = {self.py(h)}" for h in stored]
+        lines += [f"        self.{self.attr_name(h)} = {self.py(h)}" for h in stored]
         lines += [f"        {line}" for line in init_lines]
-        lines += [f"    {line}" for line in self.extra_methods(params)]
+        lines += [f"    {line}" if line else "" for line in self.extra_methods(params)]
         lines += [""] + [f"    {line}" for line in forward_lines]
         return "\n".join(layout(lines))
 
@@ -248,6 +247,19 @@ class ClassWriter:
     def constructor_header(self, params: list[str]) -> list[str]:
         """The `def __init__` line and the call of the base constructor."""
         raise NotImplementedError
+
+    def stored_names(self) -> list[str]:
+        """Constructor arguments and local constants kept as attributes: those forward
+        reads."""
+        return [h for h in self.hypers + list(self.local_consts) if h in self.used_in_forward]
+
+    def attr_name(self, name: str) -> str:
+        """The attribute that stores hyperparameter or constant `name`."""
+        return self.py(name)
+
+    def dim_source(self, arg: str, axis: int) -> str:
+        """A dimension of a forward argument, read at run time."""
+        return f"{self.py(arg)}.shape[{axis}]"
 
     def extra_methods(self, params: list[str]) -> list[str]:
         """Methods between the constructor and the forward method (none by default)."""
@@ -288,9 +300,11 @@ class ClassWriter:
         """An op node as an expression, its inputs' source by signature name."""
         raise NotImplementedError
 
-    def model_call(self, node: Node, target: str, args: list[str]) -> str:
-        """A call of a child model (or a Sequential) with already formatted arguments."""
-        return f"{target}({', '.join(args)})"
+    def model_call(self, node: Node, target: str, args: list[str],
+                   keywords: dict[str, str]) -> str:
+        """A call of a child model (or a Sequential) with its arguments' source."""
+        kw = [f"{self.py(k)}={v}" for k, v in keywords.items()]
+        return f"{target}({', '.join(args + kw)})"
 
     def op_expr(self, node: Node, operands: list[ast.Expr], codes: dict) -> str:
         """An operator (`a + b`, `-x`, `x[i]`) as an expression."""
@@ -477,7 +491,7 @@ class ClassWriter:
         for stmt in self.forward.body:
             statements += self.statement(stmt, {})
             self.after_statement(stmt)
-        prelude = [f"{self.py(d)}_ = {self.py(self.sig_dims[d][0])}.shape[{self.sig_dims[d][1]}]"
+        prelude = [f"{self.py(d)}_ = {self.dim_source(*self.sig_dims[d])}"
                    for d in self.sig_dims if d in self.used_in_forward]
         return [self.forward_header(graph)] + \
             [f"    {line}" for line in body + prelude + statements]
@@ -628,8 +642,8 @@ class ClassWriter:
             layer = self.layer_of(node)
             return self.layer_call(node, target, codes, {**layer.attrs, **node.attrs})
         positional = [a if isinstance(a, str) else self.expr(a, env) for a in args]
-        kw = [f"{self.py(k)}={self.expr(v, env)}" for k, v in keywords.items()]
-        return self.model_call(node, target, positional + kw)
+        return self.model_call(node, target, positional,
+                               {k: self.expr(v, env) for k, v in keywords.items()})
 
     def layer_of(self, node: Node) -> LayerInstance:
         for inst in self.plan.instances:

@@ -40,12 +40,16 @@ Layer choices (op: Keras layer; its `get_weights()` list):
   use_causal_mask is top-left aligned, as dualnet's; but a query that may attend no key gets
   a uniform average over all keys where dualnet gives zero weights (result out_proj.bias):
   the emitter selects out_proj.bias (or 0) for such queries.
+- Dropout: Dropout(rate=p); Identity: Identity (no weights).
 
-Convolutions are "valid": the emitter pads the input with `attrs["pads"]` (channels-last
-order) first, and crops the output of Conv2DTranspose by `attrs["pads"]` (PyTorch's padding).
-Where the pads are unresolved (None: "same" on a symbolic size, stride > 1), the layer gets
-Keras's "same", which is TensorFlow's rule and so dualnet's. Keras refuses strides > 1 together
-with dilation_rate > 1, and an output_padding not below the stride (PyTorch allows up to the
+Convolutions get Keras's "same" where it pads exactly as dualnet for every input size
+(`keras_same`: dualnet's "same" is TensorFlow's rule, unresolved pads included — None, "same"
+on a symbolic size with stride > 1 — and explicit pads match it at stride 1 when symmetric
+with 2·p = dilation·(k − 1)); otherwise they are "valid" and the emitter pads the input with
+`attrs["pads"]` (channels-last order) first. Conv2DTranspose is always "valid", its output
+cropped by `attrs["pads"]` (PyTorch's padding); its output_padding is None (Keras infers the
+size) where that gives PyTorch's size. Keras refuses strides > 1 together with
+dilation_rate > 1, and an output_padding not below the stride (PyTorch allows up to the
 dilation): such layers get the kernel dilated with zeros (and, for output_padding ≥ stride,
 that many zero taps appended at its end) and dilation 1 — the same sums, since the added taps
 are exact zeros. Grouped transposed convolutions (Conv2DTranspose has no groups) get a
@@ -60,10 +64,12 @@ bias], which keeps PyTorch's two biases.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
+from dualnet.ir.tagged import Tagged
 from dualnet.ops.recurrent import param_names
 
 CONVS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d")
@@ -112,19 +118,48 @@ def keras_kernel_size(op: str, attrs: dict) -> tuple[int, ...]:
                                                          _tail(op, attrs), strict=True))
 
 
+def _fixed(size) -> bool:
+    """A size every instance of a generated class has: not one a hyperparameter sets (a
+    block's `stride` is 1 in some instances and 2 in others)."""
+    return not isinstance(size, Tagged) or isinstance(size.expr, int)
+
+
+def keras_same(attrs: dict) -> bool:
+    """Whether Keras's padding="same" pads a convolution or pooling window exactly as `attrs`
+    ("padding", "pads", "kernel", "stride", optional "dilation") say, for every input size."""
+    if attrs.get("padding") == "same":  # TensorFlow's rule, also where pads are None
+        return True
+    pads = attrs["pads"]
+    if not any(before or after for before, after in pads):
+        return False  # nothing to pad: "valid"
+    dilation = attrs.get("dilation") or (1,) * len(pads)
+    return all(_fixed(s) and s == 1 and before == after and before + after == d * (k - 1)
+               for (before, after), k, s, d in zip(pads, attrs["kernel"], attrs["stride"],
+                                                   dilation, strict=True))
+
+
+def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None:
+    """Conv2DTranspose's output_padding: None where Keras's inferred size, n·s + max(k' − s, 0)
+    (k' the dilated kernel), is PyTorch's (n − 1)·s + k' + output_padding."""
+    pads = tuple(o if o < s else 0 for o, s in zip(attrs["output_padding"], attrs["stride"],
+                                                    strict=True))
+    spans = (d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    if not any(pads) and all(span >= s for span, s in zip(spans, attrs["stride"], strict=True)):
+        return None
+    return pads
+
+
 def _conv_layer(op: str, attrs: dict) -> KerasLayer:
     n = len(attrs["kernel"])
-    dilated = dilates_kernel(op, attrs)
-    same = any(p is None for p in attrs["pads"])
+    kernel = keras_kernel_size(op, attrs)
+    dilation = (1,) * n if dilates_kernel(op, attrs) else tuple(attrs["dilation"])
+    same = op != "ConvTranspose2d" and keras_same(attrs)
     kwargs: dict[str, Any] = {
-        "kernel_size": keras_kernel_size(op, attrs), "strides": tuple(attrs["stride"]),
-        "padding": "same" if same else "valid",
-        "dilation_rate": (1,) * n if dilated else tuple(attrs["dilation"]),
+        "kernel_size": kernel, "strides": tuple(attrs["stride"]),
+        "padding": "same" if same else "valid", "dilation_rate": dilation,
         "use_bias": bool(attrs["bias"]), "data_format": "channels_last"}
     if op == "ConvTranspose2d":
-        kwargs["output_padding"] = tuple(o if o < s else 0 for o, s in
-                                         zip(attrs["output_padding"], attrs["stride"],
-                                             strict=True))
+        kwargs["output_padding"] = _output_padding(attrs, kernel, dilation)
         return KerasLayer("Conv2DTranspose", {"filters": attrs["out"], **kwargs})
     if is_depthwise(op, attrs):
         mult = attrs["out"] // attrs["groups"]
@@ -151,7 +186,7 @@ def keras_layer(op: str, attrs: dict) -> KerasLayer:
         return KerasLayer("Dense", {"units": attrs["out"], "use_bias": bool(attrs["bias"])})
     if op == "BatchNorm":
         return KerasLayer("BatchNormalization", {"axis": -1, "epsilon": attrs["eps"],
-                                                 "momentum": 1.0 - attrs["momentum"]})
+                                                 "momentum": _complement(attrs["momentum"])})
     if op == "LayerNorm":
         axes = list(range(-attrs["axes"], 0))
         return KerasLayer("LayerNormalization", {"axis": axes[0] if len(axes) == 1 else axes,
@@ -165,7 +200,16 @@ def keras_layer(op: str, attrs: dict) -> KerasLayer:
         return KerasLayer("MultiHeadAttention", {
             "num_heads": attrs["heads"], "key_dim": attrs["dim"] // attrs["heads"],
             "use_bias": bool(attrs["bias"])})
-    raise KeyError(f"{op} is not a layer with Keras weights")
+    if op == "Dropout":
+        return KerasLayer("Dropout", {"rate": attrs["p"]})
+    if op == "Identity":
+        return KerasLayer("Identity")
+    raise KeyError(f"{op} is not a built-in layer")
+
+
+def _complement(m: float) -> float:
+    """1 − m as the decimal the source wrote means it (1 − 0.7 is 0.3, not 0.30000000000000004)."""
+    return float(1 - Decimal(repr(float(m))))
 
 
 def make_layer(op: str, attrs: dict):

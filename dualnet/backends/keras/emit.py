@@ -1,0 +1,506 @@
+"""Keras 3 source from the typed IR: one class per model definition (the entry model a
+`keras.Model`, the others `keras.layers.Layer`), built by the shared
+`python_class.ClassWriter` with Keras headers, `keras.Sequential`, and the lowering table.
+
+Layouts (`layout.py`): every tensor expression the writer produces is a `Code` that knows
+whether it holds the value channels-first (dualnet's order) or channels-last, and its rank;
+the writer transposes only where an op needs the other layout. The entry model takes and
+returns dualnet's order (or channels-last images with `layout="channels_last"`).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from dualnet import __version__
+from dualnet.backends.keras import lowering
+from dualnet.backends.keras.layout import (
+    AXIS_OPS,
+    CF,
+    CL,
+    is_spatial,
+    keeps_layout,
+    prefers_channels_last,
+    remap_attrs,
+    remap_axis,
+    to_cf,
+    to_cl,
+)
+from dualnet.backends.keras.names import keras_attr
+from dualnet.backends.keras.weights import CONVS, keras_same
+from dualnet.backends.python_class import (
+    PYTHON_RESERVED,
+    ClassPlan,
+    ClassWriter,
+    Emitter,
+    Unsupported,
+    fmt_literal,
+    sequence,
+)
+from dualnet.diagnostics import error
+from dualnet.ir.dims import Dim
+from dualnet.ir.graph import LayerInstance, ModelInstance, Node
+from dualnet.ir.tagged import Tagged, Written
+from dualnet.ir.types import TensorType
+from dualnet.ops import REGISTRY
+from dualnet.syntax import ast
+
+LAYOUTS = ("channels_first", "channels_last")
+
+
+class Code(str):
+    """Generated source of a tensor expression, with its layout and rank; `layouts` holds
+    one (layout, rank) per result when the expression gives a tuple."""
+
+    layout: str
+    rank: int
+    layouts: tuple[tuple[str, int], ...]
+
+
+def code(text: str, layout: str = CF, rank: int = 0, layouts=()) -> Code:
+    out = Code(text)
+    out.layout, out.rank, out.layouts = (layout if rank >= 3 else CF), rank, tuple(layouts)
+    return out
+
+
+def convert(src: str, want: str) -> str:
+    """`src` (a Code; plain source is channels-first) in layout `want`."""
+    have = getattr(src, "layout", CF)
+    rank = getattr(src, "rank", 0)
+    if have == want or rank < 3:
+        return src
+    perm = to_cl(rank) if want == CL else to_cf(rank)
+    return code(f"ops.transpose({src}, {fmt_literal(perm)})", want, rank)
+
+
+def _permuted(t: TensorType) -> TensorType:
+    if len(t.shape) < 3:
+        return t
+    return TensorType(t.dtype, tuple(t.shape[i] for i in to_cl(len(t.shape))))
+
+
+def _concrete(value):
+    """An attribute as the plain value a parameterless step bakes in."""
+    if isinstance(value, Written | Dim) or (isinstance(value, Tagged)
+                                            and not isinstance(value.expr, int)):
+        raise Unsupported("a Sequential step whose arguments depend on hyperparameters; "
+                          "call the function in forward instead", None)
+    if isinstance(value, tuple | list):
+        return type(value)(_concrete(v) for v in value)
+    return int(value) if isinstance(value, Tagged) else value
+
+
+# Function steps of a Sequential that Keras has a built-in layer for (exactly this meaning).
+_BUILTIN_STEPS = {
+    "relu": lambda a: "keras.layers.ReLU()",
+    "sigmoid": lambda a: 'keras.layers.Activation("sigmoid")',
+    "tanh": lambda a: 'keras.layers.Activation("tanh")',
+    "silu": lambda a: 'keras.layers.Activation("silu")',
+    "gelu": lambda a: 'keras.layers.Activation("gelu")' if a["approximate"] == "none" else None,
+    "clamp": lambda a: "keras.layers.ReLU(max_value=6.0)" if (a["lo"], a["hi"]) == (0, 6)
+    else None,
+}
+
+
+_UNCHECKED = (
+    "def _unchecked(message: str) -> keras.layers.Layer:\n"
+    '    """A configuration dualnet never checked: refuse it rather than guess sizes."""\n'
+    "    raise ValueError(message)\n")
+
+
+class KerasEmitter(Emitter):
+    """Writes one Keras file for an entry model instance and everything it uses."""
+
+    # `mask` and `training` are call arguments Keras fills in itself
+    reserved = PYTHON_RESERVED | {"keras", "ops", "mask", "training", "_register"} | \
+        set(lowering.HELPERS)
+
+    def __init__(self, entry: ModelInstance, source: str, layout: str = "channels_first"):
+        super().__init__(entry, source)
+        self.interface = layout
+        self.steps: dict[str, str] = {}  # step class body → its name
+        self.layouts: dict[int, tuple[tuple, tuple]] = {}  # id(instance) → (ins, outs)
+
+    def emit(self) -> str:
+        body = self.write_classes()
+        steps = "\n\n\n".join(self.step_classes())
+        helpers = lowering.helpers_needed(body + steps)
+        package = f"dualnet.{PurePath(self.source).stem}"
+        interface = ("channels-first ([B, C, H, W], as PyTorch)" if self.interface == LAYOUTS[0]
+                     else "channels-last for images ([B, H, W, C])")
+        header = (f'"""Keras models generated by dualnet {__version__} from {self.source}.\n\n'
+                  f"Inputs and outputs are {interface};\ninside, convolutions, pooling and "
+                  "normalisation run channels-last.\nEdit the .dnet source and regenerate rather "
+                  'than editing this file.\n"""\n\n'
+                  "from __future__ import annotations\n\nimport keras\nfrom keras import ops\n\n"
+                  "_register = keras.saving.register_keras_serializable(package="
+                  f"{fmt_literal(package)})")
+        own = [_UNCHECKED] if "_unchecked(" in body else []
+        parts = [header, *(lowering.HELPERS[h].strip() for h in helpers), *own, steps, body]
+        return "\n\n\n".join(p.strip("\n") for p in parts if p) + "\n"
+
+    def step_class(self, body: str, op: str) -> str:
+        """The name of the step class with this `call` body (one per distinct body)."""
+        if body not in self.steps:
+            base = "_" + "".join(w.capitalize() for w in op.split("_"))
+            name, n = base, 1
+            while name in self.steps.values():
+                n += 1
+                name = f"{base}{n}"
+            self.steps[body] = name
+        return self.steps[body]
+
+    def step_classes(self) -> list[str]:
+        return [f'@_register\nclass {name}(keras.layers.Layer):\n'
+                f'    """A parameterless Sequential step."""\n\n'
+                f"    def call(self, x):\n        return {body}"
+                for body, name in self.steps.items()]
+
+
+class KerasClassWriter(ClassWriter):
+    def __init__(self, emitter: KerasEmitter, plan: ClassPlan):
+        super().__init__(emitter, plan)
+        self.em: KerasEmitter = emitter
+        self.is_entry = self.first is emitter.entry
+        graph = self.first.graphs[0]
+        self.in_layouts = tuple(self.input_layout(v) for v in graph.inputs)
+        self.vars: dict[str, tuple[str, int]] = {}  # variable → (layout, rank)
+        self.out_layouts: list[str] | None = None
+
+    def input_layout(self, value) -> str:
+        prefers = prefers_channels_last(self.first.graphs[0], value)
+        if self.is_entry and self.em.interface == LAYOUTS[0]:
+            return CF
+        return CL if prefers else CF
+
+    # -- class
+    def base_class(self) -> str:
+        return "keras.Model" if self.is_entry else "keras.layers.Layer"
+
+    def write(self) -> str:
+        text = super().write()
+        ins = self.in_layouts
+        outs = tuple(self.out_layouts or ())
+        for inst in self.plan.instances:
+            self.em.layouts[id(inst)] = (ins, outs)
+        return "@_register\n" + text
+
+    def constructor_header(self, params: list[str]) -> list[str]:
+        return [f"def __init__({', '.join([*params, '**kwargs'])}) -> None:",
+                "    super().__init__(**kwargs)"]
+
+    def stored_names(self) -> list[str]:
+        """Every constructor argument (get_config returns them) and the constants forward
+        reads."""
+        consts = [c for c in self.local_consts if c in self.used_in_forward]
+        return self.hypers + self.plan.required_dims + consts
+
+    def attr_name(self, name: str) -> str:
+        return keras_attr(name)
+
+    def extra_methods(self, params: list[str]) -> list[str]:
+        names = self.hypers + self.plan.required_dims
+        items = ", ".join(f"{fmt_literal(n)}: self.{keras_attr(n)}" for n in names)
+        return ["", "def get_config(self) -> dict:",
+                f"    return {{**super().get_config(), {items}}}" if items else
+                "    return super().get_config()"]
+
+    def layer_ref(self, name: str) -> str:
+        return f"self.{keras_attr(name)}"
+
+    def iterable(self, e: ast.Expr, env: dict[str, str]) -> str:
+        if isinstance(e, ast.Name) and e.id in self.layer_names:
+            return f"{self.layer_ref(e.id)}.layers"  # a keras.Sequential's steps
+        return super().iterable(e, env)
+
+    def construct_layer(self, op: str, attrs: dict) -> str:
+        return lowering.KERAS_LAYERS[op].construct(attrs, self.fmt_init)
+
+    def forward_header(self, graph) -> str:
+        return f"def call(self, {', '.join(self.py(a.name) for a in self.forward.args)}):"
+
+    def dim_source(self, arg: str, axis: int) -> str:
+        index = [a.name for a in self.forward.args].index(arg)
+        value = self.first.graphs[0].inputs[index]
+        rank = len(value.type.shape)
+        if self.in_layouts[index] == CL:
+            axis = remap_axis(axis, rank)
+        return f"ops.shape({self.py(arg)})[{axis}]"
+
+    # -- variables and statements
+    def before_statements(self) -> None:
+        graph = self.first.graphs[0]
+        for arg, value, layout in zip(self.forward.args, graph.inputs, self.in_layouts,
+                                      strict=True):
+            self.vars[arg.name] = (layout, len(value.type.shape))
+
+    def variable(self, name: str) -> str:
+        layout, rank = self.vars.get(name, (CF, 0))
+        return code(self.py(name), layout, rank)
+
+    def assigned(self, name: str, src: str, index: int) -> str:
+        layouts = getattr(src, "layouts", ())
+        if layouts:
+            self.vars[name] = layouts[index] if index < len(layouts) else (CF, 0)
+        else:
+            self.vars[name] = (getattr(src, "layout", CF), getattr(src, "rank", 0))
+        return self.py(name)
+
+    def returned(self, codes: list[str]) -> list[str]:
+        if self.is_entry:
+            wants = [CL if self.em.interface == LAYOUTS[1] and getattr(c, "layout", CF) == CL
+                     else CF for c in codes]
+        else:
+            wants = self.out_layouts or [getattr(c, "layout", CF) for c in codes]
+        self.out_layouts = self.out_layouts or wants
+        return [convert(c, w) for c, w in zip(codes, self.out_layouts, strict=True)]
+
+    def for_statement(self, s, env: dict[str, str], where: str) -> list[str]:
+        """A loop body must leave each variable in the layout it found it in: the body is
+        written once to learn what it does; a variable it changes is converted before the
+        loop (once), and if it still changes, back at the end of each iteration."""
+        before = dict(self.vars)
+        super().for_statement(s, dict(env), where)
+        changed = {n: self.vars[n] for n in before if self.vars.get(n) != before[n]}
+        prologue = [f"{self.py(n)} = {convert(code(self.py(n), *before[n]), info[0])}"
+                    for n, info in changed.items()]
+        self.vars = {**before, **changed}
+        start = dict(self.vars)
+        lines = super().for_statement(s, env, where)
+        fixes = [f"    {self.py(n)} = {convert(self.variable(n), start[n][0])}"
+                 for n in start if self.vars.get(n) != start[n]]
+        self.vars.update(start)
+        return prologue + lines + fixes
+
+    def if_statement(self, s, env: dict[str, str], where: str) -> list[str]:
+        """Both branches leave each variable in one layout (dualnet's, where they differ)."""
+        before = dict(self.vars)
+        cond = self.const_forward(s.cond, env)
+        body = self.block(s.body, env)
+        after_body, self.vars = self.vars, dict(before)
+        orelse = self.block(s.orelse, env) if s.orelse else []
+        after_else = self.vars
+        merged, fix_body, fix_else = {}, [], []
+        for name in set(after_body) | set(after_else):
+            a, b = after_body.get(name), after_else.get(name)
+            if a == b or a is None or b is None:
+                merged[name] = a or b
+                continue
+            merged[name] = (CF, a[1])
+            for info, fixes in ((a, fix_body), (b, fix_else)):
+                fixes.append(f"    {self.py(name)} = {convert(code(self.py(name), *info), CF)}")
+        self.vars = merged
+        lines = [f"if {cond}:  # {where}", *body, *fix_body]
+        if s.orelse or fix_else:
+            lines += ["else:", *(orelse or ["    pass"]), *fix_else]
+        return lines
+
+    def conditional(self, then: str, cond: str, orelse: str) -> str:
+        want = getattr(then, "layout", CF)
+        if want != getattr(orelse, "layout", CF):
+            want = CF
+        rank = max(getattr(then, "rank", 0), getattr(orelse, "rank", 0))
+        return code(f"{convert(then, want)} if {cond} else {convert(orelse, want)}", want, rank)
+
+    # -- ops and layers
+    def keras_call(self, node: Node, codes: dict, attrs: dict, permuted: bool,
+                   fmt=None) -> lowering.KerasCall:
+        in_types = self.input_types(node)
+        out_types = [v.type for v in node.outputs]
+        if permuted:
+            in_types = {k: ([_permuted(t) for t in v] if isinstance(v, list) else _permuted(v))
+                        for k, v in in_types.items()}
+            out_types = [_permuted(t) for t in out_types]
+        return lowering.KerasCall(codes, attrs, in_types, out_types, fmt or self.fmt_forward)
+
+    def layouts_for(self, node: Node, codes: dict, attrs: dict) -> tuple[str, dict]:
+        """The layout `node` runs in, its inputs converted to it, and its attributes (axes
+        remapped when it runs channels-last)."""
+        rank = len(node.inputs[0].type.shape) if node.inputs else 0
+        out_rank = len(node.outputs[0].type.shape) if node.outputs else 0
+        if is_spatial(node.op, rank):
+            return CL, attrs
+        flat = [c for v in codes.values() if v is not None
+                for c in (v if isinstance(v, list) else [v])]
+        channels_last = [c for c in flat if getattr(c, "layout", CF) == CL]
+        full = all(getattr(c, "rank", 0) in (0, out_rank) for c in flat)
+        if channels_last and full and (keeps_layout(node.op) or node.op == "concat"):
+            return CL, {**attrs, "axis": remap_axis(attrs["axis"], out_rank)} \
+                if node.op == "concat" else attrs
+        if channels_last and full and node.op in AXIS_OPS and len(flat) == 1:
+            remapped = remap_attrs(node.op, attrs, rank)
+            if remapped is not None:
+                return CL, remapped
+        return CF, attrs
+
+    def run_in(self, node: Node, codes: dict, attrs: dict) -> tuple[str, dict, dict]:
+        layout, attrs = self.layouts_for(node, codes, attrs)
+        converted = {k: ([convert(c, layout) for c in v] if isinstance(v, list)
+                         else None if v is None else convert(v, layout))
+                     for k, v in codes.items()}
+        return layout, converted, attrs
+
+    def result(self, node: Node, src: str, layout: str) -> Code:
+        """The node's result source, each output's layout known (rank-2 results are CF)."""
+        outs = [(layout if len(v.type.shape) >= 3 else CF, len(v.type.shape))
+                for v in node.outputs]
+        if len(outs) == 1:
+            return code(src, *outs[0])
+        return code(src, CF, 0, outs)
+
+    def lower(self, node: Node, codes: dict, attrs: dict | None = None) -> str:
+        attrs = dict(node.attrs) if attrs is None else attrs
+        layout, codes, attrs = self.run_in(node, codes, attrs)
+        permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
+        src = lowering.lower_function(node.op, self.keras_call(node, codes, attrs, permuted))
+        return self.result(node, src, layout)
+
+    def layer_call(self, node: Node, target: str, codes: dict, attrs: dict) -> str:
+        layout, codes, attrs = self.run_in(node, codes, attrs)
+        permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
+        call = self.keras_call(node, codes, attrs, permuted)
+        return self.result(node, lowering.KERAS_LAYERS[node.op].call(target, call), layout)
+
+    def model_call(self, node: Node, target: str, args: list[str],
+                   keywords: dict[str, str]) -> str:
+        ins, outs = self.callee_layouts(node)
+        positional = [convert(a, w) for a, w in zip(args, ins, strict=False)]
+        rest = list(ins[len(args):])
+        kw = [f"{self.py(k)}={convert(v, rest.pop(0) if rest else CF)}"
+              for k, v in keywords.items()]
+        src = f"{target}({', '.join(positional + kw)})"
+        ranks = [len(v.type.shape) for v in node.outputs]
+        if len(outs) == 1:
+            return code(src, outs[0], ranks[0])
+        return code(src, CF, 0, list(zip(outs, ranks, strict=True)))
+
+    def callee_layouts(self, node: Node) -> tuple[tuple, tuple]:
+        """(input layouts, output layouts) of the child model, Sequential or step a call
+        node reaches."""
+        for inst in self.plan.instances:
+            for graph in inst.graphs:
+                if any(n is node for n in graph.nodes):
+                    child = inst.child(node.target)
+                    if id(child) in self.em.layouts:
+                        return self.em.layouts[id(child)]
+        raise Unsupported("the layout of this call is unknown", node.span)
+
+    # -- Sequential
+    def sequential_expr(self, e: ast.Call, built: list, env: dict[str, str]) -> str:
+        seq = built[0]
+        generated = e.args and isinstance(e.args[0], ast.Generator)
+        if not seq.graphs:  # only iterated (`for layer in seq`): each step is called alone
+            if generated:
+                inner, var, iterable = self.generator_steps(e, built, env)
+                return f"keras.Sequential([{inner} for {var} in {iterable}])"
+            items = [self.layer_expr(arg, [s.children[str(i)] for s in built], env)
+                     for i, arg in enumerate(e.args)]
+            return f"keras.Sequential({sequence(items, False)})"
+        steps = seq.graphs[0].nodes
+        first = CL if prefers_channels_last(seq.graphs[0], seq.graphs[0].inputs[0]) else CF
+        current = first
+        items = []
+        for index, node in enumerate(steps):
+            child = seq.children[str(index)]
+            ins, outs = self.step_layouts(child, node, current)
+            rank = len(node.inputs[0].type.shape)
+            if ins[0] != current and rank >= 3:
+                if generated and index:
+                    raise Unsupported("the blocks of this generated Sequential change the "
+                                      "layout; declare them one by one", e.span)
+                if index:
+                    perm = (to_cl if ins[0] == CL else to_cf)(rank)[1:]
+                    items.append(f"keras.layers.Permute({fmt_literal(perm)})")
+                else:
+                    first = ins[0]
+            if not generated:
+                children = [s.children[str(index)] for s in built]
+                items += self.step_expr(e.args[index], children, env, current, node)
+            current = outs[0] if len(node.outputs[0].type.shape) >= 3 else CF
+        if generated:
+            child = seq.children["0"]
+            if isinstance(child, LayerInstance) and child.op in CONVS and \
+                    len(self.step_expr(e.args[0].element, [child],
+                                       {**env, e.args[0].var: self.py(e.args[0].var)}, current,
+                                       steps[0])) > 1:
+                raise Unsupported("a generated Sequential of padded convolutions; declare the "
+                                  "layers one by one", e.span)
+            inner, var, iterable = self.generator_steps(e, built, env)
+            items = [f"{inner} for {var} in {iterable}"]
+        for inst in built:
+            self.em.layouts[id(inst)] = ((first,), (current,))
+        return f"keras.Sequential({sequence(items, False)})"
+
+    def step_layouts(self, child, node: Node, current: str) -> tuple[tuple, tuple]:
+        rank = len(node.inputs[0].type.shape)
+        if isinstance(child, ModelInstance):
+            if child.definition == "Sequential":
+                graph = child.graphs[0]
+                first = CL if prefers_channels_last(graph, graph.inputs[0]) else CF
+                return (first,), self.em.layouts.get(id(child), ((first,), (first,)))[1]
+            return self.em.layouts[id(child)]
+        if REGISTRY[child.op].is_layer:
+            if is_spatial(child.op, rank):
+                return (CL,), (CL,)
+            if keeps_layout(child.op):
+                return (current,), (current,)
+            return (CF,), (CF,)
+        # a function step converts inside its own call
+        layout, _ = self.layouts_for(node, {"x": code("x", current, rank)}, dict(node.attrs))
+        return (current,), (layout,)
+
+    def step_expr(self, arg, children: list, env, current: str, node: Node) -> list[str]:
+        """A Sequential step, with the padding (before) or cropping (after) steps a
+        convolution's call would apply in forward."""
+        child = children[0]
+        if isinstance(child, LayerInstance) and not REGISTRY[child.op].is_layer:
+            return [self.function_step(child, node, current)]
+        step = self.layer_expr(arg, children, env)
+        if not isinstance(child, LayerInstance) or child.op not in CONVS:
+            return [step]
+        attrs = self.common_attrs(children)
+        pads = tuple(attrs["pads"])
+        n = len(pads)
+        if child.op == "ConvTranspose2d":
+            crop = any(p for pair in pads for p in pair)
+            return [step, f"keras.layers.Cropping2D({self.fmt_init(pads)})"] if crop else [step]
+        if keras_same(attrs) or not any(p for pair in pads for p in pair):
+            return [step]
+        widths = pads[0] if n == 1 else pads
+        return [f"keras.layers.ZeroPadding{n}D({self.fmt_init(widths)})", step]
+
+    def function_module(self, layer: LayerInstance) -> str:
+        """A function declared as a layer (`act = gelu`): a step that takes dualnet's order."""
+        node = next(n for inst in self.plan.instances for g in inst.graphs for n in g.nodes
+                    if n.kind == "layer" and inst.child(n.target) is layer)
+        out = self.step_layouts(layer, node, CF)[1]
+        self.em.layouts[id(layer)] = ((CF,), out)
+        return self.function_step(layer, node, CF)
+
+    def function_step(self, layer: LayerInstance, node: Node, current: str) -> str:
+        """A parameterless function as a Sequential step: a Keras layer with exactly its
+        meaning, else a small generated layer class whose `call` is the op's lowering."""
+        attrs = {k: _concrete(v) for k, v in layer.attrs.items()}
+        builtin = _BUILTIN_STEPS.get(layer.op)
+        if builtin is not None and builtin(attrs):
+            return builtin(attrs)
+        rank = len(node.inputs[0].type.shape)
+        x = code("x", current, rank)
+        layout, codes, attrs = self.run_in(node, {"x": x}, attrs)
+        permuted = layout == CL and not is_spatial(node.op, rank)
+        call = self.keras_call(node, codes, attrs, permuted, fmt=fmt_literal)
+        body = lowering.lower_function(layer.op, call)
+        return f"{self.em.step_class(body, layer.op)}()"
+
+
+KerasEmitter.writer = KerasClassWriter
+
+
+def emit_keras(entry: ModelInstance, source: str, layout: str = "channels_first"):
+    """(generated source, entry class name); a construct the backend can't write is a
+    diagnostic."""
+    try:
+        emitter = KerasEmitter(entry, source, layout)
+        return emitter.emit(), emitter.plan_of(entry).name
+    except Unsupported as exc:
+        raise error("E-BACKEND", f"Keras backend: {exc}", exc.span) from None

@@ -1,0 +1,621 @@
+"""The Keras lowering table: one row per registry op, each turning one IR node into readable,
+idiomatic Keras 3 source (`import keras`, `from keras import ops`). This module only produces
+strings: it never imports Keras or TensorFlow.
+
+Functions (`KERAS_FUNCTIONS`) lower a node to one Python expression; layers (`KERAS_LAYERS`)
+give a constructor expression for `__init__` (the Keras class and arguments of
+`weights.keras_layer`, the single source of truth shared with the weight conversions) and a
+call expression for `call`. Every row computes exactly the op's NumPy reference (LANGUAGE.md,
+CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or calls a helper of
+`runtime.HELPERS` (see `helpers_needed`).
+
+Layout: the ops of `SPATIAL_OPS` receive and return channels-last tensors ([B, *spatial, C];
+a rank-2 [B, C] is the same in both layouts), while their `attrs`, `in_types` and `out_types`
+stay in dualnet's channels-first order. Every other op gets its tensors as `in_types` describe
+them.
+
+The differences handled, op by op:
+
+- `padding="same"` is TensorFlow's rule, so Keras's own "same" is used where it pads exactly as
+  the node for every input size (`weights.keras_same`); other pads become an explicit `ops.pad`
+  before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose2d crops its output
+  by PyTorch's padding.
+- Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
+  (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
+  Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
+- Defaults that differ: `ops.gelu` is the tanh approximation unless approximate=False,
+  `ops.leaky_relu`'s slope is 0.2; softplus has no beta or threshold (`_softplus`); argmax and
+  argmin return int32 (cast to int64); BatchNormalization's momentum is 1 - m.
+- `upsample`: nearest is `ops.repeat` (exact for every scale); bilinear is `ops.image.resize`,
+  half-pixel like PyTorch's align_corners=False (TensorFlow computes it in float32, also for
+  f64 inputs).
+- `adaptive_avg_pool2d` is `ops.adaptive_average_pool` (PyTorch's windows), with the sizes that
+  may be symbolic (the input's own, or 1) as identity and mean.
+- Attention masks are bool with true = may attend, as in Keras; a query that may attend no key
+  gets zero weights in dualnet: `_attention` (scaled_dot_product_attention) and `_mha`
+  (MultiHeadAttention: out_proj's bias, where Keras averages all keys).
+- LSTM/GRU are `_Recurrent` layers: Keras layers stacked as PyTorch stacks them, returning
+  PyTorch's states [layers·directions, B, hidden] with `state=True`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dualnet.backends.keras.runtime import HELPERS
+from dualnet.backends.keras.weights import KerasLayer, keras_layer, keras_same
+
+# framework-independent source helpers (number literals, bracketing, defaults, argument lists)
+from dualnet.backends.torch.lowering import (
+    _atom,
+    _default_kw,
+    _getitem,
+    _is_default,
+    _kwargs,
+    _literal,
+    _need,
+    _pad_value,
+    _result_dtype,
+    _sizes,
+)
+from dualnet.ir.tagged import Tagged, Written
+from dualnet.ir.types import DType
+from dualnet.ops import REGISTRY
+
+KERAS_DTYPES = {
+    DType.f16: "float16", DType.bf16: "bfloat16", DType.f32: "float32", DType.f64: "float64",
+    DType.i32: "int32", DType.i64: "int64", DType.bool: "bool",
+}
+
+SPATIAL_OPS = frozenset({
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "BatchNorm", "GroupNorm", "max_pool1d",
+    "max_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool", "adaptive_avg_pool2d",
+    "upsample",
+})
+"""Ops whose tensors are channels-last inside a generated Keras model."""
+
+
+@dataclass
+class KerasCall:
+    """One node as the lowering sees it.
+
+    `inputs`: the Python source of each tensor argument by signature name (a list for a
+    "tensors" argument, None for an absent optional one); a scalar constant may arrive as a
+    number literal ("2.0"). `attrs`: the node's attributes as the op's shape rule normalised
+    them; for a layer call, the layer's resolved config merged with the node's attributes
+    (`{**layer.attrs, **node.attrs}`, what the NumPy reference receives): Conv calls read their
+    padding from it. `in_types`/`out_types`: TensorTypes in dualnet's (channels-first) order;
+    `in_types` may be empty for a one-input function lowered as a Sequential step (rows then
+    use `out_types`). `fmt`: formats an attribute value (int, float, str, tuple, tagged or
+    symbolic size) as Python source.
+    """
+
+    inputs: dict[str, str | list[str] | None]
+    attrs: dict[str, Any]
+    in_types: dict[str, Any]
+    out_types: list[Any]
+    fmt: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class LayerLowering:
+    """`construct(config, fmt)`: the layer's constructor expression from its resolved config
+    (`LayerInstance.attrs`). `call(layer, call)`: the call expression, `layer` being the
+    layer's source ("self.conv1")."""
+
+    construct: Callable[[dict, Callable[[Any], str]], str]
+    call: Callable[[str, KerasCall], str]
+
+
+# ---------------------------------------------------------------- source helpers
+
+
+def _dtype(dtype: DType) -> str:
+    return f'"{KERAS_DTYPES[dtype]}"'
+
+
+def _tensor(call: KerasCall, name: str) -> str:
+    """Input `name` as a tensor: a number literal becomes ops.convert_to_tensor(literal, ...)."""
+    src = call.inputs[name]
+    if _literal(src) is None:
+        return src
+    t = call.in_types.get(name)
+    return f"ops.convert_to_tensor({src}{'' if t is None else ', dtype=' + _dtype(t.dtype)})"
+
+
+def _axes(axes, fmt) -> str:
+    """An `axis=` value: one axis or a tuple."""
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    return fmt(axes[0]) if len(axes) == 1 else fmt(axes)
+
+
+def _shape(dims, fmt) -> str:
+    """A shape for ops.reshape: the last symbolic size, if any, follows from the element
+    count (-1)."""
+    dims = list(dims)
+    sizes = [fmt(d) for d in dims]
+    symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
+    if symbolic:
+        sizes[symbolic[-1]] = fmt(-1)
+    return f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+
+
+def _widths(pads, fmt) -> str:
+    """ops.pad's widths for a channels-last tensor from (before, after) per spatial axis."""
+    return fmt(((0, 0), *pads, (0, 0)))
+
+
+# ---------------------------------------------------------------- element-wise
+
+_UNARY_CALLS = {
+    name: f"ops.{name}"
+    for name in ("relu", "sigmoid", "tanh", "silu", "exp", "log", "sqrt", "rsqrt", "abs",
+                 "round", "floor")
+}
+
+
+def _unary(fn: str) -> Callable[[KerasCall], str]:
+    def lower(call: KerasCall) -> str:
+        return f"{fn}({_tensor(call, 'x')})"
+
+    return lower
+
+
+def _gelu(call: KerasCall) -> str:
+    mode = call.attrs["approximate"]
+    tanh = f'{call.fmt(mode)} == "tanh"' if isinstance(mode, Written) else str(mode == "tanh")
+    return f"ops.gelu({_tensor(call, 'x')}, approximate={tanh})"  # Keras's default is True
+
+
+def _leaky_relu(call: KerasCall) -> str:
+    return (f"ops.leaky_relu({_tensor(call, 'x')}"
+            f"{_kwargs(_default_kw(call, 'slope', 'negative_slope', 0.2))})")
+
+
+def _elu(call: KerasCall) -> str:
+    return f"ops.elu({_tensor(call, 'x')}{_kwargs(_default_kw(call, 'alpha', 'alpha', 1.0))})"
+
+
+def _softplus(call: KerasCall) -> str:
+    beta, threshold = call.attrs["beta"], call.attrs["threshold"]
+    x = _tensor(call, "x")
+    if _is_default(beta, 1.0) and _is_default(threshold, 20.0):  # above 20: off by < e^-20
+        return f"ops.softplus({x})"
+    return f"_softplus({x}, {call.fmt(beta)}, {call.fmt(threshold)})"
+
+
+def _neg(call: KerasCall) -> str:
+    return f"-{_atom(_tensor(call, 'x'))}"
+
+
+def _cast(call: KerasCall) -> str:
+    return f"ops.cast({_tensor(call, 'x')}, {_dtype(call.attrs['dtype'])})"
+
+
+def _stop_gradient(call: KerasCall) -> str:
+    return f"ops.stop_gradient({_tensor(call, 'x')})"
+
+
+_BINARY_SYMBOLS = {
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
+    "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+}
+_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_BINARY_CALLS = {"eq": "ops.equal", "ne": "ops.not_equal", "matmul": "ops.matmul"}
+
+
+def _operands(call: KerasCall, op: str) -> tuple[str, str]:
+    """The two operands' sources; of two numbers the first becomes a tensor (of its type)."""
+    left, right = (p.name for p in REGISTRY[op].signature.params if p.is_tensor)
+    a, b = call.inputs[left], call.inputs[right]
+    if _literal(a) is not None and _literal(b) is not None:
+        a = _tensor(call, left)
+    return a, b
+
+
+def _binary(op: str) -> Callable[[KerasCall], str]:
+    def lower(call: KerasCall) -> str:
+        a, b = _operands(call, op)
+        if op in _BINARY_CALLS:  # KerasTensor has no elementwise ==; `@` needs rank ≥ 2 in TF
+            return f"{_BINARY_CALLS[op]}({a}, {b})"
+        symbol = _BINARY_SYMBOLS[op]
+        if symbol in _MIRRORED and _literal(a) is not None and _literal(b) is None:
+            return f"{_atom(b)} {_MIRRORED[symbol]} {_atom(a)}"  # `x > 1.0`, not `1.0 < x`
+        return f"{_atom(a)} {symbol} {_atom(b)}"
+
+    return lower
+
+
+def _where(call: KerasCall) -> str:
+    a = call.inputs["a"]
+    if _literal(a) is not None and _literal(call.inputs["b"]) is not None:
+        a = _tensor(call, "a")  # two numbers would give Keras's default float type
+    return f"ops.where({call.inputs['cond']}, {a}, {call.inputs['b']})"
+
+
+def _clamp(call: KerasCall) -> str:
+    lo, hi = call.attrs["lo"], call.attrs["hi"]
+    x = _tensor(call, "x")
+    if _result_dtype(call).is_int:  # clip then truncate == clip to truncated bounds
+        lo, hi = (None if v is None else int(v) for v in (lo, hi))
+    if lo is None and hi is None:
+        return x
+    if hi is None:
+        return f"ops.maximum({x}, {call.fmt(lo)})"
+    if lo is None:
+        return f"ops.minimum({x}, {call.fmt(hi)})"
+    return f"ops.clip({x}, {call.fmt(lo)}, {call.fmt(hi)})"
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _reduce(fn: str) -> Callable[[KerasCall], str]:
+    def lower(call: KerasCall) -> str:
+        keep = ", keepdims=True" if call.attrs["keepdims"] else ""
+        return f"ops.{fn}({_tensor(call, 'x')}, axis={_axes(call.attrs['axis'], call.fmt)}{keep})"
+
+    return lower
+
+
+def _index_reduce(fn: str) -> Callable[[KerasCall], str]:
+    reduce = _reduce(fn)
+
+    def lower(call: KerasCall) -> str:  # Keras's indices are int32
+        return f"ops.cast({reduce(call)}, {_dtype(DType.i64)})"
+
+    return lower
+
+
+def _softmax(fn: str) -> Callable[[KerasCall], str]:
+    def lower(call: KerasCall) -> str:
+        axis = call.attrs["axis"]
+        if call.out_types and axis == call.out_types[0].rank - 1:
+            axis = -1
+        return f"ops.{fn}({_tensor(call, 'x')}, axis={call.fmt(axis)})"
+
+    return lower
+
+
+# ---------------------------------------------------------------- shape ops
+
+
+def _reshape_to_result(call: KerasCall) -> str:
+    """flatten and reshape: ops.reshape to the result's shape."""
+    return f"ops.reshape({_tensor(call, 'x')}, {_shape(call.out_types[0].shape, call.fmt)})"
+
+
+def _permute(call: KerasCall) -> str:
+    axes = call.attrs["axes"]
+    if not axes:
+        return _tensor(call, "x")
+    return f"ops.transpose({_tensor(call, 'x')}, {call.fmt(tuple(axes))})"
+
+
+def _transpose(call: KerasCall) -> str:
+    return (f"ops.swapaxes({_tensor(call, 'x')}, {call.fmt(call.attrs['a'])}, "
+            f"{call.fmt(call.attrs['b'])})")
+
+
+def _concat(call: KerasCall) -> str:
+    return (f"ops.concatenate([{', '.join(call.inputs['xs'])}], "
+            f"axis={call.fmt(call.attrs['axis'])})")
+
+
+def _split(call: KerasCall) -> str:
+    n = call.attrs["n"]
+    if n == 1:
+        return _tensor(call, "x")
+    return f"ops.split({_tensor(call, 'x')}, {call.fmt(n)}, axis={call.fmt(call.attrs['axis'])})"
+
+
+def _unsqueeze(call: KerasCall) -> str:
+    return f"ops.expand_dims({_tensor(call, 'x')}, {call.fmt(call.attrs['axis'])})"
+
+
+def _squeeze(call: KerasCall) -> str:
+    return f"ops.squeeze({_tensor(call, 'x')}, axis={call.fmt(call.attrs['axis'])})"
+
+
+def _pad(call: KerasCall) -> str:
+    pairs = tuple(call.attrs["pads"])
+    x = _tensor(call, "x")
+    if not any(before or after for before, after in pairs):
+        return x
+    value = call.attrs["value"]
+    extra = "" if value == 0 else f", constant_values={_pad_value(call, value)}"
+    return f"ops.pad({x}, {call.fmt(pairs)}{extra})"
+
+
+def _upsample(call: KerasCall) -> str:
+    x = _tensor(call, "x")
+    if call.attrs["mode"] == "bilinear":
+        size = call.fmt(tuple(call.out_types[0].shape[2:]))
+        return f'ops.image.resize({x}, {size}, interpolation="bilinear")'
+    for axis, s in enumerate(call.attrs["scale"], 1):
+        if not _is_default(s, 1):
+            x = f"ops.repeat({x}, {call.fmt(s)}, axis={axis})"
+    return x
+
+
+def _arange(call: KerasCall) -> str:
+    return f"ops.arange({call.fmt(call.attrs['n'])}, dtype={_dtype(DType.i64)})"
+
+
+# ---------------------------------------------------------------- pooling (channels-last)
+
+
+def _pool_args(call: KerasCall, padding: str | None = None) -> str:
+    kernel, stride = call.attrs["kernel"], call.attrs["stride"]
+    fmt = call.fmt
+    return (_sizes(kernel, fmt)
+            + _kwargs(("strides", None if stride == kernel else _sizes(stride, fmt)),
+                      ("padding", padding)))
+
+
+def _has_pads(attrs: dict) -> bool:
+    return any(p is None or any(p) for p in attrs["pads"])
+
+
+def _max_pool(call: KerasCall) -> str:
+    x = _tensor(call, "x")
+    if keras_same(call.attrs):  # Keras ignores the padded elements: -inf padding
+        return f"ops.max_pool({x}, {_pool_args(call, call.fmt('same'))})"
+    if _has_pads(call.attrs):
+        x = f'ops.pad({x}, {_widths(call.attrs["pads"], call.fmt)}, constant_values=float("-inf"))'
+    return f"ops.max_pool({x}, {_pool_args(call)})"
+
+
+def _avg_pool(call: KerasCall) -> str:
+    attrs, fmt = call.attrs, call.fmt
+    x = _tensor(call, "x")
+    if not _has_pads(attrs):
+        return f"ops.average_pool({x}, {_pool_args(call)})"
+    if not attrs["count_include_pad"]:
+        if keras_same(attrs):  # Keras never counts padding
+            return f"ops.average_pool({x}, {_pool_args(call, call.fmt('same'))})"
+        return (f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
+                f"{fmt(tuple(attrs['pads']))})")
+    if any(p is None for p in attrs["pads"]):
+        x = f"_pad_same({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])})"
+    else:
+        x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
+    return f"ops.average_pool({x}, {_pool_args(call)})"
+
+
+def _global_avg_pool(call: KerasCall) -> str:
+    axes = tuple(a - 1 for a in call.attrs["axes"])  # channels-last spatial axes
+    return f"ops.mean({_tensor(call, 'x')}, axis={_axes(axes, call.fmt)})"
+
+
+def _adaptive_kind(size, bins) -> str:
+    """How adaptive pooling treats one axis: "mean" to 1, "keep" (the input's own size,
+    possibly symbolic: bins None), or "pool"."""
+    if size == 1:
+        return "mean"
+    if bins is None or bins == tuple((i, i + 1) for i in range(size)):
+        return "keep"
+    return "pool"
+
+
+def _adaptive_avg_pool2d(call: KerasCall) -> str:
+    size = tuple(call.attrs["size"])
+    kinds = [_adaptive_kind(o, b) for o, b in zip(size, call.attrs["bins"], strict=True)]
+    x = _tensor(call, "x")
+    if "pool" in kinds:
+        return f"ops.adaptive_average_pool({x}, {_sizes(size, call.fmt)})"
+    axes = tuple(axis for axis, kind in enumerate(kinds, 1) if kind == "mean")
+    return f"ops.mean({x}, axis={_axes(axes, call.fmt)}, keepdims=True)" if axes else x
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _sdpa(call: KerasCall) -> str:
+    args = [_tensor(call, n) for n in ("q", "k", "v")]
+    if call.inputs.get("mask") is not None:
+        args.append(call.inputs["mask"])
+    if call.attrs["causal"]:
+        args.append("causal=True")
+    return f"_attention({', '.join(args)})"
+
+
+# ---------------------------------------------------------------- layers
+
+# constructor arguments written positionally, by Keras class
+_POSITIONAL = {
+    "Dense": ("units",), "Conv1D": ("filters", "kernel_size"),
+    "Conv2D": ("filters", "kernel_size"), "Conv3D": ("filters", "kernel_size"),
+    "Conv2DTranspose": ("filters", "kernel_size"), "DepthwiseConv1D": ("kernel_size",),
+    "DepthwiseConv2D": ("kernel_size",), "Embedding": ("input_dim", "output_dim"),
+    "GroupNormalization": ("groups",), "Dropout": ("rate",),
+}
+# Keras's defaults (per axis for tuples); channels_last is Keras's default image_data_format
+_DEFAULTS = {
+    "strides": 1, "padding": "valid", "dilation_rate": 1, "use_bias": True,
+    "data_format": "channels_last", "groups": 1, "depth_multiplier": 1, "axis": -1,
+    "output_padding": None,
+}
+
+
+def _is_keras_default(key: str, value) -> bool:
+    if key not in _DEFAULTS:
+        return False
+    default = _DEFAULTS[key]
+    return _is_default(value, (default,) * len(value) if isinstance(value, tuple) else default)
+
+
+def _arg_source(value, fmt) -> str:
+    return _sizes(value, fmt) if isinstance(value, tuple) else fmt(value)
+
+
+def _layer_source(spec: KerasLayer, fmt, keep: tuple[str, ...] = (),
+                  **written: str | None) -> str:
+    """`keras.layers.<cls>(...)` from a `keras_layer` spec: its leading arguments positional,
+    the others by keyword unless Keras's default literal (`keep` always); `written` gives the
+    source of some arguments directly."""
+    positional = _POSITIONAL.get(spec.cls, ())
+    args = [_arg_source(spec.kwargs[k], fmt) for k in positional]
+    args += [f"{k}={written.get(k) or _arg_source(v, fmt)}" for k, v in spec.kwargs.items()
+             if k not in positional and (k in keep or not _is_keras_default(k, v))]
+    return f"keras.layers.{spec.cls}({', '.join(args)})"
+
+
+def _plain(op: str) -> Callable[[dict, Callable], str]:
+    def construct(cfg: dict, fmt) -> str:
+        return _layer_source(keras_layer(op, cfg), fmt)
+
+    return construct
+
+
+def _call_x(layer: str, call: KerasCall) -> str:
+    return f"{layer}({_tensor(call, 'x')})"
+
+
+def _conv_call(layer: str, call: KerasCall) -> str:
+    attrs = call.attrs
+    _need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
+    x = _tensor(call, "x")
+    if not keras_same(attrs) and _has_pads(attrs):
+        x = f"ops.pad({x}, {_widths(attrs['pads'], call.fmt)})"
+    return f"{layer}({x})"
+
+
+def _crop(before, after, fmt) -> str:
+    """A slice dropping `before` and `after` elements ("" for the whole axis)."""
+    start = "" if _is_default(before, 0) else fmt(before)
+    if isinstance(after, Tagged):  # may be 0 in another instance: x[:-0] would be empty
+        stop = f"-{_atom(fmt(after))} or None"
+    else:
+        stop = "" if after == 0 else fmt(-after)
+    return f"{start}:{stop}"
+
+
+def _conv_transpose_call(layer: str, call: KerasCall) -> str:
+    y = _call_x(layer, call)
+    crops = [_crop(before, after, call.fmt) for before, after in call.attrs["pads"]]
+    while crops and crops[-1] == ":":
+        crops.pop()
+    return f"{y}[:, {', '.join(crops)}]" if crops else y
+
+
+def _batchnorm_construct(cfg: dict, fmt) -> str:
+    m = cfg["momentum"]
+    momentum = f"1 - {_atom(fmt(m))}" if isinstance(m, Written) else None
+    return _layer_source(keras_layer("BatchNorm", cfg), fmt, keep=("axis",), momentum=momentum)
+
+
+def _recurrent_construct(op: str) -> Callable[[dict, Callable], str]:
+    def construct(cfg: dict, fmt) -> str:
+        spec = keras_layer(op, cfg)
+        return (f"_Recurrent({fmt(spec.cls)}, {fmt(spec.kwargs['units'])}"
+                + _kwargs(("num_layers", None if _is_default(spec.stack, 1) else fmt(spec.stack)),
+                          ("bidirectional", "True" if spec.bidirectional else None))
+                + ")")
+
+    return construct
+
+
+def _recurrent_call(layer: str, call: KerasCall) -> str:
+    state = ", state=True" if call.attrs.get("state", False) else ""
+    return f"{layer}({_tensor(call, 'x')}{state})"
+
+
+def _mha_construct(cfg: dict, fmt) -> str:
+    return _layer_source(keras_layer("MultiHeadAttention", cfg), fmt)
+
+
+def _mha_call(layer: str, call: KerasCall) -> str:
+    q, k, v = (_tensor(call, n) for n in ("q", "k", "v"))
+    mask, causal = call.inputs.get("mask"), call.attrs.get("causal", False)
+    if mask is not None:
+        return f"_mha({layer}, {q}, {k}, {v}, {mask}{', causal=True' if causal else ''})"
+    key = "" if k == v else f", key={k}"
+    return f"{layer}({q}, {v}{key}{', use_causal_mask=True' if causal else ''})"
+
+
+_CONVS = ("Conv1d", "Conv2d", "Conv3d")
+
+KERAS_LAYERS: dict[str, LayerLowering] = {
+    **{op: LayerLowering(_plain(op), _conv_call) for op in _CONVS},
+    "ConvTranspose2d": LayerLowering(_plain("ConvTranspose2d"), _conv_transpose_call),
+    **{op: LayerLowering(_plain(op), _call_x)
+       for op in ("Linear", "Dropout", "Identity", "LayerNorm", "GroupNorm")},
+    "Embedding": LayerLowering(_plain("Embedding"),
+                               lambda layer, call: f"{layer}({call.inputs['ids']})"),
+    "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),
+    **{op: LayerLowering(_recurrent_construct(op), _recurrent_call) for op in ("LSTM", "GRU")},
+    "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),
+}
+
+KERAS_FUNCTIONS: dict[str, Callable[[KerasCall], str]] = {
+    **{name: _unary(fn) for name, fn in _UNARY_CALLS.items()},
+    "gelu": _gelu,
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "softplus": _softplus,
+    "neg": _neg,
+    **{name: _binary(name) for name in (*_BINARY_SYMBOLS, *_BINARY_CALLS)},
+    "where": _where,
+    "clamp": _clamp,
+    "cast": _cast,
+    "stop_gradient": _stop_gradient,
+    **{name: _reduce(name) for name in ("mean", "sum", "max", "min")},
+    "argmax": _index_reduce("argmax"),
+    "argmin": _index_reduce("argmin"),
+    "softmax": _softmax("softmax"),
+    "log_softmax": _softmax("log_softmax"),
+    "flatten": _reshape_to_result,
+    "reshape": _reshape_to_result,
+    "permute": _permute,
+    "transpose": _transpose,
+    "concat": _concat,
+    "split": _split,
+    "unsqueeze": _unsqueeze,
+    "squeeze": _squeeze,
+    "pad": _pad,
+    "upsample": _upsample,
+    "getitem": _getitem,  # Python indexing: the same source as PyTorch's
+    "arange": _arange,
+    "max_pool1d": _max_pool,
+    "max_pool2d": _max_pool,
+    "avg_pool1d": _avg_pool,
+    "avg_pool2d": _avg_pool,
+    "global_avg_pool": _global_avg_pool,
+    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "scaled_dot_product_attention": _sdpa,
+}
+
+
+def lower_function(op: str, call: KerasCall) -> str:
+    """The expression computing function node `op` (a tuple or list for several results)."""
+    if op not in KERAS_FUNCTIONS:
+        kind = "a layer: use KERAS_LAYERS" if op in KERAS_LAYERS else "not a built-in op"
+        raise KeyError(f"`{op}` is {kind}")
+    return KERAS_FUNCTIONS[op](call)
+
+
+_HELPER_PATTERNS = {name: re.compile(rf"(?<![\w.]){re.escape(name)}\b") for name in HELPERS}
+
+
+def helpers_needed(source: str) -> list[str]:
+    """The runtime helpers `source` uses, with the helpers those use, in HELPERS order."""
+    found: set[str] = set()
+    todo = [source]
+    while todo:
+        text = todo.pop()
+        for name, pattern in _HELPER_PATTERNS.items():
+            if name not in found and pattern.search(text):
+                found.add(name)
+                todo.append(HELPERS[name])
+    return [name for name in HELPERS if name in found]
+
+
+for _name, _op in REGISTRY.items():  # OpDef.lowerings: one row per op and backend
+    if _name in KERAS_LAYERS:
+        _op.lowerings["keras"] = KERAS_LAYERS[_name]
+    elif _name in KERAS_FUNCTIONS:
+        _op.lowerings["keras"] = KERAS_FUNCTIONS[_name]

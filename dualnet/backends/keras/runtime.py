@@ -1,0 +1,153 @@
+'''Runtime helpers for generated Keras code, as source text.
+
+A few lowerings cannot be one plain Keras call: padding computed at run time, pooling, softplus
+and attention rules where Keras's behaviour differs from dualnet's, and the recurrent layers
+(a stack of Keras LSTM / GRU layers returning PyTorch's states). Each helper here is the source
+of one plain `def` or class that uses only `keras` and `ops` (`import keras`,
+`from keras import ops`), channels-last like the generated model; the emitter pastes the ones a
+generated file calls (`lowering.helpers_needed`) after its imports. Helpers may call each
+other: `helpers_needed` includes what a helper needs. This module does not import Keras.
+'''
+
+from __future__ import annotations
+
+_PAD_SAME = '''
+def _pad_same(x, kernel, stride):
+    """Pads the spatial axes of channels-last `x` by TensorFlow's "same" rule, computed from
+    x's sizes at run time: per axis, a total of max((ceil(n / s) - 1) * s + k - n, 0), the odd
+    pixel at the end."""
+    shape = ops.shape(x)
+    pads = [(0, 0)]
+    for n, k, s in zip(shape[1:-1], kernel, stride, strict=True):
+        total = ops.maximum((n + s - 1) // s * s - s + k - n, 0)
+        pads.append((total // 2, total - total // 2))
+    return ops.pad(x, pads + [(0, 0)])
+'''
+
+_AVG_POOL = '''
+def _avg_pool(x, kernel, stride, pads):
+    """Average pooling of channels-last `x` padded by `pads` ((before, after) per spatial
+    axis) that divides by the number of unpadded elements under each window
+    (count_include_pad=False)."""
+    width = ((0, 0), *pads, (0, 0))
+    ones = ops.ones_like(x[:1, ..., :1])
+    total = ops.average_pool(ops.pad(x, width), kernel, stride)
+    return total / ops.average_pool(ops.pad(ones, width), kernel, stride)
+'''
+
+_SOFTPLUS = '''
+def _softplus(x, beta, threshold):
+    """PyTorch's softplus: log(1 + exp(beta * x)) / beta, and x itself where
+    beta * x > threshold."""
+    scaled = x * beta
+    return ops.where(scaled > threshold, x, ops.softplus(scaled) / beta)
+'''
+
+_CAUSAL_MASK = '''
+def _causal_mask(queries, keys):
+    """The top-left causal rule as a bool [queries, keys] mask: query i may attend key j
+    when j <= i."""
+    return ops.arange(keys)[None, :] <= ops.arange(queries)[:, None]
+'''
+
+_ATTENTION = '''
+def _attention(q, k, v, mask=None, causal=False):
+    """softmax(q k^T / sqrt(d)) v over [..., T, d] tensors, with a bool `mask` broadcast to
+    [..., Tq, Tk] (true = may attend) and an optional top-left causal rule. A query that may
+    attend no key gets all-zero attention weights, so its result is 0."""
+    scores = ops.matmul(q, ops.swapaxes(k, -1, -2)) / q.shape[-1] ** 0.5
+    if causal:
+        allowed = _causal_mask(ops.shape(q)[-2], ops.shape(k)[-2])
+        mask = allowed if mask is None else ops.logical_and(mask, allowed)
+    if mask is None:
+        return ops.matmul(ops.softmax(scores, axis=-1), v)
+    empty = ops.logical_not(ops.any(mask, axis=-1, keepdims=True))
+    scores = ops.where(ops.logical_or(mask, empty), scores, float("-inf"))
+    weights = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
+    return ops.matmul(weights, v)
+'''
+
+_MHA = '''
+def _mha(attention, q, k, v, mask, causal=False):
+    """Calls `attention`, a keras.layers.MultiHeadAttention, with dualnet's `mask` (bool
+    [B, Tk] or [B, Tq, Tk], true = may attend) and top-left causal rule. A query that may
+    attend no key gets all-zero attention weights, so its result is the output projection's
+    bias (Keras alone would average over all keys)."""
+    if ops.ndim(mask) == 2:
+        mask = mask[:, None, :]
+    if causal:
+        mask = ops.logical_and(mask, _causal_mask(ops.shape(q)[1], ops.shape(k)[1]))
+    empty = ops.logical_not(ops.any(mask, axis=-1, keepdims=True))
+    y = attention(q, v, key=k, attention_mask=mask)
+    bias = attention.output_dense.bias
+    return ops.where(empty, 0.0 if bias is None else bias, y)
+'''
+
+_RECURRENT = '''
+@keras.saving.register_keras_serializable(package="dualnet")
+class _Recurrent(keras.layers.Layer):
+    """dualnet's batch-first LSTM or GRU: `num_layers` Keras LSTM / GRU layers (GRU with
+    reset_after=True, PyTorch's equations) in sequence, each in
+    Bidirectional(merge_mode="concat") when `bidirectional`. `cells` lists them, layer 0
+    first, so get_weights() holds them layer by layer. Called with `state=True` it also
+    returns the final h (and c for an LSTM) as [num_layers * directions, B, hidden], PyTorch's
+    layout."""
+
+    def __init__(self, dualnet_op, hidden, num_layers=1, bidirectional=False, **kwargs):
+        prefix = f"{dualnet_op.lower()}_stack"  # the class name is no valid scope name
+        kwargs.setdefault("name", f"{prefix}_{keras.backend.get_uid(prefix)}")
+        super().__init__(**kwargs)
+        self.dualnet_op = dualnet_op
+        self.hidden = hidden
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.cells = [self._make_cell() for _ in range(num_layers)]
+
+    def _make_cell(self):
+        options = {"reset_after": True} if self.dualnet_op == "GRU" else {}
+        layer = getattr(keras.layers, self.dualnet_op)(
+            self.hidden, return_sequences=True, return_state=True, **options
+        )
+        if self.bidirectional:
+            return keras.layers.Bidirectional(layer, merge_mode="concat")
+        return layer
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for cell in self.cells:
+            cell.build(shape)
+            shape = (*shape[:-1], self.hidden * (2 if self.bidirectional else 1))
+
+    def call(self, x, state=False):
+        finals = []  # per layer and direction: h (LSTM: h, c)
+        for cell in self.cells:
+            x, *last = cell(x)
+            finals += last
+        if not state:
+            return x
+        if self.dualnet_op == "GRU":
+            return x, ops.stack(finals)
+        return x, ops.stack(finals[0::2]), ops.stack(finals[1::2])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dualnet_op": self.dualnet_op,
+            "hidden": self.hidden,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+        }
+'''
+
+HELPERS: dict[str, str] = {
+    name: source.strip() + "\n"
+    for name, source in (
+        ("_pad_same", _PAD_SAME),
+        ("_avg_pool", _AVG_POOL),
+        ("_softplus", _SOFTPLUS),
+        ("_causal_mask", _CAUSAL_MASK),
+        ("_attention", _ATTENTION),
+        ("_mha", _MHA),
+        ("_Recurrent", _RECURRENT),
+    )
+}
