@@ -10,7 +10,8 @@ Pickled checkpoints are never read or written.
   mis-typed tensor is an E-WEIGHTS error naming it, and the object is left unchanged.
 - `write_state(state, path)` writes a `{name: tensor}` mapping (what `dualnet init` draws).
 - For backends: `read_tensors(path)` reads a file's tensors without a framework (BatchNorm's
-  `num_batches_tracked` entries, not part of a dualnet model, dropped), `mismatches` and
+  `num_batches_tracked` entries, not part of a dualnet model, dropped; `ignored` tells them),
+  `read_safetensors(path, decode)` with a framework's reader, `mismatches` and
   `mismatch_error` word the E-WEIGHTS error.
 
 Writes are atomic: the bytes go to a temporary file in the target's directory, which then
@@ -121,15 +122,22 @@ def ignored(name: str) -> bool:
 def read_tensors(path: PathLike) -> dict[str, Stored]:
     """The tensors of a safetensors file, without `num_batches_tracked` entries (E-IO if it
     cannot be read, E-WEIGHTS if it is not a safetensors file). Imports no ML framework."""
-    from safetensors import SafetensorError, deserialize
+    from safetensors import deserialize
+
+    return {name: Stored(t["dtype"].lower(), tuple(t["shape"]), t["data"])
+            for name, t in read_safetensors(path, deserialize) if not ignored(name)}
+
+
+def read_safetensors(path: PathLike, decode: Callable[[bytes], Any]) -> Any:
+    """`decode` (a safetensors reader: `deserialize`, a framework's `load`) of the bytes of
+    `path`: E-IO if they cannot be read, E-WEIGHTS if they are not a safetensors file."""
+    from safetensors import SafetensorError
 
     data = read_bytes(path)
     try:
-        tensors = deserialize(data)
+        return decode(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
         raise not_safetensors(path, exc) from None
-    return {name: Stored(t["dtype"].lower(), tuple(t["shape"]), t["data"])
-            for name, t in tensors if not ignored(name)}
 
 
 def not_safetensors(path: PathLike, exc: Exception) -> DualnetError:

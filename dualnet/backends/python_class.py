@@ -491,8 +491,9 @@ class ClassWriter:
         for stmt in self.forward.body:
             statements += self.statement(stmt, {})
             self.after_statement(stmt)
+        text = "\n".join(statements)  # a lowering may format a size it then does not use
         prelude = [f"{self.py(d)}_ = {self.dim_source(*self.sig_dims[d])}"
-                   for d in self.sig_dims if d in self.used_in_forward]
+                   for d in self.sig_dims if re.search(rf"\b{self.py(d)}_\b", text)]
         return [self.forward_header(graph)] + \
             [f"    {line}" for line in body + prelude + statements]
 

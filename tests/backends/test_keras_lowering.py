@@ -250,9 +250,9 @@ def test_readable_sources():
     assert _source("ConvTranspose2d", {"x": x}, {"out": 4, "kernel": 2, "stride": 3})[0] == \
         "keras.layers.Conv2DTranspose(4, 2, strides=3, output_padding=0)"
     assert _source("BatchNorm", {"x": x})[0] == \
-        "keras.layers.BatchNormalization(axis=-1, epsilon=1e-05, momentum=0.9)"
+        "_BatchNorm(axis=-1, epsilon=1e-05, momentum=0.9)"
     assert _source("BatchNorm", {"x": x}, {"momentum": 0.7})[0] == \
-        "keras.layers.BatchNormalization(axis=-1, epsilon=1e-05, momentum=0.3)"
+        "_BatchNorm(axis=-1, epsilon=1e-05, momentum=0.3)"
     assert _source("LayerNorm", {"x": randn(2, 5, 6)})[0] == \
         "keras.layers.LayerNormalization(epsilon=1e-05)"
     assert _source("GroupNorm", {"x": x}, {"groups": 3})[0] == \
@@ -327,7 +327,7 @@ def test_sizes_and_values_stay_expressions():
     cfg = _with("BatchNorm", (2, 3, 4, 4), {"momentum": written(0.1, "self.momentum"),
                                             "eps": written(1e-3, "eps")})
     assert KERAS_LAYERS["BatchNorm"].construct(cfg, _tagged_fmt) == \
-        "keras.layers.BatchNormalization(axis=-1, epsilon=eps, momentum=1 - self.momentum)"
+        "_BatchNorm(axis=-1, epsilon=eps, momentum=1 - self.momentum)"
     p = Tagged(1, sym("p"))
     cfg = _with("ConvTranspose2d", (2, 4, 5, 6), {"out": 3, "kernel": 3, "stride": 2,
                                                   "padding": p})

@@ -17,14 +17,16 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-keras = pytest.importorskip("keras")
-pytest.importorskip("safetensors")
+import keras  # noqa: E402
+import torch  # noqa: E402
+from keras_arrays import channels_last, channels_last_back, close, reference  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
-from test_keras_weights import channels_last, channels_last_back, close, reference  # noqa: E402
+from safetensors.torch import save_file as save_torch_file  # noqa: E402
 
 import dualnet  # noqa: E402
 from dualnet.backends.keras.state import BIASES, SHAPES, leaves  # noqa: E402
 from dualnet.backends.keras.weights import RNNS, dilates_kernel, make_layer  # noqa: E402
+from dualnet.backends.torch.weights import save_torch  # noqa: E402
 from dualnet.diagnostics import DualnetError  # noqa: E402
 from dualnet.weights import write_state  # noqa: E402
 
@@ -265,7 +267,6 @@ class Encoder(keras.Model):
 
 
 def torch_net(classes: int = 10):
-    torch = pytest.importorskip("torch")
     nn = torch.nn
 
     class TorchBlock(nn.Module):
@@ -301,7 +302,6 @@ def torch_net(classes: int = 10):
 
 
 def torch_encoder():
-    torch = pytest.importorskip("torch")
     nn = torch.nn
 
     class TorchEncoder(nn.Module):
@@ -328,10 +328,6 @@ def torch_encoder():
 
 @pytest.mark.parametrize("build", ["unbuilt", "built"])
 def test_cnn_computes_what_pytorch_computes(tmp_path, build):
-    import torch
-
-    from dualnet.backends.torch.weights import save_torch
-
     model = torch_net()
     path = tmp_path / "net.safetensors"
     save_torch(model, path)
@@ -348,10 +344,6 @@ def test_cnn_computes_what_pytorch_computes(tmp_path, build):
 
 
 def test_sequence_model_computes_what_pytorch_computes(tmp_path):
-    import torch
-
-    from dualnet.backends.torch.weights import save_torch
-
     model = torch_encoder()
     path = tmp_path / "encoder.safetensors"
     save_torch(model, path)
@@ -443,9 +435,6 @@ def test_wrong_dtype(tmp_path, built):
 
 def test_bfloat16_is_a_wrong_dtype_too(tmp_path):
     """NumPy has no bfloat16: the file's dtypes are read from its header, never converted."""
-    torch = pytest.importorskip("torch")
-    from safetensors.torch import save_file as save_torch_file
-
     state = {k: torch.from_numpy(v) for k, v in small_state().items()}
     state["bn.weight"] = state["bn.weight"].bfloat16()
     save_torch_file(state, tmp_path / "w.safetensors")

@@ -11,7 +11,8 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
+from keras_arrays import channels_last, channels_last_back, close, filled, reference  # noqa: E402
 
 from dualnet.backends.keras.weights import (  # noqa: E402
     dilates_kernel,
@@ -24,48 +25,7 @@ from dualnet.backends.keras.weights import (  # noqa: E402
 )
 from dualnet.ir.types import DType, TensorType  # noqa: E402
 from dualnet.ops import REGISTRY  # noqa: E402
-from dualnet.ops.registry import REQUIRED, run_rule  # noqa: E402
-
-_DTYPES = {np.dtype(np.float32): DType.f32, np.dtype(np.int64): DType.i64,
-           np.dtype(np.bool_): DType.bool}
-
-
-def _filled(signature, given: dict) -> dict:
-    return {p.name: given.get(p.name, p.default) for p in signature.params
-            if not p.is_tensor and (p.name in given or p.default is not REQUIRED)}
-
-
-def reference(op: str, inputs: dict, config: dict, call: dict | None = None, seed: int = 0):
-    """Run `op`'s rule and NumPy reference on `inputs` with random parameters (variances
-    positive). Returns (first output, params, completed config)."""
-    o = REGISTRY[op]
-    tensors = {p.name: inputs.get(p.name) for p in o.signature.params if p.is_tensor}
-    types = {k: None if v is None else TensorType(_DTYPES[v.dtype], v.shape)
-             for k, v in tensors.items()}
-    _, ctx = run_rule(o, types, _filled(o.signature, call or {}), {}, None,
-                      _filled(o.construct, config))
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, spec in {**ctx.params, **ctx.buffers}.items():
-        v = rng.standard_normal(spec.shape)
-        params[name] = (np.abs(v) + 0.5 if "var" in name else v).astype(np.float32)
-    result = o.reference(tensors, {**ctx.config, **ctx.attrs}, params)[0]
-    return result, params, ctx.config
-
-
-def close(actual, expected, tol: float = 1e-5) -> None:
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    err = np.max(np.abs(actual - expected)) / (1 + np.max(np.abs(expected)))
-    assert err <= tol, err
-
-
-def channels_last(x):
-    return np.moveaxis(x, 1, -1)
-
-
-def channels_last_back(y):
-    return np.moveaxis(y, -1, 1)
+from dualnet.ops.registry import run_rule  # noqa: E402
 
 
 def run_keras(op: str, cfg: dict, params: dict, *args, **kwargs) -> np.ndarray:
@@ -162,7 +122,7 @@ def test_symbolic_same_padding_uses_keras_same():
     o = REGISTRY["Conv2d"]
     x = TensorType(DType.f32, (sym("B"), 3, sym("H"), sym("W")))
     _, ctx = run_rule(o, {"x": x}, {}, {}, None,
-                      _filled(o.construct, dict(out=4, kernel=3, stride=2, padding="same")))
+                      filled(o.construct, dict(out=4, kernel=3, stride=2, padding="same")))
     assert ctx.config["pads"] == (None, None)
     assert keras_layer("Conv2d", ctx.config).kwargs["padding"] == "same"
 

@@ -142,9 +142,10 @@ class KerasEmitter(Emitter):
     def step_class(self, body: str, op: str) -> str:
         """The name of the step class with this `call` body (one per distinct body)."""
         if body not in self.steps:
-            base = "_" + "".join(w.capitalize() for w in op.split("_"))
+            base = "".join(w.capitalize() for w in op.split("_")) + "Step"
             name, n = base, 1
-            while name in self.steps.values():
+            taken = {*self.steps.values(), *(p.name for p in self.order)}
+            while name in taken:
                 n += 1
                 name = f"{base}{n}"
             self.steps[body] = name
@@ -198,12 +199,30 @@ class KerasClassWriter(ClassWriter):
     def attr_name(self, name: str) -> str:
         return keras_attr(name)
 
+    def init_body(self) -> list[str]:
+        """The layers; the entry model then calls itself on symbolic inputs, which builds
+        every layer: weights exist (to load, save or export) before the first real call."""
+        lines = super().init_body()
+        if not self.is_entry:
+            return lines
+        specs = []
+        for value, layout in zip(self.first.graphs[0].inputs, self.in_layouts, strict=True):
+            t = _permuted(value.type) if layout == CL else value.type
+            shape = tuple(None if isinstance(d, Dim) else d for d in t.shape)
+            specs.append(f"keras.KerasTensor({self.fmt_init(shape)}, "
+                         f"{fmt_literal(lowering.KERAS_DTYPES[t.dtype])})")
+        return [*lines, "# build every layer now: weights exist before the first call",
+                f"self({', '.join(specs)})"]
+
     def extra_methods(self, params: list[str]) -> list[str]:
         names = self.hypers + self.plan.required_dims
-        items = ", ".join(f"{fmt_literal(n)}: self.{keras_attr(n)}" for n in names)
-        return ["", "def get_config(self) -> dict:",
-                f"    return {{**super().get_config(), {items}}}" if items else
-                "    return super().get_config()"]
+        config = ["", "def get_config(self) -> dict:", "    return {",
+                  "        **super().get_config(),",
+                  *(f"        {fmt_literal(n)}: self.{keras_attr(n)}," for n in names), "    }"]
+        if self.is_entry:
+            return config
+        return [*config, "", "def build(self, *shapes, **named_shapes) -> None:",
+                '    """Nothing to create ahead: each layer builds at its first call."""']
 
     def layer_ref(self, name: str) -> str:
         return f"self.{keras_attr(name)}"

@@ -7,7 +7,9 @@ give a constructor expression for `__init__` (the Keras class and arguments of
 `weights.keras_layer`, the single source of truth shared with the weight conversions) and a
 call expression for `call`. Every row computes exactly the op's NumPy reference (LANGUAGE.md,
 CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or calls a helper of
-`runtime.HELPERS` (see `helpers_needed`).
+`runtime.HELPERS` (see `helpers_needed`). What every backend writes alike (number literals,
+bracketing, defaults left out, argument lists, Python indexing) comes from
+`backends.source_helpers`.
 
 Layout: the ops of `SPATIAL_OPS` receive and return channels-last tensors ([B, *spatial, C];
 a rank-2 [B, C] is the same in both layouts), while their `attrs`, `in_types` and `out_types`
@@ -40,30 +42,33 @@ The differences handled, op by op:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from dualnet.backends.keras.runtime import HELPERS
 from dualnet.backends.keras.weights import KerasLayer, keras_layer, keras_same
-
-# framework-independent source helpers (number literals, bracketing, defaults, argument lists)
-from dualnet.backends.torch.lowering import (
-    _atom,
-    _default_kw,
-    _getitem,
-    _is_default,
-    _kwargs,
-    _literal,
-    _need,
-    _pad_value,
-    _result_dtype,
-    _sizes,
+from dualnet.backends.source_helpers import (
+    LayerLowering,
+    NodeCall,
+    atom,
+    axes_arg,
+    default_kw,
+    function_row,
+    getitem,
+    helpers_used,
+    is_default,
+    kwargs,
+    last_axis,
+    literal,
+    need,
+    operands,
+    pad_value,
+    register,
+    result_dtype,
+    sizes,
 )
 from dualnet.ir.tagged import Tagged, Written
 from dualnet.ir.types import DType
-from dualnet.ops import REGISTRY
 
 KERAS_DTYPES = {
     DType.f16: "float16", DType.bf16: "bfloat16", DType.f32: "float32", DType.f64: "float64",
@@ -79,35 +84,9 @@ SPATIAL_OPS = frozenset({
 
 
 @dataclass
-class KerasCall:
-    """One node as the lowering sees it.
-
-    `inputs`: the Python source of each tensor argument by signature name (a list for a
-    "tensors" argument, None for an absent optional one); a scalar constant may arrive as a
-    number literal ("2.0"). `attrs`: the node's attributes as the op's shape rule normalised
-    them; for a layer call, the layer's resolved config merged with the node's attributes
-    (`{**layer.attrs, **node.attrs}`, what the NumPy reference receives): Conv calls read their
-    padding from it. `in_types`/`out_types`: TensorTypes in dualnet's (channels-first) order;
-    `in_types` may be empty for a one-input function lowered as a Sequential step (rows then
-    use `out_types`). `fmt`: formats an attribute value (int, float, str, tuple, tagged or
-    symbolic size) as Python source.
-    """
-
-    inputs: dict[str, str | list[str] | None]
-    attrs: dict[str, Any]
-    in_types: dict[str, Any]
-    out_types: list[Any]
-    fmt: Callable[[Any], str]
-
-
-@dataclass(frozen=True)
-class LayerLowering:
-    """`construct(config, fmt)`: the layer's constructor expression from its resolved config
-    (`LayerInstance.attrs`). `call(layer, call)`: the call expression, `layer` being the
-    layer's source ("self.conv1")."""
-
-    construct: Callable[[dict, Callable[[Any], str]], str]
-    call: Callable[[str, KerasCall], str]
+class KerasCall(NodeCall):
+    """One node as the Keras lowering sees it (fields: see `NodeCall`). `in_types` and
+    `out_types` are in dualnet's (channels-first) order, also for `SPATIAL_OPS`."""
 
 
 # ---------------------------------------------------------------- source helpers
@@ -120,27 +99,21 @@ def _dtype(dtype: DType) -> str:
 def _tensor(call: KerasCall, name: str) -> str:
     """Input `name` as a tensor: a number literal becomes ops.convert_to_tensor(literal, ...)."""
     src = call.inputs[name]
-    if _literal(src) is None:
+    if literal(src) is None:
         return src
     t = call.in_types.get(name)
     return f"ops.convert_to_tensor({src}{'' if t is None else ', dtype=' + _dtype(t.dtype)})"
-
-
-def _axes(axes, fmt) -> str:
-    """An `axis=` value: one axis or a tuple."""
-    axes = (axes,) if isinstance(axes, int) else tuple(axes)
-    return fmt(axes[0]) if len(axes) == 1 else fmt(axes)
 
 
 def _shape(dims, fmt) -> str:
     """A shape for ops.reshape: the last symbolic size, if any, follows from the element
     count (-1)."""
     dims = list(dims)
-    sizes = [fmt(d) for d in dims]
+    texts = [fmt(d) for d in dims]
     symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
     if symbolic:
-        sizes[symbolic[-1]] = fmt(-1)
-    return f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+        texts[symbolic[-1]] = fmt(-1)
+    return f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
 
 
 def _widths(pads, fmt) -> str:
@@ -172,23 +145,23 @@ def _gelu(call: KerasCall) -> str:
 
 def _leaky_relu(call: KerasCall) -> str:
     return (f"ops.leaky_relu({_tensor(call, 'x')}"
-            f"{_kwargs(_default_kw(call, 'slope', 'negative_slope', 0.2))})")
+            f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.2))})")
 
 
 def _elu(call: KerasCall) -> str:
-    return f"ops.elu({_tensor(call, 'x')}{_kwargs(_default_kw(call, 'alpha', 'alpha', 1.0))})"
+    return f"ops.elu({_tensor(call, 'x')}{kwargs(default_kw(call, 'alpha', 'alpha', 1.0))})"
 
 
 def _softplus(call: KerasCall) -> str:
     beta, threshold = call.attrs["beta"], call.attrs["threshold"]
     x = _tensor(call, "x")
-    if _is_default(beta, 1.0) and _is_default(threshold, 20.0):  # above 20: off by < e^-20
+    if is_default(beta, 1.0) and is_default(threshold, 20.0):  # above 20: off by < e^-20
         return f"ops.softplus({x})"
     return f"_softplus({x}, {call.fmt(beta)}, {call.fmt(threshold)})"
 
 
 def _neg(call: KerasCall) -> str:
-    return f"-{_atom(_tensor(call, 'x'))}"
+    return f"-{atom(_tensor(call, 'x'))}"
 
 
 def _cast(call: KerasCall) -> str:
@@ -207,31 +180,22 @@ _MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _BINARY_CALLS = {"eq": "ops.equal", "ne": "ops.not_equal", "matmul": "ops.matmul"}
 
 
-def _operands(call: KerasCall, op: str) -> tuple[str, str]:
-    """The two operands' sources; of two numbers the first becomes a tensor (of its type)."""
-    left, right = (p.name for p in REGISTRY[op].signature.params if p.is_tensor)
-    a, b = call.inputs[left], call.inputs[right]
-    if _literal(a) is not None and _literal(b) is not None:
-        a = _tensor(call, left)
-    return a, b
-
-
 def _binary(op: str) -> Callable[[KerasCall], str]:
     def lower(call: KerasCall) -> str:
-        a, b = _operands(call, op)
+        a, b = operands(call, op, _tensor)
         if op in _BINARY_CALLS:  # KerasTensor has no elementwise ==; `@` needs rank ≥ 2 in TF
             return f"{_BINARY_CALLS[op]}({a}, {b})"
         symbol = _BINARY_SYMBOLS[op]
-        if symbol in _MIRRORED and _literal(a) is not None and _literal(b) is None:
-            return f"{_atom(b)} {_MIRRORED[symbol]} {_atom(a)}"  # `x > 1.0`, not `1.0 < x`
-        return f"{_atom(a)} {symbol} {_atom(b)}"
+        if symbol in _MIRRORED and literal(a) is not None and literal(b) is None:
+            return f"{atom(b)} {_MIRRORED[symbol]} {atom(a)}"  # `x > 1.0`, not `1.0 < x`
+        return f"{atom(a)} {symbol} {atom(b)}"
 
     return lower
 
 
 def _where(call: KerasCall) -> str:
     a = call.inputs["a"]
-    if _literal(a) is not None and _literal(call.inputs["b"]) is not None:
+    if literal(a) is not None and literal(call.inputs["b"]) is not None:
         a = _tensor(call, "a")  # two numbers would give Keras's default float type
     return f"ops.where({call.inputs['cond']}, {a}, {call.inputs['b']})"
 
@@ -239,7 +203,7 @@ def _where(call: KerasCall) -> str:
 def _clamp(call: KerasCall) -> str:
     lo, hi = call.attrs["lo"], call.attrs["hi"]
     x = _tensor(call, "x")
-    if _result_dtype(call).is_int:  # clip then truncate == clip to truncated bounds
+    if result_dtype(call).is_int:  # clip then truncate == clip to truncated bounds
         lo, hi = (None if v is None else int(v) for v in (lo, hi))
     if lo is None and hi is None:
         return x
@@ -255,8 +219,9 @@ def _clamp(call: KerasCall) -> str:
 
 def _reduce(fn: str) -> Callable[[KerasCall], str]:
     def lower(call: KerasCall) -> str:
+        axis = axes_arg(call.attrs["axis"], call.fmt)
         keep = ", keepdims=True" if call.attrs["keepdims"] else ""
-        return f"ops.{fn}({_tensor(call, 'x')}, axis={_axes(call.attrs['axis'], call.fmt)}{keep})"
+        return f"ops.{fn}({_tensor(call, 'x')}, axis={axis}{keep})"
 
     return lower
 
@@ -272,10 +237,7 @@ def _index_reduce(fn: str) -> Callable[[KerasCall], str]:
 
 def _softmax(fn: str) -> Callable[[KerasCall], str]:
     def lower(call: KerasCall) -> str:
-        axis = call.attrs["axis"]
-        if call.out_types and axis == call.out_types[0].rank - 1:
-            axis = -1
-        return f"ops.{fn}({_tensor(call, 'x')}, axis={call.fmt(axis)})"
+        return f"ops.{fn}({_tensor(call, 'x')}, axis={call.fmt(last_axis(call))})"
 
     return lower
 
@@ -326,7 +288,7 @@ def _pad(call: KerasCall) -> str:
     if not any(before or after for before, after in pairs):
         return x
     value = call.attrs["value"]
-    extra = "" if value == 0 else f", constant_values={_pad_value(call, value)}"
+    extra = "" if value == 0 else f", constant_values={pad_value(call, value)}"
     return f"ops.pad({x}, {call.fmt(pairs)}{extra})"
 
 
@@ -336,9 +298,13 @@ def _upsample(call: KerasCall) -> str:
         size = call.fmt(tuple(call.out_types[0].shape[2:]))
         return f'ops.image.resize({x}, {size}, interpolation="bilinear")'
     for axis, s in enumerate(call.attrs["scale"], 1):
-        if not _is_default(s, 1):
+        if not is_default(s, 1):
             x = f"ops.repeat({x}, {call.fmt(s)}, axis={axis})"
     return x
+
+
+def _getitem(call: KerasCall) -> str:
+    return getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
 
 
 def _arange(call: KerasCall) -> str:
@@ -351,9 +317,9 @@ def _arange(call: KerasCall) -> str:
 def _pool_args(call: KerasCall, padding: str | None = None) -> str:
     kernel, stride = call.attrs["kernel"], call.attrs["stride"]
     fmt = call.fmt
-    return (_sizes(kernel, fmt)
-            + _kwargs(("strides", None if stride == kernel else _sizes(stride, fmt)),
-                      ("padding", padding)))
+    return (sizes(kernel, fmt)
+            + kwargs(("strides", None if stride == kernel else sizes(stride, fmt)),
+                     ("padding", padding)))
 
 
 def _has_pads(attrs: dict) -> bool:
@@ -388,7 +354,7 @@ def _avg_pool(call: KerasCall) -> str:
 
 def _global_avg_pool(call: KerasCall) -> str:
     axes = tuple(a - 1 for a in call.attrs["axes"])  # channels-last spatial axes
-    return f"ops.mean({_tensor(call, 'x')}, axis={_axes(axes, call.fmt)})"
+    return f"ops.mean({_tensor(call, 'x')}, axis={axes_arg(axes, call.fmt)})"
 
 
 def _adaptive_kind(size, bins) -> str:
@@ -406,9 +372,9 @@ def _adaptive_avg_pool2d(call: KerasCall) -> str:
     kinds = [_adaptive_kind(o, b) for o, b in zip(size, call.attrs["bins"], strict=True)]
     x = _tensor(call, "x")
     if "pool" in kinds:
-        return f"ops.adaptive_average_pool({x}, {_sizes(size, call.fmt)})"
+        return f"ops.adaptive_average_pool({x}, {sizes(size, call.fmt)})"
     axes = tuple(axis for axis, kind in enumerate(kinds, 1) if kind == "mean")
-    return f"ops.mean({x}, axis={_axes(axes, call.fmt)}, keepdims=True)" if axes else x
+    return f"ops.mean({x}, axis={axes_arg(axes, call.fmt)}, keepdims=True)" if axes else x
 
 
 # ---------------------------------------------------------------- attention
@@ -445,23 +411,23 @@ def _is_keras_default(key: str, value) -> bool:
     if key not in _DEFAULTS:
         return False
     default = _DEFAULTS[key]
-    return _is_default(value, (default,) * len(value) if isinstance(value, tuple) else default)
+    return is_default(value, (default,) * len(value) if isinstance(value, tuple) else default)
 
 
 def _arg_source(value, fmt) -> str:
-    return _sizes(value, fmt) if isinstance(value, tuple) else fmt(value)
+    return sizes(value, fmt) if isinstance(value, tuple) else fmt(value)
 
 
-def _layer_source(spec: KerasLayer, fmt, keep: tuple[str, ...] = (),
+def _layer_source(spec: KerasLayer, fmt, keep: tuple[str, ...] = (), cls: str | None = None,
                   **written: str | None) -> str:
-    """`keras.layers.<cls>(...)` from a `keras_layer` spec: its leading arguments positional,
-    the others by keyword unless Keras's default literal (`keep` always); `written` gives the
-    source of some arguments directly."""
+    """`keras.layers.<cls>(...)` (or `cls(...)`) from a `keras_layer` spec: its leading
+    arguments positional, the others by keyword unless Keras's default literal (`keep`
+    always); `written` gives the source of some arguments directly."""
     positional = _POSITIONAL.get(spec.cls, ())
     args = [_arg_source(spec.kwargs[k], fmt) for k in positional]
     args += [f"{k}={written.get(k) or _arg_source(v, fmt)}" for k, v in spec.kwargs.items()
              if k not in positional and (k in keep or not _is_keras_default(k, v))]
-    return f"keras.layers.{spec.cls}({', '.join(args)})"
+    return f"{cls or 'keras.layers.' + spec.cls}({', '.join(args)})"
 
 
 def _plain(op: str) -> Callable[[dict, Callable], str]:
@@ -477,7 +443,7 @@ def _call_x(layer: str, call: KerasCall) -> str:
 
 def _conv_call(layer: str, call: KerasCall) -> str:
     attrs = call.attrs
-    _need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
+    need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
     x = _tensor(call, "x")
     if not keras_same(attrs) and _has_pads(attrs):
         x = f"ops.pad({x}, {_widths(attrs['pads'], call.fmt)})"
@@ -486,9 +452,9 @@ def _conv_call(layer: str, call: KerasCall) -> str:
 
 def _crop(before, after, fmt) -> str:
     """A slice dropping `before` and `after` elements ("" for the whole axis)."""
-    start = "" if _is_default(before, 0) else fmt(before)
+    start = "" if is_default(before, 0) else fmt(before)
     if isinstance(after, Tagged):  # may be 0 in another instance: x[:-0] would be empty
-        stop = f"-{_atom(fmt(after))} or None"
+        stop = f"-{atom(fmt(after))} or None"
     else:
         stop = "" if after == 0 else fmt(-after)
     return f"{start}:{stop}"
@@ -504,16 +470,18 @@ def _conv_transpose_call(layer: str, call: KerasCall) -> str:
 
 def _batchnorm_construct(cfg: dict, fmt) -> str:
     m = cfg["momentum"]
-    momentum = f"1 - {_atom(fmt(m))}" if isinstance(m, Written) else None
-    return _layer_source(keras_layer("BatchNorm", cfg), fmt, keep=("axis",), momentum=momentum)
+    momentum = f"1 - {atom(fmt(m))}" if isinstance(m, Written) else None
+    # the runtime subclass: PyTorch's unbiased running variance in training
+    return _layer_source(keras_layer("BatchNorm", cfg), fmt, keep=("axis",), cls="_BatchNorm",
+                         momentum=momentum)
 
 
 def _recurrent_construct(op: str) -> Callable[[dict, Callable], str]:
     def construct(cfg: dict, fmt) -> str:
         spec = keras_layer(op, cfg)
         return (f"_Recurrent({fmt(spec.cls)}, {fmt(spec.kwargs['units'])}"
-                + _kwargs(("num_layers", None if _is_default(spec.stack, 1) else fmt(spec.stack)),
-                          ("bidirectional", "True" if spec.bidirectional else None))
+                + kwargs(("num_layers", None if is_default(spec.stack, 1) else fmt(spec.stack)),
+                         ("bidirectional", "True" if spec.bidirectional else None))
                 + ")")
 
     return construct
@@ -578,7 +546,7 @@ KERAS_FUNCTIONS: dict[str, Callable[[KerasCall], str]] = {
     "squeeze": _squeeze,
     "pad": _pad,
     "upsample": _upsample,
-    "getitem": _getitem,  # Python indexing: the same source as PyTorch's
+    "getitem": _getitem,
     "arange": _arange,
     "max_pool1d": _max_pool,
     "max_pool2d": _max_pool,
@@ -592,30 +560,12 @@ KERAS_FUNCTIONS: dict[str, Callable[[KerasCall], str]] = {
 
 def lower_function(op: str, call: KerasCall) -> str:
     """The expression computing function node `op` (a tuple or list for several results)."""
-    if op not in KERAS_FUNCTIONS:
-        kind = "a layer: use KERAS_LAYERS" if op in KERAS_LAYERS else "not a built-in op"
-        raise KeyError(f"`{op}` is {kind}")
-    return KERAS_FUNCTIONS[op](call)
-
-
-_HELPER_PATTERNS = {name: re.compile(rf"(?<![\w.]){re.escape(name)}\b") for name in HELPERS}
+    return function_row(op, KERAS_FUNCTIONS, KERAS_LAYERS, "KERAS_LAYERS")(call)
 
 
 def helpers_needed(source: str) -> list[str]:
     """The runtime helpers `source` uses, with the helpers those use, in HELPERS order."""
-    found: set[str] = set()
-    todo = [source]
-    while todo:
-        text = todo.pop()
-        for name, pattern in _HELPER_PATTERNS.items():
-            if name not in found and pattern.search(text):
-                found.add(name)
-                todo.append(HELPERS[name])
-    return [name for name in HELPERS if name in found]
+    return helpers_used(source, HELPERS)
 
 
-for _name, _op in REGISTRY.items():  # OpDef.lowerings: one row per op and backend
-    if _name in KERAS_LAYERS:
-        _op.lowerings["keras"] = KERAS_LAYERS[_name]
-    elif _name in KERAS_FUNCTIONS:
-        _op.lowerings["keras"] = KERAS_FUNCTIONS[_name]
+register("keras", KERAS_FUNCTIONS, KERAS_LAYERS)  # OpDef.lowerings: one row per op and backend

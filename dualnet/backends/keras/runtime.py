@@ -139,6 +139,38 @@ class _Recurrent(keras.layers.Layer):
         }
 '''
 
+_BATCH_NORM = '''
+@keras.saving.register_keras_serializable(package="dualnet")
+class _BatchNorm(keras.layers.BatchNormalization):
+    """BatchNormalization over the last axis whose training step updates the moving
+    variance with the unbiased batch variance (n / (n - 1) times the one it normalises by),
+    as PyTorch's running_var; Keras's own uses the biased one."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("name", f"batch_norm_{keras.backend.get_uid('batch_norm')}")
+        super().__init__(**kwargs)  # (the class name is no valid scope name)
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable):
+            return super().call(inputs, training=False)
+        axes = tuple(range(len(inputs.shape) - 1))
+        mean, variance = ops.moments(inputs, axes=axes)
+        n = ops.cast(ops.size(inputs) // ops.shape(inputs)[-1], variance.dtype)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
+        self.moving_variance.assign(self.moving_variance * m + unbiased * (1.0 - m))
+        return ops.batch_normalization(
+            inputs,
+            mean,
+            variance,
+            axis=-1,
+            offset=self.beta,
+            scale=self.gamma,
+            epsilon=self.epsilon,
+        )
+'''
+
 HELPERS: dict[str, str] = {
     name: source.strip() + "\n"
     for name, source in (
@@ -149,5 +181,6 @@ HELPERS: dict[str, str] = {
         ("_attention", _ATTENTION),
         ("_mha", _MHA),
         ("_Recurrent", _RECURRENT),
+        ("_BatchNorm", _BATCH_NORM),
     )
 }

@@ -135,6 +135,18 @@ def save_keras(model: keras.layers.Layer, path: PathLike) -> None:
     write_state(state, path)
 
 
+def torch_named(model: keras.layers.Layer, value_of: Callable) -> dict[str, np.ndarray]:
+    """A quantity held per Keras variable of a loaded model (`value_of(variable)`: its
+    gradient, say) in PyTorch names and layouts, by the same conversions as `save_keras`.
+    An LSTM's one Keras bias gives bias_ih (bias_hh: zeros)."""
+    out = {}
+    for prefix, layer in leaves(model):
+        leaf = _derive(prefix, layer, getattr(layer, SHAPES, {}))
+        params = from_keras(leaf.op, leaf.attrs, [value_of(v) for v in layer.weights])
+        out.update({prefix + name: value for name, value in params.items()})
+    return out
+
+
 def _local(stored: dict[str, Stored], prefix: str) -> dict[str, Shape]:
     """The file's tensor shapes under `prefix`, by name within it."""
     return {name[len(prefix):]: t.shape for name, t in stored.items() if name.startswith(prefix)}

@@ -6,7 +6,9 @@ Functions (`TORCH_FUNCTIONS`) lower a node to one Python expression; layers (`TO
 give a constructor expression for `__init__` and a call expression for `forward`. Every row
 computes exactly the op's NumPy reference (LANGUAGE.md, CONVENTIONS.md); where a plain torch
 call differs, the row fixes it inline or calls a helper of `runtime.HELPERS` (see
-`helpers_needed`). The differences handled, op by op:
+`helpers_needed`). What every backend writes alike (number literals, bracketing, defaults left
+out, argument lists, Python indexing) comes from `backends.source_helpers`. The differences
+handled, op by op:
 
 - `padding="same"` is TensorFlow's rule (odd pixel at the end) for every stride. Conv with
   stride 1 and symmetric pads uses PyTorch's own `padding="same"` (the same rule for stride 1);
@@ -30,17 +32,33 @@ call differs, the row fixes it inline or calls a helper of `runtime.HELPERS` (se
 
 from __future__ import annotations
 
-import ast
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dualnet.backends.source_helpers import (
+    LayerLowering,
+    NodeCall,
+    atom,
+    axes_arg,
+    default_kw,
+    function_row,
+    getitem,
+    helpers_used,
+    is_default,
+    kwargs,
+    last_axis,
+    literal,
+    need,
+    operands,
+    pad_value,
+    register,
+    result_dtype,
+    sizes,
+)
 from dualnet.backends.torch.runtime import HELPERS
-from dualnet.ir.tagged import Tagged, Written
 from dualnet.ir.types import DType
-from dualnet.ops import REGISTRY
 
 TORCH_DTYPES = {
     DType.f16: "torch.float16", DType.bf16: "torch.bfloat16", DType.f32: "torch.float32",
@@ -50,71 +68,20 @@ TORCH_DTYPES = {
 
 
 @dataclass
-class TorchCall:
-    """One node as the lowering sees it.
-
-    `inputs`: the Python source of each tensor argument by signature name (a list for a
-    "tensors" argument, None for an absent optional one); a scalar constant may arrive as a
-    number literal ("2.0"). `attrs`: the node's attributes as the op's shape rule normalised
-    them; for a layer call, the layer's resolved config merged with the node's attributes
-    (`{**layer.attrs, **node.attrs}`, what the NumPy reference receives): Conv calls read their
-    padding from it. An optional `_device` entry (source such as "x.device") places tensors a
-    lowering creates from nothing (`arange`, a literal turned into a tensor); without it they
-    are created on the default device. `in_types`/`out_types`: TensorTypes; `in_types` may be
-    empty for a one-input function lowered as a Sequential step (rows then use `out_types`).
-    `fmt`: formats an attribute value (int, float, str, tuple, symbolic size) as Python source.
-    """
-
-    inputs: dict[str, str | list[str] | None]
-    attrs: dict[str, Any]
-    in_types: dict[str, Any]
-    out_types: list[Any]
-    fmt: Callable[[Any], str]
-
-
-@dataclass(frozen=True)
-class LayerLowering:
-    """`construct(config, fmt)`: the module's constructor expression from the layer's resolved
-    config (`LayerInstance.attrs`; BatchNorm reads its input rank there). `call(module, call)`:
-    the call expression, `module` being the module's source ("self.conv1")."""
-
-    construct: Callable[[dict, Callable[[Any], str]], str]
-    call: Callable[[str, TorchCall], str]
+class TorchCall(NodeCall):
+    """One node as the PyTorch lowering sees it (fields: see `NodeCall`). An optional
+    `_device` entry of `attrs` (source such as "x.device") places tensors a lowering creates
+    from nothing (`arange`, a literal turned into a tensor); without it they are created on
+    the default device."""
 
 
 # ---------------------------------------------------------------- source helpers
 
 
-def _literal(src: Any) -> int | float | None:
-    """The number a source string spells, if it is a number literal."""
-    if not isinstance(src, str):
-        return None
-    try:
-        value = ast.literal_eval(src)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _atom(src: str) -> str:
-    """`src`, parenthesised unless it is a primary expression (name, attribute, call,
-    subscript, non-negative number) that an operator or `.method` cannot split."""
-    try:
-        node = ast.parse(src.strip(), mode="eval").body
-    except SyntaxError:
-        return f"({src})"
-    if isinstance(node, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
-        return src
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
-            and not isinstance(node.value, bool) and node.value >= 0:
-        return src
-    return f"({src})"
-
-
 def _tensor(call: TorchCall, name: str) -> str:
     """Input `name` as a tensor: a number literal becomes torch.tensor(literal, dtype=...)."""
     src = call.inputs[name]
-    if _literal(src) is None:
+    if literal(src) is None:
         return src
     args = [src]
     t = call.in_types.get(name)
@@ -127,48 +94,12 @@ def _tensor(call: TorchCall, name: str) -> str:
 
 def _recv(call: TorchCall, name: str) -> str:
     """Input `name` as the receiver of a method call (`x.mean(...)`)."""
-    return _atom(_tensor(call, name))
-
-
-def _sizes(values, fmt) -> str:
-    """A per-axis tuple as PyTorch takes it: one value when all are equal (kernel_size=3)."""
-    values = tuple(values)
-    return fmt(values[0]) if len(set(values)) == 1 else fmt(values)
-
-
-def _dims(axes, fmt) -> str:
-    """A `dim=` argument: one axis or a tuple."""
-    axes = tuple(axes)
-    return fmt(axes[0]) if len(axes) == 1 else fmt(axes)
-
-
-def _is_default(value, default) -> bool:
-    """Whether an argument can be left out: equal to PyTorch's default, and a literal — a
-    Tagged size or Written value (an expression over hyperparameters, e.g. `stride`) is
-    always written, even where this instance's value happens to be the default."""
-    items = value if isinstance(value, tuple) else (value,)
-    return value == default and not any(isinstance(v, Tagged | Written) for v in items)
-
-
-def _kwargs(*pairs: tuple[str, str | None]) -> str:
-    return "".join(f", {k}={v}" for k, v in pairs if v is not None)
+    return atom(_tensor(call, name))
 
 
 def _flat_pads(pairs) -> tuple:
     """(before, after) pairs in axis order as F.pad's flat tuple (last axis first)."""
     return tuple(p for pair in reversed(tuple(pairs)) for p in pair)
-
-
-def _result_dtype(call: TorchCall) -> DType:
-    """The element type of x for ops whose result keeps it (in_types may be empty when the
-    emitter lowers a function child of a Sequential)."""
-    return call.out_types[0].dtype if call.out_types else call.in_types["x"].dtype
-
-
-def _need(attrs: dict, key: str, why: str):
-    if key not in attrs:
-        raise KeyError(f"{why} needs `{key}`")
-    return attrs[key]
 
 
 # ---------------------------------------------------------------- element-wise
@@ -192,27 +123,22 @@ def _unary(fn: str) -> Callable[[TorchCall], str]:
 
 def _gelu(call: TorchCall) -> str:
     mode = call.attrs["approximate"]
-    extra = "" if _is_default(mode, "none") else f", approximate={call.fmt(mode)}"
+    extra = "" if is_default(mode, "none") else f", approximate={call.fmt(mode)}"
     return f"F.gelu({_tensor(call, 'x')}{extra})"
-
-
-def _default_kw(call: TorchCall, attr: str, keyword: str, default) -> tuple[str, str | None]:
-    value = call.attrs[attr]
-    return keyword, None if _is_default(value, default) else call.fmt(value)
 
 
 def _leaky_relu(call: TorchCall) -> str:
     return (f"F.leaky_relu({_tensor(call, 'x')}"
-            f"{_kwargs(_default_kw(call, 'slope', 'negative_slope', 0.01))})")
+            f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.01))})")
 
 
 def _elu(call: TorchCall) -> str:
-    return f"F.elu({_tensor(call, 'x')}{_kwargs(_default_kw(call, 'alpha', 'alpha', 1.0))})"
+    return f"F.elu({_tensor(call, 'x')}{kwargs(default_kw(call, 'alpha', 'alpha', 1.0))})"
 
 
 def _softplus(call: TorchCall) -> str:
-    extra = _kwargs(_default_kw(call, "beta", "beta", 1.0),
-                    _default_kw(call, "threshold", "threshold", 20.0))
+    extra = kwargs(default_kw(call, "beta", "beta", 1.0),
+                   default_kw(call, "threshold", "threshold", 20.0))
     return f"F.softplus({_tensor(call, 'x')}{extra})"
 
 
@@ -223,14 +149,11 @@ _BINARY_SYMBOLS = {
 
 
 def _binary(op: str) -> Callable[[TorchCall], str]:
-    left, right = (p.name for p in REGISTRY[op].signature.params if p.is_tensor)
     symbol = _BINARY_SYMBOLS[op]
 
     def lower(call: TorchCall) -> str:
-        a, b = call.inputs[left], call.inputs[right]
-        if _literal(a) is not None and _literal(b) is not None:  # keep a tensor result
-            a = _tensor(call, left)
-        return f"{_atom(a)} {symbol} {_atom(b)}"
+        a, b = operands(call, op, _tensor)  # two numbers: a tensor result
+        return f"{atom(a)} {symbol} {atom(b)}"
 
     return lower
 
@@ -241,7 +164,7 @@ def _neg(call: TorchCall) -> str:
 
 def _where(call: TorchCall) -> str:
     a = call.inputs["a"]
-    if _literal(a) is not None and _literal(call.inputs["b"]) is not None:
+    if literal(a) is not None and literal(call.inputs["b"]) is not None:
         a = _tensor(call, "a")  # two numbers would give torch's default dtype
     return f"torch.where({call.inputs['cond']}, {a}, {call.inputs['b']})"
 
@@ -251,10 +174,10 @@ def _clamp(call: TorchCall) -> str:
     x = _tensor(call, "x")
     if lo is None and hi is None:
         return x
-    if _result_dtype(call).is_int:  # clip then truncate == clip to truncated bounds
+    if result_dtype(call).is_int:  # clip then truncate == clip to truncated bounds
         lo, hi = (None if v is None else int(math.trunc(v)) for v in (lo, hi))
-    bounds = _kwargs(("min", None if lo is None else call.fmt(lo)),
-                     ("max", None if hi is None else call.fmt(hi)))
+    bounds = kwargs(("min", None if lo is None else call.fmt(lo)),
+                    ("max", None if hi is None else call.fmt(hi)))
     return f"torch.clamp({x}{bounds})"
 
 
@@ -271,10 +194,10 @@ def _stop_gradient(call: TorchCall) -> str:
 
 def _reduce(method: str) -> Callable[[TorchCall], str]:
     def lower(call: TorchCall) -> str:
-        args = [f"dim={_dims(call.attrs['axis'], call.fmt)}"]
+        args = [f"dim={axes_arg(call.attrs['axis'], call.fmt)}"]
         if call.attrs["keepdims"]:
             args.append("keepdim=True")
-        if method == "sum" and _result_dtype(call) == DType.i32:
+        if method == "sum" and result_dtype(call) == DType.i32:
             args.append("dtype=torch.int32")  # torch sums integers to i64
         return f"{_recv(call, 'x')}.{method}({', '.join(args)})"
 
@@ -291,10 +214,7 @@ def _arg(method: str) -> Callable[[TorchCall], str]:
 
 def _softmax(fn: str) -> Callable[[TorchCall], str]:
     def lower(call: TorchCall) -> str:
-        axis = call.attrs["axis"]
-        if call.out_types and axis == call.out_types[0].rank - 1:
-            axis = -1
-        return f"{fn}({_tensor(call, 'x')}, dim={call.fmt(axis)})"
+        return f"{fn}({_tensor(call, 'x')}, dim={call.fmt(last_axis(call))})"
 
     return lower
 
@@ -310,10 +230,10 @@ def _flatten(call: TorchCall) -> str:
 def _reshape(call: TorchCall) -> str:
     dims = list(call.attrs["dims"])
     symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
-    sizes = [call.fmt(d) for d in dims]
+    texts = [call.fmt(d) for d in dims]
     if symbolic:  # the last symbolic size follows from the element count
-        sizes[symbolic[-1]] = call.fmt(-1)
-    return f"{_recv(call, 'x')}.reshape({', '.join(sizes) if sizes else '()'})"
+        texts[symbolic[-1]] = call.fmt(-1)
+    return f"{_recv(call, 'x')}.reshape({', '.join(texts) if texts else '()'})"
 
 
 def _permute(call: TorchCall) -> str:
@@ -347,13 +267,6 @@ def _squeeze(call: TorchCall) -> str:
     return f"{_recv(call, 'x')}.squeeze({call.fmt(call.attrs['axis'])})"
 
 
-def _pad_value(call: TorchCall, value: float) -> str:
-    dtype = _result_dtype(call)
-    if dtype == DType.bool:
-        return call.fmt(bool(value))
-    return call.fmt(int(value) if dtype.is_int else value)
-
-
 def _pad(call: TorchCall) -> str:
     pairs = list(call.attrs["pads"])
     while pairs and pairs[0] == (0, 0):  # F.pad pads the last len(pads) // 2 axes
@@ -362,14 +275,14 @@ def _pad(call: TorchCall) -> str:
     if not pairs:
         return x
     value = call.attrs["value"]
-    extra = "" if value == 0 else f", value={_pad_value(call, value)}"
+    extra = "" if value == 0 else f", value={pad_value(call, value)}"
     return f"F.pad({x}, {call.fmt(_flat_pads(pairs))}{extra})"
 
 
 def _upsample(call: TorchCall) -> str:
     scale = call.attrs["scale"]
     x = _tensor(call, "x")
-    factor = _sizes(scale, call.fmt)
+    factor = sizes(scale, call.fmt)
     if call.attrs["mode"] == "bilinear":
         return f'F.interpolate({x}, scale_factor={factor}, mode="bilinear", align_corners=False)'
     if all(s & (s - 1) == 0 for s in scale):  # 1 / s is exact in float32
@@ -378,28 +291,12 @@ def _upsample(call: TorchCall) -> str:
 
 
 def _getitem(call: TorchCall) -> str:
-    x_type = call.in_types.get("x")
-    shape = x_type.shape if x_type is not None else None  # unknown: write every stop
-    fmt = call.fmt
-    parts = []
-    for axis, item in enumerate(call.attrs["items"]):
-        if item[0] == "index":
-            parts.append(fmt(item[1]))
-            continue
-        _, start, stop, step = item
-        whole = shape is not None and stop == shape[axis]
-        text = ("" if start == 0 else fmt(start)) + ":" + ("" if whole else fmt(stop))
-        parts.append(text if step == 1 else f"{text}:{fmt(step)}")
-    while parts and parts[-1] == ":":
-        parts.pop()
-    if not parts:
-        return _tensor(call, "x")
-    return f"{_recv(call, 'x')}[{', '.join(parts)}]"
+    return getitem(call, _tensor)
 
 
 def _arange(call: TorchCall) -> str:
     device = call.attrs.get("_device")
-    return f"torch.arange({call.fmt(call.attrs['n'])}{_kwargs(('device', device))})"
+    return f"torch.arange({call.fmt(call.attrs['n'])}{kwargs(('device', device))})"
 
 
 # ---------------------------------------------------------------- pooling
@@ -419,10 +316,10 @@ def _window_padding(attrs: dict) -> tuple[str, Any]:
 def _pool_args(call: TorchCall, padding: tuple | None) -> str:
     kernel, stride = call.attrs["kernel"], call.attrs["stride"]
     fmt = call.fmt
-    return (f"kernel_size={_sizes(kernel, fmt)}"
-            + _kwargs(("stride", None if stride == kernel else _sizes(stride, fmt)),
-                      ("padding", None if not padding or not any(padding)
-                       else _sizes(padding, fmt))))
+    return (f"kernel_size={sizes(kernel, fmt)}"
+            + kwargs(("stride", None if stride == kernel else sizes(stride, fmt)),
+                     ("padding", None if not padding or not any(padding)
+                      else sizes(padding, fmt))))
 
 
 def _max_pool(n: int) -> Callable[[TorchCall], str]:
@@ -463,13 +360,13 @@ def _avg_pool(n: int) -> Callable[[TorchCall], str]:
 
 
 def _global_avg_pool(call: TorchCall) -> str:
-    return f"{_recv(call, 'x')}.mean(dim={_dims(call.attrs['axes'], call.fmt)})"
+    return f"{_recv(call, 'x')}.mean(dim={axes_arg(call.attrs['axes'], call.fmt)})"
 
 
 def _adaptive_avg_pool2d(call: TorchCall) -> str:
     # the rule allows a symbolic output size only where it equals the input's: PyTorch's None
     size = tuple(o if isinstance(o, int) else None for o in call.attrs["size"])
-    text = _sizes(size, call.fmt) if None not in size else call.fmt(size)
+    text = sizes(size, call.fmt) if None not in size else call.fmt(size)
     return f"F.adaptive_avg_pool2d({_tensor(call, 'x')}, {text})"
 
 
@@ -508,18 +405,18 @@ def _conv_construct(n: int) -> Callable[[dict, Callable], str]:
         kind, value = _conv_padding(cfg)
         padding = None
         if kind == "args" and value is not None:
-            padding = fmt(value) if value == "same" else _sizes(value, fmt)
+            padding = fmt(value) if value == "same" else sizes(value, fmt)
         ones = (1,) * n
         args = (f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, "
-                f"kernel_size={_sizes(cfg['kernel'], fmt)}")
+                f"kernel_size={sizes(cfg['kernel'], fmt)}")
         return (f"nn.Conv{n}d({args}"
-                + _kwargs(("stride", None if _is_default(cfg["stride"], ones)
-                           else _sizes(cfg["stride"], fmt)),
-                          ("padding", padding),
-                          ("dilation", None if _is_default(cfg["dilation"], ones)
-                           else _sizes(cfg["dilation"], fmt)),
-                          ("groups", None if _is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
-                          ("bias", None if cfg["bias"] else "False"))
+                + kwargs(("stride", None if is_default(cfg["stride"], ones)
+                          else sizes(cfg["stride"], fmt)),
+                         ("padding", padding),
+                         ("dilation", None if is_default(cfg["dilation"], ones)
+                          else sizes(cfg["dilation"], fmt)),
+                         ("groups", None if is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
+                         ("bias", None if cfg["bias"] else "False"))
                 + ")")
 
     return construct
@@ -527,7 +424,7 @@ def _conv_construct(n: int) -> Callable[[dict, Callable], str]:
 
 def _conv_call(module: str, call: TorchCall) -> str:
     attrs, fmt = call.attrs, call.fmt
-    _need(attrs, "pads", "a convolution call (TorchCall.attrs = {**layer.attrs, **node.attrs})")
+    need(attrs, "pads", "a convolution call (TorchCall.attrs = {**layer.attrs, **node.attrs})")
     kind, value = _conv_padding(attrs)
     x = _tensor(call, "x")
     if kind == "pad":
@@ -542,17 +439,17 @@ def _conv_call(module: str, call: TorchCall) -> str:
 def _conv_transpose_construct(cfg: dict, fmt) -> str:
     padding = tuple(before for before, _ in cfg["pads"])
     args = (f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, "
-            f"kernel_size={_sizes(cfg['kernel'], fmt)}")
+            f"kernel_size={sizes(cfg['kernel'], fmt)}")
     return (f"nn.ConvTranspose2d({args}"
-            + _kwargs(("stride", None if _is_default(cfg["stride"], (1, 1))
-                       else _sizes(cfg["stride"], fmt)),
-                      ("padding", _sizes(padding, fmt) if any(padding) else None),
-                      ("output_padding", _sizes(cfg["output_padding"], fmt)
-                       if any(cfg["output_padding"]) else None),
-                      ("groups", None if _is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
-                      ("bias", None if cfg["bias"] else "False"),
-                      ("dilation", None if _is_default(cfg["dilation"], (1, 1))
-                       else _sizes(cfg["dilation"], fmt)))
+            + kwargs(("stride", None if is_default(cfg["stride"], (1, 1))
+                      else sizes(cfg["stride"], fmt)),
+                     ("padding", sizes(padding, fmt) if any(padding) else None),
+                     ("output_padding", sizes(cfg["output_padding"], fmt)
+                      if any(cfg["output_padding"]) else None),
+                     ("groups", None if is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
+                     ("bias", None if cfg["bias"] else "False"),
+                     ("dilation", None if is_default(cfg["dilation"], (1, 1))
+                      else sizes(cfg["dilation"], fmt)))
             + ")")
 
 
@@ -562,7 +459,7 @@ def _linear_construct(cfg: dict, fmt) -> str:
 
 
 def _batchnorm_construct(cfg: dict, fmt) -> str:
-    rank = _need(cfg, "rank", "BatchNorm's constructor (BatchNorm1d/2d/3d by input rank)")
+    rank = need(cfg, "rank", "BatchNorm's constructor (BatchNorm1d/2d/3d by input rank)")
     kind = {2: 1, 3: 1, 4: 2, 5: 3}[rank]
     return (f"_bn(nn.BatchNorm{kind}d({fmt(cfg['num_features'])}, eps={fmt(cfg['eps'])}, "
             f"momentum={fmt(cfg['momentum'])}))")
@@ -581,10 +478,10 @@ def _groupnorm_construct(cfg: dict, fmt) -> str:
 
 def _rnn_construct(kind: str) -> Callable[[dict, Callable], str]:
     def construct(cfg: dict, fmt) -> str:
-        layers = None if _is_default(cfg["layers"], 1) else fmt(cfg["layers"])
+        layers = None if is_default(cfg["layers"], 1) else fmt(cfg["layers"])
         return (f"nn.{kind}({fmt(cfg['input_size'])}, {fmt(cfg['hidden'])}"
-                + _kwargs(("num_layers", layers), ("batch_first", "True"),
-                          ("bidirectional", "True" if cfg["bidirectional"] else None))
+                + kwargs(("num_layers", layers), ("batch_first", "True"),
+                         ("bidirectional", "True" if cfg["bidirectional"] else None))
                 + ")")
 
     return construct
@@ -678,30 +575,12 @@ TORCH_FUNCTIONS: dict[str, Callable[[TorchCall], str]] = {
 
 def lower_function(op: str, call: TorchCall) -> str:
     """The expression computing function node `op` (a tuple expression for several results)."""
-    if op not in TORCH_FUNCTIONS:
-        kind = "a layer: use TORCH_LAYERS" if op in TORCH_LAYERS else "not a built-in op"
-        raise KeyError(f"`{op}` is {kind}")
-    return TORCH_FUNCTIONS[op](call)
-
-
-_HELPER_PATTERNS = {name: re.compile(rf"(?<![\w.]){re.escape(name)}\b") for name in HELPERS}
+    return function_row(op, TORCH_FUNCTIONS, TORCH_LAYERS, "TORCH_LAYERS")(call)
 
 
 def helpers_needed(source: str) -> list[str]:
     """The runtime helpers `source` uses, with the helpers those use, in HELPERS order."""
-    found: set[str] = set()
-    todo = [source]
-    while todo:
-        text = todo.pop()
-        for name, pattern in _HELPER_PATTERNS.items():
-            if name not in found and pattern.search(text):
-                found.add(name)
-                todo.append(HELPERS[name])
-    return [name for name in HELPERS if name in found]
+    return helpers_used(source, HELPERS)
 
 
-for _name, _op in REGISTRY.items():  # OpDef.lowerings: one row per op and backend
-    if _name in TORCH_LAYERS:
-        _op.lowerings["torch"] = TORCH_LAYERS[_name]
-    elif _name in TORCH_FUNCTIONS:
-        _op.lowerings["torch"] = TORCH_FUNCTIONS[_name]
+register("torch", TORCH_FUNCTIONS, TORCH_LAYERS)  # OpDef.lowerings: one row per op and backend

@@ -1,0 +1,206 @@
+"""Helpers that write Python source for any backend's lowering table: number literals,
+bracketing, per-axis arguments, defaults left out, keyword lists, Python indexing, which
+runtime helpers a generated file needs; and the table's lookup and registration. They only
+produce strings and never import a framework; what differs between backends (how a number
+becomes a tensor) is passed in.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dualnet.ir.tagged import Tagged, Written
+from dualnet.ir.types import DType
+from dualnet.ops import REGISTRY
+
+
+@dataclass
+class NodeCall:
+    """One node as a lowering sees it.
+
+    `inputs`: the Python source of each tensor argument by signature name (a list for a
+    "tensors" argument, None for an absent optional one); a scalar constant may arrive as a
+    number literal ("2.0"). `attrs`: the node's attributes as the op's shape rule normalised
+    them; for a layer call, the layer's resolved config merged with the node's attributes
+    (`{**layer.attrs, **node.attrs}`, what the NumPy reference receives): Conv calls read their
+    padding from it. `in_types`/`out_types`: TensorTypes; `in_types` may be empty for a
+    one-input function lowered as a Sequential step (rows then use `out_types`). `fmt`:
+    formats an attribute value (int, float, str, tuple, tagged or symbolic size) as Python
+    source.
+    """
+
+    inputs: dict[str, str | list[str] | None]
+    attrs: dict[str, Any]
+    in_types: dict[str, Any]
+    out_types: list[Any]
+    fmt: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class LayerLowering:
+    """`construct(config, fmt)`: the layer's constructor expression from its resolved config
+    (`LayerInstance.attrs`). `call(layer, call)`: the call expression, `layer` being the
+    layer's source ("self.conv1") and `call` the backend's NodeCall."""
+
+    construct: Callable[[dict, Callable[[Any], str]], str]
+    call: Callable[[str, Any], str]
+
+
+TensorSource = Callable[[Any, str], str]
+"""A backend's `(call, input name) -> source`, writing a number literal as a tensor."""
+
+
+def literal(src: Any) -> int | float | None:
+    """The number a source string spells, if it is a number literal."""
+    if not isinstance(src, str):
+        return None
+    try:
+        value = ast.literal_eval(src)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def atom(src: str) -> str:
+    """`src`, parenthesised unless it is a primary expression (name, attribute, call,
+    subscript, non-negative number) that an operator or `.method` cannot split."""
+    try:
+        node = ast.parse(src.strip(), mode="eval").body
+    except SyntaxError:
+        return f"({src})"
+    if isinstance(node, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
+        return src
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
+            and not isinstance(node.value, bool) and node.value >= 0:
+        return src
+    return f"({src})"
+
+
+def sizes(values, fmt) -> str:
+    """A per-axis tuple as PyTorch and Keras take it: one value when all are equal
+    (kernel_size=3)."""
+    values = tuple(values)
+    return fmt(values[0]) if len(set(values)) == 1 else fmt(values)
+
+
+def axes_arg(axes, fmt) -> str:
+    """A `dim=` / `axis=` value: one axis (an int or a 1-tuple) or a tuple."""
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    return fmt(axes[0]) if len(axes) == 1 else fmt(axes)
+
+
+def is_default(value, default) -> bool:
+    """Whether an argument can be left out: equal to the framework's default, and a literal —
+    a Tagged size or Written value (an expression over hyperparameters, e.g. `stride`) is
+    always written, even where this instance's value happens to be the default."""
+    items = value if isinstance(value, tuple) else (value,)
+    return value == default and not any(isinstance(v, Tagged | Written) for v in items)
+
+
+def kwargs(*pairs: tuple[str, str | None]) -> str:
+    """`, key=value` for each pair whose value is not None."""
+    return "".join(f", {k}={v}" for k, v in pairs if v is not None)
+
+
+def default_kw(call: NodeCall, attr: str, keyword: str, default) -> tuple[str, str | None]:
+    """A `kwargs` pair for attribute `attr`: None where it is the framework's `default`."""
+    value = call.attrs[attr]
+    return keyword, None if is_default(value, default) else call.fmt(value)
+
+
+def result_dtype(call: NodeCall) -> DType:
+    """The element type of x for ops whose result keeps it (in_types may be empty when the
+    emitter lowers a function child of a Sequential)."""
+    return call.out_types[0].dtype if call.out_types else call.in_types["x"].dtype
+
+
+def need(attrs: dict, key: str, why: str):
+    """`attrs[key]`; a KeyError saying `why` it is needed when missing."""
+    if key not in attrs:
+        raise KeyError(f"{why} needs `{key}`")
+    return attrs[key]
+
+
+def pad_value(call: NodeCall, value: float) -> str:
+    """A padding value as a literal of the result's element type."""
+    dtype = result_dtype(call)
+    if dtype == DType.bool:
+        return call.fmt(bool(value))
+    return call.fmt(int(value) if dtype.is_int else value)
+
+
+def last_axis(call: NodeCall) -> int:
+    """Attribute `axis`, or -1 where it is the result's last axis (softmax's usual spelling)."""
+    axis = call.attrs["axis"]
+    return -1 if call.out_types and axis == call.out_types[0].rank - 1 else axis
+
+
+def operands(call: NodeCall, op: str, tensor: TensorSource) -> tuple[str, str]:
+    """The two tensor inputs' sources of binary `op`; of two numbers the first becomes a
+    tensor (of its type), so that the result is one."""
+    left, right = (p.name for p in REGISTRY[op].signature.params if p.is_tensor)
+    a, b = call.inputs[left], call.inputs[right]
+    if literal(a) is not None and literal(b) is not None:
+        a = tensor(call, left)
+    return a, b
+
+
+def getitem(call: NodeCall, tensor: TensorSource) -> str:
+    """`x[...]` in Python's indexing, which both PyTorch and Keras tensors take; leading
+    `0`s, whole-axis stops and trailing `:`s are left out."""
+    x_type = call.in_types.get("x")
+    shape = x_type.shape if x_type is not None else None  # unknown: write every stop
+    fmt = call.fmt
+    parts = []
+    for axis, item in enumerate(call.attrs["items"]):
+        if item[0] == "index":
+            parts.append(fmt(item[1]))
+            continue
+        _, start, stop, step = item
+        whole = shape is not None and stop == shape[axis]
+        text = ("" if start == 0 else fmt(start)) + ":" + ("" if whole else fmt(stop))
+        parts.append(text if step == 1 else f"{text}:{fmt(step)}")
+    while parts and parts[-1] == ":":
+        parts.pop()
+    if not parts:
+        return tensor(call, "x")
+    return f"{atom(tensor(call, 'x'))}[{', '.join(parts)}]"
+
+
+def function_row(op: str, functions: dict[str, Callable], layers: dict[str, Any],
+                 layers_name: str) -> Callable:
+    """The row of `functions` lowering function node `op`; a KeyError for a layer (see
+    `layers_name`) or an unknown op."""
+    if op not in functions:
+        kind = f"a layer: use {layers_name}" if op in layers else "not a built-in op"
+        raise KeyError(f"`{op}` is {kind}")
+    return functions[op]
+
+
+def register(backend: str, functions: dict[str, Callable], layers: dict[str, Any]) -> None:
+    """Record one backend's table in the registry: `OpDef.lowerings[backend]` is the op's
+    LayerLowering or function row."""
+    for name, op in REGISTRY.items():
+        if name in layers:
+            op.lowerings[backend] = layers[name]
+        elif name in functions:
+            op.lowerings[backend] = functions[name]
+
+
+def helpers_used(source: str, helpers: dict[str, str]) -> list[str]:
+    """The runtime helpers of `helpers` (name → source) that `source` uses, with the helpers
+    those use, in `helpers` order."""
+    patterns = {name: re.compile(rf"(?<![\w.]){re.escape(name)}\b") for name in helpers}
+    found: set[str] = set()
+    todo = [source]
+    while todo:
+        text = todo.pop()
+        for name, pattern in patterns.items():
+            if name not in found and pattern.search(text):
+                found.add(name)
+                todo.append(helpers[name])
+    return [name for name in helpers if name in found]
