@@ -298,4 +298,4 @@ def test_compile_keras_command(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "unet_keras.py").read_text()
-    assert "channels-last for images" in text and "import torch" not in text
+    assert "Image inputs and outputs are channels-last" in text and "import torch" not in text
