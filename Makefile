@@ -1,5 +1,5 @@
 # dualnet — developer entry points. Every target works on a fresh clone:
-#   make demo        check every model in models/
+#   make demo        check every model in models/, compile each to PyTorch and Keras
 #   make test        the whole test suite, then ruff
 #   make bench       check-speed benchmark (benchmarks/run.py)
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
@@ -25,7 +25,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make setup        create $(VENV) and install dualnet[all] (editable)"
-	@echo "make demo         dualnet check on every models/*.dnet"
+	@echo "make demo         dualnet check + compile (torch, keras) on every models/*.dnet"
 	@echo "make test         pytest + ruff"
 	@echo "make bench        check-speed benchmark"
 	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"
@@ -59,10 +59,14 @@ demo: setup
 	    fi
 	    echo "== dualnet check $$f"
 	    $(VENV)/bin/dualnet check "$$f"
+	    for target in torch keras; do
+	        $(VENV)/bin/dualnet compile "$$f" --target $$target -o build/demo
+	    done
 	    checked=$$((checked + 1))
 	    echo
 	done
-	echo "demo: checked $$checked model file(s), all ok"
+	echo "demo: checked $$checked model file(s) and compiled each to PyTorch and Keras" \
+	     "(build/demo/), all ok"
 
 test: setup
 	@$(PY) -m pytest -q -p no:cacheprovider

@@ -36,10 +36,10 @@ from lowering_cases import (  # noqa: E402
 )
 
 from dualnet.backends.keras import runtime  # noqa: E402
+from dualnet.backends.keras.layout import SPATIAL_OPS  # noqa: E402
 from dualnet.backends.keras.lowering import (  # noqa: E402
     KERAS_FUNCTIONS,
     KERAS_LAYERS,
-    SPATIAL_OPS,
     KerasCall,
     LayerLowering,
     helpers_needed,

@@ -11,7 +11,7 @@ CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or ca
 bracketing, defaults left out, argument lists, Python indexing) comes from
 `backends.source_helpers`.
 
-Layout: the ops of `SPATIAL_OPS` receive and return channels-last tensors ([B, *spatial, C];
+Layout: the ops of `layout.SPATIAL_OPS` receive and return channels-last tensors ([B, *spatial, C];
 a rank-2 [B, C] is the same in both layouts), while their `attrs`, `in_types` and `out_types`
 stay in dualnet's channels-first order. Every other op gets its tensors as `in_types` describe
 them.
@@ -75,18 +75,12 @@ KERAS_DTYPES = {
     DType.i32: "int32", DType.i64: "int64", DType.bool: "bool",
 }
 
-SPATIAL_OPS = frozenset({
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "BatchNorm", "GroupNorm", "max_pool1d",
-    "max_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool", "adaptive_avg_pool2d",
-    "upsample",
-})
-"""Ops whose tensors are channels-last inside a generated Keras model."""
 
 
 @dataclass
 class KerasCall(NodeCall):
     """One node as the Keras lowering sees it (fields: see `NodeCall`). `in_types` and
-    `out_types` are in dualnet's (channels-first) order, also for `SPATIAL_OPS`."""
+    `out_types` are in dualnet's (channels-first) order, also for `layout.SPATIAL_OPS`."""
 
 
 # ---------------------------------------------------------------- source helpers
