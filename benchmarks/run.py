@@ -12,6 +12,10 @@ Measures
   2. Generated deep models (N Linear layers, one statement per layer, no loops),
      checked in-process through `dualnet.check_file`; time per layer and
      time(N) / time(N/2) show whether checking grows linearly. Target: 2,000 layers <= 1 s.
+  3. The Keras backend (benchmarks/keras_latency.py, in this process after the others; skip
+     it with --no-keras): forward latency of the generated Keras ResNet-18 and MobileNetV2
+     against hand-written ones (target ratio <= 1.05), and the transposes in every generated
+     zoo model.
 
 Prints a table: measurement, value, target, ratio, verdict. Exits 0 unless --strict is
 given and a verdict is not ok.
@@ -267,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="250,500,1000,2000,4000", help="deep model sizes")
     ap.add_argument("--model", default="models/resnet18.dnet", help="model for the process rows")
     ap.add_argument("--no-torch", action="store_true", help="skip the `import torch` baseline")
+    ap.add_argument("--no-keras", action="store_true",
+                    help="skip the Keras-backend benchmark (benchmarks/keras_latency.py)")
     ap.add_argument("--strict", action="store_true", help="exit 1 unless every verdict is ok")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -316,7 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
         rows += bench_deep(sizes, Path(tmp))
 
-    return finish(rows, args.strict)
+    note = None
+    if not args.no_keras:
+        import keras_latency  # its measure() imports TensorFlow: last, after the timings above
+
+        print("\n[3] Keras backend (benchmarks/keras_latency.py)")
+        keras_rows, note = keras_latency.measure(threads=2, budget=1.0)
+        rows += keras_rows
+    return finish(rows, args.strict, note)
 
 
 if __name__ == "__main__":

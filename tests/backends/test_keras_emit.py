@@ -299,3 +299,22 @@ def test_compile_keras_command(tmp_path):
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "unet_keras.py").read_text()
     assert "Image inputs and outputs are channels-last" in text and "import torch" not in text
+
+
+def test_a_stride_hyperparameter_picks_the_padding_per_instance(tmp_path):
+    """One class for stride 1 (Keras's "same") and stride 2 (PyTorch's symmetric pads),
+    as a layer called on an expression and as a Sequential step."""
+    source = tmp_path / "strided.dnet"
+    source.write_text(
+        "model Block(out: int, stride: int = 1) {\n"
+        "    conv = Conv2d(out, kernel=3, stride=stride, padding=1)\n"
+        "    seq = Sequential(Conv2d(out, kernel=3, stride=stride, padding=1, groups=out))\n"
+        "    forward(x: f32[B, C, H, W]) { return seq(conv(relu(x))) }\n"
+        "}\n"
+        "model Net() {\n"
+        "    blocks = Sequential(Block(4), Block(4, stride=2), Block(4))\n"
+        "    forward(x: f32[B, 3, 10, 10]) { return blocks(x) }\n"
+        "}\n")
+    pair = Pair(source, tmp_path)
+    assert '"same" if stride == 1 else "valid"' in pair.keras_source
+    assert pair.worst_output_error(pair.inputs(sizes=2)) < TOL

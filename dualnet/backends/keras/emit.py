@@ -488,7 +488,11 @@ class KerasClassWriter(ClassWriter):
         if keras_same(attrs) or not any(p for pair in pads for p in pair):
             return [step]
         widths = pads[0] if n == 1 else pads
-        return [f"keras.layers.ZeroPadding{n}D({self.fmt_init(widths)})", step]
+        padding = f"keras.layers.ZeroPadding{n}D({self.fmt_init(widths)})"
+        unit = lowering.unit_strides(attrs, self.fmt_init)
+        if unit:  # Keras's "same" where the strides are 1: pad only the other instances
+            return [f"*([] if {unit} else [{padding}])", step]
+        return [padding, step]
 
     def function_module(self, layer: LayerInstance) -> str:
         """A function declared as a layer (`act = gelu`): a step that takes dualnet's order."""

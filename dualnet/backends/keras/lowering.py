@@ -46,7 +46,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dualnet.backends.keras.runtime import HELPERS
-from dualnet.backends.keras.weights import KerasLayer, keras_layer, keras_same
+from dualnet.backends.keras.weights import (
+    KerasLayer,
+    keras_layer,
+    keras_same,
+    strides_for_same,
+)
 from dualnet.backends.source_helpers import (
     LayerLowering,
     NodeCall,
@@ -435,13 +440,38 @@ def _call_x(layer: str, call: KerasCall) -> str:
     return f"{layer}({_tensor(call, 'x')})"
 
 
+def unit_strides(attrs: dict, fmt) -> str | None:
+    """Source of the condition under which a convolution whose stride is a hyperparameter
+    uses Keras's "same" (`strides_for_same`): `stride == 1`; None when it does not depend."""
+    strides = strides_for_same(attrs)
+    return " and ".join(f"{atom(fmt(s))} == 1" for s in strides) if strides else None
+
+
+def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
+    def construct(cfg: dict, fmt) -> str:
+        unit = unit_strides(cfg, fmt)
+        padding = f'"same" if {unit} else "valid"' if unit else None
+        return _layer_source(keras_layer(op, cfg), fmt, keep=("padding",) if unit else (),
+                             padding=padding)
+
+    return construct
+
+
 def _conv_call(layer: str, call: KerasCall) -> str:
     attrs = call.attrs
     need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
     x = _tensor(call, "x")
-    if not keras_same(attrs) and _has_pads(attrs):
-        x = f"ops.pad({x}, {_widths(attrs['pads'], call.fmt)})"
-    return f"{layer}({x})"
+    if keras_same(attrs) or not _has_pads(attrs):
+        return f"{layer}({x})"
+    padded = f"ops.pad({x}, {_widths(attrs['pads'], call.fmt)})"
+    unit = unit_strides(attrs, call.fmt)
+    if unit is None:
+        return f"{layer}({padded})"
+    if not x.isidentifier():  # keep `x` written once: pad by zeros where "same" pads
+        zeros = _widths(tuple((0, 0) for _ in attrs["pads"]), call.fmt)
+        widths = _widths(attrs["pads"], call.fmt)
+        return f"{layer}(ops.pad({x}, {zeros} if {unit} else {widths}))"
+    return f"{layer}({x} if {unit} else {padded})"
 
 
 def _crop(before, after, fmt) -> str:
@@ -502,7 +532,7 @@ def _mha_call(layer: str, call: KerasCall) -> str:
 _CONVS = ("Conv1d", "Conv2d", "Conv3d")
 
 KERAS_LAYERS: dict[str, LayerLowering] = {
-    **{op: LayerLowering(_plain(op), _conv_call) for op in _CONVS},
+    **{op: LayerLowering(_conv_construct(op), _conv_call) for op in _CONVS},
     "ConvTranspose2d": LayerLowering(_plain("ConvTranspose2d"), _conv_transpose_call),
     **{op: LayerLowering(_plain(op), _call_x)
        for op in ("Linear", "Dropout", "Identity", "LayerNorm", "GroupNorm")},

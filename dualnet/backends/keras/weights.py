@@ -138,6 +138,21 @@ def keras_same(attrs: dict) -> bool:
                                                    dilation, strict=True))
 
 
+def strides_for_same(attrs: dict) -> tuple:
+    """The strides a hyperparameter sets (a block's `stride`) when Keras's "same" pads
+    exactly as `attrs` in the instances where they are 1, and only there: symmetric pads of
+    dilation·(k − 1) in total. () when the choice does not depend on them."""
+    if keras_same(attrs) or attrs.get("padding") == "same" or \
+            not any(before or after for before, after in attrs["pads"]):
+        return ()
+    dilation = attrs.get("dilation") or (1,) * len(attrs["pads"])
+    axes = list(zip(attrs["pads"], attrs["kernel"], attrs["stride"], dilation, strict=True))
+    if all(before == after and before + after == d * (k - 1) and (not _fixed(s) or s == 1)
+           for (before, after), k, s, d in axes):
+        return tuple(dict.fromkeys(s for _, _, s, _ in axes if not _fixed(s)))
+    return ()
+
+
 def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None:
     """Conv2DTranspose's output_padding: None where Keras's inferred size, n·s + max(k' − s, 0)
     (k' the dilated kernel), is PyTorch's (n − 1)·s + k' + output_padding."""
