@@ -221,8 +221,6 @@ class KerasClassWriter(ClassWriter):
         config = ["", "def get_config(self) -> dict:", "    return {",
                   "        **super().get_config(),",
                   *(f"        {fmt_literal(n)}: self.{keras_attr(n)}," for n in names), "    }"]
-        if self.is_entry:
-            return config
         return [*config, "", "def build(self, *shapes, **named_shapes) -> None:",
                 '    """Nothing to create ahead: each layer builds at its first call."""']
 
