@@ -318,3 +318,40 @@ def test_a_stride_hyperparameter_picks_the_padding_per_instance(tmp_path):
     pair = Pair(source, tmp_path)
     assert '"same" if stride == 1 else "valid"' in pair.keras_source
     assert pair.worst_output_error(pair.inputs(sizes=2)) < TOL
+
+
+def test_names_never_shadow_keras_or_python(tmp_path):
+    """Layers named like Keras attributes (`name`, `weights`, `call`), a hyperparameter
+    named `dtype`, an argument named `mask` (Keras fills `mask` in itself): the model builds,
+    keeps dualnet's weight names and computes what PyTorch computes."""
+    source = tmp_path / "names.dnet"
+    source.write_text(
+        "model Tricky(dtype: int = 4) {\n"
+        "    name = Linear(dtype)\n"
+        "    weights = Linear(3)\n"
+        "    call = Linear(3)\n"
+        "    forward(mask: f32[B, 4], training: f32[B, 4]) -> f32[B, 3] {\n"
+        "        return weights(relu(name(mask))) + call(training)\n"
+        "    }\n"
+        "}\n")
+    pair = Pair(source, tmp_path)
+    assert pair.worst_output_error(pair.inputs()) < TOL
+    assert isinstance(pair.keras.name, str) and pair.keras.name_.units == 4
+    again = dualnet_save(pair.keras, tmp_path / "again.safetensors")
+    assert again.read_bytes() == pair.file.read_bytes()
+
+
+def test_what_keras_cannot_write_is_an_e_backend_diagnostic(tmp_path):
+    """A generated Sequential of padded convolutions would need padding steps inside the
+    comprehension: refused with the place, nothing written."""
+    source = tmp_path / "stack.dnet"
+    source.write_text(
+        "model Stack() {\n"
+        "    convs = Sequential(Conv2d(4, kernel=3, stride=2, padding=1) for i in range(2))\n"
+        "    forward(x: f32[B, 4, 16, 16]) { return convs(x) }\n"
+        "}\n")
+    with pytest.raises(DualnetError) as info:
+        compile_file(str(source), "keras", str(tmp_path))
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "E-BACKEND" and diagnostic.span.line == 2
+    assert not list(tmp_path.glob("*_keras.py"))
