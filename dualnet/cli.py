@@ -1,4 +1,4 @@
-"""The `dualnet` command line: check, ir, init, compile, --version.
+"""The `dualnet` command line: check, ir, init, compile, run, --version.
 
 Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
@@ -48,14 +48,32 @@ def _parser() -> argparse.ArgumentParser:
                       help="the weight file to write (replaced atomically)")
     comp = sub.add_parser("compile", help="write the model as source for a framework")
     source_args(comp)
-    comp.add_argument("--target", required=True, choices=("torch", "keras"),
-                      help="torch: PyTorch nn.Module source; keras: Keras 3 source")
+    comp.add_argument("--target", required=True, choices=("torch", "keras", "onnx"),
+                      help="torch: PyTorch nn.Module source; keras: Keras 3 source; onnx: an "
+                      "ONNX model <model name>.onnx with its weights")
     comp.add_argument("--layout", choices=("channels_first", "channels_last"),
-                      default="channels_first",
                       help="keras: the entry model's image layout (default: channels_first, "
                       "the arrays the PyTorch module takes)")
+    comp.add_argument("--weights", metavar="W.safetensors",
+                      help="onnx: the weights to embed (default: a seeded initialisation)")
+    comp.add_argument("--seed", type=_seed, metavar="S",
+                      help="onnx: the seed of the initialisation when no --weights (default 0)")
+    comp.add_argument("--opset", type=_opset, metavar="N",
+                      help="onnx: the ONNX opset (default 17)")
     comp.add_argument("-o", "--output", required=True, metavar="DIR",
-                      help="directory for <file stem>_<target>.py")
+                      help="directory for <file stem>_<target>.py or <model name>.onnx")
+    run = sub.add_parser("run", help="run a model on .npy inputs with one backend")
+    source_args(run)
+    run.add_argument("--backend", required=True, choices=("onnx", "torch", "keras"),
+                     help="onnx: ONNX Runtime (CUDA when available, else CPU)")
+    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                     help="an input of the model's forward (repeat for each)")
+    run.add_argument("--weights", metavar="W.safetensors",
+                     help="the weights (default: a seeded initialisation)")
+    run.add_argument("--seed", type=_seed, default=0, metavar="S",
+                     help="the seed of the initialisation when no --weights (default 0)")
+    run.add_argument("-o", "--output", required=True, metavar="OUT.npz",
+                     help="where to write the outputs (output, or output_0, output_1, ...)")
     return parser
 
 
@@ -67,6 +85,16 @@ def _seed(text: str) -> int:
     if not 0 <= seed < 2**64:
         raise argparse.ArgumentTypeError(f"invalid seed {text!r}: must be in [0, 2**64)")
     return seed
+
+
+def _opset(text: str) -> int:
+    try:
+        opset = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid opset {text!r}: expected an int") from None
+    if not 1 <= opset <= 100:
+        raise argparse.ArgumentTypeError(f"invalid opset {opset}")
+    return opset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +134,8 @@ def _main(argv: list[str] | None) -> int:
         return _init(args, summary)
     if args.command == "compile":
         return _compile(args, summary)
+    if args.command == "run":
+        return _run(args, summary)
     if args.command == "ir":
         from dualnet.ir.printer import print_ir
 
@@ -117,16 +147,46 @@ def _main(argv: list[str] | None) -> int:
 
 def _compile(args, summary) -> int:
     """Emit, validate and atomically write the backend source."""
-    from dualnet.compiler import write_source
+    from dualnet.compiler import write_onnx, write_source
     from dualnet.diagnostics import DualnetError
 
+    only = {"--layout": ("keras", args.layout), "--weights": ("onnx", args.weights),
+            "--seed": ("onnx", args.seed), "--opset": ("onnx", args.opset)}
+    for option, (target, value) in only.items():
+        if value is not None and args.target != target:
+            print(f"dualnet: error: {option} applies to --target {target} only",
+                  file=sys.stderr)
+            return EXIT_USAGE
     try:
-        out = write_source(summary, args.target, args.output, args.layout)
+        if args.target == "onnx":
+            out = write_onnx(summary, args.output, args.weights, args.seed or 0, args.opset)
+        else:
+            out = write_source(summary, args.target, args.output,
+                               args.layout or "channels_first")
     except DualnetError as exc:
         summary.diagnostics.extend(exc.diagnostics)
         _print_diagnostics(summary)
         return EXIT_INPUT
     print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _run(args, summary) -> int:
+    """Run the model on the inputs with one backend and write the outputs."""
+    from dualnet.compiler import Program
+    from dualnet.diagnostics import DualnetError
+    from dualnet.runner import read_inputs, run, write_outputs
+
+    try:
+        inputs = read_inputs(args.input)
+        outputs, where = run(Program(args.file, tuple(args.include)), args.model, args.backend,
+                             inputs, args.weights, args.seed)
+        write_outputs(outputs, args.output)
+    except DualnetError as exc:
+        summary.diagnostics.extend(exc.diagnostics)
+        _print_diagnostics(summary)
+        return EXIT_INPUT
+    print(f"ran {summary.model} on {where}; wrote {len(outputs)} output(s) to {args.output}")
     return EXIT_OK
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast as pyast
 import linecache
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,74 @@ def write_source(summary: Summary, target: str, out_dir: str,
     return out
 
 
+# ---------------------------------------------------------------- ONNX
+
+
+def initial_weights(summary: Summary, weights: str | None = None, seed: int = 0) -> dict:
+    """The model's tensors as NumPy arrays by state_dict name: read from the safetensors file
+    `weights`, else drawn with PyTorch's initialisers from `seed` (needs torch)."""
+    if weights is not None:
+        return read_arrays(weights)
+    try:
+        from dualnet.backends.torch.init import init_state
+    except ImportError as exc:
+        raise error("E-BACKEND", f"a seeded initialisation needs PyTorch ({exc}); pass a "
+                    "weight file instead", None) from None
+    return {name: t.numpy() for name, t in init_state(summary.instance, seed).items()}
+
+
+def onnx_model(summary: Summary, weights: str | None = None, seed: int = 0,
+               opset: int | None = None):
+    """The checked ONNX ModelProto of a checked model."""
+    from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
+
+    arrays = initial_weights(summary, weights, seed)
+    return emit_onnx(summary, arrays, opset or DEFAULT_OPSET,
+                     weights or f"the initialisation with seed {seed}").model
+
+
+def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed: int = 0,
+               opset: int | None = None) -> Path:
+    """Emit and write `out_dir/<model name>.onnx` atomically. A model over 2 GB keeps its
+    tensors in the sibling file `<model name>.onnx.data` (a fixed name, never one taken from
+    the input)."""
+    model = onnx_model(summary, weights, seed, opset)
+    make_directory(out_dir)
+    out = Path(out_dir) / f"{summary.model}.onnx"
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        atomic_write(out, model.SerializeToString())
+        return out
+    import onnx
+
+    data_name = f"{summary.model}.onnx.data"
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".dualnet-onnx-") as tmp:
+        onnx.save_model(model, os.path.join(tmp, out.name), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name)
+        os.replace(os.path.join(tmp, data_name), out.with_name(data_name))
+        os.replace(os.path.join(tmp, out.name), out)
+    return out
+
+
+PROTOBUF_LIMIT = 2**31 - 2**20  # protobuf's 2 GB, with room for the graph
+
+
+def read_arrays(path: str) -> dict:
+    """A safetensors file's tensors as NumPy arrays (E-IO / E-WEIGHTS on bad input)."""
+    import numpy as np
+
+    from dualnet.weights import read_tensors
+
+    dtypes = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
+              "i64": np.int64, "bool": np.bool_, "u8": np.uint8, "i8": np.int8}
+    out = {}
+    for name, t in read_tensors(path).items():
+        if t.dtype not in dtypes:
+            raise error("E-WEIGHTS", f"`{name}` in {path} has the dtype {t.dtype}, which "
+                        "dualnet's ONNX backend does not read", None)
+        out[name] = np.frombuffer(t.data, dtypes[t.dtype]).reshape(t.shape)
+    return out
+
+
 def _checked(path: str, model: str | None, include_dirs, hyper) -> Summary:
     summary = check_file(path, model, tuple(include_dirs), hyper)
     if not summary.ok:
@@ -112,6 +182,12 @@ class Program:
         """An instance of the generated Keras model (unbuilt until first called, or until
         `dualnet.load_weights` builds it)."""
         return self._build("keras", model, layout, hyper)
+
+    def onnx(self, model: str | None = None, weights: str | None = None, seed: int = 0,
+             opset: int | None = None, **hyper: Any):
+        """The ONNX ModelProto (checked), with the tensors of the safetensors file `weights`,
+        else a seeded initialisation."""
+        return onnx_model(self.check(model, **hyper), weights, seed, opset)
 
     def _build(self, target: str, model: str | None, layout: str, hyper: dict):
         source, entry = emit(self.check(model, **hyper), target, layout)

@@ -1,0 +1,214 @@
+"""An ONNX model emitted directly from the IR (never by tracing a framework's module).
+
+The hierarchical IR is inlined into one graph: each node is named by the .dnet layer path
+that produced it (`layer1.0.conv1/Conv`) and carries its source line as doc_string;
+symbolic dimensions are named `dim_param`s (`B`, `T`); parameters are initializers under
+their state_dict names (`conv1.weight`), from a weight file or a seeded initialisation.
+Ops are written by the lowering table (`lowering.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from dualnet import __version__
+from dualnet.backends.onnx.builder import GraphBuilder
+from dualnet.backends.onnx.lowering import NEWEST_OPSET, OnnxCall, OpsetTooOld, lower
+from dualnet.diagnostics import error
+from dualnet.ir.dims import Dim
+from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
+from dualnet.ir.types import TensorType
+from dualnet.weights import mismatch_error, mismatches, state_specs
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # softmax over one axis, Split/Squeeze with input axes
+IR_VERSION = 10  # ONNX Runtime 1.31 reads IR versions up to 13; opset 17-21 need >= 8
+ELEM_TYPES = {"f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16,
+              "f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "i32": TensorProto.INT32,
+              "i64": TensorProto.INT64, "bool": TensorProto.BOOL}
+NUMPY_DTYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
+                "i64": np.int64, "bool": np.bool_}
+
+
+@dataclass
+class Emitted:
+    """The model, and the ONNX name of every IR value (by `id(Value)`), for tests and
+    per-layer comparisons."""
+
+    model: onnx.ModelProto
+    names: dict[int, str] = field(default_factory=dict)
+
+
+class OnnxEmitter:
+    def __init__(self, instance: ModelInstance, graph: Graph, weights: dict[str, np.ndarray],
+                 opset: int, source: str):
+        self.instance, self.graph, self.weights = instance, graph, weights
+        self.b = GraphBuilder(opset)
+        self.source = PurePath(source).name
+        self.names: dict[int, str] = {}
+        self.added: set[str] = set()  # state_dict names already made initializers
+        self.sizes: dict[str, str] = {}  # symbol → its int64 [1] value
+        self.symbols: dict[str, tuple[str, int]] = {}  # symbol → (input, axis)
+
+    # -- the model
+    def emit(self) -> Emitted:
+        inputs = [self.graph_input(v) for v in self.graph.inputs]
+        self.run(self.instance, self.graph, "")
+        outputs = self.graph_outputs()
+        used = {x for n in self.b.nodes for x in n.input}
+        initializers = [t for t in self.b.initializers if t.name in used]
+        graph = helper.make_graph(self.b.nodes, self.instance.definition, inputs, outputs,
+                                  initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.b.opset)],
+                                  ir_version=IR_VERSION, producer_name="dualnet",
+                                  producer_version=__version__,
+                                  doc_string=f"{self.instance.definition} from {self.source}")
+        return Emitted(model, self.names)
+
+    def graph_input(self, value: Value):
+        name = self.b.reserve(value.name)
+        self.names[id(value)] = name
+        for axis, d in enumerate(value.type.shape):
+            if isinstance(d, Dim) and d.symbol is not None:
+                self.symbols.setdefault(d.symbol, (name, axis))
+        return _value_info(name, value.type)
+
+    def graph_outputs(self) -> list:
+        """Outputs named `output` (or `output_0`, ...), each an Identity of its value."""
+        outs = self.graph.outputs
+        infos = []
+        self.b.scope, self.b.doc = "", ""
+        for i, value in enumerate(outs):
+            name = self.b.reserve("output" if len(outs) == 1 else f"output_{i}")
+            self.b.nodes.append(helper.make_node("Identity", [self.names[id(value)]], [name],
+                                                 name=self.b.fresh(f"node:{name}")))
+            infos.append(_value_info(name, value.type))
+        return infos
+
+    # -- the graph, inlined
+    def run(self, instance: ModelInstance, graph: Graph, prefix: str) -> None:
+        for node in graph.nodes:
+            self.b.doc = f"{PurePath(node.span.file).name}:{node.span.line}" if node.span else ""
+            if node.kind == "call":
+                child = instance.child(node.target)
+                for v, callee_input in zip(node.inputs, node.callee.inputs, strict=True):
+                    self.names[id(callee_input)] = self.names[id(v)]
+                self.run(child, node.callee, f"{prefix}{node.target}.")
+                for v, callee_output in zip(node.outputs, node.callee.outputs, strict=True):
+                    self.names[id(v)] = self.names[id(callee_output)]
+            elif node.kind == "constant":
+                self.b.scope = f"{prefix}{node.outputs[0].name}"
+                dtype = NUMPY_DTYPES[node.outputs[0].type.dtype.value]
+                self.names[id(node.outputs[0])] = self.b.constant(
+                    np.asarray(node.attrs["value"], dtype), "value")
+            else:
+                self.lower_node(instance, node, prefix)
+
+    def lower_node(self, instance: ModelInstance, node: Node, prefix: str) -> None:
+        attrs, params, arrays = dict(node.attrs), {}, {}
+        if node.kind == "layer":
+            layer = instance.child(node.target)
+            attrs = {**layer.attrs, **attrs}
+            self.b.scope = layer.path if isinstance(layer, LayerInstance) else \
+                f"{prefix}{node.target}"
+            if isinstance(layer, LayerInstance):
+                params, arrays = self.layer_tensors(layer)
+        else:
+            self.b.scope = f"{prefix}{node.outputs[0].name}"
+        inputs: dict[str, Any] = {}
+        in_types: dict[str, Any] = {}
+        for name, value in zip(node.input_names, node.inputs, strict=True):
+            base, _, index = name.partition(".")
+            if index:
+                inputs.setdefault(base, []).append(self.names[id(value)])
+                in_types.setdefault(base, []).append(value.type)
+            else:
+                inputs[base], in_types[base] = self.names[id(value)], value.type
+        call = OnnxCall(self.b, inputs, attrs, in_types, [v.type for v in node.outputs],
+                        params, arrays, self.size)
+        try:
+            outs = lower(node.op, call)
+        except OpsetTooOld as exc:
+            raise error("E-BACKEND", f"`{node.op}` needs ONNX opset {exc.minimum} or newer; "
+                        f"this model is emitted for opset {self.b.opset}", node.span,
+                        notes=[f"pass --opset {exc.minimum} (or newer)"]) from None
+        for value, out in zip(node.outputs, outs, strict=True):
+            self.names[id(value)] = out
+
+    def layer_tensors(self, layer: LayerInstance) -> tuple[dict, dict]:
+        """The layer's tensors: initializer names (added once, even for a shared layer) and
+        arrays, by parameter name."""
+        params, arrays = {}, {}
+        for name in [*layer.params, *layer.buffers]:
+            full = f"{layer.path}.{name}"
+            arrays[name] = self.weights[full]
+            if full not in self.added:
+                self.b.initializer(full, self.weights[full])
+                self.added.add(full)
+            params[name] = full
+        return params, arrays
+
+    # -- sizes at run time
+    def size(self, d) -> str:
+        """An int64 [1] value holding the size `d` (an int or a symbolic Dim) at run time."""
+        scope, self.b.scope = self.b.scope, "sizes"
+        try:
+            return self.b.size(d, self.symbol)
+        finally:
+            self.b.scope = scope
+
+    def symbol(self, name: str) -> str:
+        """Dimension `name` of the input that first has it, read at run time (once)."""
+        if name not in self.symbols:
+            raise error("E-BACKEND", f"ONNX backend: the size `{name}` is not a dimension of "
+                        "any input", None)
+        if name not in self.sizes:
+            value, axis = self.symbols[name]
+            shape = self.b.one("Shape", [value])
+            self.sizes[name] = self.b.one("Gather", [shape, self.b.ints([axis], "axis")],
+                                          axis=0)
+        return self.sizes[name]
+
+
+def _value_info(name: str, t: TensorType):
+    dims = [int(d) if isinstance(d, int) else (d.symbol or str(d)) for d in t.shape]
+    return helper.make_tensor_value_info(name, ELEM_TYPES[t.dtype.value], dims)
+
+
+def check_weights(instance: ModelInstance, weights: dict[str, np.ndarray], file: str) -> None:
+    """Strictly the model's tensors (names, shapes, dtypes), else E-WEIGHTS naming them."""
+    expected = {name: (spec.dtype.value, tuple(spec.shape))
+                for name, spec in state_specs(instance)}
+    found = {name: (_dtype_name(a), tuple(a.shape)) for name, a in weights.items()}
+    problems = mismatches(expected, found, file)
+    if problems:
+        raise mismatch_error(problems)
+
+
+def _dtype_name(a: np.ndarray) -> str:
+    names = {np.dtype(v): k for k, v in NUMPY_DTYPES.items()}
+    return names.get(a.dtype, str(a.dtype))
+
+
+def emit_onnx(summary, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
+              weights_file: str = "the weights") -> Emitted:
+    """The ONNX model of a checked entry model with these weights (state_dict names); it
+    passes `onnx.checker.check_model(full_check=True)`."""
+    if not MIN_OPSET <= opset <= NEWEST_OPSET:
+        raise error("E-BACKEND", f"ONNX opset {opset} is not supported: dualnet emits opsets "
+                    f"{MIN_OPSET} to {NEWEST_OPSET}", None)
+    check_weights(summary.instance, weights, weights_file)
+    emitted = OnnxEmitter(summary.instance, summary.graph, weights, opset, summary.file).emit()
+    try:
+        onnx.checker.check_model(emitted.model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise error("E-BACKEND", f"internal error: the emitted ONNX model is invalid ({exc})",
+                    None) from None
+    return emitted
+

@@ -1,0 +1,778 @@
+"""The ONNX lowering table: one row per registry op, each adding to a `GraphBuilder` the ONNX
+nodes that compute one IR node. This module imports onnx and NumPy, never a framework.
+
+A row takes an `OnnxCall` and returns the names of the values holding the node's results (one
+per IR output, always outputs of nodes it added). Functions (`ONNX_FUNCTIONS`) and layers
+(`ONNX_LAYERS`) have the same form; `lower(op, call)` dispatches and refuses a graph opset
+older than the op's `MIN_OPSET` entry (`OpsetTooOld`). Every row computes exactly the op's
+NumPy reference, with ONNX operator semantics as the tie-breaker (CONVENTIONS.md). Op by op:
+
+- Opsets 13-21. Reshape targets are explicit (zero sizes included: `allowzero`, opset 14);
+  ReduceMean/Max/Min take their axes as an attribute before opset 18 and as an input from
+  18; gelu is a Gelu node from opset 20 and its erf or tanh formula before; LayerNorm is
+  LayerNormalization (opset 17). GroupNorm is a decomposition (InstanceNormalization over
+  the groups, then the per-channel affine): GroupNormalization's scale changed meaning
+  between opsets 18 and 21.
+- `padding="same"` is TensorFlow's rule: explicit (asymmetric) pads where the IR has them,
+  `auto_pad="SAME_UPPER"` (the same rule) where they depend on a symbolic size. Pooling is
+  floor mode; avg_pool's count_include_pad is explicit.
+- upsample is Resize: nearest with asymmetric coordinates and floor (x[i // s]); bilinear
+  with half_pixel coordinates (PyTorch's align_corners=False). adaptive_avg_pool2d
+  multiplies by the averaging matrix of PyTorch's bins (or takes the mean for size 1).
+- Attention is decomposed (MatMul, Softmax): scores of keys a query may not attend are -inf
+  and their weights then exactly 0, so a query with no allowed key gets all-zero weights
+  (MultiHeadAttention: out_proj's bias); causal is key j ≤ query i (Range, top-left).
+- LSTM/GRU are one ONNX node per layer (both directions), time-major with transposes (ONNX
+  Runtime has no `layout=1`), weights re-laid out in ONNX's gate order (LSTM i,o,f,c from
+  PyTorch's i,f,g,o; GRU z,r,h from r,z,n) with B = [Wb, Rb] and GRU's
+  linear_before_reset=1; `state=true` results are [layers·dirs, B, H] as in PyTorch.
+- Parameters: a layer's state_dict-named initializers are used as they are (Conv, Gemm,
+  Gather, BatchNormalization, LayerNormalization) or through one Transpose/Unsqueeze (which
+  ONNX Runtime folds); LSTM/GRU gates and MultiHeadAttention's packed projections become
+  re-laid-out constants.
+- ONNX Runtime's CPU kernels of Erf, Elu, Softplus, AveragePool and Resize take no float64:
+  those rows compute a float64 input in float32 (`_in_f32`); Where takes no bool values, so
+  a bool `where` is And/Or.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from dualnet.backends.onnx.builder import GraphBuilder
+from dualnet.backends.source_helpers import register
+from dualnet.ir.types import DType
+from dualnet.ops import REGISTRY
+from dualnet.ops.recurrent import param_names
+
+ONNX_TYPES = {
+    DType.f16: TensorProto.FLOAT16, DType.bf16: TensorProto.BFLOAT16,
+    DType.f32: TensorProto.FLOAT, DType.f64: TensorProto.DOUBLE, DType.i32: TensorProto.INT32,
+    DType.i64: TensorProto.INT64, DType.bool: TensorProto.BOOL,
+}
+NEWEST_OPSET = 21  # the newest opset the table is tested with
+_TO_END = 2**63 - 1  # a Slice end past every axis: "to the end"
+
+
+class OpsetTooOld(ValueError):
+    """An op lowered into a graph whose opset is older than the op's MIN_OPSET entry."""
+
+    def __init__(self, op: str, minimum: int):
+        super().__init__(f"{op} needs ONNX opset {minimum} or newer")
+        self.op, self.minimum = op, minimum
+
+
+@dataclass
+class OnnxCall:
+    """One IR node as an ONNX row sees it.
+
+    `b`: the graph being built (its `opset` selects node versions). `inputs`: the ONNX value
+    name of each tensor argument by signature name (a list for a "tensors" argument, None for
+    an absent optional one; a scalar constant is the name of a 0-d constant). `attrs`: the
+    node's attributes as the shape rule normalised them; for a layer call
+    `{**layer.attrs, **node.attrs}`. `in_types`/`out_types`: TensorTypes (shapes may hold
+    symbolic Dims). `params`: a layer's parameter and buffer names → the names of
+    initializers holding them in PyTorch layout (state_dict names); `arrays`: the same tensors
+    as NumPy arrays, for rows that re-lay them out. `size`: an int or a symbolic Dim → the
+    name of an int64 [1] value holding it at run time (needed only for symbolic sizes).
+    """
+
+    b: GraphBuilder
+    inputs: dict[str, Any]
+    attrs: dict[str, Any]
+    in_types: dict[str, Any]
+    out_types: list[Any]
+    params: dict[str, str] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    size: Callable[[Any], str] | None = None
+
+    @property
+    def dtype(self) -> DType:
+        """The element type of the first result."""
+        return self.out_types[0].dtype
+
+    def one(self, op_type: str, inputs: list[str | None], **attrs) -> str:
+        return self.b.one(op_type, inputs, **attrs)
+
+
+Row = Callable[[OnnxCall], list[str]]
+
+# ---------------------------------------------------------------- helpers
+
+
+def _const(call: OnnxCall, value, dtype: DType, hint: str = "const") -> str:
+    """A constant of dualnet type `dtype` (a scalar is 0-d, so it broadcasts)."""
+    numpy_type = helper.tensor_dtype_to_np_dtype(ONNX_TYPES[dtype])
+    return call.b.constant(np.asarray(value, dtype=numpy_type), hint)
+
+
+def _int64s(call: OnnxCall, values, hint: str = "shape") -> str:
+    """An int64 [len(values)] value of ints, symbolic sizes (computed by `call.size`) and
+    int64 [1] values (their names)."""
+    values = list(values)
+    if all(isinstance(v, int) for v in values):
+        return call.b.ints(values, hint)
+    parts: list[str] = []
+    run: list[int] = []
+    for v in values:
+        if isinstance(v, int):
+            run.append(v)
+            continue
+        if run:
+            parts.append(call.b.ints(run, hint))
+            run = []
+        parts.append(v if isinstance(v, str) else _size(call, v))
+    if run:
+        parts.append(call.b.ints(run, hint))
+    return call.one("Concat", parts, axis=0)
+
+
+def _size(call: OnnxCall, d) -> str:
+    """An int64 [1] value holding the symbolic size `d`."""
+    if call.size is None:
+        raise ValueError(f"the symbolic size {d} needs OnnxCall.size")
+    return call.size(d)
+
+
+def _scalar_size(call: OnnxCall, n) -> str:
+    """A 0-d int64 value holding size `n`."""
+    if isinstance(n, int):
+        return call.b.constant(np.asarray(n, dtype=np.int64), "size")
+    return call.one("Squeeze", [_size(call, n)])
+
+
+def _reshape(call: OnnxCall, x: str, shape) -> str:
+    """x reshaped to the explicit `shape` (ints and symbolic sizes; a 0 is a size)."""
+    return call.one("Reshape", [x, _int64s(call, shape)], allowzero=1)
+
+
+def _reduce(call: OnnxCall, op_type: str, x: str, axes, keepdims: bool) -> str:
+    """A Reduce* node over `axes`: the axes an input from opset 18 (ReduceSum: 13)."""
+    axes = [axes] if isinstance(axes, int) else list(axes)
+    if op_type == "ReduceSum" or call.b.opset >= 18:
+        return call.one(op_type, [x, call.b.ints(axes, "axes")], keepdims=int(keepdims))
+    return call.one(op_type, [x], axes=axes, keepdims=int(keepdims))
+
+
+def _in_f32(call: OnnxCall, x: str, build: Callable[[str, DType], str]) -> str:
+    """`build(x, dtype of x)`, for a float64 x computed in float32 (ONNX Runtime's CPU
+    kernels of Erf, Elu, Softplus, AveragePool and Resize take no float64)."""
+    if call.dtype != DType.f64:
+        return build(x, call.dtype)
+    y = build(call.one("Cast", [x], to=TensorProto.FLOAT), DType.f32)
+    return call.one("Cast", [y], to=TensorProto.DOUBLE)
+
+
+def _identity(call: OnnxCall, x: str) -> list[str]:
+    return [call.one("Identity", [x])]
+
+
+def _arange(call: OnnxCall, n) -> str:
+    """int64 [n]: 0, 1, ..., n - 1."""
+    zero, one = (call.b.constant(np.asarray(v, dtype=np.int64), "size") for v in (0, 1))
+    return call.one("Range", [zero, _scalar_size(call, n), one])
+
+
+# ---------------------------------------------------------------- element-wise
+
+
+def _node(op_type: str, *names: str) -> Row:
+    """A row that is one `op_type` node on the named inputs."""
+    def lower(call: OnnxCall) -> list[str]:
+        return [call.one(op_type, [call.inputs[n] for n in names])]
+
+    return lower
+
+
+_UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "exp": "Exp", "log": "Log",
+          "sqrt": "Sqrt", "abs": "Abs", "neg": "Neg", "round": "Round", "floor": "Floor",
+          "stop_gradient": "Identity"}
+_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "MatMul",
+           "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual",
+           "eq": "Equal"}
+
+
+def _rsqrt(call: OnnxCall) -> list[str]:
+    return [call.one("Reciprocal", [call.one("Sqrt", [call.inputs["x"]])])]
+
+
+def _silu(call: OnnxCall) -> list[str]:
+    x = call.inputs["x"]
+    return [call.one("Mul", [x, call.one("Sigmoid", [x])])]
+
+
+def _gelu(call: OnnxCall) -> list[str]:
+    x, approximate = call.inputs["x"], call.attrs["approximate"]
+    if approximate == "tanh":  # no Erf: ONNX Runtime computes it in float64 too
+        return [_gelu_nodes(call, x, call.dtype, approximate)]
+    return [_in_f32(call, x, lambda v, dtype: _gelu_nodes(call, v, dtype, approximate))]
+
+
+def _gelu_nodes(call: OnnxCall, x: str, dtype: DType, approximate: str) -> str:
+    """Gelu (opset 20), else 0.5·x·(1 + erf(x/√2)) or the tanh formula."""
+    if call.b.opset >= 20:
+        return call.one("Gelu", [x], approximate=approximate)
+
+    def c(value):
+        return _const(call, value, dtype)
+
+    if approximate == "tanh":
+        cube = call.one("Mul", [call.one("Mul", [x, x]), x])
+        inner = call.one("Add", [x, call.one("Mul", [cube, c(0.044715)])])
+        t = call.one("Tanh", [call.one("Mul", [inner, c(math.sqrt(2 / math.pi))])])
+    else:
+        t = call.one("Erf", [call.one("Mul", [x, c(1 / math.sqrt(2))])])
+    half_x = call.one("Mul", [x, c(0.5)])
+    return call.one("Mul", [half_x, call.one("Add", [t, c(1.0)])])
+
+
+def _leaky_relu(call: OnnxCall) -> list[str]:
+    return [call.one("LeakyRelu", [call.inputs["x"]], alpha=call.attrs["slope"])]
+
+
+def _elu(call: OnnxCall) -> list[str]:
+    alpha = call.attrs["alpha"]
+    return [_in_f32(call, call.inputs["x"], lambda v, _: call.one("Elu", [v], alpha=alpha))]
+
+
+def _softplus(call: OnnxCall) -> list[str]:
+    """x where beta·x > threshold, else Softplus(beta·x) / beta."""
+    x, beta = call.inputs["x"], call.attrs["beta"]
+    scaled = x if beta == 1 else call.one("Mul", [x, _const(call, beta, call.dtype)])
+    soft = _in_f32(call, scaled, lambda v, _: call.one("Softplus", [v]))
+    if beta != 1:
+        soft = call.one("Div", [soft, _const(call, beta, call.dtype)])
+    above = call.one("Greater", [scaled, _const(call, call.attrs["threshold"], call.dtype)])
+    return [call.one("Where", [above, x, soft])]
+
+
+def _ne(call: OnnxCall) -> list[str]:
+    return [call.one("Not", [call.one("Equal", [call.inputs["a"], call.inputs["b"]])])]
+
+
+def _where(call: OnnxCall) -> list[str]:
+    cond, a, b = (call.inputs[n] for n in ("cond", "a", "b"))
+    if call.dtype != DType.bool:
+        return [call.one("Where", [cond, a, b])]
+    either = call.one("And", [call.one("Not", [cond]), b])  # ONNX Runtime: no bool Where
+    return [call.one("Or", [call.one("And", [cond, a]), either])]
+
+
+def _clamp(call: OnnxCall) -> list[str]:
+    lo, hi = call.attrs["lo"], call.attrs["hi"]
+    if lo is None and hi is None:
+        return _identity(call, call.inputs["x"])
+    if call.dtype.is_int:  # clip then truncate == clip to truncated bounds
+        lo, hi = (None if v is None else math.trunc(v) for v in (lo, hi))
+    bounds = [None if v is None else _const(call, v, call.dtype, name)
+              for v, name in ((lo, "lo"), (hi, "hi"))]
+    return [call.one("Clip", [call.inputs["x"], *bounds])]
+
+
+def _cast(call: OnnxCall) -> list[str]:
+    return [call.one("Cast", [call.inputs["x"]], to=ONNX_TYPES[call.attrs["dtype"]])]
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _reduction(op_type: str) -> Row:
+    def lower(call: OnnxCall) -> list[str]:
+        return [_reduce(call, op_type, call.inputs["x"], call.attrs["axis"],
+                        call.attrs["keepdims"])]
+
+    return lower
+
+
+def _arg(op_type: str) -> Row:
+    def lower(call: OnnxCall) -> list[str]:  # select_last_index=0: the first on ties
+        return [call.one(op_type, [call.inputs["x"]], axis=call.attrs["axis"],
+                         keepdims=int(call.attrs["keepdims"]))]
+
+    return lower
+
+
+def _softmax(op_type: str) -> Row:
+    def lower(call: OnnxCall) -> list[str]:
+        return [call.one(op_type, [call.inputs["x"]], axis=call.attrs["axis"])]
+
+    return lower
+
+
+# ---------------------------------------------------------------- shape ops
+
+
+def _flatten(call: OnnxCall) -> list[str]:
+    x = call.inputs["x"]
+    if call.attrs["start"] == 1:  # ONNX Flatten's 2-d result
+        return [call.one("Flatten", [x], axis=1)]
+    return [_reshape(call, x, call.out_types[0].shape)]
+
+
+def _reshape_row(call: OnnxCall) -> list[str]:
+    return [_reshape(call, call.inputs["x"], call.attrs["dims"])]
+
+
+def _permute(call: OnnxCall) -> list[str]:
+    return [call.one("Transpose", [call.inputs["x"]], perm=call.attrs["axes"])]
+
+
+def _transpose(call: OnnxCall) -> list[str]:
+    return [call.one("Transpose", [call.inputs["x"]], perm=call.attrs["perm"])]
+
+
+def _concat(call: OnnxCall) -> list[str]:
+    return [call.one("Concat", list(call.inputs["xs"]), axis=call.attrs["axis"])]
+
+
+def _split(call: OnnxCall) -> list[str]:
+    sizes = call.attrs["sizes"]
+    return call.b.node("Split", [call.inputs["x"], _int64s(call, sizes, "sizes")],
+                       len(sizes), axis=call.attrs["axis"])
+
+
+def _unsqueeze(call: OnnxCall) -> list[str]:
+    return [call.one("Unsqueeze", [call.inputs["x"], call.b.ints([call.attrs["axis"]], "axes")])]
+
+
+def _squeeze(call: OnnxCall) -> list[str]:
+    return [call.one("Squeeze", [call.inputs["x"], call.b.ints([call.attrs["axis"]], "axes")])]
+
+
+def _pad(call: OnnxCall) -> list[str]:
+    pairs = call.attrs["pads"]
+    pads = [before for before, _ in pairs] + [after for _, after in pairs]
+    if not any(pads):
+        return _identity(call, call.inputs["x"])
+    value = _const(call, call.attrs["value"], call.dtype, "value")
+    return [call.one("Pad", [call.inputs["x"], call.b.ints(pads, "pads"), value])]
+
+
+_RESIZE = {
+    "nearest": {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                "nearest_mode": "floor"},
+    "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+}
+
+
+def _upsample(call: OnnxCall) -> list[str]:
+    scales = call.b.constant(np.array([1, 1, *call.attrs["scale"]], dtype=np.float32), "scales")
+    attrs = _RESIZE[call.attrs["mode"]]
+    return [_in_f32(call, call.inputs["x"],
+                    lambda v, _: call.one("Resize", [v, "", scales], **attrs))]
+
+
+def _slice_bound(b, d):
+    """A Slice bound: non-negative ints as they are; on a symbolic axis d, d + c as c < 0,
+    d itself as "to the end", other symbolic bounds as they are (computed at run time)."""
+    if isinstance(b, int):
+        return b
+    offset = b - d
+    if isinstance(offset, int):
+        return offset if offset < 0 else _TO_END
+    return b
+
+
+def _getitem(call: OnnxCall) -> list[str]:
+    """One Slice over the axes not taken whole (an index i is i:i+1), then a Squeeze of the
+    indexed axes."""
+    x = call.inputs["x"]
+    shape = call.in_types["x"].shape
+    axes, starts, ends, steps, indexed = [], [], [], [], []
+    for axis, item in enumerate(call.attrs["items"]):
+        d = shape[axis]
+        if item[0] == "index":
+            start, stop, step = item[1], item[1] + 1, 1
+            indexed.append(axis)
+        else:
+            _, start, stop, step = item
+            if start == 0 and stop == d and step == 1:
+                continue
+        axes.append(axis)
+        starts.append(_slice_bound(start, d))
+        ends.append(_slice_bound(stop, d))
+        steps.append(step)
+    if not axes:
+        return _identity(call, x)
+    y = call.one("Slice", [x, _int64s(call, starts, "starts"), _int64s(call, ends, "ends"),
+                           call.b.ints(axes, "axes"), call.b.ints(steps, "steps")])
+    if indexed:
+        y = call.one("Squeeze", [y, call.b.ints(indexed, "axes")])
+    return [y]
+
+
+def _arange_row(call: OnnxCall) -> list[str]:
+    return [_arange(call, call.attrs["n"])]
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _padded(call: OnnxCall, x: str, fill: float = 0.0) -> tuple[str, dict, str | None]:
+    """(input, window attributes, run-time pads) of a window op. Explicit pads are the
+    `pads` attribute. TensorFlow's "same" rule on symbolic sizes (None in the IR) is
+    auto_pad=SAME_UPPER where ONNX Runtime pads exactly so — no dilation, no window shorter
+    than its stride (it would pad negatively) — else a Pad node (filled with `fill`) with
+    pads computed at run time (also returned)."""
+    attrs = call.attrs
+    window = {"kernel_shape": attrs["kernel"], "strides": attrs["stride"]}
+    pads = attrs["pads"]
+    if None not in pads:
+        return x, {**window, "pads": [p[0] for p in pads] + [p[1] for p in pads]}, None
+    dilation = attrs.get("dilation", (1,) * len(pads))
+    if all(d == 1 and k >= s for k, s, d in zip(attrs["kernel"], attrs["stride"], dilation,
+                                                 strict=True)):
+        return x, {**window, "auto_pad": "SAME_UPPER"}, None
+    runtime = _runtime_same_pads(call, dilation)
+    value = _const(call, fill, call.dtype, "fill") if fill else None
+    return call.one("Pad", [x, runtime, value]), window, runtime
+
+
+def _runtime_same_pads(call: OnnxCall, dilation) -> str:
+    """Pad's pads of TensorFlow's "same" rule where they depend on symbolic sizes: symbolic
+    sizes, or run-time values where the total may be negative (a window shorter than its
+    stride; clamped to 0)."""
+    attrs = call.attrs
+    befores, afters = [0, 0], [0, 0]
+    for n, k, s, d, pad in zip(call.in_types["x"].shape[2:], attrs["kernel"], attrs["stride"],
+                               dilation, attrs["pads"], strict=True):
+        if pad is None:
+            window = (k - 1) * d + 1
+            total = ((n + s - 1) // s - 1) * s + window - n
+            if window < s:
+                total = call.one("Max", [_size(call, total), call.b.ints([0], "zero")])
+                pad = (call.one("Div", [total, call.b.ints([2], "two")]),)
+                pad += (call.one("Sub", [total, pad[0]]),)
+            else:
+                pad = (total // 2, total - total // 2)
+        befores.append(pad[0])
+        afters.append(pad[1])
+    return _int64s(call, befores + afters, "pads")
+
+
+def _max_pool(call: OnnxCall) -> list[str]:
+    x, window, _ = _padded(call, call.inputs["x"], -np.inf)
+    return [call.one("MaxPool", [x], **window)]
+
+
+def _avg_pool(call: OnnxCall) -> list[str]:
+    return [_in_f32(call, call.inputs["x"], lambda v, dtype: _avg_pool_nodes(call, v, dtype))]
+
+
+def _avg_pool_nodes(call: OnnxCall, x: str, dtype: DType) -> str:
+    """AveragePool; where a Pad node pads and padding is not counted, the mean of the padded
+    input divided by the pooled share of real elements."""
+    include = call.attrs["count_include_pad"]
+    padded, window, runtime = _padded(call, x)
+    mean = call.one("AveragePool", [padded], count_include_pad=int(include), **window)
+    if runtime is None or include:
+        return mean
+    one = helper.make_tensor("one", ONNX_TYPES[dtype], [1], [1])
+    ones = call.one("ConstantOfShape", [call.one("Shape", [x])], value=one)
+    share = call.one("AveragePool", [call.one("Pad", [ones, runtime])], **window)
+    return call.one("Div", [mean, share])
+
+
+def _global_avg_pool(call: OnnxCall) -> list[str]:
+    return [_reduce(call, "ReduceMean", call.inputs["x"], call.attrs["axes"], False)]
+
+
+def _adaptive_avg_pool2d(call: OnnxCall) -> list[str]:
+    """Per spatial axis: nothing where the size is kept, the mean for size 1, else a MatMul
+    by the averaging matrix of PyTorch's windows."""
+    x = y = call.inputs["x"]
+    spatial = call.in_types["x"].shape[2:]
+    for axis, n, size, bins in zip((2, 3), spatial, call.attrs["size"], call.attrs["bins"],
+                                   strict=True):
+        if size == n:
+            continue
+        if size == 1:
+            y = _reduce(call, "ReduceMean", y, axis, True)
+            continue
+        weights = np.zeros((n, size))
+        for j, (lo, hi) in enumerate(bins):
+            weights[lo:hi, j] = 1 / (hi - lo)
+        if axis == 3:
+            y = call.one("MatMul", [y, _const(call, weights, call.dtype, "bins")])
+        else:
+            y = call.one("MatMul", [_const(call, weights.T, call.dtype, "bins"), y])
+    return _identity(call, x) if y == x else [y]
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _swap_last(rank: int) -> list[int]:
+    return [*range(rank - 2), rank - 1, rank - 2]
+
+
+def _attend(call: OnnxCall, q: str, k: str, v: str, k_rank: int, d: int,
+            keep: str | None) -> str:
+    """softmax(q kᵀ / √d) v; where `keep` (bool, broadcast to the scores) is false the
+    weight is 0 — a query with no allowed key gets all-zero weights."""
+    kt = call.one("Transpose", [k], perm=_swap_last(k_rank))
+    scores = call.one("Mul", [call.one("MatMul", [q, kt]),
+                              _const(call, 1 / math.sqrt(d), call.dtype, "scale")])
+    if keep is None:
+        weights = call.one("Softmax", [scores], axis=-1)
+    else:
+        masked = call.one("Where", [keep, scores, _const(call, -np.inf, call.dtype, "-inf")])
+        weights = call.one("Softmax", [masked], axis=-1)
+        weights = call.one("Where", [keep, weights, _const(call, 0, call.dtype, "zero")])
+    return call.one("MatMul", [weights, v])
+
+
+def _keep(call: OnnxCall, mask: str | None, tq, tk) -> str | None:
+    """Where attention is allowed: `mask`, and with `causal` key j ≤ query i (top-left);
+    None where every key is."""
+    if not call.attrs["causal"]:
+        return mask
+    rows = call.one("Unsqueeze", [_arange(call, tq), call.b.ints([1], "axes")])
+    causal = call.one("GreaterOrEqual", [rows, _arange(call, tk)])
+    return causal if mask is None else call.one("And", [mask, causal])
+
+
+def _sdpa(call: OnnxCall) -> list[str]:
+    q, k, v = (call.inputs[n] for n in ("q", "k", "v"))
+    qt, kt = call.in_types["q"], call.in_types["k"]
+    keep = _keep(call, call.inputs.get("mask"), qt.shape[-2], kt.shape[-2])
+    return [_attend(call, q, k, v, kt.rank, qt.shape[-1], keep)]
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _dense(call: OnnxCall, x: str, weight_t: str, bias: str | None) -> str:
+    """x · weight_t (+ bias)."""
+    y = call.one("MatMul", [x, weight_t])
+    return y if bias is None else call.one("Add", [y, bias])
+
+
+def _transposed(call: OnnxCall, weight: str) -> str:
+    return call.one("Transpose", [weight], perm=[1, 0])
+
+
+def _linear(call: OnnxCall) -> list[str]:
+    x, weight, bias = call.inputs["x"], call.params["weight"], call.params.get("bias")
+    if call.in_types["x"].rank == 2:
+        return [call.one("Gemm", [x, weight, bias], transB=1)]
+    return [_dense(call, x, _transposed(call, weight), bias)]
+
+
+def _conv(call: OnnxCall, op_type: str = "Conv") -> list[str]:
+    attrs = call.attrs
+    x, window, _ = _padded(call, call.inputs["x"])
+    inputs = [x, call.params["weight"], call.params.get("bias")]
+    extra = {"output_padding": attrs["output_padding"]} if op_type == "ConvTranspose" else {}
+    return [call.one(op_type, inputs, dilations=attrs["dilation"], group=attrs["groups"],
+                     **window, **extra)]
+
+
+def _conv_transpose(call: OnnxCall) -> list[str]:
+    return _conv(call, "ConvTranspose")
+
+
+def _embedding(call: OnnxCall) -> list[str]:
+    return [call.one("Gather", [call.params["weight"], call.inputs["ids"]], axis=0)]
+
+
+def _batchnorm(call: OnnxCall) -> list[str]:
+    """Inference with the running statistics (ONNX's momentum is 1 - PyTorch's)."""
+    p = call.params
+    inputs = [call.inputs["x"], p["weight"], p["bias"], p["running_mean"], p["running_var"]]
+    return [call.one("BatchNormalization", inputs, epsilon=call.attrs["eps"],
+                     momentum=1 - call.attrs["momentum"])]
+
+
+def _layernorm(call: OnnxCall) -> list[str]:
+    p = call.params
+    return [call.one("LayerNormalization", [call.inputs["x"], p["weight"], p["bias"]],
+                     axis=-call.attrs["axes"], epsilon=call.attrs["eps"])]
+
+
+def _groupnorm(call: OnnxCall) -> list[str]:
+    """[B, C, ...] as [B, groups, rest], InstanceNormalization (unit scale), then the
+    per-channel weight and bias."""
+    shape = call.out_types[0].shape
+    groups, channels = call.attrs["groups"], shape[1]
+    rest = math.prod(shape[2:], start=channels // groups)
+    grouped = _reshape(call, call.inputs["x"], (shape[0], groups, rest))
+    ones, zeros = (_const(call, np.full(groups, v), call.dtype, "unit") for v in (1, 0))
+    normed = call.one("InstanceNormalization", [grouped, ones, zeros],
+                      epsilon=call.attrs["eps"])
+    y = _reshape(call, normed, shape)
+    trailing = call.b.ints(range(1, len(shape) - 1), "axes")
+    weight, bias = (call.one("Unsqueeze", [call.params[n], trailing]) if len(shape) > 2
+                    else call.params[n] for n in ("weight", "bias"))
+    return [call.one("Add", [call.one("Mul", [y, weight]), bias])]
+
+
+# ONNX's gate order as PyTorch's gate blocks: LSTM i,o,f,c of i,f,g,o; GRU z,r,h of r,z,n
+_GATES = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
+
+
+def _rnn_weights(call: OnnxCall, kind: str, layer: int) -> list[str]:
+    """W, R and B of one layer (both directions) in ONNX's layout and gate order."""
+    order = _GATES[kind]
+    suffixes = [sfx for k, _, sfx in param_names(call.attrs["layers"],
+                                                 call.attrs["bidirectional"]) if k == layer]
+
+    def gates(name: str) -> list[np.ndarray]:
+        return [np.concatenate([np.split(call.arrays[f"{name}{sfx}"], len(order))[i]
+                                for i in order]) for sfx in suffixes]
+
+    biases = [np.concatenate(pair) for pair in zip(gates("bias_ih"), gates("bias_hh"),
+                                                   strict=True)]
+    return [call.b.constant(np.stack(arrays), f"{name}_l{layer}")
+            for name, arrays in (("W", gates("weight_ih")), ("R", gates("weight_hh")),
+                                 ("B", biases))]
+
+
+def _rnn(kind: str) -> Row:
+    def lower(call: OnnxCall) -> list[str]:
+        attrs = call.attrs
+        hidden, layers, dirs = attrs["hidden"], attrs["layers"], attrs["directions"]
+        batch, steps, _ = call.in_types["x"].shape
+        extra = {"linear_before_reset": 1} if kind == "GRU" else {}
+        seq = call.one("Transpose", [call.inputs["x"]], perm=[1, 0, 2])  # [T, B, F]
+        states: list[list[str]] = []
+        for layer in range(layers):
+            y, *layer_states = call.b.node(
+                kind, [seq, *_rnn_weights(call, kind, layer)], 3 if kind == "LSTM" else 2,
+                hidden_size=hidden, direction="bidirectional" if dirs == 2 else "forward",
+                **extra)
+            states.append(layer_states)
+            last = layer == layers - 1  # y: [T, dirs, B, H] → [B, T, dirs·H] or [T, B, dirs·H]
+            y = call.one("Transpose", [y], perm=[2, 0, 1, 3] if last else [0, 2, 1, 3])
+            seq = _reshape(call, y, (batch, steps, dirs * hidden) if last
+                           else (steps, batch, dirs * hidden))
+        if not attrs.get("state", False):
+            return [seq]
+        return [seq, *(_concat_states(call, list(layer_states))
+                       for layer_states in zip(*states, strict=True))]
+
+    return lower
+
+
+def _concat_states(call: OnnxCall, states: list[str]) -> str:
+    """Per-layer [dirs, B, H] states as PyTorch's [layers·dirs, B, H]."""
+    return states[0] if len(states) == 1 else call.one("Concat", states, axis=0)
+
+
+def _mha(call: OnnxCall) -> list[str]:
+    """PyTorch's nn.MultiheadAttention (batch first), decomposed."""
+    dim, heads = call.attrs["dim"], call.attrs["heads"]
+    batch, tq, _ = call.in_types["q"].shape
+    tk = call.in_types["k"].shape[1]
+    q, k, v = (_heads(call, name, i) for i, name in enumerate("qkv"))
+    mask = call.inputs.get("mask")
+    if mask is not None:  # [B, Tk] → [B, 1, 1, Tk]; [B, Tq, Tk] → [B, 1, Tq, Tk]
+        axes = [1, 2] if call.in_types["mask"].rank == 2 else [1]
+        mask = call.one("Unsqueeze", [mask, call.b.ints(axes, "axes")])
+    o = _attend(call, q, k, v, 4, dim // heads, _keep(call, mask, tq, tk))
+    o = _reshape(call, call.one("Transpose", [o], perm=[0, 2, 1, 3]), (batch, tq, dim))
+    weight = _transposed(call, call.params["out_proj.weight"])
+    return [_dense(call, o, weight, call.params.get("out_proj.bias"))]
+
+
+def _heads(call: OnnxCall, name: str, i: int) -> str:
+    """Input `name` projected by slice i of the packed in_proj, as [B, heads, T, head_dim]."""
+    dim, heads = call.attrs["dim"], call.attrs["heads"]
+    rows = slice(i * dim, (i + 1) * dim)
+    weight = call.b.constant(call.arrays["in_proj_weight"][rows].T, f"{name}_proj.weight")
+    bias = call.arrays.get("in_proj_bias")
+    if bias is not None:
+        bias = call.b.constant(bias[rows], f"{name}_proj.bias")
+    batch, steps, _ = call.in_types[name].shape
+    y = _reshape(call, _dense(call, call.inputs[name], weight, bias),
+                 (batch, steps, heads, dim // heads))
+    return call.one("Transpose", [y], perm=[0, 2, 1, 3])
+
+
+# ---------------------------------------------------------------- the table
+
+ONNX_LAYERS: dict[str, Row] = {
+    **{f"Conv{n}d": _conv for n in (1, 2, 3)},
+    "ConvTranspose2d": _conv_transpose,
+    "Linear": _linear,
+    "Embedding": _embedding,
+    "Dropout": lambda call: _identity(call, call.inputs["x"]),  # inference mode
+    "Identity": lambda call: _identity(call, call.inputs["x"]),
+    "BatchNorm": _batchnorm,
+    "LayerNorm": _layernorm,
+    "GroupNorm": _groupnorm,
+    "LSTM": _rnn("LSTM"),
+    "GRU": _rnn("GRU"),
+    "MultiHeadAttention": _mha,
+}
+
+ONNX_FUNCTIONS: dict[str, Row] = {
+    **{name: _node(op_type, "x") for name, op_type in _UNARY.items()},
+    **{name: _node(op_type, "a", "b") for name, op_type in _BINARY.items()},
+    "rsqrt": _rsqrt,
+    "silu": _silu,
+    "gelu": _gelu,
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "softplus": _softplus,
+    "pow": _node("Pow", "x", "p"),
+    "ne": _ne,
+    "where": _where,
+    "clamp": _clamp,
+    "cast": _cast,
+    "mean": _reduction("ReduceMean"),
+    "sum": _reduction("ReduceSum"),
+    "max": _reduction("ReduceMax"),
+    "min": _reduction("ReduceMin"),
+    "argmax": _arg("ArgMax"),
+    "argmin": _arg("ArgMin"),
+    "softmax": _softmax("Softmax"),
+    "log_softmax": _softmax("LogSoftmax"),
+    "flatten": _flatten,
+    "reshape": _reshape_row,
+    "permute": _permute,
+    "transpose": _transpose,
+    "concat": _concat,
+    "split": _split,
+    "unsqueeze": _unsqueeze,
+    "squeeze": _squeeze,
+    "pad": _pad,
+    "upsample": _upsample,
+    "getitem": _getitem,
+    "arange": _arange_row,
+    "max_pool1d": _max_pool,
+    "max_pool2d": _max_pool,
+    "avg_pool1d": _avg_pool,
+    "avg_pool2d": _avg_pool,
+    "global_avg_pool": _global_avg_pool,
+    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "scaled_dot_product_attention": _sdpa,
+}
+
+# The oldest opset each row works with: 13 (Softmax's axis, Split/Squeeze/Unsqueeze/ReduceSum
+# with input axes); 14 where an explicit Reshape may hold a zero size (allowzero);
+# LayerNormalization 17.
+MIN_OPSET: dict[str, int] = {
+    **{name: 13 for name in REGISTRY},
+    **{name: 14 for name in ("flatten", "reshape", "GroupNorm", "LSTM", "GRU",
+                             "MultiHeadAttention")},
+    "LayerNorm": 17,
+}
+
+
+def lower(op: str, call: OnnxCall) -> list[str]:
+    """The values holding node `op`'s results (one per IR output), its nodes added to
+    `call.b`. Raises OpsetTooOld below the op's MIN_OPSET entry."""
+    minimum = MIN_OPSET[op]
+    if call.b.opset < minimum:
+        raise OpsetTooOld(op, minimum)
+    return (ONNX_LAYERS.get(op) or ONNX_FUNCTIONS[op])(call)
+
+
+register("onnx", ONNX_FUNCTIONS, ONNX_LAYERS)  # OpDef.lowerings: one row per op and backend

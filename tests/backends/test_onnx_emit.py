@@ -1,0 +1,171 @@
+"""`dualnet run` input handling: the arrays must fit the forward signature (E-INPUT)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dualnet
+from dualnet.diagnostics import DualnetError
+from dualnet.runner import ordered_inputs, read_inputs
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "models"
+
+
+def _code(call) -> str:
+    with pytest.raises(DualnetError) as info:
+        call()
+    return info.value.diagnostics[0].code
+
+
+def test_inputs_must_fit_the_signature():
+    summary = dualnet.load(str(MODELS / "bert_encoder.dnet")).check()
+    ids = np.zeros((2, 5), np.int64)
+    mask = np.ones((2, 5), bool)
+    good = {"ids": ids, "token_types": ids, "mask": mask}
+    assert [x.shape for x in ordered_inputs(summary, good)] == [(2, 5)] * 3
+    assert _code(lambda: ordered_inputs(summary, {"ids": ids, "mask": mask})) == "E-INPUT"
+    assert _code(lambda: ordered_inputs(summary, {**good, "extra": ids})) == "E-INPUT"
+    assert _code(lambda: ordered_inputs(summary, {**good, "ids": ids.astype(np.int32)})) \
+        == "E-INPUT"
+    assert _code(lambda: ordered_inputs(summary, {**good, "mask": mask[:, :4]})) == "E-INPUT"
+
+
+def test_fixed_sizes_are_checked(tmp_path):
+    summary = dualnet.load(str(MODELS / "lenet5.dnet")).check()
+    with pytest.raises(DualnetError) as info:
+        ordered_inputs(summary, {"x": np.zeros((2, 1, 28, 27), np.float32)})
+    assert "axis 3" in info.value.diagnostics[0].message
+
+
+def test_input_files_are_read_strictly(tmp_path):
+    good = tmp_path / "x.npy"
+    np.save(good, np.zeros(3, np.float32))
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    assert read_inputs([f"x={good}"])["x"].shape == (3,)
+    assert _code(lambda: read_inputs(["x"])) == "E-INPUT"
+    assert _code(lambda: read_inputs([f"x={good}", f"x={good}"])) == "E-INPUT"
+    assert _code(lambda: read_inputs([f"x={tmp_path / 'bad.npy'}"])) == "E-INPUT"
+    assert _code(lambda: read_inputs([f"x={tmp_path / 'missing.npy'}"])) == "E-IO"
+
+
+def test_run_reports_bad_inputs_with_exit_1(tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 1, 28, 28), np.float64))
+    run = subprocess.run([sys.executable, "-m", "dualnet", "run", str(MODELS / "lenet5.dnet"),
+                          "--backend", "torch", "--input", f"x={x}", "-o",
+                          str(tmp_path / "out.npz")], capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert "E-INPUT" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out.npz").exists()
+
+
+# ---------------------------------------------------------------- the ONNX model
+
+ZOO = ["lenet5", "mlp", "resnet18", "mobilenetv2", "bert_encoder", "lstm_classifier",
+       "gru_classifier", "unet"]
+
+
+def _weights(summary, seed: int = 0) -> dict[str, np.ndarray]:
+    from keras_harness import random_weights
+
+    return random_weights(summary, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_emits_checks_and_matches_pytorch(tmp_path, name):
+    """check_model(full_check) passes, strict shape inference agrees with dualnet's types,
+    and ONNX Runtime gives PyTorch's outputs from the same weight file."""
+    import onnx
+    import onnxruntime as ort
+    from keras_harness import TOL, Pair
+
+    pair = Pair(MODELS / f"{name}.dnet", tmp_path)
+    model = dualnet.load(str(MODELS / f"{name}.dnet")).onnx(weights=str(pair.file))
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    assert len(inferred.graph.value_info) > 0
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    inputs = pair.inputs(sizes=3)
+    feed = {v.name: x for v, x in zip(pair.summary.graph.inputs, inputs, strict=True)}
+    got = session.run(None, feed)
+    want = pair.run_torch(inputs)
+    from keras_harness import relative_error
+
+    assert max(relative_error(g, w) for g, w in zip(got, want, strict=True)) < TOL
+
+
+def test_emission_is_deterministic_and_named_after_layers(tmp_path):
+    from dualnet.compiler import write_onnx
+
+    program = dualnet.load(str(MODELS / "resnet18.dnet"))
+    summary = program.check()
+    a = write_onnx(summary, str(tmp_path / "a"), seed=3)
+    b = write_onnx(summary, str(tmp_path / "b"), seed=3)
+    assert a.name == "ResNet18.onnx" and a.read_bytes() == b.read_bytes()
+    import onnx
+
+    model = onnx.load(str(a))
+    names = [n.name for n in model.graph.node]
+    assert any(n.startswith("node:layer1.0.conv1/") for n in names)
+    assert all(n.doc_string for n in model.graph.node if "layer" in n.name)
+    assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][:1] == ["B"]
+    assert {"conv1.weight", "fc.bias"} <= {t.name for t in model.graph.initializer}
+
+
+def test_run_command_on_every_backend_agrees(tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32))
+    outputs = {}
+    for backend in ("onnx", "torch", "keras"):
+        out = tmp_path / f"{backend}.npz"
+        run = subprocess.run([sys.executable, "-m", "dualnet", "run",
+                              str(MODELS / "lenet5.dnet"), "--backend", backend, "--input",
+                              f"x={x}", "--seed", "4", "-o", str(out)],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        outputs[backend] = np.load(out)["output"]
+        if backend == "onnx":
+            assert "CPUExecutionProvider" in run.stdout or "CUDA" in run.stdout
+    assert np.allclose(outputs["onnx"], outputs["torch"], atol=1e-5)
+    assert np.allclose(outputs["keras"], outputs["torch"], atol=1e-5)
+
+
+def test_bad_weights_and_opsets_are_diagnostics(tmp_path):
+    program = dualnet.load(str(MODELS / "lenet5.dnet"))
+    other = tmp_path / "mlp.safetensors"
+    from dualnet.weights import write_state
+
+    write_state(_weights(dualnet.load(str(MODELS / "mlp.dnet")).check()), other)
+    assert _code(lambda: program.onnx(weights=str(other))) == "E-WEIGHTS"
+    assert _code(lambda: program.onnx(opset=5)) == "E-BACKEND"
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    run = subprocess.run([sys.executable, "-m", "dualnet", "compile",
+                          str(MODELS / "lenet5.dnet"), "--target", "onnx", "-o",
+                          str(blocked / "out")], capture_output=True, text=True)
+    assert run.returncode == 1 and "E-IO" in run.stderr
+
+
+def test_external_data_for_large_models(tmp_path, monkeypatch):
+    """Over protobuf's 2 GB the tensors go to the fixed sibling `<model>.onnx.data`."""
+    import onnx
+
+    from dualnet import compiler
+
+    monkeypatch.setattr(compiler, "PROTOBUF_LIMIT", 1000)
+    summary = dualnet.load(str(MODELS / "lenet5.dnet")).check()
+    out = compiler.write_onnx(summary, str(tmp_path), seed=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LeNet5.onnx", "LeNet5.onnx.data"]
+    onnx.checker.check_model(str(out), full_check=True)
+    stub = onnx.load(str(out), load_external_data=False)
+    external = [t.name for t in stub.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert "fc1.weight" in external  # (tensors under 1 KB stay inline)
+    loaded = {t.name: t for t in onnx.load(str(out)).graph.initializer}
+    assert loaded["fc1.weight"].raw_data  # read back from the sibling file
