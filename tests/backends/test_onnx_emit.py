@@ -169,3 +169,41 @@ def test_external_data_for_large_models(tmp_path, monkeypatch):
     assert "fc1.weight" in external  # (tensors under 1 KB stay inline)
     loaded = {t.name: t for t in onnx.load(str(out)).graph.initializer}
     assert loaded["fc1.weight"].raw_data  # read back from the sibling file
+
+
+def _ir_values(instance, graph):
+    """Every value of a graph and of the graphs its calls reach (inlined by the emitter)."""
+    for node in graph.nodes:
+        yield from node.outputs
+        if node.kind == "call":
+            yield from _ir_values(instance.child(node.target), node.callee)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_strict_shape_inference_agrees_with_dualnet(name):
+    """For every IR value: ONNX's inferred element type, rank and every size dualnet knows
+    (a number, or a named dimension such as B) are dualnet's. The graph carries dualnet's
+    types as value_info, and strict inference raises where its own inference differs."""
+    import onnx
+
+    from dualnet.backends.onnx.emit import ELEM_TYPES, emit_onnx
+    from dualnet.ir.dims import Dim
+
+    summary = dualnet.load(str(MODELS / f"{name}.dnet")).check()
+    emitted = emit_onnx(summary, _weights(summary))
+    inferred = onnx.shape_inference.infer_shapes(emitted.model, strict_mode=True,
+                                                 data_prop=True)
+    types = {v.name: v.type.tensor_type for v in
+             [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    checked = 0
+    for value in _ir_values(summary.instance, summary.graph):
+        t = types[emitted.names[id(value)]]
+        assert t.elem_type == ELEM_TYPES[value.type.dtype.value], value.name
+        assert len(t.shape.dim) == len(value.type.shape), value.name
+        for want, got in zip(value.type.shape, t.shape.dim, strict=True):
+            if isinstance(want, int):
+                assert got.dim_value == want, (value.name, value.type)
+            elif isinstance(want, Dim) and want.symbol is not None and got.dim_param:
+                assert got.dim_param == want.symbol, (value.name, value.type)
+        checked += 1
+    assert checked >= len(summary.graph.outputs)

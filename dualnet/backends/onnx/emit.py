@@ -52,6 +52,7 @@ class OnnxEmitter:
         self.b = GraphBuilder(opset)
         self.source = PurePath(source).name
         self.names: dict[int, str] = {}
+        self.values: list[Value] = []  # the IR values nodes compute, in order
         self.added: set[str] = set()  # state_dict names already made initializers
         self.sizes: dict[str, str] = {}  # symbol → its int64 [1] value
         self.symbols: dict[str, tuple[str, int]] = {}  # symbol → (input, axis)
@@ -64,12 +65,24 @@ class OnnxEmitter:
         used = {x for n in self.b.nodes for x in n.input}
         initializers = [t for t in self.b.initializers if t.name in used]
         graph = helper.make_graph(self.b.nodes, self.instance.definition, inputs, outputs,
-                                  initializers)
+                                  initializers, value_info=self.value_infos(initializers))
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.b.opset)],
                                   ir_version=IR_VERSION, producer_name="dualnet",
                                   producer_version=__version__,
                                   doc_string=f"{self.instance.definition} from {self.source}")
         return Emitted(model, self.names)
+
+    def value_infos(self, initializers) -> list:
+        """dualnet's type of every value a node computes: tools show the shapes, and strict
+        shape inference checks its own against them."""
+        skip = {t.name for t in initializers} | {v.name for v in self.graph.inputs}
+        infos, seen = [], set()
+        for value in self.values:
+            name = self.names[id(value)]
+            if name not in skip and name not in seen:
+                seen.add(name)
+                infos.append(_value_info(name, value.type))
+        return infos
 
     def graph_input(self, value: Value):
         name = self.b.reserve(value.name)
@@ -140,6 +153,7 @@ class OnnxEmitter:
                         notes=[f"pass --opset {exc.minimum} (or newer)"]) from None
         for value, out in zip(node.outputs, outs, strict=True):
             self.names[id(value)] = out
+            self.values.append(value)
 
     def layer_tensors(self, layer: LayerInstance) -> tuple[dict, dict]:
         """The layer's tensors: initializer names (added once, even for a shared layer) and
