@@ -207,3 +207,16 @@ def test_strict_shape_inference_agrees_with_dualnet(name):
                 assert got.dim_param == want.symbol, (value.name, value.type)
         checked += 1
     assert checked >= len(summary.graph.outputs)
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--target", "torch", "--layout", "channels_last"], 2, "--layout applies to --target keras"),
+    (["--target", "keras", "--weights", "w.safetensors"], 2, "--weights applies to"),
+    (["--target", "onnx", "--opset", "12"], 1, "E-BACKEND"),
+    (["--target", "onnx", "--opset", "x"], 2, "invalid opset"),
+])
+def test_compile_options_are_checked(tmp_path, args, code, text):
+    run = subprocess.run([sys.executable, "-m", "dualnet", "compile", str(MODELS / "mlp.dnet"),
+                          *args, "-o", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == code and text in run.stderr, run.stderr
+    assert not list(tmp_path.iterdir())
