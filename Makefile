@@ -78,6 +78,7 @@ lint: setup
 bench: setup
 	@$(PY) benchmarks/run.py
 	$(PY) benchmarks/torch_latency.py
+	$(PY) benchmarks/onnx_bench.py
 
 wheel-smoke: setup
 	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/dualnet-wheel-smoke.XXXXXX")

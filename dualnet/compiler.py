@@ -118,7 +118,7 @@ def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed:
     model = onnx_model(summary, weights, seed, opset)
     make_directory(out_dir)
     out = Path(out_dir) / f"{summary.model}.onnx"
-    if model.ByteSize() < PROTOBUF_LIMIT:
+    if sum(len(t.raw_data) for t in model.graph.initializer) < PROTOBUF_LIMIT:
         atomic_write(out, model.SerializeToString())
         return out
     import onnx

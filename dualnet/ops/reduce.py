@@ -27,6 +27,9 @@ def _reduce_infer(ctx: Ctx) -> list[TensorType]:
         ctx.fail(f"axis {axis} names an axis twice", "axis", "repeated axis", code="E-VALUE")
     axes = tuple(sorted(axes))
     ctx.attrs["axis"] = axes
+    if ctx.op.name in ("max", "min") and any(x.shape[a] == 0 for a in axes):
+        ctx.fail(f"over an axis of size 0 there is no {ctx.op.name} (x is {x})", "x",
+                 "an empty axis", code="E-SHAPE")
     return [x.with_shape(_reduced_shape(x, axes, ctx.attrs["keepdims"]))]
 
 

@@ -82,3 +82,10 @@ def test_softmax_default_axis_and_failure():
     _, ctx = infer("softmax", {"x": tt("f32", B, 5)})
     assert ctx.attrs["axis"] == 1
     fails("softmax", {"x": tt("f32", B, 5)}, "E-VALUE", axis=2)
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_max_and_min_over_an_empty_axis_are_refused(op):
+    """No value to return (PyTorch and NumPy raise; ONNX's -inf/+inf is not dualnet's)."""
+    fails(op, {"x": tt("f32", 2, 0, 4)}, "E-SHAPE", match="axis of size 0", axis=1)
+    infer("sum", {"x": tt("f32", 2, 0, 4)}, axis=1)  # a sum over nothing is 0

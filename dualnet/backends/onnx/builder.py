@@ -45,10 +45,15 @@ class GraphBuilder:
     def node(self, op_type: str, inputs: list[str | None], outputs: int = 1,
              domain: str = "", **attrs) -> list[str]:
         """Add a node `op_type` on `inputs` ("" or None: an absent optional input) with
-        attributes `attrs`; returns its output names (named under the scope)."""
+        attributes `attrs`; returns its output names (named under the scope). Trailing absent
+        inputs are left out: ONNX Runtime fuses a Conv with the BatchNorm after it only when
+        the Conv has no `""` bias."""
         base = f"{self.scope}/{op_type}" if self.scope else op_type
         names = [self.fresh(base if outputs == 1 else f"{base}:{i}") for i in range(outputs)]
-        node = helper.make_node(op_type, [x or "" for x in inputs], names,
+        present = [x or "" for x in inputs]
+        while present and not present[-1]:
+            present.pop()
+        node = helper.make_node(op_type, present, names,
                                 name=self.fresh(f"node:{base}"), domain=domain or None,
                                 doc_string=self.doc or None,
                                 **{k: _plain(v) for k, v in attrs.items()})
