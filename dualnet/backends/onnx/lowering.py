@@ -480,7 +480,13 @@ def _avg_pool_nodes(call: OnnxCall, x: str, dtype: DType) -> str:
 
 
 def _global_avg_pool(call: OnnxCall) -> list[str]:
-    return [_reduce(call, "ReduceMean", call.inputs["x"], call.attrs["axes"], False)]
+    """float32: GlobalAveragePool then Flatten, which ONNX Runtime runs in its blocked (NCHWc)
+    layout next to the convolutions (a ReduceMean needs the layout converted back first);
+    other dtypes (no GlobalAveragePool kernel in ONNX Runtime): ReduceMean."""
+    if call.in_types["x"].dtype != DType.f32:
+        return [_reduce(call, "ReduceMean", call.inputs["x"], call.attrs["axes"], False)]
+    pooled = call.one("GlobalAveragePool", [call.inputs["x"]])
+    return [call.one("Flatten", [pooled], axis=1)]
 
 
 def _adaptive_avg_pool2d(call: OnnxCall) -> list[str]:
