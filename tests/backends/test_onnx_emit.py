@@ -220,3 +220,15 @@ def test_compile_options_are_checked(tmp_path, args, code, text):
                           *args, "-o", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == code and text in run.stderr, run.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_an_op_newer_than_the_opset_is_named_with_its_minimum():
+    """BERT's LayerNorm is LayerNormalization, opset 17: at opset 16 the error says so, at
+    the layer's line."""
+    program = dualnet.load(str(MODELS / "bert_encoder.dnet"))
+    with pytest.raises(DualnetError) as info:
+        program.onnx(opset=16)
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "E-BACKEND" and "`LayerNorm` needs ONNX opset 17" in \
+        diagnostic.message and diagnostic.span is not None
+    assert program.onnx(opset=21).opset_import[0].version == 21
