@@ -1,4 +1,4 @@
-"""The `dualnet` command line: check, ir, init, compile, run, --version.
+"""The `dualnet` command line: check, ir, init, compile, run, ops, --version.
 
 Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="onnx: the ONNX opset (default 17)")
     comp.add_argument("-o", "--output", required=True, metavar="DIR",
                       help="directory for <file stem>_<target>.py or <model name>.onnx")
+    sub.add_parser("ops", help="print the op × backend matrix")
     run = sub.add_parser("run", help="run a model on .npy inputs with one backend")
     source_args(run)
     run.add_argument("--backend", required=True, choices=("onnx", "torch", "keras"),
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dualnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dualnet ops | head`: the reader stopped; so do we
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (RecursionError, MemoryError) as exc:
         print(f"dualnet: error: the input is too large or too deeply nested "
               f"({type(exc).__name__})", file=sys.stderr)
@@ -121,6 +125,8 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         _parser().print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "ops":
+        return _ops()
     from dualnet.api import check_file  # keep `--version` and usage errors fast
 
     summary = check_file(args.file, args.model, tuple(args.include))
@@ -187,6 +193,16 @@ def _run(args, summary) -> int:
         _print_diagnostics(summary)
         return EXIT_INPUT
     print(f"ran {summary.model} on {where}; wrote {len(outputs)} output(s) to {args.output}")
+    return EXIT_OK
+
+
+def _ops() -> int:
+    from dualnet.ops_matrix import BACKENDS, matrix
+    from dualnet.table import render_table
+
+    rows = matrix()
+    print(render_table(f"{len(rows)} ops × {len(BACKENDS)} backends", ["op", "kind", *BACKENDS],
+                       rows))
     return EXIT_OK
 
 
