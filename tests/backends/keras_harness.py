@@ -15,6 +15,7 @@ import dualnet
 from dualnet.weights import write_state
 
 TOL = 1e-4
+FLOATS = {"f16": np.float16, "f32": np.float32, "f64": np.float64}
 
 
 def exact_float32() -> None:
@@ -37,7 +38,8 @@ def random_weights(summary, rng, scale: float = 0.1) -> dict[str, np.ndarray]:
             value = rng.standard_normal(spec.shape).astype(np.float32) * scale
             if name == "running_var":
                 value = np.abs(value) + 1.0
-            weights[f"{layer.path}.{name}"] = value
+            weights[f"{layer.path}.{name}"] = value.astype(FLOATS.get(spec.dtype.value,
+                                                                      np.float32))
     return weights
 
 
@@ -54,7 +56,7 @@ def random_inputs(summary, rng, sizes: int = 5) -> list[np.ndarray]:
             mask[..., 0] = True
             out.append(mask)
         else:
-            out.append(rng.standard_normal(shape).astype(np.float32))
+            out.append(rng.standard_normal(shape).astype(FLOATS[dtype]))
     return out
 
 

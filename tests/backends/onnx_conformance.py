@@ -42,12 +42,7 @@ RTOL, ATOL = 1e-3, 1e-7  # ONNX's defaults for its node tests
 
 # (case, backend): why the case fails there. The test expects each failure (strict xfail),
 # so a fix shows up as an unexpected pass: then remove the entry.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    (name, "keras"): "dualnet bug: the Keras model autocasts f16 (and f64) inputs to float32 "
-                     "(Keras's default dtype policy), so an f16 program computes in float32 "
-                     "and returns float32 where dualnet's type (and ONNX) say float16"
-    for name in ("test_attention_4d_fp16", "test_attention_4d_causal_fp16")
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # case: (rtol, atol, why ONNX's tolerance is loosened).
 LOOSENED: dict[str, tuple[float, float, str]] = {

@@ -355,3 +355,22 @@ def test_what_keras_cannot_write_is_an_e_backend_diagnostic(tmp_path):
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "E-BACKEND" and diagnostic.span.line == 2
     assert not list(tmp_path.glob("*_keras.py"))
+
+
+@pytest.mark.parametrize("dtype", ["f16", "f64"])
+def test_a_model_declared_in_another_float_type_computes_in_it(tmp_path, dtype):
+    """Keras computes in float32 unless told: a parameterless float16 or float64 model runs
+    under its own dtype policy, so the results keep dualnet's dtype and PyTorch's digits."""
+    source = tmp_path / "typed.dnet"
+    source.write_text(
+        "model Typed() {\n"
+        f"    forward(x: {dtype}[B, 4], y: {dtype}[B, 4]) {{\n"
+        "        return softmax(gelu(x) * y + 0.5, 1)\n"
+        "    }\n"
+        "}\n")
+    pair = Pair(source, tmp_path)
+    inputs = pair.inputs()
+    got, want = pair.run_keras(inputs)[0], pair.run_torch(inputs)[0]
+    assert got.dtype == want.dtype == {"f16": np.float16, "f64": np.float64}[dtype]
+    # (f64: far below float32 rounding; TensorFlow's f64 gelu is good to about 5e-9)
+    assert relative_error(got, want) < (2e-3 if dtype == "f16" else 1e-8)

@@ -189,7 +189,9 @@ class KerasClassWriter(ClassWriter):
         return "@_register\n" + text
 
     def constructor_header(self, params: list[str]) -> list[str]:
-        return [f"def __init__({', '.join([*params, '**kwargs'])}) -> None:",
+        policy = self.float_policy() if self.is_entry else None
+        own = [f"    kwargs.setdefault(\"dtype\", {fmt_literal(policy)})"] if policy else []
+        return [f"def __init__({', '.join([*params, '**kwargs'])}) -> None:", *own,
                 "    super().__init__(**kwargs)"]
 
     def stored_names(self) -> list[str]:
@@ -213,14 +215,37 @@ class KerasClassWriter(ClassWriter):
             shape = tuple(None if isinstance(d, Dim) else d for d in t.shape)
             specs.append(f"keras.KerasTensor({self.fmt_init(shape)}, "
                          f"{fmt_literal(lowering.KERAS_DTYPES[t.dtype])})")
-        return [*lines, "# build every layer now: weights exist before the first call",
-                f"self({', '.join(specs)})"]
+        lines = [*lines, "# build every layer now: weights exist before the first call",
+                 f"self({', '.join(specs)})"]
+        policy = self.float_policy()
+        if policy is None:
+            return lines
+        return [f"# the model computes in {policy}: its layers are made under that policy",
+                "previous = keras.config.dtype_policy()",
+                f"keras.config.set_dtype_policy({fmt_literal(policy)})",
+                "try:", *(f"    {line}" for line in lines),
+                "finally:", "    keras.config.set_dtype_policy(previous)"]
+
+    def float_policy(self) -> str | None:
+        """The Keras dtype policy of a parameterless model whose floating inputs are all
+        float16 or all float64 (Keras's default, float32, would compute them in float32);
+        else None (dualnet's parameters are float32: such a model computes in float32)."""
+        if self.first.param_count or self.first.buffer_count:
+            return None
+        floats = {v.type.dtype for v in self.first.graphs[0].inputs
+                  if v.type.dtype.value in ("f16", "f64")}
+        others = {v.type.dtype for v in self.first.graphs[0].inputs
+                  if v.type.dtype.value in ("f32", "bf16")}
+        if len(floats) != 1 or others:
+            return None
+        return lowering.KERAS_DTYPES[floats.pop()]
 
     def extra_methods(self, params: list[str]) -> list[str]:
         names = self.hypers + self.plan.required_dims
         config = ["", "def get_config(self) -> dict:", "    return {",
                   "        **super().get_config(),",
-                  *(f"        {fmt_literal(n)}: self.{keras_attr(n)}," for n in names), "    }"]
+                  *(f"        {fmt_literal(n)}: self.{keras_attr(n)}," for n in names), "    }"] \
+            if names else ["", "def get_config(self) -> dict:", "    return super().get_config()"]
         return [*config, "", "def build(self, *shapes, **named_shapes) -> None:",
                 '    """Nothing to create ahead: each layer builds at its first call."""']
 
