@@ -1,4 +1,4 @@
-"""The `dualnet` command line: check, ir, init, compile, run, ops, --version.
+"""The `dualnet` command line: check, ir, init, compile, run, parity, ops, --version.
 
 Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
@@ -63,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output", required=True, metavar="DIR",
                       help="directory for <file stem>_<target>.py or <model name>.onnx")
     sub.add_parser("ops", help="print the op × backend matrix")
+    parity = sub.add_parser("parity", help="run a model in several backends from one weight "
+                            "file on the same random inputs; compare every output")
+    source_args(parity)
+    parity.add_argument("--weights", metavar="W.safetensors",
+                        help="the weights (default: a seeded initialisation)")
+    parity.add_argument("--seed", type=_seed, default=0, metavar="S",
+                        help="seed of the inputs and of the initialisation (default 0)")
+    parity.add_argument("--dims", metavar="B=2,T=16",
+                        help="sizes of the symbolic dimensions (default: B=2, others 8)")
+    parity.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
+                        type=_backends, help="comma-separated (default: torch,keras,onnx)")
     run = sub.add_parser("run", help="run a model on .npy inputs with one backend")
     source_args(run)
     run.add_argument("--backend", required=True, choices=("onnx", "torch", "keras"),
@@ -86,6 +97,15 @@ def _seed(text: str) -> int:
     if not 0 <= seed < 2**64:
         raise argparse.ArgumentTypeError(f"invalid seed {text!r}: must be in [0, 2**64)")
     return seed
+
+
+def _backends(text: str) -> list[str]:
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = [b for b in names if b not in ("torch", "keras", "onnx")]
+    if unknown or len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"invalid backends {text!r}: two or more of torch, keras, onnx")
+    return names
 
 
 def _opset(text: str) -> int:
@@ -142,6 +162,8 @@ def _main(argv: list[str] | None) -> int:
         return _compile(args, summary)
     if args.command == "run":
         return _run(args, summary)
+    if args.command == "parity":
+        return _parity(args, summary)
     if args.command == "ir":
         from dualnet.ir.printer import print_ir
 
@@ -204,6 +226,30 @@ def _ops() -> int:
     print(render_table(f"{len(rows)} ops × {len(BACKENDS)} backends", ["op", "kind", *BACKENDS],
                        rows))
     return EXIT_OK
+
+
+def _parity(args, summary) -> int:
+    """The differences table; exit 1 when a pair exceeds the tolerance."""
+    from dualnet.compiler import Program
+    from dualnet.diagnostics import DualnetError
+    from dualnet.parity import TOLERANCE, compare, parse_dims
+    from dualnet.table import render_table
+
+    try:
+        rows, where = compare(Program(args.file, tuple(args.include)), args.model,
+                              args.backends, args.weights, args.seed, parse_dims(args.dims))
+    except DualnetError as exc:
+        summary.diagnostics.extend(exc.diagnostics)
+        _print_diagnostics(summary)
+        return EXIT_INPUT
+    print("\n".join(where))
+    table = [[r.output, "x".join(map(str, r.shape)) or "scalar", " vs ".join(r.pair),
+              f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", "ok" if r.ok else "MISMATCH"]
+             for r in rows]
+    print(render_table(f"{summary.model}: tolerance {TOLERANCE:g} (max |a-b| / (1 + max |b|))",
+                       ["output", "shape", "backends", "max abs", "max rel", "verdict"],
+                       table, right={3, 4}))
+    return EXIT_OK if all(r.ok for r in rows) else EXIT_INPUT
 
 
 def _json(summary) -> dict:
