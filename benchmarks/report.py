@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 COLUMNS = ["measurement", "value", "target", "ratio", "verdict"]
@@ -14,6 +15,30 @@ class Row:
     target: str = "-"
     ratio: str = "-"
     verdict: str = "info"
+
+
+def fmt_s(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.3f} s"
+
+
+def ratio_row(measurement: str, times: list[float], baseline: list[float],
+              limit: float | None = None, at_least: bool = False, digits: int = 3) -> Row:
+    """`times` against `baseline` (interleaved rounds): the ratio of their medians, checked
+    against `limit` (at most, or `at_least`; None: information only), and the median of the
+    per-round ratios, which is steadier on a busy machine."""
+    median, base = statistics.median(times), statistics.median(baseline)
+    ratio = median / base
+    paired = statistics.median(t / b for t, b in zip(times, baseline, strict=True))
+    value = f"{fmt_s(median)} vs {fmt_s(base)} (n={len(times)}, paired {paired:.{digits}f}x)"
+    if limit is None:
+        return Row(measurement, value, "-", f"{ratio:.{digits}f}x", "info")
+    ok = ratio >= limit if at_least else ratio <= limit
+    target = f">= {limit:g}x" if at_least else f"<= {limit:.2f}"
+    return Row(measurement, value, target, f"{ratio:.{digits}f}x", "ok" if ok else "SLOW")
 
 
 def print_table(rows: list[Row]) -> None:

@@ -41,21 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from report import Row, finish, tail
+from report import Row, finish, fmt_s, ratio_row, tail
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIO_TARGET = 1.02
 COMPILE_TARGET_S = 0.3
 AGREE_RTOL = 1e-4
 BERT_SEQ = 128
-
-
-def fmt_s(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} us"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.3f} s"
 
 
 # ------------------------------------------------------------------ hand-written models
@@ -373,12 +365,10 @@ def bench_forward(torch: Any, budget: float) -> list[Row]:
             tg, tr = interleaved(gen, ref, inputs, case.warmup, case.max_pairs,
                                  case.min_pairs, case.budget_s)
         mg, mr = statistics.median(tg), statistics.median(tr)
-        ratio = mg / mr
         paired = statistics.median(g / r for g, r in zip(tg, tr, strict=True))
         print(f"  {case.label:<22} {case.batch:>5} {len(tg):>6} {fmt_s(mg):>11} {fmt_s(mr):>13} "
-              f"{ratio:>6.3f}x {paired:>7.3f}x {diff:>13.1e}")
-        rows.append(Row(label, f"{fmt_s(mg)} vs {fmt_s(mr)} (n={len(tg)}, paired {paired:.3f}x)",
-                        target, f"{ratio:.3f}x", "ok" if ratio <= RATIO_TARGET else "SLOW"))
+              f"{mg / mr:>6.3f}x {paired:>7.3f}x {diff:>13.1e}")
+        rows.append(ratio_row(label, tg, tr, RATIO_TARGET))
     return rows
 
 

@@ -156,14 +156,16 @@ def _main(argv: list[str] | None) -> int:
     if not summary.ok:
         _print_diagnostics(summary)
         return EXIT_INPUT
-    if args.command == "init":
-        return _init(args, summary)
-    if args.command == "compile":
-        return _compile(args, summary)
-    if args.command == "run":
-        return _run(args, summary)
-    if args.command == "parity":
-        return _parity(args, summary)
+    commands = {"init": _init, "compile": _compile, "run": _run, "parity": _parity}
+    if args.command in commands:
+        from dualnet.diagnostics import DualnetError
+
+        try:
+            return commands[args.command](args, summary)
+        except DualnetError as exc:  # bad weights, inputs, output paths: after the check
+            summary.diagnostics.extend(exc.diagnostics)
+            _print_diagnostics(summary)
+            return EXIT_INPUT
     if args.command == "ir":
         from dualnet.ir.printer import print_ir
 
@@ -176,7 +178,6 @@ def _main(argv: list[str] | None) -> int:
 def _compile(args, summary) -> int:
     """Emit, validate and atomically write the backend source."""
     from dualnet.compiler import write_onnx, write_source
-    from dualnet.diagnostics import DualnetError
 
     only = {"--layout": ("keras", args.layout), "--weights": ("onnx", args.weights),
             "--seed": ("onnx", args.seed), "--opset": ("onnx", args.opset)}
@@ -185,16 +186,10 @@ def _compile(args, summary) -> int:
             print(f"dualnet: error: {option} applies to --target {target} only",
                   file=sys.stderr)
             return EXIT_USAGE
-    try:
-        if args.target == "onnx":
-            out = write_onnx(summary, args.output, args.weights, args.seed or 0, args.opset)
-        else:
-            out = write_source(summary, args.target, args.output,
-                               args.layout or "channels_first")
-    except DualnetError as exc:
-        summary.diagnostics.extend(exc.diagnostics)
-        _print_diagnostics(summary)
-        return EXIT_INPUT
+    if args.target == "onnx":
+        out = write_onnx(summary, args.output, args.weights, args.seed or 0, args.opset)
+    else:
+        out = write_source(summary, args.target, args.output, args.layout or "channels_first")
     print(f"wrote {out}")
     return EXIT_OK
 
@@ -202,18 +197,12 @@ def _compile(args, summary) -> int:
 def _run(args, summary) -> int:
     """Run the model on the inputs with one backend and write the outputs."""
     from dualnet.compiler import Program
-    from dualnet.diagnostics import DualnetError
     from dualnet.runner import read_inputs, run, write_outputs
 
-    try:
-        inputs = read_inputs(args.input)
-        outputs, where = run(Program(args.file, tuple(args.include)), args.model, args.backend,
-                             inputs, args.weights, args.seed)
-        write_outputs(outputs, args.output)
-    except DualnetError as exc:
-        summary.diagnostics.extend(exc.diagnostics)
-        _print_diagnostics(summary)
-        return EXIT_INPUT
+    inputs = read_inputs(args.input)
+    outputs, where = run(Program(args.file, tuple(args.include)), args.model, args.backend,
+                         inputs, args.weights, args.seed)
+    write_outputs(outputs, args.output)
     print(f"ran {summary.model} on {where}; wrote {len(outputs)} output(s) to {args.output}")
     return EXIT_OK
 
@@ -231,17 +220,11 @@ def _ops() -> int:
 def _parity(args, summary) -> int:
     """The differences table; exit 1 when a pair exceeds the tolerance."""
     from dualnet.compiler import Program
-    from dualnet.diagnostics import DualnetError
     from dualnet.parity import TOLERANCE, compare, parse_dims
     from dualnet.table import render_table
 
-    try:
-        rows, where = compare(Program(args.file, tuple(args.include)), args.model,
-                              args.backends, args.weights, args.seed, parse_dims(args.dims))
-    except DualnetError as exc:
-        summary.diagnostics.extend(exc.diagnostics)
-        _print_diagnostics(summary)
-        return EXIT_INPUT
+    rows, where = compare(Program(args.file, tuple(args.include)), args.model, args.backends,
+                          args.weights, args.seed, parse_dims(args.dims))
     print("\n".join(where))
     table = [[r.output, "x".join(map(str, r.shape)) or "scalar", " vs ".join(r.pair),
               f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", "ok" if r.ok else "MISMATCH"]

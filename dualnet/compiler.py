@@ -139,10 +139,11 @@ def read_arrays(path: str) -> dict:
     """A safetensors file's tensors as NumPy arrays (E-IO / E-WEIGHTS on bad input)."""
     import numpy as np
 
+    from dualnet.ir.types import DTYPES
     from dualnet.weights import read_tensors
 
-    dtypes = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
-              "i64": np.int64, "bool": np.bool_, "u8": np.uint8, "i8": np.int8}
+    dtypes = {name: d.numpy for name, d in DTYPES.items() if d.numpy} | \
+        {"u8": "uint8", "i8": "int8"}  # (these then fail the model's check by name)
     out = {}
     for name, t in read_tensors(path).items():
         if t.dtype not in dtypes:

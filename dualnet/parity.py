@@ -16,6 +16,7 @@ import numpy as np
 from dualnet.compiler import Program
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
+from dualnet.ir.types import DType
 from dualnet.runner import run
 
 TOLERANCE = 1e-4  # max |a - b| / (1 + max |b|), CONVENTIONS.md
@@ -53,16 +54,15 @@ def random_inputs(summary, dims: dict[str, int], seed: int) -> dict[str, np.ndar
     out = {}
     for value in summary.graph.inputs:
         shape = [d if isinstance(d, int) else _size(d, dims) for d in value.type.shape]
-        dtype = value.type.dtype.value
-        if dtype in ("i32", "i64"):
-            out[value.name] = rng.integers(0, vocab, shape).astype(f"int{dtype[1:]}")
-        elif dtype == "bool":
+        dtype = value.type.dtype
+        if dtype.is_int:
+            out[value.name] = rng.integers(0, vocab, shape).astype(dtype.numpy)
+        elif dtype == DType.bool:
             mask = rng.random(shape) < 0.8
             mask[..., 0] = True
             out[value.name] = mask
         else:
-            out[value.name] = rng.standard_normal(shape).astype(
-                {"f16": np.float16, "f64": np.float64}.get(dtype, np.float32))
+            out[value.name] = rng.standard_normal(shape).astype(dtype.numpy or "float32")
     return out
 
 

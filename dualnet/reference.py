@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from dualnet.ir.dims import Dim
-from dualnet.ir.graph import Graph, LayerInstance, ModelInstance
+from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, by_parameter
 from dualnet.ops import REGISTRY
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.shape import substitute_attrs
-
-_DTYPES = {"f16": "float16", "bf16": "float32", "f32": "float32", "f64": "float64",
-           "i32": "int32", "i64": "int64", "bool": "bool"}
 
 
 def run_reference(instance: ModelInstance, graph: Graph, inputs: list, weights: dict[str, Any]):
@@ -29,13 +26,13 @@ def _run(instance: ModelInstance, graph: Graph, inputs: list, weights: dict) -> 
     for node in graph.nodes:
         args = [env[id(v)] for v in node.inputs]
         if node.kind == "constant":
-            out = [np.asarray(node.attrs["value"], dtype=_DTYPES[node.outputs[0].type.dtype.value])]
+            out = [np.asarray(node.attrs["value"], dtype=_numpy(node.outputs[0].type.dtype))]
         elif node.kind == "call":
             child = instance.child(node.target)
             out = _run(child, node.callee, args, weights)
         else:
             op = REGISTRY[node.op]
-            named = _by_name(node.input_names, args)
+            named = by_parameter(node, args)
             attrs, params = substitute_attrs(dict(node.attrs), sizes), {}
             if node.kind == "layer":
                 layer = instance.child(node.target)
@@ -49,6 +46,11 @@ def _run(instance: ModelInstance, graph: Graph, inputs: list, weights: dict) -> 
     return [env[id(v)] for v in graph.outputs]
 
 
+def _numpy(dtype) -> str:
+    """NumPy's dtype for `dtype`; bf16, which NumPy lacks, is computed in float32."""
+    return dtype.numpy or "float32"
+
+
 def _bind_sizes(graph: Graph, inputs: list) -> dict[str, int]:
     """Symbolic dimension names → their sizes in these inputs."""
     sizes: dict[str, int] = {}
@@ -57,15 +59,3 @@ def _bind_sizes(graph: Graph, inputs: list) -> dict[str, int]:
             if isinstance(d, Dim) and d.symbol is not None:
                 sizes[d.symbol] = int(n)
     return sizes
-
-
-def _by_name(names: tuple[str, ...], args: list) -> dict[str, Any]:
-    """Node inputs keyed by signature parameter; `xs.0, xs.1` become the list `xs`."""
-    out: dict[str, Any] = {}
-    for name, x in zip(names, args, strict=True):
-        base, _, index = name.partition(".")
-        if index:
-            out.setdefault(base, []).append(x)
-        else:
-            out[base] = x
-    return out

@@ -22,8 +22,6 @@ from dualnet.ir.dims import Dim
 from dualnet.weights import atomic_write, write_state
 
 BACKENDS = ("onnx", "torch", "keras")
-_NUMPY = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
-          "i64": np.int64, "bool": np.bool_}
 
 
 def read_inputs(specs: list[str]) -> dict[str, np.ndarray]:
@@ -56,7 +54,7 @@ def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.nd
     bound: dict[str, int] = {}
     for value in summary.graph.inputs:
         array, t = given[value.name], value.type
-        if array.dtype != _NUMPY[t.dtype.value] or array.ndim != len(t.shape):
+        if array.dtype != np.dtype(t.dtype.numpy) or array.ndim != len(t.shape):
             raise error("E-INPUT", f"the input `{value.name}` must be {t}; the file holds "
                         f"{array.dtype}{list(array.shape)}", None)
         for axis, (d, n) in enumerate(zip(t.shape, array.shape, strict=True)):

@@ -30,3 +30,11 @@ def test_the_command_prints_the_matrix():
     piped = subprocess.run(f"{sys.executable} -m dualnet ops | head -3", shell=True,
                            capture_output=True, text=True)
     assert "internal error" not in piped.stderr
+
+
+def test_every_op_says_how_it_uses_its_axes():
+    """`OpDef.axes` decides where a channels-last backend may run an op: a typo would make
+    an op silently `fixed` (correct but slow), so only the four documented values exist."""
+    assert {op.axes for op in REGISTRY.values()} == {"channels", "pointwise", "attribute",
+                                                     "fixed"}
+    assert REGISTRY["Conv2d"].axes == "channels" and REGISTRY["matmul"].axes == "fixed"

@@ -32,7 +32,7 @@ from dualnet.backends.syntax_tree import (
 )
 from dualnet.diagnostics import Span
 from dualnet.ir.dims import Dim, substitute
-from dualnet.ir.graph import LayerInstance, ModelInstance, Node
+from dualnet.ir.graph import LayerInstance, ModelInstance, Node, by_parameter
 from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import TensorType
 from dualnet.ops import REGISTRY
@@ -677,14 +677,7 @@ class ClassWriter:
     @staticmethod
     def input_types(node: Node) -> dict[str, Any]:
         """The node's input types by signature name (a list for a `tensors` parameter)."""
-        in_types: dict[str, Any] = {}
-        for name, value in zip(node.input_names, node.inputs, strict=True):
-            base, _, index = name.partition(".")
-            if index:
-                in_types.setdefault(base, []).append(value.type)
-            else:
-                in_types[base] = value.type
-        return in_types
+        return by_parameter(node, [v.type for v in node.inputs])
 
     def variable(self, name: str) -> str:
         """A forward-body variable read."""

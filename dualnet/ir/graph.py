@@ -43,6 +43,20 @@ class Node:
     input_names: tuple[str, ...] = ()  # the signature parameter each input binds ("xs.0")
 
 
+def by_parameter(node: Node, items) -> dict[str, Any]:
+    """`items` (one per input of `node`: values, their types, their names in some backend)
+    keyed by signature parameter; the inputs of a `tensors` parameter (`xs.0`, `xs.1`)
+    become one list `xs`."""
+    out: dict[str, Any] = {}
+    for name, item in zip(node.input_names, items, strict=True):
+        base, _, index = name.partition(".")
+        if index:
+            out.setdefault(base, []).append(item)
+        else:
+            out[base] = item
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Init:
     """How a tensor is initialised: a scheme name and its arguments (PyTorch's definitions)."""

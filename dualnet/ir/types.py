@@ -28,11 +28,18 @@ class DType(enum.Enum):
     def is_int(self) -> bool:
         return self in (DType.i32, DType.i64)
 
+    @property
+    def numpy(self) -> str | None:
+        """The NumPy dtype name (None for bf16, which NumPy lacks)."""
+        return _NUMPY_NAMES.get(self)
+
     def __str__(self) -> str:
         return self.value
 
 
 DTYPES = {d.value: d for d in DType}
+_NUMPY_NAMES = {DType.f16: "float16", DType.f32: "float32", DType.f64: "float64",
+                DType.i32: "int32", DType.i64: "int64", DType.bool: "bool"}
 SizeT = int | Dim
 
 

@@ -110,7 +110,8 @@ def _conv_construct(extra: tuple[P, ...] = ()):
 for _n in (1, 2, 3):
     register(OpDef(
         name=f"Conv{_n}d", signature=_CALL, construct=_conv_construct(),
-        infer=_conv_rule(_n), reference=_conv_ref, differentiable=("x",), category="conv",
+        infer=_conv_rule(_n), reference=_conv_ref, differentiable=("x",),
+        category="conv", axes="channels",
         doc=f"{_n}-d convolution over [B, C, ...]; weight [out, in/groups, *kernel]."))
 
 
@@ -168,5 +169,6 @@ def _convt_ref(inputs, attrs, params):
 register(OpDef(
     name="ConvTranspose2d", signature=_CALL,
     construct=_conv_construct((P("output_padding", "ints", 0),)),
-    infer=_convt_infer, reference=_convt_ref, differentiable=("x",), category="conv",
+    infer=_convt_infer, reference=_convt_ref, differentiable=("x",),
+    category="conv", axes="channels",
     doc="2-d transposed convolution; weight [in, out/groups, kh, kw]; PyTorch's padding."))

@@ -67,7 +67,7 @@ register(OpDef(
     name="Dropout", signature=sig(P("x", "tensor", dtypes="float")),
     construct=sig(P("p", "float", 0.5)), infer=_dropout_infer,
     reference=lambda inputs, attrs, params: [inputs["x"]],  # inference mode
-    differentiable=("x",), category="dense",
+    differentiable=("x",), category="dense", axes="pointwise",
     doc="Zeroes elements with probability p while training (scaled by 1/(1-p)); identity "
         "in inference mode."))
 
@@ -75,4 +75,4 @@ register(OpDef(
     name="Identity", signature=sig(P("x", "tensor")), construct=sig(),
     infer=lambda ctx: [ctx.inputs["x"]],
     reference=lambda inputs, attrs, params: [inputs["x"]], differentiable=("x",),
-    category="dense", doc="Returns its input."))
+    category="dense", axes="pointwise", doc="Returns its input."))

@@ -65,7 +65,7 @@ for _name, (_fn, _attrs, _dtypes, _diff, _doc) in _UNARY.items():
     register(OpDef(
         name=_name, signature=sig(P("x", "tensor", dtypes=_dtypes), *_attrs),
         infer=_same_type, reference=_unary_reference(_fn, [a.name for a in _attrs]),
-        differentiable=("x",) if _diff else (), category="elementwise", doc=_doc))
+        differentiable=("x",) if _diff else (), category="elementwise", axes="pointwise", doc=_doc))
 
 
 def _binary_infer(result: str, verb: str):
@@ -115,7 +115,7 @@ for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
     register(OpDef(
         name=_name, signature=sig(P(_left, "tensor"), P(_right, "tensor")),
         infer=_binary_infer(_kind, _verb), reference=_binary_reference(_fn),
-        differentiable=(_left, _right) if _diff else (), category="elementwise",
+        differentiable=(_left, _right) if _diff else (), category="elementwise", axes="pointwise",
         doc=f"a {_sym} b with NumPy broadcasting"))
 
 
@@ -154,7 +154,7 @@ register(OpDef(
     infer=_where_infer,
     reference=lambda inputs, attrs, params: [np.where(inputs["cond"], inputs["a"],
                                                       inputs["b"])],
-    differentiable=("a", "b"), category="elementwise",
+    differentiable=("a", "b"), category="elementwise", axes="pointwise",
     doc="a where cond is true, else b (broadcast)."))
 
 
@@ -171,19 +171,20 @@ register(OpDef(
     infer=_clamp_infer,
     reference=lambda inputs, attrs, params: [np.clip(inputs["x"], attrs["lo"], attrs["hi"])
                                              .astype(inputs["x"].dtype)],
-    differentiable=("x",), category="elementwise", doc="min(max(x, lo), hi)."))
+    differentiable=("x",), category="elementwise", axes="pointwise", doc="min(max(x, lo), hi)."))
 
 register(OpDef(
     name="cast", signature=sig(P("x", "tensor"), P("dtype", "dtype")),
     infer=lambda ctx: [ctx.inputs["x"].with_dtype(ctx.attrs["dtype"])],
     reference=lambda inputs, attrs, params: [inputs["x"].astype(_NUMPY[attrs["dtype"]])],
-    differentiable=("x",), category="elementwise",
+    differentiable=("x",), category="elementwise", axes="pointwise",
     doc="Element type conversion; differentiable only between floating types."))
 
 register(OpDef(
     name="stop_gradient", signature=sig(P("x", "tensor")), infer=_same_type,
     reference=lambda inputs, attrs, params: [inputs["x"]], differentiable=(),
-    category="elementwise", doc="Identity whose gradient is zero: marks an intended cut."))
+    category="elementwise",
+    axes="pointwise", doc="Identity whose gradient is zero: marks an intended cut."))
 
 _NUMPY = {DType.f16: "float16", DType.bf16: "float32", DType.f32: "float32",
           DType.f64: "float64", DType.i32: "int32", DType.i64: "int64", DType.bool: "bool"}

@@ -63,6 +63,7 @@ register(OpDef(
     name="BatchNorm", signature=_CALL,
     construct=sig(P("eps", "float", 1e-5), P("momentum", "float", 0.1)),
     infer=_batchnorm_infer, reference=_batchnorm_ref, differentiable=("x",), category="norm",
+    axes="channels",
     doc="Batch normalisation over axis 1 of [B, C, ...] (rank 2-5); weight/bias [C] (ones, "
         "zeros), buffers running_mean/running_var [C] (zeros, ones); momentum is PyTorch's "
         "(weight of the new batch; Keras gets 1 - m, ONNX's momentum is 1 - m). Inference "
@@ -146,6 +147,7 @@ register(OpDef(
     name="GroupNorm", signature=_CALL,
     construct=sig(P("groups", "int"), P("eps", "float", 1e-5)),
     infer=_groupnorm_infer, reference=_groupnorm_ref, differentiable=("x",), category="norm",
+    axes="channels",
     doc="Group normalisation: axis 1 of [B, C, ...] in `groups` consecutive groups, each "
         "normalised over its channels and the spatial axes (biased variance); per-channel "
         "weight/bias [C] (ones, zeros) — ONNX GroupNormalization opset 21 (per-channel scale), "

@@ -50,7 +50,8 @@ for _n in (1, 2):
         name=f"max_pool{_n}d",
         signature=sig(P("x", "tensor", dtypes="float"), P("kernel", "ints"),
                       P("stride", "ints", None), P("padding", "padding", 0)),
-        infer=_window_rule(_n), reference=_max_ref, differentiable=("x",), category="pool",
+        infer=_window_rule(_n), reference=_max_ref, differentiable=("x",),
+        category="pool", axes="channels",
         doc="Maximum over each window; padding counts as −∞; stride defaults to kernel."))
 
 
@@ -83,7 +84,8 @@ for _n in (1, 2):
         signature=sig(P("x", "tensor", dtypes="float"), P("kernel", "ints"),
                       P("stride", "ints", None), P("padding", "padding", 0),
                       P("count_include_pad", "bool", True)),
-        infer=_window_rule(_n), reference=_avg_ref, differentiable=("x",), category="pool",
+        infer=_window_rule(_n), reference=_avg_ref, differentiable=("x",),
+        category="pool", axes="channels",
         doc="Mean over each window (ONNX AveragePool, floor mode); stride defaults to kernel; "
             "count_include_pad=true divides by the kernel size, false by the number of "
             "unpadded elements under the window."))
@@ -103,7 +105,7 @@ register(OpDef(
     infer=_global_avg_infer,
     reference=lambda inputs, attrs, params: [
         np.mean(inputs["x"], axis=tuple(range(2, inputs["x"].ndim))).astype(inputs["x"].dtype)],
-    differentiable=("x",), category="pool",
+    differentiable=("x",), category="pool", axes="channels",
     doc="Mean over every spatial axis: [B, C, ...] → [B, C] (ONNX GlobalAveragePool, then "
         "the trailing 1s dropped)."))
 
@@ -156,7 +158,8 @@ def _adaptive_ref(inputs, attrs, params):
 register(OpDef(
     name="adaptive_avg_pool2d",
     signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
-    infer=_adaptive_infer, reference=_adaptive_ref, differentiable=("x",), category="pool",
+    infer=_adaptive_infer, reference=_adaptive_ref, differentiable=("x",),
+    category="pool", axes="channels",
     doc="PyTorch's adaptive average pooling to (h, w): output cell i averages rows "
         "floor(i·H/h) .. ceil((i+1)·H/h) - 1; needs known H, W unless the output size is the "
         "input size or 1. `bins` lists each axis's windows."))

@@ -55,7 +55,7 @@ for _name, (_fn, _dtypes, _onnx) in _REDUCE.items():
         signature=sig(P("x", "tensor", dtypes=_dtypes), P("axis", "ints"),
                       P("keepdims", "bool", False)),
         infer=_reduce_infer, reference=_reduce_reference(_fn), differentiable=("x",),
-        category="reduce",
+        category="reduce", axes="attribute",
         doc=f"{_name.capitalize()} over `axis` (an int or a tuple; normalised to a sorted tuple "
             f"of non-negative axes); the result keeps x's dtype (ONNX {_onnx})."))
 
@@ -81,7 +81,8 @@ for _name in ("argmax", "argmin"):
         name=_name,
         signature=sig(P("x", "tensor", dtypes="number"), P("axis", "int"),
                       P("keepdims", "bool", False)),
-        infer=_arg_infer, reference=_arg_reference(_name), differentiable=(), category="reduce",
+        infer=_arg_infer, reference=_arg_reference(_name), differentiable=(),
+        category="reduce", axes="attribute",
         doc=f"i64 index of the {_name[3:]}imum along `axis`, the first one on ties "
             f"(ONNX {'ArgMax' if _name == 'argmax' else 'ArgMin'}, select_last_index=0); "
             "not differentiable."))
@@ -108,11 +109,12 @@ def _log_softmax_ref(inputs, attrs, params):
 
 register(OpDef(
     name="softmax", signature=sig(P("x", "tensor", dtypes="float"), P("axis", "int", -1)),
-    infer=_softmax_infer, reference=_softmax_ref, differentiable=("x",), category="activation",
+    infer=_softmax_infer, reference=_softmax_ref, differentiable=("x",),
+    category="activation", axes="attribute",
     doc="exp(x) / sum(exp(x)) along `axis` (ONNX Softmax, opset ≥ 13)."))
 
 register(OpDef(
     name="log_softmax", signature=sig(P("x", "tensor", dtypes="float"), P("axis", "int", -1)),
     infer=_softmax_infer, reference=_log_softmax_ref, differentiable=("x",),
-    category="activation",
+    category="activation", axes="attribute",
     doc="x - log(sum(exp(x))) along `axis` (ONNX LogSoftmax, opset ≥ 13)."))

@@ -112,6 +112,14 @@ class OpDef:
     differentiable: tuple[str, ...] = ()  # tensor inputs that carry gradients
     construct: Signature | None = None  # layers only: the constructor's signature
     category: str = "math"
+    # How the op uses its axes, which lets a backend run it on another axis order:
+    # "channels" — axis 1 is channels, the axes after it spatial (convolutions, pooling,
+    #   BatchNorm, GroupNorm, upsample): it may run channels-last, [B, *spatial, C];
+    # "pointwise" — no axis of its own (element-wise ops, Dropout, Identity): any order its
+    #   inputs share;
+    # "attribute" — the axes its `axis` attribute names (reductions, softmax, concat, split);
+    # "fixed" — the order is the meaning (flatten, matmul, Linear, attention, ...).
+    axes: str = "fixed"
     doc: str = ""
     lowerings: dict[str, Any] = field(default_factory=dict)
 

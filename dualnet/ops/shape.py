@@ -155,7 +155,7 @@ register(OpDef(
     name="concat", signature=sig(P("xs", "tensors"), P("axis", "int")),
     infer=_concat_infer,
     reference=lambda inputs, attrs, params: [np.concatenate(inputs["xs"], axis=attrs["axis"])],
-    differentiable=("xs",), category="shape",
+    differentiable=("xs",), category="shape", axes="attribute",
     doc="Joins tensors of one dtype along `axis`; every other dimension must agree."))
 
 
@@ -182,6 +182,7 @@ def _split_ref(inputs, attrs, params):
 register(OpDef(
     name="split", signature=sig(P("x", "tensor"), P("n", "int"), P("axis", "int")),
     infer=_split_infer, reference=_split_ref, differentiable=("x",), category="shape",
+    axes="attribute",
     doc="n equal parts along `axis` (n results); the size must be divisible by n. `sizes` "
         "lists the parts (ONNX Split's `split` input)."))
 
@@ -310,6 +311,7 @@ register(OpDef(
     signature=sig(P("x", "tensor", dtypes="float"), P("scale", "ints"),
                   P("mode", "str", "nearest", choices=("nearest", "bilinear"))),
     infer=_upsample_infer, reference=_upsample_ref, differentiable=("x",), category="shape",
+    axes="channels",
     doc='Integer-factor upsampling of the spatial axes. "nearest": y[i] = x[i // scale] '
         '(ONNX Resize asymmetric + floor); "bilinear" ([B, C, H, W] only): PyTorch\'s '
         "align_corners=False, i.e. ONNX Resize linear with half_pixel coordinates."))

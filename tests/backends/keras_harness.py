@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import torch
+from zoo_data import random_inputs, random_weights
 
 import dualnet
 from dualnet.weights import write_state
 
 TOL = 1e-4
-FLOATS = {"f16": np.float16, "f32": np.float32, "f64": np.float64}
 
 
 def exact_float32() -> None:
@@ -29,35 +29,6 @@ def relative_error(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape, (a.shape, b.shape)
     return float(np.max(np.abs(a - b), initial=0.0) / (1 + np.max(np.abs(b), initial=0.0)))
-
-
-def random_weights(summary, rng, scale: float = 0.1) -> dict[str, np.ndarray]:
-    weights = {}
-    for layer in summary.instance.layers():
-        for name, spec in {**layer.params, **layer.buffers}.items():
-            value = rng.standard_normal(spec.shape).astype(np.float32) * scale
-            if name == "running_var":
-                value = np.abs(value) + 1.0
-            weights[f"{layer.path}.{name}"] = value.astype(FLOATS.get(spec.dtype.value,
-                                                                      np.float32))
-    return weights
-
-
-def random_inputs(summary, rng, sizes: int = 5) -> list[np.ndarray]:
-    """The entry signature's inputs: symbolic sizes `sizes`, ids 0 or 1, masks mostly true."""
-    out = []
-    for value in summary.graph.inputs:
-        shape = [d if isinstance(d, int) else sizes for d in value.type.shape]
-        dtype = value.type.dtype.value
-        if dtype in ("i32", "i64"):
-            out.append(rng.integers(0, 2, shape).astype(np.int64 if dtype == "i64" else np.int32))
-        elif dtype == "bool":
-            mask = rng.random(shape) > 0.2
-            mask[..., 0] = True
-            out.append(mask)
-        else:
-            out.append(rng.standard_normal(shape).astype(FLOATS[dtype]))
-    return out
 
 
 class Pair:

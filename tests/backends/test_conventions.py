@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 import torch
 from keras_harness import TOL, Pair, exact_float32, relative_error
+from safetensors.numpy import load_file
 
 import dualnet
 
@@ -49,8 +50,6 @@ def test_batchnorm_momentum_updates_the_running_statistics_alike(tmp_path):
     for name, model in (("torch", pair.torch), ("keras", pair.keras)):
         out = tmp_path / f"{name}.safetensors"
         dualnet.save_weights(model, out)
-        from safetensors.numpy import load_file
-
         stats[name] = load_file(out)
     for key in ("bn.running_mean", "bn.running_var"):
         assert relative_error(stats["keras"][key], stats["torch"][key]) < TOL

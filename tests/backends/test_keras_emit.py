@@ -5,7 +5,6 @@ models save as .keras, export as SavedModels and convert to TFLite."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
+from generated_source import assert_matches_golden, assert_ruff_clean, compile_elsewhere
 from keras_harness import TOL, Pair, relative_error
 from safetensors.numpy import load_file
 
@@ -194,28 +194,14 @@ def generated(tmp_path_factory):
 
 
 def test_sources_are_ruff_clean_and_deterministic(generated, tmp_path):
-    files = sorted(str(p) for p in generated.values())
-    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
-                           "--extend-select", "B,W", *files], capture_output=True, text=True)
-    assert lint.returncode == 0, lint.stdout
-    fmt = subprocess.run([sys.executable, "-m", "ruff", "format", "--no-cache", "--isolated",
-                          "--check", "--diff", *files], capture_output=True, text=True)
-    assert fmt.returncode == 0, fmt.stdout
-    other = tmp_path / "other"
-    subprocess.run([sys.executable, "-m", "dualnet", "compile", str(MODELS / "resnet18.dnet"),
-                    "--target", "keras", "-o", str(other)], check=True, cwd=tmp_path,
-                   env={**os.environ, "PYTHONHASHSEED": "7"}, capture_output=True)
-    assert (other / "resnet18_keras.py").read_bytes() == generated["resnet18"].read_bytes()
+    assert_ruff_clean(list(generated.values()))
+    again = compile_elsewhere(MODELS / "resnet18.dnet", "keras", tmp_path / "other", "7")
+    assert again.read_bytes() == generated["resnet18"].read_bytes()
 
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet18", "bert_encoder"])
 def test_generated_source_matches_golden(generated, name):
-    """The generated source, held in tests/golden/ (DUALNET_UPDATE_GOLDEN=1 rewrites it)."""
-    golden = ROOT / "tests" / "golden" / f"{name}_keras.py.txt"
-    text = generated[name].read_text()
-    if os.environ.get("DUALNET_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text()
+    assert_matches_golden(generated[name].read_text(), f"{name}_keras")
 
 
 def test_the_generated_file_imports_like_hand_written_code(generated):

@@ -9,8 +9,6 @@ PyTorch compute, save the same bytes back, and refuse files that do not fit.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -544,18 +542,3 @@ def test_kernel_changed_between_dilated_taps_cannot_be_saved(tmp_path):
     assert message(info.value) == (f"cannot save `{layer.name}` (Conv2D): its Keras kernel has "
                                    "non-zero values where `weight` has no entries")
     assert not (tmp_path / "again.safetensors").exists()
-
-
-# ---------------------------------------------------------------- the front door
-
-
-def test_front_door_does_not_import_keras(tmp_path):
-    code = ("import sys, dualnet\n"
-            "try:\n    dualnet.save_weights(object(), 'x.safetensors')\n"
-            "except dualnet.diagnostics.DualnetError as e:\n    print(e.diagnostics[0].notes[0])\n"
-            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ("dualnet saves the weights of a torch.nn.Module or a Keras "
-                                  "layer or model (keras.layers.Layer)")

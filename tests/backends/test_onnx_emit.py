@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zoo_data import random_weights
 
 import dualnet
 from dualnet.diagnostics import DualnetError
@@ -72,8 +73,6 @@ ZOO = ["lenet5", "mlp", "resnet18", "mobilenetv2", "bert_encoder", "lstm_classif
 
 
 def _weights(summary, seed: int = 0) -> dict[str, np.ndarray]:
-    from keras_harness import random_weights
-
     return random_weights(summary, np.random.default_rng(seed))
 
 
@@ -83,20 +82,18 @@ def test_zoo_emits_checks_and_matches_pytorch(tmp_path, name):
     and ONNX Runtime gives PyTorch's outputs from the same weight file."""
     import onnx
     import onnxruntime as ort
-    from keras_harness import TOL, Pair
+    from keras_harness import TOL, Pair, relative_error
 
     pair = Pair(MODELS / f"{name}.dnet", tmp_path)
     model = dualnet.load(str(MODELS / f"{name}.dnet")).onnx(weights=str(pair.file))
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    assert len(inferred.graph.value_info) > 0
+    onnx.checker.check_model(model, full_check=True)  # with its weights, as a user loads it
+    onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)  # raises
     session = ort.InferenceSession(model.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     inputs = pair.inputs(sizes=3)
     feed = {v.name: x for v, x in zip(pair.summary.graph.inputs, inputs, strict=True)}
     got = session.run(None, feed)
     want = pair.run_torch(inputs)
-    from keras_harness import relative_error
-
     assert max(relative_error(g, w) for g, w in zip(got, want, strict=True)) < TOL
 
 
@@ -186,7 +183,8 @@ def test_strict_shape_inference_agrees_with_dualnet(name):
     types as value_info, and strict inference raises where its own inference differs."""
     import onnx
 
-    from dualnet.backends.onnx.emit import ELEM_TYPES, emit_onnx
+    from dualnet.backends.onnx.emit import emit_onnx
+    from dualnet.backends.onnx.lowering import ONNX_TYPES
     from dualnet.ir.dims import Dim
 
     summary = dualnet.load(str(MODELS / f"{name}.dnet")).check()
@@ -198,7 +196,7 @@ def test_strict_shape_inference_agrees_with_dualnet(name):
     checked = 0
     for value in _ir_values(summary.instance, summary.graph):
         t = types[emitted.names[id(value)]]
-        assert t.elem_type == ELEM_TYPES[value.type.dtype.value], value.name
+        assert t.elem_type == ONNX_TYPES[value.type.dtype], value.name
         assert len(t.shape.dim) == len(value.type.shape), value.name
         for want, got in zip(value.type.shape, t.shape.dim, strict=True):
             if isinstance(want, int):

@@ -4,7 +4,6 @@ computes from the same weights."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from generated_source import assert_matches_golden, assert_ruff_clean, compile_elsewhere
+from zoo_data import random_inputs, random_weights
 
 import dualnet
 from dualnet.compiler import compile_file
@@ -22,36 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 ZOO = ["lenet5", "mlp", "resnet18", "mobilenetv2", "bert_encoder", "lstm_classifier",
        "gru_classifier", "unet"]
-
-
-def random_inputs(summary, rng) -> list[np.ndarray]:
-    """Inputs of the entry's signature: symbolic sizes become small numbers, ids are 0 or 1
-    (every vocabulary in the zoo, token types included, has at least two entries), masks are
-    mostly true."""
-    out = []
-    for value in summary.graph.inputs:
-        shape = [d if isinstance(d, int) else 5 for d in value.type.shape]
-        dtype = value.type.dtype.value
-        if dtype in ("i32", "i64"):
-            out.append(rng.integers(0, 2, shape).astype(np.int64))
-        elif dtype == "bool":
-            mask = rng.random(shape) > 0.2
-            mask[..., 0] = True
-            out.append(mask)
-        else:
-            out.append(rng.standard_normal(shape).astype(np.float32))
-    return out
-
-
-def random_weights(summary, rng) -> dict[str, np.ndarray]:
-    weights = {}
-    for layer in summary.instance.layers():
-        for name, spec in {**layer.params, **layer.buffers}.items():
-            value = rng.standard_normal(spec.shape).astype(np.float32) * 0.1
-            if name == "running_var":
-                value = np.abs(value) + 1.0
-            weights[f"{layer.path}.{name}"] = value
-    return weights
 
 
 @pytest.fixture(scope="module")
@@ -82,24 +53,11 @@ def test_generated_module_matches_the_reference(name):
 
 
 def test_sources_are_ruff_clean_and_deterministic(generated, tmp_path):
-    """ruff's default settings, as in a user's project: lint clean, and `ruff format` leaves
-    every file as it is."""
-    files = sorted(str(p) for p in generated.values())
-    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
-                           "--extend-select", "B,W", *files], capture_output=True, text=True)
-    assert lint.returncode == 0, lint.stdout
-    fmt = subprocess.run([sys.executable, "-m", "ruff", "format", "--no-cache", "--isolated",
-                          "--check", "--diff", *files], capture_output=True, text=True)
-    assert fmt.returncode == 0, fmt.stdout
+    assert_ruff_clean(list(generated.values()))
     again = compile_file(str(MODELS / "resnet18.dnet"), "torch", str(tmp_path))
     assert again.read_bytes() == generated["resnet18"].read_bytes()
-    env = {**os.environ, "PYTHONHASHSEED": "123"}
-    other = tmp_path / "other"
-    other.mkdir()
-    subprocess.run([sys.executable, "-m", "dualnet", "compile", str(MODELS / "resnet18.dnet"),
-                    "--target", "torch", "-o", str(other)], check=True, env=env, cwd=tmp_path,
-                   capture_output=True)
-    assert (other / "resnet18_torch.py").read_bytes() == generated["resnet18"].read_bytes()
+    other = compile_elsewhere(MODELS / "resnet18.dnet", "torch", tmp_path / "other", "123")
+    assert other.read_bytes() == generated["resnet18"].read_bytes()
 
 
 def test_generated_classes_take_the_hyperparameters(generated):
@@ -174,12 +132,7 @@ def test_sizes_varying_across_generator_iterations_are_an_e_backend_diagnostic(t
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet18", "bert_encoder"])
 def test_generated_source_matches_golden(generated, name):
-    """The generated source, held in tests/golden/ (DUALNET_UPDATE_GOLDEN=1 rewrites it)."""
-    golden = ROOT / "tests" / "golden" / f"{name}_torch.py.txt"
-    text = generated[name].read_text()
-    if os.environ.get("DUALNET_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text()
+    assert_matches_golden(generated[name].read_text(), f"{name}_torch")
 
 
 def test_bert_class_is_generic_in_its_hyperparameters(generated):

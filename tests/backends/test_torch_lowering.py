@@ -19,13 +19,10 @@ import torch
 import torch.nn.functional as F
 from lowering_cases import (
     CASES,
-    DTYPES,
     LAYER_CASES,
-    RNG,
     Case,
-    array_dtype,
+    bind,
     case_id,
-    fill,
     fmt,
     one_tensor,
     randn,
@@ -45,49 +42,23 @@ from dualnet.backends.torch.runtime import HELPERS
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.ops.registry import run_rule
-from dualnet.ops.shape import substitute_attrs
 
 # ---------------------------------------------------------------- the harness
 
 
 def lower_and_run(case: Case, hide_in_types: bool = False):
     """Returns (generated sources, torch results, reference results)."""
+    bound = bind(case)
     op = REGISTRY[case.op]
-    default = array_dtype(case.inputs)
-    arrays, types, sources = {}, {}, {}
     ns = {"torch": torch, "nn": nn, "F": F, **case.env}
-    for p in (p for p in op.signature.params if p.is_tensor):
-        v = case.inputs.get(p.name)
-        if v is None:
-            arrays[p.name], types[p.name], sources[p.name] = None, None, None
-        elif isinstance(v, list):
-            arrays[p.name] = v
-            types[p.name] = [TensorType(DTYPES[a.dtype], a.shape) for a in v]
-            sources[p.name] = [f"{p.name}_{i}" for i in range(len(v))]
-            ns.update({f"{p.name}_{i}": torch.from_numpy(a) for i, a in enumerate(v)})
-        elif isinstance(v, np.ndarray):
-            arrays[p.name] = v
-            types[p.name] = TensorType(DTYPES[v.dtype], v.shape)
-            sources[p.name] = p.name
-            ns[p.name] = torch.from_numpy(v)
-        else:  # an inlined scalar constant
-            arrays[p.name] = np.asarray(v, dtype=default)
-            types[p.name] = TensorType(DTYPES[np.dtype(default)], ())
-            sources[p.name] = repr(v)
-    for name, t in case.types.items():  # symbolic types must describe the arrays
-        concrete = tuple(substitute_attrs(t.shape, case.env))
-        assert concrete == arrays[name].shape, (name, t, arrays[name].shape)
-        types[name] = t
-    config = fill(op.construct, case.config) if op.is_layer else {}
-    out_types, ctx = run_rule(op, types, fill(op.signature, case.attrs), {}, None, config)
-    merged = {**ctx.config, **ctx.attrs}
-    call = TorchCall(sources, merged if op.is_layer else dict(ctx.attrs),
-                     {} if hide_in_types else types, out_types, fmt)
+    ns.update({name: torch.from_numpy(a) for name, a in bound.named.items()})
+    call = TorchCall(bound.sources, bound.attrs, {} if hide_in_types else bound.types,
+                     bound.out_types, fmt)
     params = {}
     construct = ""
     if op.is_layer:
         row = TORCH_LAYERS[case.op]
-        construct = row.construct(dict(ctx.config), fmt)
+        construct = row.construct(dict(bound.ctx.config), fmt)
         src = row.call("module", call)
     else:
         src = lower_function(case.op, call)
@@ -95,20 +66,16 @@ def lower_and_run(case: Case, hide_in_types: bool = False):
         exec(HELPERS[name], ns)
     if op.is_layer:
         module = eval(construct, ns)
-        expected_keys = sorted({**ctx.params, **ctx.buffers})
+        expected_keys = sorted({**bound.ctx.params, **bound.ctx.buffers})
         assert sorted(module.state_dict()) == expected_keys, construct
-        for name, spec in {**ctx.params, **ctx.buffers}.items():
-            v = RNG.standard_normal(spec.shape) * case.param_scale
-            params[name] = (np.abs(v) + 0.5 if "var" in name else v).astype(np.float32)
+        params = bound.params()
         module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
         ns["module"] = module.eval()
     with torch.no_grad():
         result = eval(src, ns)
     results = list(result) if isinstance(result, tuple) else [result]
-    if case.env:
-        merged = substitute_attrs(merged, case.env)
-    expected = op.reference(arrays, merged, params)
-    assert len(results) == len(expected) == len(out_types), src
+    expected = bound.reference(params)
+    assert len(results) == len(expected) == len(bound.out_types), src
     return (construct, src), results, expected
 
 

@@ -359,11 +359,15 @@ def test_import_dualnet_stays_framework_free():
             "try:\n    g(object(), 'x.safetensors')\n"
             "except dualnet.diagnostics.DualnetError as e:\n"
             "    print(e.diagnostics[0].code)\n"
-            "assert 'torch' not in sys.modules and 'safetensors' not in sys.modules\n")
+            "    print(e.diagnostics[0].notes[0])\n"
+            "assert 'torch' not in sys.modules and 'safetensors' not in sys.modules\n"
+            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "E-WEIGHTS"
+    assert out.stdout.strip().splitlines() == [
+        "E-WEIGHTS", "dualnet saves the weights of a torch.nn.Module or a Keras layer or model "
+        "(keras.layers.Layer)"]
 
 
 # ---------------------------------------------------------------- dualnet init

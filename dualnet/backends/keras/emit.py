@@ -41,7 +41,7 @@ from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import LayerInstance, ModelInstance, Node
 from dualnet.ir.tagged import Tagged, Written
-from dualnet.ir.types import TensorType
+from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.syntax import ast
 
@@ -171,10 +171,10 @@ class KerasClassWriter(ClassWriter):
         self.out_layouts: list[str] | None = None
 
     def input_layout(self, value) -> str:
-        prefers = prefers_channels_last(self.first.graphs[0], value)
+        """The entry model's interface layout, else what the body prefers."""
         if self.is_entry and self.em.interface == LAYOUTS[0]:
             return CF
-        return CL if prefers else CF
+        return CL if prefers_channels_last(self.first.graphs[0], value) else CF
 
     # -- class
     def base_class(self) -> str:
@@ -232,20 +232,17 @@ class KerasClassWriter(ClassWriter):
         else None (dualnet's parameters are float32: such a model computes in float32)."""
         if self.first.param_count or self.first.buffer_count:
             return None
-        floats = {v.type.dtype for v in self.first.graphs[0].inputs
-                  if v.type.dtype.value in ("f16", "f64")}
-        others = {v.type.dtype for v in self.first.graphs[0].inputs
-                  if v.type.dtype.value in ("f32", "bf16")}
-        if len(floats) != 1 or others:
+        floats = {v.type.dtype for v in self.first.graphs[0].inputs if v.type.dtype.is_float}
+        if len(floats) != 1 or floats & {DType.f32, DType.bf16}:
             return None
         return lowering.KERAS_DTYPES[floats.pop()]
 
     def extra_methods(self, params: list[str]) -> list[str]:
-        names = self.hypers + self.plan.required_dims
+        names = self.hypers + self.plan.required_dims  # the constructor's arguments
         config = ["", "def get_config(self) -> dict:", "    return {",
                   "        **super().get_config(),",
-                  *(f"        {fmt_literal(n)}: self.{keras_attr(n)}," for n in names), "    }"] \
-            if names else ["", "def get_config(self) -> dict:", "    return super().get_config()"]
+                  *(f"        {fmt_literal(n)}: self.{keras_attr(n)}," for n in names),
+                  "    }"] if names else []
         return [*config, "", "def build(self, *shapes, **named_shapes) -> None:",
                 '    """Nothing to create ahead: each layer builds at its first call."""']
 
@@ -368,14 +365,12 @@ class KerasClassWriter(ClassWriter):
                 for c in (v if isinstance(v, list) else [v])]
         channels_last = [c for c in flat if getattr(c, "layout", CF) == CL]
         full = all(getattr(c, "rank", 0) in (0, out_rank) for c in flat)
-        if channels_last and full and (keeps_layout(node.op) or node.op == "concat"):
-            return CL, {**attrs, "axis": remap_axis(attrs["axis"], out_rank)} \
-                if node.op == "concat" else attrs
-        if channels_last and full and node.op in AXIS_OPS and len(flat) == 1:
-            remapped = remap_attrs(node.op, attrs, rank)
-            if remapped is not None:
-                return CL, remapped
-        return CF, attrs
+        if not (channels_last and full):
+            return CF, attrs
+        if keeps_layout(node.op):
+            return CL, attrs
+        remapped = remap_attrs(node.op, attrs, rank) if node.op in AXIS_OPS else None
+        return (CF, attrs) if remapped is None else (CL, remapped)
 
     def run_in(self, node: Node, codes: dict, attrs: dict) -> tuple[str, dict, dict]:
         layout, attrs = self.layouts_for(node, codes, attrs)
@@ -421,13 +416,10 @@ class KerasClassWriter(ClassWriter):
     def callee_layouts(self, node: Node) -> tuple[tuple, tuple]:
         """(input layouts, output layouts) of the child model, Sequential or step a call
         node reaches."""
-        for inst in self.plan.instances:
-            for graph in inst.graphs:
-                if any(n is node for n in graph.nodes):
-                    child = inst.child(node.target)
-                    if id(child) in self.em.layouts:
-                        return self.em.layouts[id(child)]
-        raise Unsupported("the layout of this call is unknown", node.span)
+        layouts = self.em.layouts.get(id(self.layer_of(node)))
+        if layouts is None:
+            raise Unsupported("the layout of this call is unknown", node.span)
+        return layouts
 
     # -- Sequential
     def sequential_expr(self, e: ast.Call, built: list, env: dict[str, str]) -> str:

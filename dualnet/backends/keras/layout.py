@@ -3,13 +3,13 @@
 dualnet's axis order is channels-first ([B, C, *spatial]); TensorFlow's fast convolutions,
 pooling and normalisation want channels-last ([B, *spatial, C]). Every tensor the generated
 code holds has a layout: `CF` (dualnet's order) or `CL` (axis 1 moved last; only for rank ≥ 3).
-How each op treats layouts:
+How each op treats layouts follows its registry entry (`OpDef.axes`):
 
-- spatial ops (`SPATIAL_OPS` of the lowering table, rank ≥ 3) take and give CL;
-- element-wise ops, Dropout and Identity keep the layout of their inputs (all full-rank
+- spatial ops ("channels": convolutions, pooling, BatchNorm, ...; rank ≥ 3) take and give CL;
+- "pointwise" ops (element-wise, Dropout, Identity) keep the layout of their inputs (all full-rank
   inputs brought to one layout; scalars broadcast either way);
-- reductions, softmax, concat and split on a CL value run on it with their axes remapped
-  (`remap_axis`), as long as a reduction keeps the batch and channel axes;
+- "attribute" ops (reductions, softmax, concat, split) run on a CL value with their axes
+  remapped (`remap_axis`), as long as a reduction keeps the batch and channel axes;
 - everything else (flatten, reshape, permute, indexing, Linear, LayerNorm, attention, RNNs,
   ...) sees dualnet's order: a CL input is transposed back first.
 
@@ -21,22 +21,18 @@ channels-last tensors to each other with no transposes in between.
 from __future__ import annotations
 
 from dualnet.ir.graph import Graph, Value
+from dualnet.ops import REGISTRY
 
 CF, CL = "cf", "cl"
 
-SPATIAL_OPS = frozenset({
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "BatchNorm", "GroupNorm", "max_pool1d",
-    "max_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool", "adaptive_avg_pool2d",
-    "upsample",
-})
-KEEPING_OPS = frozenset({
-    "relu", "gelu", "sigmoid", "tanh", "silu", "leaky_relu", "elu", "softplus", "exp", "log",
-    "sqrt", "rsqrt", "abs", "neg", "round", "floor", "add", "sub", "mul", "div", "pow", "lt",
-    "le", "gt", "ge", "eq", "ne", "where", "clamp", "cast", "stop_gradient", "Dropout",
-    "Identity",
-})
-AXIS_OPS = frozenset({"mean", "sum", "max", "min", "argmax", "argmin", "softmax",
-                      "log_softmax", "concat", "split"})
+
+def _ops(axes: str) -> frozenset[str]:
+    return frozenset(name for name, op in REGISTRY.items() if op.axes == axes)
+
+
+SPATIAL_OPS = _ops("channels")
+KEEPING_OPS = _ops("pointwise")
+AXIS_OPS = _ops("attribute")
 
 
 def is_spatial(op: str, rank: int) -> bool:

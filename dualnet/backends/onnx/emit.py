@@ -11,29 +11,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import helper
 
 from dualnet import __version__
 from dualnet.backends.onnx.builder import GraphBuilder
-from dualnet.backends.onnx.lowering import NEWEST_OPSET, OnnxCall, OpsetTooOld, lower
+from dualnet.backends.onnx.lowering import (
+    NEWEST_OPSET,
+    ONNX_TYPES,
+    OnnxCall,
+    OpsetTooOld,
+    lower,
+)
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
-from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
-from dualnet.ir.types import TensorType
+from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value, by_parameter
+from dualnet.ir.types import DType, TensorType
 from dualnet.weights import mismatch_error, mismatches, state_specs
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # softmax over one axis, Split/Squeeze with input axes
 IR_VERSION = 10  # ONNX Runtime 1.31 reads IR versions up to 13; opset 17-21 need >= 8
-ELEM_TYPES = {"f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16,
-              "f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "i32": TensorProto.INT32,
-              "i64": TensorProto.INT64, "bool": TensorProto.BOOL}
-NUMPY_DTYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32,
-                "i64": np.int64, "bool": np.bool_}
 
 
 @dataclass
@@ -117,7 +117,7 @@ class OnnxEmitter:
                     self.names[id(v)] = self.names[id(callee_output)]
             elif node.kind == "constant":
                 self.b.scope = f"{prefix}{node.outputs[0].name}"
-                dtype = NUMPY_DTYPES[node.outputs[0].type.dtype.value]
+                dtype = node.outputs[0].type.dtype.numpy
                 self.names[id(node.outputs[0])] = self.b.constant(
                     np.asarray(node.attrs["value"], dtype), "value")
             else:
@@ -134,15 +134,8 @@ class OnnxEmitter:
                 params, arrays = self.layer_tensors(layer)
         else:
             self.b.scope = f"{prefix}{node.outputs[0].name}"
-        inputs: dict[str, Any] = {}
-        in_types: dict[str, Any] = {}
-        for name, value in zip(node.input_names, node.inputs, strict=True):
-            base, _, index = name.partition(".")
-            if index:
-                inputs.setdefault(base, []).append(self.names[id(value)])
-                in_types.setdefault(base, []).append(value.type)
-            else:
-                inputs[base], in_types[base] = self.names[id(value)], value.type
+        inputs = by_parameter(node, [self.names[id(v)] for v in node.inputs])
+        in_types = by_parameter(node, [v.type for v in node.inputs])
         call = OnnxCall(self.b, inputs, attrs, in_types, [v.type for v in node.outputs],
                         params, arrays, self.size)
         try:
@@ -204,7 +197,7 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _value_info(name: str, t: TensorType):
     dims = [int(d) if isinstance(d, int) else (d.symbol or str(d)) for d in t.shape]
-    return helper.make_tensor_value_info(name, ELEM_TYPES[t.dtype.value], dims)
+    return helper.make_tensor_value_info(name, ONNX_TYPES[t.dtype], dims)
 
 
 def check_weights(instance: ModelInstance, weights: dict[str, np.ndarray], file: str) -> None:
@@ -218,7 +211,7 @@ def check_weights(instance: ModelInstance, weights: dict[str, np.ndarray], file:
 
 
 def _dtype_name(a: np.ndarray) -> str:
-    names = {np.dtype(v): k for k, v in NUMPY_DTYPES.items()}
+    names = {np.dtype(d.numpy): d.value for d in DType if d.numpy}
     return names.get(a.dtype, str(a.dtype))
 
 
