@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="sizes of the symbolic dimensions (default: B=2, others 8)")
     parity.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
                         type=_backends, help="comma-separated (default: torch,keras,onnx)")
+    modes = parity.add_mutually_exclusive_group()
+    modes.add_argument("--per-layer", action="store_true",
+                       help="also compare the output of every layer and name the first that "
+                       "diverges")
+    modes.add_argument("--train", action="store_true",
+                       help="training mode (batch statistics, Dropout off): compare the "
+                       "outputs and the updated running statistics (PyTorch and Keras)")
     run = sub.add_parser("run", help="run a model on .npy inputs with one backend")
     source_args(run)
     run.add_argument("--backend", required=True, choices=("onnx", "torch", "keras"),
@@ -218,21 +225,27 @@ def _ops() -> int:
 
 
 def _parity(args, summary) -> int:
-    """The differences table; exit 1 when a pair exceeds the tolerance."""
+    """The differences table (and the per-layer one); exit 1 when a pair exceeds the
+    tolerance."""
     from dualnet.compiler import Program
-    from dualnet.parity import TOLERANCE, compare, parse_dims
-    from dualnet.table import render_table
+    from dualnet.parity import compare, compare_layers, layer_table, output_table, parse_dims
 
-    rows, where = compare(Program(args.file, tuple(args.include)), args.model, args.backends,
-                          args.weights, args.seed, parse_dims(args.dims))
+    program, dims = Program(args.file, tuple(args.include)), parse_dims(args.dims)
+    backends, layers = args.backends, []
+    if args.train and "onnx" in backends:
+        print("onnx: left out (ONNX Runtime runs inference graphs only: no training mode)")
+        backends = [b for b in backends if b != "onnx"]
+    if args.per_layer:
+        rows, layers, where = compare_layers(program, args.model, backends, args.weights,
+                                             args.seed, dims)
+    else:
+        rows, where = compare(program, args.model, backends, args.weights, args.seed, dims,
+                              train=args.train)
     print("\n".join(where))
-    table = [[r.output, "x".join(map(str, r.shape)) or "scalar", " vs ".join(r.pair),
-              f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", "ok" if r.ok else "MISMATCH"]
-             for r in rows]
-    print(render_table(f"{summary.model}: tolerance {TOLERANCE:g} (max |a-b| / (1 + max |b|))",
-                       ["output", "shape", "backends", "max abs", "max rel", "verdict"],
-                       table, right={3, 4}))
-    return EXIT_OK if all(r.ok for r in rows) else EXIT_INPUT
+    print(output_table(summary.model, rows))
+    if args.per_layer:
+        print(layer_table(layers, backends))
+    return EXIT_OK if all(r.ok for r in rows + layers) else EXIT_INPUT
 
 
 def _json(summary) -> dict:

@@ -103,11 +103,17 @@ def initial_weights(summary: Summary, weights: str | None = None, seed: int = 0)
 def onnx_model(summary: Summary, weights: str | None = None, seed: int = 0,
                opset: int | None = None):
     """The checked ONNX ModelProto of a checked model."""
+    return onnx_emitted(summary, weights, seed, opset).model
+
+
+def onnx_emitted(summary: Summary, weights: str | None = None, seed: int = 0,
+                 opset: int | None = None):
+    """The checked ONNX model with the emitter's map of IR values (`Emitted`)."""
     from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
 
     arrays = initial_weights(summary, weights, seed)
     return emit_onnx(summary, arrays, opset or DEFAULT_OPSET,
-                     weights or f"the initialisation with seed {seed}").model
+                     weights or f"the initialisation with seed {seed}")
 
 
 def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed: int = 0,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dualnet.api import Summary
-from dualnet.compiler import Program, initial_weights, onnx_model
+from dualnet.compiler import Program, initial_weights
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
 from dualnet.weights import atomic_write, write_state
@@ -66,54 +67,105 @@ def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.nd
     return [given[n] for n in names]
 
 
+@dataclass
+class Probe:
+    """What a run does and records besides its outputs, for `dualnet parity`: training mode
+    (batch statistics; Dropout off, its random masks differ per framework), each layer's
+    outputs (`layers[path]`: one list of arrays per call), and after the run every tensor of
+    the model's state in state_dict names (`state`: running statistics updated in training)."""
+
+    train: bool = False
+    layers: dict[str, list] | None = None
+    state: dict[str, np.ndarray] | None = None
+
+
 def run(program: Program, model: str | None, backend: str, given: dict[str, np.ndarray],
-        weights: str | None = None, seed: int = 0) -> tuple[list[np.ndarray], str]:
+        weights: str | None = None, seed: int = 0,
+        probe: Probe | None = None) -> tuple[list[np.ndarray], str]:
     """The outputs, and a line saying where the model ran."""
     summary = program.check(model)
     inputs = ordered_inputs(summary, given)
+    probe = probe or Probe()
     if backend == "onnx":
-        return _run_onnx(onnx_model(summary, weights, seed), summary, inputs)
+        if probe.train:
+            raise error("E-BACKEND", "ONNX Runtime runs inference graphs only: no training "
+                        "mode", None)
+        return _run_onnx(summary, weights, seed, inputs, probe)
     with tempfile.TemporaryDirectory() as tmp:
         file = weights
         if file is None:  # the same seeded tensors as the ONNX model's
             file = os.path.join(tmp, "init.safetensors")
             write_state(initial_weights(summary, None, seed), file)
         if backend == "torch":
-            return _run_torch(program.torch(model), file, inputs)
-        return _run_keras(program.keras(model), file, inputs)
+            return _run_torch(program.torch(model), file, inputs, probe)
+        layouts = None
+        if probe.layers is not None:
+            from dualnet.backends.keras.emit import output_layouts
+
+            layouts = output_layouts(summary.instance, summary.file)
+        return _run_keras(program.keras(model), file, inputs, probe, layouts)
 
 
-def _run_onnx(model, summary: Summary, inputs) -> tuple[list[np.ndarray], str]:
+def _run_onnx(summary: Summary, weights, seed, inputs, probe: Probe):
     import onnxruntime as ort
 
+    from dualnet.compiler import onnx_emitted
+
+    emitted = onnx_emitted(summary, weights, seed)
+    model, extra = emitted.model, []
+    if probe.layers is not None:
+        from dualnet.backends.onnx.probe import with_outputs
+
+        model, extra = with_outputs(model, [n for _, names in emitted.calls for n in names])
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else \
         ["CPUExecutionProvider"]
     session = ort.InferenceSession(model.SerializeToString(), providers=providers)
     feed = {v.name: x for v, x in zip(summary.graph.inputs, inputs, strict=True)}
     used = session.get_providers()[0]
-    return session.run(None, feed), f"ONNX Runtime {ort.__version__} ({used})"
+    results = session.run(None, feed)
+    count = len(results) - len(extra)
+    outputs, probed = results[:count], iter(results[count:])
+    for path, names in emitted.calls if extra else ():
+        probe.layers.setdefault(path, []).append([next(probed) for _ in names])
+    return outputs, f"ONNX Runtime {ort.__version__} ({used})"
 
 
-def _run_torch(module, weights: str, inputs) -> tuple[list[np.ndarray], str]:
+def _run_torch(module, weights: str, inputs, probe: Probe) -> tuple[list[np.ndarray], str]:
     import torch
 
+    from dualnet.backends.torch.probe import recording
     from dualnet.weights import load_weights
 
     load_weights(module, weights)
-    with torch.no_grad():
-        out = module.eval()(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+    module.train(probe.train)
+    for sub in module.modules() if probe.train else ():
+        if isinstance(sub, torch.nn.Dropout):
+            sub.p = 0.0
+    with torch.no_grad(), recording(module, probe.layers):
+        out = module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+    if probe.state is not None:
+        probe.state.update({k: v.numpy() for k, v in module.state_dict().items()})
     out = out if isinstance(out, tuple) else (out,)
     return [o.numpy() for o in out], f"PyTorch {torch.__version__} (CPU)"
 
 
-def _run_keras(model, weights: str, inputs) -> tuple[list[np.ndarray], str]:
+def _run_keras(model, weights: str, inputs, probe: Probe,
+               layouts: dict | None) -> tuple[list[np.ndarray], str]:
     import keras
 
+    from dualnet.backends.keras.probe import recording
+    from dualnet.backends.keras.state import layers_by_path, torch_named
     from dualnet.weights import load_weights
 
     load_weights(model, weights)
-    out = model(*inputs, training=False)
+    for _, layer in layers_by_path(model) if probe.train else ():
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    with recording(model, probe.layers, layouts):
+        out = model(*inputs, training=probe.train)
+    if probe.state is not None:
+        probe.state.update(torch_named(model, lambda variable: variable.numpy()))
     out = out if isinstance(out, tuple | list) else (out,)
     return [keras.ops.convert_to_numpy(o) for o in out], \
         f"Keras {keras.__version__} ({keras.backend.backend()})"

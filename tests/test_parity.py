@@ -24,8 +24,8 @@ def test_the_zoo_agrees_across_all_three_backends():
 def test_a_difference_is_a_mismatch_and_exit_1(monkeypatch, capsys):
     real = parity.run
 
-    def drifting(program, model, backend, inputs, weights, seed):
-        outputs, where = real(program, model, backend, inputs, weights, seed)
+    def drifting(program, model, backend, inputs, weights, seed, probe):
+        outputs, where = real(program, model, backend, inputs, weights, seed, probe)
         return ([o + 0.01 for o in outputs] if backend == "onnx" else outputs), where
 
     monkeypatch.setattr(parity, "run", drifting)
@@ -38,7 +38,77 @@ def test_inputs_respect_dtypes_vocabularies_and_dims():
     summary = dualnet.load(str(MODELS / "lstm_classifier.dnet")).check()
     (ids,) = parity.random_inputs(summary, {"B": 3, "T": 7}, seed=1).values()
     assert ids.shape == (3, 7) and ids.dtype == np.int64 and 0 <= ids.min() and ids.max() < 20000
+    bert = dualnet.load(str(MODELS / "bert_encoder.dnet")).check()
+    inputs = parity.random_inputs(bert, {"B": 4, "T": 64}, seed=0)
+    assert parity.vocabularies(bert) == {"ids": 30522, "token_types": 2}
+    assert inputs["token_types"].max() == 1 and inputs["ids"].max() > 1000
+    assert inputs["mask"].dtype == bool and inputs["mask"][:, 0].all()
     assert parity.parse_dims("B=2, T=16") == {"B": 2, "T": 16}
     for bad in ("B", "B=0", "B=x", "=3"):
         with pytest.raises(DualnetError):
             parity.parse_dims(bad)
+
+
+SHARED = """
+model Shared() {
+    fc = Linear(8)
+    skip = Identity()
+    forward(x: f32[B, 8]) -> f32[B, 8] {
+        return fc(relu(fc(skip(x))))
+    }
+}
+"""
+
+
+def test_per_layer_compares_every_call_of_every_layer(tmp_path):
+    path = tmp_path / "shared.dnet"
+    path.write_text(SHARED)
+    outputs, rows, _ = parity.compare_layers(dualnet.load(str(path)), None,
+                                             ["torch", "keras", "onnx"])
+    assert [r.output for r in rows[::3]] == ["skip", "fc", "fc (call 2)"]
+    assert all(r.ok and not r.note and r.shape == (2, 8) for r in rows), rows
+    assert all(r.ok for r in outputs)
+
+
+def test_per_layer_names_the_first_layer_that_diverges(monkeypatch, capsys):
+    import dualnet.weights
+
+    real = dualnet.weights.load_weights
+
+    def broken_fc2(model, path):  # the Keras fc2 kernel gets a wrong value
+        real(model, path)
+        if hasattr(model, "fc2") and hasattr(model.fc2, "kernel"):
+            model.fc2.kernel.assign(model.fc2.kernel.numpy() * 1.01)
+
+    monkeypatch.setattr(dualnet.weights, "load_weights", broken_fc2)
+    code = cli.main(["parity", str(MODELS / "lenet5.dnet"), "--per-layer"])
+    out = capsys.readouterr().out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("│ ")}
+    assert code == 1 and "ok" in lines["fc1"] and "MISMATCH" in lines["fc2"]
+    assert "first divergence: `fc2` (lenet5.dnet:15), torch vs keras" in out
+
+
+def test_per_layer_zoo_layers_agree_in_their_own_axis_order():
+    for name in ("unet", "bert_encoder"):  # channels-last layers; several outputs per call
+        _, rows, _ = parity.compare_layers(dualnet.load(str(MODELS / f"{name}.dnet")), None,
+                                           ["torch", "keras", "onnx"], dims={"T": 6})
+        assert len(rows) > 60 and all(r.ok and not r.note for r in rows), \
+            [r for r in rows if not r.ok or r.note]
+
+
+def test_training_mode_compares_outputs_and_running_statistics(capsys):
+    from dualnet.runner import Probe
+
+    program = dualnet.load(str(MODELS / "mobilenetv2.dnet"))
+    rows, _ = parity.compare(program, None, ["torch", "keras"], train=True)
+    state = {r.output for r in rows if r.output.startswith("state ")}
+    norms = [layer.path for layer in program.check().instance.layers() if layer.op == "BatchNorm"]
+    assert state == {f"state {p}.{n}" for p in norms for n in ("running_mean", "running_var")}
+    assert all(r.ok for r in rows), [r for r in rows if not r.ok]
+    probe = Probe(train=True, state={})  # the statistics really moved: the test can fail
+    inputs = parity.random_inputs(program.check(), {}, 0)
+    parity.run(program, None, "torch", inputs, None, 0, probe)
+    assert np.abs(probe.state[f"{norms[0]}.running_var"] - 1).max() > 1e-2
+    assert cli.main(["parity", str(MODELS / "lenet5.dnet"), "--train"]) == 0
+    out = capsys.readouterr().out
+    assert "onnx: left out" in out and "torch vs keras" in out and "keras vs onnx" not in out

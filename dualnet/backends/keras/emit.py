@@ -120,6 +120,7 @@ class KerasEmitter(Emitter):
         self.interface = layout
         self.steps: dict[str, str] = {}  # step class body → its name
         self.layouts: dict[int, tuple[tuple, tuple]] = {}  # id(instance) → (ins, outs)
+        self.layer_layouts: dict[int, tuple] = {}  # id(LayerInstance) → its outputs' layouts
 
     def emit(self) -> str:
         body = self.write_classes()
@@ -398,7 +399,16 @@ class KerasClassWriter(ClassWriter):
         layout, codes, attrs = self.run_in(node, codes, attrs)
         permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
         call = self.keras_call(node, codes, attrs, permuted)
-        return self.result(node, lowering.KERAS_LAYERS[node.op].call(target, call), layout)
+        result = self.result(node, lowering.KERAS_LAYERS[node.op].call(target, call), layout)
+        outs = [x for x, _ in result.layouts] if result.layouts else [result.layout]
+        self.record([inst.child(node.target) for inst in self.plan.instances], outs)
+        return result
+
+    def record(self, layers: list, outs) -> None:
+        """The layouts of the outputs of these layers (one per class instance), for
+        per-layer comparisons."""
+        for layer in layers:
+            self.em.layer_layouts[id(layer)] = tuple(outs)
 
     def model_call(self, node: Node, target: str, args: list[str],
                    keywords: dict[str, str]) -> str:
@@ -449,10 +459,11 @@ class KerasClassWriter(ClassWriter):
                     items.append(f"keras.layers.Permute({fmt_literal(perm)})")
                 else:
                     first = ins[0]
+            children = [s.children[str(index)] for s in built]
             if not generated:
-                children = [s.children[str(index)] for s in built]
                 items += self.step_expr(e.args[index], children, env, current, node)
             current = outs[0] if len(node.outputs[0].type.shape) >= 3 else CF
+            self.record(children, (current,))
         if generated:
             child = seq.children["0"]
             if isinstance(child, LayerInstance) and child.op in CONVS and \
@@ -544,3 +555,24 @@ def emit_keras(entry: ModelInstance, source: str, layout: str = "channels_first"
         return emitter.emit(), emitter.plan_of(entry).name
     except Unsupported as exc:
         raise error("E-BACKEND", f"Keras backend: {exc}", exc.span) from None
+
+
+def output_layouts(entry: ModelInstance, source: str, layout: str = "channels_first") -> dict:
+    """The layout (CF or CL) of each output of every layer and sub-model the generated Keras
+    model holds, by dualnet path: what a per-layer comparison must undo."""
+    emitter = KerasEmitter(entry, source, layout)
+    emitter.emit()
+    out = {}
+
+    def walk(instance: ModelInstance) -> None:
+        for child in instance.children.values():
+            known = emitter.layer_layouts.get(id(child)) or emitter.layouts.get(id(child))
+            if isinstance(known, tuple) and known and isinstance(known[0], tuple):
+                known = known[1]  # (ins, outs) of a sub-model
+            if known:
+                out[child.path] = known
+            if isinstance(child, ModelInstance):
+                walk(child)
+
+    walk(entry)
+    return out

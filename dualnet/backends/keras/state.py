@@ -255,6 +255,15 @@ def leaves(model: keras.layers.Layer, prefix: str = "") -> Iterator[tuple[str, o
         yield from leaves(child, f"{prefix}{name}.")
 
 
+def layers_by_path(model: keras.layers.Layer, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(dualnet path, layer) for every dualnet layer and sub-model below `model`, each before
+    the layers it holds."""
+    for name, child in _children(model):
+        yield prefix + name, child
+        if _deriver(child) is None:
+            yield from layers_by_path(child, f"{prefix}{name}.")
+
+
 # Steps of a Sequential that the generator inserts around dualnet's (not dualnet layers).
 _INSERTED_STEPS = (keras.layers.Permute, keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D,
                    keras.layers.ZeroPadding3D, keras.layers.Cropping2D)

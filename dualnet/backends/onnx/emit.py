@@ -38,11 +38,13 @@ IR_VERSION = 10  # ONNX Runtime 1.31 reads IR versions up to 13; opset 17-21 nee
 
 @dataclass
 class Emitted:
-    """The model, and the ONNX name of every IR value (by `id(Value)`), for tests and
-    per-layer comparisons."""
+    """The model, the ONNX name of every IR value (by `id(Value)`), and for per-layer
+    comparisons the outputs of every layer and sub-model call, in the order they run: (path,
+    ONNX names), a layer called twice appearing twice."""
 
     model: onnx.ModelProto
     names: dict[int, str] = field(default_factory=dict)
+    calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
 class OnnxEmitter:
@@ -53,6 +55,7 @@ class OnnxEmitter:
         self.source = PurePath(source).name
         self.names: dict[int, str] = {}
         self.values: list[Value] = []  # the IR values nodes compute, in order
+        self.calls: list[tuple[str, tuple[str, ...]]] = []  # see Emitted.calls
         self.added: set[str] = set()  # state_dict names already made initializers
         self.sizes: dict[str, str] = {}  # symbol → its int64 [1] value
         self.symbols: dict[str, tuple[str, int]] = {}  # symbol → (input, axis)
@@ -70,7 +73,7 @@ class OnnxEmitter:
                                   ir_version=IR_VERSION, producer_name="dualnet",
                                   producer_version=__version__,
                                   doc_string=f"{self.instance.definition} from {self.source}")
-        return Emitted(model, self.names)
+        return Emitted(model, self.names, self.calls)
 
     def value_infos(self, initializers) -> list:
         """dualnet's type of every value a node computes: tools show the shapes, and strict
@@ -115,6 +118,7 @@ class OnnxEmitter:
                 self.run(child, node.callee, f"{prefix}{node.target}.")
                 for v, callee_output in zip(node.outputs, node.callee.outputs, strict=True):
                     self.names[id(v)] = self.names[id(callee_output)]
+                self.calls.append((child.path, tuple(self.names[id(v)] for v in node.outputs)))
             elif node.kind == "constant":
                 self.b.scope = f"{prefix}{node.outputs[0].name}"
                 dtype = node.outputs[0].type.dtype.numpy
@@ -147,6 +151,8 @@ class OnnxEmitter:
         for value, out in zip(node.outputs, outs, strict=True):
             self.names[id(value)] = out
             self.values.append(value)
+        if node.kind == "layer":
+            self.calls.append((instance.child(node.target).path, tuple(outs)))
 
     def layer_tensors(self, layer: LayerInstance) -> tuple[dict, dict]:
         """The layer's tensors: initializer names (added once, even for a shared layer) and
