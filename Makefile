@@ -1,5 +1,6 @@
 # dualnet — developer entry points. Every target works on a fresh clone:
-#   make demo        check every model in models/, compile each to PyTorch and Keras
+#   make demo        check every model in models/, compile each to PyTorch, Keras and ONNX,
+#                    then print the zoo's parity table (the three backends, one weight file)
 #   make test        the whole test suite, then ruff
 #   make bench       check-speed benchmark (benchmarks/run.py)
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
@@ -25,7 +26,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make setup        create $(VENV) and install dualnet[all] (editable)"
-	@echo "make demo         dualnet check + compile (torch, keras) on every models/*.dnet"
+	@echo "make demo         dualnet check + compile (torch, keras, onnx) on every models/*.dnet, then the parity table"
 	@echo "make test         pytest + ruff"
 	@echo "make bench        check-speed benchmark"
 	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"
@@ -45,7 +46,7 @@ demo: setup
 	@shopt -s nullglob
 	models=(models/*.dnet)
 	if [ $${#models[@]} -eq 0 ]; then echo "no models in models/" >&2; exit 1; fi
-	checked=0
+	entries=()
 	for f in "$${models[@]}"; do
 	    # A library file (imported by another model here, e.g. blocks.dnet) has no entry
 	    # model of its own: it is checked through the files that import it.
@@ -59,14 +60,18 @@ demo: setup
 	    fi
 	    echo "== dualnet check $$f"
 	    $(VENV)/bin/dualnet check "$$f"
-	    for target in torch keras; do
+	    for target in torch keras onnx; do
 	        $(VENV)/bin/dualnet compile "$$f" --target $$target -o build/demo
 	    done
-	    checked=$$((checked + 1))
+	    entries+=("$$f")
 	    echo
 	done
-	echo "demo: checked $$checked model file(s) and compiled each to PyTorch and Keras" \
-	     "(build/demo/), all ok"
+	echo "== dualnet parity: PyTorch, Keras and ONNX Runtime from one seeded weight file"
+	# (TensorFlow's start-up log lines, which no setting silences, are filtered out)
+	$(VENV)/bin/dualnet parity "$${entries[@]}" \
+	    2> >(grep -vE '^(I0000|WARNING: All log messages|To enable the following)' >&2)
+	echo "demo: checked $${#entries[@]} model file(s), compiled each to PyTorch, Keras and ONNX" \
+	     "(build/demo/), parity ok"
 
 test: setup
 	@$(PY) -m pytest -q -p no:cacheprovider

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -28,8 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dualnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def source_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("file", metavar="FILE", help="a .dnet source file")
+    def source_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+        p.add_argument("file", metavar="FILE", nargs="+" if many else None,
+                       help="a .dnet source file" + ("; several: one summary line each, "
+                                                     "with their entry models" if many else ""))
         p.add_argument("--model", metavar="NAME", help="entry model (default: the file's last)")
         p.add_argument("-I", dest="include", metavar="DIR", action="append", default=[],
                        help="also resolve imports in DIR (repeatable)")
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ops", help="print the op × backend matrix")
     parity = sub.add_parser("parity", help="run a model in several backends from one weight "
                             "file on the same random inputs; compare every output")
-    source_args(parity)
+    source_args(parity, many=True)
     parity.add_argument("--weights", metavar="W.safetensors",
                         help="the weights (default: a seeded initialisation)")
     parity.add_argument("--seed", type=_seed, default=0, metavar="S",
@@ -156,6 +159,10 @@ def _main(argv: list[str] | None) -> int:
         return _ops()
     from dualnet.api import check_file  # keep `--version` and usage errors fast
 
+    if args.command == "parity":
+        if len(args.file) > 1:
+            return _parity_files(args)
+        args.file = args.file[0]
     summary = check_file(args.file, args.model, tuple(args.include))
     if args.command == "check" and args.json:
         print(json.dumps(_json(summary), indent=2))
@@ -231,10 +238,7 @@ def _parity(args, summary) -> int:
     from dualnet.parity import compare, compare_layers, layer_table, output_table, parse_dims
 
     program, dims = Program(args.file, tuple(args.include)), parse_dims(args.dims)
-    backends, layers = args.backends, []
-    if args.train and "onnx" in backends:
-        print("onnx: left out (ONNX Runtime runs inference graphs only: no training mode)")
-        backends = [b for b in backends if b != "onnx"]
+    backends, layers = _parity_backends(args), []
     if args.per_layer:
         rows, layers, where = compare_layers(program, args.model, backends, args.weights,
                                              args.seed, dims)
@@ -246,6 +250,54 @@ def _parity(args, summary) -> int:
     if args.per_layer:
         print(layer_table(layers, backends))
     return EXIT_OK if all(r.ok for r in rows + layers) else EXIT_INPUT
+
+
+def _parity_backends(args) -> list[str]:
+    if args.train and "onnx" in args.backends:
+        print("onnx: left out (ONNX Runtime runs inference graphs only: no training mode)")
+        return [b for b in args.backends if b != "onnx"]
+    return args.backends
+
+
+def _parity_files(args) -> int:
+    """`dualnet parity A.dnet B.dnet ...`: each file's entry model, one line each (the worst
+    relative difference per backend pair); exit 1 when a file fails to check or a pair
+    exceeds the tolerance."""
+    from dualnet.api import check_file
+    from dualnet.compiler import Program
+    from dualnet.diagnostics import DualnetError
+    from dualnet.parity import TOLERANCE, compare, parse_dims
+    from dualnet.table import render_table
+
+    if args.model or args.per_layer:
+        print("dualnet: error: --model and --per-layer take one FILE", file=sys.stderr)
+        return EXIT_USAGE
+    backends = _parity_backends(args)
+    pairs = [" vs ".join(p) for p in itertools.combinations(backends, 2)]
+    table, ok = [], True
+    for file in args.file:
+        summary = check_file(file, None, tuple(args.include))
+        try:
+            if not summary.ok:
+                raise DualnetError(summary.diagnostics)
+            rows, _ = compare(Program(file, tuple(args.include)), None, backends,
+                              args.weights, args.seed, parse_dims(args.dims), train=args.train)
+        except DualnetError as exc:
+            summary.diagnostics[:] = exc.diagnostics
+            _print_diagnostics(summary)
+            table.append([file, summary.model or "?", "—", *("—" for _ in pairs), "ERROR"])
+            ok = False
+            continue
+        worst = {p: max(r.max_rel for r in rows if " vs ".join(r.pair) == p) for p in pairs}
+        good = all(r.ok for r in rows)
+        ok = ok and good
+        table.append([file, summary.model, str(len(summary.graph.outputs)),
+                      *(f"{worst[p]:.3g}" for p in pairs), "ok" if good else "MISMATCH"])
+    print(render_table(f"parity of {len(args.file)} models: worst max |a-b| / (1 + max |b|) "
+                       f"per backend pair, tolerance {TOLERANCE:g}",
+                       ["file", "model", "outputs", *pairs, "verdict"], table,
+                       right=set(range(2, 3 + len(pairs)))))
+    return EXIT_OK if ok else EXIT_INPUT
 
 
 def _json(summary) -> dict:
