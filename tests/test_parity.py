@@ -14,11 +14,14 @@ from dualnet.diagnostics import DualnetError
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
-def test_the_zoo_agrees_across_all_three_backends():
-    for name, dims in (("lenet5", {}), ("bert_encoder", {"T": 12})):
-        rows, where = parity.compare(dualnet.load(str(MODELS / f"{name}.dnet")), None,
-                                     ["torch", "keras", "onnx"], dims=dims)
-        assert len(where) == 3 and rows and all(r.ok for r in rows), rows
+ZOO = sorted(p.stem for p in MODELS.glob("*.dnet") if p.stem != "blocks")  # blocks: a library
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_the_zoo_agrees_across_all_three_backends(name):
+    rows, where = parity.compare(dualnet.load(str(MODELS / f"{name}.dnet")), None,
+                                 ["torch", "keras", "onnx"], dims={"T": 12})
+    assert len(where) == 3 and rows and all(r.ok for r in rows), rows
 
 
 def test_a_difference_is_a_mismatch_and_exit_1(monkeypatch, capsys):
@@ -112,3 +115,16 @@ def test_training_mode_compares_outputs_and_running_statistics(capsys):
     assert cli.main(["parity", str(MODELS / "lenet5.dnet"), "--train"]) == 0
     out = capsys.readouterr().out
     assert "onnx: left out" in out and "torch vs keras" in out and "keras vs onnx" not in out
+
+
+def test_several_files_give_one_line_each(tmp_path, capsys):
+    bad = tmp_path / "bad.dnet"
+    bad.write_text("model X() {\n    forward(x: f32[B]) -> f32[B] { return y }\n}\n")
+    files = [str(MODELS / "lenet5.dnet"), str(MODELS / "mlp.dnet")]
+    assert cli.main(["parity", *files, "--backends", "torch,onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "parity of 2 models" in out and "│ LeNet5 " in out and "│ MLP " in out
+    assert cli.main(["parity", *files, str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "ERROR" in captured.out and "E-NAME" in captured.err and "bad.dnet:2" in captured.err
+    assert cli.main(["parity", *files, "--per-layer"]) == 2
