@@ -2,7 +2,7 @@
 #   make demo        check every model in models/, compile each to PyTorch, Keras and ONNX,
 #                    then print the zoo's parity table (the three backends, one weight file)
 #   make test        the whole test suite, then ruff
-#   make bench       check-speed benchmark (benchmarks/run.py)
+#   make bench       check speed, generated-model latency (PyTorch, Keras), ONNX emission/latency
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
 #
 # Every pip install goes through constraints.txt (it keeps torch on the CPU build).
@@ -28,7 +28,7 @@ help:
 	@echo "make setup        create $(VENV) and install dualnet[all] (editable)"
 	@echo "make demo         dualnet check + compile (torch, keras, onnx) on every models/*.dnet, then the parity table"
 	@echo "make test         pytest + ruff"
-	@echo "make bench        check-speed benchmark"
+	@echo "make bench        check-speed, PyTorch / Keras latency and ONNX benchmarks"
 	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"
 
 setup: $(STAMP)
@@ -83,6 +83,7 @@ lint: setup
 bench: setup
 	@$(PY) benchmarks/run.py
 	$(PY) benchmarks/torch_latency.py
+	$(PY) benchmarks/keras_latency.py
 	$(PY) benchmarks/onnx_bench.py
 
 wheel-smoke: setup
