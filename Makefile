@@ -3,6 +3,7 @@
 #                    then print the zoo's parity table (the three backends, one weight file)
 #   make test        the whole test suite, then ruff
 #   make bench       check speed, generated-model latency (PyTorch, Keras), ONNX emission/latency
+#   make fuzz        differential fuzzing: random valid programs, parity of the three backends
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
 #
 # Every pip install goes through constraints.txt (it keeps torch on the CPU build).
@@ -22,13 +23,14 @@ STAMP := $(VENV)/.dualnet-installed
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test lint bench wheel-smoke clean
+.PHONY: help setup demo test lint bench fuzz wheel-smoke clean
 
 help:
 	@echo "make setup        create $(VENV) and install dualnet[all] (editable)"
 	@echo "make demo         dualnet check + compile (torch, keras, onnx) on every models/*.dnet, then the parity table"
 	@echo "make test         pytest + ruff"
 	@echo "make bench        check-speed, PyTorch / Keras latency and ONNX benchmarks"
+	@echo "make fuzz         2,000 random programs through all three backends (EXAMPLES=N SEED=S)"
 	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"
 
 setup: $(STAMP)
@@ -85,6 +87,11 @@ bench: setup
 	$(PY) benchmarks/torch_latency.py
 	$(PY) benchmarks/keras_latency.py
 	$(PY) benchmarks/onnx_bench.py
+
+EXAMPLES ?= 2000
+SEED ?= 1
+fuzz: setup
+	@$(PY) benchmarks/fuzz.py --examples $(EXAMPLES) --seed $(SEED)
 
 wheel-smoke: setup
 	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/dualnet-wheel-smoke.XXXXXX")

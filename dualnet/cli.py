@@ -1,4 +1,4 @@
-"""The `dualnet` command line: check, ir, init, compile, run, parity, ops, --version.
+"""The `dualnet` command line: check, ir, init, compile, run, parity, gradcheck, ops, --version.
 
 Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
@@ -84,6 +84,20 @@ def _parser() -> argparse.ArgumentParser:
     modes.add_argument("--train", action="store_true",
                        help="training mode (batch statistics, Dropout off): compare the "
                        "outputs and the updated running statistics (PyTorch and Keras)")
+    grad = sub.add_parser("gradcheck", help="check gradients: finite differences in float64 "
+                          "against each backend's autodiff, and across backends")
+    source_args(grad)
+    grad.add_argument("--weights", metavar="W.safetensors",
+                      help="the weights (default: a seeded initialisation)")
+    grad.add_argument("--seed", type=_seed, default=0, metavar="S",
+                      help="seed of the inputs, directions and initialisation (default 0)")
+    grad.add_argument("--dims", metavar="B=1,T=16",
+                      help="sizes of the symbolic dimensions (default: B=1, others 8)")
+    grad.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
+                      type=_backends, help="comma-separated (default: torch,keras,onnx)")
+    grad.add_argument("--eps", type=float, default=1e-8, metavar="E",
+                      help="the finite-difference step, and a tenth of it where that misses "
+                      "(default 1e-8)")
     run = sub.add_parser("run", help="run a model on .npy inputs with one backend")
     source_args(run)
     run.add_argument("--backend", required=True, choices=("onnx", "torch", "keras"),
@@ -170,7 +184,8 @@ def _main(argv: list[str] | None) -> int:
     if not summary.ok:
         _print_diagnostics(summary)
         return EXIT_INPUT
-    commands = {"init": _init, "compile": _compile, "run": _run, "parity": _parity}
+    commands = {"init": _init, "compile": _compile, "run": _run, "parity": _parity,
+                "gradcheck": _gradcheck}
     if args.command in commands:
         from dualnet.diagnostics import DualnetError
 
@@ -298,6 +313,21 @@ def _parity_files(args) -> int:
                        ["file", "model", "outputs", *pairs, "verdict"], table,
                        right=set(range(2, 3 + len(pairs)))))
     return EXIT_OK if ok else EXIT_INPUT
+
+
+def _gradcheck(args, summary) -> int:
+    """The finite-difference and cross-backend tables; exit 1 when a tensor fails."""
+    from dualnet.compiler import Program
+    from dualnet.gradcheck import agreement_table, check_table, gradcheck
+    from dualnet.parity import parse_dims
+
+    checks, agreements, where = gradcheck(Program(args.file, tuple(args.include)), args.model,
+                                          args.backends, args.weights, args.seed,
+                                          parse_dims(args.dims), args.eps)
+    print("\n".join(where))
+    print(check_table(summary.model, checks, args.eps))
+    print(agreement_table(summary.model, agreements))
+    return EXIT_OK if all(r.ok for r in checks + agreements) else EXIT_INPUT
 
 
 def _json(summary) -> dict:

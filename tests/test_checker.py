@@ -212,6 +212,25 @@ def test_scalars_become_constants_of_the_tensor_dtype(check_source):
     assert codes(s) == ["E-DTYPE"]
 
 
+def test_a_layer_takes_float_inputs_of_its_parameters_dtype(check_source):
+    s = check_source("""
+        model Net() {
+            fc = Linear(3)
+            forward(x: f64[B, 4], ids: i64[B]) { return fc(x) }
+        }
+    """)
+    assert codes(s) == ["E-DTYPE"]
+    assert "has f32 parameters, but its input `x` is f64[B, 4]" in s.diagnostics[0].message
+    s = check_source("""
+        model Net() {
+            fc = Linear(3)
+            emb = Embedding(10, 3)
+            forward(x: f64[B, 4], ids: i64[B]) { return fc(cast(x, "f32")) + emb(ids) }
+        }
+    """)
+    assert s.ok, s.diagnostics
+
+
 def test_multi_result_ops_and_unpacking(check_source):
     s = check_source("""
         model Net() {

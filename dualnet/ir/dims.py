@@ -143,9 +143,10 @@ class Dim:
         """The expression as text, with each symbol written as `name_of(symbol)`."""
         parts: list[str] = []
         for mono, coeff in self.terms:
-            # a floor division times a coefficient (or negated) is parenthesised:
-            # `2 * (H + 1) // 2` would read as (2 * (H + 1)) // 2
-            body = " * ".join(_atom_str(a, len(mono) > 1 or coeff != 1, name_of) for a in mono)
+            # a floor division times a coefficient, or negated first, is parenthesised:
+            # `2 * (H + 1) // 2` would read as (2 * (H + 1)) // 2, `-H // 2` as (-H) // 2
+            grouped = len(mono) > 1 or abs(coeff) != 1 or (coeff < 0 and not parts)
+            body = " * ".join(_atom_str(a, grouped, name_of) for a in mono)
             mag = abs(coeff)
             text = str(mag) if not mono else body if mag == 1 else f"{mag} * {body}"
             if not parts:

@@ -406,6 +406,7 @@ class Tracer:
         op = REGISTRY[target.op]
         outputs, ctx, node_inputs, names = self.run_op(op, args, keywords, span,
                                                        dict(spec.config), spec.spans)
+        _check_parameter_dtype(target.path, op.name, ctx.params, node_inputs, names, span)
         if not target.built:
             target.attrs = ctx.config
             target.params, target.buffers = ctx.params, ctx.buffers
@@ -673,3 +674,15 @@ def _type_text(texpr: ast.TypeExpr) -> str:
 
 def _hyper_sig(ref: ModelRef) -> str:
     return "(" + ", ".join(h.name for h in ref.model.hypers) + ")"
+
+
+def _check_parameter_dtype(path: str, op: str, params: dict, inputs, names, span) -> None:
+    """A layer's float inputs must have its parameters' dtype (f32): no framework mixes them
+    (PyTorch refuses, ONNX's type constraints forbid, Keras would silently compute in f32)."""
+    dtypes = {p.dtype for p in params.values() if p.dtype.is_float}
+    for value, name in zip(inputs, names, strict=True):
+        if dtypes and value.type.dtype.is_float and value.type.dtype not in dtypes:
+            want = next(iter(dtypes))
+            raise error("E-DTYPE", f"layer `{path}` ({op}) has {want} parameters, but its input "
+                        f"`{name}` is {value.type}", span, f"{want} expected",
+                        [f'cast it first: cast(x, "{want}")'])

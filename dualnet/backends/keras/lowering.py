@@ -278,7 +278,9 @@ def _unsqueeze(call: KerasCall) -> str:
 
 
 def _squeeze(call: KerasCall) -> str:
-    return f"ops.squeeze({_tensor(call, 'x')}, axis={call.fmt(call.attrs['axis'])})"
+    """Indexing, not ops.squeeze: Keras refuses to squeeze an axis whose size it does not
+    know statically (a slice `-1:` of a symbolic size), though the checker proved it is 1."""
+    return f"{_tensor(call, 'x')}[{', '.join([':'] * call.attrs['axis'] + ['0'])}]"
 
 
 def _pad(call: KerasCall) -> str:
@@ -440,6 +442,13 @@ def _call_x(layer: str, call: KerasCall) -> str:
     return f"{layer}({_tensor(call, 'x')})"
 
 
+def _linear_call(layer: str, call: KerasCall) -> str:
+    """Dense wants a batch axis: a rank-1 input gets one for the call."""
+    if call.in_types["x"].rank == 1:
+        return f"{layer}({_tensor(call, 'x')}[None])[0]"
+    return _call_x(layer, call)
+
+
 def unit_strides(attrs: dict, fmt) -> str | None:
     """Source of the condition under which a convolution whose stride is a hyperparameter
     uses Keras's "same" (`strides_for_same`): `stride == 1`; None when it does not depend."""
@@ -534,8 +543,9 @@ _CONVS = ("Conv1d", "Conv2d", "Conv3d")
 KERAS_LAYERS: dict[str, LayerLowering] = {
     **{op: LayerLowering(_conv_construct(op), _conv_call) for op in _CONVS},
     "ConvTranspose2d": LayerLowering(_plain("ConvTranspose2d"), _conv_transpose_call),
+    "Linear": LayerLowering(_plain("Linear"), _linear_call),
     **{op: LayerLowering(_plain(op), _call_x)
-       for op in ("Linear", "Dropout", "Identity", "LayerNorm", "GroupNorm")},
+       for op in ("Dropout", "Identity", "LayerNorm", "GroupNorm")},
     "Embedding": LayerLowering(_plain("Embedding"),
                                lambda layer, call: f"{layer}({call.inputs['ids']})"),
     "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),

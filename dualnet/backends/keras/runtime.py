@@ -55,7 +55,8 @@ def _attention(q, k, v, mask=None, causal=False):
     """softmax(q k^T / sqrt(d)) v over [..., T, d] tensors, with a bool `mask` broadcast to
     [..., Tq, Tk] (true = may attend) and an optional top-left causal rule. A query that may
     attend no key gets all-zero attention weights, so its result is 0."""
-    scores = ops.matmul(q, ops.swapaxes(k, -1, -2)) / q.shape[-1] ** 0.5
+    d = ops.cast(ops.shape(q)[-1], q.dtype)  # read at run time: it may be symbolic
+    scores = ops.matmul(q, ops.swapaxes(k, -1, -2)) / ops.sqrt(d)
     if causal:
         allowed = _causal_mask(ops.shape(q)[-2], ops.shape(k)[-2])
         mask = allowed if mask is None else ops.logical_and(mask, allowed)

@@ -17,8 +17,9 @@ from dualnet.ir.dims import Dim
 
 
 class GraphBuilder:
-    def __init__(self, opset: int):
+    def __init__(self, opset: int, float32_fallback: bool = True):
         self.opset = opset
+        self.float32_fallback = float32_fallback  # see lowering._in_f32
         self.nodes: list[NodeProto] = []
         self.initializers: list[TensorProto] = []
         self.scope = ""

@@ -49,9 +49,9 @@ class Emitted:
 
 class OnnxEmitter:
     def __init__(self, instance: ModelInstance, graph: Graph, weights: dict[str, np.ndarray],
-                 opset: int, source: str):
+                 opset: int, source: str, float32_fallback: bool = True):
         self.instance, self.graph, self.weights = instance, graph, weights
-        self.b = GraphBuilder(opset)
+        self.b = GraphBuilder(opset, float32_fallback)
         self.source = PurePath(source).name
         self.names: dict[int, str] = {}
         self.values: list[Value] = []  # the IR values nodes compute, in order
@@ -222,14 +222,17 @@ def _dtype_name(a: np.ndarray) -> str:
 
 
 def emit_onnx(summary, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
-              weights_file: str = "the weights") -> Emitted:
+              weights_file: str = "the weights", float32_fallback: bool = True) -> Emitted:
     """The ONNX model of a checked entry model with these weights (state_dict names); it
-    passes `onnx.checker.check_model(full_check=True)`."""
+    passes `onnx.checker.check_model(full_check=True)`. `float32_fallback`: float64 values
+    go through the ops ONNX Runtime has no float64 kernels for in float32 (False: in
+    float64, for runtimes that have them, such as `onnx.reference`)."""
     if not MIN_OPSET <= opset <= NEWEST_OPSET:
         raise error("E-BACKEND", f"ONNX opset {opset} is not supported: dualnet emits opsets "
                     f"{MIN_OPSET} to {NEWEST_OPSET}", None)
     check_weights(summary.instance, weights, weights_file)
-    emitted = OnnxEmitter(summary.instance, summary.graph, weights, opset, summary.file).emit()
+    emitted = OnnxEmitter(summary.instance, summary.graph, weights, opset, summary.file,
+                          float32_fallback).emit()
     try:
         onnx.checker.check_model(_skeleton(emitted.model), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:

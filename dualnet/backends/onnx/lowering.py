@@ -162,8 +162,9 @@ def _reduce(call: OnnxCall, op_type: str, x: str, axes, keepdims: bool) -> str:
 
 def _in_f32(call: OnnxCall, x: str, build: Callable[[str, DType], str]) -> str:
     """`build(x, dtype of x)`, for a float64 x computed in float32 (ONNX Runtime's CPU
-    kernels of Erf, Elu, Softplus, AveragePool and Resize take no float64)."""
-    if call.dtype != DType.f64:
+    kernels of Erf, Elu, Softplus, AveragePool and Resize take no float64), unless the
+    graph is built without `float32_fallback` (for a runtime that has them all)."""
+    if call.dtype != DType.f64 or not call.b.float32_fallback:
         return build(x, call.dtype)
     y = build(call.one("Cast", [x], to=TensorProto.FLOAT), DType.f32)
     return call.one("Cast", [y], to=TensorProto.DOUBLE)
@@ -518,13 +519,18 @@ def _swap_last(rank: int) -> list[int]:
     return [*range(rank - 2), rank - 1, rank - 2]
 
 
-def _attend(call: OnnxCall, q: str, k: str, v: str, k_rank: int, d: int,
+def _attend(call: OnnxCall, q: str, k: str, v: str, k_rank: int, d,
             keep: str | None) -> str:
     """softmax(q kᵀ / √d) v; where `keep` (bool, broadcast to the scores) is false the
-    weight is 0 — a query with no allowed key gets all-zero weights."""
+    weight is 0 — a query with no allowed key gets all-zero weights. A symbolic d is read
+    at run time."""
     kt = call.one("Transpose", [k], perm=_swap_last(k_rank))
-    scores = call.one("Mul", [call.one("MatMul", [q, kt]),
-                              _const(call, 1 / math.sqrt(d), call.dtype, "scale")])
+    product = call.one("MatMul", [q, kt])
+    if isinstance(d, int):
+        scores = call.one("Mul", [product, _const(call, 1 / math.sqrt(d), call.dtype, "scale")])
+    else:
+        size = call.one("Cast", [_scalar_size(call, d)], to=ONNX_TYPES[call.dtype])
+        scores = call.one("Div", [product, call.one("Sqrt", [size])])
     if keep is None:
         weights = call.one("Softmax", [scores], axis=-1)
     else:

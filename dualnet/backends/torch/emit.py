@@ -142,6 +142,9 @@ class TorchClassWriter(ClassWriter):
     def track_fresh(self, stmt) -> None:
         """Names that hold a fresh temporary after this top-level statement."""
         if isinstance(stmt, ast.Assign | ast.Annotated):
+            # a temporary read here and again later may now have a view (a slice, a
+            # reshape...) that an in-place write to it would change
+            self.fresh_vars -= {n for n in reads(stmt) if self.last_read.get(n) != self.index}
             targets = [stmt.target] if isinstance(stmt, ast.Annotated) else list(stmt.targets)
             for t in targets:
                 self.fresh_vars.discard(t.id)

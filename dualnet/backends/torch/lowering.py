@@ -508,7 +508,8 @@ def _mha_call(module: str, call: TorchCall) -> str:
     if mask is None and not causal:
         return f"{module}({q}, {k}, {v}, need_weights=False)[0]"
     mask_type = call.in_types.get("mask")
-    if mask is not None and not causal and mask_type is not None and mask_type.rank == 2:
+    if mask is not None and not causal and mask_type is not None and mask_type.rank == 2 \
+            and mask_type.shape[0] == call.in_types["q"].shape[0]:  # not one broadcast row
         return f"_mha_keys({module}, {q}, {k}, {v}, {mask})"  # PyTorch's key-padding path
     return (f"_mha({module}, {q}, {k}, {v}{'' if mask is None else ', ' + mask}"
             f"{', causal=True' if causal else ''})")

@@ -47,6 +47,8 @@ def _attention(q, k, v, mask, causal=False):
     """Scaled dot-product attention with a bool `mask` (true = may attend) and an optional
     top-left causal rule. A query that may attend no key gets all-zero attention weights, so
     its result is 0 (PyTorch alone would give NaN)."""
+    if mask.dim() == 1:  # a key mask [Tk]: PyTorch wants one of rank >= 2
+        mask = mask[None]
     if causal:
         mask = (
             mask
