@@ -450,6 +450,10 @@ class KerasClassWriter(ClassWriter):
             child = seq.children[str(index)]
             ins, outs = self.step_layouts(child, node, current)
             rank = len(node.inputs[0].type.shape)
+            if rank == 1 and getattr(child, "op", None) == "Linear":
+                raise Unsupported("a Linear step of a Sequential on a rank-1 tensor (Keras's "
+                                  "Dense wants a batch axis); call the Linear directly",
+                                  e.span)
             if ins[0] != current and rank >= 3:
                 if generated and index:
                     raise Unsupported("the blocks of this generated Sequential change the "
