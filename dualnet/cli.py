@@ -37,6 +37,17 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-I", dest="include", metavar="DIR", action="append", default=[],
                        help="also resolve imports in DIR (repeatable)")
 
+    def comparison_args(p: argparse.ArgumentParser, seeded: str, batch: int) -> None:
+        """The options of the commands that run a model in several backends."""
+        p.add_argument("--weights", metavar="W.safetensors",
+                       help="the weights (default: a seeded initialisation)")
+        p.add_argument("--seed", type=_seed, default=0, metavar="S",
+                       help=f"seed of {seeded} (default 0)")
+        p.add_argument("--dims", metavar=f"B={batch},T=16",
+                       help=f"sizes of the symbolic dimensions (default: B={batch}, others 8)")
+        p.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
+                       type=_backends, help="comma-separated (default: torch,keras,onnx)")
+
     check = sub.add_parser("check", help="parse, infer shapes and run the autodiff checks")
     source_args(check)
     check.add_argument("--json", action="store_true", help="machine-readable output")
@@ -69,14 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     parity = sub.add_parser("parity", help="run a model in several backends from one weight "
                             "file on the same random inputs; compare every output")
     source_args(parity, many=True)
-    parity.add_argument("--weights", metavar="W.safetensors",
-                        help="the weights (default: a seeded initialisation)")
-    parity.add_argument("--seed", type=_seed, default=0, metavar="S",
-                        help="seed of the inputs and of the initialisation (default 0)")
-    parity.add_argument("--dims", metavar="B=2,T=16",
-                        help="sizes of the symbolic dimensions (default: B=2, others 8)")
-    parity.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
-                        type=_backends, help="comma-separated (default: torch,keras,onnx)")
+    comparison_args(parity, "the inputs and of the initialisation", batch=2)
     modes = parity.add_mutually_exclusive_group()
     modes.add_argument("--per-layer", action="store_true",
                        help="also compare the output of every layer and name the first that "
@@ -87,14 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     grad = sub.add_parser("gradcheck", help="check gradients: finite differences in float64 "
                           "against each backend's autodiff, and across backends")
     source_args(grad)
-    grad.add_argument("--weights", metavar="W.safetensors",
-                      help="the weights (default: a seeded initialisation)")
-    grad.add_argument("--seed", type=_seed, default=0, metavar="S",
-                      help="seed of the inputs, directions and initialisation (default 0)")
-    grad.add_argument("--dims", metavar="B=1,T=16",
-                      help="sizes of the symbolic dimensions (default: B=1, others 8)")
-    grad.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
-                      type=_backends, help="comma-separated (default: torch,keras,onnx)")
+    comparison_args(grad, "the inputs, directions and initialisation", batch=1)
     grad.add_argument("--eps", type=float, default=1e-8, metavar="E",
                       help="the finite-difference step, and a tenth of it where that misses "
                       "(default 1e-8)")

@@ -133,13 +133,9 @@ def gradcheck(program: Program, model: str | None, backends: list[str],
 
 def check_table(model: str, checks: list[Check], eps: float) -> str:
     """Per backend: the worst tensor's finite-difference check."""
-    rows = [[backend, str(len(mine)), worst.tensor, f"{worst.error:.3g}",
-             "ok" if worst.ok else "FAIL"]
-            for backend, mine, worst in _worst(checks, lambda c: c.backend)]
-    return render_table(f"{model}: finite differences in float64 (step {eps:g}) against "
+    return _worst_table(f"{model}: finite differences in float64 (step {eps:g}) against "
                         f"autodiff; |quotient - <grad, v>| / |grad|, tolerance {TOLERANCE:g}",
-                        ["backend", "tensors", "worst tensor", "error", "verdict"], rows,
-                        right={1, 3})
+                        "backend", checks, lambda c: c.backend, "FAIL")
 
 
 def agreement_table(model: str, agreements: list[Agreement]) -> str:
@@ -147,12 +143,15 @@ def agreement_table(model: str, agreements: list[Agreement]) -> str:
     if not agreements:
         return f"{model}: no gradients compared across backends (that needs torch and keras; " \
             "ONNX has no autodiff)"
-    rows = [[" vs ".join(pair), str(len(mine)), worst.tensor, f"{worst.error:.3g}",
-             "ok" if worst.ok else "MISMATCH"]
-            for pair, mine, worst in _worst(agreements, lambda a: a.pair)]
-    return render_table(f"{model}: float64 gradients across backends; max |a-b| / max |b| "
+    return _worst_table(f"{model}: float64 gradients across backends; max |a-b| / max |b| "
                         f"per tensor, tolerance {GRADIENT_TOLERANCE:g}",
-                        ["backends", "tensors", "worst tensor", "error", "verdict"], rows,
+                        "backends", agreements, lambda a: " vs ".join(a.pair), "MISMATCH")
+
+
+def _worst_table(title: str, by: str, rows: list, key, failed: str) -> str:
+    table = [[k, str(len(mine)), worst.tensor, f"{worst.error:.3g}",
+              "ok" if worst.ok else failed] for k, mine, worst in _worst(rows, key)]
+    return render_table(title, [by, "tensors", "worst tensor", "error", "verdict"], table,
                         right={1, 3})
 
 

@@ -127,14 +127,15 @@ def compare_layers(program: Program, model: str | None, backends: list[str],
     """(output rows, layer rows, where): the outputs, then the outputs of every layer and
     sub-model call in the order they run (a sub-model after the layers inside it). A layer
     output a backend does not hold as such (no module of its own, or another shape: a Keras
-    transposed convolution before its crop) is a row marked `not comparable`."""
+    transposed convolution before its crop) is a row with a `note` saying why, not a
+    mismatch."""
     summary, results, probes, where = _run_all(program, model, backends, weights, seed, dims,
                                                lambda: Probe(layers={}))
     rows, seen = [], {}
     for path, node in layer_calls(summary):
         call = seen[path] = seen.get(path, -1) + 1
         line = f"{node.span.file.rsplit('/', 1)[-1]}:{node.span.line}" if node.span else ""
-        for j, _ in enumerate(node.outputs):
+        for j in range(len(node.outputs)):
             label = path + (f" (call {call + 1})" if call else "") + \
                 (f" [{j}]" if len(node.outputs) > 1 else "")
             got = {b: _recorded(probes[b].layers, path, call, j) for b in backends}

@@ -25,6 +25,16 @@ DTYPES = {np.dtype(np.float16): DType.f16, np.dtype(np.float32): DType.f32,
           np.dtype(np.int64): DType.i64, np.dtype(np.bool_): DType.bool}
 
 
+def assert_one_row_per_op(backend: str, functions: dict, layers: dict) -> None:
+    """A backend's lowering tables hold every registry op once, layers in the layer table,
+    and they are the rows the registry carries for the backend."""
+    assert not set(functions) & set(layers)
+    assert set(functions) | set(layers) == set(REGISTRY)
+    for name, op in REGISTRY.items():
+        assert (name in layers) == op.is_layer, name
+        assert op.lowerings[backend] is (layers if op.is_layer else functions)[name]
+
+
 def fmt(value) -> str:
     """A simple emitter's formatter: symbolic sizes are names bound in the exec namespace."""
     if isinstance(value, Dim):

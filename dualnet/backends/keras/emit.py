@@ -570,11 +570,10 @@ def output_layouts(entry: ModelInstance, source: str, layout: str = "channels_fi
 
     def walk(instance: ModelInstance) -> None:
         for child in instance.children.values():
-            known = emitter.layer_layouts.get(id(child)) or emitter.layouts.get(id(child))
-            if isinstance(known, tuple) and known and isinstance(known[0], tuple):
-                known = known[1]  # (ins, outs) of a sub-model
-            if known:
-                out[child.path] = known
+            if id(child) in emitter.layer_layouts:
+                out[child.path] = emitter.layer_layouts[id(child)]
+            elif id(child) in emitter.layouts:  # a sub-model's (ins, outs)
+                out[child.path] = emitter.layouts[id(child)][1]
             if isinstance(child, ModelInstance):
                 walk(child)
 
