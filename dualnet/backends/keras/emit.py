@@ -13,7 +13,10 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from dualnet import __version__
+from dualnet.backends import escape
+from dualnet.backends.class_plan import ClassPlan, Unit
 from dualnet.backends.keras import lowering
+from dualnet.backends.keras.base_attrs import KERAS_BASE_ATTRS
 from dualnet.backends.keras.layout import (
     AXIS_OPS,
     CF,
@@ -26,9 +29,6 @@ from dualnet.backends.keras.layout import (
     to_cf,
     to_cl,
 )
-from dualnet.backends import escape
-from dualnet.backends.class_plan import ClassPlan, Unit
-from dualnet.backends.keras.base_attrs import KERAS_BASE_ATTRS
 from dualnet.backends.keras.names import keras_attr
 from dualnet.backends.keras.weights import CONVS, keras_same
 from dualnet.backends.naming import Namespace, mangled
