@@ -15,7 +15,9 @@ import builtins
 import keyword
 from collections.abc import Hashable, Iterable
 
-PYTHON_RESERVED = frozenset(set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)))
+# (builtins' private names such as `_` are left out: the REPL and gettext set them at will)
+PYTHON_RESERVED = frozenset(set(keyword.kwlist) | set(keyword.softkwlist)
+                            | {n for n in dir(builtins) if not n.startswith("_")})
 
 
 def mangled(name: str) -> bool:
@@ -42,6 +44,8 @@ class Namespace:
             return self._given[key]
         candidate = wanted if wanted.isidentifier() else "_" + "".join(
             c if c.isalnum() or c == "_" else "_" for c in wanted)
+        if candidate.startswith("__") and candidate.strip("_"):
+            candidate = "_" + candidate.lstrip("_")  # `__x`, `__x__`: never Python's own
         while not self.free(candidate):
             candidate += "_"
         self._given[key] = candidate
@@ -51,7 +55,7 @@ class Namespace:
     def free(self, name: str) -> bool:
         """Whether `name` may still be handed out."""
         return not (name in self._reserved or name in self._taken or mangled(name)
-                    or dunder(name) or not name.strip("_"))
+                    or dunder(name))
 
     def reserve(self, names: Iterable[str]) -> None:
         """Names that must not be handed out from now on (used as they are elsewhere)."""

@@ -36,7 +36,6 @@ from dualnet.backends.line_layout import layout
 from dualnet.backends.naming import PYTHON_RESERVED, Namespace
 from dualnet.backends.syntax_tree import (
     as_call,
-    callee_name,
     dotted,
     inside,
     mentions,
@@ -69,6 +68,8 @@ def fmt_literal(v: Any) -> str:
         return escape.string(str(v))
     if isinstance(v, tuple | list):
         return sequence([fmt_literal(x) for x in v], isinstance(v, tuple))
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{fmt_literal(k)}: {fmt_literal(x)}" for k, x in v.items()) + "}"
     raise TypeError(v)
 
 
@@ -641,19 +642,19 @@ class ClassWriter:
                     f"else {self.branch(e.orelse, orelse, env)}")
         if isinstance(e, ast.Name) and e.id in env:
             raise Unsupported("a loop variable cannot be a layer here", e.span)
-        if isinstance(e, ast.Call):
-            callee = callee_name(e.func)
-            if callee == "Sequential":
+        child = built[0]  # what the declaration built decides what it is (a model may be
+        # named like a built-in function: the file's names come first)
+        if isinstance(e, ast.Call) and isinstance(child, ModelInstance):
+            if child.definition == "Sequential":
                 return self.sequential_expr(e, built, env)
-            if callee in REGISTRY and REGISTRY[callee].is_layer:
-                attrs = self.written_args(REGISTRY[callee].construct, e, self.common_attrs(built),
-                                          lambda x: self.const_expr(x, env))
-                return self.construct_layer(built[0].op, attrs)
-            if callee in REGISTRY:
-                return self.function_module(built[0])
             return self.model_expr(e, built, env)
-        if isinstance(e, ast.Name) and e.id in REGISTRY:
-            return self.function_module(built[0])
+        if isinstance(e, ast.Call | ast.Name) and isinstance(child, LayerInstance):
+            op = REGISTRY[child.op]
+            if op.is_layer and isinstance(e, ast.Call):
+                attrs = self.written_args(op.construct, e, self.common_attrs(built),
+                                          lambda x: self.const_expr(x, env))
+                return self.construct_layer(child.op, attrs)
+            return self.function_module(child)
         raise Unsupported("this layer declaration cannot be written", e.span)
 
     @staticmethod
@@ -767,9 +768,8 @@ class ClassWriter:
 
     def element(self, e: ast.Expr, built: list, env: dict[str, str], columns: list) -> str:
         """A generator's element for one iteration (`built[0]` its child)."""
-        if isinstance(e, ast.Call) and callee_name(e.func) not in REGISTRY \
-                and callee_name(e.func) != "Sequential" \
-                and isinstance(built[0], ModelInstance):
+        if isinstance(e, ast.Call) and isinstance(built[0], ModelInstance) \
+                and built[0].definition != "Sequential":
             return self.model_expr(e, built, env, columns)
         return self.layer_expr(e, built, env)
 

@@ -125,7 +125,8 @@ class KerasEmitter(Emitter):
         set(lowering.HELPERS)
     # Keras fills `mask` and `training` itself; Layer.__init__ takes the keywords
     forward_reserved = frozenset({"self", "mask", "training"})
-    init_reserved = frozenset({"self", "super", "kwargs", "activity_regularizer", "trainable",
+    init_reserved = frozenset({"self", "super", "cls", "kwargs", "activity_regularizer",
+                               "trainable",
                                "dtype", "autocast", "name", "input_dim", "input_shape",
                                "inputs", "outputs"})
     attr_reserved = KERAS_BASE_ATTRS

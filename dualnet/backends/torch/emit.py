@@ -59,14 +59,29 @@ class TorchClassWriter(ClassWriter):
     def constructor_header(self, params: list[str]) -> list[str]:
         return [f"def __init__({', '.join(params)}) -> None:", "    super().__init__()"]
 
+    def _names(self) -> None:
+        super()._names()
+        # a layer named like an nn.Module attribute (`training`, which train() assigns) is
+        # held under another attribute and keeps its name in the state_dict (`_state_names`)
+        self.aliases = {n: self.attr_ns.name(("alias", n), n) for n in self.layer_names
+                        if n in NN_MODULE_ATTRS}
+
     def layer_ref(self, name: str) -> str:
-        """`self.conv1`, or `self._modules["eval"]` when the name is not a plain attribute
-        (it would shadow an nn.Module attribute, or Python would read it otherwise); the
-        state_dict name stays the .dnet name either way."""
-        if name in NN_MODULE_ATTRS or name in PYTHON_RESERVED or mangled(name) \
-                or dunder(name) or not name.isidentifier():
+        """`self.conv1`; `self._modules["__w"]` when Python would read the name otherwise
+        (a keyword, a mangled or dunder name); `self.training_` for a name nn.Module keeps.
+        The state_dict name stays the .dnet name in every case."""
+        if name in self.aliases:
+            return f"self.{self.aliases[name]}"
+        if name in PYTHON_RESERVED or mangled(name) or dunder(name) or not name.isidentifier():
             return f"self._modules[{fmt_literal(name)}]"
         return f"self.{name}"
+
+    def init_body(self) -> list[str]:
+        lines = super().init_body()
+        used = {self.aliases[n]: n for n in self.layer_names if n in self.aliases}
+        if used:
+            lines.append(f"_state_names(self, {fmt_literal(used)})")
+        return lines
 
     def construct_layer(self, op: str, attrs: dict) -> str:
         return lowering.TORCH_LAYERS[op].construct(attrs, self.fmt_init)

@@ -127,6 +127,31 @@ def _unpack_lstm(result):
     return y, h, c
 '''
 
+_STATE_NAMES = '''
+def _state_names(module, names):
+    """Gives children held under another attribute (`names`: attribute → .dnet name, for a
+    name nn.Module keeps for itself, such as `training`) their .dnet names in state_dict and
+    load_state_dict."""
+
+    def renamed(state_dict, prefix, old, new):
+        items = list(state_dict.items())
+        state_dict.clear()
+        for key, value in items:
+            for a, b in zip(old, new):
+                if key.startswith(prefix + a + "."):
+                    key = prefix + b + key[len(prefix + a):]
+                    break
+            state_dict[key] = value
+
+    attrs, dnet = list(names), list(names.values())
+    module.register_state_dict_post_hook(
+        lambda module, state_dict, prefix, local: renamed(state_dict, prefix, attrs, dnet))
+    module.register_load_state_dict_pre_hook(
+        lambda state_dict, prefix, *args: renamed(state_dict, prefix, dnet, attrs))
+    return module
+'''
+
+
 HELPERS: dict[str, str] = {
     name: source.strip() + "\n"
     for name, source in (
@@ -138,5 +163,6 @@ HELPERS: dict[str, str] = {
         ("_bn", _BN),
         ("_skip_num_batches_tracked", _SKIP_NUM_BATCHES_TRACKED),
         ("_unpack_lstm", _UNPACK_LSTM),
+        ("_state_names", _STATE_NAMES),
     )
 }
