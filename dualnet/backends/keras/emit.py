@@ -296,8 +296,8 @@ class KerasClassWriter(ClassWriter):
         inner, var, iterable = self.generator_steps(e, built, env)
         if _is_range_from_zero(iterable):
             return f"{named(inner, f'str({var})')} for {var} in {iterable}"
-        index = _fresh("index", inner, iterable)
-        return f"{named(inner, f'str({index})')} for {index}, {var} in enumerate({iterable})"
+        index = _fresh("index", inner, iterable)  # (a bracketed target: one item to split)
+        return f"{named(inner, f'str({index})')} for ({index}, {var}) in enumerate({iterable})"
 
     def dim_source(self, arg: str, axis: int) -> str:
         index = [a.name for a in self.forward.args].index(arg)
