@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ast as pyast
 import linecache
 import os
 import tempfile
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from dualnet.api import Summary, check_file
+from dualnet.backends.selfcheck import check_parameters
+from dualnet.backends.source_code import validate
 from dualnet.diagnostics import DualnetError, error
 from dualnet.weights import atomic_write, make_directory
 
@@ -20,6 +21,8 @@ _ALLOWED_IMPORTS = {
     "torch": {"__future__", "math", "torch", "torch.nn", "torch.nn.functional"},
     "keras": {"__future__", "math", "keras"},
 }
+_REGISTRATIONS = {"torch": set(),
+                  "keras": {"_register", "keras.saving.register_keras_serializable"}}
 
 
 def emit(summary: Summary, target: str, layout: str = "channels_first") -> tuple[str, str]:
@@ -42,29 +45,8 @@ def emit(summary: Summary, target: str, layout: str = "channels_first") -> tuple
         from dualnet.backends.keras.emit import emit_keras
 
         source, entry = emit_keras(summary.instance, summary.file, layout)
-    _validate(source, _ALLOWED_IMPORTS[target])
+    validate(source, _ALLOWED_IMPORTS[target], summary.instance.span, _REGISTRATIONS[target])
     return source, entry
-
-
-def _validate(source: str, allowed: set[str]) -> None:
-    """The generated file parses and imports nothing but its framework (a backend bug, or a
-    name that slipped through, must never reach disk)."""
-    try:
-        tree = pyast.parse(source)
-    except SyntaxError as exc:
-        raise error("E-BACKEND", f"internal error: generated source does not parse ({exc})",
-                    None) from None
-    for node in pyast.walk(tree):
-        if isinstance(node, pyast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, pyast.ImportFrom):
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            if name not in allowed:
-                raise error("E-BACKEND", f"internal error: generated source imports {name}",
-                            None)
 
 
 def compile_file(path: str, target: str, out_dir: str, model: str | None = None,
@@ -209,6 +191,7 @@ class Program:
         namespace: dict[str, Any] = {"__name__": f"dualnet_generated.{Path(self.path).stem}"}
         exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output
         built = namespace[entry](**hyper)
+        check_parameters(summary, _shapes(built, target, summary), target)
         if seed is not None:
             from dualnet.weights import load_weights, write_state
 
@@ -217,6 +200,16 @@ class Program:
                 write_state(initial_weights(summary, None, seed), path)
                 load_weights(built, path)
         return built
+
+
+def _shapes(built, target: str, summary: Summary) -> dict[str, tuple[int, ...]]:
+    """A generated model's tensors by PyTorch name, and their shapes."""
+    if target == "torch":
+        return {name: tuple(t.shape) for name, t in built.state_dict().items()}
+    from dualnet.backends.keras.state import held_shapes
+    from dualnet.weights import state_specs
+
+    return held_shapes(built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)})
 
 
 def load(path: str, include_dirs: tuple[str, ...] = ()) -> Program:

@@ -53,7 +53,7 @@ ABSENT = {"io_missing_file"}
 # Codes that `dualnet check` never reports, so no fixture can show them; each is tested where
 # it arises (the value names the test file).
 NOT_FROM_CHECK = {"E-WEIGHTS": "tests/backends/test_weights.py",
-                  "E-BACKEND": "tests/backends/test_torch_emit.py",
+                  "E-BACKEND": "tests/backends/test_onnx_emit.py",
                   "E-INPUT": "tests/backends/test_onnx_emit.py"}
 
 

@@ -84,7 +84,8 @@ def sizes(values, fmt) -> str:
     """A per-axis tuple as PyTorch and Keras take it: one value when all are equal
     (kernel_size=3)."""
     values = tuple(values)
-    return fmt(values[0]) if len(set(values)) == 1 else fmt(values)
+    texts = {fmt(v) for v in values}  # equal values written alike (`k`, not `k[0]`, `k[1]`)
+    return texts.pop() if len(texts) == 1 else fmt(values)
 
 
 def axes_arg(axes, fmt) -> str:
@@ -161,14 +162,27 @@ def getitem(call: NodeCall, tensor: TensorSource) -> str:
             parts.append(fmt(item[1]))
             continue
         _, start, stop, step = item
-        whole = shape is not None and stop == shape[axis]
-        text = ("" if start == 0 else fmt(start)) + ":" + ("" if whole else fmt(stop))
-        parts.append(text if step == 1 else f"{text}:{fmt(step)}")
+        # a bound written as an expression (`start + 2`) stays, even where this instance's
+        # value happens to be the default
+        whole = shape is not None and stop == shape[axis] and not isinstance(stop, Tagged)
+        bounds = ["" if is_default(start, 0) else fmt(start), "" if whole else fmt(stop)]
+        parts.append(slice_text(bounds if step == 1 else [*bounds, fmt(step)]))
     while parts and parts[-1] == ":":
         parts.pop()
     if not parts:
         return tensor(call, "x")
     return f"{atom(tensor(call, 'x'))}[{', '.join(parts)}]"
+
+
+def slice_text(parts: list[str]) -> str:
+    """`a:b` or `a:b:c` as ruff format spaces it: a colon between bounds that are not all
+    plain names or numbers gets a space on each side that has a bound (`s.a : s.b`, `: n`)."""
+    if all(re.fullmatch(r"-?\w+", p) for p in parts if p):
+        return ":".join(parts)
+    text = parts[0]
+    for before, after in zip(parts, parts[1:]):
+        text += (" " if before else "") + ":" + (" " + after if after else "")
+    return text
 
 
 def function_row(op: str, functions: dict[str, Callable], layers: dict[str, Any],

@@ -41,6 +41,9 @@ class Node:
     target: str | None = None  # layer path relative to the graph's instance ("encoder.0")
     callee: Graph | None = None
     input_names: tuple[str, ...] = ()  # the signature parameter each input binds ("xs.0")
+    # The iteration of each enclosing forward `for` loop (outermost first) it was traced in:
+    # with its span, it says which source expression and which unrolled copy made the node.
+    iteration: tuple[int, ...] = ()
 
 
 def by_parameter(node: Node, items) -> dict[str, Any]:
@@ -110,6 +113,10 @@ class Graph:
     inputs: list[Value]
     nodes: list[Node] = field(default_factory=list)
     outputs: list[Value] = field(default_factory=list)
+    # Each forward `for` loop the trace ran, by (span of the loop, iteration of the loops
+    # around it): the items its variable took, in order — compile-time values, or child
+    # indices (`("child", i)`) for a loop over a Sequential.
+    loops: dict[tuple, tuple] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -126,6 +133,7 @@ class ModelInstance:
     call_dims: dict[str, Any] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)  # file constants the model sees
     sizes: dict[str, int] = field(default_factory=dict)  # its names' integer values (tags)
+    items: tuple = ()  # a generated Sequential: the value its loop variable took per child
 
     def child(self, path: str) -> LayerInstance | ModelInstance:
         """The layer or instance at a dotted path below this one (a node's `target`)."""

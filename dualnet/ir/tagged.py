@@ -6,6 +6,12 @@ it â€” its hyperparameters and the dimension names its forward signature binds â
 hashing, printing); arithmetic keeps the expression. Backends use the tag to write an
 inferred size as code (`nn.Linear(4 * d, classes)`) rather than as the number one instance
 happened to have.
+
+A `TaggedDim` is the same for a symbolic size: inside a sub-model, a size is a `Dim` over the
+entry model's names (`(H + 3) // 4`, what checking compares), and its tag says what it is in
+the sub-model's own names (`H`, `(H + 1) // 2`): what generated code can compute from the
+sub-model's own inputs. A size whose tag was lost (an operation that does not keep tags) is a
+plain `Dim` and stands only for its value.
 """
 
 from __future__ import annotations
@@ -51,9 +57,64 @@ class Tagged(int):
         return tagged(-int(self), -self.expr)
 
 
+class TaggedDim(Dim):
+    """A symbolic size (its value, a Dim) that also carries its expression in the names of
+    the model that owns it."""
+
+    __slots__ = ("expr",)
+
+    def __init__(self, value: Dim, expr: int | Dim):
+        super().__init__(value.terms)
+        self.expr = expr
+
+    def __add__(self, other):
+        return _combine_dims(self, other, lambda a, b: a + b)
+
+    def __radd__(self, other):
+        return _combine_dims(other, self, lambda a, b: a + b)
+
+    def __sub__(self, other):
+        return _combine_dims(self, other, lambda a, b: a - b)
+
+    def __rsub__(self, other):
+        return _combine_dims(other, self, lambda a, b: a - b)
+
+    def __mul__(self, other):
+        return _combine_dims(self, other, lambda a, b: a * b)
+
+    def __rmul__(self, other):
+        return _combine_dims(other, self, lambda a, b: a * b)
+
+    def __floordiv__(self, other):
+        return _combine_dims(self, other, floordiv)
+
+    def __rfloordiv__(self, other):
+        return _combine_dims(other, self, floordiv)
+
+    def __neg__(self):
+        return _with_tag(-untagged(self), -self.expr)
+
+
+def _combine_dims(a, b, op):
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | Dim) \
+            or not isinstance(b, int | Dim):
+        return NotImplemented
+    value = op(untagged(a), untagged(b))
+    ea, eb = expr_of(a), expr_of(b)
+    return value if ea is None or eb is None else _with_tag(value, op(ea, eb))
+
+
+def _with_tag(value, expr):
+    """`value` (an int or a Dim) tagged with `expr`."""
+    if isinstance(value, Dim):
+        return TaggedDim(value, expr)
+    return tagged(value, expr)
+
+
 def expr_of(value) -> int | Dim | None:
-    """The expression a size stands for: its tag, or the plain int itself."""
-    if isinstance(value, Tagged):
+    """The expression a size stands for: its tag, or the plain int itself (None for a plain
+    Dim: only its value is known)."""
+    if isinstance(value, Tagged | TaggedDim):
         return value.expr
     if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
@@ -65,18 +126,61 @@ def tagged(value: int, expr: int | Dim):
     return int(value) if isinstance(expr, int) else Tagged(value, expr)
 
 
+def untagged(value):
+    """A size without its tag (a whole axis: the size the axis has, whatever it is called)."""
+    if isinstance(value, Tagged):
+        return int(value)
+    if isinstance(value, TaggedDim):
+        return Dim(value.terms)
+    return value
+
+
 def tag_as(value, name: str):
-    """`value` seen from inside a model, where it is called `name`."""
+    """`value` seen from inside a model, where it is called `name`; the ints of a tuple are
+    called `name[0]`, `name[1]`, ..."""
     if isinstance(value, int) and not isinstance(value, bool):
         return Tagged(int(value), sym(name))
+    if isinstance(value, Dim):
+        return TaggedDim(untagged(value), sym(name))
+    if isinstance(value, tuple):
+        return tuple(tag_as(v, element(name, i)) if not isinstance(v, tuple) else v
+                     for i, v in enumerate(value))
     return value
+
+
+def element(name: str, index: int) -> str:
+    """The name of a tuple's element in tags (`kernel[0]`)."""
+    return f"{name}[{index}]"
+
+
+def element_of(name: str) -> tuple[str, int] | None:
+    """(tuple name, index) for an element's name, else None."""
+    base, bracket, rest = name.partition("[")
+    if bracket and rest.endswith("]") and rest[:-1].isdigit():
+        return base, int(rest[:-1])
+    return None
+
+
+def outer_exprs(name: str, value, expr_of_value) -> dict:
+    """The caller's expression for each name `value` is known by inside a model: `name`
+    itself for a size, each element's name for a tuple of sizes."""
+    if isinstance(value, tuple):
+        out = {}
+        for i, v in enumerate(value):
+            if not isinstance(v, tuple):
+                out.update(outer_exprs(element(name, i), v, expr_of_value))
+        return out
+    expr = expr_of_value(value)
+    return {} if expr is None else {name: expr}
 
 
 def retag(value, env: Mapping[str, int | Dim]):
     """Move a size from a callee's scope to its caller's: `env` maps the callee's names to
-    the caller's expressions for them."""
-    if isinstance(value, Tagged):
-        return tagged(int(value), substitute(value.expr, env))
+    the caller's expressions for them (a name it lacks: the size keeps only its value)."""
+    if isinstance(value, Tagged | TaggedDim):
+        if isinstance(value.expr, Dim) and not value.expr.symbols() <= env.keys():
+            return untagged(value)
+        return _with_tag(untagged(value), substitute(value.expr, env))
     return value
 
 

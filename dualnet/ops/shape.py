@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from dualnet.ir.dims import Dim, floordiv
+from dualnet.ir.tagged import untagged
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import norm_axis, positive, same_dtype
 from dualnet.ops.lazy_numpy import np
@@ -347,7 +348,8 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
                 if not -d <= item < d:
                     ctx.fail(f"index {item} is out of range for axis {axis} of {x}", "items",
                              f"valid indices are {-d}..{d - 1}", code="E-VALUE")
-                item %= d
+                if not 0 <= item < d:  # an in-range index keeps its tag (`start`)
+                    item %= d
             elif _known(item) and item < 0:
                 item = d + item
             norm.append(("index", item))
@@ -366,11 +368,14 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
             ctx.fail(f"slice steps must be positive, found {step}", "items", "step ≤ 0",
                      code="E-VALUE")
         if item.start is None and item.stop is None and step == 1:  # the whole axis: its size
-            norm.append(("slice", 0, d, 1))
+            norm.append(("slice", 0, untagged(d), 1))
             shape.append(d)
             continue
         if _known(d) and _known(item.start or 0) and _known(item.stop or 0):
             start, stop, _ = slice(item.start, item.stop, step).indices(d)
+            # bounds already in range keep their tags, so a backend can write `start + 2`
+            start = item.start if item.start is not None and item.start == start else start
+            stop = item.stop if item.stop is not None and item.stop == stop else stop
         else:
             start, stop = _bound(item.start, 0, d), _bound(item.stop, d, d)
         length = floordiv(stop - start + step - 1, step)

@@ -14,7 +14,7 @@ from typing import Any
 from dualnet.diagnostics import Diagnostic, DualnetError, Span, error
 from dualnet.ir.dims import Dim, substitute
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
-from dualnet.ir.tagged import expr_of, retag, tag_as
+from dualnet.ir.tagged import expr_of, outer_exprs, retag, tag_as, untagged
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind
@@ -175,7 +175,7 @@ class Checker:
         instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span,
                                  decl=spec.ref.model, constants=self.visible_constants(spec.ref))
         names = {k: tag_as(v, k) for k, v in spec.hyper.items()}  # sizes seen from inside
-        outer = {k: _outer_expr(v) for k, v in spec.hyper.items() if _outer_expr(v) is not None}
+        outer = {n: e for k, v in spec.hyper.items() for n, e in outer_exprs(k, v, _outer_expr).items()}
         return Frame(spec.ref, instance, names, forwards[0], outer=outer)
 
     def entry_graph(self, frame: Frame) -> Graph | None:
@@ -264,8 +264,9 @@ class Checker:
                 continue
             try:
                 value = Evaluator(self, scope, None).eval(member.value)
-                if expr_of(value) is not None:  # a local size: later sizes name it
-                    frame.outer[name] = substitute(expr_of(value), outer)
+                local = outer_exprs(name, value, expr_of)
+                if local:  # a local size (or tuple of sizes): later sizes name it
+                    frame.outer.update({n: substitute(e, outer) for n, e in local.items()})
                     value = tag_as(value, name)
                 frame.names[name] = self.declare(frame.instance, name, value, member)
             except DualnetError as exc:
@@ -294,7 +295,7 @@ class Checker:
             owner.children[name] = layer
             return LayerHandle(name, layer, spec)
         if isinstance(spec, SequentialSpec):
-            seq = ModelInstance(path, "Sequential", {}, spec.span)
+            seq = ModelInstance(path, "Sequential", {}, spec.span, items=spec.items)
             owner.children[name] = seq
             handle = LayerHandle(name, seq)
             handle.children = [self.instantiate(seq, str(i), child)
@@ -314,6 +315,7 @@ class Tracer:
         self.graph = graph
         self._names: dict[str, int] = {}
         self._ids = 0
+        self.iteration: tuple[int, ...] = ()  # of the forward loops being traced
 
     # -- values and nodes
     def new_value(self, t: TensorType, name: str, span: Span | None) -> Value:
@@ -334,7 +336,7 @@ class Tracer:
                  callee=None):
         outs = tuple(self.new_value(t, target or op, span) for t in out_types)
         self.graph.nodes.append(Node(kind, op, tuple(inputs), attrs, outs, span, target,
-                                     callee, names))
+                                     callee, names, self.iteration))
         wrapped = tuple(TensorValue(v) for v in outs)
         return wrapped[0] if len(wrapped) == 1 else wrapped
 
@@ -544,11 +546,20 @@ class Tracer:
             iterable = ev.eval(stmt.iterable)
             if iterable is POISON:
                 return None
-            for item in ev.iteration_items(iterable, stmt.iterable.span):
-                scope.names[stmt.var.id] = item
-                result = self.block(stmt.body, scope, dims)
-                if result is not None:
-                    return result
+            items = ev.iteration_items(iterable, stmt.iterable.span)
+            outer = self.iteration
+            self.graph.loops[(stmt.span, outer)] = tuple(
+                ("child", i) if isinstance(item, LayerHandle) else item
+                for i, item in enumerate(items))
+            try:
+                for k, item in enumerate(items):
+                    self.iteration = (*outer, k)
+                    scope.names[stmt.var.id] = item
+                    result = self.block(stmt.body, scope, dims)
+                    if result is not None:
+                        return result
+            finally:
+                self.iteration = outer
         elif isinstance(stmt, ast.If):
             cond = ev.eval(stmt.cond)
             if cond is POISON:
@@ -602,8 +613,9 @@ class Tracer:
 
 
 def _outer_expr(value):
-    """What a hyperparameter or dimension value is in the caller's scope (None: not a size)."""
-    return value if isinstance(value, Dim) else expr_of(value)
+    """What a hyperparameter or dimension value is in the caller's own names (None: not a
+    size, or a symbolic size whose expression there is unknown)."""
+    return expr_of(value)
 
 
 def _inner_type(arg: ast.Arg, t: TensorType, names: dict) -> TensorType:
@@ -617,7 +629,7 @@ def _inner_type(arg: ast.Arg, t: TensorType, names: dict) -> TensorType:
                 and not isinstance(names.get(d.name), bool):
             shape.append(names[d.name])
         else:
-            shape.append(int(size) if isinstance(size, int) else size)
+            shape.append(untagged(size))  # the caller's names mean nothing in here
     return TensorType(t.dtype, tuple(shape))
 
 

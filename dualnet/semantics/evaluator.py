@@ -303,7 +303,9 @@ class Evaluator:
                 return POISON
             self.check_child(child, gen.element.span)
             children.append(child)
-        return self.sequential(children, {}, span)
+        spec = self.sequential(children, {}, span)
+        spec.items = tuple(items)
+        return spec
 
     def iteration_items(self, iterable, span: Span) -> list:
         """The items a `for` iterates over; the count is checked before anything unrolls."""

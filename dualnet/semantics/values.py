@@ -91,6 +91,7 @@ class ModelSpec:
 class SequentialSpec:
     children: list[Any]
     span: Span
+    items: tuple = ()  # a generator's: the value its loop variable took per child
 
 
 @dataclass(eq=False)

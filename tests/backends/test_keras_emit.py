@@ -320,25 +320,6 @@ def test_names_never_shadow_keras_or_python(tmp_path):
     assert again.read_bytes() == pair.file.read_bytes()
 
 
-def test_what_keras_cannot_write_is_an_e_backend_diagnostic(tmp_path):
-    """A generated Sequential of padded convolutions would need padding steps inside the
-    comprehension: refused with the place, nothing written."""
-    source = tmp_path / "stack.dnet"
-    for layers, shape in (("Conv2d(4, kernel=3, stride=2, padding=1) for i in range(2)",
-                           "B, 4, 16, 16"),
-                          ("Linear(2)", "4")):  # Dense wants a batch axis
-        source.write_text(
-            "model Stack() {\n"
-            f"    convs = Sequential({layers})\n"
-            f"    forward(x: f32[{shape}]) {{ return convs(x) }}\n"
-            "}\n")
-        with pytest.raises(DualnetError) as info:
-            compile_file(str(source), "keras", str(tmp_path))
-        (diagnostic,) = info.value.diagnostics
-        assert diagnostic.code == "E-BACKEND" and diagnostic.span.line == 2
-        assert not list(tmp_path.glob("*_keras.py"))
-
-
 @pytest.mark.parametrize("dtype", ["f16", "f64"])
 def test_a_model_declared_in_another_float_type_computes_in_it(tmp_path, dtype):
     """Keras computes in float32 unless told: a parameterless float16 or float64 model runs

@@ -113,23 +113,6 @@ def test_compile_errors_are_diagnostics(tmp_path):
     assert run.returncode == 1 and "E-IO" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_sizes_varying_across_generator_iterations_are_an_e_backend_diagnostic(tmp_path):
-    source = tmp_path / "grow.dnet"
-    source.write_text(
-        "model Block(out: int) {\n"
-        "    fc = Linear(out)\n"
-        "    forward(x: f32[B, F]) { return fc(x) }\n"
-        "}\n"
-        "model Grow() {\n"
-        "    blocks = Sequential(Block(4 * (i + 1)) for i in range(3))\n"
-        "    forward(x: f32[B, 2]) { return blocks(x) }\n"
-        "}\n")
-    with pytest.raises(DualnetError) as info:
-        compile_file(str(source), "torch", str(tmp_path))
-    assert info.value.diagnostics[0].code == "E-BACKEND"
-    assert "iterations" in info.value.diagnostics[0].message
-
-
 @pytest.mark.parametrize("name", ["lenet5", "resnet18", "bert_encoder"])
 def test_generated_source_matches_golden(generated, name):
     assert_matches_golden(generated[name].read_text(), f"{name}_torch")

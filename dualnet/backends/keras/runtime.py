@@ -316,6 +316,23 @@ class _BatchNorm(keras.layers.BatchNormalization):
         return ops.cast(y, self.compute_dtype)
 '''
 
+_BATCH_AXIS = '''
+@keras.saving.register_keras_serializable(package="dualnet")
+class _BatchAxis(keras.layers.Layer):
+    """A step a Sequential gets around a Dense that acts on a tensor without a batch axis
+    (Dense wants one): adds a leading axis (`add`), or takes it away again."""
+
+    def __init__(self, add: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.add = add
+
+    def call(self, x):
+        return ops.expand_dims(x, 0) if self.add else ops.squeeze(x, 0)
+
+    def get_config(self):
+        return {**super().get_config(), "add": self.add}
+'''
+
 HELPERS: dict[str, str] = {
     name: source.strip() + "\n"
     for name, source in (
@@ -330,5 +347,6 @@ HELPERS: dict[str, str] = {
         ("_MultiHeadAttention", _MULTI_HEAD_ATTENTION),
         ("_Recurrent", _RECURRENT),
         ("_BatchNorm", _BATCH_NORM),
+        ("_BatchAxis", _BATCH_AXIS),
     )
 }

@@ -137,6 +137,26 @@ def save_keras(model: keras.layers.Layer, path: PathLike) -> None:
     write_state(state, path)
 
 
+def held_shapes(model: keras.layers.Layer, expected: dict[str, Shape]) -> dict[str, Shape]:
+    """The PyTorch names and shapes of the tensors `model` holds, as a weight file of the
+    `expected` names and shapes would read them (they settle what a Keras layer alone leaves
+    open: a dilated kernel's size); a built layer whose weights would not take them is an
+    E-WEIGHTS error."""
+    out = {}
+    for prefix, layer in leaves(model):
+        leaf = _derive(prefix, layer, _local_shapes(expected, prefix))
+        out.update({prefix + name: shape for name, shape in leaf.shapes.items()})
+        if all(None not in shape for shape in leaf.shapes.values()):
+            zeros = {name: np.zeros(shape, "float32") for name, shape in leaf.shapes.items()}
+            _check_fit(prefix, layer, to_keras(leaf.op, leaf.attrs, zeros))
+    return out
+
+
+def _local_shapes(shapes: dict[str, Shape], prefix: str) -> dict[str, Shape]:
+    return {name[len(prefix):]: shape for name, shape in shapes.items()
+            if name.startswith(prefix)}
+
+
 def torch_named(model: keras.layers.Layer, value_of: Callable) -> dict[str, np.ndarray]:
     """A quantity held per Keras variable of a loaded model (`value_of(variable)`: its
     gradient, say) in PyTorch names and layouts, by the same conversions as `save_keras`.
@@ -271,9 +291,14 @@ _INSERTED_STEPS = (keras.layers.Permute, keras.layers.ZeroPadding1D, keras.layer
                    keras.layers.ZeroPadding3D, keras.layers.Cropping2D)
 
 
+# Inserted steps that are classes of the generated file (runtime helpers), by name.
+_INSERTED_HELPERS = ("_BatchAxis",)
+
+
 def _children(layer) -> list[tuple[str, keras.layers.Layer]]:
     if isinstance(layer, keras.Sequential):
-        steps = [s for s in layer.layers if not isinstance(s, _INSERTED_STEPS)]
+        steps = [s for s in layer.layers if not isinstance(s, _INSERTED_STEPS)
+                 and type(s).__name__ not in _INSERTED_HELPERS]
         return [(str(i), step) for i, step in enumerate(steps)]
     return [(dualnet_name(value.name), value) for value in vars(layer).values()
             if isinstance(value, keras.layers.Layer)]

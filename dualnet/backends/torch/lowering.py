@@ -321,7 +321,7 @@ def _pool_args(call: TorchCall, padding: tuple | None) -> str:
     fmt = call.fmt
     return (f"kernel_size={sizes(kernel, fmt)}"
             + kwargs(("stride", None if stride == kernel else sizes(stride, fmt)),
-                     ("padding", None if not padding or not any(padding)
+                     ("padding", None if not padding or is_default(padding, (0,) * len(padding))
                       else sizes(padding, fmt))))
 
 
@@ -400,7 +400,7 @@ def _conv_padding(attrs: dict) -> tuple[str, Any]:
         return kind, value
     if attrs.get("padding") == "same" and all(s == 1 for s in attrs["stride"]):
         return "args", "same"  # PyTorch's "same" is TensorFlow's rule for stride 1
-    return "args", value if any(value) else None
+    return "args", None if is_default(value, (0,) * len(value)) else value
 
 
 def _conv_construct(n: int) -> Callable[[dict, Callable], str]:
