@@ -180,7 +180,7 @@ def slice_text(parts: list[str]) -> str:
     if all(re.fullmatch(r"-?\w+", p) for p in parts if p):
         return ":".join(parts)
     text = parts[0]
-    for before, after in zip(parts, parts[1:]):
+    for before, after in zip(parts, parts[1:], strict=False):
         text += (" " if before else "") + ":" + (" " + after if after else "")
     return text
 

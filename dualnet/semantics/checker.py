@@ -175,7 +175,8 @@ class Checker:
         instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span,
                                  decl=spec.ref.model, constants=self.visible_constants(spec.ref))
         names = {k: tag_as(v, k) for k, v in spec.hyper.items()}  # sizes seen from inside
-        outer = {n: e for k, v in spec.hyper.items() for n, e in outer_exprs(k, v, _outer_expr).items()}
+        outer = {n: e for k, v in spec.hyper.items()
+                 for n, e in outer_exprs(k, v, _outer_expr).items()}
         return Frame(spec.ref, instance, names, forwards[0], outer=outer)
 
     def entry_graph(self, frame: Frame) -> Graph | None:
