@@ -162,15 +162,19 @@ class Program:
                **hyper: Any) -> str:
         return emit(self.check(model, **hyper), target, layout)[0]
 
-    def torch(self, model: str | None = None, **hyper: Any):
+    def torch(self, model: str | None = None, seed: int | None = None, **hyper: Any):
         """An instance of the generated nn.Module, built with `hyper`. The source runs under
-        a registered file name, so tracebacks show the generated lines."""
-        return self._build("torch", model, "channels_first", hyper)
+        a registered file name, so tracebacks show the generated lines. With `seed`, its
+        weights are dualnet's seeded initialisation (`dualnet init --seed`), bit for bit the
+        tensors `.keras(seed=...)` and `.onnx(seed=...)` get."""
+        return self._build("torch", model, "channels_first", hyper, seed)
 
-    def keras(self, model: str | None = None, layout: str = "channels_first", **hyper: Any):
-        """An instance of the generated Keras model (unbuilt until first called, or until
-        `dualnet.load_weights` builds it)."""
-        return self._build("keras", model, layout, hyper)
+    def keras(self, model: str | None = None, layout: str = "channels_first",
+              seed: int | None = None, **hyper: Any):
+        """An instance of the generated Keras model (built at construction), its weights
+        drawn by Keras with PyTorch's initialisers or, with `seed`, dualnet's seeded
+        initialisation (as `.torch(seed=...)`)."""
+        return self._build("keras", model, layout, hyper, seed)
 
     def onnx(self, model: str | None = None, weights: str | None = None, seed: int = 0,
              opset: int | None = None, **hyper: Any):
@@ -178,7 +182,8 @@ class Program:
         else a seeded initialisation."""
         return onnx_model(self.check(model, **hyper), weights, seed, opset)
 
-    def _build(self, target: str, model: str | None, layout: str, hyper: dict):
+    def _build(self, target: str, model: str | None, layout: str, hyper: dict,
+               seed: int | None = None):
         summary = self.check(model, **hyper)
         source, entry = emit(summary, target, layout)
         filename = f"<dualnet:{Path(self.path).stem}_{target}.py>"
@@ -187,6 +192,13 @@ class Program:
         exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output
         built = namespace[entry](**hyper)
         check_parameters(summary, _shapes(built, target, summary), target)
+        if seed is not None:
+            from dualnet.weights import load_weights, write_state
+
+            with tempfile.TemporaryDirectory(prefix="dualnet-init-") as tmp:
+                path = os.path.join(tmp, "init.safetensors")
+                write_state(initial_weights(summary, None, seed), path)
+                load_weights(built, path)
         return built
 
 

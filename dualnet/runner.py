@@ -2,8 +2,9 @@
 
 The backend is imported only here, when it runs. ONNX runs on ONNX Runtime with the CUDA
 provider when it is available, else on the CPU; PyTorch and Keras run the generated model
-in eval mode. Weights come from a safetensors file or a seeded initialisation, the same for
-every backend, so runs can be compared.
+in eval mode (for `parity --train`: PyTorch in train mode, Keras through its own training
+step, the one `fit()` takes). Weights come from a safetensors file or a seeded
+initialisation, the same for every backend, so runs can be compared.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _run_keras(model, weights: str, inputs, probe: Probe,
                layouts: dict | None) -> tuple[list[np.ndarray], str]:
     import keras
 
-    from dualnet.backends.keras.probe import recording
+    from dualnet.backends.keras.probe import recording, train_step
     from dualnet.backends.keras.state import layers_by_path, torch_named
     from dualnet.weights import load_weights
 
@@ -162,8 +163,11 @@ def _run_keras(model, weights: str, inputs, probe: Probe,
     for _, layer in layers_by_path(model) if probe.train else ():
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
-    with recording(model, probe.layers, layouts):
-        out = model(*inputs, training=probe.train)
+    if probe.train:  # the way fit() calls the model
+        out = train_step(model, inputs)
+    else:
+        with recording(model, probe.layers, layouts):
+            out = model(*inputs, training=False)
     if probe.state is not None:
         probe.state.update(torch_named(model, lambda variable: variable.numpy()))
     out = out if isinstance(out, tuple | list) else (out,)

@@ -117,6 +117,41 @@ def test_training_mode_compares_outputs_and_running_statistics(capsys):
     assert "onnx: left out" in out and "torch vs keras" in out and "keras vs onnx" not in out
 
 
+BATCHNORM = """
+model Norm() {
+    conv = Conv2d(4, kernel=3, padding=1)
+    bn = BatchNorm()
+    forward(x: f32[B, 3, 6, 6]) -> f32[B, 4, 6, 6] { return relu(bn(conv(x))) }
+}
+"""
+
+
+def test_training_mode_runs_keras_as_fit_does(monkeypatch, tmp_path):
+    """`--train` takes Keras's own training step, so generated code whose `call` takes no
+    `training` argument (and passes none on), which `fit()` runs in inference mode, is a
+    mismatch of the outputs and of the running statistics; as generated, it is not."""
+    import re
+
+    from dualnet.backends.keras import emit as keras_emit
+
+    path = tmp_path / "norm.dnet"
+    path.write_text(BATCHNORM)
+    program = dualnet.load(str(path))
+    rows, _ = parity.compare(program, None, ["torch", "keras"], train=True)
+    assert rows and all(r.ok for r in rows), rows
+    real = keras_emit.emit_keras
+
+    def without_training(*args, **kwargs):
+        source, entry = real(*args, **kwargs)
+        return re.sub(r",\s*training=(training|None(?=\)))", "", source), entry
+
+    monkeypatch.setattr(keras_emit, "emit_keras", without_training)
+    assert "training" not in program.source("keras").split("class Norm")[1]
+    rows, _ = parity.compare(program, None, ["torch", "keras"], train=True)
+    wrong = {r.output for r in rows if not r.ok}
+    assert wrong == {"output", "state bn.running_mean", "state bn.running_var"}
+
+
 def test_several_files_give_one_line_each(tmp_path, capsys):
     bad = tmp_path / "bad.dnet"
     bad.write_text("model X() {\n    forward(x: f32[B]) -> f32[B] { return y }\n}\n")

@@ -41,9 +41,10 @@ register(OpDef(
 def _embedding_infer(ctx: Ctx) -> list[TensorType]:
     ids, cfg = ctx.inputs["ids"], ctx.config
     positive(ctx, (cfg["vocab"], cfg["dim"]), "vocab")
+    # PyTorch's fans of the weight [vocab, dim]: fan_in = size(1), fan_out = size(0)
     ctx.param("weight", (cfg["vocab"], cfg["dim"]),
-              init_choice(ctx, cfg["init"], Init("normal", (("std", 1.0),)), cfg["vocab"],
-                          cfg["dim"]))
+              init_choice(ctx, cfg["init"], Init("normal", (("std", 1.0),)), cfg["dim"],
+                          cfg["vocab"]))
     return [TensorType(DType.f32, (*ids.shape, cfg["dim"]))]
 
 

@@ -68,3 +68,14 @@ class Pair:
         want = self.run_torch(inputs, train)
         assert len(got) == len(want)
         return max(relative_error(g, w) for g, w in zip(got, want, strict=True))
+
+
+def run_tflite(flat: bytes, x: np.ndarray) -> np.ndarray:
+    """The first output of a converted TFLite model of one input, run on `x`."""
+    interpreter = tf.lite.Interpreter(model_content=flat)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])

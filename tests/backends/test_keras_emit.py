@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 import torch
 from generated_source import assert_matches_golden, assert_ruff_clean, compile_elsewhere
-from keras_harness import TOL, Pair, relative_error
+from keras_harness import TOL, Pair, relative_error, run_tflite
 from safetensors.numpy import load_file
 
 import dualnet
@@ -176,15 +176,8 @@ def test_tflite_conversion_of_the_cnn_zoo(pairs, tmp_path, name):
     pair = pairs(name)
     directory = _export(pair, tmp_path, name)
     flat = tf.lite.TFLiteConverter.from_saved_model(str(directory)).convert()
-    interpreter = tf.lite.Interpreter(model_content=flat)
     (x,) = pair.inputs(sizes=1)
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert relative_error(got, pair.run_torch([x])[0]) < TOL
+    assert relative_error(run_tflite(flat, x), pair.run_torch([x])[0]) < TOL
 
 
 @pytest.fixture(scope="module")

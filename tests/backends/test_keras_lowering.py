@@ -6,6 +6,7 @@ reference's parameters through `weights.to_keras`, and run in inference mode."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,8 @@ from dualnet.backends.keras.layout import SPATIAL_OPS  # noqa: E402
 from dualnet.backends.keras.lowering import (  # noqa: E402
     KERAS_FUNCTIONS,
     KERAS_LAYERS,
+    TRAINING,
+    TRAINING_OPS,
     KerasCall,
     LayerLowering,
     helpers_needed,
@@ -76,10 +79,11 @@ def _sources(case: Case, hide_in_types: bool = False):
     return bound, row.construct(dict(bound.ctx.config), fmt), row.call("layer", call)
 
 
-def lower_and_run(case: Case, hide_in_types: bool = False):
-    """Returns (generated sources, Keras results in dualnet's layout, reference results)."""
+def _prepared(case: Case, hide_in_types: bool = False):
+    """(bound case, constructor source, call source, namespace with the inputs and the built
+    layer holding the case's parameters, the parameters); `training` is False."""
     bound, construct, src = _sources(case, hide_in_types)
-    ns = {"keras": keras, "ops": ops, **case.env}
+    ns = {"keras": keras, "ops": ops, TRAINING: False, **case.env}
     ns.update({name: ops.convert_to_tensor(_to_keras_layout(case.op, a))
                for name, a in bound.named.items()})
     for name in helpers_needed(construct + "\n" + src):
@@ -90,6 +94,12 @@ def lower_and_run(case: Case, hide_in_types: bool = False):
         eval(src, ns)  # builds the layer from its input shapes
         params = bound.params()  # set_weights checks the count and shapes
         layer.set_weights(to_keras(case.op, bound.ctx.config, params) if params else [])
+    return bound, construct, src, ns, params
+
+
+def lower_and_run(case: Case, hide_in_types: bool = False):
+    """Returns (generated sources, Keras results in dualnet's layout, reference results)."""
+    bound, construct, src, ns, params = _prepared(case, hide_in_types)
     result = eval(src, ns)
     results = list(result) if isinstance(result, tuple | list) else [result]
     actual = [_to_dualnet_layout(case.op, ops.convert_to_numpy(r)) for r in results]
@@ -193,6 +203,41 @@ def test_layer_matches_reference(case):
 # ---------------------------------------------------------------- the table
 
 
+class _TrainingContext(keras.layers.Layer):
+    """Runs `run()` inside a Keras call made with `training`: the mode Keras passes on to
+    every layer called without an explicit `training`."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def call(self, unused, training=None):
+        return self.run()
+
+
+def _results(out) -> list[np.ndarray]:
+    return [ops.convert_to_numpy(t) for t in (out if isinstance(out, tuple | list) else [out])]
+
+
+def _differ(a: list, b: list) -> bool:
+    return any(not np.allclose(x, y, rtol=1e-6, atol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("case", ALL_LAYER_CASES, ids=case_id)
+def test_layers_that_train_differently_are_given_training(case):
+    """A layer whose results depend on Keras's training mode (BatchNorm, Dropout, and any
+    layer added later) is called with the generated `call`'s `training` argument, so it
+    trains in `fit()` however it is reached; a layer that does not depend on it is not."""
+    _, _, src, ns, _ = _prepared(case)
+    inference = _results(eval(src, ns))  # (first: a training call moves BatchNorm's state)
+    ns[TRAINING] = True
+    threaded = _differ(_results(eval(src, ns)), inference)
+    context = _TrainingContext(lambda: eval(src, ns))
+    trains = _differ(_results(context(ops.zeros(()), training=True)), inference)
+    assert trains == threaded == (f"{TRAINING}={TRAINING}" in src) == \
+        (case.op in TRAINING_OPS), src
+
+
 def test_table_covers_every_op_once():
     assert_one_row_per_op("keras", KERAS_FUNCTIONS, KERAS_LAYERS)
     for op in REGISTRY.values():
@@ -223,8 +268,13 @@ def test_checking_never_imports_keras():
 # ---------------------------------------------------------------- generated source
 
 
+_TORCH_INIT = r"_Torch\w*Init\((?:[^()]|\([^()]*\))*\)"  # one level of brackets inside
+
+
 def _source(op, inputs, config=None, **attrs):
-    return _sources(Case(op, inputs, config, **attrs))[1:]
+    """(constructor without its initializers, call) of one case."""
+    construct, call = _sources(Case(op, inputs, config, **attrs))[1:]
+    return re.sub(rf", \w+_initializer={_TORCH_INIT}", "", construct), call
 
 
 def test_readable_sources():
@@ -256,7 +306,9 @@ def test_readable_sources():
         "keras.layers.GroupNormalization(3, epsilon=1e-05)"
     assert _source("Linear", {"x": randn(2, 7)}, {"out": 3}) == \
         ("keras.layers.Dense(3)", "layer(x)")
-    assert _source("Dropout", {"x": x}, {"p": 0.1})[0] == "keras.layers.Dropout(0.1)"
+    assert _source("Dropout", {"x": x}, {"p": 0.1}) == \
+        ("keras.layers.Dropout(0.1)", "layer(x, training=training)")
+    assert _source("BatchNorm", {"x": x})[1] == "layer(x, training=training)"
     assert _source("LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2,
                                                    "bidirectional": True}, state=True) == \
         ("_Recurrent('LSTM', 4, num_layers=2, bidirectional=True)", "layer(x, state=True)")
@@ -265,7 +317,7 @@ def test_readable_sources():
     q = randn(2, 4, 8)
     assert _source("MultiHeadAttention", {"q": q, "k": q, "v": q}, {"dim": 8, "heads": 2},
                    causal=True) == \
-        ("keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)",
+        ("_MultiHeadAttention(num_heads=2, key_dim=4)",
          "layer(q, v, key=k, use_causal_mask=True)")
     assert _source("max_pool2d", {"x": x}, kernel=3, stride=2, padding=1)[1] == \
         'ops.max_pool(ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf")), 3, strides=2)'  # noqa: E501
@@ -320,7 +372,9 @@ def test_sizes_and_values_stay_expressions():
     cfg = _with("Conv2d", (2, c, 8, 8), {"out": 2 * c, "kernel": k, "groups": c,
                                           "padding": (k - 1) // 2})
     assert KERAS_LAYERS["Conv2d"].construct(cfg, _tagged_fmt) == \
-        "keras.layers.DepthwiseConv2D(k, padding='same', depth_multiplier=2)"
+        ("keras.layers.DepthwiseConv2D(k, padding='same', depth_multiplier=2, "
+         "depthwise_initializer=_TorchInit('default', fan_in=k * k), "
+         "bias_initializer=_TorchInit('default', fan_in=k * k))")
     cfg = _with("BatchNorm", (2, 3, 4, 4), {"momentum": written(0.1, "self.momentum"),
                                             "eps": written(1e-3, "eps")})
     assert KERAS_LAYERS["BatchNorm"].construct(cfg, _tagged_fmt) == \
@@ -335,6 +389,48 @@ def test_sizes_and_values_stay_expressions():
     mode = written("tanh", "mode")
     call = KerasCall({"x": "x"}, {"approximate": mode}, {"x": t}, [t], _tagged_fmt)
     assert lower_function("gelu", call) == 'ops.gelu(x, approximate=mode == "tanh")'
+
+
+def _initializers(op: str, shape: tuple, config: dict, fmt=_tagged_fmt) -> list[str]:
+    source = KERAS_LAYERS[op].construct(_with(op, shape, config), fmt)
+    return re.findall(rf"\w+_initializer=(?:{_TORCH_INIT}|'\w+')", source)
+
+
+def test_initializers_are_pytorchs_with_pytorchs_fans():
+    """`init=` (default: PyTorch's) on the weight, PyTorch's default on the bias, fans from
+    PyTorch's layouts (a depthwise weight [C·m, 1, k, k], a transposed one [in, out/g, k, k],
+    an Embedding's [vocab, dim]); the zeros of a zero-dilated or grouped transposed Keras
+    kernel; a scheme a hyperparameter holds."""
+    c = Tagged(64, sym("C"))
+    assert _initializers("Linear", (2, c), {"out": 10}) == [
+        "kernel_initializer=_TorchInit('default', fan_in=C)",
+        "bias_initializer=_TorchInit('default', fan_in=C)"]
+    assert _initializers("Conv2d", (2, c, 8, 8), {"out": 32, "kernel": 3, "bias": False,
+                                                  "init": "xavier_normal"}) == [
+        "kernel_initializer=_TorchInit('xavier_normal', fan_in=9 * C, fan_out=288)"]
+    assert _initializers("Conv2d", (2, 8, 8, 8), {"out": 16, "kernel": 3, "groups": 8,
+                                                  "init": "kaiming_normal"})[0] == \
+        "depthwise_initializer=_TorchInit('kaiming_normal', fan_in=9)"
+    assert _initializers("Conv2d", (2, 8, 9, 9), {"out": 8, "kernel": 3, "stride": 2,
+                                                  "dilation": 2, "init": "ones"})[0] == \
+        "kernel_initializer=_TorchKernelInit('ones', kernel=(3, 3), dilation=(2, 2))"
+    assert _initializers("ConvTranspose2d", (2, 8, 5, 5), {"out": 6, "kernel": 4, "groups": 2,
+                                                           "init": "zeros"}) == [
+        "kernel_initializer=_TorchKernelInit('zeros', groups=2)",
+        "bias_initializer=_TorchInit('default', fan_in=48)"]
+    assert _initializers("Linear", (2, 5), {"out": 3, "init": "zeros", "bias": False}) == \
+        ["kernel_initializer='zeros'"]
+    scheme = written("normal", "scheme")
+    assert _initializers("Linear", (2, 5), {"out": 3, "init": scheme, "bias": False}) == \
+        ["kernel_initializer=_TorchInit(scheme, fan_in=5, fan_out=3)"]
+    o = REGISTRY["Embedding"]
+    cfg = {p.name: p.default for p in o.construct.params} | {"vocab": 50, "dim": 4}
+    run_rule(o, {"ids": TensorType(DType.i64, (2,))}, {}, {}, None, cfg)
+    assert KERAS_LAYERS["Embedding"].construct(cfg, fmt) == \
+        "keras.layers.Embedding(50, 4, embeddings_initializer=_TorchInit('normal'))"
+    cfg["init"] = written("default", "scheme")
+    assert "_TorchInit('normal' if scheme == 'default' else scheme, fan_in=4, fan_out=50)" in \
+        KERAS_LAYERS["Embedding"].construct(cfg, _tagged_fmt).replace('"', "'")
 
 
 def test_conv_layer_and_call_agree_on_padding():
@@ -397,7 +493,7 @@ def test_generated_sources_are_clean_python(tmp_path):
 
 def test_helpers_needed_follows_dependencies():
     assert helpers_needed("y = _mha(self.attention, q, k, v, mask)") == ["_causal_mask", "_mha"]
-    assert helpers_needed("self.lstm = _Recurrent('LSTM', 4)") == ["_Recurrent"]
+    assert helpers_needed("self.lstm = _Recurrent('LSTM', 4)") == ["_TorchInit", "_Recurrent"]
     assert helpers_needed("self._mha(x) + my_softplus(x) + _pad_same2(x)") == []
     assert helpers_needed("ops.relu(x)") == []
 
@@ -410,8 +506,9 @@ def test_helpers_are_clean_python(tmp_path):
 
 
 def _helpers(*names: str) -> dict:
+    """A namespace with the helpers `names` and those they use."""
     ns = {"keras": keras, "ops": ops}
-    for name in names:
+    for name in helpers_needed(" ".join(names)):
         exec(HELPERS[name], ns)
     return ns
 

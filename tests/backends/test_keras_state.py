@@ -1,6 +1,6 @@
 """Weight files for Keras models (dualnet.backends.keras.state), through `dualnet.load_weights` /
 `save_weights`. The generated Keras code is not needed: hand-built models with its structure
-(generated classes holding children under `keras_attr` names, keras.Sequential with Permute
+(generated classes holding children named as the .dnet layers, keras.Sequential with Permute
 steps, the leaf layers `make_layer` makes, a stand-in for the generated RNN helper) load files
 written from the registry's parameters or by PyTorch, compute what the NumPy references and
 PyTorch compute, save the same bytes back, and refuse files that do not fit.
@@ -33,8 +33,9 @@ class Recurrent(keras.layers.Layer):
     """A stand-in for the generated RNN helper, with its contract: `dualnet_op`, `hidden`,
     `num_layers`, `bidirectional`, and `get_weights()` = `to_keras`'s list."""
 
-    def __init__(self, op: str, hidden: int, num_layers: int = 1, bidirectional: bool = False):
-        super().__init__()
+    def __init__(self, op: str, hidden: int, num_layers: int = 1, bidirectional: bool = False,
+                 name: str | None = None):
+        super().__init__(name=name)
         self.dualnet_op, self.hidden = op, hidden
         self.num_layers, self.bidirectional = num_layers, bidirectional
         self.stack = make_layer(op, {"hidden": hidden, "layers": num_layers,
@@ -221,9 +222,9 @@ class Block(keras.layers.Layer):
     def __init__(self, cout: int):
         super().__init__()
         self.cout = cout  # a hyperparameter, not a layer
-        self.conv = keras.layers.Conv2D(cout, 3, padding="same", use_bias=False)
-        self.bn = keras.layers.BatchNormalization(epsilon=1e-5)
-        self.act = keras.layers.ReLU()
+        self.conv = keras.layers.Conv2D(cout, 3, padding="same", use_bias=False, name="conv")
+        self.bn = keras.layers.BatchNormalization(epsilon=1e-5, name="bn")
+        self.act = keras.layers.ReLU(name="act")
 
     def call(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -231,17 +232,18 @@ class Block(keras.layers.Layer):
 
 class Net(keras.Model):
     """Children in declaration order: stem, layer1 (a Sequential of Blocks), drop, head (a
-    Sequential whose first step is an inserted Permute), name (a reserved name: `name_`)."""
+    Sequential whose first step is an inserted Permute), name (a reserved name: `name_`), each
+    a Keras layer named as the .dnet layer (the attributes' names do not matter)."""
 
     def __init__(self, classes: int = 10):
         super().__init__()
-        self.stem = keras.layers.Conv2D(8, 3, strides=2)
-        self.layer1 = keras.Sequential([Block(8), Block(12)])
-        self.drop = keras.layers.Dropout(0.5)
+        self.stem = keras.layers.Conv2D(8, 3, strides=2, name="stem")
+        self.layer1 = keras.Sequential([Block(8), Block(12)], name="layer1")
+        self.drop = keras.layers.Dropout(0.5, name="drop")
         self.head = keras.Sequential([keras.layers.Permute((3, 1, 2)), keras.layers.Flatten(),
                                       keras.layers.Dense(16), keras.layers.ReLU(),
-                                      keras.layers.Dense(16)])
-        self.name_ = keras.layers.Dense(classes)
+                                      keras.layers.Dense(16)], name="head")
+        self.name_ = keras.layers.Dense(classes, name="name")
 
     def call(self, x):
         x = self.stem(keras.ops.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)]))
@@ -253,11 +255,11 @@ class Encoder(keras.Model):
 
     def __init__(self):
         super().__init__()
-        self.embed = keras.layers.Embedding(20, 8)
-        self.rnn = Recurrent("LSTM", 4, num_layers=2, bidirectional=True)
-        self.norm = keras.layers.LayerNormalization(epsilon=1e-5)
-        self.attn = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
-        self.out = keras.layers.Dense(5)
+        self.embed = keras.layers.Embedding(20, 8, name="embed")
+        self.rnn = Recurrent("LSTM", 4, num_layers=2, bidirectional=True, name="rnn")
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
+        self.attn = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attn")
+        self.out = keras.layers.Dense(5, name="out")
 
     def call(self, ids):
         h = self.norm(self.rnn(self.embed(ids)))
@@ -361,9 +363,9 @@ def test_sequence_model_computes_what_pytorch_computes(tmp_path):
 class Small(keras.Model):
     def __init__(self, classes: int = 10):
         super().__init__()
-        self.conv1 = keras.layers.Conv2D(4, 3)
-        self.bn = keras.layers.BatchNormalization()
-        self.fc = keras.layers.Dense(classes)
+        self.conv1 = keras.layers.Conv2D(4, 3, name="conv1")
+        self.bn = keras.layers.BatchNormalization(name="bn")
+        self.fc = keras.layers.Dense(classes, name="fc")
 
     def call(self, x):
         return self.fc(keras.ops.mean(self.bn(self.conv1(x)), axis=(1, 2)))

@@ -210,6 +210,18 @@ def test_embedding_and_batchnorm_are_pytorchs(build):
     assert_same(ours, torch_state(make, 21))
 
 
+@pytest.mark.parametrize("choice,reference", [
+    ("kaiming_uniform", torch.nn.init.kaiming_uniform_),
+    ("xavier_normal", torch.nn.init.xavier_normal_),
+])
+def test_embedding_init_choices_use_pytorchs_fans(build, choice, reference):
+    """The weight [vocab, dim] has fan_in = dim and fan_out = vocab (`size(1)`, `size(0)`),
+    as torch.nn.init computes them."""
+    ours = init_state(build(one_layer(f'Embedding(11, 4, init="{choice}")', "i64[B]")), 3)
+    theirs = reference(torch.empty(11, 4), generator=torch.Generator().manual_seed(3))
+    assert_same(ours, {"l.weight": theirs})
+
+
 def test_layernorm_and_groupnorm_constants(build):
     instance = build("""
         model M() {

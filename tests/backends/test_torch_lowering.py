@@ -232,7 +232,7 @@ def test_helpers_needed_follows_dependencies():
 
 
 def test_helpers_are_clean_python(tmp_path):
-    header = "import torch\nimport torch.nn.functional as F\n"
+    header = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
     source = header + "\n\n" + "\n\n".join(HELPERS.values())
     compile(source, "helpers", "exec")
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))

@@ -10,6 +10,7 @@ returns dualnet's order (or channels-last images with `layout="channels_last"`).
 
 from __future__ import annotations
 
+import ast as pyast
 from pathlib import PurePath
 
 from dualnet import __version__
@@ -29,7 +30,7 @@ from dualnet.backends.keras.layout import (
     to_cf,
     to_cl,
 )
-from dualnet.backends.keras.names import keras_attr
+from dualnet.backends.keras.names import keras_attr, keras_name
 from dualnet.backends.keras.weights import CONVS, keras_same
 from dualnet.backends.naming import Namespace, mangled
 from dualnet.backends.python_class import (
@@ -215,6 +216,9 @@ class KerasClassWriter(ClassWriter):
     def constructor_header(self, params: list[str]) -> list[str]:
         policy = self.float_policy() if self.is_entry else None
         own = [f"    kwargs.setdefault(\"dtype\", {fmt_literal(policy)})"] if policy else []
+        if self.plan.name.startswith("_"):  # Keras's own name (`_net`) is no valid scope name
+            own.append(f"    kwargs.setdefault(\"name\", "
+                       f"{fmt_literal(keras_name(self.decl.name.id))})")
         return [f"def __init__({', '.join([*params, '**kwargs'])}) -> None:", *own,
                 "    super().__init__(**kwargs)"]
 
@@ -266,8 +270,10 @@ class KerasClassWriter(ClassWriter):
                   *(f"        {fmt_literal(self.param(n))}: self.{self.stored(n)},"
                     for n in names),
                   "    }"] if names else []
-        return [*config, "", "def build(self, *shapes, **named_shapes) -> None:",
-                '    """Nothing to create ahead: each layer builds at its first call."""']
+        return [*config, "", "def build(self, input_shape) -> None:",
+                '    """Nothing to create ahead: each layer builds at its first call (Keras '
+                "records",
+                '    the first input\'s shape, which TFLiteConverter.from_keras_model reads)."""']
 
     def layer_ref(self, name: str) -> str:
         attr = keras_attr(name)
@@ -291,7 +297,42 @@ class KerasClassWriter(ClassWriter):
         return lowering.KERAS_LAYERS[op].construct(attrs, self.fmt_init)
 
     def forward_header(self, graph) -> str:
-        return f"def call({', '.join(['self', *(self.local(a.name) for a in self.forward.args)])}):"
+        args = [self.local(a.name) for a in self.forward.args]
+        if self.packs_inputs():
+            args = [args[0], *(f"{a}=None" for a in args[1:])]
+        return f"def call({', '.join(['self', *args, f'{lowering.TRAINING}=None'])}):"
+
+    def packs_inputs(self) -> bool:
+        """Whether `call` also takes the inputs as one tuple, as fit(), evaluate() and
+        predict() pass a model's inputs: an entry model of several."""
+        return self.is_entry and len(self.forward.args) > 1
+
+    def forward_body(self) -> list[str]:
+        lines = super().forward_body()
+        if not self.packs_inputs():
+            return lines
+        args = [self.local(a.name) for a in self.forward.args]
+        return [lines[0], f"    if {args[1]} is None:  # fit() and predict() pass one tuple",
+                f"        {', '.join(args)} = {args[0]}", *lines[1:]]
+
+    def layer_expr(self, e: ast.Expr, built: list, env: dict[str, str]) -> str:
+        """The constructor, its Keras layer named as the .dnet layer (a Sequential's step by
+        position); the steps of a generated Sequential are named by `positional_steps`."""
+        src = super().layer_expr(e, built, env)
+        names = {b.path.rsplit(".", 1)[-1] for b in built}
+        return named(src, fmt_literal(keras_name(names.pop()))) if len(names) == 1 else src
+
+    def child_expr(self, child, e: ast.Expr, env: dict[str, str]) -> str:
+        return named(super().child_expr(child, e, env),
+                     fmt_literal(keras_name(child.path.rsplit(".", 1)[-1])))
+
+    def positional_steps(self, inner: str, var: str, iterable: str) -> str:
+        """`inner for var in iterable` of a generated Sequential, each step named by its
+        position."""
+        if _is_range_from_zero(iterable):
+            return f"{named(inner, f'str({var})')} for {var} in {iterable}"
+        index = self.init_ns.name(("generator index",), "index")  # (bracketed: not split)
+        return f"{named(inner, f'str({index})')} for ({index}, {var}) in enumerate({iterable})"
 
     def dim_source(self, arg: str, axis: int) -> str:
         index = [a.name for a in self.forward.args].index(arg)
@@ -438,9 +479,14 @@ class KerasClassWriter(ClassWriter):
         layout, codes, attrs = self.run_in(node, codes, attrs)
         permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
         call = self.keras_call(node, codes, attrs, permuted)
-        result = self.result(node, lowering.KERAS_LAYERS[node.op].call(target, call), layout)
+        src = lowering.KERAS_LAYERS[node.op].call(target, call)
+        layers = self.instances_child(node.target)
+        if any(isinstance(layer, ModelInstance) or layer.op in lowering.TRAINING_OPS
+               for layer in layers):  # another instance declared a layer that trains here
+            src = with_keyword(src, lowering.TRAINING, lowering.TRAINING, target)
+        result = self.result(node, src, layout)
         outs = [x for x, _ in result.layouts] if result.layouts else [result.layout]
-        self.record(self.instances_child(node.target), outs)
+        self.record(layers, outs)
         return result
 
     def record(self, layers: list, outs) -> None:
@@ -467,6 +513,7 @@ class KerasClassWriter(ClassWriter):
         rest = list(ins[len(args):])
         kw = [f"{names.get(k, k)}={convert(v, rest.pop(0) if rest else CF)}"
               for k, v in keywords.items()]
+        kw.append(f"{lowering.TRAINING}={lowering.TRAINING}")
         src = f"{target}({', '.join(positional + kw)})"
         ranks = [len(v.type.shape) for v in node.outputs]
         if len(outs) == 1:
@@ -491,8 +538,7 @@ class KerasClassWriter(ClassWriter):
         steps = self.generator_steps(e, built, env) if generated else None
         if not seq.graphs:  # only iterated (`for layer in seq`): each step is called alone
             if isinstance(steps, tuple):
-                inner, var, iterable = steps
-                return f"keras.Sequential([{inner} for {var} in {iterable}])"
+                return f"keras.Sequential([{self.positional_steps(*steps)}])"
             items = steps if steps is not None else \
                 [self.layer_expr(arg, [s.children[str(i)] for s in built], env)
                  for i, arg in enumerate(e.args)]
@@ -531,8 +577,7 @@ class KerasClassWriter(ClassWriter):
             current = outs[0] if len(node.outputs[0].type.shape) >= 3 else CF
             self.record(children, (current,))
         if uniform:
-            inner, var, iterable = steps
-            items = [f"{inner} for {var} in {iterable}"]
+            items = [self.positional_steps(*steps)]
         for inst in built:
             self.em.layouts[id(inst)] = ((first,), (current,))
         return f"keras.Sequential({sequence(items, False)})"
@@ -560,7 +605,8 @@ class KerasClassWriter(ClassWriter):
         convolution's call would apply in forward."""
         child = children[0]
         if isinstance(child, LayerInstance) and not REGISTRY[child.op].is_layer:
-            return [self.function_step(child, node, current)]
+            step = self.function_step(child, node, current)
+            return [named(step, fmt_literal(keras_name(child.path.rsplit(".", 1)[-1])))]
         step = self.layer_expr(arg, children, env)
         if not isinstance(child, LayerInstance) or child.op not in CONVS:
             return [step]
@@ -622,6 +668,31 @@ class KerasClassWriter(ClassWriter):
 
 
 KerasEmitter.writer = KerasClassWriter
+
+
+def with_keyword(src: str, key: str, value: str, callee: str | None = None) -> str:
+    """Call source `src` with the keyword argument `key=value` (source) added: unless it has
+    it already, or is no call (of `callee`, when given)."""
+    tree = pyast.parse(src, mode="eval").body
+    if not isinstance(tree, pyast.Call) or any(k.arg == key for k in tree.keywords) or \
+            (callee is not None and pyast.unparse(tree.func) != callee):
+        return src
+    return f"{src[:-1]}{', ' if tree.args or tree.keywords else ''}{key}={value})"
+
+
+def named(src: str, name: str) -> str:
+    """Layer constructor source with its Keras name (source) added; a conditional's branches
+    are named already, and `_unchecked` builds nothing."""
+    if src.startswith("_unchecked("):
+        return src
+    return with_keyword(src, "name", name)
+
+
+def _is_range_from_zero(src: str) -> bool:
+    """Whether `src` is `range(n)`, whose values are their own positions."""
+    tree = pyast.parse(src, mode="eval").body
+    return (isinstance(tree, pyast.Call) and isinstance(tree.func, pyast.Name)
+            and tree.func.id == "range" and len(tree.args) == 1)
 
 
 def emit_keras(entry: ModelInstance, source: str, layout: str = "channels_first"):

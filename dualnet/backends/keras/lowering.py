@@ -38,16 +38,30 @@ The differences handled, op by op:
   (MultiHeadAttention: out_proj's bias, where Keras averages all keys).
 - LSTM/GRU are `_Recurrent` layers: Keras layers stacked as PyTorch stacks them, returning
   PyTorch's states [layers·directions, B, hidden] with `state=True`.
+- Training: BatchNorm and Dropout, the layers that compute differently in training, are
+  called with the generated `call`'s `training` argument (`TRAINING`), which `fit()`,
+  `train_on_batch` and `evaluate` set.
+- Initialisation (LANGUAGE.md §7): Keras's defaults (Glorot kernels, zero biases, U(±0.05)
+  embeddings, orthogonal recurrent kernels) are not PyTorch's, so every layer with parameters
+  gets PyTorch's initialisers with PyTorch's fans (`_initializers`, the runtime's `_TorchInit`
+  and `_TorchKernelInit`):
+  a Linear or convolution U(±1/√fan_in) for weight and bias, or its `init=`; Embedding
+  N(0, 1); MultiHeadAttention `_MultiHeadAttention`; LSTM/GRU inside `_Recurrent`. Norms keep
+  Keras's ones and zeros, which are PyTorch's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import prod
 
 from dualnet.backends.keras.runtime import HELPERS
 from dualnet.backends.keras.weights import (
+    CONVS,
     KerasLayer,
+    dilates_kernel,
+    is_depthwise,
     keras_layer,
     keras_same,
     strides_for_same,
@@ -72,8 +86,11 @@ from dualnet.backends.source_helpers import (
     result_dtype,
     sizes,
 )
-from dualnet.ir.tagged import Tagged, Written
+from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import DType
+
+TRAINING = "training"  # the generated `call`'s argument: True in fit() and train_on_batch
+TRAINING_OPS = ("BatchNorm", "Dropout")  # the layers that compute differently in training
 
 KERAS_DTYPES = {
     DType.f16: "float16", DType.bf16: "bfloat16", DType.f32: "float32", DType.f64: "float64",
@@ -420,26 +437,94 @@ def _arg_source(value, fmt) -> str:
 
 
 def _layer_source(spec: KerasLayer, fmt, keep: tuple[str, ...] = (), cls: str | None = None,
-                  **written: str | None) -> str:
+                  extra: dict[str, str] | None = None, **written: str | None) -> str:
     """`keras.layers.<cls>(...)` (or `cls(...)`) from a `keras_layer` spec: its leading
     arguments positional, the others by keyword unless Keras's default literal (`keep`
-    always); `written` gives the source of some arguments directly."""
+    always); `written` gives the source of some arguments directly, `extra` more keyword
+    arguments (source)."""
     positional = _POSITIONAL.get(spec.cls, ())
     args = [_arg_source(spec.kwargs[k], fmt) for k in positional]
     args += [f"{k}={written.get(k) or _arg_source(v, fmt)}" for k, v in spec.kwargs.items()
              if k not in positional and (k in keep or not _is_keras_default(k, v))]
+    args += [f"{k}={v}" for k, v in (extra or {}).items()]
     return f"{cls or 'keras.layers.' + spec.cls}({', '.join(args)})"
 
 
 def _plain(op: str) -> Callable[[dict, Callable], str]:
     def construct(cfg: dict, fmt) -> str:
-        return _layer_source(keras_layer(op, cfg), fmt)
+        return _layer_source(keras_layer(op, cfg), fmt, extra=_initializers(op, cfg, fmt))
 
     return construct
 
 
+# ---------------------------------------------------------------- initialisation
+
+
+def torch_fans(op: str, cfg: dict) -> tuple:
+    """(fan_in, fan_out) of the layer's PyTorch weight as torch.nn.init computes them
+    (`size(1)` and `size(0)` times the kernel's elements), tagged sizes kept as expressions."""
+    if op == "Linear":
+        return cfg["in_features"], cfg["out"]
+    if op == "Embedding":  # weight [vocab, dim]
+        return cfg["dim"], cfg["vocab"]
+    taps = prod(cfg["kernel"])
+    if op == "ConvTranspose2d":  # weight [in, out / groups, *k]
+        return cfg["out"] // cfg["groups"] * taps, cfg["in_channels"] * taps
+    return cfg["in_channels"] // cfg["groups"] * taps, cfg["out"] * taps  # [out, in / groups, *k]
+
+
+# the fans each `init=` scheme reads (a hyperparameter's scheme: both)
+_FANS = {"default": ("fan_in",), "kaiming_uniform": ("fan_in",), "kaiming_normal": ("fan_in",),
+         "xavier_uniform": ("fan_in", "fan_out"), "xavier_normal": ("fan_in", "fan_out"),
+         "normal": (), "zeros": (), "ones": ()}
+
+
+def _init_source(scheme, fans: tuple, fmt, masks: tuple[str, ...] = ()) -> str:
+    """The Keras initializer of one weight: `scheme` as `init=` names it (or a hyperparameter
+    holding one: Written), `masks` the zeros a Keras kernel keeps (`_TorchKernelInit`)."""
+    hyper = isinstance(scheme, Written)
+    if not hyper and scheme in ("zeros", "ones") and not masks:
+        return fmt(scheme)  # Keras's own
+    keys = ("fan_in", "fan_out") if hyper else _FANS[scheme]
+    args = [fmt(scheme), *(f"{k}={fmt(v)}" for k, v in zip(("fan_in", "fan_out"), fans,
+                                                           strict=True) if k in keys), *masks]
+    return f"{'_TorchKernelInit' if masks else '_TorchInit'}({', '.join(args)})"
+
+
+def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
+    """PyTorch's initialisation of a Linear, convolution or Embedding as Keras initializer
+    arguments (source): the weight's (`init=`, else PyTorch's default) and the bias's
+    (PyTorch's default)."""
+    if op not in ("Linear", "Embedding", *CONVS):
+        return {}
+    fans = torch_fans(op, cfg)
+    scheme = cfg.get("init") or "default"
+    if op == "Embedding":  # its default is N(0, 1)
+        if isinstance(scheme, Written):
+            scheme = written(str(scheme), f'"normal" if {atom(fmt(scheme))} == "default" '
+                                          f"else {fmt(scheme)}")
+        elif scheme == "default":
+            scheme = "normal"
+        return {"embeddings_initializer": _init_source(scheme, fans, fmt)}
+    masks: tuple[str, ...] = ()
+    if op in CONVS and dilates_kernel(op, cfg):
+        masks = (f"kernel={fmt(tuple(cfg['kernel']))}", f"dilation={fmt(tuple(cfg['dilation']))}")
+    if op == "ConvTranspose2d" and not is_default(cfg["groups"], 1):
+        masks += (f"groups={fmt(cfg['groups'])}",)
+    key = "depthwise_initializer" if is_depthwise(op, cfg) else "kernel_initializer"
+    out = {key: _init_source(scheme, fans, fmt, masks)}
+    if cfg["bias"]:
+        out["bias_initializer"] = _init_source("default", fans, fmt)
+    return out
+
+
 def _call_x(layer: str, call: KerasCall) -> str:
     return f"{layer}({_tensor(call, 'x')})"
+
+
+def _call_training(layer: str, call: KerasCall) -> str:
+    """A layer that computes differently in training (BatchNorm, Dropout)."""
+    return f"{layer}({_tensor(call, 'x')}, {TRAINING}={TRAINING})"
 
 
 def _linear_call(layer: str, call: KerasCall) -> str:
@@ -461,7 +546,7 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
         unit = unit_strides(cfg, fmt)
         padding = f'"same" if {unit} else "valid"' if unit else None
         return _layer_source(keras_layer(op, cfg), fmt, keep=("padding",) if unit else (),
-                             padding=padding)
+                             extra=_initializers(op, cfg, fmt), padding=padding)
 
     return construct
 
@@ -526,7 +611,8 @@ def _recurrent_call(layer: str, call: KerasCall) -> str:
 
 
 def _mha_construct(cfg: dict, fmt) -> str:
-    return _layer_source(keras_layer("MultiHeadAttention", cfg), fmt)
+    # the runtime subclass: PyTorch's initialisation
+    return _layer_source(keras_layer("MultiHeadAttention", cfg), fmt, cls="_MultiHeadAttention")
 
 
 def _mha_call(layer: str, call: KerasCall) -> str:
@@ -544,11 +630,11 @@ KERAS_LAYERS: dict[str, LayerLowering] = {
     **{op: LayerLowering(_conv_construct(op), _conv_call) for op in _CONVS},
     "ConvTranspose2d": LayerLowering(_plain("ConvTranspose2d"), _conv_transpose_call),
     "Linear": LayerLowering(_plain("Linear"), _linear_call),
-    **{op: LayerLowering(_plain(op), _call_x)
-       for op in ("Dropout", "Identity", "LayerNorm", "GroupNorm")},
+    **{op: LayerLowering(_plain(op), _call_x) for op in ("Identity", "LayerNorm", "GroupNorm")},
+    "Dropout": LayerLowering(_plain("Dropout"), _call_training),  # TRAINING_OPS
     "Embedding": LayerLowering(_plain("Embedding"),
                                lambda layer, call: f"{layer}({call.inputs['ids']})"),
-    "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),
+    "BatchNorm": LayerLowering(_batchnorm_construct, _call_training),  # TRAINING_OPS
     **{op: LayerLowering(_recurrent_construct(op), _recurrent_call) for op in ("LSTM", "GRU")},
     "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),
 }

@@ -5,8 +5,14 @@ A name that would shadow an attribute of `keras.Model` / `keras.layers.Layer` (`
 `call`, `weights`, private ones such as `_layers`), a Python keyword or builtin, a name
 starting with `_` (Keras keeps its own state there), or such a name followed by underscores,
 gets one more trailing `_`: `self.weights_`, and a layer really named `weights_` becomes
-`weights__`. The rule is one-to-one, and the weight loader inverts it with `dualnet_name` to
-find each layer's state_dict prefix.
+`weights__`.
+
+The Keras layer itself is named as in the .dnet file (`keras_name`), the steps of a
+Sequential by position ("0", "1", ... as in PyTorch's nn.Sequential), so `summary()`, variable
+paths (`res_net18/layer1/0/conv1/kernel`) and checkpoints read as the state_dict names. A name
+TensorFlow's scope rules refuse (a leading `_`: names must start with a letter, digit or `.`)
+gets a leading `.`, which no .dnet name has: `_proj` is `._proj`. The weight loader finds each
+layer's state_dict prefix from its Keras name with `dualnet_name`, whatever the attribute.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ def keras_attr(name: str) -> str:
     return name + "_" if _reserved(name) else name
 
 
-def dualnet_name(attr: str) -> str | None:
-    """The dualnet layer name an attribute of a generated class holds, or None when the
-    attribute cannot hold one (Keras's own `_state`)."""
-    if attr.endswith("_") and _reserved(attr[:-1]):
-        return attr[:-1]
-    return None if _reserved(attr) else attr
+def keras_name(name: str) -> str:
+    """The Keras layer name of dualnet layer (or Sequential step) `name`."""
+    return "." + name if name.startswith("_") else name
+
+
+def dualnet_name(layer_name: str) -> str:
+    """The dualnet layer name of a Keras layer named by `keras_name`."""
+    return layer_name[1:] if layer_name.startswith("._") else layer_name

@@ -1,5 +1,6 @@
 """What `dualnet parity` records while a generated Keras model runs: the outputs of every
-layer and sub-model, by dualnet path, in dualnet's axis order."""
+layer and sub-model, by dualnet path, in dualnet's axis order; in training mode, the outputs
+of the forward pass of Keras's own training step (`train_step`)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,25 @@ def _tensors(output) -> list:
     if isinstance(output, tuple | list):
         return [t for item in output for t in _tensors(item)]
     return [] if output is None else [output]
+
+
+def train_step(model: keras.Model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs of one step of Keras's own training step, compiled as `fit()` compiles it
+    (`train_on_batch`), under an optimizer that changes no weight (SGD, learning rate 0): the
+    model is called as `fit()` calls it, so its training-mode layers update what they update
+    (BatchNorm's running statistics). The loss is 0 (every trainable weight gets a zero
+    gradient); the outputs come back as the step's metrics."""
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+
+    def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        floats = [t for t in [*keras.tree.flatten(y_pred), *model.trainable_weights]
+                  if keras.backend.is_float_dtype(t.dtype)]
+        return 0.0 * sum(keras.ops.sum(keras.ops.cast(t, "float32")) for t in floats)
+
+    def compute_metrics(x, y, y_pred, sample_weight=None):
+        return {f"output_{i}": t for i, t in enumerate(keras.tree.flatten(y_pred))}
+
+    model.compute_loss, model.compute_metrics = compute_loss, compute_metrics
+    logs = model.train_on_batch(tuple(inputs) if len(inputs) > 1 else inputs[0],
+                                return_dict=True)
+    return [np.asarray(logs[f"output_{i}"]) for i in range(len(logs))]

@@ -1,8 +1,10 @@
 '''Runtime helpers for generated Keras code, as source text.
 
 A few lowerings cannot be one plain Keras call: padding computed at run time, pooling, softplus
-and attention rules where Keras's behaviour differs from dualnet's, and the recurrent layers
-(a stack of Keras LSTM / GRU layers returning PyTorch's states). Each helper here is the source
+and attention rules where Keras's behaviour differs from dualnet's, the recurrent layers
+(a stack of Keras LSTM / GRU layers returning PyTorch's states), BatchNorm's training step, and
+PyTorch's initialisers (`_TorchInit`, `_TorchKernelInit`; `_MultiHeadAttention` where one
+initializer per layer cannot say it). Each helper here is the source
 of one plain `def` or class that uses only `keras` and `ops` (`import keras`,
 `from keras import ops`), channels-last like the generated model; the emitter pastes the ones a
 generated file calls (`lowering.helpers_needed`) after its imports. Helpers may call each
@@ -84,6 +86,133 @@ def _mha(attention, q, k, v, mask, causal=False):
     return ops.where(empty, 0.0 if bias is None else bias, y)
 '''
 
+_TORCH_INIT = '''
+@keras.saving.register_keras_serializable(package="dualnet")
+class _TorchInit(keras.initializers.Initializer):
+    """PyTorch's initialisation of a weight (torch.nn.init), element by element i.i.d., with
+    the fans PyTorch computes for the PyTorch tensor: "default" (a Linear's or a convolution's
+    weight and bias) U(-b, b), b = 1 / sqrt(fan_in); "kaiming_uniform" b = sqrt(6 / fan_in);
+    "kaiming_normal" N(0, sqrt(2 / fan_in)); "xavier_uniform" b = sqrt(6 / (fan_in +
+    fan_out)); "xavier_normal" N(0, sqrt(2 / (fan_in + fan_out))); "normal" N(0, 1);
+    "uniform" b = bound; "zeros"; "ones". `terms` > 1 sums as many draws (an LSTM's one Keras
+    bias is PyTorch's bias_ih + bias_hh)."""
+
+    def __init__(
+        self, scheme, fan_in=None, fan_out=None, bound=None, terms=1, seed=None
+    ):
+        self.scheme = scheme
+        self.fan_in = fan_in
+        self.fan_out = fan_out
+        self.bound = bound
+        self.terms = terms
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        if self.scheme in ("zeros", "ones"):
+            return (ops.zeros if self.scheme == "zeros" else ops.ones)(shape, dtype)
+        uniform, scale = self._distribution()
+        if uniform:
+            draw = keras.initializers.RandomUniform(-scale, scale, seed=self.seed)
+        else:
+            draw = keras.initializers.RandomNormal(0.0, scale, seed=self.seed)
+        if self.terms == 1:
+            return draw(shape, dtype)
+        return ops.sum(draw((self.terms, *shape), dtype), axis=0)
+
+    def _distribution(self):
+        """(whether uniform, its bound or standard deviation)."""
+        if self.scheme == "default":
+            return True, self.fan_in**-0.5
+        if self.scheme == "uniform":
+            return True, self.bound
+        if self.scheme == "normal":
+            return False, 1.0
+        family, _, kind = self.scheme.rpartition("_")
+        if family == "kaiming":  # a = 0: gain sqrt(2)
+            variance = 2.0 / self.fan_in
+        elif family == "xavier":
+            variance = 2.0 / (self.fan_in + self.fan_out)
+        else:
+            raise ValueError(f"unknown initialisation {self.scheme!r}")
+        if kind == "uniform":
+            return True, (3.0 * variance) ** 0.5
+        return False, variance**0.5
+
+    def get_config(self):
+        return {
+            "scheme": self.scheme,
+            "fan_in": self.fan_in,
+            "fan_out": self.fan_out,
+            "bound": self.bound,
+            "terms": self.terms,
+            "seed": self.seed,
+        }
+'''
+
+_TORCH_KERNEL_INIT = '''
+@keras.saving.register_keras_serializable(package="dualnet")
+class _TorchKernelInit(_TorchInit):
+    """`_TorchInit` for a Keras kernel that holds a PyTorch kernel with zeros around it:
+    zero-dilated (PyTorch's `kernel` sizes and `dilation`: zeros between the taps), or
+    transposed [*k, out, in] with `groups` > 1 (zeros outside the diagonal blocks)."""
+
+    def __init__(self, scheme, kernel=None, dilation=None, groups=1, **kwargs):
+        super().__init__(scheme, **kwargs)
+        self.kernel = kernel
+        self.dilation = dilation
+        self.groups = groups
+
+    def __call__(self, shape, dtype=None):
+        values = super().__call__(shape, dtype)
+        taps = ops.ones(shape, "bool")
+        pairs = zip(self.kernel or (), self.dilation or (), strict=True)
+        for axis, (k, d) in enumerate(pairs):
+            at = ops.arange(shape[axis])
+            real = ops.logical_and(at % d == 0, at <= d * (k - 1))
+            view = [1] * len(shape)
+            view[axis] = shape[axis]
+            taps = ops.logical_and(taps, ops.reshape(real, view))
+        if self.groups > 1:
+            out, cin = shape[-2], shape[-1]
+            rows = ops.arange(out)[:, None] // (out // self.groups)
+            block = rows == ops.arange(cin) // (cin // self.groups)
+            taps = ops.logical_and(taps, block)
+        return ops.where(taps, values, ops.zeros_like(values))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel": self.kernel,
+            "dilation": self.dilation,
+            "groups": self.groups,
+        }
+'''
+
+_MULTI_HEAD_ATTENTION = '''
+@keras.saving.register_keras_serializable(package="dualnet")
+class _MultiHeadAttention(keras.layers.MultiHeadAttention):
+    """MultiHeadAttention initialised as PyTorch's nn.MultiheadAttention: the query, key and
+    value kernels xavier-uniform over the packed [3 * dim, dim] projection, the output kernel
+    as a Linear's, the biases zero (one kernel_initializer cannot say it)."""
+
+    def __init__(self, num_heads, key_dim, **kwargs):
+        dim = num_heads * key_dim
+        kwargs.setdefault(
+            "kernel_initializer",
+            _TorchInit("xavier_uniform", fan_in=dim, fan_out=3 * dim),
+        )
+        # (the class name is no valid scope name)
+        uid = keras.backend.get_uid("multi_head_attention")
+        kwargs.setdefault("name", f"multi_head_attention_{uid}")
+        super().__init__(num_heads, key_dim, **kwargs)
+
+    def _make_output_dense(self, query_shape, common_kwargs, name=None):
+        dim = self._num_heads * self._key_dim
+        initializer = _TorchInit("default", fan_in=dim)
+        output = {**common_kwargs, "kernel_initializer": initializer}
+        return super()._make_output_dense(query_shape, output, name)
+'''
+
 _RECURRENT = '''
 @keras.saving.register_keras_serializable(package="dualnet")
 class _Recurrent(keras.layers.Layer):
@@ -92,7 +221,8 @@ class _Recurrent(keras.layers.Layer):
     Bidirectional(merge_mode="concat") when `bidirectional`. `cells` lists them, layer 0
     first, so get_weights() holds them layer by layer. Called with `state=True` it also
     returns the final h (and c for an LSTM) as [num_layers * directions, B, hidden], PyTorch's
-    layout."""
+    layout. Every weight starts as PyTorch's, U(-b, b) with b = 1 / sqrt(hidden) (an LSTM's
+    bias: the sum of two, PyTorch's bias_ih + bias_hh)."""
 
     def __init__(self, dualnet_op, hidden, num_layers=1, bidirectional=False, **kwargs):
         prefix = f"{dualnet_op.lower()}_stack"  # the class name is no valid scope name
@@ -105,9 +235,20 @@ class _Recurrent(keras.layers.Layer):
         self.cells = [self._make_cell() for _ in range(num_layers)]
 
     def _make_cell(self):
-        options = {"reset_after": True} if self.dualnet_op == "GRU" else {}
+        bound = self.hidden**-0.5
+        if self.dualnet_op == "GRU":
+            bias = _TorchInit("uniform", bound=bound)
+            options = {"reset_after": True, "bias_initializer": bias}
+        else:
+            sum_of_two = _TorchInit("uniform", bound=bound, terms=2)
+            options = {"unit_forget_bias": False, "bias_initializer": sum_of_two}
         layer = getattr(keras.layers, self.dualnet_op)(
-            self.hidden, return_sequences=True, return_state=True, **options
+            self.hidden,
+            return_sequences=True,
+            return_state=True,
+            kernel_initializer=_TorchInit("uniform", bound=bound),
+            recurrent_initializer=_TorchInit("uniform", bound=bound),
+            **options,
         )
         if self.bidirectional:
             return keras.layers.Bidirectional(layer, merge_mode="concat")
@@ -145,7 +286,8 @@ _BATCH_NORM = '''
 class _BatchNorm(keras.layers.BatchNormalization):
     """BatchNormalization over the last axis whose training step updates the moving
     variance with the unbiased batch variance (n / (n - 1) times the one it normalises by),
-    as PyTorch's running_var; Keras's own uses the biased one."""
+    as PyTorch's running_var; Keras's own uses the biased one. The statistics are computed
+    in the variables' dtype (float32 under a mixed-precision policy)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("name", f"batch_norm_{keras.backend.get_uid('batch_norm')}")
@@ -154,15 +296,16 @@ class _BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=False)
-        axes = tuple(range(len(inputs.shape) - 1))
-        mean, variance = ops.moments(inputs, axes=axes)
-        n = ops.cast(ops.size(inputs) // ops.shape(inputs)[-1], variance.dtype)
+        x = ops.cast(inputs, self.variable_dtype)
+        axes = tuple(range(len(x.shape) - 1))
+        mean, variance = ops.moments(x, axes=axes)
+        n = ops.cast(ops.size(x) // ops.shape(x)[-1], variance.dtype)
         m = self.momentum
         self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
         self.moving_variance.assign(self.moving_variance * m + unbiased * (1.0 - m))
-        return ops.batch_normalization(
-            inputs,
+        y = ops.batch_normalization(
+            x,
             mean,
             variance,
             axis=-1,
@@ -170,6 +313,7 @@ class _BatchNorm(keras.layers.BatchNormalization):
             scale=self.gamma,
             epsilon=self.epsilon,
         )
+        return ops.cast(y, self.compute_dtype)
 '''
 
 _BATCH_AXIS = '''
@@ -198,6 +342,9 @@ HELPERS: dict[str, str] = {
         ("_causal_mask", _CAUSAL_MASK),
         ("_attention", _ATTENTION),
         ("_mha", _MHA),
+        ("_TorchInit", _TORCH_INIT),
+        ("_TorchKernelInit", _TORCH_KERNEL_INIT),
+        ("_MultiHeadAttention", _MULTI_HEAD_ATTENTION),
         ("_Recurrent", _RECURRENT),
         ("_BatchNorm", _BATCH_NORM),
         ("_BatchAxis", _BATCH_AXIS),

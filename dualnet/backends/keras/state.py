@@ -5,9 +5,9 @@ convert each layer.
 
 The structure the Keras generator writes, and nothing more, is relied on:
 - A generated class (the entry model a `keras.Model`, the others `keras.layers.Layer`) holds
-  its dualnet child `n` in the attribute `keras_attr(n)` (`names.py`). Its attributes are read
-  in `vars()` order; those holding a Keras layer under a name `dualnet_name` maps back are its
-  children.
+  its dualnet children, and no other layer, in attributes (read in `vars()` order); each is a
+  Keras layer named `keras_name(n)` for its dualnet name `n` (`names.py`: the attribute's own
+  name does not matter).
 - A `keras.Sequential` holds its dualnet child `i` as its i-th step, not counting the
   steps the generator inserts around dualnet's: `Permute` (layout conversions), and
   `ZeroPadding1D/2D/3D` / `Cropping2D` (a convolution's explicit padding, its call in
@@ -24,6 +24,8 @@ sizes from its built weights or, unbuilt, from the file. A conv's PyTorch kernel
 the file: a Keras kernel larger than it is the zero-dilated kernel of `keras.weights`, which
 gives the dilation (and a ConvTranspose2d's output padding beyond its stride; where several
 readings fit, loading fails); a ConvTranspose2d's groups come from its weight's second axis.
+Without a file (saving a model as built), both come from the generated kernel initializer
+(`_TorchKernelInit`), which records them to keep the zeros of such kernels.
 
 Loading is strict and all or nothing, like `load_torch`: every tensor is checked (names,
 shapes, dtypes; one E-WEIGHTS error names them) before any layer changes. Then unbuilt leaves
@@ -298,8 +300,8 @@ def _children(layer) -> list[tuple[str, keras.layers.Layer]]:
         steps = [s for s in layer.layers if not isinstance(s, _INSERTED_STEPS)
                  and type(s).__name__ not in _INSERTED_HELPERS]
         return [(str(i), step) for i, step in enumerate(steps)]
-    return [(dualnet_name(attr), value) for attr, value in vars(layer).items()
-            if isinstance(value, keras.layers.Layer) and dualnet_name(attr) is not None]
+    return [(dualnet_name(value.name), value) for value in vars(layer).values()
+            if isinstance(value, keras.layers.Layer)]
 
 
 def _deriver(layer) -> Callable[[object, dict], Leaf] | None:
@@ -368,10 +370,12 @@ def _dense(layer, found: dict[str, Shape]) -> Leaf:
 def _conv(layer, found: dict[str, Shape]) -> Leaf:
     cfg = layer.get_config()
     n, weight = len(cfg["kernel_size"]), found.get("weight")
+    drawn = _drawn_as(layer)
     if isinstance(layer, keras.layers.Conv2DTranspose):  # Keras kernel [*k, out, in]
         op, out = "ConvTranspose2d", cfg["filters"]
         cin = _size(layer, -1, _dim(weight, 0))
-        groups = _transposed_groups(out, cin, _dim(weight, 1))
+        per_group = _dim(weight, 1) if weight is not None else out // drawn.get("groups", 1)
+        groups = _transposed_groups(out, cin, per_group)
         head = (cin, out // groups)
     elif "depth_multiplier" in cfg:  # Keras kernel [*k, C, mult]
         op, mult = f"Conv{n}d", cfg["depth_multiplier"]
@@ -385,10 +389,25 @@ def _conv(layer, found: dict[str, Shape]) -> Leaf:
         head = (out, per_group)
     attrs = {"out": out, "in_channels": cin, "groups": groups, "bias": cfg["use_bias"],
              "stride": tuple(cfg["strides"])}
-    size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else None
+    size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else \
+        drawn.get("kernel")
     attrs.update(_geometry(op, cfg, size))
     return Leaf(op, attrs, _with_bias({"weight": (*head, *attrs["kernel"])}, cfg["use_bias"], out),
                 lambda: layer.build((None, *(None,) * n, cin)))
+
+
+def _drawn_as(layer) -> dict:
+    """What the kernel initializer of a generated conv (the runtime's `_TorchKernelInit`)
+    says of the PyTorch kernel it draws, where no weight file does: its `kernel` size (a
+    zero-dilated Keras kernel) and `groups` (a grouped transposed one)."""
+    initializer = getattr(layer, "kernel_initializer", None) or \
+        getattr(layer, "depthwise_initializer", None)
+    if type(initializer).__name__ != "_TorchKernelInit":
+        return {}
+    drawn = {"groups": initializer.groups}
+    if initializer.kernel is not None:
+        drawn["kernel"] = tuple(initializer.kernel)
+    return drawn
 
 
 def _transposed_groups(out: int, cin: int | None, per_group: int | None) -> int:

@@ -19,7 +19,9 @@ The fans are the ones the registry stored in the `Init` (for Conv, Linear and Co
 they equal what `torch.nn.init` computes from the weight's own shape, ConvTranspose's
 `weight.size(1)` included), so the result is what `torch.nn.init.*_(t, ..., generator=g)`
 gives for the same generator state. Tensors are drawn directly in their dtype, as
-`nn.Linear(..., dtype=...)` does. The same seed gives bit-identical tensors.
+`nn.Linear(..., dtype=...)` does. The same seed gives bit-identical tensors: this draw is
+what `dualnet init --seed`, `dualnet.load(path).torch(seed=...)` and `.keras(seed=...)` load,
+the one way to start both frameworks from the same weights.
 
 For a single layer, the stream is also PyTorch's own: `torch.manual_seed(s)` followed by
 `nn.Linear(7, 5)` (or Conv2d, LSTM, ...) draws the same numbers as `init_state(..., s)`.

@@ -28,6 +28,8 @@ handled, op by op:
 - BatchNorm's `num_batches_tracked` buffer is not in dualnet's weight files (`_bn`).
 - LSTM's (y, (h, c)) becomes (y, h, c) (`_unpack_lstm`); LSTM/GRU return y alone unless the
   node's `state` is true.
+- A layer's `init=` other than "default" redraws its weight with torch.nn.init's function of
+  that name after PyTorch's own initialisation (`_init`); the fans are PyTorch's.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from dualnet.backends.source_helpers import (
     sizes,
 )
 from dualnet.backends.torch.runtime import HELPERS
+from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
 
 TORCH_DTYPES = {
@@ -515,12 +518,24 @@ def _mha_call(module: str, call: TorchCall) -> str:
             f"{', causal=True' if causal else ''})")
 
 
+def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Callable], str]:
+    """A constructor row that honours `init=`: `_init(module, scheme)` unless the scheme is
+    PyTorch's default (a hyperparameter may hold any scheme: `_init` decides at run time)."""
+    def with_init(cfg: dict, fmt) -> str:
+        source, scheme = construct(cfg, fmt), cfg.get("init")
+        if scheme is None or (scheme == "default" and not isinstance(scheme, Written)):
+            return source
+        return f"_init({source}, {fmt(scheme)})"
+
+    return with_init
+
+
 TORCH_LAYERS: dict[str, LayerLowering] = {
-    **{f"Conv{n}d": LayerLowering(_conv_construct(n), _conv_call) for n in (1, 2, 3)},
-    "ConvTranspose2d": LayerLowering(_conv_transpose_construct, _call_x),
-    "Linear": LayerLowering(_linear_construct, _call_x),
+    **{f"Conv{n}d": LayerLowering(_with_init(_conv_construct(n)), _conv_call) for n in (1, 2, 3)},
+    "ConvTranspose2d": LayerLowering(_with_init(_conv_transpose_construct), _call_x),
+    "Linear": LayerLowering(_with_init(_linear_construct), _call_x),
     "Embedding": LayerLowering(
-        lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})",
+        _with_init(lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})"),
         lambda module, call: f"{module}({call.inputs['ids']})"),
     "Dropout": LayerLowering(lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x),
     "Identity": LayerLowering(lambda cfg, fmt: "nn.Identity()", _call_x),

@@ -1,7 +1,8 @@
 '''Runtime helpers for generated PyTorch code, as source text.
 
 A few lowerings cannot be one plain torch call: padding computed at run time, pooling and
-attention rules where PyTorch's behaviour differs from dualnet's, BatchNorm's extra buffer.
+attention rules where PyTorch's behaviour differs from dualnet's, BatchNorm's extra buffer,
+a layer's `init=`.
 Each helper here is the source of one plain `def` that uses only `torch`, `nn` and `F`
 (`import torch`, `from torch import nn`, `import torch.nn.functional as F`); the emitter pastes
 the ones a generated file calls (`lowering.helpers_needed`) after its imports. Helpers may
@@ -152,6 +153,25 @@ def _state_names(module, names):
 '''
 
 
+_INIT = '''
+def _init(module, scheme):
+    """`module` with its weight drawn by torch.nn.init's `scheme` (dualnet's `init=`); its bias
+    keeps PyTorch's default, and "default" keeps the whole module as PyTorch made it."""
+    schemes = {
+        "kaiming_uniform": nn.init.kaiming_uniform_,
+        "kaiming_normal": nn.init.kaiming_normal_,
+        "xavier_uniform": nn.init.xavier_uniform_,
+        "xavier_normal": nn.init.xavier_normal_,
+        "normal": nn.init.normal_,
+        "zeros": nn.init.zeros_,
+        "ones": nn.init.ones_,
+    }
+    if scheme != "default":
+        schemes[scheme](module.weight)
+    return module
+'''
+
+
 HELPERS: dict[str, str] = {
     name: source.strip() + "\n"
     for name, source in (
@@ -164,5 +184,6 @@ HELPERS: dict[str, str] = {
         ("_skip_num_batches_tracked", _SKIP_NUM_BATCHES_TRACKED),
         ("_unpack_lstm", _UNPACK_LSTM),
         ("_state_names", _STATE_NAMES),
+        ("_init", _INIT),
     )
 }
