@@ -39,7 +39,6 @@ from dualnet.backends.syntax_tree import (
     dotted,
     inside,
     mentions,
-    names_in,
 )
 from dualnet.diagnostics import Span
 from dualnet.ir.dims import Dim, substitute
@@ -55,6 +54,7 @@ _PRECEDENCE = {"or": 1, "and": 2, "not": 3, "<": 4, "<=": 4, ">": 4, ">=": 4, "=
 _UNARY, _ATOM = 7, 9
 _MAX_ROUNDS = 50  # rewrites of every class before the plan must have settled
 _UNREAD = "\x00"  # marks the assignment of a compile-time value, dropped if never read
+_STORE = "\x01"  # marks where a local constant is stored, if forward reads it
 
 
 def fmt_literal(v: Any) -> str:
@@ -247,14 +247,13 @@ class ClassWriter:
         self.instances = [self.inst] + [i for i in plan.instances if i is not self.inst]
         self.hypers = [h.name for h in self.decl.hypers]
         self.forward = next(m for m in self.decl.members if isinstance(m, ast.Forward))
-        self.sig_dims = self._signature_dims()
         decls = [m for m in self.decl.members if isinstance(m, ast.LayerDecl)]
         # declarations that built a layer in some instance; the others are local constants
         self.layer_names = [m.name.id for m in decls
                             if any(m.name.id in inst.children for inst in self.instances)]
         self.local_consts = {m.name.id: m.value for m in decls
                              if m.name.id not in self.layer_names}
-        self.forward_reads = set(names_in(self.forward))  # constants forward may read
+        self.sig_dims = self._signature_dims()
         self.used_in_init: set[str] = set()
         self.used_in_forward: set[str] = set()
         self.iteration: tuple[int, ...] = ()
@@ -309,7 +308,9 @@ class ClassWriter:
         for arg in self.forward.args:
             if isinstance(arg.type, ast.TensorTypeExpr):
                 for axis, d in enumerate(arg.type.dims):
-                    if isinstance(d, ast.DimName) and d.name not in self.hypers:
+                    if isinstance(d, ast.DimName) and d.name not in self.hypers \
+                            and d.name not in self.local_consts \
+                            and d.name not in self.inst.constants:
                         out.setdefault(d.name, (arg.name, axis))
         return out
 
@@ -427,6 +428,9 @@ class ClassWriter:
     def write(self) -> Written_:
         init_lines = self.init_body()
         forward_lines = self.forward_body()
+        init_lines = [f"self.{self.stored(line[1:])} = {self.param(line[1:])}"
+                      if line.startswith(_STORE) else line for line in init_lines
+                      if not line.startswith(_STORE) or line[1:] in self.used_in_forward]
         self.plan.required_dims = [d for d in self.sig_dims if d in self.used_in_init]
         params = ["self"] + [self.hyper_param(h) for h in self.decl.hypers]
         if self.plan.required_dims:
@@ -546,16 +550,29 @@ class ClassWriter:
         annotation = {"int": "int", "float": "float", "bool": "bool", "str": "str"}.get(
             getattr(h.type, "name", ""), "tuple")
         name = self.param(h.name)
+        if h.default is None and self.after_default(h):
+            return f"{name}: {annotation} | None = None"  # Python's order; checked below
         if h.default is None:
             return f"{name}: {annotation}"
         if mentions(h.default, set(self.hypers)):
             return f"{name}: {annotation} | None = None"
         return f"{name}: {annotation} = {self.const_expr(h.default)}"
 
+    def after_default(self, h: ast.Hyper) -> bool:
+        """Whether a hyperparameter with a default comes before `h` (Python wants defaults
+        last: `h` then gets `None`, and the constructor checks it was given)."""
+        hypers = list(self.decl.hypers)
+        return any(x.default is not None for x in hypers[:hypers.index(h)])
+
     def default_fixups(self) -> list[str]:
-        """Defaults that refer to earlier hyperparameters are computed in the constructor."""
+        """Defaults that refer to earlier hyperparameters are computed in the constructor;
+        a required hyperparameter after a default one must have been given."""
         out = []
         for h in self.decl.hypers:
+            if h.default is None and self.after_default(h):
+                name = self.param(h.name)
+                message = f"{self.decl.name.id}() needs the hyperparameter {h.name}"
+                out += [f"if {name} is None:", f"    raise TypeError({fmt_literal(message)})"]
             if h.default is not None and mentions(h.default, set(self.hypers)):
                 name = self.param(h.name)
                 out.append(f"{name} = {self.const_expr(h.default)} if {name} is None else {name}")
@@ -620,8 +637,7 @@ class ClassWriter:
             where = self.where(member.span)
             if name in self.local_consts:  # a local compile-time constant
                 lines.append(f"{self.param(name)} = {self.const_expr(member.value)}  # {where}")
-                if name in self.forward_reads:
-                    lines.append(f"self.{self.stored(name)} = {self.param(name)}")
+                lines.append(f"{_STORE}{name}")  # kept as an attribute if forward reads it
                 continue
             code = self.layer_expr(member.value, [b for b in built if b is not None], {})
             lines.append(f"{self.assign_layer(name, code)}  # {where}")
@@ -638,7 +654,10 @@ class ClassWriter:
         if isinstance(e, ast.Conditional):
             then = [b for b in built if inside(b.span, e.then.span)]
             orelse = [b for b in built if inside(b.span, e.orelse.span)]
-            return (f"{self.branch(e.then, then, env)} if {self.const_expr(e.cond, env)} "
+            cond, prec = self._const(e.cond, env, self.init_name, frozenset())
+            first = self.branch(e.then, then, env)
+            return (f"{f'({first})' if isinstance(e.then, ast.Conditional) else first} if "
+                    f"{f'({cond})' if prec <= 0 else cond} "
                     f"else {self.branch(e.orelse, orelse, env)}")
         if isinstance(e, ast.Name) and e.id in env:
             raise Unsupported("a loop variable cannot be a layer here", e.span)
