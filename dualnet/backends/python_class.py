@@ -15,6 +15,7 @@ op node is lowered, the class and method headers (the abstract methods below).
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -678,6 +679,17 @@ class ClassWriter:
     def input_types(node: Node) -> dict[str, Any]:
         """The node's input types by signature name (a list for a `tensors` parameter)."""
         return by_parameter(node, [v.type for v in node.inputs])
+
+    def number_inputs(self, node: Node) -> frozenset[str]:
+        """The node's inputs (signature names) that the generated code holds as plain
+        numbers, not tensors: values of constant nodes (literals, hyperparameters, sizes)."""
+        return frozenset(name for name, v in by_parameter(node, node.inputs).items()
+                         if id(v) in self._constant_values)
+
+    @functools.cached_property
+    def _constant_values(self) -> set[int]:
+        return {id(v) for inst in self.plan.instances for graph in inst.graphs
+                for n in graph.nodes if n.kind == "constant" for v in n.outputs}
 
     def variable(self, name: str) -> str:
         """A forward-body variable read."""

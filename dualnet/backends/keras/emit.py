@@ -353,7 +353,8 @@ class KerasClassWriter(ClassWriter):
             in_types = {k: ([_permuted(t) for t in v] if isinstance(v, list) else _permuted(v))
                         for k, v in in_types.items()}
             out_types = [_permuted(t) for t in out_types]
-        return lowering.KerasCall(codes, attrs, in_types, out_types, fmt or self.fmt_forward)
+        return lowering.KerasCall(codes, attrs, in_types, out_types, fmt or self.fmt_forward,
+                                  self.number_inputs(node))
 
     def layouts_for(self, node: Node, codes: dict, attrs: dict) -> tuple[str, dict]:
         """The layout `node` runs in, its inputs converted to it, and its attributes (axes

@@ -62,6 +62,7 @@ from dualnet.backends.source_helpers import (
     getitem,
     helpers_used,
     is_default,
+    is_number,
     kwargs,
     last_axis,
     literal,
@@ -96,9 +97,10 @@ def _dtype(dtype: DType) -> str:
 
 
 def _tensor(call: KerasCall, name: str) -> str:
-    """Input `name` as a tensor: a number literal becomes ops.convert_to_tensor(literal, ...)."""
+    """Input `name` as a tensor: a number (a literal, a hyperparameter, a constant, a size)
+    becomes ops.convert_to_tensor(number, ...)."""
     src = call.inputs[name]
-    if literal(src) is None:
+    if not is_number(call, name):
         return src
     t = call.in_types.get(name)
     return f"ops.convert_to_tensor({src}{'' if t is None else ', dtype=' + _dtype(t.dtype)})"
@@ -194,9 +196,9 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
 
 def _where(call: KerasCall) -> str:
     a = call.inputs["a"]
-    if literal(a) is not None and literal(call.inputs["b"]) is not None:
+    if is_number(call, "a") and is_number(call, "b"):
         a = _tensor(call, "a")  # two numbers would give Keras's default float type
-    return f"ops.where({call.inputs['cond']}, {a}, {call.inputs['b']})"
+    return f"ops.where({_tensor(call, 'cond')}, {a}, {call.inputs['b']})"
 
 
 def _clamp(call: KerasCall) -> str:
