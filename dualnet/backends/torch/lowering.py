@@ -50,7 +50,6 @@ from dualnet.backends.source_helpers import (
     is_number,
     kwargs,
     last_axis,
-    literal,
     need,
     operands,
     pad_value,
