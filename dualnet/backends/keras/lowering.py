@@ -33,6 +33,9 @@ The differences handled, op by op:
   f64 inputs).
 - `adaptive_avg_pool2d` is `ops.adaptive_average_pool` (PyTorch's windows), with the sizes that
   may be symbolic (the input's own, or 1) as identity and mean.
+- softmax and log_softmax beyond rank 5 (TensorFlow's kernel limit) are `_softmax`: computed
+  on a matrix (the axis moved last, the others merged), then reshaped back; attention's
+  softmax goes through it too.
 - Attention masks are bool with true = may attend, as in Keras; a query that may attend no key
   gets zero weights in dualnet: `_attention` (scaled_dot_product_attention) and `_mha`
   (MultiHeadAttention: out_proj's bias, where Keras averages all keys).
@@ -236,9 +239,15 @@ def _index_reduce(fn: str) -> Callable[[KerasCall], str]:
     return lower
 
 
+_TF_MAX_RANK = 5  # TensorFlow's softmax kernel takes rank <= 5
+
+
 def _softmax(fn: str) -> Callable[[KerasCall], str]:
     def lower(call: KerasCall) -> str:
-        return f"ops.{fn}({_tensor(call, 'x')}, axis={call.fmt(last_axis(call))})"
+        x, axis = _tensor(call, "x"), call.fmt(last_axis(call))
+        if call.out_types and call.out_types[0].rank > _TF_MAX_RANK:
+            return f"_softmax({x}, {axis}{', log=True' if fn == 'log_softmax' else ''})"
+        return f"ops.{fn}({x}, axis={axis})"
 
     return lower
 

@@ -1,7 +1,8 @@
 '''Runtime helpers for generated Keras code, as source text.
 
 A few lowerings cannot be one plain Keras call: padding computed at run time, pooling, softplus
-and attention rules where Keras's behaviour differs from dualnet's, and the recurrent layers
+and attention rules where Keras's behaviour differs from dualnet's, softmax beyond TensorFlow's
+rank limit, and the recurrent layers
 (a stack of Keras LSTM / GRU layers returning PyTorch's states). Each helper here is the source
 of one plain `def` or class that uses only `keras` and `ops` (`import keras`,
 `from keras import ops`), channels-last like the generated model; the emitter pastes the ones a
@@ -43,6 +44,21 @@ def _softplus(x, beta, threshold):
     return ops.where(scaled > threshold, x, ops.softplus(scaled) / beta)
 '''
 
+_SOFTMAX = '''
+def _softmax(x, axis=-1, log=False):
+    """softmax (log_softmax with `log`) of `x` along `axis`, at any rank: TensorFlow's kernel
+    takes rank <= 5, so a higher-rank x is softmaxed as a matrix, its axis moved last and the
+    other axes merged into rows, then given its shape back."""
+    fn = ops.log_softmax if log else ops.softmax
+    rank = ops.ndim(x)
+    if rank <= 5:
+        return fn(x, axis=axis)
+    last = axis % rank == rank - 1
+    moved = x if last else ops.moveaxis(x, axis, -1)
+    y = ops.reshape(fn(ops.reshape(moved, (-1, ops.shape(moved)[-1])), axis=-1), ops.shape(moved))
+    return y if last else ops.moveaxis(y, -1, axis)
+'''
+
 _CAUSAL_MASK = '''
 def _causal_mask(queries, keys):
     """The top-left causal rule as a bool [queries, keys] mask: query i may attend key j
@@ -61,10 +77,10 @@ def _attention(q, k, v, mask=None, causal=False):
         allowed = _causal_mask(ops.shape(q)[-2], ops.shape(k)[-2])
         mask = allowed if mask is None else ops.logical_and(mask, allowed)
     if mask is None:
-        return ops.matmul(ops.softmax(scores, axis=-1), v)
+        return ops.matmul(_softmax(scores), v)
     empty = ops.logical_not(ops.any(mask, axis=-1, keepdims=True))
     scores = ops.where(ops.logical_or(mask, empty), scores, float("-inf"))
-    weights = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
+    weights = ops.where(mask, _softmax(scores), 0.0)
     return ops.matmul(weights, v)
 '''
 
@@ -178,6 +194,7 @@ HELPERS: dict[str, str] = {
         ("_pad_same", _PAD_SAME),
         ("_avg_pool", _AVG_POOL),
         ("_softplus", _SOFTPLUS),
+        ("_softmax", _SOFTMAX),
         ("_causal_mask", _CAUSAL_MASK),
         ("_attention", _ATTENTION),
         ("_mha", _MHA),
