@@ -30,7 +30,8 @@ The differences handled, op by op:
   argmin return int32 (cast to int64); BatchNormalization's momentum is 1 - m.
 - `upsample`: nearest is `ops.repeat` (exact for every scale); bilinear is `ops.image.resize`,
   half-pixel like PyTorch's align_corners=False (TensorFlow computes it in float32, also for
-  f64 inputs).
+  f64 inputs), and `_upsample_bilinear` (the same interpolation written out) where a size is
+  symbolic: ops.image.resize refuses sizes unknown when the model is traced.
 - `adaptive_avg_pool2d` is `ops.adaptive_average_pool` (PyTorch's windows), with the sizes that
   may be symbolic (the input's own, or 1) as identity and mean.
 - softmax and log_softmax beyond rank 5 (TensorFlow's kernel limit) are `_softmax`: computed
@@ -307,8 +308,10 @@ def _pad(call: KerasCall) -> str:
 def _upsample(call: KerasCall) -> str:
     x = _tensor(call, "x")
     if call.attrs["mode"] == "bilinear":
-        size = call.fmt(tuple(call.out_types[0].shape[2:]))
-        return f'ops.image.resize({x}, {size}, interpolation="bilinear")'
+        size = tuple(call.out_types[0].shape[2:])
+        if not all(isinstance(d, int) for d in size):  # traced with unknown sizes
+            return f"_upsample_bilinear({x}, {call.fmt(tuple(call.attrs['scale']))})"
+        return f'ops.image.resize({x}, {call.fmt(size)}, interpolation="bilinear")'
     for axis, s in enumerate(call.attrs["scale"], 1):
         if not is_default(s, 1):
             x = f"ops.repeat({x}, {call.fmt(s)}, axis={axis})"

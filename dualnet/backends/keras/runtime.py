@@ -2,7 +2,7 @@
 
 A few lowerings cannot be one plain Keras call: padding computed at run time, pooling, softplus
 and attention rules where Keras's behaviour differs from dualnet's, softmax beyond TensorFlow's
-rank limit, and the recurrent layers
+rank limit, bilinear upsampling of sizes known at run time only, and the recurrent layers
 (a stack of Keras LSTM / GRU layers returning PyTorch's states). Each helper here is the source
 of one plain `def` or class that uses only `keras` and `ops` (`import keras`,
 `from keras import ops`), channels-last like the generated model; the emitter pastes the ones a
@@ -42,6 +42,22 @@ def _softplus(x, beta, threshold):
     beta * x > threshold."""
     scaled = x * beta
     return ops.where(scaled > threshold, x, ops.softplus(scaled) / beta)
+'''
+
+_UPSAMPLE_BILINEAR = '''
+def _upsample_bilinear(x, scale):
+    """Bilinear upsampling of channels-last `x` [B, H, W, C] by the integer factors `scale`,
+    as PyTorch's align_corners=False, for sizes only known at run time (ops.image.resize wants
+    them known when traced): output i of an axis of size n interpolates the inputs around
+    (i + 0.5) / s - 0.5, clamped to [0, n - 1]."""
+    for axis, s in zip((1, 2), scale, strict=True):
+        n = ops.shape(x)[axis]
+        centre = ops.maximum((ops.cast(ops.arange(n * s), x.dtype) + 0.5) / s - 0.5, 0.0)
+        lo = ops.cast(ops.floor(centre), "int32")
+        hi = ops.minimum(lo + 1, n - 1)
+        weight = ops.reshape(centre - ops.cast(lo, x.dtype), (-1,) + (1,) * (3 - axis))
+        x = ops.take(x, lo, axis=axis) * (1.0 - weight) + ops.take(x, hi, axis=axis) * weight
+    return x
 '''
 
 _SOFTMAX = '''
@@ -195,6 +211,7 @@ HELPERS: dict[str, str] = {
         ("_avg_pool", _AVG_POOL),
         ("_softplus", _SOFTPLUS),
         ("_softmax", _SOFTMAX),
+        ("_upsample_bilinear", _UPSAMPLE_BILINEAR),
         ("_causal_mask", _CAUSAL_MASK),
         ("_attention", _ATTENTION),
         ("_mha", _MHA),
