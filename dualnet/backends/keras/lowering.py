@@ -32,8 +32,9 @@ The differences handled, op by op:
   half-pixel like PyTorch's align_corners=False (TensorFlow computes it in float32, also for
   f64 inputs), and `_upsample_bilinear` (the same interpolation written out) where a size is
   symbolic: ops.image.resize refuses sizes unknown when the model is traced.
-- `adaptive_avg_pool2d` is `ops.adaptive_average_pool` (PyTorch's windows), with the sizes that
-  may be symbolic (the input's own, or 1) as identity and mean.
+- `adaptive_avg_pool2d`: per axis the identity (its own size, possibly symbolic), a mean (size
+  1), or `_adaptive_pool`, the means over PyTorch's windows (Keras's adaptive pooling needs
+  every size known when traced and fails with an output size 1 on the other axis).
 - softmax and log_softmax beyond rank 5 (TensorFlow's kernel limit) are `_softmax`: computed
   on a matrix (the axis moved last, the others merged), then reshaped back; attention's
   softmax goes through it too.
@@ -383,13 +384,20 @@ def _adaptive_kind(size, bins) -> str:
 
 
 def _adaptive_avg_pool2d(call: KerasCall) -> str:
-    size = tuple(call.attrs["size"])
+    """Per channels-last spatial axis: kept, a mean to size 1, or `_adaptive_pool` over
+    PyTorch's windows (ops.adaptive_average_pool wants every size known when traced, and
+    fails where one output size is 1)."""
+    size, fmt = tuple(call.attrs["size"]), call.fmt
     kinds = [_adaptive_kind(o, b) for o, b in zip(size, call.attrs["bins"], strict=True)]
     x = _tensor(call, "x")
-    if "pool" in kinds:
-        return f"ops.adaptive_average_pool({x}, {sizes(size, call.fmt)})"
-    axes = tuple(axis for axis, kind in enumerate(kinds, 1) if kind == "mean")
-    return f"ops.mean({x}, axis={axes_arg(axes, call.fmt)}, keepdims=True)" if axes else x
+    means = tuple(axis for axis, kind in enumerate(kinds, 1) if kind == "mean")
+    if means:
+        x = f"ops.mean({x}, axis={axes_arg(means, fmt)}, keepdims=True)"
+    for axis, (kind, o, bins) in enumerate(zip(kinds, size, call.attrs["bins"], strict=True), 1):
+        if kind == "pool":  # the input's size: its type's (maybe a hyperparameter), or the bins'
+            n = call.in_types["x"].shape[axis + 1] if call.in_types else bins[-1][1]
+            x = f"_adaptive_pool({x}, {axis}, {fmt(n)}, {fmt(o)})"
+    return x
 
 
 # ---------------------------------------------------------------- attention

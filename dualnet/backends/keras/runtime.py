@@ -1,8 +1,9 @@
 '''Runtime helpers for generated Keras code, as source text.
 
-A few lowerings cannot be one plain Keras call: padding computed at run time, pooling, softplus
-and attention rules where Keras's behaviour differs from dualnet's, softmax beyond TensorFlow's
-rank limit, bilinear upsampling of sizes known at run time only, and the recurrent layers
+A few lowerings cannot be one plain Keras call: padding computed at run time, pooling
+(adaptive pooling too), softplus and attention rules where Keras's behaviour differs from
+dualnet's, softmax beyond TensorFlow's rank limit, bilinear upsampling of sizes known at run
+time only, and the recurrent layers
 (a stack of Keras LSTM / GRU layers returning PyTorch's states). Each helper here is the source
 of one plain `def` or class that uses only `keras` and `ops` (`import keras`,
 `from keras import ops`), channels-last like the generated model; the emitter pastes the ones a
@@ -34,6 +35,16 @@ def _avg_pool(x, kernel, stride, pads):
     ones = ops.ones_like(x[:1, ..., :1])
     total = ops.average_pool(ops.pad(x, width), kernel, stride)
     return total / ops.average_pool(ops.pad(ones, width), kernel, stride)
+'''
+
+_ADAPTIVE_POOL = '''
+def _adaptive_pool(x, axis, n, size):
+    """Average pooling of axis `axis` of `x` from `n` to `size` elements over PyTorch's
+    adaptive windows: output i is the mean of inputs floor(i·n/size) to
+    ceil((i+1)·n/size) - 1."""
+    lead = (slice(None),) * axis
+    windows = [x[lead + (slice(i * n // size, -(-(i + 1) * n // size)),)] for i in range(size)]
+    return ops.concatenate([ops.mean(w, axis=axis, keepdims=True) for w in windows], axis=axis)
 '''
 
 _SOFTPLUS = '''
@@ -209,6 +220,7 @@ HELPERS: dict[str, str] = {
     for name, source in (
         ("_pad_same", _PAD_SAME),
         ("_avg_pool", _AVG_POOL),
+        ("_adaptive_pool", _ADAPTIVE_POOL),
         ("_softplus", _SOFTPLUS),
         ("_softmax", _SOFTMAX),
         ("_upsample_bilinear", _UPSAMPLE_BILINEAR),
