@@ -3,11 +3,10 @@
 A few lowerings cannot be one plain Keras call: padding computed at run time, pooling
 (adaptive pooling too), softplus and attention rules where Keras's behaviour differs from
 dualnet's, softmax beyond TensorFlow's rank limit, bilinear upsampling of sizes known at run
-time only, and the recurrent layers
-(a stack of Keras LSTM / GRU layers returning PyTorch's states). Each helper here is the source
-of one plain `def` or class that uses only `keras` and `ops` (`import keras`,
-`from keras import ops`), channels-last like the generated model; the emitter pastes the ones a
-generated file calls (`lowering.helpers_needed`) after its imports. Helpers may call each
+time only, and the recurrent layers (a stack of Keras LSTM / GRU layers returning PyTorch's
+states). Each helper here is the source of one plain `def` or class that uses only `keras` and
+`ops` (`import keras`, `from keras import ops`), channels-last like the generated model; the
+emitter pastes the ones a generated file calls (`lowering.helpers_needed`) after its imports. Helpers may call each
 other: `helpers_needed` includes what a helper needs. This module does not import Keras.
 '''
 
