@@ -122,6 +122,28 @@ def _shape(dims, fmt) -> str:
     return f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
 
 
+def _shaped(call: KerasCall, src: str, shape) -> str:
+    """`src`, a value of `shape`, with its known sizes given back to TensorFlow's shape
+    inference where an op loses them (`runtime._shaped`)."""
+    sizes = ", ".join(call.fmt(d) if isinstance(d, int) else "None" for d in shape)
+    return f"_shaped({src}, {sizes})"
+
+
+def _shaped_spatial(call: KerasCall, src: str) -> str:
+    """`_shaped` for the channels-last result of a spatial op."""
+    shape = call.out_types[0].shape
+    return _shaped(call, src, (shape[0], *shape[2:], shape[1]))
+
+
+def _loses_spatial_sizes(call: KerasCall) -> bool:
+    """Whether a window op whose output sizes TensorFlow's shape inference loses where an
+    input size is symbolic (the caller knows it does) has such an input and a known output
+    size."""
+    spatial = call.in_types["x"].shape[2:] if call.in_types else ()
+    return any(not isinstance(d, int) for d in spatial) and \
+        any(isinstance(d, int) for d in call.out_types[0].shape[2:])
+
+
 def _widths(pads, fmt) -> str:
     """ops.pad's widths for a channels-last tensor from (before, after) per spatial axis."""
     return fmt(((0, 0), *pads, (0, 0)))
@@ -320,7 +342,22 @@ def _upsample(call: KerasCall) -> str:
 
 
 def _getitem(call: KerasCall) -> str:
-    return getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
+    src = getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
+    return _shaped(call, src, call.out_types[0].shape) if _slices_to_known(call) else src
+
+
+def _slices_to_known(call: KerasCall) -> bool:
+    """Whether x[...] slices an axis of symbolic size to a known size, which TensorFlow's
+    shape inference does not know (`x[:, -2:]`, `x[:, :2]` of [B, T])."""
+    x = call.in_types.get("x")
+    if x is None or not call.out_types:
+        return False
+    kept = iter(call.out_types[0].shape)
+    for axis, item in enumerate(call.attrs["items"]):
+        if item[0] != "index" and isinstance(next(kept), int) and \
+                not isinstance(x.shape[axis], int):
+            return True
+    return False
 
 
 def _arange(call: KerasCall) -> str:
@@ -361,10 +398,11 @@ def _avg_pool(call: KerasCall) -> str:
             return f"ops.average_pool({x}, {_pool_args(call, call.fmt('same'))})"
         return (f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
                 f"{fmt(tuple(attrs['pads']))})")
-    if any(p is None for p in attrs["pads"]):
+    if any(p is None for p in attrs["pads"]):  # TensorFlow loses sizes padded at run time
         x = f"_pad_same({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])})"
-    else:
-        x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
+        y = f"ops.average_pool({x}, {_pool_args(call)})"
+        return _shaped_spatial(call, y) if _loses_spatial_sizes(call) else y
+    x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
     return f"ops.average_pool({x}, {_pool_args(call)})"
 
 
@@ -489,6 +527,17 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
 
 
 def _conv_call(layer: str, call: KerasCall) -> str:
+    y = _conv_padded(layer, call)
+    attrs = call.attrs
+    # TensorFlow's dilated convolution (stride 1; else the kernel is dilated) over a symbolic
+    # size loses every spatial size
+    if max(attrs["dilation"]) > 1 and max(attrs["stride"]) == 1 and _loses_spatial_sizes(call):
+        return _shaped_spatial(call, y)
+    return y
+
+
+def _conv_padded(layer: str, call: KerasCall) -> str:
+    """The convolution's call, its input padded as the layer does not."""
     attrs = call.attrs
     need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
     x = _tensor(call, "x")

@@ -2,15 +2,25 @@
 
 A few lowerings cannot be one plain Keras call: padding computed at run time, pooling
 (adaptive pooling too), softplus and attention rules where Keras's behaviour differs from
-dualnet's, softmax beyond TensorFlow's rank limit, bilinear upsampling of sizes known at run
-time only, and the recurrent layers (a stack of Keras LSTM / GRU layers returning PyTorch's
-states). Each helper here is the source of one plain `def` or class that uses only `keras` and
-`ops` (`import keras`, `from keras import ops`), channels-last like the generated model; the
-emitter pastes the ones a generated file calls (`lowering.helpers_needed`) after its imports. Helpers may call each
-other: `helpers_needed` includes what a helper needs. This module does not import Keras.
+dualnet's, sizes TensorFlow's shape inference loses, softmax beyond its rank limit, bilinear
+upsampling of sizes known at run time only, and the recurrent layers (a stack of Keras LSTM /
+GRU layers returning PyTorch's states). Each helper here is the source of one plain `def` or
+class that uses only `keras` and `ops` (`import keras`, `from keras import ops`),
+channels-last like the generated model; the emitter pastes the ones a generated file calls
+(`lowering.helpers_needed`) after its imports. Helpers may call each other: `helpers_needed`
+includes what a helper needs. This module does not import Keras.
 '''
 
 from __future__ import annotations
+
+_SHAPED = '''
+def _shaped(x, *sizes):
+    """`x` with its known `sizes` (None: only known at run time) told to TensorFlow, whose
+    shape inference loses some (a slice of an axis of unknown size, a dilated convolution or
+    padding computed at run time over one) that a layer after it builds from (a Dense its
+    input features)."""
+    return ops.reshape(x, tuple(ops.shape(x)[i] if n is None else n for i, n in enumerate(sizes)))
+'''
 
 _PAD_SAME = '''
 def _pad_same(x, kernel, stride):
@@ -217,6 +227,7 @@ class _BatchNorm(keras.layers.BatchNormalization):
 HELPERS: dict[str, str] = {
     name: source.strip() + "\n"
     for name, source in (
+        ("_shaped", _SHAPED),
         ("_pad_same", _PAD_SAME),
         ("_avg_pool", _AVG_POOL),
         ("_adaptive_pool", _ADAPTIVE_POOL),
