@@ -21,7 +21,8 @@ The differences handled, op by op:
 - `padding="same"` is TensorFlow's rule, so Keras's own "same" is used where it pads exactly as
   the node for every input size (`weights.keras_same`); other pads become an explicit `ops.pad`
   before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose2d crops its output
-  by PyTorch's padding.
+  by PyTorch's padding; an output_padding not below the stride (Keras refuses it) comes from
+  zero rows appended to its input (`backends.conv_transpose`).
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
   Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
@@ -50,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dualnet.backends.conv_transpose import transposed_padding
 from dualnet.backends.keras.runtime import HELPERS
 from dualnet.backends.keras.weights import (
     KerasLayer,
@@ -565,8 +567,14 @@ def _crop(before, after, fmt) -> str:
 
 
 def _conv_transpose_call(layer: str, call: KerasCall) -> str:
-    y = _call_x(layer, call)
-    crops = [_crop(before, after, call.fmt) for before, after in call.attrs["pads"]]
+    """The layer's "valid" result cropped by PyTorch's padding; an output padding not below
+    the stride comes from zero rows appended to the input (`backends.conv_transpose`)."""
+    padding = transposed_padding(call.attrs)
+    x = _tensor(call, "x")
+    if any(padding.rows):
+        x = f"ops.pad({x}, {_widths(tuple((0, r) for r in padding.rows), call.fmt)})"
+    y = f"{layer}({x})"
+    crops = [_crop(before, after, call.fmt) for before, after in padding.crops]
     while crops and crops[-1] == ":":
         crops.pop()
     return f"{y}[:, {', '.join(crops)}]" if crops else y

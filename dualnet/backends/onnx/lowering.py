@@ -16,6 +16,8 @@ NumPy reference, with ONNX operator semantics as the tie-breaker (CONVENTIONS.md
 - `padding="same"` is TensorFlow's rule: explicit (asymmetric) pads where the IR has them,
   `auto_pad="SAME_UPPER"` (the same rule) where they depend on a symbolic size. Pooling is
   floor mode; avg_pool's count_include_pad is explicit.
+- ConvTranspose's output_padding below the stride, as ONNX Runtime wants: beyond it, zero
+  rows appended to the input and larger pads (`backends.conv_transpose`).
 - upsample is Resize: nearest with asymmetric coordinates and floor (x[i // s]); bilinear
   with half_pixel coordinates (PyTorch's align_corners=False). adaptive_avg_pool2d
   multiplies by the averaging matrix of PyTorch's bins (or takes the mean for size 1).
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper
 
+from dualnet.backends.conv_transpose import transposed_padding
 from dualnet.backends.onnx.builder import GraphBuilder
 from dualnet.backends.source_helpers import register
 from dualnet.ir.types import DType
@@ -577,17 +580,28 @@ def _linear(call: OnnxCall) -> list[str]:
     return [_dense(call, x, _transposed(call, weight), bias)]
 
 
-def _conv(call: OnnxCall, op_type: str = "Conv") -> list[str]:
+def _conv(call: OnnxCall) -> list[str]:
     attrs = call.attrs
     x, window, _ = _padded(call, call.inputs["x"])
     inputs = [x, call.params["weight"], call.params.get("bias")]
-    extra = {"output_padding": attrs["output_padding"]} if op_type == "ConvTranspose" else {}
-    return [call.one(op_type, inputs, dilations=attrs["dilation"], group=attrs["groups"],
-                     **window, **extra)]
+    return [call.one("Conv", inputs, dilations=attrs["dilation"], group=attrs["groups"],
+                     **window)]
 
 
 def _conv_transpose(call: OnnxCall) -> list[str]:
-    return _conv(call, "ConvTranspose")
+    """ConvTranspose, its pads PyTorch's padding; an output padding not below the stride
+    (ONNX Runtime refuses it) comes from zero rows appended to the input
+    (`backends.conv_transpose`)."""
+    attrs, padding = call.attrs, transposed_padding(call.attrs)
+    x = call.inputs["x"]
+    if any(padding.rows):
+        x = call.one("Pad", [x, call.b.ints([0] * 4 + [0, 0, *padding.rows], "pads")])
+    pads = [before for before, _ in padding.crops] + [after for _, after in padding.crops]
+    inputs = [x, call.params["weight"], call.params.get("bias")]
+    return [call.one("ConvTranspose", inputs, dilations=attrs["dilation"],
+                     group=attrs["groups"], kernel_shape=attrs["kernel"],
+                     strides=attrs["stride"], pads=pads,
+                     output_padding=list(padding.output_padding))]
 
 
 def _embedding(call: OnnxCall) -> list[str]:
