@@ -23,6 +23,12 @@ The differences handled, op by op:
   before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose2d crops its output
   by PyTorch's padding; an output_padding not below the stride (Keras refuses it) comes from
   zero rows appended to its input (`backends.conv_transpose`).
+- TensorFlow's shape inference loses sizes the IR knows after a slice of a symbolic axis, a
+  dilated convolution or run-time padding over one; `_shaped` gives them back, as the layers
+  after them build from them.
+- TensorFlow's oneDNN convolution of one input channel with a stride on the last axis and an
+  output width of 1 computes wrong numbers: such convolutions (`_onednn_conv_bug`) get one
+  more output column, dropped again.
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
   Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
@@ -49,7 +55,7 @@ The differences handled, op by op:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dualnet.backends.conv_transpose import transposed_padding
 from dualnet.backends.keras.runtime import HELPERS
@@ -529,13 +535,38 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
 
 
 def _conv_call(layer: str, call: KerasCall) -> str:
-    y = _conv_padded(layer, call)
     attrs = call.attrs
+    if _onednn_conv_bug(call):  # one more output column, dropped again
+        widths = ((0, 0),) * (len(attrs["kernel"]) - 1) + ((0, attrs["stride"][-1]),)
+        widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
+        y = f"{_conv_padded(layer, replace(call, inputs={**call.inputs, 'x': widened}))}" \
+            "[..., :-1, :]"
+    else:
+        y = _conv_padded(layer, call)
     # TensorFlow's dilated convolution (stride 1; else the kernel is dilated) over a symbolic
     # size loses every spatial size
     if max(attrs["dilation"]) > 1 and max(attrs["stride"]) == 1 and _loses_spatial_sizes(call):
         return _shaped_spatial(call, y)
     return y
+
+
+def _onednn_conv_bug(call: KerasCall) -> bool:
+    """Whether a convolution may meet TensorFlow's oneDNN bug (2.21): a Conv2d/3d of one input
+    channel with a stride > 1 on the last axis and an output width of 1 computes wrong numbers
+    (tests/backends/test_upstream_bugs.py). Its input gets zeros for one more output column
+    (a stride's worth at the end of the last axis: Keras's "same" pads it as before), which is
+    dropped. Sizes a hyperparameter sets count as possibly meeting it."""
+    attrs = call.attrs
+    width = call.out_types[0].shape[-1]
+    return len(attrs["kernel"]) >= 2 and _may(attrs["in_channels"], lambda c: c == 1) \
+        and _may(attrs["stride"][-1], lambda s: s > 1) \
+        and (not isinstance(width, int) or _may(width, lambda w: w == 1))
+
+
+def _may(size, holds: Callable[[int], bool]) -> bool:
+    """Whether `holds(size)` may be true in an instance: a size a hyperparameter sets may be
+    any."""
+    return (isinstance(size, Tagged) and not isinstance(size.expr, int)) or holds(size)
 
 
 def _conv_padded(layer: str, call: KerasCall) -> str:
