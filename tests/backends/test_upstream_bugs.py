@@ -66,7 +66,7 @@ def test_onnx_runtime_fuses_a_zero_pad_into_an_average_pool_it_then_refuses():
 def test_tensorflow_onednn_conv_of_one_channel_with_output_width_one():
     """TensorFlow's oneDNN Conv2D of one input channel with a stride > 1 on the last axis and
     an output width of 1 (batch and height 2) returns wrong numbers; without oneDNN
-    (TF_ENABLE_ONEDNN_OPTS=0) they are right. Workaround: `_onednn_conv_bug` in
+    (TF_ENABLE_ONEDNN_OPTS=0) they are right. Workaround: `onednn_conv_bug` in
     backends/keras/lowering.py."""
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port

@@ -27,7 +27,7 @@ The differences handled, op by op:
   dilated convolution or run-time padding over one; `_shaped` gives them back, as the layers
   after them build from them.
 - TensorFlow's oneDNN convolution of one input channel with a stride on the last axis and an
-  output width of 1 computes wrong numbers: such convolutions (`_onednn_conv_bug`) get one
+  output width of 1 computes wrong numbers: such convolutions (`onednn_conv_bug`) get one
   more output column, dropped again.
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
@@ -536,7 +536,7 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
 
 def _conv_call(layer: str, call: KerasCall) -> str:
     attrs = call.attrs
-    if _onednn_conv_bug(call):  # one more output column, dropped again
+    if onednn_conv_bug(attrs, call.out_types[0].shape[-1]):  # one more column, dropped again
         widths = ((0, 0),) * (len(attrs["kernel"]) - 1) + ((0, attrs["stride"][-1]),)
         widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
         y = f"{_conv_padded(layer, replace(call, inputs={**call.inputs, 'x': widened}))}" \
@@ -550,14 +550,13 @@ def _conv_call(layer: str, call: KerasCall) -> str:
     return y
 
 
-def _onednn_conv_bug(call: KerasCall) -> bool:
-    """Whether a convolution may meet TensorFlow's oneDNN bug (2.21): a Conv2d/3d of one input
-    channel with a stride > 1 on the last axis and an output width of 1 computes wrong numbers
-    (tests/backends/test_upstream_bugs.py). Its input gets zeros for one more output column
-    (a stride's worth at the end of the last axis: Keras's "same" pads it as before), which is
-    dropped. Sizes a hyperparameter sets count as possibly meeting it."""
-    attrs = call.attrs
-    width = call.out_types[0].shape[-1]
+def onednn_conv_bug(attrs: dict, width) -> bool:
+    """Whether a convolution (`attrs`, output width `width`) may meet TensorFlow's oneDNN bug
+    (2.21): a Conv2d/3d of one input channel with a stride > 1 on the last axis and an output
+    width of 1 computes wrong numbers (tests/backends/test_upstream_bugs.py). Its input gets
+    zeros for one more output column (a stride's worth at the end of the last axis: Keras's
+    "same" pads it as before), which is dropped. Sizes a hyperparameter sets count as possibly
+    meeting it."""
     return len(attrs["kernel"]) >= 2 and _may(attrs["in_channels"], lambda c: c == 1) \
         and _may(attrs["stride"][-1], lambda s: s > 1) \
         and (not isinstance(width, int) or _may(width, lambda w: w == 1))

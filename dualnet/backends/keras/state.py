@@ -10,8 +10,8 @@ The structure the Keras generator writes, and nothing more, is relied on:
   children.
 - A `keras.Sequential` holds its dualnet child `i` as its i-th step, not counting the
   steps the generator inserts around dualnet's: `Permute` (layout conversions), and
-  `ZeroPadding1D/2D/3D` / `Cropping2D` (a convolution's explicit padding, its call in
-  forward).
+  `ZeroPadding1D/2D/3D` / `Cropping2D/3D` (a convolution's explicit padding and cropping,
+  its call in forward).
 - Leaves with weights, by Keras class: Dense (Linear), Conv1D/2D/3D, DepthwiseConv1D/2D
   (Conv1d/2d with groups = in_channels), Conv2DTranspose (ConvTranspose2d), BatchNormalization,
   LayerNormalization, GroupNormalization, Embedding, MultiHeadAttention, and the generated RNN
@@ -260,7 +260,7 @@ def layers_by_path(model: keras.layers.Layer, prefix: str = "") -> Iterator[tupl
 
 # Steps of a Sequential that the generator inserts around dualnet's (not dualnet layers).
 _INSERTED_STEPS = (keras.layers.Permute, keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D,
-                   keras.layers.ZeroPadding3D, keras.layers.Cropping2D)
+                   keras.layers.ZeroPadding3D, keras.layers.Cropping2D, keras.layers.Cropping3D)
 
 
 def _children(layer) -> list[tuple[str, keras.layers.Layer]]:
