@@ -536,10 +536,11 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
 
 def _conv_call(layer: str, call: KerasCall) -> str:
     attrs = call.attrs
+    need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
     if onednn_conv_bug(attrs, call.out_types[0].shape[-1]):  # one more column, dropped again
         widths = ((0, 0),) * (len(attrs["kernel"]) - 1) + ((0, attrs["stride"][-1]),)
         widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
-        y = f"{_conv_padded(layer, replace(call, inputs={**call.inputs, 'x': widened}))}" \
+        y = _conv_padded(layer, replace(call, inputs={**call.inputs, "x": widened})) + \
             "[..., :-1, :]"
     else:
         y = _conv_padded(layer, call)
@@ -555,9 +556,11 @@ def onednn_conv_bug(attrs: dict, width) -> bool:
     (2.21): a Conv2d/3d of one input channel with a stride > 1 on the last axis and an output
     width of 1 computes wrong numbers (tests/backends/test_upstream_bugs.py). Its input gets
     zeros for one more output column (a stride's worth at the end of the last axis: Keras's
-    "same" pads it as before), which is dropped. Sizes a hyperparameter sets count as possibly
-    meeting it."""
-    return len(attrs["kernel"]) >= 2 and _may(attrs["in_channels"], lambda c: c == 1) \
+    "same" pads it as before), which is dropped. A stride or width a hyperparameter sets (a
+    block's `stride`) counts as possibly meeting it; the input channels are this instance's
+    (a generic block with one input channel in some instance and not in this one is left to
+    the emitter's per-instance decisions)."""
+    return len(attrs["kernel"]) >= 2 and attrs["in_channels"] == 1 \
         and _may(attrs["stride"][-1], lambda s: s > 1) \
         and (not isinstance(width, int) or _may(width, lambda w: w == 1))
 
@@ -571,7 +574,6 @@ def _may(size, holds: Callable[[int], bool]) -> bool:
 def _conv_padded(layer: str, call: KerasCall) -> str:
     """The convolution's call, its input padded as the layer does not."""
     attrs = call.attrs
-    need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
     x = _tensor(call, "x")
     if keras_same(attrs) or not _has_pads(attrs):
         return f"{layer}({x})"
