@@ -658,7 +658,7 @@ KERAS_LAYERS: dict[str, LayerLowering] = {
     **{op: LayerLowering(_plain(op), _call_x)
        for op in ("Dropout", "Identity", "LayerNorm", "GroupNorm")},
     "Embedding": LayerLowering(_plain("Embedding"),
-                               lambda layer, call: f"{layer}({call.inputs['ids']})"),
+                               lambda layer, call: f"{layer}({_tensor(call, 'ids')})"),
     "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),
     **{op: LayerLowering(_recurrent_construct(op), _recurrent_call) for op in ("LSTM", "GRU")},
     "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),

@@ -522,7 +522,7 @@ TORCH_LAYERS: dict[str, LayerLowering] = {
     "Linear": LayerLowering(_linear_construct, _call_x),
     "Embedding": LayerLowering(
         lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})",
-        lambda module, call: f"{module}({call.inputs['ids']})"),
+        lambda module, call: f"{module}({_tensor(call, 'ids')})"),
     "Dropout": LayerLowering(lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x),
     "Identity": LayerLowering(lambda cfg, fmt: "nn.Identity()", _call_x),
     "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),
