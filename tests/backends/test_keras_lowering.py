@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 keras = pytest.importorskip("keras")
 
 import tensorflow as tf  # noqa: E402
+from generated_source import assert_ruff_clean  # noqa: E402
 from keras import ops  # noqa: E402
 from lowering_cases import (  # noqa: E402
     CASES,
@@ -476,3 +477,11 @@ def test_runtime_padding_helper_matches_same_rule():
     y = ops.convert_to_numpy(ns["_pad_same"](ops.convert_to_tensor(x), (3, 3), (2, 3)))
     np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (1, 1), (0, 1), (0, 0))))
 
+
+
+def test_runtime_helpers_are_ruff_clean_and_formatted(tmp_path):
+    """The helpers go into generated files as they are: lint clean and unchanged by
+    `ruff format` under a user's default settings."""
+    path = tmp_path / "helpers.py"
+    path.write_text("import keras\nfrom keras import ops\n\n\n" + "\n\n".join(HELPERS.values()))
+    assert_ruff_clean([path])

@@ -19,7 +19,9 @@ def _shaped(x, *sizes):
     shape inference loses some (a slice of an axis of unknown size, a dilated convolution or
     padding computed at run time over one) that a layer after it builds from (a Dense its
     input features)."""
-    return ops.reshape(x, tuple(ops.shape(x)[i] if n is None else n for i, n in enumerate(sizes)))
+    shape = ops.shape(x)
+    known = tuple(shape[i] if n is None else n for i, n in enumerate(sizes))
+    return ops.reshape(x, known)
 '''
 
 _PAD_SAME = '''
@@ -52,8 +54,11 @@ def _adaptive_pool(x, axis, n, size):
     adaptive windows: output i is the mean of inputs floor(i·n/size) to
     ceil((i+1)·n/size) - 1."""
     lead = (slice(None),) * axis
-    windows = [x[lead + (slice(i * n // size, -(-(i + 1) * n // size)),)] for i in range(size)]
-    return ops.concatenate([ops.mean(w, axis=axis, keepdims=True) for w in windows], axis=axis)
+    means = []
+    for i in range(size):
+        window = x[lead + (slice(i * n // size, -(-(i + 1) * n // size)),)]
+        means.append(ops.mean(window, axis=axis, keepdims=True))
+    return ops.concatenate(means, axis=axis)
 '''
 
 _SOFTPLUS = '''
@@ -72,11 +77,13 @@ def _upsample_bilinear(x, scale):
     (i + 0.5) / s - 0.5, clamped to [0, n - 1]."""
     for axis, s in zip((1, 2), scale, strict=True):
         n = ops.shape(x)[axis]
-        centre = ops.maximum((ops.cast(ops.arange(n * s), x.dtype) + 0.5) / s - 0.5, 0.0)
+        out = ops.cast(ops.arange(n * s), x.dtype)
+        centre = ops.maximum((out + 0.5) / s - 0.5, 0.0)
         lo = ops.cast(ops.floor(centre), "int32")
         hi = ops.minimum(lo + 1, n - 1)
         weight = ops.reshape(centre - ops.cast(lo, x.dtype), (-1,) + (1,) * (3 - axis))
-        x = ops.take(x, lo, axis=axis) * (1.0 - weight) + ops.take(x, hi, axis=axis) * weight
+        below, above = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
+        x = below * (1.0 - weight) + above * weight
     return x
 '''
 
@@ -91,7 +98,8 @@ def _softmax(x, axis=-1, log=False):
         return fn(x, axis=axis)
     last = axis % rank == rank - 1
     moved = x if last else ops.moveaxis(x, axis, -1)
-    y = ops.reshape(fn(ops.reshape(moved, (-1, ops.shape(moved)[-1])), axis=-1), ops.shape(moved))
+    shape = ops.shape(moved)
+    y = ops.reshape(fn(ops.reshape(moved, (-1, shape[-1])), axis=-1), shape)
     return y if last else ops.moveaxis(y, -1, axis)
 '''
 
