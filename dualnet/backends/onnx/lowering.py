@@ -451,13 +451,13 @@ def _padded(call: OnnxCall, x: str, fill: float = 0.0,
 
 
 def _after_zero_pad(call: OnnxCall, x: str) -> bool:
-    """Whether `x` is computed by a Pad with the value 0 (through Casts). ONNX Runtime (1.31)
-    fuses such a Pad into a following MaxPool or AveragePool with explicit pads, adding its
-    pads to the pool's: a MaxPool then pads with -inf where zeros were asked for (wrong
-    numbers), and an AveragePool whose pads reach its kernel fails to load
-    (tests/backends/test_upstream_bugs.py shows both)."""
+    """Whether `x` is computed by a Pad with the value 0 (through Casts, and Identities that
+    ONNX Runtime may remove first). ONNX Runtime (1.31) fuses such a Pad into a following
+    MaxPool or AveragePool with explicit pads, adding its pads to the pool's: a MaxPool then
+    pads with -inf where zeros were asked for (wrong numbers), and an AveragePool whose pads
+    reach its kernel fails to load (tests/backends/test_upstream_bugs.py shows both)."""
     node = call.b.producer(x)
-    while node is not None and node.op_type == "Cast":
+    while node is not None and node.op_type in ("Cast", "Identity"):
         node = call.b.producer(node.input[0])
     if node is None or node.op_type != "Pad":
         return False
