@@ -122,6 +122,7 @@ class Emitter:
         self.class_of: dict[int, ClassPlan] = {}
         self._indexes: dict[int, dict] = {}
         self._span_nodes: dict[int, tuple] = {}
+        self._constants: dict[int, set[int]] = {}
         self._program_names = _program_names(decls)
         self._settle(recursive(decls, groups))
 
@@ -202,6 +203,14 @@ class Emitter:
                     index.setdefault(node.span, []).append(node)
             cached = self._span_nodes[id(plan)] = (plan, index)
         return cached[1]
+
+    def constant_values(self, graph: Graph) -> set[int]:
+        """The ids of the graph's values that constant nodes make."""
+        found = self._constants.get(id(graph))
+        if found is None:
+            found = self._constants[id(graph)] = {
+                id(v) for n in graph.nodes if n.kind == "constant" for v in n.outputs}
+        return found
 
     def node_index(self, graph: Graph) -> dict:
         """(span, iteration) → the graph's nodes traced there, in order."""
@@ -1126,6 +1135,13 @@ class ClassWriter:
     def input_types(node: Node) -> dict[str, Any]:
         """The node's input types by signature name (a list for a `tensors` parameter)."""
         return by_parameter(node, [v.type for v in node.inputs])
+
+    def number_inputs(self, node: Node) -> frozenset[str]:
+        """The node's inputs (signature names) that the generated code holds as plain
+        numbers, not tensors: values of constant nodes (literals, hyperparameters, sizes)."""
+        constants = self.em.constant_values(self.graph)
+        return frozenset(name for name, v in by_parameter(node, node.inputs).items()
+                         if id(v) in constants)
 
     def variable(self, name: str) -> str:
         """A forward-body variable read."""

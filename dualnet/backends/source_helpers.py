@@ -30,7 +30,9 @@ class NodeCall:
     padding from it. `in_types`/`out_types`: TensorTypes; `in_types` may be empty for a
     one-input function lowered as a Sequential step (rows then use `out_types`). `fmt`:
     formats an attribute value (int, float, str, tuple, tagged or symbolic size) as Python
-    source.
+    source. `numbers`: the inputs whose source is a plain number, not a tensor, in the
+    generated code (a hyperparameter, a constant or a size: the value of a constant node);
+    number literals need not be listed (`is_number`).
     """
 
     inputs: dict[str, str | list[str] | None]
@@ -38,6 +40,7 @@ class NodeCall:
     in_types: dict[str, Any]
     out_types: list[Any]
     fmt: Callable[[Any], str]
+    numbers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,13 @@ def literal(src: Any) -> int | float | None:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def is_number(call: NodeCall, name: str) -> bool:
+    """Whether input `name` is a plain number in the generated code (a literal, a
+    hyperparameter, a constant or a size), which a framework function may not take where it
+    wants a tensor (`torch.log(2.0)`)."""
+    return name in call.numbers or literal(call.inputs[name]) is not None
 
 
 def atom(src: str) -> str:
@@ -145,7 +155,7 @@ def operands(call: NodeCall, op: str, tensor: TensorSource) -> tuple[str, str]:
     tensor (of its type), so that the result is one."""
     left, right = (p.name for p in REGISTRY[op].signature.params if p.is_tensor)
     a, b = call.inputs[left], call.inputs[right]
-    if literal(a) is not None and literal(b) is not None:
+    if is_number(call, left) and is_number(call, right):
         a = tensor(call, left)
     return a, b
 

@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 keras = pytest.importorskip("keras")
 
 import tensorflow as tf  # noqa: E402
+from generated_source import assert_ruff_clean  # noqa: E402
 from keras import ops  # noqa: E402
 from lowering_cases import (  # noqa: E402
     CASES,
@@ -506,9 +507,9 @@ def test_helpers_are_clean_python(tmp_path):
 
 
 def _helpers(*names: str) -> dict:
-    """A namespace with the helpers `names` and those they use."""
+    """A namespace with the runtime helpers `names` and the helpers they use."""
     ns = {"keras": keras, "ops": ops}
-    for name in helpers_needed(" ".join(names)):
+    for name in helpers_needed(" ".join(f"{n}()" for n in names)):
         exec(HELPERS[name], ns)
     return ns
 
@@ -540,7 +541,7 @@ def test_recurrent_weights_config_and_saving(tmp_path):
 
 
 def test_fully_masked_attention_has_finite_gradients():
-    ns = _helpers("_causal_mask", "_attention", "_mha")
+    ns = _helpers("_attention", "_mha")
     q, k = tf.constant(randn(1, 2, 3, 4)), tf.constant(randn(1, 2, 5, 4))
     mask = np.ones((1, 2, 3, 5), bool)
     mask[0, 1, 2] = False
@@ -572,3 +573,11 @@ def test_runtime_padding_helper_matches_same_rule():
     y = ops.convert_to_numpy(ns["_pad_same"](ops.convert_to_tensor(x), (3, 3), (2, 3)))
     np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (1, 1), (0, 1), (0, 0))))
 
+
+
+def test_runtime_helpers_are_ruff_clean_and_formatted(tmp_path):
+    """The helpers go into generated files as they are: lint clean and unchanged by
+    `ruff format` under a user's default settings."""
+    path = tmp_path / "helpers.py"
+    path.write_text("import keras\nfrom keras import ops\n\n\n" + "\n\n".join(HELPERS.values()))
+    assert_ruff_clean([path])

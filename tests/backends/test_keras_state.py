@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from safetensors.torch import save_file as save_torch_file  # noqa: E402
 
 import dualnet  # noqa: E402
+from dualnet.backends.conv_transpose import transposed_padding  # noqa: E402
 from dualnet.backends.keras.state import BIASES, SHAPES, leaves  # noqa: E402
 from dualnet.backends.keras.weights import RNNS, dilates_kernel, make_layer  # noqa: E402
 from dualnet.backends.torch.weights import save_torch  # noqa: E402
@@ -95,6 +96,12 @@ LEAVES = [
     pytest.param("ConvTranspose2d", {"x": (2, 3, 4, 4)},
                  dict(out=2, kernel=3, stride=2, dilation=2, output_padding=1),
                  id="transposed-zero-dilated"),
+    pytest.param("ConvTranspose2d", {"x": (1, 2, 4, 4)},  # 2 ≥ stride 2: rows, not taps
+                 dict(out=2, kernel=3, stride=2, dilation=3, output_padding=2),
+                 id="transposed-outpad-beyond-stride"),
+    pytest.param("ConvTranspose2d", {"x": (2, 2, 3, 4)},
+                 dict(out=3, kernel=1, dilation=3, output_padding=(2, 1), padding=(1, 0)),
+                 id="transposed-one-tap-outpad-beyond-stride"),
     pytest.param("BatchNorm", {"x": (2, 6, 5, 5)}, dict(eps=1e-3, momentum=0.3), id="batchnorm"),
     pytest.param("LayerNorm", {"x": (2, 5, 8)}, dict(axes=2), id="layernorm"),
     pytest.param("GroupNorm", {"x": (2, 6, 5, 5)}, dict(groups=3), id="groupnorm"),
@@ -126,9 +133,11 @@ def keras_leaf(op: str, cfg: dict):
 def run(op: str, layer, cfg: dict, inputs: dict) -> np.ndarray:
     """The leaf as the emitter applies it: channels-last, dualnet's pads first unless Keras's
     "same" does them (a transposed conv: PyTorch's padding cropped from its output)."""
-    if op == "ConvTranspose2d":
-        y = numpy(layer(channels_last(inputs["x"])))
-        (top, bottom), (left, right) = cfg["pads"]
+    if op == "ConvTranspose2d":  # output padding beyond the stride: zero rows appended
+        padding = transposed_padding(cfg)
+        x = np.pad(channels_last(inputs["x"]), [(0, 0), *((0, r) for r in padding.rows), (0, 0)])
+        y = numpy(layer(x))
+        (top, bottom), (left, right) = padding.crops
         return channels_last_back(y[:, top:y.shape[1] - bottom, left:y.shape[2] - right])
     if op.startswith("Conv"):
         x = channels_last(inputs["x"])
@@ -147,7 +156,7 @@ def torch_geometry_is_keras(op: str, cfg: dict) -> bool:
     no grouped transposed kernel)."""
     if not op.startswith("Conv"):
         return True
-    return not dilates_kernel(op, cfg) and not (op == "ConvTranspose2d" and cfg["groups"] > 1)
+    return not dilates_kernel(cfg) and not (op == "ConvTranspose2d" and cfg["groups"] > 1)
 
 
 @pytest.mark.parametrize("built", [False, True], ids=["unbuilt", "built"])
@@ -474,22 +483,6 @@ def test_not_a_safetensors_file(tmp_path):
     [d] = load_error(small(True), tmp_path / "w.pt").diagnostics
     assert d.code == "E-WEIGHTS" and "is not a valid safetensors file" in d.message
     assert "never pickled checkpoints" in d.notes[0]
-
-
-def test_ambiguous_transposed_kernel(tmp_path):
-    """Output padding 2 ≥ stride 2 with dilation 3 gives a 9-tap Keras kernel, which dilation
-    4 without output padding gives too: the loader does not guess."""
-    inputs = inputs_of({"x": (1, 2, 4, 4)})
-    _, params, cfg = reference("ConvTranspose2d", inputs,
-                               dict(out=2, kernel=3, stride=2, dilation=3, output_padding=2))
-    write_state(params, tmp_path / "w.safetensors")
-    layer = make_layer("ConvTranspose2d", cfg)
-    assert layer.kernel_size == (9, 9)
-    err = load_error(layer, tmp_path / "w.safetensors")
-    assert message(err) == (
-        "the kernel size (3, 3) of `weight` fits the Keras kernel size (9, 9) of "
-        f"`{layer.name}` (Conv2DTranspose) in several ways (dilation, output_padding): "
-        "[((3, 3), (2, 2)), ((3, 4), (2, 0)), ((4, 3), (0, 2)), ((4, 4), (0, 0))]")
 
 
 def test_layer_other_than_the_generated_one(tmp_path):

@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras_arrays import channels_last, channels_last_back, close, filled, reference  # noqa: E402
 
+from dualnet.backends.conv_transpose import transposed_padding  # noqa: E402
 from dualnet.backends.keras.weights import (  # noqa: E402
     dilates_kernel,
     flatten_permutation,
@@ -85,9 +86,11 @@ def test_conv_matches_reference(op, shape, config):
     x = _randn(np.random.default_rng(1), *shape)
     expected, params, cfg = reference(op, {"x": x}, config)
     xl = channels_last(x)
-    if op == "ConvTranspose2d":  # "valid", then PyTorch's padding crops the output
-        y = run_keras(op, cfg, params, xl)
-        (pt, pb), (pl, pr) = cfg["pads"]
+    if op == "ConvTranspose2d":  # "valid" (zero rows appended for an output padding beyond
+        padding = transposed_padding(cfg)  # the stride), then PyTorch's padding cropped
+        y = run_keras(op, cfg, params, np.pad(xl, [(0, 0), *((0, r) for r in padding.rows),
+                                                   (0, 0)]))
+        (pt, pb), (pl, pr) = padding.crops
         y = y[:, pt:y.shape[1] - pb, pl:y.shape[2] - pr]
     elif keras_layer(op, cfg).kwargs["padding"] == "same":  # Keras pads as dualnet
         y = run_keras(op, cfg, params, xl)
@@ -108,7 +111,7 @@ def test_conv_layer_choice():
     spec, _ = choice("Conv3d", (1, 4, 4, 4, 4), out=4, kernel=3, groups=4)
     assert spec.cls == "Conv3D" and spec.kwargs["groups"] == 4  # Keras has no DepthwiseConv3D
     spec, cfg = choice("Conv2d", (1, 3, 11, 11), out=5, kernel=3, stride=2, dilation=2)
-    assert dilates_kernel("Conv2d", cfg)
+    assert dilates_kernel(cfg)
     assert spec.kwargs["kernel_size"] == (5, 5) and spec.kwargs["dilation_rate"] == (1, 1)
     spec, _ = choice("ConvTranspose2d", (1, 2, 4, 4), out=2, kernel=3, stride=2,
                      output_padding=1)

@@ -16,6 +16,7 @@ from pathlib import PurePath
 from dualnet import __version__
 from dualnet.backends import escape
 from dualnet.backends.class_plan import ClassPlan, Unit
+from dualnet.backends.conv_transpose import transposed_padding
 from dualnet.backends.keras import lowering
 from dualnet.backends.keras.base_attrs import KERAS_BASE_ATTRS
 from dualnet.backends.keras.layout import (
@@ -433,7 +434,8 @@ class KerasClassWriter(ClassWriter):
             in_types = {k: ([_permuted(t) for t in v] if isinstance(v, list) else _permuted(v))
                         for k, v in in_types.items()}
             out_types = [_permuted(t) for t in out_types]
-        return lowering.KerasCall(codes, attrs, in_types, out_types, fmt or self.fmt_forward)
+        return lowering.KerasCall(codes, attrs, in_types, out_types, fmt or self.fmt_forward,
+                                  self.number_inputs(node))
 
     def layouts_for(self, node: Node, codes: dict, attrs: dict) -> tuple[str, dict]:
         """The layout `node` runs in, its inputs converted to it, and its attributes (axes
@@ -613,9 +615,25 @@ class KerasClassWriter(ClassWriter):
         attrs = self.common_attrs(children)
         pads = tuple(attrs["pads"])
         n = len(pads)
-        if child.op == "ConvTranspose2d":
-            crop = any(p for pair in pads for p in pair)
-            return [step, f"keras.layers.Cropping2D({self.fmt_init(pads)})"] if crop else [step]
+        if child.op == "ConvTranspose2d":  # rows for an output padding beyond the stride
+            padding = transposed_padding(attrs)
+            rows = tuple((0, r) for r in padding.rows)
+            widen = [f"keras.layers.ZeroPadding2D({self.fmt_init(rows)})"] if any(rows) else []
+            crop = any(p for pair in padding.crops for p in pair)
+            return [*widen, step, *([f"keras.layers.Cropping2D({self.fmt_init(padding.crops)})"]
+                                    if crop else [])]
+        if lowering.onednn_conv_bug(attrs, node.outputs[0].type.shape[-1]):
+            last = ((0, 0),) * (n - 1)  # one more output column, dropped again
+            return [f"keras.layers.ZeroPadding{n}D("
+                    f"{self.fmt_init((*last, (0, attrs['stride'][-1])))})",
+                    *self.padded_step(attrs, step),
+                    f"keras.layers.Cropping{n}D({self.fmt_init((*last, (0, 1)))})"]
+        return self.padded_step(attrs, step)
+
+    def padded_step(self, attrs: dict, step: str) -> list[str]:
+        """A convolution step with the padding step its call would apply in forward."""
+        pads = tuple(attrs["pads"])
+        n = len(pads)
         if keras_same(attrs) or not any(p for pair in pads for p in pair):
             return [step]
         widths = pads[0] if n == 1 else pads

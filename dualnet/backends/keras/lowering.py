@@ -21,7 +21,14 @@ The differences handled, op by op:
 - `padding="same"` is TensorFlow's rule, so Keras's own "same" is used where it pads exactly as
   the node for every input size (`weights.keras_same`); other pads become an explicit `ops.pad`
   before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose2d crops its output
-  by PyTorch's padding.
+  by PyTorch's padding; an output_padding not below the stride (Keras refuses it) comes from
+  zero rows appended to its input (`backends.conv_transpose`).
+- TensorFlow's shape inference loses sizes the IR knows after a slice of a symbolic axis, a
+  dilated convolution or run-time padding over one; `_shaped` gives them back, as the layers
+  after them build from them.
+- TensorFlow's oneDNN convolution of one input channel with a stride on the last axis and an
+  output width of 1 computes wrong numbers: such convolutions (`onednn_conv_bug`) get one
+  more output column, dropped again.
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
   Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
@@ -30,9 +37,14 @@ The differences handled, op by op:
   argmin return int32 (cast to int64); BatchNormalization's momentum is 1 - m.
 - `upsample`: nearest is `ops.repeat` (exact for every scale); bilinear is `ops.image.resize`,
   half-pixel like PyTorch's align_corners=False (TensorFlow computes it in float32, also for
-  f64 inputs).
-- `adaptive_avg_pool2d` is `ops.adaptive_average_pool` (PyTorch's windows), with the sizes that
-  may be symbolic (the input's own, or 1) as identity and mean.
+  f64 inputs), and `_upsample_bilinear` (the same interpolation written out) where a size is
+  symbolic: ops.image.resize refuses sizes unknown when the model is traced.
+- `adaptive_avg_pool2d`: per axis the identity (its own size, possibly symbolic), a mean (size
+  1), or `_adaptive_pool`, the means over PyTorch's windows (Keras's adaptive pooling needs
+  every size known when traced and fails with an output size 1 on the other axis).
+- softmax and log_softmax beyond rank 5 (TensorFlow's kernel limit) are `_softmax`: computed
+  on a matrix (the axis moved last, the others merged), then reshaped back; attention's
+  softmax goes through it too.
 - Attention masks are bool with true = may attend, as in Keras; a query that may attend no key
   gets zero weights in dualnet: `_attention` (scaled_dot_product_attention) and `_mha`
   (MultiHeadAttention: out_proj's bias, where Keras averages all keys).
@@ -53,9 +65,10 @@ The differences handled, op by op:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
+from dualnet.backends.conv_transpose import transposed_padding
 from dualnet.backends.keras.runtime import HELPERS
 from dualnet.backends.keras.weights import (
     CONVS,
@@ -76,6 +89,7 @@ from dualnet.backends.source_helpers import (
     getitem,
     helpers_used,
     is_default,
+    is_number,
     kwargs,
     last_axis,
     literal,
@@ -113,9 +127,10 @@ def _dtype(dtype: DType) -> str:
 
 
 def _tensor(call: KerasCall, name: str) -> str:
-    """Input `name` as a tensor: a number literal becomes ops.convert_to_tensor(literal, ...)."""
+    """Input `name` as a tensor: a number (a literal, a hyperparameter, a constant, a size)
+    becomes ops.convert_to_tensor(number, ...)."""
     src = call.inputs[name]
-    if literal(src) is None:
+    if not is_number(call, name):
         return src
     t = call.in_types.get(name)
     return f"ops.convert_to_tensor({src}{'' if t is None else ', dtype=' + _dtype(t.dtype)})"
@@ -130,6 +145,28 @@ def _shape(dims, fmt) -> str:
     if symbolic:
         texts[symbolic[-1]] = fmt(-1)
     return f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
+
+
+def _shaped(call: KerasCall, src: str, shape) -> str:
+    """`src`, a value of `shape`, with its known sizes given back to TensorFlow's shape
+    inference where an op loses them (`runtime._shaped`)."""
+    sizes = ", ".join(call.fmt(d) if isinstance(d, int) else "None" for d in shape)
+    return f"_shaped({src}, {sizes})"
+
+
+def _shaped_spatial(call: KerasCall, src: str) -> str:
+    """`_shaped` for the channels-last result of a spatial op."""
+    shape = call.out_types[0].shape
+    return _shaped(call, src, (shape[0], *shape[2:], shape[1]))
+
+
+def _loses_spatial_sizes(call: KerasCall) -> bool:
+    """Whether a window op whose output sizes TensorFlow's shape inference loses where an
+    input size is symbolic (the caller knows it does) has such an input and a known output
+    size."""
+    spatial = call.in_types["x"].shape[2:] if call.in_types else ()
+    return any(not isinstance(d, int) for d in spatial) and \
+        any(isinstance(d, int) for d in call.out_types[0].shape[2:])
 
 
 def _widths(pads, fmt) -> str:
@@ -211,9 +248,9 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
 
 def _where(call: KerasCall) -> str:
     a = call.inputs["a"]
-    if literal(a) is not None and literal(call.inputs["b"]) is not None:
+    if is_number(call, "a") and is_number(call, "b"):
         a = _tensor(call, "a")  # two numbers would give Keras's default float type
-    return f"ops.where({call.inputs['cond']}, {a}, {call.inputs['b']})"
+    return f"ops.where({_tensor(call, 'cond')}, {a}, {call.inputs['b']})"
 
 
 def _clamp(call: KerasCall) -> str:
@@ -251,9 +288,15 @@ def _index_reduce(fn: str) -> Callable[[KerasCall], str]:
     return lower
 
 
+_TF_MAX_RANK = 5  # TensorFlow's softmax kernel takes rank <= 5
+
+
 def _softmax(fn: str) -> Callable[[KerasCall], str]:
     def lower(call: KerasCall) -> str:
-        return f"ops.{fn}({_tensor(call, 'x')}, axis={call.fmt(last_axis(call))})"
+        x, axis = _tensor(call, "x"), call.fmt(last_axis(call))
+        if call.out_types and call.out_types[0].rank > _TF_MAX_RANK:
+            return f"_softmax({x}, {axis}{', log=True' if fn == 'log_softmax' else ''})"
+        return f"ops.{fn}({x}, axis={axis})"
 
     return lower
 
@@ -313,8 +356,10 @@ def _pad(call: KerasCall) -> str:
 def _upsample(call: KerasCall) -> str:
     x = _tensor(call, "x")
     if call.attrs["mode"] == "bilinear":
-        size = call.fmt(tuple(call.out_types[0].shape[2:]))
-        return f'ops.image.resize({x}, {size}, interpolation="bilinear")'
+        size = tuple(call.out_types[0].shape[2:])
+        if not all(isinstance(d, int) for d in size):  # traced with unknown sizes
+            return f"_upsample_bilinear({x}, {call.fmt(tuple(call.attrs['scale']))})"
+        return f'ops.image.resize({x}, {call.fmt(size)}, interpolation="bilinear")'
     for axis, s in enumerate(call.attrs["scale"], 1):
         if not is_default(s, 1):
             x = f"ops.repeat({x}, {call.fmt(s)}, axis={axis})"
@@ -322,7 +367,22 @@ def _upsample(call: KerasCall) -> str:
 
 
 def _getitem(call: KerasCall) -> str:
-    return getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
+    src = getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
+    return _shaped(call, src, call.out_types[0].shape) if _slices_to_known(call) else src
+
+
+def _slices_to_known(call: KerasCall) -> bool:
+    """Whether x[...] slices an axis of symbolic size to a known size, which TensorFlow's
+    shape inference does not know (`x[:, -2:]`, `x[:, :2]` of [B, T])."""
+    x = call.in_types.get("x")
+    if x is None or not call.out_types:
+        return False
+    kept = iter(call.out_types[0].shape)
+    for axis, item in enumerate(call.attrs["items"]):
+        if item[0] != "index" and isinstance(next(kept), int) and \
+                not isinstance(x.shape[axis], int):
+            return True
+    return False
 
 
 def _arange(call: KerasCall) -> str:
@@ -363,10 +423,11 @@ def _avg_pool(call: KerasCall) -> str:
             return f"ops.average_pool({x}, {_pool_args(call, call.fmt('same'))})"
         return (f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
                 f"{fmt(tuple(attrs['pads']))})")
-    if any(p is None for p in attrs["pads"]):
+    if any(p is None for p in attrs["pads"]):  # TensorFlow loses sizes padded at run time
         x = f"_pad_same({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])})"
-    else:
-        x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
+        y = f"ops.average_pool({x}, {_pool_args(call)})"
+        return _shaped_spatial(call, y) if _loses_spatial_sizes(call) else y
+    x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
     return f"ops.average_pool({x}, {_pool_args(call)})"
 
 
@@ -386,13 +447,20 @@ def _adaptive_kind(size, bins) -> str:
 
 
 def _adaptive_avg_pool2d(call: KerasCall) -> str:
-    size = tuple(call.attrs["size"])
+    """Per channels-last spatial axis: kept, a mean to size 1, or `_adaptive_pool` over
+    PyTorch's windows (ops.adaptive_average_pool wants every size known when traced, and
+    fails where one output size is 1)."""
+    size, fmt = tuple(call.attrs["size"]), call.fmt
     kinds = [_adaptive_kind(o, b) for o, b in zip(size, call.attrs["bins"], strict=True)]
     x = _tensor(call, "x")
-    if "pool" in kinds:
-        return f"ops.adaptive_average_pool({x}, {sizes(size, call.fmt)})"
-    axes = tuple(axis for axis, kind in enumerate(kinds, 1) if kind == "mean")
-    return f"ops.mean({x}, axis={axes_arg(axes, call.fmt)}, keepdims=True)" if axes else x
+    means = tuple(axis for axis, kind in enumerate(kinds, 1) if kind == "mean")
+    if means:
+        x = f"ops.mean({x}, axis={axes_arg(means, fmt)}, keepdims=True)"
+    for axis, (kind, o, bins) in enumerate(zip(kinds, size, call.attrs["bins"], strict=True), 1):
+        if kind == "pool":  # the input's size: its type's (maybe a hyperparameter), or the bins'
+            n = call.in_types["x"].shape[axis + 1] if call.in_types else bins[-1][1]
+            x = f"_adaptive_pool({x}, {axis}, {fmt(n)}, {fmt(o)})"
+    return x
 
 
 # ---------------------------------------------------------------- attention
@@ -507,7 +575,7 @@ def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
             scheme = "normal"
         return {"embeddings_initializer": _init_source(scheme, fans, fmt)}
     masks: tuple[str, ...] = ()
-    if op in CONVS and dilates_kernel(op, cfg):
+    if op in CONVS and dilates_kernel(cfg):
         masks = (f"kernel={fmt(tuple(cfg['kernel']))}", f"dilation={fmt(tuple(cfg['dilation']))}")
     if op == "ConvTranspose2d" and not is_default(cfg["groups"], 1):
         masks += (f"groups={fmt(cfg['groups'])}",)
@@ -554,6 +622,43 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
 def _conv_call(layer: str, call: KerasCall) -> str:
     attrs = call.attrs
     need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
+    if onednn_conv_bug(attrs, call.out_types[0].shape[-1]):  # one more column, dropped again
+        widths = ((0, 0),) * (len(attrs["kernel"]) - 1) + ((0, attrs["stride"][-1]),)
+        widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
+        y = _conv_padded(layer, replace(call, inputs={**call.inputs, "x": widened})) + \
+            "[..., :-1, :]"
+    else:
+        y = _conv_padded(layer, call)
+    # TensorFlow's dilated convolution (stride 1; else the kernel is dilated) over a symbolic
+    # size loses every spatial size
+    if max(attrs["dilation"]) > 1 and max(attrs["stride"]) == 1 and _loses_spatial_sizes(call):
+        return _shaped_spatial(call, y)
+    return y
+
+
+def onednn_conv_bug(attrs: dict, width) -> bool:
+    """Whether a convolution (`attrs`, output width `width`) may meet TensorFlow's oneDNN bug
+    (2.21): a Conv2d/3d of one input channel with a stride > 1 on the last axis and an output
+    width of 1 computes wrong numbers (tests/backends/test_upstream_bugs.py). Its input gets
+    zeros for one more output column (a stride's worth at the end of the last axis: Keras's
+    "same" pads it as before), which is dropped. A stride or width a hyperparameter sets (a
+    block's `stride`) counts as possibly meeting it; the input channels are this instance's
+    (a generic block with one input channel in some instance and not in this one is left to
+    the emitter's per-instance decisions)."""
+    return len(attrs["kernel"]) >= 2 and attrs["in_channels"] == 1 \
+        and _may(attrs["stride"][-1], lambda s: s > 1) \
+        and (not isinstance(width, int) or _may(width, lambda w: w == 1))
+
+
+def _may(size, holds: Callable[[int], bool]) -> bool:
+    """Whether `holds(size)` may be true in an instance: a size a hyperparameter sets may be
+    any."""
+    return (isinstance(size, Tagged) and not isinstance(size.expr, int)) or holds(size)
+
+
+def _conv_padded(layer: str, call: KerasCall) -> str:
+    """The convolution's call, its input padded as the layer does not."""
+    attrs = call.attrs
     x = _tensor(call, "x")
     if keras_same(attrs) or not _has_pads(attrs):
         return f"{layer}({x})"
@@ -579,8 +684,14 @@ def _crop(before, after, fmt) -> str:
 
 
 def _conv_transpose_call(layer: str, call: KerasCall) -> str:
-    y = _call_x(layer, call)
-    crops = [_crop(before, after, call.fmt) for before, after in call.attrs["pads"]]
+    """The layer's "valid" result cropped by PyTorch's padding; an output padding not below
+    the stride comes from zero rows appended to the input (`backends.conv_transpose`)."""
+    padding = transposed_padding(call.attrs)
+    x = _tensor(call, "x")
+    if any(padding.rows):
+        x = f"ops.pad({x}, {_widths(tuple((0, r) for r in padding.rows), call.fmt)})"
+    y = f"{layer}({x})"
+    crops = [_crop(before, after, call.fmt) for before, after in padding.crops]
     while crops and crops[-1] == ":":
         crops.pop()
     return f"{y}[:, {', '.join(crops)}]" if crops else y
@@ -633,7 +744,7 @@ KERAS_LAYERS: dict[str, LayerLowering] = {
     **{op: LayerLowering(_plain(op), _call_x) for op in ("Identity", "LayerNorm", "GroupNorm")},
     "Dropout": LayerLowering(_plain("Dropout"), _call_training),  # TRAINING_OPS
     "Embedding": LayerLowering(_plain("Embedding"),
-                               lambda layer, call: f"{layer}({call.inputs['ids']})"),
+                               lambda layer, call: f"{layer}({_tensor(call, 'ids')})"),
     "BatchNorm": LayerLowering(_batchnorm_construct, _call_training),  # TRAINING_OPS
     **{op: LayerLowering(_recurrent_construct(op), _recurrent_call) for op in ("LSTM", "GRU")},
     "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),

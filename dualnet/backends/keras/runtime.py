@@ -1,17 +1,30 @@
 '''Runtime helpers for generated Keras code, as source text.
 
-A few lowerings cannot be one plain Keras call: padding computed at run time, pooling, softplus
-and attention rules where Keras's behaviour differs from dualnet's, the recurrent layers
-(a stack of Keras LSTM / GRU layers returning PyTorch's states), BatchNorm's training step, and
-PyTorch's initialisers (`_TorchInit`, `_TorchKernelInit`; `_MultiHeadAttention` where one
-initializer per layer cannot say it). Each helper here is the source
-of one plain `def` or class that uses only `keras` and `ops` (`import keras`,
-`from keras import ops`), channels-last like the generated model; the emitter pastes the ones a
-generated file calls (`lowering.helpers_needed`) after its imports. Helpers may call each
-other: `helpers_needed` includes what a helper needs. This module does not import Keras.
+A few lowerings cannot be one plain Keras call: padding computed at run time, pooling
+(adaptive pooling too), softplus and attention rules where Keras's behaviour differs from
+dualnet's, sizes TensorFlow's shape inference loses, softmax beyond its rank limit, bilinear
+upsampling of sizes known at run time only, the recurrent layers (a stack of Keras LSTM / GRU
+layers returning PyTorch's states), BatchNorm's training step, and PyTorch's initialisers
+(`_TorchInit`, `_TorchKernelInit`; `_MultiHeadAttention` where one initializer per layer
+cannot say it). Each helper here is the source of one plain `def` or class that uses only
+`keras` and `ops` (`import keras`, `from keras import ops`), channels-last like the generated
+model; the emitter pastes the ones a generated file calls (`lowering.helpers_needed`) after
+its imports. Helpers may call each other: `helpers_needed` includes what a helper needs. This
+module does not import Keras.
 '''
 
 from __future__ import annotations
+
+_SHAPED = '''
+def _shaped(x, *sizes):
+    """`x` with its known `sizes` (None: only known at run time) told to TensorFlow, whose
+    shape inference loses some (a slice of an axis of unknown size, a dilated convolution or
+    padding computed at run time over one) that a layer after it builds from (a Dense its
+    input features)."""
+    shape = ops.shape(x)
+    known = tuple(shape[i] if n is None else n for i, n in enumerate(sizes))
+    return ops.reshape(x, known)
+'''
 
 _PAD_SAME = '''
 def _pad_same(x, kernel, stride):
@@ -37,12 +50,59 @@ def _avg_pool(x, kernel, stride, pads):
     return total / ops.average_pool(ops.pad(ones, width), kernel, stride)
 '''
 
+_ADAPTIVE_POOL = '''
+def _adaptive_pool(x, axis, n, size):
+    """Average pooling of axis `axis` of `x` from `n` to `size` elements over PyTorch's
+    adaptive windows: output i is the mean of inputs floor(i·n/size) to
+    ceil((i+1)·n/size) - 1."""
+    lead = (slice(None),) * axis
+    means = []
+    for i in range(size):
+        window = x[lead + (slice(i * n // size, -(-(i + 1) * n // size)),)]
+        means.append(ops.mean(window, axis=axis, keepdims=True))
+    return ops.concatenate(means, axis=axis)
+'''
+
 _SOFTPLUS = '''
 def _softplus(x, beta, threshold):
     """PyTorch's softplus: log(1 + exp(beta * x)) / beta, and x itself where
     beta * x > threshold."""
     scaled = x * beta
     return ops.where(scaled > threshold, x, ops.softplus(scaled) / beta)
+'''
+
+_UPSAMPLE_BILINEAR = '''
+def _upsample_bilinear(x, scale):
+    """Bilinear upsampling of channels-last `x` [B, H, W, C] by the integer factors `scale`,
+    as PyTorch's align_corners=False, for sizes only known at run time (ops.image.resize wants
+    them known when traced): output i of an axis of size n interpolates the inputs around
+    (i + 0.5) / s - 0.5, clamped to [0, n - 1]."""
+    for axis, s in zip((1, 2), scale, strict=True):
+        n = ops.shape(x)[axis]
+        out = ops.cast(ops.arange(n * s), x.dtype)
+        centre = ops.maximum((out + 0.5) / s - 0.5, 0.0)
+        lo = ops.cast(ops.floor(centre), "int32")
+        hi = ops.minimum(lo + 1, n - 1)
+        weight = ops.reshape(centre - ops.cast(lo, x.dtype), (-1,) + (1,) * (3 - axis))
+        below, above = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
+        x = below * (1.0 - weight) + above * weight
+    return x
+'''
+
+_SOFTMAX = '''
+def _softmax(x, axis=-1, log=False):
+    """softmax (log_softmax with `log`) of `x` along `axis`, at any rank: TensorFlow's kernel
+    takes rank <= 5, so a higher-rank x is softmaxed as a matrix, its axis moved last and the
+    other axes merged into rows, then given its shape back."""
+    fn = ops.log_softmax if log else ops.softmax
+    rank = ops.ndim(x)
+    if rank <= 5:
+        return fn(x, axis=axis)
+    last = axis % rank == rank - 1
+    moved = x if last else ops.moveaxis(x, axis, -1)
+    shape = ops.shape(moved)
+    y = ops.reshape(fn(ops.reshape(moved, (-1, shape[-1])), axis=-1), shape)
+    return y if last else ops.moveaxis(y, -1, axis)
 '''
 
 _CAUSAL_MASK = '''
@@ -63,10 +123,10 @@ def _attention(q, k, v, mask=None, causal=False):
         allowed = _causal_mask(ops.shape(q)[-2], ops.shape(k)[-2])
         mask = allowed if mask is None else ops.logical_and(mask, allowed)
     if mask is None:
-        return ops.matmul(ops.softmax(scores, axis=-1), v)
+        return ops.matmul(_softmax(scores), v)
     empty = ops.logical_not(ops.any(mask, axis=-1, keepdims=True))
     scores = ops.where(ops.logical_or(mask, empty), scores, float("-inf"))
-    weights = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
+    weights = ops.where(mask, _softmax(scores), 0.0)
     return ops.matmul(weights, v)
 '''
 
@@ -336,9 +396,13 @@ class _BatchAxis(keras.layers.Layer):
 HELPERS: dict[str, str] = {
     name: source.strip() + "\n"
     for name, source in (
+        ("_shaped", _SHAPED),
         ("_pad_same", _PAD_SAME),
         ("_avg_pool", _AVG_POOL),
+        ("_adaptive_pool", _ADAPTIVE_POOL),
         ("_softplus", _SOFTPLUS),
+        ("_softmax", _SOFTMAX),
+        ("_upsample_bilinear", _UPSAMPLE_BILINEAR),
         ("_causal_mask", _CAUSAL_MASK),
         ("_attention", _ATTENTION),
         ("_mha", _MHA),

@@ -10,8 +10,8 @@ The structure the Keras generator writes, and nothing more, is relied on:
   name does not matter).
 - A `keras.Sequential` holds its dualnet child `i` as its i-th step, not counting the
   steps the generator inserts around dualnet's: `Permute` (layout conversions), and
-  `ZeroPadding1D/2D/3D` / `Cropping2D` (a convolution's explicit padding, its call in
-  forward).
+  `ZeroPadding1D/2D/3D` / `Cropping2D/3D` (a convolution's explicit padding and cropping,
+  its call in forward).
 - Leaves with weights, by Keras class: Dense (Linear), Conv1D/2D/3D, DepthwiseConv1D/2D
   (Conv1d/2d with groups = in_channels), Conv2DTranspose (ConvTranspose2d), BatchNormalization,
   LayerNormalization, GroupNormalization, Embedding, MultiHeadAttention, and the generated RNN
@@ -22,9 +22,8 @@ The structure the Keras generator writes, and nothing more, is relied on:
 A leaf's attrs for the conversions come from its Keras config and from tensor shapes: input
 sizes from its built weights or, unbuilt, from the file. A conv's PyTorch kernel size comes from
 the file: a Keras kernel larger than it is the zero-dilated kernel of `keras.weights`, which
-gives the dilation (and a ConvTranspose2d's output padding beyond its stride; where several
-readings fit, loading fails); a ConvTranspose2d's groups come from its weight's second axis.
-Without a file (saving a model as built), both come from the generated kernel initializer
+gives the dilation; a ConvTranspose2d's groups come from its weight's second axis. Without a
+file (saving a model as built), both come from the generated kernel initializer
 (`_TorchKernelInit`), which records them to keep the zeros of such kernels.
 
 Loading is strict and all or nothing, like `load_torch`: every tensor is checked (names,
@@ -47,7 +46,6 @@ transposed kernel's groups: training in Keras changed them).
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -97,16 +95,12 @@ class Leaf:
     build: Callable[[], object] | None
 
 
-class _Ambiguous(Exception):
-    """Several dilations (and output paddings) explain a conv's Keras kernel size."""
-
-
 # ---------------------------------------------------------------- loading and saving
 
 
 def load_keras(model: keras.layers.Layer, path: PathLike) -> None:
     stored = read_tensors(path)
-    plan = [(prefix, layer, _derive(prefix, layer, _local(stored, prefix)))
+    plan = [(prefix, layer, _derive(layer, _local(stored, prefix)))
             for prefix, layer in leaves(model)]
     expected = {prefix + name: (_dtype(layer), shape)
                 for prefix, layer, leaf in plan for name, shape in leaf.shapes.items()}
@@ -163,7 +157,7 @@ def torch_named(model: keras.layers.Layer, value_of: Callable) -> dict[str, np.n
     An LSTM's one Keras bias gives bias_ih (bias_hh: zeros)."""
     out = {}
     for prefix, layer in leaves(model):
-        leaf = _derive(prefix, layer, getattr(layer, SHAPES, {}))
+        leaf = _derive(layer, getattr(layer, SHAPES, {}))
         params = from_keras(leaf.op, leaf.attrs, [value_of(v) for v in layer.weights])
         out.update({prefix + name: value for name, value in params.items()})
     return out
@@ -238,7 +232,7 @@ def _constant(value: np.ndarray):
 
 def _torch_params(prefix: str, layer) -> dict[str, np.ndarray]:
     """A built leaf's tensors in PyTorch names and layouts."""
-    leaf = _derive(prefix, layer, getattr(layer, SHAPES, {}))
+    leaf = _derive(layer, getattr(layer, SHAPES, {}))
     weights = layer.get_weights()
     params = from_keras(leaf.op, leaf.attrs, weights)
     back = to_keras(leaf.op, leaf.attrs, params)
@@ -288,7 +282,7 @@ def layers_by_path(model: keras.layers.Layer, prefix: str = "") -> Iterator[tupl
 
 # Steps of a Sequential that the generator inserts around dualnet's (not dualnet layers).
 _INSERTED_STEPS = (keras.layers.Permute, keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D,
-                   keras.layers.ZeroPadding3D, keras.layers.Cropping2D)
+                   keras.layers.ZeroPadding3D, keras.layers.Cropping2D, keras.layers.Cropping3D)
 
 
 # Inserted steps that are classes of the generated file (runtime helpers), by name.
@@ -313,16 +307,10 @@ def _deriver(layer) -> Callable[[object, dict], Leaf] | None:
     return None
 
 
-def _derive(prefix: str, layer, found: dict[str, Shape]) -> Leaf:
+def _derive(layer, found: dict[str, Shape]) -> Leaf:
     """The leaf's op, attrs and PyTorch shapes, given the file's shapes `found` under its
     prefix (or, on save, the ones recorded by the last load)."""
-    try:
-        return _deriver(layer)(layer, found)
-    except _Ambiguous as exc:
-        keras_size, size, readings = exc.args
-        raise error("E-WEIGHTS", f"the kernel size {size} of `{prefix}weight` fits the Keras "
-                    f"kernel size {keras_size} of {_where(prefix, layer)} in several ways "
-                    f"(dilation, output_padding): {readings}", None) from None
+    return _deriver(layer)(layer, found)
 
 
 def _where(prefix: str, layer) -> str:
@@ -391,7 +379,7 @@ def _conv(layer, found: dict[str, Shape]) -> Leaf:
              "stride": tuple(cfg["strides"])}
     size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else \
         drawn.get("kernel")
-    attrs.update(_geometry(op, cfg, size))
+    attrs.update(_geometry(cfg, size))
     return Leaf(op, attrs, _with_bias({"weight": (*head, *attrs["kernel"])}, cfg["use_bias"], out),
                 lambda: layer.build((None, *(None,) * n, cin)))
 
@@ -492,47 +480,27 @@ _LEAVES = (("Dense", _dense), ("Conv1D", _conv), ("Conv2D", _conv), ("Conv3D", _
 # ---------------------------------------------------------------- conv geometry
 
 
-def _geometry(op: str, cfg: dict, size: tuple[int, ...] | None) -> dict:
-    """kernel, dilation and output_padding of the conv whose PyTorch kernel size is `size` (the
-    file's; None: unknown): the Keras layer's own where the sizes agree, else the one reading as
-    a zero-dilated kernel that gives the layer's kernel size and dilation rate. No reading: its
-    own (so that the file's weight shows as mis-shaped)."""
+def _geometry(cfg: dict, size: tuple[int, ...] | None) -> dict:
+    """kernel and dilation of the conv whose PyTorch kernel size is `size` (the file's; None:
+    unknown): the Keras layer's own where the sizes agree, else the zero-dilated kernel
+    reading (one dilation per axis) that gives the layer's kernel size and dilation rate. No
+    reading: its own (so that the file's weight shows as mis-shaped)."""
     keras_size, rate = tuple(cfg["kernel_size"]), tuple(cfg["dilation_rate"])
-    pads = tuple(cfg.get("output_padding") or (0,) * len(keras_size))
-    own = {"kernel": keras_size, "dilation": rate, "output_padding": pads}
+    own = {"kernel": keras_size, "dilation": rate}
     if size is None or size == keras_size:
         return own
+    if any(k > 1 and (n - 1) % (k - 1) for n, k in zip(keras_size, size, strict=True)):
+        return own
+    dilation = tuple((n - 1) // (k - 1) if k > 1 else 1
+                     for n, k in zip(keras_size, size, strict=True))
+    reading = {"kernel": size, "dilation": dilation}
     stride = tuple(cfg["strides"])
-    axes = [_readings(*axis, op == "ConvTranspose2d")
-            for axis in zip(keras_size, size, stride, rate, pads, strict=True)]
-    fits = []
-    for reading in itertools.product(*axes):
-        geometry = {"kernel": size, "dilation": tuple(d for d, _ in reading),
-                    "output_padding": tuple(o for _, o in reading)}
-        if _keras_geometry(op, {**geometry, "stride": stride}) == (keras_size, rate):
-            fits.append(geometry)
-    if len(fits) > 1:
-        raise _Ambiguous(keras_size, size, [(g["dilation"], g["output_padding"]) for g in fits])
-    return fits[0] if fits else own
+    return reading if _keras_geometry({**reading, "stride": stride}) == (keras_size, rate) \
+        else own
 
 
-def _readings(keras_size: int, k: int, stride: int, rate: int, pad: int,
-              transposed: bool) -> list[tuple[int, int]]:
-    """(dilation, output_padding) pairs of one axis under which `k` PyTorch taps make the Keras
-    kernel size: as they are, or zero-dilated; for a transposed conv whose Keras output padding
-    is 0 there, also with an output padding ≥ stride as trailing zero taps (below the dilation,
-    as PyTorch requires)."""
-    out = {(rate, pad)} if k == keras_size else set()
-    tails = (0, *range(stride, keras_size)) if transposed and not pad else (0,)
-    for tail in tails if k > 1 else ():
-        dilation, rest = divmod(keras_size - 1 - tail, k - 1)
-        if dilation >= 1 and not rest and (tail == 0 or tail < dilation):
-            out.add((dilation, tail or pad))
-    return sorted(out)
-
-
-def _keras_geometry(op: str, attrs: dict) -> tuple[tuple, tuple]:
+def _keras_geometry(attrs: dict) -> tuple[tuple, tuple]:
     """The Keras kernel size and dilation rate of a conv with these attrs (a zero-dilated
     kernel has dilation 1: `keras.weights`)."""
-    dilation = (1,) * len(attrs["kernel"]) if dilates_kernel(op, attrs) else attrs["dilation"]
-    return keras_kernel_size(op, attrs), tuple(dilation)
+    dilation = (1,) * len(attrs["kernel"]) if dilates_kernel(attrs) else attrs["dilation"]
+    return keras_kernel_size(attrs), tuple(dilation)

@@ -47,13 +47,14 @@ Convolutions get Keras's "same" where it pads exactly as dualnet for every input
 on a symbolic size with stride > 1 — and explicit pads match it at stride 1 when symmetric
 with 2·p = dilation·(k − 1)); otherwise they are "valid" and the emitter pads the input with
 `attrs["pads"]` (channels-last order) first. Conv2DTranspose is always "valid", its output
-cropped by `attrs["pads"]` (PyTorch's padding); its output_padding is None (Keras infers the
-size) where that gives PyTorch's size. Keras refuses strides > 1 together with
-dilation_rate > 1, and an output_padding not below the stride (PyTorch allows up to the
-dilation): such layers get the kernel dilated with zeros (and, for output_padding ≥ stride,
-that many zero taps appended at its end) and dilation 1 — the same sums, since the added taps
-are exact zeros. Grouped transposed convolutions (Conv2DTranspose has no groups) get a
-block-diagonal kernel [kh, kw, out, in] with zeros outside the groups.
+cropped by PyTorch's padding; its output_padding is None (Keras infers the size) where that
+gives PyTorch's size. Keras refuses an output_padding not below the stride (PyTorch allows up to
+the dilation): on such an axis the layer has output_padding 0 and the emitter appends zero rows
+to its input and crops more (`backends.conv_transpose`). Keras refuses strides > 1 together
+with dilation_rate > 1: such layers get the kernel dilated with zeros and dilation 1 — the
+same sums, since the added taps are exact zeros. Grouped transposed convolutions
+(Conv2DTranspose has no groups) get a block-diagonal kernel [kh, kw, out, in] with zeros
+outside the groups.
 
 LSTM: Keras has one bias per gate, the sum bias_ih + bias_hh; `from_keras` cannot split it and
 returns it as bias_ih with bias_hh = 0 (the same function). GRU: Keras orders the gates z, r, h
@@ -97,25 +98,17 @@ def is_depthwise(op: str, attrs: dict) -> bool:
     return op in ("Conv1d", "Conv2d") and 1 < attrs["groups"] == attrs["in_channels"]
 
 
-def _tail(op: str, attrs: dict) -> tuple[int, ...]:
-    """Zero taps appended to a transposed kernel: the output_padding Keras refuses (≥ stride)."""
-    if op != "ConvTranspose2d":
-        return (0,) * len(attrs["kernel"])
-    return tuple(o if o >= s else 0 for o, s in zip(attrs["output_padding"], attrs["stride"],
-                                                    strict=True))
-
-
-def dilates_kernel(op: str, attrs: dict) -> bool:
+def dilates_kernel(attrs: dict) -> bool:
     """Whether the Keras kernel is the zero-dilated one (with dilation 1): Keras refuses
-    strides > 1 with dilation_rate > 1, and output_padding ≥ strides."""
-    return (max(attrs["stride"]) > 1 and max(attrs["dilation"]) > 1) or any(_tail(op, attrs))
+    strides > 1 with dilation_rate > 1."""
+    return max(attrs["stride"]) > 1 and max(attrs["dilation"]) > 1
 
 
-def keras_kernel_size(op: str, attrs: dict) -> tuple[int, ...]:
-    if not dilates_kernel(op, attrs):
+def keras_kernel_size(attrs: dict) -> tuple[int, ...]:
+    if not dilates_kernel(attrs):
         return tuple(attrs["kernel"])
-    return tuple(d * (k - 1) + 1 + t for k, d, t in zip(attrs["kernel"], attrs["dilation"],
-                                                         _tail(op, attrs), strict=True))
+    return tuple(d * (k - 1) + 1 for k, d in zip(attrs["kernel"], attrs["dilation"],
+                                                 strict=True))
 
 
 def _fixed(size) -> bool:
@@ -166,8 +159,8 @@ def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None
 
 def _conv_layer(op: str, attrs: dict) -> KerasLayer:
     n = len(attrs["kernel"])
-    kernel = keras_kernel_size(op, attrs)
-    dilation = (1,) * n if dilates_kernel(op, attrs) else tuple(attrs["dilation"])
+    kernel = keras_kernel_size(attrs)
+    dilation = (1,) * n if dilates_kernel(attrs) else tuple(attrs["dilation"])
     same = op != "ConvTranspose2d" and keras_same(attrs)
     kwargs: dict[str, Any] = {
         "kernel_size": kernel, "strides": tuple(attrs["stride"]),
@@ -249,9 +242,9 @@ def _spatial(kernel: tuple, dilation: tuple, prefix: int) -> tuple:
                                            for k, d in zip(kernel, dilation, strict=True))
 
 
-def _dilate(w: np.ndarray, op: str, attrs: dict) -> np.ndarray:
+def _dilate(w: np.ndarray, attrs: dict) -> np.ndarray:
     """PyTorch kernel [a, b, *k] → its zero-dilated form [a, b, *keras_kernel_size]."""
-    out = np.zeros(w.shape[:2] + keras_kernel_size(op, attrs), w.dtype)
+    out = np.zeros(w.shape[:2] + keras_kernel_size(attrs), w.dtype)
     out[_spatial(attrs["kernel"], attrs["dilation"], 2)] = w
     return out
 
@@ -273,8 +266,8 @@ def _diagonal_blocks(w: np.ndarray, groups: int) -> np.ndarray:
 def conv_kernel_to_keras(op: str, attrs: dict, w: np.ndarray) -> np.ndarray:
     """PyTorch conv kernel → the Keras layer's kernel."""
     n = w.ndim - 2
-    if dilates_kernel(op, attrs):
-        w = _dilate(w, op, attrs)
+    if dilates_kernel(attrs):
+        w = _dilate(w, attrs)
     spatial = tuple(range(2, n + 2))
     if op == "ConvTranspose2d":  # [in, out/g, *k] → [*k, out, in]
         return _block_diagonal(w, attrs["groups"]).transpose(*spatial, 1, 0)
@@ -293,7 +286,7 @@ def conv_kernel_from_keras(op: str, attrs: dict, kernel: np.ndarray) -> np.ndarr
         w = kernel.transpose(n, n + 1, *range(n)).reshape(-1, 1, *kernel.shape[:n])
     else:
         w = kernel.transpose(to_front)
-    if dilates_kernel(op, attrs):
+    if dilates_kernel(attrs):
         w = w[_spatial(attrs["kernel"], attrs["dilation"], 2)]
     return w
 

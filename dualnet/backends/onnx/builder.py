@@ -65,6 +65,15 @@ class GraphBuilder:
         """`node` for a node with one output: its name."""
         return self.node(op_type, inputs, 1, **attrs)[0]
 
+    def producer(self, name: str) -> NodeProto | None:
+        """The node computing value `name` (None for a graph input or an initializer)."""
+        return next((n for n in reversed(self.nodes) if name in n.output), None)
+
+    def constant_value(self, name: str) -> np.ndarray | None:
+        """The array of initializer `name` (None if it is no initializer)."""
+        found = next((t for t in self.initializers if t.name == name), None)
+        return None if found is None else numpy_helper.to_array(found)
+
     def initializer(self, name: str, array: np.ndarray) -> str:
         """An initializer named exactly `name` (a state_dict name)."""
         self.initializers.append(numpy_helper.from_array(np.asarray(array, order="C"),

@@ -15,7 +15,11 @@ NumPy reference, with ONNX operator semantics as the tie-breaker (CONVENTIONS.md
   between opsets 18 and 21.
 - `padding="same"` is TensorFlow's rule: explicit (asymmetric) pads where the IR has them,
   `auto_pad="SAME_UPPER"` (the same rule) where they depend on a symbolic size. Pooling is
-  floor mode; avg_pool's count_include_pad is explicit.
+  floor mode; avg_pool's count_include_pad is explicit. A pooling of a zero `pad`'s result
+  has auto_pad="VALID" (its own padding a Pad node): ONNX Runtime would fuse the Pad into it,
+  wrongly (`_after_zero_pad`).
+- ConvTranspose's output_padding below the stride, as ONNX Runtime wants: beyond it, zero
+  rows appended to the input and larger pads (`backends.conv_transpose`).
 - upsample is Resize: nearest with asymmetric coordinates and floor (x[i // s]); bilinear
   with half_pixel coordinates (PyTorch's align_corners=False). adaptive_avg_pool2d
   multiplies by the averaging matrix of PyTorch's bins (or takes the mean for size 1).
@@ -45,6 +49,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper
 
+from dualnet.backends.conv_transpose import transposed_padding
 from dualnet.backends.onnx.builder import GraphBuilder
 from dualnet.backends.source_helpers import register
 from dualnet.ir.types import DType
@@ -415,17 +420,27 @@ def _arange_row(call: OnnxCall) -> list[str]:
 # ---------------------------------------------------------------- pooling
 
 
-def _padded(call: OnnxCall, x: str, fill: float = 0.0) -> tuple[str, dict, str | None]:
-    """(input, window attributes, run-time pads) of a window op. Explicit pads are the
-    `pads` attribute. TensorFlow's "same" rule on symbolic sizes (None in the IR) is
+def _padded(call: OnnxCall, x: str, fill: float = 0.0,
+            pool: bool = False) -> tuple[str, dict, str | None]:
+    """(input, window attributes, pads of a Pad node it added) of a window op. Explicit pads
+    are the `pads` attribute. TensorFlow's "same" rule on symbolic sizes (None in the IR) is
     auto_pad=SAME_UPPER where ONNX Runtime pads exactly so — no dilation, no window shorter
     than its stride (it would pad negatively) — else a Pad node (filled with `fill`) with
-    pads computed at run time (also returned)."""
+    pads computed at run time. A pooling (`pool`) of a zero Pad's result is written so that
+    ONNX Runtime cannot fuse that Pad into it (`_after_zero_pad`): auto_pad="VALID", its own
+    padding a Pad node."""
     attrs = call.attrs
     window = {"kernel_shape": attrs["kernel"], "strides": attrs["stride"]}
     pads = attrs["pads"]
     if None not in pads:
-        return x, {**window, "pads": [p[0] for p in pads] + [p[1] for p in pads]}, None
+        flat = [p[0] for p in pads] + [p[1] for p in pads]
+        if not (pool and _after_zero_pad(call, x)):
+            return x, {**window, "pads": flat}, None
+        if not any(flat):
+            return x, {**window, "auto_pad": "VALID"}, None
+        added = call.b.ints([0, 0, *flat[:len(pads)], 0, 0, *flat[len(pads):]], "pads")
+        value = _const(call, fill, call.dtype, "fill") if fill else None
+        return call.one("Pad", [x, added, value]), {**window, "auto_pad": "VALID"}, added
     dilation = attrs.get("dilation", (1,) * len(pads))
     if all(d == 1 and k >= s for k, s, d in zip(attrs["kernel"], attrs["stride"], dilation,
                                                  strict=True)):
@@ -433,6 +448,22 @@ def _padded(call: OnnxCall, x: str, fill: float = 0.0) -> tuple[str, dict, str |
     runtime = _runtime_same_pads(call, dilation)
     value = _const(call, fill, call.dtype, "fill") if fill else None
     return call.one("Pad", [x, runtime, value]), window, runtime
+
+
+def _after_zero_pad(call: OnnxCall, x: str) -> bool:
+    """Whether `x` is computed by a Pad with the value 0 (through Casts, and Identities that
+    ONNX Runtime may remove first). ONNX Runtime (1.31) fuses such a Pad into a following
+    MaxPool or AveragePool with explicit pads, adding its pads to the pool's: a MaxPool then
+    pads with -inf where zeros were asked for (wrong numbers), and an AveragePool whose pads
+    reach its kernel fails to load (tests/backends/test_upstream_bugs.py shows both)."""
+    node = call.b.producer(x)
+    while node is not None and node.op_type in ("Cast", "Identity"):
+        node = call.b.producer(node.input[0])
+    if node is None or node.op_type != "Pad":
+        return False
+    value = call.b.constant_value(node.input[2]) if len(node.input) > 2 and node.input[2] \
+        else np.zeros(())
+    return value is None or not value.any()
 
 
 def _runtime_same_pads(call: OnnxCall, dilation) -> str:
@@ -458,7 +489,7 @@ def _runtime_same_pads(call: OnnxCall, dilation) -> str:
 
 
 def _max_pool(call: OnnxCall) -> list[str]:
-    x, window, _ = _padded(call, call.inputs["x"], -np.inf)
+    x, window, _ = _padded(call, call.inputs["x"], -np.inf, pool=True)
     return [call.one("MaxPool", [x], **window)]
 
 
@@ -470,13 +501,13 @@ def _avg_pool_nodes(call: OnnxCall, x: str, dtype: DType) -> str:
     """AveragePool; where a Pad node pads and padding is not counted, the mean of the padded
     input divided by the pooled share of real elements."""
     include = call.attrs["count_include_pad"]
-    padded, window, runtime = _padded(call, x)
+    padded, window, added = _padded(call, x, pool=True)
     mean = call.one("AveragePool", [padded], count_include_pad=int(include), **window)
-    if runtime is None or include:
+    if added is None or include:
         return mean
     one = helper.make_tensor("one", ONNX_TYPES[dtype], [1], [1])
     ones = call.one("ConstantOfShape", [call.one("Shape", [x])], value=one)
-    share = call.one("AveragePool", [call.one("Pad", [ones, runtime])], **window)
+    share = call.one("AveragePool", [call.one("Pad", [ones, added])], **window)
     return call.one("Div", [mean, share])
 
 
@@ -577,17 +608,28 @@ def _linear(call: OnnxCall) -> list[str]:
     return [_dense(call, x, _transposed(call, weight), bias)]
 
 
-def _conv(call: OnnxCall, op_type: str = "Conv") -> list[str]:
+def _conv(call: OnnxCall) -> list[str]:
     attrs = call.attrs
     x, window, _ = _padded(call, call.inputs["x"])
     inputs = [x, call.params["weight"], call.params.get("bias")]
-    extra = {"output_padding": attrs["output_padding"]} if op_type == "ConvTranspose" else {}
-    return [call.one(op_type, inputs, dilations=attrs["dilation"], group=attrs["groups"],
-                     **window, **extra)]
+    return [call.one("Conv", inputs, dilations=attrs["dilation"], group=attrs["groups"],
+                     **window)]
 
 
 def _conv_transpose(call: OnnxCall) -> list[str]:
-    return _conv(call, "ConvTranspose")
+    """ConvTranspose, its pads PyTorch's padding; an output padding not below the stride
+    (ONNX Runtime refuses it) comes from zero rows appended to the input
+    (`backends.conv_transpose`)."""
+    attrs, padding = call.attrs, transposed_padding(call.attrs)
+    x = call.inputs["x"]
+    if any(padding.rows):
+        x = call.one("Pad", [x, call.b.ints([0] * 4 + [0, 0, *padding.rows], "pads")])
+    pads = [before for before, _ in padding.crops] + [after for _, after in padding.crops]
+    inputs = [x, call.params["weight"], call.params.get("bias")]
+    return [call.one("ConvTranspose", inputs, dilations=attrs["dilation"],
+                     group=attrs["groups"], kernel_shape=attrs["kernel"],
+                     strides=attrs["stride"], pads=pads,
+                     output_padding=list(padding.output_padding))]
 
 
 def _embedding(call: OnnxCall) -> list[str]:

@@ -189,7 +189,8 @@ class TorchClassWriter(ClassWriter):
 
     def torch_call(self, node: Node, codes: dict, attrs: dict) -> lowering.TorchCall:
         return lowering.TorchCall(codes, attrs, self.input_types(node),
-                                  [v.type for v in node.outputs], self.fmt_forward)
+                                  [v.type for v in node.outputs], self.fmt_forward,
+                                  self.number_inputs(node))
 
     def lower(self, node: Node, codes: dict, attrs: dict | None = None) -> str:
         attrs = dict(node.attrs) if attrs is None else attrs

@@ -49,9 +49,9 @@ from dualnet.backends.source_helpers import (
     getitem,
     helpers_used,
     is_default,
+    is_number,
     kwargs,
     last_axis,
-    literal,
     need,
     operands,
     pad_value,
@@ -82,9 +82,10 @@ class TorchCall(NodeCall):
 
 
 def _tensor(call: TorchCall, name: str) -> str:
-    """Input `name` as a tensor: a number literal becomes torch.tensor(literal, dtype=...)."""
+    """Input `name` as a tensor: a number (a literal, a hyperparameter, a constant) becomes
+    torch.tensor(number, dtype=...)."""
     src = call.inputs[name]
-    if literal(src) is None:
+    if not is_number(call, name):
         return src
     args = [src]
     t = call.in_types.get(name)
@@ -167,9 +168,9 @@ def _neg(call: TorchCall) -> str:
 
 def _where(call: TorchCall) -> str:
     a = call.inputs["a"]
-    if literal(a) is not None and literal(call.inputs["b"]) is not None:
+    if is_number(call, "a") and is_number(call, "b"):
         a = _tensor(call, "a")  # two numbers would give torch's default dtype
-    return f"torch.where({call.inputs['cond']}, {a}, {call.inputs['b']})"
+    return f"torch.where({_tensor(call, 'cond')}, {a}, {call.inputs['b']})"
 
 
 def _clamp(call: TorchCall) -> str:
@@ -536,7 +537,7 @@ TORCH_LAYERS: dict[str, LayerLowering] = {
     "Linear": LayerLowering(_with_init(_linear_construct), _call_x),
     "Embedding": LayerLowering(
         _with_init(lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})"),
-        lambda module, call: f"{module}({call.inputs['ids']})"),
+        lambda module, call: f"{module}({_tensor(call, 'ids')})"),
     "Dropout": LayerLowering(lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x),
     "Identity": LayerLowering(lambda cfg, fmt: "nn.Identity()", _call_x),
     "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),

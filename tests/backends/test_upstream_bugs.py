@@ -1,0 +1,80 @@
+"""Bugs of the frameworks that dualnet's generated code works around, each shown on the
+framework alone. A test here fails once its bug is fixed upstream: then the workaround it
+names can go (and this test with it)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# ---------------------------------------------------------------- ONNX Runtime
+
+
+def _pad_then(pool: str, width: int, **attrs) -> bytes:
+    """A model: x [1, 1, 3, 3] zero-padded by `width` on H and W, then `pool` with `attrs`."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.array([0, 0, width, width] * 2, np.int64), "pads"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    nodes = [helper.make_node("Pad", ["x", "pads", "zero"], ["padded"]),
+             helper.make_node(pool, ["padded"], ["y"], **attrs)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    return model.SerializeToString()
+
+
+def _session(model: bytes, optimized: bool) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+X = -np.arange(1.0, 10.0, dtype=np.float32).reshape(1, 1, 3, 3)  # all negative
+
+
+def test_onnx_runtime_fuses_a_zero_pad_into_a_max_pool_as_minus_infinity():
+    """ONNX Runtime's Pad fusion adds a zero Pad's pads to the next MaxPool's, which pads
+    with -inf: windows over the padding give the largest input, not 0. Workaround:
+    `_after_zero_pad` in backends/onnx/lowering.py."""
+    model = _pad_then("MaxPool", 1, kernel_shape=[2, 2], pads=[0, 0, 0, 0])
+    plain = _session(model, optimized=False).run(None, {"x": X})[0]
+    fused = _session(model, optimized=True).run(None, {"x": X})[0]
+    assert plain[0, 0, 0, 0] == 0.0  # the window holds padding zeros and X[0, 0]
+    assert fused[0, 0, 0, 0] == X[0, 0, 0, 0]
+
+
+def test_onnx_runtime_fuses_a_zero_pad_into_an_average_pool_it_then_refuses():
+    """The fusion gives an AveragePool pads not smaller than its kernel, which ONNX Runtime
+    refuses to load; the graph itself is valid. Workaround: `_after_zero_pad` in
+    backends/onnx/lowering.py."""
+    model = _pad_then("AveragePool", 2, kernel_shape=[1, 1], pads=[0, 0, 0, 0])
+    assert _session(model, optimized=False).run(None, {"x": X})[0].shape == (1, 1, 7, 7)
+    with pytest.raises(Exception, match="Pad should be smaller than kernel"):
+        _session(model, optimized=True)
+
+
+# ---------------------------------------------------------------- TensorFlow
+
+
+def test_tensorflow_onednn_conv_of_one_channel_with_output_width_one():
+    """TensorFlow's oneDNN Conv2D of one input channel with a stride > 1 on the last axis and
+    an output width of 1 (batch and height 2) returns wrong numbers; without oneDNN
+    (TF_ENABLE_ONEDNN_OPTS=0) they are right. Workaround: `onednn_conv_bug` in
+    backends/keras/lowering.py."""
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2, 2, 1)).astype(np.float32)  # [B, H, W, C]
+    w = rng.standard_normal((1, 2, 1, 3)).astype(np.float32)  # [kh, kw, in, out]
+    y = tf.nn.conv2d(x, w, strides=[1, 1, 3, 1], padding="VALID").numpy()
+    expected = np.einsum("bhwc,wco->bho", x.astype(np.float64), w[0].astype(np.float64))
+    wrong = not np.allclose(y[:, :, 0, :], expected, atol=1e-5)
+    assert wrong == _pywrap_util_port.IsMklEnabled()  # oneDNN on: the default on x86 Linux
