@@ -138,7 +138,7 @@ def held_shapes(model: keras.layers.Layer, expected: dict[str, Shape]) -> dict[s
     E-WEIGHTS error."""
     out = {}
     for prefix, layer in leaves(model):
-        leaf = _derive(prefix, layer, _local_shapes(expected, prefix))
+        leaf = _derive(layer, _local_shapes(expected, prefix))
         out.update({prefix + name: shape for name, shape in leaf.shapes.items()})
         if all(None not in shape for shape in leaf.shapes.values()):
             zeros = {name: np.zeros(shape, "float32") for name, shape in leaf.shapes.items()}

@@ -16,6 +16,7 @@ from dualnet.backends.python_class import (
     Emitter,
     Unsupported,
     fmt_literal,
+    literal_source,
 )
 from dualnet.backends.source_code import global_names
 from dualnet.backends.syntax_tree import last_reads, reads
@@ -123,12 +124,20 @@ class TorchClassWriter(ClassWriter):
         return attrs
 
     def sequential_expr(self, e: ast.Call, built: list, env: dict[str, str]) -> str:
+        seq = built[0]
         if e.args and isinstance(e.args[0], ast.Generator):
+            gen = e.args[0]
             steps = self.generator_steps(e, built, env)
-            if isinstance(steps, list):
-                return f"nn.Sequential({', '.join(steps)})"
-            inner, var, iterable = steps
-            return f"nn.Sequential(*({inner} for {var} in {iterable}))"
+            padded = [i for i in range(len(seq.children)) if self.step_padding(seq, i)]
+            if isinstance(steps, tuple) and not padded:
+                inner, var, iterable = steps
+                return f"nn.Sequential(*({inner} for {var} in {iterable}))"
+            if isinstance(steps, tuple):  # each step written out, to pad its input
+                steps = [self.child_expr(seq.children[str(i)], gen.element,
+                                         {**env, gen.var: literal_source(item)})
+                         for i, item in enumerate(seq.items)]
+            steps = [self.padded_step(seq, i, step) for i, step in enumerate(steps)]
+            return f"nn.Sequential({', '.join(steps)})"
         items = []
         for index, arg in enumerate(e.args):
             children = [seq.children[str(index)] for seq in built]
@@ -138,8 +147,26 @@ class TorchClassWriter(ClassWriter):
                     and children[0].op in _NN_INPLACE:
                 items.append(self.function_module(children[0], inplace=True))
             else:
-                items.append(self.layer_expr(arg, children, env))
+                items.append(self.padded_step(seq, index, self.layer_expr(arg, children, env)))
         return f"nn.Sequential({', '.join(items)})"
+
+    def step_padding(self, seq: ModelInstance, index: int) -> str | None:
+        """How a convolution step of a Sequential pads its input (`lambda x: ...`) where
+        nn.Conv's `padding=` cannot; None for any other step."""
+        child = seq.children[str(index)]
+        if not seq.graphs or not isinstance(child, LayerInstance) or \
+                child.op not in ("Conv1d", "Conv2d", "Conv3d"):
+            return None
+        node = seq.graphs[0].nodes[index]
+        call = lowering.TorchCall({"x": "x"}, {**child.attrs, **node.attrs},
+                                  self.input_types(node), [v.type for v in node.outputs],
+                                  self.fmt_init)
+        x = lowering.conv_input(call)
+        return None if x == "x" else f"lambda x: {x}"
+
+    def padded_step(self, seq: ModelInstance, index: int, code: str) -> str:
+        pad = self.step_padding(seq, index)
+        return code if pad is None else f"_pad_first({code}, {pad})"
 
     def function_module(self, layer: LayerInstance, inplace: bool = False) -> str:
         """A parameterless function as an nn.Sequential step: a torch.nn module when one has

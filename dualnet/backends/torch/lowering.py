@@ -426,18 +426,24 @@ def _conv_construct(n: int) -> Callable[[dict, Callable], str]:
     return construct
 
 
-def _conv_call(module: str, call: TorchCall) -> str:
+def conv_input(call: TorchCall) -> str:
+    """A convolution's input as its call passes it: padded first where the padding is not
+    nn.Conv's own `padding=` (asymmetric, or "same" over a symbolic size)."""
     attrs, fmt = call.attrs, call.fmt
     need(attrs, "pads", "a convolution call (TorchCall.attrs = {**layer.attrs, **node.attrs})")
     kind, value = _conv_padding(attrs)
     x = _tensor(call, "x")
     if kind == "pad":
-        x = f"F.pad({x}, {fmt(value)})"
-    elif kind == "runtime":
+        return f"F.pad({x}, {fmt(value)})"
+    if kind == "runtime":
         dilation = attrs["dilation"]
         extra = "" if all(d == 1 for d in dilation) else f", {fmt(dilation)}"
-        x = f"_pad_same({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}{extra})"
-    return f"{module}({x})"
+        return f"_pad_same({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}{extra})"
+    return x
+
+
+def _conv_call(module: str, call: TorchCall) -> str:
+    return f"{module}({conv_input(call)})"
 
 
 def _conv_transpose_construct(cfg: dict, fmt) -> str:

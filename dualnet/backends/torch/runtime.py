@@ -128,6 +128,17 @@ def _unpack_lstm(result):
     return y, h, c
 '''
 
+_PAD_FIRST = '''
+def _pad_first(module, pad):
+    """`module` (a convolution, a step of an nn.Sequential) with its input padded by `pad`
+    first, where nn.Conv's own `padding=` cannot say the padding; its parameters keep their
+    names."""
+    forward = module.forward
+    module.forward = lambda x: forward(pad(x))
+    return module
+'''
+
+
 _STATE_NAMES = '''
 def _state_names(module, names):
     """Gives children held under another attribute (`names`: attribute → .dnet name, for a
@@ -184,6 +195,7 @@ HELPERS: dict[str, str] = {
         ("_skip_num_batches_tracked", _SKIP_NUM_BATCHES_TRACKED),
         ("_unpack_lstm", _UNPACK_LSTM),
         ("_state_names", _STATE_NAMES),
+        ("_pad_first", _PAD_FIRST),
         ("_init", _INIT),
     )
 }
