@@ -140,5 +140,6 @@ FILE_NAMES = [
     "unicode-modèle-模型-\u2028-\u202e.dnet",
     "# comment.dnet",
     "spaces and (brackets) [x].dnet",
+    "F.pad(torch.x).dnet",  # a docstring that mentions `F.` and `torch.` imports nothing
     "a" * 200 + ".dnet",
 ]

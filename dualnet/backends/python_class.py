@@ -170,7 +170,8 @@ class Emitter:
     def _name_classes(self) -> None:
         """Class names: a definition's name for its first class, `Name2`, ... for others;
         never a name the program uses for anything else, nor a module-level name."""
-        ns = Namespace(self.module_names | self._program_names)
+        ns = Namespace(self.module_names | self._program_names | self.init_reserved
+                       | self.forward_reserved)  # a class is named in a constructor's scope
         first: dict[int, ClassPlan] = {}
         for plan in self.plans:
             first.setdefault(id(plan.decl), plan)
@@ -787,8 +788,8 @@ class ClassWriter:
         try:
             texts = [self.element(gen.element, [child, *children[:k], *children[k + 1:], *rest],
                                   inner, columns) for k, child in enumerate(children)]
-            if len(set(texts)) <= 1:
-                return texts[0] if texts else "", var, self.const_expr(gen.iterable, env)
+            if len(set(texts)) == 1:
+                return texts[0], var, self.const_expr(gen.iterable, env)
         except Unroll:
             pass
         return [self.child_expr(child, gen.element, {**env, gen.var: literal_source(item)})

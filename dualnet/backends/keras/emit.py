@@ -536,6 +536,10 @@ class KerasClassWriter(ClassWriter):
         (layout conversions, a convolution's explicit padding). A generator stays one
         expression where every step is written alike and nothing goes between them."""
         seq = built[0]
+        if not seq.children:  # Keras cannot build a Sequential without steps
+            for inst in built:
+                self.em.layouts[id(inst)] = ((CF,), (CF,))
+            return "keras.layers.Identity()"
         generated = bool(e.args) and isinstance(e.args[0], ast.Generator)
         steps = self.generator_steps(e, built, env) if generated else None
         if not seq.graphs:  # only iterated (`for layer in seq`): each step is called alone

@@ -149,7 +149,7 @@ def _state_names(module, names):
         items = list(state_dict.items())
         state_dict.clear()
         for key, value in items:
-            for a, b in zip(old, new):
+            for a, b in zip(old, new, strict=True):
                 if key.startswith(prefix + a + "."):
                     key = prefix + b + key[len(prefix + a):]
                     break
