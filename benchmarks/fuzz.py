@@ -10,7 +10,9 @@ found, not shrunk) through PyTorch, Keras and ONNX Runtime on the same inputs an
 weights, and compares every output of every backend pair (`dualnet.parity`, tolerance
 1e-4 relative). A program that fails `check`, raises in a backend, or disagrees is a
 failure: it is written to DIR (default $TMPDIR/dualnet-fuzz, created on the first failure) with
-the sizes and the finding in comments, ready for tests/fuzz_regressions/.
+the sizes and the finding in comments, ready for tests/fuzz_regressions/ (a program with an
+imported file as a directory holding fuzz.dnet and blocks.dnet). Training-mode programs
+also run one step of Keras's `train_on_batch` against PyTorch (`dualnet/fuzzing/fit.py`).
 
 Prints progress every K programs, then the registry ops the programs used (programs, uses)
 and a table: programs run, time per program, the worst relative error per backend pair,
@@ -86,9 +88,8 @@ class Tally:
 
     def write(self, case: fuzzing.Case, finding: str) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / f"fuzz_s{self.seed}_{self.programs}.dnet"
-        path.write_text(fuzzing.case_text(case, f"found by benchmarks/fuzz.py --seed "
-                                          f"{self.seed}:\n{finding}"))
+        path = fuzzing.write_case(case, f"found by benchmarks/fuzz.py --seed {self.seed}:\n"
+                                  f"{finding}", self.out / f"fuzz_s{self.seed}_{self.programs}")
         self.failures.append((str(path), finding.splitlines()[0]))
         print(f"FAILURE {path}: {finding.splitlines()[0]}", flush=True)
 
