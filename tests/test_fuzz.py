@@ -10,10 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from dualnet import fuzzing, parity
-from dualnet.ir.dims import substitute
+from dualnet.diagnostics import DualnetError
+from dualnet.fuzzing import bugs
+from dualnet.ir.dims import Dim, substitute
 
 HERE = Path(__file__).parent / "fuzz_regressions"
 REGRESSIONS = sorted([*HERE.glob("*.dnet"), *(p for p in HERE.iterdir() if p.is_dir())])
@@ -82,21 +84,161 @@ LANGUAGE = {
 }
 
 
+def nodes(instance, graph):
+    """(node, its instance) of a checked graph, callees included."""
+    for node in graph.nodes:
+        yield node, instance
+        if node.kind == "call":
+            yield from nodes(instance.child(node.target), node.callee)
+
+
+def symbolic(shape) -> bool:
+    return any(isinstance(d, Dim) for d in shape)
+
+
+def attrs(node, instance) -> dict:
+    return instance.child(node.target).attrs if node.kind == "layer" else node.attrs
+
+
+def pooled_padding(node, instance, made, text) -> bool:
+    return node.op.endswith(("_pool1d", "_pool2d")) and made.get(id(node.inputs[0])) == "pad"
+
+
+def unbounded_slice(node) -> bool:
+    """An index on a symbolic axis, other than x[i] and x[i:] with i >= 0, that only
+    `x[...]` writes (`concat`'s leading slices x[:m] are no such index)."""
+    for item, d in zip(node.attrs["items"], node.inputs[0].type.shape, strict=False):
+        if not isinstance(d, Dim):
+            continue
+        kind, start, *rest = item
+        if kind == "index" and isinstance(start, int) and start < 0:
+            return True
+        if kind == "slice" and (
+            not isinstance(start, int)
+            or start < 0
+            or isinstance(rest[0], Dim)
+            and rest[0] != d
+            or isinstance(rest[0], int)
+            and start > 0
+        ):
+            return True
+    return False
+
+
+# What each KNOWN_BUGS entry steers around, as a test on a node of the checked graph:
+# (node, its instance, the op that made each value by id, the program's text).
+AVOIDED = {
+    "keras-linear-rank1": lambda n, i, m, t: n.op == "Linear" and n.inputs[0].type.rank == 1,
+    "keras-bilinear-symbolic": lambda n, i, m, t: (
+        n.op == "upsample"
+        and n.attrs["mode"] == "bilinear"
+        and symbolic(n.inputs[0].type.shape[2:])
+    ),
+    "keras-submodel-sizes": lambda n, i, m, t: (
+        n.kind == "call"
+        and n.op != "Sequential"
+        and any(isinstance(d, Dim) and d.symbol is None for d in n.inputs[0].type.shape)
+    ),
+    "keras-softmax-rank6": lambda n, i, m, t: (
+        n.op in ("softmax", "log_softmax", "scaled_dot_product_attention")
+        and n.inputs[0].type.rank > 5
+    ),
+    "keras-dense-static": lambda n, i, m, t: (
+        (
+            n.op.startswith("Conv")
+            and n.op[4:6] in ("1d", "2d", "3d")
+            and any(d > 1 for d in attrs(n, i)["dilation"])
+            and symbolic(n.inputs[0].type.shape[2:])
+        )
+        or (n.op == "getitem" and unbounded_slice(n))
+    ),
+    "ort-pad-fusion": pooled_padding,
+    "convt-output-padding": lambda n, i, m, t: (
+        n.op == "ConvTranspose2d"
+        and any(
+            o >= s
+            for o, s in zip(attrs(n, i)["output_padding"], attrs(n, i)["stride"], strict=True)
+        )
+    ),
+    "keras-sequential-layout": lambda n, i, m, t: (
+        n.op == "Sequential"
+        and n.inputs[0].type.rank >= 3
+        and re.search(
+            rf"(?m)^\s*{n.target} = Sequential\((\w+\.)?\w*Block\d+\(.* for i in range", t
+        )
+    ),
+    "keras-adaptive-pool": lambda n, i, m, t: (
+        n.op == "adaptive_avg_pool2d"
+        and any(
+            o == 1 and d != 1
+            for o, d in zip(n.attrs["size"], n.inputs[0].type.shape[2:], strict=True)
+        )
+    ),
+    "tf-onednn-conv": lambda n, i, m, t: (
+        n.op in ("Conv2d", "Conv3d")
+        and attrs(n, i)["in_channels"] == 1
+        and attrs(n, i)["stride"][-1] > 1
+    ),
+}
+
+
+def avoided(summary, text: str) -> set[str]:
+    """The KNOWN_BUGS constructs a checked program (of source `text`) uses."""
+    made, found = {}, set()
+    for node, instance in nodes(summary.instance, summary.graph):
+        found |= {bug for bug, test in AVOIDED.items() if test(node, instance, made, text)}
+        made.update({id(v): node.op for v in node.outputs})
+    return found
+
+
 def test_generated_programs_check_to_the_shapes_the_generator_expects_and_cover_the_language():
+    """Each program checks to the shapes the generator tracked, steers around every
+    construct KNOWN_BUGS lists, and the programs together show every construct of the
+    language."""
     seen: Counter = Counter()
 
     @settings(FIXED, max_examples=500)
     @given(fuzzing.programs())
     def one(case):
         with fuzzing.loaded(case) as program:  # a DualnetError here is a generator bug
-            outputs = program.check().graph.outputs
-        shapes = [tuple(substitute(d, case.dims) for d in v.type.shape) for v in outputs]
+            summary = program.check()
+        shapes = [
+            tuple(substitute(d, case.dims) for d in v.type.shape) for v in summary.graph.outputs
+        ]
         assert shapes == list(case.shapes)
         text = "\n".join([case.source, *(t for _, t in case.files)])
+        assert not avoided(summary, text) & fuzzing.KNOWN_BUGS.keys()
         seen.update(k for k, pattern in LANGUAGE.items() if re.search(pattern, text))
 
     one()
     assert not LANGUAGE.keys() - seen.keys(), sorted(LANGUAGE.keys() - seen.keys())
+
+
+def test_every_known_bug_has_a_test_for_what_it_avoids():
+    assert fuzzing.KNOWN_BUGS.keys() <= AVOIDED.keys()
+
+
+def test_each_avoided_construct_comes_back_once_its_known_bug_is_removed(monkeypatch):
+    """With KNOWN_BUGS empty (as once every one is fixed) the generator writes each
+    construct it steers around today: op programs and sub-model programs, seeded (the
+    rarest shows three times in these)."""
+    monkeypatch.setattr(bugs, "KNOWN_BUGS", {})
+    seen: set[str] = set()
+    for constructs, examples in (({"ops"}, 1000), ({"ops", "templates", "sequential"}, 300)):
+
+        @seed(1)
+        @settings(FIXED, derandomize=False, max_examples=examples, phases=[Phase.generate])
+        @given(fuzzing.programs(constructs=constructs))
+        def one(case):
+            with fuzzing.loaded(case) as program:
+                try:
+                    summary = program.check()
+                except DualnetError:  # a finding of its own, reported by the check test
+                    return
+            seen.update(avoided(summary, "\n".join([case.source, *(t for _, t in case.files)])))
+
+        one()
+    assert not AVOIDED.keys() - seen, sorted(AVOIDED.keys() - seen)
 
 
 SOURCE = """\

@@ -397,7 +397,8 @@ def conditional_layer(b: Builder) -> None:
     c, n = b.decl(x.shape[1]), x.rank - 2
     if kind == "shortcut":
         out = num(b, range(1, 13), "decl")
-        s = num(b, (1, 2), "decl")
+        one_channel = avoid("tf-onednn-conv") and x.rank >= 4 and b.size(x.shape[1]) == 1
+        s = num(b, (1,) if one_channel else (1, 2), "decl")
         layer = (
             f"{render(f'Conv{n}d', out, 1, stride=s)} if {dim_text(s)} != 1 or "
             f"{dim_text(c)} != {dim_text(out)} else Identity()"

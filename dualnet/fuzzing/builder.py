@@ -179,7 +179,7 @@ def dim_text(d) -> str:
     if isinstance(d, int):
         return str(d)
     text = str(d)
-    return ("0 " + text if text.startswith("-") else text).replace("(-", "(0 - ")
+    return ("0 - " + text[1:] if text.startswith("-") else text).replace("(-", "(0 - ")
 
 
 def literal(v) -> str:

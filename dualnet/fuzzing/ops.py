@@ -286,7 +286,7 @@ def per_axis(values):
 
 
 @family(
-    lambda b, x: layer_ok(b, x) and x.rank == 4 and b.known(x.shape[1]) and small(b, x), weight=2
+    lambda b, x: layer_ok(b, x) and x.rank == 4 and b.known(x.shape[1]) and small(b, x), weight=3
 )
 def conv_transpose(b: Builder) -> None:
     """ConvTranspose2d: kernel, stride, dilation, padding, output_padding, groups."""
@@ -460,8 +460,8 @@ def unsqueeze(b: Builder) -> None:
 
 @family(lambda b, x: x.rank >= 1 and small(b, x))
 def pad(b: Builder) -> None:
-    """Constant padding of the last 1-3 axes; each pad may be a hyperparameter (zero in
-    some instances)."""
+    """Constant padding of the last 1-3 axes, sometimes then pooled; each pad may be a
+    hyperparameter (zero in some instances)."""
     x = b.x
     pairs = [(num(b, range(0, 3)), num(b, range(0, 3))) for _ in range(b.int(1, min(3, x.rank)))]
     shape = x.shape[: x.rank - len(pairs)] + tuple(
@@ -470,6 +470,8 @@ def pad(b: Builder) -> None:
     flat = ", ".join(dim_text(v) for pair_ in pairs for v in pair_)
     value = [f"value={tune(b, 'float', [1.5, -2.0]).text}"] if b.flag() else []
     b.step(b.call("pad", x.name, f"[{flat}]", *value), shape, "pad")
+    if 3 <= x.rank <= 4 and not avoid("ort-pad-fusion") and b.flag():
+        pool(b)  # explicit padding, then pooling
 
 
 @family(lambda b, x: 3 <= x.rank <= 5 and small(b, x))
@@ -480,9 +482,8 @@ def upsample(b: Builder) -> None:
     bilinear = x.rank == 4 and not (
         avoid("keras-bilinear-symbolic") and not all(b.known(d) for d in x.shape[2:])
     )
-    mode = (
-        [f"mode={tune(b, 'str', ['nearest', 'bilinear'][: 1 + bilinear]).text}"] if b.flag() else []
-    )
+    chosen = b.pick([None, "nearest", *["bilinear"] * 3 * bilinear])
+    mode = [f"mode={tune(b, 'str', [chosen]).text}"] if chosen else []
     b.step(
         b.call("upsample", x.name, scale, *mode),
         (*x.shape[:2], *(d * si for d, si in zip(x.shape[2:], s, strict=True))),
