@@ -2,7 +2,7 @@
 """Differential fuzzing of the three backends (issue 6).
 
     python benchmarks/fuzz.py --examples N [--seed S] [--out DIR] [--every K]
-                              [--shrink [--match TEXT]]
+                              [--constructs LIST] [--shrink [--match TEXT]]
 
 Runs N random valid .dnet programs from `dualnet.fuzzing.programs()` (hypothesis with
 max_examples=N, seeded by S, no example database, generation only: a failure is kept as
@@ -10,11 +10,16 @@ found, not shrunk) through PyTorch, Keras and ONNX Runtime on the same inputs an
 weights, and compares every output of every backend pair (`dualnet.parity`, tolerance
 1e-4 relative). A program that fails `check`, raises in a backend, or disagrees is a
 failure: it is written to DIR (default $TMPDIR/dualnet-fuzz, created on the first failure) with
-the sizes and the finding in comments, ready for tests/fuzz_regressions/.
+the sizes and the finding in comments, ready for tests/fuzz_regressions/ (a program with an
+imported file as a directory holding fuzz.dnet and blocks.dnet). Training-mode programs
+also run one step of Keras's `train_on_batch` against PyTorch (`dualnet/fuzzing/fit.py`).
 
 Prints progress every K programs, then the registry ops the programs used (programs, uses)
 and a table: programs run, time per program, the worst relative error per backend pair,
 and each failure. Exits 1 on any failure.
+
+--constructs limits the programs to some of the language's constructs (comma-separated,
+`ops` always included; default all: dualnet.fuzzing.CONSTRUCTS).
 
 With --shrink the run stops at the first failure (whose finding contains TEXT, with
 --match) and hypothesis shrinks it: only the smallest failing program is written.
@@ -86,20 +91,19 @@ class Tally:
 
     def write(self, case: fuzzing.Case, finding: str) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / f"fuzz_s{self.seed}_{self.programs}.dnet"
-        path.write_text(fuzzing.case_text(case, f"found by benchmarks/fuzz.py --seed "
-                                          f"{self.seed}:\n{finding}"))
+        path = fuzzing.write_case(case, f"found by benchmarks/fuzz.py --seed {self.seed}:\n"
+                                  f"{finding}", self.out / f"fuzz_s{self.seed}_{self.programs}")
         self.failures.append((str(path), finding.splitlines()[0]))
         print(f"FAILURE {path}: {finding.splitlines()[0]}", flush=True)
 
 
-def fuzz(tally: Tally, examples: int, every: int) -> None:
+def fuzz(tally: Tally, examples: int, every: int, constructs=fuzzing.CONSTRUCTS) -> None:
     phases = [Phase.generate, Phase.shrink] if tally.shrink else [Phase.generate]
 
     @seed(tally.seed)
     @settings(max_examples=examples, database=None, deadline=None, phases=phases,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(fuzzing.programs())
+    @given(fuzzing.programs(constructs=constructs))
     def one(case: fuzzing.Case) -> None:
         tally.record(case)
         if tally.programs % every == 0:
@@ -144,9 +148,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop at the first failure and shrink it")
     parser.add_argument("--match", default="", help="with --shrink: only failures whose "
                         "finding contains this text count")
+    parser.add_argument("--constructs", default=",".join(sorted(fuzzing.CONSTRUCTS)),
+                        help="the constructs programs may use (comma-separated)")
     args = parser.parse_args(argv)
+    constructs = {"ops", *filter(None, args.constructs.split(","))}
+    if constructs - fuzzing.CONSTRUCTS:
+        parser.error(f"unknown constructs: {', '.join(sorted(constructs - fuzzing.CONSTRUCTS))}"
+                     f" (known: {', '.join(sorted(fuzzing.CONSTRUCTS))})")
     tally = Tally(args.out, args.seed, args.shrink, args.match)
-    fuzz(tally, args.examples, args.every)
+    fuzz(tally, args.examples, args.every, frozenset(constructs))
     return report(tally)
 
 

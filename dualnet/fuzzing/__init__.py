@@ -1,0 +1,39 @@
+"""Differential fuzzing: random valid .dnet programs, run in every backend and compared.
+
+`programs()` is a hypothesis strategy of `Case`s: a program's files, the sizes of its
+symbolic dimensions and the concrete shape of each output. The entry model `Fuzz` is a
+chain of steps on one current value; each step is drawn from the families that accept the
+value's shape: ops (`ops.py`) and composition (`blocks.py`: branches, sub-model templates
+with several differently configured instances, nested Sequentials, conditional layers and
+expressions, `if` and `for`). Numbers a program would make hyperparameters are drawn as
+literals, file constants, hyperparameters, or constants in a model's body or forward
+(`consts.py`). Shapes are tracked symbolically (with dualnet's `Dim` algebra) and at the
+drawn sizes, so every program is valid by construction; every statement is annotated with
+the type the generator expects, so a program that fails `check` is itself a finding. Inputs
+are f32 or f64; one program in four runs in training mode (PyTorch and Keras: batch
+statistics, running statistics compared; Keras also through its own train step).
+
+`run_case` writes a case to a temporary directory, compares all backends and counts the
+ops of the checked graph. Only the fuzzing tests and `benchmarks/fuzz.py` import this
+package (it needs hypothesis).
+"""
+
+from dualnet.fuzzing.bugs import KNOWN_BUGS
+from dualnet.fuzzing.program import Case, case_text, programs, read_case, write_case
+from dualnet.fuzzing.run import BACKENDS, Outcome, count_ops, loaded, run_case
+from dualnet.fuzzing.steps import CONSTRUCTS
+
+__all__ = [
+    "BACKENDS",
+    "CONSTRUCTS",
+    "KNOWN_BUGS",
+    "Case",
+    "Outcome",
+    "case_text",
+    "count_ops",
+    "loaded",
+    "programs",
+    "read_case",
+    "run_case",
+    "write_case",
+]

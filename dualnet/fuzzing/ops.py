@@ -1,0 +1,696 @@
+"""Op families: each step applies built-in functions or layers to the current value.
+
+Numbers that programs would write as hyperparameters (features, kernels, strides, pads,
+slice bounds, scalars, axes, modes) come from `consts`, so in a template they may be
+hyperparameters, constants or expressions; a number that decides a shape's *form* (an
+axis to flatten, keepdims) stays a literal. Values stay numerically sane (exp of tanh,
+log of |x| + 0.5, no normalisation of a single value, ...), and non-differentiable ops
+(floor, round, comparisons, argmax, casts) only read inputs, so that a mismatch means a
+real bug rather than a rounding flip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dualnet.fuzzing.bugs import avoid
+from dualnet.fuzzing.builder import Builder, Const, Value, dim_text, keywords, literal, render
+from dualnet.fuzzing.consts import flag, num, pair, tune
+from dualnet.fuzzing.steps import family, free, layer_ok, outer, small
+from dualnet.ir.dims import floordiv
+
+INITS = ("default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")
+
+# Each activation's optional arguments: (keyword, values); clamp's lo < hi always.
+ACTIVATIONS = {
+    "relu": (),
+    "sigmoid": (),
+    "tanh": (),
+    "silu": (),
+    "abs": (),
+    "gelu": (("approximate", ("tanh", "none")),),
+    "leaky_relu": (("slope", (0.2, 0.5, 0.01)),),
+    "elu": (("alpha", (0.5, 2.0)),),
+    "softplus": (("beta", (2.0, 0.5)), ("threshold", (2.0, 1.0))),
+    "clamp": (("lo", (0.0, -0.5, -1.0)), ("hi", (6.0, 0.5, 1.0))),
+}
+
+
+def options(b: Builder, params, where: str = "forward", least: int = 0) -> list[str]:
+    """Some (at least `least`) of `params` as arguments, positional while none is left out
+    before them."""
+    out, positional = [], True
+    for i, (key, values) in enumerate(params):
+        if len(params) - i > least - len(out) and not b.flag():
+            positional = False
+            continue
+        value = tune(b, "str" if isinstance(values[0], str) else "float", values, where)
+        positional = positional and b.flag()
+        out.append(value.text if positional else f"{key}={value.text}")
+    return out
+
+
+def init(b: Builder) -> Const | None:
+    return tune(b, "str", INITS, "decl") if b.flag() else None
+
+
+def bias(b: Builder) -> Const | None:
+    return tune(b, "bool", [True, False], "decl") if b.flag() else None
+
+
+def signed_axis(b: Builder, rank: int):
+    """An axis whose value does not change the shape (softmax, concat's parts), as a number
+    from -rank to rank - 1 that may be a hyperparameter."""
+    return num(b, range(-rank, rank))
+
+
+@family(lambda b, x: True, weight=2)
+def activation(b: Builder) -> None:
+    """An activation, softmax or log_softmax along an axis, a parameterless layer (Dropout,
+    Identity), or the unary minus."""
+    x = b.x
+    softmax = not (avoid("keras-softmax-rank6") and x.rank > 5)
+    kind = b.pick(["function", *["softmax"] * softmax, *["layer"] * free(b), "neg"])
+    if kind == "function":
+        fn = b.pick(sorted(ACTIVATIONS))
+        args = options(b, ACTIVATIONS[fn], least=int(fn == "clamp"))
+        b.step(b.call(fn, x.name, *args), x.shape)
+    elif kind == "softmax":
+        b.step(b.call(b.pick(["softmax", "log_softmax"]), x.name, signed_axis(b, x.rank)), x.shape)
+    elif kind == "layer":
+        if b.flag():
+            layer = b.layer("Identity()")
+        else:
+            p = tune(b, "float", [0.1, 0.3, 0.5], "decl").text
+            layer = b.layer(f"Dropout({'p=' * b.flag()}{p})")
+        b.step(b.call(layer, x.name), x.shape)
+    else:
+        b.step(f"-{x.name}", x.shape)
+
+
+MATH = (
+    "exp(tanh({x}))",
+    "log(abs({x}) + 0.5)",
+    "sqrt(abs({x}) + 0.1)",
+    "rsqrt(abs({x}) + 0.5)",
+    "pow(sigmoid({x}) + 0.5, {p})",
+    "(sigmoid({x}) + 0.5) ** {p}",
+    "{x} * tanh({x})",
+    "{x} / (abs({x}) + 1.0)",
+    "{p} * {x} + 1.0",
+    "2.0 - {x} / 4.0",
+)
+
+
+@family(lambda b, x: True)
+def math_op(b: Builder) -> None:
+    """Unary math and scalar arithmetic, on domains where every backend agrees."""
+    p = tune(b, "float", [2.0, 0.5, 3.0, -1.5])
+    b.step(b.pick(MATH).format(x=b.x.name, p=p.text), b.x.shape)
+
+
+EXACT = (
+    "floor({z} * 2.0)",
+    "round({z} * 2.0)",
+    "stop_gradient({z})",
+    'cast({z} {cmp} 0.0, "{dt}")',
+    'cast(floor({z}) {cmp} 0.0, "{dt}")',
+    'cast(cast({z}, "{float}"), "{dt}")',
+    'cast(cast({z}, "f64") * 2.0, "{dt}")',
+    'cast(abs(cast(floor({z} * 4.0), "{int}")) * 2 - 1, "{dt}")',
+    'cast(-cast(floor({z} * 4.0), "{int}"), "{dt}")',
+    'cast(clamp(cast(floor({z} * 4.0), "i64"), -2.0, 2.0), "{dt}")',
+)
+COMBINE = (
+    "{x} + {t}",
+    "{x} * {t}",
+    "{x} - {t}",
+    "where({z} > 0.0, {x}, {t})",
+    "where({z} < 0.5, {t}, {x})",
+)
+
+
+@family(lambda b, x: outer(b), weight=2)
+def exact_side(b: Builder) -> None:
+    """A new input z broadcasting to x, through ops that must agree bit for bit in every
+    backend (floor, round, comparisons, casts, integer arithmetic), merged into x; sometimes
+    also argmax/argmin or a comparison of z as an extra output."""
+    x = b.x
+    shape = tuple(d if b.plain(d) and b.flag() else 1 for d in x.shape[-b.int(1, min(2, x.rank)) :])
+    z = b.arg(shape)
+    exact = b.pick(EXACT).format(
+        z=z.name,
+        dt=x.dtype,
+        cmp=b.pick(["<", "<=", ">", ">=", "==", "!="]),
+        float=b.pick(["f16", "bf16", "f64"]),
+        int=b.pick(["i32", "i64"]),
+    )
+    t = b.let(exact, shape)
+    b.step(b.pick(COMBINE).format(x=x.name, z=z.name, t=t.name), x.shape)
+    if b.flag():
+        axis, text = b.axis(z.rank)
+        keep = b.flag()
+        out = tuple(1 if i == axis else d for i, d in enumerate(shape) if keep or i != axis)
+        fn = b.pick(["argmax", "argmin"])
+        b.extras.append(
+            b.let(f"{fn}({z.name}, {text}" + (", keepdims=true)" if keep else ")"), out, "i64")
+        )
+    elif b.flag():
+        b.extras.append(b.let(f"{z.name} {b.pick(['<', '>=', '!='])} 0.0", shape, "bool"))
+
+
+# ---------------------------------------------------------------- dense, conv, pool, norm
+
+
+def linear_ok(b: Builder, x: Value) -> bool:
+    return layer_ok(b, x) and x.rank >= 1 + avoid("keras-linear-rank1") and b.known(x.shape[-1])
+
+
+@family(linear_ok, weight=2)
+def linear(b: Builder) -> None:
+    """Linear (bias, initialiser), applied twice with shared weights when square."""
+    x = b.x
+    out = num(b, range(1, 13), "decl")
+    layer = b.layer(render("Linear", out, bias=bias(b), init=init(b)), "fc")
+    shape = (*x.shape[:-1], out)
+    if b.flag() and out == x.shape[-1]:
+        b.step(f"{layer}({layer}({x.name}))", shape)
+    else:
+        b.step(b.call(layer, x.name), shape)
+
+
+@dataclass(frozen=True)
+class Window:
+    keywords: dict  # kernel, stride, dilation, padding for render()
+    out: tuple  # the output sizes
+
+
+def window(
+    b: Builder, spatial: tuple, pool: bool, unit_last: bool = False, where: str = "decl"
+) -> Window:
+    """A conv or pooling window that fits `spatial` at this instance's sizes: kernel,
+    stride, dilation (convs only), padding "same", "valid" or ints (at most half the kernel
+    for pools); each one number, a tuple, or a tuple hyperparameter; `unit_last`: stride 1
+    on the last axis."""
+    n, sizes = len(spatial), [b.size(d) for d in spatial]
+    padding = b.pick(["same", "valid", "ints"])
+    dilated = (
+        not pool
+        and not (avoid("keras-dense-static") and not all(b.known(d) for d in spatial))
+        and b.flag()
+    )
+    dilation, d = pair(b, [(1, 2)] * n, where) if dilated else (None, (1,) * n)
+    pads, p = (None, (0,) * n)
+    if padding == "ints" and not pool:
+        pads, p = pair(b, [range(0, 3)] * n, where)
+    if padding == "same":
+        kernel, k = pair(b, [range(1, 5)] * n, where)
+    elif pool:
+        kernel, k = pair(b, [range(1, min(4, s) + 1) for s in sizes], where)
+        if padding == "ints":
+            pads, p = pair(b, [range(0, b.size(ki) // 2 + 1) for ki in k], where)
+    else:
+        kernel, k = pair(
+            b,
+            [
+                range(1, min(4, (s + 2 * b.size(pi) - 1) // b.size(di) + 1) + 1)
+                for s, pi, di in zip(sizes, p, d, strict=True)
+            ],
+            where,
+        )
+    if pool and b.flag():
+        stride, s = None, k
+    else:
+        stride, s = pair(
+            b, [(1,) if unit_last and i == n - 1 else range(1, 4) for i in range(n)], where
+        )
+    if padding == "same":
+        out = tuple(floordiv(x + si - 1, si) for x, si in zip(spatial, s, strict=True))
+        written = tune(b, "str", ["same"], where)
+    else:
+        out = tuple(
+            floordiv(x + 2 * pi - di * (ki - 1) - 1, si) + 1
+            for x, ki, si, di, pi in zip(spatial, k, s, d, p, strict=True)
+        )
+        zero = pads is None or pads.text in ("0", literal((0,) * n))
+        written = (
+            pads
+            if not zero
+            else tune(b, "str", ["valid"], where)
+            if padding == "valid" and b.flag()
+            else None
+        )
+    return Window(
+        {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": written}, out
+    )
+
+
+def channel_groups(b: Builder, cin) -> tuple:
+    """(groups, out channels): groups divides both; depthwise included."""
+    c = b.size(cin)
+    groups = num(b, [g for g in range(1, c + 1) if c % g == 0], "decl")
+    g = b.size(groups)
+    return groups, num(b, range(g, g * max(1, 12 // g) + 1, g), "decl")
+
+
+def omit_one(v):
+    """None (left out) for the literal 1, else v."""
+    return None if isinstance(v, int) and v == 1 else v
+
+
+@family(lambda b, x: layer_ok(b, x) and 3 <= x.rank <= 5 and b.known(x.shape[1]), weight=4)
+def conv(b: Builder) -> None:
+    """Conv1d/2d/3d by rank: random window, groups, bias and initialiser."""
+    x = b.x
+    groups, out = channel_groups(b, x.shape[1])
+    one_channel = avoid("tf-onednn-conv") and x.rank >= 4 and b.size(x.shape[1]) == 1
+    w = window(b, x.shape[2:], pool=False, unit_last=one_channel)
+    layer = b.layer(
+        render(
+            f"Conv{x.rank - 2}d",
+            out,
+            **w.keywords,
+            groups=omit_one(groups),
+            bias=bias(b),
+            init=init(b),
+        ),
+        "conv",
+    )
+    b.step(b.call(layer, x.name), (x.shape[0], out, *w.out))
+
+
+def per_axis(values):
+    """One value for every axis, else a tuple."""
+    return values[0] if all(v == values[0] for v in values) else tuple(values)
+
+
+@family(
+    lambda b, x: layer_ok(b, x) and x.rank == 4 and b.known(x.shape[1]) and small(b, x), weight=3
+)
+def conv_transpose(b: Builder) -> None:
+    """ConvTranspose2d: kernel, stride, dilation, padding, output_padding, groups."""
+    x = b.x
+    groups, out = channel_groups(b, x.shape[1])
+    k, s, d, p, o = ([0, 0] for _ in range(5))
+    for i in range(2):
+        k[i], s[i], d[i] = (num(b, r, "decl") for r in (range(1, 4), range(1, 4), (1, 2)))
+        si, di = b.size(s[i]), b.size(d[i])
+        o[i] = num(b, range(0, si if avoid("convt-output-padding") else max(si, di)), "decl")
+        room = (b.size(x.shape[2 + i]) - 1) * si + di * (b.size(k[i]) - 1) + b.size(o[i])
+        p[i] = num(b, range(0, min(2, room // 2) + 1), "decl")
+    spatial = tuple(
+        (n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+        for n, ki, si, di, pi, oi in zip(x.shape[2:], k, s, d, p, o, strict=True)
+    )
+    layer = b.layer(
+        render(
+            "ConvTranspose2d",
+            out,
+            kernel=per_axis(k),
+            stride=per_axis(s),
+            padding=None if p == [0, 0] else per_axis(p),
+            output_padding=None if o == [0, 0] else per_axis(o),
+            dilation=None if d == [1, 1] else per_axis(d),
+            groups=omit_one(groups),
+        ),
+        "convt",
+    )
+    b.step(b.call(layer, x.name), (x.shape[0], out, *spatial))
+
+
+@family(
+    lambda b, x: 3 <= x.rank <= 5 and not (avoid("ort-pad-fusion") and x.made_by == "pad"), weight=3
+)
+def pool(b: Builder) -> None:
+    """max/avg pooling (1-d, 2-d) with a random window, global and adaptive average pooling."""
+    x = b.x
+    n = x.rank - 2
+    kind = b.pick(["global"] if n == 3 else ["max", "avg", "global"] + ["adaptive"] * (n == 2))
+    if kind == "global":
+        b.step(b.call("global_avg_pool", x.name), x.shape[:2])
+    elif kind == "adaptive":
+        spatial = x.shape[2:]
+        if all(b.known(d) for d in spatial):
+            single = avoid("keras-adaptive-pool")  # no axis pooled to 1 beside another
+            sizes = [b.size(d) for d in spatial]
+            size, out = pair(
+                b, [[v for v in range(1, s + 1) if v != 1 or s == 1 or not single] for s in sizes]
+            )
+        else:
+            out = tuple(b.pick([d, 1]) if not b.known(d) else d for d in spatial)
+            if avoid("keras-adaptive-pool") and 1 in out and out != tuple(spatial):
+                out = tuple(spatial)
+            size = literal(per_axis(out))
+        b.step(b.call("adaptive_avg_pool2d", x.name, size), (*x.shape[:2], *out))
+    else:
+        w = window(b, x.shape[2:], pool=True, where="forward")
+        args = dict(
+            w.keywords,
+            count_include_pad=tune(b, "bool", [True, False])
+            if kind == "avg" and b.flag()
+            else None,
+        )
+        kernel = literal(args.pop("kernel"))
+        b.step(
+            b.call(f"{kind}_pool{n}d", x.name, kernel, *keywords(**args)), (*x.shape[:2], *w.out)
+        )
+
+
+def norm_kinds(b: Builder, x: Value) -> dict[str, list[int]]:
+    """The norms that apply to x, each with its choices: GroupNorm its group counts,
+    LayerNorm its numbers of normalised (known, trailing) axes. Never a group of one value:
+    the result would be the bias plus rounding noise, which a later norm amplifies."""
+    kinds = {}
+    if x.rank >= 2 and b.known(x.shape[1]):
+        c, spatial = b.size(x.shape[1]), b.numel(x.shape[2:])
+        if x.rank <= 5 and (spatial * b.size(x.shape[0]) > 1 or not b.train):
+            kinds["BatchNorm"] = [1]  # batch statistics need two values per channel
+        groups = [g for g in range(1, c + 1) if c % g == 0 and c // g * spatial > 1]
+        if groups:
+            kinds["GroupNorm"] = groups
+    trailing = next((i for i, d in enumerate(reversed(x.shape)) if not b.known(d)), x.rank)
+    axes = [n for n in range(1, trailing + 1) if b.numel(x.shape[x.rank - n :]) > 1]
+    if axes:
+        kinds["LayerNorm"] = axes
+    return kinds
+
+
+@family(lambda b, x: layer_ok(b, x) and bool(norm_kinds(b, x)), weight=2)
+def norm(b: Builder) -> None:
+    """BatchNorm, GroupNorm (channel axis 1) and LayerNorm over the last known axes."""
+    x = b.x
+    kinds = norm_kinds(b, x)
+    kind = b.pick(sorted(kinds))
+    eps = tune(b, "float", [1e-3, 1e-5], "decl") if b.flag() else None
+    if kind == "BatchNorm":
+        momentum = tune(b, "float", [0.01, 0.5, 0.1], "decl") if b.flag() else None
+        layer = render("BatchNorm", eps=eps, momentum=momentum)
+    elif kind == "LayerNorm":
+        axes = num(b, kinds[kind], "decl")
+        layer = render("LayerNorm", eps=eps, axes=omit_one(axes) if b.flag() else axes)
+    else:
+        layer = render("GroupNorm", num(b, kinds[kind], "decl"), eps=eps)
+    b.step(b.call(b.layer(layer, "norm"), x.name), x.shape)
+
+
+# ---------------------------------------------------------------- shape ops
+
+
+@family(lambda b, x: x.rank >= 1)
+def flatten(b: Builder) -> None:
+    """flatten from a random start axis (the default 1 sometimes left implicit)."""
+    x = b.x
+    start, text = b.axis(x.rank)
+    shape = (*x.shape[:start], math.prod(x.shape[start:]))
+    b.step(b.call("flatten", x.name, *([] if text == "1" and b.flag() else [text])), shape)
+
+
+@family(lambda b, x: x.rank >= 1)
+def reshape(b: Builder) -> None:
+    """reshape: two neighbouring axes merged, or one split in two (a known size into
+    factors, a symbolic one next to a 1); sometimes one size written -1."""
+    x = b.x
+    i = b.int(0, x.rank - 1)
+    d = x.shape[i]
+    if b.flag() and i < x.rank - 1:
+        new = (d * x.shape[i + 1],)
+        shape = (*x.shape[:i], *new, *x.shape[i + 2 :])
+    else:
+        size = b.size(d)
+        p = b.pick([f for f in range(1, size + 1) if size % f == 0]) if b.known(d) else 1
+        new = b.pick([(p, floordiv(d, p)), (floordiv(d, p), p)])
+        shape = (*x.shape[:i], *new, *x.shape[i + 1 :])
+    text = [dim_text(b.decl(v)) if b.known(v) else dim_text(v) for v in shape]
+    hole = b.int(0, len(text) - 1)
+    rest = math.prod(shape[:hole] + shape[hole + 1 :])
+    if b.flag() and floordiv(math.prod(x.shape), rest) == shape[hole]:  # what check can solve
+        text[hole] = "-1"
+    b.step(b.call("reshape", x.name, f"[{', '.join(text)}]"), shape)
+
+
+@family(lambda b, x: x.rank >= 2)
+def permute(b: Builder) -> None:
+    """permute (negative axes sometimes) or transpose of two axes."""
+    x = b.x
+    if b.flag():
+        perm = b.permutation(range(x.rank))
+        text = ", ".join(str(a - x.rank if b.flag() else a) for a in perm)
+        b.step(b.call("permute", x.name, f"[{text}]"), tuple(x.shape[a] for a in perm))
+    else:
+        (i, first), (j, second) = b.axis(x.rank), b.axis(x.rank)
+        perm = list(range(x.rank))
+        perm[i], perm[j] = j, i
+        b.step(b.call("transpose", x.name, first, second), tuple(x.shape[a] for a in perm))
+
+
+@family(lambda b, x: x.rank <= 5)
+def unsqueeze(b: Builder) -> None:
+    """unsqueeze at any axis, or squeeze a size-1 axis."""
+    x = b.x
+    ones = [i for i, d in enumerate(x.shape) if isinstance(d, int) and d == 1]
+    if b.flag() and ones and x.rank > 1:
+        axis = b.pick(ones)
+        text = str(axis - x.rank if b.flag() else axis)
+        b.step(b.call("squeeze", x.name, text), x.shape[:axis] + x.shape[axis + 1 :])
+    else:
+        axis, text = b.axis(x.rank, extra=1)
+        b.step(b.call("unsqueeze", x.name, text), (*x.shape[:axis], 1, *x.shape[axis:]))
+
+
+@family(lambda b, x: x.rank >= 1 and small(b, x))
+def pad(b: Builder) -> None:
+    """Constant padding of the last 1-3 axes, sometimes then pooled; each pad may be a
+    hyperparameter (zero in some instances)."""
+    x = b.x
+    pairs = [(num(b, range(0, 3)), num(b, range(0, 3))) for _ in range(b.int(1, min(3, x.rank)))]
+    shape = x.shape[: x.rank - len(pairs)] + tuple(
+        d + lo + hi for d, (lo, hi) in zip(x.shape[x.rank - len(pairs) :], pairs, strict=True)
+    )
+    flat = ", ".join(dim_text(v) for pair_ in pairs for v in pair_)
+    value = [f"value={tune(b, 'float', [1.5, -2.0]).text}"] if b.flag() else []
+    b.step(b.call("pad", x.name, f"[{flat}]", *value), shape, "pad")
+    if 3 <= x.rank <= 4 and not avoid("ort-pad-fusion") and b.flag():
+        pool(b)  # explicit padding, then pooling
+
+
+@family(lambda b, x: 3 <= x.rank <= 5 and small(b, x))
+def upsample(b: Builder) -> None:
+    """upsample by integer factors, nearest, or bilinear on [B, C, H, W]."""
+    x = b.x
+    scale, s = pair(b, [range(1, 4 if x.rank == 3 else 3)] * (x.rank - 2))
+    bilinear = x.rank == 4 and not (
+        avoid("keras-bilinear-symbolic") and not all(b.known(d) for d in x.shape[2:])
+    )
+    chosen = b.pick([None, "nearest", *["bilinear"] * 3 * bilinear])
+    mode = [f"mode={tune(b, 'str', [chosen]).text}"] if chosen else []
+    b.step(
+        b.call("upsample", x.name, scale, *mode),
+        (*x.shape[:2], *(d * si for d, si in zip(x.shape[2:], s, strict=True))),
+    )
+
+
+def slice_item(b: Builder, d) -> tuple[str, object]:
+    """One axis of an index: (text, size), size None for an index that drops the axis.
+    Bounds stay in range at this instance's size (the checker assumes so for symbolic
+    sizes); a start is negative or not in every instance."""
+    n = b.size(d)
+    bounded = b.known(d) or not avoid("keras-dense-static")  # else only x[i] and x[i:], i >= 0
+    kind = b.pick(["all", "index", "slice"])
+    if kind == "all":
+        return ":", d
+    negative = bounded and b.flag()
+    if kind == "index":
+        return dim_text(num(b, range(-n, 0) if negative else range(0, n))), None
+    start = num(b, range(-n, 0) if negative else range(0, n))
+    first = d + start if negative else start
+    lo = b.size(first)
+    ends = ["end"] + (["width"] * (not negative) + ["stop", "cut"]) * (bounded and lo < n - 1)
+    end_kind = b.pick(ends)
+    if end_kind == "end":
+        stop, end = "", d
+    elif end_kind == "width":
+        width = num(b, range(1, n - lo + 1))
+        stop, end = dim_text(start + width), first + width
+    elif end_kind == "stop":
+        end = num(b, range(lo + 1, n + 1))
+        stop = dim_text(end)
+    else:
+        cut = num(b, range(1, n - lo))
+        stop, end = dim_text(-cut) if isinstance(cut, int) else f"0 - {dim_text(cut)}", d - cut
+    step = num(b, [1, 1, 2, 3]) if b.flag() else 1
+    begin = "" if isinstance(start, int) and start == 0 and b.flag() else dim_text(start)
+    text = f"{begin}:{stop}" + ("" if step == 1 else f":{dim_text(step)}")
+    return text, floordiv(end - first + step - 1, step)
+
+
+@family(lambda b, x: x.rank >= 1)
+def index(b: Builder) -> None:
+    """Indexing and slicing x[...]; at least one axis stays."""
+    x = b.x
+    items = [slice_item(b, d) for d in x.shape]
+    if all(size is None for _, size in items):
+        items[-1] = (":", x.shape[-1])
+    while len(items) > 1 and items[-1][0] == ":" and b.flag():
+        items.pop()
+    shape = tuple(size for _, size in items if size is not None) + x.shape[len(items) :]
+    b.step(f"{x.name}[{', '.join(text for text, _ in items)}]", shape)
+
+
+@family(lambda b, x: x.rank >= 1 and small(b, x))
+def concat(b: Builder) -> None:
+    """concat of x with a transformed copy or a leading slice of it along a random axis."""
+    x = b.x
+    axis, text = b.axis(x.rank)
+    m = num(b, range(1, b.size(x.shape[axis]) + 1))
+    other, size = b.pick(
+        [(f"sigmoid({x.name})", x.shape[axis]), (f"{x.name}[{':, ' * axis}:{dim_text(m)}]", m)]
+    )
+    parts = b.permutation([x.name, other] + [x.name] * b.int(0, 1))
+    total = sum((size if p == other else x.shape[axis] for p in parts), start=0)
+    b.step(f"concat([{', '.join(parts)}], {text})", (*x.shape[:axis], total, *x.shape[axis + 1 :]))
+
+
+def divisible(b: Builder, d, n: int) -> bool:
+    return b.size(d) % n == 0 if b.known(d) else floordiv(d, n) * n == d
+
+
+@family(lambda b, x: any(divisible(b, d, 2) or divisible(b, d, 3) for d in x.shape))
+def split(b: Builder) -> None:
+    """split into n equal parts, merged back: a gated product, a sum, or the parts
+    concatenated in reverse order."""
+    x = b.x
+    axis, n = b.pick([(i, n) for i, d in enumerate(x.shape) for n in (2, 3) if divisible(b, d, n)])
+    text = str(axis - x.rank if b.flag() else axis)
+    parts = [b.fresh("p") for _ in range(n)]
+    b.lines.append(f"{', '.join(parts)} = {b.call('split', x.name, str(n), text)}")
+    part = (*x.shape[:axis], floordiv(x.shape[axis], n), *x.shape[axis + 1 :])
+    merge = b.pick(["gate", "sum", "reverse"])
+    if merge == "gate":
+        b.step(f"{parts[0]} * sigmoid({parts[-1]})", part)
+    elif merge == "sum":
+        b.step(" + ".join(parts), part)
+    else:
+        b.step(f"concat([{', '.join(reversed(parts))}], {text})", x.shape)
+
+
+# ---------------------------------------------------------------- reductions, matmul
+
+
+@family(lambda b, x: x.rank >= 1)
+def reduce(b: Builder) -> None:
+    """mean, sum, max, min over one or several axes, keepdims or not (one axis stays)."""
+    x = b.x
+    keep = x.rank == 1 or b.flag()
+    axes = b.subset(x.rank, 1, x.rank if keep else x.rank - 1)
+    texts = [str(a - x.rank if b.flag() else a) for a in axes]
+    tupled = f"({', '.join(texts)}{',' * (len(texts) == 1)})"
+    axis = texts[0] if len(texts) == 1 and b.flag() else tupled
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+    fn = b.pick(["mean", "sum", "max", "min"])
+    b.step(b.call(fn, x.name, axis, *(["keepdims=true"] if keep else [])), shape)
+
+
+@family(lambda b, x: x.rank >= 2 and small(b, x) and b.size(x.shape[-2]) <= 32)
+def matmul(b: Builder) -> None:
+    """x @ w for a new input w, or the Gram matrix tanh(x) @ tanh(x)ᵀ."""
+    x = b.x
+    if b.flag() and outer(b) and b.plain(x.shape[-1]):
+        w = b.arg((x.shape[-1], b.int(1, 8)))
+        expr = b.pick(["{a} @ {c}", "matmul({a}, {c})"]).format(a=x.name, c=w.name)
+        b.step(expr, (*x.shape[:-1], w.shape[1]))
+    else:
+        t = b.let(f"tanh({x.name})", x.shape)
+        b.step(f"{t.name} @ transpose({t.name}, -1, -2)", (*x.shape[:-1], x.shape[-2]))
+
+
+# ---------------------------------------------------------------- sequence models
+
+
+def mask_arg(b: Builder, scores: tuple, batch: bool = False) -> list[str]:
+    """`mask=m` for a new bool input broadcasting to `scores` [..., Tq, Tk], or nothing;
+    with `batch` (MultiHeadAttention) of the scores' rank. Every query may attend the first
+    key (parity's masks keep it), so no row is empty."""
+    if not (b.flag() and outer(b) and b.plain(scores[-1])):
+        return []
+    rank = len(scores) if batch else b.int(1, len(scores))
+    lead = [d if b.plain(d) and b.flag() else 1 for d in scores[-rank:-1]]
+    return [f"mask={b.arg([*lead, scores[-1]], 'bool').name}"]
+
+
+def causal(b: Builder) -> list[str]:
+    return [f"causal={flag(b).text}"] if b.flag() else []
+
+
+@family(lambda b, x: x.rank >= 2 and not (avoid("keras-softmax-rank6") and x.rank > 5), weight=2)
+def attention(b: Builder) -> None:
+    """scaled_dot_product_attention of x with itself (values sometimes tanh(x)), with a
+    mask and/or causal (a condition: a hyperparameter or constant in templates)."""
+    x = b.x
+    v = b.let(f"tanh({x.name})", x.shape).name if b.flag() else x.name
+    args = mask_arg(b, (*x.shape[:-1], x.shape[-2])) + causal(b)
+    b.step(render("scaled_dot_product_attention", x.name, x.name, v, *args), x.shape)
+
+
+@family(lambda b, x: layer_ok(b, x) and x.rank == 3 and b.known(x.shape[2]), weight=3)
+def multi_head_attention(b: Builder) -> None:
+    """MultiHeadAttention: self-attention, or keys/values from a new input [B, S, dim];
+    masks [B, Tk] or [B, Tq, Tk]; causal."""
+    x = b.x
+    dim = x.shape[2]
+    size = b.size(dim)
+    heads = num(b, [h for h in range(1, size + 1) if size % h == 0], "decl")
+    layer = b.layer(render("MultiHeadAttention", b.decl(dim), heads, bias=bias(b)), "mha")
+    kv = x
+    if b.flag() and outer(b) and b.plain(x.shape[0]) and b.plain(dim):
+        kv = b.arg((x.shape[0], b.dim("S", 1, 6), dim))
+    scores = (x.shape[0], *((x.shape[1],) if b.flag() else ()), kv.shape[1])
+    args = mask_arg(b, scores, batch=True) + causal(b)
+    b.step(render(layer, x.name, kv.name, kv.name, *args), x.shape)
+
+
+@family(lambda b, x: layer_ok(b, x) and x.rank == 3 and b.known(x.shape[2]), weight=3)
+def recurrent(b: Builder) -> None:
+    """LSTM or GRU (layers, bidirectional); with state=true the final states become extra
+    outputs."""
+    x = b.x
+    kind, hidden = b.pick(["LSTM", "GRU"]), num(b, range(1, 9), "decl")
+    layers = num(b, (1, 2), "decl") if b.flag() else 1
+    bidirectional = b.flag()
+    layer = b.layer(
+        render(
+            kind,
+            hidden,
+            layers=omit_one(layers),
+            bidirectional=tune(b, "bool", [bidirectional], "decl")
+            if bidirectional or b.flag()
+            else None,
+        ),
+        "rnn",
+    )
+    y = (*x.shape[:2], hidden * (1 + bidirectional))
+    if b.flag() and outer(b):
+        names = [b.fresh("h") for _ in range(3 if kind == "LSTM" else 2)]
+        b.lines.append(f"{', '.join(names)} = {layer}({x.name}, state=true)")
+        state = (layers * (1 + bidirectional), x.shape[0], hidden)
+        b.x = Value(names[0], y, x.dtype)
+        b.extras += [Value(name, state, x.dtype) for name in names[1:]]
+    else:
+        b.step(b.call(layer, x.name), y)
+
+
+@family(lambda b, x: x.rank >= 2 and b.known(x.shape[-1]))
+def positions(b: Builder) -> None:
+    """Adds an Embedding of arange(n) or of new ids, or arange(n) as floats, along axis -2."""
+    x = b.x
+    n, dim = x.shape[-2], x.shape[-1]
+    tables = (["arange"] + ["ids"] * (outer(b) and b.plain(n))) * (free(b) and x.dtype == "f32")
+    kind = b.pick([*tables, "float"])
+    if kind == "float":
+        dtype = tune(b, "str", [x.dtype]).text
+        b.step(f"{x.name} + unsqueeze(cast(arange({dim_text(n)}), {dtype}), -1) * 0.25", x.shape)
+        return
+    vocab = num(b, range(b.size(n), b.size(n) + 4), "decl")
+    table = b.layer(render("Embedding", vocab, b.decl(dim), init=init(b)), "emb")
+    ids = f"arange({dim_text(n)})" if kind == "arange" else b.arg((n,), "i64").name
+    b.step(f"{x.name} + {table}({ids})", x.shape)
