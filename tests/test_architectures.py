@@ -42,7 +42,7 @@ def test_architecture_counts_and_agrees_across_backends(name, tmp_path):
     assert sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights) == PUBLISHED[name]
     weights = tmp_path / "random.safetensors"
     write_state(random_weights(summary, np.random.default_rng(0)), weights)
-    case = fuzzing.read_case(path.read_text())
+    case = fuzzing.read_case(path)
     rows, _ = parity.compare(program, None, ["torch", "keras", "onnx"], weights=str(weights),
                              dims=case.dims)
     worst = max(rows, key=lambda r: r.max_rel)

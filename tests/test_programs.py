@@ -18,7 +18,7 @@ TOLERANCE = 1e-5
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
 def test_program_agrees_across_backends(path):
-    outcome = fuzzing.run_case(fuzzing.read_case(path.read_text()))
+    outcome = fuzzing.run_case(fuzzing.read_case(path))
     assert outcome.rows
     worst = max(outcome.rows, key=lambda r: r.max_rel)
     assert worst.max_rel <= TOLERANCE, worst

@@ -79,10 +79,11 @@ def _wrap(indent: str, code: str) -> list[str]:
     head, inner, tail = code[: start + 1], code[start + 1: end], code[end:]
     parts = _top_level_split(inner)
     lines = [indent + head]
-    joined = ", ".join(parts)
+    single = len(parts) == 1 and inner.rstrip().endswith(",")  # a 1-tuple keeps its comma
+    joined = ", ".join(parts) + ("," if single else "")
     if len(inner_indent) + len(joined) <= LIMIT:
         lines.append(inner_indent + joined)
-    elif len(parts) == 1:
+    elif len(parts) == 1 and not single:
         for piece in _clauses(parts[0]):
             lines += _wrap(inner_indent, piece)
     else:

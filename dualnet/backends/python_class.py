@@ -438,9 +438,9 @@ class ClassWriter:
     def write(self) -> Written_:
         init_lines = self.init_body()
         forward_lines = self.forward_body()
-        init_lines = [f"self.{self.stored(line[1:])} = {self.param(line[1:])}"
-                      if line.startswith(_STORE) else line for line in init_lines
-                      if not line.startswith(_STORE) or line[1:] in self.used_in_forward]
+        init_lines = [self.stored_constant(line) if _STORE in line else line
+                      for line in init_lines
+                      if _STORE not in line or line.split(_STORE)[1] in self.used_in_forward]
         self.plan.required_dims = [d for d in self.sig_dims if d in self.used_in_init]
         params = ["self"] + [self.hyper_param(h) for h in self.decl.hypers]
         if self.plan.required_dims:
@@ -459,6 +459,11 @@ class ClassWriter:
         lines += [f"    {line}" if line else "" for line in self.extra_methods(params)]
         lines += [""] + [f"    {line}" for line in forward_lines]
         return Written_("\n".join(layout(lines)), self.extra())
+
+    def stored_constant(self, line: str) -> str:
+        """The statement keeping local constant `name` (marked `<indent>_STORE name`)."""
+        indent, name = line.split(_STORE)
+        return f"{indent}self.{self.stored(name)} = {self.param(name)}"
 
     def docstring(self) -> str:
         """The class docstring: the model and where it is declared; for a definition written
