@@ -34,6 +34,7 @@ from dualnet.backends import escape
 from dualnet.backends.class_plan import ClassPlan, Unit, configurations, recursive
 from dualnet.backends.line_layout import layout
 from dualnet.backends.naming import PYTHON_RESERVED, Namespace
+from dualnet.backends.source_helpers import atom
 from dualnet.backends.syntax_tree import (
     as_call,
     dotted,
@@ -87,10 +88,6 @@ class Unsupported(Exception):
     def __init__(self, message: str, span: Span | None):
         super().__init__(message)
         self.span = span
-
-
-class NotReached(Exception):
-    """The unit being written never ran this code (no node was traced for it)."""
 
 
 @dataclass
@@ -914,7 +911,7 @@ class ClassWriter:
     # -- loops
     def loop_items(self, s: ast.For) -> tuple:
         if self.graph is None or (s.span, self.iteration) not in self.graph.loops:
-            raise NotReached(s.span)
+            raise Unsupported("internal error: this loop was not traced", s.span)
         return self.graph.loops[(s.span, self.iteration)]
 
     def for_statement(self, s, env: dict[str, str], where: str) -> list[str]:
@@ -963,28 +960,28 @@ class ClassWriter:
     # -- branches
     def if_statement(self, s, env: dict[str, str], where: str) -> list[str]:
         lines = [f"if {self.const_forward(s.cond, env)}:  # {where}",
-                 *self.branch_block(s.body, env)]
+                 *self.branch_block(s, True, env)]
         if s.orelse:
-            lines += ["else:", *self.branch_block(s.orelse, env)]
+            lines += ["else:", *self.branch_block(s, False, env)]
         return lines
 
-    def branch_block(self, stmts, env: dict[str, str]) -> list[str]:
+    def branch_block(self, s: ast.If, first: bool, env: dict[str, str]) -> list[str]:
         """A branch of an `if` statement: from the current unit if it takes the branch, else
         from the first unit of the class that does, else a refusal."""
-        chosen = self.reaching(stmts)
-        if chosen is not None:
-            with self.writing_as(chosen):
-                return self.block(stmts, env)
-        try:
-            return self.block(stmts, dict(env))  # no tensor work: any unit writes it alike
-        except (NotReached, Unsupported):
+        stmts = s.body if first else s.orelse
+        chosen = self.taking(s.span, first)
+        if chosen is None:
             return [f"    {self.unchecked(stmts[0].span)}"]
+        with self.writing_as(chosen):
+            return self.block(stmts, env)
 
-    def reaching(self, parts) -> Unit | None:
-        """The unit to write these statements or expressions from: the current one if it
-        runs them, else the first unit that does (None: none traced anything there)."""
+    def taking(self, span: Span, first: bool) -> Unit | None:
+        """The unit to write a branch from (of the `if` or conditional at `span`, in the
+        current loop iteration): the current one if it takes the branch, else the first
+        unit of the class that does (None: none does)."""
         for unit in self.units:
-            if self.reaches(unit, parts):
+            if unit.graph is not None \
+                    and unit.graph.branches.get((span, self.iteration)) is first:
                 return unit
         return None
 
@@ -1057,9 +1054,10 @@ class ClassWriter:
                 return self.indexed_layer(self.expr(e.value, env), items)
             return self.const_forward(e, env)
         if isinstance(e, ast.Conditional):
-            return self.conditional(self.branch_expr(e.then, env),
-                                    self.const_forward(e.cond, env),
-                                    self.branch_expr(e.orelse, env))
+            cond, prec = self._const(e.cond, env, self.forward_name, self.bound)
+            return self.conditional(self.branch_expr(e, True, env),
+                                    cond if prec > 0 else f"({cond})",
+                                    self.branch_expr(e, False, env))
         if isinstance(e, ast.TupleExpr | ast.ListExpr):
             items = ", ".join(self.expr(x, env) for x in e.items)
             return f"[{items}]" if isinstance(e, ast.ListExpr) else f"({items})"
@@ -1074,16 +1072,14 @@ class ClassWriter:
         """The child `index` of Sequential `seq`."""
         return f"{seq}[{index}]"
 
-    def branch_expr(self, e: ast.Expr, env: dict[str, str]) -> str:
+    def branch_expr(self, e: ast.Conditional, first: bool, env: dict[str, str]) -> str:
         """One side of a conditional expression, written as `branch_block` writes a branch."""
-        chosen = self.reaching([e])
-        if chosen is not None:
-            with self.writing_as(chosen):
-                return self.expr(e, env)
-        try:
-            return self.expr(e, env)
-        except (NotReached, Unsupported):
-            return self.unchecked(e.span)
+        part = e.then if first else e.orelse
+        chosen = self.taking(e.span, first)
+        if chosen is None:
+            return self.unchecked(part.span)
+        with self.writing_as(chosen):
+            return self.expr(part, env)
 
     def call(self, e: ast.Expr, span: Span, env: dict[str, str], prepend: str | None = None,
              prepend_tree: ast.Expr | None = None):
@@ -1095,7 +1091,7 @@ class ClassWriter:
             keywords = {k.name: k.value for k in e.keywords}
         node = self.node_at(span)
         if node is None:
-            raise NotReached(span)
+            raise Unsupported("internal error: this call was not traced", span)
         if node.kind == "op":
             op = REGISTRY[node.op]
             attrs = self.written_args(op.signature, as_call(e, args), dict(node.attrs),
@@ -1155,7 +1151,7 @@ class ClassWriter:
         return self.local(name)
 
     def conditional(self, then: str, cond: str, orelse: str) -> str:
-        return f"{then} if {cond} else {orelse}"
+        return f"{conditional_part(then)} if {cond} else {orelse}"
 
 
 def _opens_block(line: str) -> bool:
@@ -1170,6 +1166,11 @@ def _size_text(d, own: bool) -> str:
     if isinstance(d, Tagged | TaggedDim):
         return d.expr.render(str) if isinstance(d.expr, Dim) else str(d.expr)
     return str(d) if own or not isinstance(d, Dim) else "_"
+
+
+def conditional_part(src: str) -> str:
+    """The first part of `a if c else b`, bracketed where it is a conditional itself."""
+    return f"({src})" if " if " in src and atom(src) != src else src
 
 
 def render(expr, name_of) -> str:
@@ -1200,5 +1201,5 @@ def per_iteration(values: list[str], env: dict[str, str], items: tuple) -> str:
     raise Unroll
 
 
-__all__ = ["PYTHON_RESERVED", "ClassPlan", "ClassWriter", "Emitter", "NotReached",
+__all__ = ["PYTHON_RESERVED", "ClassPlan", "ClassWriter", "Emitter",
            "Unsupported", "fmt_literal", "sequence"]

@@ -117,6 +117,9 @@ class Graph:
     # around it): the items its variable took, in order — compile-time values, or child
     # indices (`("child", i)`) for a loop over a Sequential.
     loops: dict[tuple, tuple] = field(default_factory=dict)
+    # Each forward `if` statement and conditional expression the trace ran, by (its span,
+    # the iteration of the loops around it): whether it took its first branch.
+    branches: dict[tuple, bool] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

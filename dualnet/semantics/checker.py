@@ -565,8 +565,9 @@ class Tracer:
             cond = ev.eval(stmt.cond)
             if cond is POISON:
                 return None
-            branch = stmt.body if ev.want_bool(cond, stmt.cond.span, "`if`") else stmt.orelse
-            return self.block(branch, scope, dims)
+            taken = ev.want_bool(cond, stmt.cond.span, "`if`")
+            self.graph.branches[(stmt.span, self.iteration)] = taken
+            return self.block(stmt.body if taken else stmt.orelse, scope, dims)
         return None
 
     def assign(self, stmt, targets: list[str], value, scope: Scope) -> None:

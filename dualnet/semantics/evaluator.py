@@ -112,7 +112,10 @@ class Evaluator:
         cond = self.eval(e.cond)
         if cond is POISON:
             return POISON
-        return self.eval(e.then if self.want_bool(cond, e.cond.span, "`if`") else e.orelse)
+        taken = self.want_bool(cond, e.cond.span, "`if`")
+        if self.tracer is not None:  # which branch a forward took (backends write both)
+            self.tracer.graph.branches[(e.span, self.tracer.iteration)] = taken
+        return self.eval(e.then if taken else e.orelse)
 
     def _Binary(self, e: ast.Binary):
         left, right = self.eval(e.left), self.eval(e.right)

@@ -11,6 +11,7 @@ returns dualnet's order (or channels-last images with `layout="channels_last"`).
 from __future__ import annotations
 
 import ast as pyast
+import math
 from pathlib import PurePath
 
 from dualnet import __version__
@@ -38,6 +39,7 @@ from dualnet.backends.python_class import (
     ClassWriter,
     Emitter,
     Unsupported,
+    conditional_part,
     fmt_literal,
     literal_source,
     render,
@@ -398,10 +400,15 @@ class KerasClassWriter(ClassWriter):
         """Both branches leave each variable in one layout (dualnet's, where they differ)."""
         before = dict(self.vars)
         cond = self.const_forward(s.cond, env)
-        body = self.branch_block(s.body, env)
+        body = self.branch_block(s, True, env)
         after_body, self.vars = self.vars, dict(before)
-        orelse = self.branch_block(s.orelse, env) if s.orelse else []
+        orelse = self.branch_block(s, False, env) if s.orelse else []
         after_else = self.vars
+        # a branch no instance takes refuses the call: what it leaves does not matter
+        if self.taking(s.span, True) is None:
+            after_body = after_else
+        elif s.orelse and self.taking(s.span, False) is None:
+            after_else = after_body
         merged, fix_body, fix_else = {}, [], []
         for name in [*after_body, *(n for n in after_else if n not in after_body)]:
             a, b = after_body.get(name), after_else.get(name)
@@ -423,7 +430,8 @@ class KerasClassWriter(ClassWriter):
         if want != getattr(orelse, "layout", CF):
             want = CF
         rank = max(getattr(then, "rank", 0), getattr(orelse, "rank", 0))
-        return code(f"{convert(then, want)} if {cond} else {convert(orelse, want)}", want, rank)
+        return code(f"{conditional_part(convert(then, want))} if {cond} else "
+                    f"{convert(orelse, want)}", want, rank)
 
     # -- ops and layers
     def keras_call(self, node: Node, codes: dict, attrs: dict, permuted: bool,
@@ -678,7 +686,11 @@ class KerasClassWriter(ClassWriter):
             return f"ops.shape(x)[{axis}]"
 
         def fmt(v) -> str:
-            if isinstance(v, Dim):
+            if isinstance(v, Dim):  # an input axis, or a run of them merged (flatten)
+                for i in range(len(seen.shape)):
+                    for j in range(i + 1, len(seen.shape) + 1):
+                        if math.prod(seen.shape[i:j]) == v:
+                            return " * ".join(f"ops.shape(x)[{k}]" for k in range(i, j))
                 return render(v, size)
             if isinstance(v, tuple | list):
                 return sequence([fmt(x) for x in v], isinstance(v, tuple))

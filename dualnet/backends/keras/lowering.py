@@ -100,6 +100,7 @@ from dualnet.backends.source_helpers import (
     result_dtype,
     sizes,
 )
+from dualnet.ir.dims import Dim
 from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import DType
 
@@ -372,11 +373,15 @@ def _getitem(call: KerasCall) -> str:
 
 
 def _slices_to_known(call: KerasCall) -> bool:
-    """Whether x[...] slices an axis of symbolic size to a known size, which TensorFlow's
-    shape inference does not know (`x[:, -2:]`, `x[:, :2]` of [B, T])."""
+    """Whether x[...] gives known sizes TensorFlow's shape inference does not know: an
+    axis of symbolic size sliced to a known size (`x[:, -2:]`, `x[:, :2]` of [B, T]), or any
+    index or bound computed at run time."""
     x = call.in_types.get("x")
     if x is None or not call.out_types:
         return False
+    known = any(isinstance(d, int) for d in call.out_types[0].shape)
+    if known and any(isinstance(v, Dim) for item in call.attrs["items"] for v in item[1:]):
+        return True  # an index or bound read at run time: TensorFlow loses every size
     kept = iter(call.out_types[0].shape)
     for axis, item in enumerate(call.attrs["items"]):
         if item[0] != "index" and isinstance(next(kept), int) and \
