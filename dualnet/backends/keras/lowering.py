@@ -603,7 +603,7 @@ def _call_training(layer: str, call: KerasCall) -> str:
 def _linear_call(layer: str, call: KerasCall) -> str:
     """Dense wants a batch axis: a rank-1 input gets one for the call."""
     if call.in_types["x"].rank == 1:
-        return f"{layer}({_tensor(call, 'x')}[None])[0]"
+        return f"{layer}({atom(_tensor(call, 'x'))}[None])[0]"
     return _call_x(layer, call)
 
 
