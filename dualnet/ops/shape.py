@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from dualnet import budget
 from dualnet.ir.dims import Dim, floordiv
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import norm_axis, positive, same_dtype
@@ -170,6 +171,7 @@ def _split_infer(ctx: Ctx) -> list[TensorType]:
     if part * n != d:
         why = f"{d} is not {'' if _known(d) else 'provably '}divisible by {n}"
         ctx.fail(f"cannot split axis {axis} of {x} into {n} equal parts: {why}", "n", why)
+    budget.spend("item", n, ctx.span)  # before n results are listed
     ctx.attrs.update(axis=axis, sizes=(part,) * n)
     out = x.with_shape((*x.shape[:axis], part, *x.shape[axis + 1:]))
     return [out] * n

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dualnet.budget import BudgetExceeded
 from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
 from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
@@ -103,6 +104,8 @@ class Loader:
             elif isinstance(decl, ast.Import):
                 try:
                     self._import(info, decl, claim)
+                except BudgetExceeded:
+                    raise
                 except DualnetError as exc:
                     self.diagnostics.extend(exc.diagnostics)
                     info.failed.update(_bound_names(decl))

@@ -1,5 +1,8 @@
 """Source text → AST. Lark's LALR parser builds a tree without recursion; converting it to the
-AST walks an explicit stack and refuses nesting deeper than MAX_DEPTH with a diagnostic."""
+AST walks an explicit stack and refuses nesting deeper than MAX_DEPTH with a diagnostic.
+Depth counts nesting, not width: the left operand of a chain of the same operator
+(`a + b - c`, `a and b and c`, `x |> f |> g`) is at its parent's depth. Every token parsed
+is charged to the front end's work budget (`dualnet.budget`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from dualnet import budget
 from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.syntax import ast
 
@@ -20,6 +24,8 @@ MAX_STATEMENT_TOKENS = 100_000
 INT_LIMIT = 2**63 - 1
 _FOLDERS = ("LPAR", "LSQB")
 _CLOSERS = ("RPAR", "RSQB")
+_CHAINS = frozenset({"binary", "or_op", "and_op", "pipe_op"})  # left-associative chains
+_TOKEN_BATCH = 1024  # tokens charged to the work budget at a time
 
 
 def grammar_text() -> str:
@@ -32,7 +38,8 @@ def grammar_text() -> str:
 
 class _NewlineFilter:
     """Post-lexer: a newline inside ( ) or [ ] does not end a statement; a statement longer
-    than MAX_STATEMENT_TOKENS stops the parse early (the parser streams these tokens)."""
+    than MAX_STATEMENT_TOKENS, or tokens past the work budget, stop the parse early (the
+    parser streams these tokens)."""
 
     always_accept = ("_NL",)
 
@@ -40,9 +47,14 @@ class _NewlineFilter:
         self.file = ""
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        depth = count = 0
-        start = None
+        depth = count = total = 0
+        start = last = None
         for tok in stream:
+            last = tok
+            total += 1
+            if total == _TOKEN_BATCH:
+                budget.spend("token", total, _token_span(self.file, tok))
+                total = 0
             if tok.type in _FOLDERS:
                 depth += 1
             elif tok.type in _CLOSERS:
@@ -59,6 +71,7 @@ class _NewlineFilter:
                                 "tokens", _token_span(self.file, start), "starts here",
                                 ["split it into several statements"])
             yield tok
+        budget.spend("token", total, _token_span(self.file, last) if last else None)
 
 
 _POSTLEX = _NewlineFilter()
@@ -190,8 +203,11 @@ class _Converter:
         while stack:
             node, depth = stack.pop()
             order.append(node)
-            for c in node.children:
+            for i, c in enumerate(node.children):
                 if isinstance(c, Tree):
+                    if i == 0 and c.data == node.data and c.data in _CHAINS:
+                        stack.append((c, depth))  # `a + b` of `a + b + c`: width
+                        continue
                     if depth >= MAX_DEPTH:
                         first = _first_token(c)
                         span = _token_span(self.file, first) if first else None
