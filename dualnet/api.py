@@ -36,6 +36,7 @@ class Summary:
     diagnostics: list[Diagnostic]
     sources: SourceCache
     layers: list[LayerRow] = field(default_factory=list)
+    files: tuple[str, ...] = ()  # every source file read (real paths): outputs never replace one
 
     @property
     def ok(self) -> bool:
@@ -91,6 +92,8 @@ def _check(summary: Summary, loader: Loader, checker: Checker, model: str | None
     except DualnetError as exc:
         checker.diagnostics.extend(exc.diagnostics)
         return
+    finally:
+        summary.files = tuple(str(p) for p in loader.modules)
     checker.diagnostics.extend(loader.diagnostics)
     for module in loader.modules.values():  # every constant, used or not, is checked once
         for decl in module.consts.values():

@@ -53,6 +53,7 @@ CODES: dict[str, str] = {
     "E-GRAD": "a trainable parameter's gradient path is cut by a non-differentiable op",
     "E-GRAD-DTYPE": "an integer or bool value sits on a gradient path",
     "E-BACKEND": "a model uses something a backend cannot write",
+    "E-EXTRA": "an optional dependency the command needs is not installed",
     "E-INPUT": "the arrays given to `dualnet run` do not fit the model's inputs",
     "E-WEIGHTS": "a weight file does not fit the model (missing, extra, mis-shaped or "
                  "mis-typed tensor)",

@@ -8,7 +8,7 @@ import math
 from dualnet import budget
 from dualnet.ir.dims import Dim, floordiv
 from dualnet.ir.types import DType, TensorType
-from dualnet.ops.common import norm_axis, positive, same_dtype
+from dualnet.ops.common import fits_in, norm_axis, positive, same_dtype
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
@@ -246,6 +246,7 @@ def _pad_infer(ctx: Ctx) -> list[TensorType]:
     if x.dtype == DType.bool and value not in (0, 1):
         ctx.fail(f"cannot pad a bool tensor with {value:g}", "value", "use 0 or 1",
                  code="E-VALUE")
+    fits_in(ctx, "value", x.dtype)
     ctx.attrs["pads"] = pairs
     return [x.with_shape(tuple(d + b + a for d, (b, a) in zip(x.shape, pairs, strict=True)))]
 

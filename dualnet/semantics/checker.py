@@ -17,7 +17,7 @@ from dualnet.diagnostics import Diagnostic, DualnetError, Span, error
 from dualnet.ir.dims import Dim, DimTooLarge, substitute
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
 from dualnet.ir.tagged import expr_of, retag, tag_as
-from dualnet.ir.types import DType, TensorType
+from dualnet.ir.types import DType, TensorType, out_of_range
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind
 from dualnet.ops.registry import OpDef, run_rule, suggest
@@ -41,6 +41,7 @@ from dualnet.semantics.values import (
 from dualnet.syntax import ast
 
 _SCALAR_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_WIDER = {DType.f16: "f32", DType.bf16: "f32", DType.f32: "f64", DType.i32: "i64"}
 MAX_MODEL_NESTING = 100  # model instances called inside model instances
 MAX_CONST_NESTING = 100  # constants defined through other constants
 
@@ -372,6 +373,10 @@ class Tracer:
         return full[len(base) + 1:] if base else full
 
     def constant(self, value, dtype: DType, span: Span) -> TensorValue:
+        why = out_of_range(value, dtype)
+        if why is not None:
+            raise error("E-VALUE", why, span, f"out of range for {dtype}",
+                        [f'compute in a wider type: cast(x, "{_WIDER.get(dtype, "f64")}")'])
         return self.add_node("constant", "constant", [], (), {"value": value},
                              [TensorType(dtype, ())], span)
 

@@ -452,7 +452,8 @@ def test_init_refuses_to_overwrite_the_source(tmp_path, capsys):
     src = tmp_path / "m.dnet"
     src.write_text(LENET.read_text())
     code, _, stderr = run_init(capsys, str(src), "-o", str(src))
-    assert code == 1 and stderr.startswith("error[E-IO]: refusing to overwrite the source")
+    assert code == 1 and stderr.startswith(f"error[E-IO]: refusing to overwrite {src}: it is "
+                                           "a .dnet source")
     assert src.read_text() == LENET.read_text()
 
 
