@@ -108,8 +108,10 @@ def check_output(path: PathLike, protect: Iterable[PathLike] = ()) -> None:
     files `protect` lists (the command's own inputs), never a directory."""
     name = os.fspath(path)
     if name.endswith(".dnet"):
-        raise error("E-IO", f"refusing to overwrite {name}: it is a .dnet source", None,
-                    notes=["dualnet never writes a .dnet file; choose another output name"])
+        raise error("E-IO", f"refusing to overwrite {name}: it is a .dnet source"
+                    if os.path.exists(name) else
+                    f"refusing to write {name}: dualnet never writes .dnet files", None,
+                    notes=["choose another output name"])
     if os.path.isdir(name):
         raise error("E-IO", f"cannot write {name}: it is a directory", None)
     for source in protect:

@@ -1,7 +1,8 @@
 """Source text → AST. Lark's LALR parser builds a tree without recursion; converting it to the
 AST walks an explicit stack and refuses nesting deeper than MAX_DEPTH with a diagnostic.
 Depth counts nesting, not width: the left operand of a chain of the same operator
-(`a + b - c`, `a and b and c`, `x |> f |> g`) is at its parent's depth. Every token parsed
+(`a + b - c`, `a and b and c`) is at its parent's depth; a chain has at most MAX_CHAIN
+operands. Every token parsed
 is charged to the front end's work budget (`dualnet.budget`)."""
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ MAX_STATEMENT_TOKENS = 100_000
 INT_LIMIT = 2**63 - 1
 _FOLDERS = ("LPAR", "LSQB")
 _CLOSERS = ("RPAR", "RSQB")
-_CHAINS = frozenset({"binary", "or_op", "and_op", "pipe_op"})  # left-associative chains
+# Left-associative chains of one operator (`a + b - c`, `a and b and c`): width, not depth.
+# (`x |> f |> g` nests calls, and is counted as nesting.) A chain may have MAX_CHAIN operands:
+# generated Python writes it as one expression, and CPython compiles about 2,800 at most.
+_CHAINS = frozenset({"binary", "or_op", "and_op"})
+MAX_CHAIN = 1000
 _TOKEN_BATCH = 1024  # tokens charged to the work budget at a time
 
 
@@ -199,21 +204,25 @@ class _Converter:
 
     def convert(self, tree: Tree) -> ast.Module:
         order: list[Tree] = []  # pre-order; reversed, every child comes before its parent
-        stack: list[tuple[Tree, int]] = [(tree, 1)]
+        stack: list[tuple[Tree, int, int]] = [(tree, 1, 1)]  # (node, depth, chain operands)
         while stack:
-            node, depth = stack.pop()
+            node, depth, chain = stack.pop()
             order.append(node)
             for i, c in enumerate(node.children):
                 if isinstance(c, Tree):
                     if i == 0 and c.data == node.data and c.data in _CHAINS:
-                        stack.append((c, depth))  # `a + b` of `a + b + c`: width
+                        if chain + 2 > MAX_CHAIN:  # `chain` operators, one more operand
+                            raise error("E-LIMIT", f"a chain of more than {MAX_CHAIN:,} "
+                                        "operands", _token_span(self.file, _first_token(c)),
+                                        "starts here", ["split it with intermediate names"])
+                        stack.append((c, depth, chain + 1))  # `a + b` of `a + b + c`: width
                         continue
                     if depth >= MAX_DEPTH:
                         first = _first_token(c)
                         span = _token_span(self.file, first) if first else None
                         raise error("E-DEPTH", f"nesting deeper than {MAX_DEPTH} levels", span,
                                     "too deep", ["split it up with intermediate names"])
-                    stack.append((c, depth + 1))
+                    stack.append((c, depth + 1, 1))
         done: dict[int, object] = {}
         extent: dict[int, tuple] = {}  # id(tree) → (line, col, end_line, end_col)
         handlers: dict[str, object] = {}

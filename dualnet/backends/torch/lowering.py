@@ -49,6 +49,7 @@ from dualnet.backends.source_helpers import (
     is_default,
     kwargs,
     last_axis,
+    left_operand,
     literal,
     need,
     operands,
@@ -153,7 +154,7 @@ def _binary(op: str) -> Callable[[TorchCall], str]:
 
     def lower(call: TorchCall) -> str:
         a, b = operands(call, op, _tensor)  # two numbers: a tensor result
-        return f"{atom(a)} {symbol} {atom(b)}"
+        return f"{left_operand(a, symbol)} {symbol} {atom(b)}"
 
     return lower
 
