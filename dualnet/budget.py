@@ -5,9 +5,11 @@ units (`COSTS`, each roughly the microseconds it takes): a token parsed, an expr
 evaluated, a statement run, a loop iteration, an IR node traced, a layer or model instance
 created, a parameter tensor declared, a diagnostic recorded. When the total passes `LIMIT`
 (about a second of work), checking stops with E-LIMIT at the place that crossed it. The
-resident memory the check has added is sampled as it goes, and passing `MEMORY_LIMIT` stops
-it the same way. So every input finishes `check` (or is refused) in bounded time and memory,
-whatever it nests, unrolls or instantiates.
+units make the limit the same on every machine; as backstops for work they undercount, the
+resident memory the check has added and the CPU time it has taken are sampled as it goes,
+and passing `MEMORY_LIMIT` or `TIME_LIMIT` stops it the same way. So every input finishes
+`check` (or is refused) in bounded time and memory, whatever it nests, unrolls or
+instantiates.
 
 The budget is found through a context variable, so deep parts of the front end (a shape rule
 declaring parameters) charge it without being handed it. Outside `check_file` nothing is
@@ -19,15 +21,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-import resource
 import sys
+import time
 from collections.abc import Iterator
 
 from dualnet.diagnostics import DualnetError, Span, error
 
 LIMIT = 1_200_000
 MEMORY_LIMIT = 200 * 2**20  # bytes of resident memory the check may add
-_MEMORY_STRIDE = 20_000  # units between two samples of the resident memory
+TIME_LIMIT = 1.5  # seconds of CPU time the check may take (this thread's)
+_SAMPLE_STRIDE = 20_000  # units between two samples of the memory and the time
 
 # What each kind of work costs, in units (about a microsecond each, on a 2020s CPU).
 COSTS = {
@@ -36,14 +39,14 @@ COSTS = {
     "call": 5,  # one call applied (a function, a layer, a model or Sequential constructor)
     "statement": 1,  # one statement run
     "iteration": 1,  # one pass of a `for` loop or a `Sequential` generator
-    "operation": 10,  # one IR node traced (an op, a layer call, a model call, a constant)
-    "graph": 30,  # one forward traced for a new input signature
+    "operation": 15,  # one IR node traced (an op, a layer call, a model call, a constant)
+    "graph": 200,  # one forward traced for a new input signature
     "layer": 25,  # one built-in layer or Sequential created
-    "instance": 80,  # one model instance created
+    "instance": 300,  # one model instance created
     "parameter": 2,  # one parameter or buffer tensor declared
     "item": 1,  # one item of a list a shape rule writes out (split parts, pooling windows)
-    "size": 8,  # one symbolic size computed (`(H - 1) // 2 + 1`)
-    "diagnostic": 80,  # one error met (and recorded, unless it repeats one)
+    "size": 12,  # one symbolic size computed (`(H - 1) // 2 + 1`)
+    "diagnostic": 200,  # one error met (and recorded, unless it repeats one)
 }
 _NAMES = {"token": "tokens", "expression": "expressions evaluated", "call": "calls",
           "statement": "statements run", "iteration": "loop iterations",
@@ -68,14 +71,15 @@ class BudgetExceeded(DualnetError):
 class Budget:
     """Units spent so far, by kind, against `limit`."""
 
-    __slots__ = ("limit", "used", "counts", "_next_sample", "_rss0")
+    __slots__ = ("limit", "used", "counts", "_next_sample", "_rss0", "_cpu0")
 
     def __init__(self, limit: int = LIMIT):
         self.limit = limit
         self.used = 0
         self.counts = dict.fromkeys(COSTS, 0)
-        self._next_sample = _MEMORY_STRIDE
+        self._next_sample = _SAMPLE_STRIDE
         self._rss0 = _rss()
+        self._cpu0 = time.thread_time()
         global expressions, sizes
         expressions = sizes = 0
 
@@ -94,11 +98,13 @@ class Budget:
         if span is None:
             return
         if self.used > self._next_sample:
-            self._next_sample = self.used + _MEMORY_STRIDE
-            grown = _rss() - self._rss0
-            if grown > MEMORY_LIMIT:
+            self._next_sample = self.used + _SAMPLE_STRIDE
+            if _rss() - self._rss0 > MEMORY_LIMIT:
                 raise self._exceeded(f"checking needs more than {MEMORY_LIMIT >> 20} MB of "
                                      "memory", span)
+            if time.thread_time() - self._cpu0 > TIME_LIMIT:
+                raise self._exceeded(f"checking needs more than {TIME_LIMIT:g} s of CPU time",
+                                     span)
         if self.used > self.limit:
             raise self._exceeded(f"checking needs more than the front end's work limit of "
                                  f"{self.limit:,} units", span)
@@ -145,5 +151,7 @@ def _rss() -> int:
         with open("/proc/self/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
+        import resource  # (POSIX)
+
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024

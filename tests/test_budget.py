@@ -57,10 +57,11 @@ def _model_chain(n: int) -> str:
     return "".join(out)
 
 
-def _lstm_classifier_with_layers(layers: int) -> str:
-    text = (ROOT / "models" / "lstm_classifier.dnet").read_text(encoding="utf-8")
-    assert "layers: int = 2" in text
-    return text.replace("layers: int = 2", f"layers: int = {layers}")
+def _zoo(name: str, old: str, new: str) -> str:
+    """A file of models/ with one edit."""
+    text = (ROOT / "models" / name).read_text(encoding="utf-8")
+    assert old in text
+    return text.replace(old, new)
 
 
 MODEL = "model Net() {{\n    forward(x: f32[B, 8]) {{ return {} }}\n}}\n"
@@ -80,7 +81,8 @@ BOMBS = {
                                            "for j in range(100000) { } }"), "E-LIMIT"),
     "lstm_2_62_layers": ("model Net() {\n    r = LSTM(8, layers=4611686018427387904)\n"
                          "    forward(x: f32[B, T, 8]) { return r(x) }\n}\n", "E-LIMIT"),
-    "mutated_zoo_lstm_layers_2_31": (_lstm_classifier_with_layers(2**31), "E-LIMIT"),
+    "mutated_zoo_lstm_layers_2_31": (_zoo("lstm_classifier.dnet", "layers: int = 2",
+                                          f"layers: int = {2**31}"), "E-LIMIT"),
     "million_statements": (_forward("x=relu(x)\n" * 1_000_000), "E-LIMIT"),  # 10 MB
     "sequential_100000_linear_100000": (
         "model Net() {\n    s = Sequential(Linear(100000) for i in range(100000))\n"
@@ -100,6 +102,12 @@ BOMBS = {
     "constants_chained_3000_deep": ("".join(f"const C{k} = C{k + 1}\n" for k in range(3000))
                                     + "const C3000 = 1\n" + MODEL.format("x"), "E-DEPTH"),
     "models_chained_1500_deep": (_model_chain(1500), "E-DEPTH"),
+    # found by `make fuzz-frontend`: model instances cost more than their units said
+    "mutated_zoo_bert_1000_layers": (_zoo("bert_encoder.dnet", "layers: int = 2, heads: int = 2",
+                                          "layers: int = 1000, heads: int = 64"), "E-LIMIT"),
+    # found by `make fuzz-frontend`: an error (and its "did you mean") per iteration
+    "error_in_100000x1000_loops": (_forward("        for i in range(100000) { for j in "
+                                            "ranee(1000) { x = relu(x) } }"), "E-NAME"),
     "error_in_a_50000_iteration_loop": (_forward("        for i in range(50000) "
                                                  "{ x = foo(x) }"), "E-NAME"),
 }
@@ -257,8 +265,16 @@ def test_memory_limit(monkeypatch) -> None:
     monkeypatch.setattr(budget, "_rss", lambda: next(sizes))
     b = budget.Budget()
     with budget.active(b), pytest.raises(budget.BudgetExceeded, match="MB of memory"):
-        budget.spend("statement", budget._MEMORY_STRIDE + 1,
-                     Span("f.dnet", 1, 1, 1, 2))
+        budget.spend("statement", budget._SAMPLE_STRIDE + 1, Span("f.dnet", 1, 1, 1, 2))
+
+
+def test_time_limit(monkeypatch) -> None:
+    """CPU time is sampled too: a backstop for work the units undercount."""
+    clock = iter([10.0, 10.0 + budget.TIME_LIMIT + 0.1])
+    monkeypatch.setattr(budget.time, "thread_time", lambda: next(clock))
+    b = budget.Budget()
+    with budget.active(b), pytest.raises(budget.BudgetExceeded, match="s of CPU time"):
+        budget.spend("statement", budget._SAMPLE_STRIDE + 1, Span("f.dnet", 1, 1, 1, 2))
 
 
 def test_diagnostic_text_is_bounded(tmp_path: Path) -> None:

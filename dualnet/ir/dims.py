@@ -75,15 +75,22 @@ class Dim:
 
     def __init__(self, terms: tuple):
         budget.sizes += 1
-        size = len(terms)
-        for mono, _ in terms:
+        size, keys = len(terms), []
+        for mono, coeff in terms:  # one pass: the size, and the key the hash is taken of
+            atoms = []
             for atom in mono:
-                size += 1 if atom.__class__ is str else atom.size
-        self.size = size
+                if atom.__class__ is str:
+                    size += 1
+                    atoms.append((0, atom))
+                else:
+                    size += atom.size
+                    atoms.append(atom._key)
+            keys.append((tuple(atoms), coeff))
         if size > MAX_SIZE:
             raise DimTooLarge
+        self.size = size
         self.terms = terms  # ((monomial: tuple[atom, ...], coeff: int), ...), sorted
-        self._hash = hash(tuple((tuple(_atom_key(a) for a in m), c) for m, c in terms))
+        self._hash = hash(tuple(keys))
 
     # -- construction
     @staticmethod
