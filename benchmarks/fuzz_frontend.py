@@ -19,7 +19,8 @@ the measured start-up) and peak resident memory (median, worst) per mutant, and 
 that must be zero — exit status 3 (an internal error), the CPU rlimit reached (a timeout),
 more than --cpu-limit seconds of CPU, more than --memory-mb of memory, and a refusal without
 a located diagnostic ("too large or too deeply nested"). Each such mutant is written to DIR
-(default $TMPDIR/dualnet-fuzz-frontend) with its finding. Exits 1 if any count is not zero.
+(default $TMPDIR/dualnet-fuzz-frontend) with its finding, and the slowest mutant to
+DIR/slowest (for calibrating the budget's costs). Exits 1 if any count is not zero.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -259,6 +261,7 @@ class Tally:
     cpu: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
     findings: dict[str, list[str]] = field(default_factory=dict)  # kind → files
+    slowest: float = 0.0
 
     def record(self, n: int, text: bytes, extra: dict[str, str], edits: list[str],
                o: Outcome, cpu_timeout: int) -> None:
@@ -266,6 +269,9 @@ class Tally:
         self.edits.update(edits)
         self.cpu.append(o.cpu)
         self.rss.append(o.rss_mb)
+        if o.cpu > self.slowest:  # kept for calibrating the budget's costs
+            self.slowest = o.cpu
+            self.write(0, "the slowest mutant so far", text, extra, edits, o, quiet=True)
         kinds = []
         timed_out = o.code == -signal.SIGXCPU or o.cpu >= cpu_timeout  # the CPU rlimit
         if o.code not in (0, 1, 2) and not timed_out:
@@ -282,8 +288,9 @@ class Tally:
             self.write(n, kind, text, extra, edits, o)
 
     def write(self, n: int, kind: str, text: bytes, extra: dict[str, str], edits: list[str],
-              o: Outcome) -> None:
-        folder = self.out / f"mutant_{n}"
+              o: Outcome, quiet: bool = False) -> None:
+        folder = self.out / (f"mutant_{n}" if not quiet else "slowest")
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "main.dnet").write_bytes(text)
         for name, body in extra.items():
@@ -291,8 +298,9 @@ class Tally:
         (folder / "finding.txt").write_text(
             f"{kind}: exit {o.code}, {o.cpu:.2f} s CPU, {o.rss_mb:.0f} MB\nedits: "
             f"{', '.join(edits)}\n{o.first_line}\n", encoding="utf-8")
-        self.findings.setdefault(kind, []).append(str(folder))
-        print(f"FINDING {kind}: {folder} ({o.first_line[:100]})", flush=True)
+        if not quiet:
+            self.findings.setdefault(kind, []).append(str(folder))
+            print(f"FINDING {kind}: {folder} ({o.first_line[:100]})", flush=True)
 
 
 def fuzz(args, tally: Tally) -> tuple[int, float]:
@@ -362,8 +370,10 @@ def report(tally: Tally, n: int, seconds: float, args) -> int:
                  "over the memory limit", "refused without a location"):
         found = tally.findings.get(kind, [])
         rows.append(Row(kind, str(len(found)), "0", "-", "ok" if not found else "FAIL"))
-    return finish(rows, strict=True, note=f"findings written to {args.out}"
-                  if tally.findings else None)
+    note = f"the slowest mutant is in {args.out / 'slowest'}"
+    if tally.findings:
+        note = f"findings written to {args.out}; {note}"
+    return finish(rows, strict=True, note=note)
 
 
 def main(argv: list[str] | None = None) -> int:
