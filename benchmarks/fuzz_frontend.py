@@ -52,13 +52,66 @@ from dualnet.api import check_file  # noqa: E402
 MODELS = ROOT / "models"
 INTS = [0, 1, 2, 3, 7, 64, 1000, 100000, 2**31, 2**40, 2**62, 2**63, 10**30, 4611686018427387904]
 FLOATS = ["0.0", "-1.0", "1e300", "1e-300", "3.5e38", "70000.0", "1e-12", "0.5"]
-VOCAB = ["(", ")", "[", "]", "{", "}", ",", ":", "=", "+", "-", "*", "/", "//", "**", "@",
-         "|>", "->", ".", ";", "\n", "model", "forward", "return", "for", "in", "if", "else",
-         "const", "import", "from", "as", "true", "false", "none", "relu", "Linear",
-         "Conv2d", "Sequential", "range", "flatten", "concat", "reshape", "split", "LSTM",
-         "MultiHeadAttention", "Embedding", "B", "T", "x", "f32", "i64", '"s"', "_"]
-TOKEN = re.compile(r'"[^"\n]*"|#[^\n]*|[A-Za-z_]\w*|\d+\.\d*(?:[eE][-+]?\d+)?|\d+'
-                   r"|\|>|//|\*\*|==|!=|<=|>=|->|\s+|\S")
+VOCAB = [
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "//",
+    "**",
+    "@",
+    "|>",
+    "->",
+    ".",
+    ";",
+    "\n",
+    "model",
+    "forward",
+    "return",
+    "for",
+    "in",
+    "if",
+    "else",
+    "const",
+    "import",
+    "from",
+    "as",
+    "true",
+    "false",
+    "none",
+    "relu",
+    "Linear",
+    "Conv2d",
+    "Sequential",
+    "range",
+    "flatten",
+    "concat",
+    "reshape",
+    "split",
+    "LSTM",
+    "MultiHeadAttention",
+    "Embedding",
+    "B",
+    "T",
+    "x",
+    "f32",
+    "i64",
+    '"s"',
+    "_",
+]
+TOKEN = re.compile(
+    r'"[^"\n]*"|#[^\n]*|[A-Za-z_]\w*|\d+\.\d*(?:[eE][-+]?\d+)?|\d+'
+    r"|\|>|//|\*\*|==|!=|<=|>=|->|\s+|\S"
+)
 UNLOCATED = "too large or too deeply nested"
 
 
@@ -71,8 +124,9 @@ class Mutator:
     def __init__(self, rng: random.Random, sources: dict[str, str]):
         self.rng = rng
         self.sources = sources
-        self.lines = [line for text in sources.values() for line in text.splitlines()
-                      if line.strip()]
+        self.lines = [
+            line for text in sources.values() for line in text.splitlines() if line.strip()
+        ]
 
     def mutate(self, text: str) -> tuple[str, list[str]]:
         edits = []
@@ -84,10 +138,27 @@ class Mutator:
                 edits.append(name)
         return text, edits
 
-    OPERATORS = ["int_value", "int_value", "float_value", "delete_token", "duplicate_token",
-                 "insert_token", "insert_token", "swap_names", "self_reference",
-                 "delete_line", "duplicate_lines", "swap_lines", "splice_line", "loop_wrap",
-                 "loop_wrap", "nest", "size", "size", "flip_byte"]
+    OPERATORS = [
+        "int_value",
+        "int_value",
+        "float_value",
+        "delete_token",
+        "duplicate_token",
+        "insert_token",
+        "insert_token",
+        "swap_names",
+        "self_reference",
+        "delete_line",
+        "duplicate_lines",
+        "swap_lines",
+        "splice_line",
+        "loop_wrap",
+        "loop_wrap",
+        "nest",
+        "size",
+        "size",
+        "flip_byte",
+    ]
 
     # -- tokens
     def _tokens(self, text: str) -> list[str]:
@@ -109,19 +180,20 @@ class Mutator:
         return self._replace_token(text, str.isdigit, lambda t: str(self.rng.choice(INTS)))
 
     def float_value(self, text: str) -> str | None:
-        return self._replace_token(text, lambda t: t[:1].isdigit() and "." in t,
-                                   lambda t: self.rng.choice(FLOATS))
+        return self._replace_token(
+            text, lambda t: t[:1].isdigit() and "." in t, lambda t: self.rng.choice(FLOATS)
+        )
 
     def delete_token(self, text: str) -> str | None:
         return self._replace_token(text, lambda t: not t.isspace(), lambda t: "")
 
     def duplicate_token(self, text: str) -> str | None:
-        return self._replace_token(text, lambda t: not t.isspace(),
-                                   lambda t: t + " " + t * self.rng.choice([1, 1, 2, 50]))
+        return self._replace_token(
+            text, lambda t: not t.isspace(), lambda t: t + " " + t * self.rng.choice([1, 1, 2, 50])
+        )
 
     def insert_token(self, text: str) -> str | None:
-        return self._replace_token(text, str.isspace,
-                                   lambda t: f" {self.rng.choice(VOCAB)} ")
+        return self._replace_token(text, str.isspace, lambda t: f" {self.rng.choice(VOCAB)} ")
 
     def swap_names(self, text: str) -> str | None:
         tokens = self._tokens(text)
@@ -129,8 +201,7 @@ class Mutator:
         if not names:
             return None
         new = self.rng.choice(names)
-        return self._replace_token(text, lambda t: t[:1].isalpha() or t[:1] == "_",
-                                   lambda t: new)
+        return self._replace_token(text, lambda t: t[:1].isalpha() or t[:1] == "_", lambda t: new)
 
     def self_reference(self, text: str) -> str | None:
         """A model that uses itself (or a later model): unbounded instantiation."""
@@ -138,8 +209,9 @@ class Mutator:
         used = [m for m in models if re.search(rf"= *{m}\(", text)]
         if not models or not used:
             return None
-        return re.sub(rf"= *{self.rng.choice(used)}\(", f"= {self.rng.choice(models)}(", text,
-                      count=1)
+        return re.sub(
+            rf"= *{self.rng.choice(used)}\(", f"= {self.rng.choice(models)}(", text, count=1
+        )
 
     # -- lines
     def delete_line(self, text: str) -> str | None:
@@ -152,7 +224,7 @@ class Mutator:
     def duplicate_lines(self, text: str) -> str | None:
         lines = text.splitlines()
         i = self.rng.randrange(len(lines))
-        lines[i:i + 1] = [lines[i]] * self.rng.choice([2, 3, 10, 1000])
+        lines[i : i + 1] = [lines[i]] * self.rng.choice([2, 3, 10, 1000])
         return "\n".join(lines) + "\n"
 
     def swap_lines(self, text: str) -> str | None:
@@ -169,22 +241,28 @@ class Mutator:
     def loop_wrap(self, text: str) -> str | None:
         """A forward statement (or a block of them) inside nested loops."""
         lines = text.splitlines()
-        places = [i for i, line in enumerate(lines)
-                  if re.match(r"\s+\w+( *, *\w+)* *(: *[^=]+)?= ", line) and "(" in line]
+        places = [
+            i
+            for i, line in enumerate(lines)
+            if re.match(r"\s+\w+( *, *\w+)* *(: *[^=]+)?= ", line) and "(" in line
+        ]
         if not places:
             return None
         i = self.rng.choice(places)
         depth = self.rng.choice([1, 1, 2, 3])
-        heads = [f"for i{k} in range({self.rng.choice([2, 10, 300, 1000, 100000])}) {{"
-                 for k in range(depth)]
-        lines[i:i + 1] = [*heads, lines[i], *["}"] * depth]
+        heads = [
+            f"for i{k} in range({self.rng.choice([2, 10, 300, 1000, 100000])}) {{"
+            for k in range(depth)
+        ]
+        lines[i : i + 1] = [*heads, lines[i], *["}"] * depth]
         return "\n".join(lines) + "\n"
 
     def nest(self, text: str) -> str | None:
         k = self.rng.choice([2, 10, 150, 250, 1000])
         wrap = self.rng.choice([("(", ")"), ("relu(", ")"), ("-", ""), ("[", "]")])
-        return self._replace_token(text, lambda t: t in ("x", "h", "out", "y"),
-                                   lambda t: wrap[0] * k + t + wrap[1] * k)
+        return self._replace_token(
+            text, lambda t: t in ("x", "h", "out", "y"), lambda t: wrap[0] * k + t + wrap[1] * k
+        )
 
     def size(self, text: str) -> str | None:
         """A number inside a tensor type `f32[...]`."""
@@ -193,7 +271,7 @@ class Mutator:
             return None
         m = self.rng.choice(spots)
         value = self.rng.choice([0, 1, 2**31, 2**62, 4611686018427387903])
-        return text[:m.start()] + str(value) + text[m.end():]
+        return text[: m.start()] + str(value) + text[m.end() :]
 
     def flip_byte(self, text: str) -> str | None:
         data = bytearray(text.encode("utf-8", errors="surrogateescape"))
@@ -233,8 +311,12 @@ def check_in_child(path: Path, err_path: Path, cpu_timeout: int, memory_cap_mb: 
     _, status, usage = os.wait4(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     text = err_path.read_text(encoding="utf-8", errors="replace")
-    return Outcome(code, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                   text.splitlines()[0] if text else "")
+    return Outcome(
+        code,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        text.splitlines()[0] if text else "",
+    )
 
 
 def startup_cpu() -> float:
@@ -243,8 +325,12 @@ def startup_cpu() -> float:
     samples = []
     for _ in range(3):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "dualnet", "check", str(MODELS / "mlp.dnet")],
-                       env=env, capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "dualnet", "check", str(MODELS / "mlp.dnet")],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         samples.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return min(samples)
@@ -263,8 +349,15 @@ class Tally:
     findings: dict[str, list[str]] = field(default_factory=dict)  # kind → files
     slowest: float = 0.0
 
-    def record(self, n: int, text: bytes, extra: dict[str, str], edits: list[str],
-               o: Outcome, cpu_timeout: int) -> None:
+    def record(
+        self,
+        n: int,
+        text: bytes,
+        extra: dict[str, str],
+        edits: list[str],
+        o: Outcome,
+        cpu_timeout: int,
+    ) -> None:
         self.codes[o.code] += 1
         self.edits.update(edits)
         self.cpu.append(o.cpu)
@@ -287,8 +380,16 @@ class Tally:
         for kind in kinds:
             self.write(n, kind, text, extra, edits, o)
 
-    def write(self, n: int, kind: str, text: bytes, extra: dict[str, str], edits: list[str],
-              o: Outcome, quiet: bool = False) -> None:
+    def write(
+        self,
+        n: int,
+        kind: str,
+        text: bytes,
+        extra: dict[str, str],
+        edits: list[str],
+        o: Outcome,
+        quiet: bool = False,
+    ) -> None:
         folder = self.out / (f"mutant_{n}" if not quiet else "slowest")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
@@ -297,7 +398,9 @@ class Tally:
             (folder / name).write_text(body, encoding="utf-8")
         (folder / "finding.txt").write_text(
             f"{kind}: exit {o.code}, {o.cpu:.2f} s CPU, {o.rss_mb:.0f} MB\nedits: "
-            f"{', '.join(edits)}\n{o.first_line}\n", encoding="utf-8")
+            f"{', '.join(edits)}\n{o.first_line}\n",
+            encoding="utf-8",
+        )
         if not quiet:
             self.findings.setdefault(kind, []).append(str(folder))
             print(f"FINDING {kind}: {folder} ({o.first_line[:100]})", flush=True)
@@ -306,8 +409,10 @@ class Tally:
 def fuzz(args, tally: Tally) -> tuple[int, float]:
     rng = random.Random(args.seed)
     sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(MODELS.glob("*.dnet"))}
-    imports = {name: re.findall(r'^\s*(?:import|from)\s+"([^"]+)"', text, flags=re.M)
-               for name, text in sources.items()}
+    imports = {
+        name: re.findall(r'^\s*(?:import|from)\s+"([^"]+)"', text, flags=re.M)
+        for name, text in sources.items()
+    }
     mutator = Mutator(rng, sources)
     for name in sources:  # warm up: the parser is built before the first fork
         check_file(str(MODELS / name))
@@ -338,9 +443,12 @@ def fuzz(args, tally: Tally) -> tuple[int, float]:
             (work / lib).unlink()
         if n % args.every == 0:
             elapsed = time.monotonic() - start
-            print(f"{n:7d} mutants, {elapsed / 60:5.1f} min, {n / elapsed:5.1f}/s, exits "
-                  f"{dict(sorted(tally.codes.items()))}, worst {max(tally.cpu):.2f} s CPU, "
-                  f"{max(tally.rss):.0f} MB", flush=True)
+            print(
+                f"{n:7d} mutants, {elapsed / 60:5.1f} min, {n / elapsed:5.1f}/s, exits "
+                f"{dict(sorted(tally.codes.items()))}, worst {max(tally.cpu):.2f} s CPU, "
+                f"{max(tally.rss):.0f} MB",
+                flush=True,
+            )
     return n, time.monotonic() - start
 
 
@@ -350,24 +458,47 @@ def report(tally: Tally, n: int, seconds: float, args) -> int:
     print("\nedits applied:", ", ".join(f"{k} {v}" for k, v in tally.edits.most_common()))
     print("exit statuses:", ", ".join(f"{k}: {v}" for k, v in sorted(tally.codes.items())))
     rows = [
-        Row("mutants checked", f"{n:,}", f">= {args.min_mutants:,}", "-",
-            "ok" if n >= args.min_mutants else "FEW"),
-        Row("duration", f"{seconds / 60:.1f} min", f">= {args.minutes:g} min", "-",
-            "ok" if seconds >= 60 * args.minutes else "SHORT"),
+        Row(
+            "mutants checked",
+            f"{n:,}",
+            f">= {args.min_mutants:,}",
+            "-",
+            "ok" if n >= args.min_mutants else "FEW",
+        ),
+        Row(
+            "duration",
+            f"{seconds / 60:.1f} min",
+            f">= {args.minutes:g} min",
+            "-",
+            "ok" if seconds >= 60 * args.minutes else "SHORT",
+        ),
         Row("mutants per second", f"{n / seconds:.1f}"),
         Row("exit status 0 / 1 / 2", " / ".join(f"{tally.codes[c]:,}" for c in (0, 1, 2))),
         Row("interpreter start-up (added to each CPU time)", fmt_s(tally.startup)),
-        Row("CPU time per mutant: median, p99", f"{fmt_s(statistics.median(cpu))}, "
-            f"{fmt_s(p99)}"),
-        Row("CPU time per mutant: worst", fmt_s(cpu[-1]), f"<= {args.cpu_limit:g} s", "-",
-            "ok" if cpu[-1] <= args.cpu_limit else "OVER"),
+        Row("CPU time per mutant: median, p99", f"{fmt_s(statistics.median(cpu))}, {fmt_s(p99)}"),
+        Row(
+            "CPU time per mutant: worst",
+            fmt_s(cpu[-1]),
+            f"<= {args.cpu_limit:g} s",
+            "-",
+            "ok" if cpu[-1] <= args.cpu_limit else "OVER",
+        ),
         Row("peak memory per mutant: median", f"{statistics.median(tally.rss):.0f} MB"),
-        Row("peak memory per mutant: worst", f"{max(tally.rss):.0f} MB",
-            f"<= {args.memory_mb:g} MB", "-",
-            "ok" if max(tally.rss) <= args.memory_mb else "OVER"),
+        Row(
+            "peak memory per mutant: worst",
+            f"{max(tally.rss):.0f} MB",
+            f"<= {args.memory_mb:g} MB",
+            "-",
+            "ok" if max(tally.rss) <= args.memory_mb else "OVER",
+        ),
     ]
-    for kind in ("exit status 3 or a crash", "timeout", "over the CPU limit",
-                 "over the memory limit", "refused without a location"):
+    for kind in (
+        "exit status 3 or a crash",
+        "timeout",
+        "over the CPU limit",
+        "over the memory limit",
+        "refused without a location",
+    ):
         found = tally.findings.get(kind, [])
         rows.append(Row(kind, str(len(found)), "0", "-", "ok" if not found else "FAIL"))
     note = f"the slowest mutant is in {args.out / 'slowest'}"
@@ -379,18 +510,30 @@ def report(tally: Tally, n: int, seconds: float, args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20, help="run at least this long")
-    parser.add_argument("--min-mutants", type=int, default=10_000,
-                        help="and at least this many mutants")
+    parser.add_argument(
+        "--min-mutants", type=int, default=10_000, help="and at least this many mutants"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path,
-                        default=Path(tempfile.gettempdir()) / "dualnet-fuzz-frontend",
-                        help="directory for the mutants of findings")
-    parser.add_argument("--cpu-limit", type=float, default=2.0,
-                        help="CPU seconds a check may take, start-up included")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "dualnet-fuzz-frontend",
+        help="directory for the mutants of findings",
+    )
+    parser.add_argument(
+        "--cpu-limit",
+        type=float,
+        default=2.0,
+        help="CPU seconds a check may take, start-up included",
+    )
     parser.add_argument("--memory-mb", type=float, default=300, help="peak memory a check may use")
     parser.add_argument("--timeout", type=int, default=10, help="CPU rlimit of a child (s)")
-    parser.add_argument("--address-space-mb", type=int, default=4096,
-                        help="address-space rlimit of a child (keeps a runaway contained)")
+    parser.add_argument(
+        "--address-space-mb",
+        type=int,
+        default=4096,
+        help="address-space rlimit of a child (keeps a runaway contained)",
+    )
     parser.add_argument("--every", type=int, default=1000, help="progress line interval")
     args = parser.parse_args(argv)
     tally = Tally(args.out, args.cpu_limit, args.memory_mb, startup_cpu())

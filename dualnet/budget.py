@@ -48,12 +48,21 @@ COSTS = {
     "size": 12,  # one symbolic size computed (`(H - 1) // 2 + 1`)
     "diagnostic": 200,  # one error met (and recorded, unless it repeats one)
 }
-_NAMES = {"token": "tokens", "expression": "expressions evaluated", "call": "calls",
-          "statement": "statements run", "iteration": "loop iterations",
-          "operation": "operations traced", "graph": "forward traces",
-          "layer": "layers created", "instance": "model instances created",
-          "parameter": "parameter tensors", "item": "listed items", "size": "symbolic sizes",
-          "diagnostic": "errors met"}
+_NAMES = {
+    "token": "tokens",
+    "expression": "expressions evaluated",
+    "call": "calls",
+    "statement": "statements run",
+    "iteration": "loop iterations",
+    "operation": "operations traced",
+    "graph": "forward traces",
+    "layer": "layers created",
+    "instance": "model instances created",
+    "parameter": "parameter tensors",
+    "item": "listed items",
+    "size": "symbolic sizes",
+    "diagnostic": "errors met",
+}
 
 
 # The two most frequent kinds of work are counted where it is cheapest: hot paths bump these
@@ -100,28 +109,33 @@ class Budget:
         if self.used > self._next_sample:
             self._next_sample = self.used + _SAMPLE_STRIDE
             if _rss() - self._rss0 > MEMORY_LIMIT:
-                raise self._exceeded(f"checking needs more than {MEMORY_LIMIT >> 20} MB of "
-                                     "memory", span)
+                raise self._exceeded(
+                    f"checking needs more than {MEMORY_LIMIT >> 20} MB of memory", span
+                )
             if time.thread_time() - self._cpu0 > TIME_LIMIT:
-                raise self._exceeded(f"checking needs more than {TIME_LIMIT:g} s of CPU time",
-                                     span)
+                raise self._exceeded(f"checking needs more than {TIME_LIMIT:g} s of CPU time", span)
         if self.used > self.limit:
-            raise self._exceeded(f"checking needs more than the front end's work limit of "
-                                 f"{self.limit:,} units", span)
+            raise self._exceeded(
+                f"checking needs more than the front end's work limit of {self.limit:,} units", span
+            )
 
     def _exceeded(self, message: str, span: Span | None) -> BudgetExceeded:
         heavy = sorted(((COSTS[k] * n, k) for k, n in self.counts.items() if n), reverse=True)
         spent = ", ".join(f"{self.counts[k]:,} {_NAMES[k]}" for _, k in heavy[:3])
-        notes = [f"so far: {spent}",
-                 "the limits are in docs/language.md; split the program, or use fewer "
-                 "layers, loop iterations or nested models"]
-        diagnostic = error("E-LIMIT", message, span, "the limit was reached here",
-                           notes).diagnostics[0]
+        notes = [
+            f"so far: {spent}",
+            "the limits are in docs/language.md; split the program, or use fewer "
+            "layers, loop iterations or nested models",
+        ]
+        diagnostic = error(
+            "E-LIMIT", message, span, "the limit was reached here", notes
+        ).diagnostics[0]
         return BudgetExceeded(diagnostic)
 
 
-_ACTIVE: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("dualnet_budget",
-                                                                        default=None)
+_ACTIVE: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(
+    "dualnet_budget", default=None
+)
 
 
 @contextlib.contextmanager

@@ -33,12 +33,17 @@ def missing(exc: ImportError) -> DualnetError | None:
     if name not in MODULES:
         return None
     what, extra = MODULES[name]
-    return error("E-EXTRA", f"this needs {what} (the Python package `{name}`), which is not "
-                 "installed", None, notes=[f"install it with `pip install 'dualnet[{extra}]'`"])
+    return error(
+        "E-EXTRA",
+        f"this needs {what} (the Python package `{name}`), which is not installed",
+        None,
+        notes=[f"install it with `pip install 'dualnet[{extra}]'`"],
+    )
 
 
 def needs_extras(function: F) -> F:
     """`function`, raising E-EXTRA instead of an ImportError of an optional dependency."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:

@@ -33,9 +33,13 @@ PathLike = str | os.PathLike
 TEMP_PREFIX = ".dualnet-tmp-"
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-[0-9a-f]+(\.tmp)?")
 STALE_AFTER_S = 24 * 3600
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 # ---------------------------------------------------------------- reading
@@ -48,16 +52,25 @@ def open_regular(path: PathLike, name: str | None = None) -> BinaryIO:
     name = os.fspath(path) if name is None else name
     path = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(
+            path,
+            os.O_RDONLY
+            | getattr(os, "O_NONBLOCK", 0)
+            | getattr(os, "O_NOCTTY", 0)
+            | getattr(os, "O_CLOEXEC", 0),
+        )
     except OSError as exc:
         raise io_error("read", name, exc) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
-            raise error("E-IO", f"cannot read {name}: it is {kind}", None,
-                        notes=[] if stat.S_ISDIR(mode) else ["dualnet reads regular files only"])
+            raise error(
+                "E-IO",
+                f"cannot read {name}: it is {kind}",
+                None,
+                notes=[] if stat.S_ISDIR(mode) else ["dualnet reads regular files only"],
+            )
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -108,18 +121,26 @@ def check_output(path: PathLike, protect: Iterable[PathLike] = ()) -> None:
     files `protect` lists (the command's own inputs), never a directory."""
     name = os.fspath(path)
     if name.endswith(".dnet"):
-        raise error("E-IO", f"refusing to overwrite {name}: it is a .dnet source"
-                    if os.path.exists(name) else
-                    f"refusing to write {name}: dualnet never writes .dnet files", None,
-                    notes=["choose another output name"])
+        raise error(
+            "E-IO",
+            f"refusing to overwrite {name}: it is a .dnet source"
+            if os.path.exists(name)
+            else f"refusing to write {name}: dualnet never writes .dnet files",
+            None,
+            notes=["choose another output name"],
+        )
     if os.path.isdir(name):
         raise error("E-IO", f"cannot write {name}: it is a directory", None)
     for source in protect:
         with contextlib.suppress(OSError):
             if os.path.samefile(name, source):
-                raise error("E-IO", f"refusing to overwrite {name}: it is one of this "
-                            f"command's inputs ({os.fspath(source)})", None,
-                            notes=["choose another output name"])
+                raise error(
+                    "E-IO",
+                    f"refusing to overwrite {name}: it is one of this "
+                    f"command's inputs ({os.fspath(source)})",
+                    None,
+                    notes=["choose another output name"],
+                )
 
 
 def atomic_write(path: PathLike, data: bytes, protect: Iterable[PathLike] = ()) -> None:
@@ -211,8 +232,13 @@ def _temp_name(suffix: str) -> str:
 
 def _temp_file(directory: str) -> tuple[int, str]:
     """A new file `.dualnet-tmp-<pid>-<random>.tmp` in `directory`, opened for writing."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) \
+    flags = (
+        os.O_WRONLY
+        | os.O_CREAT
+        | os.O_EXCL
+        | getattr(os, "O_CLOEXEC", 0)
         | getattr(os, "O_BINARY", 0)
+    )
     for _ in range(100):
         path = os.path.join(directory, _temp_name(".tmp"))
         try:

@@ -62,11 +62,15 @@ def require_allocatable(instance, explicit: int | None = None) -> None:
             largest, largest_count = layer, count
     if total <= limit:
         return
-    raise too_many(f"`{instance.definition}` has {total:,} parameters and buffer elements "
-                   f"({human_bytes(total * 4)} as f32)", limit,
-                   largest.span if largest is not None else instance.span,
-                   f"the largest layer: `{largest.path}` ({largest.op}, {largest_count:,})"
-                   if largest is not None else None)
+    raise too_many(
+        f"`{instance.definition}` has {total:,} parameters and buffer elements "
+        f"({human_bytes(total * 4)} as f32)",
+        limit,
+        largest.span if largest is not None else instance.span,
+        f"the largest layer: `{largest.path}` ({largest.op}, {largest_count:,})"
+        if largest is not None
+        else None,
+    )
 
 
 def require_elements(count: int, what: str, explicit: int | None = None) -> None:
@@ -74,15 +78,24 @@ def require_elements(count: int, what: str, explicit: int | None = None) -> None
     inputs) exceed the limit."""
     limit = max_params(explicit)
     if count > limit:
-        raise too_many(f"{what} would have {count:,} elements ({human_bytes(count * 4)} as "
-                       "f32)", limit, None, None)
+        raise too_many(
+            f"{what} would have {count:,} elements ({human_bytes(count * 4)} as f32)",
+            limit,
+            None,
+            None,
+        )
 
 
 def too_many(what: str, limit: int, span, note: str | None) -> DualnetError:
     notes = [note] if note else []
     notes.append(f"raise the limit with --max-params N or the environment variable {ENV}=N")
-    return error("E-LIMIT", f"{what}, more than the limit of {limit:,} "
-                 f"({human_bytes(limit * 4)})", span, "too large to allocate", notes)
+    return error(
+        "E-LIMIT",
+        f"{what}, more than the limit of {limit:,} ({human_bytes(limit * 4)})",
+        span,
+        "too large to allocate",
+        notes,
+    )
 
 
 def human_bytes(n: int) -> str:

@@ -39,26 +39,35 @@ class Result:
     killed: bool = False  # still running after HARD_TIMEOUT
 
 
-def run_cli(args: list[str], cwd: Path, prelude: str | None = None,
-            env: dict[str, str] | None = None) -> Result:
+def run_cli(
+    args: list[str], cwd: Path, prelude: str | None = None, env: dict[str, str] | None = None
+) -> Result:
     """Run `python -m dualnet ARGS` in `cwd` (after the Python statements `prelude`, if
     given) and measure that child's CPU time and peak RSS."""
-    child_env = {k: v for k, v in os.environ.items()
-                 if k not in ("DUALNET_TRACEBACK", "FORCE_COLOR", "DUALNET_MAX_PARAMS")}
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DUALNET_TRACEBACK", "FORCE_COLOR", "DUALNET_MAX_PARAMS")
+    }
     child_env.update(NO_COLOR="1", TERM="dumb", PYTHONIOENCODING="utf-8", **(env or {}))
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT),
-                                                            child_env.get("PYTHONPATH")]))
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), child_env.get("PYTHONPATH")])
+    )
     if prelude is None:
         command = [sys.executable, "-m", "dualnet", *args]
     else:
         code = f"{prelude}\nimport sys\nfrom dualnet.cli import main\nsys.exit(main(sys.argv[1:]))"
         command = [sys.executable, "-c", code, *args]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile("r") as peak:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as peak,
+    ):
         if GNU_TIME:
             command = [GNU_TIME, "-f", "%M", "-o", peak.name, *command]
-        proc = subprocess.Popen(command, cwd=cwd, env=child_env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
         killed: list[bool] = []
         timer = threading.Timer(HARD_TIMEOUT, lambda: (killed.append(True), proc.kill()))
         timer.start()
@@ -72,9 +81,14 @@ def run_cli(args: list[str], cwd: Path, prelude: str | None = None,
         text = peak.read().split() if GNU_TIME else []
         kib = int(text[-1]) if text and text[-1].isdigit() else usage.ru_maxrss
         rss = kib / (1024 * 1024 if sys.platform == "darwin" and not GNU_TIME else 1024)
-        return Result(err.read().decode("utf-8", "replace"), out.read().decode("utf-8", "replace"),
-                      proc.returncode, usage.ru_utime + usage.ru_stime, rss,
-                      killed=bool(killed))
+        return Result(
+            err.read().decode("utf-8", "replace"),
+            out.read().decode("utf-8", "replace"),
+            proc.returncode,
+            usage.ru_utime + usage.ru_stime,
+            rss,
+            killed=bool(killed),
+        )
 
 
 def show(r: Result) -> str:
