@@ -4,6 +4,7 @@
 #   make test        the whole test suite, then ruff
 #   make bench       check speed, generated-model latency (PyTorch, Keras), ONNX emission/latency
 #   make fuzz        differential fuzzing: random valid programs, parity of the three backends
+#   make fuzz-frontend  mutation fuzzing of `dualnet check` on the zoo: exit codes, time, memory
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
 #
 # Every pip install goes through constraints.txt (it keeps torch on the CPU build).
@@ -23,7 +24,7 @@ STAMP := $(VENV)/.dualnet-installed
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test lint bench fuzz wheel-smoke clean
+.PHONY: help setup demo test lint bench fuzz fuzz-frontend wheel-smoke clean
 
 help:
 	@echo "make setup        create $(VENV) and install dualnet[all] (editable)"
@@ -31,6 +32,7 @@ help:
 	@echo "make test         pytest + ruff"
 	@echo "make bench        check-speed, PyTorch / Keras latency and ONNX benchmarks"
 	@echo "make fuzz         2,000 random programs through all three backends (EXAMPLES=N SEED=S)"
+	@echo "make fuzz-frontend  20 minutes (MINUTES=M), >= 10,000 mutants of the zoo through check"
 	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"
 
 setup: $(STAMP)
@@ -92,6 +94,11 @@ EXAMPLES ?= 2000
 SEED ?= 1
 fuzz: setup
 	@$(PY) benchmarks/fuzz.py --examples $(EXAMPLES) --seed $(SEED)
+
+MINUTES ?= 20
+MUTANTS ?= 10000
+fuzz-frontend: setup
+	@$(PY) benchmarks/fuzz_frontend.py --minutes $(MINUTES) --min-mutants $(MUTANTS) --seed $(SEED)
 
 wheel-smoke: setup
 	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/dualnet-wheel-smoke.XXXXXX")

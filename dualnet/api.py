@@ -6,6 +6,7 @@ import gc
 from dataclasses import dataclass, field
 from typing import Any
 
+from dualnet.budget import Budget, BudgetExceeded, active
 from dualnet.checks.autodiff import check_gradients
 from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance
@@ -35,6 +36,7 @@ class Summary:
     diagnostics: list[Diagnostic]
     sources: SourceCache
     layers: list[LayerRow] = field(default_factory=list)
+    files: tuple[str, ...] = ()  # every source file read (real paths): outputs never replace one
 
     @property
     def ok(self) -> bool:
@@ -59,27 +61,39 @@ class Summary:
 
 def check_file(path: str, model: str | None = None, include_dirs: tuple[str, ...] = (),
                hyper: dict[str, Any] | None = None) -> Summary:
-    """Parse, resolve, instantiate and check `model` (default: the file's last model).
-    Never raises for bad input: problems are in `Summary.diagnostics`."""
+    """Parse, resolve, instantiate and check `model` (default: the file's last model),
+    within the front end's work budget (`dualnet.budget`). Never raises for bad input:
+    problems are in `Summary.diagnostics`."""
     enabled = gc.isenabled()
     gc.disable()  # the checker allocates many small acyclic objects: skip collection passes
-    try:
-        return _check(path, model, include_dirs, hyper)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _check(path: str, model: str | None, include_dirs: tuple[str, ...],
-           hyper: dict[str, Any] | None) -> Summary:
     loader = Loader(tuple(include_dirs))
     checker = Checker()
     summary = Summary(model or "", path, None, None, checker.diagnostics, loader.sources)
     try:
+        with active(Budget()):
+            _check(summary, loader, checker, model, hyper)
+    except BudgetExceeded as exc:  # stops everything, error recovery included
+        checker.diagnostics.extend(exc.diagnostics)
+        summary.instance = summary.graph = None  # partial: nothing of it is reported
+    finally:
+        if enabled:
+            gc.enable()
+    if summary.instance is not None:
+        summary.layers = [LayerRow(layer.path, layer.op, _first_output(layer),
+                                   layer.param_count) for layer in summary.instance.layers()]
+    return summary
+
+
+def _check(summary: Summary, loader: Loader, checker: Checker, model: str | None,
+           hyper: dict[str, Any] | None) -> None:
+    path = summary.file
+    try:
         root = loader.load_root(path)
     except DualnetError as exc:
         checker.diagnostics.extend(exc.diagnostics)
-        return summary
+        return
+    finally:
+        summary.files = tuple(str(p) for p in loader.modules)
     checker.diagnostics.extend(loader.diagnostics)
     for module in loader.modules.values():  # every constant, used or not, is checked once
         for decl in module.consts.values():
@@ -97,10 +111,6 @@ def _check(path: str, model: str | None, include_dirs: tuple[str, ...],
         checker.record(exc)
     if summary.ok and summary.graph is not None:
         checker.diagnostics.extend(check_gradients(summary.instance, summary.graph))
-    if summary.instance is not None:
-        summary.layers = [LayerRow(layer.path, layer.op, _first_output(layer),
-                                   layer.param_count) for layer in summary.instance.layers()]
-    return summary
 
 
 def _first_output(layer: LayerInstance) -> str:

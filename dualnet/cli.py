@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -37,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-I", dest="include", metavar="DIR", action="append", default=[],
                        help="also resolve imports in DIR (repeatable)")
 
+    def max_params_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-params", type=_count, metavar="N",
+                       help="refuse models with more parameter and buffer elements than N "
+                       "before allocating them (default: $DUALNET_MAX_PARAMS, else 2e9 or "
+                       "what a twelfth of this machine's memory holds)")
+
     def comparison_args(p: argparse.ArgumentParser, seeded: str, batch: int) -> None:
         """The options of the commands that run a model in several backends."""
         p.add_argument("--weights", metavar="W.safetensors",
@@ -47,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"sizes of the symbolic dimensions (default: B={batch}, others 8)")
         p.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
                        type=_backends, help="comma-separated (default: torch,keras,onnx)")
+        max_params_arg(p)
 
     check = sub.add_parser("check", help="parse, infer shapes and run the autodiff checks")
     source_args(check)
@@ -60,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="random seed, an int in [0, 2**64) (default: 0)")
     init.add_argument("-o", "--output", required=True, metavar="W.safetensors",
                       help="the weight file to write (replaced atomically)")
+    max_params_arg(init)
     comp = sub.add_parser("compile", help="write the model as source for a framework")
     source_args(comp)
     comp.add_argument("--target", required=True, choices=("torch", "keras", "onnx"),
@@ -76,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="onnx: the ONNX opset (default 17)")
     comp.add_argument("-o", "--output", required=True, metavar="DIR",
                       help="directory for <file stem>_<target>.py or <model name>.onnx")
+    max_params_arg(comp)
     sub.add_parser("ops", help="print the op × backend matrix")
     parity = sub.add_parser("parity", help="run a model in several backends from one weight "
                             "file on the same random inputs; compare every output")
@@ -107,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="the seed of the initialisation when no --weights (default 0)")
     run.add_argument("-o", "--output", required=True, metavar="OUT.npz",
                      help="where to write the outputs (output, or output_0, output_1, ...)")
+    max_params_arg(run)
     return parser
 
 
@@ -118,6 +129,16 @@ def _seed(text: str) -> int:
     if not 0 <= seed < 2**64:
         raise argparse.ArgumentTypeError(f"invalid seed {text!r}: must be in [0, 2**64)")
     return seed
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected a positive int")
+    return value
 
 
 def _backends(text: str) -> list[str]:
@@ -142,6 +163,17 @@ def _opset(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
+    except ImportError as exc:  # an optional dependency the command needs is missing
+        from dualnet.extras import missing
+
+        diagnostic = missing(exc)
+        if diagnostic is None:
+            return _internal_error(exc)
+        from dualnet.diagnostics import SourceCache, render
+
+        for d in diagnostic.diagnostics:
+            print(render(d, SourceCache(), sys.stderr.isatty()), file=sys.stderr)
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("dualnet: interrupted", file=sys.stderr)
         return 130
@@ -153,12 +185,16 @@ def main(argv: list[str] | None = None) -> int:
               f"({type(exc).__name__})", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:  # a bug in dualnet: say so plainly, without a traceback
-        print(f"dualnet: internal error: {type(exc).__name__}: {exc}\n"
-              "please report this with the input that caused it "
-              "(DUALNET_TRACEBACK=1 shows the traceback)", file=sys.stderr)
-        if os.environ.get("DUALNET_TRACEBACK"):
-            raise
-        return EXIT_INTERNAL
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    print(f"dualnet: internal error: {type(exc).__name__}: {exc}\n"
+          "please report this with the input that caused it "
+          "(DUALNET_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+    if os.environ.get("DUALNET_TRACEBACK"):
+        raise exc
+    return EXIT_INTERNAL
 
 
 def _main(argv: list[str] | None) -> int:
@@ -174,6 +210,8 @@ def _main(argv: list[str] | None) -> int:
         if len(args.file) > 1:
             return _parity_files(args)
         args.file = args.file[0]
+    if args.command in ("check", "ir"):  # a short process: no collection passes over the IR
+        gc.disable()
     summary = check_file(args.file, args.model, tuple(args.include))
     if args.command == "check" and args.json:
         print(json.dumps(_json(summary), indent=2))
@@ -206,14 +244,16 @@ def _compile(args, summary) -> int:
     from dualnet.compiler import write_onnx, write_source
 
     only = {"--layout": ("keras", args.layout), "--weights": ("onnx", args.weights),
-            "--seed": ("onnx", args.seed), "--opset": ("onnx", args.opset)}
+            "--seed": ("onnx", args.seed), "--opset": ("onnx", args.opset),
+            "--max-params": ("onnx", args.max_params)}
     for option, (target, value) in only.items():
         if value is not None and args.target != target:
             print(f"dualnet: error: {option} applies to --target {target} only",
                   file=sys.stderr)
             return EXIT_USAGE
     if args.target == "onnx":
-        out = write_onnx(summary, args.output, args.weights, args.seed or 0, args.opset)
+        out = write_onnx(summary, args.output, args.weights, args.seed or 0, args.opset,
+                         args.max_params)
     else:
         out = write_source(summary, args.target, args.output, args.layout or "channels_first")
     print(f"wrote {out}")
@@ -223,12 +263,16 @@ def _compile(args, summary) -> int:
 def _run(args, summary) -> int:
     """Run the model on the inputs with one backend and write the outputs."""
     from dualnet.compiler import Program
+    from dualnet.files import check_output
     from dualnet.runner import read_inputs, run, write_outputs
 
+    protect = (*summary.files, *([args.weights] if args.weights else []),
+               *(item.partition("=")[2] for item in args.input))
+    check_output(args.output, protect)  # before the run, not after it
     inputs = read_inputs(args.input)
-    outputs, where = run(Program(args.file, tuple(args.include)), args.model, args.backend,
-                         inputs, args.weights, args.seed)
-    write_outputs(outputs, args.output)
+    outputs, where = run(Program(args.file, tuple(args.include), args.max_params), args.model,
+                         args.backend, inputs, args.weights, args.seed)
+    write_outputs(outputs, args.output, protect)
     print(f"ran {summary.model} on {where}; wrote {len(outputs)} output(s) to {args.output}")
     return EXIT_OK
 
@@ -249,7 +293,8 @@ def _parity(args, summary) -> int:
     from dualnet.compiler import Program
     from dualnet.parity import compare, compare_layers, layer_table, output_table, parse_dims
 
-    program, dims = Program(args.file, tuple(args.include)), parse_dims(args.dims)
+    program = Program(args.file, tuple(args.include), args.max_params)
+    dims = parse_dims(args.dims)
     backends, layers = _parity_backends(args), []
     if args.per_layer:
         rows, layers, where = compare_layers(program, args.model, backends, args.weights,
@@ -292,7 +337,7 @@ def _parity_files(args) -> int:
         try:
             if not summary.ok:
                 raise DualnetError(summary.diagnostics)
-            rows, _ = compare(Program(file, tuple(args.include)), None, backends,
+            rows, _ = compare(Program(file, tuple(args.include), args.max_params), None, backends,
                               args.weights, args.seed, parse_dims(args.dims), train=args.train)
         except DualnetError as exc:
             summary.diagnostics[:] = exc.diagnostics
@@ -318,7 +363,8 @@ def _gradcheck(args, summary) -> int:
     from dualnet.gradcheck import agreement_table, check_table, gradcheck
     from dualnet.parity import parse_dims
 
-    checks, agreements, where = gradcheck(Program(args.file, tuple(args.include)), args.model,
+    checks, agreements, where = gradcheck(Program(args.file, tuple(args.include),
+                                                  args.max_params), args.model,
                                           args.backends, args.weights, args.seed,
                                           parse_dims(args.dims), args.eps)
     print("\n".join(where))
@@ -341,25 +387,16 @@ def _json(summary) -> dict:
 
 def _init(args, summary) -> int:
     """Draw the initial state with the seed and write it atomically to `args.output`."""
-    from dualnet.diagnostics import DualnetError, SourceCache, error, render
+    from dualnet.files import check_output
+    from dualnet.memory import require_allocatable
 
-    try:
-        from dualnet.backends.torch.init import init_state
-        from dualnet.weights import write_state
-    except ImportError as exc:
-        print(f"dualnet: error: `dualnet init` needs PyTorch and safetensors ({exc}); "
-              "install them with `pip install 'dualnet[torch]'`", file=sys.stderr)
-        return EXIT_INPUT
-    try:
-        if os.path.exists(args.output) and os.path.samefile(args.output, args.file):
-            raise error("E-IO", f"refusing to overwrite the source file {args.output} with "
-                        "weights", None)
-        state = init_state(summary.instance, args.seed)
-        write_state(state, args.output)
-    except DualnetError as exc:
-        for d in exc.diagnostics:
-            print(render(d, SourceCache(), sys.stderr.isatty()), file=sys.stderr)
-        return EXIT_INPUT
+    require_allocatable(summary.instance, args.max_params)
+    check_output(args.output, summary.files)  # before the weights are drawn
+    from dualnet.backends.torch.init import init_state
+    from dualnet.weights import write_state
+
+    state = init_state(summary.instance, args.seed)
+    write_state(state, args.output, summary.files)
     params, buffers = summary.trainable_params, summary.buffers
     numel = sum(t.numel() for t in state.values())
     frozen = numel - params - buffers  # non-trainable parameters, if any

@@ -13,7 +13,9 @@ from dualnet.api import Summary, check_file
 from dualnet.backends.selfcheck import check_parameters
 from dualnet.backends.source_code import validate
 from dualnet.diagnostics import DualnetError, error
-from dualnet.weights import atomic_write, make_directory
+from dualnet.extras import needs_extras
+from dualnet.files import atomic_write, check_output, make_directory, temporary_directory
+from dualnet.memory import require_allocatable
 
 TARGETS = ("torch", "keras")
 LAYOUTS = ("channels_first", "channels_last")
@@ -62,57 +64,64 @@ def write_source(summary: Summary, target: str, out_dir: str,
     source, _ = emit(summary, target, layout)
     out = Path(out_dir) / f"{Path(summary.file).stem}_{target}.py"
     make_directory(out.parent)
-    atomic_write(out, source.encode("utf-8"))
+    atomic_write(out, source.encode("utf-8"), protect=summary.files)
     return out
 
 
 # ---------------------------------------------------------------- ONNX
 
 
-def initial_weights(summary: Summary, weights: str | None = None, seed: int = 0) -> dict:
+@needs_extras
+def initial_weights(summary: Summary, weights: str | None = None, seed: int = 0,
+                    max_params: int | None = None) -> dict:
     """The model's tensors as NumPy arrays by state_dict name: read from the safetensors file
-    `weights`, else drawn with PyTorch's initialisers from `seed` (needs torch)."""
+    `weights`, else drawn with PyTorch's initialisers from `seed` (needs torch). A model
+    larger than `max_params` (`dualnet.memory`) is refused first."""
+    require_allocatable(summary.instance, max_params)
     if weights is not None:
         return read_arrays(weights)
-    try:
-        from dualnet.backends.torch.init import init_state
-    except ImportError as exc:
-        raise error("E-BACKEND", f"a seeded initialisation needs PyTorch ({exc}); pass a "
-                    "weight file instead", None) from None
+    from dualnet.backends.torch.init import init_state
+
     return {name: t.numpy() for name, t in init_state(summary.instance, seed).items()}
 
 
+@needs_extras
 def onnx_model(summary: Summary, weights: str | None = None, seed: int = 0,
-               opset: int | None = None):
+               opset: int | None = None, max_params: int | None = None):
     """The checked ONNX ModelProto of a checked model."""
-    return onnx_emitted(summary, weights, seed, opset).model
+    return onnx_emitted(summary, weights, seed, opset, max_params).model
 
 
+@needs_extras
 def onnx_emitted(summary: Summary, weights: str | None = None, seed: int = 0,
-                 opset: int | None = None):
+                 opset: int | None = None, max_params: int | None = None):
     """The checked ONNX model with the emitter's map of IR values (`Emitted`)."""
+    arrays = initial_weights(summary, weights, seed, max_params)
     from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
 
-    arrays = initial_weights(summary, weights, seed)
     return emit_onnx(summary, arrays, opset or DEFAULT_OPSET,
                      weights or f"the initialisation with seed {seed}")
 
 
+@needs_extras
 def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed: int = 0,
-               opset: int | None = None) -> Path:
+               opset: int | None = None, max_params: int | None = None) -> Path:
     """Emit and write `out_dir/<model name>.onnx` atomically. A model over 2 GB keeps its
     tensors in the sibling file `<model name>.onnx.data` (a fixed name, never one taken from
     the input)."""
-    model = onnx_model(summary, weights, seed, opset)
+    model = onnx_model(summary, weights, seed, opset, max_params)
     make_directory(out_dir)
     out = Path(out_dir) / f"{summary.model}.onnx"
+    protect = (*summary.files, *([weights] if weights else []))
     if sum(len(t.raw_data) for t in model.graph.initializer) < PROTOBUF_LIMIT:
-        atomic_write(out, model.SerializeToString())
+        atomic_write(out, model.SerializeToString(), protect)
         return out
     import onnx
 
     data_name = f"{summary.model}.onnx.data"
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".dualnet-onnx-") as tmp:
+    for path in (out, out.with_name(data_name)):
+        check_output(path, protect)
+    with temporary_directory(out_dir) as tmp:
         onnx.save_model(model, os.path.join(tmp, out.name), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=data_name)
         os.replace(os.path.join(tmp, data_name), out.with_name(data_name))
@@ -149,11 +158,15 @@ def _checked(path: str, model: str | None, include_dirs, hyper) -> Summary:
 
 
 class Program:
-    """A .dnet file, ready to build models in a framework."""
+    """A .dnet file, ready to build models in a framework. A model with more parameters and
+    buffer elements than `max_params` (default: `dualnet.memory.max_params()`) is refused
+    before anything is allocated."""
 
-    def __init__(self, path: str, include_dirs: tuple[str, ...] = ()):
+    def __init__(self, path: str, include_dirs: tuple[str, ...] = (),
+                 max_params: int | None = None):
         self.path = path
         self.include_dirs = tuple(include_dirs)
+        self.max_params = max_params
 
     def check(self, model: str | None = None, **hyper: Any) -> Summary:
         return _checked(self.path, model, self.include_dirs, hyper or None)
@@ -162,6 +175,7 @@ class Program:
                **hyper: Any) -> str:
         return emit(self.check(model, **hyper), target, layout)[0]
 
+    @needs_extras
     def torch(self, model: str | None = None, seed: int | None = None, **hyper: Any):
         """An instance of the generated nn.Module, built with `hyper`. The source runs under
         a registered file name, so tracebacks show the generated lines. With `seed`, its
@@ -169,6 +183,7 @@ class Program:
         tensors `.keras(seed=...)` and `.onnx(seed=...)` get."""
         return self._build("torch", model, "channels_first", hyper, seed)
 
+    @needs_extras
     def keras(self, model: str | None = None, layout: str = "channels_first",
               seed: int | None = None, **hyper: Any):
         """An instance of the generated Keras model (built at construction), its weights
@@ -176,15 +191,17 @@ class Program:
         initialisation (as `.torch(seed=...)`)."""
         return self._build("keras", model, layout, hyper, seed)
 
+    @needs_extras
     def onnx(self, model: str | None = None, weights: str | None = None, seed: int = 0,
              opset: int | None = None, **hyper: Any):
         """The ONNX ModelProto (checked), with the tensors of the safetensors file `weights`,
         else a seeded initialisation."""
-        return onnx_model(self.check(model, **hyper), weights, seed, opset)
+        return onnx_model(self.check(model, **hyper), weights, seed, opset, self.max_params)
 
     def _build(self, target: str, model: str | None, layout: str, hyper: dict,
                seed: int | None = None):
         summary = self.check(model, **hyper)
+        require_allocatable(summary.instance, self.max_params)
         source, entry = emit(summary, target, layout)
         filename = f"<dualnet:{Path(self.path).stem}_{target}.py>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -212,6 +229,6 @@ def _shapes(built, target: str, summary: Summary) -> dict[str, tuple[int, ...]]:
     return held_shapes(built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)})
 
 
-def load(path: str, include_dirs: tuple[str, ...] = ()) -> Program:
+def load(path: str, include_dirs: tuple[str, ...] = (), max_params: int | None = None) -> Program:
     """A program for `path`; nothing is checked until a model is asked for."""
-    return Program(path, include_dirs)
+    return Program(path, include_dirs, max_params)

@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_SHOWN = 100  # longest stretch of a source line shown under a diagnostic
+MAX_TEXT = 40  # longest piece of user text (a string, a name, a path) quoted in a message
+MAX_MESSAGE = 1000  # longest message, label or note; longer ones are cut in the middle
+
+
+def shorten(text: str, limit: int = MAX_TEXT) -> str:
+    """`text`, or its start and end around `…` with the length, when longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 12, 8)
+    return f"{text[:keep // 2 + keep % 2]}…{text[-(keep // 2):]} ({len(text):,} characters)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,7 @@ CODES: dict[str, str] = {
     "E-GRAD": "a trainable parameter's gradient path is cut by a non-differentiable op",
     "E-GRAD-DTYPE": "an integer or bool value sits on a gradient path",
     "E-BACKEND": "a model uses something a backend cannot write",
+    "E-EXTRA": "an optional dependency the command needs is not installed",
     "E-INPUT": "the arrays given to `dualnet run` do not fit the model's inputs",
     "E-WEIGHTS": "a weight file does not fit the model (missing, extra, mis-shaped or "
                  "mis-typed tensor)",
@@ -56,6 +67,11 @@ class Diagnostic:
     span: Span | None
     label: str = ""
     notes: tuple[str, ...] = ()
+
+    def __post_init__(self):  # user text inside can be huge: no diagnostic echoes all of it
+        for name in ("message", "label"):
+            object.__setattr__(self, name, shorten(getattr(self, name), MAX_MESSAGE))
+        object.__setattr__(self, "notes", tuple(shorten(n, MAX_MESSAGE) for n in self.notes))
 
     def to_json(self) -> dict:
         out: dict = {"code": self.code, "message": self.message, "label": self.label,

@@ -47,13 +47,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from dualnet.compiler import Program, initial_weights
 from dualnet.diagnostics import error
+from dualnet.extras import needs_extras
+from dualnet.files import temporary_directory
 from dualnet.parity import random_inputs
 from dualnet.table import render_table
 from dualnet.weights import ignored, write_state
@@ -90,6 +91,7 @@ class Agreement:
         return self.error <= GRADIENT_TOLERANCE
 
 
+@needs_extras
 def gradcheck(program: Program, model: str | None, backends: list[str],
               weights: str | None = None, seed: int = 0, dims: dict[str, int] | None = None,
               eps: float = EPS) -> tuple[list[Check], list[Agreement], list[str]]:
@@ -98,11 +100,12 @@ def gradcheck(program: Program, model: str | None, backends: list[str],
     if not 0 < eps < 1:
         raise error("E-INPUT", f"the step {eps:g} is not in (0, 1)", None)
     summary = program.check(model)
-    inputs = random_inputs(summary, {"B": 1, **(dims or {})}, seed)
+    inputs = random_inputs(summary, {"B": 1, **(dims or {})}, seed, program.max_params)
     checks, where, agreements = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    with temporary_directory() as tmp:
         file = os.path.join(tmp, "float64.safetensors")
-        write_state(_float64(initial_weights(summary, weights, seed)), file)
+        write_state(_float64(initial_weights(summary, weights, seed, program.max_params)),
+                    file)
         state, outputs = _Torch(program, model, file, inputs).calibrated()
         write_state(state, file)
         rng = np.random.default_rng([seed, 1])

@@ -9,14 +9,17 @@ masks are mostly true with the first position always true.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from dualnet.compiler import Program
 from dualnet.diagnostics import error
+from dualnet.extras import needs_extras
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import DType
+from dualnet.memory import require_elements
 from dualnet.runner import Probe, run
 from dualnet.table import render_table
 
@@ -50,12 +53,17 @@ def parse_dims(text: str | None) -> dict[str, int]:
     return out
 
 
-def random_inputs(summary, dims: dict[str, int], seed: int) -> dict[str, np.ndarray]:
+def random_inputs(summary, dims: dict[str, int], seed: int,
+                  max_params: int | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs of the entry model's types (symbolic sizes from `dims`), refused
+    (`dualnet.memory`) when they would be too large to allocate."""
     rng = np.random.default_rng(seed)
     vocab = vocabularies(summary)
+    shapes = [[d if isinstance(d, int) else _size(d, dims) for d in value.type.shape]
+              for value in summary.graph.inputs]
+    require_elements(sum(math.prod(s) for s in shapes), "the random inputs", max_params)
     out = {}
-    for value in summary.graph.inputs:
-        shape = [d if isinstance(d, int) else _size(d, dims) for d in value.type.shape]
+    for value, shape in zip(summary.graph.inputs, shapes, strict=True):
         dtype = value.type.dtype
         if dtype.is_int:
             out[value.name] = rng.integers(0, vocab.get(value.name, 2), shape).astype(dtype.numpy)
@@ -102,6 +110,7 @@ def _size(d: Dim, dims: dict[str, int]) -> int:
     return dims.get(d.symbol, 2 if d.symbol == "B" else 8)
 
 
+@needs_extras
 def compare(program: Program, model: str | None, backends: list[str],
             weights: str | None = None, seed: int = 0, dims: dict[str, int] | None = None,
             train: bool = False) -> tuple[list[Difference], list[str]]:
@@ -121,6 +130,7 @@ def compare(program: Program, model: str | None, backends: list[str],
     return rows, where
 
 
+@needs_extras
 def compare_layers(program: Program, model: str | None, backends: list[str],
                    weights: str | None = None, seed: int = 0,
                    dims: dict[str, int] | None = None):
@@ -173,7 +183,7 @@ def _recorded(layers: dict[str, list], path: str, call: int, output: int):
 
 def _run_all(program, model, backends, weights, seed, dims, probe_for):
     summary = program.check(model)
-    inputs = random_inputs(summary, dims or {}, seed)
+    inputs = random_inputs(summary, dims or {}, seed, program.max_params)
     results, probes, where = {}, {}, []
     for backend in backends:
         probes[backend] = probe_for()

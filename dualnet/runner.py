@@ -10,8 +10,8 @@ initialisation, the same for every backend, so runs can be compared.
 from __future__ import annotations
 
 import io
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,10 @@ import numpy as np
 from dualnet.api import Summary
 from dualnet.compiler import Program, initial_weights
 from dualnet.diagnostics import error
+from dualnet.extras import needs_extras
+from dualnet.files import atomic_write, io_error, open_regular, temporary_directory
 from dualnet.ir.dims import Dim
-from dualnet.weights import atomic_write, write_state
+from dualnet.weights import write_state
 
 BACKENDS = ("onnx", "torch", "keras")
 
@@ -35,13 +37,40 @@ def read_inputs(specs: list[str]) -> dict[str, np.ndarray]:
             raise error("E-INPUT", f"`{item}` is not NAME=FILE.npy", None)
         if name in out:
             raise error("E-INPUT", f"the input `{name}` is given twice", None)
-        try:
-            out[name] = np.load(path, allow_pickle=False)
-        except OSError as exc:
-            raise error("E-IO", f"cannot read {path}: {exc.strerror or exc}", None) from None
-        except ValueError as exc:
-            raise error("E-INPUT", f"{path} is not a .npy array file ({exc})", None) from None
+        out[name] = read_npy(path)
     return out
+
+
+def read_npy(path: str) -> np.ndarray:
+    """One `.npy` array: a regular file whose header is read and checked against the file's
+    size before the data is read; never a pickle (E-IO / E-INPUT)."""
+    from numpy.lib import format as npy
+
+    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    with open_regular(path) as f:
+        try:
+            if f.read(4) == b"PK\x03\x04":
+                raise error("E-INPUT", f"{path} is an .npz archive, not one .npy array", None,
+                            notes=["save each input as its own .npy file (numpy.save)"])
+            f.seek(0)
+            version = npy.read_magic(f)
+            if version not in readers:
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+            shape, _, dtype = readers[version](f)
+            if dtype.hasobject:
+                raise ValueError("it holds Python objects, which dualnet never unpickles")
+            need = math.prod(shape) * dtype.itemsize
+            have = os.fstat(f.fileno()).st_size - f.tell()
+            if have != need:
+                raise ValueError(f"its header promises {dtype}{list(shape)} ({need:,} bytes), "
+                                 f"the file holds {have:,} bytes of data")
+            f.seek(0)
+            return npy.read_array(f, allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise error("E-INPUT", f"{path} is not a .npy array file: {exc or 'empty'}",
+                        None) from None
+        except OSError as exc:
+            raise io_error("read", path, exc) from None
 
 
 def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -80,6 +109,7 @@ class Probe:
     state: dict[str, np.ndarray] | None = None
 
 
+@needs_extras
 def run(program: Program, model: str | None, backend: str, given: dict[str, np.ndarray],
         weights: str | None = None, seed: int = 0,
         probe: Probe | None = None) -> tuple[list[np.ndarray], str]:
@@ -91,12 +121,12 @@ def run(program: Program, model: str | None, backend: str, given: dict[str, np.n
         if probe.train:
             raise error("E-BACKEND", "ONNX Runtime runs inference graphs only: no training "
                         "mode", None)
-        return _run_onnx(summary, weights, seed, inputs, probe)
-    with tempfile.TemporaryDirectory() as tmp:
+        return _run_onnx(summary, weights, seed, inputs, probe, program.max_params)
+    with temporary_directory() as tmp:
         file = weights
         if file is None:  # the same seeded tensors as the ONNX model's
             file = os.path.join(tmp, "init.safetensors")
-            write_state(initial_weights(summary, None, seed), file)
+            write_state(initial_weights(summary, None, seed, program.max_params), file)
         if backend == "torch":
             return _run_torch(program.torch(model), file, inputs, probe)
         layouts = None
@@ -107,12 +137,12 @@ def run(program: Program, model: str | None, backend: str, given: dict[str, np.n
         return _run_keras(program.keras(model), file, inputs, probe, layouts)
 
 
-def _run_onnx(summary: Summary, weights, seed, inputs, probe: Probe):
+def _run_onnx(summary: Summary, weights, seed, inputs, probe: Probe, max_params):
     import onnxruntime as ort
 
     from dualnet.compiler import onnx_emitted
 
-    emitted = onnx_emitted(summary, weights, seed)
+    emitted = onnx_emitted(summary, weights, seed, max_params=max_params)
     model, extra = emitted.model, []
     if probe.layers is not None:
         from dualnet.backends.onnx.probe import with_outputs
@@ -175,9 +205,10 @@ def _run_keras(model, weights: str, inputs, probe: Probe,
         f"Keras {keras.__version__} ({keras.backend.backend()})"
 
 
-def write_outputs(outputs: list[np.ndarray], path: str | Path) -> None:
-    """`output` (or `output_0`, `output_1`, ...) arrays in an .npz file, written atomically."""
+def write_outputs(outputs: list[np.ndarray], path: str | Path, protect=()) -> None:
+    """`output` (or `output_0`, `output_1`, ...) arrays in an .npz file, written atomically,
+    never over a file of `protect` (the run's inputs)."""
     names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
     buffer = io.BytesIO()
     np.savez(buffer, **dict(zip(names, outputs, strict=True)))
-    atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue(), protect)

@@ -10,12 +10,14 @@ Pickled checkpoints are never read or written.
   mis-typed tensor is an E-WEIGHTS error naming it, and the object is left unchanged.
 - `write_state(state, path)` writes a `{name: tensor}` mapping (what `dualnet init` draws).
 - For backends: `read_tensors(path)` reads a file's tensors without a framework (BatchNorm's
-  `num_batches_tracked` entries, not part of a dualnet model, dropped; `ignored` tells them),
-  `read_safetensors(path, decode)` with a framework's reader, `mismatches` and
-  `mismatch_error` word the E-WEIGHTS error.
+  `num_batches_tracked` entries, not part of a dualnet model, dropped; `ignored` tells them):
+  the header first, checked against the file's size, then the data memory-mapped, so a
+  loader compares names, shapes and dtypes before a tensor's bytes are read, and reads one
+  tensor at a time. `mismatches` and `mismatch_error` word the E-WEIGHTS error.
 
-Writes are atomic: the bytes go to a temporary file in the target's directory, which then
-replaces the target, so a failed write leaves neither a partial file nor a damaged old one.
+Writes are atomic (`dualnet.files.atomic_write`): the bytes go to a temporary file in the
+target's directory, which then replaces the target, so a failed write leaves neither a
+partial file nor a damaged old one.
 
 This module imports no ML framework: a backend is imported only when an object of its type
 is handed in (and such an object proves the framework is already imported).
@@ -24,13 +26,17 @@ is handed in (and such an object proves the framework is already imported).
 from __future__ import annotations
 
 import importlib
+import json
+import math
+import mmap
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from dualnet.diagnostics import DualnetError, error
+from dualnet.diagnostics import DualnetError, error, shorten
+from dualnet.extras import needs_extras
+from dualnet.files import atomic_write, io_error, open_regular
 
 PathLike = str | os.PathLike
 IGNORED = "num_batches_tracked"
@@ -78,11 +84,13 @@ def _backend(obj: object, verb: str, index: int) -> Callable:
                 notes=(f"dualnet {verb}s the weights of {_SUPPORTED}",))
 
 
+@needs_extras
 def save_weights(obj: object, path: PathLike) -> None:
     """Write the parameters and buffers of `obj` to the safetensors file `path` (atomically)."""
     _backend(obj, "save", 0)(obj, path)
 
 
+@needs_extras
 def load_weights(obj: object, path: PathLike) -> None:
     """Copy the tensors of the safetensors file `path` into `obj`. Strict: every tensor of
     the model must be in the file with the same shape and dtype, and nothing else may be;
@@ -90,28 +98,32 @@ def load_weights(obj: object, path: PathLike) -> None:
     _backend(obj, "load", 1)(obj, path)
 
 
-def write_state(state: Mapping[str, Any], path: PathLike) -> None:
-    """Write `{name: tensor}` (torch tensors or NumPy arrays) to a safetensors file."""
+@needs_extras
+def write_state(state: Mapping[str, Any], path: PathLike, protect=()) -> None:
+    """Write `{name: tensor}` (torch tensors or NumPy arrays) to a safetensors file, never
+    over a file of `protect` (see `dualnet.files.check_output`)."""
     if all(type(v).__module__ == "numpy" for v in state.values()):
         import numpy as np
         from safetensors.numpy import save
 
-        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in state.items()}))
+        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in state.items()}),
+                     protect)
         return
     from dualnet.backends.torch.weights import serialize
 
-    atomic_write(path, serialize(state))
+    atomic_write(path, serialize(state), protect)
 
 
 # ---------------------------------------------------------------- reading and checking
 
 
 class Stored(NamedTuple):
-    """One tensor of a safetensors file: dtype (`f32`, `bf16`, `i64`, ...), shape, raw bytes."""
+    """One tensor of a safetensors file: dtype (`f32`, `bf16`, `i64`, ...), shape, raw bytes
+    (a read-only view of the memory-mapped file)."""
 
     dtype: str
     shape: tuple[int, ...]
-    data: bytearray
+    data: memoryview
 
 
 def ignored(name: str) -> bool:
@@ -119,29 +131,75 @@ def ignored(name: str) -> bool:
     return name == IGNORED or name.endswith("." + IGNORED)
 
 
+# The safetensors element types and their sizes in bytes (lower-case names).
+ITEM_SIZES = {"bool": 1, "u8": 1, "i8": 1, "f8_e5m2": 1, "f8_e4m3": 1, "i16": 2, "u16": 2,
+              "f16": 2, "bf16": 2, "i32": 4, "u32": 4, "f32": 4, "i64": 8, "u64": 8, "f64": 8}
+MAX_HEADER = 16 * 2**20  # bytes of JSON header (about 150,000 tensors)
+
+
 def read_tensors(path: PathLike) -> dict[str, Stored]:
-    """The tensors of a safetensors file, without `num_batches_tracked` entries (E-IO if it
-    cannot be read, E-WEIGHTS if it is not a safetensors file). Imports no ML framework."""
-    from safetensors import deserialize
+    """The tensors of a safetensors file, without `num_batches_tracked` entries. Only the
+    header is read: it is checked against the file's size (every tensor inside the file, the
+    tensors tiling the data exactly, as the format requires), and the data is memory-mapped,
+    so each tensor's bytes are read when used. E-IO if the file cannot be read (or is not a
+    regular file), E-WEIGHTS if it is not a safetensors file. Imports no ML framework."""
+    name = os.fspath(path)
+    with open_regular(path) as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 2 or length > MAX_HEADER or 8 + length > size:
+                raise _not_safetensors(name, "the header length does not fit the file"
+                                       if length >= 0 else "the file is too short")
+            entries = _entries(f.read(length), size - 8 - length, name)
+            data = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                              if size > 8 + length else b"")
+        except OSError as exc:
+            raise io_error("read", name, exc) from None
+    base = 8 + length
+    return {key: Stored(dtype, shape, data[base + start:base + end])
+            for key, (dtype, shape, start, end) in entries.items() if not ignored(key)}
 
-    return {name: Stored(t["dtype"].lower(), tuple(t["shape"]), t["data"])
-            for name, t in read_safetensors(path, deserialize) if not ignored(name)}
 
-
-def read_safetensors(path: PathLike, decode: Callable[[bytes], Any]) -> Any:
-    """`decode` (a safetensors reader: `deserialize`, a framework's `load`) of the bytes of
-    `path`: E-IO if they cannot be read, E-WEIGHTS if they are not a safetensors file."""
-    from safetensors import SafetensorError
-
-    data = read_bytes(path)
+def _entries(header: bytes, data_size: int, name: str) -> dict[str, tuple]:
+    """`{tensor: (dtype, shape, start, end)}` of a safetensors header, checked."""
     try:
-        return decode(data)
-    except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
-        raise not_safetensors(path, exc) from None
+        table = json.loads(header.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _not_safetensors(name, f"the header is not JSON ({type(exc).__name__})") from None
+    if not isinstance(table, dict):
+        raise _not_safetensors(name, "the header is not a JSON object")
+    entries, spans = {}, []
+    for key, entry in table.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype = entry["dtype"].lower()
+            shape = tuple(entry["shape"])
+            start, end = entry["data_offsets"]
+            ok = (dtype in ITEM_SIZES and all(type(d) is int and d >= 0 for d in shape)
+                  and type(start) is int and type(end) is int and 0 <= start <= end
+                  and end - start == math.prod(shape) * ITEM_SIZES[dtype])
+        except (TypeError, KeyError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise _not_safetensors(name, f"the entry of `{shorten(str(key))}` is malformed")
+        entries[key] = (dtype, shape, start, end)
+        spans.append((start, end))
+    position = 0
+    for start, end in sorted(spans):
+        if start != position:
+            raise _not_safetensors(name, "its tensors overlap or leave gaps")
+        position = end
+    if position != data_size:
+        raise _not_safetensors(name, f"its tensors hold {position:,} bytes, the file "
+                               f"{data_size:,}")
+    return entries
 
 
-def not_safetensors(path: PathLike, exc: Exception) -> DualnetError:
-    return error("E-WEIGHTS", f"{os.fspath(path)} is not a valid safetensors file: {exc}", None,
+def _not_safetensors(name: str, why: str) -> DualnetError:
+    return error("E-WEIGHTS", f"{name} is not a valid safetensors file: {why}", None,
                  notes=("dualnet reads only .safetensors files, never pickled checkpoints "
                         "(.pt, .pth, .bin)",))
 
@@ -179,71 +237,3 @@ def mismatch_error(problems: list[str]) -> DualnetError:
     if len(rest) > SHOWN:
         notes.append(f"and {len(rest) - SHOWN} more")
     return error("E-WEIGHTS", first, None, notes=notes)
-
-
-# ---------------------------------------------------------------- files
-
-
-def make_directory(path: PathLike) -> None:
-    """Create an output directory (and its parents) if missing; E-IO when impossible."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise _io_error("create the directory", os.fspath(path), exc) from None
-
-
-def atomic_write(path: PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and
-    `os.replace`; on failure remove the temporary file and raise E-IO (the old file, if
-    any, is untouched)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = _new_file_mode(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                   suffix=".tmp")
-    except OSError as exc:
-        raise _io_error("write", path, exc) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.chmod(tmp, mode)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise _io_error("write", path, exc) from None
-        raise
-
-
-def read_bytes(path: PathLike) -> bytes:
-    """The content of `path`, or E-IO."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise _io_error("read", os.fspath(path), exc) from None
-
-
-def _new_file_mode(path: str) -> int:
-    """The permission bits for the written file: the old file's, or 0666 minus the umask."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        pass
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _io_error(verb: str, path: str, exc: OSError) -> DualnetError:
-    if isinstance(exc, IsADirectoryError) or (verb == "read" and os.path.isdir(path)):
-        reason = "it is a directory"
-    else:
-        reason = exc.strerror or str(exc)
-    return error("E-IO", f"cannot {verb} {path}: {reason}", None)

@@ -54,7 +54,8 @@ ABSENT = {"io_missing_file"}
 # it arises (the value names the test file).
 NOT_FROM_CHECK = {"E-WEIGHTS": "tests/backends/test_weights.py",
                   "E-BACKEND": "tests/backends/test_onnx_emit.py",
-                  "E-INPUT": "tests/backends/test_onnx_emit.py"}
+                  "E-INPUT": "tests/backends/test_onnx_emit.py",
+                  "E-EXTRA": "tests/test_untrusted_files.py"}
 
 
 def _env() -> dict[str, str]:

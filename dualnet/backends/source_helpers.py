@@ -75,12 +75,19 @@ def is_number(call: NodeCall, name: str) -> bool:
     return name in call.numbers or literal(call.inputs[name]) is not None
 
 
-def atom(src: str) -> str:
-    """`src`, parenthesised unless it is a primary expression (name, attribute, call,
-    subscript, non-negative number) that an operator or `.method` cannot split."""
+def _expression(src: str) -> ast.expr | None:
     try:
-        node = ast.parse(src.strip(), mode="eval").body
-    except SyntaxError:
+        return ast.parse(src.strip(), mode="eval").body
+    except (SyntaxError, RecursionError):
+        return None
+
+
+def atom(src: str, node: ast.expr | None = None) -> str:
+    """`src` (parsed: `node`), parenthesised unless it is a primary expression (name,
+    attribute, call, subscript, non-negative number) that an operator or `.method` cannot
+    split."""
+    node = node or _expression(src)
+    if node is None:
         return f"({src})"
     if isinstance(node, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
         return src
@@ -88,6 +95,23 @@ def atom(src: str) -> str:
             and not isinstance(node.value, bool) and node.value >= 0:
         return src
     return f"({src})"
+
+
+# Python's left-associative binary operators, by precedence level.
+_LEVELS = [(("+", "-"), (ast.Add, ast.Sub)),
+           (("*", "/", "//", "%", "@"), (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.MatMult))]
+_SAME_LEVEL = {symbol: ops for symbols, ops in _LEVELS for symbol in symbols}
+
+
+def left_operand(src: str, symbol: str) -> str:
+    """`src` as the left operand of the binary operator `symbol`: without brackets when it
+    is itself an operation of the same left-associative level (`a + b` in `a + b - c`), so a
+    long chain stays flat (Python refuses 200 nested brackets); else as `atom` writes it."""
+    node = _expression(src)
+    same = _SAME_LEVEL.get(symbol)
+    if same is not None and isinstance(node, ast.BinOp) and isinstance(node.op, same):
+        return src
+    return atom(src, node)
 
 
 def sizes(values, fmt) -> str:

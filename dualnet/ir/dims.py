@@ -3,6 +3,10 @@
 A dimension is a plain `int` when known, else a `Dim` in canonical form (a sorted sum of
 monomials with integer coefficients), so that equal expressions compare equal:
 `(H - 1) // 2 + 1` and `(H + 1) // 2` are the same `Dim`.
+
+A `Dim` has at most MAX_SIZE atoms (symbols and floor divisions, counted inside floor
+divisions too): an expression that would grow past it — `(A + B) * (A + B) * ...` — raises
+`DimTooLarge`, which the front end reports as E-LIMIT at the expression.
 """
 
 from __future__ import annotations
@@ -10,14 +14,32 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from dualnet import budget
+from dualnet.diagnostics import DualnetError, Span, error
+
+MAX_SIZE = 256
+
+
+class DimTooLarge(ArithmeticError):
+    """A symbolic size would have more than MAX_SIZE atoms."""
+
+    @staticmethod
+    def at(span: Span | None) -> DualnetError:
+        return error("E-LIMIT", f"a symbolic size would grow past {MAX_SIZE} terms", span,
+                     "too complex", ["give the dimensions concrete sizes in the forward "
+                                     "signature, or simplify the expression"])
+
 
 class FloorDiv:
     """The atom `num // den` where neither side simplifies further."""
 
-    __slots__ = ("num", "den", "_key")
+    __slots__ = ("num", "den", "_key", "size")
 
     def __init__(self, num: int | Dim, den: int | Dim):
         self.num, self.den = num, den
+        self.size = 1 + _size(num) + _size(den)
+        if self.size > MAX_SIZE:
+            raise DimTooLarge
         self._key = (1, str(num), str(den))
 
     def __eq__(self, other: object) -> bool:
@@ -49,11 +71,26 @@ def _is_simple(d: int | Dim) -> bool:
 class Dim:
     """A non-constant symbolic size. Build with `sym(name)` and arithmetic, never directly."""
 
-    __slots__ = ("terms", "_hash")
+    __slots__ = ("terms", "_hash", "size")
 
     def __init__(self, terms: tuple):
+        budget.sizes += 1
+        size, keys = len(terms), []
+        for mono, coeff in terms:  # one pass: the size, and the key the hash is taken of
+            atoms = []
+            for atom in mono:
+                if atom.__class__ is str:
+                    size += 1
+                    atoms.append((0, atom))
+                else:
+                    size += atom.size
+                    atoms.append(atom._key)
+            keys.append((tuple(atoms), coeff))
+        if size > MAX_SIZE:
+            raise DimTooLarge
+        self.size = size
         self.terms = terms  # ((monomial: tuple[atom, ...], coeff: int), ...), sorted
-        self._hash = hash(tuple((tuple(_atom_key(a) for a in m), c) for m, c in terms))
+        self._hash = hash(tuple(keys))
 
     # -- construction
     @staticmethod
@@ -111,9 +148,12 @@ class Dim:
         return (-self) + other
 
     def __mul__(self, other: int | Dim) -> int | Dim:
+        factor = _as_poly(other)
+        if len(self.terms) * len(factor) > MAX_SIZE:  # refused before it is multiplied out
+            raise DimTooLarge
         poly: dict = {}
         for m1, c1 in self.terms:
-            for m2, c2 in _as_poly(other).items():
+            for m2, c2 in factor.items():
                 m = tuple(sorted(m1 + m2, key=_atom_key))
                 poly[m] = poly.get(m, 0) + c1 * c2
         return Dim._make(poly)
@@ -161,6 +201,10 @@ def _atom_str(atom, in_product: bool, name_of=str) -> str:
         return name_of(atom)
     text = atom.render(name_of)
     return f"({text})" if in_product else text
+
+
+def _size(d: int | Dim) -> int:
+    return 0 if isinstance(d, int) else d.size
 
 
 def _as_poly(d: int | Dim) -> dict:

@@ -7,7 +7,7 @@ from typing import Any
 
 from dualnet.diagnostics import Span, error
 from dualnet.ir.dims import Dim
-from dualnet.ir.types import DTYPES
+from dualnet.ir.types import DTYPES, DType, out_of_range
 from dualnet.ops.registry import REQUIRED, P, Signature, unknown_keyword
 
 
@@ -91,6 +91,9 @@ def coerce(op_name: str, p: P, arg: Arg, tensor_type) -> Any:
             article = "an" if p.dtypes[0] in "aeiou" else "a"
             raise error("E-DTYPE", f"{op_name}: argument `{p.name}` expects {article} {p.dtypes} "
                         f"tensor, found {describe(bad[0])}", arg.span, f"{p.dtypes} expected")
+    if ok and p.kind == "float" and out_of_range(out, DType.f32):  # ONNX keeps floats as f32
+        raise error("E-VALUE", f"{op_name}: argument `{p.name}`: {out_of_range(out, DType.f32)}",
+                    arg.span, "out of range for f32")
     if not ok:
         expected = _KIND_TEXT.get(p.kind, p.kind)
         if p.choices:

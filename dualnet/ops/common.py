@@ -6,7 +6,7 @@ import math
 
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Init
-from dualnet.ir.types import DType, TensorType
+from dualnet.ir.types import DType, TensorType, out_of_range
 from dualnet.ops.registry import Ctx
 
 SQRT5 = math.sqrt(5.0)
@@ -28,6 +28,14 @@ def positive(ctx: Ctx, values: tuple[int, ...], name: str, allow_zero: bool = Fa
         ctx.fail(f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, found "
                  f"{values if len(values) > 1 else values[0]}", name, "out of range",
                  code="E-VALUE")
+
+
+def fits_in(ctx: Ctx, attr: str, dtype: DType) -> None:
+    """E-VALUE when the scalar attribute `attr` (None: absent) is no value of `dtype`."""
+    value = ctx.attrs[attr]
+    why = None if value is None else out_of_range(value, dtype)
+    if why is not None:
+        ctx.fail(f"`{attr}`: {why}", attr, f"out of range for {dtype}", code="E-VALUE")
 
 
 def require_rank(ctx: Ctx, arg: str, t: TensorType, ranks: tuple[int, ...], what: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from dualnet.ir.types import DType, TensorType
-from dualnet.ops.common import broadcast, same_dtype
+from dualnet.ops.common import broadcast, fits_in, same_dtype
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
@@ -162,6 +162,8 @@ def _clamp_infer(ctx: Ctx) -> list[TensorType]:
     lo, hi = ctx.attrs["lo"], ctx.attrs["hi"]
     if lo is not None and hi is not None and lo > hi:
         ctx.fail(f"lo ({lo:g}) is greater than hi ({hi:g})", "lo", code="E-VALUE")
+    for name in ("lo", "hi"):
+        fits_in(ctx, name, ctx.inputs["x"].dtype)
     return [ctx.inputs["x"]]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from dualnet import budget
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import expand, positive, require_rank, resolve_padding, same_pads
@@ -130,6 +131,7 @@ def _adaptive_infer(ctx: Ctx) -> list[TensorType]:
         if isinstance(o, int) and o <= 0:
             ctx.fail(f"output sizes must be positive, found {o}", "size", "out of range",
                      code="E-VALUE")
+        budget.spend("item", o if isinstance(o, int) else 1, ctx.span)  # before listing
         if o == n:
             bins.append(tuple((i, i + 1) for i in range(n)) if isinstance(n, int) else None)
         elif o == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from dualnet import budget
 from dualnet.ir.graph import Init
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import positive, require_rank
@@ -35,6 +36,7 @@ def _rnn_rule(kind: str):
         positive(ctx, (hidden,), "hidden")
         positive(ctx, (layers,), "layers")
         dirs = 2 if cfg["bidirectional"] else 1
+        budget.spend("parameter", 4 * layers * dirs, ctx.span)  # before they are listed
         cfg.update(input_size=features, directions=dirs, gate_order=order, batch_first=True)
         if kind == "GRU":
             cfg["linear_before_reset"] = True

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from dualnet import budget
 from dualnet.diagnostics import DualnetError, Span, error
+from dualnet.ir.dims import DimTooLarge
 from dualnet.ir.graph import Init, ParamSpec
 from dualnet.ir.types import SIZE_LIMIT, DType, TensorType
 
@@ -85,9 +87,11 @@ class Ctx:
 
     def param(self, name: str, shape: tuple, init: Init, dtype: DType = DType.f32,
               trainable: bool = True) -> None:
+        budget.spend("parameter", 1, self.span)
         self.params[name] = ParamSpec(self._static(name, shape), dtype, init, trainable)
 
     def buffer(self, name: str, shape: tuple, init: Init, dtype: DType = DType.f32) -> None:
+        budget.spend("parameter", 1, self.span)
         self.buffers[name] = ParamSpec(self._static(name, shape), dtype, init, False)
 
     def _static(self, name: str, shape: tuple) -> tuple[int, ...]:
@@ -155,11 +159,18 @@ def run_rule(op: OpDef, inputs: dict[str, Any], attrs: dict[str, Any], spans: di
              span: Span | None, config: dict[str, Any] | None = None) -> tuple[list, Ctx]:
     """Run an op's shape and dtype rule; every result size must stay below SIZE_LIMIT."""
     ctx = Ctx(op, inputs, attrs, {} if config is None else config, spans, span)
-    outputs = op.infer(ctx)
+    try:
+        outputs = op.infer(ctx)
+    except DimTooLarge:
+        raise DimTooLarge.at(span) from None
     for out in outputs:
         for d in out.shape:
             if isinstance(d, int) and d < 0:
                 ctx.fail(f"would produce the negative size {d} in {out}")
+            if isinstance(d, int) and d == 0:
+                ctx.fail(f"would produce an empty axis (size 0) in {out}",
+                         label="zero-sized axis", notes=("dualnet tensors have no zero-sized "
+                                                         "axes",))
         if out.static_numel() >= SIZE_LIMIT:
             ctx.fail(f"result {out} has more than 2**62 elements", code="E-LIMIT",
                      label="too large")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+from dualnet import budget
 from dualnet.ir.dims import Dim, floordiv
 from dualnet.ir.tagged import untagged
 from dualnet.ir.types import DType, TensorType
-from dualnet.ops.common import norm_axis, positive, same_dtype
+from dualnet.ops.common import fits_in, norm_axis, positive, same_dtype
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
@@ -171,6 +172,7 @@ def _split_infer(ctx: Ctx) -> list[TensorType]:
     if part * n != d:
         why = f"{d} is not {'' if _known(d) else 'provably '}divisible by {n}"
         ctx.fail(f"cannot split axis {axis} of {x} into {n} equal parts: {why}", "n", why)
+    budget.spend("item", n, ctx.span)  # before n results are listed
     ctx.attrs.update(axis=axis, sizes=(part,) * n)
     out = x.with_shape((*x.shape[:axis], part, *x.shape[axis + 1:]))
     return [out] * n
@@ -245,6 +247,7 @@ def _pad_infer(ctx: Ctx) -> list[TensorType]:
     if x.dtype == DType.bool and value not in (0, 1):
         ctx.fail(f"cannot pad a bool tensor with {value:g}", "value", "use 0 or 1",
                  code="E-VALUE")
+    fits_in(ctx, "value", x.dtype)
     ctx.attrs["pads"] = pairs
     return [x.with_shape(tuple(d + b + a for d, (b, a) in zip(x.shape, pairs, strict=True)))]
 

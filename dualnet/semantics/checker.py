@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dualnet import budget
+from dualnet.budget import BudgetExceeded
 from dualnet.diagnostics import Diagnostic, DualnetError, Span, error
-from dualnet.ir.dims import Dim, substitute
+from dualnet.ir.dims import Dim, DimTooLarge, substitute
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
 from dualnet.ir.tagged import expr_of, outer_exprs, retag, tag_as, untagged
-from dualnet.ir.types import DType, TensorType
+from dualnet.ir.types import DType, TensorType, out_of_range
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind
 from dualnet.ops.registry import OpDef, run_rule, suggest
@@ -33,11 +35,15 @@ from dualnet.semantics.values import (
     PartialSpec,
     SequentialSpec,
     TensorValue,
+    ValueSizes,
     describe_value,
 )
 from dualnet.syntax import ast
 
 _SCALAR_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_WIDER = {DType.f16: "f32", DType.bf16: "f32", DType.f32: "f64", DType.i32: "i64"}
+MAX_MODEL_NESTING = 100  # model instances called inside model instances
+MAX_CONST_NESTING = 100  # constants defined through other constants
 
 
 @dataclass(eq=False)
@@ -60,6 +66,8 @@ class Frame:
 class Checker:
     def __init__(self):
         self.diagnostics: list[Diagnostic] = []
+        self._recorded: set[tuple[str, Span | None]] = set()
+        self.values = ValueSizes()
         self._consts: dict[tuple[int, str], Any] = {}
         self._const_busy: set[tuple[int, str]] = set()
         self._context: list[str] = []  # "in X, called with ..." notes, innermost last
@@ -67,7 +75,15 @@ class Checker:
 
     # -- diagnostics
     def record(self, exc: DualnetError) -> None:
+        """Keep the diagnostics of a recoverable error (one per code and place: a loop or a
+        model used many times repeats it); a BudgetExceeded stops checking instead."""
+        if isinstance(exc, BudgetExceeded):
+            raise exc
         for d in exc.diagnostics:
+            budget.spend("diagnostic", 1, d.span)
+            if (d.code, d.span) in self._recorded:
+                continue
+            self._recorded.add((d.code, d.span))
             notes = d.notes + ((self._context[-1],) if self._context else ())
             self.diagnostics.append(Diagnostic(d.code, d.message, d.span, d.label, notes))
 
@@ -86,10 +102,14 @@ class Checker:
             return self._consts[key]
         if key in self._const_busy:  # caught by the constant being evaluated below this one
             raise error("E-VALUE", f"constant `{decl.name.id}` depends on itself", decl.span)
+        if len(self._const_busy) >= MAX_CONST_NESTING:
+            raise error("E-DEPTH", f"constant `{decl.name.id}` is defined through more than "
+                        f"{MAX_CONST_NESTING} other constants", decl.span, "too deep",
+                        ["define it more directly"])
         self._const_busy.add(key)
         try:
             value = Evaluator(self, Scope({}, self.module_scope(module)), None).eval(decl.value)
-            if value is not POISON and not _is_plain(value):
+            if value is not POISON and not self.values.is_plain(value):
                 raise error("E-TYPE", f"constant `{decl.name.id}` must be a number, string, "
                             f"bool or tuple, found {describe_value(value)}", decl.value.span)
         except DualnetError as exc:
@@ -172,6 +192,7 @@ class Checker:
         if len(forwards) > 1:
             raise error("E-MODEL", f"model `{spec.ref.name}` has more than one forward",
                         forwards[1].span, "second forward")
+        budget.spend("instance", 1, spec.span)
         instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span,
                                  decl=spec.ref.model, constants=self.visible_constants(spec.ref))
         names = {k: tag_as(v, k) for k, v in spec.hyper.items()}  # sizes seen from inside
@@ -215,6 +236,7 @@ class Checker:
         key = tuple(types)
         if key in frame.graphs:
             return frame.graphs[key]
+        budget.spend("graph", 1, span)
         before = len(self.diagnostics)
         frame.outer_dims[key] = {k: _outer_expr(v) for k, v in dims.items()
                                  if _outer_expr(v) is not None}
@@ -267,7 +289,10 @@ class Checker:
                 value = Evaluator(self, scope, None).eval(member.value)
                 local = outer_exprs(name, value, expr_of)
                 if local:  # a local size (or tuple of sizes): later sizes name it
-                    frame.outer.update({n: substitute(e, outer) for n, e in local.items()})
+                    try:
+                        frame.outer.update({n: substitute(e, outer) for n, e in local.items()})
+                    except DimTooLarge:
+                        raise DimTooLarge.at(member.value.span) from None
                     value = tag_as(value, name)
                 frame.names[name] = self.declare(frame.instance, name, value, member)
             except DualnetError as exc:
@@ -275,7 +300,7 @@ class Checker:
                 frame.names[name] = POISON
 
     def declare(self, owner: ModelInstance, name: str, value: Any, member: ast.LayerDecl):
-        if value is POISON or _is_plain(value) or isinstance(value, Dim):
+        if value is POISON or self.values.is_plain(value) or isinstance(value, Dim):
             return value  # a local compile-time constant
         if isinstance(value, FunctionRef):
             value = PartialSpec(value.op, [], {}, member.value.span)
@@ -290,6 +315,8 @@ class Checker:
 
     def instantiate(self, owner: ModelInstance, name: str, spec: Any) -> LayerHandle:
         path = f"{owner.path}.{name}" if owner.path else name
+        if not isinstance(spec, ModelSpec):
+            budget.spend("layer", 1, spec.span)
         if isinstance(spec, LayerSpec | PartialSpec):
             attrs = dict(spec.config) if isinstance(spec, LayerSpec) else {}
             layer = LayerInstance(path, spec.op.name, attrs, spec.span)
@@ -335,6 +362,7 @@ class Tracer:
     def add_node(self, kind: str, op: str, inputs: list[Value], names: tuple[str, ...],
                  attrs: dict, out_types: list[TensorType], span: Span, target=None,
                  callee=None):
+        budget.spend("operation", 1, span)
         outs = tuple(self.new_value(t, target or op, span) for t in out_types)
         self.graph.nodes.append(Node(kind, op, tuple(inputs), attrs, outs, span, target,
                                      callee, names, self.iteration))
@@ -348,6 +376,10 @@ class Tracer:
         return full[len(base) + 1:] if base else full
 
     def constant(self, value, dtype: DType, span: Span) -> TensorValue:
+        why = out_of_range(value, dtype)
+        if why is not None:
+            raise error("E-VALUE", why, span, f"out of range for {dtype}",
+                        [f'compute in a wider type: cast(x, "{_WIDER.get(dtype, "f64")}")'])
         return self.add_node("constant", "constant", [], (), {"value": value},
                              [TensorType(dtype, ())], span)
 
@@ -486,6 +518,9 @@ class Tracer:
                             f"{describe_value(a.value)}", a.span)
         types = [a.value.value.type for a in ordered]
         where = f"{frame.ref.name} `{frame.instance.path}`"
+        if len(self.checker._context) >= MAX_MODEL_NESTING:
+            raise error("E-DEPTH", f"models called inside each other more than "
+                        f"{MAX_MODEL_NESTING} levels deep", span, "too deep")
         self.checker._context.append(f"in {where}, called with "
                                      + ", ".join(str(t) for t in types))
         try:
@@ -527,6 +562,7 @@ class Tracer:
         return None
 
     def statement(self, stmt, scope: Scope, dims: dict):
+        budget.spend("statement", 1, stmt.span)
         ev = Evaluator(self.checker, scope, self)
         if isinstance(stmt, ast.Assign):
             value = ev.eval(stmt.value)
@@ -554,6 +590,7 @@ class Tracer:
                 for i, item in enumerate(items))
             try:
                 for k, item in enumerate(items):
+                    budget.spend("iteration", 1, stmt.iterable.span)
                     self.iteration = (*outer, k)
                     scope.names[stmt.var.id] = item
                     result = self.block(stmt.body, scope, dims)
@@ -646,12 +683,6 @@ def _constant_dtype(value, tensors: list[TensorValue], span: Span) -> DType:
                         span, "float scalar", ['cast the tensor first: cast(x, "f32")'])
         return dtype
     return DType.f32 if isinstance(value, float) else DType.i64
-
-
-def _is_plain(v) -> bool:
-    if isinstance(v, tuple | list):
-        return all(_is_plain(x) for x in v)
-    return isinstance(v, int | float | str | bool) or v is None
 
 
 def _check_scalar_type(texpr: ast.TypeExpr, value) -> tuple[bool | None, Any]:

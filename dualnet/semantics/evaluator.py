@@ -6,8 +6,9 @@ from __future__ import annotations
 import operator
 from typing import TYPE_CHECKING, Any
 
+from dualnet import budget
 from dualnet.diagnostics import Span, error
-from dualnet.ir.dims import Dim, floordiv
+from dualnet.ir.dims import Dim, DimTooLarge, floordiv
 from dualnet.ops.binding import Arg, bind
 from dualnet.ops.elementwise import BINARY_SYMBOLS
 from dualnet.semantics.scope import Scope, namespace_member
@@ -54,7 +55,11 @@ class Evaluator:
         self.tracer = tracer
 
     def eval(self, expr: ast.Expr) -> Any:
-        return getattr(self, "_" + type(expr).__name__)(expr)
+        budget.expressions += 1
+        try:
+            return getattr(self, "_" + type(expr).__name__)(expr)
+        except DimTooLarge:
+            raise DimTooLarge.at(expr.span) from None
 
     # -- atoms
     def _Name(self, e: ast.Name):
@@ -65,11 +70,12 @@ class Evaluator:
 
     def _TupleExpr(self, e: ast.TupleExpr):
         items = tuple(self.eval(x) for x in e.items)
-        return POISON if POISON in items else items
+        return POISON if POISON in items else self.checker.values.built(items, e.span)
 
     def _ListExpr(self, e: ast.ListExpr):
         items = [self.eval(x) for x in e.items]
-        return POISON if any(x is POISON for x in items) else items
+        return POISON if any(x is POISON for x in items) else self.checker.values.built(
+            items, e.span)
 
     def _Attribute(self, e: ast.Attribute):
         base = self.eval(e.value)
@@ -99,14 +105,17 @@ class Evaluator:
                     f"{describe_value(v)}", e.operand.span)
 
     def _BoolOp(self, e: ast.BoolOp):
-        left = self.eval(e.left)
-        if left is POISON:
-            return POISON
-        left = self.want_bool(left, e.left.span, f"`{e.op}`")
-        if (e.op == "and" and not left) or (e.op == "or" and left):
-            return left
-        right = self.eval(e.right)
-        return POISON if right is POISON else self.want_bool(right, e.right.span, f"`{e.op}`")
+        chain = _left_chain(e, "left")  # `a and b or c`, innermost first
+        value = self.eval(chain[0].left)
+        for node in chain:
+            if value is POISON:
+                return POISON
+            value = self.want_bool(value, node.left.span, f"`{node.op}`")
+            if (node.op == "and" and value) or (node.op == "or" and not value):
+                value = self.eval(node.right)
+                if value is not POISON:
+                    value = self.want_bool(value, node.right.span, f"`{node.op}`")
+        return value
 
     def _Conditional(self, e: ast.Conditional):
         cond = self.eval(e.cond)
@@ -118,9 +127,14 @@ class Evaluator:
         return self.eval(e.then if taken else e.orelse)
 
     def _Binary(self, e: ast.Binary):
-        left, right = self.eval(e.left), self.eval(e.right)
-        if left is POISON or right is POISON:
-            return POISON
+        chain = _left_chain(e, "left")  # `a + b - c`, innermost first, without recursion
+        left = self.eval(chain[0].left)
+        for node in chain:
+            right = self.eval(node.right)
+            left = POISON if left is POISON or right is POISON else self.binary(node, left, right)
+        return left
+
+    def binary(self, e: ast.Binary, left, right):
         if isinstance(left, TensorValue) or isinstance(right, TensorValue):
             return self.tensor_binary(e, left, right)
         if e.op in _COMPARE:
@@ -203,14 +217,18 @@ class Evaluator:
 
     # -- calls
     def _Pipe(self, e: ast.Pipe):
-        value = self.eval(e.value)
-        if value is POISON:
-            return POISON
-        first = Arg(value, e.value.span)
-        if isinstance(e.func, ast.Call):  # each step is located at its own function
-            return self.call(e.func, prepend=first, span=e.func.span)
-        callee = self.eval(e.func)
-        return self.apply(callee, [first], {}, e.func.span, e.func.span)
+        chain = _left_chain(e, "value")  # `x |> f |> g`, innermost first
+        value = self.eval(chain[0].value)
+        for node in chain:
+            if value is POISON:
+                return POISON
+            first = Arg(value, node.value.span)
+            if isinstance(node.func, ast.Call):  # each step is located at its own function
+                value = self.call(node.func, prepend=first, span=node.func.span)
+            else:
+                value = self.apply(self.eval(node.func), [first], {}, node.func.span,
+                                   node.func.span)
+        return value
 
     def _Call(self, e: ast.Call):
         return self.call(e, None, e.span)
@@ -239,6 +257,7 @@ class Evaluator:
               callee_span: Span):
         if callee is POISON:
             return POISON
+        budget.spend("call", 1, span)
         if isinstance(callee, FunctionRef):
             if self.tracer is None:
                 return PartialSpec(callee.op, args, keywords, span)
@@ -300,6 +319,7 @@ class Evaluator:
         items = self.iteration_items(iterable, gen.iterable.span)
         children = []
         for item in items:
+            budget.spend("iteration", 1, gen.iterable.span)
             inner = Evaluator(self.checker, Scope({gen.var: item}, self.scope), self.tracer)
             child = inner.eval(gen.element)
             if child is POISON:
@@ -362,6 +382,17 @@ class Evaluator:
                 raise error("E-VALUE", f"index {items[0]} is out of range for a Sequential of "
                             f"{len(base.children)} layers", e.span) from None
         raise error("E-TYPE", f"cannot index {describe_value(base)}", e.span)
+
+
+def _left_chain(e, operand: str) -> list:
+    """`e` and the nodes of its type down its left `operand`, innermost first: a chain such
+    as `a + b + c` is evaluated in a loop, so width never turns into recursion depth. Each
+    node but `e` (which `eval` charged) is charged to the work budget here."""
+    chain = [e]
+    while type(getattr(chain[-1], operand)) is type(e):
+        chain.append(getattr(chain[-1], operand))
+    budget.expressions += len(chain) - 1
+    return chain[::-1]
 
 
 def _power(base, exp, span: Span):

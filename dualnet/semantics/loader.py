@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from dualnet.budget import BudgetExceeded
 from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
+from dualnet.files import read_limited
 from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
 from dualnet.syntax.parser import decode_source, parse
@@ -54,11 +56,9 @@ class Loader:
 
     def _read(self, real: Path, display: str, span: Span | None) -> str:
         try:
-            if real.stat().st_size > MAX_SOURCE_BYTES:
-                raise error("E-LIMIT", f"{display} is larger than 16 MiB", span)
-            data = real.read_bytes()
-        except OSError as exc:
-            raise error("E-IO", f"cannot read {display}: {exc.strerror or exc}", span) from None
+            data = read_limited(real, MAX_SOURCE_BYTES, "source file", display)
+        except DualnetError as exc:  # at the import that named the file, if any
+            raise DualnetError([replace(d, span=span) for d in exc.diagnostics]) from None
         try:
             text = decode_source(data, display)
         except DualnetError:  # keep a readable copy so the diagnostic can show the line
@@ -70,8 +70,6 @@ class Loader:
     def _load(self, real: Path, display: str, span: Span | None) -> ModuleInfo:
         if real in self.modules:
             return self.modules[real]
-        if real.is_dir():
-            raise error("E-IO", f"cannot read {display}: it is a directory", span)
         text = self._read(real, display, span)
         tree = parse(text, display)
         info = ModuleInfo(real, display, tree)
@@ -103,6 +101,8 @@ class Loader:
             elif isinstance(decl, ast.Import):
                 try:
                     self._import(info, decl, claim)
+                except BudgetExceeded:
+                    raise
                 except DualnetError as exc:
                     self.diagnostics.extend(exc.diagnostics)
                     info.failed.update(_bound_names(decl))
@@ -141,7 +141,7 @@ class Loader:
             if real.is_dir():
                 raise error("E-IMPORT", f'cannot import "{decl.path}": it is a directory',
                             decl.path_span, "a directory", ["import a .dnet file"])
-            if real.is_file():
+            if real.exists():  # a FIFO or a device is refused when it is read
                 if not any(real.is_relative_to(root) for root in self._roots):
                     raise error("E-IMPORT", f'import "{decl.path}" leaves the allowed '
                                 "directories", decl.path_span, "outside the search path",

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Callable
 
 from dualnet.diagnostics import Span, error
-from dualnet.ir.dims import Dim, floordiv, substitute, sym, symbols_of
+from dualnet.ir.dims import Dim, DimTooLarge, floordiv, substitute, sym, symbols_of
 from dualnet.ir.types import DTYPES, SIZE_LIMIT, TensorType
 from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
@@ -40,6 +40,8 @@ def dim_pattern(expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | Non
                   "*": lambda: left * right, "//": lambda: floordiv(left, right)}[expr.op]()
     except ZeroDivisionError:
         raise error("E-VALUE", "division by zero in a dimension", expr.span) from None
+    except DimTooLarge:
+        raise DimTooLarge.at(expr.span) from None
     if isinstance(result, int) and abs(result) >= SIZE_LIMIT:
         raise error("E-LIMIT", "dimension exceeds 2**62", expr.span, "too large")
     return result
@@ -57,6 +59,9 @@ def tensor_pattern(texpr: ast.TypeExpr, lookup, var_prefix: str = "") -> tuple[s
     for d, pat in zip(texpr.dims, dims, strict=True):
         if isinstance(pat, int) and pat < 0:
             raise error("E-VALUE", f"negative dimension {pat}", d.span)
+        if isinstance(pat, int) and pat == 0:
+            raise error("E-SHAPE", "a zero-sized dimension", d.span, "size 0",
+                        ["dualnet tensors have no zero-sized axes"])
     return texpr.dtype, dims
 
 
@@ -72,6 +77,14 @@ def unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lo
     """Match `actual` against the annotation, binding unbound dimension names into `env`.
     Unbound names are pattern variables (`?H`), so an actual size that mentions a symbol of
     the same name (the caller's `H`) is never confused with them."""
+    try:
+        _unify(texpr, actual, env, lookup, code, span, what)
+    except DimTooLarge:
+        raise DimTooLarge.at(span) from None
+
+
+def _unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lookup,
+           code: str, span: Span, what: str) -> None:
     def lookup_env(name: str, s: Span):
         return env[name] if name in env else lookup(name, s)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dualnet.diagnostics import Span
+from dualnet import budget
+from dualnet.diagnostics import Span, error, shorten
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import LayerInstance, ModelInstance, Value
 from dualnet.ops.registry import OpDef
@@ -133,8 +134,54 @@ class Poison:
 POISON = Poison()
 
 
-def describe_value(v: Any) -> str:
-    """A value as diagnostics show it."""
+MAX_ITEMS = 100_000  # scalars in one compile-time tuple or list, counted through its nesting
+MAX_NESTING = 200
+
+
+class ValueSizes:
+    """The size of every tuple and list the evaluator builds, kept as they are built: a tuple
+    of a tuple of ... shares its parts, so `A = (B, B)`, `B = (C, C)`, ... doubles at each
+    step for the price of one, and anything that walks it (checks, printing, the backends'
+    literals) would pay for every copy. Items are charged to the work budget."""
+
+    def __init__(self):
+        # id → (value, scalars, nesting, plain: only numbers, strings, bools and none)
+        self._known: dict[int, tuple[object, int, int, bool]] = {}
+
+    def built(self, value: tuple | list, span: Span):
+        budget.spend("item", len(value), span)
+        items, nesting, plain = self._measure(value)
+        if items > MAX_ITEMS:
+            raise error("E-LIMIT", f"a compile-time value of more than {MAX_ITEMS:,} items",
+                        span, "too large", ["nested tuples repeat their parts"])
+        if nesting > MAX_NESTING:
+            raise error("E-DEPTH", f"a compile-time value nested deeper than {MAX_NESTING} "
+                        "levels", span, "too deep")
+        self._known[id(value)] = (value, items, nesting, plain)
+        return value
+
+    def is_plain(self, value) -> bool:
+        """A number, string, bool, none, or a tuple or list of them (what a constant may be)."""
+        return self._measure(value)[2]
+
+    def _measure(self, x) -> tuple[int, int, bool]:
+        """(scalars, nesting, plain) of a value; a tuple or list not built here (a layer's
+        results, a hyperparameter) is walked, down to the parts that were."""
+        if not isinstance(x, tuple | list):
+            return 1, 0, isinstance(x, int | float | str | bool) or x is None
+        known = self._known.get(id(x))
+        if known is not None and known[0] is x:
+            return known[1:]
+        items, nesting, plain = 0, 1, True
+        for y in x:
+            n, d, p = self._measure(y)
+            items, nesting, plain = items + n, max(nesting, d + 1), plain and p
+        return items, nesting, plain
+
+
+def describe_value(v: Any, depth: int = 0) -> str:
+    """A value as diagnostics show it: long strings shortened, tuples and lists to 4 items
+    and 2 levels."""
     if isinstance(v, TensorValue):
         return f"tensor {v.value.type}"
     if isinstance(v, bool):
@@ -144,13 +191,15 @@ def describe_value(v: Any) -> str:
     if isinstance(v, float):
         return f"float {v:g}"
     if isinstance(v, str):
-        return f'str "{v}"'
+        return f'str "{shorten(v)}"'
     if v is None:
         return "none"
     if isinstance(v, Dim):
-        return f"dimension {v}"
+        return f"dimension {shorten(str(v))}"
     if isinstance(v, tuple | list):
-        inner = ", ".join(describe_value(x) for x in v[:4]) + (", …" if len(v) > 4 else "")
+        shown = v[:4] if depth < 2 else ()
+        inner = ", ".join(describe_value(x, depth + 1) for x in shown)
+        inner += ", …" if inner and len(v) > len(shown) else "…" if len(v) > len(shown) else ""
         return f"{'tuple' if isinstance(v, tuple) else 'list'} ({inner})"
     if isinstance(v, LayerSpec | LayerType):
         return f"layer {v.op.name}"

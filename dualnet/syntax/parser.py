@@ -1,5 +1,9 @@
 """Source text → AST. Lark's LALR parser builds a tree without recursion; converting it to the
-AST walks an explicit stack and refuses nesting deeper than MAX_DEPTH with a diagnostic."""
+AST walks an explicit stack and refuses nesting deeper than MAX_DEPTH with a diagnostic.
+Depth counts nesting, not width: the left operand of a chain of the same operator
+(`a + b - c`, `a and b and c`) is at its parent's depth; a chain has at most MAX_CHAIN
+operands. Every token parsed
+is charged to the front end's work budget (`dualnet.budget`)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from dualnet import budget
 from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.syntax import ast
 
@@ -20,6 +25,12 @@ MAX_STATEMENT_TOKENS = 100_000
 INT_LIMIT = 2**63 - 1
 _FOLDERS = ("LPAR", "LSQB")
 _CLOSERS = ("RPAR", "RSQB")
+# Left-associative chains of one operator (`a + b - c`, `a and b and c`): width, not depth.
+# (`x |> f |> g` nests calls, and is counted as nesting.) A chain may have MAX_CHAIN operands:
+# generated Python writes it as one expression, and CPython compiles about 2,800 at most.
+_CHAINS = frozenset({"binary", "or_op", "and_op"})
+MAX_CHAIN = 1000
+_TOKEN_BATCH = 1024  # tokens charged to the work budget at a time
 
 
 def grammar_text() -> str:
@@ -32,7 +43,8 @@ def grammar_text() -> str:
 
 class _NewlineFilter:
     """Post-lexer: a newline inside ( ) or [ ] does not end a statement; a statement longer
-    than MAX_STATEMENT_TOKENS stops the parse early (the parser streams these tokens)."""
+    than MAX_STATEMENT_TOKENS, or tokens past the work budget, stop the parse early (the
+    parser streams these tokens)."""
 
     always_accept = ("_NL",)
 
@@ -40,9 +52,14 @@ class _NewlineFilter:
         self.file = ""
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        depth = count = 0
-        start = None
+        depth = count = total = 0
+        start = last = None
         for tok in stream:
+            last = tok
+            total += 1
+            if total == _TOKEN_BATCH:
+                budget.spend("token", total, _token_span(self.file, tok))
+                total = 0
             if tok.type in _FOLDERS:
                 depth += 1
             elif tok.type in _CLOSERS:
@@ -59,6 +76,7 @@ class _NewlineFilter:
                                 "tokens", _token_span(self.file, start), "starts here",
                                 ["split it into several statements"])
             yield tok
+        budget.spend("token", total, _token_span(self.file, last) if last else None)
 
 
 _POSTLEX = _NewlineFilter()
@@ -186,18 +204,25 @@ class _Converter:
 
     def convert(self, tree: Tree) -> ast.Module:
         order: list[Tree] = []  # pre-order; reversed, every child comes before its parent
-        stack: list[tuple[Tree, int]] = [(tree, 1)]
+        stack: list[tuple[Tree, int, int]] = [(tree, 1, 1)]  # (node, depth, chain operands)
         while stack:
-            node, depth = stack.pop()
+            node, depth, chain = stack.pop()
             order.append(node)
-            for c in node.children:
+            for i, c in enumerate(node.children):
                 if isinstance(c, Tree):
+                    if i == 0 and c.data == node.data and c.data in _CHAINS:
+                        if chain + 2 > MAX_CHAIN:  # `chain` operators, one more operand
+                            raise error("E-LIMIT", f"a chain of more than {MAX_CHAIN:,} "
+                                        "operands", _token_span(self.file, _first_token(c)),
+                                        "starts here", ["split it with intermediate names"])
+                        stack.append((c, depth, chain + 1))  # `a + b` of `a + b + c`: width
+                        continue
                     if depth >= MAX_DEPTH:
                         first = _first_token(c)
                         span = _token_span(self.file, first) if first else None
                         raise error("E-DEPTH", f"nesting deeper than {MAX_DEPTH} levels", span,
                                     "too deep", ["split it up with intermediate names"])
-                    stack.append((c, depth + 1))
+                    stack.append((c, depth + 1, 1))
         done: dict[int, object] = {}
         extent: dict[int, tuple] = {}  # id(tree) → (line, col, end_line, end_col)
         handlers: dict[str, object] = {}

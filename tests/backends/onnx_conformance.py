@@ -138,6 +138,7 @@ class Case:
 
 def tensor_type(x: np.ndarray) -> str:
     require(x.dtype in DTYPES, f"no dualnet dtype: {x.dtype}")
+    require(0 not in x.shape, "a zero-sized axis (dualnet tensors have none)")
     return f"{DTYPES[x.dtype]}[{', '.join(str(d) for d in x.shape)}]"
 
 

@@ -10,7 +10,9 @@ import functools
 import onnx_conformance as oc
 import pytest
 
-MIN_MATCHED = 315  # ONNX cases dualnet expresses: raise it as coverage grows, never lower it
+# ONNX cases dualnet expresses: raise it as coverage grows, never lower it. (It went from 315
+# to 310 once, by a language decision: dualnet tensors have no zero-sized axes, issue 12.)
+MIN_MATCHED = 310
 
 CASES = {case.name: case for case in oc.matched_cases()}
 

@@ -452,7 +452,8 @@ def test_init_refuses_to_overwrite_the_source(tmp_path, capsys):
     src = tmp_path / "m.dnet"
     src.write_text(LENET.read_text())
     code, _, stderr = run_init(capsys, str(src), "-o", str(src))
-    assert code == 1 and stderr.startswith("error[E-IO]: refusing to overwrite the source")
+    assert code == 1 and stderr.startswith(f"error[E-IO]: refusing to overwrite {src}: it is "
+                                           "a .dnet source")
     assert src.read_text() == LENET.read_text()
 
 
@@ -464,7 +465,8 @@ def test_init_unwritable_output_cli(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1
-    assert proc.stderr == f"error[E-IO]: cannot write {out}: Not a directory\n"
+    assert proc.stderr == (f"error[E-IO]: cannot write {out}: Not a directory\n\n"
+                           f"1 error in {LENET}\n")
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
     assert (tmp_path / "file.txt").read_text() == "x"

@@ -92,6 +92,7 @@ from dualnet.backends.source_helpers import (
     is_number,
     kwargs,
     last_axis,
+    left_operand,
     literal,
     need,
     operands,
@@ -242,7 +243,7 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
         symbol = _BINARY_SYMBOLS[op]
         if symbol in _MIRRORED and literal(a) is not None and literal(b) is None:
             return f"{atom(b)} {_MIRRORED[symbol]} {atom(a)}"  # `x > 1.0`, not `1.0 < x`
-        return f"{atom(a)} {symbol} {atom(b)}"
+        return f"{left_operand(a, symbol)} {symbol} {atom(b)}"
 
     return lower
 

@@ -52,6 +52,7 @@ from dualnet.backends.source_helpers import (
     is_number,
     kwargs,
     last_axis,
+    left_operand,
     need,
     operands,
     pad_value,
@@ -157,7 +158,7 @@ def _binary(op: str) -> Callable[[TorchCall], str]:
 
     def lower(call: TorchCall) -> str:
         a, b = operands(call, op, _tensor)  # two numbers: a tensor result
-        return f"{atom(a)} {symbol} {atom(b)}"
+        return f"{left_operand(a, symbol)} {symbol} {atom(b)}"
 
     return lower
 

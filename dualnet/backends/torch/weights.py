@@ -4,9 +4,10 @@
   detached, moved to the CPU and copied contiguously, so shared, strided and channels-last
   tensors save correctly) atomically.
 - `load_torch(module, path)` is strict: the file must hold exactly the module's tensors with
-  the same shapes and dtypes (no conversion). Every tensor is checked before any is copied;
-  on a mismatch a DualnetError (E-WEIGHTS) names the first offending tensor and lists a few
-  others, and the module is left unchanged.
+  the same shapes and dtypes (no conversion). Every tensor is checked (from the file's
+  header, before any data is read) before any is copied; on a mismatch a DualnetError
+  (E-WEIGHTS) names the first offending tensor and lists a few others, and the module is
+  left unchanged. The data is then read one tensor at a time from the memory-mapped file.
 
 BatchNorm's `num_batches_tracked` counter is not part of a dualnet model: entries of that
 name are ignored in the file (so a torchvision state_dict saved with safetensors loads as
@@ -22,21 +23,22 @@ import os
 from collections.abc import Mapping
 
 import torch
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from dualnet.backends.torch.init import TORCH_DTYPES
+from dualnet.files import atomic_write
 from dualnet.weights import (
     PathLike,
+    Stored,
     TensorInfo,
-    atomic_write,
     ignored,
     mismatch_error,
     mismatches,
-    read_safetensors,
+    read_tensors,
 )
 
 _DTYPE_NAMES = {v: k.value for k, v in TORCH_DTYPES.items()}
+_STORED_DTYPES = {k.value: v for k, v in TORCH_DTYPES.items()}  # safetensors' names too
 
 
 def module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -57,22 +59,24 @@ def save_torch(module: torch.nn.Module, path: PathLike) -> None:
     atomic_write(path, serialize(module_state(module)))
 
 
-def read_torch(path: PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file (E-IO if it cannot be read, E-WEIGHTS if it is not
-    a safetensors file), without `num_batches_tracked` entries."""
-    tensors = read_safetensors(path, load_safetensors)
-    return {k: v for k, v in tensors.items() if not ignored(k)}
-
-
 def load_torch(module: torch.nn.Module, path: PathLike) -> None:
-    tensors = read_torch(path)
+    stored = read_tensors(path)
     target = module_state(module)
-    problems = mismatches(_infos(target), _infos(tensors), os.fspath(path))
+    problems = mismatches(_infos(target), {n: (t.dtype, t.shape) for n, t in stored.items()},
+                          os.fspath(path))
     if problems:
         raise mismatch_error(problems)
     with torch.no_grad():
         for name, live in target.items():
-            live.copy_(tensors[name])
+            live.copy_(_tensor(stored[name]))
+
+
+def _tensor(t: Stored) -> torch.Tensor:
+    """A stored tensor's bytes as a torch tensor (a copy: the file's mapping is read-only)."""
+    dtype = _STORED_DTYPES[t.dtype]
+    if not t.data:
+        return torch.empty(t.shape, dtype=dtype)
+    return torch.frombuffer(bytearray(t.data), dtype=dtype).reshape(t.shape)
 
 
 def _infos(state: Mapping[str, torch.Tensor]) -> dict[str, TensorInfo]:
