@@ -12,7 +12,7 @@ from typing import Any
 from dualnet.api import Summary, check_file
 from dualnet.backends.selfcheck import check_parameters
 from dualnet.backends.source_code import validate
-from dualnet.diagnostics import DualnetError, error
+from dualnet.diagnostics import DualnetError, error, option, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, check_output, make_directory, temporary_directory
 from dualnet.memory import require_allocatable
@@ -32,14 +32,15 @@ def emit(summary: Summary, target: str, layout: str = "channels_first") -> tuple
     `layout` (Keras): the interface of the entry model — dualnet's channels-first order, or
     channels-last for image tensors."""
     if target not in TARGETS:
-        raise error("E-BACKEND", f"unknown target `{target}`", None,
+        raise error("E-BACKEND", f"unknown target `{target}`", option("--target"),
                     notes=[f"targets: {', '.join(TARGETS)}"])
     if layout not in LAYOUTS:
-        raise error("E-BACKEND", f"unknown layout `{layout}`", None,
+        raise error("E-BACKEND", f"unknown layout `{layout}`", option("--layout"),
                     notes=[f"layouts: {', '.join(LAYOUTS)}"])
     if target == "torch":
         if layout != LAYOUTS[0]:
-            raise error("E-BACKEND", "the PyTorch backend is channels-first only", None)
+            raise error("E-BACKEND", "the PyTorch backend is channels-first only",
+                        option("--layout"))
         from dualnet.backends.torch.emit import emit_torch
 
         source, entry = emit_torch(summary.instance, summary.file)
@@ -145,7 +146,7 @@ def read_arrays(path: str) -> dict:
     for name, t in read_tensors(path).items():
         if t.dtype not in dtypes:
             raise error("E-WEIGHTS", f"`{name}` in {path} has the dtype {t.dtype}, which "
-                        "dualnet's ONNX backend does not read", None)
+                        "dualnet's ONNX backend does not read", whole_file(path))
         out[name] = np.frombuffer(t.data, dtypes[t.dtype]).reshape(t.shape)
     return out
 

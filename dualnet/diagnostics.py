@@ -28,7 +28,25 @@ class Span:
     end_column: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        return self.file if not self.line else f"{self.file}:{self.line}:{self.column}"
+
+
+def whole_file(path) -> Span:
+    """The location of a diagnostic about a file as a whole (a weight file, an input array,
+    a file to write), shown as its path."""
+    return Span(str(path), 0, 0, 0, 0)
+
+
+def outside(where: str) -> Span:
+    """The location of a diagnostic about something outside any file: a command-line option
+    (`command line: --dims`), an environment variable, the Python environment, an API
+    argument."""
+    return Span(where, 0, 0, 0, 0)
+
+
+def option(flag: str) -> Span:
+    """A command-line option (also an argument of the Python API of that name)."""
+    return outside(f"command line: {flag}")
 
 
 # Every diagnostic code, with the one-line meaning documented in docs/diagnostics.md.

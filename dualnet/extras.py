@@ -9,10 +9,11 @@ says which one, and the extra that installs it, as E-EXTRA — never a bare
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from dualnet.diagnostics import DualnetError, error
+from dualnet.diagnostics import DualnetError, error, outside
 
 # top-level module → (what it is, the extra that installs it)
 MODULES = {
@@ -36,7 +37,7 @@ def missing(exc: ImportError) -> DualnetError | None:
     return error(
         "E-EXTRA",
         f"this needs {what} (the Python package `{name}`), which is not installed",
-        None,
+        outside(f"the Python environment {sys.prefix}"),
         notes=[f"install it with `pip install 'dualnet[{extra}]'`"],
     )
 

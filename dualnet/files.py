@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from dualnet.diagnostics import DualnetError, error
+from dualnet.diagnostics import DualnetError, error, whole_file
 
 PathLike = str | os.PathLike
 TEMP_PREFIX = ".dualnet-tmp-"
@@ -68,7 +68,7 @@ def open_regular(path: PathLike, name: str | None = None) -> BinaryIO:
             raise error(
                 "E-IO",
                 f"cannot read {name}: it is {kind}",
-                None,
+                whole_file(name),
                 notes=[] if stat.S_ISDIR(mode) else ["dualnet reads regular files only"],
             )
         return os.fdopen(fd, "rb")
@@ -95,7 +95,8 @@ def read_limited(path: PathLike, limit: int, what: str, name: str | None = None)
 
 
 def too_large(name: str, what: str, limit: int) -> DualnetError:
-    return error("E-LIMIT", f"{name} is larger than the {_bytes(limit)} a {what} may have", None)
+    return error("E-LIMIT", f"{name} is larger than the {_bytes(limit)} a {what} may have",
+                 whole_file(name))
 
 
 def _bytes(n: int) -> str:
@@ -126,11 +127,11 @@ def check_output(path: PathLike, protect: Iterable[PathLike] = ()) -> None:
             f"refusing to overwrite {name}: it is a .dnet source"
             if os.path.exists(name)
             else f"refusing to write {name}: dualnet never writes .dnet files",
-            None,
+            whole_file(name),
             notes=["choose another output name"],
         )
     if os.path.isdir(name):
-        raise error("E-IO", f"cannot write {name}: it is a directory", None)
+        raise error("E-IO", f"cannot write {name}: it is a directory", whole_file(name))
     for source in protect:
         with contextlib.suppress(OSError):
             if os.path.samefile(name, source):
@@ -138,7 +139,7 @@ def check_output(path: PathLike, protect: Iterable[PathLike] = ()) -> None:
                     "E-IO",
                     f"refusing to overwrite {name}: it is one of this "
                     f"command's inputs ({os.fspath(source)})",
-                    None,
+                    whole_file(name),
                     notes=["choose another output name"],
                 )
 
@@ -264,4 +265,4 @@ def io_error(verb: str, path: str, exc: OSError) -> DualnetError:
         reason = "it is a directory"
     else:
         reason = exc.strerror or str(exc)
-    return error("E-IO", f"cannot {verb} {path}: {reason}", None)
+    return error("E-IO", f"cannot {verb} {path}: {reason}", whole_file(path))

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dualnet.compiler import Program, initial_weights
-from dualnet.diagnostics import error
+from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
 from dualnet.files import temporary_directory
 from dualnet.parity import random_inputs
@@ -98,7 +98,7 @@ def gradcheck(program: Program, model: str | None, backends: list[str],
     """The checks of every tensor in every backend, the agreements of every tensor's
     gradient across backends, and how each backend was checked."""
     if not 0 < eps < 1:
-        raise error("E-INPUT", f"the step {eps:g} is not in (0, 1)", None)
+        raise error("E-INPUT", f"the step {eps:g} is not in (0, 1)", option("--eps"))
     summary = program.check(model)
     inputs = random_inputs(summary, {"B": 1, **(dims or {})}, seed, program.max_params)
     checks, where, agreements = [], [], []

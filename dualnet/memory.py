@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from dualnet.diagnostics import DualnetError, error
+from dualnet.diagnostics import DualnetError, error, outside
 
 ENV = "DUALNET_MAX_PARAMS"
 DEFAULT_MAX_PARAMS = 2_000_000_000
@@ -47,7 +47,8 @@ def max_params(explicit: int | None = None) -> int:
     except ValueError:
         value = -1
     if value < 1:
-        raise error("E-INPUT", f"{ENV}={os.environ[ENV]!r} is not a positive integer", None)
+        raise error("E-INPUT", f"{ENV}={os.environ[ENV]!r} is not a positive integer",
+                    outside(f"the environment variable {ENV}"))
     return value
 
 
@@ -73,15 +74,15 @@ def require_allocatable(instance, explicit: int | None = None) -> None:
     )
 
 
-def require_elements(count: int, what: str, explicit: int | None = None) -> None:
+def require_elements(count: int, what: str, span, explicit: int | None = None) -> None:
     """E-LIMIT when `count` elements (of the tensors a command would make, such as random
-    inputs) exceed the limit."""
+    inputs; `span` says what sets their size) exceed the limit."""
     limit = max_params(explicit)
     if count > limit:
         raise too_many(
             f"{what} would have {count:,} elements ({human_bytes(count * 4)} as f32)",
             limit,
-            None,
+            span,
             None,
         )
 

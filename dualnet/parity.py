@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dualnet.compiler import Program
-from dualnet.diagnostics import error
+from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import DType
@@ -48,7 +48,7 @@ def parse_dims(text: str | None) -> dict[str, int]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip().isidentifier() or not value.strip().isdigit() \
                 or int(value) < 1:
-            raise error("E-INPUT", f"`{item}` is not NAME=SIZE (a positive int)", None)
+            raise error("E-INPUT", f"`{item}` is not NAME=SIZE (a positive int)", option("--dims"))
         out[name.strip()] = int(value)
     return out
 
@@ -61,7 +61,8 @@ def random_inputs(summary, dims: dict[str, int], seed: int,
     vocab = vocabularies(summary)
     shapes = [[d if isinstance(d, int) else _size(d, dims) for d in value.type.shape]
               for value in summary.graph.inputs]
-    require_elements(sum(math.prod(s) for s in shapes), "the random inputs", max_params)
+    require_elements(sum(math.prod(s) for s in shapes), "the random inputs", option("--dims"),
+                     max_params)
     out = {}
     for value, shape in zip(summary.graph.inputs, shapes, strict=True):
         dtype = value.type.dtype
@@ -106,7 +107,8 @@ def vocabularies(summary) -> dict[str, int]:
 
 def _size(d: Dim, dims: dict[str, int]) -> int:
     if d.symbol is None:
-        raise error("E-INPUT", f"the input size `{d}` is not a plain dimension name", None)
+        raise error("E-INPUT", f"the input size `{d}` is not a plain dimension name",
+                    option("--dims"))
     return dims.get(d.symbol, 2 if d.symbol == "B" else 8)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from dualnet.api import Summary
 from dualnet.compiler import Program, initial_weights
-from dualnet.diagnostics import error
+from dualnet.diagnostics import error, option, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, io_error, open_regular, temporary_directory
 from dualnet.ir.dims import Dim
@@ -34,9 +34,9 @@ def read_inputs(specs: list[str]) -> dict[str, np.ndarray]:
     for item in specs:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise error("E-INPUT", f"`{item}` is not NAME=FILE.npy", None)
+            raise error("E-INPUT", f"`{item}` is not NAME=FILE.npy", option("--input"))
         if name in out:
-            raise error("E-INPUT", f"the input `{name}` is given twice", None)
+            raise error("E-INPUT", f"the input `{name}` is given twice", option("--input"))
         out[name] = read_npy(path)
     return out
 
@@ -50,7 +50,8 @@ def read_npy(path: str) -> np.ndarray:
     with open_regular(path) as f:
         try:
             if f.read(4) == b"PK\x03\x04":
-                raise error("E-INPUT", f"{path} is an .npz archive, not one .npy array", None,
+                raise error("E-INPUT", f"{path} is an .npz archive, not one .npy array",
+                            whole_file(path),
                             notes=["save each input as its own .npy file (numpy.save)"])
             f.seek(0)
             version = npy.read_magic(f)
@@ -68,7 +69,7 @@ def read_npy(path: str) -> np.ndarray:
             return npy.read_array(f, allow_pickle=False)
         except (ValueError, EOFError) as exc:
             raise error("E-INPUT", f"{path} is not a .npy array file: {exc or 'empty'}",
-                        None) from None
+                        whole_file(path)) from None
         except OSError as exc:
             raise io_error("read", path, exc) from None
 
@@ -81,19 +82,19 @@ def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.nd
     if missing or extra:
         raise error("E-INPUT", f"the model's inputs are {', '.join(names)}"
                     + (f"; missing {', '.join(missing)}" if missing else "")
-                    + (f"; unknown {', '.join(extra)}" if extra else ""), None)
+                    + (f"; unknown {', '.join(extra)}" if extra else ""), option("--input"))
     bound: dict[str, int] = {}
     for value in summary.graph.inputs:
         array, t = given[value.name], value.type
         if array.dtype != np.dtype(t.dtype.numpy) or array.ndim != len(t.shape):
             raise error("E-INPUT", f"the input `{value.name}` must be {t}; the file holds "
-                        f"{array.dtype}{list(array.shape)}", None)
+                        f"{array.dtype}{list(array.shape)}", value.span)
         for axis, (d, n) in enumerate(zip(t.shape, array.shape, strict=True)):
             if isinstance(d, Dim) and d.symbol is not None:
                 d = bound.setdefault(d.symbol, n)
             if isinstance(d, int) and d != n:
                 raise error("E-INPUT", f"axis {axis} of the input `{value.name}` must be {d} "
-                            f"(it is declared {t}); the file has {n}", None)
+                            f"(it is declared {t}); the file has {n}", value.span)
     return [given[n] for n in names]
 
 
@@ -120,7 +121,7 @@ def run(program: Program, model: str | None, backend: str, given: dict[str, np.n
     if backend == "onnx":
         if probe.train:
             raise error("E-BACKEND", "ONNX Runtime runs inference graphs only: no training "
-                        "mode", None)
+                        "mode", option("--train"))
         return _run_onnx(summary, weights, seed, inputs, probe, program.max_params)
     with temporary_directory() as tmp:
         file = weights

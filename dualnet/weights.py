@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from dualnet.diagnostics import DualnetError, error, shorten
+from dualnet.diagnostics import DualnetError, error, outside, shorten, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, io_error, open_regular
 
@@ -80,7 +80,8 @@ def _backend(obj: object, verb: str, index: int) -> Callable:
         if accepts(obj):
             return getattr(importlib.import_module(module), (save, load)[index])
     kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
-    raise error("E-WEIGHTS", f"cannot {verb} weights of an object of type {kind}", None,
+    raise error("E-WEIGHTS", f"cannot {verb} weights of an object of type {kind}",
+                outside(f"the object given to dualnet.{verb}_weights"),
                 notes=(f"dualnet {verb}s the weights of {_SUPPORTED}",))
 
 
@@ -199,7 +200,8 @@ def _entries(header: bytes, data_size: int, name: str) -> dict[str, tuple]:
 
 
 def _not_safetensors(name: str, why: str) -> DualnetError:
-    return error("E-WEIGHTS", f"{name} is not a valid safetensors file: {why}", None,
+    return error("E-WEIGHTS", f"{name} is not a valid safetensors file: {why}",
+                 whole_file(name),
                  notes=("dualnet reads only .safetensors files, never pickled checkpoints "
                         "(.pt, .pth, .bin)",))
 
@@ -230,10 +232,11 @@ def mismatches(expected: Mapping[str, TensorInfo], found: Mapping[str, TensorInf
     return out
 
 
-def mismatch_error(problems: list[str]) -> DualnetError:
-    """E-WEIGHTS with the first problem as message and up to SHOWN more as notes."""
+def mismatch_error(problems: list[str], file) -> DualnetError:
+    """E-WEIGHTS with the first problem as message and up to SHOWN more as notes, located at
+    the weight file (a name for tensors not from a file)."""
     first, *rest = problems
     notes = rest[:SHOWN]
     if len(rest) > SHOWN:
         notes.append(f"and {len(rest) - SHOWN} more")
-    return error("E-WEIGHTS", first, None, notes=notes)
+    return error("E-WEIGHTS", first, whole_file(file), notes=notes)

@@ -736,7 +736,7 @@ def emit_keras(entry: ModelInstance, source: str, layout: str = "channels_first"
         emitter = KerasEmitter(entry, source, layout)
         return emitter.emit(), emitter.plan_of(entry).name
     except Unsupported as exc:
-        raise error("E-BACKEND", f"Keras backend: {exc}", exc.span) from None
+        raise error("E-BACKEND", f"Keras backend: {exc}", exc.span or entry.span) from None
 
 
 def output_layouts(entry: ModelInstance, source: str, layout: str = "channels_first") -> dict:

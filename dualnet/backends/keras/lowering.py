@@ -381,7 +381,8 @@ def _slices_to_known(call: KerasCall) -> bool:
     if x is None or not call.out_types:
         return False
     known = any(isinstance(d, int) for d in call.out_types[0].shape)
-    if known and any(isinstance(v, Dim) for item in call.attrs["items"] for v in item[1:]):
+    if known and any(_read_at_run_time(item, size)
+                     for item, size in zip(call.attrs["items"], x.shape, strict=False)):
         return True  # an index or bound read at run time: TensorFlow loses every size
     kept = iter(call.out_types[0].shape)
     for axis, item in enumerate(call.attrs["items"]):
@@ -389,6 +390,15 @@ def _slices_to_known(call: KerasCall) -> bool:
                 not isinstance(x.shape[axis], int):
             return True
     return False
+
+
+def _read_at_run_time(item: tuple, size) -> bool:
+    """Whether an index or slice of x[...] has a symbolic bound (the whole axis aside)."""
+    if item[0] == "index":
+        return isinstance(item[1], Dim)
+    _, start, stop, step = item
+    return isinstance(start, Dim) or isinstance(step, Dim) or \
+        (isinstance(stop, Dim) and stop != size)
 
 
 def _arange(call: KerasCall) -> str:

@@ -61,7 +61,7 @@ from dualnet.backends.keras.weights import (
     keras_kernel_size,
     to_keras,
 )
-from dualnet.diagnostics import error
+from dualnet.diagnostics import error, whole_file
 from dualnet.ops.recurrent import param_names
 from dualnet.weights import (
     SHOWN,
@@ -107,12 +107,12 @@ def load_keras(model: keras.layers.Layer, path: PathLike) -> None:
     problems = mismatches(expected, {n: (t.dtype, t.shape) for n, t in stored.items()},
                           os.fspath(path))
     if problems:
-        raise mismatch_error(problems)
+        raise mismatch_error(problems, os.fspath(path))
     converted = []
     for prefix, layer, leaf in plan:
         params = _arrays(stored, prefix, leaf, np.dtype(layer.variable_dtype))
         weights = to_keras(leaf.op, leaf.attrs, params)
-        _check_fit(prefix, layer, weights)
+        _check_fit(prefix, layer, weights, path)
         converted.append((layer, leaf, params, weights))
     for layer, leaf, params, weights in converted:
         _assign(layer, leaf, params, weights)
@@ -124,10 +124,11 @@ def save_keras(model: keras.layers.Layer, path: PathLike) -> None:
     if unbuilt:
         more = f" and {len(unbuilt) - SHOWN} more" if len(unbuilt) > SHOWN else ""
         raise error("E-WEIGHTS", "cannot save the weights of unbuilt layers: "
-                    + ", ".join(unbuilt[:SHOWN]) + more, None, notes=(_UNBUILT,))
+                    + ", ".join(unbuilt[:SHOWN]) + more, whole_file(path), notes=(_UNBUILT,))
     state = {}
     for prefix, layer in found:
-        state.update({prefix + name: v for name, v in _torch_params(prefix, layer).items()})
+        state.update({prefix + name: v
+                      for name, v in _torch_params(prefix, layer, path).items()})
     write_state(state, path)
 
 
@@ -142,7 +143,8 @@ def held_shapes(model: keras.layers.Layer, expected: dict[str, Shape]) -> dict[s
         out.update({prefix + name: shape for name, shape in leaf.shapes.items()})
         if all(None not in shape for shape in leaf.shapes.values()):
             zeros = {name: np.zeros(shape, "float32") for name, shape in leaf.shapes.items()}
-            _check_fit(prefix, layer, to_keras(leaf.op, leaf.attrs, zeros))
+            _check_fit(prefix, layer, to_keras(leaf.op, leaf.attrs, zeros),
+                       "the checked model's tensors")
     return out
 
 
@@ -173,14 +175,15 @@ def _arrays(stored: dict[str, Stored], prefix: str, leaf: Leaf, dtype) -> dict[s
             for name, shape in leaf.shapes.items()}
 
 
-def _check_fit(prefix: str, layer, weights: list[np.ndarray]) -> None:
+def _check_fit(prefix: str, layer, weights: list[np.ndarray], source) -> None:
     """A built leaf must hold Keras weights of the converted shapes (it does when it is the
-    layer `keras_layer` makes)."""
+    layer `keras_layer` makes); `source`: where the tensors come from."""
     have = [tuple(v.shape) for v in layer.weights]
     if have and have != [w.shape for w in weights]:
         raise error("E-WEIGHTS", f"the Keras layer {_where(prefix, layer)} holds weights of "
                     f"shapes {have}, where the file's tensors give {[w.shape for w in weights]}",
-                    None, notes=("it is not the layer dualnet's Keras generator writes",))
+                    whole_file(source),
+                    notes=("it is not the layer dualnet's Keras generator writes",))
 
 
 def _assign(layer, leaf: Leaf, params: dict[str, np.ndarray], weights: list) -> None:
@@ -230,7 +233,7 @@ def _constant(value: np.ndarray):
     return initializer
 
 
-def _torch_params(prefix: str, layer) -> dict[str, np.ndarray]:
+def _torch_params(prefix: str, layer, path="the Keras model") -> dict[str, np.ndarray]:
     """A built leaf's tensors in PyTorch names and layouts."""
     leaf = _derive(layer, getattr(layer, SHAPES, {}))
     weights = layer.get_weights()
@@ -238,7 +241,7 @@ def _torch_params(prefix: str, layer) -> dict[str, np.ndarray]:
     back = to_keras(leaf.op, leaf.attrs, params)
     if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(back, weights, strict=True)):
         raise error("E-WEIGHTS", f"cannot save {_where(prefix, layer)}: its Keras kernel has "
-                    f"non-zero values where `{prefix}weight` has no entries", None,
+                    f"non-zero values where `{prefix}weight` has no entries", whole_file(path),
                     notes=("those are the zeros between the taps of a dilated kernel or outside "
                            "the groups of a grouped transposed kernel; training in Keras "
                            "changed them",))

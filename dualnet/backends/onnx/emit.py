@@ -25,7 +25,7 @@ from dualnet.backends.onnx.lowering import (
     OpsetTooOld,
     lower,
 )
-from dualnet.diagnostics import error
+from dualnet.diagnostics import error, option
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value, by_parameter
 from dualnet.ir.types import DType, TensorType
@@ -179,8 +179,8 @@ class OnnxEmitter:
     def symbol(self, name: str) -> str:
         """Dimension `name` of the input that first has it, read at run time (once)."""
         if name not in self.symbols:
-            raise error("E-BACKEND", f"ONNX backend: the size `{name}` is not a dimension of "
-                        "any input", None)
+            raise error("E-BACKEND", f"internal error: ONNX backend: the size `{name}` is not "
+                        "a dimension of any input", self.instance.span)
         if name not in self.sizes:
             value, axis = self.symbols[name]
             shape = self.b.one("Shape", [value])
@@ -213,7 +213,7 @@ def check_weights(instance: ModelInstance, weights: dict[str, np.ndarray], file:
     found = {name: (_dtype_name(a), tuple(a.shape)) for name, a in weights.items()}
     problems = mismatches(expected, found, file)
     if problems:
-        raise mismatch_error(problems)
+        raise mismatch_error(problems, file)
 
 
 def _dtype_name(a: np.ndarray) -> str:
@@ -229,7 +229,7 @@ def emit_onnx(summary, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSE
     float64, for runtimes that have them, such as `onnx.reference`)."""
     if not MIN_OPSET <= opset <= NEWEST_OPSET:
         raise error("E-BACKEND", f"ONNX opset {opset} is not supported: dualnet emits opsets "
-                    f"{MIN_OPSET} to {NEWEST_OPSET}", None)
+                    f"{MIN_OPSET} to {NEWEST_OPSET}", option("--opset"))
     check_weights(summary.instance, weights, weights_file)
     emitted = OnnxEmitter(summary.instance, summary.graph, weights, opset, summary.file,
                           float32_fallback).emit()
@@ -237,6 +237,6 @@ def emit_onnx(summary, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSE
         onnx.checker.check_model(_skeleton(emitted.model), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise error("E-BACKEND", f"internal error: the emitted ONNX model is invalid ({exc})",
-                    None) from None
+                    summary.instance.span) from None
     return emitted
 

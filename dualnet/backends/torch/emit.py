@@ -279,4 +279,4 @@ def emit_torch(entry: ModelInstance, source: str) -> tuple[str, str]:
         emitter = TorchEmitter(entry, source)
         return emitter.emit(), emitter.plan_of(entry).name
     except Unsupported as exc:
-        raise error("E-BACKEND", f"PyTorch backend: {exc}", exc.span) from None
+        raise error("E-BACKEND", f"PyTorch backend: {exc}", exc.span or entry.span) from None

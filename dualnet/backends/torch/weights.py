@@ -65,7 +65,7 @@ def load_torch(module: torch.nn.Module, path: PathLike) -> None:
     problems = mismatches(_infos(target), {n: (t.dtype, t.shape) for n, t in stored.items()},
                           os.fspath(path))
     if problems:
-        raise mismatch_error(problems)
+        raise mismatch_error(problems, os.fspath(path))
     with torch.no_grad():
         for name, live in target.items():
             live.copy_(_tensor(stored[name]))
