@@ -22,7 +22,7 @@ def layout(lines: list[str]) -> list[str]:
     return out
 
 
-def _scan(code: str) -> Iterator[tuple[int, str, int]]:
+def scan(code: str) -> Iterator[tuple[int, str, int]]:
     """(index, character, bracket depth before it) for every character outside strings."""
     depth, quote, escaped = 0, None, False
     for i, ch in enumerate(code):
@@ -55,7 +55,7 @@ def _fit(line: str) -> list[str]:
 
 def _split_comment(code: str) -> tuple[str, str]:
     """Code and its trailing comment (a `#` outside strings)."""
-    for i, ch, _ in _scan(code):
+    for i, ch, _ in scan(code):
         if ch == "#":
             return code[:i].rstrip(), code[i + 1:].strip()
     return code, ""
@@ -97,7 +97,7 @@ def _statement_value(code: str) -> tuple[str, str | None]:
     """(`target = ` or `return `, value) for an assignment or return, else (code, None)."""
     if code.startswith("return "):
         return "return ", code[len("return "):]
-    for i, _, depth in _scan(code):
+    for i, _, depth in scan(code):
         if depth == 0 and code.startswith(" = ", i):
             return code[: i + 3], code[i + 3:]
     return code, None
@@ -106,7 +106,7 @@ def _statement_value(code: str) -> tuple[str, str | None]:
 def _def_parameters(code: str) -> tuple[int, int] | None:
     """The parameter list's brackets in `def name(...) -> ...:`."""
     start = code.index("(")
-    for i, ch, depth in _scan(code):
+    for i, ch, depth in scan(code):
         if i > start and depth == 1 and ch == ")":
             return start, i
     return None
@@ -117,7 +117,7 @@ def _outer_bracket(code: str) -> tuple[int, int] | None:
     stack: list[int] = []
     pairs: dict[int, int] = {}
     last = None
-    for i, ch, _ in _scan(code):
+    for i, ch, _ in scan(code):
         if ch in _PAIRS:
             stack.append(i)
         elif ch in _PAIRS.values() and stack:
@@ -131,7 +131,7 @@ def _outer_bracket(code: str) -> tuple[int, int] | None:
 
 def _clauses(code: str) -> list[str]:
     """`a if c else b` (or `x for i in r`) as its clauses, when they are at the top level."""
-    cuts = [i for i, _, depth in _scan(code)
+    cuts = [i for i, _, depth in scan(code)
             if depth == 0 and any(code.startswith(w, i) for w in _CLAUSES)]
     bounds = [0, *cuts, len(code)]
     return [code[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
@@ -139,7 +139,7 @@ def _clauses(code: str) -> list[str]:
 
 def _top_level_split(inner: str) -> list[str]:
     """The items of a bracket's contents, split at its top-level commas."""
-    cuts = [i for i, ch, depth in _scan(inner) if ch == "," and depth == 0]
+    cuts = [i for i, ch, depth in scan(inner) if ch == "," and depth == 0]
     bounds = [-1, *cuts, len(inner)]
     parts = [inner[a + 1:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
     return [p for p in parts if p]

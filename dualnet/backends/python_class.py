@@ -32,7 +32,7 @@ from typing import Any
 
 from dualnet.backends import escape
 from dualnet.backends.class_plan import ClassPlan, Unit, configurations, recursive
-from dualnet.backends.line_layout import layout
+from dualnet.backends.line_layout import layout, scan
 from dualnet.backends.naming import PYTHON_RESERVED, Namespace
 from dualnet.backends.source_helpers import atom
 from dualnet.backends.syntax_tree import (
@@ -56,6 +56,7 @@ _UNARY, _ATOM = 7, 9
 _MAX_ROUNDS = 50  # rewrites of every class before the plan must have settled
 _UNREAD = "\x00"  # marks the assignment of a compile-time value, dropped if never read
 _STORE = "\x01"  # marks where a local constant is stored, if forward reads it
+_DEEP = 40  # bracket depth from which `expr` puts a part of an expression into a variable
 
 
 def fmt_literal(v: Any) -> str:
@@ -266,6 +267,8 @@ class ClassWriter:
         self.iteration: tuple[int, ...] = ()
         self.bound: set[str] = set()  # forward names bound so far (arguments, variables)
         self.reads: set[str] = set()  # forward variables the generated code reads
+        self.parts: list[str] = []  # statements computing parts of the current statement
+        self.in_branch = 0  # inside a branch of a conditional expression
         self.nesting = 0
         self.generator_items: tuple = ()
         self.src = PurePath(self.decl.span.file).name  # the file this model is declared in
@@ -870,6 +873,16 @@ class ClassWriter:
         return [f"    {line}" for line in lines or ["pass"]]
 
     def statement(self, s, env: dict[str, str]) -> list[str]:
+        """A statement's lines, after those computing the parts of its expressions that
+        `expr` put into variables."""
+        saved, self.parts = self.parts, []
+        try:
+            lines = self.statement_lines(s, env)
+            return [*self.parts, *lines]
+        finally:
+            self.parts = saved
+
+    def statement_lines(self, s, env: dict[str, str]) -> list[str]:
         where = self.where(s.span)
         if isinstance(s, ast.Assign | ast.Annotated):
             return self.assign_statement(s, env, where)
@@ -1018,6 +1031,21 @@ class ClassWriter:
 
     # -- tensor expressions
     def expr(self, e: ast.Expr, env: dict[str, str]) -> str:
+        """An expression's source; one nested deeply (a long pipeline or `@` chain) is put
+        into a variable of its own first (Python parses at most 200 nested brackets)."""
+        src = self.expression(e, env)
+        if self.in_branch or bracket_depth(src) <= _DEEP \
+                or not isinstance(e, ast.Call | ast.Pipe | ast.Binary | ast.Unary):
+            return src
+        name = self.fwd_ns.name(("part", len(self.parts)), f"_part{len(self.parts)}")
+        self.parts.append(f"{name} = {src}")
+        return self.hoisted(src, name)
+
+    def hoisted(self, src: str, name: str) -> str:
+        """The variable `name` that now holds the value of `src`."""
+        return name
+
+    def expression(self, e: ast.Expr, env: dict[str, str]) -> str:
         if isinstance(e, ast.Name):
             if e.id in env:
                 return env[e.id]
@@ -1078,8 +1106,12 @@ class ClassWriter:
         chosen = self.taking(e.span, first)
         if chosen is None:
             return self.unchecked(part.span)
-        with self.writing_as(chosen):
-            return self.expr(part, env)
+        self.in_branch += 1  # (a part put into a variable would run whatever the condition)
+        try:
+            with self.writing_as(chosen):
+                return self.expr(part, env)
+        finally:
+            self.in_branch -= 1
 
     def call(self, e: ast.Expr, span: Span, env: dict[str, str], prepend: str | None = None,
              prepend_tree: ast.Expr | None = None):
@@ -1166,6 +1198,15 @@ def _size_text(d, own: bool) -> str:
     if isinstance(d, Tagged | TaggedDim):
         return d.expr.render(str) if isinstance(d.expr, Dim) else str(d.expr)
     return str(d) if own or not isinstance(d, Dim) else "_"
+
+
+def bracket_depth(src: str) -> int:
+    """How deeply brackets nest in `src` (strings aside)."""
+    deepest = 0
+    for _, ch, depth in scan(src):
+        if ch in "([{":
+            deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def conditional_part(src: str) -> str:

@@ -351,6 +351,10 @@ class KerasClassWriter(ClassWriter):
                                       strict=True):
             self.vars[arg.name] = (layout, len(value.type.shape))
 
+    def hoisted(self, src: str, name: str) -> str:
+        return code(name, getattr(src, "layout", CF), getattr(src, "rank", 0),
+                    getattr(src, "layouts", ()))
+
     def variable(self, name: str) -> str:
         layout, rank = self.vars.get(name, (CF, 0))
         return code(super().variable(name), layout, rank)
