@@ -16,6 +16,7 @@ plain `Dim` and stands only for its value.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 
 from dualnet.ir.dims import Dim, floordiv, substitute, sym
@@ -28,30 +29,6 @@ class Tagged(int):
         obj = super().__new__(cls, value)
         obj.expr = expr
         return obj
-
-    def __add__(self, other):
-        return _combine(self, other, lambda a, b: a + b)
-
-    def __radd__(self, other):
-        return _combine(other, self, lambda a, b: a + b)
-
-    def __sub__(self, other):
-        return _combine(self, other, lambda a, b: a - b)
-
-    def __rsub__(self, other):
-        return _combine(other, self, lambda a, b: a - b)
-
-    def __mul__(self, other):
-        return _combine(self, other, lambda a, b: a * b)
-
-    def __rmul__(self, other):
-        return _combine(other, self, lambda a, b: a * b)
-
-    def __floordiv__(self, other):
-        return _combine(self, other, floordiv)
-
-    def __rfloordiv__(self, other):
-        return _combine(other, self, floordiv)
 
     def __neg__(self):
         return tagged(-int(self), -self.expr)
@@ -66,30 +43,6 @@ class TaggedDim(Dim):
     def __init__(self, value: Dim, expr: int | Dim):
         super().__init__(value.terms)
         self.expr = expr
-
-    def __add__(self, other):
-        return _combine_dims(self, other, lambda a, b: a + b)
-
-    def __radd__(self, other):
-        return _combine_dims(other, self, lambda a, b: a + b)
-
-    def __sub__(self, other):
-        return _combine_dims(self, other, lambda a, b: a - b)
-
-    def __rsub__(self, other):
-        return _combine_dims(other, self, lambda a, b: a - b)
-
-    def __mul__(self, other):
-        return _combine_dims(self, other, lambda a, b: a * b)
-
-    def __rmul__(self, other):
-        return _combine_dims(other, self, lambda a, b: a * b)
-
-    def __floordiv__(self, other):
-        return _combine_dims(self, other, floordiv)
-
-    def __rfloordiv__(self, other):
-        return _combine_dims(other, self, floordiv)
 
     def __neg__(self):
         return _with_tag(-untagged(self), -self.expr)
@@ -191,6 +144,19 @@ def _combine(a, b, op):
         return NotImplemented
     value = op(int(a), int(b))
     return tagged(value, op(expr_of(a), expr_of(b)))
+
+
+def _arithmetic(cls, combine) -> None:
+    """`+ - * //` on `cls` and their reflections, each through `combine(a, b, op)`, which
+    keeps the tag."""
+    for name, op in (("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
+                     ("floordiv", floordiv)):
+        setattr(cls, f"__{name}__", lambda self, other, op=op: combine(self, other, op))
+        setattr(cls, f"__r{name}__", lambda self, other, op=op: combine(other, self, op))
+
+
+_arithmetic(Tagged, _combine)
+_arithmetic(TaggedDim, _combine_dims)
 
 
 class Written:
