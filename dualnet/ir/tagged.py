@@ -40,8 +40,8 @@ class TaggedDim(Dim):
 
     __slots__ = ("expr",)
 
-    def __init__(self, value: Dim, expr: int | Dim):
-        super().__init__(value.terms)
+    def __init__(self, value: Dim, expr: int | Dim):  # (the value's size, not a new one)
+        self.terms, self._hash, self.size = value.terms, value._hash, value.size
         self.expr = expr
 
     def __neg__(self):
@@ -52,9 +52,14 @@ def _combine_dims(a, b, op):
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | Dim) \
             or not isinstance(b, int | Dim):
         return NotImplemented
-    value = op(untagged(a), untagged(b))
+    ua, ub = untagged(a), untagged(b)
+    value = op(ua, ub)
     ea, eb = expr_of(a), expr_of(b)
-    return value if ea is None or eb is None else _with_tag(value, op(ea, eb))
+    if ea is None or eb is None:
+        return value
+    if ea == ua and eb == ub:  # the names are the values' own (the entry model's): no work
+        return _with_tag(value, value)
+    return _with_tag(value, op(ea, eb))
 
 
 def _with_tag(value, expr):
@@ -83,8 +88,10 @@ def untagged(value):
     """A size without its tag (a whole axis: the size the axis has, whatever it is called)."""
     if isinstance(value, Tagged):
         return int(value)
-    if isinstance(value, TaggedDim):
-        return Dim(value.terms)
+    if isinstance(value, TaggedDim):  # the same size, not a new one
+        plain = Dim.__new__(Dim)
+        plain.terms, plain._hash, plain.size = value.terms, value._hash, value.size
+        return plain
     return value
 
 

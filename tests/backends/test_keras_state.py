@@ -68,7 +68,7 @@ def snapshot(model) -> list:
 
 def message(err: DualnetError) -> str:
     [d] = err.diagnostics
-    assert d.code == "E-WEIGHTS" and d.span is None
+    assert d.code == "E-WEIGHTS" and d.span is not None and not d.span.line  # a whole file
     return d.message
 
 
