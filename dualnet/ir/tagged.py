@@ -19,7 +19,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 
-from dualnet.ir.dims import Dim, floordiv, substitute, sym
+from dualnet.ir.dims import Dim, DimTooLarge, floordiv, substitute, sym
 
 
 class Tagged(int):
@@ -59,7 +59,8 @@ def _combine_dims(a, b, op):
         return value
     if ea == ua and eb == ub:  # the names are the values' own (the entry model's): no work
         return _with_tag(value, value)
-    return _with_tag(value, op(ea, eb))
+    expr = _tag_expr(op, ea, eb)
+    return value if expr is None else _with_tag(value, expr)
 
 
 def _with_tag(value, expr):
@@ -144,13 +145,23 @@ def retag(value, env: Mapping[str, int | Dim]):
     return value
 
 
+def _tag_expr(op, a, b):
+    """`op` on two tag expressions; None where the expression would outgrow what a size may
+    hold (the value is then known only as itself)."""
+    try:
+        return op(a, b)
+    except DimTooLarge:
+        return None
+
+
 def _combine(a, b, op):
     if isinstance(a, Dim) or isinstance(b, Dim) or isinstance(a, bool) or isinstance(b, bool):
         return NotImplemented
     if not isinstance(a, int) or not isinstance(b, int):
         return NotImplemented
     value = op(int(a), int(b))
-    return tagged(value, op(expr_of(a), expr_of(b)))
+    expr = _tag_expr(op, expr_of(a), expr_of(b))
+    return value if expr is None else tagged(value, expr)
 
 
 def _arithmetic(cls, combine) -> None:

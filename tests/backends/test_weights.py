@@ -465,8 +465,8 @@ def test_init_unwritable_output_cli(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1
-    assert proc.stderr == (f"error[E-IO]: cannot write {out}: Not a directory\n\n"
-                           f"1 error in {LENET}\n")
+    assert proc.stderr == (f"error[E-IO]: cannot write {out}: Not a directory\n"
+                           f" --> {out}\n\n1 error in {LENET}\n")
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
     assert (tmp_path / "file.txt").read_text() == "x"
