@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -60,6 +61,12 @@ class Tally:
         self.failures: list[tuple[str, str]] = []  # (file, finding)
 
     def record(self, case: fuzzing.Case) -> None:
+        # what the process was running, should a framework take it down (a segfault)
+        self.out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.out / "running", ignore_errors=True)
+        (self.out / "running.dnet").unlink(missing_ok=True)
+        fuzzing.write_case(case, f"running (program {self.programs + 1} of --seed {self.seed})",
+                           self.out / "running")
         started = time.perf_counter()
         try:
             outcome = fuzzing.run_case(case)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dualnet.backends.source_code import global_names
 from dualnet.ir.tagged import Tagged, Written
 from dualnet.ir.types import DType
 from dualnet.ops import REGISTRY
@@ -240,15 +241,14 @@ def register(backend: str, functions: dict[str, Callable], layers: dict[str, Any
 
 
 def helpers_used(source: str, helpers: dict[str, str]) -> list[str]:
-    """The runtime helpers of `helpers` (name → source) that `source` uses, with the helpers
-    those use, in `helpers` order."""
-    patterns = {name: re.compile(rf"(?<![\w.]){re.escape(name)}\b") for name in helpers}
+    """The runtime helpers of `helpers` (name → source) that the Python `source` reads (its
+    syntax tree's names: never text in a string or comment), with the helpers those read, in
+    `helpers` order."""
     found: set[str] = set()
     todo = [source]
     while todo:
-        text = todo.pop()
-        for name, pattern in patterns.items():
-            if name not in found and pattern.search(text):
+        for name in global_names(todo.pop()):
+            if name in helpers and name not in found:
                 found.add(name)
                 todo.append(helpers[name])
     return [name for name in helpers if name in found]

@@ -509,7 +509,7 @@ def test_helpers_are_clean_python(tmp_path):
 def _helpers(*names: str) -> dict:
     """A namespace with the runtime helpers `names` and the helpers they use."""
     ns = {"keras": keras, "ops": ops}
-    for name in helpers_needed(" ".join(f"{n}()" for n in names)):
+    for name in helpers_needed("\n".join(f"{n}()" for n in names)):
         exec(HELPERS[name], ns)
     return ns
 
