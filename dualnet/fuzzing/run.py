@@ -53,6 +53,37 @@ def loaded(case: Case) -> Iterator[Program]:
         yield dualnet.load(str(path))
 
 
+ROUNDING_FACTOR = 4  # two float32 results may differ by about twice the error of each
+
+
+def excuse_rounding(program: Program, case: Case, rows: list) -> list:
+    """The rows, a mismatch excused where float32 rounding alone explains it: an
+    ill-conditioned program (a normalisation of nearly constant values, say) whose PyTorch
+    result in float32 is itself that far from its float64 result (same weights, same
+    inputs) — no backend can do better, and the difference says nothing of semantics."""
+    import numpy as np
+    import torch
+
+    summary = program.check()
+    inputs = parity.random_inputs(summary, case.dims, 0)
+    module = program.torch(seed=0).eval()
+    given = [torch.from_numpy(inputs[v.name]) for v in summary.graph.inputs]
+    with torch.no_grad():
+        low = module(*given)
+        high = module.double()(*(t.double() if t.is_floating_point() else t for t in given))
+    low, high = (out if isinstance(out, tuple) else (out,) for out in (low, high))
+    names = ["output"] if len(low) == 1 else [f"output_{i}" for i in range(len(low))]
+    error = {}
+    for name, a, b in zip(names, low, high, strict=True):
+        a, b = a.double().numpy(), b.numpy()
+        error[name] = float(np.max(np.abs(a - b), initial=0.0)) / \
+            (1 + float(np.max(np.abs(b), initial=0.0)))
+    return [replace(r, note=f"float32 rounding: PyTorch float32 vs float64 "
+                    f"{error[r.output]:.2g}")
+            if not r.ok and r.output in error and r.max_rel <= ROUNDING_FACTOR * error[r.output]
+            else r for r in rows]
+
+
 def run_case(case: Case, backends: tuple[str, ...] = BACKENDS) -> Outcome:
     """Check the case's program, run it in every backend and compare every pair (in
     training mode also the running statistics, and Keras's train step against PyTorch);
@@ -65,6 +96,8 @@ def run_case(case: Case, backends: tuple[str, ...] = BACKENDS) -> Outcome:
         rows, _ = parity.compare(program, None, list(backends), dims=case.dims, train=case.train)
         if case.train and "keras" in backends:
             rows += fit_rows(program, case.dims)
+        elif any(not r.ok for r in rows):
+            rows = excuse_rounding(program, case, rows)
     names = (
         ["output"] if len(case.shapes) == 1 else [f"output_{i}" for i in range(len(case.shapes))]
     )
