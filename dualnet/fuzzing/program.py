@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from dualnet import parity
@@ -14,6 +15,7 @@ from dualnet.fuzzing.builder import ENTRY_FILE, Builder, Files, Tape, render
 from dualnet.fuzzing.consts import num
 from dualnet.fuzzing.ops import init
 from dualnet.fuzzing.steps import CONSTRUCTS, one_step
+from dualnet.ir.dims import DimTooLarge
 
 MAX_STEPS = 6  # steps of the main chain (a block or sub-model adds a few more each)
 
@@ -70,9 +72,12 @@ def programs(
     b = Builder(Tape(draw), files, train=train)
     if "imports" in files.constructs:
         files.style = b.pick(["none", "all", "from", "as"])
-    start(b)
-    for _ in range(b.int(1, max_steps)):
-        one_step(b)
+    try:
+        start(b)
+        for _ in range(b.int(1, max_steps)):
+            one_step(b)
+    except DimTooLarge:  # a size past what symbolic sizes hold (check refuses it): no case
+        reject()
     files.decls[ENTRY_FILE].append(b.source("Fuzz"))
     texts = files.sources()
     shapes = tuple(tuple(b.size(d) for d in v.shape) for v in [b.x, *b.extras])
