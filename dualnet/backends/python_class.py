@@ -385,6 +385,8 @@ class ClassWriter:
             return v.code
         if isinstance(v, Dim) and not in_forward:
             raise Unsupported(f"a layer size depends on the symbolic dimension `{v}`", None)
+        if isinstance(v, Tagged) and not in_forward and self.symbolic_in(v.expr):
+            return fmt_literal(int(v))  # its expression needs a size known only at run time
         if isinstance(v, Tagged | TaggedDim):
             return render(v.expr, name_of)
         if isinstance(v, Dim):
@@ -393,6 +395,11 @@ class ClassWriter:
             return sequence([self._format(x, name_of, in_forward) for x in v],
                              isinstance(v, tuple))
         return fmt_literal(v)
+
+    def symbolic_in(self, expr) -> bool:
+        """Whether a size expression names a dimension this instance has symbolically."""
+        return isinstance(expr, Dim) and any(
+            name in self.sig_dims and name not in self.inst.sizes for name in expr.symbols())
 
     def forward_name(self, name: str) -> str:
         if name in self.sig_dims:

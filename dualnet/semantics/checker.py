@@ -274,7 +274,6 @@ class Checker:
 
     def declare_layers(self, frame: Frame, outer_dims: dict[str, Any]) -> None:
         scope = Scope(frame.names, self.module_scope(frame.ref.module))
-        outer = {**frame.outer, **outer_dims}  # the caller's expression for each name
         hypers = {h.name for h in frame.ref.model.hypers}
         for member in frame.ref.model.members:
             if not isinstance(member, ast.LayerDecl):
@@ -289,7 +288,8 @@ class Checker:
                 value = Evaluator(self, scope, None).eval(member.value)
                 local = outer_exprs(name, value, expr_of)
                 if local:  # a local size (or tuple of sizes): later sizes name it
-                    try:
+                    try:  # the caller's expression for each name, earlier local sizes too
+                        outer = {**frame.outer, **outer_dims}
                         frame.outer.update({n: substitute(e, outer) for n, e in local.items()})
                     except DimTooLarge:
                         raise DimTooLarge.at(member.value.span) from None

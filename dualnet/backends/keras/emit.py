@@ -150,7 +150,7 @@ class KerasEmitter(Emitter):
     def emit(self) -> str:
         body = self.write_classes()
         steps = "\n\n\n".join(self.step_classes())
-        helpers = lowering.helpers_needed(body + steps)
+        helpers = lowering.helpers_needed(body + "\n\n" + steps)
         package = f"dualnet.{PurePath(self.source).stem}"
         interface = ("Inputs and outputs have PyTorch's axis order (images [B, C, H, W])"
                      if self.interface == LAYOUTS[0] else

@@ -39,7 +39,7 @@ class TorchEmitter(Emitter):
     def emit(self) -> str:
         body = self.write_classes()
         own = [h for h in sorted(EMITTER_HELPERS) if h in global_names(body)]
-        helpers = lowering.helpers_needed(body + "".join(EMITTER_HELPERS[h] for h in own))
+        helpers = lowering.helpers_needed("\n\n".join([body, *(EMITTER_HELPERS[h] for h in own)]))
         code = [lowering.HELPERS[h].strip() for h in helpers] + \
             [EMITTER_HELPERS[h].strip() for h in own] + [body]
         used = global_names("\n\n".join(code))
