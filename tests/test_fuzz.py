@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from dualnet import fuzzing, parity
 from dualnet.diagnostics import DualnetError
-from dualnet.fuzzing import bugs
 from dualnet.ir.dims import Dim, substitute
 
 HERE = Path(__file__).parent / "fuzz_regressions"
@@ -22,15 +21,10 @@ REGRESSIONS = sorted([*HERE.glob("*.dnet"), *(p for p in HERE.iterdir() if p.is_
 FIXED = settings(
     database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
 )
-# The constructs whose programs agree today in inference mode. `values`, `sequential`,
-# `conditionals` and `statements` (and training through Keras's train step: several
-# inputs, BatchNorm) still fail on the code emitters (see the fuzzing notes of issue 11);
-# widen this to fuzzing.CONSTRUCTS and both modes as they are fixed.
-AGREEING = frozenset({"ops", "templates", "imports"})
 
 
 @settings(FIXED, max_examples=10, phases=[Phase.generate])  # shrink with benchmarks/fuzz.py
-@given(fuzzing.programs(constructs=AGREEING, train=False))
+@given(fuzzing.programs())
 def test_random_programs_agree_across_backends(case):
     outcome = fuzzing.run_case(case)
     assert outcome.rows and not outcome.failures, f"{case.source}\n{outcome.failures}"
@@ -125,9 +119,10 @@ def unbounded_slice(node) -> bool:
     return False
 
 
-# What each KNOWN_BUGS entry steers around, as a test on a node of the checked graph:
-# (node, its instance, the op that made each value by id, the program's text).
-AVOIDED = {
+# The constructs the fuzzer found bugs in (each fixed, with a program in
+# tests/fuzz_regressions), as a test on a node of the checked graph: (node, its instance,
+# the op that made each value by id, the program's text). The generator keeps writing each.
+ONCE_BROKEN = {
     "keras-linear-rank1": lambda n, i, m, t: n.op == "Linear" and n.inputs[0].type.rank == 1,
     "keras-bilinear-symbolic": lambda n, i, m, t: (
         n.op == "upsample"
@@ -182,19 +177,18 @@ AVOIDED = {
 }
 
 
-def avoided(summary, text: str) -> set[str]:
-    """The KNOWN_BUGS constructs a checked program (of source `text`) uses."""
+def once_broken(summary, text: str) -> set[str]:
+    """The ONCE_BROKEN constructs a checked program (of source `text`) uses."""
     made, found = {}, set()
     for node, instance in nodes(summary.instance, summary.graph):
-        found |= {bug for bug, test in AVOIDED.items() if test(node, instance, made, text)}
+        found |= {bug for bug, test in ONCE_BROKEN.items() if test(node, instance, made, text)}
         made.update({id(v): node.op for v in node.outputs})
     return found
 
 
 def test_generated_programs_check_to_the_shapes_the_generator_expects_and_cover_the_language():
-    """Each program checks to the shapes the generator tracked, steers around every
-    construct KNOWN_BUGS lists, and the programs together show every construct of the
-    language."""
+    """Each program checks to the shapes the generator tracked, and the programs together
+    show every construct of the language."""
     seen: Counter = Counter()
 
     @settings(FIXED, max_examples=500)
@@ -207,22 +201,14 @@ def test_generated_programs_check_to_the_shapes_the_generator_expects_and_cover_
         ]
         assert shapes == list(case.shapes)
         text = "\n".join([case.source, *(t for _, t in case.files)])
-        assert not avoided(summary, text) & fuzzing.KNOWN_BUGS.keys()
         seen.update(k for k, pattern in LANGUAGE.items() if re.search(pattern, text))
 
     one()
     assert not LANGUAGE.keys() - seen.keys(), sorted(LANGUAGE.keys() - seen.keys())
 
 
-def test_every_known_bug_has_a_test_for_what_it_avoids():
-    assert fuzzing.KNOWN_BUGS.keys() <= AVOIDED.keys()
-
-
-def test_each_avoided_construct_comes_back_once_its_known_bug_is_removed(monkeypatch):
-    """With KNOWN_BUGS empty (as once every one is fixed) the generator writes each
-    construct it steers around today: op programs and sub-model programs, seeded (the
-    rarest shows three times in these)."""
-    monkeypatch.setattr(bugs, "KNOWN_BUGS", {})
+def test_the_generator_writes_every_construct_a_bug_was_found_in():
+    """Op programs and sub-model programs, seeded, show each ONCE_BROKEN construct."""
     seen: set[str] = set()
     for constructs, examples in (({"ops"}, 1000), ({"ops", "templates", "sequential"}, 300)):
 
@@ -235,10 +221,10 @@ def test_each_avoided_construct_comes_back_once_its_known_bug_is_removed(monkeyp
                     summary = program.check()
                 except DualnetError:  # a finding of its own, reported by the check test
                     return
-            seen.update(avoided(summary, "\n".join([case.source, *(t for _, t in case.files)])))
+            seen.update(once_broken(summary, "\n".join([case.source, *(t for _, t in case.files)])))
 
         one()
-    assert not AVOIDED.keys() - seen, sorted(AVOIDED.keys() - seen)
+    assert not ONCE_BROKEN.keys() - seen, sorted(ONCE_BROKEN.keys() - seen)
 
 
 SOURCE = """\

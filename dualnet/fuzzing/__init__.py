@@ -18,7 +18,6 @@ ops of the checked graph. Only the fuzzing tests and `benchmarks/fuzz.py` import
 package (it needs hypothesis).
 """
 
-from dualnet.fuzzing.bugs import KNOWN_BUGS
 from dualnet.fuzzing.program import Case, case_text, programs, read_case, write_case
 from dualnet.fuzzing.run import BACKENDS, Outcome, count_ops, loaded, run_case
 from dualnet.fuzzing.steps import CONSTRUCTS
@@ -26,7 +25,6 @@ from dualnet.fuzzing.steps import CONSTRUCTS
 __all__ = [
     "BACKENDS",
     "CONSTRUCTS",
-    "KNOWN_BUGS",
     "Case",
     "Outcome",
     "case_text",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-from dualnet.fuzzing.bugs import avoid
 from dualnet.fuzzing.builder import Builder, Diverged, Tape, Value, dim_text, render
 from dualnet.fuzzing.consts import count, flag, num, tune
 from dualnet.fuzzing.ops import ACTIVATIONS, channel_groups, math_op, norm_kinds, options, window
@@ -78,9 +77,7 @@ def branch(b: Builder) -> None:
 
 
 def submodel_ok(b: Builder, x: Value) -> bool:
-    return b.depth < MAX_DEPTH and not (
-        avoid("keras-submodel-sizes") and not all(b.plain(d) for d in x.shape)
-    )
+    return b.depth < MAX_DEPTH
 
 
 def attempt(b: Builder, make):
@@ -103,7 +100,7 @@ def submodel(b: Builder) -> None:
     x = b.x
     t = template(b, x)
     stacks = free(b) and "sequential" in b.files.constructs
-    if stacks and not (avoid("keras-sequential-layout") and x.rank >= 3) and b.flag():
+    if stacks and b.flag():
         return generate(b, t)
     first = instance(b, t, x)
     same = first.shape == x.shape
@@ -255,7 +252,7 @@ def children(b: Builder, x: Value, depth: int) -> tuple[list[str], list]:
 
 def child_kinds(b: Builder, v: Value, depth: int, after_layer: bool) -> list[str]:
     kinds = ["function"] * 2 + ["dropout"]
-    if layer_ok(b, v) and v.rank >= 1 + avoid("keras-linear-rank1") and b.known(v.shape[-1]):
+    if layer_ok(b, v) and v.rank >= 1 and b.known(v.shape[-1]):
         kinds += ["linear"] * 2
     if layer_ok(b, v) and 3 <= v.rank <= 5 and b.known(v.shape[1]):
         kinds += ["conv"] * 2
@@ -292,8 +289,7 @@ def child_linear(b: Builder, v: Value, depth: int) -> tuple[str, tuple]:
 
 def child_conv(b: Builder, v: Value, depth: int) -> tuple[str, tuple]:
     groups, out = channel_groups(b, v.shape[1])
-    one_channel = avoid("tf-onednn-conv") and v.rank >= 4 and b.size(v.shape[1]) == 1
-    w = window(b, v.shape[2:], pool=False, unit_last=one_channel)
+    w = window(b, v.shape[2:], pool=False)
     return render(
         f"Conv{v.rank - 2}d",
         out,
@@ -346,7 +342,7 @@ CHILDREN = {
 def same_layer(b: Builder, x: Value) -> str | None:
     """A layer that keeps x's shape (Linear, a "same" Conv, a norm, Dropout), or None."""
     kinds = ["dropout"]
-    if layer_ok(b, x) and b.known(x.shape[-1]) and x.rank >= 1 + avoid("keras-linear-rank1"):
+    if layer_ok(b, x) and b.known(x.shape[-1]) and x.rank >= 1:
         kinds.append("linear")
     if layer_ok(b, x) and 3 <= x.rank <= 5 and b.known(x.shape[1]):
         kinds.append("conv")
@@ -397,8 +393,7 @@ def conditional_layer(b: Builder) -> None:
     c, n = b.decl(x.shape[1]), x.rank - 2
     if kind == "shortcut":
         out = num(b, range(1, 13), "decl")
-        one_channel = avoid("tf-onednn-conv") and x.rank >= 4 and b.size(x.shape[1]) == 1
-        s = num(b, (1,) if one_channel else (1, 2), "decl")
+        s = num(b, (1, 2), "decl")
         layer = (
             f"{render(f'Conv{n}d', out, 1, stride=s)} if {dim_text(s)} != 1 or "
             f"{dim_text(c)} != {dim_text(out)} else Identity()"

@@ -19,7 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
@@ -152,7 +152,6 @@ class Value:
     name: str
     shape: tuple  # per axis an int or a Dim
     dtype: str = "f32"
-    made_by: str = ""  # the family that made it, where a KNOWN_BUGS entry depends on it
 
     @property
     def rank(self) -> int:
@@ -360,8 +359,8 @@ class Builder:
         self.lines.append(f"{value.name}: {value.type} = {expr}")
         return value
 
-    def step(self, expr: str, shape, made_by: str = "") -> None:
-        self.x = replace(self.let(expr, shape), made_by=made_by)
+    def step(self, expr: str, shape) -> None:
+        self.x = self.let(expr, shape)
 
     def call(self, fn: str, x: str, *args) -> str:
         """`fn(x, args...)`, or the same as a pipe `x |> fn(args...)`."""

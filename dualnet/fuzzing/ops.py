@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dualnet.fuzzing.bugs import avoid
 from dualnet.fuzzing.builder import Builder, Const, Value, dim_text, keywords, literal, render
 from dualnet.fuzzing.consts import flag, num, pair, tune
 from dualnet.fuzzing.steps import family, free, layer_ok, outer, small
@@ -70,8 +69,7 @@ def activation(b: Builder) -> None:
     """An activation, softmax or log_softmax along an axis, a parameterless layer (Dropout,
     Identity), or the unary minus."""
     x = b.x
-    softmax = not (avoid("keras-softmax-rank6") and x.rank > 5)
-    kind = b.pick(["function", *["softmax"] * softmax, *["layer"] * free(b), "neg"])
+    kind = b.pick(["function", "softmax", *["layer"] * free(b), "neg"])
     if kind == "function":
         fn = b.pick(sorted(ACTIVATIONS))
         args = options(b, ACTIVATIONS[fn], least=int(fn == "clamp"))
@@ -164,7 +162,7 @@ def exact_side(b: Builder) -> None:
 
 
 def linear_ok(b: Builder, x: Value) -> bool:
-    return layer_ok(b, x) and x.rank >= 1 + avoid("keras-linear-rank1") and b.known(x.shape[-1])
+    return layer_ok(b, x) and x.rank >= 1 and b.known(x.shape[-1])
 
 
 @family(linear_ok, weight=2)
@@ -186,20 +184,13 @@ class Window:
     out: tuple  # the output sizes
 
 
-def window(
-    b: Builder, spatial: tuple, pool: bool, unit_last: bool = False, where: str = "decl"
-) -> Window:
+def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Window:
     """A conv or pooling window that fits `spatial` at this instance's sizes: kernel,
     stride, dilation (convs only), padding "same", "valid" or ints (at most half the kernel
-    for pools); each one number, a tuple, or a tuple hyperparameter; `unit_last`: stride 1
-    on the last axis."""
+    for pools); each one number, a tuple, or a tuple hyperparameter."""
     n, sizes = len(spatial), [b.size(d) for d in spatial]
     padding = b.pick(["same", "valid", "ints"])
-    dilated = (
-        not pool
-        and not (avoid("keras-dense-static") and not all(b.known(d) for d in spatial))
-        and b.flag()
-    )
+    dilated = not pool and b.flag()
     dilation, d = pair(b, [(1, 2)] * n, where) if dilated else (None, (1,) * n)
     pads, p = (None, (0,) * n)
     if padding == "ints" and not pool:
@@ -222,9 +213,7 @@ def window(
     if pool and b.flag():
         stride, s = None, k
     else:
-        stride, s = pair(
-            b, [(1,) if unit_last and i == n - 1 else range(1, 4) for i in range(n)], where
-        )
+        stride, s = pair(b, [range(1, 4)] * n, where)
     if padding == "same":
         out = tuple(floordiv(x + si - 1, si) for x, si in zip(spatial, s, strict=True))
         written = tune(b, "str", ["same"], where)
@@ -264,8 +253,7 @@ def conv(b: Builder) -> None:
     """Conv1d/2d/3d by rank: random window, groups, bias and initialiser."""
     x = b.x
     groups, out = channel_groups(b, x.shape[1])
-    one_channel = avoid("tf-onednn-conv") and x.rank >= 4 and b.size(x.shape[1]) == 1
-    w = window(b, x.shape[2:], pool=False, unit_last=one_channel)
+    w = window(b, x.shape[2:], pool=False)
     layer = b.layer(
         render(
             f"Conv{x.rank - 2}d",
@@ -296,7 +284,7 @@ def conv_transpose(b: Builder) -> None:
     for i in range(2):
         k[i], s[i], d[i] = (num(b, r, "decl") for r in (range(1, 4), range(1, 4), (1, 2)))
         si, di = b.size(s[i]), b.size(d[i])
-        o[i] = num(b, range(0, si if avoid("convt-output-padding") else max(si, di)), "decl")
+        o[i] = num(b, range(0, max(si, di)), "decl")
         room = (b.size(x.shape[2 + i]) - 1) * si + di * (b.size(k[i]) - 1) + b.size(o[i])
         p[i] = num(b, range(0, min(2, room // 2) + 1), "decl")
     spatial = tuple(
@@ -319,9 +307,7 @@ def conv_transpose(b: Builder) -> None:
     b.step(b.call(layer, x.name), (x.shape[0], out, *spatial))
 
 
-@family(
-    lambda b, x: 3 <= x.rank <= 5 and not (avoid("ort-pad-fusion") and x.made_by == "pad"), weight=3
-)
+@family(lambda b, x: 3 <= x.rank <= 5, weight=3)
 def pool(b: Builder) -> None:
     """max/avg pooling (1-d, 2-d) with a random window, global and adaptive average pooling."""
     x = b.x
@@ -332,15 +318,9 @@ def pool(b: Builder) -> None:
     elif kind == "adaptive":
         spatial = x.shape[2:]
         if all(b.known(d) for d in spatial):
-            single = avoid("keras-adaptive-pool")  # no axis pooled to 1 beside another
-            sizes = [b.size(d) for d in spatial]
-            size, out = pair(
-                b, [[v for v in range(1, s + 1) if v != 1 or s == 1 or not single] for s in sizes]
-            )
+            size, out = pair(b, [range(1, b.size(d) + 1) for d in spatial])
         else:
             out = tuple(b.pick([d, 1]) if not b.known(d) else d for d in spatial)
-            if avoid("keras-adaptive-pool") and 1 in out and out != tuple(spatial):
-                out = tuple(spatial)
             size = literal(per_axis(out))
         b.step(b.call("adaptive_avg_pool2d", x.name, size), (*x.shape[:2], *out))
     else:
@@ -469,8 +449,8 @@ def pad(b: Builder) -> None:
     )
     flat = ", ".join(dim_text(v) for pair_ in pairs for v in pair_)
     value = [f"value={tune(b, 'float', [1.5, -2.0]).text}"] if b.flag() else []
-    b.step(b.call("pad", x.name, f"[{flat}]", *value), shape, "pad")
-    if 3 <= x.rank <= 4 and not avoid("ort-pad-fusion") and b.flag():
+    b.step(b.call("pad", x.name, f"[{flat}]", *value), shape)
+    if 3 <= x.rank <= 4 and b.flag():
         pool(b)  # explicit padding, then pooling
 
 
@@ -479,10 +459,7 @@ def upsample(b: Builder) -> None:
     """upsample by integer factors, nearest, or bilinear on [B, C, H, W]."""
     x = b.x
     scale, s = pair(b, [range(1, 4 if x.rank == 3 else 3)] * (x.rank - 2))
-    bilinear = x.rank == 4 and not (
-        avoid("keras-bilinear-symbolic") and not all(b.known(d) for d in x.shape[2:])
-    )
-    chosen = b.pick([None, "nearest", *["bilinear"] * 3 * bilinear])
+    chosen = b.pick([None, "nearest", *["bilinear"] * 3 * (x.rank == 4)])
     mode = [f"mode={tune(b, 'str', [chosen]).text}"] if chosen else []
     b.step(
         b.call("upsample", x.name, scale, *mode),
@@ -495,17 +472,16 @@ def slice_item(b: Builder, d) -> tuple[str, object]:
     Bounds stay in range at this instance's size (the checker assumes so for symbolic
     sizes); a start is negative or not in every instance."""
     n = b.size(d)
-    bounded = b.known(d) or not avoid("keras-dense-static")  # else only x[i] and x[i:], i >= 0
     kind = b.pick(["all", "index", "slice"])
     if kind == "all":
         return ":", d
-    negative = bounded and b.flag()
+    negative = b.flag()
     if kind == "index":
         return dim_text(num(b, range(-n, 0) if negative else range(0, n))), None
     start = num(b, range(-n, 0) if negative else range(0, n))
     first = d + start if negative else start
     lo = b.size(first)
-    ends = ["end"] + (["width"] * (not negative) + ["stop", "cut"]) * (bounded and lo < n - 1)
+    ends = ["end"] + (["width"] * (not negative) + ["stop", "cut"]) * (lo < n - 1)
     end_kind = b.pick(ends)
     if end_kind == "end":
         stop, end = "", d
@@ -622,7 +598,7 @@ def causal(b: Builder) -> list[str]:
     return [f"causal={flag(b).text}"] if b.flag() else []
 
 
-@family(lambda b, x: x.rank >= 2 and not (avoid("keras-softmax-rank6") and x.rank > 5), weight=2)
+@family(lambda b, x: x.rank >= 2, weight=2)
 def attention(b: Builder) -> None:
     """scaled_dot_product_attention of x with itself (values sometimes tanh(x)), with a
     mask and/or causal (a condition: a hyperparameter or constant in templates)."""
