@@ -56,23 +56,40 @@ class ClassPlan:
 
 
 def configurations(entry: ModelInstance) -> tuple[list[Any], dict[int, list[list]]]:
-    """Model definitions in children-first order, and per definition (by id) its instances
-    grouped by configuration, in first-seen order. Sequentials are not classes."""
-    decls: list[Any] = []
+    """Model definitions in children-first order (a definition after every definition any
+    of its instances uses), and per definition (by id) its instances grouped by
+    configuration, in first-seen order. Sequentials are not classes."""
+    seen: dict[int, Any] = {}  # id(decl) → decl, first seen first
+    uses: dict[int, dict[int, None]] = {}  # id(decl) → the definitions its instances use
     groups: dict[int, dict[Any, list[ModelInstance]]] = {}
 
-    def visit(inst: ModelInstance) -> None:
+    def visit(inst: ModelInstance, owner: Any) -> None:
+        if inst.definition != "Sequential":
+            if owner is not None:
+                uses[id(owner)][id(inst.decl)] = None
+            owner = inst.decl
+            if id(owner) not in groups:
+                groups[id(owner)], uses[id(owner)] = {}, {}
+                seen[id(owner)] = owner
+            groups[id(owner)].setdefault(_config_key(inst), []).append(inst)
         for child in inst.children.values():
             if isinstance(child, ModelInstance):
-                visit(child)
-        if inst.definition == "Sequential":
-            return
-        if id(inst.decl) not in groups:
-            groups[id(inst.decl)] = {}
-            decls.append(inst.decl)
-        groups[id(inst.decl)].setdefault(_config_key(inst), []).append(inst)
+                visit(child, owner)
 
-    visit(entry)
+    visit(entry, None)
+    decls: list[Any] = []
+    done: set[int] = set()
+
+    def place(key: int) -> None:
+        if key in done:
+            return
+        done.add(key)  # before its uses: a recursive definition ends the walk
+        for used in uses[key]:
+            place(used)
+        decls.append(seen[key])
+
+    for key in seen:
+        place(key)
     return decls, {k: list(v.values()) for k, v in groups.items()}
 
 

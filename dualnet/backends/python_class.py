@@ -122,16 +122,20 @@ class Emitter:
         self._span_nodes: dict[int, tuple] = {}
         self._constants: dict[int, set[int]] = {}
         self._program_names = _program_names(decls)
+        self._reads: list[tuple[ClassPlan, tuple]] = []  # this round's reads of interfaces
         self._settle(recursive(decls, groups))
 
     # -- planning
     def _settle(self, self_naming: bool) -> None:
         """Write every class from every unit, split plans whose units disagree, and repeat
-        until no plan splits (and, where a class names itself, its text is stable)."""
+        until no plan splits, no class was written from another's interface (name,
+        parameters, inferred sizes) that has changed since, and, where a class names
+        itself, its text is stable."""
         previous: list[str] | None = None
         for _ in range(_MAX_ROUNDS):
             self._name_classes()
             self.start_round()
+            self._reads = []
             plans: list[ClassPlan] = []
             for plan in self.plans:
                 buckets: dict[tuple, list[list[ModelInstance]]] = {}
@@ -146,7 +150,8 @@ class Emitter:
             split = len(plans) != len(self.plans)
             self.plans = plans
             texts = [p.text for p in plans]
-            if not split and (not self_naming or texts == previous):
+            stale = any(_interface(plan) != seen for plan, seen in self._reads)
+            if not split and not stale and (not self_naming or texts == previous):
                 return
             previous = None if split else texts
         raise Unsupported("the generated classes did not settle", None)
@@ -188,6 +193,13 @@ class Emitter:
     def plan_of(self, inst: ModelInstance) -> ClassPlan:
         return self.class_of[id(inst)]
 
+    def interface_of(self, inst: ModelInstance) -> ClassPlan:
+        """The plan of a child model, read to write a call of it: the read is kept, and the
+        classes are written again if the child's interface changes after it."""
+        plan = self.class_of[id(inst)]
+        self._reads.append((plan, _interface(plan)))
+        return plan
+
     def siblings(self, plan: ClassPlan) -> int:
         """How many classes share `plan`'s definition."""
         return sum(1 for p in self.plans if p.decl is plan.decl)
@@ -225,6 +237,12 @@ class Emitter:
     def write_classes(self) -> str:
         """Every planned class, children first, separated as ruff format separates them."""
         return "\n\n\n".join(plan.text for plan in self.plans)
+
+
+def _interface(plan: ClassPlan) -> tuple:
+    """What a caller's code reads of a class: its name, parameter names, inferred sizes."""
+    return (plan.name, tuple(plan.params.items()), tuple(plan.required_dims),
+            tuple(plan.forward_args.items()))
 
 
 def _program_names(decls: list) -> frozenset[str]:
@@ -551,7 +569,7 @@ class ClassWriter:
         """The Python names of the forward arguments of the model a call node reaches."""
         child = self.layer_of(node)
         if isinstance(child, ModelInstance) and child.definition != "Sequential":
-            return self.em.plan_of(child).forward_args
+            return self.em.interface_of(child).forward_args
         return {}
 
     def op_expr(self, node: Node, operands: list[ast.Expr], codes: dict) -> str:
@@ -754,7 +772,7 @@ class ClassWriter:
         per iteration the children the instances made there (the inferred sizes may differ
         per iteration)."""
         child = built[0]
-        plan = self.em.plan_of(child)
+        plan = self.em.interface_of(child)
         params = plan.params
         args = [self.const_expr(a, env) for a in e.args]
         args += [f"{params.get(k.name, k.name)}={self.const_expr(k.value, env)}"
@@ -778,7 +796,7 @@ class ClassWriter:
         """One child of an unrolled generator, written from its own configuration: a model
         with its hyperparameter values, a layer with its attributes."""
         if isinstance(child, ModelInstance) and child.definition != "Sequential":
-            plan = self.em.plan_of(child)
+            plan = self.em.interface_of(child)
             args = [f"{plan.params[k]}={self.fmt_init(v)}" for k, v in child.hyper.items()]
             args += [f"{plan.params[d]}={self.fmt_init(child.call_dims[d])}"
                      for d in plan.required_dims]

@@ -60,6 +60,25 @@ def test_onnx_runtime_fuses_a_zero_pad_into_an_average_pool_it_then_refuses():
         _session(model, optimized=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.int32])
+def test_onnx_runtime_fuses_a_relu_into_a_clip_of_a_type_it_then_refuses(dtype):
+    """ONNX Runtime fuses Relu into a following Clip, reading the Clip's `min`: for a `min`
+    that is no float32/float16/bfloat16 tensor it fails to load the model; the graph itself
+    is valid. Workaround: `_relu_before` in backends/onnx/lowering.py."""
+    tp = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    x = helper.make_tensor_value_info("x", tp, [3])
+    y = helper.make_tensor_value_info("y", tp, None)
+    inits = [numpy_helper.from_array(np.array(1, dtype), "lo")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Clip", ["r", "lo"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    model = model.SerializeToString()
+    plain = _session(model, optimized=False).run(None, {"x": np.array([-3, 2, 9], dtype)})[0]
+    assert plain.tolist() == [1, 2, 9]
+    with pytest.raises(Exception, match="Unexpected data type for Clip 'min'"):
+        _session(model, optimized=True)
+
+
 # ---------------------------------------------------------------- TensorFlow
 
 

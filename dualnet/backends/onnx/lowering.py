@@ -276,9 +276,25 @@ def _clamp(call: OnnxCall) -> list[str]:
         return _identity(call, call.inputs["x"])
     if call.dtype.is_int:  # clip then truncate == clip to truncated bounds
         lo, hi = (None if v is None else math.trunc(v) for v in (lo, hi))
+    x = call.inputs["x"]
+    relu = _relu_before(call, x)
+    if relu is not None and call.dtype not in (DType.f32, DType.f16, DType.bf16):
+        x, lo = relu.input[0], max(0, 0 if lo is None else lo)  # clip(relu(y)) == clip(y)
     bounds = [None if v is None else _const(call, v, call.dtype, name)
               for v, name in ((lo, "lo"), (hi, "hi"))]
-    return [call.one("Clip", [call.inputs["x"], *bounds])]
+    return [call.one("Clip", [x, *bounds])]
+
+
+def _relu_before(call: OnnxCall, x: str):
+    """The Relu node computing `x` (through Identities), or None. ONNX Runtime (1.31) fuses
+    a Relu into a following Clip whose `min` is given, and fails to load the model where
+    that `min` is not a float32, float16 or bfloat16 tensor (tests/backends/
+    test_upstream_bugs.py); a Clip of such a type clips the Relu's input instead, its
+    `min` raised to 0, which computes the same numbers and leaves no Relu to fuse."""
+    node = call.b.producer(x)
+    while node is not None and node.op_type == "Identity":
+        node = call.b.producer(node.input[0])
+    return node if node is not None and node.op_type == "Relu" else None
 
 
 def _cast(call: OnnxCall) -> list[str]:
