@@ -18,6 +18,7 @@ from dualnet.compiler import Program
 from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
 from dualnet.ir.dims import Dim
+from dualnet.ir.sizes import require_positive_sizes
 from dualnet.ir.types import DType
 from dualnet.memory import require_elements
 from dualnet.runner import Probe, run
@@ -61,6 +62,9 @@ def random_inputs(summary, dims: dict[str, int], seed: int,
     vocab = vocabularies(summary)
     shapes = [[d if isinstance(d, int) else _size(d, dims) for d in value.type.shape]
               for value in summary.graph.inputs]
+    sizes = {d.symbol: n for value, shape in zip(summary.graph.inputs, shapes, strict=True)
+             for d, n in zip(value.type.shape, shape, strict=True) if isinstance(d, Dim)}
+    require_positive_sizes(summary.graph, sizes, "--dims, or B=2 and 8 where it gives none")
     require_elements(sum(math.prod(s) for s in shapes), "the random inputs", option("--dims"),
                      max_params)
     out = {}

@@ -23,6 +23,7 @@ from dualnet.diagnostics import error, option, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, io_error, open_regular, temporary_directory
 from dualnet.ir.dims import Dim
+from dualnet.ir.sizes import require_positive_sizes
 from dualnet.weights import write_state
 
 BACKENDS = ("onnx", "torch", "keras")
@@ -95,6 +96,7 @@ def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.nd
             if isinstance(d, int) and d != n:
                 raise error("E-INPUT", f"axis {axis} of the input `{value.name}` must be {d} "
                             f"(it is declared {t}); the file has {n}", value.span)
+    require_positive_sizes(summary.graph, bound, "the --input arrays")
     return [given[n] for n in names]
 
 
