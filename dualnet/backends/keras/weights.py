@@ -94,8 +94,12 @@ class KerasLayer:
 
 
 def is_depthwise(op: str, attrs: dict) -> bool:
-    """A Conv1d/2d whose groups are its input channels (Keras has no DepthwiseConv3D)."""
-    return op in ("Conv1d", "Conv2d") and 1 < attrs["groups"] == attrs["in_channels"]
+    """A Conv1d/2d whose groups are its input channels (Keras has no DepthwiseConv3D), with
+    one stride on every axis (TensorFlow's depthwise kernel takes no other): a grouped Conv2D
+    otherwise."""
+    strides = attrs["stride"]
+    return op in ("Conv1d", "Conv2d") and 1 < attrs["groups"] == attrs["in_channels"] \
+        and all(s == strides[0] for s in strides)
 
 
 def dilates_kernel(attrs: dict) -> bool:
