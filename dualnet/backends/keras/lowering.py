@@ -591,7 +591,7 @@ def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
             scheme = "normal"
         return {"embeddings_initializer": _init_source(scheme, fans, fmt)}
     masks: tuple[str, ...] = ()
-    if op in CONVS and dilates_kernel(cfg):
+    if op in CONVS and dilates_kernel(cfg, op == "ConvTranspose2d"):
         masks = (f"kernel={fmt(tuple(cfg['kernel']))}", f"dilation={fmt(tuple(cfg['dilation']))}")
     if op == "ConvTranspose2d" and not is_default(cfg["groups"], 1):
         masks += (f"groups={fmt(cfg['groups'])}",)

@@ -382,7 +382,7 @@ def _conv(layer, found: dict[str, Shape]) -> Leaf:
              "stride": tuple(cfg["strides"])}
     size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else \
         drawn.get("kernel")
-    attrs.update(_geometry(cfg, size))
+    attrs.update(_geometry(cfg, size, op == "ConvTranspose2d"))
     return Leaf(op, attrs, _with_bias({"weight": (*head, *attrs["kernel"])}, cfg["use_bias"], out),
                 lambda: layer.build((None, *(None,) * n, cin)))
 
@@ -483,7 +483,7 @@ _LEAVES = (("Dense", _dense), ("Conv1D", _conv), ("Conv2D", _conv), ("Conv3D", _
 # ---------------------------------------------------------------- conv geometry
 
 
-def _geometry(cfg: dict, size: tuple[int, ...] | None) -> dict:
+def _geometry(cfg: dict, size: tuple[int, ...] | None, transposed: bool) -> dict:
     """kernel and dilation of the conv whose PyTorch kernel size is `size` (the file's; None:
     unknown): the Keras layer's own where the sizes agree, else the zero-dilated kernel
     reading (one dilation per axis) that gives the layer's kernel size and dilation rate. No
@@ -498,12 +498,14 @@ def _geometry(cfg: dict, size: tuple[int, ...] | None) -> dict:
                      for n, k in zip(keras_size, size, strict=True))
     reading = {"kernel": size, "dilation": dilation}
     stride = tuple(cfg["strides"])
-    return reading if _keras_geometry({**reading, "stride": stride}) == (keras_size, rate) \
+    geometry = _keras_geometry({**reading, "stride": stride}, transposed)
+    return reading if geometry == (keras_size, rate) \
         else own
 
 
-def _keras_geometry(attrs: dict) -> tuple[tuple, tuple]:
+def _keras_geometry(attrs: dict, transposed: bool) -> tuple[tuple, tuple]:
     """The Keras kernel size and dilation rate of a conv with these attrs (a zero-dilated
     kernel has dilation 1: `keras.weights`)."""
-    dilation = (1,) * len(attrs["kernel"]) if dilates_kernel(attrs) else attrs["dilation"]
-    return keras_kernel_size(attrs), tuple(dilation)
+    zero_dilated = dilates_kernel(attrs, transposed)
+    dilation = (1,) * len(attrs["kernel"]) if zero_dilated else attrs["dilation"]
+    return keras_kernel_size(attrs, transposed), tuple(dilation)

@@ -97,19 +97,21 @@ def is_depthwise(op: str, attrs: dict) -> bool:
     """A Conv1d/2d whose groups are its input channels (Keras has no DepthwiseConv3D), with
     one stride on every axis (TensorFlow's depthwise kernel takes no other): a grouped Conv2D
     otherwise."""
+    if op not in ("Conv1d", "Conv2d"):
+        return False
     strides = attrs["stride"]
-    return op in ("Conv1d", "Conv2d") and 1 < attrs["groups"] == attrs["in_channels"] \
-        and all(s == strides[0] for s in strides)
+    return 1 < attrs["groups"] == attrs["in_channels"] and all(s == strides[0] for s in strides)
 
 
-def dilates_kernel(attrs: dict) -> bool:
+def dilates_kernel(attrs: dict, transposed: bool = False) -> bool:
     """Whether the Keras kernel is the zero-dilated one (with dilation 1): Keras refuses
-    strides > 1 with dilation_rate > 1."""
-    return max(attrs["stride"]) > 1 and max(attrs["dilation"]) > 1
+    strides > 1 with dilation_rate > 1, and TensorFlow's CPU kernel of a transposed
+    convolution any dilation rate > 1."""
+    return max(attrs["dilation"]) > 1 and (transposed or max(attrs["stride"]) > 1)
 
 
-def keras_kernel_size(attrs: dict) -> tuple[int, ...]:
-    if not dilates_kernel(attrs):
+def keras_kernel_size(attrs: dict, transposed: bool = False) -> tuple[int, ...]:
+    if not dilates_kernel(attrs, transposed):
         return tuple(attrs["kernel"])
     return tuple(d * (k - 1) + 1 for k, d in zip(attrs["kernel"], attrs["dilation"],
                                                  strict=True))
@@ -163,8 +165,9 @@ def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None
 
 def _conv_layer(op: str, attrs: dict) -> KerasLayer:
     n = len(attrs["kernel"])
-    kernel = keras_kernel_size(attrs)
-    dilation = (1,) * n if dilates_kernel(attrs) else tuple(attrs["dilation"])
+    transposed = op == "ConvTranspose2d"
+    kernel = keras_kernel_size(attrs, transposed)
+    dilation = (1,) * n if dilates_kernel(attrs, transposed) else tuple(attrs["dilation"])
     same = op != "ConvTranspose2d" and keras_same(attrs)
     kwargs: dict[str, Any] = {
         "kernel_size": kernel, "strides": tuple(attrs["stride"]),
@@ -246,9 +249,9 @@ def _spatial(kernel: tuple, dilation: tuple, prefix: int) -> tuple:
                                            for k, d in zip(kernel, dilation, strict=True))
 
 
-def _dilate(w: np.ndarray, attrs: dict) -> np.ndarray:
+def _dilate(w: np.ndarray, attrs: dict, transposed: bool) -> np.ndarray:
     """PyTorch kernel [a, b, *k] → its zero-dilated form [a, b, *keras_kernel_size]."""
-    out = np.zeros(w.shape[:2] + keras_kernel_size(attrs), w.dtype)
+    out = np.zeros(w.shape[:2] + keras_kernel_size(attrs, transposed), w.dtype)
     out[_spatial(attrs["kernel"], attrs["dilation"], 2)] = w
     return out
 
@@ -270,8 +273,8 @@ def _diagonal_blocks(w: np.ndarray, groups: int) -> np.ndarray:
 def conv_kernel_to_keras(op: str, attrs: dict, w: np.ndarray) -> np.ndarray:
     """PyTorch conv kernel → the Keras layer's kernel."""
     n = w.ndim - 2
-    if dilates_kernel(attrs):
-        w = _dilate(w, attrs)
+    if dilates_kernel(attrs, op == "ConvTranspose2d"):
+        w = _dilate(w, attrs, op == "ConvTranspose2d")
     spatial = tuple(range(2, n + 2))
     if op == "ConvTranspose2d":  # [in, out/g, *k] → [*k, out, in]
         return _block_diagonal(w, attrs["groups"]).transpose(*spatial, 1, 0)
@@ -290,7 +293,7 @@ def conv_kernel_from_keras(op: str, attrs: dict, kernel: np.ndarray) -> np.ndarr
         w = kernel.transpose(n, n + 1, *range(n)).reshape(-1, 1, *kernel.shape[:n])
     else:
         w = kernel.transpose(to_front)
-    if dilates_kernel(attrs):
+    if dilates_kernel(attrs, op == "ConvTranspose2d"):
         w = w[_spatial(attrs["kernel"], attrs["dilation"], 2)]
     return w
 
