@@ -97,3 +97,45 @@ def test_tensorflow_onednn_conv_of_one_channel_with_output_width_one():
     expected = np.einsum("bhwc,wco->bho", x.astype(np.float64), w[0].astype(np.float64))
     wrong = not np.allclose(y[:, :, 0, :], expected, atol=1e-5)
     assert wrong == _pywrap_util_port.IsMklEnabled()  # oneDNN on: the default on x86 Linux
+
+
+def test_tensorflow_conv3d_same_with_a_window_below_its_stride_starts_late():
+    """TensorFlow's 3-D convolution with padding="same" where an axis's pad total is negative
+    (depth 3, kernel 1, stride 3: nothing to pad) starts that axis at the second element; the
+    same convolution with padding="VALID" (equal here) and the 2-D one are right. Workaround:
+    `same_misread` in backends/keras/weights.py."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 1, 1, 1)).astype(np.float32)  # [B, D, H, W, C]
+    w = np.ones((1, 1, 1, 1, 1), np.float32)
+    strides = [1, 3, 1, 1, 1]
+    valid = tf.nn.conv3d(x, w, strides, "VALID").numpy()
+    same = tf.nn.conv3d(x, w, strides, "SAME").numpy()
+    assert valid.ravel().tolist() == [x[0, 0, 0, 0, 0]]
+    assert same.ravel().tolist() == [x[0, 1, 0, 0, 0]]
+    plane = tf.nn.conv2d(x[:, :, 0], w[0], [1, 3, 1, 1], "SAME").numpy()
+    assert plane.ravel().tolist() == [x[0, 0, 0, 0, 0]]
+
+
+def test_tensorflow_depthwise_conv_refuses_a_stride_per_axis():
+    """TensorFlow's depthwise convolution takes one stride for both axes. Workaround: such a
+    convolution is a grouped Conv2D (`is_depthwise` in backends/keras/weights.py)."""
+    import tensorflow as tf
+
+    x = np.ones((1, 4, 4, 2), np.float32)
+    w = np.ones((1, 1, 2, 1), np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="equal length strides"):
+        tf.nn.depthwise_conv2d(x, w, [1, 2, 1, 1], "VALID")
+
+
+def test_tensorflow_transposed_conv_refuses_dilation_on_cpu():
+    """TensorFlow's CPU kernel of a transposed convolution refuses dilation rates > 1.
+    Workaround: the Keras kernel is the zero-dilated one (`dilates_kernel` in
+    backends/keras/weights.py)."""
+    import tensorflow as tf
+
+    x = np.ones((1, 3, 3, 1), np.float32)
+    w = np.ones((2, 2, 1, 1), np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="dilation rates larger than 1"):
+        tf.nn.conv2d_transpose(x, w, [1, 5, 5, 1], 1, "VALID", dilations=2)

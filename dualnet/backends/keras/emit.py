@@ -33,7 +33,7 @@ from dualnet.backends.keras.layout import (
     to_cl,
 )
 from dualnet.backends.keras.names import keras_attr, keras_name
-from dualnet.backends.keras.weights import CONVS, keras_same
+from dualnet.backends.keras.weights import CONVS, keras_same, same_spans
 from dualnet.backends.naming import Namespace, mangled
 from dualnet.backends.python_class import (
     ClassWriter,
@@ -650,7 +650,12 @@ class KerasClassWriter(ClassWriter):
         """A convolution step with the padding step its call would apply in forward."""
         pads = tuple(attrs["pads"])
         n = len(pads)
-        if keras_same(attrs) or not any(p for pair in pads for p in pair):
+        if keras_same(attrs):
+            return [step]
+        if any(pair is None for pair in pads):  # "same" that Keras's padding="same" misreads
+            return [f"_PadSame({self.fmt_init(same_spans(attrs))}, "
+                    f"{self.fmt_init(attrs['stride'])})", step]
+        if not any(p for pair in pads for p in pair):
             return [step]
         widths = pads[0] if n == 1 else pads
         padding = f"keras.layers.ZeroPadding{n}D({self.fmt_init(widths)})"

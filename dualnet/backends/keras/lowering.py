@@ -77,6 +77,7 @@ from dualnet.backends.keras.weights import (
     is_depthwise,
     keras_layer,
     keras_same,
+    same_spans,
     strides_for_same,
 )
 from dualnet.backends.source_helpers import (
@@ -420,6 +421,16 @@ def _has_pads(attrs: dict) -> bool:
     return any(p is None or any(p) for p in attrs["pads"])
 
 
+def _pads_at_run_time(attrs: dict) -> bool:
+    """Whether TensorFlow's "same" pads depend on a symbolic input size."""
+    return any(p is None for p in attrs["pads"])
+
+
+def _pad_same(x: str, attrs: dict, fmt) -> str:
+    """`x` padded with zeros by TensorFlow's "same" rule at run time."""
+    return f"_pad_same({x}, {fmt(same_spans(attrs))}, {fmt(attrs['stride'])})"
+
+
 def _max_pool(call: KerasCall) -> str:
     x = _tensor(call, "x")
     if keras_same(call.attrs):  # Keras ignores the padded elements: -inf padding
@@ -439,8 +450,8 @@ def _avg_pool(call: KerasCall) -> str:
             return f"ops.average_pool({x}, {_pool_args(call, call.fmt('same'))})"
         return (f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
                 f"{fmt(tuple(attrs['pads']))})")
-    if any(p is None for p in attrs["pads"]):  # TensorFlow loses sizes padded at run time
-        x = f"_pad_same({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])})"
+    if _pads_at_run_time(attrs):  # TensorFlow loses sizes padded at run time
+        x = _pad_same(x, attrs, fmt)
         y = f"ops.average_pool({x}, {_pool_args(call)})"
         return _shaped_spatial(call, y) if _loses_spatial_sizes(call) else y
     x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
@@ -678,6 +689,9 @@ def _conv_padded(layer: str, call: KerasCall) -> str:
     x = _tensor(call, "x")
     if keras_same(attrs) or not _has_pads(attrs):
         return f"{layer}({x})"
+    if _pads_at_run_time(attrs):  # "same" that Keras's padding="same" misreads
+        y = f"{layer}({_pad_same(x, attrs, call.fmt)})"
+        return _shaped_spatial(call, y) if _loses_spatial_sizes(call) else y
     padded = f"ops.pad({x}, {_widths(attrs['pads'], call.fmt)})"
     unit = unit_strides(attrs, call.fmt)
     if unit is None:

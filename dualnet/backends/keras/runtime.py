@@ -393,6 +393,23 @@ class _BatchAxis(keras.layers.Layer):
         return {**super().get_config(), "add": self.add}
 '''
 
+_PAD_SAME_STEP = '''
+@keras.saving.register_keras_serializable(package="dualnet")
+class _PadSame(keras.layers.Layer):
+    """A step a Sequential gets before a convolution whose padding="same" TensorFlow
+    misreads: pads by TensorFlow's "same" rule at run time (`_pad_same`)."""
+
+    def __init__(self, kernel, stride, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel, self.stride = tuple(kernel), tuple(stride)
+
+    def call(self, x):
+        return _pad_same(x, self.kernel, self.stride)
+
+    def get_config(self):
+        return {**super().get_config(), "kernel": self.kernel, "stride": self.stride}
+'''
+
 HELPERS: dict[str, str] = {
     name: source.strip() + "\n"
     for name, source in (
@@ -412,5 +429,6 @@ HELPERS: dict[str, str] = {
         ("_Recurrent", _RECURRENT),
         ("_BatchNorm", _BATCH_NORM),
         ("_BatchAxis", _BATCH_AXIS),
+        ("_PadSame", _PAD_SAME_STEP),
     )
 }

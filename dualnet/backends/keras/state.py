@@ -289,7 +289,7 @@ _INSERTED_STEPS = (keras.layers.Permute, keras.layers.ZeroPadding1D, keras.layer
 
 
 # Inserted steps that are classes of the generated file (runtime helpers), by name.
-_INSERTED_HELPERS = ("_BatchAxis",)
+_INSERTED_HELPERS = ("_BatchAxis", "_PadSame")
 
 
 def _children(layer) -> list[tuple[str, keras.layers.Layer]]:

@@ -123,11 +123,32 @@ def _fixed(size) -> bool:
     return not isinstance(size, Tagged) or isinstance(size.expr, int)
 
 
+def same_misread(attrs: dict) -> bool:
+    """Whether TensorFlow's (2.21) 3-D convolution or pooling with padding="same" may read
+    from the wrong offset: where an axis's pad total, (ceil(n / s) − 1)·s + span − n, is
+    negative (possible where the window's span is below its stride), it starts that many
+    elements late instead of padding nothing (tests/backends/test_upstream_bugs.py). Such
+    windows are padded explicitly, to TensorFlow's rule."""
+    if len(attrs["kernel"]) != 3:
+        return False
+    dilation = attrs.get("dilation") or (1,) * 3
+    return any(not (_fixed(k) and _fixed(s) and _fixed(d)) or d * (k - 1) + 1 < s
+               for k, s, d in zip(attrs["kernel"], attrs["stride"], dilation, strict=True))
+
+
+def same_spans(attrs: dict) -> tuple:
+    """The window spans TensorFlow's "same" rule pads for: the dilated kernel's."""
+    dilation = attrs.get("dilation") or (1,) * len(attrs["kernel"])
+    if all(_fixed(d) and d == 1 for d in dilation):
+        return attrs["kernel"]
+    return tuple(d * (k - 1) + 1 for k, d in zip(attrs["kernel"], dilation, strict=True))
+
+
 def keras_same(attrs: dict) -> bool:
     """Whether Keras's padding="same" pads a convolution or pooling window exactly as `attrs`
     ("padding", "pads", "kernel", "stride", optional "dilation") say, for every input size."""
     if attrs.get("padding") == "same":  # TensorFlow's rule, also where pads are None
-        return True
+        return not same_misread(attrs)
     pads = attrs["pads"]
     if not any(before or after for before, after in pads):
         return False  # nothing to pad: "valid"
