@@ -28,7 +28,9 @@ The differences handled, op by op:
   after them build from them.
 - TensorFlow's oneDNN convolution of one input channel with a stride on the last axis and an
   output width of 1 computes wrong numbers: such convolutions (`onednn_conv_bug`) get one
-  more output column, dropped again.
+  more output column, dropped again. Its 3-D convolution with padding="same" misreads where
+  a window is below its stride (`weights.same_misread`): such inputs are padded explicitly
+  (`_pad_same` where the pads depend on a symbolic size; `_PadSame` as a Sequential step).
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
   Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
