@@ -375,3 +375,20 @@ def test_pow_takes_x_and_p_as_in_the_language_reference(check_source):
         model M() { forward(x: f32[B, 4]) { return pow(x, p=2.0) + x ** 3 } }
     """)
     assert s.ok, s.diagnostics
+
+
+def test_a_hyperparameter_size_divided_by_an_unknown_dimension_is_a_diagnostic(check_source):
+    # found by `make fuzz-frontend` (a type's `W` mutated to `f32`): a size known in the
+    # callee's names (`W - 1`) floor-divided by a dimension still unsolved recursed forever
+    s = check_source("""
+        model Block(out: int) {
+            conv = Conv2d(out, kernel=1)
+            forward(x: f32[B, C, H, W]) -> f32[B, out, H, (W - 1) // f32 + 1] { return conv(x) }
+        }
+        model Net() {
+            b = Block(4)
+            forward(x: f32[B, 3, 8, 8]) -> f32[B, 4, 8, 8] { return b(x) }
+        }
+    """)
+    assert codes(s) == ["E-ANNOTATION"]
+    assert "cannot solve 7 // f32 + 1 = 8" in s.diagnostics[0].label

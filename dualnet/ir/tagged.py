@@ -155,7 +155,9 @@ def _tag_expr(op, a, b):
 
 
 def _combine(a, b, op):
-    if isinstance(a, Dim) or isinstance(b, Dim) or isinstance(a, bool) or isinstance(b, bool):
+    if isinstance(a, Dim) or isinstance(b, Dim):  # (Dim's reflected `//` would come back)
+        return _combine_dims(a, b, op)
+    if isinstance(a, bool) or isinstance(b, bool):
         return NotImplemented
     if not isinstance(a, int) or not isinstance(b, int):
         return NotImplemented
