@@ -55,12 +55,18 @@ class FloorDiv:
         num, den = (str(x) if isinstance(x, int) else x.render(name_of)
                     for x in (self.num, self.den))
         num = num if _is_simple(self.num) else f"({num})"
-        den = den if _is_simple(self.den) else f"({den})"
+        # `a // (b // c)` keeps its brackets: `//` groups to the left
+        den = den if _is_simple(self.den) and not _divides(self.den) else f"({den})"
         return f"{num} // {den}"
 
 
 def _atom_key(atom) -> tuple:
     return (0, atom) if isinstance(atom, str) else atom._key
+
+
+def _divides(d: int | Dim) -> bool:
+    """Whether `d` is a single floor division."""
+    return not isinstance(d, int) and isinstance(d.terms[0][0][0], FloorDiv)
 
 
 def _is_simple(d: int | Dim) -> bool:
