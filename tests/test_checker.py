@@ -392,3 +392,19 @@ def test_a_hyperparameter_size_divided_by_an_unknown_dimension_is_a_diagnostic(c
     """)
     assert codes(s) == ["E-ANNOTATION"]
     assert "cannot solve 7 // f32 + 1 = 8" in s.diagnostics[0].label
+
+
+def test_an_unsolved_dimension_divided_by_a_hyperparameter_is_a_diagnostic(check_source):
+    # found by `make fuzz-frontend`: the mirror of the case above (an unsolved `W` in a
+    # callee's input type floor-divided by its hyperparameter) recursed forever
+    s = check_source("""
+        model Block(s: int) {
+            forward(x: f32[B, (W - 1) // s]) -> f32[B, (W - 1) // s] { return x }
+        }
+        model Net() {
+            b = Block(2)
+            forward(x: f32[B, 8]) -> f32[B, 8] { return b(x) }
+        }
+    """)
+    assert codes(s) == ["E-SHAPE"]
+    assert "cannot solve (W + 1) // 2 - 1 = 8" in s.diagnostics[0].label

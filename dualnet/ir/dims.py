@@ -227,8 +227,10 @@ def symbols_of(d: int | Dim) -> set[str]:
 
 def floordiv(num: int | Dim, den: int | Dim) -> int | Dim:
     """Floor division in canonical form. Raises ZeroDivisionError for a zero divisor."""
-    if hasattr(num, "expr") or hasattr(den, "expr"):  # a tagged size keeps its tag
-        return num // den
+    if hasattr(num, "expr"):  # a tagged size keeps its tag (ir/tagged.py)
+        return num.__floordiv__(den)
+    if hasattr(den, "expr"):
+        return den.__rfloordiv__(num)
     if isinstance(den, int):
         if den == 0:
             raise ZeroDivisionError
