@@ -132,8 +132,10 @@ def same_misread(attrs: dict) -> bool:
     if len(attrs["kernel"]) != 3:
         return False
     dilation = attrs.get("dilation") or (1,) * 3
-    return any(not (_fixed(k) and _fixed(s) and _fixed(d)) or d * (k - 1) + 1 < s
-               for k, s, d in zip(attrs["kernel"], attrs["stride"], dilation, strict=True))
+    if not all(_fixed(k) and _fixed(d) for k, d in zip(attrs["kernel"], dilation, strict=True)):
+        return True
+    return any(not _fixed(s) or span < s
+               for span, s in zip(same_spans(attrs), attrs["stride"], strict=True))
 
 
 def same_spans(attrs: dict) -> tuple:
