@@ -75,6 +75,8 @@ def check_file(path: str, model: str | None = None, include_dirs: tuple[str, ...
     except BudgetExceeded as exc:  # stops everything, error recovery included
         checker.diagnostics.extend(exc.diagnostics)
         summary.instance = summary.graph = None  # partial: nothing of it is reported
+    except DualnetError as exc:  # the budget's own setting ($DUALNET_CHECK_CPU_SECONDS)
+        checker.diagnostics.extend(exc.diagnostics)
     finally:
         if enabled:
             gc.enable()

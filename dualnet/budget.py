@@ -7,7 +7,8 @@ created, a parameter tensor declared, a diagnostic recorded. When the total pass
 (about a second of work), checking stops with E-LIMIT at the place that crossed it. The
 units make the limit the same on every machine; as backstops for work they undercount, the
 resident memory the check has added and the CPU time it has taken are sampled as it goes,
-and passing `MEMORY_LIMIT` or `TIME_LIMIT` stops it the same way. So every input finishes
+and passing `MEMORY_LIMIT` or the CPU limit (`TIME_LIMIT` seconds, or
+$DUALNET_CHECK_CPU_SECONDS) stops it the same way. So every input finishes
 `check` (or is refused) in bounded time and memory, whatever it nests, unrolls or
 instantiates.
 
@@ -25,28 +26,30 @@ import sys
 import time
 from collections.abc import Iterator
 
-from dualnet.diagnostics import DualnetError, Span, error
+from dualnet.diagnostics import DualnetError, Span, error, outside
 
-LIMIT = 1_200_000
+LIMIT = 1_400_000
 MEMORY_LIMIT = 200 * 2**20  # bytes of resident memory the check may add
-TIME_LIMIT = 1.5  # seconds of CPU time the check may take (this thread's)
+TIME_LIMIT = 1.5  # seconds of CPU time the check may take (this thread's), by default
+TIME_ENV = "DUALNET_CHECK_CPU_SECONDS"  # raises or lowers it (a slow machine, an editor)
 _SAMPLE_STRIDE = 20_000  # units between two samples of the memory and the time
 
 # What each kind of work costs, in units (about a microsecond each, on a 2020s CPU).
 COSTS = {
-    "token": 8,  # lexed, parsed and converted to the syntax tree
+    "token": 20,  # lexed, parsed and converted to the syntax tree
     "expression": 1,  # one syntax-tree node evaluated
     "call": 5,  # one call applied (a function, a layer, a model or Sequential constructor)
     "statement": 1,  # one statement run
-    "iteration": 1,  # one pass of a `for` loop or a `Sequential` generator
-    "operation": 15,  # one IR node traced (an op, a layer call, a model call, a constant)
+    "iteration": 2,  # one pass of a `for` loop or a `Sequential` generator
+    "operation": 40,  # one IR node traced (an op, a layer call, a model call, a constant)
     "graph": 200,  # one forward traced for a new input signature
+    "construction": 10,  # one built-in layer's arguments bound (`Linear(8)`)
     "layer": 25,  # one built-in layer or Sequential created
     "instance": 300,  # one model instance created
     "parameter": 2,  # one parameter or buffer tensor declared
     "item": 1,  # one item of a list a shape rule writes out (split parts, pooling windows)
     "size": 12,  # one symbolic size computed (`(H - 1) // 2 + 1`)
-    "diagnostic": 200,  # one error met (and recorded, unless it repeats one)
+    "diagnostic": 400,  # one error met (and recorded, unless it repeats one)
 }
 _NAMES = {
     "token": "tokens",
@@ -56,6 +59,7 @@ _NAMES = {
     "iteration": "loop iterations",
     "operation": "operations traced",
     "graph": "forward traces",
+    "construction": "layer constructors bound",
     "layer": "layers created",
     "instance": "model instances created",
     "parameter": "parameter tensors",
@@ -80,10 +84,11 @@ class BudgetExceeded(DualnetError):
 class Budget:
     """Units spent so far, by kind, against `limit`."""
 
-    __slots__ = ("limit", "used", "counts", "_next_sample", "_rss0", "_cpu0")
+    __slots__ = ("limit", "time_limit", "used", "counts", "_next_sample", "_rss0", "_cpu0")
 
     def __init__(self, limit: int = LIMIT):
         self.limit = limit
+        self.time_limit = time_limit()
         self.used = 0
         self.counts = dict.fromkeys(COSTS, 0)
         self._next_sample = _SAMPLE_STRIDE
@@ -112,8 +117,10 @@ class Budget:
                 raise self._exceeded(
                     f"checking needs more than {MEMORY_LIMIT >> 20} MB of memory", span
                 )
-            if time.thread_time() - self._cpu0 > TIME_LIMIT:
-                raise self._exceeded(f"checking needs more than {TIME_LIMIT:g} s of CPU time", span)
+            if time.thread_time() - self._cpu0 > self.time_limit:
+                raise self._exceeded(
+                    f"checking needs more than {self.time_limit:g} s of CPU time", span
+                )
         if self.used > self.limit:
             raise self._exceeded(
                 f"checking needs more than the front end's work limit of {self.limit:,} units", span
@@ -131,6 +138,21 @@ class Budget:
             "E-LIMIT", message, span, "the limit was reached here", notes
         ).diagnostics[0]
         return BudgetExceeded(diagnostic)
+
+
+def time_limit() -> float:
+    """The CPU seconds a check may take: $DUALNET_CHECK_CPU_SECONDS, else TIME_LIMIT."""
+    text = os.environ.get(TIME_ENV, "").strip()
+    if not text:
+        return TIME_LIMIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise error("E-INPUT", f"{TIME_ENV}={os.environ[TIME_ENV]!r} is not a positive number "
+                    "of seconds", outside(f"the environment variable {TIME_ENV}"))
+    return value
 
 
 _ACTIVE: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(

@@ -60,7 +60,8 @@ NOT_FROM_CHECK = {"E-WEIGHTS": "tests/backends/test_weights.py",
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DUALNET_TRACEBACK", "FORCE_COLOR")}
-    env.update(NO_COLOR="1", TERM="dumb", PYTHONIOENCODING="utf-8")
+    # DUALNET_CHECK_CPU_SECONDS: the work limit, not the CPU backstop, on a slow machine
+    env.update(NO_COLOR="1", TERM="dumb", PYTHONIOENCODING="utf-8", DUALNET_CHECK_CPU_SECONDS="60")
     # The checkout's dualnet, also when it is not installed into the running interpreter.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env

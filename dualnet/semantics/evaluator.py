@@ -273,6 +273,7 @@ class Evaluator:
                             "model body, not created in forward", span,
                             notes=["declare it as `name = ...` above forward, then call it"])
             if isinstance(callee, LayerType):
+                budget.spend("construction", 1, span)
                 op = callee.op
                 config, spans = bind(op.name, op.construct, args, keywords, span,
                                      self.checker.tensor_type)
