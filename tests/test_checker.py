@@ -408,3 +408,20 @@ def test_an_unsolved_dimension_divided_by_a_hyperparameter_is_a_diagnostic(check
     """)
     assert codes(s) == ["E-SHAPE"]
     assert "cannot solve (W + 1) // 2 - 1 = 8" in s.diagnostics[0].label
+
+
+def test_an_error_repeated_in_a_second_instance_does_not_cascade(check_source):
+    # the second instance meets the same error (reported once) and so has no return either:
+    # that is no new error
+    s = check_source("""
+        model Head(k: int) {
+            fc = Linear(k)
+            forward(x: f32[N, D]) { return fc(x) }
+        }
+        model Net() {
+            a = Head(2)
+            b = Head(3)
+            forward(x: f32[B, D]) { return a(x) + b(x) }
+        }
+    """)
+    assert codes(s) == ["E-SHAPE"], s.diagnostics

@@ -137,11 +137,16 @@ def outer_exprs(name: str, value, expr_of_value) -> dict:
 
 def retag(value, env: Mapping[str, int | Dim]):
     """Move a size from a callee's scope to its caller's: `env` maps the callee's names to
-    the caller's expressions for them (a name it lacks: the size keeps only its value)."""
+    the caller's expressions for them (a name it lacks, or an expression that would outgrow
+    what a size may hold: the size keeps only its value)."""
     if isinstance(value, Tagged | TaggedDim):
         if isinstance(value.expr, Dim) and not value.expr.symbols() <= env.keys():
             return untagged(value)
-        return _with_tag(untagged(value), substitute(value.expr, env))
+        try:
+            expr = substitute(value.expr, env)
+        except DimTooLarge:
+            return untagged(value)
+        return _with_tag(untagged(value), expr)
     return value
 
 

@@ -55,7 +55,7 @@ def _reshape_infer(ctx: Ctx) -> list[TensorType]:
     numel = math.prod(x.shape, start=1)
     known = math.prod((d for d in dims if not (_known(d) and d == -1)), start=1)
     if holes:
-        rest = floordiv(numel, known)
+        rest = floordiv(*_cancel(x.shape, [d for d in dims if not (_known(d) and d == -1)]))
         if rest * known != numel:
             exact = _known(numel) and _known(known)
             ctx.fail(f"cannot reshape {x} into {_show(dims)}: {numel} elements "
@@ -69,6 +69,19 @@ def _reshape_infer(ctx: Ctx) -> list[TensorType]:
                  f"of elements ({numel} vs {known})", "dims", "sizes do not fit")
     ctx.attrs["dims"] = dims
     return [x.with_shape(dims)]
+
+
+def _cancel(numerator, denominator) -> tuple[int | Dim, int | Dim]:
+    """The products of two lists of sizes, without the sizes they share: [B + 2, 5, 14] over
+    [B + 2] is 70 over 1, where (70 * B + 140) // (B + 2) is not provably a whole number."""
+    rest = list(numerator)
+    kept = []
+    for d in denominator:
+        if not _known(d) and d in rest:
+            rest.remove(d)
+        else:
+            kept.append(d)
+    return math.prod(rest, start=1), math.prod(kept, start=1)
 
 
 def _reshape_ref(inputs, attrs, params):

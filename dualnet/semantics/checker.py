@@ -71,6 +71,7 @@ class Checker:
         self._consts: dict[tuple[int, str], Any] = {}
         self._const_busy: set[tuple[int, str]] = set()
         self._context: list[str] = []  # "in X, called with ..." notes, innermost last
+        self.errors_met = 0  # recoverable errors met, repeats included
         self.sequential_graphs: dict[tuple, Graph] = {}
 
     # -- diagnostics
@@ -81,6 +82,7 @@ class Checker:
             raise exc
         for d in exc.diagnostics:
             budget.spend("diagnostic", 1, d.span)
+            self.errors_met += 1
             if (d.code, d.span) in self._recorded:
                 continue
             self._recorded.add((d.code, d.span))
@@ -539,9 +541,9 @@ class Tracer:
     # -- statements
     def run_body(self, body: tuple, scope: Scope, dims: dict) -> None:
         """Trace a forward body, recording errors."""
-        before = len(self.checker.diagnostics)
+        before = self.checker.errors_met  # (a repeated error is met, though not reported)
         returned = self.block(body, scope, dims)
-        if returned is None and len(self.checker.diagnostics) == before:
+        if returned is None and self.checker.errors_met == before:
             self.checker.record(error("E-MODEL", f"forward of {self.frame.ref.name} has no "
                                       "return", self.frame.forward.span, "no return"))
 
