@@ -654,7 +654,10 @@ def _conv_call(layer: str, call: KerasCall) -> str:
     if onednn_conv_bug(attrs, call.out_types[0].shape[-1]):  # one more column, dropped again
         widths = ((0, 0),) * (len(attrs["kernel"]) - 1) + ((0, attrs["stride"][-1]),)
         widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
-        y = _conv_padded(layer, replace(call, inputs={**call.inputs, "x": widened})) + \
+        out = call.out_types[0]  # (what the widened convolution gives: one more column)
+        wider = out.with_shape((*out.shape[:-1], out.shape[-1] + 1))
+        y = _conv_padded(layer, replace(call, inputs={**call.inputs, "x": widened},
+                                        out_types=[wider, *call.out_types[1:]])) + \
             "[..., :-1, :]"
     else:
         y = _conv_padded(layer, call)
