@@ -13,6 +13,7 @@ import os
 import sys
 
 from dualnet import __version__
+from dualnet.backends import BACKENDS
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     max_params_arg(init)
     comp = sub.add_parser("compile", help="write the model as source for a framework")
     source_args(comp)
-    comp.add_argument("--target", required=True, choices=("torch", "keras", "onnx"),
+    comp.add_argument("--target", required=True, choices=tuple(BACKENDS),
                       help="torch: PyTorch nn.Module source; keras: Keras 3 source; onnx: an "
                       "ONNX model <model name>.onnx with its weights")
     comp.add_argument("--layout", choices=("channels_first", "channels_last"),
@@ -107,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
                       "(default 1e-8)")
     run = sub.add_parser("run", help="run a model on .npy inputs with one backend")
     source_args(run)
-    run.add_argument("--backend", required=True, choices=("onnx", "torch", "keras"),
+    run.add_argument("--backend", required=True, choices=tuple(BACKENDS),
                      help="onnx: ONNX Runtime (CUDA when available, else CPU)")
     run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                      help="an input of the model's forward (repeat for each)")
@@ -143,10 +144,10 @@ def _count(text: str) -> int:
 
 def _backends(text: str) -> list[str]:
     names = [b.strip() for b in text.split(",") if b.strip()]
-    unknown = [b for b in names if b not in ("torch", "keras", "onnx")]
+    unknown = [b for b in names if b not in BACKENDS]
     if unknown or len(names) < 2 or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"invalid backends {text!r}: two or more of torch, keras, onnx")
+            f"invalid backends {text!r}: two or more of {', '.join(BACKENDS)}")
     return names
 
 
@@ -243,15 +244,17 @@ def _compile(args, summary) -> int:
     """Emit, validate and atomically write the backend source."""
     from dualnet.compiler import write_onnx, write_source
 
-    only = {"--layout": ("keras", args.layout), "--weights": ("onnx", args.weights),
-            "--seed": ("onnx", args.seed), "--opset": ("onnx", args.opset),
-            "--max-params": ("onnx", args.max_params)}
-    for option, (target, value) in only.items():
-        if value is not None and args.target != target:
-            print(f"dualnet: error: {option} applies to --target {target} only",
+    graphs = [name for name, b in BACKENDS.items() if b.kind == "graph"]
+    layouts = [name for name, b in BACKENDS.items() if len(b.layouts) > 1]
+    only = {"--layout": (layouts, args.layout), "--weights": (graphs, args.weights),
+            "--seed": (graphs, args.seed), "--opset": (graphs, args.opset),
+            "--max-params": (graphs, args.max_params)}
+    for option, (targets, value) in only.items():
+        if value is not None and args.target not in targets:
+            print(f"dualnet: error: {option} applies to --target {' or '.join(targets)} only",
                   file=sys.stderr)
             return EXIT_USAGE
-    if args.target == "onnx":
+    if args.target in graphs:
         out = write_onnx(summary, args.output, args.weights, args.seed or 0, args.opset,
                          args.max_params)
     else:
@@ -278,7 +281,7 @@ def _run(args, summary) -> int:
 
 
 def _ops() -> int:
-    from dualnet.ops_matrix import BACKENDS, matrix
+    from dualnet.ops_matrix import matrix
     from dualnet.table import render_table
 
     rows = matrix()
@@ -310,10 +313,12 @@ def _parity(args, summary) -> int:
 
 
 def _parity_backends(args) -> list[str]:
-    if args.train and "onnx" in args.backends:
-        print("onnx: left out (ONNX Runtime runs inference graphs only: no training mode)")
-        return [b for b in args.backends if b != "onnx"]
-    return args.backends
+    if not args.train:
+        return args.backends
+    for name in args.backends:
+        if BACKENDS[name].no_training:
+            print(f"{name}: left out ({BACKENDS[name].no_training})")
+    return [name for name in args.backends if not BACKENDS[name].no_training]
 
 
 def _parity_files(args) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dualnet.api import Summary, check_file
+from dualnet.backends import backend
 from dualnet.backends.selfcheck import check_parameters
 from dualnet.backends.source_code import validate
 from dualnet.diagnostics import DualnetError, error, option, whole_file
@@ -17,38 +18,20 @@ from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, check_output, make_directory, temporary_directory
 from dualnet.memory import require_allocatable
 
-TARGETS = ("torch", "keras")
 LAYOUTS = ("channels_first", "channels_last")
-_ALLOWED_IMPORTS = {
-    "torch": {"__future__", "math", "torch", "torch.nn", "torch.nn.functional"},
-    "keras": {"__future__", "math", "keras"},
-}
-_REGISTRATIONS = {"torch": set(),
-                  "keras": {"_register", "keras.saving.register_keras_serializable"}}
 
 
 def emit(summary: Summary, target: str, layout: str = "channels_first") -> tuple[str, str]:
     """(source, entry class name) for a checked model; only the chosen backend is imported.
     `layout` (Keras): the interface of the entry model — dualnet's channels-first order, or
     channels-last for image tensors."""
-    if target not in TARGETS:
-        raise error("E-BACKEND", f"unknown target `{target}`", option("--target"),
-                    notes=[f"targets: {', '.join(TARGETS)}"])
+    source_backend = backend(target, option("--target"), kind="source")
     if layout not in LAYOUTS:
         raise error("E-BACKEND", f"unknown layout `{layout}`", option("--layout"),
                     notes=[f"layouts: {', '.join(LAYOUTS)}"])
-    if target == "torch":
-        if layout != LAYOUTS[0]:
-            raise error("E-BACKEND", "the PyTorch backend is channels-first only",
-                        option("--layout"))
-        from dualnet.backends.torch.emit import emit_torch
-
-        source, entry = emit_torch(summary.instance, summary.file)
-    else:
-        from dualnet.backends.keras.emit import emit_keras
-
-        source, entry = emit_keras(summary.instance, summary.file, layout)
-    validate(source, _ALLOWED_IMPORTS[target], summary.instance.span, _REGISTRATIONS[target])
+    source, entry = source_backend.emit(summary.instance, summary.file, layout)
+    validate(source, source_backend.imports, summary.instance.span,
+             source_backend.registrations)
     return source, entry
 
 
@@ -209,7 +192,7 @@ class Program:
         namespace: dict[str, Any] = {"__name__": f"dualnet_generated.{Path(self.path).stem}"}
         exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output
         built = namespace[entry](**hyper)
-        check_parameters(summary, _shapes(built, target, summary), target)
+        check_parameters(summary, backend(target).shapes(built, summary), target)
         if seed is not None:
             from dualnet.weights import load_weights, write_state
 
@@ -218,16 +201,6 @@ class Program:
                 write_state(initial_weights(summary, None, seed), path)
                 load_weights(built, path)
         return built
-
-
-def _shapes(built, target: str, summary: Summary) -> dict[str, tuple[int, ...]]:
-    """A generated model's tensors by PyTorch name, and their shapes."""
-    if target == "torch":
-        return {name: tuple(t.shape) for name, t in built.state_dict().items()}
-    from dualnet.backends.keras.state import held_shapes
-    from dualnet.weights import state_specs
-
-    return held_shapes(built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)})
 
 
 def load(path: str, include_dirs: tuple[str, ...] = (), max_params: int | None = None) -> Program:

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from dualnet.api import Summary
+from dualnet.backends import backend
 from dualnet.compiler import Program, initial_weights
 from dualnet.diagnostics import error, option, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, io_error, open_regular, temporary_directory
 from dualnet.ir.dims import Dim
 from dualnet.ir.sizes import require_positive_sizes
+from dualnet.memory import require_allocatable
 from dualnet.weights import write_state
-
-BACKENDS = ("onnx", "torch", "keras")
 
 
 def read_inputs(specs: list[str]) -> dict[str, np.ndarray]:
@@ -113,99 +113,24 @@ class Probe:
 
 
 @needs_extras
-def run(program: Program, model: str | None, backend: str, given: dict[str, np.ndarray],
+def run(program: Program, model: str | None, backend_name: str, given: dict[str, np.ndarray],
         weights: str | None = None, seed: int = 0,
         probe: Probe | None = None) -> tuple[list[np.ndarray], str]:
     """The outputs, and a line saying where the model ran."""
+    chosen = backend(backend_name, option("--backend"))
     summary = program.check(model)
     inputs = ordered_inputs(summary, given)
     probe = probe or Probe()
-    if backend == "onnx":
-        if probe.train:
-            raise error("E-BACKEND", "ONNX Runtime runs inference graphs only: no training "
-                        "mode", option("--train"))
-        return _run_onnx(summary, weights, seed, inputs, probe, program.max_params)
+    if probe.train and chosen.no_training:
+        raise error("E-BACKEND", chosen.no_training, option("--train"))
+    require_allocatable(summary.instance, program.max_params)  # before any framework
+    chosen.require()
     with temporary_directory() as tmp:
         file = weights
-        if file is None:  # the same seeded tensors as the ONNX model's
+        if file is None:  # the same seeded tensors in every backend
             file = os.path.join(tmp, "init.safetensors")
             write_state(initial_weights(summary, None, seed, program.max_params), file)
-        if backend == "torch":
-            return _run_torch(program.torch(model), file, inputs, probe)
-        layouts = None
-        if probe.layers is not None:
-            from dualnet.backends.keras.emit import output_layouts
-
-            layouts = output_layouts(summary.instance, summary.file)
-        return _run_keras(program.keras(model), file, inputs, probe, layouts)
-
-
-def _run_onnx(summary: Summary, weights, seed, inputs, probe: Probe, max_params):
-    import onnxruntime as ort
-
-    from dualnet.compiler import onnx_emitted
-
-    emitted = onnx_emitted(summary, weights, seed, max_params=max_params)
-    model, extra = emitted.model, []
-    if probe.layers is not None:
-        from dualnet.backends.onnx.probe import with_outputs
-
-        model, extra = with_outputs(model, [n for _, names in emitted.calls for n in names])
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else \
-        ["CPUExecutionProvider"]
-    session = ort.InferenceSession(model.SerializeToString(), providers=providers)
-    feed = {v.name: x for v, x in zip(summary.graph.inputs, inputs, strict=True)}
-    used = session.get_providers()[0]
-    results = session.run(None, feed)
-    count = len(results) - len(extra)
-    outputs, probed = results[:count], iter(results[count:])
-    for path, names in emitted.calls if extra else ():
-        probe.layers.setdefault(path, []).append([next(probed) for _ in names])
-    return outputs, f"ONNX Runtime {ort.__version__} ({used})"
-
-
-def _run_torch(module, weights: str, inputs, probe: Probe) -> tuple[list[np.ndarray], str]:
-    import torch
-
-    from dualnet.backends.torch.probe import recording
-    from dualnet.weights import load_weights
-
-    load_weights(module, weights)
-    module.train(probe.train)
-    for sub in module.modules() if probe.train else ():
-        if isinstance(sub, torch.nn.Dropout):
-            sub.p = 0.0
-    with torch.no_grad(), recording(module, probe.layers):
-        out = module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
-    if probe.state is not None:
-        probe.state.update({k: v.numpy() for k, v in module.state_dict().items()})
-    out = out if isinstance(out, tuple) else (out,)
-    return [o.numpy() for o in out], f"PyTorch {torch.__version__} (CPU)"
-
-
-def _run_keras(model, weights: str, inputs, probe: Probe,
-               layouts: dict | None) -> tuple[list[np.ndarray], str]:
-    import keras
-
-    from dualnet.backends.keras.probe import recording, train_step
-    from dualnet.backends.keras.state import layers_by_path, torch_named
-    from dualnet.weights import load_weights
-
-    load_weights(model, weights)
-    for _, layer in layers_by_path(model) if probe.train else ():
-        if isinstance(layer, keras.layers.Dropout):
-            layer.rate = 0.0
-    if probe.train:  # the way fit() calls the model
-        out = train_step(model, inputs)
-    else:
-        with recording(model, probe.layers, layouts):
-            out = model(*inputs, training=False)
-    if probe.state is not None:
-        probe.state.update(torch_named(model, lambda variable: variable.numpy()))
-    out = out if isinstance(out, tuple | list) else (out,)
-    return [keras.ops.convert_to_numpy(o) for o in out], \
-        f"Keras {keras.__version__} ({keras.backend.backend()})"
+        return chosen.run(program, model, summary, inputs, file, probe)
 
 
 def write_outputs(outputs: list[np.ndarray], path: str | Path, protect=()) -> None:

@@ -25,15 +25,14 @@ is handed in (and such an object proves the framework is already imported).
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import mmap
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from dualnet.backends import BACKENDS
 from dualnet.diagnostics import DualnetError, error, outside, shorten, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, io_error, open_regular
@@ -57,28 +56,13 @@ def state_specs(instance) -> Iterator[tuple[str, Any]]:
 # ---------------------------------------------------------------- dispatch
 
 
-def _is_torch_module(obj: object) -> bool:
-    torch = sys.modules.get("torch")  # not imported: obj cannot be a torch module
-    return torch is not None and isinstance(obj, torch.nn.Module)
-
-
-def _is_keras_layer(obj: object) -> bool:
-    keras = sys.modules.get("keras")  # not imported: obj cannot be a Keras layer
-    return keras is not None and isinstance(obj, keras.layers.Layer)
-
-
-# (predicate, backend module, save function, load function): the extension point.
-_BACKENDS: list[tuple[Callable[[object], bool], str, str, str]] = [
-    (_is_torch_module, "dualnet.backends.torch.weights", "save_torch", "load_torch"),
-    (_is_keras_layer, "dualnet.backends.keras.state", "save_keras", "load_keras"),
-]
 _SUPPORTED = "a torch.nn.Module or a Keras layer or model (keras.layers.Layer)"
 
 
 def _backend(obj: object, verb: str, index: int) -> Callable:
-    for accepts, module, save, load in _BACKENDS:
-        if accepts(obj):
-            return getattr(importlib.import_module(module), (save, load)[index])
+    for b in BACKENDS.values():
+        if b.owns(obj):
+            return b.weights_io()[index]
     kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
     raise error("E-WEIGHTS", f"cannot {verb} weights of an object of type {kind}",
                 outside(f"the object given to dualnet.{verb}_weights"),

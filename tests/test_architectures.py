@@ -16,6 +16,7 @@ import pytest
 
 import dualnet
 from dualnet import fuzzing, parity
+from dualnet.backends import BACKENDS
 from dualnet.weights import write_state
 
 sys.path.insert(0, str(Path(__file__).parent / "backends"))
@@ -43,7 +44,7 @@ def test_architecture_counts_and_agrees_across_backends(name, tmp_path):
     weights = tmp_path / "random.safetensors"
     write_state(random_weights(summary, np.random.default_rng(0)), weights)
     case = fuzzing.read_case(path)
-    rows, _ = parity.compare(program, None, ["torch", "keras", "onnx"], weights=str(weights),
+    rows, _ = parity.compare(program, None, list(BACKENDS), weights=str(weights),
                              dims=case.dims)
     worst = max(rows, key=lambda r: r.max_rel)
     assert worst.max_rel <= TOLERANCE, worst

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from dualnet.backends import BACKENDS
+
 PROGRAM = """
 model Block(k: int, wide: bool) {
     conv = Conv2d(4, k, padding=k // 2)
@@ -62,7 +64,7 @@ model Net() {
 RUNS = [("0", "C"), ("1", "C.UTF-8"), ("12345", "en_US.UTF-8"), ("random", "POSIX")]
 
 
-@pytest.mark.parametrize("target", ["torch", "keras", "onnx"])
+@pytest.mark.parametrize("target", list(BACKENDS))
 def test_output_is_identical_across_processes(target, tmp_path):
     source = tmp_path / "program.dnet"
     source.write_text(PROGRAM)

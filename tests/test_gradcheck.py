@@ -13,13 +13,14 @@ import torch
 
 import dualnet
 from dualnet import cli, gradcheck
+from dualnet.backends import BACKENDS as ALL_BACKENDS
 from dualnet.backends.onnx.emit import emit_onnx
 from dualnet.backends.onnx.float64 import evaluator, float64_model, widened
 from dualnet.compiler import initial_weights, onnx_model
 from dualnet.parity import random_inputs
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-BACKENDS = ["torch", "keras", "onnx"]
+BACKENDS = list(ALL_BACKENDS)
 
 
 @pytest.mark.parametrize("name", ["lenet5", "mlp", "bert_encoder", "gru_classifier",

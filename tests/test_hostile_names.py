@@ -14,6 +14,7 @@ from hostile_names import FILE_NAMES, MARKER, ROLES, chunks, corpus
 
 import dualnet
 from dualnet import parity
+from dualnet.backends import BACKENDS
 from dualnet.backends.keras.base_attrs import KERAS_BASE_ATTRS
 from dualnet.backends.torch.module_attrs import NN_MODULE_ATTRS
 from dualnet.compiler import compile_file
@@ -42,7 +43,7 @@ def test_names_compile_run_and_agree(role, index, tmp_path, monkeypatch):
     assert summary.ok, summary.diagnostics[:3]
     for target in ("torch", "keras"):
         program.source(target)
-    rows, _ = parity.compare(program, None, ["torch", "keras", "onnx"], dims=DIMS)
+    rows, _ = parity.compare(program, None, list(BACKENDS), dims=DIMS)
     assert rows and all(r.ok for r in rows), [r for r in rows if not r.ok]
     state = program.torch().state_dict()
     assert sorted(state) == sorted(n for n, _ in state_specs(summary.instance))
@@ -70,7 +71,7 @@ def test_file_names_reach_generated_code_as_text(index, tmp_path, monkeypatch):
     for target in ("torch", "keras"):
         out = compile_file(str(entry), target, str(tmp_path / "out"))
         assert out.exists()
-    rows, _ = parity.compare(program, None, ["torch", "keras", "onnx"], dims={"B": 2})
+    rows, _ = parity.compare(program, None, list(BACKENDS), dims={"B": 2})
     assert rows and all(r.ok for r in rows)
     assert not (tmp_path / MARKER).exists()  # what the names would `touch`
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from dualnet.backends import BACKENDS
 from dualnet.ops import REGISTRY
-from dualnet.ops_matrix import BACKENDS, matrix, missing
+from dualnet.ops_matrix import matrix, missing
 
 
 def test_every_op_has_a_row_for_every_backend():
@@ -18,14 +19,14 @@ def test_a_missing_row_is_reported(monkeypatch):
     monkeypatch.setattr(op, "lowerings", {k: v for k, v in op.lowerings.items() if k != "keras"})
     assert missing() == [("relu", "keras")]
     row = next(r for r in matrix() if r[0] == "relu")
-    assert row[2 + BACKENDS.index("keras")].startswith("no")
+    assert row[2 + list(BACKENDS).index("keras")].startswith("no")
 
 
 def test_the_command_prints_the_matrix():
     run = subprocess.run([sys.executable, "-m", "dualnet", "ops"], capture_output=True,
                          text=True)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith(f"{len(REGISTRY)} ops × 3 backends")
+    assert run.stdout.startswith(f"{len(REGISTRY)} ops × {len(BACKENDS)} backends")
     assert "Conv2d" in run.stdout and "opset ≥ 17" in run.stdout
     piped = subprocess.run(f"{sys.executable} -m dualnet ops | head -3", shell=True,
                            capture_output=True, text=True)

@@ -27,6 +27,7 @@ from runcli import assert_clean, assert_located, run_cli, show
 
 import dualnet
 from dualnet import files
+from dualnet.backends import BACKENDS
 from dualnet.diagnostics import DualnetError
 from dualnet.extras import missing
 from dualnet.runner import read_npy
@@ -321,7 +322,7 @@ def test_models_too_large_to_allocate_are_refused_up_front(tmp_path: Path, comma
 
 def test_python_api_refuses_too_large_models(tmp_path: Path) -> None:
     (tmp_path / "huge.dnet").write_text(HUGE, encoding="utf-8")
-    for build in ("torch", "keras", "onnx"):
+    for build in BACKENDS:
         with pytest.raises(DualnetError) as info:
             getattr(dualnet.load(str(tmp_path / "huge.dnet")), build)()
         assert info.value.diagnostics[0].code == "E-LIMIT", build
@@ -436,9 +437,9 @@ def test_python_api_raises_dualnet_error_for_missing_extras(work: Path) -> None:
         + """
 import dualnet
 from dualnet.diagnostics import DualnetError
-from dualnet.extras import missing
+from dualnet.backends import BACKENDS
 program = dualnet.load("mlp.dnet")
-for build in ("torch", "keras", "onnx"):
+for build in BACKENDS:
     try:
         getattr(program, build)()
     except DualnetError as exc:

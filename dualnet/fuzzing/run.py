@@ -14,12 +14,13 @@ from pathlib import Path
 
 import dualnet
 from dualnet import parity
+from dualnet.backends import BACKENDS as REGISTERED
 from dualnet.compiler import Program
 from dualnet.fuzzing.builder import ENTRY_FILE
 from dualnet.fuzzing.fit import fit_rows
 from dualnet.fuzzing.program import Case
 
-BACKENDS = ("torch", "keras", "onnx")
+BACKENDS = tuple(REGISTERED)  # every registered backend
 
 
 @dataclass
@@ -120,8 +121,8 @@ def run_case(case: Case, backends: tuple[str, ...] = BACKENDS) -> Outcome:
     training mode also the running statistics, and Keras's train step against PyTorch);
     an output whose shape differs from the generator's is a failing row against
     "expected"."""
-    if case.train:  # ONNX Runtime runs inference graphs only
-        backends = tuple(b for b in backends if b != "onnx")
+    if case.train:  # (ONNX Runtime runs inference graphs only)
+        backends = tuple(b for b in backends if not REGISTERED[b].no_training)
     with loaded(case) as program:
         ops = count_ops(program.check().graph)
         rows, _ = parity.compare(program, None, list(backends), dims=case.dims, train=case.train)

@@ -37,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-BACKENDS = ("torch", "keras", "onnx")
+from dualnet.backends import BACKENDS as ALL_BACKENDS
+
+BACKENDS = tuple(ALL_BACKENDS)
 RTOL, ATOL = 1e-3, 1e-7  # ONNX's defaults for its node tests
 
 # (case, backend): why the case fails there. The test expects each failure (strict xfail),

@@ -11,6 +11,7 @@ import pytest
 from zoo_data import random_weights
 
 import dualnet
+from dualnet.backends import BACKENDS
 from dualnet.diagnostics import DualnetError
 from dualnet.runner import ordered_inputs, read_inputs
 
@@ -119,7 +120,7 @@ def test_run_command_on_every_backend_agrees(tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32))
     outputs = {}
-    for backend in ("onnx", "torch", "keras"):
+    for backend in BACKENDS:
         out = tmp_path / f"{backend}.npz"
         run = subprocess.run([sys.executable, "-m", "dualnet", "run",
                               str(MODELS / "lenet5.dnet"), "--backend", backend, "--input",

@@ -1,0 +1,62 @@
+"""The Keras 3 backend object (registered in `dualnet.backends`)."""
+
+from __future__ import annotations
+
+import sys
+
+from dualnet.backends.backend import SourceBackend
+
+
+class KerasBackend(SourceBackend):
+    name = "keras"
+    title = "Keras"
+    package = "dualnet.backends.keras"
+    runtime = "keras"
+    layouts = ("channels_first", "channels_last")
+    imports = frozenset({"__future__", "math", "keras"})
+    registrations = frozenset({"_register", "keras.saving.register_keras_serializable"})
+
+    def emit(self, instance, file: str, layout: str) -> tuple[str, str]:
+        return self.module("emit").emit_keras(instance, file, layout)
+
+    def owns(self, obj: object) -> bool:
+        keras = sys.modules.get("keras")  # not imported: obj cannot be a Keras layer
+        return keras is not None and isinstance(obj, keras.layers.Layer)
+
+    def weights_io(self):
+        state = self.module("state")
+        return state.save_keras, state.load_keras
+
+    def shapes(self, built, summary) -> dict[str, tuple[int, ...]]:
+        from dualnet.weights import state_specs
+
+        return self.module("state").held_shapes(
+            built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)})
+
+    def run(self, program, model, summary, inputs, weights, probe):
+        import keras
+
+        from dualnet.weights import load_weights
+
+        probes, state = self.module("probe"), self.module("state")
+        built = program.keras(model)
+        load_weights(built, weights)
+        for _, layer in state.layers_by_path(built) if probe.train else ():
+            if isinstance(layer, keras.layers.Dropout):
+                layer.rate = 0.0
+        if probe.train:  # the way fit() calls the model
+            out = probes.train_step(built, inputs)
+        else:
+            layouts = None
+            if probe.layers is not None:
+                layouts = self.module("emit").output_layouts(summary.instance, summary.file)
+            with probes.recording(built, probe.layers, layouts):
+                out = built(*inputs, training=False)
+        if probe.state is not None:
+            probe.state.update(state.torch_named(built, lambda variable: variable.numpy()))
+        out = out if isinstance(out, tuple | list) else (out,)
+        return [keras.ops.convert_to_numpy(o) for o in out], \
+            f"Keras {keras.__version__} ({keras.backend.backend()})"
+
+
+KERAS = KerasBackend()

@@ -1,0 +1,55 @@
+"""The PyTorch backend object (registered in `dualnet.backends`)."""
+
+from __future__ import annotations
+
+import sys
+
+from dualnet.backends.backend import SourceBackend
+from dualnet.diagnostics import error, option
+
+
+class TorchBackend(SourceBackend):
+    name = "torch"
+    title = "PyTorch"
+    package = "dualnet.backends.torch"
+    runtime = "torch"
+    imports = frozenset({"__future__", "math", "torch", "torch.nn", "torch.nn.functional"})
+
+    def emit(self, instance, file: str, layout: str) -> tuple[str, str]:
+        if layout != self.layouts[0]:
+            raise error("E-BACKEND", "the PyTorch backend is channels-first only",
+                        option("--layout"))
+        return self.module("emit").emit_torch(instance, file)
+
+    def owns(self, obj: object) -> bool:
+        torch = sys.modules.get("torch")  # not imported: obj cannot be a torch module
+        return torch is not None and isinstance(obj, torch.nn.Module)
+
+    def weights_io(self):
+        weights = self.module("weights")
+        return weights.save_torch, weights.load_torch
+
+    def shapes(self, built, summary) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(t.shape) for name, t in built.state_dict().items()}
+
+    def run(self, program, model, summary, inputs, weights, probe):
+        import numpy as np
+        import torch
+
+        from dualnet.weights import load_weights
+
+        module = program.torch(model)
+        load_weights(module, weights)
+        module.train(probe.train)
+        for sub in module.modules() if probe.train else ():
+            if isinstance(sub, torch.nn.Dropout):
+                sub.p = 0.0
+        with torch.no_grad(), self.module("probe").recording(module, probe.layers):
+            out = module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+        if probe.state is not None:
+            probe.state.update({k: v.numpy() for k, v in module.state_dict().items()})
+        out = out if isinstance(out, tuple) else (out,)
+        return [o.numpy() for o in out], f"PyTorch {torch.__version__} (CPU)"
+
+
+TORCH = TorchBackend()
