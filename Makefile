@@ -27,7 +27,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help setup demo test lint bench fuzz fuzz-frontend wheel-smoke clean
 
 help:
-	@echo "make setup        create $(VENV) and install dualnet[all] (editable)"
+	@echo "make setup        create $(VENV) and install dualnet[dev] (editable)"
 	@echo "make demo         dualnet check + compile (torch, keras, onnx) on every models/*.dnet, then the parity table"
 	@echo "make test         pytest + ruff"
 	@echo "make bench        check-speed, PyTorch / Keras latency and ONNX benchmarks"
@@ -42,8 +42,8 @@ $(STAMP): pyproject.toml constraints.txt
 	    echo ">> creating $(VENV) with $(PYTHON)"
 	    $(PYTHON) -m venv "$(VENV)"
 	fi
-	echo ">> pip install -c constraints.txt -e '.[all]'"
-	$(PIP) install -c "$(CONSTRAINTS)" -e '.[all]'
+	echo ">> pip install -c constraints.txt -e '.[dev]'"
+	$(PIP) install -c "$(CONSTRAINTS)" -e '.[dev]'
 	touch "$(STAMP)"
 
 demo: setup
