@@ -30,11 +30,12 @@ _PAD_SAME = '''
 def _pad_same(x, kernel, stride):
     """Pads the spatial axes of channels-last `x` by TensorFlow's "same" rule, computed from
     x's sizes at run time: per axis, a total of max((ceil(n / s) - 1) * s + k - n, 0), the odd
-    pixel at the end."""
+    pixel at the end. A size known ahead stays known (a Dense after it builds from it)."""
     shape = ops.shape(x)
     pads = [(0, 0)]
     for n, k, s in zip(shape[1:-1], kernel, stride, strict=True):
-        total = ops.maximum((n + s - 1) // s * s - s + k - n, 0)
+        total = (n + s - 1) // s * s - s + k - n
+        total = max(total, 0) if isinstance(total, int) else ops.maximum(total, 0)
         pads.append((total // 2, total - total // 2))
     return ops.pad(x, pads + [(0, 0)])
 '''
