@@ -72,14 +72,19 @@ def initial_weights(summary: Summary, weights: str | None = None, seed: int = 0,
 @needs_extras
 def onnx_model(summary: Summary, weights: str | None = None, seed: int = 0,
                opset: int | None = None, max_params: int | None = None):
-    """The checked ONNX ModelProto of a checked model."""
-    return onnx_emitted(summary, weights, seed, opset, max_params).model
+    """The ONNX ModelProto of a checked model, validated by ONNX's checker."""
+    model = onnx_emitted(summary, weights, seed, opset, max_params).model
+    from dualnet.backends.onnx.validate import validate
+
+    validate(model, summary.instance.span)
+    return model
 
 
 @needs_extras
 def onnx_emitted(summary: Summary, weights: str | None = None, seed: int = 0,
                  opset: int | None = None, max_params: int | None = None):
-    """The checked ONNX model with the emitter's map of IR values (`Emitted`)."""
+    """The ONNX model with the emitter's map of IR values (`Emitted`), not validated: this
+    imports ONNX's protobuf classes, not the onnx package."""
     arrays = initial_weights(summary, weights, seed, max_params)
     from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
 
@@ -92,13 +97,14 @@ def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed:
                opset: int | None = None, max_params: int | None = None) -> Path:
     """Emit and write `out_dir/<model name>.onnx` atomically. A model over 2 GB keeps its
     tensors in the sibling file `<model name>.onnx.data` (a fixed name, never one taken from
-    the input)."""
-    model = onnx_model(summary, weights, seed, opset, max_params)
+    the input). The model is not validated (`onnx_model` is): the tests run ONNX's checker
+    on what the emitter writes, and `import onnx` would take most of the command's time."""
+    emitted = onnx_emitted(summary, weights, seed, opset, max_params)
     make_directory(out_dir)
     out = Path(out_dir) / f"{summary.model}.onnx"
     protect = (*summary.files, *([weights] if weights else []))
-    if sum(len(t.raw_data) for t in model.graph.initializer) < PROTOBUF_LIMIT:
-        atomic_write(out, model.SerializeToString(), protect)
+    if emitted.parts.tensor_bytes() < PROTOBUF_LIMIT:
+        atomic_write(out, emitted.parts.serialized(), protect)
         return out
     import onnx
 
@@ -106,7 +112,7 @@ def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed:
     for path in (out, out.with_name(data_name)):
         check_output(path, protect)
     with temporary_directory(out_dir) as tmp:
-        onnx.save_model(model, os.path.join(tmp, out.name), save_as_external_data=True,
+        onnx.save_model(emitted.model, os.path.join(tmp, out.name), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=data_name)
         os.replace(os.path.join(tmp, data_name), out.with_name(data_name))
         os.replace(os.path.join(tmp, out.name), out)

@@ -144,10 +144,11 @@ def check_output(path: PathLike, protect: Iterable[PathLike] = ()) -> None:
                 )
 
 
-def atomic_write(path: PathLike, data: bytes, protect: Iterable[PathLike] = ()) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and
-    `os.replace`; on failure remove the temporary file and raise E-IO (the old file, if
-    any, is untouched). `check_output(path, protect)` first."""
+def atomic_write(path: PathLike, data: bytes | list, protect: Iterable[PathLike] = ()) -> None:
+    """Write `data` (bytes, or a list of bytes-like pieces written in turn) to `path`
+    through a temporary file in the same directory and `os.replace`; on failure remove the
+    temporary file and raise E-IO (the old file, if any, is untouched).
+    `check_output(path, protect)` first."""
     path = os.fspath(path)
     check_output(path, protect)
     directory = os.path.dirname(os.path.abspath(path))
@@ -159,7 +160,7 @@ def atomic_write(path: PathLike, data: bytes, protect: Iterable[PathLike] = ()) 
         raise io_error("write", path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.writelines([data] if isinstance(data, bytes) else data)
             f.flush()
             os.fsync(f.fileno())
             os.chmod(tmp, mode)  # created 0600; give the usual permissions

@@ -1,8 +1,8 @@
 """The op × backend matrix (`dualnet ops`), read from the registry: an op is supported by a
 backend when that backend's lowering table registered a row for it (`OpDef.lowerings`).
 
-Importing the lowering tables imports onnx (for the ONNX rows) but neither torch nor
-TensorFlow: the tables only write source.
+Importing the lowering tables imports ONNX's protobuf classes (for the ONNX rows) but
+neither torch nor TensorFlow: the tables only write source.
 """
 
 from __future__ import annotations

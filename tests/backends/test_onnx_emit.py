@@ -116,6 +116,55 @@ def test_emission_is_deterministic_and_named_after_layers(tmp_path):
     assert {"conv1.weight", "fc.bias"} <= {t.name for t in model.graph.initializer}
 
 
+@pytest.mark.parametrize("name", ["lenet5", "bert_encoder", "lstm_classifier"])
+def test_compile_writes_the_bytes_of_the_api_model(tmp_path, name):
+    """`compile` writes the model in pieces without building it (`ModelParts.serialized`):
+    the bytes of the ModelProto `.onnx()` returns."""
+    from dualnet.compiler import onnx_model, write_onnx
+
+    summary = dualnet.load(str(MODELS / f"{name}.dnet")).check()
+    out = write_onnx(summary, str(tmp_path), seed=2)
+    assert out.read_bytes() == onnx_model(summary, seed=2).SerializeToString()
+
+
+def test_compile_imports_neither_the_onnx_package_nor_a_framework(tmp_path):
+    """`compile --target onnx --weights` gets ONNX's protobuf classes without the onnx
+    package, whose import (ml_dtypes, the checker) takes longer than the whole command may
+    (benchmarks/onnx_startup.py); nor does it import torch, TensorFlow or ONNX Runtime."""
+    from dualnet.weights import write_state
+
+    weights = tmp_path / "w.safetensors"
+    write_state(_weights(dualnet.load(str(MODELS / "lenet5.dnet")).check()), weights)
+    args = ["compile", str(MODELS / "lenet5.dnet"), "--target", "onnx", "--weights",
+            str(weights), "-o", str(tmp_path)]
+    code = (f"import sys; from dualnet.cli import main; assert main({args!r}) == 0; "
+            "print(sorted(m for m in ('onnx', 'ml_dtypes', 'torch', 'tensorflow', 'keras', "
+            "'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / "LeNet5.onnx").stat().st_size > 0
+
+
+def test_an_invalid_model_is_an_internal_error():
+    """What `onnx_model`, `run` and `parity` do with an emitted model ONNX's checker
+    refuses (compile writes what the emitter makes: the tests above check it)."""
+    from onnx import helper
+
+    from dualnet.backends.onnx.validate import validate
+
+    node = helper.make_node("NoSuchOp", ["x"], ["y"])
+    value = helper.make_tensor_value_info("x", 1, [2])
+    model = helper.make_model(helper.make_graph([node], "g", [value], [value]),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    with pytest.raises(DualnetError) as info:
+        validate(model, None)
+    assert info.value.diagnostics[0].code == "E-BACKEND"
+    assert "internal error: the emitted ONNX model is invalid" in \
+        info.value.diagnostics[0].message
+
+
 def test_run_command_on_every_backend_agrees(tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32))

@@ -32,7 +32,7 @@ from lowering_cases import (
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import helper  # noqa: E402
+from onnx import helper, numpy_helper  # noqa: E402
 
 from dualnet.backends.onnx.builder import GraphBuilder  # noqa: E402
 from dualnet.backends.onnx.lowering import (  # noqa: E402
@@ -125,7 +125,7 @@ def build(case: Case, opset: int):
         b.nodes, case.op,
         [_value_info(n, t) for n, t in {**inputs, **sizes.extra}.items()],
         [_value_info(n, t) for n, t in zip(outputs, bound.out_types, strict=True)],
-        b.initializers)
+        [numpy_helper.from_array(a, n) for n, a in b.initializers.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               ir_version=10)
     feeds = {**{n: a for n, a in bound.named.items() if n in inputs}, **sizes.feeds}

@@ -25,6 +25,7 @@ class OnnxBackend(Backend):
         from dualnet.compiler import onnx_emitted
 
         emitted = onnx_emitted(summary, weights, max_params=program.max_params)
+        self.module("validate").validate(emitted.model, summary.instance.span)
         graph, extra = emitted.model, []
         if probe.layers is not None:
             graph, extra = self.module("probe").with_outputs(

@@ -1,5 +1,6 @@
 """Building one ONNX graph: unique value names, nodes named by the .dnet layer path that
-produced them with the source line as doc_string, and initializers (imports onnx and numpy).
+produced them with the source line as doc_string, and initializers (arrays, made tensors
+when the model is put together: `proto.make_model`).
 
 The emitter sets `scope` (a layer path such as "layer1.0.conv1", or an op's value name) and
 `doc` ("blocks.dnet:15") before lowering each IR node; every node and value the lowering adds
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from onnx import NodeProto, TensorProto, helper, numpy_helper
 
+from dualnet.backends.onnx.proto import NodeProto, make_node
 from dualnet.ir.dims import Dim
 
 
@@ -21,7 +22,7 @@ class GraphBuilder:
         self.opset = opset
         self.float32_fallback = float32_fallback  # see lowering._in_f32
         self.nodes: list[NodeProto] = []
-        self.initializers: list[TensorProto] = []
+        self.initializers: dict[str, np.ndarray] = {}  # name → array (C order)
         self.scope = ""
         self.doc = ""
         self._taken: set[str] = set()
@@ -54,10 +55,9 @@ class GraphBuilder:
         present = [x or "" for x in inputs]
         while present and not present[-1]:
             present.pop()
-        node = helper.make_node(op_type, present, names,
-                                name=self.fresh(f"node:{base}"), domain=domain or None,
-                                doc_string=self.doc or None,
-                                **{k: _plain(v) for k, v in attrs.items()})
+        node = make_node(op_type, present, names, name=self.fresh(f"node:{base}"),
+                         domain=domain or None, doc_string=self.doc or None,
+                         **{k: _plain(v) for k, v in attrs.items()})
         self.nodes.append(node)
         return names
 
@@ -71,20 +71,17 @@ class GraphBuilder:
 
     def constant_value(self, name: str) -> np.ndarray | None:
         """The array of initializer `name` (None if it is no initializer)."""
-        found = next((t for t in self.initializers if t.name == name), None)
-        return None if found is None else numpy_helper.to_array(found)
+        return self.initializers.get(name)
 
     def initializer(self, name: str, array: np.ndarray) -> str:
         """An initializer named exactly `name` (a state_dict name)."""
-        self.initializers.append(numpy_helper.from_array(np.asarray(array, order="C"),
-                                                         self.reserve(name)))
+        self.initializers[self.reserve(name)] = np.asarray(array, order="C")
         return name
 
     def constant(self, array, hint: str = "const") -> str:
         """A constant tensor (an initializer named under the scope)."""
-        array = np.asarray(array)
         name = self.fresh(f"{self.scope}/{hint}" if self.scope else hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
+        self.initializers[name] = np.asarray(array, order="C")
         return name
 
     def ints(self, values, hint: str = "shape") -> str:

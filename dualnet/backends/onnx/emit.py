@@ -10,11 +10,10 @@ Ops are written by the lowering table (`lowering.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import PurePath
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from dualnet import __version__
 from dualnet.backends.onnx.builder import GraphBuilder
@@ -25,6 +24,7 @@ from dualnet.backends.onnx.lowering import (
     OpsetTooOld,
     lower,
 )
+from dualnet.backends.onnx.proto import ModelParts, ModelProto, make_node, make_tensor_value_info
 from dualnet.diagnostics import error, option
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value, by_parameter
@@ -38,13 +38,19 @@ IR_VERSION = 10  # ONNX Runtime 1.31 reads IR versions up to 13; opset 17-21 nee
 
 @dataclass
 class Emitted:
-    """The model, the ONNX name of every IR value (by `id(Value)`), and for per-layer
+    """The model's parts, the ONNX name of every IR value (by `id(Value)`), and for per-layer
     comparisons the outputs of every layer and sub-model call, in the order they run: (path,
     ONNX names), a layer called twice appearing twice."""
 
-    model: onnx.ModelProto
+    parts: ModelParts
     names: dict[int, str] = field(default_factory=dict)
     calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    @cached_property
+    def model(self) -> ModelProto:
+        """The ModelProto, built when first asked for (`dualnet compile` writes
+        `parts.serialized()` instead)."""
+        return self.parts.build()
 
 
 class OnnxEmitter:
@@ -66,19 +72,18 @@ class OnnxEmitter:
         self.run(self.instance, self.graph, "")
         outputs = self.graph_outputs()
         used = {x for n in self.b.nodes for x in n.input}
-        initializers = [t for t in self.b.initializers if t.name in used]
-        graph = helper.make_graph(self.b.nodes, self.instance.definition, inputs, outputs,
-                                  initializers, value_info=self.value_infos(initializers))
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.b.opset)],
-                                  ir_version=IR_VERSION, producer_name="dualnet",
-                                  producer_version=__version__,
-                                  doc_string=f"{self.instance.definition} from {self.source}")
-        return Emitted(model, self.names, self.calls)
+        initializers = {name: a for name, a in self.b.initializers.items() if name in used}
+        fields = {"ir_version": IR_VERSION, "producer_name": "dualnet",
+                  "producer_version": __version__,
+                  "doc_string": f"{self.instance.definition} from {self.source}"}
+        parts = ModelParts(self.b.nodes, self.instance.definition, inputs, outputs,
+                           initializers, self.value_infos(initializers), self.b.opset, fields)
+        return Emitted(parts, self.names, self.calls)
 
-    def value_infos(self, initializers) -> list:
+    def value_infos(self, initializers: dict) -> list:
         """dualnet's type of every value a node computes: tools show the shapes, and strict
         shape inference checks its own against them."""
-        skip = {t.name for t in initializers} | {v.name for v in self.graph.inputs}
+        skip = {*initializers, *(v.name for v in self.graph.inputs)}
         infos, seen = [], set()
         for value in self.values:
             name = self.names[id(value)]
@@ -102,8 +107,8 @@ class OnnxEmitter:
         self.b.scope, self.b.doc = "", ""
         for i, value in enumerate(outs):
             name = self.b.reserve("output" if len(outs) == 1 else f"output_{i}")
-            self.b.nodes.append(helper.make_node("Identity", [self.names[id(value)]], [name],
-                                                 name=self.b.fresh(f"node:{name}")))
+            self.b.nodes.append(make_node("Identity", [self.names[id(value)]], [name],
+                                          name=self.b.fresh(f"node:{name}")))
             infos.append(_value_info(name, value.type))
         return infos
 
@@ -189,21 +194,9 @@ class OnnxEmitter:
         return self.sizes[name]
 
 
-def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with its initializers as typed graph inputs: the checker sees the same graph
-    without copying the weights (tens of MB) through protobuf again."""
-    graph = model.graph
-    weights = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-               for t in graph.initializer]
-    skeleton = helper.make_graph(graph.node, graph.name, [*graph.input, *weights],
-                                 graph.output, value_info=graph.value_info)
-    return helper.make_model(skeleton, opset_imports=model.opset_import,
-                             ir_version=model.ir_version)
-
-
 def _value_info(name: str, t: TensorType):
     dims = [int(d) if isinstance(d, int) else (d.symbol or str(d)) for d in t.shape]
-    return helper.make_tensor_value_info(name, ONNX_TYPES[t.dtype], dims)
+    return make_tensor_value_info(name, ONNX_TYPES[t.dtype], dims)
 
 
 def check_weights(instance: ModelInstance, weights: dict[str, np.ndarray], file: str) -> None:
@@ -223,20 +216,14 @@ def _dtype_name(a: np.ndarray) -> str:
 
 def emit_onnx(summary, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
               weights_file: str = "the weights", float32_fallback: bool = True) -> Emitted:
-    """The ONNX model of a checked entry model with these weights (state_dict names); it
-    passes `onnx.checker.check_model(full_check=True)`. `float32_fallback`: float64 values
+    """The ONNX model of a checked entry model with these weights (state_dict names), not
+    validated (`validate.py` runs ONNX's checker). `float32_fallback`: float64 values
     go through the ops ONNX Runtime has no float64 kernels for in float32 (False: in
     float64, for runtimes that have them, such as `onnx.reference`)."""
     if not MIN_OPSET <= opset <= NEWEST_OPSET:
         raise error("E-BACKEND", f"ONNX opset {opset} is not supported: dualnet emits opsets "
                     f"{MIN_OPSET} to {NEWEST_OPSET}", option("--opset"))
     check_weights(summary.instance, weights, weights_file)
-    emitted = OnnxEmitter(summary.instance, summary.graph, weights, opset, summary.file,
-                          float32_fallback).emit()
-    try:
-        onnx.checker.check_model(_skeleton(emitted.model), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise error("E-BACKEND", f"internal error: the emitted ONNX model is invalid ({exc})",
-                    summary.instance.span) from None
-    return emitted
+    return OnnxEmitter(summary.instance, summary.graph, weights, opset, summary.file,
+                       float32_fallback).emit()
 

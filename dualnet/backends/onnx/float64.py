@@ -23,6 +23,7 @@ from onnx.reference.ops.op_max_pool import MaxPool as _MaxPool
 
 from dualnet.api import Summary
 from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
+from dualnet.backends.onnx.validate import validate
 from dualnet.compiler import Program
 from dualnet.ir.graph import Graph, ModelInstance
 from dualnet.ir.types import DType, TensorType
@@ -38,10 +39,12 @@ def widened(program: Program, model: str | None) -> Summary:
 def float64_model(summary: Summary, weights: dict[str, np.ndarray],
                   opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """The ONNX model of a `widened` summary with `weights` (state_dict names; float32
-    arrays are widened), every op in float64."""
+    arrays are widened), every op in float64, validated by ONNX's checker."""
     arrays = {name: a.astype(np.float64) if a.dtype == np.float32 else a
               for name, a in weights.items()}
-    return emit_onnx(summary, arrays, opset, float32_fallback=False).model
+    model = emit_onnx(summary, arrays, opset, float32_fallback=False).model
+    validate(model, summary.instance.span)
+    return model
 
 
 def _widen(instance: ModelInstance, entry: Graph) -> None:

@@ -1,5 +1,6 @@
 """The ONNX lowering table: one row per registry op, each adding to a `GraphBuilder` the ONNX
-nodes that compute one IR node. This module imports onnx and NumPy, never a framework.
+nodes that compute one IR node. This module imports ONNX's protobuf classes (`proto.py`)
+and NumPy, never a framework.
 
 A row takes an `OnnxCall` and returns the names of the values holding the node's results (one
 per IR output, always outputs of nodes it added). Functions (`ONNX_FUNCTIONS`) and layers
@@ -47,10 +48,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from onnx import TensorProto, helper
 
 from dualnet.backends.conv_transpose import transposed_padding
 from dualnet.backends.onnx.builder import GraphBuilder
+from dualnet.backends.onnx.proto import TensorProto, make_tensor, numpy_dtype
 from dualnet.backends.source_helpers import register
 from dualnet.ir.types import DType
 from dualnet.ops import REGISTRY
@@ -113,7 +114,7 @@ Row = Callable[[OnnxCall], list[str]]
 
 def _const(call: OnnxCall, value, dtype: DType, hint: str = "const") -> str:
     """A constant of dualnet type `dtype` (a scalar is 0-d, so it broadcasts)."""
-    numpy_type = helper.tensor_dtype_to_np_dtype(ONNX_TYPES[dtype])
+    numpy_type = numpy_dtype(ONNX_TYPES[dtype])
     return call.b.constant(np.asarray(value, dtype=numpy_type), hint)
 
 
@@ -521,7 +522,7 @@ def _avg_pool_nodes(call: OnnxCall, x: str, dtype: DType) -> str:
     mean = call.one("AveragePool", [padded], count_include_pad=int(include), **window)
     if added is None or include:
         return mean
-    one = helper.make_tensor("one", ONNX_TYPES[dtype], [1], [1])
+    one = make_tensor("one", ONNX_TYPES[dtype], [1], [1])
     ones = call.one("ConstantOfShape", [call.one("Shape", [x])], value=one)
     share = call.one("AveragePool", [call.one("Pad", [ones, added])], **window)
     return call.one("Div", [mean, share])
