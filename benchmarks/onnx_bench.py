@@ -158,8 +158,8 @@ def bench_emit(torch: Any, weights: Path, runs: int, budget: float
     rows: list[Row] = []
     graphs: dict[str, bytes] = {}
     if missing:
-        print(f"  {DYNAMO}: skipped, {missing} (the dynamo exporter needs it; "
-              "`pip install -c constraints.txt onnxscript`, not pinned there)")
+        print(f"  {DYNAMO}: skipped, {missing} (the dynamo exporter needs it: the bench "
+              "extra, `pip install -c constraints.txt -e '.[bench]'`, which `make bench` runs)")
         rows.append(Row(f"emit speed-up: {DYNAMO} / dualnet", missing,
                         f">= {SPEEDUP_TARGET:.0f}x", "-", "skipped"))
         del fns[DYNAMO]
