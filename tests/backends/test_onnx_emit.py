@@ -147,6 +147,19 @@ def test_compile_imports_neither_the_onnx_package_nor_a_framework(tmp_path):
     assert (tmp_path / "LeNet5.onnx").stat().st_size > 0
 
 
+def test_a_number_in_a_bf16_expression_is_a_bf16_constant(tmp_path):
+    """(It was a float64 tensor, which ONNX's checker refused.) bf16 comes from ml_dtypes,
+    imported for it alone."""
+    import onnx
+
+    path = tmp_path / "m.dnet"
+    path.write_text('model M() {\n    forward(x: f32[B, 3]) '
+                    '{ return cast(cast(x, "bf16") * 2.0, "f32") }\n}\n')
+    model = dualnet.load(str(path)).onnx()  # checked
+    [constant] = model.graph.initializer
+    assert constant.data_type == onnx.TensorProto.BFLOAT16 and constant.raw_data == b"\x00@"
+
+
 def test_an_invalid_model_is_an_internal_error():
     """What `onnx_model`, `run` and `parity` do with an emitted model ONNX's checker
     refuses (compile writes what the emitter makes: the tests above check it)."""

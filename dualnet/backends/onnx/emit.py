@@ -24,7 +24,13 @@ from dualnet.backends.onnx.lowering import (
     OpsetTooOld,
     lower,
 )
-from dualnet.backends.onnx.proto import ModelParts, ModelProto, make_node, make_tensor_value_info
+from dualnet.backends.onnx.proto import (
+    ModelParts,
+    ModelProto,
+    make_node,
+    make_tensor_value_info,
+    numpy_dtype,
+)
 from dualnet.diagnostics import error, option
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value, by_parameter
@@ -126,7 +132,7 @@ class OnnxEmitter:
                 self.calls.append((child.path, tuple(self.names[id(v)] for v in node.outputs)))
             elif node.kind == "constant":
                 self.b.scope = f"{prefix}{node.outputs[0].name}"
-                dtype = node.outputs[0].type.dtype.numpy
+                dtype = numpy_dtype(ONNX_TYPES[node.outputs[0].type.dtype])  # bf16 too
                 self.names[id(node.outputs[0])] = self.b.constant(
                     np.asarray(node.attrs["value"], dtype), "value")
             else:
