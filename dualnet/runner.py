@@ -1,10 +1,11 @@
 """`dualnet run`: one model, one backend, real inputs (`.npy` files) → outputs (`.npz`).
 
 Each backend object (`dualnet.backends`) runs its model and imports its framework only then.
-ONNX runs on ONNX Runtime with the CUDA provider when it is available, else on the CPU; PyTorch and Keras run the generated model
-in eval mode (for `parity --train`: PyTorch in train mode, Keras through its own training
-step, the one `fit()` takes). Weights come from a safetensors file or a seeded
-initialisation, the same for every backend, so runs can be compared.
+ONNX runs on ONNX Runtime with the CUDA provider when it is available, else on the CPU;
+PyTorch and Keras run the generated model in eval mode (for `parity --train`: PyTorch in
+train mode, Keras through its own training step, the one `fit()` takes). Weights come from
+a safetensors file or a seeded initialisation, the same for every backend, so runs can be
+compared.
 """
 
 from __future__ import annotations
