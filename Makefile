@@ -85,6 +85,7 @@ test: setup
 
 lint: setup
 	@$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The benchmarks' own dependency (the bench extra: onnxscript, which torch.onnx's dynamo
 # exporter needs), so that onnx_bench.py's headline ratio is measured on every clone.

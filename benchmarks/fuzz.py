@@ -65,8 +65,11 @@ class Tally:
         self.out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.out / "running", ignore_errors=True)
         (self.out / "running.dnet").unlink(missing_ok=True)
-        fuzzing.write_case(case, f"running (program {self.programs + 1} of --seed {self.seed})",
-                           self.out / "running")
+        fuzzing.write_case(
+            case,
+            f"running (program {self.programs + 1} of --seed {self.seed})",
+            self.out / "running",
+        )
         started = time.perf_counter()
         try:
             outcome = fuzzing.run_case(case)
@@ -78,9 +81,14 @@ class Tally:
             for r in outcome.rows:
                 self.worst[r.pair] = max(self.worst.get(r.pair, 0.0), r.max_rel)
             if outcome.failures:
-                self.fail(case, "\n".join(
-                    f"{r.output} {' vs '.join(r.pair)}: max rel {r.max_rel:.3g}, shape "
-                    f"{r.shape}" for r in outcome.failures))
+                self.fail(
+                    case,
+                    "\n".join(
+                        f"{r.output} {' vs '.join(r.pair)}: max rel {r.max_rel:.3g}, shape "
+                        f"{r.shape}"
+                        for r in outcome.failures
+                    ),
+                )
         self.seconds += time.perf_counter() - started
         self.programs += 1
         if self.programs % CLEAR_EVERY == 0:
@@ -98,8 +106,11 @@ class Tally:
 
     def write(self, case: fuzzing.Case, finding: str) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        path = fuzzing.write_case(case, f"found by benchmarks/fuzz.py --seed {self.seed}:\n"
-                                  f"{finding}", self.out / f"fuzz_s{self.seed}_{self.programs}")
+        path = fuzzing.write_case(
+            case,
+            f"found by benchmarks/fuzz.py --seed {self.seed}:\n{finding}",
+            self.out / f"fuzz_s{self.seed}_{self.programs}",
+        )
         self.failures.append((str(path), finding.splitlines()[0]))
         print(f"FAILURE {path}: {finding.splitlines()[0]}", flush=True)
 
@@ -108,14 +119,23 @@ def fuzz(tally: Tally, examples: int, every: int, constructs=fuzzing.CONSTRUCTS)
     phases = [Phase.generate, Phase.shrink] if tally.shrink else [Phase.generate]
 
     @seed(tally.seed)
-    @settings(max_examples=examples, database=None, deadline=None, phases=phases,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
+    @settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+    )
     @given(fuzzing.programs(constructs=constructs))
     def one(case: fuzzing.Case) -> None:
         tally.record(case)
         if tally.programs % every == 0:
-            print(f"{tally.programs:6d}/{examples} programs, {len(tally.failures)} failures, "
-                  f"{fmt_s(tally.seconds / tally.programs)}/program", flush=True)
+            print(
+                f"{tally.programs:6d}/{examples} programs, {len(tally.failures)} failures, "
+                f"{fmt_s(tally.seconds / tally.programs)}/program",
+                flush=True,
+            )
 
     try:
         one()
@@ -129,18 +149,26 @@ def report(tally: Tally) -> int:
     cells = [f"{op} {tally.ops[op]} ({tally.uses[op]})" for op in names]
     width = max(len(c) for c in cells) + 2
     for i in range(0, len(cells), 3):
-        print("  " + "".join(c.ljust(width) for c in cells[i:i + 3]).rstrip())
+        print("  " + "".join(c.ljust(width) for c in cells[i : i + 3]).rstrip())
     per = tally.seconds / max(tally.programs, 1)
-    rows = [Row("programs run", str(tally.programs)),
-            Row("time per program", fmt_s(per), "-", "-", f"info (total {tally.seconds:.0f} s)"),
-            Row("ops covered", f"{len(tally.ops)} of {len(REGISTRY)}")]
+    rows = [
+        Row("programs run", str(tally.programs)),
+        Row("time per program", fmt_s(per), "-", "-", f"info (total {tally.seconds:.0f} s)"),
+        Row("ops covered", f"{len(tally.ops)} of {len(REGISTRY)}"),
+    ]
     limit = parity.TOLERANCE
     for pair, worst in sorted(tally.worst.items()):
         if pair[0] != "expected":
-            rows.append(Row(f"worst max rel, {' vs '.join(pair)}", f"{worst:.3g}",
-                            f"<= {limit:g}", "-", "ok" if worst <= limit else "MISMATCH"))
-    rows += [Row(f"failure: {path}", finding, "-", "-", "FAIL")
-             for path, finding in tally.failures]
+            rows.append(
+                Row(
+                    f"worst max rel, {' vs '.join(pair)}",
+                    f"{worst:.3g}",
+                    f"<= {limit:g}",
+                    "-",
+                    "ok" if worst <= limit else "MISMATCH",
+                )
+            )
+    rows += [Row(f"failure: {path}", finding, "-", "-", "FAIL") for path, finding in tally.failures]
     return finish(rows, strict=True)
 
 
@@ -148,20 +176,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=1000, help="programs to run")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "dualnet-fuzz",
-                        help="directory for failing programs")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "dualnet-fuzz",
+        help="directory for failing programs",
+    )
     parser.add_argument("--every", type=int, default=100, help="progress line interval")
-    parser.add_argument("--shrink", action="store_true",
-                        help="stop at the first failure and shrink it")
-    parser.add_argument("--match", default="", help="with --shrink: only failures whose "
-                        "finding contains this text count")
-    parser.add_argument("--constructs", default=",".join(sorted(fuzzing.CONSTRUCTS)),
-                        help="the constructs programs may use (comma-separated)")
+    parser.add_argument(
+        "--shrink", action="store_true", help="stop at the first failure and shrink it"
+    )
+    parser.add_argument(
+        "--match",
+        default="",
+        help="with --shrink: only failures whose finding contains this text count",
+    )
+    parser.add_argument(
+        "--constructs",
+        default=",".join(sorted(fuzzing.CONSTRUCTS)),
+        help="the constructs programs may use (comma-separated)",
+    )
     args = parser.parse_args(argv)
     constructs = {"ops", *filter(None, args.constructs.split(","))}
     if constructs - fuzzing.CONSTRUCTS:
-        parser.error(f"unknown constructs: {', '.join(sorted(constructs - fuzzing.CONSTRUCTS))}"
-                     f" (known: {', '.join(sorted(fuzzing.CONSTRUCTS))})")
+        parser.error(
+            f"unknown constructs: {', '.join(sorted(constructs - fuzzing.CONSTRUCTS))}"
+            f" (known: {', '.join(sorted(fuzzing.CONSTRUCTS))})"
+        )
     tally = Tally(args.out, args.seed, args.shrink, args.match)
     fuzz(tally, args.examples, args.every, frozenset(constructs))
     return report(tally)

@@ -18,8 +18,15 @@ from keras import layers
 BN = {"epsilon": 1e-5, "momentum": 0.9}
 RESNET_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # channels, stride of the first block
 # MobileNetV2, Table 2 of the paper: expansion t, channels c, repeats n, first stride s.
-MOBILENET_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                    (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENET_STAGES = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def conv(x, filters: int, kernel: int, stride: int, name: str, depthwise: bool = False):
@@ -63,8 +70,15 @@ def resnet18(classes: int = 1000, size: int = 224) -> keras.Model:
 # ---------------------------------------------------------------- MobileNetV2
 
 
-def conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu6: bool = True,
-            depthwise: bool = False):
+def conv_bn(
+    x,
+    filters: int,
+    kernel: int,
+    stride: int,
+    name: str,
+    relu6: bool = True,
+    depthwise: bool = False,
+):
     """Sequential(Conv2d, BatchNorm[, ReLU6]) named `name`: its layers are name.0, name.1."""
     x = bn(conv(x, filters, kernel, stride, f"{name}.0", depthwise), f"{name}.1")
     return layers.ReLU(6.0)(x) if relu6 else x

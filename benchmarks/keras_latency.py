@@ -56,8 +56,7 @@ LAYOUTS = ("channels_last", "channels_first")
 LABELS = {"resnet18": "ResNet-18", "mobilenetv2": "MobileNetV2"}
 VARIANTS = ("generated NHWC", "generated NCHW", "hand-written")
 IMPORT = re.compile(r'^\s*(?:from|import)\s+"([^"]+)"', re.MULTILINE)
-TF_DTYPES = {"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64",
-             "bool": "bool"}
+TF_DTYPES = {"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64", "bool": "bool"}
 
 
 def import_tensorflow(threads: int) -> Any:
@@ -137,8 +136,9 @@ def bound(fn: Any, x: Any) -> Callable[[], object]:
     return lambda: fn(x).numpy()
 
 
-def rotated(fns: list[Callable[[], object]], warmup: int, max_rounds: int, min_rounds: int,
-            budget_s: float) -> list[list[float]]:
+def rotated(
+    fns: list[Callable[[], object]], warmup: int, max_rounds: int, min_rounds: int, budget_s: float
+) -> list[list[float]]:
     """Per-call times of each fn, called in rotating order (A B C, B C A, ...) after
     `warmup` calls of each."""
     for _ in range(warmup):
@@ -169,9 +169,11 @@ class Case:
 
 
 def cases(budget: float) -> list[Case]:
-    return [Case(model, batch, *((5, 300, 20, budget * 6) if batch == 1 else
-                                 (2, 40, 7, budget * 12)))
-            for model in LABELS for batch in (1, 32)]
+    return [
+        Case(model, batch, *((5, 300, 20, budget * 6) if batch == 1 else (2, 40, 7, budget * 12)))
+        for model in LABELS
+        for batch in (1, 32)
+    ]
 
 
 def case_rows(case: Case, fns: dict[str, Any], nhwc: Any, nchw: Any) -> list[Row]:
@@ -181,36 +183,64 @@ def case_rows(case: Case, fns: dict[str, Any], nhwc: Any, nchw: Any) -> list[Row
     outputs = {v: call() for v, call in calls.items()}
     diffs = [max_rel_diff(outputs[v], outputs["hand-written"]) for v in VARIANTS[:2]]
     if not max(diffs) <= AGREE_RTOL:
-        print(f"  {label}: outputs disagree, max rel diff NHWC {diffs[0]:.2e}, "
-              f"NCHW {diffs[1]:.2e}")
-        return [Row(f"{label}: {v} / hand-written", f"outputs disagree ({d:.1e})",
-                    f"<= {RATIO_TARGET:.2f}", "-", "ERROR")
-                for v, d in zip(VARIANTS[:2], diffs, strict=True)]
-    times = dict(zip(VARIANTS, rotated([calls[v] for v in VARIANTS], case.warmup,
-                                       case.max_rounds, case.min_rounds, case.budget_s),
-                     strict=True))
+        print(f"  {label}: outputs disagree, max rel diff NHWC {diffs[0]:.2e}, NCHW {diffs[1]:.2e}")
+        return [
+            Row(
+                f"{label}: {v} / hand-written",
+                f"outputs disagree ({d:.1e})",
+                f"<= {RATIO_TARGET:.2f}",
+                "-",
+                "ERROR",
+            )
+            for v, d in zip(VARIANTS[:2], diffs, strict=True)
+        ]
+    times = dict(
+        zip(
+            VARIANTS,
+            rotated(
+                [calls[v] for v in VARIANTS],
+                case.warmup,
+                case.max_rounds,
+                case.min_rounds,
+                case.budget_s,
+            ),
+            strict=True,
+        )
+    )
     hand = times["hand-written"]
     medians = {v: statistics.median(t) for v, t in times.items()}
     rows = []
     for variant, diff in zip(VARIANTS[:2], diffs, strict=True):
         ratio = medians[variant] / medians["hand-written"]
         paired = statistics.median(g / h for g, h in zip(times[variant], hand, strict=True))
-        print(f"  {label:<17} {variant:<15} {len(hand):>6} {fmt_s(medians[variant]):>11} "
-              f"{fmt_s(medians['hand-written']):>13} {ratio:>6.3f}x {paired:>7.3f}x "
-              f"{diff:>13.1e}")
+        print(
+            f"  {label:<17} {variant:<15} {len(hand):>6} {fmt_s(medians[variant]):>11} "
+            f"{fmt_s(medians['hand-written']):>13} {ratio:>6.3f}x {paired:>7.3f}x "
+            f"{diff:>13.1e}"
+        )
         like_for_like = variant == VARIANTS[0]  # the NCHW interface is information only
-        rows.append(ratio_row(f"{label}: {variant} / hand-written", times[variant], hand,
-                              RATIO_TARGET if like_for_like else None))
+        rows.append(
+            ratio_row(
+                f"{label}: {variant} / hand-written",
+                times[variant],
+                hand,
+                RATIO_TARGET if like_for_like else None,
+            )
+        )
     return rows
 
 
 def bench_forward(tf: Any, budget: float) -> list[Row]:
-    print(f"\n[1] forward latency, generated vs hand-written (tf {tf.__version__}, "
-          f"intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
-          f"{tf.config.threading.get_inter_op_parallelism_threads()} threads, float32, "
-          "tf.function, training=False)")
-    print(f"  {'model':<17} {'variant':<15} {'rounds':>6} {'generated':>11} "
-          f"{'hand-written':>13} {'ratio':>7} {'paired':>8} {'max rel diff':>13}")
+    print(
+        f"\n[1] forward latency, generated vs hand-written (tf {tf.__version__}, "
+        f"intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
+        f"{tf.config.threading.get_inter_op_parallelism_threads()} threads, float32, "
+        "tf.function, training=False)"
+    )
+    print(
+        f"  {'model':<17} {'variant':<15} {'rounds':>6} {'generated':>11} "
+        f"{'hand-written':>13} {'ratio':>7} {'paired':>8} {'max rel diff':>13}"
+    )
     rows: list[Row] = []
     built: dict[str, dict[str, Any] | None] = {}
     rng = np.random.default_rng(0)
@@ -232,8 +262,7 @@ def bench_forward(tf: Any, budget: float) -> list[Row]:
                 rows += case_rows(case, built[case.model], nhwc, nchw)
             except Exception as exc:
                 print(f"  {label}: forward failed\n{failure(exc)}")
-                rows.append(Row(label, "error (forward)", f"<= {RATIO_TARGET:.2f}", "-",
-                                "ERROR"))
+                rows.append(Row(label, "error (forward)", f"<= {RATIO_TARGET:.2f}", "-", "ERROR"))
     return rows
 
 
@@ -252,8 +281,7 @@ def input_specs(tf: Any, summary: Any, layout: str) -> list[Any]:
 
     specs = []
     for value in summary.graph.inputs:
-        shape = [1] + [int(d) if isinstance(d, int) else TRACE_SIZE
-                       for d in value.type.shape[1:]]
+        shape = [1] + [int(d) if isinstance(d, int) else TRACE_SIZE for d in value.type.shape[1:]]
         if layout == "channels_last" and prefers_channels_last(summary.graph, value):
             shape = [shape[0], *shape[2:], shape[1]]
         specs.append(tf.TensorSpec(shape, TF_DTYPES[value.type.dtype.value]))
@@ -276,8 +304,7 @@ def transposes(tf: Any, path: Path) -> str:
     counts = []
     for layout in LAYOUTS:
         source = program.source("keras", layout=layout).count("ops.transpose(")
-        graph = graph_transposes(tf, program.keras(layout=layout),
-                                 input_specs(tf, summary, layout))
+        graph = graph_transposes(tf, program.keras(layout=layout), input_specs(tf, summary, layout))
         counts.append(f"{layout}: graph {graph}, source {source}")
     return "; ".join(counts)
 
@@ -285,8 +312,10 @@ def transposes(tf: Any, path: Path) -> str:
 def bench_transposes(tf: Any) -> list[Row]:
     import handwritten_keras
 
-    print("\n[2] transposes: Transpose ops in the traced graph (batch 1) and `ops.transpose(` "
-          "in the generated source")
+    print(
+        "\n[2] transposes: Transpose ops in the traced graph (batch 1) and `ops.transpose(` "
+        "in the generated source"
+    )
     rows = []
     for path in zoo_models():
         label = f"transposes {path.stem} (generated)"
@@ -315,11 +344,20 @@ def measure(threads: int, budget: float, forward: bool = True) -> tuple[list[Row
     try:
         tf = import_tensorflow(threads)
     except ImportError as exc:
-        print(f"\nKeras benchmark skipped: TensorFlow is not installed ({exc}).\n"
-              "    Install it with `pip install -c constraints.txt -e '.[keras]'` "
-              "(or `make setup`).")
-        return [Row("Keras benchmark (all rows)", "tensorflow not installed",
-                    f"<= {RATIO_TARGET:.2f}", "-", "skipped")], None
+        print(
+            f"\nKeras benchmark skipped: TensorFlow is not installed ({exc}).\n"
+            "    Install it with `pip install -c constraints.txt -e '.[keras]'` "
+            "(or `make setup`)."
+        )
+        return [
+            Row(
+                "Keras benchmark (all rows)",
+                "tensorflow not installed",
+                f"<= {RATIO_TARGET:.2f}",
+                "-",
+                "skipped",
+            )
+        ], None
     rows: list[Row] = []
     note = None
     if forward:
@@ -332,15 +370,20 @@ def measure(threads: int, budget: float, forward: bool = True) -> tuple[list[Row
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="TF intra-op threads (default 2)")
-    ap.add_argument("--budget", type=float, default=1.0,
-                    help="base time budget per latency row in seconds (batch 1 gets 6x, "
-                         "batch 32 12x)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="base time budget per latency row in seconds (batch 1 gets 6x, batch 32 12x)",
+    )
     ap.add_argument("--no-forward", action="store_true", help="skip the latency rows")
     ap.add_argument("--strict", action="store_true", help="exit 1 unless every verdict is ok")
     args = ap.parse_args(argv)
 
-    print(f"dualnet Keras-backend benchmark  (python {sys.version.split()[0]}, "
-          f"{sys.executable}, {os.cpu_count()} CPUs)")
+    print(
+        f"dualnet Keras-backend benchmark  (python {sys.version.split()[0]}, "
+        f"{sys.executable}, {os.cpu_count()} CPUs)"
+    )
     rows, note = measure(args.threads, args.budget, not args.no_forward)
     return finish(rows, args.strict, note)
 

@@ -126,14 +126,27 @@ def exporters(torch: Any, model: Any, weights: Path) -> dict[str, Callable[[], b
     def legacy() -> bytes:
         f = io.BytesIO()
         with quiet():
-            torch.onnx.export(model, x, f, dynamo=False, opset_version=DEFAULT_OPSET,
-                              dynamic_axes={"x": {0: "B"}, "output": {0: "B"}}, **names)
+            torch.onnx.export(
+                model,
+                x,
+                f,
+                dynamo=False,
+                opset_version=DEFAULT_OPSET,
+                dynamic_axes={"x": {0: "B"}, "output": {0: "B"}},
+                **names,
+            )
         return f.getvalue()
 
     def dynamo() -> bytes:
         with quiet():
-            program = torch.onnx.export(model, x, dynamo=True, verbose=False,
-                                        dynamic_shapes=({0: torch.export.Dim("B")},), **names)
+            program = torch.onnx.export(
+                model,
+                x,
+                dynamo=True,
+                verbose=False,
+                dynamic_shapes=({0: torch.export.Dim("B")},),
+                **names,
+            )
         return program.model_proto.SerializeToString()
 
     return {DUALNET: emit, LEGACY: legacy, DYNAMO: dynamo}
@@ -148,20 +161,32 @@ def dynamo_missing() -> str | None:
 # ------------------------------------------------------------------ [1] emission
 
 
-def bench_emit(torch: Any, weights: Path, runs: int, budget: float
-               ) -> tuple[list[Row], dict[str, bytes]]:
+def bench_emit(
+    torch: Any, weights: Path, runs: int, budget: float
+) -> tuple[list[Row], dict[str, bytes]]:
     """The emission rows, and each exporter's model bytes (for the latency rows)."""
-    print(f"\n[1] emission time, ResNet-18 with weights (torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads): one warm-up each, then rotating order, medians")
+    print(
+        f"\n[1] emission time, ResNet-18 with weights (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads): one warm-up each, then rotating order, medians"
+    )
     fns = exporters(torch, torch_model(torch, weights), weights)
     missing = dynamo_missing()
     rows: list[Row] = []
     graphs: dict[str, bytes] = {}
     if missing:
-        print(f"  {DYNAMO}: skipped, {missing} (the dynamo exporter needs it: the bench "
-              "extra, `pip install -c constraints.txt -e '.[bench]'`, which `make bench` runs)")
-        rows.append(Row(f"emit speed-up: {DYNAMO} / dualnet", missing,
-                        f">= {SPEEDUP_TARGET:.0f}x", "-", "skipped"))
+        print(
+            f"  {DYNAMO}: skipped, {missing} (the dynamo exporter needs it: the bench "
+            "extra, `pip install -c constraints.txt -e '.[bench]'`, which `make bench` runs)"
+        )
+        rows.append(
+            Row(
+                f"emit speed-up: {DYNAMO} / dualnet",
+                missing,
+                f">= {SPEEDUP_TARGET:.0f}x",
+                "-",
+                "skipped",
+            )
+        )
         del fns[DYNAMO]
     for name, fn in list(fns.items()):
         try:
@@ -173,18 +198,29 @@ def bench_emit(torch: Any, weights: Path, runs: int, budget: float
     times = dict(zip(fns, rotated(list(fns.values()), 0, 40, runs, budget * 20), strict=True))
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name, median in medians.items():
-        label = ("dualnet.load(...).onnx(weights=W).SerializeToString()" if name == DUALNET
-                 else EXPORTERS[name])
-        print(f"  {label:<56} {fmt_s(median):>10}  (n={len(times[name])}, "
-              f"{len(graphs[name]) / 2**20:.1f} MiB)")
+        label = (
+            "dualnet.load(...).onnx(weights=W).SerializeToString()"
+            if name == DUALNET
+            else EXPORTERS[name]
+        )
+        print(
+            f"  {label:<56} {fmt_s(median):>10}  (n={len(times[name])}, "
+            f"{len(graphs[name]) / 2**20:.1f} MiB)"
+        )
         rows.append(Row(f"emit: {label}", f"{fmt_s(median)} (n={len(times[name])})"))
     if DUALNET in medians:
         for name in (DYNAMO, LEGACY):
             if name in medians:  # the target is against the dynamo exporter
-                rows.append(ratio_row(f"emit speed-up: {name} / dualnet", times[name],
-                                      times[DUALNET],
-                                      SPEEDUP_TARGET if name == DYNAMO else None,
-                                      at_least=True, digits=1))
+                rows.append(
+                    ratio_row(
+                        f"emit speed-up: {name} / dualnet",
+                        times[name],
+                        times[DUALNET],
+                        SPEEDUP_TARGET if name == DYNAMO else None,
+                        at_least=True,
+                        digits=1,
+                    )
+                )
     rows.append(cli_row(weights, runs, medians.get(DYNAMO)))
     return rows, graphs
 
@@ -193,8 +229,19 @@ def cli_row(weights: Path, runs: int, dynamo_s: float | None) -> Row:
     rel = os.path.relpath(MODEL, ROOT)
     label = f"python -m dualnet compile {rel} --target onnx --weights W"
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
-        cmd = [sys.executable, "-m", "dualnet", "compile", str(MODEL), "--target", "onnx",
-               "--weights", str(weights), "-o", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "compile",
+            str(MODEL),
+            "--target",
+            "onnx",
+            "--weights",
+            str(weights),
+            "-o",
+            tmp,
+        ]
         median, why = time_process(cmd, runs, bytecode_env(os.path.join(tmp, "pycache")))
     if median is None:
         print(f"  {label}: failed, {why}")
@@ -252,15 +299,28 @@ def latency_case(batch: int, sessions: dict[str, Any], budget: float) -> list[Ro
         diff = max_rel_diff(calls[name](), ref)
         if not diff <= AGREE_RTOL:
             print(f"  b{batch}: {name} disagrees with dualnet, max rel diff {diff:.2e}")
-            rows.append(Row(f"ORT b{batch}: dualnet / {name}", f"outputs disagree ({diff:.1e})",
-                            f"<= {RATIO_TARGET:.2f}", "-", "ERROR"))
+            rows.append(
+                Row(
+                    f"ORT b{batch}: dualnet / {name}",
+                    f"outputs disagree ({diff:.1e})",
+                    f"<= {RATIO_TARGET:.2f}",
+                    "-",
+                    "ERROR",
+                )
+            )
             del calls[name]
         else:
             print(f"  b{batch}: {name} vs dualnet, max rel diff {diff:.1e}")
-    warmup, max_rounds, min_rounds, budget_s = ((5, 300, 20, budget * 8) if batch == 1
-                                                else (2, 40, 5, budget * 20))
-    times = dict(zip(calls, rotated(list(calls.values()), warmup, max_rounds, min_rounds,
-                                    budget_s), strict=True))
+    warmup, max_rounds, min_rounds, budget_s = (
+        (5, 300, 20, budget * 8) if batch == 1 else (2, 40, 5, budget * 20)
+    )
+    times = dict(
+        zip(
+            calls,
+            rotated(list(calls.values()), warmup, max_rounds, min_rounds, budget_s),
+            strict=True,
+        )
+    )
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name in calls:
         print(f"  b{batch:<3} {name:<24} {fmt_s(medians[name]):>10}  (n={len(times[name])})")
@@ -268,23 +328,32 @@ def latency_case(batch: int, sessions: dict[str, Any], budget: float) -> list[Ro
     for subject in subjects:
         for name in (LEGACY, DYNAMO):
             if name in calls:  # the target is for dualnet's graph as emitted
-                rows.append(ratio_row(f"ORT ResNet-18 b{batch}: {subject} / {name}",
-                                      times[subject], times[name],
-                                      RATIO_TARGET if subject == DUALNET else None))
+                rows.append(
+                    ratio_row(
+                        f"ORT ResNet-18 b{batch}: {subject} / {name}",
+                        times[subject],
+                        times[name],
+                        RATIO_TARGET if subject == DUALNET else None,
+                    )
+                )
     return rows
 
 
-def bench_latency(graphs: dict[str, bytes], threads: int, budget: float
-                  ) -> tuple[list[Row], dict[str, bytes]]:
+def bench_latency(
+    graphs: dict[str, bytes], threads: int, budget: float
+) -> tuple[list[Row], dict[str, bytes]]:
     """The latency rows, and the graphs measured (the diagnostic one included)."""
     import onnxruntime as ort
 
-    print(f"\n[2] ONNX Runtime {ort.__version__} latency, CPUExecutionProvider, {threads} "
-          "intra-op threads (no spinning), default graph optimizations, rotating order, medians")
+    print(
+        f"\n[2] ONNX Runtime {ort.__version__} latency, CPUExecutionProvider, {threads} "
+        "intra-op threads (no spinning), default graph optimizations, rotating order, medians"
+    )
     if DUALNET not in graphs or len(graphs) < 2:
         print("  nothing to compare")
-        return [Row("ORT latency", "error (no graphs)", f"<= {RATIO_TARGET:.2f}", "-",
-                    "ERROR")], graphs
+        return [
+            Row("ORT latency", "error (no graphs)", f"<= {RATIO_TARGET:.2f}", "-", "ERROR")
+        ], graphs
     extra = stripped(graphs[DUALNET])
     if extra is not None:
         graphs = {**graphs, STRIPPED: extra}
@@ -295,8 +364,9 @@ def bench_latency(graphs: dict[str, bytes], threads: int, budget: float
             rows += latency_case(batch, sessions, budget)
         except Exception as exc:
             print(f"  b{batch}: failed\n{failure(exc)}")
-            rows.append(Row(f"ORT ResNet-18 b{batch}", "error", f"<= {RATIO_TARGET:.2f}", "-",
-                            "ERROR"))
+            rows.append(
+                Row(f"ORT ResNet-18 b{batch}", "error", f"<= {RATIO_TARGET:.2f}", "-", "ERROR")
+            )
     return rows, graphs
 
 
@@ -304,8 +374,10 @@ def bench_latency(graphs: dict[str, bytes], threads: int, budget: float
 
 
 def op_counts(model: Any) -> Counter:
-    return Counter(f"{n.domain.removeprefix('com.microsoft.')}:{n.op_type}"
-                   if n.domain else n.op_type for n in model.graph.node)
+    return Counter(
+        f"{n.domain.removeprefix('com.microsoft.')}:{n.op_type}" if n.domain else n.op_type
+        for n in model.graph.node
+    )
 
 
 def optimized(ort: Any, onnx: Any, data: bytes, threads: int, workdir: Path) -> Any:
@@ -319,18 +391,20 @@ def bench_graphs(graphs: dict[str, bytes], threads: int) -> list[Row]:
     import onnx
     import onnxruntime as ort
 
-    print("\n[3] op types and counts: each graph as exported (oN: its opset) and after ONNX "
-          "Runtime's default optimizations (ORT); nchwc: com.microsoft.nchwc")
+    print(
+        "\n[3] op types and counts: each graph as exported (oN: its opset) and after ONNX "
+        "Runtime's default optimizations (ORT); nchwc: com.microsoft.nchwc"
+    )
     counts: dict[str, Counter] = {}  # by row label
     columns: dict[str, str] = {}  # row label -> column header
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
         for name, data in graphs.items():
             model = onnx.load_from_string(data)
-            opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                         "?")
+            opset = next(
+                (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), "?"
+            )
             counts[f"{name} (opset {opset})"] = op_counts(model)
-            counts[f"{name} after ORT"] = op_counts(optimized(ort, onnx, data, threads,
-                                                              Path(tmp)))
+            counts[f"{name} after ORT"] = op_counts(optimized(ort, onnx, data, threads, Path(tmp)))
             columns[f"{name} (opset {opset})"] = f"{SHORT[name]} o{opset}"
             columns[f"{name} after ORT"] = f"{SHORT[name]} ORT"
     ops = sorted(set().union(*counts.values()), key=lambda op: (":" in op, op))
@@ -338,12 +412,17 @@ def bench_graphs(graphs: dict[str, bytes], threads: int) -> list[Row]:
     widths = {c: max(len(h), 5) for c, h in columns.items()}
     print(f"  {'':<{width}} " + " ".join(f"{h:>{widths[c]}}" for c, h in columns.items()))
     for op in [*ops, "total"]:
-        cells = [sum(counts[c].values()) if op == "total" else counts[c].get(op, 0)
-                 for c in columns]
-        print(f"  {op:<{width}} " + " ".join(f"{v or '.':>{widths[c]}}"
-                                             for v, c in zip(cells, columns, strict=True)))
-    rows = [Row(f"ops {c}", ", ".join(f"{op} {n}" for op, n in counts[c].most_common()))
-            for c in columns]
+        cells = [
+            sum(counts[c].values()) if op == "total" else counts[c].get(op, 0) for c in columns
+        ]
+        print(
+            f"  {op:<{width}} "
+            + " ".join(f"{v or '.':>{widths[c]}}" for v, c in zip(cells, columns, strict=True))
+        )
+    rows = [
+        Row(f"ops {c}", ", ".join(f"{op} {n}" for op, n in counts[c].most_common()))
+        for c in columns
+    ]
     dual = onnx.load_from_string(graphs[DUALNET])
     empty = Counter(n.op_type for n in trailing_empty(dual))
     value = ", ".join(f"{op} {n}" for op, n in empty.items()) or "none"
@@ -357,26 +436,43 @@ def bench_graphs(graphs: dict[str, bytes], threads: int) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=2,
-                    help="ORT intra-op threads and torch.set_num_threads (default 2)")
-    ap.add_argument("--budget", type=float, default=1.0,
-                    help="base time budget per row in seconds (emission 20x, ORT batch 1 8x, "
-                         "batch 32 20x)")
-    ap.add_argument("--runs", type=int, default=5,
-                    help="least rounds of the emission rows; runs of the CLI process")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="ORT intra-op threads and torch.set_num_threads (default 2)",
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="base time budget per row in seconds (emission 20x, ORT batch 1 8x, batch 32 20x)",
+    )
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=5,
+        help="least rounds of the emission rows; runs of the CLI process",
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 unless every verdict is ok")
     args = ap.parse_args(argv)
 
-    print(f"dualnet ONNX-backend benchmark  (python {sys.version.split()[0]}, {sys.executable}, "
-          f"{os.cpu_count()} CPUs)")
+    print(
+        f"dualnet ONNX-backend benchmark  (python {sys.version.split()[0]}, {sys.executable}, "
+        f"{os.cpu_count()} CPUs)"
+    )
     try:
         import onnxruntime  # noqa: F401
         import torch
     except ImportError as exc:
-        print(f"\nONNX benchmark skipped: {exc}.\n    Install with "
-              "`pip install -c constraints.txt -e '.[all]'` (or `make setup`).")
-        return finish([Row("ONNX benchmark (all rows)", f"not installed ({exc.name})",
-                           "-", "-", "skipped")], args.strict)
+        print(
+            f"\nONNX benchmark skipped: {exc}.\n    Install with "
+            "`pip install -c constraints.txt -e '.[all]'` (or `make setup`)."
+        )
+        return finish(
+            [Row("ONNX benchmark (all rows)", f"not installed ({exc.name})", "-", "-", "skipped")],
+            args.strict,
+        )
     torch.set_num_threads(args.threads)
     before = cpu_snapshot()
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:

@@ -50,11 +50,22 @@ class Failed(Exception):
 def commands(weights: Path, out: str) -> dict[str, list[str]]:
     rel = os.path.relpath(MODEL, ROOT)
     dualnet = [sys.executable, "-m", "dualnet"]
-    return {PASS: [sys.executable, "-c", "pass"],
-            CHECK: [*dualnet, "check", rel],
-            IMPORT_ONNX: [sys.executable, "-c", "import onnx"],
-            COMPILE: [*dualnet, "compile", rel, "--target", "onnx", "--weights", str(weights),
-                      "-o", out]}
+    return {
+        PASS: [sys.executable, "-c", "pass"],
+        CHECK: [*dualnet, "check", rel],
+        IMPORT_ONNX: [sys.executable, "-c", "import onnx"],
+        COMPILE: [
+            *dualnet,
+            "compile",
+            rel,
+            "--target",
+            "onnx",
+            "--weights",
+            str(weights),
+            "-o",
+            out,
+        ],
+    }
 
 
 def cpu_seconds(cmd: list[str], env: dict[str, str]) -> float:
@@ -67,33 +78,38 @@ def cpu_seconds(cmd: list[str], env: dict[str, str]) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(cmds: dict[str, list[str]], runs: int, env: dict[str, str]
-            ) -> dict[str, list[float]]:
+def measure(cmds: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, list[float]]:
     """CPU seconds of each command over `runs` rounds in rotating order, after a warm-up."""
     names = list(cmds)
     for name in names:
         cpu_seconds(cmds[name], env)
     times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(runs):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             times[name].append(cpu_seconds(cmds[name], env))
     return times
 
 
 def imported(cmd: list[str], env: dict[str, str]) -> list[str]:
     """The modules of UNWANTED that `cmd` imports (`python -X importtime`)."""
-    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], cwd=ROOT,
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [cmd[0], "-X", "importtime", *cmd[1:]], cwd=ROOT, capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         raise Failed(f"exit {proc.returncode}\n{tail(proc.stderr)}")
-    names = {line.rpartition("|")[2].strip() for line in proc.stderr.splitlines()
-             if line.startswith("import time:")}
+    names = {
+        line.rpartition("|")[2].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     return [m for m in UNWANTED if m in names]
 
 
 def bench(runs: int) -> list[Row]:
-    print(f"\n[1] CPU time (user + system) of whole processes, median of {runs} runs after "
-          "1 warm-up each, rotating order; bytecode cached by the warm-up")
+    print(
+        f"\n[1] CPU time (user + system) of whole processes, median of {runs} runs after "
+        "1 warm-up each, rotating order; bytecode cached by the warm-up"
+    )
     label = f"compile {os.path.relpath(MODEL, ROOT)} --target onnx --weights W"
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
         weights = Path(tmp) / "resnet18.safetensors"
@@ -113,16 +129,27 @@ def bench(runs: int) -> list[Row]:
     compile_s = medians[COMPILE]
     return [
         Row("python -c pass (interpreter start-up)", fmt_s(medians[PASS])),
-        Row(f"python -m dualnet check {os.path.relpath(MODEL, ROOT)} (comparison)",
-            fmt_s(medians[CHECK])),
+        Row(
+            f"python -m dualnet check {os.path.relpath(MODEL, ROOT)} (comparison)",
+            fmt_s(medians[CHECK]),
+        ),
         Row('python -c "import onnx" (comparison)', fmt_s(medians[IMPORT_ONNX])),
-        Row(f"python -m dualnet {label}", f"{fmt_s(compile_s)} CPU (n={runs})",
-            f"<= {fmt_s(TARGET_S)}", f"{compile_s / TARGET_S:.2f}x",
-            "ok" if compile_s <= TARGET_S else "SLOW"),
+        Row(
+            f"python -m dualnet {label}",
+            f"{fmt_s(compile_s)} CPU (n={runs})",
+            f"<= {fmt_s(TARGET_S)}",
+            f"{compile_s / TARGET_S:.2f}x",
+            "ok" if compile_s <= TARGET_S else "SLOW",
+        ),
         ratio_row("compile / check", times[COMPILE], times[CHECK], digits=2),
         ratio_row('compile / "import onnx"', times[COMPILE], times[IMPORT_ONNX], digits=2),
-        Row("modules compile imports, of " + ", ".join(UNWANTED),
-            ", ".join(unwanted) or "none", "none", "-", "FAIL" if unwanted else "ok"),
+        Row(
+            "modules compile imports, of " + ", ".join(UNWANTED),
+            ", ".join(unwanted) or "none",
+            "none",
+            "-",
+            "FAIL" if unwanted else "ok",
+        ),
     ]
 
 
@@ -132,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit 1 unless every verdict is ok")
     args = ap.parse_args(argv)
 
-    print(f"dualnet ONNX start-up benchmark  (python {sys.version.split()[0]}, "
-          f"{sys.executable}, {os.cpu_count()} CPUs)")
+    print(
+        f"dualnet ONNX start-up benchmark  (python {sys.version.split()[0]}, "
+        f"{sys.executable}, {os.cpu_count()} CPUs)"
+    )
     if importlib.util.find_spec("onnx") is None:
-        print("\nONNX start-up benchmark skipped: onnx is not installed.\n    Install with "
-              "`pip install -c constraints.txt -e '.[all]'` (or `make setup`).")
-        return finish([Row("ONNX start-up (all rows)", "not installed (onnx)", "-", "-",
-                           "skipped")], args.strict)
+        print(
+            "\nONNX start-up benchmark skipped: onnx is not installed.\n    Install with "
+            "`pip install -c constraints.txt -e '.[all]'` (or `make setup`)."
+        )
+        return finish(
+            [Row("ONNX start-up (all rows)", "not installed (onnx)", "-", "-", "skipped")],
+            args.strict,
+        )
     return finish(bench(args.runs), args.strict)
 
 

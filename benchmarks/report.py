@@ -25,8 +25,14 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds:.3f} s"
 
 
-def ratio_row(measurement: str, times: list[float], baseline: list[float],
-              limit: float | None = None, at_least: bool = False, digits: int = 3) -> Row:
+def ratio_row(
+    measurement: str,
+    times: list[float],
+    baseline: list[float],
+    limit: float | None = None,
+    at_least: bool = False,
+    digits: int = 3,
+) -> Row:
     """`times` against `baseline` (interleaved rounds): the ratio of their medians, checked
     against `limit` (at most, or `at_least`; None: information only), and the median of the
     per-round ratios, which is steadier on a busy machine."""
@@ -66,8 +72,9 @@ def finish(rows: list[Row], strict: bool, note: str | None = None) -> int:
     print_table(rows)
     if note:
         print("\n" + note)
-    bad = [r for r in rows
-           if r.verdict not in ("ok", "skipped") and not r.verdict.startswith("info")]
+    bad = [
+        r for r in rows if r.verdict not in ("ok", "skipped") and not r.verdict.startswith("info")
+    ]
     if bad:
         print(f"\n{len(bad)} measurement(s) not ok: " + "; ".join(r.measurement for r in bad))
     else:

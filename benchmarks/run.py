@@ -271,8 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="250,500,1000,2000,4000", help="deep model sizes")
     ap.add_argument("--model", default="models/resnet18.dnet", help="model for the process rows")
     ap.add_argument("--no-torch", action="store_true", help="skip the `import torch` baseline")
-    ap.add_argument("--no-keras", action="store_true",
-                    help="skip the Keras-backend benchmark (benchmarks/keras_latency.py)")
+    ap.add_argument(
+        "--no-keras",
+        action="store_true",
+        help="skip the Keras-backend benchmark (benchmarks/keras_latency.py)",
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 unless every verdict is ok")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

@@ -157,8 +157,17 @@ def define_reference_models(torch: Any) -> dict[str, type]:
             return self.output_norm(h + self.ffn(h))
 
     class BertEncoder(nn.Module):
-        def __init__(self, vocab=30522, hidden=128, layers=2, heads=2, intermediate=512,
-                     max_positions=512, type_vocab=2, dropout=0.1):
+        def __init__(
+            self,
+            vocab=30522,
+            hidden=128,
+            layers=2,
+            heads=2,
+            intermediate=512,
+            max_positions=512,
+            type_vocab=2,
+            dropout=0.1,
+        ):
             super().__init__()
             self.embeddings = BertEmbeddings(vocab, hidden, max_positions, type_vocab, dropout)
             self.encoder = nn.ModuleList(
@@ -224,20 +233,23 @@ def copy_weights(torch: Any, src: Any, dst: Any) -> int:
     src_sd = src.state_dict()
     dst_sd = dst.state_dict()
     unknown = sorted(set(src_sd) - set(dst_sd))
-    missing = sorted(k for k in set(dst_sd) - set(src_sd)
-                     if not k.endswith(ONLY_IN_REFERENCE))
+    missing = sorted(k for k in set(dst_sd) - set(src_sd) if not k.endswith(ONLY_IN_REFERENCE))
     if unknown or missing:
-        raise RuntimeError(f"state_dict names differ: only generated {unknown[:5]}, "
-                           f"only hand-written {missing[:5]}")
+        raise RuntimeError(
+            f"state_dict names differ: only generated {unknown[:5]}, "
+            f"only hand-written {missing[:5]}"
+        )
     for name, tensor in src_sd.items():
         if dst_sd[name].shape != tensor.shape:
-            raise RuntimeError(f"{name}: shape {tuple(tensor.shape)} vs "
-                               f"{tuple(dst_sd[name].shape)}")
+            raise RuntimeError(
+                f"{name}: shape {tuple(tensor.shape)} vs {tuple(dst_sd[name].shape)}"
+            )
     result = dst.load_state_dict(src_sd, strict=False)
     leftover = [k for k in result.missing_keys if not k.endswith(ONLY_IN_REFERENCE)]
     if leftover or result.unexpected_keys:
-        raise RuntimeError(f"load_state_dict: missing {leftover}, unexpected "
-                           f"{result.unexpected_keys}")
+        raise RuntimeError(
+            f"load_state_dict: missing {leftover}, unexpected {result.unexpected_keys}"
+        )
     return len(src_sd)
 
 
@@ -263,19 +275,26 @@ def make_inputs(torch: Any, model: str, batch: int, seed: int) -> tuple:
         return (torch.randn(batch, 1, 28, 28, generator=gen),)
     ids = torch.randint(0, 30522, (batch, BERT_SEQ), generator=gen)
     token_types = torch.zeros(batch, BERT_SEQ, dtype=torch.long)
-    token_types[:, BERT_SEQ // 2:] = 1
+    token_types[:, BERT_SEQ // 2 :] = 1
     mask = torch.ones(batch, BERT_SEQ, dtype=torch.bool)
     for i in range(batch):  # padding at the end: 16 tokens for row 0, up to 79 for others
         pad = 16 + (i * 13) % 64
-        mask[i, BERT_SEQ - pad:] = False
+        mask[i, BERT_SEQ - pad :] = False
     return ids, token_types, mask
 
 
 # ------------------------------------------------------------------ timing
 
 
-def interleaved(a: Callable[..., object], b: Callable[..., object], args: tuple, warmup: int,
-                max_pairs: int, min_pairs: int, budget_s: float) -> tuple[list[float], list[float]]:
+def interleaved(
+    a: Callable[..., object],
+    b: Callable[..., object],
+    args: tuple,
+    warmup: int,
+    max_pairs: int,
+    min_pairs: int,
+    budget_s: float,
+) -> tuple[list[float], list[float]]:
     """Per-call times of a(*args) and b(*args), called in alternating order after `warmup`
     calls of each."""
     for _ in range(warmup):
@@ -324,10 +343,14 @@ def bench_forward(torch: Any, budget: float) -> list[Row]:
     refs = define_reference_models(torch)
     rows: list[Row] = []
     built: dict[str, tuple[Any, Any] | None] = {}
-    print(f"\n[1] forward latency, generated vs hand-written (torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, float32, eval, no_grad)")
-    print(f"  {'model':<22} {'batch':>5} {'pairs':>6} {'generated':>11} {'hand-written':>13} "
-          f"{'ratio':>7} {'paired':>8} {'max rel diff':>13}")
+    print(
+        f"\n[1] forward latency, generated vs hand-written (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, float32, eval, no_grad)"
+    )
+    print(
+        f"  {'model':<22} {'batch':>5} {'pairs':>6} {'generated':>11} {'hand-written':>13} "
+        f"{'ratio':>7} {'paired':>8} {'max rel diff':>13}"
+    )
     for case in cases(budget):
         label = f"{case.label} b{case.batch}: generated / hand-written"
         target = f"<= {RATIO_TARGET:.2f}"
@@ -354,20 +377,22 @@ def bench_forward(torch: Any, budget: float) -> list[Row]:
             try:
                 diff = max_rel_diff(torch, gen(*inputs), ref(*inputs))
             except Exception as exc:
-                print(f"  {case.label} b{case.batch}: forward failed ({type(exc).__name__}: "
-                      f"{exc})")
+                print(f"  {case.label} b{case.batch}: forward failed ({type(exc).__name__}: {exc})")
                 rows.append(Row(label, "error (forward)", target, "-", "ERROR"))
                 continue
             if not diff <= AGREE_RTOL:
                 print(f"  {case.label} b{case.batch}: outputs disagree, max rel diff {diff:.2e}")
                 rows.append(Row(label, f"outputs disagree ({diff:.1e})", target, "-", "ERROR"))
                 continue
-            tg, tr = interleaved(gen, ref, inputs, case.warmup, case.max_pairs,
-                                 case.min_pairs, case.budget_s)
+            tg, tr = interleaved(
+                gen, ref, inputs, case.warmup, case.max_pairs, case.min_pairs, case.budget_s
+            )
         mg, mr = statistics.median(tg), statistics.median(tr)
         paired = statistics.median(g / r for g, r in zip(tg, tr, strict=True))
-        print(f"  {case.label:<22} {case.batch:>5} {len(tg):>6} {fmt_s(mg):>11} {fmt_s(mr):>13} "
-              f"{mg / mr:>6.3f}x {paired:>7.3f}x {diff:>13.1e}")
+        print(
+            f"  {case.label:<22} {case.batch:>5} {len(tg):>6} {fmt_s(mg):>11} {fmt_s(mr):>13} "
+            f"{mg / mr:>6.3f}x {paired:>7.3f}x {diff:>13.1e}"
+        )
         rows.append(ratio_row(label, tg, tr, RATIO_TARGET))
     return rows
 
@@ -375,8 +400,9 @@ def bench_forward(torch: Any, budget: float) -> list[Row]:
 # ------------------------------------------------------------------ compile-to-source
 
 
-def time_process(cmd: list[str], runs: int, env: dict[str, str] | None = None
-                 ) -> tuple[float | None, str]:
+def time_process(
+    cmd: list[str], runs: int, env: dict[str, str] | None = None
+) -> tuple[float | None, str]:
     """Median wall time of `cmd` over `runs` runs (after one warm-up); (None, why) on failure."""
     times: list[float] = []
     for i in range(runs + 1):
@@ -390,8 +416,9 @@ def time_process(cmd: list[str], runs: int, env: dict[str, str] | None = None
     return statistics.median(times), ""
 
 
-def process_row(label: str, cmd: list[str], runs: int, target: float | None,
-                env: dict[str, str] | None = None) -> Row:
+def process_row(
+    label: str, cmd: list[str], runs: int, target: float | None, env: dict[str, str] | None = None
+) -> Row:
     median, why = time_process(cmd, runs, env)
     if median is None:
         print(f"  {label}: failed, {why}")
@@ -399,8 +426,13 @@ def process_row(label: str, cmd: list[str], runs: int, target: float | None,
     print(f"  {label}: {fmt_s(median)}")
     if target is None:
         return Row(label, fmt_s(median), "-", f"{median / COMPILE_TARGET_S:.2f}x", "info")
-    return Row(label, fmt_s(median), f"<= {fmt_s(target)}", f"{median / target:.2f}x",
-               "ok" if median <= target else "SLOW")
+    return Row(
+        label,
+        fmt_s(median),
+        f"<= {fmt_s(target)}",
+        f"{median / target:.2f}x",
+        "ok" if median <= target else "SLOW",
+    )
 
 
 TORCH_PROBE = r"""
@@ -422,8 +454,9 @@ print(f"TORCH={int(after_emit)},{int('torch' in sys.modules)}")
 
 def torch_free_row(model: Path) -> Row:
     label = "torch in sys.modules after compiler.emit / compile_file"
-    proc = subprocess.run([sys.executable, "-c", TORCH_PROBE, str(model)], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_PROBE, str(model)], cwd=ROOT, capture_output=True, text=True
+    )
     marker = [ln for ln in proc.stdout.splitlines() if ln.startswith("TORCH=")]
     if proc.returncode != 0 or not marker:
         print(f"  torch-import probe failed (exit {proc.returncode})\n{tail(proc.stderr)}")
@@ -446,27 +479,54 @@ def bytecode_env(cache_dir: str) -> dict[str, str]:
 def bench_compile(runs: int) -> list[Row]:
     model = ROOT / "models" / "resnet18.dnet"
     rel = os.path.relpath(model, ROOT)
-    print(f"\n[2] compile-to-source as a whole process, median of {runs} runs after 1 warm-up "
-          "(bytecode cached by the warm-up, under a temporary PYTHONPYCACHEPREFIX)")
+    print(
+        f"\n[2] compile-to-source as a whole process, median of {runs} runs after 1 warm-up "
+        "(bytecode cached by the warm-up, under a temporary PYTHONPYCACHEPREFIX)"
+    )
     if not model.is_file():
         print(f"  {rel} does not exist")
         return [Row(f"compile {rel}", "missing", "-", "-", "ERROR")]
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
         env = bytecode_env(os.path.join(tmp, "pycache"))
-        compile_cmd = [sys.executable, "-m", "dualnet", "compile", str(model), "--target",
-                       "torch", "-o", tmp]
+        compile_cmd = [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "compile",
+            str(model),
+            "--target",
+            "torch",
+            "-o",
+            tmp,
+        ]
         rows = [
-            process_row("python -c pass (baseline)", [sys.executable, "-c", "pass"], runs, None,
-                        env),
-            process_row(f"python -m dualnet check {rel} (comparison)",
-                        [sys.executable, "-m", "dualnet", "check", str(model)], runs, None, env),
-            process_row(f"python -m dualnet compile {rel} --target torch", compile_cmd, runs,
-                        COMPILE_TARGET_S, env),
+            process_row(
+                "python -c pass (baseline)", [sys.executable, "-c", "pass"], runs, None, env
+            ),
+            process_row(
+                f"python -m dualnet check {rel} (comparison)",
+                [sys.executable, "-m", "dualnet", "check", str(model)],
+                runs,
+                None,
+                env,
+            ),
+            process_row(
+                f"python -m dualnet compile {rel} --target torch",
+                compile_cmd,
+                runs,
+                COMPILE_TARGET_S,
+                env,
+            ),
         ]
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-            rows.append(process_row(
-                "  same, PYTHONDONTWRITEBYTECODE set and no .pyc (as inherited)",
-                compile_cmd, runs, None))
+            rows.append(
+                process_row(
+                    "  same, PYTHONDONTWRITEBYTECODE set and no .pyc (as inherited)",
+                    compile_cmd,
+                    runs,
+                    None,
+                )
+            )
     rows.append(torch_free_row(model))
     return rows
 
@@ -498,43 +558,63 @@ def others_cpu_note(before: tuple | None, after: tuple | None) -> str | None:
     if wall <= 0:
         return None
     cores = others / wall
-    print(f"\nother processes used {cores:.2f} CPU cores on average during the latency rows "
-          f"({os.cpu_count()} CPUs)")
+    print(
+        f"\nother processes used {cores:.2f} CPU cores on average during the latency rows "
+        f"({os.cpu_count()} CPUs)"
+    )
     if cores > 0.25:
-        return ("note: other work shared the CPU during the latency rows; the medians (and so "
-                "the ratios) are noisy. The paired ratios are steadier; rerun on an idle machine.")
+        return (
+            "note: other work shared the CPU during the latency rows; the medians (and so "
+            "the ratios) are noisy. The paired ratios are steadier; rerun on an idle machine."
+        )
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    ap.add_argument("--budget", type=float, default=1.0,
-                    help="base time budget per latency row in seconds (larger models get a "
-                         "multiple of it)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="base time budget per latency row in seconds (larger models get a multiple of it)",
+    )
     ap.add_argument("--runs", type=int, default=5, help="timed runs per process measurement")
     ap.add_argument("--no-forward", action="store_true", help="skip the latency rows")
     ap.add_argument("--strict", action="store_true", help="exit 1 unless every verdict is ok")
     args = ap.parse_args(argv)
 
-    print(f"dualnet torch-backend benchmark  (python {sys.version.split()[0]}, {sys.executable}, "
-          f"{os.cpu_count()} CPUs)")
+    print(
+        f"dualnet torch-backend benchmark  (python {sys.version.split()[0]}, {sys.executable}, "
+        f"{os.cpu_count()} CPUs)"
+    )
     rows: list[Row] = []
     note = None
     if not args.no_forward:
         try:
             import torch
         except ImportError as exc:
-            print(f"\n[1] skipped: PyTorch is not installed ({exc}).\n"
-                  "    Install it with `pip install -c constraints.txt -e '.[torch]'` "
-                  "(or `make setup`).")
-            rows.append(Row("forward latency (all models)", "torch not installed",
-                            f"<= {RATIO_TARGET:.2f}", "-", "skipped"))
+            print(
+                f"\n[1] skipped: PyTorch is not installed ({exc}).\n"
+                "    Install it with `pip install -c constraints.txt -e '.[torch]'` "
+                "(or `make setup`)."
+            )
+            rows.append(
+                Row(
+                    "forward latency (all models)",
+                    "torch not installed",
+                    f"<= {RATIO_TARGET:.2f}",
+                    "-",
+                    "skipped",
+                )
+            )
         else:
             torch.set_num_threads(args.threads)
-            print(f"torch.set_num_threads({args.threads}) -> get_num_threads() = "
-                  f"{torch.get_num_threads()}, interop threads = "
-                  f"{torch.get_num_interop_threads()}")
+            print(
+                f"torch.set_num_threads({args.threads}) -> get_num_threads() = "
+                f"{torch.get_num_threads()}, interop threads = "
+                f"{torch.get_num_interop_threads()}"
+            )
             before = cpu_snapshot()
             rows += bench_forward(torch, args.budget)
             note = others_cpu_note(before, cpu_snapshot())

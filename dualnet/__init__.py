@@ -5,8 +5,11 @@ __version__ = "0.1.0"
 from dualnet.api import Summary, check_file  # noqa: E402
 
 # Imported on first use, so that `import dualnet` stays free of ML frameworks.
-_LAZY = {"save_weights": "dualnet.weights", "load_weights": "dualnet.weights",
-         "load": "dualnet.compiler"}
+_LAZY = {
+    "save_weights": "dualnet.weights",
+    "load_weights": "dualnet.weights",
+    "load": "dualnet.compiler",
+}
 
 __all__ = ["Summary", "__version__", "check_file", "load", "load_weights", "save_weights"]
 

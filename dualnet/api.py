@@ -59,8 +59,12 @@ class Summary:
         return [f"{v.name}: {v.type}" for v in self.graph.inputs] if self.graph else []
 
 
-def check_file(path: str, model: str | None = None, include_dirs: tuple[str, ...] = (),
-               hyper: dict[str, Any] | None = None) -> Summary:
+def check_file(
+    path: str,
+    model: str | None = None,
+    include_dirs: tuple[str, ...] = (),
+    hyper: dict[str, Any] | None = None,
+) -> Summary:
     """Parse, resolve, instantiate and check `model` (default: the file's last model),
     within the front end's work budget (`dualnet.budget`). Never raises for bad input:
     problems are in `Summary.diagnostics`."""
@@ -81,13 +85,20 @@ def check_file(path: str, model: str | None = None, include_dirs: tuple[str, ...
         if enabled:
             gc.enable()
     if summary.instance is not None:
-        summary.layers = [LayerRow(layer.path, layer.op, _first_output(layer),
-                                   layer.param_count) for layer in summary.instance.layers()]
+        summary.layers = [
+            LayerRow(layer.path, layer.op, _first_output(layer), layer.param_count)
+            for layer in summary.instance.layers()
+        ]
     return summary
 
 
-def _check(summary: Summary, loader: Loader, checker: Checker, model: str | None,
-           hyper: dict[str, Any] | None) -> None:
+def _check(
+    summary: Summary,
+    loader: Loader,
+    checker: Checker,
+    model: str | None,
+    hyper: dict[str, Any] | None,
+) -> None:
     path = summary.file
     try:
         root = loader.load_root(path)
@@ -104,8 +115,9 @@ def _check(summary: Summary, loader: Loader, checker: Checker, model: str | None
         ref = _entry(root, model)
         summary.model = ref.name
         _require_defaults(ref, hyper or {})
-        spec = ModelSpec(ref, checker.hyper_values(ref, _hyper_args(hyper), ref.model.span),
-                         ref.model.span)
+        spec = ModelSpec(
+            ref, checker.hyper_values(ref, _hyper_args(hyper), ref.model.span), ref.model.span
+        )
         frame = checker.new_frame(spec, "")
         summary.instance = frame.instance
         summary.graph = checker.entry_graph(frame)
@@ -129,10 +141,13 @@ def _require_defaults(ref: ModelRef, given: dict[str, Any]) -> None:
     missing = [h for h in ref.model.hypers if h.default is None and h.name not in given]
     if missing:
         names = ", ".join(f"`{h.name}`" for h in missing)
-        raise error("E-MODEL", f"model {ref.name} needs a value for {names} to be checked on "
-                    "its own", missing[0].span, "no default",
-                    [f"give {names} a default, or check a model that uses {ref.name} "
-                     "(--model NAME)"])
+        raise error(
+            "E-MODEL",
+            f"model {ref.name} needs a value for {names} to be checked on its own",
+            missing[0].span,
+            "no default",
+            [f"give {names} a default, or check a model that uses {ref.name} (--model NAME)"],
+        )
 
 
 def _file_start(root) -> Span:
@@ -142,8 +157,12 @@ def _file_start(root) -> Span:
 def _entry(root, model: str | None) -> ModelRef:
     if model is None:
         if not root.models:
-            raise error("E-MODEL", f"{root.display} declares no model", _file_start(root),
-                        notes=["a file to check declares at least one `model`"])
+            raise error(
+                "E-MODEL",
+                f"{root.display} declares no model",
+                _file_start(root),
+                notes=["a file to check declares at least one `model`"],
+            )
         name = list(root.models)[-1]
         return ModelRef(root.models[name], root)
     if model in root.models:
@@ -152,6 +171,13 @@ def _entry(root, model: str | None) -> ModelRef:
         other, original, _ = root.imported[model]
         return ModelRef(other.models[original], other)
     hint = suggest(model, root.models)
-    raise error("E-MODEL", f"{root.display} has no model `{model}`", _file_start(root),
-                notes=[f"did you mean `{hint}`?" if hint else
-                       "models here: " + (", ".join(root.models) or "none")])
+    raise error(
+        "E-MODEL",
+        f"{root.display} has no model `{model}`",
+        _file_start(root),
+        notes=[
+            f"did you mean `{hint}`?"
+            if hint
+            else "models here: " + (", ".join(root.models) or "none")
+        ],
+    )

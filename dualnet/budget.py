@@ -150,8 +150,11 @@ def time_limit() -> float:
     except ValueError:
         value = -1.0
     if not 0 < value < float("inf"):
-        raise error("E-INPUT", f"{TIME_ENV}={os.environ[TIME_ENV]!r} is not a positive number "
-                    "of seconds", outside(f"the environment variable {TIME_ENV}"))
+        raise error(
+            "E-INPUT",
+            f"{TIME_ENV}={os.environ[TIME_ENV]!r} is not a positive number of seconds",
+            outside(f"the environment variable {TIME_ENV}"),
+        )
     return value
 
 

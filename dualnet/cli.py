@@ -26,35 +26,64 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dualnet", description="Define a neural network once; get the same "
-                     "model in PyTorch, Keras and ONNX Runtime.")
+    parser = _Parser(
+        prog="dualnet",
+        description="Define a neural network once; get the same "
+        "model in PyTorch, Keras and ONNX Runtime.",
+    )
     parser.add_argument("--version", action="version", version=f"dualnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def source_args(p: argparse.ArgumentParser, many: bool = False) -> None:
-        p.add_argument("file", metavar="FILE", nargs="+" if many else None,
-                       help="a .dnet source file" + ("; several: one summary line each, "
-                                                     "with their entry models" if many else ""))
+        p.add_argument(
+            "file",
+            metavar="FILE",
+            nargs="+" if many else None,
+            help="a .dnet source file"
+            + ("; several: one summary line each, with their entry models" if many else ""),
+        )
         p.add_argument("--model", metavar="NAME", help="entry model (default: the file's last)")
-        p.add_argument("-I", dest="include", metavar="DIR", action="append", default=[],
-                       help="also resolve imports in DIR (repeatable)")
+        p.add_argument(
+            "-I",
+            dest="include",
+            metavar="DIR",
+            action="append",
+            default=[],
+            help="also resolve imports in DIR (repeatable)",
+        )
 
     def max_params_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--max-params", type=_count, metavar="N",
-                       help="refuse models with more parameter and buffer elements than N "
-                       "before allocating them (default: $DUALNET_MAX_PARAMS, else 2e9 or "
-                       "what a twelfth of this machine's memory holds)")
+        p.add_argument(
+            "--max-params",
+            type=_count,
+            metavar="N",
+            help="refuse models with more parameter and buffer elements than N "
+            "before allocating them (default: $DUALNET_MAX_PARAMS, else 2e9 or "
+            "what a twelfth of this machine's memory holds)",
+        )
 
     def comparison_args(p: argparse.ArgumentParser, seeded: str, batch: int) -> None:
         """The options of the commands that run a model in several backends."""
-        p.add_argument("--weights", metavar="W.safetensors",
-                       help="the weights (default: a seeded initialisation)")
-        p.add_argument("--seed", type=_seed, default=0, metavar="S",
-                       help=f"seed of {seeded} (default 0)")
-        p.add_argument("--dims", metavar=f"B={batch},T=16",
-                       help=f"sizes of the symbolic dimensions (default: B={batch}, others 8)")
-        p.add_argument("--backends", default="torch,keras,onnx", metavar="LIST",
-                       type=_backends, help="comma-separated (default: torch,keras,onnx)")
+        p.add_argument(
+            "--weights",
+            metavar="W.safetensors",
+            help="the weights (default: a seeded initialisation)",
+        )
+        p.add_argument(
+            "--seed", type=_seed, default=0, metavar="S", help=f"seed of {seeded} (default 0)"
+        )
+        p.add_argument(
+            "--dims",
+            metavar=f"B={batch},T=16",
+            help=f"sizes of the symbolic dimensions (default: B={batch}, others 8)",
+        )
+        p.add_argument(
+            "--backends",
+            default="torch,keras,onnx",
+            metavar="LIST",
+            type=_backends,
+            help="comma-separated (default: torch,keras,onnx)",
+        )
         max_params_arg(p)
 
     check = sub.add_parser("check", help="parse, infer shapes and run the autodiff checks")
@@ -62,62 +91,126 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     ir = sub.add_parser("ir", help="print the typed IR")
     source_args(ir)
-    init = sub.add_parser("init", help="write the initial weights (PyTorch's initialisers) "
-                          "to a .safetensors file")
+    init = sub.add_parser(
+        "init", help="write the initial weights (PyTorch's initialisers) to a .safetensors file"
+    )
     source_args(init)
-    init.add_argument("--seed", type=_seed, default=0, metavar="S",
-                      help="random seed, an int in [0, 2**64) (default: 0)")
-    init.add_argument("-o", "--output", required=True, metavar="W.safetensors",
-                      help="the weight file to write (replaced atomically)")
+    init.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        metavar="S",
+        help="random seed, an int in [0, 2**64) (default: 0)",
+    )
+    init.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="W.safetensors",
+        help="the weight file to write (replaced atomically)",
+    )
     max_params_arg(init)
     comp = sub.add_parser("compile", help="write the model as source for a framework")
     source_args(comp)
-    comp.add_argument("--target", required=True, choices=tuple(BACKENDS),
-                      help="torch: PyTorch nn.Module source; keras: Keras 3 source; onnx: an "
-                      "ONNX model <model name>.onnx with its weights")
-    comp.add_argument("--layout", choices=("channels_first", "channels_last"),
-                      help="keras: the entry model's image layout (default: channels_first, "
-                      "the arrays the PyTorch module takes)")
-    comp.add_argument("--weights", metavar="W.safetensors",
-                      help="onnx: the weights to embed (default: a seeded initialisation)")
-    comp.add_argument("--seed", type=_seed, metavar="S",
-                      help="onnx: the seed of the initialisation when no --weights (default 0)")
-    comp.add_argument("--opset", type=_opset, metavar="N",
-                      help="onnx: the ONNX opset (default 17)")
-    comp.add_argument("-o", "--output", required=True, metavar="DIR",
-                      help="directory for <file stem>_<target>.py or <model name>.onnx")
+    comp.add_argument(
+        "--target",
+        required=True,
+        choices=tuple(BACKENDS),
+        help="torch: PyTorch nn.Module source; keras: Keras 3 source; onnx: an "
+        "ONNX model <model name>.onnx with its weights",
+    )
+    comp.add_argument(
+        "--layout",
+        choices=("channels_first", "channels_last"),
+        help="keras: the entry model's image layout (default: channels_first, "
+        "the arrays the PyTorch module takes)",
+    )
+    comp.add_argument(
+        "--weights",
+        metavar="W.safetensors",
+        help="onnx: the weights to embed (default: a seeded initialisation)",
+    )
+    comp.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="S",
+        help="onnx: the seed of the initialisation when no --weights (default 0)",
+    )
+    comp.add_argument("--opset", type=_opset, metavar="N", help="onnx: the ONNX opset (default 17)")
+    comp.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="directory for <file stem>_<target>.py or <model name>.onnx",
+    )
     max_params_arg(comp)
     sub.add_parser("ops", help="print the op × backend matrix")
-    parity = sub.add_parser("parity", help="run a model in several backends from one weight "
-                            "file on the same random inputs; compare every output")
+    parity = sub.add_parser(
+        "parity",
+        help="run a model in several backends from one weight "
+        "file on the same random inputs; compare every output",
+    )
     source_args(parity, many=True)
     comparison_args(parity, "the inputs and of the initialisation", batch=2)
     modes = parity.add_mutually_exclusive_group()
-    modes.add_argument("--per-layer", action="store_true",
-                       help="also compare the output of every layer and name the first that "
-                       "diverges")
-    modes.add_argument("--train", action="store_true",
-                       help="training mode (batch statistics, Dropout off): compare the "
-                       "outputs and the updated running statistics (PyTorch and Keras)")
-    grad = sub.add_parser("gradcheck", help="check gradients: finite differences in float64 "
-                          "against each backend's autodiff, and across backends")
+    modes.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="also compare the output of every layer and name the first that diverges",
+    )
+    modes.add_argument(
+        "--train",
+        action="store_true",
+        help="training mode (batch statistics, Dropout off): compare the "
+        "outputs and the updated running statistics (PyTorch and Keras)",
+    )
+    grad = sub.add_parser(
+        "gradcheck",
+        help="check gradients: finite differences in float64 "
+        "against each backend's autodiff, and across backends",
+    )
     source_args(grad)
     comparison_args(grad, "the inputs, directions and initialisation", batch=1)
-    grad.add_argument("--eps", type=float, default=1e-8, metavar="E",
-                      help="the finite-difference step, and a tenth of it where that misses "
-                      "(default 1e-8)")
+    grad.add_argument(
+        "--eps",
+        type=float,
+        default=1e-8,
+        metavar="E",
+        help="the finite-difference step, and a tenth of it where that misses (default 1e-8)",
+    )
     run = sub.add_parser("run", help="run a model on .npy inputs with one backend")
     source_args(run)
-    run.add_argument("--backend", required=True, choices=tuple(BACKENDS),
-                     help="onnx: ONNX Runtime (CUDA when available, else CPU)")
-    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
-                     help="an input of the model's forward (repeat for each)")
-    run.add_argument("--weights", metavar="W.safetensors",
-                     help="the weights (default: a seeded initialisation)")
-    run.add_argument("--seed", type=_seed, default=0, metavar="S",
-                     help="the seed of the initialisation when no --weights (default 0)")
-    run.add_argument("-o", "--output", required=True, metavar="OUT.npz",
-                     help="where to write the outputs (output, or output_0, output_1, ...)")
+    run.add_argument(
+        "--backend",
+        required=True,
+        choices=tuple(BACKENDS),
+        help="onnx: ONNX Runtime (CUDA when available, else CPU)",
+    )
+    run.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="an input of the model's forward (repeat for each)",
+    )
+    run.add_argument(
+        "--weights", metavar="W.safetensors", help="the weights (default: a seeded initialisation)"
+    )
+    run.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        metavar="S",
+        help="the seed of the initialisation when no --weights (default 0)",
+    )
+    run.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT.npz",
+        help="where to write the outputs (output, or output_0, output_1, ...)",
+    )
     max_params_arg(run)
     return parser
 
@@ -147,7 +240,8 @@ def _backends(text: str) -> list[str]:
     unknown = [b for b in names if b not in BACKENDS]
     if unknown or len(names) < 2 or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"invalid backends {text!r}: two or more of {', '.join(BACKENDS)}")
+            f"invalid backends {text!r}: two or more of {', '.join(BACKENDS)}"
+        )
     return names
 
 
@@ -182,17 +276,22 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (RecursionError, MemoryError) as exc:
-        print(f"dualnet: error: the input is too large or too deeply nested "
-              f"({type(exc).__name__})", file=sys.stderr)
+        print(
+            f"dualnet: error: the input is too large or too deeply nested ({type(exc).__name__})",
+            file=sys.stderr,
+        )
         return EXIT_INPUT
     except Exception as exc:  # a bug in dualnet: say so plainly, without a traceback
         return _internal_error(exc)
 
 
 def _internal_error(exc: BaseException) -> int:
-    print(f"dualnet: internal error: {type(exc).__name__}: {exc}\n"
-          "please report this with the input that caused it "
-          "(DUALNET_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+    print(
+        f"dualnet: internal error: {type(exc).__name__}: {exc}\n"
+        "please report this with the input that caused it "
+        "(DUALNET_TRACEBACK=1 shows the traceback)",
+        file=sys.stderr,
+    )
     if os.environ.get("DUALNET_TRACEBACK"):
         raise exc
     return EXIT_INTERNAL
@@ -220,8 +319,13 @@ def _main(argv: list[str] | None) -> int:
     if not summary.ok:
         _print_diagnostics(summary)
         return EXIT_INPUT
-    commands = {"init": _init, "compile": _compile, "run": _run, "parity": _parity,
-                "gradcheck": _gradcheck}
+    commands = {
+        "init": _init,
+        "compile": _compile,
+        "run": _run,
+        "parity": _parity,
+        "gradcheck": _gradcheck,
+    }
     if args.command in commands:
         from dualnet.diagnostics import DualnetError
 
@@ -246,17 +350,24 @@ def _compile(args, summary) -> int:
 
     graphs = [name for name, b in BACKENDS.items() if b.kind == "graph"]
     layouts = [name for name, b in BACKENDS.items() if len(b.layouts) > 1]
-    only = {"--layout": (layouts, args.layout), "--weights": (graphs, args.weights),
-            "--seed": (graphs, args.seed), "--opset": (graphs, args.opset),
-            "--max-params": (graphs, args.max_params)}
+    only = {
+        "--layout": (layouts, args.layout),
+        "--weights": (graphs, args.weights),
+        "--seed": (graphs, args.seed),
+        "--opset": (graphs, args.opset),
+        "--max-params": (graphs, args.max_params),
+    }
     for option, (targets, value) in only.items():
         if value is not None and args.target not in targets:
-            print(f"dualnet: error: {option} applies to --target {' or '.join(targets)} only",
-                  file=sys.stderr)
+            print(
+                f"dualnet: error: {option} applies to --target {' or '.join(targets)} only",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
     if args.target in graphs:
-        out = write_onnx(summary, args.output, args.weights, args.seed or 0, args.opset,
-                         args.max_params)
+        out = write_onnx(
+            summary, args.output, args.weights, args.seed or 0, args.opset, args.max_params
+        )
     else:
         out = write_source(summary, args.target, args.output, args.layout or "channels_first")
     print(f"wrote {out}")
@@ -269,12 +380,21 @@ def _run(args, summary) -> int:
     from dualnet.files import check_output
     from dualnet.runner import read_inputs, run, write_outputs
 
-    protect = (*summary.files, *([args.weights] if args.weights else []),
-               *(item.partition("=")[2] for item in args.input))
+    protect = (
+        *summary.files,
+        *([args.weights] if args.weights else []),
+        *(item.partition("=")[2] for item in args.input),
+    )
     check_output(args.output, protect)  # before the run, not after it
     inputs = read_inputs(args.input)
-    outputs, where = run(Program(args.file, tuple(args.include), args.max_params), args.model,
-                         args.backend, inputs, args.weights, args.seed)
+    outputs, where = run(
+        Program(args.file, tuple(args.include), args.max_params),
+        args.model,
+        args.backend,
+        inputs,
+        args.weights,
+        args.seed,
+    )
     write_outputs(outputs, args.output, protect)
     print(f"ran {summary.model} on {where}; wrote {len(outputs)} output(s) to {args.output}")
     return EXIT_OK
@@ -285,8 +405,9 @@ def _ops() -> int:
     from dualnet.table import render_table
 
     rows = matrix()
-    print(render_table(f"{len(rows)} ops × {len(BACKENDS)} backends", ["op", "kind", *BACKENDS],
-                       rows))
+    print(
+        render_table(f"{len(rows)} ops × {len(BACKENDS)} backends", ["op", "kind", *BACKENDS], rows)
+    )
     return EXIT_OK
 
 
@@ -300,11 +421,13 @@ def _parity(args, summary) -> int:
     dims = parse_dims(args.dims)
     backends, layers = _parity_backends(args), []
     if args.per_layer:
-        rows, layers, where = compare_layers(program, args.model, backends, args.weights,
-                                             args.seed, dims)
+        rows, layers, where = compare_layers(
+            program, args.model, backends, args.weights, args.seed, dims
+        )
     else:
-        rows, where = compare(program, args.model, backends, args.weights, args.seed, dims,
-                              train=args.train)
+        rows, where = compare(
+            program, args.model, backends, args.weights, args.seed, dims, train=args.train
+        )
     print("\n".join(where))
     print(output_table(summary.model, rows))
     if args.per_layer:
@@ -342,8 +465,15 @@ def _parity_files(args) -> int:
         try:
             if not summary.ok:
                 raise DualnetError(summary.diagnostics)
-            rows, _ = compare(Program(file, tuple(args.include), args.max_params), None, backends,
-                              args.weights, args.seed, parse_dims(args.dims), train=args.train)
+            rows, _ = compare(
+                Program(file, tuple(args.include), args.max_params),
+                None,
+                backends,
+                args.weights,
+                args.seed,
+                parse_dims(args.dims),
+                train=args.train,
+            )
         except DualnetError as exc:
             summary.diagnostics[:] = exc.diagnostics
             _print_diagnostics(summary)
@@ -353,12 +483,24 @@ def _parity_files(args) -> int:
         worst = {p: max(r.max_rel for r in rows if " vs ".join(r.pair) == p) for p in pairs}
         good = all(r.ok for r in rows)
         ok = ok and good
-        table.append([file, summary.model, str(len(summary.graph.outputs)),
-                      *(f"{worst[p]:.3g}" for p in pairs), "ok" if good else "MISMATCH"])
-    print(render_table(f"parity of {len(args.file)} models: worst max |a-b| / (1 + max |b|) "
-                       f"per backend pair, tolerance {TOLERANCE:g}",
-                       ["file", "model", "outputs", *pairs, "verdict"], table,
-                       right=set(range(2, 3 + len(pairs)))))
+        table.append(
+            [
+                file,
+                summary.model,
+                str(len(summary.graph.outputs)),
+                *(f"{worst[p]:.3g}" for p in pairs),
+                "ok" if good else "MISMATCH",
+            ]
+        )
+    print(
+        render_table(
+            f"parity of {len(args.file)} models: worst max |a-b| / (1 + max |b|) "
+            f"per backend pair, tolerance {TOLERANCE:g}",
+            ["file", "model", "outputs", *pairs, "verdict"],
+            table,
+            right=set(range(2, 3 + len(pairs))),
+        )
+    )
     return EXIT_OK if ok else EXIT_INPUT
 
 
@@ -368,10 +510,15 @@ def _gradcheck(args, summary) -> int:
     from dualnet.gradcheck import agreement_table, check_table, gradcheck
     from dualnet.parity import parse_dims
 
-    checks, agreements, where = gradcheck(Program(args.file, tuple(args.include),
-                                                  args.max_params), args.model,
-                                          args.backends, args.weights, args.seed,
-                                          parse_dims(args.dims), args.eps)
+    checks, agreements, where = gradcheck(
+        Program(args.file, tuple(args.include), args.max_params),
+        args.model,
+        args.backends,
+        args.weights,
+        args.seed,
+        parse_dims(args.dims),
+        args.eps,
+    )
     print("\n".join(where))
     print(check_table(summary.model, checks, args.eps))
     print(agreement_table(summary.model, agreements))
@@ -380,10 +527,17 @@ def _gradcheck(args, summary) -> int:
 
 def _json(summary) -> dict:
     return {
-        "ok": summary.ok, "file": summary.file, "model": summary.model,
-        "inputs": summary.input_types, "outputs": summary.output_types,
-        "layers": [{"path": r.path, "op": r.op, "output": r.output, "params": r.params}
-                   for r in summary.layers] if summary.ok else [],
+        "ok": summary.ok,
+        "file": summary.file,
+        "model": summary.model,
+        "inputs": summary.input_types,
+        "outputs": summary.output_types,
+        "layers": [
+            {"path": r.path, "op": r.op, "output": r.output, "params": r.params}
+            for r in summary.layers
+        ]
+        if summary.ok
+        else [],
         "trainable_params": summary.trainable_params if summary.ok else None,
         "buffers": summary.buffers if summary.ok else None,
         "diagnostics": [d.to_json() for d in summary.diagnostics],
@@ -405,9 +559,11 @@ def _init(args, summary) -> int:
     params, buffers = summary.trainable_params, summary.buffers
     numel = sum(t.numel() for t in state.values())
     frozen = numel - params - buffers  # non-trainable parameters, if any
-    print(f"wrote {len(state)} tensors to {args.output}: {params:,} trainable parameters"
-          + (f", {frozen:,} frozen" if frozen else "")
-          + f", {buffers:,} buffer elements (seed {args.seed})")
+    print(
+        f"wrote {len(state)} tensors to {args.output}: {params:,} trainable parameters"
+        + (f", {frozen:,} frozen" if frozen else "")
+        + f", {buffers:,} buffer elements (seed {args.seed})"
+    )
     return EXIT_OK
 
 
@@ -424,13 +580,18 @@ def _print_diagnostics(summary) -> None:
 def _print_table(summary) -> None:
     from dualnet.table import render_table
 
-    title = (f"{summary.model}({', '.join(summary.input_types)}) -> "
-             f"{', '.join(summary.output_types)}")
+    title = (
+        f"{summary.model}({', '.join(summary.input_types)}) -> {', '.join(summary.output_types)}"
+    )
     rows = [[r.path, r.op, r.output, f"{r.params:,}"] for r in summary.layers]
-    print(render_table(title, ["layer", "op", "output", "params"], rows, right={3},
-                       bold=sys.stdout.isatty()))
+    print(
+        render_table(
+            title, ["layer", "op", "output", "params"], rows, right={3}, bold=sys.stdout.isatty()
+        )
+    )
     print(f"trainable parameters: {summary.trainable_params:,}")
     print(f"buffers: {summary.buffers:,} elements")
+
 
 if __name__ == "__main__":
     sys.exit(main())

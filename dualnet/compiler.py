@@ -27,22 +27,32 @@ def emit(summary: Summary, target: str, layout: str = "channels_first") -> tuple
     channels-last for image tensors."""
     source_backend = backend(target, option("--target"), kind="source")
     if layout not in LAYOUTS:
-        raise error("E-BACKEND", f"unknown layout `{layout}`", option("--layout"),
-                    notes=[f"layouts: {', '.join(LAYOUTS)}"])
+        raise error(
+            "E-BACKEND",
+            f"unknown layout `{layout}`",
+            option("--layout"),
+            notes=[f"layouts: {', '.join(LAYOUTS)}"],
+        )
     source, entry = source_backend.emit(summary.instance, summary.file, layout)
-    validate(source, source_backend.imports, summary.instance.span,
-             source_backend.registrations)
+    validate(source, source_backend.imports, summary.instance.span, source_backend.registrations)
     return source, entry
 
 
-def compile_file(path: str, target: str, out_dir: str, model: str | None = None,
-                 include_dirs: tuple[str, ...] = (), layout: str = "channels_first") -> Path:
+def compile_file(
+    path: str,
+    target: str,
+    out_dir: str,
+    model: str | None = None,
+    include_dirs: tuple[str, ...] = (),
+    layout: str = "channels_first",
+) -> Path:
     """Check `path` and write `out_dir/<stem>_<target>.py`; raises DualnetError."""
     return write_source(_checked(path, model, include_dirs, None), target, out_dir, layout)
 
 
-def write_source(summary: Summary, target: str, out_dir: str,
-                 layout: str = "channels_first") -> Path:
+def write_source(
+    summary: Summary, target: str, out_dir: str, layout: str = "channels_first"
+) -> Path:
     """Emit a checked model and write `out_dir/<file stem>_<target>.py` atomically (the
     directory is created if missing)."""
     source, _ = emit(summary, target, layout)
@@ -56,8 +66,9 @@ def write_source(summary: Summary, target: str, out_dir: str,
 
 
 @needs_extras
-def initial_weights(summary: Summary, weights: str | None = None, seed: int = 0,
-                    max_params: int | None = None) -> dict:
+def initial_weights(
+    summary: Summary, weights: str | None = None, seed: int = 0, max_params: int | None = None
+) -> dict:
     """The model's tensors as NumPy arrays by state_dict name: read from the safetensors file
     `weights`, else drawn with PyTorch's initialisers from `seed` (needs torch). A model
     larger than `max_params` (`dualnet.memory`) is refused first."""
@@ -70,8 +81,13 @@ def initial_weights(summary: Summary, weights: str | None = None, seed: int = 0,
 
 
 @needs_extras
-def onnx_model(summary: Summary, weights: str | None = None, seed: int = 0,
-               opset: int | None = None, max_params: int | None = None):
+def onnx_model(
+    summary: Summary,
+    weights: str | None = None,
+    seed: int = 0,
+    opset: int | None = None,
+    max_params: int | None = None,
+):
     """The ONNX ModelProto of a checked model, validated by ONNX's checker."""
     model = onnx_emitted(summary, weights, seed, opset, max_params).model
     from dualnet.backends.onnx.validate import validate
@@ -81,20 +97,32 @@ def onnx_model(summary: Summary, weights: str | None = None, seed: int = 0,
 
 
 @needs_extras
-def onnx_emitted(summary: Summary, weights: str | None = None, seed: int = 0,
-                 opset: int | None = None, max_params: int | None = None):
+def onnx_emitted(
+    summary: Summary,
+    weights: str | None = None,
+    seed: int = 0,
+    opset: int | None = None,
+    max_params: int | None = None,
+):
     """The ONNX model with the emitter's map of IR values (`Emitted`), not validated: this
     imports ONNX's protobuf classes, not the onnx package."""
     arrays = initial_weights(summary, weights, seed, max_params)
     from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
 
-    return emit_onnx(summary, arrays, opset or DEFAULT_OPSET,
-                     weights or f"the initialisation with seed {seed}")
+    return emit_onnx(
+        summary, arrays, opset or DEFAULT_OPSET, weights or f"the initialisation with seed {seed}"
+    )
 
 
 @needs_extras
-def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed: int = 0,
-               opset: int | None = None, max_params: int | None = None) -> Path:
+def write_onnx(
+    summary: Summary,
+    out_dir: str,
+    weights: str | None = None,
+    seed: int = 0,
+    opset: int | None = None,
+    max_params: int | None = None,
+) -> Path:
     """Emit and write `out_dir/<model name>.onnx` atomically. A model over 2 GB keeps its
     tensors in the sibling file `<model name>.onnx.data` (a fixed name, never one taken from
     the input). The model is not validated (`onnx_model` is): the tests run ONNX's checker
@@ -112,8 +140,13 @@ def write_onnx(summary: Summary, out_dir: str, weights: str | None = None, seed:
     for path in (out, out.with_name(data_name)):
         check_output(path, protect)
     with temporary_directory(out_dir) as tmp:
-        onnx.save_model(emitted.model, os.path.join(tmp, out.name), save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=data_name)
+        onnx.save_model(
+            emitted.model,
+            os.path.join(tmp, out.name),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+        )
         os.replace(os.path.join(tmp, data_name), out.with_name(data_name))
         os.replace(os.path.join(tmp, out.name), out)
     return out
@@ -129,13 +162,19 @@ def read_arrays(path: str) -> dict:
     from dualnet.ir.types import DTYPES
     from dualnet.weights import read_tensors
 
-    dtypes = {name: d.numpy for name, d in DTYPES.items() if d.numpy} | \
-        {"u8": "uint8", "i8": "int8"}  # (these then fail the model's check by name)
+    dtypes = {name: d.numpy for name, d in DTYPES.items() if d.numpy} | {
+        "u8": "uint8",
+        "i8": "int8",
+    }  # (these then fail the model's check by name)
     out = {}
     for name, t in read_tensors(path).items():
         if t.dtype not in dtypes:
-            raise error("E-WEIGHTS", f"`{name}` in {path} has the dtype {t.dtype}, which "
-                        "dualnet's ONNX backend does not read", whole_file(path))
+            raise error(
+                "E-WEIGHTS",
+                f"`{name}` in {path} has the dtype {t.dtype}, which "
+                "dualnet's ONNX backend does not read",
+                whole_file(path),
+            )
         out[name] = np.frombuffer(t.data, dtypes[t.dtype]).reshape(t.shape)
     return out
 
@@ -152,8 +191,9 @@ class Program:
     buffer elements than `max_params` (default: `dualnet.memory.max_params()`) is refused
     before anything is allocated."""
 
-    def __init__(self, path: str, include_dirs: tuple[str, ...] = (),
-                 max_params: int | None = None):
+    def __init__(
+        self, path: str, include_dirs: tuple[str, ...] = (), max_params: int | None = None
+    ):
         self.path = path
         self.include_dirs = tuple(include_dirs)
         self.max_params = max_params
@@ -161,8 +201,9 @@ class Program:
     def check(self, model: str | None = None, **hyper: Any) -> Summary:
         return _checked(self.path, model, self.include_dirs, hyper or None)
 
-    def source(self, target: str, model: str | None = None, layout: str = "channels_first",
-               **hyper: Any) -> str:
+    def source(
+        self, target: str, model: str | None = None, layout: str = "channels_first", **hyper: Any
+    ) -> str:
         return emit(self.check(model, **hyper), target, layout)[0]
 
     @needs_extras
@@ -174,22 +215,34 @@ class Program:
         return self._build("torch", model, "channels_first", hyper, seed)
 
     @needs_extras
-    def keras(self, model: str | None = None, layout: str = "channels_first",
-              seed: int | None = None, **hyper: Any):
+    def keras(
+        self,
+        model: str | None = None,
+        layout: str = "channels_first",
+        seed: int | None = None,
+        **hyper: Any,
+    ):
         """An instance of the generated Keras model (built at construction), its weights
         drawn by Keras with PyTorch's initialisers or, with `seed`, dualnet's seeded
         initialisation (as `.torch(seed=...)`)."""
         return self._build("keras", model, layout, hyper, seed)
 
     @needs_extras
-    def onnx(self, model: str | None = None, weights: str | None = None, seed: int = 0,
-             opset: int | None = None, **hyper: Any):
+    def onnx(
+        self,
+        model: str | None = None,
+        weights: str | None = None,
+        seed: int = 0,
+        opset: int | None = None,
+        **hyper: Any,
+    ):
         """The ONNX ModelProto (checked), with the tensors of the safetensors file `weights`,
         else a seeded initialisation."""
         return onnx_model(self.check(model, **hyper), weights, seed, opset, self.max_params)
 
-    def _build(self, target: str, model: str | None, layout: str, hyper: dict,
-               seed: int | None = None):
+    def _build(
+        self, target: str, model: str | None, layout: str, hyper: dict, seed: int | None = None
+    ):
         summary = self.check(model, **hyper)
         require_allocatable(summary.instance, self.max_params)
         source, entry = emit(summary, target, layout)

@@ -14,7 +14,7 @@ def shorten(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text
     keep = max(limit - 12, 8)
-    return f"{text[:keep // 2 + keep % 2]}…{text[-(keep // 2):]} ({len(text):,} characters)"
+    return f"{text[: keep // 2 + keep % 2]}…{text[-(keep // 2) :]} ({len(text):,} characters)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ CODES: dict[str, str] = {
     "E-EXTRA": "an optional dependency the command needs is not installed",
     "E-INPUT": "the arrays given to `dualnet run` do not fit the model's inputs",
     "E-WEIGHTS": "a weight file does not fit the model (missing, extra, mis-shaped or "
-                 "mis-typed tensor)",
+    "mis-typed tensor)",
 }
 
 
@@ -92,11 +92,20 @@ class Diagnostic:
         object.__setattr__(self, "notes", tuple(shorten(n, MAX_MESSAGE) for n in self.notes))
 
     def to_json(self) -> dict:
-        out: dict = {"code": self.code, "message": self.message, "label": self.label,
-                     "notes": list(self.notes)}
+        out: dict = {
+            "code": self.code,
+            "message": self.message,
+            "label": self.label,
+            "notes": list(self.notes),
+        }
         if self.span is not None:
-            out.update(file=self.span.file, line=self.span.line, column=self.span.column,
-                       end_line=self.span.end_line, end_column=self.span.end_column)
+            out.update(
+                file=self.span.file,
+                line=self.span.line,
+                column=self.span.column,
+                end_line=self.span.end_line,
+                end_column=self.span.end_column,
+            )
         return out
 
 
@@ -108,8 +117,13 @@ class DualnetError(Exception):
         super().__init__("\n".join(d.message for d in self.diagnostics))
 
 
-def error(code: str, message: str, span: Span | None, label: str = "",
-          notes: tuple[str, ...] | list[str] = ()) -> DualnetError:
+def error(
+    code: str,
+    message: str,
+    span: Span | None,
+    label: str = "",
+    notes: tuple[str, ...] | list[str] = (),
+) -> DualnetError:
     """Build (not raise) an error carrying a single diagnostic."""
     assert code in CODES, code
     return DualnetError(Diagnostic(code, message, span, label, tuple(notes)))
@@ -145,7 +159,7 @@ def render(diag: Diagnostic, sources: SourceCache, color: bool = False) -> str:
             start = span.column - 1
             if len(source) > MAX_SHOWN:  # a window around the caret
                 first = max(0, min(start - 20, len(source) - MAX_SHOWN))
-                source = ("…" if first else "") + source[first:first + MAX_SHOWN] + "…"
+                source = ("…" if first else "") + source[first : first + MAX_SHOWN] + "…"
                 start = start - first + (1 if first else 0)
                 width = min(width, MAX_SHOWN - (start - (1 if first else 0)))
             caret = " " * start + "^" * max(1, width)

@@ -95,8 +95,9 @@ def read_limited(path: PathLike, limit: int, what: str, name: str | None = None)
 
 
 def too_large(name: str, what: str, limit: int) -> DualnetError:
-    return error("E-LIMIT", f"{name} is larger than the {_bytes(limit)} a {what} may have",
-                 whole_file(name))
+    return error(
+        "E-LIMIT", f"{name} is larger than the {_bytes(limit)} a {what} may have", whole_file(name)
+    )
 
 
 def _bytes(n: int) -> str:

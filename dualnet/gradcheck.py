@@ -92,9 +92,15 @@ class Agreement:
 
 
 @needs_extras
-def gradcheck(program: Program, model: str | None, backends: list[str],
-              weights: str | None = None, seed: int = 0, dims: dict[str, int] | None = None,
-              eps: float = EPS) -> tuple[list[Check], list[Agreement], list[str]]:
+def gradcheck(
+    program: Program,
+    model: str | None,
+    backends: list[str],
+    weights: str | None = None,
+    seed: int = 0,
+    dims: dict[str, int] | None = None,
+    eps: float = EPS,
+) -> tuple[list[Check], list[Agreement], list[str]]:
     """The checks of every tensor in every backend, the agreements of every tensor's
     gradient across backends, and how each backend was checked."""
     if not 0 < eps < 1:
@@ -104,8 +110,7 @@ def gradcheck(program: Program, model: str | None, backends: list[str],
     checks, where, agreements = [], [], []
     with temporary_directory() as tmp:
         file = os.path.join(tmp, "float64.safetensors")
-        write_state(_float64(initial_weights(summary, weights, seed, program.max_params)),
-                    file)
+        write_state(_float64(initial_weights(summary, weights, seed, program.max_params)), file)
         state, outputs = _Torch(program, model, file, inputs).calibrated()
         write_state(state, file)
         rng = np.random.default_rng([seed, 1])
@@ -119,14 +124,16 @@ def gradcheck(program: Program, model: str | None, backends: list[str],
         if "keras" in backends:
             keras = _Keras(program, model, file, inputs, loss)
             own = keras.gradients()
-            checks += _checks("keras", keras, loss, own, _directions(keras.tensors, seed, 3),
-                              eps)
+            checks += _checks("keras", keras, loss, own, _directions(keras.tensors, seed, 3), eps)
             where.append(f"keras: {keras.where}")
             if "torch" in backends:
                 theirs, aliases = keras.torch_named(own), _keras_aliases(summary)
-                agreements = [Agreement(("torch", "keras"), name,
-                                        _relative(theirs[aliases.get(name, name)], ours))
-                              for name, ours in gradients.items()]
+                agreements = [
+                    Agreement(
+                        ("torch", "keras"), name, _relative(theirs[aliases.get(name, name)], ours)
+                    )
+                    for name, ours in gradients.items()
+                ]
         if "onnx" in backends:
             onnx = _Onnx(program, model, state, inputs, reference.tensors)
             checks += _checks("onnx", onnx, loss, gradients, directions, eps)
@@ -136,26 +143,41 @@ def gradcheck(program: Program, model: str | None, backends: list[str],
 
 def check_table(model: str, checks: list[Check], eps: float) -> str:
     """Per backend: the worst tensor's finite-difference check."""
-    return _worst_table(f"{model}: finite differences in float64 (step {eps:g}) against "
-                        f"autodiff; |quotient - <grad, v>| / |grad|, tolerance {TOLERANCE:g}",
-                        "backend", checks, lambda c: c.backend, "FAIL")
+    return _worst_table(
+        f"{model}: finite differences in float64 (step {eps:g}) against "
+        f"autodiff; |quotient - <grad, v>| / |grad|, tolerance {TOLERANCE:g}",
+        "backend",
+        checks,
+        lambda c: c.backend,
+        "FAIL",
+    )
 
 
 def agreement_table(model: str, agreements: list[Agreement]) -> str:
     """Per backend pair: the worst tensor's gradient difference."""
     if not agreements:
-        return f"{model}: no gradients compared across backends (that needs torch and keras; " \
+        return (
+            f"{model}: no gradients compared across backends (that needs torch and keras; "
             "ONNX has no autodiff)"
-    return _worst_table(f"{model}: float64 gradients across backends; max |a-b| / max |b| "
-                        f"per tensor, tolerance {GRADIENT_TOLERANCE:g}",
-                        "backends", agreements, lambda a: " vs ".join(a.pair), "MISMATCH")
+        )
+    return _worst_table(
+        f"{model}: float64 gradients across backends; max |a-b| / max |b| "
+        f"per tensor, tolerance {GRADIENT_TOLERANCE:g}",
+        "backends",
+        agreements,
+        lambda a: " vs ".join(a.pair),
+        "MISMATCH",
+    )
 
 
 def _worst_table(title: str, by: str, rows: list, key, failed: str) -> str:
-    table = [[k, str(len(mine)), worst.tensor, f"{worst.error:.3g}",
-              "ok" if worst.ok else failed] for k, mine, worst in _worst(rows, key)]
-    return render_table(title, [by, "tensors", "worst tensor", "error", "verdict"], table,
-                        right={1, 3})
+    table = [
+        [k, str(len(mine)), worst.tensor, f"{worst.error:.3g}", "ok" if worst.ok else failed]
+        for k, mine, worst in _worst(rows, key)
+    ]
+    return render_table(
+        title, [by, "tensors", "worst tensor", "error", "verdict"], table, right={1, 3}
+    )
 
 
 def _worst(rows: list, key) -> list[tuple]:
@@ -163,12 +185,17 @@ def _worst(rows: list, key) -> list[tuple]:
     groups: dict = {}
     for row in rows:
         groups.setdefault(key(row), []).append(row)
-    return [(k, mine, max(mine, key=lambda r: (not r.ok, r.error)))
-            for k, mine in groups.items()]
+    return [(k, mine, max(mine, key=lambda r: (not r.ok, r.error))) for k, mine in groups.items()]
 
 
-def _checks(backend: str, side, loss: list[np.ndarray], gradients: dict[str, np.ndarray],
-            directions: dict[str, np.ndarray], eps: float) -> list[Check]:
+def _checks(
+    backend: str,
+    side,
+    loss: list[np.ndarray],
+    gradients: dict[str, np.ndarray],
+    directions: dict[str, np.ndarray],
+    eps: float,
+) -> list[Check]:
     """Per tensor of `side`: the best difference quotient of the loss along its direction
     (step `eps`, and `eps` / 10 where that misses) against ⟨gradient, direction⟩, relative
     to max(‖gradient‖, the rounding floor ν of the step)."""
@@ -181,10 +208,13 @@ def _checks(backend: str, side, loss: list[np.ndarray], gradients: dict[str, np.
         slope, norm = float(np.vdot(g, v)), float(np.linalg.norm(g))
         error = math.inf
         for step in (eps, eps / 10):
-            up, down = (_loss_value(side.outputs(name, value + sign * step * v), loss)
-                        for sign in (1, -1))
-            miss = min(abs(q - slope) for q in ((up - down) / (2 * step), (up - base) / step,
-                                                 (base - down) / step))
+            up, down = (
+                _loss_value(side.outputs(name, value + sign * step * v), loss) for sign in (1, -1)
+            )
+            miss = min(
+                abs(q - slope)
+                for q in ((up - down) / (2 * step), (up - base) / step, (base - down) / step)
+            )
             scale = max(norm, np.finfo(np.float64).eps * terms / (step * TOLERANCE))
             error = min(error, miss / scale if scale else 0.0 if miss == 0 else math.inf)
             if error <= TOLERANCE:
@@ -203,9 +233,13 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 def _keras_aliases(summary) -> dict[str, str]:
     """PyTorch name → the PyTorch name Keras's gradient is under, where they differ: an
     LSTM's bias_hh is part of Keras's one bias, which `torch_named` gives as bias_ih."""
-    return {f"{layer.path}.{name}": f"{layer.path}.bias_ih{name.removeprefix('bias_hh')}"
-            for layer in summary.instance.layers() if layer.op == "LSTM"
-            for name in layer.params if name.startswith("bias_hh")}
+    return {
+        f"{layer.path}.{name}": f"{layer.path}.bias_ih{name.removeprefix('bias_hh')}"
+        for layer in summary.instance.layers()
+        if layer.op == "LSTM"
+        for name in layer.params
+        if name.startswith("bias_hh")
+    }
 
 
 def _directions(tensors: dict[str, np.ndarray], seed: int, stream: int) -> dict[str, np.ndarray]:
@@ -230,8 +264,14 @@ def _loss_value(outputs: list[np.ndarray], loss: list[np.ndarray]) -> float:
 class _Torch:
     """The generated module in float64, inference mode, with the weights of `file`."""
 
-    def __init__(self, program: Program, model: str | None, file: str, inputs: dict,
-                 loss: tuple[np.ndarray, ...] | list[np.ndarray] = ()):
+    def __init__(
+        self,
+        program: Program,
+        model: str | None,
+        file: str,
+        inputs: dict,
+        loss: tuple[np.ndarray, ...] | list[np.ndarray] = (),
+    ):
         import torch
 
         from dualnet.weights import load_weights
@@ -240,8 +280,9 @@ class _Torch:
         load_weights(self.module, file)
         self.inputs = {n: torch.from_numpy(x) for n, x in _float64(inputs).items()}
         self.params = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
-        self.tensors = {n + _INPUT: x.numpy() for n, x in self.inputs.items()
-                        if x.is_floating_point()}
+        self.tensors = {
+            n + _INPUT: x.numpy() for n, x in self.inputs.items() if x.is_floating_point()
+        }
         self.tensors.update({n: p.detach().numpy().copy() for n, p in self.params.items()})
         self.loss = [torch.from_numpy(r) for r in loss]
         self.where = f"PyTorch {torch.__version__} autograd, float64"
@@ -282,12 +323,16 @@ class _Torch:
         import torch
 
         args = {n: x.clone().requires_grad_(x.is_floating_point()) for n, x in self.inputs.items()}
-        loss = sum((o * r).sum() for o, r in zip(_as_list(self.module(*args.values())),
-                                                  self.loss, strict=True))
+        loss = sum(
+            (o * r).sum()
+            for o, r in zip(_as_list(self.module(*args.values())), self.loss, strict=True)
+        )
         watched = {n + _INPUT: x for n, x in args.items() if x.requires_grad} | self.params
         grads = torch.autograd.grad(loss, list(watched.values()), allow_unused=True)
-        return {name: np.zeros(t.shape) if g is None else g.numpy()
-                for (name, t), g in zip(watched.items(), grads, strict=True)}
+        return {
+            name: np.zeros(t.shape) if g is None else g.numpy()
+            for (name, t), g in zip(watched.items(), grads, strict=True)
+        }
 
 
 def _as_list(out) -> list:
@@ -314,8 +359,9 @@ class _Keras:
     """The generated model built in float64 with the weights of `file`; its tensors are the
     float inputs and its trainable variables, named `<dualnet layer>.<Keras weight path>`."""
 
-    def __init__(self, program: Program, model: str | None, file: str, inputs: dict,
-                 loss: list[np.ndarray]):
+    def __init__(
+        self, program: Program, model: str | None, file: str, inputs: dict, loss: list[np.ndarray]
+    ):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines
         import keras
         import tensorflow as tf
@@ -327,16 +373,19 @@ class _Keras:
             self.model = program.keras(model)
         load_weights(self.model, file)
         self.inputs = {n: tf.constant(x) for n, x in _float64(inputs).items()}
-        names = {id(v): prefix + v.path.removeprefix(layer.path + "/")
-                 for prefix, layer in leaves(self.model) for v in layer.trainable_weights}
+        names = {
+            id(v): prefix + v.path.removeprefix(layer.path + "/")
+            for prefix, layer in leaves(self.model)
+            for v in layer.trainable_weights
+        }
         self.variables = {names.get(id(v), v.path): v for v in self.model.trainable_variables}
-        self.tensors = {n + _INPUT: x.numpy() for n, x in self.inputs.items()
-                        if x.dtype.is_floating}
+        self.tensors = {
+            n + _INPUT: x.numpy() for n, x in self.inputs.items() if x.dtype.is_floating
+        }
         self.tensors.update({n: v.numpy() for n, v in self.variables.items()})
         self.loss = [tf.constant(r) for r in loss]
         self.traced = tf.function(self._outputs, autograph=False)
-        self.where = f"Keras {keras.__version__} ({keras.backend.backend()}) GradientTape, " \
-            "float64"
+        self.where = f"Keras {keras.__version__} ({keras.backend.backend()}) GradientTape, float64"
 
     def _outputs(self, *args) -> list:
         return _as_list(self.model(*args, training=False))
@@ -363,12 +412,18 @@ class _Keras:
         watched = {n + _INPUT: x for n, x in self.inputs.items() if x.dtype.is_floating}
         with tf.GradientTape() as tape, _keras_float64():
             tape.watch(list(watched.values()))
-            loss = tf.add_n([tf.reduce_sum(o * r) for o, r in
-                             zip(self._outputs(*self.inputs.values()), self.loss, strict=True)])
+            loss = tf.add_n(
+                [
+                    tf.reduce_sum(o * r)
+                    for o, r in zip(self._outputs(*self.inputs.values()), self.loss, strict=True)
+                ]
+            )
         watched |= self.variables
         grads = tape.gradient(loss, list(watched.values()))
-        return {name: np.zeros(t.shape) if g is None else tf.convert_to_tensor(g).numpy()
-                for (name, t), g in zip(watched.items(), grads, strict=True)}
+        return {
+            name: np.zeros(t.shape) if g is None else tf.convert_to_tensor(g).numpy()
+            for (name, t), g in zip(watched.items(), grads, strict=True)
+        }
 
     def torch_named(self, gradients: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """These gradients in PyTorch's names and layouts (inputs keep theirs)."""
@@ -385,8 +440,14 @@ class _Onnx:
     made a graph input); one it re-lays out (LSTM/GRU gates, packed attention projections)
     is re-emitted."""
 
-    def __init__(self, program: Program, model: str | None, state: dict[str, np.ndarray],
-                 inputs: dict[str, np.ndarray], tensors: dict[str, np.ndarray]):
+    def __init__(
+        self,
+        program: Program,
+        model: str | None,
+        state: dict[str, np.ndarray],
+        inputs: dict[str, np.ndarray],
+        tensors: dict[str, np.ndarray],
+    ):
         import onnx
         from onnx import helper
 
@@ -397,8 +458,11 @@ class _Onnx:
         proto = float64_model(self.summary, state)
         graph = proto.graph
         self.fed = {t.name for t in graph.initializer} & set(tensors)
-        graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                           for t in graph.initializer if t.name in self.fed)
+        graph.input.extend(
+            helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+            for t in graph.initializer
+            if t.name in self.fed
+        )
         self.session = evaluator(proto)
         self.inputs, self.tensors = _float64(inputs), tensors
         self.where = f"ONNX reference runtime (onnx {onnx.__version__}), float64"

@@ -47,8 +47,11 @@ def max_params(explicit: int | None = None) -> int:
     except ValueError:
         value = -1
     if value < 1:
-        raise error("E-INPUT", f"{ENV}={os.environ[ENV]!r} is not a positive integer",
-                    outside(f"the environment variable {ENV}"))
+        raise error(
+            "E-INPUT",
+            f"{ENV}={os.environ[ENV]!r} is not a positive integer",
+            outside(f"the environment variable {ENV}"),
+        )
     return value
 
 

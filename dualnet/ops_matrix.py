@@ -13,11 +13,16 @@ from dualnet.ops import REGISTRY
 
 def matrix() -> list[list[str]]:
     """One row per op (registry order): name, kind, then one cell per backend."""
-    return [[name, "layer" if op.is_layer else "function",
-             *(b.support(name) for b in BACKENDS.values())] for name, op in REGISTRY.items()]
+    return [
+        [
+            name,
+            "layer" if op.is_layer else "function",
+            *(b.support(name) for b in BACKENDS.values()),
+        ]
+        for name, op in REGISTRY.items()
+    ]
 
 
 def missing() -> list[tuple[str, str]]:
     """(op, backend) pairs without a lowering row."""
-    return [(name, b.name) for name in REGISTRY for b in BACKENDS.values()
-            if not b.supports(name)]
+    return [(name, b.name) for name in REGISTRY for b in BACKENDS.values() if not b.supports(name)]

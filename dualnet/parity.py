@@ -47,26 +47,38 @@ def parse_dims(text: str | None) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in filter(None, (text or "").split(",")):
         name, sep, value = item.partition("=")
-        if not sep or not name.strip().isidentifier() or not value.strip().isdigit() \
-                or int(value) < 1:
+        if (
+            not sep
+            or not name.strip().isidentifier()
+            or not value.strip().isdigit()
+            or int(value) < 1
+        ):
             raise error("E-INPUT", f"`{item}` is not NAME=SIZE (a positive int)", option("--dims"))
         out[name.strip()] = int(value)
     return out
 
 
-def random_inputs(summary, dims: dict[str, int], seed: int,
-                  max_params: int | None = None) -> dict[str, np.ndarray]:
+def random_inputs(
+    summary, dims: dict[str, int], seed: int, max_params: int | None = None
+) -> dict[str, np.ndarray]:
     """Seeded inputs of the entry model's types (symbolic sizes from `dims`), refused
     (`dualnet.memory`) when they would be too large to allocate."""
     rng = np.random.default_rng(seed)
     vocab = vocabularies(summary)
-    shapes = [[d if isinstance(d, int) else _size(d, dims) for d in value.type.shape]
-              for value in summary.graph.inputs]
-    sizes = {d.symbol: n for value, shape in zip(summary.graph.inputs, shapes, strict=True)
-             for d, n in zip(value.type.shape, shape, strict=True) if isinstance(d, Dim)}
+    shapes = [
+        [d if isinstance(d, int) else _size(d, dims) for d in value.type.shape]
+        for value in summary.graph.inputs
+    ]
+    sizes = {
+        d.symbol: n
+        for value, shape in zip(summary.graph.inputs, shapes, strict=True)
+        for d, n in zip(value.type.shape, shape, strict=True)
+        if isinstance(d, Dim)
+    }
     require_positive_sizes(summary.graph, sizes, "--dims, or B=2 and 8 where it gives none")
-    require_elements(sum(math.prod(s) for s in shapes), "the random inputs", option("--dims"),
-                     max_params)
+    require_elements(
+        sum(math.prod(s) for s in shapes), "the random inputs", option("--dims"), max_params
+    )
     out = {}
     for value, shape in zip(summary.graph.inputs, shapes, strict=True):
         dtype = value.type.dtype
@@ -104,56 +116,87 @@ def vocabularies(summary) -> dict[str, int]:
                 if v.type.dtype.is_int:
                     origins[id(v)] = reached
 
-    walk(summary.instance, summary.graph,
-         {id(v): frozenset([v.name]) for v in summary.graph.inputs if v.type.dtype.is_int})
+    walk(
+        summary.instance,
+        summary.graph,
+        {id(v): frozenset([v.name]) for v in summary.graph.inputs if v.type.dtype.is_int},
+    )
     return vocab
 
 
 def _size(d: Dim, dims: dict[str, int]) -> int:
     if d.symbol is None:
-        raise error("E-INPUT", f"the input size `{d}` is not a plain dimension name",
-                    option("--dims"))
+        raise error(
+            "E-INPUT", f"the input size `{d}` is not a plain dimension name", option("--dims")
+        )
     return dims.get(d.symbol, 2 if d.symbol == "B" else 8)
 
 
 @needs_extras
-def compare(program: Program, model: str | None, backends: list[str],
-            weights: str | None = None, seed: int = 0, dims: dict[str, int] | None = None,
-            train: bool = False) -> tuple[list[Difference], list[str]]:
+def compare(
+    program: Program,
+    model: str | None,
+    backends: list[str],
+    weights: str | None = None,
+    seed: int = 0,
+    dims: dict[str, int] | None = None,
+    train: bool = False,
+) -> tuple[list[Difference], list[str]]:
     """The differences of every output for every backend pair, and where each backend ran.
     With `train`, the models run in training mode (Dropout off) and the state they update
     (running statistics) is compared too."""
-    summary, results, probes, where = _run_all(program, model, backends, weights, seed, dims,
-                                               lambda: Probe(train=train, state={} if train
-                                                             else None))
+    summary, results, probes, where = _run_all(
+        program,
+        model,
+        backends,
+        weights,
+        seed,
+        dims,
+        lambda: Probe(train=train, state={} if train else None),
+    )
     rows = _output_rows(summary, backends, results)
     if train:
-        names = [f"{layer.path}.{name}" for layer in summary.instance.layers()
-                 for name, spec in layer.buffers.items() if spec.dtype.is_float]
+        names = [
+            f"{layer.path}.{name}"
+            for layer in summary.instance.layers()
+            for name, spec in layer.buffers.items()
+            if spec.dtype.is_float
+        ]
         for a, b in itertools.combinations(backends, 2):
-            rows += [_difference(f"state {n}", (a, b), probes[a].state[n], probes[b].state[n])
-                     for n in names]
+            rows += [
+                _difference(f"state {n}", (a, b), probes[a].state[n], probes[b].state[n])
+                for n in names
+            ]
     return rows, where
 
 
 @needs_extras
-def compare_layers(program: Program, model: str | None, backends: list[str],
-                   weights: str | None = None, seed: int = 0,
-                   dims: dict[str, int] | None = None):
+def compare_layers(
+    program: Program,
+    model: str | None,
+    backends: list[str],
+    weights: str | None = None,
+    seed: int = 0,
+    dims: dict[str, int] | None = None,
+):
     """(output rows, layer rows, where): the outputs, then the outputs of every layer and
     sub-model call in the order they run (a sub-model after the layers inside it). A layer
     output a backend does not hold as such (no module of its own, or another shape: a Keras
     transposed convolution before its crop) is a row with a `note` saying why, not a
     mismatch."""
-    summary, results, probes, where = _run_all(program, model, backends, weights, seed, dims,
-                                               lambda: Probe(layers={}))
+    summary, results, probes, where = _run_all(
+        program, model, backends, weights, seed, dims, lambda: Probe(layers={})
+    )
     rows, seen = [], {}
     for path, node in layer_calls(summary):
         call = seen[path] = seen.get(path, -1) + 1
         line = f"{node.span.file.rsplit('/', 1)[-1]}:{node.span.line}" if node.span else ""
         for j in range(len(node.outputs)):
-            label = path + (f" (call {call + 1})" if call else "") + \
-                (f" [{j}]" if len(node.outputs) > 1 else "")
+            label = (
+                path
+                + (f" (call {call + 1})" if call else "")
+                + (f" [{j}]" if len(node.outputs) > 1 else "")
+            )
             got = {b: _recorded(probes[b].layers, path, call, j) for b in backends}
             for a, b in itertools.combinations(backends, 2):
                 if got[a] is None or got[b] is None or got[a].shape != got[b].shape:
@@ -193,18 +236,22 @@ def _run_all(program, model, backends, weights, seed, dims, probe_for):
     results, probes, where = {}, {}, []
     for backend in backends:
         probes[backend] = probe_for()
-        results[backend], ran = run(program, model, backend, inputs, weights, seed,
-                                    probes[backend])
+        results[backend], ran = run(program, model, backend, inputs, weights, seed, probes[backend])
         where.append(f"{backend}: {ran}")
     return summary, results, probes, where
 
 
 def _output_rows(summary, backends: list[str], results: dict) -> list[Difference]:
-    names = ["output"] if len(summary.graph.outputs) == 1 else \
-        [f"output_{i}" for i in range(len(summary.graph.outputs))]
-    return [_difference(name, (a, b), x, y)
-            for a, b in itertools.combinations(backends, 2)
-            for name, x, y in zip(names, results[a], results[b], strict=True)]
+    names = (
+        ["output"]
+        if len(summary.graph.outputs) == 1
+        else [f"output_{i}" for i in range(len(summary.graph.outputs))]
+    )
+    return [
+        _difference(name, (a, b), x, y)
+        for a, b in itertools.combinations(backends, 2)
+        for name, x, y in zip(names, results[a], results[b], strict=True)
+    ]
 
 
 def _difference(name: str, pair: tuple[str, str], x, y, where: str = "") -> Difference:
@@ -217,12 +264,23 @@ def _difference(name: str, pair: tuple[str, str], x, y, where: str = "") -> Diff
 
 
 def output_table(model: str, rows: list[Difference]) -> str:
-    table = [[r.output, "x".join(map(str, r.shape)) or "scalar", " vs ".join(r.pair),
-              f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", "ok" if r.ok else "MISMATCH"]
-             for r in rows]
-    return render_table(f"{model}: tolerance {TOLERANCE:g} (max |a-b| / (1 + max |b|))",
-                        ["output", "shape", "backends", "max abs", "max rel", "verdict"],
-                        table, right={3, 4})
+    table = [
+        [
+            r.output,
+            "x".join(map(str, r.shape)) or "scalar",
+            " vs ".join(r.pair),
+            f"{r.max_abs:.3g}",
+            f"{r.max_rel:.3g}",
+            "ok" if r.ok else "MISMATCH",
+        ]
+        for r in rows
+    ]
+    return render_table(
+        f"{model}: tolerance {TOLERANCE:g} (max |a-b| / (1 + max |b|))",
+        ["output", "shape", "backends", "max abs", "max rel", "verdict"],
+        table,
+        right={3, 4},
+    )
 
 
 def layer_table(rows: list[Difference], backends: list[str]) -> str:
@@ -238,13 +296,25 @@ def layer_table(rows: list[Difference], backends: list[str]) -> str:
         cells = [found[p].note and "n/a" or f"{found[p].max_rel:.3g}" for p in pairs]
         verdict = "ok" if all(r.ok for r in found.values()) else "MISMATCH"
         notes = sorted({r.note for r in found.values() if r.note})
-        table.append([label, first.where, "x".join(map(str, first.shape)),
-                      *cells, "; ".join([verdict, *notes])])
-    text = render_table("every layer, in the order they run (max rel per backend pair)",
-                        ["layer", "at", "shape", *(" vs ".join(p) for p in pairs), "verdict"],
-                        table, right=set(range(3, 3 + len(pairs))))
+        table.append(
+            [
+                label,
+                first.where,
+                "x".join(map(str, first.shape)),
+                *cells,
+                "; ".join([verdict, *notes]),
+            ]
+        )
+    text = render_table(
+        "every layer, in the order they run (max rel per backend pair)",
+        ["layer", "at", "shape", *(" vs ".join(p) for p in pairs), "verdict"],
+        table,
+        right=set(range(3, 3 + len(pairs))),
+    )
     bad = next((r for r in rows if not r.ok), None)
     if bad is None:
         return text + "\nno layer diverges"
-    return (text + f"\nfirst divergence: `{bad.output}` ({bad.where}), {' vs '.join(bad.pair)}"
-            f" max rel {bad.max_rel:.3g}")
+    return (
+        text + f"\nfirst divergence: `{bad.output}` ({bad.where}), {' vs '.join(bad.pair)}"
+        f" max rel {bad.max_rel:.3g}"
+    )

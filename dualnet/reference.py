@@ -38,8 +38,10 @@ def _run(instance: ModelInstance, graph: Graph, inputs: list, weights: dict) -> 
                 layer = instance.child(node.target)
                 attrs = {**layer.attrs, **attrs}
                 if isinstance(layer, LayerInstance):
-                    params = {name: np.asarray(weights[f"{layer.path}.{name}"])
-                              for name in [*layer.params, *layer.buffers]}
+                    params = {
+                        name: np.asarray(weights[f"{layer.path}.{name}"])
+                        for name in [*layer.params, *layer.buffers]
+                    }
             out = [np.asarray(x) for x in op.reference(named, attrs, params)]
         for value, x in zip(node.outputs, out, strict=True):
             env[id(value)] = x

@@ -52,9 +52,12 @@ def read_npy(path: str) -> np.ndarray:
     with open_regular(path) as f:
         try:
             if f.read(4) == b"PK\x03\x04":
-                raise error("E-INPUT", f"{path} is an .npz archive, not one .npy array",
-                            whole_file(path),
-                            notes=["save each input as its own .npy file (numpy.save)"])
+                raise error(
+                    "E-INPUT",
+                    f"{path} is an .npz archive, not one .npy array",
+                    whole_file(path),
+                    notes=["save each input as its own .npy file (numpy.save)"],
+                )
             f.seek(0)
             version = npy.read_magic(f)
             if version not in readers:
@@ -65,13 +68,16 @@ def read_npy(path: str) -> np.ndarray:
             need = math.prod(shape) * dtype.itemsize
             have = os.fstat(f.fileno()).st_size - f.tell()
             if have != need:
-                raise ValueError(f"its header promises {dtype}{list(shape)} ({need:,} bytes), "
-                                 f"the file holds {have:,} bytes of data")
+                raise ValueError(
+                    f"its header promises {dtype}{list(shape)} ({need:,} bytes), "
+                    f"the file holds {have:,} bytes of data"
+                )
             f.seek(0)
             return npy.read_array(f, allow_pickle=False)
         except (ValueError, EOFError) as exc:
-            raise error("E-INPUT", f"{path} is not a .npy array file: {exc or 'empty'}",
-                        whole_file(path)) from None
+            raise error(
+                "E-INPUT", f"{path} is not a .npy array file: {exc or 'empty'}", whole_file(path)
+            ) from None
         except OSError as exc:
             raise io_error("read", path, exc) from None
 
@@ -82,21 +88,33 @@ def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.nd
     names = [v.name for v in summary.graph.inputs]
     missing, extra = [n for n in names if n not in given], sorted(set(given) - set(names))
     if missing or extra:
-        raise error("E-INPUT", f"the model's inputs are {', '.join(names)}"
-                    + (f"; missing {', '.join(missing)}" if missing else "")
-                    + (f"; unknown {', '.join(extra)}" if extra else ""), option("--input"))
+        raise error(
+            "E-INPUT",
+            f"the model's inputs are {', '.join(names)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(extra)}" if extra else ""),
+            option("--input"),
+        )
     bound: dict[str, int] = {}
     for value in summary.graph.inputs:
         array, t = given[value.name], value.type
         if array.dtype != np.dtype(t.dtype.numpy) or array.ndim != len(t.shape):
-            raise error("E-INPUT", f"the input `{value.name}` must be {t}; the file holds "
-                        f"{array.dtype}{list(array.shape)}", value.span)
+            raise error(
+                "E-INPUT",
+                f"the input `{value.name}` must be {t}; the file holds "
+                f"{array.dtype}{list(array.shape)}",
+                value.span,
+            )
         for axis, (d, n) in enumerate(zip(t.shape, array.shape, strict=True)):
             if isinstance(d, Dim) and d.symbol is not None:
                 d = bound.setdefault(d.symbol, n)
             if isinstance(d, int) and d != n:
-                raise error("E-INPUT", f"axis {axis} of the input `{value.name}` must be {d} "
-                            f"(it is declared {t}); the file has {n}", value.span)
+                raise error(
+                    "E-INPUT",
+                    f"axis {axis} of the input `{value.name}` must be {d} "
+                    f"(it is declared {t}); the file has {n}",
+                    value.span,
+                )
     require_positive_sizes(summary.graph, bound, "the --input arrays")
     return [given[n] for n in names]
 
@@ -114,9 +132,15 @@ class Probe:
 
 
 @needs_extras
-def run(program: Program, model: str | None, backend_name: str, given: dict[str, np.ndarray],
-        weights: str | None = None, seed: int = 0,
-        probe: Probe | None = None) -> tuple[list[np.ndarray], str]:
+def run(
+    program: Program,
+    model: str | None,
+    backend_name: str,
+    given: dict[str, np.ndarray],
+    weights: str | None = None,
+    seed: int = 0,
+    probe: Probe | None = None,
+) -> tuple[list[np.ndarray], str]:
     """The outputs, and a line saying where the model ran."""
     chosen = backend(backend_name, option("--backend"))
     summary = program.check(model)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 
-def render_table(title: str, headers: list[str], rows: list[list[str]],
-                 right: set[int] = frozenset(), bold: bool = False) -> str:
+def render_table(
+    title: str,
+    headers: list[str],
+    rows: list[list[str]],
+    right: set[int] = frozenset(),
+    bold: bool = False,
+) -> str:
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        parts = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "│ " + " │ ".join(parts) + " │"
 
     def rule(left: str, mid: str, end: str) -> str:

@@ -64,9 +64,12 @@ def _backend(obj: object, verb: str, index: int) -> Callable:
         if b.owns(obj):
             return b.weights_io()[index]
     kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
-    raise error("E-WEIGHTS", f"cannot {verb} weights of an object of type {kind}",
-                outside(f"the object given to dualnet.{verb}_weights"),
-                notes=(f"dualnet {verb}s the weights of {_SUPPORTED}",))
+    raise error(
+        "E-WEIGHTS",
+        f"cannot {verb} weights of an object of type {kind}",
+        outside(f"the object given to dualnet.{verb}_weights"),
+        notes=(f"dualnet {verb}s the weights of {_SUPPORTED}",),
+    )
 
 
 @needs_extras
@@ -91,8 +94,7 @@ def write_state(state: Mapping[str, Any], path: PathLike, protect=()) -> None:
         import numpy as np
         from safetensors.numpy import save
 
-        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in state.items()}),
-                     protect)
+        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in state.items()}), protect)
         return
     from dualnet.backends.torch.weights import serialize
 
@@ -117,8 +119,23 @@ def ignored(name: str) -> bool:
 
 
 # The safetensors element types and their sizes in bytes (lower-case names).
-ITEM_SIZES = {"bool": 1, "u8": 1, "i8": 1, "f8_e5m2": 1, "f8_e4m3": 1, "i16": 2, "u16": 2,
-              "f16": 2, "bf16": 2, "i32": 4, "u32": 4, "f32": 4, "i64": 8, "u64": 8, "f64": 8}
+ITEM_SIZES = {
+    "bool": 1,
+    "u8": 1,
+    "i8": 1,
+    "f8_e5m2": 1,
+    "f8_e4m3": 1,
+    "i16": 2,
+    "u16": 2,
+    "f16": 2,
+    "bf16": 2,
+    "i32": 4,
+    "u32": 4,
+    "f32": 4,
+    "i64": 8,
+    "u64": 8,
+    "f64": 8,
+}
 MAX_HEADER = 16 * 2**20  # bytes of JSON header (about 150,000 tensors)
 
 
@@ -135,16 +152,24 @@ def read_tensors(path: PathLike) -> dict[str, Stored]:
             head = f.read(8)
             length = int.from_bytes(head, "little") if len(head) == 8 else -1
             if length < 2 or length > MAX_HEADER or 8 + length > size:
-                raise _not_safetensors(name, "the header length does not fit the file"
-                                       if length >= 0 else "the file is too short")
+                raise _not_safetensors(
+                    name,
+                    "the header length does not fit the file"
+                    if length >= 0
+                    else "the file is too short",
+                )
             entries = _entries(f.read(length), size - 8 - length, name)
-            data = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                              if size > 8 + length else b"")
+            data = memoryview(
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > 8 + length else b""
+            )
         except OSError as exc:
             raise io_error("read", name, exc) from None
     base = 8 + length
-    return {key: Stored(dtype, shape, data[base + start:base + end])
-            for key, (dtype, shape, start, end) in entries.items() if not ignored(key)}
+    return {
+        key: Stored(dtype, shape, data[base + start : base + end])
+        for key, (dtype, shape, start, end) in entries.items()
+        if not ignored(key)
+    }
 
 
 def _entries(header: bytes, data_size: int, name: str) -> dict[str, tuple]:
@@ -163,9 +188,14 @@ def _entries(header: bytes, data_size: int, name: str) -> dict[str, tuple]:
             dtype = entry["dtype"].lower()
             shape = tuple(entry["shape"])
             start, end = entry["data_offsets"]
-            ok = (dtype in ITEM_SIZES and all(type(d) is int and d >= 0 for d in shape)
-                  and type(start) is int and type(end) is int and 0 <= start <= end
-                  and end - start == math.prod(shape) * ITEM_SIZES[dtype])
+            ok = (
+                dtype in ITEM_SIZES
+                and all(type(d) is int and d >= 0 for d in shape)
+                and type(start) is int
+                and type(end) is int
+                and 0 <= start <= end
+                and end - start == math.prod(shape) * ITEM_SIZES[dtype]
+            )
         except (TypeError, KeyError, ValueError, AttributeError):
             ok = False
         if not ok:
@@ -178,16 +208,19 @@ def _entries(header: bytes, data_size: int, name: str) -> dict[str, tuple]:
             raise _not_safetensors(name, "its tensors overlap or leave gaps")
         position = end
     if position != data_size:
-        raise _not_safetensors(name, f"its tensors hold {position:,} bytes, the file "
-                               f"{data_size:,}")
+        raise _not_safetensors(name, f"its tensors hold {position:,} bytes, the file {data_size:,}")
     return entries
 
 
 def _not_safetensors(name: str, why: str) -> DualnetError:
-    return error("E-WEIGHTS", f"{name} is not a valid safetensors file: {why}",
-                 whole_file(name),
-                 notes=("dualnet reads only .safetensors files, never pickled checkpoints "
-                        "(.pt, .pth, .bin)",))
+    return error(
+        "E-WEIGHTS",
+        f"{name} is not a valid safetensors file: {why}",
+        whole_file(name),
+        notes=(
+            "dualnet reads only .safetensors files, never pickled checkpoints (.pt, .pth, .bin)",
+        ),
+    )
 
 
 def describe(dtype: str, shape: tuple) -> str:
@@ -198,8 +231,9 @@ def describe(dtype: str, shape: tuple) -> str:
 TensorInfo = tuple[str, tuple]  # (dtype, shape), both as tuples
 
 
-def mismatches(expected: Mapping[str, TensorInfo], found: Mapping[str, TensorInfo],
-               file: str) -> list[str]:
+def mismatches(
+    expected: Mapping[str, TensorInfo], found: Mapping[str, TensorInfo], file: str
+) -> list[str]:
     """One sentence per tensor that does not fit: the model's tensors in order (missing,
     mis-shaped, mis-typed), then the file's extra tensors in name order."""
     out = []
@@ -208,11 +242,13 @@ def mismatches(expected: Mapping[str, TensorInfo], found: Mapping[str, TensorInf
         if got is None:
             out.append(f"`{name}` ({describe(*want)}) is missing from {file}")
         elif got != want:
-            out.append(f"`{name}` in {file} is {describe(*got)}; the model expects "
-                       f"{describe(*want)}")
+            out.append(
+                f"`{name}` in {file} is {describe(*got)}; the model expects {describe(*want)}"
+            )
     for name in sorted(set(found) - set(expected)):
-        out.append(f"{file} has a tensor `{name}` ({describe(*found[name])}) that the model "
-                   "does not have")
+        out.append(
+            f"{file} has a tensor `{name}` ({describe(*found[name])}) that the model does not have"
+        )
     return out
 
 

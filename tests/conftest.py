@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def check_source(tmp_path):
     """Write `text` to a .dnet file (plus any `extra` files) and check it."""
 
-    def run(text: str, model: str | None = None, extra: dict[str, str] | None = None,
-            **hyper):
+    def run(text: str, model: str | None = None, extra: dict[str, str] | None = None, **hyper):
         for name, body in (extra or {}).items():
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_text(textwrap.dedent(body))

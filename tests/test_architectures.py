@@ -44,8 +44,7 @@ def test_architecture_counts_and_agrees_across_backends(name, tmp_path):
     weights = tmp_path / "random.safetensors"
     write_state(random_weights(summary, np.random.default_rng(0)), weights)
     case = fuzzing.read_case(path)
-    rows, _ = parity.compare(program, None, list(BACKENDS), weights=str(weights),
-                             dims=case.dims)
+    rows, _ = parity.compare(program, None, list(BACKENDS), weights=str(weights), dims=case.dims)
     worst = max(rows, key=lambda r: r.max_rel)
     assert worst.max_rel <= TOLERANCE, worst
 
@@ -53,7 +52,10 @@ def test_architecture_counts_and_agrees_across_backends(name, tmp_path):
 def test_generic_blocks_share_one_class(tmp_path):
     """Where the instances of a block differ only in values the class reads at run time,
     they share one generated PyTorch class."""
-    for name, block in (("mobilenet_v2", "ConvBNReLU6"), ("mobilenet_v2", "InvertedResidual"),
-                        ("inception_v3", "BasicConv")):
+    for name, block in (
+        ("mobilenet_v2", "ConvBNReLU6"),
+        ("mobilenet_v2", "InvertedResidual"),
+        ("inception_v3", "BasicConv"),
+    ):
         source = dualnet.load(str(ARCHITECTURES / f"{name}.dnet")).source("torch")
         assert source.count(f"class {block}") == 1, (name, block)

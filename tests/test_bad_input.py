@@ -62,41 +62,90 @@ SOURCES: dict[str, tuple[dict[str, str | bytes], str]] = {
     "deep_parens": ({"main.dnet": fwd("(" * N + "x" + ")" * N)}, "E-DEPTH"),
     "deep_unary_minus": ({"main.dnet": fwd("- " * N + "x")}, "E-DEPTH"),
     "deep_calls": ({"main.dnet": fwd("relu(" * N + "x" + ")" * N)}, "E-DEPTH"),
-    "deep_lists": ({"main.dnet": fwd("concat(" + "[" * N + "x" + "]" * N + ", 1)")},
-                   "E-DEPTH"),
+    "deep_lists": ({"main.dnet": fwd("concat(" + "[" * N + "x" + "]" * N + ", 1)")}, "E-DEPTH"),
     "deep_ifs": ({"main.dnet": nested_ifs(N)}, "E-DEPTH"),
     # long and big
     "sum_20000_terms": ({"main.dnet": fwd(" + ".join(["x"] * 20_000))}, None),
     "sum_200000_terms": ({"main.dnet": fwd(" + ".join(["x"] * 200_000))}, None),
-    "range_1e9_for": ({"main.dnet": "model Net() {\n    forward(x: f32[B, 8]) {\n"
-                       "        for i in range(10**9) { x = relu(x) }\n        return x\n"
-                       "    }\n}\n"}, "E-LIMIT"),
-    "range_1e9_sequential": ({"main.dnet": "model Net() {\n"
-                              "    s = Sequential(Linear(8) for i in range(10**9))\n"
-                              "    forward(x: f32[B, 8]) { return s(x) }\n}\n"}, "E-LIMIT"),
-    "power_tower": ({"main.dnet": "const BIG = 10**10**10\n" + MODEL.format(name="Net")},
-                    "E-VALUE"),
-    "huge_int_literal": ({"main.dnet": f"const BIG = {'7' * 100}\n" + MODEL.format(name="Net")},
-                         "E-VALUE"),
-    "dim_2_62_flatten": ({"main.dnet": "model Net() {\n    forward(x: f32[B, 4611686018427387904])"
-                          " { return flatten(x) }\n}\n"}, "E-LIMIT"),
-    "dim_2_62_product": ({"main.dnet": "model Net() {\n    forward(x: f32[B, 2147483648, "
-                          "2147483648, 4]) { return flatten(x) }\n}\n"}, "E-LIMIT"),
-    "linear_2_62": ({"main.dnet": "model Net() {\n    fc = Linear(2**62)\n"
-                     "    forward(x: f32[B, 8]) { return fc(x) }\n}\n"}, "E-LIMIT"),
+    "range_1e9_for": (
+        {
+            "main.dnet": "model Net() {\n    forward(x: f32[B, 8]) {\n"
+            "        for i in range(10**9) { x = relu(x) }\n        return x\n"
+            "    }\n}\n"
+        },
+        "E-LIMIT",
+    ),
+    "range_1e9_sequential": (
+        {
+            "main.dnet": "model Net() {\n"
+            "    s = Sequential(Linear(8) for i in range(10**9))\n"
+            "    forward(x: f32[B, 8]) { return s(x) }\n}\n"
+        },
+        "E-LIMIT",
+    ),
+    "power_tower": (
+        {"main.dnet": "const BIG = 10**10**10\n" + MODEL.format(name="Net")},
+        "E-VALUE",
+    ),
+    "huge_int_literal": (
+        {"main.dnet": f"const BIG = {'7' * 100}\n" + MODEL.format(name="Net")},
+        "E-VALUE",
+    ),
+    "dim_2_62_flatten": (
+        {
+            "main.dnet": "model Net() {\n    forward(x: f32[B, 4611686018427387904])"
+            " { return flatten(x) }\n}\n"
+        },
+        "E-LIMIT",
+    ),
+    "dim_2_62_product": (
+        {
+            "main.dnet": "model Net() {\n    forward(x: f32[B, 2147483648, "
+            "2147483648, 4]) { return flatten(x) }\n}\n"
+        },
+        "E-LIMIT",
+    ),
+    "linear_2_62": (
+        {
+            "main.dnet": "model Net() {\n    fc = Linear(2**62)\n"
+            "    forward(x: f32[B, 8]) { return fc(x) }\n}\n"
+        },
+        "E-LIMIT",
+    ),
     # imports
-    "import_cycle_2": ({"main.dnet": 'import "b.dnet"\n' + MODEL.format(name="A"),
-                        "b.dnet": 'import "main.dnet"\n' + MODEL.format(name="B")}, "E-IMPORT"),
-    "import_cycle_3": ({"main.dnet": 'import "b.dnet"\n' + MODEL.format(name="A"),
-                        "b.dnet": 'import "c.dnet"\n' + MODEL.format(name="B"),
-                        "c.dnet": 'import "main.dnet"\n' + MODEL.format(name="C")},
-                       "E-IMPORT"),
-    "import_escape_dotdot": ({"main.dnet": 'import "../outside.dnet"\n' + MODEL.format(name="A"),
-                              "../outside.dnet": MODEL.format(name="Out")}, "E-IMPORT"),
-    "import_directory": ({"main.dnet": 'import "lib"\n' + MODEL.format(name="A"),
-                          "lib/x.dnet": MODEL.format(name="X")}, "E-IMPORT"),
-    "import_missing": ({"main.dnet": 'from "nowhere.dnet" import Block\n'
-                        + MODEL.format(name="A")}, "E-IMPORT"),
+    "import_cycle_2": (
+        {
+            "main.dnet": 'import "b.dnet"\n' + MODEL.format(name="A"),
+            "b.dnet": 'import "main.dnet"\n' + MODEL.format(name="B"),
+        },
+        "E-IMPORT",
+    ),
+    "import_cycle_3": (
+        {
+            "main.dnet": 'import "b.dnet"\n' + MODEL.format(name="A"),
+            "b.dnet": 'import "c.dnet"\n' + MODEL.format(name="B"),
+            "c.dnet": 'import "main.dnet"\n' + MODEL.format(name="C"),
+        },
+        "E-IMPORT",
+    ),
+    "import_escape_dotdot": (
+        {
+            "main.dnet": 'import "../outside.dnet"\n' + MODEL.format(name="A"),
+            "../outside.dnet": MODEL.format(name="Out"),
+        },
+        "E-IMPORT",
+    ),
+    "import_directory": (
+        {
+            "main.dnet": 'import "lib"\n' + MODEL.format(name="A"),
+            "lib/x.dnet": MODEL.format(name="X"),
+        },
+        "E-IMPORT",
+    ),
+    "import_missing": (
+        {"main.dnet": 'from "nowhere.dnet" import Block\n' + MODEL.format(name="A")},
+        "E-IMPORT",
+    ),
 }
 
 
@@ -137,8 +186,9 @@ def test_import_escape_via_symlink(tmp_path: Path) -> None:
     work.mkdir()
     (tmp_path / "secret.dnet").write_text(MODEL.format(name="Secret"), encoding="utf-8")
     (work / "link.dnet").symlink_to(tmp_path / "secret.dnet")
-    (work / "main.dnet").write_text('from "link.dnet" import Secret\n' + MODEL.format(name="A"),
-                                    encoding="utf-8")
+    (work / "main.dnet").write_text(
+        'from "link.dnet" import Secret\n' + MODEL.format(name="A"), encoding="utf-8"
+    )
     r = run_cli(["check", "main.dnet"], work)
     assert_clean(r)
     assert_located(r, "main.dnet", "E-IMPORT")
@@ -153,8 +203,9 @@ def test_symlinked_directory_escape(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     (work / "ext").symlink_to(outside, target_is_directory=True)
-    (work / "main.dnet").write_text('import "ext/lib.dnet"\n' + MODEL.format(name="A"),
-                                    encoding="utf-8")
+    (work / "main.dnet").write_text(
+        'import "ext/lib.dnet"\n' + MODEL.format(name="A"), encoding="utf-8"
+    )
     r = run_cli(["check", "main.dnet"], work)
     assert_clean(r)
     assert_located(r, "main.dnet", "E-IMPORT")
@@ -164,7 +215,9 @@ def test_sequential_of_10000_layers(tmp_path: Path) -> None:
     """Must succeed or fail cleanly within the time limit (the time is printed)."""
     (tmp_path / "main.dnet").write_text(
         "model Net() {\n    s = Sequential(Linear(8) for i in range(10000))\n"
-        "    forward(x: f32[B, 8]) { return s(x) }\n}\n", encoding="utf-8")
+        "    forward(x: f32[B, 8]) { return s(x) }\n}\n",
+        encoding="utf-8",
+    )
     r = run_cli(["check", "main.dnet"], tmp_path)
     print(f"10,000-layer Sequential: exit {r.code}, {r.cpu:.2f} s CPU, {r.rss_mb:.0f} MB")
     if r.code == 0:
@@ -178,7 +231,9 @@ def test_sequential_of_10000_layers(tmp_path: Path) -> None:
 def test_sequential_of_10000_layers_json(tmp_path: Path) -> None:
     (tmp_path / "main.dnet").write_text(
         "model Net() {\n    s = Sequential(Linear(8) for i in range(10000))\n"
-        "    forward(x: f32[B, 8]) { return s(x) }\n}\n", encoding="utf-8")
+        "    forward(x: f32[B, 8]) { return s(x) }\n}\n",
+        encoding="utf-8",
+    )
     r = run_cli(["check", "--json", "main.dnet"], tmp_path)
     print(f"10,000-layer Sequential --json: exit {r.code}, {r.cpu:.2f} s CPU, {r.rss_mb:.0f} MB")
     assert_clean(r, 0)
@@ -203,8 +258,9 @@ def test_directory_as_file(tmp_path: Path) -> None:
 
 
 def test_unknown_entry_model(tmp_path: Path) -> None:
-    (tmp_path / "main.dnet").write_text(MODEL.format(name="Encoder") + MODEL.format(name="Head"),
-                                        encoding="utf-8")
+    (tmp_path / "main.dnet").write_text(
+        MODEL.format(name="Encoder") + MODEL.format(name="Head"), encoding="utf-8"
+    )
     r = run_cli(["check", "--model", "Encodr", "main.dnet"], tmp_path)
     assert_clean(r)
     assert r.stderr.startswith("error[E-MODEL]"), _show(r)
@@ -219,17 +275,19 @@ def test_unknown_entry_model_in_file_without_models(tmp_path: Path) -> None:
     assert not re.search(r"models here: *$", r.stderr, flags=re.M), _show(r)
 
 
-@pytest.mark.parametrize("args", [
-    ["check", "--frobnicate", "main.dnet"],
-    ["check", "-x", "main.dnet"],
-    ["--no-such-flag"],
-    ["frobnicate", "main.dnet"],
-    ["check"],
-    ["check", "--model"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "--frobnicate", "main.dnet"],
+        ["check", "-x", "main.dnet"],
+        ["--no-such-flag"],
+        ["frobnicate", "main.dnet"],
+        ["check"],
+        ["check", "--model"],
+    ],
+)
 def test_usage_errors(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "main.dnet").write_text(MODEL.format(name="Net"), encoding="utf-8")
     r = run_cli(args, tmp_path)
     assert_clean(r, 2)
     assert "usage: dualnet" in r.stderr and "dualnet: error:" in r.stderr, _show(r)
-

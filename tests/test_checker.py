@@ -252,7 +252,8 @@ def test_imports_all_forms(check_source):
             forward(x: f32[B, F]) { return fc(x) }
         }
     """
-    s = check_source("""
+    s = check_source(
+        """
         import "lib/blocks.dnet" as lib
         from "lib/blocks.dnet" import Lin as L2
         model Net() {
@@ -260,14 +261,18 @@ def test_imports_all_forms(check_source):
             b = L2(lib.WIDTH)
             forward(x: f32[B, 3]) { return b(a(x)) }
         }
-    """, extra={"lib/blocks.dnet": blocks})
+    """,
+        extra={"lib/blocks.dnet": blocks},
+    )
     assert s.ok, s.diagnostics
     assert s.output_types == ["f32[B, 6]"]
 
 
 def test_import_cycle_and_escape(check_source, tmp_path):
-    s = check_source('import "a.dnet"\nmodel M() { forward(x: f32[B]) { return x } }\n',
-                     extra={"a.dnet": 'import "b.dnet"\n', "b.dnet": 'import "a.dnet"\n'})
+    s = check_source(
+        'import "a.dnet"\nmodel M() { forward(x: f32[B]) { return x } }\n',
+        extra={"a.dnet": 'import "b.dnet"\n', "b.dnet": 'import "a.dnet"\n'},
+    )
     assert codes(s) == ["E-IMPORT"] and "cycle" in s.diagnostics[0].message
     (tmp_path.parent / "outside.dnet").write_text("const X = 1\n")
     s = check_source('import "../outside.dnet"\nmodel M() { forward(x: f32[B]) { return x } }')

@@ -10,8 +10,9 @@ LENET = str(ROOT / "models" / "lenet5.dnet")
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dualnet", *args], capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "dualnet", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_check_prints_table_and_totals():
@@ -26,8 +27,12 @@ def test_check_json():
     out = run("check", LENET, "--json")
     data = json.loads(out.stdout)
     assert out.returncode == 0 and data["ok"] and data["trainable_params"] == 61706
-    assert data["layers"][0] == {"path": "conv1", "op": "Conv2d",
-                                 "output": "f32[B, 6, 28, 28]", "params": 156}
+    assert data["layers"][0] == {
+        "path": "conv1",
+        "op": "Conv2d",
+        "output": "f32[B, 6, 28, 28]",
+        "params": 156,
+    }
 
 
 def test_errors_exit_1_with_rendered_diagnostic(tmp_path):
@@ -57,21 +62,26 @@ def test_include_dirs(tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()
     (lib / "blocks.dnet").write_text(
-        "model Lin() {\n  fc = Linear(3)\n  forward(x: f32[B, F]) { return fc(x) }\n}\n")
+        "model Lin() {\n  fc = Linear(3)\n  forward(x: f32[B, F]) { return fc(x) }\n}\n"
+    )
     src = tmp_path / "src"
     src.mkdir()
-    (src / "main.dnet").write_text('import "blocks.dnet"\nmodel M() {\n  l = Lin()\n'
-                                   '  forward(x: f32[B, 2]) { return l(x) }\n}\n')
+    (src / "main.dnet").write_text(
+        'import "blocks.dnet"\nmodel M() {\n  l = Lin()\n'
+        "  forward(x: f32[B, 2]) { return l(x) }\n}\n"
+    )
     assert run("check", "main.dnet", cwd=src).returncode == 1
     assert run("check", "main.dnet", "-I", str(lib), cwd=src).returncode == 0
 
 
 def test_checking_never_imports_frameworks():
     model = str(ROOT / "models" / "resnet18.dnet")
-    code = (f"import sys, dualnet; s = dualnet.check_file({model!r}); assert s.ok; "
-            "from dualnet.ir.printer import print_ir; print_ir(s.instance); "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'onnx', 'onnxruntime', 'keras') "
-            "if m in sys.modules))")
+    code = (
+        f"import sys, dualnet; s = dualnet.check_file({model!r}); assert s.ok; "
+        "from dualnet.ir.printer import print_ir; print_ir(s.instance); "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'onnx', 'onnxruntime', 'keras') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -73,9 +73,23 @@ def test_output_is_identical_across_processes(target, tmp_path):
         work = tmp_path / f"run{i}"
         work.mkdir()
         env = {**os.environ, "PYTHONHASHSEED": seed, "LC_ALL": locale, "LANG": locale}
-        subprocess.run([sys.executable, "-m", "dualnet", "compile", str(source), "--target",
-                        target, "-o", "out"], cwd=work, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dualnet",
+                "compile",
+                str(source),
+                "--target",
+                target,
+                "-o",
+                "out",
+            ],
+            cwd=work,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         (written,) = (work / "out").iterdir()
         outputs.append(written.read_bytes())
     assert all(o == outputs[0] for o in outputs)

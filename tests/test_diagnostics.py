@@ -52,10 +52,12 @@ ABSENT = {"io_missing_file"}
 
 # Codes that `dualnet check` never reports, so no fixture can show them; each is tested where
 # it arises (the value names the test file).
-NOT_FROM_CHECK = {"E-WEIGHTS": "tests/backends/test_weights.py",
-                  "E-BACKEND": "tests/backends/test_onnx_emit.py",
-                  "E-INPUT": "tests/backends/test_onnx_emit.py",
-                  "E-EXTRA": "tests/test_untrusted_files.py"}
+NOT_FROM_CHECK = {
+    "E-WEIGHTS": "tests/backends/test_weights.py",
+    "E-BACKEND": "tests/backends/test_onnx_emit.py",
+    "E-INPUT": "tests/backends/test_onnx_emit.py",
+    "E-EXTRA": "tests/test_untrusted_files.py",
+}
 
 
 def _env() -> dict[str, str]:
@@ -69,8 +71,13 @@ def _env() -> dict[str, str]:
 
 def run_check(*args: str, cwd: Path = FIXTURES, timeout: float = 60) -> tuple[str, int]:
     """Run `dualnet check ARGS` in `cwd`; return (stderr, exit status)."""
-    proc = subprocess.run([sys.executable, "-m", "dualnet", "check", *args], cwd=cwd,
-                          env=_env(), capture_output=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dualnet", "check", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        timeout=timeout,
+    )
     return proc.stderr.decode("utf-8", errors="replace"), proc.returncode
 
 
@@ -102,17 +109,22 @@ def test_golden(name: str) -> None:
     assert "Traceback" not in stderr
     assert actual == expected, (
         f"`dualnet check {name}.dnet` (in tests/diagnostics) printed\n{actual}\n"
-        f"but {name}.expected says\n{expected}")
+        f"but {name}.expected says\n{expected}"
+    )
 
 
 def test_every_fixture_has_an_expected_file() -> None:
-    missing = [p.name for p in FIXTURES.glob("*.dnet")
-               if not (FIXTURES / (p.name[:-5] + ".expected")).exists()]
+    missing = [
+        p.name
+        for p in FIXTURES.glob("*.dnet")
+        if not (FIXTURES / (p.name[:-5] + ".expected")).exists()
+    ]
     if UPDATE:  # a new fixture: write its first expected file (read it before committing!)
         for name in missing:
             stderr, code = run_check(name)
             (FIXTURES / (name[:-5] + ".expected")).write_text(
-                golden_text(stderr, code), encoding="utf-8", newline="\n")
+                golden_text(stderr, code), encoding="utf-8", newline="\n"
+            )
         return
     assert not missing, f"fixtures without .expected: {missing}"
 
@@ -176,25 +188,39 @@ def test_escape_target_exists() -> None:
 
 
 def test_json_output_fields() -> None:
-    proc = subprocess.run([sys.executable, "-m", "dualnet", "check", "--json",
-                           "annotation_return.dnet"], cwd=FIXTURES, env=_env(),
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dualnet", "check", "--json", "annotation_return.dnet"],
+        cwd=FIXTURES,
+        env=_env(),
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     out = json.loads(proc.stdout)
     assert out["ok"] is False and out["file"] == "annotation_return.dnet"
     assert out["layers"] == [] and out["trainable_params"] is None
     [d] = out["diagnostics"]
-    assert d == {"code": "E-ANNOTATION",
-                 "message": "the result is declared f32[B, 100] but is f32[B, 10]",
-                 "label": "dimension 1: 100 vs 10", "notes": [],
-                 "file": "annotation_return.dnet", "line": 6, "column": 16,
-                 "end_line": 6, "end_column": 21}
+    assert d == {
+        "code": "E-ANNOTATION",
+        "message": "the result is declared f32[B, 100] but is f32[B, 10]",
+        "label": "dimension 1: 100 vs 10",
+        "notes": [],
+        "file": "annotation_return.dnet",
+        "line": 6,
+        "column": 16,
+        "end_line": 6,
+        "end_column": 21,
+    }
 
 
 def test_json_output_ok() -> None:
-    proc = subprocess.run([sys.executable, "-m", "dualnet", "check", "--json",
-                           "import_lib.dnet"], cwd=FIXTURES, env=_env(),
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dualnet", "check", "--json", "import_lib.dnet"],
+        cwd=FIXTURES,
+        env=_env(),
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["ok"] is True and out["model"] == "Demo" and out["diagnostics"] == []
@@ -217,11 +243,14 @@ def _in_forward(expr: str) -> str:
     return f"model Net() {{\n    forward(x: f32[B, 8]) {{\n        return {expr}\n    }}\n}}\n"
 
 
-@pytest.mark.parametrize("kind,source,line", [
-    ("parens", _in_forward("(" * DEEP + "x" + ")" * DEEP), 3),
-    ("calls", _in_forward("relu(" * DEEP + "x" + ")" * DEEP), 3),
-    ("ifs", _nested_ifs(DEEP), None),
-])
+@pytest.mark.parametrize(
+    "kind,source,line",
+    [
+        ("parens", _in_forward("(" * DEEP + "x" + ")" * DEEP), 3),
+        ("calls", _in_forward("relu(" * DEEP + "x" + ")" * DEEP), 3),
+        ("ifs", _nested_ifs(DEEP), None),
+    ],
+)
 def test_depth_5000(tmp_path: Path, kind: str, source: str, line: int | None) -> None:
     (tmp_path / "deep.dnet").write_text(source, encoding="utf-8")
     stderr, code = run_check("deep.dnet", cwd=tmp_path)
@@ -302,10 +331,13 @@ def test_known_every_bad_name_in_an_import_is_reported() -> None:
     assert "`Blok`" in stderr and "`WIDHT`" in stderr, stderr
 
 
-@pytest.mark.parametrize("name,line,keyword", [
-    ("args_unknown_keyword", "3 |", "strides=2"),  # a built-in layer's argument
-    ("multi_models", "13 |", "stride=2"),  # a model's hyperparameter
-])
+@pytest.mark.parametrize(
+    "name,line,keyword",
+    [
+        ("args_unknown_keyword", "3 |", "strides=2"),  # a built-in layer's argument
+        ("multi_models", "13 |", "stride=2"),  # a model's hyperparameter
+    ],
+)
 def test_known_unknown_keyword_caret_under_keyword(name: str, line: str, keyword: str) -> None:
     """The caret of an unknown keyword argument sits under `name=value`, not the value
     (as for a keyword given twice, which already underlines `name=value`)."""

@@ -51,8 +51,13 @@ def test_division_by_zero_raises():
         floordiv(H, 0)
 
 
-@given(st.integers(-50, 50), st.integers(-50, 50), st.integers(1, 9), st.integers(1, 9),
-       st.integers(0, 400))
+@given(
+    st.integers(-50, 50),
+    st.integers(-50, 50),
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(0, 400),
+)
 def test_floor_division_agrees_with_integers(a, b, k1, k2, h):
     """Simplified forms give the same numbers as Python's // for every H."""
     expr = ((a * H + b) // k1 + a) // k2

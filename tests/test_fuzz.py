@@ -306,10 +306,15 @@ def test_rounding_is_excused_only_where_the_reference_is_itself_that_far(monkeyp
     1.01 in the PyTorch lowering) is still a failure."""
     from dualnet.backends.torch import lowering
 
-    case = fuzzing.Case("model Fuzz() {\n    forward(x: f32[B, 4]) -> f32[B, 4] {\n"
-                        "        return tanh(x)\n    }\n}\n", {"B": 3}, ((3, 4),))
+    case = fuzzing.Case(
+        "model Fuzz() {\n    forward(x: f32[B, 4]) -> f32[B, 4] {\n"
+        "        return tanh(x)\n    }\n}\n",
+        {"B": 3},
+        ((3, 4),),
+    )
     assert not fuzzing.run_case(case).failures
-    monkeypatch.setitem(lowering.TORCH_FUNCTIONS, "tanh",
-                        lambda call: f"torch.tanh({call.inputs['x']}) * 1.01")
+    monkeypatch.setitem(
+        lowering.TORCH_FUNCTIONS, "tanh", lambda call: f"torch.tanh({call.inputs['x']}) * 1.01"
+    )
     failing = fuzzing.run_case(case).failures
     assert failing and all("rounding" not in r.note for r in failing)

@@ -23,11 +23,13 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 BACKENDS = list(ALL_BACKENDS)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "mlp", "bert_encoder", "gru_classifier",
-                                  "lstm_classifier"])
+@pytest.mark.parametrize(
+    "name", ["lenet5", "mlp", "bert_encoder", "gru_classifier", "lstm_classifier"]
+)
 def test_the_zoo_passes_in_all_three_backends(name):
-    checks, agreements, where = gradcheck.gradcheck(dualnet.load(str(MODELS / f"{name}.dnet")),
-                                                    None, BACKENDS, dims={"T": 5})
+    checks, agreements, where = gradcheck.gradcheck(
+        dualnet.load(str(MODELS / f"{name}.dnet")), None, BACKENDS, dims={"T": 5}
+    )
     assert len(where) == 3 and {c.backend for c in checks} == set(BACKENDS)
     assert all(c.ok for c in checks), max(checks, key=lambda c: c.error)
     assert agreements and all(a.ok for a in agreements), max(agreements, key=lambda a: a.error)
@@ -60,8 +62,19 @@ def test_a_wrong_gradient_fails_with_exit_1(monkeypatch, capsys):
 def test_the_command_prints_both_tables_and_restores_keras(capsys):
     import keras
 
-    assert cli.main(["gradcheck", str(MODELS / "gru_classifier.dnet"), "--dims", "T=4",
-                     "--backends", "torch,keras"]) == 0
+    assert (
+        cli.main(
+            [
+                "gradcheck",
+                str(MODELS / "gru_classifier.dnet"),
+                "--dims",
+                "T=4",
+                "--backends",
+                "torch,keras",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "finite differences in float64" in out and "torch vs keras" in out
     assert keras.config.floatx() == "float32" and keras.config.dtype_policy().name == "float32"
@@ -89,8 +102,10 @@ def test_emitter_float32_fallback_is_optional(tmp_path):
     path = tmp_path / "gelu64.dnet"
     path.write_text(GELU64)
     summary = dualnet.load(str(path)).check()
-    ops = [{n.op_type for n in emit_onnx(summary, {}, float32_fallback=f).model.graph.node}
-           for f in (True, False)]
+    ops = [
+        {n.op_type for n in emit_onnx(summary, {}, float32_fallback=f).model.graph.node}
+        for f in (True, False)
+    ]
     assert "Cast" in ops[0] and "Cast" not in ops[1] and "Erf" in ops[1]
 
 
@@ -101,14 +116,17 @@ def test_the_float64_onnx_model_is_float64_throughout_and_matches_onnx_runtime()
     inputs = random_inputs(summary, {"B": 2, "T": 6}, 0)
     model = float64_model(widened(program, None), state)
     graph = model.graph
-    floats = {t.type.tensor_type.elem_type for t in [*graph.input, *graph.output,
-                                                     *graph.value_info]}
+    floats = {
+        t.type.tensor_type.elem_type for t in [*graph.input, *graph.output, *graph.value_info]
+    }
     floats |= {t.data_type for t in graph.initializer}
     assert floats <= {11, 7, 9}  # DOUBLE, INT64, BOOL
-    got = evaluator(model).run(None, {k: v.astype(np.float64) if v.dtype == np.float32 else v
-                                      for k, v in inputs.items()})
-    session = ort.InferenceSession(onnx_model(summary).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    got = evaluator(model).run(
+        None, {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in inputs.items()}
+    )
+    session = ort.InferenceSession(
+        onnx_model(summary).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     for a, b in zip(got, session.run(None, inputs), strict=True):
         assert a.dtype == np.float64 and np.max(np.abs(a - b)) / (1 + np.max(np.abs(b))) < 1e-5
 
@@ -116,9 +134,12 @@ def test_the_float64_onnx_model_is_float64_throughout_and_matches_onnx_runtime()
 def test_the_reference_erf_keeps_float64():
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "erf",
-                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [3])],
-                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [3])])
+    graph = helper.make_graph(
+        [helper.make_node("Erf", ["x"], ["y"])],
+        "erf",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [3])],
+    )
     x = np.array([0.1, 0.5, 2.0])
     (y,) = evaluator(helper.make_model(graph)).run(None, {"x": x})
     assert y.dtype == np.float64
@@ -129,9 +150,12 @@ def _one_node(node, dtype):
     from onnx import TensorProto, helper
 
     t = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE}[dtype]
-    graph = helper.make_graph([node], "one", [helper.make_tensor_value_info(n, t, None)
-                                              for n in node.input],
-                              [helper.make_tensor_value_info("y", t, None)])
+    graph = helper.make_graph(
+        [node],
+        "one",
+        [helper.make_tensor_value_info(n, t, None) for n in node.input],
+        [helper.make_tensor_value_info("y", t, None)],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
 
 
@@ -142,21 +166,49 @@ def test_the_fast_maxpool_and_convtranspose_match_onnx_runtime(rank):
     from onnx import helper
 
     rng = np.random.default_rng(rank)
-    cases = [("MaxPool", {"x": rng.standard_normal((2, 3, *[9] * rank))},
-              {"kernel_shape": [k] * rank, "strides": [s] * rank, "dilations": [d] * rank,
-               "pads": [p] * rank + [q] * rank})
-             for k in (2, 3) for s in (1, 2) for d in (1, 2) for p, q in ((0, 0), (1, 0))]
-    cases += [("ConvTranspose", {"x": rng.standard_normal((2, 4, *[5] * rank)),
-                                 "w": rng.standard_normal((4, 3, *[k] * rank)),
-                                 "b": rng.standard_normal(3 * g)},
-               {"strides": [s] * rank, "dilations": [d] * rank, "group": g,
-                "output_padding": [s - 1] * rank, "pads": [p] * rank + [0] * rank})
-              for k in (1, 2, 3) for s in (1, 2) for d in (1, 2) for g in (1, 2) for p in (0, 1)]
+    cases = [
+        (
+            "MaxPool",
+            {"x": rng.standard_normal((2, 3, *[9] * rank))},
+            {
+                "kernel_shape": [k] * rank,
+                "strides": [s] * rank,
+                "dilations": [d] * rank,
+                "pads": [p] * rank + [q] * rank,
+            },
+        )
+        for k in (2, 3)
+        for s in (1, 2)
+        for d in (1, 2)
+        for p, q in ((0, 0), (1, 0))
+    ]
+    cases += [
+        (
+            "ConvTranspose",
+            {
+                "x": rng.standard_normal((2, 4, *[5] * rank)),
+                "w": rng.standard_normal((4, 3, *[k] * rank)),
+                "b": rng.standard_normal(3 * g),
+            },
+            {
+                "strides": [s] * rank,
+                "dilations": [d] * rank,
+                "group": g,
+                "output_padding": [s - 1] * rank,
+                "pads": [p] * rank + [0] * rank,
+            },
+        )
+        for k in (1, 2, 3)
+        for s in (1, 2)
+        for d in (1, 2)
+        for g in (1, 2)
+        for p in (0, 1)
+    ]
     for op, feed, attrs in cases:
         node = helper.make_node(op, list(feed), ["y"], **attrs)
         (got,) = evaluator(_one_node(node, np.float64)).run(None, feed)
-        (want,) = ort.InferenceSession(_one_node(node, np.float32).SerializeToString(),
-                                       providers=["CPUExecutionProvider"]).run(
-            None, {k: v.astype(np.float32) for k, v in feed.items()})
+        (want,) = ort.InferenceSession(
+            _one_node(node, np.float32).SerializeToString(), providers=["CPUExecutionProvider"]
+        ).run(None, {k: v.astype(np.float32) for k, v in feed.items()})
         assert got.shape == want.shape, (op, attrs)
         assert np.max(np.abs(got - want)) < 1e-5 * (1 + np.max(np.abs(want))), (op, attrs)

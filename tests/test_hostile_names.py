@@ -28,8 +28,24 @@ DIMS = {"zzB": 2, "zzT": 3}
 
 def test_the_corpus_is_large_and_covers_every_class():
     assert len(NAMES) >= 500
-    for name in ("class", "lambda", "None", "len", "len_", "__init__", "__x", "_", "training",
-                 "state_dict", "weights", "name", "torch", "F", "self", "super"):
+    for name in (
+        "class",
+        "lambda",
+        "None",
+        "len",
+        "len_",
+        "__init__",
+        "__x",
+        "_",
+        "training",
+        "state_dict",
+        "weights",
+        "name",
+        "torch",
+        "F",
+        "self",
+        "super",
+    ):
         assert name in NAMES, name
 
 
@@ -59,14 +75,17 @@ def test_file_names_reach_generated_code_as_text(index, tmp_path, monkeypatch):
     entry_name = FILE_NAMES[(index + 1) % len(FILE_NAMES)]
     (tmp_path / lib_name).write_text(
         "model Lib() {\n    fc = Linear(4)\n"
-        "    forward(x: f32[B, 4]) -> f32[B, 4] { return relu(fc(x)) }\n}\n")
+        "    forward(x: f32[B, 4]) -> f32[B, 4] { return relu(fc(x)) }\n}\n"
+    )
     quoted = lib_name.replace("\\", "\\\\").replace('"', '\\"')
     if "\n" in quoted or "\r" in quoted:  # a .dnet string has no line breaks: a link
         os.symlink(lib_name, tmp_path / "lib.dnet")
         quoted = "lib.dnet"
     entry = tmp_path / entry_name
-    entry.write_text(f'from "{quoted}" import Lib\n\nmodel Net() {{\n    lib = Lib()\n'
-                     "    forward(x: f32[B, 4]) -> f32[B, 4] { return lib(x) }\n}\n")
+    entry.write_text(
+        f'from "{quoted}" import Lib\n\nmodel Net() {{\n    lib = Lib()\n'
+        "    forward(x: f32[B, 4]) -> f32[B, 4] { return lib(x) }\n}\n"
+    )
     program = dualnet.load(str(entry))
     for target in ("torch", "keras"):
         out = compile_file(str(entry), target, str(tmp_path / "out"))
@@ -86,8 +105,9 @@ def test_base_class_attribute_lists_cover_the_installed_frameworks():
         return {n for n in names if not n.startswith("__")}
 
     assert public(dir(nn.Module()) + dir(nn.Module)) <= NN_MODULE_ATTRS
-    keras_names = dir(keras.Model()) + dir(keras.Model) + dir(keras.layers.Layer()) + \
-        dir(keras.layers.Layer)
+    keras_names = (
+        dir(keras.Model()) + dir(keras.Model) + dir(keras.layers.Layer()) + dir(keras.layers.Layer)
+    )
     assert public(keras_names) <= KERAS_BASE_ATTRS
 
 
@@ -97,13 +117,27 @@ def test_keras_model_with_hostile_hyperparameters_saves_and_reloads(tmp_path):
     import keras
     import numpy as np
 
-    names = ["float", "eval", "input", "compile", "training", "name", "dtype", "cls", "self",
-             "kwargs", "trainable", "super"]
+    names = [
+        "float",
+        "eval",
+        "input",
+        "compile",
+        "training",
+        "name",
+        "dtype",
+        "cls",
+        "self",
+        "kwargs",
+        "trainable",
+        "super",
+    ]
     params = ", ".join(f"{n}: int = {i + 1}" for i, n in enumerate(names))
     total = " + ".join(names)
     path = tmp_path / "hyper.dnet"
-    path.write_text(f"model zzNet({params}) {{\n    fc = Linear({total})\n"
-                    f"    forward(zz_in: f32[zzB, 4]) {{ return fc(zz_in) * ({total}) }}\n}}\n")
+    path.write_text(
+        f"model zzNet({params}) {{\n    fc = Linear({total})\n"
+        f"    forward(zz_in: f32[zzB, 4]) {{ return fc(zz_in) * ({total}) }}\n}}\n"
+    )
     model = dualnet.load(str(path)).keras()
     x = np.random.default_rng(0).standard_normal((2, 4)).astype("float32")
     model.save(tmp_path / "model.keras")

@@ -25,8 +25,9 @@ model Net() {
 
 
 def dualnet(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "dualnet", *args], cwd=cwd,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "dualnet", *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 @pytest.fixture
@@ -36,8 +37,9 @@ def model(tmp_path):
 
 
 def test_parity_refuses_sizes_that_leave_a_sub_model_nothing(model):
-    out = dualnet("parity", "net.dnet", "--dims", "B=1,H=8,W=12", "--backends", "torch,onnx",
-                  cwd=model)
+    out = dualnet(
+        "parity", "net.dnet", "--dims", "B=1,H=8,W=12", "--backends", "torch,onnx", cwd=model
+    )
     assert out.returncode == 1, out.stderr
     assert "E-INPUT" in out.stderr and "net.dnet:3:" in out.stderr, out.stderr
     assert "H=8" in out.stderr and "is 0" in out.stderr, out.stderr
@@ -51,14 +53,16 @@ def test_parity_refuses_its_default_sizes_where_they_are_too_small(model):
 
 def test_run_refuses_input_arrays_too_small(model):
     np.save(model / "x.npy", np.zeros((1, 1, 2, 9), np.float32))
-    out = dualnet("run", "net.dnet", "--backend", "torch", "--input", "x=x.npy",
-                  "-o", "out.npz", cwd=model)
+    out = dualnet(
+        "run", "net.dnet", "--backend", "torch", "--input", "x=x.npy", "-o", "out.npz", cwd=model
+    )
     assert out.returncode == 1, out.stderr
     assert "E-INPUT" in out.stderr and "net.dnet:9:" in out.stderr, out.stderr
     assert not (model / "out.npz").exists()
 
 
 def test_sizes_large_enough_run(model):
-    out = dualnet("parity", "net.dnet", "--dims", "B=1,H=9,W=9", "--backends", "torch,onnx",
-                  cwd=model)
+    out = dualnet(
+        "parity", "net.dnet", "--dims", "B=1,H=9,W=9", "--backends", "torch,onnx", cwd=model
+    )
     assert out.returncode == 0, out.stderr

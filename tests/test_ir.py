@@ -33,9 +33,14 @@ def test_ir_is_identical_across_processes_and_hash_seeds(tmp_path):
     outputs = set()
     for seed in ("0", "1", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        run = subprocess.run([sys.executable, "-m", "dualnet", "ir", str(ROOT / "models" /
-                                                                        "resnet18.dnet")],
-                             capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "dualnet", "ir", str(ROOT / "models" / "resnet18.dnet")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=True,
+        )
         outputs.add(run.stdout)
     assert len(outputs) == 1
 
@@ -60,10 +65,19 @@ def test_hierarchy_and_node_kinds():
 
 def test_parameters_use_state_dict_names():
     summary = dualnet.check_file(str(ROOT / "models" / "resnet18.dnet"))
-    names = {f"{layer.path}.{p}" for layer in summary.instance.layers()
-             for p in [*layer.params, *layer.buffers]}
-    for expected in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight",
-                     "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var",
-                     "fc.weight", "fc.bias"):
+    names = {
+        f"{layer.path}.{p}"
+        for layer in summary.instance.layers()
+        for p in [*layer.params, *layer.buffers]
+    }
+    for expected in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.running_var",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert expected in names
     assert "layer1.0.downsample.0.weight" not in names

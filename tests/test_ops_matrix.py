@@ -23,19 +23,18 @@ def test_a_missing_row_is_reported(monkeypatch):
 
 
 def test_the_command_prints_the_matrix():
-    run = subprocess.run([sys.executable, "-m", "dualnet", "ops"], capture_output=True,
-                         text=True)
+    run = subprocess.run([sys.executable, "-m", "dualnet", "ops"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"{len(REGISTRY)} ops × {len(BACKENDS)} backends")
     assert "Conv2d" in run.stdout and "opset ≥ 17" in run.stdout
-    piped = subprocess.run(f"{sys.executable} -m dualnet ops | head -3", shell=True,
-                           capture_output=True, text=True)
+    piped = subprocess.run(
+        f"{sys.executable} -m dualnet ops | head -3", shell=True, capture_output=True, text=True
+    )
     assert "internal error" not in piped.stderr
 
 
 def test_every_op_says_how_it_uses_its_axes():
     """`OpDef.axes` decides where a channels-last backend may run an op: a typo would make
     an op silently `fixed` (correct but slow), so only the four documented values exist."""
-    assert {op.axes for op in REGISTRY.values()} == {"channels", "pointwise", "attribute",
-                                                     "fixed"}
+    assert {op.axes for op in REGISTRY.values()} == {"channels", "pointwise", "attribute", "fixed"}
     assert REGISTRY["Conv2d"].axes == "channels" and REGISTRY["matmul"].axes == "fixed"

@@ -20,8 +20,9 @@ ZOO = sorted(p.stem for p in MODELS.glob("*.dnet") if p.stem != "blocks")  # blo
 
 @pytest.mark.parametrize("name", ZOO)
 def test_the_zoo_agrees_across_all_three_backends(name):
-    rows, where = parity.compare(dualnet.load(str(MODELS / f"{name}.dnet")), None,
-                                 list(BACKENDS), dims={"T": 12})
+    rows, where = parity.compare(
+        dualnet.load(str(MODELS / f"{name}.dnet")), None, list(BACKENDS), dims={"T": 12}
+    )
     assert len(where) == 3 and rows and all(r.ok for r in rows), rows
 
 
@@ -67,8 +68,7 @@ model Shared() {
 def test_per_layer_compares_every_call_of_every_layer(tmp_path):
     path = tmp_path / "shared.dnet"
     path.write_text(SHARED)
-    outputs, rows, _ = parity.compare_layers(dualnet.load(str(path)), None,
-                                             list(BACKENDS))
+    outputs, rows, _ = parity.compare_layers(dualnet.load(str(path)), None, list(BACKENDS))
     assert [r.output for r in rows[::3]] == ["skip", "fc", "fc (call 2)"]
     assert all(r.ok and not r.note and r.shape == (2, 8) for r in rows), rows
     assert all(r.ok for r in outputs)
@@ -94,10 +94,12 @@ def test_per_layer_names_the_first_layer_that_diverges(monkeypatch, capsys):
 
 def test_per_layer_zoo_layers_agree_in_their_own_axis_order():
     for name in ("unet", "bert_encoder"):  # channels-last layers; several outputs per call
-        _, rows, _ = parity.compare_layers(dualnet.load(str(MODELS / f"{name}.dnet")), None,
-                                           list(BACKENDS), dims={"T": 6})
-        assert len(rows) > 60 and all(r.ok and not r.note for r in rows), \
-            [r for r in rows if not r.ok or r.note]
+        _, rows, _ = parity.compare_layers(
+            dualnet.load(str(MODELS / f"{name}.dnet")), None, list(BACKENDS), dims={"T": 6}
+        )
+        assert len(rows) > 60 and all(r.ok and not r.note for r in rows), [
+            r for r in rows if not r.ok or r.note
+        ]
 
 
 def test_training_mode_compares_outputs_and_running_statistics(capsys):

@@ -6,7 +6,7 @@ from dualnet.diagnostics import DualnetError
 from dualnet.syntax import ast
 from dualnet.syntax.parser import MAX_DEPTH, parse
 
-SOURCE = '''\
+SOURCE = """\
 # comment
 const D = 256
 import "blocks.dnet" as blocks
@@ -26,7 +26,7 @@ model M(n: int = 2, k: (int, int) = (3, 3), name: str = "same") {
         return a[0], [1, 2.5, 1e-5, "s\\"x"]
     }
 }
-'''
+"""
 
 
 def test_parses_every_construct():
@@ -82,10 +82,12 @@ def test_spans_cover_the_source_text():
     module = parse(SOURCE, "t.dnet")
     stmt = module.decls[-1].members[-1].body[0]
     line = SOURCE.splitlines()[stmt.span.line - 1]
-    assert line[stmt.span.column - 1:stmt.span.end_column - 1] == \
-        "y = x |> conv |> relu |> max_pool2d(2)"
+    assert (
+        line[stmt.span.column - 1 : stmt.span.end_column - 1]
+        == "y = x |> conv |> relu |> max_pool2d(2)"
+    )
     call = stmt.value.func
-    assert line[call.span.column - 1:call.span.end_column - 1] == "max_pool2d(2)"
+    assert line[call.span.column - 1 : call.span.end_column - 1] == "max_pool2d(2)"
 
 
 def test_newlines_inside_brackets_do_not_end_statements():
@@ -98,13 +100,16 @@ def test_semicolons_separate_statements():
     assert len(module.decls[0].members[0].body) == 2
 
 
-@pytest.mark.parametrize("text, found", [
-    ("model M( {", "`{`"),
-    ("model M() { forward(x: f32[B]) { return x }", "end of file"),
-    ("const x = $", "'$'"),
-    ("const x = \"abc", "unterminated string"),
-    ("model { }", "`{`"),
-])
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ("model M( {", "`{`"),
+        ("model M() { forward(x: f32[B]) { return x }", "end of file"),
+        ("const x = $", "'$'"),
+        ('const x = "abc', "unterminated string"),
+        ("model { }", "`{`"),
+    ],
+)
 def test_syntax_errors_are_located(text, found):
     with pytest.raises(DualnetError) as info:
         parse(text, "t.dnet")

@@ -17,8 +17,12 @@ def backend(name: str, where: Span | None = None, kind: str | None = None) -> Ba
     found = BACKENDS.get(name)
     if found is None or (kind is not None and found.kind != kind):
         names = [n for n, b in BACKENDS.items() if kind is None or b.kind == kind]
-        raise error("E-BACKEND", f"unknown {'target' if kind else 'backend'} `{name}`", where,
-                    notes=[f"{'targets' if kind else 'backends'}: {', '.join(names)}"])
+        raise error(
+            "E-BACKEND",
+            f"unknown {'target' if kind else 'backend'} `{name}`",
+            where,
+            notes=[f"{'targets' if kind else 'backends'}: {', '.join(names)}"],
+        )
     return found
 
 

@@ -52,8 +52,9 @@ class Backend:
         """The op matrix's cell for `op` (`dualnet ops`)."""
         return "yes" if self.supports(op) else "no: no lowering row"
 
-    def run(self, program, model: str | None, summary, inputs: list, weights: str,
-            probe) -> tuple[list, str]:
+    def run(
+        self, program, model: str | None, summary, inputs: list, weights: str, probe
+    ) -> tuple[list, str]:
         """The outputs of the program's model (checked: `summary`) on `inputs` (in the
         forward's order) with the tensors of the safetensors file `weights`, and a line
         saying where it ran; `probe` (`runner.Probe`) asks for training mode, each layer's

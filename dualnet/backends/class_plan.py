@@ -95,8 +95,10 @@ def configurations(entry: ModelInstance) -> tuple[list[Any], dict[int, list[list
 
 def _config_key(inst: ModelInstance) -> tuple:
     hyper = tuple((k, _plain(v)) for k, v in inst.hyper.items())
-    graphs = tuple(tuple((v.type.dtype, tuple(_plain(d) for d in v.type.shape))
-                         for v in g.inputs) for g in inst.graphs)
+    graphs = tuple(
+        tuple((v.type.dtype, tuple(_plain(d) for d in v.type.shape)) for v in g.inputs)
+        for g in inst.graphs
+    )
     return hyper, graphs, tuple(sorted(inst.call_dims))
 
 
@@ -118,8 +120,11 @@ def _plain(v) -> Any:
 def recursive(decls: list[Any], groups: dict[int, list[list]]) -> bool:
     """Whether some definition contains an instance of itself (a class that names itself:
     its text depends on its own plan, so writing must be repeated until it settles)."""
+
     def contains(inst: ModelInstance, decl: Any) -> bool:
-        return any(isinstance(c, ModelInstance) and (c.decl is decl or contains(c, decl))
-                   for c in inst.children.values())
+        return any(
+            isinstance(c, ModelInstance) and (c.decl is decl or contains(c, decl))
+            for c in inst.children.values()
+        )
 
     return any(contains(config[0], decl) for decl in decls for config in groups[id(decl)])

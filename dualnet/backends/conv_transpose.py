@@ -31,8 +31,9 @@ def transposed_padding(attrs: dict) -> TransposedPadding:
     """The `TransposedPadding` of a ConvTranspose2d's resolved attrs (stride, pads,
     output_padding)."""
     rows, output_padding, crops = [], [], []
-    for s, (before, after), o in zip(attrs["stride"], attrs["pads"], attrs["output_padding"],
-                                     strict=True):
+    for s, (before, after), o in zip(
+        attrs["stride"], attrs["pads"], attrs["output_padding"], strict=True
+    ):
         if o < s:
             rows.append(0)
             output_padding.append(o)

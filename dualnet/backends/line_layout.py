@@ -57,7 +57,7 @@ def _split_comment(code: str) -> tuple[str, str]:
     """Code and its trailing comment (a `#` outside strings)."""
     for i, ch, _ in scan(code):
         if ch == "#":
-            return code[:i].rstrip(), code[i + 1:].strip()
+            return code[:i].rstrip(), code[i + 1 :].strip()
     return code, ""
 
 
@@ -76,7 +76,7 @@ def _wrap(indent: str, code: str) -> list[str]:
     if span is None:
         return [indent + code]  # nothing to split at; rare and still valid Python
     start, end = span
-    head, inner, tail = code[: start + 1], code[start + 1: end], code[end:]
+    head, inner, tail = code[: start + 1], code[start + 1 : end], code[end:]
     parts = _top_level_split(inner)
     lines = [indent + head]
     single = len(parts) == 1 and inner.rstrip().endswith(",")  # a 1-tuple keeps its comma
@@ -96,10 +96,10 @@ def _wrap(indent: str, code: str) -> list[str]:
 def _statement_value(code: str) -> tuple[str, str | None]:
     """(`target = ` or `return `, value) for an assignment or return, else (code, None)."""
     if code.startswith("return "):
-        return "return ", code[len("return "):]
+        return "return ", code[len("return ") :]
     for i, _, depth in scan(code):
         if depth == 0 and code.startswith(" = ", i):
-            return code[: i + 3], code[i + 3:]
+            return code[: i + 3], code[i + 3 :]
     return code, None
 
 
@@ -131,8 +131,11 @@ def _outer_bracket(code: str) -> tuple[int, int] | None:
 
 def _clauses(code: str) -> list[str]:
     """`a if c else b` (or `x for i in r`) as its clauses, when they are at the top level."""
-    cuts = [i for i, _, depth in scan(code)
-            if depth == 0 and any(code.startswith(w, i) for w in _CLAUSES)]
+    cuts = [
+        i
+        for i, _, depth in scan(code)
+        if depth == 0 and any(code.startswith(w, i) for w in _CLAUSES)
+    ]
     bounds = [0, *cuts, len(code)]
     return [code[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
 
@@ -141,5 +144,5 @@ def _top_level_split(inner: str) -> list[str]:
     """The items of a bracket's contents, split at its top-level commas."""
     cuts = [i for i, ch, depth in scan(inner) if ch == "," and depth == 0]
     bounds = [-1, *cuts, len(inner)]
-    parts = [inner[a + 1:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [inner[a + 1 : b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
     return [p for p in parts if p]

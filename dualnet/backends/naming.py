@@ -16,8 +16,11 @@ import keyword
 from collections.abc import Hashable, Iterable
 
 # (builtins' private names such as `_` are left out: the REPL and gettext set them at will)
-PYTHON_RESERVED = frozenset(set(keyword.kwlist) | set(keyword.softkwlist)
-                            | {n for n in dir(builtins) if not n.startswith("_")})
+PYTHON_RESERVED = frozenset(
+    set(keyword.kwlist)
+    | set(keyword.softkwlist)
+    | {n for n in dir(builtins) if not n.startswith("_")}
+)
 
 
 def mangled(name: str) -> bool:
@@ -42,8 +45,11 @@ class Namespace:
         """The identifier for `key`, `wanted` where that is free (else `wanted_`, ...)."""
         if key in self._given:
             return self._given[key]
-        candidate = wanted if wanted.isidentifier() else "_" + "".join(
-            c if c.isalnum() or c == "_" else "_" for c in wanted)
+        candidate = (
+            wanted
+            if wanted.isidentifier()
+            else "_" + "".join(c if c.isalnum() or c == "_" else "_" for c in wanted)
+        )
         if candidate.startswith("__") and candidate.strip("_"):
             candidate = "_" + candidate.lstrip("_")  # `__x`, `__x__`: never Python's own
         while not self.free(candidate):
@@ -54,8 +60,7 @@ class Namespace:
 
     def free(self, name: str) -> bool:
         """Whether `name` may still be handed out."""
-        return not (name in self._reserved or name in self._taken or mangled(name)
-                    or dunder(name))
+        return not (name in self._reserved or name in self._taken or mangled(name) or dunder(name))
 
     def reserve(self, names: Iterable[str]) -> None:
         """Names that must not be handed out from now on (used as they are elsewhere)."""

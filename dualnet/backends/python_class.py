@@ -50,8 +50,25 @@ from dualnet.ops import REGISTRY
 from dualnet.syntax import ast
 
 # Python operator precedence, lowest first (`x if c else y` is 0).
-_PRECEDENCE = {"or": 1, "and": 2, "not": 3, "<": 4, "<=": 4, ">": 4, ">=": 4, "==": 4,
-               "!=": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "@": 6, "**": 8}
+_PRECEDENCE = {
+    "or": 1,
+    "and": 2,
+    "not": 3,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "==": 4,
+    "!=": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "//": 6,
+    "%": 6,
+    "@": 6,
+    "**": 8,
+}
 _UNARY, _ATOM = 7, 9
 _MAX_ROUNDS = 50  # rewrites of every class before the plan must have settled
 _UNREAD = "\x00"  # marks the assignment of a compile-time value, dropped if never read
@@ -165,16 +182,19 @@ class Emitter:
             out = self.writer(self, plan, unit).write()
             keys.add((out.text, out.extra))
         if len(keys) > 1:
-            raise Unsupported(f"{plan.decl.name.id} is called with inputs of several sizes "
-                              "that its generated forward would handle differently",
-                              plan.decl.name.span)
+            raise Unsupported(
+                f"{plan.decl.name.id} is called with inputs of several sizes "
+                "that its generated forward would handle differently",
+                plan.decl.name.span,
+            )
         return keys.pop()
 
     def _name_classes(self) -> None:
         """Class names: a definition's name for its first class, `Name2`, ... for others;
         never a name the program uses for anything else, nor a module-level name."""
-        ns = Namespace(self.module_names | self._program_names | self.init_reserved
-                       | self.forward_reserved)  # a class is named in a constructor's scope
+        ns = Namespace(
+            self.module_names | self._program_names | self.init_reserved | self.forward_reserved
+        )  # a class is named in a constructor's scope
         first: dict[int, ClassPlan] = {}
         for plan in self.plans:
             first.setdefault(id(plan.decl), plan)
@@ -220,7 +240,8 @@ class Emitter:
         found = self._constants.get(id(graph))
         if found is None:
             found = self._constants[id(graph)] = {
-                id(v) for n in graph.nodes if n.kind == "constant" for v in n.outputs}
+                id(v) for n in graph.nodes if n.kind == "constant" for v in n.outputs
+            }
         return found
 
     def node_index(self, graph: Graph) -> dict:
@@ -241,8 +262,12 @@ class Emitter:
 
 def _interface(plan: ClassPlan) -> tuple:
     """What a caller's code reads of a class: its name, parameter names, inferred sizes."""
-    return (plan.name, tuple(plan.params.items()), tuple(plan.required_dims),
-            tuple(plan.forward_args.items()))
+    return (
+        plan.name,
+        tuple(plan.params.items()),
+        tuple(plan.required_dims),
+        tuple(plan.forward_args.items()),
+    )
 
 
 def _program_names(decls: list) -> frozenset[str]:
@@ -268,17 +293,20 @@ class ClassWriter:
         self.unit = unit
         self.inst = unit.instance
         others = [u for u in plan.units() if u.instance is not unit.instance]
-        self.units = [unit] + [u for u in plan.units()
-                               if u.instance is unit.instance and u is not unit] + others
+        self.units = (
+            [unit]
+            + [u for u in plan.units() if u.instance is unit.instance and u is not unit]
+            + others
+        )
         self.instances = [self.inst] + [i for i in plan.instances if i is not self.inst]
         self.hypers = [h.name for h in self.decl.hypers]
         self.forward = next(m for m in self.decl.members if isinstance(m, ast.Forward))
         decls = [m for m in self.decl.members if isinstance(m, ast.LayerDecl)]
         # declarations that built a layer in some instance; the others are local constants
-        self.layer_names = [m.name.id for m in decls
-                            if any(m.name.id in inst.children for inst in self.instances)]
-        self.local_consts = {m.name.id: m.value for m in decls
-                             if m.name.id not in self.layer_names}
+        self.layer_names = [
+            m.name.id for m in decls if any(m.name.id in inst.children for inst in self.instances)
+        ]
+        self.local_consts = {m.name.id: m.value for m in decls if m.name.id not in self.layer_names}
         self.sig_dims = self._signature_dims()
         self.used_in_init: set[str] = set()
         self.used_in_forward: set[str] = set()
@@ -304,8 +332,9 @@ class ClassWriter:
         self.attr_ns = Namespace(self.em.attr_reserved)
         self.attr_ns.reserve(self.layer_attr(n) for n in self.layer_names)
         self.fwd_ns = Namespace(module | self.em.forward_reserved)
-        self.plan.forward_args = {a.name: self.fwd_ns.name(("var", a.name), a.name)
-                                  for a in self.forward.args}
+        self.plan.forward_args = {
+            a.name: self.fwd_ns.name(("var", a.name), a.name) for a in self.forward.args
+        }
 
     def param(self, name: str) -> str:
         """The constructor parameter (or constructor local) for a hyperparameter, size or
@@ -336,9 +365,12 @@ class ClassWriter:
         for arg in self.forward.args:
             if isinstance(arg.type, ast.TensorTypeExpr):
                 for axis, d in enumerate(arg.type.dims):
-                    if isinstance(d, ast.DimName) and d.name not in self.hypers \
-                            and d.name not in self.local_consts \
-                            and d.name not in self.inst.constants:
+                    if (
+                        isinstance(d, ast.DimName)
+                        and d.name not in self.hypers
+                        and d.name not in self.local_consts
+                        and d.name not in self.inst.constants
+                    ):
                         out.setdefault(d.name, (arg.name, axis))
         return out
 
@@ -362,8 +394,12 @@ class ClassWriter:
             return False
         depth = len(self.iteration)
         spans = [s.span for s in stmts]
-        return any(n.iteration[:depth] == self.iteration and n.span is not None
-                   and any(inside(n.span, s) for s in spans) for n in unit.graph.nodes)
+        return any(
+            n.iteration[:depth] == self.iteration
+            and n.span is not None
+            and any(inside(n.span, s) for s in spans)
+            for n in unit.graph.nodes
+        )
 
     @contextmanager
     def writing_as(self, unit: Unit) -> Iterator[None]:
@@ -377,8 +413,10 @@ class ClassWriter:
 
     def unchecked(self, span: Span) -> str:
         """A call that refuses a configuration no checked instance of this class has."""
-        return (f"_unchecked({fmt_literal(self.decl.name.id)}, "
-                f"{fmt_literal(f'{self.src}:{span.line}')})")
+        return (
+            f"_unchecked({fmt_literal(self.decl.name.id)}, "
+            f"{fmt_literal(f'{self.src}:{span.line}')})"
+        )
 
     def where(self, span: Span) -> str:
         """`file:line` of a source position, for a comment."""
@@ -410,14 +448,14 @@ class ClassWriter:
         if isinstance(v, Dim):
             return self.runtime_size(v)
         if isinstance(v, tuple | list):
-            return sequence([self._format(x, name_of, in_forward) for x in v],
-                             isinstance(v, tuple))
+            return sequence([self._format(x, name_of, in_forward) for x in v], isinstance(v, tuple))
         return fmt_literal(v)
 
     def symbolic_in(self, expr) -> bool:
         """Whether a size expression names a dimension this instance has symbolically."""
         return isinstance(expr, Dim) and any(
-            name in self.sig_dims and name not in self.inst.sizes for name in expr.symbols())
+            name in self.sig_dims and name not in self.inst.sizes for name in expr.symbols()
+        )
 
     def forward_name(self, name: str) -> str:
         if name in self.sig_dims:
@@ -442,8 +480,9 @@ class ClassWriter:
                         return self.dim_source(arg.name, axis)
         if self.inst is self.em.entry:
             return render(d, self.entry_symbol)
-        raise Unsupported(f"the size `{d}` cannot be computed from the inputs of "
-                          f"{self.decl.name.id}", None)
+        raise Unsupported(
+            f"the size `{d}` cannot be computed from the inputs of {self.decl.name.id}", None
+        )
 
     def entry_symbol(self, name: str) -> str:
         """A symbol of the entry model's sizes: its signature dimension, or an input axis."""
@@ -463,21 +502,29 @@ class ClassWriter:
     def write(self) -> Written_:
         init_lines = self.init_body()
         forward_lines = self.forward_body()
-        init_lines = [self.stored_constant(line) if _STORE in line else line
-                      for line in init_lines
-                      if _STORE not in line or line.split(_STORE)[1] in self.used_in_forward]
+        init_lines = [
+            self.stored_constant(line) if _STORE in line else line
+            for line in init_lines
+            if _STORE not in line or line.split(_STORE)[1] in self.used_in_forward
+        ]
         self.plan.required_dims = [d for d in self.sig_dims if d in self.used_in_init]
         params = ["self"] + [self.hyper_param(h) for h in self.decl.hypers]
         if self.plan.required_dims:
             params.append("*")
             for d in self.plan.required_dims:
-                default = (f" = {self.fmt_init(self.inst.call_dims[d])}"
-                           if self.inst is self.em.entry else "")
+                default = (
+                    f" = {self.fmt_init(self.inst.call_dims[d])}"
+                    if self.inst is self.em.entry
+                    else ""
+                )
                 params.append(f"{self.param(d)}: int{default}")
         stored = self.stored_names()
-        lines = [f"class {self.plan.name}({self.base_class()}):",
-                 f'    """{self.docstring()}"""', "",
-                 *(f"    {line}" for line in self.constructor_header(params))]
+        lines = [
+            f"class {self.plan.name}({self.base_class()}):",
+            f'    """{self.docstring()}"""',
+            "",
+            *(f"    {line}" for line in self.constructor_header(params)),
+        ]
         lines += [f"        {line}" for line in self.default_fixups()]
         lines += [f"        self.{self.stored(h)} = {self.param(h)}" for h in stored]
         lines += [f"        {line}" for line in init_lines]
@@ -493,8 +540,10 @@ class ClassWriter:
     def docstring(self) -> str:
         """The class docstring: the model and where it is declared; for a definition written
         as several classes, which layers this one serves."""
-        text = f"{escape.docstring(self.decl.name.id)} ({escape.docstring(self.src)}:" \
-               f"{self.decl.span.line})."
+        text = (
+            f"{escape.docstring(self.decl.name.id)} ({escape.docstring(self.src)}:"
+            f"{self.decl.span.line})."
+        )
         if self.em.siblings(self.plan) < 2:
             return text
         paths = [inst.path or "the model" for inst in self.plan.instances]
@@ -558,8 +607,7 @@ class ClassWriter:
         """An op node as an expression, its inputs' source by signature name."""
         raise NotImplementedError
 
-    def model_call(self, node: Node, target: str, args: list[str],
-                   keywords: dict[str, str]) -> str:
+    def model_call(self, node: Node, target: str, args: list[str], keywords: dict[str, str]) -> str:
         """A call of a child model (or a Sequential) with its arguments' source."""
         names = self.callee_args(node)
         kw = [f"{names.get(k, k)}={v}" for k, v in keywords.items()]
@@ -588,7 +636,8 @@ class ClassWriter:
 
     def hyper_param(self, h: ast.Hyper) -> str:
         annotation = {"int": "int", "float": "float", "bool": "bool", "str": "str"}.get(
-            getattr(h.type, "name", ""), "tuple")
+            getattr(h.type, "name", ""), "tuple"
+        )
         name = self.param(h.name)
         if h.default is None and self.after_default(h):
             return f"{name}: {annotation} | None = None"  # Python's order; checked below
@@ -602,7 +651,7 @@ class ClassWriter:
         """Whether a hyperparameter with a default comes before `h` (Python wants defaults
         last: `h` then gets `None`, and the constructor checks it was given)."""
         hypers = list(self.decl.hypers)
-        return any(x.default is not None for x in hypers[:hypers.index(h)])
+        return any(x.default is not None for x in hypers[: hypers.index(h)])
 
     def default_fixups(self) -> list[str]:
         """Defaults that refer to earlier hyperparameters are computed in the constructor;
@@ -619,8 +668,13 @@ class ClassWriter:
         return out
 
     # -- compile-time expressions (Python values)
-    def const_expr(self, e: ast.Expr, env: dict[str, str] | None = None,
-                   name_of=None, variables: set[str] = frozenset()) -> str:
+    def const_expr(
+        self,
+        e: ast.Expr,
+        env: dict[str, str] | None = None,
+        name_of=None,
+        variables: set[str] = frozenset(),
+    ) -> str:
         """A compile-time expression as Python; `name_of` writes a hyperparameter, local
         constant or dimension name (constructor locals by default); `variables`: forward
         variables in scope (they hold compile-time values too: `k = 2`)."""
@@ -628,6 +682,7 @@ class ClassWriter:
 
     def _const(self, e: ast.Expr, env: dict[str, str], name_of, variables) -> tuple[str, int]:
         """(source, precedence) with only the brackets precedence needs."""
+
         def sub(x: ast.Expr, least: int) -> str:
             code, prec = self._const(x, env, name_of, variables)
             return f"({code})" if prec < least else code
@@ -658,11 +713,14 @@ class ClassWriter:
             return f"{sub(e.then, 1)} if {sub(e.cond, 1)} else {sub(e.orelse, 0)}", 0
         if isinstance(e, ast.TupleExpr | ast.ListExpr):
             return sequence([sub(x, 0) for x in e.items], isinstance(e, ast.TupleExpr)), _ATOM
-        if isinstance(e, ast.Index) and len(e.items) == 1 \
-                and not isinstance(e.items[0], ast.Slice):
+        if isinstance(e, ast.Index) and len(e.items) == 1 and not isinstance(e.items[0], ast.Slice):
             return f"{sub(e.value, _ATOM)}[{sub(e.items[0], 0)}]", _ATOM
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "range" \
-                and not e.keywords:
+        if (
+            isinstance(e, ast.Call)
+            and isinstance(e.func, ast.Name)
+            and e.func.id == "range"
+            and not e.keywords
+        ):
             return f"range({', '.join(sub(a, 0) for a in e.args)})", _ATOM
         raise Unsupported("this expression cannot be written as a Python value", e.span)
 
@@ -696,9 +754,11 @@ class ClassWriter:
             orelse = [b for b in built if inside(b.span, e.orelse.span)]
             cond, prec = self._const(e.cond, env, self.init_name, frozenset())
             first = self.branch(e.then, then, env)
-            return (f"{f'({first})' if isinstance(e.then, ast.Conditional) else first} if "
-                    f"{f'({cond})' if prec <= 0 else cond} "
-                    f"else {self.branch(e.orelse, orelse, env)}")
+            return (
+                f"{f'({first})' if isinstance(e.then, ast.Conditional) else first} if "
+                f"{f'({cond})' if prec <= 0 else cond} "
+                f"else {self.branch(e.orelse, orelse, env)}"
+            )
         if isinstance(e, ast.Name) and e.id in env:
             raise Unsupported("a loop variable cannot be a layer here", e.span)
         child = built[0]  # what the declaration built decides what it is (a model may be
@@ -710,8 +770,9 @@ class ClassWriter:
         if isinstance(e, ast.Call | ast.Name) and isinstance(child, LayerInstance):
             op = REGISTRY[child.op]
             if op.is_layer and isinstance(e, ast.Call):
-                attrs = self.written_args(op.construct, e, self.common_attrs(built),
-                                          lambda x: self.const_expr(x, env))
+                attrs = self.written_args(
+                    op.construct, e, self.common_attrs(built), lambda x: self.const_expr(x, env)
+                )
                 return self.construct_layer(child.op, attrs)
             return self.function_module(child)
         raise Unsupported("this layer declaration cannot be written", e.span)
@@ -724,8 +785,11 @@ class ClassWriter:
         given.update({k.name: k.value for k in e.keywords})
         out = dict(attrs)
         for name, arg in given.items():
-            if name in out and not isinstance(arg, ast.Literal) and \
-                    type(out[name]) in (bool, float, str):
+            if (
+                name in out
+                and not isinstance(arg, ast.Literal)
+                and type(out[name]) in (bool, float, str)
+            ):
                 out[name] = written(out[name], render(arg))
         return out
 
@@ -738,25 +802,35 @@ class ClassWriter:
         attrs = dict(layers[0].attrs)
         for key, value in attrs.items():
             if isinstance(value, tuple):
-                if all(isinstance(layer.attrs.get(key), tuple)
-                       and len(layer.attrs[key]) == len(value) for layer in layers):
-                    attrs[key] = tuple(self._agreeing([layer.attrs[key][i] for layer in layers],
-                                                      owners) for i in range(len(value)))
+                if all(
+                    isinstance(layer.attrs.get(key), tuple) and len(layer.attrs[key]) == len(value)
+                    for layer in layers
+                ):
+                    attrs[key] = tuple(
+                        self._agreeing([layer.attrs[key][i] for layer in layers], owners)
+                        for i in range(len(value))
+                    )
             elif all(key in layer.attrs for layer in layers):
                 attrs[key] = self._agreeing([layer.attrs[key] for layer in layers], owners)
         return attrs
 
     def _owner(self, layer: LayerInstance) -> ModelInstance:
-        return next(inst for inst in self.instances
-                    if not inst.path or layer.path.startswith(inst.path + "."))
+        return next(
+            inst
+            for inst in self.instances
+            if not inst.path or layer.path.startswith(inst.path + ".")
+        )
 
     @staticmethod
     def _agreeing(values: list, owners: list[ModelInstance]):
         candidates = [v.expr for v in values if isinstance(v, Tagged)]
         for expr in candidates:
-            if all(isinstance(v, int) and not isinstance(v, bool)
-                   and substitute(expr, inst.sizes) == int(v)
-                   for v, inst in zip(values, owners, strict=True)):
+            if all(
+                isinstance(v, int)
+                and not isinstance(v, bool)
+                and substitute(expr, inst.sizes) == int(v)
+                for v, inst in zip(values, owners, strict=True)
+            ):
                 return Tagged(int(values[0]), expr)
         return values[0]
 
@@ -765,8 +839,9 @@ class ClassWriter:
             return self.layer_expr(e, built, env)
         return self.unchecked(e.span)
 
-    def model_expr(self, e: ast.Call, built: list, env: dict[str, str],
-                   columns: list[list] | None = None) -> str:
+    def model_expr(
+        self, e: ast.Call, built: list, env: dict[str, str], columns: list[list] | None = None
+    ) -> str:
         """A child model's constructor call (`built[0]`: the current unit's child, then the
         same child of the class's other instances). `columns`: for a generator's element,
         per iteration the children the instances made there (the inferred sizes may differ
@@ -775,8 +850,9 @@ class ClassWriter:
         plan = self.em.interface_of(child)
         params = plan.params
         args = [self.const_expr(a, env) for a in e.args]
-        args += [f"{params.get(k.name, k.name)}={self.const_expr(k.value, env)}"
-                 for k in e.keywords]
+        args += [
+            f"{params.get(k.name, k.name)}={self.const_expr(k.value, env)}" for k in e.keywords
+        ]
         for dim in plan.required_dims:
             values = [self.fmt_init(self.size_for(column, dim)) for column in columns or [built]]
             items = self.generator_items if columns else ()
@@ -788,18 +864,21 @@ class ClassWriter:
         class): an expression over the parent's names that gives each its own value where
         one does, else the current unit's value."""
         children = [c for c in children if dim in c.call_dims]
-        return self._agreeing([c.call_dims[dim] for c in children],
-                              [self._owner(c) for c in children])
+        return self._agreeing(
+            [c.call_dims[dim] for c in children], [self._owner(c) for c in children]
+        )
 
-    def child_expr(self, child: ModelInstance | LayerInstance, e: ast.Expr,
-                   env: dict[str, str]) -> str:
+    def child_expr(
+        self, child: ModelInstance | LayerInstance, e: ast.Expr, env: dict[str, str]
+    ) -> str:
         """One child of an unrolled generator, written from its own configuration: a model
         with its hyperparameter values, a layer with its attributes."""
         if isinstance(child, ModelInstance) and child.definition != "Sequential":
             plan = self.em.interface_of(child)
             args = [f"{plan.params[k]}={self.fmt_init(v)}" for k, v in child.hyper.items()]
-            args += [f"{plan.params[d]}={self.fmt_init(child.call_dims[d])}"
-                     for d in plan.required_dims]
+            args += [
+                f"{plan.params[d]}={self.fmt_init(child.call_dims[d])}" for d in plan.required_dims
+            ]
             return f"{plan.name}({', '.join(args)})"
         return self.layer_expr(e, [child], env)
 
@@ -813,22 +892,33 @@ class ClassWriter:
         children = list(seq.children.values())
         rest = [c for other in built[1:] for c in other.children.values()]
         self.generator_items = seq.items
-        columns = [[c, *(s.children[str(k)] for s in built[1:] if str(k) in s.children)]
-                   for k, c in enumerate(children)]
+        columns = [
+            [c, *(s.children[str(k)] for s in built[1:] if str(k) in s.children)]
+            for k, c in enumerate(children)
+        ]
         try:
-            texts = [self.element(gen.element, [child, *children[:k], *children[k + 1:], *rest],
-                                  inner, columns) for k, child in enumerate(children)]
+            texts = [
+                self.element(
+                    gen.element, [child, *children[:k], *children[k + 1 :], *rest], inner, columns
+                )
+                for k, child in enumerate(children)
+            ]
             if len(set(texts)) == 1:
                 return texts[0], var, self.const_expr(gen.iterable, env)
         except Unroll:
             pass
-        return [self.child_expr(child, gen.element, {**env, gen.var: literal_source(item)})
-                for child, item in zip(children, seq.items, strict=True)]
+        return [
+            self.child_expr(child, gen.element, {**env, gen.var: literal_source(item)})
+            for child, item in zip(children, seq.items, strict=True)
+        ]
 
     def element(self, e: ast.Expr, built: list, env: dict[str, str], columns: list) -> str:
         """A generator's element for one iteration (`built[0]` its child)."""
-        if isinstance(e, ast.Call) and isinstance(built[0], ModelInstance) \
-                and built[0].definition != "Sequential":
+        if (
+            isinstance(e, ast.Call)
+            and isinstance(built[0], ModelInstance)
+            and built[0].definition != "Sequential"
+        ):
             return self.model_expr(e, built, env, columns)
         return self.layer_expr(e, built, env)
 
@@ -853,10 +943,14 @@ class ClassWriter:
             self.after_statement(stmt)
         statements = self.without_unread(statements)
         used = {d for d in self.sig_dims if d in self.used_in_forward}
-        prelude = [f"{self.dim_local(d)} = {self.dim_source(*self.sig_dims[d])}"
-                   for d in self.sig_dims if d in used and self.dim_read(d, statements)]
-        return [self.forward_header(graph)] + \
-            [f"    {line}" for line in body + prelude + statements]
+        prelude = [
+            f"{self.dim_local(d)} = {self.dim_source(*self.sig_dims[d])}"
+            for d in self.sig_dims
+            if d in used and self.dim_read(d, statements)
+        ]
+        return [self.forward_header(graph)] + [
+            f"    {line}" for line in body + prelude + statements
+        ]
 
     def without_unread(self, lines: list[str]) -> list[str]:
         """The lines, less the assignments of compile-time values nothing reads (a block
@@ -966,8 +1060,9 @@ class ClassWriter:
             return [*prologue, f"for {var} in {iterable}:  # {where}", *body]
         return self.unrolled(s, env, where, items, iterable)
 
-    def loop_form(self, s: ast.For, env: dict[str, str], count: int
-                  ) -> tuple[list[str], list[str]] | None:
+    def loop_form(
+        self, s: ast.For, env: dict[str, str], count: int
+    ) -> tuple[list[str], list[str]] | None:
         """(lines before the loop, its body) if every iteration is written alike, else
         None."""
         bodies = [self.loop_body(s, env, k) for k in range(count)]
@@ -982,23 +1077,31 @@ class ClassWriter:
         finally:
             self.iteration = outer
 
-    def unrolled(self, s: ast.For, env: dict[str, str], where: str, items: tuple,
-                 iterable: str) -> list[str]:
+    def unrolled(
+        self, s: ast.For, env: dict[str, str], where: str, items: tuple, iterable: str
+    ) -> list[str]:
         """Each iteration written out, the loop variable replaced by its value."""
         lines = []
         for k, item in enumerate(items):
-            value = (f"{iterable}[{item[1]}]" if isinstance(item, tuple) and item[:1] == ("child",)
-                     else literal_source(item))
-            lines.append(f"# {where}: iteration {k + 1} of {len(items)} "
-                         f"({escape.comment(s.var.id)} = {escape.comment(value)})")
+            value = (
+                f"{iterable}[{item[1]}]"
+                if isinstance(item, tuple) and item[:1] == ("child",)
+                else literal_source(item)
+            )
+            lines.append(
+                f"# {where}: iteration {k + 1} of {len(items)} "
+                f"({escape.comment(s.var.id)} = {escape.comment(value)})"
+            )
             body = self.loop_body(s, {**env, s.var.id: value}, k)
             lines += [line[4:] for line in body if line.strip() != "pass"]
         return lines
 
     # -- branches
     def if_statement(self, s, env: dict[str, str], where: str) -> list[str]:
-        lines = [f"if {self.const_forward(s.cond, env)}:  # {where}",
-                 *self.branch_block(s, True, env)]
+        lines = [
+            f"if {self.const_forward(s.cond, env)}:  # {where}",
+            *self.branch_block(s, True, env),
+        ]
         if s.orelse:
             lines += ["else:", *self.branch_block(s, False, env)]
         return lines
@@ -1018,8 +1121,7 @@ class ClassWriter:
         current loop iteration): the current one if it takes the branch, else the first
         unit of the class that does (None: none does)."""
         for unit in self.units:
-            if unit.graph is not None \
-                    and unit.graph.branches.get((span, self.iteration)) is first:
+            if unit.graph is not None and unit.graph.branches.get((span, self.iteration)) is first:
                 return unit
         return None
 
@@ -1036,12 +1138,17 @@ class ClassWriter:
         """The shape comments of an expression's results: what every unit of the class (in
         every loop iteration) has there, a size that differs between them shown as `_`."""
         span = e.func.span if isinstance(e, ast.Pipe) else e.span
-        nodes = [n for n in self.em.span_nodes(self.plan).get(span, ())
-                 if n.kind in ("op", "layer", "call")]
+        nodes = [
+            n
+            for n in self.em.span_nodes(self.plan).get(span, ())
+            if n.kind in ("op", "layer", "call")
+        ]
         if not nodes or self.node_at(span) is None:
             return []
-        return [self.type_comment([n.outputs[i].type for n in nodes])
-                for i in range(len(nodes[0].outputs))]
+        return [
+            self.type_comment([n.outputs[i].type for n in nodes])
+            for i in range(len(nodes[0].outputs))
+        ]
 
     def type_comment(self, types: list[TensorType]) -> str:
         """A type as the class's own names write it (sizes from tags); a size that differs
@@ -1049,8 +1156,11 @@ class ClassWriter:
         first = types[0]
         dims = []
         for axis in range(len(first.shape)):
-            shown = {_size_text(t.shape[axis], self.inst is self.em.entry)
-                     for t in types if len(t.shape) == len(first.shape)}
+            shown = {
+                _size_text(t.shape[axis], self.inst is self.em.entry)
+                for t in types
+                if len(t.shape) == len(first.shape)
+            }
             dims.append(shown.pop() if len(shown) == 1 else "_")
         return escape.comment(f"{first.dtype}[{', '.join(dims)}]")
 
@@ -1059,8 +1169,11 @@ class ClassWriter:
         """An expression's source; one nested deeply (a long pipeline or `@` chain) is put
         into a variable of its own first (Python parses at most 200 nested brackets)."""
         src = self.expression(e, env)
-        if self.in_branch or bracket_depth(src) <= _DEEP \
-                or not isinstance(e, ast.Call | ast.Pipe | ast.Binary | ast.Unary):
+        if (
+            self.in_branch
+            or bracket_depth(src) <= _DEEP
+            or not isinstance(e, ast.Call | ast.Pipe | ast.Binary | ast.Unary)
+        ):
             return src
         name = self.fwd_ns.name(("part", len(self.parts)), f"_part{len(self.parts)}")
         self.parts.append(f"{name} = {src}")
@@ -1086,8 +1199,9 @@ class ClassWriter:
         if isinstance(e, ast.Literal):
             return fmt_literal(e.value)
         if isinstance(e, ast.Pipe):
-            return self.call(e.func, e.func.span, env, prepend=self.expr(e.value, env),
-                             prepend_tree=e.value)
+            return self.call(
+                e.func, e.func.span, env, prepend=self.expr(e.value, env), prepend_tree=e.value
+            )
         if isinstance(e, ast.Call):
             return self.call(e, e.span, env)
         if isinstance(e, ast.Binary | ast.Unary | ast.Index):
@@ -1108,9 +1222,11 @@ class ClassWriter:
             return self.const_forward(e, env)
         if isinstance(e, ast.Conditional):
             cond, prec = self._const(e.cond, env, self.forward_name, self.bound)
-            return self.conditional(self.branch_expr(e, True, env),
-                                    cond if prec > 0 else f"({cond})",
-                                    self.branch_expr(e, False, env))
+            return self.conditional(
+                self.branch_expr(e, True, env),
+                cond if prec > 0 else f"({cond})",
+                self.branch_expr(e, False, env),
+            )
         if isinstance(e, ast.TupleExpr | ast.ListExpr):
             items = ", ".join(self.expr(x, env) for x in e.items)
             return f"[{items}]" if isinstance(e, ast.ListExpr) else f"({items})"
@@ -1118,8 +1234,12 @@ class ClassWriter:
 
     def is_layer_expr(self, e: ast.Expr, env: dict[str, str]) -> bool:
         """Whether `e` names a layer (a Sequential, for `seq[i]`)."""
-        return isinstance(e, ast.Name) and e.id not in env and e.id not in self.bound \
+        return (
+            isinstance(e, ast.Name)
+            and e.id not in env
+            and e.id not in self.bound
             and e.id in self.layer_names
+        )
 
     def indexed_layer(self, seq: str, index: str) -> str:
         """The child `index` of Sequential `seq`."""
@@ -1138,8 +1258,14 @@ class ClassWriter:
         finally:
             self.in_branch -= 1
 
-    def call(self, e: ast.Expr, span: Span, env: dict[str, str], prepend: str | None = None,
-             prepend_tree: ast.Expr | None = None):
+    def call(
+        self,
+        e: ast.Expr,
+        span: Span,
+        env: dict[str, str],
+        prepend: str | None = None,
+        prepend_tree: ast.Expr | None = None,
+    ):
         func = e.func if isinstance(e, ast.Call) else e
         args: list = [] if prepend is None else [prepend]  # source text, or syntax trees
         keywords: dict[str, ast.Expr] = {}
@@ -1151,8 +1277,12 @@ class ClassWriter:
             raise Unsupported("internal error: this call was not traced", span)
         if node.kind == "op":
             op = REGISTRY[node.op]
-            attrs = self.written_args(op.signature, as_call(e, args), dict(node.attrs),
-                                      lambda x: self.const_forward(x, env))
+            attrs = self.written_args(
+                op.signature,
+                as_call(e, args),
+                dict(node.attrs),
+                lambda x: self.const_forward(x, env),
+            )
             first = prepend_tree if prepend is not None else (args[0] if args else None)
             attrs = self.op_attrs(node, attrs, first)
             return self.lower(node, self.bind(op, args, keywords, env), attrs)
@@ -1162,8 +1292,9 @@ class ClassWriter:
             layer = self.layer_of(node)
             return self.layer_call(node, target, codes, {**layer.attrs, **node.attrs})
         positional = [a if isinstance(a, str) else self.expr(a, env) for a in args]
-        return self.model_call(node, target, positional,
-                               {k: self.expr(v, env) for k, v in keywords.items()})
+        return self.model_call(
+            node, target, positional, {k: self.expr(v, env) for k, v in keywords.items()}
+        )
 
     def layer_of(self, node: Node) -> LayerInstance | ModelInstance:
         """The layer or child model a node of the current unit calls."""
@@ -1199,8 +1330,9 @@ class ClassWriter:
         """The node's inputs (signature names) that the generated code holds as plain
         numbers, not tensors: values of constant nodes (literals, hyperparameters, sizes)."""
         constants = self.em.constant_values(self.graph)
-        return frozenset(name for name, v in by_parameter(node, node.inputs).items()
-                         if id(v) in constants)
+        return frozenset(
+            name for name, v in by_parameter(node, node.inputs).items() if id(v) in constants
+        )
 
     def variable(self, name: str) -> str:
         """A forward-body variable read."""
@@ -1267,5 +1399,12 @@ def per_iteration(values: list[str], env: dict[str, str], items: tuple) -> str:
     raise Unroll
 
 
-__all__ = ["PYTHON_RESERVED", "ClassPlan", "ClassWriter", "Emitter",
-           "Unsupported", "fmt_literal", "sequence"]
+__all__ = [
+    "PYTHON_RESERVED",
+    "ClassPlan",
+    "ClassWriter",
+    "Emitter",
+    "Unsupported",
+    "fmt_literal",
+    "sequence",
+]

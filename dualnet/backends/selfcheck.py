@@ -20,13 +20,20 @@ def check_parameters(summary, built: dict[str, tuple[int, ...]], backend: str) -
     extra = [n for n in built if n not in expected]
     wrong = [n for n in expected if n in built and built[n] != expected[n]]
     first = (missing or wrong or extra)[0]
-    detail = (f"`{first}` is missing" if first in missing else
-              f"`{first}` is not in the checked model" if first in extra else
-              f"`{first}` has the shape {list(built[first])}, the checked model "
-              f"{list(expected[first])}")
+    detail = (
+        f"`{first}` is missing"
+        if first in missing
+        else f"`{first}` is not in the checked model"
+        if first in extra
+        else f"`{first}` has the shape {list(built[first])}, the checked model "
+        f"{list(expected[first])}"
+    )
     layer = layers.get(first.rpartition(".")[0])
-    raise error("E-BACKEND", f"internal error: the generated {backend} model's parameters "
-                f"differ from the checked model's: {detail} ({len(missing)} missing, "
-                f"{len(wrong)} of another shape, {len(extra)} extra)",
-                layer.span if layer is not None else summary.instance.span,
-                notes=["please report this with the .dnet file"])
+    raise error(
+        "E-BACKEND",
+        f"internal error: the generated {backend} model's parameters "
+        f"differ from the checked model's: {detail} ({len(missing)} missing, "
+        f"{len(wrong)} of another shape, {len(extra)} extra)",
+        layer.span if layer is not None else summary.instance.span,
+        notes=["please report this with the .dnet file"],
+    )

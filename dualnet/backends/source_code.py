@@ -19,8 +19,7 @@ def global_names(source: str) -> set[str]:
     return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
 
 
-def validate(source: str, imports: set[str], span, registrations: set[str] = frozenset()
-             ) -> None:
+def validate(source: str, imports: set[str], span, registrations: set[str] = frozenset()) -> None:
     """The generated file compiles, and at its top level holds only its docstring, imports
     of `imports`, function and class definitions (decorated by names of `registrations`
     alone) and assignments of those registrations; class bodies hold only docstrings and
@@ -36,8 +35,11 @@ def validate(source: str, imports: set[str], span, registrations: set[str] = fro
         if i == 0 and _is_docstring(stmt):
             continue
         if isinstance(stmt, ast.Import | ast.ImportFrom):
-            names = [a.name for a in stmt.names] if isinstance(stmt, ast.Import) else \
-                [stmt.module or ""]
+            names = (
+                [a.name for a in stmt.names]
+                if isinstance(stmt, ast.Import)
+                else [stmt.module or ""]
+            )
             for name in names:
                 if name not in imports:
                     raise _internal(f"generated source imports {name}", span)
@@ -53,8 +55,9 @@ def validate(source: str, imports: set[str], span, registrations: set[str] = fro
 
 def _check_definition(node: ast.FunctionDef | ast.ClassDef, registrations, span) -> None:
     for decorator in node.decorator_list:
-        if isinstance(decorator, ast.Call) and _plain(ast.Tuple(
-                [*decorator.args, *(k.value for k in decorator.keywords)], ast.Load())):
+        if isinstance(decorator, ast.Call) and _plain(
+            ast.Tuple([*decorator.args, *(k.value for k in decorator.keywords)], ast.Load())
+        ):
             decorator = decorator.func
         if _dotted(decorator) not in {*registrations, *_METHOD_DECORATORS}:
             raise _internal("generated source has an unexpected decorator", span)
@@ -75,9 +78,25 @@ def _check_definition(node: ast.FunctionDef | ast.ClassDef, registrations, span)
 
 
 _METHOD_DECORATORS = {"staticmethod", "classmethod", "property"}
-_PLAIN = (ast.Constant, ast.Name, ast.Attribute, ast.Tuple, ast.List, ast.UnaryOp, ast.BinOp,
-          ast.BoolOp, ast.Compare, ast.IfExp, ast.Load, ast.operator, ast.unaryop, ast.boolop,
-          ast.cmpop, ast.Subscript, ast.Slice)
+_PLAIN = (
+    ast.Constant,
+    ast.Name,
+    ast.Attribute,
+    ast.Tuple,
+    ast.List,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Load,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+    ast.Subscript,
+    ast.Slice,
+)
 
 
 def _plain(expr: ast.expr) -> bool:
@@ -96,8 +115,11 @@ def _dotted(expr: ast.expr) -> str | None:
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
-    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
         and isinstance(stmt.value.value, str)
+    )
 
 
 def _internal(message: str, span):

@@ -92,15 +92,21 @@ def atom(src: str, node: ast.expr | None = None) -> str:
         return f"({src})"
     if isinstance(node, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
         return src
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
-            and not isinstance(node.value, bool) and node.value >= 0:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+        and node.value >= 0
+    ):
         return src
     return f"({src})"
 
 
 # Python's left-associative binary operators, by precedence level.
-_LEVELS = [(("+", "-"), (ast.Add, ast.Sub)),
-           (("*", "/", "//", "%", "@"), (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.MatMult))]
+_LEVELS = [
+    (("+", "-"), (ast.Add, ast.Sub)),
+    (("*", "/", "//", "%", "@"), (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.MatMult)),
+]
 _SAME_LEVEL = {symbol: ops for symbols, ops in _LEVELS for symbol in symbols}
 
 
@@ -220,8 +226,9 @@ def slice_text(parts: list[str]) -> str:
     return text
 
 
-def function_row(op: str, functions: dict[str, Callable], layers: dict[str, Any],
-                 layers_name: str) -> Callable:
+def function_row(
+    op: str, functions: dict[str, Callable], layers: dict[str, Any], layers_name: str
+) -> Callable:
     """The row of `functions` lowering function node `op`; a KeyError for a layer (see
     `layers_name`) or an unknown op."""
     if op not in functions:

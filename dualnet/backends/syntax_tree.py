@@ -40,8 +40,9 @@ def mentions(e: ast.Expr, names: set[str]) -> bool:
         for f in dataclasses.fields(node):
             value = getattr(node, f.name)
             items = value if isinstance(value, tuple) else (value,)
-            stack.extend(x for x in items
-                         if dataclasses.is_dataclass(x) and not isinstance(x, Span))
+            stack.extend(
+                x for x in items if dataclasses.is_dataclass(x) and not isinstance(x, Span)
+            )
     return False
 
 
@@ -56,11 +57,14 @@ def names_in(node) -> list[str]:
         for f in dataclasses.fields(n):
             value = getattr(n, f.name)
             items = value if isinstance(value, tuple) else (value,)
-            stack.extend(x for x in items
-                         if dataclasses.is_dataclass(x) and not isinstance(x, Span)
-                         and not (isinstance(n, ast.Assign) and f.name == "targets")
-                         and not (isinstance(n, ast.Annotated | ast.For) and f.name in
-                                  ("target", "var")))
+            stack.extend(
+                x
+                for x in items
+                if dataclasses.is_dataclass(x)
+                and not isinstance(x, Span)
+                and not (isinstance(n, ast.Assign) and f.name == "targets")
+                and not (isinstance(n, ast.Annotated | ast.For) and f.name in ("target", "var"))
+            )
     return out
 
 
@@ -87,5 +91,7 @@ def span_key(span: Span) -> tuple:
 def inside(inner: Span | None, outer: Span) -> bool:
     if inner is None or inner.file != outer.file:
         return False
-    return ((inner.line, inner.column) >= (outer.line, outer.column)
-            and (inner.end_line, inner.end_column) <= (outer.end_line, outer.end_column))
+    return (inner.line, inner.column) >= (outer.line, outer.column) and (
+        inner.end_line,
+        inner.end_column,
+    ) <= (outer.end_line, outer.end_column)

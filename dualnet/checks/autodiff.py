@@ -34,8 +34,9 @@ def flatten(graph: Graph, input_keys: list, prefix: tuple, out: list[FlatNode]) 
         else:
             outs = tuple((*prefix, i, j) for j in range(len(node.outputs)))
             layer = graph.instance.child(node.target) if node.kind == "layer" else None
-            out.append(FlatNode(node, layer if isinstance(layer, LayerInstance) else None,
-                                ins, outs))
+            out.append(
+                FlatNode(node, layer if isinstance(layer, LayerInstance) else None, ins, outs)
+            )
         for v, key in zip(node.outputs, outs, strict=True):
             env[id(v)] = key
     return [env[id(v)] for v in graph.outputs]
@@ -50,8 +51,9 @@ def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
         for key, v in zip(f.outputs, f.node.outputs, strict=True):
             dtype[key] = v.type.dtype
     float_out = {k for k in outputs if dtype[k].is_float}
-    grad_live = _backward(flat, float_out, lambda f, name, key: _differentiable(f, name)
-                          and dtype[key].is_float)
+    grad_live = _backward(
+        flat, float_out, lambda f, name, key: _differentiable(f, name) and dtype[key].is_float
+    )
     data_live = _backward(flat, set(outputs), lambda f, name, key: True)
 
     diagnostics = []
@@ -62,9 +64,15 @@ def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
     for layer in instance.layers():
         trainable = [n for n, p in layer.params.items() if p.trainable]
         if not layer.built:
-            diagnostics.append(Diagnostic(
-                "E-UNUSED", f"layer `{layer.path}` is declared but never called", layer.span,
-                "never called", ("remove it, or call it in forward",)))
+            diagnostics.append(
+                Diagnostic(
+                    "E-UNUSED",
+                    f"layer `{layer.path}` is declared but never called",
+                    layer.span,
+                    "never called",
+                    ("remove it, or call it in forward",),
+                )
+            )
             continue
         if not trainable:
             continue
@@ -73,26 +81,49 @@ def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
             continue
         names = ", ".join(trainable)
         if not any(k in data_live for f in uses for k in f.outputs):
-            diagnostics.append(Diagnostic(
-                "E-UNUSED", f"the output of layer `{layer.path}` never reaches a result of the "
-                "model", uses[0].node.span, "result unused",
-                (f"its parameters ({names}) would get no gradient",)))
+            diagnostics.append(
+                Diagnostic(
+                    "E-UNUSED",
+                    f"the output of layer `{layer.path}` never reaches a result of the model",
+                    uses[0].node.span,
+                    "result unused",
+                    (f"its parameters ({names}) would get no gradient",),
+                )
+            )
             continue
         cut = _first_cut(flat, uses, grad_live, data_live)
         if cut is None or cut.node.op == "stop_gradient":
             continue
         produced = cut.node.outputs[0].type.dtype if cut.node.outputs else None
-        if produced is not None and not produced.is_float and cut.node.op == "cast" or (
-                REGISTRY[cut.node.op].differentiable and produced is not None
-                and not produced.is_float):
-            code, why = "E-GRAD-DTYPE", (f"`{cut.node.op}` turns it into {produced}; integer "
-                                         "and bool values carry no gradient")
+        if (
+            produced is not None
+            and not produced.is_float
+            and cut.node.op == "cast"
+            or (
+                REGISTRY[cut.node.op].differentiable
+                and produced is not None
+                and not produced.is_float
+            )
+        ):
+            code, why = (
+                "E-GRAD-DTYPE",
+                (
+                    f"`{cut.node.op}` turns it into {produced}; integer "
+                    "and bool values carry no gradient"
+                ),
+            )
         else:
             code, why = "E-GRAD", f"`{cut.node.op}` is not differentiable"
-        diagnostics.append(Diagnostic(
-            code, f"parameters of `{layer.path}` ({names}) get no gradient: the path to the "
-            f"results is cut here", cut.node.span, why,
-            ("wrap the value in stop_gradient(...) if the cut is intended",)))
+        diagnostics.append(
+            Diagnostic(
+                code,
+                f"parameters of `{layer.path}` ({names}) get no gradient: the path to the "
+                f"results is cut here",
+                cut.node.span,
+                why,
+                ("wrap the value in stop_gradient(...) if the cut is intended",),
+            )
+        )
     return diagnostics
 
 
@@ -111,8 +142,9 @@ def _backward(flat: list[FlatNode], start: set, passes) -> set:
     return live
 
 
-def _first_cut(flat: list[FlatNode], uses: list[FlatNode], grad_live: set,
-               data_live: set) -> FlatNode | None:
+def _first_cut(
+    flat: list[FlatNode], uses: list[FlatNode], grad_live: set, data_live: set
+) -> FlatNode | None:
     """The first node downstream of the layer where a dependent value stops being
     gradient-live while the node's result still reaches an output."""
     dep = {k for f in uses for k in f.outputs}
@@ -121,7 +153,10 @@ def _first_cut(flat: list[FlatNode], uses: list[FlatNode], grad_live: set,
         if not hit:
             continue
         dep.update(f.outputs)
-        if any(k not in grad_live for k in hit) and any(k in data_live for k in f.outputs) \
-                and not any(k in grad_live for k in hit):
+        if (
+            any(k not in grad_live for k in hit)
+            and any(k in data_live for k in f.outputs)
+            and not any(k in grad_live for k in hit)
+        ):
             return f
     return None

@@ -108,12 +108,16 @@ def _float32_error(program: Program, case: Case) -> dict[str, float]:
         names = ["output"] if len(out) == 1 else [f"output_{i}" for i in range(len(out))]
         values = dict(zip(names, out, strict=True))
         if case.train:
-            values.update((f"state {k}", v) for k, v in copied.state_dict().items()
-                          if v.is_floating_point())
+            values.update(
+                (f"state {k}", v) for k, v in copied.state_dict().items() if v.is_floating_point()
+            )
         runs.append({k: v.double().numpy() for k, v in values.items()})
     low, high = runs
-    return {name: float(np.max(np.abs(low[name] - high[name]), initial=0.0))
-            / (1 + float(np.max(np.abs(high[name]), initial=0.0))) for name in low}
+    return {
+        name: float(np.max(np.abs(low[name] - high[name]), initial=0.0))
+        / (1 + float(np.max(np.abs(high[name]), initial=0.0)))
+        for name in low
+    }
 
 
 def run_case(case: Case, backends: tuple[str, ...] = BACKENDS) -> Outcome:

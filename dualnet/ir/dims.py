@@ -25,9 +25,16 @@ class DimTooLarge(ArithmeticError):
 
     @staticmethod
     def at(span: Span | None) -> DualnetError:
-        return error("E-LIMIT", f"a symbolic size would grow past {MAX_SIZE} terms", span,
-                     "too complex", ["give the dimensions concrete sizes in the forward "
-                                     "signature, or simplify the expression"])
+        return error(
+            "E-LIMIT",
+            f"a symbolic size would grow past {MAX_SIZE} terms",
+            span,
+            "too complex",
+            [
+                "give the dimensions concrete sizes in the forward "
+                "signature, or simplify the expression"
+            ],
+        )
 
 
 class FloorDiv:
@@ -52,8 +59,9 @@ class FloorDiv:
         return self.render(str)
 
     def render(self, name_of) -> str:
-        num, den = (str(x) if isinstance(x, int) else x.render(name_of)
-                    for x in (self.num, self.den))
+        num, den = (
+            str(x) if isinstance(x, int) else x.render(name_of) for x in (self.num, self.den)
+        )
         num = num if _is_simple(self.num) else f"({num})"
         # `a // (b // c)` keeps its brackets: `//` groups to the left
         den = den if _is_simple(self.den) and not _divides(self.den) else f"({den})"
@@ -70,8 +78,9 @@ def _divides(d: int | Dim) -> bool:
 
 
 def _is_simple(d: int | Dim) -> bool:
-    return isinstance(d, int) or (len(d.terms) == 1 and d.terms[0][1] == 1
-                                  and len(d.terms[0][0]) == 1)
+    return isinstance(d, int) or (
+        len(d.terms) == 1 and d.terms[0][1] == 1 and len(d.terms[0][0]) == 1
+    )
 
 
 class Dim:
@@ -101,8 +110,10 @@ class Dim:
     # -- construction
     @staticmethod
     def _make(poly: dict) -> int | Dim:
-        items = sorted(((m, c) for m, c in poly.items() if c),
-                       key=lambda mc: (-len(mc[0]), [_atom_key(a) for a in mc[0]]))
+        items = sorted(
+            ((m, c) for m, c in poly.items() if c),
+            key=lambda mc: (-len(mc[0]), [_atom_key(a) for a in mc[0]]),
+        )
         if not items:
             return 0
         if len(items) == 1 and items[0][0] == ():

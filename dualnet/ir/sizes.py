@@ -26,10 +26,14 @@ def _walk(graph: Graph, env: dict[str, int], given: str, sizes: Mapping[str, int
                 n = substitute(d, env)
                 if isinstance(n, int) and n < 1:
                     at = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()))
-                    raise error("E-INPUT", f"with the input sizes {at} ({given}) the size "
-                                f"`{d}` here is {n}: these inputs are too small for the model",
-                                node.span, f"a size of {n}",
-                                ["give larger input sizes"])
+                    raise error(
+                        "E-INPUT",
+                        f"with the input sizes {at} ({given}) the size "
+                        f"`{d}` here is {n}: these inputs are too small for the model",
+                        node.span,
+                        f"a size of {n}",
+                        ["give larger input sizes"],
+                    )
 
 
 def _bound(node, env: Mapping[str, int]) -> dict[str, int]:

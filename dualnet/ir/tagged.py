@@ -49,8 +49,12 @@ class TaggedDim(Dim):
 
 
 def _combine_dims(a, b, op):
-    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | Dim) \
-            or not isinstance(b, int | Dim):
+    if (
+        isinstance(a, bool)
+        or isinstance(b, bool)
+        or not isinstance(a, int | Dim)
+        or not isinstance(b, int | Dim)
+    ):
         return NotImplemented
     ua, ub = untagged(a), untagged(b)
     value = op(ua, ub)
@@ -104,8 +108,10 @@ def tag_as(value, name: str):
     if isinstance(value, Dim):
         return TaggedDim(untagged(value), sym(name))
     if isinstance(value, tuple):
-        return tuple(tag_as(v, element(name, i)) if not isinstance(v, tuple) else v
-                     for i, v in enumerate(value))
+        return tuple(
+            tag_as(v, element(name, i)) if not isinstance(v, tuple) else v
+            for i, v in enumerate(value)
+        )
     return value
 
 
@@ -174,8 +180,12 @@ def _combine(a, b, op):
 def _arithmetic(cls, combine) -> None:
     """`+ - * //` on `cls` and their reflections, each through `combine(a, b, op)`, which
     keeps the tag."""
-    for name, op in (("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
-                     ("floordiv", floordiv)):
+    for name, op in (
+        ("add", operator.add),
+        ("sub", operator.sub),
+        ("mul", operator.mul),
+        ("floordiv", floordiv),
+    ):
         setattr(cls, f"__{name}__", lambda self, other, op=op: combine(self, other, op))
         setattr(cls, f"__r{name}__", lambda self, other, op=op: combine(other, self, op))
 

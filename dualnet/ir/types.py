@@ -39,10 +39,13 @@ class DType(enum.Enum):
 
 DTYPES = {d.value: d for d in DType}
 # The values each element type holds (f64: every finite float; bool: none are checked).
-_RANGES = {DType.f16: (-65504.0, 65504.0),
-           DType.bf16: (-3.3895313892515355e38, 3.3895313892515355e38),
-           DType.f32: (-3.4028234663852886e38, 3.4028234663852886e38),
-           DType.i32: (-(2**31), 2**31 - 1), DType.i64: (-(2**63), 2**63 - 1)}
+_RANGES = {
+    DType.f16: (-65504.0, 65504.0),
+    DType.bf16: (-3.3895313892515355e38, 3.3895313892515355e38),
+    DType.f32: (-3.4028234663852886e38, 3.4028234663852886e38),
+    DType.i32: (-(2**31), 2**31 - 1),
+    DType.i64: (-(2**63), 2**63 - 1),
+}
 
 
 def out_of_range(value: float, dtype: DType) -> str | None:
@@ -54,8 +57,15 @@ def out_of_range(value: float, dtype: DType) -> str | None:
     shown = (lambda v: f"{v:,}") if isinstance(value, int) else (lambda v: f"{v:g}")
     return f"{shown(value)} does not fit in {dtype} (from {shown(low)} to {shown(high)})"
 
-_NUMPY_NAMES = {DType.f16: "float16", DType.f32: "float32", DType.f64: "float64",
-                DType.i32: "int32", DType.i64: "int64", DType.bool: "bool"}
+
+_NUMPY_NAMES = {
+    DType.f16: "float16",
+    DType.f32: "float32",
+    DType.f64: "float64",
+    DType.i32: "int32",
+    DType.i64: "int64",
+    DType.bool: "bool",
+}
 SizeT = int | Dim
 
 

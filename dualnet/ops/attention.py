@@ -11,12 +11,16 @@ from dualnet.ops.common import broadcast, fan_in_init, positive, same_dtype
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
-_FULLY_MASKED = ("A query that may attend no key (every key masked) gets all-zero attention "
-                 "weights, so its attended value is 0 (ONNX Attention's rule; PyTorch's SDPA "
-                 "gives NaN there).")
-_CAUSAL = ("causal=true lets query i attend key j only when j ≤ i (top-left aligned, as "
-           "PyTorch's is_causal and ONNX Attention without a cache); it combines with `mask` "
-           "by logical and.")
+_FULLY_MASKED = (
+    "A query that may attend no key (every key masked) gets all-zero attention "
+    "weights, so its attended value is 0 (ONNX Attention's rule; PyTorch's SDPA "
+    "gives NaN there)."
+)
+_CAUSAL = (
+    "causal=true lets query i attend key j only when j ≤ i (top-left aligned, as "
+    "PyTorch's is_causal and ONNX Attention without a cache); it combines with `mask` "
+    "by logical and."
+)
 
 
 def attend(q, k, v, allowed=None, causal: bool = False):
@@ -42,12 +46,20 @@ def _mask_check(ctx: Ctx, mask: TensorType | None, target: tuple) -> None:
     if mask is None:
         return
     if mask.dtype != DType.bool:
-        ctx.fail(f"`mask` must be a bool tensor (true = may attend), found {mask}", "mask",
-                 f"{mask.dtype}", code="E-DTYPE",
-                 notes=("compare to get a bool mask, e.g. `ids != 0`",))
+        ctx.fail(
+            f"`mask` must be a bool tensor (true = may attend), found {mask}",
+            "mask",
+            f"{mask.dtype}",
+            code="E-DTYPE",
+            notes=("compare to get a bool mask, e.g. `ids != 0`",),
+        )
     if mask.rank > len(target) or broadcast(ctx, mask, TensorType(mask.dtype, target)) != target:
-        ctx.fail(f"`mask` {mask} does not broadcast to the attention scores "
-                 f"[{', '.join(str(d) for d in target)}]", "mask", "mask shape")
+        ctx.fail(
+            f"`mask` {mask} does not broadcast to the attention scores "
+            f"[{', '.join(str(d) for d in target)}]",
+            "mask",
+            "mask shape",
+        )
 
 
 # ---------------------------------------------------------------- scaled_dot_product_attention
@@ -60,11 +72,15 @@ def _sdpa_infer(ctx: Ctx) -> list[TensorType]:
             ctx.fail(f"`{name}` must be [..., T, d], found {t}", name, f"rank {t.rank}")
     dtype = same_dtype(ctx, q, k, v)
     if q.shape[-1] != k.shape[-1]:
-        ctx.fail(f"query and key sizes differ: {q} and {k}", "k",
-                 f"d: {q.shape[-1]} vs {k.shape[-1]}")
+        ctx.fail(
+            f"query and key sizes differ: {q} and {k}", "k", f"d: {q.shape[-1]} vs {k.shape[-1]}"
+        )
     if k.shape[-2] != v.shape[-2]:
-        ctx.fail(f"keys and values differ in length: {k} and {v}", "v",
-                 f"Tk: {k.shape[-2]} vs {v.shape[-2]}")
+        ctx.fail(
+            f"keys and values differ in length: {k} and {v}",
+            "v",
+            f"Tk: {k.shape[-2]} vs {v.shape[-2]}",
+        )
     batch = broadcast(ctx, TensorType(dtype, q.shape[:-2]), TensorType(dtype, k.shape[:-2]))
     batch = broadcast(ctx, TensorType(dtype, batch), TensorType(dtype, v.shape[:-2]))
     _mask_check(ctx, ctx.inputs.get("mask"), (*batch, q.shape[-2], k.shape[-2]))
@@ -73,20 +89,30 @@ def _sdpa_infer(ctx: Ctx) -> list[TensorType]:
 
 def _sdpa_ref(inputs, attrs, params):
     q = inputs["q"]
-    return [attend(q, inputs["k"], inputs["v"], inputs.get("mask"), attrs["causal"])
-            .astype(q.dtype)]
+    return [
+        attend(q, inputs["k"], inputs["v"], inputs.get("mask"), attrs["causal"]).astype(q.dtype)
+    ]
 
 
-register(OpDef(
-    name="scaled_dot_product_attention",
-    signature=sig(P("q", "tensor", dtypes="float"), P("k", "tensor", dtypes="float"),
-                  P("v", "tensor", dtypes="float"), P("mask", "tensor?", None),
-                  P("causal", "bool", False)),
-    infer=_sdpa_infer, reference=_sdpa_ref, differentiable=("q", "k", "v"),
-    category="attention",
-    doc="softmax(q kᵀ / √d) v on q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv] (batch axes "
+register(
+    OpDef(
+        name="scaled_dot_product_attention",
+        signature=sig(
+            P("q", "tensor", dtypes="float"),
+            P("k", "tensor", dtypes="float"),
+            P("v", "tensor", dtypes="float"),
+            P("mask", "tensor?", None),
+            P("causal", "bool", False),
+        ),
+        infer=_sdpa_infer,
+        reference=_sdpa_ref,
+        differentiable=("q", "k", "v"),
+        category="attention",
+        doc="softmax(q kᵀ / √d) v on q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv] (batch axes "
         "broadcast; d = q's last size); `mask` is bool, broadcast to [..., Tq, Tk], true = may "
-        f"attend. {_CAUSAL} {_FULLY_MASKED}"))
+        f"attend. {_CAUSAL} {_FULLY_MASKED}",
+    )
+)
 
 
 # ---------------------------------------------------------------- MultiHeadAttention
@@ -99,30 +125,39 @@ def _mha_infer(ctx: Ctx) -> list[TensorType]:
     positive(ctx, (dim,), "dim")
     positive(ctx, (heads,), "heads")
     if dim % heads:
-        ctx.fail(f"heads={heads} must divide dim={dim}", "heads", "does not divide",
-                 code="E-VALUE")
+        ctx.fail(f"heads={heads} must divide dim={dim}", "heads", "does not divide", code="E-VALUE")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.rank != 3:
             ctx.fail(f"`{name}` must be [B, T, {dim}], found {t}", name, f"rank {t.rank}")
         if t.shape[2] != dim:
-            ctx.fail(f"`{name}` must have {dim} features (the layer's dim), found {t}", name,
-                     f"{t.shape[2]} vs {dim}")
+            ctx.fail(
+                f"`{name}` must have {dim} features (the layer's dim), found {t}",
+                name,
+                f"{t.shape[2]} vs {dim}",
+            )
     dtype = same_dtype(ctx, q, k, v)
     if not q.shape[0] == k.shape[0] == v.shape[0]:
         ctx.fail(f"batch sizes differ: {q}, {k}, {v}", "k", "dimension 0")
     if k.shape[1] != v.shape[1]:
-        ctx.fail(f"keys and values differ in length: {k} and {v}", "v",
-                 f"Tk: {k.shape[1]} vs {v.shape[1]}")
+        ctx.fail(
+            f"keys and values differ in length: {k} and {v}",
+            "v",
+            f"Tk: {k.shape[1]} vs {v.shape[1]}",
+        )
     batch, tq, tk = q.shape[0], q.shape[1], k.shape[1]
     mask = ctx.inputs.get("mask")
     if mask is not None and mask.rank not in (2, 3):
-        ctx.fail(f"`mask` must be bool [B, Tk] or [B, Tq, Tk], found {mask}", "mask",
-                 f"rank {mask.rank}")
+        ctx.fail(
+            f"`mask` must be bool [B, Tk] or [B, Tq, Tk], found {mask}", "mask", f"rank {mask.rank}"
+        )
     if mask is not None:
         _mask_check(ctx, mask, (batch, tk) if mask.rank == 2 else (batch, tq, tk))
     cfg.update(head_dim=dim // heads, batch_first=True)
-    ctx.param("in_proj_weight", (3 * dim, dim),
-              Init("xavier_uniform", (("fan_in", dim), ("fan_out", 3 * dim))))
+    ctx.param(
+        "in_proj_weight",
+        (3 * dim, dim),
+        Init("xavier_uniform", (("fan_in", dim), ("fan_out", 3 * dim))),
+    )
     if cfg["bias"]:
         ctx.param("in_proj_bias", (3 * dim,), Init("zeros"))
     ctx.param("out_proj.weight", (dim, dim), fan_in_init(dim)[0])
@@ -138,7 +173,7 @@ def _mha_ref(inputs, attrs, params):
     b = params.get("in_proj_bias", np.zeros(3 * dim)).astype(np.float64)
 
     def project(x, i):
-        y = x.astype(np.float64) @ w[i * dim:(i + 1) * dim].T + b[i * dim:(i + 1) * dim]
+        y = x.astype(np.float64) @ w[i * dim : (i + 1) * dim].T + b[i * dim : (i + 1) * dim]
         return y.reshape(*x.shape[:2], heads, dim // heads).transpose(0, 2, 1, 3)
 
     mask = inputs.get("mask")
@@ -152,17 +187,26 @@ def _mha_ref(inputs, attrs, params):
     return [y.astype(q_in.dtype)]
 
 
-register(OpDef(
-    name="MultiHeadAttention",
-    signature=sig(P("q", "tensor", dtypes="float"), P("k", "tensor", dtypes="float"),
-                  P("v", "tensor", dtypes="float"), P("mask", "tensor?", None),
-                  P("causal", "bool", False)),
-    construct=sig(P("dim", "int"), P("heads", "int"), P("bias", "bool", True)),
-    infer=_mha_infer, reference=_mha_ref, differentiable=("q", "k", "v"),
-    category="attention",
-    doc="PyTorch's nn.MultiheadAttention with batch_first=True: q [B, Tq, dim], k/v "
+register(
+    OpDef(
+        name="MultiHeadAttention",
+        signature=sig(
+            P("q", "tensor", dtypes="float"),
+            P("k", "tensor", dtypes="float"),
+            P("v", "tensor", dtypes="float"),
+            P("mask", "tensor?", None),
+            P("causal", "bool", False),
+        ),
+        construct=sig(P("dim", "int"), P("heads", "int"), P("bias", "bool", True)),
+        infer=_mha_infer,
+        reference=_mha_ref,
+        differentiable=("q", "k", "v"),
+        category="attention",
+        doc="PyTorch's nn.MultiheadAttention with batch_first=True: q [B, Tq, dim], k/v "
         "[B, Tk, dim]; in_proj_weight [3·dim, dim] (rows q, k, v; xavier_uniform), "
         "in_proj_bias [3·dim] (zeros), out_proj.weight [dim, dim] (kaiming_uniform a=√5), "
         "out_proj.bias (zeros); heads split dim into dim/heads slices. `mask` is bool [B, Tk] "
         f"(per key) or [B, Tq, Tk], true = may attend. {_CAUSAL} {_FULLY_MASKED} "
-        "(For MultiHeadAttention that query's result is out_proj.bias.)"))
+        "(For MultiHeadAttention that query's result is out_proj.bias.)",
+    )
+)

@@ -31,24 +31,38 @@ def describe(value: Any) -> str:
     return describe_value(value)
 
 
-def bind(name: str, signature: Signature, args: list[Arg], keywords: dict[str, Arg],
-         span: Span | None, tensor_type=lambda v: None) -> tuple[dict[str, Any], dict[str, Span]]:
+def bind(
+    name: str,
+    signature: Signature,
+    args: list[Arg],
+    keywords: dict[str, Arg],
+    span: Span | None,
+    tensor_type=lambda v: None,
+) -> tuple[dict[str, Any], dict[str, Span]]:
     """Match arguments to parameters; check and normalise each. `tensor_type(v)` returns the
     TensorType of an evaluated tensor value, or None when `v` is not a tensor."""
     params = signature.params
     if len(args) > len(params):
         extra = args[len(params)]
-        raise error("E-ARGS", f"{name} takes at most {_count(len(params), 'positional argument')}"
-                    f", found {len(args)}", extra.span, "extra argument",
-                    [f"{name} takes {signature}"])
+        raise error(
+            "E-ARGS",
+            f"{name} takes at most {_count(len(params), 'positional argument')}, found {len(args)}",
+            extra.span,
+            "extra argument",
+            [f"{name} takes {signature}"],
+        )
     given: dict[str, Arg] = {p.name: a for p, a in zip(params, args, strict=False)}
     by_name = {p.name: p for p in params}
     for key, arg in keywords.items():
         if key not in by_name:
             raise unknown_keyword(name, key, signature, arg.keyword_span)
         if key in given:
-            raise error("E-ARGS", f"{name}: argument `{key}` given twice", arg.keyword_span,
-                        "already given by position")
+            raise error(
+                "E-ARGS",
+                f"{name}: argument `{key}` given twice",
+                arg.keyword_span,
+                "already given by position",
+            )
         given[key] = arg
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
@@ -56,8 +70,13 @@ def bind(name: str, signature: Signature, args: list[Arg], keywords: dict[str, A
         arg = given.get(p.name)
         if arg is None:
             if p.default is REQUIRED:
-                raise error("E-ARGS", f"{name}: missing argument `{p.name}`", span,
-                            f"`{p.name}` is required", [f"{name} takes {signature}"])
+                raise error(
+                    "E-ARGS",
+                    f"{name}: missing argument `{p.name}`",
+                    span,
+                    f"`{p.name}` is required",
+                    [f"{name} takes {signature}"],
+                )
             values[p.name] = p.default
             continue
         values[p.name] = coerce(name, p, arg, tensor_type)
@@ -70,10 +89,18 @@ def _count(n: int, noun: str) -> str:
 
 
 _KIND_TEXT = {
-    "tensor": "a tensor", "tensor?": "a tensor or none", "tensors": "a list of tensors",
-    "int": "an int", "float": "a number", "bool": "true or false", "str": "a string",
-    "ints": "an int or a tuple of ints", "dims": "a list of sizes", "dtype": "a dtype name",
-    "size": "a size (int or dimension)", "padding": 'an int, a tuple of ints, "same" or "valid"',
+    "tensor": "a tensor",
+    "tensor?": "a tensor or none",
+    "tensors": "a list of tensors",
+    "int": "an int",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "ints": "an int or a tuple of ints",
+    "dims": "a list of sizes",
+    "dtype": "a dtype name",
+    "size": "a size (int or dimension)",
+    "padding": 'an int, a tuple of ints, "same" or "valid"',
 }
 
 
@@ -85,22 +112,39 @@ def coerce(op_name: str, p: P, arg: Arg, tensor_type) -> Any:
         ok = False
     if ok and p.is_tensor and p.dtypes != "any":
         types = out if isinstance(out, list) else [out] if out is not None else []
-        bad = [t for t in types if not isinstance(t, _ScalarTensor)
-               and not _dtype_ok(tensor_type(t).dtype, p.dtypes)]
+        bad = [
+            t
+            for t in types
+            if not isinstance(t, _ScalarTensor) and not _dtype_ok(tensor_type(t).dtype, p.dtypes)
+        ]
         if bad:
             article = "an" if p.dtypes[0] in "aeiou" else "a"
-            raise error("E-DTYPE", f"{op_name}: argument `{p.name}` expects {article} {p.dtypes} "
-                        f"tensor, found {describe(bad[0])}", arg.span, f"{p.dtypes} expected")
+            raise error(
+                "E-DTYPE",
+                f"{op_name}: argument `{p.name}` expects {article} {p.dtypes} "
+                f"tensor, found {describe(bad[0])}",
+                arg.span,
+                f"{p.dtypes} expected",
+            )
     if ok and p.kind == "float" and out_of_range(out, DType.f32):  # ONNX keeps floats as f32
-        raise error("E-VALUE", f"{op_name}: argument `{p.name}`: {out_of_range(out, DType.f32)}",
-                    arg.span, "out of range for f32")
+        raise error(
+            "E-VALUE",
+            f"{op_name}: argument `{p.name}`: {out_of_range(out, DType.f32)}",
+            arg.span,
+            "out of range for f32",
+        )
     if not ok:
         expected = _KIND_TEXT.get(p.kind, p.kind)
         if p.choices:
-            expected = "one of " + ", ".join(f'"{c}"' if isinstance(c, str) else str(c)
-                                              for c in p.choices)
-        raise error("E-TYPE", f"{op_name}: argument `{p.name}` expects {expected}, "
-                    f"found {describe(v)}", arg.span, f"expected {expected}")
+            expected = "one of " + ", ".join(
+                f'"{c}"' if isinstance(c, str) else str(c) for c in p.choices
+            )
+        raise error(
+            "E-TYPE",
+            f"{op_name}: argument `{p.name}` expects {expected}, found {describe(v)}",
+            arg.span,
+            f"expected {expected}",
+        )
     return out.value if isinstance(out, _ScalarTensor) else out
 
 
@@ -114,8 +158,12 @@ class _ScalarTensor:
 
 
 def _dtype_ok(dtype, want: str) -> bool:
-    return {"float": dtype.is_float, "int": dtype.is_int, "bool": dtype.value == "bool",
-            "number": dtype.value != "bool"}[want]
+    return {
+        "float": dtype.is_float,
+        "int": dtype.is_int,
+        "bool": dtype.value == "bool",
+        "number": dtype.value != "bool",
+    }[want]
 
 
 def _is_int(v) -> bool:
@@ -190,7 +238,17 @@ def _any(v, tt):
 
 
 _COERCERS = {
-    "tensor": _tensor, "tensor?": _tensor_opt, "tensors": _tensors, "int": _int,
-    "float": _float, "bool": _bool, "str": _str, "ints": _ints, "size": _size, "dims": _dims,
-    "dtype": _dtype, "padding": _padding, "any": _any,
+    "tensor": _tensor,
+    "tensor?": _tensor_opt,
+    "tensors": _tensors,
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "str": _str,
+    "ints": _ints,
+    "size": _size,
+    "dims": _dims,
+    "dtype": _dtype,
+    "padding": _padding,
+    "any": _any,
 }

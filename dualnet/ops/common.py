@@ -17,17 +17,25 @@ def expand(ctx: Ctx, value, n: int, name: str, where: dict | None = None) -> tup
     if isinstance(value, int):
         return (value,) * n
     if len(value) != n:
-        ctx.fail(f"`{name}` needs 1 or {n} values, found {len(value)}", name,
-                 f"{len(value)} values", code="E-VALUE")
+        ctx.fail(
+            f"`{name}` needs 1 or {n} values, found {len(value)}",
+            name,
+            f"{len(value)} values",
+            code="E-VALUE",
+        )
     return tuple(value)
 
 
 def positive(ctx: Ctx, values: tuple[int, ...], name: str, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
     if any(v < low for v in values):
-        ctx.fail(f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, found "
-                 f"{values if len(values) > 1 else values[0]}", name, "out of range",
-                 code="E-VALUE")
+        ctx.fail(
+            f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, found "
+            f"{values if len(values) > 1 else values[0]}",
+            name,
+            "out of range",
+            code="E-VALUE",
+        )
 
 
 def fits_in(ctx: Ctx, attr: str, dtype: DType) -> None:
@@ -48,8 +56,12 @@ def norm_axis(ctx: Ctx, axis: int, rank: int, arg: str = "axis", extra: int = 0)
     """A possibly negative axis as an index in [0, rank + extra)."""
     n = rank + extra
     if not -n <= axis < n:
-        ctx.fail(f"axis {axis} is out of range for a rank-{rank} tensor", arg,
-                 f"valid axes are {-n}..{n - 1}", code="E-VALUE")
+        ctx.fail(
+            f"axis {axis} is out of range for a rank-{rank} tensor",
+            arg,
+            f"valid axes are {-n}..{n - 1}",
+            code="E-VALUE",
+        )
     return axis % n
 
 
@@ -73,8 +85,10 @@ def resolve_padding(ctx: Ctx, padding, spatial: tuple, kernel, stride, dilation)
     "same" depends on a symbolic size. Returns (pads, output sizes)."""
     n = len(spatial)
     if padding == "same":
-        pads = tuple(same_pads(x, k, s, d)
-                     for x, k, s, d in zip(spatial, kernel, stride, dilation, strict=True))
+        pads = tuple(
+            same_pads(x, k, s, d)
+            for x, k, s, d in zip(spatial, kernel, stride, dilation, strict=True)
+        )
     elif padding == "valid":
         pads = ((0, 0),) * n
     else:
@@ -85,9 +99,12 @@ def resolve_padding(ctx: Ctx, padding, spatial: tuple, kernel, stride, dilation)
     for x, k, s, d, pad in zip(spatial, kernel, stride, dilation, pads, strict=True):
         o = (x + s - 1) // s if pad is None else conv_out(x, k, s, d, *pad)
         if isinstance(o, int) and o <= 0:
-            ctx.fail(f"the window (kernel {k}, dilation {d}) does not fit in a size-{x} input "
-                     "with this padding", "kernel" if "kernel" in ctx.spans else None,
-                     "window larger than the input")
+            ctx.fail(
+                f"the window (kernel {k}, dilation {d}) does not fit in a size-{x} input "
+                "with this padding",
+                "kernel" if "kernel" in ctx.spans else None,
+                "window larger than the input",
+            )
         out.append(o)
     return pads, tuple(out)
 
@@ -107,8 +124,11 @@ def broadcast(ctx: Ctx, a: TensorType, b: TensorType, verb: str = "broadcast") -
             clash = (rank - 1 - i, da, db)  # scanning from the right: the last is the first axis
     if clash is not None:
         axis, da, db = clash
-        ctx.fail(f"cannot {verb} {a} and {b}", label=f"dimension {axis}: {da} vs {db}",
-                 bare=verb != "broadcast")
+        ctx.fail(
+            f"cannot {verb} {a} and {b}",
+            label=f"dimension {axis}: {da} vs {db}",
+            bare=verb != "broadcast",
+        )
     return tuple(reversed(out))
 
 
@@ -117,17 +137,25 @@ def same_dtype(ctx: Ctx, *types: TensorType, verb: str | None = None) -> DType:
     first = types[0]
     for t in types[1:]:
         if t.dtype != first.dtype:
-            message = (f"cannot {verb} {first} and {t}" if verb
-                       else f"mixes {first.dtype} and {t.dtype}")
-            ctx.fail(message, label=f"{first.dtype} vs {t.dtype}", code="E-DTYPE",
-                     bare=bool(verb), notes=('convert one side with cast(x, "...")',))
+            message = (
+                f"cannot {verb} {first} and {t}" if verb else f"mixes {first.dtype} and {t.dtype}"
+            )
+            ctx.fail(
+                message,
+                label=f"{first.dtype} vs {t.dtype}",
+                code="E-DTYPE",
+                bare=bool(verb),
+                notes=('convert one side with cast(x, "...")',),
+            )
     return first.dtype
 
 
 def fan_in_init(fan_in: int) -> tuple[Init, Init]:
     """PyTorch's default for Linear and Conv: weight kaiming_uniform(a=√5), bias ±1/√fan_in."""
-    return (Init("kaiming_uniform", (("a", SQRT5), ("fan_in", fan_in))),
-            Init("uniform", (("bound", 1.0 / math.sqrt(fan_in)),)))
+    return (
+        Init("kaiming_uniform", (("a", SQRT5), ("fan_in", fan_in))),
+        Init("uniform", (("bound", 1.0 / math.sqrt(fan_in)),)),
+    )
 
 
 def init_choice(ctx: Ctx, name: str | None, default: Init, fan_in: int, fan_out: int) -> Init:
@@ -145,5 +173,13 @@ def init_choice(ctx: Ctx, name: str | None, default: Init, fan_in: int, fan_out:
     }[name]
 
 
-INIT_CHOICES = ("default", "kaiming_uniform", "kaiming_normal", "xavier_uniform",
-                "xavier_normal", "normal", "zeros", "ones")
+INIT_CHOICES = (
+    "default",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "normal",
+    "zeros",
+    "ones",
+)

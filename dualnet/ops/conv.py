@@ -24,13 +24,19 @@ _CALL = sig(P("x", "tensor", dtypes="float"))
 def _channels(ctx: Ctx, x: TensorType, groups: int, out: int) -> int:
     cin = x.shape[1]
     if not isinstance(cin, int):
-        ctx.fail(f"the channel dimension must be known, found `{cin}`", "x",
-                 "symbolic channel count")
+        ctx.fail(
+            f"the channel dimension must be known, found `{cin}`", "x", "symbolic channel count"
+        )
     positive(ctx, (groups,), "groups")
     positive(ctx, (out,), "out")
     if cin % groups or out % groups:
-        ctx.fail(f"groups={groups} must divide both the {cin} input channels and the {out} "
-                 "output channels", "groups", "does not divide", code="E-VALUE")
+        ctx.fail(
+            f"groups={groups} must divide both the {cin} input channels and the {out} "
+            "output channels",
+            "groups",
+            "does not divide",
+            code="E-VALUE",
+        )
     return cin
 
 
@@ -40,8 +46,7 @@ def _declare_params(ctx: Ctx, weight_shape: tuple, out: int) -> None:
     receptive = math.prod(weight_shape[2:])
     fan_in, fan_out = weight_shape[1] * receptive, weight_shape[0] * receptive
     w_init, b_init = fan_in_init(fan_in)
-    ctx.param("weight", weight_shape, init_choice(ctx, ctx.config["init"], w_init, fan_in,
-                                                  fan_out))
+    ctx.param("weight", weight_shape, init_choice(ctx, ctx.config["init"], w_init, fan_in, fan_out))
     if ctx.config["bias"]:
         ctx.param("bias", (out,), b_init)
 
@@ -70,21 +75,28 @@ def conv_reference(x, w, b, stride, pads, dilation, groups):
     n = x.ndim - 2
     x = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pads])
     ksize = w.shape[2:]
-    out_sizes = [(x.shape[2 + i] - dilation[i] * (ksize[i] - 1) - 1) // stride[i] + 1
-                 for i in range(n)]
+    out_sizes = [
+        (x.shape[2 + i] - dilation[i] * (ksize[i] - 1) - 1) // stride[i] + 1 for i in range(n)
+    ]
     batch, cin = x.shape[:2]
     cout = w.shape[0]
     cg, og = cin // groups, cout // groups
     out = np.zeros((batch, cout, *out_sizes), dtype=np.result_type(x, w))
     for kidx in np.ndindex(*ksize):
-        window = tuple(slice(kidx[i] * dilation[i],
-                             kidx[i] * dilation[i] + stride[i] * (out_sizes[i] - 1) + 1,
-                             stride[i]) for i in range(n))
+        window = tuple(
+            slice(
+                kidx[i] * dilation[i],
+                kidx[i] * dilation[i] + stride[i] * (out_sizes[i] - 1) + 1,
+                stride[i],
+            )
+            for i in range(n)
+        )
         patch = x[(slice(None), slice(None), *window)]
         for g in range(groups):
             wk = w[(slice(g * og, (g + 1) * og), slice(None), *kidx)]
-            out[:, g * og:(g + 1) * og] += np.einsum("nc...,oc->no...",
-                                                     patch[:, g * cg:(g + 1) * cg], wk)
+            out[:, g * og : (g + 1) * og] += np.einsum(
+                "nc...,oc->no...", patch[:, g * cg : (g + 1) * cg], wk
+            )
     if b is not None:
         out += b.reshape(1, -1, *([1] * n))
     return out
@@ -93,26 +105,53 @@ def conv_reference(x, w, b, stride, pads, dilation, groups):
 def _conv_ref(inputs, attrs, params):
     pads = attrs["pads"]
     if any(p is None for p in pads):  # "same" on a symbolic size: resolve from the data
-        pads = tuple(same_pads(inputs["x"].shape[2 + i], k, s, d)
-                     for i, (k, s, d) in enumerate(zip(attrs["kernel"], attrs["stride"],
-                                                       attrs["dilation"], strict=True)))
-    return [conv_reference(inputs["x"], params["weight"], params.get("bias"), attrs["stride"],
-                           pads, attrs["dilation"], attrs["groups"])]
+        pads = tuple(
+            same_pads(inputs["x"].shape[2 + i], k, s, d)
+            for i, (k, s, d) in enumerate(
+                zip(attrs["kernel"], attrs["stride"], attrs["dilation"], strict=True)
+            )
+        )
+    return [
+        conv_reference(
+            inputs["x"],
+            params["weight"],
+            params.get("bias"),
+            attrs["stride"],
+            pads,
+            attrs["dilation"],
+            attrs["groups"],
+        )
+    ]
 
 
 def _conv_construct(extra: tuple[P, ...] = ()):
-    return sig(P("out", "int"), P("kernel", "ints"), P("stride", "ints", 1),
-               P("padding", "padding", 0), *extra, P("dilation", "ints", 1),
-               P("groups", "int", 1), P("bias", "bool", True),
-               P("init", "str", None, choices=INIT_CHOICES))
+    return sig(
+        P("out", "int"),
+        P("kernel", "ints"),
+        P("stride", "ints", 1),
+        P("padding", "padding", 0),
+        *extra,
+        P("dilation", "ints", 1),
+        P("groups", "int", 1),
+        P("bias", "bool", True),
+        P("init", "str", None, choices=INIT_CHOICES),
+    )
 
 
 for _n in (1, 2, 3):
-    register(OpDef(
-        name=f"Conv{_n}d", signature=_CALL, construct=_conv_construct(),
-        infer=_conv_rule(_n), reference=_conv_ref, differentiable=("x",),
-        category="conv", axes="channels",
-        doc=f"{_n}-d convolution over [B, C, ...]; weight [out, in/groups, *kernel]."))
+    register(
+        OpDef(
+            name=f"Conv{_n}d",
+            signature=_CALL,
+            construct=_conv_construct(),
+            infer=_conv_rule(_n),
+            reference=_conv_ref,
+            differentiable=("x",),
+            category="conv",
+            axes="channels",
+            doc=f"{_n}-d convolution over [B, C, ...]; weight [out, in/groups, *kernel].",
+        )
+    )
 
 
 def _convt_infer(ctx: Ctx) -> list[TensorType]:
@@ -124,18 +163,34 @@ def _convt_infer(ctx: Ctx) -> list[TensorType]:
     for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
         positive(ctx, v, name)
     if cfg["padding"] in ("same", "valid"):
-        ctx.fail("takes explicit integer padding (PyTorch's meaning)", "padding",
-                 "use an int or a tuple", code="E-VALUE")
+        ctx.fail(
+            "takes explicit integer padding (PyTorch's meaning)",
+            "padding",
+            "use an int or a tuple",
+            code="E-VALUE",
+        )
     p = expand(ctx, cfg["padding"], 2, "padding")
     op = expand(ctx, cfg["output_padding"], 2, "output_padding")
     positive(ctx, p + op, "padding", allow_zero=True)
     if any(o >= max(si, di) for o, si, di in zip(op, s, d, strict=True)):
-        ctx.fail("output_padding must be smaller than the stride or the dilation",
-                 "output_padding", "too large", code="E-VALUE")
-    spatial = tuple((n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
-                    for n, si, pi, di, ki, oi in zip(x.shape[2:], s, p, d, k, op, strict=True))
-    cfg.update(in_channels=cin, kernel=k, stride=s, dilation=d, pads=tuple((v, v) for v in p),
-               output_padding=op)
+        ctx.fail(
+            "output_padding must be smaller than the stride or the dilation",
+            "output_padding",
+            "too large",
+            code="E-VALUE",
+        )
+    spatial = tuple(
+        (n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+        for n, si, pi, di, ki, oi in zip(x.shape[2:], s, p, d, k, op, strict=True)
+    )
+    cfg.update(
+        in_channels=cin,
+        kernel=k,
+        stride=s,
+        dilation=d,
+        pads=tuple((v, v) for v in p),
+        output_padding=op,
+    )
     _declare_params(ctx, (cin, out // groups, *k), out)
     return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
 
@@ -156,19 +211,31 @@ def _convt_ref(inputs, attrs, params):
     for i in range(kh):
         for j in range(kw):
             for g in range(groups):
-                contrib = np.einsum("nchw,co->nohw", x[:, g * cg:(g + 1) * cg],
-                                    w[g * cg:(g + 1) * cg, :, i, j])
-                full[:, g * og:(g + 1) * og, i * dh:i * dh + sh * (h - 1) + 1:sh,
-                     j * dw:j * dw + sw * (wd - 1) + 1:sw] += contrib
-    out = full[:, :, ph:full_h - ph, pw:full_w - pw]
+                contrib = np.einsum(
+                    "nchw,co->nohw", x[:, g * cg : (g + 1) * cg], w[g * cg : (g + 1) * cg, :, i, j]
+                )
+                full[
+                    :,
+                    g * og : (g + 1) * og,
+                    i * dh : i * dh + sh * (h - 1) + 1 : sh,
+                    j * dw : j * dw + sw * (wd - 1) + 1 : sw,
+                ] += contrib
+    out = full[:, :, ph : full_h - ph, pw : full_w - pw]
     if b is not None:
         out = out + b.reshape(1, -1, 1, 1)
     return [out]
 
 
-register(OpDef(
-    name="ConvTranspose2d", signature=_CALL,
-    construct=_conv_construct((P("output_padding", "ints", 0),)),
-    infer=_convt_infer, reference=_convt_ref, differentiable=("x",),
-    category="conv", axes="channels",
-    doc="2-d transposed convolution; weight [in, out/groups, kh, kw]; PyTorch's padding."))
+register(
+    OpDef(
+        name="ConvTranspose2d",
+        signature=_CALL,
+        construct=_conv_construct((P("output_padding", "ints", 0),)),
+        infer=_convt_infer,
+        reference=_convt_ref,
+        differentiable=("x",),
+        category="conv",
+        axes="channels",
+        doc="2-d transposed convolution; weight [in, out/groups, kh, kw]; PyTorch's padding.",
+    )
+)

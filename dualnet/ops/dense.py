@@ -14,8 +14,9 @@ def _linear_infer(ctx: Ctx) -> list[TensorType]:
         ctx.fail(f"expects an input with a feature axis, found {x}", "x", "rank 0")
     fin = x.shape[-1]
     if not isinstance(fin, int):
-        ctx.fail(f"the input feature size must be known, found `{fin}`", "x",
-                 "symbolic last dimension")
+        ctx.fail(
+            f"the input feature size must be known, found `{fin}`", "x", "symbolic last dimension"
+        )
     positive(ctx, (cfg["out"],), "out")
     cfg["in_features"] = fin
     w_init, b_init = fan_in_init(fin)
@@ -30,50 +31,82 @@ def _linear_ref(inputs, attrs, params):
     return [y + params["bias"] if "bias" in params else y]
 
 
-register(OpDef(
-    name="Linear", signature=sig(P("x", "tensor", dtypes="float")),
-    construct=sig(P("out", "int"), P("bias", "bool", True),
-                  P("init", "str", None, choices=INIT_CHOICES)),
-    infer=_linear_infer, reference=_linear_ref, differentiable=("x",), category="dense",
-    doc="y = x Wᵀ + b on the last axis; weight [out, in]."))
+register(
+    OpDef(
+        name="Linear",
+        signature=sig(P("x", "tensor", dtypes="float")),
+        construct=sig(
+            P("out", "int"), P("bias", "bool", True), P("init", "str", None, choices=INIT_CHOICES)
+        ),
+        infer=_linear_infer,
+        reference=_linear_ref,
+        differentiable=("x",),
+        category="dense",
+        doc="y = x Wᵀ + b on the last axis; weight [out, in].",
+    )
+)
 
 
 def _embedding_infer(ctx: Ctx) -> list[TensorType]:
     ids, cfg = ctx.inputs["ids"], ctx.config
     positive(ctx, (cfg["vocab"], cfg["dim"]), "vocab")
     # PyTorch's fans of the weight [vocab, dim]: fan_in = size(1), fan_out = size(0)
-    ctx.param("weight", (cfg["vocab"], cfg["dim"]),
-              init_choice(ctx, cfg["init"], Init("normal", (("std", 1.0),)), cfg["dim"],
-                          cfg["vocab"]))
+    ctx.param(
+        "weight",
+        (cfg["vocab"], cfg["dim"]),
+        init_choice(ctx, cfg["init"], Init("normal", (("std", 1.0),)), cfg["dim"], cfg["vocab"]),
+    )
     return [TensorType(DType.f32, (*ids.shape, cfg["dim"]))]
 
 
-register(OpDef(
-    name="Embedding", signature=sig(P("ids", "tensor", dtypes="int")),
-    construct=sig(P("vocab", "int"), P("dim", "int"),
-                  P("init", "str", None, choices=INIT_CHOICES)),
-    infer=_embedding_infer,
-    reference=lambda inputs, attrs, params: [params["weight"][inputs["ids"]]],
-    category="dense", doc="Table lookup: ids [...] → [..., dim]; weight [vocab, dim], N(0, 1)."))
+register(
+    OpDef(
+        name="Embedding",
+        signature=sig(P("ids", "tensor", dtypes="int")),
+        construct=sig(
+            P("vocab", "int"), P("dim", "int"), P("init", "str", None, choices=INIT_CHOICES)
+        ),
+        infer=_embedding_infer,
+        reference=lambda inputs, attrs, params: [params["weight"][inputs["ids"]]],
+        category="dense",
+        doc="Table lookup: ids [...] → [..., dim]; weight [vocab, dim], N(0, 1).",
+    )
+)
 
 
 def _dropout_infer(ctx: Ctx) -> list[TensorType]:
     if not 0.0 <= ctx.config["p"] < 1.0:
-        ctx.fail(f"`p` must be in [0, 1), found {ctx.config['p']}", "p", "out of range",
-                 code="E-VALUE")
+        ctx.fail(
+            f"`p` must be in [0, 1), found {ctx.config['p']}", "p", "out of range", code="E-VALUE"
+        )
     return [ctx.inputs["x"]]
 
 
-register(OpDef(
-    name="Dropout", signature=sig(P("x", "tensor", dtypes="float")),
-    construct=sig(P("p", "float", 0.5)), infer=_dropout_infer,
-    reference=lambda inputs, attrs, params: [inputs["x"]],  # inference mode
-    differentiable=("x",), category="dense", axes="pointwise",
-    doc="Zeroes elements with probability p while training (scaled by 1/(1-p)); identity "
-        "in inference mode."))
+register(
+    OpDef(
+        name="Dropout",
+        signature=sig(P("x", "tensor", dtypes="float")),
+        construct=sig(P("p", "float", 0.5)),
+        infer=_dropout_infer,
+        reference=lambda inputs, attrs, params: [inputs["x"]],  # inference mode
+        differentiable=("x",),
+        category="dense",
+        axes="pointwise",
+        doc="Zeroes elements with probability p while training (scaled by 1/(1-p)); identity "
+        "in inference mode.",
+    )
+)
 
-register(OpDef(
-    name="Identity", signature=sig(P("x", "tensor")), construct=sig(),
-    infer=lambda ctx: [ctx.inputs["x"]],
-    reference=lambda inputs, attrs, params: [inputs["x"]], differentiable=("x",),
-    category="dense", axes="pointwise", doc="Returns its input."))
+register(
+    OpDef(
+        name="Identity",
+        signature=sig(P("x", "tensor")),
+        construct=sig(),
+        infer=lambda ctx: [ctx.inputs["x"]],
+        reference=lambda inputs, attrs, params: [inputs["x"]],
+        differentiable=("x",),
+        category="dense",
+        axes="pointwise",
+        doc="Returns its input.",
+    )
+)

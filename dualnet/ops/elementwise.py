@@ -19,26 +19,45 @@ def _gelu(x, approximate):
 
 
 def _softplus(x, beta, threshold):
-    return np.where(x * beta > threshold, x, np.log1p(np.exp(np.minimum(x * beta, threshold)))
-                    / beta).astype(x.dtype)
+    return np.where(
+        x * beta > threshold, x, np.log1p(np.exp(np.minimum(x * beta, threshold))) / beta
+    ).astype(x.dtype)
 
 
 # name: (reference, attribute parameters, input dtypes, differentiable, doc)
 _UNARY = {
     "relu": (lambda x: np.maximum(x, 0), (), "float", True, "max(x, 0)"),
-    "gelu": (lambda x, approximate: _gelu(x, approximate),
-             (P("approximate", "str", "none", choices=("none", "tanh")),), "float", True,
-             'x·Φ(x); approximate="tanh" uses the tanh formula'),
+    "gelu": (
+        lambda x, approximate: _gelu(x, approximate),
+        (P("approximate", "str", "none", choices=("none", "tanh")),),
+        "float",
+        True,
+        'x·Φ(x); approximate="tanh" uses the tanh formula',
+    ),
     "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), (), "float", True, "1 / (1 + e^-x)"),
     "tanh": (lambda x: np.tanh(x), (), "float", True, "hyperbolic tangent"),
     "silu": (lambda x: x / (1 + np.exp(-x)), (), "float", True, "x·sigmoid(x)"),
-    "leaky_relu": (lambda x, slope: np.where(x >= 0, x, x * slope).astype(x.dtype),
-                   (P("slope", "float", 0.01),), "float", True, "x if x ≥ 0 else slope·x"),
-    "elu": (lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
-            .astype(x.dtype), (P("alpha", "float", 1.0),), "float", True,
-            "x if x > 0 else alpha·(e^x − 1)"),
-    "softplus": (_softplus, (P("beta", "float", 1.0), P("threshold", "float", 20.0)),
-                 "float", True, "log(1 + e^(beta·x)) / beta, linear above threshold"),
+    "leaky_relu": (
+        lambda x, slope: np.where(x >= 0, x, x * slope).astype(x.dtype),
+        (P("slope", "float", 0.01),),
+        "float",
+        True,
+        "x if x ≥ 0 else slope·x",
+    ),
+    "elu": (
+        lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(x.dtype),
+        (P("alpha", "float", 1.0),),
+        "float",
+        True,
+        "x if x > 0 else alpha·(e^x − 1)",
+    ),
+    "softplus": (
+        _softplus,
+        (P("beta", "float", 1.0), P("threshold", "float", 20.0)),
+        "float",
+        True,
+        "log(1 + e^(beta·x)) / beta, linear above threshold",
+    ),
     "exp": (lambda x: np.exp(x), (), "float", True, "e^x"),
     "log": (lambda x: np.log(x), (), "float", True, "natural logarithm"),
     "sqrt": (lambda x: np.sqrt(x), (), "float", True, "square root"),
@@ -56,16 +75,26 @@ def _same_type(ctx: Ctx) -> list[TensorType]:
 
 def _unary_reference(fn, attr_names):
     def reference(inputs, attrs, params):
-        return [np.asarray(fn(inputs["x"], *(attrs[a] for a in attr_names)))
-                .astype(inputs["x"].dtype)]
+        return [
+            np.asarray(fn(inputs["x"], *(attrs[a] for a in attr_names))).astype(inputs["x"].dtype)
+        ]
+
     return reference
 
 
 for _name, (_fn, _attrs, _dtypes, _diff, _doc) in _UNARY.items():
-    register(OpDef(
-        name=_name, signature=sig(P("x", "tensor", dtypes=_dtypes), *_attrs),
-        infer=_same_type, reference=_unary_reference(_fn, [a.name for a in _attrs]),
-        differentiable=("x",) if _diff else (), category="elementwise", axes="pointwise", doc=_doc))
+    register(
+        OpDef(
+            name=_name,
+            signature=sig(P("x", "tensor", dtypes=_dtypes), *_attrs),
+            infer=_same_type,
+            reference=_unary_reference(_fn, [a.name for a in _attrs]),
+            differentiable=("x",) if _diff else (),
+            category="elementwise",
+            axes="pointwise",
+            doc=_doc,
+        )
+    )
 
 
 def _binary_infer(result: str, verb: str):
@@ -73,8 +102,12 @@ def _binary_infer(result: str, verb: str):
         a, b = ctx.inputs.values()
         dtype = same_dtype(ctx, a, b, verb=verb)
         if result == "float" and not dtype.is_float:
-            ctx.fail(f"needs floating-point operands, found {dtype}", label=f"{dtype}",
-                     code="E-DTYPE", notes=('cast(x, "f32") first',))
+            ctx.fail(
+                f"needs floating-point operands, found {dtype}",
+                label=f"{dtype}",
+                code="E-DTYPE",
+                notes=('cast(x, "f32") first',),
+            )
         if result == "number" and dtype == DType.bool:
             ctx.fail("cannot do arithmetic on bool tensors", label="bool", code="E-DTYPE")
         out = DType.bool if result == "bool" else dtype
@@ -105,6 +138,7 @@ def _binary_reference(fn_name: str):
         a, b = inputs.values()
         out = getattr(np, fn_name)(a, b)
         return [out if out.dtype == bool else out.astype(a.dtype)]
+
     return reference
 
 
@@ -112,11 +146,18 @@ _OPERANDS = {"pow": ("x", "p")}  # LANGUAGE.md names pow's arguments; the rest a
 
 for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
     _left, _right = _OPERANDS.get(_name, ("a", "b"))
-    register(OpDef(
-        name=_name, signature=sig(P(_left, "tensor"), P(_right, "tensor")),
-        infer=_binary_infer(_kind, _verb), reference=_binary_reference(_fn),
-        differentiable=(_left, _right) if _diff else (), category="elementwise", axes="pointwise",
-        doc=f"a {_sym} b with NumPy broadcasting"))
+    register(
+        OpDef(
+            name=_name,
+            signature=sig(P(_left, "tensor"), P(_right, "tensor")),
+            infer=_binary_infer(_kind, _verb),
+            reference=_binary_reference(_fn),
+            differentiable=(_left, _right) if _diff else (),
+            category="elementwise",
+            axes="pointwise",
+            doc=f"a {_sym} b with NumPy broadcasting",
+        )
+    )
 
 
 def _matmul_infer(ctx: Ctx) -> list[TensorType]:
@@ -133,12 +174,17 @@ def _matmul_infer(ctx: Ctx) -> list[TensorType]:
     return [TensorType(dtype, shape)]
 
 
-register(OpDef(
-    name="matmul", signature=sig(P("a", "tensor", dtypes="number"),
-                                 P("b", "tensor", dtypes="number")),
-    infer=_matmul_infer, reference=lambda inputs, attrs, params: [inputs["a"] @ inputs["b"]],
-    differentiable=("a", "b"), category="elementwise",
-    doc="Matrix product with NumPy semantics (the `@` operator)."))
+register(
+    OpDef(
+        name="matmul",
+        signature=sig(P("a", "tensor", dtypes="number"), P("b", "tensor", dtypes="number")),
+        infer=_matmul_infer,
+        reference=lambda inputs, attrs, params: [inputs["a"] @ inputs["b"]],
+        differentiable=("a", "b"),
+        category="elementwise",
+        doc="Matrix product with NumPy semantics (the `@` operator).",
+    )
+)
 
 
 def _where_infer(ctx: Ctx) -> list[TensorType]:
@@ -148,14 +194,20 @@ def _where_infer(ctx: Ctx) -> list[TensorType]:
     return [TensorType(dtype, shape)]
 
 
-register(OpDef(
-    name="where", signature=sig(P("cond", "tensor", dtypes="bool"), P("a", "tensor"),
-                                P("b", "tensor")),
-    infer=_where_infer,
-    reference=lambda inputs, attrs, params: [np.where(inputs["cond"], inputs["a"],
-                                                      inputs["b"])],
-    differentiable=("a", "b"), category="elementwise", axes="pointwise",
-    doc="a where cond is true, else b (broadcast)."))
+register(
+    OpDef(
+        name="where",
+        signature=sig(P("cond", "tensor", dtypes="bool"), P("a", "tensor"), P("b", "tensor")),
+        infer=_where_infer,
+        reference=lambda inputs, attrs, params: [
+            np.where(inputs["cond"], inputs["a"], inputs["b"])
+        ],
+        differentiable=("a", "b"),
+        category="elementwise",
+        axes="pointwise",
+        doc="a where cond is true, else b (broadcast).",
+    )
+)
 
 
 def _clamp_infer(ctx: Ctx) -> list[TensorType]:
@@ -167,26 +219,55 @@ def _clamp_infer(ctx: Ctx) -> list[TensorType]:
     return [ctx.inputs["x"]]
 
 
-register(OpDef(
-    name="clamp", signature=sig(P("x", "tensor", dtypes="number"), P("lo", "float", None),
-                                P("hi", "float", None)),
-    infer=_clamp_infer,
-    reference=lambda inputs, attrs, params: [np.clip(inputs["x"], attrs["lo"], attrs["hi"])
-                                             .astype(inputs["x"].dtype)],
-    differentiable=("x",), category="elementwise", axes="pointwise", doc="min(max(x, lo), hi)."))
+register(
+    OpDef(
+        name="clamp",
+        signature=sig(
+            P("x", "tensor", dtypes="number"), P("lo", "float", None), P("hi", "float", None)
+        ),
+        infer=_clamp_infer,
+        reference=lambda inputs, attrs, params: [
+            np.clip(inputs["x"], attrs["lo"], attrs["hi"]).astype(inputs["x"].dtype)
+        ],
+        differentiable=("x",),
+        category="elementwise",
+        axes="pointwise",
+        doc="min(max(x, lo), hi).",
+    )
+)
 
-register(OpDef(
-    name="cast", signature=sig(P("x", "tensor"), P("dtype", "dtype")),
-    infer=lambda ctx: [ctx.inputs["x"].with_dtype(ctx.attrs["dtype"])],
-    reference=lambda inputs, attrs, params: [inputs["x"].astype(_NUMPY[attrs["dtype"]])],
-    differentiable=("x",), category="elementwise", axes="pointwise",
-    doc="Element type conversion; differentiable only between floating types."))
+register(
+    OpDef(
+        name="cast",
+        signature=sig(P("x", "tensor"), P("dtype", "dtype")),
+        infer=lambda ctx: [ctx.inputs["x"].with_dtype(ctx.attrs["dtype"])],
+        reference=lambda inputs, attrs, params: [inputs["x"].astype(_NUMPY[attrs["dtype"]])],
+        differentiable=("x",),
+        category="elementwise",
+        axes="pointwise",
+        doc="Element type conversion; differentiable only between floating types.",
+    )
+)
 
-register(OpDef(
-    name="stop_gradient", signature=sig(P("x", "tensor")), infer=_same_type,
-    reference=lambda inputs, attrs, params: [inputs["x"]], differentiable=(),
-    category="elementwise",
-    axes="pointwise", doc="Identity whose gradient is zero: marks an intended cut."))
+register(
+    OpDef(
+        name="stop_gradient",
+        signature=sig(P("x", "tensor")),
+        infer=_same_type,
+        reference=lambda inputs, attrs, params: [inputs["x"]],
+        differentiable=(),
+        category="elementwise",
+        axes="pointwise",
+        doc="Identity whose gradient is zero: marks an intended cut.",
+    )
+)
 
-_NUMPY = {DType.f16: "float16", DType.bf16: "float32", DType.f32: "float32",
-          DType.f64: "float64", DType.i32: "int32", DType.i64: "int64", DType.bool: "bool"}
+_NUMPY = {
+    DType.f16: "float16",
+    DType.bf16: "float32",
+    DType.f32: "float32",
+    DType.f64: "float64",
+    DType.i32: "int32",
+    DType.i64: "int64",
+    DType.bool: "bool",
+}

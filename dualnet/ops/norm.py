@@ -15,15 +15,22 @@ ONES, ZEROS = Init("ones"), Init("zeros")
 
 def _check_eps(ctx: Ctx) -> None:
     if ctx.config["eps"] < 0:
-        ctx.fail(f"`eps` must be non-negative, found {ctx.config['eps']:g}", "eps",
-                 "out of range", code="E-VALUE")
+        ctx.fail(
+            f"`eps` must be non-negative, found {ctx.config['eps']:g}",
+            "eps",
+            "out of range",
+            code="E-VALUE",
+        )
 
 
 def _channels(ctx: Ctx, x: TensorType) -> int:
     c = x.shape[1]
     if not isinstance(c, int):
-        ctx.fail(f"the channel dimension (axis 1) must be known, found `{c}`", "x",
-                 "symbolic channel count")
+        ctx.fail(
+            f"the channel dimension (axis 1) must be known, found `{c}`",
+            "x",
+            "symbolic channel count",
+        )
     return c
 
 
@@ -40,8 +47,12 @@ def _batchnorm_infer(ctx: Ctx) -> list[TensorType]:
     c = _channels(ctx, x)
     _check_eps(ctx)
     if not 0.0 <= cfg["momentum"] <= 1.0:
-        ctx.fail(f"`momentum` must be in [0, 1], found {cfg['momentum']:g}", "momentum",
-                 "out of range", code="E-VALUE")
+        ctx.fail(
+            f"`momentum` must be in [0, 1], found {cfg['momentum']:g}",
+            "momentum",
+            "out of range",
+            code="E-VALUE",
+        )
     cfg.update(num_features=c, rank=x.rank)  # rank picks BatchNorm1d/2d/3d in PyTorch
     ctx.param("weight", (c,), ONES)
     ctx.param("bias", (c,), ZEROS)
@@ -55,20 +66,26 @@ def _batchnorm_ref(inputs, attrs, params):
     shape = _channel_shape(x)
     mean, var = params["running_mean"].reshape(shape), params["running_var"].reshape(shape)
     y = (x - mean) / np.sqrt(var + attrs["eps"])
-    return [(y * params["weight"].reshape(shape) + params["bias"].reshape(shape))
-            .astype(x.dtype)]
+    return [(y * params["weight"].reshape(shape) + params["bias"].reshape(shape)).astype(x.dtype)]
 
 
-register(OpDef(
-    name="BatchNorm", signature=_CALL,
-    construct=sig(P("eps", "float", 1e-5), P("momentum", "float", 0.1)),
-    infer=_batchnorm_infer, reference=_batchnorm_ref, differentiable=("x",), category="norm",
-    axes="channels",
-    doc="Batch normalisation over axis 1 of [B, C, ...] (rank 2-5); weight/bias [C] (ones, "
+register(
+    OpDef(
+        name="BatchNorm",
+        signature=_CALL,
+        construct=sig(P("eps", "float", 1e-5), P("momentum", "float", 0.1)),
+        infer=_batchnorm_infer,
+        reference=_batchnorm_ref,
+        differentiable=("x",),
+        category="norm",
+        axes="channels",
+        doc="Batch normalisation over axis 1 of [B, C, ...] (rank 2-5); weight/bias [C] (ones, "
         "zeros), buffers running_mean/running_var [C] (zeros, ones); momentum is PyTorch's "
         "(weight of the new batch; Keras gets 1 - m, ONNX's momentum is 1 - m). Inference "
         "uses the running statistics (ONNX BatchNormalization); training normalises with the "
-        "biased batch variance and updates running_var with the unbiased one."))
+        "biased batch variance and updates running_var with the unbiased one.",
+    )
+)
 
 
 # ---------------------------------------------------------------- LayerNorm
@@ -80,12 +97,16 @@ def _layernorm_infer(ctx: Ctx) -> list[TensorType]:
     positive(ctx, (n,), "axes")
     if n > x.rank:
         ctx.fail(f"cannot normalise over the last {n} axes of {x}", "x", f"rank {x.rank}")
-    shape = tuple(x.shape[x.rank - n:])
+    shape = tuple(x.shape[x.rank - n :])
     symbolic = [d for d in shape if not isinstance(d, int)]
     if symbolic:
-        ctx.fail(f"normalises over the last {n} axes of {x}, whose sizes must be known; found "
-                 f"`{symbolic[0]}`", "x", "symbolic normalised size",
-                 notes=("weight and bias have the normalised shape",))
+        ctx.fail(
+            f"normalises over the last {n} axes of {x}, whose sizes must be known; found "
+            f"`{symbolic[0]}`",
+            "x",
+            "symbolic normalised size",
+            notes=("weight and bias have the normalised shape",),
+        )
     _check_eps(ctx)
     cfg["normalized_shape"] = shape
     ctx.param("weight", shape, ONES)
@@ -103,12 +124,19 @@ def _layernorm_ref(inputs, attrs, params):
     return [(y * params["weight"] + params["bias"]).astype(x.dtype)]
 
 
-register(OpDef(
-    name="LayerNorm", signature=_CALL,
-    construct=sig(P("eps", "float", 1e-5), P("axes", "int", 1)),
-    infer=_layernorm_infer, reference=_layernorm_ref, differentiable=("x",), category="norm",
-    doc="Layer normalisation over the last `axes` axes (biased variance); weight/bias of that "
-        "shape (`normalized_shape`; ones, zeros). ONNX LayerNormalization with axis=-axes."))
+register(
+    OpDef(
+        name="LayerNorm",
+        signature=_CALL,
+        construct=sig(P("eps", "float", 1e-5), P("axes", "int", 1)),
+        infer=_layernorm_infer,
+        reference=_layernorm_ref,
+        differentiable=("x",),
+        category="norm",
+        doc="Layer normalisation over the last `axes` axes (biased variance); weight/bias of that "
+        "shape (`normalized_shape`; ones, zeros). ONNX LayerNormalization with axis=-axes.",
+    )
+)
 
 
 # ---------------------------------------------------------------- GroupNorm
@@ -122,8 +150,12 @@ def _groupnorm_infer(ctx: Ctx) -> list[TensorType]:
     groups = cfg["groups"]
     positive(ctx, (groups,), "groups")
     if c % groups:
-        ctx.fail(f"groups={groups} must divide the {c} channels", "groups", "does not divide",
-                 code="E-VALUE")
+        ctx.fail(
+            f"groups={groups} must divide the {c} channels",
+            "groups",
+            "does not divide",
+            code="E-VALUE",
+        )
     _check_eps(ctx)
     cfg["num_channels"] = c
     ctx.param("weight", (c,), ONES)
@@ -139,16 +171,22 @@ def _groupnorm_ref(inputs, attrs, params):
     var = ((xg - mean) ** 2).mean(axis=-1, keepdims=True)
     y = ((xg - mean) / np.sqrt(var + attrs["eps"])).reshape(x.shape)
     shape = _channel_shape(x)
-    return [(y * params["weight"].reshape(shape) + params["bias"].reshape(shape))
-            .astype(x.dtype)]
+    return [(y * params["weight"].reshape(shape) + params["bias"].reshape(shape)).astype(x.dtype)]
 
 
-register(OpDef(
-    name="GroupNorm", signature=_CALL,
-    construct=sig(P("groups", "int"), P("eps", "float", 1e-5)),
-    infer=_groupnorm_infer, reference=_groupnorm_ref, differentiable=("x",), category="norm",
-    axes="channels",
-    doc="Group normalisation: axis 1 of [B, C, ...] in `groups` consecutive groups, each "
+register(
+    OpDef(
+        name="GroupNorm",
+        signature=_CALL,
+        construct=sig(P("groups", "int"), P("eps", "float", 1e-5)),
+        infer=_groupnorm_infer,
+        reference=_groupnorm_ref,
+        differentiable=("x",),
+        category="norm",
+        axes="channels",
+        doc="Group normalisation: axis 1 of [B, C, ...] in `groups` consecutive groups, each "
         "normalised over its channels and the spatial axes (biased variance); per-channel "
         "weight/bias [C] (ones, zeros) — ONNX GroupNormalization opset 21 (per-channel scale), "
-        "not opset 18's per-group scale."))
+        "not opset 18's per-group scale.",
+    )
+)

@@ -21,8 +21,12 @@ def _window_rule(n: int):
         positive(ctx, k + s, "kernel")
         pads, spatial = resolve_padding(ctx, attrs["padding"], x.shape[2:], k, s, (1,) * n)
         if any(p is not None and max(p) * 2 > kk for p, kk in zip(pads, k, strict=True)):
-            ctx.fail("padding must be at most half the kernel size", "padding", "too large",
-                     code="E-VALUE")
+            ctx.fail(
+                "padding must be at most half the kernel size",
+                "padding",
+                "too large",
+                code="E-VALUE",
+            )
         attrs.update(kernel=k, stride=s, pads=pads)
         return [x.with_shape((*x.shape[:2], *spatial))]
 
@@ -35,25 +39,42 @@ def _windows(x, kernel, stride, pads, fill):
     xp = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in pads], constant_values=fill)
     out = [(xp.shape[2 + i] - kernel[i]) // stride[i] + 1 for i in range(n)]
     for kidx in np.ndindex(*kernel):
-        yield xp[(slice(None), slice(None), *(slice(kidx[i], kidx[i] + stride[i] * (out[i] - 1)
-                                                    + 1, stride[i]) for i in range(n)))]
+        yield xp[
+            (
+                slice(None),
+                slice(None),
+                *(
+                    slice(kidx[i], kidx[i] + stride[i] * (out[i] - 1) + 1, stride[i])
+                    for i in range(n)
+                ),
+            )
+        ]
 
 
 def _max_ref(inputs, attrs, params):
     x = inputs["x"]
-    views = list(_windows(x, attrs["kernel"], attrs["stride"], _concrete_pads(x, attrs),
-                          -np.inf))
+    views = list(_windows(x, attrs["kernel"], attrs["stride"], _concrete_pads(x, attrs), -np.inf))
     return [np.max(np.stack(views), axis=0).astype(x.dtype)]
 
 
 for _n in (1, 2):
-    register(OpDef(
-        name=f"max_pool{_n}d",
-        signature=sig(P("x", "tensor", dtypes="float"), P("kernel", "ints"),
-                      P("stride", "ints", None), P("padding", "padding", 0)),
-        infer=_window_rule(_n), reference=_max_ref, differentiable=("x",),
-        category="pool", axes="channels",
-        doc="Maximum over each window; padding counts as −∞; stride defaults to kernel."))
+    register(
+        OpDef(
+            name=f"max_pool{_n}d",
+            signature=sig(
+                P("x", "tensor", dtypes="float"),
+                P("kernel", "ints"),
+                P("stride", "ints", None),
+                P("padding", "padding", 0),
+            ),
+            infer=_window_rule(_n),
+            reference=_max_ref,
+            differentiable=("x",),
+            category="pool",
+            axes="channels",
+            doc="Maximum over each window; padding counts as −∞; stride defaults to kernel.",
+        )
+    )
 
 
 def _concrete_pads(x, attrs) -> tuple:
@@ -62,8 +83,10 @@ def _concrete_pads(x, attrs) -> tuple:
     if all(p is not None for p in pads):
         return pads
     windows = zip(pads, attrs["kernel"], attrs["stride"], strict=True)
-    return tuple(same_pads(x.shape[2 + i], k, s, 1) if p is None else p
-                 for i, (p, k, s) in enumerate(windows))
+    return tuple(
+        same_pads(x.shape[2 + i], k, s, 1) if p is None else p
+        for i, (p, k, s) in enumerate(windows)
+    )
 
 
 def _avg_ref(inputs, attrs, params):
@@ -80,35 +103,53 @@ def _avg_ref(inputs, attrs, params):
 
 
 for _n in (1, 2):
-    register(OpDef(
-        name=f"avg_pool{_n}d",
-        signature=sig(P("x", "tensor", dtypes="float"), P("kernel", "ints"),
-                      P("stride", "ints", None), P("padding", "padding", 0),
-                      P("count_include_pad", "bool", True)),
-        infer=_window_rule(_n), reference=_avg_ref, differentiable=("x",),
-        category="pool", axes="channels",
-        doc="Mean over each window (ONNX AveragePool, floor mode); stride defaults to kernel; "
+    register(
+        OpDef(
+            name=f"avg_pool{_n}d",
+            signature=sig(
+                P("x", "tensor", dtypes="float"),
+                P("kernel", "ints"),
+                P("stride", "ints", None),
+                P("padding", "padding", 0),
+                P("count_include_pad", "bool", True),
+            ),
+            infer=_window_rule(_n),
+            reference=_avg_ref,
+            differentiable=("x",),
+            category="pool",
+            axes="channels",
+            doc="Mean over each window (ONNX AveragePool, floor mode); stride defaults to kernel; "
             "count_include_pad=true divides by the kernel size, false by the number of "
-            "unpadded elements under the window."))
+            "unpadded elements under the window.",
+        )
+    )
 
 
 def _global_avg_infer(ctx: Ctx) -> list[TensorType]:
     x = ctx.inputs["x"]
     if x.rank < 3:
-        ctx.fail(f"expects an input [B, C, spatial...] of rank ≥ 3, found {x}", "x",
-                 f"rank {x.rank}")
+        ctx.fail(
+            f"expects an input [B, C, spatial...] of rank ≥ 3, found {x}", "x", f"rank {x.rank}"
+        )
     ctx.attrs["axes"] = tuple(range(2, x.rank))
     return [x.with_shape(x.shape[:2])]
 
 
-register(OpDef(
-    name="global_avg_pool", signature=sig(P("x", "tensor", dtypes="float")),
-    infer=_global_avg_infer,
-    reference=lambda inputs, attrs, params: [
-        np.mean(inputs["x"], axis=tuple(range(2, inputs["x"].ndim))).astype(inputs["x"].dtype)],
-    differentiable=("x",), category="pool", axes="channels",
-    doc="Mean over every spatial axis: [B, C, ...] → [B, C] (ONNX GlobalAveragePool, then "
-        "the trailing 1s dropped)."))
+register(
+    OpDef(
+        name="global_avg_pool",
+        signature=sig(P("x", "tensor", dtypes="float")),
+        infer=_global_avg_infer,
+        reference=lambda inputs, attrs, params: [
+            np.mean(inputs["x"], axis=tuple(range(2, inputs["x"].ndim))).astype(inputs["x"].dtype)
+        ],
+        differentiable=("x",),
+        category="pool",
+        axes="channels",
+        doc="Mean over every spatial axis: [B, C, ...] → [B, C] (ONNX GlobalAveragePool, then "
+        "the trailing 1s dropped).",
+    )
+)
 
 
 def adaptive_bins(n: int, out: int) -> tuple[tuple[int, int], ...]:
@@ -121,16 +162,24 @@ def _adaptive_infer(ctx: Ctx) -> list[TensorType]:
     require_rank(ctx, "x", x, (4,), "[B, C, H, W]")
     if isinstance(size, int | Dim) and not isinstance(size, bool):
         size = (size, size)
-    if (not isinstance(size, tuple | list) or len(size) != 2
-            or not all(isinstance(v, int | Dim) and not isinstance(v, bool) for v in size)):
-        ctx.fail("`size` must be a size or a pair (h, w) of sizes", "size", "expected (h, w)",
-                 code="E-VALUE")
+    if (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(v, int | Dim) and not isinstance(v, bool) for v in size)
+    ):
+        ctx.fail(
+            "`size` must be a size or a pair (h, w) of sizes",
+            "size",
+            "expected (h, w)",
+            code="E-VALUE",
+        )
     size = tuple(size)
     bins = []
     for axis, (n, o) in enumerate(zip(x.shape[2:], size, strict=True)):
         if isinstance(o, int) and o <= 0:
-            ctx.fail(f"output sizes must be positive, found {o}", "size", "out of range",
-                     code="E-VALUE")
+            ctx.fail(
+                f"output sizes must be positive, found {o}", "size", "out of range", code="E-VALUE"
+            )
         budget.spend("item", o if isinstance(o, int) else 1, ctx.span)  # before listing
         if o == n:
             bins.append(tuple((i, i + 1) for i in range(n)) if isinstance(n, int) else None)
@@ -139,9 +188,12 @@ def _adaptive_infer(ctx: Ctx) -> list[TensorType]:
         elif isinstance(n, int) and isinstance(o, int):
             bins.append(adaptive_bins(n, o))
         else:
-            ctx.fail(f"needs a known input size to pool {n} into {o} (axis {axis + 2})", "x",
-                     "symbolic size", notes=("only an output equal to the input size, or 1, "
-                                             "works on a symbolic size",))
+            ctx.fail(
+                f"needs a known input size to pool {n} into {o} (axis {axis + 2})",
+                "x",
+                "symbolic size",
+                notes=("only an output equal to the input size, or 1, works on a symbolic size",),
+            )
     ctx.attrs.update(size=size, bins=tuple(bins))
     return [x.with_shape((*x.shape[:2], *size))]
 
@@ -157,11 +209,17 @@ def _adaptive_ref(inputs, attrs, params):
     return [out]
 
 
-register(OpDef(
-    name="adaptive_avg_pool2d",
-    signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
-    infer=_adaptive_infer, reference=_adaptive_ref, differentiable=("x",),
-    category="pool", axes="channels",
-    doc="PyTorch's adaptive average pooling to (h, w): output cell i averages rows "
+register(
+    OpDef(
+        name="adaptive_avg_pool2d",
+        signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
+        infer=_adaptive_infer,
+        reference=_adaptive_ref,
+        differentiable=("x",),
+        category="pool",
+        axes="channels",
+        doc="PyTorch's adaptive average pooling to (h, w): output cell i averages rows "
         "floor(i·H/h) .. ceil((i+1)·H/h) - 1; needs known H, W unless the output size is the "
-        "input size or 1. `bins` lists each axis's windows."))
+        "input size or 1. `bins` lists each axis's windows.",
+    )
+)

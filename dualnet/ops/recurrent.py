@@ -30,8 +30,11 @@ def _rnn_rule(kind: str):
         require_rank(ctx, "x", x, (3,), "[B, T, F] (batch first)")
         features = x.shape[2]
         if not isinstance(features, int):
-            ctx.fail(f"the feature size (axis 2) must be known, found `{features}`", "x",
-                     "symbolic feature size")
+            ctx.fail(
+                f"the feature size (axis 2) must be known, found `{features}`",
+                "x",
+                "symbolic feature size",
+            )
         hidden, layers = cfg["hidden"], cfg["layers"]
         positive(ctx, (hidden,), "hidden")
         positive(ctx, (layers,), "layers")
@@ -76,7 +79,7 @@ def _rnn_reference(kind: str):
             h = np.zeros((batch, hidden))
             c = np.zeros((batch, hidden))
             ys = np.zeros((batch, steps, hidden))
-            for t in (range(steps - 1, -1, -1) if d else range(steps)):
+            for t in range(steps - 1, -1, -1) if d else range(steps):
                 gi = seq[:, t] @ w_ih.T + b_ih
                 gh = h @ w_hh.T + b_hh
                 if kind == "LSTM":
@@ -105,22 +108,29 @@ def _rnn_reference(kind: str):
 
 _DOCS = {
     "LSTM": "i, f, g, o = split(x Wᵢₕᵀ + bᵢₕ + h Wₕₕᵀ + bₕₕ); c' = σ(f)·c + σ(i)·tanh(g); "
-            "h' = σ(o)·tanh(c')",
+    "h' = σ(o)·tanh(c')",
     "GRU": "r, z = σ(...); n = tanh(x Wᵢₙᵀ + bᵢₙ + r·(h Wₕₙᵀ + bₕₙ)); h' = (1 - z)·n + z·h "
-           "(reset after the matmul: ONNX linear_before_reset=1)",
+    "(reset after the matmul: ONNX linear_before_reset=1)",
 }
 
 for _kind, (_gates, _order) in _KINDS.items():
-    register(OpDef(
-        name=_kind,
-        signature=sig(P("x", "tensor", dtypes="float"), P("state", "bool", False)),
-        construct=sig(P("hidden", "int"), P("layers", "int", 1),
-                      P("bidirectional", "bool", False)),
-        infer=_rnn_rule(_kind), reference=_rnn_reference(_kind), differentiable=("x",),
-        category="recurrent",
-        doc=f"Batch-first {_kind} over x [B, T, F] from a zero state, PyTorch's equations: "
+    register(
+        OpDef(
+            name=_kind,
+            signature=sig(P("x", "tensor", dtypes="float"), P("state", "bool", False)),
+            construct=sig(
+                P("hidden", "int"), P("layers", "int", 1), P("bidirectional", "bool", False)
+            ),
+            infer=_rnn_rule(_kind),
+            reference=_rnn_reference(_kind),
+            differentiable=("x",),
+            category="recurrent",
+            doc=f"Batch-first {_kind} over x [B, T, F] from a zero state, PyTorch's equations: "
             f"{_DOCS[_kind]}. Gate rows in order {_order}; weight_ih_l{{k}}[_reverse] "
             f"[{_gates}·hidden, in], weight_hh_l{{k}} [{_gates}·hidden, hidden], bias_ih, "
             "bias_hh; all uniform(±1/√hidden). Layer k > 0 reads dirs·hidden features. "
             "y [B, T, dirs·hidden] (forward then reverse); with state=true also h"
-            + (", c" if _kind == "LSTM" else "") + " [layers·dirs, B, hidden]."))
+            + (", c" if _kind == "LSTM" else "")
+            + " [layers·dirs, B, hidden].",
+        )
+    )

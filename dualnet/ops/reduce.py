@@ -28,16 +28,24 @@ def _reduce_infer(ctx: Ctx) -> list[TensorType]:
     axes = tuple(sorted(axes))
     ctx.attrs["axis"] = axes
     if ctx.op.name in ("max", "min") and any(x.shape[a] == 0 for a in axes):
-        ctx.fail(f"over an axis of size 0 there is no {ctx.op.name} (x is {x})", "x",
-                 "an empty axis", code="E-SHAPE")
+        ctx.fail(
+            f"over an axis of size 0 there is no {ctx.op.name} (x is {x})",
+            "x",
+            "an empty axis",
+            code="E-SHAPE",
+        )
     return [x.with_shape(_reduced_shape(x, axes, ctx.attrs["keepdims"]))]
 
 
 def _reduce_reference(fn: str):
     def reference(inputs, attrs, params):
         x = inputs["x"]
-        return [np.asarray(getattr(np, fn)(x, axis=attrs["axis"], keepdims=attrs["keepdims"]))
-                .astype(x.dtype)]
+        return [
+            np.asarray(getattr(np, fn)(x, axis=attrs["axis"], keepdims=attrs["keepdims"])).astype(
+                x.dtype
+            )
+        ]
+
     return reference
 
 
@@ -50,14 +58,21 @@ _REDUCE = {
 }
 
 for _name, (_fn, _dtypes, _onnx) in _REDUCE.items():
-    register(OpDef(
-        name=_name,
-        signature=sig(P("x", "tensor", dtypes=_dtypes), P("axis", "ints"),
-                      P("keepdims", "bool", False)),
-        infer=_reduce_infer, reference=_reduce_reference(_fn), differentiable=("x",),
-        category="reduce", axes="attribute",
-        doc=f"{_name.capitalize()} over `axis` (an int or a tuple; normalised to a sorted tuple "
-            f"of non-negative axes); the result keeps x's dtype (ONNX {_onnx})."))
+    register(
+        OpDef(
+            name=_name,
+            signature=sig(
+                P("x", "tensor", dtypes=_dtypes), P("axis", "ints"), P("keepdims", "bool", False)
+            ),
+            infer=_reduce_infer,
+            reference=_reduce_reference(_fn),
+            differentiable=("x",),
+            category="reduce",
+            axes="attribute",
+            doc=f"{_name.capitalize()} over `axis` (an int or a tuple; normalised to a sorted "
+            f"tuple of non-negative axes); the result keeps x's dtype (ONNX {_onnx}).",
+        )
+    )
 
 
 def _arg_infer(ctx: Ctx) -> list[TensorType]:
@@ -71,21 +86,32 @@ def _arg_infer(ctx: Ctx) -> list[TensorType]:
 def _arg_reference(fn: str):
     def reference(inputs, attrs, params):
         x = inputs["x"]
-        return [np.asarray(getattr(np, fn)(x, axis=attrs["axis"], keepdims=attrs["keepdims"]))
-                .astype(np.int64)]
+        return [
+            np.asarray(getattr(np, fn)(x, axis=attrs["axis"], keepdims=attrs["keepdims"])).astype(
+                np.int64
+            )
+        ]
+
     return reference
 
 
 for _name in ("argmax", "argmin"):
-    register(OpDef(
-        name=_name,
-        signature=sig(P("x", "tensor", dtypes="number"), P("axis", "int"),
-                      P("keepdims", "bool", False)),
-        infer=_arg_infer, reference=_arg_reference(_name), differentiable=(),
-        category="reduce", axes="attribute",
-        doc=f"i64 index of the {_name[3:]}imum along `axis`, the first one on ties "
+    register(
+        OpDef(
+            name=_name,
+            signature=sig(
+                P("x", "tensor", dtypes="number"), P("axis", "int"), P("keepdims", "bool", False)
+            ),
+            infer=_arg_infer,
+            reference=_arg_reference(_name),
+            differentiable=(),
+            category="reduce",
+            axes="attribute",
+            doc=f"i64 index of the {_name[3:]}imum along `axis`, the first one on ties "
             f"(ONNX {'ArgMax' if _name == 'argmax' else 'ArgMin'}, select_last_index=0); "
-            "not differentiable."))
+            "not differentiable.",
+        )
+    )
 
 
 def _softmax_infer(ctx: Ctx) -> list[TensorType]:
@@ -103,18 +129,35 @@ def _softmax_ref(inputs, attrs, params):
 def _log_softmax_ref(inputs, attrs, params):
     x = inputs["x"]
     shifted = x - np.max(x, axis=attrs["axis"], keepdims=True)
-    return [(shifted - np.log(np.sum(np.exp(shifted), axis=attrs["axis"], keepdims=True)))
-            .astype(x.dtype)]
+    return [
+        (shifted - np.log(np.sum(np.exp(shifted), axis=attrs["axis"], keepdims=True))).astype(
+            x.dtype
+        )
+    ]
 
 
-register(OpDef(
-    name="softmax", signature=sig(P("x", "tensor", dtypes="float"), P("axis", "int", -1)),
-    infer=_softmax_infer, reference=_softmax_ref, differentiable=("x",),
-    category="activation", axes="attribute",
-    doc="exp(x) / sum(exp(x)) along `axis` (ONNX Softmax, opset ≥ 13)."))
+register(
+    OpDef(
+        name="softmax",
+        signature=sig(P("x", "tensor", dtypes="float"), P("axis", "int", -1)),
+        infer=_softmax_infer,
+        reference=_softmax_ref,
+        differentiable=("x",),
+        category="activation",
+        axes="attribute",
+        doc="exp(x) / sum(exp(x)) along `axis` (ONNX Softmax, opset ≥ 13).",
+    )
+)
 
-register(OpDef(
-    name="log_softmax", signature=sig(P("x", "tensor", dtypes="float"), P("axis", "int", -1)),
-    infer=_softmax_infer, reference=_log_softmax_ref, differentiable=("x",),
-    category="activation", axes="attribute",
-    doc="x - log(sum(exp(x))) along `axis` (ONNX LogSoftmax, opset ≥ 13)."))
+register(
+    OpDef(
+        name="log_softmax",
+        signature=sig(P("x", "tensor", dtypes="float"), P("axis", "int", -1)),
+        infer=_softmax_infer,
+        reference=_log_softmax_ref,
+        differentiable=("x",),
+        category="activation",
+        axes="attribute",
+        doc="x - log(sum(exp(x))) along `axis` (ONNX LogSoftmax, opset ≥ 13).",
+    )
+)

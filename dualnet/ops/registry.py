@@ -46,8 +46,9 @@ class Signature:
         return [p.name for p in self.params]
 
     def __str__(self) -> str:
-        parts = [p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}"
-                 for p in self.params]
+        parts = [
+            p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}" for p in self.params
+        ]
         return f"({', '.join(parts)})"
 
 
@@ -78,15 +79,28 @@ class Ctx:
     params: dict[str, ParamSpec] = field(default_factory=dict)
     buffers: dict[str, ParamSpec] = field(default_factory=dict)
 
-    def fail(self, message: str, arg: str | None = None, label: str = "",
-             code: str = "E-SHAPE", notes: tuple[str, ...] = (), bare: bool = False) -> NoReturn:
+    def fail(
+        self,
+        message: str,
+        arg: str | None = None,
+        label: str = "",
+        code: str = "E-SHAPE",
+        notes: tuple[str, ...] = (),
+        bare: bool = False,
+    ) -> NoReturn:
         """Raise a diagnostic at `arg`'s span (else the call's), prefixed with the op name
         unless `bare` (operators such as `+` read better without it)."""
-        raise error(code, message if bare else f"{self.op.name}: {message}",
-                    self.spans.get(arg, self.span) if arg else self.span, label, notes)
+        raise error(
+            code,
+            message if bare else f"{self.op.name}: {message}",
+            self.spans.get(arg, self.span) if arg else self.span,
+            label,
+            notes,
+        )
 
-    def param(self, name: str, shape: tuple, init: Init, dtype: DType = DType.f32,
-              trainable: bool = True) -> None:
+    def param(
+        self, name: str, shape: tuple, init: Init, dtype: DType = DType.f32, trainable: bool = True
+    ) -> None:
         budget.spend("parameter", 1, self.span)
         self.params[name] = ParamSpec(self._static(name, shape), dtype, init, trainable)
 
@@ -97,13 +111,15 @@ class Ctx:
     def _static(self, name: str, shape: tuple) -> tuple[int, ...]:
         for d in shape:
             if not isinstance(d, int):
-                self.fail(f"the size of `{name}` depends on the symbolic dimension `{d}`",
-                          label="parameter sizes must be known at compile time",
-                          notes=("give that dimension a concrete size in the model's "
-                                 "forward signature",))
+                self.fail(
+                    f"the size of `{name}` depends on the symbolic dimension `{d}`",
+                    label="parameter sizes must be known at compile time",
+                    notes=("give that dimension a concrete size in the model's forward signature",),
+                )
             if d <= 0:
-                self.fail(f"parameter `{name}` would have the empty size {list(shape)}",
-                          code="E-VALUE")
+                self.fail(
+                    f"parameter `{name}` would have the empty size {list(shape)}", code="E-VALUE"
+                )
         return tuple(shape)
 
 
@@ -151,12 +167,19 @@ def unknown_keyword(op_name: str, keyword: str, signature: Signature, span: Span
     hint = suggest(keyword, signature.names())
     notes = [f"did you mean `{hint}`?"] if hint else []
     notes.append(f"{op_name} takes {signature}")
-    return error("E-ARGS", f"{op_name} has no argument `{keyword}`", span, "unknown argument",
-                 notes)
+    return error(
+        "E-ARGS", f"{op_name} has no argument `{keyword}`", span, "unknown argument", notes
+    )
 
 
-def run_rule(op: OpDef, inputs: dict[str, Any], attrs: dict[str, Any], spans: dict[str, Span],
-             span: Span | None, config: dict[str, Any] | None = None) -> tuple[list, Ctx]:
+def run_rule(
+    op: OpDef,
+    inputs: dict[str, Any],
+    attrs: dict[str, Any],
+    spans: dict[str, Span],
+    span: Span | None,
+    config: dict[str, Any] | None = None,
+) -> tuple[list, Ctx]:
     """Run an op's shape and dtype rule; every result size must stay below SIZE_LIMIT."""
     ctx = Ctx(op, inputs, attrs, {} if config is None else config, spans, span)
     try:
@@ -168,14 +191,20 @@ def run_rule(op: OpDef, inputs: dict[str, Any], attrs: dict[str, Any], spans: di
             if isinstance(d, int) and d < 0:
                 ctx.fail(f"would produce the negative size {d} in {out}")
             if isinstance(d, int) and d == 0:
-                ctx.fail(f"would produce an empty axis (size 0) in {out}",
-                         label="zero-sized axis", notes=("dualnet tensors have no zero-sized "
-                                                         "axes",))
+                ctx.fail(
+                    f"would produce an empty axis (size 0) in {out}",
+                    label="zero-sized axis",
+                    notes=("dualnet tensors have no zero-sized axes",),
+                )
         if out.static_numel() >= SIZE_LIMIT:
-            ctx.fail(f"result {out} has more than 2**62 elements", code="E-LIMIT",
-                     label="too large")
+            ctx.fail(
+                f"result {out} has more than 2**62 elements", code="E-LIMIT", label="too large"
+            )
     for spec in (*ctx.params.values(), *ctx.buffers.values()):
         if spec.numel >= SIZE_LIMIT:
-            ctx.fail(f"a parameter of shape {list(spec.shape)} has more than 2**62 elements",
-                     code="E-LIMIT", label="too large")
+            ctx.fail(
+                f"a parameter of shape {list(spec.shape)} has more than 2**62 elements",
+                code="E-LIMIT",
+                label="too large",
+            )
     return outputs, ctx

@@ -22,13 +22,19 @@ def _flatten_infer(ctx: Ctx) -> list[TensorType]:
     return [x.with_shape((*x.shape[:start], merged))]
 
 
-register(OpDef(
-    name="flatten", signature=sig(P("x", "tensor"), P("start", "int", 1)),
-    infer=_flatten_infer,
-    reference=lambda inputs, attrs, params: [
-        inputs["x"].reshape(*inputs["x"].shape[:attrs["start"]], -1)],
-    differentiable=("x",), category="shape",
-    doc="Merges the axes from `start` on into one, in C·H·W order."))
+register(
+    OpDef(
+        name="flatten",
+        signature=sig(P("x", "tensor"), P("start", "int", 1)),
+        infer=_flatten_infer,
+        reference=lambda inputs, attrs, params: [
+            inputs["x"].reshape(*inputs["x"].shape[: attrs["start"]], -1)
+        ],
+        differentiable=("x",),
+        category="shape",
+        doc="Merges the axes from `start` on into one, in C·H·W order.",
+    )
+)
 
 
 def _known(d) -> bool:
@@ -46,27 +52,40 @@ def _reshape_infer(ctx: Ctx) -> list[TensorType]:
     x, dims = ctx.inputs["x"], tuple(ctx.attrs["dims"])
     holes = [i for i, d in enumerate(dims) if _known(d) and d == -1]
     if len(holes) > 1:
-        ctx.fail(f"at most one size may be -1, found {len(holes)}", "dims", "several -1",
-                 code="E-VALUE")
+        ctx.fail(
+            f"at most one size may be -1, found {len(holes)}", "dims", "several -1", code="E-VALUE"
+        )
     bad = [d for d in dims if _known(d) and d != -1 and d < 1]
     if bad:
-        ctx.fail(f"sizes must be positive (or one -1), found {bad[0]}", "dims", "out of range",
-                 code="E-VALUE")
+        ctx.fail(
+            f"sizes must be positive (or one -1), found {bad[0]}",
+            "dims",
+            "out of range",
+            code="E-VALUE",
+        )
     numel = math.prod(x.shape, start=1)
     known = math.prod((d for d in dims if not (_known(d) and d == -1)), start=1)
     if holes:
         rest = floordiv(*_cancel(x.shape, [d for d in dims if not (_known(d) and d == -1)]))
         if rest * known != numel:
             exact = _known(numel) and _known(known)
-            ctx.fail(f"cannot reshape {x} into {_show(dims)}: {numel} elements "
-                     f"{'are not' if exact else 'are not provably'} a multiple of {known}",
-                     "dims", "sizes do not fit")
-        dims = (*dims[:holes[0]], rest, *dims[holes[0] + 1:])
+            ctx.fail(
+                f"cannot reshape {x} into {_show(dims)}: {numel} elements "
+                f"{'are not' if exact else 'are not provably'} a multiple of {known}",
+                "dims",
+                "sizes do not fit",
+            )
+        dims = (*dims[: holes[0]], rest, *dims[holes[0] + 1 :])
     elif numel != known:
         exact = _known(numel) and _known(known)
-        ctx.fail(f"cannot reshape {x} ({numel} elements) into {_show(dims)} ({known} elements)"
-                 if exact else f"cannot prove that {x} and {_show(dims)} have the same number "
-                 f"of elements ({numel} vs {known})", "dims", "sizes do not fit")
+        ctx.fail(
+            f"cannot reshape {x} ({numel} elements) into {_show(dims)} ({known} elements)"
+            if exact
+            else f"cannot prove that {x} and {_show(dims)} have the same number "
+            f"of elements ({numel} vs {known})",
+            "dims",
+            "sizes do not fit",
+        )
     ctx.attrs["dims"] = dims
     return [x.with_shape(dims)]
 
@@ -92,11 +111,18 @@ def _reshape_ref(inputs, attrs, params):
     return [inputs["x"].reshape(dims)]
 
 
-register(OpDef(
-    name="reshape", signature=sig(P("x", "tensor"), P("dims", "dims")),
-    infer=_reshape_infer, reference=_reshape_ref, differentiable=("x",), category="shape",
-    doc="Row-major (C order) reshape; one size may be -1 (resolved by the rule). Sizes may be "
-        "symbolic; the element counts must be provably equal."))
+register(
+    OpDef(
+        name="reshape",
+        signature=sig(P("x", "tensor"), P("dims", "dims")),
+        infer=_reshape_infer,
+        reference=_reshape_ref,
+        differentiable=("x",),
+        category="shape",
+        doc="Row-major (C order) reshape; one size may be -1 (resolved by the rule). Sizes may be "
+        "symbolic; the element counts must be provably equal.",
+    )
+)
 
 
 # ---------------------------------------------------------------- permute, transpose
@@ -106,22 +132,35 @@ def _permute_infer(ctx: Ctx) -> list[TensorType]:
     x, axes = ctx.inputs["x"], ctx.attrs["axes"]
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
     if len(axes) != x.rank:
-        ctx.fail(f"needs {x.rank} axes for {x}, found {len(axes)}", "axes",
-                 f"{len(axes)} axes", code="E-VALUE")
+        ctx.fail(
+            f"needs {x.rank} axes for {x}, found {len(axes)}",
+            "axes",
+            f"{len(axes)} axes",
+            code="E-VALUE",
+        )
     axes = tuple(norm_axis(ctx, a, x.rank, "axes") for a in axes)
     if sorted(axes) != list(range(x.rank)):
-        ctx.fail(f"axes {list(axes)} are not a permutation of 0..{x.rank - 1}", "axes",
-                 "repeated axis", code="E-VALUE")
+        ctx.fail(
+            f"axes {list(axes)} are not a permutation of 0..{x.rank - 1}",
+            "axes",
+            "repeated axis",
+            code="E-VALUE",
+        )
     ctx.attrs["axes"] = axes
     return [x.with_shape(tuple(x.shape[a] for a in axes))]
 
 
-register(OpDef(
-    name="permute", signature=sig(P("x", "tensor"), P("axes", "ints")),
-    infer=_permute_infer,
-    reference=lambda inputs, attrs, params: [np.transpose(inputs["x"], attrs["axes"])],
-    differentiable=("x",), category="shape",
-    doc="Reorders the axes: result axis i is input axis axes[i] (ONNX Transpose perm)."))
+register(
+    OpDef(
+        name="permute",
+        signature=sig(P("x", "tensor"), P("axes", "ints")),
+        infer=_permute_infer,
+        reference=lambda inputs, attrs, params: [np.transpose(inputs["x"], attrs["axes"])],
+        differentiable=("x",),
+        category="shape",
+        doc="Reorders the axes: result axis i is input axis axes[i] (ONNX Transpose perm).",
+    )
+)
 
 
 def _transpose_infer(ctx: Ctx) -> list[TensorType]:
@@ -134,12 +173,17 @@ def _transpose_infer(ctx: Ctx) -> list[TensorType]:
     return [x.with_shape(tuple(x.shape[p] for p in perm))]
 
 
-register(OpDef(
-    name="transpose", signature=sig(P("x", "tensor"), P("a", "int"), P("b", "int")),
-    infer=_transpose_infer,
-    reference=lambda inputs, attrs, params: [np.swapaxes(inputs["x"], attrs["a"], attrs["b"])],
-    differentiable=("x",), category="shape",
-    doc="Swaps axes a and b; `perm` is the equivalent full permutation."))
+register(
+    OpDef(
+        name="transpose",
+        signature=sig(P("x", "tensor"), P("a", "int"), P("b", "int")),
+        infer=_transpose_infer,
+        reference=lambda inputs, attrs, params: [np.swapaxes(inputs["x"], attrs["a"], attrs["b"])],
+        differentiable=("x",),
+        category="shape",
+        doc="Swaps axes a and b; `perm` is the equivalent full permutation.",
+    )
+)
 
 
 # ---------------------------------------------------------------- concat, split
@@ -150,8 +194,11 @@ def _concat_infer(ctx: Ctx) -> list[TensorType]:
     first = xs[0]
     for i, t in enumerate(xs[1:], 1):
         if t.rank != first.rank:
-            ctx.fail(f"cannot concatenate {first} and {t}", "xs",
-                     f"tensor {i} has rank {t.rank}, tensor 0 rank {first.rank}")
+            ctx.fail(
+                f"cannot concatenate {first} and {t}",
+                "xs",
+                f"tensor {i} has rank {t.rank}, tensor 0 rank {first.rank}",
+            )
     dtype = same_dtype(ctx, *xs)
     if first.rank == 0:
         ctx.fail("cannot concatenate rank-0 tensors", "xs", "rank 0")
@@ -159,19 +206,28 @@ def _concat_infer(ctx: Ctx) -> list[TensorType]:
     for i, t in enumerate(xs[1:], 1):
         for j, (da, db) in enumerate(zip(first.shape, t.shape, strict=True)):
             if j != axis and da != db:
-                ctx.fail(f"cannot concatenate {first} and {t} along axis {axis}", "xs",
-                         f"tensor {i}, dimension {j}: {db} vs {da}")
+                ctx.fail(
+                    f"cannot concatenate {first} and {t} along axis {axis}",
+                    "xs",
+                    f"tensor {i}, dimension {j}: {db} vs {da}",
+                )
     total = sum((t.shape[axis] for t in xs), start=0)
     ctx.attrs["axis"] = axis
-    return [TensorType(dtype, (*first.shape[:axis], total, *first.shape[axis + 1:]))]
+    return [TensorType(dtype, (*first.shape[:axis], total, *first.shape[axis + 1 :]))]
 
 
-register(OpDef(
-    name="concat", signature=sig(P("xs", "tensors"), P("axis", "int")),
-    infer=_concat_infer,
-    reference=lambda inputs, attrs, params: [np.concatenate(inputs["xs"], axis=attrs["axis"])],
-    differentiable=("xs",), category="shape", axes="attribute",
-    doc="Joins tensors of one dtype along `axis`; every other dimension must agree."))
+register(
+    OpDef(
+        name="concat",
+        signature=sig(P("xs", "tensors"), P("axis", "int")),
+        infer=_concat_infer,
+        reference=lambda inputs, attrs, params: [np.concatenate(inputs["xs"], axis=attrs["axis"])],
+        differentiable=("xs",),
+        category="shape",
+        axes="attribute",
+        doc="Joins tensors of one dtype along `axis`; every other dimension must agree.",
+    )
+)
 
 
 def _split_infer(ctx: Ctx) -> list[TensorType]:
@@ -187,7 +243,7 @@ def _split_infer(ctx: Ctx) -> list[TensorType]:
         ctx.fail(f"cannot split axis {axis} of {x} into {n} equal parts: {why}", "n", why)
     budget.spend("item", n, ctx.span)  # before n results are listed
     ctx.attrs.update(axis=axis, sizes=(part,) * n)
-    out = x.with_shape((*x.shape[:axis], part, *x.shape[axis + 1:]))
+    out = x.with_shape((*x.shape[:axis], part, *x.shape[axis + 1 :]))
     return [out] * n
 
 
@@ -195,12 +251,19 @@ def _split_ref(inputs, attrs, params):
     return list(np.split(inputs["x"], attrs["n"], axis=attrs["axis"]))
 
 
-register(OpDef(
-    name="split", signature=sig(P("x", "tensor"), P("n", "int"), P("axis", "int")),
-    infer=_split_infer, reference=_split_ref, differentiable=("x",), category="shape",
-    axes="attribute",
-    doc="n equal parts along `axis` (n results); the size must be divisible by n. `sizes` "
-        "lists the parts (ONNX Split's `split` input)."))
+register(
+    OpDef(
+        name="split",
+        signature=sig(P("x", "tensor"), P("n", "int"), P("axis", "int")),
+        infer=_split_infer,
+        reference=_split_ref,
+        differentiable=("x",),
+        category="shape",
+        axes="attribute",
+        doc="n equal parts along `axis` (n results); the size must be divisible by n. `sizes` "
+        "lists the parts (ONNX Split's `split` input).",
+    )
+)
 
 
 # ---------------------------------------------------------------- (un)squeeze
@@ -213,30 +276,43 @@ def _unsqueeze_infer(ctx: Ctx) -> list[TensorType]:
     return [x.with_shape((*x.shape[:axis], 1, *x.shape[axis:]))]
 
 
-register(OpDef(
-    name="unsqueeze", signature=sig(P("x", "tensor"), P("axis", "int")),
-    infer=_unsqueeze_infer,
-    reference=lambda inputs, attrs, params: [np.expand_dims(inputs["x"], attrs["axis"])],
-    differentiable=("x",), category="shape",
-    doc="Inserts a size-1 axis at position `axis` of the result (-1 appends)."))
+register(
+    OpDef(
+        name="unsqueeze",
+        signature=sig(P("x", "tensor"), P("axis", "int")),
+        infer=_unsqueeze_infer,
+        reference=lambda inputs, attrs, params: [np.expand_dims(inputs["x"], attrs["axis"])],
+        differentiable=("x",),
+        category="shape",
+        doc="Inserts a size-1 axis at position `axis` of the result (-1 appends).",
+    )
+)
 
 
 def _squeeze_infer(ctx: Ctx) -> list[TensorType]:
     x = ctx.inputs["x"]
     axis = norm_axis(ctx, ctx.attrs["axis"], x.rank)
     if x.shape[axis] != 1:
-        ctx.fail(f"axis {axis} of {x} has size {x.shape[axis]}, not 1", "axis",
-                 "only a size-1 axis can be removed")
+        ctx.fail(
+            f"axis {axis} of {x} has size {x.shape[axis]}, not 1",
+            "axis",
+            "only a size-1 axis can be removed",
+        )
     ctx.attrs["axis"] = axis
-    return [x.with_shape((*x.shape[:axis], *x.shape[axis + 1:]))]
+    return [x.with_shape((*x.shape[:axis], *x.shape[axis + 1 :]))]
 
 
-register(OpDef(
-    name="squeeze", signature=sig(P("x", "tensor"), P("axis", "int")),
-    infer=_squeeze_infer,
-    reference=lambda inputs, attrs, params: [np.squeeze(inputs["x"], attrs["axis"])],
-    differentiable=("x",), category="shape",
-    doc="Removes axis `axis`, whose size must be known to be 1."))
+register(
+    OpDef(
+        name="squeeze",
+        signature=sig(P("x", "tensor"), P("axis", "int")),
+        infer=_squeeze_infer,
+        reference=lambda inputs, attrs, params: [np.squeeze(inputs["x"], attrs["axis"])],
+        differentiable=("x",),
+        category="shape",
+        doc="Removes axis `axis`, whose size must be known to be 1.",
+    )
+)
 
 
 # ---------------------------------------------------------------- pad
@@ -246,35 +322,52 @@ def _pad_infer(ctx: Ctx) -> list[TensorType]:
     x, pads, value = ctx.inputs["x"], ctx.attrs["pads"], ctx.attrs["value"]
     flat = (pads,) if isinstance(pads, int) else tuple(pads)
     if len(flat) % 2:
-        ctx.fail(f"needs (before, after) pairs, found {len(flat)} values", "pads",
-                 "odd number of values", code="E-VALUE")
+        ctx.fail(
+            f"needs (before, after) pairs, found {len(flat)} values",
+            "pads",
+            "odd number of values",
+            code="E-VALUE",
+        )
     if len(flat) // 2 > x.rank:
-        ctx.fail(f"{len(flat) // 2} pairs for a rank-{x.rank} tensor", "pads",
-                 "more pairs than axes", code="E-VALUE")
+        ctx.fail(
+            f"{len(flat) // 2} pairs for a rank-{x.rank} tensor",
+            "pads",
+            "more pairs than axes",
+            code="E-VALUE",
+        )
     positive(ctx, flat, "pads", allow_zero=True)
     pairs = tuple(zip(flat[::2], flat[1::2], strict=True))
     pairs = ((0, 0),) * (x.rank - len(pairs)) + pairs
     if x.dtype.is_int and value != int(value):
-        ctx.fail(f"cannot pad an {x.dtype} tensor with {value:g}", "value", "not an integer",
-                 code="E-VALUE")
+        ctx.fail(
+            f"cannot pad an {x.dtype} tensor with {value:g}",
+            "value",
+            "not an integer",
+            code="E-VALUE",
+        )
     if x.dtype == DType.bool and value not in (0, 1):
-        ctx.fail(f"cannot pad a bool tensor with {value:g}", "value", "use 0 or 1",
-                 code="E-VALUE")
+        ctx.fail(f"cannot pad a bool tensor with {value:g}", "value", "use 0 or 1", code="E-VALUE")
     fits_in(ctx, "value", x.dtype)
     ctx.attrs["pads"] = pairs
     return [x.with_shape(tuple(d + b + a for d, (b, a) in zip(x.shape, pairs, strict=True)))]
 
 
-register(OpDef(
-    name="pad", signature=sig(P("x", "tensor"), P("pads", "ints"), P("value", "float", 0.0)),
-    infer=_pad_infer,
-    reference=lambda inputs, attrs, params: [
-        np.pad(inputs["x"], attrs["pads"], constant_values=attrs["value"])],
-    differentiable=("x",), category="shape",
-    doc="Constant padding. `pads` lists (before, after) pairs for consecutive axes; k pairs pad "
-        "the LAST k axes, in axis order: pad(x, [1, 2, 3, 4]) on [B, C, H, W] pads H by (1, 2) "
+register(
+    OpDef(
+        name="pad",
+        signature=sig(P("x", "tensor"), P("pads", "ints"), P("value", "float", 0.0)),
+        infer=_pad_infer,
+        reference=lambda inputs, attrs, params: [
+            np.pad(inputs["x"], attrs["pads"], constant_values=attrs["value"])
+        ],
+        differentiable=("x",),
+        category="shape",
+        doc="Constant padding. `pads` lists (before, after) pairs for consecutive axes; k pairs "
+        "pad the LAST k axes, in axis order: pad(x, [1, 2, 3, 4]) on [B, C, H, W] pads H by (1, 2) "
         "and W by (3, 4) (unlike F.pad, whose pairs run from the last axis backwards). "
-        "Normalised to one (before, after) pair per axis. Pads must be non-negative."))
+        "Normalised to one (before, after) pair per axis. Pads must be non-negative.",
+    )
+)
 
 
 # ---------------------------------------------------------------- upsample
@@ -283,18 +376,22 @@ register(OpDef(
 def _upsample_infer(ctx: Ctx) -> list[TensorType]:
     x, mode = ctx.inputs["x"], ctx.attrs["mode"]
     if x.rank < 3:
-        ctx.fail(f"expects an input [B, C, spatial...] of rank ≥ 3, found {x}", "x",
-                 f"rank {x.rank}")
+        ctx.fail(
+            f"expects an input [B, C, spatial...] of rank ≥ 3, found {x}", "x", f"rank {x.rank}"
+        )
     n = x.rank - 2
     scale = ctx.attrs["scale"]
     scale = (scale,) * n if isinstance(scale, int) else tuple(scale)
     if len(scale) != n:
-        ctx.fail(f"`scale` needs 1 or {n} values, found {len(scale)}", "scale",
-                 f"{len(scale)} values", code="E-VALUE")
+        ctx.fail(
+            f"`scale` needs 1 or {n} values, found {len(scale)}",
+            "scale",
+            f"{len(scale)} values",
+            code="E-VALUE",
+        )
     positive(ctx, scale, "scale")
     if mode == "bilinear" and n != 2:
-        ctx.fail(f'mode "bilinear" needs a [B, C, H, W] input, found {x}', "x",
-                 f"rank {x.rank}")
+        ctx.fail(f'mode "bilinear" needs a [B, C, H, W] input, found {x}', "x", f"rank {x.rank}")
     ctx.attrs["scale"] = scale
     return [x.with_shape((*x.shape[:2], *(d * s for d, s in zip(x.shape[2:], scale, strict=True))))]
 
@@ -323,15 +420,24 @@ def _upsample_ref(inputs, attrs, params):
     return [y.astype(x.dtype)]
 
 
-register(OpDef(
-    name="upsample",
-    signature=sig(P("x", "tensor", dtypes="float"), P("scale", "ints"),
-                  P("mode", "str", "nearest", choices=("nearest", "bilinear"))),
-    infer=_upsample_infer, reference=_upsample_ref, differentiable=("x",), category="shape",
-    axes="channels",
-    doc='Integer-factor upsampling of the spatial axes. "nearest": y[i] = x[i // scale] '
+register(
+    OpDef(
+        name="upsample",
+        signature=sig(
+            P("x", "tensor", dtypes="float"),
+            P("scale", "ints"),
+            P("mode", "str", "nearest", choices=("nearest", "bilinear")),
+        ),
+        infer=_upsample_infer,
+        reference=_upsample_ref,
+        differentiable=("x",),
+        category="shape",
+        axes="channels",
+        doc='Integer-factor upsampling of the spatial axes. "nearest": y[i] = x[i // scale] '
         '(ONNX Resize asymmetric + floor); "bilinear" ([B, C, H, W] only): PyTorch\'s '
-        "align_corners=False, i.e. ONNX Resize linear with half_pixel coordinates."))
+        "align_corners=False, i.e. ONNX Resize linear with half_pixel coordinates.",
+    )
+)
 
 
 # ---------------------------------------------------------------- indexing
@@ -362,8 +468,12 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
         if _is_size(item):
             if _known(item) and _known(d):
                 if not -d <= item < d:
-                    ctx.fail(f"index {item} is out of range for axis {axis} of {x}", "items",
-                             f"valid indices are {-d}..{d - 1}", code="E-VALUE")
+                    ctx.fail(
+                        f"index {item} is out of range for axis {axis} of {x}",
+                        "items",
+                        f"valid indices are {-d}..{d - 1}",
+                        code="E-VALUE",
+                    )
                 if not 0 <= item < d:  # an in-range index keeps its tag (`start`)
                     item %= d
             elif _known(item) and item < 0:
@@ -371,18 +481,25 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
             norm.append(("index", item))
             continue
         if not isinstance(item, slice):
-            ctx.fail(f"indices must be sizes or slices, found {item!r}", "items",
-                     "not an index", code="E-VALUE")
+            ctx.fail(
+                f"indices must be sizes or slices, found {item!r}",
+                "items",
+                "not an index",
+                code="E-VALUE",
+            )
         if any(b is not None and not _is_size(b) for b in (item.start, item.stop)):
-            ctx.fail(f"slice bounds must be sizes, found {item}", "items", "not a size",
-                     code="E-VALUE")
+            ctx.fail(
+                f"slice bounds must be sizes, found {item}", "items", "not a size", code="E-VALUE"
+            )
         step = 1 if item.step is None else item.step
         if not _known(step) or isinstance(step, bool):
-            ctx.fail(f"slice steps must be integers, found {step}", "items", "not an int",
-                     code="E-VALUE")
+            ctx.fail(
+                f"slice steps must be integers, found {step}", "items", "not an int", code="E-VALUE"
+            )
         if step <= 0:
-            ctx.fail(f"slice steps must be positive, found {step}", "items", "step ≤ 0",
-                     code="E-VALUE")
+            ctx.fail(
+                f"slice steps must be positive, found {step}", "items", "step ≤ 0", code="E-VALUE"
+            )
         if item.start is None and item.stop is None and step == 1:  # the whole axis: its size
             norm.append(("slice", 0, untagged(d), 1))
             shape.append(d)
@@ -404,19 +521,27 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
 
 
 def _getitem_ref(inputs, attrs, params):
-    index = tuple(entry[1] if entry[0] == "index" else slice(*entry[1:])
-                  for entry in attrs["items"])
+    index = tuple(
+        entry[1] if entry[0] == "index" else slice(*entry[1:]) for entry in attrs["items"]
+    )
     return [np.asarray(inputs["x"][index])]
 
 
-register(OpDef(
-    name="getitem", signature=sig(P("x", "tensor"), P("items", "any")),
-    infer=_getitem_infer, reference=_getitem_ref, differentiable=("x",), category="shape",
-    doc="Indexing and slicing x[i, a:b:s, ...] (positive steps; missing trailing axes are "
+register(
+    OpDef(
+        name="getitem",
+        signature=sig(P("x", "tensor"), P("items", "any")),
+        infer=_getitem_infer,
+        reference=_getitem_ref,
+        differentiable=("x",),
+        category="shape",
+        doc="Indexing and slicing x[i, a:b:s, ...] (positive steps; missing trailing axes are "
         'whole). Normalised to one ("index", i) or ("slice", start, stop, step) per axis with '
         "non-negative bounds; indices and bounds may be sizes (ints or symbolic); on a "
         "symbolic size a negative bound n means size + n, and symbolic bounds are assumed in "
-        "range."))
+        "range.",
+    )
+)
 
 
 # ---------------------------------------------------------------- arange
@@ -429,11 +554,17 @@ def _arange_infer(ctx: Ctx) -> list[TensorType]:
     return [TensorType(DType.i64, (n,))]
 
 
-register(OpDef(
-    name="arange", signature=sig(P("n", "size")), infer=_arange_infer,
-    reference=lambda inputs, attrs, params: [np.arange(attrs["n"], dtype=np.int64)],
-    differentiable=(), category="shape",
-    doc="i64[n]: 0, 1, ..., n - 1 (ONNX Range(0, n, 1)); n may be a symbolic size."))
+register(
+    OpDef(
+        name="arange",
+        signature=sig(P("n", "size")),
+        infer=_arange_infer,
+        reference=lambda inputs, attrs, params: [np.arange(attrs["n"], dtype=np.int64)],
+        differentiable=(),
+        category="shape",
+        doc="i64[n]: 0, 1, ..., n - 1 (ONNX Range(0, n, 1)); n may be a symbolic size.",
+    )
+)
 
 
 def substitute_attrs(value, env):

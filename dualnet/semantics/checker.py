@@ -105,15 +105,24 @@ class Checker:
         if key in self._const_busy:  # caught by the constant being evaluated below this one
             raise error("E-VALUE", f"constant `{decl.name.id}` depends on itself", decl.span)
         if len(self._const_busy) >= MAX_CONST_NESTING:
-            raise error("E-DEPTH", f"constant `{decl.name.id}` is defined through more than "
-                        f"{MAX_CONST_NESTING} other constants", decl.span, "too deep",
-                        ["define it more directly"])
+            raise error(
+                "E-DEPTH",
+                f"constant `{decl.name.id}` is defined through more than "
+                f"{MAX_CONST_NESTING} other constants",
+                decl.span,
+                "too deep",
+                ["define it more directly"],
+            )
         self._const_busy.add(key)
         try:
             value = Evaluator(self, Scope({}, self.module_scope(module)), None).eval(decl.value)
             if value is not POISON and not self.values.is_plain(value):
-                raise error("E-TYPE", f"constant `{decl.name.id}` must be a number, string, "
-                            f"bool or tuple, found {describe_value(value)}", decl.value.span)
+                raise error(
+                    "E-TYPE",
+                    f"constant `{decl.name.id}` must be a number, string, "
+                    f"bool or tuple, found {describe_value(value)}",
+                    decl.value.span,
+                )
         except DualnetError as exc:
             self.record(exc)
             value = POISON
@@ -137,20 +146,31 @@ class Checker:
                 out[f"{alias}.{name}"] = self.eval_const(other, decl)
         return out
 
-    def bind_hypers(self, ref: ModelRef, args: list[Arg], keywords: dict[str, Arg],
-                    span: Span) -> ModelSpec:
+    def bind_hypers(
+        self, ref: ModelRef, args: list[Arg], keywords: dict[str, Arg], span: Span
+    ) -> ModelSpec:
         hypers = ref.model.hypers
         if len(args) > len(hypers):
-            raise error("E-ARGS", f"{ref.name} takes {len(hypers)} hyperparameters, found "
-                        f"{len(args)} positional arguments", args[len(hypers)].span,
-                        "extra argument", [f"{ref.name}{_hyper_sig(ref)}"])
+            raise error(
+                "E-ARGS",
+                f"{ref.name} takes {len(hypers)} hyperparameters, found "
+                f"{len(args)} positional arguments",
+                args[len(hypers)].span,
+                "extra argument",
+                [f"{ref.name}{_hyper_sig(ref)}"],
+            )
         given = {h.name: a for h, a in zip(hypers, args, strict=False)}
         for key, arg in keywords.items():
             if key not in {h.name for h in hypers}:
                 hint = suggest(key, [h.name for h in hypers])
                 notes = [f"did you mean `{hint}`?"] if hint else [f"{ref.name}{_hyper_sig(ref)}"]
-                raise error("E-ARGS", f"{ref.name} has no hyperparameter `{key}`",
-                            arg.keyword_span, "unknown argument", notes)
+                raise error(
+                    "E-ARGS",
+                    f"{ref.name} has no hyperparameter `{key}`",
+                    arg.keyword_span,
+                    "unknown argument",
+                    notes,
+                )
             if key in given:
                 raise error("E-ARGS", f"hyperparameter `{key}` given twice", arg.keyword_span)
             given[key] = arg
@@ -167,8 +187,13 @@ class Checker:
                 default = Evaluator(self, scope, None).eval(h.default)
                 values[h.name] = self.check_hyper(ref, h, default, h.default.span)
             else:
-                raise error("E-ARGS", f"{ref.name}: missing hyperparameter `{h.name}`", span,
-                            f"`{h.name}` is required", [f"{ref.name}{_hyper_sig(ref)}"])
+                raise error(
+                    "E-ARGS",
+                    f"{ref.name}: missing hyperparameter `{h.name}`",
+                    span,
+                    f"`{h.name}` is required",
+                    [f"{ref.name}{_hyper_sig(ref)}"],
+                )
         return values
 
     def check_hyper(self, ref: ModelRef, h: ast.Hyper, value: Any, span: Span) -> Any:
@@ -176,13 +201,20 @@ class Checker:
             return value
         ok, out = _check_scalar_type(h.type, value)
         if ok is None:
-            raise error("E-TYPE", f"hyperparameter `{h.name}` has an unknown type",
-                        h.type.span, notes=["hyperparameter types are int, float, bool, str "
-                                            "and tuples of them"])
+            raise error(
+                "E-TYPE",
+                f"hyperparameter `{h.name}` has an unknown type",
+                h.type.span,
+                notes=["hyperparameter types are int, float, bool, str and tuples of them"],
+            )
         if not ok:
-            raise error("E-TYPE", f"{ref.name}: hyperparameter `{h.name}` expects "
-                        f"{_type_text(h.type)}, found {describe_value(value)}", span,
-                        f"expected {_type_text(h.type)}")
+            raise error(
+                "E-TYPE",
+                f"{ref.name}: hyperparameter `{h.name}` expects "
+                f"{_type_text(h.type)}, found {describe_value(value)}",
+                span,
+                f"expected {_type_text(h.type)}",
+            )
         return out
 
     # -- model instances
@@ -192,14 +224,25 @@ class Checker:
         if not forwards:
             raise error("E-MODEL", f"model `{spec.ref.name}` has no forward", model.name.span)
         if len(forwards) > 1:
-            raise error("E-MODEL", f"model `{spec.ref.name}` has more than one forward",
-                        forwards[1].span, "second forward")
+            raise error(
+                "E-MODEL",
+                f"model `{spec.ref.name}` has more than one forward",
+                forwards[1].span,
+                "second forward",
+            )
         budget.spend("instance", 1, spec.span)
-        instance = ModelInstance(path, spec.ref.name, dict(spec.hyper), spec.span,
-                                 decl=spec.ref.model, constants=self.visible_constants(spec.ref))
+        instance = ModelInstance(
+            path,
+            spec.ref.name,
+            dict(spec.hyper),
+            spec.span,
+            decl=spec.ref.model,
+            constants=self.visible_constants(spec.ref),
+        )
         names = {k: tag_as(v, k) for k, v in spec.hyper.items()}  # sizes seen from inside
-        outer = {n: e for k, v in spec.hyper.items()
-                 for n, e in outer_exprs(k, v, _outer_expr).items()}
+        outer = {
+            n: e for k, v in spec.hyper.items() for n, e in outer_exprs(k, v, _outer_expr).items()
+        }
         return Frame(spec.ref, instance, names, forwards[0], outer=outer)
 
     def entry_graph(self, frame: Frame) -> Graph | None:
@@ -208,14 +251,18 @@ class Checker:
         types = []
         for arg in frame.forward.args:
             if arg.type is None:
-                raise error("E-TYPE", f"the entry model's input `{arg.name}` needs a type",
-                            arg.span, "add a type such as f32[B, 3, H, W]")
+                raise error(
+                    "E-TYPE",
+                    f"the entry model's input `{arg.name}` needs a type",
+                    arg.span,
+                    "add a type such as f32[B, 3, H, W]",
+                )
             types.append(fresh_type(arg.type, self.dim_lookup(scope)))
-        return self.trace(frame, types, [a.span for a in frame.forward.args],
-                          frame.forward.span)
+        return self.trace(frame, types, [a.span for a in frame.forward.args], frame.forward.span)
 
     def dim_lookup(self, scope: Scope):
         """Names in dimensions: hyperparameters and constants give sizes; others are symbols."""
+
         def lookup(name: str, span: Span):
             found, value = scope.find(name)
             if not found or isinstance(value, FunctionRef | ModelRef) or value is POISON:
@@ -223,47 +270,63 @@ class Checker:
             if isinstance(value, int | Dim) and not isinstance(value, bool):
                 return value
             raise error("E-TYPE", f"`{name}` is {describe_value(value)}, not a size", span)
+
         return lookup
 
-    def trace(self, frame: Frame, types: list[TensorType], spans: list[Span],
-              span: Span) -> Graph | None:
+    def trace(
+        self, frame: Frame, types: list[TensorType], spans: list[Span], span: Span
+    ) -> Graph | None:
         """Bind the forward signature, declare layers on first use, and trace the body."""
         fwd = frame.forward
         scope_outer = Scope(frame.names, self.module_scope(frame.ref.module))
         dims: dict[str, Any] = {}
         for arg, t, s in zip(fwd.args, types, spans, strict=True):
             if arg.type is not None:
-                unify(arg.type, t, dims, self.dim_lookup(scope_outer), "E-SHAPE", s,
-                      f"argument `{arg.name}` of {frame.ref.name}")
+                unify(
+                    arg.type,
+                    t,
+                    dims,
+                    self.dim_lookup(scope_outer),
+                    "E-SHAPE",
+                    s,
+                    f"argument `{arg.name}` of {frame.ref.name}",
+                )
         key = tuple(types)
         if key in frame.graphs:
             return frame.graphs[key]
         budget.spend("graph", 1, span)
         before = len(self.diagnostics)
-        frame.outer_dims[key] = {k: _outer_expr(v) for k, v in dims.items()
-                                 if _outer_expr(v) is not None}
+        frame.outer_dims[key] = {
+            k: _outer_expr(v) for k, v in dims.items() if _outer_expr(v) is not None
+        }
         if not frame.declared:
             frame.names.update({k: tag_as(v, k) for k, v in dims.items()})
             frame.first_dims = dict(dims)
             frame.instance.call_dims = dict(dims)
             self.declare_layers(frame, frame.outer_dims[key])
-            frame.instance.sizes = {k: int(v) for k, v in frame.names.items()
-                                    if isinstance(v, int) and not isinstance(v, bool)}
+            frame.instance.sizes = {
+                k: int(v)
+                for k, v in frame.names.items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            }
             frame.declared = True
         else:
             for name, value in dims.items():
                 if name in frame.first_dims and frame.first_dims[name] != value:
-                    raise error("E-SHAPE", f"{frame.ref.name} `{frame.instance.path}` is called "
-                                f"again with {name} = {value}, but its layers were built for "
-                                f"{name} = {frame.first_dims[name]}", span,
-                                "different sizes on reuse")
+                    raise error(
+                        "E-SHAPE",
+                        f"{frame.ref.name} `{frame.instance.path}` is called "
+                        f"again with {name} = {value}, but its layers were built for "
+                        f"{name} = {frame.first_dims[name]}",
+                        span,
+                        "different sizes on reuse",
+                    )
         dims = {k: tag_as(v, k) for k, v in dims.items()}  # this model's names from here on
         graph = Graph(frame.instance, [])
         tracer = Tracer(self, frame, graph)
         local = Scope({}, Scope({**frame.names, **dims}, self.module_scope(frame.ref.module)))
         for arg, t in zip(fwd.args, types, strict=True):
-            v = tracer.new_value(_inner_type(arg, t, {**frame.names, **dims}), arg.name,
-                                 arg.span)
+            v = tracer.new_value(_inner_type(arg, t, {**frame.names, **dims}), arg.name, arg.span)
             graph.inputs.append(v)
             local.names[arg.name] = TensorValue(v)
         tracer.run_body(fwd.body, local, dims)
@@ -281,10 +344,17 @@ class Checker:
             if not isinstance(member, ast.LayerDecl):
                 continue
             name = member.name.id
-            if name in frame.names and (name in hypers or name in frame.instance.children
-                                        or name in frame.first_dims):
-                self.record(error("E-REDEFINED", f"`{name}` is already declared in "
-                                  f"{frame.ref.name}", member.name.span, "declared again"))
+            if name in frame.names and (
+                name in hypers or name in frame.instance.children or name in frame.first_dims
+            ):
+                self.record(
+                    error(
+                        "E-REDEFINED",
+                        f"`{name}` is already declared in {frame.ref.name}",
+                        member.name.span,
+                        "declared again",
+                    )
+                )
                 continue
             try:
                 value = Evaluator(self, scope, None).eval(member.value)
@@ -307,12 +377,19 @@ class Checker:
         if isinstance(value, FunctionRef):
             value = PartialSpec(value.op, [], {}, member.value.span)
         if isinstance(value, LayerHandle):
-            raise error("E-TYPE", f"`{name}` would be a second name for an existing layer",
-                        member.value.span, "already a layer",
-                        ["call the same layer twice to share its weights"])
+            raise error(
+                "E-TYPE",
+                f"`{name}` would be a second name for an existing layer",
+                member.value.span,
+                "already a layer",
+                ["call the same layer twice to share its weights"],
+            )
         if not isinstance(value, LayerSpec | ModelSpec | SequentialSpec | PartialSpec):
-            raise error("E-TYPE", f"`{name}` must be a layer or a constant, found "
-                        f"{describe_value(value)}", member.value.span)
+            raise error(
+                "E-TYPE",
+                f"`{name}` must be a layer or a constant, found {describe_value(value)}",
+                member.value.span,
+            )
         return self.instantiate(owner, name, value)
 
     def instantiate(self, owner: ModelInstance, name: str, spec: Any) -> LayerHandle:
@@ -328,8 +405,9 @@ class Checker:
             seq = ModelInstance(path, "Sequential", {}, spec.span, items=spec.items)
             owner.children[name] = seq
             handle = LayerHandle(name, seq)
-            handle.children = [self.instantiate(seq, str(i), child)
-                               for i, child in enumerate(spec.children)]
+            handle.children = [
+                self.instantiate(seq, str(i), child) for i, child in enumerate(spec.children)
+            ]
             return handle
         frame = self.new_frame(spec, path)
         owner.children[name] = frame.instance
@@ -361,13 +439,23 @@ class Tracer:
             self._names[name] = n + 1
             v.name = name if n == 0 else f"{name}_{n}"
 
-    def add_node(self, kind: str, op: str, inputs: list[Value], names: tuple[str, ...],
-                 attrs: dict, out_types: list[TensorType], span: Span, target=None,
-                 callee=None):
+    def add_node(
+        self,
+        kind: str,
+        op: str,
+        inputs: list[Value],
+        names: tuple[str, ...],
+        attrs: dict,
+        out_types: list[TensorType],
+        span: Span,
+        target=None,
+        callee=None,
+    ):
         budget.spend("operation", 1, span)
         outs = tuple(self.new_value(t, target or op, span) for t in out_types)
-        self.graph.nodes.append(Node(kind, op, tuple(inputs), attrs, outs, span, target,
-                                     callee, names, self.iteration))
+        self.graph.nodes.append(
+            Node(kind, op, tuple(inputs), attrs, outs, span, target, callee, names, self.iteration)
+        )
         wrapped = tuple(TensorValue(v) for v in outs)
         return wrapped[0] if len(wrapped) == 1 else wrapped
 
@@ -375,15 +463,21 @@ class Tracer:
         """The handle's path from this graph's instance (a Sequential child iterated by its
         owner is `seq.0`)."""
         base, full = self.graph.instance.path, handle.target.path
-        return full[len(base) + 1:] if base else full
+        return full[len(base) + 1 :] if base else full
 
     def constant(self, value, dtype: DType, span: Span) -> TensorValue:
         why = out_of_range(value, dtype)
         if why is not None:
-            raise error("E-VALUE", why, span, f"out of range for {dtype}",
-                        [f'compute in a wider type: cast(x, "{_WIDER.get(dtype, "f64")}")'])
-        return self.add_node("constant", "constant", [], (), {"value": value},
-                             [TensorType(dtype, ())], span)
+            raise error(
+                "E-VALUE",
+                why,
+                span,
+                f"out of range for {dtype}",
+                [f'compute in a wider type: cast(x, "{_WIDER.get(dtype, "f64")}")'],
+            )
+        return self.add_node(
+            "constant", "constant", [], (), {"value": value}, [TensorType(dtype, ())], span
+        )
 
     # -- ops and layers
     def op(self, name: str, args: list[Arg], keywords: dict[str, Arg], span: Span):
@@ -391,20 +485,29 @@ class Tracer:
         outputs, ctx, node_inputs, names = self.run_op(REGISTRY[name], args, keywords, span)
         return self.add_node("op", name, node_inputs, names, ctx.attrs, outputs, span)
 
-    def run_op(self, op: OpDef, args: list[Arg], keywords: dict[str, Arg], span: Span,
-               config: dict | None = None, config_spans: dict | None = None):
-        values, spans = bind(op.name, op.signature, args, keywords, span,
-                             self.checker.tensor_type)
+    def run_op(
+        self,
+        op: OpDef,
+        args: list[Arg],
+        keywords: dict[str, Arg],
+        span: Span,
+        config: dict | None = None,
+        config_spans: dict | None = None,
+    ):
+        values, spans = bind(op.name, op.signature, args, keywords, span, self.checker.tensor_type)
         inputs, node_inputs, names, attrs = self.split_inputs(op, values, spans)
-        outputs, ctx = run_rule(op, inputs, attrs, {**(config_spans or {}), **spans}, span,
-                                config)
+        outputs, ctx = run_rule(op, inputs, attrs, {**(config_spans or {}), **spans}, span, config)
         return outputs, ctx, node_inputs, names
 
     def split_inputs(self, op: OpDef, values: dict, spans: dict):
         """Tensor arguments (constants made for scalars) apart from attributes."""
-        tensors = [v for p in op.signature.params if p.is_tensor
-                   for v in (values[p.name] if p.kind == "tensors" else [values[p.name]])
-                   if isinstance(v, TensorValue)]
+        tensors = [
+            v
+            for p in op.signature.params
+            if p.is_tensor
+            for v in (values[p.name] if p.kind == "tensors" else [values[p.name]])
+            if isinstance(v, TensorValue)
+        ]
         inputs, node_inputs, names, attrs = {}, [], [], {}
         for p in op.signature.params:
             v = values[p.name]
@@ -419,12 +522,18 @@ class Tracer:
                     continue
                 node_inputs.append(item.value)
                 names.append(f"{p.name}.{i}" if p.kind == "tensors" else p.name)
-            inputs[p.name] = ([x.value.type for x in v] if p.kind == "tensors"
-                              else None if v is None else v.value.type)
+            inputs[p.name] = (
+                [x.value.type for x in v]
+                if p.kind == "tensors"
+                else None
+                if v is None
+                else v.value.type
+            )
         return inputs, node_inputs, tuple(names), attrs
 
-    def call_layer(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
-                   span: Span):
+    def call_layer(
+        self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg], span: Span
+    ):
         target = handle.target
         if isinstance(target, ModelInstance):
             if target.definition == "Sequential":
@@ -432,8 +541,7 @@ class Tracer:
             return self.call_model(handle, args, keywords, span)
         spec = handle.spec
         if isinstance(spec, PartialSpec):  # a function child of a Sequential
-            out = self.op(spec.op.name, [*args, *spec.args], {**spec.keywords, **keywords},
-                          span)
+            out = self.op(spec.op.name, [*args, *spec.args], {**spec.keywords, **keywords}, span)
             node = self.graph.nodes[-1]
             node.kind, node.target = "layer", self.relative(handle)
             if not target.built:
@@ -441,8 +549,9 @@ class Tracer:
                 target.output_types = tuple(v.type for v in node.outputs)
             return out
         op = REGISTRY[target.op]
-        outputs, ctx, node_inputs, names = self.run_op(op, args, keywords, span,
-                                                       dict(spec.config), spec.spans)
+        outputs, ctx, node_inputs, names = self.run_op(
+            op, args, keywords, span, dict(spec.config), spec.spans
+        )
         _check_parameter_dtype(target.path, op.name, ctx.params, node_inputs, names, span)
         if not target.built:
             target.attrs = ctx.config
@@ -451,26 +560,45 @@ class Tracer:
         else:
             for pname, p in ctx.params.items():
                 if target.params[pname].shape != p.shape:
-                    raise error("E-SHAPE", f"layer `{target.path}` is called again with an "
-                                f"input that needs {pname} {list(p.shape)}, but it was built "
-                                f"with {list(target.params[pname].shape)}", span,
-                                "input differs from the first call",
-                                ["calling a layer twice shares its weights, so its input "
-                                 "sizes must agree"])
-        return self.add_node("layer", op.name, node_inputs, names, ctx.attrs, outputs, span,
-                             target=self.relative(handle))
+                    raise error(
+                        "E-SHAPE",
+                        f"layer `{target.path}` is called again with an "
+                        f"input that needs {pname} {list(p.shape)}, but it was built "
+                        f"with {list(target.params[pname].shape)}",
+                        span,
+                        "input differs from the first call",
+                        ["calling a layer twice shares its weights, so its input sizes must agree"],
+                    )
+        return self.add_node(
+            "layer",
+            op.name,
+            node_inputs,
+            names,
+            ctx.attrs,
+            outputs,
+            span,
+            target=self.relative(handle),
+        )
 
-    def call_sequential(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
-                        span: Span):
+    def call_sequential(
+        self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg], span: Span
+    ):
         if len(args) != 1 or keywords:
-            raise error("E-ARGS", f"Sequential `{handle.target.path}` takes one tensor, found "
-                        f"{len(args) + len(keywords)} arguments", span,
-                        notes=["for layers with several inputs, iterate: "
-                               "`for layer in seq { h = layer(h, mask) }`"])
+            raise error(
+                "E-ARGS",
+                f"Sequential `{handle.target.path}` takes one tensor, found "
+                f"{len(args) + len(keywords)} arguments",
+                span,
+                notes=[
+                    "for layers with several inputs, iterate: "
+                    "`for layer in seq { h = layer(h, mask) }`"
+                ],
+            )
         x = args[0]
         if not isinstance(x.value, TensorValue):
-            raise error("E-TYPE", f"Sequential expects a tensor, found "
-                        f"{describe_value(x.value)}", x.span)
+            raise error(
+                "E-TYPE", f"Sequential expects a tensor, found {describe_value(x.value)}", x.span
+            )
         seq = handle.target
         key = (id(seq), x.value.value.type)
         cache = self.checker.sequential_graphs
@@ -486,45 +614,76 @@ class Tracer:
                 if current is POISON:
                     return POISON
                 if not isinstance(current, TensorValue):
-                    raise error("E-TYPE", f"layer `{child.target.path}` returns several "
-                                "values and cannot be chained in a Sequential", span)
+                    raise error(
+                        "E-TYPE",
+                        f"layer `{child.target.path}` returns several "
+                        "values and cannot be chained in a Sequential",
+                        span,
+                    )
             graph.outputs.append(current.value)
             seq.graphs.append(graph)
             cache[key] = graph
-        return self.add_node("call", "Sequential", [x.value.value], ("x",), {},
-                             [v.type for v in graph.outputs], span, target=self.relative(handle),
-                             callee=graph)
+        return self.add_node(
+            "call",
+            "Sequential",
+            [x.value.value],
+            ("x",),
+            {},
+            [v.type for v in graph.outputs],
+            span,
+            target=self.relative(handle),
+            callee=graph,
+        )
 
-    def call_model(self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg],
-                   span: Span):
+    def call_model(
+        self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg], span: Span
+    ):
         frame: Frame = handle.spec
         params = [a.name for a in frame.forward.args]
         if len(args) > len(params):
-            raise error("E-ARGS", f"{frame.ref.name} takes {len(params)} inputs, found "
-                        f"{len(args)}", args[len(params)].span, "extra argument")
+            raise error(
+                "E-ARGS",
+                f"{frame.ref.name} takes {len(params)} inputs, found {len(args)}",
+                args[len(params)].span,
+                "extra argument",
+            )
         given = dict(zip(params, args, strict=False))
         for key, arg in keywords.items():
             if key not in params or key in given:
-                raise error("E-ARGS", f"{frame.ref.name}'s forward has no argument `{key}`"
-                            if key not in params else f"argument `{key}` given twice",
-                            arg.keyword_span)
+                raise error(
+                    "E-ARGS",
+                    f"{frame.ref.name}'s forward has no argument `{key}`"
+                    if key not in params
+                    else f"argument `{key}` given twice",
+                    arg.keyword_span,
+                )
             given[key] = arg
         missing = [p for p in params if p not in given]
         if missing:
-            raise error("E-ARGS", f"{frame.ref.name}: missing input `{missing[0]}`", span,
-                        notes=[f"forward({', '.join(params)})"])
+            raise error(
+                "E-ARGS",
+                f"{frame.ref.name}: missing input `{missing[0]}`",
+                span,
+                notes=[f"forward({', '.join(params)})"],
+            )
         ordered = [given[p] for p in params]
         for a in ordered:
             if not isinstance(a.value, TensorValue):
-                raise error("E-TYPE", f"{frame.ref.name} expects tensors, found "
-                            f"{describe_value(a.value)}", a.span)
+                raise error(
+                    "E-TYPE",
+                    f"{frame.ref.name} expects tensors, found {describe_value(a.value)}",
+                    a.span,
+                )
         types = [a.value.value.type for a in ordered]
         where = f"{frame.ref.name} `{frame.instance.path}`"
         if len(self.checker._context) >= MAX_MODEL_NESTING:
-            raise error("E-DEPTH", f"models called inside each other more than "
-                        f"{MAX_MODEL_NESTING} levels deep", span, "too deep")
-        self.checker._context.append(f"in {where}, called with "
-                                     + ", ".join(str(t) for t in types))
+            raise error(
+                "E-DEPTH",
+                f"models called inside each other more than {MAX_MODEL_NESTING} levels deep",
+                span,
+                "too deep",
+            )
+        self.checker._context.append(f"in {where}, called with " + ", ".join(str(t) for t in types))
         try:
             graph = self.checker.trace(frame, types, [a.span for a in ordered], span)
         finally:
@@ -532,11 +691,21 @@ class Tracer:
         if graph is None:
             return POISON
         env = {**frame.outer, **frame.outer_dims[tuple(types)]}
-        results = [TensorType(v.type.dtype, tuple(retag(d, env) for d in v.type.shape))
-                   for v in graph.outputs]  # result sizes in the caller's terms
-        return self.add_node("call", frame.ref.name, [a.value.value for a in ordered],
-                             tuple(params), {}, results, span, target=self.relative(handle),
-                             callee=graph)
+        results = [
+            TensorType(v.type.dtype, tuple(retag(d, env) for d in v.type.shape))
+            for v in graph.outputs
+        ]  # result sizes in the caller's terms
+        return self.add_node(
+            "call",
+            frame.ref.name,
+            [a.value.value for a in ordered],
+            tuple(params),
+            {},
+            results,
+            span,
+            target=self.relative(handle),
+            callee=graph,
+        )
 
     # -- statements
     def run_body(self, body: tuple, scope: Scope, dims: dict) -> None:
@@ -544,8 +713,14 @@ class Tracer:
         before = self.checker.errors_met  # (a repeated error is met, though not reported)
         returned = self.block(body, scope, dims)
         if returned is None and self.checker.errors_met == before:
-            self.checker.record(error("E-MODEL", f"forward of {self.frame.ref.name} has no "
-                                      "return", self.frame.forward.span, "no return"))
+            self.checker.record(
+                error(
+                    "E-MODEL",
+                    f"forward of {self.frame.ref.name} has no return",
+                    self.frame.forward.span,
+                    "no return",
+                )
+            )
 
     def block(self, body: tuple, scope: Scope, dims: dict):
         for i, stmt in enumerate(body):
@@ -558,8 +733,14 @@ class Tracer:
                 continue
             if result is not None:
                 if i + 1 < len(body):
-                    self.checker.record(error("E-MODEL", "statement after return is never "
-                                              "reached", body[i + 1].span, "unreachable"))
+                    self.checker.record(
+                        error(
+                            "E-MODEL",
+                            "statement after return is never reached",
+                            body[i + 1].span,
+                            "unreachable",
+                        )
+                    )
                 return result
         return None
 
@@ -572,12 +753,22 @@ class Tracer:
         elif isinstance(stmt, ast.Annotated):
             value = ev.eval(stmt.value)
             if isinstance(value, TensorValue):
-                unify(stmt.type, value.value.type, dims, self.checker.dim_lookup(scope),
-                      "E-ANNOTATION", stmt.value.span, f"`{stmt.target.id}`")
+                unify(
+                    stmt.type,
+                    value.value.type,
+                    dims,
+                    self.checker.dim_lookup(scope),
+                    "E-ANNOTATION",
+                    stmt.value.span,
+                    f"`{stmt.target.id}`",
+                )
                 scope.names.update({k: v for k, v in dims.items() if k not in scope.names})
             elif value is not POISON:
-                raise error("E-ANNOTATION", f"`{stmt.target.id}` is annotated as a tensor but "
-                            f"is {describe_value(value)}", stmt.value.span)
+                raise error(
+                    "E-ANNOTATION",
+                    f"`{stmt.target.id}` is annotated as a tensor but is {describe_value(value)}",
+                    stmt.value.span,
+                )
             self.assign(stmt, [stmt.target.id], value, scope)
         elif isinstance(stmt, ast.Return):
             return self.do_return(stmt, ev, scope, dims)
@@ -589,7 +780,8 @@ class Tracer:
             outer = self.iteration
             self.graph.loops[(stmt.span, outer)] = tuple(
                 ("child", i) if isinstance(item, LayerHandle) else item
-                for i, item in enumerate(items))
+                for i, item in enumerate(items)
+            )
             try:
                 for k, item in enumerate(items):
                     budget.spend("iteration", 1, stmt.iterable.span)
@@ -621,9 +813,12 @@ class Tracer:
             return
         if not isinstance(value, tuple | list) or len(value) != len(targets):
             count = len(value) if isinstance(value, tuple | list) else 1
-            raise error("E-ARGS", f"cannot unpack {count} value{'s' * (count != 1)} into "
-                        f"{len(targets)} names", stmt.value.span,
-                        f"{count} value{'s' * (count != 1)}")
+            raise error(
+                "E-ARGS",
+                f"cannot unpack {count} value{'s' * (count != 1)} into {len(targets)} names",
+                stmt.value.span,
+                f"{count} value{'s' * (count != 1)}",
+            )
         for t, v in zip(targets, value, strict=True):
             scope.names[t] = v
             if isinstance(v, TensorValue):
@@ -637,18 +832,29 @@ class Tracer:
             return values
         for v, src in zip(values, stmt.values, strict=True):
             if not isinstance(v, TensorValue):
-                raise error("E-TYPE", f"forward returns tensors, found {describe_value(v)}",
-                            src.span)
+                raise error(
+                    "E-TYPE", f"forward returns tensors, found {describe_value(v)}", src.span
+                )
         declared = self.frame.forward.returns
         if declared is not None:
-            items = (declared.items if isinstance(declared, ast.TupleTypeExpr)
-                     else (declared,))
+            items = declared.items if isinstance(declared, ast.TupleTypeExpr) else (declared,)
             if len(items) != len(values):
-                raise error("E-ANNOTATION", f"forward is declared to return {len(items)} "
-                            f"value{'s' * (len(items) != 1)}, found {len(values)}", stmt.span)
+                raise error(
+                    "E-ANNOTATION",
+                    f"forward is declared to return {len(items)} "
+                    f"value{'s' * (len(items) != 1)}, found {len(values)}",
+                    stmt.span,
+                )
             for texpr, v, src in zip(items, values, stmt.values, strict=True):
-                unify(texpr, v.value.type, dims, self.checker.dim_lookup(scope),
-                      "E-ANNOTATION", src.span, "the result")
+                unify(
+                    texpr,
+                    v.value.type,
+                    dims,
+                    self.checker.dim_lookup(scope),
+                    "E-ANNOTATION",
+                    src.span,
+                    "the result",
+                )
         self.graph.outputs.extend(v.value for v in values)
         return values
 
@@ -666,8 +872,11 @@ def _inner_type(arg: ast.Arg, t: TensorType, names: dict) -> TensorType:
         return t
     shape = []
     for d, size in zip(arg.type.dims, t.shape, strict=True):
-        if isinstance(d, ast.DimName) and isinstance(names.get(d.name), int | Dim) \
-                and not isinstance(names.get(d.name), bool):
+        if (
+            isinstance(d, ast.DimName)
+            and isinstance(names.get(d.name), int | Dim)
+            and not isinstance(names.get(d.name), bool)
+        ):
             shape.append(names[d.name])
         else:
             shape.append(untagged(size))  # the caller's names mean nothing in here
@@ -681,8 +890,13 @@ def _constant_dtype(value, tensors: list[TensorValue], span: Span) -> DType:
         if dtype == DType.bool:
             continue
         if isinstance(value, float) and not dtype.is_float:
-            raise error("E-DTYPE", f"cannot combine a {dtype} tensor with the float {value:g}",
-                        span, "float scalar", ['cast the tensor first: cast(x, "f32")'])
+            raise error(
+                "E-DTYPE",
+                f"cannot combine a {dtype} tensor with the float {value:g}",
+                span,
+                "float scalar",
+                ['cast the tensor first: cast(x, "f32")'],
+            )
         return dtype
     return DType.f32 if isinstance(value, float) else DType.i64
 
@@ -730,6 +944,11 @@ def _check_parameter_dtype(path: str, op: str, params: dict, inputs, names, span
     for value, name in zip(inputs, names, strict=True):
         if dtypes and value.type.dtype.is_float and value.type.dtype not in dtypes:
             want = next(iter(dtypes))
-            raise error("E-DTYPE", f"layer `{path}` ({op}) has {want} parameters, but its input "
-                        f"`{name}` is {value.type}", span, f"{want} expected",
-                        [f'cast it first: cast(x, "{want}")'])
+            raise error(
+                "E-DTYPE",
+                f"layer `{path}` ({op}) has {want} parameters, but its input "
+                f"`{name}` is {value.type}",
+                span,
+                f"{want} expected",
+                [f'cast it first: cast(x, "{want}")'],
+            )

@@ -36,8 +36,14 @@ if TYPE_CHECKING:
 MAX_UNROLL = 100_000
 INT_LIMIT = 2**63
 
-_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-            "==": operator.eq, "!=": operator.ne}
+_COMPARE = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def is_number(v: Any) -> bool:
@@ -74,8 +80,9 @@ class Evaluator:
 
     def _ListExpr(self, e: ast.ListExpr):
         items = [self.eval(x) for x in e.items]
-        return POISON if any(x is POISON for x in items) else self.checker.values.built(
-            items, e.span)
+        return (
+            POISON if any(x is POISON for x in items) else self.checker.values.built(items, e.span)
+        )
 
     def _Attribute(self, e: ast.Attribute):
         base = self.eval(e.value)
@@ -86,8 +93,7 @@ class Evaluator:
         raise error("E-TYPE", f"{describe_value(base)} has no attribute `{e.name}`", e.span)
 
     def _Generator(self, e: ast.Generator):
-        raise error("E-SYNTAX", "a generator is only allowed as the argument of Sequential",
-                    e.span)
+        raise error("E-SYNTAX", "a generator is only allowed as the argument of Sequential", e.span)
 
     # -- operators
     def _Unary(self, e: ast.Unary):
@@ -97,12 +103,14 @@ class Evaluator:
         if e.op == "not":
             return not self.want_bool(v, e.operand.span, "`not`")
         if isinstance(v, TensorValue):
-            return v if e.op == "+" else self.tracer.op("neg", [Arg(v, e.operand.span)], {},
-                                                         e.span)
+            return v if e.op == "+" else self.tracer.op("neg", [Arg(v, e.operand.span)], {}, e.span)
         if is_number(v) or isinstance(v, Dim):
             return self.check_int(v if e.op == "+" else -v, e.span)
-        raise error("E-TYPE", f"unary `{e.op}` needs a number or a tensor, found "
-                    f"{describe_value(v)}", e.operand.span)
+        raise error(
+            "E-TYPE",
+            f"unary `{e.op}` needs a number or a tensor, found {describe_value(v)}",
+            e.operand.span,
+        )
 
     def _BoolOp(self, e: ast.BoolOp):
         chain = _left_chain(e, "left")  # `a and b or c`, innermost first
@@ -144,53 +152,79 @@ class Evaluator:
     def tensor_binary(self, e: ast.Binary, left, right):
         name = "matmul" if e.op == "@" else BINARY_SYMBOLS.get(e.op)
         if name is None:
-            raise error("E-TYPE", f"operator `{e.op}` is not defined for tensors", e.span,
-                        notes=["tensor operators are + - * / ** @ and comparisons"])
+            raise error(
+                "E-TYPE",
+                f"operator `{e.op}` is not defined for tensors",
+                e.span,
+                notes=["tensor operators are + - * / ** @ and comparisons"],
+            )
         for v, side in ((left, e.left), (right, e.right)):
             if not isinstance(v, TensorValue) and not is_number(v):
-                raise error("E-TYPE", f"cannot apply `{e.op}` to {describe_value(v)}",
-                            side.span)
-        return self.tracer.op(name, [Arg(left, e.left.span), Arg(right, e.right.span)], {},
-                              e.span)
+                raise error("E-TYPE", f"cannot apply `{e.op}` to {describe_value(v)}", side.span)
+        return self.tracer.op(name, [Arg(left, e.left.span), Arg(right, e.right.span)], {}, e.span)
 
     def compare(self, e: ast.Binary, left, right) -> bool:
         if is_size(left) and is_size(right) and (isinstance(left, Dim) or isinstance(right, Dim)):
             diff = left - right
             if isinstance(diff, Dim):
                 if e.op in ("==", "!="):
-                    raise error("E-CONST", f"cannot decide `{left} {e.op} {right}` at compile "
-                                "time", e.span, "depends on symbolic dimensions",
-                                ["give the dimension a concrete size in the forward signature"])
-                raise error("E-CONST", f"cannot decide `{left} {e.op} {right}` at compile time",
-                            e.span, "depends on symbolic dimensions")
+                    raise error(
+                        "E-CONST",
+                        f"cannot decide `{left} {e.op} {right}` at compile time",
+                        e.span,
+                        "depends on symbolic dimensions",
+                        ["give the dimension a concrete size in the forward signature"],
+                    )
+                raise error(
+                    "E-CONST",
+                    f"cannot decide `{left} {e.op} {right}` at compile time",
+                    e.span,
+                    "depends on symbolic dimensions",
+                )
             return _COMPARE[e.op](diff, 0)
         if e.op in ("==", "!="):
             return _COMPARE[e.op](left, right)
-        if (is_number(left) and is_number(right)) or (isinstance(left, str)
-                                                       and isinstance(right, str)):
+        if (is_number(left) and is_number(right)) or (
+            isinstance(left, str) and isinstance(right, str)
+        ):
             return _COMPARE[e.op](left, right)
-        raise error("E-TYPE", f"cannot compare {describe_value(left)} with "
-                    f"{describe_value(right)}", e.span)
+        raise error(
+            "E-TYPE", f"cannot compare {describe_value(left)} with {describe_value(right)}", e.span
+        )
 
     def arith(self, e: ast.Binary, left, right):
         for v, side in ((left, e.left), (right, e.right)):
             if not (is_number(v) or isinstance(v, Dim)):
-                raise error("E-TYPE", f"`{e.op}` needs numbers, found {describe_value(v)}",
-                            side.span)
+                raise error(
+                    "E-TYPE", f"`{e.op}` needs numbers, found {describe_value(v)}", side.span
+                )
         symbolic = isinstance(left, Dim) or isinstance(right, Dim)
-        if symbolic and (isinstance(left, float) or isinstance(right, float)
-                         or e.op not in "+-*//"):
-            raise error("E-TYPE", f"`{e.op}` is not defined for symbolic dimensions", e.span,
-                        notes=["dimension arithmetic supports + - * //"])
+        if symbolic and (
+            isinstance(left, float) or isinstance(right, float) or e.op not in "+-*//"
+        ):
+            raise error(
+                "E-TYPE",
+                f"`{e.op}` is not defined for symbolic dimensions",
+                e.span,
+                notes=["dimension arithmetic supports + - * //"],
+            )
         try:
             if e.op == "**":
                 return self.check_int(_power(left, right, e.span), e.span)
             if e.op == "//":
-                result = floordiv(left, right) if symbolic or (
-                    isinstance(left, int) and isinstance(right, int)) else left // right
+                result = (
+                    floordiv(left, right)
+                    if symbolic or (isinstance(left, int) and isinstance(right, int))
+                    else left // right
+                )
             else:
-                result = {"+": operator.add, "-": operator.sub, "*": operator.mul,
-                          "/": operator.truediv, "%": operator.mod}[e.op](left, right)
+                result = {
+                    "+": operator.add,
+                    "-": operator.sub,
+                    "*": operator.mul,
+                    "/": operator.truediv,
+                    "%": operator.mod,
+                }[e.op](left, right)
         except ZeroDivisionError:
             raise error("E-VALUE", "division by zero", e.right.span, "zero") from None
         except OverflowError:
@@ -210,9 +244,13 @@ class Evaluator:
         if isinstance(v, bool):
             return v
         if isinstance(v, TensorValue):
-            raise error("E-CONST", f"{what} needs a condition known at compile time, found "
-                        f"{describe_value(v)}", span, "a tensor",
-                        ["use where(cond, a, b) to choose between tensors element-wise"])
+            raise error(
+                "E-CONST",
+                f"{what} needs a condition known at compile time, found {describe_value(v)}",
+                span,
+                "a tensor",
+                ["use where(cond, a, b) to choose between tensors element-wise"],
+            )
         raise error("E-TYPE", f"{what} needs true or false, found {describe_value(v)}", span)
 
     # -- calls
@@ -226,8 +264,9 @@ class Evaluator:
             if isinstance(node.func, ast.Call):  # each step is located at its own function
                 value = self.call(node.func, prepend=first, span=node.func.span)
             else:
-                value = self.apply(self.eval(node.func), [first], {}, node.func.span,
-                                   node.func.span)
+                value = self.apply(
+                    self.eval(node.func), [first], {}, node.func.span, node.func.span
+                )
         return value
 
     def _Call(self, e: ast.Call):
@@ -239,8 +278,11 @@ class Evaluator:
             return POISON
         if e.args and isinstance(e.args[0], ast.Generator):
             if callee != Builtin("Sequential"):
-                raise error("E-SYNTAX", "a generator is only allowed as the argument of "
-                            "Sequential", e.args[0].span)
+                raise error(
+                    "E-SYNTAX",
+                    "a generator is only allowed as the argument of Sequential",
+                    e.args[0].span,
+                )
             return self.sequential_generator(e.args[0], e.span)
         args = [] if prepend is None else [prepend]
         args += [Arg(self.eval(a), a.span) for a in e.args]
@@ -253,8 +295,9 @@ class Evaluator:
             return POISON
         return self.apply(callee, args, keywords, span, e.func.span)
 
-    def apply(self, callee, args: list[Arg], keywords: dict[str, Arg], span: Span,
-              callee_span: Span):
+    def apply(
+        self, callee, args: list[Arg], keywords: dict[str, Arg], span: Span, callee_span: Span
+    ):
         if callee is POISON:
             return POISON
         budget.spend("call", 1, span)
@@ -264,35 +307,43 @@ class Evaluator:
             return self.tracer.op(callee.op.name, args, keywords, span)
         if isinstance(callee, LayerHandle):
             if self.tracer is None:
-                raise error("E-MODEL", "layers are called in forward, not in the model body",
-                            span)
+                raise error("E-MODEL", "layers are called in forward, not in the model body", span)
             return self.tracer.call_layer(callee, args, keywords, span)
         if isinstance(callee, LayerType | ModelRef) or callee == Builtin("Sequential"):
             if self.tracer is not None:
-                raise error("E-MODEL", f"{describe_value(callee)} must be declared in the "
-                            "model body, not created in forward", span,
-                            notes=["declare it as `name = ...` above forward, then call it"])
+                raise error(
+                    "E-MODEL",
+                    f"{describe_value(callee)} must be declared in the "
+                    "model body, not created in forward",
+                    span,
+                    notes=["declare it as `name = ...` above forward, then call it"],
+                )
             if isinstance(callee, LayerType):
                 budget.spend("construction", 1, span)
                 op = callee.op
-                config, spans = bind(op.name, op.construct, args, keywords, span,
-                                     self.checker.tensor_type)
+                config, spans = bind(
+                    op.name, op.construct, args, keywords, span, self.checker.tensor_type
+                )
                 return LayerSpec(op, config, spans, span)
             if isinstance(callee, ModelRef):
                 return self.checker.bind_hypers(callee, args, keywords, span)
             return self.sequential([a.value for a in args], keywords, span)
         if callee == Builtin("range"):
             return self.range(args, keywords, span)
-        raise error("E-TYPE", f"{describe_value(callee)} cannot be called", callee_span,
-                    "not callable")
+        raise error(
+            "E-TYPE", f"{describe_value(callee)} cannot be called", callee_span, "not callable"
+        )
 
     def range(self, args: list[Arg], keywords: dict[str, Arg], span: Span) -> RangeValue:
         if keywords or not 1 <= len(args) <= 3:
             raise error("E-ARGS", "range takes 1 to 3 positional integers", span)
         for a in args:
             if not (isinstance(a.value, int) and not isinstance(a.value, bool)):
-                raise error("E-TYPE", f"range needs integers known at compile time, found "
-                            f"{describe_value(a.value)}", a.span)
+                raise error(
+                    "E-TYPE",
+                    f"range needs integers known at compile time, found {describe_value(a.value)}",
+                    a.span,
+                )
         values = [a.value for a in args]
         start, stop, step = (0, values[0], 1) if len(values) == 1 else (*values, 1)[:3]
         if step == 0:
@@ -304,14 +355,21 @@ class Evaluator:
             raise error("E-ARGS", "Sequential takes layers as positional arguments", span)
         for child in children:
             self.check_child(child, span)
-        return SequentialSpec([c if not isinstance(c, FunctionRef)
-                               else PartialSpec(c.op, [], {}, span) for c in children], span)
+        return SequentialSpec(
+            [
+                c if not isinstance(c, FunctionRef) else PartialSpec(c.op, [], {}, span)
+                for c in children
+            ],
+            span,
+        )
 
     def check_child(self, child, span: Span) -> None:
-        if not isinstance(child, LayerSpec | ModelSpec | SequentialSpec | PartialSpec
-                          | FunctionRef):
-            raise error("E-TYPE", f"Sequential children must be layers, found "
-                        f"{describe_value(child)}", span)
+        if not isinstance(
+            child, LayerSpec | ModelSpec | SequentialSpec | PartialSpec | FunctionRef
+        ):
+            raise error(
+                "E-TYPE", f"Sequential children must be layers, found {describe_value(child)}", span
+            )
 
     def sequential_generator(self, gen: ast.Generator, span: Span) -> SequentialSpec:
         iterable = self.eval(gen.iterable)
@@ -335,14 +393,22 @@ class Evaluator:
         """The items a `for` iterates over; the count is checked before anything unrolls."""
         if isinstance(iterable, RangeValue | list | tuple):
             if len(iterable) > MAX_UNROLL:
-                raise error("E-LIMIT", f"loop of {len(iterable):,} iterations exceeds the "
-                            f"limit of {MAX_UNROLL:,}", span, "too many iterations",
-                            ["loops and Sequential generators are unrolled at compile time"])
+                raise error(
+                    "E-LIMIT",
+                    f"loop of {len(iterable):,} iterations exceeds the limit of {MAX_UNROLL:,}",
+                    span,
+                    "too many iterations",
+                    ["loops and Sequential generators are unrolled at compile time"],
+                )
             return list(iterable)
         if isinstance(iterable, LayerHandle) and iterable.children:
             return list(iterable.children)
-        raise error("E-TYPE", f"cannot iterate over {describe_value(iterable)}", span,
-                    notes=["iterate over range(n), a list, or a Sequential layer"])
+        raise error(
+            "E-TYPE",
+            f"cannot iterate over {describe_value(iterable)}",
+            span,
+            notes=["iterate over range(n), a list, or a Sequential layer"],
+        )
 
     # -- indexing
     def _Index(self, e: ast.Index):
@@ -352,36 +418,53 @@ class Evaluator:
         items = []
         for item in e.items:
             if isinstance(item, ast.Slice):
-                parts = [None if p is None else self.eval(p) for p in (item.start, item.stop,
-                                                                      item.step)]
+                parts = [
+                    None if p is None else self.eval(p) for p in (item.start, item.stop, item.step)
+                ]
                 for p, src in zip(parts, (item.start, item.stop, item.step), strict=True):
                     if p is not None and not is_size(p):
-                        raise error("E-TYPE", f"slice bounds must be integers, found "
-                                    f"{describe_value(p)}", src.span)
+                        raise error(
+                            "E-TYPE",
+                            f"slice bounds must be integers, found {describe_value(p)}",
+                            src.span,
+                        )
                 items.append(slice(*parts))
             else:
                 v = self.eval(item)
                 if not is_size(v):
-                    raise error("E-TYPE", f"an index must be an integer, found "
-                                f"{describe_value(v)}", item.span,
-                                notes=["indexing with tensors is not supported"])
+                    raise error(
+                        "E-TYPE",
+                        f"an index must be an integer, found {describe_value(v)}",
+                        item.span,
+                        notes=["indexing with tensors is not supported"],
+                    )
                 items.append(v)
         if isinstance(base, TensorValue):
-            return self.tracer.op("getitem", [Arg(base, e.value.span)],
-                                  {"items": Arg(tuple(items), e.span)}, e.span)
+            return self.tracer.op(
+                "getitem", [Arg(base, e.value.span)], {"items": Arg(tuple(items), e.span)}, e.span
+            )
         if isinstance(base, tuple | list) and len(items) == 1 and isinstance(items[0], int):
             try:
                 return base[items[0]]
             except IndexError:
-                raise error("E-VALUE", f"index {items[0]} is out of range for "
-                            f"{len(base)} items", e.span) from None
-        if isinstance(base, LayerHandle) and base.children and len(items) == 1 \
-                and isinstance(items[0], int):
+                raise error(
+                    "E-VALUE", f"index {items[0]} is out of range for {len(base)} items", e.span
+                ) from None
+        if (
+            isinstance(base, LayerHandle)
+            and base.children
+            and len(items) == 1
+            and isinstance(items[0], int)
+        ):
             try:
                 return base.children[items[0]]
             except IndexError:
-                raise error("E-VALUE", f"index {items[0]} is out of range for a Sequential of "
-                            f"{len(base.children)} layers", e.span) from None
+                raise error(
+                    "E-VALUE",
+                    f"index {items[0]} is out of range for a Sequential of "
+                    f"{len(base.children)} layers",
+                    e.span,
+                ) from None
         raise error("E-TYPE", f"cannot index {describe_value(base)}", e.span)
 
 

@@ -86,9 +86,15 @@ class Loader:
 
         def claim(name: str, span: Span) -> bool:
             if name in seen:
-                self.diagnostics.append(Diagnostic(
-                    "E-REDEFINED", f"`{name}` is declared twice in {info.display}", span,
-                    "declared again here", (f"first declared at {seen[name]}",)))
+                self.diagnostics.append(
+                    Diagnostic(
+                        "E-REDEFINED",
+                        f"`{name}` is declared twice in {info.display}",
+                        span,
+                        "declared again here",
+                        (f"first declared at {seen[name]}",),
+                    )
+                )
                 return False
             seen[name] = span
             return True
@@ -110,18 +116,28 @@ class Loader:
     def _import(self, info: ModuleInfo, decl: ast.Import, claim) -> None:
         target = self._resolve(info, decl)
         if target in self._loading:
-            chain = [self.display_name(p) for p in self._loading[self._loading.index(target):]]
-            raise error("E-IMPORT", "import cycle: " + " → ".join([*chain, chain[0]]),
-                        decl.path_span, "imported again here")
+            chain = [self.display_name(p) for p in self._loading[self._loading.index(target) :]]
+            raise error(
+                "E-IMPORT",
+                "import cycle: " + " → ".join([*chain, chain[0]]),
+                decl.path_span,
+                "imported again here",
+            )
         imported = self._load(target, self.display_name(target), decl.path_span)
         if decl.names is not None:
             for item in decl.names:
                 local = item.alias or item.name
                 if item.name not in imported.models and item.name not in imported.consts:
                     hint = suggest(item.name, [*imported.models, *imported.consts])
-                    self.diagnostics.append(Diagnostic(
-                        "E-IMPORT", f"{imported.display} declares no `{item.name}`", item.span,
-                        "not found", (f"did you mean `{hint}`?",) if hint else ()))
+                    self.diagnostics.append(
+                        Diagnostic(
+                            "E-IMPORT",
+                            f"{imported.display} declares no `{item.name}`",
+                            item.span,
+                            "not found",
+                            (f"did you mean `{hint}`?",) if hint else (),
+                        )
+                    )
                     info.failed.add(local)
                     continue
                 if claim(local, item.span):
@@ -139,17 +155,33 @@ class Loader:
         for candidate in candidates:
             real = Path(os.path.realpath(candidate))
             if real.is_dir():
-                raise error("E-IMPORT", f'cannot import "{decl.path}": it is a directory',
-                            decl.path_span, "a directory", ["import a .dnet file"])
+                raise error(
+                    "E-IMPORT",
+                    f'cannot import "{decl.path}": it is a directory',
+                    decl.path_span,
+                    "a directory",
+                    ["import a .dnet file"],
+                )
             if real.exists():  # a FIFO or a device is refused when it is read
                 if not any(real.is_relative_to(root) for root in self._roots):
-                    raise error("E-IMPORT", f'import "{decl.path}" leaves the allowed '
-                                "directories", decl.path_span, "outside the search path",
-                                ["imports must stay inside the compiled file's directory "
-                                 "or a directory given with -I"])
+                    raise error(
+                        "E-IMPORT",
+                        f'import "{decl.path}" leaves the allowed directories',
+                        decl.path_span,
+                        "outside the search path",
+                        [
+                            "imports must stay inside the compiled file's directory "
+                            "or a directory given with -I"
+                        ],
+                    )
                 return real
-        raise error("E-IMPORT", f'cannot find "{decl.path}"', decl.path_span, "no such file",
-                    [f"looked in {self.display_name(c.parent)}" for c in candidates[:3]])
+        raise error(
+            "E-IMPORT",
+            f'cannot find "{decl.path}"',
+            decl.path_span,
+            "no such file",
+            [f"looked in {self.display_name(c.parent)}" for c in candidates[:3]],
+        )
 
 
 def _bound_names(decl: ast.Import) -> set[str]:

@@ -68,8 +68,13 @@ def namespace_member(ns: Namespace, name: str, span: Span, eval_const) -> Any:
     found, value = _find_in_module(ns.module, name, eval_const, imports=False)
     if not found or name in BUILTINS and name not in ns.module.models:
         hint = suggest(name, [*ns.module.models, *ns.module.consts])
-        raise error("E-NAME", f"{ns.module.display} declares no `{name}`", span, "not found",
-                    [f"did you mean `{hint}`?"] if hint else [])
+        raise error(
+            "E-NAME",
+            f"{ns.module.display} declares no `{name}`",
+            span,
+            "not found",
+            [f"did you mean `{hint}`?"] if hint else [],
+        )
     return value
 
 
@@ -89,8 +94,13 @@ class Scope:
         found, value = self.find(name)
         if not found:
             hint = suggest(name, self.visible())
-            raise error("E-NAME", f"`{name}` is not defined", span, "unknown name",
-                        [f"did you mean `{hint}`?"] if hint else [])
+            raise error(
+                "E-NAME",
+                f"`{name}` is not defined",
+                span,
+                "unknown name",
+                [f"did you mean `{hint}`?"] if hint else [],
+            )
         return value
 
     def visible(self) -> list[str]:

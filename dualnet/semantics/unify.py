@@ -20,8 +20,9 @@ Pattern = int | Dim | None
 VAR = "?"  # prefix of a pattern variable: an unbound name, kept apart from the actual's symbols
 
 
-def dim_pattern(expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | None],
-                var_prefix: str = "") -> Pattern:
+def dim_pattern(
+    expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | None], var_prefix: str = ""
+) -> Pattern:
     """Evaluate a dimension expression; names that `lookup` doesn't know become symbols
     (named `var_prefix + name`)."""
     if isinstance(expr, ast.DimInt):
@@ -36,8 +37,12 @@ def dim_pattern(expr: ast.DimExpr, lookup: Callable[[str, Span], int | Dim | Non
     if left is None or right is None:
         raise error("E-TYPE", "`_` cannot be part of a dimension expression", expr.span)
     try:
-        result = {"+": lambda: left + right, "-": lambda: left - right,
-                  "*": lambda: left * right, "//": lambda: floordiv(left, right)}[expr.op]()
+        result = {
+            "+": lambda: left + right,
+            "-": lambda: left - right,
+            "*": lambda: left * right,
+            "//": lambda: floordiv(left, right),
+        }[expr.op]()
     except ZeroDivisionError:
         raise error("E-VALUE", "division by zero in a dimension", expr.span) from None
     except DimTooLarge:
@@ -52,16 +57,25 @@ def tensor_pattern(texpr: ast.TypeExpr, lookup, var_prefix: str = "") -> tuple[s
         raise error("E-TYPE", "expected a tensor type such as f32[B, 3, H, W]", texpr.span)
     if texpr.dtype not in DTYPES:
         hint = suggest(texpr.dtype, DTYPES)
-        raise error("E-TYPE", f"unknown element type `{texpr.dtype}`", texpr.span,
-                    "not a dtype", [f"did you mean `{hint}`?" if hint else
-                                    "element types are " + ", ".join(DTYPES)])
+        raise error(
+            "E-TYPE",
+            f"unknown element type `{texpr.dtype}`",
+            texpr.span,
+            "not a dtype",
+            [f"did you mean `{hint}`?" if hint else "element types are " + ", ".join(DTYPES)],
+        )
     dims = [dim_pattern(d, lookup, var_prefix) for d in texpr.dims]
     for d, pat in zip(texpr.dims, dims, strict=True):
         if isinstance(pat, int) and pat < 0:
             raise error("E-VALUE", f"negative dimension {pat}", d.span)
         if isinstance(pat, int) and pat == 0:
-            raise error("E-SHAPE", "a zero-sized dimension", d.span, "size 0",
-                        ["dualnet tensors have no zero-sized axes"])
+            raise error(
+                "E-SHAPE",
+                "a zero-sized dimension",
+                d.span,
+                "size 0",
+                ["dualnet tensors have no zero-sized axes"],
+            )
     return texpr.dtype, dims
 
 
@@ -72,8 +86,15 @@ def fresh_type(texpr: ast.TypeExpr, lookup) -> TensorType:
     return TensorType(DTYPES[dtype], shape)
 
 
-def unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lookup,
-          code: str, span: Span, what: str) -> None:
+def unify(
+    texpr: ast.TypeExpr,
+    actual: TensorType,
+    env: dict[str, int | Dim],
+    lookup,
+    code: str,
+    span: Span,
+    what: str,
+) -> None:
     """Match `actual` against the annotation, binding unbound dimension names into `env`.
     Unbound names are pattern variables (`?H`), so an actual size that mentions a symbol of
     the same name (the caller's `H`) is never confused with them."""
@@ -83,19 +104,34 @@ def unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lo
         raise DimTooLarge.at(span) from None
 
 
-def _unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], lookup,
-           code: str, span: Span, what: str) -> None:
+def _unify(
+    texpr: ast.TypeExpr,
+    actual: TensorType,
+    env: dict[str, int | Dim],
+    lookup,
+    code: str,
+    span: Span,
+    what: str,
+) -> None:
     def lookup_env(name: str, s: Span):
         return env[name] if name in env else lookup(name, s)
 
     dtype, dims = tensor_pattern(texpr, lookup_env, VAR)
     shown = _show_pattern(texpr)
     if DTYPES[dtype] != actual.dtype:
-        raise error(code, f"{what} is declared {shown} but is {actual}", span,
-                    f"element type {dtype} vs {actual.dtype}")
+        raise error(
+            code,
+            f"{what} is declared {shown} but is {actual}",
+            span,
+            f"element type {dtype} vs {actual.dtype}",
+        )
     if len(dims) != actual.rank:
-        raise error(code, f"{what} is declared {shown} but is {actual}", span,
-                    f"rank {len(dims)} vs {actual.rank}")
+        raise error(
+            code,
+            f"{what} is declared {shown} but is {actual}",
+            span,
+            f"rank {len(dims)} vs {actual.rank}",
+        )
     pending = [(axis, pat) for axis, pat in enumerate(dims) if pat is not None]
     while pending:  # names bind first; expressions over them are solved or checked after
         later = []
@@ -105,15 +141,22 @@ def _unify(texpr: ast.TypeExpr, actual: TensorType, env: dict[str, int | Dim], l
             here = actual.shape[axis]
             if not free:
                 if pat != here:
-                    raise error(code, f"{what} is declared {shown} but is {actual}", span,
-                                f"dimension {axis}: {pat} vs {here}")
+                    raise error(
+                        code,
+                        f"{what} is declared {shown} but is {actual}",
+                        span,
+                        f"dimension {axis}: {pat} vs {here}",
+                    )
             elif not (len(free) == 1 and _solve(pat, free.pop(), here, env)):
                 later.append((axis, pat))
         if len(later) == len(pending):
             axis, pat = later[0]
-            raise error(code, f"cannot infer the dimensions of {shown} from {actual}", span,
-                        f"dimension {axis}: cannot solve {_unmark(pat)} = "
-                        f"{actual.shape[axis]}")
+            raise error(
+                code,
+                f"cannot infer the dimensions of {shown} from {actual}",
+                span,
+                f"dimension {axis}: cannot solve {_unmark(pat)} = {actual.shape[axis]}",
+            )
         pending = later
 
 
@@ -132,7 +175,7 @@ def _solve(pat: Dim, var: str, actual, env) -> bool:
     value = floordiv(target, k)
     if value * k != target:
         return False
-    env[var[len(VAR):]] = value
+    env[var[len(VAR) :]] = value
     return True
 
 
@@ -154,4 +197,3 @@ def _show_dim(d: ast.DimExpr, parent: int = 0, right: bool = False) -> str:
     prec = _PRECEDENCE[d.op]
     text = f"{_show_dim(d.left, prec)} {d.op} {_show_dim(d.right, prec, True)}"
     return f"({text})" if prec < parent or (right and prec == parent) else text
-

@@ -152,11 +152,20 @@ class ValueSizes:
         budget.spend("item", len(value), span)
         items, nesting, plain = self._measure(value)
         if items > MAX_ITEMS:
-            raise error("E-LIMIT", f"a compile-time value of more than {MAX_ITEMS:,} items",
-                        span, "too large", ["nested tuples repeat their parts"])
+            raise error(
+                "E-LIMIT",
+                f"a compile-time value of more than {MAX_ITEMS:,} items",
+                span,
+                "too large",
+                ["nested tuples repeat their parts"],
+            )
         if nesting > MAX_NESTING:
-            raise error("E-DEPTH", f"a compile-time value nested deeper than {MAX_NESTING} "
-                        "levels", span, "too deep")
+            raise error(
+                "E-DEPTH",
+                f"a compile-time value nested deeper than {MAX_NESTING} levels",
+                span,
+                "too deep",
+            )
         self._known[id(value)] = (value, items, nesting, plain)
         return value
 

@@ -176,8 +176,21 @@ class Attribute:
     name: str
 
 
-Expr = (Name | Literal | TupleExpr | ListExpr | Binary | BoolOp | Unary | Conditional | Call
-        | Pipe | Index | Attribute | Generator)
+Expr = (
+    Name
+    | Literal
+    | TupleExpr
+    | ListExpr
+    | Binary
+    | BoolOp
+    | Unary
+    | Conditional
+    | Call
+    | Pipe
+    | Index
+    | Attribute
+    | Generator
+)
 
 # ---------------------------------------------------------------- statements
 
@@ -234,6 +247,7 @@ def assigned_names(stmt: Stmt) -> list[str]:
         own = [stmt.var.id] if isinstance(stmt, For) else []
         return own + [name for s in inner for name in assigned_names(s)]
     return []
+
 
 # ---------------------------------------------------------------- declarations
 

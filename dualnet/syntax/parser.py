@@ -72,9 +72,13 @@ class _NewlineFilter:
                 count += 1
                 start = start or tok
                 if count > MAX_STATEMENT_TOKENS:
-                    raise error("E-LIMIT", f"statement longer than {MAX_STATEMENT_TOKENS:,} "
-                                "tokens", _token_span(self.file, start), "starts here",
-                                ["split it into several statements"])
+                    raise error(
+                        "E-LIMIT",
+                        f"statement longer than {MAX_STATEMENT_TOKENS:,} tokens",
+                        _token_span(self.file, start),
+                        "starts here",
+                        ["split it into several statements"],
+                    )
             yield tok
         budget.spend("token", total, _token_span(self.file, last) if last else None)
 
@@ -86,8 +90,15 @@ _POSTLEX = _NewlineFilter()
 def _lark() -> Lark:
     # Spans come from the first and last token of each rule (all tokens kept), which is
     # cheaper than lark's propagate_positions and includes closing brackets.
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", postlex=_POSTLEX,
-                keep_all_tokens=True, maybe_placeholders=False, cache=True)
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        postlex=_POSTLEX,
+        keep_all_tokens=True,
+        maybe_placeholders=False,
+        cache=True,
+    )
 
 
 def decode_source(data: bytes, file: str) -> str:
@@ -99,10 +110,15 @@ def decode_source(data: bytes, file: str) -> str:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
         line_start = before.rfind(b"\n") + 1
-        column = len(data[line_start:exc.start].decode("utf-8-sig", errors="replace")) + 1
+        column = len(data[line_start : exc.start].decode("utf-8-sig", errors="replace")) + 1
         span = Span(file, line, column, line, column + 1)
-        raise error("E-ENCODING", f"invalid UTF-8 byte 0x{data[exc.start]:02x}", span,
-                    "not UTF-8", ["dualnet source files must be UTF-8 encoded"]) from None
+        raise error(
+            "E-ENCODING",
+            f"invalid UTF-8 byte 0x{data[exc.start]:02x}",
+            span,
+            "not UTF-8",
+            ["dualnet source files must be UTF-8 encoded"],
+        ) from None
 
 
 def parse(text: str, file: str) -> ast.Module:
@@ -118,8 +134,13 @@ def parse(text: str, file: str) -> ast.Module:
 # ---------------------------------------------------------------- syntax errors
 
 _TERMINAL_NAMES = {
-    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-    "_NL": "a newline", "$END": "end of file", "COMP_OP": "a comparison",
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "_NL": "a newline",
+    "$END": "end of file",
+    "COMP_OP": "a comparison",
 }
 
 
@@ -152,8 +173,13 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
         span = Span(file, exc.line, exc.column, exc.line, exc.column + 1)
         if char == '"':
-            return error("E-SYNTAX", "unterminated string", span, "this string never ends",
-                         ['close it with `"` on the same line'])
+            return error(
+                "E-SYNTAX",
+                "unterminated string",
+                span,
+                "this string never ends",
+                ['close it with `"` on the same line'],
+            )
         return error("E-SYNTAX", f"unexpected character {char!r}", span, "not valid here")
     accepted = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ()
     expected = sorted({_describe_terminal(t) for t in accepted}, key=_expected_rank)
@@ -191,8 +217,20 @@ def _first_token(tree: Tree) -> Token | None:
 
 # Tokens that carry meaning for the AST; punctuation and keywords are dropped after their
 # positions have been used for spans.
-_MEANINGFUL = {"NAME", "INT", "FLOAT", "STRING", "COMP_OP", "PLUS", "MINUS", "STAR", "SLASH",
-               "DSLASH", "PERCENT", "AT"}
+_MEANINGFUL = {
+    "NAME",
+    "INT",
+    "FLOAT",
+    "STRING",
+    "COMP_OP",
+    "PLUS",
+    "MINUS",
+    "STAR",
+    "SLASH",
+    "DSLASH",
+    "PERCENT",
+    "AT",
+}
 _SLICE_TOKENS = _MEANINGFUL | {"COLON"}
 
 
@@ -212,16 +250,25 @@ class _Converter:
                 if isinstance(c, Tree):
                     if i == 0 and c.data == node.data and c.data in _CHAINS:
                         if chain + 2 > MAX_CHAIN:  # `chain` operators, one more operand
-                            raise error("E-LIMIT", f"a chain of more than {MAX_CHAIN:,} "
-                                        "operands", _token_span(self.file, _first_token(c)),
-                                        "starts here", ["split it with intermediate names"])
+                            raise error(
+                                "E-LIMIT",
+                                f"a chain of more than {MAX_CHAIN:,} operands",
+                                _token_span(self.file, _first_token(c)),
+                                "starts here",
+                                ["split it with intermediate names"],
+                            )
                         stack.append((c, depth, chain + 1))  # `a + b` of `a + b + c`: width
                         continue
                     if depth >= MAX_DEPTH:
                         first = _first_token(c)
                         span = _token_span(self.file, first) if first else None
-                        raise error("E-DEPTH", f"nesting deeper than {MAX_DEPTH} levels", span,
-                                    "too deep", ["split it up with intermediate names"])
+                        raise error(
+                            "E-DEPTH",
+                            f"nesting deeper than {MAX_DEPTH} levels",
+                            span,
+                            "too deep",
+                            ["split it up with intermediate names"],
+                        )
                     stack.append((c, depth + 1, 1))
         done: dict[int, object] = {}
         extent: dict[int, tuple] = {}  # id(tree) → (line, col, end_line, end_col)
@@ -259,8 +306,12 @@ class _Converter:
 
     def _int(self, tok: Token) -> int:
         if len(tok) > 19 or int(tok) > INT_LIMIT:
-            raise error("E-VALUE", "integer literal does not fit in 64 bits",
-                        _token_span(self.file, tok), "too large")
+            raise error(
+                "E-VALUE",
+                "integer literal does not fit in 64 bits",
+                _token_span(self.file, tok),
+                "too large",
+            )
         return int(tok)
 
     @staticmethod
@@ -277,13 +328,19 @@ class _Converter:
 
     def import_all(self, span, kids):
         path, alias = (*kids, None)[:2]
-        return ast.Import(span, self._string(path), _token_span(self.file, path),
-                          str(alias) if alias is not None else None, None)
+        return ast.Import(
+            span,
+            self._string(path),
+            _token_span(self.file, path),
+            str(alias) if alias is not None else None,
+            None,
+        )
 
     def import_from(self, span, kids):
         path, *names = kids
-        return ast.Import(span, self._string(path), _token_span(self.file, path), None,
-                          tuple(names))
+        return ast.Import(
+            span, self._string(path), _token_span(self.file, path), None, tuple(names)
+        )
 
     def import_name(self, span, kids):
         name, alias = (*kids, None)[:2]

@@ -16,20 +16,60 @@ def assert_ruff_clean(files: list[Path]) -> None:
     """ruff's default settings, as in a user's project: lint clean, and `ruff format` leaves
     every file as it is."""
     names = sorted(str(p) for p in files)
-    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
-                           "--extend-select", "B,W", *names], capture_output=True, text=True)
+    lint = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--isolated",
+            "--extend-select",
+            "B,W",
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout
-    fmt = subprocess.run([sys.executable, "-m", "ruff", "format", "--no-cache", "--isolated",
-                          "--check", "--diff", *names], capture_output=True, text=True)
+    fmt = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--no-cache",
+            "--isolated",
+            "--check",
+            "--diff",
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert fmt.returncode == 0, fmt.stdout
 
 
 def compile_elsewhere(model: Path, target: str, out_dir: Path, hash_seed: str) -> Path:
     """`dualnet compile` in another process, directory and PYTHONHASHSEED."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "dualnet", "compile", str(model), "--target", target,
-                    "-o", str(out_dir)], check=True, cwd=out_dir.parent, capture_output=True,
-                   env={**os.environ, "PYTHONHASHSEED": hash_seed})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "compile",
+            str(model),
+            "--target",
+            target,
+            "-o",
+            str(out_dir),
+        ],
+        check=True,
+        cwd=out_dir.parent,
+        capture_output=True,
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+    )
     return out_dir / f"{model.stem}_{target}.py"
 
 

@@ -10,14 +10,20 @@ from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.ops.registry import REQUIRED, run_rule
 
-_DTYPES = {np.dtype(np.float32): DType.f32, np.dtype(np.int64): DType.i64,
-           np.dtype(np.bool_): DType.bool}
+_DTYPES = {
+    np.dtype(np.float32): DType.f32,
+    np.dtype(np.int64): DType.i64,
+    np.dtype(np.bool_): DType.bool,
+}
 
 
 def filled(signature, given: dict) -> dict:
     """The arguments of `signature` that `given` sets or that have a default."""
-    return {p.name: given.get(p.name, p.default) for p in signature.params
-            if not p.is_tensor and (p.name in given or p.default is not REQUIRED)}
+    return {
+        p.name: given.get(p.name, p.default)
+        for p in signature.params
+        if not p.is_tensor and (p.name in given or p.default is not REQUIRED)
+    }
 
 
 def reference(op: str, inputs: dict, config: dict, call: dict | None = None, seed: int = 0):
@@ -25,10 +31,12 @@ def reference(op: str, inputs: dict, config: dict, call: dict | None = None, see
     positive). Returns (first output, params, completed config)."""
     o = REGISTRY[op]
     tensors = {p.name: inputs.get(p.name) for p in o.signature.params if p.is_tensor}
-    types = {k: None if v is None else TensorType(_DTYPES[v.dtype], v.shape)
-             for k, v in tensors.items()}
-    _, ctx = run_rule(o, types, filled(o.signature, call or {}), {}, None,
-                      filled(o.construct, config))
+    types = {
+        k: None if v is None else TensorType(_DTYPES[v.dtype], v.shape) for k, v in tensors.items()
+    }
+    _, ctx = run_rule(
+        o, types, filled(o.signature, call or {}), {}, None, filled(o.construct, config)
+    )
     rng = np.random.default_rng(seed)
     params = {}
     for name, spec in {**ctx.params, **ctx.buffers}.items():

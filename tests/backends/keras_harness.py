@@ -34,8 +34,15 @@ def relative_error(a, b) -> float:
 class Pair:
     """The PyTorch module and the Keras model of one .dnet model, loaded from one file."""
 
-    def __init__(self, path: str | Path, tmp: Path, model: str | None = None, seed: int = 0,
-                 layout: str = "channels_first", **hyper):
+    def __init__(
+        self,
+        path: str | Path,
+        tmp: Path,
+        model: str | None = None,
+        seed: int = 0,
+        layout: str = "channels_first",
+        **hyper,
+    ):
         exact_float32()
         program = dualnet.load(str(path))
         self.summary = program.check(model, **hyper)

@@ -20,9 +20,14 @@ from dualnet.ops.shape import substitute_attrs
 RNG = np.random.default_rng(11)
 B, T, H, W = sym("B"), sym("T"), sym("H"), sym("W")
 
-DTYPES = {np.dtype(np.float16): DType.f16, np.dtype(np.float32): DType.f32,
-          np.dtype(np.float64): DType.f64, np.dtype(np.int32): DType.i32,
-          np.dtype(np.int64): DType.i64, np.dtype(np.bool_): DType.bool}
+DTYPES = {
+    np.dtype(np.float16): DType.f16,
+    np.dtype(np.float32): DType.f32,
+    np.dtype(np.float64): DType.f64,
+    np.dtype(np.int32): DType.i32,
+    np.dtype(np.int64): DType.i64,
+    np.dtype(np.bool_): DType.bool,
+}
 
 
 def assert_one_row_per_op(backend: str, functions: dict, layers: dict) -> None:
@@ -66,8 +71,9 @@ class Case:
     """One op applied to arrays (a Python number stands for an inlined constant), optionally
     with symbolic input types (`types`) whose symbols `env` binds."""
 
-    def __init__(self, op, inputs, config=None, types=None, env=None, tol=1e-5,
-                 param_scale=1.0, **attrs):
+    def __init__(
+        self, op, inputs, config=None, types=None, env=None, tol=1e-5, param_scale=1.0, **attrs
+    ):
         self.op, self.inputs, self.config, self.attrs = op, inputs, config or {}, attrs
         self.types, self.env, self.tol = types or {}, env or {}, tol
         self.param_scale = param_scale
@@ -120,13 +126,21 @@ def _bind_input(name: str, value, default: np.dtype):
         return None, None, None, {}
     if isinstance(value, list):
         names = [f"{name}_{i}" for i in range(len(value))]
-        return (value, [TensorType(DTYPES[a.dtype], a.shape) for a in value], names,
-                dict(zip(names, value, strict=True)))
+        return (
+            value,
+            [TensorType(DTYPES[a.dtype], a.shape) for a in value],
+            names,
+            dict(zip(names, value, strict=True)),
+        )
     if isinstance(value, np.ndarray):
         return value, TensorType(DTYPES[value.dtype], value.shape), name, {name: value}
     # an inlined scalar constant
-    return (np.asarray(value, dtype=default), TensorType(DTYPES[np.dtype(default)], ()),
-            repr(value), {})
+    return (
+        np.asarray(value, dtype=default),
+        TensorType(DTYPES[np.dtype(default)], ()),
+        repr(value),
+        {},
+    )
 
 
 def bind(case: Case) -> Bound:
@@ -136,7 +150,8 @@ def bind(case: Case) -> Bound:
     arrays, types, sources, named = {}, {}, {}, {}
     for p in (p for p in op.signature.params if p.is_tensor):
         arrays[p.name], types[p.name], sources[p.name], more = _bind_input(
-            p.name, case.inputs.get(p.name), default)
+            p.name, case.inputs.get(p.name), default
+        )
         named.update(more)
     for name, t in case.types.items():  # symbolic types must describe the arrays
         concrete = tuple(substitute_attrs(t.shape, case.env))
@@ -177,8 +192,7 @@ def function_cases() -> list:
     add = c.append
     x4 = randn(2, 3, 4, 5)
     # element-wise
-    for name in ("relu", "sigmoid", "tanh", "silu", "exp", "abs", "neg", "floor",
-                 "stop_gradient"):
+    for name in ("relu", "sigmoid", "tanh", "silu", "exp", "abs", "neg", "floor", "stop_gradient"):
         add(Case(name, {"x": x4}))
     for name in ("log", "sqrt", "rsqrt"):
         add(Case(name, {"x": positive(3, 4)}))
@@ -231,8 +245,7 @@ def function_cases() -> list:
     add(Case("mean", {"x": x4}, axis=-1))
     add(Case("sum", {"x": x4}, axis=0))
     add(Case("sum", {"x": np.arange(24, dtype=np.int32).reshape(2, 3, 4)}, axis=(0, 2)))
-    add(Case("sum", {"x": np.arange(24, dtype=np.int64).reshape(2, 3, 4)}, axis=1,
-             keepdims=True))
+    add(Case("sum", {"x": np.arange(24, dtype=np.int64).reshape(2, 3, 4)}, axis=1, keepdims=True))
     add(Case("max", {"x": x4}, axis=(0, 3)))
     add(Case("min", {"x": _ties()}, axis=1, keepdims=True))
     add(Case("argmax", {"x": _ties()}, axis=1))
@@ -248,10 +261,24 @@ def function_cases() -> list:
     add(Case("flatten", {"x": x4}, start=-2))
     add(Case("reshape", {"x": x4}, dims=(2, -1, 5)))
     add(Case("reshape", {"x": x4}, dims=(6, 20)))
-    add(Case("reshape", {"x": randn(2, 5, 12)}, types={"x": TensorType(DType.f32, (B, T, 12))},
-             env=ENV, dims=(B, T, 3, 4)))
-    add(Case("reshape", {"x": randn(2, 5, 12)}, types={"x": TensorType(DType.f32, (B, T, 12))},
-             env=ENV, dims=(B * T, 12)))
+    add(
+        Case(
+            "reshape",
+            {"x": randn(2, 5, 12)},
+            types={"x": TensorType(DType.f32, (B, T, 12))},
+            env=ENV,
+            dims=(B, T, 3, 4),
+        )
+    )
+    add(
+        Case(
+            "reshape",
+            {"x": randn(2, 5, 12)},
+            types={"x": TensorType(DType.f32, (B, T, 12))},
+            env=ENV,
+            dims=(B * T, 12),
+        )
+    )
     add(Case("permute", {"x": x4}, axes=(0, 2, 3, 1)))
     add(Case("permute", {"x": x4}, axes=(-1, 0, 1, 2)))
     add(Case("transpose", {"x": x4}, a=1, b=-1))
@@ -267,8 +294,9 @@ def function_cases() -> list:
     add(Case("pad", {"x": x4}, pads=(1, 2, 0, 3), value=1.5))
     add(Case("pad", {"x": x4}, pads=(1, 0, 0, 0, 2, 1)))
     add(Case("pad", {"x": x4}, pads=(0, 0)))
-    add(Case("pad", {"x": np.arange(6, dtype=np.int64).reshape(2, 3)}, pads=(1, 1, 0, 2),
-             value=7.0))
+    add(
+        Case("pad", {"x": np.arange(6, dtype=np.int64).reshape(2, 3)}, pads=(1, 1, 0, 2), value=7.0)
+    )
     add(Case("pad", {"x": RNG.random((2, 3)) < 0.5}, pads=(1, 1), value=1.0))
     add(Case("upsample", {"x": randn(2, 3, 4, 5)}, scale=2))
     add(Case("upsample", {"x": randn(2, 3, 4, 5)}, scale=(2, 3)))
@@ -284,10 +312,24 @@ def function_cases() -> list:
     add(Case("getitem", {"x": x4}, items=(slice(None), slice(2, 3))))
     add(Case("getitem", {"x": x4}, items=(slice(None),)))
     add(Case("getitem", {"x": randn(7)}, items=3))
-    add(Case("getitem", {"x": randn(2, 9, 8)}, types={"x": TensorType(DType.f32, (B, H, W))},
-             env=ENV, items=(slice(None), slice(1, -1), -1)))
-    add(Case("getitem", {"x": randn(2, 9, 8)}, types={"x": TensorType(DType.f32, (B, H, W))},
-             env=ENV, items=(slice(None), slice(None, H // 2), slice(1, None, 3))))
+    add(
+        Case(
+            "getitem",
+            {"x": randn(2, 9, 8)},
+            types={"x": TensorType(DType.f32, (B, H, W))},
+            env=ENV,
+            items=(slice(None), slice(1, -1), -1),
+        )
+    )
+    add(
+        Case(
+            "getitem",
+            {"x": randn(2, 9, 8)},
+            types={"x": TensorType(DType.f32, (B, H, W))},
+            env=ENV,
+            items=(slice(None), slice(None, H // 2), slice(1, None, 3)),
+        )
+    )
     add(Case("arange", {}, n=5))
     add(Case("arange", {}, n=1))
     add(Case("arange", {}, env=ENV, n=H - 2))
@@ -302,51 +344,135 @@ def function_cases() -> list:
         for x in (xi, xo):  # "same", stride 2, on even and odd sizes
             add(Case(name, {"x": x}, kernel=3, stride=2, padding="same"))
             add(Case(name, {"x": x}, kernel=2, stride=2, padding="same"))
-        add(Case(name, {"x": xs}, types={"x": TensorType(DType.f32, (B, 3, H, W))}, env=ENV,
-                 kernel=3, stride=2, padding="same"))
+        add(
+            Case(
+                name,
+                {"x": xs},
+                types={"x": TensorType(DType.f32, (B, 3, H, W))},
+                env=ENV,
+                kernel=3,
+                stride=2,
+                padding="same",
+            )
+        )
     for include in (True, False):
-        add(Case("avg_pool2d", {"x": xo}, kernel=3, stride=2, padding=1,
-                 count_include_pad=include))
-        add(Case("avg_pool2d", {"x": xi}, kernel=3, stride=2, padding="same",
-                 count_include_pad=include))
-        add(Case("avg_pool2d", {"x": xo}, kernel=4, stride=3, padding="same",
-                 count_include_pad=include))
-        add(Case("avg_pool2d", {"x": xs}, types={"x": TensorType(DType.f32, (B, 3, H, W))},
-                 env=ENV, kernel=3, stride=2, padding="same", count_include_pad=include))
-        add(Case("avg_pool1d", {"x": randn(2, 3, 11)}, kernel=4, stride=2, padding="same",
-                 count_include_pad=include))
-        add(Case("avg_pool1d", {"x": randn(2, 3, 10)}, kernel=3, padding=1,
-                 count_include_pad=include))
+        add(Case("avg_pool2d", {"x": xo}, kernel=3, stride=2, padding=1, count_include_pad=include))
+        add(
+            Case(
+                "avg_pool2d",
+                {"x": xi},
+                kernel=3,
+                stride=2,
+                padding="same",
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool2d",
+                {"x": xo},
+                kernel=4,
+                stride=3,
+                padding="same",
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool2d",
+                {"x": xs},
+                types={"x": TensorType(DType.f32, (B, 3, H, W))},
+                env=ENV,
+                kernel=3,
+                stride=2,
+                padding="same",
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool1d",
+                {"x": randn(2, 3, 11)},
+                kernel=4,
+                stride=2,
+                padding="same",
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool1d", {"x": randn(2, 3, 10)}, kernel=3, padding=1, count_include_pad=include
+            )
+        )
     add(Case("max_pool1d", {"x": randn(2, 3, 10)}, kernel=3))
     add(Case("max_pool1d", {"x": randn(2, 3, 11)}, kernel=4, stride=2, padding="same"))
     add(Case("max_pool1d", {"x": randn(2, 3, 11)}, kernel=3, stride=1, padding="same"))
-    add(Case("max_pool2d", {"x": randn(2, 3, 8, 8, dtype=np.float64)}, kernel=3, stride=2,
-             padding="same"))
+    add(
+        Case(
+            "max_pool2d",
+            {"x": randn(2, 3, 8, 8, dtype=np.float64)},
+            kernel=3,
+            stride=2,
+            padding="same",
+        )
+    )
     add(Case("global_avg_pool", {"x": x4}))
     add(Case("global_avg_pool", {"x": randn(2, 3, 7)}))
     add(Case("global_avg_pool", {"x": randn(2, 3, 4, 5, 6, dtype=np.float64)}))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=(3, 2)))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=1))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 6, 6)}, size=4))
-    add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 9, 8)},
-             types={"x": TensorType(DType.f32, (B, 3, H, W))}, env=ENV, size=(H, 1)))
+    add(
+        Case(
+            "adaptive_avg_pool2d",
+            {"x": randn(2, 3, 9, 8)},
+            types={"x": TensorType(DType.f32, (B, 3, H, W))},
+            env=ENV,
+            size=(H, 1),
+        )
+    )
     # attention
     q, k, v = randn(2, 3, 5, 8), randn(2, 3, 6, 8), randn(2, 3, 6, 4)
     sdpa = "scaled_dot_product_attention"
     for causal in (False, True):
         add(Case(sdpa, {"q": q, "k": k, "v": v}, causal=causal))
-        add(Case(sdpa, {"q": q, "k": k, "v": v, "mask": attention_mask((2, 1, 1, 6))},
-                 causal=causal))
-        add(Case(sdpa, {"q": q, "k": k, "v": v, "mask": attention_mask((5, 6))},
-                 causal=causal))
-        add(Case(sdpa, {"q": q, "k": k, "v": v,
-                        "mask": mask_with_empty_row((2, 3, 5, 6), (1, 2, 3))}, causal=causal))
+        add(
+            Case(
+                sdpa, {"q": q, "k": k, "v": v, "mask": attention_mask((2, 1, 1, 6))}, causal=causal
+            )
+        )
+        add(Case(sdpa, {"q": q, "k": k, "v": v, "mask": attention_mask((5, 6))}, causal=causal))
+        add(
+            Case(
+                sdpa,
+                {"q": q, "k": k, "v": v, "mask": mask_with_empty_row((2, 3, 5, 6), (1, 2, 3))},
+                causal=causal,
+            )
+        )
     add(Case(sdpa, {"q": q, "k": k, "v": v, "mask": mask_with_empty_row((2, 1, 1, 6), 1)}))
-    add(Case(sdpa, {"q": randn(4, 7, dtype=np.float64), "k": randn(4, 7, dtype=np.float64),
-                    "v": randn(4, 7, dtype=np.float64)}))
+    add(
+        Case(
+            sdpa,
+            {
+                "q": randn(4, 7, dtype=np.float64),
+                "k": randn(4, 7, dtype=np.float64),
+                "v": randn(4, 7, dtype=np.float64),
+            },
+        )
+    )
     add(Case(sdpa, {"q": randn(3, 5, 8), "k": randn(1, 6, 8), "v": randn(1, 6, 8)}))
-    add(Case(sdpa, {"q": randn(1, 5, 8), "k": randn(3, 6, 8), "v": randn(3, 6, 8),
-                    "mask": mask_with_empty_row((3, 5, 6), (2, 4))}, causal=True))
+    add(
+        Case(
+            sdpa,
+            {
+                "q": randn(1, 5, 8),
+                "k": randn(3, 6, 8),
+                "v": randn(3, 6, 8),
+                "mask": mask_with_empty_row((3, 5, 6), (2, 4)),
+            },
+            causal=True,
+        )
+    )
     return c
 
 
@@ -357,39 +483,85 @@ def layer_cases() -> list:
     xo = randn(2, 3, 7, 9)
     xs = randn(2, 3, 9, 8)  # [B, 3, H, W] in ENV
     add(Case("Conv2d", {"x": x}, {"out": 4, "kernel": 3}))
-    add(Case("Conv2d", {"x": x}, {"out": 6, "kernel": 3, "padding": 1, "groups": 3,
-                                  "bias": False}))
-    add(Case("Conv2d", {"x": xo}, {"out": 4, "kernel": (3, 2), "stride": (2, 1),
-                                   "padding": (1, 0), "dilation": (1, 2)}))
+    add(Case("Conv2d", {"x": x}, {"out": 6, "kernel": 3, "padding": 1, "groups": 3, "bias": False}))
+    add(
+        Case(
+            "Conv2d",
+            {"x": xo},
+            {"out": 4, "kernel": (3, 2), "stride": (2, 1), "padding": (1, 0), "dilation": (1, 2)},
+        )
+    )
     for inp in (x, xo):  # "same", stride 2, on even and odd sizes
         add(Case("Conv2d", {"x": inp}, {"out": 4, "kernel": 3, "stride": 2, "padding": "same"}))
         add(Case("Conv2d", {"x": inp}, {"out": 4, "kernel": 4, "stride": 2, "padding": "same"}))
     add(Case("Conv2d", {"x": xo}, {"out": 4, "kernel": 3, "padding": "same"}))
     add(Case("Conv2d", {"x": xo}, {"out": 4, "kernel": 4, "padding": "same"}))
     add(Case("Conv2d", {"x": xo}, {"out": 4, "kernel": 3, "padding": "same", "dilation": 2}))
-    add(Case("Conv2d", {"x": xs}, {"out": 4, "kernel": 3, "stride": 2, "padding": "same",
-                                   "dilation": 2},
-             types={"x": TensorType(DType.f32, (B, 3, H, W))}, env=ENV))
-    add(Case("Conv2d", {"x": xs}, {"out": 4, "kernel": 3, "stride": 2, "padding": "same"},
-             types={"x": TensorType(DType.f32, (B, 3, H, W))}, env=ENV))
-    add(Case("Conv1d", {"x": randn(2, 4, 11)}, {"out": 2, "kernel": 4, "stride": 3,
-                                                "padding": "same"}))
+    add(
+        Case(
+            "Conv2d",
+            {"x": xs},
+            {"out": 4, "kernel": 3, "stride": 2, "padding": "same", "dilation": 2},
+            types={"x": TensorType(DType.f32, (B, 3, H, W))},
+            env=ENV,
+        )
+    )
+    add(
+        Case(
+            "Conv2d",
+            {"x": xs},
+            {"out": 4, "kernel": 3, "stride": 2, "padding": "same"},
+            types={"x": TensorType(DType.f32, (B, 3, H, W))},
+            env=ENV,
+        )
+    )
+    add(
+        Case(
+            "Conv1d",
+            {"x": randn(2, 4, 11)},
+            {"out": 2, "kernel": 4, "stride": 3, "padding": "same"},
+        )
+    )
     add(Case("Conv1d", {"x": randn(2, 4, 11)}, {"out": 4, "kernel": 3, "groups": 2}))
-    add(Case("Conv3d", {"x": randn(1, 2, 5, 6, 4)}, {"out": 3, "kernel": (3, 2, 2),
-                                                     "stride": 2, "padding": "same"}))
-    add(Case("Conv3d", {"x": randn(1, 2, 5, 6, 4)}, {"out": 3, "kernel": 3, "padding": 1,
-                                                     "bias": False}))
+    add(
+        Case(
+            "Conv3d",
+            {"x": randn(1, 2, 5, 6, 4)},
+            {"out": 3, "kernel": (3, 2, 2), "stride": 2, "padding": "same"},
+        )
+    )
+    add(
+        Case(
+            "Conv3d",
+            {"x": randn(1, 2, 5, 6, 4)},
+            {"out": 3, "kernel": 3, "padding": 1, "bias": False},
+        )
+    )
     add(Case("ConvTranspose2d", {"x": randn(2, 4, 5, 6)}, {"out": 3, "kernel": 3}))
-    add(Case("ConvTranspose2d", {"x": randn(2, 4, 5, 6)},
-             {"out": 6, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1,
-              "groups": 2}))
-    add(Case("ConvTranspose2d", {"x": randn(2, 4, 5, 6)},
-             {"out": 2, "kernel": (2, 3), "stride": (2, 3), "dilation": 2, "bias": False}))
+    add(
+        Case(
+            "ConvTranspose2d",
+            {"x": randn(2, 4, 5, 6)},
+            {"out": 6, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1, "groups": 2},
+        )
+    )
+    add(
+        Case(
+            "ConvTranspose2d",
+            {"x": randn(2, 4, 5, 6)},
+            {"out": 2, "kernel": (2, 3), "stride": (2, 3), "dilation": 2, "bias": False},
+        )
+    )
     add(Case("Linear", {"x": randn(2, 5, 7)}, {"out": 3}))
     add(Case("Linear", {"x": randn(4, 7)}, {"out": 3, "bias": False}))
     add(Case("Embedding", {"ids": RNG.integers(0, 10, (2, 5))}, {"vocab": 10, "dim": 4}))
-    add(Case("Embedding", {"ids": RNG.integers(0, 10, (3,)).astype(np.int32)},
-             {"vocab": 10, "dim": 4}))
+    add(
+        Case(
+            "Embedding",
+            {"ids": RNG.integers(0, 10, (3,)).astype(np.int32)},
+            {"vocab": 10, "dim": 4},
+        )
+    )
     add(Case("Dropout", {"x": x}, {"p": 0.3}))
     add(Case("Identity", {"x": x}))
     for shape in ((4, 3), (4, 3, 5), (2, 3, 4, 5), (2, 3, 2, 3, 2)):
@@ -402,10 +574,23 @@ def layer_cases() -> list:
     for kind in ("LSTM", "GRU"):
         add(Case(kind, {"x": randn(2, 5, 3)}, {"hidden": 4}, param_scale=0.5))
         add(Case(kind, {"x": randn(2, 5, 3)}, {"hidden": 4}, param_scale=0.5, state=True))
-        add(Case(kind, {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2, "bidirectional": True},
-                 param_scale=0.5, state=True))
-        add(Case(kind, {"x": randn(3, 4, 2)}, {"hidden": 3, "layers": 2, "bidirectional": True},
-                 param_scale=0.5))
+        add(
+            Case(
+                kind,
+                {"x": randn(2, 5, 3)},
+                {"hidden": 4, "layers": 2, "bidirectional": True},
+                param_scale=0.5,
+                state=True,
+            )
+        )
+        add(
+            Case(
+                kind,
+                {"x": randn(3, 4, 2)},
+                {"hidden": 3, "layers": 2, "bidirectional": True},
+                param_scale=0.5,
+            )
+        )
     dim, heads = 12, 3
     q, kv = randn(2, 4, dim), randn(2, 5, dim)
     mha = "MultiHeadAttention"
@@ -415,18 +600,51 @@ def layer_cases() -> list:
         add(Case(mha, {"q": q, "k": kv, "v": kv}, bcfg, param_scale=0.3))
         add(Case(mha, {"q": q, "k": kv, "v": kv}, bcfg, param_scale=0.3, causal=True))
         for causal in (False, True):
-            add(Case(mha, {"q": q, "k": kv, "v": kv, "mask": attention_mask((2, 5))}, bcfg,
-                     param_scale=0.3, causal=causal))
-            add(Case(mha, {"q": q, "k": kv, "v": kv, "mask": attention_mask((2, 4, 5))}, bcfg,
-                     param_scale=0.3, causal=causal))
+            add(
+                Case(
+                    mha,
+                    {"q": q, "k": kv, "v": kv, "mask": attention_mask((2, 5))},
+                    bcfg,
+                    param_scale=0.3,
+                    causal=causal,
+                )
+            )
+            add(
+                Case(
+                    mha,
+                    {"q": q, "k": kv, "v": kv, "mask": attention_mask((2, 4, 5))},
+                    bcfg,
+                    param_scale=0.3,
+                    causal=causal,
+                )
+            )
         # fully masked: one query row (3-D mask), one whole batch item (2-D mask)
-        add(Case(mha, {"q": q, "k": kv, "v": kv,
-                       "mask": mask_with_empty_row((2, 4, 5), (1, 2))}, bcfg, param_scale=0.3))
-        add(Case(mha, {"q": q, "k": kv, "v": kv, "mask": mask_with_empty_row((2, 5), 0)},
-                 bcfg, param_scale=0.3, causal=True))
+        add(
+            Case(
+                mha,
+                {"q": q, "k": kv, "v": kv, "mask": mask_with_empty_row((2, 4, 5), (1, 2))},
+                bcfg,
+                param_scale=0.3,
+            )
+        )
+        add(
+            Case(
+                mha,
+                {"q": q, "k": kv, "v": kv, "mask": mask_with_empty_row((2, 5), 0)},
+                bcfg,
+                param_scale=0.3,
+                causal=True,
+            )
+        )
     h = randn(3, 6, 8)
-    add(Case(mha, {"q": h, "k": h, "v": h, "mask": attention_mask((3, 6))},
-             {"dim": 8, "heads": 2}, param_scale=0.3))
+    add(
+        Case(
+            mha,
+            {"q": h, "k": h, "v": h, "mask": attention_mask((3, 6))},
+            {"dim": 8, "heads": 2},
+            param_scale=0.3,
+        )
+    )
     return c
 
 

@@ -48,15 +48,24 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # case: (rtol, atol, why ONNX's tolerance is loosened).
 LOOSENED: dict[str, tuple[float, float, str]] = {
-    name: (2e-3, ATOL, "float16: PyTorch's CPU attention kernel rounds its intermediates to "
-                       "f16, ONNX's reference keeps float32 ones; they differ by up to 2 f16 "
-                       "ulps (relative 1.4e-3 > 1e-3)")
+    name: (
+        2e-3,
+        ATOL,
+        "float16: PyTorch's CPU attention kernel rounds its intermediates to "
+        "f16, ONNX's reference keeps float32 ones; they differ by up to 2 f16 "
+        "ulps (relative 1.4e-3 > 1e-3)",
+    )
     for name in ("test_attention_4d_fp16", "test_attention_4d_causal_fp16")
 }
 
-DTYPES = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32",
-          np.dtype(np.float64): "f64", np.dtype(np.int32): "i32", np.dtype(np.int64): "i64",
-          np.dtype(np.bool_): "bool"}
+DTYPES = {
+    np.dtype(np.float16): "f16",
+    np.dtype(np.float32): "f32",
+    np.dtype(np.float64): "f64",
+    np.dtype(np.int32): "i32",
+    np.dtype(np.int64): "i64",
+    np.dtype(np.bool_): "bool",
+}
 ONNX_TYPES = {1: "f32", 6: "i32", 7: "i64", 9: "bool", 10: "f16", 11: "f64"}  # TensorProto
 
 
@@ -133,9 +142,17 @@ class Case:
     def source(self) -> str:
         signature = ", ".join(f"x{i}: {tensor_type(self.inputs[i])}" for i in self.args)
         body = [*self.spec.lines, "return " + ", ".join(self.spec.results)]
-        return "\n".join(["model Case() {", *(f"    {d}" for d in self.spec.layers),
-                          f"    forward({signature}) {{", *(f"        {s}" for s in body),
-                          "    }", "}", ""])
+        return "\n".join(
+            [
+                "model Case() {",
+                *(f"    {d}" for d in self.spec.layers),
+                f"    forward({signature}) {{",
+                *(f"        {s}" for s in body),
+                "    }",
+                "}",
+                "",
+            ]
+        )
 
 
 def tensor_type(x: np.ndarray) -> str:
@@ -175,15 +192,17 @@ def _translate(case) -> Case:
     out = Case(case.name, op, node.inputs, expected)
     try:
         require(len(case.data_sets) == 1, "several data sets")
-        require(all(isinstance(x, np.ndarray) for x in (*node.inputs, *expected) if x is not None),
-                "sequence or optional values")
+        require(
+            all(isinstance(x, np.ndarray) for x in (*node.inputs, *expected) if x is not None),
+            "sequence or optional values",
+        )
         for y in expected:
             tensor_type(y)
         out.spec = MAPPERS[op](node)
         for i in out.args:
             tensor_type(node.inputs[i])
         if out.spec.partial:
-            out.expected = expected[:len(out.spec.results)]
+            out.expected = expected[: len(out.spec.results)]
     except Unmatched as exc:
         out.spec, out.reason = None, str(exc)
     return out
@@ -263,8 +282,9 @@ def _run_keras(program, weights, inputs):
 def _run_onnx(program, weights, inputs):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(program.onnx(weights=weights).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        program.onnx(weights=weights).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     names = [i.name for i in session.get_inputs()]
     return session.run(None, dict(zip(names, inputs, strict=True)))
 
@@ -313,21 +333,50 @@ def axis(value: int, rank: int) -> int:
     return value % rank
 
 
-def layer(declaration: str, results: str | tuple[str, ...], weights: dict,
-          lines: tuple[str, ...] = (), partial: bool = False) -> Spec:
+def layer(
+    declaration: str,
+    results: str | tuple[str, ...],
+    weights: dict,
+    lines: tuple[str, ...] = (),
+    partial: bool = False,
+) -> Spec:
     """A spec that declares `layer = declaration` with `weights` and returns `results`."""
-    return Spec((results,) if isinstance(results, str) else results, lines,
-                (f"layer = {declaration}",),
-                {f"layer.{k}": np.asarray(v) for k, v in weights.items()}, partial)
+    return Spec(
+        (results,) if isinstance(results, str) else results,
+        lines,
+        (f"layer = {declaration}",),
+        {f"layer.{k}": np.asarray(v) for k, v in weights.items()},
+        partial,
+    )
 
 
 # ---------------------------------------------------------------- element-wise
 
-_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log",
-          "Sqrt": "sqrt", "Abs": "abs", "Neg": "neg", "Floor": "floor", "Round": "round",
-          "Softplus": "softplus"}
-_BINARY = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Equal": "==", "Less": "<",
-           "LessOrEqual": "<=", "Greater": ">", "GreaterOrEqual": ">=", "Pow": "**"}
+_UNARY = {
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Exp": "exp",
+    "Log": "log",
+    "Sqrt": "sqrt",
+    "Abs": "abs",
+    "Neg": "neg",
+    "Floor": "floor",
+    "Round": "round",
+    "Softplus": "softplus",
+}
+_BINARY = {
+    "Add": "+",
+    "Sub": "-",
+    "Mul": "*",
+    "Div": "/",
+    "Equal": "==",
+    "Less": "<",
+    "LessOrEqual": "<=",
+    "Greater": ">",
+    "GreaterOrEqual": ">=",
+    "Pow": "**",
+}
 _FLOAT_ONLY = ("Div", "Pow")  # dualnet's `/` and `**` (pow) take floating-point operands
 
 
@@ -338,9 +387,12 @@ def _unary(fn: str) -> Callable[[Node], Spec]:
 def _binary(op: str) -> Callable[[Node], Spec]:
     def mapper(n: Node) -> Spec:
         require(n.inputs[0].dtype == n.inputs[1].dtype, "operands of different dtypes")
-        require(op not in _FLOAT_ONLY or n.inputs[0].dtype.kind == "f",
-                "integer operands (dualnet's `/` and `**` are floating-point)")
+        require(
+            op not in _FLOAT_ONLY or n.inputs[0].dtype.kind == "f",
+            "integer operands (dualnet's `/` and `**` are floating-point)",
+        )
         return Spec((f"x0 {_BINARY[op]} x1",))
+
     return mapper
 
 
@@ -368,8 +420,10 @@ def _swish(n: Node) -> Spec:
 
 def _clip(n: Node) -> Spec:
     lo, hi = n.const(1), n.const(2)
-    require(lo is None or hi is None or lo <= hi,
-            "min > max (dualnet's clamp rejects lo > hi at compile time)")
+    require(
+        lo is None or hi is None or lo <= hi,
+        "min > max (dualnet's clamp rejects lo > hi at compile time)",
+    )
     bounds = "".join(f", {k}={num(v)}" for k, v in (("lo", lo), ("hi", hi)) if v is not None)
     return Spec((f"clamp(x0{bounds})",))
 
@@ -412,8 +466,12 @@ def _is_linear(n: Node) -> bool:
     """x Wᵀ + b: A not transposed, alpha = beta = 1, C absent or one row (or a scalar)."""
     c = n.inputs[2] if n.has(2) else None
     row = c is None or c.size == 1 or c.size == c.shape[-1]
-    return (not n.attr("transA", 0) and n.attr("alpha", 1.0) == 1.0
-            and n.attr("beta", 1.0) == 1.0 and row)
+    return (
+        not n.attr("transA", 0)
+        and n.attr("alpha", 1.0) == 1.0
+        and n.attr("beta", 1.0) == 1.0
+        and row
+    )
 
 
 # ---------------------------------------------------------------- softmax and reductions
@@ -423,6 +481,7 @@ def _softmax(fn: str) -> Callable[[Node], Spec]:
     def mapper(n: Node) -> Spec:
         require(n.opset >= 13, "opset < 13 (softmax over a flattened 2-d view)")
         return Spec((f"{fn}(x0, axis={n.attr('axis', -1)})",))
+
     return mapper
 
 
@@ -434,10 +493,13 @@ def _reduce(fn: str) -> Callable[[Node], Spec]:
             axes = range(n.rank())
         require(n.inputs[0].dtype != np.bool_, "bool input")
         require(fn != "mean" or n.inputs[0].dtype.kind == "f", "integer mean")
-        require(fn not in ("max", "min") or all(n.inputs[0].shape[a] for a in axes),
-                "max/min over an empty axis (dualnet rejects it, E-SHAPE, as PyTorch does)")
+        require(
+            fn not in ("max", "min") or all(n.inputs[0].shape[a] for a in axes),
+            "max/min over an empty axis (dualnet rejects it, E-SHAPE, as PyTorch does)",
+        )
         keep = num(bool(n.attr("keepdims", 1)))
         return Spec((f"{fn}(x0, axis={ints(axes)}, keepdims={keep})",))
+
     return mapper
 
 
@@ -446,6 +508,7 @@ def _arg(fn: str) -> Callable[[Node], Spec]:
         require(not n.attr("select_last_index", 0), "select_last_index (dualnet picks the first)")
         keep = num(bool(n.attr("keepdims", 1)))
         return Spec((f"{fn}(x0, axis={n.attr('axis', 0)}, keepdims={keep})",))
+
     return mapper
 
 
@@ -527,27 +590,37 @@ def _resize(n: Node) -> Spec:
     require(mode in ("nearest", "linear"), f"mode: {mode}")
     scales = _resize_scales(n)
     require(all(s == 1 for s in scales[:2]), "resizes the batch or channel axis")
-    require(all(float(s).is_integer() and s >= 1 for s in scales[2:]),
-            "non-integer scales (upsample takes integer factors)")
+    require(
+        all(float(s).is_integer() and s >= 1 for s in scales[2:]),
+        "non-integer scales (upsample takes integer factors)",
+    )
     for name in ("antialias", "exclude_outside"):
         require(not n.attr(name, 0), name)
     require(n.attr("keep_aspect_ratio_policy", "stretch") == "stretch", "keep_aspect_ratio_policy")
-    coords = n.attr("coordinate_transformation_mode", "asymmetric" if n.op == "Upsample"
-                    else "half_pixel")
+    coords = n.attr(
+        "coordinate_transformation_mode", "asymmetric" if n.op == "Upsample" else "half_pixel"
+    )
     rounding = n.attr("nearest_mode", "floor" if n.op == "Upsample" else "round_prefer_floor")
     factors = ints(s for s in scales[2:])
     if mode == "nearest":
-        require((coords, rounding) in _NEAREST_AS_FLOOR,
-                f"nearest sampling other than x[i // s]: {coords}/{rounding}")
+        require(
+            (coords, rounding) in _NEAREST_AS_FLOOR,
+            f"nearest sampling other than x[i // s]: {coords}/{rounding}",
+        )
         return Spec((f"upsample(x0, {factors})",))
-    require(coords == "half_pixel" and x.ndim == 4,
-            f"linear other than half-pixel 4-d (bilinear): {coords}, rank {x.ndim}")
+    require(
+        coords == "half_pixel" and x.ndim == 4,
+        f"linear other than half-pixel 4-d (bilinear): {coords}, rank {x.ndim}",
+    )
     return Spec((f'upsample(x0, {factors}, mode="bilinear")',))
 
 
 # With integer factors these pick x[i // s]: half-pixel rounding lands strictly inside.
-_NEAREST_AS_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
-                     ("half_pixel", "round_prefer_ceil")}
+_NEAREST_AS_FLOOR = {
+    ("asymmetric", "floor"),
+    ("half_pixel", "round_prefer_floor"),
+    ("half_pixel", "round_prefer_ceil"),
+}
 
 
 def _resize_scales(n: Node) -> list[float]:
@@ -565,8 +638,10 @@ def _resize_scales(n: Node) -> list[float]:
 
 def _range(n: Node) -> Spec:
     start, _, delta = (n.const(i) for i in range(3))
-    require(n.inputs[0].dtype == np.int64 and start == 0 and delta == 1,
-            "not an i64 range from 0 by 1 (arange(n))")
+    require(
+        n.inputs[0].dtype == np.int64 and start == 0 and delta == 1,
+        "not an i64 range from 0 by 1 (arange(n))",
+    )
     return Spec((f"arange({n.const(1)})",))
 
 
@@ -590,8 +665,11 @@ def _gather(n: Node) -> Spec:
     require(data.dtype == np.float32, "a table that is not f32 (Embedding's is)")
     require(ids.min() >= 0, "negative indices (Embedding ids are 0..vocab-1)")
     table = data.reshape(len(data), -1)
-    call = "layer(x1)" if data.ndim == 2 else \
-        f"reshape(layer(x1), {num([*ids.shape, *data.shape[1:]])})"
+    call = (
+        "layer(x1)"
+        if data.ndim == 2
+        else f"reshape(layer(x1), {num([*ids.shape, *data.shape[1:]])})"
+    )
     return layer(f"Embedding({table.shape[0]}, {table.shape[1]})", call, {"weight": table})
 
 
@@ -615,8 +693,9 @@ def _window(n: Node, kernel: list[int]) -> dict:
     spatial = n.inputs[0].shape[2:]
     strides = n.attr("strides", [1] * len(kernel))
     dilations = n.attr("dilations", [1] * len(kernel))
-    same = [_same(x, k, s, d) for x, k, s, d in zip(spatial, kernel, strides, dilations,
-                                                      strict=True)]
+    same = [
+        _same(x, k, s, d) for x, k, s, d in zip(spatial, kernel, strides, dilations, strict=True)
+    ]
     auto = n.attr("auto_pad", "NOTSET")
     if auto == "SAME_UPPER":
         pairs = same
@@ -626,7 +705,7 @@ def _window(n: Node, kernel: list[int]) -> dict:
         pairs = [(0, 0)] * len(kernel)
     else:
         pads = n.attr("pads", [0] * 2 * len(kernel))
-        pairs = list(zip(pads[:len(kernel)], pads[len(kernel):], strict=True))
+        pairs = list(zip(pads[: len(kernel)], pads[len(kernel) :], strict=True))
     if all(b == a for b, a in pairs):
         padding = ints(b for b, _ in pairs)
     else:
@@ -645,10 +724,12 @@ def _conv(n: Node) -> Spec:
     dims = w.ndim - 2
     require(dims in (1, 2, 3), f"{dims}-d convolution")
     win = _window(n, list(w.shape[2:]))
-    decl = (f"Conv{dims}d({w.shape[0]}, kernel={ints(w.shape[2:])}, "
-            f"stride={ints(win['strides'])}, padding={win['padding']}, "
-            f"dilation={ints(win['dilations'])}, groups={n.attr('group', 1)}, "
-            f"bias={num(n.has(2))})")
+    decl = (
+        f"Conv{dims}d({w.shape[0]}, kernel={ints(w.shape[2:])}, "
+        f"stride={ints(win['strides'])}, padding={win['padding']}, "
+        f"dilation={ints(win['dilations'])}, groups={n.attr('group', 1)}, "
+        f"bias={num(n.has(2))})"
+    )
     return layer(decl, "layer(x0)", _conv_weights(n))
 
 
@@ -667,16 +748,21 @@ def _conv_transpose(n: Node) -> Spec:
     require(pads[:2] == pads[2:], "asymmetric pads")
     extra = n.attr("output_padding", [0, 0])
     if n.attr("output_shape"):  # as output_padding: rows added at the end
-        natural = [(i - 1) * s + (k - 1) * d + 1 - 2 * p for i, s, k, d, p in
-                   zip(x.shape[2:], strides, kernel, dilations, pads[:2], strict=True)]
+        natural = [
+            (i - 1) * s + (k - 1) * d + 1 - 2 * p
+            for i, s, k, d, p in zip(x.shape[2:], strides, kernel, dilations, pads[:2], strict=True)
+        ]
         extra = [o - m for o, m in zip(n.attr("output_shape"), natural, strict=True)]
-        require(all(0 <= e < max(s, d) for e, s, d in zip(extra, strides, dilations,
-                                                          strict=True)),
-                f"output_shape {n.attr('output_shape')} beyond output_padding")
-    decl = (f"ConvTranspose2d({w.shape[1] * group}, kernel={ints(kernel)}, "
-            f"stride={ints(strides)}, padding={ints(pads[:2])}, "
-            f"output_padding={ints(extra)}, dilation={ints(dilations)}, groups={group}, "
-            f"bias={num(n.has(2))})")
+        require(
+            all(0 <= e < max(s, d) for e, s, d in zip(extra, strides, dilations, strict=True)),
+            f"output_shape {n.attr('output_shape')} beyond output_padding",
+        )
+    decl = (
+        f"ConvTranspose2d({w.shape[1] * group}, kernel={ints(kernel)}, "
+        f"stride={ints(strides)}, padding={ints(pads[:2])}, "
+        f"output_padding={ints(extra)}, dilation={ints(dilations)}, groups={group}, "
+        f"bias={num(n.has(2))})"
+    )
     return layer(decl, "layer(x0)", _conv_weights(n))
 
 
@@ -688,12 +774,15 @@ def _pool(kind: str) -> Callable[[Node], Spec]:
         require(not n.attr("ceil_mode", 0), "ceil_mode")
         win = _window(n, kernel)
         require(set(win["dilations"]) == {1}, "dilations")
-        require(all(2 * max(p) <= k for p, k in zip(win["pairs"], kernel, strict=True)),
-                "pads over half the kernel (PyTorch's limit, kept by dualnet)")
+        require(
+            all(2 * max(p) <= k for p, k in zip(win["pairs"], kernel, strict=True)),
+            "pads over half the kernel (PyTorch's limit, kept by dualnet)",
+        )
         args = f"{ints(kernel)}, stride={ints(win['strides'])}, padding={win['padding']}"
         if kind == "avg":
             args += f", count_include_pad={num(bool(n.attr('count_include_pad', 0)))}"
         return Spec((f"{kind}_pool{len(kernel)}d(x0, {args})",))
+
     return mapper
 
 
@@ -722,8 +811,12 @@ def _layer_norm(n: Node) -> Spec:
     x = n.inputs[0]
     count = x.ndim - axis(n.attr("axis", -1), x.ndim)
     bias = n.inputs[2] if n.has(2) else np.zeros_like(n.inputs[1])
-    return layer(f"LayerNorm(eps={num(n.attr('epsilon', 1e-5))}, axes={count})", "layer(x0)",
-                 {"weight": n.inputs[1], "bias": bias}, partial=True)
+    return layer(
+        f"LayerNorm(eps={num(n.attr('epsilon', 1e-5))}, axes={count})",
+        "layer(x0)",
+        {"weight": n.inputs[1], "bias": bias},
+        partial=True,
+    )
 
 
 def _instance_norm(n: Node) -> Spec:
@@ -749,8 +842,10 @@ def _recurrent(n: Node) -> Spec:
     layer (ONNX layout 0 is time-major: permuted in and out)."""
     hidden, dirs = n.attr("hidden_size"), 2 if n.attr("direction") == "bidirectional" else 1
     require(n.attr("direction", "forward") in ("forward", "bidirectional"), "direction reverse")
-    require(n.op == "LSTM" or n.attr("linear_before_reset", 0),
-            "linear_before_reset=0 (dualnet's GRU is PyTorch's: reset after the matmul)")
+    require(
+        n.op == "LSTM" or n.attr("linear_before_reset", 0),
+        "linear_before_reset=0 (dualnet's GRU is PyTorch's: reset after the matmul)",
+    )
     for name in ("activations", "clip", "input_forget"):
         require(not n.attr(name), name)
     require(not any(n.has(i) for i in range(4, 8)), "sequence_lens, initial state or peepholes")
@@ -760,13 +855,16 @@ def _recurrent(n: Node) -> Spec:
     states = "y, h, c" if n.op == "LSTM" else "y, h"
     seq = "x0" if batch_first else "permute(x0, [1, 0, 2])"
     y = f"reshape(y, [{b}, {t}, {dirs}, {hidden}])"
-    per_output = {0: y if batch_first else f"permute({y}, [1, 2, 0, 3])",
-                  1: "permute(h, [1, 0, 2])" if batch_first else "h",
-                  2: "permute(c, [1, 0, 2])" if batch_first else "c"}
+    per_output = {
+        0: y if batch_first else f"permute({y}, [1, 2, 0, 3])",
+        1: "permute(h, [1, 0, 2])" if batch_first else "h",
+        2: "permute(c, [1, 0, 2])" if batch_first else "c",
+    }
     results = tuple(per_output[i] for i, name in enumerate(n.outputs) if name)
     decl = f"{n.op}({hidden}, bidirectional={num(dirs == 2)})"
-    return layer(decl, results, _recurrent_weights(n, dirs),
-                 (f"{states} = layer({seq}, state=true)",))
+    return layer(
+        decl, results, _recurrent_weights(n, dirs), (f"{states} = layer({seq}, state=true)",)
+    )
 
 
 def _recurrent_weights(n: Node, dirs: int) -> dict:
@@ -781,9 +879,12 @@ def _recurrent_weights(n: Node, dirs: int) -> dict:
     weights = {}
     for d in range(dirs):
         suffix = "_l0_reverse" if d else "_l0"
-        weights |= {f"weight_ih{suffix}": reorder(w[d]), f"weight_hh{suffix}": reorder(r[d]),
-                    f"bias_ih{suffix}": reorder(b[d, :rows]),
-                    f"bias_hh{suffix}": reorder(b[d, rows:])}
+        weights |= {
+            f"weight_ih{suffix}": reorder(w[d]),
+            f"weight_hh{suffix}": reorder(r[d]),
+            f"bias_ih{suffix}": reorder(b[d, :rows]),
+            f"bias_hh{suffix}": reorder(b[d, rows:]),
+        }
     return weights
 
 
@@ -800,8 +901,10 @@ def _attention(n: Node) -> Spec:
     for name in ("left_window_size", "right_window_size"):
         require(n.attr(name, -1) == -1, name)
     require(not any(n.has(i) for i in range(4, 7)), "past key/value or nonpad_kv_seqlen")
-    require(not n.has(3) or n.inputs[3].dtype == np.bool_,
-            "additive (float) mask (dualnet masks are bool)")
+    require(
+        not n.has(3) or n.inputs[3].dtype == np.bool_,
+        "additive (float) mask (dualnet masks are bool)",
+    )
     mask = ", mask=x3" if n.has(3) else ""
     causal = ", causal=true" if n.attr("is_causal", 0) else ""
     if q.ndim == 4:
@@ -809,12 +912,15 @@ def _attention(n: Node) -> Spec:
         return Spec((f"scaled_dot_product_attention(x0, x1, x2{mask}{causal})",))
     heads = n.attr("q_num_heads")
     require(heads == n.attr("kv_num_heads"), "grouped-query heads")
-    lines = tuple(f"{name} = permute(reshape(x{i}, [{t.shape[0]}, {t.shape[1]}, {heads}, "
-                  f"{t.shape[2] // heads}]), [0, 2, 1, 3])"
-                  for i, (name, t) in enumerate(zip("qkv", (q, k, v), strict=True)))
+    lines = tuple(
+        f"{name} = permute(reshape(x{i}, [{t.shape[0]}, {t.shape[1]}, {heads}, "
+        f"{t.shape[2] // heads}]), [0, 2, 1, 3])"
+        for i, (name, t) in enumerate(zip("qkv", (q, k, v), strict=True))
+    )
     lines += (f"a = scaled_dot_product_attention(q, k, v{mask}{causal})",)
-    return Spec((f"reshape(permute(a, [0, 2, 1, 3]), [{q.shape[0]}, {q.shape[1]}, "
-                 f"{v.shape[2]}])",), lines)
+    return Spec(
+        (f"reshape(permute(a, [0, 2, 1, 3]), [{q.shape[0]}, {q.shape[1]}, {v.shape[2]}])",), lines
+    )
 
 
 # ---------------------------------------------------------------- the mapping
@@ -823,21 +929,52 @@ def _attention(n: Node) -> Spec:
 MAPPERS: dict[str, Callable[[Node], Spec]] = {
     **{op: _unary(fn) for op, fn in _UNARY.items()},
     **{op: _binary(op) for op in _BINARY},
-    "Sum": _sum, "Elu": _elu, "LeakyRelu": _leaky_relu, "Gelu": _gelu, "Swish": _swish,
-    "Clip": _clip, "Where": _where, "Cast": _cast, "MatMul": _matmul, "Gemm": _gemm,
-    "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
-    "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"), "ReduceMax": _reduce("max"),
-    "ReduceMin": _reduce("min"), "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"),
-    "Concat": _concat, "Split": _split, "Flatten": _flatten, "Reshape": _reshape,
-    "Transpose": _transpose, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Pad": _pad,
-    "Resize": _resize, "Upsample": _resize, "Range": _range, "Slice": _slice,
-    "Gather": _gather, "Identity": _identity, "Dropout": _dropout,
-    "Conv": _conv, "ConvTranspose": _conv_transpose, "MaxPool": _pool("max"),
-    "AveragePool": _pool("avg"), "GlobalAveragePool": _global_avg_pool,
+    "Sum": _sum,
+    "Elu": _elu,
+    "LeakyRelu": _leaky_relu,
+    "Gelu": _gelu,
+    "Swish": _swish,
+    "Clip": _clip,
+    "Where": _where,
+    "Cast": _cast,
+    "MatMul": _matmul,
+    "Gemm": _gemm,
+    "Softmax": _softmax("softmax"),
+    "LogSoftmax": _softmax("log_softmax"),
+    "ReduceMean": _reduce("mean"),
+    "ReduceSum": _reduce("sum"),
+    "ReduceMax": _reduce("max"),
+    "ReduceMin": _reduce("min"),
+    "ArgMax": _arg("argmax"),
+    "ArgMin": _arg("argmin"),
+    "Concat": _concat,
+    "Split": _split,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Transpose": _transpose,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Pad": _pad,
+    "Resize": _resize,
+    "Upsample": _resize,
+    "Range": _range,
+    "Slice": _slice,
+    "Gather": _gather,
+    "Identity": _identity,
+    "Dropout": _dropout,
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("avg"),
+    "GlobalAveragePool": _global_avg_pool,
     "GlobalMaxPool": _global_max_pool,
-    "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
-    "InstanceNormalization": _instance_norm, "GroupNormalization": _group_norm,
-    "LSTM": _recurrent, "GRU": _recurrent, "Attention": _attention,
+    "BatchNormalization": _batch_norm,
+    "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
+    "GroupNormalization": _group_norm,
+    "LSTM": _recurrent,
+    "GRU": _recurrent,
+    "Attention": _attention,
 }
 
 
@@ -863,8 +1000,12 @@ def coverage_table(passing: dict[str, set[str]]) -> str:
     cases = all_cases()
     ops = sorted({c.op for c in cases})
     head = f"{'op':<22}{'cases':>6}{'matched':>8}" + "".join(f"{b:>7}" for b in BACKENDS)
-    lines = [f"ONNX node conformance: {len(cases)} single-node cases of {len(ops)} ops with a "
-             f"dualnet counterpart", head, "-" * len(head)]
+    lines = [
+        f"ONNX node conformance: {len(cases)} single-node cases of {len(ops)} ops with a "
+        f"dualnet counterpart",
+        head,
+        "-" * len(head),
+    ]
     for op in ops:
         mine = [c for c in cases if c.op == op]
         used = [c for c in mine if c.spec is not None]

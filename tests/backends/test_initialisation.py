@@ -82,6 +82,7 @@ MODELS = ("Dense", "Convs", "Sequences")
 
 # ---------------------------------------------------------------- PyTorch's rules
 
+
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
     return torch.nn.init._calculate_fan_in_and_fan_out(weight)
 
@@ -122,9 +123,21 @@ def expected(name: str, module: torch.nn.Module, scheme: str) -> tuple[str, floa
     if layer.startswith("embed"):  # Embedding.reset_parameters: N(0, 1)
         return _scheme(layer.removeprefix("embed").removeprefix("_") or "normal", weight)
     chosen = scheme if layer == "fc_hyper" else re.sub(r"^(fc|dilated)_?", "", layer)
-    return _scheme(chosen if chosen in ("kaiming_uniform", "kaiming_normal", "xavier_uniform",
-                                        "xavier_normal", "normal", "zeros", "ones")
-                   else "default", weight)
+    return _scheme(
+        chosen
+        if chosen
+        in (
+            "kaiming_uniform",
+            "kaiming_normal",
+            "xavier_uniform",
+            "xavier_normal",
+            "normal",
+            "zeros",
+            "ones",
+        )
+        else "default",
+        weight,
+    )
 
 
 def assert_distributed(values: np.ndarray, kind: str, scale: float, what: str) -> None:
@@ -146,12 +159,16 @@ def assert_distributed(values: np.ndarray, kind: str, scale: float, what: str) -
     if terms == 1:
         assert np.abs(v).max() >= scale * (1 - 8 / n), (what, np.abs(v).max(), scale)
     variance = terms * scale**2 / 3
-    assert abs(v.var() / variance - 1) < 6 * math.sqrt((kurtosis - 1) / n), \
-        (what, v.var(), variance)
+    assert abs(v.var() / variance - 1) < 6 * math.sqrt((kurtosis - 1) / n), (
+        what,
+        v.var(),
+        variance,
+    )
 
 
-def _check(state: dict[str, np.ndarray], module, scheme: str, source: str,
-           keras_biases: bool = False) -> None:
+def _check(
+    state: dict[str, np.ndarray], module, scheme: str, source: str, keras_biases: bool = False
+) -> None:
     """Every tensor as `expected`; an LSTM's two biases also as their sum, which is all
     Keras holds (as bias_ih, bias_hh being 0: `keras_biases`)."""
     for name, values in state.items():
@@ -172,9 +189,15 @@ def program(tmp_path_factory):
 # ---------------------------------------------------------------- distributions
 
 
-@pytest.mark.parametrize("model,scheme", [("Dense", "kaiming_normal"),
-                                          ("Dense", "xavier_uniform"), ("Convs", None),
-                                          ("Sequences", None)])
+@pytest.mark.parametrize(
+    "model,scheme",
+    [
+        ("Dense", "kaiming_normal"),
+        ("Dense", "xavier_uniform"),
+        ("Convs", None),
+        ("Sequences", None),
+    ],
+)
 def test_every_tensor_has_pytorchs_distribution(program, model, scheme, tmp_path):
     """(`scheme`: the Dense model's hyperparameter, an `init=` known only at run time.)"""
     hyper = {"scheme": scheme} if scheme else {}
@@ -218,11 +241,12 @@ def test_the_checks_fail_on_keras_defaults():
 @pytest.mark.parametrize("model", MODELS)
 def test_one_seed_gives_bit_identical_weights_in_both_frameworks(program, model, tmp_path):
     init = tmp_path / "init.safetensors"
-    assert cli.main(["init", program.path, "--model", model, "--seed", "7", "-o",
-                     str(init)]) == 0
+    assert cli.main(["init", program.path, "--model", model, "--seed", "7", "-o", str(init)]) == 0
     files = {}
-    for name, built in (("torch", program.torch(model, seed=7)),
-                        ("keras", program.keras(model, seed=7))):
+    for name, built in (
+        ("torch", program.torch(model, seed=7)),
+        ("keras", program.keras(model, seed=7)),
+    ):
         files[name] = tmp_path / f"{name}.safetensors"
         dualnet.save_weights(built, files[name])
     assert files["torch"].read_bytes() == init.read_bytes()

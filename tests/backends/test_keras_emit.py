@@ -27,8 +27,16 @@ from dualnet.weights import write_state
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-ZOO = ["lenet5", "mlp", "resnet18", "mobilenetv2", "bert_encoder", "lstm_classifier",
-       "gru_classifier", "unet"]
+ZOO = [
+    "lenet5",
+    "mlp",
+    "resnet18",
+    "mobilenetv2",
+    "bert_encoder",
+    "lstm_classifier",
+    "gru_classifier",
+    "unet",
+]
 CNNS = ["lenet5", "resnet18", "mobilenetv2", "unet"]
 
 
@@ -73,7 +81,7 @@ def _keras_gradients(pair: Pair, inputs, weights):
         loss = sum(tf.reduce_sum(o * w) for o, w in zip(out, weights, strict=True))
     variables = model.trainable_variables
     grads = tape.gradient(loss, [*watched, *variables])
-    by_variable = {id(v): g for v, g in zip(variables, grads[len(watched):], strict=True)}
+    by_variable = {id(v): g for v, g in zip(variables, grads[len(watched) :], strict=True)}
 
     def value_of(variable):
         g = by_variable.get(id(variable))
@@ -81,7 +89,7 @@ def _keras_gradients(pair: Pair, inputs, weights):
             return np.zeros(variable.shape, variable.dtype)
         return np.asarray(tf.convert_to_tensor(g))  # Embedding gradients are IndexedSlices
 
-    return [np.asarray(g) for g in grads[:len(watched)]], torch_named(model, value_of)
+    return [np.asarray(g) for g in grads[: len(watched)]], torch_named(model, value_of)
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -90,8 +98,7 @@ def test_zoo_gradients_match_pytorch(pairs, name):
     (eval mode: dropout off, BatchNorm on its running statistics)."""
     pair = pairs(name)
     inputs = pair.inputs(sizes=2)
-    weights = [pair.rng.standard_normal(o.shape).astype(np.float32)
-               for o in pair.run_torch(inputs)]
+    weights = [pair.rng.standard_normal(o.shape).astype(np.float32) for o in pair.run_torch(inputs)]
     torch_inputs, torch_params = _torch_gradients(pair, inputs, weights)
     keras_inputs, keras_params = _keras_gradients(pair, inputs, weights)
     for k, t in zip(keras_inputs, torch_inputs, strict=True):
@@ -154,9 +161,12 @@ def test_keras_file_saves_and_loads(pairs, tmp_path, name):
 def _export(pair: Pair, tmp_path: Path, name: str) -> Path:
     """A SavedModel whose `serve` signature is the model's: symbolic sizes None, dualnet's
     dtypes (token ids stay int64)."""
-    signature = [tf.TensorSpec([d if isinstance(d, int) else None for d in v.type.shape],
-                               KERAS_DTYPES[v.type.dtype])
-                 for v in pair.summary.graph.inputs]
+    signature = [
+        tf.TensorSpec(
+            [d if isinstance(d, int) else None for d in v.type.shape], KERAS_DTYPES[v.type.dtype]
+        )
+        for v in pair.summary.graph.inputs
+    ]
     directory = tmp_path / f"{name}_savedmodel"
     pair.keras.export(str(directory), input_signature=signature, verbose=False)
     return directory
@@ -208,10 +218,19 @@ def test_the_generated_file_imports_like_hand_written_code(generated):
 
 # The transposes a generated model runs: one into channels-last where the images come in,
 # one back before a flatten or an image output; none between blocks.
-TRANSPOSES = {"channels_first": {"lenet5": 2, "mlp": 0, "resnet18": 1, "mobilenetv2": 1,
-                                 "bert_encoder": 0, "lstm_classifier": 0, "gru_classifier": 0,
-                                 "unet": 2},
-              "channels_last": {"lenet5": 1, "resnet18": 0, "mobilenetv2": 0, "unet": 0}}
+TRANSPOSES = {
+    "channels_first": {
+        "lenet5": 2,
+        "mlp": 0,
+        "resnet18": 1,
+        "mobilenetv2": 1,
+        "bert_encoder": 0,
+        "lstm_classifier": 0,
+        "gru_classifier": 0,
+        "unet": 2,
+    },
+    "channels_last": {"lenet5": 1, "resnet18": 0, "mobilenetv2": 0, "unet": 0},
+}
 
 
 @pytest.mark.parametrize("layout", sorted(TRANSPOSES))
@@ -267,14 +286,29 @@ def test_a_keras_layout_kernel_is_refused_by_name(pairs, tmp_path):
     with pytest.raises(DualnetError) as info:
         dualnet.load_weights(pair.keras, bad)
     assert "conv1.weight" in str(info.value)
-    assert all(np.array_equal(a, b.numpy()) for a, b in zip(before, pair.keras.weights,
-                                                                strict=True))
+    assert all(
+        np.array_equal(a, b.numpy()) for a, b in zip(before, pair.keras.weights, strict=True)
+    )
 
 
 def test_compile_keras_command(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "dualnet", "compile", str(MODELS / "unet.dnet"),
-                          "--target", "keras", "--layout", "channels_last", "-o", str(tmp_path)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "compile",
+            str(MODELS / "unet.dnet"),
+            "--target",
+            "keras",
+            "--layout",
+            "channels_last",
+            "-o",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "unet_keras.py").read_text()
     assert "Image inputs and outputs are channels-last" in text and "import torch" not in text
@@ -293,7 +327,8 @@ def test_a_stride_hyperparameter_picks_the_padding_per_instance(tmp_path):
         "model Net() {\n"
         "    blocks = Sequential(Block(4), Block(4, stride=2), Block(4))\n"
         "    forward(x: f32[B, 3, 10, 10]) { return blocks(x) }\n"
-        "}\n")
+        "}\n"
+    )
     pair = Pair(source, tmp_path)
     assert '"same" if stride == 1 else "valid"' in pair.keras_source
     assert pair.worst_output_error(pair.inputs(sizes=2)) < TOL
@@ -312,7 +347,8 @@ def test_names_never_shadow_keras_or_python(tmp_path):
         "    forward(mask: f32[B, 4], training: f32[B, 4]) -> f32[B, 3] {\n"
         "        return weights(relu(name(mask))) + call(training)\n"
         "    }\n"
-        "}\n")
+        "}\n"
+    )
     pair = Pair(source, tmp_path)
     assert pair.worst_output_error(pair.inputs()) < TOL
     assert isinstance(pair.keras.name, str) and pair.keras.name_.units == 4
@@ -330,7 +366,8 @@ def test_a_model_declared_in_another_float_type_computes_in_it(tmp_path, dtype):
         f"    forward(x: {dtype}[B, 4], y: {dtype}[B, 4]) {{\n"
         "        return softmax(gelu(x) * y + 0.5, 1)\n"
         "    }\n"
-        "}\n")
+        "}\n"
+    )
     pair = Pair(source, tmp_path)
     inputs = pair.inputs()
     got, want = pair.run_keras(inputs)[0], pair.run_torch(inputs)[0]

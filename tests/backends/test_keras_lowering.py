@@ -72,8 +72,9 @@ def _to_dualnet_layout(op: str, a: np.ndarray) -> np.ndarray:
 def _sources(case: Case, hide_in_types: bool = False):
     """(bound case, constructor source, call or function source)."""
     bound = bind(case)
-    call = KerasCall(bound.sources, bound.attrs, {} if hide_in_types else bound.types,
-                     bound.out_types, fmt)
+    call = KerasCall(
+        bound.sources, bound.attrs, {} if hide_in_types else bound.types, bound.out_types, fmt
+    )
     if not REGISTRY[case.op].is_layer:
         return bound, "", lower_function(case.op, call)
     row = KERAS_LAYERS[case.op]
@@ -85,8 +86,12 @@ def _prepared(case: Case, hide_in_types: bool = False):
     layer holding the case's parameters, the parameters); `training` is False."""
     bound, construct, src = _sources(case, hide_in_types)
     ns = {"keras": keras, "ops": ops, TRAINING: False, **case.env}
-    ns.update({name: ops.convert_to_tensor(_to_keras_layout(case.op, a))
-               for name, a in bound.named.items()})
+    ns.update(
+        {
+            name: ops.convert_to_tensor(_to_keras_layout(case.op, a))
+            for name, a in bound.named.items()
+        }
+    )
     for name in helpers_needed(construct + "\n" + src):
         exec(HELPERS[name], ns)
     params = {}
@@ -144,39 +149,86 @@ def _keras_cases() -> list:
     add(Case("max_pool2d", {"x": xo}, kernel=3, stride=1, padding=1))
     add(Case("max_pool1d", {"x": randn(2, 3, 10)}, kernel=2, stride=1, padding="same"))
     for include in (True, False):
-        add(Case("avg_pool2d", {"x": xo}, kernel=3, stride=1, padding=1,
-                 count_include_pad=include))
-        add(Case("avg_pool1d", {"x": randn(2, 3, 10)}, kernel=2, stride=1, padding="same",
-                 count_include_pad=include))
+        add(Case("avg_pool2d", {"x": xo}, kernel=3, stride=1, padding=1, count_include_pad=include))
+        add(
+            Case(
+                "avg_pool1d",
+                {"x": randn(2, 3, 10)},
+                kernel=2,
+                stride=1,
+                padding="same",
+                count_include_pad=include,
+            )
+        )
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 6, 6)}, size=3))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=(7, 5)))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=(1, 5)))
-    add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 9, 8)},
-             types={"x": TensorType(DType.f32, (sym("B"), 3, H, W))}, env=ENV, size=(H, W)))
+    add(
+        Case(
+            "adaptive_avg_pool2d",
+            {"x": randn(2, 3, 9, 8)},
+            types={"x": TensorType(DType.f32, (sym("B"), 3, H, W))},
+            env=ENV,
+            size=(H, W),
+        )
+    )
     add(Case("upsample", {"x": randn(2, 3, 4, 5)}, scale=(1, 2)))
-    add(Case("matmul", {"a": np.arange(12, dtype=np.int32).reshape(3, 4),
-                        "b": np.arange(8, dtype=np.int32).reshape(4, 2)}))
+    add(
+        Case(
+            "matmul",
+            {
+                "a": np.arange(12, dtype=np.int32).reshape(3, 4),
+                "b": np.arange(8, dtype=np.int32).reshape(4, 2),
+            },
+        )
+    )
     add(Case("softplus", {"x": randn(3, 4, dtype=np.float64) * 30}))
     add(Case("clamp", {"x": np.arange(-5, 6, dtype=np.int64)}, hi=-1.5))
     add(Case("neg", {"x": np.arange(4, dtype=np.int32)}))
     add(Case("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "padding": 1}))
     add(Case("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "stride": 2, "padding": 1}))
     add(Case("Conv2d", {"x": x}, {"out": 4, "kernel": 1, "bias": False}))
-    add(Case("Conv2d", {"x": x}, {"out": 6, "kernel": 3, "stride": 2, "padding": "same",
-                                  "groups": 3}))
-    add(Case("Conv1d", {"x": randn(2, 4, 11)}, {"out": 8, "kernel": 3, "groups": 4,
-                                                "padding": 2, "dilation": 2}))
+    add(
+        Case(
+            "Conv2d", {"x": x}, {"out": 6, "kernel": 3, "stride": 2, "padding": "same", "groups": 3}
+        )
+    )
+    add(
+        Case(
+            "Conv1d",
+            {"x": randn(2, 4, 11)},
+            {"out": 8, "kernel": 3, "groups": 4, "padding": 2, "dilation": 2},
+        )
+    )
     add(Case("ConvTranspose2d", {"x": randn(2, 4, 5, 6)}, {"out": 3, "kernel": 2, "stride": 3}))
-    add(Case("ConvTranspose2d", {"x": randn(2, 4, 5, 6)}, {"out": 3, "kernel": 4, "stride": 2,
-                                                           "padding": 1}))
-    add(Case("ConvTranspose2d", {"x": randn(2, 2, 5, 4)},
-             {"out": 4, "kernel": 2, "dilation": 3, "output_padding": (2, 1), "padding": 1}))
+    add(
+        Case(
+            "ConvTranspose2d",
+            {"x": randn(2, 4, 5, 6)},
+            {"out": 3, "kernel": 4, "stride": 2, "padding": 1},
+        )
+    )
+    add(
+        Case(
+            "ConvTranspose2d",
+            {"x": randn(2, 2, 5, 4)},
+            {"out": 4, "kernel": 2, "dilation": 3, "output_padding": (2, 1), "padding": 1},
+        )
+    )
     add(Case("GroupNorm", {"x": randn(4, 6)}, {"groups": 3}))
     add(Case("reshape", {"x": randn(1, 1)}, dims=()))
-    add(Case("GRU", {"x": randn(2, 5, 3)}, {"hidden": 4, "bidirectional": True},
-             param_scale=0.5, state=True))
-    add(Case("LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 3}, param_scale=0.5,
-             state=True))
+    add(
+        Case(
+            "GRU",
+            {"x": randn(2, 5, 3)},
+            {"hidden": 4, "bidirectional": True},
+            param_scale=0.5,
+            state=True,
+        )
+    )
+    add(
+        Case("LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 3}, param_scale=0.5, state=True)
+    )
     return c
 
 
@@ -235,8 +287,7 @@ def test_layers_that_train_differently_are_given_training(case):
     threaded = _differ(_results(eval(src, ns)), inference)
     context = _TrainingContext(lambda: eval(src, ns))
     trains = _differ(_results(context(ops.zeros(()), training=True)), inference)
-    assert trains == threaded == (f"{TRAINING}={TRAINING}" in src) == \
-        (case.op in TRAINING_OPS), src
+    assert trains == threaded == (f"{TRAINING}={TRAINING}" in src) == (case.op in TRAINING_OPS), src
 
 
 def test_table_covers_every_op_once():
@@ -261,8 +312,10 @@ def test_lower_function_refuses_layers():
 
 
 def test_checking_never_imports_keras():
-    code = ("import sys, dualnet.backends.keras.lowering, dualnet.backends.keras.runtime; "
-            "sys.exit(bool({'keras', 'tensorflow', 'torch'} & set(sys.modules)))")
+    code = (
+        "import sys, dualnet.backends.keras.lowering, dualnet.backends.keras.runtime; "
+        "sys.exit(bool({'keras', 'tensorflow', 'torch'} & set(sys.modules)))"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -280,75 +333,109 @@ def _source(op, inputs, config=None, **attrs):
 
 def test_readable_sources():
     x = randn(2, 3, 8, 8)
-    assert _source("Conv2d", {"x": randn(1, 3, 16, 16)},
-                   {"out": 64, "kernel": 7, "stride": 2, "padding": 3, "bias": False}) == \
-        ("keras.layers.Conv2D(64, 7, strides=2, use_bias=False)",
-         "layer(ops.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0))))")
-    assert _source("Conv2d", {"x": x}, {"out": 64, "kernel": 3, "padding": 1,
-                                        "bias": False}) == \
-        ("keras.layers.Conv2D(64, 3, padding='same', use_bias=False)", "layer(x)")
-    assert _source("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "stride": 2,
-                                        "padding": "same"}) == \
-        ("keras.layers.Conv2D(4, 3, strides=2, padding='same')", "layer(x)")
-    assert _source("Conv2d", {"x": x}, {"out": 6, "kernel": 3, "groups": 3})[0] == \
-        "keras.layers.DepthwiseConv2D(3, depth_multiplier=2)"
-    assert _source("ConvTranspose2d", {"x": x}, {"out": 4, "kernel": 4, "stride": 2,
-                                                 "padding": 1}) == \
-        ("keras.layers.Conv2DTranspose(4, 4, strides=2)", "layer(x)[:, 1:-1, 1:-1]")
-    assert _source("ConvTranspose2d", {"x": x}, {"out": 4, "kernel": 2, "stride": 3})[0] == \
-        "keras.layers.Conv2DTranspose(4, 2, strides=3, output_padding=0)"
-    assert _source("BatchNorm", {"x": x})[0] == \
-        "_BatchNorm(axis=-1, epsilon=1e-05, momentum=0.9)"
-    assert _source("BatchNorm", {"x": x}, {"momentum": 0.7})[0] == \
-        "_BatchNorm(axis=-1, epsilon=1e-05, momentum=0.3)"
-    assert _source("LayerNorm", {"x": randn(2, 5, 6)})[0] == \
-        "keras.layers.LayerNormalization(epsilon=1e-05)"
-    assert _source("GroupNorm", {"x": x}, {"groups": 3})[0] == \
-        "keras.layers.GroupNormalization(3, epsilon=1e-05)"
-    assert _source("Linear", {"x": randn(2, 7)}, {"out": 3}) == \
-        ("keras.layers.Dense(3)", "layer(x)")
-    assert _source("Dropout", {"x": x}, {"p": 0.1}) == \
-        ("keras.layers.Dropout(0.1)", "layer(x, training=training)")
+    assert _source(
+        "Conv2d",
+        {"x": randn(1, 3, 16, 16)},
+        {"out": 64, "kernel": 7, "stride": 2, "padding": 3, "bias": False},
+    ) == (
+        "keras.layers.Conv2D(64, 7, strides=2, use_bias=False)",
+        "layer(ops.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0))))",
+    )
+    assert _source("Conv2d", {"x": x}, {"out": 64, "kernel": 3, "padding": 1, "bias": False}) == (
+        "keras.layers.Conv2D(64, 3, padding='same', use_bias=False)",
+        "layer(x)",
+    )
+    assert _source("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "stride": 2, "padding": "same"}) == (
+        "keras.layers.Conv2D(4, 3, strides=2, padding='same')",
+        "layer(x)",
+    )
+    assert (
+        _source("Conv2d", {"x": x}, {"out": 6, "kernel": 3, "groups": 3})[0]
+        == "keras.layers.DepthwiseConv2D(3, depth_multiplier=2)"
+    )
+    assert _source(
+        "ConvTranspose2d", {"x": x}, {"out": 4, "kernel": 4, "stride": 2, "padding": 1}
+    ) == ("keras.layers.Conv2DTranspose(4, 4, strides=2)", "layer(x)[:, 1:-1, 1:-1]")
+    assert (
+        _source("ConvTranspose2d", {"x": x}, {"out": 4, "kernel": 2, "stride": 3})[0]
+        == "keras.layers.Conv2DTranspose(4, 2, strides=3, output_padding=0)"
+    )
+    assert _source("BatchNorm", {"x": x})[0] == "_BatchNorm(axis=-1, epsilon=1e-05, momentum=0.9)"
+    assert (
+        _source("BatchNorm", {"x": x}, {"momentum": 0.7})[0]
+        == "_BatchNorm(axis=-1, epsilon=1e-05, momentum=0.3)"
+    )
+    assert (
+        _source("LayerNorm", {"x": randn(2, 5, 6)})[0]
+        == "keras.layers.LayerNormalization(epsilon=1e-05)"
+    )
+    assert (
+        _source("GroupNorm", {"x": x}, {"groups": 3})[0]
+        == "keras.layers.GroupNormalization(3, epsilon=1e-05)"
+    )
+    assert _source("Linear", {"x": randn(2, 7)}, {"out": 3}) == (
+        "keras.layers.Dense(3)",
+        "layer(x)",
+    )
+    assert _source("Dropout", {"x": x}, {"p": 0.1}) == (
+        "keras.layers.Dropout(0.1)",
+        "layer(x, training=training)",
+    )
     assert _source("BatchNorm", {"x": x})[1] == "layer(x, training=training)"
-    assert _source("LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2,
-                                                   "bidirectional": True}, state=True) == \
-        ("_Recurrent('LSTM', 4, num_layers=2, bidirectional=True)", "layer(x, state=True)")
-    assert _source("GRU", {"x": randn(2, 5, 3)}, {"hidden": 4}) == \
-        ("_Recurrent('GRU', 4)", "layer(x)")
+    assert _source(
+        "LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2, "bidirectional": True}, state=True
+    ) == ("_Recurrent('LSTM', 4, num_layers=2, bidirectional=True)", "layer(x, state=True)")
+    assert _source("GRU", {"x": randn(2, 5, 3)}, {"hidden": 4}) == (
+        "_Recurrent('GRU', 4)",
+        "layer(x)",
+    )
     q = randn(2, 4, 8)
-    assert _source("MultiHeadAttention", {"q": q, "k": q, "v": q}, {"dim": 8, "heads": 2},
-                   causal=True) == \
-        ("_MultiHeadAttention(num_heads=2, key_dim=4)",
-         "layer(q, v, key=k, use_causal_mask=True)")
-    assert _source("max_pool2d", {"x": x}, kernel=3, stride=2, padding=1)[1] == \
-        'ops.max_pool(ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf")), 3, strides=2)'  # noqa: E501
+    assert _source(
+        "MultiHeadAttention", {"q": q, "k": q, "v": q}, {"dim": 8, "heads": 2}, causal=True
+    ) == ("_MultiHeadAttention(num_heads=2, key_dim=4)", "layer(q, v, key=k, use_causal_mask=True)")
+    assert (
+        _source("max_pool2d", {"x": x}, kernel=3, stride=2, padding=1)[1]
+        == 'ops.max_pool(ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf")), 3, strides=2)'  # noqa: E501
+    )
     assert _source("max_pool2d", {"x": x}, kernel=2)[1] == "ops.max_pool(x, 2)"
-    assert _source("avg_pool2d", {"x": x}, kernel=3, stride=1, padding=1,
-                   count_include_pad=False)[1] == \
-        "ops.average_pool(x, 3, strides=1, padding='same')"
+    assert (
+        _source("avg_pool2d", {"x": x}, kernel=3, stride=1, padding=1, count_include_pad=False)[1]
+        == "ops.average_pool(x, 3, strides=1, padding='same')"
+    )
     assert _source("global_avg_pool", {"x": x})[1] == "ops.mean(x, axis=(1, 2))"
-    assert _source("adaptive_avg_pool2d", {"x": x}, size=1)[1] == \
-        "ops.mean(x, axis=(1, 2), keepdims=True)"
-    assert _source("upsample", {"x": x}, scale=2)[1] == \
-        "ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)"
-    assert _source("pad", {"x": x}, pads=(1, 2, 3, 4))[1] == \
-        "ops.pad(x, ((0, 0), (0, 0), (1, 2), (3, 4)))"
-    assert _source("sum", {"x": x}, axis=(2, 3), keepdims=True)[1] == \
-        "ops.sum(x, axis=(2, 3), keepdims=True)"
+    assert (
+        _source("adaptive_avg_pool2d", {"x": x}, size=1)[1]
+        == "ops.mean(x, axis=(1, 2), keepdims=True)"
+    )
+    assert (
+        _source("upsample", {"x": x}, scale=2)[1]
+        == "ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)"
+    )
+    assert (
+        _source("pad", {"x": x}, pads=(1, 2, 3, 4))[1]
+        == "ops.pad(x, ((0, 0), (0, 0), (1, 2), (3, 4)))"
+    )
+    assert (
+        _source("sum", {"x": x}, axis=(2, 3), keepdims=True)[1]
+        == "ops.sum(x, axis=(2, 3), keepdims=True)"
+    )
     assert _source("argmax", {"x": x}, axis=1)[1] == 'ops.cast(ops.argmax(x, axis=1), "int64")'
     assert _source("softmax", {"x": x})[1] == "ops.softmax(x, axis=-1)"
     assert _source("flatten", {"x": x})[1] == "ops.reshape(x, (2, 192))"
-    assert _source("getitem", {"x": x}, items=(slice(None), slice(1, 2), -1))[1] == \
-        "x[:, 1:2, 7]"
-    assert _source("add", {"a": 2.0, "b": 3.0})[1] == \
-        'ops.convert_to_tensor(2.0, dtype="float32") + 3.0'
+    assert _source("getitem", {"x": x}, items=(slice(None), slice(1, 2), -1))[1] == "x[:, 1:2, 7]"
+    assert (
+        _source("add", {"a": 2.0, "b": 3.0})[1]
+        == 'ops.convert_to_tensor(2.0, dtype="float32") + 3.0'
+    )
     assert _source("eq", {"a": x, "b": 1.0})[1] == "ops.equal(a, 1.0)"
     assert _source("gelu", {"x": x})[1] == "ops.gelu(x, approximate=False)"
     assert _source("leaky_relu", {"x": x})[1] == "ops.leaky_relu(x, negative_slope=0.01)"
     assert _source("softplus", {"x": x}, beta=2.0)[1] == "_softplus(x, 2.0, 20.0)"
     assert _source("split", {"x": x}, n=3, axis=1)[1] == "ops.split(x, 3, axis=1)"
-    assert _source("scaled_dot_product_attention", {"q": q, "k": q, "v": q}, causal=True)[1] \
+    assert (
+        _source("scaled_dot_product_attention", {"q": q, "k": q, "v": q}, causal=True)[1]
         == "_attention(q, k, v, causal=True)"
+    )
 
 
 def _tagged_fmt(value) -> str:
@@ -370,23 +457,31 @@ def _with(op: str, shape: tuple, config: dict) -> dict:
 
 def test_sizes_and_values_stay_expressions():
     c, k = Tagged(3, sym("c")), Tagged(3, sym("k"))
-    cfg = _with("Conv2d", (2, c, 8, 8), {"out": 2 * c, "kernel": k, "groups": c,
-                                          "padding": (k - 1) // 2})
-    assert KERAS_LAYERS["Conv2d"].construct(cfg, _tagged_fmt) == \
-        ("keras.layers.DepthwiseConv2D(k, padding='same', depth_multiplier=2, "
-         "depthwise_initializer=_TorchInit('default', fan_in=k * k), "
-         "bias_initializer=_TorchInit('default', fan_in=k * k))")
-    cfg = _with("BatchNorm", (2, 3, 4, 4), {"momentum": written(0.1, "self.momentum"),
-                                            "eps": written(1e-3, "eps")})
-    assert KERAS_LAYERS["BatchNorm"].construct(cfg, _tagged_fmt) == \
-        "_BatchNorm(axis=-1, epsilon=eps, momentum=1 - self.momentum)"
+    cfg = _with(
+        "Conv2d", (2, c, 8, 8), {"out": 2 * c, "kernel": k, "groups": c, "padding": (k - 1) // 2}
+    )
+    assert KERAS_LAYERS["Conv2d"].construct(cfg, _tagged_fmt) == (
+        "keras.layers.DepthwiseConv2D(k, padding='same', depth_multiplier=2, "
+        "depthwise_initializer=_TorchInit('default', fan_in=k * k), "
+        "bias_initializer=_TorchInit('default', fan_in=k * k))"
+    )
+    cfg = _with(
+        "BatchNorm",
+        (2, 3, 4, 4),
+        {"momentum": written(0.1, "self.momentum"), "eps": written(1e-3, "eps")},
+    )
+    assert (
+        KERAS_LAYERS["BatchNorm"].construct(cfg, _tagged_fmt)
+        == "_BatchNorm(axis=-1, epsilon=eps, momentum=1 - self.momentum)"
+    )
     p = Tagged(1, sym("p"))
-    cfg = _with("ConvTranspose2d", (2, 4, 5, 6), {"out": 3, "kernel": 3, "stride": 2,
-                                                  "padding": p})
+    cfg = _with("ConvTranspose2d", (2, 4, 5, 6), {"out": 3, "kernel": 3, "stride": 2, "padding": p})
     t = TensorType(DType.f32, (2, 4, 5, 6))
     call = KerasCall({"x": "x"}, cfg, {"x": t}, [t], _tagged_fmt)
-    assert KERAS_LAYERS["ConvTranspose2d"].call("self.up", call) == \
-        "self.up(x)[:, p:-p or None, p:-p or None]"
+    assert (
+        KERAS_LAYERS["ConvTranspose2d"].call("self.up", call)
+        == "self.up(x)[:, p:-p or None, p:-p or None]"
+    )
     mode = written("tanh", "mode")
     call = KerasCall({"x": "x"}, {"approximate": mode}, {"x": t}, [t], _tagged_fmt)
     assert lower_function("gelu", call) == 'ops.gelu(x, approximate=mode == "tanh")'
@@ -405,40 +500,62 @@ def test_initializers_are_pytorchs_with_pytorchs_fans():
     c = Tagged(64, sym("C"))
     assert _initializers("Linear", (2, c), {"out": 10}) == [
         "kernel_initializer=_TorchInit('default', fan_in=C)",
-        "bias_initializer=_TorchInit('default', fan_in=C)"]
-    assert _initializers("Conv2d", (2, c, 8, 8), {"out": 32, "kernel": 3, "bias": False,
-                                                  "init": "xavier_normal"}) == [
-        "kernel_initializer=_TorchInit('xavier_normal', fan_in=9 * C, fan_out=288)"]
-    assert _initializers("Conv2d", (2, 8, 8, 8), {"out": 16, "kernel": 3, "groups": 8,
-                                                  "init": "kaiming_normal"})[0] == \
-        "depthwise_initializer=_TorchInit('kaiming_normal', fan_in=9)"
-    assert _initializers("Conv2d", (2, 8, 9, 9), {"out": 8, "kernel": 3, "stride": 2,
-                                                  "dilation": 2, "init": "ones"})[0] == \
-        "kernel_initializer=_TorchKernelInit('ones', kernel=(3, 3), dilation=(2, 2))"
-    assert _initializers("ConvTranspose2d", (2, 8, 5, 5), {"out": 6, "kernel": 4, "groups": 2,
-                                                           "init": "zeros"}) == [
+        "bias_initializer=_TorchInit('default', fan_in=C)",
+    ]
+    assert _initializers(
+        "Conv2d", (2, c, 8, 8), {"out": 32, "kernel": 3, "bias": False, "init": "xavier_normal"}
+    ) == ["kernel_initializer=_TorchInit('xavier_normal', fan_in=9 * C, fan_out=288)"]
+    assert (
+        _initializers(
+            "Conv2d", (2, 8, 8, 8), {"out": 16, "kernel": 3, "groups": 8, "init": "kaiming_normal"}
+        )[0]
+        == "depthwise_initializer=_TorchInit('kaiming_normal', fan_in=9)"
+    )
+    assert (
+        _initializers(
+            "Conv2d",
+            (2, 8, 9, 9),
+            {"out": 8, "kernel": 3, "stride": 2, "dilation": 2, "init": "ones"},
+        )[0]
+        == "kernel_initializer=_TorchKernelInit('ones', kernel=(3, 3), dilation=(2, 2))"
+    )
+    assert _initializers(
+        "ConvTranspose2d", (2, 8, 5, 5), {"out": 6, "kernel": 4, "groups": 2, "init": "zeros"}
+    ) == [
         "kernel_initializer=_TorchKernelInit('zeros', groups=2)",
-        "bias_initializer=_TorchInit('default', fan_in=48)"]
-    assert _initializers("Linear", (2, 5), {"out": 3, "init": "zeros", "bias": False}) == \
-        ["kernel_initializer='zeros'"]
+        "bias_initializer=_TorchInit('default', fan_in=48)",
+    ]
+    assert _initializers("Linear", (2, 5), {"out": 3, "init": "zeros", "bias": False}) == [
+        "kernel_initializer='zeros'"
+    ]
     scheme = written("normal", "scheme")
-    assert _initializers("Linear", (2, 5), {"out": 3, "init": scheme, "bias": False}) == \
-        ["kernel_initializer=_TorchInit(scheme, fan_in=5, fan_out=3)"]
+    assert _initializers("Linear", (2, 5), {"out": 3, "init": scheme, "bias": False}) == [
+        "kernel_initializer=_TorchInit(scheme, fan_in=5, fan_out=3)"
+    ]
     o = REGISTRY["Embedding"]
     cfg = {p.name: p.default for p in o.construct.params} | {"vocab": 50, "dim": 4}
     run_rule(o, {"ids": TensorType(DType.i64, (2,))}, {}, {}, None, cfg)
-    assert KERAS_LAYERS["Embedding"].construct(cfg, fmt) == \
-        "keras.layers.Embedding(50, 4, embeddings_initializer=_TorchInit('normal'))"
+    assert (
+        KERAS_LAYERS["Embedding"].construct(cfg, fmt)
+        == "keras.layers.Embedding(50, 4, embeddings_initializer=_TorchInit('normal'))"
+    )
     cfg["init"] = written("default", "scheme")
-    assert "_TorchInit('normal' if scheme == 'default' else scheme, fan_in=4, fan_out=50)" in \
-        KERAS_LAYERS["Embedding"].construct(cfg, _tagged_fmt).replace('"', "'")
+    assert (
+        "_TorchInit('normal' if scheme == 'default' else scheme, fan_in=4, fan_out=50)"
+        in KERAS_LAYERS["Embedding"].construct(cfg, _tagged_fmt).replace('"', "'")
+    )
 
 
 def test_conv_layer_and_call_agree_on_padding():
     """construct and call decide "same" from the same attributes (`weights.keras_same`)."""
-    for config in ({"padding": 1}, {"padding": 1, "stride": 2}, {"padding": "same"},
-                   {"padding": "same", "stride": 2}, {"padding": 2, "dilation": 2},
-                   {"padding": (1, 0)}):
+    for config in (
+        {"padding": 1},
+        {"padding": 1, "stride": 2},
+        {"padding": "same"},
+        {"padding": "same", "stride": 2},
+        {"padding": 2, "dilation": 2},
+        {"padding": (1, 0)},
+    ):
         cfg = _with("Conv2d", (2, 3, 8, 8), {"out": 4, "kernel": 3, **config})
         t = TensorType(DType.f32, (2, 3, 8, 8))
         call = KERAS_LAYERS["Conv2d"].call("conv", KerasCall({"x": "x"}, cfg, {}, [t], fmt))
@@ -455,8 +572,9 @@ def test_conv_call_needs_the_layer_config():
 
 def test_cast_to_bfloat16():
     x = randn(3, 4)
-    _, ctx = run_rule(REGISTRY["cast"], {"x": TensorType(DType.f32, (3, 4))},
-                      {"dtype": DType.bf16}, {}, None)
+    _, ctx = run_rule(
+        REGISTRY["cast"], {"x": TensorType(DType.f32, (3, 4))}, {"dtype": DType.bf16}, {}, None
+    )
     src = lower_function("cast", KerasCall({"x": "x"}, ctx.attrs, {}, [], fmt))
     y = eval(src, {"ops": ops, "x": ops.convert_to_tensor(x)})
     assert y.dtype == tf.bfloat16
@@ -477,16 +595,25 @@ def _ruff(tmp_path, source: str, *extra: str) -> None:
         pytest.skip("ruff is not installed")
     path = tmp_path / "generated.py"
     path.write_text(source)
-    result = subprocess.run([ruff, "check", "--isolated", "--line-length", "100", *extra,
-                             str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [ruff, "check", "--isolated", "--line-length", "100", *extra, str(path)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout
 
 
 def test_generated_sources_are_clean_python(tmp_path):
     """Every expression the cases produce, as statements (names are free: no F821)."""
     body = "\n".join(f"y = {src}" for src in _generated_sources())
-    _ruff(tmp_path, "import keras\nfrom keras import ops\n\n" + body + "\n",
-          "--select", "E,F,W,B,UP,SIM,C4", "--ignore", "F821,E501")
+    _ruff(
+        tmp_path,
+        "import keras\nfrom keras import ops\n\n" + body + "\n",
+        "--select",
+        "E,F,W,B,UP,SIM,C4",
+        "--ignore",
+        "F821,E501",
+    )
 
 
 # ---------------------------------------------------------------- runtime helpers
@@ -529,8 +656,12 @@ def test_recurrent_weights_config_and_saving(tmp_path):
         spec = keras_layer(op, bound.ctx.config)
         cell = layer.cells[0].forward_layer.get_config()
         assert {k: cell[k] for k in spec.kwargs} == spec.kwargs
-        assert (layer.dualnet_op, layer.hidden, layer.num_layers, layer.bidirectional) == \
-            (op, 4, 2, True)
+        assert (layer.dualnet_op, layer.hidden, layer.num_layers, layer.bidirectional) == (
+            op,
+            4,
+            2,
+            True,
+        )
     inputs = keras.Input((5, 3))
     y, h, c = recurrent("LSTM", 4, num_layers=2, bidirectional=True)(inputs, state=True)
     model = keras.Model(inputs, [y, h, c])
@@ -562,8 +693,9 @@ def test_fully_masked_attention_has_finite_gradients():
         out = ns["_mha"](attention, x, x, x, keys, causal=True)
         total = ops.sum(out)
     assert np.isfinite(tape.gradient(total, x).numpy()).all()
-    np.testing.assert_allclose(out.numpy()[1], np.broadcast_to(attention.output_dense.bias.numpy(),
-                                                               (3, 8)))
+    np.testing.assert_allclose(
+        out.numpy()[1], np.broadcast_to(attention.output_dense.bias.numpy(), (3, 8))
+    )
 
 
 def test_runtime_padding_helper_matches_same_rule():
@@ -572,7 +704,6 @@ def test_runtime_padding_helper_matches_same_rule():
     x = positive(1, 7, 8, 2)
     y = ops.convert_to_numpy(ns["_pad_same"](ops.convert_to_tensor(x), (3, 3), (2, 3)))
     np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (1, 1), (0, 1), (0, 0))))
-
 
 
 def test_runtime_helpers_are_ruff_clean_and_formatted(tmp_path):

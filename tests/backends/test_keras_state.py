@@ -34,13 +34,20 @@ class Recurrent(keras.layers.Layer):
     """A stand-in for the generated RNN helper, with its contract: `dualnet_op`, `hidden`,
     `num_layers`, `bidirectional`, and `get_weights()` = `to_keras`'s list."""
 
-    def __init__(self, op: str, hidden: int, num_layers: int = 1, bidirectional: bool = False,
-                 name: str | None = None):
+    def __init__(
+        self,
+        op: str,
+        hidden: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self.dualnet_op, self.hidden = op, hidden
         self.num_layers, self.bidirectional = num_layers, bidirectional
-        self.stack = make_layer(op, {"hidden": hidden, "layers": num_layers,
-                                     "bidirectional": bidirectional})
+        self.stack = make_layer(
+            op, {"hidden": hidden, "layers": num_layers, "bidirectional": bidirectional}
+        )
 
     def call(self, x):
         return self.stack(x)
@@ -61,9 +68,16 @@ def load_error(model, path) -> DualnetError:
 
 def snapshot(model) -> list:
     """Every leaf's weights, built state, dualnet attributes and build function."""
-    return [(prefix, layer.built, [w.tobytes() for w in layer.get_weights()],
-             sorted(k for k in vars(layer) if k.startswith("dualnet")), vars(layer)["build"])
-            for prefix, layer in leaves(model)]
+    return [
+        (
+            prefix,
+            layer.built,
+            [w.tobytes() for w in layer.get_weights()],
+            sorted(k for k in vars(layer) if k.startswith("dualnet")),
+            vars(layer)["build"],
+        )
+        for prefix, layer in leaves(model)
+    ]
 
 
 def message(err: DualnetError) -> str:
@@ -77,51 +91,108 @@ def message(err: DualnetError) -> str:
 LEAVES = [
     pytest.param("Linear", {"x": (2, 5)}, dict(out=7), id="linear"),
     pytest.param("Linear", {"x": (2, 3, 5)}, dict(out=4, bias=False), id="linear-nobias"),
-    pytest.param("Conv1d", {"x": (2, 4, 11)}, dict(out=6, kernel=3, stride=2, padding=1),
-                 id="conv1d"),
-    pytest.param("Conv2d", {"x": (2, 4, 9, 9)}, dict(out=8, kernel=3, groups=2, dilation=2,
-                                                     padding=2), id="conv2d-grouped-dilated"),
-    pytest.param("Conv2d", {"x": (2, 3, 11, 11)}, dict(out=5, kernel=3, stride=2, dilation=2,
-                                                       padding=2), id="conv2d-zero-dilated"),
-    pytest.param("Conv3d", {"x": (1, 2, 4, 5, 5)}, dict(out=4, kernel=(2, 3, 3), padding=1,
-                                                        bias=False), id="conv3d"),
-    pytest.param("Conv1d", {"x": (2, 4, 10)}, dict(out=8, kernel=3, groups=4, padding=1),
-                 id="depthwise1d"),
-    pytest.param("Conv2d", {"x": (2, 3, 11, 10)}, dict(out=6, kernel=(3, 2), stride=(2, 1),
-                                                       dilation=(1, 3), groups=3),
-                 id="depthwise2d-zero-dilated"),
-    pytest.param("ConvTranspose2d", {"x": (2, 6, 4, 5)},
-                 dict(out=6, kernel=(3, 2), stride=(2, 3), padding=(0, 1), output_padding=(1, 2),
-                      groups=3, bias=False), id="transposed-grouped"),
-    pytest.param("ConvTranspose2d", {"x": (2, 3, 4, 4)},
-                 dict(out=2, kernel=3, stride=2, dilation=2, output_padding=1),
-                 id="transposed-zero-dilated"),
-    pytest.param("ConvTranspose2d", {"x": (1, 2, 4, 4)},  # 2 ≥ stride 2: rows, not taps
-                 dict(out=2, kernel=3, stride=2, dilation=3, output_padding=2),
-                 id="transposed-outpad-beyond-stride"),
-    pytest.param("ConvTranspose2d", {"x": (2, 2, 3, 4)},
-                 dict(out=3, kernel=1, dilation=3, output_padding=(2, 1), padding=(1, 0)),
-                 id="transposed-one-tap-outpad-beyond-stride"),
+    pytest.param(
+        "Conv1d", {"x": (2, 4, 11)}, dict(out=6, kernel=3, stride=2, padding=1), id="conv1d"
+    ),
+    pytest.param(
+        "Conv2d",
+        {"x": (2, 4, 9, 9)},
+        dict(out=8, kernel=3, groups=2, dilation=2, padding=2),
+        id="conv2d-grouped-dilated",
+    ),
+    pytest.param(
+        "Conv2d",
+        {"x": (2, 3, 11, 11)},
+        dict(out=5, kernel=3, stride=2, dilation=2, padding=2),
+        id="conv2d-zero-dilated",
+    ),
+    pytest.param(
+        "Conv3d",
+        {"x": (1, 2, 4, 5, 5)},
+        dict(out=4, kernel=(2, 3, 3), padding=1, bias=False),
+        id="conv3d",
+    ),
+    pytest.param(
+        "Conv1d", {"x": (2, 4, 10)}, dict(out=8, kernel=3, groups=4, padding=1), id="depthwise1d"
+    ),
+    pytest.param(
+        "Conv2d",
+        {"x": (2, 3, 11, 10)},
+        dict(out=6, kernel=(3, 2), stride=(2, 1), dilation=(1, 3), groups=3),
+        id="depthwise2d-zero-dilated",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        {"x": (2, 6, 4, 5)},
+        dict(
+            out=6,
+            kernel=(3, 2),
+            stride=(2, 3),
+            padding=(0, 1),
+            output_padding=(1, 2),
+            groups=3,
+            bias=False,
+        ),
+        id="transposed-grouped",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        {"x": (2, 3, 4, 4)},
+        dict(out=2, kernel=3, stride=2, dilation=2, output_padding=1),
+        id="transposed-zero-dilated",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        {"x": (1, 2, 4, 4)},  # 2 ≥ stride 2: rows, not taps
+        dict(out=2, kernel=3, stride=2, dilation=3, output_padding=2),
+        id="transposed-outpad-beyond-stride",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        {"x": (2, 2, 3, 4)},
+        dict(out=3, kernel=1, dilation=3, output_padding=(2, 1), padding=(1, 0)),
+        id="transposed-one-tap-outpad-beyond-stride",
+    ),
     pytest.param("BatchNorm", {"x": (2, 6, 5, 5)}, dict(eps=1e-3, momentum=0.3), id="batchnorm"),
     pytest.param("LayerNorm", {"x": (2, 5, 8)}, dict(axes=2), id="layernorm"),
     pytest.param("GroupNorm", {"x": (2, 6, 5, 5)}, dict(groups=3), id="groupnorm"),
     pytest.param("Embedding", {"ids": (2, 5)}, dict(vocab=11, dim=4), id="embedding"),
-    pytest.param("MultiHeadAttention", {"q": (2, 4, 8), "k": (2, 5, 8), "v": (2, 5, 8)},
-                 dict(dim=8, heads=2), id="mha"),
-    pytest.param("MultiHeadAttention", {"q": (2, 4, 8), "k": (2, 4, 8), "v": (2, 4, 8)},
-                 dict(dim=8, heads=4, bias=False), id="mha-nobias"),
+    pytest.param(
+        "MultiHeadAttention",
+        {"q": (2, 4, 8), "k": (2, 5, 8), "v": (2, 5, 8)},
+        dict(dim=8, heads=2),
+        id="mha",
+    ),
+    pytest.param(
+        "MultiHeadAttention",
+        {"q": (2, 4, 8), "k": (2, 4, 8), "v": (2, 4, 8)},
+        dict(dim=8, heads=4, bias=False),
+        id="mha-nobias",
+    ),
     pytest.param("LSTM", {"x": (2, 6, 5)}, dict(hidden=4), id="lstm"),
-    pytest.param("LSTM", {"x": (2, 6, 5)}, dict(hidden=4, layers=2, bidirectional=True),
-                 id="lstm-2-bidirectional"),
-    pytest.param("GRU", {"x": (2, 6, 5)}, dict(hidden=3, layers=2, bidirectional=True),
-                 id="gru-2-bidirectional"),
+    pytest.param(
+        "LSTM",
+        {"x": (2, 6, 5)},
+        dict(hidden=4, layers=2, bidirectional=True),
+        id="lstm-2-bidirectional",
+    ),
+    pytest.param(
+        "GRU",
+        {"x": (2, 6, 5)},
+        dict(hidden=3, layers=2, bidirectional=True),
+        id="gru-2-bidirectional",
+    ),
 ]
 
 
 def inputs_of(shapes: dict, seed: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {name: rng.integers(0, 11, shape) if name == "ids"
-            else rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+    return {
+        name: rng.integers(0, 11, shape)
+        if name == "ids"
+        else rng.standard_normal(shape).astype(np.float32)
+        for name, shape in shapes.items()
+    }
 
 
 def keras_leaf(op: str, cfg: dict):
@@ -138,7 +209,7 @@ def run(op: str, layer, cfg: dict, inputs: dict) -> np.ndarray:
         x = np.pad(channels_last(inputs["x"]), [(0, 0), *((0, r) for r in padding.rows), (0, 0)])
         y = numpy(layer(x))
         (top, bottom), (left, right) = padding.crops
-        return channels_last_back(y[:, top:y.shape[1] - bottom, left:y.shape[2] - right])
+        return channels_last_back(y[:, top : y.shape[1] - bottom, left : y.shape[2] - right])
     if op.startswith("Conv"):
         x = channels_last(inputs["x"])
         if layer.get_config()["padding"] == "valid":
@@ -175,8 +246,9 @@ def test_leaf_loads_computes_and_saves_back(tmp_path, op, shapes, config, built)
         initial = load_file(tmp_path / "initial.safetensors")
         assert sorted(initial) == sorted(params)
         if torch_geometry_is_keras(op, cfg):
-            assert {k: v.shape for k, v in initial.items()} == \
-                {k: v.shape for k, v in params.items()}
+            assert {k: v.shape for k, v in initial.items()} == {
+                k: v.shape for k, v in params.items()
+            }
     dualnet.load_weights(layer, path)
     close(run(op, layer, cfg, inputs), expected)
     dualnet.save_weights(layer, tmp_path / "again.safetensors")
@@ -249,9 +321,16 @@ class Net(keras.Model):
         self.stem = keras.layers.Conv2D(8, 3, strides=2, name="stem")
         self.layer1 = keras.Sequential([Block(8), Block(12)], name="layer1")
         self.drop = keras.layers.Dropout(0.5, name="drop")
-        self.head = keras.Sequential([keras.layers.Permute((3, 1, 2)), keras.layers.Flatten(),
-                                      keras.layers.Dense(16), keras.layers.ReLU(),
-                                      keras.layers.Dense(16)], name="head")
+        self.head = keras.Sequential(
+            [
+                keras.layers.Permute((3, 1, 2)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(16),
+                keras.layers.ReLU(),
+                keras.layers.Dense(16),
+            ],
+            name="head",
+        )
         self.name_ = keras.layers.Dense(classes, name="name")
 
     def call(self, x):
@@ -289,8 +368,9 @@ def torch_net(classes: int = 10):
             super().__init__()
             self.stem = nn.Conv2d(3, 8, 3, 2, 1)
             self.layer1 = nn.Sequential(TorchBlock(8, 8), TorchBlock(8, 12))
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(192, 16), nn.ReLU(),
-                                      nn.Linear(16, 16))
+            self.head = nn.Sequential(
+                nn.Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, 16)
+            )
             self.name = nn.Linear(16, classes)
 
         def forward(self, x):
@@ -329,8 +409,12 @@ def torch_encoder():
     torch.manual_seed(1)
     model = TorchEncoder().eval()
     with torch.no_grad():
-        for t in (model.norm.weight, model.norm.bias, model.attn.in_proj_bias,
-                  model.attn.out_proj.bias):
+        for t in (
+            model.norm.weight,
+            model.norm.bias,
+            model.attn.in_proj_bias,
+            model.attn.out_proj.bias,
+        ):
             t.uniform_(-1, 1)
     return model
 
@@ -382,9 +466,16 @@ class Small(keras.Model):
 
 def small_state(classes: int = 10) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(4)
-    shapes = {"conv1.weight": (4, 3, 3, 3), "conv1.bias": (4,), "bn.weight": (4,),
-              "bn.bias": (4,), "bn.running_mean": (4,), "bn.running_var": (4,),
-              "fc.weight": (classes, 4), "fc.bias": (classes,)}
+    shapes = {
+        "conv1.weight": (4, 3, 3, 3),
+        "conv1.bias": (4,),
+        "bn.weight": (4,),
+        "bn.bias": (4,),
+        "bn.running_mean": (4,),
+        "bn.running_var": (4,),
+        "fc.weight": (classes, 4),
+        "fc.bias": (classes,),
+    }
     return {k: rng.uniform(0.5, 1.5, s).astype(np.float32) for k, s in shapes.items()}
 
 
@@ -413,25 +504,30 @@ def test_missing_size_giving_tensor_of_an_unbuilt_layer(tmp_path):
     del state["fc.weight"]
     save_file(state, tmp_path / "w.safetensors")
     assert message(load_error(small(False), tmp_path / "w.safetensors")).startswith(
-        "`fc.weight` (f32[10, ?]) is missing from ")
+        "`fc.weight` (f32[10, ?]) is missing from "
+    )
 
 
 def test_extra_tensor(tmp_path, built):
-    save_file({**small_state(), "fc2.weight": np.zeros((2, 2), np.float32)},
-              tmp_path / "w.safetensors")
+    save_file(
+        {**small_state(), "fc2.weight": np.zeros((2, 2), np.float32)}, tmp_path / "w.safetensors"
+    )
     err = load_error(small(built), tmp_path / "w.safetensors")
-    assert message(err).endswith("has a tensor `fc2.weight` (f32[2, 2]) that the model does "
-                                 "not have")
+    assert message(err).endswith(
+        "has a tensor `fc2.weight` (f32[2, 2]) that the model does not have"
+    )
 
 
 def test_file_of_other_hyperparameters(tmp_path, monkeypatch, built):
     monkeypatch.chdir(tmp_path)
     save_file(small_state(classes=5), "small_5classes.safetensors")
     [d] = load_error(small(built), "small_5classes.safetensors").diagnostics
-    assert d.message == ("`fc.weight` in small_5classes.safetensors is f32[5, 4]; the model "
-                         "expects f32[10, 4]")
-    assert d.notes == ("`fc.bias` in small_5classes.safetensors is f32[5]; the model expects "
-                       "f32[10]",)
+    assert d.message == (
+        "`fc.weight` in small_5classes.safetensors is f32[5, 4]; the model expects f32[10, 4]"
+    )
+    assert d.notes == (
+        "`fc.bias` in small_5classes.safetensors is f32[5]; the model expects f32[10]",
+    )
 
 
 def test_wrong_dtype(tmp_path, built):
@@ -439,7 +535,8 @@ def test_wrong_dtype(tmp_path, built):
     state["conv1.bias"] = state["conv1.bias"].astype(np.float64)
     save_file(state, tmp_path / "w.safetensors")
     assert message(load_error(small(built), tmp_path / "w.safetensors")).endswith(
-        "is f64[4]; the model expects f32[4]")
+        "is f64[4]; the model expects f32[4]"
+    )
 
 
 def test_bfloat16_is_a_wrong_dtype_too(tmp_path):
@@ -448,7 +545,8 @@ def test_bfloat16_is_a_wrong_dtype_too(tmp_path):
     state["bn.weight"] = state["bn.weight"].bfloat16()
     save_torch_file(state, tmp_path / "w.safetensors")
     assert message(load_error(small(True), tmp_path / "w.safetensors")).endswith(
-        "is bf16[4]; the model expects f32[4]")
+        "is bf16[4]; the model expects f32[4]"
+    )
 
 
 def test_keras_layout_kernel(tmp_path, built):
@@ -457,7 +555,8 @@ def test_keras_layout_kernel(tmp_path, built):
     state["conv1.weight"] = np.ascontiguousarray(state["conv1.weight"].transpose(2, 3, 1, 0))
     save_file(state, tmp_path / "w.safetensors")
     assert message(load_error(small(built), tmp_path / "w.safetensors")).endswith(
-        "is f32[3, 3, 3, 4]; the model expects f32[4, 3, 3, 3]")
+        "is f32[3, 3, 3, 4]; the model expects f32[4, 3, 3, 3]"
+    )
 
 
 def test_many_problems_are_listed_with_a_count(tmp_path, built):
@@ -490,11 +589,15 @@ def test_layer_other_than_the_generated_one(tmp_path):
     holds another kernel layout: refused before anything changes."""
     layer = keras.layers.Conv2D(4, 3, groups=2)
     layer.build((None, 5, 5, 2))
-    write_state({"weight": np.ones((4, 1, 3, 3), np.float32), "bias": np.ones(4, np.float32)},
-                tmp_path / "w.safetensors")
+    write_state(
+        {"weight": np.ones((4, 1, 3, 3), np.float32), "bias": np.ones(4, np.float32)},
+        tmp_path / "w.safetensors",
+    )
     err = load_error(layer, tmp_path / "w.safetensors")
-    assert message(err).startswith(f"the Keras layer `{layer.name}` (Conv2D) holds weights of "
-                                   "shapes [(3, 3, 1, 4), (4,)], where the file's tensors give")
+    assert message(err).startswith(
+        f"the Keras layer `{layer.name}` (Conv2D) holds weights of "
+        "shapes [(3, 3, 1, 4), (4,)], where the file's tensors give"
+    )
 
 
 # ---------------------------------------------------------------- saving
@@ -504,17 +607,22 @@ def test_unbuilt_layers_cannot_be_saved(tmp_path):
     model = small(False)
     with pytest.raises(DualnetError) as info:
         dualnet.save_weights(model, tmp_path / "w.safetensors")
-    assert message(info.value) == ("cannot save the weights of unbuilt layers: `conv1` (Conv2D), "
-                                   "`bn` (BatchNormalization), `fc` (Dense)")
+    assert message(info.value) == (
+        "cannot save the weights of unbuilt layers: `conv1` (Conv2D), "
+        "`bn` (BatchNormalization), `fc` (Dense)"
+    )
     write_state(small_state(), tmp_path / "w.safetensors")
-    write_state(small_state(classes=10) | {"bn.bias": np.full(4, 3.0, np.float32)},
-                tmp_path / "b.safetensors")
+    write_state(
+        small_state(classes=10) | {"bn.bias": np.full(4, 3.0, np.float32)},
+        tmp_path / "b.safetensors",
+    )
     dualnet.load_weights(model, tmp_path / "w.safetensors")
     dualnet.load_weights(model, tmp_path / "b.safetensors")  # again, before the first call
     with pytest.raises(DualnetError) as info:  # BatchNorm gets its weights at the first call
         dualnet.save_weights(model, tmp_path / "out.safetensors")
-    assert message(info.value) == ("cannot save the weights of unbuilt layers: "
-                                   "`bn` (BatchNormalization)")
+    assert message(info.value) == (
+        "cannot save the weights of unbuilt layers: `bn` (BatchNormalization)"
+    )
     assert not (tmp_path / "out.safetensors").exists()
     original = keras.layers.BatchNormalization().get_config()
     model(np.zeros((1, 6, 6, 3), np.float32))
@@ -534,6 +642,8 @@ def test_kernel_changed_between_dilated_taps_cannot_be_saved(tmp_path):
     layer.set_weights([kernel, bias])
     with pytest.raises(DualnetError) as info:
         dualnet.save_weights(layer, tmp_path / "again.safetensors")
-    assert message(info.value) == (f"cannot save `{layer.name}` (Conv2D): its Keras kernel has "
-                                   "non-zero values where `weight` has no entries")
+    assert message(info.value) == (
+        f"cannot save `{layer.name}` (Conv2D): its Keras kernel has "
+        "non-zero values where `weight` has no entries"
+    )
     assert not (tmp_path / "again.safetensors").exists()

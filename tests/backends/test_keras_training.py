@@ -168,8 +168,10 @@ def test_batchnorm_trains_under_mixed_precision(program, policy):
 def test_keras_names_are_the_state_dict_names(program, tmp_path):
     """Every weight's Keras path is its state_dict prefix (Sequential steps by position); a
     name TensorFlow's scopes refuse (`_stem`) is `._stem`; the names survive a .keras file."""
-    for model in (dualnet.load(str(ROOT / "models" / "resnet18.dnet")).keras(),
-                  program.keras("Net")):
+    for model in (
+        dualnet.load(str(ROOT / "models" / "resnet18.dnet")).keras(),
+        program.keras("Net"),
+    ):
         root = model.name + "/"
         for prefix, layer in leaves(model):
             path = layer.path.removeprefix(root).split("/")

@@ -44,40 +44,97 @@ def _randn(rng, *shape):
 
 CONV = [
     pytest.param("Conv1d", (2, 4, 11), dict(out=6, kernel=3, stride=2, padding=1), id="1d"),
-    pytest.param("Conv1d", (2, 4, 12), dict(out=8, kernel=3, dilation=2, groups=2, bias=False),
-                 id="1d-groups-dilation-nobias"),
-    pytest.param("Conv1d", (2, 4, 10), dict(out=8, kernel=3, groups=4, padding="same"),
-                 id="1d-depthwise-mult2"),
+    pytest.param(
+        "Conv1d",
+        (2, 4, 12),
+        dict(out=8, kernel=3, dilation=2, groups=2, bias=False),
+        id="1d-groups-dilation-nobias",
+    ),
+    pytest.param(
+        "Conv1d",
+        (2, 4, 10),
+        dict(out=8, kernel=3, groups=4, padding="same"),
+        id="1d-depthwise-mult2",
+    ),
     pytest.param("Conv2d", (2, 3, 9, 9), dict(out=6, kernel=3, padding=1), id="2d"),
-    pytest.param("Conv2d", (2, 3, 9, 8), dict(out=5, kernel=(3, 2), stride=(2, 1),
-                                              padding=(1, 0), bias=False), id="2d-rect-nobias"),
-    pytest.param("Conv2d", (2, 4, 9, 9), dict(out=8, kernel=3, groups=2, dilation=2,
-                                              padding="same"), id="2d-groups-dilation"),
-    pytest.param("Conv2d", (2, 4, 10, 10), dict(out=4, kernel=3, groups=4, stride=2,
-                                                padding="same"), id="2d-depthwise-same-s2"),
-    pytest.param("Conv2d", (2, 2, 7, 7), dict(out=6, kernel=3, groups=2, bias=False),
-                 id="2d-depthwise-mult3"),
-    pytest.param("Conv2d", (2, 3, 11, 11), dict(out=5, kernel=3, stride=2, dilation=2,
-                                                 padding=2), id="2d-stride-and-dilation"),
-    pytest.param("Conv2d", (2, 3, 11, 10), dict(out=3, kernel=(3, 2), stride=(2, 1),
-                                                dilation=(1, 3), groups=3),
-                 id="2d-depthwise-stride-and-dilation"),
-    pytest.param("Conv3d", (2, 3, 5, 8, 8), dict(out=4, kernel=(2, 3, 3), stride=(1, 2, 2),
-                                                 padding=1), id="3d"),
+    pytest.param(
+        "Conv2d",
+        (2, 3, 9, 8),
+        dict(out=5, kernel=(3, 2), stride=(2, 1), padding=(1, 0), bias=False),
+        id="2d-rect-nobias",
+    ),
+    pytest.param(
+        "Conv2d",
+        (2, 4, 9, 9),
+        dict(out=8, kernel=3, groups=2, dilation=2, padding="same"),
+        id="2d-groups-dilation",
+    ),
+    pytest.param(
+        "Conv2d",
+        (2, 4, 10, 10),
+        dict(out=4, kernel=3, groups=4, stride=2, padding="same"),
+        id="2d-depthwise-same-s2",
+    ),
+    pytest.param(
+        "Conv2d", (2, 2, 7, 7), dict(out=6, kernel=3, groups=2, bias=False), id="2d-depthwise-mult3"
+    ),
+    pytest.param(
+        "Conv2d",
+        (2, 3, 11, 11),
+        dict(out=5, kernel=3, stride=2, dilation=2, padding=2),
+        id="2d-stride-and-dilation",
+    ),
+    pytest.param(
+        "Conv2d",
+        (2, 3, 11, 10),
+        dict(out=3, kernel=(3, 2), stride=(2, 1), dilation=(1, 3), groups=3),
+        id="2d-depthwise-stride-and-dilation",
+    ),
+    pytest.param(
+        "Conv3d",
+        (2, 3, 5, 8, 8),
+        dict(out=4, kernel=(2, 3, 3), stride=(1, 2, 2), padding=1),
+        id="3d",
+    ),
     pytest.param("Conv3d", (1, 4, 4, 5, 5), dict(out=6, kernel=2, groups=2), id="3d-groups"),
-    pytest.param("ConvTranspose2d", (2, 3, 5, 5), dict(out=4, kernel=3, stride=2, padding=1,
-                                                       output_padding=1), id="t-outpad"),
-    pytest.param("ConvTranspose2d", (2, 6, 4, 5),
-                 dict(out=6, kernel=(3, 2), stride=(2, 3), padding=(0, 1),
-                      output_padding=(1, 2), groups=3, bias=False), id="t-groups-rect"),
-    pytest.param("ConvTranspose2d", (2, 3, 5, 6), dict(out=4, kernel=3, dilation=2, padding=1),
-                 id="t-dilation"),
-    pytest.param("ConvTranspose2d", (2, 3, 4, 4), dict(out=2, kernel=3, stride=2, dilation=2,
-                                                       output_padding=1),
-                 id="t-stride-and-dilation"),
-    pytest.param("ConvTranspose2d", (2, 2, 5, 4), dict(out=4, kernel=2, dilation=3,
-                                                       output_padding=(2, 1), padding=1),
-                 id="t-outpad-beyond-stride"),
+    pytest.param(
+        "ConvTranspose2d",
+        (2, 3, 5, 5),
+        dict(out=4, kernel=3, stride=2, padding=1, output_padding=1),
+        id="t-outpad",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        (2, 6, 4, 5),
+        dict(
+            out=6,
+            kernel=(3, 2),
+            stride=(2, 3),
+            padding=(0, 1),
+            output_padding=(1, 2),
+            groups=3,
+            bias=False,
+        ),
+        id="t-groups-rect",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        (2, 3, 5, 6),
+        dict(out=4, kernel=3, dilation=2, padding=1),
+        id="t-dilation",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        (2, 3, 4, 4),
+        dict(out=2, kernel=3, stride=2, dilation=2, output_padding=1),
+        id="t-stride-and-dilation",
+    ),
+    pytest.param(
+        "ConvTranspose2d",
+        (2, 2, 5, 4),
+        dict(out=4, kernel=2, dilation=3, output_padding=(2, 1), padding=1),
+        id="t-outpad-beyond-stride",
+    ),
 ]
 
 
@@ -88,10 +145,11 @@ def test_conv_matches_reference(op, shape, config):
     xl = channels_last(x)
     if op == "ConvTranspose2d":  # "valid" (zero rows appended for an output padding beyond
         padding = transposed_padding(cfg)  # the stride), then PyTorch's padding cropped
-        y = run_keras(op, cfg, params, np.pad(xl, [(0, 0), *((0, r) for r in padding.rows),
-                                                   (0, 0)]))
+        y = run_keras(
+            op, cfg, params, np.pad(xl, [(0, 0), *((0, r) for r in padding.rows), (0, 0)])
+        )
         (pt, pb), (pl, pr) = padding.crops
-        y = y[:, pt:y.shape[1] - pb, pl:y.shape[2] - pr]
+        y = y[:, pt : y.shape[1] - pb, pl : y.shape[2] - pr]
     elif keras_layer(op, cfg).kwargs["padding"] == "same":  # Keras pads as dualnet
         y = run_keras(op, cfg, params, xl)
     else:  # dualnet's pads, then a "valid" convolution
@@ -113,8 +171,7 @@ def test_conv_layer_choice():
     spec, cfg = choice("Conv2d", (1, 3, 11, 11), out=5, kernel=3, stride=2, dilation=2)
     assert dilates_kernel(cfg)
     assert spec.kwargs["kernel_size"] == (5, 5) and spec.kwargs["dilation_rate"] == (1, 1)
-    spec, _ = choice("ConvTranspose2d", (1, 2, 4, 4), out=2, kernel=3, stride=2,
-                     output_padding=1)
+    spec, _ = choice("ConvTranspose2d", (1, 2, 4, 4), out=2, kernel=3, stride=2, output_padding=1)
     assert spec.cls == "Conv2DTranspose" and spec.kwargs["output_padding"] == (1, 1)
     assert spec.kwargs["padding"] == "valid" and spec.kwargs["data_format"] == "channels_last"
 
@@ -124,8 +181,14 @@ def test_symbolic_same_padding_uses_keras_same():
 
     o = REGISTRY["Conv2d"]
     x = TensorType(DType.f32, (sym("B"), 3, sym("H"), sym("W")))
-    _, ctx = run_rule(o, {"x": x}, {}, {}, None,
-                      filled(o.construct, dict(out=4, kernel=3, stride=2, padding="same")))
+    _, ctx = run_rule(
+        o,
+        {"x": x},
+        {},
+        {},
+        None,
+        filled(o.construct, dict(out=4, kernel=3, stride=2, padding="same")),
+    )
     assert ctx.config["pads"] == (None, None)
     assert keras_layer("Conv2d", ctx.config).kwargs["padding"] == "same"
 
@@ -182,8 +245,9 @@ def test_flatten_permutation():
     close(y, expected)
     perm = flatten_permutation(3, 4, 5)
     assert np.array_equal(channels_last(x).reshape(2, -1), flat[:, perm])
-    back = from_keras("Linear", cfg, to_keras("Linear", cfg, params, flattened=(3, 4, 5)),
-                      flattened=(3, 4, 5))
+    back = from_keras(
+        "Linear", cfg, to_keras("Linear", cfg, params, flattened=(3, 4, 5)), flattened=(3, 4, 5)
+    )
     assert all(np.array_equal(back[k], params[k]) for k in params)
 
 
@@ -191,7 +255,8 @@ def test_flatten_permutation():
 
 RNN = [
     pytest.param(op, dict(hidden=4, layers=layers, bidirectional=bi), id=f"{op}-{layers}-{bi}")
-    for op in ("LSTM", "GRU") for layers, bi in ((1, False), (2, True))
+    for op in ("LSTM", "GRU")
+    for layers, bi in ((1, False), (2, True))
 ]
 
 
@@ -219,8 +284,9 @@ def _mha_case(bias: bool, mask: str | None, causal: bool = False, tk: int = 5):
         m = rng.random((2, 4, tk)) > 0.4
         m[:, :, 0] = True
     inputs = {"q": q, "k": k, "v": v, "mask": m}
-    expected, params, cfg = reference("MultiHeadAttention", inputs,
-                                      dict(dim=8, heads=2, bias=bias), dict(causal=causal))
+    expected, params, cfg = reference(
+        "MultiHeadAttention", inputs, dict(dim=8, heads=2, bias=bias), dict(causal=causal)
+    )
     return inputs, expected, params, cfg
 
 
@@ -231,20 +297,29 @@ def _keras_mask(mask, tq):
     return np.broadcast_to(mask[:, None, :], (mask.shape[0], tq, mask.shape[1]))
 
 
-MHA = [pytest.param(True, None, False, 5, id="bias"),
-       pytest.param(False, "keys", False, 6, id="nobias-keymask"),
-       pytest.param(True, "full", False, 5, id="full-mask"),
-       pytest.param(True, None, True, 4, id="causal"),
-       pytest.param(True, "keys", True, 6, id="causal-keymask-cross")]
+MHA = [
+    pytest.param(True, None, False, 5, id="bias"),
+    pytest.param(False, "keys", False, 6, id="nobias-keymask"),
+    pytest.param(True, "full", False, 5, id="full-mask"),
+    pytest.param(True, None, True, 4, id="causal"),
+    pytest.param(True, "keys", True, 6, id="causal-keymask-cross"),
+]
 
 
 @pytest.mark.parametrize(("bias", "mask", "causal", "tk"), MHA)
 def test_mha_matches_reference(bias, mask, causal, tk):
     inputs, expected, params, cfg = _mha_case(bias, mask, causal, tk)
     q, k, v = inputs["q"], inputs["k"], inputs["v"]
-    y = run_keras("MultiHeadAttention", cfg, params, q, v, key=k,
-                  attention_mask=_keras_mask(inputs["mask"], q.shape[1]),
-                  use_causal_mask=causal)
+    y = run_keras(
+        "MultiHeadAttention",
+        cfg,
+        params,
+        q,
+        v,
+        key=k,
+        attention_mask=_keras_mask(inputs["mask"], q.shape[1]),
+        use_causal_mask=causal,
+    )
     close(y, expected)
     assert len(to_keras("MultiHeadAttention", cfg, params)) == (8 if bias else 4)
 
@@ -268,22 +343,27 @@ def test_mha_fully_masked_query():
 
 # ---------------------------------------------------------------- round trips
 
-ALL = [*CONV, *PLAIN,
-       pytest.param("Embedding", (2, 5), dict(vocab=11, dim=4), id="embedding"),
-       *[pytest.param(p.values[0], (2, 6, 5), p.values[1], id=p.id) for p in RNN]]
+ALL = [
+    *CONV,
+    *PLAIN,
+    pytest.param("Embedding", (2, 5), dict(vocab=11, dim=4), id="embedding"),
+    *[pytest.param(p.values[0], (2, 6, 5), p.values[1], id=p.id) for p in RNN],
+]
 
 
 @pytest.mark.parametrize(("op", "shape", "config"), ALL)
 def test_round_trip_is_exact(op, shape, config):
     dtype = np.int64 if op == "Embedding" else np.float32
-    _, params, cfg = reference(op, {("ids" if op == "Embedding" else "x"):
-                                    np.zeros(shape, dtype)}, config, seed=9)
+    _, params, cfg = reference(
+        op, {("ids" if op == "Embedding" else "x"): np.zeros(shape, dtype)}, config, seed=9
+    )
     if op == "LSTM":  # Keras keeps only bias_ih + bias_hh; the inverse gives bias_hh = 0
         weights = to_keras(op, cfg, params)
-        assert all(np.array_equal(a, b) for a, b in
-                   zip(weights, to_keras(op, cfg, from_keras(op, cfg, weights)), strict=True))
-        params = {k: np.zeros_like(v) if k.startswith("bias_hh") else v
-                  for k, v in params.items()}
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(weights, to_keras(op, cfg, from_keras(op, cfg, weights)), strict=True)
+        )
+        params = {k: np.zeros_like(v) if k.startswith("bias_hh") else v for k, v in params.items()}
     back = from_keras(op, cfg, to_keras(op, cfg, params))
     assert back.keys() == params.keys()
     for name, value in params.items():
@@ -296,4 +376,3 @@ def test_mha_round_trip_is_exact(bias):
     back = from_keras("MultiHeadAttention", cfg, to_keras("MultiHeadAttention", cfg, params))
     assert back.keys() == params.keys()
     assert all(np.array_equal(back[k], params[k]) for k in params)
-

@@ -33,8 +33,9 @@ def test_inputs_must_fit_the_signature():
     assert [x.shape for x in ordered_inputs(summary, good)] == [(2, 5)] * 3
     assert _code(lambda: ordered_inputs(summary, {"ids": ids, "mask": mask})) == "E-INPUT"
     assert _code(lambda: ordered_inputs(summary, {**good, "extra": ids})) == "E-INPUT"
-    assert _code(lambda: ordered_inputs(summary, {**good, "ids": ids.astype(np.int32)})) \
-        == "E-INPUT"
+    assert (
+        _code(lambda: ordered_inputs(summary, {**good, "ids": ids.astype(np.int32)})) == "E-INPUT"
+    )
     assert _code(lambda: ordered_inputs(summary, {**good, "mask": mask[:, :4]})) == "E-INPUT"
 
 
@@ -59,9 +60,23 @@ def test_input_files_are_read_strictly(tmp_path):
 def test_run_reports_bad_inputs_with_exit_1(tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((2, 1, 28, 28), np.float64))
-    run = subprocess.run([sys.executable, "-m", "dualnet", "run", str(MODELS / "lenet5.dnet"),
-                          "--backend", "torch", "--input", f"x={x}", "-o",
-                          str(tmp_path / "out.npz")], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "run",
+            str(MODELS / "lenet5.dnet"),
+            "--backend",
+            "torch",
+            "--input",
+            f"x={x}",
+            "-o",
+            str(tmp_path / "out.npz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1, run.stderr
     assert "E-INPUT" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out.npz").exists()
@@ -69,8 +84,16 @@ def test_run_reports_bad_inputs_with_exit_1(tmp_path):
 
 # ---------------------------------------------------------------- the ONNX model
 
-ZOO = ["lenet5", "mlp", "resnet18", "mobilenetv2", "bert_encoder", "lstm_classifier",
-       "gru_classifier", "unet"]
+ZOO = [
+    "lenet5",
+    "mlp",
+    "resnet18",
+    "mobilenetv2",
+    "bert_encoder",
+    "lstm_classifier",
+    "gru_classifier",
+    "unet",
+]
 
 
 def _weights(summary, seed: int = 0) -> dict[str, np.ndarray]:
@@ -89,8 +112,7 @@ def test_zoo_emits_checks_and_matches_pytorch(tmp_path, name):
     model = dualnet.load(str(MODELS / f"{name}.dnet")).onnx(weights=str(pair.file))
     onnx.checker.check_model(model, full_check=True)  # with its weights, as a user loads it
     onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)  # raises
-    session = ort.InferenceSession(model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     inputs = pair.inputs(sizes=3)
     feed = {v.name: x for v, x in zip(pair.summary.graph.inputs, inputs, strict=True)}
     got = session.run(None, feed)
@@ -135,13 +157,22 @@ def test_compile_imports_neither_the_onnx_package_nor_a_framework(tmp_path):
 
     weights = tmp_path / "w.safetensors"
     write_state(_weights(dualnet.load(str(MODELS / "lenet5.dnet")).check()), weights)
-    args = ["compile", str(MODELS / "lenet5.dnet"), "--target", "onnx", "--weights",
-            str(weights), "-o", str(tmp_path)]
-    code = (f"import sys; from dualnet.cli import main; assert main({args!r}) == 0; "
-            "print(sorted(m for m in ('onnx', 'ml_dtypes', 'torch', 'tensorflow', 'keras', "
-            "'onnxruntime') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT)
+    args = [
+        "compile",
+        str(MODELS / "lenet5.dnet"),
+        "--target",
+        "onnx",
+        "--weights",
+        str(weights),
+        "-o",
+        str(tmp_path),
+    ]
+    code = (
+        f"import sys; from dualnet.cli import main; assert main({args!r}) == 0; "
+        "print(sorted(m for m in ('onnx', 'ml_dtypes', 'torch', 'tensorflow', 'keras', "
+        "'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "[]"
     assert (tmp_path / "LeNet5.onnx").stat().st_size > 0
@@ -153,8 +184,9 @@ def test_a_number_in_a_bf16_expression_is_a_bf16_constant(tmp_path):
     import onnx
 
     path = tmp_path / "m.dnet"
-    path.write_text('model M() {\n    forward(x: f32[B, 3]) '
-                    '{ return cast(cast(x, "bf16") * 2.0, "f32") }\n}\n')
+    path.write_text(
+        'model M() {\n    forward(x: f32[B, 3]) { return cast(cast(x, "bf16") * 2.0, "f32") }\n}\n'
+    )
     model = dualnet.load(str(path)).onnx()  # checked
     [constant] = model.graph.initializer
     assert constant.data_type == onnx.TensorProto.BFLOAT16 and constant.raw_data == b"\x00@"
@@ -169,13 +201,15 @@ def test_an_invalid_model_is_an_internal_error():
 
     node = helper.make_node("NoSuchOp", ["x"], ["y"])
     value = helper.make_tensor_value_info("x", 1, [2])
-    model = helper.make_model(helper.make_graph([node], "g", [value], [value]),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    model = helper.make_model(
+        helper.make_graph([node], "g", [value], [value]),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=10,
+    )
     with pytest.raises(DualnetError) as info:
         validate(model, None)
     assert info.value.diagnostics[0].code == "E-BACKEND"
-    assert "internal error: the emitted ONNX model is invalid" in \
-        info.value.diagnostics[0].message
+    assert "internal error: the emitted ONNX model is invalid" in info.value.diagnostics[0].message
 
 
 def test_run_command_on_every_backend_agrees(tmp_path):
@@ -184,10 +218,25 @@ def test_run_command_on_every_backend_agrees(tmp_path):
     outputs = {}
     for backend in BACKENDS:
         out = tmp_path / f"{backend}.npz"
-        run = subprocess.run([sys.executable, "-m", "dualnet", "run",
-                              str(MODELS / "lenet5.dnet"), "--backend", backend, "--input",
-                              f"x={x}", "--seed", "4", "-o", str(out)],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dualnet",
+                "run",
+                str(MODELS / "lenet5.dnet"),
+                "--backend",
+                backend,
+                "--input",
+                f"x={x}",
+                "--seed",
+                "4",
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 0, run.stderr
         outputs[backend] = np.load(out)["output"]
         if backend == "onnx":
@@ -206,9 +255,21 @@ def test_bad_weights_and_opsets_are_diagnostics(tmp_path):
     assert _code(lambda: program.onnx(opset=5)) == "E-BACKEND"
     blocked = tmp_path / "file"
     blocked.write_text("")
-    run = subprocess.run([sys.executable, "-m", "dualnet", "compile",
-                          str(MODELS / "lenet5.dnet"), "--target", "onnx", "-o",
-                          str(blocked / "out")], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "compile",
+            str(MODELS / "lenet5.dnet"),
+            "--target",
+            "onnx",
+            "-o",
+            str(blocked / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1 and "E-IO" in run.stderr
 
 
@@ -224,8 +285,9 @@ def test_external_data_for_large_models(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["LeNet5.onnx", "LeNet5.onnx.data"]
     onnx.checker.check_model(str(out), full_check=True)
     stub = onnx.load(str(out), load_external_data=False)
-    external = [t.name for t in stub.graph.initializer
-                if t.data_location == onnx.TensorProto.EXTERNAL]
+    external = [
+        t.name for t in stub.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+    ]
     assert "fc1.weight" in external  # (tensors under 1 KB stay inline)
     loaded = {t.name: t for t in onnx.load(str(out)).graph.initializer}
     assert loaded["fc1.weight"].raw_data  # read back from the sibling file
@@ -252,10 +314,11 @@ def test_strict_shape_inference_agrees_with_dualnet(name):
 
     summary = dualnet.load(str(MODELS / f"{name}.dnet")).check()
     emitted = emit_onnx(summary, _weights(summary))
-    inferred = onnx.shape_inference.infer_shapes(emitted.model, strict_mode=True,
-                                                 data_prop=True)
-    types = {v.name: v.type.tensor_type for v in
-             [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    inferred = onnx.shape_inference.infer_shapes(emitted.model, strict_mode=True, data_prop=True)
+    types = {
+        v.name: v.type.tensor_type
+        for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    }
     checked = 0
     for value in _ir_values(summary.instance, summary.graph):
         t = types[emitted.names[id(value)]]
@@ -270,15 +333,34 @@ def test_strict_shape_inference_agrees_with_dualnet(name):
     assert checked >= len(summary.graph.outputs)
 
 
-@pytest.mark.parametrize("args, code, text", [
-    (["--target", "torch", "--layout", "channels_last"], 2, "--layout applies to --target keras"),
-    (["--target", "keras", "--weights", "w.safetensors"], 2, "--weights applies to"),
-    (["--target", "onnx", "--opset", "12"], 1, "E-BACKEND"),
-    (["--target", "onnx", "--opset", "x"], 2, "invalid opset"),
-])
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (
+            ["--target", "torch", "--layout", "channels_last"],
+            2,
+            "--layout applies to --target keras",
+        ),
+        (["--target", "keras", "--weights", "w.safetensors"], 2, "--weights applies to"),
+        (["--target", "onnx", "--opset", "12"], 1, "E-BACKEND"),
+        (["--target", "onnx", "--opset", "x"], 2, "invalid opset"),
+    ],
+)
 def test_compile_options_are_checked(tmp_path, args, code, text):
-    run = subprocess.run([sys.executable, "-m", "dualnet", "compile", str(MODELS / "mlp.dnet"),
-                          *args, "-o", str(tmp_path)], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "compile",
+            str(MODELS / "mlp.dnet"),
+            *args,
+            "-o",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == code and text in run.stderr, run.stderr
     assert not list(tmp_path.iterdir())
 
@@ -290,6 +372,9 @@ def test_an_op_newer_than_the_opset_is_named_with_its_minimum():
     with pytest.raises(DualnetError) as info:
         program.onnx(opset=16)
     (diagnostic,) = info.value.diagnostics
-    assert diagnostic.code == "E-BACKEND" and "`LayerNorm` needs ONNX opset 17" in \
-        diagnostic.message and diagnostic.span is not None
+    assert (
+        diagnostic.code == "E-BACKEND"
+        and "`LayerNorm` needs ONNX opset 17" in diagnostic.message
+        and diagnostic.span is not None
+    )
     assert program.onnx(opset=21).opset_import[0].version == 21

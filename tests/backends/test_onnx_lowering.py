@@ -122,12 +122,13 @@ def build(case: Case, opset: int):
     assert len(outputs) == len(bound.out_types)
     assert not set(outputs) & set(inputs), "every result is a node output"
     graph = helper.make_graph(
-        b.nodes, case.op,
+        b.nodes,
+        case.op,
         [_value_info(n, t) for n, t in {**inputs, **sizes.extra}.items()],
         [_value_info(n, t) for n, t in zip(outputs, bound.out_types, strict=True)],
-        [numpy_helper.from_array(a, n) for n, a in b.initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=10)
+        [numpy_helper.from_array(a, n) for n, a in b.initializers.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
     feeds = {**{n: a for n, a in bound.named.items() if n in inputs}, **sizes.feeds}
     return model, feeds, bound, arrays
 
@@ -138,8 +139,15 @@ _OPTIONS.log_severity_level = 3
 # float64 results as precise as float32: rows computed in float32 (ONNX Runtime has no
 # float64 kernel), ONNX Runtime's float64 Gelu, and attention (its MatMul-scale fusion keeps
 # the scale as a float32 attribute)
-_F32_PRECISE = {"elu", "softplus", "avg_pool1d", "avg_pool2d", "upsample", "gelu",
-                "scaled_dot_product_attention"}
+_F32_PRECISE = {
+    "elu",
+    "softplus",
+    "avg_pool1d",
+    "avg_pool2d",
+    "upsample",
+    "gelu",
+    "scaled_dot_product_attention",
+}
 
 
 def _tolerance(case: Case, dtype: np.dtype) -> float:
@@ -153,8 +161,9 @@ def check(case: Case, opset: int) -> None:
     onnx.checker.check_model(model, full_check=True)
     used = {name for node in model.graph.node for name in node.input}
     assert {i.name for i in model.graph.initializer if not i.name.startswith(LAYER)} <= used
-    session = ort.InferenceSession(model.SerializeToString(), _OPTIONS,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), _OPTIONS, providers=["CPUExecutionProvider"]
+    )
     results = session.run(None, feeds)
     expected = bound.reference(params)
     assert len(results) == len(expected)
@@ -185,10 +194,25 @@ def _onnx_cases() -> list:
     add(Case("gelu", {"x": x64[0]}))
     add(Case("avg_pool2d", {"x": x64}, kernel=3, stride=2, padding=1, count_include_pad=False))
     add(Case("upsample", {"x": x64}, scale=(2, 3)))
-    add(Case("where", {"cond": RNG.random((3, 4)) < 0.5, "a": RNG.random((3, 4)) < 0.5,
-                       "b": np.array([True, False, True, False])}))
-    add(Case("matmul", {"a": np.arange(12, dtype=np.int32).reshape(3, 4),
-                        "b": np.arange(8, dtype=np.int32).reshape(4, 2)}))
+    add(
+        Case(
+            "where",
+            {
+                "cond": RNG.random((3, 4)) < 0.5,
+                "a": RNG.random((3, 4)) < 0.5,
+                "b": np.array([True, False, True, False]),
+            },
+        )
+    )
+    add(
+        Case(
+            "matmul",
+            {
+                "a": np.arange(12, dtype=np.int32).reshape(3, 4),
+                "b": np.arange(8, dtype=np.int32).reshape(4, 2),
+            },
+        )
+    )
     add(Case("clamp", {"x": np.arange(-5, 6, dtype=np.int64)}, hi=-1.5))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=(7, 1)))
     bt = {"types": {"x": TensorType(DType.f32, (B, T, 12))}, "env": ENV}
@@ -198,35 +222,104 @@ def _onnx_cases() -> list:
     add(Case("getitem", {"x": randn(2, 5, 12)}, **bt, items=(slice(None), slice(-2, None), 3)))
     add(Case("Linear", {"x": randn(2, 5, 12)}, {"out": 4}, **bt))
     add(Case("LayerNorm", {"x": randn(2, 5, 12)}, **bt))
-    add(Case("GroupNorm", {"x": randn(2, 6, 9, 8)}, {"groups": 2},
-             types={"x": TensorType(DType.f32, (B, 6, H, W))}, env=ENV))
+    add(
+        Case(
+            "GroupNorm",
+            {"x": randn(2, 6, 9, 8)},
+            {"groups": 2},
+            types={"x": TensorType(DType.f32, (B, 6, H, W))},
+            env=ENV,
+        )
+    )
     for kind in ("LSTM", "GRU"):
-        add(Case(kind, {"x": randn(2, 5, 12)}, {"hidden": 3, "layers": 2, "bidirectional": True},
-                 param_scale=0.5, state=True, **bt))
+        add(
+            Case(
+                kind,
+                {"x": randn(2, 5, 12)},
+                {"hidden": 3, "layers": 2, "bidirectional": True},
+                param_scale=0.5,
+                state=True,
+                **bt,
+            )
+        )
     q = randn(2, 5, 12)
     qkv = {n: TensorType(DType.f32, (B, T, 12)) for n in "qkv"}
-    add(Case("MultiHeadAttention", {"q": q, "k": q, "v": q, "mask": attention_mask((2, 5))},
-             {"dim": 12, "heads": 3}, param_scale=0.3, causal=True, env=ENV,
-             types={**qkv, "mask": TensorType(DType.bool, (B, T))}))
-    add(Case("scaled_dot_product_attention",
-             {"q": q, "k": q, "v": q, "mask": mask_with_empty_row((2, 5, 5), (1, 3))},
-             causal=True, env=ENV, types={**qkv, "mask": TensorType(DType.bool, (B, T, T))}))
+    add(
+        Case(
+            "MultiHeadAttention",
+            {"q": q, "k": q, "v": q, "mask": attention_mask((2, 5))},
+            {"dim": 12, "heads": 3},
+            param_scale=0.3,
+            causal=True,
+            env=ENV,
+            types={**qkv, "mask": TensorType(DType.bool, (B, T))},
+        )
+    )
+    add(
+        Case(
+            "scaled_dot_product_attention",
+            {"q": q, "k": q, "v": q, "mask": mask_with_empty_row((2, 5, 5), (1, 3))},
+            causal=True,
+            env=ENV,
+            types={**qkv, "mask": TensorType(DType.bool, (B, T, T))},
+        )
+    )
     # "same" on symbolic sizes where ONNX Runtime's SAME_UPPER is not TensorFlow's rule
     # (dilation; a window shorter than the stride): pads computed at run time
     xs, bchw = randn(2, 3, 9, 8), {"x": TensorType(DType.f32, (B, 3, H, W))}
     for kernel, stride, dilation in ((2, 2, 2), (2, 4, 2), (1, 2, 1), (2, 3, 1)):
-        add(Case("Conv2d", {"x": xs}, {"out": 4, "kernel": kernel, "stride": stride,
-                                       "padding": "same", "dilation": dilation},
-                 types=bchw, env=ENV))
+        add(
+            Case(
+                "Conv2d",
+                {"x": xs},
+                {
+                    "out": 4,
+                    "kernel": kernel,
+                    "stride": stride,
+                    "padding": "same",
+                    "dilation": dilation,
+                },
+                types=bchw,
+                env=ENV,
+            )
+        )
     for kernel, stride in ((1, 2), (2, 3), (3, 4)):
-        add(Case("max_pool2d", {"x": xs}, types=bchw, env=ENV, kernel=kernel, stride=stride,
-                 padding="same"))
+        add(
+            Case(
+                "max_pool2d",
+                {"x": xs},
+                types=bchw,
+                env=ENV,
+                kernel=kernel,
+                stride=stride,
+                padding="same",
+            )
+        )
         for include in (True, False):
-            add(Case("avg_pool2d", {"x": xs}, types=bchw, env=ENV, kernel=kernel,
-                     stride=stride, padding="same", count_include_pad=include))
-    add(Case("avg_pool1d", {"x": randn(2, 3, 5, dtype=np.float64)},
-             types={"x": TensorType(DType.f64, (B, 3, T))}, env=ENV, kernel=2, stride=4,
-             padding="same", count_include_pad=False))
+            add(
+                Case(
+                    "avg_pool2d",
+                    {"x": xs},
+                    types=bchw,
+                    env=ENV,
+                    kernel=kernel,
+                    stride=stride,
+                    padding="same",
+                    count_include_pad=include,
+                )
+            )
+    add(
+        Case(
+            "avg_pool1d",
+            {"x": randn(2, 3, 5, dtype=np.float64)},
+            types={"x": TensorType(DType.f64, (B, 3, T))},
+            env=ENV,
+            kernel=2,
+            stride=4,
+            padding="same",
+            count_include_pad=False,
+        )
+    )
     return c
 
 
@@ -238,8 +331,11 @@ def _opsets(op: str) -> list[int]:
     return sorted({MIN_OPSET[op], DEFAULT_OPSET, NEWEST_OPSET})
 
 
-RUNS = [pytest.param(case, opset, id=f"{case_id(case)}-opset{opset}")
-        for case in ALL_CASES for opset in _opsets(case.op)]
+RUNS = [
+    pytest.param(case, opset, id=f"{case_id(case)}-opset{opset}")
+    for case in ALL_CASES
+    for opset in _opsets(case.op)
+]
 
 
 @pytest.mark.parametrize(("case", "opset"), RUNS)
@@ -266,15 +362,18 @@ def test_minimum_opsets():
     for case in ALL_CASES:
         first.setdefault(case.op, case)
     for op, case in first.items():
-        with pytest.raises(OpsetTooOld, match=f"^{op} needs ONNX opset {MIN_OPSET[op]} or "
-                                              "newer$") as info:
+        with pytest.raises(
+            OpsetTooOld, match=f"^{op} needs ONNX opset {MIN_OPSET[op]} or newer$"
+        ) as info:
             build(case, MIN_OPSET[op] - 1)
         assert (info.value.op, info.value.minimum) == (op, MIN_OPSET[op])
 
 
 def test_checking_never_imports_a_framework():
-    code = ("import sys, dualnet.backends.onnx.lowering; "
-            "sys.exit(bool({'torch', 'tensorflow', 'keras'} & set(sys.modules)))")
+    code = (
+        "import sys, dualnet.backends.onnx.lowering; "
+        "sys.exit(bool({'torch', 'tensorflow', 'keras'} & set(sys.modules)))"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -301,11 +400,14 @@ def test_idiomatic_nodes():
     assert _op_types(Case("BatchNorm", {"x": x})) == ["BatchNormalization"]
     assert _op_types(Case("flatten", {"x": x})) == ["Flatten"]
     assert _op_types(Case("Dropout", {"x": x}, {"p": 0.3})) == ["Identity"]
-    lstm = _op_types(Case("LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2,
-                                                           "bidirectional": True}))
+    lstm = _op_types(
+        Case("LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2, "bidirectional": True})
+    )
     assert lstm.count("LSTM") == 2
-    model = build(Case("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "stride": 2,
-                                            "padding": "same"}), DEFAULT_OPSET)[0]
+    model = build(
+        Case("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "stride": 2, "padding": "same"}),
+        DEFAULT_OPSET,
+    )[0]
     conv = model.graph.node[0]
     assert list(conv.input) == ["x", "layer.weight", "layer.bias"]
     pads = next(a for a in conv.attribute if a.name == "pads")
@@ -316,9 +418,23 @@ def test_tagged_sizes_and_written_arguments():
     """Attributes the checker keeps as expressions (a Tagged size, a Written argument) are
     written as the plain values they hold."""
     x = randn(2, 3, 8, 8)
-    check(Case("avg_pool2d", {"x": x}, kernel=Tagged(3, sym("k")), stride=2,
-               count_include_pad=written(False, "include")), DEFAULT_OPSET)
+    check(
+        Case(
+            "avg_pool2d",
+            {"x": x},
+            kernel=Tagged(3, sym("k")),
+            stride=2,
+            count_include_pad=written(False, "include"),
+        ),
+        DEFAULT_OPSET,
+    )
     check(Case("gelu", {"x": x}, approximate=written("tanh", "mode")), NEWEST_OPSET)
     check(Case("leaky_relu", {"x": x}, slope=written(0.2, "slope")), DEFAULT_OPSET)
-    check(Case("Conv2d", {"x": x}, {"out": Tagged(4, sym("c")), "kernel": Tagged(3, sym("k")),
-                                    "padding": "same"}), DEFAULT_OPSET)
+    check(
+        Case(
+            "Conv2d",
+            {"x": x},
+            {"out": Tagged(4, sym("c")), "kernel": Tagged(3, sym("k")), "padding": "same"},
+        ),
+        DEFAULT_OPSET,
+    )

@@ -21,8 +21,16 @@ from dualnet.reference import run_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-ZOO = ["lenet5", "mlp", "resnet18", "mobilenetv2", "bert_encoder", "lstm_classifier",
-       "gru_classifier", "unet"]
+ZOO = [
+    "lenet5",
+    "mlp",
+    "resnet18",
+    "mobilenetv2",
+    "bert_encoder",
+    "lstm_classifier",
+    "gru_classifier",
+    "unet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +115,21 @@ def test_compile_errors_are_diagnostics(tmp_path):
     assert not list(tmp_path.glob("*_torch.py"))
     blocked = tmp_path / "file.txt"
     blocked.write_text("")
-    run = subprocess.run([sys.executable, "-m", "dualnet", "compile",
-                          str(MODELS / "lenet5.dnet"), "--target", "torch", "-o",
-                          str(blocked / "out")], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "compile",
+            str(MODELS / "lenet5.dnet"),
+            "--target",
+            "torch",
+            "-o",
+            str(blocked / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1 and "E-IO" in run.stderr and "Traceback" not in run.stderr
 
 
@@ -123,9 +143,13 @@ def test_bert_class_is_generic_in_its_hyperparameters(generated):
     exec(compile(generated["bert_encoder"].read_text(), "bert_torch.py", "exec"), namespace)
     net = namespace["BertEncoder"](hidden=64, heads=4, intermediate=96, layers=3).eval()
     summary = dualnet.load(str(MODELS / "bert_encoder.dnet")).check(
-        hidden=64, heads=4, intermediate=96, layers=3)
-    expected = {f"{layer.path}.{name}": spec.shape for layer in summary.instance.layers()
-                for name, spec in {**layer.params, **layer.buffers}.items()}
+        hidden=64, heads=4, intermediate=96, layers=3
+    )
+    expected = {
+        f"{layer.path}.{name}": spec.shape
+        for layer in summary.instance.layers()
+        for name, spec in {**layer.params, **layer.buffers}.items()
+    }
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == expected
     ids = torch.zeros(2, 6, dtype=torch.int64)
     with torch.no_grad():
@@ -138,7 +162,7 @@ def test_names_never_shadow_python_or_torch(tmp_path):
     self; a string that looks like code stays a string."""
     source = tmp_path / "names.dnet"
     source.write_text(
-        "model Tricky(lambda: int = 4, F: int = 3, input: str = \"none\") {\n"
+        'model Tricky(lambda: int = 4, F: int = 3, input: str = "none") {\n'
         "    torch = Linear(lambda)\n"
         "    eval = Linear(F)\n"
         "    nn = Linear(F)\n"
@@ -146,14 +170,16 @@ def test_names_never_shadow_python_or_torch(tmp_path):
         "        list = torch(self)\n"
         "        return eval(gelu(list, approximate=input)) + nn(list)\n"
         "    }\n"
-        "}\n")
+        "}\n"
+    )
     out = compile_file(str(source), "torch", str(tmp_path))
     text = out.read_text()
     namespace: dict = {}
     exec(compile(text, str(out), "exec"), namespace)
     net = namespace["Tricky"]().eval()
     assert sorted(net.state_dict()) == sorted(
-        f"{layer}.{p}" for layer in ("torch", "eval", "nn") for p in ("weight", "bias"))
+        f"{layer}.{p}" for layer in ("torch", "eval", "nn") for p in ("weight", "bias")
+    )
     with torch.no_grad():
         assert net(torch.randn(2, 4)).shape == (2, 3)
     assert callable(net.eval)  # the layer named `eval` did not replace the method
@@ -188,8 +214,21 @@ def test_init_file_loads_into_the_generated_module_and_torchvision_names(tmp_pat
     from test_weights import ResNet18 as TorchvisionStyle
 
     weights = tmp_path / "w.safetensors"
-    run = subprocess.run([sys.executable, "-m", "dualnet", "init", str(MODELS / "resnet18.dnet"),
-                          "--seed", "3", "-o", str(weights)], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualnet",
+            "init",
+            str(MODELS / "resnet18.dnet"),
+            "--seed",
+            "3",
+            "-o",
+            str(weights),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     net = dualnet.load(str(MODELS / "resnet18.dnet")).torch().eval()
     dualnet.load_weights(net, str(weights))
@@ -235,10 +274,13 @@ def test_an_unchecked_branch_is_refused_not_guessed(tmp_path):
         "model Head(deep: bool = false) {\n"
         "    fc = Sequential(Linear(8), relu, Linear(2)) if deep else Linear(2)\n"
         "    forward(x: f32[B, 4]) { return fc(x) }\n"
-        "}\n")
+        "}\n"
+    )
     namespace: dict = {}
-    exec(compile(compile_file(str(source), "torch", str(tmp_path)).read_text(), "b.py", "exec"),
-         namespace)
+    exec(
+        compile(compile_file(str(source), "torch", str(tmp_path)).read_text(), "b.py", "exec"),
+        namespace,
+    )
     assert namespace["Head"]().fc.out_features == 2
     with pytest.raises(ValueError, match="checked no configuration"):
         namespace["Head"](deep=True)
@@ -259,7 +301,8 @@ def test_no_in_place_write_to_a_value_a_loop_reads_again(tmp_path):
         "        for i in range(3) { h = y + h }\n"
         "        return h\n"
         "    }\n"
-        "}\n")
+        "}\n"
+    )
     program = dualnet.load(str(source))
     summary, net = program.check(), program.torch().eval()
     assert ".add_(" not in program.source("torch")

@@ -46,8 +46,7 @@ def build(tmp_path):
 
 
 def one_layer(layer: str, input_type: str) -> str:
-    return (f"model M() {{\n    l = {layer}\n"
-            f"    forward(x: {input_type}) {{ return l(x) }}\n}}\n")
+    return f"model M() {{\n    l = {layer}\n    forward(x: {input_type}) {{ return l(x) }}\n}}\n"
 
 
 def torch_state(make, seed: int) -> dict:
@@ -72,9 +71,15 @@ def test_lenet_names_shapes_dtypes_in_order():
     instance = instance_of(MODELS / "lenet5.dnet")
     state = init_state(instance, 0)
     specs = list(state_specs(instance))
-    assert list(state) == [name for name, _ in specs] == [
-        f"{layer}.{p}" for layer in ("conv1", "conv2", "fc1", "fc2", "fc3")
-        for p in ("weight", "bias")]
+    assert (
+        list(state)
+        == [name for name, _ in specs]
+        == [
+            f"{layer}.{p}"
+            for layer in ("conv1", "conv2", "fc1", "fc2", "fc3")
+            for p in ("weight", "bias")
+        ]
+    )
     for name, spec in specs:
         assert tuple(state[name].shape) == spec.shape, name
         assert state[name].dtype == TORCH_DTYPES[spec.dtype], name
@@ -82,8 +87,9 @@ def test_lenet_names_shapes_dtypes_in_order():
     assert sum(t.numel() for t in state.values()) == 61_706
 
 
-@pytest.mark.parametrize("model", ["bert_encoder", "gru_classifier", "lstm_classifier",
-                                   "mobilenetv2", "unet", "mlp"])
+@pytest.mark.parametrize(
+    "model", ["bert_encoder", "gru_classifier", "lstm_classifier", "mobilenetv2", "unet", "mlp"]
+)
 def test_every_spec_of_the_zoo_is_drawn(model):
     instance = instance_of(MODELS / f"{model}.dnet")
     state = init_state(instance, 3)
@@ -103,8 +109,12 @@ def resnet18_keys() -> list[str]:
     for stage in (1, 2, 3, 4):
         for block in (0, 1):
             pre = f"layer{stage}.{block}"
-            keys += [f"{pre}.conv1.weight", *(f"{pre}.bn1.{p}" for p in bn),
-                     f"{pre}.conv2.weight", *(f"{pre}.bn2.{p}" for p in bn)]
+            keys += [
+                f"{pre}.conv1.weight",
+                *(f"{pre}.bn1.{p}" for p in bn),
+                f"{pre}.conv2.weight",
+                *(f"{pre}.bn2.{p}" for p in bn),
+            ]
             if stage > 1 and block == 0:
                 keys += [f"{pre}.downsample.0.weight", *(f"{pre}.downsample.1.{p}" for p in bn)]
     return keys + ["fc.weight", "fc.bias"]
@@ -152,13 +162,13 @@ def test_largest_seed_is_accepted():
 @pytest.mark.parametrize("seed", [0, 1, 12345])
 def test_linear_is_pytorchs_linear(build, seed):
     ours = init_state(build(one_layer("Linear(5)", "f32[B, 7]")), seed)
-    assert_same(ours, {f"l.{k}": v for k, v in torch_state(lambda: torch.nn.Linear(7, 5),
-                                                            seed).items()})
+    assert_same(
+        ours, {f"l.{k}": v for k, v in torch_state(lambda: torch.nn.Linear(7, 5), seed).items()}
+    )
 
 
 def test_conv_is_pytorchs_conv(build):
-    ours = init_state(build(one_layer("Conv2d(4, kernel=3, groups=2)",
-                                      "f32[B, 6, 9, 9]")), 5)
+    ours = init_state(build(one_layer("Conv2d(4, kernel=3, groups=2)", "f32[B, 6, 9, 9]")), 5)
     theirs = torch_state(lambda: torch.nn.Conv2d(6, 4, 3, groups=2), 5)
     assert_same(ours, {f"l.{k}": v for k, v in theirs.items()})
 
@@ -172,8 +182,9 @@ def test_conv1d_without_bias_is_pytorchs(build):
 def test_conv_transpose_uses_pytorchs_fan_in(build):
     """ConvTranspose2d's weight is [in, out/groups, kh, kw]; PyTorch's fan_in is
     weight.size(1) * kh * kw, and so is the Init's."""
-    instance = build(one_layer("ConvTranspose2d(6, kernel=3, stride=2, groups=2)",
-                               "f32[B, 4, 5, 5]"))
+    instance = build(
+        one_layer("ConvTranspose2d(6, kernel=3, stride=2, groups=2)", "f32[B, 4, 5, 5]")
+    )
     [layer] = instance.layers()
     assert dict(layer.params["weight"].init.args)["fan_in"] == 3 * 9
     ours = init_state(instance, 9)
@@ -183,11 +194,11 @@ def test_conv_transpose_uses_pytorchs_fan_in(build):
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_recurrent_is_pytorchs(build, kind):
-    ours = init_state(build(one_layer(f"{kind}(6, layers=2, bidirectional=true)",
-                                      "f32[B, T, 4]")), 4)
+    ours = init_state(
+        build(one_layer(f"{kind}(6, layers=2, bidirectional=true)", "f32[B, T, 4]")), 4
+    )
     cls = getattr(torch.nn, kind)
-    theirs = torch_state(lambda: cls(4, 6, num_layers=2, bidirectional=True,
-                                     batch_first=True), 4)
+    theirs = torch_state(lambda: cls(4, 6, num_layers=2, bidirectional=True, batch_first=True), 4)
     assert_same(ours, {f"l.{k}": v for k, v in theirs.items()})
 
 
@@ -210,10 +221,13 @@ def test_embedding_and_batchnorm_are_pytorchs(build):
     assert_same(ours, torch_state(make, 21))
 
 
-@pytest.mark.parametrize("choice,reference", [
-    ("kaiming_uniform", torch.nn.init.kaiming_uniform_),
-    ("xavier_normal", torch.nn.init.xavier_normal_),
-])
+@pytest.mark.parametrize(
+    "choice,reference",
+    [
+        ("kaiming_uniform", torch.nn.init.kaiming_uniform_),
+        ("xavier_normal", torch.nn.init.xavier_normal_),
+    ],
+)
 def test_embedding_init_choices_use_pytorchs_fans(build, choice, reference):
     """The weight [vocab, dim] has fan_in = dim and fan_out = vocab (`size(1)`, `size(0)`),
     as torch.nn.init computes them."""
@@ -250,29 +264,34 @@ def test_multi_head_attention_schemes(build):
     expected = {
         "attn.in_proj_weight": torch.nn.init.xavier_uniform_(torch.empty(24, 8), generator=g),
         "attn.in_proj_bias": torch.zeros(24),
-        "attn.out_proj.weight": torch.nn.init.kaiming_uniform_(torch.empty(8, 8), a=SQRT5,
-                                                               generator=g),
+        "attn.out_proj.weight": torch.nn.init.kaiming_uniform_(
+            torch.empty(8, 8), a=SQRT5, generator=g
+        ),
         "attn.out_proj.bias": torch.zeros(8),
     }
     assert_same(ours, expected)
 
 
-@pytest.mark.parametrize("choice,reference", [
-    ("kaiming_uniform", lambda t, g: torch.nn.init.kaiming_uniform_(t, generator=g)),
-    ("kaiming_normal", lambda t, g: torch.nn.init.kaiming_normal_(t, generator=g)),
-    ("xavier_uniform", lambda t, g: torch.nn.init.xavier_uniform_(t, generator=g)),
-    ("xavier_normal", lambda t, g: torch.nn.init.xavier_normal_(t, generator=g)),
-    ("normal", lambda t, g: torch.nn.init.normal_(t, generator=g)),
-    ("zeros", lambda t, g: torch.nn.init.zeros_(t)),
-    ("ones", lambda t, g: torch.nn.init.ones_(t)),
-])
+@pytest.mark.parametrize(
+    "choice,reference",
+    [
+        ("kaiming_uniform", lambda t, g: torch.nn.init.kaiming_uniform_(t, generator=g)),
+        ("kaiming_normal", lambda t, g: torch.nn.init.kaiming_normal_(t, generator=g)),
+        ("xavier_uniform", lambda t, g: torch.nn.init.xavier_uniform_(t, generator=g)),
+        ("xavier_normal", lambda t, g: torch.nn.init.xavier_normal_(t, generator=g)),
+        ("normal", lambda t, g: torch.nn.init.normal_(t, generator=g)),
+        ("zeros", lambda t, g: torch.nn.init.zeros_(t)),
+        ("ones", lambda t, g: torch.nn.init.ones_(t)),
+    ],
+)
 def test_init_choices_are_torch_nn_init(build, choice, reference):
     """`init=` choices on a Linear [24, 10] weight (the bias keeps its default)."""
     ours = init_state(build(one_layer(f'Linear(24, init="{choice}")', "f32[B, 10]")), 6)
     g = torch.Generator().manual_seed(6)
     weight = reference(torch.empty(24, 10), g)
-    bias = torch.nn.init.uniform_(torch.empty(24), -1 / math.sqrt(10), 1 / math.sqrt(10),
-                                  generator=g)
+    bias = torch.nn.init.uniform_(
+        torch.empty(24), -1 / math.sqrt(10), 1 / math.sqrt(10), generator=g
+    )
     assert_same(ours, {"l.weight": weight, "l.bias": bias})
 
 
@@ -302,8 +321,9 @@ def test_default_bounds_and_moments(build):
 
 def test_normal_moments():
     g = torch.Generator().manual_seed(0)
-    t = draw(ParamSpec((400, 500), DType.f32, Init("kaiming_normal", (("a", 0.0),
-                                                                      ("fan_in", 500)))), g)
+    t = draw(
+        ParamSpec((400, 500), DType.f32, Init("kaiming_normal", (("a", 0.0), ("fan_in", 500)))), g
+    )
     std = math.sqrt(2 / 500)
     assert abs(t.double().std() - std) < 0.01 * std and abs(t.double().mean()) < 0.01 * std
 
@@ -312,17 +332,22 @@ def test_normal_moments():
 def test_other_float_dtypes_are_drawn_directly(dtype):
     spec = ParamSpec((5, 7), dtype, Init("kaiming_uniform", (("a", SQRT5), ("fan_in", 7))))
     ours = draw(spec, torch.Generator().manual_seed(1))
-    theirs = torch.nn.init.kaiming_uniform_(torch.empty(5, 7, dtype=TORCH_DTYPES[dtype]),
-                                            a=SQRT5, generator=torch.Generator().manual_seed(1))
+    theirs = torch.nn.init.kaiming_uniform_(
+        torch.empty(5, 7, dtype=TORCH_DTYPES[dtype]),
+        a=SQRT5,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert ours.dtype == TORCH_DTYPES[dtype] and torch.equal(ours, theirs)
 
 
 def test_integer_tensors_take_only_constants():
     g = torch.Generator().manual_seed(0)
-    assert torch.equal(draw(ParamSpec((3,), DType.i64, Init("zeros"), False), g),
-                       torch.zeros(3, dtype=torch.int64))
-    assert torch.equal(draw(ParamSpec((2,), DType.bool, Init("ones"), False), g),
-                       torch.ones(2, dtype=torch.bool))
+    assert torch.equal(
+        draw(ParamSpec((3,), DType.i64, Init("zeros"), False), g), torch.zeros(3, dtype=torch.int64)
+    )
+    assert torch.equal(
+        draw(ParamSpec((2,), DType.bool, Init("ones"), False), g), torch.ones(2, dtype=torch.bool)
+    )
     with pytest.raises(ValueError, match="cannot draw"):
         draw(ParamSpec((3,), DType.i32, Init("uniform", (("bound", 1.0),))), g)
 

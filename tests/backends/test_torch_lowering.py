@@ -53,8 +53,9 @@ def lower_and_run(case: Case, hide_in_types: bool = False):
     op = REGISTRY[case.op]
     ns = {"torch": torch, "nn": nn, "F": F, **case.env}
     ns.update({name: torch.from_numpy(a) for name, a in bound.named.items()})
-    call = TorchCall(bound.sources, bound.attrs, {} if hide_in_types else bound.types,
-                     bound.out_types, fmt)
+    call = TorchCall(
+        bound.sources, bound.attrs, {} if hide_in_types else bound.types, bound.out_types, fmt
+    )
     params = {}
     construct = ""
     if op.is_layer:
@@ -96,13 +97,9 @@ def check(case: Case, hide_in_types: bool = False):
     return sources
 
 
-
-
-
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_function_matches_reference(case):
     check(case)
-
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if one_tensor(c)], ids=case_id)
@@ -136,8 +133,10 @@ def test_lower_function_refuses_layers():
 
 
 def test_checking_never_imports_torch():
-    code = ("import sys, dualnet.backends.torch.lowering, dualnet.backends.torch.runtime; "
-            "sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys, dualnet.backends.torch.lowering, dualnet.backends.torch.runtime; "
+        "sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -150,38 +149,48 @@ def _source(op, inputs, config=None, **attrs):
 
 def test_readable_sources():
     x = randn(2, 3, 8, 8)
-    assert _source("Conv2d", {"x": randn(1, 3, 16, 16)},
-                   {"out": 64, "kernel": 7, "stride": 2, "padding": 3, "bias": False}) == \
-        ("nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)", "module(x)")
-    assert _source("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "stride": 2,
-                                        "padding": "same"}) == \
-        ("nn.Conv2d(3, 4, kernel_size=3, stride=2)", "module(F.pad(x, (0, 1, 0, 1)))")
-    assert _source("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "padding": "same"})[0] == \
-        "nn.Conv2d(3, 4, kernel_size=3, padding='same')"
-    assert _source("BatchNorm", {"x": x})[0] == \
-        "_bn(nn.BatchNorm2d(3, eps=1e-05, momentum=0.1))"
-    assert _source("LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2,
-                                                   "bidirectional": True}, state=True) == \
-        ("nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True)",
-         "_unpack_lstm(module(x))")
-    assert _source("MultiHeadAttention", {"q": randn(2, 4, 8), "k": randn(2, 4, 8),
-                                          "v": randn(2, 4, 8)}, {"dim": 8, "heads": 2}) == \
-        ("nn.MultiheadAttention(8, 2, batch_first=True)",
-         "module(q, k, v, need_weights=False)[0]")
-    assert _source("max_pool2d", {"x": x}, kernel=3, stride=2, padding=1)[1] == \
-        "F.max_pool2d(x, kernel_size=3, stride=2, padding=1)"
+    assert _source(
+        "Conv2d",
+        {"x": randn(1, 3, 16, 16)},
+        {"out": 64, "kernel": 7, "stride": 2, "padding": 3, "bias": False},
+    ) == ("nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)", "module(x)")
+    assert _source("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "stride": 2, "padding": "same"}) == (
+        "nn.Conv2d(3, 4, kernel_size=3, stride=2)",
+        "module(F.pad(x, (0, 1, 0, 1)))",
+    )
+    assert (
+        _source("Conv2d", {"x": x}, {"out": 4, "kernel": 3, "padding": "same"})[0]
+        == "nn.Conv2d(3, 4, kernel_size=3, padding='same')"
+    )
+    assert _source("BatchNorm", {"x": x})[0] == "_bn(nn.BatchNorm2d(3, eps=1e-05, momentum=0.1))"
+    assert _source(
+        "LSTM", {"x": randn(2, 5, 3)}, {"hidden": 4, "layers": 2, "bidirectional": True}, state=True
+    ) == (
+        "nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True)",
+        "_unpack_lstm(module(x))",
+    )
+    assert _source(
+        "MultiHeadAttention",
+        {"q": randn(2, 4, 8), "k": randn(2, 4, 8), "v": randn(2, 4, 8)},
+        {"dim": 8, "heads": 2},
+    ) == ("nn.MultiheadAttention(8, 2, batch_first=True)", "module(q, k, v, need_weights=False)[0]")
+    assert (
+        _source("max_pool2d", {"x": x}, kernel=3, stride=2, padding=1)[1]
+        == "F.max_pool2d(x, kernel_size=3, stride=2, padding=1)"
+    )
     assert _source("max_pool2d", {"x": x}, kernel=2)[1] == "F.max_pool2d(x, kernel_size=2)"
-    assert _source("avg_pool2d", {"x": x}, kernel=3, padding=1, count_include_pad=False)[1] \
+    assert (
+        _source("avg_pool2d", {"x": x}, kernel=3, padding=1, count_include_pad=False)[1]
         == "F.avg_pool2d(x, kernel_size=3, padding=1, count_include_pad=False)"
+    )
     assert _source("pad", {"x": x}, pads=(1, 2, 3, 4))[1] == "F.pad(x, (3, 4, 1, 2))"
-    assert _source("sum", {"x": x}, axis=(2, 3), keepdims=True)[1] == \
-        "x.sum(dim=(2, 3), keepdim=True)"
+    assert (
+        _source("sum", {"x": x}, axis=(2, 3), keepdims=True)[1] == "x.sum(dim=(2, 3), keepdim=True)"
+    )
     assert _source("softmax", {"x": x})[1] == "F.softmax(x, dim=-1)"
-    assert _source("getitem", {"x": x}, items=(slice(None), slice(1, 2), -1))[1] == \
-        "x[:, 1:2, 7]"
+    assert _source("getitem", {"x": x}, items=(slice(None), slice(1, 2), -1))[1] == "x[:, 1:2, 7]"
     assert _source("pow", {"x": -2.0, "p": np.ones(3, np.float32)})[1] == "(-2.0) ** p"
-    assert _source("add", {"a": 2.0, "b": 3.0})[1] == \
-        "torch.tensor(2.0, dtype=torch.float32) + 3.0"
+    assert _source("add", {"a": 2.0, "b": 3.0})[1] == "torch.tensor(2.0, dtype=torch.float32) + 3.0"
     assert _source("gelu", {"x": x}, approximate="tanh")[1] == "F.gelu(x, approximate='tanh')"
     assert _source("leaky_relu", {"x": x})[1] == "F.leaky_relu(x)"
     assert _source("upsample", {"x": x}, scale=2)[1] == "F.interpolate(x, scale_factor=2)"
@@ -194,14 +203,20 @@ def test_bracketed_and_device_aware_sources():
     def call(inputs, **attrs):
         return TorchCall(inputs, attrs, {k: t for k in inputs}, [t], fmt)
 
-    assert lower_function("sum", call({"x": "a + b"}, axis=(1,), keepdims=False)) == \
-        "(a + b).sum(dim=1)"
+    assert (
+        lower_function("sum", call({"x": "a + b"}, axis=(1,), keepdims=False))
+        == "(a + b).sum(dim=1)"
+    )
     assert lower_function("sub", call({"a": "x", "b": "y - z"})) == "x - (y - z)"
     assert lower_function("neg", call({"x": "-y"})) == "-(-y)"
-    assert lower_function("arange", TorchCall({}, {"n": 4, "_device": "x.device"}, {}, [t],
-                                              fmt)) == "torch.arange(4, device=x.device)"
-    assert lower_function("exp", call({"x": "1.0"}, _device="x.device")) == \
-        "torch.exp(torch.tensor(1.0, dtype=torch.float32, device=x.device))"
+    assert (
+        lower_function("arange", TorchCall({}, {"n": 4, "_device": "x.device"}, {}, [t], fmt))
+        == "torch.arange(4, device=x.device)"
+    )
+    assert (
+        lower_function("exp", call({"x": "1.0"}, _device="x.device"))
+        == "torch.exp(torch.tensor(1.0, dtype=torch.float32, device=x.device))"
+    )
 
 
 def test_conv_call_needs_the_layer_config():
@@ -212,8 +227,9 @@ def test_conv_call_needs_the_layer_config():
 
 def test_cast_to_bfloat16():
     x = randn(3, 4)
-    _, ctx = run_rule(REGISTRY["cast"], {"x": TensorType(DType.f32, (3, 4))},
-                      {"dtype": DType.bf16}, {}, None)
+    _, ctx = run_rule(
+        REGISTRY["cast"], {"x": TensorType(DType.f32, (3, 4))}, {"dtype": DType.bf16}, {}, None
+    )
     src = lower_function("cast", TorchCall({"x": "x"}, ctx.attrs, {}, [], fmt))
     y = eval(src, {"torch": torch, "x": torch.from_numpy(x)})
     assert y.dtype == torch.bfloat16
@@ -225,8 +241,10 @@ def test_cast_to_bfloat16():
 
 def test_helpers_needed_follows_dependencies():
     assert helpers_needed("y = _avg_pool(x, (3,), (2,), None)") == ["_pad_same", "_avg_pool"]
-    assert helpers_needed("self.bn = _bn(nn.BatchNorm2d(3))") == \
-        ["_bn", "_skip_num_batches_tracked"]
+    assert helpers_needed("self.bn = _bn(nn.BatchNorm2d(3))") == [
+        "_bn",
+        "_skip_num_batches_tracked",
+    ]
     assert helpers_needed("self._bn(x) + my_pad_same(x) + _bn2(x)") == []
     assert helpers_needed("F.relu(x)") == []
 
@@ -240,8 +258,11 @@ def test_helpers_are_clean_python(tmp_path):
         pytest.skip("ruff is not installed")
     path = tmp_path / "helpers.py"
     path.write_text(source)
-    result = subprocess.run([ruff, "check", "--isolated", "--line-length", "100",
-                             "--select", "E,F,W,B", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [ruff, "check", "--isolated", "--line-length", "100", "--select", "E,F,W,B", str(path)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout
     assert runtime.__doc__
 
@@ -306,5 +327,6 @@ def test_fully_masked_attention_has_finite_gradients():
         out.sum().backward()
         assert torch.isfinite(x.grad).all()
         assert torch.allclose(out[1], attention.out_proj.bias.expand(3, 8))
-    assert torch.allclose(ns["_mha"](attention, x, x, x, keys),
-                          ns["_mha_keys"](attention, x, x, x, keys), atol=1e-6)
+    assert torch.allclose(
+        ns["_mha"](attention, x, x, x, keys), ns["_mha_keys"](attention, x, x, x, keys), atol=1e-6
+    )

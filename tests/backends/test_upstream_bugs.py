@@ -20,12 +20,19 @@ def _pad_then(pool: str, width: int, **attrs) -> bytes:
     """A model: x [1, 1, 3, 3] zero-padded by `width` on H and W, then `pool` with `attrs`."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    inits = [numpy_helper.from_array(np.array([0, 0, width, width] * 2, np.int64), "pads"),
-             numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
-    nodes = [helper.make_node("Pad", ["x", "pads", "zero"], ["padded"]),
-             helper.make_node(pool, ["padded"], ["y"], **attrs)]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, width, width] * 2, np.int64), "pads"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("Pad", ["x", "pads", "zero"], ["padded"]),
+        helper.make_node(pool, ["padded"], ["y"], **attrs),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], inits),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=10,
+    )
     return model.SerializeToString()
 
 
@@ -70,8 +77,11 @@ def test_onnx_runtime_fuses_a_relu_into_a_clip_of_a_type_it_then_refuses(dtype):
     y = helper.make_tensor_value_info("y", tp, None)
     inits = [numpy_helper.from_array(np.array(1, dtype), "lo")]
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Clip", ["r", "lo"], ["y"])]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], inits),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=10,
+    )
     model = model.SerializeToString()
     plain = _session(model, optimized=False).run(None, {"x": np.array([-3, 2, 9], dtype)})[0]
     assert plain.tolist() == [1, 2, 9]

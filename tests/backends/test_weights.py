@@ -56,8 +56,9 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
 
 class ResNet18(nn.Module):
@@ -70,8 +71,13 @@ class ResNet18(nn.Module):
         widths = [64, 64, 128, 256, 512]
         for i in range(1, 5):
             stride = 1 if i == 1 else 2
-            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(widths[i - 1], widths[i], stride),
-                                                     BasicBlock(widths[i], widths[i])))
+            setattr(
+                self,
+                f"layer{i}",
+                nn.Sequential(
+                    BasicBlock(widths[i - 1], widths[i], stride), BasicBlock(widths[i], widths[i])
+                ),
+            )
         self.fc = nn.Linear(512, classes)
 
 
@@ -157,8 +163,9 @@ def test_shared_and_non_contiguous_tensors_save(tmp_path):
     dualnet.save_weights(model, path)
     loaded = load_file(path)
     assert set(loaded) == {"emb.weight", "out.weight", "table", "conv.weight", "conv.bias"}
-    assert torch.equal(loaded["table"], model.table) and torch.equal(loaded["out.weight"],
-                                                                     model.emb.weight)
+    assert torch.equal(loaded["table"], model.table) and torch.equal(
+        loaded["out.weight"], model.emb.weight
+    )
     other = Tied()
     dualnet.load_weights(other, path)
     assert all(torch.equal(other.state_dict()[k], v) for k, v in model.state_dict().items())
@@ -190,10 +197,12 @@ def test_mis_shaped_tensors_from_other_hyperparameters(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     save_torch(LeNet5(classes=5), "lenet5_5classes.safetensors")
     [d] = weights_error(LeNet5(), "lenet5_5classes.safetensors").diagnostics
-    assert d.message == ("`fc3.weight` in lenet5_5classes.safetensors is f32[5, 84]; "
-                         "the model expects f32[10, 84]")
-    assert d.notes == ("`fc3.bias` in lenet5_5classes.safetensors is f32[5]; "
-                       "the model expects f32[10]",)
+    assert d.message == (
+        "`fc3.weight` in lenet5_5classes.safetensors is f32[5, 84]; the model expects f32[10, 84]"
+    )
+    assert d.notes == (
+        "`fc3.bias` in lenet5_5classes.safetensors is f32[5]; the model expects f32[10]",
+    )
 
 
 def test_docs_example_is_real_output(tmp_path, monkeypatch):
@@ -213,7 +222,8 @@ def test_mis_typed_tensor(tmp_path, lenet_file):
     save_file(tensors, tmp_path / "w.safetensors")
     [d] = weights_error(LeNet5(), tmp_path / "w.safetensors").diagnostics
     assert d.message.startswith("`conv1.bias` in ") and d.message.endswith(
-        "is f64[6]; the model expects f32[6]")
+        "is f64[6]; the model expects f32[6]"
+    )
 
 
 def test_many_problems_are_listed_with_a_count(tmp_path):
@@ -273,8 +283,10 @@ def test_torchvision_like_state_dict_loads(tmp_path):
 
 
 def test_num_batches_tracked_in_a_state_is_not_written(tmp_path):
-    write_state({"bn.weight": torch.ones(2), "bn.num_batches_tracked": torch.tensor(3)},
-                tmp_path / "w.safetensors")
+    write_state(
+        {"bn.weight": torch.ones(2), "bn.num_batches_tracked": torch.tensor(3)},
+        tmp_path / "w.safetensors",
+    )
     assert list(load_file(tmp_path / "w.safetensors")) == ["bn.weight"]
 
 
@@ -308,9 +320,11 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_unwritable_destinations(tmp_path):
     (tmp_path / "file.txt").write_text("x")
-    for path, reason in ((tmp_path / "file.txt" / "w.safetensors", "Not a directory"),
-                         (tmp_path / "absent" / "w.safetensors", "No such file or directory"),
-                         (tmp_path, "it is a directory")):
+    for path, reason in (
+        (tmp_path / "file.txt" / "w.safetensors", "Not a directory"),
+        (tmp_path / "absent" / "w.safetensors", "No such file or directory"),
+        (tmp_path, "it is a directory"),
+    ):
         with pytest.raises(DualnetError) as info:
             dualnet.save_weights(LeNet5(), path)
         [d] = info.value.diagnostics
@@ -341,8 +355,9 @@ def test_write_state_takes_numpy_arrays(tmp_path):
     import numpy as np
 
     write_state({"a": np.arange(6, dtype=np.float32).reshape(2, 3).T}, tmp_path / "n.safetensors")
-    assert torch.equal(load_file(tmp_path / "n.safetensors")["a"],
-                       torch.arange(6.0).reshape(2, 3).T)
+    assert torch.equal(
+        load_file(tmp_path / "n.safetensors")["a"], torch.arange(6.0).reshape(2, 3).T
+    )
 
 
 def test_load_torch_direct(tmp_path, lenet_file):
@@ -352,22 +367,25 @@ def test_load_torch_direct(tmp_path, lenet_file):
 
 
 def test_import_dualnet_stays_framework_free():
-    code = ("import sys, dualnet\n"
-            "assert 'torch' not in sys.modules\n"
-            "f = dualnet.load_weights; g = dualnet.save_weights\n"
-            "assert 'load_weights' in dir(dualnet) and 'torch' not in sys.modules\n"
-            "try:\n    g(object(), 'x.safetensors')\n"
-            "except dualnet.diagnostics.DualnetError as e:\n"
-            "    print(e.diagnostics[0].code)\n"
-            "    print(e.diagnostics[0].notes[0])\n"
-            "assert 'torch' not in sys.modules and 'safetensors' not in sys.modules\n"
-            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT)
+    code = (
+        "import sys, dualnet\n"
+        "assert 'torch' not in sys.modules\n"
+        "f = dualnet.load_weights; g = dualnet.save_weights\n"
+        "assert 'load_weights' in dir(dualnet) and 'torch' not in sys.modules\n"
+        "try:\n    g(object(), 'x.safetensors')\n"
+        "except dualnet.diagnostics.DualnetError as e:\n"
+        "    print(e.diagnostics[0].code)\n"
+        "    print(e.diagnostics[0].notes[0])\n"
+        "assert 'torch' not in sys.modules and 'safetensors' not in sys.modules\n"
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines() == [
-        "E-WEIGHTS", "dualnet saves the weights of a torch.nn.Module or a Keras layer or model "
-        "(keras.layers.Layer)"]
+        "E-WEIGHTS",
+        "dualnet saves the weights of a torch.nn.Module or a Keras layer or model "
+        "(keras.layers.Layer)",
+    ]
 
 
 # ---------------------------------------------------------------- dualnet init
@@ -386,8 +404,9 @@ def test_init_writes_the_seeded_state(tmp_path, capsys, lenet_instance):
     out = tmp_path / "w.safetensors"
     code, stdout, stderr = run_init(capsys, str(LENET), "--seed", "5", "-o", str(out))
     assert code == 0, stderr
-    assert stdout == (f"wrote 10 tensors to {out}: 61,706 trainable parameters, "
-                      "0 buffer elements (seed 5)\n")
+    assert stdout == (
+        f"wrote 10 tensors to {out}: 61,706 trainable parameters, 0 buffer elements (seed 5)\n"
+    )
     loaded = load_file(out)
     expected = init_state(lenet_instance, 5)
     assert list(sorted(loaded)) == sorted(expected)
@@ -418,20 +437,29 @@ def test_init_model_and_include_options(tmp_path, capsys):
     lib = tmp_path / "lib"
     lib.mkdir()
     (lib / "blocks.dnet").write_text(
-        "model Lin() {\n  fc = Linear(3)\n  forward(x: f32[B, F]) { return fc(x) }\n}\n")
+        "model Lin() {\n  fc = Linear(3)\n  forward(x: f32[B, F]) { return fc(x) }\n}\n"
+    )
     (tmp_path / "main.dnet").write_text(
         'import "blocks.dnet"\nmodel M() {\n  l = Lin()\n'
-        '  forward(x: f32[B, 2]) { return l(x) }\n}\nmodel N() {\n  z = Linear(4)\n'
-        '  forward(x: f32[B, 2]) { return z(x) }\n}\n')
+        "  forward(x: f32[B, 2]) { return l(x) }\n}\nmodel N() {\n  z = Linear(4)\n"
+        "  forward(x: f32[B, 2]) { return z(x) }\n}\n"
+    )
     out = tmp_path / "w.safetensors"
     args = [str(tmp_path / "main.dnet"), "-I", str(lib), "--model", "M", "-o", str(out)]
     assert run_init(capsys, *args)[0] == 0
     assert sorted(load_file(out)) == ["l.fc.bias", "l.fc.weight"]
 
 
-@pytest.mark.parametrize("args", [[str(LENET)], [str(LENET), "-o"], ["-o", "w.safetensors"],
-                                  [str(LENET), "-o", "w.safetensors", "--seed", "-1"],
-                                  [str(LENET), "-o", "w.safetensors", "--seed", "x"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [str(LENET)],
+        [str(LENET), "-o"],
+        ["-o", "w.safetensors"],
+        [str(LENET), "-o", "w.safetensors", "--seed", "-1"],
+        [str(LENET), "-o", "w.safetensors", "--seed", "x"],
+    ],
+)
 def test_init_usage_errors_exit_2(tmp_path, capsys, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
     code, _, stderr = run_init(capsys, *args)
@@ -452,8 +480,9 @@ def test_init_refuses_to_overwrite_the_source(tmp_path, capsys):
     src = tmp_path / "m.dnet"
     src.write_text(LENET.read_text())
     code, _, stderr = run_init(capsys, str(src), "-o", str(src))
-    assert code == 1 and stderr.startswith(f"error[E-IO]: refusing to overwrite {src}: it is "
-                                           "a .dnet source")
+    assert code == 1 and stderr.startswith(
+        f"error[E-IO]: refusing to overwrite {src}: it is a .dnet source"
+    )
     assert src.read_text() == LENET.read_text()
 
 
@@ -461,12 +490,17 @@ def test_init_unwritable_output_cli(tmp_path):
     """End to end: an output under a regular file is E-IO, exit 1, no traceback, no file."""
     (tmp_path / "file.txt").write_text("x")
     out = tmp_path / "file.txt" / "out.safetensors"
-    proc = subprocess.run([sys.executable, "-m", "dualnet", "init", str(LENET), "-o", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "dualnet", "init", str(LENET), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 1
-    assert proc.stderr == (f"error[E-IO]: cannot write {out}: Not a directory\n"
-                           f" --> {out}\n\n1 error in {LENET}\n")
+    assert proc.stderr == (
+        f"error[E-IO]: cannot write {out}: Not a directory\n --> {out}\n\n1 error in {LENET}\n"
+    )
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
     assert (tmp_path / "file.txt").read_text() == "x"

@@ -17,9 +17,14 @@ from dualnet.ops.registry import REQUIRED, run_rule
 
 B, T, H, W, C = sym("B"), sym("T"), sym("H"), sym("W"), sym("C")
 
-_NP = {np.dtype(np.float16): DType.f16, np.dtype(np.float32): DType.f32,
-       np.dtype(np.float64): DType.f64, np.dtype(np.int32): DType.i32,
-       np.dtype(np.int64): DType.i64, np.dtype(np.bool_): DType.bool}
+_NP = {
+    np.dtype(np.float16): DType.f16,
+    np.dtype(np.float32): DType.f32,
+    np.dtype(np.float64): DType.f64,
+    np.dtype(np.int32): DType.i32,
+    np.dtype(np.int64): DType.i64,
+    np.dtype(np.bool_): DType.bool,
+}
 
 
 def tt(dtype: str, *shape) -> TensorType:
@@ -67,8 +72,14 @@ def shapes(name: str, inputs: dict, config: dict | None = None, **attrs):
     return [str(t) for t in outputs]
 
 
-def fails(name: str, inputs: dict, code: str, config: dict | None = None,
-          match: str | None = None, **attrs) -> DualnetError:
+def fails(
+    name: str,
+    inputs: dict,
+    code: str,
+    config: dict | None = None,
+    match: str | None = None,
+    **attrs,
+) -> DualnetError:
     with pytest.raises(DualnetError) as info:
         infer(name, inputs, config, **attrs)
     assert info.value.diagnostics[0].code == code, info.value.diagnostics[0]
@@ -88,8 +99,15 @@ def random_params(ctx, rng, dtype=np.float32, scale: float = 1.0) -> dict:
     return out
 
 
-def run_ref(name: str, inputs: dict, config: dict | None = None, params: dict | None = None,
-            rng=None, param_scale: float = 1.0, **attrs):
+def run_ref(
+    name: str,
+    inputs: dict,
+    config: dict | None = None,
+    params: dict | None = None,
+    rng=None,
+    param_scale: float = 1.0,
+    **attrs,
+):
     """Normalise attributes with the rule (on the arrays' concrete types), then run the NumPy
     reference. Returns (outputs, params, ctx)."""
     outputs, ctx = infer(name, {k: type_of(v) for k, v in inputs.items()}, config, **attrs)
@@ -106,47 +124,60 @@ def run_ref(name: str, inputs: dict, config: dict | None = None, params: dict | 
     return results, params, ctx
 
 
-_ONNX_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
-               np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.int32): TensorProto.INT32,
-               np.dtype(np.int64): TensorProto.INT64, np.dtype(np.bool_): TensorProto.BOOL}
+_ONNX_TYPES = {
+    np.dtype(np.float32): TensorProto.FLOAT,
+    np.dtype(np.float64): TensorProto.DOUBLE,
+    np.dtype(np.float16): TensorProto.FLOAT16,
+    np.dtype(np.int32): TensorProto.INT32,
+    np.dtype(np.int64): TensorProto.INT64,
+    np.dtype(np.bool_): TensorProto.BOOL,
+}
 
 
-def onnx_node(op_type: str, inputs: list, n_outputs: int = 1, opset: int = 21,
-              runtime: str = "reference", **attrs):
+def onnx_node(
+    op_type: str,
+    inputs: list,
+    n_outputs: int = 1,
+    opset: int = 21,
+    runtime: str = "reference",
+    **attrs,
+):
     """Run one ONNX node with onnx.reference (or onnxruntime: runtime="ort"). `inputs` lists
     arrays (None = omitted input)."""
     names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
     outs = [f"out{i}" for i in range(n_outputs)]
     node = helper.make_node(op_type, names, outs, **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, _ONNX_TYPES[np.asarray(v).dtype],
-                                                  list(np.shape(v)))
-                    for n, v in zip(names, inputs, strict=True) if v is not None]
+    graph_inputs = [
+        helper.make_tensor_value_info(n, _ONNX_TYPES[np.asarray(v).dtype], list(np.shape(v)))
+        for n, v in zip(names, inputs, strict=True)
+        if v is not None
+    ]
     elem = TensorProto.UNDEFINED
     if runtime == "ort":  # onnxruntime needs the output element type (that of input 0 here)
         elem = _ONNX_TYPES[np.asarray(inputs[0]).dtype]
     graph_outputs = [helper.make_tensor_value_info(o, elem, None) for o in outs]
     graph = helper.make_graph([node], "one", graph_inputs, graph_outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=10)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
     feeds = {n: np.asarray(v) for n, v in zip(names, inputs, strict=True) if v is not None}
     if runtime == "ort":
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(model.SerializeToString(),
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
         return session.run(None, feeds)
     return ReferenceEvaluator(model).run(None, feeds)
 
 
 def onnx_graph(nodes, inputs: dict, outputs: list[str], opset: int = 21):
     """Run a small ONNX graph (a list of helper.make_node) on named arrays."""
-    graph_inputs = [helper.make_tensor_value_info(n, _ONNX_TYPES[v.dtype], list(v.shape))
-                    for n, v in inputs.items()]
-    graph_outputs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
-                     for o in outputs]
+    graph_inputs = [
+        helper.make_tensor_value_info(n, _ONNX_TYPES[v.dtype], list(v.shape))
+        for n, v in inputs.items()
+    ]
+    graph_outputs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs]
     graph = helper.make_graph(nodes, "g", graph_inputs, graph_outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=10)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
     return ReferenceEvaluator(model).run(None, inputs)
 
 

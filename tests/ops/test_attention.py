@@ -23,16 +23,16 @@ S = sym("S")
 
 def test_sdpa_rules():
     q = tt("f32", B, 4, T, 16)
-    assert shapes("scaled_dot_product_attention", {"q": q, "k": q, "v": q}) == \
-        ["f32[B, 4, T, 16]"]
+    assert shapes("scaled_dot_product_attention", {"q": q, "k": q, "v": q}) == ["f32[B, 4, T, 16]"]
     k, v = tt("f32", B, 4, S, 16), tt("f32", B, 4, S, 8)
     ok = {"q": q, "k": k, "v": v}
     assert shapes("scaled_dot_product_attention", ok) == ["f32[B, 4, T, 8]"]
     for m in (tt("bool", B, 1, 1, S), tt("bool", T, S), tt("bool", B, 4, T, S), tt("bool", S)):
         assert shapes("scaled_dot_product_attention", {**ok, "mask": m}) == ["f32[B, 4, T, 8]"]
-    assert shapes("scaled_dot_product_attention",
-                  {"q": tt("f32", 3, T, 16), "k": tt("f32", 1, S, 16),
-                   "v": tt("f32", 1, S, 16)}) == ["f32[3, T, 16]"]  # batch axes broadcast
+    assert shapes(
+        "scaled_dot_product_attention",
+        {"q": tt("f32", 3, T, 16), "k": tt("f32", 1, S, 16), "v": tt("f32", 1, S, 16)},
+    ) == ["f32[3, T, 16]"]  # batch axes broadcast
     fails("scaled_dot_product_attention", {**ok, "mask": tt("bool", B, 4, S, T)}, "E-SHAPE")
     fails("scaled_dot_product_attention", {**ok, "mask": tt("bool", 2, B, 4, T, S)}, "E-SHAPE")
     fails("scaled_dot_product_attention", {**ok, "mask": tt("f32", T, S)}, "E-DTYPE")
@@ -69,8 +69,9 @@ def _mask(shape, p=0.7):
 def test_sdpa_matches_torch_and_onnx(causal, mask_shape):
     q, k, v = randn(RNG, 2, 3, 5, 8), randn(RNG, 2, 3, 6, 8), randn(RNG, 2, 3, 6, 4)
     mask = None if mask_shape is None else _mask(mask_shape)
-    (y,), _, _ = run_ref("scaled_dot_product_attention", {"q": q, "k": k, "v": v, "mask": mask},
-                         causal=causal)
+    (y,), _, _ = run_ref(
+        "scaled_dot_product_attention", {"q": q, "k": k, "v": v, "mask": mask}, causal=causal
+    )
     close(y, _torch_sdpa(q, k, v, mask, causal))
     if mask is not None:  # onnx.reference (1.23) takes the causal Tq from the mask's shape:
         mask = np.broadcast_to(mask, (2, 3, 5, 6))  # give it the full [B, h, Tq, Tk] mask
@@ -104,13 +105,17 @@ def test_sdpa_float64_and_scale():
 
 def test_mha_rules_and_params():
     h = tt("f32", B, T, 128)
-    out, ctx = infer("MultiHeadAttention", {"q": h, "k": h, "v": h, "mask": tt("bool", B, T)},
-                     config={"dim": 128, "heads": 2})
+    out, ctx = infer(
+        "MultiHeadAttention",
+        {"q": h, "k": h, "v": h, "mask": tt("bool", B, T)},
+        config={"dim": 128, "heads": 2},
+    )
     assert str(out[0]) == "f32[B, T, 128]" and ctx.config["head_dim"] == 64
     module = torch.nn.MultiheadAttention(128, 2, batch_first=True)
     state = module.state_dict()
-    assert {k: s.shape for k, s in ctx.params.items()} == {k: tuple(v.shape)
-                                                           for k, v in state.items()}
+    assert {k: s.shape for k, s in ctx.params.items()} == {
+        k: tuple(v.shape) for k, v in state.items()
+    }
     init = {k: s.init for k, s in ctx.params.items()}
     assert init["in_proj_weight"].scheme == "xavier_uniform"
     assert dict(init["in_proj_weight"].args) == {"fan_in": 128, "fan_out": 384}
@@ -123,8 +128,11 @@ def test_mha_rules_and_params():
     w = state["out_proj.weight"].abs().max().item()
     assert 0.95 / math.sqrt(128) < w <= 1 / math.sqrt(128)
     assert not state["in_proj_bias"].any() and not state["out_proj.bias"].any()
-    _, ctx = infer("MultiHeadAttention", {"q": h, "k": h, "v": h},
-                   config={"dim": 128, "heads": 2, "bias": False})
+    _, ctx = infer(
+        "MultiHeadAttention",
+        {"q": h, "k": h, "v": h},
+        config={"dim": 128, "heads": 2, "bias": False},
+    )
     no_bias = torch.nn.MultiheadAttention(128, 2, bias=False).state_dict()
     assert sorted(ctx.params) == sorted(no_bias)
 
@@ -134,8 +142,9 @@ def test_mha_cross_attention_and_failures():
     cfg = {"dim": 32, "heads": 4}
     ins = {"q": q, "k": kv, "v": kv}
     assert shapes("MultiHeadAttention", ins, config=cfg) == ["f32[B, T, 32]"]
-    assert shapes("MultiHeadAttention", {**ins, "mask": tt("bool", B, T, S)}, config=cfg,
-                  causal=True) == ["f32[B, T, 32]"]
+    assert shapes(
+        "MultiHeadAttention", {**ins, "mask": tt("bool", B, T, S)}, config=cfg, causal=True
+    ) == ["f32[B, T, 32]"]
     fails("MultiHeadAttention", ins, "E-VALUE", config={"dim": 32, "heads": 5})
     fails("MultiHeadAttention", {**ins, "q": tt("f32", B, T, 16)}, "E-SHAPE", config=cfg)
     fails("MultiHeadAttention", {**ins, "v": tt("f32", B, T, 32)}, "E-SHAPE", config=cfg)
@@ -163,8 +172,12 @@ def _torch_mha(params, q, k, v, mask, causal, dim, heads, bias):
     if blocked.any():  # PyTorch: [B·heads, Tq, Tk], True = not allowed
         attn = torch.from_numpy(np.repeat(blocked, heads, axis=0))
     with torch.no_grad():
-        y, _ = module(*(torch.from_numpy(a) for a in (q, k, v)), key_padding_mask=key_padding,
-                      attn_mask=attn, need_weights=False)
+        y, _ = module(
+            *(torch.from_numpy(a) for a in (q, k, v)),
+            key_padding_mask=key_padding,
+            attn_mask=attn,
+            need_weights=False,
+        )
     return y.numpy()
 
 
@@ -176,8 +189,14 @@ def test_mha_matches_torch(mask_kind, causal, bias):
     q, k, v = randn(RNG, batch, tq, dim), randn(RNG, batch, tk, dim), randn(RNG, batch, tk, dim)
     mask = {None: None, "keys": _mask((batch, tk)), "full": _mask((batch, tq, tk))}[mask_kind]
     cfg = {"dim": dim, "heads": heads, "bias": bias}
-    (y,), params, _ = run_ref("MultiHeadAttention", {"q": q, "k": k, "v": v, "mask": mask},
-                              config=cfg, rng=RNG, param_scale=0.3, causal=causal)
+    (y,), params, _ = run_ref(
+        "MultiHeadAttention",
+        {"q": q, "k": k, "v": v, "mask": mask},
+        config=cfg,
+        rng=RNG,
+        param_scale=0.3,
+        causal=causal,
+    )
     close(y, _torch_mha(params, q, k, v, mask, causal, dim, heads, bias))
 
 
@@ -187,9 +206,13 @@ def test_mha_self_attention_with_padding_mask():
     mask = np.ones((3, 6), dtype=bool)
     mask[1, 4:] = False
     mask[2, 2:] = False
-    (y,), params, _ = run_ref("MultiHeadAttention", {"q": h, "k": h, "v": h, "mask": mask},
-                              config={"dim": dim, "heads": heads}, rng=RNG,
-                              param_scale=0.3)
+    (y,), params, _ = run_ref(
+        "MultiHeadAttention",
+        {"q": h, "k": h, "v": h, "mask": mask},
+        config={"dim": dim, "heads": heads},
+        rng=RNG,
+        param_scale=0.3,
+    )
     close(y, _torch_mha(params, h, h, h, mask, False, dim, heads, True))
 
 
@@ -198,7 +221,11 @@ def test_mha_fully_masked_query_gives_out_proj_bias():
     q, kv = randn(RNG, 1, 3, dim), randn(RNG, 1, 4, dim)
     mask = _mask((1, 3, 4))
     mask[0, 1] = False
-    (y,), params, _ = run_ref("MultiHeadAttention", {"q": q, "k": kv, "v": kv, "mask": mask},
-                              config={"dim": dim, "heads": heads}, rng=RNG,
-                              param_scale=0.3)
+    (y,), params, _ = run_ref(
+        "MultiHeadAttention",
+        {"q": q, "k": kv, "v": kv, "mask": mask},
+        config={"dim": dim, "heads": heads},
+        rng=RNG,
+        param_scale=0.3,
+    )
     close(y[0, 1], params["out_proj.bias"])

@@ -17,8 +17,9 @@ def test_linear_rules_and_params():
     out, ctx = infer("Linear", {"x": tt("f32", B, 400)}, config={"out": 120})
     assert str(out[0]) == "f32[B, 120]" and ctx.config["in_features"] == 400
     state = torch.nn.Linear(400, 120).state_dict()
-    assert {k: s.shape for k, s in ctx.params.items()} == {k: tuple(v.shape)
-                                                           for k, v in state.items()}
+    assert {k: s.shape for k, s in ctx.params.items()} == {
+        k: tuple(v.shape) for k, v in state.items()
+    }
     w, b = ctx.params["weight"].init, ctx.params["bias"].init
     assert w.scheme == "kaiming_uniform" and dict(w.args) == {"a": math.sqrt(5), "fan_in": 400}
     assert b.scheme == "uniform" and dict(b.args)["bound"] == pytest.approx(1 / 20)
@@ -39,8 +40,11 @@ def test_linear_matches_onnx_and_torch(bias):
     (y,), params, _ = run_ref("Linear", {"x": x}, config={"out": 3, "bias": bias}, rng=RNG)
     inputs = [x, params["weight"]] + ([params["bias"]] if bias else [])
     close(y, onnx_node("Gemm", inputs, transB=1)[0])
-    expected = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(params["weight"]),
-                                          torch.from_numpy(params["bias"]) if bias else None)
+    expected = torch.nn.functional.linear(
+        torch.from_numpy(x),
+        torch.from_numpy(params["weight"]),
+        torch.from_numpy(params["bias"]) if bias else None,
+    )
     close(y, expected.numpy())
     x3 = randn(RNG, 2, 4, 7)
     (y,), _, _ = run_ref("Linear", {"x": x3}, config={"out": 3, "bias": bias}, params=params)
@@ -56,14 +60,18 @@ def test_embedding():
     assert dict(ctx.params["weight"].init.args) == {"std": 1.0}
     fails("Embedding", {"ids": tt("i64", B)}, "E-VALUE", config={"vocab": 0, "dim": 8})
     ids = RNG.integers(0, 10, size=(3, 4)).astype(np.int64)
-    (y,), params, _ = run_ref("Embedding", {"ids": ids}, config={"vocab": 10, "dim": 5},
-                              rng=RNG)
+    (y,), params, _ = run_ref("Embedding", {"ids": ids}, config={"vocab": 10, "dim": 5}, rng=RNG)
     close(y, onnx_node("Gather", [params["weight"], ids], axis=0)[0])
-    close(y, torch.nn.functional.embedding(torch.from_numpy(ids),
-                                           torch.from_numpy(params["weight"])).numpy())
+    close(
+        y,
+        torch.nn.functional.embedding(
+            torch.from_numpy(ids), torch.from_numpy(params["weight"])
+        ).numpy(),
+    )
     ids32 = ids.astype(np.int32)
-    (y32,), _, _ = run_ref("Embedding", {"ids": ids32}, config={"vocab": 10, "dim": 5},
-                           params=params)
+    (y32,), _, _ = run_ref(
+        "Embedding", {"ids": ids32}, config={"vocab": 10, "dim": 5}, params=params
+    )
     close(y32, y)
 
 

@@ -92,9 +92,18 @@ def test_unary_rules():
 # ---------------------------------------------------------------- binary
 
 
-BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow",
-          "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual",
-          "eq": "Equal"}
+BINARY = {
+    "add": "Add",
+    "sub": "Sub",
+    "mul": "Mul",
+    "div": "Div",
+    "pow": "Pow",
+    "lt": "Less",
+    "le": "LessOrEqual",
+    "gt": "Greater",
+    "ge": "GreaterOrEqual",
+    "eq": "Equal",
+}
 
 
 @pytest.mark.parametrize("name", [*BINARY, "ne"])
@@ -142,8 +151,17 @@ def test_binary_rules():
 # ---------------------------------------------------------------- matmul, where, clamp, cast
 
 
-@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((4,), (4, 5)),
-                                   ((3, 4), (4,)), ((4,), (4,)), ((2, 1, 3, 4), (5, 4, 2))])
+@pytest.mark.parametrize(
+    "sa,sb",
+    [
+        ((3, 4), (4, 5)),
+        ((2, 3, 4), (4, 5)),
+        ((4,), (4, 5)),
+        ((3, 4), (4,)),
+        ((4,), (4,)),
+        ((2, 1, 3, 4), (5, 4, 2)),
+    ],
+)
 def test_matmul_matches_onnx(sa, sb):
     a = RNG.standard_normal(sa).astype(np.float32)
     b = RNG.standard_normal(sb).astype(np.float32)
@@ -154,10 +172,10 @@ def test_matmul_matches_onnx(sa, sb):
 
 
 def test_matmul_rules():
-    assert shapes("matmul", {"a": tt("f32", B, T, 64), "b": tt("f32", 64, 10)}) == \
-        ["f32[B, T, 10]"]
-    assert shapes("matmul", {"a": tt("f32", B, 4, T, 16), "b": tt("f32", B, 4, 16, T)}) == \
-        ["f32[B, 4, T, T]"]
+    assert shapes("matmul", {"a": tt("f32", B, T, 64), "b": tt("f32", 64, 10)}) == ["f32[B, T, 10]"]
+    assert shapes("matmul", {"a": tt("f32", B, 4, T, 16), "b": tt("f32", B, 4, 16, T)}) == [
+        "f32[B, 4, T, T]"
+    ]
     fails("matmul", {"a": tt("f32", B, 3), "b": tt("f32", 4, 5)}, "E-SHAPE")
     fails("matmul", {"a": tt("f32"), "b": tt("f32", 4, 5)}, "E-SHAPE")
     fails("matmul", {"a": tt("f32", 2, 3), "b": tt("f64", 3, 5)}, "E-DTYPE")
@@ -168,8 +186,9 @@ def test_where_clamp_cast_stop_gradient():
     a, b = RNG.standard_normal((3, 4)).astype(np.float32), RNG.standard_normal(4).astype(np.float32)
     (y,), _, _ = run_ref("where", {"cond": cond, "a": a, "b": b})
     close(y, onnx_node("Where", [cond, a, b])[0])
-    assert shapes("where", {"cond": tt("bool", B, 1), "a": tt("f32", B, 4),
-                            "b": tt("f32", 4)}) == ["f32[B, 4]"]
+    assert shapes("where", {"cond": tt("bool", B, 1), "a": tt("f32", B, 4), "b": tt("f32", 4)}) == [
+        "f32[B, 4]"
+    ]
     fails("where", {"cond": tt("bool", B), "a": tt("f32", B), "b": tt("i64", B)}, "E-DTYPE")
 
     x = RNG.standard_normal((3, 4)).astype(np.float32) * 5
@@ -184,8 +203,12 @@ def test_where_clamp_cast_stop_gradient():
     from dualnet.ir.types import DType
 
     xs = (RNG.standard_normal((3, 4)) * 5).astype(np.float32)
-    for dtype, proto in ((DType.i64, TensorProto.INT64), (DType.i32, TensorProto.INT32),
-                         (DType.f64, TensorProto.DOUBLE), (DType.bool, TensorProto.BOOL)):
+    for dtype, proto in (
+        (DType.i64, TensorProto.INT64),
+        (DType.i32, TensorProto.INT32),
+        (DType.f64, TensorProto.DOUBLE),
+        (DType.bool, TensorProto.BOOL),
+    ):
         assert shapes("cast", {"x": tt("f32", B, 4)}, dtype=dtype) == [f"{dtype}[B, 4]"]
         (y,), _, _ = run_ref("cast", {"x": xs}, dtype=dtype)
         expected = onnx_node("Cast", [xs], to=proto)[0]

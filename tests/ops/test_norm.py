@@ -12,8 +12,7 @@ RNG = np.random.default_rng(4)
 
 
 def _torch_state(module) -> dict:
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()
-            if k != "num_batches_tracked"}
+    return {k: tuple(v.shape) for k, v in module.state_dict().items() if k != "num_batches_tracked"}
 
 
 def _specs(ctx) -> dict:
@@ -29,8 +28,12 @@ def _load(module, params):
 
 
 def test_batchnorm_rules_and_params():
-    for x in (tt("f32", B, 64, H, W), tt("f32", B, 64), tt("f32", B, 64, T),
-              tt("f32", B, 64, 2, H, W)):
+    for x in (
+        tt("f32", B, 64, H, W),
+        tt("f32", B, 64),
+        tt("f32", B, 64, T),
+        tt("f32", B, 64, 2, H, W),
+    ):
         out, ctx = infer("BatchNorm", {"x": x})
         assert out == [x]
     assert ctx.config == {"eps": 1e-5, "momentum": 0.1, "num_features": 64, "rank": x.rank}
@@ -38,8 +41,12 @@ def test_batchnorm_rules_and_params():
     assert list(ctx.params) == ["weight", "bias"]
     assert list(ctx.buffers) == ["running_mean", "running_var"]
     inits = {k: s.init.scheme for k, s in {**ctx.params, **ctx.buffers}.items()}
-    assert inits == {"weight": "ones", "bias": "zeros", "running_mean": "zeros",
-                     "running_var": "ones"}
+    assert inits == {
+        "weight": "ones",
+        "bias": "zeros",
+        "running_mean": "zeros",
+        "running_var": "ones",
+    }
     assert not any(s.trainable for s in ctx.buffers.values())
     fails("BatchNorm", {"x": tt("f32", B, C, H, W)}, "E-SHAPE")
     fails("BatchNorm", {"x": tt("f32", B)}, "E-SHAPE")
@@ -52,12 +59,18 @@ def test_batchnorm_rules_and_params():
 def test_batchnorm_matches_onnx_and_torch(shape):
     x = randn(RNG, *shape)
     (y,), params, _ = run_ref("BatchNorm", {"x": x}, config={"eps": 1e-3}, rng=RNG)
-    expected = onnx_node("BatchNormalization", [x, params["weight"], params["bias"],
-                                                params["running_mean"], params["running_var"]],
-                         epsilon=1e-3)[0]
+    expected = onnx_node(
+        "BatchNormalization",
+        [x, params["weight"], params["bias"], params["running_mean"], params["running_var"]],
+        epsilon=1e-3,
+    )[0]
     close(y, expected)
-    cls = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d,
-           5: torch.nn.BatchNorm3d}[len(shape)]
+    cls = {
+        2: torch.nn.BatchNorm1d,
+        3: torch.nn.BatchNorm1d,
+        4: torch.nn.BatchNorm2d,
+        5: torch.nn.BatchNorm3d,
+    }[len(shape)]
     bn = _load(cls(3, eps=1e-3), params)
     close(y, bn(torch.from_numpy(x)).detach().numpy())
 
@@ -69,8 +82,7 @@ def test_layernorm_rules_and_params():
     out, ctx = infer("LayerNorm", {"x": tt("f32", B, T, 128)})
     assert str(out[0]) == "f32[B, T, 128]" and ctx.config["normalized_shape"] == (128,)
     assert _specs(ctx) == _torch_state(torch.nn.LayerNorm(128))
-    assert {k: s.init.scheme for k, s in ctx.params.items()} == {"weight": "ones",
-                                                                 "bias": "zeros"}
+    assert {k: s.init.scheme for k, s in ctx.params.items()} == {"weight": "ones", "bias": "zeros"}
     _, ctx = infer("LayerNorm", {"x": tt("f32", B, T, 8, 16)}, config={"axes": 2})
     assert _specs(ctx) == _torch_state(torch.nn.LayerNorm((8, 16)))
     fails("LayerNorm", {"x": tt("f32", B, 8, T)}, "E-SHAPE", match="`T`")
@@ -79,19 +91,18 @@ def test_layernorm_rules_and_params():
     fails("LayerNorm", {"x": tt("f32", 4, 8)}, "E-VALUE", config={"axes": 0})
 
 
-@pytest.mark.parametrize("shape,axes", [((2, 5, 16), 1), ((2, 3, 4, 5), 2), ((2, 3, 4, 5), 3),
-                                        ((6, 7), 2)])
+@pytest.mark.parametrize(
+    "shape,axes", [((2, 5, 16), 1), ((2, 3, 4, 5), 2), ((2, 3, 4, 5), 3), ((6, 7), 2)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_layernorm_matches_onnx_and_torch(shape, axes, dtype):
     x = (randn(RNG, *shape, dtype=dtype) * 3 + 1).astype(dtype)
-    (y,), params, _ = run_ref("LayerNorm", {"x": x}, config={"axes": axes, "eps": 1e-12},
-                              rng=RNG)
+    (y,), params, _ = run_ref("LayerNorm", {"x": x}, config={"axes": axes, "eps": 1e-12}, rng=RNG)
     scale, bias = (params[k].astype(dtype) for k in ("weight", "bias"))
     expected = onnx_node("LayerNormalization", [x, scale, bias], axis=-axes, epsilon=1e-12)[0]
     close(y, expected)
     ln = _load(torch.nn.LayerNorm(shape[-axes:], eps=1e-12), params)
-    close(y, ln(torch.from_numpy(x.astype(np.float32))).detach().numpy().astype(dtype),
-          atol=1e-5)
+    close(y, ln(torch.from_numpy(x.astype(np.float32))).detach().numpy().astype(dtype), atol=1e-5)
 
 
 # ---------------------------------------------------------------- GroupNorm
@@ -106,14 +117,20 @@ def test_groupnorm_rules_and_params():
     fails("GroupNorm", {"x": tt("f32", B, 8)}, "E-VALUE", config={"groups": 0})
 
 
-@pytest.mark.parametrize("shape,groups", [((2, 6, 4, 5), 3), ((2, 6, 7), 2), ((2, 4, 3, 3), 4),
-                                          ((3, 4, 5), 1)])
+@pytest.mark.parametrize(
+    "shape,groups", [((2, 6, 4, 5), 3), ((2, 6, 7), 2), ((2, 4, 3, 3), 4), ((3, 4, 5), 1)]
+)
 def test_groupnorm_matches_onnx21_and_torch(shape, groups):
     x = randn(RNG, *shape)
     (y,), params, _ = run_ref("GroupNorm", {"x": x}, config={"groups": groups}, rng=RNG)
     # opset 21: per-channel scale and bias (opset 18 had per-group ones)
-    expected = onnx_node("GroupNormalization", [x, params["weight"], params["bias"]],
-                         num_groups=groups, epsilon=1e-5, opset=21)[0]
+    expected = onnx_node(
+        "GroupNormalization",
+        [x, params["weight"], params["bias"]],
+        num_groups=groups,
+        epsilon=1e-5,
+        opset=21,
+    )[0]
     close(y, expected)
     gn = _load(torch.nn.GroupNorm(groups, shape[1]), params)
     close(y, gn(torch.from_numpy(x)).detach().numpy())

@@ -24,13 +24,14 @@ def _onnx_pads(pads):
 @pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
 def test_window_rules(op):
     assert shapes(op, {"x": tt("f32", B, 6, 28, 28)}, kernel=2) == ["f32[B, 6, 14, 14]"]
-    assert shapes(op, {"x": tt("f32", B, 64, 112, 112)}, kernel=3, stride=2, padding=1) == \
-        ["f32[B, 64, 56, 56]"]
+    assert shapes(op, {"x": tt("f32", B, 64, 112, 112)}, kernel=3, stride=2, padding=1) == [
+        "f32[B, 64, 56, 56]"
+    ]
     assert shapes(op, {"x": tt("f32", B, C, H, W)}, kernel=2) == ["f32[B, C, H // 2, W // 2]"]
-    assert shapes(op, {"x": tt("f32", B, C, H, W)}, kernel=3, stride=1, padding=1) == \
-        ["f32[B, C, H, W]"]
-    out, ctx = infer(op, {"x": tt("f32", B, C, 7, 8)}, kernel=(2, 3), stride=(2, 1),
-                     padding="same")
+    assert shapes(op, {"x": tt("f32", B, C, H, W)}, kernel=3, stride=1, padding=1) == [
+        "f32[B, C, H, W]"
+    ]
+    out, ctx = infer(op, {"x": tt("f32", B, C, 7, 8)}, kernel=(2, 3), stride=(2, 1), padding="same")
     assert str(out[0]) == "f32[B, C, 4, 8]"
     assert ctx.attrs["pads"] == ((0, 1), (1, 1)) and ctx.attrs["kernel"] == (2, 3)
     fails(op, {"x": tt("f32", B, C, 8, 8)}, "E-VALUE", kernel=3, padding=2)
@@ -79,8 +80,9 @@ def test_max_pool2d_matches_onnx(kw):
     x = randn(RNG, 2, 3, 8, 9)
     (y,), _, ctx = run_ref("max_pool2d", {"x": x}, **kw)
     a = ctx.attrs
-    onnx_attrs = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                      pads=_onnx_pads(a["pads"]))
+    onnx_attrs = dict(
+        kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=_onnx_pads(a["pads"])
+    )
     close(y, onnx_node("MaxPool", [x], runtime="ort", **onnx_attrs)[0])
     # onnx.reference (1.23) misreads asymmetric pads when every stride is 1: skip it there
     if all(p[0] == p[1] for p in a["pads"]) or max(a["stride"]) > 1:
@@ -94,13 +96,13 @@ def test_max_pool1d_matches_onnx():
 
 
 def test_max_pool_same_on_symbolic_size_resolves_from_data():
-    _, ctx = infer("max_pool2d", {"x": tt("f32", B, C, H, W)}, kernel=3, stride=2,
-                   padding="same")
+    _, ctx = infer("max_pool2d", {"x": tt("f32", B, C, H, W)}, kernel=3, stride=2, padding="same")
     assert ctx.attrs["pads"] == (None, None)
     x = randn(RNG, 1, 2, 8, 7)
     (y,) = REGISTRY["max_pool2d"].reference({"x": x}, ctx.attrs, {})
-    expected = onnx_node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2],
-                         auto_pad="SAME_UPPER")[0]
+    expected = onnx_node(
+        "MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"
+    )[0]
     close(y, expected)
 
 
@@ -113,22 +115,29 @@ def test_avg_pool2d_matches_onnx(kw, include):
     x = randn(RNG, 2, 3, 8, 9, dtype=np.float64)
     (y,), _, ctx = run_ref("avg_pool2d", {"x": x}, count_include_pad=include, **kw)
     a = ctx.attrs
-    expected = onnx_node("AveragePool", [x], kernel_shape=list(a["kernel"]),
-                         strides=list(a["stride"]), pads=_onnx_pads(a["pads"]),
-                         count_include_pad=int(include))[0]
+    expected = onnx_node(
+        "AveragePool",
+        [x],
+        kernel_shape=list(a["kernel"]),
+        strides=list(a["stride"]),
+        pads=_onnx_pads(a["pads"]),
+        count_include_pad=int(include),
+    )[0]
     close(y, expected)
 
 
 @pytest.mark.parametrize("include", [True, False])
 def test_avg_pool_matches_torch(include):
     x = randn(RNG, 2, 3, 9, 8)
-    (y,), _, _ = run_ref("avg_pool2d", {"x": x}, kernel=3, stride=2, padding=1,
-                         count_include_pad=include)
+    (y,), _, _ = run_ref(
+        "avg_pool2d", {"x": x}, kernel=3, stride=2, padding=1, count_include_pad=include
+    )
     expected = F.avg_pool2d(torch.from_numpy(x), 3, 2, 1, count_include_pad=include)
     close(y, expected.numpy())
     x1 = randn(RNG, 2, 3, 10)
-    (y,), _, _ = run_ref("avg_pool1d", {"x": x1}, kernel=4, stride=3, padding=2,
-                         count_include_pad=include)
+    (y,), _, _ = run_ref(
+        "avg_pool1d", {"x": x1}, kernel=4, stride=3, padding=2, count_include_pad=include
+    )
     expected = F.avg_pool1d(torch.from_numpy(x1), 4, 3, 2, count_include_pad=include)
     close(y, expected.numpy())
 
@@ -137,8 +146,9 @@ def test_avg_pool_default_counts_padding():
     x = np.ones((1, 1, 3, 3), dtype=np.float32)
     (y,), _, _ = run_ref("avg_pool2d", {"x": x}, kernel=3, stride=1, padding=1)
     assert y[0, 0, 0, 0] == pytest.approx(4 / 9)  # corner: 4 real ones out of 9
-    (y,), _, _ = run_ref("avg_pool2d", {"x": x}, kernel=3, stride=1, padding=1,
-                         count_include_pad=False)
+    (y,), _, _ = run_ref(
+        "avg_pool2d", {"x": x}, kernel=3, stride=1, padding=1, count_include_pad=False
+    )
     assert y[0, 0, 0, 0] == pytest.approx(1.0)
 
 
@@ -149,8 +159,10 @@ def test_global_avg_pool_matches_onnx():
         close(y, onnx_node("GlobalAveragePool", [x])[0].reshape(shape[:2]))
 
 
-@pytest.mark.parametrize("size,out", [((10, 7), (3, 4)), ((7, 7), (7, 7)), ((5, 9), (1, 2)),
-                                      ((3, 4), (5, 6)), ((8, 6), 2)])
+@pytest.mark.parametrize(
+    "size,out",
+    [((10, 7), (3, 4)), ((7, 7), (7, 7)), ((5, 9), (1, 2)), ((3, 4), (5, 6)), ((8, 6), 2)],
+)
 def test_adaptive_avg_pool2d_matches_torch(size, out):
     x = randn(RNG, 2, 3, *size)
     (y,), _, _ = run_ref("adaptive_avg_pool2d", {"x": x}, size=out)

@@ -13,8 +13,10 @@ from opkit import B, T, close, fails, infer, onnx_node, randn, run_ref, tt
 RNG = np.random.default_rng(5)
 TORCH = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}
 # rows of ONNX's gate blocks, in PyTorch's block numbering
-ONNX_ORDER = {"LSTM": [0, 3, 1, 2],  # PyTorch i f g o -> ONNX i o f c
-              "GRU": [1, 0, 2]}  # PyTorch r z n -> ONNX z r h
+ONNX_ORDER = {
+    "LSTM": [0, 3, 1, 2],  # PyTorch i f g o -> ONNX i o f c
+    "GRU": [1, 0, 2],
+}  # PyTorch r z n -> ONNX z r h
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
@@ -46,13 +48,17 @@ def sym_f():
 @pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True), (3, False)])
 def test_params_are_pytorchs(kind, layers, bidirectional):
     hidden, features = 16, 8
-    _, ctx = infer(kind, {"x": tt("f32", B, T, features)},
-                   config={"hidden": hidden, "layers": layers, "bidirectional": bidirectional})
+    _, ctx = infer(
+        kind,
+        {"x": tt("f32", B, T, features)},
+        config={"hidden": hidden, "layers": layers, "bidirectional": bidirectional},
+    )
     module = TORCH[kind](features, hidden, layers, batch_first=True, bidirectional=bidirectional)
     state = module.state_dict()
     assert list(ctx.params) == list(state)  # same names, same order
-    assert {k: s.shape for k, s in ctx.params.items()} == {k: tuple(v.shape)
-                                                           for k, v in state.items()}
+    assert {k: s.shape for k, s in ctx.params.items()} == {
+        k: tuple(v.shape) for k, v in state.items()
+    }
     bound = 1 / math.sqrt(hidden)
     for name, spec in ctx.params.items():
         assert spec.init.scheme == "uniform"
@@ -62,8 +68,7 @@ def test_params_are_pytorchs(kind, layers, bidirectional):
 
 
 def _torch_run(kind, params, x, layers, bidirectional, hidden):
-    module = TORCH[kind](x.shape[2], hidden, layers, batch_first=True,
-                         bidirectional=bidirectional)
+    module = TORCH[kind](x.shape[2], hidden, layers, batch_first=True, bidirectional=bidirectional)
     module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
     with torch.no_grad():
         y, state = module(torch.from_numpy(x))
@@ -105,10 +110,13 @@ def _onnx_run(kind, params, x, layers, bidirectional, hidden):
         sfx = [f"_l{k}", f"_l{k}_reverse"][:dirs]
         w = np.stack([reorder(params[f"weight_ih{s}"]) for s in sfx])
         r = np.stack([reorder(params[f"weight_hh{s}"]) for s in sfx])
-        b = np.stack([np.concatenate([reorder(params[f"bias_ih{s}"]),
-                                      reorder(params[f"bias_hh{s}"])]) for s in sfx])
-        attrs = dict(hidden_size=hidden,
-                     direction="bidirectional" if bidirectional else "forward")
+        b = np.stack(
+            [
+                np.concatenate([reorder(params[f"bias_ih{s}"]), reorder(params[f"bias_hh{s}"])])
+                for s in sfx
+            ]
+        )
+        attrs = dict(hidden_size=hidden, direction="bidirectional" if bidirectional else "forward")
         if kind == "GRU":
             attrs["linear_before_reset"] = 1
         outs = onnx_node(kind, [seq, w, r, b], n_outputs=3 if kind == "LSTM" else 2, **attrs)
@@ -137,10 +145,21 @@ def test_gru_reset_convention_matters():
     """linear_before_reset=0 (ONNX's default) gives a different result: the test can fail."""
     x = randn(RNG, 2, 5, 3)
     (y, h), params, _ = run_ref("GRU", {"x": x}, config={"hidden": 4}, rng=RNG, state=True)
-    w, r = (np.stack([np.concatenate([np.split(params[n], 3)[i] for i in (1, 0, 2)])])
-            for n in ("weight_ih_l0", "weight_hh_l0"))
-    b = np.stack([np.concatenate([np.concatenate([np.split(params[n], 3)[i] for i in (1, 0, 2)])
-                                  for n in ("bias_ih_l0", "bias_hh_l0")])])
-    other = onnx_node("GRU", [x.transpose(1, 0, 2), w, r, b], n_outputs=2, hidden_size=4,
-                      linear_before_reset=0)[1]
+    w, r = (
+        np.stack([np.concatenate([np.split(params[n], 3)[i] for i in (1, 0, 2)])])
+        for n in ("weight_ih_l0", "weight_hh_l0")
+    )
+    b = np.stack(
+        [
+            np.concatenate(
+                [
+                    np.concatenate([np.split(params[n], 3)[i] for i in (1, 0, 2)])
+                    for n in ("bias_ih_l0", "bias_hh_l0")
+                ]
+            )
+        ]
+    )
+    other = onnx_node(
+        "GRU", [x.transpose(1, 0, 2), w, r, b], n_outputs=2, hidden_size=4, linear_before_reset=0
+    )[1]
     assert not np.allclose(h, other[0], rtol=1e-4)

@@ -32,8 +32,9 @@ def test_reduce_dtypes():
 
 
 @pytest.mark.parametrize("op", list(ONNX))
-@pytest.mark.parametrize("axis,keepdims", [(1, False), ((0, 2), True), (-1, False),
-                                           ((0, 1, 2), False)])
+@pytest.mark.parametrize(
+    "axis,keepdims", [(1, False), ((0, 2), True), (-1, False), ((0, 1, 2), False)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_reduce_matches_onnx(op, axis, keepdims, dtype):
     x = randn(RNG, 3, 4, 5, dtype=dtype)
@@ -60,8 +61,9 @@ def test_arg_rules_and_onnx(op):
     for axis in (0, 1, -1):
         for keepdims in (False, True):
             (y,), _, ctx = run_ref(op, {"x": x}, axis=axis, keepdims=keepdims)
-            expected = onnx_node(onnx_op, [x], axis=ctx.attrs["axis"], keepdims=int(keepdims),
-                                 select_last_index=0)[0]
+            expected = onnx_node(
+                onnx_op, [x], axis=ctx.attrs["axis"], keepdims=int(keepdims), select_last_index=0
+            )[0]
             assert y.dtype == np.int64 and np.array_equal(y, expected)
 
 

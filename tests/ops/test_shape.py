@@ -72,8 +72,9 @@ def test_reshape_failures():
     fails("reshape", {"x": tt("f32", 3, 4)}, "E-VALUE", dims=(-1, -1))
     fails("reshape", {"x": tt("f32", 3, 4)}, "E-VALUE", dims=(0, 12))
     # E is symbolic: splitting it in two halves is not provably exact
-    fails("reshape", {"x": tt("f32", B, T, sym("E"))}, "E-SHAPE", match="provably",
-          dims=(B, T, 2, -1))
+    fails(
+        "reshape", {"x": tt("f32", B, T, sym("E"))}, "E-SHAPE", match="provably", dims=(B, T, 2, -1)
+    )
     fails("reshape", {"x": tt("f32", B, T)}, "E-SHAPE", dims=(B, H))
 
 
@@ -216,8 +217,16 @@ def test_upsample_nearest_matches_onnx(scale):
     x = randn(RNG, 2, 3, 4, 5)
     (y,), _, ctx = run_ref("upsample", {"x": x}, scale=scale)
     scales = np.array([1, 1, *ctx.attrs["scale"]], dtype=np.float32)
-    close(y, onnx_node("Resize", [x, None, scales], mode="nearest",
-                       coordinate_transformation_mode="asymmetric", nearest_mode="floor")[0])
+    close(
+        y,
+        onnx_node(
+            "Resize",
+            [x, None, scales],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        )[0],
+    )
     # ONNX's default nearest (half_pixel, round_prefer_floor) agrees for integer scales
     close(y, onnx_node("Resize", [x, None, scales], mode="nearest")[0])
 
@@ -229,11 +238,18 @@ def test_upsample_bilinear_matches_onnx_and_torch(scale):
     x = randn(RNG, 2, 3, 4, 5)
     (y,), _, ctx = run_ref("upsample", {"x": x}, scale=scale, mode="bilinear")
     scales = np.array([1, 1, *ctx.attrs["scale"]], dtype=np.float32)
-    close(y, onnx_node("Resize", [x, None, scales], mode="linear",
-                       coordinate_transformation_mode="half_pixel")[0])
+    close(
+        y,
+        onnx_node(
+            "Resize", [x, None, scales], mode="linear", coordinate_transformation_mode="half_pixel"
+        )[0],
+    )
     expected = torch.nn.functional.interpolate(
-        torch.from_numpy(x), scale_factor=tuple(float(s) for s in ctx.attrs["scale"]),
-        mode="bilinear", align_corners=False)
+        torch.from_numpy(x),
+        scale_factor=tuple(float(s) for s in ctx.attrs["scale"]),
+        mode="bilinear",
+        align_corners=False,
+    )
     close(y, expected.numpy())
 
 
@@ -256,8 +272,9 @@ def test_getitem_rules():
     out, ctx = infer("getitem", {"x": x}, items=(slice(None), slice(1, -1)))
     assert str(out[0]) == "f32[B, T - 2, 64]"
     assert ctx.attrs["items"][1] == ("slice", 1, T - 1, 1)
-    assert shapes("getitem", {"x": x}, items=(slice(None), slice(None, None, 2))) == \
-        ["f32[B, (T + 1) // 2, 64]"]
+    assert shapes("getitem", {"x": x}, items=(slice(None), slice(None, None, 2))) == [
+        "f32[B, (T + 1) // 2, 64]"
+    ]
     assert shapes("getitem", {"x": x}, items=(slice(None), slice(-3, -1))) == ["f32[B, 2, 64]"]
     assert shapes("getitem", {"x": x}, items=(0,)) == ["f32[T, 64]"]
     out, ctx = infer("getitem", {"x": x}, items=(slice(None), 0, slice(-70, 100, 3)))
@@ -272,8 +289,9 @@ def test_getitem_symbolic_indices_and_bounds():
     assert str(out[0]) == "f32[B, 64]" and ctx.attrs["items"][1] == ("index", T - 1)
     out, ctx = infer("getitem", {"x": x}, items=(slice(None), slice(None, T // 2)))
     assert str(out[0]) == "f32[B, T // 2, 64]"
-    assert shapes("getitem", {"x": x}, items=(slice(None), slice(T // 2, -1))) == \
-        ["f32[B, T - T // 2 - 1, 64]"]
+    assert shapes("getitem", {"x": x}, items=(slice(None), slice(T // 2, -1))) == [
+        "f32[B, T - T // 2 - 1, 64]"
+    ]
     out, _ = infer("getitem", {"x": x}, items=(slice(None), slice(1, T - 1, 2)))
     assert out[0].shape == (B, (T - 1) // 2, 64)
     fails("getitem", {"x": x}, "E-VALUE", items=(slice(None, None, T),))
@@ -309,12 +327,20 @@ def test_getitem_matches_numpy_and_onnx(items):
     ends = [e[1] + 1 if e[0] == "index" else e[2] for e in norm]
     steps = [1 if e[0] == "index" else e[3] for e in norm]
     squeezed = [i for i, e in enumerate(norm) if e[0] == "index"]
-    consts = {"starts": starts, "ends": ends, "axes": list(range(4)), "steps": steps,
-              "sq": squeezed or [0]}
+    consts = {
+        "starts": starts,
+        "ends": ends,
+        "axes": list(range(4)),
+        "steps": steps,
+        "sq": squeezed or [0],
+    }
     nodes = [helper.make_node("Constant", [], [k], value_ints=v) for k, v in consts.items()]
     nodes.append(helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["s"]))
-    nodes.append(helper.make_node("Squeeze", ["s", "sq"], ["y"]) if squeezed
-                 else helper.make_node("Identity", ["s"], ["y"]))
+    nodes.append(
+        helper.make_node("Squeeze", ["s", "sq"], ["y"])
+        if squeezed
+        else helper.make_node("Identity", ["s"], ["y"])
+    )
     close(y, onnx_graph(nodes, {"x": X4}, ["y"])[0])
 
 
@@ -350,8 +376,9 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _BOUND = st.one_of(st.none(), st.integers(-9, 9))
-_ITEM = st.one_of(st.integers(-4, 3),
-                  st.builds(slice, _BOUND, _BOUND, st.one_of(st.none(), st.integers(1, 4))))
+_ITEM = st.one_of(
+    st.integers(-4, 3), st.builds(slice, _BOUND, _BOUND, st.one_of(st.none(), st.integers(1, 4)))
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -376,8 +403,9 @@ def test_getitem_property_matches_numpy(items):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.permutations([2, 3, 4, 5]).flatmap(
-    lambda dims: st.tuples(st.just(dims), st.integers(0, 3))))
+@given(
+    st.permutations([2, 3, 4, 5]).flatmap(lambda dims: st.tuples(st.just(dims), st.integers(0, 3)))
+)
 def test_reshape_property_matches_numpy(case):
     dims, hole = case
     dims = list(dims)

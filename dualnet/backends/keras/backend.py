@@ -31,7 +31,8 @@ class KerasBackend(SourceBackend):
         from dualnet.weights import state_specs
 
         return self.module("state").held_shapes(
-            built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)})
+            built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)}
+        )
 
     def run(self, program, model, summary, inputs, weights, probe):
         import keras
@@ -55,8 +56,9 @@ class KerasBackend(SourceBackend):
         if probe.state is not None:
             probe.state.update(state.torch_named(built, lambda variable: variable.numpy()))
         out = out if isinstance(out, tuple | list) else (out,)
-        return [keras.ops.convert_to_numpy(o) for o in out], \
-            f"Keras {keras.__version__} ({keras.backend.backend()})"
+        return [
+            keras.ops.convert_to_numpy(o) for o in out
+        ], f"Keras {keras.__version__} ({keras.backend.backend()})"
 
 
 KERAS = KerasBackend()

@@ -93,5 +93,3 @@ def prefers_channels_last(graph: Graph, value: Value, seen: set | None = None) -
             elif node.kind != "constant" and keeps_layout(node.op):
                 frontier.extend(o for o in node.outputs if len(o.type.shape) == len(v.type.shape))
     return False
-
-

@@ -112,10 +112,14 @@ TRAINING = "training"  # the generated `call`'s argument: True in fit() and trai
 TRAINING_OPS = ("BatchNorm", "Dropout")  # the layers that compute differently in training
 
 KERAS_DTYPES = {
-    DType.f16: "float16", DType.bf16: "bfloat16", DType.f32: "float32", DType.f64: "float64",
-    DType.i32: "int32", DType.i64: "int64", DType.bool: "bool",
+    DType.f16: "float16",
+    DType.bf16: "bfloat16",
+    DType.f32: "float32",
+    DType.f64: "float64",
+    DType.i32: "int32",
+    DType.i64: "int64",
+    DType.bool: "bool",
 }
-
 
 
 @dataclass
@@ -170,8 +174,9 @@ def _loses_spatial_sizes(call: KerasCall) -> bool:
     input size is symbolic (the caller knows it does) has such an input and a known output
     size."""
     spatial = call.in_types["x"].shape[2:] if call.in_types else ()
-    return any(not isinstance(d, int) for d in spatial) and \
-        any(isinstance(d, int) for d in call.out_types[0].shape[2:])
+    return any(not isinstance(d, int) for d in spatial) and any(
+        isinstance(d, int) for d in call.out_types[0].shape[2:]
+    )
 
 
 def _widths(pads, fmt) -> str:
@@ -183,8 +188,19 @@ def _widths(pads, fmt) -> str:
 
 _UNARY_CALLS = {
     name: f"ops.{name}"
-    for name in ("relu", "sigmoid", "tanh", "silu", "exp", "log", "sqrt", "rsqrt", "abs",
-                 "round", "floor")
+    for name in (
+        "relu",
+        "sigmoid",
+        "tanh",
+        "silu",
+        "exp",
+        "log",
+        "sqrt",
+        "rsqrt",
+        "abs",
+        "round",
+        "floor",
+    )
 }
 
 
@@ -202,8 +218,10 @@ def _gelu(call: KerasCall) -> str:
 
 
 def _leaky_relu(call: KerasCall) -> str:
-    return (f"ops.leaky_relu({_tensor(call, 'x')}"
-            f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.2))})")
+    return (
+        f"ops.leaky_relu({_tensor(call, 'x')}"
+        f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.2))})"
+    )
 
 
 def _elu(call: KerasCall) -> str:
@@ -231,8 +249,15 @@ def _stop_gradient(call: KerasCall) -> str:
 
 
 _BINARY_SYMBOLS = {
-    "add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
-    "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "div": "/",
+    "pow": "**",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
 }
 _MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _BINARY_CALLS = {"eq": "ops.equal", "ne": "ops.not_equal", "matmul": "ops.matmul"}
@@ -322,13 +347,14 @@ def _permute(call: KerasCall) -> str:
 
 
 def _transpose(call: KerasCall) -> str:
-    return (f"ops.swapaxes({_tensor(call, 'x')}, {call.fmt(call.attrs['a'])}, "
-            f"{call.fmt(call.attrs['b'])})")
+    return (
+        f"ops.swapaxes({_tensor(call, 'x')}, {call.fmt(call.attrs['a'])}, "
+        f"{call.fmt(call.attrs['b'])})"
+    )
 
 
 def _concat(call: KerasCall) -> str:
-    return (f"ops.concatenate([{', '.join(call.inputs['xs'])}], "
-            f"axis={call.fmt(call.attrs['axis'])})")
+    return f"ops.concatenate([{', '.join(call.inputs['xs'])}], axis={call.fmt(call.attrs['axis'])})"
 
 
 def _split(call: KerasCall) -> str:
@@ -384,13 +410,18 @@ def _slices_to_known(call: KerasCall) -> bool:
     if x is None or not call.out_types:
         return False
     known = any(isinstance(d, int) for d in call.out_types[0].shape)
-    if known and any(_read_at_run_time(item, size)
-                     for item, size in zip(call.attrs["items"], x.shape, strict=False)):
+    if known and any(
+        _read_at_run_time(item, size)
+        for item, size in zip(call.attrs["items"], x.shape, strict=False)
+    ):
         return True  # an index or bound read at run time: TensorFlow loses every size
     kept = iter(call.out_types[0].shape)
     for axis, item in enumerate(call.attrs["items"]):
-        if item[0] != "index" and isinstance(next(kept), int) and \
-                not isinstance(x.shape[axis], int):
+        if (
+            item[0] != "index"
+            and isinstance(next(kept), int)
+            and not isinstance(x.shape[axis], int)
+        ):
             return True
     return False
 
@@ -400,8 +431,9 @@ def _read_at_run_time(item: tuple, size) -> bool:
     if item[0] == "index":
         return isinstance(item[1], Dim)
     _, start, stop, step = item
-    return isinstance(start, Dim) or isinstance(step, Dim) or \
-        (isinstance(stop, Dim) and stop != size)
+    return (
+        isinstance(start, Dim) or isinstance(step, Dim) or (isinstance(stop, Dim) and stop != size)
+    )
 
 
 def _arange(call: KerasCall) -> str:
@@ -414,9 +446,9 @@ def _arange(call: KerasCall) -> str:
 def _pool_args(call: KerasCall, padding: str | None = None) -> str:
     kernel, stride = call.attrs["kernel"], call.attrs["stride"]
     fmt = call.fmt
-    return (sizes(kernel, fmt)
-            + kwargs(("strides", None if stride == kernel else sizes(stride, fmt)),
-                     ("padding", padding)))
+    return sizes(kernel, fmt) + kwargs(
+        ("strides", None if stride == kernel else sizes(stride, fmt)), ("padding", padding)
+    )
 
 
 def _has_pads(attrs: dict) -> bool:
@@ -450,8 +482,10 @@ def _avg_pool(call: KerasCall) -> str:
     if not attrs["count_include_pad"]:
         if keras_same(attrs):  # Keras never counts padding
             return f"ops.average_pool({x}, {_pool_args(call, call.fmt('same'))})"
-        return (f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
-                f"{fmt(tuple(attrs['pads']))})")
+        return (
+            f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
+            f"{fmt(tuple(attrs['pads']))})"
+        )
     if _pads_at_run_time(attrs):  # TensorFlow loses sizes padded at run time
         x = _pad_same(x, attrs, fmt)
         y = f"ops.average_pool({x}, {_pool_args(call)})"
@@ -508,16 +542,27 @@ def _sdpa(call: KerasCall) -> str:
 
 # constructor arguments written positionally, by Keras class
 _POSITIONAL = {
-    "Dense": ("units",), "Conv1D": ("filters", "kernel_size"),
-    "Conv2D": ("filters", "kernel_size"), "Conv3D": ("filters", "kernel_size"),
-    "Conv2DTranspose": ("filters", "kernel_size"), "DepthwiseConv1D": ("kernel_size",),
-    "DepthwiseConv2D": ("kernel_size",), "Embedding": ("input_dim", "output_dim"),
-    "GroupNormalization": ("groups",), "Dropout": ("rate",),
+    "Dense": ("units",),
+    "Conv1D": ("filters", "kernel_size"),
+    "Conv2D": ("filters", "kernel_size"),
+    "Conv3D": ("filters", "kernel_size"),
+    "Conv2DTranspose": ("filters", "kernel_size"),
+    "DepthwiseConv1D": ("kernel_size",),
+    "DepthwiseConv2D": ("kernel_size",),
+    "Embedding": ("input_dim", "output_dim"),
+    "GroupNormalization": ("groups",),
+    "Dropout": ("rate",),
 }
 # Keras's defaults (per axis for tuples); channels_last is Keras's default image_data_format
 _DEFAULTS = {
-    "strides": 1, "padding": "valid", "dilation_rate": 1, "use_bias": True,
-    "data_format": "channels_last", "groups": 1, "depth_multiplier": 1, "axis": -1,
+    "strides": 1,
+    "padding": "valid",
+    "dilation_rate": 1,
+    "use_bias": True,
+    "data_format": "channels_last",
+    "groups": 1,
+    "depth_multiplier": 1,
+    "axis": -1,
     "output_padding": None,
 }
 
@@ -533,16 +578,25 @@ def _arg_source(value, fmt) -> str:
     return sizes(value, fmt) if isinstance(value, tuple) else fmt(value)
 
 
-def _layer_source(spec: KerasLayer, fmt, keep: tuple[str, ...] = (), cls: str | None = None,
-                  extra: dict[str, str] | None = None, **written: str | None) -> str:
+def _layer_source(
+    spec: KerasLayer,
+    fmt,
+    keep: tuple[str, ...] = (),
+    cls: str | None = None,
+    extra: dict[str, str] | None = None,
+    **written: str | None,
+) -> str:
     """`keras.layers.<cls>(...)` (or `cls(...)`) from a `keras_layer` spec: its leading
     arguments positional, the others by keyword unless Keras's default literal (`keep`
     always); `written` gives the source of some arguments directly, `extra` more keyword
     arguments (source)."""
     positional = _POSITIONAL.get(spec.cls, ())
     args = [_arg_source(spec.kwargs[k], fmt) for k in positional]
-    args += [f"{k}={written.get(k) or _arg_source(v, fmt)}" for k, v in spec.kwargs.items()
-             if k not in positional and (k in keep or not _is_keras_default(k, v))]
+    args += [
+        f"{k}={written.get(k) or _arg_source(v, fmt)}"
+        for k, v in spec.kwargs.items()
+        if k not in positional and (k in keep or not _is_keras_default(k, v))
+    ]
     args += [f"{k}={v}" for k, v in (extra or {}).items()]
     return f"{cls or 'keras.layers.' + spec.cls}({', '.join(args)})"
 
@@ -571,9 +625,16 @@ def torch_fans(op: str, cfg: dict) -> tuple:
 
 
 # the fans each `init=` scheme reads (a hyperparameter's scheme: both)
-_FANS = {"default": ("fan_in",), "kaiming_uniform": ("fan_in",), "kaiming_normal": ("fan_in",),
-         "xavier_uniform": ("fan_in", "fan_out"), "xavier_normal": ("fan_in", "fan_out"),
-         "normal": (), "zeros": (), "ones": ()}
+_FANS = {
+    "default": ("fan_in",),
+    "kaiming_uniform": ("fan_in",),
+    "kaiming_normal": ("fan_in",),
+    "xavier_uniform": ("fan_in", "fan_out"),
+    "xavier_normal": ("fan_in", "fan_out"),
+    "normal": (),
+    "zeros": (),
+    "ones": (),
+}
 
 
 def _init_source(scheme, fans: tuple, fmt, masks: tuple[str, ...] = ()) -> str:
@@ -583,8 +644,11 @@ def _init_source(scheme, fans: tuple, fmt, masks: tuple[str, ...] = ()) -> str:
     if not hyper and scheme in ("zeros", "ones") and not masks:
         return fmt(scheme)  # Keras's own
     keys = ("fan_in", "fan_out") if hyper else _FANS[scheme]
-    args = [fmt(scheme), *(f"{k}={fmt(v)}" for k, v in zip(("fan_in", "fan_out"), fans,
-                                                           strict=True) if k in keys), *masks]
+    args = [
+        fmt(scheme),
+        *(f"{k}={fmt(v)}" for k, v in zip(("fan_in", "fan_out"), fans, strict=True) if k in keys),
+        *masks,
+    ]
     return f"{'_TorchKernelInit' if masks else '_TorchInit'}({', '.join(args)})"
 
 
@@ -598,8 +662,9 @@ def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
     scheme = cfg.get("init") or "default"
     if op == "Embedding":  # its default is N(0, 1)
         if isinstance(scheme, Written):
-            scheme = written(str(scheme), f'"normal" if {atom(fmt(scheme))} == "default" '
-                                          f"else {fmt(scheme)}")
+            scheme = written(
+                str(scheme), f'"normal" if {atom(fmt(scheme))} == "default" else {fmt(scheme)}'
+            )
         elif scheme == "default":
             scheme = "normal"
         return {"embeddings_initializer": _init_source(scheme, fans, fmt)}
@@ -642,8 +707,13 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
     def construct(cfg: dict, fmt) -> str:
         unit = unit_strides(cfg, fmt)
         padding = f'"same" if {unit} else "valid"' if unit else None
-        return _layer_source(keras_layer(op, cfg), fmt, keep=("padding",) if unit else (),
-                             extra=_initializers(op, cfg, fmt), padding=padding)
+        return _layer_source(
+            keras_layer(op, cfg),
+            fmt,
+            keep=("padding",) if unit else (),
+            extra=_initializers(op, cfg, fmt),
+            padding=padding,
+        )
 
     return construct
 
@@ -656,9 +726,17 @@ def _conv_call(layer: str, call: KerasCall) -> str:
         widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
         out = call.out_types[0]  # (what the widened convolution gives: one more column)
         wider = out.with_shape((*out.shape[:-1], out.shape[-1] + 1))
-        y = _conv_padded(layer, replace(call, inputs={**call.inputs, "x": widened},
-                                        out_types=[wider, *call.out_types[1:]])) + \
-            "[..., :-1, :]"
+        y = (
+            _conv_padded(
+                layer,
+                replace(
+                    call,
+                    inputs={**call.inputs, "x": widened},
+                    out_types=[wider, *call.out_types[1:]],
+                ),
+            )
+            + "[..., :-1, :]"
+        )
     else:
         y = _conv_padded(layer, call)
     # TensorFlow's dilated convolution (stride 1; else the kernel is dilated) over a symbolic
@@ -677,9 +755,12 @@ def onednn_conv_bug(attrs: dict, width) -> bool:
     block's `stride`) counts as possibly meeting it; the input channels are this instance's
     (a generic block with one input channel in some instance and not in this one is left to
     the emitter's per-instance decisions)."""
-    return len(attrs["kernel"]) >= 2 and attrs["in_channels"] == 1 \
-        and _may(attrs["stride"][-1], lambda s: s > 1) \
+    return (
+        len(attrs["kernel"]) >= 2
+        and attrs["in_channels"] == 1
+        and _may(attrs["stride"][-1], lambda s: s > 1)
         and (not isinstance(width, int) or _may(width, lambda w: w == 1))
+    )
 
 
 def _may(size, holds: Callable[[int], bool]) -> bool:
@@ -736,17 +817,22 @@ def _batchnorm_construct(cfg: dict, fmt) -> str:
     m = cfg["momentum"]
     momentum = f"1 - {atom(fmt(m))}" if isinstance(m, Written) else None
     # the runtime subclass: PyTorch's unbiased running variance in training
-    return _layer_source(keras_layer("BatchNorm", cfg), fmt, keep=("axis",), cls="_BatchNorm",
-                         momentum=momentum)
+    return _layer_source(
+        keras_layer("BatchNorm", cfg), fmt, keep=("axis",), cls="_BatchNorm", momentum=momentum
+    )
 
 
 def _recurrent_construct(op: str) -> Callable[[dict, Callable], str]:
     def construct(cfg: dict, fmt) -> str:
         spec = keras_layer(op, cfg)
-        return (f"_Recurrent({fmt(spec.cls)}, {fmt(spec.kwargs['units'])}"
-                + kwargs(("num_layers", None if is_default(spec.stack, 1) else fmt(spec.stack)),
-                         ("bidirectional", "True" if spec.bidirectional else None))
-                + ")")
+        return (
+            f"_Recurrent({fmt(spec.cls)}, {fmt(spec.kwargs['units'])}"
+            + kwargs(
+                ("num_layers", None if is_default(spec.stack, 1) else fmt(spec.stack)),
+                ("bidirectional", "True" if spec.bidirectional else None),
+            )
+            + ")"
+        )
 
     return construct
 
@@ -778,8 +864,9 @@ KERAS_LAYERS: dict[str, LayerLowering] = {
     "Linear": LayerLowering(_plain("Linear"), _linear_call),
     **{op: LayerLowering(_plain(op), _call_x) for op in ("Identity", "LayerNorm", "GroupNorm")},
     "Dropout": LayerLowering(_plain("Dropout"), _call_training),  # TRAINING_OPS
-    "Embedding": LayerLowering(_plain("Embedding"),
-                               lambda layer, call: f"{layer}({_tensor(call, 'ids')})"),
+    "Embedding": LayerLowering(
+        _plain("Embedding"), lambda layer, call: f"{layer}({_tensor(call, 'ids')})"
+    ),
     "BatchNorm": LayerLowering(_batchnorm_construct, _call_training),  # TRAINING_OPS
     **{op: LayerLowering(_recurrent_construct(op), _recurrent_call) for op in ("LSTM", "GRU")},
     "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),

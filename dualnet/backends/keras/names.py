@@ -23,8 +23,7 @@ from dualnet.backends.naming import PYTHON_RESERVED
 
 def _reserved(name: str) -> bool:
     stem = name.rstrip("_")
-    return (not stem or stem in KERAS_BASE_ATTRS or stem in PYTHON_RESERVED
-            or name.startswith("_"))
+    return not stem or stem in KERAS_BASE_ATTRS or stem in PYTHON_RESERVED or name.startswith("_")
 
 
 def keras_attr(name: str) -> str:

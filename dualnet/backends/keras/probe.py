@@ -15,16 +15,21 @@ from dualnet.backends.keras.state import layers_by_path
 
 
 @contextlib.contextmanager
-def recording(model: keras.layers.Layer, records: dict[str, list] | None,
-              layouts: dict[str, tuple] | None = None):
+def recording(
+    model: keras.layers.Layer,
+    records: dict[str, list] | None,
+    layouts: dict[str, tuple] | None = None,
+):
     """While active, each call of a layer appends its outputs to `records[path]`, channels-
     last outputs (`layouts[path]`, from the Keras emitter) moved back to dualnet's order;
     None records nothing."""
     if records is None:
         yield
         return
-    wrapped = [(layer, _wrap(layer, path, records, (layouts or {}).get(path, ())))
-               for path, layer in layers_by_path(model)]
+    wrapped = [
+        (layer, _wrap(layer, path, records, (layouts or {}).get(path, ())))
+        for path, layer in layers_by_path(model)
+    ]
     try:
         yield
     finally:
@@ -45,8 +50,13 @@ def _wrap(layer, path: str, records: dict[str, list], layouts: tuple):
         out = call(*args, **kwargs)
         arrays = [keras.ops.convert_to_numpy(t) for t in _tensors(out)]
         records.setdefault(path, []).append(
-            [np.moveaxis(a, -1, 1) if i < len(layouts) and layouts[i] == CL and a.ndim >= 3
-             else a for i, a in enumerate(arrays)])
+            [
+                np.moveaxis(a, -1, 1)
+                if i < len(layouts) and layouts[i] == CL and a.ndim >= 3
+                else a
+                for i, a in enumerate(arrays)
+            ]
+        )
         return out
 
     layer.call = recording_call
@@ -68,14 +78,16 @@ def train_step(model: keras.Model, inputs: list[np.ndarray]) -> list[np.ndarray]
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
 
     def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        floats = [t for t in [*keras.tree.flatten(y_pred), *model.trainable_weights]
-                  if keras.backend.is_float_dtype(t.dtype)]
+        floats = [
+            t
+            for t in [*keras.tree.flatten(y_pred), *model.trainable_weights]
+            if keras.backend.is_float_dtype(t.dtype)
+        ]
         return 0.0 * sum(keras.ops.sum(keras.ops.cast(t, "float32")) for t in floats)
 
     def compute_metrics(x, y, y_pred, sample_weight=None):
         return {f"output_{i}": t for i, t in enumerate(keras.tree.flatten(y_pred))}
 
     model.compute_loss, model.compute_metrics = compute_loss, compute_metrics
-    logs = model.train_on_batch(tuple(inputs) if len(inputs) > 1 else inputs[0],
-                                return_dict=True)
+    logs = model.train_on_batch(tuple(inputs) if len(inputs) > 1 else inputs[0], return_dict=True)
     return [np.asarray(logs[f"output_{i}"]) for i in range(len(logs))]

@@ -1,4 +1,4 @@
-'''Runtime helpers for generated Keras code, as source text.
+"""Runtime helpers for generated Keras code, as source text.
 
 A few lowerings cannot be one plain Keras call: padding computed at run time, pooling
 (adaptive pooling too), softplus and attention rules where Keras's behaviour differs from
@@ -11,7 +11,7 @@ cannot say it). Each helper here is the source of one plain `def` or class that 
 model; the emitter pastes the ones a generated file calls (`lowering.helpers_needed`) after
 its imports. Helpers may call each other: `helpers_needed` includes what a helper needs. This
 module does not import Keras.
-'''
+"""
 
 from __future__ import annotations
 

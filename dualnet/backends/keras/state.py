@@ -77,8 +77,10 @@ SHAPES, BIASES = "dualnet_shapes", "dualnet_biases"  # what a load records on a 
 PENDING = "dualnet_pending"  # an unbuilt leaf's own initializers, while they are replaced
 _DTYPES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
 _GATES = {"LSTM": 4, "GRU": 3}
-_UNBUILT = ("call the model once, or load a weight file into it, first (BatchNormalization and "
-            "GroupNormalization take loaded weights at the first call)")
+_UNBUILT = (
+    "call the model once, or load a weight file into it, first (BatchNormalization and "
+    "GroupNormalization take loaded weights at the first call)"
+)
 
 Shape = tuple  # of sizes; None where neither the layer nor the file gives one
 
@@ -100,12 +102,17 @@ class Leaf:
 
 def load_keras(model: keras.layers.Layer, path: PathLike) -> None:
     stored = read_tensors(path)
-    plan = [(prefix, layer, _derive(layer, _local(stored, prefix)))
-            for prefix, layer in leaves(model)]
-    expected = {prefix + name: (_dtype(layer), shape)
-                for prefix, layer, leaf in plan for name, shape in leaf.shapes.items()}
-    problems = mismatches(expected, {n: (t.dtype, t.shape) for n, t in stored.items()},
-                          os.fspath(path))
+    plan = [
+        (prefix, layer, _derive(layer, _local(stored, prefix))) for prefix, layer in leaves(model)
+    ]
+    expected = {
+        prefix + name: (_dtype(layer), shape)
+        for prefix, layer, leaf in plan
+        for name, shape in leaf.shapes.items()
+    }
+    problems = mismatches(
+        expected, {n: (t.dtype, t.shape) for n, t in stored.items()}, os.fspath(path)
+    )
     if problems:
         raise mismatch_error(problems, os.fspath(path))
     converted = []
@@ -123,12 +130,15 @@ def save_keras(model: keras.layers.Layer, path: PathLike) -> None:
     unbuilt = [_where(prefix, layer) for prefix, layer in found if not _built(layer)]
     if unbuilt:
         more = f" and {len(unbuilt) - SHOWN} more" if len(unbuilt) > SHOWN else ""
-        raise error("E-WEIGHTS", "cannot save the weights of unbuilt layers: "
-                    + ", ".join(unbuilt[:SHOWN]) + more, whole_file(path), notes=(_UNBUILT,))
+        raise error(
+            "E-WEIGHTS",
+            "cannot save the weights of unbuilt layers: " + ", ".join(unbuilt[:SHOWN]) + more,
+            whole_file(path),
+            notes=(_UNBUILT,),
+        )
     state = {}
     for prefix, layer in found:
-        state.update({prefix + name: v
-                      for name, v in _torch_params(prefix, layer, path).items()})
+        state.update({prefix + name: v for name, v in _torch_params(prefix, layer, path).items()})
     write_state(state, path)
 
 
@@ -143,14 +153,14 @@ def held_shapes(model: keras.layers.Layer, expected: dict[str, Shape]) -> dict[s
         out.update({prefix + name: shape for name, shape in leaf.shapes.items()})
         if all(None not in shape for shape in leaf.shapes.values()):
             zeros = {name: np.zeros(shape, "float32") for name, shape in leaf.shapes.items()}
-            _check_fit(prefix, layer, to_keras(leaf.op, leaf.attrs, zeros),
-                       "the checked model's tensors")
+            _check_fit(
+                prefix, layer, to_keras(leaf.op, leaf.attrs, zeros), "the checked model's tensors"
+            )
     return out
 
 
 def _local_shapes(shapes: dict[str, Shape], prefix: str) -> dict[str, Shape]:
-    return {name[len(prefix):]: shape for name, shape in shapes.items()
-            if name.startswith(prefix)}
+    return {name[len(prefix) :]: shape for name, shape in shapes.items() if name.startswith(prefix)}
 
 
 def torch_named(model: keras.layers.Layer, value_of: Callable) -> dict[str, np.ndarray]:
@@ -167,12 +177,14 @@ def torch_named(model: keras.layers.Layer, value_of: Callable) -> dict[str, np.n
 
 def _local(stored: dict[str, Stored], prefix: str) -> dict[str, Shape]:
     """The file's tensor shapes under `prefix`, by name within it."""
-    return {name[len(prefix):]: t.shape for name, t in stored.items() if name.startswith(prefix)}
+    return {name[len(prefix) :]: t.shape for name, t in stored.items() if name.startswith(prefix)}
 
 
 def _arrays(stored: dict[str, Stored], prefix: str, leaf: Leaf, dtype) -> dict[str, np.ndarray]:
-    return {name: np.frombuffer(stored[prefix + name].data, dtype).reshape(shape)
-            for name, shape in leaf.shapes.items()}
+    return {
+        name: np.frombuffer(stored[prefix + name].data, dtype).reshape(shape)
+        for name, shape in leaf.shapes.items()
+    }
 
 
 def _check_fit(prefix: str, layer, weights: list[np.ndarray], source) -> None:
@@ -180,10 +192,13 @@ def _check_fit(prefix: str, layer, weights: list[np.ndarray], source) -> None:
     layer `keras_layer` makes); `source`: where the tensors come from."""
     have = [tuple(v.shape) for v in layer.weights]
     if have and have != [w.shape for w in weights]:
-        raise error("E-WEIGHTS", f"the Keras layer {_where(prefix, layer)} holds weights of "
-                    f"shapes {have}, where the file's tensors give {[w.shape for w in weights]}",
-                    whole_file(source),
-                    notes=("it is not the layer dualnet's Keras generator writes",))
+        raise error(
+            "E-WEIGHTS",
+            f"the Keras layer {_where(prefix, layer)} holds weights of "
+            f"shapes {have}, where the file's tensors give {[w.shape for w in weights]}",
+            whole_file(source),
+            notes=("it is not the layer dualnet's Keras generator writes",),
+        )
 
 
 def _assign(layer, leaf: Leaf, params: dict[str, np.ndarray], weights: list) -> None:
@@ -226,8 +241,10 @@ def _constant(value: np.ndarray):
 
     def initializer(shape, dtype=None):
         if tuple(shape) != value.shape:
-            raise ValueError(f"the loaded weights have shape {value.shape}; the layer's first "
-                             f"input makes them {tuple(shape)}")
+            raise ValueError(
+                f"the loaded weights have shape {value.shape}; the layer's first "
+                f"input makes them {tuple(shape)}"
+            )
         return value
 
     return initializer
@@ -240,11 +257,17 @@ def _torch_params(prefix: str, layer, path="the Keras model") -> dict[str, np.nd
     params = from_keras(leaf.op, leaf.attrs, weights)
     back = to_keras(leaf.op, leaf.attrs, params)
     if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(back, weights, strict=True)):
-        raise error("E-WEIGHTS", f"cannot save {_where(prefix, layer)}: its Keras kernel has "
-                    f"non-zero values where `{prefix}weight` has no entries", whole_file(path),
-                    notes=("those are the zeros between the taps of a dilated kernel or outside "
-                           "the groups of a grouped transposed kernel; training in Keras "
-                           "changed them",))
+        raise error(
+            "E-WEIGHTS",
+            f"cannot save {_where(prefix, layer)}: its Keras kernel has "
+            f"non-zero values where `{prefix}weight` has no entries",
+            whole_file(path),
+            notes=(
+                "those are the zeros between the taps of a dilated kernel or outside "
+                "the groups of a grouped transposed kernel; training in Keras "
+                "changed them",
+            ),
+        )
     if leaf.op == "LSTM":
         _restore_biases(params, getattr(layer, BIASES, {}))
     return params
@@ -284,8 +307,14 @@ def layers_by_path(model: keras.layers.Layer, prefix: str = "") -> Iterator[tupl
 
 
 # Steps of a Sequential that the generator inserts around dualnet's (not dualnet layers).
-_INSERTED_STEPS = (keras.layers.Permute, keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D,
-                   keras.layers.ZeroPadding3D, keras.layers.Cropping2D, keras.layers.Cropping3D)
+_INSERTED_STEPS = (
+    keras.layers.Permute,
+    keras.layers.ZeroPadding1D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.ZeroPadding3D,
+    keras.layers.Cropping2D,
+    keras.layers.Cropping3D,
+)
 
 
 # Inserted steps that are classes of the generated file (runtime helpers), by name.
@@ -294,11 +323,17 @@ _INSERTED_HELPERS = ("_BatchAxis", "_PadSame")
 
 def _children(layer) -> list[tuple[str, keras.layers.Layer]]:
     if isinstance(layer, keras.Sequential):
-        steps = [s for s in layer.layers if not isinstance(s, _INSERTED_STEPS)
-                 and type(s).__name__ not in _INSERTED_HELPERS]
+        steps = [
+            s
+            for s in layer.layers
+            if not isinstance(s, _INSERTED_STEPS) and type(s).__name__ not in _INSERTED_HELPERS
+        ]
         return [(str(i), step) for i, step in enumerate(steps)]
-    return [(dualnet_name(value.name), value) for value in vars(layer).values()
-            if isinstance(value, keras.layers.Layer)]
+    return [
+        (dualnet_name(value.name), value)
+        for value in vars(layer).values()
+        if isinstance(value, keras.layers.Layer)
+    ]
 
 
 def _deriver(layer) -> Callable[[object, dict], Leaf] | None:
@@ -353,9 +388,12 @@ def _with_bias(shapes: dict[str, Shape], bias: bool, size: int | None) -> dict[s
 def _dense(layer, found: dict[str, Shape]) -> Leaf:
     cfg = layer.get_config()
     out, fin = cfg["units"], _size(layer, 0, _dim(found.get("weight"), 1))
-    return Leaf("Linear", {"out": out, "bias": cfg["use_bias"]},
-                _with_bias({"weight": (out, fin)}, cfg["use_bias"], out),
-                lambda: layer.build((None, fin)))
+    return Leaf(
+        "Linear",
+        {"out": out, "bias": cfg["use_bias"]},
+        _with_bias({"weight": (out, fin)}, cfg["use_bias"], out),
+        lambda: layer.build((None, fin)),
+    )
 
 
 def _conv(layer, found: dict[str, Shape]) -> Leaf:
@@ -378,21 +416,30 @@ def _conv(layer, found: dict[str, Shape]) -> Leaf:
         per_group = _size(layer, -2, _dim(weight, 1))
         cin = None if per_group is None else per_group * groups
         head = (out, per_group)
-    attrs = {"out": out, "in_channels": cin, "groups": groups, "bias": cfg["use_bias"],
-             "stride": tuple(cfg["strides"])}
-    size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else \
-        drawn.get("kernel")
+    attrs = {
+        "out": out,
+        "in_channels": cin,
+        "groups": groups,
+        "bias": cfg["use_bias"],
+        "stride": tuple(cfg["strides"]),
+    }
+    size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else drawn.get("kernel")
     attrs.update(_geometry(cfg, size, op == "ConvTranspose2d"))
-    return Leaf(op, attrs, _with_bias({"weight": (*head, *attrs["kernel"])}, cfg["use_bias"], out),
-                lambda: layer.build((None, *(None,) * n, cin)))
+    return Leaf(
+        op,
+        attrs,
+        _with_bias({"weight": (*head, *attrs["kernel"])}, cfg["use_bias"], out),
+        lambda: layer.build((None, *(None,) * n, cin)),
+    )
 
 
 def _drawn_as(layer) -> dict:
     """What the kernel initializer of a generated conv (the runtime's `_TorchKernelInit`)
     says of the PyTorch kernel it draws, where no weight file does: its `kernel` size (a
     zero-dilated Keras kernel) and `groups` (a grouped transposed one)."""
-    initializer = getattr(layer, "kernel_initializer", None) or \
-        getattr(layer, "depthwise_initializer", None)
+    initializer = getattr(layer, "kernel_initializer", None) or getattr(
+        layer, "depthwise_initializer", None
+    )
     if type(initializer).__name__ != "_TorchKernelInit":
         return {}
     drawn = {"groups": initializer.groups}
@@ -411,9 +458,12 @@ def _transposed_groups(out: int, cin: int | None, per_group: int | None) -> int:
 
 # BatchNorm and GroupNorm: their tensors [C], with the Keras initializers that create them
 _PER_CHANNEL = {
-    "BatchNorm": {"weight": "gamma_initializer", "bias": "beta_initializer",
-                  "running_mean": "moving_mean_initializer",
-                  "running_var": "moving_variance_initializer"},
+    "BatchNorm": {
+        "weight": "gamma_initializer",
+        "bias": "beta_initializer",
+        "running_mean": "moving_mean_initializer",
+        "running_var": "moving_variance_initializer",
+    },
     "GroupNorm": {"weight": "gamma_initializer", "bias": "beta_initializer"},
 }
 
@@ -436,8 +486,9 @@ def _layernorm(layer, found: dict[str, Shape]) -> Leaf:
         shape = tuple(int(d) for d in layer.weights[0].shape)
     else:
         shape = weight if weight is not None and len(weight) == rank else (None,) * rank
-    return Leaf("LayerNorm", {}, {"weight": shape, "bias": shape},
-                lambda: layer.build((None, *shape)))
+    return Leaf(
+        "LayerNorm", {}, {"weight": shape, "bias": shape}, lambda: layer.build((None, *shape))
+    )
 
 
 def _embedding(layer, found: dict[str, Shape]) -> Leaf:
@@ -455,8 +506,12 @@ def _attention(layer, found: dict[str, Shape]) -> Leaf:
     shapes["out_proj.weight"] = (dim, dim)
     if bias:
         shapes["out_proj.bias"] = (dim,)
-    return Leaf("MultiHeadAttention", {"dim": dim, "heads": heads, "bias": bias}, shapes,
-                lambda: layer.build((None, None, dim), (None, None, dim)))
+    return Leaf(
+        "MultiHeadAttention",
+        {"dim": dim, "heads": heads, "bias": bias},
+        shapes,
+        lambda: layer.build((None, None, dim), (None, None, dim)),
+    )
 
 
 def _rnn(layer, found: dict[str, Shape]) -> Leaf:
@@ -465,19 +520,36 @@ def _rnn(layer, found: dict[str, Shape]) -> Leaf:
     rows, dirs = _GATES[op] * hidden, 2 if bi else 1
     shapes = {}
     for k, _, sfx in param_names(layers, bi):
-        shapes.update({f"weight_ih{sfx}": (rows, features if k == 0 else dirs * hidden),
-                       f"weight_hh{sfx}": (rows, hidden), f"bias_ih{sfx}": (rows,),
-                       f"bias_hh{sfx}": (rows,)})
-    return Leaf(op, {"hidden": hidden, "layers": layers, "bidirectional": bi}, shapes,
-                lambda: layer(np.zeros((1, 1, features), "float32")))
+        shapes.update(
+            {
+                f"weight_ih{sfx}": (rows, features if k == 0 else dirs * hidden),
+                f"weight_hh{sfx}": (rows, hidden),
+                f"bias_ih{sfx}": (rows,),
+                f"bias_hh{sfx}": (rows,),
+            }
+        )
+    return Leaf(
+        op,
+        {"hidden": hidden, "layers": layers, "bidirectional": bi},
+        shapes,
+        lambda: layer(np.zeros((1, 1, features), "float32")),
+    )
 
 
-_LEAVES = (("Dense", _dense), ("Conv1D", _conv), ("Conv2D", _conv), ("Conv3D", _conv),
-           ("DepthwiseConv1D", _conv), ("DepthwiseConv2D", _conv), ("Conv2DTranspose", _conv),
-           ("BatchNormalization", _per_channel("BatchNorm")),
-           ("GroupNormalization", _per_channel("GroupNorm")),
-           ("LayerNormalization", _layernorm), ("Embedding", _embedding),
-           ("MultiHeadAttention", _attention))
+_LEAVES = (
+    ("Dense", _dense),
+    ("Conv1D", _conv),
+    ("Conv2D", _conv),
+    ("Conv3D", _conv),
+    ("DepthwiseConv1D", _conv),
+    ("DepthwiseConv2D", _conv),
+    ("Conv2DTranspose", _conv),
+    ("BatchNormalization", _per_channel("BatchNorm")),
+    ("GroupNormalization", _per_channel("GroupNorm")),
+    ("LayerNormalization", _layernorm),
+    ("Embedding", _embedding),
+    ("MultiHeadAttention", _attention),
+)
 
 
 # ---------------------------------------------------------------- conv geometry
@@ -494,13 +566,13 @@ def _geometry(cfg: dict, size: tuple[int, ...] | None, transposed: bool) -> dict
         return own
     if any(k > 1 and (n - 1) % (k - 1) for n, k in zip(keras_size, size, strict=True)):
         return own
-    dilation = tuple((n - 1) // (k - 1) if k > 1 else 1
-                     for n, k in zip(keras_size, size, strict=True))
+    dilation = tuple(
+        (n - 1) // (k - 1) if k > 1 else 1 for n, k in zip(keras_size, size, strict=True)
+    )
     reading = {"kernel": size, "dilation": dilation}
     stride = tuple(cfg["strides"])
     geometry = _keras_geometry({**reading, "stride": stride}, transposed)
-    return reading if geometry == (keras_size, rate) \
-        else own
+    return reading if geometry == (keras_size, rate) else own
 
 
 def _keras_geometry(attrs: dict, transposed: bool) -> tuple[tuple, tuple]:

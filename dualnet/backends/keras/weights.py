@@ -75,8 +75,16 @@ from dualnet.ops.recurrent import param_names
 
 CONVS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d")
 RNNS = ("LSTM", "GRU")
-LAYER_OPS = ("Linear", *CONVS, "BatchNorm", "LayerNorm", "GroupNorm", "Embedding", *RNNS,
-             "MultiHeadAttention")
+LAYER_OPS = (
+    "Linear",
+    *CONVS,
+    "BatchNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "Embedding",
+    *RNNS,
+    "MultiHeadAttention",
+)
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,7 @@ def dilates_kernel(attrs: dict, transposed: bool = False) -> bool:
 def keras_kernel_size(attrs: dict, transposed: bool = False) -> tuple[int, ...]:
     if not dilates_kernel(attrs, transposed):
         return tuple(attrs["kernel"])
-    return tuple(d * (k - 1) + 1 for k, d in zip(attrs["kernel"], attrs["dilation"],
-                                                 strict=True))
+    return tuple(d * (k - 1) + 1 for k, d in zip(attrs["kernel"], attrs["dilation"], strict=True))
 
 
 def _fixed(size) -> bool:
@@ -134,8 +141,10 @@ def same_misread(attrs: dict) -> bool:
     dilation = attrs.get("dilation") or (1,) * 3
     if not all(_fixed(k) and _fixed(d) for k, d in zip(attrs["kernel"], dilation, strict=True)):
         return True
-    return any(not _fixed(s) or span < s
-               for span, s in zip(same_spans(attrs), attrs["stride"], strict=True))
+    return any(
+        not _fixed(s) or span < s
+        for span, s in zip(same_spans(attrs), attrs["stride"], strict=True)
+    )
 
 
 def same_spans(attrs: dict) -> tuple:
@@ -155,22 +164,30 @@ def keras_same(attrs: dict) -> bool:
     if not any(before or after for before, after in pads):
         return False  # nothing to pad: "valid"
     dilation = attrs.get("dilation") or (1,) * len(pads)
-    return all(_fixed(s) and s == 1 and before == after and before + after == d * (k - 1)
-               for (before, after), k, s, d in zip(pads, attrs["kernel"], attrs["stride"],
-                                                   dilation, strict=True))
+    return all(
+        _fixed(s) and s == 1 and before == after and before + after == d * (k - 1)
+        for (before, after), k, s, d in zip(
+            pads, attrs["kernel"], attrs["stride"], dilation, strict=True
+        )
+    )
 
 
 def strides_for_same(attrs: dict) -> tuple:
     """The strides a hyperparameter sets (a block's `stride`) when Keras's "same" pads
     exactly as `attrs` in the instances where they are 1, and only there: symmetric pads of
     dilation·(k − 1) in total. () when the choice does not depend on them."""
-    if keras_same(attrs) or attrs.get("padding") == "same" or \
-            not any(before or after for before, after in attrs["pads"]):
+    if (
+        keras_same(attrs)
+        or attrs.get("padding") == "same"
+        or not any(before or after for before, after in attrs["pads"])
+    ):
         return ()
     dilation = attrs.get("dilation") or (1,) * len(attrs["pads"])
     axes = list(zip(attrs["pads"], attrs["kernel"], attrs["stride"], dilation, strict=True))
-    if all(before == after and before + after == d * (k - 1) and (not _fixed(s) or s == 1)
-           for (before, after), k, s, d in axes):
+    if all(
+        before == after and before + after == d * (k - 1) and (not _fixed(s) or s == 1)
+        for (before, after), k, s, d in axes
+    ):
         return tuple(dict.fromkeys(s for _, _, s, _ in axes if not _fixed(s)))
     return ()
 
@@ -178,8 +195,9 @@ def strides_for_same(attrs: dict) -> tuple:
 def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None:
     """Conv2DTranspose's output_padding: None where Keras's inferred size, n·s + max(k' − s, 0)
     (k' the dilated kernel), is PyTorch's (n − 1)·s + k' + output_padding."""
-    pads = tuple(o if o < s else 0 for o, s in zip(attrs["output_padding"], attrs["stride"],
-                                                    strict=True))
+    pads = tuple(
+        o if o < s else 0 for o, s in zip(attrs["output_padding"], attrs["stride"], strict=True)
+    )
     spans = (d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
     if not any(pads) and all(span >= s for span, s in zip(spans, attrs["stride"], strict=True)):
         return None
@@ -193,9 +211,13 @@ def _conv_layer(op: str, attrs: dict) -> KerasLayer:
     dilation = (1,) * n if dilates_kernel(attrs, transposed) else tuple(attrs["dilation"])
     same = op != "ConvTranspose2d" and keras_same(attrs)
     kwargs: dict[str, Any] = {
-        "kernel_size": kernel, "strides": tuple(attrs["stride"]),
-        "padding": "same" if same else "valid", "dilation_rate": dilation,
-        "use_bias": bool(attrs["bias"]), "data_format": "channels_last"}
+        "kernel_size": kernel,
+        "strides": tuple(attrs["stride"]),
+        "padding": "same" if same else "valid",
+        "dilation_rate": dilation,
+        "use_bias": bool(attrs["bias"]),
+        "data_format": "channels_last",
+    }
     if op == "ConvTranspose2d":
         kwargs["output_padding"] = _output_padding(attrs, kernel, dilation)
         return KerasLayer("Conv2DTranspose", {"filters": attrs["out"], **kwargs})
@@ -206,9 +228,13 @@ def _conv_layer(op: str, attrs: dict) -> KerasLayer:
 
 
 def _rnn_layer(op: str, attrs: dict) -> KerasLayer:
-    kwargs: dict[str, Any] = {"units": attrs["hidden"], "activation": "tanh",
-                              "recurrent_activation": "sigmoid", "use_bias": True,
-                              "return_sequences": True}
+    kwargs: dict[str, Any] = {
+        "units": attrs["hidden"],
+        "activation": "tanh",
+        "recurrent_activation": "sigmoid",
+        "use_bias": True,
+        "return_sequences": True,
+    }
     if op == "GRU":
         kwargs["reset_after"] = True
     return KerasLayer(op, kwargs, stack=attrs["layers"], bidirectional=attrs["bidirectional"])
@@ -223,21 +249,31 @@ def keras_layer(op: str, attrs: dict) -> KerasLayer:
     if op == "Linear":
         return KerasLayer("Dense", {"units": attrs["out"], "use_bias": bool(attrs["bias"])})
     if op == "BatchNorm":
-        return KerasLayer("BatchNormalization", {"axis": -1, "epsilon": attrs["eps"],
-                                                 "momentum": _complement(attrs["momentum"])})
+        return KerasLayer(
+            "BatchNormalization",
+            {"axis": -1, "epsilon": attrs["eps"], "momentum": _complement(attrs["momentum"])},
+        )
     if op == "LayerNorm":
         axes = list(range(-attrs["axes"], 0))
-        return KerasLayer("LayerNormalization", {"axis": axes[0] if len(axes) == 1 else axes,
-                                                 "epsilon": attrs["eps"]})
+        return KerasLayer(
+            "LayerNormalization",
+            {"axis": axes[0] if len(axes) == 1 else axes, "epsilon": attrs["eps"]},
+        )
     if op == "GroupNorm":
-        return KerasLayer("GroupNormalization", {"groups": attrs["groups"], "axis": -1,
-                                                 "epsilon": attrs["eps"]})
+        return KerasLayer(
+            "GroupNormalization", {"groups": attrs["groups"], "axis": -1, "epsilon": attrs["eps"]}
+        )
     if op == "Embedding":
         return KerasLayer("Embedding", {"input_dim": attrs["vocab"], "output_dim": attrs["dim"]})
     if op == "MultiHeadAttention":
-        return KerasLayer("MultiHeadAttention", {
-            "num_heads": attrs["heads"], "key_dim": attrs["dim"] // attrs["heads"],
-            "use_bias": bool(attrs["bias"])})
+        return KerasLayer(
+            "MultiHeadAttention",
+            {
+                "num_heads": attrs["heads"],
+                "key_dim": attrs["dim"] // attrs["heads"],
+                "use_bias": bool(attrs["bias"]),
+            },
+        )
     if op == "Dropout":
         return KerasLayer("Dropout", {"rate": attrs["p"]})
     if op == "Identity":
@@ -258,8 +294,12 @@ def make_layer(op: str, attrs: dict):
     if op not in RNNS:
         return getattr(keras.layers, spec.cls)(**spec.kwargs)
     cls = getattr(keras.layers, spec.cls)
-    layers = [keras.layers.Bidirectional(cls(**spec.kwargs), merge_mode="concat")
-              if spec.bidirectional else cls(**spec.kwargs) for _ in range(spec.stack)]
+    layers = [
+        keras.layers.Bidirectional(cls(**spec.kwargs), merge_mode="concat")
+        if spec.bidirectional
+        else cls(**spec.kwargs)
+        for _ in range(spec.stack)
+    ]
     return keras.Sequential(layers)
 
 
@@ -268,8 +308,9 @@ def make_layer(op: str, attrs: dict):
 
 def _spatial(kernel: tuple, dilation: tuple, prefix: int) -> tuple:
     """The index of the real taps in a zero-dilated kernel (spatial axes after `prefix`)."""
-    return (slice(None),) * prefix + tuple(slice(0, d * (k - 1) + 1, d)
-                                           for k, d in zip(kernel, dilation, strict=True))
+    return (slice(None),) * prefix + tuple(
+        slice(0, d * (k - 1) + 1, d) for k, d in zip(kernel, dilation, strict=True)
+    )
 
 
 def _dilate(w: np.ndarray, attrs: dict, transposed: bool) -> np.ndarray:
@@ -284,13 +325,13 @@ def _block_diagonal(w: np.ndarray, groups: int) -> np.ndarray:
     cg, og = w.shape[0] // groups, w.shape[1]
     out = np.zeros((w.shape[0], og * groups, *w.shape[2:]), w.dtype)
     for g in range(groups):
-        out[g * cg:(g + 1) * cg, g * og:(g + 1) * og] = w[g * cg:(g + 1) * cg]
+        out[g * cg : (g + 1) * cg, g * og : (g + 1) * og] = w[g * cg : (g + 1) * cg]
     return out
 
 
 def _diagonal_blocks(w: np.ndarray, groups: int) -> np.ndarray:
     cg, og = w.shape[0] // groups, w.shape[1] // groups
-    return np.concatenate([w[g * cg:(g + 1) * cg, g * og:(g + 1) * og] for g in range(groups)])
+    return np.concatenate([w[g * cg : (g + 1) * cg, g * og : (g + 1) * og] for g in range(groups)])
 
 
 def conv_kernel_to_keras(op: str, attrs: dict, w: np.ndarray) -> np.ndarray:
@@ -343,22 +384,31 @@ def _rnn_to(op: str, attrs: dict, params: dict) -> list[np.ndarray]:
         if op == "LSTM":
             out += [w_ih.T, w_hh.T, b_ih + b_hh]
         else:
-            out += [_gru_order(w_ih).T, _gru_order(w_hh).T,
-                    np.stack([_gru_order(b_ih), _gru_order(b_hh)])]
+            out += [
+                _gru_order(w_ih).T,
+                _gru_order(w_hh).T,
+                np.stack([_gru_order(b_ih), _gru_order(b_hh)]),
+            ]
     return out
 
 
 def _rnn_from(op: str, attrs: dict, weights: list) -> dict[str, np.ndarray]:
     out = {}
     for i, sfx in enumerate(_suffixes(attrs)):
-        kernel, recurrent, bias = weights[3 * i:3 * i + 3]
+        kernel, recurrent, bias = weights[3 * i : 3 * i + 3]
         if op == "LSTM":
             w_ih, w_hh, b_ih, b_hh = kernel.T, recurrent.T, bias, np.zeros_like(bias)
         else:
             w_ih, w_hh = _gru_order(kernel.T), _gru_order(recurrent.T)
             b_ih, b_hh = _gru_order(bias[0]), _gru_order(bias[1])
-        out.update({f"weight_ih{sfx}": w_ih, f"weight_hh{sfx}": w_hh, f"bias_ih{sfx}": b_ih,
-                    f"bias_hh{sfx}": b_hh})
+        out.update(
+            {
+                f"weight_ih{sfx}": w_ih,
+                f"weight_hh{sfx}": w_hh,
+                f"bias_ih{sfx}": b_ih,
+                f"bias_hh{sfx}": b_hh,
+            }
+        )
     return out
 
 
@@ -370,9 +420,9 @@ def _mha_to(attrs: dict, params: dict) -> list[np.ndarray]:
     d = e // h
     out = []
     for i in range(3):  # query, key, value: rows i·E:(i+1)·E of the packed projection
-        out.append(params["in_proj_weight"][i * e:(i + 1) * e].T.reshape(e, h, d))
+        out.append(params["in_proj_weight"][i * e : (i + 1) * e].T.reshape(e, h, d))
         if attrs["bias"]:
-            out.append(params["in_proj_bias"][i * e:(i + 1) * e].reshape(h, d))
+            out.append(params["in_proj_bias"][i * e : (i + 1) * e].reshape(h, d))
     out.append(params["out_proj.weight"].T.reshape(h, d, e))
     if attrs["bias"]:
         out.append(params["out_proj.bias"])
@@ -382,7 +432,7 @@ def _mha_to(attrs: dict, params: dict) -> list[np.ndarray]:
 def _mha_from(attrs: dict, weights: list) -> dict[str, np.ndarray]:
     e = attrs["dim"]
     step = 2 if attrs["bias"] else 1
-    kernels = weights[0:3 * step:step]
+    kernels = weights[0 : 3 * step : step]
     out = {"in_proj_weight": np.concatenate([k.reshape(e, e).T for k in kernels])}
     if attrs["bias"]:
         out["in_proj_bias"] = np.concatenate([b.reshape(e) for b in weights[1:6:2]])
@@ -398,19 +448,27 @@ def _mha_from(attrs: dict, weights: list) -> dict[str, np.ndarray]:
 def flatten_permutation(c: int, *spatial: int) -> np.ndarray:
     """perm[i] = the channels-first (C·H·W) position of the i-th element of a channels-last
     (H·W·C) flatten; a Linear after `flatten` gets the Dense kernel `weight.T[perm]`."""
-    return np.arange(c * int(np.prod(spatial, dtype=np.int64))).reshape(c, *spatial) \
-        .transpose(*range(1, len(spatial) + 1), 0).reshape(-1)
+    return (
+        np.arange(c * int(np.prod(spatial, dtype=np.int64)))
+        .reshape(c, *spatial)
+        .transpose(*range(1, len(spatial) + 1), 0)
+        .reshape(-1)
+    )
 
 
 # ---------------------------------------------------------------- both directions
 
-_ORDER = {"BatchNorm": ("weight", "bias", "running_mean", "running_var"),
-          "LayerNorm": ("weight", "bias"), "GroupNorm": ("weight", "bias"),
-          "Embedding": ("weight",)}
+_ORDER = {
+    "BatchNorm": ("weight", "bias", "running_mean", "running_var"),
+    "LayerNorm": ("weight", "bias"),
+    "GroupNorm": ("weight", "bias"),
+    "Embedding": ("weight",),
+}
 
 
-def to_keras(op: str, attrs: dict, params: dict[str, np.ndarray], *,
-             flattened: tuple[int, ...] | None = None) -> list[np.ndarray]:
+def to_keras(
+    op: str, attrs: dict, params: dict[str, np.ndarray], *, flattened: tuple[int, ...] | None = None
+) -> list[np.ndarray]:
     """The `get_weights()` list of `make_layer(op, attrs)` holding `params` (PyTorch names and
     layouts). `flattened=(c, *spatial)`: a Linear reading a channels-last flatten of a
     [B, c, *spatial] value."""
@@ -433,8 +491,9 @@ def to_keras(op: str, attrs: dict, params: dict[str, np.ndarray], *,
     return [np.ascontiguousarray(w) for w in out]
 
 
-def from_keras(op: str, attrs: dict, weights: list, *,
-               flattened: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+def from_keras(
+    op: str, attrs: dict, weights: list, *, flattened: tuple[int, ...] | None = None
+) -> dict[str, np.ndarray]:
     """The inverse of `to_keras`: PyTorch names and layouts from a `get_weights()` list
     (LSTM: bias_ih = Keras's bias, bias_hh = 0)."""
     weights = [np.asarray(w) for w in weights]

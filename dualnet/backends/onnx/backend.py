@@ -29,10 +29,12 @@ class OnnxBackend(Backend):
         graph, extra = emitted.model, []
         if probe.layers is not None:
             graph, extra = self.module("probe").with_outputs(
-                graph, [n for _, names in emitted.calls for n in names])
+                graph, [n for _, names in emitted.calls for n in names]
+            )
         cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else \
-            ["CPUExecutionProvider"]
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        )
         session = ort.InferenceSession(graph.SerializeToString(), providers=providers)
         feed = {v.name: x for v, x in zip(summary.graph.inputs, inputs, strict=True)}
         used = session.get_providers()[0]

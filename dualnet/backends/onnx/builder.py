@@ -44,8 +44,9 @@ class GraphBuilder:
         self._taken.add(name)
         return name
 
-    def node(self, op_type: str, inputs: list[str | None], outputs: int = 1,
-             domain: str = "", **attrs) -> list[str]:
+    def node(
+        self, op_type: str, inputs: list[str | None], outputs: int = 1, domain: str = "", **attrs
+    ) -> list[str]:
         """Add a node `op_type` on `inputs` ("" or None: an absent optional input) with
         attributes `attrs`; returns its output names (named under the scope). Trailing absent
         inputs are left out: ONNX Runtime fuses a Conv with the BatchNorm after it only when
@@ -55,9 +56,15 @@ class GraphBuilder:
         present = [x or "" for x in inputs]
         while present and not present[-1]:
             present.pop()
-        node = make_node(op_type, present, names, name=self.fresh(f"node:{base}"),
-                         domain=domain or None, doc_string=self.doc or None,
-                         **{k: _plain(v) for k, v in attrs.items()})
+        node = make_node(
+            op_type,
+            present,
+            names,
+            name=self.fresh(f"node:{base}"),
+            domain=domain or None,
+            doc_string=self.doc or None,
+            **{k: _plain(v) for k, v in attrs.items()},
+        )
         self.nodes.append(node)
         return names
 
@@ -104,9 +111,12 @@ class GraphBuilder:
 
     def _term(self, mono: tuple, coeff: int, symbol: Callable[[str], str]) -> str:
         """coeff · Π atoms of one monomial (an atom: a symbol, or a floor division)."""
-        factors = [symbol(a) if isinstance(a, str) else
-                   self.one("Div", [self.size(a.num, symbol), self.size(a.den, symbol)])
-                   for a in mono]
+        factors = [
+            symbol(a)
+            if isinstance(a, str)
+            else self.one("Div", [self.size(a.num, symbol), self.size(a.den, symbol)])
+            for a in mono
+        ]
         if coeff != 1 or not factors:
             factors.append(self.ints([coeff], "size"))
         product = factors[0]

@@ -60,8 +60,15 @@ class Emitted:
 
 
 class OnnxEmitter:
-    def __init__(self, instance: ModelInstance, graph: Graph, weights: dict[str, np.ndarray],
-                 opset: int, source: str, float32_fallback: bool = True):
+    def __init__(
+        self,
+        instance: ModelInstance,
+        graph: Graph,
+        weights: dict[str, np.ndarray],
+        opset: int,
+        source: str,
+        float32_fallback: bool = True,
+    ):
         self.instance, self.graph, self.weights = instance, graph, weights
         self.b = GraphBuilder(opset, float32_fallback)
         self.source = PurePath(source).name
@@ -79,11 +86,22 @@ class OnnxEmitter:
         outputs = self.graph_outputs()
         used = {x for n in self.b.nodes for x in n.input}
         initializers = {name: a for name, a in self.b.initializers.items() if name in used}
-        fields = {"ir_version": IR_VERSION, "producer_name": "dualnet",
-                  "producer_version": __version__,
-                  "doc_string": f"{self.instance.definition} from {self.source}"}
-        parts = ModelParts(self.b.nodes, self.instance.definition, inputs, outputs,
-                           initializers, self.value_infos(initializers), self.b.opset, fields)
+        fields = {
+            "ir_version": IR_VERSION,
+            "producer_name": "dualnet",
+            "producer_version": __version__,
+            "doc_string": f"{self.instance.definition} from {self.source}",
+        }
+        parts = ModelParts(
+            self.b.nodes,
+            self.instance.definition,
+            inputs,
+            outputs,
+            initializers,
+            self.value_infos(initializers),
+            self.b.opset,
+            fields,
+        )
         return Emitted(parts, self.names, self.calls)
 
     def value_infos(self, initializers: dict) -> list:
@@ -113,8 +131,11 @@ class OnnxEmitter:
         self.b.scope, self.b.doc = "", ""
         for i, value in enumerate(outs):
             name = self.b.reserve("output" if len(outs) == 1 else f"output_{i}")
-            self.b.nodes.append(make_node("Identity", [self.names[id(value)]], [name],
-                                          name=self.b.fresh(f"node:{name}")))
+            self.b.nodes.append(
+                make_node(
+                    "Identity", [self.names[id(value)]], [name], name=self.b.fresh(f"node:{name}")
+                )
+            )
             infos.append(_value_info(name, value.type))
         return infos
 
@@ -134,7 +155,8 @@ class OnnxEmitter:
                 self.b.scope = f"{prefix}{node.outputs[0].name}"
                 dtype = numpy_dtype(ONNX_TYPES[node.outputs[0].type.dtype])  # bf16 too
                 self.names[id(node.outputs[0])] = self.b.constant(
-                    np.asarray(node.attrs["value"], dtype), "value")
+                    np.asarray(node.attrs["value"], dtype), "value"
+                )
             else:
                 self.lower_node(instance, node, prefix)
 
@@ -143,22 +165,35 @@ class OnnxEmitter:
         if node.kind == "layer":
             layer = instance.child(node.target)
             attrs = {**layer.attrs, **attrs}
-            self.b.scope = layer.path if isinstance(layer, LayerInstance) else \
-                f"{prefix}{node.target}"
+            self.b.scope = (
+                layer.path if isinstance(layer, LayerInstance) else f"{prefix}{node.target}"
+            )
             if isinstance(layer, LayerInstance):
                 params, arrays = self.layer_tensors(layer)
         else:
             self.b.scope = f"{prefix}{node.outputs[0].name}"
         inputs = by_parameter(node, [self.names[id(v)] for v in node.inputs])
         in_types = by_parameter(node, [v.type for v in node.inputs])
-        call = OnnxCall(self.b, inputs, attrs, in_types, [v.type for v in node.outputs],
-                        params, arrays, self.size)
+        call = OnnxCall(
+            self.b,
+            inputs,
+            attrs,
+            in_types,
+            [v.type for v in node.outputs],
+            params,
+            arrays,
+            self.size,
+        )
         try:
             outs = lower(node.op, call)
         except OpsetTooOld as exc:
-            raise error("E-BACKEND", f"`{node.op}` needs ONNX opset {exc.minimum} or newer; "
-                        f"this model is emitted for opset {self.b.opset}", node.span,
-                        notes=[f"pass --opset {exc.minimum} (or newer)"]) from None
+            raise error(
+                "E-BACKEND",
+                f"`{node.op}` needs ONNX opset {exc.minimum} or newer; "
+                f"this model is emitted for opset {self.b.opset}",
+                node.span,
+                notes=[f"pass --opset {exc.minimum} (or newer)"],
+            ) from None
         for value, out in zip(node.outputs, outs, strict=True):
             self.names[id(value)] = out
             self.values.append(value)
@@ -190,13 +225,15 @@ class OnnxEmitter:
     def symbol(self, name: str) -> str:
         """Dimension `name` of the input that first has it, read at run time (once)."""
         if name not in self.symbols:
-            raise error("E-BACKEND", f"internal error: ONNX backend: the size `{name}` is not "
-                        "a dimension of any input", self.instance.span)
+            raise error(
+                "E-BACKEND",
+                f"internal error: ONNX backend: the size `{name}` is not a dimension of any input",
+                self.instance.span,
+            )
         if name not in self.sizes:
             value, axis = self.symbols[name]
             shape = self.b.one("Shape", [value])
-            self.sizes[name] = self.b.one("Gather", [shape, self.b.ints([axis], "axis")],
-                                          axis=0)
+            self.sizes[name] = self.b.one("Gather", [shape, self.b.ints([axis], "axis")], axis=0)
         return self.sizes[name]
 
 
@@ -207,8 +244,7 @@ def _value_info(name: str, t: TensorType):
 
 def check_weights(instance: ModelInstance, weights: dict[str, np.ndarray], file: str) -> None:
     """Strictly the model's tensors (names, shapes, dtypes), else E-WEIGHTS naming them."""
-    expected = {name: (spec.dtype.value, tuple(spec.shape))
-                for name, spec in state_specs(instance)}
+    expected = {name: (spec.dtype.value, tuple(spec.shape)) for name, spec in state_specs(instance)}
     found = {name: (_dtype_name(a), tuple(a.shape)) for name, a in weights.items()}
     problems = mismatches(expected, found, file)
     if problems:
@@ -220,16 +256,25 @@ def _dtype_name(a: np.ndarray) -> str:
     return names.get(a.dtype, str(a.dtype))
 
 
-def emit_onnx(summary, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
-              weights_file: str = "the weights", float32_fallback: bool = True) -> Emitted:
+def emit_onnx(
+    summary,
+    weights: dict[str, np.ndarray],
+    opset: int = DEFAULT_OPSET,
+    weights_file: str = "the weights",
+    float32_fallback: bool = True,
+) -> Emitted:
     """The ONNX model of a checked entry model with these weights (state_dict names), not
     validated (`validate.py` runs ONNX's checker). `float32_fallback`: float64 values
     go through the ops ONNX Runtime has no float64 kernels for in float32 (False: in
     float64, for runtimes that have them, such as `onnx.reference`)."""
     if not MIN_OPSET <= opset <= NEWEST_OPSET:
-        raise error("E-BACKEND", f"ONNX opset {opset} is not supported: dualnet emits opsets "
-                    f"{MIN_OPSET} to {NEWEST_OPSET}", option("--opset"))
+        raise error(
+            "E-BACKEND",
+            f"ONNX opset {opset} is not supported: dualnet emits opsets "
+            f"{MIN_OPSET} to {NEWEST_OPSET}",
+            option("--opset"),
+        )
     check_weights(summary.instance, weights, weights_file)
-    return OnnxEmitter(summary.instance, summary.graph, weights, opset, summary.file,
-                       float32_fallback).emit()
-
+    return OnnxEmitter(
+        summary.instance, summary.graph, weights, opset, summary.file, float32_fallback
+    ).emit()

@@ -36,12 +36,14 @@ def widened(program: Program, model: str | None) -> Summary:
     return summary
 
 
-def float64_model(summary: Summary, weights: dict[str, np.ndarray],
-                  opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def float64_model(
+    summary: Summary, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
     """The ONNX model of a `widened` summary with `weights` (state_dict names; float32
     arrays are widened), every op in float64, validated by ONNX's checker."""
-    arrays = {name: a.astype(np.float64) if a.dtype == np.float32 else a
-              for name, a in weights.items()}
+    arrays = {
+        name: a.astype(np.float64) if a.dtype == np.float32 else a for name, a in weights.items()
+    }
     model = emit_onnx(summary, arrays, opset, float32_fallback=False).model
     validate(model, summary.instance.span)
     return model
@@ -69,10 +71,12 @@ def _widen_layers(instance: ModelInstance, graphs: dict[int, Graph]) -> None:
         if isinstance(child, ModelInstance):
             _widen_layers(child, graphs)
             continue
-        child.params = {n: dataclasses.replace(s, dtype=_wide(s.dtype))
-                        for n, s in child.params.items()}
-        child.buffers = {n: dataclasses.replace(s, dtype=_wide(s.dtype))
-                         for n, s in child.buffers.items()}
+        child.params = {
+            n: dataclasses.replace(s, dtype=_wide(s.dtype)) for n, s in child.params.items()
+        }
+        child.buffers = {
+            n: dataclasses.replace(s, dtype=_wide(s.dtype)) for n, s in child.buffers.items()
+        }
         child.output_types = tuple(map(_wide, child.output_types))
         child.attrs = {k: _wide(v) for k, v in child.attrs.items()}
 
@@ -101,17 +105,38 @@ class MaxPool(_MaxPool):
     axis: float pooling with explicit pads, strides and dilations is NumPy strided windows
     here; other forms are onnx.reference's."""
 
-    def _run(self, x, auto_pad=None, ceil_mode=None, dilations=None, kernel_shape=None,
-             pads=None, storage_order=None, strides=None):
-        if auto_pad not in (None, "NOTSET") or ceil_mode or len(self.output) > 1 \
-                or x.dtype.kind != "f":
-            return super()._run(x, auto_pad=auto_pad, ceil_mode=ceil_mode,
-                                dilations=dilations, kernel_shape=kernel_shape, pads=pads,
-                                storage_order=storage_order, strides=strides)
+    def _run(
+        self,
+        x,
+        auto_pad=None,
+        ceil_mode=None,
+        dilations=None,
+        kernel_shape=None,
+        pads=None,
+        storage_order=None,
+        strides=None,
+    ):
+        if (
+            auto_pad not in (None, "NOTSET")
+            or ceil_mode
+            or len(self.output) > 1
+            or x.dtype.kind != "f"
+        ):
+            return super()._run(
+                x,
+                auto_pad=auto_pad,
+                ceil_mode=ceil_mode,
+                dilations=dilations,
+                kernel_shape=kernel_shape,
+                pads=pads,
+                storage_order=storage_order,
+                strides=strides,
+            )
         n = len(kernel_shape)
         pads, strides, dilations = pads or [0] * 2 * n, strides or [1] * n, dilations or [1] * n
-        padded = np.pad(x, [(0, 0), (0, 0), *zip(pads[:n], pads[n:], strict=True)],
-                        constant_values=-np.inf)
+        padded = np.pad(
+            x, [(0, 0), (0, 0), *zip(pads[:n], pads[n:], strict=True)], constant_values=-np.inf
+        )
         spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilations, strict=True)]
         windows = sliding_window_view(padded, spans, axis=tuple(range(2, 2 + n)))
         windows = windows[(..., *(slice(None, None, d) for d in dilations))]
@@ -123,28 +148,56 @@ class ConvTranspose(_ConvTranspose):
     """onnx.reference's ConvTranspose loops in Python in col2im (0.9 s of U-Net's 1.3 s):
     with explicit pads it is one einsum per kernel tap here; other forms are onnx.reference's."""
 
-    def _run(self, X, W, B=None, auto_pad=None, dilations=None, group=None,
-             kernel_shape=None, output_padding=None, output_shape=None, pads=None,
-             strides=None):
+    def _run(
+        self,
+        X,
+        W,
+        B=None,
+        auto_pad=None,
+        dilations=None,
+        group=None,
+        kernel_shape=None,
+        output_padding=None,
+        output_shape=None,
+        pads=None,
+        strides=None,
+    ):
         if auto_pad not in (None, "NOTSET") or output_shape is not None:
-            return super()._run(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
-                                kernel_shape=kernel_shape, output_padding=output_padding,
-                                output_shape=output_shape, pads=pads, strides=strides)
+            return super()._run(
+                X,
+                W,
+                B,
+                auto_pad=auto_pad,
+                dilations=dilations,
+                group=group,
+                kernel_shape=kernel_shape,
+                output_padding=output_padding,
+                output_shape=output_shape,
+                pads=pads,
+                strides=strides,
+            )
         n, (batch, channels), sizes = X.ndim - 2, X.shape[:2], X.shape[2:]
         group, kernel = group or 1, W.shape[2:]
         strides, dilations = strides or [1] * n, dilations or [1] * n
         pads, output_padding = pads or [0] * 2 * n, output_padding or [0] * n
-        full = [(size - 1) * s + (k - 1) * d + 1 + extra for size, s, k, d, extra
-                in zip(sizes, strides, kernel, dilations, output_padding, strict=True)]
+        full = [
+            (size - 1) * s + (k - 1) * d + 1 + extra
+            for size, s, k, d, extra in zip(
+                sizes, strides, kernel, dilations, output_padding, strict=True
+            )
+        ]
         per_group = W.shape[1]
         y = np.zeros((batch, group, per_group, *full), np.result_type(X, W))
         x = X.reshape(batch, group, channels // group, *sizes)
         w = W.reshape(group, channels // group, per_group, *kernel)
         for tap in np.ndindex(*kernel):
-            at = tuple(slice(t * d, t * d + (size - 1) * s + 1, s) for t, d, size, s
-                       in zip(tap, dilations, sizes, strides, strict=True))
-            y[(slice(None), slice(None), slice(None), *at)] += \
-                np.einsum("bgc...,gco->bgo...", x, w[(..., *tap)])
+            at = tuple(
+                slice(t * d, t * d + (size - 1) * s + 1, s)
+                for t, d, size, s in zip(tap, dilations, sizes, strides, strict=True)
+            )
+            y[(slice(None), slice(None), slice(None), *at)] += np.einsum(
+                "bgc...,gco->bgo...", x, w[(..., *tap)]
+            )
         crop = tuple(slice(pads[i], full[i] - pads[n + i]) for i in range(n))
         y = y.reshape(batch, group * per_group, *full)[(slice(None), slice(None), *crop)]
         return (y if B is None else y + B.reshape(-1, *[1] * n),)

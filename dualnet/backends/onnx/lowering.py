@@ -58,9 +58,13 @@ from dualnet.ops import REGISTRY
 from dualnet.ops.recurrent import param_names
 
 ONNX_TYPES = {
-    DType.f16: TensorProto.FLOAT16, DType.bf16: TensorProto.BFLOAT16,
-    DType.f32: TensorProto.FLOAT, DType.f64: TensorProto.DOUBLE, DType.i32: TensorProto.INT32,
-    DType.i64: TensorProto.INT64, DType.bool: TensorProto.BOOL,
+    DType.f16: TensorProto.FLOAT16,
+    DType.bf16: TensorProto.BFLOAT16,
+    DType.f32: TensorProto.FLOAT,
+    DType.f64: TensorProto.DOUBLE,
+    DType.i32: TensorProto.INT32,
+    DType.i64: TensorProto.INT64,
+    DType.bool: TensorProto.BOOL,
 }
 NEWEST_OPSET = 21  # the newest opset the table is tested with
 _TO_END = 2**63 - 1  # a Slice end past every axis: "to the end"
@@ -191,18 +195,38 @@ def _arange(call: OnnxCall, n) -> str:
 
 def _node(op_type: str, *names: str) -> Row:
     """A row that is one `op_type` node on the named inputs."""
+
     def lower(call: OnnxCall) -> list[str]:
         return [call.one(op_type, [call.inputs[n] for n in names])]
 
     return lower
 
 
-_UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "exp": "Exp", "log": "Log",
-          "sqrt": "Sqrt", "abs": "Abs", "neg": "Neg", "round": "Round", "floor": "Floor",
-          "stop_gradient": "Identity"}
-_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "MatMul",
-           "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual",
-           "eq": "Equal"}
+_UNARY = {
+    "relu": "Relu",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "exp": "Exp",
+    "log": "Log",
+    "sqrt": "Sqrt",
+    "abs": "Abs",
+    "neg": "Neg",
+    "round": "Round",
+    "floor": "Floor",
+    "stop_gradient": "Identity",
+}
+_BINARY = {
+    "add": "Add",
+    "sub": "Sub",
+    "mul": "Mul",
+    "div": "Div",
+    "matmul": "MatMul",
+    "lt": "Less",
+    "le": "LessOrEqual",
+    "gt": "Greater",
+    "ge": "GreaterOrEqual",
+    "eq": "Equal",
+}
 
 
 def _rsqrt(call: OnnxCall) -> list[str]:
@@ -281,8 +305,10 @@ def _clamp(call: OnnxCall) -> list[str]:
     relu = _relu_before(call, x)
     if relu is not None and call.dtype not in (DType.f32, DType.f16, DType.bf16):
         x, lo = relu.input[0], max(0, 0 if lo is None else lo)  # clip(relu(y)) == clip(y)
-    bounds = [None if v is None else _const(call, v, call.dtype, name)
-              for v, name in ((lo, "lo"), (hi, "hi"))]
+    bounds = [
+        None if v is None else _const(call, v, call.dtype, name)
+        for v, name in ((lo, "lo"), (hi, "hi"))
+    ]
     return [call.one("Clip", [x, *bounds])]
 
 
@@ -307,16 +333,23 @@ def _cast(call: OnnxCall) -> list[str]:
 
 def _reduction(op_type: str) -> Row:
     def lower(call: OnnxCall) -> list[str]:
-        return [_reduce(call, op_type, call.inputs["x"], call.attrs["axis"],
-                        call.attrs["keepdims"])]
+        return [
+            _reduce(call, op_type, call.inputs["x"], call.attrs["axis"], call.attrs["keepdims"])
+        ]
 
     return lower
 
 
 def _arg(op_type: str) -> Row:
     def lower(call: OnnxCall) -> list[str]:  # select_last_index=0: the first on ties
-        return [call.one(op_type, [call.inputs["x"]], axis=call.attrs["axis"],
-                         keepdims=int(call.attrs["keepdims"]))]
+        return [
+            call.one(
+                op_type,
+                [call.inputs["x"]],
+                axis=call.attrs["axis"],
+                keepdims=int(call.attrs["keepdims"]),
+            )
+        ]
 
     return lower
 
@@ -356,8 +389,12 @@ def _concat(call: OnnxCall) -> list[str]:
 
 def _split(call: OnnxCall) -> list[str]:
     sizes = call.attrs["sizes"]
-    return call.b.node("Split", [call.inputs["x"], _int64s(call, sizes, "sizes")],
-                       len(sizes), axis=call.attrs["axis"])
+    return call.b.node(
+        "Split",
+        [call.inputs["x"], _int64s(call, sizes, "sizes")],
+        len(sizes),
+        axis=call.attrs["axis"],
+    )
 
 
 def _unsqueeze(call: OnnxCall) -> list[str]:
@@ -378,8 +415,11 @@ def _pad(call: OnnxCall) -> list[str]:
 
 
 _RESIZE = {
-    "nearest": {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
-                "nearest_mode": "floor"},
+    "nearest": {
+        "mode": "nearest",
+        "coordinate_transformation_mode": "asymmetric",
+        "nearest_mode": "floor",
+    },
     "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
 }
 
@@ -387,8 +427,9 @@ _RESIZE = {
 def _upsample(call: OnnxCall) -> list[str]:
     scales = call.b.constant(np.array([1, 1, *call.attrs["scale"]], dtype=np.float32), "scales")
     attrs = _RESIZE[call.attrs["mode"]]
-    return [_in_f32(call, call.inputs["x"],
-                    lambda v, _: call.one("Resize", [v, "", scales], **attrs))]
+    return [
+        _in_f32(call, call.inputs["x"], lambda v, _: call.one("Resize", [v, "", scales], **attrs))
+    ]
 
 
 def _slice_bound(b, d):
@@ -423,8 +464,16 @@ def _getitem(call: OnnxCall) -> list[str]:
         steps.append(step)
     if not axes:
         return _identity(call, x)
-    y = call.one("Slice", [x, _int64s(call, starts, "starts"), _int64s(call, ends, "ends"),
-                           call.b.ints(axes, "axes"), call.b.ints(steps, "steps")])
+    y = call.one(
+        "Slice",
+        [
+            x,
+            _int64s(call, starts, "starts"),
+            _int64s(call, ends, "ends"),
+            call.b.ints(axes, "axes"),
+            call.b.ints(steps, "steps"),
+        ],
+    )
     if indexed:
         y = call.one("Squeeze", [y, call.b.ints(indexed, "axes")])
     return [y]
@@ -437,8 +486,9 @@ def _arange_row(call: OnnxCall) -> list[str]:
 # ---------------------------------------------------------------- pooling
 
 
-def _padded(call: OnnxCall, x: str, fill: float = 0.0,
-            pool: bool = False) -> tuple[str, dict, str | None]:
+def _padded(
+    call: OnnxCall, x: str, fill: float = 0.0, pool: bool = False
+) -> tuple[str, dict, str | None]:
     """(input, window attributes, pads of a Pad node it added) of a window op. Explicit pads
     are the `pads` attribute. TensorFlow's "same" rule on symbolic sizes (None in the IR) is
     auto_pad=SAME_UPPER where ONNX Runtime pads exactly so — no dilation, no window shorter
@@ -455,12 +505,14 @@ def _padded(call: OnnxCall, x: str, fill: float = 0.0,
             return x, {**window, "pads": flat}, None
         if not any(flat):
             return x, {**window, "auto_pad": "VALID"}, None
-        added = call.b.ints([0, 0, *flat[:len(pads)], 0, 0, *flat[len(pads):]], "pads")
+        added = call.b.ints([0, 0, *flat[: len(pads)], 0, 0, *flat[len(pads) :]], "pads")
         value = _const(call, fill, call.dtype, "fill") if fill else None
         return call.one("Pad", [x, added, value]), {**window, "auto_pad": "VALID"}, added
     dilation = attrs.get("dilation", (1,) * len(pads))
-    if all(d == 1 and k >= s for k, s, d in zip(attrs["kernel"], attrs["stride"], dilation,
-                                                 strict=True)):
+    if all(
+        d == 1 and k >= s
+        for k, s, d in zip(attrs["kernel"], attrs["stride"], dilation, strict=True)
+    ):
         return x, {**window, "auto_pad": "SAME_UPPER"}, None
     runtime = _runtime_same_pads(call, dilation)
     value = _const(call, fill, call.dtype, "fill") if fill else None
@@ -478,8 +530,11 @@ def _after_zero_pad(call: OnnxCall, x: str) -> bool:
         node = call.b.producer(node.input[0])
     if node is None or node.op_type != "Pad":
         return False
-    value = call.b.constant_value(node.input[2]) if len(node.input) > 2 and node.input[2] \
+    value = (
+        call.b.constant_value(node.input[2])
+        if len(node.input) > 2 and node.input[2]
         else np.zeros(())
+    )
     return value is None or not value.any()
 
 
@@ -489,8 +544,14 @@ def _runtime_same_pads(call: OnnxCall, dilation) -> str:
     stride; clamped to 0)."""
     attrs = call.attrs
     befores, afters = [0, 0], [0, 0]
-    for n, k, s, d, pad in zip(call.in_types["x"].shape[2:], attrs["kernel"], attrs["stride"],
-                               dilation, attrs["pads"], strict=True):
+    for n, k, s, d, pad in zip(
+        call.in_types["x"].shape[2:],
+        attrs["kernel"],
+        attrs["stride"],
+        dilation,
+        attrs["pads"],
+        strict=True,
+    ):
         if pad is None:
             window = (k - 1) * d + 1
             total = ((n + s - 1) // s - 1) * s + window - n
@@ -543,8 +604,9 @@ def _adaptive_avg_pool2d(call: OnnxCall) -> list[str]:
     by the averaging matrix of PyTorch's windows."""
     x = y = call.inputs["x"]
     spatial = call.in_types["x"].shape[2:]
-    for axis, n, size, bins in zip((2, 3), spatial, call.attrs["size"], call.attrs["bins"],
-                                   strict=True):
+    for axis, n, size, bins in zip(
+        (2, 3), spatial, call.attrs["size"], call.attrs["bins"], strict=True
+    ):
         if size == n:
             continue
         if size == 1:
@@ -567,8 +629,7 @@ def _swap_last(rank: int) -> list[int]:
     return [*range(rank - 2), rank - 1, rank - 2]
 
 
-def _attend(call: OnnxCall, q: str, k: str, v: str, k_rank: int, d,
-            keep: str | None) -> str:
+def _attend(call: OnnxCall, q: str, k: str, v: str, k_rank: int, d, keep: str | None) -> str:
     """softmax(q kᵀ / √d) v; where `keep` (bool, broadcast to the scores) is false the
     weight is 0 — a query with no allowed key gets all-zero weights. A symbolic d is read
     at run time."""
@@ -629,8 +690,7 @@ def _conv(call: OnnxCall) -> list[str]:
     attrs = call.attrs
     x, window, _ = _padded(call, call.inputs["x"])
     inputs = [x, call.params["weight"], call.params.get("bias")]
-    return [call.one("Conv", inputs, dilations=attrs["dilation"], group=attrs["groups"],
-                     **window)]
+    return [call.one("Conv", inputs, dilations=attrs["dilation"], group=attrs["groups"], **window)]
 
 
 def _conv_transpose(call: OnnxCall) -> list[str]:
@@ -643,10 +703,18 @@ def _conv_transpose(call: OnnxCall) -> list[str]:
         x = call.one("Pad", [x, call.b.ints([0] * 4 + [0, 0, *padding.rows], "pads")])
     pads = [before for before, _ in padding.crops] + [after for _, after in padding.crops]
     inputs = [x, call.params["weight"], call.params.get("bias")]
-    return [call.one("ConvTranspose", inputs, dilations=attrs["dilation"],
-                     group=attrs["groups"], kernel_shape=attrs["kernel"],
-                     strides=attrs["stride"], pads=pads,
-                     output_padding=list(padding.output_padding))]
+    return [
+        call.one(
+            "ConvTranspose",
+            inputs,
+            dilations=attrs["dilation"],
+            group=attrs["groups"],
+            kernel_shape=attrs["kernel"],
+            strides=attrs["stride"],
+            pads=pads,
+            output_padding=list(padding.output_padding),
+        )
+    ]
 
 
 def _embedding(call: OnnxCall) -> list[str]:
@@ -657,14 +725,26 @@ def _batchnorm(call: OnnxCall) -> list[str]:
     """Inference with the running statistics (ONNX's momentum is 1 - PyTorch's)."""
     p = call.params
     inputs = [call.inputs["x"], p["weight"], p["bias"], p["running_mean"], p["running_var"]]
-    return [call.one("BatchNormalization", inputs, epsilon=call.attrs["eps"],
-                     momentum=1 - call.attrs["momentum"])]
+    return [
+        call.one(
+            "BatchNormalization",
+            inputs,
+            epsilon=call.attrs["eps"],
+            momentum=1 - call.attrs["momentum"],
+        )
+    ]
 
 
 def _layernorm(call: OnnxCall) -> list[str]:
     p = call.params
-    return [call.one("LayerNormalization", [call.inputs["x"], p["weight"], p["bias"]],
-                     axis=-call.attrs["axes"], epsilon=call.attrs["eps"])]
+    return [
+        call.one(
+            "LayerNormalization",
+            [call.inputs["x"], p["weight"], p["bias"]],
+            axis=-call.attrs["axes"],
+            epsilon=call.attrs["eps"],
+        )
+    ]
 
 
 def _groupnorm(call: OnnxCall) -> list[str]:
@@ -675,12 +755,13 @@ def _groupnorm(call: OnnxCall) -> list[str]:
     rest = math.prod(shape[2:], start=channels // groups)
     grouped = _reshape(call, call.inputs["x"], (shape[0], groups, rest))
     ones, zeros = (_const(call, np.full(groups, v), call.dtype, "unit") for v in (1, 0))
-    normed = call.one("InstanceNormalization", [grouped, ones, zeros],
-                      epsilon=call.attrs["eps"])
+    normed = call.one("InstanceNormalization", [grouped, ones, zeros], epsilon=call.attrs["eps"])
     y = _reshape(call, normed, shape)
     trailing = call.b.ints(range(1, len(shape) - 1), "axes")
-    weight, bias = (call.one("Unsqueeze", [call.params[n], trailing]) if len(shape) > 2
-                    else call.params[n] for n in ("weight", "bias"))
+    weight, bias = (
+        call.one("Unsqueeze", [call.params[n], trailing]) if len(shape) > 2 else call.params[n]
+        for n in ("weight", "bias")
+    )
     return [call.one("Add", [call.one("Mul", [y, weight]), bias])]
 
 
@@ -691,18 +772,23 @@ _GATES = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
 def _rnn_weights(call: OnnxCall, kind: str, layer: int) -> list[str]:
     """W, R and B of one layer (both directions) in ONNX's layout and gate order."""
     order = _GATES[kind]
-    suffixes = [sfx for k, _, sfx in param_names(call.attrs["layers"],
-                                                 call.attrs["bidirectional"]) if k == layer]
+    suffixes = [
+        sfx
+        for k, _, sfx in param_names(call.attrs["layers"], call.attrs["bidirectional"])
+        if k == layer
+    ]
 
     def gates(name: str) -> list[np.ndarray]:
-        return [np.concatenate([np.split(call.arrays[f"{name}{sfx}"], len(order))[i]
-                                for i in order]) for sfx in suffixes]
+        return [
+            np.concatenate([np.split(call.arrays[f"{name}{sfx}"], len(order))[i] for i in order])
+            for sfx in suffixes
+        ]
 
-    biases = [np.concatenate(pair) for pair in zip(gates("bias_ih"), gates("bias_hh"),
-                                                   strict=True)]
-    return [call.b.constant(np.stack(arrays), f"{name}_l{layer}")
-            for name, arrays in (("W", gates("weight_ih")), ("R", gates("weight_hh")),
-                                 ("B", biases))]
+    biases = [np.concatenate(pair) for pair in zip(gates("bias_ih"), gates("bias_hh"), strict=True)]
+    return [
+        call.b.constant(np.stack(arrays), f"{name}_l{layer}")
+        for name, arrays in (("W", gates("weight_ih")), ("R", gates("weight_hh")), ("B", biases))
+    ]
 
 
 def _rnn(kind: str) -> Row:
@@ -715,18 +801,28 @@ def _rnn(kind: str) -> Row:
         states: list[list[str]] = []
         for layer in range(layers):
             y, *layer_states = call.b.node(
-                kind, [seq, *_rnn_weights(call, kind, layer)], 3 if kind == "LSTM" else 2,
-                hidden_size=hidden, direction="bidirectional" if dirs == 2 else "forward",
-                **extra)
+                kind,
+                [seq, *_rnn_weights(call, kind, layer)],
+                3 if kind == "LSTM" else 2,
+                hidden_size=hidden,
+                direction="bidirectional" if dirs == 2 else "forward",
+                **extra,
+            )
             states.append(layer_states)
             last = layer == layers - 1  # y: [T, dirs, B, H] → [B, T, dirs·H] or [T, B, dirs·H]
             y = call.one("Transpose", [y], perm=[2, 0, 1, 3] if last else [0, 2, 1, 3])
-            seq = _reshape(call, y, (batch, steps, dirs * hidden) if last
-                           else (steps, batch, dirs * hidden))
+            seq = _reshape(
+                call, y, (batch, steps, dirs * hidden) if last else (steps, batch, dirs * hidden)
+            )
         if not attrs.get("state", False):
             return [seq]
-        return [seq, *(_concat_states(call, list(layer_states))
-                       for layer_states in zip(*states, strict=True))]
+        return [
+            seq,
+            *(
+                _concat_states(call, list(layer_states))
+                for layer_states in zip(*states, strict=True)
+            ),
+        ]
 
     return lower
 
@@ -761,8 +857,9 @@ def _heads(call: OnnxCall, name: str, i: int) -> str:
     if bias is not None:
         bias = call.b.constant(bias[rows], f"{name}_proj.bias")
     batch, steps, _ = call.in_types[name].shape
-    y = _reshape(call, _dense(call, call.inputs[name], weight, bias),
-                 (batch, steps, heads, dim // heads))
+    y = _reshape(
+        call, _dense(call, call.inputs[name], weight, bias), (batch, steps, heads, dim // heads)
+    )
     return call.one("Transpose", [y], perm=[0, 2, 1, 3])
 
 
@@ -831,8 +928,10 @@ ONNX_FUNCTIONS: dict[str, Row] = {
 # LayerNormalization 17.
 MIN_OPSET: dict[str, int] = {
     **{name: 13 for name in REGISTRY},
-    **{name: 14 for name in ("flatten", "reshape", "GroupNorm", "LSTM", "GRU",
-                             "MultiHeadAttention")},
+    **{
+        name: 14
+        for name in ("flatten", "reshape", "GroupNorm", "LSTM", "GRU", "MultiHeadAttention")
+    },
     "LayerNorm": 17,
 }
 

@@ -14,8 +14,12 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelPr
     probed.CopyFrom(model)
     graph = probed.graph
     types = {v.name: v.type for v in [*graph.input, *graph.value_info, *graph.output]}
-    types.update({t.name: helper.make_tensor_type_proto(t.data_type, list(t.dims))
-                  for t in graph.initializer})
+    types.update(
+        {
+            t.name: helper.make_tensor_type_proto(t.data_type, list(t.dims))
+            for t in graph.initializer
+        }
+    )
     outputs = []
     for i, name in enumerate(names):
         out = f"probe:{i}"

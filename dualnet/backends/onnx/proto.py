@@ -45,13 +45,22 @@ TensorProto = _pb2.TensorProto
 ValueInfoProto = _pb2.ValueInfoProto
 
 # ONNX element type → NumPy dtype name (bf16: ml_dtypes', imported only when asked for)
-_NUMPY = {TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16",
-          TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64",
-          TensorProto.INT32: "int32", TensorProto.INT64: "int64", TensorProto.BOOL: "bool"}
+_NUMPY = {
+    TensorProto.FLOAT16: "float16",
+    TensorProto.BFLOAT16: "bfloat16",
+    TensorProto.FLOAT: "float32",
+    TensorProto.DOUBLE: "float64",
+    TensorProto.INT32: "int32",
+    TensorProto.INT64: "int64",
+    TensorProto.BOOL: "bool",
+}
 _ONNX = {name: t for t, name in _NUMPY.items()}
 # where make_tensor keeps values that are not raw bytes (half floats and bools as int32s)
-_FIELDS = {TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data",
-           TensorProto.INT64: "int64_data"}
+_FIELDS = {
+    TensorProto.FLOAT: "float_data",
+    TensorProto.DOUBLE: "double_data",
+    TensorProto.INT64: "int64_data",
+}
 
 
 def numpy_dtype(data_type: int) -> np.dtype:
@@ -96,9 +105,15 @@ def make_attribute(key: str, value) -> AttributeProto:
     return attr
 
 
-def make_node(op_type: str, inputs: list[str], outputs: list[str], name: str | None = None,
-              doc_string: str | None = None, domain: str | None = None,
-              **attrs) -> NodeProto:
+def make_node(
+    op_type: str,
+    inputs: list[str],
+    outputs: list[str],
+    name: str | None = None,
+    doc_string: str | None = None,
+    domain: str | None = None,
+    **attrs,
+) -> NodeProto:
     """A node; attributes sorted by name, None ones left out (`helper.make_node`)."""
     node = NodeProto()
     node.op_type = op_type
@@ -110,8 +125,9 @@ def make_node(op_type: str, inputs: list[str], outputs: list[str], name: str | N
         node.doc_string = doc_string
     if domain is not None:
         node.domain = domain
-    node.attribute.extend(make_attribute(key, value) for key, value in sorted(attrs.items())
-                          if value is not None)
+    node.attribute.extend(
+        make_attribute(key, value) for key, value in sorted(attrs.items()) if value is not None
+    )
     return node
 
 
@@ -131,8 +147,7 @@ def make_tensor(name: str, data_type: int, dims: list[int], values: list) -> Ten
     return tensor
 
 
-def make_tensor_value_info(name: str, elem_type: int, shape: list[int | str]
-                           ) -> ValueInfoProto:
+def make_tensor_value_info(name: str, elem_type: int, shape: list[int | str]) -> ValueInfoProto:
     """A tensor value's name, element type and shape, each size a number or a name
     (`helper.make_tensor_value_info`: a rank-0 value has a present, empty shape)."""
     info = ValueInfoProto()
@@ -206,8 +221,12 @@ class ModelParts:
         size = sum(len(piece) if isinstance(piece, bytes) else piece.nbytes for piece in graph)
         opset = ModelProto()
         opset.opset_import.append(self._opset_id())
-        return [ModelProto(**self.fields).SerializeToString(), _length_delimited(7, size),
-                *graph, opset.SerializeToString()]
+        return [
+            ModelProto(**self.fields).SerializeToString(),
+            _length_delimited(7, size),
+            *graph,
+            opset.SerializeToString(),
+        ]
 
     def tensor_bytes(self) -> int:
         return sum(a.nbytes for a in self.initializers.values())

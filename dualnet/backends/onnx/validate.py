@@ -16,17 +16,21 @@ def validate(model: onnx.ModelProto, span) -> None:
     try:
         onnx.checker.check_model(_skeleton(model), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise error("E-BACKEND", f"internal error: the emitted ONNX model is invalid ({exc})",
-                    span) from None
+        raise error(
+            "E-BACKEND", f"internal error: the emitted ONNX model is invalid ({exc})", span
+        ) from None
 
 
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with its initializers as typed graph inputs: the checker sees the same graph
     without copying the weights (tens of MB) through protobuf again."""
     graph = model.graph
-    weights = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-               for t in graph.initializer]
-    skeleton = helper.make_graph(graph.node, graph.name, [*graph.input, *weights],
-                                 graph.output, value_info=graph.value_info)
-    return helper.make_model(skeleton, opset_imports=model.opset_import,
-                             ir_version=model.ir_version)
+    weights = [
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in graph.initializer
+    ]
+    skeleton = helper.make_graph(
+        graph.node, graph.name, [*graph.input, *weights], graph.output, value_info=graph.value_info
+    )
+    return helper.make_model(
+        skeleton, opset_imports=model.opset_import, ir_version=model.ir_version
+    )

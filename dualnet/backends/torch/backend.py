@@ -17,8 +17,9 @@ class TorchBackend(SourceBackend):
 
     def emit(self, instance, file: str, layout: str) -> tuple[str, str]:
         if layout != self.layouts[0]:
-            raise error("E-BACKEND", "the PyTorch backend is channels-first only",
-                        option("--layout"))
+            raise error(
+                "E-BACKEND", "the PyTorch backend is channels-first only", option("--layout")
+            )
         return self.module("emit").emit_torch(instance, file)
 
     def owns(self, obj: object) -> bool:

@@ -65,8 +65,12 @@ from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
 
 TORCH_DTYPES = {
-    DType.f16: "torch.float16", DType.bf16: "torch.bfloat16", DType.f32: "torch.float32",
-    DType.f64: "torch.float64", DType.i32: "torch.int32", DType.i64: "torch.int64",
+    DType.f16: "torch.float16",
+    DType.bf16: "torch.bfloat16",
+    DType.f32: "torch.float32",
+    DType.f64: "torch.float64",
+    DType.i32: "torch.int32",
+    DType.i64: "torch.int64",
     DType.bool: "torch.bool",
 }
 
@@ -110,9 +114,17 @@ def _flat_pads(pairs) -> tuple:
 # ---------------------------------------------------------------- element-wise
 
 _UNARY_CALLS = {
-    "relu": "F.relu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "silu": "F.silu",
-    "exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "rsqrt": "torch.rsqrt",
-    "abs": "torch.abs", "round": "torch.round", "floor": "torch.floor",
+    "relu": "F.relu",
+    "sigmoid": "torch.sigmoid",
+    "tanh": "torch.tanh",
+    "silu": "F.silu",
+    "exp": "torch.exp",
+    "log": "torch.log",
+    "sqrt": "torch.sqrt",
+    "rsqrt": "torch.rsqrt",
+    "abs": "torch.abs",
+    "round": "torch.round",
+    "floor": "torch.floor",
 }
 
 
@@ -133,8 +145,10 @@ def _gelu(call: TorchCall) -> str:
 
 
 def _leaky_relu(call: TorchCall) -> str:
-    return (f"F.leaky_relu({_tensor(call, 'x')}"
-            f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.01))})")
+    return (
+        f"F.leaky_relu({_tensor(call, 'x')}"
+        f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.01))})"
+    )
 
 
 def _elu(call: TorchCall) -> str:
@@ -142,14 +156,25 @@ def _elu(call: TorchCall) -> str:
 
 
 def _softplus(call: TorchCall) -> str:
-    extra = kwargs(default_kw(call, "beta", "beta", 1.0),
-                   default_kw(call, "threshold", "threshold", 20.0))
+    extra = kwargs(
+        default_kw(call, "beta", "beta", 1.0), default_kw(call, "threshold", "threshold", 20.0)
+    )
     return f"F.softplus({_tensor(call, 'x')}{extra})"
 
 
 _BINARY_SYMBOLS = {
-    "add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@",
-    "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "div": "/",
+    "pow": "**",
+    "matmul": "@",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "eq": "==",
+    "ne": "!=",
 }
 
 
@@ -181,8 +206,9 @@ def _clamp(call: TorchCall) -> str:
         return x
     if result_dtype(call).is_int:  # clip then truncate == clip to truncated bounds
         lo, hi = (None if v is None else int(math.trunc(v)) for v in (lo, hi))
-    bounds = kwargs(("min", None if lo is None else call.fmt(lo)),
-                    ("max", None if hi is None else call.fmt(hi)))
+    bounds = kwargs(
+        ("min", None if lo is None else call.fmt(lo)), ("max", None if hi is None else call.fmt(hi))
+    )
     return f"torch.clamp({x}{bounds})"
 
 
@@ -321,10 +347,15 @@ def _window_padding(attrs: dict) -> tuple[str, Any]:
 def _pool_args(call: TorchCall, padding: tuple | None) -> str:
     kernel, stride = call.attrs["kernel"], call.attrs["stride"]
     fmt = call.fmt
-    return (f"kernel_size={sizes(kernel, fmt)}"
-            + kwargs(("stride", None if stride == kernel else sizes(stride, fmt)),
-                     ("padding", None if not padding or is_default(padding, (0,) * len(padding))
-                      else sizes(padding, fmt))))
+    return f"kernel_size={sizes(kernel, fmt)}" + kwargs(
+        ("stride", None if stride == kernel else sizes(stride, fmt)),
+        (
+            "padding",
+            None
+            if not padding or is_default(padding, (0,) * len(padding))
+            else sizes(padding, fmt),
+        ),
+    )
 
 
 def _max_pool(n: int) -> Callable[[TorchCall], str]:
@@ -335,8 +366,10 @@ def _max_pool(n: int) -> Callable[[TorchCall], str]:
         if kind == "pad":
             x = f'F.pad({x}, {fmt(value)}, value=float("-inf"))'
         elif kind == "runtime":
-            x = (f"_pad_same({x}, {fmt(call.attrs['kernel'])}, {fmt(call.attrs['stride'])}, "
-                 'value=float("-inf"))')
+            x = (
+                f"_pad_same({x}, {fmt(call.attrs['kernel'])}, {fmt(call.attrs['stride'])}, "
+                'value=float("-inf"))'
+            )
         return f"F.max_pool{n}d({x}, {_pool_args(call, value if kind == 'args' else None)})"
 
     return lower
@@ -412,17 +445,23 @@ def _conv_construct(n: int) -> Callable[[dict, Callable], str]:
         if kind == "args" and value is not None:
             padding = fmt(value) if value == "same" else sizes(value, fmt)
         ones = (1,) * n
-        args = (f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, "
-                f"kernel_size={sizes(cfg['kernel'], fmt)}")
-        return (f"nn.Conv{n}d({args}"
-                + kwargs(("stride", None if is_default(cfg["stride"], ones)
-                          else sizes(cfg["stride"], fmt)),
-                         ("padding", padding),
-                         ("dilation", None if is_default(cfg["dilation"], ones)
-                          else sizes(cfg["dilation"], fmt)),
-                         ("groups", None if is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
-                         ("bias", None if cfg["bias"] else "False"))
-                + ")")
+        args = (
+            f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, kernel_size={sizes(cfg['kernel'], fmt)}"
+        )
+        return (
+            f"nn.Conv{n}d({args}"
+            + kwargs(
+                ("stride", None if is_default(cfg["stride"], ones) else sizes(cfg["stride"], fmt)),
+                ("padding", padding),
+                (
+                    "dilation",
+                    None if is_default(cfg["dilation"], ones) else sizes(cfg["dilation"], fmt),
+                ),
+                ("groups", None if is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
+                ("bias", None if cfg["bias"] else "False"),
+            )
+            + ")"
+        )
 
     return construct
 
@@ -449,19 +488,25 @@ def _conv_call(module: str, call: TorchCall) -> str:
 
 def _conv_transpose_construct(cfg: dict, fmt) -> str:
     padding = tuple(before for before, _ in cfg["pads"])
-    args = (f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, "
-            f"kernel_size={sizes(cfg['kernel'], fmt)}")
-    return (f"nn.ConvTranspose2d({args}"
-            + kwargs(("stride", None if is_default(cfg["stride"], (1, 1))
-                      else sizes(cfg["stride"], fmt)),
-                     ("padding", sizes(padding, fmt) if any(padding) else None),
-                     ("output_padding", sizes(cfg["output_padding"], fmt)
-                      if any(cfg["output_padding"]) else None),
-                     ("groups", None if is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
-                     ("bias", None if cfg["bias"] else "False"),
-                     ("dilation", None if is_default(cfg["dilation"], (1, 1))
-                      else sizes(cfg["dilation"], fmt)))
-            + ")")
+    args = f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, kernel_size={sizes(cfg['kernel'], fmt)}"
+    return (
+        f"nn.ConvTranspose2d({args}"
+        + kwargs(
+            ("stride", None if is_default(cfg["stride"], (1, 1)) else sizes(cfg["stride"], fmt)),
+            ("padding", sizes(padding, fmt) if any(padding) else None),
+            (
+                "output_padding",
+                sizes(cfg["output_padding"], fmt) if any(cfg["output_padding"]) else None,
+            ),
+            ("groups", None if is_default(cfg["groups"], 1) else fmt(cfg["groups"])),
+            ("bias", None if cfg["bias"] else "False"),
+            (
+                "dilation",
+                None if is_default(cfg["dilation"], (1, 1)) else sizes(cfg["dilation"], fmt),
+            ),
+        )
+        + ")"
+    )
 
 
 def _linear_construct(cfg: dict, fmt) -> str:
@@ -472,8 +517,10 @@ def _linear_construct(cfg: dict, fmt) -> str:
 def _batchnorm_construct(cfg: dict, fmt) -> str:
     rank = need(cfg, "rank", "BatchNorm's constructor (BatchNorm1d/2d/3d by input rank)")
     kind = {2: 1, 3: 1, 4: 2, 5: 3}[rank]
-    return (f"_bn(nn.BatchNorm{kind}d({fmt(cfg['num_features'])}, eps={fmt(cfg['eps'])}, "
-            f"momentum={fmt(cfg['momentum'])}))")
+    return (
+        f"_bn(nn.BatchNorm{kind}d({fmt(cfg['num_features'])}, eps={fmt(cfg['eps'])}, "
+        f"momentum={fmt(cfg['momentum'])}))"
+    )
 
 
 def _layernorm_construct(cfg: dict, fmt) -> str:
@@ -483,17 +530,21 @@ def _layernorm_construct(cfg: dict, fmt) -> str:
 
 
 def _groupnorm_construct(cfg: dict, fmt) -> str:
-    return (f"nn.GroupNorm({fmt(cfg['groups'])}, {fmt(cfg['num_channels'])}, "
-            f"eps={fmt(cfg['eps'])})")
+    return f"nn.GroupNorm({fmt(cfg['groups'])}, {fmt(cfg['num_channels'])}, eps={fmt(cfg['eps'])})"
 
 
 def _rnn_construct(kind: str) -> Callable[[dict, Callable], str]:
     def construct(cfg: dict, fmt) -> str:
         layers = None if is_default(cfg["layers"], 1) else fmt(cfg["layers"])
-        return (f"nn.{kind}({fmt(cfg['input_size'])}, {fmt(cfg['hidden'])}"
-                + kwargs(("num_layers", layers), ("batch_first", "True"),
-                         ("bidirectional", "True" if cfg["bidirectional"] else None))
-                + ")")
+        return (
+            f"nn.{kind}({fmt(cfg['input_size'])}, {fmt(cfg['hidden'])}"
+            + kwargs(
+                ("num_layers", layers),
+                ("batch_first", "True"),
+                ("bidirectional", "True" if cfg["bidirectional"] else None),
+            )
+            + ")"
+        )
 
     return construct
 
@@ -519,16 +570,24 @@ def _mha_call(module: str, call: TorchCall) -> str:
     if mask is None and not causal:
         return f"{module}({q}, {k}, {v}, need_weights=False)[0]"
     mask_type = call.in_types.get("mask")
-    if mask is not None and not causal and mask_type is not None and mask_type.rank == 2 \
-            and mask_type.shape[0] == call.in_types["q"].shape[0]:  # not one broadcast row
+    if (
+        mask is not None
+        and not causal
+        and mask_type is not None
+        and mask_type.rank == 2
+        and mask_type.shape[0] == call.in_types["q"].shape[0]
+    ):  # not one broadcast row
         return f"_mha_keys({module}, {q}, {k}, {v}, {mask})"  # PyTorch's key-padding path
-    return (f"_mha({module}, {q}, {k}, {v}{'' if mask is None else ', ' + mask}"
-            f"{', causal=True' if causal else ''})")
+    return (
+        f"_mha({module}, {q}, {k}, {v}{'' if mask is None else ', ' + mask}"
+        f"{', causal=True' if causal else ''})"
+    )
 
 
 def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Callable], str]:
     """A constructor row that honours `init=`: `_init(module, scheme)` unless the scheme is
     PyTorch's default (a hyperparameter may hold any scheme: `_init` decides at run time)."""
+
     def with_init(cfg: dict, fmt) -> str:
         source, scheme = construct(cfg, fmt), cfg.get("init")
         if scheme is None or (scheme == "default" and not isinstance(scheme, Written)):
@@ -544,7 +603,8 @@ TORCH_LAYERS: dict[str, LayerLowering] = {
     "Linear": LayerLowering(_with_init(_linear_construct), _call_x),
     "Embedding": LayerLowering(
         _with_init(lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})"),
-        lambda module, call: f"{module}({_tensor(call, 'ids')})"),
+        lambda module, call: f"{module}({_tensor(call, 'ids')})",
+    ),
     "Dropout": LayerLowering(lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x),
     "Identity": LayerLowering(lambda cfg, fmt: "nn.Identity()", _call_x),
     "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),

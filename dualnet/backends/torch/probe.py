@@ -16,8 +16,11 @@ def recording(module: torch.nn.Module, records: dict[str, list] | None):
     if records is None:
         yield
         return
-    handles = [sub.register_forward_hook(functools.partial(_record, records, path))
-               for path, sub in module.named_modules() if path]
+    handles = [
+        sub.register_forward_hook(functools.partial(_record, records, path))
+        for path, sub in module.named_modules()
+        if path
+    ]
     try:
         yield
     finally:
@@ -26,8 +29,9 @@ def recording(module: torch.nn.Module, records: dict[str, list] | None):
 
 
 def _record(records: dict[str, list], path: str, _module, _args, output) -> None:
-    records.setdefault(path, []).append([t.detach().cpu().clone().numpy()
-                                         for t in _tensors(output)])
+    records.setdefault(path, []).append(
+        [t.detach().cpu().clone().numpy() for t in _tensors(output)]
+    )
 
 
 def _tensors(output) -> list[torch.Tensor]:

@@ -1,4 +1,4 @@
-'''Runtime helpers for generated PyTorch code, as source text.
+"""Runtime helpers for generated PyTorch code, as source text.
 
 A few lowerings cannot be one plain torch call: padding computed at run time, pooling and
 attention rules where PyTorch's behaviour differs from dualnet's, BatchNorm's extra buffer,
@@ -8,7 +8,7 @@ Each helper here is the source of one plain `def` that uses only `torch`, `nn` a
 the ones a generated file calls (`lowering.helpers_needed`) after its imports. Helpers may
 call each other: `helpers_needed` includes what a helper needs. This module does not import
 torch.
-'''
+"""
 
 from __future__ import annotations
 

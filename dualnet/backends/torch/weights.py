@@ -50,8 +50,11 @@ def module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def serialize(state: Mapping[str, torch.Tensor]) -> bytes:
     """The safetensors bytes of `state` (deterministic: the same tensors give the same bytes,
     whatever their order, device, strides or sharing)."""
-    tensors = {name: t.detach().to("cpu").clone(memory_format=torch.contiguous_format)
-               for name, t in state.items() if not ignored(name)}
+    tensors = {
+        name: t.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        for name, t in state.items()
+        if not ignored(name)
+    }
     return save_safetensors(tensors)
 
 
@@ -62,8 +65,9 @@ def save_torch(module: torch.nn.Module, path: PathLike) -> None:
 def load_torch(module: torch.nn.Module, path: PathLike) -> None:
     stored = read_tensors(path)
     target = module_state(module)
-    problems = mismatches(_infos(target), {n: (t.dtype, t.shape) for n, t in stored.items()},
-                          os.fspath(path))
+    problems = mismatches(
+        _infos(target), {n: (t.dtype, t.shape) for n, t in stored.items()}, os.fspath(path)
+    )
     if problems:
         raise mismatch_error(problems, os.fspath(path))
     with torch.no_grad():
@@ -82,5 +86,7 @@ def _tensor(t: Stored) -> torch.Tensor:
 def _infos(state: Mapping[str, torch.Tensor]) -> dict[str, TensorInfo]:
     """`(dtype, shape)` of each tensor, the dtype named as dualnet names it (`f32`), or as
     torch does where dualnet has no name for it (`uint8`)."""
-    return {name: (_DTYPE_NAMES.get(t.dtype, str(t.dtype).removeprefix("torch.")),
-                   tuple(t.shape)) for name, t in state.items()}
+    return {
+        name: (_DTYPE_NAMES.get(t.dtype, str(t.dtype).removeprefix("torch.")), tuple(t.shape))
+        for name, t in state.items()
+    }
