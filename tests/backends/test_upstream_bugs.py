@@ -149,3 +149,30 @@ def test_tensorflow_transposed_conv_refuses_dilation_on_cpu():
     w = np.ones((2, 2, 1, 1), np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="dilation rates larger than 1"):
         tf.nn.conv2d_transpose(x, w, [1, 5, 5, 1], 1, "VALID", dilations=2)
+
+
+def test_tensorflow_folds_a_constant_column_into_a_bias_add():
+    """TensorFlow's constant folding rewrites a bias add followed by the addition of a
+    constant [N, 1] tensor computed in the graph (here `range`) into a BiasAdd of that
+    tensor, which then fails in every tf.function (so in fit()); eagerly, and with constant
+    folding off, it is right. Workaround: `_broadcast_last_axis` in backends/keras/lowering.py
+    (the column broadcast to the full shape first)."""
+    import tensorflow as tf
+
+    x = np.ones((3, 3), np.float32)
+    w, b = tf.Variable(np.eye(3, dtype=np.float32)), tf.Variable(np.ones(3, np.float32))
+
+    def column() -> tf.Tensor:
+        return tf.reshape(tf.range(3, dtype=tf.float32), (3, 1))
+
+    def biased(x):
+        return tf.nn.bias_add(tf.matmul(x, w), b) + column()
+
+    def broadcast(x):
+        return tf.nn.bias_add(tf.matmul(x, w), b) + tf.broadcast_to(column(), (3, 3))
+
+    expected = x + 1 + np.arange(3, dtype=np.float32)[:, None]
+    assert np.array_equal(biased(x).numpy(), expected)  # eagerly
+    with pytest.raises(tf.errors.InvalidArgumentError, match="as many biases"):
+        tf.function(biased)(x)
+    assert np.array_equal(tf.function(broadcast)(x).numpy(), expected)

@@ -31,6 +31,9 @@ The differences handled, op by op:
   more output column, dropped again. Its 3-D convolution with padding="same" misreads where
   a window is below its stride (`weights.same_misread`): such inputs are padded explicitly
   (`_pad_same` where the pads depend on a symbolic size; `_PadSame` as a Sequential step).
+  Its constant folding turns a Dense's bias add followed by the addition of a constant column
+  into a BiasAdd of the column, which fails: the column is broadcast first
+  (`_broadcast_last_axis`).
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
   Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
@@ -271,9 +274,34 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
         symbol = _BINARY_SYMBOLS[op]
         if symbol in _MIRRORED and literal(a) is not None and literal(b) is None:
             return f"{atom(b)} {_MIRRORED[symbol]} {atom(a)}"  # `x > 1.0`, not `1.0 < x`
+        if op == "add":
+            a, b = _broadcast_last_axis(call, a, b)
         return f"{left_operand(a, symbol)} {symbol} {atom(b)}"
 
     return lower
+
+
+def _broadcast_last_axis(call: KerasCall, a: str, b: str) -> tuple[str, str]:
+    """The operands of `a + b`, one broadcast along the last axis explicitly where the other
+    has the result's shape: TensorFlow's constant folding (2.21) rewrites a Dense's bias add
+    followed by the addition of a constant [..., 1] tensor (`arange(B)[:, None]`) into a
+    BiasAdd of that tensor, which fails in every tf.function, fit() included
+    (tests/backends/test_upstream_bugs.py). Only where the other operand is a name (a
+    layer's result, as the emitter writes it), so nothing is computed twice."""
+    types = [call.in_types.get(name) for name in ("a", "b")]
+    out = call.out_types[0].shape if call.out_types else ()
+    if None in types or not out or out[-1] == 1:
+        return a, b
+    (ta, tb), sources = types, [a, b]
+    for full, part in ((0, 1), (1, 0)):
+        if (
+            sources[full].isidentifier()
+            and (ta, tb)[full].shape == out
+            and (ta, tb)[part].shape[-1:] == (1,)
+        ):
+            sources[part] = f"ops.broadcast_to({sources[part]}, ops.shape({sources[full]}))"
+            return sources[0], sources[1]
+    return a, b
 
 
 def _where(call: KerasCall) -> str:
