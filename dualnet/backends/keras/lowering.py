@@ -216,7 +216,7 @@ def _unary(fn: str) -> Callable[[KerasCall], str]:
 
 def _gelu(call: KerasCall) -> str:
     mode = call.attrs["approximate"]
-    tanh = f'{call.fmt(mode)} == "tanh"' if isinstance(mode, Written) else str(mode == "tanh")
+    tanh = f'{atom(call.fmt(mode))} == "tanh"' if isinstance(mode, Written) else str(mode == "tanh")
     return f"ops.gelu({_tensor(call, 'x')}, approximate={tanh})"  # Keras's default is True
 
 
