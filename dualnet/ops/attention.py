@@ -107,7 +107,6 @@ register(
         infer=_sdpa_infer,
         reference=_sdpa_ref,
         differentiable=("q", "k", "v"),
-        category="attention",
         doc="softmax(q kᵀ / √d) v on q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv] (batch axes "
         "broadcast; d = q's last size); `mask` is bool, broadcast to [..., Tq, Tk], true = may "
         f"attend. {_CAUSAL} {_FULLY_MASKED}",
@@ -201,7 +200,6 @@ register(
         infer=_mha_infer,
         reference=_mha_ref,
         differentiable=("q", "k", "v"),
-        category="attention",
         doc="PyTorch's nn.MultiheadAttention with batch_first=True: q [B, Tq, dim], k/v "
         "[B, Tk, dim]; in_proj_weight [3·dim, dim] (rows q, k, v; xavier_uniform), "
         "in_proj_bias [3·dim] (zeros), out_proj.weight [dim, dim] (kaiming_uniform a=√5), "

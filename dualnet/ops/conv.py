@@ -147,7 +147,6 @@ for _n in (1, 2, 3):
             infer=_conv_rule(_n),
             reference=_conv_ref,
             differentiable=("x",),
-            category="conv",
             axes="channels",
             doc=f"{_n}-d convolution over [B, C, ...]; weight [out, in/groups, *kernel].",
         )
@@ -234,7 +233,6 @@ register(
         infer=_convt_infer,
         reference=_convt_ref,
         differentiable=("x",),
-        category="conv",
         axes="channels",
         doc="2-d transposed convolution; weight [in, out/groups, kh, kw]; PyTorch's padding.",
     )

@@ -41,7 +41,6 @@ register(
         infer=_linear_infer,
         reference=_linear_ref,
         differentiable=("x",),
-        category="dense",
         doc="y = x Wᵀ + b on the last axis; weight [out, in].",
     )
 )
@@ -68,7 +67,6 @@ register(
         ),
         infer=_embedding_infer,
         reference=lambda inputs, attrs, params: [params["weight"][inputs["ids"]]],
-        category="dense",
         doc="Table lookup: ids [...] → [..., dim]; weight [vocab, dim], N(0, 1).",
     )
 )
@@ -90,7 +88,6 @@ register(
         infer=_dropout_infer,
         reference=lambda inputs, attrs, params: [inputs["x"]],  # inference mode
         differentiable=("x",),
-        category="dense",
         axes="pointwise",
         doc="Zeroes elements with probability p while training (scaled by 1/(1-p)); identity "
         "in inference mode.",
@@ -105,7 +102,6 @@ register(
         infer=lambda ctx: [ctx.inputs["x"]],
         reference=lambda inputs, attrs, params: [inputs["x"]],
         differentiable=("x",),
-        category="dense",
         axes="pointwise",
         doc="Returns its input.",
     )

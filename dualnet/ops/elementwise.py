@@ -90,7 +90,6 @@ for _name, (_fn, _attrs, _dtypes, _diff, _doc) in _UNARY.items():
             infer=_same_type,
             reference=_unary_reference(_fn, [a.name for a in _attrs]),
             differentiable=("x",) if _diff else (),
-            category="elementwise",
             axes="pointwise",
             doc=_doc,
         )
@@ -153,7 +152,6 @@ for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
             infer=_binary_infer(_kind, _verb),
             reference=_binary_reference(_fn),
             differentiable=(_left, _right) if _diff else (),
-            category="elementwise",
             axes="pointwise",
             doc=f"a {_sym} b with NumPy broadcasting",
         )
@@ -181,7 +179,6 @@ register(
         infer=_matmul_infer,
         reference=lambda inputs, attrs, params: [inputs["a"] @ inputs["b"]],
         differentiable=("a", "b"),
-        category="elementwise",
         doc="Matrix product with NumPy semantics (the `@` operator).",
     )
 )
@@ -203,7 +200,6 @@ register(
             np.where(inputs["cond"], inputs["a"], inputs["b"])
         ],
         differentiable=("a", "b"),
-        category="elementwise",
         axes="pointwise",
         doc="a where cond is true, else b (broadcast).",
     )
@@ -230,7 +226,6 @@ register(
             np.clip(inputs["x"], attrs["lo"], attrs["hi"]).astype(inputs["x"].dtype)
         ],
         differentiable=("x",),
-        category="elementwise",
         axes="pointwise",
         doc="min(max(x, lo), hi).",
     )
@@ -243,7 +238,6 @@ register(
         infer=lambda ctx: [ctx.inputs["x"].with_dtype(ctx.attrs["dtype"])],
         reference=lambda inputs, attrs, params: [inputs["x"].astype(_NUMPY[attrs["dtype"]])],
         differentiable=("x",),
-        category="elementwise",
         axes="pointwise",
         doc="Element type conversion; differentiable only between floating types.",
     )
@@ -256,7 +250,6 @@ register(
         infer=_same_type,
         reference=lambda inputs, attrs, params: [inputs["x"]],
         differentiable=(),
-        category="elementwise",
         axes="pointwise",
         doc="Identity whose gradient is zero: marks an intended cut.",
     )

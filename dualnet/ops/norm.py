@@ -77,7 +77,6 @@ register(
         infer=_batchnorm_infer,
         reference=_batchnorm_ref,
         differentiable=("x",),
-        category="norm",
         axes="channels",
         doc="Batch normalisation over axis 1 of [B, C, ...] (rank 2-5); weight/bias [C] (ones, "
         "zeros), buffers running_mean/running_var [C] (zeros, ones); momentum is PyTorch's "
@@ -132,7 +131,6 @@ register(
         infer=_layernorm_infer,
         reference=_layernorm_ref,
         differentiable=("x",),
-        category="norm",
         doc="Layer normalisation over the last `axes` axes (biased variance); weight/bias of that "
         "shape (`normalized_shape`; ones, zeros). ONNX LayerNormalization with axis=-axes.",
     )
@@ -182,7 +180,6 @@ register(
         infer=_groupnorm_infer,
         reference=_groupnorm_ref,
         differentiable=("x",),
-        category="norm",
         axes="channels",
         doc="Group normalisation: axis 1 of [B, C, ...] in `groups` consecutive groups, each "
         "normalised over its channels and the spatial axes (biased variance); per-channel "

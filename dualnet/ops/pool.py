@@ -70,7 +70,6 @@ for _n in (1, 2):
             infer=_window_rule(_n),
             reference=_max_ref,
             differentiable=("x",),
-            category="pool",
             axes="channels",
             doc="Maximum over each window; padding counts as −∞; stride defaults to kernel.",
         )
@@ -116,7 +115,6 @@ for _n in (1, 2):
             infer=_window_rule(_n),
             reference=_avg_ref,
             differentiable=("x",),
-            category="pool",
             axes="channels",
             doc="Mean over each window (ONNX AveragePool, floor mode); stride defaults to kernel; "
             "count_include_pad=true divides by the kernel size, false by the number of "
@@ -144,7 +142,6 @@ register(
             np.mean(inputs["x"], axis=tuple(range(2, inputs["x"].ndim))).astype(inputs["x"].dtype)
         ],
         differentiable=("x",),
-        category="pool",
         axes="channels",
         doc="Mean over every spatial axis: [B, C, ...] → [B, C] (ONNX GlobalAveragePool, then "
         "the trailing 1s dropped).",
@@ -216,7 +213,6 @@ register(
         infer=_adaptive_infer,
         reference=_adaptive_ref,
         differentiable=("x",),
-        category="pool",
         axes="channels",
         doc="PyTorch's adaptive average pooling to (h, w): output cell i averages rows "
         "floor(i·H/h) .. ceil((i+1)·H/h) - 1; needs known H, W unless the output size is the "

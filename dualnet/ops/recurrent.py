@@ -124,7 +124,6 @@ for _kind, (_gates, _order) in _KINDS.items():
             infer=_rnn_rule(_kind),
             reference=_rnn_reference(_kind),
             differentiable=("x",),
-            category="recurrent",
             doc=f"Batch-first {_kind} over x [B, T, F] from a zero state, PyTorch's equations: "
             f"{_DOCS[_kind]}. Gate rows in order {_order}; weight_ih_l{{k}}[_reverse] "
             f"[{_gates}·hidden, in], weight_hh_l{{k}} [{_gates}·hidden, hidden], bias_ih, "

@@ -67,7 +67,6 @@ for _name, (_fn, _dtypes, _onnx) in _REDUCE.items():
             infer=_reduce_infer,
             reference=_reduce_reference(_fn),
             differentiable=("x",),
-            category="reduce",
             axes="attribute",
             doc=f"{_name.capitalize()} over `axis` (an int or a tuple; normalised to a sorted "
             f"tuple of non-negative axes); the result keeps x's dtype (ONNX {_onnx}).",
@@ -105,7 +104,6 @@ for _name in ("argmax", "argmin"):
             infer=_arg_infer,
             reference=_arg_reference(_name),
             differentiable=(),
-            category="reduce",
             axes="attribute",
             doc=f"i64 index of the {_name[3:]}imum along `axis`, the first one on ties "
             f"(ONNX {'ArgMax' if _name == 'argmax' else 'ArgMin'}, select_last_index=0); "
@@ -143,7 +141,6 @@ register(
         infer=_softmax_infer,
         reference=_softmax_ref,
         differentiable=("x",),
-        category="activation",
         axes="attribute",
         doc="exp(x) / sum(exp(x)) along `axis` (ONNX Softmax, opset ≥ 13).",
     )
@@ -156,7 +153,6 @@ register(
         infer=_softmax_infer,
         reference=_log_softmax_ref,
         differentiable=("x",),
-        category="activation",
         axes="attribute",
         doc="x - log(sum(exp(x))) along `axis` (ONNX LogSoftmax, opset ≥ 13).",
     )

@@ -131,7 +131,6 @@ class OpDef:
     reference: Callable[..., Any]  # NumPy reference: (inputs, attrs[, params]) -> outputs
     differentiable: tuple[str, ...] = ()  # tensor inputs that carry gradients
     construct: Signature | None = None  # layers only: the constructor's signature
-    category: str = "math"
     # How the op uses its axes, which lets a backend run it on another axis order:
     # "channels" — axis 1 is channels, the axes after it spatial (convolutions, pooling,
     #   BatchNorm, GroupNorm, upsample): it may run channels-last, [B, *spatial, C];

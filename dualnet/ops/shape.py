@@ -31,7 +31,6 @@ register(
             inputs["x"].reshape(*inputs["x"].shape[: attrs["start"]], -1)
         ],
         differentiable=("x",),
-        category="shape",
         doc="Merges the axes from `start` on into one, in C·H·W order.",
     )
 )
@@ -118,7 +117,6 @@ register(
         infer=_reshape_infer,
         reference=_reshape_ref,
         differentiable=("x",),
-        category="shape",
         doc="Row-major (C order) reshape; one size may be -1 (resolved by the rule). Sizes may be "
         "symbolic; the element counts must be provably equal.",
     )
@@ -157,7 +155,6 @@ register(
         infer=_permute_infer,
         reference=lambda inputs, attrs, params: [np.transpose(inputs["x"], attrs["axes"])],
         differentiable=("x",),
-        category="shape",
         doc="Reorders the axes: result axis i is input axis axes[i] (ONNX Transpose perm).",
     )
 )
@@ -180,7 +177,6 @@ register(
         infer=_transpose_infer,
         reference=lambda inputs, attrs, params: [np.swapaxes(inputs["x"], attrs["a"], attrs["b"])],
         differentiable=("x",),
-        category="shape",
         doc="Swaps axes a and b; `perm` is the equivalent full permutation.",
     )
 )
@@ -223,7 +219,6 @@ register(
         infer=_concat_infer,
         reference=lambda inputs, attrs, params: [np.concatenate(inputs["xs"], axis=attrs["axis"])],
         differentiable=("xs",),
-        category="shape",
         axes="attribute",
         doc="Joins tensors of one dtype along `axis`; every other dimension must agree.",
     )
@@ -258,7 +253,6 @@ register(
         infer=_split_infer,
         reference=_split_ref,
         differentiable=("x",),
-        category="shape",
         axes="attribute",
         doc="n equal parts along `axis` (n results); the size must be divisible by n. `sizes` "
         "lists the parts (ONNX Split's `split` input).",
@@ -283,7 +277,6 @@ register(
         infer=_unsqueeze_infer,
         reference=lambda inputs, attrs, params: [np.expand_dims(inputs["x"], attrs["axis"])],
         differentiable=("x",),
-        category="shape",
         doc="Inserts a size-1 axis at position `axis` of the result (-1 appends).",
     )
 )
@@ -309,7 +302,6 @@ register(
         infer=_squeeze_infer,
         reference=lambda inputs, attrs, params: [np.squeeze(inputs["x"], attrs["axis"])],
         differentiable=("x",),
-        category="shape",
         doc="Removes axis `axis`, whose size must be known to be 1.",
     )
 )
@@ -361,7 +353,6 @@ register(
             np.pad(inputs["x"], attrs["pads"], constant_values=attrs["value"])
         ],
         differentiable=("x",),
-        category="shape",
         doc="Constant padding. `pads` lists (before, after) pairs for consecutive axes; k pairs "
         "pad the LAST k axes, in axis order: pad(x, [1, 2, 3, 4]) on [B, C, H, W] pads H by (1, 2) "
         "and W by (3, 4) (unlike F.pad, whose pairs run from the last axis backwards). "
@@ -431,7 +422,6 @@ register(
         infer=_upsample_infer,
         reference=_upsample_ref,
         differentiable=("x",),
-        category="shape",
         axes="channels",
         doc='Integer-factor upsampling of the spatial axes. "nearest": y[i] = x[i // scale] '
         '(ONNX Resize asymmetric + floor); "bilinear" ([B, C, H, W] only): PyTorch\'s '
@@ -534,7 +524,6 @@ register(
         infer=_getitem_infer,
         reference=_getitem_ref,
         differentiable=("x",),
-        category="shape",
         doc="Indexing and slicing x[i, a:b:s, ...] (positive steps; missing trailing axes are "
         'whole). Normalised to one ("index", i) or ("slice", start, stop, step) per axis with '
         "non-negative bounds; indices and bounds may be sizes (ints or symbolic); on a "
@@ -561,7 +550,6 @@ register(
         infer=_arange_infer,
         reference=lambda inputs, attrs, params: [np.arange(attrs["n"], dtype=np.int64)],
         differentiable=(),
-        category="shape",
         doc="i64[n]: 0, 1, ..., n - 1 (ONNX Range(0, n, 1)); n may be a symbolic size.",
     )
 )

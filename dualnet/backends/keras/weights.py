@@ -75,16 +75,6 @@ from dualnet.ops.recurrent import param_names
 
 CONVS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d")
 RNNS = ("LSTM", "GRU")
-LAYER_OPS = (
-    "Linear",
-    *CONVS,
-    "BatchNorm",
-    "LayerNorm",
-    "GroupNorm",
-    "Embedding",
-    *RNNS,
-    "MultiHeadAttention",
-)
 
 
 @dataclass(frozen=True)
