@@ -314,3 +314,25 @@ def test_no_in_place_write_to_a_value_a_loop_reads_again(tmp_path):
         got = net(torch.from_numpy(x)).numpy()
     (want,) = run_reference(summary.instance, summary.graph, [x], weights)
     assert np.allclose(got, want, atol=1e-5)
+
+
+def test_a_copy_of_a_module_runs_its_own_weights(tmp_path):
+    """A convolution padded first (`_pad_first`: "same" with a stride, in a Sequential)
+    copied with copy.deepcopy (an EMA model, say) runs the copy's weights, not the
+    original's."""
+    import copy
+
+    (tmp_path / "net.dnet").write_text(
+        'model Net() {\n    seq = Sequential(Conv2d(4, kernel=3, stride=2, padding="same"))\n'
+        "    forward(x: f32[B, 2, 8, 8]) { return seq(x) }\n}\n",
+        encoding="utf-8",
+    )
+    module = dualnet.load(str(tmp_path / "net.dnet")).torch(seed=0)
+    assert "_pad_first" in dualnet.load(str(tmp_path / "net.dnet")).source("torch")
+    twin = copy.deepcopy(module)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.zero_()
+        x = torch.ones(1, 2, 8, 8)
+        assert torch.count_nonzero(twin(x)) == 0
+        assert torch.count_nonzero(module(x)) > 0

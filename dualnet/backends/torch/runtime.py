@@ -132,10 +132,14 @@ _PAD_FIRST = '''
 def _pad_first(module, pad):
     """`module` (a convolution, a step of an nn.Sequential) with its input padded by `pad`
     first, where nn.Conv's own `padding=` cannot say the padding; its parameters keep their
-    names."""
-    forward = module.forward
-    module.forward = lambda x: forward(pad(x))
+    names. Its forward is a method bound to it, so a copy (copy.deepcopy) runs its own."""
+    module.pad_first = pad
+    module.forward = _forward_padded.__get__(module)
     return module
+
+
+def _forward_padded(self, x):
+    return type(self).forward(self, self.pad_first(x))
 '''
 
 
