@@ -727,6 +727,8 @@ class ClassWriter:
     # -- __init__
     def init_body(self) -> list[str]:
         lines: list[str] = []
+        if all(u.graph is None for u in self.units):  # no checked instance calls it: like
+            return lines  # them, it holds nothing (its forward refuses to run)
         for member in self.decl.members:
             if not isinstance(member, ast.LayerDecl):
                 continue
@@ -864,6 +866,8 @@ class ClassWriter:
         class): an expression over the parent's names that gives each its own value where
         one does, else the current unit's value."""
         children = [c for c in children if dim in c.call_dims]
+        if not children:  # a child no checked instance calls: it never learns the size
+            return None
         return self._agreeing(
             [c.call_dims[dim] for c in children], [self._owner(c) for c in children]
         )
