@@ -82,7 +82,8 @@ def excuse_rounding(program: Program, case: Case, rows: list) -> list:
             return f"float32 noise: PyTorch's own {worst} is off by {error[worst]:.2g}"
         return None
 
-    return [r if r.ok or note(r) is None else replace(r, note=note(r)) for r in rows]
+    notes = [None if r.ok else note(r) for r in rows]
+    return [r if n is None else replace(r, note=n) for r, n in zip(rows, notes, strict=True)]
 
 
 def _float32_error(program: Program, case: Case) -> dict[str, float]:
