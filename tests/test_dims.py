@@ -30,6 +30,12 @@ def test_exact_division():
     assert (2 * H + 2) // 4 == (H + 1) // 2
 
 
+def test_common_factor_of_the_sizes_leaves_the_divisor():
+    """(g*a + c) // (g*b) == (a + c // g) // b: the constant need not share the factor."""
+    assert (8 * H + 15) // 16 == (H + 1) // 2  # fuzzer, seed 8001
+    assert (6 * H * T + 4 * B - 7) // 4 == (3 * H * T + 2 * B - 4) // 2
+
+
 def test_printing():
     assert str(H // 2) == "H // 2"
     assert str((H + 1) // 2) == "(H + 1) // 2"

@@ -259,8 +259,8 @@ def floordiv(num: int | Dim, den: int | Dim) -> int | Dim:
         whole, residual = Dim._make(quot), Dim._make(rest)
         if isinstance(residual, int):
             return whole + residual // den
-        g = math.gcd(den, *(c for _, c in residual.terms))
-        if g > 1:  # (g*a) // (g*b) == a // b
+        g = math.gcd(den, *(c for m, c in residual.terms if m))
+        if g > 1:  # (g*a + c) // (g*b) == (a + c // g) // b for integer a
             residual, den = Dim._make({m: c // g for m, c in residual.terms}), den // g
             if den == 1:
                 return whole + residual
