@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dualnet.diagnostics import Span, error
+from dualnet.diagnostics import Span, error, shorten
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import DTYPES, DType, out_of_range
 from dualnet.ops.registry import REQUIRED, P, Signature, unknown_keyword
@@ -24,11 +24,29 @@ class Arg:
         return self.whole or self.span
 
 
-def describe(value: Any) -> str:
-    """A value as a diagnostic shows it: its kind, then the value."""
-    from dualnet.semantics.values import describe_value
-
-    return describe_value(value)
+def describe(v: Any, depth: int = 0) -> str:
+    """A value as diagnostics show it: its kind, then the value (long strings shortened,
+    tuples and lists to 4 items and 2 levels); a language object (a layer, a model, a
+    tensor) describes itself (`description()`)."""
+    if isinstance(v, bool):
+        return f"bool {'true' if v else 'false'}"
+    if isinstance(v, int):
+        return f"int {v}"
+    if isinstance(v, float):
+        return f"float {v:g}"
+    if isinstance(v, str):
+        return f'str "{shorten(v)}"'
+    if v is None:
+        return "none"
+    if isinstance(v, Dim):
+        return f"dimension {shorten(str(v))}"
+    if isinstance(v, tuple | list):
+        shown = v[:4] if depth < 2 else ()
+        inner = ", ".join(describe(x, depth + 1) for x in shown)
+        inner += ", …" if inner and len(v) > len(shown) else "…" if len(v) > len(shown) else ""
+        return f"{'tuple' if isinstance(v, tuple) else 'list'} ({inner})"
+    description = getattr(v, "description", None)
+    return description() if callable(description) else type(v).__name__
 
 
 def bind(

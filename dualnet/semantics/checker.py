@@ -19,7 +19,7 @@ from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value
 from dualnet.ir.tagged import expr_of, outer_exprs, retag, tag_as, untagged
 from dualnet.ir.types import DType, TensorType, out_of_range
 from dualnet.ops import REGISTRY
-from dualnet.ops.binding import Arg, bind
+from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.registry import OpDef, run_rule, suggest
 from dualnet.semantics.evaluator import Evaluator, is_number
 from dualnet.semantics.loader import ModuleInfo
@@ -36,7 +36,6 @@ from dualnet.semantics.values import (
     SequentialSpec,
     TensorValue,
     ValueSizes,
-    describe_value,
 )
 from dualnet.syntax import ast
 
@@ -120,7 +119,7 @@ class Checker:
                 raise error(
                     "E-TYPE",
                     f"constant `{decl.name.id}` must be a number, string, "
-                    f"bool or tuple, found {describe_value(value)}",
+                    f"bool or tuple, found {describe(value)}",
                     decl.value.span,
                 )
         except DualnetError as exc:
@@ -211,7 +210,7 @@ class Checker:
             raise error(
                 "E-TYPE",
                 f"{ref.name}: hyperparameter `{h.name}` expects "
-                f"{_type_text(h.type)}, found {describe_value(value)}",
+                f"{_type_text(h.type)}, found {describe(value)}",
                 span,
                 f"expected {_type_text(h.type)}",
             )
@@ -269,7 +268,7 @@ class Checker:
                 return None
             if isinstance(value, int | Dim) and not isinstance(value, bool):
                 return value
-            raise error("E-TYPE", f"`{name}` is {describe_value(value)}, not a size", span)
+            raise error("E-TYPE", f"`{name}` is {describe(value)}, not a size", span)
 
         return lookup
 
@@ -387,7 +386,7 @@ class Checker:
         if not isinstance(value, LayerSpec | ModelSpec | SequentialSpec | PartialSpec):
             raise error(
                 "E-TYPE",
-                f"`{name}` must be a layer or a constant, found {describe_value(value)}",
+                f"`{name}` must be a layer or a constant, found {describe(value)}",
                 member.value.span,
             )
         return self.instantiate(owner, name, value)
@@ -596,9 +595,7 @@ class Tracer:
             )
         x = args[0]
         if not isinstance(x.value, TensorValue):
-            raise error(
-                "E-TYPE", f"Sequential expects a tensor, found {describe_value(x.value)}", x.span
-            )
+            raise error("E-TYPE", f"Sequential expects a tensor, found {describe(x.value)}", x.span)
         seq = handle.target
         key = (id(seq), x.value.value.type)
         cache = self.checker.sequential_graphs
@@ -671,7 +668,7 @@ class Tracer:
             if not isinstance(a.value, TensorValue):
                 raise error(
                     "E-TYPE",
-                    f"{frame.ref.name} expects tensors, found {describe_value(a.value)}",
+                    f"{frame.ref.name} expects tensors, found {describe(a.value)}",
                     a.span,
                 )
         types = [a.value.value.type for a in ordered]
@@ -766,7 +763,7 @@ class Tracer:
             elif value is not POISON:
                 raise error(
                     "E-ANNOTATION",
-                    f"`{stmt.target.id}` is annotated as a tensor but is {describe_value(value)}",
+                    f"`{stmt.target.id}` is annotated as a tensor but is {describe(value)}",
                     stmt.value.span,
                 )
             self.assign(stmt, [stmt.target.id], value, scope)
@@ -832,9 +829,7 @@ class Tracer:
             return values
         for v, src in zip(values, stmt.values, strict=True):
             if not isinstance(v, TensorValue):
-                raise error(
-                    "E-TYPE", f"forward returns tensors, found {describe_value(v)}", src.span
-                )
+                raise error("E-TYPE", f"forward returns tensors, found {describe(v)}", src.span)
         declared = self.frame.forward.returns
         if declared is not None:
             items = declared.items if isinstance(declared, ast.TupleTypeExpr) else (declared,)

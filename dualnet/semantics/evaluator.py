@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dualnet import budget
 from dualnet.diagnostics import Span, error
 from dualnet.ir.dims import Dim, DimTooLarge, floordiv
-from dualnet.ops.binding import Arg, bind
+from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.elementwise import BINARY_SYMBOLS
 from dualnet.semantics.scope import Scope, namespace_member
 from dualnet.semantics.values import (
@@ -26,7 +26,6 @@ from dualnet.semantics.values import (
     RangeValue,
     SequentialSpec,
     TensorValue,
-    describe_value,
 )
 from dualnet.syntax import ast
 
@@ -90,7 +89,7 @@ class Evaluator:
             return POISON
         if isinstance(base, Namespace):
             return namespace_member(base, e.name, e.span, self.checker.eval_const)
-        raise error("E-TYPE", f"{describe_value(base)} has no attribute `{e.name}`", e.span)
+        raise error("E-TYPE", f"{describe(base)} has no attribute `{e.name}`", e.span)
 
     def _Generator(self, e: ast.Generator):
         raise error("E-SYNTAX", "a generator is only allowed as the argument of Sequential", e.span)
@@ -108,7 +107,7 @@ class Evaluator:
             return self.check_int(v if e.op == "+" else -v, e.span)
         raise error(
             "E-TYPE",
-            f"unary `{e.op}` needs a number or a tensor, found {describe_value(v)}",
+            f"unary `{e.op}` needs a number or a tensor, found {describe(v)}",
             e.operand.span,
         )
 
@@ -160,7 +159,7 @@ class Evaluator:
             )
         for v, side in ((left, e.left), (right, e.right)):
             if not isinstance(v, TensorValue) and not is_number(v):
-                raise error("E-TYPE", f"cannot apply `{e.op}` to {describe_value(v)}", side.span)
+                raise error("E-TYPE", f"cannot apply `{e.op}` to {describe(v)}", side.span)
         return self.tracer.op(name, [Arg(left, e.left.span), Arg(right, e.right.span)], {}, e.span)
 
     def compare(self, e: ast.Binary, left, right) -> bool:
@@ -188,16 +187,12 @@ class Evaluator:
             isinstance(left, str) and isinstance(right, str)
         ):
             return _COMPARE[e.op](left, right)
-        raise error(
-            "E-TYPE", f"cannot compare {describe_value(left)} with {describe_value(right)}", e.span
-        )
+        raise error("E-TYPE", f"cannot compare {describe(left)} with {describe(right)}", e.span)
 
     def arith(self, e: ast.Binary, left, right):
         for v, side in ((left, e.left), (right, e.right)):
             if not (is_number(v) or isinstance(v, Dim)):
-                raise error(
-                    "E-TYPE", f"`{e.op}` needs numbers, found {describe_value(v)}", side.span
-                )
+                raise error("E-TYPE", f"`{e.op}` needs numbers, found {describe(v)}", side.span)
         symbolic = isinstance(left, Dim) or isinstance(right, Dim)
         if symbolic and (
             isinstance(left, float) or isinstance(right, float) or e.op not in "+-*//"
@@ -246,12 +241,12 @@ class Evaluator:
         if isinstance(v, TensorValue):
             raise error(
                 "E-CONST",
-                f"{what} needs a condition known at compile time, found {describe_value(v)}",
+                f"{what} needs a condition known at compile time, found {describe(v)}",
                 span,
                 "a tensor",
                 ["use where(cond, a, b) to choose between tensors element-wise"],
             )
-        raise error("E-TYPE", f"{what} needs true or false, found {describe_value(v)}", span)
+        raise error("E-TYPE", f"{what} needs true or false, found {describe(v)}", span)
 
     # -- calls
     def _Pipe(self, e: ast.Pipe):
@@ -313,7 +308,7 @@ class Evaluator:
             if self.tracer is not None:
                 raise error(
                     "E-MODEL",
-                    f"{describe_value(callee)} must be declared in the "
+                    f"{describe(callee)} must be declared in the "
                     "model body, not created in forward",
                     span,
                     notes=["declare it as `name = ...` above forward, then call it"],
@@ -330,9 +325,7 @@ class Evaluator:
             return self.sequential([a.value for a in args], keywords, span)
         if callee == Builtin("range"):
             return self.range(args, keywords, span)
-        raise error(
-            "E-TYPE", f"{describe_value(callee)} cannot be called", callee_span, "not callable"
-        )
+        raise error("E-TYPE", f"{describe(callee)} cannot be called", callee_span, "not callable")
 
     def range(self, args: list[Arg], keywords: dict[str, Arg], span: Span) -> RangeValue:
         if keywords or not 1 <= len(args) <= 3:
@@ -341,7 +334,7 @@ class Evaluator:
             if not (isinstance(a.value, int) and not isinstance(a.value, bool)):
                 raise error(
                     "E-TYPE",
-                    f"range needs integers known at compile time, found {describe_value(a.value)}",
+                    f"range needs integers known at compile time, found {describe(a.value)}",
                     a.span,
                 )
         values = [a.value for a in args]
@@ -368,7 +361,7 @@ class Evaluator:
             child, LayerSpec | ModelSpec | SequentialSpec | PartialSpec | FunctionRef
         ):
             raise error(
-                "E-TYPE", f"Sequential children must be layers, found {describe_value(child)}", span
+                "E-TYPE", f"Sequential children must be layers, found {describe(child)}", span
             )
 
     def sequential_generator(self, gen: ast.Generator, span: Span) -> SequentialSpec:
@@ -405,7 +398,7 @@ class Evaluator:
             return list(iterable.children)
         raise error(
             "E-TYPE",
-            f"cannot iterate over {describe_value(iterable)}",
+            f"cannot iterate over {describe(iterable)}",
             span,
             notes=["iterate over range(n), a list, or a Sequential layer"],
         )
@@ -425,7 +418,7 @@ class Evaluator:
                     if p is not None and not is_size(p):
                         raise error(
                             "E-TYPE",
-                            f"slice bounds must be integers, found {describe_value(p)}",
+                            f"slice bounds must be integers, found {describe(p)}",
                             src.span,
                         )
                 items.append(slice(*parts))
@@ -434,7 +427,7 @@ class Evaluator:
                 if not is_size(v):
                     raise error(
                         "E-TYPE",
-                        f"an index must be an integer, found {describe_value(v)}",
+                        f"an index must be an integer, found {describe(v)}",
                         item.span,
                         notes=["indexing with tensors is not supported"],
                     )
@@ -465,7 +458,7 @@ class Evaluator:
                     f"{len(base.children)} layers",
                     e.span,
                 ) from None
-        raise error("E-TYPE", f"cannot index {describe_value(base)}", e.span)
+        raise error("E-TYPE", f"cannot index {describe(base)}", e.span)
 
 
 def _left_chain(e, operand: str) -> list:

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dualnet import budget
-from dualnet.diagnostics import Span, error, shorten
-from dualnet.ir.dims import Dim
+from dualnet.diagnostics import Span, error
 from dualnet.ir.graph import LayerInstance, ModelInstance, Value
 from dualnet.ops.registry import OpDef
 from dualnet.syntax import ast
@@ -27,12 +26,18 @@ class ModelRef:
     def name(self) -> str:
         return self.model.name.id
 
+    def description(self) -> str:
+        return f"model {self.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
     """An imported file bound by `import "x.dnet" as name`."""
 
     module: ModuleInfo
+
+    def description(self) -> str:
+        return f"module {self.module.path.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,9 @@ class FunctionRef:
 
     op: OpDef
 
+    def description(self) -> str:
+        return f"function {self.op.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class LayerType:
@@ -48,12 +56,18 @@ class LayerType:
 
     op: OpDef
 
+    def description(self) -> str:
+        return f"layer {self.op.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Builtin:
     """`range` and `Sequential`."""
 
     name: str
+
+    def description(self) -> str:
+        return f"built-in {self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +82,9 @@ class RangeValue:
     def __iter__(self):
         return iter(range(self.start, self.stop, self.step))
 
+    def description(self) -> str:
+        return f"range({self.start}, {self.stop}, {self.step})"
+
 
 @dataclass(eq=False)
 class LayerSpec:
@@ -78,6 +95,9 @@ class LayerSpec:
     spans: dict[str, Span]
     span: Span
 
+    def description(self) -> str:
+        return f"layer {self.op.name}"
+
 
 @dataclass(eq=False)
 class ModelSpec:
@@ -87,12 +107,18 @@ class ModelSpec:
     hyper: dict[str, Any]
     span: Span
 
+    def description(self) -> str:
+        return f"model {self.ref.name}"
+
 
 @dataclass(eq=False)
 class SequentialSpec:
     children: list[Any]
     span: Span
     items: tuple = ()  # a generator's: the value its loop variable took per child
+
+    def description(self) -> str:
+        return "Sequential"
 
 
 @dataclass(eq=False)
@@ -104,10 +130,16 @@ class PartialSpec:
     keywords: dict
     span: Span
 
+    def description(self) -> str:
+        return f"function {self.op.name}"
+
 
 @dataclass(eq=False, slots=True)
 class TensorValue:
     value: Value
+
+    def description(self) -> str:
+        return f"tensor {self.value.type}"
 
 
 @dataclass(eq=False)
@@ -118,6 +150,11 @@ class LayerHandle:
     target: LayerInstance | ModelInstance
     spec: Any = None  # PartialSpec for function children of a Sequential
     children: list[LayerHandle] = field(default_factory=list)  # for Sequential
+
+    def description(self) -> str:
+        target = self.target
+        kind = target.op if isinstance(target, LayerInstance) else target.definition
+        return f"layer `{self.name}` ({kind})"
 
 
 class Poison:
@@ -186,48 +223,3 @@ class ValueSizes:
             n, d, p = self._measure(y)
             items, nesting, plain = items + n, max(nesting, d + 1), plain and p
         return items, nesting, plain
-
-
-def describe_value(v: Any, depth: int = 0) -> str:
-    """A value as diagnostics show it: long strings shortened, tuples and lists to 4 items
-    and 2 levels."""
-    if isinstance(v, TensorValue):
-        return f"tensor {v.value.type}"
-    if isinstance(v, bool):
-        return f"bool {'true' if v else 'false'}"
-    if isinstance(v, int):
-        return f"int {v}"
-    if isinstance(v, float):
-        return f"float {v:g}"
-    if isinstance(v, str):
-        return f'str "{shorten(v)}"'
-    if v is None:
-        return "none"
-    if isinstance(v, Dim):
-        return f"dimension {shorten(str(v))}"
-    if isinstance(v, tuple | list):
-        shown = v[:4] if depth < 2 else ()
-        inner = ", ".join(describe_value(x, depth + 1) for x in shown)
-        inner += ", …" if inner and len(v) > len(shown) else "…" if len(v) > len(shown) else ""
-        return f"{'tuple' if isinstance(v, tuple) else 'list'} ({inner})"
-    if isinstance(v, LayerSpec | LayerType):
-        return f"layer {v.op.name}"
-    if isinstance(v, FunctionRef | PartialSpec):
-        return f"function {v.op.name}"
-    if isinstance(v, ModelSpec):
-        return f"model {v.ref.name}"
-    if isinstance(v, ModelRef):
-        return f"model {v.name}"
-    if isinstance(v, SequentialSpec):
-        return "Sequential"
-    if isinstance(v, LayerHandle):
-        target = v.target
-        kind = target.op if isinstance(target, LayerInstance) else target.definition
-        return f"layer `{v.name}` ({kind})"
-    if isinstance(v, RangeValue):
-        return f"range({v.start}, {v.stop}, {v.step})"
-    if isinstance(v, Namespace):
-        return f"module {v.module.path.name}"
-    if isinstance(v, Builtin):
-        return f"built-in {v.name}"
-    return type(v).__name__
