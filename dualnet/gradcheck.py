@@ -44,25 +44,26 @@ the other side of a ReLU in one framework changes the weight gradient of a 7x7 m
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from dualnet.backends import BACKENDS, TORCH
+from dualnet.backends.gradients import float64
 from dualnet.compiler import Program, initial_weights
 from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
 from dualnet.files import temporary_directory
 from dualnet.parity import random_inputs
 from dualnet.table import render_table
-from dualnet.weights import ignored, write_state
+from dualnet.weights import write_state
 
 EPS = 1e-8
 TOLERANCE = 1e-5  # finite differences; the zoo's worst is 1.2e-6 (U-Net, Keras)
 GRADIENT_TOLERANCE = 1e-7  # across backends; the zoo's worst is 6.6e-9 (BERT: Keras's gelu)
-_INPUT = " (input)"
+REFERENCE = TORCH  # the language's meaning: the gradient ONNX is differenced against
 
 
 @dataclass(frozen=True)
@@ -110,34 +111,40 @@ def gradcheck(
     checks, where, agreements = [], [], []
     with temporary_directory() as tmp:
         file = os.path.join(tmp, "float64.safetensors")
-        write_state(_float64(initial_weights(summary, weights, seed, program.max_params)), file)
-        state, outputs = _Torch(program, model, file, inputs).calibrated()
+        write_state(float64(initial_weights(summary, weights, seed, program.max_params)), file)
+        state, outputs = REFERENCE.gradient_side(program, model, file, {}, inputs, ()).calibrated()
         write_state(state, file)
         rng = np.random.default_rng([seed, 1])
         loss = [rng.standard_normal(o.shape) for o in outputs]
-        reference = _Torch(program, model, file, inputs, loss)
+        reference = REFERENCE.gradient_side(program, model, file, state, inputs, loss)
         gradients = reference.gradients()
         directions = _directions(reference.tensors, seed, 2)
-        if "torch" in backends:
-            checks += _checks("torch", reference, loss, gradients, directions, eps)
-            where.append(f"torch: {reference.where}")
-        if "keras" in backends:
-            keras = _Keras(program, model, file, inputs, loss)
-            own = keras.gradients()
-            checks += _checks("keras", keras, loss, own, _directions(keras.tensors, seed, 3), eps)
-            where.append(f"keras: {keras.where}")
-            if "torch" in backends:
-                theirs, aliases = keras.torch_named(own), _keras_aliases(summary)
-                agreements = [
+        for stream, (name, chosen) in enumerate(BACKENDS.items(), start=2):
+            if name not in backends:
+                continue
+            side = (
+                reference
+                if chosen is REFERENCE
+                else chosen.gradient_side(program, model, file, state, inputs, loss)
+            )
+            own = side.gradients()
+            if own is None:  # no autodiff: along the reference's directions, against its gradient
+                checks += _checks(name, side, loss, gradients, directions, eps)
+                where.append(f"{name}: {side.where}, differenced against PyTorch's gradient")
+                continue
+            mine = directions if side is reference else _directions(side.tensors, seed, stream)
+            checks += _checks(name, side, loss, own, mine, eps)
+            where.append(f"{name}: {side.where}")
+            if side is not reference and REFERENCE.name in backends:
+                theirs, aliases = side.torch_named(own), side.aliases(summary)
+                agreements += [
                     Agreement(
-                        ("torch", "keras"), name, _relative(theirs[aliases.get(name, name)], ours)
+                        (REFERENCE.name, name),
+                        tensor,
+                        _relative(theirs[aliases.get(tensor, tensor)], ours),
                     )
-                    for name, ours in gradients.items()
+                    for tensor, ours in gradients.items()
                 ]
-        if "onnx" in backends:
-            onnx = _Onnx(program, model, state, inputs, reference.tensors)
-            checks += _checks("onnx", onnx, loss, gradients, directions, eps)
-            where.append(f"onnx: {onnx.where}, differenced against PyTorch's gradient")
     return checks, agreements, where
 
 
@@ -230,249 +237,10 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return diff / scale if scale else 0.0 if diff == 0 else math.inf
 
 
-def _keras_aliases(summary) -> dict[str, str]:
-    """PyTorch name → the PyTorch name Keras's gradient is under, where they differ: an
-    LSTM's bias_hh is part of Keras's one bias, which `torch_named` gives as bias_ih."""
-    return {
-        f"{layer.path}.{name}": f"{layer.path}.bias_ih{name.removeprefix('bias_hh')}"
-        for layer in summary.instance.layers()
-        if layer.op == "LSTM"
-        for name in layer.params
-        if name.startswith("bias_hh")
-    }
-
-
 def _directions(tensors: dict[str, np.ndarray], seed: int, stream: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([seed, stream])
     return {name: rng.standard_normal(value.shape) for name, value in tensors.items()}
 
 
-def _float64(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in arrays.items()}
-
-
 def _loss_value(outputs: list[np.ndarray], loss: list[np.ndarray]) -> float:
     return sum(float(np.sum(o * r)) for o, r in zip(outputs, loss, strict=True))
-
-
-# ---------------------------------------------------------------- backends
-# Each has `tensors` (a float input under its name + " (input)", then the parameters:
-# float64 arrays by name), `outputs(name, value)` (the outputs with one tensor replaced)
-# and, but ONNX, `gradients()` of the loss by tensor.
-
-
-class _Torch:
-    """The generated module in float64, inference mode, with the weights of `file`."""
-
-    def __init__(
-        self,
-        program: Program,
-        model: str | None,
-        file: str,
-        inputs: dict,
-        loss: tuple[np.ndarray, ...] | list[np.ndarray] = (),
-    ):
-        import torch
-
-        from dualnet.weights import load_weights
-
-        self.module = program.torch(model).double().eval()
-        load_weights(self.module, file)
-        self.inputs = {n: torch.from_numpy(x) for n, x in _float64(inputs).items()}
-        self.params = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
-        self.tensors = {
-            n + _INPUT: x.numpy() for n, x in self.inputs.items() if x.is_floating_point()
-        }
-        self.tensors.update({n: p.detach().numpy().copy() for n, p in self.params.items()})
-        self.loss = [torch.from_numpy(r) for r in loss]
-        self.where = f"PyTorch {torch.__version__} autograd, float64"
-
-    def calibrated(self) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-        """The state with BatchNorm's running statistics set to the batch statistics of the
-        inputs, and the outputs then."""
-        import torch
-
-        kinds = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
-        with torch.no_grad():
-            for norm in [m for m in self.module.modules() if isinstance(m, kinds)]:
-                norm.reset_running_stats()
-                norm.momentum = None  # a cumulative average: after one batch, its statistics
-                norm.train()
-            self.module(*self.inputs.values())
-        self.module.eval()
-        state = {k: v.numpy() for k, v in self.module.state_dict().items() if not ignored(k)}
-        return state, self.outputs()
-
-    def outputs(self, name: str | None = None, value: np.ndarray | None = None) -> list:
-        import torch
-
-        args = dict(self.inputs)
-        with torch.no_grad():
-            if name in self.params:
-                saved = self.params[name].clone()
-                self.params[name].copy_(torch.from_numpy(value))
-            elif name is not None:
-                args[name.removesuffix(_INPUT)] = torch.from_numpy(value)
-            try:
-                return [o.numpy() for o in _as_list(self.module(*args.values()))]
-            finally:
-                if name in self.params:
-                    self.params[name].copy_(saved)
-
-    def gradients(self) -> dict[str, np.ndarray]:
-        import torch
-
-        args = {n: x.clone().requires_grad_(x.is_floating_point()) for n, x in self.inputs.items()}
-        loss = sum(
-            (o * r).sum()
-            for o, r in zip(_as_list(self.module(*args.values())), self.loss, strict=True)
-        )
-        watched = {n + _INPUT: x for n, x in args.items() if x.requires_grad} | self.params
-        grads = torch.autograd.grad(loss, list(watched.values()), allow_unused=True)
-        return {
-            name: np.zeros(t.shape) if g is None else g.numpy()
-            for (name, t), g in zip(watched.items(), grads, strict=True)
-        }
-
-
-def _as_list(out) -> list:
-    return list(out) if isinstance(out, tuple | list) else [out]
-
-
-@contextlib.contextmanager
-def _keras_float64():
-    """Keras's float type and dtype policy float64, then restored (Keras derives the policy
-    from floatx once, at its first use, and keeps it)."""
-    import keras
-
-    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(floatx)
-        keras.config.set_dtype_policy(policy)
-
-
-class _Keras:
-    """The generated model built in float64 with the weights of `file`; its tensors are the
-    float inputs and its trainable variables, named `<dualnet layer>.<Keras weight path>`."""
-
-    def __init__(
-        self, program: Program, model: str | None, file: str, inputs: dict, loss: list[np.ndarray]
-    ):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines
-        import keras
-        import tensorflow as tf
-
-        from dualnet.backends.keras.state import leaves
-        from dualnet.weights import load_weights
-
-        with _keras_float64():
-            self.model = program.keras(model)
-        load_weights(self.model, file)
-        self.inputs = {n: tf.constant(x) for n, x in _float64(inputs).items()}
-        names = {
-            id(v): prefix + v.path.removeprefix(layer.path + "/")
-            for prefix, layer in leaves(self.model)
-            for v in layer.trainable_weights
-        }
-        self.variables = {names.get(id(v), v.path): v for v in self.model.trainable_variables}
-        self.tensors = {
-            n + _INPUT: x.numpy() for n, x in self.inputs.items() if x.dtype.is_floating
-        }
-        self.tensors.update({n: v.numpy() for n, v in self.variables.items()})
-        self.loss = [tf.constant(r) for r in loss]
-        self.traced = tf.function(self._outputs, autograph=False)
-        self.where = f"Keras {keras.__version__} ({keras.backend.backend()}) GradientTape, float64"
-
-    def _outputs(self, *args) -> list:
-        return _as_list(self.model(*args, training=False))
-
-    def outputs(self, name: str | None = None, value: np.ndarray | None = None) -> list:
-        import tensorflow as tf
-
-        args = dict(self.inputs)
-        if name in self.variables:
-            saved = self.variables[name].numpy()
-            self.variables[name].assign(value)
-        elif name is not None:
-            args[name.removesuffix(_INPUT)] = tf.constant(value)
-        try:
-            with _keras_float64():
-                return [o.numpy() for o in self.traced(*args.values())]
-        finally:
-            if name in self.variables:
-                self.variables[name].assign(saved)
-
-    def gradients(self) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
-        watched = {n + _INPUT: x for n, x in self.inputs.items() if x.dtype.is_floating}
-        with tf.GradientTape() as tape, _keras_float64():
-            tape.watch(list(watched.values()))
-            loss = tf.add_n(
-                [
-                    tf.reduce_sum(o * r)
-                    for o, r in zip(self._outputs(*self.inputs.values()), self.loss, strict=True)
-                ]
-            )
-        watched |= self.variables
-        grads = tape.gradient(loss, list(watched.values()))
-        return {
-            name: np.zeros(t.shape) if g is None else tf.convert_to_tensor(g).numpy()
-            for (name, t), g in zip(watched.items(), grads, strict=True)
-        }
-
-    def torch_named(self, gradients: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """These gradients in PyTorch's names and layouts (inputs keep theirs)."""
-        from dualnet.backends.keras.state import torch_named
-
-        by_variable = {id(v): gradients[n] for n, v in self.variables.items()}
-        named = torch_named(self.model, lambda v: by_variable.get(id(v), np.zeros(v.shape)))
-        return named | {n: g for n, g in gradients.items() if n not in self.variables}
-
-
-class _Onnx:
-    """The model's float64 ONNX graph on ONNX's reference runtime, with PyTorch's tensors. A
-    parameter the graph holds as an initializer under its own name is fed (the initializer
-    made a graph input); one it re-lays out (LSTM/GRU gates, packed attention projections)
-    is re-emitted."""
-
-    def __init__(
-        self,
-        program: Program,
-        model: str | None,
-        state: dict[str, np.ndarray],
-        inputs: dict[str, np.ndarray],
-        tensors: dict[str, np.ndarray],
-    ):
-        import onnx
-        from onnx import helper
-
-        from dualnet.backends.onnx.float64 import evaluator, float64_model, widened
-
-        self.evaluator, self.emit = evaluator, float64_model
-        self.summary, self.state = widened(program, model), state
-        proto = float64_model(self.summary, state)
-        graph = proto.graph
-        self.fed = {t.name for t in graph.initializer} & set(tensors)
-        graph.input.extend(
-            helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-            for t in graph.initializer
-            if t.name in self.fed
-        )
-        self.session = evaluator(proto)
-        self.inputs, self.tensors = _float64(inputs), tensors
-        self.where = f"ONNX reference runtime (onnx {onnx.__version__}), float64"
-
-    def outputs(self, name: str | None = None, value: np.ndarray | None = None) -> list:
-        feed, session = dict(self.inputs), self.session
-        if name in self.fed:
-            feed[name] = value
-        elif name is not None and name.endswith(_INPUT):
-            feed[name.removesuffix(_INPUT)] = value
-        elif name is not None:
-            session = self.evaluator(self.emit(self.summary, self.state | {name: value}))
-        return session.run(None, feed)

@@ -114,7 +114,7 @@ def test_the_float64_onnx_model_is_float64_throughout_and_matches_onnx_runtime()
     summary = program.check()
     state = initial_weights(summary, None, 0)
     inputs = random_inputs(summary, {"B": 2, "T": 6}, 0)
-    model = float64_model(widened(program, None), state)
+    model = float64_model(widened(program.check()), state)
     graph = model.graph
     floats = {
         t.type.tensor_type.elem_type for t in [*graph.input, *graph.output, *graph.value_info]

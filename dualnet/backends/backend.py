@@ -52,6 +52,12 @@ class Backend:
         """The op matrix's cell for `op` (`dualnet ops`)."""
         return "yes" if self.supports(op) else "no: no lowering row"
 
+    def gradient_side(self, program, model: str | None, file: str, state: dict, inputs: dict, loss):
+        """The model in float64 for `dualnet gradcheck` (`backends.gradients.GradientSide`),
+        with the weights of the safetensors file `file` (also given as arrays: `state`), its
+        outputs weighted by the arrays `loss`."""
+        raise NotImplementedError(self.name)
+
     def run(
         self, program, model: str | None, summary, inputs: list, weights: str, probe
     ) -> tuple[list, str]:

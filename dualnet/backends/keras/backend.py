@@ -34,6 +34,9 @@ class KerasBackend(SourceBackend):
             built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)}
         )
 
+    def gradient_side(self, program, model, file, state, inputs, loss):
+        return self.module("gradients").KerasSide(program, model, file, inputs, loss)
+
     def run(self, program, model, summary, inputs, weights, probe):
         import keras
 

@@ -19,6 +19,9 @@ class OnnxBackend(Backend):
             return super().support(op)
         return f"yes (opset ≥ {self.module('lowering').MIN_OPSET[op]})"
 
+    def gradient_side(self, program, model, file, state, inputs, loss):
+        return self.module("gradients").OnnxSide(program, model, state, inputs)
+
     def run(self, program, model, summary, inputs, weights, probe):
         import onnxruntime as ort
 

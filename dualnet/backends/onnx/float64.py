@@ -24,14 +24,12 @@ from onnx.reference.ops.op_max_pool import MaxPool as _MaxPool
 from dualnet.api import Summary
 from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
 from dualnet.backends.onnx.validate import validate
-from dualnet.compiler import Program
 from dualnet.ir.graph import Graph, ModelInstance
 from dualnet.ir.types import DType, TensorType
 
 
-def widened(program: Program, model: str | None) -> Summary:
-    """A freshly checked summary of `model` whose IR is float64."""
-    summary = program.check(model)  # a fresh IR of its own, widened in place
+def widened(summary: Summary) -> Summary:
+    """A freshly checked summary (an IR of its own), widened in place to float64."""
     _widen(summary.instance, summary.graph)
     return summary
 

@@ -33,6 +33,9 @@ class TorchBackend(SourceBackend):
     def shapes(self, built, summary) -> dict[str, tuple[int, ...]]:
         return {name: tuple(t.shape) for name, t in built.state_dict().items()}
 
+    def gradient_side(self, program, model, file, state, inputs, loss):
+        return self.module("gradients").TorchSide(program, model, file, inputs, loss)
+
     def run(self, program, model, summary, inputs, weights, probe):
         import numpy as np
         import torch
