@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dualnet import cli  # noqa: E402
-from dualnet.api import check_file  # noqa: E402
+from dualnet.frontend import check_file  # noqa: E402
 
 MODELS = ROOT / "models"
 INTS = [0, 1, 2, 3, 7, 64, 1000, 100000, 2**31, 2**40, 2**62, 2**63, 10**30, 4611686018427387904]

@@ -12,8 +12,8 @@ import json
 import os
 import sys
 
-from dualnet import __version__
 from dualnet.backends import BACKENDS
+from dualnet.version import __version__
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -304,7 +304,7 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "ops":
         return _ops()
-    from dualnet.api import check_file  # keep `--version` and usage errors fast
+    from dualnet.frontend import check_file  # keep `--version` and usage errors fast
 
     if args.command == "parity":
         if len(args.file) > 1:
@@ -448,9 +448,9 @@ def _parity_files(args) -> int:
     """`dualnet parity A.dnet B.dnet ...`: each file's entry model, one line each (the worst
     relative difference per backend pair); exit 1 when a file fails to check or a pair
     exceeds the tolerance."""
-    from dualnet.api import check_file
     from dualnet.compiler import Program
     from dualnet.diagnostics import DualnetError
+    from dualnet.frontend import check_file
     from dualnet.parity import TOLERANCE, compare, parse_dims
     from dualnet.table import render_table
 
@@ -552,10 +552,10 @@ def _init(args, summary) -> int:
     require_allocatable(summary.instance, args.max_params)
     check_output(args.output, summary.files)  # before the weights are drawn
     from dualnet.backends.torch.init import init_state
-    from dualnet.weights import write_state
+    from dualnet.backends.torch.weights import write_tensors
 
     state = init_state(summary.instance, args.seed)
-    write_state(state, args.output, summary.files)
+    write_tensors(state, args.output, summary.files)
     params, buffers = summary.trainable_params, summary.buffers
     numel = sum(t.numel() for t in state.values())
     frozen = numel - params - buffers  # non-trainable parameters, if any

@@ -9,13 +9,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dualnet.api import Summary, check_file
 from dualnet.backends import backend
+from dualnet.backends.initial import initial_weights
+from dualnet.backends.onnx.model import onnx_emitted, onnx_model
 from dualnet.backends.selfcheck import check_parameters
 from dualnet.backends.source_code import validate
-from dualnet.diagnostics import DualnetError, error, option, whole_file
+from dualnet.diagnostics import DualnetError, error, option
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, check_output, make_directory, temporary_directory
+from dualnet.frontend import Summary, check_file
 from dualnet.memory import require_allocatable
 
 LAYOUTS = ("channels_first", "channels_last")
@@ -66,55 +68,6 @@ def write_source(
 
 
 @needs_extras
-def initial_weights(
-    summary: Summary, weights: str | None = None, seed: int = 0, max_params: int | None = None
-) -> dict:
-    """The model's tensors as NumPy arrays by state_dict name: read from the safetensors file
-    `weights`, else drawn with PyTorch's initialisers from `seed` (needs torch). A model
-    larger than `max_params` (`dualnet.memory`) is refused first."""
-    require_allocatable(summary.instance, max_params)
-    if weights is not None:
-        return read_arrays(weights)
-    from dualnet.backends.torch.init import init_state
-
-    return {name: t.numpy() for name, t in init_state(summary.instance, seed).items()}
-
-
-@needs_extras
-def onnx_model(
-    summary: Summary,
-    weights: str | None = None,
-    seed: int = 0,
-    opset: int | None = None,
-    max_params: int | None = None,
-):
-    """The ONNX ModelProto of a checked model, validated by ONNX's checker."""
-    model = onnx_emitted(summary, weights, seed, opset, max_params).model
-    from dualnet.backends.onnx.validate import validate
-
-    validate(model, summary.instance.span)
-    return model
-
-
-@needs_extras
-def onnx_emitted(
-    summary: Summary,
-    weights: str | None = None,
-    seed: int = 0,
-    opset: int | None = None,
-    max_params: int | None = None,
-):
-    """The ONNX model with the emitter's map of IR values (`Emitted`), not validated: this
-    imports ONNX's protobuf classes, not the onnx package."""
-    arrays = initial_weights(summary, weights, seed, max_params)
-    from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
-
-    return emit_onnx(
-        summary, arrays, opset or DEFAULT_OPSET, weights or f"the initialisation with seed {seed}"
-    )
-
-
-@needs_extras
 def write_onnx(
     summary: Summary,
     out_dir: str,
@@ -153,30 +106,6 @@ def write_onnx(
 
 
 PROTOBUF_LIMIT = 2**31 - 2**20  # protobuf's 2 GB, with room for the graph
-
-
-def read_arrays(path: str) -> dict:
-    """A safetensors file's tensors as NumPy arrays (E-IO / E-WEIGHTS on bad input)."""
-    import numpy as np
-
-    from dualnet.ir.types import DTYPES
-    from dualnet.weights import read_tensors
-
-    dtypes = {name: d.numpy for name, d in DTYPES.items() if d.numpy} | {
-        "u8": "uint8",
-        "i8": "int8",
-    }  # (these then fail the model's check by name)
-    out = {}
-    for name, t in read_tensors(path).items():
-        if t.dtype not in dtypes:
-            raise error(
-                "E-WEIGHTS",
-                f"`{name}` in {path} has the dtype {t.dtype}, which "
-                "dualnet's ONNX backend does not read",
-                whole_file(path),
-            )
-        out[name] = np.frombuffer(t.data, dtypes[t.dtype]).reshape(t.shape)
-    return out
 
 
 def _checked(path: str, model: str | None, include_dirs, hyper) -> Summary:
@@ -253,12 +182,12 @@ class Program:
         built = namespace[entry](**hyper)
         check_parameters(summary, backend(target).shapes(built, summary), target)
         if seed is not None:
-            from dualnet.weights import load_weights, write_state
+            from dualnet.weights import write_state
 
             with tempfile.TemporaryDirectory(prefix="dualnet-init-") as tmp:
                 path = os.path.join(tmp, "init.safetensors")
                 write_state(initial_weights(summary, None, seed), path)
-                load_weights(built, path)
+                backend(target).weights_io()[1](built, path)
         return built
 
 

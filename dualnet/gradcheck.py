@@ -52,7 +52,8 @@ import numpy as np
 
 from dualnet.backends import BACKENDS, TORCH
 from dualnet.backends.gradients import float64
-from dualnet.compiler import Program, initial_weights
+from dualnet.backends.initial import initial_weights
+from dualnet.compiler import Program
 from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
 from dualnet.files import temporary_directory

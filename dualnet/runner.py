@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dualnet.api import Summary
 from dualnet.backends import backend
-from dualnet.compiler import Program, initial_weights
+from dualnet.backends.initial import initial_weights
+from dualnet.compiler import Program
 from dualnet.diagnostics import error, option, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, io_error, open_regular, temporary_directory
+from dualnet.frontend import Summary
 from dualnet.ir.dims import Dim
 from dualnet.ir.sizes import require_positive_sizes
 from dualnet.memory import require_allocatable

@@ -1,14 +1,11 @@
-"""Weight files: one framework-agnostic front door for saving and loading safetensors files.
+"""Weight files: reading, writing and checking safetensors files, without a framework.
 
 A dualnet weight file is a `.safetensors` file whose tensor names are the model's state_dict
 names (`conv1.weight`, `layer2.0.downsample.1.running_var`, ...), the same in every backend.
 Pickled checkpoints are never read or written.
 
-- `save_weights(obj, path)` / `load_weights(obj, path)` dispatch on the type of `obj`: a
-  `torch.nn.Module` (`dualnet.backends.torch.weights`) or a Keras layer or model
-  (`dualnet.backends.keras.state`). Loading is strict: a missing, extra, mis-shaped or
-  mis-typed tensor is an E-WEIGHTS error naming it, and the object is left unchanged.
-- `write_state(state, path)` writes a `{name: tensor}` mapping (what `dualnet init` draws).
+- `write_state(state, path)` writes a `{name: array}` mapping; `read_arrays(path)` reads one
+  back (E-IO / E-WEIGHTS on bad input).
 - For backends: `read_tensors(path)` reads a file's tensors without a framework (BatchNorm's
   `num_batches_tracked` entries, not part of a dualnet model, dropped; `ignored` tells them):
   the header first, checked against the file's size, then the data memory-mapped, so a
@@ -19,8 +16,8 @@ Writes are atomic (`dualnet.files.atomic_write`): the bytes go to a temporary fi
 target's directory, which then replaces the target, so a failed write leaves neither a
 partial file nor a damaged old one.
 
-This module imports no ML framework: a backend is imported only when an object of its type
-is handed in (and such an object proves the framework is already imported).
+This module imports no ML framework. Saving and loading a framework's model
+(`dualnet.save_weights` / `load_weights`) is each backend's (`Backend.weights_io`).
 """
 
 from __future__ import annotations
@@ -29,11 +26,10 @@ import json
 import math
 import mmap
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from dualnet.backends import BACKENDS
-from dualnet.diagnostics import DualnetError, error, outside, shorten, whole_file
+from dualnet.diagnostics import DualnetError, error, shorten, whole_file
 from dualnet.extras import needs_extras
 from dualnet.files import atomic_write, io_error, open_regular
 
@@ -53,52 +49,14 @@ def state_specs(instance) -> Iterator[tuple[str, Any]]:
             yield prefix + name, spec
 
 
-# ---------------------------------------------------------------- dispatch
-
-
-_SUPPORTED = "a torch.nn.Module or a Keras layer or model (keras.layers.Layer)"
-
-
-def _backend(obj: object, verb: str, index: int) -> Callable:
-    for b in BACKENDS.values():
-        if b.owns(obj):
-            return b.weights_io()[index]
-    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
-    raise error(
-        "E-WEIGHTS",
-        f"cannot {verb} weights of an object of type {kind}",
-        outside(f"the object given to dualnet.{verb}_weights"),
-        notes=(f"dualnet {verb}s the weights of {_SUPPORTED}",),
-    )
-
-
-@needs_extras
-def save_weights(obj: object, path: PathLike) -> None:
-    """Write the parameters and buffers of `obj` to the safetensors file `path` (atomically)."""
-    _backend(obj, "save", 0)(obj, path)
-
-
-@needs_extras
-def load_weights(obj: object, path: PathLike) -> None:
-    """Copy the tensors of the safetensors file `path` into `obj`. Strict: every tensor of
-    the model must be in the file with the same shape and dtype, and nothing else may be;
-    otherwise a DualnetError (E-WEIGHTS) names the tensors and `obj` is left unchanged."""
-    _backend(obj, "load", 1)(obj, path)
-
-
 @needs_extras
 def write_state(state: Mapping[str, Any], path: PathLike, protect=()) -> None:
-    """Write `{name: tensor}` (torch tensors or NumPy arrays) to a safetensors file, never
-    over a file of `protect` (see `dualnet.files.check_output`)."""
-    if all(type(v).__module__ == "numpy" for v in state.values()):
-        import numpy as np
-        from safetensors.numpy import save
+    """Write `{name: NumPy array}` to a safetensors file, never over a file of `protect` (see
+    `dualnet.files.check_output`); PyTorch tensors: `backends.torch.weights.write_tensors`."""
+    import numpy as np
+    from safetensors.numpy import save
 
-        atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in state.items()}), protect)
-        return
-    from dualnet.backends.torch.weights import serialize
-
-    atomic_write(path, serialize(state), protect)
+    atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in state.items()}), protect)
 
 
 # ---------------------------------------------------------------- reading and checking
@@ -260,3 +218,26 @@ def mismatch_error(problems: list[str], file) -> DualnetError:
     if len(rest) > SHOWN:
         notes.append(f"and {len(rest) - SHOWN} more")
     return error("E-WEIGHTS", first, whole_file(file), notes=notes)
+
+
+def read_arrays(path: str) -> dict:
+    """A safetensors file's tensors as NumPy arrays (E-IO / E-WEIGHTS on bad input)."""
+    import numpy as np
+
+    from dualnet.ir.types import DTYPES
+
+    dtypes = {name: d.numpy for name, d in DTYPES.items() if d.numpy} | {
+        "u8": "uint8",
+        "i8": "int8",
+    }  # (these then fail the model's check by name)
+    out = {}
+    for name, t in read_tensors(path).items():
+        if t.dtype not in dtypes:
+            raise error(
+                "E-WEIGHTS",
+                f"`{name}` in {path} has the dtype {t.dtype}, which "
+                "dualnet's ONNX backend does not read",
+                whole_file(path),
+            )
+        out[name] = np.frombuffer(t.data, dtypes[t.dtype]).reshape(t.shape)
+    return out

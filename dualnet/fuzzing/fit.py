@@ -17,7 +17,8 @@ import tempfile
 import numpy as np
 
 from dualnet import parity
-from dualnet.compiler import Program, initial_weights
+from dualnet.backends.initial import initial_weights
+from dualnet.compiler import Program
 from dualnet.runner import Probe, ordered_inputs, run
 from dualnet.weights import write_state
 
@@ -57,11 +58,10 @@ def train_step(
     """Keras's loss and state (state_dict names) after one `train_on_batch`."""
     import keras
 
-    from dualnet.backends.keras.state import layers_by_path, torch_named
-    from dualnet.weights import load_weights
+    from dualnet.backends.keras.state import layers_by_path, load_keras, torch_named
 
     model = program.keras(None)
-    load_weights(model, weights)
+    load_keras(model, weights)
     for _, layer in layers_by_path(model):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0

@@ -142,7 +142,8 @@ def test_emission_is_deterministic_and_named_after_layers(tmp_path):
 def test_compile_writes_the_bytes_of_the_api_model(tmp_path, name):
     """`compile` writes the model in pieces without building it (`ModelParts.serialized`):
     the bytes of the ModelProto `.onnx()` returns."""
-    from dualnet.compiler import onnx_model, write_onnx
+    from dualnet.backends.onnx.model import onnx_model
+    from dualnet.compiler import write_onnx
 
     summary = dualnet.load(str(MODELS / f"{name}.dnet")).check()
     out = write_onnx(summary, str(tmp_path), seed=2)

@@ -24,7 +24,11 @@ from torch import nn  # noqa: E402
 import dualnet  # noqa: E402
 from dualnet import cli  # noqa: E402
 from dualnet.backends.torch.init import init_state  # noqa: E402
-from dualnet.backends.torch.weights import load_torch, save_torch  # noqa: E402
+from dualnet.backends.torch.weights import (  # noqa: E402
+    load_torch,
+    save_torch,
+    write_tensors,  # noqa: E402
+)
 from dualnet.diagnostics import DualnetError, SourceCache, render  # noqa: E402
 from dualnet.weights import write_state  # noqa: E402
 
@@ -109,7 +113,7 @@ def lenet_instance():
 @pytest.fixture
 def lenet_file(tmp_path, lenet_instance):
     path = tmp_path / "lenet.safetensors"
-    write_state(init_state(lenet_instance, 0), path)
+    write_tensors(init_state(lenet_instance, 0), path)
     return path
 
 
@@ -277,13 +281,13 @@ def test_torchvision_like_state_dict_loads(tmp_path):
     assert set(saved) == {k for k in sd if not k.endswith("num_batches_tracked")}
 
     summary = dualnet.check_file(str(RESNET))
-    write_state(init_state(summary.instance, 0), tmp_path / "init.safetensors")
+    write_tensors(init_state(summary.instance, 0), tmp_path / "init.safetensors")
     dualnet.load_weights(target, tmp_path / "init.safetensors")  # strict: same key set
     assert (tmp_path / "init.safetensors").stat().st_size > 46_000_000
 
 
 def test_num_batches_tracked_in_a_state_is_not_written(tmp_path):
-    write_state(
+    write_tensors(
         {"bn.weight": torch.ones(2), "bn.num_batches_tracked": torch.tensor(3)},
         tmp_path / "w.safetensors",
     )

@@ -40,11 +40,9 @@ class KerasBackend(SourceBackend):
     def run(self, program, model, summary, inputs, weights, probe):
         import keras
 
-        from dualnet.weights import load_weights
-
         probes, state = self.module("probe"), self.module("state")
         built = program.keras(model)
-        load_weights(built, weights)
+        self.weights_io()[1](built, weights)
         for _, layer in state.layers_by_path(built) if probe.train else ():
             if isinstance(layer, keras.layers.Dropout):
                 layer.rate = 0.0

@@ -25,9 +25,7 @@ class OnnxBackend(Backend):
     def run(self, program, model, summary, inputs, weights, probe):
         import onnxruntime as ort
 
-        from dualnet.compiler import onnx_emitted
-
-        emitted = onnx_emitted(summary, weights, max_params=program.max_params)
+        emitted = self.module("model").onnx_emitted(summary, weights, max_params=program.max_params)
         self.module("validate").validate(emitted.model, summary.instance.span)
         graph, extra = emitted.model, []
         if probe.layers is not None:

@@ -15,7 +15,6 @@ from pathlib import PurePath
 
 import numpy as np
 
-from dualnet import __version__
 from dualnet.backends.onnx.builder import GraphBuilder
 from dualnet.backends.onnx.lowering import (
     NEWEST_OPSET,
@@ -35,6 +34,7 @@ from dualnet.diagnostics import error, option
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value, by_parameter
 from dualnet.ir.types import DType, TensorType
+from dualnet.version import __version__
 from dualnet.weights import mismatch_error, mismatches, state_specs
 
 DEFAULT_OPSET = 17

@@ -21,9 +21,9 @@ from onnx.reference.op_run import OpRun
 from onnx.reference.ops.op_conv_transpose import ConvTranspose as _ConvTranspose
 from onnx.reference.ops.op_max_pool import MaxPool as _MaxPool
 
-from dualnet.api import Summary
 from dualnet.backends.onnx.emit import DEFAULT_OPSET, emit_onnx
 from dualnet.backends.onnx.validate import validate
+from dualnet.frontend import Summary
 from dualnet.ir.graph import Graph, ModelInstance
 from dualnet.ir.types import DType, TensorType
 

@@ -40,10 +40,8 @@ class TorchBackend(SourceBackend):
         import numpy as np
         import torch
 
-        from dualnet.weights import load_weights
-
         module = program.torch(model)
-        load_weights(module, weights)
+        self.weights_io()[1](module, weights)
         module.train(probe.train)
         for sub in module.modules() if probe.train else ():
             if isinstance(sub, torch.nn.Dropout):

@@ -58,8 +58,14 @@ def serialize(state: Mapping[str, torch.Tensor]) -> bytes:
     return save_safetensors(tensors)
 
 
+def write_tensors(state: Mapping[str, torch.Tensor], path: PathLike, protect=()) -> None:
+    """Write `{name: tensor}` to a safetensors file atomically, never over a file of
+    `protect` (`dualnet.files.check_output`)."""
+    atomic_write(path, serialize(state), protect)
+
+
 def save_torch(module: torch.nn.Module, path: PathLike) -> None:
-    atomic_write(path, serialize(module_state(module)))
+    write_tensors(module_state(module), path)
 
 
 def load_torch(module: torch.nn.Module, path: PathLike) -> None:
