@@ -197,13 +197,20 @@ def test_torch_attention_matches_softmax_and_zeroes_empty_rows(th):
     assert (y[1] == 0).all()
 
 
-def test_torch_state_names_renames_children_in_state_dict(th):
+def test_torch_state_names_renames_children_in_state_dict_and_loading(th):
+    import torch
     from torch import nn
 
     module = nn.Module()
     module.held = nn.Linear(2, 2)
     th._state_names(module, {"held": "training"})
-    assert sorted(module.state_dict()) == ["training.bias", "training.weight"]
+    state = module.state_dict()
+    assert sorted(state) == ["training.bias", "training.weight"]
+    module.load_state_dict({k: torch.zeros_like(v) for k, v in state.items()})  # strict
+    assert not module.held.weight.any()
+    parent = nn.Sequential(module)  # renamed under a prefix too
+    assert sorted(parent.state_dict()) == ["0.training.bias", "0.training.weight"]
+    parent.load_state_dict(parent.state_dict())
 
 
 def test_torch_pad_first_pads_and_copies(th):

@@ -146,7 +146,9 @@ def _state_names(module, names):
         )
     )
     module.register_load_state_dict_pre_hook(
-        lambda state_dict, prefix, *args: renamed(state_dict, prefix, dnet, attrs)
+        lambda module, state_dict, prefix, *args: renamed(
+            state_dict, prefix, dnet, attrs
+        )
     )
     return module
 
