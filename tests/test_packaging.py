@@ -52,6 +52,9 @@ def test_wheel_ships_grammar_inside_package(dists: dict[str, Path]) -> None:
         assert names.count("dualnet/dnet.lark") == 1, "grammar missing or duplicated in wheel"
         assert whl.read("dualnet/dnet.lark") == GRAMMAR.read_bytes()
         assert "dualnet/__init__.py" in names
+        # the runtime helpers are read from their modules' text (not their ruff settings)
+        for name in ("torch_helpers.py", "keras_helpers.py", "ruff.toml"):
+            assert (f"dualnet/backends/runtime/{name}" in names) == name.endswith(".py")
         # only the package (plus metadata) goes into the wheel
         top = {n.split("/", 1)[0] for n in names}
         assert top == {"dualnet", "dualnet-0.1.0.dist-info"}, top

@@ -20,7 +20,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 keras = pytest.importorskip("keras")
 
 import tensorflow as tf  # noqa: E402
-from generated_source import assert_ruff_clean  # noqa: E402
 from keras import ops  # noqa: E402
 from lowering_cases import (  # noqa: E402
     CASES,
@@ -38,9 +37,9 @@ from lowering_cases import (  # noqa: E402
     randn,
 )
 
-from dualnet.backends.keras import runtime  # noqa: E402
 from dualnet.backends.keras.layout import SPATIAL_OPS  # noqa: E402
 from dualnet.backends.keras.lowering import (  # noqa: E402
+    HELPERS,
     KERAS_FUNCTIONS,
     KERAS_LAYERS,
     TRAINING,
@@ -50,7 +49,6 @@ from dualnet.backends.keras.lowering import (  # noqa: E402
     helpers_needed,
     lower_function,
 )
-from dualnet.backends.keras.runtime import HELPERS  # noqa: E402
 from dualnet.backends.keras.weights import keras_layer, to_keras  # noqa: E402
 from dualnet.ir.dims import sym  # noqa: E402
 from dualnet.ir.tagged import Tagged, Written, written  # noqa: E402
@@ -313,7 +311,7 @@ def test_lower_function_refuses_layers():
 
 def test_checking_never_imports_keras():
     code = (
-        "import sys, dualnet.backends.keras.lowering, dualnet.backends.keras.runtime; "
+        "import sys, dualnet.backends.keras.lowering, dualnet.backends.keras.emit; "
         "sys.exit(bool({'keras', 'tensorflow', 'torch'} & set(sys.modules)))"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -626,13 +624,6 @@ def test_helpers_needed_follows_dependencies():
     assert helpers_needed("ops.relu(x)") == []
 
 
-def test_helpers_are_clean_python(tmp_path):
-    source = "import keras\nfrom keras import ops\n\n\n" + "\n\n".join(HELPERS.values())
-    compile(source, "helpers", "exec")
-    _ruff(tmp_path, source, "--select", "E,F,W,B")
-    assert runtime.__doc__
-
-
 def _helpers(*names: str) -> dict:
     """A namespace with the runtime helpers `names` and the helpers they use."""
     ns = {"keras": keras, "ops": ops}
@@ -704,11 +695,3 @@ def test_runtime_padding_helper_matches_same_rule():
     x = positive(1, 7, 8, 2)
     y = ops.convert_to_numpy(ns["_pad_same"](ops.convert_to_tensor(x), (3, 3), (2, 3)))
     np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (1, 1), (0, 1), (0, 0))))
-
-
-def test_runtime_helpers_are_ruff_clean_and_formatted(tmp_path):
-    """The helpers go into generated files as they are: lint clean and unchanged by
-    `ruff format` under a user's default settings."""
-    path = tmp_path / "helpers.py"
-    path.write_text("import keras\nfrom keras import ops\n\n\n" + "\n\n".join(HELPERS.values()))
-    assert_ruff_clean([path])

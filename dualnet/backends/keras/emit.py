@@ -45,7 +45,6 @@ from dualnet.backends.python_class import (
     render,
     sequence,
 )
-from dualnet.backends.source_code import global_names
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import LayerInstance, ModelInstance, Node
@@ -117,22 +116,10 @@ _BUILTIN_STEPS = {
 }
 
 
-_UNCHECKED = (
-    "def _unchecked(model: str, where: str) -> keras.layers.Layer:\n"
-    '    """A configuration dualnet never checked: refuse it rather than guess sizes."""\n'
-    "    raise ValueError(\n"
-    '        f"{model}: dualnet checked no configuration that takes this branch "\n'
-    '        f"({where}); regenerate with such hyperparameters"\n'
-    "    )\n"
-)
-
-
 class KerasEmitter(Emitter):
     """Writes one Keras file for an entry model instance and everything it uses."""
 
-    module_names = frozenset({"keras", "ops", "math", "_register", "_unchecked"}) | set(
-        lowering.HELPERS
-    )
+    module_names = frozenset({"keras", "ops", "math", "_register"}) | set(lowering.HELPERS)
     # Keras fills `mask` and `training` itself; Layer.__init__ takes the keywords
     forward_reserved = frozenset({"self", "mask", "training"})
     init_reserved = frozenset(
@@ -170,6 +157,7 @@ class KerasEmitter(Emitter):
     def emit(self) -> str:
         body = self.write_classes()
         steps = "\n\n\n".join(self.step_classes())
+        # the runtime helpers it calls, `_unchecked` included
         helpers = lowering.helpers_needed(body + "\n\n" + steps)
         package = f"dualnet.{PurePath(self.source).stem}"
         interface = (
@@ -188,8 +176,7 @@ class KerasEmitter(Emitter):
             "_register = keras.saving.register_keras_serializable(package="
             f"{fmt_literal(package)})"
         )
-        own = [_UNCHECKED] if "_unchecked" in global_names(body) else []
-        parts = [header, *(lowering.HELPERS[h].strip() for h in helpers), *own, steps, body]
+        parts = [header, *(lowering.HELPERS[h].strip() for h in helpers), steps, body]
         return "\n\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
     def step_class(self, body: str, op: str) -> str:

@@ -6,8 +6,8 @@ Functions (`KERAS_FUNCTIONS`) lower a node to one Python expression; layers (`KE
 give a constructor expression for `__init__` (the Keras class and arguments of
 `weights.keras_layer`, the single source of truth shared with the weight conversions) and a
 call expression for `call`. Every row computes exactly the op's NumPy reference (LANGUAGE.md,
-CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or calls a helper of
-`runtime.HELPERS` (see `helpers_needed`). What every backend writes alike (number literals,
+CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or calls a runtime
+helper (`HELPERS`, see `helpers_needed`). What every backend writes alike (number literals,
 bracketing, defaults left out, argument lists, Python indexing) comes from
 `backends.source_helpers`.
 
@@ -74,7 +74,6 @@ from dataclasses import dataclass, replace
 from math import prod
 
 from dualnet.backends.conv_transpose import transposed_padding
-from dualnet.backends.keras.runtime import HELPERS
 from dualnet.backends.keras.weights import (
     CONVS,
     KerasLayer,
@@ -85,6 +84,7 @@ from dualnet.backends.keras.weights import (
     same_spans,
     strides_for_same,
 )
+from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.backends.source_helpers import (
     LayerLowering,
     NodeCall,
@@ -161,7 +161,7 @@ def _shape(dims, fmt) -> str:
 
 def _shaped(call: KerasCall, src: str, shape) -> str:
     """`src`, a value of `shape`, with its known sizes given back to TensorFlow's shape
-    inference where an op loses them (`runtime._shaped`)."""
+    inference where an op loses them (the runtime's `_shaped`)."""
     sizes = ", ".join(call.fmt(d) if isinstance(d, int) else "None" for d in shape)
     return f"_shaped({src}, {sizes})"
 
@@ -942,6 +942,10 @@ KERAS_FUNCTIONS: dict[str, Callable[[KerasCall], str]] = {
 def lower_function(op: str, call: KerasCall) -> str:
     """The expression computing function node `op` (a tuple or list for several results)."""
     return function_row(op, KERAS_FUNCTIONS, KERAS_LAYERS, "KERAS_LAYERS")(call)
+
+
+HELPERS = helper_sources(RUNTIME / "keras_helpers.py")
+"""The runtime helpers' source by name (`runtime/keras_helpers.py`, read, never imported)."""
 
 
 def helpers_needed(source: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The PyTorch backend: generated modules depend only on torch and the standard library.
 
-Nothing here imports torch: `lowering` and `runtime` only produce source text, so checking a
-model never pays for importing torch.
+Nothing here imports torch: `lowering` and `emit` only produce source text (the runtime
+helpers of `backends/runtime/torch_helpers.py` are read as text), so checking a model never
+pays for importing torch.
 """

@@ -37,18 +37,13 @@ _MODULES = {
 class TorchEmitter(Emitter):
     """Writes one PyTorch file for an entry model instance and everything it uses."""
 
-    module_names = frozenset(_MODULES) | {"_Function", "_unchecked"} | set(lowering.HELPERS)
+    module_names = frozenset(_MODULES) | set(lowering.HELPERS)
     attr_reserved = NN_MODULE_ATTRS
 
     def emit(self) -> str:
         body = self.write_classes()
-        own = [h for h in sorted(EMITTER_HELPERS) if h in global_names(body)]
-        helpers = lowering.helpers_needed("\n\n".join([body, *(EMITTER_HELPERS[h] for h in own)]))
-        code = (
-            [lowering.HELPERS[h].strip() for h in helpers]
-            + [EMITTER_HELPERS[h].strip() for h in own]
-            + [body]
-        )
+        # the runtime helpers it calls, the emitter's own (`_Function`, `_unchecked`) included
+        code = [lowering.HELPERS[h].strip() for h in lowering.helpers_needed(body)] + [body]
         used = global_names("\n\n".join(code))
         imports = [line for name, line in _MODULES.items() if name in used and name != "math"]
         imports = (["import math", ""] if "math" in used else []) + imports
@@ -289,31 +284,6 @@ _NN_STEPS = {
     "gelu": lambda a, inplace: f"nn.GELU(approximate={fmt_literal(a['approximate'])})",
     "clamp": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
 }
-
-# Helpers the emitter itself may call in generated code (the lowering table has its own).
-EMITTER_HELPERS = {
-    "_Function": (
-        "class _Function(nn.Module):\n"
-        '    """A parameterless step of an nn.Sequential: applies `fn` to its input."""\n\n'
-        "    def __init__(self, fn, name: str) -> None:\n"
-        "        super().__init__()\n"
-        "        self.fn = fn\n"
-        "        self.name = name\n\n"
-        "    def extra_repr(self) -> str:\n"
-        "        return self.name\n\n"
-        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
-        "        return self.fn(x)\n"
-    ),
-    "_unchecked": (
-        "def _unchecked(model: str, where: str) -> nn.Module:\n"
-        '    """A configuration dualnet never checked: refuse it rather than guess sizes."""\n'
-        "    raise ValueError(\n"
-        '        f"{model}: dualnet checked no configuration that takes this branch "\n'
-        '        f"({where}); regenerate with such hyperparameters"\n'
-        "    )\n"
-    ),
-}
-
 
 TorchEmitter.writer = TorchClassWriter
 

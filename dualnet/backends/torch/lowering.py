@@ -5,7 +5,7 @@ as F`). This module only produces strings: it never imports torch.
 Functions (`TORCH_FUNCTIONS`) lower a node to one Python expression; layers (`TORCH_LAYERS`)
 give a constructor expression for `__init__` and a call expression for `forward`. Every row
 computes exactly the op's NumPy reference (LANGUAGE.md, CONVENTIONS.md); where a plain torch
-call differs, the row fixes it inline or calls a helper of `runtime.HELPERS` (see
+call differs, the row fixes it inline or calls a runtime helper (`HELPERS`, see
 `helpers_needed`). What every backend writes alike (number literals, bracketing, defaults left
 out, argument lists, Python indexing) comes from `backends.source_helpers`. The differences
 handled, op by op:
@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.backends.source_helpers import (
     LayerLowering,
     NodeCall,
@@ -60,7 +61,6 @@ from dualnet.backends.source_helpers import (
     result_dtype,
     sizes,
 )
-from dualnet.backends.torch.runtime import HELPERS
 from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
 
@@ -660,6 +660,10 @@ TORCH_FUNCTIONS: dict[str, Callable[[TorchCall], str]] = {
 def lower_function(op: str, call: TorchCall) -> str:
     """The expression computing function node `op` (a tuple expression for several results)."""
     return function_row(op, TORCH_FUNCTIONS, TORCH_LAYERS, "TORCH_LAYERS")(call)
+
+
+HELPERS = helper_sources(RUNTIME / "torch_helpers.py")
+"""The runtime helpers' source by name (`runtime/torch_helpers.py`, read, never imported)."""
 
 
 def helpers_needed(source: str) -> list[str]:

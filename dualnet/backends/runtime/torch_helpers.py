@@ -1,18 +1,21 @@
-"""Runtime helpers for generated PyTorch code, as source text.
+"""Runtime helpers of generated PyTorch files: real code that dualnet never imports.
 
 A few lowerings cannot be one plain torch call: padding computed at run time, pooling and
 attention rules where PyTorch's behaviour differs from dualnet's, BatchNorm's extra buffer,
-a layer's `init=`.
-Each helper here is the source of one plain `def` that uses only `torch`, `nn` and `F`
-(`import torch`, `from torch import nn`, `import torch.nn.functional as F`); the emitter pastes
-the ones a generated file calls (`lowering.helpers_needed`) after its imports. Helpers may
-call each other: `helpers_needed` includes what a helper needs. This module does not import
-torch.
+a layer's `init=`; the emitter adds `_Function` (a Sequential step) and `_unchecked`.
+`runtime_source.helper_sources` reads each top-level definition's text from this file, and
+the emitter pastes the ones a generated file uses (with the helpers those use) after its
+imports. So a helper uses only the generated file's imports (below) and other helpers, and
+is formatted as generated files are (ruff's defaults: `ruff.toml`).
 """
 
 from __future__ import annotations
 
-_PAD_SAME = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
 def _pad_same(x, kernel, stride, dilation=None, value=0.0):
     """Pads the spatial axes of `x` (2, 3, ...) by TensorFlow's "same" rule, computed from
     x's sizes at run time: per axis, a total of max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n,
@@ -26,9 +29,8 @@ def _pad_same(x, kernel, stride, dilation=None, value=0.0):
             total - total // 2,
         ] + pads  # F.pad lists the last axis first
     return F.pad(x, pads, value=value)
-'''
 
-_AVG_POOL = '''
+
 def _avg_pool(x, kernel, stride, pads=None):
     """Average pooling that divides by the number of unpadded elements under each window
     (count_include_pad=False), with asymmetric `pads` ((before, after) per spatial axis), or
@@ -41,9 +43,8 @@ def _avg_pool(x, kernel, stride, pads=None):
         flat = [p for pair in reversed(pads) for p in pair]
         x, ones = F.pad(x, flat), F.pad(ones, flat)
     return pool(x, kernel, stride) / pool(ones, kernel, stride)
-'''
 
-_ATTENTION = '''
+
 def _attention(q, k, v, mask, causal=False):
     """Scaled dot-product attention with a bool `mask` (true = may attend) and an optional
     top-left causal rule. A query that may attend no key gets all-zero attention weights, so
@@ -60,9 +61,8 @@ def _attention(q, k, v, mask, causal=False):
     empty = ~mask.any(dim=-1, keepdim=True)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty)
     return y.masked_fill(empty, 0.0)
-'''
 
-_MHA = '''
+
 def _mha(attention, q, k, v, mask=None, causal=False):
     """Calls `attention`, an nn.MultiheadAttention(batch_first=True), with dualnet's `mask`,
     bool [B, Tk] or [B, Tq, Tk] with true = may attend, and top-left causal rule. PyTorch's
@@ -87,9 +87,8 @@ def _mha(attention, q, k, v, mask=None, causal=False):
     )[0]
     bias = attention.out_proj.bias
     return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
-'''
 
-_MHA_KEYS = '''
+
 def _mha_keys(attention, q, k, v, mask):
     """`attention` (an nn.MultiheadAttention, batch_first=True) with dualnet's key mask
     [B, Tk] (true = may attend) as PyTorch's key_padding_mask, its fast path. A query that
@@ -100,9 +99,8 @@ def _mha_keys(attention, q, k, v, mask):
     empty = empty[:, :, None]
     bias = attention.out_proj.bias
     return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
-'''
 
-_BN = '''
+
 def _bn(module):
     """`module`, a BatchNorm, without `num_batches_tracked` in its state_dict: dualnet's weight
     files hold weight, bias, running_mean and running_var only. The counter only matters when
@@ -112,38 +110,20 @@ def _bn(module):
     )
     module.register_load_state_dict_pre_hook(_skip_num_batches_tracked)
     return module
-'''
 
-_SKIP_NUM_BATCHES_TRACKED = '''
+
 def _skip_num_batches_tracked(module, state_dict, prefix, *args):
     """BatchNorm adds `num_batches_tracked` to a state dict that lacks it (or a PyTorch
     checkpoint has one): drop it before loading."""
     state_dict.pop(prefix + "num_batches_tracked", None)
-'''
 
-_UNPACK_LSTM = '''
+
 def _unpack_lstm(result):
     """nn.LSTM's (y, (h, c)) as (y, h, c)."""
     y, (h, c) = result
     return y, h, c
-'''
-
-_PAD_FIRST = '''
-def _pad_first(module, pad):
-    """`module` (a convolution, a step of an nn.Sequential) with its input padded by `pad`
-    first, where nn.Conv's own `padding=` cannot say the padding; its parameters keep their
-    names. Its forward is a method bound to it, so a copy (copy.deepcopy) runs its own."""
-    module.pad_first = pad
-    module.forward = _forward_padded.__get__(module)
-    return module
 
 
-def _forward_padded(self, x):
-    return type(self).forward(self, self.pad_first(x))
-'''
-
-
-_STATE_NAMES = '''
 def _state_names(module, names):
     """Gives children held under another attribute (`names`: attribute → .dnet name, for a
     name nn.Module keeps for itself, such as `training`) their .dnet names in state_dict and
@@ -155,20 +135,37 @@ def _state_names(module, names):
         for key, value in items:
             for a, b in zip(old, new, strict=True):
                 if key.startswith(prefix + a + "."):
-                    key = prefix + b + key[len(prefix + a):]
+                    key = prefix + b + key[len(prefix + a) :]
                     break
             state_dict[key] = value
 
     attrs, dnet = list(names), list(names.values())
     module.register_state_dict_post_hook(
-        lambda module, state_dict, prefix, local: renamed(state_dict, prefix, attrs, dnet))
+        lambda module, state_dict, prefix, local: renamed(
+            state_dict, prefix, attrs, dnet
+        )
+    )
     module.register_load_state_dict_pre_hook(
-        lambda state_dict, prefix, *args: renamed(state_dict, prefix, dnet, attrs))
+        lambda module, state_dict, prefix, *args: renamed(
+            state_dict, prefix, dnet, attrs
+        )
+    )
     return module
-'''
 
 
-_INIT = '''
+def _pad_first(module, pad):
+    """`module` (a convolution, a step of an nn.Sequential) with its input padded by `pad`
+    first, where nn.Conv's own `padding=` cannot say the padding; its parameters keep their
+    names. Its forward is a method bound to it, so a copy (copy.deepcopy) runs its own."""
+    module.pad_first = pad
+    module.forward = _forward_padded.__get__(module)
+    return module
+
+
+def _forward_padded(self, x):
+    return type(self).forward(self, self.pad_first(x))
+
+
 def _init(module, scheme):
     """`module` with its weight drawn by torch.nn.init's `scheme` (dualnet's `init=`); its bias
     keeps PyTorch's default, and "default" keeps the whole module as PyTorch made it."""
@@ -184,22 +181,26 @@ def _init(module, scheme):
     if scheme != "default":
         schemes[scheme](module.weight)
     return module
-'''
 
 
-HELPERS: dict[str, str] = {
-    name: source.strip() + "\n"
-    for name, source in (
-        ("_pad_same", _PAD_SAME),
-        ("_avg_pool", _AVG_POOL),
-        ("_attention", _ATTENTION),
-        ("_mha", _MHA),
-        ("_mha_keys", _MHA_KEYS),
-        ("_bn", _BN),
-        ("_skip_num_batches_tracked", _SKIP_NUM_BATCHES_TRACKED),
-        ("_unpack_lstm", _UNPACK_LSTM),
-        ("_state_names", _STATE_NAMES),
-        ("_pad_first", _PAD_FIRST),
-        ("_init", _INIT),
+class _Function(nn.Module):
+    """A parameterless step of an nn.Sequential: applies `fn` to its input."""
+
+    def __init__(self, fn, name: str) -> None:
+        super().__init__()
+        self.fn = fn
+        self.name = name
+
+    def extra_repr(self) -> str:
+        return self.name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _unchecked(model: str, where: str) -> nn.Module:
+    """A configuration dualnet never checked: refuse it rather than guess sizes."""
+    raise ValueError(
+        f"{model}: dualnet checked no configuration that takes this branch "
+        f"({where}); regenerate with such hyperparameters"
     )
-}

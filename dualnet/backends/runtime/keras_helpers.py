@@ -1,21 +1,25 @@
-"""Runtime helpers for generated Keras code, as source text.
+"""Runtime helpers of generated Keras files: real code that dualnet never imports.
 
 A few lowerings cannot be one plain Keras call: padding computed at run time, pooling
 (adaptive pooling too), softplus and attention rules where Keras's behaviour differs from
 dualnet's, sizes TensorFlow's shape inference loses, softmax beyond its rank limit, bilinear
 upsampling of sizes known at run time only, the recurrent layers (a stack of Keras LSTM / GRU
-layers returning PyTorch's states), BatchNorm's training step, and PyTorch's initialisers
+layers returning PyTorch's states), BatchNorm's training step, PyTorch's initialisers
 (`_TorchInit`, `_TorchKernelInit`; `_MultiHeadAttention` where one initializer per layer
-cannot say it). Each helper here is the source of one plain `def` or class that uses only
-`keras` and `ops` (`import keras`, `from keras import ops`), channels-last like the generated
-model; the emitter pastes the ones a generated file calls (`lowering.helpers_needed`) after
-its imports. Helpers may call each other: `helpers_needed` includes what a helper needs. This
-module does not import Keras.
+cannot say it), Sequential steps the emitter inserts, and `_unchecked`. All are
+channels-last like the generated model.
+`runtime_source.helper_sources` reads each top-level definition's text from this file, and
+the emitter pastes the ones a generated file uses (with the helpers those use) after its
+imports. So a helper uses only the generated file's imports (below) and other helpers, and
+is formatted as generated files are (ruff's defaults: `ruff.toml`).
 """
 
 from __future__ import annotations
 
-_SHAPED = '''
+import keras
+from keras import ops
+
+
 def _shaped(x, *sizes):
     """`x` with its known `sizes` (None: only known at run time) told to TensorFlow, whose
     shape inference loses some (a slice of an axis of unknown size, a dilated convolution or
@@ -24,9 +28,8 @@ def _shaped(x, *sizes):
     shape = ops.shape(x)
     known = tuple(shape[i] if n is None else n for i, n in enumerate(sizes))
     return ops.reshape(x, known)
-'''
 
-_PAD_SAME = '''
+
 def _pad_same(x, kernel, stride):
     """Pads the spatial axes of channels-last `x` by TensorFlow's "same" rule, computed from
     x's sizes at run time: per axis, a total of max((ceil(n / s) - 1) * s + k - n, 0), the odd
@@ -38,9 +41,8 @@ def _pad_same(x, kernel, stride):
         total = max(total, 0) if isinstance(total, int) else ops.maximum(total, 0)
         pads.append((total // 2, total - total // 2))
     return ops.pad(x, pads + [(0, 0)])
-'''
 
-_AVG_POOL = '''
+
 def _avg_pool(x, kernel, stride, pads):
     """Average pooling of channels-last `x` padded by `pads` ((before, after) per spatial
     axis) that divides by the number of unpadded elements under each window
@@ -49,9 +51,8 @@ def _avg_pool(x, kernel, stride, pads):
     ones = ops.ones_like(x[:1, ..., :1])
     total = ops.average_pool(ops.pad(x, width), kernel, stride)
     return total / ops.average_pool(ops.pad(ones, width), kernel, stride)
-'''
 
-_ADAPTIVE_POOL = '''
+
 def _adaptive_pool(x, axis, n, size):
     """Average pooling of axis `axis` of `x` from `n` to `size` elements over PyTorch's
     adaptive windows: output i is the mean of inputs floor(i·n/size) to
@@ -62,17 +63,30 @@ def _adaptive_pool(x, axis, n, size):
         window = x[lead + (slice(i * n // size, -(-(i + 1) * n // size)),)]
         means.append(ops.mean(window, axis=axis, keepdims=True))
     return ops.concatenate(means, axis=axis)
-'''
 
-_SOFTPLUS = '''
+
 def _softplus(x, beta, threshold):
     """PyTorch's softplus: log(1 + exp(beta * x)) / beta, and x itself where
     beta * x > threshold."""
     scaled = x * beta
     return ops.where(scaled > threshold, x, ops.softplus(scaled) / beta)
-'''
 
-_UPSAMPLE_BILINEAR = '''
+
+def _softmax(x, axis=-1, log=False):
+    """softmax (log_softmax with `log`) of `x` along `axis`, at any rank: TensorFlow's kernel
+    takes rank <= 5, so a higher-rank x is softmaxed as a matrix, its axis moved last and the
+    other axes merged into rows, then given its shape back."""
+    fn = ops.log_softmax if log else ops.softmax
+    rank = ops.ndim(x)
+    if rank <= 5:
+        return fn(x, axis=axis)
+    last = axis % rank == rank - 1
+    moved = x if last else ops.moveaxis(x, axis, -1)
+    shape = ops.shape(moved)
+    y = ops.reshape(fn(ops.reshape(moved, (-1, shape[-1])), axis=-1), shape)
+    return y if last else ops.moveaxis(y, -1, axis)
+
+
 def _upsample_bilinear(x, scale):
     """Bilinear upsampling of channels-last `x` [B, H, W, C] by the integer factors `scale`,
     as PyTorch's align_corners=False, for sizes only known at run time (ops.image.resize wants
@@ -88,32 +102,14 @@ def _upsample_bilinear(x, scale):
         below, above = ops.take(x, lo, axis=axis), ops.take(x, hi, axis=axis)
         x = below * (1.0 - weight) + above * weight
     return x
-'''
 
-_SOFTMAX = '''
-def _softmax(x, axis=-1, log=False):
-    """softmax (log_softmax with `log`) of `x` along `axis`, at any rank: TensorFlow's kernel
-    takes rank <= 5, so a higher-rank x is softmaxed as a matrix, its axis moved last and the
-    other axes merged into rows, then given its shape back."""
-    fn = ops.log_softmax if log else ops.softmax
-    rank = ops.ndim(x)
-    if rank <= 5:
-        return fn(x, axis=axis)
-    last = axis % rank == rank - 1
-    moved = x if last else ops.moveaxis(x, axis, -1)
-    shape = ops.shape(moved)
-    y = ops.reshape(fn(ops.reshape(moved, (-1, shape[-1])), axis=-1), shape)
-    return y if last else ops.moveaxis(y, -1, axis)
-'''
 
-_CAUSAL_MASK = '''
 def _causal_mask(queries, keys):
     """The top-left causal rule as a bool [queries, keys] mask: query i may attend key j
     when j <= i."""
     return ops.arange(keys)[None, :] <= ops.arange(queries)[:, None]
-'''
 
-_ATTENTION = '''
+
 def _attention(q, k, v, mask=None, causal=False):
     """softmax(q k^T / sqrt(d)) v over [..., T, d] tensors, with a bool `mask` broadcast to
     [..., Tq, Tk] (true = may attend) and an optional top-left causal rule. A query that may
@@ -129,9 +125,8 @@ def _attention(q, k, v, mask=None, causal=False):
     scores = ops.where(ops.logical_or(mask, empty), scores, float("-inf"))
     weights = ops.where(mask, _softmax(scores), 0.0)
     return ops.matmul(weights, v)
-'''
 
-_MHA = '''
+
 def _mha(attention, q, k, v, mask, causal=False):
     """Calls `attention`, a keras.layers.MultiHeadAttention, with dualnet's `mask` (bool
     [B, Tk] or [B, Tq, Tk], true = may attend) and top-left causal rule. A query that may
@@ -145,9 +140,8 @@ def _mha(attention, q, k, v, mask, causal=False):
     y = attention(q, v, key=k, attention_mask=mask)
     bias = attention.output_dense.bias
     return ops.where(empty, 0.0 if bias is None else bias, y)
-'''
 
-_TORCH_INIT = '''
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _TorchInit(keras.initializers.Initializer):
     """PyTorch's initialisation of a weight (torch.nn.init), element by element i.i.d., with
@@ -208,9 +202,8 @@ class _TorchInit(keras.initializers.Initializer):
             "terms": self.terms,
             "seed": self.seed,
         }
-'''
 
-_TORCH_KERNEL_INIT = '''
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _TorchKernelInit(_TorchInit):
     """`_TorchInit` for a Keras kernel that holds a PyTorch kernel with zeros around it:
@@ -247,9 +240,8 @@ class _TorchKernelInit(_TorchInit):
             "dilation": self.dilation,
             "groups": self.groups,
         }
-'''
 
-_MULTI_HEAD_ATTENTION = '''
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _MultiHeadAttention(keras.layers.MultiHeadAttention):
     """MultiHeadAttention initialised as PyTorch's nn.MultiheadAttention: the query, key and
@@ -272,9 +264,8 @@ class _MultiHeadAttention(keras.layers.MultiHeadAttention):
         initializer = _TorchInit("default", fan_in=dim)
         output = {**common_kwargs, "kernel_initializer": initializer}
         return super()._make_output_dense(query_shape, output, name)
-'''
 
-_RECURRENT = '''
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _Recurrent(keras.layers.Layer):
     """dualnet's batch-first LSTM or GRU: `num_layers` Keras LSTM / GRU layers (GRU with
@@ -340,9 +331,8 @@ class _Recurrent(keras.layers.Layer):
             "num_layers": self.num_layers,
             "bidirectional": self.bidirectional,
         }
-'''
 
-_BATCH_NORM = '''
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _BatchNorm(keras.layers.BatchNormalization):
     """BatchNormalization over the last axis whose training step updates the moving
@@ -375,9 +365,8 @@ class _BatchNorm(keras.layers.BatchNormalization):
             epsilon=self.epsilon,
         )
         return ops.cast(y, self.compute_dtype)
-'''
 
-_BATCH_AXIS = '''
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _BatchAxis(keras.layers.Layer):
     """A step a Sequential gets around a Dense that acts on a tensor without a batch axis
@@ -392,9 +381,8 @@ class _BatchAxis(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "add": self.add}
-'''
 
-_PAD_SAME_STEP = '''
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _PadSame(keras.layers.Layer):
     """A step a Sequential gets before a convolution whose padding="same" TensorFlow
@@ -409,27 +397,11 @@ class _PadSame(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "kernel": self.kernel, "stride": self.stride}
-'''
 
-HELPERS: dict[str, str] = {
-    name: source.strip() + "\n"
-    for name, source in (
-        ("_shaped", _SHAPED),
-        ("_pad_same", _PAD_SAME),
-        ("_avg_pool", _AVG_POOL),
-        ("_adaptive_pool", _ADAPTIVE_POOL),
-        ("_softplus", _SOFTPLUS),
-        ("_softmax", _SOFTMAX),
-        ("_upsample_bilinear", _UPSAMPLE_BILINEAR),
-        ("_causal_mask", _CAUSAL_MASK),
-        ("_attention", _ATTENTION),
-        ("_mha", _MHA),
-        ("_TorchInit", _TORCH_INIT),
-        ("_TorchKernelInit", _TORCH_KERNEL_INIT),
-        ("_MultiHeadAttention", _MULTI_HEAD_ATTENTION),
-        ("_Recurrent", _RECURRENT),
-        ("_BatchNorm", _BATCH_NORM),
-        ("_BatchAxis", _BATCH_AXIS),
-        ("_PadSame", _PAD_SAME_STEP),
+
+def _unchecked(model: str, where: str) -> keras.layers.Layer:
+    """A configuration dualnet never checked: refuse it rather than guess sizes."""
+    raise ValueError(
+        f"{model}: dualnet checked no configuration that takes this branch "
+        f"({where}); regenerate with such hyperparameters"
     )
-}
