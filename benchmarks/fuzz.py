@@ -4,22 +4,22 @@
     python benchmarks/fuzz.py --examples N [--seed S] [--out DIR] [--every K]
                               [--constructs LIST] [--shrink [--match TEXT]]
 
-Runs N random valid .dnet programs from `dualnet.fuzzing.programs()` (hypothesis with
+Runs N random valid .dnet programs from `dualnet.verify.fuzzing.programs()` (hypothesis with
 max_examples=N, seeded by S, no example database, generation only: a failure is kept as
 found, not shrunk) through PyTorch, Keras and ONNX Runtime on the same inputs and seeded
-weights, and compares every output of every backend pair (`dualnet.parity`, tolerance
+weights, and compares every output of every backend pair (`dualnet.verify.parity`, tolerance
 1e-4 relative). A program that fails `check`, raises in a backend, or disagrees is a
 failure: it is written to DIR (default $TMPDIR/dualnet-fuzz, created on the first failure) with
 the sizes and the finding in comments, ready for tests/fuzz_regressions/ (a program with an
 imported file as a directory holding fuzz.dnet and blocks.dnet). Training-mode programs
-also run one step of Keras's `train_on_batch` against PyTorch (`dualnet/fuzzing/fit.py`).
+also run one step of Keras's `train_on_batch` against PyTorch (`dualnet/verify/fuzzing/fit.py`).
 
 Prints progress every K programs, then the registry ops the programs used (programs, uses)
 and a table: programs run, time per program, the worst relative error per backend pair,
 and each failure. Exits 1 on any failure.
 
 --constructs limits the programs to some of the language's constructs (comma-separated,
-`ops` always included; default all: dualnet.fuzzing.CONSTRUCTS).
+`ops` always included; default all: dualnet.verify.fuzzing.CONSTRUCTS).
 
 With --shrink the run stops at the first failure (whose finding contains TEXT, with
 --match) and hypothesis shrinks it: only the smallest failing program is written.

@@ -105,7 +105,7 @@ def build_variants(tf: Any, name: str, workdir: Path) -> dict[str, Any]:
     import handwritten_keras
 
     import dualnet
-    from dualnet.weights import write_state
+    from dualnet.io.weights import write_state
 
     program = dualnet.load(str(ROOT / "models" / f"{name}.dnet"))
     state = random_state(program.check(), seed=1)

@@ -4,7 +4,7 @@
     python benchmarks/onnx_bench.py [--threads 2] [--budget 1.0] [--runs 5] [--strict]
 
 Measures, on models/resnet18.dnet with one seeded weight file (non-trivial BatchNorm
-statistics, keras_latency.random_state, written by `dualnet.weights.write_state`):
+statistics, keras_latency.random_state, written by `dualnet.io.weights.write_state`):
   1. Emission time: `dualnet.load(path).onnx(weights=W).SerializeToString()` in-process
      (parse, check, read the weights, emit, onnx.checker, serialize: every call starts from
      the .dnet file) against `torch.onnx.export` of the hand-written torchvision-style
@@ -99,7 +99,7 @@ def quiet() -> Iterator[None]:
 
 def write_weights(path: Path) -> None:
     import dualnet
-    from dualnet.weights import write_state
+    from dualnet.io.weights import write_state
 
     write_state(random_state(dualnet.load(str(MODEL)).check(), seed=1), path)
 

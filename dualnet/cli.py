@@ -377,8 +377,8 @@ def _compile(args, summary) -> int:
 def _run(args, summary) -> int:
     """Run the model on the inputs with one backend and write the outputs."""
     from dualnet.compiler import Program
-    from dualnet.files import check_output
-    from dualnet.runner import read_inputs, run, write_outputs
+    from dualnet.io.files import check_output
+    from dualnet.verify.runner import read_inputs, run, write_outputs
 
     protect = (
         *summary.files,
@@ -401,8 +401,8 @@ def _run(args, summary) -> int:
 
 
 def _ops() -> int:
-    from dualnet.ops_matrix import matrix
-    from dualnet.table import render_table
+    from dualnet.verify.ops_matrix import matrix
+    from dualnet.verify.table import render_table
 
     rows = matrix()
     print(
@@ -415,7 +415,7 @@ def _parity(args, summary) -> int:
     """The differences table (and the per-layer one); exit 1 when a pair exceeds the
     tolerance."""
     from dualnet.compiler import Program
-    from dualnet.parity import compare, compare_layers, layer_table, output_table, parse_dims
+    from dualnet.verify.parity import compare, compare_layers, layer_table, output_table, parse_dims
 
     program = Program(args.file, tuple(args.include), args.max_params)
     dims = parse_dims(args.dims)
@@ -451,8 +451,8 @@ def _parity_files(args) -> int:
     from dualnet.compiler import Program
     from dualnet.diagnostics import DualnetError
     from dualnet.frontend import check_file
-    from dualnet.parity import TOLERANCE, compare, parse_dims
-    from dualnet.table import render_table
+    from dualnet.verify.parity import TOLERANCE, compare, parse_dims
+    from dualnet.verify.table import render_table
 
     if args.model or args.per_layer:
         print("dualnet: error: --model and --per-layer take one FILE", file=sys.stderr)
@@ -507,8 +507,8 @@ def _parity_files(args) -> int:
 def _gradcheck(args, summary) -> int:
     """The finite-difference and cross-backend tables; exit 1 when a tensor fails."""
     from dualnet.compiler import Program
-    from dualnet.gradcheck import agreement_table, check_table, gradcheck
-    from dualnet.parity import parse_dims
+    from dualnet.verify.gradcheck import agreement_table, check_table, gradcheck
+    from dualnet.verify.parity import parse_dims
 
     checks, agreements, where = gradcheck(
         Program(args.file, tuple(args.include), args.max_params),
@@ -546,7 +546,7 @@ def _json(summary) -> dict:
 
 def _init(args, summary) -> int:
     """Draw the initial state with the seed and write it atomically to `args.output`."""
-    from dualnet.files import check_output
+    from dualnet.io.files import check_output
     from dualnet.memory import require_allocatable
 
     require_allocatable(summary.instance, args.max_params)
@@ -578,7 +578,7 @@ def _print_diagnostics(summary) -> None:
 
 
 def _print_table(summary) -> None:
-    from dualnet.table import render_table
+    from dualnet.verify.table import render_table
 
     title = (
         f"{summary.model}({', '.join(summary.input_types)}) -> {', '.join(summary.output_types)}"

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from dualnet.backends import backend
+from dualnet.backends.common.selfcheck import check_parameters
+from dualnet.backends.common.source_code import validate
 from dualnet.backends.initial import initial_weights
 from dualnet.backends.onnx.model import onnx_emitted, onnx_model
-from dualnet.backends.selfcheck import check_parameters
-from dualnet.backends.source_code import validate
 from dualnet.diagnostics import DualnetError, error, option
 from dualnet.extras import needs_extras
-from dualnet.files import atomic_write, check_output, make_directory, temporary_directory
 from dualnet.frontend import Summary, check_file
+from dualnet.io.files import atomic_write, check_output, make_directory, temporary_directory
 from dualnet.memory import require_allocatable
 
 LAYOUTS = ("channels_first", "channels_last")
@@ -182,7 +182,7 @@ class Program:
         built = namespace[entry](**hyper)
         check_parameters(summary, backend(target).shapes(built, summary), target)
         if seed is not None:
-            from dualnet.weights import write_state
+            from dualnet.io.weights import write_state
 
             with tempfile.TemporaryDirectory(prefix="dualnet-init-") as tmp:
                 path = os.path.join(tmp, "init.safetensors")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import dualnet
-from dualnet import fuzzing, parity
 from dualnet.backends import BACKENDS
-from dualnet.weights import write_state
+from dualnet.io.weights import write_state
+from dualnet.verify import fuzzing, parity
 
 sys.path.insert(0, str(Path(__file__).parent / "backends"))
 from zoo_data import random_weights  # noqa: E402

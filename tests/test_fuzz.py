@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from dualnet import fuzzing, parity
 from dualnet.diagnostics import DualnetError
 from dualnet.ir.dims import Dim, substitute
+from dualnet.verify import fuzzing, parity
 
 HERE = Path(__file__).parent / "fuzz_regressions"
 REGRESSIONS = sorted([*HERE.glob("*.dnet"), *(p for p in HERE.iterdir() if p.is_dir())])

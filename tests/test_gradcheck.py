@@ -12,13 +12,14 @@ import pytest
 import torch
 
 import dualnet
-from dualnet import cli, gradcheck
+from dualnet import cli
 from dualnet.backends import BACKENDS as ALL_BACKENDS
 from dualnet.backends.initial import initial_weights
 from dualnet.backends.onnx.emit import emit_onnx
 from dualnet.backends.onnx.float64 import evaluator, float64_model, widened
 from dualnet.backends.onnx.model import onnx_model
-from dualnet.parity import random_inputs
+from dualnet.verify import gradcheck
+from dualnet.verify.parity import random_inputs
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 BACKENDS = list(ALL_BACKENDS)

@@ -13,12 +13,12 @@ import pytest
 from hostile_names import FILE_NAMES, MARKER, ROLES, chunks, corpus
 
 import dualnet
-from dualnet import parity
 from dualnet.backends import BACKENDS
 from dualnet.backends.keras.base_attrs import KERAS_BASE_ATTRS
 from dualnet.backends.torch.module_attrs import NN_MODULE_ATTRS
 from dualnet.compiler import compile_file
-from dualnet.weights import state_specs
+from dualnet.io.weights import state_specs
+from dualnet.verify import parity
 
 NAMES = corpus()
 CHUNK = 140

@@ -7,7 +7,7 @@ import sys
 
 from dualnet.backends import BACKENDS
 from dualnet.ops import REGISTRY
-from dualnet.ops_matrix import matrix, missing
+from dualnet.verify.ops_matrix import matrix, missing
 
 
 def test_every_op_has_a_row_for_every_backend():

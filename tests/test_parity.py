@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import dualnet
-from dualnet import cli, parity
+from dualnet import cli
 from dualnet.backends import BACKENDS
 from dualnet.diagnostics import DualnetError
+from dualnet.verify import parity
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -101,7 +102,7 @@ def test_per_layer_zoo_layers_agree_in_their_own_axis_order():
 
 
 def test_training_mode_compares_outputs_and_running_statistics(capsys):
-    from dualnet.runner import Probe
+    from dualnet.verify.runner import Probe
 
     program = dualnet.load(str(MODELS / "mobilenetv2.dnet"))
     rows, _ = parity.compare(program, None, ["torch", "keras"], train=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dualnet import fuzzing
+from dualnet.verify import fuzzing
 
 PROGRAMS = sorted((Path(__file__).parent / "programs").glob("*.dnet"))
 TOLERANCE = 1e-5

@@ -26,12 +26,12 @@ import pytest
 from runcli import assert_clean, assert_located, run_cli, show
 
 import dualnet
-from dualnet import files
 from dualnet.backends import BACKENDS
 from dualnet.diagnostics import DualnetError
 from dualnet.extras import missing
-from dualnet.runner import read_npy
-from dualnet.weights import read_tensors
+from dualnet.io import files
+from dualnet.io.weights import read_tensors
+from dualnet.verify.runner import read_npy
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "models" / "mlp.dnet"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dualnet.extras import needs_extras
 from dualnet.frontend import Summary
+from dualnet.io.weights import read_arrays
 from dualnet.memory import require_allocatable
-from dualnet.weights import read_arrays
 
 
 @needs_extras

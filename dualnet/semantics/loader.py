@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dualnet.budget import BudgetExceeded
 from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
-from dualnet.files import read_limited
+from dualnet.io.files import read_limited
 from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
 from dualnet.syntax.parser import decode_source, parse

@@ -13,7 +13,7 @@ import torch
 from zoo_data import random_inputs, random_weights
 
 import dualnet
-from dualnet.weights import write_state
+from dualnet.io.weights import write_state
 
 TOL = 1e-4
 

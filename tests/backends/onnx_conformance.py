@@ -230,7 +230,7 @@ def matched_cases() -> list[Case]:
 def run_case(case: Case) -> dict[str, list[np.ndarray] | Exception]:
     """Each backend's outputs for the case (or the exception it raised)."""
     import dualnet
-    from dualnet.weights import write_state
+    from dualnet.io.weights import write_state
 
     inputs = [case.inputs[i] for i in case.args]
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,7 @@ from dualnet.backends.keras.lowering import KERAS_DTYPES
 from dualnet.backends.keras.state import torch_named
 from dualnet.compiler import compile_file
 from dualnet.diagnostics import DualnetError
-from dualnet.weights import write_state
+from dualnet.io.weights import write_state
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"

@@ -22,12 +22,12 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from safetensors.torch import save_file as save_torch_file  # noqa: E402
 
 import dualnet  # noqa: E402
-from dualnet.backends.conv_transpose import transposed_padding  # noqa: E402
+from dualnet.backends.common.conv_transpose import transposed_padding  # noqa: E402
 from dualnet.backends.keras.state import BIASES, SHAPES, leaves  # noqa: E402
 from dualnet.backends.keras.weights import RNNS, dilates_kernel, make_layer  # noqa: E402
 from dualnet.backends.torch.weights import save_torch  # noqa: E402
 from dualnet.diagnostics import DualnetError  # noqa: E402
-from dualnet.weights import write_state  # noqa: E402
+from dualnet.io.weights import write_state  # noqa: E402
 
 
 class Recurrent(keras.layers.Layer):

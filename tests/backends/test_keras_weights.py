@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras_arrays import channels_last, channels_last_back, close, filled, reference  # noqa: E402
 
-from dualnet.backends.conv_transpose import transposed_padding  # noqa: E402
+from dualnet.backends.common.conv_transpose import transposed_padding  # noqa: E402
 from dualnet.backends.keras.weights import (  # noqa: E402
     dilates_kernel,
     flatten_permutation,

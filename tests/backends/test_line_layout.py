@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from dualnet.backends.line_layout import layout
+from dualnet.backends.common.line_layout import layout
 
 LONG = "self.a_rather_long_attribute_name + self.another_rather_long_attribute_name + 1"
 

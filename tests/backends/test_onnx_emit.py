@@ -13,7 +13,7 @@ from zoo_data import random_weights
 import dualnet
 from dualnet.backends import BACKENDS
 from dualnet.diagnostics import DualnetError
-from dualnet.runner import ordered_inputs, read_inputs
+from dualnet.verify.runner import ordered_inputs, read_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -154,7 +154,7 @@ def test_compile_imports_neither_the_onnx_package_nor_a_framework(tmp_path):
     """`compile --target onnx --weights` gets ONNX's protobuf classes without the onnx
     package, whose import (ml_dtypes, the checker) takes longer than the whole command may
     (benchmarks/onnx_startup.py); nor does it import torch, TensorFlow or ONNX Runtime."""
-    from dualnet.weights import write_state
+    from dualnet.io.weights import write_state
 
     weights = tmp_path / "w.safetensors"
     write_state(_weights(dualnet.load(str(MODELS / "lenet5.dnet")).check()), weights)
@@ -249,7 +249,7 @@ def test_run_command_on_every_backend_agrees(tmp_path):
 def test_bad_weights_and_opsets_are_diagnostics(tmp_path):
     program = dualnet.load(str(MODELS / "lenet5.dnet"))
     other = tmp_path / "mlp.safetensors"
-    from dualnet.weights import write_state
+    from dualnet.io.weights import write_state
 
     write_state(_weights(dualnet.load(str(MODELS / "mlp.dnet")).check()), other)
     assert _code(lambda: program.onnx(weights=str(other))) == "E-WEIGHTS"

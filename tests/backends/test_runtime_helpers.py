@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from generated_source import assert_ruff_clean
 
+from dualnet.backends.common.source_helpers import helpers_used
 from dualnet.backends.keras import lowering as keras_lowering
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
-from dualnet.backends.source_helpers import helpers_used
 from dualnet.backends.torch import emit as torch_emit
 from dualnet.backends.torch import lowering as torch_lowering
 

@@ -17,7 +17,7 @@ from zoo_data import random_inputs, random_weights
 import dualnet
 from dualnet.compiler import compile_file
 from dualnet.diagnostics import DualnetError
-from dualnet.reference import run_reference
+from dualnet.verify.reference import run_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"

@@ -18,9 +18,9 @@ torch = pytest.importorskip("torch")
 
 import dualnet  # noqa: E402
 from dualnet.backends.torch.init import TORCH_DTYPES, draw, init_state  # noqa: E402
+from dualnet.io.weights import state_specs  # noqa: E402
 from dualnet.ir.graph import Init, ParamSpec  # noqa: E402
 from dualnet.ir.types import DType  # noqa: E402
-from dualnet.weights import state_specs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"

@@ -30,7 +30,7 @@ from dualnet.backends.torch.weights import (  # noqa: E402
     write_tensors,  # noqa: E402
 )
 from dualnet.diagnostics import DualnetError, SourceCache, render  # noqa: E402
-from dualnet.weights import write_state  # noqa: E402
+from dualnet.io.weights import write_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LENET = ROOT / "models" / "lenet5.dnet"

@@ -28,7 +28,7 @@ class KerasBackend(SourceBackend):
         return state.save_keras, state.load_keras
 
     def shapes(self, built, summary) -> dict[str, tuple[int, ...]]:
-        from dualnet.weights import state_specs
+        from dualnet.io.weights import state_specs
 
         return self.module("state").held_shapes(
             built, {n: tuple(s.shape) for n, s in state_specs(summary.instance)}

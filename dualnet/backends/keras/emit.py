@@ -14,10 +14,20 @@ import ast as pyast
 import math
 from pathlib import PurePath
 
-from dualnet import __version__
-from dualnet.backends import escape
-from dualnet.backends.class_plan import ClassPlan, Unit
-from dualnet.backends.conv_transpose import transposed_padding
+from dualnet.backends.common import escape
+from dualnet.backends.common.class_plan import ClassPlan, Unit
+from dualnet.backends.common.conv_transpose import transposed_padding
+from dualnet.backends.common.naming import Namespace, mangled
+from dualnet.backends.common.python_class import (
+    ClassWriter,
+    Emitter,
+    Unsupported,
+    conditional_part,
+    fmt_literal,
+    literal_source,
+    render,
+    sequence,
+)
 from dualnet.backends.keras import lowering
 from dualnet.backends.keras.base_attrs import KERAS_BASE_ATTRS
 from dualnet.backends.keras.layout import (
@@ -34,17 +44,6 @@ from dualnet.backends.keras.layout import (
 )
 from dualnet.backends.keras.names import keras_attr, keras_name
 from dualnet.backends.keras.weights import CONVS, keras_same, same_spans
-from dualnet.backends.naming import Namespace, mangled
-from dualnet.backends.python_class import (
-    ClassWriter,
-    Emitter,
-    Unsupported,
-    conditional_part,
-    fmt_literal,
-    literal_source,
-    render,
-    sequence,
-)
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import LayerInstance, ModelInstance, Node
@@ -52,6 +51,7 @@ from dualnet.ir.tagged import Tagged, Written
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.syntax import ast
+from dualnet.version import __version__
 
 LAYOUTS = ("channels_first", "channels_last")
 

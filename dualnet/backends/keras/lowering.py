@@ -73,19 +73,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from math import prod
 
-from dualnet.backends.conv_transpose import transposed_padding
-from dualnet.backends.keras.weights import (
-    CONVS,
-    KerasLayer,
-    dilates_kernel,
-    is_depthwise,
-    keras_layer,
-    keras_same,
-    same_spans,
-    strides_for_same,
-)
-from dualnet.backends.runtime_source import RUNTIME, helper_sources
-from dualnet.backends.source_helpers import (
+from dualnet.backends.common.conv_transpose import transposed_padding
+from dualnet.backends.common.source_helpers import (
     LayerLowering,
     NodeCall,
     atom,
@@ -107,6 +96,17 @@ from dualnet.backends.source_helpers import (
     result_dtype,
     sizes,
 )
+from dualnet.backends.keras.weights import (
+    CONVS,
+    KerasLayer,
+    dilates_kernel,
+    is_depthwise,
+    keras_layer,
+    keras_same,
+    same_spans,
+    strides_for_same,
+)
+from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.dims import Dim
 from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import DType

@@ -17,8 +17,8 @@ layer's state_dict prefix from its Keras name with `dualnet_name`, whatever the 
 
 from __future__ import annotations
 
+from dualnet.backends.common.naming import PYTHON_RESERVED
 from dualnet.backends.keras.base_attrs import KERAS_BASE_ATTRS
-from dualnet.backends.naming import PYTHON_RESERVED
 
 
 def _reserved(name: str) -> bool:

@@ -62,8 +62,7 @@ from dualnet.backends.keras.weights import (
     to_keras,
 )
 from dualnet.diagnostics import error, whole_file
-from dualnet.ops.recurrent import param_names
-from dualnet.weights import (
+from dualnet.io.weights import (
     SHOWN,
     PathLike,
     Stored,
@@ -72,6 +71,7 @@ from dualnet.weights import (
     read_tensors,
     write_state,
 )
+from dualnet.ops.recurrent import param_names
 
 SHAPES, BIASES = "dualnet_shapes", "dualnet_biases"  # what a load records on a leaf
 PENDING = "dualnet_pending"  # an unbuilt leaf's own initializers, while they are replaced

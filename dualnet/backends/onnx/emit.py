@@ -31,11 +31,11 @@ from dualnet.backends.onnx.proto import (
     numpy_dtype,
 )
 from dualnet.diagnostics import error, option
+from dualnet.io.weights import mismatch_error, mismatches, state_specs
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value, by_parameter
 from dualnet.ir.types import DType, TensorType
 from dualnet.version import __version__
-from dualnet.weights import mismatch_error, mismatches, state_specs
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # softmax over one axis, Split/Squeeze with input axes

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from dualnet.backends.gradients import INPUT, float64
-from dualnet.weights import state_specs
+from dualnet.io.weights import state_specs
 
 
 class OnnxSide:

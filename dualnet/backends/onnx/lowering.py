@@ -49,10 +49,10 @@ from typing import Any
 
 import numpy as np
 
-from dualnet.backends.conv_transpose import transposed_padding
+from dualnet.backends.common.conv_transpose import transposed_padding
+from dualnet.backends.common.source_helpers import register
 from dualnet.backends.onnx.builder import GraphBuilder
 from dualnet.backends.onnx.proto import TensorProto, make_tensor, numpy_dtype
-from dualnet.backends.source_helpers import register
 from dualnet.ir.types import DType
 from dualnet.ops import REGISTRY
 from dualnet.ops.recurrent import param_names

@@ -8,23 +8,23 @@ ReLU / residual adds where the emitter proves the operand is a fresh temporary.
 
 from __future__ import annotations
 
-from dualnet import __version__
-from dualnet.backends import escape
-from dualnet.backends.naming import PYTHON_RESERVED, dunder, mangled
-from dualnet.backends.python_class import (
+from dualnet.backends.common import escape
+from dualnet.backends.common.naming import PYTHON_RESERVED, dunder, mangled
+from dualnet.backends.common.python_class import (
     ClassWriter,
     Emitter,
     Unsupported,
     fmt_literal,
     literal_source,
 )
-from dualnet.backends.source_code import global_names
-from dualnet.backends.syntax_tree import last_reads, reads
+from dualnet.backends.common.source_code import global_names
+from dualnet.backends.common.syntax_tree import last_reads, reads
 from dualnet.backends.torch import lowering
 from dualnet.backends.torch.module_attrs import NN_MODULE_ATTRS
 from dualnet.diagnostics import error
 from dualnet.ir.graph import LayerInstance, ModelInstance, Node
 from dualnet.syntax import ast
+from dualnet.version import __version__
 
 _MODULES = {
     "torch": "import torch",

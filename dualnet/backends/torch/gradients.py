@@ -8,7 +8,7 @@ import numpy as np
 
 from dualnet.backends.gradients import INPUT, as_list, float64
 from dualnet.backends.torch.backend import TORCH
-from dualnet.weights import ignored
+from dualnet.io.weights import ignored
 
 
 class TorchSide:

@@ -35,9 +35,9 @@ import math
 
 import torch
 
+from dualnet.io.weights import state_specs
 from dualnet.ir.graph import Init, ParamSpec
 from dualnet.ir.types import DType
-from dualnet.weights import state_specs
 
 TORCH_DTYPES: dict[DType, torch.dtype] = {
     DType.f16: torch.float16,

@@ -39,8 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dualnet.backends.runtime_source import RUNTIME, helper_sources
-from dualnet.backends.source_helpers import (
+from dualnet.backends.common.source_helpers import (
     LayerLowering,
     NodeCall,
     atom,
@@ -61,6 +60,7 @@ from dualnet.backends.source_helpers import (
     result_dtype,
     sizes,
 )
+from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
 

@@ -13,7 +13,7 @@ BatchNorm's `num_batches_tracked` counter is not part of a dualnet model: entrie
 name are ignored in the file (so a torchvision state_dict saved with safetensors loads as
 is), never written, and a module's own counter is left alone.
 
-Reading files and wording the E-WEIGHTS errors are `dualnet.weights`'s, shared with every
+Reading files and wording the E-WEIGHTS errors are `dualnet.io.weights`'s, shared with every
 backend; this module adds what needs torch.
 """
 
@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from dualnet.backends.torch.init import TORCH_DTYPES
-from dualnet.files import atomic_write
-from dualnet.weights import (
+from dualnet.io.files import atomic_write
+from dualnet.io.weights import (
     PathLike,
     Stored,
     TensorInfo,
@@ -60,7 +60,7 @@ def serialize(state: Mapping[str, torch.Tensor]) -> bytes:
 
 def write_tensors(state: Mapping[str, torch.Tensor], path: PathLike, protect=()) -> None:
     """Write `{name: tensor}` to a safetensors file atomically, never over a file of
-    `protect` (`dualnet.files.check_output`)."""
+    `protect` (`dualnet.io.files.check_output`)."""
     atomic_write(path, serialize(state), protect)
 
 

@@ -12,7 +12,7 @@ Pickled checkpoints are never read or written.
   loader compares names, shapes and dtypes before a tensor's bytes are read, and reads one
   tensor at a time. `mismatches` and `mismatch_error` word the E-WEIGHTS error.
 
-Writes are atomic (`dualnet.files.atomic_write`): the bytes go to a temporary file in the
+Writes are atomic (`dualnet.io.files.atomic_write`): the bytes go to a temporary file in the
 target's directory, which then replaces the target, so a failed write leaves neither a
 partial file nor a damaged old one.
 
@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 from dualnet.diagnostics import DualnetError, error, shorten, whole_file
 from dualnet.extras import needs_extras
-from dualnet.files import atomic_write, io_error, open_regular
+from dualnet.io.files import atomic_write, io_error, open_regular
 
 PathLike = str | os.PathLike
 IGNORED = "num_batches_tracked"
@@ -52,7 +52,7 @@ def state_specs(instance) -> Iterator[tuple[str, Any]]:
 @needs_extras
 def write_state(state: Mapping[str, Any], path: PathLike, protect=()) -> None:
     """Write `{name: NumPy array}` to a safetensors file, never over a file of `protect` (see
-    `dualnet.files.check_output`); PyTorch tensors: `backends.torch.weights.write_tensors`."""
+    `dualnet.io.files.check_output`); PyTorch tensors: `backends.torch.weights.write_tensors`."""
     import numpy as np
     from safetensors.numpy import save
 

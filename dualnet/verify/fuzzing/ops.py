@@ -14,10 +14,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dualnet.fuzzing.builder import Builder, Const, Value, dim_text, keywords, literal, render
-from dualnet.fuzzing.consts import flag, num, pair, tune
-from dualnet.fuzzing.steps import family, free, layer_ok, outer, small
 from dualnet.ir.dims import floordiv
+from dualnet.verify.fuzzing.builder import (
+    Builder,
+    Const,
+    Value,
+    dim_text,
+    keywords,
+    literal,
+    render,
+)
+from dualnet.verify.fuzzing.consts import flag, num, pair, tune
+from dualnet.verify.fuzzing.steps import family, free, layer_ok, outer, small
 
 INITS = ("default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal")
 

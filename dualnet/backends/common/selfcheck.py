@@ -7,7 +7,7 @@ silently."""
 from __future__ import annotations
 
 from dualnet.diagnostics import error
-from dualnet.weights import state_specs
+from dualnet.io.weights import state_specs
 
 
 def check_parameters(summary, built: dict[str, tuple[int, ...]], backend: str) -> None:

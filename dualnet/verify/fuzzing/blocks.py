@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import math
 
-from dualnet.fuzzing.builder import Builder, Diverged, Tape, Value, dim_text, render
-from dualnet.fuzzing.consts import count, flag, num, tune
-from dualnet.fuzzing.ops import ACTIVATIONS, channel_groups, math_op, norm_kinds, options, window
-from dualnet.fuzzing.steps import family, free, layer_ok, one_step
-from dualnet.fuzzing.templates import Instance, Template, instance, template
+from dualnet.verify.fuzzing.builder import Builder, Diverged, Tape, Value, dim_text, render
+from dualnet.verify.fuzzing.consts import count, flag, num, tune
+from dualnet.verify.fuzzing.ops import (
+    ACTIVATIONS,
+    channel_groups,
+    math_op,
+    norm_kinds,
+    options,
+    window,
+)
+from dualnet.verify.fuzzing.steps import family, free, layer_ok, one_step
+from dualnet.verify.fuzzing.templates import Instance, Template, instance, template
 
 MAX_DEPTH = 2  # nesting of branches, blocks and sub-models
 SAME_SHAPE_TRIES = 3

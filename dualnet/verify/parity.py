@@ -21,8 +21,8 @@ from dualnet.ir.dims import Dim
 from dualnet.ir.sizes import require_positive_sizes
 from dualnet.ir.types import DType
 from dualnet.memory import require_elements
-from dualnet.runner import Probe, run
-from dualnet.table import render_table
+from dualnet.verify.runner import Probe, run
+from dualnet.verify.table import render_table
 
 TOLERANCE = 1e-4  # max |a - b| / (1 + max |b|), CONVENTIONS.md
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from dualnet.fuzzing.builder import Builder, Const, dim_text, literal
 from dualnet.ir.dims import sym
+from dualnet.verify.fuzzing.builder import Builder, Const, dim_text, literal
 
 MAX_NEST = 2  # compile-time expressions inside compile-time expressions
 MODES = ("batch", "layer", "none")  # string settings that conditions compare

@@ -12,13 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import dualnet
-from dualnet import parity
 from dualnet.backends import BACKENDS as REGISTERED
-from dualnet.compiler import Program
-from dualnet.fuzzing.builder import ENTRY_FILE
-from dualnet.fuzzing.fit import fit_rows
-from dualnet.fuzzing.program import Case
+from dualnet.compiler import Program, load
+from dualnet.verify import parity
+from dualnet.verify.fuzzing.builder import ENTRY_FILE
+from dualnet.verify.fuzzing.fit import fit_rows
+from dualnet.verify.fuzzing.program import Case
 
 BACKENDS = tuple(REGISTERED)  # every registered backend
 
@@ -51,7 +50,7 @@ def loaded(case: Case) -> Iterator[Program]:
             (Path(tmp) / name).write_text(text)
         path = Path(tmp) / ENTRY_FILE
         path.write_text(case.source)
-        yield dualnet.load(str(path))
+        yield load(str(path))
 
 
 ROUNDING_FACTOR = 8  # two float32 results differ by up to twice the error of each, and one

@@ -13,10 +13,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from dualnet.fuzzing.builder import BLOCKS_FILE, ENTRY_FILE, Builder, Const, Diverged, Tape, Value
-from dualnet.fuzzing.consts import count, pair, tune
-from dualnet.fuzzing.steps import one_step
 from dualnet.ir.dims import substitute, sym, symbols_of
+from dualnet.verify.fuzzing.builder import (
+    BLOCKS_FILE,
+    ENTRY_FILE,
+    Builder,
+    Const,
+    Diverged,
+    Tape,
+    Value,
+)
+from dualnet.verify.fuzzing.consts import count, pair, tune
+from dualnet.verify.fuzzing.steps import one_step
 
 
 @dataclass

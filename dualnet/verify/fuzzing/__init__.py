@@ -14,24 +14,35 @@ are f32 or f64; one program in four runs in training mode (PyTorch and Keras: ba
 statistics, running statistics compared; Keras also through its own train step).
 
 `run_case` writes a case to a temporary directory, compares all backends and counts the
-ops of the checked graph. Only the fuzzing tests and `benchmarks/fuzz.py` import this
-package (it needs hypothesis).
+ops of the checked graph. Only the fuzzing tests and `benchmarks/fuzz.py` use this
+package; it imports hypothesis when a name of it is first used.
 """
 
-from dualnet.fuzzing.program import Case, case_text, programs, read_case, write_case
-from dualnet.fuzzing.run import BACKENDS, Outcome, count_ops, loaded, run_case
-from dualnet.fuzzing.steps import CONSTRUCTS
+from __future__ import annotations
 
-__all__ = [
-    "BACKENDS",
-    "CONSTRUCTS",
-    "Case",
-    "Outcome",
-    "case_text",
-    "count_ops",
-    "loaded",
-    "programs",
-    "read_case",
-    "run_case",
-    "write_case",
-]
+import importlib
+
+_EXPORTS = {
+    **dict.fromkeys(("Case", "case_text", "programs", "read_case", "write_case"), "program"),
+    **dict.fromkeys(("BACKENDS", "Outcome", "count_ops", "loaded", "run_case"), "run"),
+    "CONSTRUCTS": "steps",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """The fuzzer's names, imported on first use: hypothesis is a test tool (`dualnet[dev]`),
+    not a dependency of the installed package."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "hypothesis":
+            raise
+        raise ModuleNotFoundError(
+            "dualnet's fuzzer needs hypothesis: pip install 'dualnet[dev]'", name="hypothesis"
+        ) from exc
+    value = getattr(module, name)
+    globals()[name] = value
+    return value

@@ -23,12 +23,12 @@ from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
 from dualnet.diagnostics import error, option, whole_file
 from dualnet.extras import needs_extras
-from dualnet.files import atomic_write, io_error, open_regular, temporary_directory
 from dualnet.frontend import Summary
+from dualnet.io.files import atomic_write, io_error, open_regular, temporary_directory
+from dualnet.io.weights import write_state
 from dualnet.ir.dims import Dim
 from dualnet.ir.sizes import require_positive_sizes
 from dualnet.memory import require_allocatable
-from dualnet.weights import write_state
 
 
 def read_inputs(specs: list[str]) -> dict[str, np.ndarray]:

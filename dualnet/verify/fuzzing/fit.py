@@ -16,11 +16,11 @@ import tempfile
 
 import numpy as np
 
-from dualnet import parity
 from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
-from dualnet.runner import Probe, ordered_inputs, run
-from dualnet.weights import write_state
+from dualnet.io.weights import write_state
+from dualnet.verify import parity
+from dualnet.verify.runner import Probe, ordered_inputs, run
 
 PAIR = ("torch", "keras-fit")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dualnet.backends.source_code import global_names
+from dualnet.backends.common.source_code import global_names
 from dualnet.ir.tagged import Tagged, Written
 from dualnet.ir.types import DType
 from dualnet.ops import REGISTRY

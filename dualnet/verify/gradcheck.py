@@ -56,10 +56,10 @@ from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
 from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
-from dualnet.files import temporary_directory
-from dualnet.parity import random_inputs
-from dualnet.table import render_table
-from dualnet.weights import write_state
+from dualnet.io.files import temporary_directory
+from dualnet.io.weights import write_state
+from dualnet.verify.parity import random_inputs
+from dualnet.verify.table import render_table
 
 EPS = 1e-8
 TOLERANCE = 1e-5  # finite differences; the zoo's worst is 1.2e-6 (U-Net, Keras)

@@ -9,13 +9,13 @@ from pathlib import Path
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from dualnet import parity
-from dualnet.fuzzing import blocks as _blocks  # noqa: F401  (registers its families)
-from dualnet.fuzzing.builder import ENTRY_FILE, Builder, Files, Tape, render
-from dualnet.fuzzing.consts import num
-from dualnet.fuzzing.ops import init
-from dualnet.fuzzing.steps import CONSTRUCTS, one_step
 from dualnet.ir.dims import DimTooLarge
+from dualnet.verify import parity
+from dualnet.verify.fuzzing import blocks as _blocks  # noqa: F401  (registers its families)
+from dualnet.verify.fuzzing.builder import ENTRY_FILE, Builder, Files, Tape, render
+from dualnet.verify.fuzzing.consts import num
+from dualnet.verify.fuzzing.ops import init
+from dualnet.verify.fuzzing.steps import CONSTRUCTS, one_step
 
 MAX_STEPS = 6  # steps of the main chain (a block or sub-model adds a few more each)
 

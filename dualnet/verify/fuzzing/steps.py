@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dualnet.fuzzing.builder import Builder, Value
+from dualnet.verify.fuzzing.builder import Builder, Value
 
 MAX_ELEMENTS = 3000  # a step that grows its value only applies below this many elements
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from dualnet.backends import escape
-from dualnet.backends.class_plan import ClassPlan, Unit, configurations, recursive
-from dualnet.backends.line_layout import layout, scan
-from dualnet.backends.naming import PYTHON_RESERVED, Namespace
-from dualnet.backends.source_helpers import atom
-from dualnet.backends.syntax_tree import (
+from dualnet.backends.common import escape
+from dualnet.backends.common.class_plan import ClassPlan, Unit, configurations, recursive
+from dualnet.backends.common.line_layout import layout, scan
+from dualnet.backends.common.naming import PYTHON_RESERVED, Namespace
+from dualnet.backends.common.source_helpers import atom
+from dualnet.backends.common.syntax_tree import (
     as_call,
     dotted,
     inside,

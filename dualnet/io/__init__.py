@@ -1,0 +1,1 @@
+"""Input and output: safe reading, atomic writes, weight files."""
