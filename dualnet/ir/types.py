@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dualnet.ir.dims import Dim
 
@@ -29,43 +30,55 @@ class DType(enum.Enum):
         return self in (DType.i32, DType.i64)
 
     @property
+    def framework(self) -> str:
+        """The type's name in PyTorch (`torch.<name>`), Keras and NumPy: `float32`."""
+        return _TABLE[self].name
+
+    @property
     def numpy(self) -> str | None:
         """The NumPy dtype name (None for bf16, which NumPy lacks)."""
-        return _NUMPY_NAMES.get(self)
+        return None if self is DType.bf16 else _TABLE[self].name
+
+    @property
+    def onnx(self) -> int:
+        """The ONNX element type (`TensorProto.FLOAT` is 1)."""
+        return _TABLE[self].onnx
 
     def __str__(self) -> str:
         return self.value
 
 
 DTYPES = {d.value: d for d in DType}
-# The values each element type holds (f64: every finite float; bool: none are checked).
-_RANGES = {
-    DType.f16: (-65504.0, 65504.0),
-    DType.bf16: (-3.3895313892515355e38, 3.3895313892515355e38),
-    DType.f32: (-3.4028234663852886e38, 3.4028234663852886e38),
-    DType.i32: (-(2**31), 2**31 - 1),
-    DType.i64: (-(2**63), 2**63 - 1),
+
+
+class _Row(NamedTuple):
+    name: str  # in PyTorch, Keras and NumPy
+    onnx: int  # TensorProto's code
+    range: tuple | None  # the values it holds (f64: every finite float; bool: none checked)
+
+
+# dualnet's one table of element types; every backend's names derive from it.
+_TABLE = {
+    DType.f16: _Row("float16", 10, (-65504.0, 65504.0)),
+    DType.bf16: _Row("bfloat16", 16, (-3.3895313892515355e38, 3.3895313892515355e38)),
+    DType.f32: _Row("float32", 1, (-3.4028234663852886e38, 3.4028234663852886e38)),
+    DType.f64: _Row("float64", 11, None),
+    DType.i32: _Row("int32", 6, (-(2**31), 2**31 - 1)),
+    DType.i64: _Row("int64", 7, (-(2**63), 2**63 - 1)),
+    DType.bool: _Row("bool", 9, None),
 }
 
 
 def out_of_range(value: float, dtype: DType) -> str | None:
     """Why `value` cannot be an element of `dtype` (`1e+300 does not fit in f32 (from ...
     to ...)`), or None when it can."""
-    low, high = _RANGES.get(dtype, (value, value))
+    low, high = _TABLE[dtype].range or (value, value)
     if low <= value <= high:
         return None
     shown = (lambda v: f"{v:,}") if isinstance(value, int) else (lambda v: f"{v:g}")
     return f"{shown(value)} does not fit in {dtype} (from {shown(low)} to {shown(high)})"
 
 
-_NUMPY_NAMES = {
-    DType.f16: "float16",
-    DType.f32: "float32",
-    DType.f64: "float64",
-    DType.i32: "int32",
-    DType.i64: "int64",
-    DType.bool: "bool",
-}
 SizeT = int | Dim
 
 

@@ -255,12 +255,4 @@ register(
     )
 )
 
-_NUMPY = {
-    DType.f16: "float16",
-    DType.bf16: "float32",
-    DType.f32: "float32",
-    DType.f64: "float64",
-    DType.i32: "int32",
-    DType.i64: "int64",
-    DType.bool: "bool",
-}
+_NUMPY = {d: d.numpy or "float32" for d in DType}  # bf16 computed in float32

@@ -114,15 +114,7 @@ from dualnet.ir.types import DType
 TRAINING = "training"  # the generated `call`'s argument: True in fit() and train_on_batch
 TRAINING_OPS = ("BatchNorm", "Dropout")  # the layers that compute differently in training
 
-KERAS_DTYPES = {
-    DType.f16: "float16",
-    DType.bf16: "bfloat16",
-    DType.f32: "float32",
-    DType.f64: "float64",
-    DType.i32: "int32",
-    DType.i64: "int64",
-    DType.bool: "bool",
-}
+KERAS_DTYPES = {d: d.framework for d in DType}
 
 
 @dataclass

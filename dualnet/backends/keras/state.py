@@ -71,11 +71,12 @@ from dualnet.io.weights import (
     read_tensors,
     write_state,
 )
+from dualnet.ir.types import DType
 from dualnet.ops.recurrent import param_names
 
 SHAPES, BIASES = "dualnet_shapes", "dualnet_biases"  # what a load records on a leaf
 PENDING = "dualnet_pending"  # an unbuilt leaf's own initializers, while they are replaced
-_DTYPES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
+_DTYPES = {d.framework: d.value for d in DType if d.is_float}
 _GATES = {"LSTM": 4, "GRU": 3}
 _UNBUILT = (
     "call the model once, or load a weight file into it, first (BatchNormalization and "

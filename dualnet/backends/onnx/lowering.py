@@ -57,15 +57,7 @@ from dualnet.ir.types import DType
 from dualnet.ops import REGISTRY
 from dualnet.ops.recurrent import param_names
 
-ONNX_TYPES = {
-    DType.f16: TensorProto.FLOAT16,
-    DType.bf16: TensorProto.BFLOAT16,
-    DType.f32: TensorProto.FLOAT,
-    DType.f64: TensorProto.DOUBLE,
-    DType.i32: TensorProto.INT32,
-    DType.i64: TensorProto.INT64,
-    DType.bool: TensorProto.BOOL,
-}
+ONNX_TYPES = {d: d.onnx for d in DType}
 NEWEST_OPSET = 21  # the newest opset the table is tested with
 _TO_END = 2**63 - 1  # a Slice end past every axis: "to the end"
 

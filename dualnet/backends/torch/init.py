@@ -39,15 +39,7 @@ from dualnet.io.weights import state_specs
 from dualnet.ir.graph import Init, ParamSpec
 from dualnet.ir.types import DType
 
-TORCH_DTYPES: dict[DType, torch.dtype] = {
-    DType.f16: torch.float16,
-    DType.bf16: torch.bfloat16,
-    DType.f32: torch.float32,
-    DType.f64: torch.float64,
-    DType.i32: torch.int32,
-    DType.i64: torch.int64,
-    DType.bool: torch.bool,
-}
+TORCH_DTYPES: dict[DType, torch.dtype] = {d: getattr(torch, d.framework) for d in DType}
 
 SEED_RANGE = range(0, 2**64)  # what torch.Generator.manual_seed accepts, negatives excluded
 

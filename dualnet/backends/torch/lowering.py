@@ -64,15 +64,7 @@ from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
 
-TORCH_DTYPES = {
-    DType.f16: "torch.float16",
-    DType.bf16: "torch.bfloat16",
-    DType.f32: "torch.float32",
-    DType.f64: "torch.float64",
-    DType.i32: "torch.int32",
-    DType.i64: "torch.int64",
-    DType.bool: "torch.bool",
-}
+TORCH_DTYPES = {d: f"torch.{d.framework}" for d in DType}
 
 
 @dataclass
