@@ -45,6 +45,7 @@ from dualnet.backends.python_class import (
     render,
     sequence,
 )
+from dualnet.backends.rows import lowering_row
 from dualnet.backends.source_code import global_names
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
@@ -347,7 +348,7 @@ class KerasClassWriter(ClassWriter):
         return f"{seq}.layers[{index}]"
 
     def construct_layer(self, op: str, attrs: dict) -> str:
-        return lowering.KERAS_LAYERS[op].construct(attrs, self.fmt_init)
+        return lowering_row(op, "keras", layer=True).construct(attrs, self.fmt_init)
 
     def forward_header(self, graph) -> str:
         args = [self.local(a.name) for a in self.forward.args]
@@ -570,17 +571,18 @@ class KerasClassWriter(ClassWriter):
         attrs = dict(node.attrs) if attrs is None else attrs
         layout, codes, attrs = self.run_in(node, codes, attrs)
         permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
-        src = lowering.lower_function(node.op, self.keras_call(node, codes, attrs, permuted))
+        row = lowering_row(node.op, "keras", layer=False)
+        src = row.lower(self.keras_call(node, codes, attrs, permuted))
         return self.result(node, src, layout)
 
     def layer_call(self, node: Node, target: str, codes: dict, attrs: dict) -> str:
         layout, codes, attrs = self.run_in(node, codes, attrs)
         permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
         call = self.keras_call(node, codes, attrs, permuted)
-        src = lowering.KERAS_LAYERS[node.op].call(target, call)
+        src = lowering_row(node.op, "keras", layer=True).call(target, call)
         layers = self.instances_child(node.target)
         if any(
-            isinstance(layer, ModelInstance) or layer.op in lowering.TRAINING_OPS
+            isinstance(layer, ModelInstance) or lowering_row(layer.op, "keras", layer=True).training
             for layer in layers
         ):  # another instance declared a layer that trains here
             src = with_keyword(src, lowering.TRAINING, lowering.TRAINING, target)
@@ -813,7 +815,7 @@ class KerasClassWriter(ClassWriter):
             return fmt_literal(v)
 
         call = self.keras_call(node, codes, attrs, permuted, fmt=fmt)
-        body = lowering.lower_function(layer.op, call)
+        body = lowering_row(layer.op, "keras", layer=False).lower(call)
         return f"{self.em.step_class(body, layer.op)}()"
 
 
