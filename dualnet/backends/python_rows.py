@@ -117,6 +117,14 @@ def shared_rows(d: Dialect) -> dict[str, Row]:
         fmt = call.fmt
         return d.apply("transpose", call, fmt(call.attrs["a"]), fmt(call.attrs["b"]))
 
+    def permute(call: NodeCall) -> str:
+        axes = call.attrs["axes"]
+        if not axes:
+            return d.tensor(call, "x")
+        if "permute" in d.methods:  # x.permute(0, 2, 1): the axes as arguments
+            return d.apply("permute", call, *(call.fmt(a) for a in axes))
+        return d.apply("permute", call, call.fmt(tuple(axes)))
+
     def concat(call: NodeCall) -> str:
         xs = ", ".join(call.inputs["xs"])
         return f"{d.functions['concat']}([{xs}], {d.axis}={call.fmt(call.attrs['axis'])})"
@@ -143,6 +151,7 @@ def shared_rows(d: Dialect) -> dict[str, Row]:
         "softmax": softmax("softmax"),
         "log_softmax": softmax("log_softmax"),
         "transpose": transpose,
+        "permute": permute,
         "concat": concat,
         "split": split,
         "unsqueeze": unsqueeze,

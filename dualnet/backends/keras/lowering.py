@@ -214,6 +214,7 @@ KERAS = Dialect(
         **{name: f"ops.{name}" for name in ("leaky_relu", "elu", "where", "cast")},
         **{name: f"ops.{name}" for name in ("stop_gradient", "softmax", "log_softmax", "split")},
         "transpose": "ops.swapaxes",
+        "permute": "ops.transpose",
         "concat": "ops.concatenate",
         "unsqueeze": "ops.expand_dims",
     },
@@ -351,14 +352,6 @@ for _op in ("softmax", "log_softmax"):
 def _reshape_to_result(call: KerasCall) -> str:
     """flatten and reshape: ops.reshape to the result's shape."""
     return f"ops.reshape({_tensor(call, 'x')}, {_shape(call.out_types[0].shape, call.fmt)})"
-
-
-@ROWS.function("permute")
-def _permute(call: KerasCall) -> str:
-    axes = call.attrs["axes"]
-    if not axes:
-        return _tensor(call, "x")
-    return f"ops.transpose({_tensor(call, 'x')}, {call.fmt(tuple(axes))})"
 
 
 @ROWS.function("squeeze")
@@ -990,6 +983,17 @@ ROWS.add(
         weights=in_order("weight", "bias"),
         classes=("LayerNormalization",),
         leaf=normalized_leaf("LayerNorm", ("weight", "bias")),
+    ),
+)
+ROWS.add(
+    "RMSNorm",
+    KerasLayerRule(
+        _plain("RMSNorm"),
+        _call_x,
+        layer=_norm_layer("RMSNormalization", axis="axes", epsilon="eps"),
+        weights=in_order("weight"),  # Keras's `scale`: the same formula, shape and values
+        classes=("RMSNormalization",),
+        leaf=normalized_leaf("RMSNorm", ("weight",)),
     ),
 )
 ROWS.add(

@@ -748,6 +748,17 @@ def _layernorm(call: OnnxCall) -> list[str]:
     ]
 
 
+def _rmsnorm(call: OnnxCall) -> list[str]:
+    """x · 1/sqrt(mean(x²) + eps) · weight over the last `axes` axes (ONNX's
+    RMSNormalization is opset 23)."""
+    x, rank = call.inputs["x"], call.out_types[0].rank
+    axes = list(range(rank - call.attrs["axes"], rank))
+    mean = _reduce(call, "ReduceMean", call.one("Mul", [x, x]), axes, keepdims=True)
+    eps = _const(call, call.attrs["eps"], call.dtype, "eps")
+    scale = call.one("Reciprocal", [call.one("Sqrt", [call.one("Add", [mean, eps])])])
+    return [call.one("Mul", [call.one("Mul", [x, scale]), call.params["weight"]])]
+
+
 def _groupnorm(call: OnnxCall) -> list[str]:
     """[B, C, ...] as [B, groups, rest], InstanceNormalization (unit scale), then the
     per-channel weight and bias."""
@@ -919,6 +930,7 @@ for _name, _row in (
     ("Dropout", lambda call: _identity(call, call.inputs["x"])),  # inference mode
     ("Identity", lambda call: _identity(call, call.inputs["x"])),
     ("BatchNorm", _batchnorm),
+    ("RMSNorm", _rmsnorm),
 ):
     ROWS.add(_name, OnnxRow(_row, min_opset=13))
 for _name, _row in (

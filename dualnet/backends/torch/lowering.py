@@ -125,6 +125,7 @@ TORCH = Dialect(
         "cast": "to",
         "stop_gradient": "detach",
         "transpose": "transpose",
+        "permute": "permute",
         "split": "chunk",  # divisible sizes: chunk gives exactly n equal parts
         "unsqueeze": "unsqueeze",
     },
@@ -220,14 +221,6 @@ def _reshape(call: TorchCall) -> str:
     if symbolic:  # the last symbolic size follows from the element count
         texts[symbolic[-1]] = call.fmt(-1)
     return f"{_recv(call, 'x')}.reshape({', '.join(texts) if texts else '()'})"
-
-
-@ROWS.function("permute")
-def _permute(call: TorchCall) -> str:
-    axes = call.attrs["axes"]
-    if not axes:
-        return _tensor(call, "x")
-    return f"{_recv(call, 'x')}.permute({', '.join(call.fmt(a) for a in axes)})"
 
 
 @ROWS.function("squeeze")
@@ -467,10 +460,15 @@ def _batchnorm_construct(cfg: dict, fmt) -> str:
     )
 
 
-def _layernorm_construct(cfg: dict, fmt) -> str:
-    shape = tuple(cfg["normalized_shape"])
-    text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
-    return f"nn.LayerNorm({text}, eps={fmt(cfg['eps'])})"
+def _normalized_construct(cls: str) -> Callable[[dict, Callable], str]:
+    """nn.LayerNorm or nn.RMSNorm over `normalized_shape`."""
+
+    def construct(cfg: dict, fmt) -> str:
+        shape = tuple(cfg["normalized_shape"])
+        text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
+        return f"nn.{cls}({text}, eps={fmt(cfg['eps'])})"
+
+    return construct
 
 
 def _groupnorm_construct(cfg: dict, fmt) -> str:
@@ -553,7 +551,8 @@ ROWS.layer(
 ROWS.layer("Dropout", lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x)
 ROWS.layer("Identity", lambda cfg, fmt: "nn.Identity()", _call_x)
 ROWS.layer("BatchNorm", _batchnorm_construct, _call_x)
-ROWS.layer("LayerNorm", _layernorm_construct, _call_x)
+ROWS.layer("LayerNorm", _normalized_construct("LayerNorm"), _call_x)
+ROWS.layer("RMSNorm", _normalized_construct("RMSNorm"), _call_x)
 ROWS.layer("GroupNorm", _groupnorm_construct, _call_x)
 for _kind in ("LSTM", "GRU"):
     ROWS.layer(_kind, _rnn_construct(_kind), _rnn_call(_kind))
