@@ -2,13 +2,16 @@
 idiomatic Keras 3 source (`import keras`, `from keras import ops`). This module only produces
 strings: it never imports Keras or TensorFlow.
 
-Functions (`KERAS_FUNCTIONS`) lower a node to one Python expression; layers (`KERAS_LAYERS`)
-give a constructor expression for `__init__` (the Keras class and arguments of
-`weights.keras_layer`, the single source of truth shared with the weight conversions) and a
-call expression for `call`. Every row computes exactly the op's NumPy reference (LANGUAGE.md,
-CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or calls a helper of
-`runtime.HELPERS` (see `helpers_needed`). What every backend writes alike (number literals,
-bracketing, defaults left out, argument lists, Python indexing) comes from
+The rows (`ROWS`, registered on the ops: `rows.lowering_row(op, "keras")`) start from the
+ones every Python-source backend shares (`python_rows.shared_rows`, spelt by the `KERAS`
+dialect) and override the rows that differ. A function's row lowers a node to one Python
+expression; a layer's row is its `KerasLayerRule`: the constructor expression for `__init__`
+(the Keras class and arguments of the rule's `layer`, shared with the weight conversions) and
+the call expression for `call`, with the rest of the layer's Keras knowledge (weights both
+ways, state walking, training). Every row computes exactly the op's NumPy reference
+(LANGUAGE.md, CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or
+calls a helper of `runtime.HELPERS` (see `helpers_needed`). What every backend writes alike
+(number literals, bracketing, defaults left out, argument lists, Python indexing) comes from
 `backends.source_helpers`.
 
 Layout: the ops of `layout.SPATIAL_OPS` receive and return channels-last tensors ([B, *spatial, C];
@@ -55,9 +58,9 @@ The differences handled, op by op:
   (MultiHeadAttention: out_proj's bias, where Keras averages all keys).
 - LSTM/GRU are `_Recurrent` layers: Keras layers stacked as PyTorch stacks them, returning
   PyTorch's states [layers·directions, B, hidden] with `state=True`.
-- Training: BatchNorm and Dropout, the layers that compute differently in training, are
-  called with the generated `call`'s `training` argument (`TRAINING`), which `fit()`,
-  `train_on_batch` and `evaluate` set.
+- Training: BatchNorm and Dropout, the layers that compute differently in training (their
+  rules' `training`), are called with the generated `call`'s `training` argument
+  (`TRAINING`), which `fit()`, `train_on_batch` and `evaluate` set.
 - Initialisation (LANGUAGE.md §7): Keras's defaults (Glorot kernels, zero biases, U(±0.05)
   embeddings, orthogonal recurrent kernels) are not PyTorch's, so every layer with parameters
   gets PyTorch's initialisers with PyTorch's fans (`_initializers`, the runtime's `_TorchInit`

@@ -12,9 +12,11 @@ The structure the Keras generator writes, and nothing more, is relied on:
   steps the generator inserts around dualnet's: `Permute` (layout conversions), and
   `ZeroPadding1D/2D/3D` / `Cropping2D/3D` (a convolution's explicit padding and cropping,
   its call in forward).
-- Leaves with weights, by Keras class: Dense (Linear), Conv1D/2D/3D, DepthwiseConv1D/2D
+- Leaves with weights, by Keras class (each layer rule's `classes` and `leaf`:
+  `keras.lowering.KerasLayerRule`, `leaves.py`): Dense (Linear), Conv1D/2D/3D, DepthwiseConv1D/2D
   (Conv1d/2d with groups = in_channels), Conv2DTranspose (ConvTranspose2d), BatchNormalization,
-  LayerNormalization, GroupNormalization, Embedding, MultiHeadAttention, and the generated RNN
+  LayerNormalization, RMSNormalization, GroupNormalization, Embedding, MultiHeadAttention,
+  and the generated RNN
   helper: a layer with `dualnet_op` ("LSTM" or "GRU"), `hidden`, `num_layers` and
   `bidirectional`, whose `get_weights()` list is `to_keras`'s. Any other layer is walked into
   (a generated class; a built-in layer without weights has no children).

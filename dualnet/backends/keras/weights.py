@@ -12,6 +12,8 @@ dualnet weight file stores under the layer's prefix.
   `set_weights`).
 - `to_keras(op, attrs, params)`: the layer's `get_weights()` list; `from_keras` inverts it
   bit-exactly, but for LSTM biases (below).
+  Each of the three dispatches through the layer's rule (`keras.lowering.KerasLayerRule`:
+  `layer`, `weights`); the conversions shared by several rules are the functions below.
 - `flatten_permutation(c, *spatial)`: the Dense kernel rows for a Linear that reads a flattened
   channels-last tensor (`to_keras("Linear", ..., flattened=(c, h, w))` applies it).
 
@@ -24,6 +26,7 @@ Layer choices (op: Keras layer; its `get_weights()` list):
   transposed, no spatial flip: both frameworks define it as the gradient of Conv), bias.
 - BatchNorm: BatchNormalization(axis=-1, epsilon, momentum=1 - m); gamma, beta, moving_mean,
   moving_variance.
+- RMSNorm: RMSNormalization(axis=-1 or [-k, ..., -1], epsilon); scale = weight.
 - LayerNorm: LayerNormalization(axis=-1 or [-k, ..., -1], epsilon); gamma, beta of the
   normalized shape, unchanged — for a value the emitter keeps in dualnet's layout (a LayerNorm
   over axes that a channels-last value holds in another order needs them permuted).
