@@ -13,13 +13,11 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from dualnet.ops import REGISTRY
-
 
 class Backend:
     """One framework. `kind` is "source" (dualnet writes Python source for it) or "graph"
     (a graph file: ONNX); `package` is its folder, whose `lowering` module registers one
-    row per op (`OpDef.lowerings[name]`)."""
+    row per op (`OpDef.lowerings[name]`, read through `rows.lowering_row`)."""
 
     name: str
     title: str  # the framework's name, for people
@@ -39,9 +37,15 @@ class Backend:
         importlib.import_module(self.runtime)
 
     def supports(self, op: str) -> bool:
-        """Whether the backend's lowering table has a row for the registry op `op`."""
-        self.module("lowering")
-        return self.name in REGISTRY[op].lowerings
+        """Whether the backend has a lowering row for the registry op `op`
+        (`rows.lowering_row`)."""
+        from dualnet.backends.rows import lowering_row
+
+        try:
+            lowering_row(op, self.name)
+        except KeyError:
+            return False
+        return True
 
     def owns(self, obj: object) -> bool:
         """Whether `obj` is a model this backend built (for `save_weights`/`load_weights`);

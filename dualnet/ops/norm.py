@@ -1,10 +1,10 @@
-"""Normalisation layers: BatchNorm, LayerNorm, GroupNorm (PyTorch names, defaults and
+"""Normalisation layers: BatchNorm, LayerNorm, RMSNorm, GroupNorm (PyTorch names, defaults and
 initialisers; references in inference mode)."""
 
 from __future__ import annotations
 
 from dualnet.ir.graph import Init
-from dualnet.ir.types import TensorType
+from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import positive, require_rank
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
@@ -90,9 +90,10 @@ register(
 # ---------------------------------------------------------------- LayerNorm
 
 
-def _layernorm_infer(ctx: Ctx) -> list[TensorType]:
-    x, cfg = ctx.inputs["x"], ctx.config
-    n = cfg["axes"]
+def _normalized_shape(ctx: Ctx, x: TensorType, params: str = "weight and bias have") -> tuple:
+    """The last `axes` sizes of x (LayerNorm, RMSNorm): known, as the parameters (`params`)
+    have them."""
+    n = ctx.config["axes"]
     positive(ctx, (n,), "axes")
     if n > x.rank:
         ctx.fail(f"cannot normalise over the last {n} axes of {x}", "x", f"rank {x.rank}")
@@ -104,8 +105,14 @@ def _layernorm_infer(ctx: Ctx) -> list[TensorType]:
             f"`{symbolic[0]}`",
             "x",
             "symbolic normalised size",
-            notes=("weight and bias have the normalised shape",),
+            notes=(f"{params} the normalised shape",),
         )
+    return shape
+
+
+def _layernorm_infer(ctx: Ctx) -> list[TensorType]:
+    x, cfg = ctx.inputs["x"], ctx.config
+    shape = _normalized_shape(ctx, x)
     _check_eps(ctx)
     cfg["normalized_shape"] = shape
     ctx.param("weight", shape, ONES)
@@ -133,6 +140,48 @@ register(
         differentiable=("x",),
         doc="Layer normalisation over the last `axes` axes (biased variance); weight/bias of that "
         "shape (`normalized_shape`; ones, zeros). ONNX LayerNormalization with axis=-axes.",
+    )
+)
+
+
+# ---------------------------------------------------------------- RMSNorm
+
+# torch.finfo(dtype).eps: PyTorch's RMSNorm epsilon where `eps` is None
+MACHINE_EPS = {DType.f16: 2.0**-10, DType.bf16: 2.0**-7, DType.f32: 2.0**-23, DType.f64: 2.0**-52}
+
+
+def _rmsnorm_infer(ctx: Ctx) -> list[TensorType]:
+    x, cfg = ctx.inputs["x"], ctx.config
+    shape = _normalized_shape(ctx, x, "its weight has")
+    if cfg["eps"] is None:  # PyTorch's eps=None, resolved: every backend writes the number
+        cfg["eps"] = MACHINE_EPS[x.dtype]
+    _check_eps(ctx)
+    cfg["normalized_shape"] = shape
+    ctx.param("weight", shape, ONES)
+    return [x]
+
+
+def _rmsnorm_ref(inputs, attrs, params):
+    x = inputs["x"]
+    axes = tuple(range(x.ndim - attrs["axes"], x.ndim))
+    xd = x.astype(np.float64)
+    y = xd / np.sqrt((xd * xd).mean(axis=axes, keepdims=True) + attrs["eps"])
+    return [(y * params["weight"]).astype(x.dtype)]
+
+
+register(
+    OpDef(
+        name="RMSNorm",
+        signature=_CALL,
+        construct=sig(P("eps", "float", None), P("axes", "int", 1)),
+        infer=_rmsnorm_infer,
+        reference=_rmsnorm_ref,
+        differentiable=("x",),
+        doc="Root-mean-square normalisation over the last `axes` axes: x / sqrt(mean(x²) + eps) "
+        "· weight, weight of that shape (`normalized_shape`; ones), no bias (torch.nn.RMSNorm). "
+        "eps=none is PyTorch's torch.finfo(dtype).eps of the input's dtype, resolved when the "
+        "model is checked (f32: 2⁻²³). Keras RMSNormalization; ONNX Mul, ReduceMean, Add, "
+        "Sqrt, Reciprocal (opset 13).",
     )
 )
 

@@ -1,7 +1,9 @@
 """The op registry: each built-in defined once — signature, shape and dtype rule,
 differentiable inputs, parameters with initialisers, and a NumPy reference.
 
-Backends add their lowering to `OpDef.lowerings[backend]` (one row per op).
+Each backend registers its lowering row on the op, `OpDef.lowerings[backend]`
+(`dualnet.backends.rows`: the row types, `Rows.register`, and `lowering_row`, the one
+lookup every emitter uses).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The op × backend matrix (`dualnet ops`), read from the registry: an op is supported by a
-backend when that backend's lowering table registered a row for it (`OpDef.lowerings`).
+backend when that backend's lowering table registered a row for it (`OpDef.lowerings`, read
+through `rows.lowering_row`, as the emitters read it).
 
 Importing the lowering tables imports ONNX's protobuf classes (for the ONNX rows) but
 neither torch nor TensorFlow: the tables only write source.

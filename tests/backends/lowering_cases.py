@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from dualnet.backends import BACKENDS
+from dualnet.backends.rows import lowering_row
 from dualnet.ir.dims import Dim, sym
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
@@ -30,14 +32,15 @@ DTYPES = {
 }
 
 
-def assert_one_row_per_op(backend: str, functions: dict, layers: dict) -> None:
-    """A backend's lowering tables hold every registry op once, layers in the layer table,
-    and they are the rows the registry carries for the backend."""
-    assert not set(functions) & set(layers)
-    assert set(functions) | set(layers) == set(REGISTRY)
+def assert_one_row_per_op(backend: str, layer_row: type, function_row: type) -> None:
+    """The registry carries a row of `backend` for every op, of the layer kind for a layer,
+    and the backend's table (`ROWS`) holds exactly those rows."""
+    table = BACKENDS[backend].module("lowering").ROWS
+    assert set(table) == set(REGISTRY)
     for name, op in REGISTRY.items():
-        assert (name in layers) == op.is_layer, name
-        assert op.lowerings[backend] is (layers if op.is_layer else functions)[name]
+        row = lowering_row(name, backend)
+        assert isinstance(row, layer_row if op.is_layer else function_row), name
+        assert table[name] is row, name
 
 
 def fmt(value) -> str:
@@ -569,6 +572,8 @@ def layer_cases() -> list:
     add(Case("BatchNorm", {"x": x}))
     add(Case("LayerNorm", {"x": randn(2, 5, 6)}))
     add(Case("LayerNorm", {"x": randn(2, 5, 6)}, {"axes": 2, "eps": 1e-6}))
+    add(Case("RMSNorm", {"x": randn(2, 5, 6)}))  # eps: float32's machine epsilon
+    add(Case("RMSNorm", {"x": randn(2, 5, 6)}, {"axes": 2, "eps": 1e-6}))
     add(Case("GroupNorm", {"x": randn(2, 6, 4, 3)}, {"groups": 3}))
     add(Case("GroupNorm", {"x": randn(2, 4, 5)}, {"groups": 2, "eps": 1e-3}))
     for kind in ("LSTM", "GRU"):

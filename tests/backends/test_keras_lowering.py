@@ -40,16 +40,13 @@ from lowering_cases import (  # noqa: E402
 from dualnet.backends.keras.layout import SPATIAL_OPS  # noqa: E402
 from dualnet.backends.keras.lowering import (  # noqa: E402
     HELPERS,
-    KERAS_FUNCTIONS,
-    KERAS_LAYERS,
     TRAINING,
-    TRAINING_OPS,
     KerasCall,
-    LayerLowering,
+    KerasLayerRule,
     helpers_needed,
-    lower_function,
 )
 from dualnet.backends.keras.weights import keras_layer, to_keras  # noqa: E402
+from dualnet.backends.rows import FunctionRow, lowering_row  # noqa: E402
 from dualnet.ir.dims import sym  # noqa: E402
 from dualnet.ir.tagged import Tagged, Written, written  # noqa: E402
 from dualnet.ir.types import DType, TensorType  # noqa: E402
@@ -57,6 +54,19 @@ from dualnet.ops import REGISTRY  # noqa: E402
 from dualnet.ops.registry import run_rule  # noqa: E402
 
 # ---------------------------------------------------------------- the harness
+
+
+def lower_function(op: str, call: KerasCall) -> str:
+    return lowering_row(op, "keras", layer=False).lower(call)
+
+
+def _row(op: str) -> KerasLayerRule:
+    return lowering_row(op, "keras", layer=True)
+
+
+def _trains(op: str) -> bool:
+    """Whether the op's rule says it computes differently in training."""
+    return REGISTRY[op].is_layer and _row(op).training
 
 
 def _to_keras_layout(op: str, a: np.ndarray) -> np.ndarray:
@@ -75,7 +85,7 @@ def _sources(case: Case, hide_in_types: bool = False):
     )
     if not REGISTRY[case.op].is_layer:
         return bound, "", lower_function(case.op, call)
-    row = KERAS_LAYERS[case.op]
+    row = _row(case.op)
     return bound, row.construct(dict(bound.ctx.config), fmt), row.call("layer", call)
 
 
@@ -285,13 +295,11 @@ def test_layers_that_train_differently_are_given_training(case):
     threaded = _differ(_results(eval(src, ns)), inference)
     context = _TrainingContext(lambda: eval(src, ns))
     trains = _differ(_results(context(ops.zeros(()), training=True)), inference)
-    assert trains == threaded == (f"{TRAINING}={TRAINING}" in src) == (case.op in TRAINING_OPS), src
+    assert trains == threaded == (f"{TRAINING}={TRAINING}" in src) == _trains(case.op), src
 
 
 def test_table_covers_every_op_once():
-    assert_one_row_per_op("keras", KERAS_FUNCTIONS, KERAS_LAYERS)
-    for op in REGISTRY.values():
-        assert isinstance(op.lowerings["keras"], LayerLowering) == op.is_layer
+    assert_one_row_per_op("keras", KerasLayerRule, FunctionRow)
 
 
 def test_every_op_has_a_case():
@@ -305,7 +313,7 @@ def test_spatial_ops_are_registry_ops():
 
 
 def test_lower_function_refuses_layers():
-    with pytest.raises(KeyError, match="KERAS_LAYERS"):
+    with pytest.raises(KeyError, match="`Conv2d` is a layer, not a function"):
         lower_function("Conv2d", None)
 
 
@@ -458,7 +466,7 @@ def test_sizes_and_values_stay_expressions():
     cfg = _with(
         "Conv2d", (2, c, 8, 8), {"out": 2 * c, "kernel": k, "groups": c, "padding": (k - 1) // 2}
     )
-    assert KERAS_LAYERS["Conv2d"].construct(cfg, _tagged_fmt) == (
+    assert _row("Conv2d").construct(cfg, _tagged_fmt) == (
         "keras.layers.DepthwiseConv2D(k, padding='same', depth_multiplier=2, "
         "depthwise_initializer=_TorchInit('default', fan_in=k * k), "
         "bias_initializer=_TorchInit('default', fan_in=k * k))"
@@ -469,7 +477,7 @@ def test_sizes_and_values_stay_expressions():
         {"momentum": written(0.1, "self.momentum"), "eps": written(1e-3, "eps")},
     )
     assert (
-        KERAS_LAYERS["BatchNorm"].construct(cfg, _tagged_fmt)
+        _row("BatchNorm").construct(cfg, _tagged_fmt)
         == "_BatchNorm(axis=-1, epsilon=eps, momentum=1 - self.momentum)"
     )
     p = Tagged(1, sym("p"))
@@ -477,8 +485,7 @@ def test_sizes_and_values_stay_expressions():
     t = TensorType(DType.f32, (2, 4, 5, 6))
     call = KerasCall({"x": "x"}, cfg, {"x": t}, [t], _tagged_fmt)
     assert (
-        KERAS_LAYERS["ConvTranspose2d"].call("self.up", call)
-        == "self.up(x)[:, p:-p or None, p:-p or None]"
+        _row("ConvTranspose2d").call("self.up", call) == "self.up(x)[:, p:-p or None, p:-p or None]"
     )
     mode = written("tanh", "mode")
     call = KerasCall({"x": "x"}, {"approximate": mode}, {"x": t}, [t], _tagged_fmt)
@@ -486,7 +493,7 @@ def test_sizes_and_values_stay_expressions():
 
 
 def _initializers(op: str, shape: tuple, config: dict, fmt=_tagged_fmt) -> list[str]:
-    source = KERAS_LAYERS[op].construct(_with(op, shape, config), fmt)
+    source = _row(op).construct(_with(op, shape, config), fmt)
     return re.findall(rf"\w+_initializer=(?:{_TORCH_INIT}|'\w+')", source)
 
 
@@ -534,14 +541,13 @@ def test_initializers_are_pytorchs_with_pytorchs_fans():
     cfg = {p.name: p.default for p in o.construct.params} | {"vocab": 50, "dim": 4}
     run_rule(o, {"ids": TensorType(DType.i64, (2,))}, {}, {}, None, cfg)
     assert (
-        KERAS_LAYERS["Embedding"].construct(cfg, fmt)
+        _row("Embedding").construct(cfg, fmt)
         == "keras.layers.Embedding(50, 4, embeddings_initializer=_TorchInit('normal'))"
     )
     cfg["init"] = written("default", "scheme")
-    assert (
-        "_TorchInit('normal' if scheme == 'default' else scheme, fan_in=4, fan_out=50)"
-        in KERAS_LAYERS["Embedding"].construct(cfg, _tagged_fmt).replace('"', "'")
-    )
+    assert "_TorchInit('normal' if scheme == 'default' else scheme, fan_in=4, fan_out=50)" in _row(
+        "Embedding"
+    ).construct(cfg, _tagged_fmt).replace('"', "'")
 
 
 def test_conv_layer_and_call_agree_on_padding():
@@ -556,16 +562,16 @@ def test_conv_layer_and_call_agree_on_padding():
     ):
         cfg = _with("Conv2d", (2, 3, 8, 8), {"out": 4, "kernel": 3, **config})
         t = TensorType(DType.f32, (2, 3, 8, 8))
-        call = KERAS_LAYERS["Conv2d"].call("conv", KerasCall({"x": "x"}, cfg, {}, [t], fmt))
+        call = _row("Conv2d").call("conv", KerasCall({"x": "x"}, cfg, {}, [t], fmt))
         same = keras_layer("Conv2d", cfg).kwargs["padding"] == "same"
-        assert ("padding='same'" in KERAS_LAYERS["Conv2d"].construct(cfg, fmt)) == same
+        assert ("padding='same'" in _row("Conv2d").construct(cfg, fmt)) == same
         assert (call == "conv(x)") == same, (config, call)
 
 
 def test_conv_call_needs_the_layer_config():
     t = TensorType(DType.f32, (2, 3, 8, 8))
     with pytest.raises(KeyError, match="layer.attrs"):
-        KERAS_LAYERS["Conv2d"].call("self.conv", KerasCall({"x": "x"}, {}, {"x": t}, [t], fmt))
+        _row("Conv2d").call("self.conv", KerasCall({"x": "x"}, {}, {"x": t}, [t], fmt))
 
 
 def test_cast_to_bfloat16():

@@ -36,15 +36,13 @@ from onnx import helper, numpy_helper  # noqa: E402
 
 from dualnet.backends.onnx.builder import GraphBuilder  # noqa: E402
 from dualnet.backends.onnx.lowering import (  # noqa: E402
-    MIN_OPSET,
     NEWEST_OPSET,
-    ONNX_FUNCTIONS,
-    ONNX_LAYERS,
     ONNX_TYPES,
     OnnxCall,
     OpsetTooOld,
     lower,
 )
+from dualnet.backends.rows import OnnxRow, lowering_row  # noqa: E402
 from dualnet.ir.dims import Dim, sym  # noqa: E402
 from dualnet.ir.tagged import Tagged, written  # noqa: E402
 from dualnet.ir.types import DType, TensorType  # noqa: E402
@@ -327,8 +325,12 @@ ONNX_CASES = _onnx_cases()
 ALL_CASES = CASES + LAYER_CASES + ONNX_CASES
 
 
+def _min_opset(op: str) -> int:
+    return lowering_row(op, "onnx").min_opset
+
+
 def _opsets(op: str) -> list[int]:
-    return sorted({MIN_OPSET[op], DEFAULT_OPSET, NEWEST_OPSET})
+    return sorted({_min_opset(op), DEFAULT_OPSET, NEWEST_OPSET})
 
 
 RUNS = [
@@ -347,26 +349,34 @@ def test_op_matches_reference(case, opset):
 
 
 def test_table_covers_every_op_once():
-    assert_one_row_per_op("onnx", ONNX_FUNCTIONS, ONNX_LAYERS)
-    assert set(MIN_OPSET) == set(REGISTRY)
+    assert_one_row_per_op("onnx", OnnxRow, OnnxRow)
 
 
 def test_every_op_has_a_case():
     assert {case.op for case in ALL_CASES} == set(REGISTRY)
 
 
+def test_an_onnx_row_states_its_minimum_opset():
+    """A row has no default minimum to forget: leaving it out, or claiming an opset older
+    than the emitter's, fails where the row is written."""
+    with pytest.raises(TypeError, match="min_opset"):
+        OnnxRow(lambda call: [])
+    with pytest.raises(ValueError, match="min_opset"):
+        OnnxRow(lambda call: [], min_opset=12)
+
+
 def test_minimum_opsets():
-    assert all(13 <= MIN_OPSET[op] <= DEFAULT_OPSET for op in REGISTRY)
-    assert MIN_OPSET["LayerNorm"] == 17
+    assert all(13 <= _min_opset(op) <= DEFAULT_OPSET for op in REGISTRY)
+    assert _min_opset("LayerNorm") == 17
     first = {}
     for case in ALL_CASES:
         first.setdefault(case.op, case)
     for op, case in first.items():
         with pytest.raises(
-            OpsetTooOld, match=f"^{op} needs ONNX opset {MIN_OPSET[op]} or newer$"
+            OpsetTooOld, match=f"^{op} needs ONNX opset {_min_opset(op)} or newer$"
         ) as info:
-            build(case, MIN_OPSET[op] - 1)
-        assert (info.value.op, info.value.minimum) == (op, MIN_OPSET[op])
+            build(case, _min_opset(op) - 1)
+        assert (info.value.op, info.value.minimum) == (op, _min_opset(op))
 
 
 def test_checking_never_imports_a_framework():

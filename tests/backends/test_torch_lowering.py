@@ -28,20 +28,17 @@ from lowering_cases import (
 )
 from torch import nn
 
-from dualnet.backends.torch.lowering import (
-    HELPERS,
-    TORCH_FUNCTIONS,
-    TORCH_LAYERS,
-    LayerLowering,
-    TorchCall,
-    helpers_needed,
-    lower_function,
-)
+from dualnet.backends.rows import FunctionRow, LayerRow, lowering_row
+from dualnet.backends.torch.lowering import HELPERS, TorchCall, helpers_needed
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
 from dualnet.ops.registry import run_rule
 
 # ---------------------------------------------------------------- the harness
+
+
+def lower_function(op: str, call: TorchCall) -> str:
+    return lowering_row(op, "torch", layer=False).lower(call)
 
 
 def lower_and_run(case: Case, hide_in_types: bool = False):
@@ -56,7 +53,7 @@ def lower_and_run(case: Case, hide_in_types: bool = False):
     params = {}
     construct = ""
     if op.is_layer:
-        row = TORCH_LAYERS[case.op]
+        row = lowering_row(case.op, "torch", layer=True)
         construct = row.construct(dict(bound.ctx.config), fmt)
         src = row.call("module", call)
     else:
@@ -115,9 +112,7 @@ def test_layer_matches_reference(case):
 
 
 def test_table_covers_every_op_once():
-    assert_one_row_per_op("torch", TORCH_FUNCTIONS, TORCH_LAYERS)
-    for op in REGISTRY.values():
-        assert isinstance(op.lowerings["torch"], LayerLowering) == op.is_layer
+    assert_one_row_per_op("torch", LayerRow, FunctionRow)
 
 
 def test_every_op_has_a_case():
@@ -125,7 +120,7 @@ def test_every_op_has_a_case():
 
 
 def test_lower_function_refuses_layers():
-    with pytest.raises(KeyError, match="TORCH_LAYERS"):
+    with pytest.raises(KeyError, match="`Conv2d` is a layer, not a function"):
         lower_function("Conv2d", None)
 
 
@@ -219,7 +214,9 @@ def test_bracketed_and_device_aware_sources():
 def test_conv_call_needs_the_layer_config():
     t = TensorType(DType.f32, (2, 3, 8, 8))
     with pytest.raises(KeyError, match="layer.attrs"):
-        TORCH_LAYERS["Conv2d"].call("self.conv", TorchCall({"x": "x"}, {}, {"x": t}, [t], fmt))
+        lowering_row("Conv2d", "torch", layer=True).call(
+            "self.conv", TorchCall({"x": "x"}, {}, {"x": t}, [t], fmt)
+        )
 
 
 def test_cast_to_bfloat16():

@@ -105,6 +105,33 @@ def test_layernorm_matches_onnx_and_torch(shape, axes, dtype):
     close(y, ln(torch.from_numpy(x.astype(np.float32))).detach().numpy().astype(dtype), atol=1e-5)
 
 
+# ---------------------------------------------------------------- RMSNorm
+
+
+def test_rmsnorm_rules_params_and_default_eps():
+    out, ctx = infer("RMSNorm", {"x": tt("f32", B, T, 128)})
+    assert str(out[0]) == "f32[B, T, 128]" and ctx.config["normalized_shape"] == (128,)
+    assert _specs(ctx) == _torch_state(torch.nn.RMSNorm(128))
+    assert {k: s.init.scheme for k, s in ctx.params.items()} == {"weight": "ones"}
+    for dtype, torch_dtype in (("f32", torch.float32), ("f64", torch.float64)):
+        _, ctx = infer("RMSNorm", {"x": tt(dtype, B, 8, 16)}, config={"axes": 2})
+        assert ctx.config["eps"] == torch.finfo(torch_dtype).eps  # PyTorch's eps=None
+    assert _specs(ctx) == _torch_state(torch.nn.RMSNorm((8, 16)))
+    fails("RMSNorm", {"x": tt("f32", B, 8, T)}, "E-SHAPE", match="`T`")
+    fails("RMSNorm", {"x": tt("f32", 4, 8)}, "E-VALUE", config={"axes": 0})
+    fails("RMSNorm", {"x": tt("f32", 4, 8)}, "E-VALUE", config={"eps": -1.0})
+
+
+@pytest.mark.parametrize("shape,axes", [((2, 5, 16), 1), ((2, 3, 4, 5), 2), ((6, 7), 2)])
+@pytest.mark.parametrize("eps", [None, 1e-6])
+def test_rmsnorm_matches_torch(shape, axes, eps):
+    x = (randn(RNG, *shape) * 3 + 1).astype(np.float32)
+    config = {"axes": axes} if eps is None else {"axes": axes, "eps": eps}
+    (y,), params, _ = run_ref("RMSNorm", {"x": x}, config=config, rng=RNG)
+    norm = _load(torch.nn.RMSNorm(shape[-axes:], eps=eps), params)
+    close(y, norm(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+
+
 # ---------------------------------------------------------------- GroupNorm
 
 

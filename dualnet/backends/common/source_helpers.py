@@ -1,6 +1,6 @@
 """Helpers that write Python source for any backend's lowering table: number literals,
 bracketing, per-axis arguments, defaults left out, keyword lists, Python indexing, which
-runtime helpers a generated file needs; and the table's lookup and registration. They only
+runtime helpers a generated file needs (the rows themselves: `rows.py`). They only
 produce strings and never import a framework; what differs between backends (how a number
 becomes a tensor) is passed in.
 """
@@ -42,16 +42,6 @@ class NodeCall:
     out_types: list[Any]
     fmt: Callable[[Any], str]
     numbers: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class LayerLowering:
-    """`construct(config, fmt)`: the layer's constructor expression from its resolved config
-    (`LayerInstance.attrs`). `call(layer, call)`: the call expression, `layer` being the
-    layer's source ("self.conv1") and `call` the backend's NodeCall."""
-
-    construct: Callable[[dict, Callable[[Any], str]], str]
-    call: Callable[[str, Any], str]
 
 
 TensorSource = Callable[[Any, str], str]
@@ -224,27 +214,6 @@ def slice_text(parts: list[str]) -> str:
     for before, after in zip(parts, parts[1:], strict=False):
         text += (" " if before else "") + ":" + (" " + after if after else "")
     return text
-
-
-def function_row(
-    op: str, functions: dict[str, Callable], layers: dict[str, Any], layers_name: str
-) -> Callable:
-    """The row of `functions` lowering function node `op`; a KeyError for a layer (see
-    `layers_name`) or an unknown op."""
-    if op not in functions:
-        kind = f"a layer: use {layers_name}" if op in layers else "not a built-in op"
-        raise KeyError(f"`{op}` is {kind}")
-    return functions[op]
-
-
-def register(backend: str, functions: dict[str, Callable], layers: dict[str, Any]) -> None:
-    """Record one backend's table in the registry: `OpDef.lowerings[backend]` is the op's
-    LayerLowering or function row."""
-    for name, op in REGISTRY.items():
-        if name in layers:
-            op.lowerings[backend] = layers[name]
-        elif name in functions:
-            op.lowerings[backend] = functions[name]
 
 
 def helpers_used(source: str, helpers: dict[str, str]) -> list[str]:

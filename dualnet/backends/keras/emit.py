@@ -44,6 +44,7 @@ from dualnet.backends.keras.layout import (
 )
 from dualnet.backends.keras.names import keras_attr, keras_name
 from dualnet.backends.keras.weights import CONVS, keras_same, same_spans
+from dualnet.backends.rows import lowering_row
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import LayerInstance, ModelInstance, Node
@@ -334,7 +335,7 @@ class KerasClassWriter(ClassWriter):
         return f"{seq}.layers[{index}]"
 
     def construct_layer(self, op: str, attrs: dict) -> str:
-        return lowering.KERAS_LAYERS[op].construct(attrs, self.fmt_init)
+        return lowering_row(op, "keras", layer=True).construct(attrs, self.fmt_init)
 
     def forward_header(self, graph) -> str:
         args = [self.local(a.name) for a in self.forward.args]
@@ -557,17 +558,18 @@ class KerasClassWriter(ClassWriter):
         attrs = dict(node.attrs) if attrs is None else attrs
         layout, codes, attrs = self.run_in(node, codes, attrs)
         permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
-        src = lowering.lower_function(node.op, self.keras_call(node, codes, attrs, permuted))
+        row = lowering_row(node.op, "keras", layer=False)
+        src = row.lower(self.keras_call(node, codes, attrs, permuted))
         return self.result(node, src, layout)
 
     def layer_call(self, node: Node, target: str, codes: dict, attrs: dict) -> str:
         layout, codes, attrs = self.run_in(node, codes, attrs)
         permuted = layout == CL and not is_spatial(node.op, len(node.inputs[0].type.shape))
         call = self.keras_call(node, codes, attrs, permuted)
-        src = lowering.KERAS_LAYERS[node.op].call(target, call)
+        src = lowering_row(node.op, "keras", layer=True).call(target, call)
         layers = self.instances_child(node.target)
         if any(
-            isinstance(layer, ModelInstance) or layer.op in lowering.TRAINING_OPS
+            isinstance(layer, ModelInstance) or lowering_row(layer.op, "keras", layer=True).training
             for layer in layers
         ):  # another instance declared a layer that trains here
             src = with_keyword(src, lowering.TRAINING, lowering.TRAINING, target)
@@ -800,7 +802,7 @@ class KerasClassWriter(ClassWriter):
             return fmt_literal(v)
 
         call = self.keras_call(node, codes, attrs, permuted, fmt=fmt)
-        body = lowering.lower_function(layer.op, call)
+        body = lowering_row(layer.op, "keras", layer=False).lower(call)
         return f"{self.em.step_class(body, layer.op)}()"
 
 

@@ -2,13 +2,16 @@
 idiomatic Keras 3 source (`import keras`, `from keras import ops`). This module only produces
 strings: it never imports Keras or TensorFlow.
 
-Functions (`KERAS_FUNCTIONS`) lower a node to one Python expression; layers (`KERAS_LAYERS`)
-give a constructor expression for `__init__` (the Keras class and arguments of
-`weights.keras_layer`, the single source of truth shared with the weight conversions) and a
-call expression for `call`. Every row computes exactly the op's NumPy reference (LANGUAGE.md,
-CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or calls a runtime
-helper (`HELPERS`, see `helpers_needed`). What every backend writes alike (number literals,
-bracketing, defaults left out, argument lists, Python indexing) comes from
+The rows (`ROWS`, registered on the ops: `rows.lowering_row(op, "keras")`) start from the
+ones every Python-source backend shares (`python_rows.shared_rows`, spelt by the `KERAS`
+dialect) and override the rows that differ. A function's row lowers a node to one Python
+expression; a layer's row is its `KerasLayerRule`: the constructor expression for `__init__`
+(the Keras class and arguments of the rule's `layer`, shared with the weight conversions) and
+the call expression for `call`, with the rest of the layer's Keras knowledge (weights both
+ways, state walking, training). Every row computes exactly the op's NumPy reference
+(LANGUAGE.md, CONVENTIONS.md); where a plain Keras call differs, the row fixes it inline or
+calls a runtime helper (`HELPERS`, see `helpers_needed`). What every backend writes alike
+(number literals, bracketing, defaults left out, argument lists, Python indexing) comes from
 `backends.source_helpers`.
 
 Layout: the ops of `layout.SPATIAL_OPS` receive and return channels-last tensors ([B, *spatial, C];
@@ -55,9 +58,9 @@ The differences handled, op by op:
   (MultiHeadAttention: out_proj's bias, where Keras averages all keys).
 - LSTM/GRU are `_Recurrent` layers: Keras layers stacked as PyTorch stacks them, returning
   PyTorch's states [layers·directions, B, hidden] with `state=True`.
-- Training: BatchNorm and Dropout, the layers that compute differently in training, are
-  called with the generated `call`'s `training` argument (`TRAINING`), which `fit()`,
-  `train_on_batch` and `evaluate` set.
+- Training: BatchNorm and Dropout, the layers that compute differently in training (their
+  rules' `training`), are called with the generated `call`'s `training` argument
+  (`TRAINING`), which `fit()`, `train_on_batch` and `evaluate` set.
 - Initialisation (LANGUAGE.md §7): Keras's defaults (Glorot kernels, zero biases, U(±0.05)
   embeddings, orthogonal recurrent kernels) are not PyTorch's, so every layer with parameters
   gets PyTorch's initialisers with PyTorch's fans (`_initializers`, the runtime's `_TorchInit`
@@ -70,17 +73,15 @@ The differences handled, op by op:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from math import prod
 
 from dualnet.backends.common.conv_transpose import transposed_padding
 from dualnet.backends.common.source_helpers import (
-    LayerLowering,
     NodeCall,
     atom,
     axes_arg,
-    default_kw,
-    function_row,
     getitem,
     helpers_used,
     is_default,
@@ -92,27 +93,46 @@ from dualnet.backends.common.source_helpers import (
     need,
     operands,
     pad_value,
-    register,
     result_dtype,
     sizes,
 )
+from dualnet.backends.keras.leaves import (
+    Leaf,
+    attention_leaf,
+    conv_leaf,
+    dense_leaf,
+    embedding_leaf,
+    normalized_leaf,
+    per_channel_leaf,
+    rnn_leaf,
+)
 from dualnet.backends.keras.weights import (
     CONVS,
+    MHA_WEIGHTS,
     KerasLayer,
+    complement,
+    conv_layer,
+    conv_weights,
     dilates_kernel,
+    in_order,
     is_depthwise,
     keras_layer,
     keras_same,
+    linear_from,
+    linear_to,
+    rnn_layer,
+    rnn_weights,
     same_spans,
     strides_for_same,
 )
+from dualnet.backends.python_rows import BINARY_SYMBOLS, UNARY, Dialect, shared_rows
+from dualnet.backends.rows import LayerRow, Rows
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.dims import Dim
 from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import DType
 
 TRAINING = "training"  # the generated `call`'s argument: True in fit() and train_on_batch
-TRAINING_OPS = ("BatchNorm", "Dropout")  # the layers that compute differently in training
 
 KERAS_DTYPES = {d: d.framework for d in DType}
 
@@ -181,48 +201,32 @@ def _widths(pads, fmt) -> str:
 
 # ---------------------------------------------------------------- element-wise
 
-_UNARY_CALLS = {
-    name: f"ops.{name}"
-    for name in (
-        "relu",
-        "sigmoid",
-        "tanh",
-        "silu",
-        "exp",
-        "log",
-        "sqrt",
-        "rsqrt",
-        "abs",
-        "round",
-        "floor",
-    )
-}
+KERAS = Dialect(
+    tensor=_tensor,
+    dtype=_dtype,
+    functions={
+        **{name: f"ops.{name}" for name in UNARY},
+        **{name: f"ops.{name}" for name in ("leaky_relu", "elu", "where", "cast")},
+        **{name: f"ops.{name}" for name in ("stop_gradient", "softmax", "log_softmax", "split")},
+        "transpose": "ops.swapaxes",
+        "permute": "ops.transpose",
+        "concat": "ops.concatenate",
+        "unsqueeze": "ops.expand_dims",
+    },
+    axis="axis",
+    leaky_slope=0.2,
+)
+ROWS = Rows("keras", shared_rows(KERAS))  # the rows below override or add to these
 
 
-def _unary(fn: str) -> Callable[[KerasCall], str]:
-    def lower(call: KerasCall) -> str:
-        return f"{fn}({_tensor(call, 'x')})"
-
-    return lower
-
-
+@ROWS.function("gelu")
 def _gelu(call: KerasCall) -> str:
     mode = call.attrs["approximate"]
     tanh = f'{atom(call.fmt(mode))} == "tanh"' if isinstance(mode, Written) else str(mode == "tanh")
     return f"ops.gelu({_tensor(call, 'x')}, approximate={tanh})"  # Keras's default is True
 
 
-def _leaky_relu(call: KerasCall) -> str:
-    return (
-        f"ops.leaky_relu({_tensor(call, 'x')}"
-        f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.2))})"
-    )
-
-
-def _elu(call: KerasCall) -> str:
-    return f"ops.elu({_tensor(call, 'x')}{kwargs(default_kw(call, 'alpha', 'alpha', 1.0))})"
-
-
+@ROWS.function("softplus")
 def _softplus(call: KerasCall) -> str:
     beta, threshold = call.attrs["beta"], call.attrs["threshold"]
     x = _tensor(call, "x")
@@ -231,29 +235,6 @@ def _softplus(call: KerasCall) -> str:
     return f"_softplus({x}, {call.fmt(beta)}, {call.fmt(threshold)})"
 
 
-def _neg(call: KerasCall) -> str:
-    return f"-{atom(_tensor(call, 'x'))}"
-
-
-def _cast(call: KerasCall) -> str:
-    return f"ops.cast({_tensor(call, 'x')}, {_dtype(call.attrs['dtype'])})"
-
-
-def _stop_gradient(call: KerasCall) -> str:
-    return f"ops.stop_gradient({_tensor(call, 'x')})"
-
-
-_BINARY_SYMBOLS = {
-    "add": "+",
-    "sub": "-",
-    "mul": "*",
-    "div": "/",
-    "pow": "**",
-    "lt": "<",
-    "le": "<=",
-    "gt": ">",
-    "ge": ">=",
-}
 _MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _BINARY_CALLS = {"eq": "ops.equal", "ne": "ops.not_equal", "matmul": "ops.matmul"}
 
@@ -263,7 +244,7 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
         a, b = operands(call, op, _tensor)
         if op in _BINARY_CALLS:  # KerasTensor has no elementwise ==; `@` needs rank ≥ 2 in TF
             return f"{_BINARY_CALLS[op]}({a}, {b})"
-        symbol = _BINARY_SYMBOLS[op]
+        symbol = BINARY_SYMBOLS[op]
         if symbol in _MIRRORED and literal(a) is not None and literal(b) is None:
             return f"{atom(b)} {_MIRRORED[symbol]} {atom(a)}"  # `x > 1.0`, not `1.0 < x`
         if op == "add":
@@ -271,6 +252,10 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
         return f"{left_operand(a, symbol)} {symbol} {atom(b)}"
 
     return lower
+
+
+for _op in BINARY_SYMBOLS:
+    ROWS.function(_op)(_binary(_op))
 
 
 def _broadcast_last_axis(call: KerasCall, a: str, b: str) -> tuple[str, str]:
@@ -296,13 +281,7 @@ def _broadcast_last_axis(call: KerasCall, a: str, b: str) -> tuple[str, str]:
     return a, b
 
 
-def _where(call: KerasCall) -> str:
-    a = call.inputs["a"]
-    if is_number(call, "a") and is_number(call, "b"):
-        a = _tensor(call, "a")  # two numbers would give Keras's default float type
-    return f"ops.where({_tensor(call, 'cond')}, {a}, {call.inputs['b']})"
-
-
+@ROWS.function("clamp")
 def _clamp(call: KerasCall) -> str:
     lo, hi = call.attrs["lo"], call.attrs["hi"]
     x = _tensor(call, "x")
@@ -341,59 +320,43 @@ def _index_reduce(fn: str) -> Callable[[KerasCall], str]:
 _TF_MAX_RANK = 5  # TensorFlow's softmax kernel takes rank <= 5
 
 
-def _softmax(fn: str) -> Callable[[KerasCall], str]:
+def _softmax(op: str) -> Callable[[KerasCall], str]:
+    shared = ROWS[op].lower  # ops.softmax / ops.log_softmax: the ranks TensorFlow takes
+
     def lower(call: KerasCall) -> str:
-        x, axis = _tensor(call, "x"), call.fmt(last_axis(call))
         if call.out_types and call.out_types[0].rank > _TF_MAX_RANK:
-            return f"_softmax({x}, {axis}{', log=True' if fn == 'log_softmax' else ''})"
-        return f"ops.{fn}({x}, axis={axis})"
+            x, axis = _tensor(call, "x"), call.fmt(last_axis(call))
+            return f"_softmax({x}, {axis}{', log=True' if op == 'log_softmax' else ''})"
+        return shared(call)
 
     return lower
+
+
+for _op in ("mean", "sum", "max", "min"):
+    ROWS.function(_op)(_reduce(_op))
+for _op in ("argmax", "argmin"):
+    ROWS.function(_op)(_index_reduce(_op))
+for _op in ("softmax", "log_softmax"):
+    ROWS.function(_op)(_softmax(_op))
 
 
 # ---------------------------------------------------------------- shape ops
 
 
+@ROWS.function("flatten", "reshape")
 def _reshape_to_result(call: KerasCall) -> str:
     """flatten and reshape: ops.reshape to the result's shape."""
     return f"ops.reshape({_tensor(call, 'x')}, {_shape(call.out_types[0].shape, call.fmt)})"
 
 
-def _permute(call: KerasCall) -> str:
-    axes = call.attrs["axes"]
-    if not axes:
-        return _tensor(call, "x")
-    return f"ops.transpose({_tensor(call, 'x')}, {call.fmt(tuple(axes))})"
-
-
-def _transpose(call: KerasCall) -> str:
-    return (
-        f"ops.swapaxes({_tensor(call, 'x')}, {call.fmt(call.attrs['a'])}, "
-        f"{call.fmt(call.attrs['b'])})"
-    )
-
-
-def _concat(call: KerasCall) -> str:
-    return f"ops.concatenate([{', '.join(call.inputs['xs'])}], axis={call.fmt(call.attrs['axis'])})"
-
-
-def _split(call: KerasCall) -> str:
-    n = call.attrs["n"]
-    if n == 1:
-        return _tensor(call, "x")
-    return f"ops.split({_tensor(call, 'x')}, {call.fmt(n)}, axis={call.fmt(call.attrs['axis'])})"
-
-
-def _unsqueeze(call: KerasCall) -> str:
-    return f"ops.expand_dims({_tensor(call, 'x')}, {call.fmt(call.attrs['axis'])})"
-
-
+@ROWS.function("squeeze")
 def _squeeze(call: KerasCall) -> str:
     """Indexing, not ops.squeeze: Keras refuses to squeeze an axis whose size it does not
     know statically (a slice `-1:` of a symbolic size), though the checker proved it is 1."""
     return f"{_tensor(call, 'x')}[{', '.join([':'] * call.attrs['axis'] + ['0'])}]"
 
 
+@ROWS.function("pad")
 def _pad(call: KerasCall) -> str:
     pairs = tuple(call.attrs["pads"])
     x = _tensor(call, "x")
@@ -404,6 +367,7 @@ def _pad(call: KerasCall) -> str:
     return f"ops.pad({x}, {call.fmt(pairs)}{extra})"
 
 
+@ROWS.function("upsample")
 def _upsample(call: KerasCall) -> str:
     x = _tensor(call, "x")
     if call.attrs["mode"] == "bilinear":
@@ -417,6 +381,7 @@ def _upsample(call: KerasCall) -> str:
     return x
 
 
+@ROWS.function("getitem")
 def _getitem(call: KerasCall) -> str:
     src = getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
     return _shaped(call, src, call.out_types[0].shape) if _slices_to_known(call) else src
@@ -456,6 +421,7 @@ def _read_at_run_time(item: tuple, size) -> bool:
     )
 
 
+@ROWS.function("arange")
 def _arange(call: KerasCall) -> str:
     return f"ops.arange({call.fmt(call.attrs['n'])}, dtype={_dtype(DType.i64)})"
 
@@ -485,6 +451,7 @@ def _pad_same(x: str, attrs: dict, fmt) -> str:
     return f"_pad_same({x}, {fmt(same_spans(attrs))}, {fmt(attrs['stride'])})"
 
 
+@ROWS.function("max_pool1d", "max_pool2d")
 def _max_pool(call: KerasCall) -> str:
     x = _tensor(call, "x")
     if keras_same(call.attrs):  # Keras ignores the padded elements: -inf padding
@@ -494,6 +461,7 @@ def _max_pool(call: KerasCall) -> str:
     return f"ops.max_pool({x}, {_pool_args(call)})"
 
 
+@ROWS.function("avg_pool1d", "avg_pool2d")
 def _avg_pool(call: KerasCall) -> str:
     attrs, fmt = call.attrs, call.fmt
     x = _tensor(call, "x")
@@ -514,6 +482,7 @@ def _avg_pool(call: KerasCall) -> str:
     return f"ops.average_pool({x}, {_pool_args(call)})"
 
 
+@ROWS.function("global_avg_pool")
 def _global_avg_pool(call: KerasCall) -> str:
     axes = tuple(a - 1 for a in call.attrs["axes"])  # channels-last spatial axes
     return f"ops.mean({_tensor(call, 'x')}, axis={axes_arg(axes, call.fmt)})"
@@ -529,6 +498,7 @@ def _adaptive_kind(size, bins) -> str:
     return "pool"
 
 
+@ROWS.function("adaptive_avg_pool2d")
 def _adaptive_avg_pool2d(call: KerasCall) -> str:
     """Per channels-last spatial axis: kept, a mean to size 1, or `_adaptive_pool` over
     PyTorch's windows (ops.adaptive_average_pool wants every size known when traced, and
@@ -549,6 +519,7 @@ def _adaptive_avg_pool2d(call: KerasCall) -> str:
 # ---------------------------------------------------------------- attention
 
 
+@ROWS.function("scaled_dot_product_attention")
 def _sdpa(call: KerasCall) -> str:
     args = [_tensor(call, n) for n in ("q", "k", "v")]
     if call.inputs.get("mask") is not None:
@@ -876,64 +847,194 @@ def _mha_call(layer: str, call: KerasCall) -> str:
     return f"{layer}({q}, {v}{key}{', use_causal_mask=True' if causal else ''})"
 
 
-_CONVS = ("Conv1d", "Conv2d", "Conv3d")
+# ---------------------------------------------------------------- the layer rules
 
-KERAS_LAYERS: dict[str, LayerLowering] = {
-    **{op: LayerLowering(_conv_construct(op), _conv_call) for op in _CONVS},
-    "ConvTranspose2d": LayerLowering(_plain("ConvTranspose2d"), _conv_transpose_call),
-    "Linear": LayerLowering(_plain("Linear"), _linear_call),
-    **{op: LayerLowering(_plain(op), _call_x) for op in ("Identity", "LayerNorm", "GroupNorm")},
-    "Dropout": LayerLowering(_plain("Dropout"), _call_training),  # TRAINING_OPS
-    "Embedding": LayerLowering(
-        _plain("Embedding"), lambda layer, call: f"{layer}({_tensor(call, 'ids')})"
+
+@dataclass(frozen=True, kw_only=True)
+class KerasLayerRule(LayerRow):
+    """All that dualnet knows of one layer in Keras, registered as the op's Keras row.
+
+    `construct`/`call`: the source rows (`LayerRow`). `layer(attrs)`: the Keras class and
+    arguments (`weights.keras_layer`: what the constructor writes and `make_layer` builds).
+    `weights`: (to Keras, from Keras) — `to(attrs, params)` is the layer's `get_weights()` list
+    from PyTorch names and layouts, `back(attrs, weights)` the inverse (`weights.to_keras` /
+    `from_keras`); None for a layer without weights. State walking (`state.py`): `classes`,
+    the `keras.layers` classes whose instances are this op's leaves (a generated helper layer
+    names its op instead: `dualnet_op`), and `leaf(layer, file shapes)`, the `leaves.Leaf`
+    such a layer reads as; `first_call`: the tensors a load hands to the Keras initializers
+    named, for a layer Keras builds only at its first call (BatchNorm, GroupNorm);
+    `summed_biases`: Keras holds the sum of PyTorch's two biases (LSTM: a load records the
+    pair). `training`: the layer computes differently in training and is called with
+    `training=`."""
+
+    layer: Callable[[dict], KerasLayer]
+    weights: tuple[Callable, Callable] | None = None
+    classes: tuple[str, ...] = ()
+    leaf: Callable[[object, dict], Leaf] | None = None
+    first_call: dict[str, str] = field(default_factory=dict)
+    summed_biases: bool = False
+    training: bool = False
+
+
+def _norm_layer(cls: str, **names: str) -> Callable[[dict], KerasLayer]:
+    """A normalisation layer: Keras argument → config key (`axes` gives the trailing axes)."""
+
+    def layer(attrs: dict) -> KerasLayer:
+        kwargs = {}
+        for keras_name, key in names.items():
+            if key == "axes":
+                axes = list(range(-attrs["axes"], 0))
+                kwargs[keras_name] = axes[0] if len(axes) == 1 else axes
+            else:
+                kwargs[keras_name] = attrs[key]
+        return KerasLayer(cls, kwargs)
+
+    return layer
+
+
+_GAMMA_BETA = {"weight": "gamma_initializer", "bias": "beta_initializer"}
+_MOVING = {"running_mean": "moving_mean_initializer", "running_var": "moving_variance_initializer"}
+
+for _n in (1, 2, 3):
+    _op = f"Conv{_n}d"
+    ROWS.add(
+        _op,
+        KerasLayerRule(
+            _conv_construct(_op),
+            _conv_call,
+            layer=partial(conv_layer, _op),
+            weights=conv_weights(_op),
+            classes=(f"Conv{_n}D", f"DepthwiseConv{_n}D") if _n < 3 else ("Conv3D",),
+            leaf=conv_leaf(transposed=False),
+        ),
+    )
+ROWS.add(
+    "ConvTranspose2d",
+    KerasLayerRule(
+        _plain("ConvTranspose2d"),
+        _conv_transpose_call,
+        layer=partial(conv_layer, "ConvTranspose2d"),
+        weights=conv_weights("ConvTranspose2d"),
+        classes=("Conv2DTranspose",),
+        leaf=conv_leaf(transposed=True),
     ),
-    "BatchNorm": LayerLowering(_batchnorm_construct, _call_training),  # TRAINING_OPS
-    **{op: LayerLowering(_recurrent_construct(op), _recurrent_call) for op in ("LSTM", "GRU")},
-    "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),
-}
-
-KERAS_FUNCTIONS: dict[str, Callable[[KerasCall], str]] = {
-    **{name: _unary(fn) for name, fn in _UNARY_CALLS.items()},
-    "gelu": _gelu,
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "softplus": _softplus,
-    "neg": _neg,
-    **{name: _binary(name) for name in (*_BINARY_SYMBOLS, *_BINARY_CALLS)},
-    "where": _where,
-    "clamp": _clamp,
-    "cast": _cast,
-    "stop_gradient": _stop_gradient,
-    **{name: _reduce(name) for name in ("mean", "sum", "max", "min")},
-    "argmax": _index_reduce("argmax"),
-    "argmin": _index_reduce("argmin"),
-    "softmax": _softmax("softmax"),
-    "log_softmax": _softmax("log_softmax"),
-    "flatten": _reshape_to_result,
-    "reshape": _reshape_to_result,
-    "permute": _permute,
-    "transpose": _transpose,
-    "concat": _concat,
-    "split": _split,
-    "unsqueeze": _unsqueeze,
-    "squeeze": _squeeze,
-    "pad": _pad,
-    "upsample": _upsample,
-    "getitem": _getitem,
-    "arange": _arange,
-    "max_pool1d": _max_pool,
-    "max_pool2d": _max_pool,
-    "avg_pool1d": _avg_pool,
-    "avg_pool2d": _avg_pool,
-    "global_avg_pool": _global_avg_pool,
-    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
-    "scaled_dot_product_attention": _sdpa,
-}
-
-
-def lower_function(op: str, call: KerasCall) -> str:
-    """The expression computing function node `op` (a tuple or list for several results)."""
-    return function_row(op, KERAS_FUNCTIONS, KERAS_LAYERS, "KERAS_LAYERS")(call)
+)
+ROWS.add(
+    "Linear",
+    KerasLayerRule(
+        _plain("Linear"),
+        _linear_call,
+        layer=lambda a: KerasLayer("Dense", {"units": a["out"], "use_bias": bool(a["bias"])}),
+        weights=(linear_to, linear_from),
+        classes=("Dense",),
+        leaf=dense_leaf,
+    ),
+)
+ROWS.add(
+    "Embedding",
+    KerasLayerRule(
+        _plain("Embedding"),
+        lambda layer, call: f"{layer}({_tensor(call, 'ids')})",
+        layer=lambda a: KerasLayer("Embedding", {"input_dim": a["vocab"], "output_dim": a["dim"]}),
+        weights=in_order("weight"),
+        classes=("Embedding",),
+        leaf=embedding_leaf,
+    ),
+)
+ROWS.add(
+    "Dropout",
+    KerasLayerRule(
+        _plain("Dropout"),
+        _call_training,
+        layer=lambda a: KerasLayer("Dropout", {"rate": a["p"]}),
+        training=True,
+    ),
+)
+ROWS.add(
+    "Identity", KerasLayerRule(_plain("Identity"), _call_x, layer=lambda a: KerasLayer("Identity"))
+)
+ROWS.add(
+    "BatchNorm",
+    KerasLayerRule(
+        _batchnorm_construct,
+        _call_training,
+        layer=lambda a: KerasLayer(
+            "BatchNormalization",
+            {"axis": -1, "epsilon": a["eps"], "momentum": complement(a["momentum"])},
+        ),
+        weights=in_order(*_GAMMA_BETA, *_MOVING),
+        classes=("BatchNormalization",),
+        leaf=per_channel_leaf("BatchNorm", (*_GAMMA_BETA, *_MOVING)),
+        first_call={**_GAMMA_BETA, **_MOVING},
+        training=True,
+    ),
+)
+ROWS.add(
+    "LayerNorm",
+    KerasLayerRule(
+        _plain("LayerNorm"),
+        _call_x,
+        layer=_norm_layer("LayerNormalization", axis="axes", epsilon="eps"),
+        weights=in_order("weight", "bias"),
+        classes=("LayerNormalization",),
+        leaf=normalized_leaf("LayerNorm", ("weight", "bias")),
+    ),
+)
+ROWS.add(
+    "RMSNorm",
+    KerasLayerRule(
+        _plain("RMSNorm"),
+        _call_x,
+        layer=_norm_layer("RMSNormalization", axis="axes", epsilon="eps"),
+        weights=in_order("weight"),  # Keras's `scale`: the same formula, shape and values
+        classes=("RMSNormalization",),
+        leaf=normalized_leaf("RMSNorm", ("weight",)),
+    ),
+)
+ROWS.add(
+    "GroupNorm",
+    KerasLayerRule(
+        _plain("GroupNorm"),
+        _call_x,
+        layer=lambda a: KerasLayer(
+            "GroupNormalization", {"groups": a["groups"], "axis": -1, "epsilon": a["eps"]}
+        ),
+        weights=in_order(*_GAMMA_BETA),
+        classes=("GroupNormalization",),
+        leaf=per_channel_leaf("GroupNorm", tuple(_GAMMA_BETA)),
+        first_call=_GAMMA_BETA,
+    ),
+)
+for _op in ("LSTM", "GRU"):
+    ROWS.add(
+        _op,
+        KerasLayerRule(
+            _recurrent_construct(_op),
+            _recurrent_call,
+            layer=partial(rnn_layer, _op),
+            weights=rnn_weights(_op),
+            leaf=rnn_leaf,  # the generated `_Recurrent` names its op (`dualnet_op`)
+            summed_biases=_op == "LSTM",
+        ),
+    )
+ROWS.add(
+    "MultiHeadAttention",
+    KerasLayerRule(
+        _mha_construct,
+        _mha_call,
+        layer=lambda a: KerasLayer(
+            "MultiHeadAttention",
+            {
+                "num_heads": a["heads"],
+                "key_dim": a["dim"] // a["heads"],
+                "use_bias": bool(a["bias"]),
+            },
+        ),
+        weights=MHA_WEIGHTS,
+        classes=("MultiHeadAttention",),
+        leaf=attention_leaf,
+    ),
+)
 
 
 HELPERS = helper_sources(RUNTIME / "keras_helpers.py")
@@ -945,4 +1046,4 @@ def helpers_needed(source: str) -> list[str]:
     return helpers_used(source, HELPERS)
 
 
-register("keras", KERAS_FUNCTIONS, KERAS_LAYERS)  # OpDef.lowerings: one row per op and backend
+ROWS.register()  # OpDef.lowerings["keras"]: one row per op

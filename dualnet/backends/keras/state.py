@@ -12,9 +12,11 @@ The structure the Keras generator writes, and nothing more, is relied on:
   steps the generator inserts around dualnet's: `Permute` (layout conversions), and
   `ZeroPadding1D/2D/3D` / `Cropping2D/3D` (a convolution's explicit padding and cropping,
   its call in forward).
-- Leaves with weights, by Keras class: Dense (Linear), Conv1D/2D/3D, DepthwiseConv1D/2D
+- Leaves with weights, by Keras class (each layer rule's `classes` and `leaf`:
+  `keras.lowering.KerasLayerRule`, `leaves.py`): Dense (Linear), Conv1D/2D/3D, DepthwiseConv1D/2D
   (Conv1d/2d with groups = in_channels), Conv2DTranspose (ConvTranspose2d), BatchNormalization,
-  LayerNormalization, GroupNormalization, Embedding, MultiHeadAttention, and the generated RNN
+  LayerNormalization, RMSNormalization, GroupNormalization, Embedding, MultiHeadAttention,
+  and the generated RNN
   helper: a layer with `dualnet_op` ("LSTM" or "GRU"), `hidden`, `num_layers` and
   `bidirectional`, whose `get_weights()` list is `to_keras`'s. Any other layer is walked into
   (a generated class; a built-in layer without weights has no children).
@@ -48,19 +50,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 
+from dualnet.backends.keras.leaves import Leaf, Shape, built
 from dualnet.backends.keras.names import dualnet_name
-from dualnet.backends.keras.weights import (
-    RNNS,
-    dilates_kernel,
-    from_keras,
-    keras_kernel_size,
-    to_keras,
-)
+from dualnet.backends.keras.weights import from_keras, keras_rule, to_keras
 from dualnet.diagnostics import error, whole_file
 from dualnet.io.weights import (
     SHOWN,
@@ -72,30 +68,15 @@ from dualnet.io.weights import (
     write_state,
 )
 from dualnet.ir.types import DType
-from dualnet.ops.recurrent import param_names
+from dualnet.ops import REGISTRY
 
 SHAPES, BIASES = "dualnet_shapes", "dualnet_biases"  # what a load records on a leaf
 PENDING = "dualnet_pending"  # an unbuilt leaf's own initializers, while they are replaced
 _DTYPES = {d.framework: d.value for d in DType if d.is_float}
-_GATES = {"LSTM": 4, "GRU": 3}
 _UNBUILT = (
     "call the model once, or load a weight file into it, first (BatchNormalization and "
     "GroupNormalization take loaded weights at the first call)"
 )
-
-Shape = tuple  # of sizes; None where neither the layer nor the file gives one
-
-
-@dataclass(frozen=True)
-class Leaf:
-    """A layer with weights as a registry op: the attrs `to_keras` needs, its PyTorch tensor
-    shapes by name (the registry's order), and how to build it unbuilt (None: Keras builds it
-    at its first call, with its initializers `_PER_CHANNEL[op]` returning the weights)."""
-
-    op: str
-    attrs: dict
-    shapes: dict[str, Shape]
-    build: Callable[[], object] | None
 
 
 # ---------------------------------------------------------------- loading and saving
@@ -128,7 +109,7 @@ def load_keras(model: keras.layers.Layer, path: PathLike) -> None:
 
 def save_keras(model: keras.layers.Layer, path: PathLike) -> None:
     found = list(leaves(model))
-    unbuilt = [_where(prefix, layer) for prefix, layer in found if not _built(layer)]
+    unbuilt = [_where(prefix, layer) for prefix, layer in found if not built(layer)]
     if unbuilt:
         more = f" and {len(unbuilt) - SHOWN} more" if len(unbuilt) > SHOWN else ""
         raise error(
@@ -204,14 +185,15 @@ def _check_fit(prefix: str, layer, weights: list[np.ndarray], source) -> None:
 
 def _assign(layer, leaf: Leaf, params: dict[str, np.ndarray], weights: list) -> None:
     """Build the leaf if needed, set its weights and record what Keras cannot hold."""
-    if not _built(layer) and leaf.build is None:
-        _set_at_build(layer, _PER_CHANNEL[leaf.op].values(), weights)
+    rule = keras_rule(leaf.op)
+    if not built(layer) and leaf.build is None:
+        _set_at_build(layer, rule.first_call.values(), weights)
     else:
-        if not _built(layer):
+        if not built(layer):
             leaf.build()
         layer.set_weights(weights)
     setattr(layer, SHAPES, dict(leaf.shapes))
-    if leaf.op == "LSTM":
+    if rule.summed_biases:
         setattr(layer, BIASES, {n: v for n, v in params.items() if n.startswith("bias")})
 
 
@@ -269,7 +251,7 @@ def _torch_params(prefix: str, layer, path="the Keras model") -> dict[str, np.nd
                 "changed them",
             ),
         )
-    if leaf.op == "LSTM":
+    if keras_rule(leaf.op).summed_biases:
         _restore_biases(params, getattr(layer, BIASES, {}))
     return params
 
@@ -338,12 +320,26 @@ def _children(layer) -> list[tuple[str, keras.layers.Layer]]:
 
 
 def _deriver(layer) -> Callable[[object, dict], Leaf] | None:
-    if getattr(layer, "dualnet_op", None) in RNNS:
-        return _rnn
-    for cls, derive in _LEAVES:
-        if isinstance(layer, getattr(keras.layers, cls)):
+    """The `leaf` of the layer rule whose Keras classes `layer` is an instance of (a
+    generated helper layer names its op: `dualnet_op`); None for a layer to walk into."""
+    op = getattr(layer, "dualnet_op", None)
+    if op is not None:
+        return keras_rule(op).leaf
+    for classes, derive in _leaf_classes():
+        if isinstance(layer, classes):
             return derive
     return None
+
+
+@functools.cache
+def _leaf_classes() -> tuple[tuple[tuple[type, ...], Callable[[object, dict], Leaf]], ...]:
+    """(Keras classes, deriver) of every layer rule with weights, in registry order."""
+    rules = (keras_rule(name) for name, op in REGISTRY.items() if op.is_layer)
+    return tuple(
+        (tuple(getattr(keras.layers, cls) for cls in rule.classes), rule.leaf)
+        for rule in rules
+        if rule.classes
+    )
 
 
 def _derive(layer, found: dict[str, Shape]) -> Leaf:
@@ -356,229 +352,5 @@ def _where(prefix: str, layer) -> str:
     return f"`{prefix[:-1] or layer.name}` ({type(layer).__name__})"
 
 
-def _built(layer) -> bool:
-    return bool(layer.weights)  # a leaf has weights once built
-
-
 def _dtype(layer) -> str:
     return _DTYPES.get(layer.variable_dtype, layer.variable_dtype)
-
-
-# ---------------------------------------------------------------- sizes
-
-
-def _size(layer, axis: int, from_file: int | None) -> int | None:
-    """An input size: axis `axis` of the built layer's first weight, else `from_file`."""
-    return int(layer.weights[0].shape[axis]) if _built(layer) else from_file
-
-
-def _dim(shape: Shape | None, axis: int, per: int = 1) -> int | None:
-    """`shape[axis] // per` of a file tensor; None if absent, too short or not divisible."""
-    if shape is None or len(shape) <= axis or shape[axis] % per:
-        return None
-    return shape[axis] // per
-
-
-def _with_bias(shapes: dict[str, Shape], bias: bool, size: int | None) -> dict[str, Shape]:
-    return {**shapes, "bias": (size,)} if bias else shapes
-
-
-# ---------------------------------------------------------------- leaves
-
-
-def _dense(layer, found: dict[str, Shape]) -> Leaf:
-    cfg = layer.get_config()
-    out, fin = cfg["units"], _size(layer, 0, _dim(found.get("weight"), 1))
-    return Leaf(
-        "Linear",
-        {"out": out, "bias": cfg["use_bias"]},
-        _with_bias({"weight": (out, fin)}, cfg["use_bias"], out),
-        lambda: layer.build((None, fin)),
-    )
-
-
-def _conv(layer, found: dict[str, Shape]) -> Leaf:
-    cfg = layer.get_config()
-    n, weight = len(cfg["kernel_size"]), found.get("weight")
-    drawn = _drawn_as(layer)
-    if isinstance(layer, keras.layers.Conv2DTranspose):  # Keras kernel [*k, out, in]
-        op, out = "ConvTranspose2d", cfg["filters"]
-        cin = _size(layer, -1, _dim(weight, 0))
-        per_group = _dim(weight, 1) if weight is not None else out // drawn.get("groups", 1)
-        groups = _transposed_groups(out, cin, per_group)
-        head = (cin, out // groups)
-    elif "depth_multiplier" in cfg:  # Keras kernel [*k, C, mult]
-        op, mult = f"Conv{n}d", cfg["depth_multiplier"]
-        cin = groups = _size(layer, -2, _dim(weight, 0, per=mult))
-        out = None if cin is None else cin * mult
-        head = (out, 1)
-    else:  # Keras kernel [*k, in / groups, out]
-        op, out, groups = f"Conv{n}d", cfg["filters"], cfg["groups"]
-        per_group = _size(layer, -2, _dim(weight, 1))
-        cin = None if per_group is None else per_group * groups
-        head = (out, per_group)
-    attrs = {
-        "out": out,
-        "in_channels": cin,
-        "groups": groups,
-        "bias": cfg["use_bias"],
-        "stride": tuple(cfg["strides"]),
-    }
-    size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else drawn.get("kernel")
-    attrs.update(_geometry(cfg, size, op == "ConvTranspose2d"))
-    return Leaf(
-        op,
-        attrs,
-        _with_bias({"weight": (*head, *attrs["kernel"])}, cfg["use_bias"], out),
-        lambda: layer.build((None, *(None,) * n, cin)),
-    )
-
-
-def _drawn_as(layer) -> dict:
-    """What the kernel initializer of a generated conv (the runtime's `_TorchKernelInit`)
-    says of the PyTorch kernel it draws, where no weight file does: its `kernel` size (a
-    zero-dilated Keras kernel) and `groups` (a grouped transposed one)."""
-    initializer = getattr(layer, "kernel_initializer", None) or getattr(
-        layer, "depthwise_initializer", None
-    )
-    if type(initializer).__name__ != "_TorchKernelInit":
-        return {}
-    drawn = {"groups": initializer.groups}
-    if initializer.kernel is not None:
-        drawn["kernel"] = tuple(initializer.kernel)
-    return drawn
-
-
-def _transposed_groups(out: int, cin: int | None, per_group: int | None) -> int:
-    """A ConvTranspose2d's groups: out / the weight's second axis, where that divides both
-    channel counts; else 1 (Conv2DTranspose has no groups)."""
-    if per_group and out % per_group == 0 and cin is not None and cin % (out // per_group) == 0:
-        return out // per_group
-    return 1
-
-
-# BatchNorm and GroupNorm: their tensors [C], with the Keras initializers that create them
-_PER_CHANNEL = {
-    "BatchNorm": {
-        "weight": "gamma_initializer",
-        "bias": "beta_initializer",
-        "running_mean": "moving_mean_initializer",
-        "running_var": "moving_variance_initializer",
-    },
-    "GroupNorm": {"weight": "gamma_initializer", "bias": "beta_initializer"},
-}
-
-
-def _per_channel(op: str):
-    """BatchNorm or GroupNorm; built at the first call (see the module docstring)."""
-
-    def derive(layer, found: dict[str, Shape]) -> Leaf:
-        c = _size(layer, 0, _dim(found.get("weight"), 0))
-        return Leaf(op, {}, dict.fromkeys(_PER_CHANNEL[op], (c,)), None)
-
-    return derive
-
-
-def _layernorm(layer, found: dict[str, Shape]) -> Leaf:
-    axis = layer.get_config()["axis"]
-    rank = len(axis) if isinstance(axis, list | tuple) else 1
-    weight = found.get("weight")
-    if _built(layer):
-        shape = tuple(int(d) for d in layer.weights[0].shape)
-    else:
-        shape = weight if weight is not None and len(weight) == rank else (None,) * rank
-    return Leaf(
-        "LayerNorm", {}, {"weight": shape, "bias": shape}, lambda: layer.build((None, *shape))
-    )
-
-
-def _embedding(layer, found: dict[str, Shape]) -> Leaf:
-    cfg = layer.get_config()
-    return Leaf("Embedding", {}, {"weight": (cfg["input_dim"], cfg["output_dim"])}, layer.build)
-
-
-def _attention(layer, found: dict[str, Shape]) -> Leaf:
-    cfg = layer.get_config()
-    heads, bias = cfg["num_heads"], cfg["use_bias"]
-    dim = heads * cfg["key_dim"]
-    shapes = {"in_proj_weight": (3 * dim, dim)}
-    if bias:
-        shapes["in_proj_bias"] = (3 * dim,)
-    shapes["out_proj.weight"] = (dim, dim)
-    if bias:
-        shapes["out_proj.bias"] = (dim,)
-    return Leaf(
-        "MultiHeadAttention",
-        {"dim": dim, "heads": heads, "bias": bias},
-        shapes,
-        lambda: layer.build((None, None, dim), (None, None, dim)),
-    )
-
-
-def _rnn(layer, found: dict[str, Shape]) -> Leaf:
-    op, hidden, layers, bi = layer.dualnet_op, layer.hidden, layer.num_layers, layer.bidirectional
-    features = _size(layer, 0, _dim(found.get("weight_ih_l0"), 1))
-    rows, dirs = _GATES[op] * hidden, 2 if bi else 1
-    shapes = {}
-    for k, _, sfx in param_names(layers, bi):
-        shapes.update(
-            {
-                f"weight_ih{sfx}": (rows, features if k == 0 else dirs * hidden),
-                f"weight_hh{sfx}": (rows, hidden),
-                f"bias_ih{sfx}": (rows,),
-                f"bias_hh{sfx}": (rows,),
-            }
-        )
-    return Leaf(
-        op,
-        {"hidden": hidden, "layers": layers, "bidirectional": bi},
-        shapes,
-        lambda: layer(np.zeros((1, 1, features), "float32")),
-    )
-
-
-_LEAVES = (
-    ("Dense", _dense),
-    ("Conv1D", _conv),
-    ("Conv2D", _conv),
-    ("Conv3D", _conv),
-    ("DepthwiseConv1D", _conv),
-    ("DepthwiseConv2D", _conv),
-    ("Conv2DTranspose", _conv),
-    ("BatchNormalization", _per_channel("BatchNorm")),
-    ("GroupNormalization", _per_channel("GroupNorm")),
-    ("LayerNormalization", _layernorm),
-    ("Embedding", _embedding),
-    ("MultiHeadAttention", _attention),
-)
-
-
-# ---------------------------------------------------------------- conv geometry
-
-
-def _geometry(cfg: dict, size: tuple[int, ...] | None, transposed: bool) -> dict:
-    """kernel and dilation of the conv whose PyTorch kernel size is `size` (the file's; None:
-    unknown): the Keras layer's own where the sizes agree, else the zero-dilated kernel
-    reading (one dilation per axis) that gives the layer's kernel size and dilation rate. No
-    reading: its own (so that the file's weight shows as mis-shaped)."""
-    keras_size, rate = tuple(cfg["kernel_size"]), tuple(cfg["dilation_rate"])
-    own = {"kernel": keras_size, "dilation": rate}
-    if size is None or size == keras_size:
-        return own
-    if any(k > 1 and (n - 1) % (k - 1) for n, k in zip(keras_size, size, strict=True)):
-        return own
-    dilation = tuple(
-        (n - 1) // (k - 1) if k > 1 else 1 for n, k in zip(keras_size, size, strict=True)
-    )
-    reading = {"kernel": size, "dilation": dilation}
-    stride = tuple(cfg["strides"])
-    geometry = _keras_geometry({**reading, "stride": stride}, transposed)
-    return reading if geometry == (keras_size, rate) else own
-
-
-def _keras_geometry(attrs: dict, transposed: bool) -> tuple[tuple, tuple]:
-    """The Keras kernel size and dilation rate of a conv with these attrs (a zero-dilated
-    kernel has dilation 1: `keras.weights`)."""
-    zero_dilated = dilates_kernel(attrs, transposed)
-    dilation = (1,) * len(attrs["kernel"]) if zero_dilated else attrs["dilation"]
-    return keras_kernel_size(attrs, transposed), tuple(dilation)

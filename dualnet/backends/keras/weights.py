@@ -12,6 +12,8 @@ dualnet weight file stores under the layer's prefix.
   `set_weights`).
 - `to_keras(op, attrs, params)`: the layer's `get_weights()` list; `from_keras` inverts it
   bit-exactly, but for LSTM biases (below).
+  Each of the three dispatches through the layer's rule (`keras.lowering.KerasLayerRule`:
+  `layer`, `weights`); the conversions shared by several rules are the functions below.
 - `flatten_permutation(c, *spatial)`: the Dense kernel rows for a Linear that reads a flattened
   channels-last tensor (`to_keras("Linear", ..., flattened=(c, h, w))` applies it).
 
@@ -24,6 +26,7 @@ Layer choices (op: Keras layer; its `get_weights()` list):
   transposed, no spatial flip: both frameworks define it as the gradient of Conv), bias.
 - BatchNorm: BatchNormalization(axis=-1, epsilon, momentum=1 - m); gamma, beta, moving_mean,
   moving_variance.
+- RMSNorm: RMSNormalization(axis=-1 or [-k, ..., -1], epsilon); scale = weight.
 - LayerNorm: LayerNormalization(axis=-1 or [-k, ..., -1], epsilon); gamma, beta of the
   normalized shape, unchanged — for a value the emitter keeps in dualnet's layout (a LayerNorm
   over axes that a channels-last value holds in another order needs them permuted).
@@ -64,6 +67,7 @@ bias], which keeps PyTorch's two biases.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -194,7 +198,7 @@ def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None
     return pads
 
 
-def _conv_layer(op: str, attrs: dict) -> KerasLayer:
+def conv_layer(op: str, attrs: dict) -> KerasLayer:
     n = len(attrs["kernel"])
     transposed = op == "ConvTranspose2d"
     kernel = keras_kernel_size(attrs, transposed)
@@ -217,7 +221,7 @@ def _conv_layer(op: str, attrs: dict) -> KerasLayer:
     return KerasLayer(f"Conv{n}D", {"filters": attrs["out"], **kwargs, "groups": attrs["groups"]})
 
 
-def _rnn_layer(op: str, attrs: dict) -> KerasLayer:
+def rnn_layer(op: str, attrs: dict) -> KerasLayer:
     kwargs: dict[str, Any] = {
         "units": attrs["hidden"],
         "activation": "tanh",
@@ -230,48 +234,20 @@ def _rnn_layer(op: str, attrs: dict) -> KerasLayer:
     return KerasLayer(op, kwargs, stack=attrs["layers"], bidirectional=attrs["bidirectional"])
 
 
+def keras_rule(op: str):
+    """The Keras layer rule of layer `op` (`keras.lowering.KerasLayerRule`): its Keras class
+    and arguments, weight conversions and leaf deriver."""
+    from dualnet.backends.rows import lowering_row
+
+    return lowering_row(op, "keras", layer=True)
+
+
 def keras_layer(op: str, attrs: dict) -> KerasLayer:
     """The Keras layer that computes `op` (channels-last for spatial layers)."""
-    if op in CONVS:
-        return _conv_layer(op, attrs)
-    if op in RNNS:
-        return _rnn_layer(op, attrs)
-    if op == "Linear":
-        return KerasLayer("Dense", {"units": attrs["out"], "use_bias": bool(attrs["bias"])})
-    if op == "BatchNorm":
-        return KerasLayer(
-            "BatchNormalization",
-            {"axis": -1, "epsilon": attrs["eps"], "momentum": _complement(attrs["momentum"])},
-        )
-    if op == "LayerNorm":
-        axes = list(range(-attrs["axes"], 0))
-        return KerasLayer(
-            "LayerNormalization",
-            {"axis": axes[0] if len(axes) == 1 else axes, "epsilon": attrs["eps"]},
-        )
-    if op == "GroupNorm":
-        return KerasLayer(
-            "GroupNormalization", {"groups": attrs["groups"], "axis": -1, "epsilon": attrs["eps"]}
-        )
-    if op == "Embedding":
-        return KerasLayer("Embedding", {"input_dim": attrs["vocab"], "output_dim": attrs["dim"]})
-    if op == "MultiHeadAttention":
-        return KerasLayer(
-            "MultiHeadAttention",
-            {
-                "num_heads": attrs["heads"],
-                "key_dim": attrs["dim"] // attrs["heads"],
-                "use_bias": bool(attrs["bias"]),
-            },
-        )
-    if op == "Dropout":
-        return KerasLayer("Dropout", {"rate": attrs["p"]})
-    if op == "Identity":
-        return KerasLayer("Identity")
-    raise KeyError(f"{op} is not a built-in layer")
+    return keras_rule(op).layer(attrs)
 
 
-def _complement(m: float) -> float:
+def complement(m: float) -> float:
     """1 − m as the decimal the source wrote means it (1 − 0.7 is 0.3, not 0.30000000000000004)."""
     return float(1 - Decimal(repr(float(m))))
 
@@ -447,13 +423,57 @@ def flatten_permutation(c: int, *spatial: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- both directions
+#
+# Each layer rule holds a pair (to Keras, from Keras): `to(attrs, params)` is the layer's
+# `get_weights()` list, `back(attrs, weights)` its PyTorch tensors by name.
 
-_ORDER = {
-    "BatchNorm": ("weight", "bias", "running_mean", "running_var"),
-    "LayerNorm": ("weight", "bias"),
-    "GroupNorm": ("weight", "bias"),
-    "Embedding": ("weight",),
-}
+
+def conv_weights(op: str) -> tuple[Callable, Callable]:
+    """A convolution's kernel (`conv_kernel_to_keras`) and bias."""
+
+    def to(attrs: dict, params: dict) -> list:
+        bias = [params["bias"]] if attrs["bias"] else []
+        return [conv_kernel_to_keras(op, attrs, params["weight"]), *bias]
+
+    def back(attrs: dict, weights: list) -> dict:
+        out = {"weight": conv_kernel_from_keras(op, attrs, weights[0])}
+        return {**out, "bias": weights[1]} if attrs["bias"] else out
+
+    return to, back
+
+
+def linear_to(attrs: dict, params: dict, flattened: tuple[int, ...] | None = None) -> list:
+    """Dense: kernel = weight.T (rows permuted for a channels-last flatten), bias."""
+    kernel = params["weight"].T
+    if flattened is not None:
+        kernel = kernel[flatten_permutation(*flattened)]
+    return [kernel] + ([params["bias"]] if attrs["bias"] else [])
+
+
+def linear_from(attrs: dict, weights: list, flattened: tuple[int, ...] | None = None) -> dict:
+    kernel = weights[0]
+    if flattened is not None:
+        kernel = kernel[np.argsort(flatten_permutation(*flattened))]
+    out = {"weight": kernel.T}
+    return {**out, "bias": weights[1]} if attrs["bias"] else out
+
+
+def rnn_weights(op: str) -> tuple[Callable, Callable]:
+    return (
+        lambda attrs, params: _rnn_to(op, attrs, params),
+        lambda attrs, weights: _rnn_from(op, attrs, weights),
+    )
+
+
+MHA_WEIGHTS = (_mha_to, _mha_from)
+
+
+def in_order(*names: str) -> tuple[Callable, Callable]:
+    """Tensors that Keras holds as they are, in the order `names`."""
+    return (
+        lambda attrs, params: [params[name] for name in names],
+        lambda attrs, weights: dict(zip(names, weights, strict=True)),
+    )
 
 
 def to_keras(
@@ -462,22 +482,8 @@ def to_keras(
     """The `get_weights()` list of `make_layer(op, attrs)` holding `params` (PyTorch names and
     layouts). `flattened=(c, *spatial)`: a Linear reading a channels-last flatten of a
     [B, c, *spatial] value."""
-    if op in CONVS:
-        out = [conv_kernel_to_keras(op, attrs, params["weight"])]
-        out += [params["bias"]] if attrs["bias"] else []
-    elif op == "Linear":
-        kernel = params["weight"].T
-        if flattened is not None:
-            kernel = kernel[flatten_permutation(*flattened)]
-        out = [kernel] + ([params["bias"]] if attrs["bias"] else [])
-    elif op in RNNS:
-        out = _rnn_to(op, attrs, params)
-    elif op == "MultiHeadAttention":
-        out = _mha_to(attrs, params)
-    elif op in _ORDER:
-        out = [params[name] for name in _ORDER[op]]
-    else:
-        raise KeyError(f"{op} is not a layer with Keras weights")
+    to = _weights(op)[0]
+    out = to(attrs, params) if flattened is None else to(attrs, params, flattened=flattened)
     return [np.ascontiguousarray(w) for w in out]
 
 
@@ -486,24 +492,14 @@ def from_keras(
 ) -> dict[str, np.ndarray]:
     """The inverse of `to_keras`: PyTorch names and layouts from a `get_weights()` list
     (LSTM: bias_ih = Keras's bias, bias_hh = 0)."""
+    back = _weights(op)[1]
     weights = [np.asarray(w) for w in weights]
-    if op in CONVS:
-        out = {"weight": conv_kernel_from_keras(op, attrs, weights[0])}
-        if attrs["bias"]:
-            out["bias"] = weights[1]
-    elif op == "Linear":
-        kernel = weights[0]
-        if flattened is not None:
-            kernel = kernel[np.argsort(flatten_permutation(*flattened))]
-        out = {"weight": kernel.T}
-        if attrs["bias"]:
-            out["bias"] = weights[1]
-    elif op in RNNS:
-        out = _rnn_from(op, attrs, weights)
-    elif op == "MultiHeadAttention":
-        out = _mha_from(attrs, weights)
-    elif op in _ORDER:
-        out = dict(zip(_ORDER[op], weights, strict=True))
-    else:
-        raise KeyError(f"{op} is not a layer with Keras weights")
+    out = back(attrs, weights) if flattened is None else back(attrs, weights, flattened=flattened)
     return {name: np.ascontiguousarray(w) for name, w in out.items()}
+
+
+def _weights(op: str) -> tuple[Callable, Callable]:
+    pair = keras_rule(op).weights
+    if pair is None:
+        raise KeyError(f"{op} is not a layer with Keras weights")
+    return pair

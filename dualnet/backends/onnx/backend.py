@@ -4,6 +4,7 @@ Runtime (CUDA when available, else the CPU)."""
 from __future__ import annotations
 
 from dualnet.backends.backend import Backend
+from dualnet.backends.rows import lowering_row
 
 
 class OnnxBackend(Backend):
@@ -17,7 +18,7 @@ class OnnxBackend(Backend):
     def support(self, op: str) -> str:
         if not self.supports(op):
             return super().support(op)
-        return f"yes (opset ≥ {self.module('lowering').MIN_OPSET[op]})"
+        return f"yes (opset ≥ {lowering_row(op, self.name).min_opset})"
 
     def gradient_side(self, program, model, file, state, inputs, loss):
         return self.module("gradients").OnnxSide(program, model, state, inputs)

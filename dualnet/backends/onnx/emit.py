@@ -30,6 +30,7 @@ from dualnet.backends.onnx.proto import (
     make_tensor_value_info,
     numpy_dtype,
 )
+from dualnet.backends.rows import OLDEST_OPSET
 from dualnet.diagnostics import error, option
 from dualnet.io.weights import mismatch_error, mismatches, state_specs
 from dualnet.ir.dims import Dim
@@ -38,7 +39,7 @@ from dualnet.ir.types import DType, TensorType
 from dualnet.version import __version__
 
 DEFAULT_OPSET = 17
-MIN_OPSET = 13  # softmax over one axis, Split/Squeeze with input axes
+MIN_OPSET = OLDEST_OPSET  # 13: softmax over one axis, Split/Squeeze with input axes
 IR_VERSION = 10  # ONNX Runtime 1.31 reads IR versions up to 13; opset 17-21 need >= 8
 
 

@@ -3,10 +3,12 @@ nodes that compute one IR node. This module imports ONNX's protobuf classes (`pr
 and NumPy, never a framework.
 
 A row takes an `OnnxCall` and returns the names of the values holding the node's results (one
-per IR output, always outputs of nodes it added). Functions (`ONNX_FUNCTIONS`) and layers
-(`ONNX_LAYERS`) have the same form; `lower(op, call)` dispatches and refuses a graph opset
-older than the op's `MIN_OPSET` entry (`OpsetTooOld`). Every row computes exactly the op's
-NumPy reference, with ONNX operator semantics as the tie-breaker (CONVENTIONS.md). Op by op:
+per IR output, always outputs of nodes it added); functions and layers have the same form.
+Each is an `OnnxRow` of `ROWS`, registered on its op with the oldest opset it works with
+(`min_opset`, required); `lower(op, call)` dispatches through the registry
+(`rows.lowering_row`) and refuses a graph opset older than the row's (`OpsetTooOld`).
+Every row computes exactly the op's NumPy reference, with ONNX operator semantics as the
+tie-breaker (CONVENTIONS.md). Op by op:
 
 - Opsets 13-21. Reshape targets are explicit (zero sizes included: `allowzero`, opset 14);
   ReduceMean/Max/Min take their axes as an attribute before opset 18 and as an input from
@@ -50,11 +52,10 @@ from typing import Any
 import numpy as np
 
 from dualnet.backends.common.conv_transpose import transposed_padding
-from dualnet.backends.common.source_helpers import register
 from dualnet.backends.onnx.builder import GraphBuilder
 from dualnet.backends.onnx.proto import TensorProto, make_tensor, numpy_dtype
+from dualnet.backends.rows import OnnxRow, Rows, lowering_row
 from dualnet.ir.types import DType
-from dualnet.ops import REGISTRY
 from dualnet.ops.recurrent import param_names
 
 ONNX_TYPES = {d: d.onnx for d in DType}
@@ -63,7 +64,7 @@ _TO_END = 2**63 - 1  # a Slice end past every axis: "to the end"
 
 
 class OpsetTooOld(ValueError):
-    """An op lowered into a graph whose opset is older than the op's MIN_OPSET entry."""
+    """An op lowered into a graph whose opset is older than its row's `min_opset`."""
 
     def __init__(self, op: str, minimum: int):
         super().__init__(f"{op} needs ONNX opset {minimum} or newer")
@@ -739,6 +740,17 @@ def _layernorm(call: OnnxCall) -> list[str]:
     ]
 
 
+def _rmsnorm(call: OnnxCall) -> list[str]:
+    """x · 1/sqrt(mean(x²) + eps) · weight over the last `axes` axes (ONNX's
+    RMSNormalization is opset 23)."""
+    x, rank = call.inputs["x"], call.out_types[0].rank
+    axes = list(range(rank - call.attrs["axes"], rank))
+    mean = _reduce(call, "ReduceMean", call.one("Mul", [x, x]), axes, keepdims=True)
+    eps = _const(call, call.attrs["eps"], call.dtype, "eps")
+    scale = call.one("Reciprocal", [call.one("Sqrt", [call.one("Add", [mean, eps])])])
+    return [call.one("Mul", [call.one("Mul", [x, scale]), call.params["weight"]])]
+
+
 def _groupnorm(call: OnnxCall) -> list[str]:
     """[B, C, ...] as [B, groups, rest], InstanceNormalization (unit scale), then the
     per-channel weight and bias."""
@@ -856,85 +868,82 @@ def _heads(call: OnnxCall, name: str, i: int) -> str:
 
 
 # ---------------------------------------------------------------- the table
-
-ONNX_LAYERS: dict[str, Row] = {
-    **{f"Conv{n}d": _conv for n in (1, 2, 3)},
-    "ConvTranspose2d": _conv_transpose,
-    "Linear": _linear,
-    "Embedding": _embedding,
-    "Dropout": lambda call: _identity(call, call.inputs["x"]),  # inference mode
-    "Identity": lambda call: _identity(call, call.inputs["x"]),
-    "BatchNorm": _batchnorm,
-    "LayerNorm": _layernorm,
-    "GroupNorm": _groupnorm,
-    "LSTM": _rnn("LSTM"),
-    "GRU": _rnn("GRU"),
-    "MultiHeadAttention": _mha,
-}
-
-ONNX_FUNCTIONS: dict[str, Row] = {
-    **{name: _node(op_type, "x") for name, op_type in _UNARY.items()},
-    **{name: _node(op_type, "a", "b") for name, op_type in _BINARY.items()},
-    "rsqrt": _rsqrt,
-    "silu": _silu,
-    "gelu": _gelu,
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "softplus": _softplus,
-    "pow": _node("Pow", "x", "p"),
-    "ne": _ne,
-    "where": _where,
-    "clamp": _clamp,
-    "cast": _cast,
-    "mean": _reduction("ReduceMean"),
-    "sum": _reduction("ReduceSum"),
-    "max": _reduction("ReduceMax"),
-    "min": _reduction("ReduceMin"),
-    "argmax": _arg("ArgMax"),
-    "argmin": _arg("ArgMin"),
-    "softmax": _softmax("Softmax"),
-    "log_softmax": _softmax("LogSoftmax"),
-    "flatten": _flatten,
-    "reshape": _reshape_row,
-    "permute": _permute,
-    "transpose": _transpose,
-    "concat": _concat,
-    "split": _split,
-    "unsqueeze": _unsqueeze,
-    "squeeze": _squeeze,
-    "pad": _pad,
-    "upsample": _upsample,
-    "getitem": _getitem,
-    "arange": _arange_row,
-    "max_pool1d": _max_pool,
-    "max_pool2d": _max_pool,
-    "avg_pool1d": _avg_pool,
-    "avg_pool2d": _avg_pool,
-    "global_avg_pool": _global_avg_pool,
-    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
-    "scaled_dot_product_attention": _sdpa,
-}
-
-# The oldest opset each row works with: 13 (Softmax's axis, Split/Squeeze/Unsqueeze/ReduceSum
-# with input axes); 14 where an explicit Reshape may hold a zero size (allowzero);
+#
+# Each row says the oldest opset it works with: 13 (Softmax's axis, Split/Squeeze/Unsqueeze/
+# ReduceSum with input axes); 14 where an explicit Reshape may hold a zero size (allowzero);
 # LayerNormalization 17.
-MIN_OPSET: dict[str, int] = {
-    **{name: 13 for name in REGISTRY},
-    **{
-        name: 14
-        for name in ("flatten", "reshape", "GroupNorm", "LSTM", "GRU", "MultiHeadAttention")
-    },
-    "LayerNorm": 17,
-}
+
+ROWS = Rows("onnx")
+for _name, _op_type in _UNARY.items():
+    ROWS.add(_name, OnnxRow(_node(_op_type, "x"), min_opset=13))
+for _name, _op_type in _BINARY.items():
+    ROWS.add(_name, OnnxRow(_node(_op_type, "a", "b"), min_opset=13))
+for _name, _row in (
+    ("rsqrt", _rsqrt),
+    ("silu", _silu),
+    ("gelu", _gelu),
+    ("leaky_relu", _leaky_relu),
+    ("elu", _elu),
+    ("softplus", _softplus),
+    ("pow", _node("Pow", "x", "p")),
+    ("ne", _ne),
+    ("where", _where),
+    ("clamp", _clamp),
+    ("cast", _cast),
+    ("mean", _reduction("ReduceMean")),
+    ("sum", _reduction("ReduceSum")),
+    ("max", _reduction("ReduceMax")),
+    ("min", _reduction("ReduceMin")),
+    ("argmax", _arg("ArgMax")),
+    ("argmin", _arg("ArgMin")),
+    ("softmax", _softmax("Softmax")),
+    ("log_softmax", _softmax("LogSoftmax")),
+    ("permute", _permute),
+    ("transpose", _transpose),
+    ("concat", _concat),
+    ("split", _split),
+    ("unsqueeze", _unsqueeze),
+    ("squeeze", _squeeze),
+    ("pad", _pad),
+    ("upsample", _upsample),
+    ("getitem", _getitem),
+    ("arange", _arange_row),
+    ("max_pool1d", _max_pool),
+    ("max_pool2d", _max_pool),
+    ("avg_pool1d", _avg_pool),
+    ("avg_pool2d", _avg_pool),
+    ("global_avg_pool", _global_avg_pool),
+    ("adaptive_avg_pool2d", _adaptive_avg_pool2d),
+    ("scaled_dot_product_attention", _sdpa),
+    *((f"Conv{n}d", _conv) for n in (1, 2, 3)),
+    ("ConvTranspose2d", _conv_transpose),
+    ("Linear", _linear),
+    ("Embedding", _embedding),
+    ("Dropout", lambda call: _identity(call, call.inputs["x"])),  # inference mode
+    ("Identity", lambda call: _identity(call, call.inputs["x"])),
+    ("BatchNorm", _batchnorm),
+    ("RMSNorm", _rmsnorm),
+):
+    ROWS.add(_name, OnnxRow(_row, min_opset=13))
+for _name, _row in (
+    ("flatten", _flatten),
+    ("reshape", _reshape_row),
+    ("GroupNorm", _groupnorm),
+    ("LSTM", _rnn("LSTM")),
+    ("GRU", _rnn("GRU")),
+    ("MultiHeadAttention", _mha),
+):
+    ROWS.add(_name, OnnxRow(_row, min_opset=14))
+ROWS.add("LayerNorm", OnnxRow(_layernorm, min_opset=17))
 
 
 def lower(op: str, call: OnnxCall) -> list[str]:
     """The values holding node `op`'s results (one per IR output), its nodes added to
-    `call.b`. Raises OpsetTooOld below the op's MIN_OPSET entry."""
-    minimum = MIN_OPSET[op]
-    if call.b.opset < minimum:
-        raise OpsetTooOld(op, minimum)
-    return (ONNX_LAYERS.get(op) or ONNX_FUNCTIONS[op])(call)
+    `call.b`. Raises OpsetTooOld below the row's `min_opset`."""
+    row = lowering_row(op, "onnx")
+    if call.b.opset < row.min_opset:
+        raise OpsetTooOld(op, row.min_opset)
+    return row.lower(call)
 
 
-register("onnx", ONNX_FUNCTIONS, ONNX_LAYERS)  # OpDef.lowerings: one row per op and backend
+ROWS.register()  # OpDef.lowerings["onnx"]: one row per op

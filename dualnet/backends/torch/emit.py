@@ -19,6 +19,7 @@ from dualnet.backends.common.python_class import (
 )
 from dualnet.backends.common.source_code import global_names
 from dualnet.backends.common.syntax_tree import last_reads, reads
+from dualnet.backends.rows import lowering_row
 from dualnet.backends.torch import lowering
 from dualnet.backends.torch.module_attrs import NN_MODULE_ATTRS
 from dualnet.diagnostics import error
@@ -90,7 +91,7 @@ class TorchClassWriter(ClassWriter):
         return lines
 
     def construct_layer(self, op: str, attrs: dict) -> str:
-        return lowering.TORCH_LAYERS[op].construct(attrs, self.fmt_init)
+        return lowering_row(op, "torch", layer=True).construct(attrs, self.fmt_init)
 
     def forward_header(self, graph) -> str:
         args = ", ".join(f"{self.local(a.name)}: torch.Tensor" for a in self.forward.args)
@@ -105,7 +106,8 @@ class TorchClassWriter(ClassWriter):
         return f"def forward({', '.join(['self', *filter(None, [args])])}) -> {returns}:"
 
     def layer_call(self, node: Node, target: str, codes: dict, attrs: dict) -> str:
-        return lowering.TORCH_LAYERS[node.op].call(target, self.torch_call(node, codes, attrs))
+        row = lowering_row(node.op, "torch", layer=True)
+        return row.call(target, self.torch_call(node, codes, attrs))
 
     # -- in-place writes
     def before_statements(self) -> None:
@@ -202,7 +204,8 @@ class TorchClassWriter(ClassWriter):
         call = lowering.TorchCall(
             {"x": "x"}, dict(attrs), {}, list(layer.output_types), self.fmt_init
         )
-        return f"_Function(lambda x: {lowering.lower_function(layer.op, call)}, {layer.op!r})"
+        body = lowering_row(layer.op, "torch", layer=False).lower(call)
+        return f"_Function(lambda x: {body}, {layer.op!r})"
 
     def track_fresh(self, stmt) -> None:
         """Names that hold a fresh temporary after this top-level statement."""
@@ -257,7 +260,8 @@ class TorchClassWriter(ClassWriter):
         attrs = dict(node.attrs) if attrs is None else attrs
         if self.forward.args:  # tensors an op creates go where the inputs are
             attrs["_device"] = f"{self.local(self.forward.args[0].name)}.device"
-        return lowering.lower_function(node.op, self.torch_call(node, codes, attrs))
+        row = lowering_row(node.op, "torch", layer=False)
+        return row.lower(self.torch_call(node, codes, attrs))
 
 
 _INPLACE_OPS = {"relu"}

@@ -2,8 +2,11 @@
 idiomatic PyTorch source (`import torch`, `from torch import nn`, `import torch.nn.functional
 as F`). This module only produces strings: it never imports torch.
 
-Functions (`TORCH_FUNCTIONS`) lower a node to one Python expression; layers (`TORCH_LAYERS`)
-give a constructor expression for `__init__` and a call expression for `forward`. Every row
+The rows (`ROWS`, registered on the ops: `rows.lowering_row(op, "torch")`) start from the
+ones every Python-source backend shares (`python_rows.shared_rows`, spelt by the `TORCH`
+dialect) and override the rows that differ. A function's row (`FunctionRow`) lowers a node to
+one Python expression; a layer's (`LayerRow`) gives a constructor expression for `__init__`
+and a call expression for `forward`. Every row
 computes exactly the op's NumPy reference (LANGUAGE.md, CONVENTIONS.md); where a plain torch
 call differs, the row fixes it inline or calls a runtime helper (`HELPERS`, see
 `helpers_needed`). What every backend writes alike (number literals, bracketing, defaults left
@@ -40,26 +43,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from dualnet.backends.common.source_helpers import (
-    LayerLowering,
     NodeCall,
     atom,
     axes_arg,
     default_kw,
-    function_row,
-    getitem,
     helpers_used,
     is_default,
     is_number,
     kwargs,
-    last_axis,
-    left_operand,
     need,
-    operands,
     pad_value,
-    register,
     result_dtype,
     sizes,
 )
+from dualnet.backends.python_rows import Dialect, shared_rows
+from dualnet.backends.rows import Rows
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
@@ -103,50 +101,51 @@ def _flat_pads(pairs) -> tuple:
     return tuple(p for pair in reversed(tuple(pairs)) for p in pair)
 
 
+# ---------------------------------------------------------------- the shared rows
+
+TORCH = Dialect(
+    tensor=_tensor,
+    dtype=TORCH_DTYPES.__getitem__,
+    functions={
+        **{name: f"torch.{name}" for name in ("sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt")},
+        **{name: f"torch.{name}" for name in ("abs", "round", "floor", "where")},
+        **{name: f"F.{name}" for name in ("relu", "silu", "leaky_relu", "elu")},
+        **{name: f"F.{name}" for name in ("softmax", "log_softmax")},
+        "concat": "torch.cat",
+    },
+    methods={
+        "cast": "to",
+        "stop_gradient": "detach",
+        "transpose": "transpose",
+        "permute": "permute",
+        "split": "chunk",  # divisible sizes: chunk gives exactly n equal parts
+        "unsqueeze": "unsqueeze",
+    },
+    axis="dim",
+    leaky_slope=0.01,
+)
+ROWS = Rows("torch", shared_rows(TORCH))  # the rows below override or add to these
+
+
 # ---------------------------------------------------------------- element-wise
 
-_UNARY_CALLS = {
-    "relu": "F.relu",
-    "sigmoid": "torch.sigmoid",
-    "tanh": "torch.tanh",
-    "silu": "F.silu",
-    "exp": "torch.exp",
-    "log": "torch.log",
-    "sqrt": "torch.sqrt",
-    "rsqrt": "torch.rsqrt",
-    "abs": "torch.abs",
-    "round": "torch.round",
-    "floor": "torch.floor",
-}
+
+@ROWS.function("relu")
+def _relu(call: TorchCall) -> str:
+    # `_inplace`: the emitter proved the input is a fresh temporary nothing else reads and
+    # autograd does not keep (torchvision's ReLU(inplace=True): no new allocation)
+    inplace = ", inplace=True" if call.attrs.get("_inplace") else ""
+    return f"F.relu({_tensor(call, 'x')}{inplace})"
 
 
-def _unary(fn: str) -> Callable[[TorchCall], str]:
-    def lower(call: TorchCall) -> str:
-        # `_inplace`: the emitter proved the input is a fresh temporary nothing else reads
-        # and autograd does not keep (torchvision's ReLU(inplace=True): no new allocation)
-        inplace = ", inplace=True" if fn == "F.relu" and call.attrs.get("_inplace") else ""
-        return f"{fn}({_tensor(call, 'x')}{inplace})"
-
-    return lower
-
-
+@ROWS.function("gelu")
 def _gelu(call: TorchCall) -> str:
     mode = call.attrs["approximate"]
     extra = "" if is_default(mode, "none") else f", approximate={call.fmt(mode)}"
     return f"F.gelu({_tensor(call, 'x')}{extra})"
 
 
-def _leaky_relu(call: TorchCall) -> str:
-    return (
-        f"F.leaky_relu({_tensor(call, 'x')}"
-        f"{kwargs(default_kw(call, 'slope', 'negative_slope', 0.01))})"
-    )
-
-
-def _elu(call: TorchCall) -> str:
-    return f"F.elu({_tensor(call, 'x')}{kwargs(default_kw(call, 'alpha', 'alpha', 1.0))})"
-
-
+@ROWS.function("softplus")
 def _softplus(call: TorchCall) -> str:
     extra = kwargs(
         default_kw(call, "beta", "beta", 1.0), default_kw(call, "threshold", "threshold", 20.0)
@@ -154,43 +153,7 @@ def _softplus(call: TorchCall) -> str:
     return f"F.softplus({_tensor(call, 'x')}{extra})"
 
 
-_BINARY_SYMBOLS = {
-    "add": "+",
-    "sub": "-",
-    "mul": "*",
-    "div": "/",
-    "pow": "**",
-    "matmul": "@",
-    "lt": "<",
-    "le": "<=",
-    "gt": ">",
-    "ge": ">=",
-    "eq": "==",
-    "ne": "!=",
-}
-
-
-def _binary(op: str) -> Callable[[TorchCall], str]:
-    symbol = _BINARY_SYMBOLS[op]
-
-    def lower(call: TorchCall) -> str:
-        a, b = operands(call, op, _tensor)  # two numbers: a tensor result
-        return f"{left_operand(a, symbol)} {symbol} {atom(b)}"
-
-    return lower
-
-
-def _neg(call: TorchCall) -> str:
-    return f"-{_recv(call, 'x')}"
-
-
-def _where(call: TorchCall) -> str:
-    a = call.inputs["a"]
-    if is_number(call, "a") and is_number(call, "b"):
-        a = _tensor(call, "a")  # two numbers would give torch's default dtype
-    return f"torch.where({_tensor(call, 'cond')}, {a}, {call.inputs['b']})"
-
-
+@ROWS.function("clamp")
 def _clamp(call: TorchCall) -> str:
     lo, hi = call.attrs["lo"], call.attrs["hi"]
     x = _tensor(call, "x")
@@ -202,14 +165,6 @@ def _clamp(call: TorchCall) -> str:
         ("min", None if lo is None else call.fmt(lo)), ("max", None if hi is None else call.fmt(hi))
     )
     return f"torch.clamp({x}{bounds})"
-
-
-def _cast(call: TorchCall) -> str:
-    return f"{_recv(call, 'x')}.to({TORCH_DTYPES[call.attrs['dtype']]})"
-
-
-def _stop_gradient(call: TorchCall) -> str:
-    return f"{_recv(call, 'x')}.detach()"
 
 
 # ---------------------------------------------------------------- reductions
@@ -235,21 +190,22 @@ def _arg(method: str) -> Callable[[TorchCall], str]:
     return lower
 
 
-def _softmax(fn: str) -> Callable[[TorchCall], str]:
-    def lower(call: TorchCall) -> str:
-        return f"{fn}({_tensor(call, 'x')}, dim={call.fmt(last_axis(call))})"
-
-    return lower
+for _op, _method in (("mean", "mean"), ("sum", "sum"), ("max", "amax"), ("min", "amin")):
+    ROWS.function(_op)(_reduce(_method))
+for _op in ("argmax", "argmin"):
+    ROWS.function(_op)(_arg(_op))
 
 
 # ---------------------------------------------------------------- shape ops
 
 
+@ROWS.function("flatten")
 def _flatten(call: TorchCall) -> str:
     start = call.attrs["start"]
     return f"{_recv(call, 'x')}.flatten({'' if start == 0 else call.fmt(start)})"
 
 
+@ROWS.function("reshape")
 def _reshape(call: TorchCall) -> str:
     dims = list(call.attrs["dims"])
     symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
@@ -259,37 +215,12 @@ def _reshape(call: TorchCall) -> str:
     return f"{_recv(call, 'x')}.reshape({', '.join(texts) if texts else '()'})"
 
 
-def _permute(call: TorchCall) -> str:
-    axes = call.attrs["axes"]
-    if not axes:
-        return _tensor(call, "x")
-    return f"{_recv(call, 'x')}.permute({', '.join(call.fmt(a) for a in axes)})"
-
-
-def _transpose(call: TorchCall) -> str:
-    return f"{_recv(call, 'x')}.transpose({call.fmt(call.attrs['a'])}, {call.fmt(call.attrs['b'])})"
-
-
-def _concat(call: TorchCall) -> str:
-    return f"torch.cat([{', '.join(call.inputs['xs'])}], dim={call.fmt(call.attrs['axis'])})"
-
-
-def _split(call: TorchCall) -> str:
-    n = call.attrs["n"]
-    if n == 1:
-        return _tensor(call, "x")
-    # divisible sizes: chunk gives exactly n equal parts (also on a size-0 axis)
-    return f"{_recv(call, 'x')}.chunk({call.fmt(n)}, dim={call.fmt(call.attrs['axis'])})"
-
-
-def _unsqueeze(call: TorchCall) -> str:
-    return f"{_recv(call, 'x')}.unsqueeze({call.fmt(call.attrs['axis'])})"
-
-
+@ROWS.function("squeeze")
 def _squeeze(call: TorchCall) -> str:
     return f"{_recv(call, 'x')}.squeeze({call.fmt(call.attrs['axis'])})"
 
 
+@ROWS.function("pad")
 def _pad(call: TorchCall) -> str:
     pairs = list(call.attrs["pads"])
     while pairs and pairs[0] == (0, 0):  # F.pad pads the last len(pads) // 2 axes
@@ -302,6 +233,7 @@ def _pad(call: TorchCall) -> str:
     return f"F.pad({x}, {call.fmt(_flat_pads(pairs))}{extra})"
 
 
+@ROWS.function("upsample")
 def _upsample(call: TorchCall) -> str:
     scale = call.attrs["scale"]
     x = _tensor(call, "x")
@@ -313,10 +245,7 @@ def _upsample(call: TorchCall) -> str:
     return f'F.interpolate({x}, scale_factor={factor}, mode="nearest-exact")'
 
 
-def _getitem(call: TorchCall) -> str:
-    return getitem(call, _tensor)
-
-
+@ROWS.function("arange")
 def _arange(call: TorchCall) -> str:
     device = call.attrs.get("_device")
     return f"torch.arange({call.fmt(call.attrs['n'])}{kwargs(('device', device))})"
@@ -389,10 +318,17 @@ def _avg_pool(n: int) -> Callable[[TorchCall], str]:
     return lower
 
 
+for _n in (1, 2):
+    ROWS.function(f"max_pool{_n}d")(_max_pool(_n))
+    ROWS.function(f"avg_pool{_n}d")(_avg_pool(_n))
+
+
+@ROWS.function("global_avg_pool")
 def _global_avg_pool(call: TorchCall) -> str:
     return f"{_recv(call, 'x')}.mean(dim={axes_arg(call.attrs['axes'], call.fmt)})"
 
 
+@ROWS.function("adaptive_avg_pool2d")
 def _adaptive_avg_pool2d(call: TorchCall) -> str:
     # the rule allows a symbolic output size only where it equals the input's: PyTorch's None
     size = tuple(o if isinstance(o, int) else None for o in call.attrs["size"])
@@ -403,6 +339,7 @@ def _adaptive_avg_pool2d(call: TorchCall) -> str:
 # ---------------------------------------------------------------- attention
 
 
+@ROWS.function("scaled_dot_product_attention")
 def _sdpa(call: TorchCall) -> str:
     q, k, v = (_tensor(call, n) for n in ("q", "k", "v"))
     causal = ", causal=True" if call.attrs["causal"] else ""
@@ -515,10 +452,15 @@ def _batchnorm_construct(cfg: dict, fmt) -> str:
     )
 
 
-def _layernorm_construct(cfg: dict, fmt) -> str:
-    shape = tuple(cfg["normalized_shape"])
-    text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
-    return f"nn.LayerNorm({text}, eps={fmt(cfg['eps'])})"
+def _normalized_construct(cls: str) -> Callable[[dict, Callable], str]:
+    """nn.LayerNorm or nn.RMSNorm over `normalized_shape`."""
+
+    def construct(cfg: dict, fmt) -> str:
+        shape = tuple(cfg["normalized_shape"])
+        text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
+        return f"nn.{cls}({text}, eps={fmt(cfg['eps'])})"
+
+    return construct
 
 
 def _groupnorm_construct(cfg: dict, fmt) -> str:
@@ -589,69 +531,24 @@ def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Ca
     return with_init
 
 
-TORCH_LAYERS: dict[str, LayerLowering] = {
-    **{f"Conv{n}d": LayerLowering(_with_init(_conv_construct(n)), _conv_call) for n in (1, 2, 3)},
-    "ConvTranspose2d": LayerLowering(_with_init(_conv_transpose_construct), _call_x),
-    "Linear": LayerLowering(_with_init(_linear_construct), _call_x),
-    "Embedding": LayerLowering(
-        _with_init(lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})"),
-        lambda module, call: f"{module}({_tensor(call, 'ids')})",
-    ),
-    "Dropout": LayerLowering(lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x),
-    "Identity": LayerLowering(lambda cfg, fmt: "nn.Identity()", _call_x),
-    "BatchNorm": LayerLowering(_batchnorm_construct, _call_x),
-    "LayerNorm": LayerLowering(_layernorm_construct, _call_x),
-    "GroupNorm": LayerLowering(_groupnorm_construct, _call_x),
-    "LSTM": LayerLowering(_rnn_construct("LSTM"), _rnn_call("LSTM")),
-    "GRU": LayerLowering(_rnn_construct("GRU"), _rnn_call("GRU")),
-    "MultiHeadAttention": LayerLowering(_mha_construct, _mha_call),
-}
-
-TORCH_FUNCTIONS: dict[str, Callable[[TorchCall], str]] = {
-    **{name: _unary(fn) for name, fn in _UNARY_CALLS.items()},
-    "gelu": _gelu,
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "softplus": _softplus,
-    "neg": _neg,
-    **{name: _binary(name) for name in _BINARY_SYMBOLS},
-    "where": _where,
-    "clamp": _clamp,
-    "cast": _cast,
-    "stop_gradient": _stop_gradient,
-    "mean": _reduce("mean"),
-    "sum": _reduce("sum"),
-    "max": _reduce("amax"),
-    "min": _reduce("amin"),
-    "argmax": _arg("argmax"),
-    "argmin": _arg("argmin"),
-    "softmax": _softmax("F.softmax"),
-    "log_softmax": _softmax("F.log_softmax"),
-    "flatten": _flatten,
-    "reshape": _reshape,
-    "permute": _permute,
-    "transpose": _transpose,
-    "concat": _concat,
-    "split": _split,
-    "unsqueeze": _unsqueeze,
-    "squeeze": _squeeze,
-    "pad": _pad,
-    "upsample": _upsample,
-    "getitem": _getitem,
-    "arange": _arange,
-    "max_pool1d": _max_pool(1),
-    "max_pool2d": _max_pool(2),
-    "avg_pool1d": _avg_pool(1),
-    "avg_pool2d": _avg_pool(2),
-    "global_avg_pool": _global_avg_pool,
-    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
-    "scaled_dot_product_attention": _sdpa,
-}
-
-
-def lower_function(op: str, call: TorchCall) -> str:
-    """The expression computing function node `op` (a tuple expression for several results)."""
-    return function_row(op, TORCH_FUNCTIONS, TORCH_LAYERS, "TORCH_LAYERS")(call)
+for _n in (1, 2, 3):
+    ROWS.layer(f"Conv{_n}d", _with_init(_conv_construct(_n)), _conv_call)
+ROWS.layer("ConvTranspose2d", _with_init(_conv_transpose_construct), _call_x)
+ROWS.layer("Linear", _with_init(_linear_construct), _call_x)
+ROWS.layer(
+    "Embedding",
+    _with_init(lambda cfg, fmt: f"nn.Embedding({fmt(cfg['vocab'])}, {fmt(cfg['dim'])})"),
+    lambda module, call: f"{module}({_tensor(call, 'ids')})",
+)
+ROWS.layer("Dropout", lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x)
+ROWS.layer("Identity", lambda cfg, fmt: "nn.Identity()", _call_x)
+ROWS.layer("BatchNorm", _batchnorm_construct, _call_x)
+ROWS.layer("LayerNorm", _normalized_construct("LayerNorm"), _call_x)
+ROWS.layer("RMSNorm", _normalized_construct("RMSNorm"), _call_x)
+ROWS.layer("GroupNorm", _groupnorm_construct, _call_x)
+for _kind in ("LSTM", "GRU"):
+    ROWS.layer(_kind, _rnn_construct(_kind), _rnn_call(_kind))
+ROWS.layer("MultiHeadAttention", _mha_construct, _mha_call)
 
 
 HELPERS = helper_sources(RUNTIME / "torch_helpers.py")
@@ -663,4 +560,4 @@ def helpers_needed(source: str) -> list[str]:
     return helpers_used(source, HELPERS)
 
 
-register("torch", TORCH_FUNCTIONS, TORCH_LAYERS)  # OpDef.lowerings: one row per op and backend
+ROWS.register()  # OpDef.lowerings["torch"]: one row per op

@@ -347,8 +347,9 @@ def pool(b: Builder) -> None:
 
 def norm_kinds(b: Builder, x: Value) -> dict[str, list[int]]:
     """The norms that apply to x, each with its choices: GroupNorm its group counts,
-    LayerNorm its numbers of normalised (known, trailing) axes. Never a group of one value:
-    the result would be the bias plus rounding noise, which a later norm amplifies."""
+    LayerNorm and RMSNorm their numbers of normalised (known, trailing) axes. Never a group
+    of one value: the result would be the bias plus rounding noise, which a later norm
+    amplifies."""
     kinds = {}
     if x.rank >= 2 and b.known(x.shape[1]):
         c, spatial = b.size(x.shape[1]), b.numel(x.shape[2:])
@@ -360,13 +361,14 @@ def norm_kinds(b: Builder, x: Value) -> dict[str, list[int]]:
     trailing = next((i for i, d in enumerate(reversed(x.shape)) if not b.known(d)), x.rank)
     axes = [n for n in range(1, trailing + 1) if b.numel(x.shape[x.rank - n :]) > 1]
     if axes:
-        kinds["LayerNorm"] = axes
+        kinds["LayerNorm"] = kinds["RMSNorm"] = axes
     return kinds
 
 
 @family(lambda b, x: layer_ok(b, x) and bool(norm_kinds(b, x)), weight=2)
 def norm(b: Builder) -> None:
-    """BatchNorm, GroupNorm (channel axis 1) and LayerNorm over the last known axes."""
+    """BatchNorm, GroupNorm (channel axis 1), LayerNorm and RMSNorm over the last known
+    axes."""
     x = b.x
     kinds = norm_kinds(b, x)
     kind = b.pick(sorted(kinds))
@@ -374,9 +376,9 @@ def norm(b: Builder) -> None:
     if kind == "BatchNorm":
         momentum = tune(b, "float", [0.01, 0.5, 0.1], "decl") if b.flag() else None
         layer = render("BatchNorm", eps=eps, momentum=momentum)
-    elif kind == "LayerNorm":
+    elif kind in ("LayerNorm", "RMSNorm"):
         axes = num(b, kinds[kind], "decl")
-        layer = render("LayerNorm", eps=eps, axes=omit_one(axes) if b.flag() else axes)
+        layer = render(kind, eps=eps, axes=omit_one(axes) if b.flag() else axes)
     else:
         layer = render("GroupNorm", num(b, kinds[kind], "decl"), eps=eps)
     b.step(b.call(b.layer(layer, "norm"), x.name), x.shape)
