@@ -174,3 +174,12 @@ def test_the_fuzzer_package_imports_hypothesis_only_when_used():
         "assert 'hypothesis' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_each_backend_is_the_folder_of_its_name():
+    """`rows.lowering_row` imports `dualnet.backends.<name>.lowering`."""
+    from dualnet.backends import BACKENDS
+
+    for name, backend in BACKENDS.items():
+        assert backend.name == name and backend.package == f"dualnet.backends.{name}"
+        assert (PACKAGE / "backends" / name / "lowering.py").is_file()

@@ -20,6 +20,7 @@ table once (`ROWS.register()`). The Python-source backends start from the rows t
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,11 +111,9 @@ def lowering_row(op: str, backend: str, layer: bool | None = None) -> Any:
     """The row lowering registry op `op` in `backend` (its lowering module imported on first
     use); a KeyError naming what is missing. `layer`: True or False refuses an op of the
     other kind (a layer where a function is lowered)."""
-    from dualnet.backends import BACKENDS
-
     if op not in REGISTRY:
         raise KeyError(f"`{op}` is not a built-in op")
-    BACKENDS[backend].module("lowering")
+    importlib.import_module(f"dualnet.backends.{backend}.lowering")  # `Backend.package`
     definition = REGISTRY[op]
     if layer is not None and definition.is_layer != layer:
         kind = "a layer, not a function" if definition.is_layer else "a function, not a layer"

@@ -78,6 +78,7 @@ from functools import partial
 from math import prod
 
 from dualnet.backends.common.conv_transpose import transposed_padding
+from dualnet.backends.common.python_rows import BINARY_SYMBOLS, UNARY, Dialect, shared_rows
 from dualnet.backends.common.source_helpers import (
     NodeCall,
     atom,
@@ -125,7 +126,6 @@ from dualnet.backends.keras.weights import (
     same_spans,
     strides_for_same,
 )
-from dualnet.backends.python_rows import BINARY_SYMBOLS, UNARY, Dialect, shared_rows
 from dualnet.backends.rows import LayerRow, Rows
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.dims import Dim

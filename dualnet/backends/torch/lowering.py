@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dualnet.backends.common.python_rows import Dialect, shared_rows
 from dualnet.backends.common.source_helpers import (
     NodeCall,
     atom,
@@ -56,7 +57,6 @@ from dualnet.backends.common.source_helpers import (
     result_dtype,
     sizes,
 )
-from dualnet.backends.python_rows import Dialect, shared_rows
 from dualnet.backends.rows import Rows
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.tagged import Written
