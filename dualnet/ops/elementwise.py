@@ -129,7 +129,8 @@ _BINARY = {
     "eq": ("equal", "bool", False, "==", "compare"),
     "ne": ("not_equal", "bool", False, "!=", "compare"),
 }
-BINARY_SYMBOLS = {entry[3]: name for name, entry in _BINARY.items()}
+# The op each binary operator of the language spells (`a @ b`: matmul, in dense.py).
+BINARY_SYMBOLS = {entry[3]: name for name, entry in _BINARY.items()} | {"@": "matmul"}
 
 
 def _binary_reference(fn_name: str):

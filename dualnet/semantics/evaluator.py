@@ -149,7 +149,7 @@ class Evaluator:
         return self.arith(e, left, right)
 
     def tensor_binary(self, e: ast.Binary, left, right):
-        name = "matmul" if e.op == "@" else BINARY_SYMBOLS.get(e.op)
+        name = BINARY_SYMBOLS.get(e.op)
         if name is None:
             raise error(
                 "E-TYPE",

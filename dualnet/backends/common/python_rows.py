@@ -28,22 +28,10 @@ from dualnet.backends.common.source_helpers import (
 )
 from dualnet.backends.rows import FunctionRow, Row
 from dualnet.ir.types import DType
+from dualnet.ops.elementwise import BINARY_SYMBOLS as OPERATORS
 
 UNARY = ("relu", "sigmoid", "tanh", "silu", "exp", "log", "sqrt", "rsqrt", "abs", "round", "floor")
-BINARY_SYMBOLS = {
-    "add": "+",
-    "sub": "-",
-    "mul": "*",
-    "div": "/",
-    "pow": "**",
-    "matmul": "@",
-    "lt": "<",
-    "le": "<=",
-    "gt": ">",
-    "ge": ">=",
-    "eq": "==",
-    "ne": "!=",
-}
+BINARY_SYMBOLS = {op: symbol for symbol, op in OPERATORS.items()}  # op → Python operator
 
 
 @dataclass(frozen=True)
