@@ -430,3 +430,23 @@ def test_an_error_repeated_in_a_second_instance_does_not_cascade(check_source):
         }
     """)
     assert codes(s) == ["E-SHAPE"], s.diagnostics
+
+
+def test_an_explicit_none_is_the_default_where_the_default_is_none(check_source):
+    from dualnet.ir.printer import print_ir
+
+    texts = []
+    for args in (("eps=none", "lo=none, hi=1.0"), ("", "hi=1.0")):
+        summary = check_source(
+            f"""
+model Net() {{
+    norm = RMSNorm({args[0]})
+    forward(x: f32[B, 8]) -> f32[B, 8] {{
+        return clamp(norm(x), {args[1]})
+    }}
+}}
+"""
+        )
+        assert summary.ok, summary.diagnostics
+        texts.append(print_ir(summary.instance))
+    assert texts[0] == texts[1] and "eps=1.1920928955078125e-07" in texts[0]

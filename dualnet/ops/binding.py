@@ -123,8 +123,11 @@ _KIND_TEXT = {
 
 
 def coerce(op_name: str, p: P, arg: Arg, tensor_type) -> Any:
-    """Check one argument against its parameter kind; return the normalised value."""
+    """Check one argument against its parameter kind; return the normalised value. An
+    explicit `none` is the default where the default is none (`RMSNorm(eps=none)`)."""
     v = arg.value
+    if v is None and p.default is None:
+        return None
     ok, out = _COERCERS[p.kind](v, tensor_type)
     if ok and p.choices and out not in p.choices:
         ok = False
