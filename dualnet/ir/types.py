@@ -40,6 +40,11 @@ class DType(enum.Enum):
         return None if self is DType.bf16 else _TABLE[self].name
 
     @property
+    def eps(self) -> float | None:
+        """The machine epsilon (`torch.finfo(dtype).eps`) of a float type, else None."""
+        return _TABLE[self].eps
+
+    @property
     def onnx(self) -> int:
         """The ONNX element type (`TensorProto.FLOAT` is 1)."""
         return _TABLE[self].onnx
@@ -55,14 +60,15 @@ class _Row(NamedTuple):
     name: str  # in PyTorch, Keras and NumPy
     onnx: int  # TensorProto's code
     range: tuple | None  # the values it holds (f64: every finite float; bool: none checked)
+    eps: float | None = None  # machine epsilon, torch.finfo(dtype).eps (floats)
 
 
 # dualnet's one table of element types; every backend's names derive from it.
 _TABLE = {
-    DType.f16: _Row("float16", 10, (-65504.0, 65504.0)),
-    DType.bf16: _Row("bfloat16", 16, (-3.3895313892515355e38, 3.3895313892515355e38)),
-    DType.f32: _Row("float32", 1, (-3.4028234663852886e38, 3.4028234663852886e38)),
-    DType.f64: _Row("float64", 11, None),
+    DType.f16: _Row("float16", 10, (-65504.0, 65504.0), 2.0**-10),
+    DType.bf16: _Row("bfloat16", 16, (-3.3895313892515355e38, 3.3895313892515355e38), 2.0**-7),
+    DType.f32: _Row("float32", 1, (-3.4028234663852886e38, 3.4028234663852886e38), 2.0**-23),
+    DType.f64: _Row("float64", 11, None, 2.0**-52),
     DType.i32: _Row("int32", 6, (-(2**31), 2**31 - 1)),
     DType.i64: _Row("int64", 7, (-(2**63), 2**63 - 1)),
     DType.bool: _Row("bool", 9, None),

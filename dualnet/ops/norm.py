@@ -4,7 +4,7 @@ initialisers; references in inference mode)."""
 from __future__ import annotations
 
 from dualnet.ir.graph import Init
-from dualnet.ir.types import DType, TensorType
+from dualnet.ir.types import TensorType
 from dualnet.ops.common import positive, require_rank
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
@@ -146,15 +146,12 @@ register(
 
 # ---------------------------------------------------------------- RMSNorm
 
-# torch.finfo(dtype).eps: PyTorch's RMSNorm epsilon where `eps` is None
-MACHINE_EPS = {DType.f16: 2.0**-10, DType.bf16: 2.0**-7, DType.f32: 2.0**-23, DType.f64: 2.0**-52}
-
 
 def _rmsnorm_infer(ctx: Ctx) -> list[TensorType]:
     x, cfg = ctx.inputs["x"], ctx.config
     shape = _normalized_shape(ctx, x, "its weight has")
-    if cfg["eps"] is None:  # PyTorch's eps=None, resolved: every backend writes the number
-        cfg["eps"] = MACHINE_EPS[x.dtype]
+    if cfg["eps"] is None:  # PyTorch's eps=None, torch.finfo(dtype).eps: written as a number
+        cfg["eps"] = x.dtype.eps
     _check_eps(ctx)
     cfg["normalized_shape"] = shape
     ctx.param("weight", shape, ONES)
