@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dualnet.ir.dims import Dim, floordiv, substitute, sym
+from dualnet.ir.dims import Dim, equal_everywhere, floordiv, substitute, sym
 
 B, H, T = sym("B"), sym("H"), sym("T")
 
@@ -76,3 +76,22 @@ def test_polynomial_arithmetic_agrees(a, b, t, h):
     expr = (a * T + b) * (H - a) - T * H
     assert substitute(expr, {"T": t, "H": h}) == (a * t + b) * (h - a) - t * h
     assert isinstance(expr, Dim | int)
+
+
+def test_a_polynomial_divides_exactly():
+    """(fuzzer, seed 9102) a reshape's -1 over a product written out."""
+    w = (T + 1) // 2
+    assert floordiv(B * (H + 4) * (w + 2), (H + 4) * (w + 2)) == B
+    assert floordiv(6 * B * H + 24 * B, 2 * H + 8) == 3 * B
+    assert isinstance(floordiv(B * H + 4 * B + 1, H + 4), Dim)  # a remainder: not exact
+    assert isinstance(floordiv(B * H + 4 * B, 2 * H + 8), Dim)  # B / 2: not an integer
+
+
+def test_sizes_equal_everywhere_though_written_differently():
+    """(fuzzer, seed 9101) two canonical forms of one function of W; a near miss is not."""
+    w = sym("W")
+    assert equal_everywhere(((w + 2) // 4 + (w + 6) // 8 + 4) // 6, (w + 14) // 16)
+    assert equal_everywhere((w + 1) // 2 + w // 2, w)
+    assert not equal_everywhere(((w + 2) // 4 + (w + 6) // 8 + 4) // 6, (w + 15) // 16)
+    assert not equal_everywhere((w + 1) // 2 + H // 2, w)
+    assert not equal_everywhere(w * H + w // 2, H * w + (w + 1) // 2)  # not quasi-affine

@@ -11,6 +11,7 @@ divisions too): an expression that would grow past it — `(A + B) * (A + B) * .
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 
@@ -273,6 +274,8 @@ def floordiv(num: int | Dim, den: int | Dim) -> int | Dim:
     if num == den:
         return 1
     quotient = _exact_monomial_quotient(num, den)
+    if quotient is None:
+        quotient = _exact_quotient(num, den)
     if quotient is not None:
         return quotient
     return Dim((((FloorDiv(num, den),), 1),))
@@ -304,6 +307,105 @@ def _exact_monomial_quotient(num: int | Dim, den: Dim) -> int | Dim | None:
             return None
         out[tuple(rest)] = c // dc
     return Dim._make(out)
+
+
+def _exact_quotient(num: int | Dim, den: Dim) -> int | Dim | None:
+    """num / den when den divides num exactly as polynomials (atoms as variables) with an
+    integer quotient: (B*H + 4*B) // (H + 4) is B. Long division by den's leading term in
+    graded lexicographic order; None where a remainder is left."""
+    if isinstance(num, int):
+        return None
+    atoms = sorted(
+        {a for poly in (num, den) for mono, _ in poly.terms for a in mono}, key=_atom_key
+    )
+
+    def order(mono: tuple) -> tuple:
+        return (len(mono), tuple(-mono.count(a) for a in atoms))
+
+    divisor = den._poly()
+    lead = min(divisor, key=order)
+    rest, quotient = num._poly(), {}
+    for _ in range(4 * len(num.terms) + 4):  # each step removes rest's leading term
+        if not rest:
+            return Dim._make(quotient)
+        mono = min(rest, key=order)
+        part = list(mono)
+        for atom in lead:
+            if atom not in part:
+                return None
+            part.remove(atom)
+        if rest[mono] % divisor[lead]:
+            return None
+        factor, coeff = tuple(part), rest[mono] // divisor[lead]
+        quotient[factor] = quotient.get(factor, 0) + coeff
+        for m, c in divisor.items():
+            key = tuple(sorted(factor + m, key=_atom_key))
+            rest[key] = rest.get(key, 0) - coeff * c
+            if not rest[key]:
+                del rest[key]
+    return None
+
+
+MAX_PROOF_POINTS = 50_000  # evaluations `equal_everywhere` may spend on one proof
+
+
+def equal_everywhere(a: int | Dim, b: int | Dim) -> bool:
+    """Whether a == b for every integer value of their symbols, where the canonical forms
+    differ (`((W + 2) // 4 + (W + 6) // 8 + 4) // 6` and `(W + 14) // 16`). Proven for
+    quasi-affine sizes — integer multiples of symbols and of floor divisions of such sums
+    by positive constants: with L the product of the divisors, a − b changes by a constant
+    when any symbol grows by L, so being zero on a box of L + 1 consecutive values per symbol
+    makes it zero everywhere. False where that is not proven (other forms, or a box of more
+    than MAX_PROOF_POINTS points)."""
+    if a == b:
+        return True
+    period = 1
+    for d in (a, b):
+        p = _period(d)
+        if p is None:
+            return False
+        period *= p
+    names = sorted(symbols_of(a) | symbols_of(b))
+    if (period + 1) ** len(names) > MAX_PROOF_POINTS:
+        return False
+    for values in itertools.product(range(period + 1), repeat=len(names)):
+        env = dict(zip(names, values, strict=True))
+        if _value(a, env) != _value(b, env):
+            return False
+    return True
+
+
+def _period(d: int | Dim) -> int | None:
+    """The product of the divisors of a quasi-affine size, else None."""
+    if isinstance(d, int):
+        return 1
+    period = 1
+    for mono, _ in d.terms:
+        if len(mono) > 1:
+            return None
+        for atom in mono:
+            if isinstance(atom, FloorDiv):
+                inner = _period(atom.num)
+                if inner is None or not isinstance(atom.den, int) or atom.den <= 0:
+                    return None
+                period *= inner * atom.den
+    return period
+
+
+def _value(d: int | Dim, env: Mapping[str, int]) -> int:
+    if isinstance(d, int):
+        return d
+    total = 0
+    for mono, c in d.terms:
+        term = c
+        for atom in mono:
+            term *= (
+                env[atom]
+                if isinstance(atom, str)
+                else _value(atom.num, env) // _value(atom.den, env)
+            )
+        total += term
+    return total
 
 
 def substitute(d: int | Dim, env: Mapping[str, int | Dim]) -> int | Dim:

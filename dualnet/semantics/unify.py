@@ -6,7 +6,15 @@ import itertools
 from collections.abc import Callable
 
 from dualnet.diagnostics import Span, error
-from dualnet.ir.dims import Dim, DimTooLarge, floordiv, substitute, sym, symbols_of
+from dualnet.ir.dims import (
+    Dim,
+    DimTooLarge,
+    equal_everywhere,
+    floordiv,
+    substitute,
+    sym,
+    symbols_of,
+)
 from dualnet.ir.types import DTYPES, SIZE_LIMIT, TensorType
 from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
@@ -140,7 +148,7 @@ def _unify(
             free = {name for name in symbols_of(pat) if name.startswith(VAR)}
             here = actual.shape[axis]
             if not free:
-                if pat != here:
+                if pat != here and not equal_everywhere(pat, here):
                     raise error(
                         code,
                         f"{what} is declared {shown} but is {actual}",

@@ -60,29 +60,49 @@ NOISE = 1e-2  # a float32 result this far from its float64 one is rounding noise
 
 def excuse_rounding(program: Program, case: Case, rows: list) -> list:
     """The rows, a mismatch excused where float32 rounding alone explains it: an
-    ill-conditioned program (a normalisation of nearly constant values, say) whose PyTorch
-    result in float32 is itself that far from its float64 result (same weights, same
-    inputs; in training mode also the running statistics it updates, and the loss Keras's
-    train step reports) — no backend can do better, and the difference says nothing of
-    semantics. Where any of PyTorch's own float32 results is off by NOISE or more, the
-    program passes through a point where rounding decides what follows (normalising
-    rounding noise): its float32 results carry no information, and every difference is
-    excused."""
-    error = _float32_error(program, case)
-    worst = max(error, key=error.get)
-    chaotic = error[worst] >= NOISE
+    ill-conditioned program (a normalisation of nearly constant values, say) whose float32
+    result is itself that far from its float64 result (same weights, same inputs; in
+    training mode also the running statistics it updates, and the loss Keras's train step
+    reports) — no backend can do better, and the difference says nothing of semantics. The
+    measure is the larger of PyTorch's and (in inference mode) Keras's own float32 error:
+    Keras computes a norm's variance as E[x²] − E[x]² (`ops.moments`), up to a few times
+    PyTorch's error, which compounds over consecutive norms. Where any of PyTorch's own
+    float32 results is off by NOISE or more, the program passes through a point where
+    rounding decides what follows (normalising rounding noise): its float32 results carry
+    no information, and every difference is excused."""
+    torch_error = _float32_error(program, case)
+    worst = max(torch_error, key=torch_error.get)
+    chaotic = torch_error[worst] >= NOISE
+    keras_error = {} if case.train else _keras_float32_error(program, case)
+    error = {k: max(e, keras_error.get(k, 0.0)) for k, e in torch_error.items()}
 
     def note(r) -> str | None:
         # (the loss of Keras's train step is the mean square of the one output's elements)
-        e = error.get("output" if r.output == "fit loss" else r.output.removeprefix("fit "))
+        name = "output" if r.output == "fit loss" else r.output.removeprefix("fit ")
+        e = error.get(name)
         if e is not None and r.max_rel <= ROUNDING_FACTOR * e:
-            return f"float32 rounding: PyTorch float32 vs float64 {e:.2g}"
+            who = "Keras" if keras_error.get(name, 0.0) > torch_error[name] else "PyTorch"
+            return f"float32 rounding: {who} float32 vs float64 {e:.2g}"
         if chaotic:
-            return f"float32 noise: PyTorch's own {worst} is off by {error[worst]:.2g}"
+            return f"float32 noise: PyTorch's own {worst} is off by {torch_error[worst]:.2g}"
         return None
 
     notes = [None if r.ok else note(r) for r in rows]
     return [r if n is None else replace(r, note=n) for r, n in zip(rows, notes, strict=True)]
+
+
+def _relative_errors(low: dict, high: dict) -> dict[str, float]:
+    import numpy as np
+
+    return {
+        name: float(np.max(np.abs(low[name] - high[name]), initial=0.0))
+        / (1 + float(np.max(np.abs(high[name]), initial=0.0)))
+        for name in low
+    }
+
+
+def _output_names(count: int) -> list[str]:
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
 def _float32_error(program: Program, case: Case) -> dict[str, float]:
@@ -91,7 +111,6 @@ def _float32_error(program: Program, case: Case) -> dict[str, float]:
     too when there is one output)."""
     import copy
 
-    import numpy as np
     import torch
 
     summary = program.check()
@@ -107,19 +126,62 @@ def _float32_error(program: Program, case: Case) -> dict[str, float]:
         with torch.no_grad():
             out = copied(*(t.to(dtype) if t.is_floating_point() else t for t in given))
         out = out if isinstance(out, tuple) else (out,)
-        names = ["output"] if len(out) == 1 else [f"output_{i}" for i in range(len(out))]
-        values = dict(zip(names, out, strict=True))
+        values = dict(zip(_output_names(len(out)), out, strict=True))
         if case.train:
             values.update(
                 (f"state {k}", v) for k, v in copied.state_dict().items() if v.is_floating_point()
             )
         runs.append({k: v.double().numpy() for k, v in values.items()})
-    low, high = runs
-    return {
-        name: float(np.max(np.abs(low[name] - high[name]), initial=0.0))
-        / (1 + float(np.max(np.abs(high[name]), initial=0.0)))
-        for name in low
-    }
+    return _relative_errors(*runs)
+
+
+def _keras_float32_error(program: Program, case: Case) -> dict[str, float]:
+    """Keras's relative error in float32 against the same model built in float64, per
+    output (inference); none where the generated model does not build in float64."""
+    import os
+
+    import numpy as np
+
+    from dualnet.backends.initial import initial_weights
+    from dualnet.backends.keras.gradients import keras_float64
+    from dualnet.backends.keras.state import load_keras
+    from dualnet.io.files import temporary_directory
+    from dualnet.io.weights import write_state
+
+    summary = program.check()
+    inputs = parity.random_inputs(summary, case.dims, 0)
+    given = [inputs[v.name] for v in summary.graph.inputs]
+    arrays = initial_weights(summary, None, 0)
+    runs = []
+    with temporary_directory() as tmp:
+        for wide in (False, True):
+            cast = _float64 if wide else _same
+            file = os.path.join(tmp, f"{wide}.safetensors")
+            write_state({k: cast(a) for k, a in arrays.items()}, file)
+            try:
+                with keras_float64() if wide else _nothing():
+                    model = program.keras()
+                    load_keras(model, file)
+                    out = model(*(cast(x) for x in given), training=False)
+            except Exception:  # noqa: BLE001 - a model that is float32 only: no measure
+                return {}
+            out = out if isinstance(out, tuple | list) else (out,)
+            names = _output_names(len(out))
+            runs.append({k: np.asarray(v, np.float64) for k, v in zip(names, out, strict=True)})
+    return _relative_errors(*runs)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _float64(a):
+    return a.astype("float64") if a.dtype == "float32" else a
+
+
+def _same(a):
+    return a
 
 
 def run_case(case: Case, backends: tuple[str, ...] = BACKENDS) -> Outcome:
