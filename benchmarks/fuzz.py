@@ -41,8 +41,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from report import Row, finish, fmt_s  # noqa: E402
 
-from dualnet import fuzzing, parity  # noqa: E402
 from dualnet.ops.registry import REGISTRY  # noqa: E402
+from dualnet.verify import fuzzing, parity  # noqa: E402
 
 CLEAR_EVERY = 50  # programs between keras.backend.clear_session() calls (flat memory)
 
