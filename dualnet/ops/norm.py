@@ -120,10 +120,14 @@ def _layernorm_infer(ctx: Ctx) -> list[TensorType]:
     return [x]
 
 
-def _layernorm_ref(inputs, attrs, params):
+def _normalized_f64(inputs, attrs):
+    """(x, x in float64, the normalised axes): the last `axes` axes."""
     x = inputs["x"]
-    axes = tuple(range(x.ndim - attrs["axes"], x.ndim))
-    xd = x.astype(np.float64)
+    return x, x.astype(np.float64), tuple(range(x.ndim - attrs["axes"], x.ndim))
+
+
+def _layernorm_ref(inputs, attrs, params):
+    x, xd, axes = _normalized_f64(inputs, attrs)
     mean = xd.mean(axis=axes, keepdims=True)
     var = ((xd - mean) ** 2).mean(axis=axes, keepdims=True)
     y = (xd - mean) / np.sqrt(var + attrs["eps"])
@@ -159,9 +163,7 @@ def _rmsnorm_infer(ctx: Ctx) -> list[TensorType]:
 
 
 def _rmsnorm_ref(inputs, attrs, params):
-    x = inputs["x"]
-    axes = tuple(range(x.ndim - attrs["axes"], x.ndim))
-    xd = x.astype(np.float64)
+    x, xd, axes = _normalized_f64(inputs, attrs)
     y = xd / np.sqrt((xd * xd).mean(axis=axes, keepdims=True) + attrs["eps"])
     return [(y * params["weight"]).astype(x.dtype)]
 

@@ -89,18 +89,23 @@ def num(b: Builder, choices, where: str = "forward"):
     return sym(derived(b, "int", choices, where))
 
 
+def tuple_elements(b: Builder, values, where: str) -> list[tuple[str, int]]:
+    """(tuple name, index) of every visible tuple element whose value is among `values`."""
+    return [
+        (n, i)
+        for n, t in b.types.items()
+        if t.startswith("(") and b.visible(n, where)
+        for i, v in enumerate(b.values[n])
+        if v in values
+    ]
+
+
 def count(b: Builder, choices, where: str = "forward") -> tuple[Const, object]:
     """An int no shape is written with (a loop's count, a sub-model's argument): a size
     from `num`, a tuple's element `t[i]`, `d + k` or a conditional expression; and its
     size (None when it is no size)."""
     choices = sorted(set(choices))
-    elements = [
-        (n, i)
-        for n, t in b.types.items()
-        if t.startswith("(") and b.visible(n, where)
-        for i, v in enumerate(b.values[n])
-        if v in choices
-    ]
+    elements = tuple_elements(b, choices, where)
     shifts = [k for k in (0, 1, 2) if b.loop and b.env["i"] + k in choices]
     form = b.pick(
         ["num"] * 3
@@ -294,13 +299,7 @@ def expression(b: Builder, type_: str, options, where: str) -> tuple[str, object
             return c.text, c.value, None
         return (*conditional(b, lambda: tune(b, type_, options, where), where), None)
     halves = [v // 2 for v in options if v % 2 == 0]
-    tuples = [
-        (n, i)
-        for n, t in b.types.items()
-        if t.startswith("(") and b.visible(n, where)
-        for i, v in enumerate(b.values[n])
-        if v in options
-    ]
+    tuples = tuple_elements(b, options, where)
     kind = b.pick(["alias", "plus", "cond"] + ["times"] * bool(halves) + ["element"] * bool(tuples))
     if kind == "alias":
         d = num(b, options, where)
