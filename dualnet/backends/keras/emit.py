@@ -114,6 +114,10 @@ _BUILTIN_STEPS = {
     "silu": lambda a: 'keras.layers.Activation("silu")',
     "gelu": lambda a: 'keras.layers.Activation("gelu")' if a["approximate"] == "none" else None,
     "clamp": lambda a: "keras.layers.ReLU(max_value=6.0)" if (a["lo"], a["hi"]) == (0, 6) else None,
+    "relu6": lambda a: "keras.layers.ReLU(max_value=6.0)",
+    "hardsigmoid": lambda a: 'keras.layers.Activation("hard_sigmoid")',
+    "hardswish": lambda a: 'keras.layers.Activation("hard_silu")',
+    "mish": lambda a: 'keras.layers.Activation("mish")',
 }
 
 
@@ -727,12 +731,28 @@ class KerasClassWriter(ClassWriter):
             ]
         if lowering.onednn_conv_bug(attrs, node.outputs[0].type.shape[-1]):
             last = ((0, 0),) * (n - 1)  # one more output column, dropped again
-            return [
+            steps = [
                 f"keras.layers.ZeroPadding{n}D({self.fmt_init((*last, (0, attrs['stride'][-1])))})",
                 *self.padded_step(attrs, step),
                 f"keras.layers.Cropping{n}D({self.fmt_init((*last, (0, 1)))})",
             ]
-        return self.padded_step(attrs, step)
+        else:
+            steps = self.padded_step(attrs, step)
+        return steps + self.sizes_step(children, node)
+
+    def sizes_step(self, children: list, node: Node) -> list[str]:
+        """A `_Shaped` step after a convolution step whose known output sizes TensorFlow's
+        dilated convolution loses (in some instance), that a later layer builds from."""
+        in_shape, out_shape = node.inputs[0].type.shape, node.outputs[0].type.shape
+        if not any(lowering.dilation_loses_sizes(c.attrs, in_shape, out_shape) for c in children):
+            return []
+
+        def known(d) -> bool:  # and the same in every instance of this class
+            return isinstance(d, int) and not (isinstance(d, Tagged) and self.symbolic_in(d.expr))
+
+        last = _permuted(node.outputs[0].type).shape
+        sizes = ", ".join(self.fmt_init(d) if known(d) else "None" for d in last)
+        return [f"_Shaped(({sizes}))"]  # rank 3 or more
 
     def padded_step(self, attrs: dict, step: str) -> list[str]:
         """A convolution step with the padding step its call would apply in forward."""

@@ -185,12 +185,28 @@ def _shaped_spatial(call: KerasCall, src: str) -> str:
 
 
 def _loses_spatial_sizes(call: KerasCall) -> bool:
+    """`loses_spatial_sizes` of a call."""
+    return bool(call.in_types) and loses_spatial_sizes(
+        call.in_types["x"].shape, call.out_types[0].shape
+    )
+
+
+def loses_spatial_sizes(in_shape: tuple, out_shape: tuple) -> bool:
     """Whether a window op whose output sizes TensorFlow's shape inference loses where an
-    input size is symbolic (the caller knows it does) has such an input and a known output
-    size."""
-    spatial = call.in_types["x"].shape[2:] if call.in_types else ()
-    return any(not isinstance(d, int) for d in spatial) and any(
-        isinstance(d, int) for d in call.out_types[0].shape[2:]
+    input size is symbolic (the caller knows it does), from channels-first `in_shape` to
+    `out_shape`, has such an input and a known output size."""
+    return any(not isinstance(d, int) for d in in_shape[2:]) and any(
+        isinstance(d, int) for d in out_shape[2:]
+    )
+
+
+def dilation_loses_sizes(attrs: dict, in_shape: tuple, out_shape: tuple) -> bool:
+    """Whether TensorFlow's dilated convolution (stride 1; else the kernel is dilated) over
+    a symbolic size loses known output sizes (it loses every spatial size)."""
+    return (
+        max(attrs["dilation"]) > 1
+        and max(attrs["stride"]) == 1
+        and loses_spatial_sizes(in_shape, out_shape)
     )
 
 
@@ -208,6 +224,9 @@ KERAS = Dialect(
         **{name: f"ops.{name}" for name in UNARY},
         **{name: f"ops.{name}" for name in ("leaky_relu", "elu", "where", "cast")},
         **{name: f"ops.{name}" for name in ("stop_gradient", "softmax", "log_softmax", "split")},
+        "hardsigmoid": "ops.hard_sigmoid",
+        "hardswish": "ops.hard_silu",
+        "mish": "keras.activations.mish",  # x·tanh(softplus(x)); keras.ops has no mish
         "transpose": "ops.swapaxes",
         "permute": "ops.transpose",
         "concat": "ops.concatenate",
@@ -730,9 +749,9 @@ def _conv_call(layer: str, call: KerasCall) -> str:
         )
     else:
         y = _conv_padded(layer, call)
-    # TensorFlow's dilated convolution (stride 1; else the kernel is dilated) over a symbolic
-    # size loses every spatial size
-    if max(attrs["dilation"]) > 1 and max(attrs["stride"]) == 1 and _loses_spatial_sizes(call):
+    if call.in_types and dilation_loses_sizes(
+        attrs, call.in_types["x"].shape, call.out_types[0].shape
+    ):
         return _shaped_spatial(call, y)
     return y
 

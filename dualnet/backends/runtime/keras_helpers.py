@@ -384,6 +384,22 @@ class _BatchAxis(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
+class _Shaped(keras.layers.Layer):
+    """A step after one whose known output sizes TensorFlow's shape inference loses: gives
+    them back (`_shaped`; None: known only at run time)."""
+
+    def __init__(self, sizes, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes = tuple(sizes)
+
+    def call(self, x):
+        return _shaped(x, *self.sizes)
+
+    def get_config(self):
+        return {**super().get_config(), "sizes": self.sizes}
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
 class _PadSame(keras.layers.Layer):
     """A step a Sequential gets before a convolution whose padding="same" TensorFlow
     misreads: pads by TensorFlow's "same" rule at run time (`_pad_same`)."""
