@@ -11,11 +11,18 @@ from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
+
+
 def _gelu(x, approximate):
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
-    erf = np.vectorize(math.erf, otypes=[np.float64])
-    return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype)
+    return (0.5 * x * (1 + _erf(x / np.sqrt(2)))).astype(x.dtype)
+
+
+def _hardsigmoid(x):
+    return np.clip(x + 3, 0, 6) / 6
 
 
 def _softplus(x, beta, threshold):
@@ -58,10 +65,23 @@ _UNARY = {
         True,
         "log(1 + e^(beta·x)) / beta, linear above threshold",
     ),
+    "relu6": (lambda x: np.clip(x, 0, 6), (), "float", True, "min(max(x, 0), 6)"),
+    "hardsigmoid": (_hardsigmoid, (), "float", True, "min(max(x + 3, 0), 6) / 6"),
+    "hardswish": (lambda x: x * _hardsigmoid(x), (), "float", True, "x·hardsigmoid(x)"),
+    "mish": (
+        lambda x: x * np.tanh(np.logaddexp(0, x)),
+        (),
+        "float",
+        True,
+        "x·tanh(log(1 + e^x))",
+    ),
     "exp": (lambda x: np.exp(x), (), "float", True, "e^x"),
     "log": (lambda x: np.log(x), (), "float", True, "natural logarithm"),
     "sqrt": (lambda x: np.sqrt(x), (), "float", True, "square root"),
     "rsqrt": (lambda x: 1 / np.sqrt(x), (), "float", True, "1 / √x"),
+    "sin": (lambda x: np.sin(x), (), "float", True, "sine"),
+    "cos": (lambda x: np.cos(x), (), "float", True, "cosine"),
+    "erf": (_erf, (), "float", True, "the error function, 2/√π ∫₀ˣ e^(−t²) dt"),
     "abs": (lambda x: np.abs(x), (), "number", True, "absolute value"),
     "neg": (lambda x: np.negative(x), (), "number", True, "−x (the unary minus)"),
     "round": (lambda x: np.round(x), (), "float", False, "round half to even (not differentiable)"),

@@ -212,6 +212,9 @@ def function_cases() -> list:
     add(Case("elu", {"x": x4}, alpha=0.5))
     add(Case("softplus", {"x": x4 * 10}))
     add(Case("softplus", {"x": x4 * 4}, beta=2.0, threshold=5.0))
+    for name in ("sin", "cos", "erf", "relu6", "hardsigmoid", "hardswish", "mish"):
+        add(Case(name, {"x": x4 * 4}))  # hardsigmoid's and relu6's kinks at ±3 and 6 inside
+        add(Case(name, {"x": randn(3, 5, dtype=np.float64) * 4}))
     for name in ("add", "sub", "mul", "div"):
         add(Case(name, {"a": randn(2, 3, 4), "b": randn(3, 1)}))
         add(Case(name, {"a": 2.0, "b": randn(3, 4)}))

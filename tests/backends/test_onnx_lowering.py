@@ -139,6 +139,8 @@ _OPTIONS.log_severity_level = 3
 # the scale as a float32 attribute)
 _F32_PRECISE = {
     "elu",
+    "erf",
+    "mish",
     "softplus",
     "avg_pool1d",
     "avg_pool2d",

@@ -35,6 +35,12 @@ UNARY = {
     "abs": ("Abs", {}, {}, False),
     "neg": ("Neg", {}, {}, False),
     "floor": ("Floor", {}, {}, False),
+    "sin": ("Sin", {}, {}, False),
+    "cos": ("Cos", {}, {}, False),
+    "erf": ("Erf", {}, {}, False),
+    "hardsigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, {}, False),
+    "hardswish": ("HardSwish", {}, {}, False),
+    "mish": ("Mish", {}, {}, False),
 }
 
 
@@ -47,10 +53,10 @@ def test_unary_matches_onnx(name, dtype):
         x = np.clip(x, -20, 20).astype(dtype)
     (y,), _, _ = run_ref(name, {"x": x}, **attrs)
     assert y.dtype == dtype
-    if name == "gelu" and dtype == np.float64:
+    if name in ("gelu", "erf") and dtype == np.float64:
         # onnx.reference evaluates Erf in float32 even for doubles: compare at float32's
         # precision there, and at double precision against PyTorch
-        close(y, torch.nn.functional.gelu(torch.from_numpy(x)).numpy())
+        close(y, getattr(torch.nn.functional, name, torch.erf)(torch.from_numpy(x)).numpy())
         close(y, onnx_node(onnx_op, [x], opset=20)[0], atol=1e-7)
         return
     close(y, onnx_node(onnx_op, [x], opset=20, **onnx_attrs)[0])
@@ -67,6 +73,18 @@ def test_unary_attributes_match_onnx_and_torch():
     close(y, onnx_node("Elu", [x], alpha=0.5)[0])
     (y,), _, _ = run_ref("softplus", {"x": x}, beta=2.0, threshold=10.0)
     close(y, torch.nn.functional.softplus(torch.from_numpy(x), beta=2.0, threshold=10.0).numpy())
+
+
+@pytest.mark.parametrize("name", ["relu6", "hardsigmoid", "hardswish", "mish", "erf"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pytorch_activations_match_pytorch(name, dtype):
+    """PyTorch's formulas exactly: hardsigmoid is relu6(x + 3) / 6 (ONNX's HardSigmoid has
+    other defaults), and the kinks at -3, 0, 3 and 6 are in the input."""
+    x = np.concatenate([_x(dtype).ravel(), np.array([-3, 0, 3, 6, -2.5, 2.5], dtype)])
+    (y,), _, _ = run_ref(name, {"x": x})
+    assert y.dtype == dtype
+    fn = getattr(torch.nn.functional, name, None) or getattr(torch, name)
+    close(y, fn(torch.from_numpy(x)).numpy())
 
 
 def test_silu_rsqrt_round():

@@ -30,7 +30,10 @@ from dualnet.backends.rows import FunctionRow, Row
 from dualnet.ir.types import DType
 from dualnet.ops.elementwise import BINARY_SYMBOLS as OPERATORS
 
-UNARY = ("relu", "sigmoid", "tanh", "silu", "exp", "log", "sqrt", "rsqrt", "abs", "round", "floor")
+UNARY = (
+    *("relu", "relu6", "hardsigmoid", "hardswish", "mish", "sigmoid", "tanh", "silu"),
+    *("exp", "log", "sqrt", "rsqrt", "sin", "cos", "erf", "abs", "round", "floor"),
+)
 BINARY_SYMBOLS = {op: symbol for symbol, op in OPERATORS.items()}  # op → Python operator
 
 

@@ -12,10 +12,11 @@ tie-breaker (CONVENTIONS.md). Op by op:
 
 - Opsets 13-21. Reshape targets are explicit (zero sizes included: `allowzero`, opset 14);
   ReduceMean/Max/Min take their axes as an attribute before opset 18 and as an input from
-  18; gelu is a Gelu node from opset 20 and its erf or tanh formula before; LayerNorm is
-  LayerNormalization (opset 17). GroupNorm is a decomposition (InstanceNormalization over
-  the groups, then the per-channel affine): GroupNormalization's scale changed meaning
-  between opsets 18 and 21.
+  18; gelu is a Gelu node from opset 20 and its erf or tanh formula before; mish is Mish
+  from 18 and x·tanh(softplus(x)) before; hardsigmoid and hardswish are PyTorch's formula
+  (Clip). LayerNorm is LayerNormalization (opset 17). GroupNorm is a decomposition
+  (InstanceNormalization over the groups, then the per-channel affine):
+  GroupNormalization's scale changed meaning between opsets 18 and 21.
 - `padding="same"` is TensorFlow's rule: explicit (asymmetric) pads where the IR has them,
   `auto_pad="SAME_UPPER"` (the same rule) where they depend on a symbolic size. Pooling is
   floor mode; avg_pool's count_include_pad is explicit. A pooling of a zero `pad`'s result
@@ -37,7 +38,7 @@ tie-breaker (CONVENTIONS.md). Op by op:
   Gather, BatchNormalization, LayerNormalization) or through one Transpose/Unsqueeze (which
   ONNX Runtime folds); LSTM/GRU gates and MultiHeadAttention's packed projections become
   re-laid-out constants.
-- ONNX Runtime's CPU kernels of Erf, Elu, Softplus, AveragePool and Resize take no float64:
+- ONNX Runtime's CPU kernels of Erf, Elu, Softplus (Mish), AveragePool and Resize take no float64:
   those rows compute a float64 input in float32 (`_in_f32`); Where takes no bool values, so
   a bool `where` is And/Or.
 """
@@ -202,6 +203,8 @@ _UNARY = {
     "exp": "Exp",
     "log": "Log",
     "sqrt": "Sqrt",
+    "sin": "Sin",
+    "cos": "Cos",
     "abs": "Abs",
     "neg": "Neg",
     "round": "Round",
@@ -294,7 +297,11 @@ def _clamp(call: OnnxCall) -> list[str]:
         return _identity(call, call.inputs["x"])
     if call.dtype.is_int:  # clip then truncate == clip to truncated bounds
         lo, hi = (None if v is None else math.trunc(v) for v in (lo, hi))
-    x = call.inputs["x"]
+    return [_clip(call, call.inputs["x"], lo, hi)]
+
+
+def _clip(call: OnnxCall, x: str, lo, hi) -> str:
+    """Clip(x, lo, hi), a bound None left out."""
     relu = _relu_before(call, x)
     if relu is not None and call.dtype not in (DType.f32, DType.f16, DType.bf16):
         x, lo = relu.input[0], max(0, 0 if lo is None else lo)  # clip(relu(y)) == clip(y)
@@ -302,7 +309,41 @@ def _clamp(call: OnnxCall) -> list[str]:
         None if v is None else _const(call, v, call.dtype, name)
         for v, name in ((lo, "lo"), (hi, "hi"))
     ]
-    return [call.one("Clip", [x, *bounds])]
+    return call.one("Clip", [x, *bounds])
+
+
+def _relu6(call: OnnxCall) -> list[str]:
+    return [_clip(call, call.inputs["x"], 0, 6)]
+
+
+def _hardsigmoid_of(call: OnnxCall, x: str) -> str:
+    """min(max(x + 3, 0), 6) / 6: PyTorch's formula, in every dtype (ONNX Runtime's
+    HardSigmoid and HardSwish, x·(1/6) + 0.5, have no float64 kernel)."""
+    shifted = call.one("Add", [x, _const(call, 3.0, call.dtype)])
+    return call.one("Div", [_clip(call, shifted, 0, 6), _const(call, 6.0, call.dtype)])
+
+
+def _hardsigmoid(call: OnnxCall) -> list[str]:
+    return [_hardsigmoid_of(call, call.inputs["x"])]
+
+
+def _hardswish(call: OnnxCall) -> list[str]:
+    x = call.inputs["x"]
+    return [call.one("Mul", [x, _hardsigmoid_of(call, x)])]
+
+
+def _mish(call: OnnxCall) -> list[str]:
+    """Mish (opset 18), else x·tanh(Softplus(x)); float64 in float32 (ONNX Runtime expands
+    Mish into Softplus at some opsets, which has no float64 kernel)."""
+    x = call.inputs["x"]
+    if call.b.opset >= 18:
+        return [_in_f32(call, x, lambda v, _: call.one("Mish", [v]))]
+    soft = _in_f32(call, x, lambda v, _: call.one("Softplus", [v]))
+    return [call.one("Mul", [x, call.one("Tanh", [soft])])]
+
+
+def _erf(call: OnnxCall) -> list[str]:
+    return [_in_f32(call, call.inputs["x"], lambda v, _: call.one("Erf", [v]))]
 
 
 def _relu_before(call: OnnxCall, x: str):
@@ -885,6 +926,11 @@ for _name, _row in (
     ("leaky_relu", _leaky_relu),
     ("elu", _elu),
     ("softplus", _softplus),
+    ("relu6", _relu6),
+    ("hardsigmoid", _hardsigmoid),
+    ("hardswish", _hardswish),
+    ("mish", _mish),
+    ("erf", _erf),
     ("pow", _node("Pow", "x", "p")),
     ("ne", _ne),
     ("where", _where),

@@ -277,7 +277,7 @@ _FRESH_LAYERS = {
     "GroupNorm",
 }
 _FRESH_OPS = {"add", "sub", "mul"}
-_NN_INPLACE = {"relu", "clamp"}  # steps written as nn.ReLU() / nn.ReLU6()
+_NN_INPLACE = {"relu", "clamp", "relu6"}  # steps written as nn.ReLU() / nn.ReLU6()
 
 # (attrs, inplace) → the nn module; only steps in _NN_INPLACE are ever asked for inplace
 _NN_STEPS = {
@@ -287,6 +287,10 @@ _NN_STEPS = {
     "silu": lambda a, inplace: "nn.SiLU()",
     "gelu": lambda a, inplace: f"nn.GELU(approximate={fmt_literal(a['approximate'])})",
     "clamp": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
+    "relu6": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
+    "hardsigmoid": lambda a, inplace: "nn.Hardsigmoid()",
+    "hardswish": lambda a, inplace: "nn.Hardswish()",
+    "mish": lambda a, inplace: "nn.Mish()",
 }
 
 TorchEmitter.writer = TorchClassWriter

@@ -108,8 +108,10 @@ TORCH = Dialect(
     dtype=TORCH_DTYPES.__getitem__,
     functions={
         **{name: f"torch.{name}" for name in ("sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt")},
+        **{name: f"torch.{name}" for name in ("sin", "cos", "erf")},
         **{name: f"torch.{name}" for name in ("abs", "round", "floor", "where")},
         **{name: f"F.{name}" for name in ("relu", "silu", "leaky_relu", "elu")},
+        **{name: f"F.{name}" for name in ("relu6", "hardsigmoid", "hardswish", "mish")},
         **{name: f"F.{name}" for name in ("softmax", "log_softmax")},
         "concat": "torch.cat",
     },

@@ -221,7 +221,10 @@ def use_sequential(b: Builder, layer: str, shapes: list) -> None:
         b.x = y
 
 
-FUNCTIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "clamp", "silu", "elu")
+FUNCTIONS = (
+    *("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "clamp", "silu", "elu"),
+    *("relu6", "hardsigmoid", "hardswish", "mish", "sin", "erf"),
+)
 AFTER_LAYER = {"linear", "conv", "norm"}  # a model or a Sequential right after these too
 
 
