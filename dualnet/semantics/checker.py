@@ -160,16 +160,7 @@ class Checker:
             )
         given = {h.name: a for h, a in zip(hypers, args, strict=False)}
         for key, arg in keywords.items():
-            if key not in {h.name for h in hypers}:
-                hint = suggest(key, [h.name for h in hypers])
-                notes = [f"did you mean `{hint}`?"] if hint else [f"{ref.name}{_hyper_sig(ref)}"]
-                raise error(
-                    "E-ARGS",
-                    f"{ref.name} has no hyperparameter `{key}`",
-                    arg.keyword_span,
-                    "unknown argument",
-                    notes,
-                )
+            require_hyper_name(ref, key, arg.keyword_span)
             if key in given:
                 raise error("E-ARGS", f"hyperparameter `{key}` given twice", arg.keyword_span)
             given[key] = arg
@@ -926,6 +917,20 @@ def _type_text(texpr: ast.TypeExpr) -> str:
     if isinstance(texpr, ast.TupleTypeExpr):
         return "(" + ", ".join(_type_text(t) for t in texpr.items) + ")"
     return "a tensor type"
+
+
+def require_hyper_name(ref: ModelRef, key: str, span: Span) -> None:
+    """E-ARGS unless model `ref` has a hyperparameter `key` (the nearest suggested)."""
+    names = [h.name for h in ref.model.hypers]
+    if key not in names:
+        hint = suggest(key, names)
+        raise error(
+            "E-ARGS",
+            f"{ref.name} has no hyperparameter `{key}`",
+            span,
+            "unknown argument",
+            [*([f"did you mean `{hint}`?"] if hint else []), f"{ref.name}{_hyper_sig(ref)}"],
+        )
 
 
 def _hyper_sig(ref: ModelRef) -> str:
