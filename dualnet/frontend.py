@@ -177,10 +177,11 @@ def parse_hyper(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
-        if not sep or not _NAME.fullmatch(name):
+        if not sep or not _NAME.fullmatch(name) or not text.strip() or "\n" in text:
+            shown = shorten(item.replace("\n", "␤"))  # one line
             raise error(
                 "E-SYNTAX",
-                f"`--hyper {shorten(item)}` is not NAME=VALUE",
+                f"`--hyper {shown}` is not NAME=VALUE",
                 option("--hyper"),
                 notes=["one hyperparameter per --hyper, e.g. --hyper width=64"],
             )

@@ -146,6 +146,7 @@ def test_hyper_gives_and_overrides_entry_hyperparameters(hyper_file):
         ("bogus=3", "E-ARGS", ["no hyperparameter `bogus`", "Net(width, k, act, scale)"]),
         ("width", "E-SYNTAX", ["`--hyper width` is not NAME=VALUE"]),
         ("3=width", "E-SYNTAX", ["is not NAME=VALUE"]),
+        ("width=", "E-SYNTAX", ["`--hyper width=` is not NAME=VALUE"]),
         ("width=2*3", "E-VALUE", ["--hyper width: `2*3` is not a .dnet literal"]),
         ("width=(3,", "E-VALUE", ["is not a .dnet literal", "unexpected end of file"]),
         ("act=gelu", "E-VALUE", ["a string is written in quotes: --hyper 'act=\"gelu\"'"]),
