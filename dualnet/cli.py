@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
             default=[],
             help="also resolve imports in DIR (repeatable)",
         )
+        p.add_argument(
+            "--hyper",
+            metavar="NAME=VALUE",
+            action="append",
+            default=[],
+            help="a hyperparameter of the entry model, VALUE a .dnet literal: 3, 0.5, true, "
+            "none, '\"relu\"', '(3, 3)' (repeatable; overrides its default)",
+        )
 
     def max_params_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -304,15 +312,13 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "ops":
         return _ops()
-    from dualnet.frontend import check_file  # keep `--version` and usage errors fast
-
     if args.command == "parity":
         if len(args.file) > 1:
             return _parity_files(args)
         args.file = args.file[0]
     if args.command in ("check", "ir"):  # a short process: no collection passes over the IR
         gc.disable()
-    summary = check_file(args.file, args.model, tuple(args.include))
+    summary = _check(args)
     if args.command == "check" and args.json:
         print(json.dumps(_json(summary), indent=2))
         return EXIT_OK if summary.ok else EXIT_INPUT
@@ -342,6 +348,27 @@ def _main(argv: list[str] | None) -> int:
     else:
         _print_table(summary)
     return EXIT_OK
+
+
+def _check(args):
+    """Check the entry model with the `--hyper` values (kept as `args.hyper_values`); a
+    malformed `--hyper` is reported as the check's diagnostic."""
+    from dualnet.diagnostics import DualnetError, SourceCache
+    from dualnet.frontend import Summary, check_file, parse_hyper
+
+    try:
+        args.hyper_values = parse_hyper(args.hyper)
+    except DualnetError as exc:
+        return Summary(args.model or "", args.file, None, None, exc.diagnostics, SourceCache())
+    return check_file(args.file, args.model, tuple(args.include), args.hyper_values)
+
+
+def _program(args, file: str | None = None):
+    """The program of FILE (or `file`) with the command's include directories, parameter
+    limit and `--hyper` values."""
+    from dualnet.compiler import Program
+
+    return Program(file or args.file, tuple(args.include), args.max_params, args.hyper_values)
 
 
 def _compile(args, summary) -> int:
@@ -376,7 +403,6 @@ def _compile(args, summary) -> int:
 
 def _run(args, summary) -> int:
     """Run the model on the inputs with one backend and write the outputs."""
-    from dualnet.compiler import Program
     from dualnet.io.files import check_output
     from dualnet.verify.runner import read_inputs, run, write_outputs
 
@@ -388,7 +414,7 @@ def _run(args, summary) -> int:
     check_output(args.output, protect)  # before the run, not after it
     inputs = read_inputs(args.input)
     outputs, where = run(
-        Program(args.file, tuple(args.include), args.max_params),
+        _program(args),
         args.model,
         args.backend,
         inputs,
@@ -414,10 +440,9 @@ def _ops() -> int:
 def _parity(args, summary) -> int:
     """The differences table (and the per-layer one); exit 1 when a pair exceeds the
     tolerance."""
-    from dualnet.compiler import Program
     from dualnet.verify.parity import compare, compare_layers, layer_table, output_table, parse_dims
 
-    program = Program(args.file, tuple(args.include), args.max_params)
+    program = _program(args)
     dims = parse_dims(args.dims)
     backends, layers = _parity_backends(args), []
     if args.per_layer:
@@ -448,15 +473,15 @@ def _parity_files(args) -> int:
     """`dualnet parity A.dnet B.dnet ...`: each file's entry model, one line each (the worst
     relative difference per backend pair); exit 1 when a file fails to check or a pair
     exceeds the tolerance."""
-    from dualnet.compiler import Program
     from dualnet.diagnostics import DualnetError
     from dualnet.frontend import check_file
     from dualnet.verify.parity import TOLERANCE, compare, parse_dims
     from dualnet.verify.table import render_table
 
-    if args.model or args.per_layer:
-        print("dualnet: error: --model and --per-layer take one FILE", file=sys.stderr)
+    if args.model or args.per_layer or args.hyper:
+        print("dualnet: error: --model, --per-layer and --hyper take one FILE", file=sys.stderr)
         return EXIT_USAGE
+    args.hyper_values = {}
     backends = _parity_backends(args)
     pairs = [" vs ".join(p) for p in itertools.combinations(backends, 2)]
     table, ok = [], True
@@ -466,7 +491,7 @@ def _parity_files(args) -> int:
             if not summary.ok:
                 raise DualnetError(summary.diagnostics)
             rows, _ = compare(
-                Program(file, tuple(args.include), args.max_params),
+                _program(args, file),
                 None,
                 backends,
                 args.weights,
@@ -480,7 +505,6 @@ def _parity_files(args) -> int:
             table.append([file, summary.model or "?", "—", *("—" for _ in pairs), "ERROR"])
             ok = False
             continue
-        worst = {p: max(r.max_rel for r in rows if " vs ".join(r.pair) == p) for p in pairs}
         good = all(r.ok for r in rows)
         ok = ok and good
         table.append(
@@ -488,7 +512,7 @@ def _parity_files(args) -> int:
                 file,
                 summary.model,
                 str(len(summary.graph.outputs)),
-                *(f"{worst[p]:.3g}" for p in pairs),
+                *(_worst([r for r in rows if " vs ".join(r.pair) == p]) for p in pairs),
                 "ok" if good else "MISMATCH",
             ]
         )
@@ -504,14 +528,20 @@ def _parity_files(args) -> int:
     return EXIT_OK if ok else EXIT_INPUT
 
 
+def _worst(rows) -> str:
+    """One backend pair's cell of the several-files table: the worst relative difference,
+    or the first difference of shapes."""
+    differ = next((r.shapes_differ for r in rows if r.shapes_differ), "")
+    return differ or f"{max(r.max_rel for r in rows):.3g}"
+
+
 def _gradcheck(args, summary) -> int:
     """The finite-difference and cross-backend tables; exit 1 when a tensor fails."""
-    from dualnet.compiler import Program
     from dualnet.verify.gradcheck import agreement_table, check_table, gradcheck
     from dualnet.verify.parity import parse_dims
 
     checks, agreements, where = gradcheck(
-        Program(args.file, tuple(args.include), args.max_params),
+        _program(args),
         args.model,
         args.backends,
         args.weights,

@@ -47,9 +47,11 @@ def compile_file(
     model: str | None = None,
     include_dirs: tuple[str, ...] = (),
     layout: str = "channels_first",
+    **hyper: Any,
 ) -> Path:
-    """Check `path` and write `out_dir/<stem>_<target>.py`; raises DualnetError."""
-    return write_source(_checked(path, model, include_dirs, None), target, out_dir, layout)
+    """Check `path` with the entry model's `hyper` and write `out_dir/<stem>_<target>.py`;
+    raises DualnetError."""
+    return write_source(_checked(path, model, include_dirs, hyper or None), target, out_dir, layout)
 
 
 def write_source(
@@ -118,17 +120,23 @@ def _checked(path: str, model: str | None, include_dirs, hyper) -> Summary:
 class Program:
     """A .dnet file, ready to build models in a framework. A model with more parameters and
     buffer elements than `max_params` (default: `dualnet.memory.max_params()`) is refused
-    before anything is allocated."""
+    before anything is allocated. `hyper`: hyperparameters of every model asked for (as
+    `--hyper`), under those a method is given."""
 
     def __init__(
-        self, path: str, include_dirs: tuple[str, ...] = (), max_params: int | None = None
+        self,
+        path: str,
+        include_dirs: tuple[str, ...] = (),
+        max_params: int | None = None,
+        hyper: dict[str, Any] | None = None,
     ):
         self.path = path
         self.include_dirs = tuple(include_dirs)
         self.max_params = max_params
+        self.hyper = dict(hyper or {})
 
     def check(self, model: str | None = None, **hyper: Any) -> Summary:
-        return _checked(self.path, model, self.include_dirs, hyper or None)
+        return _checked(self.path, model, self.include_dirs, {**self.hyper, **hyper} or None)
 
     def source(
         self, target: str, model: str | None = None, layout: str = "channels_first", **hyper: Any
@@ -179,7 +187,7 @@ class Program:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {"__name__": f"dualnet_generated.{Path(self.path).stem}"}
         exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output
-        built = namespace[entry](**hyper)
+        built = namespace[entry]()  # the given hyperparameters are its defaults
         check_parameters(summary, backend(target).shapes(built, summary), target)
         if seed is not None:
             from dualnet.io.weights import write_state

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import gc
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dualnet.budget import Budget, BudgetExceeded, active
 from dualnet.checks.autodiff import check_gradients
-from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
+from dualnet.diagnostics import (
+    Diagnostic,
+    DualnetError,
+    SourceCache,
+    Span,
+    error,
+    option,
+    shorten,
+)
 from dualnet.ir.graph import Graph, LayerInstance, ModelInstance
 from dualnet.ops.binding import Arg
 from dualnet.ops.registry import suggest
-from dualnet.semantics.checker import Checker
+from dualnet.semantics.checker import Checker, require_hyper_name
+from dualnet.semantics.evaluator import Evaluator
 from dualnet.semantics.loader import Loader
 from dualnet.semantics.values import ModelRef, ModelSpec
+from dualnet.syntax import ast
+from dualnet.syntax.parser import parse
 
 
 @dataclass(frozen=True)
@@ -114,11 +127,13 @@ def _check(
     try:
         ref = _entry(root, model)
         summary.model = ref.name
-        _require_defaults(ref, hyper or {})
-        spec = ModelSpec(
-            ref, checker.hyper_values(ref, _hyper_args(hyper), ref.model.span), ref.model.span
-        )
+        given = _hyper_args(hyper)
+        for name, arg in given.items():
+            require_hyper_name(ref, name, arg.span)
+        _require_defaults(ref, given)
+        spec = ModelSpec(ref, checker.hyper_values(ref, given, ref.model.span), ref.model.span)
         frame = checker.new_frame(spec, "")
+        frame.instance.given = tuple(given)
         summary.instance = frame.instance
         summary.graph = checker.entry_graph(frame)
     except DualnetError as exc:
@@ -131,13 +146,15 @@ def _first_output(layer: LayerInstance) -> str:
     return ", ".join(str(t) for t in layer.output_types) if layer.built else "(never called)"
 
 
-def _hyper_args(hyper: dict[str, Any] | None):
-    span = Span("<api>", 1, 1, 1, 1)
-    return {k: Arg(v, span) for k, v in (hyper or {}).items()}
+def _hyper_args(hyper: dict[str, Any] | None) -> dict[str, Arg]:
+    """The caller's hyperparameters, each located at `command line: --hyper NAME` (also the
+    Python API's keyword of that name)."""
+    return {k: Arg(v, option(f"--hyper {k}")) for k, v in (hyper or {}).items()}
 
 
 def _require_defaults(ref: ModelRef, given: dict[str, Any]) -> None:
-    """An entry model gets its hyperparameters from defaults (or the API's `hyper`)."""
+    """An entry model gets its hyperparameters from defaults or the caller (`--hyper`, the
+    API's `**hyper`)."""
     missing = [h for h in ref.model.hypers if h.default is None and h.name not in given]
     if missing:
         names = ", ".join(f"`{h.name}`" for h in missing)
@@ -146,8 +163,65 @@ def _require_defaults(ref: ModelRef, given: dict[str, Any]) -> None:
             f"model {ref.name} needs a value for {names} to be checked on its own",
             missing[0].span,
             "no default",
-            [f"give {names} a default, or check a model that uses {ref.name} (--model NAME)"],
+            [
+                f"give {names} a default, give a value with --hyper {missing[0].name}=VALUE, "
+                f"or check a model that uses {ref.name} (--model NAME)"
+            ],
         )
+
+
+def parse_hyper(items: Sequence[str]) -> dict[str, Any]:
+    """`--hyper NAME=VALUE` items → {NAME: value}; VALUE is written as a .dnet literal
+    (`3`, `0.5`, `true`, `none`, `"relu"`, `(3, 3)`) and evaluated as the checker does."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not _NAME.fullmatch(name) or not text.strip() or "\n" in text:
+            shown = shorten(item.replace("\n", "␤"))  # one line
+            raise error(
+                "E-SYNTAX",
+                f"`--hyper {shown}` is not NAME=VALUE",
+                option("--hyper"),
+                notes=["one hyperparameter per --hyper, e.g. --hyper width=64"],
+            )
+        if name in out:
+            raise error("E-ARGS", f"hyperparameter `{name}` given twice", option("--hyper"))
+        out[name] = _literal(name, text.strip())
+    return out
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LITERALS = 'ints, floats, true, false, none, strings in quotes ("relu") and tuples ((3, 3))'
+
+
+def _literal(name: str, text: str) -> Any:
+    """The value of `text`, a .dnet literal, parsed and evaluated by the front end's own
+    parser and evaluator."""
+    span = option(f"--hyper {name}")
+    try:
+        decls, why = parse(f"const value = {text}", span.file).decls, []
+    except DualnetError as exc:
+        decls, why = (), [exc.diagnostics[0].message]
+    if len(decls) != 1 or not _is_literal(decls[0].value):
+        if len(decls) == 1 and isinstance(decls[0].value, ast.Name):
+            why = [f"a string is written in quotes: --hyper '{name}=\"{text}\"'"]
+        raise error(
+            "E-VALUE",
+            f"--hyper {name}: `{shorten(text)}` is not a .dnet literal",
+            span,
+            notes=[*why, f"a value is one of {_LITERALS}"],
+        )
+    return Evaluator(Checker(), None, None).eval(decls[0].value)  # a literal names nothing
+
+
+def _is_literal(expr: ast.Expr) -> bool:
+    """A literal: a number (signed), string, bool, none, or a tuple of literals."""
+    if isinstance(expr, ast.Unary):
+        return expr.op in ("+", "-") and isinstance(expr.operand, ast.Literal)
+    if isinstance(expr, ast.TupleExpr):
+        return all(_is_literal(item) for item in expr.items)
+    return isinstance(expr, ast.Literal)
 
 
 def _file_start(root) -> Span:

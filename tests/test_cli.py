@@ -5,6 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from runcli import assert_clean, run_cli
+
+import dualnet
+import dualnet.compiler
+from dualnet.diagnostics import DualnetError
+
 ROOT = Path(__file__).resolve().parents[1]
 LENET = str(ROOT / "models" / "lenet5.dnet")
 
@@ -85,3 +92,137 @@ def test_checking_never_imports_frameworks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- --hyper
+
+HYPER_MODEL = """\
+model Net(width: int, k: (int, int) = (3, 3), act: str = "relu", scale: float = 1.0) {
+    conv = Conv2d(width, k)
+    fc = Linear(4)
+    forward(x: f32[B, 3, 12, 12]) {
+        h = conv(x) * scale
+        h = relu(h) if act == "relu" else gelu(h)
+        return fc(mean(h, (2, 3)))
+    }
+}
+"""
+
+
+@pytest.fixture
+def hyper_file(tmp_path):
+    (tmp_path / "net.dnet").write_text(HYPER_MODEL)
+    return tmp_path
+
+
+def test_hyper_gives_and_overrides_entry_hyperparameters(hyper_file):
+    out = run("check", "net.dnet", cwd=hyper_file)
+    assert out.returncode == 1 and "--hyper width=VALUE" in out.stderr
+    out = run(
+        "check",
+        "net.dnet",
+        "--hyper",
+        "width=5",
+        "--hyper",
+        "k=(1, 1)",
+        "--hyper",
+        'act="gelu"',
+        "--hyper",
+        "scale=2",
+        "--json",
+        cwd=hyper_file,
+    )
+    data = json.loads(out.stdout)
+    assert out.returncode == 0 and data["layers"][0]["output"] == "f32[B, 5, 12, 12]"
+    assert data["trainable_params"] == 3 * 5 + 5 + 5 * 4 + 4
+    out = run("ir", "net.dnet", "--hyper", "width=7", "--hyper", "k=(3, 1)", cwd=hyper_file)
+    assert out.returncode == 0 and "f32[B, 7, 10, 12]" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "value,code,expected",
+    [
+        ("widht=3", "E-ARGS", ["Net has no hyperparameter `widht`", "did you mean `width`?"]),
+        ("bogus=3", "E-ARGS", ["no hyperparameter `bogus`", "Net(width, k, act, scale)"]),
+        ("width", "E-SYNTAX", ["`--hyper width` is not NAME=VALUE"]),
+        ("3=width", "E-SYNTAX", ["is not NAME=VALUE"]),
+        ("width=", "E-SYNTAX", ["`--hyper width=` is not NAME=VALUE"]),
+        ("width=2*3", "E-VALUE", ["--hyper width: `2*3` is not a .dnet literal"]),
+        ("width=(3,", "E-VALUE", ["is not a .dnet literal", "unexpected end of file"]),
+        ("act=gelu", "E-VALUE", ["a string is written in quotes: --hyper 'act=\"gelu\"'"]),
+        ("width=4.0", "E-TYPE", ["hyperparameter `width` expects int, found float"]),
+        ("k=3", "E-TYPE", ["hyperparameter `k` expects (int, int), found int 3"]),
+    ],
+)
+def test_hyper_errors_are_diagnostics(hyper_file, value, code, expected):
+    width = [] if value.startswith("width") else ["--hyper", "width=4"]
+    out = run_cli(["check", "net.dnet", *width, "--hyper", value], hyper_file)
+    assert_clean(out, 1)
+    assert out.stderr.startswith(f"error[{code}]"), out.stderr
+    assert "--> command line: --hyper" in out.stderr
+    for text in expected:
+        assert text in out.stderr, out.stderr
+
+
+def test_hyper_given_twice_and_with_several_parity_files(hyper_file):
+    out = run_cli(["check", "net.dnet", "--hyper", "width=4", "--hyper", "width=5"], hyper_file)
+    assert_clean(out, 1)
+    assert "hyperparameter `width` given twice" in out.stderr
+    out = run("parity", "net.dnet", "net.dnet", "--hyper", "width=4", cwd=hyper_file)
+    assert out.returncode == 2 and "--hyper take one FILE" in out.stderr
+
+
+def test_api_refuses_unknown_hyperparameters(hyper_file):
+    summary = dualnet.check_file(str(hyper_file / "net.dnet"), hyper={"width": 4, "widht": 3})
+    [d] = summary.diagnostics
+    assert d.code == "E-ARGS" and d.message == "Net has no hyperparameter `widht`"
+    with pytest.raises(DualnetError, match="no hyperparameter `bogus`"):
+        dualnet.load(str(hyper_file / "net.dnet")).check(width=4, bogus=1)
+
+
+def test_compile_hyper_writes_the_values_as_constructor_defaults(hyper_file):
+    args = ["--hyper", "width=6", "--hyper", "k=(5, 5)", "--hyper", 'act="gelu"', "-o", "out"]
+    for target in ("torch", "keras"):
+        out = run("compile", "net.dnet", "--target", target, *args, cwd=hyper_file)
+        assert out.returncode == 0, out.stderr
+        source = (hyper_file / "out" / f"net_{target}.py").read_text()
+        assert "width: int = 6," in source and "k: tuple = (5, 5)," in source, source
+        assert "act: str = 'gelu'," in source or 'act: str = "gelu",' in source, source
+    out = run("compile", "net.dnet", "--target", "onnx", *args, cwd=hyper_file)
+    assert out.returncode == 0 and (hyper_file / "out" / "Net.onnx").is_file(), out.stderr
+
+
+def test_compiled_module_with_hyper_is_the_checked_instance(hyper_file):
+    """The generated PyTorch class built without arguments has the checked parameters."""
+    torch = pytest.importorskip("torch")
+    hyper = {"width": 6, "k": (5, 5)}
+    path = dualnet.compiler.compile_file(
+        str(hyper_file / "net.dnet"), "torch", str(hyper_file / "out"), **hyper
+    )
+    namespace: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102 - our output
+    module = namespace["Net"]()
+    assert module.conv.weight.shape == (6, 3, 5, 5)
+    assert module(torch.zeros(2, 3, 12, 12)).shape == (2, 4)
+    built = dualnet.load(str(hyper_file / "net.dnet")).torch(**hyper)
+    assert built.conv.weight.shape == (6, 3, 5, 5)
+
+
+def test_init_run_parity_gradcheck_take_hyper(hyper_file):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    hyper = ["--hyper", "width=2", "--hyper", "k=(1, 1)"]
+    out = run("init", "net.dnet", *hyper, "-o", "w.safetensors", cwd=hyper_file)
+    assert out.returncode == 0 and "20 trainable parameters" in out.stdout, out.stderr
+    np = pytest.importorskip("numpy")
+    np.save(hyper_file / "x.npy", np.ones((1, 3, 12, 12), np.float32))
+    out = run(
+        "run", "net.dnet", *hyper, "--backend", "torch", "--input", "x=x.npy",
+        "--weights", "w.safetensors", "-o", "y.npz", cwd=hyper_file,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert np.load(hyper_file / "y.npz")["output"].shape == (1, 4)
+    out = run("parity", "net.dnet", *hyper, "--backends", "torch,onnx", cwd=hyper_file)
+    assert out.returncode == 0 and "2x4" in out.stdout, out.stdout + out.stderr
+    out = run("gradcheck", "net.dnet", *hyper, "--backends", "torch,onnx", cwd=hyper_file)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -165,3 +165,36 @@ def test_several_files_give_one_line_each(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "ERROR" in captured.out and "E-NAME" in captured.err and "bad.dnet:2" in captured.err
     assert cli.main(["parity", *files, "--per-layer"]) == 2
+
+
+def test_outputs_of_different_shapes_say_so(monkeypatch, capsys):
+    real = parity.run
+
+    def truncating(program, model, backend, inputs, weights, seed, probe):
+        outputs, where = real(program, model, backend, inputs, weights, seed, probe)
+        return ([o[:, :3] for o in outputs] if backend == "onnx" else outputs), where
+
+    monkeypatch.setattr(parity, "run", truncating)
+    code = cli.main(["parity", str(MODELS / "mlp.dnet"), "--backends", "torch,onnx"])
+    out = capsys.readouterr().out
+    assert code == 1 and "shapes differ: [2, 10] vs [2, 3]" in out, out
+    assert "inf" not in out and "nan" not in out
+    files = [str(MODELS / "mlp.dnet")] * 2
+    assert cli.main(["parity", *files, "--backends", "torch,onnx"]) == 1
+    assert "shapes differ: [2, 10] vs [2, 3]" in capsys.readouterr().out
+
+
+def test_a_backend_refusing_the_seeded_weights_is_its_bug(monkeypatch, capsys):
+    """E-WEIGHTS about the temporary file parity wrote itself becomes E-BACKEND naming the
+    backend; the temporary path is never shown."""
+    from dualnet.io.weights import mismatch_error
+
+    def refusing(self, program, model, summary, inputs, file, probe):
+        raise mismatch_error([f"{file} has no tensor `fc1.weight`"], file)
+
+    monkeypatch.setattr(type(BACKENDS["onnx"]), "run", refusing)
+    code = cli.main(["parity", str(MODELS / "mlp.dnet"), "--backends", "torch,onnx"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error[E-BACKEND]: the onnx backend cannot take"), err
+    assert "E-WEIGHTS" not in err and "init.safetensors" not in err
+    assert "the seeded weights has no tensor `fc1.weight`" in err

@@ -137,6 +137,7 @@ class ModelInstance:
     constants: dict[str, Any] = field(default_factory=dict)  # file constants the model sees
     sizes: dict[str, int] = field(default_factory=dict)  # its names' integer values (tags)
     items: tuple = ()  # a generated Sequential: the value its loop variable took per child
+    given: tuple[str, ...] = ()  # the entry model: hyperparameters the caller gave (--hyper)
 
     def child(self, path: str) -> LayerInstance | ModelInstance:
         """The layer or instance at a dotted path below this one (a node's `target`)."""

@@ -8,7 +8,7 @@ independent errors further on are still found.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dualnet import budget
@@ -55,6 +55,7 @@ class Frame:
     forward: ast.Forward
     declared: bool = False
     first_dims: dict[str, Any] = field(default_factory=dict)
+    first_call: Span | None = None  # where the sizes of `first_dims` were fixed
     graphs: dict[tuple, Graph | None] = field(default_factory=dict)  # None: failed
     # The caller's expression for each of this model's names (hyperparameters, and dims per
     # call signature), to move result sizes from this model's scope into the caller's.
@@ -160,16 +161,7 @@ class Checker:
             )
         given = {h.name: a for h, a in zip(hypers, args, strict=False)}
         for key, arg in keywords.items():
-            if key not in {h.name for h in hypers}:
-                hint = suggest(key, [h.name for h in hypers])
-                notes = [f"did you mean `{hint}`?"] if hint else [f"{ref.name}{_hyper_sig(ref)}"]
-                raise error(
-                    "E-ARGS",
-                    f"{ref.name} has no hyperparameter `{key}`",
-                    arg.keyword_span,
-                    "unknown argument",
-                    notes,
-                )
+            require_hyper_name(ref, key, arg.keyword_span)
             if key in given:
                 raise error("E-ARGS", f"hyperparameter `{key}` given twice", arg.keyword_span)
             given[key] = arg
@@ -279,17 +271,10 @@ class Checker:
         fwd = frame.forward
         scope_outer = Scope(frame.names, self.module_scope(frame.ref.module))
         dims: dict[str, Any] = {}
+        lookup = self.dim_lookup(scope_outer)
         for arg, t, s in zip(fwd.args, types, spans, strict=True):
             if arg.type is not None:
-                unify(
-                    arg.type,
-                    t,
-                    dims,
-                    self.dim_lookup(scope_outer),
-                    "E-SHAPE",
-                    s,
-                    f"argument `{arg.name}` of {frame.ref.name}",
-                )
+                self.bind_argument(frame, arg, t, s, dims, lookup)
         key = tuple(types)
         if key in frame.graphs:
             return frame.graphs[key]
@@ -301,6 +286,7 @@ class Checker:
         if not frame.declared:
             frame.names.update({k: tag_as(v, k) for k, v in dims.items()})
             frame.first_dims = dict(dims)
+            frame.first_call = span
             frame.instance.call_dims = dict(dims)
             self.declare_layers(frame, frame.outer_dims[key])
             frame.instance.sizes = {
@@ -319,6 +305,7 @@ class Checker:
                         f"{name} = {frame.first_dims[name]}",
                         span,
                         "different sizes on reuse",
+                        [f"first called at {frame.first_call}"],
                     )
         dims = {k: tag_as(v, k) for k, v in dims.items()}  # this model's names from here on
         graph = Graph(frame.instance, [])
@@ -335,6 +322,29 @@ class Checker:
         frame.instance.graphs.append(graph)
         frame.graphs[key] = graph
         return graph
+
+    def bind_argument(
+        self, frame: Frame, arg: ast.Arg, t: TensorType, span: Span, dims: dict, lookup
+    ) -> None:
+        """Unify an argument with its annotation, binding `dims`; a conflict with a size
+        that the instance's first call fixed names that call in a note."""
+        fixed: dict[str, None] = {}  # the first call's dimension names the annotation uses
+
+        def lookup_fixed(name: str, s: Span):
+            if name in frame.first_dims:
+                fixed[name] = None
+            return lookup(name, s)
+
+        what = f"argument `{arg.name}` of {frame.ref.name}"
+        try:
+            unify(arg.type, t, dims, lookup_fixed, "E-SHAPE", span, what)
+        except DualnetError as exc:
+            if not fixed or isinstance(exc, BudgetExceeded):
+                raise
+            note = _fixed_by_first_call(frame, arg, t, list(fixed))
+            raise DualnetError(
+                [replace(d, notes=(*d.notes, note)) for d in exc.diagnostics]
+            ) from None
 
     def declare_layers(self, frame: Frame, outer_dims: dict[str, Any]) -> None:
         scope = Scope(frame.names, self.module_scope(frame.ref.module))
@@ -926,6 +936,36 @@ def _type_text(texpr: ast.TypeExpr) -> str:
     if isinstance(texpr, ast.TupleTypeExpr):
         return "(" + ", ".join(_type_text(t) for t in texpr.items) + ")"
     return "a tensor type"
+
+
+def _fixed_by_first_call(frame: Frame, arg: ast.Arg, t: TensorType, fixed: list[str]) -> str:
+    """A note: the sizes among `fixed` that `t` contradicts (else all of them) and the call
+    of `frame`'s instance that fixed them."""
+    axes = zip(getattr(arg.type, "dims", ()), t.shape, strict=False)
+    differ = [
+        d.name
+        for d, size in axes
+        if isinstance(d, ast.DimName)
+        and d.name in fixed
+        and untagged(size) != frame.first_dims[d.name]
+    ]
+    sizes = ", ".join(f"{n} = {frame.first_dims[n]}" for n in differ or fixed)
+    where = f"{frame.ref.name} `{frame.instance.path}`"
+    return f"{sizes} since the first call of {where}, at {frame.first_call}"
+
+
+def require_hyper_name(ref: ModelRef, key: str, span: Span) -> None:
+    """E-ARGS unless model `ref` has a hyperparameter `key` (the nearest suggested)."""
+    names = [h.name for h in ref.model.hypers]
+    if key not in names:
+        hint = suggest(key, names)
+        raise error(
+            "E-ARGS",
+            f"{ref.name} has no hyperparameter `{key}`",
+            span,
+            "unknown argument",
+            [*([f"did you mean `{hint}`?"] if hint else []), f"{ref.name}{_hyper_sig(ref)}"],
+        )
 
 
 def _hyper_sig(ref: ModelRef) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dualnet.diagnostics import Span, error
+from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.ops import REGISTRY
 from dualnet.ops.registry import suggest
 from dualnet.semantics.loader import ModuleInfo
@@ -17,6 +17,7 @@ from dualnet.semantics.values import (
     ModelRef,
     Namespace,
 )
+from dualnet.syntax.parser import keywords
 
 BUILTINS: dict[str, Any] = {"range": Builtin("range"), "Sequential": Builtin("Sequential")}
 for _name, _op in REGISTRY.items():
@@ -78,6 +79,21 @@ def namespace_member(ns: Namespace, name: str, span: Span, eval_const) -> Any:
     return value
 
 
+_PYTHON_CONSTANTS = {"None": "none", "True": "true", "False": "false"}
+
+
+def _undefined(name: str, span: Span, visible: list[str]) -> DualnetError:
+    """A name found nowhere: a keyword, Python's spelling of a literal, or a typo."""
+    if name in keywords():
+        return error("E-SYNTAX", f"`{name}` is a keyword and cannot be a name", span, "keyword")
+    if name in _PYTHON_CONSTANTS:
+        notes = [f"dualnet writes `{_PYTHON_CONSTANTS[name]}`"]
+    else:
+        hint = suggest(name, visible)
+        notes = [f"did you mean `{hint}`?"] if hint else []
+    return error("E-NAME", f"`{name}` is not defined", span, "unknown name", notes)
+
+
 class Scope:
     """A chain of dictionaries ending in a file scope."""
 
@@ -93,14 +109,7 @@ class Scope:
     def lookup(self, name: str, span: Span) -> Any:
         found, value = self.find(name)
         if not found:
-            hint = suggest(name, self.visible())
-            raise error(
-                "E-NAME",
-                f"`{name}` is not defined",
-                span,
-                "unknown name",
-                [f"did you mean `{hint}`?"] if hint else [],
-            )
+            raise _undefined(name, span, self.visible())
         return value
 
     def visible(self) -> list[str]:

@@ -193,8 +193,26 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
     shown = ", ".join(expected[:6]) + (", …" if len(expected) > 6 else "")
+    if "NAME" in accepted and str(exc.token) in keywords():
+        return error(
+            "E-SYNTAX",
+            f"`{exc.token}` is a keyword and cannot be a name",
+            span,
+            "keyword",
+            [f"choose another name; here the grammar expects {shown}"],
+        )
     message = f"unexpected {found}" + (f", expected {shown}" if expected else "")
     return error("E-SYNTAX", message, span, f"found {found}")
+
+
+@functools.cache
+def keywords() -> frozenset[str]:
+    """The words the grammar reserves (`model`, `forward`, `return`, `if`, `true`, ...)."""
+    return frozenset(
+        t.pattern.value
+        for t in _lark().terminals
+        if t.pattern.type == "str" and t.pattern.value.isalpha()
+    )
 
 
 # ---------------------------------------------------------------- tree → AST

@@ -36,10 +36,18 @@ class Difference:
     max_rel: float
     where: str = ""  # file:line of a layer
     note: str = ""  # why the values were not compared
+    other_shape: tuple[int, ...] | None = None  # the second backend's, where it differs
 
     @property
     def ok(self) -> bool:
-        return bool(self.note) or self.max_rel <= TOLERANCE
+        return self.other_shape is None and (bool(self.note) or self.max_rel <= TOLERANCE)
+
+    @property
+    def shapes_differ(self) -> str:
+        """`shapes differ: [2, 10] vs [2, 5]`, or "" where the shapes agree."""
+        if self.other_shape is None:
+            return ""
+        return f"shapes differ: {list(self.shape)} vs {list(self.other_shape)}"
 
 
 def parse_dims(text: str | None) -> dict[str, int]:
@@ -257,7 +265,8 @@ def _output_rows(summary, backends: list[str], results: dict) -> list[Difference
 def _difference(name: str, pair: tuple[str, str], x, y, where: str = "") -> Difference:
     x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x64.shape != y64.shape:
-        return Difference(name, x64.shape, pair, float("inf"), float("inf"), where)
+        nan = float("nan")
+        return Difference(name, x64.shape, pair, nan, nan, where, other_shape=y64.shape)
     diff = float(np.max(np.abs(x64 - y64), initial=0.0))
     scale = 1 + float(np.max(np.abs(y64), initial=0.0))
     return Difference(name, tuple(np.shape(x)), pair, diff, diff / scale, where)
@@ -269,9 +278,11 @@ def output_table(model: str, rows: list[Difference]) -> str:
             r.output,
             "x".join(map(str, r.shape)) or "scalar",
             " vs ".join(r.pair),
-            f"{r.max_abs:.3g}",
-            f"{r.max_rel:.3g}",
-            "ok" if r.ok else "MISMATCH",
+            *(
+                ["—", "—", r.shapes_differ]
+                if r.shapes_differ
+                else [f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", "ok" if r.ok else "MISMATCH"]
+            ),
         ]
         for r in rows
     ]

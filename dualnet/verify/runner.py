@@ -21,7 +21,7 @@ import numpy as np
 from dualnet.backends import backend
 from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
-from dualnet.diagnostics import error, option, whole_file
+from dualnet.diagnostics import Diagnostic, DualnetError, error, option, outside, whole_file
 from dualnet.extras import needs_extras
 from dualnet.frontend import Summary
 from dualnet.io.files import atomic_write, io_error, open_regular, temporary_directory
@@ -151,12 +151,40 @@ def run(
         raise error("E-BACKEND", chosen.no_training, option("--train"))
     require_allocatable(summary.instance, program.max_params)  # before any framework
     chosen.require()
-    with temporary_directory() as tmp:
-        file = weights
-        if file is None:  # the same seeded tensors in every backend
-            file = os.path.join(tmp, "init.safetensors")
-            write_state(initial_weights(summary, None, seed, program.max_params), file)
-        return chosen.run(program, model, summary, inputs, file, probe)
+    if weights is not None:
+        return chosen.run(program, model, summary, inputs, weights, probe)
+    with temporary_directory() as tmp:  # the same seeded tensors in every backend
+        file = os.path.join(tmp, "init.safetensors")
+        write_state(initial_weights(summary, None, seed, program.max_params), file)
+        try:
+            return chosen.run(program, model, summary, inputs, file, probe)
+        except DualnetError as exc:
+            raise _backend_bug(exc, backend_name, file) from None
+
+
+def _backend_bug(exc: DualnetError, backend_name: str, file: str) -> DualnetError:
+    """An E-WEIGHTS error about the seeded weights dualnet wrote itself is the backend's
+    failure (E-BACKEND naming it), not the user's weight file's; other errors unchanged."""
+    if not any(d.code == "E-WEIGHTS" for d in exc.diagnostics):
+        return exc
+    return DualnetError(
+        [
+            Diagnostic(
+                "E-BACKEND",
+                f"the {backend_name} backend cannot take dualnet's own seeded weights: "
+                + d.message.replace(file, "the seeded weights"),
+                outside(f"the {backend_name} backend"),
+                notes=(
+                    *(n.replace(file, "the seeded weights") for n in d.notes),
+                    "dualnet wrote these weights itself: this is a bug in the backend, "
+                    "please report it",
+                ),
+            )
+            if d.code == "E-WEIGHTS"
+            else d
+            for d in exc.diagnostics
+        ]
+    )
 
 
 def write_outputs(outputs: list[np.ndarray], path: str | Path, protect=()) -> None:

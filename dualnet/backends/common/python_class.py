@@ -639,6 +639,8 @@ class ClassWriter:
             getattr(h.type, "name", ""), "tuple"
         )
         name = self.param(h.name)
+        if self.given(h):
+            return f"{name}: {annotation} = {fmt_literal(self.inst.hyper[h.name])}"
         if h.default is None and self.after_default(h):
             return f"{name}: {annotation} | None = None"  # Python's order; checked below
         if h.default is None:
@@ -646,6 +648,11 @@ class ClassWriter:
         if mentions(h.default, set(self.hypers)):
             return f"{name}: {annotation} | None = None"
         return f"{name}: {annotation} = {self.const_expr(h.default)}"
+
+    def given(self, h: ast.Hyper) -> bool:
+        """Whether the caller gave `h` to the entry model (`--hyper`, the API's `**hyper`):
+        its value is then the constructor's default, so `Entry()` is the checked model."""
+        return self.inst is self.em.entry and h.name in self.inst.given
 
     def after_default(self, h: ast.Hyper) -> bool:
         """Whether a hyperparameter with a default comes before `h` (Python wants defaults
@@ -658,6 +665,8 @@ class ClassWriter:
         a required hyperparameter after a default one must have been given."""
         out = []
         for h in self.decl.hypers:
+            if self.given(h):
+                continue
             if h.default is None and self.after_default(h):
                 name = self.param(h.name)
                 message = f"{self.decl.name.id}() needs the hyperparameter {h.name}"
