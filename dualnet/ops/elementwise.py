@@ -135,12 +135,22 @@ def _binary_infer(result: str, verb: str):
     return infer
 
 
-# name: (NumPy function name, operand/result dtype class, differentiable, symbol, verb)
+def _floordiv(a, b):
+    """floor(a / b) for floats (the rounded quotient, floored: ONNX's Floor(Div),
+    TensorFlow's floordiv); Python's floor division for integers."""
+    if np.result_type(a, b).kind == "f":
+        return np.floor(np.true_divide(a, b))
+    return np.floor_divide(a, b)
+
+
+# name: (NumPy function or its name, operand/result dtype class, differentiable, symbol, verb)
 _BINARY = {
     "add": ("add", "number", True, "+", "add"),
     "sub": ("subtract", "number", True, "-", "subtract"),
     "mul": ("multiply", "number", True, "*", "multiply"),
     "div": ("divide", "float", True, "/", "divide"),
+    "floordiv": (_floordiv, "number", False, "//", "divide"),
+    "mod": ("remainder", "number", False, "%", "divide"),
     "pow": ("power", "float", True, "**", "raise"),
     "lt": ("less", "bool", False, "<", "compare"),
     "le": ("less_equal", "bool", False, "<=", "compare"),
@@ -153,15 +163,21 @@ _BINARY = {
 BINARY_SYMBOLS = {entry[3]: name for name, entry in _BINARY.items()} | {"@": "matmul"}
 
 
-def _binary_reference(fn_name: str):
+def _binary_reference(fn):
     def reference(inputs, attrs, params):
         a, b = inputs.values()
-        out = getattr(np, fn_name)(a, b)
+        out = (getattr(np, fn) if isinstance(fn, str) else fn)(a, b)
         return [out if out.dtype == bool else out.astype(a.dtype)]
 
     return reference
 
 
+_BINARY_DOCS = {
+    "floordiv": "a // b with NumPy broadcasting: integers Python's floor division; floats "
+    "floor(a / b) (not differentiable)",
+    "mod": "a % b with NumPy broadcasting: the remainder with the divisor's sign, "
+    "a - floor(a / b)·b computed exactly (torch.remainder; floats via fmod; not differentiable)",
+}
 _OPERANDS = {"pow": ("x", "p")}  # LANGUAGE.md names pow's arguments; the rest are (a, b)
 
 for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
@@ -174,7 +190,7 @@ for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
             reference=_binary_reference(_fn),
             differentiable=(_left, _right) if _diff else (),
             axes="pointwise",
-            doc=f"a {_sym} b with NumPy broadcasting",
+            doc=_BINARY_DOCS.get(_name, f"a {_sym} b with NumPy broadcasting"),
         )
     )
 

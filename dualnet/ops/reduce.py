@@ -1,4 +1,4 @@
-"""Reductions (mean, sum, max, min, argmax, argmin) and softmax / log_softmax."""
+"""Reductions (mean, sum, max, min, argmax, argmin), cumsum and softmax / log_softmax."""
 
 from __future__ import annotations
 
@@ -110,6 +110,28 @@ for _name in ("argmax", "argmin"):
             "not differentiable.",
         )
     )
+
+
+def _cumsum_infer(ctx: Ctx) -> list[TensorType]:
+    x = ctx.inputs["x"]
+    _no_scalar(ctx, x)
+    ctx.attrs["axis"] = norm_axis(ctx, ctx.attrs["axis"], x.rank)
+    return [x]
+
+
+register(
+    OpDef(
+        name="cumsum",
+        signature=sig(P("x", "tensor", dtypes="number"), P("axis", "int")),
+        infer=_cumsum_infer,
+        reference=lambda inputs, attrs, params: [
+            np.cumsum(inputs["x"], axis=attrs["axis"], dtype=inputs["x"].dtype)
+        ],
+        differentiable=("x",),
+        axes="attribute",
+        doc="Running sum along `axis` (torch.cumsum, ONNX CumSum); the result keeps x's dtype.",
+    )
+)
 
 
 def _softmax_infer(ctx: Ctx) -> list[TensorType]:

@@ -1,5 +1,5 @@
-"""Shape ops: flatten, reshape, permute, transpose, concat, split, (un)squeeze, pad,
-upsample, indexing and arange."""
+"""Shape ops: flatten, reshape, permute, transpose, concat, stack, split, roll,
+(un)squeeze, pad, upsample, indexing and arange."""
 
 from __future__ import annotations
 
@@ -225,6 +225,35 @@ register(
 )
 
 
+def _stack_infer(ctx: Ctx) -> list[TensorType]:
+    xs = ctx.inputs["xs"]
+    first = xs[0]
+    for i, t in enumerate(xs[1:], 1):
+        if t.shape != first.shape:
+            ctx.fail(
+                f"cannot stack {first} and {t}: every tensor must have the same shape",
+                "xs",
+                f"tensor {i} is {_show(t.shape)}, tensor 0 {_show(first.shape)}",
+            )
+    dtype = same_dtype(ctx, *xs)
+    axis = norm_axis(ctx, ctx.attrs["axis"], first.rank, extra=1)
+    ctx.attrs["axis"] = axis
+    return [TensorType(dtype, (*first.shape[:axis], len(xs), *first.shape[axis:]))]
+
+
+register(
+    OpDef(
+        name="stack",
+        signature=sig(P("xs", "tensors"), P("axis", "int", 0)),
+        infer=_stack_infer,
+        reference=lambda inputs, attrs, params: [np.stack(inputs["xs"], axis=attrs["axis"])],
+        differentiable=("xs",),
+        doc="Joins tensors of one shape and dtype along a new axis `axis` of the result "
+        "(torch.stack; -1 appends).",
+    )
+)
+
+
 def _split_infer(ctx: Ctx) -> list[TensorType]:
     x, n = ctx.inputs["x"], ctx.attrs["n"]
     positive(ctx, (n,), "n")
@@ -256,6 +285,44 @@ register(
         axes="attribute",
         doc="n equal parts along `axis` (n results); the size must be divisible by n. `sizes` "
         "lists the parts (ONNX Split's `split` input).",
+    )
+)
+
+
+# ---------------------------------------------------------------- roll
+
+
+def _roll_infer(ctx: Ctx) -> list[TensorType]:
+    x = ctx.inputs["x"]
+    shift, axis = (
+        (v,) if isinstance(v, int) else tuple(v) for v in (ctx.attrs["shift"], ctx.attrs["axis"])
+    )
+    if not axis or len(shift) != len(axis):
+        ctx.fail(
+            f"needs one shift per axis, found {len(shift)} shifts and {len(axis)} axes",
+            "shift",
+            "one shift per axis",
+            code="E-VALUE",
+        )
+    if x.rank == 0:
+        ctx.fail("cannot roll a rank-0 tensor", "x", "rank 0")
+    ctx.attrs.update(shift=shift, axis=tuple(norm_axis(ctx, a, x.rank) for a in axis))
+    return [x]
+
+
+register(
+    OpDef(
+        name="roll",
+        signature=sig(P("x", "tensor"), P("shift", "ints"), P("axis", "ints")),
+        infer=_roll_infer,
+        reference=lambda inputs, attrs, params: [
+            np.roll(inputs["x"], attrs["shift"], axis=attrs["axis"])
+        ],
+        differentiable=("x",),
+        axes="attribute",
+        doc="Rotates x by shift[i] places along axis[i]: element j moves to (j + shift) mod "
+        "size (torch.roll with dims). Any shift, negative or beyond the size; normalised to "
+        "equal-length tuples, the axes non-negative and in the order written.",
     )
 )
 

@@ -178,6 +178,15 @@ def _ties():
     return np.array([[1, 3, 3, 0], [2, 2, 1, 2], [0, -1, -1, 5]], dtype=np.int32)
 
 
+def _nonzero(*shape, dtype=np.float32):
+    """Divisors of either sign, at least 0.5 from zero."""
+    return (np.sign(RNG.standard_normal(shape)) * (RNG.random(shape) * 3 + 0.5)).astype(dtype)
+
+
+def _int_divisors():
+    return np.array([3, -3, 5, -2], dtype=np.int64)
+
+
 def attention_mask(shape, p=0.7):
     m = RNG.random(shape) < p
     m[..., 0] = True
@@ -223,6 +232,16 @@ def function_cases() -> list:
     add(Case("mul", {"a": np.arange(6, dtype=np.int64).reshape(2, 3), "b": -2}))
     add(Case("sub", {"a": randn(3), "b": -1.5}))
     add(Case("pow", {"x": positive(3, 4), "p": randn(4)}))
+    for name in ("floordiv", "mod"):  # every sign of dividend and divisor; no zero divisor
+        add(Case(name, {"a": randn(2, 3, 4) * 5, "b": _nonzero(3, 1)}))
+        add(
+            Case(name, {"a": randn(3, 4, dtype=np.float64) * 5, "b": _nonzero(4, dtype=np.float64)})
+        )
+        add(Case(name, {"a": 7.5, "b": _nonzero(3, 4)}))
+        add(Case(name, {"a": np.arange(-7, 8, dtype=np.int32), "b": 3}))
+        add(Case(name, {"a": np.arange(-7, 8, dtype=np.int64), "b": -4}))
+        add(Case(name, {"a": np.arange(-6, 6, dtype=np.int64).reshape(3, 4), "b": _int_divisors()}))
+        add(Case(name, {"a": -9, "b": _int_divisors().astype(np.int32)}))
     add(Case("pow", {"x": -2.0, "p": np.array([1.0, 2.0, 3.0], dtype=np.float32)}))
     add(Case("pow", {"x": positive(5, dtype=np.float64), "p": 0.5}))
     grid = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]], dtype=np.float32)
@@ -257,6 +276,19 @@ def function_cases() -> list:
     add(Case("argmax", {"x": _ties()}, axis=1))
     add(Case("argmin", {"x": _ties()}, axis=0, keepdims=True))
     add(Case("argmax", {"x": x4}, axis=-1))
+    add(Case("cumsum", {"x": x4}, axis=1))
+    add(Case("cumsum", {"x": randn(3, 6, dtype=np.float64)}, axis=-1))
+    add(Case("cumsum", {"x": np.arange(-12, 12, dtype=np.int32).reshape(2, 3, 4)}, axis=0))
+    add(Case("cumsum", {"x": np.arange(24, dtype=np.int64).reshape(2, 3, 4)}, axis=-1))
+    add(
+        Case(
+            "cumsum",
+            {"x": randn(2, 5, 3)},
+            types={"x": TensorType(DType.f32, (B, T, 3))},
+            env=ENV,
+            axis=1,
+        )
+    )
     add(Case("softmax", {"x": x4}))
     add(Case("softmax", {"x": x4}, axis=1))
     add(Case("log_softmax", {"x": x4 * 5}))
@@ -290,6 +322,28 @@ def function_cases() -> list:
     add(Case("transpose", {"x": x4}, a=1, b=-1))
     add(Case("concat", {"xs": [randn(2, 3), randn(2, 1), randn(2, 4)]}, axis=1))
     add(Case("concat", {"xs": [randn(2, 3), randn(1, 3)]}, axis=-2))
+    add(Case("stack", {"xs": [randn(2, 3), randn(2, 3), randn(2, 3)]}, axis=0))
+    add(Case("stack", {"xs": [randn(2, 3), randn(2, 3)]}, axis=-1))
+    add(Case("stack", {"xs": [x4]}, axis=2))
+    add(Case("stack", {"xs": [randn(3, 2, dtype=np.float64)] * 2}, axis=1))
+    add(Case("stack", {"xs": [np.arange(6, dtype=np.int64), np.arange(6, 12)]}, axis=1))
+    add(Case("roll", {"x": x4}, shift=2, axis=1))
+    add(Case("roll", {"x": x4}, shift=(-1, 7), axis=(2, 3)))  # 7 > 5: mod the size
+    add(Case("roll", {"x": x4}, shift=(-5, 1, 2), axis=(-1, 1, 1)))  # a full turn; twice
+    add(Case("roll", {"x": randn(4, 5, dtype=np.float64)}, shift=-3, axis=0))
+    add(
+        Case("roll", {"x": np.arange(12, dtype=np.int32).reshape(3, 4)}, shift=(1, -6), axis=(0, 1))
+    )
+    add(
+        Case(
+            "roll",
+            {"x": randn(2, 9, 8)},
+            types={"x": TensorType(DType.f32, (B, H, W))},
+            env=ENV,
+            shift=(-3, 10),
+            axis=(1, 2),
+        )
+    )
     add(Case("split", {"x": randn(2, 6, 4)}, n=3, axis=1))
     add(Case("split", {"x": randn(2, 6, 4)}, n=2, axis=-1))
     add(Case("split", {"x": randn(2, 6, 4)}, n=1, axis=0))

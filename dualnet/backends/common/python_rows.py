@@ -116,9 +116,18 @@ def shared_rows(d: Dialect) -> dict[str, Row]:
             return d.apply("permute", call, *(call.fmt(a) for a in axes))
         return d.apply("permute", call, call.fmt(tuple(axes)))
 
-    def concat(call: NodeCall) -> str:
-        xs = ", ".join(call.inputs["xs"])
-        return f"{d.functions['concat']}([{xs}], {d.axis}={call.fmt(call.attrs['axis'])})"
+    def joined(op: str) -> Callable[[NodeCall], str]:
+        def lower(call: NodeCall) -> str:  # concat, stack: a list of tensors and an axis
+            xs = ", ".join(call.inputs["xs"])
+            return f"{d.functions[op]}([{xs}], {d.axis}={call.fmt(call.attrs['axis'])})"
+
+        return lower
+
+    def roll(call: NodeCall) -> str:
+        shift, axis = call.attrs["shift"], call.attrs["axis"]
+        if len(axis) == 1:  # one axis: plain ints
+            shift, axis = shift[0], axis[0]
+        return f"{d.functions['roll']}({d.tensor(call, 'x')}, {call.fmt(shift)}, {call.fmt(axis)})"
 
     def split(call: NodeCall) -> str:
         n = call.attrs["n"]
@@ -143,7 +152,9 @@ def shared_rows(d: Dialect) -> dict[str, Row]:
         "log_softmax": softmax("log_softmax"),
         "transpose": transpose,
         "permute": permute,
-        "concat": concat,
+        "concat": joined("concat"),
+        "stack": joined("stack"),
+        "roll": roll,
         "split": split,
         "unsqueeze": unsqueeze,
         "getitem": lambda call: getitem(call, d.tensor),

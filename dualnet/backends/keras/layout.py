@@ -8,8 +8,9 @@ How each op treats layouts follows its registry entry (`OpDef.axes`):
 - spatial ops ("channels": convolutions, pooling, BatchNorm, ...; rank ≥ 3) take and give CL;
 - "pointwise" ops (element-wise, Dropout, Identity) keep the layout of their inputs (all full-rank
   inputs brought to one layout; scalars broadcast either way);
-- "attribute" ops (reductions, softmax, concat, split) run on a CL value with their axes
-  remapped (`remap_axis`), as long as a reduction keeps the batch and channel axes;
+- "attribute" ops (reductions, cumsum, softmax, concat, split, roll) run on a CL value with
+  their axes remapped (`remap_axis`; roll's kept in the order of its shifts), as long as a
+  reduction keeps the batch and channel axes;
 - everything else (flatten, reshape, permute, indexing, Linear, LayerNorm, attention, RNNs,
   ...) sees dualnet's order: a CL input is transposed back first.
 
@@ -60,8 +61,9 @@ def remap_attrs(op: str, attrs: dict, rank: int) -> dict | None:
     if op in ("mean", "sum", "max", "min", "argmax", "argmin") and not attrs["keepdims"]:
         if {0, 1} & set(axis if isinstance(axis, tuple) else (axis,)):
             return None
-    if isinstance(axis, tuple):
-        return {**attrs, "axis": tuple(sorted(remap_axis(a, rank) for a in axis))}
+    if isinstance(axis, tuple):  # roll's axes pair with its shifts: kept in order
+        remapped = tuple(remap_axis(a, rank) for a in axis)
+        return {**attrs, "axis": remapped if op == "roll" else tuple(sorted(remapped))}
     return {**attrs, "axis": remap_axis(axis, rank)}
 
 

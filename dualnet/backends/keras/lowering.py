@@ -230,6 +230,7 @@ KERAS = Dialect(
         "transpose": "ops.swapaxes",
         "permute": "ops.transpose",
         "concat": "ops.concatenate",
+        **{name: f"ops.{name}" for name in ("stack", "roll")},
         "unsqueeze": "ops.expand_dims",
     },
     axis="axis",
@@ -349,6 +350,11 @@ def _softmax(op: str) -> Callable[[KerasCall], str]:
         return shared(call)
 
     return lower
+
+
+@ROWS.function("cumsum")
+def _cumsum(call: KerasCall) -> str:
+    return f"ops.cumsum({_tensor(call, 'x')}, axis={call.fmt(call.attrs['axis'])})"
 
 
 for _op in ("mean", "sum", "max", "min"):

@@ -38,6 +38,9 @@ tie-breaker (CONVENTIONS.md). Op by op:
   Gather, BatchNormalization, LayerNormalization) or through one Transpose/Unsqueeze (which
   ONNX Runtime folds); LSTM/GRU gates and MultiHeadAttention's packed projections become
   re-laid-out constants.
+- `//` and `%` follow PyTorch's floor semantics: integer Div truncates, so an integer
+  a // b is (a - Mod(a, b)) / b; a float a % b is Mod(fmod=1) moved to the divisor's sign.
+  roll is Slice + Concat per axis, shift mod size computed at run time on a symbolic axis.
 - ONNX Runtime's CPU kernels of Erf, Elu, Softplus (Mish), AveragePool and Resize take no float64:
   those rows compute a float64 input in float32 (`_in_f32`); Where takes no bool values, so
   a bool `where` is And/Or.
@@ -346,6 +349,28 @@ def _erf(call: OnnxCall) -> list[str]:
     return [_in_f32(call, call.inputs["x"], lambda v, _: call.one("Erf", [v]))]
 
 
+def _floordiv(call: OnnxCall) -> list[str]:
+    """floor(a / b) for floats; for integers (a - a mod b) / b, exact, Mod's result having
+    the divisor's sign (Div of integers truncates)."""
+    a, b = call.inputs["a"], call.inputs["b"]
+    if call.dtype.is_float:
+        return [call.one("Floor", [call.one("Div", [a, b])])]
+    return [call.one("Div", [call.one("Sub", [a, call.one("Mod", [a, b])]), b])]
+
+
+def _mod(call: OnnxCall) -> list[str]:
+    """Mod (the divisor's sign) for integers; for floats Mod(fmod=1), the dividend's sign,
+    plus b where that sign differs from b's and the remainder is not 0 (torch.remainder)."""
+    a, b = call.inputs["a"], call.inputs["b"]
+    if not call.dtype.is_float:
+        return [call.one("Mod", [a, b])]
+    r = call.one("Mod", [a, b], fmod=1)
+    zero = _const(call, 0, call.dtype)
+    signs = call.one("Xor", [call.one("Less", [r, zero]), call.one("Less", [b, zero])])
+    wrong = call.one("And", [signs, call.one("Not", [call.one("Equal", [r, zero])])])
+    return [call.one("Where", [wrong, call.one("Add", [r, b]), r])]
+
+
 def _relu_before(call: OnnxCall, x: str):
     """The Relu node computing `x` (through Identities), or None. ONNX Runtime (1.31) fuses
     a Relu into a following Clip whose `min` is given, and fails to load the model where
@@ -386,6 +411,11 @@ def _arg(op_type: str) -> Row:
         ]
 
     return lower
+
+
+def _cumsum(call: OnnxCall) -> list[str]:
+    axis = call.b.constant(np.asarray(call.attrs["axis"], dtype=np.int64), "axis")
+    return [call.one("CumSum", [call.inputs["x"], axis])]
 
 
 def _softmax(op_type: str) -> Row:
@@ -429,6 +459,33 @@ def _split(call: OnnxCall) -> list[str]:
         len(sizes),
         axis=call.attrs["axis"],
     )
+
+
+def _stack(call: OnnxCall) -> list[str]:
+    axes = call.b.ints([call.attrs["axis"]], "axes")
+    parts = [call.one("Unsqueeze", [x, axes]) for x in call.inputs["xs"]]
+    return [call.one("Concat", parts, axis=call.attrs["axis"]) if len(parts) > 1 else parts[0]]
+
+
+def _roll(call: OnnxCall) -> list[str]:
+    """Per axis, Concat(x[n - s:], x[:n - s]) with s = shift mod n: n - s computed here for a
+    known size n, at run time (Mod of int64s: the divisor's sign) for a symbolic one."""
+    y = call.inputs["x"]
+    shape = call.in_types["x"].shape
+    for shift, axis in zip(call.attrs["shift"], call.attrs["axis"], strict=True):
+        n = shape[axis]
+        if isinstance(n, int):
+            if shift % n == 0:
+                continue
+            cut = call.b.ints([n - shift % n], "cut")
+        else:
+            size = _size(call, n)
+            cut = call.one("Sub", [size, call.one("Mod", [call.b.ints([shift], "shift"), size])])
+        axes = call.b.ints([axis], "axes")
+        head = call.one("Slice", [y, cut, call.b.ints([_TO_END], "ends"), axes])
+        tail = call.one("Slice", [y, call.b.ints([0], "starts"), cut, axes])
+        y = call.one("Concat", [head, tail], axis=axis)
+    return _identity(call, y) if y == call.inputs["x"] else [y]
 
 
 def _unsqueeze(call: OnnxCall) -> list[str]:
@@ -942,12 +999,17 @@ for _name, _row in (
     ("min", _reduction("ReduceMin")),
     ("argmax", _arg("ArgMax")),
     ("argmin", _arg("ArgMin")),
+    ("floordiv", _floordiv),
+    ("mod", _mod),
+    ("cumsum", _cumsum),
     ("softmax", _softmax("Softmax")),
     ("log_softmax", _softmax("LogSoftmax")),
     ("permute", _permute),
     ("transpose", _transpose),
     ("concat", _concat),
+    ("stack", _stack),
     ("split", _split),
+    ("roll", _roll),
     ("unsqueeze", _unsqueeze),
     ("squeeze", _squeeze),
     ("pad", _pad),

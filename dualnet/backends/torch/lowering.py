@@ -23,6 +23,9 @@ handled, op by op:
   PyTorch's "nearest" multiplies by the float32 reciprocal of the scale and picks the wrong
   pixel for scales such as 41 or 47; "nearest-exact" is x[i // s] exactly for integer scales.
 - `sum` of an i32 tensor would be i64 in PyTorch: `dtype=torch.int32` keeps dualnet's type.
+- `cumsum` of an i32 tensor likewise (`dtype=torch.int32`).
+- `//` of float tensors is `torch.floor(a / b)`: PyTorch's own float floor division
+  computes the quotient from fmod and differs where a / b rounds to a whole number.
 - `clamp` of an integer tensor takes integer bounds (float bounds would make it float).
 - Attention masks are bool with true = may attend. SDPA's bool mask means the same, but a
   query that may attend no key gives NaN in PyTorch and 0 in dualnet (`_attention`);
@@ -52,7 +55,9 @@ from dualnet.backends.common.source_helpers import (
     is_default,
     is_number,
     kwargs,
+    left_operand,
     need,
+    operands,
     pad_value,
     result_dtype,
     sizes,
@@ -114,6 +119,7 @@ TORCH = Dialect(
         **{name: f"F.{name}" for name in ("relu6", "hardsigmoid", "hardswish", "mish")},
         **{name: f"F.{name}" for name in ("softmax", "log_softmax")},
         "concat": "torch.cat",
+        **{name: f"torch.{name}" for name in ("stack", "roll")},
     },
     methods={
         "cast": "to",
@@ -169,6 +175,17 @@ def _clamp(call: TorchCall) -> str:
     return f"torch.clamp({x}{bounds})"
 
 
+_int_floordiv = ROWS["floordiv"].lower  # the shared `a // b`
+
+
+@ROWS.function("floordiv")
+def _floordiv(call: TorchCall) -> str:
+    if not result_dtype(call).is_float:
+        return _int_floordiv(call)
+    a, b = operands(call, "floordiv", _tensor)  # floor(a / b), not PyTorch's fmod-based quotient
+    return f"torch.floor({left_operand(a, '/')} / {atom(b)})"
+
+
 # ---------------------------------------------------------------- reductions
 
 
@@ -182,6 +199,12 @@ def _reduce(method: str) -> Callable[[TorchCall], str]:
         return f"{_recv(call, 'x')}.{method}({', '.join(args)})"
 
     return lower
+
+
+@ROWS.function("cumsum")
+def _cumsum(call: TorchCall) -> str:
+    extra = ", dtype=torch.int32" if result_dtype(call) == DType.i32 else ""  # else i64
+    return f"torch.cumsum({_tensor(call, 'x')}, dim={call.fmt(call.attrs['axis'])}{extra})"
 
 
 def _arg(method: str) -> Callable[[TorchCall], str]:
