@@ -235,3 +235,50 @@ def test_where_clamp_cast_stop_gradient():
     (y,), _, _ = run_ref("stop_gradient", {"x": x})
     close(y, x)
     assert REGISTRY["stop_gradient"].differentiable == ()
+
+
+def _divisions(dtype):
+    """Every sign of dividend and divisor, exact multiples and zero dividends included."""
+    a = np.array([7, -7, 7, -7, 6, -6, 0, 0, 5, -1], dtype=np.float64)
+    b = np.array([3, 3, -3, -3, 3, -3, 3, -3, 7, 4], dtype=np.float64)
+    if np.dtype(dtype).kind == "f":
+        a, b = a + 0.25 * np.sign(a), b * 0.75
+    return a.astype(dtype), b.astype(dtype)
+
+
+def test_floordiv_and_mod_rules():
+    for op in ("floordiv", "mod"):
+        assert shapes(op, {"a": tt("i32", B, 1), "b": tt("i32", 4)}) == ["i32[B, 4]"]
+        assert shapes(op, {"a": tt("f64", 3), "b": tt("f64")}) == ["f64[3]"]
+        fails(op, {"a": tt("bool", 3), "b": tt("bool", 3)}, "E-DTYPE")
+        fails(op, {"a": tt("i64", 3), "b": tt("f32", 3)}, "E-DTYPE")
+        assert REGISTRY[op].differentiable == ()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_floordiv_and_mod_match_torch(dtype):
+    """PyTorch's floor semantics: the remainder has the divisor's sign; a float quotient is
+    floor(a / b)."""
+    a, b = _divisions(dtype)
+    (q,), _, _ = run_ref("floordiv", {"a": a, "b": b})
+    (r,), _, _ = run_ref("mod", {"a": a, "b": b})
+    assert q.dtype == r.dtype == dtype
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    close(q, (torch.floor(ta / tb) if a.dtype.kind == "f" else ta // tb).numpy(), atol=0)
+    close(r, torch.remainder(ta, tb).numpy(), atol=0)
+    close(q * b + r, a)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_mod_matches_onnx(dtype):
+    a, b = _divisions(dtype)
+    (r,), _, _ = run_ref("mod", {"a": a, "b": b})
+    close(r, onnx_node("Mod", [a, b])[0], atol=0)
+
+
+def test_float_floordiv_is_floor_of_the_quotient():
+    """1 // 0.1 is 10 (floor of the rounded quotient, as TensorFlow and ONNX's Floor(Div)
+    compute it), where PyTorch's fmod-based `//` gives 9."""
+    a, b = np.array([1.0]), np.array([0.1])
+    (q,), _, _ = run_ref("floordiv", {"a": a, "b": b})
+    assert q[0] == 10.0 and (torch.from_numpy(a) // torch.from_numpy(b)).item() == 9.0

@@ -1,9 +1,11 @@
-"""Reductions, arg-reductions and softmax: rules and references against ONNX."""
+"""Reductions, arg-reductions, cumsum and softmax: rules and references against ONNX (and
+PyTorch for cumsum)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from opkit import B, T, close, fails, infer, onnx_node, randn, run_ref, shapes, tt
 
 from dualnet.ops import REGISTRY
@@ -91,3 +93,22 @@ def test_max_and_min_over_an_empty_axis_are_refused(op):
     """No value to return (PyTorch and NumPy raise; ONNX's -inf/+inf is not dualnet's)."""
     fails(op, {"x": tt("f32", 2, 0, 4)}, "E-SHAPE", match="axis of size 0", axis=1)
     infer("sum", {"x": tt("f32", 2, 0, 4)}, axis=1)  # a sum over nothing is 0
+
+
+def test_cumsum_rules():
+    assert shapes("cumsum", {"x": tt("i32", B, 4)}, axis=-1) == ["i32[B, 4]"]
+    _, ctx = infer("cumsum", {"x": tt("f32", B, 3, 4)}, axis=-2)
+    assert ctx.attrs["axis"] == 1
+    fails("cumsum", {"x": tt("f32", 3)}, "E-VALUE", axis=1)
+    fails("cumsum", {"x": tt("f32")}, "E-SHAPE", axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_cumsum_matches_torch_and_onnx(dtype, axis):
+    """The result keeps x's dtype (PyTorch's own cumsum of an i32 is i64)."""
+    x = (RNG.standard_normal((3, 5)) * 10).astype(dtype)
+    (y,), _, _ = run_ref("cumsum", {"x": x}, axis=axis)
+    assert y.dtype == dtype
+    close(y, torch.cumsum(torch.from_numpy(x), dim=axis, dtype=torch.from_numpy(x).dtype).numpy())
+    close(y, onnx_node("CumSum", [x, np.array(axis, dtype=np.int64)])[0])

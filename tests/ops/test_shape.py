@@ -413,3 +413,59 @@ def test_reshape_property_matches_numpy(case):
     (y,), _, ctx = run_ref("reshape", {"x": X4}, dims=tuple(dims))
     close(y, X4.reshape(dims))
     assert -1 not in ctx.attrs["dims"]
+
+
+# ---------------------------------------------------------------- stack, roll
+
+
+def test_stack_rules():
+    a = tt("f32", B, 3, H)
+    assert shapes("stack", {"xs": [a, a, a]}) == ["f32[3, B, 3, H]"]
+    assert shapes("stack", {"xs": [a, a]}, axis=-1) == ["f32[B, 3, H, 2]"]
+    assert shapes("stack", {"xs": [a]}, axis=2) == ["f32[B, 3, 1, H]"]
+    err = fails("stack", {"xs": [a, tt("f32", B, 3, W)]}, "E-SHAPE", match="same shape")
+    assert "tensor 1 is [B, 3, W]" in err.diagnostics[0].label
+    fails("stack", {"xs": [a, tt("f32", B, 3)]}, "E-SHAPE")
+    fails("stack", {"xs": [a, tt("f64", B, 3, H)]}, "E-DTYPE")
+    fails("stack", {"xs": [a]}, "E-VALUE", axis=5)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_stack_matches_torch_and_onnx(axis, dtype):
+    import torch
+
+    xs = [randn(RNG, 2, 3).astype(dtype) for _ in range(3)]
+    (y,), _, _ = run_ref("stack", {"xs": xs}, axis=axis)
+    assert y.dtype == dtype
+    close(y, torch.stack([torch.from_numpy(x) for x in xs], dim=axis).numpy())
+    parts = [onnx_node("Unsqueeze", [x, np.array([axis % 3])])[0] for x in xs]
+    close(y, onnx_node("Concat", parts, axis=axis)[0])
+
+
+def test_roll_rules():
+    x = tt("f32", B, H, W, 4)
+    _, ctx = infer("roll", {"x": x}, shift=(-3, 3), axis=(1, -2))
+    assert ctx.attrs["shift"] == (-3, 3) and ctx.attrs["axis"] == (1, 2)
+    _, ctx = infer("roll", {"x": x}, shift=9, axis=-1)
+    assert ctx.attrs["shift"] == (9,) and ctx.attrs["axis"] == (3,)
+    assert shapes("roll", {"x": x}, shift=1, axis=0) == ["f32[B, H, W, 4]"]
+    fails("roll", {"x": x}, "E-VALUE", match="one shift per axis", shift=(1, 2), axis=1)
+    fails("roll", {"x": x}, "E-VALUE", shift=(), axis=())
+    fails("roll", {"x": x}, "E-VALUE", shift=1, axis=4)
+    fails("roll", {"x": tt("f32")}, "E-SHAPE", shift=1, axis=0)
+
+
+@pytest.mark.parametrize(
+    "shift,axis",
+    [(2, 1), (-1, 0), (11, -1), ((-2, -2), (1, 2)), ((1, 4, -7), (0, 0, 2)), (0, 1), (-5, 2)],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_roll_matches_torch(shift, axis, dtype):
+    """Negative shifts, shifts beyond the size (mod size), several axes, an axis twice."""
+    import torch
+
+    x = randn(RNG, 3, 4, 5).astype(dtype)
+    (y,), _, _ = run_ref("roll", {"x": x}, shift=shift, axis=axis)
+    assert y.dtype == dtype
+    close(y, torch.roll(torch.from_numpy(x), shift, axis).numpy())
