@@ -134,6 +134,11 @@ EXACT = (
     'cast(abs(cast(floor({z} * 4.0), "{int}")) * 2 - 1, "{dt}")',
     'cast(-cast(floor({z} * 4.0), "{int}"), "{dt}")',
     'cast(clamp(cast(floor({z} * 4.0), "i64"), -2.0, 2.0), "{dt}")',
+    'cast(cast(floor({z} * 4.0), "{int}") // {k}, "{dt}")',
+    'cast(cast(floor({z} * 4.0), "{int}") % {k}, "{dt}")',
+    'cast(cast(floor({z} * 4.0), "{int}") % (abs(cast(floor({z} * 3.0), "{int}")) + 1), "{dt}")',
+    "floor({z} * 4.0) % {k}.0",
+    "{z} // 0.5",
 )
 COMBINE = (
     "{x} + {t}",
@@ -147,8 +152,8 @@ COMBINE = (
 @family(lambda b, x: outer(b), weight=2)
 def exact_side(b: Builder) -> None:
     """A new input z broadcasting to x, through ops that must agree bit for bit in every
-    backend (floor, round, comparisons, casts, integer arithmetic), merged into x; sometimes
-    also argmax/argmin or a comparison of z as an extra output."""
+    backend (floor, round, comparisons, casts, integer arithmetic, // and %), merged into x;
+    sometimes also argmax/argmin or a comparison of z as an extra output."""
     x = b.x
     shape = tuple(d if b.plain(d) and b.flag() else 1 for d in x.shape[-b.int(1, min(2, x.rank)) :])
     z = b.arg(shape)
@@ -158,6 +163,7 @@ def exact_side(b: Builder) -> None:
         cmp=b.pick(["<", "<=", ">", ">=", "==", "!="]),
         float=b.pick(["f16", "bf16", "f64"]),
         int=b.pick(["i32", "i64"]),
+        k=b.pick([3, -2, 5]),
     )
     t = b.let(exact, shape)
     b.step(b.pick(COMBINE).format(x=x.name, z=z.name, t=t.name), x.shape)
@@ -542,6 +548,35 @@ def concat(b: Builder) -> None:
     parts = b.permutation([x.name, other] + [x.name] * b.int(0, 1))
     total = sum((size if p == other else x.shape[axis] for p in parts), start=0)
     b.step(f"concat([{', '.join(parts)}], {text})", (*x.shape[:axis], total, *x.shape[axis + 1 :]))
+
+
+@family(lambda b, x: 1 <= x.rank <= 4 and small(b, x))
+def stack(b: Builder) -> None:
+    """stack of x with transformed copies along a new axis (sizes of x only)."""
+    x = b.x
+    axis, text = b.axis(x.rank, extra=1)
+    parts = b.permutation([x.name, f"tanh({x.name})"] + [f"{x.name} * 0.5"] * b.int(0, 1))
+    shape = (*x.shape[:axis], len(parts), *x.shape[axis:])
+    b.step(f"stack([{', '.join(parts)}]{'' if axis == 0 and b.flag() else ', ' + text})", shape)
+
+
+def _one_or_tuple(values: list) -> str:
+    texts = [dim_text(v) for v in values]
+    return texts[0] if len(texts) == 1 else f"({', '.join(texts)})"
+
+
+@family(lambda b, x: x.rank >= 1)
+def roll(b: Builder) -> None:
+    """roll along one or two axes by shifts of either sign, beyond the size too; or cumsum
+    of bounded values along an axis."""
+    x = b.x
+    if b.flag():
+        axis, text = b.axis(x.rank)
+        b.step(b.call("cumsum", f"tanh({x.name})", text), x.shape)
+        return
+    axes = [b.axis(x.rank)[1] for _ in range(b.int(1, min(2, x.rank)))]
+    shifts = [num(b, range(-7, 8)) for _ in axes]
+    b.step(b.call("roll", x.name, _one_or_tuple(shifts), _one_or_tuple(axes)), x.shape)
 
 
 def divisible(b: Builder, d, n: int) -> bool:
