@@ -37,6 +37,20 @@ def test_the_zoo_passes_in_all_three_backends(name):
     assert agreements and all(a.ok for a in agreements), max(agreements, key=lambda a: a.error)
 
 
+def test_an_integer_output_carries_no_gradient(tmp_path):
+    """A model with an i64 output beside a float one: every backend's loss leaves it out
+    (Keras multiplied it by the float64 loss weights and failed)."""
+    path = tmp_path / "two.dnet"
+    path.write_text(
+        "model Two() {\n    fc = Linear(4)\n"
+        "    forward(x: f32[B, 4], ids: i64[B, 3]) -> (f32[B, 4], i64[B, 3]) {\n"
+        "        return fc(x), cumsum(ids, 1)\n    }\n}\n"
+    )
+    checks, agreements, _ = gradcheck.gradcheck(dualnet.load(str(path)), None, BACKENDS)
+    assert {c.backend for c in checks} == set(BACKENDS) and all(c.ok for c in checks)
+    assert agreements and all(a.ok for a in agreements)
+
+
 def test_a_wrong_gradient_fails_with_exit_1(monkeypatch, capsys):
     """A relu whose backward is twice the true one: PyTorch's autodiff no longer matches its
     finite differences, ONNX's (checked against PyTorch's gradient) nor Keras's gradient."""

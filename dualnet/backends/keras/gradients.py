@@ -81,12 +81,13 @@ class KerasSide:
         watched = {n + INPUT: x for n, x in self.inputs.items() if x.dtype.is_floating}
         with tf.GradientTape() as tape, keras_float64():
             tape.watch(list(watched.values()))
-            loss = tf.add_n(
-                [
-                    tf.reduce_sum(o * r)
-                    for o, r in zip(self._outputs(*self.inputs.values()), self.loss, strict=True)
-                ]
-            )
+            outputs = self._outputs(*self.inputs.values())
+            terms = [  # integer and bool outputs carry no gradient; a cast f32 one does
+                tf.reduce_sum(tf.cast(o, r.dtype) * r)
+                for o, r in zip(outputs, self.loss, strict=True)
+                if o.dtype.is_floating
+            ]
+            loss = tf.add_n(terms) if terms else tf.constant(0.0, tf.float64)
         watched |= self.variables
         grads = tape.gradient(loss, list(watched.values()))
         return {
