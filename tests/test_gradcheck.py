@@ -228,3 +228,19 @@ def test_the_fast_maxpool_and_convtranspose_match_onnx_runtime(rank):
         ).run(None, {k: v.astype(np.float32) for k, v in feed.items()})
         assert got.shape == want.shape, (op, attrs)
         assert np.max(np.abs(got - want)) < 1e-5 * (1 + np.max(np.abs(want))), (op, attrs)
+
+
+def test_a_backend_refusing_its_float64_weights_is_its_bug(monkeypatch, capsys):
+    """E-WEIGHTS about the float64 file gradcheck wrote itself becomes E-BACKEND naming the
+    backend; the temporary path is never shown."""
+    from dualnet.io.weights import mismatch_error
+
+    def refusing(self, program, model, file, state, inputs, loss):
+        raise mismatch_error([f"{file} has no tensor `fc1.weight`"], file)
+
+    monkeypatch.setattr(type(ALL_BACKENDS["keras"]), "gradient_side", refusing)
+    code = cli.main(["gradcheck", str(MODELS / "mlp.dnet"), "--backends", "torch,keras"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error[E-BACKEND]: the keras backend cannot take"), err
+    assert "E-WEIGHTS" not in err and "float64.safetensors" not in err
+    assert "the float64 weights has no tensor `fc1.weight`" in err

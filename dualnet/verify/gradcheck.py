@@ -54,11 +54,12 @@ from dualnet.backends import BACKENDS, TORCH
 from dualnet.backends.gradients import float64
 from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
-from dualnet.diagnostics import error, option
+from dualnet.diagnostics import DualnetError, error, option
 from dualnet.extras import needs_extras
 from dualnet.io.files import temporary_directory
 from dualnet.io.weights import write_state
 from dualnet.verify.parity import random_inputs
+from dualnet.verify.runner import backend_bug
 from dualnet.verify.table import render_table
 
 EPS = 1e-8
@@ -113,11 +114,11 @@ def gradcheck(
     with temporary_directory() as tmp:
         file = os.path.join(tmp, "float64.safetensors")
         write_state(float64(initial_weights(summary, weights, seed, program.max_params)), file)
-        state, outputs = REFERENCE.gradient_side(program, model, file, {}, inputs, ()).calibrated()
+        state, outputs = _side(REFERENCE, program, model, file, {}, inputs, ()).calibrated()
         write_state(state, file)
         rng = np.random.default_rng([seed, 1])
         loss = [rng.standard_normal(o.shape) for o in outputs]
-        reference = REFERENCE.gradient_side(program, model, file, state, inputs, loss)
+        reference = _side(REFERENCE, program, model, file, state, inputs, loss)
         gradients = reference.gradients()
         directions = _directions(reference.tensors, seed, 2)
         for stream, (name, chosen) in enumerate(BACKENDS.items(), start=2):
@@ -126,7 +127,7 @@ def gradcheck(
             side = (
                 reference
                 if chosen is REFERENCE
-                else chosen.gradient_side(program, model, file, state, inputs, loss)
+                else _side(chosen, program, model, file, state, inputs, loss)
             )
             own = side.gradients()
             if own is None:  # no autodiff: along the reference's directions, against its gradient
@@ -147,6 +148,14 @@ def gradcheck(
                     for tensor, ours in gradients.items()
                 ]
     return checks, agreements, where
+
+
+def _side(chosen, program, model, file: str, state: dict, inputs: dict, loss):
+    """`chosen`'s float64 side; its refusing the weight file gradcheck wrote is its own bug."""
+    try:
+        return chosen.gradient_side(program, model, file, state, inputs, loss)
+    except DualnetError as exc:
+        raise backend_bug(exc, chosen.name, file, "float64 weights") from None
 
 
 def check_table(model: str, checks: list[Check], eps: float) -> str:

@@ -159,23 +159,24 @@ def run(
         try:
             return chosen.run(program, model, summary, inputs, file, probe)
         except DualnetError as exc:
-            raise _backend_bug(exc, backend_name, file) from None
+            raise backend_bug(exc, backend_name, file, "seeded weights") from None
 
 
-def _backend_bug(exc: DualnetError, backend_name: str, file: str) -> DualnetError:
-    """An E-WEIGHTS error about the seeded weights dualnet wrote itself is the backend's
-    failure (E-BACKEND naming it), not the user's weight file's; other errors unchanged."""
+def backend_bug(exc: DualnetError, backend_name: str, file: str, what: str) -> DualnetError:
+    """An E-WEIGHTS error about a weight file dualnet wrote itself (`file`, described as
+    `what`) is the backend's failure (E-BACKEND naming it), not the user's weight file's;
+    other errors unchanged."""
     if not any(d.code == "E-WEIGHTS" for d in exc.diagnostics):
         return exc
     return DualnetError(
         [
             Diagnostic(
                 "E-BACKEND",
-                f"the {backend_name} backend cannot take dualnet's own seeded weights: "
-                + d.message.replace(file, "the seeded weights"),
+                f"the {backend_name} backend cannot take dualnet's own {what}: "
+                + d.message.replace(file, f"the {what}"),
                 outside(f"the {backend_name} backend"),
                 notes=(
-                    *(n.replace(file, "the seeded weights") for n in d.notes),
+                    *(n.replace(file, f"the {what}") for n in d.notes),
                     "dualnet wrote these weights itself: this is a bug in the backend, "
                     "please report it",
                 ),
