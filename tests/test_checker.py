@@ -41,6 +41,26 @@ def test_constants_in_any_order_and_cycles(check_source):
     assert "E-VALUE" in codes(s) or "E-NAME" in codes(s)
 
 
+def test_max_and_min_of_numbers_are_computed_at_compile_time(check_source):
+    """`_make_divisible`'s max/min: of numbers (hyperparameters, constants) they are Python's;
+    with a tensor first, max/min stay the reductions."""
+    s = check_source("""
+        const WIDTH = max(3, 9, 2)
+        const HALF = min(0.5, WIDTH)
+        model M(c: int = 5) {
+            fc = Linear(max(c, WIDTH) - min(c, 4))
+            forward(x: f32[B, 4]) {
+                return fc(x) * HALF + max(x, 1, keepdims=true) * min(c, 2)
+            }
+        }
+    """)
+    assert s.ok and s.output_types == ["f32[B, 5]"], s.diagnostics
+    s = check_source("""
+        model M() { forward(x: f32[B, N]) { return max(N, 4) } }
+    """)
+    assert not s.ok
+
+
 def test_unknown_name_suggests(check_source):
     s = check_source("""
         model M() {

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dualnet import budget
 from dualnet.diagnostics import Span, error
 from dualnet.ir.dims import Dim, DimTooLarge, floordiv
+from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.elementwise import BINARY_SYMBOLS
 from dualnet.semantics.scope import Scope, namespace_member
@@ -47,6 +48,17 @@ _COMPARE = {
 
 def is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _extreme_of_numbers(callee, args: list, keywords: dict) -> bool:
+    """`max(a, b, ...)` / `min(...)` of numbers known at compile time (hyperparameters,
+    constants): Python's, not the reduction (whose first argument is a tensor)."""
+    return (
+        callee.op.name in ("max", "min")
+        and len(args) >= 2
+        and not keywords
+        and all(is_number(a.value) for a in args)
+    )
 
 
 def is_size(v: Any) -> bool:
@@ -296,6 +308,9 @@ class Evaluator:
         if callee is POISON:
             return POISON
         budget.spend("call", 1, span)
+        if isinstance(callee, FunctionRef) and _extreme_of_numbers(callee, args, keywords):
+            pick = max if callee.op.name == "max" else min
+            return untagged(pick(a.value for a in args))  # tags: the loser's may differ
         if isinstance(callee, FunctionRef):
             if self.tracer is None:
                 return PartialSpec(callee.op, args, keywords, span)

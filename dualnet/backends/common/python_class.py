@@ -727,10 +727,10 @@ class ClassWriter:
         if (
             isinstance(e, ast.Call)
             and isinstance(e.func, ast.Name)
-            and e.func.id == "range"
+            and e.func.id in ("range", "max", "min")  # max/min: of numbers (the checker's)
             and not e.keywords
         ):
-            return f"range({', '.join(sub(a, 0) for a in e.args)})", _ATOM
+            return f"{e.func.id}({', '.join(sub(a, 0) for a in e.args)})", _ATOM
         raise Unsupported("this expression cannot be written as a Python value", e.span)
 
     # -- __init__
@@ -1286,6 +1286,8 @@ class ClassWriter:
             args += list(e.args)
             keywords = {k.name: k.value for k in e.keywords}
         node = self.node_at(span)
+        if node is None and prepend is None and _compile_time_call(e):
+            return self.const_forward(e, env)  # max/min of numbers: no node
         if node is None:
             raise Unsupported("internal error: this call was not traced", span)
         if node.kind == "op":
@@ -1421,3 +1423,8 @@ __all__ = [
     "fmt_literal",
     "sequence",
 ]
+
+
+def _compile_time_call(e: ast.Expr) -> bool:
+    """A call the checker computed at compile time (`max`/`min` of numbers), not an op."""
+    return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in ("max", "min")
