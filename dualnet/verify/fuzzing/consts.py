@@ -279,8 +279,8 @@ def element(b: Builder, name: str, i: int, value: int) -> str:
 
 def derived(b: Builder, type_: str, options, where: str) -> str:
     """A new constant computed from other compile-time values, in the model's body or (in
-    forward) before the statement: an alias, `d + k`, `2 * d`, a tuple's element, or a
-    conditional expression."""
+    forward) before the statement: an alias, `d + k`, `2 * d`, a tuple's element, `max`/`min`
+    of two, or a conditional expression."""
     scope = "forward" if where == "forward" and b.flag() else "decl"
     name = b.fresh("n" if scope == "forward" else "c")
     (expr, value, size), _ = nested(b, lambda: (expression(b, type_, options, scope), None))
@@ -300,7 +300,9 @@ def expression(b: Builder, type_: str, options, where: str) -> tuple[str, object
         return (*conditional(b, lambda: tune(b, type_, options, where), where), None)
     halves = [v // 2 for v in options if v % 2 == 0]
     tuples = tuple_elements(b, options, where)
-    kind = b.pick(["alias", "plus", "cond"] + ["times"] * bool(halves) + ["element"] * bool(tuples))
+    kind = b.pick(
+        ["alias", "plus", "cond", "extreme"] + ["times"] * bool(halves) + ["element"] * bool(tuples)
+    )
     if kind == "alias":
         d = num(b, options, where)
         return dim_text(d), b.size(d), d
@@ -317,6 +319,12 @@ def expression(b: Builder, type_: str, options, where: str) -> tuple[str, object
     if kind == "element":
         name, i = b.pick(tuples)
         return f"{name}[{i}]", b.values[name][i], None
+    if kind == "extreme":  # max/min of two ints, computed when checked
+        pick = b.pick([max, min])
+        (a, c), _ = nested(
+            b, lambda: ((count(b, options, where)[0], count(b, options, where)[0]), None)
+        )
+        return f"{pick.__name__}({a.text}, {c.text})", pick(a.value, c.value), None
     expr, value = conditional(b, lambda: count(b, options, where)[0], where)
     return expr, value, None
 
