@@ -517,11 +517,18 @@ def _bound(b, default, d):
 def _getitem_infer(ctx: Ctx) -> list[TensorType]:
     x, items = ctx.inputs["x"], ctx.attrs["items"]
     items = tuple(items) if isinstance(items, tuple | list) else (items,)
-    if len(items) > x.rank:
-        ctx.fail(f"{len(items)} indices for {x}", "items", f"at most {x.rank} indices")
-    items = items + (slice(None),) * (x.rank - len(items))
-    norm, shape = [], []
-    for axis, (item, d) in enumerate(zip(items, x.shape, strict=True)):
+    taken = sum(item is not None for item in items)
+    if taken > x.rank:
+        ctx.fail(f"{taken} indices for {x}", "items", f"at most {x.rank} indices")
+    items = items + (slice(None),) * (x.rank - taken)
+    norm, shape, axis = [], [], -1
+    for item in items:
+        if item is None:  # a new axis of size 1 (NumPy's None)
+            norm.append(("new",))
+            shape.append(1)
+            continue
+        axis += 1
+        d = x.shape[axis]
         if _is_size(item):
             if _known(item) and _known(d):
                 if not -d <= item < d:
@@ -579,7 +586,8 @@ def _getitem_infer(ctx: Ctx) -> list[TensorType]:
 
 def _getitem_ref(inputs, attrs, params):
     index = tuple(
-        entry[1] if entry[0] == "index" else slice(*entry[1:]) for entry in attrs["items"]
+        None if entry[0] == "new" else entry[1] if entry[0] == "index" else slice(*entry[1:])
+        for entry in attrs["items"]
     )
     return [np.asarray(inputs["x"][index])]
 
@@ -591,9 +599,10 @@ register(
         infer=_getitem_infer,
         reference=_getitem_ref,
         differentiable=("x",),
-        doc="Indexing and slicing x[i, a:b:s, ...] (positive steps; missing trailing axes are "
-        'whole). Normalised to one ("index", i) or ("slice", start, stop, step) per axis with '
-        "non-negative bounds; indices and bounds may be sizes (ints or symbolic); on a "
+        doc="Indexing and slicing x[i, a:b:s, none, ...] (positive steps; missing trailing axes "
+        'are whole; none inserts an axis of size 1). Normalised to one ("index", i) or '
+        '("slice", start, stop, step) per input axis with non-negative bounds, and ("new",) '
+        "per none; indices and bounds may be sizes (ints or symbolic); on a "
         "symbolic size a negative bound n means size + n, and symbolic bounds are assumed in "
         "range.",
     )

@@ -439,14 +439,14 @@ class Evaluator:
                 items.append(slice(*parts))
             else:
                 v = self.eval(item)
-                if not is_size(v):
+                if not (is_size(v) or (v is None and isinstance(base, TensorValue))):
                     raise error(
                         "E-TYPE",
                         f"an index must be an integer, found {describe(v)}",
                         item.span,
                         notes=["indexing with tensors is not supported"],
                     )
-                items.append(v)
+                items.append(v)  # none: a new axis of size 1
         if isinstance(base, TensorValue):
             return self.tracer.op(
                 "getitem", [Arg(base, e.value.span)], {"items": Arg(tuple(items), e.span)}, e.span

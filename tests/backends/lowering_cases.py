@@ -372,6 +372,9 @@ def function_cases() -> list:
     add(Case("getitem", {"x": x4}, items=(slice(None), slice(2, 3))))
     add(Case("getitem", {"x": x4}, items=(slice(None),)))
     add(Case("getitem", {"x": randn(7)}, items=3))
+    add(Case("getitem", {"x": x4}, items=(None,)))
+    add(Case("getitem", {"x": x4}, items=(slice(None), None, -1, slice(1, 3), None)))
+    add(Case("getitem", {"x": x4}, items=(None, 0, 1, 2, None)))
     add(
         Case(
             "getitem",

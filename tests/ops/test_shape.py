@@ -283,6 +283,30 @@ def test_getitem_rules():
         infer("getitem", {"x": tt("f32", 4, 10)}, items=(-1, slice(7, 2)))  # no empty axes
 
 
+def test_getitem_new_axes():
+    """`none` inserts an axis of size 1 (NumPy's None, PyTorch's x[None]) and takes no axis
+    of x: x[:, -1, none] of [B, T, 64] is [B, 1, 64]."""
+    x = tt("f32", B, T, 64)
+    out, ctx = infer("getitem", {"x": x}, items=(None,))
+    assert str(out[0]) == "f32[1, B, T, 64]" and ctx.attrs["items"][0] == ("new",)
+    out, ctx = infer("getitem", {"x": x}, items=(slice(None), -1, None))
+    assert str(out[0]) == "f32[B, 1, 64]"
+    assert ctx.attrs["items"] == (
+        ("slice", 0, B, 1),
+        ("index", T - 1),
+        ("new",),
+        ("slice", 0, 64, 1),
+    )
+    assert shapes("getitem", {"x": x}, items=(None, slice(None), None, 0, 1, None)) == [
+        "f32[1, B, 1, 1]"
+    ]
+    fails("getitem", {"x": x}, "E-SHAPE", match="4 indices", items=(0, None, 0, 0, 0))
+    y = np.arange(24.0).reshape(2, 3, 4)
+    items = (slice(None), None, 1, slice(1, 3), None)
+    (got,), _, _ = run_ref("getitem", {"x": y}, items=items)
+    np.testing.assert_array_equal(got, y[:, None, 1, 1:3, None])
+
+
 def test_getitem_symbolic_indices_and_bounds():
     x = tt("f32", B, T, 64)
     out, ctx = infer("getitem", {"x": x}, items=(slice(None), T - 1))

@@ -187,8 +187,12 @@ def getitem(call: NodeCall, tensor: TensorSource) -> str:
     x_type = call.in_types.get("x")
     shape = x_type.shape if x_type is not None else None  # unknown: write every stop
     fmt = call.fmt
-    parts = []
-    for axis, item in enumerate(call.attrs["items"]):
+    parts, axis = [], -1
+    for item in call.attrs["items"]:
+        if item[0] == "new":
+            parts.append("None")
+            continue
+        axis += 1
         if item[0] == "index":
             parts.append(fmt(item[1]))
             continue

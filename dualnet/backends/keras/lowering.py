@@ -419,19 +419,20 @@ def _slices_to_known(call: KerasCall) -> bool:
     x = call.in_types.get("x")
     if x is None or not call.out_types:
         return False
+    items = call.attrs["items"]
+    taken = [item for item in items if item[0] != "new"]  # one per axis of x
     known = any(isinstance(d, int) for d in call.out_types[0].shape)
     if known and any(
-        _read_at_run_time(item, size)
-        for item, size in zip(call.attrs["items"], x.shape, strict=False)
+        _read_at_run_time(item, size) for item, size in zip(taken, x.shape, strict=False)
     ):
         return True  # an index or bound read at run time: TensorFlow loses every size
-    kept = iter(call.out_types[0].shape)
-    for axis, item in enumerate(call.attrs["items"]):
-        if (
-            item[0] != "index"
-            and isinstance(next(kept), int)
-            and not isinstance(x.shape[axis], int)
-        ):
+    kept, sizes = iter(call.out_types[0].shape), iter(x.shape)
+    for item in items:
+        if item[0] == "new":
+            next(kept)
+            continue
+        size = next(sizes)
+        if item[0] != "index" and isinstance(next(kept), int) and not isinstance(size, int):
             return True
     return False
 

@@ -535,13 +535,20 @@ def _slice_bound(b, d):
 
 
 def _getitem(call: OnnxCall) -> list[str]:
-    """One Slice over the axes not taken whole (an index i is i:i+1), then a Squeeze of the
-    indexed axes."""
+    """One Slice over the axes not taken whole (an index i is i:i+1), a Squeeze of the
+    indexed axes, then an Unsqueeze of the new ones (`none`)."""
     x = call.inputs["x"]
     shape = call.in_types["x"].shape
-    axes, starts, ends, steps, indexed = [], [], [], [], []
-    for axis, item in enumerate(call.attrs["items"]):
+    axes, starts, ends, steps, indexed, new = [], [], [], [], [], []
+    axis, out = -1, 0  # the input axis, the output axes so far
+    for item in call.attrs["items"]:
+        if item[0] == "new":
+            new.append(out)
+            out += 1
+            continue
+        axis += 1
         d = shape[axis]
+        out += item[0] != "index"
         if item[0] == "index":
             start, stop, step = item[1], item[1] + 1, 1
             indexed.append(axis)
@@ -553,20 +560,24 @@ def _getitem(call: OnnxCall) -> list[str]:
         starts.append(_slice_bound(start, d))
         ends.append(_slice_bound(stop, d))
         steps.append(step)
-    if not axes:
+    if not axes and not new:
         return _identity(call, x)
-    y = call.one(
-        "Slice",
-        [
-            x,
-            _int64s(call, starts, "starts"),
-            _int64s(call, ends, "ends"),
-            call.b.ints(axes, "axes"),
-            call.b.ints(steps, "steps"),
-        ],
-    )
+    y = x
+    if axes:
+        y = call.one(
+            "Slice",
+            [
+                x,
+                _int64s(call, starts, "starts"),
+                _int64s(call, ends, "ends"),
+                call.b.ints(axes, "axes"),
+                call.b.ints(steps, "steps"),
+            ],
+        )
     if indexed:
         y = call.one("Squeeze", [y, call.b.ints(indexed, "axes")])
+    if new:
+        y = call.one("Unsqueeze", [y, call.b.ints(new, "axes")])
     return [y]
 
 

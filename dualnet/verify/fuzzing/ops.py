@@ -525,14 +525,18 @@ def slice_item(b: Builder, d) -> tuple[str, object]:
 
 @family(lambda b, x: x.rank >= 1)
 def index(b: Builder) -> None:
-    """Indexing and slicing x[...]; at least one axis stays."""
+    """Indexing and slicing x[...], sometimes with a new axis (`none`); at least one axis
+    of x stays."""
     x = b.x
     items = [slice_item(b, d) for d in x.shape]
     if all(size is None for _, size in items):
         items[-1] = (":", x.shape[-1])
     while len(items) > 1 and items[-1][0] == ":" and b.flag():
         items.pop()
-    shape = tuple(size for _, size in items if size is not None) + x.shape[len(items) :]
+    taken = len(items)
+    if x.rank < 5 and b.int(0, 3) == 0:  # a new axis of size 1 (`x[none]`, `x[:, none]`)
+        items.insert(b.int(0, len(items)), ("none", 1))
+    shape = tuple(size for _, size in items if size is not None) + x.shape[taken:]
     b.step(f"{x.name}[{', '.join(text for text, _ in items)}]", shape)
 
 
