@@ -116,7 +116,8 @@ def _layernorm_infer(ctx: Ctx) -> list[TensorType]:
     _check_eps(ctx)
     cfg["normalized_shape"] = shape
     ctx.param("weight", shape, ONES)
-    ctx.param("bias", shape, ZEROS)
+    if cfg["bias"]:
+        ctx.param("bias", shape, ZEROS)
     return [x]
 
 
@@ -131,19 +132,21 @@ def _layernorm_ref(inputs, attrs, params):
     mean = xd.mean(axis=axes, keepdims=True)
     var = ((xd - mean) ** 2).mean(axis=axes, keepdims=True)
     y = (xd - mean) / np.sqrt(var + attrs["eps"])
-    return [(y * params["weight"] + params["bias"]).astype(x.dtype)]
+    y = y * params["weight"]
+    return [(y + params["bias"] if attrs["bias"] else y).astype(x.dtype)]
 
 
 register(
     OpDef(
         name="LayerNorm",
         signature=_CALL,
-        construct=sig(P("eps", "float", 1e-5), P("axes", "int", 1)),
+        construct=sig(P("eps", "float", 1e-5), P("axes", "int", 1), P("bias", "bool", True)),
         infer=_layernorm_infer,
         reference=_layernorm_ref,
         differentiable=("x",),
         doc="Layer normalisation over the last `axes` axes (biased variance); weight/bias of that "
-        "shape (`normalized_shape`; ones, zeros). ONNX LayerNormalization with axis=-axes.",
+        "shape (`normalized_shape`; ones, zeros; no bias with bias=false, as nn.LayerNorm's "
+        "bias=False). ONNX LayerNormalization with axis=-axes.",
     )
 )
 

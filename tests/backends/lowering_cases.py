@@ -632,6 +632,7 @@ def layer_cases() -> list:
     add(Case("BatchNorm", {"x": x}))
     add(Case("LayerNorm", {"x": randn(2, 5, 6)}))
     add(Case("LayerNorm", {"x": randn(2, 5, 6)}, {"axes": 2, "eps": 1e-6}))
+    add(Case("LayerNorm", {"x": randn(2, 5, 6)}, {"bias": False}))
     add(Case("RMSNorm", {"x": randn(2, 5, 6)}))  # eps: float32's machine epsilon
     add(Case("RMSNorm", {"x": randn(2, 5, 6)}, {"axes": 2, "eps": 1e-6}))
     add(Case("GroupNorm", {"x": randn(2, 6, 4, 3)}, {"groups": 3}))

@@ -155,6 +155,7 @@ LEAVES = [
     ),
     pytest.param("BatchNorm", {"x": (2, 6, 5, 5)}, dict(eps=1e-3, momentum=0.3), id="batchnorm"),
     pytest.param("LayerNorm", {"x": (2, 5, 8)}, dict(axes=2), id="layernorm"),
+    pytest.param("LayerNorm", {"x": (2, 5, 8)}, dict(bias=False), id="layernorm-no-bias"),
     pytest.param("RMSNorm", {"x": (2, 5, 8)}, dict(axes=2), id="rmsnorm"),
     pytest.param("GroupNorm", {"x": (2, 6, 5, 5)}, dict(groups=3), id="groupnorm"),
     pytest.param("Embedding", {"ids": (2, 5)}, dict(vocab=11, dim=4), id="embedding"),

@@ -204,6 +204,7 @@ PLAIN = [
     pytest.param("LayerNorm", (2, 5, 8), dict(), id="ln-axes1"),
     pytest.param("LayerNorm", (2, 5, 8), dict(axes=2, eps=1e-6), id="ln-axes2"),
     pytest.param("LayerNorm", (2, 3, 4, 5), dict(axes=3), id="ln-axes3"),
+    pytest.param("LayerNorm", (2, 5, 8), dict(axes=2, bias=False), id="ln-no-bias"),
     pytest.param("RMSNorm", (2, 5, 8), dict(), id="rms-axes1"),
     pytest.param("RMSNorm", (2, 3, 4, 5), dict(axes=2, eps=1e-6), id="rms-axes2"),
     pytest.param("GroupNorm", (2, 6, 5, 5), dict(groups=3), id="gn-4d"),

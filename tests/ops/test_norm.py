@@ -91,6 +91,16 @@ def test_layernorm_rules_and_params():
     fails("LayerNorm", {"x": tt("f32", 4, 8)}, "E-VALUE", config={"axes": 0})
 
 
+def test_layernorm_without_bias_is_torchs():
+    """LayerNorm(bias=false): no bias tensor (nn.LayerNorm(bias=False)), the same numbers."""
+    _, ctx = infer("LayerNorm", {"x": tt("f32", B, 8, 16)}, config={"axes": 2, "bias": False})
+    ln = torch.nn.LayerNorm((8, 16), bias=False)
+    assert _specs(ctx) == _torch_state(ln)
+    x = randn(RNG, 2, 8, 16)
+    (y,), params, _ = run_ref("LayerNorm", {"x": x}, config={"axes": 2, "bias": False}, rng=RNG)
+    close(y, _load(ln, params)(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "shape,axes", [((2, 5, 16), 1), ((2, 3, 4, 5), 2), ((2, 3, 4, 5), 3), ((6, 7), 2)]
 )

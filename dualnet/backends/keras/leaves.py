@@ -156,14 +156,18 @@ def normalized_leaf(op: str, names: tuple[str, ...]) -> Callable[[object, dict],
     the layer's `axis`."""
 
     def derive(layer, found: dict[str, Shape]) -> Leaf:
-        axis = layer.get_config()["axis"]
+        cfg = layer.get_config()
+        axis = cfg["axis"]
+        bias = "bias" in names and cfg.get("center", True)  # LayerNorm(bias=false): center=False
+        kept = tuple(n for n in names if n != "bias" or bias)
         rank = len(axis) if isinstance(axis, list | tuple) else 1
         weight = found.get("weight")
         if built(layer):
             shape = tuple(int(d) for d in layer.weights[0].shape)
         else:
             shape = weight if weight is not None and len(weight) == rank else (None,) * rank
-        return Leaf(op, {}, dict.fromkeys(names, shape), lambda: layer.build((None, *shape)))
+        attrs = {"bias": bias} if "bias" in names else {}
+        return Leaf(op, attrs, dict.fromkeys(kept, shape), lambda: layer.build((None, *shape)))
 
     return derive
 

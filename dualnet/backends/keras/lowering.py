@@ -911,6 +911,9 @@ def _norm_layer(cls: str, **names: str) -> Callable[[dict], KerasLayer]:
             if key == "axes":
                 axes = list(range(-attrs["axes"], 0))
                 kwargs[keras_name] = axes[0] if len(axes) == 1 else axes
+            elif key == "bias":  # LayerNorm(bias=false): center=False
+                if not is_default(attrs[key], True):
+                    kwargs[keras_name] = attrs[key]
             else:
                 kwargs[keras_name] = attrs[key]
         return KerasLayer(cls, kwargs)
@@ -1000,7 +1003,7 @@ ROWS.add(
     KerasLayerRule(
         _plain("LayerNorm"),
         _call_x,
-        layer=_norm_layer("LayerNormalization", axis="axes", epsilon="eps"),
+        layer=_norm_layer("LayerNormalization", axis="axes", epsilon="eps", center="bias"),
         weights=in_order("weight", "bias"),
         classes=("LayerNormalization",),
         leaf=normalized_leaf("LayerNorm", ("weight", "bias")),

@@ -469,10 +469,15 @@ MHA_WEIGHTS = (_mha_to, _mha_from)
 
 
 def in_order(*names: str) -> tuple[Callable, Callable]:
-    """Tensors that Keras holds as they are, in the order `names`."""
+    """Tensors that Keras holds as they are, in the order `names`; a tensor a layer lacks
+    (LayerNorm's bias with bias=false) is left out, the others keep their order."""
+
+    def present(attrs) -> list[str]:
+        return [n for n in names if n != "bias" or attrs.get("bias", True)]
+
     return (
-        lambda attrs, params: [params[name] for name in names],
-        lambda attrs, weights: dict(zip(names, weights, strict=True)),
+        lambda attrs, params: [params[name] for name in present(attrs)],
+        lambda attrs, weights: dict(zip(present(attrs), weights, strict=True)),
     )
 
 

@@ -842,7 +842,7 @@ def _layernorm(call: OnnxCall) -> list[str]:
     return [
         call.one(
             "LayerNormalization",
-            [call.inputs["x"], p["weight"], p["bias"]],
+            [call.inputs["x"], p["weight"], *([p["bias"]] if "bias" in p else [])],
             axis=-call.attrs["axes"],
             epsilon=call.attrs["eps"],
         )

@@ -483,7 +483,8 @@ def _normalized_construct(cls: str) -> Callable[[dict, Callable], str]:
     def construct(cfg: dict, fmt) -> str:
         shape = tuple(cfg["normalized_shape"])
         text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
-        return f"nn.{cls}({text}, eps={fmt(cfg['eps'])})"
+        bias = "" if is_default(cfg.get("bias", True), True) else f", bias={fmt(cfg['bias'])}"
+        return f"nn.{cls}({text}, eps={fmt(cfg['eps'])}{bias})"
 
     return construct
 

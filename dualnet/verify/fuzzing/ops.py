@@ -391,7 +391,8 @@ def norm(b: Builder) -> None:
         layer = render("BatchNorm", eps=eps, momentum=momentum)
     elif kind in ("LayerNorm", "RMSNorm"):
         axes = num(b, kinds[kind], "decl")
-        layer = render(kind, eps=eps, axes=omit_one(axes) if b.flag() else axes)
+        with_bias = bias(b) if kind == "LayerNorm" else None
+        layer = render(kind, eps=eps, axes=omit_one(axes) if b.flag() else axes, bias=with_bias)
     else:
         layer = render("GroupNorm", num(b, kinds[kind], "decl"), eps=eps)
     b.step(b.call(b.layer(layer, "norm"), x.name), x.shape)
