@@ -101,7 +101,8 @@ def pooled_padding(node, instance, made, text) -> bool:
 def unbounded_slice(node) -> bool:
     """An index on a symbolic axis, other than x[i] and x[i:] with i >= 0, that only
     `x[...]` writes (`concat`'s leading slices x[:m] are no such index)."""
-    for item, d in zip(node.attrs["items"], node.inputs[0].type.shape, strict=False):
+    taken = [item for item in node.attrs["items"] if item[0] != "new"]  # one per axis of x
+    for item, d in zip(taken, node.inputs[0].type.shape, strict=False):
         if not isinstance(d, Dim):
             continue
         kind, start, *rest = item

@@ -717,8 +717,6 @@ class KerasClassWriter(ClassWriter):
         if not isinstance(child, LayerInstance) or child.op not in CONVS:
             return [step]
         attrs = self.common_attrs(children)
-        pads = tuple(attrs["pads"])
-        n = len(pads)
         if child.op == "ConvTranspose2d":  # rows for an output padding beyond the stride
             padding = transposed_padding(attrs)
             rows = tuple((0, r) for r in padding.rows)
@@ -729,6 +727,14 @@ class KerasClassWriter(ClassWriter):
                 step,
                 *([f"keras.layers.Cropping2D({self.fmt_init(padding.crops)})"] if crop else []),
             ]
+        if lowering.strided_pointwise(attrs):  # (TensorFlow's oneDNN bug)
+            crop = f"_ReadPart({self.fmt_init(tuple(attrs['stride']))})"
+            return [crop, *self.conv_steps(attrs, step, children, node)]
+        return self.conv_steps(attrs, step, children, node)
+
+    def conv_steps(self, attrs: dict, step: str, children: list, node: Node) -> list[str]:
+        """A convolution step with its padding, and the widened column of `onednn_conv_bug`."""
+        n = len(attrs["pads"])
         if lowering.onednn_conv_bug(attrs, node.outputs[0].type.shape[-1]):
             last = ((0, 0),) * (n - 1)  # one more output column, dropped again
             steps = [

@@ -738,6 +738,9 @@ def _conv_construct(op: str) -> Callable[[dict, Callable], str]:
 def _conv_call(layer: str, call: KerasCall) -> str:
     attrs = call.attrs
     need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
+    if strided_pointwise(attrs):  # TensorFlow's oneDNN bug: the unread elements cropped
+        x = f"_read_part({_tensor(call, 'x')}, {call.fmt(tuple(attrs['stride']))})"
+        call = replace(call, inputs={**call.inputs, "x": x})
     if onednn_conv_bug(attrs, call.out_types[0].shape[-1]):  # one more column, dropped again
         widths = ((0, 0),) * (len(attrs["kernel"]) - 1) + ((0, attrs["stride"][-1]),)
         widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
@@ -761,6 +764,19 @@ def _conv_call(layer: str, call: KerasCall) -> str:
     ):
         return _shaped_spatial(call, y)
     return y
+
+
+def strided_pointwise(attrs: dict) -> bool:
+    """Whether a convolution is 1×1, unpadded, with a stride that may be > 1: TensorFlow's
+    oneDNN gradient of one whose windows leave the end of an axis unread (an even size at
+    stride 2) writes out of bounds (TensorFlow 2.21; heap corruption, a crash in `fit()`:
+    tests/fuzz_regressions/keras_strided_1x1_conv_gradient.dnet). Its input cropped to what
+    the windows read (`_read_part`, at run time) computes the same numbers and gradients."""
+    return (
+        all(k == 1 for k in attrs["kernel"])
+        and not _has_pads(attrs)
+        and any(_may(s, lambda s: s > 1) for s in attrs["stride"])
+    )
 
 
 def onednn_conv_bug(attrs: dict, width) -> bool:

@@ -301,7 +301,7 @@ _INSERTED_STEPS = (
 
 
 # Inserted steps that are classes of the generated file (runtime helpers), by name.
-_INSERTED_HELPERS = ("_BatchAxis", "_PadSame", "_Shaped")
+_INSERTED_HELPERS = ("_BatchAxis", "_PadSame", "_Shaped", "_ReadPart")
 
 
 def _children(layer) -> list[tuple[str, keras.layers.Layer]]:

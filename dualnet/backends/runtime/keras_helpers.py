@@ -43,6 +43,18 @@ def _pad_same(x, kernel, stride):
     return ops.pad(x, pads + [(0, 0)])
 
 
+def _read_part(x, stride):
+    """Channels-last `x` cropped to the elements a 1×1 convolution of `stride` reads (the
+    first n - (n - 1) % s of each spatial axis): TensorFlow's oneDNN gradient of such a
+    convolution writes out of bounds where the windows leave the end of an axis unread. A
+    size known ahead stays known."""
+    shape = ops.shape(x)
+    index = [slice(None)]
+    for n, s in zip(shape[1:-1], stride, strict=True):
+        index.append(slice(0, n - (n - 1) % s))
+    return x[tuple(index)]
+
+
 def _avg_pool(x, kernel, stride, pads):
     """Average pooling of channels-last `x` padded by `pads` ((before, after) per spatial
     axis) that divides by the number of unpadded elements under each window
@@ -397,6 +409,21 @@ class _Shaped(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "sizes": self.sizes}
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
+class _ReadPart(keras.layers.Layer):
+    """A step a Sequential gets before a 1×1 convolution with a stride > 1 (`_read_part`)."""
+
+    def __init__(self, stride, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = tuple(stride)
+
+    def call(self, x):
+        return _read_part(x, self.stride)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
