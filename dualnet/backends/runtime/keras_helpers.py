@@ -49,10 +49,19 @@ def _read_part(x, stride):
     convolution writes out of bounds where the windows leave the end of an axis unread. A
     size known ahead stays known."""
     shape = ops.shape(x)
-    index = [slice(None)]
+    index, sizes = [slice(None)], []
     for n, s in zip(shape[1:-1], stride, strict=True):
-        index.append(slice(0, n - (n - 1) % s))
-    return x[tuple(index)]
+        read = n - (n - 1) % s
+        index.append(
+            slice(None) if isinstance(read, int) and read == n else slice(0, read)
+        )
+        sizes.append(read if isinstance(read, int) else None)
+    y = x[tuple(index)]
+    if all(isinstance(n, int) for n in shape[1:-1]):
+        return y
+    # a bound read at run time: TensorFlow loses every sliced size, also the known ones
+    batch, channels = (n if isinstance(n, int) else None for n in (shape[0], shape[-1]))
+    return _shaped(y, batch, *sizes, channels)
 
 
 def _avg_pool(x, kernel, stride, pads):
