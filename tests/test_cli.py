@@ -188,6 +188,12 @@ def test_compile_hyper_writes_the_values_as_constructor_defaults(hyper_file):
         source = (hyper_file / "out" / f"net_{target}.py").read_text()
         assert "width: int = 6," in source and "k: tuple = (5, 5)," in source, source
         assert "act: str = 'gelu'," in source or 'act: str = "gelu",' in source, source
+
+
+def test_compile_hyper_to_onnx(hyper_file):
+    """ONNX with --hyper (its seeded weights need PyTorch)."""
+    pytest.importorskip("torch")
+    args = ["--hyper", "width=6", "--hyper", "k=(5, 5)", "-o", "out"]
     out = run("compile", "net.dnet", "--target", "onnx", *args, cwd=hyper_file)
     assert out.returncode == 0 and (hyper_file / "out" / "Net.onnx").is_file(), out.stderr
 
