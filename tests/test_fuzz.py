@@ -5,6 +5,7 @@ Many more programs: `python benchmarks/fuzz.py --examples N`."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -209,11 +210,15 @@ def test_generated_programs_check_to_the_shapes_the_generator_expects_and_cover_
 
 
 def test_the_generator_writes_every_construct_a_bug_was_found_in():
-    """Op programs and sub-model programs, seeded, show each ONCE_BROKEN construct."""
+    """Op programs and sub-model programs, seeded, show each ONCE_BROKEN construct (a second
+    seed runs only for what the first missed: rare constructs move with every new draw)."""
     seen: set[str] = set()
-    for constructs, examples in (({"ops"}, 1000), ({"ops", "templates", "sequential"}, 300)):
+    runs = (({"ops"}, 1000), ({"ops", "templates", "sequential"}, 300))
+    for run_seed, (constructs, examples) in itertools.product((1, 2), runs):
+        if not ONCE_BROKEN.keys() - seen:
+            break
 
-        @seed(1)
+        @seed(run_seed)
         @settings(FIXED, derandomize=False, max_examples=examples, phases=[Phase.generate])
         @given(fuzzing.programs(constructs=constructs))
         def one(case):

@@ -23,11 +23,15 @@ _CAUSAL = (
 )
 
 
-def attend(q, k, v, allowed=None, causal: bool = False):
-    """softmax(q kᵀ / √d, masked) v over [..., T, d] arrays; `allowed` broadcasts to
-    [..., Tq, Tk] (true = may attend). Computed in float64."""
+def attend(q, k, v, allowed=None, causal: bool = False, bias=None, scale=None):
+    """softmax(q kᵀ · scale + bias, masked) v over [..., T, d] arrays (scale 1/√d unless
+    given); `allowed` and `bias` broadcast to [..., Tq, Tk] (true = may attend). Computed in
+    float64."""
     q, k, v = (a.astype(np.float64) for a in (q, k, v))
-    scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ np.swapaxes(k, -1, -2) * scale
+    if bias is not None:
+        scores = scores + bias.astype(np.float64)
     tq, tk = scores.shape[-2:]
     keep = np.ones((tq, tk), dtype=bool)
     if causal:
@@ -83,15 +87,43 @@ def _sdpa_infer(ctx: Ctx) -> list[TensorType]:
         )
     batch = broadcast(ctx, TensorType(dtype, q.shape[:-2]), TensorType(dtype, k.shape[:-2]))
     batch = broadcast(ctx, TensorType(dtype, batch), TensorType(dtype, v.shape[:-2]))
-    _mask_check(ctx, ctx.inputs.get("mask"), (*batch, q.shape[-2], k.shape[-2]))
+    scores = (*batch, q.shape[-2], k.shape[-2])
+    _mask_check(ctx, ctx.inputs.get("mask"), scores)
+    _bias_check(ctx, ctx.inputs.get("bias"), dtype, scores)
     return [TensorType(dtype, (*batch, q.shape[-2], v.shape[-1]))]
+
+
+def _bias_check(ctx: Ctx, bias: TensorType | None, dtype: DType, target: tuple) -> None:
+    if bias is None:
+        return
+    if bias.dtype != dtype:
+        ctx.fail(
+            f"`bias` is added to the {dtype} attention scores, found {bias}",
+            "bias",
+            f"{bias.dtype}",
+            code="E-DTYPE",
+        )
+    if bias.rank > len(target) or broadcast(ctx, bias, TensorType(dtype, target)) != target:
+        ctx.fail(
+            f"`bias` {bias} does not broadcast to the attention scores "
+            f"[{', '.join(str(d) for d in target)}]",
+            "bias",
+            "bias shape",
+        )
 
 
 def _sdpa_ref(inputs, attrs, params):
     q = inputs["q"]
-    return [
-        attend(q, inputs["k"], inputs["v"], inputs.get("mask"), attrs["causal"]).astype(q.dtype)
-    ]
+    y = attend(
+        q,
+        inputs["k"],
+        inputs["v"],
+        inputs.get("mask"),
+        attrs["causal"],
+        inputs.get("bias"),
+        attrs["scale"],
+    )
+    return [y.astype(q.dtype)]
 
 
 register(
@@ -103,13 +135,17 @@ register(
             P("v", "tensor", dtypes="float"),
             P("mask", "tensor?", None),
             P("causal", "bool", False),
+            P("bias", "tensor?", None),
+            P("scale", "float", None),
         ),
         infer=_sdpa_infer,
         reference=_sdpa_ref,
-        differentiable=("q", "k", "v"),
-        doc="softmax(q kᵀ / √d) v on q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv] (batch axes "
-        "broadcast; d = q's last size); `mask` is bool, broadcast to [..., Tq, Tk], true = may "
-        f"attend. {_CAUSAL} {_FULLY_MASKED}",
+        differentiable=("q", "k", "v", "bias"),
+        doc="softmax(q kᵀ · scale + bias) v on q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv] "
+        "(batch axes broadcast; scale 1/√d unless given, d = q's last size; `bias`, a float "
+        "tensor of q's dtype broadcast to [..., Tq, Tk], is added to the scores as PyTorch's "
+        "float attn_mask is); `mask` is bool, broadcast to [..., Tq, Tk], true = may attend. "
+        f"{_CAUSAL} {_FULLY_MASKED}",
     )
 )
 

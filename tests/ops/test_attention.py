@@ -100,6 +100,55 @@ def test_sdpa_float64_and_scale():
     assert y.dtype == np.float64
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("bias_shape", [(2, 3, 5, 6), (3, 1, 6), (5, 6)])
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_sdpa_bias_and_scale_match_torch_and_onnx(causal, bias_shape, scale):
+    q, k, v = randn(RNG, 2, 3, 5, 8), randn(RNG, 2, 3, 6, 8), randn(RNG, 2, 3, 6, 4)
+    bias = randn(RNG, *bias_shape)
+    (y,), _, _ = run_ref(
+        "scaled_dot_product_attention",
+        {"q": q, "k": k, "v": v, "bias": bias},
+        causal=causal,
+        scale=scale,
+    )
+    tq, tk, tb = (torch.from_numpy(a) for a in (q, k, bias))
+    if causal:  # PyTorch's is_causal takes no attn_mask: the causal rule as -inf in the bias
+        tb = tb.masked_fill(~torch.ones(5, 6, dtype=torch.bool).tril(), float("-inf"))
+    expected = F.scaled_dot_product_attention(
+        tq, tk, torch.from_numpy(v), attn_mask=tb, scale=scale
+    ).numpy()
+    close(y, expected)
+    attrs = {"is_causal": int(causal)} | ({} if scale is None else {"scale": scale})
+    full = np.broadcast_to(bias, (2, 3, 5, 6))
+    close(y, onnx_node("Attention", [q, k, v, full], opset=23, **attrs)[0])
+
+
+def test_sdpa_bias_with_mask_keeps_fully_masked_rows_zero():
+    q, k, v = randn(RNG, 1, 2, 3, 4), randn(RNG, 1, 2, 5, 4), randn(RNG, 1, 2, 5, 4)
+    mask, bias = _mask((1, 2, 3, 5)), randn(RNG, 2, 3, 5)
+    mask[0, 0, 1] = False
+    (y,), _, _ = run_ref(
+        "scaled_dot_product_attention", {"q": q, "k": k, "v": v, "mask": mask, "bias": bias}
+    )
+    assert np.all(y[0, 0, 1] == 0)
+    t = torch.from_numpy(bias).masked_fill(~torch.from_numpy(mask), float("-inf"))
+    tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+    expected = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=t).numpy()
+    close(y[0, 1], expected[0, 1])
+
+
+def test_sdpa_bias_rules():
+    q, k = tt("f32", B, 4, T, 16), tt("f32", B, 4, S, 16)
+    ok = {"q": q, "k": k, "v": k}
+    for bias in (tt("f32", 4, T, S), tt("f32", B, 4, T, S), tt("f32", S)):
+        assert shapes("scaled_dot_product_attention", {**ok, "bias": bias}) == ["f32[B, 4, T, 16]"]
+    fails("scaled_dot_product_attention", {**ok, "bias": tt("f64", T, S)}, "E-DTYPE")
+    fails("scaled_dot_product_attention", {**ok, "bias": tt("bool", T, S)}, "E-DTYPE")
+    fails("scaled_dot_product_attention", {**ok, "bias": tt("f32", 3, T, S)}, "E-SHAPE")
+    fails("scaled_dot_product_attention", {**ok, "bias": tt("f32", S, T)}, "E-SHAPE")
+
+
 # ---------------------------------------------------------------- MultiHeadAttention
 
 

@@ -552,6 +552,10 @@ def _sdpa(call: KerasCall) -> str:
         args.append(call.inputs["mask"])
     if call.attrs["causal"]:
         args.append("causal=True")
+    if call.inputs.get("bias") is not None:
+        args.append(f"bias={call.inputs['bias']}")
+    if call.attrs["scale"] is not None:
+        args.append(f"scale={call.fmt(call.attrs['scale'])}")
     return f"_attention({', '.join(args)})"
 
 

@@ -731,17 +731,30 @@ def _swap_last(rank: int) -> list[int]:
     return [*range(rank - 2), rank - 1, rank - 2]
 
 
-def _attend(call: OnnxCall, q: str, k: str, v: str, k_rank: int, d, keep: str | None) -> str:
-    """softmax(q kᵀ / √d) v; where `keep` (bool, broadcast to the scores) is false the
-    weight is 0 — a query with no allowed key gets all-zero weights. A symbolic d is read
-    at run time."""
+def _attend(
+    call: OnnxCall,
+    q: str,
+    k: str,
+    v: str,
+    k_rank: int,
+    d,
+    keep: str | None,
+    bias: str | None = None,
+    scale: float | None = None,
+) -> str:
+    """softmax(q kᵀ · scale + bias) v, scale 1/√d unless given; where `keep` (bool,
+    broadcast to the scores) is false the weight is 0 — a query with no allowed key gets
+    all-zero weights. A symbolic d is read at run time."""
     kt = call.one("Transpose", [k], perm=_swap_last(k_rank))
     product = call.one("MatMul", [q, kt])
-    if isinstance(d, int):
-        scores = call.one("Mul", [product, _const(call, 1 / math.sqrt(d), call.dtype, "scale")])
+    if scale is not None or isinstance(d, int):
+        factor = 1 / math.sqrt(d) if scale is None else float(scale)
+        scores = call.one("Mul", [product, _const(call, factor, call.dtype, "scale")])
     else:
         size = call.one("Cast", [_scalar_size(call, d)], to=ONNX_TYPES[call.dtype])
         scores = call.one("Div", [product, call.one("Sqrt", [size])])
+    if bias is not None:
+        scores = call.one("Add", [scores, bias])
     if keep is None:
         weights = call.one("Softmax", [scores], axis=-1)
     else:
@@ -765,7 +778,8 @@ def _sdpa(call: OnnxCall) -> list[str]:
     q, k, v = (call.inputs[n] for n in ("q", "k", "v"))
     qt, kt = call.in_types["q"], call.in_types["k"]
     keep = _keep(call, call.inputs.get("mask"), qt.shape[-2], kt.shape[-2])
-    return [_attend(call, q, k, v, kt.rank, qt.shape[-1], keep)]
+    bias, scale = call.inputs.get("bias"), call.attrs["scale"]
+    return [_attend(call, q, k, v, kt.rank, qt.shape[-1], keep, bias, scale)]
 
 
 # ---------------------------------------------------------------- layers

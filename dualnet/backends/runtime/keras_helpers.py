@@ -131,12 +131,19 @@ def _causal_mask(queries, keys):
     return ops.arange(keys)[None, :] <= ops.arange(queries)[:, None]
 
 
-def _attention(q, k, v, mask=None, causal=False):
-    """softmax(q k^T / sqrt(d)) v over [..., T, d] tensors, with a bool `mask` broadcast to
-    [..., Tq, Tk] (true = may attend) and an optional top-left causal rule. A query that may
-    attend no key gets all-zero attention weights, so its result is 0."""
-    d = ops.cast(ops.shape(q)[-1], q.dtype)  # read at run time: it may be symbolic
-    scores = ops.matmul(q, ops.swapaxes(k, -1, -2)) / ops.sqrt(d)
+def _attention(q, k, v, mask=None, causal=False, bias=None, scale=None):
+    """softmax(q k^T * scale + bias) v over [..., T, d] tensors (scale 1/sqrt(d) unless
+    given), with a bool `mask` broadcast to [..., Tq, Tk] (true = may attend) and an optional
+    top-left causal rule. A query that may attend no key gets all-zero attention weights, so
+    its result is 0."""
+    scores = ops.matmul(q, ops.swapaxes(k, -1, -2))
+    if scale is None:
+        d = ops.cast(ops.shape(q)[-1], q.dtype)  # read at run time: it may be symbolic
+        scores = scores / ops.sqrt(d)
+    else:
+        scores = scores * scale
+    if bias is not None:
+        scores = scores + bias
     if causal:
         allowed = _causal_mask(ops.shape(q)[-2], ops.shape(k)[-2])
         mask = allowed if mask is None else ops.logical_and(mask, allowed)

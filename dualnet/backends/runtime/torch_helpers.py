@@ -45,10 +45,12 @@ def _avg_pool(x, kernel, stride, pads=None):
     return pool(x, kernel, stride) / pool(ones, kernel, stride)
 
 
-def _attention(q, k, v, mask, causal=False):
-    """Scaled dot-product attention with a bool `mask` (true = may attend) and an optional
-    top-left causal rule. A query that may attend no key gets all-zero attention weights, so
-    its result is 0 (PyTorch alone would give NaN)."""
+def _attention(q, k, v, mask=None, causal=False, bias=None, scale=None):
+    """Scaled dot-product attention with a bool `mask` (true = may attend), an optional
+    top-left causal rule and a float `bias` added to the scores. A query that may attend no
+    key gets all-zero attention weights, so its result is 0 (PyTorch alone would give NaN)."""
+    if mask is None:
+        mask = torch.ones(k.shape[-2], dtype=torch.bool, device=q.device)
     if mask.dim() == 1:  # a key mask [Tk]: PyTorch wants one of rank >= 2
         mask = mask[None]
     if causal:
@@ -59,7 +61,10 @@ def _attention(q, k, v, mask, causal=False):
             ).tril()
         )
     empty = ~mask.any(dim=-1, keepdim=True)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty)
+    keep = mask | empty
+    if bias is not None:  # one float mask: the bias where allowed, -inf elsewhere
+        keep = torch.where(keep, bias, float("-inf"))
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
     return y.masked_fill(empty, 0.0)
 
 

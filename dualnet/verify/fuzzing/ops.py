@@ -640,15 +640,17 @@ def matmul(b: Builder) -> None:
 # ---------------------------------------------------------------- sequence models
 
 
-def mask_arg(b: Builder, scores: tuple, batch: bool = False) -> list[str]:
+def mask_arg(b: Builder, scores: tuple, batch: bool = False, keyword: str = "mask") -> list[str]:
     """`mask=m` for a new bool input broadcasting to `scores` [..., Tq, Tk], or nothing;
     with `batch` (MultiHeadAttention) of the scores' rank. Every query may attend the first
-    key (parity's masks keep it), so no row is empty."""
+    key (parity's masks keep it), so no row is empty. `keyword="bias"`: a float input added
+    to the scores instead."""
     if not (b.flag() and outer(b) and b.plain(scores[-1])):
         return []
     rank = len(scores) if batch else b.int(1, len(scores))
     lead = [d if b.plain(d) and b.flag() else 1 for d in scores[-rank:-1]]
-    return [f"mask={b.arg([*lead, scores[-1]], 'bool').name}"]
+    dtype = "bool" if keyword == "mask" else None
+    return [f"{keyword}={b.arg([*lead, scores[-1]], dtype).name}"]
 
 
 def causal(b: Builder) -> list[str]:
@@ -658,10 +660,14 @@ def causal(b: Builder) -> list[str]:
 @family(lambda b, x: x.rank >= 2, weight=2)
 def attention(b: Builder) -> None:
     """scaled_dot_product_attention of x with itself (values sometimes tanh(x)), with a
-    mask and/or causal (a condition: a hyperparameter or constant in templates)."""
+    mask and/or causal (a condition: a hyperparameter or constant in templates), a float
+    bias and a scale."""
     x = b.x
     v = b.let(f"tanh({x.name})", x.shape).name if b.flag() else x.name
-    args = mask_arg(b, (*x.shape[:-1], x.shape[-2])) + causal(b)
+    scores = (*x.shape[:-1], x.shape[-2])
+    args = mask_arg(b, scores) + causal(b) + mask_arg(b, scores, keyword="bias")
+    if b.flag():
+        args.append(f"scale={tune(b, 'float', [0.125, 0.5, 2.0]).text}")
     b.step(render("scaled_dot_product_attention", x.name, x.name, v, *args), x.shape)
 
 
