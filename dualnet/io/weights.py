@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from dualnet.diagnostics import DualnetError, error, shorten, whole_file
 from dualnet.extras import needs_extras
 from dualnet.io.files import atomic_write, io_error, open_regular
+from dualnet.ir.graph import state_key
 
 PathLike = str | os.PathLike
 IGNORED = "num_batches_tracked"
@@ -42,11 +43,10 @@ def state_specs(instance) -> Iterator[tuple[str, Any]]:
     """`(state_dict name, ParamSpec)` for every parameter and buffer of a `ModelInstance`:
     layers depth first in declaration order, each layer's parameters, then its buffers."""
     for layer in instance.layers():
-        prefix = f"{layer.path}." if layer.path else ""
         for name, spec in layer.params.items():
-            yield prefix + name, spec
+            yield state_key(layer.path, name), spec
         for name, spec in layer.buffers.items():
-            yield prefix + name, spec
+            yield state_key(layer.path, name), spec
 
 
 @needs_extras

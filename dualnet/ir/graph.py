@@ -60,6 +60,12 @@ def by_parameter(node: Node, items) -> dict[str, Any]:
     return out
 
 
+def state_key(path: str, name: str) -> str:
+    """The state_dict name of tensor `name` of the layer at `path`; a free `Parameter` or
+    `Buffer` is its own only tensor, named "" (so its state_dict name is its path)."""
+    return f"{path}.{name}" if name and path else name or path
+
+
 @dataclass(frozen=True, slots=True)
 class Init:
     """How a tensor is initialised: a scheme name and its arguments (PyTorch's definitions)."""

@@ -5,6 +5,7 @@ from dualnet.ops import (  # noqa: F401
     conv,
     dense,
     elementwise,
+    free,
     norm,
     pool,
     recurrent,

@@ -20,6 +20,7 @@ from dualnet.ir.tagged import expr_of, outer_exprs, retag, tag_as, untagged
 from dualnet.ir.types import DType, TensorType, out_of_range
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind, describe
+from dualnet.ops.free import FREE_TENSORS
 from dualnet.ops.registry import OpDef, run_rule, suggest
 from dualnet.semantics.evaluator import Evaluator, is_number
 from dualnet.semantics.loader import ModuleInfo
@@ -401,6 +402,21 @@ class Checker:
             )
         return self.instantiate(owner, name, value)
 
+    @staticmethod
+    def make_free_tensor(owner: ModelInstance, layer: LayerInstance, spec: LayerSpec) -> None:
+        """A Parameter or Buffer has its tensor from its declaration (forward only reads it)."""
+        if owner.definition == "Sequential":
+            raise error(
+                "E-MODEL",
+                f"a {spec.op.name} cannot be a step of a Sequential",
+                spec.span,
+                "not a layer",
+                ["declare it in the model body and read it by name in forward"],
+            )
+        outputs, ctx = run_rule(spec.op, {}, {}, spec.spans, spec.span, dict(spec.config))
+        layer.attrs, layer.params, layer.buffers = ctx.config, ctx.params, ctx.buffers
+        layer.output_types, layer.built = tuple(outputs), True
+
     def instantiate(self, owner: ModelInstance, name: str, spec: Any) -> LayerHandle:
         path = f"{owner.path}.{name}" if owner.path else name
         if not isinstance(spec, ModelSpec):
@@ -408,6 +424,8 @@ class Checker:
         if isinstance(spec, LayerSpec | PartialSpec):
             attrs = dict(spec.config) if isinstance(spec, LayerSpec) else {}
             layer = LayerInstance(path, spec.op.name, attrs, spec.span)
+            if spec.op.name in FREE_TENSORS:
+                self.make_free_tensor(owner, layer, spec)
             owner.children[name] = layer
             return LayerHandle(name, layer, spec)
         if isinstance(spec, SequentialSpec):
@@ -467,6 +485,13 @@ class Tracer:
         )
         wrapped = tuple(TensorValue(v) for v in outs)
         return wrapped[0] if len(wrapped) == 1 else wrapped
+
+    def read_free_tensor(self, handle: LayerHandle, span: Span) -> TensorValue:
+        """A Parameter or Buffer read by name in forward: a layer node without inputs."""
+        layer = handle.target
+        return self.add_node(
+            "layer", layer.op, [], (), {}, list(layer.output_types), span, self.relative(handle)
+        )
 
     def relative(self, handle: LayerHandle) -> str:
         """The handle's path from this graph's instance (a Sequential child iterated by its

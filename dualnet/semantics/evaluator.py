@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 from dualnet import budget
 from dualnet.diagnostics import Span, error
 from dualnet.ir.dims import Dim, DimTooLarge, floordiv
+from dualnet.ir.graph import LayerInstance
 from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.elementwise import BINARY_SYMBOLS
+from dualnet.ops.free import FREE_TENSORS
 from dualnet.semantics.scope import Scope, namespace_member
 from dualnet.semantics.values import (
     POISON,
@@ -80,7 +82,15 @@ class Evaluator:
 
     # -- atoms
     def _Name(self, e: ast.Name):
-        return self.scope.lookup(e.id, e.span)
+        value = self.scope.lookup(e.id, e.span)
+        if (
+            self.tracer is not None
+            and isinstance(value, LayerHandle)
+            and isinstance(value.target, LayerInstance)
+            and value.target.op in FREE_TENSORS
+        ):
+            return self.tracer.read_free_tensor(value, e.span)
+        return value
 
     def _Literal(self, e: ast.Literal):
         return e.value

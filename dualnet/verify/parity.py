@@ -18,6 +18,7 @@ from dualnet.compiler import Program
 from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
 from dualnet.ir.dims import Dim
+from dualnet.ir.graph import state_key
 from dualnet.ir.sizes import require_positive_sizes
 from dualnet.ir.types import DType
 from dualnet.memory import require_elements
@@ -165,7 +166,7 @@ def compare(
     rows = _output_rows(summary, backends, results)
     if train:
         names = [
-            f"{layer.path}.{name}"
+            state_key(layer.path, name)
             for layer in summary.instance.layers()
             for name, spec in layer.buffers.items()
             if spec.dtype.is_float

@@ -584,6 +584,10 @@ class ClassWriter:
         """How code names layer `name` (`self.conv1`)."""
         raise NotImplementedError
 
+    def layer_read(self, name: str) -> str:
+        """Layer `name` used as a value in forward (a Parameter or Buffer: its tensor)."""
+        return self.layer_ref(name)
+
     def construct_layer(self, op: str, attrs: dict) -> str:
         """The constructor expression of a built-in layer."""
         raise NotImplementedError
@@ -1203,7 +1207,7 @@ class ClassWriter:
             if e.id in self.bound:
                 return self.variable(e.id)
             if e.id in self.layer_names:
-                return self.layer_ref(e.id)
+                return self.layer_read(e.id)
             if e.id in self.hypers or e.id in self.sig_dims or e.id in self.local_consts:
                 return self.forward_name(e.id)
             if e.id in self.inst.constants:

@@ -51,6 +51,7 @@ from dualnet.ir.graph import LayerInstance, ModelInstance, Node
 from dualnet.ir.tagged import Tagged, Written
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
+from dualnet.ops.free import FREE_TENSORS
 from dualnet.syntax import ast
 from dualnet.version import __version__
 
@@ -323,6 +324,15 @@ class KerasClassWriter(ClassWriter):
     def layer_ref(self, name: str) -> str:
         attr = keras_attr(name)
         return f"getattr(self, {fmt_literal(attr)})" if mangled(attr) else f"self.{attr}"
+
+    def layer_read(self, name: str) -> str:
+        """A Parameter or Buffer is read through its row's call (`self.scale.weight`), a
+        tensor in dualnet's axis order."""
+        child = self.inst.children.get(name)
+        if isinstance(child, LayerInstance) and child.op in FREE_TENSORS:
+            row = lowering_row(child.op, "keras", layer=True)
+            return code(row.call(self.layer_ref(name), None), CF, len(child.output_types[0].shape))
+        return self.layer_ref(name)
 
     def assign_layer(self, name: str, code: str) -> str:
         attr = keras_attr(name)

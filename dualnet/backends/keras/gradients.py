@@ -11,6 +11,7 @@ import numpy as np
 
 from dualnet.backends.gradients import INPUT, as_list, float64
 from dualnet.backends.keras.backend import KERAS
+from dualnet.ops.free import FREE_TENSORS
 
 
 @contextlib.contextmanager
@@ -29,6 +30,13 @@ def keras_float64():
         keras.config.set_dtype_policy(policy)
 
 
+def _variable_name(prefix: str, layer, variable) -> str:
+    """`<dualnet layer>.<Keras weight path>`; a Parameter's one weight: its dualnet name."""
+    if getattr(layer, "dualnet_op", None) in FREE_TENSORS:
+        return prefix[:-1]
+    return prefix + variable.path.removeprefix(layer.path + "/")
+
+
 class KerasSide:
     """The generated model built in float64 with the weights of `file`; its tensors are the
     float inputs and its trainable variables, named `<dualnet layer>.<Keras weight path>`."""
@@ -45,7 +53,7 @@ class KerasSide:
         KERAS.weights_io()[1](self.model, file)
         self.inputs = {n: tf.constant(x) for n, x in float64(inputs).items()}
         names = {
-            id(v): prefix + v.path.removeprefix(layer.path + "/")
+            id(v): _variable_name(prefix, layer, v)
             for prefix, layer in leaves(self.model)
             for v in layer.trainable_weights
         }

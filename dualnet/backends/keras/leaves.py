@@ -195,6 +195,11 @@ def attention_leaf(layer, found: dict[str, Shape]) -> Leaf:
     )
 
 
+def free_leaf(layer, found: dict[str, Shape]) -> Leaf:
+    """A Parameter or Buffer (the runtime's `_Parameter`): its one tensor is itself, ""."""
+    return Leaf(layer.dualnet_op, {}, {"": tuple(layer.weight.shape)}, lambda: None)
+
+
 def rnn_leaf(layer, found: dict[str, Shape]) -> Leaf:
     op, hidden, layers, bi = layer.dualnet_op, layer.hidden, layer.num_layers, layer.bidirectional
     features = _size(layer, 0, _dim(found.get("weight_ih_l0"), 1))

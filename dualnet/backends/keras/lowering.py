@@ -103,6 +103,7 @@ from dualnet.backends.keras.leaves import (
     conv_leaf,
     dense_leaf,
     embedding_leaf,
+    free_leaf,
     normalized_leaf,
     per_channel_leaf,
     rnn_leaf,
@@ -131,6 +132,7 @@ from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.dims import Dim
 from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import DType
+from dualnet.ops.free import FREE_TENSORS
 
 TRAINING = "training"  # the generated `call`'s argument: True in fit() and train_on_batch
 
@@ -1084,6 +1086,50 @@ ROWS.add(
         leaf=attention_leaf,
     ),
 )
+
+
+_DRAW_ARGS = {
+    "constant": ("value",),
+    "normal": ("mean", "std"),
+    "uniform": ("a", "b"),
+    "trunc_normal": ("mean", "std", "a", "b"),
+}
+
+
+def _free_construct(op: str) -> Callable[[dict, Callable], str]:
+    """`_Parameter(shape, ...)`: the runtime layer holding a Parameter's or Buffer's tensor."""
+
+    def construct(cfg: dict, fmt) -> str:
+        init, dtype = cfg["init"], cfg["dtype"]
+        drawn = _DRAW_ARGS.get(init, ())
+        args = "{" + ", ".join(f"{fmt(k)}: {fmt(cfg[k])}" for k in drawn) + "}"
+        trainable = cfg.get("trainable", False)
+        return (
+            f"_Parameter({fmt(tuple(cfg['shape']))}"
+            + kwargs(
+                ("init", None if is_default(init, "zeros") else fmt(init)),
+                ("args", args if drawn else None),
+                ("dualnet_op", None if op == "Parameter" else fmt(op)),
+                ("trainable", None if is_default(trainable, True) else fmt(trainable)),
+                ("dtype", None if dtype is DType.f32 else fmt(KERAS_DTYPES[dtype])),
+            )
+            + ")"
+        )
+
+    return construct
+
+
+for _op in FREE_TENSORS:
+    ROWS.add(
+        _op,
+        KerasLayerRule(
+            _free_construct(_op),
+            lambda layer, call: f"{layer}.weight",
+            layer=lambda a: KerasLayer("_Parameter", {"shape": a["shape"]}),
+            weights=in_order(""),
+            leaf=free_leaf,  # the generated `_Parameter` names its op (`dualnet_op`)
+        ),
+    )
 
 
 HELPERS = helper_sources(RUNTIME / "keras_helpers.py")

@@ -72,7 +72,7 @@ from dualnet.ops import REGISTRY
 
 SHAPES, BIASES = "dualnet_shapes", "dualnet_biases"  # what a load records on a leaf
 PENDING = "dualnet_pending"  # an unbuilt leaf's own initializers, while they are replaced
-_DTYPES = {d.framework: d.value for d in DType if d.is_float}
+_DTYPES = {d.framework: d.value for d in DType}
 _UNBUILT = (
     "call the model once, or load a weight file into it, first (BatchNormalization and "
     "GroupNormalization take loaded weights at the first call)"
@@ -88,7 +88,7 @@ def load_keras(model: keras.layers.Layer, path: PathLike) -> None:
         (prefix, layer, _derive(layer, _local(stored, prefix))) for prefix, layer in leaves(model)
     ]
     expected = {
-        prefix + name: (_dtype(layer), shape)
+        _key(prefix, name): (_dtype(layer), shape)
         for prefix, layer, leaf in plan
         for name, shape in leaf.shapes.items()
     }
@@ -120,7 +120,9 @@ def save_keras(model: keras.layers.Layer, path: PathLike) -> None:
         )
     state = {}
     for prefix, layer in found:
-        state.update({prefix + name: v for name, v in _torch_params(prefix, layer, path).items()})
+        state.update(
+            {_key(prefix, name): v for name, v in _torch_params(prefix, layer, path).items()}
+        )
     write_state(state, path)
 
 
@@ -132,13 +134,19 @@ def held_shapes(model: keras.layers.Layer, expected: dict[str, Shape]) -> dict[s
     out = {}
     for prefix, layer in leaves(model):
         leaf = _derive(layer, _local_shapes(expected, prefix))
-        out.update({prefix + name: shape for name, shape in leaf.shapes.items()})
+        out.update({_key(prefix, name): shape for name, shape in leaf.shapes.items()})
         if all(None not in shape for shape in leaf.shapes.values()):
             zeros = {name: np.zeros(shape, "float32") for name, shape in leaf.shapes.items()}
             _check_fit(
                 prefix, layer, to_keras(leaf.op, leaf.attrs, zeros), "the checked model's tensors"
             )
     return out
+
+
+def _key(prefix: str, name: str) -> str:
+    """The state_dict name of a leaf's tensor `name` under `prefix` (which ends with '.'); a
+    Parameter's or Buffer's one tensor, "", is named by the prefix itself."""
+    return prefix + name if name else prefix[:-1]
 
 
 def _local_shapes(shapes: dict[str, Shape], prefix: str) -> dict[str, Shape]:
@@ -153,7 +161,7 @@ def torch_named(model: keras.layers.Layer, value_of: Callable) -> dict[str, np.n
     for prefix, layer in leaves(model):
         leaf = _derive(layer, getattr(layer, SHAPES, {}))
         params = from_keras(leaf.op, leaf.attrs, [value_of(v) for v in layer.weights])
-        out.update({prefix + name: value for name, value in params.items()})
+        out.update({_key(prefix, name): value for name, value in params.items()})
     return out
 
 
@@ -164,7 +172,7 @@ def _local(stored: dict[str, Stored], prefix: str) -> dict[str, Shape]:
 
 def _arrays(stored: dict[str, Stored], prefix: str, leaf: Leaf, dtype) -> dict[str, np.ndarray]:
     return {
-        name: np.frombuffer(stored[prefix + name].data, dtype).reshape(shape)
+        name: np.frombuffer(stored[_key(prefix, name)].data, dtype).reshape(shape)
         for name, shape in leaf.shapes.items()
     }
 

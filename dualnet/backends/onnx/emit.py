@@ -34,7 +34,15 @@ from dualnet.backends.rows import OLDEST_OPSET
 from dualnet.diagnostics import error, option
 from dualnet.io.weights import mismatch_error, mismatches, state_specs
 from dualnet.ir.dims import Dim
-from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, Node, Value, by_parameter
+from dualnet.ir.graph import (
+    Graph,
+    LayerInstance,
+    ModelInstance,
+    Node,
+    Value,
+    by_parameter,
+    state_key,
+)
 from dualnet.ir.types import DType, TensorType
 from dualnet.version import __version__
 
@@ -206,7 +214,7 @@ class OnnxEmitter:
         arrays, by parameter name."""
         params, arrays = {}, {}
         for name in [*layer.params, *layer.buffers]:
-            full = f"{layer.path}.{name}"
+            full = state_key(layer.path, name)
             arrays[name] = self.weights[full]
             if full not in self.added:
                 self.b.initializer(full, self.weights[full])

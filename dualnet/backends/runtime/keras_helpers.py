@@ -270,6 +270,63 @@ class _TorchKernelInit(_TorchInit):
         }
 
 
+def _trunc_normal(mean, std, a, b):
+    """torch.nn.init.trunc_normal_'s draw as a Keras initializer: N(mean, std) cut at a and
+    b, by the inverse of the normal CDF of a uniform draw between those of a and b."""
+
+    def erf(x):  # of a number, as a float64 tensor
+        return ops.erf(ops.convert_to_tensor((x - mean) / (std * 2.0**0.5), "float64"))
+
+    def initializer(shape, dtype=None):
+        low, high = erf(a), erf(b)
+        u = low + (high - low) * keras.random.uniform(shape, dtype="float64")
+        x = ops.clip(ops.erfinv(u) * (std * 2.0**0.5) + mean, a, b)
+        return ops.cast(x, dtype or keras.config.floatx())
+
+    return initializer
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
+class _Parameter(keras.layers.Layer):
+    """A free tensor, dualnet's Parameter or Buffer (`dualnet_op`): one weight, `weight`, of
+    `shape`, drawn as torch.nn.init's `init` with `args` ("zeros", "ones", "constant" value,
+    "normal" mean/std, "uniform" a/b, "trunc_normal" mean/std/a/b). Forward reads `weight`;
+    a frozen Parameter or a Buffer is a non-trainable layer."""
+
+    def __init__(
+        self, shape, init="zeros", args=None, dualnet_op="Parameter", **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.dualnet_op = dualnet_op
+        self.init = init
+        self.args = dict(args or {})
+        self.weight = self.add_weight(
+            shape=tuple(shape), initializer=self._initializer(), name="weight"
+        )
+        self.built = True
+
+    def _initializer(self):
+        args = self.args
+        if self.init in ("zeros", "ones"):
+            return self.init
+        if self.init == "constant":
+            return keras.initializers.Constant(args["value"])
+        if self.init == "uniform":
+            return keras.initializers.RandomUniform(args["a"], args["b"])
+        if self.init == "normal":
+            return keras.initializers.RandomNormal(args["mean"], args["std"])
+        return _trunc_normal(args["mean"], args["std"], args["a"], args["b"])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "shape": tuple(self.weight.shape),
+            "init": self.init,
+            "args": self.args,
+            "dualnet_op": self.dualnet_op,
+        }
+
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _MultiHeadAttention(keras.layers.MultiHeadAttention):
     """MultiHeadAttention initialised as PyTorch's nn.MultiheadAttention: the query, key and

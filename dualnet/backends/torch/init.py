@@ -12,8 +12,10 @@ each layer's parameters then its buffers, and draws each tensor from one
 | xavier_uniform(fan_in, fan_out) | U(-b, b), b = √3 · √(2 / (fan_in + fan_out)) |
 | xavier_normal(fan_in, fan_out) | N(0, √(2 / (fan_in + fan_out))) |
 | uniform(bound) | U(-bound, bound) |
-| normal(std) | N(0, std) |
-| zeros, ones | constants (draw nothing) |
+| uniform_range(a, b) | U(a, b) (a Parameter's init="uniform") |
+| normal(std), normal(mean, std) | N(mean, std) |
+| trunc_normal(mean, std, a, b) | torch.nn.init.trunc_normal_: N(mean, std) cut at a and b |
+| zeros, ones, constant(value) | constants (draw nothing) |
 
 The fans are the ones the registry stored in the `Init` (for Conv, Linear and ConvTranspose
 they equal what `torch.nn.init` computes from the weight's own shape, ConvTranspose's
@@ -61,10 +63,20 @@ def draw(spec: ParamSpec, generator: torch.Generator) -> torch.Tensor:
         return tensor.zero_()
     if init.scheme == "ones":
         return tensor.fill_(1)
+    args = dict(init.args)
+    if init.scheme == "constant":
+        return tensor.fill_(args["value"])
     if not tensor.is_floating_point():
         raise ValueError(f"cannot draw {init} for a {spec.dtype} tensor")
     if tensor.numel() == 0:
         return tensor
+    with torch.no_grad():
+        if init.scheme == "uniform_range":
+            return tensor.uniform_(args["a"], args["b"], generator=generator)
+        if init.scheme == "trunc_normal":
+            return torch.nn.init.trunc_normal_(tensor, **args, generator=generator)
+        if init.scheme == "normal" and "mean" in args:
+            return tensor.normal_(args["mean"], args["std"], generator=generator)
     kind, arg = _distribution(init)
     with torch.no_grad():
         if kind == "uniform":

@@ -551,6 +551,39 @@ def _mha_call(module: str, call: TorchCall) -> str:
     )
 
 
+def _free_tensor(cfg: dict, fmt) -> str:
+    """The tensor a Parameter or Buffer starts as, drawn as torch.nn.init would."""
+    shape, dtype = fmt(tuple(cfg["shape"])), cfg["dtype"]
+    typed = "" if dtype is DType.f32 else f", dtype={TORCH_DTYPES[dtype]}"
+    init = cfg["init"]
+    if init in ("zeros", "ones"):
+        return f"torch.{init}({shape}{typed})"
+    if init == "constant":
+        return f"torch.full({shape}, {fmt(cfg['value'])}{typed})"
+    empty = f"torch.empty({shape}{typed})"
+    if init == "uniform":
+        return f"{empty}.uniform_({fmt(cfg['a'])}, {fmt(cfg['b'])})"
+    mean = "" if is_default(cfg["mean"], 0.0) else f"mean={fmt(cfg['mean'])}, "
+    if init == "normal":
+        return f"{empty}.normal_({mean}std={fmt(cfg['std'])})"
+    cut = (
+        ""
+        if is_default((cfg["a"], cfg["b"]), (-2.0, 2.0))
+        else (f", a={fmt(cfg['a'])}, b={fmt(cfg['b'])}")
+    )
+    return f"nn.init.trunc_normal_({empty}, {mean}std={fmt(cfg['std'])}{cut})"
+
+
+def _parameter_construct(cfg: dict, fmt) -> str:
+    trainable = cfg["trainable"]
+    frozen = "" if is_default(trainable, True) else f", requires_grad={fmt(trainable)}"
+    return f"nn.Parameter({_free_tensor(cfg, fmt)}{frozen})"
+
+
+def _free_read(module: str, call: TorchCall) -> str:
+    return module  # a Parameter or Buffer read by name: the attribute itself
+
+
 def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Callable], str]:
     """A constructor row that honours `init=`: `_init(module, scheme)` unless the scheme is
     PyTorch's default (a hyperparameter may hold any scheme: `_init` decides at run time)."""
@@ -582,6 +615,8 @@ ROWS.layer("GroupNorm", _groupnorm_construct, _call_x)
 for _kind in ("LSTM", "GRU"):
     ROWS.layer(_kind, _rnn_construct(_kind), _rnn_call(_kind))
 ROWS.layer("MultiHeadAttention", _mha_construct, _mha_call)
+ROWS.layer("Parameter", _parameter_construct, _free_read)
+ROWS.layer("Buffer", lambda cfg, fmt: f"nn.Buffer({_free_tensor(cfg, fmt)})", _free_read)
 
 
 HELPERS = helper_sources(RUNTIME / "torch_helpers.py")

@@ -19,6 +19,7 @@ import numpy as np
 from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
 from dualnet.io.weights import write_state
+from dualnet.ir.graph import state_key
 from dualnet.verify import parity
 from dualnet.verify.runner import Probe, ordered_inputs, run
 
@@ -42,7 +43,7 @@ def fit_rows(program: Program, dims: dict[str, int], seed: int = 0) -> list[pari
         write_state(initial_weights(summary, None, seed), file)
         loss, state = train_step(program, file, ordered_inputs(summary, inputs), outputs, floats)
     names = [
-        f"{layer.path}.{name}"
+        state_key(layer.path, name)
         for layer in summary.instance.layers()
         for name, spec in layer.buffers.items()
         if spec.dtype.is_float
