@@ -2,9 +2,12 @@
 
 from dualnet.ops import (  # noqa: F401
     attention,
+    broadcast,
     conv,
+    create,
     dense,
     elementwise,
+    gather,
     norm,
     pool,
     recurrent,
