@@ -3,7 +3,10 @@ full_like (of another tensor's shape), as PyTorch's functions of those names."""
 
 from __future__ import annotations
 
+import math
+
 from dualnet.ir.types import DType, TensorType, out_of_range
+from dualnet.ops.binding import describe
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
@@ -16,23 +19,23 @@ def _fill_value(ctx: Ctx, value, dtype: DType):
     if isinstance(value, bool):
         value = int(value)
     if not isinstance(value, int | float):
-        ctx.fail(f"`value` must be a number, found {value!r}", "value", "not a number", "E-TYPE")
+        ctx.fail(f"`value` must be a number, found {describe(value)}", "value", code="E-TYPE")
     if dtype == DType.bool:
         if value not in (0, 1):
-            ctx.fail(f"cannot fill a bool tensor with {value:g}", "value", "use 0 or 1", "E-VALUE")
+            ctx.fail(f"cannot fill a bool tensor with {value:g}", "value", "0 or 1", code="E-VALUE")
         return bool(value)
     if dtype.is_int:
-        if value != int(value):
+        if not math.isfinite(value) or value != int(value):
             ctx.fail(
-                f"cannot fill an {dtype} tensor with {value:g}",
+                f"cannot fill an {dtype} tensor with {value:g}: not an integer",
                 "value",
                 "not an integer",
                 code="E-VALUE",
             )
-        value = int(value)
+        value = value if isinstance(value, int) else int(value)  # an int keeps its tag
     why = out_of_range(value, dtype)
     if why is not None:
-        ctx.fail(f"`value`: {why}", "value", f"out of range for {dtype}", "E-VALUE")
+        ctx.fail(f"`value`: {why}", "value", f"out of range for {dtype}", code="E-VALUE")
     return float(value) if dtype.is_float else value
 
 

@@ -483,7 +483,7 @@ def _filled(op: str) -> Callable[[KerasCall], str]:
     """zeros, ones, full: a shape, full's value and the dtype."""
 
     def lower(call: KerasCall) -> str:
-        value = f", {pad_value(call, call.attrs['value'])}" if op == "full" else ""
+        value = f", {call.fmt(call.attrs['value'])}" if op == "full" else ""
         shape = call.fmt(tuple(call.attrs["shape"]))
         return f"ops.{op}({shape}{value}, dtype={_dtype(call.attrs['dtype'])})"
 
@@ -495,7 +495,7 @@ def _filled_like(op: str) -> Callable[[KerasCall], str]:
     a Python number's is Keras's float type)."""
 
     def lower(call: KerasCall) -> str:
-        value = f", {pad_value(call, call.attrs['value'])}" if op == "full" else ""
+        value = f", {call.fmt(call.attrs['value'])}" if op == "full" else ""
         dtype = _dtype(call.attrs["dtype"])
         return f"ops.{op}_like({_tensor(call, 'x')}{value}, dtype={dtype})"
 

@@ -313,7 +313,7 @@ def _filled(op: str) -> Callable[[TorchCall], str]:
 
     def lower(call: TorchCall) -> str:
         attrs = call.attrs
-        value = f", {pad_value(call, attrs['value'])}" if op == "full" else ""
+        value = f", {call.fmt(attrs['value'])}" if op == "full" else ""
         extra = kwargs(("dtype", TORCH_DTYPES[attrs["dtype"]]), ("device", attrs.get("_device")))
         return f"torch.{op}({call.fmt(tuple(attrs['shape']))}{value}{extra})"
 
@@ -325,7 +325,7 @@ def _filled_like(op: str) -> Callable[[TorchCall], str]:
 
     def lower(call: TorchCall) -> str:
         x_type, dtype = call.in_types.get("x"), call.attrs["dtype"]
-        value = f", {pad_value(call, call.attrs['value'])}" if op == "full" else ""
+        value = f", {call.fmt(call.attrs['value'])}" if op == "full" else ""
         same = x_type is not None and x_type.dtype == dtype
         extra = kwargs(("dtype", None if same else TORCH_DTYPES[dtype]))
         return f"torch.{op}_like({_tensor(call, 'x')}{value}{extra})"
