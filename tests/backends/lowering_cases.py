@@ -400,6 +400,22 @@ def function_cases() -> list:
     add(Case("take", {"x": table, "index": np.array([3, 0, -2], dtype=np.int32)}, axis=1))
     add(Case("take", {"x": randn(3, 2, dtype=np.float64), "index": np.array(-1)}))
     add(Case("take", {"x": np.arange(6, dtype=np.int64), "index": np.array([5, 0, 3])}))
+    cols = np.array([[3, 0, 0, 1], [2, 2, 3, 0], [1, 0, 3, 3]])
+    add(Case("gather", {"x": randn(3, 4), "index": cols}, axis=1))
+    add(Case("gather", {"x": randn(3, 4, dtype=np.float64), "index": cols % 3}, axis=-2))
+    add(Case("gather", {"x": np.arange(12).reshape(3, 4), "index": cols.astype(np.int32)}, axis=1))
+    add(
+        Case(
+            "gather",
+            {"x": randn(2, 5, 3), "index": RNG.integers(0, 3, (2, 5, 3))},
+            types={
+                "x": TensorType(DType.f32, (B, T, 3)),
+                "index": TensorType(DType.i64, (B, T, 3)),
+            },
+            env=ENV,
+            axis=2,
+        )
+    )
     add(
         Case(
             "take",

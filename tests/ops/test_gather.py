@@ -68,3 +68,33 @@ def test_bad_tensor_indices_are_refused(check_source):
         }
     """)
     assert _codes(s) == ["E-TYPE"] and "after whole-axis slices" in s.diagnostics[0].message
+
+
+# ---------------------------------------------------------------- gather
+
+
+def test_gather_rules():
+    x = tt("f32", B, T, 8)
+    assert shapes("gather", {"x": x, "index": tt("i64", B, T, 8)}, axis=-1) == ["f32[B, T, 8]"]
+    assert shapes("gather", {"x": x, "index": tt("i32", B, 3, 8)}, axis=1) == ["f32[B, 3, 8]"]
+    fails("gather", {"x": x, "index": tt("i64", B, T)}, "E-SHAPE", match="rank 3", axis=1)
+    err = fails("gather", {"x": x, "index": tt("i64", B, T, 4)}, "E-SHAPE", axis=1)
+    assert err.diagnostics[0].label == "dimension 2: 4 vs 8"
+    fails("gather", {"x": x, "index": tt("i64", B, T, 8)}, "E-VALUE", axis=3)
+    assert REGISTRY["gather"].differentiable == ("x",)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_gather_matches_torch_and_onnx(axis, dtype, index_dtype):
+    x = (randn(RNG, 3, 4, 5) * 10).astype(dtype)
+    shape = list(x.shape)
+    shape[axis] = 6  # more picks than the axis has
+    index = RNG.integers(0, x.shape[axis], shape).astype(index_dtype)
+    (y,), _, ctx = run_ref("gather", {"x": x, "index": index}, axis=axis)
+    assert y.dtype == dtype and y.shape == index.shape
+    expected = torch.gather(torch.from_numpy(x), axis, torch.from_numpy(index))
+    close(y, expected.numpy(), atol=0)
+    onnx_axis = ctx.attrs["axis"]  # normalised (onnx.reference misreads a negative axis)
+    close(y, onnx_node("GatherElements", [x, index], axis=onnx_axis)[0], atol=0)

@@ -479,6 +479,12 @@ def _take(call: KerasCall) -> str:
     return f"ops.take({x}, {index}, axis={call.fmt(call.attrs['axis'])})"
 
 
+@ROWS.function("gather")
+def _gather(call: KerasCall) -> str:
+    x, index = _tensor(call, "x"), call.inputs["index"]
+    return f"ops.take_along_axis({x}, {index}, axis={call.fmt(call.attrs['axis'])})"
+
+
 def _filled(op: str) -> Callable[[KerasCall], str]:
     """zeros, ones, full: a shape, full's value and the dtype."""
 

@@ -43,7 +43,8 @@ tie-breaker (CONVENTIONS.md). Op by op:
   roll is Slice + Concat per axis, shift mod size computed at run time on a symbolic axis.
 - expand/broadcast_to are Expand, zeros/ones/full ConstantOfShape, each of a shape whose
   symbolic sizes are computed at run time (`call.size`: Shape/Gather of the inputs); the
-  `_like` ops take Shape(x). chunk is Split with its parts' sizes; `x[index]` (take) Gather.
+  `_like` ops take Shape(x). chunk is Split with its parts' sizes; `x[index]` (take) Gather;
+  gather GatherElements.
 - ONNX Runtime's CPU kernels of Erf, Elu, Softplus (Mish), AveragePool and Resize take no float64:
   those rows compute a float64 input in float32 (`_in_f32`); Where takes no bool values, so
   a bool `where` is And/Or.
@@ -593,6 +594,11 @@ def _take(call: OnnxCall) -> list[str]:
     return [call.one("Gather", [call.inputs["x"], call.inputs["index"]], axis=call.attrs["axis"])]
 
 
+def _gather(call: OnnxCall) -> list[str]:
+    x, index = call.inputs["x"], call.inputs["index"]
+    return [call.one("GatherElements", [x, index], axis=call.attrs["axis"])]
+
+
 def _filled(value) -> Row:
     """zeros, ones (`value`), full (None: the `value` attribute) of the shape attribute, or
     of x's shape for the `_like` ops: ConstantOfShape."""
@@ -1057,6 +1063,7 @@ for _name, _row in (
     ("expand", _expand),
     ("broadcast_to", _expand),
     ("take", _take),
+    ("gather", _gather),
     *((name, _filled(v)) for name, v in (("zeros", 0), ("ones", 1), ("full", None))),
     *((f"{name}_like", _filled(v)) for name, v in (("zeros", 0), ("ones", 1), ("full", None))),
     ("max_pool1d", _max_pool),

@@ -308,6 +308,12 @@ def _take(call: TorchCall) -> str:
     return f"{_recv(call, 'x')}[{index}]"
 
 
+@ROWS.function("gather")
+def _gather(call: TorchCall) -> str:
+    x, axis = _tensor(call, "x"), call.fmt(call.attrs["axis"])
+    return f"torch.gather({x}, {axis}, {call.inputs['index']})"
+
+
 def _filled(op: str) -> Callable[[TorchCall], str]:
     """zeros, ones, full: a shape, full's value, the dtype, the device of the inputs."""
 
