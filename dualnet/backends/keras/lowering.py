@@ -497,13 +497,15 @@ def _filled(op: str) -> Callable[[KerasCall], str]:
 
 
 def _filled_like(op: str) -> Callable[[KerasCall], str]:
-    """zeros_like, ones_like, full_like, the dtype always given (Keras's default is x's, but
-    a Python number's is Keras's float type)."""
+    """zeros_like, ones_like, full_like: the dtype written where it is not x's (or x's type
+    is unknown)."""
 
     def lower(call: KerasCall) -> str:
+        x_type, dtype = call.in_types.get("x"), call.attrs["dtype"]
         value = f", {call.fmt(call.attrs['value'])}" if op == "full" else ""
-        dtype = _dtype(call.attrs["dtype"])
-        return f"ops.{op}_like({_tensor(call, 'x')}{value}, dtype={dtype})"
+        same = x_type is not None and x_type.dtype == dtype
+        extra = kwargs(("dtype", None if same else _dtype(dtype)))
+        return f"ops.{op}_like({_tensor(call, 'x')}{value}{extra})"
 
     return lower
 
