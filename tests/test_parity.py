@@ -55,6 +55,24 @@ def test_inputs_respect_dtypes_vocabularies_and_dims():
             parity.parse_dims(bad)
 
 
+def test_an_index_tensor_is_drawn_below_the_size_it_indexes(tmp_path):
+    """x[ids] (take): ids below x's known size, through arithmetic; a symbolic size or an
+    Embedding's smaller vocabulary bounds it otherwise."""
+    path = tmp_path / "take.dnet"
+    path.write_text(
+        "model M() {\n"
+        "    emb = Embedding(3, 4)\n"
+        "    forward(t: f32[50, 4], i: i64[9], j: i32[9], k: i64[9], x: f32[B, 4]) {\n"
+        "        return t[i - 1], t[j] + emb(j), x[k]\n"
+        "    }\n"
+        "}\n"
+    )
+    summary = dualnet.load(str(path)).check()
+    assert parity.vocabularies(summary) == {"i": 50, "j": 3}
+    inputs = parity.random_inputs(summary, {"B": 2}, seed=0)
+    assert inputs["i"].max() > 3 and inputs["k"].max() <= 1
+
+
 SHARED = """
 model Shared() {
     fc = Linear(8)

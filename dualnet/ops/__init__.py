@@ -2,10 +2,13 @@
 
 from dualnet.ops import (  # noqa: F401
     attention,
+    broadcast,
     conv,
+    create,
     dense,
     elementwise,
     free,
+    gather,
     norm,
     pool,
     recurrent,

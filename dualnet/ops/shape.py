@@ -1,4 +1,4 @@
-"""Shape ops: flatten, reshape, permute, transpose, concat, stack, split, roll,
+"""Shape ops: flatten, reshape, permute, transpose, concat, stack, split, chunk, roll,
 (un)squeeze, pad, upsample, indexing and arange."""
 
 from __future__ import annotations
@@ -285,6 +285,54 @@ register(
         axes="attribute",
         doc="n equal parts along `axis` (n results); the size must be divisible by n. `sizes` "
         "lists the parts (ONNX Split's `split` input).",
+    )
+)
+
+
+def _chunk_infer(ctx: Ctx) -> list[TensorType]:
+    x, chunks = ctx.inputs["x"], ctx.attrs["chunks"]
+    positive(ctx, (chunks,), "chunks")
+    if x.rank == 0:
+        ctx.fail("cannot chunk a rank-0 tensor", "x", "rank 0")
+    axis = norm_axis(ctx, ctx.attrs["axis"], x.rank)
+    d = x.shape[axis]
+    if _known(d):  # torch.chunk: parts of ceil(d / chunks), the last smaller; maybe fewer
+        part = -(-d // chunks)
+        n = -(-d // part)
+        sizes = (part,) * (n - 1) + (d - part * (n - 1),)
+    else:
+        part = floordiv(d, chunks)
+        if part * chunks != d:
+            ctx.fail(
+                f"cannot chunk axis {axis} of {x} into {chunks}: its parts' sizes depend on "
+                f"the symbolic size {d}, not provably divisible by {chunks}",
+                "chunks",
+                f"{d} is not provably divisible by {chunks}",
+                notes=("give the axis a known size, or one divisible by construction",),
+            )
+        sizes = (part,) * chunks
+    budget.spend("item", len(sizes), ctx.span)  # before the results are listed
+    ctx.attrs.update(axis=axis, sizes=sizes)
+    return [x.with_shape((*x.shape[:axis], s, *x.shape[axis + 1 :])) for s in sizes]
+
+
+def _chunk_ref(inputs, attrs, params):
+    cuts = np.cumsum(attrs["sizes"])[:-1]
+    return list(np.split(inputs["x"], cuts, axis=attrs["axis"]))
+
+
+register(
+    OpDef(
+        name="chunk",
+        signature=sig(P("x", "tensor"), P("chunks", "int"), P("axis", "int", 0)),
+        infer=_chunk_infer,
+        reference=_chunk_ref,
+        differentiable=("x",),
+        axes="attribute",
+        doc="torch.chunk: parts of ceil(size / chunks) along `axis`, the last one smaller, so "
+        "possibly fewer than `chunks` results (size 5 in 4 chunks: 2, 2, 1). A symbolic size "
+        "must be provably divisible by `chunks`. `sizes` lists the parts (ONNX Split's "
+        "`split` input).",
     )
 )
 

@@ -449,14 +449,19 @@ class Evaluator:
                 items.append(slice(*parts))
             else:
                 v = self.eval(item)
+                if isinstance(v, TensorValue) and isinstance(base, TensorValue):
+                    items.append(Arg(v, item.span))  # an index tensor: `take`
+                    continue
                 if not (is_size(v) or (v is None and isinstance(base, TensorValue))):
                     raise error(
                         "E-TYPE",
                         f"an index must be an integer, found {describe(v)}",
                         item.span,
-                        notes=["indexing with tensors is not supported"],
+                        notes=["a tensor's index may also be an integer tensor: `x[ids]`"],
                     )
                 items.append(v)  # none: a new axis of size 1
+        if isinstance(base, TensorValue) and any(isinstance(item, Arg) for item in items):
+            return self._take(base, items, e)
         if isinstance(base, TensorValue):
             return self.tracer.op(
                 "getitem", [Arg(base, e.value.span)], {"items": Arg(tuple(items), e.span)}, e.span
@@ -484,6 +489,30 @@ class Evaluator:
                     e.span,
                 ) from None
         raise error("E-TYPE", f"cannot index {describe(base)}", e.span)
+
+    def _take(self, base, items: list, e: ast.Index):
+        """`x[index]` with an integer tensor `index`, after whole-axis slices only
+        (`x[:, index]`): the op `take` along that axis."""
+        axis = next(i for i, item in enumerate(items) if isinstance(item, Arg))
+        if any(not _whole(item) for i, item in enumerate(items) if i != axis):
+            raise error(
+                "E-TYPE",
+                "indexing with a tensor takes one integer tensor, after whole-axis slices `:` only",
+                e.span,
+                "unsupported index",
+                ["slice or index first, then index with the tensor: `x[:, 1:][:, ids]`"],
+            )
+        return self.tracer.op(
+            "take",
+            [Arg(base, e.value.span), items[axis]],
+            {"axis": Arg(axis, e.span)},
+            e.span,
+        )
+
+
+def _whole(item) -> bool:
+    """Whether an index item is `:`, the whole axis."""
+    return isinstance(item, slice) and all(p is None for p in (item.start, item.stop, item.step))
 
 
 def _left_chain(e, operand: str) -> list:

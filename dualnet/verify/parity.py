@@ -104,7 +104,8 @@ def random_inputs(
 
 def vocabularies(summary) -> dict[str, int]:
     """For each integer input, the smallest vocabulary of the Embeddings its values reach
-    (through any op and any sub-model call)."""
+    (through any op and any sub-model call), or the smallest known size they index (`take`,
+    `x[index]`, and `gather`)."""
     vocab: dict[str, int] = {}
 
     def walk(instance, graph, origins: dict[int, frozenset]) -> None:
@@ -120,6 +121,11 @@ def vocabularies(summary) -> dict[str, int]:
             if node.kind == "layer" and node.op == "Embedding":
                 size = int(instance.child(node.target).attrs["vocab"])
                 for name in reached:
+                    vocab[name] = min(vocab.get(name, size), size)
+            if node.kind == "op" and node.op in ("take", "gather"):  # index < x's axis size
+                size = node.inputs[0].type.shape[node.attrs["axis"]]
+                indices = origins.get(id(node.inputs[1]), ())
+                for name in indices if isinstance(size, int) else ():
                     vocab[name] = min(vocab.get(name, size), size)
             for v in node.outputs:
                 if v.type.dtype.is_int:

@@ -347,6 +347,84 @@ def function_cases() -> list:
     add(Case("split", {"x": randn(2, 6, 4)}, n=3, axis=1))
     add(Case("split", {"x": randn(2, 6, 4)}, n=2, axis=-1))
     add(Case("split", {"x": randn(2, 6, 4)}, n=1, axis=0))
+    add(Case("chunk", {"x": randn(2, 6, 4)}, chunks=3, axis=1))
+    add(Case("chunk", {"x": randn(5, 3, dtype=np.float64)}, chunks=4))  # 2, 2, 1: 3 parts
+    add(Case("chunk", {"x": np.arange(14, dtype=np.int64).reshape(2, 7)}, chunks=3, axis=-1))
+    add(Case("chunk", {"x": randn(2, 6)}, chunks=1, axis=1))
+    add(Case("chunk", {"x": randn(3, 2)}, chunks=5))  # more chunks than rows: 3 parts
+    add(
+        Case(
+            "chunk",
+            {"x": randn(2, 10, 3)},
+            types={"x": TensorType(DType.f32, (B, T * 2, 3))},
+            env=ENV,
+            chunks=2,
+            axis=1,
+        )
+    )
+    for op in ("expand", "broadcast_to"):
+        add(Case(op, {"x": randn(3, 1)}, shape=(2, -1, 4)))
+        add(Case(op, {"x": randn(4, dtype=np.float64)}, shape=(3, 4)))
+        add(Case(op, {"x": np.arange(3, dtype=np.int32).reshape(3, 1)}, shape=(3, 5)))
+        add(Case(op, {"x": RNG.random((1, 2)) < 0.5}, shape=(3, 2)))
+        add(
+            Case(
+                op,
+                {"x": randn(2, 1, 5)},
+                types={"x": TensorType(DType.f32, (B, 1, T))},
+                env=ENV,
+                shape=(H, B, 3, -1),  # a new leading axis of a size no input has
+            )
+        )
+    add(Case("zeros", {}, shape=(2, 3)))
+    add(Case("ones", {}, shape=(4,), dtype=DType.i32))
+    add(Case("full", {}, shape=(2, 2), value=2.5, dtype=DType.f64))
+    add(Case("full", {}, shape=(3,), value=-7))  # i64, as torch.full of an int
+    add(Case("full", {}, shape=(2, 1), value=True))
+    add(Case("zeros", {}, env=ENV, shape=(B, T), dtype=DType.i64))
+    add(Case("full", {}, env=ENV, shape=(T, 3, B), value=0.5))
+    add(Case("zeros_like", {"x": x4}))
+    add(Case("ones_like", {"x": randn(2, 3)}, dtype=DType.i64))
+    add(Case("full_like", {"x": np.arange(4, dtype=np.int32)}, value=7))
+    add(Case("full_like", {"x": randn(2, 2, dtype=np.float64)}, value=1, dtype=DType.bool))
+    add(
+        Case(
+            "ones_like",
+            {"x": randn(2, 5, 3)},
+            types={"x": TensorType(DType.f32, (B, T, 3))},
+            env=ENV,
+        )
+    )
+    table = randn(5, 4)
+    add(Case("take", {"x": table, "index": np.array([[4, -1], [0, -5], [2, 2]])}))
+    add(Case("take", {"x": table, "index": np.array([3, 0, -2], dtype=np.int32)}, axis=1))
+    add(Case("take", {"x": randn(3, 2, dtype=np.float64), "index": np.array(-1)}))
+    add(Case("take", {"x": np.arange(6, dtype=np.int64), "index": np.array([5, 0, 3])}))
+    cols = np.array([[3, 0, 0, 1], [2, 2, 3, 0], [1, 0, 3, 3]])
+    add(Case("gather", {"x": randn(3, 4), "index": cols}, axis=1))
+    add(Case("gather", {"x": randn(3, 4, dtype=np.float64), "index": cols % 3}, axis=-2))
+    add(Case("gather", {"x": np.arange(12).reshape(3, 4), "index": cols.astype(np.int32)}, axis=1))
+    add(
+        Case(
+            "gather",
+            {"x": randn(2, 5, 3), "index": RNG.integers(0, 3, (2, 5, 3))},
+            types={
+                "x": TensorType(DType.f32, (B, T, 3)),
+                "index": TensorType(DType.i64, (B, T, 3)),
+            },
+            env=ENV,
+            axis=2,
+        )
+    )
+    add(
+        Case(
+            "take",
+            {"x": randn(2, 5, 4), "index": np.array([[1, -1, 0]])},
+            types={"x": TensorType(DType.f32, (B, T, 4))},
+            env=ENV,
+            axis=1,
+        )
+    )
     add(Case("unsqueeze", {"x": randn(2, 3)}, axis=-1))
     add(Case("unsqueeze", {"x": randn(2, 3)}, axis=0))
     add(Case("squeeze", {"x": randn(2, 1, 3)}, axis=1))

@@ -493,3 +493,38 @@ def test_roll_matches_torch(shift, axis, dtype):
     (y,), _, _ = run_ref("roll", {"x": x}, shift=shift, axis=axis)
     assert y.dtype == dtype
     close(y, torch.roll(torch.from_numpy(x), shift, axis).numpy())
+
+
+# ---------------------------------------------------------------- chunk
+
+
+def test_chunk_rules():
+    """torch.chunk: parts of ceil(size / chunks), the last smaller, maybe fewer parts."""
+    x = tt("f32", B, 5, 6)
+    assert shapes("chunk", {"x": x}, chunks=3, axis=-1) == ["f32[B, 5, 2]"] * 3
+    assert shapes("chunk", {"x": x}, chunks=4, axis=1) == ["f32[B, 2, 6]"] * 2 + ["f32[B, 1, 6]"]
+    assert shapes("chunk", {"x": x}, chunks=9, axis=1) == ["f32[B, 1, 6]"] * 5
+    _, ctx = infer("chunk", {"x": tt("f32", 2 * T, 3)}, chunks=2)
+    assert ctx.attrs["sizes"] == (T, T) and ctx.attrs["axis"] == 0
+    err = fails("chunk", {"x": x}, "E-SHAPE", match="not provably divisible", chunks=2)
+    assert err.diagnostics[0].notes
+    fails("chunk", {"x": x}, "E-VALUE", chunks=0, axis=1)
+    fails("chunk", {"x": x}, "E-VALUE", chunks=2, axis=3)
+    fails("chunk", {"x": tt("f32")}, "E-SHAPE", chunks=2)
+
+
+@pytest.mark.parametrize("size,chunks", [(6, 3), (5, 4), (7, 3), (3, 5), (4, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_chunk_matches_torch_and_onnx(size, chunks, dtype):
+    import torch
+
+    x = (randn(RNG, 2, size) * 10).astype(dtype)
+    parts, _, ctx = run_ref("chunk", {"x": x}, chunks=chunks, axis=1)
+    expected = torch.from_numpy(x).chunk(chunks, dim=1)
+    assert len(parts) == len(expected)
+    for y, e in zip(parts, expected, strict=True):
+        assert y.dtype == dtype
+        close(y, e.numpy(), atol=0)
+    sizes = np.array(ctx.attrs["sizes"], dtype=np.int64)
+    for y, e in zip(parts, onnx_node("Split", [x, sizes], len(parts), axis=1), strict=True):
+        close(y, e, atol=0)

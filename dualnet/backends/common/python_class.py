@@ -1228,6 +1228,8 @@ class ClassWriter:
                     operands = [e.left, e.right]
                 elif isinstance(e, ast.Unary):
                     operands = [e.operand]
+                elif node.op == "take":  # x[:, ids]: the tensor item's position is the axis
+                    operands = [e.value, e.items[node.attrs["axis"]]]
                 else:
                     operands = [e.value]
                 names = [p.name for p in REGISTRY[node.op].signature.params if p.is_tensor]

@@ -6,9 +6,10 @@ code holds has a layout: `CF` (dualnet's order) or `CL` (axis 1 moved last; only
 How each op treats layouts follows its registry entry (`OpDef.axes`):
 
 - spatial ops ("channels": convolutions, pooling, BatchNorm, ...; rank ≥ 3) take and give CL;
-- "pointwise" ops (element-wise, Dropout, Identity) keep the layout of their inputs (all full-rank
-  inputs brought to one layout; scalars broadcast either way);
-- "attribute" ops (reductions, cumsum, softmax, concat, split, roll) run on a CL value with
+- "pointwise" ops (element-wise, Dropout, Identity, zeros_like/ones_like/full_like) keep the
+  layout of their inputs (all full-rank inputs brought to one layout; scalars broadcast either
+  way);
+- "attribute" ops (reductions, cumsum, softmax, concat, split, chunk, roll) run on a CL value with
   their axes remapped (`remap_axis`; roll's kept in the order of its shifts), as long as a
   reduction keeps the batch and channel axes;
 - everything else (flatten, reshape, permute, indexing, Linear, LayerNorm, attention, RNNs,

@@ -454,6 +454,69 @@ def _arange(call: KerasCall) -> str:
     return f"ops.arange({call.fmt(call.attrs['n'])}, dtype={_dtype(DType.i64)})"
 
 
+@ROWS.function("expand", "broadcast_to")
+def _broadcast_to(call: KerasCall) -> str:
+    return f"ops.broadcast_to({_tensor(call, 'x')}, {call.fmt(tuple(call.attrs['shape']))})"
+
+
+@ROWS.function("chunk")
+def _chunk(call: KerasCall) -> str:
+    """ops.split into `chunks` equal parts, or at the parts' ends where the last is smaller
+    (or there are fewer)."""
+    sizes, chunks = call.attrs["sizes"], call.attrs["chunks"]
+    x = _tensor(call, "x")
+    if len(sizes) == 1:
+        return x
+    if len(sizes) == chunks and len(set(sizes)) == 1:
+        parts = call.fmt(chunks)
+    else:
+        ends = (call.fmt(sum(sizes[: i + 1])) for i in range(len(sizes) - 1))
+        parts = f"[{', '.join(ends)}]"
+    return f"ops.split({x}, {parts}, axis={call.fmt(call.attrs['axis'])})"
+
+
+@ROWS.function("take")
+def _take(call: KerasCall) -> str:
+    x, index = _tensor(call, "x"), call.inputs["index"]
+    return f"ops.take({x}, {index}, axis={call.fmt(call.attrs['axis'])})"
+
+
+@ROWS.function("gather")
+def _gather(call: KerasCall) -> str:
+    x, index = _tensor(call, "x"), call.inputs["index"]
+    return f"ops.take_along_axis({x}, {index}, axis={call.fmt(call.attrs['axis'])})"
+
+
+def _filled(op: str) -> Callable[[KerasCall], str]:
+    """zeros, ones, full: a shape, full's value and the dtype."""
+
+    def lower(call: KerasCall) -> str:
+        value = f", {call.fmt(call.attrs['value'])}" if op == "full" else ""
+        shape = call.fmt(tuple(call.attrs["shape"]))
+        return f"ops.{op}({shape}{value}, dtype={_dtype(call.attrs['dtype'])})"
+
+    return lower
+
+
+def _filled_like(op: str) -> Callable[[KerasCall], str]:
+    """zeros_like, ones_like, full_like: the dtype written where it is not x's (or x's type
+    is unknown)."""
+
+    def lower(call: KerasCall) -> str:
+        x_type, dtype = call.in_types.get("x"), call.attrs["dtype"]
+        value = f", {call.fmt(call.attrs['value'])}" if op == "full" else ""
+        same = x_type is not None and x_type.dtype == dtype
+        extra = kwargs(("dtype", None if same else _dtype(dtype)))
+        return f"ops.{op}_like({_tensor(call, 'x')}{value}{extra})"
+
+    return lower
+
+
+for _op in ("zeros", "ones", "full"):
+    ROWS.function(_op)(_filled(_op))
+    ROWS.function(f"{_op}_like")(_filled_like(_op))
+
+
 # ---------------------------------------------------------------- pooling (channels-last)
 
 

@@ -41,6 +41,10 @@ tie-breaker (CONVENTIONS.md). Op by op:
 - `//` and `%` follow PyTorch's floor semantics: integer Div truncates, so an integer
   a // b is (a - Mod(a, b)) / b; a float a % b is Mod(fmod=1) moved to the divisor's sign.
   roll is Slice + Concat per axis, shift mod size computed at run time on a symbolic axis.
+- expand/broadcast_to are Expand, zeros/ones/full ConstantOfShape, each of a shape whose
+  symbolic sizes are computed at run time (`call.size`: Shape/Gather of the inputs); the
+  `_like` ops take Shape(x). chunk is Split with its parts' sizes; `x[index]` (take) Gather;
+  gather GatherElements.
 - ONNX Runtime's CPU kernels of Erf, Elu, Softplus (Mish), AveragePool and Resize take no float64:
   those rows compute a float64 input in float32 (`_in_f32`); Where takes no bool values, so
   a bool `where` is And/Or.
@@ -581,6 +585,34 @@ def _getitem(call: OnnxCall) -> list[str]:
     return [y]
 
 
+def _expand(call: OnnxCall) -> list[str]:
+    """Expand to the result's shape, symbolic sizes computed at run time (`call.size`)."""
+    return [call.one("Expand", [call.inputs["x"], _int64s(call, call.attrs["shape"])])]
+
+
+def _take(call: OnnxCall) -> list[str]:
+    return [call.one("Gather", [call.inputs["x"], call.inputs["index"]], axis=call.attrs["axis"])]
+
+
+def _gather(call: OnnxCall) -> list[str]:
+    x, index = call.inputs["x"], call.inputs["index"]
+    return [call.one("GatherElements", [x, index], axis=call.attrs["axis"])]
+
+
+def _filled(value) -> Row:
+    """zeros, ones (`value`), full (None: the `value` attribute) of the shape attribute, or
+    of x's shape for the `_like` ops: ConstantOfShape."""
+
+    def lower(call: OnnxCall) -> list[str]:
+        x = call.inputs.get("x")
+        shape = call.one("Shape", [x]) if x else _int64s(call, call.attrs["shape"])
+        fill = call.attrs["value"] if value is None else value
+        value_tensor = make_tensor("value", ONNX_TYPES[call.dtype], [1], [fill])
+        return [call.one("ConstantOfShape", [shape], value=value_tensor)]
+
+    return lower
+
+
 def _arange_row(call: OnnxCall) -> list[str]:
     return [_arange(call, call.attrs["n"])]
 
@@ -1034,6 +1066,7 @@ for _name, _row in (
     ("concat", _concat),
     ("stack", _stack),
     ("split", _split),
+    ("chunk", _split),
     ("roll", _roll),
     ("unsqueeze", _unsqueeze),
     ("squeeze", _squeeze),
@@ -1041,6 +1074,12 @@ for _name, _row in (
     ("upsample", _upsample),
     ("getitem", _getitem),
     ("arange", _arange_row),
+    ("expand", _expand),
+    ("broadcast_to", _expand),
+    ("take", _take),
+    ("gather", _gather),
+    *((name, _filled(v)) for name, v in (("zeros", 0), ("ones", 1), ("full", None))),
+    *((f"{name}_like", _filled(v)) for name, v in (("zeros", 0), ("ones", 1), ("full", None))),
     ("max_pool1d", _max_pool),
     ("max_pool2d", _max_pool),
     ("avg_pool1d", _avg_pool),

@@ -26,6 +26,8 @@ handled, op by op:
 - `cumsum` of an i32 tensor likewise (`dtype=torch.int32`).
 - `//` of float tensors is `torch.floor(a / b)`: PyTorch's own float floor division
   computes the quotient from fmod and differs where a / b rounds to a whole number.
+- `zeros`, `ones` and `full` always write their dtype (PyTorch's default dtype can be changed)
+  and the inputs' device; `expand` writes -1 for each axis it keeps.
 - `clamp` of an integer tensor takes integer bounds (float bounds would make it float).
 - Attention masks are bool with true = may attend. SDPA's bool mask means the same, but a
   query that may attend no key gives NaN in PyTorch and 0 in dualnet (`_attention`);
@@ -274,6 +276,72 @@ def _upsample(call: TorchCall) -> str:
 def _arange(call: TorchCall) -> str:
     device = call.attrs.get("_device")
     return f"torch.arange({call.fmt(call.attrs['n'])}{kwargs(('device', device))})"
+
+
+@ROWS.function("expand")
+def _expand(call: TorchCall) -> str:
+    """`x.expand(sizes)`, -1 for each axis of x it keeps."""
+    shape = tuple(call.attrs["shape"])
+    x_type = call.in_types.get("x")
+    kept = x_type.shape if x_type is not None else ()
+    new = len(shape) - len(kept)
+    dims = ["-1" if i >= new and kept[i - new] == d else call.fmt(d) for i, d in enumerate(shape)]
+    return f"{_recv(call, 'x')}.expand({', '.join(dims) or '()'})"
+
+
+@ROWS.function("broadcast_to")
+def _broadcast_to(call: TorchCall) -> str:
+    return f"torch.broadcast_to({_tensor(call, 'x')}, {call.fmt(tuple(call.attrs['shape']))})"
+
+
+@ROWS.function("chunk")
+def _chunk(call: TorchCall) -> str:
+    if len(call.attrs["sizes"]) == 1:  # one part: x itself (chunk would give a 1-tuple)
+        return _tensor(call, "x")
+    chunks, axis = (call.fmt(call.attrs[k]) for k in ("chunks", "axis"))
+    return f"{_recv(call, 'x')}.chunk({chunks}, dim={axis})"
+
+
+@ROWS.function("take")
+def _take(call: TorchCall) -> str:
+    index = ", ".join([":"] * call.attrs["axis"] + [call.inputs["index"]])
+    return f"{_recv(call, 'x')}[{index}]"
+
+
+@ROWS.function("gather")
+def _gather(call: TorchCall) -> str:
+    x, axis = _tensor(call, "x"), call.fmt(call.attrs["axis"])
+    return f"torch.gather({x}, {axis}, {call.inputs['index']})"
+
+
+def _filled(op: str) -> Callable[[TorchCall], str]:
+    """zeros, ones, full: a shape, full's value, the dtype, the device of the inputs."""
+
+    def lower(call: TorchCall) -> str:
+        attrs = call.attrs
+        value = f", {call.fmt(attrs['value'])}" if op == "full" else ""
+        extra = kwargs(("dtype", TORCH_DTYPES[attrs["dtype"]]), ("device", attrs.get("_device")))
+        return f"torch.{op}({call.fmt(tuple(attrs['shape']))}{value}{extra})"
+
+    return lower
+
+
+def _filled_like(op: str) -> Callable[[TorchCall], str]:
+    """zeros_like, ones_like, full_like: the dtype written where it is not x's."""
+
+    def lower(call: TorchCall) -> str:
+        x_type, dtype = call.in_types.get("x"), call.attrs["dtype"]
+        value = f", {call.fmt(call.attrs['value'])}" if op == "full" else ""
+        same = x_type is not None and x_type.dtype == dtype
+        extra = kwargs(("dtype", None if same else TORCH_DTYPES[dtype]))
+        return f"torch.{op}_like({_tensor(call, 'x')}{value}{extra})"
+
+    return lower
+
+
+for _op in ("zeros", "ones", "full"):
+    ROWS.function(_op)(_filled(_op))
+    ROWS.function(f"{_op}_like")(_filled_like(_op))
 
 
 # ---------------------------------------------------------------- pooling

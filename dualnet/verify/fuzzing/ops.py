@@ -79,6 +79,59 @@ def signed_axis(b: Builder, rank: int):
     return num(b, range(-rank, rank))
 
 
+def _fills(b: Builder, x: Value) -> bool:
+    return x.dtype in ("f32", "f64") and all(b.writable(d, "forward") for d in x.shape)
+
+
+def _takes(b: Builder, x: Value) -> bool:
+    return outer(b) and small(b, x) and any(isinstance(d, int) for d in x.shape)
+
+
+@family(lambda b, x: _fills(b, x) or _takes(b, x))
+def fill_expand_take(b: Builder) -> None:
+    """x combined with a tensor of its shape: zeros, ones or full of the shape written out
+    (symbolic sizes too), or their _like forms; a mean of x broadcast back by expand or
+    broadcast_to (-1 keeping axes, a new leading axis averaged away); or x[ids], x[:, ids]
+    or gather(x, axis, ids) for a new integer input of indices along an axis of known size
+    (parity draws them below it), x[ids] sometimes shifted below zero (from the end)."""
+    x = b.x
+    kinds = ["like", "shape", *["expand"] * (x.rank > 0)] * _fills(b, x) + ["take"] * _takes(b, x)
+    kind = b.pick(kinds)
+    dims = [dim_text(d) for d in x.shape]
+    dtype = [] if x.dtype == "f32" and b.flag() else [f'dtype="{x.dtype}"']
+    if kind == "like":
+        fn = b.pick(["zeros_like", "ones_like", "full_like"])
+        args = ["0.5"] * (fn == "full_like") + [f'dtype="{x.dtype}"'] * b.flag()
+        op = "+" if fn != "ones_like" else "*"
+        b.step(f"{x.name} {op} ({b.call(fn, x.name, *args)})", x.shape)  # `|>` binds last
+    elif kind == "shape":
+        fn = b.pick(["zeros", "ones", "full"])
+        args = [f"[{', '.join(dims)}]", *["-0.25"] * (fn == "full"), *dtype]
+        op = "+" if fn != "ones" else "*"
+        b.step(f"{x.name} {op} {fn}({', '.join(args)})", x.shape)
+    elif kind == "take":
+        axis = b.pick([i for i, d in enumerate(x.shape) if isinstance(d, int)])
+        if all(b.plain(d) for d in x.shape) and b.flag():  # torch.gather: x's shape
+            ids = b.arg(x.shape, b.pick(["i64", "i32"]))
+            b.step(b.call("gather", x.name, str(axis), ids.name), x.shape)
+            return
+        ids = b.arg(tuple(b.int(1, 3) for _ in range(b.int(1, 2))), b.pick(["i64", "i32"]))
+        index = f"{ids.name} - {x.shape[axis]}" if b.flag() else ids.name
+        items = ", ".join([":"] * axis + [index])
+        b.step(f"{x.name}[{items}]", (*x.shape[:axis], *ids.shape, *x.shape[axis + 1 :]))
+    elif b.flag():
+        axis = b.int(0, x.rank - 1)
+        m = b.let(
+            f"mean({x.name}, {axis}, keepdims=true)", (*x.shape[:axis], 1, *x.shape[axis + 1 :])
+        )
+        shape = ["-1" if i != axis and b.flag() else t for i, t in enumerate(dims)]
+        fn = b.pick(["expand", "broadcast_to"])
+        b.step(f"{x.name} - {fn}({m.name}, [{', '.join(shape)}])", x.shape)
+    else:
+        shape = ["3"] + ["-1" if b.flag() else t for t in dims]
+        b.step(f"mean(expand(tanh({x.name}), [{', '.join(shape)}]), 0)", x.shape)
+
+
 @family(lambda b, x: True, weight=2)
 def activation(b: Builder) -> None:
     """An activation, softmax or log_softmax along an axis, a parameterless layer (Dropout,
@@ -588,17 +641,39 @@ def divisible(b: Builder, d, n: int) -> bool:
     return b.size(d) % n == 0 if b.known(d) else floordiv(d, n) * n == d
 
 
-@family(lambda b, x: any(divisible(b, d, 2) or divisible(b, d, 3) for d in x.shape))
+def _chunks(d: int, n: int) -> list[int]:
+    """torch.chunk's part sizes of a known size d in n chunks."""
+    part = -(-d // n)
+    return [min(part, d - i) for i in range(0, d, part)]
+
+
+def _pieces(b: Builder, x: Value) -> list[tuple[str, int, int, list]]:
+    """(op, axis, n, part sizes) of each split and chunk x allows: split in equal parts;
+    chunk of a known size (torch.chunk: the last part smaller, maybe fewer parts), or of a
+    symbolic one divisible by construction."""
+    out = []
+    for i, d in enumerate(x.shape):
+        for n in (2, 3, 4):
+            if divisible(b, d, n):
+                equal = [floordiv(d, n)] * n
+                out += [("split", i, n, equal)] * (n < 4) + [("chunk", i, n, equal)]
+            elif isinstance(d, int) and d >= 2:
+                out.append(("chunk", i, n, _chunks(d, n)))
+    return out
+
+
+@family(lambda b, x: bool(_pieces(b, x)))
 def split(b: Builder) -> None:
-    """split into n equal parts, merged back: a gated product, a sum, or the parts
-    concatenated in reverse order."""
+    """split into n equal parts, or chunk, merged back: a gated product or a sum (equal
+    parts), or the parts concatenated in reverse order."""
     x = b.x
-    axis, n = b.pick([(i, n) for i, d in enumerate(x.shape) for n in (2, 3) if divisible(b, d, n)])
+    op, axis, n, sizes = b.pick(_pieces(b, x))
     text = str(axis - x.rank if b.flag() else axis)
-    parts = [b.fresh("p") for _ in range(n)]
-    b.lines.append(f"{', '.join(parts)} = {b.call('split', x.name, str(n), text)}")
-    part = (*x.shape[:axis], floordiv(x.shape[axis], n), *x.shape[axis + 1 :])
-    merge = b.pick(["gate", "sum", "reverse"])
+    parts = [b.fresh("p") for _ in sizes]
+    args = [str(n)] + ([] if op == "chunk" and axis == 0 and b.flag() else [text])
+    b.lines.append(f"{', '.join(parts)} = {b.call(op, x.name, *args)}")
+    part = (*x.shape[:axis], sizes[0], *x.shape[axis + 1 :])
+    merge = b.pick(["gate", "sum", "reverse"] if len(set(sizes)) == 1 else ["reverse"])
     if merge == "gate":
         b.step(f"{parts[0]} * sigmoid({parts[-1]})", part)
     elif merge == "sum":
