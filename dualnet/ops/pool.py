@@ -1,4 +1,4 @@
-"""Pooling: max and average pooling (1-d, 2-d), global and adaptive average pooling."""
+"""Pooling: max and average pooling (1-d, 2-d, 3-d), global and adaptive average pooling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import math
 from dualnet import budget
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import TensorType
-from dualnet.ops.common import expand, positive, require_rank, resolve_padding, same_pads
+from dualnet.ops.common import (
+    conv_out,
+    expand,
+    positive,
+    require_rank,
+    resolve_padding,
+    same_pads,
+)
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
@@ -27,10 +34,32 @@ def _window_rule(n: int):
                 "too large",
                 code="E-VALUE",
             )
+        if attrs["ceil_mode"]:
+            pads, spatial = _ceil_pads(ctx, x.shape[2:], k, s, pads)
         attrs.update(kernel=k, stride=s, pads=pads)
         return [x.with_shape((*x.shape[:2], *spatial))]
 
     return infer
+
+
+def _ceil_pads(ctx: Ctx, spatial: tuple, kernel: tuple, stride: tuple, pads: tuple):
+    """PyTorch's ceil_mode as floor mode over more padding at the end: a last, partial window
+    is kept when it starts inside the input or its left padding, so with padding p, an axis
+    of n gives floor(min(n + 2p - k + s - 1, n + p - 1) / s) + 1 windows — floor mode with
+    pads (p, min(p + s - 1, k - 1)), for every n. Returns (pads, output sizes)."""
+    if ctx.attrs["padding"] == "same":
+        ctx.fail(
+            'ceil_mode takes explicit padding (PyTorch has no padding="same" for pooling)',
+            "padding",
+            "use an int or a tuple",
+            code="E-VALUE",
+        )
+    windows = zip(pads, kernel, stride, strict=True)
+    pads = tuple((p, min(p + s - 1, k - 1)) for (p, _), k, s in windows)
+    spatial = tuple(
+        conv_out(n, k, s, 1, *p) for n, k, s, p in zip(spatial, kernel, stride, pads, strict=True)
+    )
+    return pads, spatial
 
 
 def _windows(x, kernel, stride, pads, fill):
@@ -57,7 +86,7 @@ def _max_ref(inputs, attrs, params):
     return [np.max(np.stack(views), axis=0).astype(x.dtype)]
 
 
-for _n in (1, 2):
+for _n in (1, 2, 3):
     register(
         OpDef(
             name=f"max_pool{_n}d",
@@ -66,12 +95,15 @@ for _n in (1, 2):
                 P("kernel", "ints"),
                 P("stride", "ints", None),
                 P("padding", "padding", 0),
+                P("ceil_mode", "bool", False),
             ),
             infer=_window_rule(_n),
             reference=_max_ref,
             differentiable=("x",),
             axes="channels",
-            doc="Maximum over each window; padding counts as −∞; stride defaults to kernel.",
+            doc="Maximum over each window; padding counts as −∞; stride defaults to kernel; "
+            "ceil_mode=true keeps PyTorch's last, partial window (`pads` then hold its extra "
+            "padding at the end).",
         )
     )
 
@@ -93,15 +125,18 @@ def _avg_ref(inputs, attrs, params):
     k, s = attrs["kernel"], attrs["stride"]
     pads = _concrete_pads(x, attrs)
     total = sum(v.astype(np.float64) for v in _windows(x, k, s, pads, 0))
-    if attrs["count_include_pad"]:
+    if attrs["count_include_pad"] and not attrs["ceil_mode"]:
         count = float(math.prod(k))
+    elif attrs["count_include_pad"]:  # the elements in the input and its padding (p, p)
+        ones = np.ones((1, 1, *(n + 2 * p for n, (p, _) in zip(x.shape[2:], pads, strict=True))))
+        count = sum(_windows(ones, k, s, [(0, after - p) for p, after in pads], 0))
     else:  # the number of real (unpadded) elements under each window
         ones = np.ones((1, 1, *x.shape[2:]))
         count = sum(_windows(ones, k, s, pads, 0))
     return [(total / count).astype(x.dtype)]
 
 
-for _n in (1, 2):
+for _n in (1, 2, 3):
     register(
         OpDef(
             name=f"avg_pool{_n}d",
@@ -111,14 +146,17 @@ for _n in (1, 2):
                 P("stride", "ints", None),
                 P("padding", "padding", 0),
                 P("count_include_pad", "bool", True),
+                P("ceil_mode", "bool", False),
             ),
             infer=_window_rule(_n),
             reference=_avg_ref,
             differentiable=("x",),
             axes="channels",
-            doc="Mean over each window (ONNX AveragePool, floor mode); stride defaults to kernel; "
+            doc="Mean over each window (ONNX AveragePool); stride defaults to kernel; "
             "count_include_pad=true divides by the kernel size, false by the number of "
-            "unpadded elements under the window.",
+            "unpadded elements under the window; ceil_mode=true keeps PyTorch's last, partial "
+            "window (`pads` then hold its extra padding at the end), which counts only the "
+            "elements in the input and its padding.",
         )
     )
 

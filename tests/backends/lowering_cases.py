@@ -479,6 +479,83 @@ def function_cases() -> list:
             padding="same",
         )
     )
+    # ceil_mode: odd sizes where a last, partial window is added; stride > kernel; symbolic
+    for name in ("max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"):
+        includes = (True, False) if name.startswith("avg") else (None,)
+        for include in includes:
+            extra = {} if include is None else {"count_include_pad": include}
+            x = xo if name.endswith("2d") else randn(2, 3, 10)
+            add(Case(name, {"x": x}, kernel=3, stride=2, padding=1, ceil_mode=True, **extra))
+            add(Case(name, {"x": x}, kernel=2, stride=3, padding=1, ceil_mode=True, **extra))
+            add(Case(name, {"x": x}, kernel=3, stride=2, ceil_mode=True, **extra))
+    for include in (True, False):
+        add(
+            Case(
+                "avg_pool2d",
+                {"x": xs},
+                types={"x": TensorType(DType.f32, (B, 3, H, W))},
+                env=ENV,
+                kernel=(3, 2),
+                stride=2,
+                padding=(1, 0),
+                ceil_mode=True,
+                count_include_pad=include,
+            )
+        )
+    add(
+        Case(
+            "max_pool2d",
+            {"x": xs},
+            types={"x": TensorType(DType.f32, (B, 3, H, W))},
+            env=ENV,
+            kernel=2,
+            stride=3,
+            padding=1,
+            ceil_mode=True,
+        )
+    )
+    # 3-d pooling
+    x5 = randn(2, 3, 5, 6, 7)
+    for name in ("max_pool3d", "avg_pool3d"):
+        add(Case(name, {"x": x5}, kernel=2))
+        add(Case(name, {"x": x5}, kernel=(3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1)))
+        add(Case(name, {"x": x5}, kernel=3, stride=2, padding="same"))
+        add(Case(name, {"x": x5}, kernel=3, stride=2, padding=1, ceil_mode=True))
+    add(Case("avg_pool3d", {"x": x5}, kernel=3, stride=2, padding=1, count_include_pad=False))
+    # float64, and "same" with a window below its stride (TensorFlow's 3-d pooling has
+    # neither right), on known and symbolic sizes
+    x64, xv = randn(2, 3, 5, 6, 7, dtype=np.float64), randn(2, 3, 9, 8, 5)
+    volume = {"x": TensorType(DType.f32, (B, 3, H, W, 5))}
+    for name, include in (("max_pool3d", True), ("avg_pool3d", True), ("avg_pool3d", False)):
+        extra = {} if name == "max_pool3d" else {"count_include_pad": include}
+        add(Case(name, {"x": x64}, kernel=2, stride=3, padding="same", **extra))
+        add(Case(name, {"x": x64}, kernel=3, stride=2, padding=1, ceil_mode=True, **extra))
+        add(
+            Case(
+                name, {"x": xv}, types=volume, env=ENV, kernel=2, stride=3, padding="same", **extra
+            )
+        )
+    add(
+        Case(
+            "avg_pool3d",
+            {"x": x5},
+            kernel=3,
+            stride=2,
+            padding="same",
+            count_include_pad=False,
+        )
+    )
+    add(
+        Case(
+            "avg_pool3d",
+            {"x": x5},
+            kernel=3,
+            stride=2,
+            padding=1,
+            ceil_mode=True,
+            count_include_pad=False,
+        )
+    )
     add(Case("global_avg_pool", {"x": x4}))
     add(Case("global_avg_pool", {"x": randn(2, 3, 7)}))
     add(Case("global_avg_pool", {"x": randn(2, 3, 4, 5, 6, dtype=np.float64)}))

@@ -39,7 +39,10 @@ The differences handled, op by op:
   (`_broadcast_last_axis`).
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
-  Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
+  Keras's "same" cannot express divides by a pooled mask (`_avg_pool`). ceil_mode is the
+  rule's extra pads at the end (a count_include_pad=true average pads (p, p), then
+  `_avg_pool` over the extra ones). 3-d pooling is 2-d pooling over (H, W), then D
+  (`_max_pool3d`, `_average_pool3d`): TensorFlow's 3-d pooling takes no float64.
 - Defaults that differ: `ops.gelu` is the tanh approximation unless approximate=False,
   `ops.leaky_relu`'s slope is 0.2; softplus has no beta or threshold (`_softplus`); argmax and
   argmin return int32 (cast to int64); BatchNormalization's momentum is 1 - m.
@@ -477,35 +480,54 @@ def _pad_same(x: str, attrs: dict, fmt) -> str:
     return f"_pad_same({x}, {fmt(same_spans(attrs))}, {fmt(attrs['stride'])})"
 
 
-@ROWS.function("max_pool1d", "max_pool2d")
+def _pooling(call: KerasCall, average: bool) -> str:
+    """The pooling function: Keras's, or for 3-d windows `_max_pool3d` / `_average_pool3d`
+    (2-d poolings: TensorFlow's 3-d ones take no float64 and misread some "same" windows)."""
+    if len(call.attrs["kernel"]) == 3:
+        return "_average_pool3d" if average else "_max_pool3d"
+    return "ops.average_pool" if average else "ops.max_pool"
+
+
+def _pool_same(attrs: dict) -> bool:
+    """Whether Keras's padding="same" pads as `attrs` say (3-d: by 2-d pooling, which
+    TensorFlow's misreading of 3-d windows never reaches)."""
+    return keras_same(attrs) or (len(attrs["kernel"]) == 3 and attrs["padding"] == "same")
+
+
+@ROWS.function("max_pool1d", "max_pool2d", "max_pool3d")
 def _max_pool(call: KerasCall) -> str:
-    x = _tensor(call, "x")
-    if keras_same(call.attrs):  # Keras ignores the padded elements: -inf padding
-        return f"ops.max_pool({x}, {_pool_args(call, call.fmt('same'))})"
+    x, pool = _tensor(call, "x"), _pooling(call, average=False)
+    if _pool_same(call.attrs):  # Keras ignores the padded elements: -inf padding
+        return f"{pool}({x}, {_pool_args(call, call.fmt('same'))})"
     if _has_pads(call.attrs):
         x = f'ops.pad({x}, {_widths(call.attrs["pads"], call.fmt)}, constant_values=float("-inf"))'
-    return f"ops.max_pool({x}, {_pool_args(call)})"
+    return f"{pool}({x}, {_pool_args(call)})"
 
 
-@ROWS.function("avg_pool1d", "avg_pool2d")
+@ROWS.function("avg_pool1d", "avg_pool2d", "avg_pool3d")
 def _avg_pool(call: KerasCall) -> str:
     attrs, fmt = call.attrs, call.fmt
-    x = _tensor(call, "x")
+    x, pool = _tensor(call, "x"), _pooling(call, average=True)
     if not _has_pads(attrs):
-        return f"ops.average_pool({x}, {_pool_args(call)})"
+        return f"{pool}({x}, {_pool_args(call)})"
+    extra = tuple((0, after - p) for p, after in attrs["pads"]) if attrs["ceil_mode"] else ()
+    if attrs["count_include_pad"] and any(e for _, e in extra):
+        # ceil_mode: the padding (p, p) counts, the last window's extra padding after it not
+        x = f"ops.pad({x}, {_widths(tuple((p, p) for p, _ in attrs['pads']), fmt)})"
+        return f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, {fmt(extra)})"
     if not attrs["count_include_pad"]:
-        if keras_same(attrs):  # Keras never counts padding
-            return f"ops.average_pool({x}, {_pool_args(call, call.fmt('same'))})"
+        if _pool_same(attrs):  # Keras never counts padding
+            return f"{pool}({x}, {_pool_args(call, call.fmt('same'))})"
         return (
             f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
             f"{fmt(tuple(attrs['pads']))})"
         )
     if _pads_at_run_time(attrs):  # TensorFlow loses sizes padded at run time
         x = _pad_same(x, attrs, fmt)
-        y = f"ops.average_pool({x}, {_pool_args(call)})"
+        y = f"{pool}({x}, {_pool_args(call)})"
         return _shaped_spatial(call, y) if _loses_spatial_sizes(call) else y
     x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
-    return f"ops.average_pool({x}, {_pool_args(call)})"
+    return f"{pool}({x}, {_pool_args(call)})"
 
 
 @ROWS.function("global_avg_pool")

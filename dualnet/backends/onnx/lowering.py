@@ -19,7 +19,9 @@ tie-breaker (CONVENTIONS.md). Op by op:
   GroupNormalization's scale changed meaning between opsets 18 and 21.
 - `padding="same"` is TensorFlow's rule: explicit (asymmetric) pads where the IR has them,
   `auto_pad="SAME_UPPER"` (the same rule) where they depend on a symbolic size. Pooling is
-  floor mode; avg_pool's count_include_pad is explicit. A pooling of a zero `pad`'s result
+  floor mode (ceil_mode is the rule's extra pads at the end: ONNX's shape inference keeps
+  windows PyTorch drops; a count_include_pad=true average divides by pooled ones,
+  `_ceil_share`); avg_pool's count_include_pad is explicit. A pooling of a zero `pad`'s result
   has auto_pad="VALID" (its own padding a Pad node): ONNX Runtime would fuse the Pad into it,
   wrongly (`_after_zero_pad`).
 - ConvTranspose's output_padding below the stride, as ONNX Runtime wants: beyond it, zero
@@ -683,12 +685,33 @@ def _avg_pool_nodes(call: OnnxCall, x: str, dtype: DType) -> str:
     include = call.attrs["count_include_pad"]
     padded, window, added = _padded(call, x, pool=True)
     mean = call.one("AveragePool", [padded], count_include_pad=int(include), **window)
+    if include and call.attrs["ceil_mode"]:
+        return call.one("Div", [mean, _ceil_share(call, x, dtype)])
     if added is None or include:
         return mean
     one = make_tensor("one", ONNX_TYPES[dtype], [1], [1])
     ones = call.one("ConstantOfShape", [call.one("Shape", [x])], value=one)
     share = call.one("AveragePool", [call.one("Pad", [ones, added])], **window)
     return call.one("Div", [mean, share])
+
+
+def _ceil_share(call: OnnxCall, x: str, dtype: DType) -> str:
+    """count_include_pad with ceil_mode: each window's share of elements in the input and its
+    padding (p, p), not in the last window's extra padding after it — ones of the size padded
+    by (p, p), pooled over that extra padding alone (a ConstantOfShape: no Pad to fuse)."""
+    attrs = call.attrs
+    grow = call.b.ints([0, 0, *(2 * p for p, _ in attrs["pads"])], "grow")
+    one = make_tensor("one", ONNX_TYPES[dtype], [1], [1])
+    ones = call.one("ConstantOfShape", [call.one("Add", [call.one("Shape", [x]), grow])], value=one)
+    extra = [0] * len(attrs["pads"]) + [after - p for p, after in attrs["pads"]]
+    return call.one(
+        "AveragePool",
+        [ones],
+        kernel_shape=attrs["kernel"],
+        strides=attrs["stride"],
+        pads=extra,
+        count_include_pad=1,
+    )
 
 
 def _global_avg_pool(call: OnnxCall) -> list[str]:
@@ -1031,6 +1054,8 @@ for _name, _row in (
     ("max_pool2d", _max_pool),
     ("avg_pool1d", _avg_pool),
     ("avg_pool2d", _avg_pool),
+    ("max_pool3d", _max_pool),
+    ("avg_pool3d", _avg_pool),
     ("global_avg_pool", _global_avg_pool),
     ("adaptive_avg_pool2d", _adaptive_avg_pool2d),
     ("scaled_dot_product_attention", _sdpa),

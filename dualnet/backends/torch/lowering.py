@@ -304,11 +304,20 @@ def _pool_args(call: TorchCall, padding: tuple | None) -> str:
     )
 
 
+def _ceil_padding(attrs: dict) -> tuple:
+    """ceil_mode's `padding=`: the pads before (the rule put the last window's extra ones
+    after them; PyTorch's ceil_mode adds those itself)."""
+    return tuple(before for before, _ in attrs["pads"])
+
+
 def _max_pool(n: int) -> Callable[[TorchCall], str]:
     def lower(call: TorchCall) -> str:
         kind, value = _window_padding(call.attrs)
         x = _tensor(call, "x")
         fmt = call.fmt
+        if call.attrs["ceil_mode"]:
+            args = _pool_args(call, _ceil_padding(call.attrs))
+            return f"F.max_pool{n}d({x}, {args}, ceil_mode=True)"
         if kind == "pad":
             x = f'F.pad({x}, {fmt(value)}, value=float("-inf"))'
         elif kind == "runtime":
@@ -328,6 +337,10 @@ def _avg_pool(n: int) -> Callable[[TorchCall], str]:
         fmt = call.fmt
         kernel, stride = call.attrs["kernel"], call.attrs["stride"]
         include = call.attrs["count_include_pad"]
+        if call.attrs["ceil_mode"]:
+            padding = _ceil_padding(call.attrs)
+            extra = "" if include or not any(padding) else ", count_include_pad=False"
+            return f"F.avg_pool{n}d({x}, {_pool_args(call, padding)}, ceil_mode=True{extra})"
         if kind == "args":
             extra = "" if include or not any(value) else ", count_include_pad=False"
             return f"F.avg_pool{n}d({x}, {_pool_args(call, value)}{extra})"
@@ -343,7 +356,7 @@ def _avg_pool(n: int) -> Callable[[TorchCall], str]:
     return lower
 
 
-for _n in (1, 2):
+for _n in (1, 2, 3):
     ROWS.function(f"max_pool{_n}d")(_max_pool(_n))
     ROWS.function(f"avg_pool{_n}d")(_avg_pool(_n))
 

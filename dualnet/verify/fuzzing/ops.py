@@ -208,7 +208,8 @@ class Window:
 def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Window:
     """A conv or pooling window that fits `spatial` at this instance's sizes: kernel,
     stride, dilation (convs only), padding "same", "valid" or ints (at most half the kernel
-    for pools); each one number, a tuple, or a tuple hyperparameter."""
+    for pools; those may take ceil_mode); each one number, a tuple, or a tuple
+    hyperparameter."""
     n, sizes = len(spatial), [b.size(d) for d in spatial]
     padding = b.pick(["same", "valid", "ints"])
     dilated = not pool and b.flag()
@@ -235,13 +236,17 @@ def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Windo
         stride, s = None, k
     else:
         stride, s = pair(b, [range(1, 4)] * n, where)
+    ceil = pool and padding != "same" and b.flag()
     if padding == "same":
         out = tuple(floordiv(x + si - 1, si) for x, si in zip(spatial, s, strict=True))
         written = tune(b, "str", ["same"], where)
-    else:
+    else:  # ceil_mode: PyTorch's last window, starting inside the input or its left padding
+        after = [
+            min(pi + si - 1, ki - 1) if ceil else pi for ki, si, pi in zip(k, s, p, strict=True)
+        ]
         out = tuple(
-            floordiv(x + 2 * pi - di * (ki - 1) - 1, si) + 1
-            for x, ki, si, di, pi in zip(spatial, k, s, d, p, strict=True)
+            floordiv(x + pi + ai - di * (ki - 1) - 1, si) + 1
+            for x, ki, si, di, pi, ai in zip(spatial, k, s, d, p, after, strict=True)
         )
         zero = pads is None or pads.text in ("0", literal((0,) * n))
         written = (
@@ -251,9 +256,10 @@ def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Windo
             if padding == "valid" and b.flag()
             else None
         )
-    return Window(
-        {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": written}, out
-    )
+    keywords = {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": written}
+    if ceil:
+        keywords["ceil_mode"] = tune(b, "bool", [True], where)
+    return Window(keywords, out)
 
 
 def channel_groups(b: Builder, cin) -> tuple:
@@ -330,10 +336,11 @@ def conv_transpose(b: Builder) -> None:
 
 @family(lambda b, x: 3 <= x.rank <= 5, weight=3)
 def pool(b: Builder) -> None:
-    """max/avg pooling (1-d, 2-d) with a random window, global and adaptive average pooling."""
+    """max/avg pooling (1-d, 2-d, 3-d) with a random window, global and adaptive average
+    pooling."""
     x = b.x
     n = x.rank - 2
-    kind = b.pick(["global"] if n == 3 else ["max", "avg", "global"] + ["adaptive"] * (n == 2))
+    kind = b.pick(["max", "avg", "global"] + ["adaptive"] * (n == 2))
     if kind == "global":
         b.step(b.call("global_avg_pool", x.name), x.shape[:2])
     elif kind == "adaptive":
