@@ -692,6 +692,44 @@ def layer_cases() -> list:
             {"out": 2, "kernel": (2, 3), "stride": (2, 3), "dilation": 2, "bias": False},
         )
     )
+    add(Case("ConvTranspose1d", {"x": randn(2, 4, 7)}, {"out": 3, "kernel": 3}))
+    add(
+        Case(
+            "ConvTranspose1d",
+            {"x": randn(2, 4, 6)},
+            {"out": 6, "kernel": 4, "stride": 3, "padding": 2, "output_padding": 2, "groups": 2},
+        )
+    )
+    add(
+        Case(
+            "ConvTranspose1d",
+            {"x": randn(2, 2, 5)},
+            {"out": 4, "kernel": 2, "dilation": 3, "output_padding": 2, "padding": 1},
+        )
+    )
+    add(Case("ConvTranspose3d", {"x": randn(2, 4, 3, 4, 5)}, {"out": 3, "kernel": 2, "stride": 2}))
+    add(
+        Case(
+            "ConvTranspose3d",
+            {"x": randn(1, 4, 3, 3, 4)},
+            {
+                "out": 6,
+                "kernel": (3, 2, 3),
+                "stride": (1, 2, 2),
+                "padding": (1, 0, 1),
+                "output_padding": (0, 1, 1),
+                "groups": 2,
+                "bias": False,
+            },
+        )
+    )
+    add(
+        Case(
+            "ConvTranspose3d",
+            {"x": randn(1, 2, 3, 3, 3)},
+            {"out": 2, "kernel": 2, "stride": 2, "dilation": (1, 2, 1), "output_padding": 1},
+        )
+    )
     add(Case("Linear", {"x": randn(2, 5, 7)}, {"out": 3}))
     add(Case("Linear", {"x": randn(4, 7)}, {"out": 3, "bias": False}))
     add(Case("Embedding", {"ids": RNG.integers(0, 10, (2, 5))}, {"vocab": 10, "dim": 4}))

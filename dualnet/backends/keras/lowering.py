@@ -23,7 +23,7 @@ The differences handled, op by op:
 
 - `padding="same"` is TensorFlow's rule, so Keras's own "same" is used where it pads exactly as
   the node for every input size (`weights.keras_same`); other pads become an explicit `ops.pad`
-  before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose2d crops its output
+  before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose crops its output
   by PyTorch's padding; an output_padding not below the stride (Keras refuses it) comes from
   zero rows appended to its input (`backends.conv_transpose`).
 - TensorFlow's shape inference loses sizes the IR knows after a slice of a symbolic axis, a
@@ -113,6 +113,7 @@ from dualnet.backends.keras.leaves import (
 from dualnet.backends.keras.weights import (
     CONVS,
     MHA_WEIGHTS,
+    TRANSPOSED,
     KerasLayer,
     complement,
     conv_layer,
@@ -585,7 +586,9 @@ _POSITIONAL = {
     "Conv1D": ("filters", "kernel_size"),
     "Conv2D": ("filters", "kernel_size"),
     "Conv3D": ("filters", "kernel_size"),
+    "Conv1DTranspose": ("filters", "kernel_size"),
     "Conv2DTranspose": ("filters", "kernel_size"),
+    "Conv3DTranspose": ("filters", "kernel_size"),
     "DepthwiseConv1D": ("kernel_size",),
     "DepthwiseConv2D": ("kernel_size",),
     "Embedding": ("input_dim", "output_dim"),
@@ -658,7 +661,7 @@ def torch_fans(op: str, cfg: dict) -> tuple:
     if op == "Embedding":  # weight [vocab, dim]
         return cfg["dim"], cfg["vocab"]
     taps = prod(cfg["kernel"])
-    if op == "ConvTranspose2d":  # weight [in, out / groups, *k]
+    if op in TRANSPOSED:  # weight [in, out / groups, *k]
         return cfg["out"] // cfg["groups"] * taps, cfg["in_channels"] * taps
     return cfg["in_channels"] // cfg["groups"] * taps, cfg["out"] * taps  # [out, in / groups, *k]
 
@@ -708,9 +711,9 @@ def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
             scheme = "normal"
         return {"embeddings_initializer": _init_source(scheme, fans, fmt)}
     masks: tuple[str, ...] = ()
-    if op in CONVS and dilates_kernel(cfg, op == "ConvTranspose2d"):
+    if op in CONVS and dilates_kernel(cfg, op in TRANSPOSED):
         masks = (f"kernel={fmt(tuple(cfg['kernel']))}", f"dilation={fmt(tuple(cfg['dilation']))}")
-    if op == "ConvTranspose2d" and not is_default(cfg["groups"], 1):
+    if op in TRANSPOSED and not is_default(cfg["groups"], 1):
         masks += (f"groups={fmt(cfg['groups'])}",)
     key = "depthwise_initializer" if is_depthwise(op, cfg) else "kernel_initializer"
     out = {key: _init_source(scheme, fans, fmt, masks)}
@@ -975,17 +978,18 @@ for _n in (1, 2, 3):
             leaf=conv_leaf(transposed=False),
         ),
     )
-ROWS.add(
-    "ConvTranspose2d",
-    KerasLayerRule(
-        _plain("ConvTranspose2d"),
-        _conv_transpose_call,
-        layer=partial(conv_layer, "ConvTranspose2d"),
-        weights=conv_weights("ConvTranspose2d"),
-        classes=("Conv2DTranspose",),
-        leaf=conv_leaf(transposed=True),
-    ),
-)
+    _op = f"ConvTranspose{_n}d"
+    ROWS.add(
+        _op,
+        KerasLayerRule(
+            _plain(_op),
+            _conv_transpose_call,
+            layer=partial(conv_layer, _op),
+            weights=conv_weights(_op),
+            classes=(f"Conv{_n}DTranspose",),
+            leaf=conv_leaf(transposed=True),
+        ),
+    )
 ROWS.add(
     "Linear",
     KerasLayerRule(

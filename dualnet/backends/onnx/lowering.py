@@ -823,9 +823,9 @@ def _conv_transpose(call: OnnxCall) -> list[str]:
     (ONNX Runtime refuses it) comes from zero rows appended to the input
     (`backends.conv_transpose`)."""
     attrs, padding = call.attrs, transposed_padding(call.attrs)
-    x = call.inputs["x"]
-    if any(padding.rows):
-        x = call.one("Pad", [x, call.b.ints([0] * 4 + [0, 0, *padding.rows], "pads")])
+    x, rows = call.inputs["x"], padding.rows
+    if any(rows):
+        x = call.one("Pad", [x, call.b.ints([0] * (len(rows) + 2) + [0, 0, *rows], "pads")])
     pads = [before for before, _ in padding.crops] + [after for _, after in padding.crops]
     inputs = [x, call.params["weight"], call.params.get("bias")]
     return [
@@ -1060,7 +1060,7 @@ for _name, _row in (
     ("adaptive_avg_pool2d", _adaptive_avg_pool2d),
     ("scaled_dot_product_attention", _sdpa),
     *((f"Conv{n}d", _conv) for n in (1, 2, 3)),
-    ("ConvTranspose2d", _conv_transpose),
+    *((f"ConvTranspose{n}d", _conv_transpose) for n in (1, 2, 3)),
     ("Linear", _linear),
     ("Embedding", _embedding),
     ("Dropout", lambda call: _identity(call, call.inputs["x"])),  # inference mode

@@ -455,11 +455,12 @@ def _conv_call(module: str, call: TorchCall) -> str:
 
 def _conv_transpose_construct(cfg: dict, fmt) -> str:
     padding = tuple(before for before, _ in cfg["pads"])
+    ones = (1,) * len(padding)
     args = f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, kernel_size={sizes(cfg['kernel'], fmt)}"
     return (
-        f"nn.ConvTranspose2d({args}"
+        f"nn.ConvTranspose{len(padding)}d({args}"
         + kwargs(
-            ("stride", None if is_default(cfg["stride"], (1, 1)) else sizes(cfg["stride"], fmt)),
+            ("stride", None if is_default(cfg["stride"], ones) else sizes(cfg["stride"], fmt)),
             ("padding", sizes(padding, fmt) if any(padding) else None),
             (
                 "output_padding",
@@ -469,7 +470,7 @@ def _conv_transpose_construct(cfg: dict, fmt) -> str:
             ("bias", None if cfg["bias"] else "False"),
             (
                 "dilation",
-                None if is_default(cfg["dilation"], (1, 1)) else sizes(cfg["dilation"], fmt),
+                None if is_default(cfg["dilation"], ones) else sizes(cfg["dilation"], fmt),
             ),
         )
         + ")"
@@ -572,7 +573,7 @@ def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Ca
 
 for _n in (1, 2, 3):
     ROWS.layer(f"Conv{_n}d", _with_init(_conv_construct(_n)), _conv_call)
-ROWS.layer("ConvTranspose2d", _with_init(_conv_transpose_construct), _call_x)
+    ROWS.layer(f"ConvTranspose{_n}d", _with_init(_conv_transpose_construct), _call_x)
 ROWS.layer("Linear", _with_init(_linear_construct), _call_x)
 ROWS.layer(
     "Embedding",
