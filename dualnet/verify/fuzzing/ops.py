@@ -236,7 +236,8 @@ def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Windo
         stride, s = None, k
     else:
         stride, s = pair(b, [range(1, 4)] * n, where)
-    ceil = pool and padding != "same" and b.flag()
+    fixed = all(isinstance(v, int) for v in (*k, *s, *p))  # min() below needs numbers
+    ceil = pool and padding != "same" and fixed and b.flag()
     if padding == "same":
         out = tuple(floordiv(x + si - 1, si) for x, si in zip(spatial, s, strict=True))
         written = tune(b, "str", ["same"], where)
@@ -301,32 +302,35 @@ def per_axis(values):
 
 
 @family(
-    lambda b, x: layer_ok(b, x) and x.rank == 4 and b.known(x.shape[1]) and small(b, x), weight=3
+    lambda b, x: layer_ok(b, x) and 3 <= x.rank <= 5 and b.known(x.shape[1]) and small(b, x),
+    weight=3,
 )
 def conv_transpose(b: Builder) -> None:
-    """ConvTranspose2d: kernel, stride, dilation, padding, output_padding, groups."""
+    """ConvTranspose1d/2d/3d by rank: kernel, stride, dilation, padding, output_padding,
+    groups."""
     x = b.x
+    n = x.rank - 2
     groups, out = channel_groups(b, x.shape[1])
-    k, s, d, p, o = ([0, 0] for _ in range(5))
-    for i in range(2):
+    k, s, d, p, o = ([0] * n for _ in range(5))
+    for i in range(n):
         k[i], s[i], d[i] = (num(b, r, "decl") for r in (range(1, 4), range(1, 4), (1, 2)))
         si, di = b.size(s[i]), b.size(d[i])
         o[i] = num(b, range(0, max(si, di)), "decl")
         room = (b.size(x.shape[2 + i]) - 1) * si + di * (b.size(k[i]) - 1) + b.size(o[i])
         p[i] = num(b, range(0, min(2, room // 2) + 1), "decl")
     spatial = tuple(
-        (n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
-        for n, ki, si, di, pi, oi in zip(x.shape[2:], k, s, d, p, o, strict=True)
+        (m - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+        for m, ki, si, di, pi, oi in zip(x.shape[2:], k, s, d, p, o, strict=True)
     )
     layer = b.layer(
         render(
-            "ConvTranspose2d",
+            f"ConvTranspose{n}d",
             out,
             kernel=per_axis(k),
             stride=per_axis(s),
-            padding=None if p == [0, 0] else per_axis(p),
-            output_padding=None if o == [0, 0] else per_axis(o),
-            dilation=None if d == [1, 1] else per_axis(d),
+            padding=None if p == [0] * n else per_axis(p),
+            output_padding=None if o == [0] * n else per_axis(o),
+            dilation=None if d == [1] * n else per_axis(d),
             groups=omit_one(groups),
         ),
         "convt",
