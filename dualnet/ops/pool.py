@@ -192,68 +192,83 @@ def adaptive_bins(n: int, out: int) -> tuple[tuple[int, int], ...]:
     return tuple(((i * n) // out, -((-(i + 1) * n) // out)) for i in range(out))
 
 
-def _adaptive_infer(ctx: Ctx) -> list[TensorType]:
-    x, size = ctx.inputs["x"], ctx.attrs["size"]
-    require_rank(ctx, "x", x, (4,), "[B, C, H, W]")
-    if isinstance(size, int | Dim) and not isinstance(size, bool):
-        size = (size, size)
-    if (
-        not isinstance(size, tuple | list)
-        or len(size) != 2
-        or not all(isinstance(v, int | Dim) and not isinstance(v, bool) for v in size)
-    ):
-        ctx.fail(
-            "`size` must be a size or a pair (h, w) of sizes",
-            "size",
-            "expected (h, w)",
-            code="E-VALUE",
-        )
-    size = tuple(size)
-    bins = []
-    for axis, (n, o) in enumerate(zip(x.shape[2:], size, strict=True)):
-        if isinstance(o, int) and o <= 0:
+def _adaptive_rule(n: int):
+    def infer(ctx: Ctx) -> list[TensorType]:
+        x, size = ctx.inputs["x"], ctx.attrs["size"]
+        names = ("d", "h", "w")[3 - n :]
+        require_rank(ctx, "x", x, (n + 2,), "[B, C, " + ", ".join(a.upper() for a in names) + "]")
+        if isinstance(size, int | Dim) and not isinstance(size, bool):
+            size = (size,) * n
+        if (
+            not isinstance(size, tuple | list)
+            or len(size) != n
+            or not all(isinstance(v, int | Dim) and not isinstance(v, bool) for v in size)
+        ):
             ctx.fail(
-                f"output sizes must be positive, found {o}", "size", "out of range", code="E-VALUE"
+                f"`size` must be a size or a {('pair', 'triple')[n - 2]} ({', '.join(names)}) "
+                "of sizes",
+                "size",
+                f"expected ({', '.join(names)})",
+                code="E-VALUE",
             )
-        budget.spend("item", o if isinstance(o, int) else 1, ctx.span)  # before listing
-        if o == n:
-            bins.append(tuple((i, i + 1) for i in range(n)) if isinstance(n, int) else None)
-        elif o == 1:
-            bins.append(((0, n),) if isinstance(n, int) else None)
-        elif isinstance(n, int) and isinstance(o, int):
-            bins.append(adaptive_bins(n, o))
-        else:
-            ctx.fail(
-                f"needs a known input size to pool {n} into {o} (axis {axis + 2})",
-                "x",
-                "symbolic size",
-                notes=("only an output equal to the input size, or 1, works on a symbolic size",),
-            )
-    ctx.attrs.update(size=size, bins=tuple(bins))
-    return [x.with_shape((*x.shape[:2], *size))]
+        size = tuple(size)
+        bins = []
+        for axis, (m, o) in enumerate(zip(x.shape[2:], size, strict=True)):
+            if isinstance(o, int) and o <= 0:
+                ctx.fail(
+                    f"output sizes must be positive, found {o}",
+                    "size",
+                    "out of range",
+                    code="E-VALUE",
+                )
+            budget.spend("item", o if isinstance(o, int) else 1, ctx.span)  # before listing
+            if o == m:
+                bins.append(tuple((i, i + 1) for i in range(m)) if isinstance(m, int) else None)
+            elif o == 1:
+                bins.append(((0, m),) if isinstance(m, int) else None)
+            elif isinstance(m, int) and isinstance(o, int):
+                bins.append(adaptive_bins(m, o))
+            else:
+                ctx.fail(
+                    f"needs a known input size to pool {m} into {o} (axis {axis + 2})",
+                    "x",
+                    "symbolic size",
+                    notes=(
+                        "only an output equal to the input size, or 1, works on a symbolic size",
+                    ),
+                )
+        ctx.attrs.update(size=size, bins=tuple(bins))
+        return [x.with_shape((*x.shape[:2], *size))]
+
+    return infer
 
 
 def _adaptive_ref(inputs, attrs, params):
-    x = inputs["x"]
-    h, w = x.shape[2:]
-    oh, ow = (v if isinstance(v, int) else n for v, n in zip(attrs["size"], (h, w), strict=True))
-    out = np.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
-    for i, (h0, h1) in enumerate(adaptive_bins(h, oh)):
-        for j, (w0, w1) in enumerate(adaptive_bins(w, ow)):
-            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
-    return [out]
+    """Axis by axis (the windows are boxes): the mean of each of PyTorch's windows."""
+    y = inputs["x"]
+    for axis, v in enumerate(attrs["size"], 2):
+        m = y.shape[axis]
+        o = v if isinstance(v, int) else m
+        means = [
+            np.take(y, range(lo, hi), axis=axis).mean(axis=axis, keepdims=True)
+            for lo, hi in adaptive_bins(m, o)
+        ]
+        y = np.concatenate(means, axis=axis)
+    return [y.astype(inputs["x"].dtype)]
 
 
-register(
-    OpDef(
-        name="adaptive_avg_pool2d",
-        signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
-        infer=_adaptive_infer,
-        reference=_adaptive_ref,
-        differentiable=("x",),
-        axes="channels",
-        doc="PyTorch's adaptive average pooling to (h, w): output cell i averages rows "
-        "floor(i·H/h) .. ceil((i+1)·H/h) - 1; needs known H, W unless the output size is the "
-        "input size or 1. `bins` lists each axis's windows.",
+for _n in (2, 3):
+    register(
+        OpDef(
+            name=f"adaptive_avg_pool{_n}d",
+            signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
+            infer=_adaptive_rule(_n),
+            reference=_adaptive_ref,
+            differentiable=("x",),
+            axes="channels",
+            doc="PyTorch's adaptive average pooling to one size per spatial axis: output cell "
+            "i of an axis of n averages inputs floor(i·n/o) .. ceil((i+1)·n/o) - 1; needs known "
+            "input sizes unless the output size is the input size or 1. `bins` lists each "
+            "axis's windows.",
+        )
     )
-)

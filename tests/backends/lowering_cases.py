@@ -560,6 +560,18 @@ def function_cases() -> list:
     add(Case("global_avg_pool", {"x": randn(2, 3, 7)}))
     add(Case("global_avg_pool", {"x": randn(2, 3, 4, 5, 6, dtype=np.float64)}))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=(3, 2)))
+    add(Case("adaptive_avg_pool3d", {"x": randn(2, 3, 5, 7, 4)}, size=(3, 2, 4)))
+    add(Case("adaptive_avg_pool3d", {"x": randn(2, 3, 5, 7, 4)}, size=1))
+    add(Case("adaptive_avg_pool3d", {"x": randn(2, 3, 6, 3, 9, dtype=np.float64)}, size=(4, 1, 2)))
+    add(
+        Case(
+            "adaptive_avg_pool3d",
+            {"x": randn(2, 3, 4, 9, 8)},
+            types={"x": TensorType(DType.f32, (B, 3, 4, H, W))},
+            env=ENV,
+            size=(2, H, 1),
+        )
+    )
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=1))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 6, 6)}, size=4))
     add(

@@ -1,5 +1,5 @@
 """Pooling: rules, and references against ONNX MaxPool / AveragePool / GlobalAveragePool and
-PyTorch (count_include_pad, adaptive bins)."""
+PyTorch (count_include_pad, ceil_mode, 3-d pooling, adaptive bins)."""
 
 from __future__ import annotations
 
@@ -278,3 +278,16 @@ def test_3d_pooling_matches_torch(op):
         close(y, onnx_node("MaxPool", [x], **window)[0])
     else:
         close(y, onnx_node("AveragePool", [x], count_include_pad=1, **window)[0])
+
+
+def test_adaptive_avg_pool3d_rules_and_torch():
+    x = tt("f32", B, C, 4, H, W)
+    assert shapes("adaptive_avg_pool3d", {"x": x}, size=1) == ["f32[B, C, 1, 1, 1]"]
+    assert shapes("adaptive_avg_pool3d", {"x": x}, size=(2, H, 1)) == ["f32[B, C, 2, H, 1]"]
+    fails("adaptive_avg_pool3d", {"x": x}, "E-SHAPE", size=(2, 3, 1))
+    fails("adaptive_avg_pool3d", {"x": x}, "E-VALUE", size=(2, 3))
+    fails("adaptive_avg_pool3d", {"x": tt("f32", B, C, 8, 8)}, "E-SHAPE", size=2)
+    for size, out in (((5, 7, 4), (3, 2, 4)), ((6, 3, 9), (4, 1, 2)), ((3, 4, 5), 2)):
+        v = randn(RNG, 2, 3, *size)
+        (y,), _, _ = run_ref("adaptive_avg_pool3d", {"x": v}, size=out)
+        close(y, F.adaptive_avg_pool3d(torch.from_numpy(v), out).numpy())

@@ -50,7 +50,7 @@ The differences handled, op by op:
   half-pixel like PyTorch's align_corners=False (TensorFlow computes it in float32, also for
   f64 inputs), and `_upsample_bilinear` (the same interpolation written out) where a size is
   symbolic: ops.image.resize refuses sizes unknown when the model is traced.
-- `adaptive_avg_pool2d`: per axis the identity (its own size, possibly symbolic), a mean (size
+- `adaptive_avg_pool2d/3d`: per axis the identity (its own size, possibly symbolic), a mean (size
   1), or `_adaptive_pool`, the means over PyTorch's windows (Keras's adaptive pooling needs
   every size known when traced and fails with an output size 1 on the other axis).
 - softmax and log_softmax beyond rank 5 (TensorFlow's kernel limit) are `_softmax`: computed
@@ -547,8 +547,8 @@ def _adaptive_kind(size, bins) -> str:
     return "pool"
 
 
-@ROWS.function("adaptive_avg_pool2d")
-def _adaptive_avg_pool2d(call: KerasCall) -> str:
+@ROWS.function("adaptive_avg_pool2d", "adaptive_avg_pool3d")
+def _adaptive_avg_pool(call: KerasCall) -> str:
     """Per channels-last spatial axis: kept, a mean to size 1, or `_adaptive_pool` over
     PyTorch's windows (ops.adaptive_average_pool wants every size known when traced, and
     fails where one output size is 1)."""

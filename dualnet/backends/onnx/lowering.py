@@ -27,7 +27,7 @@ tie-breaker (CONVENTIONS.md). Op by op:
 - ConvTranspose's output_padding below the stride, as ONNX Runtime wants: beyond it, zero
   rows appended to the input and larger pads (`backends.conv_transpose`).
 - upsample is Resize: nearest with asymmetric coordinates and floor (x[i // s]); bilinear
-  with half_pixel coordinates (PyTorch's align_corners=False). adaptive_avg_pool2d
+  with half_pixel coordinates (PyTorch's align_corners=False). adaptive_avg_pool2d/3d
   multiplies by the averaging matrix of PyTorch's bins (or takes the mean for size 1).
 - Attention is decomposed (MatMul, Softmax): scores of keys a query may not attend are -inf
   and their weights then exactly 0, so a query with no allowed key gets all-zero weights
@@ -724,13 +724,14 @@ def _global_avg_pool(call: OnnxCall) -> list[str]:
     return [call.one("Flatten", [pooled], axis=1)]
 
 
-def _adaptive_avg_pool2d(call: OnnxCall) -> list[str]:
+def _adaptive_avg_pool(call: OnnxCall) -> list[str]:
     """Per spatial axis: nothing where the size is kept, the mean for size 1, else a MatMul
-    by the averaging matrix of PyTorch's windows."""
+    by the averaging matrix of PyTorch's windows (the depth of a volume moved last for it)."""
     x = y = call.inputs["x"]
     spatial = call.in_types["x"].shape[2:]
+    rank = len(spatial) + 2
     for axis, n, size, bins in zip(
-        (2, 3), spatial, call.attrs["size"], call.attrs["bins"], strict=True
+        range(2, rank), spatial, call.attrs["size"], call.attrs["bins"], strict=True
     ):
         if size == n:
             continue
@@ -740,10 +741,15 @@ def _adaptive_avg_pool2d(call: OnnxCall) -> list[str]:
         weights = np.zeros((n, size))
         for j, (lo, hi) in enumerate(bins):
             weights[lo:hi, j] = 1 / (hi - lo)
-        if axis == 3:
+        if axis == rank - 1:
             y = call.one("MatMul", [y, _const(call, weights, call.dtype, "bins")])
-        else:
+        elif axis == rank - 2:
             y = call.one("MatMul", [_const(call, weights.T, call.dtype, "bins"), y])
+        else:  # [B, C, D, H, W] → [B, C, H, W, D], pooled, and back
+            last = [0, 1, 3, 4, 2]
+            y = call.one("Transpose", [y], perm=last)
+            y = call.one("MatMul", [y, _const(call, weights, call.dtype, "bins")])
+            y = call.one("Transpose", [y], perm=[0, 1, 4, 2, 3])
     return _identity(call, x) if y == x else [y]
 
 
@@ -1057,7 +1063,8 @@ for _name, _row in (
     ("max_pool3d", _max_pool),
     ("avg_pool3d", _avg_pool),
     ("global_avg_pool", _global_avg_pool),
-    ("adaptive_avg_pool2d", _adaptive_avg_pool2d),
+    ("adaptive_avg_pool2d", _adaptive_avg_pool),
+    ("adaptive_avg_pool3d", _adaptive_avg_pool),
     ("scaled_dot_product_attention", _sdpa),
     *((f"Conv{n}d", _conv) for n in (1, 2, 3)),
     *((f"ConvTranspose{n}d", _conv_transpose) for n in (1, 2, 3)),

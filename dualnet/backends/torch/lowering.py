@@ -366,12 +366,12 @@ def _global_avg_pool(call: TorchCall) -> str:
     return f"{_recv(call, 'x')}.mean(dim={axes_arg(call.attrs['axes'], call.fmt)})"
 
 
-@ROWS.function("adaptive_avg_pool2d")
-def _adaptive_avg_pool2d(call: TorchCall) -> str:
+@ROWS.function("adaptive_avg_pool2d", "adaptive_avg_pool3d")
+def _adaptive_avg_pool(call: TorchCall) -> str:
     # the rule allows a symbolic output size only where it equals the input's: PyTorch's None
     size = tuple(o if isinstance(o, int) else None for o in call.attrs["size"])
     text = sizes(size, call.fmt) if None not in size else call.fmt(size)
-    return f"F.adaptive_avg_pool2d({_tensor(call, 'x')}, {text})"
+    return f"F.adaptive_avg_pool{len(size)}d({_tensor(call, 'x')}, {text})"
 
 
 # ---------------------------------------------------------------- attention

@@ -340,11 +340,11 @@ def conv_transpose(b: Builder) -> None:
 
 @family(lambda b, x: 3 <= x.rank <= 5, weight=3)
 def pool(b: Builder) -> None:
-    """max/avg pooling (1-d, 2-d, 3-d) with a random window, global and adaptive average
-    pooling."""
+    """max/avg pooling (1-d, 2-d, 3-d) with a random window, global and adaptive (2-d, 3-d)
+    average pooling."""
     x = b.x
     n = x.rank - 2
-    kind = b.pick(["max", "avg", "global"] + ["adaptive"] * (n == 2))
+    kind = b.pick(["max", "avg", "global"] + ["adaptive"] * (n >= 2))
     if kind == "global":
         b.step(b.call("global_avg_pool", x.name), x.shape[:2])
     elif kind == "adaptive":
@@ -354,7 +354,7 @@ def pool(b: Builder) -> None:
         else:
             out = tuple(b.pick([d, 1]) if not b.known(d) else d for d in spatial)
             size = literal(per_axis(out))
-        b.step(b.call("adaptive_avg_pool2d", x.name, size), (*x.shape[:2], *out))
+        b.step(b.call(f"adaptive_avg_pool{n}d", x.name, size), (*x.shape[:2], *out))
     else:
         w = window(b, x.shape[2:], pool=True, where="forward")
         args = dict(
