@@ -522,6 +522,43 @@ def function_cases() -> list:
         add(Case(name, {"x": x5}, kernel=3, stride=2, padding="same"))
         add(Case(name, {"x": x5}, kernel=3, stride=2, padding=1, ceil_mode=True))
     add(Case("avg_pool3d", {"x": x5}, kernel=3, stride=2, padding=1, count_include_pad=False))
+    # an axis smaller than the kernel, which the padding makes fit (F.avg_pool3d refuses it)
+    tiny, small = randn(2, 2, 4, 1, 1), randn(2, 2, 2, 2, 2)
+    flat = {"x": TensorType(DType.f32, (B, 2, 4, H, W))}
+    for include in (True, False):
+        add(
+            Case(
+                "avg_pool3d",
+                {"x": tiny},
+                kernel=(2, 3, 3),
+                padding=(0, 1, 1),
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool3d",
+                {"x": small},
+                kernel=3,
+                stride=2,
+                padding=1,
+                ceil_mode=True,
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool3d",
+                {"x": randn(2, 2, 4, 9, 8)},
+                types=flat,
+                env=ENV,
+                kernel=3,
+                stride=2,
+                padding=1,
+                ceil_mode=True,
+                count_include_pad=include,
+            )
+        )
     # float64, and "same" with a window below its stride (TensorFlow's 3-d pooling has
     # neither right), on known and symbolic sizes
     x64, xv = randn(2, 3, 5, 6, 7, dtype=np.float64), randn(2, 3, 9, 8, 5)

@@ -18,6 +18,9 @@ handled, op by op:
   asymmetric pads become an explicit `F.pad` (`-inf` for max pooling; the count-excluding
   average pool divides by a pooled mask, `_avg_pool`), and pads that depend on a symbolic size
   (None in the IR) are computed at run time by `_pad_same`.
+- `F.avg_pool3d` refuses an input smaller than its kernel even where the padding makes the
+  window fit: where an axis may be that small (a symbolic size), the pads are an `F.pad`
+  (or `_avg_pool`) first (`_smaller_than_kernel`).
 - `pad` lists (before, after) pairs in axis order; `F.pad` wants them last axis first.
 - `upsample(mode="nearest")` with a scale that is not a power of two uses `mode="nearest-exact"`:
   PyTorch's "nearest" multiplies by the float32 reciprocal of the scale and picks the wrong
@@ -330,6 +333,18 @@ def _max_pool(n: int) -> Callable[[TorchCall], str]:
     return lower
 
 
+def _smaller_than_kernel(call: TorchCall) -> bool:
+    """Whether an axis of x may be smaller than the kernel (symbolic: it may), which
+    F.avg_pool3d refuses even where its padding makes the window fit (2-d pooling accepts
+    it; tests/backends/test_upstream_bugs.py)."""
+    if not call.in_types:
+        return True
+    spatial = call.in_types["x"].shape[2:]
+    return not all(
+        isinstance(m, int) and m >= k for m, k in zip(spatial, call.attrs["kernel"], strict=True)
+    )
+
+
 def _avg_pool(n: int) -> Callable[[TorchCall], str]:
     def lower(call: TorchCall) -> str:
         kind, value = _window_padding(call.attrs)
@@ -337,10 +352,18 @@ def _avg_pool(n: int) -> Callable[[TorchCall], str]:
         fmt = call.fmt
         kernel, stride = call.attrs["kernel"], call.attrs["stride"]
         include = call.attrs["count_include_pad"]
+        explicit = n == 3 and _smaller_than_kernel(call)  # pads written out: F.pad first
         if call.attrs["ceil_mode"]:
             padding = _ceil_padding(call.attrs)
+            if explicit and any(padding) and not include:  # the rule's pads, floor mode
+                return f"_avg_pool({x}, {fmt(kernel)}, {fmt(stride)}, {fmt(call.attrs['pads'])})"
+            if explicit and any(padding):  # (p, p) counted, then PyTorch's ceil_mode
+                x = f"F.pad({x}, {fmt(_flat_pads((p, p) for p in padding))})"
+                return f"F.avg_pool{n}d({x}, {_pool_args(call, None)}, ceil_mode=True)"
             extra = "" if include or not any(padding) else ", count_include_pad=False"
             return f"F.avg_pool{n}d({x}, {_pool_args(call, padding)}, ceil_mode=True{extra})"
+        if kind == "args" and explicit and any(value):
+            kind, value = "pad", _flat_pads(call.attrs["pads"])
         if kind == "args":
             extra = "" if include or not any(value) else ", count_include_pad=False"
             return f"F.avg_pool{n}d({x}, {_pool_args(call, value)}{extra})"
