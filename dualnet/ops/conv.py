@@ -1,4 +1,4 @@
-"""Convolution layers: Conv1d/2d/3d and ConvTranspose2d (PyTorch layouts and names)."""
+"""Convolution layers: Conv1d/2d/3d and ConvTranspose1d/2d/3d (PyTorch layouts and names)."""
 
 from __future__ import annotations
 
@@ -153,87 +153,93 @@ for _n in (1, 2, 3):
     )
 
 
-def _convt_infer(ctx: Ctx) -> list[TensorType]:
-    x, cfg = ctx.inputs["x"], ctx.config
-    require_rank(ctx, "x", x, (4,), "[B, C, H, W]")
-    out, groups = cfg["out"], cfg["groups"]
-    cin = _channels(ctx, x, groups, out)
-    k, s, d = (expand(ctx, cfg[a], 2, a) for a in ("kernel", "stride", "dilation"))
-    for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
-        positive(ctx, v, name)
-    if cfg["padding"] in ("same", "valid"):
-        ctx.fail(
-            "takes explicit integer padding (PyTorch's meaning)",
-            "padding",
-            "use an int or a tuple",
-            code="E-VALUE",
+def _convt_rule(n: int):
+    def infer(ctx: Ctx) -> list[TensorType]:
+        x, cfg = ctx.inputs["x"], ctx.config
+        require_rank(ctx, "x", x, (n + 2,), "[B, C" + ", spatial" * n + "]")
+        out, groups = cfg["out"], cfg["groups"]
+        cin = _channels(ctx, x, groups, out)
+        k, s, d = (expand(ctx, cfg[a], n, a) for a in ("kernel", "stride", "dilation"))
+        for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
+            positive(ctx, v, name)
+        if cfg["padding"] in ("same", "valid"):
+            ctx.fail(
+                "takes explicit integer padding (PyTorch's meaning)",
+                "padding",
+                "use an int or a tuple",
+                code="E-VALUE",
+            )
+        p = expand(ctx, cfg["padding"], n, "padding")
+        op = expand(ctx, cfg["output_padding"], n, "output_padding")
+        positive(ctx, p + op, "padding", allow_zero=True)
+        if any(o >= max(si, di) for o, si, di in zip(op, s, d, strict=True)):
+            ctx.fail(
+                "output_padding must be smaller than the stride or the dilation",
+                "output_padding",
+                "too large",
+                code="E-VALUE",
+            )
+        spatial = tuple(
+            (m - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+            for m, si, pi, di, ki, oi in zip(x.shape[2:], s, p, d, k, op, strict=True)
         )
-    p = expand(ctx, cfg["padding"], 2, "padding")
-    op = expand(ctx, cfg["output_padding"], 2, "output_padding")
-    positive(ctx, p + op, "padding", allow_zero=True)
-    if any(o >= max(si, di) for o, si, di in zip(op, s, d, strict=True)):
-        ctx.fail(
-            "output_padding must be smaller than the stride or the dilation",
-            "output_padding",
-            "too large",
-            code="E-VALUE",
+        cfg.update(
+            in_channels=cin,
+            kernel=k,
+            stride=s,
+            dilation=d,
+            pads=tuple((v, v) for v in p),
+            output_padding=op,
         )
-    spatial = tuple(
-        (n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
-        for n, si, pi, di, ki, oi in zip(x.shape[2:], s, p, d, k, op, strict=True)
-    )
-    cfg.update(
-        in_channels=cin,
-        kernel=k,
-        stride=s,
-        dilation=d,
-        pads=tuple((v, v) for v in p),
-        output_padding=op,
-    )
-    _declare_params(ctx, (cin, out // groups, *k), out)
-    return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
+        _declare_params(ctx, (cin, out // groups, *k), out)
+        return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
+
+    return infer
 
 
 def _convt_ref(inputs, attrs, params):
     """Transposed convolution as the gradient of Conv: scatter each input pixel's kernel."""
     x, w, b = inputs["x"], params["weight"], params.get("bias")
-    (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
-    (ph, _), (pw, _) = attrs["pads"]
-    oph, opw = attrs["output_padding"]
-    groups = attrs["groups"]
-    batch, cin, h, wd = x.shape
+    stride, dilation, groups = attrs["stride"], attrs["dilation"], attrs["groups"]
+    batch, cin, *size = x.shape
     og, cg = w.shape[1], cin // groups
-    kh, kw = w.shape[2:]
-    full_h = (h - 1) * sh + dh * (kh - 1) + 1 + oph
-    full_w = (wd - 1) * sw + dw * (kw - 1) + 1 + opw
-    full = np.zeros((batch, og * groups, full_h, full_w), dtype=np.result_type(x, w))
-    for i in range(kh):
-        for j in range(kw):
-            for g in range(groups):
-                contrib = np.einsum(
-                    "nchw,co->nohw", x[:, g * cg : (g + 1) * cg], w[g * cg : (g + 1) * cg, :, i, j]
-                )
-                full[
-                    :,
-                    g * og : (g + 1) * og,
-                    i * dh : i * dh + sh * (h - 1) + 1 : sh,
-                    j * dw : j * dw + sw * (wd - 1) + 1 : sw,
-                ] += contrib
-    out = full[:, :, ph : full_h - ph, pw : full_w - pw]
+    full_size = [
+        (m - 1) * s + d * (k - 1) + 1 + o
+        for m, s, d, k, o in zip(
+            size, stride, dilation, w.shape[2:], attrs["output_padding"], strict=True
+        )
+    ]
+    full = np.zeros((batch, og * groups, *full_size), dtype=np.result_type(x, w))
+    for kidx in np.ndindex(*w.shape[2:]):
+        window = tuple(
+            slice(i * d, i * d + s * (m - 1) + 1, s)
+            for i, d, s, m in zip(kidx, dilation, stride, size, strict=True)
+        )
+        for g in range(groups):
+            contrib = np.einsum(
+                "nc...,co->no...",
+                x[:, g * cg : (g + 1) * cg],
+                w[(slice(g * cg, (g + 1) * cg), slice(None), *kidx)],
+            )
+            full[(slice(None), slice(g * og, (g + 1) * og), *window)] += contrib
+    crop = tuple(slice(p, f - p) for (p, _), f in zip(attrs["pads"], full_size, strict=True))
+    out = full[(slice(None), slice(None), *crop)]
     if b is not None:
-        out = out + b.reshape(1, -1, 1, 1)
+        out = out + b.reshape(1, -1, *([1] * len(size)))
     return [out]
 
 
-register(
-    OpDef(
-        name="ConvTranspose2d",
-        signature=_CALL,
-        construct=_conv_construct((P("output_padding", "ints", 0),)),
-        infer=_convt_infer,
-        reference=_convt_ref,
-        differentiable=("x",),
-        axes="channels",
-        doc="2-d transposed convolution; weight [in, out/groups, kh, kw]; PyTorch's padding.",
+for _n in (1, 2, 3):
+    register(
+        OpDef(
+            name=f"ConvTranspose{_n}d",
+            signature=_CALL,
+            construct=_conv_construct((P("output_padding", "ints", 0),)),
+            infer=_convt_rule(_n),
+            reference=_convt_ref,
+            differentiable=("x",),
+            axes="channels",
+            doc=f"{_n}-d transposed convolution; weight [in, out/groups, *kernel]; PyTorch's "
+            "padding.",
+        )
     )
-)

@@ -1,4 +1,4 @@
-"""Pooling: max and average pooling (1-d, 2-d), global and adaptive average pooling."""
+"""Pooling: max and average pooling (1-d, 2-d, 3-d), global and adaptive average pooling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import math
 from dualnet import budget
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import TensorType
-from dualnet.ops.common import expand, positive, require_rank, resolve_padding, same_pads
+from dualnet.ops.common import (
+    conv_out,
+    expand,
+    positive,
+    require_rank,
+    resolve_padding,
+    same_pads,
+)
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
@@ -27,10 +34,32 @@ def _window_rule(n: int):
                 "too large",
                 code="E-VALUE",
             )
+        if attrs["ceil_mode"]:
+            pads, spatial = _ceil_pads(ctx, x.shape[2:], k, s, pads)
         attrs.update(kernel=k, stride=s, pads=pads)
         return [x.with_shape((*x.shape[:2], *spatial))]
 
     return infer
+
+
+def _ceil_pads(ctx: Ctx, spatial: tuple, kernel: tuple, stride: tuple, pads: tuple):
+    """PyTorch's ceil_mode as floor mode over more padding at the end: a last, partial window
+    is kept when it starts inside the input or its left padding, so with padding p, an axis
+    of n gives floor(min(n + 2p - k + s - 1, n + p - 1) / s) + 1 windows — floor mode with
+    pads (p, min(p + s - 1, k - 1)), for every n. Returns (pads, output sizes)."""
+    if ctx.attrs["padding"] == "same":
+        ctx.fail(
+            'ceil_mode takes explicit padding (PyTorch has no padding="same" for pooling)',
+            "padding",
+            "use an int or a tuple",
+            code="E-VALUE",
+        )
+    windows = zip(pads, kernel, stride, strict=True)
+    pads = tuple((p, min(p + s - 1, k - 1)) for (p, _), k, s in windows)
+    spatial = tuple(
+        conv_out(n, k, s, 1, *p) for n, k, s, p in zip(spatial, kernel, stride, pads, strict=True)
+    )
+    return pads, spatial
 
 
 def _windows(x, kernel, stride, pads, fill):
@@ -57,7 +86,7 @@ def _max_ref(inputs, attrs, params):
     return [np.max(np.stack(views), axis=0).astype(x.dtype)]
 
 
-for _n in (1, 2):
+for _n in (1, 2, 3):
     register(
         OpDef(
             name=f"max_pool{_n}d",
@@ -66,12 +95,15 @@ for _n in (1, 2):
                 P("kernel", "ints"),
                 P("stride", "ints", None),
                 P("padding", "padding", 0),
+                P("ceil_mode", "bool", False),
             ),
             infer=_window_rule(_n),
             reference=_max_ref,
             differentiable=("x",),
             axes="channels",
-            doc="Maximum over each window; padding counts as −∞; stride defaults to kernel.",
+            doc="Maximum over each window; padding counts as −∞; stride defaults to kernel; "
+            "ceil_mode=true keeps PyTorch's last, partial window (`pads` then hold its extra "
+            "padding at the end).",
         )
     )
 
@@ -93,15 +125,18 @@ def _avg_ref(inputs, attrs, params):
     k, s = attrs["kernel"], attrs["stride"]
     pads = _concrete_pads(x, attrs)
     total = sum(v.astype(np.float64) for v in _windows(x, k, s, pads, 0))
-    if attrs["count_include_pad"]:
+    if attrs["count_include_pad"] and not attrs["ceil_mode"]:
         count = float(math.prod(k))
+    elif attrs["count_include_pad"]:  # the elements in the input and its padding (p, p)
+        ones = np.ones((1, 1, *(n + 2 * p for n, (p, _) in zip(x.shape[2:], pads, strict=True))))
+        count = sum(_windows(ones, k, s, [(0, after - p) for p, after in pads], 0))
     else:  # the number of real (unpadded) elements under each window
         ones = np.ones((1, 1, *x.shape[2:]))
         count = sum(_windows(ones, k, s, pads, 0))
     return [(total / count).astype(x.dtype)]
 
 
-for _n in (1, 2):
+for _n in (1, 2, 3):
     register(
         OpDef(
             name=f"avg_pool{_n}d",
@@ -111,14 +146,17 @@ for _n in (1, 2):
                 P("stride", "ints", None),
                 P("padding", "padding", 0),
                 P("count_include_pad", "bool", True),
+                P("ceil_mode", "bool", False),
             ),
             infer=_window_rule(_n),
             reference=_avg_ref,
             differentiable=("x",),
             axes="channels",
-            doc="Mean over each window (ONNX AveragePool, floor mode); stride defaults to kernel; "
+            doc="Mean over each window (ONNX AveragePool); stride defaults to kernel; "
             "count_include_pad=true divides by the kernel size, false by the number of "
-            "unpadded elements under the window.",
+            "unpadded elements under the window; ceil_mode=true keeps PyTorch's last, partial "
+            "window (`pads` then hold its extra padding at the end), which counts only the "
+            "elements in the input and its padding.",
         )
     )
 
@@ -154,68 +192,83 @@ def adaptive_bins(n: int, out: int) -> tuple[tuple[int, int], ...]:
     return tuple(((i * n) // out, -((-(i + 1) * n) // out)) for i in range(out))
 
 
-def _adaptive_infer(ctx: Ctx) -> list[TensorType]:
-    x, size = ctx.inputs["x"], ctx.attrs["size"]
-    require_rank(ctx, "x", x, (4,), "[B, C, H, W]")
-    if isinstance(size, int | Dim) and not isinstance(size, bool):
-        size = (size, size)
-    if (
-        not isinstance(size, tuple | list)
-        or len(size) != 2
-        or not all(isinstance(v, int | Dim) and not isinstance(v, bool) for v in size)
-    ):
-        ctx.fail(
-            "`size` must be a size or a pair (h, w) of sizes",
-            "size",
-            "expected (h, w)",
-            code="E-VALUE",
-        )
-    size = tuple(size)
-    bins = []
-    for axis, (n, o) in enumerate(zip(x.shape[2:], size, strict=True)):
-        if isinstance(o, int) and o <= 0:
+def _adaptive_rule(n: int):
+    def infer(ctx: Ctx) -> list[TensorType]:
+        x, size = ctx.inputs["x"], ctx.attrs["size"]
+        names = ("d", "h", "w")[3 - n :]
+        require_rank(ctx, "x", x, (n + 2,), "[B, C, " + ", ".join(a.upper() for a in names) + "]")
+        if isinstance(size, int | Dim) and not isinstance(size, bool):
+            size = (size,) * n
+        if (
+            not isinstance(size, tuple | list)
+            or len(size) != n
+            or not all(isinstance(v, int | Dim) and not isinstance(v, bool) for v in size)
+        ):
             ctx.fail(
-                f"output sizes must be positive, found {o}", "size", "out of range", code="E-VALUE"
+                f"`size` must be a size or a {('pair', 'triple')[n - 2]} ({', '.join(names)}) "
+                "of sizes",
+                "size",
+                f"expected ({', '.join(names)})",
+                code="E-VALUE",
             )
-        budget.spend("item", o if isinstance(o, int) else 1, ctx.span)  # before listing
-        if o == n:
-            bins.append(tuple((i, i + 1) for i in range(n)) if isinstance(n, int) else None)
-        elif o == 1:
-            bins.append(((0, n),) if isinstance(n, int) else None)
-        elif isinstance(n, int) and isinstance(o, int):
-            bins.append(adaptive_bins(n, o))
-        else:
-            ctx.fail(
-                f"needs a known input size to pool {n} into {o} (axis {axis + 2})",
-                "x",
-                "symbolic size",
-                notes=("only an output equal to the input size, or 1, works on a symbolic size",),
-            )
-    ctx.attrs.update(size=size, bins=tuple(bins))
-    return [x.with_shape((*x.shape[:2], *size))]
+        size = tuple(size)
+        bins = []
+        for axis, (m, o) in enumerate(zip(x.shape[2:], size, strict=True)):
+            if isinstance(o, int) and o <= 0:
+                ctx.fail(
+                    f"output sizes must be positive, found {o}",
+                    "size",
+                    "out of range",
+                    code="E-VALUE",
+                )
+            budget.spend("item", o if isinstance(o, int) else 1, ctx.span)  # before listing
+            if o == m:
+                bins.append(tuple((i, i + 1) for i in range(m)) if isinstance(m, int) else None)
+            elif o == 1:
+                bins.append(((0, m),) if isinstance(m, int) else None)
+            elif isinstance(m, int) and isinstance(o, int):
+                bins.append(adaptive_bins(m, o))
+            else:
+                ctx.fail(
+                    f"needs a known input size to pool {m} into {o} (axis {axis + 2})",
+                    "x",
+                    "symbolic size",
+                    notes=(
+                        "only an output equal to the input size, or 1, works on a symbolic size",
+                    ),
+                )
+        ctx.attrs.update(size=size, bins=tuple(bins))
+        return [x.with_shape((*x.shape[:2], *size))]
+
+    return infer
 
 
 def _adaptive_ref(inputs, attrs, params):
-    x = inputs["x"]
-    h, w = x.shape[2:]
-    oh, ow = (v if isinstance(v, int) else n for v, n in zip(attrs["size"], (h, w), strict=True))
-    out = np.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
-    for i, (h0, h1) in enumerate(adaptive_bins(h, oh)):
-        for j, (w0, w1) in enumerate(adaptive_bins(w, ow)):
-            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
-    return [out]
+    """Axis by axis (the windows are boxes): the mean of each of PyTorch's windows."""
+    y = inputs["x"]
+    for axis, v in enumerate(attrs["size"], 2):
+        m = y.shape[axis]
+        o = v if isinstance(v, int) else m
+        means = [
+            np.take(y, range(lo, hi), axis=axis).mean(axis=axis, keepdims=True)
+            for lo, hi in adaptive_bins(m, o)
+        ]
+        y = np.concatenate(means, axis=axis)
+    return [y.astype(inputs["x"].dtype)]
 
 
-register(
-    OpDef(
-        name="adaptive_avg_pool2d",
-        signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
-        infer=_adaptive_infer,
-        reference=_adaptive_ref,
-        differentiable=("x",),
-        axes="channels",
-        doc="PyTorch's adaptive average pooling to (h, w): output cell i averages rows "
-        "floor(i·H/h) .. ceil((i+1)·H/h) - 1; needs known H, W unless the output size is the "
-        "input size or 1. `bins` lists each axis's windows.",
+for _n in (2, 3):
+    register(
+        OpDef(
+            name=f"adaptive_avg_pool{_n}d",
+            signature=sig(P("x", "tensor", dtypes="float"), P("size", "any")),
+            infer=_adaptive_rule(_n),
+            reference=_adaptive_ref,
+            differentiable=("x",),
+            axes="channels",
+            doc="PyTorch's adaptive average pooling to one size per spatial axis: output cell "
+            "i of an axis of n averages inputs floor(i·n/o) .. ceil((i+1)·n/o) - 1; needs known "
+            "input sizes unless the output size is the input size or 1. `bins` lists each "
+            "axis's windows.",
+        )
     )
-)

@@ -557,10 +557,136 @@ def function_cases() -> list:
             padding="same",
         )
     )
+    # ceil_mode: odd sizes where a last, partial window is added; stride > kernel; symbolic
+    for name in ("max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"):
+        includes = (True, False) if name.startswith("avg") else (None,)
+        for include in includes:
+            extra = {} if include is None else {"count_include_pad": include}
+            x = xo if name.endswith("2d") else randn(2, 3, 10)
+            add(Case(name, {"x": x}, kernel=3, stride=2, padding=1, ceil_mode=True, **extra))
+            add(Case(name, {"x": x}, kernel=2, stride=3, padding=1, ceil_mode=True, **extra))
+            add(Case(name, {"x": x}, kernel=3, stride=2, ceil_mode=True, **extra))
+    for include in (True, False):
+        add(
+            Case(
+                "avg_pool2d",
+                {"x": xs},
+                types={"x": TensorType(DType.f32, (B, 3, H, W))},
+                env=ENV,
+                kernel=(3, 2),
+                stride=2,
+                padding=(1, 0),
+                ceil_mode=True,
+                count_include_pad=include,
+            )
+        )
+    add(
+        Case(
+            "max_pool2d",
+            {"x": xs},
+            types={"x": TensorType(DType.f32, (B, 3, H, W))},
+            env=ENV,
+            kernel=2,
+            stride=3,
+            padding=1,
+            ceil_mode=True,
+        )
+    )
+    # 3-d pooling
+    x5 = randn(2, 3, 5, 6, 7)
+    for name in ("max_pool3d", "avg_pool3d"):
+        add(Case(name, {"x": x5}, kernel=2))
+        add(Case(name, {"x": x5}, kernel=(3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1)))
+        add(Case(name, {"x": x5}, kernel=3, stride=2, padding="same"))
+        add(Case(name, {"x": x5}, kernel=3, stride=2, padding=1, ceil_mode=True))
+    add(Case("avg_pool3d", {"x": x5}, kernel=3, stride=2, padding=1, count_include_pad=False))
+    # an axis smaller than the kernel, which the padding makes fit (F.avg_pool3d refuses it)
+    tiny, small = randn(2, 2, 4, 1, 1), randn(2, 2, 2, 2, 2)
+    flat = {"x": TensorType(DType.f32, (B, 2, 4, H, W))}
+    for include in (True, False):
+        add(
+            Case(
+                "avg_pool3d",
+                {"x": tiny},
+                kernel=(2, 3, 3),
+                padding=(0, 1, 1),
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool3d",
+                {"x": small},
+                kernel=3,
+                stride=2,
+                padding=1,
+                ceil_mode=True,
+                count_include_pad=include,
+            )
+        )
+        add(
+            Case(
+                "avg_pool3d",
+                {"x": randn(2, 2, 4, 9, 8)},
+                types=flat,
+                env=ENV,
+                kernel=3,
+                stride=2,
+                padding=1,
+                ceil_mode=True,
+                count_include_pad=include,
+            )
+        )
+    # float64, and "same" with a window below its stride (TensorFlow's 3-d pooling has
+    # neither right), on known and symbolic sizes
+    x64, xv = randn(2, 3, 5, 6, 7, dtype=np.float64), randn(2, 3, 9, 8, 5)
+    volume = {"x": TensorType(DType.f32, (B, 3, H, W, 5))}
+    for name, include in (("max_pool3d", True), ("avg_pool3d", True), ("avg_pool3d", False)):
+        extra = {} if name == "max_pool3d" else {"count_include_pad": include}
+        add(Case(name, {"x": x64}, kernel=2, stride=3, padding="same", **extra))
+        add(Case(name, {"x": x64}, kernel=3, stride=2, padding=1, ceil_mode=True, **extra))
+        add(
+            Case(
+                name, {"x": xv}, types=volume, env=ENV, kernel=2, stride=3, padding="same", **extra
+            )
+        )
+    add(
+        Case(
+            "avg_pool3d",
+            {"x": x5},
+            kernel=3,
+            stride=2,
+            padding="same",
+            count_include_pad=False,
+        )
+    )
+    add(
+        Case(
+            "avg_pool3d",
+            {"x": x5},
+            kernel=3,
+            stride=2,
+            padding=1,
+            ceil_mode=True,
+            count_include_pad=False,
+        )
+    )
     add(Case("global_avg_pool", {"x": x4}))
     add(Case("global_avg_pool", {"x": randn(2, 3, 7)}))
     add(Case("global_avg_pool", {"x": randn(2, 3, 4, 5, 6, dtype=np.float64)}))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=(3, 2)))
+    add(Case("adaptive_avg_pool3d", {"x": randn(2, 3, 5, 7, 4)}, size=(3, 2, 4)))
+    add(Case("adaptive_avg_pool3d", {"x": randn(2, 3, 5, 7, 4)}, size=1))
+    add(Case("adaptive_avg_pool3d", {"x": randn(2, 3, 6, 3, 9, dtype=np.float64)}, size=(4, 1, 2)))
+    add(
+        Case(
+            "adaptive_avg_pool3d",
+            {"x": randn(2, 3, 4, 9, 8)},
+            types={"x": TensorType(DType.f32, (B, 3, 4, H, W))},
+            env=ENV,
+            size=(2, H, 1),
+        )
+    )
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 7, 5)}, size=1))
     add(Case("adaptive_avg_pool2d", {"x": randn(2, 3, 6, 6)}, size=4))
     add(
@@ -696,6 +822,44 @@ def layer_cases() -> list:
             "ConvTranspose2d",
             {"x": randn(2, 4, 5, 6)},
             {"out": 2, "kernel": (2, 3), "stride": (2, 3), "dilation": 2, "bias": False},
+        )
+    )
+    add(Case("ConvTranspose1d", {"x": randn(2, 4, 7)}, {"out": 3, "kernel": 3}))
+    add(
+        Case(
+            "ConvTranspose1d",
+            {"x": randn(2, 4, 6)},
+            {"out": 6, "kernel": 4, "stride": 3, "padding": 2, "output_padding": 2, "groups": 2},
+        )
+    )
+    add(
+        Case(
+            "ConvTranspose1d",
+            {"x": randn(2, 2, 5)},
+            {"out": 4, "kernel": 2, "dilation": 3, "output_padding": 2, "padding": 1},
+        )
+    )
+    add(Case("ConvTranspose3d", {"x": randn(2, 4, 3, 4, 5)}, {"out": 3, "kernel": 2, "stride": 2}))
+    add(
+        Case(
+            "ConvTranspose3d",
+            {"x": randn(1, 4, 3, 3, 4)},
+            {
+                "out": 6,
+                "kernel": (3, 2, 3),
+                "stride": (1, 2, 2),
+                "padding": (1, 0, 1),
+                "output_padding": (0, 1, 1),
+                "groups": 2,
+                "bias": False,
+            },
+        )
+    )
+    add(
+        Case(
+            "ConvTranspose3d",
+            {"x": randn(1, 2, 3, 3, 3)},
+            {"out": 2, "kernel": 2, "stride": 2, "dilation": (1, 2, 1), "output_padding": 1},
         )
     )
     add(Case("Linear", {"x": randn(2, 5, 7)}, {"out": 3}))

@@ -54,14 +54,17 @@ model Convs() {
     dilated_ones = Conv2d(64, kernel=3, stride=2, dilation=2, padding=2, init="ones")
     up = ConvTranspose2d(64, kernel=4, stride=2, padding=1, groups=2)
     line = Conv1d(64, kernel=7, groups=2)
+    line_xavier_uniform = ConvTranspose1d(64, kernel=4, stride=2, dilation=2, init="xavier_uniform")
+    up_volume = ConvTranspose3d(32, kernel=3, stride=2, groups=4)
     bn = BatchNorm()
     group = GroupNorm(4)
-    forward(x: f32[B, 64, 8, 8], s: f32[B, 64, 16]) -> (f32[B, 96, 8, 8], f32[B, 128, 8, 8],
-                                                         f32[B, 64, 4, 4], f32[B, 64, 16, 16],
-                                                         f32[B, 64, 10]) {
+    forward(x: f32[B, 64, 8, 8], s: f32[B, 64, 16], v: f32[B, 32, 4, 4, 4]) -> (
+        f32[B, 96, 8, 8], f32[B, 128, 8, 8], f32[B, 64, 4, 4], f32[B, 64, 16, 16],
+        f32[B, 64, 10], f32[B, 64, 37], f32[B, 32, 9, 9, 9]
+    ) {
         a = bn(conv(x)) + grouped(x)
         b = dilated(x) + dilated_ones(x)
-        return a, depthwise(x), b, group(up(x)), line(s)
+        return a, depthwise(x), b, group(up(x)), line(s), line_xavier_uniform(s), up_volume(v)
     }
 }
 
@@ -122,7 +125,7 @@ def expected(name: str, module: torch.nn.Module, scheme: str) -> tuple[str, floa
         return _scheme("default", weight)
     if layer.startswith("embed"):  # Embedding.reset_parameters: N(0, 1)
         return _scheme(layer.removeprefix("embed").removeprefix("_") or "normal", weight)
-    chosen = scheme if layer == "fc_hyper" else re.sub(r"^(fc|dilated)_?", "", layer)
+    chosen = scheme if layer == "fc_hyper" else re.sub(r"^(fc|dilated|line)_?", "", layer)
     return _scheme(
         chosen
         if chosen

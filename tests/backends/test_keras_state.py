@@ -153,6 +153,30 @@ LEAVES = [
         dict(out=3, kernel=1, dilation=3, output_padding=(2, 1), padding=(1, 0)),
         id="transposed-one-tap-outpad-beyond-stride",
     ),
+    pytest.param(
+        "ConvTranspose1d",
+        {"x": (2, 4, 6)},
+        dict(out=6, kernel=4, stride=3, padding=2, output_padding=2, groups=2),
+        id="transposed1d-grouped",
+    ),
+    pytest.param(
+        "ConvTranspose1d",
+        {"x": (2, 2, 5)},
+        dict(out=3, kernel=2, dilation=3, output_padding=2, padding=1),
+        id="transposed1d-zero-dilated-outpad-beyond-stride",
+    ),
+    pytest.param(
+        "ConvTranspose3d",
+        {"x": (1, 4, 3, 3, 4)},
+        dict(out=6, kernel=(3, 2, 3), stride=(1, 2, 2), padding=(1, 0, 1), groups=2),
+        id="transposed3d-grouped",
+    ),
+    pytest.param(
+        "ConvTranspose3d",
+        {"x": (1, 2, 3, 3, 3)},
+        dict(out=2, kernel=2, stride=2, dilation=(1, 2, 1), output_padding=1, bias=False),
+        id="transposed3d-zero-dilated",
+    ),
     pytest.param("BatchNorm", {"x": (2, 6, 5, 5)}, dict(eps=1e-3, momentum=0.3), id="batchnorm"),
     pytest.param("LayerNorm", {"x": (2, 5, 8)}, dict(axes=2), id="layernorm"),
     pytest.param("LayerNorm", {"x": (2, 5, 8)}, dict(bias=False), id="layernorm-no-bias"),
@@ -206,12 +230,12 @@ def keras_leaf(op: str, cfg: dict):
 def run(op: str, layer, cfg: dict, inputs: dict) -> np.ndarray:
     """The leaf as the emitter applies it: channels-last, dualnet's pads first unless Keras's
     "same" does them (a transposed conv: PyTorch's padding cropped from its output)."""
-    if op == "ConvTranspose2d":  # output padding beyond the stride: zero rows appended
+    if op.startswith("ConvTranspose"):  # output padding beyond the stride: zero rows appended
         padding = transposed_padding(cfg)
         x = np.pad(channels_last(inputs["x"]), [(0, 0), *((0, r) for r in padding.rows), (0, 0)])
         y = numpy(layer(x))
-        (top, bottom), (left, right) = padding.crops
-        return channels_last_back(y[:, top : y.shape[1] - bottom, left : y.shape[2] - right])
+        crop = (slice(a, n - b) for (a, b), n in zip(padding.crops, y.shape[1:], strict=False))
+        return channels_last_back(y[(slice(None), *crop)])
     if op.startswith("Conv"):
         x = channels_last(inputs["x"])
         if layer.get_config()["padding"] == "valid":
@@ -229,7 +253,8 @@ def torch_geometry_is_keras(op: str, cfg: dict) -> bool:
     no grouped transposed kernel)."""
     if not op.startswith("Conv"):
         return True
-    return not dilates_kernel(cfg) and not (op == "ConvTranspose2d" and cfg["groups"] > 1)
+    transposed = op.startswith("ConvTranspose")
+    return not dilates_kernel(cfg, transposed) and not (transposed and cfg["groups"] > 1)
 
 
 @pytest.mark.parametrize("built", [False, True], ids=["unbuilt", "built"])

@@ -135,6 +135,32 @@ CONV = [
         dict(out=4, kernel=2, dilation=3, output_padding=(2, 1), padding=1),
         id="t-outpad-beyond-stride",
     ),
+    pytest.param(
+        "ConvTranspose1d",
+        (2, 4, 6),
+        dict(out=6, kernel=4, stride=3, padding=2, dilation=2, output_padding=2, groups=2),
+        id="t1d-groups-dilation-outpad-beyond-stride",
+    ),
+    pytest.param("ConvTranspose1d", (2, 3, 5), dict(out=2, kernel=3, bias=False), id="t1d"),
+    pytest.param(
+        "ConvTranspose3d",
+        (1, 4, 3, 3, 4),
+        dict(
+            out=6,
+            kernel=(3, 2, 3),
+            stride=(1, 2, 2),
+            padding=(1, 0, 1),
+            output_padding=(0, 1, 1),
+            groups=2,
+        ),
+        id="t3d-groups",
+    ),
+    pytest.param(
+        "ConvTranspose3d",
+        (1, 2, 3, 3, 3),
+        dict(out=2, kernel=2, stride=2, dilation=(1, 2, 1), output_padding=1),
+        id="t3d-stride-and-dilation",
+    ),
 ]
 
 
@@ -143,13 +169,13 @@ def test_conv_matches_reference(op, shape, config):
     x = _randn(np.random.default_rng(1), *shape)
     expected, params, cfg = reference(op, {"x": x}, config)
     xl = channels_last(x)
-    if op == "ConvTranspose2d":  # "valid" (zero rows appended for an output padding beyond
-        padding = transposed_padding(cfg)  # the stride), then PyTorch's padding cropped
+    if op.startswith("ConvTranspose"):  # "valid" (zero rows appended for an output padding
+        padding = transposed_padding(cfg)  # beyond the stride), then PyTorch's padding cropped
         y = run_keras(
             op, cfg, params, np.pad(xl, [(0, 0), *((0, r) for r in padding.rows), (0, 0)])
         )
-        (pt, pb), (pl, pr) = padding.crops
-        y = y[:, pt : y.shape[1] - pb, pl : y.shape[2] - pr]
+        crop = (slice(a, n - b) for (a, b), n in zip(padding.crops, y.shape[1:], strict=False))
+        y = y[(slice(None), *crop)]
     elif keras_layer(op, cfg).kwargs["padding"] == "same":  # Keras pads as dualnet
         y = run_keras(op, cfg, params, xl)
     else:  # dualnet's pads, then a "valid" convolution
@@ -174,6 +200,10 @@ def test_conv_layer_choice():
     spec, _ = choice("ConvTranspose2d", (1, 2, 4, 4), out=2, kernel=3, stride=2, output_padding=1)
     assert spec.cls == "Conv2DTranspose" and spec.kwargs["output_padding"] == (1, 1)
     assert spec.kwargs["padding"] == "valid" and spec.kwargs["data_format"] == "channels_last"
+    spec, _ = choice("ConvTranspose1d", (1, 2, 4), out=2, kernel=3, stride=2, output_padding=1)
+    assert spec.cls == "Conv1DTranspose" and spec.kwargs["output_padding"] == (1,)
+    spec, _ = choice("ConvTranspose3d", (1, 2, 3, 4, 4), out=2, kernel=3, dilation=2)
+    assert spec.cls == "Conv3DTranspose" and spec.kwargs["kernel_size"] == (5, 5, 5)
 
 
 def test_symbolic_same_padding_uses_keras_same():

@@ -144,6 +144,7 @@ _F32_PRECISE = {
     "softplus",
     "avg_pool1d",
     "avg_pool2d",
+    "avg_pool3d",
     "upsample",
     "gelu",
     "scaled_dot_product_attention",

@@ -92,6 +92,25 @@ def test_onnx_runtime_fuses_a_relu_into_a_clip_of_a_type_it_then_refuses(dtype):
         _session(model, optimized=True)
 
 
+# ---------------------------------------------------------------- PyTorch
+
+
+def test_torch_avg_pool3d_refuses_an_input_smaller_than_its_kernel():
+    """F.avg_pool3d refuses an input smaller than its kernel even where its padding makes the
+    window fit; F.max_pool3d and F.avg_pool2d accept it. Workaround: `_smaller_than_kernel`
+    in backends/torch/lowering.py (the pads written out with F.pad first)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.ones(1, 1, 4, 1, 1)
+    assert F.max_pool3d(x, (2, 3, 3), 2, padding=(0, 1, 1)).shape == (1, 1, 2, 1, 1)
+    assert F.avg_pool2d(x[:, :, 0], 3, 2, padding=1).shape == (1, 1, 1, 1)
+    padded = F.avg_pool3d(F.pad(x, (1, 1, 1, 1)), (2, 3, 3), 2)
+    assert padded.flatten().tolist() == pytest.approx([2 / 18, 2 / 18])
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        F.avg_pool3d(x, (2, 3, 3), 2, padding=(0, 1, 1))
+
+
 # ---------------------------------------------------------------- TensorFlow
 
 

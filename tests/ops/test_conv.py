@@ -127,6 +127,27 @@ def test_conv_transpose_rules_and_params():
     fails("ConvTranspose2d", {"x": tt("f32", B, 8, 4)}, "E-SHAPE", config=cfg)
 
 
+def test_conv_transpose_1d_3d_rules_and_params():
+    cfg = {"out": 4, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1}
+    assert shapes("ConvTranspose1d", {"x": tt("f32", B, 8, H)}, config=cfg) == ["f32[B, 4, 2 * H]"]
+    out, ctx = infer("ConvTranspose3d", {"x": tt("f32", B, 8, 3, H, W)}, config=cfg)
+    assert str(out[0]) == "f32[B, 4, 6, 2 * H, 2 * W]"
+    for n, x in ((1, tt("f32", B, 8, 5)), (3, tt("f32", B, 8, 2, 3, 4))):
+        _, ctx = infer(f"ConvTranspose{n}d", {"x": x}, config={**cfg, "groups": 2})
+        module = getattr(torch.nn, f"ConvTranspose{n}d")(8, 4, 3, groups=2)
+        assert {k: s.shape for k, s in ctx.params.items()} == {
+            k: tuple(v.shape) for k, v in module.state_dict().items()
+        }
+    fails("ConvTranspose1d", {"x": tt("f32", B, 8, 4, 4)}, "E-SHAPE", config=cfg)
+    fails("ConvTranspose3d", {"x": tt("f32", B, 8, 4, 4)}, "E-SHAPE", config=cfg)
+    fails(
+        "ConvTranspose3d",
+        {"x": tt("f32", B, 8, 4, 4, 4)},
+        "E-VALUE",
+        config={**cfg, "kernel": (2, 2)},
+    )
+
+
 # ---------------------------------------------------------------- references
 
 
@@ -245,3 +266,49 @@ def test_conv_transpose2d_matches_onnx_and_torch(cfg):
             output_padding=list(c["output_padding"]),
         )
         close(y, expected[0], atol=1e-5)
+
+
+CONVT_ND = [  # (input spatial sizes, config)
+    ((7,), dict(out=4, kernel=3, stride=2, padding=1, output_padding=1)),
+    ((6,), dict(out=6, kernel=4, stride=3, padding=2, groups=3, dilation=2, output_padding=2)),
+    ((5,), dict(out=2, kernel=1, bias=False)),
+    ((3, 4, 5), dict(out=4, kernel=2, stride=2)),
+    ((2, 3, 4), dict(out=6, kernel=(3, 2, 3), stride=(1, 2, 2), padding=(1, 0, 1), groups=3)),
+    ((3, 3, 3), dict(out=2, kernel=3, stride=2, dilation=(1, 2, 1), output_padding=(1, 1, 0))),
+]
+
+
+@pytest.mark.parametrize("spatial,cfg", CONVT_ND)
+def test_conv_transpose_1d_3d_match_torch_and_onnx_runtime(spatial, cfg):
+    n = len(spatial)
+    x = randn(RNG, 2, 3, *spatial)
+    (y,), params, ctx = run_ref(f"ConvTranspose{n}d", {"x": x}, config=cfg, rng=RNG)
+    c = ctx.config
+    module = getattr(torch.nn, f"ConvTranspose{n}d")(
+        3,
+        c["out"],
+        c["kernel"],
+        stride=c["stride"],
+        padding=tuple(p[0] for p in c["pads"]),
+        output_padding=c["output_padding"],
+        groups=c["groups"],
+        dilation=c["dilation"],
+        bias=c["bias"],
+    )
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
+    with torch.no_grad():
+        close(y, module(torch.from_numpy(x)).numpy(), atol=1e-5)
+    if any(o >= s for o, s in zip(c["output_padding"], c["stride"], strict=True)):
+        return  # ONNX Runtime refuses an output_padding ≥ stride
+    inputs = [x, params["weight"]] + ([params["bias"]] if "bias" in params else [])
+    expected = onnx_node(
+        "ConvTranspose",
+        inputs,
+        strides=list(c["stride"]),
+        pads=_onnx_pads(c["pads"]),
+        dilations=list(c["dilation"]),
+        output_padding=list(c["output_padding"]),
+        group=c["groups"],
+        runtime="ort",
+    )[0]
+    close(y, expected, atol=1e-5)

@@ -1,6 +1,7 @@
-"""PyTorch's ConvTranspose2d output padding where a backend's transposed convolution takes less.
+"""PyTorch's ConvTranspose1d/2d/3d output padding where a backend's transposed convolution
+takes less.
 
-PyTorch allows an output_padding up to max(stride, dilation) - 1; Keras's Conv2DTranspose and
+PyTorch allows an output_padding up to max(stride, dilation) - 1; Keras's Conv*DTranspose and
 ONNX Runtime's ConvTranspose want it below the stride. On an axis whose output_padding o is not
 below its stride s, the backend's convolution gets output padding 0 and m zero rows appended to
 its input instead: each adds s output rows holding only the bias, as PyTorch's output padding
@@ -28,7 +29,7 @@ class TransposedPadding:
 
 
 def transposed_padding(attrs: dict) -> TransposedPadding:
-    """The `TransposedPadding` of a ConvTranspose2d's resolved attrs (stride, pads,
+    """The `TransposedPadding` of a ConvTranspose's resolved attrs (stride, pads,
     output_padding)."""
     rows, output_padding, crops = [], [], []
     for s, (before, after), o in zip(

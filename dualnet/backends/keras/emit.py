@@ -43,7 +43,7 @@ from dualnet.backends.keras.layout import (
     to_cl,
 )
 from dualnet.backends.keras.names import keras_attr, keras_name
-from dualnet.backends.keras.weights import CONVS, keras_same, same_spans
+from dualnet.backends.keras.weights import CONVS, TRANSPOSED, keras_same, same_spans
 from dualnet.backends.rows import lowering_row
 from dualnet.diagnostics import error
 from dualnet.ir.dims import Dim
@@ -727,15 +727,17 @@ class KerasClassWriter(ClassWriter):
         if not isinstance(child, LayerInstance) or child.op not in CONVS:
             return [step]
         attrs = self.common_attrs(children)
-        if child.op == "ConvTranspose2d":  # rows for an output padding beyond the stride
-            padding = transposed_padding(attrs)
-            rows = tuple((0, r) for r in padding.rows)
-            widen = [f"keras.layers.ZeroPadding2D({self.fmt_init(rows)})"] if any(rows) else []
+        if child.op in TRANSPOSED:  # rows for an output padding beyond the stride
+            padding, n = transposed_padding(attrs), len(attrs["pads"])
+            rows, crops = tuple((0, r) for r in padding.rows), padding.crops
+            if n == 1:  # ZeroPadding1D / Cropping1D take one pair
+                rows, crops = rows[0], crops[0]
+            widen = [f"keras.layers.ZeroPadding{n}D({self.fmt_init(rows)})"]
             crop = any(p for pair in padding.crops for p in pair)
             return [
-                *widen,
+                *(widen if any(padding.rows) else []),
                 step,
-                *([f"keras.layers.Cropping2D({self.fmt_init(padding.crops)})"] if crop else []),
+                *([f"keras.layers.Cropping{n}D({self.fmt_init(crops)})"] if crop else []),
             ]
         if lowering.strided_pointwise(attrs):  # (TensorFlow's oneDNN bug)
             crop = f"_ReadPart({self.fmt_init(tuple(attrs['stride']))})"

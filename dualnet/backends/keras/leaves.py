@@ -72,7 +72,8 @@ def dense_leaf(layer, found: dict[str, Shape]) -> Leaf:
 
 
 def conv_leaf(transposed: bool) -> Callable[[object, dict], Leaf]:
-    """Conv1d/2d/3d (Conv1D/2D/3D, DepthwiseConv1D/2D) or, `transposed`, ConvTranspose2d."""
+    """Conv1d/2d/3d (Conv1D/2D/3D, DepthwiseConv1D/2D) or, `transposed`, ConvTranspose1d/2d/3d
+    (Conv1D/2D/3DTranspose)."""
 
     def derive(layer, found: dict[str, Shape]) -> Leaf:
         return _conv(layer, found, transposed)
@@ -85,7 +86,7 @@ def _conv(layer, found: dict[str, Shape], transposed: bool) -> Leaf:
     n, weight = len(cfg["kernel_size"]), found.get("weight")
     drawn = _drawn_as(layer)
     if transposed:  # Keras kernel [*k, out, in]
-        op, out = "ConvTranspose2d", cfg["filters"]
+        op, out = f"ConvTranspose{n}d", cfg["filters"]
         cin = _size(layer, -1, _dim(weight, 0))
         per_group = _dim(weight, 1) if weight is not None else out // drawn.get("groups", 1)
         groups = _transposed_groups(out, cin, per_group)
@@ -108,7 +109,7 @@ def _conv(layer, found: dict[str, Shape], transposed: bool) -> Leaf:
         "stride": tuple(cfg["strides"]),
     }
     size = tuple(weight[2:]) if weight is not None and len(weight) == n + 2 else drawn.get("kernel")
-    attrs.update(_geometry(cfg, size, op == "ConvTranspose2d"))
+    attrs.update(_geometry(cfg, size, transposed))
     return Leaf(
         op,
         attrs,
@@ -133,8 +134,8 @@ def _drawn_as(layer) -> dict:
 
 
 def _transposed_groups(out: int, cin: int | None, per_group: int | None) -> int:
-    """A ConvTranspose2d's groups: out / the weight's second axis, where that divides both
-    channel counts; else 1 (Conv2DTranspose has no groups)."""
+    """A ConvTranspose's groups: out / the weight's second axis, where that divides both
+    channel counts; else 1 (Conv*DTranspose have no groups)."""
     if per_group and out % per_group == 0 and cin is not None and cin % (out // per_group) == 0:
         return out // per_group
     return 1

@@ -23,7 +23,7 @@ The differences handled, op by op:
 
 - `padding="same"` is TensorFlow's rule, so Keras's own "same" is used where it pads exactly as
   the node for every input size (`weights.keras_same`); other pads become an explicit `ops.pad`
-  before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose2d crops its output
+  before a "valid" layer or pooling (`-inf` for max pooling). ConvTranspose crops its output
   by PyTorch's padding; an output_padding not below the stride (Keras refuses it) comes from
   zero rows appended to its input (`backends.conv_transpose`).
 - TensorFlow's shape inference loses sizes the IR knows after a slice of a symbolic axis, a
@@ -39,7 +39,10 @@ The differences handled, op by op:
   (`_broadcast_last_axis`).
 - Keras's average pooling never counts padding: count_include_pad=true pads explicitly first
   (`_pad_same` where the pads depend on a symbolic size); count_include_pad=false with pads
-  Keras's "same" cannot express divides by a pooled mask (`_avg_pool`).
+  Keras's "same" cannot express divides by a pooled mask (`_avg_pool`). ceil_mode is the
+  rule's extra pads at the end (a count_include_pad=true average pads (p, p), then
+  `_avg_pool` over the extra ones). 3-d pooling is 2-d pooling over (H, W), then D
+  (`_max_pool3d`, `_average_pool3d`): TensorFlow's 3-d pooling takes no float64.
 - Defaults that differ: `ops.gelu` is the tanh approximation unless approximate=False,
   `ops.leaky_relu`'s slope is 0.2; softplus has no beta or threshold (`_softplus`); argmax and
   argmin return int32 (cast to int64); BatchNormalization's momentum is 1 - m.
@@ -47,7 +50,7 @@ The differences handled, op by op:
   half-pixel like PyTorch's align_corners=False (TensorFlow computes it in float32, also for
   f64 inputs), and `_upsample_bilinear` (the same interpolation written out) where a size is
   symbolic: ops.image.resize refuses sizes unknown when the model is traced.
-- `adaptive_avg_pool2d`: per axis the identity (its own size, possibly symbolic), a mean (size
+- `adaptive_avg_pool2d/3d`: per axis the identity (its own size, possibly symbolic), a mean (size
   1), or `_adaptive_pool`, the means over PyTorch's windows (Keras's adaptive pooling needs
   every size known when traced and fails with an output size 1 on the other axis).
 - softmax and log_softmax beyond rank 5 (TensorFlow's kernel limit) are `_softmax`: computed
@@ -111,6 +114,7 @@ from dualnet.backends.keras.leaves import (
 from dualnet.backends.keras.weights import (
     CONVS,
     MHA_WEIGHTS,
+    TRANSPOSED,
     KerasLayer,
     complement,
     conv_layer,
@@ -542,35 +546,54 @@ def _pad_same(x: str, attrs: dict, fmt) -> str:
     return f"_pad_same({x}, {fmt(same_spans(attrs))}, {fmt(attrs['stride'])})"
 
 
-@ROWS.function("max_pool1d", "max_pool2d")
+def _pooling(call: KerasCall, average: bool) -> str:
+    """The pooling function: Keras's, or for 3-d windows `_max_pool3d` / `_average_pool3d`
+    (2-d poolings: TensorFlow's 3-d ones take no float64 and misread some "same" windows)."""
+    if len(call.attrs["kernel"]) == 3:
+        return "_average_pool3d" if average else "_max_pool3d"
+    return "ops.average_pool" if average else "ops.max_pool"
+
+
+def _pool_same(attrs: dict) -> bool:
+    """Whether Keras's padding="same" pads as `attrs` say (3-d: by 2-d pooling, which
+    TensorFlow's misreading of 3-d windows never reaches)."""
+    return keras_same(attrs) or (len(attrs["kernel"]) == 3 and attrs["padding"] == "same")
+
+
+@ROWS.function("max_pool1d", "max_pool2d", "max_pool3d")
 def _max_pool(call: KerasCall) -> str:
-    x = _tensor(call, "x")
-    if keras_same(call.attrs):  # Keras ignores the padded elements: -inf padding
-        return f"ops.max_pool({x}, {_pool_args(call, call.fmt('same'))})"
+    x, pool = _tensor(call, "x"), _pooling(call, average=False)
+    if _pool_same(call.attrs):  # Keras ignores the padded elements: -inf padding
+        return f"{pool}({x}, {_pool_args(call, call.fmt('same'))})"
     if _has_pads(call.attrs):
         x = f'ops.pad({x}, {_widths(call.attrs["pads"], call.fmt)}, constant_values=float("-inf"))'
-    return f"ops.max_pool({x}, {_pool_args(call)})"
+    return f"{pool}({x}, {_pool_args(call)})"
 
 
-@ROWS.function("avg_pool1d", "avg_pool2d")
+@ROWS.function("avg_pool1d", "avg_pool2d", "avg_pool3d")
 def _avg_pool(call: KerasCall) -> str:
     attrs, fmt = call.attrs, call.fmt
-    x = _tensor(call, "x")
+    x, pool = _tensor(call, "x"), _pooling(call, average=True)
     if not _has_pads(attrs):
-        return f"ops.average_pool({x}, {_pool_args(call)})"
+        return f"{pool}({x}, {_pool_args(call)})"
+    extra = tuple((0, after - p) for p, after in attrs["pads"]) if attrs["ceil_mode"] else ()
+    if attrs["count_include_pad"] and any(e for _, e in extra):
+        # ceil_mode: the padding (p, p) counts, the last window's extra padding after it not
+        x = f"ops.pad({x}, {_widths(tuple((p, p) for p, _ in attrs['pads']), fmt)})"
+        return f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, {fmt(extra)})"
     if not attrs["count_include_pad"]:
-        if keras_same(attrs):  # Keras never counts padding
-            return f"ops.average_pool({x}, {_pool_args(call, call.fmt('same'))})"
+        if _pool_same(attrs):  # Keras never counts padding
+            return f"{pool}({x}, {_pool_args(call, call.fmt('same'))})"
         return (
             f"_avg_pool({x}, {fmt(attrs['kernel'])}, {fmt(attrs['stride'])}, "
             f"{fmt(tuple(attrs['pads']))})"
         )
     if _pads_at_run_time(attrs):  # TensorFlow loses sizes padded at run time
         x = _pad_same(x, attrs, fmt)
-        y = f"ops.average_pool({x}, {_pool_args(call)})"
+        y = f"{pool}({x}, {_pool_args(call)})"
         return _shaped_spatial(call, y) if _loses_spatial_sizes(call) else y
     x = f"ops.pad({x}, {_widths(attrs['pads'], fmt)})"
-    return f"ops.average_pool({x}, {_pool_args(call)})"
+    return f"{pool}({x}, {_pool_args(call)})"
 
 
 @ROWS.function("global_avg_pool")
@@ -589,8 +612,8 @@ def _adaptive_kind(size, bins) -> str:
     return "pool"
 
 
-@ROWS.function("adaptive_avg_pool2d")
-def _adaptive_avg_pool2d(call: KerasCall) -> str:
+@ROWS.function("adaptive_avg_pool2d", "adaptive_avg_pool3d")
+def _adaptive_avg_pool(call: KerasCall) -> str:
     """Per channels-last spatial axis: kept, a mean to size 1, or `_adaptive_pool` over
     PyTorch's windows (ops.adaptive_average_pool wants every size known when traced, and
     fails where one output size is 1)."""
@@ -632,7 +655,9 @@ _POSITIONAL = {
     "Conv1D": ("filters", "kernel_size"),
     "Conv2D": ("filters", "kernel_size"),
     "Conv3D": ("filters", "kernel_size"),
+    "Conv1DTranspose": ("filters", "kernel_size"),
     "Conv2DTranspose": ("filters", "kernel_size"),
+    "Conv3DTranspose": ("filters", "kernel_size"),
     "DepthwiseConv1D": ("kernel_size",),
     "DepthwiseConv2D": ("kernel_size",),
     "Embedding": ("input_dim", "output_dim"),
@@ -705,7 +730,7 @@ def torch_fans(op: str, cfg: dict) -> tuple:
     if op == "Embedding":  # weight [vocab, dim]
         return cfg["dim"], cfg["vocab"]
     taps = prod(cfg["kernel"])
-    if op == "ConvTranspose2d":  # weight [in, out / groups, *k]
+    if op in TRANSPOSED:  # weight [in, out / groups, *k]
         return cfg["out"] // cfg["groups"] * taps, cfg["in_channels"] * taps
     return cfg["in_channels"] // cfg["groups"] * taps, cfg["out"] * taps  # [out, in / groups, *k]
 
@@ -755,9 +780,9 @@ def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
             scheme = "normal"
         return {"embeddings_initializer": _init_source(scheme, fans, fmt)}
     masks: tuple[str, ...] = ()
-    if op in CONVS and dilates_kernel(cfg, op == "ConvTranspose2d"):
+    if op in CONVS and dilates_kernel(cfg, op in TRANSPOSED):
         masks = (f"kernel={fmt(tuple(cfg['kernel']))}", f"dilation={fmt(tuple(cfg['dilation']))}")
-    if op == "ConvTranspose2d" and not is_default(cfg["groups"], 1):
+    if op in TRANSPOSED and not is_default(cfg["groups"], 1):
         masks += (f"groups={fmt(cfg['groups'])}",)
     key = "depthwise_initializer" if is_depthwise(op, cfg) else "kernel_initializer"
     out = {key: _init_source(scheme, fans, fmt, masks)}
@@ -1022,17 +1047,18 @@ for _n in (1, 2, 3):
             leaf=conv_leaf(transposed=False),
         ),
     )
-ROWS.add(
-    "ConvTranspose2d",
-    KerasLayerRule(
-        _plain("ConvTranspose2d"),
-        _conv_transpose_call,
-        layer=partial(conv_layer, "ConvTranspose2d"),
-        weights=conv_weights("ConvTranspose2d"),
-        classes=("Conv2DTranspose",),
-        leaf=conv_leaf(transposed=True),
-    ),
-)
+    _op = f"ConvTranspose{_n}d"
+    ROWS.add(
+        _op,
+        KerasLayerRule(
+            _plain(_op),
+            _conv_transpose_call,
+            layer=partial(conv_layer, _op),
+            weights=conv_weights(_op),
+            classes=(f"Conv{_n}DTranspose",),
+            leaf=conv_leaf(transposed=True),
+        ),
+    )
 ROWS.add(
     "Linear",
     KerasLayerRule(

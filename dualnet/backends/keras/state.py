@@ -10,11 +10,12 @@ The structure the Keras generator writes, and nothing more, is relied on:
   name does not matter).
 - A `keras.Sequential` holds its dualnet child `i` as its i-th step, not counting the
   steps the generator inserts around dualnet's: `Permute` (layout conversions), and
-  `ZeroPadding1D/2D/3D` / `Cropping2D/3D` (a convolution's explicit padding and cropping,
+  `ZeroPadding1D/2D/3D` / `Cropping1D/2D/3D` (a convolution's explicit padding and cropping,
   its call in forward).
 - Leaves with weights, by Keras class (each layer rule's `classes` and `leaf`:
   `keras.lowering.KerasLayerRule`, `leaves.py`): Dense (Linear), Conv1D/2D/3D, DepthwiseConv1D/2D
-  (Conv1d/2d with groups = in_channels), Conv2DTranspose (ConvTranspose2d), BatchNormalization,
+  (Conv1d/2d with groups = in_channels), Conv1D/2D/3DTranspose (ConvTranspose1d/2d/3d),
+  BatchNormalization,
   LayerNormalization, RMSNormalization, GroupNormalization, Embedding, MultiHeadAttention,
   and the generated RNN
   helper: a layer with `dualnet_op` ("LSTM" or "GRU"), `hidden`, `num_layers` and
@@ -24,7 +25,7 @@ The structure the Keras generator writes, and nothing more, is relied on:
 A leaf's attrs for the conversions come from its Keras config and from tensor shapes: input
 sizes from its built weights or, unbuilt, from the file. A conv's PyTorch kernel size comes from
 the file: a Keras kernel larger than it is the zero-dilated kernel of `keras.weights`, which
-gives the dilation; a ConvTranspose2d's groups come from its weight's second axis. Without a
+gives the dilation; a ConvTranspose's groups come from its weight's second axis. Without a
 file (saving a model as built), both come from the generated kernel initializer
 (`_TorchKernelInit`), which records them to keep the zeros of such kernels.
 
@@ -37,7 +38,7 @@ return the loaded tensors (that build may run in a symbolic trace, where assignm
 
 A loaded leaf keeps in plain attributes what Keras cannot hold, for `save_keras`:
 `dualnet_shapes`, its PyTorch shapes (a conv's kernel size, hence its dilation, and a
-ConvTranspose2d's groups), and for an LSTM `dualnet_biases`, bias_ih and bias_hh, of which
+ConvTranspose's groups), and for an LSTM `dualnet_biases`, bias_ih and bias_hh, of which
 Keras keeps only the sum. Saving writes that pair back while its float32 sum is still the Keras
 bias, else bias_hh and bias_ih = bias - bias_hh (bias_hh = 0 if never loaded), so load then save
 gives the same file. Saving needs every leaf built, and refuses Keras weights that no PyTorch
@@ -303,6 +304,7 @@ _INSERTED_STEPS = (
     keras.layers.ZeroPadding1D,
     keras.layers.ZeroPadding2D,
     keras.layers.ZeroPadding3D,
+    keras.layers.Cropping1D,
     keras.layers.Cropping2D,
     keras.layers.Cropping3D,
 )

@@ -22,7 +22,7 @@ Layer choices (op: Keras layer; its `get_weights()` list):
 - Conv1d/2d/3d: Conv1D/2D/3D(groups=g); kernel [*k, in/g, out] (OIHW → HWIO), bias.
 - Conv1d/2d with groups = in_channels > 1: DepthwiseConv1D/2D(depth_multiplier=out/in);
   kernel [*k, in, mult] (weight [in·mult, 1, *k]), bias. (Keras has no DepthwiseConv3D.)
-- ConvTranspose2d: Conv2DTranspose; kernel [kh, kw, out, in] (weight [in, out/g, kh, kw]
+- ConvTranspose1d/2d/3d: Conv1D/2D/3DTranspose; kernel [*k, out, in] (weight [in, out/g, *k]
   transposed, no spatial flip: both frameworks define it as the gradient of Conv), bias.
 - BatchNorm: BatchNormalization(axis=-1, epsilon, momentum=1 - m); gamma, beta, moving_mean,
   moving_variance.
@@ -49,14 +49,14 @@ Convolutions get Keras's "same" where it pads exactly as dualnet for every input
 (`keras_same`: dualnet's "same" is TensorFlow's rule, unresolved pads included — None, "same"
 on a symbolic size with stride > 1 — and explicit pads match it at stride 1 when symmetric
 with 2·p = dilation·(k − 1)); otherwise they are "valid" and the emitter pads the input with
-`attrs["pads"]` (channels-last order) first. Conv2DTranspose is always "valid", its output
+`attrs["pads"]` (channels-last order) first. Conv*DTranspose is always "valid", its output
 cropped by PyTorch's padding; its output_padding is None (Keras infers the size) where that
 gives PyTorch's size. Keras refuses an output_padding not below the stride (PyTorch allows up to
 the dilation): on such an axis the layer has output_padding 0 and the emitter appends zero rows
 to its input and crops more (`backends.conv_transpose`). Keras refuses strides > 1 together
 with dilation_rate > 1: such layers get the kernel dilated with zeros and dilation 1 — the
 same sums, since the added taps are exact zeros. Grouped transposed convolutions
-(Conv2DTranspose has no groups) get a block-diagonal kernel [kh, kw, out, in] with zeros
+(Conv*DTranspose have no groups) get a block-diagonal kernel [*k, out, in] with zeros
 outside the groups.
 
 LSTM: Keras has one bias per gate, the sum bias_ih + bias_hh; `from_keras` cannot split it and
@@ -77,7 +77,8 @@ import numpy as np
 from dualnet.ir.tagged import Tagged
 from dualnet.ops.recurrent import param_names
 
-CONVS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d")
+TRANSPOSED = ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+CONVS = ("Conv1d", "Conv2d", "Conv3d", *TRANSPOSED)
 RNNS = ("LSTM", "GRU")
 
 
@@ -187,7 +188,7 @@ def strides_for_same(attrs: dict) -> tuple:
 
 
 def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None:
-    """Conv2DTranspose's output_padding: None where Keras's inferred size, n·s + max(k' − s, 0)
+    """Conv*DTranspose's output_padding: None where Keras's inferred size, n·s + max(k' − s, 0)
     (k' the dilated kernel), is PyTorch's (n − 1)·s + k' + output_padding."""
     pads = tuple(
         o if o < s else 0 for o, s in zip(attrs["output_padding"], attrs["stride"], strict=True)
@@ -200,10 +201,10 @@ def _output_padding(attrs: dict, kernel: tuple, dilation: tuple) -> tuple | None
 
 def conv_layer(op: str, attrs: dict) -> KerasLayer:
     n = len(attrs["kernel"])
-    transposed = op == "ConvTranspose2d"
+    transposed = op in TRANSPOSED
     kernel = keras_kernel_size(attrs, transposed)
     dilation = (1,) * n if dilates_kernel(attrs, transposed) else tuple(attrs["dilation"])
-    same = op != "ConvTranspose2d" and keras_same(attrs)
+    same = op not in TRANSPOSED and keras_same(attrs)
     kwargs: dict[str, Any] = {
         "kernel_size": kernel,
         "strides": tuple(attrs["stride"]),
@@ -212,9 +213,9 @@ def conv_layer(op: str, attrs: dict) -> KerasLayer:
         "use_bias": bool(attrs["bias"]),
         "data_format": "channels_last",
     }
-    if op == "ConvTranspose2d":
+    if op in TRANSPOSED:
         kwargs["output_padding"] = _output_padding(attrs, kernel, dilation)
-        return KerasLayer("Conv2DTranspose", {"filters": attrs["out"], **kwargs})
+        return KerasLayer(f"Conv{n}DTranspose", {"filters": attrs["out"], **kwargs})
     if is_depthwise(op, attrs):
         mult = attrs["out"] // attrs["groups"]
         return KerasLayer(f"DepthwiseConv{n}D", {**kwargs, "depth_multiplier": mult})
@@ -303,10 +304,10 @@ def _diagonal_blocks(w: np.ndarray, groups: int) -> np.ndarray:
 def conv_kernel_to_keras(op: str, attrs: dict, w: np.ndarray) -> np.ndarray:
     """PyTorch conv kernel → the Keras layer's kernel."""
     n = w.ndim - 2
-    if dilates_kernel(attrs, op == "ConvTranspose2d"):
-        w = _dilate(w, attrs, op == "ConvTranspose2d")
+    if dilates_kernel(attrs, op in TRANSPOSED):
+        w = _dilate(w, attrs, op in TRANSPOSED)
     spatial = tuple(range(2, n + 2))
-    if op == "ConvTranspose2d":  # [in, out/g, *k] → [*k, out, in]
+    if op in TRANSPOSED:  # [in, out/g, *k] → [*k, out, in]
         return _block_diagonal(w, attrs["groups"]).transpose(*spatial, 1, 0)
     if is_depthwise(op, attrs):  # [C·mult, 1, *k] → [*k, C, mult]
         c = attrs["groups"]
@@ -317,13 +318,13 @@ def conv_kernel_to_keras(op: str, attrs: dict, w: np.ndarray) -> np.ndarray:
 def conv_kernel_from_keras(op: str, attrs: dict, kernel: np.ndarray) -> np.ndarray:
     n = kernel.ndim - 2
     to_front = (n + 1, n, *range(n))  # [*k, a, b] → [b, a, *k]
-    if op == "ConvTranspose2d":
+    if op in TRANSPOSED:
         w = _diagonal_blocks(kernel.transpose(to_front), attrs["groups"])
     elif is_depthwise(op, attrs):
         w = kernel.transpose(n, n + 1, *range(n)).reshape(-1, 1, *kernel.shape[:n])
     else:
         w = kernel.transpose(to_front)
-    if dilates_kernel(attrs, op == "ConvTranspose2d"):
+    if dilates_kernel(attrs, op in TRANSPOSED):
         w = w[_spatial(attrs["kernel"], attrs["dilation"], 2)]
     return w
 

@@ -19,13 +19,15 @@ tie-breaker (CONVENTIONS.md). Op by op:
   GroupNormalization's scale changed meaning between opsets 18 and 21.
 - `padding="same"` is TensorFlow's rule: explicit (asymmetric) pads where the IR has them,
   `auto_pad="SAME_UPPER"` (the same rule) where they depend on a symbolic size. Pooling is
-  floor mode; avg_pool's count_include_pad is explicit. A pooling of a zero `pad`'s result
+  floor mode (ceil_mode is the rule's extra pads at the end: ONNX's shape inference keeps
+  windows PyTorch drops; a count_include_pad=true average divides by pooled ones,
+  `_ceil_share`); avg_pool's count_include_pad is explicit. A pooling of a zero `pad`'s result
   has auto_pad="VALID" (its own padding a Pad node): ONNX Runtime would fuse the Pad into it,
   wrongly (`_after_zero_pad`).
 - ConvTranspose's output_padding below the stride, as ONNX Runtime wants: beyond it, zero
   rows appended to the input and larger pads (`backends.conv_transpose`).
 - upsample is Resize: nearest with asymmetric coordinates and floor (x[i // s]); bilinear
-  with half_pixel coordinates (PyTorch's align_corners=False). adaptive_avg_pool2d
+  with half_pixel coordinates (PyTorch's align_corners=False). adaptive_avg_pool2d/3d
   multiplies by the averaging matrix of PyTorch's bins (or takes the mean for size 1).
 - Attention is decomposed (MatMul, Softmax): scores of keys a query may not attend are -inf
   and their weights then exactly 0, so a query with no allowed key gets all-zero weights
@@ -715,12 +717,33 @@ def _avg_pool_nodes(call: OnnxCall, x: str, dtype: DType) -> str:
     include = call.attrs["count_include_pad"]
     padded, window, added = _padded(call, x, pool=True)
     mean = call.one("AveragePool", [padded], count_include_pad=int(include), **window)
+    if include and call.attrs["ceil_mode"]:
+        return call.one("Div", [mean, _ceil_share(call, x, dtype)])
     if added is None or include:
         return mean
     one = make_tensor("one", ONNX_TYPES[dtype], [1], [1])
     ones = call.one("ConstantOfShape", [call.one("Shape", [x])], value=one)
     share = call.one("AveragePool", [call.one("Pad", [ones, added])], **window)
     return call.one("Div", [mean, share])
+
+
+def _ceil_share(call: OnnxCall, x: str, dtype: DType) -> str:
+    """count_include_pad with ceil_mode: each window's share of elements in the input and its
+    padding (p, p), not in the last window's extra padding after it — ones of the size padded
+    by (p, p), pooled over that extra padding alone (a ConstantOfShape: no Pad to fuse)."""
+    attrs = call.attrs
+    grow = call.b.ints([0, 0, *(2 * p for p, _ in attrs["pads"])], "grow")
+    one = make_tensor("one", ONNX_TYPES[dtype], [1], [1])
+    ones = call.one("ConstantOfShape", [call.one("Add", [call.one("Shape", [x]), grow])], value=one)
+    extra = [0] * len(attrs["pads"]) + [after - p for p, after in attrs["pads"]]
+    return call.one(
+        "AveragePool",
+        [ones],
+        kernel_shape=attrs["kernel"],
+        strides=attrs["stride"],
+        pads=extra,
+        count_include_pad=1,
+    )
 
 
 def _global_avg_pool(call: OnnxCall) -> list[str]:
@@ -733,13 +756,14 @@ def _global_avg_pool(call: OnnxCall) -> list[str]:
     return [call.one("Flatten", [pooled], axis=1)]
 
 
-def _adaptive_avg_pool2d(call: OnnxCall) -> list[str]:
+def _adaptive_avg_pool(call: OnnxCall) -> list[str]:
     """Per spatial axis: nothing where the size is kept, the mean for size 1, else a MatMul
-    by the averaging matrix of PyTorch's windows."""
+    by the averaging matrix of PyTorch's windows (the depth of a volume moved last for it)."""
     x = y = call.inputs["x"]
     spatial = call.in_types["x"].shape[2:]
+    rank = len(spatial) + 2
     for axis, n, size, bins in zip(
-        (2, 3), spatial, call.attrs["size"], call.attrs["bins"], strict=True
+        range(2, rank), spatial, call.attrs["size"], call.attrs["bins"], strict=True
     ):
         if size == n:
             continue
@@ -749,10 +773,15 @@ def _adaptive_avg_pool2d(call: OnnxCall) -> list[str]:
         weights = np.zeros((n, size))
         for j, (lo, hi) in enumerate(bins):
             weights[lo:hi, j] = 1 / (hi - lo)
-        if axis == 3:
+        if axis == rank - 1:
             y = call.one("MatMul", [y, _const(call, weights, call.dtype, "bins")])
-        else:
+        elif axis == rank - 2:
             y = call.one("MatMul", [_const(call, weights.T, call.dtype, "bins"), y])
+        else:  # [B, C, D, H, W] → [B, C, H, W, D], pooled, and back
+            last = [0, 1, 3, 4, 2]
+            y = call.one("Transpose", [y], perm=last)
+            y = call.one("MatMul", [y, _const(call, weights, call.dtype, "bins")])
+            y = call.one("Transpose", [y], perm=[0, 1, 4, 2, 3])
     return _identity(call, x) if y == x else [y]
 
 
@@ -846,9 +875,9 @@ def _conv_transpose(call: OnnxCall) -> list[str]:
     (ONNX Runtime refuses it) comes from zero rows appended to the input
     (`backends.conv_transpose`)."""
     attrs, padding = call.attrs, transposed_padding(call.attrs)
-    x = call.inputs["x"]
-    if any(padding.rows):
-        x = call.one("Pad", [x, call.b.ints([0] * 4 + [0, 0, *padding.rows], "pads")])
+    x, rows = call.inputs["x"], padding.rows
+    if any(rows):
+        x = call.one("Pad", [x, call.b.ints([0] * (len(rows) + 2) + [0, 0, *rows], "pads")])
     pads = [before for before, _ in padding.crops] + [after for _, after in padding.crops]
     inputs = [x, call.params["weight"], call.params.get("bias")]
     return [
@@ -1084,11 +1113,14 @@ for _name, _row in (
     ("max_pool2d", _max_pool),
     ("avg_pool1d", _avg_pool),
     ("avg_pool2d", _avg_pool),
+    ("max_pool3d", _max_pool),
+    ("avg_pool3d", _avg_pool),
     ("global_avg_pool", _global_avg_pool),
-    ("adaptive_avg_pool2d", _adaptive_avg_pool2d),
+    ("adaptive_avg_pool2d", _adaptive_avg_pool),
+    ("adaptive_avg_pool3d", _adaptive_avg_pool),
     ("scaled_dot_product_attention", _sdpa),
     *((f"Conv{n}d", _conv) for n in (1, 2, 3)),
-    ("ConvTranspose2d", _conv_transpose),
+    *((f"ConvTranspose{n}d", _conv_transpose) for n in (1, 2, 3)),
     ("Linear", _linear),
     ("Embedding", _embedding),
     ("Dropout", lambda call: _identity(call, call.inputs["x"])),  # inference mode

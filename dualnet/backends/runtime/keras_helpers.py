@@ -70,8 +70,41 @@ def _avg_pool(x, kernel, stride, pads):
     (count_include_pad=False)."""
     width = ((0, 0), *pads, (0, 0))
     ones = ops.ones_like(x[:1, ..., :1])
-    total = ops.average_pool(ops.pad(x, width), kernel, stride)
-    return total / ops.average_pool(ops.pad(ones, width), kernel, stride)
+    pool = _average_pool3d if len(kernel) == 3 else ops.average_pool
+    total = pool(ops.pad(x, width), kernel, stride)
+    return total / pool(ops.pad(ones, width), kernel, stride)
+
+
+def _pool3d(pool, x, pool_size, strides=None, padding="valid"):
+    """3-d pooling of channels-last `x` [B, D, H, W, C] by the 2-d `pool`: over (H, W), then
+    over D (max and mean are separable, also where "same" leaves padding out). TensorFlow's
+    3-d pooling has no float64 kernels and, with "same", reads from the wrong offset where a
+    window is below its stride."""
+    kernel = (pool_size,) * 3 if isinstance(pool_size, int) else pool_size
+    strides = kernel if strides is None else strides
+    strides = (strides,) * 3 if isinstance(strides, int) else strides
+    batch, depth = ops.shape(x)[:2]
+    height, width, channels = ops.shape(x)[2:]
+    y = pool(
+        ops.reshape(x, (-1, height, width, channels)),
+        kernel[1:],
+        strides[1:],
+        padding=padding,
+    )
+    height, width = ops.shape(y)[1:3]
+    y = ops.reshape(y, (batch, depth, height * width, channels))
+    y = pool(y, (kernel[0], 1), (strides[0], 1), padding=padding)
+    return ops.reshape(y, (batch, ops.shape(y)[1], height, width, channels))
+
+
+def _max_pool3d(x, pool_size, strides=None, padding="valid"):
+    """ops.max_pool of channels-last 3-d `x` (`_pool3d`)."""
+    return _pool3d(ops.max_pool, x, pool_size, strides, padding)
+
+
+def _average_pool3d(x, pool_size, strides=None, padding="valid"):
+    """ops.average_pool of channels-last 3-d `x` (`_pool3d`)."""
+    return _pool3d(ops.average_pool, x, pool_size, strides, padding)
 
 
 def _adaptive_pool(x, axis, n, size):

@@ -35,7 +35,7 @@ def _avg_pool(x, kernel, stride, pads=None):
     """Average pooling that divides by the number of unpadded elements under each window
     (count_include_pad=False), with asymmetric `pads` ((before, after) per spatial axis), or
     TensorFlow's "same" padding computed at run time when `pads` is None."""
-    pool = F.avg_pool1d if len(kernel) == 1 else F.avg_pool2d
+    pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[len(kernel) - 1]
     ones = torch.ones_like(x[:1, :1])
     if pads is None:
         x, ones = _pad_same(x, kernel, stride), _pad_same(ones, kernel, stride)

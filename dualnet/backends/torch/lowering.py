@@ -18,6 +18,9 @@ handled, op by op:
   asymmetric pads become an explicit `F.pad` (`-inf` for max pooling; the count-excluding
   average pool divides by a pooled mask, `_avg_pool`), and pads that depend on a symbolic size
   (None in the IR) are computed at run time by `_pad_same`.
+- `F.avg_pool3d` refuses an input smaller than its kernel even where the padding makes the
+  window fit: where an axis may be that small (a symbolic size), the pads are an `F.pad`
+  (or `_avg_pool`) first (`_smaller_than_kernel`).
 - `pad` lists (before, after) pairs in axis order; `F.pad` wants them last axis first.
 - `upsample(mode="nearest")` with a scale that is not a power of two uses `mode="nearest-exact"`:
   PyTorch's "nearest" multiplies by the float32 reciprocal of the scale and picks the wrong
@@ -372,11 +375,20 @@ def _pool_args(call: TorchCall, padding: tuple | None) -> str:
     )
 
 
+def _ceil_padding(attrs: dict) -> tuple:
+    """ceil_mode's `padding=`: the pads before (the rule put the last window's extra ones
+    after them; PyTorch's ceil_mode adds those itself)."""
+    return tuple(before for before, _ in attrs["pads"])
+
+
 def _max_pool(n: int) -> Callable[[TorchCall], str]:
     def lower(call: TorchCall) -> str:
         kind, value = _window_padding(call.attrs)
         x = _tensor(call, "x")
         fmt = call.fmt
+        if call.attrs["ceil_mode"]:
+            args = _pool_args(call, _ceil_padding(call.attrs))
+            return f"F.max_pool{n}d({x}, {args}, ceil_mode=True)"
         if kind == "pad":
             x = f'F.pad({x}, {fmt(value)}, value=float("-inf"))'
         elif kind == "runtime":
@@ -389,6 +401,18 @@ def _max_pool(n: int) -> Callable[[TorchCall], str]:
     return lower
 
 
+def _smaller_than_kernel(call: TorchCall) -> bool:
+    """Whether an axis of x may be smaller than the kernel (symbolic: it may), which
+    F.avg_pool3d refuses even where its padding makes the window fit (2-d pooling accepts
+    it; tests/backends/test_upstream_bugs.py)."""
+    if not call.in_types:
+        return True
+    spatial = call.in_types["x"].shape[2:]
+    return not all(
+        isinstance(m, int) and m >= k for m, k in zip(spatial, call.attrs["kernel"], strict=True)
+    )
+
+
 def _avg_pool(n: int) -> Callable[[TorchCall], str]:
     def lower(call: TorchCall) -> str:
         kind, value = _window_padding(call.attrs)
@@ -396,6 +420,18 @@ def _avg_pool(n: int) -> Callable[[TorchCall], str]:
         fmt = call.fmt
         kernel, stride = call.attrs["kernel"], call.attrs["stride"]
         include = call.attrs["count_include_pad"]
+        explicit = n == 3 and _smaller_than_kernel(call)  # pads written out: F.pad first
+        if call.attrs["ceil_mode"]:
+            padding = _ceil_padding(call.attrs)
+            if explicit and any(padding) and not include:  # the rule's pads, floor mode
+                return f"_avg_pool({x}, {fmt(kernel)}, {fmt(stride)}, {fmt(call.attrs['pads'])})"
+            if explicit and any(padding):  # (p, p) counted, then PyTorch's ceil_mode
+                x = f"F.pad({x}, {fmt(_flat_pads((p, p) for p in padding))})"
+                return f"F.avg_pool{n}d({x}, {_pool_args(call, None)}, ceil_mode=True)"
+            extra = "" if include or not any(padding) else ", count_include_pad=False"
+            return f"F.avg_pool{n}d({x}, {_pool_args(call, padding)}, ceil_mode=True{extra})"
+        if kind == "args" and explicit and any(value):
+            kind, value = "pad", _flat_pads(call.attrs["pads"])
         if kind == "args":
             extra = "" if include or not any(value) else ", count_include_pad=False"
             return f"F.avg_pool{n}d({x}, {_pool_args(call, value)}{extra})"
@@ -411,7 +447,7 @@ def _avg_pool(n: int) -> Callable[[TorchCall], str]:
     return lower
 
 
-for _n in (1, 2):
+for _n in (1, 2, 3):
     ROWS.function(f"max_pool{_n}d")(_max_pool(_n))
     ROWS.function(f"avg_pool{_n}d")(_avg_pool(_n))
 
@@ -421,12 +457,12 @@ def _global_avg_pool(call: TorchCall) -> str:
     return f"{_recv(call, 'x')}.mean(dim={axes_arg(call.attrs['axes'], call.fmt)})"
 
 
-@ROWS.function("adaptive_avg_pool2d")
-def _adaptive_avg_pool2d(call: TorchCall) -> str:
+@ROWS.function("adaptive_avg_pool2d", "adaptive_avg_pool3d")
+def _adaptive_avg_pool(call: TorchCall) -> str:
     # the rule allows a symbolic output size only where it equals the input's: PyTorch's None
     size = tuple(o if isinstance(o, int) else None for o in call.attrs["size"])
     text = sizes(size, call.fmt) if None not in size else call.fmt(size)
-    return f"F.adaptive_avg_pool2d({_tensor(call, 'x')}, {text})"
+    return f"F.adaptive_avg_pool{len(size)}d({_tensor(call, 'x')}, {text})"
 
 
 # ---------------------------------------------------------------- attention
@@ -517,11 +553,12 @@ def _conv_call(module: str, call: TorchCall) -> str:
 
 def _conv_transpose_construct(cfg: dict, fmt) -> str:
     padding = tuple(before for before, _ in cfg["pads"])
+    ones = (1,) * len(padding)
     args = f"{fmt(cfg['in_channels'])}, {fmt(cfg['out'])}, kernel_size={sizes(cfg['kernel'], fmt)}"
     return (
-        f"nn.ConvTranspose2d({args}"
+        f"nn.ConvTranspose{len(padding)}d({args}"
         + kwargs(
-            ("stride", None if is_default(cfg["stride"], (1, 1)) else sizes(cfg["stride"], fmt)),
+            ("stride", None if is_default(cfg["stride"], ones) else sizes(cfg["stride"], fmt)),
             ("padding", sizes(padding, fmt) if any(padding) else None),
             (
                 "output_padding",
@@ -531,7 +568,7 @@ def _conv_transpose_construct(cfg: dict, fmt) -> str:
             ("bias", None if cfg["bias"] else "False"),
             (
                 "dilation",
-                None if is_default(cfg["dilation"], (1, 1)) else sizes(cfg["dilation"], fmt),
+                None if is_default(cfg["dilation"], ones) else sizes(cfg["dilation"], fmt),
             ),
         )
         + ")"
@@ -667,7 +704,7 @@ def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Ca
 
 for _n in (1, 2, 3):
     ROWS.layer(f"Conv{_n}d", _with_init(_conv_construct(_n)), _conv_call)
-ROWS.layer("ConvTranspose2d", _with_init(_conv_transpose_construct), _call_x)
+    ROWS.layer(f"ConvTranspose{_n}d", _with_init(_conv_transpose_construct), _call_x)
 ROWS.layer("Linear", _with_init(_linear_construct), _call_x)
 ROWS.layer(
     "Embedding",

@@ -261,7 +261,8 @@ class Window:
 def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Window:
     """A conv or pooling window that fits `spatial` at this instance's sizes: kernel,
     stride, dilation (convs only), padding "same", "valid" or ints (at most half the kernel
-    for pools); each one number, a tuple, or a tuple hyperparameter."""
+    for pools; those may take ceil_mode); each one number, a tuple, or a tuple
+    hyperparameter."""
     n, sizes = len(spatial), [b.size(d) for d in spatial]
     padding = b.pick(["same", "valid", "ints"])
     dilated = not pool and b.flag()
@@ -288,13 +289,18 @@ def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Windo
         stride, s = None, k
     else:
         stride, s = pair(b, [range(1, 4)] * n, where)
+    fixed = all(isinstance(v, int) for v in (*k, *s, *p))  # min() below needs numbers
+    ceil = pool and padding != "same" and fixed and b.flag()
     if padding == "same":
         out = tuple(floordiv(x + si - 1, si) for x, si in zip(spatial, s, strict=True))
         written = tune(b, "str", ["same"], where)
-    else:
+    else:  # ceil_mode: PyTorch's last window, starting inside the input or its left padding
+        after = [
+            min(pi + si - 1, ki - 1) if ceil else pi for ki, si, pi in zip(k, s, p, strict=True)
+        ]
         out = tuple(
-            floordiv(x + 2 * pi - di * (ki - 1) - 1, si) + 1
-            for x, ki, si, di, pi in zip(spatial, k, s, d, p, strict=True)
+            floordiv(x + pi + ai - di * (ki - 1) - 1, si) + 1
+            for x, ki, si, di, pi, ai in zip(spatial, k, s, d, p, after, strict=True)
         )
         zero = pads is None or pads.text in ("0", literal((0,) * n))
         written = (
@@ -304,9 +310,10 @@ def window(b: Builder, spatial: tuple, pool: bool, where: str = "decl") -> Windo
             if padding == "valid" and b.flag()
             else None
         )
-    return Window(
-        {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": written}, out
-    )
+    keywords = {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": written}
+    if ceil:
+        keywords["ceil_mode"] = tune(b, "bool", [True], where)
+    return Window(keywords, out)
 
 
 def channel_groups(b: Builder, cin) -> tuple:
@@ -348,32 +355,35 @@ def per_axis(values):
 
 
 @family(
-    lambda b, x: layer_ok(b, x) and x.rank == 4 and b.known(x.shape[1]) and small(b, x), weight=3
+    lambda b, x: layer_ok(b, x) and 3 <= x.rank <= 5 and b.known(x.shape[1]) and small(b, x),
+    weight=3,
 )
 def conv_transpose(b: Builder) -> None:
-    """ConvTranspose2d: kernel, stride, dilation, padding, output_padding, groups."""
+    """ConvTranspose1d/2d/3d by rank: kernel, stride, dilation, padding, output_padding,
+    groups."""
     x = b.x
+    n = x.rank - 2
     groups, out = channel_groups(b, x.shape[1])
-    k, s, d, p, o = ([0, 0] for _ in range(5))
-    for i in range(2):
+    k, s, d, p, o = ([0] * n for _ in range(5))
+    for i in range(n):
         k[i], s[i], d[i] = (num(b, r, "decl") for r in (range(1, 4), range(1, 4), (1, 2)))
         si, di = b.size(s[i]), b.size(d[i])
         o[i] = num(b, range(0, max(si, di)), "decl")
         room = (b.size(x.shape[2 + i]) - 1) * si + di * (b.size(k[i]) - 1) + b.size(o[i])
         p[i] = num(b, range(0, min(2, room // 2) + 1), "decl")
     spatial = tuple(
-        (n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
-        for n, ki, si, di, pi, oi in zip(x.shape[2:], k, s, d, p, o, strict=True)
+        (m - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+        for m, ki, si, di, pi, oi in zip(x.shape[2:], k, s, d, p, o, strict=True)
     )
     layer = b.layer(
         render(
-            "ConvTranspose2d",
+            f"ConvTranspose{n}d",
             out,
             kernel=per_axis(k),
             stride=per_axis(s),
-            padding=None if p == [0, 0] else per_axis(p),
-            output_padding=None if o == [0, 0] else per_axis(o),
-            dilation=None if d == [1, 1] else per_axis(d),
+            padding=None if p == [0] * n else per_axis(p),
+            output_padding=None if o == [0] * n else per_axis(o),
+            dilation=None if d == [1] * n else per_axis(d),
             groups=omit_one(groups),
         ),
         "convt",
@@ -383,10 +393,11 @@ def conv_transpose(b: Builder) -> None:
 
 @family(lambda b, x: 3 <= x.rank <= 5, weight=3)
 def pool(b: Builder) -> None:
-    """max/avg pooling (1-d, 2-d) with a random window, global and adaptive average pooling."""
+    """max/avg pooling (1-d, 2-d, 3-d) with a random window, global and adaptive (2-d, 3-d)
+    average pooling."""
     x = b.x
     n = x.rank - 2
-    kind = b.pick(["global"] if n == 3 else ["max", "avg", "global"] + ["adaptive"] * (n == 2))
+    kind = b.pick(["max", "avg", "global"] + ["adaptive"] * (n >= 2))
     if kind == "global":
         b.step(b.call("global_avg_pool", x.name), x.shape[:2])
     elif kind == "adaptive":
@@ -396,7 +407,7 @@ def pool(b: Builder) -> None:
         else:
             out = tuple(b.pick([d, 1]) if not b.known(d) else d for d in spatial)
             size = literal(per_axis(out))
-        b.step(b.call("adaptive_avg_pool2d", x.name, size), (*x.shape[:2], *out))
+        b.step(b.call(f"adaptive_avg_pool{n}d", x.name, size), (*x.shape[:2], *out))
     else:
         w = window(b, x.shape[2:], pool=True, where="forward")
         args = dict(
