@@ -114,6 +114,9 @@ class Bound:
         """Random parameters for a layer (variances positive)."""
         params = {}
         for name, spec in {**self.ctx.params, **self.ctx.buffers}.items():
+            if not spec.dtype.is_float:  # an index Buffer
+                params[name] = RNG.integers(0, 5, spec.shape).astype(spec.dtype.numpy)
+                continue
             v = RNG.standard_normal(spec.shape) * self.case.param_scale
             params[name] = (np.abs(v) + 0.5 if "var" in name else v).astype(np.float32)
         return params
@@ -751,6 +754,12 @@ def function_cases() -> list:
 def layer_cases() -> list:
     c = []
     add = c.append
+    # free tensors: the layer's result is its one tensor
+    add(Case("Parameter", {}, {"shape": (2, 3)}))
+    add(Case("Parameter", {}, {"shape": (4, 1, 1), "init": "normal", "std": 0.5}))
+    add(Case("Parameter", {}, {"shape": (5,), "trainable": False}))
+    add(Case("Buffer", {}, {"shape": (3, 2)}))
+    add(Case("Buffer", {}, {"shape": (6,), "dtype": DType.i64}))
     x = randn(2, 3, 8, 8)
     xo = randn(2, 3, 7, 9)
     xs = randn(2, 3, 9, 8)  # [B, 3, H, W] in ENV

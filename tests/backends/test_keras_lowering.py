@@ -223,7 +223,8 @@ def _keras_cases() -> list:
             {"out": 4, "kernel": 2, "dilation": 3, "output_padding": (2, 1), "padding": 1},
         )
     )
-    add(Case("GroupNorm", {"x": randn(4, 6)}, {"groups": 3}))
+    # groups of two values: float32 rounding is divided by their (possibly small) spread
+    add(Case("GroupNorm", {"x": randn(4, 6)}, {"groups": 3}, tol=1e-4))
     add(Case("reshape", {"x": randn(1, 1)}, dims=()))
     add(
         Case(

@@ -32,6 +32,7 @@ from dualnet.backends.rows import FunctionRow, LayerRow, lowering_row
 from dualnet.backends.torch.lowering import HELPERS, TorchCall, helpers_needed
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops import REGISTRY
+from dualnet.ops.free import FREE_TENSORS
 from dualnet.ops.registry import run_rule
 
 # ---------------------------------------------------------------- the harness
@@ -60,7 +61,18 @@ def lower_and_run(case: Case, hide_in_types: bool = False):
         src = lower_function(case.op, call)
     for name in helpers_needed(construct + "\n" + src):
         exec(HELPERS[name], ns)
-    if op.is_layer:
+    if case.op in FREE_TENSORS:  # a tensor: held by a module, as a generated class holds it
+        params = bound.params()
+        holder = nn.Module()
+        holder.tensor = eval(construct, ns)
+        assert sorted(holder.state_dict()) == ["tensor"], construct
+        trainable = bound.ctx.params.get("", None)
+        assert [p.requires_grad for p in holder.parameters()] == (
+            [trainable.trainable] if trainable else []
+        )
+        holder.load_state_dict({"tensor": torch.from_numpy(params[""])})
+        ns["module"] = holder.tensor
+    elif op.is_layer:
         module = eval(construct, ns)
         expected_keys = sorted({**bound.ctx.params, **bound.ctx.buffers})
         assert sorted(module.state_dict()) == expected_keys, construct

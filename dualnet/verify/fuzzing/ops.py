@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dualnet.ir.dims import floordiv
+from dualnet.ir.dims import Dim, floordiv
 from dualnet.verify.fuzzing.builder import (
     Builder,
     Const,
@@ -460,6 +460,32 @@ def norm(b: Builder) -> None:
     else:
         layer = render("GroupNorm", num(b, kinds[kind], "decl"), eps=eps)
     b.step(b.call(b.layer(layer, "norm"), x.name), x.shape)
+
+
+@family(lambda b, x: layer_ok(b, x) and x.rank >= 2 and any(b.known(d) for d in x.shape[1:]))
+def free_tensor(b: Builder) -> None:
+    """x combined with a Parameter (sometimes frozen) or a float Buffer of x's trailing sizes,
+    each known one kept or 1 (a ConvNeXt layer scale [C, 1, 1], a position embedding)."""
+    x = b.x
+    axes = b.int(1, x.rank - 1)
+    shape = [b.decl(d) if b.known(d) and b.flag() else 1 for d in x.shape[x.rank - axes :]]
+    dims = f"[{', '.join(dim_text(d) if isinstance(d, Dim) else str(d) for d in shape)}]"
+    kind = b.pick(["Parameter", "Parameter", "Buffer"])
+    if kind == "Buffer":
+        layer = render("Buffer", dims, init=b.pick([None, "ones"]))
+    else:
+        init = b.pick(["zeros", "ones", "constant", "normal", "uniform", "trunc_normal"])
+        draws = {
+            "constant": {"value": tune(b, "float", [0.5, 1e-3, -2.0], "decl")},
+            "normal": {"std": 0.5},
+            "uniform": {"a": -0.5, "b": 1.5},
+            "trunc_normal": {"std": 1.0, "a": -1.5, "b": 1.0},
+        }.get(init, {})
+        frozen = False if b.flag() else None
+        layer = render("Parameter", dims, init=init, **draws, trainable=frozen)
+    name = b.layer(layer, "p")
+    op = b.pick(["+", "*", "-"])
+    b.step(f"{x.name} {op} {name}", x.shape)
 
 
 # ---------------------------------------------------------------- shape ops
