@@ -722,6 +722,7 @@ def function_cases() -> list:
     add(Case(sdpa, {"q": q, "k": k, "v": v, "mask": mask_with_empty_row((2, 1, 1, 6), 1)}))
     for causal in (False, True):  # a float bias added to the scores; a given scale
         add(Case(sdpa, {"q": q, "k": k, "v": v, "bias": randn(3, 5, 6)}, causal=causal))
+        add(Case(sdpa, {"q": q, "k": k, "v": v, "bias": randn(6)}, causal=causal))  # rank 1
         add(Case(sdpa, {"q": q, "k": k, "v": v}, causal=causal, scale=0.25))
     mask = mask_with_empty_row((2, 3, 5, 6), (1, 2, 3))
     add(Case(sdpa, {"q": q, "k": k, "v": v, "mask": mask, "bias": randn(6)}, scale=2.0))

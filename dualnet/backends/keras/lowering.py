@@ -170,10 +170,9 @@ def _shape(dims, fmt) -> str:
     """A shape for ops.reshape: the last symbolic size, if any, follows from the element
     count (-1)."""
     dims = list(dims)
-    texts = [fmt(d) for d in dims]
     symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
-    if symbolic:
-        texts[symbolic[-1]] = fmt(-1)
+    inferred = symbolic[-1] if symbolic else None  # never written: it may have no expression
+    texts = [fmt(-1) if i == inferred else fmt(d) for i, d in enumerate(dims)]
     return f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
 
 

@@ -471,18 +471,16 @@ def _adaptive_avg_pool(call: TorchCall) -> str:
 @ROWS.function("scaled_dot_product_attention")
 def _sdpa(call: TorchCall) -> str:
     q, k, v = (_tensor(call, n) for n in ("q", "k", "v"))
-    bias, scale = call.inputs.get("bias"), call.attrs["scale"]
+    mask, bias, scale = call.inputs.get("mask"), call.inputs.get("bias"), call.attrs["scale"]
     extra = "" if scale is None else f", scale={call.fmt(scale)}"
-    if call.inputs.get("mask") is not None:
-        causal = ", causal=True" if call.attrs["causal"] else ""
-        extra = ("" if bias is None else f", bias={bias}") + extra
-        return f"_attention({q}, {k}, {v}, {call.inputs['mask']}{causal}{extra})"
-    if bias is not None:  # PyTorch's float attn_mask is added to the scores
-        if call.attrs["causal"]:  # PyTorch takes is_causal or attn_mask, not both
-            return f"_attention({q}, {k}, {v}, causal=True, bias={bias}{extra})"
-        return f"F.scaled_dot_product_attention({q}, {k}, {v}, attn_mask={bias}{extra})"
-    causal = ", is_causal=True" if call.attrs["causal"] else ""
-    return f"F.scaled_dot_product_attention({q}, {k}, {v}{causal}{extra})"
+    if mask is None and bias is None:
+        causal = ", is_causal=True" if call.attrs["causal"] else ""
+        return f"F.scaled_dot_product_attention({q}, {k}, {v}{causal}{extra})"
+    # a bool mask (PyTorch: NaN for a query that sees no key) or a float bias (one attn_mask
+    # of rank >= 2, which also takes the causal rule): the helper combines them
+    args = [q, k, v] + ([mask] if mask is not None else [])
+    args += ["causal=True"] * bool(call.attrs["causal"]) + [f"bias={bias}"] * (bias is not None)
+    return f"_attention({', '.join(args)}{extra})"
 
 
 # ---------------------------------------------------------------- layers
