@@ -872,6 +872,22 @@ def layer_cases() -> list:
             {"out": 2, "kernel": 2, "stride": 2, "dilation": (1, 2, 1), "output_padding": 1},
         )
     )
+    # a 1-tap kernel with a stride > 1 (Keras: stride 1 over the input spread with zeros)
+    add(Case("ConvTranspose1d", {"x": randn(2, 3, 5)}, {"out": 2, "kernel": 1, "stride": 3}))
+    add(
+        Case(
+            "ConvTranspose2d",
+            {"x": randn(2, 4, 3, 5)},
+            {"out": 2, "kernel": 1, "stride": (2, 1), "padding": (1, 0), "output_padding": (1, 0)},
+        )
+    )
+    add(
+        Case(
+            "ConvTranspose3d",
+            {"x": randn(1, 2, 2, 3, 2)},
+            {"out": 4, "kernel": 1, "stride": (1, 2, 2), "groups": 2, "dilation": 2},
+        )
+    )
     add(Case("Linear", {"x": randn(2, 5, 7)}, {"out": 3}))
     add(Case("Linear", {"x": randn(4, 7)}, {"out": 3, "bias": False}))
     add(Case("Embedding", {"ids": RNG.integers(0, 10, (2, 5))}, {"vocab": 10, "dim": 4}))

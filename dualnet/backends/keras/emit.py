@@ -16,7 +16,6 @@ from pathlib import PurePath
 
 from dualnet.backends.common import escape
 from dualnet.backends.common.class_plan import ClassPlan, Unit
-from dualnet.backends.common.conv_transpose import transposed_padding
 from dualnet.backends.common.naming import Namespace, mangled
 from dualnet.backends.common.python_class import (
     ClassWriter,
@@ -728,13 +727,15 @@ class KerasClassWriter(ClassWriter):
             return [step]
         attrs = self.common_attrs(children)
         if child.op in TRANSPOSED:  # rows for an output padding beyond the stride
-            padding, n = transposed_padding(attrs), len(attrs["pads"])
+            spread, padding = lowering.keras_transposed_padding(attrs)
+            n = len(attrs["pads"])
             rows, crops = tuple((0, r) for r in padding.rows), padding.crops
             if n == 1:  # ZeroPadding1D / Cropping1D take one pair
                 rows, crops = rows[0], crops[0]
             widen = [f"keras.layers.ZeroPadding{n}D({self.fmt_init(rows)})"]
             crop = any(p for pair in padding.crops for p in pair)
             return [
+                *([f"_ZeroUpsample({self.fmt_init(spread)})"] if spread else []),
                 *(widen if any(padding.rows) else []),
                 step,
                 *([f"keras.layers.Cropping{n}D({self.fmt_init(crops)})"] if crop else []),

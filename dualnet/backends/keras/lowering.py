@@ -80,7 +80,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from math import prod
 
-from dualnet.backends.common.conv_transpose import transposed_padding
+from dualnet.backends.common.conv_transpose import TransposedPadding, transposed_padding
 from dualnet.backends.common.python_rows import BINARY_SYMBOLS, UNARY, Dialect, shared_rows
 from dualnet.backends.common.source_helpers import (
     NodeCall,
@@ -129,6 +129,7 @@ from dualnet.backends.keras.weights import (
     rnn_layer,
     rnn_weights,
     same_spans,
+    spreads_input,
     strides_for_same,
 )
 from dualnet.backends.rows import LayerRow, Rows
@@ -925,11 +926,25 @@ def _crop(before, after, fmt) -> str:
     return f"{start}:{stop}"
 
 
+def keras_transposed_padding(attrs: dict) -> tuple[tuple | None, TransposedPadding]:
+    """(the strides its input is spread by, or None; its `TransposedPadding`) for a Keras
+    transposed convolution. One that runs at stride 1 over its spread input
+    (`weights.spreads_input`) gets its output padding as zero rows appended to that input,
+    each giving one output row of only the bias, and crops PyTorch's padding."""
+    if not spreads_input(attrs):
+        return None, transposed_padding(attrs)
+    n = len(attrs["stride"])
+    padding = TransposedPadding(tuple(attrs["output_padding"]), (0,) * n, tuple(attrs["pads"]))
+    return tuple(attrs["stride"]), padding
+
+
 def _conv_transpose_call(layer: str, call: KerasCall) -> str:
     """The layer's "valid" result cropped by PyTorch's padding; an output padding not below
     the stride comes from zero rows appended to the input (`backends.conv_transpose`)."""
-    padding = transposed_padding(call.attrs)
+    spread, padding = keras_transposed_padding(call.attrs)
     x = _tensor(call, "x")
+    if spread is not None:
+        x = f"_zero_upsample({x}, {call.fmt(spread)})"
     if any(padding.rows):
         x = f"ops.pad({x}, {_widths(tuple((0, r) for r in padding.rows), call.fmt)})"
     y = f"{layer}({x})"

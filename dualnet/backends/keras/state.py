@@ -311,7 +311,7 @@ _INSERTED_STEPS = (
 
 
 # Inserted steps that are classes of the generated file (runtime helpers), by name.
-_INSERTED_HELPERS = ("_BatchAxis", "_PadSame", "_Shaped", "_ReadPart")
+_INSERTED_HELPERS = ("_BatchAxis", "_PadSame", "_Shaped", "_ReadPart", "_ZeroUpsample")
 
 
 def _children(layer) -> list[tuple[str, keras.layers.Layer]]:

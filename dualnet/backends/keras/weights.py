@@ -113,6 +113,14 @@ def dilates_kernel(attrs: dict, transposed: bool = False) -> bool:
     return max(attrs["dilation"]) > 1 and (transposed or max(attrs["stride"]) > 1)
 
 
+def spreads_input(attrs: dict) -> bool:
+    """Whether a transposed convolution runs at stride 1 over its input spread out with zeros
+    (the runtime's `_zero_upsample`; the same sums): one with a 1-tap kernel on every axis and
+    a stride > 1, whose oneDNN gradient in TensorFlow corrupts memory
+    (tests/backends/test_upstream_bugs.py)."""
+    return all(k == 1 for k in attrs["kernel"]) and any(s != 1 for s in attrs["stride"])
+
+
 def keras_kernel_size(attrs: dict, transposed: bool = False) -> tuple[int, ...]:
     if not dilates_kernel(attrs, transposed):
         return tuple(attrs["kernel"])
@@ -205,16 +213,17 @@ def conv_layer(op: str, attrs: dict) -> KerasLayer:
     kernel = keras_kernel_size(attrs, transposed)
     dilation = (1,) * n if dilates_kernel(attrs, transposed) else tuple(attrs["dilation"])
     same = op not in TRANSPOSED and keras_same(attrs)
+    spread = transposed and spreads_input(attrs)
     kwargs: dict[str, Any] = {
         "kernel_size": kernel,
-        "strides": tuple(attrs["stride"]),
+        "strides": (1,) * n if spread else tuple(attrs["stride"]),
         "padding": "same" if same else "valid",
         "dilation_rate": dilation,
         "use_bias": bool(attrs["bias"]),
         "data_format": "channels_last",
     }
     if op in TRANSPOSED:
-        kwargs["output_padding"] = _output_padding(attrs, kernel, dilation)
+        kwargs["output_padding"] = None if spread else _output_padding(attrs, kernel, dilation)
         return KerasLayer(f"Conv{n}DTranspose", {"filters": attrs["out"], **kwargs})
     if is_depthwise(op, attrs):
         mult = attrs["out"] // attrs["groups"]

@@ -64,6 +64,28 @@ def _read_part(x, stride):
     return _shaped(y, batch, *sizes, channels)
 
 
+def _zero_upsample(x, stride):
+    """Channels-last `x` with s - 1 zeros between neighbours along each spatial axis (s its
+    `stride`): the input a transposed convolution of that stride spreads out, so that one
+    with a 1-tap kernel runs at stride 1 over it (TensorFlow's oneDNN gradient of the strided
+    one corrupts memory). A size known ahead stays known."""
+    sizes = []
+    for axis, s in enumerate(stride, start=1):
+        shape = ops.shape(x)
+        n = shape[axis]
+        sizes.append((n - 1) * s + 1 if isinstance(n, int) else None)
+        if s == 1:
+            continue
+        widths = [(0, 0)] * (len(shape) + 1)
+        widths[axis + 1] = (0, s - 1)
+        spread = ops.pad(ops.expand_dims(x, axis + 1), widths)
+        spread = ops.reshape(spread, (*shape[:axis], n * s, *shape[axis + 1 :]))
+        x = spread[(slice(None),) * axis + (slice(0, (n - 1) * s + 1),)]
+    shape = ops.shape(x)
+    batch, channels = (n if isinstance(n, int) else None for n in (shape[0], shape[-1]))
+    return _shaped(x, batch, *sizes, channels)
+
+
 def _avg_pool(x, kernel, stride, pads):
     """Average pooling of channels-last `x` padded by `pads` ((before, after) per spatial
     axis) that divides by the number of unpadded elements under each window
@@ -515,6 +537,22 @@ class _Shaped(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "sizes": self.sizes}
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
+class _ZeroUpsample(keras.layers.Layer):
+    """A step a Sequential gets before a transposed convolution with a 1-tap kernel and a
+    stride > 1, which then runs at stride 1 (`_zero_upsample`)."""
+
+    def __init__(self, stride, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = tuple(stride)
+
+    def call(self, x):
+        return _zero_upsample(x, self.stride)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
