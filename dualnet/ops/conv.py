@@ -51,17 +51,23 @@ def _declare_params(ctx: Ctx, weight_shape: tuple, out: int) -> None:
         ctx.param("bias", (out,), b_init)
 
 
+def _window(ctx: Ctx, n: int) -> tuple:
+    """(x, in channels, kernel, stride, dilation) of an n-d (transposed) convolution's call,
+    checked: x [B, C, *n spatial], groups dividing the channels, positive per-axis sizes."""
+    x, cfg = ctx.inputs["x"], ctx.config
+    require_rank(ctx, "x", x, (n + 2,), "[B, C" + ", spatial" * n + "]")
+    cin = _channels(ctx, x, cfg["groups"], cfg["out"])
+    k, s, d = (expand(ctx, cfg[a], n, a) for a in ("kernel", "stride", "dilation"))
+    for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
+        positive(ctx, v, name)
+    return x, cin, k, s, d
+
+
 def _conv_rule(n: int):
     def infer(ctx: Ctx) -> list[TensorType]:
-        x, cfg = ctx.inputs["x"], ctx.config
-        require_rank(ctx, "x", x, (n + 2,), "[B, C" + ", spatial" * n + "]")
+        cfg = ctx.config
         out, groups = cfg["out"], cfg["groups"]
-        cin = _channels(ctx, x, groups, out)
-        k = expand(ctx, cfg["kernel"], n, "kernel")
-        s = expand(ctx, cfg["stride"], n, "stride")
-        d = expand(ctx, cfg["dilation"], n, "dilation")
-        for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
-            positive(ctx, v, name)
+        x, cin, k, s, d = _window(ctx, n)
         pads, spatial = resolve_padding(ctx, cfg["padding"], x.shape[2:], k, s, d)
         cfg.update(in_channels=cin, kernel=k, stride=s, dilation=d, pads=pads)
         _declare_params(ctx, (out, cin // groups, *k), out)
@@ -155,13 +161,9 @@ for _n in (1, 2, 3):
 
 def _convt_rule(n: int):
     def infer(ctx: Ctx) -> list[TensorType]:
-        x, cfg = ctx.inputs["x"], ctx.config
-        require_rank(ctx, "x", x, (n + 2,), "[B, C" + ", spatial" * n + "]")
+        cfg = ctx.config
         out, groups = cfg["out"], cfg["groups"]
-        cin = _channels(ctx, x, groups, out)
-        k, s, d = (expand(ctx, cfg[a], n, a) for a in ("kernel", "stride", "dilation"))
-        for name, v in (("kernel", k), ("stride", s), ("dilation", d)):
-            positive(ctx, v, name)
+        x, cin, k, s, d = _window(ctx, n)
         if cfg["padding"] in ("same", "valid"):
             ctx.fail(
                 "takes explicit integer padding (PyTorch's meaning)",

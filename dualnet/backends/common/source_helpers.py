@@ -119,6 +119,15 @@ def sizes(values, fmt) -> str:
     return texts.pop() if len(texts) == 1 else fmt(values)
 
 
+def reshape_sizes(dims, fmt) -> list[str]:
+    """The sizes of a reshape target: the last symbolic one follows from the element count
+    (-1), and is never formatted (the class writing it may have no expression for it)."""
+    dims = list(dims)
+    symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
+    inferred = symbolic[-1] if symbolic else None
+    return [fmt(-1) if i == inferred else fmt(d) for i, d in enumerate(dims)]
+
+
 def axes_arg(axes, fmt) -> str:
     """A `dim=` / `axis=` value: one axis (an int or a 1-tuple) or a tuple."""
     axes = (axes,) if isinstance(axes, int) else tuple(axes)

@@ -97,6 +97,7 @@ from dualnet.backends.common.source_helpers import (
     need,
     operands,
     pad_value,
+    reshape_sizes,
     result_dtype,
     sizes,
 )
@@ -168,12 +169,8 @@ def _tensor(call: KerasCall, name: str) -> str:
 
 
 def _shape(dims, fmt) -> str:
-    """A shape for ops.reshape: the last symbolic size, if any, follows from the element
-    count (-1)."""
-    dims = list(dims)
-    symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
-    inferred = symbolic[-1] if symbolic else None  # never written: it may have no expression
-    texts = [fmt(-1) if i == inferred else fmt(d) for i, d in enumerate(dims)]
+    """A shape for ops.reshape (`reshape_sizes`)."""
+    texts = reshape_sizes(dims, fmt)
     return f"({', '.join(texts)}{',' if len(texts) == 1 else ''})"
 
 

@@ -71,41 +71,35 @@ def draw(spec: ParamSpec, generator: torch.Generator) -> torch.Tensor:
     if tensor.numel() == 0:
         return tensor
     with torch.no_grad():
-        if init.scheme == "uniform_range":
-            return tensor.uniform_(args["a"], args["b"], generator=generator)
         if init.scheme == "trunc_normal":
             return torch.nn.init.trunc_normal_(tensor, **args, generator=generator)
-        if init.scheme == "normal" and "mean" in args:
-            return tensor.normal_(args["mean"], args["std"], generator=generator)
-    kind, arg = _distribution(init)
-    with torch.no_grad():
+        kind, first, second = _distribution(init)
         if kind == "uniform":
-            return tensor.uniform_(-arg, arg, generator=generator)
-        return tensor.normal_(0, arg, generator=generator)
+            return tensor.uniform_(first, second, generator=generator)
+        return tensor.normal_(first, second, generator=generator)
 
 
-def _distribution(init: Init) -> tuple[str, float]:
-    """("uniform", bound) or ("normal", std), computed with torch.nn.init's float operations
-    in the same order, so the bounds are bit-identical to PyTorch's."""
+def _distribution(init: Init) -> tuple[str, float, float]:
+    """("uniform", low, high) or ("normal", mean, std), computed with torch.nn.init's float
+    operations in the same order, so the bounds are bit-identical to PyTorch's."""
     args = dict(init.args)
     scheme = init.scheme
-    if scheme in ("kaiming_uniform", "kaiming_normal"):
-        gain = _leaky_relu_gain(args.get("a", 0.0))
-        std = gain / math.sqrt(args["fan_in"])
-        if scheme == "kaiming_normal":
-            return "normal", std
-        return "uniform", math.sqrt(3.0) * std
-    if scheme in ("xavier_uniform", "xavier_normal"):
-        gain = args.get("gain", 1.0)
-        std = gain * math.sqrt(2.0 / float(args["fan_in"] + args["fan_out"]))
-        if scheme == "xavier_normal":
-            return "normal", std
-        return "uniform", math.sqrt(3.0) * std
+    if scheme == "uniform_range":
+        return "uniform", args["a"], args["b"]
     if scheme == "uniform":
-        return "uniform", args["bound"]
+        return "uniform", -args["bound"], args["bound"]
     if scheme == "normal":
-        return "normal", args.get("std", 1.0)
-    raise ValueError(f"unknown initialiser {init}")
+        return "normal", args.get("mean", 0.0), args.get("std", 1.0)
+    if scheme in ("kaiming_uniform", "kaiming_normal"):
+        std = _leaky_relu_gain(args.get("a", 0.0)) / math.sqrt(args["fan_in"])
+    elif scheme in ("xavier_uniform", "xavier_normal"):
+        std = args.get("gain", 1.0) * math.sqrt(2.0 / float(args["fan_in"] + args["fan_out"]))
+    else:
+        raise ValueError(f"unknown initialiser {init}")
+    if scheme.endswith("_normal"):
+        return "normal", 0.0, std
+    bound = math.sqrt(3.0) * std
+    return "uniform", -bound, bound
 
 
 def _leaky_relu_gain(a: float) -> float:

@@ -64,6 +64,7 @@ from dualnet.backends.common.source_helpers import (
     need,
     operands,
     pad_value,
+    reshape_sizes,
     result_dtype,
     sizes,
 )
@@ -237,11 +238,7 @@ def _flatten(call: TorchCall) -> str:
 
 @ROWS.function("reshape")
 def _reshape(call: TorchCall) -> str:
-    dims = list(call.attrs["dims"])
-    symbolic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
-    texts = [call.fmt(d) for d in dims]
-    if symbolic:  # the last symbolic size follows from the element count
-        texts[symbolic[-1]] = call.fmt(-1)
+    texts = reshape_sizes(call.attrs["dims"], call.fmt)
     return f"{_recv(call, 'x')}.reshape({', '.join(texts) if texts else '()'})"
 
 
