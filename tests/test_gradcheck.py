@@ -51,6 +51,27 @@ def test_an_integer_output_carries_no_gradient(tmp_path):
     assert agreements and all(a.ok for a in agreements)
 
 
+def test_a_gradient_zero_in_exact_arithmetic_agrees_across_backends(tmp_path):
+    """A one-head attention bias, added to every score, has a zero gradient (softmax cancels
+    it): each framework's is rounding noise, compared with the rounding floor, not with
+    itself (it was "error 3", a MISMATCH). A real difference of that tensor still counts."""
+    path = tmp_path / "bias.dnet"
+    path.write_text(
+        "model Attend() {\n    fc = Linear(8)\n    bias = Parameter([1, 1, 1])\n"
+        "    forward(x: f32[B, 5, 8]) -> f32[B, 1, 5, 8] {\n"
+        "        q = fc(x)[:, none]\n"
+        "        return scaled_dot_product_attention(q, q, q, bias=bias)\n    }\n}\n"
+    )
+    checks, agreements, _ = gradcheck.gradcheck(dualnet.load(str(path)), None, ["torch", "keras"])
+    assert all(c.ok for c in checks)
+    bias = [a for a in agreements if a.tensor == "bias"]
+    assert bias and all(a.ok for a in agreements)
+    noise, real = np.array([1e-16]), np.array([1e-4])
+    floor = gradcheck._rounding_floor({"fc.weight": np.array([380.0])})
+    assert gradcheck._relative(noise, np.array([6e-17]), floor) <= gradcheck.GRADIENT_TOLERANCE
+    assert gradcheck._relative(real, np.array([0.0]), floor) > gradcheck.GRADIENT_TOLERANCE
+
+
 def test_a_wrong_gradient_fails_with_exit_1(monkeypatch, capsys):
     """A relu whose backward is twice the true one: PyTorch's autodiff no longer matches its
     finite differences, ONNX's (checked against PyTorch's gradient) nor Keras's gradient."""
