@@ -741,8 +741,10 @@ class KerasClassWriter(ClassWriter):
                 *([f"keras.layers.Cropping{n}D({self.fmt_init(crops)})"] if crop else []),
             ]
         if lowering.strided_pointwise(attrs):  # (TensorFlow's oneDNN bug)
+            pads, attrs = lowering.pointwise_unpadded(attrs)
             crop = f"_ReadPart({self.fmt_init(tuple(attrs['stride']))})"
-            return [crop, *self.conv_steps(attrs, step, children, node)]
+            padding = self.padded_step({**attrs, "pads": pads}, step)[:-1] if pads else []
+            return [*padding, crop, *self.conv_steps(attrs, step, children, node)]
         return self.conv_steps(attrs, step, children, node)
 
     def conv_steps(self, attrs: dict, step: str, children: list, node: Node) -> list[str]:

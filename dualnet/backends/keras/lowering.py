@@ -830,8 +830,12 @@ def _conv_call(layer: str, call: KerasCall) -> str:
     attrs = call.attrs
     need(attrs, "pads", "a convolution call (KerasCall.attrs = {**layer.attrs, **node.attrs})")
     if strided_pointwise(attrs):  # TensorFlow's oneDNN bug: the unread elements cropped
-        x = f"_read_part({_tensor(call, 'x')}, {call.fmt(tuple(attrs['stride']))})"
-        call = replace(call, inputs={**call.inputs, "x": x})
+        pads, attrs = pointwise_unpadded(attrs)
+        x = _tensor(call, "x")
+        if pads is not None:
+            x = f"ops.pad({x}, {_widths(pads, call.fmt)})"
+        x = f"_read_part({x}, {call.fmt(tuple(attrs['stride']))})"
+        call = replace(call, attrs=attrs, inputs={**call.inputs, "x": x})
     if onednn_conv_bug(attrs, call.out_types[0].shape[-1]):  # one more column, dropped again
         widths = ((0, 0),) * (len(attrs["kernel"]) - 1) + ((0, attrs["stride"][-1]),)
         widened = f"ops.pad({_tensor(call, 'x')}, {_widths(widths, call.fmt)})"
@@ -858,16 +862,24 @@ def _conv_call(layer: str, call: KerasCall) -> str:
 
 
 def strided_pointwise(attrs: dict) -> bool:
-    """Whether a convolution is 1×1, unpadded, with a stride that may be > 1: TensorFlow's
-    oneDNN gradient of one whose windows leave the end of an axis unread (an even size at
-    stride 2) writes out of bounds (TensorFlow 2.21; heap corruption, a crash in `fit()`:
-    tests/fuzz_regressions/keras_strided_1x1_conv_gradient.dnet). Its input cropped to what
-    the windows read (`_read_part`, at run time) computes the same numbers and gradients."""
-    return (
-        all(k == 1 for k in attrs["kernel"])
-        and not _has_pads(attrs)
-        and any(_may(s, lambda s: s > 1) for s in attrs["stride"])
+    """Whether a convolution is 1×1 with a stride that may be > 1: TensorFlow's oneDNN
+    gradient of one whose windows leave the end of an axis unread (an even size at stride 2)
+    writes out of bounds (TensorFlow 2.21; heap corruption, a crash in `fit()`:
+    tests/fuzz_regressions/keras_strided_1x1_conv_gradient.dnet). Its input, padded first
+    (`pointwise_unpadded`), cropped to what the windows read (`_read_part`, at run time)
+    computes the same numbers and gradients. ("same" pads nothing for a 1×1 window.)"""
+    return all(k == 1 for k in attrs["kernel"]) and any(
+        _may(s, lambda s: s > 1) for s in attrs["stride"]
     )
+
+
+def pointwise_unpadded(attrs: dict) -> tuple[tuple | None, dict]:
+    """(the explicit pads a `strided_pointwise` convolution applies before its crop, or None;
+    its attrs without them)."""
+    pads = attrs["pads"]
+    if not any(pair is not None and any(pair) for pair in pads):
+        return None, attrs
+    return tuple(pads), {**attrs, "pads": tuple((0, 0) for _ in pads)}
 
 
 def onednn_conv_bug(attrs: dict, width) -> bool:
