@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from dualnet import budget
-from dualnet.ir.dims import Dim
+from dualnet.ir.dims import Dim, equal_everywhere
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import (
     conv_out,
@@ -211,7 +211,11 @@ def _adaptive_rule(n: int):
                 f"expected ({', '.join(names)})",
                 code="E-VALUE",
             )
-        size = tuple(size)
+        # a size written in another form than the input's but equal for every value of its
+        # symbols is the input's own: pooling keeps that axis
+        size = tuple(
+            m if equal_everywhere(o, m) else o for m, o in zip(x.shape[2:], size, strict=True)
+        )
         bins = []
         for axis, (m, o) in enumerate(zip(x.shape[2:], size, strict=True)):
             if isinstance(o, int) and o <= 0:
