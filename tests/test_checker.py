@@ -470,3 +470,47 @@ model Net() {{
         assert summary.ok, summary.diagnostics
         texts.append(print_ir(summary.instance))
     assert texts[0] == texts[1] and "eps=1.1920928955078125e-07" in texts[0]
+
+
+def test_type_dimensions_index_tuples_take_mod_and_decided_max(check_source):
+    s = check_source("""
+        model M(padding: (int, int) = (1, 2)) {
+            forward(x: f32[B, H, 8]) -> f32[B, H + 2 * padding[0], max(H, 1) % 4 + 1] {
+                return pad(x, (padding[0], padding[0], 0, 0))[:, :, :max(H, 1) % 4 + 1]
+            }
+        }
+    """)
+    assert s.ok, s.diagnostics
+    assert s.output_types == ["f32[B, H + 2, H - 4 * (H // 4) + 1]"]
+
+
+def test_bad_type_dimensions_are_located_errors(check_source):
+    cases = {
+        "f32[B, padding]": "E-TYPE",  # a tuple, not a size
+        "f32[B, padding[2]]": "E-VALUE",  # out of range
+        "f32[B, H[0]]": "E-TYPE",  # not a tuple
+        "f32[B, max(H, 7)]": "E-CONST",  # depends on H
+        "f32[B, abs(H)]": "E-TYPE",  # not max or min
+    }
+    for annotation, code in cases.items():
+        s = check_source(f"""
+            model M(padding: (int, int) = (1, 2)) {{
+                forward(x: f32[B, H]) -> {annotation} {{ return x }}
+            }}
+        """)
+        assert code in codes(s), (annotation, s.diagnostics)
+
+
+def test_max_of_symbolic_sizes_in_forward(check_source):
+    ok = check_source("""
+        model M() {
+            forward(x: f32[B, T]) -> f32[B, 2 * T + 1] { return zeros([B, max(2 * T + 1, 3)]) }
+        }
+    """)
+    assert ok.ok, ok.diagnostics
+    bad = check_source("""
+        model M() {
+            forward(x: f32[B, T]) { return zeros([B, max(T, 3)]) }
+        }
+    """)
+    assert codes(bad) == ["E-CONST"]

@@ -253,13 +253,14 @@ class Checker:
         return self.trace(frame, types, [a.span for a in frame.forward.args], frame.forward.span)
 
     def dim_lookup(self, scope: Scope):
-        """Names in dimensions: hyperparameters and constants give sizes; others are symbols."""
+        """Names in dimensions: hyperparameters and constants give sizes (tuples of sizes, for
+        `padding[0]`); others are symbols."""
 
         def lookup(name: str, span: Span):
             found, value = scope.find(name)
             if not found or isinstance(value, FunctionRef | ModelRef) or value is POISON:
                 return None
-            if isinstance(value, int | Dim) and not isinstance(value, bool):
+            if isinstance(value, int | Dim | tuple) and not isinstance(value, bool):
                 return value
             raise error("E-TYPE", f"`{name}` is {describe(value)}, not a size", span)
 

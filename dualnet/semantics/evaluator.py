@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from dualnet import budget
 from dualnet.diagnostics import Span, error
-from dualnet.ir.dims import Dim, DimTooLarge, floordiv
+from dualnet.ir.dims import Dim, DimTooLarge, extremum, floordiv, mod
 from dualnet.ir.graph import LayerInstance
 from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.elementwise import BINARY_SYMBOLS
 from dualnet.ops.free import FREE_TENSORS
 from dualnet.semantics.scope import Scope, namespace_member
+from dualnet.semantics.unify import undecided_extremum
 from dualnet.semantics.values import (
     POISON,
     Builtin,
@@ -54,12 +55,12 @@ def is_number(v: Any) -> bool:
 
 def _extreme_of_numbers(callee, args: list, keywords: dict) -> bool:
     """`max(a, b, ...)` / `min(...)` of numbers known at compile time (hyperparameters,
-    constants): Python's, not the reduction (whose first argument is a tensor)."""
+    constants) or of sizes: Python's, not the reduction (whose first argument is a tensor)."""
     return (
         callee.op.name in ("max", "min")
         and len(args) >= 2
         and not keywords
-        and all(is_number(a.value) for a in args)
+        and all(is_number(a.value) or isinstance(a.value, Dim) for a in args)
     )
 
 
@@ -217,13 +218,13 @@ class Evaluator:
                 raise error("E-TYPE", f"`{e.op}` needs numbers, found {describe(v)}", side.span)
         symbolic = isinstance(left, Dim) or isinstance(right, Dim)
         if symbolic and (
-            isinstance(left, float) or isinstance(right, float) or e.op not in "+-*//"
+            isinstance(left, float) or isinstance(right, float) or e.op not in ("+", "-", "*", "//", "%")
         ):
             raise error(
                 "E-TYPE",
                 f"`{e.op}` is not defined for symbolic dimensions",
                 e.span,
-                notes=["dimension arithmetic supports + - * //"],
+                notes=["dimension arithmetic supports + - * // %"],
             )
         try:
             if e.op == "**":
@@ -240,7 +241,7 @@ class Evaluator:
                     "-": operator.sub,
                     "*": operator.mul,
                     "/": operator.truediv,
-                    "%": operator.mod,
+                    "%": mod if symbolic else operator.mod,
                 }[e.op](left, right)
         except ZeroDivisionError:
             raise error("E-VALUE", "division by zero", e.right.span, "zero") from None
@@ -269,6 +270,21 @@ class Evaluator:
                 ["use where(cond, a, b) to choose between tensors element-wise"],
             )
         raise error("E-TYPE", f"{what} needs true or false, found {describe(v)}", span)
+
+    def extreme(self, func: str, values: list, span: Span):
+        """max/min of numbers (Python's) or of sizes: a symbolic one is decided for every
+        value of its symbols (the argument chosen is recorded for the backends) or E-CONST."""
+        if not any(isinstance(v, Dim) for v in values):
+            pick = max if func == "max" else min
+            return untagged(pick(values))  # tags: the loser's may differ
+        if any(isinstance(v, float) for v in values):
+            raise error("E-TYPE", f"`{func}` of a symbolic size and a float", span)
+        result = extremum(func, values)
+        if result is None:
+            raise undecided_extremum(func, values, span)
+        if self.tracer is not None:  # which argument: backends write it, not a call
+            self.tracer.graph.branches[(span, self.tracer.iteration)] = values.index(result)
+        return result
 
     # -- calls
     def _Pipe(self, e: ast.Pipe):
@@ -319,8 +335,7 @@ class Evaluator:
             return POISON
         budget.spend("call", 1, span)
         if isinstance(callee, FunctionRef) and _extreme_of_numbers(callee, args, keywords):
-            pick = max if callee.op.name == "max" else min
-            return untagged(pick(a.value for a in args))  # tags: the loser's may differ
+            return self.extreme(callee.op.name, [a.value for a in args], span)
         if isinstance(callee, FunctionRef):
             if self.tracer is None:
                 return PartialSpec(callee.op, args, keywords, span)

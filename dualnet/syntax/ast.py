@@ -29,12 +29,30 @@ class DimAny:
 @dataclass(frozen=True, slots=True)
 class DimBinary:
     span: Span
-    op: str  # + - * //
+    op: str  # + - * // %
     left: DimExpr
     right: DimExpr
 
 
-DimExpr = DimInt | DimName | DimAny | DimBinary
+@dataclass(frozen=True, slots=True)
+class DimIndex:
+    """An element of a tuple hyperparameter: `padding[0]`."""
+
+    span: Span
+    name: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DimCall:
+    """`max(a, b, ...)` or `min(...)` of sizes."""
+
+    span: Span
+    func: str
+    args: tuple[DimExpr, ...]
+
+
+DimExpr = DimInt | DimName | DimAny | DimBinary | DimIndex | DimCall
 
 
 @dataclass(frozen=True, slots=True)

@@ -436,6 +436,14 @@ class _Converter:
     def dim_any(self, span, kids):
         return ast.DimAny(span)
 
+    def dim_index(self, span, kids):
+        name, index = kids
+        return ast.DimIndex(span, str(name), self._int(index))
+
+    def dim_call(self, span, kids):
+        func, *args = kids
+        return ast.DimCall(span, str(func), tuple(args))
+
     def dim_binary(self, span, kids):
         left, op, right = kids
         return ast.DimBinary(span, str(op), left, right)

@@ -734,8 +734,18 @@ class ClassWriter:
             and e.func.id in ("range", "max", "min")  # max/min: of numbers (the checker's)
             and not e.keywords
         ):
+            chosen = self.chosen_argument(e)
+            if chosen is not None:  # max/min of symbolic sizes: the argument it always is
+                return self._const(e.args[chosen], env, name_of, variables)
             return f"{e.func.id}({', '.join(sub(a, 0) for a in e.args)})", _ATOM
         raise Unsupported("this expression cannot be written as a Python value", e.span)
+
+    def chosen_argument(self, e: ast.Call) -> int | None:
+        """Which argument a `max`/`min` of symbolic sizes is for this unit (the checker
+        decided it for every size), None for one of numbers."""
+        graph = self.unit.graph if self.unit is not None else None
+        chosen = graph.branches.get((e.span, self.iteration)) if graph is not None else None
+        return None if isinstance(chosen, bool) else chosen
 
     # -- __init__
     def init_body(self) -> list[str]:
