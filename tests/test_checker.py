@@ -514,3 +514,37 @@ def test_max_of_symbolic_sizes_in_forward(check_source):
         }
     """)
     assert codes(bad) == ["E-CONST"]
+
+
+def test_optional_forward_arguments(check_source):
+    s = check_source("""
+        model Gate() {
+            forward(x: f32[B, T], mask: bool[B, T] = none) -> f32[B, T] {
+                return x if mask is none else where(mask, x, 0.0)
+            }
+        }
+        model M() {
+            g = Gate()
+            forward(x: f32[B, T], m: bool[B, T]) -> (f32[B, T], f32[B, T]) {
+                return g(x), g(x, m)
+            }
+        }
+    """)
+    assert s.ok, s.diagnostics
+    graphs = s.instance.child("g").graphs
+    assert [g.omitted for g in graphs] == [["mask"], []]
+    assert [len(g.inputs) for g in graphs] == [1, 2]
+    bad = {
+        "forward(x: f32[N], m: f32[N] = 1.0) { return x }": "E-TYPE",  # default is not none
+        "forward(x: f32[N] = none, m: f32[N]) { return x }": "E-ARGS",  # required after
+        "forward(x: f32[N], m: f32[N] = none) { return x if x is x else x }": "E-TYPE",
+    }
+    for forward, code in bad.items():
+        s = check_source(f"""
+            model G() {{ {forward} }}
+            model M() {{
+                g = G()
+                forward(x: f32[N]) {{ return g(x) }}
+            }}
+        """)
+        assert code in codes(s), (forward, s.diagnostics)

@@ -124,8 +124,18 @@ class Graph:
     # indices (`("child", i)`) for a loop over a Sequential.
     loops: dict[tuple, tuple] = field(default_factory=dict)
     # Each forward `if` statement and conditional expression the trace ran, by (its span,
-    # the iteration of the loops around it): whether it took its first branch.
-    branches: dict[tuple, bool] = field(default_factory=dict)
+    # the iteration of the loops around it): whether it took its first branch; for a
+    # `max`/`min` of symbolic sizes, the index of the argument it is.
+    branches: dict[tuple, bool | int] = field(default_factory=dict)
+    # Optional forward arguments this trace's caller left out (`none` in the body); the
+    # other arguments are `inputs`, in order.
+    omitted: list[str] = field(default_factory=list)
+    # The names of the outputs, where the signature names them (`-> (logits: ..., ...)`).
+    output_names: tuple[str, ...] | None = None
+
+    def present(self, args) -> list:
+        """The forward's arguments (syntax) this trace received, in order."""
+        return [a for a in args if a.name not in self.omitted]
 
 
 @dataclass(eq=False)

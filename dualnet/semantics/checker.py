@@ -274,8 +274,9 @@ class Checker:
         scope_outer = Scope(frame.names, self.module_scope(frame.ref.module))
         dims: dict[str, Any] = {}
         lookup = self.dim_lookup(scope_outer)
+        _check_defaults(fwd)
         for arg, t, s in zip(fwd.args, types, spans, strict=True):
-            if arg.type is not None:
+            if arg.type is not None and t is not None:
                 self.bind_argument(frame, arg, t, s, dims, lookup)
         key = tuple(types)
         if key in frame.graphs:
@@ -314,6 +315,10 @@ class Checker:
         tracer = Tracer(self, frame, graph)
         local = Scope({}, Scope({**frame.names, **dims}, self.module_scope(frame.ref.module)))
         for arg, t in zip(fwd.args, types, strict=True):
+            if t is None:  # an optional argument left out: `none` in the body
+                graph.omitted.append(arg.name)
+                local.names[arg.name] = None
+                continue
             v = tracer.new_value(_inner_type(arg, t, {**frame.names, **dims}), arg.name, arg.span)
             graph.inputs.append(v)
             local.names[arg.name] = TensorValue(v)
@@ -691,7 +696,8 @@ class Tracer:
                     arg.keyword_span,
                 )
             given[key] = arg
-        missing = [p for p in params if p not in given]
+        optional = {a.name for a in frame.forward.args if a.default is not None}
+        missing = [p for p in params if p not in given and p not in optional]
         if missing:
             raise error(
                 "E-ARGS",
@@ -699,7 +705,8 @@ class Tracer:
                 span,
                 notes=[f"forward({', '.join(params)})"],
             )
-        ordered = [given[p] for p in params]
+        given = {p: a for p, a in given.items() if not (p in optional and a.value is None)}
+        ordered = [given[p] for p in params if p in given]  # optional ones left out: none
         for a in ordered:
             if not isinstance(a.value, TensorValue):
                 raise error(
@@ -707,7 +714,7 @@ class Tracer:
                     f"{frame.ref.name} expects tensors, found {describe(a.value)}",
                     a.span,
                 )
-        types = [a.value.value.type for a in ordered]
+        types = [given[p].value.value.type if p in given else None for p in params]
         where = f"{frame.ref.name} `{frame.instance.path}`"
         if len(self.checker._context) >= MAX_MODEL_NESTING:
             raise error(
@@ -716,9 +723,12 @@ class Tracer:
                 span,
                 "too deep",
             )
-        self.checker._context.append(f"in {where}, called with " + ", ".join(str(t) for t in types))
+        self.checker._context.append(
+            f"in {where}, called with " + ", ".join(str(t) for t in types if t is not None)
+        )
         try:
-            graph = self.checker.trace(frame, types, [a.span for a in ordered], span)
+            spans = [given[p].span if p in given else span for p in params]
+            graph = self.checker.trace(frame, types, spans, span)
         finally:
             self.checker._context.pop()
         if graph is None:
@@ -732,7 +742,7 @@ class Tracer:
             "call",
             frame.ref.name,
             [a.value.value for a in ordered],
-            tuple(params),
+            tuple(p for p in params if p in given),
             {},
             results,
             span,
@@ -888,6 +898,31 @@ class Tracer:
                 )
         self.graph.outputs.extend(v.value for v in values)
         return values
+
+
+def _check_defaults(fwd: ast.Forward) -> None:
+    """A forward argument's default is `none` (it may be left out), and only optional
+    arguments follow an optional one (as in Python)."""
+    seen_optional = False
+    for arg in fwd.args:
+        if arg.default is None:
+            if seen_optional:
+                raise error(
+                    "E-ARGS",
+                    f"argument `{arg.name}` without a default follows an optional one",
+                    arg.span,
+                    "needs `= none`",
+                )
+            continue
+        seen_optional = True
+        if not (isinstance(arg.default, ast.Literal) and arg.default.value is None):
+            raise error(
+                "E-TYPE",
+                f"the default of forward argument `{arg.name}` can only be `none`",
+                arg.default.span,
+                "not none",
+                ["an optional input is left out by its caller: test it with `if x is none`"],
+            )
 
 
 def _outer_expr(value):

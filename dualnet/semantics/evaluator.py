@@ -165,11 +165,28 @@ class Evaluator:
         return left
 
     def binary(self, e: ast.Binary, left, right):
+        if e.op in ("is", "is not"):
+            return self.identity(e, left, right)
         if isinstance(left, TensorValue) or isinstance(right, TensorValue):
             return self.tensor_binary(e, left, right)
         if e.op in _COMPARE:
             return self.compare(e, left, right)
         return self.arith(e, left, right)
+
+    @staticmethod
+    def identity(e: ast.Binary, left, right) -> bool:
+        """`a is none` / `a is not none`, known at compile time: an optional forward
+        argument left out is `none`, a tensor never is."""
+        if left is not None and right is not None:
+            raise error(
+                "E-TYPE",
+                f"`{e.op}` compares with `none` only",
+                e.span,
+                "neither side is none",
+                ["write `x is none` to ask whether an optional argument was left out"],
+            )
+        same = left is None and right is None
+        return same if e.op == "is" else not same
 
     def tensor_binary(self, e: ast.Binary, left, right):
         name = BINARY_SYMBOLS.get(e.op)
@@ -218,7 +235,9 @@ class Evaluator:
                 raise error("E-TYPE", f"`{e.op}` needs numbers, found {describe(v)}", side.span)
         symbolic = isinstance(left, Dim) or isinstance(right, Dim)
         if symbolic and (
-            isinstance(left, float) or isinstance(right, float) or e.op not in ("+", "-", "*", "//", "%")
+            isinstance(left, float)
+            or isinstance(right, float)
+            or e.op not in ("+", "-", "*", "//", "%")
         ):
             raise error(
                 "E-TYPE",

@@ -107,7 +107,8 @@ class ListExpr:
 
 @dataclass(frozen=True, slots=True)
 class Binary:
-    """Arithmetic (`+ - * / // % @ **`) and comparisons (`< <= > >= == !=`)."""
+    """Arithmetic (`+ - * / // % @ **`), comparisons (`< <= > >= == !=`) and `is`,
+    `is not` (of `none`)."""
 
     span: Span
     op: str
@@ -283,6 +284,7 @@ class Arg:
     span: Span
     name: str
     type: TypeExpr | None
+    default: Expr | None = None  # only `none`: the argument may be left out
 
 
 @dataclass(frozen=True, slots=True)

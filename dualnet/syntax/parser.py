@@ -385,8 +385,8 @@ class _Converter:
         return ast.Forward(span, args, returns, body)
 
     def arg(self, span, kids):
-        name, type_ = (*kids, None)[:2]
-        return ast.Arg(span, str(name), type_)
+        name, type_, default = (*kids, None, None)[:3]
+        return ast.Arg(span, str(name), type_, default)
 
     # -- statements
     def block(self, span, kids):
@@ -495,6 +495,12 @@ class _Converter:
     def binary(self, span, kids):
         left, op, right = kids
         return ast.Binary(span, str(op), left, right)
+
+    def is_op(self, span, kids):
+        return ast.Binary(span, "is", kids[0], kids[1])
+
+    def is_not_op(self, span, kids):
+        return ast.Binary(span, "is not", kids[0], kids[1])
 
     def pow_op(self, span, kids):
         return ast.Binary(span, "**", kids[0], kids[1])

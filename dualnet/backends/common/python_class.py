@@ -60,6 +60,8 @@ _PRECEDENCE = {
     ">=": 4,
     "==": 4,
     "!=": 4,
+    "is": 4,
+    "is not": 4,
     "+": 5,
     "-": 5,
     "*": 6,
@@ -362,7 +364,8 @@ class ClassWriter:
     def _signature_dims(self) -> dict[str, tuple[str, int]]:
         """Dimension name → (argument, axis) of its first occurrence in the signature."""
         out: dict[str, tuple[str, int]] = {}
-        for arg in self.forward.args:
+        required = [a for a in self.forward.args if a.default is None]  # read first: always given
+        for arg in required + [a for a in self.forward.args if a.default is not None]:
             if isinstance(arg.type, ast.TensorTypeExpr):
                 for axis, d in enumerate(arg.type.dims):
                     if (
@@ -474,7 +477,9 @@ class ClassWriter:
         an input axis of exactly that size, or, in the entry model, whose names are the
         sizes' own, written over its inputs' axes."""
         if self.graph is not None:
-            for arg, value in zip(self.forward.args, self.graph.inputs, strict=True):
+            for arg, value in zip(
+                self.graph.present(self.forward.args), self.graph.inputs, strict=True
+            ):
                 for axis, size in enumerate(value.type.shape):
                     if isinstance(size, Dim) and size == d:
                         return self.dim_source(arg.name, axis)
@@ -488,7 +493,9 @@ class ClassWriter:
         """A symbol of the entry model's sizes: its signature dimension, or an input axis."""
         if name in self.sig_dims:
             return self.forward_name(name)
-        for arg, value in zip(self.forward.args, self.graph.inputs, strict=True):
+        for arg, value in zip(
+            self.graph.present(self.forward.args), self.graph.inputs, strict=True
+        ):
             for axis, size in enumerate(value.type.shape):
                 if isinstance(size, Dim) and size.symbol == name:
                     return self.dim_source(arg.name, axis)
@@ -959,9 +966,15 @@ class ClassWriter:
                 return self.forward_body()
         graph = self.graph
         body: list[str] = []
-        for i, arg in enumerate(self.forward.args):
-            types = [u.graph.inputs[i].type for u in self.units if u.graph is not None]
-            body.append(f"# {self.local(arg.name)}: {self.type_comment(types)}")
+        for arg in self.forward.args:
+            types = [
+                t
+                for u in self.units
+                if u.graph is not None
+                for t in _input_types(u.graph, self.forward.args, arg)
+            ]
+            shown = self.type_comment(types) if types else "none"
+            body.append(f"# {self.local(arg.name)}: {shown}")
         self.bound = {a.name for a in self.forward.args}
         self.before_statements()
         statements = []
@@ -1372,6 +1385,12 @@ class ClassWriter:
 
     def conditional(self, then: str, cond: str, orelse: str) -> str:
         return f"{conditional_part(then)} if {cond} else {orelse}"
+
+
+def _input_types(graph: Graph, args, arg: ast.Arg) -> list[TensorType]:
+    """The type of forward argument `arg` in `graph` (none where its caller left it out)."""
+    present = graph.present(args)
+    return [v.type for a, v in zip(present, graph.inputs, strict=True) if a is arg]
 
 
 def _opens_block(line: str) -> bool:

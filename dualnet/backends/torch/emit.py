@@ -94,7 +94,11 @@ class TorchClassWriter(ClassWriter):
         return lowering_row(op, "torch", layer=True).construct(attrs, self.fmt_init)
 
     def forward_header(self, graph) -> str:
-        args = ", ".join(f"{self.local(a.name)}: torch.Tensor" for a in self.forward.args)
+        args = ", ".join(
+            f"{self.local(a.name)}: torch.Tensor"
+            + (" | None = None" if a.default is not None else "")
+            for a in self.forward.args
+        )
         count = len(graph.outputs) if graph is not None else 0
         returns = (
             "torch.Tensor"
