@@ -548,3 +548,26 @@ def test_optional_forward_arguments(check_source):
             }}
         """)
         assert code in codes(s), (forward, s.diagnostics)
+
+
+def test_named_outputs(check_source):
+    s = check_source("""
+        model M() {
+            forward(x: f32[B, 4]) -> (logits: f32[B, 4], probs: f32[B, 4]) {
+                return x, softmax(x, -1)
+            }
+        }
+    """)
+    assert s.ok and s.output_types == ["logits: f32[B, 4]", "probs: f32[B, 4]"]
+    assert s.graph.output_names == ("logits", "probs")
+    bad = [
+        "-> (a: f32[B, 4], f32[B, 4])",  # some named, some not
+        "-> (a: f32[B, 4], a: f32[B, 4])",  # a name twice
+        "-> (_a: f32[B, 4], b: f32[B, 4])",  # not a NamedTuple field
+        "-> (a: f32[B, 4], class: f32[B, 4])",  # a Python keyword
+    ]
+    for returns in bad:
+        s = check_source(f"model M() {{ forward(x: f32[B, 4]) {returns} {{ return x, x }} }}")
+        assert codes(s) == ["E-SYNTAX"], (returns, s.diagnostics)
+    s = check_source("model M(k: (a: int, b: int) = (1, 2)) { forward(x: f32[B]) { return x } }")
+    assert codes(s) == ["E-SYNTAX"]  # only a forward's outputs are named

@@ -133,6 +133,14 @@ class Graph:
     # The names of the outputs, where the signature names them (`-> (logits: ..., ...)`).
     output_names: tuple[str, ...] | None = None
 
+    def output_labels(self) -> list[str]:
+        """The outputs' names: as the signature names them, else `output` (one) or
+        `output_0`, `output_1`, ... (the names ONNX graphs, `run` and `parity` use)."""
+        if self.output_names:
+            return list(self.output_names)
+        n = len(self.outputs)
+        return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+
     def present(self, args) -> list:
         """The forward's arguments (syntax) this trace received, in order."""
         return [a for a in args if a.name not in self.omitted]

@@ -897,6 +897,8 @@ class Tracer:
                     "the result",
                 )
         self.graph.outputs.extend(v.value for v in values)
+        if isinstance(declared, ast.TupleTypeExpr) and declared.names:
+            self.graph.output_names = declared.names
         return values
 
 

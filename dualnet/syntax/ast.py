@@ -74,6 +74,7 @@ class TensorTypeExpr:
 class TupleTypeExpr:
     span: Span
     items: tuple[TypeExpr, ...]
+    names: tuple[str, ...] = ()  # a forward's named outputs: one name per item, or none
 
 
 TypeExpr = NamedType | TensorTypeExpr | TupleTypeExpr

@@ -209,6 +209,10 @@ class Emitter:
                 plan.name = ns.name(id(plan), f"{plan.decl.name.id}{count[id(plan.decl)]}")
         self.class_of = {id(inst): plan for plan in self.plans for inst in plan.instances}
 
+    def extra_globals(self) -> set[str]:
+        """Module-level names a backend adds besides the classes (none by default)."""
+        return set()
+
     def start_round(self) -> None:
         """Called before every class is written again (a backend resets what it collects)."""
 
@@ -327,7 +331,7 @@ class ClassWriter:
         """The three namespaces of the class: constructor (its parameters are the
         hyperparameters and sizes, in that order), attributes (layers first) and forward
         (its arguments first)."""
-        module = self.em.module_names | {p.name for p in self.em.plans}
+        module = self.em.module_names | {p.name for p in self.em.plans} | self.em.extra_globals()
         self.init_ns = Namespace(module | self.em.init_reserved)
         self.plan.params = {h: self.init_ns.name(("hyper", h), h) for h in self.hypers}
         self.plan.params.update({d: self.init_ns.name(("dim", d), d) for d in self.sig_dims})

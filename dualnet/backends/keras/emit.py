@@ -462,7 +462,15 @@ class KerasClassWriter(ClassWriter):
         else:
             wants = self.out_layouts or [getattr(c, "layout", CF) for c in codes]
         self.out_layouts = self.out_layouts or wants
-        return [convert(c, w) for c, w in zip(codes, self.out_layouts, strict=True)]
+        out = [convert(c, w) for c, w in zip(codes, self.out_layouts, strict=True)]
+        names = self.graph.output_names if self.is_entry else None
+        if names:  # the entry model's named outputs: a dict, as a functional model's
+            return [
+                "{"
+                + ", ".join(f"{fmt_literal(n)}: {c}" for n, c in zip(names, out, strict=True))
+                + "}"
+            ]
+        return out
 
     def loop_form(
         self, s: ast.For, env: dict[str, str], count: int

@@ -134,12 +134,14 @@ class OnnxEmitter:
         return _value_info(name, value.type)
 
     def graph_outputs(self) -> list:
-        """Outputs named `output` (or `output_0`, ...), each an Identity of its value."""
+        """Outputs named as the signature names them, else `output` (or `output_0`, ...),
+        each an Identity of its value."""
         outs = self.graph.outputs
+        names = self.graph.output_labels()
         infos = []
         self.b.scope, self.b.doc = "", ""
-        for i, value in enumerate(outs):
-            name = self.b.reserve("output" if len(outs) == 1 else f"output_{i}")
+        for wanted, value in zip(names, outs, strict=True):
+            name = self.b.reserve(wanted)
             self.b.nodes.append(
                 make_node(
                     "Identity", [self.names[id(value)]], [name], name=self.b.fresh(f"node:{name}")
