@@ -71,9 +71,11 @@ class Init:
     """How a tensor is initialised: a scheme name and its arguments (PyTorch's definitions)."""
 
     scheme: str  # kaiming_uniform | uniform | normal | zeros | ones | xavier_uniform | ...
-    args: tuple[tuple[str, float], ...] = ()
+    args: tuple[tuple[str, Any], ...] = ()  # numbers; a "table": its values, row-major
 
     def __str__(self) -> str:
+        if self.scheme == "table":  # values computed at compile time (a Buffer(expr))
+            return f"table({len(self.args[0][1])} values)"
         args = ", ".join(f"{k}={v:g}" for k, v in self.args)
         return f"{self.scheme}({args})"
 

@@ -10,7 +10,7 @@ from dualnet.ir.types import DType, TensorType
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 PARAMETER_INITS = ("zeros", "ones", "constant", "normal", "uniform", "trunc_normal")
-BUFFER_INITS = ("zeros", "ones", "constant")
+BUFFER_INITS = ("zeros", "ones", "constant")  # and "table": a Buffer(expr)'s computed values
 FREE_TENSORS = ("Parameter", "Buffer")
 
 
@@ -23,6 +23,8 @@ def _init(ctx: Ctx, dtype: DType) -> Init:
         return Init(scheme)
     if scheme == "constant":
         return Init("constant", (("value", cfg["value"]),))
+    if scheme == "table":  # Buffer(expr): the values computed at compile time, row-major
+        return Init("table", (("values", cfg["table"]),))
     if not dtype.is_float:
         ctx.fail(f'init="{scheme}" draws floats; a {dtype} tensor', "init", code="E-DTYPE")
     if scheme == "uniform":

@@ -252,6 +252,12 @@ class Checker:
             types.append(fresh_type(arg.type, self.dim_lookup(scope)))
         return self.trace(frame, types, [a.span for a in frame.forward.args], frame.forward.span)
 
+    def scratch_tracer(self) -> Tracer:
+        """A tracer of a graph of its own, outside every model (a computed Buffer's)."""
+        tracer = Tracer(self, None, Graph(None, []))
+        tracer.constants_only = True
+        return tracer
+
     def dim_lookup(self, scope: Scope):
         """Names in dimensions: hyperparameters and constants give sizes (tuples of sizes, for
         `padding[0]`); others are symbols."""
@@ -457,6 +463,7 @@ class Tracer:
         self._names: dict[str, int] = {}
         self._ids = 0
         self.iteration: tuple[int, ...] = ()  # of the forward loops being traced
+        self.constants_only = False  # a computed Buffer's: no layers
 
     # -- values and nodes
     def new_value(self, t: TensorType, name: str, span: Span | None) -> Value:
@@ -494,6 +501,7 @@ class Tracer:
 
     def read_free_tensor(self, handle: LayerHandle, span: Span) -> TensorValue:
         """A Parameter or Buffer read by name in forward: a layer node without inputs."""
+        self.require_model(span)
         layer = handle.target
         return self.add_node(
             "layer", layer.op, [], (), {}, list(layer.output_types), span, self.relative(handle)
@@ -520,6 +528,17 @@ class Tracer:
         )
 
     # -- ops and layers
+    def require_model(self, span: Span) -> None:
+        """Layers and free tensors exist in a model's forward, not in a computed Buffer."""
+        if self.constants_only:
+            raise error(
+                "E-MODEL",
+                "a computed Buffer is made of built-in functions of constants",
+                span,
+                "a layer or free tensor",
+                ["layers, parameters and buffers are read in forward"],
+            )
+
     def op(self, name: str, args: list[Arg], keywords: dict[str, Arg], span: Span):
         """Apply a built-in function: bind, run its shape rule, add the node."""
         outputs, ctx, node_inputs, names = self.run_op(REGISTRY[name], args, keywords, span)
@@ -574,6 +593,7 @@ class Tracer:
     def call_layer(
         self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg], span: Span
     ):
+        self.require_model(span)
         target = handle.target
         if isinstance(target, ModelInstance):
             if target.definition == "Sequential":

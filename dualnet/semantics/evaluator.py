@@ -14,6 +14,7 @@ from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.elementwise import BINARY_SYMBOLS
 from dualnet.ops.free import FREE_TENSORS
+from dualnet.semantics.constant import evaluate
 from dualnet.semantics.scope import Scope, namespace_member
 from dualnet.semantics.unify import undecided_extremum
 from dualnet.semantics.values import (
@@ -61,6 +62,18 @@ def _extreme_of_numbers(callee, args: list, keywords: dict) -> bool:
         and len(args) >= 2
         and not keywords
         and all(is_number(a.value) or isinstance(a.value, Dim) for a in args)
+    )
+
+
+def _computed_buffer(callee, tracer, prepend, e: ast.Call) -> bool:
+    """`Buffer(expr, ...)` in a model body, its first argument written positionally."""
+    return (
+        tracer is None
+        and prepend is None
+        and isinstance(callee, LayerType)
+        and callee.op.name == "Buffer"
+        and bool(e.args)
+        and not isinstance(e.args[0], ast.Generator)
     )
 
 
@@ -290,6 +303,38 @@ class Evaluator:
             )
         raise error("E-TYPE", f"{what} needs true or false, found {describe(v)}", span)
 
+    def computed_buffer(self, callee: LayerType, e: ast.Call, span: Span):
+        """`Buffer(expr)` in a model body: `expr` traced into a graph of its own and computed
+        with the ops' NumPy references; a shape (`Buffer([2, 3])`) is the plain Buffer."""
+        tracer = self.checker.scratch_tracer()
+        value = Evaluator(self.checker, self.scope, tracer).eval(e.args[0])
+        keywords = {k.name: Arg(self.eval(k.value), k.value.span, k.span) for k in e.keywords}
+        if not isinstance(value, TensorValue):
+            return self.apply(callee, [Arg(value, e.args[0].span)], keywords, span, e.func.span)
+        for name in ("init", "value", "dtype"):
+            if name in keywords:
+                raise error(
+                    "E-ARGS",
+                    f"a computed Buffer takes its dtype and values from its expression: "
+                    f"no `{name}=`",
+                    keywords[name].keyword_span,
+                    "not with an expression",
+                    ['cast it: Buffer(cast(expr, "i64"))'],
+                )
+        table = evaluate(tracer.graph, value.value, e.args[0].span)
+        t = value.value.type
+        config, spans = bind(
+            callee.op.name,
+            callee.op.construct,
+            [Arg(tuple(t.shape), e.args[0].span)],
+            {"dtype": Arg(t.dtype.value, e.args[0].span)},
+            span,
+            self.checker.tensor_type,
+        )
+        budget.spend("construction", 1, span)
+        config = {**config, "init": "table", "table": tuple(table.reshape(-1).tolist())}
+        return LayerSpec(callee.op, config, spans, span)
+
     def extreme(self, func: str, values: list, span: Span):
         """max/min of numbers (Python's) or of sizes: a symbolic one is decided for every
         value of its symbols (the argument chosen is recorded for the backends) or E-CONST."""
@@ -337,6 +382,8 @@ class Evaluator:
                 )
             return self.sequential_generator(e.args[0], e.span)
         args = [] if prepend is None else [prepend]
+        if _computed_buffer(callee, self.tracer, prepend, e):
+            return self.computed_buffer(callee, e, span)
         args += [Arg(self.eval(a), a.span) for a in e.args]
         keywords: dict[str, Arg] = {}
         for kw in e.keywords:

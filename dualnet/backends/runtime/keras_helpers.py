@@ -345,7 +345,8 @@ def _trunc_normal(mean, std, a, b):
 class _Parameter(keras.layers.Layer):
     """A free tensor, dualnet's Parameter or Buffer (`dualnet_op`): one weight, `weight`, of
     `shape`, drawn as torch.nn.init's `init` with `args` ("zeros", "ones", "constant" value,
-    "normal" mean/std, "uniform" a/b, "trunc_normal" mean/std/a/b). Forward reads `weight`;
+    "normal" mean/std, "uniform" a/b, "trunc_normal" mean/std/a/b, "table" values, a
+    Buffer(expr) computed at compile time). Forward reads `weight`;
     a frozen Parameter or a Buffer is a non-trainable layer."""
 
     def __init__(
@@ -366,6 +367,10 @@ class _Parameter(keras.layers.Layer):
             return self.init
         if self.init == "constant":
             return keras.initializers.Constant(args["value"])
+        if self.init == "table":  # values computed at compile time, row-major
+            return lambda shape, dtype=None: ops.reshape(
+                ops.convert_to_tensor(args["table"], dtype=dtype), shape
+            )
         if self.init == "uniform":
             return keras.initializers.RandomUniform(args["a"], args["b"])
         if self.init == "normal":
