@@ -199,7 +199,9 @@ SWIN_INDEX = """
 const W = 3
 model Rel(heads: int = 2) {
     table = Parameter([(2 * W - 1) * (2 * W - 1), heads], init="normal", std=0.02)
-    index = Buffer(flatten(((arange(W * W) // W)[:, none] - (arange(W * W) // W)[none, :] + W - 1) * (2 * W - 1) + (arange(W * W) % W)[:, none] - (arange(W * W) % W)[none, :] + W - 1, 0))
+    index = Buffer(flatten(
+        ((arange(W * W) // W)[:, none] - (arange(W * W) // W)[none, :] + W - 1) * (2 * W - 1)
+        + (arange(W * W) % W)[:, none] - (arange(W * W) % W)[none, :] + W - 1, 0))
     forward(x: f32[B, heads, 9, 9]) -> f32[B, heads, 9, 9] {
         return x + permute(reshape(table[index], [9, 9, heads]), (2, 0, 1))
     }
