@@ -182,6 +182,9 @@ UNET_PARTS = [9_632, 55_552, 221_696, 885_760, 131_200, 442_880, 32_832, 110_848
 assert UNET == sum(UNET_PARTS) + 27_776 + 66 == 1_926_466
 UNET_BUFFERS = 2 * 1_408
 
+SWIN_T = 28_288_354  # torchvision's swin_t (tests/reference/test_swin.py loads its weights)
+SWIN_T_BUFFERS = (2 + 2 + 6 + 2) * 49 * 49  # a relative_position_index per block, 7x7 windows
+
 
 def _render(s) -> str:
     return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
@@ -197,6 +200,7 @@ ZOO = [
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
     ("unet.dnet", "UNet", UNET, UNET_BUFFERS, ["f32[B, 2, 64, 64]"]),
+    ("swin_t.dnet", "SwinT", SWIN_T, SWIN_T_BUFFERS, ["f32[B, 1000]"]),
 ]
 
 
