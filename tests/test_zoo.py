@@ -183,6 +183,22 @@ assert UNET == sum(UNET_PARTS) + 27_776 + 66 == 1_926_466
 UNET_BUFFERS = 2 * 1_408
 
 
+# ---------------------------------------------------------------- GPT-2 small (tied head)
+def gpt2(vocab: int, positions: int, dim: int, layers: int) -> int:
+    ln = 2 * dim
+    block = ln + linear(dim, 3 * dim) + linear(dim, dim) + ln + linear(dim, 4 * dim)
+    block += linear(4 * dim, dim)
+    return vocab * dim + positions * dim + layers * block + ln  # lm_head: wte's tensor
+
+
+# wte 50,257*768 = 38,597,376; wpe 1,024*768 = 786,432; a block 7,087,872 (ln 1,536 twice,
+# c_attn 1,771,776, attn.c_proj 590,592, c_fc 2,362,368, mlp.c_proj 2,360,064);
+# 12 blocks 85,054,464; ln_f 1,536; the tied lm_head adds nothing: 124,439,808
+# (transformers' GPT2LMHeadModel(GPT2Config())).
+GPT2 = gpt2(50_257, 1_024, 768, 12)
+assert GPT2 == 38_597_376 + 786_432 + 12 * 7_087_872 + 1_536 == 124_439_808
+
+
 def _render(s) -> str:
     return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
 
@@ -197,6 +213,7 @@ ZOO = [
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
     ("unet.dnet", "UNet", UNET, UNET_BUFFERS, ["f32[B, 2, 64, 64]"]),
+    ("gpt2.dnet", "GPT2LMHeadModel", GPT2, 0, ["f32[B, T, 50257]"]),
 ]
 
 
