@@ -33,7 +33,8 @@ model Net(vocab: int = 11, dim: int = 6) {
     lm_head = Linear(vocab, bias=false, tie=transformer.wte)
     forward(ids: i64[B, T]) -> (f32[B, T, vocab], f32[B, T, vocab]) {
         x = transformer(ids)
-        return lm_head(x), (transformer.wte(ids) * transformer.gain) @ transpose(transformer.wte.weight, 0, 1)
+        y = transformer.wte(ids) * transformer.gain
+        return lm_head(x), y @ transpose(transformer.wte.weight, 0, 1)
     }
 }
 """
