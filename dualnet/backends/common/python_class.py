@@ -1247,7 +1247,7 @@ class ClassWriter:
                 names = [p.name for p in REGISTRY[node.op].signature.params if p.is_tensor]
                 codes = {n: self.expr(a, env) for n, a in zip(names, operands, strict=False)}
                 return self.op_expr(node, operands, codes)
-            if isinstance(e, ast.Index) and self.is_layer_expr(e.value, env):
+            if isinstance(e, ast.Index) and self.is_layer_chain(e.value, env):
                 items = ", ".join(self.const_forward(i, env) for i in e.items)
                 return self.indexed_layer(self.expr(e.value, env), items)
             return self.const_forward(e, env)
