@@ -186,6 +186,22 @@ SWIN_T = 28_288_354  # torchvision's swin_t (tests/reference/test_swin.py loads 
 SWIN_T_BUFFERS = (2 + 2 + 6 + 2) * 49 * 49  # a relative_position_index per block, 7x7 windows
 
 
+# ---------------------------------------------------------------- GPT-2 small (tied head)
+def gpt2(vocab: int, positions: int, dim: int, layers: int) -> int:
+    ln = 2 * dim
+    block = ln + linear(dim, 3 * dim) + linear(dim, dim) + ln + linear(dim, 4 * dim)
+    block += linear(4 * dim, dim)
+    return vocab * dim + positions * dim + layers * block + ln  # lm_head: wte's tensor
+
+
+# wte 50,257*768 = 38,597,376; wpe 1,024*768 = 786,432; a block 7,087,872 (ln 1,536 twice,
+# c_attn 1,771,776, attn.c_proj 590,592, c_fc 2,362,368, mlp.c_proj 2,360,064);
+# 12 blocks 85,054,464; ln_f 1,536; the tied lm_head adds nothing: 124,439,808
+# (transformers' GPT2LMHeadModel(GPT2Config())).
+GPT2 = gpt2(50_257, 1_024, 768, 12)
+assert GPT2 == 38_597_376 + 786_432 + 12 * 7_087_872 + 1_536 == 124_439_808
+
+
 def _render(s) -> str:
     return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
 
@@ -201,6 +217,7 @@ ZOO = [
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
     ("unet.dnet", "UNet", UNET, UNET_BUFFERS, ["f32[B, 2, 64, 64]"]),
     ("swin_t.dnet", "SwinT", SWIN_T, SWIN_T_BUFFERS, ["f32[B, 1000]"]),
+    ("gpt2.dnet", "GPT2LMHeadModel", GPT2, 0, ["f32[B, T, 50257]"]),
 ]
 
 

@@ -105,10 +105,18 @@ class LayerInstance:
     buffers: dict[str, ParamSpec] = field(default_factory=dict)
     output_types: tuple[TensorType, ...] = ()  # at the first call
     built: bool = False
+    # Parameters tied to another layer's (`tie=`): name → the owner's state_dict name. The
+    # one tensor is the owner's; this layer's name for it is an alias (not counted, not
+    # in the weight file, accepted on load when equal).
+    tied: dict[str, str] = field(default_factory=dict)
 
     @property
     def param_count(self) -> int:
-        return sum(p.numel for p in self.params.values() if p.trainable)
+        return sum(p.numel for n, p in self.params.items() if p.trainable and n not in self.tied)
+
+    def tensor_key(self, name: str) -> str:
+        """The state_dict name holding tensor `name`: the owner's where it is tied."""
+        return self.tied.get(name) or state_key(self.path, name)
 
     @property
     def buffer_count(self) -> int:

@@ -12,6 +12,16 @@ from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 PARAMETER_INITS = ("zeros", "ones", "constant", "normal", "uniform", "trunc_normal")
 BUFFER_INITS = ("zeros", "ones", "constant")  # and "table": a Buffer(expr)'s computed values
 FREE_TENSORS = ("Parameter", "Buffer")
+# Layers whose `weight` may be another layer's (`tie=`), and the layers' tensors forward may
+# read by name (`transformer.wte.weight`): those every backend holds in PyTorch's layout or
+# reads back into it.
+TIEABLE = ("Linear", "Embedding")
+READABLE = {
+    "Linear": ("weight", "bias"),
+    "Embedding": ("weight",),
+    "LayerNorm": ("weight", "bias"),
+    "RMSNorm": ("weight",),
+}
 
 
 def _init(ctx: Ctx, dtype: DType) -> Init:
@@ -67,7 +77,7 @@ def _free_infer(ctx: Ctx) -> list[TensorType]:
 
 
 def _free_ref(inputs, attrs, params):
-    return [params[""]]
+    return [params[attrs.get("tensor", "")]]  # a layer's tensor read by name: `tensor`
 
 
 _DRAWS = (

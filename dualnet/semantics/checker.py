@@ -20,7 +20,7 @@ from dualnet.ir.tagged import expr_of, outer_exprs, retag, tag_as, untagged
 from dualnet.ir.types import DType, TensorType, out_of_range
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind, describe
-from dualnet.ops.free import FREE_TENSORS
+from dualnet.ops.free import FREE_TENSORS, READABLE, TIEABLE
 from dualnet.ops.registry import OpDef, run_rule, suggest
 from dualnet.semantics.evaluator import Evaluator, is_number
 from dualnet.semantics.loader import ModuleInfo
@@ -62,6 +62,10 @@ class Frame:
     # call signature), to move result sizes from this model's scope into the caller's.
     outer: dict[str, Any] = field(default_factory=dict)
     outer_dims: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+
+
+def _readable_list() -> str:
+    return ", ".join(f"{op}.{'/'.join(names)}" for op, names in READABLE.items())
 
 
 class Checker:
@@ -406,6 +410,17 @@ class Checker:
                 "already a layer",
                 ["call the same layer twice to share its weights"],
             )
+        if (
+            isinstance(value, LayerSpec)
+            and value.tie is not None
+            and (value.span != member.value.span)
+        ):
+            raise error(
+                "E-MODEL",
+                "`tie=` is written on a layer declared on its own (`head = Linear(..., tie=wte)`)",
+                value.span,
+                notes=["not inside a Sequential or a conditional declaration"],
+            )
         if not isinstance(value, LayerSpec | ModelSpec | SequentialSpec | PartialSpec):
             raise error(
                 "E-TYPE",
@@ -436,6 +451,16 @@ class Checker:
         if isinstance(spec, LayerSpec | PartialSpec):
             attrs = dict(spec.config) if isinstance(spec, LayerSpec) else {}
             layer = LayerInstance(path, spec.op.name, attrs, spec.span)
+            if (
+                isinstance(spec, LayerSpec)
+                and spec.tie is not None
+                and (owner.definition == "Sequential")
+            ):
+                raise error(
+                    "E-MODEL",
+                    "`tie=` is written on a layer declared on its own, not a step of a Sequential",
+                    spec.span,
+                )
             if spec.op.name in FREE_TENSORS:
                 self.make_free_tensor(owner, layer, spec)
             owner.children[name] = layer
@@ -506,6 +531,102 @@ class Tracer:
         return self.add_node(
             "layer", layer.op, [], (), {}, list(layer.output_types), span, self.relative(handle)
         )
+
+    def read_tensor(self, handle: LayerHandle, name: str, span: Span) -> TensorValue:
+        """`wte.weight`, a tensor of a built-in layer read in forward (after the layer's first
+        call, which fixes its shape): a layer node without inputs, `tensor` naming it."""
+        layer = handle.target
+        where = f"`{handle.name}.{name}`"
+        if not layer.built:
+            raise error(
+                "E-MODEL",
+                f"{where} is read before `{handle.name}` is called",
+                span,
+                "not made yet",
+                [f"a layer's tensors are made at its first call: call `{handle.name}` first"],
+            )
+        spec = layer.params.get(name) or layer.buffers.get(name)
+        if spec is None or name not in READABLE.get(layer.op, ()):
+            readable = READABLE.get(layer.op, ())
+            raise error(
+                "E-TYPE",
+                f"{describe(handle)} has no tensor `{name}` to read"
+                if spec is None
+                else f"{where} cannot be read in forward",
+                span,
+                notes=[
+                    f"its tensors read in forward: {', '.join(readable)}"
+                    if readable
+                    else f"tensors read in forward: {_readable_list()}"
+                ],
+            )
+        if name in layer.tied:
+            raise error(
+                "E-TYPE",
+                f"{where} is tied to `{layer.tied[name]}`: read that one",
+                span,
+            )
+        op = "Parameter" if name in layer.params else "Buffer"
+        return self.add_node(
+            "layer",
+            op,
+            [],
+            (),
+            {"tensor": name},
+            [TensorType(spec.dtype, spec.shape)],
+            span,
+            self.relative(handle),
+        )
+
+    def tie(self, target: LayerInstance, spec: LayerSpec, ctx, span: Span) -> None:
+        """Resolve `tie=` at the layer's first call: the owner is a built-in layer with a
+        `weight` of the same shape, called before; its tensor is the one both use."""
+        expr, scope = spec.tie
+        owner = Evaluator(self.checker, scope, None).eval(expr)
+        if owner is POISON:
+            return
+        if not (
+            isinstance(owner, LayerHandle)
+            and isinstance(owner.target, LayerInstance)
+            and owner.target.op in TIEABLE
+        ):
+            raise error(
+                "E-TYPE",
+                f"`tie=` takes a {' or '.join(TIEABLE)} layer, found {describe(owner)}",
+                expr.span,
+            )
+        if owner.target.tied:
+            raise error(
+                "E-MODEL",
+                f"`{owner.name}` is tied itself: tie to `{owner.target.tied['weight']}`",
+                expr.span,
+            )
+        if owner.target is target or not owner.target.built:
+            raise error(
+                "E-MODEL",
+                f"`tie=` needs `{owner.name}` called before `{target.path}`",
+                expr.span,
+                "not made yet",
+                ["the weight's shape is fixed by its owner's first call"],
+            )
+        if ctx.params.get("bias") is not None:
+            raise error(
+                "E-VALUE",
+                "a tied Linear has no bias here: write bias=false",
+                spec.span,
+                notes=["only `weight` is shared; give the bias to a layer of its own"],
+            )
+        mine, theirs = ctx.params["weight"].shape, owner.target.params["weight"].shape
+        if mine != theirs:
+            raise error(
+                "E-SHAPE",
+                f"`{target.path}.weight` is {list(mine)}, but the weight of "
+                f"`{owner.name}` it is tied to is {list(theirs)}",
+                span,
+                "shapes differ",
+                ["a tied weight has the same shape, in PyTorch's layout"],
+            )
+        target.tied = {"weight": owner.target.tensor_key("weight")}
 
     def relative(self, handle: LayerHandle) -> str:
         """The handle's path from this graph's instance (a Sequential child iterated by its
@@ -613,6 +734,8 @@ class Tracer:
             op, args, keywords, span, dict(spec.config), spec.spans
         )
         _check_parameter_dtype(target.path, op.name, ctx.params, node_inputs, names, span)
+        if not target.built and spec.tie is not None:
+            self.tie(target, spec, ctx, span)
         if not target.built:
             target.attrs = ctx.config
             target.params, target.buffers = ctx.params, ctx.buffers

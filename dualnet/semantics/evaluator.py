@@ -13,7 +13,7 @@ from dualnet.ir.graph import LayerInstance
 from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.elementwise import BINARY_SYMBOLS
-from dualnet.ops.free import FREE_TENSORS
+from dualnet.ops.free import FREE_TENSORS, TIEABLE
 from dualnet.semantics.constant import evaluate
 from dualnet.semantics.scope import Scope, namespace_member
 from dualnet.semantics.unify import undecided_extremum
@@ -125,7 +125,57 @@ class Evaluator:
             return POISON
         if isinstance(base, Namespace):
             return namespace_member(base, e.name, e.span, self.checker.eval_const)
+        if isinstance(base, LayerHandle):
+            return self.member(base, e.name, e.span)
         raise error("E-TYPE", f"{describe(base)} has no attribute `{e.name}`", e.span)
+
+    def member(self, handle: LayerHandle, name: str, span: Span):
+        """`transformer.wte` (a child model's layer) or `wte.weight` (a layer's tensor, read
+        in forward), as `module.child` and `module.weight` in PyTorch."""
+        target = handle.target
+        if isinstance(target, LayerInstance):
+            if target.op in FREE_TENSORS or self.tracer is None:
+                raise error(
+                    "E-TYPE",
+                    f"{describe(handle)} has no attribute `{name}`"
+                    if target.op in FREE_TENSORS
+                    else f"`{handle.name}.{name}`: a layer's tensors are read in forward",
+                    span,
+                )
+            return self.tracer.read_tensor(handle, name, span)
+        if target.definition == "Sequential":
+            raise error(
+                "E-TYPE",
+                f"{describe(handle)} has no attribute `{name}`",
+                span,
+                notes=[f"its steps are numbered: `{handle.name}[0]`"],
+            )
+        frame = handle.spec
+        if not frame.declared:
+            raise error(
+                "E-MODEL",
+                f"`{handle.name}.{name}` is read before `{handle.name}` is called",
+                span,
+                "not made yet",
+                [f"a model's layers are made at its first call: call `{handle.name}` first"],
+            )
+        value = frame.names.get(name)
+        if not isinstance(value, LayerHandle):
+            layers = [n for n, v in frame.names.items() if isinstance(v, LayerHandle)]
+            raise error(
+                "E-TYPE",
+                f"{describe(handle)} has no layer `{name}`",
+                span,
+                notes=[f"its layers: {', '.join(f'`{n}`' for n in layers) or 'none'}"],
+            )
+        child = LayerHandle(f"{handle.name}.{name}", value.target, value.spec, value.children)
+        if (
+            self.tracer is not None
+            and isinstance(child.target, LayerInstance)
+            and child.target.op in FREE_TENSORS
+        ):
+            return self.tracer.read_free_tensor(child, span)
+        return child
 
     def _Generator(self, e: ast.Generator):
         raise error("E-SYNTAX", "a generator is only allowed as the argument of Sequential", e.span)
@@ -386,13 +436,45 @@ class Evaluator:
             return self.computed_buffer(callee, e, span)
         args += [Arg(self.eval(a), a.span) for a in e.args]
         keywords: dict[str, Arg] = {}
+        tie = None
         for kw in e.keywords:
+            if kw.name == "tie" and isinstance(callee, LayerType) and self.tracer is None:
+                tie = self.tie(callee, kw)  # resolved at the layer's first call
+                continue
             if kw.name in keywords:
                 raise error("E-ARGS", f"argument `{kw.name}` given twice", kw.span)
             keywords[kw.name] = Arg(self.eval(kw.value), kw.value.span, kw.span)
         if any(a.value is POISON for a in [*args, *keywords.values()]):
             return POISON
-        return self.apply(callee, args, keywords, span, e.func.span)
+        value = self.apply(callee, args, keywords, span, e.func.span)
+        if tie is not None and isinstance(value, LayerSpec):
+            value.tie = tie
+        return value
+
+    def tie(self, callee: LayerType, kw: ast.Keyword) -> tuple:
+        """`tie=transformer.wte`: the layer whose `weight` this one uses, as (expression,
+        scope), evaluated at this layer's first call (a child model's layers are made at
+        its first call). It must start at a layer declared above this one."""
+        if callee.op.name not in TIEABLE:
+            raise error(
+                "E-ARGS",
+                f"{callee.op.name} takes no `tie`",
+                kw.span,
+                notes=[f"`tie=` is an argument of {' and '.join(TIEABLE)}"],
+            )
+        root = kw.value
+        while isinstance(root, ast.Attribute | ast.Index):
+            root = root.value
+        if not (
+            isinstance(root, ast.Name) and isinstance(self.scope.find(root.id)[1], LayerHandle)
+        ):
+            raise error(
+                "E-TYPE",
+                "`tie=` names a layer declared above this one (`transformer.wte`)",
+                kw.value.span,
+                "not a layer declared above",
+            )
+        return kw.value, self.scope
 
     def apply(
         self, callee, args: list[Arg], keywords: dict[str, Arg], span: Span, callee_span: Span

@@ -94,6 +94,7 @@ class LayerSpec:
     config: dict[str, Any]
     spans: dict[str, Span]
     span: Span
+    tie: tuple | None = None  # `tie=`: (expression, scope) of the layer it shares `weight` with
 
     def description(self) -> str:
         return f"layer {self.op.name}"

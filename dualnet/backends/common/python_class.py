@@ -775,7 +775,17 @@ class ClassWriter:
                 continue
             code = self.layer_expr(member.value, [b for b in built if b is not None], {})
             lines.append(f"{self.assign_layer(name, code)}  # {where}")
+            lines += self.tie_lines(name, member)
         return lines
+
+    @staticmethod
+    def tie_of(member: ast.LayerDecl) -> ast.Expr | None:
+        """The `tie=` argument of a layer declaration (the checker allows it only there)."""
+        if isinstance(member.value, ast.Call):
+            for k in member.value.keywords:
+                if k.name == "tie":
+                    return k.value
+        return None
 
     def assign_layer(self, name: str, code: str) -> str:
         """The statement that makes `code` the layer `name` of the module."""
@@ -1242,6 +1252,8 @@ class ClassWriter:
             return self.variable(e.id)
         if isinstance(e, ast.Literal):
             return fmt_literal(e.value)
+        if isinstance(e, ast.Attribute) and self.is_layer_chain(e.value, env):
+            return self.member(e, env)
         if isinstance(e, ast.Pipe):
             return self.call(
                 e.func, e.func.span, env, prepend=self.expr(e.value, env), prepend_tree=e.value
@@ -1262,7 +1274,7 @@ class ClassWriter:
                 names = [p.name for p in REGISTRY[node.op].signature.params if p.is_tensor]
                 codes = {n: self.expr(a, env) for n, a in zip(names, operands, strict=False)}
                 return self.op_expr(node, operands, codes)
-            if isinstance(e, ast.Index) and self.is_layer_expr(e.value, env):
+            if isinstance(e, ast.Index) and self.is_layer_chain(e.value, env):
                 items = ", ".join(self.const_forward(i, env) for i in e.items)
                 return self.indexed_layer(self.expr(e.value, env), items)
             return self.const_forward(e, env)
@@ -1277,6 +1289,40 @@ class ClassWriter:
             items = ", ".join(self.expr(x, env) for x in e.items)
             return f"[{items}]" if isinstance(e, ast.ListExpr) else f"({items})"
         raise Unsupported("expression not supported by this backend", e.span)
+
+    def is_layer_chain(self, e: ast.Expr, env: dict[str, str]) -> bool:
+        """Whether `e` names a layer through its parents (`transformer.wte`, `blocks[0]`)."""
+        while isinstance(e, ast.Attribute | ast.Index):
+            e = e.value
+        return self.is_layer_expr(e, env)
+
+    def member(self, e: ast.Attribute, env: dict[str, str]) -> str:
+        """`transformer.wte` (a child model's layer), `transformer.scale` (its Parameter, read)
+        or `wte.weight` (a built-in layer's tensor, read): the node the trace made says which."""
+        node = self.node_at(e.span, ("layer",))
+        parent = self.expr(e.value, env)
+        if node is None:
+            return self.child_ref(parent, e.name)
+        layer = self.unit.instance.child(node.target)
+        if "tensor" in node.attrs:
+            return self.tensor_read(parent, layer.op, node.attrs["tensor"])
+        return self.free_read(self.child_ref(parent, e.name), layer)
+
+    def child_ref(self, parent: str, name: str) -> str:
+        """Layer `name` of the module `parent` (source text)."""
+        raise NotImplementedError
+
+    def tensor_read(self, layer: str, op: str, tensor: str) -> str:
+        """Tensor `tensor` of the built-in layer `layer` (source text) in PyTorch's layout."""
+        raise NotImplementedError
+
+    def free_read(self, ref: str, layer: LayerInstance) -> str:
+        """The tensor of a Parameter or Buffer held as `ref`."""
+        return ref
+
+    def tie_lines(self, name: str, member: ast.LayerDecl) -> list[str]:
+        """Statements after layer `name`'s construction that tie its weight (`tie=`)."""
+        return []
 
     def is_layer_expr(self, e: ast.Expr, env: dict[str, str]) -> bool:
         """Whether `e` names a layer (a Sequential, for `seq[i]`)."""

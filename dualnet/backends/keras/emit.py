@@ -55,6 +55,15 @@ from dualnet.syntax import ast
 from dualnet.version import __version__
 
 LAYOUTS = ("channels_first", "channels_last")
+# A layer's tensor read in forward (`wte.weight`), from its Keras variable, in PyTorch's layout.
+_READS = {
+    ("Linear", "weight"): "ops.transpose({}.kernel)",
+    ("Linear", "bias"): "{}.bias",
+    ("Embedding", "weight"): "{}.embeddings",
+    ("LayerNorm", "weight"): "{}.gamma",
+    ("LayerNorm", "bias"): "{}.beta",
+    ("RMSNorm", "weight"): "{}.scale",
+}
 
 
 class Code(str):
@@ -397,10 +406,38 @@ class KerasClassWriter(ClassWriter):
             *lines[1:],
         ]
 
+    def child_ref(self, parent: str, name: str) -> str:
+        attr = keras_attr(name)
+        return f"getattr({parent}, {fmt_literal(attr)})" if mangled(attr) else f"{parent}.{attr}"
+
+    def tensor_read(self, layer: str, op: str, tensor: str) -> str:
+        return _READS[(op, tensor)].format(layer)
+
+    def free_read(self, ref: str, layer: LayerInstance) -> str:
+        return lowering_row(layer.op, "keras", layer=True).call(ref, None)
+
+    def member(self, e: ast.Attribute, env: dict[str, str]) -> str:
+        src = super().member(e, env)
+        node = self.node_at(e.span, ("layer",))
+        return src if node is None else code(src, CF, len(node.outputs[0].type.shape))
+
+    def tied_layer(self, e: ast.Expr, layer: LayerInstance) -> str:
+        """`_Tied(lambda: self.transformer.wte.embeddings, "Linear", "transformer.wte.weight")`:
+        a layer using its owner's variable (`tie=`), read in PyTorch's layout."""
+        owner = layer.tied["weight"].removesuffix(".weight")
+        base = self.unit.instance.path
+        rel = owner[len(base) + 1 :] if base else owner
+        tie = next(k.value for k in e.keywords if k.name == "tie")
+        read = self.tensor_read(self.expr(tie, {}), self.unit.instance.child(rel).op, "weight")
+        return f"_Tied(lambda: {read}, {fmt_literal(layer.op)}, {fmt_literal(rel + '.weight')})"
+
     def layer_expr(self, e: ast.Expr, built: list, env: dict[str, str]) -> str:
         """The constructor, its Keras layer named as the .dnet layer (a Sequential's step by
         position); the steps of a generated Sequential are named by `positional_steps`."""
-        src = super().layer_expr(e, built, env)
+        if built and isinstance(built[0], LayerInstance) and built[0].tied:
+            src = self.tied_layer(e, built[0])
+        else:
+            src = super().layer_expr(e, built, env)
         names = {b.path.rsplit(".", 1)[-1] for b in built}
         return named(src, fmt_literal(keras_name(names.pop()))) if len(names) == 1 else src
 

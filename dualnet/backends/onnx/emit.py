@@ -32,7 +32,13 @@ from dualnet.backends.onnx.proto import (
 )
 from dualnet.backends.rows import OLDEST_OPSET
 from dualnet.diagnostics import error, option
-from dualnet.io.weights import mismatch_error, mismatches, state_specs
+from dualnet.io.weights import (
+    mismatch_error,
+    mismatches,
+    state_specs,
+    tied_names,
+    without_aliases,
+)
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import (
     Graph,
@@ -41,7 +47,6 @@ from dualnet.ir.graph import (
     Node,
     Value,
     by_parameter,
-    state_key,
 )
 from dualnet.ir.types import DType, TensorType
 from dualnet.version import __version__
@@ -216,7 +221,7 @@ class OnnxEmitter:
         arrays, by parameter name."""
         params, arrays = {}, {}
         for name in [*layer.params, *layer.buffers]:
-            full = state_key(layer.path, name)
+            full = layer.tensor_key(name)  # a tied weight: its owner's initializer
             arrays[name] = self.weights[full]
             if full not in self.added:
                 self.b.initializer(full, self.weights[full])
@@ -285,6 +290,7 @@ def emit_onnx(
             f"{MIN_OPSET} to {NEWEST_OPSET}",
             option("--opset"),
         )
+    weights = without_aliases(weights, tied_names(summary.instance), weights_file)
     check_weights(summary.instance, weights, weights_file)
     return OnnxEmitter(
         summary.instance, summary.graph, weights, opset, summary.file, float32_fallback

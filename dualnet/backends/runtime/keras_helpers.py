@@ -387,6 +387,25 @@ class _Parameter(keras.layers.Layer):
         }
 
 
+class _Tied(keras.layers.Layer):
+    """A Linear (no bias) or an Embedding whose weight is another layer's (`tie=`): `weight`
+    returns that layer's tensor in PyTorch's layout at each call, so both use one variable.
+    `dualnet_tied` is the owner's state_dict name below the generated class holding it."""
+
+    def __init__(self, weight, dualnet_op, dualnet_tied, **kwargs):
+        super().__init__(**kwargs)
+        self._weight = (
+            weight  # a function: the variable is the owner's, not tracked here
+        )
+        self.dualnet_tied_op = dualnet_op
+        self.dualnet_tied = dualnet_tied
+
+    def call(self, x):
+        if self.dualnet_tied_op == "Embedding":
+            return ops.take(self._weight(), x, axis=0)
+        return ops.matmul(x, ops.transpose(self._weight()))
+
+
 @keras.saving.register_keras_serializable(package="dualnet")
 class _MultiHeadAttention(keras.layers.MultiHeadAttention):
     """MultiHeadAttention initialised as PyTorch's nn.MultiheadAttention: the query, key and

@@ -33,7 +33,9 @@ class TorchBackend(SourceBackend):
         return weights.save_torch, weights.load_torch
 
     def shapes(self, built, summary) -> dict[str, tuple[int, ...]]:
-        return {name: tuple(t.shape) for name, t in built.state_dict().items()}
+        """Its tensors, a tied one once (an untied copy would be an extra tensor)."""
+        state = self.module("weights").module_state(built)
+        return {name: tuple(t.shape) for name, t in state.items()}
 
     def gradient_side(self, program, model, file, state, inputs, loss):
         return self.module("gradients").TorchSide(program, model, file, inputs, loss)

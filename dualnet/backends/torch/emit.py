@@ -118,6 +118,30 @@ class TorchClassWriter(ClassWriter):
             return f"self._modules[{fmt_literal(name)}]"
         return f"self.{name}"
 
+    def child_ref(self, parent: str, name: str) -> str:
+        """`self.transformer.wte`; `._modules["..."]` for a name Python would read otherwise
+        (the child's class holds a name nn.Module keeps under another attribute)."""
+        if (
+            name in PYTHON_RESERVED
+            or mangled(name)
+            or dunder(name)
+            or not name.isidentifier()
+            or name in NN_MODULE_ATTRS
+        ):
+            return f"{parent}._modules[{fmt_literal(name)}]"
+        return f"{parent}.{name}"
+
+    def tensor_read(self, layer: str, op: str, tensor: str) -> str:
+        return f"{layer}.{tensor}"  # nn.Linear's weight is PyTorch's layout itself
+
+    def tie_lines(self, name: str, member: ast.LayerDecl) -> list[str]:
+        """`self.lm_head.weight = self.transformer.wte.weight`: one nn.Parameter, as
+        transformers ties GPT-2's head (the state_dict shows it under both names)."""
+        tie = self.tie_of(member)
+        if tie is None:
+            return []
+        return [f"{self.layer_ref(name)}.weight = {self.expr(tie, {})}.weight"]
+
     def init_body(self) -> list[str]:
         lines = super().init_body()
         used = {self.aliases[n]: n for n in self.layer_names if n in self.aliases}
