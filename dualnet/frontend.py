@@ -142,6 +142,7 @@ def _check(
         frame.instance.given = tuple(given)
         summary.instance = frame.instance
         summary.graph = checker.entry_graph(frame)
+        checker.alias_ties()
     except DualnetError as exc:
         checker.record(exc)
     if summary.ok and summary.graph is not None:

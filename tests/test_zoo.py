@@ -202,6 +202,20 @@ GPT2 = gpt2(50_257, 1_024, 768, 12)
 assert GPT2 == 38_597_376 + 786_432 + 12 * 7_087_872 + 1_536 == 124_439_808
 
 
+# ---------------------------------------------------------------- T5 encoder (t5-small)
+def t5_encoder(vocab: int, dim: int, heads: int, d_kv: int, d_ff: int, layers: int) -> int:
+    attention = 4 * dim * heads * d_kv  # q, k, v, o without biases
+    block = dim + attention + dim + 2 * dim * d_ff  # RMS norms, wi, wo
+    return vocab * dim + layers * block + 32 * heads + dim  # bias table (block 0), final norm
+
+
+# shared 32,128*512 = 16,449,536 (encoder.embed_tokens is the same tensor); a block
+# 3,146,752; 6 blocks 18,880,512; relative_attention_bias 256; final_layer_norm 512:
+# 35,330,816 (transformers' T5EncoderModel(T5Config())).
+T5_ENCODER = t5_encoder(32_128, 512, 8, 64, 2048, 6)
+assert T5_ENCODER == 16_449_536 + 6 * 3_146_752 + 256 + 512 == 35_330_816
+
+
 def _render(s) -> str:
     return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
 
@@ -217,6 +231,7 @@ ZOO = [
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
     ("unet.dnet", "UNet", UNET, UNET_BUFFERS, ["f32[B, 2, 64, 64]"]),
     ("swin_t.dnet", "SwinT", SWIN_T, SWIN_T_BUFFERS, ["f32[B, 1000]"]),
+    ("t5_encoder.dnet", "T5EncoderModel", T5_ENCODER, 0, ["f32[B, T, 512]"]),
     ("gpt2.dnet", "GPT2LMHeadModel", GPT2, 0, ["f32[B, T, 50257]"]),
 ]
 

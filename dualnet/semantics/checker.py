@@ -78,6 +78,7 @@ class Checker:
         self._context: list[str] = []  # "in X, called with ..." notes, innermost last
         self.errors_met = 0  # recoverable errors met, repeats included
         self.sequential_graphs: dict[tuple, Graph] = {}
+        self.ties: list[tuple[LayerInstance, LayerSpec]] = []  # layers declared with `tie=`
 
     # -- diagnostics
     def record(self, exc: DualnetError) -> None:
@@ -255,6 +256,29 @@ class Checker:
                 )
             types.append(fresh_type(arg.type, self.dim_lookup(scope)))
         return self.trace(frame, types, [a.span for a in frame.forward.args], frame.forward.span)
+
+    def alias_ties(self) -> None:
+        """A tied layer forward never calls is another name of its owner's tensor
+        (T5EncoderModel's `shared`, the tensor of `encoder.embed_tokens`): made from the
+        owner's weight shape once every forward has run, as if called on one item."""
+        for layer, spec in self.ties:
+            if layer.built:
+                continue
+            tracer = self.scratch_tracer()
+            owner = Evaluator(self, spec.tie[1], None).eval(spec.tie[0])
+            if not isinstance(owner, LayerHandle) or not owner.target.built:
+                continue  # the owner is reported unused (or was wrong) on its own
+            cols = owner.target.params["weight"].shape[1]
+            inputs = (
+                {"ids": TensorType(DType.i64, (1,))}
+                if layer.op == "Embedding"
+                else {"x": TensorType(DType.f32, (1, cols))}
+            )
+            op = REGISTRY[layer.op]
+            _, ctx = run_rule(op, inputs, {}, dict(spec.spans), spec.span, dict(spec.config))
+            tracer.tie(layer, spec, ctx, spec.span)
+            layer.attrs, layer.params, layer.buffers = ctx.config, ctx.params, ctx.buffers
+            layer.built = True
 
     def scratch_tracer(self) -> Tracer:
         """A tracer of a graph of its own, outside every model (a computed Buffer's)."""
@@ -461,6 +485,8 @@ class Checker:
                     "`tie=` is written on a layer declared on its own, not a step of a Sequential",
                     spec.span,
                 )
+            if isinstance(spec, LayerSpec) and spec.tie is not None:
+                self.ties.append((layer, spec))
             if spec.op.name in FREE_TENSORS:
                 self.make_free_tensor(owner, layer, spec)
             owner.children[name] = layer

@@ -883,6 +883,8 @@ class ClassWriter:
     def branch(self, e: ast.Expr, built: list, env: dict[str, str]) -> str:
         if built:
             return self.layer_expr(e, built, env)
+        if isinstance(e, ast.Literal) and e.value is None:  # `X if c else none`: no layer
+            return "None"
         return self.unchecked(e.span)
 
     def model_expr(
