@@ -119,6 +119,45 @@ assert (
 )
 assert MOBILENETV2_BUFFERS == 2 * 17_056 == 34_112
 
+
+# ---------------------------------------------------------------- MobileNetV3-Small
+def se(c: int) -> int:  # squeeze-and-excite to max(8, c // 4 rounded to 8): two 1x1 convs
+    squeeze = max(8, (c // 4 + 4) // 8 * 8)
+    return conv(c, squeeze, 1) + conv(squeeze, c, 1)
+
+
+def mobilenetv3_small() -> tuple[int, int]:
+    params, bn_channels, cin = conv(3, 16, 3, bias=False) + bn(16), 16, 16
+    for k, hidden, out, has_se in [
+        (3, 16, 16, True),
+        (3, 72, 24, False),
+        (3, 88, 24, False),
+        (5, 96, 40, True),
+        (5, 240, 40, True),
+        (5, 240, 40, True),
+        (5, 120, 48, True),
+        (5, 144, 48, True),
+        (5, 288, 96, True),
+        (5, 576, 96, True),
+        (5, 576, 96, True),
+    ]:
+        if hidden != cin:  # 1x1 expansion
+            params += conv(cin, hidden, 1, bias=False) + bn(hidden)
+            bn_channels += hidden
+        params += conv(hidden, hidden, k, groups=hidden, bias=False) + bn(hidden)
+        params += se(hidden) if has_se else 0
+        params += conv(hidden, out, 1, bias=False) + bn(out)
+        bn_channels, cin = bn_channels + hidden + out, out
+    params += conv(96, 576, 1, bias=False) + bn(576) + linear(576, 1024) + linear(1024, 1000)
+    return params, 2 * (bn_channels + 576)
+
+
+# stem 464; bottlenecks 870,096; head conv 55,296 + 1,152; classifier 590,848 + 1,025,000;
+# total 2,542,856 (torchvision). BN channels 6,056.
+MOBILENETV3_SMALL, MOBILENETV3_SMALL_BUFFERS = mobilenetv3_small()
+assert MOBILENETV3_SMALL == 464 + 870_096 + 56_448 + 590_848 + 1_025_000 == 2_542_856
+assert MOBILENETV3_SMALL_BUFFERS == 12_112
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -193,6 +232,13 @@ ZOO = [
     ("mlp.dnet", "MLP", MLP, 0, ["f32[B, 10]"]),
     ("resnet18.dnet", "ResNet18", RESNET18, RESNET18_BUFFERS, ["f32[B, 1000]"]),
     ("mobilenetv2.dnet", "MobileNetV2", MOBILENETV2, MOBILENETV2_BUFFERS, ["f32[B, 1000]"]),
+    (
+        "mobilenetv3_small.dnet",
+        "MobileNetV3Small",
+        MOBILENETV3_SMALL,
+        MOBILENETV3_SMALL_BUFFERS,
+        ["f32[B, 1000]"],
+    ),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
