@@ -158,6 +158,40 @@ MOBILENETV3_SMALL, MOBILENETV3_SMALL_BUFFERS = mobilenetv3_small()
 assert MOBILENETV3_SMALL == 464 + 870_096 + 56_448 + 590_848 + 1_025_000 == 2_542_856
 assert MOBILENETV3_SMALL_BUFFERS == 12_112
 
+
+# ---------------------------------------------------------------- EfficientNet-B0
+def mbconv(cin: int, out: int, k: int, t: int) -> tuple[int, int]:
+    hidden = cin * t
+    params = bn_channels = 0
+    if t != 1:  # 1x1 expansion
+        params += conv(cin, hidden, 1, bias=False) + bn(hidden)
+        bn_channels += hidden
+    squeeze = max(1, cin // 4)  # squeeze-and-excite, to a quarter of the input channels
+    params += conv(hidden, hidden, k, groups=hidden, bias=False) + bn(hidden)
+    params += conv(hidden, squeeze, 1) + conv(squeeze, hidden, 1)
+    params += conv(hidden, out, 1, bias=False) + bn(out)
+    return params, bn_channels + hidden + out
+
+
+def efficientnet_b0() -> tuple[int, int]:
+    params, bn_channels, cin = conv(3, 32, 3, bias=False) + bn(32), 32, 32
+    stages = [(1, 3, 16, 1), (6, 3, 24, 2), (6, 5, 40, 2), (6, 3, 80, 3)]
+    stages += [(6, 5, 112, 3), (6, 5, 192, 4), (6, 3, 320, 1)]
+    for t, k, c, n in stages:
+        for _ in range(n):
+            p, b = mbconv(cin, c, k, t)
+            params, bn_channels, cin = params + p, bn_channels + b, c
+    params += conv(320, 1280, 1, bias=False) + bn(1280) + linear(1280, 1000)
+    return params, 2 * (bn_channels + 1280)
+
+
+# stem 928; blocks 3,594,460; head conv 409,600 + 2,560; classifier 1,281,000;
+# total 5,288,548 (torchvision). BN channels 21,008.
+EFFICIENTNET_B0, EFFICIENTNET_B0_BUFFERS = efficientnet_b0()
+assert EFFICIENTNET_B0 == 928 + 3_594_460 + 412_160 + 1_281_000 == 5_288_548
+assert EFFICIENTNET_B0_BUFFERS == 2 * 21_008 == 42_016
+
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -237,6 +271,13 @@ ZOO = [
         "MobileNetV3Small",
         MOBILENETV3_SMALL,
         MOBILENETV3_SMALL_BUFFERS,
+        ["f32[B, 1000]"],
+    ),
+    (
+        "efficientnet_b0.dnet",
+        "EfficientNetB0",
+        EFFICIENTNET_B0,
+        EFFICIENTNET_B0_BUFFERS,
         ["f32[B, 1000]"],
     ),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
