@@ -192,6 +192,61 @@ assert EFFICIENTNET_B0 == 928 + 3_594_460 + 412_160 + 1_281_000 == 5_288_548
 assert EFFICIENTNET_B0_BUFFERS == 2 * 21_008 == 42_016
 
 
+# ---------------------------------------------------------------- Inception-v3
+def basic_conv(i: int, o: int, kh: int, kw: int) -> tuple[int, int]:
+    """BasicConv2d: a convolution without bias and a BatchNorm (params, BN channels)."""
+    return i * o * kh * kw + bn(o), o
+
+
+def convs(*specs: tuple[int, int, int, int]) -> tuple[int, int]:
+    parts = [basic_conv(*spec) for spec in specs]
+    return sum(p for p, _ in parts), sum(c for _, c in parts)
+
+
+INCEPTION_D = [(768, 192, 1, 1), (192, 320, 3, 3), (768, 192, 1, 1)]  # InceptionD
+INCEPTION_D += [(192, 192, 1, 7), (192, 192, 7, 1), (192, 192, 3, 3)]
+
+
+def inception_v3() -> tuple[int, int]:
+    def a(c: int, pf: int):  # InceptionA
+        specs = [(c, 64, 1, 1), (c, 48, 1, 1), (48, 64, 5, 5), (c, 64, 1, 1)]
+        return convs(*specs, (64, 96, 3, 3), (96, 96, 3, 3), (c, pf, 1, 1))
+
+    def c_(c7: int):  # InceptionC on 768 channels
+        seven = [(c7, c7, 1, 7), (c7, 192, 7, 1), (768, c7, 1, 1), (c7, c7, 7, 1)]
+        rest = [(c7, c7, 1, 7), (c7, c7, 7, 1), (c7, 192, 1, 7), (768, 192, 1, 1)]
+        return convs((768, 192, 1, 1), (768, c7, 1, 1), *seven, *rest)
+
+    def e(c: int):  # InceptionE
+        specs = [(c, 320, 1, 1), (c, 384, 1, 1), (384, 384, 1, 3), (384, 384, 3, 1)]
+        specs += [(c, 448, 1, 1), (448, 384, 3, 3), (384, 384, 1, 3), (384, 384, 3, 1)]
+        return convs(*specs, (c, 192, 1, 1))
+
+    parts = [
+        convs((3, 32, 3, 3), (32, 32, 3, 3), (32, 64, 3, 3), (64, 80, 1, 1), (80, 192, 3, 3)),
+        a(192, 32),
+        a(256, 64),
+        a(288, 64),
+        convs((288, 384, 3, 3), (288, 64, 1, 1), (64, 96, 3, 3), (96, 96, 3, 3)),  # InceptionB
+        c_(128),
+        c_(160),
+        c_(160),
+        c_(192),
+        convs(*INCEPTION_D),
+        e(1280),
+        e(2048),
+    ]
+    params = sum(p for p, _ in parts) + linear(2048, 1000)
+    return params, 2 * sum(c for _, c in parts)
+
+
+# stem 172,672 (Conv2d_1a_3x3 .. Conv2d_4a_3x3); fc 2,049,000; total 23,834,568
+# (torchvision, aux_logits=False).
+INCEPTION_V3, INCEPTION_V3_BUFFERS = inception_v3()
+assert INCEPTION_V3 == 23_834_568
+assert INCEPTION_V3_BUFFERS == 34_432
+
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -280,6 +335,7 @@ ZOO = [
         EFFICIENTNET_B0_BUFFERS,
         ["f32[B, 1000]"],
     ),
+    ("inception_v3.dnet", "InceptionV3", INCEPTION_V3, INCEPTION_V3_BUFFERS, ["f32[B, 1000]"]),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
