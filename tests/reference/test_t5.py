@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import dualnet
-from reference.harness import MODELS, compare_with_reference, randomize, torchvision_models
+from reference.harness import MODELS, compare_with_reference, randomize, transformers
 
 MODEL = MODELS / "t5_encoder.dnet"
 PARAMS = 35_330_816  # T5EncoderModel(T5Config()): t5-small's encoder, `shared` counted once
@@ -20,8 +20,7 @@ SMALL = {"vocab": 100, "dim": 16, "heads": 2, "d_kv": 4, "d_ff": 32, "layers": 3
 
 
 def _reference(hyper: dict, seed: int):
-    torchvision_models()  # transformers imports torchvision: its op schemas declared first
-    from transformers import T5Config, T5EncoderModel
+    T5Config, T5EncoderModel = transformers().T5Config, transformers().T5EncoderModel
 
     class BoolMask(T5EncoderModel):
         """T5EncoderModel on a bool mask (transformers subtracts it from 1), giving the last
