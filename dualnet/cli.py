@@ -421,7 +421,7 @@ def _run(args, summary) -> int:
         args.weights,
         args.seed,
     )
-    write_outputs(outputs, args.output, protect)
+    write_outputs(outputs, args.output, protect, summary.graph.output_labels())
     print(f"ran {summary.model} on {where}; wrote {len(outputs)} output(s) to {args.output}")
     return EXIT_OK
 

@@ -65,7 +65,13 @@ class Summary:
 
     @property
     def output_types(self) -> list[str]:
-        return [str(v.type) for v in self.graph.outputs] if self.graph else []
+        if not self.graph:
+            return []
+        names = self.graph.output_names or [None] * len(self.graph.outputs)
+        return [
+            f"{n}: {v.type}" if n else str(v.type)
+            for n, v in zip(names, self.graph.outputs, strict=True)
+        ]
 
     @property
     def input_types(self) -> list[str]:
@@ -136,6 +142,7 @@ def _check(
         frame.instance.given = tuple(given)
         summary.instance = frame.instance
         summary.graph = checker.entry_graph(frame)
+        checker.alias_ties()
     except DualnetError as exc:
         checker.record(exc)
     if summary.ok and summary.graph is not None:

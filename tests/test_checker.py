@@ -470,3 +470,104 @@ model Net() {{
         assert summary.ok, summary.diagnostics
         texts.append(print_ir(summary.instance))
     assert texts[0] == texts[1] and "eps=1.1920928955078125e-07" in texts[0]
+
+
+def test_type_dimensions_index_tuples_take_mod_and_decided_max(check_source):
+    s = check_source("""
+        model M(padding: (int, int) = (1, 2)) {
+            forward(x: f32[B, H, 8]) -> f32[B, H + 2 * padding[0], max(H, 1) % 4 + 1] {
+                return pad(x, (padding[0], padding[0], 0, 0))[:, :, :max(H, 1) % 4 + 1]
+            }
+        }
+    """)
+    assert s.ok, s.diagnostics
+    assert s.output_types == ["f32[B, H + 2, H - 4 * (H // 4) + 1]"]
+
+
+def test_bad_type_dimensions_are_located_errors(check_source):
+    cases = {
+        "f32[B, padding]": "E-TYPE",  # a tuple, not a size
+        "f32[B, padding[2]]": "E-VALUE",  # out of range
+        "f32[B, H[0]]": "E-TYPE",  # not a tuple
+        "f32[B, max(H, 7)]": "E-CONST",  # depends on H
+        "f32[B, abs(H)]": "E-TYPE",  # not max or min
+    }
+    for annotation, code in cases.items():
+        s = check_source(f"""
+            model M(padding: (int, int) = (1, 2)) {{
+                forward(x: f32[B, H]) -> {annotation} {{ return x }}
+            }}
+        """)
+        assert code in codes(s), (annotation, s.diagnostics)
+
+
+def test_max_of_symbolic_sizes_in_forward(check_source):
+    ok = check_source("""
+        model M() {
+            forward(x: f32[B, T]) -> f32[B, 2 * T + 1] { return zeros([B, max(2 * T + 1, 3)]) }
+        }
+    """)
+    assert ok.ok, ok.diagnostics
+    bad = check_source("""
+        model M() {
+            forward(x: f32[B, T]) { return zeros([B, max(T, 3)]) }
+        }
+    """)
+    assert codes(bad) == ["E-CONST"]
+
+
+def test_optional_forward_arguments(check_source):
+    s = check_source("""
+        model Gate() {
+            forward(x: f32[B, T], mask: bool[B, T] = none) -> f32[B, T] {
+                return x if mask is none else where(mask, x, 0.0)
+            }
+        }
+        model M() {
+            g = Gate()
+            forward(x: f32[B, T], m: bool[B, T]) -> (f32[B, T], f32[B, T]) {
+                return g(x), g(x, m)
+            }
+        }
+    """)
+    assert s.ok, s.diagnostics
+    graphs = s.instance.child("g").graphs
+    assert [g.omitted for g in graphs] == [["mask"], []]
+    assert [len(g.inputs) for g in graphs] == [1, 2]
+    bad = {
+        "forward(x: f32[N], m: f32[N] = 1.0) { return x }": "E-TYPE",  # default is not none
+        "forward(x: f32[N] = none, m: f32[N]) { return x }": "E-ARGS",  # required after
+        "forward(x: f32[N], m: f32[N] = none) { return x if x is x else x }": "E-TYPE",
+    }
+    for forward, code in bad.items():
+        s = check_source(f"""
+            model G() {{ {forward} }}
+            model M() {{
+                g = G()
+                forward(x: f32[N]) {{ return g(x) }}
+            }}
+        """)
+        assert code in codes(s), (forward, s.diagnostics)
+
+
+def test_named_outputs(check_source):
+    s = check_source("""
+        model M() {
+            forward(x: f32[B, 4]) -> (logits: f32[B, 4], probs: f32[B, 4]) {
+                return x, softmax(x, -1)
+            }
+        }
+    """)
+    assert s.ok and s.output_types == ["logits: f32[B, 4]", "probs: f32[B, 4]"]
+    assert s.graph.output_names == ("logits", "probs")
+    bad = [
+        "-> (a: f32[B, 4], f32[B, 4])",  # some named, some not
+        "-> (a: f32[B, 4], a: f32[B, 4])",  # a name twice
+        "-> (_a: f32[B, 4], b: f32[B, 4])",  # not a NamedTuple field
+        "-> (a: f32[B, 4], class: f32[B, 4])",  # a Python keyword
+    ]
+    for returns in bad:
+        s = check_source(f"model M() {{ forward(x: f32[B, 4]) {returns} {{ return x, x }} }}")
+        assert codes(s) == ["E-SYNTAX"], (returns, s.diagnostics)
+    s = check_source("model M(k: (a: int, b: int) = (1, 2)) { forward(x: f32[B]) { return x } }")
+    assert codes(s) == ["E-SYNTAX"]  # only a forward's outputs are named

@@ -3,7 +3,16 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dualnet.ir.dims import Dim, equal_everywhere, floordiv, substitute, sym
+from dualnet.ir.dims import (
+    Dim,
+    equal_everywhere,
+    extremum,
+    floordiv,
+    lower_bound,
+    mod,
+    substitute,
+    sym,
+)
 
 B, H, T = sym("B"), sym("H"), sym("T")
 
@@ -95,3 +104,32 @@ def test_sizes_equal_everywhere_though_written_differently():
     assert not equal_everywhere(((w + 2) // 4 + (w + 6) // 8 + 4) // 6, (w + 15) // 16)
     assert not equal_everywhere((w + 1) // 2 + H // 2, w)
     assert not equal_everywhere(w * H + w // 2, H * w + (w + 1) // 2)  # not quasi-affine
+
+
+@given(st.integers(-9, 9), st.integers(-9, 9), st.integers(1, 7), st.integers(1, 300))
+def test_mod_agrees_with_python(a, b, k, h):
+    assert substitute(mod(a * H + b, k), {"H": h}) == (a * h + b) % k
+
+
+@given(
+    st.integers(0, 5), st.integers(-9, 9), st.integers(0, 5), st.integers(-9, 9), st.integers(1, 60)
+)
+def test_extremum_holds_for_every_size(a, b, c, d, h):
+    """A decided max/min is the larger/smaller for every size H ≥ 1; a lower bound holds."""
+    x, y = a * H + b, c * H + d
+    for kind, pick in (("max", max), ("min", min)):
+        chosen = extremum(kind, [x, y])
+        if chosen is not None:
+            assert substitute(chosen, {"H": h}) == pick(a * h + b, c * h + d)
+    low = lower_bound(x + (H + 3) // 2)
+    if low is not None:
+        assert substitute(x + (H + 3) // 2, {"H": h}) >= low
+
+
+def test_extremum_decides_only_what_holds_everywhere():
+    assert extremum("max", [H, 1]) == H
+    assert extremum("max", [2 * H + 6, 7]) == 2 * H + 6
+    assert extremum("min", [T + 2, T]) == T
+    assert extremum("max", [H, 7]) is None  # H = 3 and H = 9 disagree
+    assert extremum("max", [H // 2, 1]) is None  # H // 2 is 0 for H = 1
+    assert lower_bound(H - T) is None

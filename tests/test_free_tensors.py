@@ -193,3 +193,61 @@ def test_errors_reach_the_cli_as_exit_1(tmp_path, capsys):
     )
     assert cli.main(["check", str(path)]) == 1
     assert "E-SHAPE" in capsys.readouterr().err
+
+
+SWIN_INDEX = """
+const W = 3
+model Rel(heads: int = 2) {
+    table = Parameter([(2 * W - 1) * (2 * W - 1), heads], init="normal", std=0.02)
+    index = Buffer(flatten(
+        ((arange(W * W) // W)[:, none] - (arange(W * W) // W)[none, :] + W - 1) * (2 * W - 1)
+        + (arange(W * W) % W)[:, none] - (arange(W * W) % W)[none, :] + W - 1, 0))
+    forward(x: f32[B, heads, 9, 9]) -> f32[B, heads, 9, 9] {
+        return x + permute(reshape(table[index], [9, 9, heads]), (2, 0, 1))
+    }
+}
+"""
+
+
+def _swin_index(w: int) -> np.ndarray:
+    """torchvision's relative_position_index (swin_transformer.py), in NumPy."""
+    coords = np.stack(np.meshgrid(np.arange(w), np.arange(w), indexing="ij")).reshape(2, -1)
+    rel = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + (w - 1)
+    return (rel[:, :, 0] * (2 * w - 1) + rel[:, :, 1]).reshape(-1)
+
+
+def test_a_buffer_computed_at_compile_time(tmp_path):
+    path = tmp_path / "rel.dnet"
+    path.write_text(SWIN_INDEX)
+    summary = dualnet.check_file(str(path))
+    assert summary.ok, summary.diagnostics
+    spec = summary.instance.child("index").buffers[""]
+    assert spec.shape == (81,) and str(spec.dtype) == "i64"
+    state = init_state(summary.instance, 0)  # what `dualnet init` writes
+    assert np.array_equal(state["index"].numpy(), _swin_index(3))
+    module = dualnet.load(str(path)).torch()
+    assert np.array_equal(module.state_dict()["index"].numpy(), _swin_index(3))
+    keras_model = dualnet.load(str(path)).keras()
+    held = {w.path.split("/")[0]: w for w in keras_model.weights if "index" in w.path}
+    assert np.array_equal(np.asarray(next(iter(held.values()))), _swin_index(3))
+
+
+@pytest.mark.parametrize(
+    "declaration, code, text",
+    [
+        ("p = Buffer(arange(N))", "E-SHAPE", "known at compile time"),
+        ("p = Buffer(arange(2000000))", "E-LIMIT", "elements"),
+        ('p = Buffer(arange(4), init="ones")', "E-ARGS", "no `init=`"),
+        ("q = Parameter([4])\n    p = Buffer(q * 2.0)", "E-MODEL", "built-in functions"),
+    ],
+)
+def test_bad_computed_buffers_are_diagnostics(tmp_path, declaration, code, text):
+    path = tmp_path / "bad.dnet"
+    path.write_text(
+        f"model M() {{\n    {declaration}\n"
+        "    forward(x: f32[N, 4]) -> f32[N, 4] { return x }\n}\n"
+    )
+    summary = dualnet.check_file(str(path))
+    assert not summary.ok
+    found = [d for d in summary.diagnostics if d.code == code]
+    assert found and text in found[0].message and found[0].span is not None, summary.diagnostics

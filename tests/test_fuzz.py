@@ -51,6 +51,8 @@ LANGUAGE = {
     "two instances of one template": r"(?s)= (?:blocks\.)?(\w*Block\d+)\(.*= (?:blocks\.)?\1\(",
     "groups as a hyperparameter": r"groups=(hp|c|K)\d+",
     "a tuple element": r"hp\d+\[\d\]",
+    "a computed Buffer": r"= Buffer\(cast\(reshape\(arange\(",
+    "a tuple element in a type": r"(?m)forward\(.*\[[^\n]*\bhp\d+\[\d\]",
     "a conditional layer": r"(?m)^    \w+ = .+ if .+ else (Identity\(\)|\w+\()",
     "a conditional expression in forward": r"(?m)^        h\d+: \w+\[[^\]]*\] = .+ if .+ else ",
     "a conditional argument": r"\(\d+ if .+ else ",

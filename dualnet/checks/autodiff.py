@@ -62,7 +62,8 @@ def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
         if f.layer is not None:
             calls.setdefault(id(f.layer), []).append(f)
     for layer in instance.layers():
-        trainable = [n for n, p in layer.params.items() if p.trainable]
+        # a tied tensor is its owner's: checked there (an alias-only tie is never called)
+        trainable = [n for n, p in layer.params.items() if p.trainable and n not in layer.tied]
         if not layer.built:
             diagnostics.append(
                 Diagnostic(

@@ -44,9 +44,20 @@ def state_specs(instance) -> Iterator[tuple[str, Any]]:
     layers depth first in declaration order, each layer's parameters, then its buffers."""
     for layer in instance.layers():
         for name, spec in layer.params.items():
-            yield state_key(layer.path, name), spec
+            if name not in layer.tied:
+                yield state_key(layer.path, name), spec
         for name, spec in layer.buffers.items():
             yield state_key(layer.path, name), spec
+
+
+def tied_names(instance) -> dict[str, str]:
+    """`{alias: owner}` state_dict names of the tied parameters below a `ModelInstance`
+    (`lm_head.weight` → `transformer.wte.weight`)."""
+    return {
+        state_key(layer.path, name): owner
+        for layer in instance.layers()
+        for name, owner in layer.tied.items()
+    }
 
 
 @needs_extras
@@ -208,6 +219,37 @@ def mismatches(
             f"{file} has a tensor `{name}` ({describe(*found[name])}) that the model does not have"
         )
     return out
+
+
+def without_aliases(stored: dict, tied: Mapping[str, str], file) -> dict:
+    """`stored` (`Stored` tensors or arrays by name) without the alias names of tied
+    parameters (a transformers state_dict holds `lm_head.weight` beside
+    `transformer.wte.weight`): an alias is accepted where the file also holds its owner with
+    the same dtype, shape and bytes, and is E-WEIGHTS otherwise."""
+    out = dict(stored)
+    for alias, owner in tied.items():
+        if alias not in out:
+            continue
+        a, b = out.pop(alias), out.get(owner)
+        if b is None or _bytes(a) != _bytes(b):
+            why = "is not in the file" if b is None else "differs from it"
+            raise error(
+                "E-WEIGHTS",
+                f"`{alias}` in {file} is tied to `{owner}`, which {why}",
+                whole_file(file),
+                notes=(
+                    "a tied parameter is one tensor: the file holds it once, under "
+                    "its owner's name, or under both names with equal values",
+                ),
+            )
+    return out
+
+
+def _bytes(t) -> tuple:
+    """A stored tensor (or NumPy array) as (dtype, shape, bytes), for comparing two."""
+    if isinstance(t, Stored):
+        return t.dtype, tuple(t.shape), bytes(t.data)
+    return str(t.dtype), tuple(t.shape), t.tobytes()
 
 
 def mismatch_error(problems: list[str], file) -> DualnetError:

@@ -281,6 +281,51 @@ def floordiv(num: int | Dim, den: int | Dim) -> int | Dim:
     return Dim((((FloorDiv(num, den),), 1),))
 
 
+def mod(num: int | Dim, den: int | Dim) -> int | Dim:
+    """`num % den` with the divisor's sign, as Python's: num - (num // den) * den."""
+    return num - floordiv(num, den) * den
+
+
+def lower_bound(d: int | Dim) -> int | None:
+    """The least value size `d` takes when every symbol is a size (≥ 1): proven for sums of
+    products of symbols and floor divisions by positive constants with non-negative
+    coefficients; None where no bound is proven."""
+    if isinstance(d, int):
+        return d
+    total = 0
+    for mono, coeff in d.terms:
+        if not mono:
+            total += coeff
+            continue
+        if coeff < 0:
+            return None
+        term = coeff
+        for atom in mono:
+            if isinstance(atom, FloorDiv):
+                low = lower_bound(atom.num)
+                if low is None or low < 0 or not isinstance(atom.den, int) or atom.den <= 0:
+                    return None
+                term *= low // atom.den
+        total += term
+    return total
+
+
+def extremum(kind: str, sizes: list[int | Dim]) -> int | Dim | None:
+    """`max(...)`/`min(...)` of sizes: the one no other exceeds (`max`) or undercuts (`min`)
+    for every value of the symbols (sizes ≥ 1), the first such; None where it depends on
+    the symbols' values (`max(H, 7)`)."""
+    for i, a in enumerate(sizes):
+        diffs = [(a - b) if kind == "max" else (b - a) for b in sizes]
+        if all(_at_least_zero(x) for x in diffs):
+            return sizes[i]
+    return None
+
+
+def _at_least_zero(d: int | Dim) -> bool:
+    low = lower_bound(d)
+    return low is not None and low >= 0
+
+
 def _single_floordiv(d: Dim) -> FloorDiv | None:
     """The atom of `x // a + c` (one floor division with coefficient 1, plus a constant)."""
     rest = [(mono, c) for mono, c in d.terms if mono]

@@ -71,9 +71,11 @@ class Init:
     """How a tensor is initialised: a scheme name and its arguments (PyTorch's definitions)."""
 
     scheme: str  # kaiming_uniform | uniform | normal | zeros | ones | xavier_uniform | ...
-    args: tuple[tuple[str, float], ...] = ()
+    args: tuple[tuple[str, Any], ...] = ()  # numbers; a "table": its values, row-major
 
     def __str__(self) -> str:
+        if self.scheme == "table":  # values computed at compile time (a Buffer(expr))
+            return f"table({len(self.args[0][1])} values)"
         args = ", ".join(f"{k}={v:g}" for k, v in self.args)
         return f"{self.scheme}({args})"
 
@@ -103,10 +105,18 @@ class LayerInstance:
     buffers: dict[str, ParamSpec] = field(default_factory=dict)
     output_types: tuple[TensorType, ...] = ()  # at the first call
     built: bool = False
+    # Parameters tied to another layer's (`tie=`): name → the owner's state_dict name. The
+    # one tensor is the owner's; this layer's name for it is an alias (not counted, not
+    # in the weight file, accepted on load when equal).
+    tied: dict[str, str] = field(default_factory=dict)
 
     @property
     def param_count(self) -> int:
-        return sum(p.numel for p in self.params.values() if p.trainable)
+        return sum(p.numel for n, p in self.params.items() if p.trainable and n not in self.tied)
+
+    def tensor_key(self, name: str) -> str:
+        """The state_dict name holding tensor `name`: the owner's where it is tied."""
+        return self.tied.get(name) or state_key(self.path, name)
 
     @property
     def buffer_count(self) -> int:
@@ -124,8 +134,26 @@ class Graph:
     # indices (`("child", i)`) for a loop over a Sequential.
     loops: dict[tuple, tuple] = field(default_factory=dict)
     # Each forward `if` statement and conditional expression the trace ran, by (its span,
-    # the iteration of the loops around it): whether it took its first branch.
-    branches: dict[tuple, bool] = field(default_factory=dict)
+    # the iteration of the loops around it): whether it took its first branch; for a
+    # `max`/`min` of symbolic sizes, the index of the argument it is.
+    branches: dict[tuple, bool | int] = field(default_factory=dict)
+    # Optional forward arguments this trace's caller left out (`none` in the body); the
+    # other arguments are `inputs`, in order.
+    omitted: list[str] = field(default_factory=list)
+    # The names of the outputs, where the signature names them (`-> (logits: ..., ...)`).
+    output_names: tuple[str, ...] | None = None
+
+    def output_labels(self) -> list[str]:
+        """The outputs' names: as the signature names them, else `output` (one) or
+        `output_0`, `output_1`, ... (the names ONNX graphs, `run` and `parity` use)."""
+        if self.output_names:
+            return list(self.output_names)
+        n = len(self.outputs)
+        return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+
+    def present(self, args) -> list:
+        """The forward's arguments (syntax) this trace received, in order."""
+        return [a for a in args if a.name not in self.omitted]
 
 
 @dataclass(eq=False)

@@ -53,7 +53,8 @@ def _instance(inst: ModelInstance, lines: list[str]) -> None:
             lines.append(f"  layer {name}: {child.op}({_attrs(child.attrs)}){_loc(child.span)}")
             for pname, p in {**child.params, **child.buffers}.items():
                 kind = "param" if p.trainable else "buffer"
-                lines.append(f"    {kind} {pname}{': ' if pname else ''}{p}")
+                spec = f"tied to {child.tied[pname]}" if pname in child.tied else p
+                lines.append(f"    {kind} {pname}{': ' if pname else ''}{spec}")
         else:
             lines.append(f"  layer {name}: {child.definition} (model, below)")
     for graph in inst.graphs:

@@ -10,8 +10,18 @@ from dualnet.ir.types import DType, TensorType
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 PARAMETER_INITS = ("zeros", "ones", "constant", "normal", "uniform", "trunc_normal")
-BUFFER_INITS = ("zeros", "ones", "constant")
+BUFFER_INITS = ("zeros", "ones", "constant")  # and "table": a Buffer(expr)'s computed values
 FREE_TENSORS = ("Parameter", "Buffer")
+# Layers whose `weight` may be another layer's (`tie=`), and the layers' tensors forward may
+# read by name (`transformer.wte.weight`): those every backend holds in PyTorch's layout or
+# reads back into it.
+TIEABLE = ("Linear", "Embedding")
+READABLE = {
+    "Linear": ("weight", "bias"),
+    "Embedding": ("weight",),
+    "LayerNorm": ("weight", "bias"),
+    "RMSNorm": ("weight",),
+}
 
 
 def _init(ctx: Ctx, dtype: DType) -> Init:
@@ -23,6 +33,8 @@ def _init(ctx: Ctx, dtype: DType) -> Init:
         return Init(scheme)
     if scheme == "constant":
         return Init("constant", (("value", cfg["value"]),))
+    if scheme == "table":  # Buffer(expr): the values computed at compile time, row-major
+        return Init("table", (("values", cfg["table"]),))
     if not dtype.is_float:
         ctx.fail(f'init="{scheme}" draws floats; a {dtype} tensor', "init", code="E-DTYPE")
     if scheme == "uniform":
@@ -65,7 +77,7 @@ def _free_infer(ctx: Ctx) -> list[TensorType]:
 
 
 def _free_ref(inputs, attrs, params):
-    return [params[""]]
+    return [params[attrs.get("tensor", "")]]  # a layer's tensor read by name: `tensor`
 
 
 _DRAWS = (

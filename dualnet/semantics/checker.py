@@ -20,7 +20,7 @@ from dualnet.ir.tagged import expr_of, outer_exprs, retag, tag_as, untagged
 from dualnet.ir.types import DType, TensorType, out_of_range
 from dualnet.ops import REGISTRY
 from dualnet.ops.binding import Arg, bind, describe
-from dualnet.ops.free import FREE_TENSORS
+from dualnet.ops.free import FREE_TENSORS, READABLE, TIEABLE
 from dualnet.ops.registry import OpDef, run_rule, suggest
 from dualnet.semantics.evaluator import Evaluator, is_number
 from dualnet.semantics.loader import ModuleInfo
@@ -64,6 +64,10 @@ class Frame:
     outer_dims: dict[tuple, dict[str, Any]] = field(default_factory=dict)
 
 
+def _readable_list() -> str:
+    return ", ".join(f"{op}.{'/'.join(names)}" for op, names in READABLE.items())
+
+
 class Checker:
     def __init__(self):
         self.diagnostics: list[Diagnostic] = []
@@ -74,6 +78,7 @@ class Checker:
         self._context: list[str] = []  # "in X, called with ..." notes, innermost last
         self.errors_met = 0  # recoverable errors met, repeats included
         self.sequential_graphs: dict[tuple, Graph] = {}
+        self.ties: list[tuple[LayerInstance, LayerSpec]] = []  # layers declared with `tie=`
 
     # -- diagnostics
     def record(self, exc: DualnetError) -> None:
@@ -252,14 +257,44 @@ class Checker:
             types.append(fresh_type(arg.type, self.dim_lookup(scope)))
         return self.trace(frame, types, [a.span for a in frame.forward.args], frame.forward.span)
 
+    def alias_ties(self) -> None:
+        """A tied layer forward never calls is another name of its owner's tensor
+        (T5EncoderModel's `shared`, the tensor of `encoder.embed_tokens`): made from the
+        owner's weight shape once every forward has run, as if called on one item."""
+        for layer, spec in self.ties:
+            if layer.built:
+                continue
+            tracer = self.scratch_tracer()
+            owner = Evaluator(self, spec.tie[1], None).eval(spec.tie[0])
+            if not isinstance(owner, LayerHandle) or not owner.target.built:
+                continue  # the owner is reported unused (or was wrong) on its own
+            cols = owner.target.params["weight"].shape[1]
+            inputs = (
+                {"ids": TensorType(DType.i64, (1,))}
+                if layer.op == "Embedding"
+                else {"x": TensorType(DType.f32, (1, cols))}
+            )
+            op = REGISTRY[layer.op]
+            _, ctx = run_rule(op, inputs, {}, dict(spec.spans), spec.span, dict(spec.config))
+            tracer.tie(layer, spec, ctx, spec.span)
+            layer.attrs, layer.params, layer.buffers = ctx.config, ctx.params, ctx.buffers
+            layer.built = True
+
+    def scratch_tracer(self) -> Tracer:
+        """A tracer of a graph of its own, outside every model (a computed Buffer's)."""
+        tracer = Tracer(self, None, Graph(None, []))
+        tracer.constants_only = True
+        return tracer
+
     def dim_lookup(self, scope: Scope):
-        """Names in dimensions: hyperparameters and constants give sizes; others are symbols."""
+        """Names in dimensions: hyperparameters and constants give sizes (tuples of sizes, for
+        `padding[0]`); others are symbols."""
 
         def lookup(name: str, span: Span):
             found, value = scope.find(name)
             if not found or isinstance(value, FunctionRef | ModelRef) or value is POISON:
                 return None
-            if isinstance(value, int | Dim) and not isinstance(value, bool):
+            if isinstance(value, int | Dim | tuple) and not isinstance(value, bool):
                 return value
             raise error("E-TYPE", f"`{name}` is {describe(value)}, not a size", span)
 
@@ -273,8 +308,9 @@ class Checker:
         scope_outer = Scope(frame.names, self.module_scope(frame.ref.module))
         dims: dict[str, Any] = {}
         lookup = self.dim_lookup(scope_outer)
+        _check_defaults(fwd)
         for arg, t, s in zip(fwd.args, types, spans, strict=True):
-            if arg.type is not None:
+            if arg.type is not None and t is not None:
                 self.bind_argument(frame, arg, t, s, dims, lookup)
         key = tuple(types)
         if key in frame.graphs:
@@ -313,6 +349,10 @@ class Checker:
         tracer = Tracer(self, frame, graph)
         local = Scope({}, Scope({**frame.names, **dims}, self.module_scope(frame.ref.module)))
         for arg, t in zip(fwd.args, types, strict=True):
+            if t is None:  # an optional argument left out: `none` in the body
+                graph.omitted.append(arg.name)
+                local.names[arg.name] = None
+                continue
             v = tracer.new_value(_inner_type(arg, t, {**frame.names, **dims}), arg.name, arg.span)
             graph.inputs.append(v)
             local.names[arg.name] = TensorValue(v)
@@ -394,6 +434,17 @@ class Checker:
                 "already a layer",
                 ["call the same layer twice to share its weights"],
             )
+        if (
+            isinstance(value, LayerSpec)
+            and value.tie is not None
+            and (value.span != member.value.span)
+        ):
+            raise error(
+                "E-MODEL",
+                "`tie=` is written on a layer declared on its own (`head = Linear(..., tie=wte)`)",
+                value.span,
+                notes=["not inside a Sequential or a conditional declaration"],
+            )
         if not isinstance(value, LayerSpec | ModelSpec | SequentialSpec | PartialSpec):
             raise error(
                 "E-TYPE",
@@ -424,6 +475,18 @@ class Checker:
         if isinstance(spec, LayerSpec | PartialSpec):
             attrs = dict(spec.config) if isinstance(spec, LayerSpec) else {}
             layer = LayerInstance(path, spec.op.name, attrs, spec.span)
+            if (
+                isinstance(spec, LayerSpec)
+                and spec.tie is not None
+                and (owner.definition == "Sequential")
+            ):
+                raise error(
+                    "E-MODEL",
+                    "`tie=` is written on a layer declared on its own, not a step of a Sequential",
+                    spec.span,
+                )
+            if isinstance(spec, LayerSpec) and spec.tie is not None:
+                self.ties.append((layer, spec))
             if spec.op.name in FREE_TENSORS:
                 self.make_free_tensor(owner, layer, spec)
             owner.children[name] = layer
@@ -451,6 +514,7 @@ class Tracer:
         self._names: dict[str, int] = {}
         self._ids = 0
         self.iteration: tuple[int, ...] = ()  # of the forward loops being traced
+        self.constants_only = False  # a computed Buffer's: no layers
 
     # -- values and nodes
     def new_value(self, t: TensorType, name: str, span: Span | None) -> Value:
@@ -488,10 +552,107 @@ class Tracer:
 
     def read_free_tensor(self, handle: LayerHandle, span: Span) -> TensorValue:
         """A Parameter or Buffer read by name in forward: a layer node without inputs."""
+        self.require_model(span)
         layer = handle.target
         return self.add_node(
             "layer", layer.op, [], (), {}, list(layer.output_types), span, self.relative(handle)
         )
+
+    def read_tensor(self, handle: LayerHandle, name: str, span: Span) -> TensorValue:
+        """`wte.weight`, a tensor of a built-in layer read in forward (after the layer's first
+        call, which fixes its shape): a layer node without inputs, `tensor` naming it."""
+        layer = handle.target
+        where = f"`{handle.name}.{name}`"
+        if not layer.built:
+            raise error(
+                "E-MODEL",
+                f"{where} is read before `{handle.name}` is called",
+                span,
+                "not made yet",
+                [f"a layer's tensors are made at its first call: call `{handle.name}` first"],
+            )
+        spec = layer.params.get(name) or layer.buffers.get(name)
+        if spec is None or name not in READABLE.get(layer.op, ()):
+            readable = READABLE.get(layer.op, ())
+            raise error(
+                "E-TYPE",
+                f"{describe(handle)} has no tensor `{name}` to read"
+                if spec is None
+                else f"{where} cannot be read in forward",
+                span,
+                notes=[
+                    f"its tensors read in forward: {', '.join(readable)}"
+                    if readable
+                    else f"tensors read in forward: {_readable_list()}"
+                ],
+            )
+        if name in layer.tied:
+            raise error(
+                "E-TYPE",
+                f"{where} is tied to `{layer.tied[name]}`: read that one",
+                span,
+            )
+        op = "Parameter" if name in layer.params else "Buffer"
+        return self.add_node(
+            "layer",
+            op,
+            [],
+            (),
+            {"tensor": name},
+            [TensorType(spec.dtype, spec.shape)],
+            span,
+            self.relative(handle),
+        )
+
+    def tie(self, target: LayerInstance, spec: LayerSpec, ctx, span: Span) -> None:
+        """Resolve `tie=` at the layer's first call: the owner is a built-in layer with a
+        `weight` of the same shape, called before; its tensor is the one both use."""
+        expr, scope = spec.tie
+        owner = Evaluator(self.checker, scope, None).eval(expr)
+        if owner is POISON:
+            return
+        if not (
+            isinstance(owner, LayerHandle)
+            and isinstance(owner.target, LayerInstance)
+            and owner.target.op in TIEABLE
+        ):
+            raise error(
+                "E-TYPE",
+                f"`tie=` takes a {' or '.join(TIEABLE)} layer, found {describe(owner)}",
+                expr.span,
+            )
+        if owner.target.tied:
+            raise error(
+                "E-MODEL",
+                f"`{owner.name}` is tied itself: tie to `{owner.target.tied['weight']}`",
+                expr.span,
+            )
+        if owner.target is target or not owner.target.built:
+            raise error(
+                "E-MODEL",
+                f"`tie=` needs `{owner.name}` called before `{target.path}`",
+                expr.span,
+                "not made yet",
+                ["the weight's shape is fixed by its owner's first call"],
+            )
+        if ctx.params.get("bias") is not None:
+            raise error(
+                "E-VALUE",
+                "a tied Linear has no bias here: write bias=false",
+                spec.span,
+                notes=["only `weight` is shared; give the bias to a layer of its own"],
+            )
+        mine, theirs = ctx.params["weight"].shape, owner.target.params["weight"].shape
+        if mine != theirs:
+            raise error(
+                "E-SHAPE",
+                f"`{target.path}.weight` is {list(mine)}, but the weight of "
+                f"`{owner.name}` it is tied to is {list(theirs)}",
+                span,
+                "shapes differ",
+                ["a tied weight has the same shape, in PyTorch's layout"],
+            )
+        target.tied = {"weight": owner.target.tensor_key("weight")}
 
     def relative(self, handle: LayerHandle) -> str:
         """The handle's path from this graph's instance (a Sequential child iterated by its
@@ -514,6 +675,17 @@ class Tracer:
         )
 
     # -- ops and layers
+    def require_model(self, span: Span) -> None:
+        """Layers and free tensors exist in a model's forward, not in a computed Buffer."""
+        if self.constants_only:
+            raise error(
+                "E-MODEL",
+                "a computed Buffer is made of built-in functions of constants",
+                span,
+                "a layer or free tensor",
+                ["layers, parameters and buffers are read in forward"],
+            )
+
     def op(self, name: str, args: list[Arg], keywords: dict[str, Arg], span: Span):
         """Apply a built-in function: bind, run its shape rule, add the node."""
         outputs, ctx, node_inputs, names = self.run_op(REGISTRY[name], args, keywords, span)
@@ -568,6 +740,7 @@ class Tracer:
     def call_layer(
         self, handle: LayerHandle, args: list[Arg], keywords: dict[str, Arg], span: Span
     ):
+        self.require_model(span)
         target = handle.target
         if isinstance(target, ModelInstance):
             if target.definition == "Sequential":
@@ -587,6 +760,8 @@ class Tracer:
             op, args, keywords, span, dict(spec.config), spec.spans
         )
         _check_parameter_dtype(target.path, op.name, ctx.params, node_inputs, names, span)
+        if not target.built and spec.tie is not None:
+            self.tie(target, spec, ctx, span)
         if not target.built:
             target.attrs = ctx.config
             target.params, target.buffers = ctx.params, ctx.buffers
@@ -690,7 +865,8 @@ class Tracer:
                     arg.keyword_span,
                 )
             given[key] = arg
-        missing = [p for p in params if p not in given]
+        optional = {a.name for a in frame.forward.args if a.default is not None}
+        missing = [p for p in params if p not in given and p not in optional]
         if missing:
             raise error(
                 "E-ARGS",
@@ -698,7 +874,8 @@ class Tracer:
                 span,
                 notes=[f"forward({', '.join(params)})"],
             )
-        ordered = [given[p] for p in params]
+        given = {p: a for p, a in given.items() if not (p in optional and a.value is None)}
+        ordered = [given[p] for p in params if p in given]  # optional ones left out: none
         for a in ordered:
             if not isinstance(a.value, TensorValue):
                 raise error(
@@ -706,7 +883,7 @@ class Tracer:
                     f"{frame.ref.name} expects tensors, found {describe(a.value)}",
                     a.span,
                 )
-        types = [a.value.value.type for a in ordered]
+        types = [given[p].value.value.type if p in given else None for p in params]
         where = f"{frame.ref.name} `{frame.instance.path}`"
         if len(self.checker._context) >= MAX_MODEL_NESTING:
             raise error(
@@ -715,9 +892,12 @@ class Tracer:
                 span,
                 "too deep",
             )
-        self.checker._context.append(f"in {where}, called with " + ", ".join(str(t) for t in types))
+        self.checker._context.append(
+            f"in {where}, called with " + ", ".join(str(t) for t in types if t is not None)
+        )
         try:
-            graph = self.checker.trace(frame, types, [a.span for a in ordered], span)
+            spans = [given[p].span if p in given else span for p in params]
+            graph = self.checker.trace(frame, types, spans, span)
         finally:
             self.checker._context.pop()
         if graph is None:
@@ -731,7 +911,7 @@ class Tracer:
             "call",
             frame.ref.name,
             [a.value.value for a in ordered],
-            tuple(params),
+            tuple(p for p in params if p in given),
             {},
             results,
             span,
@@ -886,7 +1066,34 @@ class Tracer:
                     "the result",
                 )
         self.graph.outputs.extend(v.value for v in values)
+        if isinstance(declared, ast.TupleTypeExpr) and declared.names:
+            self.graph.output_names = declared.names
         return values
+
+
+def _check_defaults(fwd: ast.Forward) -> None:
+    """A forward argument's default is `none` (it may be left out), and only optional
+    arguments follow an optional one (as in Python)."""
+    seen_optional = False
+    for arg in fwd.args:
+        if arg.default is None:
+            if seen_optional:
+                raise error(
+                    "E-ARGS",
+                    f"argument `{arg.name}` without a default follows an optional one",
+                    arg.span,
+                    "needs `= none`",
+                )
+            continue
+        seen_optional = True
+        if not (isinstance(arg.default, ast.Literal) and arg.default.value is None):
+            raise error(
+                "E-TYPE",
+                f"the default of forward argument `{arg.name}` can only be `none`",
+                arg.default.span,
+                "not none",
+                ["an optional input is left out by its caller: test it with `if x is none`"],
+            )
 
 
 def _outer_expr(value):

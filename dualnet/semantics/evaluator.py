@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from dualnet import budget
 from dualnet.diagnostics import Span, error
-from dualnet.ir.dims import Dim, DimTooLarge, floordiv
+from dualnet.ir.dims import Dim, DimTooLarge, extremum, floordiv, mod
 from dualnet.ir.graph import LayerInstance
 from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
 from dualnet.ops.elementwise import BINARY_SYMBOLS
-from dualnet.ops.free import FREE_TENSORS
+from dualnet.ops.free import FREE_TENSORS, TIEABLE
+from dualnet.semantics.constant import evaluate
 from dualnet.semantics.scope import Scope, namespace_member
+from dualnet.semantics.unify import undecided_extremum
 from dualnet.semantics.values import (
     POISON,
     Builtin,
@@ -54,12 +56,24 @@ def is_number(v: Any) -> bool:
 
 def _extreme_of_numbers(callee, args: list, keywords: dict) -> bool:
     """`max(a, b, ...)` / `min(...)` of numbers known at compile time (hyperparameters,
-    constants): Python's, not the reduction (whose first argument is a tensor)."""
+    constants) or of sizes: Python's, not the reduction (whose first argument is a tensor)."""
     return (
         callee.op.name in ("max", "min")
         and len(args) >= 2
         and not keywords
-        and all(is_number(a.value) for a in args)
+        and all(is_number(a.value) or isinstance(a.value, Dim) for a in args)
+    )
+
+
+def _computed_buffer(callee, tracer, prepend, e: ast.Call) -> bool:
+    """`Buffer(expr, ...)` in a model body, its first argument written positionally."""
+    return (
+        tracer is None
+        and prepend is None
+        and isinstance(callee, LayerType)
+        and callee.op.name == "Buffer"
+        and bool(e.args)
+        and not isinstance(e.args[0], ast.Generator)
     )
 
 
@@ -90,6 +104,8 @@ class Evaluator:
             and value.target.op in FREE_TENSORS
         ):
             return self.tracer.read_free_tensor(value, e.span)
+        if isinstance(value, FunctionRef):
+            return FunctionRef(value.op, e.span)
         return value
 
     def _Literal(self, e: ast.Literal):
@@ -111,7 +127,57 @@ class Evaluator:
             return POISON
         if isinstance(base, Namespace):
             return namespace_member(base, e.name, e.span, self.checker.eval_const)
+        if isinstance(base, LayerHandle):
+            return self.member(base, e.name, e.span)
         raise error("E-TYPE", f"{describe(base)} has no attribute `{e.name}`", e.span)
+
+    def member(self, handle: LayerHandle, name: str, span: Span):
+        """`transformer.wte` (a child model's layer) or `wte.weight` (a layer's tensor, read
+        in forward), as `module.child` and `module.weight` in PyTorch."""
+        target = handle.target
+        if isinstance(target, LayerInstance):
+            if target.op in FREE_TENSORS or self.tracer is None:
+                raise error(
+                    "E-TYPE",
+                    f"{describe(handle)} has no attribute `{name}`"
+                    if target.op in FREE_TENSORS
+                    else f"`{handle.name}.{name}`: a layer's tensors are read in forward",
+                    span,
+                )
+            return self.tracer.read_tensor(handle, name, span)
+        if target.definition == "Sequential":
+            raise error(
+                "E-TYPE",
+                f"{describe(handle)} has no attribute `{name}`",
+                span,
+                notes=[f"its steps are numbered: `{handle.name}[0]`"],
+            )
+        frame = handle.spec
+        if not frame.declared:
+            raise error(
+                "E-MODEL",
+                f"`{handle.name}.{name}` is read before `{handle.name}` is called",
+                span,
+                "not made yet",
+                [f"a model's layers are made at its first call: call `{handle.name}` first"],
+            )
+        value = frame.names.get(name)
+        if not isinstance(value, LayerHandle):
+            layers = [n for n, v in frame.names.items() if isinstance(v, LayerHandle)]
+            raise error(
+                "E-TYPE",
+                f"{describe(handle)} has no layer `{name}`",
+                span,
+                notes=[f"its layers: {', '.join(f'`{n}`' for n in layers) or 'none'}"],
+            )
+        child = LayerHandle(f"{handle.name}.{name}", value.target, value.spec, value.children)
+        if (
+            self.tracer is not None
+            and isinstance(child.target, LayerInstance)
+            and child.target.op in FREE_TENSORS
+        ):
+            return self.tracer.read_free_tensor(child, span)
+        return child
 
     def _Generator(self, e: ast.Generator):
         raise error("E-SYNTAX", "a generator is only allowed as the argument of Sequential", e.span)
@@ -164,11 +230,28 @@ class Evaluator:
         return left
 
     def binary(self, e: ast.Binary, left, right):
+        if e.op in ("is", "is not"):
+            return self.identity(e, left, right)
         if isinstance(left, TensorValue) or isinstance(right, TensorValue):
             return self.tensor_binary(e, left, right)
         if e.op in _COMPARE:
             return self.compare(e, left, right)
         return self.arith(e, left, right)
+
+    @staticmethod
+    def identity(e: ast.Binary, left, right) -> bool:
+        """`a is none` / `a is not none`, known at compile time: an optional forward
+        argument left out is `none`, a tensor never is."""
+        if left is not None and right is not None:
+            raise error(
+                "E-TYPE",
+                f"`{e.op}` compares with `none` only",
+                e.span,
+                "neither side is none",
+                ["write `x is none` to ask whether an optional argument was left out"],
+            )
+        same = left is None and right is None
+        return same if e.op == "is" else not same
 
     def tensor_binary(self, e: ast.Binary, left, right):
         name = BINARY_SYMBOLS.get(e.op)
@@ -217,13 +300,15 @@ class Evaluator:
                 raise error("E-TYPE", f"`{e.op}` needs numbers, found {describe(v)}", side.span)
         symbolic = isinstance(left, Dim) or isinstance(right, Dim)
         if symbolic and (
-            isinstance(left, float) or isinstance(right, float) or e.op not in "+-*//"
+            isinstance(left, float)
+            or isinstance(right, float)
+            or e.op not in ("+", "-", "*", "//", "%")
         ):
             raise error(
                 "E-TYPE",
                 f"`{e.op}` is not defined for symbolic dimensions",
                 e.span,
-                notes=["dimension arithmetic supports + - * //"],
+                notes=["dimension arithmetic supports + - * // %"],
             )
         try:
             if e.op == "**":
@@ -240,7 +325,7 @@ class Evaluator:
                     "-": operator.sub,
                     "*": operator.mul,
                     "/": operator.truediv,
-                    "%": operator.mod,
+                    "%": mod if symbolic else operator.mod,
                 }[e.op](left, right)
         except ZeroDivisionError:
             raise error("E-VALUE", "division by zero", e.right.span, "zero") from None
@@ -269,6 +354,53 @@ class Evaluator:
                 ["use where(cond, a, b) to choose between tensors element-wise"],
             )
         raise error("E-TYPE", f"{what} needs true or false, found {describe(v)}", span)
+
+    def computed_buffer(self, callee: LayerType, e: ast.Call, span: Span):
+        """`Buffer(expr)` in a model body: `expr` traced into a graph of its own and computed
+        with the ops' NumPy references; a shape (`Buffer([2, 3])`) is the plain Buffer."""
+        tracer = self.checker.scratch_tracer()
+        value = Evaluator(self.checker, self.scope, tracer).eval(e.args[0])
+        keywords = {k.name: Arg(self.eval(k.value), k.value.span, k.span) for k in e.keywords}
+        if not isinstance(value, TensorValue):
+            return self.apply(callee, [Arg(value, e.args[0].span)], keywords, span, e.func.span)
+        for name in ("init", "value", "dtype"):
+            if name in keywords:
+                raise error(
+                    "E-ARGS",
+                    f"a computed Buffer takes its dtype and values from its expression: "
+                    f"no `{name}=`",
+                    keywords[name].keyword_span,
+                    "not with an expression",
+                    ['cast it: Buffer(cast(expr, "i64"))'],
+                )
+        table = evaluate(tracer.graph, value.value, e.args[0].span)
+        t = value.value.type
+        config, spans = bind(
+            callee.op.name,
+            callee.op.construct,
+            [Arg(tuple(t.shape), e.args[0].span)],
+            {"dtype": Arg(t.dtype.value, e.args[0].span)},
+            span,
+            self.checker.tensor_type,
+        )
+        budget.spend("construction", 1, span)
+        config = {**config, "init": "table", "table": tuple(table.reshape(-1).tolist())}
+        return LayerSpec(callee.op, config, spans, span)
+
+    def extreme(self, func: str, values: list, span: Span):
+        """max/min of numbers (Python's) or of sizes: a symbolic one is decided for every
+        value of its symbols (the argument chosen is recorded for the backends) or E-CONST."""
+        if not any(isinstance(v, Dim) for v in values):
+            pick = max if func == "max" else min
+            return untagged(pick(values))  # tags: the loser's may differ
+        if any(isinstance(v, float) for v in values):
+            raise error("E-TYPE", f"`{func}` of a symbolic size and a float", span)
+        result = extremum(func, values)
+        if result is None:
+            raise undecided_extremum(func, values, span)
+        if self.tracer is not None:  # which argument: backends write it, not a call
+            self.tracer.graph.branches[(span, self.tracer.iteration)] = values.index(result)
+        return result
 
     # -- calls
     def _Pipe(self, e: ast.Pipe):
@@ -302,15 +434,49 @@ class Evaluator:
                 )
             return self.sequential_generator(e.args[0], e.span)
         args = [] if prepend is None else [prepend]
+        if _computed_buffer(callee, self.tracer, prepend, e):
+            return self.computed_buffer(callee, e, span)
         args += [Arg(self.eval(a), a.span) for a in e.args]
         keywords: dict[str, Arg] = {}
+        tie = None
         for kw in e.keywords:
+            if kw.name == "tie" and isinstance(callee, LayerType) and self.tracer is None:
+                tie = self.tie(callee, kw)  # resolved at the layer's first call
+                continue
             if kw.name in keywords:
                 raise error("E-ARGS", f"argument `{kw.name}` given twice", kw.span)
             keywords[kw.name] = Arg(self.eval(kw.value), kw.value.span, kw.span)
         if any(a.value is POISON for a in [*args, *keywords.values()]):
             return POISON
-        return self.apply(callee, args, keywords, span, e.func.span)
+        value = self.apply(callee, args, keywords, span, e.func.span)
+        if tie is not None and isinstance(value, LayerSpec):
+            value.tie = tie
+        return value
+
+    def tie(self, callee: LayerType, kw: ast.Keyword) -> tuple:
+        """`tie=transformer.wte`: the layer whose `weight` this one uses, as (expression,
+        scope), evaluated at this layer's first call (a child model's layers are made at
+        its first call). It must start at a layer declared above this one."""
+        if callee.op.name not in TIEABLE:
+            raise error(
+                "E-ARGS",
+                f"{callee.op.name} takes no `tie`",
+                kw.span,
+                notes=[f"`tie=` is an argument of {' and '.join(TIEABLE)}"],
+            )
+        root = kw.value
+        while isinstance(root, ast.Attribute | ast.Index):
+            root = root.value
+        if not (
+            isinstance(root, ast.Name) and isinstance(self.scope.find(root.id)[1], LayerHandle)
+        ):
+            raise error(
+                "E-TYPE",
+                "`tie=` names a layer declared above this one (`transformer.wte`)",
+                kw.value.span,
+                "not a layer declared above",
+            )
+        return kw.value, self.scope
 
     def apply(
         self, callee, args: list[Arg], keywords: dict[str, Arg], span: Span, callee_span: Span
@@ -319,8 +485,7 @@ class Evaluator:
             return POISON
         budget.spend("call", 1, span)
         if isinstance(callee, FunctionRef) and _extreme_of_numbers(callee, args, keywords):
-            pick = max if callee.op.name == "max" else min
-            return untagged(pick(a.value for a in args))  # tags: the loser's may differ
+            return self.extreme(callee.op.name, [a.value for a in args], span)
         if isinstance(callee, FunctionRef):
             if self.tracer is None:
                 return PartialSpec(callee.op, args, keywords, span)
@@ -375,7 +540,7 @@ class Evaluator:
             self.check_child(child, span)
         return SequentialSpec(
             [
-                c if not isinstance(c, FunctionRef) else PartialSpec(c.op, [], {}, span)
+                c if not isinstance(c, FunctionRef) else PartialSpec(c.op, [], {}, c.span or span)
                 for c in children
             ],
             span,

@@ -10,7 +10,9 @@ from dualnet.ir.dims import (
     Dim,
     DimTooLarge,
     equal_everywhere,
+    extremum,
     floordiv,
+    mod,
     substitute,
     sym,
     symbols_of,
@@ -39,7 +41,19 @@ def dim_pattern(
         return None
     if isinstance(expr, ast.DimName):
         known = lookup(expr.name, expr.span)
+        if isinstance(known, tuple):
+            raise error(
+                "E-TYPE",
+                f"`{expr.name}` is a tuple, not a size",
+                expr.span,
+                "a tuple",
+                [f"index it: {expr.name}[0]"],
+            )
         return sym(var_prefix + expr.name) if known is None else known
+    if isinstance(expr, ast.DimIndex):
+        return _element(expr, lookup(expr.name, expr.span))
+    if isinstance(expr, ast.DimCall):
+        return _extremum(expr, [dim_pattern(a, lookup, var_prefix) for a in expr.args])
     left = dim_pattern(expr.left, lookup, var_prefix)
     right = dim_pattern(expr.right, lookup, var_prefix)
     if left is None or right is None:
@@ -50,6 +64,7 @@ def dim_pattern(
             "-": lambda: left - right,
             "*": lambda: left * right,
             "//": lambda: floordiv(left, right),
+            "%": lambda: mod(left, right),
         }[expr.op]()
     except ZeroDivisionError:
         raise error("E-VALUE", "division by zero in a dimension", expr.span) from None
@@ -58,6 +73,58 @@ def dim_pattern(
     if isinstance(result, int) and abs(result) >= SIZE_LIMIT:
         raise error("E-LIMIT", "dimension exceeds 2**62", expr.span, "too large")
     return result
+
+
+def _element(expr: ast.DimIndex, value) -> int | Dim:
+    """`name[i]` of a tuple hyperparameter or constant whose items are sizes."""
+    if not isinstance(value, tuple | list):
+        shown = "not defined" if value is None else "not a tuple"
+        raise error("E-TYPE", f"`{expr.name}` is {shown}", expr.span, f"cannot index `{expr.name}`")
+    if not 0 <= expr.index < len(value):
+        raise error(
+            "E-VALUE",
+            f"index {expr.index} is out of range for `{expr.name}` of {len(value)} items",
+            expr.span,
+            "out of range",
+        )
+    item = value[expr.index]
+    if isinstance(item, bool) or not isinstance(item, int | Dim):
+        raise error("E-TYPE", f"`{expr.name}[{expr.index}]` is not a size", expr.span)
+    return item
+
+
+def _extremum(expr: ast.DimCall, args: list[Pattern]) -> int | Dim:
+    """`max(...)`/`min(...)` of sizes, decided for every value of their symbols."""
+    if expr.func not in ("max", "min"):
+        raise error(
+            "E-TYPE",
+            f"`{expr.func}(...)` is not a dimension",
+            expr.span,
+            "not max or min",
+            ["dimension expressions use + - * // %, max(...), min(...) and tuple[i]"],
+        )
+    if any(a is None for a in args):
+        raise error("E-TYPE", "`_` cannot be part of a dimension expression", expr.span)
+    result = extremum(expr.func, args)
+    if result is None:
+        raise undecided_extremum(expr.func, args, expr.span)
+    return result
+
+
+def undecided_extremum(func: str, args: list, span: Span):
+    """E-CONST for `max(H, 7)`: which size is larger depends on the symbols' values."""
+    shown = ", ".join(_unmark(a) for a in args)
+    return error(
+        "E-CONST",
+        f"cannot decide `{func}({shown})` at compile time",
+        span,
+        "depends on symbolic dimensions",
+        [
+            "max/min of sizes must hold for every size (≥ 1) of their symbols, "
+            "as `max(H, 1)` or `max(2 * H + 6, 7)` do",
+            "give the dimension a concrete size in the forward signature",
+        ],
+    )
 
 
 def tensor_pattern(texpr: ast.TypeExpr, lookup, var_prefix: str = "") -> tuple[str, list[Pattern]]:
@@ -191,7 +258,7 @@ def _show_pattern(texpr: ast.TensorTypeExpr) -> str:
     return f"{texpr.dtype}[{', '.join(_show_dim(d) for d in texpr.dims)}]"
 
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2}
 
 
 def _show_dim(d: ast.DimExpr, parent: int = 0, right: bool = False) -> str:
@@ -202,6 +269,10 @@ def _show_dim(d: ast.DimExpr, parent: int = 0, right: bool = False) -> str:
         return d.name
     if isinstance(d, ast.DimAny):
         return "_"
+    if isinstance(d, ast.DimIndex):
+        return f"{d.name}[{d.index}]"
+    if isinstance(d, ast.DimCall):
+        return f"{d.func}({', '.join(_show_dim(a) for a in d.args)})"
     prec = _PRECEDENCE[d.op]
     text = f"{_show_dim(d.left, prec)} {d.op} {_show_dim(d.right, prec, True)}"
     return f"({text})" if prec < parent or (right and prec == parent) else text

@@ -29,12 +29,30 @@ class DimAny:
 @dataclass(frozen=True, slots=True)
 class DimBinary:
     span: Span
-    op: str  # + - * //
+    op: str  # + - * // %
     left: DimExpr
     right: DimExpr
 
 
-DimExpr = DimInt | DimName | DimAny | DimBinary
+@dataclass(frozen=True, slots=True)
+class DimIndex:
+    """An element of a tuple hyperparameter: `padding[0]`."""
+
+    span: Span
+    name: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DimCall:
+    """`max(a, b, ...)` or `min(...)` of sizes."""
+
+    span: Span
+    func: str
+    args: tuple[DimExpr, ...]
+
+
+DimExpr = DimInt | DimName | DimAny | DimBinary | DimIndex | DimCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,7 @@ class TensorTypeExpr:
 class TupleTypeExpr:
     span: Span
     items: tuple[TypeExpr, ...]
+    names: tuple[str, ...] = ()  # a forward's named outputs: one name per item, or none
 
 
 TypeExpr = NamedType | TensorTypeExpr | TupleTypeExpr
@@ -89,7 +108,8 @@ class ListExpr:
 
 @dataclass(frozen=True, slots=True)
 class Binary:
-    """Arithmetic (`+ - * / // % @ **`) and comparisons (`< <= > >= == !=`)."""
+    """Arithmetic (`+ - * / // % @ **`), comparisons (`< <= > >= == !=`) and `is`,
+    `is not` (of `none`)."""
 
     span: Span
     op: str
@@ -265,6 +285,7 @@ class Arg:
     span: Span
     name: str
     type: TypeExpr | None
+    default: Expr | None = None  # only `none`: the argument may be left out
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ is charged to the front end's work budget (`dualnet.budget`)."""
 from __future__ import annotations
 
 import functools
+import keyword
 import sys
 from collections.abc import Iterator
 from importlib import resources
@@ -252,6 +253,30 @@ _MEANINGFUL = {
 _SLICE_TOKENS = _MEANINGFUL | {"COLON"}
 
 
+class _NamedItem:
+    """`name: type` inside a tuple type, before the tuple takes it apart."""
+
+    def __init__(self, span: Span, name: str, type_):
+        self.span, self.name, self.type = span, name, type_
+
+
+def _unnamed(texpr) -> None:
+    """Names belong to a forward's outputs only (`-> (logits: ..., ...)`)."""
+    stack = [texpr]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, ast.TupleTypeExpr):
+            if t.names:
+                raise error(
+                    "E-SYNTAX",
+                    "only a forward's outputs are named",
+                    t.span,
+                    "named items",
+                    ["-> (logits: f32[B, C], features: f32[B, D])"],
+                )
+            stack.extend(t.items)
+
+
 class _Converter:
     """Bottom-up conversion with an explicit stack: no Python recursion on deep input."""
 
@@ -372,6 +397,7 @@ class _Converter:
 
     def hyper(self, span, kids):
         name, type_, default = (*kids, None)[:3]
+        _unnamed(type_)
         return ast.Hyper(span, str(name), type_, default)
 
     def layer_decl(self, span, kids):
@@ -382,11 +408,14 @@ class _Converter:
         *head, body = kids
         args = tuple(a for a in head if isinstance(a, ast.Arg))
         returns = next((t for t in head if not isinstance(t, ast.Arg)), None)
+        for item in returns.items if isinstance(returns, ast.TupleTypeExpr) else ():
+            _unnamed(item)
         return ast.Forward(span, args, returns, body)
 
     def arg(self, span, kids):
-        name, type_ = (*kids, None)[:2]
-        return ast.Arg(span, str(name), type_)
+        name, type_, default = (*kids, None, None)[:3]
+        _unnamed(type_)
+        return ast.Arg(span, str(name), type_, default)
 
     # -- statements
     def block(self, span, kids):
@@ -401,6 +430,7 @@ class _Converter:
 
     def annotated(self, span, kids):
         name, type_, value = kids
+        _unnamed(type_)
         return ast.Annotated(span, ast.Name(_token_span(self.file, name), str(name)), type_, value)
 
     def return_stmt(self, span, kids):
@@ -424,8 +454,37 @@ class _Converter:
         dtype, *dims = kids
         return ast.TensorTypeExpr(span, str(dtype), tuple(d for d in dims if d is not None))
 
+    def named_item(self, span, kids):
+        return _NamedItem(span, str(kids[0]), kids[1])
+
     def tuple_type(self, span, kids):
-        return ast.TupleTypeExpr(span, tuple(kids))
+        named = [k for k in kids if isinstance(k, _NamedItem)]
+        if len(kids) == 1 and not named:
+            raise error(
+                "E-SYNTAX", "a tuple type has two or more items", span, "one item", ["(int, int)"]
+            )
+        if named and len(named) != len(kids):
+            raise error(
+                "E-SYNTAX",
+                "name every output or none",
+                span,
+                "some outputs unnamed",
+                ["-> (logits: f32[B, C], features: f32[B, D])"],
+            )
+        names = tuple(k.name for k in named)
+        for i, k in enumerate(named):
+            if k.name in names[:i]:
+                raise error("E-SYNTAX", f"output `{k.name}` is named twice", k.span, "repeated")
+            if k.name.startswith("_") or keyword.iskeyword(k.name):
+                raise error(
+                    "E-SYNTAX",
+                    f"output name `{k.name}` is a Python keyword or starts with `_`",
+                    k.span,
+                    "not a field name",
+                    ["output names are PyTorch NamedTuple fields: plain identifiers"],
+                )
+        items = tuple(k.type for k in named) if named else tuple(kids)
+        return ast.TupleTypeExpr(span, items, names)
 
     def dim_int(self, span, kids):
         return ast.DimInt(span, self._int(kids[0]))
@@ -435,6 +494,14 @@ class _Converter:
 
     def dim_any(self, span, kids):
         return ast.DimAny(span)
+
+    def dim_index(self, span, kids):
+        name, index = kids
+        return ast.DimIndex(span, str(name), self._int(index))
+
+    def dim_call(self, span, kids):
+        func, *args = kids
+        return ast.DimCall(span, str(func), tuple(args))
 
     def dim_binary(self, span, kids):
         left, op, right = kids
@@ -487,6 +554,12 @@ class _Converter:
     def binary(self, span, kids):
         left, op, right = kids
         return ast.Binary(span, str(op), left, right)
+
+    def is_op(self, span, kids):
+        return ast.Binary(span, "is", kids[0], kids[1])
+
+    def is_not_op(self, span, kids):
+        return ast.Binary(span, "is not", kids[0], kids[1])
 
     def pow_op(self, span, kids):
         return ast.Binary(span, "**", kids[0], kids[1])

@@ -257,11 +257,7 @@ def _run_all(program, model, backends, weights, seed, dims, probe_for):
 
 
 def _output_rows(summary, backends: list[str], results: dict) -> list[Difference]:
-    names = (
-        ["output"]
-        if len(summary.graph.outputs) == 1
-        else [f"output_{i}" for i in range(len(summary.graph.outputs))]
-    )
+    names = summary.graph.output_labels()
     return [
         _difference(name, (a, b), x, y)
         for a, b in itertools.combinations(backends, 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dualnet.ir.dims import Dim
-from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, by_parameter, state_key
+from dualnet.ir.graph import Graph, LayerInstance, ModelInstance, by_parameter
 from dualnet.ops import REGISTRY
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.shape import substitute_attrs
@@ -39,7 +39,7 @@ def _run(instance: ModelInstance, graph: Graph, inputs: list, weights: dict) -> 
                 attrs = {**layer.attrs, **attrs}
                 if isinstance(layer, LayerInstance):
                     params = {
-                        name: np.asarray(weights[state_key(layer.path, name)])
+                        name: np.asarray(weights[layer.tensor_key(name)])
                         for name in [*layer.params, *layer.buffers]
                     }
             out = [np.asarray(x) for x in op.reference(named, attrs, params)]

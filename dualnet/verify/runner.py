@@ -188,10 +188,9 @@ def backend_bug(exc: DualnetError, backend_name: str, file: str, what: str) -> D
     )
 
 
-def write_outputs(outputs: list[np.ndarray], path: str | Path, protect=()) -> None:
-    """`output` (or `output_0`, `output_1`, ...) arrays in an .npz file, written atomically,
-    never over a file of `protect` (the run's inputs)."""
-    names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+def write_outputs(outputs: list[np.ndarray], path: str | Path, protect, names: list[str]) -> None:
+    """The arrays in an .npz file by `names` (the graph's `output_labels`), written
+    atomically, never over a file of `protect` (the run's inputs)."""
     buffer = io.BytesIO()
     np.savez(buffer, **dict(zip(names, outputs, strict=True)))
     atomic_write(path, buffer.getvalue(), protect)

@@ -60,6 +60,8 @@ _PRECEDENCE = {
     ">=": 4,
     "==": 4,
     "!=": 4,
+    "is": 4,
+    "is not": 4,
     "+": 5,
     "-": 5,
     "*": 6,
@@ -207,6 +209,10 @@ class Emitter:
                 plan.name = ns.name(id(plan), f"{plan.decl.name.id}{count[id(plan.decl)]}")
         self.class_of = {id(inst): plan for plan in self.plans for inst in plan.instances}
 
+    def extra_globals(self) -> set[str]:
+        """Module-level names a backend adds besides the classes (none by default)."""
+        return set()
+
     def start_round(self) -> None:
         """Called before every class is written again (a backend resets what it collects)."""
 
@@ -325,7 +331,7 @@ class ClassWriter:
         """The three namespaces of the class: constructor (its parameters are the
         hyperparameters and sizes, in that order), attributes (layers first) and forward
         (its arguments first)."""
-        module = self.em.module_names | {p.name for p in self.em.plans}
+        module = self.em.module_names | {p.name for p in self.em.plans} | self.em.extra_globals()
         self.init_ns = Namespace(module | self.em.init_reserved)
         self.plan.params = {h: self.init_ns.name(("hyper", h), h) for h in self.hypers}
         self.plan.params.update({d: self.init_ns.name(("dim", d), d) for d in self.sig_dims})
@@ -362,7 +368,8 @@ class ClassWriter:
     def _signature_dims(self) -> dict[str, tuple[str, int]]:
         """Dimension name → (argument, axis) of its first occurrence in the signature."""
         out: dict[str, tuple[str, int]] = {}
-        for arg in self.forward.args:
+        required = [a for a in self.forward.args if a.default is None]  # read first: always given
+        for arg in required + [a for a in self.forward.args if a.default is not None]:
             if isinstance(arg.type, ast.TensorTypeExpr):
                 for axis, d in enumerate(arg.type.dims):
                     if (
@@ -474,7 +481,9 @@ class ClassWriter:
         an input axis of exactly that size, or, in the entry model, whose names are the
         sizes' own, written over its inputs' axes."""
         if self.graph is not None:
-            for arg, value in zip(self.forward.args, self.graph.inputs, strict=True):
+            for arg, value in zip(
+                self.graph.present(self.forward.args), self.graph.inputs, strict=True
+            ):
                 for axis, size in enumerate(value.type.shape):
                     if isinstance(size, Dim) and size == d:
                         return self.dim_source(arg.name, axis)
@@ -488,7 +497,9 @@ class ClassWriter:
         """A symbol of the entry model's sizes: its signature dimension, or an input axis."""
         if name in self.sig_dims:
             return self.forward_name(name)
-        for arg, value in zip(self.forward.args, self.graph.inputs, strict=True):
+        for arg, value in zip(
+            self.graph.present(self.forward.args), self.graph.inputs, strict=True
+        ):
             for axis, size in enumerate(value.type.shape):
                 if isinstance(size, Dim) and size.symbol == name:
                     return self.dim_source(arg.name, axis)
@@ -734,8 +745,18 @@ class ClassWriter:
             and e.func.id in ("range", "max", "min")  # max/min: of numbers (the checker's)
             and not e.keywords
         ):
+            chosen = self.chosen_argument(e)
+            if chosen is not None:  # max/min of symbolic sizes: the argument it always is
+                return self._const(e.args[chosen], env, name_of, variables)
             return f"{e.func.id}({', '.join(sub(a, 0) for a in e.args)})", _ATOM
         raise Unsupported("this expression cannot be written as a Python value", e.span)
+
+    def chosen_argument(self, e: ast.Call) -> int | None:
+        """Which argument a `max`/`min` of symbolic sizes is for this unit (the checker
+        decided it for every size), None for one of numbers."""
+        graph = self.unit.graph if self.unit is not None else None
+        chosen = graph.branches.get((e.span, self.iteration)) if graph is not None else None
+        return None if isinstance(chosen, bool) else chosen
 
     # -- __init__
     def init_body(self) -> list[str]:
@@ -754,7 +775,17 @@ class ClassWriter:
                 continue
             code = self.layer_expr(member.value, [b for b in built if b is not None], {})
             lines.append(f"{self.assign_layer(name, code)}  # {where}")
+            lines += self.tie_lines(name, member)
         return lines
+
+    @staticmethod
+    def tie_of(member: ast.LayerDecl) -> ast.Expr | None:
+        """The `tie=` argument of a layer declaration (the checker allows it only there)."""
+        if isinstance(member.value, ast.Call):
+            for k in member.value.keywords:
+                if k.name == "tie":
+                    return k.value
+        return None
 
     def assign_layer(self, name: str, code: str) -> str:
         """The statement that makes `code` the layer `name` of the module."""
@@ -852,6 +883,8 @@ class ClassWriter:
     def branch(self, e: ast.Expr, built: list, env: dict[str, str]) -> str:
         if built:
             return self.layer_expr(e, built, env)
+        if isinstance(e, ast.Literal) and e.value is None:  # `X if c else none`: no layer
+            return "None"
         return self.unchecked(e.span)
 
     def model_expr(
@@ -949,9 +982,15 @@ class ClassWriter:
                 return self.forward_body()
         graph = self.graph
         body: list[str] = []
-        for i, arg in enumerate(self.forward.args):
-            types = [u.graph.inputs[i].type for u in self.units if u.graph is not None]
-            body.append(f"# {self.local(arg.name)}: {self.type_comment(types)}")
+        for arg in self.forward.args:
+            types = [
+                t
+                for u in self.units
+                if u.graph is not None
+                for t in _input_types(u.graph, self.forward.args, arg)
+            ]
+            shown = self.type_comment(types) if types else "none"
+            body.append(f"# {self.local(arg.name)}: {shown}")
         self.bound = {a.name for a in self.forward.args}
         self.before_statements()
         statements = []
@@ -1215,6 +1254,8 @@ class ClassWriter:
             return self.variable(e.id)
         if isinstance(e, ast.Literal):
             return fmt_literal(e.value)
+        if isinstance(e, ast.Attribute) and self.is_layer_chain(e.value, env):
+            return self.member(e, env)
         if isinstance(e, ast.Pipe):
             return self.call(
                 e.func, e.func.span, env, prepend=self.expr(e.value, env), prepend_tree=e.value
@@ -1235,7 +1276,7 @@ class ClassWriter:
                 names = [p.name for p in REGISTRY[node.op].signature.params if p.is_tensor]
                 codes = {n: self.expr(a, env) for n, a in zip(names, operands, strict=False)}
                 return self.op_expr(node, operands, codes)
-            if isinstance(e, ast.Index) and self.is_layer_expr(e.value, env):
+            if isinstance(e, ast.Index) and self.is_layer_chain(e.value, env):
                 items = ", ".join(self.const_forward(i, env) for i in e.items)
                 return self.indexed_layer(self.expr(e.value, env), items)
             return self.const_forward(e, env)
@@ -1250,6 +1291,40 @@ class ClassWriter:
             items = ", ".join(self.expr(x, env) for x in e.items)
             return f"[{items}]" if isinstance(e, ast.ListExpr) else f"({items})"
         raise Unsupported("expression not supported by this backend", e.span)
+
+    def is_layer_chain(self, e: ast.Expr, env: dict[str, str]) -> bool:
+        """Whether `e` names a layer through its parents (`transformer.wte`, `blocks[0]`)."""
+        while isinstance(e, ast.Attribute | ast.Index):
+            e = e.value
+        return self.is_layer_expr(e, env)
+
+    def member(self, e: ast.Attribute, env: dict[str, str]) -> str:
+        """`transformer.wte` (a child model's layer), `transformer.scale` (its Parameter, read)
+        or `wte.weight` (a built-in layer's tensor, read): the node the trace made says which."""
+        node = self.node_at(e.span, ("layer",))
+        parent = self.expr(e.value, env)
+        if node is None:
+            return self.child_ref(parent, e.name)
+        layer = self.unit.instance.child(node.target)
+        if "tensor" in node.attrs:
+            return self.tensor_read(parent, layer.op, node.attrs["tensor"])
+        return self.free_read(self.child_ref(parent, e.name), layer)
+
+    def child_ref(self, parent: str, name: str) -> str:
+        """Layer `name` of the module `parent` (source text)."""
+        raise NotImplementedError
+
+    def tensor_read(self, layer: str, op: str, tensor: str) -> str:
+        """Tensor `tensor` of the built-in layer `layer` (source text) in PyTorch's layout."""
+        raise NotImplementedError
+
+    def free_read(self, ref: str, layer: LayerInstance) -> str:
+        """The tensor of a Parameter or Buffer held as `ref`."""
+        return ref
+
+    def tie_lines(self, name: str, member: ast.LayerDecl) -> list[str]:
+        """Statements after layer `name`'s construction that tie its weight (`tie=`)."""
+        return []
 
     def is_layer_expr(self, e: ast.Expr, env: dict[str, str]) -> bool:
         """Whether `e` names a layer (a Sequential, for `seq[i]`)."""
@@ -1362,6 +1437,12 @@ class ClassWriter:
 
     def conditional(self, then: str, cond: str, orelse: str) -> str:
         return f"{conditional_part(then)} if {cond} else {orelse}"
+
+
+def _input_types(graph: Graph, args, arg: ast.Arg) -> list[TensorType]:
+    """The type of forward argument `arg` in `graph` (none where its caller left it out)."""
+    present = graph.present(args)
+    return [v.type for a, v in zip(present, graph.inputs, strict=True) if a is arg]
 
 
 def _opens_block(line: str) -> bool:

@@ -68,6 +68,8 @@ def _check_definition(node: ast.FunctionDef | ast.ClassDef, registrations, span)
         for i, stmt in enumerate(node.body):
             if i == 0 and _is_docstring(stmt):
                 continue
+            if _is_field(stmt, node):
+                continue
             if not isinstance(stmt, ast.FunctionDef):
                 raise _internal("generated class body runs a statement", span)
             _check_definition(stmt, registrations, span)
@@ -112,6 +114,17 @@ def _dotted(expr: ast.expr) -> str | None:
         base = _dotted(expr.value)
         return None if base is None else f"{base}.{expr.attr}"
     return None
+
+
+def _is_field(stmt: ast.stmt, cls: ast.ClassDef) -> bool:
+    """A field of a NamedTuple class (`logits: torch.Tensor`): an annotation, no value."""
+    return (
+        isinstance(stmt, ast.AnnAssign)
+        and stmt.value is None
+        and isinstance(stmt.target, ast.Name)
+        and [_dotted(b) for b in cls.bases] == ["NamedTuple"]
+        and _plain(stmt.annotation)
+    )
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

@@ -56,6 +56,8 @@ class KerasBackend(SourceBackend):
                 out = built(*inputs, training=False)
         if probe.state is not None:
             probe.state.update(state.torch_named(built, lambda variable: variable.numpy()))
+        if isinstance(out, dict):  # named outputs, in the signature's order
+            out = [out[name] for name in summary.graph.output_names]
         out = out if isinstance(out, tuple | list) else (out,)
         return [
             keras.ops.convert_to_numpy(o) for o in out

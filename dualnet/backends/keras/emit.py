@@ -55,6 +55,15 @@ from dualnet.syntax import ast
 from dualnet.version import __version__
 
 LAYOUTS = ("channels_first", "channels_last")
+# A layer's tensor read in forward (`wte.weight`), from its Keras variable, in PyTorch's layout.
+_READS = {
+    ("Linear", "weight"): "ops.transpose({}.kernel)",
+    ("Linear", "bias"): "{}.bias",
+    ("Embedding", "weight"): "{}.embeddings",
+    ("LayerNorm", "weight"): "{}.gamma",
+    ("LayerNorm", "bias"): "{}.beta",
+    ("RMSNorm", "weight"): "{}.scale",
+}
 
 
 class Code(str):
@@ -205,13 +214,34 @@ class KerasClassWriter(ClassWriter):
         super().__init__(emitter, plan, unit)
         self.em: KerasEmitter = emitter
         self.is_entry = self.inst is emitter.entry
-        ran = next((u for u in self.units if u.graph is not None), None)
-        graph = ran.graph if ran is not None else None
-        self.in_layouts = (
-            tuple(self.input_layout(graph, v) for v in graph.inputs) if graph is not None else ()
-        )
+        self.in_layouts = self.argument_layouts([u.graph for u in self.units if u.graph])
         self.vars: dict[str, tuple[str, int]] = {}  # variable → (layout, rank)
         self.out_layouts: list[str] | None = None
+
+    def argument_layouts(self, graphs: list) -> tuple:
+        """One layout per forward argument, from the first trace that received it (an
+        optional argument no trace received: channels-first); () where none ran."""
+        if not graphs:
+            return ()
+        out = []
+        for arg in self.forward.args:
+            found = [
+                (g, v)
+                for g in graphs
+                for a, v in zip(g.present(self.forward.args), g.inputs, strict=True)
+                if a is arg
+            ]
+            out.append(self.input_layout(*found[0]) if found else CF)
+        return tuple(out)
+
+    def present_layouts(self) -> list[str]:
+        """The layouts of the arguments this unit's trace received."""
+        omitted = self.graph.omitted
+        return [
+            w
+            for a, w in zip(self.forward.args, self.in_layouts, strict=True)
+            if a.name not in omitted
+        ]
 
     def input_layout(self, graph, value) -> str:
         """The entry model's interface layout, else what the body prefers."""
@@ -262,7 +292,7 @@ class KerasClassWriter(ClassWriter):
         if not self.is_entry:
             return lines
         specs = []
-        for value, layout in zip(self.graph.inputs, self.in_layouts, strict=True):
+        for value, layout in zip(self.graph.inputs, self.present_layouts(), strict=True):
             t = _permuted(value.type) if layout == CL else value.type
             shape = tuple(None if isinstance(d, Dim) else d for d in t.shape)
             specs.append(
@@ -351,9 +381,12 @@ class KerasClassWriter(ClassWriter):
         return lowering_row(op, "keras", layer=True).construct(attrs, self.fmt_init)
 
     def forward_header(self, graph) -> str:
-        args = [self.local(a.name) for a in self.forward.args]
+        args = [
+            self.local(a.name) + ("=None" if a.default is not None else "")
+            for a in self.forward.args
+        ]
         if self.packs_inputs():
-            args = [args[0], *(f"{a}=None" for a in args[1:])]
+            args = [args[0], *(a if a.endswith("=None") else f"{a}=None" for a in args[1:])]
         return f"def call({', '.join(['self', *args, f'{lowering.TRAINING}=None'])}):"
 
     def packs_inputs(self) -> bool:
@@ -373,10 +406,38 @@ class KerasClassWriter(ClassWriter):
             *lines[1:],
         ]
 
+    def child_ref(self, parent: str, name: str) -> str:
+        attr = keras_attr(name)
+        return f"getattr({parent}, {fmt_literal(attr)})" if mangled(attr) else f"{parent}.{attr}"
+
+    def tensor_read(self, layer: str, op: str, tensor: str) -> str:
+        return _READS[(op, tensor)].format(layer)
+
+    def free_read(self, ref: str, layer: LayerInstance) -> str:
+        return lowering_row(layer.op, "keras", layer=True).call(ref, None)
+
+    def member(self, e: ast.Attribute, env: dict[str, str]) -> str:
+        src = super().member(e, env)
+        node = self.node_at(e.span, ("layer",))
+        return src if node is None else code(src, CF, len(node.outputs[0].type.shape))
+
+    def tied_layer(self, e: ast.Expr, layer: LayerInstance) -> str:
+        """`_Tied(lambda: self.transformer.wte.embeddings, "Linear", "transformer.wte.weight")`:
+        a layer using its owner's variable (`tie=`), read in PyTorch's layout."""
+        owner = layer.tied["weight"].removesuffix(".weight")
+        base = self.unit.instance.path
+        rel = owner[len(base) + 1 :] if base else owner
+        tie = next(k.value for k in e.keywords if k.name == "tie")
+        read = self.tensor_read(self.expr(tie, {}), self.unit.instance.child(rel).op, "weight")
+        return f"_Tied(lambda: {read}, {fmt_literal(layer.op)}, {fmt_literal(rel + '.weight')})"
+
     def layer_expr(self, e: ast.Expr, built: list, env: dict[str, str]) -> str:
         """The constructor, its Keras layer named as the .dnet layer (a Sequential's step by
         position); the steps of a generated Sequential are named by `positional_steps`."""
-        src = super().layer_expr(e, built, env)
+        if built and isinstance(built[0], LayerInstance) and built[0].tied:
+            src = self.tied_layer(e, built[0])
+        else:
+            src = super().layer_expr(e, built, env)
         names = {b.path.rsplit(".", 1)[-1] for b in built}
         return named(src, fmt_literal(keras_name(names.pop()))) if len(names) == 1 else src
 
@@ -395,17 +456,20 @@ class KerasClassWriter(ClassWriter):
         return f"{named(inner, f'str({index})')} for ({index}, {var}) in enumerate({iterable})"
 
     def dim_source(self, arg: str, axis: int) -> str:
-        index = [a.name for a in self.forward.args].index(arg)
+        index = [a.name for a in self.graph.present(self.forward.args)].index(arg)
         value = self.graph.inputs[index]
         rank = len(value.type.shape)
-        if self.in_layouts[index] == CL:
+        if self.present_layouts()[index] == CL:
             axis = remap_axis(axis, rank)
         return f"ops.shape({self.local(arg)})[{axis}]"
 
     # -- variables and statements
     def before_statements(self) -> None:
         for arg, value, layout in zip(
-            self.forward.args, self.graph.inputs, self.in_layouts, strict=True
+            self.graph.present(self.forward.args),
+            self.graph.inputs,
+            self.present_layouts(),
+            strict=True,
         ):
             self.vars[arg.name] = (layout, len(value.type.shape))
 
@@ -435,7 +499,15 @@ class KerasClassWriter(ClassWriter):
         else:
             wants = self.out_layouts or [getattr(c, "layout", CF) for c in codes]
         self.out_layouts = self.out_layouts or wants
-        return [convert(c, w) for c, w in zip(codes, self.out_layouts, strict=True)]
+        out = [convert(c, w) for c, w in zip(codes, self.out_layouts, strict=True)]
+        names = self.graph.output_names if self.is_entry else None
+        if names:  # the entry model's named outputs: a dict, as a functional model's
+            return [
+                "{"
+                + ", ".join(f"{fmt_literal(n)}: {c}" for n, c in zip(names, out, strict=True))
+                + "}"
+            ]
+        return out
 
     def loop_form(
         self, s: ast.For, env: dict[str, str], count: int
@@ -611,9 +683,9 @@ class KerasClassWriter(ClassWriter):
         ins, outs = self.callee_layouts(node)
         names = self.callee_args(node)
         positional = [convert(a, w) for a, w in zip(args, ins, strict=False)]
-        rest = list(ins[len(args) :])
+        order = list(names)  # the callee's forward arguments: a keyword's layout by name
         kw = [
-            f"{names.get(k, k)}={convert(v, rest.pop(0) if rest else CF)}"
+            f"{names.get(k, k)}={convert(v, ins[order.index(k)] if k in order else CF)}"
             for k, v in keywords.items()
         ]
         kw.append(f"{lowering.TRAINING}={lowering.TRAINING}")

@@ -1205,6 +1205,7 @@ _DRAW_ARGS = {
     "normal": ("mean", "std"),
     "uniform": ("a", "b"),
     "trunc_normal": ("mean", "std", "a", "b"),
+    "table": ("table",),  # a Buffer(expr)'s values, computed when the model was checked
 }
 
 

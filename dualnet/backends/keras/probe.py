@@ -86,7 +86,8 @@ def train_step(model: keras.Model, inputs: list[np.ndarray]) -> list[np.ndarray]
         return 0.0 * sum(keras.ops.sum(keras.ops.cast(t, "float32")) for t in floats)
 
     def compute_metrics(x, y, y_pred, sample_weight=None):
-        return {f"output_{i}": t for i, t in enumerate(keras.tree.flatten(y_pred))}
+        values = list(y_pred.values()) if isinstance(y_pred, dict) else keras.tree.flatten(y_pred)
+        return {f"output_{i}": t for i, t in enumerate(values)}
 
     model.compute_loss, model.compute_metrics = compute_loss, compute_metrics
     logs = model.train_on_batch(tuple(inputs) if len(inputs) > 1 else inputs[0], return_dict=True)

@@ -66,6 +66,7 @@ from dualnet.io.weights import (
     mismatch_error,
     mismatches,
     read_tensors,
+    without_aliases,
     write_state,
 )
 from dualnet.ir.types import DType
@@ -84,7 +85,7 @@ _UNBUILT = (
 
 
 def load_keras(model: keras.layers.Layer, path: PathLike) -> None:
-    stored = read_tensors(path)
+    stored = without_aliases(read_tensors(path), tied(model), os.fspath(path))
     plan = [
         (prefix, layer, _derive(layer, _local(stored, prefix))) for prefix, layer in leaves(model)
     ]
@@ -287,6 +288,19 @@ def leaves(model: keras.layers.Layer, prefix: str = "") -> Iterator[tuple[str, o
         return
     for name, child in _children(model):
         yield from leaves(child, f"{prefix}{name}.")
+
+
+def tied(model: keras.layers.Layer, prefix: str = "") -> dict[str, str]:
+    """`{alias: owner}` state_dict names of the tied layers below `model` (the generated
+    `_Tied`, whose `dualnet_tied` names its owner's tensor below the class holding it)."""
+    out = {}
+    for name, child in _children(model):
+        owner = getattr(child, "dualnet_tied", None)
+        if owner is not None:
+            out[f"{prefix}{name}.weight"] = prefix + owner
+        elif _deriver(child) is None:
+            out.update(tied(child, f"{prefix}{name}."))
+    return out
 
 
 def layers_by_path(model: keras.layers.Layer, prefix: str = "") -> Iterator[tuple[str, object]]:

@@ -32,7 +32,13 @@ from dualnet.backends.onnx.proto import (
 )
 from dualnet.backends.rows import OLDEST_OPSET
 from dualnet.diagnostics import error, option
-from dualnet.io.weights import mismatch_error, mismatches, state_specs
+from dualnet.io.weights import (
+    mismatch_error,
+    mismatches,
+    state_specs,
+    tied_names,
+    without_aliases,
+)
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import (
     Graph,
@@ -41,7 +47,6 @@ from dualnet.ir.graph import (
     Node,
     Value,
     by_parameter,
-    state_key,
 )
 from dualnet.ir.types import DType, TensorType
 from dualnet.version import __version__
@@ -134,12 +139,14 @@ class OnnxEmitter:
         return _value_info(name, value.type)
 
     def graph_outputs(self) -> list:
-        """Outputs named `output` (or `output_0`, ...), each an Identity of its value."""
+        """Outputs named as the signature names them, else `output` (or `output_0`, ...),
+        each an Identity of its value."""
         outs = self.graph.outputs
+        names = self.graph.output_labels()
         infos = []
         self.b.scope, self.b.doc = "", ""
-        for i, value in enumerate(outs):
-            name = self.b.reserve("output" if len(outs) == 1 else f"output_{i}")
+        for wanted, value in zip(names, outs, strict=True):
+            name = self.b.reserve(wanted)
             self.b.nodes.append(
                 make_node(
                     "Identity", [self.names[id(value)]], [name], name=self.b.fresh(f"node:{name}")
@@ -214,7 +221,7 @@ class OnnxEmitter:
         arrays, by parameter name."""
         params, arrays = {}, {}
         for name in [*layer.params, *layer.buffers]:
-            full = state_key(layer.path, name)
+            full = layer.tensor_key(name)  # a tied weight: its owner's initializer
             arrays[name] = self.weights[full]
             if full not in self.added:
                 self.b.initializer(full, self.weights[full])
@@ -283,6 +290,7 @@ def emit_onnx(
             f"{MIN_OPSET} to {NEWEST_OPSET}",
             option("--opset"),
         )
+    weights = without_aliases(weights, tied_names(summary.instance), weights_file)
     check_weights(summary.instance, weights, weights_file)
     return OnnxEmitter(
         summary.instance, summary.graph, weights, opset, summary.file, float32_fallback

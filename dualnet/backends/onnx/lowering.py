@@ -1127,8 +1127,8 @@ for _name, _row in (
     ("Identity", lambda call: _identity(call, call.inputs["x"])),
     ("BatchNorm", _batchnorm),
     ("RMSNorm", _rmsnorm),
-    ("Parameter", lambda call: [call.params[""]]),  # read by name: its initializer
-    ("Buffer", lambda call: [call.params[""]]),
+    ("Parameter", lambda call: [call.params[call.attrs.get("tensor", "")]]),  # its initializer
+    ("Buffer", lambda call: [call.params[call.attrs.get("tensor", "")]]),
 ):
     ROWS.add(_name, OnnxRow(_row, min_opset=13))
 for _name, _row in (

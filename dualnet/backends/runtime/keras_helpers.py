@@ -345,7 +345,8 @@ def _trunc_normal(mean, std, a, b):
 class _Parameter(keras.layers.Layer):
     """A free tensor, dualnet's Parameter or Buffer (`dualnet_op`): one weight, `weight`, of
     `shape`, drawn as torch.nn.init's `init` with `args` ("zeros", "ones", "constant" value,
-    "normal" mean/std, "uniform" a/b, "trunc_normal" mean/std/a/b). Forward reads `weight`;
+    "normal" mean/std, "uniform" a/b, "trunc_normal" mean/std/a/b, "table" values, a
+    Buffer(expr) computed at compile time). Forward reads `weight`;
     a frozen Parameter or a Buffer is a non-trainable layer."""
 
     def __init__(
@@ -366,6 +367,10 @@ class _Parameter(keras.layers.Layer):
             return self.init
         if self.init == "constant":
             return keras.initializers.Constant(args["value"])
+        if self.init == "table":  # values computed at compile time, row-major
+            return lambda shape, dtype=None: ops.reshape(
+                ops.convert_to_tensor(args["table"], dtype=dtype), shape
+            )
         if self.init == "uniform":
             return keras.initializers.RandomUniform(args["a"], args["b"])
         if self.init == "normal":
@@ -380,6 +385,25 @@ class _Parameter(keras.layers.Layer):
             "args": self.args,
             "dualnet_op": self.dualnet_op,
         }
+
+
+class _Tied(keras.layers.Layer):
+    """A Linear (no bias) or an Embedding whose weight is another layer's (`tie=`): `weight`
+    returns that layer's tensor in PyTorch's layout at each call, so both use one variable.
+    `dualnet_tied` is the owner's state_dict name below the generated class holding it."""
+
+    def __init__(self, weight, dualnet_op, dualnet_tied, **kwargs):
+        super().__init__(**kwargs)
+        self._weight = (
+            weight  # a function: the variable is the owner's, not tracked here
+        )
+        self.dualnet_tied_op = dualnet_op
+        self.dualnet_tied = dualnet_tied
+
+    def call(self, x):
+        if self.dualnet_tied_op == "Embedding":
+            return ops.take(self._weight(), x, axis=0)
+        return ops.matmul(x, ops.transpose(self._weight()))
 
 
 @keras.saving.register_keras_serializable(package="dualnet")

@@ -13,7 +13,9 @@ class TorchBackend(SourceBackend):
     title = "PyTorch"
     package = "dualnet.backends.torch"
     runtime = "torch"
-    imports = frozenset({"__future__", "math", "torch", "torch.nn", "torch.nn.functional"})
+    imports = frozenset(
+        {"__future__", "math", "torch", "torch.nn", "torch.nn.functional", "typing"}
+    )
 
     def emit(self, instance, file: str, layout: str) -> tuple[str, str]:
         if layout != self.layouts[0]:
@@ -31,7 +33,9 @@ class TorchBackend(SourceBackend):
         return weights.save_torch, weights.load_torch
 
     def shapes(self, built, summary) -> dict[str, tuple[int, ...]]:
-        return {name: tuple(t.shape) for name, t in built.state_dict().items()}
+        """Its tensors, a tied one once (an untied copy would be an extra tensor)."""
+        state = self.module("weights").module_state(built)
+        return {name: tuple(t.shape) for name, t in state.items()}
 
     def gradient_side(self, program, model, file, state, inputs, loss):
         return self.module("gradients").TorchSide(program, model, file, inputs, loss)

@@ -66,6 +66,8 @@ def draw(spec: ParamSpec, generator: torch.Generator) -> torch.Tensor:
     args = dict(init.args)
     if init.scheme == "constant":
         return tensor.fill_(args["value"])
+    if init.scheme == "table":  # a Buffer(expr), computed when the model was checked
+        return torch.tensor(args["values"], dtype=tensor.dtype).reshape(spec.shape)
     if not tensor.is_floating_point():
         raise ValueError(f"cannot draw {init} for a {spec.dtype} tensor")
     if tensor.numel() == 0:

@@ -660,6 +660,8 @@ def _free_tensor(cfg: dict, fmt) -> str:
         return f"torch.{init}({shape}{typed})"
     if init == "constant":
         return f"torch.full({shape}, {fmt(cfg['value'])}{typed})"
+    if init == "table":  # a Buffer(expr): the values computed when the model was checked
+        return f"torch.tensor({fmt(cfg['table'])}{typed}).reshape({shape})"
     empty = f"torch.empty({shape}{typed})"
     if init == "uniform":
         return f"{empty}.uniform_({fmt(cfg['a'])}, {fmt(cfg['b'])})"

@@ -9,6 +9,10 @@
   (E-WEIGHTS) names the first offending tensor and lists a few others, and the module is
   left unchanged. The data is then read one tensor at a time from the memory-mapped file.
 
+A tied tensor (`tie=`: one nn.Parameter under two names) is written once, under its first
+name; the other name is accepted on load where it holds the same values (as a transformers
+state_dict of GPT-2 holds `lm_head.weight` beside `transformer.wte.weight`).
+
 BatchNorm's `num_batches_tracked` counter is not part of a dualnet model: entries of that
 name are ignored in the file (so a torchvision state_dict saved with safetensors loads as
 is), never written, and a module's own counter is left alone.
@@ -35,6 +39,7 @@ from dualnet.io.weights import (
     mismatch_error,
     mismatches,
     read_tensors,
+    without_aliases,
 )
 
 _DTYPE_NAMES = {v: k.value for k, v in TORCH_DTYPES.items()}
@@ -43,7 +48,24 @@ _STORED_DTYPES = {k.value: v for k, v in TORCH_DTYPES.items()}  # safetensors' n
 
 def module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The module's persistent parameters and buffers (the live tensors), in state_dict
-    order, without `num_batches_tracked`."""
+    order, without `num_batches_tracked` and without a tied tensor's later names (`tie=`:
+    `lm_head.weight` is `transformer.wte.weight`, held once)."""
+    return {k: v for k, v in _state(module).items() if k not in tied(module)}
+
+
+def tied(module: torch.nn.Module) -> dict[str, str]:
+    """`{alias: owner}`: each later state_dict name of a tensor the module holds under an
+    earlier one too (one nn.Parameter tied to two layers)."""
+    first: dict[int, str] = {}
+    out = {}
+    for name, t in _state(module).items():
+        owner = first.setdefault(id(t), name)
+        if owner != name:
+            out[name] = owner
+    return out
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in module.state_dict(keep_vars=True).items() if not ignored(k)}
 
 
@@ -69,7 +91,7 @@ def save_torch(module: torch.nn.Module, path: PathLike) -> None:
 
 
 def load_torch(module: torch.nn.Module, path: PathLike) -> None:
-    stored = read_tensors(path)
+    stored = without_aliases(read_tensors(path), tied(module), os.fspath(path))
     target = module_state(module)
     problems = mismatches(
         _infos(target), {n: (t.dtype, t.shape) for n, t in stored.items()}, os.fspath(path)

@@ -270,7 +270,11 @@ def hyper(b: Builder, name: str, type_: str, spec) -> object:
 
 
 def element(b: Builder, name: str, i: int, value: int) -> str:
-    """A body constant for element i of a tuple (shapes are written with it)."""
+    """Element i of a tuple as shapes write it: `hp2[0]` itself (types index tuples too), or
+    a body constant holding it."""
+    if b.flag():
+        b.bind(f"{name}[{i}]", value, "int", "sig")
+        return f"{name}[{i}]"
     const = b.fresh("c")
     b.body.append(f"{const} = {name}[{i}]")
     b.bind(const, value, "int", "decl")

@@ -465,13 +465,18 @@ def norm(b: Builder) -> None:
 @family(lambda b, x: layer_ok(b, x) and x.rank >= 2 and any(b.known(d) for d in x.shape[1:]))
 def free_tensor(b: Builder) -> None:
     """x combined with a Parameter (sometimes frozen) or a float Buffer of x's trailing sizes,
-    each known one kept or 1 (a ConvNeXt layer scale [C, 1, 1], a position embedding)."""
+    each known one kept or 1 (a ConvNeXt layer scale [C, 1, 1], a position embedding); a
+    Buffer may be computed at compile time from an expression (`Buffer(expr)`)."""
     x = b.x
     axes = b.int(1, x.rank - 1)
     shape = [b.decl(d) if b.known(d) and b.flag() else 1 for d in x.shape[x.rank - axes :]]
     dims = f"[{', '.join(dim_text(d) if isinstance(d, Dim) else str(d) for d in shape)}]"
     kind = b.pick(["Parameter", "Parameter", "Buffer"])
-    if kind == "Buffer":
+    if kind == "Buffer" and b.flag():
+        count = " * ".join(f"({dim_text(d)})" if isinstance(d, Dim) else str(d) for d in shape)
+        table = f'cast(reshape(arange({count}), {dims}) % 7, "f32") * 0.25 - 0.5'
+        layer = f"Buffer({table})"
+    elif kind == "Buffer":
         layer = render("Buffer", dims, init=b.pick([None, "ones"]))
     else:
         init = b.pick(["zeros", "ones", "constant", "normal", "uniform", "trunc_normal"])
