@@ -1,4 +1,4 @@
-"""Linear, Embedding, Dropout and Identity."""
+"""Linear, Embedding, Dropout, StochasticDepth and Identity."""
 
 from __future__ import annotations
 
@@ -80,6 +80,13 @@ def _dropout_infer(ctx: Ctx) -> list[TensorType]:
     return [ctx.inputs["x"]]
 
 
+def _stochastic_depth_infer(ctx: Ctx) -> list[TensorType]:
+    x = ctx.inputs["x"]
+    if ctx.config["mode"] == "row" and x.rank < 1:
+        ctx.fail(f"row mode drops samples of axis 0: found {x}", "x", "a 0-d tensor")
+    return _dropout_infer(ctx)
+
+
 register(
     OpDef(
         name="Dropout",
@@ -91,6 +98,21 @@ register(
         axes="pointwise",
         doc="Zeroes elements with probability p while training (scaled by 1/(1-p)); identity "
         "in inference mode.",
+    )
+)
+
+register(
+    OpDef(
+        name="StochasticDepth",
+        signature=sig(P("x", "tensor", dtypes="float")),
+        construct=sig(P("p", "float"), P("mode", "str", "row", choices=("row", "batch"))),
+        infer=_stochastic_depth_infer,
+        reference=lambda inputs, attrs, params: [inputs["x"]],  # inference mode
+        differentiable=("x",),
+        axes="pointwise",
+        doc="torchvision's StochasticDepth (drop path): while training, zeroes each sample "
+        '(mode="row": a mask [B, 1, ...]) or the whole batch ("batch") with probability p, '
+        "scaling what is kept by 1/(1-p); identity in inference mode.",
     )
 )
 

@@ -341,6 +341,8 @@ class Evaluator:
             if isinstance(callee, LayerType):
                 budget.spend("construction", 1, span)
                 op = callee.op
+                if not op.is_layer:  # a function's layer form: `MaxPool2d(2)` is `max_pool2d(2)`
+                    return PartialSpec(op, args, keywords, span)
                 config, spans = bind(
                     op.name, op.construct, args, keywords, span, self.checker.tensor_type
                 )

@@ -7,6 +7,7 @@ from typing import Any
 
 from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.ops import REGISTRY
+from dualnet.ops.pool import LAYER_FORMS
 from dualnet.ops.registry import suggest
 from dualnet.semantics.loader import ModuleInfo
 from dualnet.semantics.values import (
@@ -22,6 +23,8 @@ from dualnet.syntax.parser import keywords
 BUILTINS: dict[str, Any] = {"range": Builtin("range"), "Sequential": Builtin("Sequential")}
 for _name, _op in REGISTRY.items():
     BUILTINS[_name] = LayerType(_op) if _op.is_layer else FunctionRef(_op)
+for _name, _function in LAYER_FORMS.items():
+    BUILTINS[_name] = LayerType(REGISTRY[_function], _name)
 
 
 class ModuleScope:

@@ -1035,13 +1035,16 @@ class KerasLayerRule(LayerRow):
     training: bool = False
 
 
-def _norm_layer(cls: str, **names: str) -> Callable[[dict], KerasLayer]:
-    """A normalisation layer: Keras argument → config key (`axes` gives the trailing axes)."""
+def _norm_layer(cls: str, **names: str | int) -> Callable[[dict], KerasLayer]:
+    """A normalisation layer: Keras argument → config key (`axes` gives the trailing axes),
+    or the argument's value itself where it is an int."""
 
     def layer(attrs: dict) -> KerasLayer:
         kwargs = {}
         for keras_name, key in names.items():
-            if key == "axes":
+            if isinstance(key, int):
+                kwargs[keras_name] = key
+            elif key == "axes":
                 axes = list(range(-attrs["axes"], 0))
                 kwargs[keras_name] = axes[0] if len(axes) == 1 else axes
             elif key == "bias":  # LayerNorm(bias=false): center=False
@@ -1114,6 +1117,15 @@ ROWS.add(
     ),
 )
 ROWS.add(
+    "StochasticDepth",
+    KerasLayerRule(
+        lambda cfg, fmt: f"_StochasticDepth({fmt(cfg['p'])}, {fmt(cfg['mode'])})",
+        _call_training,
+        layer=lambda a: KerasLayer("Dropout", {"rate": a["p"]}),  # `_StochasticDepth`'s base
+        training=True,
+    ),
+)
+ROWS.add(
     "Identity", KerasLayerRule(_plain("Identity"), _call_x, layer=lambda a: KerasLayer("Identity"))
 )
 ROWS.add(
@@ -1141,6 +1153,15 @@ ROWS.add(
         weights=in_order("weight", "bias"),
         classes=("LayerNormalization",),
         leaf=normalized_leaf("LayerNorm", ("weight", "bias")),
+    ),
+)
+ROWS.add(
+    "LayerNorm2d",  # channels-last: the last axis. Its Keras layer reads as a LayerNorm's
+    KerasLayerRule(
+        _plain("LayerNorm2d"),
+        _call_x,
+        layer=_norm_layer("LayerNormalization", axis=-1, epsilon="eps", center="bias"),
+        weights=in_order("weight", "bias"),
     ),
 )
 ROWS.add(

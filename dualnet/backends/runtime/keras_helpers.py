@@ -508,6 +508,30 @@ class _BatchNorm(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
+class _StochasticDepth(keras.layers.Dropout):
+    """torchvision's StochasticDepth: while training, zeroes each sample (mode "row") or the
+    whole batch ("batch") with probability `rate` and scales what is kept by
+    1 / (1 - rate); identity otherwise. A Dropout, so what turns dropout off (rate 0) turns
+    it off."""
+
+    def __init__(self, rate, mode="row", **kwargs):
+        super().__init__(rate, **kwargs)
+        self.mode = mode
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        rank = len(inputs.shape)
+        first = ops.shape(inputs)[0] if self.mode == "row" else 1
+        drawn = keras.random.uniform((first,) + (1,) * (rank - 1), seed=self.seed_generator)
+        keep = ops.cast(drawn >= self.rate, inputs.dtype)
+        return inputs * keep / (1.0 - self.rate)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
 class _BatchAxis(keras.layers.Layer):
     """A step a Sequential gets around a Dense that acts on a tensor without a batch axis
     (Dense wants one): adds a leading axis (`add`), or takes it away again."""

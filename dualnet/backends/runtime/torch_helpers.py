@@ -188,6 +188,35 @@ def _init(module, scheme):
     return module
 
 
+class _LayerNorm2d(nn.LayerNorm):
+    """torchvision's LayerNorm2d: nn.LayerNorm over the channel axis 1 of [B, C, ...]
+    (weight and bias [C]), each position on its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.movedim(-1, 1)
+
+
+class _StochasticDepth(nn.Dropout):
+    """torchvision.ops.StochasticDepth: while training, zeroes each sample (mode "row") or
+    the whole batch ("batch") with probability p and scales what is kept by 1 / (1 - p);
+    identity in eval. An nn.Dropout, so what turns dropout off (p = 0) turns it off."""
+
+    def __init__(self, p: float, mode: str = "row") -> None:
+        super().__init__(p)
+        self.mode = mode
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep.div_(1.0 - self.p)
+
+
 class _Function(nn.Module):
     """A parameterless step of an nn.Sequential: applies `fn` to its input."""
 

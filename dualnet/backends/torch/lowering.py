@@ -585,13 +585,13 @@ def _batchnorm_construct(cfg: dict, fmt) -> str:
 
 
 def _normalized_construct(cls: str) -> Callable[[dict, Callable], str]:
-    """nn.LayerNorm or nn.RMSNorm over `normalized_shape`."""
+    """nn.LayerNorm, nn.RMSNorm or `_LayerNorm2d` (`cls`) over `normalized_shape`."""
 
     def construct(cfg: dict, fmt) -> str:
         shape = tuple(cfg["normalized_shape"])
         text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
         bias = "" if is_default(cfg.get("bias", True), True) else f", bias={fmt(cfg['bias'])}"
-        return f"nn.{cls}({text}, eps={fmt(cfg['eps'])}{bias})"
+        return f"{cls}({text}, eps={fmt(cfg['eps'])}{bias})"
 
     return construct
 
@@ -707,10 +707,16 @@ ROWS.layer(
     lambda module, call: f"{module}({_tensor(call, 'ids')})",
 )
 ROWS.layer("Dropout", lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x)
+ROWS.layer(
+    "StochasticDepth",
+    lambda cfg, fmt: f"_StochasticDepth({fmt(cfg['p'])}, {fmt(cfg['mode'])})",
+    _call_x,
+)
 ROWS.layer("Identity", lambda cfg, fmt: "nn.Identity()", _call_x)
 ROWS.layer("BatchNorm", _batchnorm_construct, _call_x)
-ROWS.layer("LayerNorm", _normalized_construct("LayerNorm"), _call_x)
-ROWS.layer("RMSNorm", _normalized_construct("RMSNorm"), _call_x)
+ROWS.layer("LayerNorm", _normalized_construct("nn.LayerNorm"), _call_x)
+ROWS.layer("LayerNorm2d", _normalized_construct("_LayerNorm2d"), _call_x)
+ROWS.layer("RMSNorm", _normalized_construct("nn.RMSNorm"), _call_x)
 ROWS.layer("GroupNorm", _groupnorm_construct, _call_x)
 for _kind in ("LSTM", "GRU"):
     ROWS.layer(_kind, _rnn_construct(_kind), _rnn_call(_kind))
