@@ -183,7 +183,6 @@ assert UNET == sum(UNET_PARTS) + 27_776 + 66 == 1_926_466
 UNET_BUFFERS = 2 * 1_408
 
 
-
 # ---------------------------------------------------------------- ConvNeXt-T
 def cn_block(c: int) -> int:  # 7x7 depthwise conv, LayerNorm, Linear c→4c→c, layer scale
     return conv(c, c, 7, groups=c) + 2 * c + linear(c, 4 * c) + linear(4 * c, c) + c
@@ -200,6 +199,7 @@ CONVNEXT_T = (
     + linear(768, 1000)
 )
 assert CONVNEXT_T == 28_589_128  # torchvision's convnext_tiny
+
 
 def _render(s) -> str:
     return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)

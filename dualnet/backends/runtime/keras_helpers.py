@@ -523,7 +523,9 @@ class _StochasticDepth(keras.layers.Dropout):
             return inputs
         rank = len(inputs.shape)
         first = ops.shape(inputs)[0] if self.mode == "row" else 1
-        drawn = keras.random.uniform((first,) + (1,) * (rank - 1), seed=self.seed_generator)
+        drawn = keras.random.uniform(
+            (first,) + (1,) * (rank - 1), seed=self.seed_generator
+        )
         keep = ops.cast(drawn >= self.rate, inputs.dtype)
         return inputs * keep / (1.0 - self.rate)
 

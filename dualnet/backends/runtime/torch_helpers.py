@@ -193,7 +193,9 @@ class _LayerNorm2d(nn.LayerNorm):
     (weight and bias [C]), each position on its own."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        x = F.layer_norm(
+            x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps
+        )
         return x.movedim(-1, 1)
 
 
@@ -213,7 +215,9 @@ class _StochasticDepth(nn.Dropout):
         if not self.training or self.p == 0.0:
             return x
         size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
-        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(
+            1.0 - self.p
+        )
         return x * keep.div_(1.0 - self.p)
 
 
