@@ -12,6 +12,7 @@ from dualnet.ir.dims import Dim, DimTooLarge, floordiv
 from dualnet.ir.graph import LayerInstance
 from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
+from dualnet.ops.common import INIT_FUNCTIONS, Initializer
 from dualnet.ops.elementwise import BINARY_SYMBOLS
 from dualnet.ops.free import FREE_TENSORS
 from dualnet.semantics.scope import Scope, namespace_member
@@ -19,6 +20,7 @@ from dualnet.semantics.values import (
     POISON,
     Builtin,
     FunctionRef,
+    InitFunction,
     LayerHandle,
     LayerSpec,
     LayerType,
@@ -352,6 +354,9 @@ class Evaluator:
             return self.sequential([a.value for a in args], keywords, span)
         if callee == Builtin("range"):
             return self.range(args, keywords, span)
+        if isinstance(callee, InitFunction):  # `normal(std=0.02)`, an `init=` value
+            values, _ = bind(callee.name, INIT_FUNCTIONS[callee.name], args, keywords, span)
+            return Initializer(callee.name, tuple(values.items()))
         raise error("E-TYPE", f"{describe(callee)} cannot be called", callee_span, "not callable")
 
     def range(self, args: list[Arg], keywords: dict[str, Arg], span: Span) -> RangeValue:

@@ -7,6 +7,7 @@ from typing import Any
 
 from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.ops import REGISTRY
+from dualnet.ops.common import INIT_FUNCTIONS
 from dualnet.ops.pool import LAYER_FORMS
 from dualnet.ops.registry import suggest
 from dualnet.semantics.loader import ModuleInfo
@@ -14,6 +15,7 @@ from dualnet.semantics.values import (
     POISON,
     Builtin,
     FunctionRef,
+    InitFunction,
     LayerType,
     ModelRef,
     Namespace,
@@ -25,6 +27,8 @@ for _name, _op in REGISTRY.items():
     BUILTINS[_name] = LayerType(_op) if _op.is_layer else FunctionRef(_op)
 for _name, _function in LAYER_FORMS.items():
     BUILTINS[_name] = LayerType(REGISTRY[_function], _name)
+for _name in INIT_FUNCTIONS:
+    BUILTINS[_name] = InitFunction(_name)
 
 
 class ModuleScope:

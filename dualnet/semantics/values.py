@@ -64,6 +64,17 @@ class LayerType:
 
 
 @dataclass(frozen=True, slots=True)
+class InitFunction:
+    """An initialiser that takes arguments (`normal`, `trunc_normal`): called, it is the
+    `init=` value `Initializer`."""
+
+    name: str
+
+    def description(self) -> str:
+        return f"initialiser {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Builtin:
     """`range` and `Sequential`."""
 

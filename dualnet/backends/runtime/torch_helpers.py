@@ -171,20 +171,26 @@ def _forward_padded(self, x):
     return type(self).forward(self, self.pad_first(x))
 
 
-def _init(module, scheme):
-    """`module` with its weight drawn by torch.nn.init's `scheme` (dualnet's `init=`); its bias
-    keeps PyTorch's default, and "default" keeps the whole module as PyTorch made it."""
+def _init(module, scheme="default", bias="default", **kwargs):
+    """`module` with its weight drawn by torch.nn.init's `scheme` with `kwargs` (dualnet's
+    `init=`) and its bias, where it has one, set by `bias` (`bias_init=`: "zeros" or "ones");
+    "default" keeps what PyTorch made."""
     schemes = {
         "kaiming_uniform": nn.init.kaiming_uniform_,
         "kaiming_normal": nn.init.kaiming_normal_,
         "xavier_uniform": nn.init.xavier_uniform_,
         "xavier_normal": nn.init.xavier_normal_,
         "normal": nn.init.normal_,
+        "trunc_normal": nn.init.trunc_normal_,
+        "uniform": nn.init.uniform_,
+        "constant": nn.init.constant_,
         "zeros": nn.init.zeros_,
         "ones": nn.init.ones_,
     }
     if scheme != "default":
-        schemes[scheme](module.weight)
+        schemes[scheme](module.weight, **kwargs)
+    if bias != "default" and module.bias is not None:
+        schemes[bias](module.bias)
     return module
 
 

@@ -72,6 +72,7 @@ from dualnet.backends.rows import Rows
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
+from dualnet.ops.common import Initializer
 
 TORCH_DTYPES = {d: f"torch.{d.framework}" for d in DType}
 
@@ -684,15 +685,28 @@ def _free_read(module: str, call: TorchCall) -> str:
     return module  # a Parameter or Buffer read by name: the attribute itself
 
 
+def _given(scheme) -> bool:
+    """Whether an `init=` / `bias_init=` value changes PyTorch's initialisation (a
+    hyperparameter may hold any scheme: `_init` decides at run time)."""
+    return scheme is not None and (scheme != "default" or isinstance(scheme, Written))
+
+
 def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Callable], str]:
-    """A constructor row that honours `init=`: `_init(module, scheme)` unless the scheme is
-    PyTorch's default (a hyperparameter may hold any scheme: `_init` decides at run time)."""
+    """A constructor row that honours `init=` and `bias_init=`: `_init(module, scheme,
+    bias=..., **arguments)` unless both keep PyTorch's default."""
 
     def with_init(cfg: dict, fmt) -> str:
-        source, scheme = construct(cfg, fmt), cfg.get("init")
-        if scheme is None or (scheme == "default" and not isinstance(scheme, Written)):
-            return source
-        return f"_init({source}, {fmt(scheme)})"
+        source, scheme, bias = construct(cfg, fmt), cfg.get("init"), cfg.get("bias_init")
+        args = []
+        if isinstance(scheme, Initializer):
+            renamed = {"value": "val"}  # nn.init.constant_'s name
+            args = [fmt(scheme.scheme)]
+            args += [f"{renamed.get(k, k)}={fmt(v)}" for k, v in scheme.written()]
+        elif _given(scheme):
+            args = [fmt(scheme)]
+        if _given(bias):
+            args.append(f"bias={fmt(bias)}")
+        return f"_init({source}, {', '.join(args)})" if args else source
 
     return with_init
 
