@@ -74,6 +74,8 @@ LANGUAGE = {
     "a pooling layer form in a Sequential": r"Sequential\([^\n]*(Max|Avg)Pool2d\(",
     "LayerNorm2d": r"LayerNorm2d\(",
     "StochasticDepth": r"StochasticDepth\(",
+    "init= with arguments": r"init=(normal|trunc_normal|uniform|kaiming_normal|xavier_uniform)\(",
+    "bias_init=": r"bias_init=",
     "a file constant": r"(?m)^const K\d+ = ",
     "a body constant": r"(?m)^    c\d+ = ",
     "a forward constant": r"(?m)^        n\d+ = ",

@@ -65,8 +65,27 @@ def options(b: Builder, params, where: str = "forward", least: int = 0) -> list[
     return out
 
 
+# `init=` written as calls with arguments (issue 13)
+INIT_CALLS = (
+    "normal(std=0.5)",
+    "trunc_normal(std=0.5, a=-0.6, b=0.6)",
+    "uniform(-0.5, 0.5)",
+    "kaiming_normal(a=0.5)",
+    "xavier_uniform(gain=1.5)",
+)
+
+
 def init(b: Builder) -> Const | None:
-    return tune(b, "str", INITS, "decl") if b.flag() else None
+    if b.flag():
+        return None
+    if b.flag():
+        call = b.pick(INIT_CALLS)
+        return Const(call, call)
+    return tune(b, "str", INITS, "decl")
+
+
+def bias_init(b: Builder) -> Const | None:
+    return tune(b, "str", ["zeros", "ones", "default"], "decl") if b.flag() else None
 
 
 def bias(b: Builder) -> Const | None:
@@ -246,7 +265,9 @@ def linear(b: Builder) -> None:
     """Linear (bias, initialiser), applied twice with shared weights when square."""
     x = b.x
     out = num(b, range(1, 13), "decl")
-    layer = b.layer(render("Linear", out, bias=bias(b), init=init(b)), "fc")
+    layer = b.layer(
+        render("Linear", out, bias=bias(b), init=init(b), bias_init=bias_init(b)), "fc"
+    )
     shape = (*x.shape[:-1], out)
     if b.flag() and out == x.shape[-1]:
         b.step(f"{layer}({layer}({x.name}))", shape)
@@ -345,6 +366,7 @@ def conv(b: Builder) -> None:
             groups=omit_one(groups),
             bias=bias(b),
             init=init(b),
+            bias_init=bias_init(b),
         ),
         "conv",
     )
