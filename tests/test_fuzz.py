@@ -71,7 +71,6 @@ LANGUAGE = {
     "a function step in a Sequential": r"Sequential\([^\n]*, (relu|tanh|gelu|sigmoid|silu|elu)\b",
     "flatten in a Sequential": r"Sequential\([^\n]*\bflatten\b",
     "a pooling layer form": r"(Max|Avg)Pool\dd\(",
-    "a pooling layer form in a Sequential": r"Sequential\([^\n]*(Max|Avg)Pool2d\(",
     "LayerNorm2d": r"LayerNorm2d\(",
     "StochasticDepth": r"StochasticDepth\(",
     "init= with arguments": r"init=(normal|trunc_normal|uniform|kaiming_normal|xavier_uniform)\(",
