@@ -1,8 +1,8 @@
 """ConvNeXt-T weight for weight (issue 13): torchvision's convnext_tiny with random weights
 (its layer scales and LayerNorm affine perturbed, so no block is trivially the identity)
 loads its state_dict unchanged into models/convnext_tiny.dnet in PyTorch, Keras and ONNX,
-and all three compute its outputs. Width 8 on 32×32 inputs in the suite; the full model
-(width 96, 224×224) is slow-marked.
+and all three compute its outputs. Width 8 in the suite; the full model (width 96) is
+slow-marked.
 
 The helpers below are the ones the shared harness (tests/reference/harness.py, branch
 issue13-zoo) provides under the same names; this file switches to it once it lands."""
@@ -98,9 +98,9 @@ def _convnext(width: int, seed: int) -> torch.nn.Module:
     return randomize(models.ConvNeXt(settings, stochastic_depth_prob=0.1), seed)
 
 
-def _check(width: int, size: int, batch: int) -> None:
+def _check(width: int, batch: int) -> None:
     reference = _convnext(width, seed=width)
-    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
     errors = compare_with_reference(MODEL, reference, [x], hyper={"width": width})
     for backend, (relative, of_max) in errors.items():
         assert relative <= 1e-5 and of_max <= 1e-4, (backend, relative, of_max)
@@ -117,9 +117,9 @@ def test_state_dict_names_and_count_are_torchvisions():
 
 
 def test_small_convnext_matches_torchvision():
-    _check(width=8, size=32, batch=2)
+    _check(width=8, batch=2)
 
 
 @pytest.mark.slow
 def test_convnext_tiny_matches_torchvision():
-    _check(width=96, size=224, batch=1)
+    _check(width=96, batch=1)
