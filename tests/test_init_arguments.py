@@ -23,7 +23,9 @@ from dualnet.backends.torch.init import init_state  # noqa: E402
 
 def _write(tmp_path, layer: str, input_type: str = "f32[B, 10]", name: str = "m.dnet"):
     path = tmp_path / name
-    path.write_text(f"model M() {{\n    l = {layer}\n    forward(x: {input_type}) {{ return l(x) }}\n}}\n")
+    path.write_text(
+        f"model M() {{\n    l = {layer}\n    forward(x: {input_type}) {{ return l(x) }}\n}}\n"
+    )
     return path
 
 
@@ -46,7 +48,10 @@ def _write(tmp_path, layer: str, input_type: str = "f32[B, 10]", name: str = "m.
             "kaiming_uniform(a=0.1)",
             lambda t, g: torch.nn.init.kaiming_uniform_(t, a=0.1, generator=g),
         ),
-        ("kaiming_normal(a=1.0)", lambda t, g: torch.nn.init.kaiming_normal_(t, a=1.0, generator=g)),
+        (
+            "kaiming_normal(a=1.0)",
+            lambda t, g: torch.nn.init.kaiming_normal_(t, a=1.0, generator=g),
+        ),
         ("xavier_uniform(gain=2.0)", lambda t, g: torch.nn.init.xavier_uniform_(t, 2.0, g)),
         ("xavier_normal(gain=0.5)", lambda t, g: torch.nn.init.xavier_normal_(t, 0.5, g)),
     ],

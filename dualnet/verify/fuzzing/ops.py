@@ -265,9 +265,7 @@ def linear(b: Builder) -> None:
     """Linear (bias, initialiser), applied twice with shared weights when square."""
     x = b.x
     out = num(b, range(1, 13), "decl")
-    layer = b.layer(
-        render("Linear", out, bias=bias(b), init=init(b), bias_init=bias_init(b)), "fc"
-    )
+    layer = b.layer(render("Linear", out, bias=bias(b), init=init(b), bias_init=bias_init(b)), "fc")
     shape = (*x.shape[:-1], out)
     if b.flag() and out == x.shape[-1]:
         b.step(f"{layer}({layer}({x.name}))", shape)
