@@ -357,6 +357,24 @@ T5_ENCODER = t5_encoder(32_128, 512, 8, 64, 2048, 6)
 assert T5_ENCODER == 16_449_536 + 6 * 3_146_752 + 256 + 512 == 35_330_816
 
 
+# ---------------------------------------------------------------- ConvNeXt-T
+def cn_block(c: int) -> int:  # 7x7 depthwise conv, LayerNorm, Linear c→4c→c, layer scale
+    return conv(c, c, 7, groups=c) + 2 * c + linear(c, 4 * c) + linear(4 * c, c) + c
+
+
+# stem conv 3→96 k4 + LayerNorm2d; stages (3, 3, 9, 3) blocks of widths 96..768, each
+# stage after the first entered by LayerNorm2d + conv k2; head LayerNorm2d + Linear 768→1000.
+CONVNEXT_T = (
+    conv(3, 96, 4)
+    + 2 * 96
+    + sum(n * cn_block(c) for n, c in ((3, 96), (3, 192), (9, 384), (3, 768)))
+    + sum(2 * c + conv(c, 2 * c, 2) for c in (96, 192, 384))
+    + 2 * 768
+    + linear(768, 1000)
+)
+assert CONVNEXT_T == 28_589_128  # torchvision's convnext_tiny
+
+
 def _render(s) -> str:
     return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
 
@@ -390,6 +408,7 @@ ZOO = [
     ("swin_t.dnet", "SwinT", SWIN_T, SWIN_T_BUFFERS, ["f32[B, 1000]"]),
     ("t5_encoder.dnet", "T5EncoderModel", T5_ENCODER, 0, ["f32[B, T, 512]"]),
     ("gpt2.dnet", "GPT2LMHeadModel", GPT2, 0, ["f32[B, T, 50257]"]),
+    ("convnext_tiny.dnet", "ConvNeXtTiny", CONVNEXT_T, 0, ["f32[B, 1000]"]),
 ]
 
 

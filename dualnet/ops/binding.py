@@ -8,6 +8,7 @@ from typing import Any
 from dualnet.diagnostics import Span, error, shorten
 from dualnet.ir.dims import Dim
 from dualnet.ir.types import DTYPES, DType, out_of_range
+from dualnet.ops.common import INIT_CHOICES, INIT_FUNCTIONS, Initializer
 from dualnet.ops.registry import REQUIRED, P, Signature, unknown_keyword
 
 
@@ -119,6 +120,10 @@ _KIND_TEXT = {
     "dtype": "a dtype name",
     "size": "a size (int or dimension)",
     "padding": 'an int, a tuple of ints, "same" or "valid"',
+    "init": "an initialiser: "
+    + ", ".join(f'"{c}"' for c in INIT_CHOICES)
+    + ", or a call "
+    + ", ".join(f"{name}{signature}" for name, signature in INIT_FUNCTIONS.items()),
 }
 
 
@@ -258,6 +263,10 @@ def _any(v, tt):
     return True, v
 
 
+def _init(v, tt):
+    return (isinstance(v, str) and v in INIT_CHOICES) or isinstance(v, Initializer), v
+
+
 _COERCERS = {
     "tensor": _tensor,
     "tensor?": _tensor_opt,
@@ -272,4 +281,5 @@ _COERCERS = {
     "dtype": _dtype,
     "padding": _padding,
     "any": _any,
+    "init": _init,
 }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import Init
 from dualnet.ir.types import DType, TensorType, out_of_range
-from dualnet.ops.registry import Ctx
+from dualnet.ops.registry import Ctx, P, sig
 
 SQRT5 = math.sqrt(5.0)
 
@@ -158,8 +159,62 @@ def fan_in_init(fan_in: int) -> tuple[Init, Init]:
     )
 
 
-def init_choice(ctx: Ctx, name: str | None, default: Init, fan_in: int, fan_out: int) -> Init:
+@dataclass(frozen=True)
+class Initializer:
+    """An `init=` written as a call with arguments, `normal(std=0.02)`: torch.nn.init's
+    function of that name (`args`: every argument of `INIT_FUNCTIONS[scheme]`, in order)."""
+
+    scheme: str
+    args: tuple[tuple[str, float], ...]
+
+    def written(self) -> tuple[tuple[str, float], ...]:
+        """The arguments that differ from their defaults."""
+        defaults = {p.name: p.default for p in INIT_FUNCTIONS[self.scheme].params}
+        return tuple((k, v) for k, v in self.args if v != defaults[k])
+
+    def __str__(self) -> str:
+        return f"{self.scheme}({', '.join(f'{k}={v!r}' for k, v in self.written())})"
+
+    def description(self) -> str:
+        return f"initialiser {self}"
+
+
+# The initialisers written as calls, with their arguments (torch.nn.init's names; `value` is
+# constant_'s `val`, as a Parameter's init="constant" names it).
+INIT_FUNCTIONS = {
+    "normal": sig(P("mean", "float", 0.0), P("std", "float", 1.0)),
+    "trunc_normal": sig(
+        P("mean", "float", 0.0), P("std", "float", 1.0), P("a", "float", -2.0), P("b", "float", 2.0)
+    ),
+    "uniform": sig(P("a", "float", 0.0), P("b", "float", 1.0)),
+    "constant": sig(P("value", "float")),
+    "kaiming_uniform": sig(P("a", "float", 0.0)),
+    "kaiming_normal": sig(P("a", "float", 0.0)),
+    "xavier_uniform": sig(P("gain", "float", 1.0)),
+    "xavier_normal": sig(P("gain", "float", 1.0)),
+}
+
+
+def _drawn(ctx: Ctx, init: Initializer, fan_in: int, fan_out: int) -> Init:
+    """The `Init` of an initialiser call, its arguments checked."""
+    args = dict(init.args)
+    if args.get("std", 1.0) <= 0:
+        ctx.fail(f"{init}: `std` must be positive", "init", "out of range", code="E-VALUE")
+    if "b" in args and not args["a"] < args["b"]:
+        ctx.fail(f"{init}: needs a < b", "init", "empty range", code="E-VALUE")
+    if init.scheme.startswith("kaiming"):
+        return Init(init.scheme, (("a", args["a"]), ("fan_in", fan_in)))
+    if init.scheme.startswith("xavier"):
+        return Init(init.scheme, (("fan_in", fan_in), ("fan_out", fan_out), ("gain", args["gain"])))
+    return Init("uniform_range" if init.scheme == "uniform" else init.scheme, init.args)
+
+
+def init_choice(
+    ctx: Ctx, name: str | Initializer | None, default: Init, fan_in: int, fan_out: int
+) -> Init:
     """The initialiser an `init=` argument selects (None keeps the layer's default)."""
+    if isinstance(name, Initializer):
+        return _drawn(ctx, name, fan_in, fan_out)
     if name is None or name == "default":
         return default
     return {
@@ -173,6 +228,17 @@ def init_choice(ctx: Ctx, name: str | None, default: Init, fan_in: int, fan_out:
     }[name]
 
 
+def fan_in_params(ctx: Ctx, weight_shape: tuple, fan_in: int, fan_out: int, out: int) -> None:
+    """A Linear's or convolution's weight and optional bias [out]: PyTorch's initialisers
+    (`fan_in_init`) unless `init=` / `bias_init=` choose others."""
+    cfg = ctx.config
+    w_init, b_init = fan_in_init(fan_in)
+    ctx.param("weight", weight_shape, init_choice(ctx, cfg["init"], w_init, fan_in, fan_out))
+    if cfg["bias"]:
+        chosen = cfg["bias_init"]
+        ctx.param("bias", (out,), b_init if chosen in (None, "default") else Init(chosen))
+
+
 INIT_CHOICES = (
     "default",
     "kaiming_uniform",
@@ -182,4 +248,10 @@ INIT_CHOICES = (
     "normal",
     "zeros",
     "ones",
+)
+BIAS_INIT_CHOICES = ("default", "zeros", "ones")
+# the `init=` and `bias_init=` parameters of Linear and the convolutions
+WEIGHT_INITS = (
+    P("init", "init", None),
+    P("bias_init", "str", None, choices=BIAS_INIT_CHOICES),
 )

@@ -6,10 +6,9 @@ import math
 
 from dualnet.ir.types import TensorType
 from dualnet.ops.common import (
-    INIT_CHOICES,
+    WEIGHT_INITS,
     expand,
-    fan_in_init,
-    init_choice,
+    fan_in_params,
     positive,
     require_rank,
     resolve_padding,
@@ -45,10 +44,7 @@ def _declare_params(ctx: Ctx, weight_shape: tuple, out: int) -> None:
     prod(kernel) and fan_out = weight.size(0) * prod(kernel), for Conv and ConvTranspose."""
     receptive = math.prod(weight_shape[2:])
     fan_in, fan_out = weight_shape[1] * receptive, weight_shape[0] * receptive
-    w_init, b_init = fan_in_init(fan_in)
-    ctx.param("weight", weight_shape, init_choice(ctx, ctx.config["init"], w_init, fan_in, fan_out))
-    if ctx.config["bias"]:
-        ctx.param("bias", (out,), b_init)
+    fan_in_params(ctx, weight_shape, fan_in, fan_out, out)
 
 
 def _window(ctx: Ctx, n: int) -> tuple:
@@ -140,7 +136,7 @@ def _conv_construct(extra: tuple[P, ...] = ()):
         P("dilation", "ints", 1),
         P("groups", "int", 1),
         P("bias", "bool", True),
-        P("init", "str", None, choices=INIT_CHOICES),
+        *WEIGHT_INITS,
     )
 
 

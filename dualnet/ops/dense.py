@@ -1,10 +1,10 @@
-"""Linear, Embedding, Dropout and Identity."""
+"""Linear, Embedding, Dropout, StochasticDepth and Identity."""
 
 from __future__ import annotations
 
 from dualnet.ir.graph import Init
 from dualnet.ir.types import DType, TensorType
-from dualnet.ops.common import INIT_CHOICES, fan_in_init, init_choice, positive
+from dualnet.ops.common import WEIGHT_INITS, fan_in_params, init_choice, positive
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 
@@ -19,10 +19,7 @@ def _linear_infer(ctx: Ctx) -> list[TensorType]:
         )
     positive(ctx, (cfg["out"],), "out")
     cfg["in_features"] = fin
-    w_init, b_init = fan_in_init(fin)
-    ctx.param("weight", (cfg["out"], fin), init_choice(ctx, cfg["init"], w_init, fin, cfg["out"]))
-    if cfg["bias"]:
-        ctx.param("bias", (cfg["out"],), b_init)
+    fan_in_params(ctx, (cfg["out"], fin), fin, cfg["out"], cfg["out"])
     return [x.with_shape((*x.shape[:-1], cfg["out"]))]
 
 
@@ -35,9 +32,7 @@ register(
     OpDef(
         name="Linear",
         signature=sig(P("x", "tensor", dtypes="float")),
-        construct=sig(
-            P("out", "int"), P("bias", "bool", True), P("init", "str", None, choices=INIT_CHOICES)
-        ),
+        construct=sig(P("out", "int"), P("bias", "bool", True), *WEIGHT_INITS),
         infer=_linear_infer,
         reference=_linear_ref,
         differentiable=("x",),
@@ -62,9 +57,7 @@ register(
     OpDef(
         name="Embedding",
         signature=sig(P("ids", "tensor", dtypes="int")),
-        construct=sig(
-            P("vocab", "int"), P("dim", "int"), P("init", "str", None, choices=INIT_CHOICES)
-        ),
+        construct=sig(P("vocab", "int"), P("dim", "int"), P("init", "init", None)),
         infer=_embedding_infer,
         reference=lambda inputs, attrs, params: [params["weight"][inputs["ids"]]],
         doc="Table lookup: ids [...] → [..., dim]; weight [vocab, dim], N(0, 1).",
@@ -80,6 +73,13 @@ def _dropout_infer(ctx: Ctx) -> list[TensorType]:
     return [ctx.inputs["x"]]
 
 
+def _stochastic_depth_infer(ctx: Ctx) -> list[TensorType]:
+    x = ctx.inputs["x"]
+    if ctx.config["mode"] == "row" and x.rank < 1:
+        ctx.fail(f"row mode drops samples of axis 0: found {x}", "x", "a 0-d tensor")
+    return _dropout_infer(ctx)
+
+
 register(
     OpDef(
         name="Dropout",
@@ -91,6 +91,21 @@ register(
         axes="pointwise",
         doc="Zeroes elements with probability p while training (scaled by 1/(1-p)); identity "
         "in inference mode.",
+    )
+)
+
+register(
+    OpDef(
+        name="StochasticDepth",
+        signature=sig(P("x", "tensor", dtypes="float")),
+        construct=sig(P("p", "float"), P("mode", "str", "row", choices=("row", "batch"))),
+        infer=_stochastic_depth_infer,
+        reference=lambda inputs, attrs, params: [inputs["x"]],  # inference mode
+        differentiable=("x",),
+        axes="pointwise",
+        doc="torchvision's StochasticDepth (drop path): while training, zeroes each sample "
+        '(mode="row": a mask [B, 1, ...]) or the whole batch ("batch") with probability p, '
+        "scaling what is kept by 1/(1-p); identity in inference mode.",
     )
 )
 

@@ -1,5 +1,5 @@
-"""Normalisation layers: BatchNorm, LayerNorm, RMSNorm, GroupNorm (PyTorch names, defaults and
-initialisers; references in inference mode)."""
+"""Normalisation layers: BatchNorm, LayerNorm, LayerNorm2d, RMSNorm, GroupNorm (PyTorch names,
+defaults and initialisers; references in inference mode)."""
 
 from __future__ import annotations
 
@@ -147,6 +147,48 @@ register(
         doc="Layer normalisation over the last `axes` axes (biased variance); weight/bias of that "
         "shape (`normalized_shape`; ones, zeros; no bias with bias=false, as nn.LayerNorm's "
         "bias=False). ONNX LayerNormalization with axis=-axes.",
+    )
+)
+
+
+# ---------------------------------------------------------------- LayerNorm2d
+
+
+def _layernorm2d_infer(ctx: Ctx) -> list[TensorType]:
+    x, cfg = ctx.inputs["x"], ctx.config
+    require_rank(ctx, "x", x, (2, 3, 4, 5), "[B, C, ...]")
+    c = _channels(ctx, x)
+    _check_eps(ctx)
+    cfg["normalized_shape"] = (c,)
+    ctx.param("weight", (c,), ONES)
+    if cfg["bias"]:
+        ctx.param("bias", (c,), ZEROS)
+    return [x]
+
+
+def _layernorm2d_ref(inputs, attrs, params):
+    x = inputs["x"]
+    xd = np.moveaxis(x.astype(np.float64), 1, -1)
+    mean = xd.mean(axis=-1, keepdims=True)
+    var = ((xd - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (xd - mean) / np.sqrt(var + attrs["eps"]) * params["weight"]
+    y = y + params["bias"] if attrs["bias"] else y
+    return [np.moveaxis(y, -1, 1).astype(x.dtype)]
+
+
+register(
+    OpDef(
+        name="LayerNorm2d",
+        signature=_CALL,
+        construct=sig(P("eps", "float", 1e-5), P("bias", "bool", True)),
+        infer=_layernorm2d_infer,
+        reference=_layernorm2d_ref,
+        differentiable=("x",),
+        axes="channels",
+        doc="Layer normalisation over the channel axis 1 of [B, C, ...] (rank 2-5), each "
+        "position on its own (biased variance): torchvision's LayerNorm2d, weight/bias [C] "
+        "(ones, zeros; no bias with bias=false). Keras LayerNormalization(axis=-1) on the "
+        "channels-last tensor; ONNX LayerNormalization between two Transposes.",
     )
 )
 

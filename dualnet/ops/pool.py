@@ -161,6 +161,14 @@ for _n in (1, 2, 3):
     )
 
 
+# The layer forms of the window functions (PyTorch's nn.MaxPool2d, nn.AvgPool2d, ...): in a
+# model body `MaxPool2d(3, stride=2)` is `max_pool2d(3, stride=2)`, the function with its
+# later arguments, a declared child or a Sequential step.
+LAYER_FORMS = {
+    f"{kind.capitalize()}Pool{n}d": f"{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3)
+}
+
+
 def _global_avg_infer(ctx: Ctx) -> list[TensorType]:
     x = ctx.inputs["x"]
     if x.rank < 3:

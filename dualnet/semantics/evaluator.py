@@ -12,6 +12,7 @@ from dualnet.ir.dims import Dim, DimTooLarge, extremum, floordiv, mod
 from dualnet.ir.graph import LayerInstance
 from dualnet.ir.tagged import untagged
 from dualnet.ops.binding import Arg, bind, describe
+from dualnet.ops.common import INIT_FUNCTIONS, Initializer
 from dualnet.ops.elementwise import BINARY_SYMBOLS
 from dualnet.ops.free import FREE_TENSORS, TIEABLE
 from dualnet.semantics.constant import evaluate
@@ -21,6 +22,7 @@ from dualnet.semantics.values import (
     POISON,
     Builtin,
     FunctionRef,
+    InitFunction,
     LayerHandle,
     LayerSpec,
     LayerType,
@@ -506,6 +508,8 @@ class Evaluator:
             if isinstance(callee, LayerType):
                 budget.spend("construction", 1, span)
                 op = callee.op
+                if not op.is_layer:  # a function's layer form: `MaxPool2d(2)` is `max_pool2d(2)`
+                    return PartialSpec(op, args, keywords, span)
                 config, spans = bind(
                     op.name, op.construct, args, keywords, span, self.checker.tensor_type
                 )
@@ -515,6 +519,9 @@ class Evaluator:
             return self.sequential([a.value for a in args], keywords, span)
         if callee == Builtin("range"):
             return self.range(args, keywords, span)
+        if isinstance(callee, InitFunction):  # `normal(std=0.02)`, an `init=` value
+            values, _ = bind(callee.name, INIT_FUNCTIONS[callee.name], args, keywords, span)
+            return Initializer(callee.name, tuple(values.items()))
         raise error("E-TYPE", f"{describe(callee)} cannot be called", callee_span, "not callable")
 
     def range(self, args: list[Arg], keywords: dict[str, Arg], span: Span) -> RangeValue:

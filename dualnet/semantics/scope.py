@@ -7,12 +7,15 @@ from typing import Any
 
 from dualnet.diagnostics import DualnetError, Span, error
 from dualnet.ops import REGISTRY
+from dualnet.ops.common import INIT_FUNCTIONS
+from dualnet.ops.pool import LAYER_FORMS
 from dualnet.ops.registry import suggest
 from dualnet.semantics.loader import ModuleInfo
 from dualnet.semantics.values import (
     POISON,
     Builtin,
     FunctionRef,
+    InitFunction,
     LayerType,
     ModelRef,
     Namespace,
@@ -22,6 +25,10 @@ from dualnet.syntax.parser import keywords
 BUILTINS: dict[str, Any] = {"range": Builtin("range"), "Sequential": Builtin("Sequential")}
 for _name, _op in REGISTRY.items():
     BUILTINS[_name] = LayerType(_op) if _op.is_layer else FunctionRef(_op)
+for _name, _function in LAYER_FORMS.items():
+    BUILTINS[_name] = LayerType(REGISTRY[_function], _name)
+for _name in INIT_FUNCTIONS:
+    BUILTINS[_name] = InitFunction(_name)
 
 
 class ModuleScope:

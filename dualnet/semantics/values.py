@@ -54,12 +54,26 @@ class FunctionRef:
 
 @dataclass(frozen=True, slots=True)
 class LayerType:
-    """A built-in layer constructor (`Conv2d`, `Linear`)."""
+    """A built-in layer constructor (`Conv2d`, `Linear`), or a function's layer form
+    (`MaxPool2d`, named `name`, of the function `max_pool2d`: constructing it gives the
+    function with its later arguments, a `PartialSpec`)."""
 
     op: OpDef
+    name: str = ""
 
     def description(self) -> str:
-        return f"layer {self.op.name}"
+        return f"layer {self.name or self.op.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class InitFunction:
+    """An initialiser that takes arguments (`normal`, `trunc_normal`): called, it is the
+    `init=` value `Initializer`."""
+
+    name: str
+
+    def description(self) -> str:
+        return f"initialiser {self.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -899,6 +899,8 @@ def layer_cases() -> list:
         )
     )
     add(Case("Dropout", {"x": x}, {"p": 0.3}))
+    add(Case("StochasticDepth", {"x": x}, {"p": 0.3}))
+    add(Case("StochasticDepth", {"x": x}, {"p": 0.2, "mode": "batch"}))
     add(Case("Identity", {"x": x}))
     for shape in ((4, 3), (4, 3, 5), (2, 3, 4, 5), (2, 3, 2, 3, 2)):
         add(Case("BatchNorm", {"x": randn(*shape)}, {"eps": 1e-3, "momentum": 0.2}))
@@ -906,6 +908,17 @@ def layer_cases() -> list:
     add(Case("LayerNorm", {"x": randn(2, 5, 6)}))
     add(Case("LayerNorm", {"x": randn(2, 5, 6)}, {"axes": 2, "eps": 1e-6}))
     add(Case("LayerNorm", {"x": randn(2, 5, 6)}, {"bias": False}))
+    add(Case("LayerNorm2d", {"x": randn(2, 5, 4, 3)}))
+    add(Case("LayerNorm2d", {"x": randn(2, 5, 6)}, {"eps": 1e-6, "bias": False}))
+    add(Case("LayerNorm2d", {"x": randn(3, 4)}))
+    add(
+        Case(
+            "LayerNorm2d",
+            {"x": randn(2, 3, 2, 3, 2)},
+            types={"x": TensorType(DType.f32, (B, 3, H, W, 2))},
+            env={"B": 2, "H": 2, "W": 3},
+        )
+    )
     add(Case("RMSNorm", {"x": randn(2, 5, 6)}))  # eps: float32's machine epsilon
     add(Case("RMSNorm", {"x": randn(2, 5, 6)}, {"axes": 2, "eps": 1e-6}))
     add(Case("GroupNorm", {"x": randn(2, 6, 4, 3)}, {"groups": 3}))

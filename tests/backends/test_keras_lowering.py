@@ -626,7 +626,11 @@ def test_generated_sources_are_clean_python(tmp_path):
 
 def test_helpers_needed_follows_dependencies():
     assert helpers_needed("y = _mha(self.attention, q, k, v, mask)") == ["_causal_mask", "_mha"]
-    assert helpers_needed("self.lstm = _Recurrent('LSTM', 4)") == ["_TorchInit", "_Recurrent"]
+    assert helpers_needed("self.lstm = _Recurrent('LSTM', 4)") == [
+        "_TorchInit",
+        "_trunc_normal",
+        "_Recurrent",
+    ]
     assert helpers_needed("self._mha(x) + my_softplus(x) + _pad_same2(x)") == []
     assert helpers_needed("ops.relu(x)") == []
 

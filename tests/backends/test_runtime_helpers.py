@@ -131,8 +131,8 @@ def test_helper_dependencies():
     }
     keras_needs = {
         "_PadSame": ["_pad_same", "_PadSame"],
-        "_TorchKernelInit": ["_TorchInit", "_TorchKernelInit"],
-        "_Recurrent": ["_TorchInit", "_Recurrent"],
+        "_TorchKernelInit": ["_TorchInit", "_TorchKernelInit", "_trunc_normal"],
+        "_Recurrent": ["_TorchInit", "_trunc_normal", "_Recurrent"],
         "_attention": ["_softmax", "_causal_mask", "_attention"],
         "_unchecked": ["_unchecked"],
     }

@@ -138,6 +138,7 @@ from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.dims import Dim
 from dualnet.ir.tagged import Tagged, Written, written
 from dualnet.ir.types import DType
+from dualnet.ops.common import Initializer
 from dualnet.ops.free import FREE_TENSORS
 
 TRAINING = "training"  # the generated `call`'s argument: True in fit() and train_on_batch
@@ -740,6 +741,9 @@ _FANS = {
     "xavier_uniform": ("fan_in", "fan_out"),
     "xavier_normal": ("fan_in", "fan_out"),
     "normal": (),
+    "trunc_normal": (),
+    "uniform": (),
+    "constant": (),
     "zeros": (),
     "ones": (),
 }
@@ -751,10 +755,13 @@ def _init_source(scheme, fans: tuple, fmt, masks: tuple[str, ...] = ()) -> str:
     hyper = isinstance(scheme, Written)
     if not hyper and scheme in ("zeros", "ones") and not masks:
         return fmt(scheme)  # Keras's own
+    called = scheme.written() if isinstance(scheme, Initializer) else ()  # `normal(std=...)`
+    scheme = scheme.scheme if isinstance(scheme, Initializer) else scheme
     keys = ("fan_in", "fan_out") if hyper else _FANS[scheme]
     args = [
         fmt(scheme),
         *(f"{k}={fmt(v)}" for k, v in zip(("fan_in", "fan_out"), fans, strict=True) if k in keys),
+        *(f"{k}={fmt(v)}" for k, v in called),
         *masks,
     ]
     return f"{'_TorchKernelInit' if masks else '_TorchInit'}({', '.join(args)})"
@@ -763,7 +770,7 @@ def _init_source(scheme, fans: tuple, fmt, masks: tuple[str, ...] = ()) -> str:
 def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
     """PyTorch's initialisation of a Linear, convolution or Embedding as Keras initializer
     arguments (source): the weight's (`init=`, else PyTorch's default) and the bias's
-    (PyTorch's default)."""
+    (`bias_init=`, else PyTorch's default)."""
     if op not in ("Linear", "Embedding", *CONVS):
         return {}
     fans = torch_fans(op, cfg)
@@ -784,7 +791,8 @@ def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
     key = "depthwise_initializer" if is_depthwise(op, cfg) else "kernel_initializer"
     out = {key: _init_source(scheme, fans, fmt, masks)}
     if cfg["bias"]:
-        out["bias_initializer"] = _init_source("default", fans, fmt)
+        bias = cfg.get("bias_init")
+        out["bias_initializer"] = _init_source(bias or "default", fans, fmt)
     return out
 
 
@@ -1035,13 +1043,16 @@ class KerasLayerRule(LayerRow):
     training: bool = False
 
 
-def _norm_layer(cls: str, **names: str) -> Callable[[dict], KerasLayer]:
-    """A normalisation layer: Keras argument → config key (`axes` gives the trailing axes)."""
+def _norm_layer(cls: str, **names: str | int) -> Callable[[dict], KerasLayer]:
+    """A normalisation layer: Keras argument → config key (`axes` gives the trailing axes),
+    or the argument's value itself where it is an int."""
 
     def layer(attrs: dict) -> KerasLayer:
         kwargs = {}
         for keras_name, key in names.items():
-            if key == "axes":
+            if isinstance(key, int):
+                kwargs[keras_name] = key
+            elif key == "axes":
                 axes = list(range(-attrs["axes"], 0))
                 kwargs[keras_name] = axes[0] if len(axes) == 1 else axes
             elif key == "bias":  # LayerNorm(bias=false): center=False
@@ -1114,6 +1125,15 @@ ROWS.add(
     ),
 )
 ROWS.add(
+    "StochasticDepth",
+    KerasLayerRule(
+        lambda cfg, fmt: f"_StochasticDepth({fmt(cfg['p'])}, {fmt(cfg['mode'])})",
+        _call_training,
+        layer=lambda a: KerasLayer("Dropout", {"rate": a["p"]}),  # `_StochasticDepth`'s base
+        training=True,
+    ),
+)
+ROWS.add(
     "Identity", KerasLayerRule(_plain("Identity"), _call_x, layer=lambda a: KerasLayer("Identity"))
 )
 ROWS.add(
@@ -1141,6 +1161,15 @@ ROWS.add(
         weights=in_order("weight", "bias"),
         classes=("LayerNormalization",),
         leaf=normalized_leaf("LayerNorm", ("weight", "bias")),
+    ),
+)
+ROWS.add(
+    "LayerNorm2d",  # channels-last: the last axis. Its Keras layer reads as a LayerNorm's
+    KerasLayerRule(
+        _plain("LayerNorm2d"),
+        _call_x,
+        layer=_norm_layer("LayerNormalization", axis=-1, epsilon="eps", center="bias"),
+        weights=in_order("weight", "bias"),
     ),
 )
 ROWS.add(

@@ -31,6 +31,8 @@ Layer choices (op: Keras layer; its `get_weights()` list):
   normalized shape, unchanged — for a value the emitter keeps in dualnet's layout (a LayerNorm
   over axes that a channels-last value holds in another order needs them permuted).
 - GroupNorm: GroupNormalization(groups, axis=-1, epsilon); gamma, beta [C].
+- LayerNorm2d: LayerNormalization(axis=-1, epsilon) on the channels-last value; gamma, beta
+  [C] (state walking reads it as a LayerNorm over one axis: the same tensors).
 - Embedding: Embedding(vocab, dim); embeddings [vocab, dim].
 - LSTM / GRU: LSTM / GRU(reset_after=True), return_sequences=True; `layers` of them in
   sequence (`make_layer`: a keras.Sequential), each in Bidirectional(merge_mode="concat")
@@ -43,7 +45,8 @@ Layer choices (op: Keras layer; its `get_weights()` list):
   use_causal_mask is top-left aligned, as dualnet's; but a query that may attend no key gets
   a uniform average over all keys where dualnet gives zero weights (result out_proj.bias):
   the emitter selects out_proj.bias (or 0) for such queries.
-- Dropout: Dropout(rate=p); Identity: Identity (no weights).
+- Dropout: Dropout(rate=p); StochasticDepth: the runtime's `_StochasticDepth(rate, mode)`, a
+  Dropout; Identity: Identity (no weights).
 
 Convolutions get Keras's "same" where it pads exactly as dualnet for every input size
 (`keras_same`: dualnet's "same" is TensorFlow's rule, unresolved pads included — None, "same"

@@ -912,16 +912,26 @@ def _batchnorm(call: OnnxCall) -> list[str]:
     ]
 
 
-def _layernorm(call: OnnxCall) -> list[str]:
+def _layernorm(call: OnnxCall, x: str | None = None, axes: int | None = None) -> list[str]:
     p = call.params
     return [
         call.one(
             "LayerNormalization",
-            [call.inputs["x"], p["weight"], *([p["bias"]] if "bias" in p else [])],
-            axis=-call.attrs["axes"],
+            [x or call.inputs["x"], p["weight"], *([p["bias"]] if "bias" in p else [])],
+            axis=-(axes or call.attrs["axes"]),
             epsilon=call.attrs["eps"],
         )
     ]
+
+
+def _layernorm2d(call: OnnxCall) -> list[str]:
+    """LayerNormalization over the last axis, between Transposes moving axis 1 there and back."""
+    x, rank = call.inputs["x"], call.out_types[0].rank
+    if rank == 2:
+        return _layernorm(call, x, 1)
+    last = call.one("Transpose", [x], perm=[0, *range(2, rank), 1])
+    y = _layernorm(call, last, 1)[0]
+    return [call.one("Transpose", [y], perm=[0, rank - 1, *range(1, rank - 1)])]
 
 
 def _rmsnorm(call: OnnxCall) -> list[str]:
@@ -1124,6 +1134,7 @@ for _name, _row in (
     ("Linear", _linear),
     ("Embedding", _embedding),
     ("Dropout", lambda call: _identity(call, call.inputs["x"])),  # inference mode
+    ("StochasticDepth", lambda call: _identity(call, call.inputs["x"])),
     ("Identity", lambda call: _identity(call, call.inputs["x"])),
     ("BatchNorm", _batchnorm),
     ("RMSNorm", _rmsnorm),
@@ -1141,6 +1152,7 @@ for _name, _row in (
 ):
     ROWS.add(_name, OnnxRow(_row, min_opset=14))
 ROWS.add("LayerNorm", OnnxRow(_layernorm, min_opset=17))
+ROWS.add("LayerNorm2d", OnnxRow(_layernorm2d, min_opset=17))
 
 
 def lower(op: str, call: OnnxCall) -> list[str]:

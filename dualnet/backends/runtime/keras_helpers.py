@@ -229,14 +229,16 @@ def _mha(attention, q, k, v, mask, causal=False):
 class _TorchInit(keras.initializers.Initializer):
     """PyTorch's initialisation of a weight (torch.nn.init), element by element i.i.d., with
     the fans PyTorch computes for the PyTorch tensor: "default" (a Linear's or a convolution's
-    weight and bias) U(-b, b), b = 1 / sqrt(fan_in); "kaiming_uniform" b = sqrt(6 / fan_in);
-    "kaiming_normal" N(0, sqrt(2 / fan_in)); "xavier_uniform" b = sqrt(6 / (fan_in +
-    fan_out)); "xavier_normal" N(0, sqrt(2 / (fan_in + fan_out))); "normal" N(0, 1);
-    "uniform" b = bound; "zeros"; "ones". `terms` > 1 sums as many draws (an LSTM's one Keras
-    bias is PyTorch's bias_ih + bias_hh)."""
+    weight and bias) U(-b, b), b = 1 / sqrt(fan_in); "kaiming_uniform" b = gain * sqrt(3 /
+    fan_in), gain = sqrt(2 / (1 + a^2)); "kaiming_normal" N(0, gain / sqrt(fan_in));
+    "xavier_uniform" b = gain * sqrt(6 / (fan_in + fan_out)); "xavier_normal" N(0, gain *
+    sqrt(2 / (fan_in + fan_out))); "normal" N(mean, std); "trunc_normal" N(mean, std) cut
+    at a and b; "uniform" b = bound, or U(a, b); "constant" value; "zeros"; "ones" (`args`:
+    a, gain, mean, std, b, value, torch.nn.init's defaults where not given). `terms` > 1
+    sums as many draws (an LSTM's one Keras bias is PyTorch's bias_ih + bias_hh)."""
 
     def __init__(
-        self, scheme, fan_in=None, fan_out=None, bound=None, terms=1, seed=None
+        self, scheme, fan_in=None, fan_out=None, bound=None, terms=1, seed=None, **args
     ):
         self.scheme = scheme
         self.fan_in = fan_in
@@ -244,15 +246,28 @@ class _TorchInit(keras.initializers.Initializer):
         self.bound = bound
         self.terms = terms
         self.seed = seed
+        self.args = args
 
     def __call__(self, shape, dtype=None):
+        args = self.args
         if self.scheme in ("zeros", "ones"):
             return (ops.zeros if self.scheme == "zeros" else ops.ones)(shape, dtype)
-        uniform, scale = self._distribution()
-        if uniform:
-            draw = keras.initializers.RandomUniform(-scale, scale, seed=self.seed)
+        if self.scheme == "constant":
+            return ops.full(shape, args["value"], dtype)
+        if self.scheme == "trunc_normal":
+            cut = (args.get("a", -2.0), args.get("b", 2.0))
+            mean, std = args.get("mean", 0.0), args.get("std", 1.0)
+            return _trunc_normal(mean, std, *cut, seed=self.seed)(shape, dtype)
+        if self.scheme == "uniform" and self.bound is None:
+            low, high = args.get("a", 0.0), args.get("b", 1.0)
+            draw = keras.initializers.RandomUniform(low, high, seed=self.seed)
         else:
-            draw = keras.initializers.RandomNormal(0.0, scale, seed=self.seed)
+            uniform, scale = self._distribution()
+            if uniform:
+                draw = keras.initializers.RandomUniform(-scale, scale, seed=self.seed)
+            else:
+                mean = args.get("mean", 0.0)
+                draw = keras.initializers.RandomNormal(mean, scale, seed=self.seed)
         if self.terms == 1:
             return draw(shape, dtype)
         return ops.sum(draw((self.terms, *shape), dtype), axis=0)
@@ -264,12 +279,14 @@ class _TorchInit(keras.initializers.Initializer):
         if self.scheme == "uniform":
             return True, self.bound
         if self.scheme == "normal":
-            return False, 1.0
+            return False, self.args.get("std", 1.0)
         family, _, kind = self.scheme.rpartition("_")
-        if family == "kaiming":  # a = 0: gain sqrt(2)
-            variance = 2.0 / self.fan_in
+        if family == "kaiming":
+            variance = 2.0 / (1 + self.args.get("a", 0.0) ** 2) / self.fan_in
         elif family == "xavier":
-            variance = 2.0 / (self.fan_in + self.fan_out)
+            variance = (
+                self.args.get("gain", 1.0) ** 2 * 2.0 / (self.fan_in + self.fan_out)
+            )
         else:
             raise ValueError(f"unknown initialisation {self.scheme!r}")
         if kind == "uniform":
@@ -284,6 +301,7 @@ class _TorchInit(keras.initializers.Initializer):
             "bound": self.bound,
             "terms": self.terms,
             "seed": self.seed,
+            **self.args,
         }
 
 
@@ -325,16 +343,18 @@ class _TorchKernelInit(_TorchInit):
         }
 
 
-def _trunc_normal(mean, std, a, b):
+def _trunc_normal(mean, std, a, b, seed=None):
     """torch.nn.init.trunc_normal_'s draw as a Keras initializer: N(mean, std) cut at a and
-    b, by the inverse of the normal CDF of a uniform draw between those of a and b."""
+    b, by the inverse of the normal CDF of a uniform draw between those of a and b (drawn
+    by an initializer: a layer may be built inside a traced call)."""
 
     def erf(x):  # of a number, as a float64 tensor
         return ops.erf(ops.convert_to_tensor((x - mean) / (std * 2.0**0.5), "float64"))
 
     def initializer(shape, dtype=None):
         low, high = erf(a), erf(b)
-        u = low + (high - low) * keras.random.uniform(shape, dtype="float64")
+        uniform = keras.initializers.RandomUniform(0.0, 1.0, seed=seed)
+        u = low + (high - low) * uniform(shape, dtype="float64")
         x = ops.clip(ops.erfinv(u) * (std * 2.0**0.5) + mean, a, b)
         return ops.cast(x, dtype or keras.config.floatx())
 
@@ -529,6 +549,32 @@ class _BatchNorm(keras.layers.BatchNormalization):
             epsilon=self.epsilon,
         )
         return ops.cast(y, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
+class _StochasticDepth(keras.layers.Dropout):
+    """torchvision's StochasticDepth: while training, zeroes each sample (mode "row") or the
+    whole batch ("batch") with probability `rate` and scales what is kept by
+    1 / (1 - rate); identity otherwise. A Dropout, so what turns dropout off (rate 0) turns
+    it off."""
+
+    def __init__(self, rate, mode="row", **kwargs):
+        super().__init__(rate, **kwargs)
+        self.mode = mode
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        rank = len(inputs.shape)
+        first = ops.shape(inputs)[0] if self.mode == "row" else 1
+        drawn = keras.random.uniform(
+            (first,) + (1,) * (rank - 1), seed=self.seed_generator
+        )
+        keep = ops.cast(drawn >= self.rate, inputs.dtype)
+        return inputs * keep / (1.0 - self.rate)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable(package="dualnet")

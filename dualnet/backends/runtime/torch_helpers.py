@@ -171,21 +171,60 @@ def _forward_padded(self, x):
     return type(self).forward(self, self.pad_first(x))
 
 
-def _init(module, scheme):
-    """`module` with its weight drawn by torch.nn.init's `scheme` (dualnet's `init=`); its bias
-    keeps PyTorch's default, and "default" keeps the whole module as PyTorch made it."""
+def _init(module, scheme="default", bias="default", **kwargs):
+    """`module` with its weight drawn by torch.nn.init's `scheme` with `kwargs` (dualnet's
+    `init=`) and its bias, where it has one, set by `bias` (`bias_init=`: "zeros" or "ones");
+    "default" keeps what PyTorch made."""
     schemes = {
         "kaiming_uniform": nn.init.kaiming_uniform_,
         "kaiming_normal": nn.init.kaiming_normal_,
         "xavier_uniform": nn.init.xavier_uniform_,
         "xavier_normal": nn.init.xavier_normal_,
         "normal": nn.init.normal_,
+        "trunc_normal": nn.init.trunc_normal_,
+        "uniform": nn.init.uniform_,
+        "constant": nn.init.constant_,
         "zeros": nn.init.zeros_,
         "ones": nn.init.ones_,
     }
     if scheme != "default":
-        schemes[scheme](module.weight)
+        schemes[scheme](module.weight, **kwargs)
+    if bias != "default" and module.bias is not None:
+        schemes[bias](module.bias)
     return module
+
+
+class _LayerNorm2d(nn.LayerNorm):
+    """torchvision's LayerNorm2d: nn.LayerNorm over the channel axis 1 of [B, C, ...]
+    (weight and bias [C]), each position on its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(
+            x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps
+        )
+        return x.movedim(-1, 1)
+
+
+class _StochasticDepth(nn.Dropout):
+    """torchvision.ops.StochasticDepth: while training, zeroes each sample (mode "row") or
+    the whole batch ("batch") with probability p and scales what is kept by 1 / (1 - p);
+    identity in eval. An nn.Dropout, so what turns dropout off (p = 0) turns it off."""
+
+    def __init__(self, p: float, mode: str = "row") -> None:
+        super().__init__(p)
+        self.mode = mode
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(
+            1.0 - self.p
+        )
+        return x * keep.div_(1.0 - self.p)
 
 
 class _Function(nn.Module):

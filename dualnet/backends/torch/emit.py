@@ -8,6 +8,8 @@ ReLU / residual adds where the emitter proves the operand is a fresh temporary.
 
 from __future__ import annotations
 
+import re
+
 from dualnet.backends.common import escape
 from dualnet.backends.common.naming import PYTHON_RESERVED, dunder, mangled
 from dualnet.backends.common.python_class import (
@@ -24,6 +26,7 @@ from dualnet.backends.torch import lowering
 from dualnet.backends.torch.module_attrs import NN_MODULE_ATTRS
 from dualnet.diagnostics import error
 from dualnet.ir.graph import LayerInstance, ModelInstance, Node
+from dualnet.ops.pool import LAYER_FORMS
 from dualnet.syntax import ast
 from dualnet.version import __version__
 
@@ -278,7 +281,7 @@ class TorchClassWriter(ClassWriter):
             {"x": "x"}, dict(attrs), {}, list(layer.output_types), self.fmt_init
         )
         body = lowering_row(layer.op, "torch", layer=False).lower(call)
-        return f"_Function(lambda x: {body}, {layer.op!r})"
+        return _pooling_module(layer.op, body) or f"_Function(lambda x: {body}, {layer.op!r})"
 
     def track_fresh(self, stmt) -> None:
         """Names that hold a fresh temporary after this top-level statement."""
@@ -367,6 +370,20 @@ _NN_STEPS = {
     "hardswish": lambda a, inplace: "nn.Hardswish()",
     "mish": lambda a, inplace: "nn.Mish()",
 }
+
+_POOLING_MODULES = {function: form for form, function in LAYER_FORMS.items()}
+
+
+def _pooling_module(op: str, body: str) -> str | None:
+    """`nn.MaxPool2d(kernel_size=3, stride=2)` for a pooling step lowered to the plain
+    `F.max_pool2d(x, kernel_size=3, stride=2)` (the module takes the function's keywords);
+    None where the lowering needs more than that call (padding written out, a helper)."""
+    head = f"F.{op}(x, "
+    if op not in _POOLING_MODULES or not body.startswith(head) or not body.endswith(")"):
+        return None
+    args = body[len(head) : -1]
+    return None if re.search(r"\bx\b", args) else f"nn.{_POOLING_MODULES[op]}({args})"
+
 
 TorchEmitter.writer = TorchClassWriter
 

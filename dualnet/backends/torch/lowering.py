@@ -72,6 +72,7 @@ from dualnet.backends.rows import Rows
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.ir.tagged import Written
 from dualnet.ir.types import DType
+from dualnet.ops.common import Initializer
 
 TORCH_DTYPES = {d: f"torch.{d.framework}" for d in DType}
 
@@ -585,13 +586,13 @@ def _batchnorm_construct(cfg: dict, fmt) -> str:
 
 
 def _normalized_construct(cls: str) -> Callable[[dict, Callable], str]:
-    """nn.LayerNorm or nn.RMSNorm over `normalized_shape`."""
+    """nn.LayerNorm, nn.RMSNorm or `_LayerNorm2d` (`cls`) over `normalized_shape`."""
 
     def construct(cfg: dict, fmt) -> str:
         shape = tuple(cfg["normalized_shape"])
         text = fmt(shape[0]) if len(shape) == 1 else fmt(shape)
         bias = "" if is_default(cfg.get("bias", True), True) else f", bias={fmt(cfg['bias'])}"
-        return f"nn.{cls}({text}, eps={fmt(cfg['eps'])}{bias})"
+        return f"{cls}({text}, eps={fmt(cfg['eps'])}{bias})"
 
     return construct
 
@@ -686,15 +687,28 @@ def _free_read(module: str, call: TorchCall) -> str:
     return module  # a Parameter or Buffer read by name: the attribute itself
 
 
+def _given(scheme) -> bool:
+    """Whether an `init=` / `bias_init=` value changes PyTorch's initialisation (a
+    hyperparameter may hold any scheme: `_init` decides at run time)."""
+    return scheme is not None and (scheme != "default" or isinstance(scheme, Written))
+
+
 def _with_init(construct: Callable[[dict, Callable], str]) -> Callable[[dict, Callable], str]:
-    """A constructor row that honours `init=`: `_init(module, scheme)` unless the scheme is
-    PyTorch's default (a hyperparameter may hold any scheme: `_init` decides at run time)."""
+    """A constructor row that honours `init=` and `bias_init=`: `_init(module, scheme,
+    bias=..., **arguments)` unless both keep PyTorch's default."""
 
     def with_init(cfg: dict, fmt) -> str:
-        source, scheme = construct(cfg, fmt), cfg.get("init")
-        if scheme is None or (scheme == "default" and not isinstance(scheme, Written)):
-            return source
-        return f"_init({source}, {fmt(scheme)})"
+        source, scheme, bias = construct(cfg, fmt), cfg.get("init"), cfg.get("bias_init")
+        args = []
+        if isinstance(scheme, Initializer):
+            renamed = {"value": "val"}  # nn.init.constant_'s name
+            args = [fmt(scheme.scheme)]
+            args += [f"{renamed.get(k, k)}={fmt(v)}" for k, v in scheme.written()]
+        elif _given(scheme):
+            args = [fmt(scheme)]
+        if _given(bias):
+            args.append(f"bias={fmt(bias)}")
+        return f"_init({source}, {', '.join(args)})" if args else source
 
     return with_init
 
@@ -709,10 +723,16 @@ ROWS.layer(
     lambda module, call: f"{module}({_tensor(call, 'ids')})",
 )
 ROWS.layer("Dropout", lambda cfg, fmt: f"nn.Dropout({fmt(cfg['p'])})", _call_x)
+ROWS.layer(
+    "StochasticDepth",
+    lambda cfg, fmt: f"_StochasticDepth({fmt(cfg['p'])}, {fmt(cfg['mode'])})",
+    _call_x,
+)
 ROWS.layer("Identity", lambda cfg, fmt: "nn.Identity()", _call_x)
 ROWS.layer("BatchNorm", _batchnorm_construct, _call_x)
-ROWS.layer("LayerNorm", _normalized_construct("LayerNorm"), _call_x)
-ROWS.layer("RMSNorm", _normalized_construct("RMSNorm"), _call_x)
+ROWS.layer("LayerNorm", _normalized_construct("nn.LayerNorm"), _call_x)
+ROWS.layer("LayerNorm2d", _normalized_construct("_LayerNorm2d"), _call_x)
+ROWS.layer("RMSNorm", _normalized_construct("nn.RMSNorm"), _call_x)
 ROWS.layer("GroupNorm", _groupnorm_construct, _call_x)
 for _kind in ("LSTM", "GRU"):
     ROWS.layer(_kind, _rnn_construct(_kind), _rnn_call(_kind))

@@ -316,7 +316,8 @@ def child_norm(b: Builder, v: Value, depth: int) -> tuple[str, tuple]:
 def child_pool(b: Builder, v: Value, depth: int) -> tuple[str, tuple]:
     k = num(b, range(1, min(3, *(b.size(d) for d in v.shape[2:])) + 1), "decl")
     out = tuple((d - k) // k + 1 for d in v.shape[2:])
-    return f"{b.pick(['max_pool2d', 'avg_pool2d'])}({dim_text(k)})", (*v.shape[:2], *out)
+    form = b.pick(["max_pool2d", "avg_pool2d", "MaxPool2d", "AvgPool2d"])
+    return f"{form}({dim_text(k)})", (*v.shape[:2], *out)
 
 
 def child_flatten(b: Builder, v: Value, depth: int) -> tuple[str, tuple]:

@@ -65,8 +65,27 @@ def options(b: Builder, params, where: str = "forward", least: int = 0) -> list[
     return out
 
 
+# `init=` written as calls with arguments (issue 13)
+INIT_CALLS = (
+    "normal(std=0.5)",
+    "trunc_normal(std=0.5, a=-0.6, b=0.6)",
+    "uniform(-0.5, 0.5)",
+    "kaiming_normal(a=0.5)",
+    "xavier_uniform(gain=1.5)",
+)
+
+
 def init(b: Builder) -> Const | None:
-    return tune(b, "str", INITS, "decl") if b.flag() else None
+    if b.flag():
+        return None
+    if b.flag():
+        call = b.pick(INIT_CALLS)
+        return Const(call, call)
+    return tune(b, "str", INITS, "decl")
+
+
+def bias_init(b: Builder) -> Const | None:
+    return tune(b, "str", ["zeros", "ones", "default"], "decl") if b.flag() else None
 
 
 def bias(b: Builder) -> Const | None:
@@ -135,7 +154,7 @@ def fill_expand_take(b: Builder) -> None:
 @family(lambda b, x: True, weight=2)
 def activation(b: Builder) -> None:
     """An activation, softmax or log_softmax along an axis, a parameterless layer (Dropout,
-    Identity), or the unary minus."""
+    StochasticDepth, Identity), or the unary minus."""
     x = b.x
     kind = b.pick(["function", "softmax", *["layer"] * free(b), "neg"])
     if kind == "function":
@@ -145,11 +164,13 @@ def activation(b: Builder) -> None:
     elif kind == "softmax":
         b.step(b.call(b.pick(["softmax", "log_softmax"]), x.name, signed_axis(b, x.rank)), x.shape)
     elif kind == "layer":
-        if b.flag():
+        layer = b.pick(["Identity", "Dropout", *["StochasticDepth"] * (x.rank >= 1)])
+        if layer == "Identity":
             layer = b.layer("Identity()")
         else:
             p = tune(b, "float", [0.1, 0.3, 0.5], "decl").text
-            layer = b.layer(f"Dropout({'p=' * b.flag()}{p})")
+            mode = tune(b, "str", ["row", "batch"], "decl") if layer != "Dropout" else None
+            layer = b.layer(render(layer, f"{'p=' * b.flag()}{p}", mode=mode))
         b.step(b.call(layer, x.name), x.shape)
     else:
         b.step(f"-{x.name}", x.shape)
@@ -244,7 +265,7 @@ def linear(b: Builder) -> None:
     """Linear (bias, initialiser), applied twice with shared weights when square."""
     x = b.x
     out = num(b, range(1, 13), "decl")
-    layer = b.layer(render("Linear", out, bias=bias(b), init=init(b)), "fc")
+    layer = b.layer(render("Linear", out, bias=bias(b), init=init(b), bias_init=bias_init(b)), "fc")
     shape = (*x.shape[:-1], out)
     if b.flag() and out == x.shape[-1]:
         b.step(f"{layer}({layer}({x.name}))", shape)
@@ -343,6 +364,7 @@ def conv(b: Builder) -> None:
             groups=omit_one(groups),
             bias=bias(b),
             init=init(b),
+            bias_init=bias_init(b),
         ),
         "conv",
     )
@@ -409,21 +431,28 @@ def pool(b: Builder) -> None:
             size = literal(per_axis(out))
         b.step(b.call(f"adaptive_avg_pool{n}d", x.name, size), (*x.shape[:2], *out))
     else:
-        w = window(b, x.shape[2:], pool=True, where="forward")
+        form = free(b) and b.flag()  # the layer form, MaxPool2d(...), declared and called
+        w = window(b, x.shape[2:], pool=True, where="decl" if form else "forward")
         args = dict(
             w.keywords,
-            count_include_pad=tune(b, "bool", [True, False])
+            count_include_pad=tune(b, "bool", [True, False], "decl" if form else "forward")
             if kind == "avg" and b.flag()
             else None,
         )
         kernel = literal(args.pop("kernel"))
-        b.step(
-            b.call(f"{kind}_pool{n}d", x.name, kernel, *keywords(**args)), (*x.shape[:2], *w.out)
-        )
+        if form:
+            layer = b.layer(render(f"{kind.capitalize()}Pool{n}d", kernel, **args), "pool")
+            b.step(b.call(layer, x.name), (*x.shape[:2], *w.out))
+        else:
+            b.step(
+                b.call(f"{kind}_pool{n}d", x.name, kernel, *keywords(**args)),
+                (*x.shape[:2], *w.out),
+            )
 
 
 def norm_kinds(b: Builder, x: Value) -> dict[str, list[int]]:
     """The norms that apply to x, each with its choices: GroupNorm its group counts,
+    LayerNorm2d one (over more than one channel),
     LayerNorm and RMSNorm their numbers of normalised (known, trailing) axes. Never a group
     of one value: the result would be the bias plus rounding noise, which a later norm
     amplifies."""
@@ -435,6 +464,8 @@ def norm_kinds(b: Builder, x: Value) -> dict[str, list[int]]:
         groups = [g for g in range(1, c + 1) if c % g == 0 and c // g * spatial > 1]
         if groups:
             kinds["GroupNorm"] = groups
+        if x.rank <= 5 and c > 1:
+            kinds["LayerNorm2d"] = [1]
     trailing = next((i for i, d in enumerate(reversed(x.shape)) if not b.known(d)), x.rank)
     axes = [n for n in range(1, trailing + 1) if b.numel(x.shape[x.rank - n :]) > 1]
     if axes:
@@ -444,8 +475,8 @@ def norm_kinds(b: Builder, x: Value) -> dict[str, list[int]]:
 
 @family(lambda b, x: layer_ok(b, x) and bool(norm_kinds(b, x)), weight=2)
 def norm(b: Builder) -> None:
-    """BatchNorm, GroupNorm (channel axis 1), LayerNorm and RMSNorm over the last known
-    axes."""
+    """BatchNorm, GroupNorm, LayerNorm2d (channel axis 1), LayerNorm and RMSNorm over the
+    last known axes."""
     x = b.x
     kinds = norm_kinds(b, x)
     kind = b.pick(sorted(kinds))
@@ -457,6 +488,8 @@ def norm(b: Builder) -> None:
         axes = num(b, kinds[kind], "decl")
         with_bias = bias(b) if kind == "LayerNorm" else None
         layer = render(kind, eps=eps, axes=omit_one(axes) if b.flag() else axes, bias=with_bias)
+    elif kind == "LayerNorm2d":
+        layer = render("LayerNorm2d", eps=eps, bias=bias(b))
     else:
         layer = render("GroupNorm", num(b, kinds[kind], "decl"), eps=eps)
     b.step(b.call(b.layer(layer, "norm"), x.name), x.shape)
