@@ -330,8 +330,7 @@ class KerasClassWriter(ClassWriter):
         ]
 
     def layer_ref(self, name: str) -> str:
-        attr = keras_attr(name)
-        return f"getattr(self, {fmt_literal(attr)})" if mangled(attr) else f"self.{attr}"
+        return self.child_ref("self", name)
 
     def layer_read(self, name: str) -> str:
         """A Parameter or Buffer is read through its row's call (`self.scale.weight`), a

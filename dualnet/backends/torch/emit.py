@@ -79,20 +79,14 @@ class TorchClassWriter(ClassWriter):
         The state_dict name stays the .dnet name in every case."""
         if name in self.aliases:
             return f"self.{self.aliases[name]}"
-        if name in PYTHON_RESERVED or mangled(name) or dunder(name) or not name.isidentifier():
-            return f"self._modules[{fmt_literal(name)}]"
-        return f"self.{name}"
+        return self.child_ref("self", name)
 
     def child_ref(self, parent: str, name: str) -> str:
-        """`self.transformer.wte`; `._modules["..."]` for a name Python would read otherwise
-        (the child's class holds a name nn.Module keeps under another attribute)."""
-        if (
-            name in PYTHON_RESERVED
-            or mangled(name)
-            or dunder(name)
-            or not name.isidentifier()
-            or name in NN_MODULE_ATTRS
-        ):
+        """`self.transformer.wte`; `._modules["..."]` for a name Python would read otherwise;
+        `_child(...)` for a name nn.Module keeps (the child holds it under another attribute)."""
+        if name in NN_MODULE_ATTRS:
+            return f"_child({parent}, {fmt_literal(name)})"
+        if name in PYTHON_RESERVED or mangled(name) or dunder(name) or not name.isidentifier():
             return f"{parent}._modules[{fmt_literal(name)}]"
         return f"{parent}.{name}"
 

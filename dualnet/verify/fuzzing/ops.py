@@ -261,7 +261,7 @@ def tied_linear(b: Builder) -> None:
     fc = b.layer(render("Linear", d, bias=bias(b), init=init(b)), "fc")
     head = b.layer(render("Linear", d, bias=False, tie=Const(fc, None)), "tied")
     h = b.let(b.call(fc, x.name), x.shape)
-    b.step(f"{b.call(head, h.name)} + {h.name} @ transpose({fc}.weight, 0, 1)", x.shape)
+    b.step(f"{head}({h.name}) + {h.name} @ transpose({fc}.weight, 0, 1)", x.shape)
 
 
 @dataclass(frozen=True)
