@@ -74,14 +74,21 @@ class TorchClassWriter(ClassWriter):
         }
 
     def layer_ref(self, name: str) -> str:
-        """`self.conv1`; `self._modules["__w"]` when Python would read the name otherwise
-        (a keyword, a mangled or dunder name); `self.training_` for a name nn.Module keeps.
-        The state_dict name stays the .dnet name in every case."""
+        """`self.conv1`; `self._modules["block1-0"]` (`_parameters`, `_buffers` for a free
+        tensor) when Python would read the name otherwise (a keyword, a mangled or dunder
+        name, a quoted name that is no identifier); `self.training_` for a name nn.Module
+        keeps. The state_dict name stays the .dnet name in every case."""
         if name in self.aliases:
             return f"self.{self.aliases[name]}"
         if name in PYTHON_RESERVED or mangled(name) or dunder(name) or not name.isidentifier():
-            return f"self._modules[{fmt_literal(name)}]"
+            return f"self.{self._registry(name)}[{fmt_literal(name)}]"
         return f"self.{name}"
+
+    def _registry(self, name: str) -> str:
+        """The nn.Module dictionary holding child `name`."""
+        child = next(i.children[name] for i in self.instances if name in i.children)
+        op = child.op if isinstance(child, LayerInstance) else None
+        return {"Parameter": "_parameters", "Buffer": "_buffers"}.get(op, "_modules")
 
     def init_body(self) -> list[str]:
         lines = super().init_body()
