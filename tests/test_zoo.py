@@ -199,6 +199,21 @@ GPT2 = gpt2(50_257, 1_024, 768, 12)
 assert GPT2 == 38_597_376 + 786_432 + 12 * 7_087_872 + 1_536 == 124_439_808
 
 
+# ---------------------------------------------------------------- LLaMA-style (SmolLM-135M)
+def llama(vocab: int, dim: int, hidden: int, depth: int, heads: int, kv_heads: int) -> int:
+    kv = dim // heads * kv_heads
+    attention = 2 * linear(dim, dim, bias=False) + 2 * linear(dim, kv, bias=False)
+    block = attention + 3 * linear(dim, hidden, bias=False) + 2 * dim  # SwiGLU, 2 RMSNorms
+    return vocab * dim + depth * block + dim  # lm_head: embed_tokens' tensor
+
+
+# embed_tokens 49,152*576 = 28,311,552; a block 3,540,096 (q, o 331,776 each; k, v 110,592
+# each; gate, up, down 884,736 each; 2 RMSNorms 1,152); 30 blocks 106,202,880; norm 576;
+# the tied lm_head adds nothing: 134,515,008 (SmolLM-135M).
+LLAMA = llama(49_152, 576, 1_536, 30, 9, 3)
+assert LLAMA == 28_311_552 + 30 * 3_540_096 + 576 == 134_515_008
+
+
 def _render(s) -> str:
     return "\n".join(f"{d.code}: {d.message} ({d.span})" for d in s.diagnostics)
 
@@ -214,6 +229,7 @@ ZOO = [
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
     ("unet.dnet", "UNet", UNET, UNET_BUFFERS, ["f32[B, 2, 64, 64]"]),
     ("gpt2.dnet", "GPT2LMHeadModel", GPT2, 0, ["f32[B, T, 50257]"]),
+    ("llama.dnet", "LlamaForCausalLM", LLAMA, 0, ["f32[B, T, 49152]"]),
 ]
 
 
