@@ -136,6 +136,37 @@ def corpus() -> list[str]:
     return list(seen)
 
 
+# Quoted names (issue 13), as written in a .dnet file: keywords of both languages, names that
+# are no Python identifier, and names that meet after sanitising (`a-b`, `a_b`, `_a_b`).
+QUOTED = [
+    "`model`",
+    "`forward`",
+    "`for`",
+    "`none`",
+    "`class`",
+    "`lambda`",
+    "`block1-0`",
+    "`0`",
+    "`1x1`",
+    "`-`",
+    "`--`",
+    "`-x`",
+    "`x-`",
+    "`a-b`",
+    "a_b",
+    "_a_b",
+    "`_a_b_`",
+    "`__init__`",
+    "`__x`",
+    "`self`",
+    "`len-`",
+    "len_",
+    "`0-0`",
+    "`training`",
+    "`name`",
+]
+
+
 def chunks(names: list[str], size: int) -> list[list[str]]:
     return [names[i : i + size] for i in range(0, len(names), size)]
 

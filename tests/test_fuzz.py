@@ -70,6 +70,8 @@ LANGUAGE = {
         r"Sequential\([^\n]*(Linear|Conv\dd|Norm)\([^()]*(\([^()]*\))?[^()]*\), "
         r"((\w+\.)?\w*Block|Sequential\()"
     ),
+    "a tied layer": r"= Linear\([^\n]*\btie=fc\d+\)",
+    "a layer's tensor in forward": r"transpose\(fc\d+\.weight, 0, 1\)",
     "a function step in a Sequential": r"Sequential\([^\n]*, (relu|tanh|gelu|sigmoid|silu|elu)\b",
     "flatten in a Sequential": r"Sequential\([^\n]*\bflatten\b",
     "a pooling layer form": r"(Max|Avg)Pool\dd\(",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hostile_names import FILE_NAMES, MARKER, ROLES, chunks, corpus
+from hostile_names import FILE_NAMES, MARKER, QUOTED, ROLES, chunks, corpus
 
 import dualnet
 from dualnet.backends import BACKENDS
@@ -22,7 +22,8 @@ from dualnet.verify import parity
 
 NAMES = corpus()
 CHUNK = 140
-CASES = [(role, i) for role in ROLES for i in range(len(chunks(NAMES, CHUNK)))]
+GROUPS = [*chunks(NAMES, CHUNK), QUOTED]
+CASES = [(role, i) for role in ROLES for i in range(len(GROUPS))]
 DIMS = {"zzB": 2, "zzT": 3}
 
 
@@ -53,7 +54,7 @@ def test_the_corpus_is_large_and_covers_every_class():
 def test_names_compile_run_and_agree(role, index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "names.dnet"
-    path.write_text(ROLES[role](chunks(NAMES, CHUNK)[index]))
+    path.write_text(ROLES[role](GROUPS[index]))
     program = dualnet.load(str(path))
     summary = program.check()
     assert summary.ok, summary.diagnostics[:3]

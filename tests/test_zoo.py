@@ -373,6 +373,19 @@ CONVNEXT_T = (
     + linear(768, 1000)
 )
 assert CONVNEXT_T == 28_589_128  # torchvision's convnext_tiny
+# ---------------------------------------------------------------- LLaMA-style (SmolLM-135M)
+def llama(vocab: int, dim: int, hidden: int, depth: int, heads: int, kv_heads: int) -> int:
+    kv = dim // heads * kv_heads
+    attention = 2 * linear(dim, dim, bias=False) + 2 * linear(dim, kv, bias=False)
+    block = attention + 3 * linear(dim, hidden, bias=False) + 2 * dim  # SwiGLU, 2 RMSNorms
+    return vocab * dim + depth * block + dim  # lm_head: embed_tokens' tensor
+
+
+# embed_tokens 49,152*576 = 28,311,552; a block 3,540,096 (q, o 331,776 each; k, v 110,592
+# each; gate, up, down 884,736 each; 2 RMSNorms 1,152); 30 blocks 106,202,880; norm 576;
+# the tied lm_head adds nothing: 134,515,008 (SmolLM-135M).
+LLAMA = llama(49_152, 576, 1_536, 30, 9, 3)
+assert LLAMA == 28_311_552 + 30 * 3_540_096 + 576 == 134_515_008
 
 
 def _render(s) -> str:
@@ -409,6 +422,7 @@ ZOO = [
     ("t5_encoder.dnet", "T5EncoderModel", T5_ENCODER, 0, ["f32[B, T, 512]"]),
     ("gpt2.dnet", "GPT2LMHeadModel", GPT2, 0, ["f32[B, T, 50257]"]),
     ("convnext_tiny.dnet", "ConvNeXtTiny", CONVNEXT_T, 0, ["f32[B, 1000]"]),
+    ("llama.dnet", "LlamaForCausalLM", LLAMA, 0, ["f32[B, T, 49152]"]),
 ]
 
 

@@ -394,8 +394,12 @@ class Checker:
             if not isinstance(member, ast.LayerDecl):
                 continue
             name = member.name.id
+            if name in hypers:
+                self.record(_shares_a_hyperparameter(frame, member))
+                frame.names[name] = POISON  # its uses are not reported again
+                continue
             if name in frame.names and (
-                name in hypers or name in frame.instance.children or name in frame.first_dims
+                name in frame.instance.children or name in frame.first_dims
             ):
                 self.record(
                     error(
@@ -502,6 +506,21 @@ class Checker:
         frame = self.new_frame(spec, path)
         owner.children[name] = frame.instance
         return LayerHandle(name, frame.instance, frame)
+
+
+def _shares_a_hyperparameter(frame: Frame, member: ast.LayerDecl) -> DualnetError:
+    name = member.name.id
+    hyper = next(h for h in frame.ref.model.hypers if h.name == name)
+    return error(
+        "E-REDEFINED",
+        f"`{name}` is a hyperparameter of {frame.ref.name}: a layer cannot share its name",
+        member.name.span,
+        "also a hyperparameter",
+        [
+            f"the hyperparameter is declared at {hyper.span}",
+            f"rename the hyperparameter (`num_{name}`): the layer keeps its state_dict name",
+        ],
+    )
 
 
 class Tracer:

@@ -20,7 +20,7 @@ from dualnet.semantics.values import (
     ModelRef,
     Namespace,
 )
-from dualnet.syntax.parser import keywords
+from dualnet.syntax.parser import keyword_as_name, keywords
 
 BUILTINS: dict[str, Any] = {"range": Builtin("range"), "Sequential": Builtin("Sequential")}
 for _name, _op in REGISTRY.items():
@@ -91,8 +91,9 @@ _PYTHON_CONSTANTS = {"None": "none", "True": "true", "False": "false"}
 
 def _undefined(name: str, span: Span, visible: list[str]) -> DualnetError:
     """A name found nowhere: a keyword, Python's spelling of a literal, or a typo."""
-    if name in keywords():
-        return error("E-SYNTAX", f"`{name}` is a keyword and cannot be a name", span, "keyword")
+    unquoted = (span.end_line, span.end_column - span.column) == (span.line, len(name))
+    if name in keywords() and unquoted:
+        return keyword_as_name(name, span)
     if name in _PYTHON_CONSTANTS:
         notes = [f"dualnet writes `{_PYTHON_CONSTANTS[name]}`"]
     else:

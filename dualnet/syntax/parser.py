@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import keyword
+import re
 import sys
 from collections.abc import Iterator
 from importlib import resources
@@ -32,6 +33,9 @@ _CLOSERS = ("RPAR", "RSQB")
 _CHAINS = frozenset({"binary", "or_op", "and_op"})
 MAX_CHAIN = 1000
 _TOKEN_BATCH = 1024  # tokens charged to the work budget at a time
+# What a quoted name may hold: the characters of state_dict names (`block1-0`, `0`) that
+# PyTorch, Keras and TensorFlow's name scopes all accept; a `.` separates children.
+QUOTED_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def grammar_text() -> str:
@@ -67,6 +71,8 @@ class _NewlineFilter:
                 depth = max(0, depth - 1)
             elif tok.type == "_NL" and depth:
                 continue
+            elif tok.type == "NAME" and tok.startswith("`"):
+                tok = self._unquoted(tok)
             if depth == 0 and tok.type in ("_NL", "SEMICOLON"):
                 count, start = 0, None
             else:
@@ -82,6 +88,21 @@ class _NewlineFilter:
                     )
             yield tok
         budget.spend("token", total, _token_span(self.file, last) if last else None)
+
+    def _unquoted(self, tok: Token) -> Token:
+        """`` `block1-0` `` → the name `block1-0`, its span still covering the backticks."""
+        inner = tok[1:-1]
+        if not QUOTED_NAME.fullmatch(inner):
+            bad = next((c for c in inner if not QUOTED_NAME.fullmatch(c)), None)
+            dot = "; a `.` separates children: declare each child by itself" if bad == "." else ""
+            raise error(
+                "E-SYNTAX",
+                "empty quoted name" if bad is None else f"{bad!r} in a quoted name",
+                _token_span(self.file, tok),
+                "not a name",
+                [f"a quoted name holds letters, digits, `_` and `-`{dot}"],
+            )
+        return Token.new_borrow_pos("NAME", inner, tok)
 
 
 _POSTLEX = _NewlineFilter()
@@ -173,6 +194,14 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
         span = Span(file, exc.line, exc.column, exc.line, exc.column + 1)
+        if char == "`":
+            return error(
+                "E-SYNTAX",
+                "unterminated quoted name",
+                span,
+                "this name never ends",
+                ["close it with a backtick on the same line"],
+            )
         if char == '"':
             return error(
                 "E-SYNTAX",
@@ -194,16 +223,21 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
     shown = ", ".join(expected[:6]) + (", …" if len(expected) > 6 else "")
-    if "NAME" in accepted and str(exc.token) in keywords():
-        return error(
-            "E-SYNTAX",
-            f"`{exc.token}` is a keyword and cannot be a name",
-            span,
-            "keyword",
-            [f"choose another name; here the grammar expects {shown}"],
-        )
+    if "NAME" in accepted and str(exc.token) in keywords() and exc.token.type != "NAME":
+        return keyword_as_name(str(exc.token), span, f"here the grammar expects {shown}")
     message = f"unexpected {found}" + (f", expected {shown}" if expected else "")
     return error("E-SYNTAX", message, span, f"found {found}")
+
+
+def keyword_as_name(word: str, span: Span, *notes: str) -> DualnetError:
+    """A keyword written where a name belongs (`model = ...`): say how to quote it."""
+    return error(
+        "E-SYNTAX",
+        f"`{word}` is a keyword, not a name",
+        span,
+        "keyword",
+        [f"quote it to use it as a name: `{word}` in backticks, as in `` `{word}`(x) ``", *notes],
+    )
 
 
 @functools.cache

@@ -1355,10 +1355,10 @@ class ClassWriter:
         layer = self.unit.instance.child(node.target)
         if "tensor" in node.attrs:
             return self.tensor_read(parent, layer.op, node.attrs["tensor"])
-        return self.free_read(self.child_ref(parent, e.name), layer)
+        return self.free_read(self.child_ref(parent, e.name, layer), layer)
 
-    def child_ref(self, parent: str, name: str) -> str:
-        """Layer `name` of the module `parent` (source text)."""
+    def child_ref(self, parent: str, name: str, child=None) -> str:
+        """Layer `name` (the IR's `child` where known) of the module `parent` (source)."""
         raise NotImplementedError
 
     def tensor_read(self, layer: str, op: str, tensor: str) -> str:

@@ -91,6 +91,12 @@ def convert(src: str, want: str) -> str:
     return code(f"ops.transpose({src}, {fmt_literal(perm)})", want, rank)
 
 
+def _indirect(attr: str) -> bool:
+    """Whether attribute `attr` is set and read by `setattr`/`getattr`: Python would mangle
+    it (`__w`), or it is no identifier (a quoted name, `block1-0`)."""
+    return mangled(attr) or not attr.isidentifier()
+
+
 def _permuted(t: TensorType) -> TensorType:
     if len(t.shape) < 3:
         return t
@@ -351,8 +357,7 @@ class KerasClassWriter(ClassWriter):
         ]
 
     def layer_ref(self, name: str) -> str:
-        attr = keras_attr(name)
-        return f"getattr(self, {fmt_literal(attr)})" if mangled(attr) else f"self.{attr}"
+        return self.child_ref("self", name)
 
     def layer_read(self, name: str) -> str:
         """A Parameter or Buffer is read through its row's call (`self.scale.weight`), a
@@ -365,7 +370,7 @@ class KerasClassWriter(ClassWriter):
 
     def assign_layer(self, name: str, code: str) -> str:
         attr = keras_attr(name)
-        if mangled(attr):  # set without Python's name mangling (Keras tracks it as usual)
+        if _indirect(attr):  # set without Python's name mangling (Keras tracks it as usual)
             return f"setattr(self, {fmt_literal(attr)}, {code})"
         return super().assign_layer(name, code)
 
@@ -406,9 +411,9 @@ class KerasClassWriter(ClassWriter):
             *lines[1:],
         ]
 
-    def child_ref(self, parent: str, name: str) -> str:
+    def child_ref(self, parent: str, name: str, child=None) -> str:
         attr = keras_attr(name)
-        return f"getattr({parent}, {fmt_literal(attr)})" if mangled(attr) else f"{parent}.{attr}"
+        return f"getattr({parent}, {fmt_literal(attr)})" if _indirect(attr) else f"{parent}.{attr}"
 
     def tensor_read(self, layer: str, op: str, tensor: str) -> str:
         return _READS[(op, tensor)].format(layer)

@@ -10,9 +10,11 @@ gets one more trailing `_`: `self.weights_`, and a layer really named `weights_`
 The Keras layer itself is named as in the .dnet file (`keras_name`), the steps of a
 Sequential by position ("0", "1", ... as in PyTorch's nn.Sequential), so `summary()`, variable
 paths (`res_net18/layer1/0/conv1/kernel`) and checkpoints read as the state_dict names. A name
-TensorFlow's scope rules refuse (a leading `_`: names must start with a letter, digit or `.`)
-gets a leading `.`, which no .dnet name has: `_proj` is `._proj`. The weight loader finds each
-layer's state_dict prefix from its Keras name with `dualnet_name`, whatever the attribute.
+TensorFlow's scope rules refuse (a leading `_` or `-`: names must start with a letter, digit
+or `.`) gets a leading `.`, which no .dnet name has: `_proj` is `._proj`. A quoted name that is
+no Python identifier (`` `block1-0` ``) is an attribute set and read with `setattr`/`getattr`.
+The weight loader finds each layer's state_dict prefix from its Keras name with
+`dualnet_name`, whatever the attribute.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ def keras_attr(name: str) -> str:
 
 def keras_name(name: str) -> str:
     """The Keras layer name of dualnet layer (or Sequential step) `name`."""
-    return "." + name if name.startswith("_") else name
+    return "." + name if name.startswith(("_", "-")) else name
 
 
 def dualnet_name(layer_name: str) -> str:
     """The dualnet layer name of a Keras layer named by `keras_name`."""
-    return layer_name[1:] if layer_name.startswith("._") else layer_name
+    return layer_name[1:] if layer_name.startswith(("._", ".-")) else layer_name

@@ -129,6 +129,14 @@ def _unpack_lstm(result):
     return y, h, c
 
 
+def _child(module, name):
+    """Child `name` of a generated module, one held under another attribute too (a name
+    nn.Module keeps for itself: `_state_names`)."""
+    if name in module._modules:
+        return module._modules[name]
+    return module._modules[module._dualnet_attrs[name]]
+
+
 def _state_names(module, names):
     """Gives children held under another attribute (`names`: attribute → .dnet name, for a
     name nn.Module keeps for itself, such as `training`) their .dnet names in state_dict and
@@ -145,6 +153,7 @@ def _state_names(module, names):
             state_dict[key] = value
 
     attrs, dnet = list(names), list(names.values())
+    module._dualnet_attrs = {b: a for a, b in names.items()}  # for `_child`
     module.register_state_dict_post_hook(
         lambda module, state_dict, prefix, local: renamed(
             state_dict, prefix, attrs, dnet

@@ -112,26 +112,22 @@ class TorchClassWriter(ClassWriter):
         }
 
     def layer_ref(self, name: str) -> str:
-        """`self.conv1`; `self._modules["__w"]` when Python would read the name otherwise
-        (a keyword, a mangled or dunder name); `self.training_` for a name nn.Module keeps.
-        The state_dict name stays the .dnet name in every case."""
+        """`self.conv1`; `self._modules["block1-0"]` (`_parameters`, `_buffers` for a free
+        tensor) when Python would read the name otherwise (a keyword, a mangled or dunder
+        name, a quoted name that is no identifier); `self.training_` for a name nn.Module
+        keeps. The state_dict name stays the .dnet name in every case."""
         if name in self.aliases:
             return f"self.{self.aliases[name]}"
-        if name in PYTHON_RESERVED or mangled(name) or dunder(name) or not name.isidentifier():
-            return f"self._modules[{fmt_literal(name)}]"
-        return f"self.{name}"
+        return self.child_ref("self", name, self._child(name))
 
-    def child_ref(self, parent: str, name: str) -> str:
-        """`self.transformer.wte`; `._modules["..."]` for a name Python would read otherwise
-        (the child's class holds a name nn.Module keeps under another attribute)."""
-        if (
-            name in PYTHON_RESERVED
-            or mangled(name)
-            or dunder(name)
-            or not name.isidentifier()
-            or name in NN_MODULE_ATTRS
-        ):
-            return f"{parent}._modules[{fmt_literal(name)}]"
+    def child_ref(self, parent: str, name: str, child=None) -> str:
+        """`self.transformer.wte`; `._modules["..."]` (`_parameters`, `_buffers` for a free
+        tensor) for a name Python would read otherwise; `_child(...)` for a name nn.Module
+        keeps (the child holds it under another attribute)."""
+        if name in NN_MODULE_ATTRS:
+            return f"_child({parent}, {fmt_literal(name)})"
+        if name in PYTHON_RESERVED or mangled(name) or dunder(name) or not name.isidentifier():
+            return f"{parent}.{_registry(child)}[{fmt_literal(name)}]"
         return f"{parent}.{name}"
 
     def tensor_read(self, layer: str, op: str, tensor: str) -> str:
@@ -144,6 +140,9 @@ class TorchClassWriter(ClassWriter):
         if tie is None:
             return []
         return [f"{self.layer_ref(name)}.weight = {self.expr(tie, {})}.weight"]
+
+    def _child(self, name: str) -> LayerInstance | ModelInstance:
+        return next(i.children[name] for i in self.instances if name in i.children)
 
     def init_body(self) -> list[str]:
         lines = super().init_body()
@@ -396,3 +395,9 @@ def emit_torch(entry: ModelInstance, source: str) -> tuple[str, str]:
         return emitter.emit(), emitter.plan_of(entry).name
     except Unsupported as exc:
         raise error("E-BACKEND", f"PyTorch backend: {exc}", exc.span or entry.span) from None
+
+
+def _registry(child) -> str:
+    """The nn.Module dictionary holding `child` (a module where not known)."""
+    op = child.op if isinstance(child, LayerInstance) else None
+    return {"Parameter": "_parameters", "Buffer": "_buffers"}.get(op, "_modules")

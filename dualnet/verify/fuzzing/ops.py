@@ -273,6 +273,18 @@ def linear(b: Builder) -> None:
         b.step(b.call(layer, x.name), shape)
 
 
+@family(linear_ok)
+def tied_linear(b: Builder) -> None:
+    """A square Linear, a second Linear tied to its weight (`tie=`), and the first one's
+    weight read as a tensor in forward (issue 13)."""
+    x = b.x
+    d = b.decl(x.shape[-1])
+    fc = b.layer(render("Linear", d, bias=bias(b), init=init(b)), "fc")
+    head = b.layer(render("Linear", d, bias=False, tie=Const(fc, None)), "tied")
+    h = b.let(b.call(fc, x.name), x.shape)
+    b.step(f"{head}({h.name}) + {h.name} @ transpose({fc}.weight, 0, 1)", x.shape)
+
+
 @dataclass(frozen=True)
 class Window:
     keywords: dict  # kernel, stride, dilation, padding for render()
