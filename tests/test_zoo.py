@@ -373,6 +373,8 @@ CONVNEXT_T = (
     + linear(768, 1000)
 )
 assert CONVNEXT_T == 28_589_128  # torchvision's convnext_tiny
+
+
 # ---------------------------------------------------------------- LLaMA-style (SmolLM-135M)
 def llama(vocab: int, dim: int, hidden: int, depth: int, heads: int, kv_heads: int) -> int:
     kv = dim // heads * kv_heads
