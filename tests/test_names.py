@@ -123,3 +123,83 @@ def test_a_layer_named_like_a_hyperparameter_is_one_error(tmp_path):
     assert [(d.code, d.span.line) for d in diags] == [("E-REDEFINED", 2), ("E-REDEFINED", 3)]
     assert "hyperparameter of Block" in diags[0].message
     assert any("num_heads" in n for n in diags[0].notes)
+
+
+NAMED = """
+model Gate(d: int) {
+    fc = Linear(d)
+    forward(x: f32[B, d], g: f32[B, d]) -> f32[B, d] { return fc(x) * sigmoid(g) }
+}
+model Net(n: int = 3) {
+    layers = Sequential({f"encoder_layer_{i}": Gate(4) for i in range(n)})
+    trunk = Sequential({f"block1-{i}": Linear(4) for i in range(2)})
+    head = Sequential({"fc": Linear(2), "act": relu})
+    forward(x: f32[B, 4]) -> f32[B, 2] {
+        h = trunk(x)
+        for layer in layers { h = layer(h, x) }
+        return head(layers[0](h, h))
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("n", [3, 1])
+def test_named_children_keep_their_names_in_every_backend(n, tmp_path):
+    path = tmp_path / "named.dnet"
+    path.write_text(NAMED)
+    program = dualnet.load(str(path))
+    names = sorted(
+        [f"layers.encoder_layer_{i}.fc.{p}" for i in range(n) for p in ("weight", "bias")]
+        + [f"trunk.block1-{i}.{p}" for i in range(2) for p in ("weight", "bias")]
+        + ["head.fc.weight", "head.fc.bias"]
+    )
+    module = program.torch(n=n)
+    assert sorted(module.state_dict()) == names
+    weights = tmp_path / "w.safetensors"
+    dualnet.save_weights(module, weights)
+    x = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    keras_model = program.keras(n=n)
+    dualnet.load_weights(keras_model, weights)
+    np.testing.assert_allclose(np.asarray(keras_model(x)), expected, rtol=1e-5, atol=1e-6)
+    again = tmp_path / "again.safetensors"
+    dualnet.save_weights(keras_model, again)
+    assert sorted(load_file(again)) == names
+    proto = program.onnx(weights=str(weights), n=n)
+    assert set(names) <= {i.name for i in proto.graph.initializer}
+    session = onnxruntime.InferenceSession(proto.SerializeToString())
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "decl, code, message",
+    [
+        ('Sequential({"a": Linear(2), "a": relu})', "E-REDEFINED", "named `a`"),
+        ('Sequential({f"x{i % 1}": Linear(2) for i in range(2)})', "E-REDEFINED", "`x0`"),
+        ('Sequential({"a b": Linear(2)})', "E-VALUE", "found `a b`"),
+        ("Sequential({1: Linear(2)})", "E-VALUE", "found int"),
+        ('Sequential({f"x{1.5}": Linear(2)})', "E-TYPE", "integer or a string"),
+        ('Linear({"a": relu})', "E-SYNTAX", "only allowed as the argument of Sequential"),
+    ],
+)
+def test_bad_child_names_are_diagnostics(decl, code, message, tmp_path):
+    path = tmp_path / "bad.dnet"
+    path.write_text(
+        f"model Net() {{\n    s = {decl}\n    forward(x: f32[B, 2]) {{ return relu(x) }}\n}}\n"
+    )
+    with pytest.raises(DualnetError) as exc:
+        dualnet.load(str(path)).check()
+    (diag,) = exc.value.diagnostics
+    assert diag.code == code and message in diag.message, diag
+
+
+@pytest.mark.parametrize(
+    "text, message", [('f"a b{i}"', "f-string's text"), ('f"a{i"', "unmatched brace")]
+)
+def test_bad_f_strings_are_syntax_errors(text, message):
+    with pytest.raises(DualnetError) as exc:
+        parse(f"model Net() {{\n    s = Sequential({{{text}: relu for i in range(2)}})\n}}\n", "f")
+    (diag,) = exc.value.diagnostics
+    assert diag.code == "E-SYNTAX" and message in diag.message

@@ -152,6 +152,15 @@ class ModelInstance:
             node = node.children[part]
         return node
 
+    def step(self, index: int) -> LayerInstance | ModelInstance | None:
+        """A Sequential's child at position `index` (named `index` or as its `{...}` says)."""
+        steps = list(self.children.values())
+        return steps[index] if 0 <= index < len(steps) else None
+
+    def named_steps(self) -> bool:
+        """Whether a Sequential's children have names other than `0, 1, 2, ...`."""
+        return list(self.children) != [str(i) for i in range(len(self.children))]
+
     def layers(self):
         """Every built-in layer below this instance, depth first in declaration order."""
         for child in self.children.values():

@@ -728,6 +728,14 @@ class ClassWriter:
             return sequence([sub(x, 0) for x in e.items], isinstance(e, ast.TupleExpr)), _ATOM
         if isinstance(e, ast.Index) and len(e.items) == 1 and not isinstance(e.items[0], ast.Slice):
             return f"{sub(e.value, _ATOM)}[{sub(e.items[0], 0)}]", _ATOM
+        if isinstance(e, ast.FString):  # its text holds letters, digits, `_` and `-` only
+            text = []
+            for part in e.parts:
+                code = part if isinstance(part, str) else "{" + sub(part, 0) + "}"
+                if not isinstance(part, str) and set(code[1:-1]) & set("\"'\\{}"):
+                    raise Unsupported("this f-string part cannot be written in Python", e.span)
+                text.append(code)
+            return 'f"' + "".join(text) + '"', _ATOM
         if (
             isinstance(e, ast.Call)
             and isinstance(e.func, ast.Name)
@@ -910,7 +918,7 @@ class ClassWriter:
         rest = [c for other in built[1:] for c in other.children.values()]
         self.generator_items = seq.items
         columns = [
-            [c, *(s.children[str(k)] for s in built[1:] if str(k) in s.children)]
+            [c, *(s.step(k) for s in built[1:] if s.step(k) is not None)]
             for k, c in enumerate(children)
         ]
         try:

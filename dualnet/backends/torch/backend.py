@@ -13,7 +13,9 @@ class TorchBackend(SourceBackend):
     title = "PyTorch"
     package = "dualnet.backends.torch"
     runtime = "torch"
-    imports = frozenset({"__future__", "math", "torch", "torch.nn", "torch.nn.functional"})
+    imports = frozenset(
+        {"__future__", "collections", "math", "torch", "torch.nn", "torch.nn.functional"}
+    )
 
     def emit(self, instance, file: str, layout: str) -> tuple[str, str]:
         if layout != self.layouts[0]:
