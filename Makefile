@@ -2,6 +2,7 @@
 #   make demo        check every model in models/, compile each to PyTorch, Keras and ONNX,
 #                    then print the zoo's parity table (the three backends, one weight file)
 #   make test        the whole test suite, then ruff
+#   make test-slow   the full-size zoo models against their references (torchvision, transformers)
 #   make bench       check speed, generated-model latency (PyTorch, Keras), ONNX emission/latency,
 #                    ONNX start-up (installs the bench extra: onnxscript, for the dynamo exporter)
 #   make fuzz        differential fuzzing: random valid programs, parity of the three backends
@@ -26,12 +27,13 @@ BENCH_STAMP := $(VENV)/.dualnet-bench-installed
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test lint bench fuzz fuzz-frontend wheel-smoke clean
+.PHONY: help setup demo test test-slow lint bench fuzz fuzz-frontend wheel-smoke clean
 
 help:
-	@echo "make setup        create $(VENV) and install dualnet[dev] (editable)"
+	@echo "make setup        create $(VENV) and install dualnet[dev,reference] (editable)"
 	@echo "make demo         dualnet check + compile (torch, keras, onnx) on every models/*.dnet, then the parity table"
 	@echo "make test         pytest + ruff"
+	@echo "make test-slow    the full-size zoo models against their references (slow-marked tests)"
 	@echo "make bench        check-speed, PyTorch / Keras latency and ONNX benchmarks (+ onnxscript)"
 	@echo "make fuzz         2,000 random programs through all three backends (EXAMPLES=N SEED=S)"
 	@echo "make fuzz-frontend  20 minutes (MINUTES=M), >= 10,000 mutants of the zoo through check"
@@ -44,8 +46,8 @@ $(STAMP): pyproject.toml constraints.txt
 	    echo ">> creating $(VENV) with $(PYTHON)"
 	    $(PYTHON) -m venv "$(VENV)"
 	fi
-	echo ">> pip install -c constraints.txt -e '.[dev]'"
-	$(PIP) install -c "$(CONSTRAINTS)" -e '.[dev]'
+	echo ">> pip install -c constraints.txt -e '.[dev,reference]'"
+	$(PIP) install -c "$(CONSTRAINTS)" -e '.[dev,reference]'
 	touch "$(STAMP)"
 
 demo: setup
@@ -82,6 +84,9 @@ demo: setup
 test: setup
 	@$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory lint
+
+test-slow: setup
+	@$(PY) -m pytest -q -p no:cacheprovider -m slow tests/reference
 
 lint: setup
 	@$(VENV)/bin/ruff check .

@@ -119,6 +119,134 @@ assert (
 )
 assert MOBILENETV2_BUFFERS == 2 * 17_056 == 34_112
 
+
+# ---------------------------------------------------------------- MobileNetV3-Small
+def se(c: int) -> int:  # squeeze-and-excite to max(8, c // 4 rounded to 8): two 1x1 convs
+    squeeze = max(8, (c // 4 + 4) // 8 * 8)
+    return conv(c, squeeze, 1) + conv(squeeze, c, 1)
+
+
+def mobilenetv3_small() -> tuple[int, int]:
+    params, bn_channels, cin = conv(3, 16, 3, bias=False) + bn(16), 16, 16
+    for k, hidden, out, has_se in [
+        (3, 16, 16, True),
+        (3, 72, 24, False),
+        (3, 88, 24, False),
+        (5, 96, 40, True),
+        (5, 240, 40, True),
+        (5, 240, 40, True),
+        (5, 120, 48, True),
+        (5, 144, 48, True),
+        (5, 288, 96, True),
+        (5, 576, 96, True),
+        (5, 576, 96, True),
+    ]:
+        if hidden != cin:  # 1x1 expansion
+            params += conv(cin, hidden, 1, bias=False) + bn(hidden)
+            bn_channels += hidden
+        params += conv(hidden, hidden, k, groups=hidden, bias=False) + bn(hidden)
+        params += se(hidden) if has_se else 0
+        params += conv(hidden, out, 1, bias=False) + bn(out)
+        bn_channels, cin = bn_channels + hidden + out, out
+    params += conv(96, 576, 1, bias=False) + bn(576) + linear(576, 1024) + linear(1024, 1000)
+    return params, 2 * (bn_channels + 576)
+
+
+# stem 464; bottlenecks 870,096; head conv 55,296 + 1,152; classifier 590,848 + 1,025,000;
+# total 2,542,856 (torchvision). BN channels 6,056.
+MOBILENETV3_SMALL, MOBILENETV3_SMALL_BUFFERS = mobilenetv3_small()
+assert MOBILENETV3_SMALL == 464 + 870_096 + 56_448 + 590_848 + 1_025_000 == 2_542_856
+assert MOBILENETV3_SMALL_BUFFERS == 12_112
+
+
+# ---------------------------------------------------------------- EfficientNet-B0
+def mbconv(cin: int, out: int, k: int, t: int) -> tuple[int, int]:
+    hidden = cin * t
+    params = bn_channels = 0
+    if t != 1:  # 1x1 expansion
+        params += conv(cin, hidden, 1, bias=False) + bn(hidden)
+        bn_channels += hidden
+    squeeze = max(1, cin // 4)  # squeeze-and-excite, to a quarter of the input channels
+    params += conv(hidden, hidden, k, groups=hidden, bias=False) + bn(hidden)
+    params += conv(hidden, squeeze, 1) + conv(squeeze, hidden, 1)
+    params += conv(hidden, out, 1, bias=False) + bn(out)
+    return params, bn_channels + hidden + out
+
+
+def efficientnet_b0() -> tuple[int, int]:
+    params, bn_channels, cin = conv(3, 32, 3, bias=False) + bn(32), 32, 32
+    stages = [(1, 3, 16, 1), (6, 3, 24, 2), (6, 5, 40, 2), (6, 3, 80, 3)]
+    stages += [(6, 5, 112, 3), (6, 5, 192, 4), (6, 3, 320, 1)]
+    for t, k, c, n in stages:
+        for _ in range(n):
+            p, b = mbconv(cin, c, k, t)
+            params, bn_channels, cin = params + p, bn_channels + b, c
+    params += conv(320, 1280, 1, bias=False) + bn(1280) + linear(1280, 1000)
+    return params, 2 * (bn_channels + 1280)
+
+
+# stem 928; blocks 3,594,460; head conv 409,600 + 2,560; classifier 1,281,000;
+# total 5,288,548 (torchvision). BN channels 21,008.
+EFFICIENTNET_B0, EFFICIENTNET_B0_BUFFERS = efficientnet_b0()
+assert EFFICIENTNET_B0 == 928 + 3_594_460 + 412_160 + 1_281_000 == 5_288_548
+assert EFFICIENTNET_B0_BUFFERS == 2 * 21_008 == 42_016
+
+
+# ---------------------------------------------------------------- Inception-v3
+def basic_conv(i: int, o: int, kh: int, kw: int) -> tuple[int, int]:
+    """BasicConv2d: a convolution without bias and a BatchNorm (params, BN channels)."""
+    return i * o * kh * kw + bn(o), o
+
+
+def convs(*specs: tuple[int, int, int, int]) -> tuple[int, int]:
+    parts = [basic_conv(*spec) for spec in specs]
+    return sum(p for p, _ in parts), sum(c for _, c in parts)
+
+
+INCEPTION_D = [(768, 192, 1, 1), (192, 320, 3, 3), (768, 192, 1, 1)]  # InceptionD
+INCEPTION_D += [(192, 192, 1, 7), (192, 192, 7, 1), (192, 192, 3, 3)]
+
+
+def inception_v3() -> tuple[int, int]:
+    def a(c: int, pf: int):  # InceptionA
+        specs = [(c, 64, 1, 1), (c, 48, 1, 1), (48, 64, 5, 5), (c, 64, 1, 1)]
+        return convs(*specs, (64, 96, 3, 3), (96, 96, 3, 3), (c, pf, 1, 1))
+
+    def c_(c7: int):  # InceptionC on 768 channels
+        seven = [(c7, c7, 1, 7), (c7, 192, 7, 1), (768, c7, 1, 1), (c7, c7, 7, 1)]
+        rest = [(c7, c7, 1, 7), (c7, c7, 7, 1), (c7, 192, 1, 7), (768, 192, 1, 1)]
+        return convs((768, 192, 1, 1), (768, c7, 1, 1), *seven, *rest)
+
+    def e(c: int):  # InceptionE
+        specs = [(c, 320, 1, 1), (c, 384, 1, 1), (384, 384, 1, 3), (384, 384, 3, 1)]
+        specs += [(c, 448, 1, 1), (448, 384, 3, 3), (384, 384, 1, 3), (384, 384, 3, 1)]
+        return convs(*specs, (c, 192, 1, 1))
+
+    parts = [
+        convs((3, 32, 3, 3), (32, 32, 3, 3), (32, 64, 3, 3), (64, 80, 1, 1), (80, 192, 3, 3)),
+        a(192, 32),
+        a(256, 64),
+        a(288, 64),
+        convs((288, 384, 3, 3), (288, 64, 1, 1), (64, 96, 3, 3), (96, 96, 3, 3)),  # InceptionB
+        c_(128),
+        c_(160),
+        c_(160),
+        c_(192),
+        convs(*INCEPTION_D),
+        e(1280),
+        e(2048),
+    ]
+    params = sum(p for p, _ in parts) + linear(2048, 1000)
+    return params, 2 * sum(c for _, c in parts)
+
+
+# stem 172,672 (Conv2d_1a_3x3 .. Conv2d_4a_3x3); fc 2,049,000; total 23,834,568
+# (torchvision, aux_logits=False).
+INCEPTION_V3, INCEPTION_V3_BUFFERS = inception_v3()
+assert INCEPTION_V3 == 23_834_568
+assert INCEPTION_V3_BUFFERS == 34_432
+
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -193,6 +321,21 @@ ZOO = [
     ("mlp.dnet", "MLP", MLP, 0, ["f32[B, 10]"]),
     ("resnet18.dnet", "ResNet18", RESNET18, RESNET18_BUFFERS, ["f32[B, 1000]"]),
     ("mobilenetv2.dnet", "MobileNetV2", MOBILENETV2, MOBILENETV2_BUFFERS, ["f32[B, 1000]"]),
+    (
+        "mobilenetv3_small.dnet",
+        "MobileNetV3Small",
+        MOBILENETV3_SMALL,
+        MOBILENETV3_SMALL_BUFFERS,
+        ["f32[B, 1000]"],
+    ),
+    (
+        "efficientnet_b0.dnet",
+        "EfficientNetB0",
+        EFFICIENTNET_B0,
+        EFFICIENTNET_B0_BUFFERS,
+        ["f32[B, 1000]"],
+    ),
+    ("inception_v3.dnet", "InceptionV3", INCEPTION_V3, INCEPTION_V3_BUFFERS, ["f32[B, 1000]"]),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),

@@ -91,6 +91,8 @@ class Evaluator:
             and value.target.op in FREE_TENSORS
         ):
             return self.tracer.read_free_tensor(value, e.span)
+        if isinstance(value, FunctionRef):
+            return FunctionRef(value.op, e.span)
         return value
 
     def _Literal(self, e: ast.Literal):
@@ -407,7 +409,7 @@ class Evaluator:
             self.check_child(child, span)
         return SequentialSpec(
             [
-                c if not isinstance(c, FunctionRef) else PartialSpec(c.op, [], {}, span)
+                c if not isinstance(c, FunctionRef) else PartialSpec(c.op, [], {}, c.span or span)
                 for c in children
             ],
             span,

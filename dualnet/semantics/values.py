@@ -42,9 +42,11 @@ class Namespace:
 
 @dataclass(frozen=True, slots=True)
 class FunctionRef:
-    """A built-in function (`relu`, `max_pool2d`) named without calling it."""
+    """A built-in function (`relu`, `max_pool2d`) named without calling it; `span`: where
+    it was named (a Sequential step's own place, also inside a conditional)."""
 
     op: OpDef
+    span: Span | None = field(default=None, compare=False)
 
     def description(self) -> str:
         return f"function {self.op.name}"
