@@ -247,6 +247,30 @@ assert INCEPTION_V3 == 23_834_568
 assert INCEPTION_V3_BUFFERS == 34_432
 
 
+# ---------------------------------------------------------------- DenseNet-121
+
+
+def densenet121(growth=32, blocks=(6, 12, 24, 16), init=64, bn_size=4) -> tuple[int, int]:
+    """(trainable parameters, BatchNorm buffer elements) of torchvision's densenet121."""
+    params, norms = 3 * init * 7 * 7, [init]  # conv0, norm0
+    c = init
+    for k, n in enumerate(blocks):
+        for _ in range(n):  # norm1, conv1 (1x1), norm2, conv2 (3x3), no biases
+            params += c * bn_size * growth + bn_size * growth * growth * 9
+            norms += [c, bn_size * growth]
+            c += growth
+        if k < len(blocks) - 1:  # transition: norm, 1x1 conv halving the channels
+            params += c * (c // 2)
+            norms.append(c)
+            c //= 2
+    norms.append(c)  # norm5
+    return params + 2 * sum(norms) + linear(c, 1000), 2 * sum(norms)
+
+
+DENSENET121, DENSENET121_BUFFERS = densenet121()
+assert DENSENET121 == 7_978_856
+
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -336,6 +360,7 @@ ZOO = [
         ["f32[B, 1000]"],
     ),
     ("inception_v3.dnet", "InceptionV3", INCEPTION_V3, INCEPTION_V3_BUFFERS, ["f32[B, 1000]"]),
+    ("densenet121.dnet", "DenseNet121", DENSENET121, DENSENET121_BUFFERS, ["f32[B, 1000]"]),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
