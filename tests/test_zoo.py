@@ -271,6 +271,28 @@ DENSENET121, DENSENET121_BUFFERS = densenet121()
 assert DENSENET121 == 7_978_856
 
 
+# ---------------------------------------------------------------- RegNetY-400MF
+
+
+def regnet_y_400mf(depths=(1, 3, 6, 6), widths=(48, 104, 208, 440), group=8) -> tuple[int, int]:
+    """(trainable parameters, BatchNorm buffer elements) of torchvision's regnet_y_400mf."""
+    params, norms, c = 3 * 32 * 9, [32], 32  # stem conv and its BatchNorm
+    for depth, w in zip(depths, widths, strict=True):
+        for i in range(depth):
+            squeeze = c // 4  # squeeze-and-excite: a quarter of the block's input width
+            params += c * w + w * group * 9 + 2 * w * squeeze + squeeze + w + w * w  # a b se c
+            norms += [w, w, w]
+            if i == 0:  # stride 2: the projection shortcut
+                params += c * w
+                norms.append(w)
+            c = w
+    return params + 2 * sum(norms) + linear(c, 1000), 2 * sum(norms)
+
+
+REGNET_Y_400MF, REGNET_Y_400MF_BUFFERS = regnet_y_400mf()
+assert REGNET_Y_400MF == 4_344_144
+
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -361,6 +383,13 @@ ZOO = [
     ),
     ("inception_v3.dnet", "InceptionV3", INCEPTION_V3, INCEPTION_V3_BUFFERS, ["f32[B, 1000]"]),
     ("densenet121.dnet", "DenseNet121", DENSENET121, DENSENET121_BUFFERS, ["f32[B, 1000]"]),
+    (
+        "regnet_y_400mf.dnet",
+        "RegNetY400MF",
+        REGNET_Y_400MF,
+        REGNET_Y_400MF_BUFFERS,
+        ["f32[B, 1000]"],
+    ),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
