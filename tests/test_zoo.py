@@ -293,6 +293,22 @@ REGNET_Y_400MF, REGNET_Y_400MF_BUFFERS = regnet_y_400mf()
 assert REGNET_Y_400MF == 4_344_144
 
 
+# ---------------------------------------------------------------- ViT-B/16
+
+
+def vit_b_16(image=224, patch=16, dim=768, depth=12, mlp_dim=3072) -> int:
+    """Trainable parameters of torchvision's vit_b_16."""
+    tokens = (image // patch) ** 2 + 1
+    embed = 3 * patch * patch * dim + dim + dim + tokens * dim  # conv_proj, class, positions
+    attention = linear(dim, 3 * dim) + linear(dim, dim)  # in_proj, out_proj
+    layer = 2 * dim + attention + 2 * dim + linear(dim, mlp_dim) + linear(mlp_dim, dim)
+    return embed + depth * layer + 2 * dim + linear(dim, 1000)
+
+
+VIT_B_16 = vit_b_16()
+assert VIT_B_16 == 86_567_656
+
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -383,6 +399,7 @@ ZOO = [
     ),
     ("inception_v3.dnet", "InceptionV3", INCEPTION_V3, INCEPTION_V3_BUFFERS, ["f32[B, 1000]"]),
     ("densenet121.dnet", "DenseNet121", DENSENET121, DENSENET121_BUFFERS, ["f32[B, 1000]"]),
+    ("vit_b_16.dnet", "ViTB16", VIT_B_16, 0, ["f32[B, 1000]"]),
     (
         "regnet_y_400mf.dnet",
         "RegNetY400MF",
