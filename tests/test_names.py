@@ -137,7 +137,7 @@ model Net(n: int = 3) {
     forward(x: f32[B, 4]) -> f32[B, 2] {
         h = trunk(x)
         for layer in layers { h = layer(h, x) }
-        return head(layers[0](h, h))
+        return head(layers["encoder_layer_0"](h, h))
     }
 }
 """
@@ -203,3 +203,19 @@ def test_bad_f_strings_are_syntax_errors(text, message):
         parse(f"model Net() {{\n    s = Sequential({{{text}: relu for i in range(2)}})\n}}\n", "f")
     (diag,) = exc.value.diagnostics
     assert diag.code == "E-SYNTAX" and message in diag.message
+
+
+@pytest.mark.parametrize(
+    "index, code, message",
+    [('"fc2"', "E-NAME", "no child named `fc2`"), ('f"fc"', "E-TYPE", "literal name")],
+)
+def test_reading_a_child_by_name_needs_a_literal_of_a_child(index, code, message, tmp_path):
+    path = tmp_path / "bad.dnet"
+    path.write_text(
+        'model Net() {\n    s = Sequential({"fc": Linear(2)})\n'
+        f"    forward(x: f32[B, 2]) {{ return s[{index}](x) }}\n}}\n"
+    )
+    with pytest.raises(DualnetError) as exc:
+        dualnet.load(str(path)).check()
+    (diag,) = exc.value.diagnostics
+    assert diag.code == code and message in diag.message, diag

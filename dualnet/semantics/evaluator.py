@@ -497,6 +497,8 @@ class Evaluator:
                 items.append(slice(*parts))
             else:
                 v = self.eval(item)
+                if isinstance(base, LayerHandle) and base.children and isinstance(v, str):
+                    return _child_by_name(base, v, item)
                 if isinstance(v, TensorValue) and isinstance(base, TensorValue):
                     items.append(Arg(v, item.span))  # an index tensor: `take`
                     continue
@@ -607,3 +609,26 @@ def _child_names(names: list, keys: list) -> tuple[str, ...]:
             )
         seen.add(name)
     return tuple(names)
+
+
+def _child_by_name(seq: LayerHandle, name: str, item: ast.Expr) -> LayerHandle:
+    """`layers["encoder_layer_0"]`: a Sequential's child read by its name, a literal."""
+    if not isinstance(item, ast.Literal):
+        raise error(
+            "E-TYPE",
+            "a child of a Sequential is read by a literal name",
+            item.span,
+            "not a literal",
+            ['write the name itself (`layers["encoder_layer_0"]`), or its position'],
+        )
+    found = next((c for c in seq.children if c.name == name), None)
+    if found is None:
+        names = [c.name for c in seq.children]
+        raise error(
+            "E-NAME",
+            f"{seq.description()} has no child named `{name}`",
+            item.span,
+            "not a child",
+            [f"its children: {', '.join(names[:8])}{', …' if len(names) > 8 else ''}"],
+        )
+    return found

@@ -1244,8 +1244,10 @@ class ClassWriter:
                 codes = {n: self.expr(a, env) for n, a in zip(names, operands, strict=False)}
                 return self.op_expr(node, operands, codes)
             if isinstance(e, ast.Index) and self.is_layer_expr(e.value, env):
-                items = ", ".join(self.const_forward(i, env) for i in e.items)
-                return self.indexed_layer(self.expr(e.value, env), items)
+                (item,) = e.items
+                if isinstance(item, ast.Literal) and isinstance(item.value, str):
+                    return self.named_child(self.expr(e.value, env), item.value)
+                return self.indexed_layer(self.expr(e.value, env), self.const_forward(item, env))
             return self.const_forward(e, env)
         if isinstance(e, ast.Conditional):
             cond, prec = self._const(e.cond, env, self.forward_name, self.bound)
@@ -1271,6 +1273,10 @@ class ClassWriter:
     def indexed_layer(self, seq: str, index: str) -> str:
         """The child `index` of Sequential `seq`."""
         return f"{seq}[{index}]"
+
+    def named_child(self, seq: str, name: str) -> str:
+        """The child named `name` of Sequential `seq` (`Sequential({...})`)."""
+        return f"{seq}.get_submodule({fmt_literal(name)})"
 
     def branch_expr(self, e: ast.Conditional, first: bool, env: dict[str, str]) -> str:
         """One side of a conditional expression, written as `branch_block` writes a branch."""

@@ -354,6 +354,9 @@ class KerasClassWriter(ClassWriter):
     def indexed_layer(self, seq: str, index: str) -> str:
         return f"{seq}.layers[{index}]"
 
+    def named_child(self, seq: str, name: str) -> str:
+        return f"{seq}.get_layer({fmt_literal(keras_name(name))})"
+
     def construct_layer(self, op: str, attrs: dict) -> str:
         return lowering_row(op, "keras", layer=True).construct(attrs, self.fmt_init)
 
