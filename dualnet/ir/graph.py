@@ -157,10 +157,6 @@ class ModelInstance:
         steps = list(self.children.values())
         return steps[index] if 0 <= index < len(steps) else None
 
-    def named_steps(self) -> bool:
-        """Whether a Sequential's children have names other than `0, 1, 2, ...`."""
-        return list(self.children) != [str(i) for i in range(len(self.children))]
-
     def layers(self):
         """Every built-in layer below this instance, depth first in declaration order."""
         for child in self.children.values():
