@@ -70,26 +70,33 @@ def test_backticks_are_not_part_of_the_name():
     assert model.members[0].name.span.end_column - model.members[0].name.span.column == 3
 
 
-def test_every_backend_keeps_the_quoted_names(program, weights, tmp_path):
-    assert [name for name, _ in init_state(program.check().instance, 0).items()] == NAMES
-    module = program.torch()
-    assert sorted(module.state_dict()) == sorted(NAMES)
-    assert isinstance(module.get_parameter("model.-x"), torch.nn.Parameter)
+def agree_with_their_names(program, weights, names: list[str], tmp_path, **hyper) -> None:
+    """The PyTorch module with `weights` has exactly the state_dict `names`; Keras loads
+    them, computes the same and saves the same names; ONNX has them as initializers and
+    computes the same."""
+    module = program.torch(**hyper)
+    assert sorted(module.state_dict()) == sorted(names)
     dualnet.load_weights(module, weights)
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
-    keras_model = program.keras()
+    keras_model = program.keras(**hyper)
     dualnet.load_weights(keras_model, weights)
     np.testing.assert_allclose(np.asarray(keras_model(x)), expected, rtol=1e-5, atol=1e-6)
     again = tmp_path / "again.safetensors"
     dualnet.save_weights(keras_model, again)
-    assert sorted(load_file(again)) == sorted(NAMES)
-    proto = program.onnx(weights=str(weights))
-    assert set(NAMES) <= {i.name for i in proto.graph.initializer}
+    assert sorted(load_file(again)) == sorted(names)
+    proto = program.onnx(weights=str(weights), **hyper)
+    assert set(names) <= {i.name for i in proto.graph.initializer}
     session = onnxruntime.InferenceSession(proto.SerializeToString())
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_backend_keeps_the_quoted_names(program, weights, tmp_path):
+    assert [name for name, _ in init_state(program.check().instance, 0).items()] == NAMES
+    assert isinstance(program.torch().get_parameter("model.-x"), torch.nn.Parameter)
+    agree_with_their_names(program, weights, NAMES, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -153,24 +160,9 @@ def test_named_children_keep_their_names_in_every_backend(n, tmp_path):
         + [f"trunk.block1-{i}.{p}" for i in range(2) for p in ("weight", "bias")]
         + ["head.fc.weight", "head.fc.bias"]
     )
-    module = program.torch(n=n)
-    assert sorted(module.state_dict()) == names
     weights = tmp_path / "w.safetensors"
-    dualnet.save_weights(module, weights)
-    x = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
-    with torch.no_grad():
-        expected = module(torch.from_numpy(x)).numpy()
-    keras_model = program.keras(n=n)
-    dualnet.load_weights(keras_model, weights)
-    np.testing.assert_allclose(np.asarray(keras_model(x)), expected, rtol=1e-5, atol=1e-6)
-    again = tmp_path / "again.safetensors"
-    dualnet.save_weights(keras_model, again)
-    assert sorted(load_file(again)) == names
-    proto = program.onnx(weights=str(weights), n=n)
-    assert set(names) <= {i.name for i in proto.graph.initializer}
-    session = onnxruntime.InferenceSession(proto.SerializeToString())
-    got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    dualnet.save_weights(program.torch(n=n), weights)
+    agree_with_their_names(program, weights, names, tmp_path, n=n)
 
 
 @pytest.mark.parametrize(
