@@ -4,7 +4,8 @@
 #   make test        the whole test suite, then ruff
 #   make test-slow   the full-size zoo models against their references (torchvision, transformers)
 #   make bench       check speed, generated-model latency (PyTorch, Keras), ONNX emission/latency,
-#                    ONNX start-up (installs the bench extra: onnxscript, for the dynamo exporter)
+#                    ONNX start-up (installs the bench extra: onnxscript, for the dynamo exporter),
+#                    the zoo's generated PyTorch forward against torchvision / transformers
 #   make fuzz        differential fuzzing: random valid programs, parity of the three backends
 #   make fuzz-frontend  mutation fuzzing of `dualnet check` on the zoo: exit codes, time, memory
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
@@ -105,6 +106,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/keras_latency.py
 	$(PY) benchmarks/onnx_bench.py
 	$(PY) benchmarks/onnx_startup.py
+	$(PY) benchmarks/zoo_bench.py
 
 EXAMPLES ?= 2000
 SEED ?= 1

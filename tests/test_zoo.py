@@ -322,6 +322,19 @@ assert BERT_EMBEDDINGS == 3_972_864 and BERT_LAYER == 198_272
 assert BERT == 3_972_864 + 2 * 198_272 + 16_512 == 4_385_920
 
 
+# ---------------------------------------------------------------- Whisper encoder (tiny)
+# conv1 80*384*3+384 = 92,544; conv2 384*384*3+384 = 442,752; per layer: q, v, out_proj
+# 3*147,840, k_proj 147,456 (no bias), fc1 591,360, fc2 590,208, two LayerNorms 1,536:
+# 1,774,080; final LayerNorm 768; total 7,632,384 trainable (transformers). The frozen
+# 1500 x 384 position table (576,000 more, 8,208,384 in all) is neither trainable nor a buffer.
+W = 384
+WHISPER_LAYER = 3 * linear(W, W) + linear(W, W, bias=False) + linear(W, 4 * W)
+WHISPER_LAYER += linear(4 * W, W) + 2 * 2 * W
+WHISPER = (80 * W * 3 + W) + (W * W * 3 + W) + 4 * WHISPER_LAYER + 2 * W
+assert WHISPER_LAYER == 1_774_080
+assert WHISPER == 92_544 + 442_752 + 4 * 1_774_080 + 768 == 7_632_384
+
+
 # ---------------------------------------------------------------- LSTM / GRU classifiers
 def rnn(gates: int, inputs: int, hidden: int, layers: int, dirs: int) -> int:
     # per layer and direction: weight_ih [g*h, in], weight_hh [g*h, h], bias_ih, bias_hh
@@ -408,6 +421,7 @@ ZOO = [
         ["f32[B, 1000]"],
     ),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
+    ("whisper_encoder.dnet", "WhisperEncoder", WHISPER, 0, ["f32[B, 1500, 384]"]),
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),
     ("gru_classifier.dnet", "GRUClassifier", GRU, 0, ["f32[B, 4]"]),
     ("unet.dnet", "UNet", UNET, UNET_BUFFERS, ["f32[B, 2, 64, 64]"]),

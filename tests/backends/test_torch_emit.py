@@ -336,3 +336,22 @@ def test_a_copy_of_a_module_runs_its_own_weights(tmp_path):
         x = torch.ones(1, 2, 8, 8)
         assert torch.count_nonzero(twin(x)) == 0
         assert torch.count_nonzero(module(x)) > 0
+
+
+def test_an_unrolled_element_is_written_from_its_own_branch_and_values():
+    """A Sequential generator whose elements differ is written element by element: each as
+    the branch of its conditional it took, a constant table indexed by the loop variable as
+    the entry it reads (EfficientNet-B0's stages)."""
+    source = dualnet.load(str(MODELS / "efficientnet_b0.dnet")).source("torch")
+    assert "MBConv(6, 5, 2 if j == 0 else 1, 40, C=(24 if j == 0 else 40))" in source
+    assert "_unchecked" not in source and "(1, 3, 1, 16, 1)" not in source
+    assert max(len(line) for line in source.splitlines()) <= 100
+
+
+def test_folded_constant_expressions():
+    from dualnet.backends.common.python_class import folded
+
+    assert folded("((1, 16), (6, 24))[2 - 1][1]") == "24"
+    assert folded('(("RE", 3), ("HS", 5))[-1 + 1][0]') == '"RE"'
+    for code in ("row[0]", "(1, 2)[5]", "(1, 2)[i]", "(1, 2)[0.5]", "f(1)[0]"):
+        assert folded(code) == code

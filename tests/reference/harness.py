@@ -5,7 +5,8 @@ A reference (a torchvision or transformers module) with random weights writes it
 the generated PyTorch module, the Keras model and the ONNX graph, and the three outputs are
 compared with the reference's on the same inputs.
 
-- `torchvision_models()`: `torchvision.models`, importable beside the CPU build of torch.
+- `torchvision_models()`, `transformers()`: the modules, importable beside the CPU build of
+  torch.
 - `randomize(module, seed)`: no trivially equal tensor left (BatchNorm statistics, tensors
   initialised to a constant such as zero biases, LayerNorm weights, ViT's head).
 - `compare_with_reference(...)`: the three backends' errors, asserted within tolerance.
@@ -38,17 +39,31 @@ def torchvision_models():
     """`torchvision.models`. The registry's torchvision wheel is a CUDA build whose import
     fails beside the CPU torch (`operator torchvision::nms does not exist`) unless the two
     op schemas it registers kernels for are declared first: done once per process."""
-    if not _LIBRARY:
-        try:
-            lib = torch.library.Library("torchvision", "DEF")
-            lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _LIBRARY.append(lib)
-        except RuntimeError:  # already declared (by torchvision itself, or another harness)
-            pass
+    _declare_torchvision_ops()
     import torchvision.models
 
     return torchvision.models
+
+
+def transformers():
+    """The `transformers` module (which imports torchvision where it is installed: the same
+    op schemas are declared first)."""
+    _declare_torchvision_ops()
+    import transformers
+
+    return transformers
+
+
+def _declare_torchvision_ops() -> None:
+    if _LIBRARY:
+        return
+    try:
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    except RuntimeError:  # already declared (by torchvision itself, or another harness)
+        return
+    _LIBRARY.append(lib)
 
 
 def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:

@@ -23,6 +23,8 @@ constructed and called, how an op node is lowered, the class and method headers.
 
 from __future__ import annotations
 
+import ast as pyast
+import operator
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +76,45 @@ _MAX_ROUNDS = 50  # rewrites of every class before the plan must have settled
 _UNREAD = "\x00"  # marks the assignment of a compile-time value, dropped if never read
 _STORE = "\x01"  # marks where a local constant is stored, if forward reads it
 _DEEP = 40  # bracket depth from which `expr` puts a part of an expression into a variable
+
+
+_FOLDABLE = {
+    pyast.Add: operator.add,
+    pyast.Sub: operator.sub,
+    pyast.Mult: operator.mul,
+    pyast.FloorDiv: operator.floordiv,
+    pyast.Mod: operator.mod,
+}
+
+
+def folded(code: str) -> str:
+    """`code`, a Python expression, as the literal it computes where it holds nothing but
+    literals, tuples, indexing and integer arithmetic (`((1, 16), (6, 24))[2 - 1][1]` is
+    `24`: a constant table indexed in an unrolled loop); otherwise unchanged."""
+
+    def value(n: pyast.AST):
+        if isinstance(n, pyast.Constant) and isinstance(n.value, int | float | str | bool):
+            return n.value
+        if isinstance(n, pyast.Tuple):
+            return tuple(value(x) for x in n.elts)
+        if isinstance(n, pyast.UnaryOp) and isinstance(n.op, pyast.USub):
+            return -_int(value(n.operand))
+        if isinstance(n, pyast.BinOp) and type(n.op) in _FOLDABLE:
+            return _FOLDABLE[type(n.op)](_int(value(n.left)), _int(value(n.right)))
+        if isinstance(n, pyast.Subscript) and isinstance(table := value(n.value), tuple):
+            return table[_int(value(n.slice))]
+        raise ValueError(n)
+
+    try:
+        return fmt_literal(value(pyast.parse(code, mode="eval").body))
+    except (ValueError, IndexError, ZeroDivisionError, SyntaxError, TypeError):
+        return code
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(v)
+    return v
 
 
 def fmt_literal(v: Any) -> str:
@@ -727,7 +768,7 @@ class ClassWriter:
         if isinstance(e, ast.TupleExpr | ast.ListExpr):
             return sequence([sub(x, 0) for x in e.items], isinstance(e, ast.TupleExpr)), _ATOM
         if isinstance(e, ast.Index) and len(e.items) == 1 and not isinstance(e.items[0], ast.Slice):
-            return f"{sub(e.value, _ATOM)}[{sub(e.items[0], 0)}]", _ATOM
+            return folded(f"{sub(e.value, _ATOM)}[{sub(e.items[0], 0)}]"), _ATOM
         if isinstance(e, ast.FString):  # its text holds letters, digits, `_` and `-` only
             text = []
             for part in e.parts:
@@ -897,7 +938,8 @@ class ClassWriter:
         self, child: ModelInstance | LayerInstance, e: ast.Expr, env: dict[str, str]
     ) -> str:
         """One child of an unrolled generator, written from its own configuration: a model
-        with its hyperparameter values, a layer with its attributes."""
+        with its hyperparameter values, a layer with its attributes (of a conditional element,
+        the branch it took)."""
         if isinstance(child, ModelInstance) and child.definition != "Sequential":
             plan = self.em.interface_of(child)
             args = [f"{plan.params[k]}={self.fmt_init(v)}" for k, v in child.hyper.items()]
@@ -905,6 +947,11 @@ class ClassWriter:
                 f"{plan.params[d]}={self.fmt_init(child.call_dims[d])}" for d in plan.required_dims
             ]
             return f"{plan.name}({', '.join(args)})"
+        while isinstance(e, ast.Conditional):  # the branch this child took, alone
+            taken = [b for b in (e.then, e.orelse) if inside(child.span, b.span)]
+            if len(taken) != 1:
+                break
+            e = taken[0]
         return self.layer_expr(e, [child], env)
 
     def generator_steps(self, e: ast.Call, built: list, env: dict[str, str]) -> list[str] | str:
