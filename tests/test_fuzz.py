@@ -65,6 +65,10 @@ LANGUAGE = {
     "a generated Sequential": r"Sequential\(.+ for i in range\(",
     "a generator element using i": r"Sequential\((?:(?! for i in ).)*\bi\b.* for i in range\(",
     "a nested Sequential": r"Sequential\([^\n]*Sequential\(",
+    "named children": r'Sequential\(\{"\w+(-\w+)?": ',
+    "generated named children": r'Sequential\(\{f"step-\{i\}": ',
+    "a child read by name": r'(seq|stack)\d+\["[\w-]+"\]\(',
+    "a quoted layer name": r"(?m)^    `l\d+-q` = ",
     "a model in a Sequential": r"Sequential\([^\n]*Block\d+\(",
     "a model or Sequential right after a layer in a Sequential": (
         r"Sequential\([^\n]*(Linear|Conv\dd|Norm)\([^()]*(\([^()]*\))?[^()]*\), "

@@ -70,26 +70,33 @@ def test_backticks_are_not_part_of_the_name():
     assert model.members[0].name.span.end_column - model.members[0].name.span.column == 3
 
 
-def test_every_backend_keeps_the_quoted_names(program, weights, tmp_path):
-    assert [name for name, _ in init_state(program.check().instance, 0).items()] == NAMES
-    module = program.torch()
-    assert sorted(module.state_dict()) == sorted(NAMES)
-    assert isinstance(module.get_parameter("model.-x"), torch.nn.Parameter)
+def agree_with_their_names(program, weights, names: list[str], tmp_path, **hyper) -> None:
+    """The PyTorch module with `weights` has exactly the state_dict `names`; Keras loads
+    them, computes the same and saves the same names; ONNX has them as initializers and
+    computes the same."""
+    module = program.torch(**hyper)
+    assert sorted(module.state_dict()) == sorted(names)
     dualnet.load_weights(module, weights)
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
-    keras_model = program.keras()
+    keras_model = program.keras(**hyper)
     dualnet.load_weights(keras_model, weights)
     np.testing.assert_allclose(np.asarray(keras_model(x)), expected, rtol=1e-5, atol=1e-6)
     again = tmp_path / "again.safetensors"
     dualnet.save_weights(keras_model, again)
-    assert sorted(load_file(again)) == sorted(NAMES)
-    proto = program.onnx(weights=str(weights))
-    assert set(NAMES) <= {i.name for i in proto.graph.initializer}
+    assert sorted(load_file(again)) == sorted(names)
+    proto = program.onnx(weights=str(weights), **hyper)
+    assert set(names) <= {i.name for i in proto.graph.initializer}
     session = onnxruntime.InferenceSession(proto.SerializeToString())
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_backend_keeps_the_quoted_names(program, weights, tmp_path):
+    assert [name for name, _ in init_state(program.check().instance, 0).items()] == NAMES
+    assert isinstance(program.torch().get_parameter("model.-x"), torch.nn.Parameter)
+    agree_with_their_names(program, weights, NAMES, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -123,3 +130,84 @@ def test_a_layer_named_like_a_hyperparameter_is_one_error(tmp_path):
     assert [(d.code, d.span.line) for d in diags] == [("E-REDEFINED", 2), ("E-REDEFINED", 3)]
     assert "hyperparameter of Block" in diags[0].message
     assert any("num_heads" in n for n in diags[0].notes)
+
+
+NAMED = """
+model Gate(d: int) {
+    fc = Linear(d)
+    forward(x: f32[B, d], g: f32[B, d]) -> f32[B, d] { return fc(x) * sigmoid(g) }
+}
+model Net(n: int = 3) {
+    layers = Sequential({f"encoder_layer_{i}": Gate(4) for i in range(n)})
+    trunk = Sequential({f"block1-{i}": Linear(4) for i in range(2)})
+    head = Sequential({"fc": Linear(2), "act": relu})
+    forward(x: f32[B, 4]) -> f32[B, 2] {
+        h = trunk(x)
+        for layer in layers { h = layer(h, x) }
+        return head(layers["encoder_layer_0"](h, h))
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("n", [3, 1])
+def test_named_children_keep_their_names_in_every_backend(n, tmp_path):
+    path = tmp_path / "named.dnet"
+    path.write_text(NAMED)
+    program = dualnet.load(str(path))
+    names = sorted(
+        [f"layers.encoder_layer_{i}.fc.{p}" for i in range(n) for p in ("weight", "bias")]
+        + [f"trunk.block1-{i}.{p}" for i in range(2) for p in ("weight", "bias")]
+        + ["head.fc.weight", "head.fc.bias"]
+    )
+    weights = tmp_path / "w.safetensors"
+    dualnet.save_weights(program.torch(n=n), weights)
+    agree_with_their_names(program, weights, names, tmp_path, n=n)
+
+
+@pytest.mark.parametrize(
+    "decl, code, message",
+    [
+        ('Sequential({"a": Linear(2), "a": relu})', "E-REDEFINED", "named `a`"),
+        ('Sequential({f"x{i % 1}": Linear(2) for i in range(2)})', "E-REDEFINED", "`x0`"),
+        ('Sequential({"a b": Linear(2)})', "E-VALUE", "found `a b`"),
+        ("Sequential({1: Linear(2)})", "E-VALUE", "found int"),
+        ('Sequential({f"x{1.5}": Linear(2)})', "E-TYPE", "integer or a string"),
+        ('Linear({"a": relu})', "E-SYNTAX", "only allowed as the argument of Sequential"),
+    ],
+)
+def test_bad_child_names_are_diagnostics(decl, code, message, tmp_path):
+    path = tmp_path / "bad.dnet"
+    path.write_text(
+        f"model Net() {{\n    s = {decl}\n    forward(x: f32[B, 2]) {{ return relu(x) }}\n}}\n"
+    )
+    with pytest.raises(DualnetError) as exc:
+        dualnet.load(str(path)).check()
+    (diag,) = exc.value.diagnostics
+    assert diag.code == code and message in diag.message, diag
+
+
+@pytest.mark.parametrize(
+    "text, message", [('f"a b{i}"', "f-string's text"), ('f"a{i"', "unmatched brace")]
+)
+def test_bad_f_strings_are_syntax_errors(text, message):
+    with pytest.raises(DualnetError) as exc:
+        parse(f"model Net() {{\n    s = Sequential({{{text}: relu for i in range(2)}})\n}}\n", "f")
+    (diag,) = exc.value.diagnostics
+    assert diag.code == "E-SYNTAX" and message in diag.message
+
+
+@pytest.mark.parametrize(
+    "index, code, message",
+    [('"fc2"', "E-NAME", "no child named `fc2`"), ('f"fc"', "E-TYPE", "literal name")],
+)
+def test_reading_a_child_by_name_needs_a_literal_of_a_child(index, code, message, tmp_path):
+    path = tmp_path / "bad.dnet"
+    path.write_text(
+        'model Net() {\n    s = Sequential({"fc": Linear(2)})\n'
+        f"    forward(x: f32[B, 2]) {{ return s[{index}](x) }}\n}}\n"
+    )
+    with pytest.raises(DualnetError) as exc:
+        dualnet.load(str(path)).check()
+    (diag,) = exc.value.diagnostics
+    assert diag.code == code and message in diag.message, diag

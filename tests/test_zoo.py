@@ -247,6 +247,68 @@ assert INCEPTION_V3 == 23_834_568
 assert INCEPTION_V3_BUFFERS == 34_432
 
 
+# ---------------------------------------------------------------- DenseNet-121
+
+
+def densenet121(growth=32, blocks=(6, 12, 24, 16), init=64, bn_size=4) -> tuple[int, int]:
+    """(trainable parameters, BatchNorm buffer elements) of torchvision's densenet121."""
+    params, norms = 3 * init * 7 * 7, [init]  # conv0, norm0
+    c = init
+    for k, n in enumerate(blocks):
+        for _ in range(n):  # norm1, conv1 (1x1), norm2, conv2 (3x3), no biases
+            params += c * bn_size * growth + bn_size * growth * growth * 9
+            norms += [c, bn_size * growth]
+            c += growth
+        if k < len(blocks) - 1:  # transition: norm, 1x1 conv halving the channels
+            params += c * (c // 2)
+            norms.append(c)
+            c //= 2
+    norms.append(c)  # norm5
+    return params + 2 * sum(norms) + linear(c, 1000), 2 * sum(norms)
+
+
+DENSENET121, DENSENET121_BUFFERS = densenet121()
+assert DENSENET121 == 7_978_856
+
+
+# ---------------------------------------------------------------- RegNetY-400MF
+
+
+def regnet_y_400mf(depths=(1, 3, 6, 6), widths=(48, 104, 208, 440), group=8) -> tuple[int, int]:
+    """(trainable parameters, BatchNorm buffer elements) of torchvision's regnet_y_400mf."""
+    params, norms, c = 3 * 32 * 9, [32], 32  # stem conv and its BatchNorm
+    for depth, w in zip(depths, widths, strict=True):
+        for i in range(depth):
+            squeeze = c // 4  # squeeze-and-excite: a quarter of the block's input width
+            params += c * w + w * group * 9 + 2 * w * squeeze + squeeze + w + w * w  # a b se c
+            norms += [w, w, w]
+            if i == 0:  # stride 2: the projection shortcut
+                params += c * w
+                norms.append(w)
+            c = w
+    return params + 2 * sum(norms) + linear(c, 1000), 2 * sum(norms)
+
+
+REGNET_Y_400MF, REGNET_Y_400MF_BUFFERS = regnet_y_400mf()
+assert REGNET_Y_400MF == 4_344_144
+
+
+# ---------------------------------------------------------------- ViT-B/16
+
+
+def vit_b_16(image=224, patch=16, dim=768, depth=12, mlp_dim=3072) -> int:
+    """Trainable parameters of torchvision's vit_b_16."""
+    tokens = (image // patch) ** 2 + 1
+    embed = 3 * patch * patch * dim + dim + dim + tokens * dim  # conv_proj, class, positions
+    attention = linear(dim, 3 * dim) + linear(dim, dim)  # in_proj, out_proj
+    layer = 2 * dim + attention + 2 * dim + linear(dim, mlp_dim) + linear(mlp_dim, dim)
+    return embed + depth * layer + 2 * dim + linear(dim, 1000)
+
+
+VIT_B_16 = vit_b_16()
+assert VIT_B_16 == 86_567_656
+
+
 # ---------------------------------------------------------------- BERT-tiny (L=2, H=128, A=2)
 # embeddings: word 30,522*128 = 3,906,816; position 512*128 = 65,536; token type 2*128 = 256;
 # LayerNorm 256; sum 3,972,864.
@@ -415,6 +477,15 @@ ZOO = [
         ["f32[B, 1000]"],
     ),
     ("inception_v3.dnet", "InceptionV3", INCEPTION_V3, INCEPTION_V3_BUFFERS, ["f32[B, 1000]"]),
+    ("densenet121.dnet", "DenseNet121", DENSENET121, DENSENET121_BUFFERS, ["f32[B, 1000]"]),
+    ("vit_b_16.dnet", "ViTB16", VIT_B_16, 0, ["f32[B, 1000]"]),
+    (
+        "regnet_y_400mf.dnet",
+        "RegNetY400MF",
+        REGNET_Y_400MF,
+        REGNET_Y_400MF_BUFFERS,
+        ["f32[B, 1000]"],
+    ),
     ("bert_encoder.dnet", "BertEncoder", BERT, 0, ["f32[B, T, 128]", "f32[B, 128]"]),
     ("whisper_encoder.dnet", "WhisperEncoder", WHISPER, 0, ["f32[B, 1500, 384]"]),
     ("lstm_classifier.dnet", "LSTMClassifier", LSTM, 0, ["f32[B, 2]"]),

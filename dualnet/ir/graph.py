@@ -180,6 +180,11 @@ class ModelInstance:
             node = node.children[part]
         return node
 
+    def step(self, index: int) -> LayerInstance | ModelInstance | None:
+        """A Sequential's child at position `index` (named `index` or as its `{...}` says)."""
+        steps = list(self.children.values())
+        return steps[index] if 0 <= index < len(steps) else None
+
     def layers(self):
         """Every built-in layer below this instance, depth first in declaration order."""
         for child in self.children.values():

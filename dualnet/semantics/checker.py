@@ -499,8 +499,10 @@ class Checker:
             seq = ModelInstance(path, "Sequential", {}, spec.span, items=spec.items)
             owner.children[name] = seq
             handle = LayerHandle(name, seq)
+            names = spec.names or [str(i) for i in range(len(spec.children))]
             handle.children = [
-                self.instantiate(seq, str(i), child) for i, child in enumerate(spec.children)
+                self.instantiate(seq, name, child)
+                for name, child in zip(names, spec.children, strict=True)
             ]
             return handle
         frame = self.new_frame(spec, path)

@@ -35,6 +35,7 @@ from dualnet.semantics.values import (
     TensorValue,
 )
 from dualnet.syntax import ast
+from dualnet.syntax.parser import QUOTED_NAME
 
 if TYPE_CHECKING:
     from dualnet.semantics.checker import Checker, Tracer
@@ -112,6 +113,34 @@ class Evaluator:
 
     def _Literal(self, e: ast.Literal):
         return e.value
+
+    def _FString(self, e: ast.FString):
+        """`f"denselayer{i + 1}"`: the text with each part's value (an integer or a string
+        known at compile time) written in."""
+        text = []
+        for part in e.parts:
+            if isinstance(part, str):
+                text.append(part)
+                continue
+            v = self.eval(part)
+            if v is POISON:
+                return POISON
+            v = untagged(v)
+            if isinstance(v, bool) or not isinstance(v, int | str):
+                raise error(
+                    "E-TYPE",
+                    f"an f-string part must be an integer or a string, found {describe(v)}",
+                    part.span,
+                )
+            text.append(str(v))
+        return "".join(text)
+
+    def _NamedSteps(self, e: ast.NamedSteps):
+        raise error(
+            "E-SYNTAX",
+            "named children `{...}` are only allowed as the argument of Sequential",
+            e.span,
+        )
 
     def _TupleExpr(self, e: ast.TupleExpr):
         items = tuple(self.eval(x) for x in e.items)
@@ -427,13 +456,16 @@ class Evaluator:
         callee = self.eval(e.func)
         if callee is POISON:
             return POISON
-        if e.args and isinstance(e.args[0], ast.Generator):
+        if e.args and isinstance(e.args[0], ast.Generator | ast.NamedSteps):
             if callee != Builtin("Sequential"):
+                what = "a generator" if isinstance(e.args[0], ast.Generator) else "`{...}`"
                 raise error(
                     "E-SYNTAX",
-                    "a generator is only allowed as the argument of Sequential",
+                    f"{what} is only allowed as the argument of Sequential",
                     e.args[0].span,
                 )
+            if isinstance(e.args[0], ast.NamedSteps):
+                return self.named_sequential(e.args[0], e.span)
             return self.sequential_generator(e.args[0], e.span)
         args = [] if prepend is None else [prepend]
         if _computed_buffer(callee, self.tracer, prepend, e):
@@ -566,17 +598,31 @@ class Evaluator:
         if iterable is POISON:
             return POISON
         items = self.iteration_items(iterable, gen.iterable.span)
-        children = []
+        children, names = [], []
         for item in items:
             budget.spend("iteration", 1, gen.iterable.span)
             inner = Evaluator(self.checker, Scope({gen.var: item}, self.scope), self.tracer)
             child = inner.eval(gen.element)
-            if child is POISON:
+            name = None if gen.key is None else inner.eval(gen.key)
+            if child is POISON or name is POISON:
                 return POISON
             self.check_child(child, gen.element.span)
             children.append(child)
+            names.append(name)
         spec = self.sequential(children, {}, span)
         spec.items = tuple(items)
+        if gen.key is not None:
+            spec.names = _child_names(names, [gen.key] * len(names))
+        return spec
+
+    def named_sequential(self, steps: ast.NamedSteps, span: Span) -> SequentialSpec:
+        """`Sequential({"conv": Conv2d(...), "relu": relu})`: children with these names."""
+        names = [self.eval(k) for k in steps.keys]
+        children = [self.eval(v) for v in steps.steps]
+        if POISON in names or any(c is POISON for c in children):
+            return POISON
+        spec = self.sequential(children, {}, span)
+        spec.names = _child_names(names, steps.keys)
         return spec
 
     def iteration_items(self, iterable, span: Span) -> list:
@@ -621,6 +667,8 @@ class Evaluator:
                 items.append(slice(*parts))
             else:
                 v = self.eval(item)
+                if isinstance(base, LayerHandle) and base.children and isinstance(v, str):
+                    return _child_by_name(base, v, item)
                 if isinstance(v, TensorValue) and isinstance(base, TensorValue):
                     items.append(Arg(v, item.span))  # an index tensor: `take`
                     continue
@@ -709,3 +757,48 @@ def _power(base, exp, span: Span):
     if isinstance(result, complex):
         raise error("E-VALUE", "a negative number to a fractional power", span)
     return result
+
+
+def _child_names(names: list, keys: list) -> tuple[str, ...]:
+    """The names of a Sequential's children, checked: strings that are valid quoted names
+    (letters, digits, `_`, `-`), each once."""
+    seen: set[str] = set()
+    for name, key in zip(names, keys, strict=True):
+        if not isinstance(name, str) or not QUOTED_NAME.fullmatch(name):
+            found = f"`{name}`" if isinstance(name, str) else describe(name)
+            raise error(
+                "E-VALUE",
+                f"a child's name must be a string of letters, digits, `_` and `-`, found {found}",
+                key.span,
+                "not a child's name",
+                ["a `.` separates children in a state_dict name"] if "." in str(name) else [],
+            )
+        if name in seen:
+            raise error(
+                "E-REDEFINED", f"two children of this Sequential are named `{name}`", key.span
+            )
+        seen.add(name)
+    return tuple(names)
+
+
+def _child_by_name(seq: LayerHandle, name: str, item: ast.Expr) -> LayerHandle:
+    """`layers["encoder_layer_0"]`: a Sequential's child read by its name, a literal."""
+    if not isinstance(item, ast.Literal):
+        raise error(
+            "E-TYPE",
+            "a child of a Sequential is read by a literal name",
+            item.span,
+            "not a literal",
+            ['write the name itself (`layers["encoder_layer_0"]`), or its position'],
+        )
+    found = next((c for c in seq.children if c.name == name), None)
+    if found is None:
+        names = [c.name for c in seq.children]
+        raise error(
+            "E-NAME",
+            f"{seq.description()} has no child named `{name}`",
+            item.span,
+            "not a child",
+            [f"its children: {', '.join(names[:8])}{', …' if len(names) > 8 else ''}"],
+        )
+    return found

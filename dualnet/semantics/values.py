@@ -133,6 +133,7 @@ class SequentialSpec:
     children: list[Any]
     span: Span
     items: tuple = ()  # a generator's: the value its loop variable took per child
+    names: tuple[str, ...] = ()  # the children's names, when not `0, 1, 2, ...`
 
     def description(self) -> str:
         return "Sequential"

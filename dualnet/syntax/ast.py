@@ -149,12 +149,31 @@ class Keyword:
 
 @dataclass(frozen=True, slots=True)
 class Generator:
-    """`element for var in iterable`, the sole argument of a call."""
+    """`element for var in iterable`, the sole argument of a call; `{key: element for var in
+    iterable}` names each child by `key`."""
 
     span: Span
     element: Expr
     var: str
     iterable: Expr
+    key: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamedSteps:
+    """`{key: step, ...}`, the sole argument of `Sequential`: children with these names."""
+
+    span: Span
+    keys: tuple[Expr, ...]
+    steps: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FString:
+    """`f"denselayer{i + 1}"`: text parts and expressions, in order."""
+
+    span: Span
+    parts: tuple[str | Expr, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +229,8 @@ Expr = (
     | Index
     | Attribute
     | Generator
+    | NamedSteps
+    | FString
 )
 
 # ---------------------------------------------------------------- statements

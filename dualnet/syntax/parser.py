@@ -55,6 +55,7 @@ class _NewlineFilter:
 
     def __init__(self):
         self.file = ""
+        self.offset: tuple[int, int] | None = None  # (line, column) of an f-string's part
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = count = total = 0
@@ -73,6 +74,10 @@ class _NewlineFilter:
                 continue
             elif tok.type == "NAME" and tok.startswith("`"):
                 tok = self._unquoted(tok)
+            if self.offset is not None:  # a part of an f-string: on the f-string's line
+                line, column = self.offset
+                tok.line = tok.end_line = line
+                tok.column, tok.end_column = tok.column + column, tok.end_column + column
             if depth == 0 and tok.type in ("_NL", "SEMICOLON"):
                 count, start = 0, None
             else:
@@ -120,6 +125,7 @@ def _lark() -> Lark:
         keep_all_tokens=True,
         maybe_placeholders=False,
         cache=True,
+        start=["start", "expr"],
     )
 
 
@@ -147,9 +153,23 @@ def parse(text: str, file: str) -> ast.Module:
     """Parse one source file into an `ast.Module`, raising DualnetError on bad input."""
     try:
         _POSTLEX.file = file  # spans of the post-lexer's own errors name this file
-        tree = _lark().parse(text)
+        tree = _lark().parse(text, start="start")
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
+    return _Converter(file).convert(tree)
+
+
+def _fstring_part(text: str, file: str, line: int, column: int) -> ast.Expr:
+    """The expression `text` inside an f-string's braces, which starts at (line, column)."""
+    _POSTLEX.offset = (line, column - 1)
+    try:
+        tree = _lark().parse(text, start="expr")
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, file) from None
+    finally:
+        _POSTLEX.offset = None
+    if isinstance(tree, Token):  # a lone name or number
+        tree = Tree("name" if tree.type == "NAME" else "int_lit", [tree])
     return _Converter(file).convert(tree)
 
 
@@ -272,6 +292,7 @@ def _first_token(tree: Tree) -> Token | None:
 # positions have been used for spans.
 _MEANINGFUL = {
     "NAME",
+    "FSTRING",
     "INT",
     "FLOAT",
     "STRING",
@@ -557,6 +578,41 @@ class _Converter:
     def str_lit(self, span, kids):
         return ast.Literal(span, self._string(kids[0]))
 
+    def fstr_lit(self, span, kids):
+        tok = kids[0]
+        body, parts, start = tok[2:-1], [], 0
+        while start < len(body):
+            open_ = body.find("{", start)
+            close = body.find("}", start)
+            if close != -1 and (open_ == -1 or close < open_) or open_ != -1 and close == -1:
+                at = close if open_ == -1 or -1 < close < open_ else open_
+                col = tok.column + 2 + at
+                raise error(
+                    "E-SYNTAX",
+                    "unmatched brace in an f-string",
+                    Span(self.file, tok.line, col, tok.line, col + 1),
+                    "unmatched",
+                    ["an f-string's expressions are written in `{` `}`"],
+                )
+            text = body[start:] if open_ == -1 else body[start:open_]
+            if text and not QUOTED_NAME.fullmatch(text):
+                col = tok.column + 2 + start
+                raise error(
+                    "E-SYNTAX",
+                    "an f-string's text holds letters, digits, `_` and `-`",
+                    Span(self.file, tok.line, col, tok.line, col + len(text)),
+                    "not part of a name",
+                    ['an f-string names a child of a Sequential: `f"denselayer{i + 1}"`'],
+                )
+            if text:
+                parts.append(text)
+            if open_ == -1:
+                break
+            column = tok.column + 3 + open_
+            parts.append(_fstring_part(body[open_ + 1 : close], self.file, tok.line, column))
+            start = close + 1
+        return ast.FString(span, tuple(parts))
+
     def true_lit(self, span, kids):
         return ast.Literal(span, True)
 
@@ -606,7 +662,7 @@ class _Converter:
 
     def call(self, span, kids):
         func, args = (*kids, [])[:2]
-        if isinstance(args, ast.Generator):
+        if isinstance(args, ast.Generator | ast.NamedSteps):
             return ast.Call(span, func, (args,), ())
         positional = tuple(a for a in args if not isinstance(a, ast.Keyword))
         keywords = tuple(a for a in args if isinstance(a, ast.Keyword))
@@ -618,6 +674,16 @@ class _Converter:
     def generator(self, span, kids):
         element, var, iterable = kids
         return ast.Generator(span, element, str(var), iterable)
+
+    def named_generator(self, span, kids):
+        key, element, var, iterable = kids
+        return ast.Generator(span, element, str(var), iterable, key)
+
+    def named_step(self, span, kids):
+        return tuple(kids)
+
+    def named_steps(self, span, kids):
+        return ast.NamedSteps(span, tuple(k for k, _ in kids), tuple(v for _, v in kids))
 
     def keyword(self, span, kids):
         name, value = kids

@@ -780,6 +780,14 @@ class ClassWriter:
             return sequence([sub(x, 0) for x in e.items], isinstance(e, ast.TupleExpr)), _ATOM
         if isinstance(e, ast.Index) and len(e.items) == 1 and not isinstance(e.items[0], ast.Slice):
             return folded(f"{sub(e.value, _ATOM)}[{sub(e.items[0], 0)}]"), _ATOM
+        if isinstance(e, ast.FString):  # its text holds letters, digits, `_` and `-` only
+            text = []
+            for part in e.parts:
+                code = part if isinstance(part, str) else "{" + sub(part, 0) + "}"
+                if not isinstance(part, str) and set(code[1:-1]) & set("\"'\\{}"):
+                    raise Unsupported("this f-string part cannot be written in Python", e.span)
+                text.append(code)
+            return 'f"' + "".join(text) + '"', _ATOM
         if (
             isinstance(e, ast.Call)
             and isinstance(e.func, ast.Name)
@@ -990,7 +998,7 @@ class ClassWriter:
         rest = [c for other in built[1:] for c in other.children.values()]
         self.generator_items = seq.items
         columns = [
-            [c, *(s.children[str(k)] for s in built[1:] if str(k) in s.children)]
+            [c, *(s.step(k) for s in built[1:] if s.step(k) is not None)]
             for k, c in enumerate(children)
         ]
         try:
@@ -1324,8 +1332,10 @@ class ClassWriter:
                 codes = {n: self.expr(a, env) for n, a in zip(names, operands, strict=False)}
                 return self.op_expr(node, operands, codes)
             if isinstance(e, ast.Index) and self.is_layer_chain(e.value, env):
-                items = ", ".join(self.const_forward(i, env) for i in e.items)
-                return self.indexed_layer(self.expr(e.value, env), items)
+                (item,) = e.items
+                if isinstance(item, ast.Literal) and isinstance(item.value, str):
+                    return self.named_child(self.expr(e.value, env), item.value)
+                return self.indexed_layer(self.expr(e.value, env), self.const_forward(item, env))
             return self.const_forward(e, env)
         if isinstance(e, ast.Conditional):
             cond, prec = self._const(e.cond, env, self.forward_name, self.bound)
@@ -1385,6 +1395,10 @@ class ClassWriter:
     def indexed_layer(self, seq: str, index: str) -> str:
         """The child `index` of Sequential `seq`."""
         return f"{seq}[{index}]"
+
+    def named_child(self, seq: str, name: str) -> str:
+        """The child named `name` of Sequential `seq` (`Sequential({...})`)."""
+        return f"{seq}.get_submodule({fmt_literal(name)})"
 
     def branch_expr(self, e: ast.Conditional, first: bool, env: dict[str, str]) -> str:
         """One side of a conditional expression, written as `branch_block` writes a branch."""

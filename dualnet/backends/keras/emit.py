@@ -41,7 +41,7 @@ from dualnet.backends.keras.layout import (
     to_cf,
     to_cl,
 )
-from dualnet.backends.keras.names import keras_attr, keras_name
+from dualnet.backends.keras.names import keras_attr, keras_name, keras_name_source
 from dualnet.backends.keras.weights import CONVS, TRANSPOSED, keras_same, same_spans
 from dualnet.backends.rows import lowering_row
 from dualnet.diagnostics import error
@@ -219,6 +219,7 @@ class KerasClassWriter(ClassWriter):
     def __init__(self, emitter: KerasEmitter, plan: ClassPlan, unit: Unit):
         super().__init__(emitter, plan, unit)
         self.em: KerasEmitter = emitter
+        self.step_key: str | None = None  # the Keras name source of the step being written
         self.is_entry = self.inst is emitter.entry
         self.in_layouts = self.argument_layouts([u.graph for u in self.units if u.graph])
         self.vars: dict[str, tuple[str, int]] = {}  # variable → (layout, rank)
@@ -382,6 +383,9 @@ class KerasClassWriter(ClassWriter):
     def indexed_layer(self, seq: str, index: str) -> str:
         return f"{seq}.layers[{index}]"
 
+    def named_child(self, seq: str, name: str) -> str:
+        return f"{seq}.get_layer({fmt_literal(keras_name(name))})"
+
     def construct_layer(self, op: str, attrs: dict) -> str:
         return lowering_row(op, "keras", layer=True).construct(attrs, self.fmt_init)
 
@@ -444,7 +448,9 @@ class KerasClassWriter(ClassWriter):
         else:
             src = super().layer_expr(e, built, env)
         names = {b.path.rsplit(".", 1)[-1] for b in built}
-        return named(src, fmt_literal(keras_name(names.pop()))) if len(names) == 1 else src
+        if len(names) == 1:
+            return named(src, fmt_literal(keras_name(names.pop())))
+        return named(src, self.step_key) if self.step_key else src  # a name per instance
 
     def child_expr(self, child, e: ast.Expr, env: dict[str, str]) -> str:
         return named(
@@ -452,9 +458,12 @@ class KerasClassWriter(ClassWriter):
             fmt_literal(keras_name(child.path.rsplit(".", 1)[-1])),
         )
 
-    def positional_steps(self, inner: str, var: str, iterable: str) -> str:
+    def positional_steps(self, inner: str, var: str, iterable: str, gen, env) -> str:
         """`inner for var in iterable` of a generated Sequential, each step named by its
-        position."""
+        position, or by the generator's key (`{f"layer{i}": ... for i in ...}`)."""
+        if gen.key is not None:
+            key = self.keras_key(gen.key, {**env, gen.var: var})
+            return f"{named(inner, key)} for {var} in {iterable}"
         if _is_range_from_zero(iterable):
             return f"{named(inner, f'str({var})')} for {var} in {iterable}"
         index = self.init_ns.name(("generator index",), "index")  # (bracketed: not split)
@@ -719,32 +728,38 @@ class KerasClassWriter(ClassWriter):
                 self.em.layouts[id(inst)] = ((CF,), (CF,))
             return "keras.layers.Identity()"
         generated = bool(e.args) and isinstance(e.args[0], ast.Generator)
+        given = e.args[0] if e.args and isinstance(e.args[0], ast.NamedSteps) else None
+        keys = self.step_keys(e, seq, env)
+        cls = "_NamedSequential" if keys else "keras.Sequential"
+        args = given.steps if given else e.args
         steps = self.generator_steps(e, built, env) if generated else None
         if not seq.graphs:  # only iterated (`for layer in seq`): each step is called alone
             if isinstance(steps, tuple):
-                return f"keras.Sequential([{self.positional_steps(*steps)}])"
-            items = (
-                steps
-                if steps is not None
-                else [
-                    self.layer_expr(arg, [s.children[str(i)] for s in built], env)
-                    for i, arg in enumerate(e.args)
-                ]
-            )
-            return f"keras.Sequential({sequence(items, False)})"
+                return f"{cls}([{self.positional_steps(*steps, e.args[0], env)}])"
+            items = []
+            for i, arg in enumerate(args):
+                self.step_key = keys[i] if keys else None
+                items.append(
+                    steps[i]
+                    if steps is not None
+                    else self.layer_expr(arg, [s.step(i) for s in built], env)
+                )
+            self.step_key = None
+            return f"{cls}({sequence(items, False)})"
         graph = seq.graphs[0]
         first = CL if prefers_channels_last(graph, graph.inputs[0]) else CF
         current = first
         items: list[str] = []
         uniform = isinstance(steps, tuple)
         for index, node in enumerate(graph.nodes):
-            child = seq.children[str(index)]
-            children = [s.children[str(index)] for s in built if str(index) in s.children]
+            child = seq.step(index)
+            children = [s.step(index) for s in built if s.step(index) is not None]
             if generated:
                 arg = e.args[0].element
                 step_env = {**env, e.args[0].var: literal_source(seq.items[index])}
             else:
-                arg, step_env = e.args[index], env
+                arg, step_env = args[index], env
+            self.step_key = keys[index] if keys else None
             if isinstance(child, ModelInstance):  # written first: its layouts are then known
                 step = [
                     self.child_expr(child, arg, step_env)
@@ -768,11 +783,35 @@ class KerasClassWriter(ClassWriter):
             items += step
             current = outs[0] if len(node.outputs[0].type.shape) >= 3 else CF
             self.record(children, (current,))
+        self.step_key = None
         if uniform:
-            items = [self.positional_steps(*steps)]
+            items = [self.positional_steps(*steps, e.args[0], env)]
         for inst in built:
             self.em.layouts[id(inst)] = ((first,), (current,))
-        return f"keras.Sequential({sequence(items, False)})"
+        return f"{cls}({sequence(items, False)})"
+
+    def step_keys(self, e: ast.Call, seq: ModelInstance, env: dict[str, str]) -> list[str]:
+        """Source of each step's Keras name in a Sequential of named children (`{...}`);
+        empty for one numbered `0, 1, 2, ...`."""
+        arg = e.args[0] if e.args else None
+        if isinstance(arg, ast.NamedSteps):
+            return [self.keras_key(k, env) for k in arg.keys]
+        if isinstance(arg, ast.Generator) and arg.key is not None:
+            return [
+                self.keras_key(arg.key, {**env, arg.var: literal_source(item)})
+                for item in seq.items
+            ]
+        return []
+
+    def keras_key(self, key: ast.Expr, env: dict[str, str]) -> str:
+        """Source of the Keras name of a step named by `key` (see `keras_name`)."""
+        if isinstance(key, ast.Literal):
+            return fmt_literal(keras_name(key.value))
+        code = self.const_expr(key, env)
+        if isinstance(key, ast.FString):
+            first = key.parts[0] if isinstance(key.parts[0], str) else None
+            return keras_name_source(code, first)
+        return f'"." + ({code})'
 
     def step_layouts(self, child, node: Node, current: str) -> tuple[tuple, tuple]:
         rank = len(node.inputs[0].type.shape)

@@ -11,10 +11,11 @@ The Keras layer itself is named as in the .dnet file (`keras_name`), the steps o
 Sequential by position ("0", "1", ... as in PyTorch's nn.Sequential), so `summary()`, variable
 paths (`res_net18/layer1/0/conv1/kernel`) and checkpoints read as the state_dict names. A name
 TensorFlow's scope rules refuse (a leading `_` or `-`: names must start with a letter, digit
-or `.`) gets a leading `.`, which no .dnet name has: `_proj` is `._proj`. A quoted name that is
-no Python identifier (`` `block1-0` ``) is an attribute set and read with `setattr`/`getattr`.
-The weight loader finds each layer's state_dict prefix from its Keras name with
-`dualnet_name`, whatever the attribute.
+or `.`) gets a leading `.`, which no .dnet name has: `_proj` is `._proj`; so does a child
+named by an f-string that starts with an expression (its first character is known only at
+run time). A quoted name that is no Python identifier (`` `block1-0` ``) is an attribute set
+and read with `setattr`/`getattr`. The weight loader finds each layer's state_dict prefix
+from its Keras name with `dualnet_name`, whatever the attribute.
 """
 
 from __future__ import annotations
@@ -40,4 +41,12 @@ def keras_name(name: str) -> str:
 
 def dualnet_name(layer_name: str) -> str:
     """The dualnet layer name of a Keras layer named by `keras_name`."""
-    return layer_name[1:] if layer_name.startswith(("._", ".-")) else layer_name
+    return layer_name[1:] if layer_name.startswith(".") else layer_name
+
+
+def keras_name_source(key: str, first: str | None) -> str:
+    """Python source of the Keras name of a child named at run time by the f-string source
+    `key`, whose text starts with `first` (None: with an expression)."""
+    if first is not None and keras_name(first) == first:
+        return key
+    return 'f".' + key[2:]

@@ -335,6 +335,8 @@ def _children(layer) -> list[tuple[str, keras.layers.Layer]]:
             for s in layer.layers
             if not isinstance(s, _INSERTED_STEPS) and type(s).__name__ not in _INSERTED_HELPERS
         ]
+        if type(layer).__name__ == "_NamedSequential":
+            return [(dualnet_name(step.name), step) for step in steps]
         return [(str(i), step) for i, step in enumerate(steps)]
     return [
         (dualnet_name(value.name), value)

@@ -578,6 +578,12 @@ class _StochasticDepth(keras.layers.Dropout):
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
+class _NamedSequential(keras.Sequential):
+    """A Sequential of named children (`Sequential({"conv": ..., "norm": ...})`): each
+    step's state_dict name is its Keras name, not its position."""
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
 class _BatchAxis(keras.layers.Layer):
     """A step a Sequential gets around a Dense that acts on a tensor without a batch axis
     (Dense wants one): adds a leading axis (`add`), or takes it away again."""

@@ -14,7 +14,7 @@ class TorchBackend(SourceBackend):
     package = "dualnet.backends.torch"
     runtime = "torch"
     imports = frozenset(
-        {"__future__", "math", "torch", "torch.nn", "torch.nn.functional", "typing"}
+        {"__future__", "collections", "math", "torch", "torch.nn", "torch.nn.functional", "typing"}
     )
 
     def emit(self, instance, file: str, layout: str) -> tuple[str, str]:

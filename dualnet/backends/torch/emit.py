@@ -36,8 +36,9 @@ _MODULES = {
     "nn": "from torch import nn",
     "math": "import math",
     "NamedTuple": "from typing import NamedTuple",
+    "OrderedDict": "from collections import OrderedDict",
 }
-_STDLIB = ("math", "NamedTuple")  # imported first, as isort orders them
+_STDLIB = ("math", "OrderedDict", "NamedTuple")  # imported first, as isort orders them
 
 
 class TorchEmitter(Emitter):
@@ -212,26 +213,30 @@ class TorchClassWriter(ClassWriter):
 
     def sequential_expr(self, e: ast.Call, built: list, env: dict[str, str]) -> str:
         seq = built[0]
-        if e.args and isinstance(e.args[0], ast.Generator):
-            gen = e.args[0]
+        arg = e.args[0] if e.args else None
+        if isinstance(arg, ast.Generator):
             steps = self.generator_steps(e, built, env)
             padded = [i for i in range(len(seq.children)) if self.step_padding(seq, i)]
             if isinstance(steps, tuple) and not padded:
                 inner, var, iterable = steps
-                return f"nn.Sequential(*({inner} for {var} in {iterable}))"
+                if arg.key is None:
+                    return f"nn.Sequential(*({inner} for {var} in {iterable}))"
+                key = self.const_expr(arg.key, {**env, arg.var: var})
+                return f"nn.Sequential(OrderedDict(({key}, {inner}) for {var} in {iterable}))"
+            envs = [{**env, arg.var: literal_source(item)} for item in seq.items]
             if isinstance(steps, tuple):  # each step written out, to pad its input
                 steps = [
-                    self.child_expr(
-                        seq.children[str(i)], gen.element, {**env, gen.var: literal_source(item)}
-                    )
-                    for i, item in enumerate(seq.items)
+                    self.child_expr(seq.step(i), arg.element, step_env)
+                    for i, step_env in enumerate(envs)
                 ]
             steps = [self.padded_step(seq, i, step) for i, step in enumerate(steps)]
-            return f"nn.Sequential({', '.join(steps)})"
+            keys = [self.const_expr(arg.key, step_env) for step_env in envs] if arg.key else []
+            return _sequential(steps, _literal_keys(built, keys))
+        named = isinstance(arg, ast.NamedSteps)
         items = []
-        for index, arg in enumerate(e.args):
-            children = [seq.children[str(index)] for seq in built]
-            after = [seq.children.get(str(index - 1)) for seq in built] if index else []
+        for index, step in enumerate(arg.steps if named else e.args):
+            children = [seq.step(index) for seq in built]
+            after = [seq.step(index - 1) for seq in built] if index else []
             if (
                 after
                 and all(isinstance(a, LayerInstance) and a.op in _FRESH_LAYERS for a in after)
@@ -240,13 +245,14 @@ class TorchClassWriter(ClassWriter):
             ):
                 items.append(self.function_module(children[0], inplace=True))
             else:
-                items.append(self.padded_step(seq, index, self.layer_expr(arg, children, env)))
-        return f"nn.Sequential({', '.join(items)})"
+                items.append(self.padded_step(seq, index, self.layer_expr(step, children, env)))
+        keys = [self.const_expr(k, env) for k in arg.keys] if named else []
+        return _sequential(items, _literal_keys(built, keys))
 
     def step_padding(self, seq: ModelInstance, index: int) -> str | None:
         """How a convolution step of a Sequential pads its input (`lambda x: ...`) where
         nn.Conv's `padding=` cannot; None for any other step."""
-        child = seq.children[str(index)]
+        child = seq.step(index)
         if (
             not seq.graphs
             or not isinstance(child, LayerInstance)
@@ -401,3 +407,18 @@ def _registry(child) -> str:
     """The nn.Module dictionary holding `child` (a module where not known)."""
     op = child.op if isinstance(child, LayerInstance) else None
     return {"Parameter": "_parameters", "Buffer": "_buffers"}.get(op, "_modules")
+
+
+def _literal_keys(built: list[ModelInstance], keys: list[str]) -> list[str]:
+    """The children's names as literals where every instance of the class has the same
+    ones, else their expressions `keys`."""
+    names = {tuple(seq.children) for seq in built}
+    return [fmt_literal(n) for n in names.pop()] if keys and len(names) == 1 else keys
+
+
+def _sequential(steps: list[str], keys: list[str]) -> str:
+    """`nn.Sequential(a, b)`, or with the children's names `nn.Sequential(OrderedDict(...))`."""
+    if not keys:
+        return f"nn.Sequential({', '.join(steps)})"
+    pairs = ", ".join(f"({k}, {s})" for k, s in zip(keys, steps, strict=True))
+    return f"nn.Sequential(OrderedDict([{pairs}]))"

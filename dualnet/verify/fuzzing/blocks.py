@@ -194,10 +194,11 @@ def generate(b: Builder, t: Template) -> None:
 # ---------------------------------------------------------------- Sequential
 
 
-def use_sequential(b: Builder, layer: str, shapes: list) -> None:
+def use_sequential(b: Builder, layer: str, shapes: list, names: list[str] = ()) -> None:
     """Call a Sequential whose children give `shapes`: as one layer, child by child with
-    `seq[i]` (nested calls, or a `for i in range(n)` loop when every child keeps the
-    shape), or iterating over it with `for child in seq`."""
+    `seq[i]` or `seq["name"]` (children named `names`; nested calls, or a `for i in
+    range(n)` loop when every child keeps the shape), or iterating over it with `for child
+    in seq`."""
     x, n = b.x, len(shapes)
     same = all(s == x.shape for s in shapes)
     use = b.pick(["call", "index"] + ["loop", "iterate"] * same)
@@ -206,7 +207,8 @@ def use_sequential(b: Builder, layer: str, shapes: list) -> None:
     elif use == "index":
         expr = x.name
         for i in range(n):
-            expr = f"{layer}[{i - n if b.flag() else i}]({expr})"
+            key = f'"{names[i]}"' if names and b.flag() else i - n if b.flag() else i
+            expr = f"{layer}[{key}]({expr})"
         b.step(expr, shapes[-1])
     else:
         y = b.let(x.name, x.shape)
@@ -236,13 +238,26 @@ def sequential(b: Builder) -> None:
     applied: `clamp(0.0, 6.0)`, `max_pool2d(2)`, `flatten`), sub-model instances and
     nested Sequentials; or a generated stack of shape-keeping layers."""
     x = b.x
+    named = b.pick([False, False, True])  # children named as `Sequential({"name": ...})`
     if b.pick([True, False, False]):
         text = same_layer(b, x)
         if text is not None:
             n = count(b, range(1, 4), "decl")[0]
-            layer = b.layer(f"Sequential({text} for i in range({n.text}))", "stack")
-            return use_sequential(b, layer, [x.shape] * n.value)
+            key = 'f"step-{i}": ' if named else ""
+            layer = b.layer(
+                f"Sequential({{{key}{text} for i in range({n.text})}})"
+                if named
+                else f"Sequential({text} for i in range({n.text}))",
+                "stack",
+            )
+            names = [f"step-{i}" for i in range(n.value)] if named else []
+            return use_sequential(b, layer, [x.shape] * n.value, names)
     items, shapes = children(b, x, 0)
+    if named:
+        names = [f"c{i}" if b.flag() else f"{i}-c" for i in range(len(items))]
+        pairs = ", ".join(f'"{k}": {v}' for k, v in zip(names, items, strict=True))
+        layer = b.layer(f"Sequential({{{pairs}}})", "seq")
+        return use_sequential(b, layer, shapes, names)
     layer = b.layer(f"Sequential({', '.join(items)})", "seq")
     use_sequential(b, layer, shapes)
 

@@ -350,6 +350,8 @@ class Builder:
 
     def layer(self, expr: str, prefix: str = "l") -> str:
         name = self.fresh(prefix)
+        if prefix == "l" and self.pick([False, False, False, True]):
+            name = f"`{name}-q`"  # a quoted name, kept as the state_dict name
         self.body.append(f"{name} = {expr}")
         return name
 
