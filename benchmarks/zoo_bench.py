@@ -4,8 +4,9 @@
     python benchmarks/zoo_bench.py [--models efficientnet_b0,...] [--batches 1,32]
                                    [--threads 2] [--budget 2.0] [--strict]
 
-For each zoo model written after a reference (torchvision's EfficientNet-B0, MobileNetV3-Small,
-MobileNetV2, ResNet-18 and Inception-v3; transformers' Whisper encoder, whisper-tiny), the
+For each zoo model written after a reference (torchvision's EfficientNet-B0, ViT-B/16,
+ConvNeXt-T, MobileNetV3-Small, MobileNetV2, ResNet-18 and Inception-v3; transformers' GPT-2
+small at T = 128 and Whisper encoder, whisper-tiny), the
 reference is built with random weights (`tests/reference/harness.randomize`), its
 `state_dict()` is written unchanged to a safetensors file and loaded strictly by the module
 `dualnet.load(path).torch()` generates. Both run in eval(), under torch.no_grad(), float32, on
@@ -58,12 +59,28 @@ class Case:
     input_shape: tuple[int, ...]  # without the batch axis
     batches: tuple[int, ...] = (1, 32)
     select: Callable[[Any], Any] = staticmethod(lambda out: out)
+    vocabulary: int = 0  # token ids in [0, vocabulary) of shape (batch, *input_shape), if set
+
+    def inputs(self, torch: Any, batch: int):
+        generator = torch.Generator().manual_seed(batch)
+        if self.vocabulary:
+            return torch.randint(
+                0, self.vocabulary, (batch, *self.input_shape), generator=generator
+            )
+        return torch.randn((batch, *self.input_shape), generator=generator)
+
+
+def gpt2_small():
+    return transformers().GPT2LMHeadModel(transformers().GPT2Config())
 
 
 CASES = {
     c.name: c
     for c in [
         Case("efficientnet_b0", lambda: torchvision_models().efficientnet_b0(), (3, 224, 224)),
+        Case("vit_b_16", lambda: torchvision_models().vit_b_16(), (3, 224, 224)),
+        Case("convnext_tiny", lambda: torchvision_models().convnext_tiny(), (3, 224, 224)),
+        Case("gpt2", gpt2_small, (128,), select=lambda out: out.logits, vocabulary=50_257),
         Case("mobilenetv3_small", lambda: torchvision_models().mobilenet_v3_small(), (3, 224, 224)),
         Case("mobilenetv2", lambda: torchvision_models().mobilenet_v2(), (3, 224, 224)),
         Case("resnet18", lambda: torchvision_models().resnet18(), (3, 224, 224)),
@@ -99,7 +116,7 @@ def bench(torch: Any, case: Case, batches: list[int], budget: float, tmp: str) -
     rows = []
     for batch in batches or case.batches:
         label = f"{case.name} b{batch}: generated / reference"
-        x = torch.randn((batch, *case.input_shape), generator=torch.Generator().manual_seed(batch))
+        x = case.inputs(torch, batch)
         with torch.no_grad():
             error, _ = errors(generated(x).numpy(), case.select(reference(x)).numpy())
             if error > AGREE:

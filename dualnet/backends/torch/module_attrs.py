@@ -83,6 +83,7 @@ NN_MODULE_ATTRS = frozenset(
         "set_extra_state",
         "set_submodule",
         "share_memory",
+        "smart_apply",  # added to nn.Module by transformers when it is imported
         "state_dict",
         "to",
         "to_empty",

@@ -516,8 +516,8 @@ def free_tensor(b: Builder) -> None:
     axes = b.int(1, x.rank - 1)
     shape = [b.decl(d) if b.known(d) and b.flag() else 1 for d in x.shape[x.rank - axes :]]
     dims = f"[{', '.join(dim_text(d) if isinstance(d, Dim) else str(d) for d in shape)}]"
-    kind = b.pick(["Parameter", "Parameter", "Buffer"])
-    if kind == "Buffer" and b.flag():
+    kind = b.pick(["Parameter", "Parameter", "Buffer", "computed Buffer"])
+    if kind == "computed Buffer":
         count = " * ".join(f"({dim_text(d)})" if isinstance(d, Dim) else str(d) for d in shape)
         table = f'cast(reshape(arange({count}), {dims}) % 7, "f32") * 0.25 - 0.5'
         layer = f"Buffer({table})"
