@@ -13,7 +13,9 @@ from dualnet.backends.runtime_source import RUNTIME, helper_sources
 from dualnet.training.spec import OptimizerSpec
 
 MODULE = RUNTIME / "keras_optimizers.py"
-HEADER = "from __future__ import annotations\n\nimport math\n\nimport keras\nfrom keras import ops\n"
+HEADER = (
+    "from __future__ import annotations\n\nimport math\n\nimport keras\nfrom keras import ops\n"
+)
 
 
 def runtime_source() -> str:

@@ -140,7 +140,9 @@ def parse_optimizer(text: str, lr: float | None, schedule: str | None, steps: in
     except (TypeError, ValueError) as exc:
         raise _bad("--schedule", schedule, exc) from None
     try:
-        return OptimizerSpec(name, **({"lr": lr} if lr is not None else {}), **options, schedule=sched)
+        return OptimizerSpec(
+            name, **({"lr": lr} if lr is not None else {}), **options, schedule=sched
+        )
     except (TypeError, ValueError) as exc:
         raise _bad("--optimizer", text, exc) from None
 
@@ -171,7 +173,9 @@ def _split(text: str) -> list[str]:
 
 
 def _bad(flag: str, text: str | None, exc: Exception) -> DualnetError:
-    known = ", ".join(f.name for f in fields(OptimizerSpec if flag == "--optimizer" else ScheduleSpec))
+    known = ", ".join(
+        f.name for f in fields(OptimizerSpec if flag == "--optimizer" else ScheduleSpec)
+    )
     return error(
         "E-INPUT",
         f"`{text}` is not a valid {flag[2:]}: {exc}",
@@ -183,4 +187,3 @@ def _bad(flag: str, text: str | None, exc: Exception) -> DualnetError:
 def f32_tolerance(spec: OptimizerSpec) -> float:
     """The float32 parity target: 1e-5 for SGD, 1e-4 for the adaptive optimisers."""
     return 1e-5 if spec.name == "SGD" else 1e-4
-

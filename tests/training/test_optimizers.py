@@ -176,9 +176,7 @@ def test_runtime_source_is_self_contained():
         "import keras",
         "from keras import ops",
     ]
-    assert {"TorchSGD", "TorchAdam", "TorchAdamW", "TorchRMSprop", "TorchAdagrad"} <= set(
-        runtime()
-    )
+    assert {"TorchSGD", "TorchAdam", "TorchAdamW", "TorchRMSprop", "TorchAdagrad"} <= set(runtime())
 
 
 def test_config_round_trip():

@@ -231,7 +231,9 @@ class TorchAdamW(TorchAdam):
 
     decoupled = True
 
-    def __init__(self, learning_rate=1e-3, weight_decay=1e-2, name="torch_adamw", **kwargs):
+    def __init__(
+        self, learning_rate=1e-3, weight_decay=1e-2, name="torch_adamw", **kwargs
+    ):
         super().__init__(learning_rate, weight_decay=weight_decay, name=name, **kwargs)
 
 
@@ -331,7 +333,9 @@ class TorchAdagrad(_TorchOptimizer):
         super().build(var_list)
         self._sums = self.add_optimizer_variables(var_list, "sum")
         for total in self._sums:
-            total.assign(ops.full(total.shape, self.initial_accumulator_value, total.dtype))
+            total.assign(
+                ops.full(total.shape, self.initial_accumulator_value, total.dtype)
+            )
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -386,10 +390,15 @@ class TorchCosineLR(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         angle = math.pi * ops.cast(step, "float64") / self.t_max
-        return self.eta_min + (self.learning_rate - self.eta_min) * (1 + ops.cos(angle)) / 2
+        return (
+            self.eta_min
+            + (self.learning_rate - self.eta_min) * (1 + ops.cos(angle)) / 2
+        )
 
     def get_config(self):
-        return dict(learning_rate=self.learning_rate, t_max=self.t_max, eta_min=self.eta_min)
+        return dict(
+            learning_rate=self.learning_rate, t_max=self.t_max, eta_min=self.eta_min
+        )
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
@@ -407,18 +416,23 @@ class TorchWarmup(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         t = ops.cast(step, "float64")
         warm = self.learning_rate * (
-            self.start_factor + (1 - self.start_factor) * ops.minimum(t, self.steps) / self.steps
+            self.start_factor
+            + (1 - self.start_factor) * ops.minimum(t, self.steps) / self.steps
         )
         if self.after is None:
             return warm
-        return ops.where(t < self.steps, warm, self.after(ops.maximum(t - self.steps, 0)))
+        return ops.where(
+            t < self.steps, warm, self.after(ops.maximum(t - self.steps, 0))
+        )
 
     def get_config(self):
         return dict(
             learning_rate=self.learning_rate,
             steps=self.steps,
             start_factor=self.start_factor,
-            after=None if self.after is None else keras.saving.serialize_keras_object(self.after),
+            after=None
+            if self.after is None
+            else keras.saving.serialize_keras_object(self.after),
         )
 
     @classmethod
@@ -469,17 +483,29 @@ class TorchOneCycleLR(keras.optimizers.schedules.LearningRateSchedule):
             return [
                 (first, start, self.max_lr, high, low),
                 (2 * first, self.max_lr, start, low, high),
-                (self.total_steps - 1, start, start / self.final_div_factor, high, high),
+                (
+                    self.total_steps - 1,
+                    start,
+                    start / self.final_div_factor,
+                    high,
+                    high,
+                ),
             ]
         return [
             (first, start, self.max_lr, high, low),
-            (self.total_steps - 1, self.max_lr, start / self.final_div_factor, low, high),
+            (
+                self.total_steps - 1,
+                self.max_lr,
+                start / self.final_div_factor,
+                low,
+                high,
+            ),
         ]
 
     def _anneal(self, step, which):
         t = ops.cast(step, "float64")
         value, begin, phases = None, 0.0, self._phases()
-        for i, phase in enumerate(phases):
+        for phase in phases:
             end, first, last = phase[0], phase[1 + 2 * which], phase[2 + 2 * which]
             pct = (t - begin) / (end - begin)
             if self.anneal_strategy == "cos":
