@@ -173,9 +173,8 @@ def _split(text: str) -> list[str]:
 
 
 def _bad(flag: str, text: str | None, exc: Exception) -> DualnetError:
-    known = ", ".join(
-        f.name for f in fields(OptimizerSpec if flag == "--optimizer" else ScheduleSpec)
-    )
+    kind = OptimizerSpec if flag == "--optimizer" else ScheduleSpec
+    known = ", ".join(f.name for f in fields(kind) if f.name not in ("name", "kind", "schedule"))
     return error(
         "E-INPUT",
         f"`{text}` is not a valid {flag[2:]}: {exc}",
