@@ -167,8 +167,14 @@ def test_keras_builtin_adam_differs():
 
 
 def test_runtime_source_is_self_contained():
-    """The file a generated Keras model may carry: only the framework's imports."""
+    """The file a generated Keras model may carry: only the framework's imports, and what
+    the checks of generated Keras source accept."""
+    from dualnet.backends.common.source_code import validate
+    from dualnet.backends.keras.backend import KERAS
+    from dualnet.diagnostics import outside
+
     source = runtime_source()
+    validate(source, set(KERAS.imports), outside("test"), set(KERAS.registrations))
     imports = [line for line in source.splitlines() if line.startswith(("import", "from"))]
     assert imports == [
         "from __future__ import annotations",

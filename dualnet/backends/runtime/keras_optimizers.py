@@ -35,9 +35,7 @@ def _as(value, dtype):
 
 class _TorchOptimizer(keras.optimizers.Optimizer):
     """What the PyTorch-exact optimizers share: coupled (L2) weight decay unless
-    `decoupled`, PyTorch's gradient clipping, momentum a one-cycle schedule may drive."""
-
-    decoupled = False
+    `_decoupled()`, PyTorch's gradient clipping, momentum a one-cycle schedule may drive."""
 
     def __init__(
         self,
@@ -66,6 +64,10 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
             return schedule.momentum(self.iterations)
         return self._scalar(value)
 
+    def _decoupled(self):
+        """Whether weight decay scales the weights (AdamW) rather than adds to g."""
+        return False
+
     def _cycles_momentum(self):
         return getattr(self._learning_rate, "cycle_momentum", False)
 
@@ -79,7 +81,7 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
         """The gradient plus weight_decay × the variable (PyTorch's L2 form)."""
         decay = self._decay(variable)
         gradient = ops.cast(gradient, variable.dtype)
-        if decay and not self.decoupled:
+        if decay and not self._decoupled():
             return gradient + _as(decay, variable.dtype) * variable
         return gradient
 
@@ -198,7 +200,7 @@ class TorchAdam(_TorchOptimizer):
         step_size = ops.cast(lr64 / (1 - ops.power(beta_1, step)), dtype)
         root = ops.cast(ops.sqrt(1 - ops.power(self._scalar(self.beta_2), step)), dtype)
         decay = self._decay(variable)
-        if decay and self.decoupled:
+        if decay and self._decoupled():
             self.assign(variable, variable * ops.cast(1 - lr64 * decay, dtype))
         g = self._coupled(gradient, variable)
         m, v = self._m[index], self._v[index]
@@ -229,12 +231,13 @@ class TorchAdamW(TorchAdam):
     """`torch.optim.AdamW`: θ ← θ·(1 − lr·weight_decay) before Adam's step, weight decay
     0.01 by default (Keras's AdamW: 0.004)."""
 
-    decoupled = True
-
     def __init__(
         self, learning_rate=1e-3, weight_decay=1e-2, name="torch_adamw", **kwargs
     ):
         super().__init__(learning_rate, weight_decay=weight_decay, name=name, **kwargs)
+
+    def _decoupled(self):
+        return True
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
