@@ -71,18 +71,7 @@ def build_keras(spec: OptimizerSpec, no_decay=()):
 def _schedule(spec: OptimizerSpec, rt):
     s = spec.schedule
     if s.kind == "one_cycle":
-        return rt["TorchOneCycleLR"](
-            spec.max_lr,
-            s.total_steps,
-            pct_start=s.pct_start,
-            anneal_strategy=s.anneal_strategy,
-            div_factor=s.div_factor,
-            final_div_factor=s.final_div_factor,
-            three_phase=s.three_phase,
-            cycle_momentum=s.cycle_momentum,
-            base_momentum=s.base_momentum,
-            max_momentum=s.max_momentum,
-        )
+        return rt["TorchOneCycleLR"](spec.max_lr, s.total_steps, **s.one_cycle_options())
     main = {
         "constant": lambda: None,
         "step": lambda: rt["TorchStepLR"](spec.lr, s.step_size, s.gamma),

@@ -26,6 +26,16 @@ DEFAULTS = {
     "RMSprop": {"lr": 1e-2, "eps": 1e-8, "weight_decay": 0.0},
     "Adagrad": {"lr": 1e-2, "eps": 1e-10, "weight_decay": 0.0},
 }
+ONE_CYCLE = (
+    "pct_start",
+    "anneal_strategy",
+    "div_factor",
+    "final_div_factor",
+    "three_phase",
+    "cycle_momentum",
+    "base_momentum",
+    "max_momentum",
+)
 MOMENTUM = {"SGD", "RMSprop"}  # the optimisers with a `momentum` option
 BETAS = {"Adam", "AdamW"}
 
@@ -52,6 +62,10 @@ class ScheduleSpec:
     max_momentum: float = 0.95
     warmup_steps: int = 0
     warmup_start_factor: float = 1.0 / 3
+
+    def one_cycle_options(self) -> dict:
+        """The one-cycle options, by the name both OneCycleLR classes take them under."""
+        return {k: getattr(self, k) for k in ONE_CYCLE}
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:

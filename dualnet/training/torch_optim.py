@@ -82,19 +82,7 @@ def _scheduler(spec: OptimizerSpec, optimizer):
 
     s = spec.schedule
     if s.kind == "one_cycle":
-        return lr.OneCycleLR(
-            optimizer,
-            max_lr=spec.max_lr,
-            total_steps=s.total_steps,
-            pct_start=s.pct_start,
-            anneal_strategy=s.anneal_strategy,
-            cycle_momentum=s.cycle_momentum,
-            base_momentum=s.base_momentum,
-            max_momentum=s.max_momentum,
-            div_factor=s.div_factor,
-            final_div_factor=s.final_div_factor,
-            three_phase=s.three_phase,
-        )
+        return lr.OneCycleLR(optimizer, spec.max_lr, s.total_steps, **s.one_cycle_options())
     main = {
         "constant": lambda: None,
         "step": lambda: lr.StepLR(optimizer, s.step_size, s.gamma),
