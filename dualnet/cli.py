@@ -173,6 +173,35 @@ def _parser() -> argparse.ArgumentParser:
         help="training mode (batch statistics, Dropout off): compare the "
         "outputs and the updated running statistics (PyTorch and Keras)",
     )
+    training = parity.add_argument_group(
+        "training runs", "N optimiser steps in PyTorch and in Keras (its fit() step)"
+    )
+    training.add_argument(
+        "--train-steps",
+        type=_count,
+        metavar="N",
+        help="train N steps in both frameworks on the same random batches (loss: the "
+        "outputs times a fixed random tensor); compare every step's loss and every "
+        "tensor after the last (with --per-layer: name the first tensor that diverges)",
+    )
+    training.add_argument(
+        "--optimizer",
+        metavar="NAME[:k=v,...]",
+        help="SGD, Adam, AdamW, RMSprop or Adagrad with PyTorch's defaults, options as "
+        "in torch.optim (SGD:momentum=0.9,nesterov=True); default SGD",
+    )
+    training.add_argument(
+        "--lr", type=float, metavar="X", help="the learning rate (default: PyTorch's)"
+    )
+    training.add_argument(
+        "--schedule",
+        metavar="KIND[:k=v,...]",
+        help="constant, step, cosine or one_cycle, per step as torch.optim.lr_scheduler's "
+        "(cosine and one_cycle span the N steps); warmup_steps=W adds a linear warmup",
+    )
+    training.add_argument(
+        "--f64", action="store_true", help="train in float64 (round-off apart from semantics)"
+    )
     grad = sub.add_parser(
         "gradcheck",
         help="check gradients: finite differences in float64 "
@@ -313,6 +342,10 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "ops":
         return _ops()
     if args.command == "parity":
+        usage = _training_usage(args)
+        if usage:
+            print(f"dualnet: error: {usage}", file=sys.stderr)
+            return EXIT_USAGE
         if len(args.file) > 1:
             return _parity_files(args)
         args.file = args.file[0]
@@ -348,6 +381,27 @@ def _main(argv: list[str] | None) -> int:
     else:
         _print_table(summary)
     return EXIT_OK
+
+
+def _training_usage(args) -> str:
+    """Why parity's training options do not go together, or ""."""
+    given = [
+        flag
+        for flag, value in (
+            ("--optimizer", args.optimizer),
+            ("--lr", args.lr),
+            ("--schedule", args.schedule),
+            ("--f64", args.f64),
+        )
+        if value not in (None, False)
+    ]
+    if not args.train_steps:
+        return f"{', '.join(given)}: only with --train-steps" if given else ""
+    if args.train:
+        return "--train-steps trains; --train compares one training-mode forward"
+    if len(args.file) > 1:
+        return "--train-steps takes one FILE"
+    return ""
 
 
 def _check(args):
@@ -444,6 +498,8 @@ def _parity(args, summary) -> int:
 
     program = _program(args)
     dims = parse_dims(args.dims)
+    if args.train_steps:
+        return _train_parity(args, program, dims)
     backends, layers = _parity_backends(args), []
     if args.per_layer:
         rows, layers, where = compare_layers(
@@ -458,6 +514,41 @@ def _parity(args, summary) -> int:
     if args.per_layer:
         print(layer_table(layers, backends))
     return EXIT_OK if all(r.ok for r in rows + layers) else EXIT_INPUT
+
+
+def _train_parity(args, program, dims) -> int:
+    """`parity --train-steps N`: the loss table, the tensor table (and the first
+    divergence); exit 1 when a tensor exceeds the tolerance."""
+    from dualnet.training.spec import parse_optimizer
+    from dualnet.verify.train_parity import (
+        divergence_line,
+        loss_table,
+        train_parity,
+        weight_table,
+    )
+
+    for name in args.backends:
+        if name not in ("torch", "keras"):
+            print(f"{name}: left out (training runs compare PyTorch and Keras)")
+    spec = parse_optimizer(args.optimizer or "SGD", args.lr, args.schedule, args.train_steps)
+    result = train_parity(
+        program,
+        args.model,
+        spec,
+        args.train_steps,
+        args.weights,
+        args.seed,
+        dims,
+        args.f64,
+        args.per_layer,
+    )
+    print(f"torch: {result.torch.where}\nkeras: {result.keras.where}")
+    print("\n".join(result.notes))
+    print(loss_table(result))
+    print(weight_table(result))
+    if args.per_layer:
+        print(divergence_line(result))
+    return EXIT_OK if result.ok else EXIT_INPUT
 
 
 def _parity_backends(args) -> list[str]:

@@ -53,7 +53,7 @@ def test_wheel_ships_grammar_inside_package(dists: dict[str, Path]) -> None:
         assert whl.read("dualnet/dnet.lark") == GRAMMAR.read_bytes()
         assert "dualnet/__init__.py" in names
         # the runtime helpers are read from their modules' text (not their ruff settings)
-        for name in ("torch_helpers.py", "keras_helpers.py", "ruff.toml"):
+        for name in ("torch_helpers.py", "keras_helpers.py", "keras_optimizers.py", "ruff.toml"):
             assert (f"dualnet/backends/runtime/{name}" in names) == name.endswith(".py")
         # only the package (plus metadata) goes into the wheel
         top = {n.split("/", 1)[0] for n in names}

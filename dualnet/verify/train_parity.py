@@ -1,0 +1,363 @@
+"""`dualnet parity --train-steps N`: N training steps of the generated PyTorch module and
+of the generated Keras model (through Keras's own training step, `train_on_batch`, as
+`fit()` takes it), from one weight file, on the same random batches, with the optimiser of
+one `OptimizerSpec` (PyTorch's formulas in both: `dualnet.training`).
+
+The loss is gradcheck's, L = Σ_k Σ output_k · R_k with fixed standard-normal R_k; batch t
+holds `parity`'s random inputs drawn from the seed and t. Both models run in training mode
+(BatchNorm on batch statistics, updating its running ones); Dropout is switched off in
+both, since each framework draws its own masks (no `--same-dropout` yet), and said so.
+`--f64` runs both in float64 (the PyTorch module `.double()`, the Keras model under a
+float64 floatx and dtype policy), which separates round-off from semantics.
+
+Compared: the loss of every step, and at the end every tensor of the state (parameters
+and running statistics) in PyTorch's names and layouts, as max |a − b| / max |b|; the
+tolerance is 1e-10 in float64, in float32 1e-5 for SGD and 1e-4 for the adaptive
+optimisers. With `per_layer`, the state after every step, and the first (step, tensor)
+beyond the tolerance is named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from dualnet.backends.gradients import as_list, float64
+from dualnet.backends.initial import initial_weights
+from dualnet.compiler import Program
+from dualnet.extras import needs_extras
+from dualnet.io.files import temporary_directory
+from dualnet.io.weights import ignored, write_state
+from dualnet.training.spec import OptimizerSpec, f32_tolerance
+from dualnet.verify.parity import random_inputs
+from dualnet.verify.table import render_table
+
+F64_TOLERANCE = 1e-10
+NOISE = 1e3  # rounding-level gradients: ≤ NOISE · epsilon · the largest (`_compared`)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One tensor's difference after `step` steps (1-based)."""
+
+    step: int
+    tensor: str
+    error: float
+
+
+@dataclass
+class TrainRun:
+    """What one framework's run gave: the loss per step, the final state, and (per_layer)
+    the state after every step."""
+
+    where: str
+    losses: list[float]
+    state: dict[str, np.ndarray]
+    history: list[dict[str, np.ndarray]]
+    peaks: dict[str, np.ndarray] | None = None  # PyTorch: each gradient element's largest |g|
+
+
+@dataclass
+class TrainParity:
+    spec: OptimizerSpec
+    steps: int
+    f64: bool
+    torch: TrainRun
+    keras: TrainRun
+    tensors: list[Divergence]  # after the last step, one per tensor, in state order
+    first: Divergence | None  # per_layer: the first tensor beyond the tolerance
+    notes: list[str]
+
+    @property
+    def tolerance(self) -> float:
+        return F64_TOLERANCE if self.f64 else f32_tolerance(self.spec)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.error <= self.tolerance for d in self.tensors)
+
+
+@needs_extras
+def train_parity(
+    program: Program,
+    model: str | None,
+    spec: OptimizerSpec,
+    steps: int,
+    weights: str | None = None,
+    seed: int = 0,
+    dims: dict[str, int] | None = None,
+    f64: bool = False,
+    per_layer: bool = False,
+) -> TrainParity:
+    """Train in both frameworks and compare (module doc)."""
+    summary = program.check(model)
+    dims = dims or {}
+    batches = [_batch(summary, dims, seed, t, program.max_params, f64) for t in range(steps)]
+    dropouts = [
+        layer.path
+        for layer in summary.instance.layers()
+        if layer.op == "Dropout" and float(layer.attrs.get("p", 0) or 0) > 0
+    ]
+    notes = []
+    if dropouts:
+        notes.append(
+            f"Dropout off in both frameworks ({', '.join(dropouts)}): each draws its own "
+            "masks, and shared masks (--same-dropout) are not implemented"
+        )
+    lstm = [layer.path for layer in summary.instance.layers() if layer.op == "LSTM"]
+    with temporary_directory() as tmp:
+        file = os.path.join(tmp, "weights.safetensors")
+        state = initial_weights(summary, weights, seed, program.max_params)
+        write_state(float64(state) if f64 else state, file)
+        loss = _loss_tensors(program, model, file, batches[0], seed, f64)
+        ran_torch = _torch_run(program, model, file, batches, loss, spec, f64, per_layer)
+        ran_keras = _keras_run(program, model, file, batches, loss, spec, f64, per_layer)
+    compared = _compared(spec, ran_torch.peaks, f64, notes)
+    torch_state = _merged(ran_torch.state, lstm)
+    tensors = [
+        Divergence(steps, name, relative(ran_keras.state[name], value, compared.get(name)))
+        for name, value in torch_state.items()
+    ]
+    result = TrainParity(spec, steps, f64, ran_torch, ran_keras, tensors, None, notes)
+    for t, (ours, theirs) in enumerate(zip(ran_keras.history, ran_torch.history, strict=True)):
+        theirs = _merged(theirs, lstm)
+        bad = [
+            Divergence(t + 1, name, e)
+            for name, value in theirs.items()
+            if (e := relative(ours[name], value, compared.get(name))) > result.tolerance
+        ]
+        if bad:
+            result.first = bad[0]
+            break
+    return result
+
+
+def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]:
+    """Per parameter, the elements held to the tolerance. An adaptive optimiser divides
+    each gradient element by its own running scale, so an element whose gradient is
+    rounding noise at every step (zero in exact arithmetic: attention's key bias, which
+    softmax cancels; a bias before BatchNorm) takes steps of full size in a direction
+    that differs in every framework (in float32, so does one whose gradient has fewer
+    correct digits than the tolerance asks). Those elements — |g| ≤ NOISE · u · G at
+    every step, u the dtype's epsilon, G the largest gradient element of the run — are
+    left out, and said so; with SGD none is."""
+    if spec.name == "SGD" or not peaks:
+        return {}
+    largest = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
+    floor = NOISE * float(np.finfo(np.float64 if f64 else np.float32).eps) * largest
+    masks = {name: p > floor for name, p in peaks.items()}
+    left = [f"{n} ({int((~m).sum())} of {m.size})" for n, m in masks.items() if not m.all()]
+    if left:
+        notes.append(
+            f"left out: gradient elements at rounding level in every step (|g| ≤ {floor:.3g}),"
+            f" which {spec.name} scales up to full steps: {', '.join(left)}"
+        )
+    return {name: m for name, m in masks.items() if not m.all()}
+
+
+def _batch(summary, dims, seed: int, step: int, max_params, f64: bool) -> list[np.ndarray]:
+    """Batch `step`: `parity`'s random inputs from the seed and the step, in signature
+    order."""
+    given = random_inputs(summary, {"B": 2, **dims}, [seed, 2, step], max_params)
+    given = float64(given) if f64 else given
+    return [np.ascontiguousarray(given[v.name]) for v in summary.graph.inputs]
+
+
+def _loss_tensors(program, model, file, batch, seed: int, f64: bool) -> list[np.ndarray]:
+    """The fixed R_k: standard normal, of each output's shape (one PyTorch forward)."""
+    import torch
+
+    module = _torch_module(program, model, file, f64)
+    with torch.no_grad():
+        outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
+    rng = np.random.default_rng([seed, 1])
+    dtype = np.float64 if f64 else np.float32
+    return [rng.standard_normal(tuple(o.shape)).astype(dtype) for o in outputs]
+
+
+def _torch_module(program, model, file, f64: bool):
+    import torch
+
+    from dualnet.backends.torch.backend import TORCH
+
+    module = program.torch(model)
+    module = module.double() if f64 else module
+    TORCH.weights_io()[1](module, file)
+    module.train()
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Dropout):
+            sub.p = 0.0
+    return module
+
+
+def _torch_run(program, model, file, batches, loss, spec, f64, per_layer) -> TrainRun:
+    import torch
+
+    from dualnet.training.torch_optim import build_torch
+
+    module = _torch_module(program, model, file, f64)
+    training = build_torch(spec, module.named_parameters())
+    r = [torch.from_numpy(x) for x in loss]
+    losses, history = [], []
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    peaks = {n: np.zeros(tuple(p.shape)) for n, p in named}
+    for batch in batches:
+        training.optimizer.zero_grad()
+        outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
+        value = sum((o * k).sum() for o, k in zip(outputs, r, strict=True) if o.is_floating_point())
+        value.backward()
+        for n, p in named:
+            if p.grad is not None:
+                np.maximum(peaks[n], np.abs(p.grad.numpy()), out=peaks[n])
+        training.step()
+        losses.append(float(value.detach()))
+        if per_layer:
+            history.append(_torch_state(module))
+    where = f"PyTorch {torch.__version__} (CPU), {'float64' if f64 else 'float32'}"
+    return TrainRun(where, losses, _torch_state(module), history, peaks)
+
+
+def _torch_state(module) -> dict[str, np.ndarray]:
+    return {
+        k: v.detach().numpy().copy()
+        for k, v in module.state_dict().items()
+        if not ignored(k) and v.is_floating_point()
+    }
+
+
+def _keras_run(program, model, file, batches, loss, spec, f64, per_layer) -> TrainRun:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines
+    import keras
+
+    from dualnet.backends.keras.backend import KERAS
+    from dualnet.backends.keras.gradients import keras_float64
+    from dualnet.backends.keras.state import layers_by_path, torch_named
+    from dualnet.training.keras_optim import build_keras, vector_variables
+
+    with keras_float64() if f64 else contextlib.nullcontext():
+        built = program.keras(model)
+        KERAS.weights_io()[1](built, file)
+        for _, layer in layers_by_path(built):
+            if isinstance(layer, keras.layers.Dropout):
+                layer.rate = 0.0
+        optimizer = build_keras(spec, vector_variables(built) if spec.no_decay_vectors else ())
+        r = [keras.ops.convert_to_tensor(x) for x in loss]
+
+        def loss_of(y_pred):
+            outputs = keras.tree.flatten(y_pred)
+            return sum(
+                keras.ops.sum(o * k)
+                for o, k in zip(outputs, r, strict=True)
+                if keras.backend.is_float_dtype(o.dtype)
+            )
+
+        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            return loss_of(y_pred)
+
+        def compute_metrics(x, y, y_pred, sample_weight=None):
+            return {"step_loss": loss_of(y_pred)}
+
+        built.compile(optimizer=optimizer)
+        built.compute_loss, built.compute_metrics = compute_loss, compute_metrics
+        losses, history = [], []
+        state = lambda: torch_named(built, lambda v: np.array(v.numpy()))  # noqa: E731
+        for batch in batches:
+            logs = built.train_on_batch(
+                tuple(batch) if len(batch) > 1 else batch[0], return_dict=True
+            )
+            losses.append(float(logs["step_loss"]))
+            if per_layer:
+                history.append(state())
+        final = state()
+    where = (
+        f"Keras {keras.__version__} ({keras.backend.backend()}) train_on_batch, "
+        f"{'float64' if f64 else 'float32'}"
+    )
+    return TrainRun(where, losses, final, history)
+
+
+def _merged(state: dict[str, np.ndarray], lstm: list[str]) -> dict[str, np.ndarray]:
+    """PyTorch's state as Keras holds it: an LSTM's bias_ih + bias_hh is Keras's one bias
+    (compared under bias_ih; `state.torch_named`)."""
+    out = dict(state)
+    for path in lstm:
+        for name in [k for k in state if k.startswith(path + ".bias_hh")]:
+            out[name.replace(".bias_hh", ".bias_ih", 1)] = state[
+                name.replace(".bias_hh", ".bias_ih", 1)
+            ] + out.pop(name)
+    return out
+
+
+def relative(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    """max |a − b| / max |b| (0 when both are zero), the difference over the elements
+    `where` only, if given."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    gap = np.abs(a64 - b64)
+    diff = float(np.max(gap if where is None else gap[where], initial=0.0))
+    scale = float(np.max(np.abs(b64), initial=0.0))
+    return diff / scale if scale else 0.0 if diff == 0 else math.inf
+
+
+def loss_table(result: TrainParity, rows: int = 12) -> str:
+    """The loss of each step in both frameworks (at most `rows` steps shown: the first
+    ones, evenly spaced ones, the last and the worst)."""
+    pairs = list(zip(result.torch.losses, result.keras.losses, strict=True))
+    gaps = [abs(a - b) for a, b in pairs]
+    shown = set(range(min(3, len(pairs))))
+    shown |= set(range(0, len(pairs), max(1, len(pairs) // (rows - 5))))
+    shown |= {len(pairs) - 1, int(np.argmax(gaps))}
+    table = [
+        [
+            str(t + 1),
+            f"{a:.10g}",
+            f"{b:.10g}",
+            f"{gaps[t]:.3g}",
+            f"{gaps[t] / max(abs(a), abs(b), 1e-300):.3g}",
+        ]
+        for t, (a, b) in enumerate(pairs)
+        if t in shown
+    ]
+    worst = max(gaps, default=0.0)
+    return render_table(
+        f"loss per step (L = sum(output * R)), {len(pairs) - len(table)} of {len(pairs)} "
+        f"steps not shown; largest |difference| {worst:.3g}",
+        ["step", "PyTorch", "Keras", "|diff|", "rel"],
+        table,
+        right={0, 1, 2, 3, 4},
+    )
+
+
+def weight_table(result: TrainParity) -> str:
+    """Each tensor's max relative difference after the last step, then the verdict."""
+    tol = result.tolerance
+    table = [
+        [d.tensor, f"{d.error:.3g}", "ok" if d.error <= tol else "MISMATCH"] for d in result.tensors
+    ]
+    s = result.spec
+    title = (
+        f"{s.name} (lr {s.lr:g}, schedule {s.schedule.kind}"
+        f"{f' after {s.schedule.warmup_steps} warmup steps' if s.schedule.warmup_steps else ''}"
+        f"), {result.steps} steps, "
+        f"{'float64' if result.f64 else 'float32'}: max |keras - torch| / max |torch| per "
+        f"tensor, tolerance {tol:g}"
+    )
+    text = render_table(title, ["tensor", "max rel", "verdict"], table, right={1})
+    worst = max(result.tensors, key=lambda d: d.error, default=None)
+    if worst is not None:
+        text += f"\nworst: `{worst.tensor}` {worst.error:.3g}"
+    return text
+
+
+def divergence_line(result: TrainParity) -> str:
+    """`--per-layer`'s answer: the first (step, tensor) beyond the tolerance."""
+    first = result.first
+    if first is None:
+        return f"no tensor diverges in {result.steps} steps (tolerance {result.tolerance:g})"
+    return (
+        f"first divergence: `{first.tensor}` after step {first.step}, max rel "
+        f"{first.error:.3g} (tolerance {result.tolerance:g})"
+    )
