@@ -77,7 +77,8 @@ demo: setup
 	done
 	echo "== dualnet parity: PyTorch, Keras and ONNX Runtime from one seeded weight file"
 	# (TensorFlow's start-up log lines, which no setting silences, are filtered out)
-	$(VENV)/bin/dualnet parity "$${entries[@]}" \
+	# (images of symbolic size at 32 x 32: DenseNet's poolings floor parity's default 8 away)
+	$(VENV)/bin/dualnet parity --dims H=32,W=32 "$${entries[@]}" \
 	    2> >(grep -vE '^(I0000|WARNING: All log messages|To enable the following)' >&2)
 	echo "demo: checked $${#entries[@]} model file(s), compiled each to PyTorch, Keras and ONNX" \
 	     "(build/demo/), parity ok"

@@ -24,6 +24,7 @@ LAYERS = [
     ("dualnet.frontend",),
     ("dualnet.backends",),
     ("dualnet.compiler",),
+    ("dualnet.training",),
     ("dualnet.verify",),
     ("dualnet.api", "dualnet.cli", "dualnet.__main__", "dualnet"),
 ]

@@ -442,6 +442,10 @@ class _MultiHeadAttention(keras.layers.MultiHeadAttention):
         uid = keras.backend.get_uid("multi_head_attention")
         kwargs.setdefault("name", f"multi_head_attention_{uid}")
         super().__init__(num_heads, key_dim, **kwargs)
+        # the scale 1 / sqrt(key_dim) in float64: Keras keeps a Python float, which
+        # TensorFlow converts through float32 (a float64 model's scores were off by 1e-8)
+        size = ops.convert_to_tensor(key_dim, "float64")
+        self._inverse_sqrt_key_dim = ops.divide(1.0, ops.sqrt(size))
 
     def _make_output_dense(self, query_shape, common_kwargs, name=None):
         dim = self._num_heads * self._key_dim
