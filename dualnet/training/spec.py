@@ -200,3 +200,21 @@ def _bad(flag: str, text: str | None, exc: Exception) -> DualnetError:
 def f32_tolerance(spec: OptimizerSpec) -> float:
     """The float32 parity target: 1e-5 for SGD, 1e-4 for the adaptive optimisers."""
     return 1e-5 if spec.name == "SGD" else 1e-4
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """A checked `train` declaration: what both frameworks' training code follows.
+
+    `loss` and `metrics` name parameter-free models of the checked program whose forward
+    takes the trained model's outputs, then the targets (`targets`: each one's name and
+    type as written, e.g. ("labels", "i64[B]")); the loss returns an `f32[]`, the metrics
+    named `f32[]` scalars (averaged over the examples of an epoch). `accumulate` optimiser
+    steps take the mean gradient of that many batches."""
+
+    model: str
+    loss: str
+    optimizer: OptimizerSpec
+    targets: tuple[tuple[str, str], ...] = ()
+    metrics: str | None = None
+    accumulate: int = 1
