@@ -1,6 +1,7 @@
 """Hand-written, idiomatic Keras 3 ports of models/resnet18.dnet and models/mobilenetv2.dnet,
-and of the transformers models/vit_b_16.dnet and models/gpt2.dnet (Keras's own layers:
-MultiHeadAttention, LayerNormalization, Dense; their weights are Keras's, not loaded).
+and of models/convnext_tiny.dnet, models/vit_b_16.dnet and models/gpt2.dnet (Keras's own
+layers: DepthwiseConv2D, MultiHeadAttention, LayerNormalization, Dense; their weights are
+Keras's, not loaded).
 
 Functional models, channels-last throughout (input [B, H, W, 3]), written as an experienced
 porter writes torchvision's ResNet-18 and MobileNetV2: PyTorch's symmetric padding of a
@@ -103,6 +104,38 @@ def mobilenetv2(classes: int = 1000, dropout: float = 0.2, size: int = 224) -> k
     x = layers.GlobalAveragePooling2D()(conv_bn(x, 1280, 1, 1, "head"))
     x = layers.Dropout(dropout, name="classifier.0")(x)
     return keras.Model(inputs, layers.Dense(classes, name="classifier.1")(x), name="mobilenetv2")
+
+
+# ---------------------------------------------------------------- ConvNeXt-T
+
+
+class LayerScale(layers.Layer):
+    """ConvNeXt's learned per-channel scale of a block's branch."""
+
+    def build(self, shape):
+        self.gamma = self.add_weight((shape[-1],), keras.initializers.Constant(1e-6))
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def convnext_block(x):
+    dim = x.shape[-1]
+    y = layers.DepthwiseConv2D(7, padding="same")(x)
+    y = layers.Dense(4 * dim, activation="gelu")(layers.LayerNormalization(epsilon=1e-6)(y))
+    return x + LayerScale()(layers.Dense(dim)(y))
+
+
+def convnext_tiny(classes=1000, size=224, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)):
+    inputs = keras.Input((size, size, 3))
+    x = layers.LayerNormalization(epsilon=1e-6)(layers.Conv2D(dims[0], 4, 4)(inputs))
+    for i, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
+        if i:  # downsampling between stages
+            x = layers.Conv2D(dim, 2, 2)(layers.LayerNormalization(epsilon=1e-6)(x))
+        for _ in range(depth):
+            x = convnext_block(x)
+    x = layers.LayerNormalization(epsilon=1e-6)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, layers.Dense(classes)(x), name="convnext_tiny")
 
 
 # ---------------------------------------------------------------- ViT-B/16, GPT-2 small
