@@ -45,7 +45,9 @@ RATIO_TARGET = 1.02
 PARTS = ("torch", "ort", "emit", "keras")
 
 
-def torch_rows(torch: Any, case: Case, reference: Any, weights: Path, batches, budget: float):
+def torch_rows(
+    torch: Any, case: Case, reference: Any, weights: Path, batches: list[int], budget: float
+) -> list[Row]:
     import dualnet
 
     generated = dualnet.load(str(case.path)).torch()
