@@ -5,7 +5,9 @@
 #   make test-slow   the full-size zoo models against their references (torchvision, transformers)
 #   make bench       check speed, generated-model latency (PyTorch, Keras), ONNX emission/latency,
 #                    ONNX start-up (installs the bench extra: onnxscript, for the dynamo exporter),
-#                    the zoo's generated PyTorch forward against torchvision / transformers
+#                    the zoo against torchvision / transformers: generated PyTorch forward,
+#                    ORT on dualnet's ONNX vs the exported reference, GPT-2 ONNX emission,
+#                    generated Keras vs keras.applications / hand-written Keras (docs/benchmarks.md)
 #   make fuzz        differential fuzzing: random valid programs, parity of the three backends
 #   make fuzz-frontend  mutation fuzzing of `dualnet check` on the zoo: exit codes, time, memory
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
@@ -35,7 +37,7 @@ help:
 	@echo "make demo         dualnet check + compile (torch, keras, onnx) on every models/*.dnet, then the parity table"
 	@echo "make test         pytest + ruff"
 	@echo "make test-slow    the full-size zoo models against their references (slow-marked tests)"
-	@echo "make bench        check-speed, PyTorch / Keras latency and ONNX benchmarks (+ onnxscript)"
+	@echo "make bench        check-speed, PyTorch / Keras latency, ONNX benchmarks (+ onnxscript), the zoo vs its references"
 	@echo "make fuzz         2,000 random programs through all three backends (EXAMPLES=N SEED=S)"
 	@echo "make fuzz-frontend  20 minutes (MINUTES=M), >= 10,000 mutants of the zoo through check"
 	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"

@@ -1,4 +1,7 @@
-"""Hand-written, idiomatic Keras 3 ports of models/resnet18.dnet and models/mobilenetv2.dnet.
+"""Hand-written, idiomatic Keras 3 ports of models/resnet18.dnet and models/mobilenetv2.dnet,
+and of models/convnext_tiny.dnet, models/vit_b_16.dnet and models/gpt2.dnet (Keras's own
+layers: DepthwiseConv2D, MultiHeadAttention, LayerNormalization, Dense; their weights are
+Keras's, not loaded).
 
 Functional models, channels-last throughout (input [B, H, W, 3]), written as an experienced
 porter writes torchvision's ResNet-18 and MobileNetV2: PyTorch's symmetric padding of a
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 BN = {"epsilon": 1e-5, "momentum": 0.9}
 RESNET_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # channels, stride of the first block
@@ -101,6 +104,108 @@ def mobilenetv2(classes: int = 1000, dropout: float = 0.2, size: int = 224) -> k
     x = layers.GlobalAveragePooling2D()(conv_bn(x, 1280, 1, 1, "head"))
     x = layers.Dropout(dropout, name="classifier.0")(x)
     return keras.Model(inputs, layers.Dense(classes, name="classifier.1")(x), name="mobilenetv2")
+
+
+# ---------------------------------------------------------------- ConvNeXt-T
+
+
+class LayerScale(layers.Layer):
+    """ConvNeXt's learned per-channel scale of a block's branch."""
+
+    def build(self, shape):
+        self.gamma = self.add_weight((shape[-1],), keras.initializers.Constant(1e-6))
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def convnext_block(x):
+    dim = x.shape[-1]
+    y = layers.DepthwiseConv2D(7, padding="same")(x)
+    y = layers.Dense(4 * dim, activation="gelu")(layers.LayerNormalization(epsilon=1e-6)(y))
+    return x + LayerScale()(layers.Dense(dim)(y))
+
+
+def convnext_tiny(classes=1000, size=224, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)):
+    inputs = keras.Input((size, size, 3))
+    x = layers.LayerNormalization(epsilon=1e-6)(layers.Conv2D(dims[0], 4, 4)(inputs))
+    for i, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
+        if i:  # downsampling between stages
+            x = layers.Conv2D(dim, 2, 2)(layers.LayerNormalization(epsilon=1e-6)(x))
+        for _ in range(depth):
+            x = convnext_block(x)
+    x = layers.LayerNormalization(epsilon=1e-6)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, layers.Dense(classes)(x), name="convnext_tiny")
+
+
+# ---------------------------------------------------------------- ViT-B/16, GPT-2 small
+
+
+class ClassTokenAndPositions(layers.Layer):
+    """ViT's learned class token, put before the patches, and learned position embedding."""
+
+    def build(self, shape):
+        self.class_token = self.add_weight((1, 1, shape[-1]), name="class_token")
+        self.pos_embedding = self.add_weight((1, shape[1] + 1, shape[-1]), name="pos_embedding")
+
+    def call(self, x):
+        token = ops.broadcast_to(self.class_token, (ops.shape(x)[0], 1, x.shape[-1]))
+        return ops.concatenate([token, x], axis=1) + self.pos_embedding
+
+
+class Positions(layers.Layer):
+    """GPT-2's learned position embedding (`positions` rows), added to the first T."""
+
+    def __init__(self, positions: int, **kwargs):
+        super().__init__(**kwargs)
+        self.positions = positions
+
+    def build(self, shape):
+        self.table = self.add_weight((self.positions, shape[-1]), name="wpe")
+
+    def call(self, x):
+        return x + self.table[: x.shape[1]]
+
+
+class TiedHead(layers.Layer):
+    """Logits against an Embedding's own table (GPT-2's tied LM head)."""
+
+    def __init__(self, embedding: layers.Embedding, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def call(self, x):
+        return ops.matmul(x, ops.transpose(self.embedding.embeddings))
+
+
+def transformer_block(x, heads: int, mlp: int, eps: float, approximate: bool, causal: bool):
+    """Pre-LayerNorm attention and MLP, each added to its input."""
+    dim = x.shape[-1]
+    y = layers.LayerNormalization(epsilon=eps)(x)
+    x = x + layers.MultiHeadAttention(heads, dim // heads)(y, y, use_causal_mask=causal)
+    y = layers.LayerNormalization(epsilon=eps)(x)
+    y = layers.Dense(mlp, activation=lambda v: ops.gelu(v, approximate=approximate))(y)
+    return x + layers.Dense(dim)(y)
+
+
+def vit_b_16(image=224, patch=16, dim=768, depth=12, heads=12, mlp=3072, classes=1000):
+    inputs = keras.Input((image, image, 3))
+    x = layers.Conv2D(dim, patch, patch)(inputs)
+    x = ClassTokenAndPositions()(layers.Reshape(((image // patch) ** 2, dim))(x))
+    for _ in range(depth):
+        x = transformer_block(x, heads, mlp, 1e-6, approximate=False, causal=False)
+    x = layers.LayerNormalization(epsilon=1e-6)(x)[:, 0]
+    return keras.Model(inputs, layers.Dense(classes)(x), name="vit_b_16")
+
+
+def gpt2_small(vocab=50257, positions=1024, dim=768, depth=12, heads=12, tokens=128):
+    inputs = keras.Input((tokens,), dtype="int64")
+    embedding = layers.Embedding(vocab, dim)
+    x = Positions(positions)(embedding(inputs))
+    for _ in range(depth):
+        x = transformer_block(x, heads, 4 * dim, 1e-5, approximate=True, causal=True)
+    x = layers.LayerNormalization(epsilon=1e-5)(x)
+    return keras.Model(inputs, TiedHead(embedding)(x), name="gpt2")
 
 
 # ---------------------------------------------------------------- weights

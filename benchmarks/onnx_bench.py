@@ -112,44 +112,48 @@ def torch_model(torch: Any, weights: Path) -> Any:
     return model.eval()
 
 
+def torch_export(torch: Any, model: Any, args: tuple, dynamo: bool) -> bytes:
+    """`torch.onnx.export` of `model` called on `args` (inputs x, x1, ...; output "output",
+    the first axis of each symbolic), as bytes: the dynamo exporter (its default opset) or
+    the legacy TorchScript one (dualnet's default opset)."""
+    from dualnet.backends.onnx.emit import DEFAULT_OPSET
+
+    inputs = ["x", *(f"x{i}" for i in range(1, len(args)))]
+    names = {"input_names": inputs, "output_names": ["output"]}
+    with quiet():
+        if dynamo:
+            dims = tuple({0: torch.export.Dim("B")} for _ in args)
+            program = torch.onnx.export(
+                model, args, dynamo=True, verbose=False, dynamic_shapes=dims, **names
+            )
+            return program.model_proto.SerializeToString()
+        f = io.BytesIO()
+        torch.onnx.export(
+            model,
+            args,
+            f,
+            dynamo=False,
+            opset_version=DEFAULT_OPSET,
+            dynamic_axes={name: {0: "B"} for name in [*inputs, "output"]},
+            **names,
+        )
+        return f.getvalue()
+
+
 def exporters(torch: Any, model: Any, weights: Path) -> dict[str, Callable[[], bytes]]:
     """Each way of getting the ResNet-18 ONNX model with the weights, as bytes."""
     import dualnet
-    from dualnet.backends.onnx.emit import DEFAULT_OPSET
 
     x = (torch.randn(EXPORT_BATCH, 3, SIZE, SIZE),)
-    names = {"input_names": ["x"], "output_names": ["output"]}
 
     def emit() -> bytes:
         return dualnet.load(str(MODEL)).onnx(weights=str(weights)).SerializeToString()
 
-    def legacy() -> bytes:
-        f = io.BytesIO()
-        with quiet():
-            torch.onnx.export(
-                model,
-                x,
-                f,
-                dynamo=False,
-                opset_version=DEFAULT_OPSET,
-                dynamic_axes={"x": {0: "B"}, "output": {0: "B"}},
-                **names,
-            )
-        return f.getvalue()
-
-    def dynamo() -> bytes:
-        with quiet():
-            program = torch.onnx.export(
-                model,
-                x,
-                dynamo=True,
-                verbose=False,
-                dynamic_shapes=({0: torch.export.Dim("B")},),
-                **names,
-            )
-        return program.model_proto.SerializeToString()
-
-    return {DUALNET: emit, LEGACY: legacy, DYNAMO: dynamo}
+    return {
+        DUALNET: emit,
+        LEGACY: lambda: torch_export(torch, model, x, dynamo=False),
+        DYNAMO: lambda: torch_export(torch, model, x, dynamo=True),
+    }
 
 
 def dynamo_missing() -> str | None:
