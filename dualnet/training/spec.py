@@ -209,8 +209,8 @@ class TrainSpec:
     `loss` and `metrics` name parameter-free models of the checked program whose forward
     takes the trained model's outputs, then the targets (`targets`: each one's name and
     type as written, e.g. ("labels", "i64[B]")); the loss returns an `f32[]`, the metrics
-    named `f32[]` scalars (averaged over the examples of an epoch). `accumulate` optimiser
-    steps take the mean gradient of that many batches."""
+    named `f32[]` scalars (averaged over the examples of an epoch; `metric_names` in order).
+    `accumulate` optimiser steps take the mean gradient of that many batches."""
 
     model: str
     loss: str
@@ -218,3 +218,4 @@ class TrainSpec:
     targets: tuple[tuple[str, str], ...] = ()
     metrics: str | None = None
     accumulate: int = 1
+    metric_names: tuple[str, ...] = ()
