@@ -96,7 +96,7 @@ def test_the_cnn_block_checks_into_its_train_spec():
     spec = summary.training
     assert spec.model == "SmallCNN" and summary.model == "SmallCNN"  # the default entry
     assert spec.loss == "SmallCNNLoss" and spec.metrics == "SmallCNNMetrics"
-    assert spec.metric_names == ("accuracy",)
+    assert spec.metric_names == ("accuracy", "top3")
     assert spec.targets == (("labels", "i64[B]"),)
     assert spec.accumulate == 2
     schedule = ScheduleSpec("cosine", t_max=500, warmup_steps=10)  # 100 * classes, WARMUP
@@ -288,7 +288,7 @@ def test_check_prints_the_training_summary():
     assert "schedule: cosine(t_max=500, eta_min=0, warmup_steps=10" in run.stdout
     assert "gradient clipping: by norm 1; accumulate: 2 batches per step" in run.stdout
     assert "targets: labels: i64[B]" in run.stdout
-    assert "metrics: SmallCNNMetrics -> accuracy" in run.stdout
+    assert "metrics: SmallCNNMetrics -> accuracy, top3" in run.stdout
     # conv1, conv2 and fc weights decay; the BatchNorm scales and shifts and fc's bias do not
     assert "trains 667 parameters in 8 tensors; no weight decay on 5 tensors" in run.stdout
 
@@ -300,18 +300,31 @@ def test_check_json_has_the_training():
     assert training["trained_tensors"] == 8 and training["no_weight_decay_tensors"] == 5
 
 
-def test_the_loss_model_runs_alike_in_every_backend():
-    run = _cli("parity", str(CNN), "--model", "SmallCNNLoss")
+@pytest.mark.parametrize("model", ["SmallCNNLoss", "SmallCNNMetrics"])
+def test_the_desugared_models_run_alike_in_every_backend(model):
+    run = _cli("parity", str(CNN), "--model", model)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count(" ok ") == 3
+    assert run.stdout.count(" ok ") == 3 * (1 if model.endswith("Loss") else 2)
 
 
-def test_the_loss_model_is_cross_entropy_in_torch(tmp_path):
+@pytest.mark.parametrize("model", ["ClassLosses", "PairLosses"])
+def test_loss_gradients_agree_with_finite_differences_in_every_backend(model):
+    """The losses' gradients: each backend's autodiff against finite differences (float64),
+    and PyTorch's against Keras's."""
+    run = _cli("gradcheck", str(HERE / "losses.dnet"), "--model", model, "--dims", "B=4")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "torch vs keras" in run.stdout and "FAIL" not in run.stdout
+
+
+def test_the_loss_model_is_torchs_cross_entropy():
     torch = pytest.importorskip("torch")
     from dualnet.compiler import load
 
-    module = load(str(CNN)).torch(model="SmallCNNLoss")
+    program = load(str(CNN))
+    loss, metrics = program.torch(model="SmallCNNLoss"), program.torch(model="SmallCNNMetrics")
     logits = torch.randn(6, 5, dtype=torch.float32)
     labels = torch.randint(0, 5, (6,))
-    want = torch.nn.functional.cross_entropy(logits, labels)
-    torch.testing.assert_close(module(logits, labels), want)
+    want = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+    torch.testing.assert_close(loss(logits, labels), want)
+    hits = (logits.argmax(1) == labels).float().mean()
+    torch.testing.assert_close(metrics(logits, labels).accuracy, hits)
