@@ -152,7 +152,8 @@ def _check(
         checker.diagnostics.extend(check_gradients(summary.instance, summary.graph))
     check_train_blocks(checker, root)
     if summary.ok and summary.graph is not None:
-        summary.training = check_training(checker, root, summary.instance, summary.graph)
+        local = model or summary.model  # the name the root file gives the entry model
+        summary.training = check_training(checker, root, local, summary.instance, summary.graph)
 
 
 def _first_output(layer: LayerInstance) -> str:

@@ -52,10 +52,11 @@ def check_train_blocks(checker: Checker, root: ModuleInfo) -> None:
 
 
 def check_training(
-    checker: Checker, root: ModuleInfo, instance: ModelInstance, graph: Graph
+    checker: Checker, root: ModuleInfo, name: str, instance: ModelInstance, graph: Graph
 ) -> TrainSpec | None:
-    """The entry model's checked train block (None without one); problems are recorded."""
-    block = root.trains.get(instance.definition)
+    """The checked train block of the entry model, `name` in the root file (None without
+    one); problems are recorded."""
+    block = root.trains.get(name)
     if block is None:
         return None
     try:

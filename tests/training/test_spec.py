@@ -328,3 +328,15 @@ def test_the_loss_model_is_torchs_cross_entropy():
     torch.testing.assert_close(loss(logits, labels), want)
     hits = (logits.argmax(1) == labels).float().mean()
     torch.testing.assert_close(metrics(logits, labels).accuracy, hits)
+
+
+def test_a_train_block_for_an_imported_model(tmp_path):
+    (tmp_path / "lib.dnet").write_text(MODEL)
+    path = tmp_path / "main.dnet"
+    path.write_text(
+        'from "lib.dnet" import Net\n\nmodel Other() {\n    forward(x: f32[B]) -> f32[B] {\n'
+        "        return x\n    }\n}\n\ntrain Net {\n    optimizer = Adam\n" + LOSS + "}\n"
+    )
+    assert check_file(str(path)).training is None  # the entry model is Other
+    summary = check_file(str(path), model="Net")
+    assert summary.ok and summary.training.optimizer == OptimizerSpec("Adam")
