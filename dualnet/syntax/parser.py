@@ -233,6 +233,9 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
                 ['close it with `"` on the same line'],
             )
         return error("E-SYNTAX", f"unexpected character {char!r}", span, "not valid here")
+    word = _word_before(exc)
+    if word is not None:
+        return _not_a_declaration(word, file)
     accepted = set(getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ())
     if "MODEL" in accepted and "NAME" in accepted:  # a declaration: the name is `train`
         accepted.discard("NAME")
@@ -252,6 +255,30 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
         return keyword_as_name(str(exc.token), span, f"here the grammar expects {shown}")
     message = f"unexpected {found}" + (f", expected {shown}" if expected else "")
     return error("E-SYNTAX", message, span, f"found {found}")
+
+
+def _not_a_declaration(word: Token, file: str) -> DualnetError:
+    """A name where a declaration starts (`foo = 3`): only `train` is read there."""
+    close = difflib.get_close_matches(str(word), ["train"])
+    return error(
+        "E-SYNTAX",
+        f"unexpected `{word}`, expected `const`, `from`, `import`, `model`, `train`",
+        _token_span(file, word),
+        f"found `{word}`",
+        ["did you mean `train`?"] if close else ["a constant is declared `const NAME = value`"],
+    )
+
+
+def _word_before(exc: UnexpectedInput) -> Token | None:
+    """The name that began a declaration when the next token failed: only a name is expected
+    next exactly after a declaration's first word (`foo` of `foo = 3`), since everywhere
+    else a name follows a keyword or punctuation."""
+    stack = getattr(getattr(exc, "state", None), "value_stack", None)
+    last = stack[-1] if stack else None
+    expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ()
+    if set(expected) == {"NAME"} and isinstance(last, Token):
+        return last if last.type == "NAME" and last != "train" else None
+    return None
 
 
 def keyword_as_name(word: str, span: Span, *notes: str) -> DualnetError:
@@ -458,13 +485,7 @@ class _Converter:
     def train_decl(self, span, kids):
         word, name, *members = kids
         if str(word) != "train":
-            raise error(
-                "E-SYNTAX",
-                f"unexpected `{word}`, expected `const`, `from`, `import`, `model`, `train`",
-                _token_span(self.file, word),
-                f"found `{word}`",
-                ["did you mean `train`?"] if difflib.get_close_matches(word, ["train"]) else [],
-            )
+            raise _not_a_declaration(word, self.file)
         return ast.Train(
             span,
             ast.Name(_token_span(self.file, name), str(name)),

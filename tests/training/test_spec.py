@@ -87,6 +87,15 @@ def test_a_misspelt_train_is_a_syntax_error(tmp_path):
     assert d.notes == ("did you mean `train`?",)
 
 
+def test_a_name_starting_a_declaration_is_reported_at_the_name(tmp_path):
+    """`train` is read at a declaration's start, and only there: another word is the error
+    (not the token after it)."""
+    path = tmp_path / "m.dnet"
+    path.write_text("foo = 3\n")
+    d = _only(check_file(str(path)), "E-SYNTAX", 1, 1)
+    assert d.message.startswith("unexpected `foo`, expected `const`")
+
+
 # ---------------------------------------------------------------- the spec
 
 
