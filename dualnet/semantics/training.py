@@ -277,7 +277,7 @@ def _call(expr: ast.Expr, what: str, known: tuple[str, ...]) -> tuple[str, ast.C
     call = expr if isinstance(expr, ast.Call) else None
     head = call.func if call else expr
     if not isinstance(head, ast.Name):
-        raise error("E-TYPE", f"expected {what} such as {known[0]}(...)", expr.span, f"not {what}")
+        raise error("E-TYPE", f"expected {what} such as {known[0]}(...)", expr.span, f"no {what}")
     found = next((k for k in known if k.lower() == head.id.lower()), None)
     if found is None:
         hint = suggest(head.id, known)
@@ -285,7 +285,7 @@ def _call(expr: ast.Expr, what: str, known: tuple[str, ...]) -> tuple[str, ast.C
             "E-NAME",
             f"unknown {what} `{head.id}`",
             head.span,
-            f"not {what}",
+            f"unknown {what}",
             [f"did you mean `{hint}`?" if hint else f"{what}s: {', '.join(known)}"],
         )
     return found, call
