@@ -21,11 +21,20 @@ from dualnet.semantics.loader import ROLES, ModuleInfo, derived_name
 from dualnet.semantics.scope import Scope
 from dualnet.semantics.values import POISON, ModelRef, ModelSpec
 from dualnet.syntax import ast
-from dualnet.training.spec import OPTIMIZERS, SCHEDULES, OptimizerSpec, ScheduleSpec, TrainSpec
+from dualnet.training.spec import (
+    OPTIMIZERS,
+    OPTIONS,
+    SCHEDULE_OPTIONS,
+    SCHEDULES,
+    OptimizerSpec,
+    ScheduleSpec,
+    TrainSpec,
+)
 
 SETTINGS = ("optimizer", "schedule", "clip_grad_norm", "clip_grad_value", "accumulate")
-# The optimiser's and schedule's keyword arguments: their spec's fields, less those the
-# block sets otherwise (the name, the schedule, clipping).
+# The types of the optimiser's and schedule's keyword arguments: their spec's fields, less
+# those the block sets otherwise (the name, the schedule, clipping); each optimiser and
+# schedule takes its own (`OPTIONS`, `SCHEDULE_OPTIONS`), as PyTorch's classes do.
 _OPTIMIZER_ARGS = {
     f.name: f.type
     for f in fields(OptimizerSpec)
@@ -293,7 +302,8 @@ def _call(expr: ast.Expr, what: str, known: tuple[str, ...]) -> tuple[str, ast.C
 
 def _optimizer(value: _Values, expr: ast.Expr, schedule: ScheduleSpec, clip: dict) -> OptimizerSpec:
     name, call = _call(expr, "optimizer", OPTIMIZERS)
-    options = value.keywords(call, name, _OPTIMIZER_ARGS) if call else {}
+    known = {k: _OPTIMIZER_ARGS[k] for k in (*OPTIONS[name], "no_decay_vectors")}
+    options = value.keywords(call, name, known) if call else {}
     return _build(lambda: OptimizerSpec(name, **options, **clip, schedule=schedule), call or expr)
 
 
@@ -301,7 +311,9 @@ def _schedule(value: _Values, setting: ast.TrainSetting | None) -> ScheduleSpec:
     if setting is None:
         return ScheduleSpec()
     kind, call = _call(setting.value, "schedule", SCHEDULES)
-    options = value.keywords(call, kind, _SCHEDULE_ARGS) if call else {}
+    warmup = ("warmup_steps", "warmup_start_factor") if kind != "one_cycle" else ()
+    known = {k: _SCHEDULE_ARGS[k] for k in (*SCHEDULE_OPTIONS[kind], *warmup)}
+    options = value.keywords(call, kind, known) if call else {}
     return _build(lambda: ScheduleSpec(kind, **options), call or setting.value)
 
 

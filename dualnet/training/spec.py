@@ -36,6 +36,21 @@ ONE_CYCLE = (
     "base_momentum",
     "max_momentum",
 )
+# The options each optimiser reads, in torch.optim's order
+OPTIONS = {
+    "SGD": ("lr", "momentum", "dampening", "nesterov", "weight_decay"),
+    "Adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "AdamW": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "RMSprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
+    "Adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+}
+# The options each schedule reads (and warmup_steps, warmup_start_factor but for one_cycle)
+SCHEDULE_OPTIONS = {
+    "constant": (),
+    "step": ("step_size", "gamma"),
+    "cosine": ("t_max", "eta_min"),
+    "one_cycle": ("total_steps", "max_lr", *ONE_CYCLE),
+}
 MOMENTUM = {"SGD", "RMSprop"}  # the optimisers with a `momentum` option
 BETAS = {"Adam", "AdamW"}
 

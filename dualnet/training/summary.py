@@ -5,22 +5,13 @@ loss and metrics, and which tensors train. Imports no framework."""
 from __future__ import annotations
 
 from dualnet.ir.graph import ModelInstance
-from dualnet.training.spec import ONE_CYCLE, OptimizerSpec, ScheduleSpec, TrainSpec
-
-# The options each optimiser reads, in torch.optim's order
-OPTIONS = {
-    "SGD": ("lr", "momentum", "dampening", "nesterov", "weight_decay"),
-    "Adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
-    "AdamW": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
-    "RMSprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
-    "Adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
-}
-SCHEDULE_OPTIONS = {
-    "constant": (),
-    "step": ("step_size", "gamma"),
-    "cosine": ("t_max", "eta_min"),
-    "one_cycle": ("total_steps", "max_lr", *ONE_CYCLE),
-}
+from dualnet.training.spec import (
+    OPTIONS,
+    SCHEDULE_OPTIONS,
+    OptimizerSpec,
+    ScheduleSpec,
+    TrainSpec,
+)
 
 
 def trained_tensors(instance: ModelInstance, spec: TrainSpec) -> tuple[int, int, int]:

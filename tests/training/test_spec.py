@@ -167,10 +167,18 @@ def test_only_the_entry_model_gets_its_training(tmp_path):
 DIAGNOSTICS = {
     "unknown optimizer": ("    optimizer = Adma(lr=0.1)", LOSS, "E-NAME", 11, 17),
     "unknown option": ("    optimizer = SGD(lr=0.1, momentun=0.9)", LOSS, "E-ARGS", 11, 29),
+    "option of another optimizer": ("    optimizer = Adam(alpha=0.9)", LOSS, "E-ARGS", 11, 22),
+    "option of another schedule": (
+        "    optimizer = SGD()\n    schedule = step(t_max=5)",
+        LOSS,
+        "E-ARGS",
+        12,
+        21,
+    ),
     "positional option": ("    optimizer = SGD(0.1)", LOSS, "E-ARGS", 11, 21),
     "option type": ("    optimizer = SGD(nesterov=1)", LOSS, "E-TYPE", 11, 30),
     "invalid combination": ("    optimizer = SGD(nesterov=true)", LOSS, "E-VALUE", 11, 21),
-    "no momentum": ("    optimizer = Adam(momentum=0.9)", LOSS, "E-VALUE", 11, 22),
+    "no momentum": ("    optimizer = Adam(momentum=0.9)", LOSS, "E-ARGS", 11, 22),
     "unknown schedule": (
         "    optimizer = SGD()\n    schedule = cosin(t_max=5)",
         LOSS,
