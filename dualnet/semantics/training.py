@@ -304,7 +304,9 @@ def _optimizer(value: _Values, expr: ast.Expr, schedule: ScheduleSpec, clip: dic
     name, call = _call(expr, "optimizer", OPTIMIZERS)
     known = {k: _OPTIMIZER_ARGS[k] for k in (*OPTIONS[name], "no_decay_vectors")}
     options = value.keywords(call, name, known) if call else {}
-    return _build(lambda: OptimizerSpec(name, **options, **clip, schedule=schedule), call or expr)
+    return _build(
+        lambda o: OptimizerSpec(name, **o, **clip, schedule=schedule), options, call or expr
+    )
 
 
 def _schedule(value: _Values, setting: ast.TrainSetting | None) -> ScheduleSpec:
@@ -314,20 +316,33 @@ def _schedule(value: _Values, setting: ast.TrainSetting | None) -> ScheduleSpec:
     warmup = ("warmup_steps", "warmup_start_factor") if kind != "one_cycle" else ()
     known = {k: _SCHEDULE_ARGS[k] for k in (*SCHEDULE_OPTIONS[kind], *warmup)}
     options = value.keywords(call, kind, known) if call else {}
-    return _build(lambda: ScheduleSpec(kind, **options), call or setting.value)
+    return _build(lambda o: ScheduleSpec(kind, **o), options, call or setting.value)
 
 
-def _build(make, where: ast.Expr):
-    """The spec `make()` builds; its ValueError becomes E-VALUE at the argument it names
-    (else the whole call)."""
+def _build(make, options: dict, where: ast.Expr):
+    """The spec `make(options)` builds; its ValueError becomes E-VALUE at the option without
+    which the spec would be valid (`nesterov=true` without momentum), else at an option the
+    message names (`t_max=0`), else at the whole call."""
     try:
-        return make()
+        return make(options)
     except ValueError as exc:
-        message = str(exc)
         keywords = where.keywords if isinstance(where, ast.Call) else ()
-        named = [kw for kw in keywords if kw.name in message]
-        span: Span = named[0].span if named else where.span
-        raise error("E-VALUE", message, span, "invalid option") from None
+        culprits = [kw for kw in keywords if _valid(make, _without(options, kw.name))]
+        culprits = culprits or [kw for kw in keywords if kw.name in str(exc)]
+        span: Span = culprits[0].span if culprits else where.span
+        raise error("E-VALUE", str(exc), span, "invalid option") from None
+
+
+def _without(options: dict, name: str) -> dict:
+    return {k: v for k, v in options.items() if k != name}
+
+
+def _valid(make, options: dict) -> bool:
+    try:
+        make(options)
+    except ValueError:
+        return False
+    return True
 
 
 def _derived_graph(

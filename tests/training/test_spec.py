@@ -177,6 +177,13 @@ DIAGNOSTICS = {
     ),
     "positional option": ("    optimizer = SGD(0.1)", LOSS, "E-ARGS", 11, 21),
     "option type": ("    optimizer = SGD(nesterov=1)", LOSS, "E-TYPE", 11, 30),
+    "negative weight decay": (
+        "    optimizer = SGD(lr=0.1, weight_decay=-1)",
+        LOSS,
+        "E-VALUE",
+        11,
+        29,
+    ),
     "invalid combination": ("    optimizer = SGD(nesterov=true)", LOSS, "E-VALUE", 11, 21),
     "no momentum": ("    optimizer = Adam(momentum=0.9)", LOSS, "E-ARGS", 11, 22),
     "unknown schedule": (
