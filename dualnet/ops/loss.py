@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.lazy_numpy import np
-from dualnet.ops.reduce import _log_softmax_ref
+from dualnet.ops.reduce import log_softmax_ref
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -97,7 +97,7 @@ def _nll_terms(logp, target, ignore_index: int):
 
 def _cross_entropy_ref(inputs, attrs, params):
     x, target = inputs["input"], inputs["target"]
-    logp = _log_softmax_ref({"x": x}, {"axis": 1}, params)[0]
+    logp = log_softmax_ref({"x": x}, {"axis": 1}, params)[0]
     loss, keep = _nll_terms(logp, target, attrs["ignore_index"])
     eps = attrs["label_smoothing"]
     if eps:

@@ -45,7 +45,8 @@ _SCHEDULE_ARGS = {f.name: f.type for f in fields(ScheduleSpec) if f.name != "kin
 
 def check_train_blocks(checker: Checker, root: ModuleInfo) -> None:
     """Every train block of the file names a model of the file."""
-    known = [n for n in [*root.models, *root.imported] if n not in root.derived]
+    imported = [n for n, (other, original, _) in root.imported.items() if original in other.models]
+    known = [n for n in [*root.models, *imported] if n not in root.derived]
     for name, block in root.trains.items():
         if name not in known:
             hint = suggest(name, known)
