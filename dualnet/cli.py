@@ -647,6 +647,8 @@ def _gradcheck(args, summary) -> int:
 
 
 def _json(summary) -> dict:
+    from dualnet.training.summary import to_json
+
     return {
         "ok": summary.ok,
         "file": summary.file,
@@ -661,6 +663,7 @@ def _json(summary) -> dict:
         else [],
         "trainable_params": summary.trainable_params if summary.ok else None,
         "buffers": summary.buffers if summary.ok else None,
+        "training": to_json(summary.training, summary.instance) if summary.training else None,
         "diagnostics": [d.to_json() for d in summary.diagnostics],
     }
 
@@ -712,6 +715,10 @@ def _print_table(summary) -> None:
     )
     print(f"trainable parameters: {summary.trainable_params:,}")
     print(f"buffers: {summary.buffers:,} elements")
+    if summary.training:
+        from dualnet.training.summary import describe
+
+        print("\n".join(describe(summary.training, summary.instance)))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ from dualnet.ops.registry import suggest
 from dualnet.semantics.checker import Checker, require_hyper_name
 from dualnet.semantics.evaluator import Evaluator
 from dualnet.semantics.loader import Loader
+from dualnet.semantics.training import check_train_blocks, check_training
 from dualnet.semantics.values import ModelRef, ModelSpec
 from dualnet.syntax import ast
 from dualnet.syntax.parser import parse
+from dualnet.training.spec import TrainSpec
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Summary:
     sources: SourceCache
     layers: list[LayerRow] = field(default_factory=list)
     files: tuple[str, ...] = ()  # every source file read (real paths): outputs never replace one
+    training: TrainSpec | None = None  # the entry model's checked `train` block, if any
 
     @property
     def ok(self) -> bool:
@@ -147,6 +150,10 @@ def _check(
         checker.record(exc)
     if summary.ok and summary.graph is not None:
         checker.diagnostics.extend(check_gradients(summary.instance, summary.graph))
+    check_train_blocks(checker, root)
+    if summary.ok and summary.graph is not None:
+        local = model or summary.model  # the name the root file gives the entry model
+        summary.training = check_training(checker, root, local, summary.instance, summary.graph)
 
 
 def _first_output(layer: LayerInstance) -> str:
@@ -237,15 +244,15 @@ def _file_start(root) -> Span:
 
 def _entry(root, model: str | None) -> ModelRef:
     if model is None:
-        if not root.models:
+        declared = [n for n in root.models if n not in root.derived]
+        if not declared:
             raise error(
                 "E-MODEL",
                 f"{root.display} declares no model",
                 _file_start(root),
                 notes=["a file to check declares at least one `model`"],
             )
-        name = list(root.models)[-1]
-        return ModelRef(root.models[name], root)
+        return ModelRef(root.models[declared[-1]], root)
     if model in root.models:
         return ModelRef(root.models[model], root)
     if model in root.imported and model in root.imported[model][0].models:

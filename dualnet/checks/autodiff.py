@@ -42,18 +42,32 @@ def flatten(graph: Graph, input_keys: list, prefix: tuple, out: list[FlatNode]) 
     return [env[id(v)] for v in graph.outputs]
 
 
-def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
+def _flat(graph: Graph) -> tuple[list[FlatNode], list, dict, set]:
+    """The flattened graph, the keys of its outputs, each value's dtype, and the values a
+    gradient of its float outputs reaches (gradient-live)."""
     flat: list[FlatNode] = []
-    inputs = [("in", i) for i in range(len(graph.inputs))]
-    outputs = flatten(graph, inputs, (), flat)
+    outputs = flatten(graph, [("in", i) for i in range(len(graph.inputs))], (), flat)
     dtype = {("in", i): v.type.dtype for i, v in enumerate(graph.inputs)}
     for f in flat:
         for key, v in zip(f.outputs, f.node.outputs, strict=True):
             dtype[key] = v.type.dtype
-    float_out = {k for k in outputs if dtype[k].is_float}
     grad_live = _backward(
-        flat, float_out, lambda f, name, key: _differentiable(f, name) and dtype[key].is_float
+        flat,
+        {k for k in outputs if dtype[k].is_float},
+        lambda f, name, key: _differentiable(f, name) and dtype[key].is_float,
     )
+    return flat, outputs, dtype, grad_live
+
+
+def live_inputs(graph: Graph) -> set[int]:
+    """The positions of the float inputs of `graph` that a gradient of its float outputs
+    reaches (a loss's check that it trains the model)."""
+    _, _, dtype, live = _flat(graph)
+    return {i for i in range(len(graph.inputs)) if ("in", i) in live and dtype[("in", i)].is_float}
+
+
+def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
+    flat, outputs, dtype, grad_live = _flat(graph)
     data_live = _backward(flat, set(outputs), lambda f, name, key: True)
 
     diagnostics = []

@@ -9,6 +9,7 @@ from dualnet.ops import (  # noqa: F401
     elementwise,
     free,
     gather,
+    loss,
     norm,
     pool,
     recurrent,

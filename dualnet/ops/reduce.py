@@ -146,7 +146,7 @@ def _softmax_ref(inputs, attrs, params):
     return [(e / np.sum(e, axis=attrs["axis"], keepdims=True)).astype(x.dtype)]
 
 
-def _log_softmax_ref(inputs, attrs, params):
+def log_softmax_ref(inputs, attrs, params):
     x = inputs["x"]
     shifted = x - np.max(x, axis=attrs["axis"], keepdims=True)
     return [
@@ -173,7 +173,7 @@ register(
         name="log_softmax",
         signature=sig(P("x", "tensor", dtypes="float"), P("axis", "int", -1)),
         infer=_softmax_infer,
-        reference=_log_softmax_ref,
+        reference=log_softmax_ref,
         differentiable=("x",),
         axes="attribute",
         doc="x - log(sum(exp(x))) along `axis` (ONNX LogSoftmax, opset ≥ 13).",

@@ -29,6 +29,8 @@ class ModuleInfo:
     namespaces: dict[str, tuple[ModuleInfo, Span]] = field(default_factory=dict)
     import_alls: list[ModuleInfo] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)  # names whose import failed (no follow-ups)
+    trains: dict[str, ast.Train] = field(default_factory=dict)  # model name → its train block
+    derived: dict[str, str] = field(default_factory=dict)  # model a train block made → its role
 
 
 class Loader:
@@ -104,6 +106,8 @@ class Loader:
                 info.consts[decl.name.id] = decl
             elif isinstance(decl, ast.Model) and claim(decl.name.id, decl.name.span):
                 info.models[decl.name.id] = decl
+            elif isinstance(decl, ast.Train):
+                self._train(info, decl, claim)
             elif isinstance(decl, ast.Import):
                 try:
                     self._import(info, decl, claim)
@@ -112,6 +116,33 @@ class Loader:
                 except DualnetError as exc:
                     self.diagnostics.extend(exc.diagnostics)
                     info.failed.update(_bound_names(decl))
+
+    def _train(self, info: ModuleInfo, decl: ast.Train, claim) -> None:
+        """Keep the block, and declare its `loss` and `metrics` as the parameter-free models
+        `<Model>Loss` and `<Model>Metrics` (`derived_name`)."""
+        name = decl.model.id
+        if name in info.trains:
+            first = info.trains[name].model.span
+            self.diagnostics.append(
+                Diagnostic(
+                    "E-REDEFINED",
+                    f"model `{name}` has two train blocks",
+                    decl.model.span,
+                    "second train block",
+                    (f"the first is at {first}",),
+                )
+            )
+            return
+        info.trains[name] = decl
+        for fn in decl.functions:
+            if fn.name.id not in ROLES:
+                continue  # reported when the block is checked
+            model_name = derived_name(name, fn.name.id)
+            if claim(model_name, fn.name.span):
+                info.models[model_name] = ast.Model(
+                    fn.span, ast.Name(fn.name.span, model_name), (), (fn.forward,)
+                )
+                info.derived[model_name] = fn.name.id
 
     def _import(self, info: ModuleInfo, decl: ast.Import, claim) -> None:
         target = self._resolve(info, decl)
@@ -182,6 +213,14 @@ class Loader:
             "no such file",
             [f"looked in {self.display_name(c.parent)}" for c in candidates[:3]],
         )
+
+
+ROLES = ("loss", "metrics")  # the functions of a train block
+
+
+def derived_name(model: str, role: str) -> str:
+    """The model a train block's `loss` or `metrics` declares: `NetLoss`, `NetMetrics`."""
+    return f"{model}{role.capitalize()}"
 
 
 def _bound_names(decl: ast.Import) -> set[str]:

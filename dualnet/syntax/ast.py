@@ -357,7 +357,35 @@ class Import:
     names: tuple[ImportName, ...] | None
 
 
-Decl = Const | Import | Model
+@dataclass(frozen=True, slots=True)
+class TrainSetting:
+    """`optimizer = SGD(lr=0.1)`, `accumulate = 2`, ... in a `train` block."""
+
+    span: Span
+    name: Name
+    value: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class TrainFunction:
+    """`loss(...) -> f32[] {...}` or `metrics(...) -> (...) {...}` in a `train` block."""
+
+    span: Span
+    name: Name
+    forward: Forward
+
+
+@dataclass(frozen=True, slots=True)
+class Train:
+    """`train Model { settings; loss(...) {...}; metrics(...) {...} }`."""
+
+    span: Span
+    model: Name
+    settings: tuple[TrainSetting, ...]
+    functions: tuple[TrainFunction, ...]
+
+
+Decl = Const | Import | Model | Train
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ is charged to the front end's work budget (`dualnet.budget`)."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 import keyword
 import re
@@ -177,6 +178,7 @@ def _fstring_part(text: str, file: str, line: int, column: int) -> ast.Expr:
 
 _TERMINAL_NAMES = {
     "NAME": "a name",
+    "TRAIN": "`train`",
     "INT": "an integer",
     "FLOAT": "a number",
     "STRING": "a string",
@@ -231,7 +233,13 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
                 ['close it with `"` on the same line'],
             )
         return error("E-SYNTAX", f"unexpected character {char!r}", span, "not valid here")
-    accepted = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ()
+    word = _word_before(exc)
+    if word is not None:
+        return _not_a_declaration(word, file)
+    accepted = set(getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ())
+    if "MODEL" in accepted and "NAME" in accepted:  # a declaration: the name is `train`
+        accepted.discard("NAME")
+        accepted.add("TRAIN")
     expected = sorted({_describe_terminal(t) for t in accepted}, key=_expected_rank)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         tok = exc.token
@@ -247,6 +255,30 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> DualnetError:
         return keyword_as_name(str(exc.token), span, f"here the grammar expects {shown}")
     message = f"unexpected {found}" + (f", expected {shown}" if expected else "")
     return error("E-SYNTAX", message, span, f"found {found}")
+
+
+def _not_a_declaration(word: Token, file: str) -> DualnetError:
+    """A name where a declaration starts (`foo = 3`): only `train` is read there."""
+    close = difflib.get_close_matches(str(word), ["train"])
+    return error(
+        "E-SYNTAX",
+        f"unexpected `{word}`, expected `const`, `from`, `import`, `model`, `train`",
+        _token_span(file, word),
+        f"found `{word}`",
+        ["did you mean `train`?"] if close else ["a constant is declared `const NAME = value`"],
+    )
+
+
+def _word_before(exc: UnexpectedInput) -> Token | None:
+    """The name that began a declaration when the next token failed: only a name is expected
+    next exactly after a declaration's first word (`foo` of `foo = 3`), since everywhere
+    else a name follows a keyword or punctuation."""
+    stack = getattr(getattr(exc, "state", None), "value_stack", None)
+    last = stack[-1] if stack else None
+    expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ()
+    if set(expected) == {"NAME"} and isinstance(last, Token):
+        return last if last.type == "NAME" and last != "train" else None
+    return None
 
 
 def keyword_as_name(word: str, span: Span, *notes: str) -> DualnetError:
@@ -449,6 +481,26 @@ class _Converter:
         hypers = tuple(k for k in rest if isinstance(k, ast.Hyper))
         members = tuple(k for k in rest if isinstance(k, ast.LayerDecl | ast.Forward))
         return ast.Model(span, ast.Name(_token_span(self.file, name), str(name)), hypers, members)
+
+    def train_decl(self, span, kids):
+        word, name, *members = kids
+        if str(word) != "train":
+            raise _not_a_declaration(word, self.file)
+        return ast.Train(
+            span,
+            ast.Name(_token_span(self.file, name), str(name)),
+            tuple(m for m in members if isinstance(m, ast.TrainSetting)),
+            tuple(m for m in members if isinstance(m, ast.TrainFunction)),
+        )
+
+    def train_setting(self, span, kids):
+        name, value = kids
+        return ast.TrainSetting(span, ast.Name(_token_span(self.file, name), str(name)), value)
+
+    def train_function(self, span, kids):
+        name, *rest = kids
+        forward = self.forward_decl(span, rest)
+        return ast.TrainFunction(span, ast.Name(_token_span(self.file, name), str(name)), forward)
 
     def hyper(self, span, kids):
         name, type_, default = (*kids, None)[:3]

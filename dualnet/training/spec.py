@@ -36,6 +36,21 @@ ONE_CYCLE = (
     "base_momentum",
     "max_momentum",
 )
+# The options each optimiser reads, in torch.optim's order
+OPTIONS = {
+    "SGD": ("lr", "momentum", "dampening", "nesterov", "weight_decay"),
+    "Adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "AdamW": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "RMSprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
+    "Adagrad": ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+}
+# The options each schedule reads (and warmup_steps, warmup_start_factor but for one_cycle)
+SCHEDULE_OPTIONS = {
+    "constant": (),
+    "step": ("step_size", "gamma"),
+    "cosine": ("t_max", "eta_min"),
+    "one_cycle": ("total_steps", "max_lr", *ONE_CYCLE),
+}
 MOMENTUM = {"SGD", "RMSprop"}  # the optimisers with a `momentum` option
 BETAS = {"Adam", "AdamW"}
 
@@ -209,8 +224,8 @@ class TrainSpec:
     `loss` and `metrics` name parameter-free models of the checked program whose forward
     takes the trained model's outputs, then the targets (`targets`: each one's name and
     type as written, e.g. ("labels", "i64[B]")); the loss returns an `f32[]`, the metrics
-    named `f32[]` scalars (averaged over the examples of an epoch). `accumulate` optimiser
-    steps take the mean gradient of that many batches."""
+    named `f32[]` scalars (averaged over the examples of an epoch; `metric_names` in order).
+    `accumulate` optimiser steps take the mean gradient of that many batches."""
 
     model: str
     loss: str
@@ -218,3 +233,4 @@ class TrainSpec:
     targets: tuple[tuple[str, str], ...] = ()
     metrics: str | None = None
     accumulate: int = 1
+    metric_names: tuple[str, ...] = ()

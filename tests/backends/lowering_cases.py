@@ -749,6 +749,89 @@ def function_cases() -> list:
             causal=True,
         )
     )
+    c.extend(loss_cases())
+    return c
+
+
+def loss_cases() -> list:
+    """Losses and metrics: class targets with ignored entries, every reduction, float64."""
+    c = []
+    add = c.append
+    rng = np.random.default_rng(14)  # its own draws: the other cases' arrays stay as they were
+
+    def randn(*shape, dtype=np.float32):
+        return rng.standard_normal(shape).astype(dtype)
+
+    def positive(*shape):
+        return (rng.random(shape) + 0.1).astype(np.float32)
+
+    labels = np.array([2, 0, -100, 4, 1, 3])
+    logits = randn(6, 5) * 3
+    add(Case("cross_entropy", {"input": logits, "target": labels}))
+    add(Case("cross_entropy", {"input": logits, "target": labels}, label_smoothing=0.1))
+    add(
+        Case(
+            "cross_entropy",
+            {"input": randn(2, 4, 3, dtype=np.float64), "target": np.array([[0, 3, 1], [2, 2, 7]])},
+            label_smoothing=0.2,
+            ignore_index=7,
+            reduction="none",
+        )
+    )
+    add(Case("cross_entropy", {"input": logits, "target": labels % 5}, reduction="sum"))
+    add(
+        Case(
+            "cross_entropy",
+            {"input": randn(2, 5), "target": np.array([1, 4])},
+            types={"input": TensorType(DType.f32, (B, 5)), "target": TensorType(DType.i64, (B,))},
+            env=ENV,
+        )
+    )
+    log_probs = np.log(positive(6, 5))
+    add(Case("nll", {"input": log_probs, "target": labels}))
+    add(Case("nll", {"input": log_probs, "target": labels}, reduction="none"))
+    a, b = randn(3, 4), randn(3, 4)
+    for op in ("mse", "l1", "smooth_l1", "huber"):
+        add(Case(op, {"input": a, "target": b}))
+        add(
+            Case(
+                op,
+                {"input": a.astype(np.float64), "target": b.astype(np.float64)},
+                reduction="none",
+            )
+        )
+    add(Case("smooth_l1", {"input": a, "target": b}, beta=0.5, reduction="sum"))
+    add(Case("huber", {"input": a, "target": b}, delta=0.3))
+    probs = positive(3, 4) / 2
+    bce = "binary_cross_entropy_with_logits"
+    add(Case(bce, {"input": a * 10, "target": probs}))
+    add(Case(bce, {"input": a, "target": probs, "pos_weight": positive(4)}, reduction="none"))
+    probs[0, 1] = 0  # 0 · log 0 = 0
+    add(Case("kl_div", {"input": np.log(positive(3, 4)), "target": probs}))
+    add(Case("kl_div", {"input": np.log(positive(3, 4)), "target": probs}, reduction="batchmean"))
+    add(
+        Case(
+            "kl_div",
+            {"input": randn(3, 4), "target": randn(3, 4)},
+            log_target=True,
+            reduction="sum",
+        )
+    )
+    add(Case("accuracy", {"input": logits, "target": labels % 5}))
+    add(
+        Case(
+            "accuracy",
+            {"input": randn(2, 4, 3, dtype=np.float64), "target": np.array([[0, 3, 1], [2, 2, 0]])},
+        )
+    )
+    add(Case("top_k_accuracy", {"input": logits, "target": labels % 5}, k=2))
+    add(
+        Case(
+            "top_k_accuracy",
+            {"input": _ties().astype(np.float32), "target": np.array([0, 1, 2])},
+            k=1,
+        )
+    )
     return c
 
 

@@ -86,6 +86,7 @@ from dualnet.backends.common.source_helpers import (
     NodeCall,
     atom,
     axes_arg,
+    default_kw,
     getitem,
     helpers_used,
     is_default,
@@ -1272,6 +1273,60 @@ for _op in FREE_TENSORS:
             leaf=free_leaf,  # the generated `_Parameter` names its op (`dualnet_op`)
         ),
     )
+
+
+# ---------------------------------------------------------------- losses and metrics
+
+# op → the runtime helper computing it and its attributes' defaults there (left out)
+LOSS_HELPERS = {
+    "cross_entropy": (
+        "_cross_entropy",
+        {"label_smoothing": 0.0, "ignore_index": -100, "reduction": "mean"},
+    ),
+    "smooth_l1": ("_smooth_l1", {"reduction": "mean", "beta": 1.0}),
+    "huber": ("_huber", {"reduction": "mean", "delta": 1.0}),
+    "binary_cross_entropy_with_logits": ("_bce_with_logits", {"reduction": "mean"}),
+    "kl_div": ("_kl_div", {"reduction": "mean", "log_target": False}),
+    "accuracy": ("_accuracy", {}),
+    "top_k_accuracy": ("_top_k_accuracy", {"k": None}),
+}
+
+
+def _loss(helper: str, defaults: dict) -> Callable[[KerasCall], str]:
+    def lower(call: KerasCall) -> str:
+        extra = kwargs(
+            *(default_kw(call, a, a, d) for a, d in defaults.items()),
+            ("pos_weight", call.inputs.get("pos_weight")),
+        )
+        return f"{helper}({_tensor(call, 'input')}, {_tensor(call, 'target')}{extra})"
+
+    return lower
+
+
+for _op, (_helper, _defaults) in LOSS_HELPERS.items():
+    ROWS.function(_op)(_loss(_helper, _defaults))
+
+
+@ROWS.function("nll")
+def _nll(call: KerasCall) -> str:
+    args = [_tensor(call, "input"), _tensor(call, "target")]
+    args += [call.fmt(call.attrs["ignore_index"]), call.fmt(call.attrs["reduction"])]
+    return f"_class_loss({', '.join(args)})"
+
+
+def _mean_error(fn: str) -> Callable[[KerasCall], str]:
+    """fn(input - target) (ops.square, ops.abs), reduced by ops.mean or ops.sum."""
+
+    def lower(call: KerasCall) -> str:
+        loss = f"{fn}({_tensor(call, 'input')} - {_tensor(call, 'target')})"
+        reduction = call.attrs["reduction"]
+        return loss if reduction == "none" else f"ops.{reduction}({loss})"
+
+    return lower
+
+
+ROWS.function("mse")(_mean_error("ops.square"))
+ROWS.function("l1")(_mean_error("ops.abs"))
 
 
 HELPERS = helper_sources(RUNTIME / "keras_helpers.py")

@@ -1061,6 +1061,142 @@ def _heads(call: OnnxCall, name: str, i: int) -> str:
     return call.one("Transpose", [y], perm=[0, 2, 1, 3])
 
 
+# ---------------------------------------------------------------- losses and metrics
+
+
+def _loss_reduction(call: OnnxCall, loss: str) -> str:
+    """A per-element loss reduced as PyTorch does: mean, sum, batchmean (the sum over the
+    size of axis 0) or none."""
+    reduction = call.attrs["reduction"]
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return call.one("ReduceMean", [loss], keepdims=0)
+    total = call.one("ReduceSum", [loss], keepdims=0)
+    if reduction == "sum":
+        return total
+    batch = call.one("Gather", [call.one("Shape", [loss]), call.b.constant(np.int64(0), "axis")])
+    return call.one("Div", [total, call.one("Cast", [batch], to=ONNX_TYPES[call.dtype])])
+
+
+def _picked(call: OnnxCall, x: str, index: str) -> str:
+    """x[n, index[n, ...], ...] of x [N, C, ...] and index [N, ...]."""
+    axis = call.b.ints([1], "axes")
+    unsqueezed = call.one("Unsqueeze", [index, axis])
+    return call.one("Squeeze", [call.one("GatherElements", [x, unsqueezed], axis=1), axis])
+
+
+def _class_loss(call: OnnxCall, log_probs: str, smoothing: float = 0.0) -> list[str]:
+    """PyTorch's nll_loss (with `smoothing`, cross_entropy's label smoothing); a target equal
+    to ignore_index counts for nothing, and the mean is over the others."""
+    target, dtype = call.inputs["target"], call.dtype
+    ignore = call.b.constant(np.int64(call.attrs["ignore_index"]), "ignore_index")
+    keep = call.one("Not", [call.one("Equal", [target, ignore])])
+    index = call.one("Where", [keep, target, call.b.constant(np.int64(0), "zero")])
+    loss = call.one("Neg", [_picked(call, log_probs, index)])
+    if smoothing:
+        uniform = _reduce(call, "ReduceMean", log_probs, [1], False)
+        loss = call.one(
+            "Sub",
+            [
+                call.one("Mul", [loss, _const(call, 1 - smoothing, dtype)]),
+                call.one("Mul", [uniform, _const(call, smoothing, dtype)]),
+            ],
+        )
+    loss = call.one("Where", [keep, loss, _const(call, 0, dtype)])
+    if call.attrs["reduction"] != "mean":
+        return [_loss_reduction(call, loss)]
+    count = call.one("ReduceSum", [call.one("Cast", [keep], to=ONNX_TYPES[dtype])], keepdims=0)
+    return [call.one("Div", [call.one("ReduceSum", [loss], keepdims=0), count])]
+
+
+def _cross_entropy(call: OnnxCall) -> list[str]:
+    log_probs = call.one("LogSoftmax", [call.inputs["input"]], axis=1)
+    return _class_loss(call, log_probs, call.attrs["label_smoothing"])
+
+
+def _pointwise_loss(build: Callable[[OnnxCall, str, str], str]) -> Row:
+    """The loss `build(call, input, target)` per element, reduced."""
+
+    def lower(call: OnnxCall) -> list[str]:
+        return [_loss_reduction(call, build(call, call.inputs["input"], call.inputs["target"]))]
+
+    return lower
+
+
+def _difference(call: OnnxCall, x: str, t: str) -> str:
+    return call.one("Abs", [call.one("Sub", [x, t])])
+
+
+def _squared(call: OnnxCall, x: str, t: str) -> str:
+    d = call.one("Sub", [x, t])
+    return call.one("Mul", [d, d])
+
+
+def _smooth_l1(call: OnnxCall, x: str, t: str) -> str:
+    """0.5·d²/beta where d < beta, else d - 0.5·beta (huber: 0.5·d², delta·(d - 0.5·delta))."""
+    d, dtype = _difference(call, x, t), call.dtype
+    huber = "delta" in call.attrs
+    bound = call.attrs["delta" if huber else "beta"]
+    square = call.one(
+        "Mul", [call.one("Mul", [d, d]), _const(call, 0.5 if huber else 0.5 / bound, dtype)]
+    )
+    linear = call.one("Sub", [d, _const(call, 0.5 * bound, dtype)])
+    if huber:
+        linear = call.one("Mul", [linear, _const(call, bound, dtype)])
+    return call.one("Where", [call.one("Less", [d, _const(call, bound, dtype)]), square, linear])
+
+
+def _bce_with_logits(call: OnnxCall, x: str, t: str) -> str:
+    """(1 - t)·x + scale·(log(1 + exp(-|x|)) + max(-x, 0)), scale = 1 + (pos_weight - 1)·t."""
+    dtype = call.dtype
+    one, zero = _const(call, 1, dtype), _const(call, 0, dtype)
+    negative = call.one("Neg", [x])
+    tail = call.one(
+        "Log", [call.one("Add", [one, call.one("Exp", [call.one("Neg", [call.one("Abs", [x])])])])]
+    )
+    softplus = call.one("Add", [tail, call.one("Max", [negative, zero])])
+    weight = call.inputs.get("pos_weight")
+    if weight is not None:
+        scale = call.one("Add", [one, call.one("Mul", [call.one("Sub", [weight, one]), t])])
+        softplus = call.one("Mul", [scale, softplus])
+    return call.one("Add", [call.one("Mul", [call.one("Sub", [one, t]), x]), softplus])
+
+
+def _kl_div(call: OnnxCall, x: str, t: str) -> str:
+    """t·(log t - x), 0·log 0 = 0; exp(t)·(t - x) with log_target."""
+    if call.attrs["log_target"]:
+        return call.one("Mul", [call.one("Exp", [t]), call.one("Sub", [t, x])])
+    dtype = call.dtype
+    positive = call.one("Greater", [t, _const(call, 0, dtype)])
+    safe = call.one("Where", [positive, t, _const(call, 1, dtype)])
+    entropy = call.one(
+        "Where", [positive, call.one("Mul", [t, call.one("Log", [safe])]), _const(call, 0, dtype)]
+    )
+    return call.one("Sub", [entropy, call.one("Mul", [t, x])])
+
+
+def _fraction(call: OnnxCall, hits: str) -> list[str]:
+    """The mean of a bool tensor, in the result's dtype."""
+    return [
+        call.one("ReduceMean", [call.one("Cast", [hits], to=ONNX_TYPES[call.dtype])], keepdims=0)
+    ]
+
+
+def _accuracy(call: OnnxCall) -> list[str]:
+    best = call.one("ArgMax", [call.inputs["input"]], axis=1, keepdims=0)
+    return _fraction(call, call.one("Equal", [best, call.inputs["target"]]))
+
+
+def _top_k_accuracy(call: OnnxCall) -> list[str]:
+    x = call.inputs["input"]
+    own = call.one("Unsqueeze", [_picked(call, x, call.inputs["target"]), call.b.ints([1], "axes")])
+    higher = call.one("Cast", [call.one("Greater", [x, own])], to=TensorProto.INT64)
+    count = call.one("ReduceSum", [higher, call.b.ints([1], "axes")], keepdims=0)
+    k = call.b.constant(np.int64(call.attrs["k"]), "k")
+    return _fraction(call, call.one("Less", [count, k]))
+
+
 # ---------------------------------------------------------------- the table
 #
 # Each row says the oldest opset it works with: 13 (Softmax's axis, Split/Squeeze/Unsqueeze/
@@ -1151,6 +1287,19 @@ for _name, _row in (
     ("MultiHeadAttention", _mha),
 ):
     ROWS.add(_name, OnnxRow(_row, min_opset=14))
+for _name, _row in (
+    ("cross_entropy", _cross_entropy),
+    ("nll", lambda call: _class_loss(call, call.inputs["input"])),
+    ("mse", _pointwise_loss(_squared)),
+    ("l1", _pointwise_loss(_difference)),
+    ("smooth_l1", _pointwise_loss(_smooth_l1)),
+    ("huber", _pointwise_loss(_smooth_l1)),
+    ("binary_cross_entropy_with_logits", _pointwise_loss(_bce_with_logits)),
+    ("kl_div", _pointwise_loss(_kl_div)),
+    ("accuracy", _accuracy),
+    ("top_k_accuracy", _top_k_accuracy),
+):
+    ROWS.add(_name, OnnxRow(_row, min_opset=13))
 ROWS.add("LayerNorm", OnnxRow(_layernorm, min_opset=17))
 ROWS.add("LayerNorm2d", OnnxRow(_layernorm2d, min_opset=17))
 

@@ -672,3 +672,90 @@ def _unchecked(model: str, where: str) -> keras.layers.Layer:
         f"{model}: dualnet checked no configuration that takes this branch "
         f"({where}); regenerate with such hyperparameters"
     )
+
+
+def _loss_reduction(loss, reduction):
+    """A per-element loss reduced as PyTorch does: mean, sum, batchmean (the sum over the
+    size of axis 0) or none."""
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return ops.mean(loss)
+    total = ops.sum(loss)
+    return (
+        total
+        if reduction == "sum"
+        else total / ops.cast(ops.shape(loss)[0], loss.dtype)
+    )
+
+
+def _class_loss(log_probs, target, ignore_index, reduction, smoothing=0.0):
+    """PyTorch's nll_loss of log-probabilities [N, C, ...] and class indices [N, ...] (with
+    `smoothing`, cross_entropy's label smoothing); a target equal to `ignore_index` counts
+    for nothing, and the mean is over the others."""
+    keep = ops.not_equal(target, ignore_index)
+    index = ops.expand_dims(ops.where(keep, target, ops.zeros_like(target)), 1)
+    loss = -ops.squeeze(ops.take_along_axis(log_probs, index, axis=1), 1)
+    if smoothing:
+        loss = (1 - smoothing) * loss - smoothing * ops.mean(log_probs, axis=1)
+    loss = ops.where(keep, loss, ops.zeros_like(loss))
+    if reduction == "mean":
+        return ops.sum(loss) / ops.sum(ops.cast(keep, loss.dtype))
+    return _loss_reduction(loss, reduction)
+
+
+def _cross_entropy(x, target, label_smoothing=0.0, ignore_index=-100, reduction="mean"):
+    """PyTorch's cross_entropy of logits x [N, C, ...] and class indices [N, ...]."""
+    log_probs = _softmax(x, 1, log=True)
+    return _class_loss(log_probs, target, ignore_index, reduction, label_smoothing)
+
+
+def _smooth_l1(x, target, reduction="mean", beta=1.0):
+    """PyTorch's smooth_l1_loss."""
+    d = ops.abs(x - target)
+    return _loss_reduction(
+        ops.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction
+    )
+
+
+def _huber(x, target, reduction="mean", delta=1.0):
+    """PyTorch's huber_loss."""
+    d = ops.abs(x - target)
+    return _loss_reduction(
+        ops.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta)), reduction
+    )
+
+
+def _bce_with_logits(x, target, reduction="mean", pos_weight=None):
+    """PyTorch's binary_cross_entropy_with_logits, by its stable formula."""
+    softplus = ops.log1p(ops.exp(-ops.abs(x))) + ops.maximum(
+        -x, 0.0
+    )  # log(1 + exp(-x))
+    scale = 1.0 if pos_weight is None else 1.0 + (pos_weight - 1.0) * target
+    return _loss_reduction((1.0 - target) * x + scale * softplus, reduction)
+
+
+def _kl_div(x, target, reduction="mean", log_target=False):
+    """PyTorch's kl_div of log-probabilities x: target * (log target - x), 0 where target
+    is 0 (exp(target) * (target - x) with `log_target`)."""
+    if log_target:
+        return _loss_reduction(ops.exp(target) * (target - x), reduction)
+    positive = target > 0
+    entropy = ops.where(
+        positive, target * ops.log(ops.where(positive, target, 1.0)), 0.0
+    )
+    return _loss_reduction(entropy - target * x, reduction)
+
+
+def _accuracy(x, target):
+    """The fraction of examples whose argmax over axis 1 (the first on ties) is the target."""
+    hits = ops.equal(ops.cast(ops.argmax(x, axis=1), target.dtype), target)
+    return ops.mean(ops.cast(hits, x.dtype))
+
+
+def _top_k_accuracy(x, target, k):
+    """The fraction of examples whose target class has fewer than k classes scoring
+    strictly higher (the target wins ties): x [N, C, ...], target [N, ...]."""
+    own = ops.take_along_axis(x, ops.expand_dims(target, 1), axis=1)
+    higher = ops.sum(ops.cast(x > own, "int32"), axis=1)
+    return ops.mean(ops.cast(higher < k, x.dtype))

@@ -257,3 +257,10 @@ def _unchecked(model: str, where: str) -> nn.Module:
         f"{model}: dualnet checked no configuration that takes this branch "
         f"({where}); regenerate with such hyperparameters"
     )
+
+
+def _top_k_accuracy(x, target, k):
+    """The fraction of examples whose target class has fewer than k classes scoring
+    strictly higher (the target wins ties): x [N, C, ...], target [N, ...]."""
+    own = x.gather(1, target.unsqueeze(1))
+    return ((x > own).sum(1) < k).to(x.dtype).mean()

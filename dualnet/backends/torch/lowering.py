@@ -741,6 +741,54 @@ ROWS.layer("Parameter", _parameter_construct, _free_read)
 ROWS.layer("Buffer", lambda cfg, fmt: f"nn.Buffer({_free_tensor(cfg, fmt)})", _free_read)
 
 
+# ---------------------------------------------------------------- losses and metrics
+
+# op → torch.nn.functional's function and its attributes' defaults there (left out)
+LOSSES = {
+    "cross_entropy": (
+        "cross_entropy",
+        {"ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0},
+    ),
+    "nll": ("nll_loss", {"ignore_index": -100, "reduction": "mean"}),
+    "mse": ("mse_loss", {"reduction": "mean"}),
+    "l1": ("l1_loss", {"reduction": "mean"}),
+    "smooth_l1": ("smooth_l1_loss", {"reduction": "mean", "beta": 1.0}),
+    "huber": ("huber_loss", {"reduction": "mean", "delta": 1.0}),
+    "binary_cross_entropy_with_logits": (
+        "binary_cross_entropy_with_logits",
+        {"reduction": "mean"},
+    ),
+    "kl_div": ("kl_div", {"reduction": "mean", "log_target": False}),
+}
+
+
+def _loss(function: str, defaults: dict) -> Callable[[TorchCall], str]:
+    def lower(call: TorchCall) -> str:
+        extra = kwargs(
+            *(default_kw(call, a, a, d) for a, d in defaults.items()),
+            ("pos_weight", call.inputs.get("pos_weight")),
+        )
+        return f"F.{function}({_tensor(call, 'input')}, {_tensor(call, 'target')}{extra})"
+
+    return lower
+
+
+for _op, (_function, _defaults) in LOSSES.items():
+    ROWS.function(_op)(_loss(_function, _defaults))
+
+
+@ROWS.function("accuracy")
+def _accuracy(call: TorchCall) -> str:
+    hits = f"{_recv(call, 'input')}.argmax(1) == {_tensor(call, 'target')}"
+    return f"({hits}).to({TORCH_DTYPES[call.out_types[0].dtype]}).mean()"
+
+
+@ROWS.function("top_k_accuracy")
+def _top_k_accuracy(call: TorchCall) -> str:
+    x, target, k = _tensor(call, "input"), _tensor(call, "target"), call.fmt(call.attrs["k"])
+    return f"_top_k_accuracy({x}, {target}, {k})"
+
+
 HELPERS = helper_sources(RUNTIME / "torch_helpers.py")
 """The runtime helpers' source by name (`runtime/torch_helpers.py`, read, never imported)."""
 
