@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,48 @@ def test_generated_files_are_ruff_clean_and_deterministic(tmp_path):
                 == write_training(PROGRAM, spec, target, str(tmp_path / "again")).read_text()
             )
     assert_ruff_clean(files)
+
+
+def test_compile_with_a_loss_writes_the_training_file_beside_the_model(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from dualnet.cli import main
+
+    argv = ["compile", str(HERE / "cnn_train.dnet"), "--target", "torch", "-o", str(tmp_path)]
+    assert main([*argv, "--loss", "CrossEntropy", "--metrics", "Accuracy", "--lr", "0.1"]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "cnn_train_torch.py",
+        "cnn_train_torch_train.py",
+    }
+    script = (
+        "import torch\n"
+        "from cnn_train_torch import Net\n"
+        "from cnn_train_torch_train import make_optimizer, train_step, eval_step, TARGETS\n"
+        "model = Net()\n"
+        "optimizer = make_optimizer(model)\n"
+        "x, y = torch.randn(4, 3, 12, 12), torch.tensor([0, 1, 2, 3])\n"
+        "logs = train_step(model, optimizer, (x,), (y,))\n"
+        "print(TARGETS, sorted(logs), optimizer.lr, sorted(eval_step(model, (x,), (y,))))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert ran.stdout.strip() == "('labels',) ['accuracy', 'loss'] 0.1 ['accuracy', 'loss']"
+    assert main([*argv, "--metrics", "Accuracy"]) == 1
+    assert "--metrics needs --loss MODEL" in capsys.readouterr().err
+
+
+def test_keras_no_decay_group_is_the_pytorch_vectors(tmp_path):
+    """The generated rule (rank ≤ 1, or a variable named bias) picks the variables that hold
+    PyTorch tensors of rank ≤ 1, as `vector_variables` finds them through the weight
+    conversion, on a Transformer encoder (attention biases are (heads, size) in Keras)."""
+    from dualnet.training.keras_optim import vector_variables
+
+    spec = TrainSpec("SmallEncoder", "PooledMse", replace(ADAM, weight_decay=0.1))
+    gen = generated(spec, "keras", tmp_path)
+    model = PROGRAM.keras("SmallEncoder")
+    optimizer = gen.make_optimizer(model)
+    spared = {id(v) for v in model.trainable_variables if not optimizer._use_weight_decay(v)}
+    assert spared == {id(v) for v in vector_variables(model)}
+    assert any(len(v.shape) == 2 and id(v) in spared for v in model.trainable_variables)
