@@ -1,10 +1,10 @@
 """`dualnet train`'s checkpoints: `RUN_DIR/checkpoints/step-<N>/` holds `weights.safetensors`
 (the model in dualnet's names, as `dualnet init` writes and every command reads),
 `optimizer.safetensors` (the optimiser's state tensors: PyTorch's as `<parameter>.<key>`,
-Keras's by variable path) and `state.json` (backend, optimiser, epoch, batch, history, the
-optimiser's other state). A checkpoint directory is written whole under a temporary name
-and renamed; then `checkpoints/last.json` is replaced atomically to name it, and older
-ones are removed: an interrupted write leaves the previous checkpoint valid."""
+Keras's by variable name, `fc_kernel_exp_avg`) and `state.json` (backend, optimiser, epoch,
+batch, history, the optimiser's other state). A checkpoint directory is written whole under
+a temporary name and renamed; then `checkpoints/last.json` is replaced atomically to name
+it, and older ones are removed: an interrupted write leaves the previous checkpoint valid."""
 
 from __future__ import annotations
 

@@ -149,15 +149,24 @@ class KerasEngine:
         self.load(self.model, path)
 
     def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """Each optimizer variable by its Keras path (`torch_adam/iteration`, ...)."""
-        return {v.path: np.asarray(v.numpy()) for v in self.model.optimizer.variables}, {}
+        """Each optimizer variable by `_names`'s name."""
+        return {n: np.asarray(v.numpy()) for n, v in self._named()}, {}
 
     def load_optimizer_state(self, tensors: dict[str, np.ndarray], rest: dict) -> None:
-        for v in self.model.optimizer.variables:
-            v.assign(tensors[v.path].reshape(v.shape))
+        for name, v in self._named():
+            v.assign(tensors[name].reshape(v.shape))
 
     def expected_state(self) -> dict[str, tuple]:
-        return {v.path: tuple(v.shape) for v in self.model.optimizer.variables}
+        return {n: tuple(v.shape) for n, v in self._named()}
+
+    def _named(self) -> list[tuple]:
+        """The optimizer's variables by their path without the optimizer's and the model's
+        names, which Keras numbers per process (`iteration`, `fc_kernel_exp_avg`)."""
+        prefix = self.model.name + "_"
+        return [
+            (v.path.split("/", 1)[-1].removeprefix(prefix), v)
+            for v in self.model.optimizer.variables
+        ]
 
 
 ENGINES = {"torch": TorchEngine, "keras": KerasEngine}

@@ -192,7 +192,7 @@ def describe(spec: OptimizerSpec) -> str:
 
 
 def _steps(roles: Roles, spec: TrainSpec) -> str:
-    outputs = "outputs" if len(roles.outputs) == 1 else "*outputs"
+    outputs = "*outputs" if roles.named_outputs or len(roles.outputs) > 1 else "outputs"
     loss = f"LOSS({outputs}, *targets)"
     if spec.metrics:
         values = f"METRIC_MODULE({outputs}, *targets)"

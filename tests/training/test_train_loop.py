@@ -47,12 +47,13 @@ def weights(run_dir) -> dict[str, np.ndarray]:
     )
 
 
-def test_resume_after_an_epoch_continues_exactly(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_resume_after_an_epoch_continues_exactly(backend, tmp_path):
     data = regression()
     whole = train(
         PROGRAM,
         SPEC,
-        "torch",
+        backend,
         tmp_path / "a",
         data,
         options=Options(epochs=3, batch_size=8, **QUIET),
@@ -60,7 +61,7 @@ def test_resume_after_an_epoch_continues_exactly(tmp_path):
     train(
         PROGRAM,
         SPEC,
-        "torch",
+        backend,
         tmp_path / "b",
         data,
         options=Options(epochs=1, batch_size=8, **QUIET),
@@ -68,7 +69,7 @@ def test_resume_after_an_epoch_continues_exactly(tmp_path):
     resumed = train(
         PROGRAM,
         SPEC,
-        "torch",
+        backend,
         tmp_path / "b",
         data,
         options=Options(epochs=3, batch_size=8, resume=True, **QUIET),
