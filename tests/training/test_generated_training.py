@@ -246,3 +246,23 @@ def test_keras_no_decay_group_is_the_pytorch_vectors(tmp_path):
     spared = {id(v) for v in model.trainable_variables if not optimizer._use_weight_decay(v)}
     assert spared == {id(v) for v in vector_variables(model)}
     assert any(len(v.shape) == 2 and id(v) in spared for v in model.trainable_variables)
+
+
+def test_two_inputs_two_outputs_train_alike(tmp_path):
+    """The encoder (ids and mask in, two outputs to the loss): Keras `fit` after
+    `compile_for_training` against the generated PyTorch step, float64."""
+    spec = TrainSpec("SmallEncoder", "PooledMse", SGD)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 50, (8, 6))
+    mask = np.ones((8, 6), bool)
+    mask[::2, 4:] = False
+    target = rng.standard_normal((8, 16))
+    gen = generated(spec, "torch", tmp_path)
+    module = torch_model(weight_file("SmallEncoder", True, tmp_path), True, "SmallEncoder")
+    optimizer = gen.make_optimizer(module)
+    for i in range(0, 8, 2):
+        inputs = (torch.from_numpy(ids[i : i + 2]), torch.from_numpy(mask[i : i + 2]))
+        gen.train_step(module, optimizer, inputs, (torch.from_numpy(target[i : i + 2]),))
+    state, _ = keras_fit(spec, True, tmp_path, ((ids, mask), target), 2, "SmallEncoder")
+    for name, value in torch_state(module).items():
+        assert relative(state[name], value) <= 1e-10, name
