@@ -22,9 +22,10 @@ TARGETS = ("torch", "keras")
 
 @dataclass(frozen=True)
 class Roles:
-    """The names a training file uses: the model's forward inputs and outputs (`outputs`
-    None: one unnamed output), the targets (the loss's arguments after the outputs) and
-    their types, the metrics (named scalars; empty without metrics)."""
+    """The checked models of a spec and the names a training file uses: the model's forward
+    inputs and outputs (`named_outputs`: named in its signature), the targets (the loss's
+    arguments after the outputs) with their types, the metrics' names (empty without
+    metrics; `named_metrics`: named in the signature)."""
 
     model: Summary
     loss: Summary

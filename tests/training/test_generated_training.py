@@ -266,3 +266,13 @@ def test_two_inputs_two_outputs_train_alike(tmp_path):
     state, _ = keras_fit(spec, True, tmp_path, ((ids, mask), target), 2, "SmallEncoder")
     for name, value in torch_state(module).items():
         assert relative(state[name], value) <= 1e-10, name
+
+
+def test_a_loss_that_does_not_take_the_outputs_then_targets(tmp_path):
+    from dualnet.diagnostics import DualnetError
+
+    with pytest.raises(DualnetError) as caught:
+        write_training(PROGRAM, TrainSpec("SmallEncoder", "Mse", SGD), "torch", str(tmp_path))
+    d = caught.value.diagnostics[0]
+    assert d.code == "E-TYPE" and "`Mse` does not take the outputs of `SmallEncoder`" in d.message
+    assert not list(tmp_path.iterdir())
