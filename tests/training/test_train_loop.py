@@ -304,4 +304,32 @@ def test_cli_run_writes_the_run_directory(tmp_path, capsys):
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [e["epoch"] for e in summary["epochs"]] == [1, 2] and len(summary["batch_loss"]) == 6
     assert {"train", "val", "lr", "examples_per_s"} <= set(summary["epochs"][0])
-    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    tf = pytest.importorskip("tensorflow")
+    scalars = {}
+    for file in (tmp_path / "run" / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(file)):
+            for value in event.summary.value:
+                scalars[value.tag, event.step] = float(tf.make_ndarray(value.tensor))
+    first = summary["epochs"][0]
+    assert scalars["train/loss", 1] == pytest.approx(first["train"]["loss"], rel=1e-6)
+    assert scalars["val/loss", 2] == pytest.approx(summary["epochs"][1]["val"]["loss"], rel=1e-6)
+    assert scalars["batch/loss", 6] == pytest.approx(summary["batch_loss"][5], rel=1e-6)
+    assert scalars["lr", 1] == pytest.approx(first["lr"])
+
+
+def test_plot(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    assert cli_train(tmp_path, regression(), "--plot") == 0
+    assert (tmp_path / "run" / "curves.png").read_bytes().startswith(b"\x89PNG")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    (tmp_path / "again").mkdir()
+    assert cli_train(tmp_path / "again", regression(), "--plot") == 1
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "again" / "run").exists()
