@@ -140,9 +140,7 @@ def train(
                 progress["step"] += 1
                 progress["batch_loss"].append(logs["loss"])
                 speed = examples / max(time.perf_counter() - began, 1e-9)
-                reporter.batch(
-                    progress["step"], logs, {k: v / examples for k, v in sums.items()}, speed
-                )
+                reporter.batch({k: v / examples for k, v in sums.items()}, speed)
                 if stop.requested:
                     saved = checkpoint.save(run_dir, engine, spec, progress)
                     raise Interrupted(str(saved))

@@ -48,9 +48,10 @@ class Reporter:
                 f"epoch {epoch + 1}/{epochs}", total=batches, logs="", speed=""
             )
 
-    def batch(self, step: int, logs: dict[str, float], averages: dict, speed: float) -> None:
-        if self.writer is not None:
-            self.writer.scalar("batch/loss", logs["loss"], step)
+    def batch(self, averages: dict[str, float], speed: float) -> None:
+        """After each batch: the epoch's running averages (the batch losses go to
+        metrics.json, not TensorBoard: a summary write per batch costs as much as a small
+        model's training step)."""
         if self.progress is not None:
             text = "  ".join(f"{k} {v:.4g}" for k, v in averages.items())
             self.progress.update(self.task, advance=1, logs=text, speed=f"{speed:,.0f} ex/s")

@@ -313,7 +313,6 @@ def test_cli_run_writes_the_run_directory(tmp_path, capsys):
     first = summary["epochs"][0]
     assert scalars["train/loss", 1] == pytest.approx(first["train"]["loss"], rel=1e-6)
     assert scalars["val/loss", 2] == pytest.approx(summary["epochs"][1]["val"]["loss"], rel=1e-6)
-    assert scalars["batch/loss", 6] == pytest.approx(summary["batch_loss"][5], rel=1e-6)
     assert scalars["lr", 1] == pytest.approx(first["lr"])
 
 
