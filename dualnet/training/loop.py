@@ -73,8 +73,6 @@ def train(
     """Train (module doc); the summary written to `RUN_DIR/metrics.json`. Bad data, a bad
     checkpoint or a non-finite loss: DualnetError, nothing written (a non-finite loss: the
     last good checkpoint kept)."""
-    from dualnet.training.engines import ENGINES
-
     named = roles(program, spec)
     wanted = expected(named)
     names = [w.name for w in wanted]
@@ -84,22 +82,8 @@ def train(
         check_arrays(val, wanted, "the validation data")
     if options.plot:
         require_plotting()
-    found = checkpoint.last(run_dir)
-    if found is None and options.resume:
-        raise error("E-INPUT", f"{run_dir} holds no checkpoint to resume", option("--resume"))
-    if found is not None and not options.resume:
-        raise error(
-            "E-INPUT",
-            f"{run_dir} holds a run already (its last checkpoint: {found.name})",
-            option("-o"),
-            notes=["continue it with --resume, or train into another directory"],
-        )
-    with temporary_directory() as tmp:
-        start = options.weights
-        if start is None:
-            start = os.path.join(tmp, "init.safetensors")
-            write_state(initial_weights(named.model, None, options.seed, program.max_params), start)
-        engine = ENGINES[backend](program, named, spec, start)
+    found = _last_checkpoint(run_dir, options.resume)
+    engine = _engine(program, named, spec, backend, options)
     progress = {"epoch": 0, "batch": 0, "step": 0, "history": [], "batch_loss": []}
     if found is not None:
         progress.update(checkpoint.restore(found, engine, spec))
@@ -168,6 +152,40 @@ def train(
     if options.plot:
         summary["plot"] = str(plot(run_dir, summary))
     return summary
+
+
+def _last_checkpoint(run_dir: str, resume: bool):
+    """The run directory's last checkpoint when resuming (E-INPUT without one), None for a
+    new run (E-INPUT when the directory holds one)."""
+    found = checkpoint.last(run_dir)
+    if found is None and resume:
+        raise error("E-INPUT", f"{run_dir} holds no checkpoint to resume", option("--resume"))
+    if found is not None and not resume:
+        raise error(
+            "E-INPUT",
+            f"{run_dir} holds a run already (its last checkpoint: {found.name})",
+            option("-o"),
+            notes=["continue it with --resume, or train into another directory"],
+        )
+    return found
+
+
+def _engine(program: Program, named, spec: TrainSpec, backend: str, options: Options):
+    """The framework's engine, from `options.weights` or the seeded initialisation."""
+    from dualnet.training.engines import ENGINES
+
+    if backend not in ENGINES:
+        raise error(
+            "E-BACKEND",
+            f"dualnet train runs {' or '.join(ENGINES)}, not `{backend}`",
+            option("--backend"),
+        )
+    if options.weights is not None:
+        return ENGINES[backend](program, named, spec, options.weights)
+    with temporary_directory() as tmp:
+        start = os.path.join(tmp, "init.safetensors")
+        write_state(initial_weights(named.model, None, options.seed, program.max_params), start)
+        return ENGINES[backend](program, named, spec, start)
 
 
 def _evaluate(engine, val, wanted, names, batch_size: int) -> dict[str, float]:
