@@ -1,4 +1,5 @@
-"""The `dualnet` command line: check, ir, init, compile, run, parity, gradcheck, ops, --version.
+"""The `dualnet` command line: check, ir, init, compile, run, train, parity, gradcheck, ops,
+--version.
 
 Exit codes: 0 ok, 1 errors in the input, 2 usage errors, 3 an internal error (a bug).
 """
@@ -94,6 +95,40 @@ def _parser() -> argparse.ArgumentParser:
         )
         max_params_arg(p)
 
+    def spec_args(p: argparse.ArgumentParser) -> None:
+        """The training options of a file without a `train` declaration."""
+        group = p.add_argument_group(
+            "training (a file without a train declaration)",
+            "the loss and metrics are models of FILE whose forward takes the model's "
+            "outputs, then the targets",
+        )
+        group.add_argument("--loss", metavar="MODEL", help="the loss model (returns f32[])")
+        group.add_argument(
+            "--metrics", metavar="MODEL", help="the metrics model (returns named f32[] scalars)"
+        )
+        group.add_argument(
+            "--optimizer",
+            metavar="NAME[:k=v,...]",
+            help="SGD, Adam, AdamW, RMSprop or Adagrad, options as in torch.optim "
+            "(SGD:momentum=0.9,no_decay_vectors=True,clip_norm=1.0); default SGD",
+        )
+        group.add_argument(
+            "--lr", type=float, metavar="X", help="the learning rate (default: PyTorch's)"
+        )
+        group.add_argument(
+            "--schedule",
+            metavar="KIND[:k=v,...]",
+            help="constant, step, cosine or one_cycle per optimiser step, as "
+            "torch.optim.lr_scheduler's (train: cosine and one_cycle span the run)",
+        )
+        group.add_argument(
+            "--accumulate",
+            type=_count,
+            default=1,
+            metavar="N",
+            help="batches per optimiser step, which takes their mean gradient (default 1)",
+        )
+
     check = sub.add_parser("check", help="parse, infer shapes and run the autodiff checks")
     source_args(check)
     check.add_argument("--json", action="store_true", help="machine-readable output")
@@ -153,6 +188,42 @@ def _parser() -> argparse.ArgumentParser:
         help="directory for <file stem>_<target>.py or <model name>.onnx",
     )
     max_params_arg(comp)
+    spec_args(comp)
+    tr = sub.add_parser(
+        "train", help="train a model with the generated training code of one framework"
+    )
+    source_args(tr)
+    tr.add_argument("--backend", required=True, choices=("torch", "keras"))
+    tr.add_argument(
+        "--data",
+        required=True,
+        metavar="D.npz|DIR",
+        help="the training arrays, named as the model's inputs and the loss's targets "
+        "(an .npz file, or a directory of NAME.npy files); axis 0: the examples",
+    )
+    tr.add_argument("--val", metavar="V.npz|DIR", help="validation arrays, evaluated each epoch")
+    tr.add_argument("--epochs", type=_count, default=1, metavar="N", help="default 1")
+    tr.add_argument("--batch-size", type=_count, default=32, metavar="B", help="default 32")
+    tr.add_argument(
+        "--weights", metavar="W.safetensors", help="start from these weights (default: seeded)"
+    )
+    tr.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        metavar="S",
+        help="the seed of the initialisation and of the data order (default 0)",
+    )
+    tr.add_argument("--resume", action="store_true", help="continue RUN_DIR's last checkpoint")
+    tr.add_argument("--plot", action="store_true", help="write RUN_DIR/curves.png (matplotlib)")
+    tr.add_argument(
+        "--no-progress", action="store_true", help="one line per epoch, no progress bar"
+    )
+    tr.add_argument(
+        "-o", "--output", required=True, metavar="RUN_DIR", help="checkpoints, logs, metrics.json"
+    )
+    max_params_arg(tr)
+    spec_args(tr)
     sub.add_parser("ops", help="print the op × backend matrix")
     parity = sub.add_parser(
         "parity",
@@ -362,6 +433,7 @@ def _main(argv: list[str] | None) -> int:
         "init": _init,
         "compile": _compile,
         "run": _run,
+        "train": _train,
         "parity": _parity,
         "gradcheck": _gradcheck,
     }
@@ -452,6 +524,80 @@ def _compile(args, summary) -> int:
     else:
         out = write_source(summary, args.target, args.output, args.layout or "channels_first")
     print(f"wrote {out}")
+    spec = _train_spec(args, summary, steps=None)
+    if spec is not None:
+        from dualnet.training.codegen import write_training
+
+        print(f"wrote {write_training(_program(args), spec, args.target, args.output)}")
+    return EXIT_OK
+
+
+def _train_spec(args, summary, steps: int | None):
+    """The TrainSpec of the training options (`--loss`, ...), or None without `--loss`
+    (E-INPUT naming the option: training options without `--loss`). `steps`: the run's
+    optimiser steps, which cosine and one_cycle span unless told otherwise."""
+    from dualnet.diagnostics import error, option
+    from dualnet.training.spec import TrainSpec, parse_optimizer
+
+    if args.loss is None:
+        given = [
+            f
+            for f, v in (
+                ("--metrics", args.metrics),
+                ("--optimizer", args.optimizer),
+                ("--lr", args.lr),
+                ("--schedule", args.schedule),
+            )
+            if v is not None
+        ]
+        if given or args.accumulate != 1:
+            raise error(
+                "E-INPUT",
+                f"{', '.join(given) or '--accumulate'} needs --loss MODEL",
+                option("--loss"),
+            )
+        return None
+    optimizer = parse_optimizer(args.optimizer or "SGD", args.lr, args.schedule, steps or 0)
+    return TrainSpec(
+        summary.model, args.loss, optimizer, metrics=args.metrics, accumulate=args.accumulate
+    )
+
+
+def _train(args, summary) -> int:
+    """Train with the generated training code; exit 130 after a checkpoint on Ctrl-C."""
+    from dualnet.diagnostics import error, option
+    from dualnet.training.data import read_data
+    from dualnet.training.loop import Interrupted, Options, train
+
+    data = read_data(args.data)
+    val = read_data(args.val, "--val") if args.val else None
+    examples = len(next(iter(data.values()))) if data else 0
+    steps = args.epochs * -(-examples // args.batch_size) // args.accumulate
+    spec = _train_spec(args, summary, steps)
+    if spec is None:
+        raise error(
+            "E-INPUT", "train needs --loss MODEL (FILE has no train declaration)", option("--loss")
+        )
+    options = Options(
+        args.epochs,
+        args.batch_size,
+        args.seed,
+        args.weights,
+        args.resume,
+        args.plot,
+        not args.no_progress,
+    )
+    try:
+        result = train(_program(args), spec, args.backend, args.output, data, val, options)
+    except Interrupted as exc:
+        print(
+            f"dualnet: interrupted; the last checkpoint is {exc.where} (--resume continues)",
+            file=sys.stderr,
+        )
+        return 130
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"trained {summary.model} on {result['where']}; wrote {args.output}/metrics.json")
     return EXIT_OK
 
 

@@ -183,10 +183,8 @@ class Program:
         summary = self.check(model, **hyper)
         require_allocatable(summary.instance, self.max_params)
         source, entry = emit(summary, target, layout)
-        filename = f"<dualnet:{Path(self.path).stem}_{target}.py>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        namespace: dict[str, Any] = {"__name__": f"dualnet_generated.{Path(self.path).stem}"}
-        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output
+        stem = Path(self.path).stem
+        namespace = execute(source, f"{stem}_{target}.py", f"dualnet_generated.{stem}")
         built = namespace[entry]()  # the given hyperparameters are its defaults
         check_parameters(summary, backend(target).shapes(built, summary), target)
         if seed is not None:
@@ -197,6 +195,16 @@ class Program:
                 write_state(initial_weights(summary, None, seed), path)
                 backend(target).weights_io()[1](built, path)
         return built
+
+
+def execute(source: str, name: str, module: str) -> dict[str, Any]:
+    """Run generated source as the module `module`, under the file name `<dualnet:name>`
+    registered with linecache, so tracebacks show the generated lines."""
+    filename = f"<dualnet:{name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {"__name__": module}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own output
+    return namespace
 
 
 def load(path: str, include_dirs: tuple[str, ...] = (), max_params: int | None = None) -> Program:

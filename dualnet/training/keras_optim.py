@@ -9,7 +9,9 @@ from types import MappingProxyType
 
 import numpy as np
 
+from dualnet.backends.common.python_class import fmt_literal
 from dualnet.backends.runtime_source import RUNTIME, helper_sources
+from dualnet.training.codegen import call
 from dualnet.training.spec import OptimizerSpec
 
 MODULE = RUNTIME / "keras_optimizers.py"
@@ -35,51 +37,65 @@ def build_keras(spec: OptimizerSpec, no_decay=()):
     """The spec's Keras optimizer, sparing the variables `no_decay` weight decay (a
     generated model's: `vector_variables`). Its learning-rate variable (a constant rate)
     has Keras's float type: build it under float64 for float64 training."""
-    rt = runtime()
-    common = {
-        "learning_rate": _schedule(spec, rt),
-        "weight_decay": spec.weight_decay,
-        "no_decay": list(no_decay) or None,
-        "clip_norm": spec.clip_norm,
-        "clip_value": spec.clip_value,
-    }
+    namespace = {**runtime(), "no_decay": list(no_decay) or None}
+    return eval(optimizer_source(spec, "no_decay"), namespace)  # noqa: S307 - our own text
+
+
+def optimizer_source(spec: OptimizerSpec, no_decay: str, indent: int = 0, extra=()) -> str:
+    """The Python expression of the spec's optimizer over the runtime classes (what
+    `build_keras` evaluates and a generated training file writes), `no_decay` the source of
+    the variables spared weight decay, `extra` more arguments (source); laid out as ruff
+    formats it at `indent`."""
+    common = [
+        f"learning_rate={_schedule(spec, indent + 4, 88 - len('learning_rate='))}",
+        f"weight_decay={fmt_literal(spec.weight_decay)}",
+        f"no_decay={no_decay}",
+        f"clip_norm={fmt_literal(spec.clip_norm)}",
+        f"clip_value={fmt_literal(spec.clip_value)}",
+    ]
     beta_1, beta_2 = spec.betas
     adam = {"beta_1": beta_1, "beta_2": beta_2, "epsilon": spec.eps, "amsgrad": spec.amsgrad}
-    make = {
-        "SGD": lambda: rt["TorchSGD"](
-            momentum=spec.momentum, dampening=spec.dampening, nesterov=spec.nesterov, **common
-        ),
-        "Adam": lambda: rt["TorchAdam"](**adam, **common),
-        "AdamW": lambda: rt["TorchAdamW"](**adam, **common),
-        "RMSprop": lambda: rt["TorchRMSprop"](
-            alpha=spec.alpha,
-            epsilon=spec.eps,
-            momentum=spec.momentum,
-            centered=spec.centered,
-            **common,
-        ),
-        "Adagrad": lambda: rt["TorchAdagrad"](
-            lr_decay=spec.lr_decay,
-            initial_accumulator_value=spec.initial_accumulator_value,
-            epsilon=spec.eps,
-            **common,
-        ),
-    }
-    return make[spec.name]()
+    options = {
+        "SGD": {"momentum": spec.momentum, "dampening": spec.dampening, "nesterov": spec.nesterov},
+        "Adam": adam,
+        "AdamW": adam,
+        "RMSprop": {
+            "alpha": spec.alpha,
+            "epsilon": spec.eps,
+            "momentum": spec.momentum,
+            "centered": spec.centered,
+        },
+        "Adagrad": {
+            "lr_decay": spec.lr_decay,
+            "initial_accumulator_value": spec.initial_accumulator_value,
+            "epsilon": spec.eps,
+        },
+    }[spec.name]
+    args = [common[0], *(f"{k}={fmt_literal(v)}" for k, v in options.items()), *common[1:]]
+    args.extend(extra)
+    return call(f"Torch{spec.name}", args, indent).lstrip()
 
 
-def _schedule(spec: OptimizerSpec, rt):
+def _schedule(spec: OptimizerSpec, indent: int, limit: int) -> str:
     s = spec.schedule
     if s.kind == "one_cycle":
-        return rt["TorchOneCycleLR"](spec.max_lr, s.total_steps, **s.one_cycle_options())
+        options = [f"{k}={fmt_literal(v)}" for k, v in s.one_cycle_options().items()]
+        return call(
+            "TorchOneCycleLR",
+            [fmt_literal(spec.max_lr), fmt_literal(s.total_steps), *options],
+            indent,
+            limit,
+        ).lstrip()
+    lr = fmt_literal(spec.lr)
     main = {
-        "constant": lambda: None,
-        "step": lambda: rt["TorchStepLR"](spec.lr, s.step_size, s.gamma),
-        "cosine": lambda: rt["TorchCosineLR"](spec.lr, s.t_max, s.eta_min),
-    }[s.kind]()
+        "constant": None,
+        "step": f"TorchStepLR({lr}, {fmt_literal(s.step_size)}, {fmt_literal(s.gamma)})",
+        "cosine": f"TorchCosineLR({lr}, {fmt_literal(s.t_max)}, {fmt_literal(s.eta_min)})",
+    }[s.kind]
     if s.warmup_steps:
-        return rt["TorchWarmup"](spec.lr, s.warmup_steps, s.warmup_start_factor, main)
-    return spec.lr if main is None else main
+        args = [lr, fmt_literal(s.warmup_steps), fmt_literal(s.warmup_start_factor)]
+        return call("TorchWarmup", [*args, *([main] if main else [])], indent, limit).lstrip()
+    return lr if main is None else main
 
 
 def vector_variables(model) -> list:

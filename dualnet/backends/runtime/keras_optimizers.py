@@ -85,6 +85,15 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
             return gradient + _as(decay, variable.dtype) * variable
         return gradient
 
+    def _get_current_learning_rate(self):
+        """A schedule's rate at the optimizer step: Keras passes its count of batches,
+        which under `gradient_accumulation_steps` is not PyTorch's count of steps."""
+        if isinstance(
+            self._learning_rate, keras.optimizers.schedules.LearningRateSchedule
+        ):
+            return self._learning_rate(self.iterations)
+        return super()._get_current_learning_rate()
+
     def _clip_gradients(self, grads):
         if self.clip_value is not None:
             v = self.clip_value
@@ -376,9 +385,11 @@ class TorchStepLR(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     def get_config(self):
-        return dict(
-            learning_rate=self.learning_rate, step_size=self.step_size, gamma=self.gamma
-        )
+        return {
+            "learning_rate": self.learning_rate,
+            "step_size": self.step_size,
+            "gamma": self.gamma,
+        }
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
@@ -399,9 +410,11 @@ class TorchCosineLR(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     def get_config(self):
-        return dict(
-            learning_rate=self.learning_rate, t_max=self.t_max, eta_min=self.eta_min
-        )
+        return {
+            "learning_rate": self.learning_rate,
+            "t_max": self.t_max,
+            "eta_min": self.eta_min,
+        }
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
@@ -429,14 +442,14 @@ class TorchWarmup(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     def get_config(self):
-        return dict(
-            learning_rate=self.learning_rate,
-            steps=self.steps,
-            start_factor=self.start_factor,
-            after=None
+        return {
+            "learning_rate": self.learning_rate,
+            "steps": self.steps,
+            "start_factor": self.start_factor,
+            "after": None
             if self.after is None
             else keras.saving.serialize_keras_object(self.after),
-        )
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -526,15 +539,15 @@ class TorchOneCycleLR(keras.optimizers.schedules.LearningRateSchedule):
         return self._anneal(step, 1)
 
     def get_config(self):
-        return dict(
-            max_lr=self.max_lr,
-            total_steps=self.total_steps,
-            pct_start=self.pct_start,
-            anneal_strategy=self.anneal_strategy,
-            div_factor=self.div_factor,
-            final_div_factor=self.final_div_factor,
-            three_phase=self.three_phase,
-            cycle_momentum=self.cycle_momentum,
-            base_momentum=self.base_momentum,
-            max_momentum=self.max_momentum,
-        )
+        return {
+            "max_lr": self.max_lr,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "anneal_strategy": self.anneal_strategy,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+            "three_phase": self.three_phase,
+            "cycle_momentum": self.cycle_momentum,
+            "base_momentum": self.base_momentum,
+            "max_momentum": self.max_momentum,
+        }

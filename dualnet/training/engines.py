@@ -1,0 +1,172 @@
+"""The two frameworks behind `dualnet train`'s loop, each running the generated training file
+(`codegen.training_source`) on the generated model: one batch of training or evaluation,
+the weights in dualnet's names, and the optimiser's state as tensors by name plus JSON."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dualnet.compiler import Program, execute
+from dualnet.training.codegen import Roles, training_source
+from dualnet.training.spec import TrainSpec
+
+
+def generated(program: Program, spec: TrainSpec, target: str) -> dict:
+    """The generated training file's namespace."""
+    source = training_source(program, spec, target)
+    stem = Path(program.path).stem
+    return execute(source, f"{stem}_{target}_train.py", f"dualnet_generated.{stem}_train")
+
+
+class TorchEngine:
+    """The generated PyTorch module and training file."""
+
+    name = "torch"
+
+    def __init__(self, program: Program, roles: Roles, spec: TrainSpec, weights: str):
+        import torch
+
+        from dualnet.backends.torch.backend import TORCH
+
+        self.torch = torch
+        self.code = generated(program, spec, "torch")
+        self.model = program.torch(spec.model)
+        self.save, self.load = TORCH.weights_io()
+        self.load(self.model, weights)
+        self.optimizer = self.code["make_optimizer"](self.model)
+        self.roles = roles
+        self.where = f"PyTorch {torch.__version__} (CPU)"
+
+    def _tensors(self, batch, names):
+        return [self.torch.from_numpy(np.ascontiguousarray(batch[n])) for n in names]
+
+    def train(self, batch) -> dict[str, float]:
+        logs = self.code["train_step"](
+            self.model,
+            self.optimizer,
+            self._tensors(batch, self.roles.inputs),
+            self._tensors(batch, [n for n, _ in self.roles.targets]),
+        )
+        return {k: float(v) for k, v in logs.items()}
+
+    def evaluate(self, batch) -> dict[str, float]:
+        logs = self.code["eval_step"](
+            self.model,
+            self._tensors(batch, self.roles.inputs),
+            self._tensors(batch, [n for n, _ in self.roles.targets]),
+        )
+        return {k: float(v) for k, v in logs.items()}
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.lr)
+
+    def save_weights(self, path: str) -> None:
+        self.save(self.model, path)
+
+    def load_weights(self, path: str) -> None:
+        self.load(self.model, path)
+
+    def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Each state tensor as `<parameter>.<key>` (`cnn.conv1.weight.exp_avg`), the rest
+        (parameter groups, scheduler, batch count) as JSON."""
+        state = self.optimizer.state_dict()
+        names = self._parameter_names()
+        tensors, rest = {}, dict(state)
+        inner = dict(state["optimizer"])
+        for index, values in inner.pop("state").items():
+            for key, value in values.items():
+                tensors[f"{names[index]}.{key}"] = value.detach().cpu().numpy()
+        rest["optimizer"] = inner
+        return tensors, rest
+
+    def load_optimizer_state(self, tensors: dict[str, np.ndarray], rest: dict) -> None:
+        names = self._parameter_names()
+        shapes = self.expected_state()
+        state: dict = {}
+        for key, value in tensors.items():
+            name, _, what = key.rpartition(".")
+            value = value if value.shape == shapes[name] else value.reshape(())  # a step
+            state.setdefault(names.index(name), {})[what] = self.torch.from_numpy(value.copy())
+        self.optimizer.load_state_dict({**rest, "optimizer": {**rest["optimizer"], "state": state}})
+
+    def expected_state(self) -> dict[str, tuple]:
+        """name → shape of every parameter a state tensor may belong to."""
+        return {n: tuple(p.shape) for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _parameter_names(self) -> list[str]:
+        """The parameters in the optimiser's order (its state's indices)."""
+        by_id = {id(p): n for n, p in self.model.named_parameters()}
+        groups = self.optimizer.optimizer.param_groups
+        return [by_id[id(p)] for g in groups for p in g["params"]]
+
+
+class KerasEngine:
+    """The generated Keras model, compiled by the generated training file: `train_on_batch`
+    is the train step `fit()` runs."""
+
+    name = "keras"
+
+    def __init__(self, program: Program, roles: Roles, spec: TrainSpec, weights: str):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        from dualnet.backends.keras.backend import KERAS
+
+        self.code = generated(program, spec, "keras")
+        self.model = program.keras(spec.model)
+        self.save, self.load = KERAS.weights_io()
+        self.load(self.model, weights)
+        self.code["compile_for_training"](self.model)
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.roles = roles
+        self.where = f"Keras {keras.__version__} ({keras.backend.backend()})"
+
+    def _split(self, batch):
+        x = [batch[n] for n in self.roles.inputs]
+        y = [batch[n] for n, _ in self.roles.targets]
+        return (x[0] if len(x) == 1 else tuple(x)), (y[0] if len(y) == 1 else tuple(y))
+
+    def train(self, batch) -> dict[str, float]:
+        logs = self.model.train_on_batch(*self._split(batch), return_dict=True)
+        return {k: float(v) for k, v in logs.items()}
+
+    def evaluate(self, batch) -> dict[str, float]:
+        logs = self.model.test_on_batch(*self._split(batch), return_dict=True)
+        return {k: float(v) for k, v in logs.items()}
+
+    @property
+    def lr(self) -> float:
+        return float(np.asarray(self.model.optimizer.learning_rate))
+
+    def save_weights(self, path: str) -> None:
+        self.save(self.model, path)
+
+    def load_weights(self, path: str) -> None:
+        self.load(self.model, path)
+
+    def optimizer_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Each optimizer variable by `_names`'s name."""
+        return {n: np.asarray(v.numpy()) for n, v in self._named()}, {}
+
+    def load_optimizer_state(self, tensors: dict[str, np.ndarray], rest: dict) -> None:
+        for name, v in self._named():
+            v.assign(tensors[name].reshape(v.shape))
+
+    def expected_state(self) -> dict[str, tuple]:
+        return {n: tuple(v.shape) for n, v in self._named()}
+
+    def _named(self) -> list[tuple]:
+        """The optimizer's variables by their path without the optimizer's and the model's
+        names, which Keras numbers per process (`iteration`, `fc_kernel_exp_avg`)."""
+        prefix = self.model.name + "_"
+        return [
+            (v.path.split("/", 1)[-1].removeprefix(prefix), v)
+            for v in self.model.optimizer.variables
+        ]
+
+
+ENGINES = {"torch": TorchEngine, "keras": KerasEngine}
