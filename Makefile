@@ -2,6 +2,8 @@
 #   make demo        check every model in models/, compile each to PyTorch, Keras and ONNX,
 #                    then print the zoo's parity table (the three backends, one weight file)
 #   make test        the whole test suite, then ruff
+#   make train-demo  train examples/digits.dnet on the shipped handwritten digits in PyTorch and
+#                    in Keras: both accuracies, the loss curves' difference, curves.png
 #   make test-slow   the full-size zoo models against their references (torchvision, transformers)
 #   make bench       check speed, generated-model latency (PyTorch, Keras), ONNX emission/latency,
 #                    ONNX start-up (installs the bench extra: onnxscript, for the dynamo exporter),
@@ -30,12 +32,13 @@ BENCH_STAMP := $(VENV)/.dualnet-bench-installed
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo test test-slow lint bench fuzz fuzz-frontend wheel-smoke clean
+.PHONY: help setup demo train-demo test test-slow lint bench fuzz fuzz-frontend wheel-smoke clean
 
 help:
-	@echo "make setup        create $(VENV) and install dualnet[dev,reference] (editable)"
+	@echo "make setup        create $(VENV) and install dualnet[dev,reference,train] (editable)"
 	@echo "make demo         dualnet check + compile (torch, keras, onnx) on every models/*.dnet, then the parity table"
 	@echo "make test         pytest + ruff"
+	@echo "make train-demo   train examples/digits.dnet in PyTorch and in Keras, compare (runs/train-demo)"
 	@echo "make test-slow    the full-size zoo models against their references (slow-marked tests)"
 	@echo "make bench        check-speed, PyTorch / Keras latency, ONNX benchmarks (+ onnxscript), the zoo vs its references"
 	@echo "make fuzz         2,000 random programs through all three backends (EXAMPLES=N SEED=S)"
@@ -49,8 +52,8 @@ $(STAMP): pyproject.toml constraints.txt
 	    echo ">> creating $(VENV) with $(PYTHON)"
 	    $(PYTHON) -m venv "$(VENV)"
 	fi
-	echo ">> pip install -c constraints.txt -e '.[dev,reference]'"
-	$(PIP) install -c "$(CONSTRAINTS)" -e '.[dev,reference]'
+	echo ">> pip install -c constraints.txt -e '.[dev,reference,train]'"
+	$(PIP) install -c "$(CONSTRAINTS)" -e '.[dev,reference,train]'
 	touch "$(STAMP)"
 
 demo: setup
@@ -110,6 +113,9 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/onnx_bench.py
 	$(PY) benchmarks/onnx_startup.py
 	$(PY) benchmarks/zoo_bench.py
+
+train-demo: setup
+	@$(PY) examples/train_demo.py -o runs/train-demo
 
 EXAMPLES ?= 2000
 SEED ?= 1

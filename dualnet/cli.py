@@ -509,6 +509,7 @@ def _compile(args, summary) -> int:
         "--seed": (graphs, args.seed),
         "--opset": (graphs, args.opset),
         "--max-params": (graphs, args.max_params),
+        "--loss": ([name for name in BACKENDS if name not in graphs], args.loss),
     }
     for option, (targets, value) in only.items():
         if value is not None and args.target not in targets:
@@ -525,7 +526,7 @@ def _compile(args, summary) -> int:
         out = write_source(summary, args.target, args.output, args.layout or "channels_first")
     print(f"wrote {out}")
     spec = _train_spec(args, summary, steps=None)
-    if spec is not None:
+    if spec is not None and args.target not in graphs:
         from dualnet.training.codegen import write_training
 
         print(f"wrote {write_training(_program(args), spec, args.target, args.output)}")
@@ -533,29 +534,38 @@ def _compile(args, summary) -> int:
 
 
 def _train_spec(args, summary, steps: int | None):
-    """The TrainSpec of the training options (`--loss`, ...), or None without `--loss`
-    (E-INPUT naming the option: training options without `--loss`). `steps`: the run's
-    optimiser steps, which cosine and one_cycle span unless told otherwise."""
+    """The TrainSpec of FILE's `train` declaration, or of the training options (`--loss`,
+    ...) for a file without one, or None (E-INPUT naming the option: training options
+    beside a train declaration, or without `--loss`). `steps`: the run's optimiser steps,
+    which cosine and one_cycle span unless told otherwise."""
     from dualnet.diagnostics import error, option
     from dualnet.training.spec import TrainSpec, parse_optimizer
 
-    if args.loss is None:
-        given = [
-            f
-            for f, v in (
-                ("--metrics", args.metrics),
-                ("--optimizer", args.optimizer),
-                ("--lr", args.lr),
-                ("--schedule", args.schedule),
-            )
-            if v is not None
-        ]
-        if given or args.accumulate != 1:
+    given = [
+        f
+        for f, v in (
+            ("--loss", args.loss),
+            ("--metrics", args.metrics),
+            ("--optimizer", args.optimizer),
+            ("--lr", args.lr),
+            ("--schedule", args.schedule),
+            ("--accumulate", args.accumulate if args.accumulate != 1 else None),
+        )
+        if v is not None
+    ]
+    if summary.training is not None:
+        if given:
             raise error(
                 "E-INPUT",
-                f"{', '.join(given) or '--accumulate'} needs --loss MODEL",
-                option("--loss"),
+                f"{', '.join(given)}: {summary.model} has a train declaration, which says "
+                "how it trains",
+                option(given[0]),
+                notes=("the training options are for files without a train declaration",),
             )
+        return summary.training
+    if args.loss is None:
+        if given:
+            raise error("E-INPUT", f"{', '.join(given)} needs --loss MODEL", option("--loss"))
         return None
     optimizer = parse_optimizer(args.optimizer or "SGD", args.lr, args.schedule, steps or 0)
     return TrainSpec(

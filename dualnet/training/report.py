@@ -53,7 +53,7 @@ class Reporter:
         metrics.json, not TensorBoard: a summary write per batch costs as much as a small
         model's training step)."""
         if self.progress is not None:
-            text = "  ".join(f"{k} {v:.4g}" for k, v in averages.items())
+            text = "  ".join(f"{k} {v:.4g}" for k, v in _loss_first(averages))
             self.progress.update(self.task, advance=1, logs=text, speed=f"{speed:,.0f} ex/s")
 
     def epoch(self, record: dict) -> None:
@@ -66,10 +66,15 @@ class Reporter:
         line = f"epoch {record['epoch']}: " + "  ".join(
             f"{part} {k} {v:.4g}"
             for part in ("train", "val")
-            for k, v in record.get(part, {}).items()
+            for k, v in _loss_first(record.get(part, {}))
         )
         line += f"  ({record['examples_per_s']:,.0f} examples/s)"
         (self.progress.console.print if self.progress is not None else _stderr)(line)
+
+
+def _loss_first(logs: dict) -> list[tuple[str, float]]:
+    """The loss, then the metrics by name: one order whichever framework logged them."""
+    return sorted(logs.items(), key=lambda item: (item[0] != "loss", item[0]))
 
 
 def _stderr(line: str) -> None:

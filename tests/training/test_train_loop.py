@@ -287,11 +287,14 @@ def test_a_checkpoint_of_another_optimizer_or_model(tmp_path, capsys):
     assert "E-WEIGHTS" in capsys.readouterr().err
 
 
-def test_cli_run_writes_the_run_directory(tmp_path, capsys):
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_cli_run_writes_the_run_directory(backend, tmp_path, capsys):
     assert (
         cli_train(
             tmp_path,
             regression(),
+            "--backend",
+            backend,  # the last --backend counts
             "--epochs",
             "2",
             "--batch-size",
@@ -313,8 +316,12 @@ def test_cli_run_writes_the_run_directory(tmp_path, capsys):
         # process computes other values (test_train_parity's first loss: 0.876, not 1.379)
         for record in tf.data.TFRecordDataset(str(file)):
             event = event_pb2.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                scalars[value.tag, event.step] = float(tf.make_ndarray(value.tensor))
+            for value in event.summary.value:  # PyTorch's writer: simple_value; TF's: a tensor
+                scalars[value.tag, event.step] = (
+                    value.simple_value
+                    if value.HasField("simple_value")
+                    else float(tf.make_ndarray(value.tensor))
+                )
     first = summary["epochs"][0]
     assert scalars["train/loss", 1] == pytest.approx(first["train"]["loss"], rel=1e-6)
     assert scalars["val/loss", 2] == pytest.approx(summary["epochs"][1]["val"]["loss"], rel=1e-6)
