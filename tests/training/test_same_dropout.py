@@ -30,7 +30,9 @@ def test_shared_masks_train_identically_in_float64(optimizer):
     spec = parse_optimizer(optimizer, 1e-2, None, 6)
     result = train_parity(Program(CNN), None, spec, 6, f64=True, same_dropout=True)
     assert result.ok, [(d.tensor, d.error) for d in result.tensors]
-    gaps = [abs(a - b) / abs(a) for a, b in zip(result.torch.losses, result.keras.losses)]
+    gaps = [
+        abs(a - b) / abs(a) for a, b in zip(result.torch.losses, result.keras.losses, strict=True)
+    ]
     assert max(gaps) < 1e-10 and any("Dropout shared" in n for n in result.notes)
 
 
@@ -130,7 +132,8 @@ def test_keras_layers_are_as_they_were_after_the_masks():
         keras.utils.set_random_seed(3)
         built.append(program.keras(seed=0))
     model, fresh = built
-    with given_masks(model, sites, output_layouts(summary.instance, summary.file), "float32") as feed:
+    layouts = output_layouts(summary.instance, summary.file)
+    with given_masks(model, sites, layouts, "float32") as feed:
         feed(draw(sites, 0, 0, np.float32))
         masked = model(x, training=True)
         assert not np.array_equal(masked, fresh(x, training=False))
