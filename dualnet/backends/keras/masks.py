@@ -56,11 +56,7 @@ def given_masks(model: keras.layers.Layer, sites: list[Site], layouts: dict, dty
 
 
 def _moved(mask: np.ndarray, layouts: dict, path: str) -> np.ndarray:
-    """`mask` in the layout of the layer's input: channels-last moves axis 1 last, into a
-    contiguous copy (assigned as a strided view, the compiled training step read other
-    values in about 1 of 6 runs: masks right by their sums, a loss 0.23 away at step 1)."""
+    """`mask` in the layout of the layer's input: channels-last moves axis 1 last."""
     return (
-        np.ascontiguousarray(np.moveaxis(mask, 1, -1))
-        if layouts.get(path, ())[:1] == (CL,) and mask.ndim >= 3
-        else mask
+        np.moveaxis(mask, 1, -1) if layouts.get(path, ())[:1] == (CL,) and mask.ndim >= 3 else mask
     )
