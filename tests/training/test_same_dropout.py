@@ -21,19 +21,6 @@ keras = pytest.importorskip("keras")
 CNN = str(Path(__file__).parent / "dropout_cnn.dnet")  # Dropout, StochasticDepth row/batch
 
 
-@pytest.fixture(autouse=True)
-def _no_arithmetic_rewrites():
-    """Keras's compiled training step computes other values in some runs of a process
-    (dropout_cnn.dnet, Dropout on or off: 2 to 5 of 12 runs in float64; small_cnn.dnet 1 of
-    12) unless grappler's arithmetic optimizer is off (0 of 12): an open bug
-    (docs/training.md), kept out of these tests of the masks."""
-    import tensorflow as tf
-
-    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
-    yield
-    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": True})
-
-
 def _inputs(seed: int = 0) -> list[np.ndarray]:
     return [np.random.default_rng(seed).standard_normal((2, 3, 12, 12)).astype(np.float32)]
 
