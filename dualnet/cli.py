@@ -273,6 +273,12 @@ def _parser() -> argparse.ArgumentParser:
     training.add_argument(
         "--f64", action="store_true", help="train in float64 (round-off apart from semantics)"
     )
+    training.add_argument(
+        "--same-dropout",
+        action="store_true",
+        help="keep Dropout and StochasticDepth on, with one mask per step and call site "
+        "drawn from the seed and fed to both frameworks (default: Dropout off in both)",
+    )
     grad = sub.add_parser(
         "gradcheck",
         help="check gradients: finite differences in float64 "
@@ -464,6 +470,7 @@ def _training_usage(args) -> str:
             ("--lr", args.lr),
             ("--schedule", args.schedule),
             ("--f64", args.f64),
+            ("--same-dropout", args.same_dropout),
         )
         if value not in (None, False)
     ]
@@ -697,6 +704,7 @@ def _train_parity(args, program, dims) -> int:
         dims,
         args.f64,
         args.per_layer,
+        args.same_dropout,
     )
     print(f"torch: {result.torch.where}\nkeras: {result.keras.where}")
     print("\n".join(result.notes))

@@ -5,8 +5,10 @@ one `OptimizerSpec` (PyTorch's formulas in both: `dualnet.training`).
 
 The loss is gradcheck's, L = Σ_k Σ output_k · R_k with fixed standard-normal R_k; batch t
 holds `parity`'s random inputs drawn from the seed and t. Both models run in training mode
-(BatchNorm on batch statistics, updating its running ones); Dropout is switched off in
-both, since each framework draws its own masks (no `--same-dropout` yet), and said so.
+(BatchNorm on batch statistics, updating its running ones). Dropout is switched off in
+both, since each framework draws its own masks, and said so; with `same_dropout`
+(`--same-dropout`) it stays on, and every Dropout/StochasticDepth call site gets one mask
+per step, drawn from the seed and the step (`dropout_masks`), in both frameworks.
 `--f64` runs both in float64 (the PyTorch module `.double()`, the Keras model under a
 float64 floatx and dtype policy), which separates round-off from semantics.
 
@@ -33,6 +35,7 @@ from dualnet.extras import needs_extras
 from dualnet.io.files import temporary_directory
 from dualnet.io.weights import ignored, write_state
 from dualnet.training.spec import OptimizerSpec, f32_tolerance
+from dualnet.verify.dropout_masks import Site, draw
 from dualnet.verify.parity import random_inputs
 from dualnet.verify.table import render_table
 
@@ -92,30 +95,41 @@ def train_parity(
     dims: dict[str, int] | None = None,
     f64: bool = False,
     per_layer: bool = False,
+    same_dropout: bool = False,
 ) -> TrainParity:
     """Train in both frameworks and compare (module doc)."""
+    from dualnet.backends.torch.masks import call_sites
+
     summary = program.check(model)
     dims = dims or {}
     batches = [_batch(summary, dims, seed, t, program.max_params, f64) for t in range(steps)]
     dropouts = [
         layer.path
         for layer in summary.instance.layers()
-        if layer.op == "Dropout" and float(layer.attrs.get("p", 0) or 0) > 0
+        if layer.op in ("Dropout", "StochasticDepth") and float(layer.attrs.get("p", 0) or 0) > 0
     ]
     notes = []
-    if dropouts:
+    if dropouts and not same_dropout:
         notes.append(
             f"Dropout off in both frameworks ({', '.join(dropouts)}): each draws its own "
-            "masks, and shared masks (--same-dropout) are not implemented"
+            "masks (--same-dropout shares them)"
         )
     lstm = [layer.path for layer in summary.instance.layers() if layer.op == "LSTM"]
     with temporary_directory() as tmp:
         file = os.path.join(tmp, "weights.safetensors")
         state = initial_weights(summary, weights, seed, program.max_params)
         write_state(float64(state) if f64 else state, file)
-        loss = _loss_tensors(program, model, file, batches[0], seed, f64)
-        ran_torch = _torch_run(program, model, file, batches, loss, spec, f64, per_layer)
-        ran_keras = _keras_run(program, model, file, batches, loss, spec, f64, per_layer)
+        module = _torch_module(program, model, file, f64, same_dropout)
+        loss = _loss_tensors(module, batches[0], seed, f64)
+        masks = Masks(call_sites(module, batches[0]) if same_dropout else [], seed, f64)
+        if masks.sites:
+            notes.append(
+                f"Dropout shared: one mask per step for each of {len(masks.sites)} call "
+                f"sites ({', '.join(sorted({s.path for s in masks.sites}))}), the same in "
+                "both frameworks"
+            )
+        ran_torch = _torch_run(program, model, file, batches, loss, spec, masks, per_layer)
+        ran_keras = _keras_run(program, model, file, batches, loss, spec, masks, per_layer)
     compared = _compared(spec, ran_torch.peaks, f64, notes)
     torch_state = _merged(ran_torch.state, lstm)
     tensors = [
@@ -167,11 +181,23 @@ def _batch(summary, dims, seed: int, step: int, max_params, f64: bool) -> list[n
     return [np.ascontiguousarray(given[v.name]) for v in summary.graph.inputs]
 
 
-def _loss_tensors(program, model, file, batch, seed: int, f64: bool) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class Masks:
+    """The Dropout call sites whose masks both runs share (none: Dropout is off), and what
+    they are drawn from and in."""
+
+    sites: list[Site]
+    seed: int
+    f64: bool
+
+    def at(self, step: int) -> dict[tuple[str, int], np.ndarray]:
+        return draw(self.sites, self.seed, step, np.float64 if self.f64 else np.float32)
+
+
+def _loss_tensors(module, batch, seed: int, f64: bool) -> list[np.ndarray]:
     """The fixed R_k: standard normal, of each output's shape (one PyTorch forward)."""
     import torch
 
-    module = _torch_module(program, model, file, f64)
     with torch.no_grad():
         outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
     rng = np.random.default_rng([seed, 1])
@@ -179,44 +205,49 @@ def _loss_tensors(program, model, file, batch, seed: int, f64: bool) -> list[np.
     return [rng.standard_normal(tuple(o.shape)).astype(dtype) for o in outputs]
 
 
-def _torch_module(program, model, file, f64: bool):
-    import torch
-
+def _torch_module(program, model, file, f64: bool, dropout: bool):
+    """The module in training mode, Dropout off unless `dropout`."""
     from dualnet.backends.torch.backend import TORCH
+    from dualnet.backends.torch.masks import dropouts
 
     module = program.torch(model)
     module = module.double() if f64 else module
     TORCH.weights_io()[1](module, file)
     module.train()
-    for sub in module.modules():
-        if isinstance(sub, torch.nn.Dropout):
-            sub.p = 0.0
+    for _, sub in dropouts(module) if not dropout else ():
+        sub.p = 0.0
     return module
 
 
-def _torch_run(program, model, file, batches, loss, spec, f64, per_layer) -> TrainRun:
+def _torch_run(program, model, file, batches, loss, spec, masks, per_layer) -> TrainRun:
     import torch
 
+    from dualnet.backends.torch.masks import given_masks
     from dualnet.training.torch_optim import build_torch
 
-    module = _torch_module(program, model, file, f64)
+    f64 = masks.f64
+    module = _torch_module(program, model, file, f64, bool(masks.sites))
     training = build_torch(spec, module.named_parameters())
     r = [torch.from_numpy(x) for x in loss]
     losses, history = [], []
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     peaks = {n: np.zeros(tuple(p.shape)) for n, p in named}
-    for batch in batches:
-        training.optimizer.zero_grad()
-        outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
-        value = sum((o * k).sum() for o, k in zip(outputs, r, strict=True) if o.is_floating_point())
-        value.backward()
-        for n, p in named:
-            if p.grad is not None:
-                np.maximum(peaks[n], np.abs(p.grad.numpy()), out=peaks[n])
-        training.step()
-        losses.append(float(value.detach()))
-        if per_layer:
-            history.append(_torch_state(module))
+    with given_masks(module, masks.sites) as feed:
+        for t, batch in enumerate(batches):
+            feed(masks.at(t))
+            training.optimizer.zero_grad()
+            outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
+            value = sum(
+                (o * k).sum() for o, k in zip(outputs, r, strict=True) if o.is_floating_point()
+            )
+            value.backward()
+            for n, p in named:
+                if p.grad is not None:
+                    np.maximum(peaks[n], np.abs(p.grad.numpy()), out=peaks[n])
+            training.step()
+            losses.append(float(value.detach()))
+            if per_layer:
+                history.append(_torch_state(module))
     where = f"PyTorch {torch.__version__} (CPU), {'float64' if f64 else 'float32'}"
     return TrainRun(where, losses, _torch_state(module), history, peaks)
 
@@ -229,19 +260,24 @@ def _torch_state(module) -> dict[str, np.ndarray]:
     }
 
 
-def _keras_run(program, model, file, batches, loss, spec, f64, per_layer) -> TrainRun:
+def _keras_run(program, model, file, batches, loss, spec, masks, per_layer) -> TrainRun:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines
     import keras
 
     from dualnet.backends.keras.backend import KERAS
+    from dualnet.backends.keras.emit import output_layouts
     from dualnet.backends.keras.gradients import keras_float64
+    from dualnet.backends.keras.masks import given_masks
     from dualnet.backends.keras.state import layers_by_path, torch_named
     from dualnet.training.keras_optim import build_keras, vector_variables
 
+    f64 = masks.f64
+    summary = program.check(model)
+    layouts = output_layouts(summary.instance, summary.file) if masks.sites else {}
     with keras_float64() if f64 else contextlib.nullcontext():
         built = program.keras(model)
         KERAS.weights_io()[1](built, file)
-        for _, layer in layers_by_path(built):
+        for _, layer in layers_by_path(built) if not masks.sites else ():
             if isinstance(layer, keras.layers.Dropout):
                 layer.rate = 0.0
         optimizer = build_keras(spec, vector_variables(built) if spec.no_decay_vectors else ())
@@ -265,13 +301,16 @@ def _keras_run(program, model, file, batches, loss, spec, f64, per_layer) -> Tra
         built.compute_loss, built.compute_metrics = compute_loss, compute_metrics
         losses, history = [], []
         state = lambda: torch_named(built, lambda v: np.array(v.numpy()))  # noqa: E731
-        for batch in batches:
-            logs = built.train_on_batch(
-                tuple(batch) if len(batch) > 1 else batch[0], return_dict=True
-            )
-            losses.append(float(logs["step_loss"]))
-            if per_layer:
-                history.append(state())
+        dtype = "float64" if f64 else "float32"
+        with given_masks(built, masks.sites, layouts, dtype) as feed:
+            for t, batch in enumerate(batches):
+                feed(masks.at(t))
+                logs = built.train_on_batch(
+                    tuple(batch) if len(batch) > 1 else batch[0], return_dict=True
+                )
+                losses.append(float(logs["step_loss"]))
+                if per_layer:
+                    history.append(state())
         final = state()
     where = (
         f"Keras {keras.__version__} ({keras.backend.backend()}) train_on_batch, "
