@@ -733,17 +733,15 @@ class KerasClassWriter(ClassWriter):
         cls = "_NamedSequential" if keys else "keras.Sequential"
         args = given.steps if given else e.args
         steps = self.generator_steps(e, built, env) if generated else None
-        if not seq.graphs:  # only iterated (`for layer in seq`): each step is called alone
+        if not seq.graphs:  # only iterated or indexed (`for layer in seq`, `seq[i]`)
             if isinstance(steps, tuple):
                 return f"{cls}([{self.positional_steps(*steps, e.args[0], env)}])"
+            if steps is not None:  # a generator's steps, each written out
+                return f"{cls}({sequence(steps, False)})"
             items = []
             for i, arg in enumerate(args):
                 self.step_key = keys[i] if keys else None
-                items.append(
-                    steps[i]
-                    if steps is not None
-                    else self.layer_expr(arg, [s.step(i) for s in built], env)
-                )
+                items.append(self.layer_expr(arg, [s.step(i) for s in built], env))
             self.step_key = None
             return f"{cls}({sequence(items, False)})"
         graph = seq.graphs[0]
