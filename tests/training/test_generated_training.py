@@ -276,3 +276,24 @@ def test_a_loss_that_does_not_take_the_outputs_then_targets(tmp_path):
     d = caught.value.diagnostics[0]
     assert d.code == "E-TYPE" and "`Mse` does not take the outputs of `SmallEncoder`" in d.message
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("target", ["torch", "keras"])
+def test_a_hostile_file_name_stays_inside_the_docstring(target, tmp_path):
+    """The file name reaches the training file's docstring escaped: it can neither end the
+    docstring nor add a statement (the model file's emitters already escape it)."""
+    import ast
+
+    from dualnet.frontend import check_file
+    from dualnet.training.codegen import training_source
+
+    text = (HERE / "small_cnn_train.dnet").read_text()
+    texts = []
+    for name in ("plain.dnet", 'x"""\nraise SystemExit(3)\n"""\\.dnet'):
+        path = tmp_path / name
+        path.write_text(text)
+        spec = check_file(str(path)).training
+        texts.append(training_source(load(str(path)), spec, target))
+    plain, hostile = (ast.parse(t) for t in texts)
+    assert [type(s) for s in hostile.body] == [type(s) for s in plain.body]
+    assert "SystemExit(3)" in ast.get_docstring(hostile)
