@@ -18,7 +18,9 @@ from dualnet.verify.train_parity import train_parity
 torch = pytest.importorskip("torch")
 pytest.importorskip("keras")
 
-CNN = str(Path(__file__).parent / "small_cnn_train.dnet")  # accumulate = 2, cosine, clipping
+HERE = Path(__file__).parent
+CNN = str(HERE / "small_cnn_train.dnet")  # accumulate = 2, cosine, clipping
+REGRESSOR = str(HERE / "regressor_train.dnet")  # named outputs; float and bool targets
 
 
 def _spec():
@@ -36,10 +38,11 @@ def test_float64_training_with_the_declaration_matches(capsys):
     assert "MISMATCH" not in out and "tolerance 1e-10" in out
 
 
-def test_the_losses_are_the_declared_loss_of_the_same_targets():
+def test_the_losses_are_the_declared_loss_of_the_same_targets_with_shared_dropout():
     spec = _spec()
-    result = train_parity(Program(CNN), None, spec, 4, f64=True)
+    result = train_parity(Program(CNN), None, spec, 4, f64=True, same_dropout=True)
     assert result.ok, [(d.tensor, d.error) for d in result.tensors]
+    assert any("Dropout shared" in note for note in result.notes)
     assert result.accumulate == 2 and result.spec == spec.optimizer
     gaps = [abs(a - b) for a, b in zip(result.torch.losses, result.keras.losses, strict=True)]
     assert max(gaps) < 1e-12 and len(set(result.torch.losses)) == 4
@@ -65,7 +68,8 @@ def test_the_loss_is_pytorch_cross_entropy_with_label_smoothing():
 
 
 def test_other_targets_in_keras_make_the_check_fail(monkeypatch):
-    """The check can fail: Keras trained on other labels than PyTorch diverges."""
+    """The check can fail: Keras trained on other labels than PyTorch diverges (PyTorch's
+    run is over when Keras's loss is built, and only then are the targets shifted)."""
     targets = train_loss.ModelLoss.targets
     keras_side = train_loss.ModelLoss.keras
 
@@ -84,3 +88,23 @@ def test_optimizer_options_beside_a_declaration_are_refused(flag, capsys):
     assert cli.main(["parity", CNN, "--train-steps", "2", *flag]) == 1
     err = capsys.readouterr().err
     assert "E-INPUT" in err and f"{flag[0]}: SmallCNN has a train declaration" in err
+
+
+def test_named_outputs_and_float_and_bool_targets_match_in_float64():
+    """Keras's y_pred a dict, y a tuple of a float and a bool target."""
+    program = Program(REGRESSOR)
+    result = train_parity(program, None, check_file(REGRESSOR).training, 5, f64=True)
+    assert result.ok, [(d.tensor, d.error) for d in result.tensors]
+    assert "target: f32[B, K] standard normal, mask: bool[B, K] random" in result.loss
+    gaps = [abs(a - b) for a, b in zip(result.torch.losses, result.keras.losses, strict=True)]
+    assert max(gaps) < 1e-12 and len(set(result.torch.losses)) == 5
+
+
+def test_a_target_size_the_outputs_do_not_bind_is_refused(tmp_path, capsys):
+    text = Path(REGRESSOR).read_text().replace("target: f32[B, K]", "target: f32[N, K]")
+    text = text.replace("mse(y * gate, target)", "mse(y, y) + mse(target, target)")
+    path = tmp_path / "unbound.dnet"
+    path.write_text(text)
+    assert cli.main(["parity", str(path), "--train-steps", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "E-INPUT" in err and "the size `N` of the target `target: f32[N, K]`" in err
