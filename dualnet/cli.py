@@ -251,15 +251,17 @@ def _parser() -> argparse.ArgumentParser:
         "--train-steps",
         type=_count,
         metavar="N",
-        help="train N steps in both frameworks on the same random batches (loss: the "
+        help="train N steps in both frameworks on the same random batches (loss: FILE's train "
+        "declaration's on random targets, or else the "
         "outputs times a fixed random tensor); compare every step's loss and every "
         "tensor after the last (with --per-layer: name the first tensor that diverges)",
     )
     training.add_argument(
         "--optimizer",
         metavar="NAME[:k=v,...]",
-        help="SGD, Adam, AdamW, RMSprop or Adagrad with PyTorch's defaults, options as "
-        "in torch.optim (SGD:momentum=0.9,nesterov=True); default SGD",
+        help="a file without a train declaration: SGD, Adam, AdamW, RMSprop or Adagrad "
+        "with PyTorch's defaults, options as in torch.optim (SGD:momentum=0.9,nesterov=True); "
+        "default SGD",
     )
     training.add_argument(
         "--lr", type=float, metavar="X", help="the learning rate (default: PyTorch's)"
@@ -548,27 +550,14 @@ def _train_spec(args, summary, steps: int | None):
     from dualnet.diagnostics import error, option
     from dualnet.training.spec import TrainSpec, parse_optimizer
 
-    given = [
-        f
-        for f, v in (
-            ("--loss", args.loss),
-            ("--metrics", args.metrics),
-            ("--optimizer", args.optimizer),
-            ("--lr", args.lr),
-            ("--schedule", args.schedule),
-            ("--accumulate", args.accumulate if args.accumulate != 1 else None),
-        )
-        if v is not None
-    ]
+    given = _training_options(
+        args,
+        ("--loss", args.loss),
+        ("--metrics", args.metrics),
+        ("--accumulate", args.accumulate if args.accumulate != 1 else None),
+    )
     if summary.training is not None:
-        if given:
-            raise error(
-                "E-INPUT",
-                f"{', '.join(given)}: {summary.model} has a train declaration, which says "
-                "how it trains",
-                option(given[0]),
-                notes=("the training options are for files without a train declaration",),
-            )
+        _refuse_beside_declaration(summary, given)
         return summary.training
     if args.loss is None:
         if given:
@@ -578,6 +567,26 @@ def _train_spec(args, summary, steps: int | None):
     return TrainSpec(
         summary.model, args.loss, optimizer, metrics=args.metrics, accumulate=args.accumulate
     )
+
+
+def _training_options(args, *more: tuple[str, object]) -> list[str]:
+    """The optimiser options given, after those of `more` ((flag, value or None) pairs)."""
+    optimizer = [("--optimizer", args.optimizer), ("--lr", args.lr), ("--schedule", args.schedule)]
+    return [flag for flag, value in [*more, *optimizer] if value is not None]
+
+
+def _refuse_beside_declaration(summary, given: list[str]) -> None:
+    """E-INPUT naming the training options `given` beside FILE's train declaration."""
+    from dualnet.diagnostics import error, option
+
+    if given:
+        raise error(
+            "E-INPUT",
+            f"{', '.join(given)}: {summary.model} has a train declaration, which says "
+            "how it trains",
+            option(given[0]),
+            notes=("the training options are for files without a train declaration",),
+        )
 
 
 def _train(args, summary) -> int:
@@ -662,7 +671,7 @@ def _parity(args, summary) -> int:
     program = _program(args)
     dims = parse_dims(args.dims)
     if args.train_steps:
-        return _train_parity(args, program, dims)
+        return _train_parity(args, summary, program, dims)
     backends, layers = _parity_backends(args), []
     if args.per_layer:
         rows, layers, where = compare_layers(
@@ -679,10 +688,12 @@ def _parity(args, summary) -> int:
     return EXIT_OK if all(r.ok for r in rows + layers) else EXIT_INPUT
 
 
-def _train_parity(args, program, dims) -> int:
-    """`parity --train-steps N`: the loss table, the tensor table (and the first
+def _train_parity(args, summary, program, dims) -> int:
+    """`parity --train-steps N` with FILE's train declaration, or the optimiser options:
+    the loss and optimiser used, the loss table, the tensor table (and the first
     divergence); exit 1 when a tensor exceeds the tolerance."""
     from dualnet.training.spec import parse_optimizer
+    from dualnet.training.torch_code import describe
     from dualnet.verify.train_parity import (
         divergence_line,
         loss_table,
@@ -693,7 +704,11 @@ def _train_parity(args, program, dims) -> int:
     for name in args.backends:
         if name not in ("torch", "keras"):
             print(f"{name}: left out (training runs compare PyTorch and Keras)")
-    spec = parse_optimizer(args.optimizer or "SGD", args.lr, args.schedule, args.train_steps)
+    spec = summary.training
+    if spec is not None:
+        _refuse_beside_declaration(summary, _training_options(args))
+    else:
+        spec = parse_optimizer(args.optimizer or "SGD", args.lr, args.schedule, args.train_steps)
     result = train_parity(
         program,
         args.model,
@@ -707,6 +722,8 @@ def _train_parity(args, program, dims) -> int:
         args.same_dropout,
     )
     print(f"torch: {result.torch.where}\nkeras: {result.keras.where}")
+    accumulate = f", one step per {result.accumulate} batches" if result.accumulate > 1 else ""
+    print(f"loss: {result.loss}\noptimizer: {describe(result.spec)}{accumulate}")
     print("\n".join(result.notes))
     print(loss_table(result))
     print(weight_table(result))

@@ -33,12 +33,14 @@ def runtime() -> MappingProxyType:
     return MappingProxyType(namespace)
 
 
-def build_keras(spec: OptimizerSpec, no_decay=()):
+def build_keras(spec: OptimizerSpec, no_decay=(), accumulate: int = 1):
     """The spec's Keras optimizer, sparing the variables `no_decay` weight decay (a
-    generated model's: `vector_variables`). Its learning-rate variable (a constant rate)
-    has Keras's float type: build it under float64 for float64 training."""
+    generated model's: `vector_variables`), stepping with the mean gradient of every
+    `accumulate` batches. Its learning-rate variable (a constant rate) has Keras's float
+    type: build it under float64 for float64 training."""
     namespace = {**runtime(), "no_decay": list(no_decay) or None}
-    return eval(optimizer_source(spec, "no_decay"), namespace)  # noqa: S307 - our own text
+    extra = [f"gradient_accumulation_steps={accumulate}"] if accumulate > 1 else []
+    return eval(optimizer_source(spec, "no_decay", extra=extra), namespace)  # noqa: S307
 
 
 def optimizer_source(spec: OptimizerSpec, no_decay: str, indent: int = 0, extra=()) -> str:

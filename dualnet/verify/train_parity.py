@@ -1,10 +1,15 @@
 """`dualnet parity --train-steps N`: N training steps of the generated PyTorch module and
 of the generated Keras model (through Keras's own training step, `train_on_batch`, as
 `fit()` takes it), from one weight file, on the same random batches, with the optimiser of
-one `OptimizerSpec` (PyTorch's formulas in both: `dualnet.training`).
+one `OptimizerSpec` (PyTorch's formulas in both: `dualnet.training`), or the optimiser,
+loss and gradient accumulation of a file's train declaration (a `TrainSpec`).
 
-The loss is gradcheck's, L = Σ_k Σ output_k · R_k with fixed standard-normal R_k; batch t
-holds `parity`'s random inputs drawn from the seed and t. Both models run in training mode
+The loss (`train_loss`) is the declaration's loss model on the outputs and random targets,
+or, without a declaration, gradcheck's, L = Σ_k Σ output_k · R_k with fixed standard-normal
+R_k; batch t holds `parity`'s random inputs drawn from the seed and t. With `accumulate`
+> 1, every batch's gradient of L / accumulate adds up and the optimiser steps after every
+`accumulate`-th batch (in Keras: `gradient_accumulation_steps`), as the generated training
+code does; the losses compared are the batches'. Both models run in training mode
 (BatchNorm on batch statistics, updating its running ones). Dropout is switched off in
 both, since each framework draws its own masks, and said so; with `same_dropout`
 (`--same-dropout`) it stays on, and every Dropout/StochasticDepth call site gets one mask
@@ -34,10 +39,11 @@ from dualnet.compiler import Program
 from dualnet.extras import needs_extras
 from dualnet.io.files import temporary_directory
 from dualnet.io.weights import ignored, write_state
-from dualnet.training.spec import OptimizerSpec, f32_tolerance
+from dualnet.training.spec import OptimizerSpec, TrainSpec, f32_tolerance
 from dualnet.verify.dropout_masks import Site, draw
 from dualnet.verify.parity import random_inputs
 from dualnet.verify.table import render_table
+from dualnet.verify.train_loss import parity_loss
 
 F64_TOLERANCE = 1e-10
 NOISE = 1e3  # rounding-level gradients: ≤ NOISE · epsilon · the largest (`_compared`)
@@ -74,6 +80,9 @@ class TrainParity:
     tensors: list[Divergence]  # after the last step, one per tensor, in state order
     first: Divergence | None  # per_layer: the first tensor beyond the tolerance
     notes: list[str]
+    loss: str = ""  # the loss, in words
+    short: str = ""  # the loss table's name for it
+    accumulate: int = 1
 
     @property
     def tolerance(self) -> float:
@@ -88,7 +97,7 @@ class TrainParity:
 def train_parity(
     program: Program,
     model: str | None,
-    spec: OptimizerSpec,
+    spec: OptimizerSpec | TrainSpec,
     steps: int,
     weights: str | None = None,
     seed: int = 0,
@@ -97,9 +106,12 @@ def train_parity(
     per_layer: bool = False,
     same_dropout: bool = False,
 ) -> TrainParity:
-    """Train in both frameworks and compare (module doc)."""
+    """Train in both frameworks and compare (module doc); `steps` counts batches."""
     from dualnet.backends.torch.masks import call_sites
 
+    training = spec if isinstance(spec, TrainSpec) else None
+    spec = training.optimizer if training else spec
+    accumulate = training.accumulate if training else 1
     summary = program.check(model)
     dims = dims or {}
     batches = [_batch(summary, dims, seed, t, program.max_params, f64) for t in range(steps)]
@@ -120,7 +132,7 @@ def train_parity(
         state = initial_weights(summary, weights, seed, program.max_params)
         write_state(float64(state) if f64 else state, file)
         module = _torch_module(program, model, file, f64, same_dropout)
-        loss = _loss_tensors(module, batches[0], seed, f64)
+        loss = parity_loss(program, training, module, batches[0], seed, f64)
         masks = Masks(call_sites(module, batches[0]) if same_dropout else [], seed, f64)
         if masks.sites:
             notes.append(
@@ -128,15 +140,28 @@ def train_parity(
                 f"sites ({', '.join(sorted({s.path for s in masks.sites}))}), the same in "
                 "both frameworks"
             )
-        ran_torch = _torch_run(program, model, file, batches, loss, spec, masks, per_layer)
-        ran_keras = _keras_run(program, model, file, batches, loss, spec, masks, per_layer)
+        run = Run(batches, loss, spec, accumulate, masks, per_layer)
+        ran_torch = _torch_run(program, model, file, run)
+        ran_keras = _keras_run(program, model, file, run)
     compared = _compared(spec, ran_torch.peaks, f64, notes)
     torch_state = _merged(ran_torch.state, lstm)
     tensors = [
         Divergence(steps, name, relative(ran_keras.state[name], value, compared.get(name)))
         for name, value in torch_state.items()
     ]
-    result = TrainParity(spec, steps, f64, ran_torch, ran_keras, tensors, None, notes)
+    result = TrainParity(
+        spec,
+        steps,
+        f64,
+        ran_torch,
+        ran_keras,
+        tensors,
+        None,
+        notes,
+        loss.name,
+        loss.short,
+        accumulate,
+    )
     for t, (ours, theirs) in enumerate(zip(ran_keras.history, ran_torch.history, strict=True)):
         theirs = _merged(theirs, lstm)
         bad = [
@@ -182,6 +207,18 @@ def _batch(summary, dims, seed: int, step: int, max_params, f64: bool) -> list[n
 
 
 @dataclass(frozen=True)
+class Run:
+    """What both frameworks train on and with."""
+
+    batches: list[list[np.ndarray]]
+    loss: object  # train_loss.SumLoss | train_loss.ModelLoss
+    spec: OptimizerSpec
+    accumulate: int
+    masks: Masks
+    per_layer: bool
+
+
+@dataclass(frozen=True)
 class Masks:
     """The Dropout call sites whose masks both runs share (none: Dropout is off), and what
     they are drawn from and in."""
@@ -192,17 +229,6 @@ class Masks:
 
     def at(self, step: int) -> dict[tuple[str, int], np.ndarray]:
         return draw(self.sites, self.seed, step, np.float64 if self.f64 else np.float32)
-
-
-def _loss_tensors(module, batch, seed: int, f64: bool) -> list[np.ndarray]:
-    """The fixed R_k: standard normal, of each output's shape (one PyTorch forward)."""
-    import torch
-
-    with torch.no_grad():
-        outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
-    rng = np.random.default_rng([seed, 1])
-    dtype = np.float64 if f64 else np.float32
-    return [rng.standard_normal(tuple(o.shape)).astype(dtype) for o in outputs]
 
 
 def _torch_module(program, model, file, f64: bool, dropout: bool):
@@ -219,34 +245,33 @@ def _torch_module(program, model, file, f64: bool, dropout: bool):
     return module
 
 
-def _torch_run(program, model, file, batches, loss, spec, masks, per_layer) -> TrainRun:
+def _torch_run(program, model, file, run: Run) -> TrainRun:
     import torch
 
     from dualnet.backends.torch.masks import given_masks
     from dualnet.training.torch_optim import build_torch
 
-    f64 = masks.f64
+    masks, f64 = run.masks, run.masks.f64
     module = _torch_module(program, model, file, f64, bool(masks.sites))
-    training = build_torch(spec, module.named_parameters())
-    r = [torch.from_numpy(x) for x in loss]
+    training = build_torch(run.spec, module.named_parameters())
+    loss = run.loss.torch()
     losses, history = [], []
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     peaks = {n: np.zeros(tuple(p.shape)) for n, p in named}
     with given_masks(module, masks.sites) as feed:
-        for t, batch in enumerate(batches):
+        for t, batch in enumerate(run.batches):
             feed(masks.at(t))
-            training.optimizer.zero_grad()
             outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
-            value = sum(
-                (o * k).sum() for o, k in zip(outputs, r, strict=True) if o.is_floating_point()
-            )
-            value.backward()
-            for n, p in named:
-                if p.grad is not None:
-                    np.maximum(peaks[n], np.abs(p.grad.numpy()), out=peaks[n])
-            training.step()
+            value = loss(outputs, [torch.from_numpy(y) for y in run.loss.targets(t)])
+            (value / run.accumulate).backward()
+            if (t + 1) % run.accumulate == 0:
+                for n, p in named:
+                    if p.grad is not None:
+                        np.maximum(peaks[n], np.abs(p.grad.numpy()), out=peaks[n])
+                training.step()
+                training.optimizer.zero_grad()
             losses.append(float(value.detach()))
-            if per_layer:
+            if run.per_layer:
                 history.append(_torch_state(module))
     where = f"PyTorch {torch.__version__} (CPU), {'float64' if f64 else 'float32'}"
     return TrainRun(where, losses, _torch_state(module), history, peaks)
@@ -260,7 +285,7 @@ def _torch_state(module) -> dict[str, np.ndarray]:
     }
 
 
-def _keras_run(program, model, file, batches, loss, spec, masks, per_layer) -> TrainRun:
+def _keras_run(program, model, file, run: Run) -> TrainRun:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines
     import keras
 
@@ -271,7 +296,7 @@ def _keras_run(program, model, file, batches, loss, spec, masks, per_layer) -> T
     from dualnet.backends.keras.state import layers_by_path, torch_named
     from dualnet.training.keras_optim import build_keras, vector_variables
 
-    f64 = masks.f64
+    masks, f64, spec = run.masks, run.masks.f64, run.spec
     summary = program.check(model)
     layouts = output_layouts(summary.instance, summary.file) if masks.sites else {}
     with keras_float64() if f64 else contextlib.nullcontext():
@@ -280,22 +305,17 @@ def _keras_run(program, model, file, batches, loss, spec, masks, per_layer) -> T
         for _, layer in layers_by_path(built) if not masks.sites else ():
             if isinstance(layer, keras.layers.Dropout):
                 layer.rate = 0.0
-        optimizer = build_keras(spec, vector_variables(built) if spec.no_decay_vectors else ())
-        r = [keras.ops.convert_to_tensor(x) for x in loss]
-
-        def loss_of(y_pred):
-            outputs = keras.tree.flatten(y_pred)
-            return sum(
-                keras.ops.sum(o * k)
-                for o, k in zip(outputs, r, strict=True)
-                if keras.backend.is_float_dtype(o.dtype)
-            )
+        no_decay = vector_variables(built) if spec.no_decay_vectors else ()
+        optimizer = build_keras(spec, no_decay, accumulate=run.accumulate)
+        loss = run.loss.keras()
+        names = summary.graph.output_names  # a dict of named outputs, in signature order
 
         def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            return loss_of(y_pred)
+            outputs = [y_pred[n] for n in names] if isinstance(y_pred, dict) else as_list(y_pred)
+            return loss(outputs, [] if y is None else as_list(y))
 
         def compute_metrics(x, y, y_pred, sample_weight=None):
-            return {"step_loss": loss_of(y_pred)}
+            return {"step_loss": compute_loss(y=y, y_pred=y_pred)}
 
         built.compile(optimizer=optimizer)
         built.compute_loss, built.compute_metrics = compute_loss, compute_metrics
@@ -303,13 +323,16 @@ def _keras_run(program, model, file, batches, loss, spec, masks, per_layer) -> T
         state = lambda: torch_named(built, lambda v: np.array(v.numpy()))  # noqa: E731
         dtype = "float64" if f64 else "float32"
         with given_masks(built, masks.sites, layouts, dtype) as feed:
-            for t, batch in enumerate(batches):
+            for t, batch in enumerate(run.batches):
                 feed(masks.at(t))
+                targets = run.loss.targets(t)
                 logs = built.train_on_batch(
-                    tuple(batch) if len(batch) > 1 else batch[0], return_dict=True
+                    tuple(batch) if len(batch) > 1 else batch[0],
+                    (tuple(targets) if len(targets) > 1 else targets[0]) if targets else None,
+                    return_dict=True,
                 )
                 losses.append(float(logs["step_loss"]))
-                if per_layer:
+                if run.per_layer:
                     history.append(state())
         final = state()
     where = (
@@ -362,7 +385,7 @@ def loss_table(result: TrainParity, rows: int = 12) -> str:
     ]
     worst = max(gaps, default=0.0)
     return render_table(
-        f"loss per step (L = sum(output * R)), {len(pairs) - len(table)} of {len(pairs)} "
+        f"loss per step ({result.short}), {len(pairs) - len(table)} of {len(pairs)} "
         f"steps not shown; largest |difference| {worst:.3g}",
         ["step", "PyTorch", "Keras", "|diff|", "rel"],
         table,
@@ -380,7 +403,8 @@ def weight_table(result: TrainParity) -> str:
     title = (
         f"{s.name} (lr {s.lr:g}, schedule {s.schedule.kind}"
         f"{f' after {s.schedule.warmup_steps} warmup steps' if s.schedule.warmup_steps else ''}"
-        f"), {result.steps} steps, "
+        f"), {result.steps} steps"
+        f"{f' (one optimiser step per {result.accumulate})' if result.accumulate > 1 else ''}, "
         f"{'float64' if result.f64 else 'float32'}: max |keras - torch| / max |torch| per "
         f"tensor, tolerance {tol:g}"
     )

@@ -49,7 +49,9 @@ def test_keras_builtin_adam_is_caught_with_the_first_divergence(monkeypatch, cap
     from dualnet.training import keras_optim
 
     monkeypatch.setattr(
-        keras_optim, "build_keras", lambda spec, no_decay=(): keras.optimizers.Adam(1e-2)
+        keras_optim,
+        "build_keras",
+        lambda spec, no_decay=(), accumulate=1: keras.optimizers.Adam(1e-2),
     )
     argv = ["parity", CNN, "--train-steps", "3", "--optimizer", "Adam", "--lr", "0.01"]
     assert cli.main([*argv, "--f64", "--per-layer"]) == 1
