@@ -7,8 +7,9 @@ on the handwritten digits shipped with dualnet, in PyTorch and in Keras.
 Both frameworks start from the same seeded weights, see the same batches in the same order
 and update with the same (PyTorch's) formulas, through the training code dualnet generates
 (`dualnet.training.loop.train`, what `dualnet train` runs). Prints each framework's
-accuracy and the largest difference between the two loss curves, and writes both curves,
-overlaid, to OUT/curves.png.
+accuracy and how far the two loss curves lie apart, beside how far PyTorch's own curve moves
+when it runs on one thread instead of several (the scale of float32 round-off compounded
+over the run), and writes both curves, overlaid, to OUT/curves.png.
 """
 
 from __future__ import annotations
@@ -42,12 +43,21 @@ def main() -> int:
     options = Options(args.epochs, args.batch_size, args.seed, progress=False)
     runs, seconds = {}, {}
     for backend in BACKENDS:
-        run_dir = args.output / backend
-        shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own run: always from scratch
         print(f">> training {spec.model} in {backend} ({args.epochs} epochs)", flush=True)
         began = time.perf_counter()
-        runs[backend] = train(program, spec, backend, str(run_dir), train_set, val_set, options)
+        runs[backend] = train(
+            program, spec, backend, fresh(args.output / backend), train_set, val_set, options
+        )
         seconds[backend] = time.perf_counter() - began
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    print(f">> for scale: {spec.model} in torch again, on 1 thread (was {threads})", flush=True)
+    one_thread = train(
+        program, spec, "torch", fresh(args.output / "torch-1-thread"), train_set, None, options
+    )
+    torch.set_num_threads(threads)
 
     print(f"\n{'':8}{'train loss':>12}{'val loss':>10}{'val accuracy':>14}{'time':>8}")
     for backend, run in runs.items():
@@ -56,14 +66,26 @@ def main() -> int:
             f"{backend:8}{last['train']['loss']:12.4f}{last['val']['loss']:10.4f}"
             f"{last['val']['accuracy']:14.2%}{seconds[backend]:7.1f}s"
         )
-    torch_loss, keras_loss = (np.array(runs[b]["batch_loss"]) for b in BACKENDS)
-    gap = np.abs(torch_loss - keras_loss)
-    print(
-        f"\nloss curves ({len(gap)} batches): max |torch - keras| = {gap.max():.2e} "
-        f"(at batch {gap.argmax() + 1}), mean {gap.mean():.2e}"
-    )
+    curves = {
+        **{b: runs[b]["batch_loss"] for b in BACKENDS},
+        "torch on 1 thread": one_thread["batch_loss"],
+    }
+    print(f"\nloss curves, {len(curves['torch'])} batches: |a - b| per batch{'max':>8}{'mean':>10}")
+    for a, b in (
+        ("torch", "keras"),
+        ("torch", "torch on 1 thread"),
+        ("keras", "torch on 1 thread"),
+    ):
+        gap = np.abs(np.array(curves[a]) - np.array(curves[b]))
+        print(f"  {a + ' vs ' + b:41}{gap.max():10.2e}{gap.mean():10.2e}")
     print(f"wrote {plot(runs, args.output / 'curves.png')}")
     return 0
+
+
+def fresh(run_dir: Path) -> str:
+    """The demo's own run directory, emptied: each run starts from scratch."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return str(run_dir)
 
 
 def plot(runs: dict, path: Path) -> Path:
