@@ -299,7 +299,7 @@ def _keras_run(program, model, file, run: Run) -> TrainRun:
     masks, f64, spec = run.masks, run.masks.f64, run.spec
     summary = program.check(model)
     layouts = output_layouts(summary.instance, summary.file) if masks.sites else {}
-    with keras_float64() if f64 else contextlib.nullcontext():
+    with keras_float64() if f64 else contextlib.nullcontext(), _reads_before_updates():
         built = program.keras(model)
         KERAS.weights_io()[1](built, file)
         for _, layer in layers_by_path(built) if not masks.sites else ():
@@ -340,6 +340,26 @@ def _keras_run(program, model, file, run: Run) -> TrainRun:
         f"{'float64' if f64 else 'float32'}"
     )
     return TrainRun(where, losses, final, history)
+
+
+@contextlib.contextmanager
+def _reads_before_updates():
+    """Grappler's dependency optimizer off while Keras compiles and runs its training step,
+    then as it was. The optimizer drops the control edge that orders a variable's read before
+    the step's update of it when another path seems to order them, then removes that path's
+    IdentityN (the gradients Keras's optimizer groups): TensorFlow's bug,
+    tests/backends/test_upstream_bugs.py. Under the linear loss no update waits for the
+    forward pass (∂L/∂output is R), so a read may then see the step's update: a wrong loss
+    and gradients in some runs (docs/training.md). The pass only prunes dependencies and
+    identities: Keras's arithmetic stays `fit()`'s."""
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options().get("dependency_optimization", True)
+    tf.config.optimizer.set_experimental_options({"dependency_optimization": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"dependency_optimization": before})
 
 
 def _merged(state: dict[str, np.ndarray], lstm: list[str]) -> dict[str, np.ndarray]:

@@ -21,18 +21,6 @@ keras = pytest.importorskip("keras")
 CNN = str(Path(__file__).parent / "dropout_cnn.dnet")  # Dropout, StochasticDepth row/batch
 
 
-@pytest.fixture(autouse=True)
-def _without_grappler():
-    """Keras's compiled step computes other values in some runs of a process, with or
-    without Dropout, unless grappler is off (docs/training.md, "Open"): kept out of these
-    tests of the masks until it is fixed."""
-    import tensorflow as tf
-
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    yield
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
-
-
 def _inputs(seed: int = 0) -> list[np.ndarray]:
     return [np.random.default_rng(seed).standard_normal((2, 3, 12, 12)).astype(np.float32)]
 

@@ -19,6 +19,7 @@ pytest.importorskip("keras")
 HERE = Path(__file__).parent
 CNN = str(HERE / "small_cnn.dnet")
 ENCODER = str(HERE / "small_encoder.dnet")
+CONV_LINEAR = str(HERE / "conv_linear.dnet")
 
 
 def test_float64_sgd_with_a_schedule_matches_and_says_dropout_is_off(capsys):
@@ -40,6 +41,19 @@ def test_float64_adamw_with_a_no_decay_group_matches():
     losses = result.torch.losses
     assert len(losses) == 3 and len(set(losses)) == 3  # it trained: the loss moved
     assert result.torch.history == [] and result.first is None
+
+
+def test_keras_reads_every_weight_before_its_update_in_every_run():
+    """Each run compiles a new Keras step; with grappler's dependency optimizer on, about
+    half of them read a weight after the step's update (TensorFlow's bug,
+    tests/backends/test_upstream_bugs.py): all ten runs must match."""
+    from dualnet.verify.train_parity import train_parity
+
+    spec = parse_optimizer("SGD", 0.1, None, 3)
+    for _ in range(10):
+        result = train_parity(Program(CONV_LINEAR), None, spec, 3, f64=True)
+        gaps = [abs(a - b) for a, b in zip(result.torch.losses, result.keras.losses, strict=True)]
+        assert result.ok and max(gaps) < 1e-10 * max(map(abs, result.torch.losses)), gaps
 
 
 def test_keras_builtin_adam_is_caught_with_the_first_divergence(monkeypatch, capsys):
