@@ -95,6 +95,27 @@ def _parser() -> argparse.ArgumentParser:
         )
         max_params_arg(p)
 
+    def optimizer_args(group, span: str) -> None:
+        """--optimizer, --lr and --schedule (a file without a train declaration); cosine
+        and one_cycle schedules span `span`."""
+        group.add_argument(
+            "--optimizer",
+            metavar="NAME[:k=v,...]",
+            help="a file without a train declaration: SGD, Adam, AdamW, RMSprop or Adagrad "
+            "with PyTorch's defaults, options as in torch.optim "
+            "(SGD:momentum=0.9,nesterov=True,no_decay_vectors=True,clip_norm=1.0); default SGD",
+        )
+        group.add_argument(
+            "--lr", type=float, metavar="X", help="the learning rate (default: PyTorch's)"
+        )
+        group.add_argument(
+            "--schedule",
+            metavar="KIND[:k=v,...]",
+            help="constant, step, cosine or one_cycle, per optimiser step as "
+            f"torch.optim.lr_scheduler's (cosine and one_cycle span {span}); "
+            "warmup_steps=W adds a linear warmup",
+        )
+
     def spec_args(p: argparse.ArgumentParser) -> None:
         """The training options of a file without a `train` declaration."""
         group = p.add_argument_group(
@@ -106,21 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument(
             "--metrics", metavar="MODEL", help="the metrics model (returns named f32[] scalars)"
         )
-        group.add_argument(
-            "--optimizer",
-            metavar="NAME[:k=v,...]",
-            help="SGD, Adam, AdamW, RMSprop or Adagrad, options as in torch.optim "
-            "(SGD:momentum=0.9,no_decay_vectors=True,clip_norm=1.0); default SGD",
-        )
-        group.add_argument(
-            "--lr", type=float, metavar="X", help="the learning rate (default: PyTorch's)"
-        )
-        group.add_argument(
-            "--schedule",
-            metavar="KIND[:k=v,...]",
-            help="constant, step, cosine or one_cycle per optimiser step, as "
-            "torch.optim.lr_scheduler's (train: cosine and one_cycle span the run)",
-        )
+        optimizer_args(group, "the run")
         group.add_argument(
             "--accumulate",
             type=_count,
@@ -256,22 +263,7 @@ def _parser() -> argparse.ArgumentParser:
         "outputs times a fixed random tensor); compare every step's loss and every "
         "tensor after the last (with --per-layer: name the first tensor that diverges)",
     )
-    training.add_argument(
-        "--optimizer",
-        metavar="NAME[:k=v,...]",
-        help="a file without a train declaration: SGD, Adam, AdamW, RMSprop or Adagrad "
-        "with PyTorch's defaults, options as in torch.optim (SGD:momentum=0.9,nesterov=True); "
-        "default SGD",
-    )
-    training.add_argument(
-        "--lr", type=float, metavar="X", help="the learning rate (default: PyTorch's)"
-    )
-    training.add_argument(
-        "--schedule",
-        metavar="KIND[:k=v,...]",
-        help="constant, step, cosine or one_cycle, per step as torch.optim.lr_scheduler's "
-        "(cosine and one_cycle span the N steps); warmup_steps=W adds a linear warmup",
-    )
+    optimizer_args(training, "the N steps")
     training.add_argument(
         "--f64", action="store_true", help="train in float64 (round-off apart from semantics)"
     )
