@@ -106,7 +106,7 @@ def _metrics(roles: Roles, spec: TrainSpec) -> str:
     """compile_for_training's inner functions."""
     loss = (
         "\n    def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):\n"
-        "        return loss(*_outputs(y_pred), *_targets(y))\n"
+        "        return replica_share(loss(*_outputs(y_pred), *_targets(y)))\n"
     )
     if not spec.metrics:
         return (
