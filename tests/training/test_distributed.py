@@ -3,7 +3,9 @@
 and takes the mean of the ranks' losses (with `accumulate` and `ignore_index`: each rank's
 mean over its own non-ignored labels); `dualnet train --distributed 2` equals one process
 with the same global batch, in PyTorch (2 processes) and in Keras (MirroredStrategy over 2
-logical CPU devices, metrics included); what cannot be shared is E-INPUT."""
+logical CPU devices, metrics included); the generated Keras `make_distributed_step` under
+MultiWorkerMirroredStrategy (2 worker processes) equals `fit`'s step with the global batch;
+what cannot be shared is E-INPUT."""
 
 from __future__ import annotations
 
@@ -182,3 +184,38 @@ def test_what_cannot_be_distributed_is_an_input_error(extra, says, tmp_path, cap
     assert code == 1
     assert says in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_keras_multi_worker_step_equals_fit_with_the_global_batch(tmp_path):
+    pytest.importorskip("keras")
+    from dualnet.backends.initial import initial_weights
+    from dualnet.io.weights import write_state
+    from dualnet.training.codegen import roles
+    from dualnet.training.engines import KerasEngine
+
+    data = classification(BATCH * STEPS, ignored=False)
+    np.savez(tmp_path / "data.npz", **data)
+    program = load(FILE)
+    spec = program.check("Scorer").training
+    named = roles(program, spec)
+    write_state(initial_weights(named.model, None, 0, None), str(tmp_path / "init.safetensors"))
+    ports = [str(free_port()), str(free_port())]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    script = str(Path(__file__).with_name("mwms_worker.py"))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, script, str(i), *ports, str(tmp_path), str(BATCH)], env=env
+        )
+        for i in range(2)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    engine = KerasEngine(program, named, spec, str(tmp_path / "init.safetensors"))
+    for b in range(STEPS):  # fit's train step on each global batch
+        engine.train({k: v[b * BATCH : (b + 1) * BATCH] for k, v in data.items()})
+    engine.save_weights(str(tmp_path / "one.safetensors"))
+    one, *two = (
+        read_arrays(str(tmp_path / f"{n}.safetensors")) for n in ("one", "worker0", "worker1")
+    )
+    for name, value in one.items():
+        assert np.array_equal(two[0][name], two[1][name]), name
+        assert relative(two[0][name], value) <= 1e-6, name
