@@ -586,7 +586,7 @@ def _train(args, summary) -> int:
     """Train with the generated training code; exit 130 after a checkpoint on Ctrl-C."""
     from dualnet.diagnostics import error, option
     from dualnet.training.data import read_data
-    from dualnet.training.distributed import launch, launched
+    from dualnet.training.distributed import follower, launch, launched
     from dualnet.training.loop import Interrupted, Options, train
 
     data = read_data(args.data)
@@ -615,11 +615,15 @@ def _train(args, summary) -> int:
     try:
         result = train(_program(args), spec, args.backend, args.output, data, val, options)
     except Interrupted as exc:
+        if args.distributed > 1 and follower():
+            return 130
         print(
             f"dualnet: interrupted; the last checkpoint is {exc.where} (--resume continues)",
             file=sys.stderr,
         )
         return 130
+    if args.distributed > 1 and follower():
+        return EXIT_OK  # rank 0 reports the run
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     print(f"trained {summary.model} on {result['where']}; wrote {args.output}/metrics.json")

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -24,20 +25,33 @@ def launched() -> bool:
     return all(name in os.environ for name in TORCHRUN)
 
 
+def follower() -> bool:
+    """Whether this process is a rank after the first of such a group (it prints nothing)."""
+    return launched() and os.environ["RANK"] != "0"
+
+
 def launch(argv: list[str], processes: int) -> int:
-    """Run `dualnet <argv>` as `processes` ranks on this machine; the first non-zero exit
-    status (rank 0's output is the run's; the others print only their errors)."""
+    """Run `dualnet <argv>` as `processes` ranks on this machine until all have exited (a
+    rank failing stops the others, which would wait for it); the first non-zero exit
+    status. Ctrl-C reaches every rank from the terminal: rank 0 checkpoints."""
     base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     ranks = [
         subprocess.Popen(
             [sys.executable, "-m", "dualnet", *argv],
             env={**base, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(processes)},
-            stdout=None if r == 0 else subprocess.DEVNULL,
         )
         for r in range(processes)
     ]
-    codes = [p.wait() for p in ranks]
-    return next((c for c in codes if c), 0)
+    while any(p.poll() is None for p in ranks):
+        try:
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            continue
+        if any(p.returncode for p in ranks):
+            for p in ranks:
+                if p.poll() is None:
+                    p.terminate()
+    return next((p.returncode for p in ranks if p.returncode), 0)
 
 
 def free_port() -> int:

@@ -80,6 +80,14 @@ class TorchEngine:
         )
         return {k: float(v) for k, v in logs.items()}
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether `flag` holds on any rank (a Ctrl-C that reached one stops all alike)."""
+        if self.world == 1:
+            return flag
+        value = self.torch.tensor([int(flag)])
+        self.torch.distributed.all_reduce(value, op=self.torch.distributed.ReduceOp.MAX)
+        return bool(value)
+
     @property
     def lr(self) -> float:
         return float(self.optimizer.lr)
@@ -180,6 +188,10 @@ class KerasEngine:
     def evaluate(self, batch) -> dict[str, float]:
         logs = self.model.test_on_batch(*self._split(batch), return_dict=True)
         return {k: float(v) for k, v in logs.items()}
+
+    @staticmethod
+    def any_rank(flag: bool) -> bool:
+        return flag  # one process
 
     @property
     def lr(self) -> float:

@@ -128,7 +128,7 @@ def train(
                 progress["batch_loss"].append(logs["loss"])
                 speed = examples / max(time.perf_counter() - began, 1e-9)
                 reporter.batch({k: v / examples for k, v in sums.items()}, speed)
-                if stop.requested:
+                if engine.any_rank(stop.requested):
                     saved = checkpoint.save(run_dir, engine, spec, progress) if lead else None
                     raise Interrupted(str(saved))
             record = {
