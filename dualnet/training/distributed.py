@@ -63,9 +63,19 @@ def free_port() -> int:
 
 def torch_group(processes: int) -> tuple[int, int]:
     """Join the gloo group of this torchrun-style process: (rank, world size); E-INPUT
-    when its WORLD_SIZE is not `processes`."""
+    outside a group or when its WORLD_SIZE is not `processes`."""
     import torch.distributed as dist
 
+    if not launched():
+        raise error(
+            "E-INPUT",
+            f"--distributed {processes} outside a group of processes",
+            option("--distributed"),
+            notes=[
+                "start the ranks with `dualnet train --distributed N` or torchrun, which "
+                f"set {', '.join(TORCHRUN)}"
+            ],
+        )
     world = int(os.environ["WORLD_SIZE"])
     if world != processes:
         raise error(

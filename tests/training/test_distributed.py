@@ -219,3 +219,16 @@ def test_keras_multi_worker_step_equals_fit_with_the_global_batch(tmp_path):
     for name, value in one.items():
         assert np.array_equal(two[0][name], two[1][name]), name
         assert relative(two[0][name], value) <= 1e-6, name
+
+
+def test_the_torch_entry_point_outside_a_group_is_an_input_error(tmp_path, monkeypatch):
+    from dualnet.diagnostics import DualnetError
+    from dualnet.training.loop import Options, train
+
+    monkeypatch.delenv("RANK", raising=False)
+    program = load(FILE)
+    spec = program.check("Scorer").training
+    data = classification(16, ignored=False)
+    with pytest.raises(DualnetError, match="outside a group of processes"):
+        train(program, spec, "torch", tmp_path / "run", data, options=Options(distributed=2))
+    assert not (tmp_path / "run").exists()
