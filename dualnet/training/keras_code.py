@@ -117,7 +117,7 @@ DISTRIBUTED_STEP = '''def make_distributed_step(model: keras.Model, strategy):
             y_pred = model(x, training=True)
             loss = model.compute_loss(x, y, y_pred, training=True)
         gradients = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        model.optimizer.apply(gradients, model.trainable_variables)
         return loss
 
     @tf.function
