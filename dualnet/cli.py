@@ -227,6 +227,14 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="one line per epoch, no progress bar"
     )
     tr.add_argument(
+        "--distributed",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="data-parallel over N: torch, N gloo processes on this machine (or those of "
+        "torchrun); keras, MirroredStrategy over N devices; --batch-size is the global batch",
+    )
+    tr.add_argument(
         "-o", "--output", required=True, metavar="RUN_DIR", help="checkpoints, logs, metrics.json"
     )
     max_params_arg(tr)
@@ -407,6 +415,7 @@ def _internal_error(exc: BaseException) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # train --distributed relaunches it
     if args.command is None:
         _parser().print_help(sys.stderr)
         return EXIT_USAGE
@@ -585,6 +594,7 @@ def _train(args, summary) -> int:
     """Train with the generated training code; exit 130 after a checkpoint on Ctrl-C."""
     from dualnet.diagnostics import error, option
     from dualnet.training.data import read_data
+    from dualnet.training.distributed import follower, launch, launched
     from dualnet.training.loop import Interrupted, Options, train
 
     data = read_data(args.data)
@@ -604,19 +614,46 @@ def _train(args, summary) -> int:
         args.resume,
         args.plot,
         not args.no_progress,
+        args.distributed,
     )
+    if args.distributed > 1:
+        _check_shares(args.distributed, args.batch_size, examples)
+        if args.backend == "torch" and not launched():
+            return launch(args.argv, args.distributed)
     try:
         result = train(_program(args), spec, args.backend, args.output, data, val, options)
     except Interrupted as exc:
+        if args.distributed > 1 and follower():
+            return 130
         print(
             f"dualnet: interrupted; the last checkpoint is {exc.where} (--resume continues)",
             file=sys.stderr,
         )
         return 130
+    if args.distributed > 1 and follower():
+        return EXIT_OK  # rank 0 reports the run
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     print(f"trained {summary.model} on {result['where']}; wrote {args.output}/metrics.json")
     return EXIT_OK
+
+
+def _check_shares(processes: int, batch_size: int, examples: int) -> None:
+    """E-INPUT when a global batch (the last one included) has fewer examples than
+    `--distributed` shares it."""
+    from dualnet.diagnostics import error, option
+
+    smallest = min(batch_size, examples % batch_size or batch_size)
+    if smallest < processes:
+        raise error(
+            "E-INPUT",
+            f"a batch of {smallest} examples cannot be shared by {processes} replicas",
+            option("--batch-size"),
+            notes=[
+                f"{examples} examples in batches of {batch_size}; each replica needs at "
+                "least one example of every batch"
+            ],
+        )
 
 
 def _run(args, summary) -> int:

@@ -4,13 +4,16 @@ the weights in dualnet's names, and the optimiser's state as tensors by name plu
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
 
 from dualnet.compiler import Program, execute
+from dualnet.diagnostics import error, option
 from dualnet.training.codegen import Roles, training_source
+from dualnet.training.distributed import global_logs, keras_strategy, shard, torch_group
 from dualnet.training.spec import TrainSpec
 
 
@@ -26,7 +29,9 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, program: Program, roles: Roles, spec: TrainSpec, weights: str):
+    def __init__(
+        self, program: Program, roles: Roles, spec: TrainSpec, weights: str, processes: int = 1
+    ):
         import torch
 
         from dualnet.backends.torch.backend import TORCH
@@ -36,21 +41,36 @@ class TorchEngine:
         self.model = program.torch(spec.model)
         self.save, self.load = TORCH.weights_io()
         self.load(self.model, weights)
+        self.rank, self.world = torch_group(processes) if processes > 1 else (0, 1)
+        self.stepped = self.model  # what train_step runs: the model, or it in DDP
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.stepped = DistributedDataParallel(self.model)
         self.optimizer = self.code["make_optimizer"](self.model)
         self.roles = roles
         self.where = f"PyTorch {torch.__version__} (CPU)"
+        if self.world > 1:
+            self.where += f", DistributedDataParallel over {self.world} gloo processes"
 
     def _tensors(self, batch, names):
         return [self.torch.from_numpy(np.ascontiguousarray(batch[n])) for n in names]
 
     def train(self, batch) -> dict[str, float]:
+        """One global batch; in a group, the rank's share of it, its logs averaged over
+        the group."""
+        if self.world > 1:
+            batch = shard(batch, self.rank, self.world)
         logs = self.code["train_step"](
-            self.model,
+            self.stepped,
             self.optimizer,
             self._tensors(batch, self.roles.inputs),
             self._tensors(batch, [n for n, _ in self.roles.targets]),
         )
-        return {k: float(v) for k, v in logs.items()}
+        logs = {k: float(v) for k, v in logs.items()}
+        if self.world > 1:
+            logs = global_logs(logs, len(batch[self.roles.inputs[0]]))
+        return logs
 
     def evaluate(self, batch) -> dict[str, float]:
         logs = self.code["eval_step"](
@@ -59,6 +79,14 @@ class TorchEngine:
             self._tensors(batch, [n for n, _ in self.roles.targets]),
         )
         return {k: float(v) for k, v in logs.items()}
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether `flag` holds on any rank (a Ctrl-C that reached one stops all alike)."""
+        if self.world == 1:
+            return flag
+        value = self.torch.tensor([int(flag)])
+        self.torch.distributed.all_reduce(value, op=self.torch.distributed.ReduceOp.MAX)
+        return bool(value)
 
     @property
     def lr(self) -> float:
@@ -110,20 +138,43 @@ class KerasEngine:
 
     name = "keras"
 
-    def __init__(self, program: Program, roles: Roles, spec: TrainSpec, weights: str):
+    rank = 0  # one process, whatever the devices
+
+    def __init__(
+        self, program: Program, roles: Roles, spec: TrainSpec, weights: str, replicas: int = 1
+    ):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 
         from dualnet.backends.keras.backend import KERAS
 
         self.code = generated(program, spec, "keras")
-        self.model = program.keras(spec.model)
         self.save, self.load = KERAS.weights_io()
-        self.load(self.model, weights)
-        self.code["compile_for_training"](self.model)
-        self.model.optimizer.build(self.model.trainable_variables)
-        self.roles = roles
         self.where = f"Keras {keras.__version__} ({keras.backend.backend()})"
+        scope = contextlib.nullcontext()
+        if replicas > 1:
+            if spec.accumulate > 1:
+                raise error(
+                    "E-INPUT",
+                    f"{spec.model} accumulates {spec.accumulate} batches a step, which Keras "
+                    "does not do under a tf.distribute strategy",
+                    option("--distributed"),
+                    notes=[
+                        "its gradient_accumulation_steps all-reduces inside a conditional: "
+                        "train with --backend torch, or with a --batch-size "
+                        f"{spec.accumulate} times larger and no accumulate"
+                    ],
+                )
+            strategy = keras_strategy(replicas)
+            scope = strategy.scope()
+            devices = ", ".join(strategy.extended.worker_devices)
+            self.where += f", MirroredStrategy over {devices}"
+        with scope:
+            self.model = program.keras(spec.model)
+            self.load(self.model, weights)
+            self.code["compile_for_training"](self.model)
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.roles = roles
 
     def _split(self, batch):
         x = [batch[n] for n in self.roles.inputs]
@@ -137,6 +188,10 @@ class KerasEngine:
     def evaluate(self, batch) -> dict[str, float]:
         logs = self.model.test_on_batch(*self._split(batch), return_dict=True)
         return {k: float(v) for k, v in logs.items()}
+
+    @staticmethod
+    def any_rank(flag: bool) -> bool:
+        return flag  # one process
 
     @property
     def lr(self) -> float:

@@ -1,7 +1,9 @@
 """The generated Keras training file: the PyTorch-exact optimizer and schedule classes it
 uses (`backends/runtime/keras_optimizers.py`'s text), the loss and metrics models,
 `make_optimizer` and `compile_for_training`, after which `model.fit(x, y)` trains as the
-PyTorch file's `train_step` does. It imports keras (and math) only."""
+PyTorch file's `train_step` does, and `make_distributed_step`, a custom loop's step under a
+tf.distribute strategy. It imports keras (and math) only; tensorflow inside the functions
+that need a strategy."""
 
 from __future__ import annotations
 
@@ -98,15 +100,38 @@ def _functions(roles: Roles, spec: TrainSpec) -> str:
         "    model.compute_loss = compute_loss\n"
         "    model.compute_metrics = compute_metrics\n"
         "    model.reset_metrics = reset_metrics\n"
-        "    return model"
+        "    return model\n\n\n" + DISTRIBUTED_STEP
     )
+
+
+DISTRIBUTED_STEP = '''def make_distributed_step(model: keras.Model, strategy):
+    """A training step for a custom loop under `strategy` (a tf.distribute strategy, such as
+    MultiWorkerMirroredStrategy, under which Keras 3's `fit` fails), `model` compiled by
+    `compile_for_training` inside `strategy.scope()`: `step(x, y)` trains on this worker's
+    share of the global batch and returns the global batch's loss (with equal shares).
+    Without `accumulate`: Keras's accumulation does not run under a strategy."""
+    import tensorflow as tf
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x, y, y_pred, training=True)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply(gradients, model.trainable_variables)
+        return loss
+
+    @tf.function
+    def step(x, y):
+        return strategy.reduce("SUM", strategy.run(replica_step, (x, y)), axis=None)
+
+    return step'''
 
 
 def _metrics(roles: Roles, spec: TrainSpec) -> str:
     """compile_for_training's inner functions."""
     loss = (
         "\n    def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):\n"
-        "        return loss(*_outputs(y_pred), *_targets(y))\n"
+        "        return replica_share(loss(*_outputs(y_pred), *_targets(y)))\n"
     )
     if not spec.metrics:
         return (

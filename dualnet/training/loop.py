@@ -37,7 +37,7 @@ from dualnet.training.data import (
     in_order,
     shuffled_batches,
 )
-from dualnet.training.report import Reporter, plot, require_plotting, write_metrics
+from dualnet.training.report import Reporter, Silent, plot, require_plotting, write_metrics
 from dualnet.training.spec import TrainSpec
 
 
@@ -50,6 +50,7 @@ class Options:
     resume: bool = False  # continue the run directory's last checkpoint
     plot: bool = False  # RUN_DIR/curves.png
     progress: bool = True  # the progress bar
+    distributed: int = 1  # processes (torch, launched as torchrun does) or replicas (keras)
 
 
 class Interrupted(Exception):
@@ -95,8 +96,10 @@ def train(
 
     n = len(data[names[0]]) if isinstance(data, dict) else None
     batches = None if n is None else -(-n // options.batch_size)
+    lead = engine.rank == 0  # the process that reports, validates and writes
     stop = _CtrlC()
-    with Reporter(run_dir, backend, options.progress) as reporter, stop:
+    reporter = Reporter(run_dir, backend, options.progress) if lead else Silent()
+    with reporter, stop:
         for epoch in range(progress["epoch"], options.epochs):
             reporter.start_epoch(epoch, options.epochs, batches)
             sums, examples, began = {}, 0, time.perf_counter()
@@ -125,8 +128,8 @@ def train(
                 progress["batch_loss"].append(logs["loss"])
                 speed = examples / max(time.perf_counter() - began, 1e-9)
                 reporter.batch({k: v / examples for k, v in sums.items()}, speed)
-                if stop.requested:
-                    saved = checkpoint.save(run_dir, engine, spec, progress)
+                if engine.any_rank(stop.requested):
+                    saved = checkpoint.save(run_dir, engine, spec, progress) if lead else None
                     raise Interrupted(str(saved))
             record = {
                 "epoch": epoch + 1,
@@ -134,11 +137,12 @@ def train(
                 "lr": engine.lr,
                 "examples_per_s": examples / max(time.perf_counter() - began, 1e-9),
             }
-            if val is not None:
+            if val is not None and lead:
                 record["val"] = _evaluate(engine, val, wanted, names, options.batch_size)
             progress["history"].append(record)
             progress.update(epoch=epoch + 1, batch=0)
-            checkpoint.save(run_dir, engine, spec, progress)
+            if lead:
+                checkpoint.save(run_dir, engine, spec, progress)
             reporter.epoch(record)
     summary = {
         "model": spec.model,
@@ -148,6 +152,8 @@ def train(
         "batch_loss": progress["batch_loss"],
         "notes": reporter.notes,
     }
+    if not lead:
+        return summary
     write_metrics(run_dir, summary)
     if options.plot:
         summary["plot"] = str(plot(run_dir, summary))
@@ -180,12 +186,13 @@ def _engine(program: Program, named, spec: TrainSpec, backend: str, options: Opt
             f"dualnet train runs {' or '.join(ENGINES)}, not `{backend}`",
             option("--backend"),
         )
+    n = options.distributed
     if options.weights is not None:
-        return ENGINES[backend](program, named, spec, options.weights)
+        return ENGINES[backend](program, named, spec, options.weights, n)
     with temporary_directory() as tmp:
         start = os.path.join(tmp, "init.safetensors")
         write_state(initial_weights(named.model, None, options.seed, program.max_params), start)
-        return ENGINES[backend](program, named, spec, start)
+        return ENGINES[backend](program, named, spec, start, n)
 
 
 def _evaluate(engine, val, wanted, names, batch_size: int) -> dict[str, float]:

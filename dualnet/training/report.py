@@ -72,6 +72,28 @@ class Reporter:
         (self.progress.console.print if self.progress is not None else _stderr)(line)
 
 
+class Silent:
+    """A Reporter for the ranks after the first of a distributed run: shows and writes
+    nothing."""
+
+    notes: list[str] = []
+
+    def __enter__(self) -> Silent:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def start_epoch(self, *args) -> None:
+        pass
+
+    def batch(self, *args) -> None:
+        pass
+
+    def epoch(self, record: dict) -> None:
+        pass
+
+
 def _loss_first(logs: dict) -> list[tuple[str, float]]:
     """The loss, then the metrics by name: one order whichever framework logged them."""
     return sorted(logs.items(), key=lambda item: (item[0] != "loss", item[0]))

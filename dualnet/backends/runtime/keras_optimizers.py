@@ -12,6 +12,7 @@ optimizer step: `TorchStepLR`, `TorchCosineLR`, `TorchWarmup` (`LinearLR`, then 
 schedule, as `SequentialLR` chains them), `TorchOneCycleLR` (which also cycles SGD's momentum
 and Adam's beta1, as PyTorch's does). Scalars (learning rate, bias corrections) are computed
 in float64, as PyTorch computes them in Python floats, then cast to each variable's dtype.
+`replica_share` scales a loss as Keras's own losses are under a `tf.distribute` strategy.
 
 dualnet never imports this file: `runtime_source.helper_sources` reads its definitions,
 which a generated Keras file may carry (they use only `math` and `keras`).
@@ -31,6 +32,19 @@ def _as(value, dtype):
     if isinstance(value, int | float):
         return ops.convert_to_tensor(value, dtype=dtype)
     return ops.cast(value, dtype)
+
+
+def replica_share(loss):
+    """`loss`, a mean over this replica's share of the batch, divided by the replicas of
+    the `tf.distribute` strategy in use (as Keras's own losses are): their gradients are
+    summed, so the step takes their mean, as DistributedDataParallel's does."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            return loss / replicas
+    return loss
 
 
 class _TorchOptimizer(keras.optimizers.Optimizer):
