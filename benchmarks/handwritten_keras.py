@@ -1,7 +1,7 @@
 """Hand-written, idiomatic Keras 3 ports of models/resnet18.dnet and models/mobilenetv2.dnet,
-and of models/convnext_tiny.dnet, models/vit_b_16.dnet and models/gpt2.dnet (Keras's own
-layers: DepthwiseConv2D, MultiHeadAttention, LayerNormalization, Dense; their weights are
-Keras's, not loaded).
+and of models/convnext_tiny.dnet, models/vit_b_16.dnet, models/gpt2.dnet and a BERT-tiny
+classifier on models/bert_encoder.dnet (Keras's own layers: DepthwiseConv2D,
+MultiHeadAttention, LayerNormalization, Dense; their weights are Keras's, not loaded).
 
 Functional models, channels-last throughout (input [B, H, W, 3]), written as an experienced
 porter writes torchvision's ResNet-18 and MobileNetV2: PyTorch's symmetric padding of a
@@ -206,6 +206,38 @@ def gpt2_small(vocab=50257, positions=1024, dim=768, depth=12, heads=12, tokens=
         x = transformer_block(x, heads, 4 * dim, 1e-5, approximate=True, causal=True)
     x = layers.LayerNormalization(epsilon=1e-5)(x)
     return keras.Model(inputs, TiedHead(embedding)(x), name="gpt2")
+
+
+def bert_classifier(
+    vocab=30522,
+    positions=512,
+    types=2,
+    dim=128,
+    depth=2,
+    heads=2,
+    mlp=512,
+    classes=2,
+    dropout=0.1,
+    tokens=128,
+):
+    """BERT (post-LayerNorm, eps 1e-12, exact GELU, tanh pooler over the first token; BERT-tiny
+    by default) with dropout and a Dense head on the pooled output, as transformers'
+    BertForSequenceClassification. Inputs: token ids, token types, and a bool mask (true: the
+    key may be attended)."""
+    ids = keras.Input((tokens,), dtype="int64")
+    token_types = keras.Input((tokens,), dtype="int64")
+    mask = keras.Input((tokens,), dtype="bool")
+    x = layers.Embedding(vocab, dim)(ids) + layers.Embedding(types, dim)(token_types)
+    x = layers.Dropout(dropout)(layers.LayerNormalization(epsilon=1e-12)(Positions(positions)(x)))
+    attend = ops.expand_dims(mask, 1)  # [B, 1, T]: the same keys for every query
+    for _ in range(depth):
+        a = layers.MultiHeadAttention(heads, dim // heads)(x, x, attention_mask=attend)
+        x = layers.LayerNormalization(epsilon=1e-12)(x + layers.Dropout(dropout)(a))
+        y = layers.Dense(dim)(layers.Dense(mlp, activation="gelu")(x))
+        x = layers.LayerNormalization(epsilon=1e-12)(x + layers.Dropout(dropout)(y))
+    pooled = layers.Dense(dim, activation="tanh")(x[:, 0])
+    logits = layers.Dense(classes)(layers.Dropout(dropout)(pooled))
+    return keras.Model([ids, token_types, mask], logits, name="bert_classifier")
 
 
 # ---------------------------------------------------------------- weights
