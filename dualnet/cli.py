@@ -537,7 +537,7 @@ def _compile(args, summary) -> int:
     print(f"wrote {out}")
     spec = _train_spec(args, summary, steps=None)
     if spec is not None and args.target not in graphs:
-        from dualnet.training.codegen import write_training
+        from dualnet.training.files import write_training
 
         print(f"wrote {write_training(_program(args), spec, args.target, args.output)}")
     return EXIT_OK

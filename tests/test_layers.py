@@ -15,7 +15,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dualnet"
 # lowest first; a module belongs to the first entry that is it or a package above it
 LAYERS = [
     ("dualnet.diagnostics", "dualnet.version"),
-    ("dualnet.budget", "dualnet.memory", "dualnet.extras"),
+    # with two framework-free descriptions the checker and the backends read
+    (
+        "dualnet.budget",
+        "dualnet.memory",
+        "dualnet.extras",
+        "dualnet.training.spec",
+        "dualnet.verify.dropout_masks",
+    ),
     ("dualnet.ir",),
     ("dualnet.io",),
     ("dualnet.ops",),

@@ -30,8 +30,8 @@ from dualnet.backends import BACKENDS
 from dualnet.diagnostics import DualnetError
 from dualnet.extras import missing
 from dualnet.io import files
+from dualnet.io.npy import read_npy
 from dualnet.io.weights import read_tensors
-from dualnet.verify.runner import read_npy
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "models" / "mlp.dnet"

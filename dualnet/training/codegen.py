@@ -14,9 +14,8 @@ from pathlib import Path
 from dualnet.backends.common.escape import docstring
 from dualnet.backends.common.python_class import fmt_literal
 from dualnet.compiler import Program, emit
-from dualnet.diagnostics import DualnetError, error, option
+from dualnet.diagnostics import DualnetError, error
 from dualnet.frontend import Summary
-from dualnet.io.files import atomic_write, make_directory
 from dualnet.training.spec import TrainSpec
 from dualnet.version import __version__
 
@@ -191,34 +190,3 @@ def call(head: str, args: list[str], indent: int = 0, limit: int = 88) -> str:
         return one
     inner = "".join(f"{pad}    {a},\n" for a in args)
     return f"{pad}{head}(\n{inner}{pad})"
-
-
-def write_training(program: Program, spec: TrainSpec, target: str, out_dir: str) -> Path:
-    """Write the training file `out_dir/<file stem>_<target>_train.py` atomically (the model's
-    own file is `dualnet compile`'s): its text is `training_source`'s."""
-    text = training_source(program, spec, target)
-    summary = program.check(spec.model)
-    out = Path(out_dir) / f"{Path(summary.file).stem}_{target}_train.py"
-    make_directory(out.parent)
-    atomic_write(out, text.encode("utf-8"), protect=summary.files)
-    return out
-
-
-def training_source(program: Program, spec: TrainSpec, target: str) -> str:
-    """The generated training file of `spec` for `target` ("torch" or "keras")."""
-    if target not in TARGETS:
-        raise error(
-            "E-BACKEND",
-            f"training code is generated for {' and '.join(TARGETS)}, not `{target}`",
-            option("--target"),
-        )
-    if target == "torch":
-        from dualnet.training.torch_code import torch_training
-
-        text = torch_training(roles(program, spec), spec)
-    else:
-        from dualnet.training.keras_code import keras_training
-
-        text = keras_training(roles(program, spec), spec)
-    compile(text, "<generated training>", "exec")
-    return text

@@ -20,9 +20,9 @@ import numpy as np
 
 from dualnet.diagnostics import error, option, whole_file
 from dualnet.io.files import io_error
+from dualnet.io.npy import read_npy
 from dualnet.ir.dims import Dim
 from dualnet.training.codegen import Roles
-from dualnet.verify.runner import read_npy
 
 Batch = dict[str, np.ndarray]
 

@@ -12,8 +12,9 @@ import numpy as np
 
 from dualnet.compiler import Program, execute
 from dualnet.diagnostics import error, option
-from dualnet.training.codegen import Roles, training_source
+from dualnet.training.codegen import Roles
 from dualnet.training.distributed import global_logs, keras_strategy, shard, torch_group
+from dualnet.training.files import training_source
 from dualnet.training.spec import TrainSpec
 
 

@@ -11,7 +11,6 @@ compared.
 from __future__ import annotations
 
 import io
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,11 @@ import numpy as np
 from dualnet.backends import backend
 from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
-from dualnet.diagnostics import Diagnostic, DualnetError, error, option, outside, whole_file
+from dualnet.diagnostics import Diagnostic, DualnetError, error, option, outside
 from dualnet.extras import needs_extras
 from dualnet.frontend import Summary
-from dualnet.io.files import atomic_write, io_error, open_regular, temporary_directory
+from dualnet.io.files import atomic_write, temporary_directory
+from dualnet.io.npy import read_npy
 from dualnet.io.weights import write_state
 from dualnet.ir.dims import Dim
 from dualnet.ir.sizes import require_positive_sizes
@@ -42,45 +42,6 @@ def read_inputs(specs: list[str]) -> dict[str, np.ndarray]:
             raise error("E-INPUT", f"the input `{name}` is given twice", option("--input"))
         out[name] = read_npy(path)
     return out
-
-
-def read_npy(path: str) -> np.ndarray:
-    """One `.npy` array: a regular file whose header is read and checked against the file's
-    size before the data is read; never a pickle (E-IO / E-INPUT)."""
-    from numpy.lib import format as npy
-
-    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
-    with open_regular(path) as f:
-        try:
-            if f.read(4) == b"PK\x03\x04":
-                raise error(
-                    "E-INPUT",
-                    f"{path} is an .npz archive, not one .npy array",
-                    whole_file(path),
-                    notes=["save each input as its own .npy file (numpy.save)"],
-                )
-            f.seek(0)
-            version = npy.read_magic(f)
-            if version not in readers:
-                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-            shape, _, dtype = readers[version](f)
-            if dtype.hasobject:
-                raise ValueError("it holds Python objects, which dualnet never unpickles")
-            need = math.prod(shape) * dtype.itemsize
-            have = os.fstat(f.fileno()).st_size - f.tell()
-            if have != need:
-                raise ValueError(
-                    f"its header promises {dtype}{list(shape)} ({need:,} bytes), "
-                    f"the file holds {have:,} bytes of data"
-                )
-            f.seek(0)
-            return npy.read_array(f, allow_pickle=False)
-        except (ValueError, EOFError) as exc:
-            raise error(
-                "E-INPUT", f"{path} is not a .npy array file: {exc or 'empty'}", whole_file(path)
-            ) from None
-        except OSError as exc:
-            raise io_error("read", path, exc) from None
 
 
 def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dualnet.compiler import load
-from dualnet.training.codegen import write_training
+from dualnet.training.files import write_training
 from dualnet.training.spec import OptimizerSpec, ScheduleSpec, TrainSpec
 from dualnet.verify.train_parity import relative
 from tests.backends.generated_source import assert_ruff_clean
@@ -285,7 +285,7 @@ def test_a_hostile_file_name_stays_inside_the_docstring(target, tmp_path):
     import ast
 
     from dualnet.frontend import check_file
-    from dualnet.training.codegen import training_source
+    from dualnet.training.files import training_source
 
     text = (HERE / "small_cnn_train.dnet").read_text()
     texts = []
