@@ -270,6 +270,8 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
         if op in _BINARY_CALLS:  # KerasTensor has no elementwise ==; `@` needs rank ≥ 2 in TF
             return f"{_BINARY_CALLS[op]}({a}, {b})"
         symbol = BINARY_SYMBOLS[op]
+        if _broadcasts_apart(call):
+            return f"ops.{_KERAS_NAMES[symbol]}(*_broadcast_apart({a}, {b}))"
         if symbol in _MIRRORED and literal(a) is not None and literal(b) is None:
             return f"{atom(b)} {_MIRRORED[symbol]} {atom(a)}"  # `x > 1.0`, not `1.0 < x`
         if op == "add":
@@ -281,6 +283,35 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
 
 for _op in BINARY_SYMBOLS:
     ROWS.function(_op)(_binary(_op))
+
+_KERAS_NAMES = {
+    "+": "add",
+    "-": "subtract",
+    "*": "multiply",
+    "/": "divide",
+    "//": "floor_divide",
+    "%": "mod",
+    "**": "power",
+    "<": "less",
+    "<=": "less_equal",
+    ">": "greater",
+    ">=": "greater_equal",
+}
+
+
+def _broadcasts_apart(call: KerasCall) -> bool:
+    """Whether two tensors of different shapes meet in a result of rank > 5: TensorFlow's
+    elementwise kernels (and BroadcastTo) refuse a broadcast that leaves more than five
+    axes apart ("Broadcast between [2,1,5,1,4,1] and [2,1,5,1,4] is not supported yet";
+    fuzzer seed 10601), so the runtime's `_broadcast_apart` tiles both first."""
+    out = call.out_types[0].shape if call.out_types else ()
+    types = [call.in_types.get(name) for name in ("a", "b")]
+    return (
+        len(out) > 5
+        and None not in types
+        and not any(is_number(call, name) for name in ("a", "b"))
+        and types[0].shape != types[1].shape
+    )
 
 
 def _broadcast_last_axis(call: KerasCall, a: str, b: str) -> tuple[str, str]:

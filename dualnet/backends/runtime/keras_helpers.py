@@ -43,6 +43,25 @@ def _pad_same(x, kernel, stride):
     return ops.pad(x, pads + [(0, 0)])
 
 
+def _broadcast_apart(a, b):
+    """`a` and `b` tiled to their broadcast shape: TensorFlow refuses to broadcast operands
+    whose axes differ in more than five places (Tile does not)."""
+    rank = max(len(a.shape), len(b.shape))
+    a, b = (
+        ops.reshape(x, (1,) * (rank - len(x.shape)) + tuple(ops.shape(x)))
+        for x in (a, b)
+    )
+    sa, sb = ops.shape(a), ops.shape(b)
+    out = [
+        max(m, n) if isinstance(m, int) and isinstance(n, int) else ops.maximum(m, n)
+        for m, n in zip(sa, sb, strict=True)
+    ]
+    return tuple(
+        ops.tile(x, [o // n for o, n in zip(out, s, strict=True)])
+        for x, s in ((a, sa), (b, sb))
+    )
+
+
 def _read_part(x, stride):
     """Channels-last `x` cropped to the elements a 1×1 convolution of `stride` reads (the
     first n - (n - 1) % s of each spatial axis): TensorFlow's oneDNN gradient of such a
