@@ -1,5 +1,6 @@
-"""Reading one `.npy` array from an untrusted file (`dualnet run`'s inputs, `dualnet train`'s
-data directories): never a pickle, the header checked against the file's size."""
+"""Arrays from untrusted files (`dualnet run`'s inputs, `dualnet train`'s data): reading one
+`.npy` array (never a pickle, the header checked against the file's size) and checking an
+array against the tensor type it stands for."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from dualnet.diagnostics import error, whole_file
 from dualnet.io.files import io_error, open_regular
+from dualnet.ir.dims import Dim
 
 
 def read_npy(path: str) -> np.ndarray:
@@ -49,3 +51,23 @@ def read_npy(path: str) -> np.ndarray:
             ) from None
         except OSError as exc:
             raise io_error("read", path, exc) from None
+
+
+def check_array(what: str, array: np.ndarray, t, span, bound: dict, examples: bool = False):
+    """E-INPUT at `span` unless `array` (`what`: "the input `x`") has the dtype, rank and
+    sizes of the tensor type `t`. Symbolic sizes bind in `bound`; with `examples`, axis 0
+    counts the examples, one count for every array whatever its declared size."""
+    if array.dtype != np.dtype(t.dtype.numpy) or array.ndim != len(t.shape):
+        raise error("E-INPUT", f"{what} must be {t}; it is {array.dtype}{list(array.shape)}", span)
+    for axis, (d, n) in enumerate(zip(t.shape, array.shape, strict=True)):
+        if axis == 0 and examples:
+            d = bound.setdefault("examples", n)
+        elif isinstance(d, Dim) and d.symbol is not None:
+            d = bound.setdefault(d.symbol, n)
+        if isinstance(d, int) and d != n:
+            declared = f"{t}, axis 0 the examples" if examples else str(t)
+            raise error(
+                "E-INPUT",
+                f"axis {axis} of {what} must be {d} (it is declared {declared}); it has {n}",
+                span,
+            )

@@ -20,8 +20,7 @@ import numpy as np
 
 from dualnet.diagnostics import error, option, whole_file
 from dualnet.io.files import io_error
-from dualnet.io.npy import read_npy
-from dualnet.ir.dims import Dim
+from dualnet.io.npy import check_array, read_npy
 from dualnet.training.codegen import Roles
 
 Batch = dict[str, np.ndarray]
@@ -87,26 +86,8 @@ def check_arrays(arrays: Batch, wanted: list[Expected], where: str) -> int:
         )
     bound: dict[str, int] = {}
     for w in wanted:
-        array, t = arrays[w.name], w.type
-        if array.dtype != np.dtype(t.dtype.numpy) or array.ndim != t.rank:
-            raise error(
-                "E-INPUT",
-                f"the array `{w.name}` in {where} must be {t}; it is "
-                f"{array.dtype}{list(array.shape)}",
-                w.span,
-            )
-        for axis, (d, size) in enumerate(zip(t.shape, array.shape, strict=True)):
-            if axis == 0 and isinstance(d, int):
-                d = bound.setdefault("examples", size)
-            if isinstance(d, Dim) and d.symbol is not None:
-                d = bound.setdefault(d.symbol if axis else "examples", size)
-            if isinstance(d, int) and d != size:
-                raise error(
-                    "E-INPUT",
-                    f"axis {axis} of the array `{w.name}` in {where} must be {d} (it is "
-                    f"declared {t}, axis 0 the examples); it has {size}",
-                    w.span,
-                )
+        array = arrays[w.name]
+        check_array(f"the array `{w.name}` in {where}", array, w.type, w.span, bound, True)
         if w.classes is not None and array.size:
             low, high = int(array.min()), int(array.max())
             if low < 0 or high >= w.classes:

@@ -24,9 +24,8 @@ from dualnet.diagnostics import Diagnostic, DualnetError, error, option, outside
 from dualnet.extras import needs_extras
 from dualnet.frontend import Summary
 from dualnet.io.files import atomic_write, temporary_directory
-from dualnet.io.npy import read_npy
+from dualnet.io.npy import check_array, read_npy
 from dualnet.io.weights import write_state
-from dualnet.ir.dims import Dim
 from dualnet.ir.sizes import require_positive_sizes
 from dualnet.memory import require_allocatable
 
@@ -59,24 +58,7 @@ def ordered_inputs(summary: Summary, given: dict[str, np.ndarray]) -> list[np.nd
         )
     bound: dict[str, int] = {}
     for value in summary.graph.inputs:
-        array, t = given[value.name], value.type
-        if array.dtype != np.dtype(t.dtype.numpy) or array.ndim != len(t.shape):
-            raise error(
-                "E-INPUT",
-                f"the input `{value.name}` must be {t}; the file holds "
-                f"{array.dtype}{list(array.shape)}",
-                value.span,
-            )
-        for axis, (d, n) in enumerate(zip(t.shape, array.shape, strict=True)):
-            if isinstance(d, Dim) and d.symbol is not None:
-                d = bound.setdefault(d.symbol, n)
-            if isinstance(d, int) and d != n:
-                raise error(
-                    "E-INPUT",
-                    f"axis {axis} of the input `{value.name}` must be {d} "
-                    f"(it is declared {t}); the file has {n}",
-                    value.span,
-                )
+        check_array(f"the input `{value.name}`", given[value.name], value.type, value.span, bound)
     require_positive_sizes(summary.graph, bound, "the --input arrays")
     return [given[n] for n in names]
 
