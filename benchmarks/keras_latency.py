@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from report import Row, finish, fmt_s, ratio_row, tail
+from report import Row, failure, finish, fmt_s, ratio_row
 from torch_latency import cpu_snapshot, others_cpu_note
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,11 +67,6 @@ def import_tensorflow(threads: int) -> Any:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     return tf
-
-
-def failure(exc: Exception) -> str:
-    """An exception's last lines, indented (TensorFlow's messages end with the cause)."""
-    return tail(f"{type(exc).__name__}: {exc}", 4)
 
 
 def inference(tf: Any, model: Any) -> Any:

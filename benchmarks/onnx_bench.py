@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 from keras_latency import max_rel_diff, random_state, rotated
-from report import Row, finish, fmt_s, ratio_row, tail
+from report import Row, failure, finish, fmt_s, ratio_row
 from torch_latency import (
     bytecode_env,
     cpu_snapshot,
@@ -74,10 +74,6 @@ DYNAMO = "torch dynamo"
 STRIPPED = "dualnet, no trailing ''"  # diagnostic variant of dualnet's graph
 SHORT = {DUALNET: "dualnet", LEGACY: "legacy", DYNAMO: "dynamo", STRIPPED: "no ''"}
 EXPORTERS = {LEGACY: "torch.onnx.export(dynamo=False)", DYNAMO: "torch.onnx.export(dynamo=True)"}
-
-
-def failure(exc: Exception) -> str:
-    return tail(f"{type(exc).__name__}: {exc}", 4)
 
 
 # ------------------------------------------------------------------ weights and exporters

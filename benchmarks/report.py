@@ -67,6 +67,24 @@ def tail(text: str, n: int = 6) -> str:
     return "\n".join("      " + line for line in lines[-n:])
 
 
+def failure(exc: Exception) -> str:
+    """An exception's last lines, indented (TensorFlow's messages end with the cause)."""
+    return tail(f"{type(exc).__name__}: {exc}", 4)
+
+
+def part_rows(label: str, parts: dict, chosen: list[str]) -> list[Row]:
+    """The rows of each chosen part (`parts`: name → a function giving rows); a part that
+    raises is one ERROR row, its cause printed."""
+    rows = []
+    for part in chosen:
+        try:
+            rows += parts[part]()
+        except Exception as exc:
+            print(f"  {label} {part}: failed\n{failure(exc)}", flush=True)
+            rows.append(Row(f"{label}: {part}", "error", "-", "-", "ERROR"))
+    return rows
+
+
 def finish(rows: list[Row], strict: bool, note: str | None = None) -> int:
     """Print the table and a verdict line; the exit status (1 under --strict if any missed)."""
     print_table(rows)

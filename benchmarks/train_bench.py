@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from keras_latency import failure, import_tensorflow, rotated
-from report import Row, finish, ratio_row
+from keras_latency import import_tensorflow, rotated
+from report import Row, failure, finish, part_rows, ratio_row
 from torch_latency import cpu_snapshot, interleaved, others_cpu_note
 from train_cases import BATCH, CASES, MODELS_DIR, TrainCase
 from zoo_cases import save_state
@@ -279,16 +279,9 @@ def bench(torch: Any, case: TrainCase, args: argparse.Namespace, workdir: Path) 
         "keras": lambda: keras_rows(t, args.budget),
         "loop": lambda: loop_rows(t, args.loop_batches, args.budget, workdir),
     }
-    rows = []
-    for part in args.parts:
-        if part == "loop" and case.name not in args.loop_models.split(","):
-            continue
-        try:
-            rows += parts[part]()
-        except Exception as exc:
-            print(f"  {case.name} {part}: failed\n{failure(exc)}", flush=True)
-            rows.append(Row(f"{case.label}: {part}", "error", "-", "-", "ERROR"))
-    return rows
+    loops = args.loop_models.split(",")
+    chosen = [part for part in args.parts if part != "loop" or case.name in loops]
+    return part_rows(case.label, parts, chosen)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from onnx_bench import failure
-from report import Row, finish, ratio_row
+from report import Row, finish, part_rows, ratio_row
 from torch_latency import interleaved
 from zoo_cases import CASES, Case, disagreement, reference_state
 
@@ -87,16 +86,8 @@ def bench(torch: Any, tf: Any, case: Case, args: argparse.Namespace, tmp: str) -
         "keras": lambda: zoo_keras.keras_rows(torch, tf, case, weights, batches, args.budget),
     }
     models = {"ort": zoo_onnx.ORT_MODELS, "emit": zoo_onnx.EMIT_MODELS, "keras": zoo_keras.MODELS}
-    rows = []
-    for part in args.parts:
-        if case.name not in models.get(part, CASES):
-            continue
-        try:
-            rows += parts[part]()
-        except Exception as exc:
-            print(f"  {case.name} {part}: failed\n{failure(exc)}", flush=True)
-            rows.append(Row(f"{case.name}: {part}", "error", "-", "-", "ERROR"))
-    return rows
+    chosen = [part for part in args.parts if case.name in models.get(part, CASES)]
+    return part_rows(case.name, parts, chosen)
 
 
 def main(argv: list[str] | None = None) -> int:

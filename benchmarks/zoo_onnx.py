@@ -25,11 +25,10 @@ from onnx_bench import (
     SPEEDUP_TARGET,
     bound,
     dynamo_missing,
-    failure,
     session,
     torch_export,
 )
-from report import Row, ratio_row
+from report import Row, failure, ratio_row
 from zoo_cases import Case, disagreement
 
 ORT_MODELS = ("vit_b_16", "convnext_tiny", "efficientnet_b0", "gpt2")
