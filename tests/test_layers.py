@@ -29,6 +29,8 @@ LAYERS = [
     ("dualnet.syntax",),
     ("dualnet.semantics", "dualnet.checks"),
     ("dualnet.frontend",),
+    # framework-free tools on the checked program: pictures, summaries, formatting, the editor
+    ("dualnet.graph", "dualnet.fmt", "dualnet.lsp"),
     ("dualnet.backends",),
     ("dualnet.compiler",),
     ("dualnet.training",),
