@@ -1,5 +1,6 @@
-"""Tensors filled with one value: zeros, ones, full (of a shape) and zeros_like, ones_like,
-full_like (of another tensor's shape), as PyTorch's functions of those names."""
+"""Constant tensors: zeros, ones, full (of a shape), zeros_like, ones_like, full_like (of
+another tensor's shape) and tensor (of nested lists of numbers), as PyTorch's functions of
+those names."""
 
 from __future__ import annotations
 
@@ -13,29 +14,31 @@ from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 _NUMPY = {d: d.numpy or "float32" for d in DType}  # bf16 computed in float32
 
 
-def _fill_value(ctx: Ctx, value, dtype: DType):
-    """`value` as an element of `dtype` (a float for float types, an int for integer types,
-    a bool for bool); E-VALUE where it is none (PyTorch would round or wrap silently)."""
+def _fill_value(ctx: Ctx, value, dtype: DType, arg: str = "value"):
+    """`value` (argument `arg`) as an element of `dtype` (a float for float types, an int for
+    integer types, a bool for bool); E-VALUE where it is none (PyTorch would round or wrap
+    silently)."""
     if isinstance(value, bool):
         value = int(value)
     if not isinstance(value, int | float):
-        ctx.fail(f"`value` must be a number, found {describe(value)}", "value", code="E-TYPE")
+        subject = "`value`" if arg == "value" else f"each element of `{arg}`"
+        ctx.fail(f"{subject} must be a number, found {describe(value)}", arg, code="E-TYPE")
     if dtype == DType.bool:
         if value not in (0, 1):
-            ctx.fail(f"cannot fill a bool tensor with {value:g}", "value", "0 or 1", code="E-VALUE")
+            ctx.fail(f"cannot fill a bool tensor with {value:g}", arg, "0 or 1", code="E-VALUE")
         return bool(value)
     if dtype.is_int:
         if not math.isfinite(value) or value != int(value):
             ctx.fail(
                 f"cannot fill an {dtype} tensor with {value:g}: not an integer",
-                "value",
+                arg,
                 "not an integer",
                 code="E-VALUE",
             )
         value = value if isinstance(value, int) else int(value)  # an int keeps its tag
     why = out_of_range(value, dtype)
     if why is not None:
-        ctx.fail(f"`value`: {why}", "value", f"out of range for {dtype}", code="E-VALUE")
+        ctx.fail(f"`{arg}`: {why}", arg, f"out of range for {dtype}", code="E-VALUE")
     return float(value) if dtype.is_float else value
 
 
@@ -94,6 +97,74 @@ def _constant(value):
 
     return reference
 
+
+MAX_LITERAL_ELEMENTS = 65_536  # a table this size belongs in a weight file, not in source
+
+
+def _literal_shape(ctx: Ctx, data, depth: int = 0) -> tuple[tuple, list]:
+    """The shape of nested lists of numbers and their elements in order; E-SHAPE where a
+    list is empty or its items differ in shape (PyTorch's "expected sequence of length")."""
+    if not isinstance(data, list | tuple):
+        return (), [data]
+    if not data:
+        ctx.fail("`data` holds an empty list: dualnet tensors have no zero-sized axes", "data")
+    parts = [_literal_shape(ctx, item, depth + 1) for item in data]
+    for i, (shape, _) in enumerate(parts):
+        if shape != parts[0][0]:
+            ctx.fail(
+                f"`data` is not rectangular: at depth {depth}, item {i} has shape "
+                f"{list(shape)} where item 0 has {list(parts[0][0])}",
+                "data",
+            )
+    return (len(data), *parts[0][0]), [e for _, items in parts for e in items]
+
+
+def _tensor_infer(ctx: Ctx) -> list[TensorType]:
+    shape, elements = _literal_shape(ctx, ctx.attrs["data"])
+    if len(elements) > MAX_LITERAL_ELEMENTS:
+        ctx.fail(
+            f"`data` holds {len(elements):,} numbers, more than {MAX_LITERAL_ELEMENTS:,}",
+            "data",
+            code="E-LIMIT",
+            notes=("load a large table from the weight file: a Buffer",),
+        )
+    dtype = ctx.attrs["dtype"]
+    if dtype is None:  # PyTorch's: bool when all are, else f32 when any is a float, else i64
+        if all(isinstance(e, bool) for e in elements):
+            dtype = DType.bool
+        elif any(isinstance(e, float) for e in elements):
+            dtype = DType.f32
+        else:
+            dtype = DType.i64
+    values = [_fill_value(ctx, e, dtype, "data") for e in elements]
+    ctx.attrs.update(data=_nest(values, shape), shape=shape, dtype=dtype)
+    return [TensorType(dtype, shape)]
+
+
+def _nest(values: list, shape: tuple):
+    """Row-major `values` as nested tuples of `shape` (a number for shape ())."""
+    if not shape:
+        return values[0]
+    step = len(values) // shape[0]
+    return tuple(_nest(values[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0]))
+
+
+def _tensor_ref(inputs, attrs, params):
+    return [np.array(attrs["data"], dtype=_NUMPY[attrs["dtype"]]).reshape(attrs["shape"])]
+
+
+register(
+    OpDef(
+        name="tensor",
+        signature=sig(P("data", "any"), P("dtype", "dtype", None)),
+        infer=_tensor_infer,
+        reference=_tensor_ref,
+        doc="A constant tensor of nested lists of numbers (torch.tensor): `[1.0, 3.0]` is "
+        "f32[2], `[[1, 2], [3, 4]]` i64[2, 2], a number a 0-d tensor; dtype by default "
+        "PyTorch's for the numbers: bool when all are bools, f32 when any is a float, "
+        "else i64. Normalised: `data` nested tuples of numbers of `dtype`, and `shape`.",
+    )
+)
 
 _VALUE = P("value", "any")
 _DOCS = {

@@ -1,10 +1,12 @@
-"""Losses and metrics with torch.nn.functional's meaning: cross_entropy (class-index targets,
-label smoothing, ignore_index), nll, mse, l1, smooth_l1, huber,
-binary_cross_entropy_with_logits, kl_div; and the metrics accuracy and top_k_accuracy.
+"""Losses and metrics with torch.nn.functional's meaning: cross_entropy (class-index or
+class-probability targets, class weights, label smoothing, ignore_index), nll, mse, l1,
+smooth_l1, huber, binary_cross_entropy_with_logits, kl_div; and the metrics accuracy and
+top_k_accuracy.
 
-Class losses take input [N, C] or [N, C, d1, ...] and an integer target [N] or [N, d1, ...];
-the element-wise losses an input and a target of one shape and float dtype. `reduction`
-"mean" and "sum" give a scalar of the input's dtype, "none" the per-element losses."""
+Class losses take input [N, C] or [N, C, d1, ...] and an integer target [N] or [N, d1, ...]
+(cross_entropy also a float target of the input's type: probabilities); the element-wise
+losses an input and a target of one shape and float dtype. `reduction` "mean" and "sum" give
+a scalar of the input's dtype, "none" the per-element losses."""
 
 from __future__ import annotations
 
@@ -23,12 +25,27 @@ def _reduced(ctx: Ctx, x: TensorType, per_element: tuple) -> list[TensorType]:
 
 
 def _class_infer(ctx: Ctx) -> list[TensorType]:
-    """input [N, C, d...] and target [N, d...]."""
+    """input [N, C, d...] and target [N, d...] (cross_entropy: or probabilities [N, C, d...]);
+    weight [C]."""
     x, target = ctx.inputs["input"], ctx.inputs["target"]
     if x.rank < 2:
         ctx.fail(f"needs input [N, C] or [N, C, d1, ...], found {x}", "input", f"rank {x.rank}")
     want = (x.shape[0], *x.shape[2:])
-    if target.dtype != DType.i64:
+    weight = ctx.inputs.get("weight")
+    if weight is not None and (weight.dtype != x.dtype or weight.shape != x.shape[1:2]):
+        ctx.fail(
+            f"weight {weight} is one weight per class: expected {x.with_shape(x.shape[1:2])}",
+            "weight",
+        )
+    if target.dtype.is_float and ctx.op.name == "cross_entropy":
+        if target != x:
+            ctx.fail(
+                f"target {target} holds class probabilities: expected the input's type {x}",
+                "target",
+                f"expected {x}",
+                notes=("class indices are an i64 tensor [N] or [N, d1, ...]",),
+            )
+    elif target.dtype != DType.i64:
         ctx.fail(
             f"target {target} holds class indices: expected i64",
             "target",
@@ -36,7 +53,7 @@ def _class_infer(ctx: Ctx) -> list[TensorType]:
             code="E-DTYPE",
             notes=('cast(target, "i64")',),
         )
-    if tuple(target.shape) != want:
+    elif tuple(target.shape) != want:
         ctx.fail(
             f"target {target} does not fit input {x}: expected the class indices "
             f"{TensorType(target.dtype, want)}",
@@ -90,26 +107,40 @@ def _picked(logp, target):
     return np.squeeze(np.take_along_axis(logp, np.expand_dims(target, 1), axis=1), 1)
 
 
-def _nll_terms(logp, target, ignore_index: int):
-    keep = target != ignore_index
-    return -_picked(logp, np.where(keep, target, 0)), keep
+def _per_class(weight, rank: int):
+    """weight [C] shaped to broadcast along axis 1 of a rank-`rank` input."""
+    return np.reshape(weight, (1, -1) + (1,) * (rank - 2))
+
+
+def _class_loss_ref(logp, target, attrs, weight, smoothing: float = 0.0):
+    """PyTorch's nll_loss of log-probabilities and class indices, with class weights (the
+    mean divides by the kept targets' weights) and cross_entropy's label smoothing."""
+    keep = target != attrs["ignore_index"]
+    index = np.where(keep, target, 0)
+    scale = np.ones(index.shape, logp.dtype) if weight is None else weight[index]
+    loss = -scale * _picked(logp, index)
+    if smoothing:
+        weighted = logp if weight is None else logp * _per_class(weight, logp.ndim)
+        loss = (1 - smoothing) * loss - smoothing * np.mean(weighted, axis=1)
+    loss = np.where(keep, loss, 0)
+    return _reduce(loss, attrs["reduction"], logp.dtype, np.sum(np.where(keep, scale, 0)))
 
 
 def _cross_entropy_ref(inputs, attrs, params):
-    x, target = inputs["input"], inputs["target"]
+    x, target, weight = inputs["input"], inputs["target"], inputs.get("weight")
     logp = log_softmax_ref({"x": x}, {"axis": 1}, params)[0]
-    loss, keep = _nll_terms(logp, target, attrs["ignore_index"])
-    eps = attrs["label_smoothing"]
-    if eps:
-        loss = (1 - eps) * loss - eps * np.mean(logp, axis=1)
-    loss = np.where(keep, loss, 0)
-    return _reduce(loss, attrs["reduction"], x.dtype, np.sum(keep))
+    if target.dtype.kind != "f":
+        return _class_loss_ref(logp, target, attrs, weight, attrs["label_smoothing"])
+    eps, classes = attrs["label_smoothing"], x.shape[1]
+    target = target * (1 - eps) + eps / classes
+    if weight is not None:
+        target = target * _per_class(weight, x.ndim)
+    loss = -np.sum(target * logp, axis=1)
+    return _reduce(loss, attrs["reduction"], x.dtype)
 
 
 def _nll_ref(inputs, attrs, params):
-    loss, keep = _nll_terms(inputs["input"], inputs["target"], attrs["ignore_index"])
-    loss = np.where(keep, loss, 0)
-    return _reduce(loss, attrs["reduction"], inputs["input"].dtype, np.sum(keep))
+    return _class_loss_ref(inputs["input"], inputs["target"], attrs, inputs.get("weight"))
 
 
 def _pointwise_ref(fn):
@@ -181,7 +212,8 @@ for _op in (
     OpDef(
         name="cross_entropy",
         signature=sig(
-            *_tensors(target="int"),
+            *_tensors(target="number"),
+            P("weight", "tensor?", None),
             P("label_smoothing", "float", 0.0),
             P("ignore_index", "int", -100),
             _reduction(),
@@ -191,16 +223,24 @@ for _op in (
         differentiable=("input",),
         doc="F.cross_entropy of logits and class indices: (1 - ε)·nll + ε·mean over classes "
         "of -log_softmax, ε = label_smoothing; targets equal to ignore_index count for "
-        "nothing." + _CLASS_NOTE,
+        "nothing; weight [C] weighs each class (the mean then divides by the targets' "
+        "weights). A float target of the input's type holds class probabilities: "
+        "-Σ_c weight_c·t'_c·log_softmax_c with t' = (1 - ε)·t + ε/C, the mean over the "
+        "examples (ignore_index does not apply)." + _CLASS_NOTE,
     ),
     OpDef(
         name="nll",
-        signature=sig(*_tensors(target="int"), P("ignore_index", "int", -100), _reduction()),
+        signature=sig(
+            *_tensors(target="int"),
+            P("weight", "tensor?", None),
+            P("ignore_index", "int", -100),
+            _reduction(),
+        ),
         infer=_class_infer,
         reference=_nll_ref,
         differentiable=("input",),
-        doc="F.nll_loss: -input[n, target[n]] of log-probabilities; targets equal to "
-        "ignore_index count for nothing." + _CLASS_NOTE,
+        doc="F.nll_loss: -weight[target[n]]·input[n, target[n]] of log-probabilities; targets "
+        "equal to ignore_index count for nothing." + _CLASS_NOTE,
     ),
     OpDef(
         name="mse",

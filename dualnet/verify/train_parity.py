@@ -248,6 +248,7 @@ def _torch_module(program, model, file, f64: bool, dropout: bool):
 def _torch_run(program, model, file, run: Run) -> TrainRun:
     import torch
 
+    from dualnet.backends.torch.gradients import torch_float64
     from dualnet.backends.torch.masks import given_masks
     from dualnet.training.torch_optim import build_torch
 
@@ -258,7 +259,7 @@ def _torch_run(program, model, file, run: Run) -> TrainRun:
     losses, history = [], []
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     peaks = {n: np.zeros(tuple(p.shape)) for n, p in named}
-    with given_masks(module, masks.sites) as feed:
+    with given_masks(module, masks.sites) as feed, torch_float64(f64):
         for t, batch in enumerate(run.batches):
             feed(masks.at(t))
             outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))

@@ -386,6 +386,11 @@ def function_cases() -> list:
     add(Case("full", {}, shape=(2, 1), value=True))
     add(Case("zeros", {}, env=ENV, shape=(B, T), dtype=DType.i64))
     add(Case("full", {}, env=ENV, shape=(T, 3, B), value=0.5))
+    add(Case("tensor", {}, data=[[1.5, -2], [0.25, 3]]))  # f32: a float among the numbers
+    add(Case("tensor", {}, data=[3, 1, 2]))  # i64
+    add(Case("tensor", {}, data=[[True, False]]))
+    add(Case("tensor", {}, data=[1, 2], dtype=DType.f64))
+    add(Case("tensor", {}, data=2.5, dtype=DType.f16))  # a 0-d tensor
     add(Case("zeros_like", {"x": x4}))
     add(Case("ones_like", {"x": randn(2, 3)}, dtype=DType.i64))
     add(Case("full_like", {"x": np.arange(4, dtype=np.int32)}, value=7))
@@ -832,7 +837,35 @@ def loss_cases() -> list:
             k=1,
         )
     )
+    c += _weighted_and_soft_class_cases()
     return c
+
+
+def _weighted_and_soft_class_cases() -> list:
+    """Class weights (cross_entropy, nll) and class-probability targets (cross_entropy)."""
+    rng = np.random.default_rng(41)
+    logits = (rng.standard_normal((6, 5)) * 3).astype(np.float32)
+    labels = np.array([2, 0, -100, 4, 1, 3])
+    weight = (rng.random(5) + 0.2).astype(np.float32)
+    soft = rng.random((6, 5)).astype(np.float32)
+    soft /= soft.sum(1, keepdims=True)
+    wide = rng.standard_normal((2, 4, 3)).astype(np.float64)
+    wide_soft = rng.random((2, 4, 3))
+    wide_soft /= wide_soft.sum(1, keepdims=True)
+    ce, both = "cross_entropy", {"input": logits, "target": labels, "weight": weight}
+    return [
+        Case(ce, both),
+        Case(ce, both, label_smoothing=0.2),
+        Case(ce, both, label_smoothing=0.1, reduction="none"),
+        Case(ce, {**both, "target": labels % 5}, reduction="sum", label_smoothing=0.3),
+        Case("nll", {**both, "input": np.log(rng.random((6, 5)) + 0.1).astype(np.float32)}),
+        Case(ce, {"input": logits, "target": soft}),
+        Case(ce, {"input": logits, "target": soft, "weight": weight}, label_smoothing=0.25),
+        Case(ce, {"input": wide, "target": wide_soft}, reduction="none", label_smoothing=0.1),
+        Case(
+            ce, {"input": wide, "target": wide_soft, "weight": np.arange(1.0, 5.0)}, reduction="sum"
+        ),
+    ]
 
 
 def layer_cases() -> list:

@@ -63,6 +63,29 @@ def test_cross_entropy_and_nll_are_pytorchs(dtype, shape, options):
     _close(ours, F.nll_loss(log_probs, tl, **plain), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", CLASS_SHAPES)
+@pytest.mark.parametrize("options", CLASS_OPTIONS)
+def test_class_weights_and_probability_targets_are_pytorchs(dtype, shape, options):
+    x = (RNG.standard_normal(shape) * 3).astype(dtype)
+    weight = (RNG.random(shape[1]) * 2 + 0.1).astype(dtype)
+    labels = _labels(shape, options.get("ignore_index", -100))
+    tx, tl, tw = torch.from_numpy(x), torch.from_numpy(labels), torch.from_numpy(weight)
+    inputs = {"input": x, "target": labels, "weight": weight}
+    ours = _reference("cross_entropy", inputs, **options)
+    _close(ours, F.cross_entropy(tx, tl, weight=tw, **options), dtype)
+    plain = {k: v for k, v in options.items() if k != "label_smoothing"}
+    log_probs = F.log_softmax(tx, 1)
+    ours = _reference("nll", {**inputs, "input": log_probs.numpy()}, **plain)
+    _close(ours, F.nll_loss(log_probs, tl, weight=tw, **plain), dtype)
+    probs = F.softmax(torch.from_numpy(RNG.standard_normal(shape).astype(dtype)), 1)
+    soft = {k: v for k, v in options.items() if k != "ignore_index"}  # class indices only
+    for w in (None, tw):
+        given = {"input": x, "target": probs.numpy()} | ({} if w is None else {"weight": weight})
+        ours = _reference("cross_entropy", given, **soft)
+        _close(ours, F.cross_entropy(tx, probs, weight=w, **soft), dtype)
+
+
 POINTWISE = {
     "mse": (F.mse_loss, {}),
     "l1": (F.l1_loss, {}),
@@ -171,6 +194,21 @@ def test_bad_arguments_are_diagnosed():
     fails("huber", same, code="E-VALUE", delta=0.0)
     weighted = {**same, "pos_weight": tt("f32", 4)}
     fails("binary_cross_entropy_with_logits", weighted, code="E-SHAPE")
+    labels = tt("i64", B)
+    fails(
+        "cross_entropy", {"input": logits, "target": labels, "weight": tt("f32", 4)}, code="E-SHAPE"
+    )
+    fails("nll", {"input": logits, "target": labels, "weight": tt("f64", 5)}, code="E-SHAPE")
+    fails("cross_entropy", {"input": logits, "target": tt("f32", B, 4)}, code="E-SHAPE")
+    fails("cross_entropy", {"input": logits, "target": tt("f64", B, 5)}, code="E-SHAPE")
+
+
+def test_probability_targets_reduce_over_the_examples():
+    soft = {"input": tt("f32", B, C, 4), "target": tt("f32", B, C, 4)}
+    assert shapes("cross_entropy", soft) == ["f32[]"]
+    assert shapes("cross_entropy", soft, reduction="none") == ["f32[B, 4]"]
+    weighted = {**soft, "weight": tt("f32", C)}
+    assert shapes("cross_entropy", weighted, label_smoothing=0.1) == ["f32[]"]
 
 
 @pytest.mark.parametrize(
@@ -178,7 +216,8 @@ def test_bad_arguments_are_diagnosed():
     [
         ('mse(x, y, reduction="batchmean")', "E-TYPE"),
         ("accuracy(x, labels, k=2)", "E-ARGS"),
-        ("cross_entropy(x, y)", "E-DTYPE"),
+        ("nll(x, y)", "E-DTYPE"),
+        ("cross_entropy(x, labels, weight=y)", "E-SHAPE"),
     ],
 )
 def test_bad_calls_in_a_program(tmp_path, call, code):

@@ -142,6 +142,16 @@ def is_default(value, default) -> bool:
     return value == default and not any(isinstance(v, Tagged | Written) for v in items)
 
 
+def default_literal_dtype(attrs: dict) -> bool:
+    """Whether a `tensor` literal's dtype is its framework's own choice: f32 of float numbers
+    (PyTorch's default dtype, Keras's floatx), so a float64 run of the model follows them."""
+
+    def floats(data) -> bool:
+        return any(floats(d) for d in data) if isinstance(data, tuple) else isinstance(data, float)
+
+    return attrs["dtype"] == DType.f32 and floats(attrs["data"])
+
+
 def kwargs(*pairs: tuple[str, str | None]) -> str:
     """`, key=value` for each pair whose value is not None."""
     return "".join(f", {k}={v}" for k, v in pairs if v is not None)

@@ -87,6 +87,7 @@ from dualnet.backends.common.source_helpers import (
     atom,
     axes_arg,
     default_kw,
+    default_literal_dtype,
     getitem,
     helpers_used,
     is_default,
@@ -544,6 +545,15 @@ def _filled_like(op: str) -> Callable[[KerasCall], str]:
         return f"ops.{op}_like({_tensor(call, 'x')}{value}{extra})"
 
     return lower
+
+
+@ROWS.function("tensor")
+def _tensor_literal(call: KerasCall) -> str:
+    """ops.convert_to_tensor of the nested numbers; floats in Keras's floatx (f32) where
+    PyTorch would take its default dtype (convert_to_tensor alone gives float32)."""
+    attrs = call.attrs
+    dtype = "keras.config.floatx()" if default_literal_dtype(attrs) else _dtype(attrs["dtype"])
+    return f"ops.convert_to_tensor({call.fmt(attrs['data'])}{kwargs(('dtype', dtype))})"
 
 
 for _op in ("zeros", "ones", "full"):
@@ -1309,11 +1319,7 @@ for _op in FREE_TENSORS:
 # ---------------------------------------------------------------- losses and metrics
 
 # op → the runtime helper computing it and its attributes' defaults there (left out)
-LOSS_HELPERS = {
-    "cross_entropy": (
-        "_cross_entropy",
-        {"label_smoothing": 0.0, "ignore_index": -100, "reduction": "mean"},
-    ),
+LOSS_HELPERS = {  # cross_entropy: its own row below
     "smooth_l1": ("_smooth_l1", {"reduction": "mean", "beta": 1.0}),
     "huber": ("_huber", {"reduction": "mean", "delta": 1.0}),
     "binary_cross_entropy_with_logits": ("_bce_with_logits", {"reduction": "mean"}),
@@ -1323,26 +1329,38 @@ LOSS_HELPERS = {
 }
 
 
-def _loss(helper: str, defaults: dict) -> Callable[[KerasCall], str]:
-    def lower(call: KerasCall) -> str:
-        extra = kwargs(
-            *(default_kw(call, a, a, d) for a, d in defaults.items()),
-            ("pos_weight", call.inputs.get("pos_weight")),
-        )
-        return f"{helper}({_tensor(call, 'input')}, {_tensor(call, 'target')}{extra})"
+def _loss_call(call: KerasCall, helper: str, defaults: dict) -> str:
+    extra = kwargs(
+        ("weight", call.inputs.get("weight")),
+        *(default_kw(call, a, a, d) for a, d in defaults.items()),
+        ("pos_weight", call.inputs.get("pos_weight")),
+    )
+    return f"{helper}({_tensor(call, 'input')}, {_tensor(call, 'target')}{extra})"
 
-    return lower
+
+def _loss(helper: str, defaults: dict) -> Callable[[KerasCall], str]:
+    return lambda call: _loss_call(call, helper, defaults)
 
 
 for _op, (_helper, _defaults) in LOSS_HELPERS.items():
     ROWS.function(_op)(_loss(_helper, _defaults))
 
 
+@ROWS.function("cross_entropy")
+def _cross_entropy(call: KerasCall) -> str:
+    """Class indices or (a float target) class probabilities: one runtime helper each."""
+    defaults = {"label_smoothing": 0.0, "reduction": "mean"}
+    if call.in_types["target"].dtype.is_float:
+        return _loss_call(call, "_cross_entropy_probs", defaults)
+    return _loss_call(call, "_cross_entropy", {**defaults, "ignore_index": -100})
+
+
 @ROWS.function("nll")
 def _nll(call: KerasCall) -> str:
     args = [_tensor(call, "input"), _tensor(call, "target")]
     args += [call.fmt(call.attrs["ignore_index"]), call.fmt(call.attrs["reduction"])]
-    return f"_class_loss({', '.join(args)})"
+    weight = call.inputs.get("weight")
+    return f"_class_loss({', '.join(args)}{'' if weight is None else ', weight=' + weight})"
 
 
 def _mean_error(fn: str) -> Callable[[KerasCall], str]:

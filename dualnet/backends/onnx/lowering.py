@@ -615,6 +615,14 @@ def _filled(value) -> Row:
     return lower
 
 
+def _tensor_literal(call: OnnxCall) -> list[str]:
+    """tensor: a Constant of the nested numbers."""
+    values = np.array(call.attrs["data"]).reshape(-1).tolist()
+    shape = list(call.attrs["shape"])
+    value = make_tensor("value", ONNX_TYPES[call.dtype], shape, values)
+    return [call.one("Constant", [], value=value)]
+
+
 def _arange_row(call: OnnxCall) -> list[str]:
     return [_arange(call, call.attrs["n"])]
 
@@ -1086,16 +1094,31 @@ def _picked(call: OnnxCall, x: str, index: str) -> str:
     return call.one("Squeeze", [call.one("GatherElements", [x, unsqueezed], axis=1), axis])
 
 
+def _class_weights(call: OnnxCall, weight: str, rank: int) -> str:
+    """Class weights [C] shaped to broadcast along axis 1 of a rank-`rank` tensor."""
+    return call.one("Reshape", [weight, call.b.ints([1, -1] + [1] * (rank - 2), "shape")])
+
+
 def _class_loss(call: OnnxCall, log_probs: str, smoothing: float = 0.0) -> list[str]:
-    """PyTorch's nll_loss (with `smoothing`, cross_entropy's label smoothing); a target equal
-    to ignore_index counts for nothing, and the mean is over the others."""
-    target, dtype = call.inputs["target"], call.dtype
+    """PyTorch's nll_loss (with `smoothing`, cross_entropy's label smoothing; with `weight`,
+    one weight per class); a target equal to ignore_index counts for nothing, and the mean
+    is over the others (divided by their weights' sum)."""
+    target, dtype, weight = call.inputs["target"], call.dtype, call.inputs.get("weight")
     ignore = call.b.constant(np.int64(call.attrs["ignore_index"]), "ignore_index")
     keep = call.one("Not", [call.one("Equal", [target, ignore])])
     index = call.one("Where", [keep, target, call.b.constant(np.int64(0), "zero")])
     loss = call.one("Neg", [_picked(call, log_probs, index)])
+    scale = None if weight is None else call.one("Gather", [weight, index], axis=0)
+    if scale is not None:
+        loss = call.one("Mul", [scale, loss])
     if smoothing:
-        uniform = _reduce(call, "ReduceMean", log_probs, [1], False)
+        rank = call.in_types["input"].rank
+        weighted = (
+            log_probs
+            if weight is None
+            else call.one("Mul", [log_probs, _class_weights(call, weight, rank)])
+        )
+        uniform = _reduce(call, "ReduceMean", weighted, [1], False)
         loss = call.one(
             "Sub",
             [
@@ -1106,13 +1129,40 @@ def _class_loss(call: OnnxCall, log_probs: str, smoothing: float = 0.0) -> list[
     loss = call.one("Where", [keep, loss, _const(call, 0, dtype)])
     if call.attrs["reduction"] != "mean":
         return [_loss_reduction(call, loss)]
-    count = call.one("ReduceSum", [call.one("Cast", [keep], to=ONNX_TYPES[dtype])], keepdims=0)
+    counted = (
+        call.one("Cast", [keep], to=ONNX_TYPES[dtype])
+        if scale is None
+        else call.one("Where", [keep, scale, _const(call, 0, dtype)])
+    )
+    count = call.one("ReduceSum", [counted], keepdims=0)
     return [call.one("Div", [call.one("ReduceSum", [loss], keepdims=0), count])]
 
 
 def _cross_entropy(call: OnnxCall) -> list[str]:
     log_probs = call.one("LogSoftmax", [call.inputs["input"]], axis=1)
-    return _class_loss(call, log_probs, call.attrs["label_smoothing"])
+    smoothing = call.attrs["label_smoothing"]
+    if not call.in_types["target"].dtype.is_float:
+        return _class_loss(call, log_probs, smoothing)
+    # class probabilities: -Σ_c weight_c·((1 - ε)·t_c + ε/C)·log_softmax_c
+    x_type, dtype = call.in_types["input"], call.dtype
+    target = call.inputs["target"]
+    if smoothing:
+        classes = call.one(
+            "Gather", [call.one("Shape", [log_probs]), call.b.constant(np.int64(1), "axis")]
+        )
+        spread = call.one(
+            "Div",
+            [_const(call, smoothing, dtype), call.one("Cast", [classes], to=ONNX_TYPES[dtype])],
+        )
+        target = call.one(
+            "Add", [call.one("Mul", [target, _const(call, 1 - smoothing, dtype)]), spread]
+        )
+    weight = call.inputs.get("weight")
+    if weight is not None:
+        target = call.one("Mul", [target, _class_weights(call, weight, x_type.rank)])
+    terms = call.one("Mul", [target, log_probs])
+    loss = call.one("Neg", [_reduce(call, "ReduceSum", terms, [1], False)])
+    return [_loss_reduction(call, loss)]
 
 
 def _pointwise_loss(build: Callable[[OnnxCall, str, str], str]) -> Row:
@@ -1253,6 +1303,7 @@ for _name, _row in (
     ("broadcast_to", _expand),
     ("take", _take),
     ("gather", _gather),
+    ("tensor", _tensor_literal),
     *((name, _filled(v)) for name, v in (("zeros", 0), ("ones", 1), ("full", None))),
     *((f"{name}_like", _filled(v)) for name, v in (("zeros", 0), ("ones", 1), ("full", None))),
     ("max_pool1d", _max_pool),

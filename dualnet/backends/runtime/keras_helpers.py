@@ -708,25 +708,56 @@ def _loss_reduction(loss, reduction):
     )
 
 
-def _class_loss(log_probs, target, ignore_index, reduction, smoothing=0.0):
+def _class_weights(weight, rank):
+    """Class weights [C] shaped to broadcast along axis 1 of a rank-`rank` tensor."""
+    return ops.reshape(weight, (1, -1) + (1,) * (rank - 2))
+
+
+def _class_loss(log_probs, target, ignore_index, reduction, smoothing=0.0, weight=None):
     """PyTorch's nll_loss of log-probabilities [N, C, ...] and class indices [N, ...] (with
-    `smoothing`, cross_entropy's label smoothing); a target equal to `ignore_index` counts
-    for nothing, and the mean is over the others."""
+    `smoothing`, cross_entropy's label smoothing; `weight` [C] weighs each class); a target
+    equal to `ignore_index` counts for nothing, and the mean is over the others (divided by
+    their weights' sum)."""
     keep = ops.not_equal(target, ignore_index)
-    index = ops.expand_dims(ops.where(keep, target, ops.zeros_like(target)), 1)
-    loss = -ops.squeeze(ops.take_along_axis(log_probs, index, axis=1), 1)
+    index = ops.where(keep, target, ops.zeros_like(target))
+    picked = ops.take_along_axis(log_probs, ops.expand_dims(index, 1), axis=1)
+    loss = -ops.squeeze(picked, 1)
+    scale = ops.ones_like(loss) if weight is None else ops.take(weight, index)
+    if weight is not None:
+        loss = scale * loss
     if smoothing:
-        loss = (1 - smoothing) * loss - smoothing * ops.mean(log_probs, axis=1)
+        weighted = (
+            log_probs
+            if weight is None
+            else log_probs * _class_weights(weight, ops.ndim(log_probs))
+        )
+        loss = (1 - smoothing) * loss - smoothing * ops.mean(weighted, axis=1)
     loss = ops.where(keep, loss, ops.zeros_like(loss))
     if reduction == "mean":
-        return ops.sum(loss) / ops.sum(ops.cast(keep, loss.dtype))
+        return ops.sum(loss) / ops.sum(ops.where(keep, scale, ops.zeros_like(scale)))
     return _loss_reduction(loss, reduction)
 
 
-def _cross_entropy(x, target, label_smoothing=0.0, ignore_index=-100, reduction="mean"):
+def _cross_entropy(
+    x, target, weight=None, label_smoothing=0.0, ignore_index=-100, reduction="mean"
+):
     """PyTorch's cross_entropy of logits x [N, C, ...] and class indices [N, ...]."""
     log_probs = _softmax(x, 1, log=True)
-    return _class_loss(log_probs, target, ignore_index, reduction, label_smoothing)
+    return _class_loss(
+        log_probs, target, ignore_index, reduction, label_smoothing, weight
+    )
+
+
+def _cross_entropy_probs(x, target, weight=None, label_smoothing=0.0, reduction="mean"):
+    """PyTorch's cross_entropy of logits x [N, C, ...] and class probabilities of x's shape:
+    -sum over classes of weight * ((1 - smoothing) * target + smoothing / C) * log_softmax,
+    the mean over the examples."""
+    classes = ops.cast(ops.shape(x)[1], x.dtype)
+    target = target * (1 - label_smoothing) + label_smoothing / classes
+    if weight is not None:
+        target = target * _class_weights(weight, ops.ndim(x))
+    loss = -ops.sum(target * _softmax(x, 1, log=True), axis=1)
+    return _loss_reduction(loss, reduction)
 
 
 def _smooth_l1(x, target, reduction="mean", beta=1.0):

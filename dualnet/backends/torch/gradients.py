@@ -4,11 +4,28 @@ differenced against."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from dualnet.backends.gradients import INPUT, as_list, float64
 from dualnet.backends.torch.backend import TORCH
 from dualnet.io.weights import ignored
+
+
+@contextlib.contextmanager
+def torch_float64(on: bool = True):
+    """PyTorch's default dtype float64 while `on`, then restored: the float literals the
+    generated code leaves to the default dtype (`tensor`) follow the module's `.double()`."""
+    import torch
+
+    before = torch.get_default_dtype()
+    if on:
+        torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 class TorchSide:
@@ -41,7 +58,7 @@ class TorchSide:
         import torch
 
         kinds = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
-        with torch.no_grad():
+        with torch.no_grad(), torch_float64():
             for norm in [m for m in self.module.modules() if isinstance(m, kinds)]:
                 norm.reset_running_stats()
                 norm.momentum = None  # a cumulative average: after one batch, its statistics
@@ -55,7 +72,7 @@ class TorchSide:
         import torch
 
         args = dict(self.inputs)
-        with torch.no_grad():
+        with torch.no_grad(), torch_float64():
             if name in self.params:
                 saved = self.params[name].clone()
                 self.params[name].copy_(torch.from_numpy(value))
@@ -71,10 +88,9 @@ class TorchSide:
         import torch
 
         args = {n: x.clone().requires_grad_(x.is_floating_point()) for n, x in self.inputs.items()}
-        loss = sum(
-            (o * r).sum()
-            for o, r in zip(as_list(self.module(*args.values())), self.loss, strict=True)
-        )
+        with torch_float64():
+            outputs = as_list(self.module(*args.values()))
+        loss = sum((o * r).sum() for o, r in zip(outputs, self.loss, strict=True))
         watched = {n + INPUT: x for n, x in args.items() if x.requires_grad} | self.params
         grads = torch.autograd.grad(loss, list(watched.values()), allow_unused=True)
         return {

@@ -56,6 +56,7 @@ from dualnet.backends.common.source_helpers import (
     atom,
     axes_arg,
     default_kw,
+    default_literal_dtype,
     helpers_used,
     is_default,
     is_number,
@@ -338,6 +339,16 @@ def _filled_like(op: str) -> Callable[[TorchCall], str]:
         return f"torch.{op}_like({_tensor(call, 'x')}{value}{extra})"
 
     return lower
+
+
+@ROWS.function("tensor")
+def _tensor_literal(call: TorchCall) -> str:
+    """torch.tensor of the nested numbers, on the inputs' device; the dtype left to PyTorch
+    where it is its own choice (f32 for floats: the default dtype, as in PyTorch)."""
+    attrs = call.attrs
+    dtype = None if default_literal_dtype(attrs) else TORCH_DTYPES[attrs["dtype"]]
+    extra = kwargs(("dtype", dtype), ("device", attrs.get("_device")))
+    return f"torch.tensor({call.fmt(attrs['data'])}{extra})"
 
 
 for _op in ("zeros", "ones", "full"):
@@ -765,6 +776,7 @@ LOSSES = {
 def _loss(function: str, defaults: dict) -> Callable[[TorchCall], str]:
     def lower(call: TorchCall) -> str:
         extra = kwargs(
+            ("weight", call.inputs.get("weight")),
             *(default_kw(call, a, a, d) for a, d in defaults.items()),
             ("pos_weight", call.inputs.get("pos_weight")),
         )
