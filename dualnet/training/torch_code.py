@@ -31,6 +31,8 @@ OPTIMIZER_OPTIONS = {
 def torch_training(roles: Roles, spec: TrainSpec) -> str:
     imports, definitions = role_sources(roles, "torch")
     ours = {"import torch", "from torch import nn"}
+    if spec.accumulate > 1:
+        ours.add("import contextlib")
     if _scheduler(spec.optimizer):
         ours.add("from torch.optim import lr_scheduler")
     return assemble(
@@ -134,6 +136,11 @@ def _optimizer_class(spec: OptimizerSpec, accumulate: int) -> str:
         f"        self.scheduler = {scheduler}" if scheduler else None,
         "        self.batches = 0  # backward() calls since the start",
         "",
+        "    @property" if accumulate > 1 else None,
+        "    def steps_next(self) -> bool:" if accumulate > 1 else None,
+        '        """Whether the next step() steps the optimiser."""' if accumulate > 1 else None,
+        "        return (self.batches + 1) % ACCUMULATE == 0" if accumulate > 1 else None,
+        "" if accumulate > 1 else None,
         "    @property",
         "    def lr(self) -> float:",
         '        """The learning rate of the next step."""',
@@ -207,7 +214,19 @@ def _steps(roles: Roles, spec: TrainSpec) -> str:
         eval_metrics = f"\n    logs.update({metrics})"
     else:
         metric_line = eval_metrics = ""
-    backward = "(loss / ACCUMULATE).backward()" if spec.accumulate > 1 else "loss.backward()"
+    forward = (
+        "    outputs = model(*inputs)\n"
+        f"    loss = {loss}\n"
+        f"    {'(loss / ACCUMULATE).backward()' if spec.accumulate > 1 else 'loss.backward()'}\n"
+    )
+    if spec.accumulate > 1:  # DDP all-reduces only the backward before a step
+        forward = (
+            "    # in DistributedDataParallel, the gradients of the batches between two steps add\n"
+            "    # up on each replica (no_sync); the backward before a step all-reduces their sum\n"
+            '    local = hasattr(model, "no_sync") and not optimizer.steps_next\n'
+            "    with model.no_sync() if local else contextlib.nullcontext():\n"
+            + textwrap.indent(forward, "    ")
+        )
     instances = f"LOSS = {spec.loss}()  # parameter-free: no device to move to\n"
     if spec.metrics:
         instances += f"METRIC_MODULE = {spec.metrics}()\n"
@@ -216,11 +235,7 @@ def _steps(roles: Roles, spec: TrainSpec) -> str:
         "def train_step(model: nn.Module, optimizer: Optimizer, inputs, targets) -> dict:\n"
         '    """One training batch (the model in training mode): forward, loss, backward,\n'
         '    `optimizer.step()`; the batch\'s loss and metrics as 0-d tensors, detached."""\n'
-        "    model.train()\n"
-        "    outputs = model(*inputs)\n"
-        f"    loss = {loss}\n"
-        f"    {backward}\n"
-        "    optimizer.step()\n"
+        "    model.train()\n" + forward + "    optimizer.step()\n"
         "    with torch.no_grad():\n"
         f'        logs = {{"loss": loss.detach()}}{metric_line}\n'
         "    return logs\n\n\n"

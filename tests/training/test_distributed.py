@@ -1,7 +1,8 @@
 """Data-parallel training (docs/training.md, "Distributed"): the generated PyTorch
-`train_step` under DistributedDataParallel (2 gloo processes) keeps the replicas identical
-and takes the mean of the ranks' losses (with `accumulate` and `ignore_index`: each rank's
-mean over its own non-ignored labels); `dualnet train --distributed 2` equals one process
+`train_step` under DistributedDataParallel (2 gloo processes) keeps the replicas identical,
+all-reduces only before an optimiser step (`no_sync` while accumulating) and takes the mean
+of the ranks' losses (with `accumulate` and `ignore_index`: each rank's mean over its own
+non-ignored labels); `dualnet train --distributed 2` equals one process
 with the same global batch, in PyTorch (2 processes) and in Keras (MirroredStrategy over 2
 logical CPU devices, metrics included); the generated Keras `make_distributed_step` under
 MultiWorkerMirroredStrategy (2 worker processes) equals `fit`'s step with the global batch;
@@ -44,6 +45,7 @@ def classification(n: int, ignored: bool, seed: int = 0) -> dict[str, np.ndarray
 def _rank(rank: int, world: int, port: int, tmp: str) -> None:
     """One DDP process: the generated train_step on its half of each global batch."""
     import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
     from torch.nn.parallel import DistributedDataParallel
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -53,6 +55,13 @@ def _rank(rank: int, world: int, port: int, tmp: str) -> None:
     model = program.torch("Classifier")
     model.load_state_dict(torch.load(Path(tmp) / "init.pt"))
     ddp = DistributedDataParallel(model)
+    reduced = []  # the batches whose backward all-reduced
+
+    def counted(state, bucket):
+        reduced.append(b)
+        return allreduce_hook(state, bucket)
+
+    ddp.register_comm_hook(None, counted)
     optimizer = code["make_optimizer"](model)
     data = np.load(Path(tmp) / "data.npz")
     share = BATCH // world
@@ -61,6 +70,7 @@ def _rank(rank: int, world: int, port: int, tmp: str) -> None:
         x, y = (torch.from_numpy(data[k][start : start + share]) for k in ("x", "labels"))
         code["train_step"](ddp, optimizer, [x], [y])
     torch.save(model.state_dict(), Path(tmp) / f"rank{rank}.pt")
+    (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(sorted(set(reduced))))
     dist.destroy_process_group()
 
 
@@ -98,6 +108,8 @@ def test_ddp_replicas_agree_and_average_the_ranks_losses(tmp_path):
     torch.multiprocessing.spawn(_rank, (2, free_port(), str(tmp_path)), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     per_rank, whole = reference(data, init, 2), reference(data, init, 1)
+    for r in range(2):  # accumulate = 2: only the backward before each step all-reduces
+        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == [1, 3]
     for name, value in ranks[0].items():
         assert torch.equal(value, ranks[1][name]), name
         assert relative(value.numpy(), per_rank[name].numpy()) <= 1e-6, name
