@@ -36,6 +36,7 @@ import numpy as np
 from dualnet.backends.gradients import as_list, float64
 from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
+from dualnet.diagnostics import DualnetError, error, option
 from dualnet.extras import needs_extras
 from dualnet.io.files import temporary_directory
 from dualnet.io.weights import ignored, write_state
@@ -113,6 +114,8 @@ def train_parity(
     spec = training.optimizer if training else spec
     accumulate = training.accumulate if training else 1
     summary = program.check(model)
+    if not summary.trainable_params:
+        raise _nothing_to_train(summary.instance.definition, "has no trainable parameters")
     dims = dims or {}
     batches = [_batch(summary, dims, seed, t, program.max_params, f64) for t in range(steps)]
     dropouts = [
@@ -176,15 +179,16 @@ def train_parity(
 
 
 def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]:
-    """Per parameter, the elements held to the tolerance. An adaptive optimiser divides
-    each gradient element by its own running scale, so an element whose gradient is
+    """Per parameter, the elements held to the tolerance. An element whose gradient is
     rounding noise at every step (zero in exact arithmetic: attention's key bias, which
-    softmax cancels; a bias before BatchNorm) takes steps of full size in a direction
-    that differs in every framework (in float32, so does one whose gradient has fewer
-    correct digits than the tolerance asks). Those elements — |g| ≤ NOISE · u · G at
-    every step, u the dtype's epsilon, G the largest gradient element of the run — are
-    left out, and said so; with SGD none is."""
-    if spec.name == "SGD" or not peaks:
+    softmax cancels; a bias before BatchNorm) moves in a direction that differs in every
+    framework: by full-size steps under an adaptive optimiser, which divides each gradient
+    element by its own running scale (in float32, so does one whose gradient has fewer
+    correct digits than the tolerance asks), and under SGD by noise that, in a tensor
+    starting at zero, is all its value, so that its relative difference is of order 1.
+    Those elements — |g| ≤ NOISE · u · G at every step, u the dtype's epsilon, G the
+    largest gradient element of the run — are left out, and said so."""
+    if not peaks:
         return {}
     largest = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
     floor = NOISE * float(np.finfo(np.float64 if f64 else np.float32).eps) * largest
@@ -264,6 +268,8 @@ def _torch_run(program, model, file, run: Run) -> TrainRun:
             feed(masks.at(t))
             outputs = as_list(module(*(torch.from_numpy(x) for x in batch)))
             value = loss(outputs, [torch.from_numpy(y) for y in run.loss.targets(t)])
+            if not value.requires_grad:
+                raise _nothing_to_train(program.check(model).instance.definition, "trains nothing")
             (value / run.accumulate).backward()
             if (t + 1) % run.accumulate == 0:
                 for n, p in named:
@@ -276,6 +282,15 @@ def _torch_run(program, model, file, run: Run) -> TrainRun:
                 history.append(_torch_state(module))
     where = f"PyTorch {torch.__version__} (CPU), {'float64' if f64 else 'float32'}"
     return TrainRun(where, losses, _torch_state(module), history, peaks)
+
+
+def _nothing_to_train(model: str, what: str) -> DualnetError:
+    return error(
+        "E-INPUT",
+        f"{model} {what}: no gradient of the loss reaches a trainable parameter",
+        option("--train-steps"),
+        notes=["training parity compares the parameters after training steps"],
+    )
 
 
 def _torch_state(module) -> dict[str, np.ndarray]:

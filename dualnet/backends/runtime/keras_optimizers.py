@@ -34,6 +34,16 @@ def _as(value, dtype):
     return ops.cast(value, dtype)
 
 
+def _dense(gradient):
+    """The gradient as a dense tensor, as PyTorch's: TensorFlow gives a gather's (an
+    Embedding's) as IndexedSlices, which the update formulas cannot square."""
+    if type(gradient).__name__ == "IndexedSlices":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
 def replica_share(loss):
     """`loss`, a mean over this replica's share of the batch, divided by the replicas of
     the `tf.distribute` strategy in use (as Keras's own losses are): their gradients are
@@ -94,7 +104,7 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
     def _coupled(self, gradient, variable):
         """The gradient plus weight_decay × the variable (PyTorch's L2 form)."""
         decay = self._decay(variable)
-        gradient = ops.cast(gradient, variable.dtype)
+        gradient = ops.cast(_dense(gradient), variable.dtype)
         if decay and not self._decoupled():
             return gradient + _as(decay, variable.dtype) * variable
         return gradient
@@ -109,6 +119,7 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
         return super()._get_current_learning_rate()
 
     def _clip_gradients(self, grads):
+        grads = [None if g is None else _dense(g) for g in grads]
         if self.clip_value is not None:
             v = self.clip_value
             grads = [None if g is None else ops.clip(g, -v, v) for g in grads]
