@@ -1,16 +1,18 @@
 """The documentation site (mkdocs.yml, docs/): it builds with warnings as errors, and every
-code example in it runs. Per page, in order, in one temporary directory: a ```dnet block
-passes `check` (written to the file the line before it names, "`tiny.dnet`:", else to a
-file of its own; a ```{.dnet .fragment} is written but not checked, a ```{.python
-.fragment} not run); the
-```python blocks run, one namespace per page, as `python` run in that directory; each
-`$ dualnet ...` line of a ```console block runs and exits 0, or N where the line ends in
-`# exits N`, and the output shown below it appears in the command's output in that order
-(a line `...` stands for lines left out)."""
+code example in it runs. Per page, in order, in one temporary directory:
+- a ```dnet block passes `check`; it is written to the file the line before it names ("Save
+  this as `tiny.dnet`:"), else to a file of its own; a ```{.dnet .fragment} is written but
+  not checked;
+- the ```python blocks run (not a ```{.python .fragment}), one namespace per page, as
+  `python` run in that directory;
+- each `$ dualnet ...` line of a ```console block runs and exits 0, or N where the line ends
+  in `# exits N`, and the lines shown below it appear in its output in that order (a line
+  `...` stands for lines left out)."""
 
 from __future__ import annotations
 
 import html
+import itertools
 import os
 import re
 import shlex
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 FENCE = re.compile(r"^```(\S*)\n(.*?)^```$", re.S | re.M)
-FILE_NAME = re.compile(r"`([\w.-]+\.\w+)`:\s*$")
+FILE_NAME = re.compile(r"`([\w.-]+\.dnet)`.*:\s*$")
 EXITS = re.compile(r"\s+# exits (\d+)$")
 
 
@@ -53,7 +55,7 @@ def blocks(page: Path) -> list[tuple[int, str, set[str], str, str | None]]:
 def run_console(block: str, where: str, cwd: Path) -> None:
     lines = block.rstrip("\n").split("\n")
     starts = [i for i, line in enumerate(lines) if line.startswith("$ ")] + [len(lines)]
-    for start, end in zip(starts, starts[1:]):
+    for start, end in itertools.pairwise(starts):
         command = lines[start][2:]
         expected = EXITS.search(command)
         argv = shlex.split(EXITS.sub("", command))
@@ -129,9 +131,9 @@ def test_cli_page_lists_every_subcommand(site):
     (commands,) = (a.choices for a in parser._actions if a.dest == "command")
     page = (site / "cli" / "index.html").read_text()
     assert headings(site / "cli" / "index.html", 2) == list(commands)
-    for name, sub in commands.items():  # every option of every subcommand
+    for name, sub in commands.items():  # every option of every subcommand but --help
         for action in sub._actions:
-            for flag in action.option_strings:
+            for flag in action.option_strings if action.dest != "help" else ():
                 assert html.escape(flag) in page, (name, flag)
 
 
