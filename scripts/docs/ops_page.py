@@ -16,7 +16,9 @@ from dualnet.backends import BACKENDS  # noqa: E402
 from dualnet.backends.keras.layout import SPATIAL_OPS  # noqa: E402
 from dualnet.backends.onnx.emit import DEFAULT_OPSET  # noqa: E402
 from dualnet.backends.rows import lowering_row  # noqa: E402
+from dualnet.ir.types import DType  # noqa: E402
 from dualnet.ops import REGISTRY  # noqa: E402
+from dualnet.ops.registry import _show  # noqa: E402
 
 AXES = {
     "channels": "axis 1 is channels, the axes after it spatial (Keras runs it channels-last)",
@@ -31,6 +33,18 @@ def _first_cases() -> dict:
     for case in CASES + LAYER_CASES:
         first.setdefault(case.op, case)
     return first
+
+
+def _literal(value) -> str:
+    """An attribute's value as .dnet writes it."""
+    if isinstance(value, DType):
+        return f'"{value.value}"'
+    if isinstance(value, slice):
+        bounds = [value.start, value.stop] + ([value.step] if value.step is not None else [])
+        return ":".join("" if b is None else str(b) for b in bounds)
+    if isinstance(value, tuple):
+        return f"({', '.join(map(_literal, value))}{',' if len(value) == 1 else ''})"
+    return _show(value)
 
 
 def _code(text: str) -> list[str]:
@@ -48,7 +62,7 @@ def _example(case) -> list[str]:
     given = {**case.config, **case.attrs}
     head = f"Example, the first lowering test case: inputs {inputs or '(none)'}"
     if given:
-        head += "; " + ", ".join(f"`{k}={v!r}`" for k, v in given.items())
+        head += "; " + ", ".join(f"`{k}={_literal(v)}`" for k, v in given.items())
     lines = [f"{head}; result `{', '.join(map(str, bound.out_types))}`.", "", "PyTorch:", ""]
     lines += _code(f"module = {construct}\ny = {call}" if construct else f"y = {call}")
     _, construct, call = python_sources(case, "keras")
