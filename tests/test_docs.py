@@ -3,11 +3,12 @@ code example in it runs. Per page, in order, in one temporary directory:
 - a ```dnet block passes `check`; it is written to the file the line before it names ("Save
   this as `tiny.dnet`:"), else to a file of its own; a ```{.dnet .fragment} is written but
   not checked;
-- the ```python blocks run (not a ```{.python .fragment}), one namespace per page, as
-  `python` run in that directory;
+- the ```python blocks run, one namespace per page, as `python` run in that directory;
 - each `$ dualnet ...` line of a ```console block runs and exits 0, or N where the line ends
   in `# exits N`, and the lines shown below it appear in its output in that order (a line
-  `...` stands for lines left out)."""
+  `...` stands for lines left out).
+Other blocks (```sh, ```text, unlabelled) and a block marked `.fragment` (```{.python
+.fragment}, ```{.console .fragment}) are not run."""
 
 from __future__ import annotations
 
@@ -92,7 +93,9 @@ def test_examples_run(page, tmp_path, monkeypatch):
             assert summary.ok, f"{where}: " + "; ".join(
                 f"{d.code}: {d.message}" for d in summary.diagnostics
             )
-        elif language == "python" and "fragment" not in classes:
+        elif "fragment" in classes:
+            continue
+        elif language == "python":
             exec(compile(text, where, "exec"), namespace)
         elif language == "console":
             run_console(text, where, tmp_path)

@@ -70,7 +70,9 @@ def cli_page() -> str:
     lines += [f"| [`{name}`](#{name}) | {_cell(text)} |" for name, text, _ in subcommands]
     lines.append("")
     for name, text, sub in subcommands:
-        lines += [f"## {name}", "", text[0].upper() + text[1:] + ".", ""]
+        lines += [f"## {name}", ""]
+        if text:
+            lines += [text[0].upper() + text[1:] + ".", ""]
         lines += ["```text", sub.format_usage().strip(), "```", ""]
         lines += _options(sub)
     return "\n".join(lines)
