@@ -19,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ from dualnet.ops import REGISTRY
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
-FENCE = re.compile(r"^```(\S*)\n(.*?)^```$", re.S | re.M)
+FENCE = re.compile(r"^( *)```([^\n]*)\n(.*?)^\1```$", re.S | re.M)  # also inside list items
 FILE_NAME = re.compile(r"`([\w.-]+\.dnet)`.*:\s*$")
 EXITS = re.compile(r"\s+# exits (\d+)$")
 
@@ -43,13 +44,14 @@ def blocks(page: Path) -> list[tuple[int, str, set[str], str, str | None]]:
     text = page.read_text(encoding="utf-8")
     out = []
     for m in FENCE.finditer(text):
-        info = m.group(1)
+        info = m.group(2)
         classes = set(re.findall(r"\.([\w-]+)", info)) if info.startswith("{") else {info}
         language = re.match(r"\{?\.?([\w-]*)", info).group(1)
         before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
         named = FILE_NAME.search(before)
         line = text.count("\n", 0, m.start()) + 1
-        out.append((line, language, classes, m.group(2), named.group(1) if named else None))
+        body = textwrap.dedent(m.group(3))
+        out.append((line, language, classes, body, named.group(1) if named else None))
     return out
 
 
@@ -82,7 +84,10 @@ def test_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     namespace = {"__name__": "__main__"}
-    for n, (line, language, classes, text, name) in enumerate(blocks(page)):
+    found = blocks(page)
+    fences = re.findall(r"^ *```", page.read_text(encoding="utf-8"), re.M)
+    assert len(fences) == 2 * len(found), f"{page.name}: a fence is not closed"
+    for n, (line, language, classes, text, name) in enumerate(found):
         where = f"{page.name}:{line}"
         if language == "dnet":
             path = tmp_path / (name or f"block_{n}.dnet")
