@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 
 from dualnet.cli import _parser
 
@@ -43,7 +44,8 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
                 text += f" (one of: {', '.join(map(str, a.choices))})"
             if a.required and a.option_strings:
                 text += " (required)"
-            lines.append(f"| `{_cell(invocation)}` | {_cell(text)} |")
+            code = html.escape(invocation).replace("|", "&#124;")  # `\|` stays in a code span
+            lines.append(f"| <code>{code}</code> | {_cell(text)} |")
         lines.append("")
     return lines
 
