@@ -79,10 +79,21 @@ def run_console(block: str, where: str, cwd: Path) -> None:
             at = found[0] + 1
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_examples_run(page, tmp_path, monkeypatch):
+@pytest.fixture
+def page_dir(tmp_path, monkeypatch):
+    """The working directory of a page's examples, first on sys.path as for `python` run
+    there; the modules imported from it are forgotten afterwards (`out` is a common name)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None) or str(getattr(module, "__path__", ""))
+        if str(tmp_path) in where:
+            del sys.modules[name]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_examples_run(page, page_dir):
     namespace = {"__name__": "__main__"}
     found = blocks(page)
     fences = re.findall(r"^ *```", page.read_text(encoding="utf-8"), re.M)
@@ -90,7 +101,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
     for n, (line, language, classes, text, name) in enumerate(found):
         where = f"{page.name}:{line}"
         if language == "dnet":
-            path = tmp_path / (name or f"block_{n}.dnet")
+            path = page_dir / (name or f"block_{n}.dnet")
             path.write_text(text, encoding="utf-8")
             if "fragment" in classes:  # written (a console block may use it), not checked
                 continue
@@ -103,7 +114,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
         elif language == "python":
             exec(compile(text, where, "exec"), namespace)
         elif language == "console":
-            run_console(text, where, tmp_path)
+            run_console(text, where, page_dir)
 
 
 # ---------------------------------------------------------------- the site
