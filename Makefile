@@ -15,6 +15,7 @@
 #   make fuzz        differential fuzzing: random valid programs, parity of the three backends
 #   make fuzz-frontend  mutation fuzzing of `dualnet check` on the zoo: exit codes, time, memory
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
+#   make docs        build the documentation site (mkdocs --strict) into site/
 #
 # Every pip install goes through constraints.txt (it keeps torch on the CPU build).
 
@@ -34,7 +35,7 @@ BENCH_STAMP := $(VENV)/.dualnet-bench-installed
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup demo train-demo test test-slow lint bench fuzz fuzz-frontend wheel-smoke clean
+.PHONY: help setup demo train-demo test test-slow lint bench fuzz fuzz-frontend wheel-smoke docs clean
 
 help:
 	@echo "make setup        create $(VENV) and install dualnet[dev,reference,train] (editable)"
@@ -46,6 +47,7 @@ help:
 	@echo "make fuzz         2,000 random programs through all three backends (EXAMPLES=N SEED=S)"
 	@echo "make fuzz-frontend  20 minutes (MINUTES=M), >= 10,000 mutants of the zoo through check"
 	@echo "make wheel-smoke  build + install the wheel in a clean venv, run it outside the repo"
+	@echo "make docs         build the documentation site into site/ (warnings are errors)"
 
 setup: $(STAMP)
 
@@ -148,6 +150,9 @@ wheel-smoke: setup
 	"$$tmp/venv/bin/dualnet" --version
 	echo "wheel-smoke: ok"
 
+docs: setup
+	@$(VENV)/bin/mkdocs build --strict
+
 clean:
-	@rm -rf build dist .pytest_cache .ruff_cache .hypothesis
+	@rm -rf build dist site .pytest_cache .ruff_cache .hypothesis
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf

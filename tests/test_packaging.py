@@ -82,5 +82,7 @@ def test_sdist_has_sources_grammar_models_tests(dists: dict[str, Path]) -> None:
         "dualnet/__init__.py",
         "models/lenet5.dnet",
         "tests/test_packaging.py",
+        "mkdocs.yml",
+        "scripts/docs/hooks.py",
     ):
         assert required in names, f"{required} missing from sdist"

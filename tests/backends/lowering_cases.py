@@ -1,8 +1,9 @@
 """The lowering test cases every backend runs: each registry op applied to arrays (a Python
 number stands for an inlined constant), with its attributes, a layer's config and optionally
 symbolic input types; a backend's lowering test executes the generated source and compares it
-with the op's NumPy reference. `bind` runs a case's shape rule: the framework-independent part
-of a lowering test."""
+with the op's NumPy reference. `bind` runs a case's shape rule, `python_sources` and
+`onnx_nodes` write a case's code: the framework-independent part of a lowering test, which
+the op reference in the documentation (scripts/docs/) also shows."""
 
 from __future__ import annotations
 
@@ -166,6 +167,111 @@ def bind(case: Case) -> Bound:
     config = fill(op.construct, case.config) if op.is_layer else {}
     out_types, ctx = run_rule(op, types, fill(op.signature, case.attrs), {}, None, config)
     return Bound(case, arrays, types, sources, named, out_types, ctx)
+
+
+# ---------------------------------------------------------------- a case's code
+
+# (the backend's call type, the name its generated call gives the layer)
+_PYTHON_CALLS = {"torch": ("TorchCall", "module"), "keras": ("KerasCall", "layer")}
+
+
+def python_sources(case: Case, backend: str, hide_in_types: bool = False):
+    """(bound case, constructor source — "" for a function —, call or function source) that
+    the `backend` ("torch" or "keras") lowering writes for a case; `hide_in_types` gives the
+    lowering only the result types, as for a function step of a Sequential."""
+    bound = bind(case)
+    call_type, layer_name = _PYTHON_CALLS[backend]
+    call = getattr(BACKENDS[backend].module("lowering"), call_type)(
+        bound.sources, bound.attrs, {} if hide_in_types else bound.types, bound.out_types, fmt
+    )
+    if not REGISTRY[case.op].is_layer:
+        return bound, "", lowering_row(case.op, backend, layer=False).lower(call)
+    row = lowering_row(case.op, backend, layer=True)
+    return bound, row.construct(dict(bound.ctx.config), fmt), row.call(layer_name, call)
+
+
+LAYER = "layer"  # a layer's state_dict prefix in the ONNX test graphs
+
+
+def graph_inputs(bound: Bound) -> dict[str, TensorType]:
+    """The ONNX graph inputs (name → type): the case's arrays, symbolic where the case says."""
+    out = {}
+    for name, source in bound.sources.items():
+        if isinstance(source, list):
+            out.update(zip(source, bound.types[name], strict=True))
+        elif source in bound.named:
+            out[source] = bound.types[name]
+    return out
+
+
+class Sizes:
+    """The `size` callback of a test graph: each symbol read once from the first graph input
+    axis it names (Shape, Gather), else from an extra input `<symbol>_size` of that length
+    (`extra`, fed from `feeds`)."""
+
+    def __init__(self, b, inputs: dict[str, TensorType], env: dict[str, int]):
+        self.b, self.values = b, {}
+        missing = [s for s in env if not any(sym(s) in t.shape for t in inputs.values())]
+        self.extra = {f"{s}_size": TensorType(DType.f32, (sym(s),)) for s in missing}
+        self.feeds = {f"{s}_size": np.zeros(env[s], dtype=np.float32) for s in missing}
+        self.axes = {}
+        for name, t in {**inputs, **self.extra}.items():
+            for axis, d in enumerate(t.shape):
+                if isinstance(d, Dim) and d.symbol:
+                    self.axes.setdefault(d.symbol, (name, axis))
+
+    def symbol(self, name: str) -> str:
+        if name not in self.values:
+            value, axis = self.axes[name]
+            shape = self.b.one("Shape", [value])
+            self.values[name] = self.b.one("Gather", [shape, self.b.ints([axis], "axis")])
+        return self.values[name]
+
+    def __call__(self, d) -> str:
+        return self.b.size(d, self.symbol)
+
+
+@dataclass
+class OnnxNodes:
+    """A case lowered to ONNX: the builder (nodes, initializers), the graph inputs, the size
+    callback (its extra inputs and feeds), the result names, the bound case and a layer's
+    parameters as arrays."""
+
+    builder: Any  # dualnet.backends.onnx.builder.GraphBuilder
+    inputs: dict[str, TensorType]
+    sizes: Sizes
+    outputs: list[str]
+    bound: Bound
+    arrays: dict[str, np.ndarray]
+
+
+def onnx_nodes(case: Case, opset: int) -> OnnxNodes:
+    """The ONNX nodes the lowering writes for a case at `opset` (needs the onnx package's
+    protobuf classes, imported here so that the other backends' tests run without it)."""
+    from dualnet.backends.onnx.builder import GraphBuilder
+    from dualnet.backends.onnx.lowering import OnnxCall, lower
+
+    bound = bind(case)
+    op = REGISTRY[case.op]
+    b = GraphBuilder(opset)
+    inputs = graph_inputs(bound)
+    sizes = Sizes(b, inputs, case.env)
+    for name in (*inputs, *sizes.extra):
+        b.reserve(name)
+    b.scope = LAYER if op.is_layer else case.op
+    values = {}
+    for name, source in bound.sources.items():
+        if source is None or isinstance(source, list) or source in bound.named:
+            values[name] = source
+        else:  # an inlined number: a 0-d constant of its type
+            values[name] = b.constant(bound.arrays[name], "scalar")
+    arrays = bound.params() if op.is_layer else {}
+    params = {name: b.initializer(f"{LAYER}.{name}", a) for name, a in arrays.items()}
+    call = OnnxCall(b, values, bound.attrs, bound.types, bound.out_types, params, arrays, sizes)
+    outputs = lower(case.op, call)
+    assert len(outputs) == len(bound.out_types)
+    assert not set(outputs) & set(inputs), "every result is a node output"
+    return OnnxNodes(b, inputs, sizes, outputs, bound, arrays)
 
 
 # ---------------------------------------------------------------- the cases

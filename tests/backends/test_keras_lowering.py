@@ -34,6 +34,7 @@ from lowering_cases import (  # noqa: E402
     fmt,
     one_tensor,
     positive,
+    python_sources,
     randn,
 )
 
@@ -77,22 +78,10 @@ def _to_dualnet_layout(op: str, a: np.ndarray) -> np.ndarray:
     return np.moveaxis(a, -1, 1) if op in SPATIAL_OPS and a.ndim > 2 else a
 
 
-def _sources(case: Case, hide_in_types: bool = False):
-    """(bound case, constructor source, call or function source)."""
-    bound = bind(case)
-    call = KerasCall(
-        bound.sources, bound.attrs, {} if hide_in_types else bound.types, bound.out_types, fmt
-    )
-    if not REGISTRY[case.op].is_layer:
-        return bound, "", lower_function(case.op, call)
-    row = _row(case.op)
-    return bound, row.construct(dict(bound.ctx.config), fmt), row.call("layer", call)
-
-
 def _prepared(case: Case, hide_in_types: bool = False):
     """(bound case, constructor source, call source, namespace with the inputs and the built
     layer holding the case's parameters, the parameters); `training` is False."""
-    bound, construct, src = _sources(case, hide_in_types)
+    bound, construct, src = python_sources(case, "keras", hide_in_types)
     ns = {"keras": keras, "ops": ops, TRAINING: False, **case.env}
     ns.update(
         {
@@ -334,7 +323,7 @@ _TORCH_INIT = r"_Torch\w*Init\((?:[^()]|\([^()]*\))*\)"  # one level of brackets
 
 def _source(op, inputs, config=None, **attrs):
     """(constructor without its initializers, call) of one case."""
-    construct, call = _sources(Case(op, inputs, config, **attrs))[1:]
+    construct, call = python_sources(Case(op, inputs, config, **attrs), "keras")[1:]
     return re.sub(rf", \w+_initializer={_TORCH_INIT}", "", construct), call
 
 
@@ -589,7 +578,7 @@ def test_cast_to_bfloat16():
 def _generated_sources() -> list[str]:
     sources = []
     for case in FUNCTION_CASES + ALL_LAYER_CASES:
-        _, construct, src = _sources(case)
+        _, construct, src = python_sources(case, "keras")
         sources += [construct, src] if construct else [src]
     return sources
 

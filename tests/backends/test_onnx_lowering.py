@@ -14,6 +14,7 @@ import pytest
 from lowering_cases import (
     CASES,
     ENV,
+    LAYER,
     LAYER_CASES,
     RNG,
     B,
@@ -23,9 +24,9 @@ from lowering_cases import (
     W,
     assert_one_row_per_op,
     attention_mask,
-    bind,
     case_id,
     mask_with_empty_row,
+    onnx_nodes,
     randn,
 )
 
@@ -34,22 +35,18 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import helper, numpy_helper  # noqa: E402
 
-from dualnet.backends.onnx.builder import GraphBuilder  # noqa: E402
 from dualnet.backends.onnx.lowering import (  # noqa: E402
     NEWEST_OPSET,
     ONNX_TYPES,
-    OnnxCall,
     OpsetTooOld,
-    lower,
 )
 from dualnet.backends.rows import OnnxRow, lowering_row  # noqa: E402
-from dualnet.ir.dims import Dim, sym  # noqa: E402
+from dualnet.ir.dims import sym  # noqa: E402
 from dualnet.ir.tagged import Tagged, written  # noqa: E402
 from dualnet.ir.types import DType, TensorType  # noqa: E402
 from dualnet.ops import REGISTRY  # noqa: E402
 
 DEFAULT_OPSET = 17
-LAYER = "layer"  # the layer's state_dict prefix in the test graphs
 
 # ---------------------------------------------------------------- the harness
 
@@ -59,76 +56,20 @@ def _value_info(name: str, t: TensorType):
     return helper.make_tensor_value_info(name, ONNX_TYPES[t.dtype], dims)
 
 
-def _graph_inputs(bound) -> dict[str, TensorType]:
-    """The graph inputs (name → type): the case's arrays, symbolic where the case says."""
-    out = {}
-    for name, source in bound.sources.items():
-        if isinstance(source, list):
-            out.update(zip(source, bound.types[name], strict=True))
-        elif source in bound.named:
-            out[source] = bound.types[name]
-    return out
-
-
-class Sizes:
-    """The `size` callback of a test graph: each symbol read once from the first graph input
-    axis it names (Shape, Gather), else from an extra input `<symbol>_size` of that length
-    (`extra`, fed from `feeds`)."""
-
-    def __init__(self, b: GraphBuilder, inputs: dict[str, TensorType], env: dict[str, int]):
-        self.b, self.values = b, {}
-        missing = [s for s in env if not any(sym(s) in t.shape for t in inputs.values())]
-        self.extra = {f"{s}_size": TensorType(DType.f32, (sym(s),)) for s in missing}
-        self.feeds = {f"{s}_size": np.zeros(env[s], dtype=np.float32) for s in missing}
-        self.axes = {}
-        for name, t in {**inputs, **self.extra}.items():
-            for axis, d in enumerate(t.shape):
-                if isinstance(d, Dim) and d.symbol:
-                    self.axes.setdefault(d.symbol, (name, axis))
-
-    def symbol(self, name: str) -> str:
-        if name not in self.values:
-            value, axis = self.axes[name]
-            shape = self.b.one("Shape", [value])
-            self.values[name] = self.b.one("Gather", [shape, self.b.ints([axis], "axis")])
-        return self.values[name]
-
-    def __call__(self, d) -> str:
-        return self.b.size(d, self.symbol)
-
-
 def build(case: Case, opset: int):
     """(model, feeds, bound case, layer parameters as arrays) of one case."""
-    bound = bind(case)
-    op = REGISTRY[case.op]
-    b = GraphBuilder(opset)
-    inputs = _graph_inputs(bound)
-    sizes = Sizes(b, inputs, case.env)
-    for name in (*inputs, *sizes.extra):
-        b.reserve(name)
-    b.scope = LAYER if op.is_layer else case.op
-    values = {}
-    for name, source in bound.sources.items():
-        if source is None or isinstance(source, list) or source in bound.named:
-            values[name] = source
-        else:  # an inlined number: a 0-d constant of its type
-            values[name] = b.constant(bound.arrays[name], "scalar")
-    arrays = bound.params() if op.is_layer else {}
-    params = {name: b.initializer(f"{LAYER}.{name}", a) for name, a in arrays.items()}
-    call = OnnxCall(b, values, bound.attrs, bound.types, bound.out_types, params, arrays, sizes)
-    outputs = lower(case.op, call)
-    assert len(outputs) == len(bound.out_types)
-    assert not set(outputs) & set(inputs), "every result is a node output"
+    g = onnx_nodes(case, opset)
     graph = helper.make_graph(
-        b.nodes,
+        g.builder.nodes,
         case.op,
-        [_value_info(n, t) for n, t in {**inputs, **sizes.extra}.items()],
-        [_value_info(n, t) for n, t in zip(outputs, bound.out_types, strict=True)],
-        [numpy_helper.from_array(a, n) for n, a in b.initializers.items()],
+        [_value_info(n, t) for n, t in {**g.inputs, **g.sizes.extra}.items()],
+        [_value_info(n, t) for n, t in zip(g.outputs, g.bound.out_types, strict=True)],
+        [numpy_helper.from_array(a, n) for n, a in g.builder.initializers.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
-    feeds = {**{n: a for n, a in bound.named.items() if n in inputs}, **sizes.feeds}
-    return model, feeds, bound, arrays
+    inputs = g.inputs
+    feeds = {**{n: a for n, a in g.bound.named.items() if n in inputs}, **g.sizes.feeds}
+    return model, feeds, g.bound, g.arrays
 
 
 _OPTIONS = ort.SessionOptions()

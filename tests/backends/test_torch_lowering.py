@@ -20,10 +20,10 @@ from lowering_cases import (
     LAYER_CASES,
     Case,
     assert_one_row_per_op,
-    bind,
     case_id,
     fmt,
     one_tensor,
+    python_sources,
     randn,
 )
 from torch import nn
@@ -44,21 +44,11 @@ def lower_function(op: str, call: TorchCall) -> str:
 
 def lower_and_run(case: Case, hide_in_types: bool = False):
     """Returns (generated sources, torch results, reference results)."""
-    bound = bind(case)
+    bound, construct, src = python_sources(case, "torch", hide_in_types)
     op = REGISTRY[case.op]
     ns = {"torch": torch, "nn": nn, "F": F, **case.env}
     ns.update({name: torch.from_numpy(a) for name, a in bound.named.items()})
-    call = TorchCall(
-        bound.sources, bound.attrs, {} if hide_in_types else bound.types, bound.out_types, fmt
-    )
     params = {}
-    construct = ""
-    if op.is_layer:
-        row = lowering_row(case.op, "torch", layer=True)
-        construct = row.construct(dict(bound.ctx.config), fmt)
-        src = row.call("module", call)
-    else:
-        src = lower_function(case.op, call)
     for name in helpers_needed(construct + "\n" + src):
         exec(HELPERS[name], ns)
     if case.op in FREE_TENSORS:  # a tensor: held by a module, as a generated class holds it
