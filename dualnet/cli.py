@@ -240,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     max_params_arg(tr)
     spec_args(tr)
     sub.add_parser("ops", help="print the op × backend matrix")
+    sub.add_parser("lsp", help="run the language server on stdin/stdout (needs dualnet[lsp])")
     parity = sub.add_parser(
         "parity",
         help="run a model in several backends from one weight "
@@ -421,6 +422,10 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "ops":
         return _ops()
+    if args.command == "lsp":
+        from dualnet.lsp import serve
+
+        return serve()
     if args.command == "parity":
         usage = _training_usage(args)
         if usage:

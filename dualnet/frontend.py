@@ -86,10 +86,12 @@ def check_file(
     model: str | None = None,
     include_dirs: tuple[str, ...] = (),
     hyper: dict[str, Any] | None = None,
+    text: str | None = None,
 ) -> Summary:
     """Parse, resolve, instantiate and check `model` (default: the file's last model),
     within the front end's work budget (`dualnet.budget`). Never raises for bad input:
-    problems are in `Summary.diagnostics`."""
+    problems are in `Summary.diagnostics`. `text` replaces the file's content on disk (an
+    editor's unsaved buffer); imports are read from disk."""
     enabled = gc.isenabled()
     gc.disable()  # the checker allocates many small acyclic objects: skip collection passes
     loader = Loader(tuple(include_dirs))
@@ -97,7 +99,7 @@ def check_file(
     summary = Summary(model or "", path, None, None, checker.diagnostics, loader.sources)
     try:
         with active(Budget()):
-            _check(summary, loader, checker, model, hyper)
+            _check(summary, loader, checker, model, hyper, text)
     except BudgetExceeded as exc:  # stops everything, error recovery included
         checker.diagnostics.extend(exc.diagnostics)
         summary.instance = summary.graph = None  # partial: nothing of it is reported
@@ -120,10 +122,11 @@ def _check(
     checker: Checker,
     model: str | None,
     hyper: dict[str, Any] | None,
+    text: str | None,
 ) -> None:
     path = summary.file
     try:
-        root = loader.load_root(path)
+        root = loader.load_root(path, text)
     except DualnetError as exc:
         checker.diagnostics.extend(exc.diagnostics)
         return

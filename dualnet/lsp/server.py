@@ -1,0 +1,131 @@
+"""The pygls server behind `dualnet lsp`: documents are checked in one worker thread, newest
+text first (a check that a later edit made stale is skipped), so requests are answered at
+once from the last check while the next one runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from dualnet.frontend import check_file
+from dualnet.lsp import features
+from dualnet.lsp.document import Document
+from dualnet.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+class DualnetServer(LanguageServer):
+    def __init__(self):
+        super().__init__("dualnet", __version__, lsp.TextDocumentSyncKind.Full)
+        self.documents: dict[str, Document] = {}  # uri → its last check
+        self.latest: dict[str, int] = {}  # uri → the newest version received
+        self.checker = ThreadPoolExecutor(1, thread_name_prefix="dualnet-check")
+
+    async def check(self, uri: str) -> None:
+        """Check the document's current text in the worker; publish its diagnostics unless
+        a newer version came meanwhile (its own check publishes)."""
+        doc = self.workspace.get_text_document(uri)
+        version = doc.version or 0
+        self.latest[uri] = version
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.checker, self._check, uri, version, doc.source)
+        if result is None or self.latest.get(uri) != version:
+            return
+        self.documents[uri] = result
+        self.text_document_publish_diagnostics(
+            lsp.PublishDiagnosticsParams(uri, features.diagnostics(result), version)
+        )
+
+    def _check(self, uri: str, version: int, text: str) -> Document | None:
+        if self.latest.get(uri) != version:  # stale: a newer text waits behind it
+            return None
+        path = _path(uri)
+        try:
+            summary = check_file(str(path), text=text)
+            return Document.build(path, text, summary, self.documents.get(uri))
+        except Exception:  # a bug in dualnet: keep serving the last good state
+            log.exception("checking %s failed", uri)
+            return None
+
+
+def _path(uri: str) -> Path:
+    """The real path of a document; an unsaved one lives in the working directory."""
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    return Path(os.path.realpath(path or Path.cwd() / "untitled.dnet"))
+
+
+def _guard(handler):
+    """A feature that answers None instead of an error when dualnet has a bug."""
+
+    def guarded(ls: DualnetServer, params):
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is None:
+            return None
+        try:
+            return handler(ls, doc, params)
+        except Exception:
+            log.exception("%s failed", handler.__name__)
+            return None
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+def make_server() -> DualnetServer:
+    server = DualnetServer()
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+    async def did_open(ls: DualnetServer, params: lsp.DidOpenTextDocumentParams):
+        await ls.check(params.text_document.uri)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    async def did_change(ls: DualnetServer, params: lsp.DidChangeTextDocumentParams):
+        await ls.check(params.text_document.uri)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: DualnetServer, params: lsp.DidCloseTextDocumentParams):
+        uri = params.text_document.uri
+        ls.documents.pop(uri, None)
+        ls.latest.pop(uri, None)
+        ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri, []))
+
+    @server.feature(lsp.TEXT_DOCUMENT_HOVER)
+    @_guard
+    def hover(ls, doc: Document, params: lsp.HoverParams):
+        return features.hover(doc, features.position(params.position))
+
+    @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
+    @_guard
+    def definition(ls, doc: Document, params: lsp.DefinitionParams):
+        return features.definition(doc, features.position(params.position))
+
+    @server.feature(
+        lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=["(", ",", " "])
+    )
+    @_guard
+    def completion(ls, doc: Document, params: lsp.CompletionParams):
+        text = ls.workspace.get_text_document(params.text_document.uri).source
+        items = features.completion(doc, text, features.position(params.position))
+        return lsp.CompletionList(is_incomplete=False, items=items)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    @_guard
+    def document_symbol(ls, doc: Document, params: lsp.DocumentSymbolParams):
+        return features.symbols(doc)
+
+    return server
+
+
+def serve() -> int:
+    """Serve on stdin/stdout until the client says exit."""
+    logging.basicConfig(level=logging.WARNING)  # to stderr: stdout carries the protocol
+    make_server().start_io()
+    return 0
