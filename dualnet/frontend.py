@@ -53,6 +53,7 @@ class Summary:
     layers: list[LayerRow] = field(default_factory=list)
     files: tuple[str, ...] = ()  # every source file read (real paths): outputs never replace one
     training: TrainSpec | None = None  # the entry model's checked `train` block, if any
+    trees: dict[str, ast.Module] = field(default_factory=dict)  # real path → syntax tree
 
     @property
     def ok(self) -> bool:
@@ -132,6 +133,7 @@ def _check(
         return
     finally:
         summary.files = tuple(str(p) for p in loader.modules)
+        summary.trees = {str(p): m.tree for p, m in loader.modules.items()}
     checker.diagnostics.extend(loader.diagnostics)
     for module in loader.modules.values():  # every constant, used or not, is checked once
         for decl in module.consts.values():

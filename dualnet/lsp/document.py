@@ -8,12 +8,11 @@ import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from dualnet.diagnostics import DualnetError, Span
+from dualnet.diagnostics import Span
 from dualnet.frontend import Summary
 from dualnet.ir.graph import LayerInstance, ModelInstance
 from dualnet.ops import REGISTRY
 from dualnet.syntax import ast
-from dualnet.syntax.parser import parse
 
 Pos = tuple[int, int]  # 1-based line and column, as in `Span`
 Key = tuple[int, int, int, int]  # a span in the document, without its file
@@ -127,35 +126,22 @@ class Document:
     path: Path  # real path (the document need not exist on disk)
     text: str
     tree: ast.Module | None
-    summary: Summary | None
+    summary: Summary
+    files: dict[Path, ast.Module] = field(default_factory=dict)  # the imported files' trees
     types: dict[Key, list[tuple[str, ...]]] = field(default_factory=dict)
-    files: dict[Path, ast.Module | None] = field(default_factory=dict)  # imports' trees
 
     # ---------------------------------------------------------------- building
 
     @classmethod
-    def build(cls, path: Path, text: str, summary: Summary | None, old: Document | None):
-        """`old`'s tree stays when `text` does not parse (positions may then be stale)."""
-        try:
-            tree = parse(text, str(path))
-        except DualnetError:
-            tree = old.tree if old else None
-        doc = cls(path, text, tree, summary)
-        if summary is not None and summary.instance is not None:
+    def build(cls, path: Path, text: str, summary: Summary, old: Document | None):
+        """From the check of `text`: its trees (the root's and its imports'), the traced
+        types. When `text` does not parse, `old`'s tree stays (positions may be stale)."""
+        trees = {Path(p): tree for p, tree in summary.trees.items()}
+        tree = trees.pop(path, None) or (old.tree if old else None)
+        doc = cls(path, text, tree, summary, files=trees)
+        if summary.instance is not None:
             doc.types = _types(summary.instance, path)
-        doc.load_imports()
         return doc
-
-    def load_imports(self) -> None:
-        """Parse the imported files now (in the checking thread), not at the first hover."""
-        stack = [(self.path, self.tree)]
-        while stack and len(self.files) < 100:
-            file, tree = stack.pop()
-            for decl in tree.decls if tree else ():
-                if isinstance(decl, ast.Import):
-                    other = self.import_file(file, decl)
-                    if other is not None and other not in self.files and other != self.path:
-                        stack.append((other, self.tree_of(other)))
 
     # ---------------------------------------------------------------- types
 
@@ -182,7 +168,7 @@ class Document:
 
     def instances(self, model: ast.Model) -> list[ModelInstance]:
         """The checked instances of `model` (a declaration in this document)."""
-        if self.summary is None or self.summary.instance is None:
+        if self.summary.instance is None:
             return []
         out, stack = [], [self.summary.instance]
         while stack:
@@ -284,11 +270,7 @@ class Document:
         return target if target.is_file() else None
 
     def tree_of(self, file: Path) -> ast.Module | None:
-        if file == self.path:
-            return self.tree
-        if file not in self.files:
-            self.files[file] = _parse_file(file)
-        return self.files[file]
+        return self.tree if file == self.path else self.files.get(file)
 
     def models(self) -> list[ast.Model]:
         return [d for d in self.tree.decls if isinstance(d, ast.Model)] if self.tree else []
@@ -305,23 +287,6 @@ def _innermost(path: list, kind):
 
 def _real(file: str) -> Path:
     return Path(os.path.realpath(file))
-
-
-_PARSED: dict[tuple[Path, int, int], ast.Module | None] = {}  # (file, mtime, size) → tree
-
-
-def _parse_file(file: Path) -> ast.Module | None:
-    """An imported file's tree, parsed once per version on disk."""
-    try:
-        stat = file.stat()
-        cache = (file, stat.st_mtime_ns, stat.st_size)
-        if cache not in _PARSED:
-            if stat.st_size > 16 * 1024 * 1024:
-                return None
-            _PARSED[cache] = parse(file.read_text(encoding="utf-8"), str(file))
-        return _PARSED[cache]
-    except (OSError, UnicodeDecodeError, DualnetError):
-        return None
 
 
 def _types(root: ModelInstance, path: Path) -> dict[Key, list[tuple[str, ...]]]:

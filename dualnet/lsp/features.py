@@ -45,7 +45,7 @@ def span_range(span: Span | None) -> lsp.Range:
 def diagnostics(doc: Document) -> list[lsp.Diagnostic]:
     """The check's diagnostics; those in other files (an import) sit at the file's start
     and say where they are."""
-    return [_diagnostic(d, doc) for d in doc.summary.diagnostics] if doc.summary else []
+    return [_diagnostic(d, doc) for d in doc.summary.diagnostics]
 
 
 def _diagnostic(d: Diagnostic, doc: Document) -> lsp.Diagnostic:

@@ -1,0 +1,202 @@
+"""`dualnet lsp` driven over stdio with real LSP messages (benchmarks/lsp_client.py): the
+diagnostics of `dualnet check`, hover, definition, completion, symbols, formatting, and a
+server that survives random edits. One server process serves the whole module."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import dualnet
+from dualnet.ops import REGISTRY
+from dualnet.syntax import ast
+from dualnet.syntax.parser import parse
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fuzz_frontend import Mutator  # noqa: E402
+from lsp_client import Client  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> Path:
+    """A copy of models/, where the test writes the texts it checks on disk."""
+    folder = tmp_path_factory.mktemp("zoo") / "models"
+    shutil.copytree(ROOT / "models", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(zoo):
+    c = Client(zoo)
+    yield c
+    assert c.close() == 0, b"".join(c.stderr).decode()
+
+
+def lsp_range(span) -> dict:
+    return {
+        "start": {"line": span.line - 1, "character": span.column - 1},
+        "end": {"line": span.end_line - 1, "character": span.end_column - 1},
+    }
+
+
+def where(text: str, needle: str, offset: int = 0) -> tuple[int, int]:
+    """The 0-based line and character of the first `needle` in `text`, plus `offset`."""
+    before = text[: text.index(needle) + offset]
+    return before.count("\n"), len(before) - before.rfind("\n") - 1
+
+
+def hover_text(client, uri, text, needle, offset=0) -> str:
+    answer = client.at("textDocument/hover", uri, *where(text, needle, offset))
+    return answer["contents"]["value"] if answer else ""
+
+
+def test_diagnostics_are_dualnet_checks_then_clear(client, zoo):
+    path = zoo / "resnet18.dnet"
+    good = path.read_text()
+    bad = good.replace("fc = Linear(classes)", "fc = Linear(classes, bias=3)").replace(
+        "x = global_avg_pool(x)", "x = global_avg_pool(y)"
+    )
+    uri, version = client.open(path, bad)
+    published = client.diagnostics(uri, version)
+    edited = zoo / "edited.dnet"  # `dualnet check` of the same text, from disk
+    edited.write_text(bad)
+    expected = dualnet.check_file(str(edited)).diagnostics
+    assert len(expected) >= 2
+    assert [(d["code"], d["range"]) for d in published] == [
+        (d.code, lsp_range(d.span)) for d in expected
+    ]
+    assert all(d["source"] == "dualnet" and d["severity"] == 1 for d in published)
+    assert client.diagnostics(uri, client.change(uri, good)) == []
+
+
+def test_syntax_error_keeps_the_last_tree(client, zoo):
+    path = zoo / "mlp.dnet"
+    good = path.read_text()
+    uri, version = client.open(path, good)
+    assert client.diagnostics(uri, version) == []
+    broken = good + "\nmodel {"
+    [published] = client.diagnostics(uri, client.change(uri, broken))
+    (zoo / "broken.dnet").write_text(broken)
+    [expected] = dualnet.check_file(str(zoo / "broken.dnet")).diagnostics
+    assert (published["code"], published["range"]) == ("E-SYNTAX", lsp_range(expected.span))
+    symbols = client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+    assert [s["name"] for s in symbols] == [
+        d.name.id for d in parse(good, "mlp").decls if isinstance(d, ast.Model)
+    ]
+
+
+def test_hover_types_layers_and_ops(client, zoo):
+    path = zoo / "resnet18.dnet"
+    text = path.read_text()
+    uri, version = client.open(path, text)
+    client.diagnostics(uri, version)
+    summary = dualnet.check_file(str(path))
+    layer1 = summary.instance.children["layer1"]
+    conv1 = summary.instance.children["conv1"]
+    out1 = str(layer1.graphs[0].outputs[0].type)
+    assert f"x: {out1}" in hover_text(client, uri, text, "x = x |> layer1")  # the target
+    assert f"x: {out1}" in hover_text(client, uri, text, "x |> layer2")  # a use of it
+    conv = hover_text(client, uri, text, "conv1 |>")
+    weight = conv1.params["weight"]
+    assert f"weight: {dualnet.ir.types.TensorType(weight.dtype, weight.shape)}" in conv
+    assert str(conv1.output_types[0]) in conv
+    assert f"{conv1.param_count:,} parameters" in conv
+    op = hover_text(client, uri, text, "max_pool2d")
+    assert f"max_pool2d{REGISTRY['max_pool2d'].signature}" in op
+    assert REGISTRY["max_pool2d"].doc in op
+    assert "model BasicBlock(" in hover_text(client, uri, text, "BasicBlock(64)")
+
+
+def test_definition(client, zoo):
+    path = zoo / "mobilenetv2.dnet"
+    text = path.read_text()
+    uri, version = client.open(path, text)
+    client.diagnostics(uri, version)
+    tree = parse(text, "m")
+    decls = {d.name.id: d for d in tree.decls if isinstance(d, ast.Model | ast.Const)}
+    layers = {m.name.id: m for m in decls["MobileNetV2"].members if isinstance(m, ast.LayerDecl)}
+
+    def goes(needle, offset, span, file=path):
+        found = client.at("textDocument/definition", uri, *where(text, needle, offset))
+        assert found == {"uri": file.resolve().as_uri(), "range": lsp_range(span)}
+
+    goes("InvertedResidual(BLOCKS", 1, decls["InvertedResidual"].name.span)
+    goes("BLOCKS[i - 1][1]", 1, decls["BLOCKS"].name.span)
+    goes("= features(x)", 3, layers["features"].name.span)
+    goes("|> classifier", 4, layers["classifier"].name.span)
+    resnet = zoo / "resnet18.dnet"
+    text = resnet.read_text()
+    uri, version = client.open(resnet, text)
+    client.diagnostics(uri, version)
+    blocks = parse((zoo / "blocks.dnet").read_text(), "b")
+    basic = next(d for d in blocks.decls if isinstance(d, ast.Model) and d.name.id == "BasicBlock")
+    goes("BasicBlock(128", 2, basic.name.span, zoo / "blocks.dnet")  # an imported model
+    found = client.at("textDocument/definition", uri, *where(text, '"blocks.dnet"', 2))
+    assert found["uri"] == (zoo / "blocks.dnet").resolve().as_uri()  # the imported file
+
+
+def test_completion_of_keywords_and_names(client, zoo):
+    path = zoo / "resnet18.dnet"
+    text = path.read_text()
+    uri, version = client.open(path, text)
+    client.diagnostics(uri, version)
+    at = where(text, "max_pool2d(3, ", len("max_pool2d(3, "))
+    labels = [i["label"] for i in client.at("textDocument/completion", uri, *at)["items"]]
+    attrs = [p.name for p in REGISTRY["max_pool2d"].signature.params if not p.is_tensor]
+    assert labels[: len(attrs)] == [f"{a}=" for a in attrs]
+    at = where(text, "x = x |> layer1", len("x = x |> "))
+    labels = {i["label"] for i in client.at("textDocument/completion", uri, *at)["items"]}
+    assert {"x", "conv1", "layer4", "fc", "classes", "BasicBlock", "relu", "Conv2d"} <= labels
+    at = where(text, "Conv2d(64, ", len("Conv2d(64, "))  # a layer: its constructor's
+    labels = [i["label"] for i in client.at("textDocument/completion", uri, *at)["items"]]
+    assert "kernel=" in labels and "stride=" in labels
+
+
+def test_document_symbols(client, zoo):
+    path = zoo / "mobilenetv2.dnet"
+    text = path.read_text()
+    uri, version = client.open(path, text)
+    client.diagnostics(uri, version)
+    symbols = client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+    tree = parse(text, "m")
+    assert [s["name"] for s in symbols] == [d.name.id for d in tree.decls]
+    model = tree.decls[-1]
+    expected = [h.name for h in model.hypers] + [
+        m.name.id if isinstance(m, ast.LayerDecl) else "forward" for m in model.members
+    ]
+    assert [c["name"] for c in symbols[-1]["children"]] == expected
+
+
+def test_random_edits_while_typing(client, zoo):
+    """40 random edits of zoo files (the front-end fuzzer's mutations) sent as fast as
+    typing, each followed by a hover and a completion: every request is answered, the
+    latest text's diagnostics arrive, the server stays up."""
+    rng = random.Random(15)
+    sources = {p.name: p.read_text() for p in sorted(zoo.glob("*.dnet"))}
+    mutator = Mutator(rng, sources)
+    for name in ("resnet18.dnet", "bert_encoder.dnet"):
+        text = sources[name]
+        uri, version = client.open(zoo / name, text)
+        for _ in range(20):
+            text = mutator.mutate(text)[0] if rng.random() < 0.8 else sources[name]
+            version = client.change(uri, text)
+            line = rng.randrange(text.count("\n") + 1)
+            client.at("textDocument/hover", uri, line, rng.randrange(40))
+            client.at("textDocument/completion", uri, line, rng.randrange(40))
+        (zoo / "mutant.dnet").write_text(text)
+        expected = dualnet.check_file(str(zoo / "mutant.dnet")).diagnostics
+        published = client.diagnostics(uri, version, timeout=30)
+        assert [d["code"] for d in published] == [d.code for d in expected]
+        assert client.process.poll() is None
+    pathological = ["(" * 5000, "const c = 1\n" * 40000, "\x00\ufeff🙂" * 1000]
+    for text in pathological:
+        version = client.change(uri, text)
+        client.at("textDocument/hover", uri, 0, 3)
+        assert client.diagnostics(uri, version, timeout=30)
+    assert client.process.poll() is None
