@@ -21,11 +21,12 @@ from dualnet.lsp.document import (
     traced_span,
 )
 from dualnet.ops import REGISTRY, OpDef
+from dualnet.semantics.scope import BUILTINS
+from dualnet.semantics.values import LayerType
 from dualnet.syntax import ast
+from dualnet.syntax.parser import keywords
 
-KEYWORDS = (
-    "model forward return for in if else const import from as true false none and or not is train"
-).split()  # `train` is a name the parser checks, not a lark keyword
+KEYWORDS = sorted(keywords() | {"train"})  # `train` is a name the parser checks
 
 
 def position(p: lsp.Position) -> Pos:
@@ -235,8 +236,8 @@ def completion(doc: Document, text: str, pos: Pos) -> list[lsp.CompletionItem]:
                 names.setdefault(item.alias or item.name, lsp.CompletionItemKind.Class)
         elif isinstance(decl, ast.Import) and decl.alias:
             names.setdefault(decl.alias, lsp.CompletionItemKind.Module)
-    for name, op in REGISTRY.items():
-        kind = lsp.CompletionItemKind.Class if op.is_layer else lsp.CompletionItemKind.Function
+    for name, value in BUILTINS.items():
+        kind = lsp.CompletionItemKind.Class if isinstance(value, LayerType) else _FUNCTION
         names.setdefault(name, kind)
     for word in KEYWORDS:
         names.setdefault(word, lsp.CompletionItemKind.Keyword)
@@ -244,6 +245,9 @@ def completion(doc: Document, text: str, pos: Pos) -> list[lsp.CompletionItem]:
         names.setdefault(dtype, lsp.CompletionItemKind.TypeParameter)
     items += [lsp.CompletionItem(label=n, kind=k, sort_text=f"1{n}") for n, k in names.items()]
     return items
+
+
+_FUNCTION = lsp.CompletionItemKind.Function
 
 
 def _keyword_args(doc: Document, text: str, pos: Pos) -> list[lsp.CompletionItem]:
