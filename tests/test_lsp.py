@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import dualnet
+from dualnet.fmt import format_source
 from dualnet.ops import REGISTRY
 from dualnet.syntax import ast
 from dualnet.syntax.parser import parse
@@ -173,6 +175,35 @@ def test_document_symbols(client, zoo):
     assert [c["name"] for c in symbols[-1]["children"]] == expected
 
 
+def apply(text: str, edits: list[dict]) -> str:
+    """`text` with LSP text edits applied (ranges in the original, none overlapping)."""
+    lines = text.split("\n")
+
+    def offset(p):
+        return sum(len(line) + 1 for line in lines[: p["line"]]) + p["character"]
+
+    for edit in sorted(edits, key=lambda e: offset(e["range"]["start"]), reverse=True):
+        start, end = offset(edit["range"]["start"]), offset(edit["range"]["end"])
+        text = text[:start] + edit["newText"] + text[end:]
+    return text
+
+
+def test_formatting_is_dualnet_fmts(client, zoo):
+    path = zoo / "resnet18.dnet"
+    messy = path.read_text().replace("x = x |>", "x   =   x|>").replace("    fc =", "  fc  =")
+    uri, version = client.open(path, messy)
+    client.diagnostics(uri, version)
+    options = {"tabSize": 4, "insertSpaces": True}
+    params = {"textDocument": {"uri": uri}, "options": options}
+    edits = client.request("textDocument/formatting", params)
+    formatted = format_source(messy, str(path))
+    assert formatted != messy and apply(messy, edits) == formatted
+    client.diagnostics(uri, client.change(uri, formatted))
+    assert client.request("textDocument/formatting", params) == []
+    client.diagnostics(uri, client.change(uri, messy + "\nmodel {"))
+    assert client.request("textDocument/formatting", params) is None
+
+
 def test_random_edits_while_typing(client, zoo):
     """40 random edits of zoo files (the front-end fuzzer's mutations) sent as fast as
     typing, each followed by a hover and a completion: every request is answered, the
@@ -200,3 +231,12 @@ def test_random_edits_while_typing(client, zoo):
         client.at("textDocument/hover", uri, 0, 3)
         assert client.diagnostics(uri, version, timeout=30)
     assert client.process.poll() is None
+
+
+def test_without_pygls_it_is_e_extra():
+    code = (
+        "import sys; sys.modules['pygls'] = None\n"  # as if not installed: ImportError
+        "from dualnet.cli import main; sys.exit(main(['lsp']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1 and "E-EXTRA" in out.stderr and "dualnet[lsp]" in out.stderr

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from lsprotocol import types as lsp
 
-from dualnet.diagnostics import Diagnostic, Span
+from dualnet.diagnostics import Diagnostic, DualnetError, Span
+from dualnet.fmt import format_source
 from dualnet.ir.graph import LayerInstance, ModelInstance
 from dualnet.ir.types import DTYPES, TensorType
 from dualnet.lsp.document import (
@@ -288,6 +289,23 @@ def _open_call(text: str, pos: Pos) -> str | None:
                 return found.group(1) if found else None
             depth -= 1
     return None
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def formatting(text: str, path: Path) -> list[lsp.TextEdit] | None:
+    """One edit replacing the text with `dualnet fmt`'s layout; none when it is already in
+    it, None when it does not parse (the diagnostics say why)."""
+    try:
+        formatted = format_source(text, str(path))
+    except DualnetError:
+        return None
+    if formatted == text:
+        return []
+    lines = text.split("\n")
+    end = lsp.Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
+    return [lsp.TextEdit(lsp.Range(lsp.Position(0, 0), end), formatted)]
 
 
 # ---------------------------------------------------------------- symbols

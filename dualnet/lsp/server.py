@@ -28,6 +28,7 @@ class DualnetServer(LanguageServer):
         self.documents: dict[str, Document] = {}  # uri → its last check
         self.latest: dict[str, int] = {}  # uri → the newest version received
         self.checker = ThreadPoolExecutor(1, thread_name_prefix="dualnet-check")
+        self.formatter = ThreadPoolExecutor(1, thread_name_prefix="dualnet-fmt")
 
     async def check(self, uri: str) -> None:
         """Check the document's current text in the worker; publish its diagnostics unless
@@ -120,6 +121,15 @@ def make_server() -> DualnetServer:
     @_guard
     def document_symbol(ls, doc: Document, params: lsp.DocumentSymbolParams):
         return features.symbols(doc)
+
+    @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
+    async def formatting(ls: DualnetServer, params: lsp.DocumentFormattingParams):
+        """The whole text in the canonical layout (`dualnet fmt`), formatted off the event
+        loop; no edit for a text that does not parse."""
+        uri = params.text_document.uri
+        text = ls.workspace.get_text_document(uri).source
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(ls.formatter, features.formatting, text, _path(uri))
 
     return server
 
