@@ -115,6 +115,28 @@ def test_hover_types_layers_and_ops(client, zoo):
     assert "model BasicBlock(" in hover_text(client, uri, text, "BasicBlock(64)")
 
 
+def instances(instance, definition: str) -> list:
+    out = [instance] if instance.definition == definition else []
+    for child in instance.children.values():
+        if hasattr(child, "graphs"):
+            out += instances(child, definition)
+    return out
+
+
+def test_hover_in_a_model_of_many_instances(client, zoo):
+    path = zoo / "mobilenetv2.dnet"
+    text = path.read_text()
+    uri, version = client.open(path, text)
+    client.diagnostics(uri, version)
+    blocks = instances(dualnet.check_file(str(path)).instance, "InvertedResidual")
+    inputs = {f"x: {g.inputs[0].type}" for b in blocks for g in b.graphs}
+    shown = hover_text(client, uri, text, "forward(x: f32[B, C, H, W])", len("forward("))
+    assert 1 < len(inputs) <= 8 and set(shown.split("\n")[1:-1]) == inputs
+    hidden = {str(b.sizes["hidden"]) for b in blocks}  # a value declared with the layers
+    shown = hover_text(client, uri, text, "hidden = C * t")
+    assert set(shown.split("values: ")[1].split(", ")) == hidden
+
+
 def test_definition(client, zoo):
     path = zoo / "mobilenetv2.dnet"
     text = path.read_text()

@@ -11,7 +11,8 @@ from pathlib import Path
 from dualnet.diagnostics import Span
 from dualnet.frontend import Summary
 from dualnet.ir.graph import LayerInstance, ModelInstance
-from dualnet.ops import REGISTRY
+from dualnet.semantics.scope import BUILTINS
+from dualnet.semantics.values import FunctionRef, LayerType
 from dualnet.syntax import ast
 
 Pos = tuple[int, int]  # 1-based line and column, as in `Span`
@@ -176,11 +177,24 @@ class Document:
             decl = inst.decl
             if decl is not None and key(decl.span) == key(model.span) and self.here(decl.span):
                 out.append(inst)
-            stack.extend(c for c in inst.children.values() if isinstance(c, ModelInstance))
-        return sorted(out, key=lambda i: i.path)
+            stack.extend(
+                c for c in reversed(inst.children.values()) if isinstance(c, ModelInstance)
+            )
+        return out
 
     def layer_instances(self, model: ast.Model, name: str) -> list[LayerInstance | ModelInstance]:
         return [i.children[name] for i in self.instances(model) if name in i.children]
+
+    def values(self, model: ast.Model, name: str) -> list[str]:
+        """The distinct values instances of `model` give a hyperparameter or a value
+        declared among its layers (`hidden = C * t`)."""
+        out: list[str] = []
+        for inst in self.instances(model):
+            for table in (inst.hyper, inst.sizes):
+                if name in table and str(table[name]) not in out:
+                    out.append(str(table[name]))
+                    break
+        return out
 
     def here(self, span: Span) -> bool:
         return _real(span.file) == self.path
@@ -231,8 +245,9 @@ class Document:
         found = self.declared(self.path, self.tree, name)
         if found is not None:
             return found
-        if name in REGISTRY:
-            return Target("op", name, node=REGISTRY[name])
+        builtin = BUILTINS.get(name)
+        if isinstance(builtin, LayerType | FunctionRef):  # an op, or a layer form (MaxPool2d)
+            return Target("op", name, node=builtin.op)
         return None
 
     def declared(self, file: Path, tree: ast.Module | None, name: str, depth: int = 0):
@@ -311,5 +326,5 @@ def _types(root: ModelInstance, path: Path) -> dict[Key, list[tuple[str, ...]]]:
             for node in graph.nodes:
                 if node.outputs:
                     add(node.outputs[0].span or node.span, tuple(str(v.type) for v in node.outputs))
-        stack.extend(c for c in inst.children.values() if isinstance(c, ModelInstance))
+        stack.extend(c for c in reversed(inst.children.values()) if isinstance(c, ModelInstance))
     return out

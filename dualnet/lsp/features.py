@@ -21,9 +21,9 @@ from dualnet.lsp.document import (
     path_at,
     traced_span,
 )
-from dualnet.ops import REGISTRY, OpDef
+from dualnet.ops import OpDef
 from dualnet.semantics.scope import BUILTINS
-from dualnet.semantics.values import LayerType
+from dualnet.semantics.values import FunctionRef, LayerType
 from dualnet.syntax import ast
 from dualnet.syntax.parser import keywords
 
@@ -97,10 +97,9 @@ def _describe(doc: Document, t: Target, path: list) -> str | None:
     if t.kind == "layer":
         return _layer(doc, t)
     if t.kind == "hyper":
-        values = [str(i.hyper.get(t.name)) for i in doc.instances(t.owner)]
-        shown = sorted(set(values), key=values.index)
+        values = doc.values(t.owner, t.name)
         text = _code(_source(doc, t.file, t.node.span))
-        return text + (f"\n\nvalues: {', '.join(shown)}" if shown else "")
+        return text + (f"\n\nvalues: {', '.join(_some(values))}" if values else "")
     if t.kind == "model":
         return _model(doc, t)
     if t.kind == "const":
@@ -116,12 +115,21 @@ def _local(doc: Document, forward: ast.Forward, b: Binding) -> str | None:
     types = doc.binding_types(forward, b)
     if not types:
         return None
-    return _code("\n".join(f"{b.name}: {t}" for t in types))
+    return _code("\n".join(f"{b.name}: {t}" for t in _some(types)))
+
+
+def _some(items: list[str], most: int = 8) -> list[str]:
+    """The first `most` items, then how many more there are."""
+    if len(items) <= most:
+        return items
+    return [*items[:most], f"# ... and {len(items) - most} more"]
 
 
 def _layer(doc: Document, t: Target) -> str:
     decl: ast.LayerDecl = t.node
-    lines = [_code(f"{t.name} = {_source(doc, t.file, decl.value.span)}")]
+    source = _source(doc, t.file, decl.value.span).split("\n")
+    first = source[0] + (" ..." if len(source) > 1 else "")
+    lines = [_code(f"{t.name} = {first}")]
     shown: list[str] = []
     for child in doc.layer_instances(t.owner, t.name):
         text = _instance_text(child)
@@ -129,6 +137,9 @@ def _layer(doc: Document, t: Target) -> str:
             shown.append(text)
     if len(shown) > 4:
         shown = [*shown[:4], f"... and {len(shown) - 4} more configurations"]
+    values = doc.values(t.owner, t.name)  # a compile-time value, not a layer
+    if values and not shown:
+        shown = [f"values: {', '.join(_some(values))}"]
     return "\n\n".join(lines + shown)
 
 
@@ -254,9 +265,10 @@ _FUNCTION = lsp.CompletionItemKind.Function
 def _keyword_args(doc: Document, text: str, pos: Pos) -> list[lsp.CompletionItem]:
     """`name=` for each attribute of the op whose parentheses hold the cursor."""
     call = _open_call(text, pos)
-    if call is None or call not in REGISTRY:
+    builtin = BUILTINS.get(call or "")
+    if not isinstance(builtin, LayerType | FunctionRef):
         return []
-    op = REGISTRY[call]
+    op = builtin.op
     path = path_at(doc.tree, pos) if doc.tree else []
     in_forward = any(isinstance(n, ast.Forward | ast.TrainFunction) for n in path)
     signature = op.construct if op.is_layer and not in_forward else op.signature
