@@ -109,19 +109,32 @@ class Client:
             raise RuntimeError(f"{method}: {message['error']}")
         return message["result"]
 
-    def diagnostics(self, uri: str, version: int, timeout: float = 10.0) -> list[dict]:
-        """The diagnostics published for `version` of `uri` (waits for them)."""
+    def diagnostics(
+        self, uri: str, version: int, timeout: float = 10.0, after: int = 0
+    ) -> list[dict]:
+        """The diagnostics published for `version` of `uri`, the latest from the
+        `after`-th publication for it on (waits for them)."""
         with self._published:
             if not self._published.wait_for(
-                lambda: self._has(uri, version) or self.process.poll() is not None, timeout
+                lambda: (
+                    self._found(uri, version, after) is not None or self.process.poll() is not None
+                ),
+                timeout,
             ):
                 raise ServerGone(f"no diagnostics for {uri} version {version} in {timeout} s")
-            if not self._has(uri, version):
+            found = self._found(uri, version, after)
+            if found is None:
                 raise ServerGone(f"the server exited ({self.process.poll()})")
-            return next(d for v, d in reversed(self._diagnostics[uri]) if v == version)
+            return found
 
-    def _has(self, uri: str, version: int) -> bool:
-        return any(v == version for v, _ in self._diagnostics.get(uri, ()))
+    def published(self, uri: str) -> int:
+        """How many times diagnostics were published for `uri` so far."""
+        with self._published:
+            return len(self._diagnostics.get(uri, ()))
+
+    def _found(self, uri: str, version: int, after: int) -> list[dict] | None:
+        matching = [d for v, d in self._diagnostics.get(uri, ())[after:] if v == version]
+        return matching[-1] if matching else None
 
     # ---------------------------------------------------------------- documents
 
@@ -130,6 +143,8 @@ class Client:
         uri = path.resolve().as_uri()
         text = path.read_text() if text is None else text
         self._versions[uri] = 1
+        with self._published:  # a new session of the document: forget the last one's
+            self._diagnostics.pop(uri, None)
         item = {"uri": uri, "languageId": "dnet", "version": 1, "text": text}
         self.notify("textDocument/didOpen", {"textDocument": item})
         return uri, 1

@@ -77,6 +77,25 @@ def test_diagnostics_are_dualnet_checks_then_clear(client, zoo):
     assert client.diagnostics(uri, client.change(uri, good)) == []
 
 
+def test_saving_an_import_checks_its_importers_again(client, zoo):
+    resnet, blocks = zoo / "resnet18.dnet", zoo / "blocks.dnet"
+    uri, version = client.open(resnet)
+    assert client.diagnostics(uri, version) == []
+    original = blocks.read_text()
+    blocks_uri, _ = client.open(blocks)
+    try:
+        blocks.write_text(original.replace("model BasicBlock(", "model BasicBlok("))
+        before = client.published(uri)
+        client.notify("textDocument/didSave", {"textDocument": {"uri": blocks_uri}})
+        [published] = client.diagnostics(uri, version, after=before)
+    finally:
+        blocks.write_text(original)
+    assert published["code"] == "E-IMPORT"
+    before = client.published(uri)
+    client.notify("textDocument/didSave", {"textDocument": {"uri": blocks_uri}})
+    assert client.diagnostics(uri, version, after=before) == []
+
+
 def test_syntax_error_keeps_the_last_tree(client, zoo):
     path = zoo / "mlp.dnet"
     good = path.read_text()

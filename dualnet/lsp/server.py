@@ -91,6 +91,12 @@ def make_server() -> DualnetServer:
     async def did_change(ls: DualnetServer, params: lsp.DidChangeTextDocumentParams):
         await ls.check(params.text_document.uri)
 
+    @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+    async def did_save(ls: DualnetServer, params: lsp.DidSaveTextDocumentParams):
+        """The other open documents may import the saved file: check them again."""
+        others = [uri for uri in ls.latest if uri != params.text_document.uri]
+        await asyncio.gather(*(ls.check(uri) for uri in others))
+
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: DualnetServer, params: lsp.DidCloseTextDocumentParams):
         uri = params.text_document.uri
