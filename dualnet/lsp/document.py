@@ -287,9 +287,6 @@ class Document:
     def tree_of(self, file: Path) -> ast.Module | None:
         return self.tree if file == self.path else self.files.get(file)
 
-    def models(self) -> list[ast.Model]:
-        return [d for d in self.tree.decls if isinstance(d, ast.Model)] if self.tree else []
-
 
 def _innermost(path: list, kind):
     for node in reversed(path):

@@ -103,7 +103,8 @@ def _describe(doc: Document, t: Target, path: list) -> str | None:
     if t.kind == "model":
         return _model(doc, t)
     if t.kind == "const":
-        return _code(_source(doc, t.file, t.node.span))
+        lines = _source(doc, t.file, t.node.span).split("\n")
+        return _code("\n".join(_some(lines, 12)))
     if t.kind == "op":
         return op_doc(t.node)
     if t.kind in ("import", "namespace") and t.file is not None:
