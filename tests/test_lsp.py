@@ -37,7 +37,8 @@ def zoo(tmp_path_factory) -> Path:
 def client(zoo):
     c = Client(zoo)
     yield c
-    assert c.close() == 0, b"".join(c.stderr).decode()
+    status, log = c.close(), b"".join(c.stderr).decode()
+    assert status == 0 and "Traceback" not in log, log  # no request failed inside
 
 
 def lsp_range(span) -> dict:
