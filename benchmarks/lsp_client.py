@@ -36,7 +36,8 @@ class Client:
         self._versions: dict[str, int] = {}
         self.stderr: list[bytes] = []
         threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_reader.start()
         self.request(
             "initialize", {"processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": {}}
         )
@@ -175,7 +176,9 @@ class Client:
         except ServerGone:
             pass
         try:
-            return self.process.wait(timeout=10)
+            status = self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            return self.process.wait()
+            status = self.process.wait()
+        self._stderr_reader.join(timeout=10)  # all of `stderr` read
+        return status
