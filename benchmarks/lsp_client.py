@@ -35,6 +35,7 @@ class Client:
         self._published = threading.Condition()
         self._versions: dict[str, int] = {}
         self.stderr: list[bytes] = []
+        self.messages: list[dict] = []  # window/showMessage and window/logMessage params
         threading.Thread(target=self._read, daemon=True).start()
         self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_reader.start()
@@ -75,6 +76,8 @@ class Client:
                 self._send({"id": message["id"], "result": None})
             elif "id" in message:
                 self._responses.setdefault(message["id"], queue.Queue()).put(message)
+            elif message.get("method") in ("window/showMessage", "window/logMessage"):
+                self.messages.append(message["params"])
             elif message.get("method") == "textDocument/publishDiagnostics":
                 params = message["params"]
                 with self._published:

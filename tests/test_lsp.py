@@ -39,6 +39,7 @@ def client(zoo):
     yield c
     status, log = c.close(), b"".join(c.stderr).decode()
     assert status == 0 and "Traceback" not in log, log  # no request failed inside
+    assert [m for m in c.messages if m["type"] == 1] == []  # no error shown to the user
 
 
 def lsp_range(span) -> dict:
@@ -155,6 +156,21 @@ def test_hover_in_a_model_of_many_instances(client, zoo):
     hidden = {str(b.sizes["hidden"]) for b in blocks}  # a value declared with the layers
     shown = hover_text(client, uri, text, "hidden = C * t")
     assert set(shown.split("values: ")[1].split(", ")) == hidden
+
+
+def test_a_library_file_gets_types_from_an_open_importer(client, zoo):
+    blocks, resnet = zoo / "blocks.dnet", zoo / "resnet18.dnet"
+    text = blocks.read_text()
+    uri, version = client.open(blocks)
+    assert [d["code"] for d in client.diagnostics(uri, version)] == ["E-MODEL"]  # as check
+    resnet_uri, resnet_version = client.open(resnet)
+    client.diagnostics(resnet_uri, resnet_version)
+    users = instances(dualnet.check_file(str(resnet)).instance, "BasicBlock")
+    inputs = {f"x: {g.inputs[0].type}" for b in users for g in b.graphs}
+    shown = hover_text(client, uri, text, "forward(x:", len("forward("))
+    assert len(inputs) > 1 and set(shown.split("\n")[1:-1]) == inputs
+    client.diagnostics(uri, client.change(uri, text + "\n"))  # no longer the text it read
+    assert hover_text(client, uri, text, "forward(x:", len("forward(")) == ""
 
 
 def test_definition(client, zoo):

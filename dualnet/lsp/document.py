@@ -5,7 +5,7 @@ variables, the model's layers and hyperparameters, the file's declarations, impo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 from dualnet.diagnostics import Span
@@ -130,6 +130,9 @@ class Document:
     summary: Summary
     files: dict[Path, ast.Module] = field(default_factory=dict)  # the imported files' trees
     types: dict[Key, list[tuple[str, ...]]] = field(default_factory=dict)
+    # The check of an open document that imports this one, with this very text: where this
+    # file's models get their instances (a file of blocks checks none of its own).
+    importer: Summary | None = None
 
     # ---------------------------------------------------------------- building
 
@@ -139,10 +142,24 @@ class Document:
         types. When `text` does not parse, `old`'s tree stays (positions may be stale)."""
         trees = {Path(p): tree for p, tree in summary.trees.items()}
         tree = trees.pop(path, None) or (old.tree if old else None)
-        doc = cls(path, text, tree, summary, files=trees)
-        if summary.instance is not None:
-            doc.types = _types(summary.instance, path)
-        return doc
+        return cls(path, text, tree, summary, files=trees).typed()
+
+    def typed(self) -> Document:
+        self.types = _types(self.roots(), self.path)
+        return self
+
+    def imported_by(self, summary: Summary) -> Document | None:
+        """This document with `summary`'s instances of its models, if `summary` (the check
+        of another file) read this document's very text."""
+        tree = summary.trees.get(str(self.path))
+        if tree is None or summary.sources.texts.get(tree.path) != self.text:
+            return None
+        return replace(self, importer=summary).typed()
+
+    def roots(self) -> list[ModelInstance]:
+        """The entry instances of this document's check and of its importer's."""
+        summaries = [self.summary, self.importer] if self.importer else [self.summary]
+        return [s.instance for s in summaries if s.instance is not None]
 
     # ---------------------------------------------------------------- types
 
@@ -169,9 +186,7 @@ class Document:
 
     def instances(self, model: ast.Model) -> list[ModelInstance]:
         """The checked instances of `model` (a declaration in this document)."""
-        if self.summary.instance is None:
-            return []
-        out, stack = [], [self.summary.instance]
+        out, stack = [], list(reversed(self.roots()))
         while stack:
             inst = stack.pop()
             decl = inst.decl
@@ -301,7 +316,7 @@ def _real(file: str) -> Path:
     return Path(os.path.realpath(file))
 
 
-def _types(root: ModelInstance, path: Path) -> dict[Key, list[tuple[str, ...]]]:
+def _types(roots: list[ModelInstance], path: Path) -> dict[Key, list[tuple[str, ...]]]:
     """Every traced value in the file `path`, by span: each node's output types."""
     out: dict[Key, list[tuple[str, ...]]] = {}
     here: dict[str, bool] = {}
@@ -314,7 +329,7 @@ def _types(root: ModelInstance, path: Path) -> dict[Key, list[tuple[str, ...]]]:
         if here[span.file]:
             out.setdefault(key(span), []).append(types)
 
-    stack = [root]
+    stack = list(reversed(roots))
     while stack:
         inst = stack.pop()
         for graph in inst.graphs:

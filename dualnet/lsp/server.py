@@ -40,18 +40,29 @@ class DualnetServer(LanguageServer):
         result = await loop.run_in_executor(self.checker, self._check, uri, version, doc.source)
         if result is None or self.latest.get(uri) != version:
             return
-        self.documents[uri] = result
+        checked, imported = result
+        self.documents[uri] = checked
+        for other, (before, after) in imported.items():
+            if self.documents.get(other) is before:  # not checked again meanwhile
+                self.documents[other] = after
         self.text_document_publish_diagnostics(
-            lsp.PublishDiagnosticsParams(uri, features.diagnostics(result), version)
+            lsp.PublishDiagnosticsParams(uri, features.diagnostics(checked), version)
         )
 
-    def _check(self, uri: str, version: int, text: str) -> Document | None:
+    def _check(self, uri: str, version: int, text: str):
+        """The document checked, and the open documents it imports with its instances of
+        their models (uri → (document, document with them)); None when stale."""
         if self.latest.get(uri) != version:  # stale: a newer text waits behind it
             return None
         path = _path(uri)
         try:
             summary = check_file(str(path), text=text)
-            return Document.build(path, text, summary, self.documents.get(uri))
+            doc = Document.build(path, text, summary, self.documents.get(uri))
+            others = [(u, d) for u, d in list(self.documents.items()) if u != uri]
+            if not doc.roots():  # no instances of its own: an open importer's
+                doc = next(filter(None, (doc.imported_by(d.summary) for _, d in others)), doc)
+            imported = {u: (d, d.imported_by(summary)) for u, d in others}
+            return doc, {u: pair for u, pair in imported.items() if pair[1] is not None}
         except Exception:  # a bug in dualnet: keep serving the last good state
             log.exception("checking %s failed", uri)
             return None
