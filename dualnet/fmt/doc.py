@@ -84,14 +84,25 @@ class Bracket(Doc):
     break, or with `rest_flat` up to the end of the line); else, as the house style writes
     them, filled and aligned after the opening bracket — or `hanging` (the items on indented
     lines of their own, the closing bracket on its own line) when it is `magic` (a trailing
-    comma in the source, or comments before the closing bracket) or an item does not fit
-    flat after the opening bracket."""
+    comma in the source, or comments before the closing bracket), when an item does not fit
+    flat after the opening bracket, or (`rest_flat`) when the last item and the rest of the
+    line would not."""
 
     __slots__ = ("hanging", "head", "fill", "tail", "magic", "rest_flat")
 
     def __init__(self, hanging: Group, head, fill: Fill, tail, magic: bool, rest_flat: bool):
         self.hanging, self.head, self.fill, self.tail = hanging, head, fill, tail
         self.magic, self.rest_flat, self.hard = magic, rest_flat, hanging.hard
+
+
+class Choice(Doc):
+    """A statement's value: `plain`, or `parens` (the value between parentheses on lines of
+    their own) when `plain` leaves a line longer than WIDTH and `parens` is narrower."""
+
+    __slots__ = ("plain", "parens")
+
+    def __init__(self, plain, parens):
+        self.plain, self.parens, self.hard = plain, parens, _hard(plain)
 
 
 class _FillStep:
@@ -122,13 +133,13 @@ class Comment(Doc):
         self.text, self.column, self.hard = text, column, True
 
 
-def render(doc: Doc) -> str:
-    """The document as text, lines without trailing spaces."""
+def render(doc: Doc, indent: int = 0, col: int = 0) -> str:
+    """The document as text, lines without trailing spaces (from column `col`, its broken
+    lines indented by `indent`)."""
     out: list[str] = []
-    col = 0
-    line_start = True  # the indentation is written with the line's first text
+    line_start = col == 0  # the indentation is written with the line's first text
     pending: list[Comment] = []
-    stack: list[tuple[int, bool, object]] = [(0, True, doc)]
+    stack: list[tuple[int, bool, object]] = [(indent, True, doc)]
     while stack:
         indent, broken, d = stack.pop()
         if isinstance(d, str):
@@ -158,6 +169,14 @@ def render(doc: Doc) -> str:
             stack.extend((indent, not flat, p) for p in reversed(d.parts))
         elif isinstance(d, Bracket):
             stack.extend(_bracket(d, indent, broken, col, stack))
+        elif isinstance(d, Choice):
+            here = indent if line_start else col
+            plain = d.plain
+            if not _fits_alone(plain, WIDTH - here):
+                wide = _widest(plain, indent, here)
+                if wide > WIDTH and _widest(d.parens, indent, here) < wide:
+                    plain = d.parens
+            stack.append((indent, True, plain))
         elif isinstance(d, _FillStep):
             stack.extend(_fill_step(d, indent, col, bool(pending), stack))
         elif isinstance(d, Indent):
@@ -195,6 +214,9 @@ def _bracket(d: Bracket, indent: int, broken: bool, col: int, stack: list) -> li
         for item in d.fill.items:
             if not _fits_alone(item, WIDTH - column - 1):
                 return hanging
+        last = d.fill.items[-1]
+        if d.rest_flat and not _fits(Group([last, d.tail]), stack, WIDTH - column, True):
+            return hanging  # a header whose last line would not fit
     return [(indent, True, p) for p in (d.tail, Align([d.fill]), d.head)]
 
 
@@ -216,6 +238,12 @@ def _fill_step(d: _FillStep, indent: int, col: int, pending: bool, stack: list) 
     if not pending and fits(WIDTH - col - 1):
         return [*todo, (indent, False, item), (indent, False, " ")]
     return [*todo, (indent, not fits(WIDTH - indent), item), (indent, True, HARD)]
+
+
+def _widest(doc, indent: int, col: int) -> int:
+    """The longest line of `doc` printed from column `col`."""
+    first, *rest = render(doc, indent, col).split("\n")
+    return max([col + len(first), *map(len, rest)])
 
 
 def _fits_alone(doc, width: int) -> bool:
@@ -251,6 +279,8 @@ def _fits(group: Group, rest: list, width: int, rest_flat: bool) -> bool:
             todo.extend((broken, p) for p in reversed(d.parts))
         elif isinstance(d, Bracket):
             todo.append((broken, d.hanging))
+        elif isinstance(d, Choice):
+            todo.append((broken, d.plain))
         elif isinstance(d, _FillStep):  # the rest of a Fill being printed
             fill = d.fill
             todo.extend((broken, p) for p in reversed(fill.parts[max(0, 3 * d.i - 1) :]))

@@ -19,6 +19,7 @@ from dualnet.fmt.doc import (
     LINE,
     SOFT,
     Bracket,
+    Choice,
     Comment,
     Concat,
     Doc,
@@ -35,6 +36,10 @@ _DECLARATIONS = frozenset({"model_decl", "train_decl"})
 # Nodes written without spaces between their parts.
 _TIGHT = frozenset({"keyword", "slice", "attribute", "unary_op", "dim_index"})
 _NO_SPACE_BEFORE = frozenset({",", ":"})
+# Statements ending in a value, which may go between parentheses (`Choice`).
+_VALUES = frozenset(
+    {"assign", "annotated", "layer_decl", "train_setting", "const_decl", "return_stmt"}
+)
 
 
 _LEVELS = {"+": "+", "-": "+", "*": "*", "/": "*", "//": "*", "%": "*", "@": "*"}
@@ -231,8 +236,26 @@ class Layout:
         for i, k in enumerate(kids):
             if i and not tight and not (isinstance(k, Token) and k in _NO_SPACE_BEFORE):
                 parts.append(" ")
-            parts.append(self.part(k))
+            last = i == len(kids) - 1 and (node.data != "return_stmt" or len(kids) == 2)
+            parts.append(self.value(k) if last and node.data in _VALUES else self.part(k))
         return Concat(parts)
+
+    def value(self, node: Tree) -> Doc:
+        """A statement's value, between parentheses on lines of their own when that is
+        narrower (`Choice`); parentheses around the whole value in the source are dropped
+        when it fits without them (unless comments sit on them)."""
+        inner = node
+        if node.data == "atom":
+            lpar, inner, rpar = node.children
+            toks = (id(lpar), id(rpar))
+            if any(t in self.leading or t in self.trailing for t in toks):
+                return self.node(node)
+        saved = dict(self.leading), set(self.claimed)
+        self.depth += 1
+        parens = Concat(["(", Indent([HARD, self.part(inner)]), HARD, ")"])
+        self.depth -= 1
+        self.leading, self.claimed = saved
+        return Choice(self.part(inner), parens)
 
     def _chain(self, node: Tree) -> Doc:
         """`a + b - c`: a left-nested chain of operators of one precedence, without
