@@ -26,6 +26,17 @@ class Line(Doc):
         self.flat, self.hard = flat, hard
 
 
+class _Break(Doc):
+    """Nothing, but its group is broken (a trailing comma in the source); and a rest of the
+    line holding it does not fit flat."""
+
+    __slots__ = ()
+
+    def __init__(self):
+        self.hard = True
+
+
+BREAK = _Break()
 SOFT = Line("")
 LINE = Line(" ")
 HARD = Line("", hard=True)
@@ -86,7 +97,8 @@ class Bracket(Doc):
     lines of their own, the closing bracket on its own line) when it is `magic` (a trailing
     comma in the source, or comments before the closing bracket), when an item does not fit
     flat after the opening bracket, or (`rest_flat`) when the last item and the rest of the
-    line would not."""
+    line would not. (`rest_flat` is dropped where the rest of the line cannot fit even after
+    a hanging bracket: then a bracket further on breaks.)"""
 
     __slots__ = ("hanging", "head", "fill", "tail", "magic", "rest_flat")
 
@@ -204,7 +216,8 @@ def render(doc: Doc, indent: int = 0, col: int = 0) -> str:
 
 def _bracket(d: Bracket, indent: int, broken: bool, col: int, stack: list) -> list:
     """What to print for a Bracket, last first (see Bracket)."""
-    if not d.hard and (not broken or _fits(d.hanging, stack, WIDTH - col, d.rest_flat)):
+    rest_flat = d.rest_flat and _fits(Group([d.tail]), stack, WIDTH - indent, True)
+    if not d.hard and (not broken or _fits(d.hanging, stack, WIDTH - col, rest_flat)):
         return [(indent, False, d.hanging)]
     hanging = [(indent, True, p) for p in reversed(d.hanging.parts)]
     if d.magic:
@@ -215,7 +228,7 @@ def _bracket(d: Bracket, indent: int, broken: bool, col: int, stack: list) -> li
             if not _fits_alone(item, WIDTH - column - 1):
                 return hanging
         last = d.fill.items[-1]
-        if d.rest_flat and not _fits(Group([last, d.tail]), stack, WIDTH - column, True):
+        if rest_flat and not _fits(Group([last, d.tail]), stack, WIDTH - column, True):
             return hanging  # a header whose last line would not fit
     return [(indent, True, p) for p in (d.tail, Align([d.fill]), d.head)]
 
@@ -275,6 +288,8 @@ def _fits(group: Group, rest: list, width: int, rest_flat: bool) -> bool:
             if d.hard or broken:
                 return True
             width -= len(d.flat)
+        elif isinstance(d, _Break) and rest_flat:
+            return False
         elif isinstance(d, Concat):
             todo.extend((broken, p) for p in reversed(d.parts))
         elif isinstance(d, Bracket):

@@ -15,6 +15,7 @@ import re
 from lark import Token, Tree
 
 from dualnet.fmt.doc import (
+    BREAK,
     HARD,
     LINE,
     SOFT,
@@ -460,19 +461,7 @@ class Layout:
             body.append(self.token(commas[-1], IfBreak(",") if trailing else ""))
         elif trailing:
             body.append(IfBreak(","))
-        inner = Group([*body, _BREAK] if magic else body)
+        inner = Group([BREAK, *body] if magic else body)
         hanging = Group([head, Indent([SOFT, inner, *close_comments]), SOFT, tail])
         fill = Fill(items, seps[: len(items) - 1], rest_flat)
         return Bracket(hanging, head, fill, tail, magic or bool(close_comments), rest_flat)
-
-
-class _Break(Doc):
-    """Nothing, but its group is broken (a trailing comma in the source)."""
-
-    __slots__ = ()
-
-    def __init__(self):
-        self.hard = True
-
-
-_BREAK = _Break()
