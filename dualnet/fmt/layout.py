@@ -44,6 +44,7 @@ _VALUES = frozenset(
 
 
 _LEVELS = {"+": "+", "-": "+", "*": "*", "/": "*", "//": "*", "%": "*", "@": "*"}
+_BREAKING = frozenset({"+", "and", "or"})  # chains broken inside brackets (not `*`, `==`)
 
 
 def _level(node: Tree) -> tuple[str, str] | None:
@@ -74,6 +75,7 @@ class Layout:
         self.end_comments: list[tuple[int, str]] = []
         self.claimed: set[int] = set()  # tokens whose comments a node has taken
         self.depth = 0  # brackets around the node being laid out
+        self.items: set[int] = set()  # the nodes that are a whole item between brackets
         self._attach_comments()
 
     # ------------------------------------------------------------ indexing
@@ -253,6 +255,7 @@ class Layout:
                 return self.node(node)
         saved = dict(self.leading), set(self.claimed)
         self.depth += 1
+        self.items.add(id(inner))
         parens = Concat(["(", Indent([HARD, self.part(inner)]), HARD, ")"])
         self.depth -= 1
         self.leading, self.claimed = saved
@@ -260,8 +263,10 @@ class Layout:
 
     def _chain(self, node: Tree) -> Doc:
         """`a + b - c`: a left-nested chain of operators of one precedence, without
-        recursion; inside brackets, broken before each operator when too long."""
+        recursion; inside brackets, a `+`/`-`, `and` or `or` chain (or any chain that is a
+        whole item) is broken before each operator when too long."""
         operands = []
+        breaks = self.depth and (_level(node)[1] in _BREAKING or id(node) in self.items)
         while True:
             left, op, right = node.children
             operands.append((op, right))
@@ -270,9 +275,10 @@ class Layout:
                 break
             node = left
         parts: list = []
+        gap = LINE if breaks else " "
         for op, operand in reversed(operands):
             if op is not None:
-                parts += [LINE if self.depth else " ", self.token(op), " "]
+                parts += [gap, self.token(op), " "]
             parts.append(self.part(operand))
         return Group(parts)
 
@@ -430,6 +436,7 @@ class Layout:
                 close_comments += [HARD, text]
         tail = Concat([self.token(t) for t in closes])
         self.depth += 1  # a line may break inside brackets
+        self.items.update(id(g[0]) for g in groups if len(g) == 1)
         items = [single(g[0]) if single else Concat([self.part(k) for k in g]) for g in groups]
         seps = [self.token(c) for c in commas[: len(groups) - 1]]
         self.depth -= 1
@@ -455,7 +462,7 @@ class Layout:
                 body += [item, seps[i], LINE]
             body.append(items[-1])
         if needs_comma:
-            body.append(seps[0])
+            body.append(self.token(commas[0]))
             items = [Concat(body)]
         elif source_trailing:
             body.append(self.token(commas[-1], IfBreak(",") if trailing else ""))
