@@ -14,7 +14,21 @@ import re
 
 from lark import Token, Tree
 
-from dualnet.fmt.doc import HARD, LINE, SOFT, Comment, Concat, Doc, Group, IfBreak, Indent
+from dualnet.fmt.doc import (
+    BREAK,
+    HARD,
+    LINE,
+    SOFT,
+    Bracket,
+    Choice,
+    Comment,
+    Concat,
+    Doc,
+    Fill,
+    Group,
+    IfBreak,
+    Indent,
+)
 
 # Strings and quoted names first, so that a `#` inside them starts no comment.
 _COMMENTS = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`\n]*`|#[^\n]*')
@@ -23,6 +37,23 @@ _DECLARATIONS = frozenset({"model_decl", "train_decl"})
 # Nodes written without spaces between their parts.
 _TIGHT = frozenset({"keyword", "slice", "attribute", "unary_op", "dim_index"})
 _NO_SPACE_BEFORE = frozenset({",", ":"})
+# Statements ending in a value, which may go between parentheses (`Choice`).
+_VALUES = frozenset(
+    {"assign", "annotated", "layer_decl", "train_setting", "const_decl", "return_stmt"}
+)
+
+
+_LEVELS = {"+": "+", "-": "+", "*": "*", "/": "*", "//": "*", "%": "*", "@": "*"}
+_BREAKING = frozenset({"+", "and", "or"})  # chains broken inside brackets (not `*`, `==`)
+
+
+def _level(node: Tree) -> tuple[str, str] | None:
+    """A binary node's kind and precedence (`a + b` and `a - b` chain; `a * b` does not
+    with them); None for other nodes."""
+    if node.data not in ("binary", "or_op", "and_op", "dim_binary") or len(node.children) != 3:
+        return None
+    op = str(node.children[1])
+    return node.data, _LEVELS.get(op, "==" if node.data == "binary" else op)
 
 
 class Layout:
@@ -43,6 +74,8 @@ class Layout:
         self.trailing: dict[int, Comment] = {}
         self.end_comments: list[tuple[int, str]] = []
         self.claimed: set[int] = set()  # tokens whose comments a node has taken
+        self.depth = 0  # brackets around the node being laid out
+        self.items: set[int] = set()  # the nodes that are a whole item between brackets
         self._attach_comments()
 
     # ------------------------------------------------------------ indexing
@@ -83,6 +116,12 @@ class Layout:
                 self.leading.setdefault(id(self.tokens[i]), []).append((line, comment))
             else:
                 self.end_comments.append((line, comment))
+
+    def _line(self, item, end: bool = False) -> int:
+        """The source line a node or token starts (or with `end`, ends) on."""
+        if isinstance(item, Tree):
+            item = (self.last if end else self.first)[id(item)]
+        return item.end_line if end else item.line
 
     def line_of(self, pos: int) -> int:
         return bisect.bisect_right(self.line_starts, pos)
@@ -200,27 +239,71 @@ class Layout:
         for i, k in enumerate(kids):
             if i and not tight and not (isinstance(k, Token) and k in _NO_SPACE_BEFORE):
                 parts.append(" ")
-            parts.append(self.part(k))
+            last = i == len(kids) - 1 and (node.data != "return_stmt" or len(kids) == 2)
+            parts.append(self.value(k) if last and node.data in _VALUES else self.part(k))
         return Concat(parts)
 
+    def value(self, node: Tree) -> Doc:
+        """A statement's value, between parentheses on lines of their own when that is
+        narrower (`Choice`); parentheses around the whole value in the source are dropped
+        when it fits without them (unless comments sit on them)."""
+        inner = node
+        if node.data == "atom":
+            lpar, inner, rpar = node.children
+            toks = (id(lpar), id(rpar))
+            if any(t in self.leading or t in self.trailing for t in toks):
+                return self.node(node)
+        saved = dict(self.leading), set(self.claimed)
+        self.depth += 1
+        self.items.add(id(inner))
+        parens = Concat(["(", Indent([HARD, self.part(inner)]), HARD, ")"])
+        self.depth -= 1
+        self.leading, self.claimed = saved
+        return Choice(self.part(inner), parens)
+
     def _chain(self, node: Tree) -> Doc:
-        """`a + b - c`: a left-nested chain of one operator kind, without recursion."""
+        """`a + b - c`: a left-nested chain of operators of one precedence, without
+        recursion; inside brackets, a `+`/`-`, `and` or `or` chain (or any chain that is a
+        whole item) is broken before each operator when too long."""
         operands = []
-        while isinstance(node, Tree) and len(node.children) == 3:
+        breaks = self.depth and (_level(node)[1] in _BREAKING or id(node) in self.items)
+        while True:
             left, op, right = node.children
-            operands.append((op, right, node))
-            if not (isinstance(left, Tree) and left.data == node.data):
-                operands.append((None, left, None))
+            operands.append((op, right))
+            if not (isinstance(left, Tree) and _level(left) == _level(node)):
+                operands.append((None, left))
                 break
             node = left
         parts: list = []
-        for op, operand, _ in reversed(operands):
+        gap = LINE if breaks else " "
+        for op, operand in reversed(operands):
             if op is not None:
-                parts += [" ", self.token(op), " "]
+                parts += [gap, self.token(op), " "]
             parts.append(self.part(operand))
-        return Concat(parts)
+        return Group(parts)
 
     n_binary = n_or_op = n_and_op = n_dim_binary = _chain
+
+    def n_pipe_op(self, node: Tree) -> Doc:
+        """`x |> f |> g`; inside brackets, broken before each `|>` when too long."""
+        steps = []
+        while isinstance(node, Tree) and node.data == "pipe_op":
+            value, op, step = node.children
+            steps.append((op, step))
+            node = value
+        parts: list = []
+        for op, step in reversed(steps):
+            parts += [LINE if self.depth else " ", self.token(op), " ", self.part(step)]
+        return Group([self.part(node), Indent(parts)])
+
+    def n_conditional(self, node: Tree) -> Doc:
+        """`a if c else b if d else e`; inside brackets, broken before each `else`."""
+        parts: list = []
+        while isinstance(node, Tree) and node.data == "conditional":
+            then, if_, cond, else_, node = node.children
+            parts += [self.part(then), " ", self.token(if_), " ", self.part(cond)]
+            parts += [LINE if self.depth else " ", self.token(else_), " "]
+        return Group([*parts, self.part(node)])
 
     def n_model_decl(self, node: Tree) -> Doc:
         kids = node.children
@@ -352,34 +435,40 @@ class Layout:
             for _, text in self.leading.pop(id(t), ()):
                 close_comments += [HARD, text]
         tail = Concat([self.token(t) for t in closes])
+        self.depth += 1  # a line may break inside brackets
+        self.items.update(id(g[0]) for g in groups if len(g) == 1)
         items = [single(g[0]) if single else Concat([self.part(k) for k in g]) for g in groups]
+        seps = [self.token(c) for c in commas[: len(groups) - 1]]
+        self.depth -= 1
         if not groups[0]:
             return Group([head, Indent(close_comments), SOFT, tail])
         needs_comma = one_comma and len(items) == 1 and source_trailing
+        magic = source_trailing and not needs_comma
         body: list = []
-        for i, item in enumerate(items):
-            body.append(item)
-            if i < len(commas) and (i < len(items) - 1):
-                body += [self.token(commas[i]), LINE]
+        if magic:  # the source's line breaks between items kept, as many a line as fit
+            run: list = [0]
+            for i in range(1, len(items)):
+                if self._line(groups[i][0]) > self._line(groups[i - 1][-1], end=True):
+                    body += [
+                        Fill([items[j] for j in run], [seps[j] for j in run[:-1]]),
+                        seps[i - 1],
+                        HARD,
+                    ]
+                    run = []
+                run.append(i)
+            body.append(Fill([items[j] for j in run], [seps[j] for j in run[:-1]]))
+        else:
+            for i, item in enumerate(items[:-1]):
+                body += [item, seps[i], LINE]
+            body.append(items[-1])
         if needs_comma:
             body.append(self.token(commas[0]))
+            items = [Concat(body)]
         elif source_trailing:
             body.append(self.token(commas[-1], IfBreak(",") if trailing else ""))
         elif trailing:
             body.append(IfBreak(","))
-        inner = Group([*body, _BREAK] if source_trailing and not needs_comma else body)
-        return Group(
-            [head, Indent([SOFT, inner, *close_comments]), SOFT, tail], rest_flat=rest_flat
-        )
-
-
-class _Break(Doc):
-    """Nothing, but its group is broken (a trailing comma in the source)."""
-
-    __slots__ = ()
-
-    def __init__(self):
-        self.hard = True
-
-
-_BREAK = _Break()
+        inner = Group([BREAK, *body] if magic else body)
+        hanging = Group([head, Indent([SOFT, inner, *close_comments]), SOFT, tail])
+        fill = Fill(items, seps[: len(items) - 1], rest_flat)
+        return Bracket(hanging, head, fill, tail, magic or bool(close_comments), rest_flat)
