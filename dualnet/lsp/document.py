@@ -130,6 +130,7 @@ class Document:
     summary: Summary
     files: dict[Path, ast.Module] = field(default_factory=dict)  # the imported files' trees
     types: dict[Key, list[tuple[str, ...]]] = field(default_factory=dict)
+    tree_text: str = ""  # the text `tree` was parsed from (`text`, or an earlier one)
     # The check of an open document that imports this one, with this very text: where this
     # file's models get their instances (a file of blocks checks none of its own).
     importer: Summary | None = None
@@ -141,8 +142,10 @@ class Document:
         """From the check of `text`: its trees (the root's and its imports'), the traced
         types. When `text` does not parse, `old`'s tree stays (positions may be stale)."""
         trees = {Path(p): tree for p, tree in summary.trees.items()}
-        tree = trees.pop(path, None) or (old.tree if old else None)
-        return cls(path, text, tree, summary, files=trees).typed()
+        tree, tree_text = trees.pop(path, None), text
+        if tree is None and old is not None:
+            tree, tree_text = old.tree, old.tree_text
+        return cls(path, text, tree, summary, files=trees, tree_text=tree_text).typed()
 
     def typed(self) -> Document:
         self.types = _types(self.roots(), self.path)
@@ -298,6 +301,15 @@ class Document:
             return None
         target = Path(os.path.realpath(file.parent / decl.path))
         return target if target.is_file() else None
+
+    def source_of(self, file: Path | None) -> str:
+        """The text of `file`'s tree: the one it was parsed from."""
+        tree = self.tree_of(file) if file else None
+        if tree is None:
+            return ""
+        if tree is self.tree:
+            return self.tree_text
+        return self.summary.sources.texts.get(tree.path, "")
 
     def tree_of(self, file: Path) -> ast.Module | None:
         return self.tree if file == self.path else self.files.get(file)

@@ -181,9 +181,9 @@ def op_doc(op: OpDef) -> str:
 
 
 def _source(doc: Document, file: Path | None, span: Span) -> str:
-    """The source text of `span` in `file` (this document or a file on disk)."""
-    text = doc.text if file == doc.path else _read(file)
-    lines = text.splitlines()[span.line - 1 : span.end_line]
+    """The source text of `span` in `file` (this document or one it imports), as the
+    check read it."""
+    lines = doc.source_of(file).splitlines()[span.line - 1 : span.end_line]
     if not lines:
         return ""
     if len(lines) == 1:
@@ -191,13 +191,6 @@ def _source(doc: Document, file: Path | None, span: Span) -> str:
     lines[0] = lines[0][span.column - 1 :]
     lines[-1] = lines[-1][: span.end_column - 1]
     return "\n".join(lines)
-
-
-def _read(file: Path | None) -> str:
-    try:
-        return file.read_text(encoding="utf-8") if file else ""
-    except (OSError, UnicodeDecodeError):
-        return ""
 
 
 # ---------------------------------------------------------------- definition
