@@ -153,6 +153,9 @@ def test_hover_in_a_model_of_many_instances(client, zoo):
     inputs = {f"x: {g.inputs[0].type}" for b in blocks for g in b.graphs}
     shown = hover_text(client, uri, text, "forward(x: f32[B, C, H, W])", len("forward("))
     assert 1 < len(inputs) <= 8 and set(shown.split("\n")[1:-1]) == inputs
+    sizes = {str(b.sizes["C"]) for b in blocks}  # a size the signature names
+    shown = hover_text(client, uri, text, "forward(x: f32[B, C, H, W])", len("forward(x: f32[B, "))
+    assert set(shown.split("\n")[1].removeprefix("C = ").split(" | ")) == sizes
     hidden = {str(b.sizes["hidden"]) for b in blocks}  # a value declared with the layers
     shown = hover_text(client, uri, text, "hidden = C * t")
     assert set(shown.split("values: ")[1].split(", ")) == hidden

@@ -111,7 +111,7 @@ def binding_at(forward: ast.Forward, name: str, pos: Pos) -> Binding | None:
 class Target:
     """What a name at a position refers to."""
 
-    kind: str  # local | layer | hyper | model | const | op | import | namespace
+    kind: str  # local | layer | hyper | dim | model | const | op | import | namespace
     name: str
     span: Span | None = None  # its declaration
     file: Path | None = None  # the file declaring it
@@ -204,11 +204,11 @@ class Document:
         return [i.children[name] for i in self.instances(model) if name in i.children]
 
     def values(self, model: ast.Model, name: str) -> list[str]:
-        """The distinct values instances of `model` give a hyperparameter or a value
-        declared among its layers (`hidden = C * t`)."""
+        """The distinct values instances of `model` give a hyperparameter, a value declared
+        among its layers (`hidden = C * t`) or a size its forward's signature names."""
         out: list[str] = []
         for inst in self.instances(model):
-            for table in (inst.hyper, inst.sizes):
+            for table in (inst.hyper, inst.sizes, inst.call_dims):
                 if name in table and str(table[name]) not in out:
                     out.append(str(table[name]))
                     break
@@ -243,6 +243,9 @@ class Document:
             return None
         if isinstance(node, ast.Name):
             return self.resolve_name(node.id, path, pos)
+        model = _innermost(path, ast.Model)
+        if isinstance(node, ast.DimName) and model is not None:
+            return Target("dim", node.name, owner=model)
         return None
 
     def resolve_name(self, name: str, path: list, pos: Pos) -> Target | None:

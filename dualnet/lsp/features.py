@@ -100,6 +100,11 @@ def _describe(doc: Document, t: Target, path: list) -> str | None:
         values = doc.values(t.owner, t.name)
         text = _code(_source(doc, t.file, t.node.span))
         return text + (f"\n\nvalues: {', '.join(_some(values))}" if values else "")
+    if t.kind == "dim":
+        values = doc.values(t.owner, t.name)
+        if values == [t.name]:
+            return _code(f"{t.name}  # any size: symbolic")
+        return _code(f"{t.name} = {' | '.join(_some(values))}") if values else None
     if t.kind == "model":
         return _model(doc, t)
     if t.kind == "const":
