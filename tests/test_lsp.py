@@ -98,6 +98,29 @@ def test_saving_an_import_checks_its_importers_again(client, zoo):
     assert client.diagnostics(uri, version, after=before) == []
 
 
+def test_positions_are_utf16_as_clients_count(client, zoo):
+    """A client that names no position encoding counts UTF-16 units: a character outside
+    the Basic Multilingual Plane is two."""
+    path = zoo / "emoji.dnet"
+    text = 'const s = "🙂🙂"; const t = unknown\nmodel M() { forward(x: f32[2]) { return x } }\n'
+    path.write_text(text)
+    uri, version = client.open(path, text)
+    [published] = client.diagnostics(uri, version)
+    [expected] = dualnet.check_file(str(path)).diagnostics
+    line = text.split("\n")[0]
+
+    def utf16(column: int) -> int:
+        return len(line[: column - 1].encode("utf-16-le")) // 2
+
+    start, end = utf16(expected.span.column), utf16(expected.span.end_column)
+    assert published["range"]["start"]["character"] == start == expected.span.column + 1
+    assert published["range"]["end"]["character"] == end
+    found = client.at("textDocument/definition", uri, 0, start + 1)  # `unknown`: nothing
+    assert found is None
+    found = client.at("textDocument/hover", uri, 0, utf16(line.index("t =") + 1))
+    assert found["range"]["start"]["character"] == utf16(line.index("t =") + 1)
+
+
 def test_syntax_error_keeps_the_last_tree(client, zoo):
     path = zoo / "mlp.dnet"
     good = path.read_text()
@@ -270,13 +293,15 @@ def test_random_edits_while_typing(client, zoo):
     typing, each followed by a hover and a completion: every request is answered, the
     latest text's diagnostics arrive, the server stays up."""
     rng = random.Random(15)
-    sources = {p.name: p.read_text() for p in sorted(zoo.glob("*.dnet"))}
+    sources = {p.name: p.read_text() for p in sorted((ROOT / "models").glob("*.dnet"))}
     mutator = Mutator(rng, sources)
     for name in ("resnet18.dnet", "bert_encoder.dnet"):
         text = sources[name]
         uri, version = client.open(zoo / name, text)
         for _ in range(20):
             text = mutator.mutate(text)[0] if rng.random() < 0.8 else sources[name]
+            # a flipped byte is invalid UTF-8: an editor shows it as U+FFFD
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             version = client.change(uri, text)
             line = rng.randrange(text.count("\n") + 1)
             client.at("textDocument/hover", uri, line, rng.randrange(40))

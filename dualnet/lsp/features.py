@@ -1,5 +1,6 @@
 """The language features on a checked `Document`, as LSP values: diagnostics, hover,
-definition, completion and document symbols."""
+definition, completion, document symbols and formatting. Positions and ranges count code
+points (the server converts them to and from the client's units)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,6 @@ from dualnet.syntax import ast
 from dualnet.syntax.parser import keywords
 
 KEYWORDS = sorted(keywords() | {"train"})  # `train` is a name the parser checks
-
-
-def position(p: lsp.Position) -> Pos:
-    return (p.line + 1, p.character + 1)
 
 
 def span_range(span: Span | None) -> lsp.Range:
@@ -315,7 +312,7 @@ def formatting(text: str, path: Path) -> list[lsp.TextEdit] | None:
     if formatted == text:
         return []
     lines = text.split("\n")
-    end = lsp.Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
+    end = lsp.Position(len(lines) - 1, len(lines[-1]))  # code points
     return [lsp.TextEdit(lsp.Range(lsp.Position(0, 0), end), formatted)]
 
 

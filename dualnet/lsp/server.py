@@ -13,10 +13,11 @@ from pathlib import Path
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
 
 from dualnet.frontend import check_file
 from dualnet.lsp import features
-from dualnet.lsp.document import Document
+from dualnet.lsp.document import Document, Pos
 from dualnet.version import __version__
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,11 @@ class DualnetServer(LanguageServer):
         for other, (before, after) in imported.items():
             if self.documents.get(other) is before:  # not checked again meanwhile
                 self.documents[other] = after
+        diagnostics = features.diagnostics(checked)
+        for d in diagnostics:
+            d.range = doc.range_to_client_units(d.range)
         self.text_document_publish_diagnostics(
-            lsp.PublishDiagnosticsParams(uri, features.diagnostics(checked), version)
+            lsp.PublishDiagnosticsParams(uri, diagnostics, version)
         )
 
     def _check(self, uri: str, version: int, text: str):
@@ -75,20 +79,35 @@ def _path(uri: str) -> Path:
 
 
 def _guard(handler):
-    """A feature that answers None instead of an error when dualnet has a bug."""
+    """A feature on the document's last check, at a position in code points (the client's
+    units converted); it answers None instead of an error when dualnet has a bug."""
 
     def guarded(ls: DualnetServer, params):
-        doc = ls.documents.get(params.text_document.uri)
+        uri = params.text_document.uri
+        doc = ls.documents.get(uri)
         if doc is None:
             return None
+        text = ls.workspace.get_text_document(uri)
         try:
-            return handler(ls, doc, params)
+            return handler(ls, doc, text, params)
         except Exception:
             log.exception("%s failed", handler.__name__)
             return None
 
     guarded.__name__ = handler.__name__
     return guarded
+
+
+def _position(text: TextDocument, position: lsp.Position) -> Pos:
+    at = text.position_from_client_units(position)
+    return (at.line + 1, at.character + 1)
+
+
+def _symbols_to_client(text: TextDocument, symbols: list[lsp.DocumentSymbol]) -> None:
+    for symbol in symbols:
+        symbol.range = text.range_to_client_units(symbol.range)
+        symbol.selection_range = text.range_to_client_units(symbol.selection_range)
+        _symbols_to_client(text, symbol.children or [])
 
 
 def make_server() -> DualnetServer:
@@ -117,36 +136,49 @@ def make_server() -> DualnetServer:
 
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     @_guard
-    def hover(ls, doc: Document, params: lsp.HoverParams):
-        return features.hover(doc, features.position(params.position))
+    def hover(ls, doc: Document, text: TextDocument, params: lsp.HoverParams):
+        found = features.hover(doc, _position(text, params.position))
+        if found is not None:
+            found.range = text.range_to_client_units(found.range)
+        return found
 
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
     @_guard
-    def definition(ls, doc: Document, params: lsp.DefinitionParams):
-        return features.definition(doc, features.position(params.position))
+    def definition(ls, doc: Document, text: TextDocument, params: lsp.DefinitionParams):
+        found = features.definition(doc, _position(text, params.position))
+        if found is not None:  # in the units of the file it is in
+            target = ls.workspace.get_text_document(found.uri)
+            found.range = target.range_to_client_units(found.range)
+        return found
 
     @server.feature(
         lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=["(", ",", " "])
     )
     @_guard
-    def completion(ls, doc: Document, params: lsp.CompletionParams):
-        text = ls.workspace.get_text_document(params.text_document.uri).source
-        items = features.completion(doc, text, features.position(params.position))
+    def completion(ls, doc: Document, text: TextDocument, params: lsp.CompletionParams):
+        at = _position(text, params.position)
+        items = features.completion(doc, text.source, at)
         return lsp.CompletionList(is_incomplete=False, items=items)
 
     @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     @_guard
-    def document_symbol(ls, doc: Document, params: lsp.DocumentSymbolParams):
-        return features.symbols(doc)
+    def document_symbol(ls, doc: Document, text: TextDocument, params):
+        symbols = features.symbols(doc)
+        _symbols_to_client(text, symbols)
+        return symbols
 
     @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
     async def formatting(ls: DualnetServer, params: lsp.DocumentFormattingParams):
         """The whole text in the canonical layout (`dualnet fmt`), formatted off the event
         loop; no edit for a text that does not parse."""
         uri = params.text_document.uri
-        text = ls.workspace.get_text_document(uri).source
+        text = ls.workspace.get_text_document(uri)
+        source, lines = text.source, text.lines
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(ls.formatter, features.formatting, text, _path(uri))
+        edits = await loop.run_in_executor(ls.formatter, features.formatting, source, _path(uri))
+        for edit in edits or ():
+            edit.range = text.position_codec.range_to_client_units(lines, edit.range)
+        return edits
 
     return server
 
