@@ -326,3 +326,25 @@ def test_without_pygls_it_is_e_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 1 and "E-EXTRA" in out.stderr and "dualnet[lsp]" in out.stderr
+
+
+def key(span) -> tuple | None:
+    return span and (span.line, span.column, span.end_line, span.end_column)
+
+
+@pytest.mark.parametrize("kind", ["error", "too large"])
+def test_check_file_text_is_as_if_on_disk(tmp_path, kind):
+    """`check_file(path, text=...)` (the server's door) reports what checking a file with
+    that content does."""
+    shutil.copy(ROOT / "models" / "blocks.dnet", tmp_path)
+    text = (ROOT / "models" / "resnet18.dnet").read_text().replace("relu", "rleu")
+    if kind == "too large":
+        text += "#é" * (8 * 1024 * 1024)  # 24 MiB of UTF-8, 16 million characters
+    (tmp_path / "on_disk.dnet").write_text(text)
+    (tmp_path / "edited.dnet").write_text("model Unrelated() {}")
+    here = dualnet.check_file(str(tmp_path / "on_disk.dnet")).diagnostics
+    edited = dualnet.check_file(str(tmp_path / "edited.dnet"), text=text).diagnostics
+    assert here and [(d.code, d.message.replace("on_disk", "edited")) for d in here] == [
+        (d.code, d.message) for d in edited
+    ]
+    assert [key(d.span) for d in here] == [key(d.span) for d in edited]

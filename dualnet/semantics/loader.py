@@ -61,14 +61,13 @@ class Loader:
         return self._load(real, self.display_name(Path(path)), None)
 
     def _read(self, real: Path, display: str, span: Span | None) -> str:
-        if self._edited is not None and self._edited[0] == real:
-            text = self._edited[1]
-            if len(text) > MAX_SOURCE_BYTES:  # characters: at least as many bytes
-                raise too_large(display, "source file", MAX_SOURCE_BYTES)
-            self.sources.texts[display] = text
-            return text
         try:
-            data = read_limited(real, MAX_SOURCE_BYTES, "source file", display)
+            if self._edited is not None and self._edited[0] == real:  # as if it were on disk
+                data = self._edited[1].encode("utf-8", "surrogatepass")
+                if len(data) > MAX_SOURCE_BYTES:
+                    raise too_large(display, "source file", MAX_SOURCE_BYTES)
+            else:
+                data = read_limited(real, MAX_SOURCE_BYTES, "source file", display)
         except DualnetError as exc:  # at the import that named the file, if any
             raise DualnetError([replace(d, span=span) for d in exc.diagnostics]) from None
         try:
