@@ -408,6 +408,12 @@ def test_canonical_text_of_each_construct(name):
     assert format_source(expected, "case.dnet") == expected
 
 
+def test_the_example_of_the_docs():
+    text = (ROOT / "docs" / "formatting.md").read_text("utf-8")
+    before, after = re.findall(r"```dnet\n(.*?)```", text, flags=re.S)
+    assert before != after and format_source(before, "example.dnet") == after
+
+
 def test_syntax_errors_raise_the_parsers_diagnostic():
     with pytest.raises(DualnetError) as info:
         format_source("model A( {\n", "bad.dnet")
