@@ -11,7 +11,8 @@
 #                    ORT on dualnet's ONNX vs the exported reference, GPT-2 ONNX emission,
 #                    generated Keras vs keras.applications / hand-written Keras (docs/benchmarks.md),
 #                    training steps (ResNet-18, BERT-tiny) vs hand-written PyTorch / Keras, and
-#                    `dualnet train`'s loop vs a bare loop (docs/training.md)
+#                    `dualnet train`'s loop vs a bare loop (docs/training.md), and the language
+#                    server's latency (docs/editor.md)
 #   make fuzz        differential fuzzing: random valid programs, parity of the three backends
 #   make fuzz-frontend  mutation fuzzing of `dualnet check` on the zoo: exit codes, time, memory
 #   make wheel-smoke build the wheel, install it in a clean venv, run it outside the repo
@@ -118,6 +119,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/onnx_startup.py
 	$(PY) benchmarks/zoo_bench.py
 	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/lsp_bench.py
 
 train-demo: setup
 	@$(PY) examples/train_demo.py -o runs/train-demo

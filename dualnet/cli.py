@@ -240,6 +240,12 @@ def _parser() -> argparse.ArgumentParser:
     max_params_arg(tr)
     spec_args(tr)
     sub.add_parser("ops", help="print the op × backend matrix")
+    sub.add_parser("lsp", help="run the language server on stdin/stdout (needs dualnet[lsp])")
+    fmt = sub.add_parser("fmt", help="rewrite .dnet files in the canonical layout")
+    fmt.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders of .dnet files")
+    fmt.add_argument(
+        "--check", action="store_true", help="change nothing; list the files that would change"
+    )
     parity = sub.add_parser(
         "parity",
         help="run a model in several backends from one weight "
@@ -421,6 +427,14 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "ops":
         return _ops()
+    if args.command == "lsp":
+        from dualnet.lsp import serve
+
+        return serve()
+    if args.command == "fmt":
+        from dualnet.fmt.command import run
+
+        return run(args.paths, args.check)
     if args.command == "parity":
         usage = _training_usage(args)
         if usage:

@@ -3,7 +3,8 @@ says which one, and the extra that installs it, as E-EXTRA — never a bare
 `ModuleNotFoundError` (exit status 1, not 3).
 
 `dualnet check` needs only lark and NumPy; the extras are `torch` (PyTorch and safetensors),
-`keras` (TensorFlow, Keras and safetensors) and `onnx` (onnx and ONNX Runtime).
+`keras` (TensorFlow, Keras and safetensors), `onnx` (onnx and ONNX Runtime) and `lsp`
+(pygls and lsprotocol, for `dualnet lsp`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ MODULES = {
     "keras": ("Keras", "keras"),
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("ONNX Runtime", "onnx"),
+    "pygls": ("pygls", "lsp"),
+    "lsprotocol": ("lsprotocol", "lsp"),
 }
 
 F = TypeVar("F", bound=Callable)

@@ -53,6 +53,7 @@ class Summary:
     layers: list[LayerRow] = field(default_factory=list)
     files: tuple[str, ...] = ()  # every source file read (real paths): outputs never replace one
     training: TrainSpec | None = None  # the entry model's checked `train` block, if any
+    trees: dict[str, ast.Module] = field(default_factory=dict)  # real path → syntax tree
 
     @property
     def ok(self) -> bool:
@@ -86,10 +87,12 @@ def check_file(
     model: str | None = None,
     include_dirs: tuple[str, ...] = (),
     hyper: dict[str, Any] | None = None,
+    text: str | None = None,
 ) -> Summary:
     """Parse, resolve, instantiate and check `model` (default: the file's last model),
     within the front end's work budget (`dualnet.budget`). Never raises for bad input:
-    problems are in `Summary.diagnostics`."""
+    problems are in `Summary.diagnostics`. `text` replaces the file's content on disk (an
+    editor's unsaved buffer); imports are read from disk."""
     enabled = gc.isenabled()
     gc.disable()  # the checker allocates many small acyclic objects: skip collection passes
     loader = Loader(tuple(include_dirs))
@@ -97,7 +100,7 @@ def check_file(
     summary = Summary(model or "", path, None, None, checker.diagnostics, loader.sources)
     try:
         with active(Budget()):
-            _check(summary, loader, checker, model, hyper)
+            _check(summary, loader, checker, model, hyper, text)
     except BudgetExceeded as exc:  # stops everything, error recovery included
         checker.diagnostics.extend(exc.diagnostics)
         summary.instance = summary.graph = None  # partial: nothing of it is reported
@@ -120,15 +123,17 @@ def _check(
     checker: Checker,
     model: str | None,
     hyper: dict[str, Any] | None,
+    text: str | None,
 ) -> None:
     path = summary.file
     try:
-        root = loader.load_root(path)
+        root = loader.load_root(path, text)
     except DualnetError as exc:
         checker.diagnostics.extend(exc.diagnostics)
         return
     finally:
         summary.files = tuple(str(p) for p in loader.modules)
+        summary.trees = {str(p): m.tree for p, m in loader.modules.items()}
     checker.diagnostics.extend(loader.diagnostics)
     for module in loader.modules.values():  # every constant, used or not, is checked once
         for decl in module.consts.values():

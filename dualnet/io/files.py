@@ -12,7 +12,7 @@ partial file nor a damaged old one. Temporary names are short and recognisable,
 them past the file system's 255-byte limit); they are removed on every exit path Python
 sees, and ones left by a killed run — whose process is gone, or older than a day — are
 removed by the next write into the same directory. No write replaces a `.dnet` file, or one
-of the files the command read (`protect`).
+of the files the command read (`protect`) — but `dualnet fmt`'s rewrite of a source.
 """
 
 from __future__ import annotations
@@ -145,13 +145,17 @@ def check_output(path: PathLike, protect: Iterable[PathLike] = ()) -> None:
                 )
 
 
-def atomic_write(path: PathLike, data: bytes | list, protect: Iterable[PathLike] = ()) -> None:
+def atomic_write(
+    path: PathLike, data: bytes | list, protect: Iterable[PathLike] = (), *, source: bool = False
+) -> None:
     """Write `data` (bytes, or a list of bytes-like pieces written in turn) to `path`
     through a temporary file in the same directory and `os.replace`; on failure remove the
     temporary file and raise E-IO (the old file, if any, is untouched).
-    `check_output(path, protect)` first."""
+    `check_output(path, protect)` first, unless `source`: `dualnet fmt` rewriting a .dnet
+    file it has just read."""
     path = os.fspath(path)
-    check_output(path, protect)
+    if not source:
+        check_output(path, protect)
     directory = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
     remove_stale(directory)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dualnet.budget import BudgetExceeded
 from dualnet.diagnostics import Diagnostic, DualnetError, SourceCache, Span, error
-from dualnet.io.files import read_limited
+from dualnet.io.files import read_limited, too_large
 from dualnet.ops.registry import suggest
 from dualnet.syntax import ast
 from dualnet.syntax.parser import decode_source, parse
@@ -45,20 +45,29 @@ class Loader:
         self._loading: list[Path] = []
         self._roots: list[Path] = []
         self._cwd = Path.cwd()
+        self._edited: tuple[Path, str] | None = None  # the root's text in an editor, unsaved
 
     def display_name(self, path: Path) -> str:
         """Relative to the working directory when inside it, else absolute."""
         path = Path(os.path.abspath(path))
         return str(path.relative_to(self._cwd)) if path.is_relative_to(self._cwd) else str(path)
 
-    def load_root(self, path: str) -> ModuleInfo:
+    def load_root(self, path: str, text: str | None = None) -> ModuleInfo:
+        """Load `path` and its imports; `text`, when given, is the root's content (an
+        editor's buffer) instead of the file on disk."""
         real = Path(os.path.realpath(path))
         self._roots = [real.parent, *self.include_dirs]
+        self._edited = None if text is None else (real, text)
         return self._load(real, self.display_name(Path(path)), None)
 
     def _read(self, real: Path, display: str, span: Span | None) -> str:
         try:
-            data = read_limited(real, MAX_SOURCE_BYTES, "source file", display)
+            if self._edited is not None and self._edited[0] == real:  # as if it were on disk
+                data = self._edited[1].encode("utf-8", "surrogatepass")
+                if len(data) > MAX_SOURCE_BYTES:
+                    raise too_large(display, "source file", MAX_SOURCE_BYTES)
+            else:
+                data = read_limited(real, MAX_SOURCE_BYTES, "source file", display)
         except DualnetError as exc:  # at the import that named the file, if any
             raise DualnetError([replace(d, span=span) for d in exc.diagnostics]) from None
         try:

@@ -152,12 +152,18 @@ def decode_source(data: bytes, file: str) -> str:
 
 def parse(text: str, file: str) -> ast.Module:
     """Parse one source file into an `ast.Module`, raising DualnetError on bad input."""
+    return parse_with_tree(text, file)[0]
+
+
+def parse_with_tree(text: str, file: str) -> tuple[ast.Module, Tree]:
+    """`parse`, and the lark tree it came from: every token kept, with its position (the
+    formatter lays the tree out again; the AST's checks have run on it)."""
     try:
         _POSTLEX.file = file  # spans of the post-lexer's own errors name this file
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, file) from None
-    return _Converter(file).convert(tree)
+    return _Converter(file).convert(tree), tree
 
 
 def _fstring_part(text: str, file: str, line: int, column: int) -> ast.Expr:
