@@ -1,0 +1,56 @@
+"""One walk over a checked forward graph, shared by the summary and the picture: the call
+sites in execution order, their MACs, and each layer's parameters counted at its first use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from dualnet.ir.dims import substitute
+from dualnet.ir.graph import Graph, LayerInstance, Node, by_parameter
+from dualnet.ir.types import TensorType
+from dualnet.ops.registry import REGISTRY, Use
+
+
+def sites(graph: Graph) -> Iterator[tuple[Graph, Node]]:
+    """Every node but constants below `graph`, calls of sub-models entered, in the order
+    the forward runs them: (the graph it is in, the node)."""
+    for node in graph.nodes:
+        if node.kind == "call":
+            yield from sites(node.callee)
+        elif node.kind != "constant":
+            yield graph, node
+
+
+def layer_of(graph: Graph, node: Node) -> LayerInstance | None:
+    """The built-in layer a `layer` node calls (None for other nodes)."""
+    return graph.instance.child(node.target) if node.kind == "layer" else None
+
+
+def macs(graph: Graph, node: Node):
+    """The multiply-accumulates of one call (`OpDef.macs`): an int or a symbolic `Dim`."""
+    op = REGISTRY.get(node.op)
+    if op is None:
+        return 0
+    layer = layer_of(graph, node)
+    attrs = {**layer.attrs, **node.attrs} if layer else node.attrs
+    inputs = by_parameter(node, [v.type for v in node.inputs])
+    return op.macs(Use(inputs, tuple(v.type for v in node.outputs), attrs))
+
+
+class FirstUse:
+    """A layer's trainable parameters at its first call, 0 at later ones (a shared layer,
+    a tied tensor are counted once, as `ModelInstance.param_count` counts them)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def params(self, layer: LayerInstance | None) -> int:
+        if layer is None or layer.path in self.seen:
+            return 0
+        self.seen.add(layer.path)
+        return layer.param_count
+
+
+def sized(t: TensorType, dims: Mapping[str, int]) -> TensorType:
+    """`t` with the symbolic sizes `dims` gives replaced by them."""
+    return t.with_shape(substitute(d, dims) for d in t.shape) if dims else t
