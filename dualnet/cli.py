@@ -139,6 +139,31 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="parse, infer shapes and run the autodiff checks")
     source_args(check)
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--summary",
+        action="store_true",
+        help="per call site: output, multiply-accumulates, output bytes, parameters, "
+        "parameter bytes, with totals",
+    )
+    check.add_argument(
+        "--dims", metavar="B=1,T=16", help="--summary: sizes of the symbolic dimensions"
+    )
+    graph = sub.add_parser("graph", help="draw the model: SVG, PNG or Graphviz DOT")
+    source_args(graph)
+    graph.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sub-model calls nested deeper than N are drawn as one box (default 1; 0: every "
+        "sub-model of the entry model is one box)",
+    )
+    graph.add_argument(
+        "--dims", metavar="B=1,T=16", help="sizes of the symbolic dimensions in the labels"
+    )
+    graph.add_argument(
+        "-o", "--output", required=True, metavar="OUT.svg|.png|.dot", help="the file to write"
+    )
     ir = sub.add_parser("ir", help="print the typed IR")
     source_args(ir)
     init = sub.add_parser(
@@ -445,7 +470,10 @@ def _main(argv: list[str] | None) -> int:
         "train": _train,
         "parity": _parity,
         "gradcheck": _gradcheck,
+        "graph": _graph,
     }
+    if args.command == "check" and args.summary:
+        commands["check"] = _summary
     if args.command in commands:
         from dualnet.diagnostics import DualnetError
 
@@ -876,6 +904,26 @@ def _json(summary) -> dict:
         "training": to_json(summary.training, summary.instance) if summary.training else None,
         "diagnostics": [d.to_json() for d in summary.diagnostics],
     }
+
+
+def _graph(args, summary) -> int:
+    from dualnet.graph.write import write_graph
+    from dualnet.ir.sizes import parse_dims
+
+    write_graph(summary, args.output, args.depth, parse_dims(args.dims))
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _summary(args, summary) -> int:
+    from dualnet.graph.summary import HEADER, NUMBERS, summarize, table
+    from dualnet.ir.sizes import parse_dims
+    from dualnet.verify.table import render_table
+
+    rows, totals = summarize(summary.instance, summary.graph, parse_dims(args.dims))
+    title = f"{summary.model}({', '.join(summary.input_types)})"
+    print(render_table(title, HEADER, table(rows, totals), right=NUMBERS))
+    return EXIT_OK
 
 
 def _init(args, summary) -> int:

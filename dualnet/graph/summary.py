@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dualnet.diagnostics import Span
+from dualnet.graph.walk import FirstUse, layer_of, macs, sites, sized
 from dualnet.ir.dims import substitute
 from dualnet.ir.graph import Graph, ModelInstance
-from dualnet.graph.walk import FirstUse, layer_of, macs, sites, sized
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,12 @@ def summarize(
     called), and their totals; sizes in `dims` replace the symbolic ones."""
     dims = dims or {}
     first, rows = FirstUse(), []
-    for where, node in sites(graph):
+    for where, node, sizes in sites(graph, dims):
         layer = layer_of(where, node)
-        count = substitute(macs(where, node), dims)
+        count = substitute(macs(where, node), sizes)
         if layer is None and count == 0:
             continue
-        outputs = [sized(v.type, dims) for v in node.outputs]
+        outputs = [sized(v.type, sizes) for v in node.outputs]
         params = first.params(layer)
         if layer is not None:
             path = layer.path
@@ -86,3 +86,22 @@ def _param_bytes(layer) -> int:
         for name, p in layer.params.items()
         if p.trainable and name not in layer.tied
     )
+
+
+HEADER = ["layer", "op", "output", "MACs", "output bytes", "params", "param bytes"]
+NUMBERS = {3, 4, 5, 6}  # right-aligned columns
+
+
+def table(rows: list[Row], totals: Totals) -> list[list[str]]:
+    """The rows as text, and a last row of totals."""
+    out = [
+        [r.path, r.op, r.output, *map(number, (r.macs, r.output_bytes, r.params, r.param_bytes))]
+        for r in rows
+    ]
+    sums = (totals.macs, totals.output_bytes, totals.params, totals.param_bytes)
+    return [*out, ["total", "", "", *map(number, sums)]]
+
+
+def number(n) -> str:
+    """An int with thousands separators; a symbolic size as the checker prints it."""
+    return f"{n:,}" if isinstance(n, int) else str(n)

@@ -5,20 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from dualnet.ir.dims import substitute
+from dualnet.ir.dims import Dim, substitute
 from dualnet.ir.graph import Graph, LayerInstance, Node, by_parameter
+from dualnet.ir.sizes import callee_sizes
 from dualnet.ir.types import TensorType
 from dualnet.ops.registry import REGISTRY, Use
 
+Sizes = Mapping[str, int | Dim]
 
-def sites(graph: Graph) -> Iterator[tuple[Graph, Node]]:
+
+def sites(graph: Graph, sizes: Sizes) -> Iterator[tuple[Graph, Node, Sizes]]:
     """Every node but constants below `graph`, calls of sub-models entered, in the order
-    the forward runs them: (the graph it is in, the node)."""
+    the forward runs them: (the graph it is in, the node, the sizes of that graph's
+    dimension names in the entry model's: `sizes`, where given, else its symbols)."""
     for node in graph.nodes:
         if node.kind == "call":
-            yield from sites(node.callee)
+            yield from sites(node.callee, callee_env(node, sizes))
         elif node.kind != "constant":
-            yield graph, node
+            yield graph, node, sizes
+
+
+def callee_env(node: Node, sizes: Sizes) -> Sizes:
+    """The sizes of a called sub-model's dimension names, in its caller's terms."""
+    return {**sizes, **callee_sizes(node, sizes)}
 
 
 def layer_of(graph: Graph, node: Node) -> LayerInstance | None:
@@ -51,6 +60,6 @@ class FirstUse:
         return layer.param_count
 
 
-def sized(t: TensorType, dims: Mapping[str, int]) -> TensorType:
-    """`t` with the symbolic sizes `dims` gives replaced by them."""
-    return t.with_shape(substitute(d, dims) for d in t.shape) if dims else t
+def sized(t: TensorType, sizes: Sizes) -> TensorType:
+    """`t` with its dimension names replaced by `sizes`."""
+    return t.with_shape(substitute(d, sizes) for d in t.shape) if sizes else t
