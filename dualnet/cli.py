@@ -153,9 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument(
         "--depth",
         type=int,
-        default=1,
+        default=2,
         metavar="N",
-        help="sub-model calls nested deeper than N are drawn as one box (default 1; 0: every "
+        help="sub-model calls nested deeper than N are drawn as one box (default 2; 0: every "
         "sub-model of the entry model is one box)",
     )
     graph.add_argument(

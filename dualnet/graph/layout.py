@@ -10,16 +10,20 @@ from dataclasses import dataclass
 from dualnet.graph.picture import Picture
 
 CHAR_W, LINE_H, PAD = 7.2, 16.0, 8.0  # a 12px monospace font; padding inside a box
+LABEL_W = 6.0  # a character of an edge's label (10px monospace)
 GAP = 40.0  # between connected parts
 
 
 @dataclass(frozen=True)
 class Placed:
     """Box centres and sizes by box id, edge routes (points from source to target, in the
-    picture's edge order) and the drawing's width and height."""
+    picture's edge order), where each edge's label goes (None where an edge before it from
+    the same box shows the same type: drawn once, under the box) and the drawing's width
+    and height."""
 
     boxes: dict[str, tuple[float, float, float, float]]  # x, y (centre), w, h
     routes: list[list[tuple[float, float]]]
+    labels: list[tuple[float, float] | None]
     width: float
     height: float
 
@@ -77,7 +81,18 @@ def place(pic: Picture) -> Placed:
         _clip(x.view.path, boxes[e.source], boxes[e.target])
         for x, e in zip(edges, pic.edges, strict=True)
     ]
-    return Placed(boxes, routes, left + GAP / 2, height)
+    labels: list[tuple[float, float] | None] = []
+    shown: set[tuple[str, str]] = set()
+    width = left + GAP / 2
+    for edge, route in zip(pic.edges, routes, strict=True):
+        if (edge.source, edge.label) in shown:
+            labels.append(None)
+            continue
+        shown.add((edge.source, edge.label))
+        x, y = route[0][0] + 4, route[0][1] + 12
+        labels.append((x, y))
+        width = max(width, x + len(edge.label) * LABEL_W + PAD)
+    return Placed(boxes, routes, labels, width, height)
 
 
 def _incoming(pic: Picture, box: str) -> bool:

@@ -24,14 +24,14 @@ def png(pic: Picture, placed: Placed) -> bytes:
     ax.set_xlim(0, placed.width)
     ax.set_ylim(placed.height, 0)  # y down, as in SVG
     ax.axis("off")
-    for edge, route in zip(pic.edges, placed.routes, strict=True):
+    for edge, route, at in zip(pic.edges, placed.routes, placed.labels, strict=True):
         xs, ys = zip(*route, strict=True)
         ax.plot(xs, ys, color="#666666", linewidth=1.2 * POINTS * 2)
         ax.annotate("", route[-1], route[-2], arrowprops={"arrowstyle": "-|>", "color": "#666666"})
-        (x0, y0), (x1, y1) = route[-2], route[-1]
+        if at is None:
+            continue
         ax.text(
-            (x0 + x1) / 2 + 4,
-            (y0 + y1) / 2 + 3,
+            *at,
             edge.label,
             fontsize=10 * POINTS,
             family="monospace",

@@ -5,6 +5,7 @@ Deterministic: coordinates rounded to 0.1, boxes and edges in the picture's orde
 from __future__ import annotations
 
 from html import escape
+from xml.sax.saxutils import quoteattr
 
 from dualnet.graph.layout import LINE_H, PAD, Placed
 from dualnet.graph.picture import Picture
@@ -40,18 +41,20 @@ def svg(pic: Picture, placed: Placed) -> str:
         '<rect width="100%" height="100%" fill="#ffffff"/>',
     ]
     titles = {b.id: b.title for b in pic.boxes}
-    for edge, route in zip(pic.edges, placed.routes, strict=True):
+    for edge, route, at in zip(pic.edges, placed.routes, placed.labels, strict=True):
         points = " ".join(f"{_n(x)},{_n(y)}" for x, y in route)
-        (x0, y0), (x1, y1) = route[-2], route[-1]
         tip = f"{titles[edge.source]} → {titles[edge.target]}: {edge.label}"
         out += [
-            f'<g class="edge" data-source="{edge.source}" data-target="{edge.target}">',
+            f'<g class="edge" data-source="{edge.source}" data-target="{edge.target}" '
+            f"data-type={quoteattr(edge.label)}>",
             f"<title>{escape(tip)}</title>",
             f'<polyline points="{points}" marker-end="url(#arrow)"/>',
-            f'<text class="type" x="{_n((x0 + x1) / 2 + 4)}" y="{_n((y0 + y1) / 2 + 3)}">'
-            f"{escape(edge.label)}</text>",
-            "</g>",
         ]
+        if at is not None:
+            out.append(
+                f'<text class="type" x="{_n(at[0])}" y="{_n(at[1])}">{escape(edge.label)}</text>'
+            )
+        out.append("</g>")
     for box in pic.boxes:
         x, y, w, h = placed.boxes[box.id]
         left, top = x - w / 2, y - h / 2
