@@ -3,7 +3,8 @@ says which one, and the extra that installs it, as E-EXTRA — never a bare
 `ModuleNotFoundError` (exit status 1, not 3).
 
 `dualnet check` needs only lark and NumPy; the extras are `torch` (PyTorch and safetensors),
-`keras` (TensorFlow, Keras and safetensors) and `onnx` (onnx and ONNX Runtime).
+`keras` (TensorFlow, Keras and safetensors), `onnx` (onnx and ONNX Runtime) and `graph`
+(grandalf and matplotlib: `dualnet graph`'s SVG and PNG).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ MODULES = {
     "keras": ("Keras", "keras"),
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("ONNX Runtime", "onnx"),
+    "grandalf": ("grandalf", "graph"),
+    "matplotlib": ("matplotlib", "graph"),
 }
 
 F = TypeVar("F", bound=Callable)
