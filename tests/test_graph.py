@@ -286,3 +286,17 @@ def test_summary_bad_dims(tmp_path: Path) -> None:
     r = run_cli(["check", str(MODELS / "mlp.dnet"), "--summary", "--dims", "B"], tmp_path)
     assert_clean(r)
     assert r.stderr.startswith("error[E-INPUT]"), show(r)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "bert_encoder"])
+def test_docs_images_are_current(name: str, tmp_path: Path, monkeypatch) -> None:
+    """docs/images/<name>.svg is what `dualnet graph models/<name>.dnet -o ...` writes from
+    the repository's root (re-run it after a change that alters the picture)."""
+    monkeypatch.chdir(ROOT)
+    s = check_file(f"models/{name}.dnet")
+    write_graph(s, str(tmp_path / f"{name}.svg"), DEFAULT_DEPTH, {})
+    current = (ROOT / "docs" / "images" / f"{name}.svg").read_bytes()
+    assert (tmp_path / f"{name}.svg").read_bytes() == current, (
+        f"docs/images/{name}.svg is stale: run "
+        f"`dualnet graph models/{name}.dnet -o docs/images/{name}.svg` in the repository's root"
+    )
