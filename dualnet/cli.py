@@ -454,6 +454,9 @@ def _main(argv: list[str] | None) -> int:
         if len(args.file) > 1:
             return _parity_files(args)
         args.file = args.file[0]
+    if args.command == "check" and (args.summary and args.json or args.dims and not args.summary):
+        print("dualnet: error: --dims goes with --summary, which has no --json", file=sys.stderr)
+        return EXIT_USAGE
     if args.command in ("check", "ir"):  # a short process: no collection passes over the IR
         gc.disable()
     summary = _check(args)

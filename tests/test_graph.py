@@ -300,3 +300,9 @@ def test_docs_images_are_current(name: str, tmp_path: Path, monkeypatch) -> None
         f"docs/images/{name}.svg is stale: run "
         f"`dualnet graph models/{name}.dnet -o docs/images/{name}.svg` in the repository's root"
     )
+
+
+@pytest.mark.parametrize("args", [["--dims", "B=1"], ["--summary", "--json"]])
+def test_summary_usage(args: list[str], tmp_path: Path) -> None:
+    r = run_cli(["check", str(MODELS / "mlp.dnet"), *args], tmp_path)
+    assert r.code == 2 and "--dims goes with --summary" in r.stderr, show(r)
