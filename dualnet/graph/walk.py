@@ -37,13 +37,10 @@ def layer_of(graph: Graph, node: Node) -> LayerInstance | None:
 
 def macs(graph: Graph, node: Node):
     """The multiply-accumulates of one call (`OpDef.macs`): an int or a symbolic `Dim`."""
-    op = REGISTRY.get(node.op)
-    if op is None:
-        return 0
     layer = layer_of(graph, node)
     attrs = {**layer.attrs, **node.attrs} if layer else node.attrs
     inputs = by_parameter(node, [v.type for v in node.inputs])
-    return op.macs(Use(inputs, tuple(v.type for v in node.outputs), attrs))
+    return REGISTRY[node.op].macs(Use(inputs, tuple(v.type for v in node.outputs), attrs))
 
 
 class FirstUse:
