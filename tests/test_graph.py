@@ -306,3 +306,11 @@ def test_docs_images_are_current(name: str, tmp_path: Path, monkeypatch) -> None
 def test_summary_usage(args: list[str], tmp_path: Path) -> None:
     r = run_cli(["check", str(MODELS / "mlp.dnet"), *args], tmp_path)
     assert r.code == 2 and "--dims goes with --summary" in r.stderr, show(r)
+
+
+@pytest.mark.parametrize("file", ["resnet18.dnet", "bert_encoder.dnet"])
+def test_drawing_cost(file: str, tmp_path: Path) -> None:
+    """SVG of ResNet-18 or BERT: within the CPU-time and memory limits of any command."""
+    r = run_cli(["graph", str(MODELS / file), "-o", "m.svg"], tmp_path)
+    assert_clean(r, code=0)
+    assert r.stdout == "wrote m.svg\n"
