@@ -314,3 +314,22 @@ def test_drawing_cost(file: str, tmp_path: Path) -> None:
     r = run_cli(["graph", str(MODELS / file), "-o", "m.svg"], tmp_path)
     assert_clean(r, code=0)
     assert r.stdout == "wrote m.svg\n"
+
+
+def test_hostile_text_is_escaped(tmp_path: Path) -> None:
+    """Markup, quotes and control characters in the file name and a source comment: the
+    SVG still parses, with the text in its tooltip; DOT quotes it."""
+    source = tmp_path / 'a"<b>&$x$.dnet'
+    source.write_text(
+        "model M() {\n    fc = Linear(4)\n    forward(x: f32[B, 4]) -> f32[B, 4] {\n"
+        '        return fc(x)  # \x01 </title> "q" \\ \x1b[31m $\\alpha$\n    }\n}\n'
+    )
+    s = check_file(str(source))
+    for suffix in (".svg", ".dot", ".png"):
+        write_graph(s, str(tmp_path / f"m{suffix}"), DEFAULT_DEPTH, {})
+    boxes, _ = _read_svg(tmp_path / "m.svg")
+    fc = next(b for b in boxes if b["lines"][0] == "fc")
+    assert fc["tip"].endswith('# \ufffd </title> "q" \\ \ufffd[31m $\\alpha$')
+    assert ET.parse(tmp_path / "m.svg").getroot().find(f"{SVG}title").text.startswith("M (")
+    dot = (tmp_path / "m.dot").read_text()
+    assert '# \ufffd </title> \\"q\\" \\\\ \ufffd[31m' in dot and 'a\\"<b>&$x$.dnet' in dot

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dualnet.graph.picture import Picture
-from dualnet.graph.svg import FILL
+from dualnet.graph.svg import FILL, printable
 
 SHAPE = {"op": 'box, style="rounded,dashed,filled"', "model": "box3d, style=filled"}
 
@@ -30,6 +30,6 @@ def dot(pic: Picture) -> str:
 
 
 def _q(text: str) -> str:
-    """A DOT quoted string: backslashes and quotes escaped, newlines as `\\n`."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A DOT quoted string: `printable`, backslashes and quotes escaped, newlines as `\\n`."""
+    escaped = printable(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'

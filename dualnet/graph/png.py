@@ -35,6 +35,7 @@ def png(pic: Picture, placed: Placed) -> bytes:
             edge.label,
             fontsize=10 * POINTS,
             family="monospace",
+            parse_math=False,
             color="#555555",
         )
     for box in pic.boxes:
@@ -58,6 +59,7 @@ def png(pic: Picture, placed: Placed) -> bytes:
                 line,
                 fontsize=12 * POINTS,
                 family="monospace",
+                parse_math=False,
                 weight="bold" if i == 0 else "normal",
             )
     out = io.BytesIO()

@@ -4,8 +4,8 @@ Deterministic: coordinates rounded to 0.1, boxes and edges in the picture's orde
 
 from __future__ import annotations
 
-from html import escape
-from xml.sax.saxutils import quoteattr
+import re
+from html import escape as _escape
 
 from dualnet.graph.layout import LINE_H, PAD, Placed
 from dualnet.graph.picture import Picture
@@ -46,7 +46,7 @@ def svg(pic: Picture, placed: Placed) -> str:
         tip = f"{titles[edge.source]} → {titles[edge.target]}: {edge.label}"
         out += [
             f'<g class="edge" data-source="{edge.source}" data-target="{edge.target}" '
-            f"data-type={quoteattr(edge.label)}>",
+            f'data-type="{escape(edge.label)}">',
             f"<title>{escape(tip)}</title>",
             f'<polyline points="{points}" marker-end="url(#arrow)"/>',
         ]
@@ -73,6 +73,20 @@ def svg(pic: Picture, placed: Placed) -> str:
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def escape(text: str) -> str:
+    """`text` as XML character data or attribute value: `printable`, markup escaped."""
+    return _escape(printable(text))
+
+
+def printable(text: str) -> str:
+    """`text` with the characters XML 1.0 cannot hold (control characters, which a source
+    comment or a file name may contain) as U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _n(v: float) -> str:
