@@ -155,8 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         metavar="N",
-        help="sub-model calls nested deeper than N are drawn as one box (default 2; 0: every "
-        "sub-model of the entry model is one box)",
+        help="open sub-model calls N levels deep; each call below is one box (default 2; 0: "
+        "each sub-model the entry model calls is one box)",
     )
     graph.add_argument(
         "--dims", metavar="B=1,T=16", help="sizes of the symbolic dimensions in the labels"

@@ -333,3 +333,16 @@ def test_hostile_text_is_escaped(tmp_path: Path) -> None:
     assert ET.parse(tmp_path / "m.svg").getroot().find(f"{SVG}title").text.startswith("M (")
     dot = (tmp_path / "m.dot").read_text()
     assert '# \ufffd </title> \\"q\\" \\\\ \ufffd[31m' in dot and 'a\\"<b>&$x$.dnet' in dot
+
+
+FRAMEWORKS = "".join(_without(m) for m in ("torch", "tensorflow", "keras", "onnx", "onnxruntime"))
+
+
+@pytest.mark.parametrize(
+    "args", [["graph", "-o", "m.svg"], ["graph", "-o", "m.png"], ["check", "--summary"]]
+)
+def test_no_framework_is_imported(args: list[str], tmp_path: Path) -> None:
+    """Drawing and summarising work with PyTorch, TensorFlow and ONNX unimportable."""
+    command = [args[0], str(MODELS / "bert_encoder.dnet"), *args[1:]]
+    r = run_cli(command, tmp_path, prelude=FRAMEWORKS)
+    assert r.code == 0, show(r)

@@ -1,5 +1,5 @@
 """The picture of a checked model: one box per input, output, built-in layer call,
-function call and sub-model call (a call nested deeper than `depth` is one box), and one
+function call and sub-model call (sub-model calls opened `depth` levels deep), and one
 edge per value a box reads, labelled with the value's type (a value read twice, as a
 residual connection is, has two edges)."""
 

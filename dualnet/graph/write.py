@@ -14,7 +14,7 @@ FORMATS = (".svg", ".png", ".dot")
 
 
 def write_graph(summary, path: str, depth: int, dims: Sizes) -> None:
-    """Draw the checked `summary` (sub-model calls nested deeper than `depth` as one box,
+    """Draw the checked `summary` (sub-model calls opened `depth` levels deep,
     the symbolic sizes in `dims` replaced) to `path`, by its suffix; E-INPUT for another
     suffix or a negative depth, E-EXTRA when .svg or .png lacks the `graph` extra."""
     suffix = Path(path).suffix.lower()
