@@ -920,10 +920,12 @@ def _graph(args, summary) -> int:
 
 def _summary(args, summary) -> int:
     from dualnet.graph.summary import HEADER, NUMBERS, summarize, table
-    from dualnet.ir.sizes import parse_dims
+    from dualnet.ir.sizes import parse_dims, require_positive_sizes
     from dualnet.verify.table import render_table
 
-    rows, totals = summarize(summary.instance, summary.graph, parse_dims(args.dims))
+    dims = parse_dims(args.dims)
+    require_positive_sizes(summary.graph, dims, "--dims")
+    rows, totals = summarize(summary.instance, summary.graph, dims)
     title = f"{summary.model}({', '.join(summary.input_types)})"
     print(render_table(title, HEADER, table(rows, totals), right=NUMBERS))
     return EXIT_OK

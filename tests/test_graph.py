@@ -214,6 +214,7 @@ def test_dot_needs_no_extra(tmp_path: Path) -> None:
         ([str(MODELS / "mlp.dnet"), "-o", "x.pdf"], "E-INPUT", ".svg, .png or .dot"),
         ([str(MODELS / "mlp.dnet"), "--depth", "-1", "-o", "x.svg"], "E-INPUT", "--depth"),
         ([str(MODELS / "mlp.dnet"), "--dims", "B=0", "-o", "x.svg"], "E-INPUT", "--dims"),
+        ([str(MODELS / "densenet121.dnet"), "--dims", "H=8", "-o", "x.svg"], "E-INPUT", "small"),
         ([str(MODELS / "mlp.dnet"), "-o", "x.svg/"], "E-IO", "x.svg"),
     ],
 )
@@ -282,10 +283,14 @@ def test_summary_cli(tmp_path: Path) -> None:
     assert f"{totals.macs} * B" in symbolic.stdout, show(symbolic)
 
 
-def test_summary_bad_dims(tmp_path: Path) -> None:
-    r = run_cli(["check", str(MODELS / "mlp.dnet"), "--summary", "--dims", "B"], tmp_path)
+@pytest.mark.parametrize(
+    ("file", "dims", "says"),
+    [("mlp.dnet", "B", "NAME=SIZE"), ("densenet121.dnet", "H=8", "too small")],
+)
+def test_summary_bad_dims(file: str, dims: str, says: str, tmp_path: Path) -> None:
+    r = run_cli(["check", str(MODELS / file), "--summary", "--dims", dims], tmp_path)
     assert_clean(r)
-    assert r.stderr.startswith("error[E-INPUT]"), show(r)
+    assert r.stderr.startswith("error[E-INPUT]") and says in r.stderr, show(r)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "bert_encoder"])

@@ -9,6 +9,7 @@ from dualnet.graph.dot import dot
 from dualnet.graph.picture import picture
 from dualnet.graph.walk import Sizes
 from dualnet.io.files import atomic_write, check_output
+from dualnet.ir.sizes import require_positive_sizes
 
 FORMATS = (".svg", ".png", ".dot")
 
@@ -16,7 +17,8 @@ FORMATS = (".svg", ".png", ".dot")
 def write_graph(summary, path: str, depth: int, dims: Sizes) -> None:
     """Draw the checked `summary` (sub-model calls opened `depth` levels deep,
     the symbolic sizes in `dims` replaced) to `path`, by its suffix; E-INPUT for another
-    suffix or a negative depth, E-EXTRA when .svg or .png lacks the `graph` extra."""
+    suffix, a negative depth or sizes too small for the model, E-EXTRA when .svg or .png
+    lacks the `graph` extra."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise error(
@@ -27,6 +29,7 @@ def write_graph(summary, path: str, depth: int, dims: Sizes) -> None:
         )
     if depth < 0:
         raise error("E-INPUT", f"--depth {depth}: expected 0 or more", option("--depth"))
+    require_positive_sizes(summary.graph, dims, "--dims")
     check_output(path, summary.files)  # before the work
     pic = picture(summary, depth, dims)
     if suffix == ".dot":
