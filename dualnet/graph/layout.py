@@ -88,8 +88,9 @@ def place(pic: Picture) -> Placed:
         if (edge.source, edge.label) in shown:
             labels.append(None)
             continue
+        above = sum(source == edge.source for source, _ in shown)  # another output's type
         shown.add((edge.source, edge.label))
-        x, y = route[0][0] + 4, route[0][1] + 12
+        x, y = route[0][0] + 4, route[0][1] + 12 + 11 * above
         labels.append((x, y))
         width = max(width, x + len(edge.label) * LABEL_W + PAD)
     return Placed(boxes, routes, labels, width, height)
