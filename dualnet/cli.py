@@ -139,6 +139,31 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="parse, infer shapes and run the autodiff checks")
     source_args(check)
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--summary",
+        action="store_true",
+        help="per call site: output, multiply-accumulates, output bytes, parameters, "
+        "parameter bytes, with totals",
+    )
+    check.add_argument(
+        "--dims", metavar="B=1,T=16", help="--summary: sizes of the symbolic dimensions"
+    )
+    graph = sub.add_parser("graph", help="draw the model: SVG, PNG or Graphviz DOT")
+    source_args(graph)
+    graph.add_argument(
+        "--depth",
+        type=int,
+        default=2,
+        metavar="N",
+        help="open sub-model calls N levels deep; each call below is one box (default 2; 0: "
+        "each sub-model the entry model calls is one box)",
+    )
+    graph.add_argument(
+        "--dims", metavar="B=1,T=16", help="sizes of the symbolic dimensions in the labels"
+    )
+    graph.add_argument(
+        "-o", "--output", required=True, metavar="OUT.svg|.png|.dot", help="the file to write"
+    )
     ir = sub.add_parser("ir", help="print the typed IR")
     source_args(ir)
     init = sub.add_parser(
@@ -443,6 +468,9 @@ def _main(argv: list[str] | None) -> int:
         if len(args.file) > 1:
             return _parity_files(args)
         args.file = args.file[0]
+    if args.command == "check" and (args.summary and args.json or args.dims and not args.summary):
+        print("dualnet: error: --dims goes with --summary, which has no --json", file=sys.stderr)
+        return EXIT_USAGE
     if args.command in ("check", "ir"):  # a short process: no collection passes over the IR
         gc.disable()
     summary = _check(args)
@@ -459,7 +487,10 @@ def _main(argv: list[str] | None) -> int:
         "train": _train,
         "parity": _parity,
         "gradcheck": _gradcheck,
+        "graph": _graph,
     }
+    if args.command == "check" and args.summary:
+        commands["check"] = _summary
     if args.command in commands:
         from dualnet.diagnostics import DualnetError
 
@@ -890,6 +921,28 @@ def _json(summary) -> dict:
         "training": to_json(summary.training, summary.instance) if summary.training else None,
         "diagnostics": [d.to_json() for d in summary.diagnostics],
     }
+
+
+def _graph(args, summary) -> int:
+    from dualnet.graph.write import write_graph
+    from dualnet.ir.sizes import parse_dims
+
+    write_graph(summary, args.output, args.depth, parse_dims(args.dims))
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _summary(args, summary) -> int:
+    from dualnet.graph.summary import HEADER, NUMBERS, summarize, table
+    from dualnet.ir.sizes import parse_dims, require_positive_sizes
+    from dualnet.verify.table import render_table
+
+    dims = parse_dims(args.dims)
+    require_positive_sizes(summary.graph, dims, "--dims")
+    rows, totals = summarize(summary.instance, summary.graph, dims)
+    title = f"{summary.model}({', '.join(summary.input_types)})"
+    print(render_table(title, HEADER, table(rows, totals), right=NUMBERS))
+    return EXIT_OK
 
 
 def _init(args, summary) -> int:

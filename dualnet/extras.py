@@ -3,8 +3,9 @@ says which one, and the extra that installs it, as E-EXTRA — never a bare
 `ModuleNotFoundError` (exit status 1, not 3).
 
 `dualnet check` needs only lark and NumPy; the extras are `torch` (PyTorch and safetensors),
-`keras` (TensorFlow, Keras and safetensors), `onnx` (onnx and ONNX Runtime) and `lsp`
-(pygls and lsprotocol, for `dualnet lsp`).
+`keras` (TensorFlow, Keras and safetensors), `onnx` (onnx and ONNX Runtime), `graph`
+(grandalf and matplotlib: `dualnet graph`'s SVG and PNG) and `lsp` (pygls and lsprotocol,
+for `dualnet lsp`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ MODULES = {
     "keras": ("Keras", "keras"),
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("ONNX Runtime", "onnx"),
+    "grandalf": ("grandalf", "graph"),
+    "matplotlib": ("matplotlib", "graph"),
     "pygls": ("pygls", "lsp"),
     "lsprotocol": ("lsprotocol", "lsp"),
 }

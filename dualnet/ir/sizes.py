@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dualnet.diagnostics import error
+from dualnet.diagnostics import error, option
 from dualnet.ir.dims import Dim, substitute
 from dualnet.ir.graph import Graph
 
@@ -20,7 +20,7 @@ def require_positive_sizes(graph: Graph, sizes: Mapping[str, int], given: str) -
 def _walk(graph: Graph, env: dict[str, int], given: str, sizes: Mapping[str, int]) -> None:
     for node in graph.nodes:
         if node.kind == "call" and node.callee is not None:  # the innermost value first
-            _walk(node.callee, {**env, **_bound(node, env)}, given, sizes)
+            _walk(node.callee, {**env, **callee_sizes(node, env)}, given, sizes)
         for value in node.outputs:
             for d in value.type.shape:
                 n = substitute(d, env)
@@ -36,13 +36,28 @@ def _walk(graph: Graph, env: dict[str, int], given: str, sizes: Mapping[str, int
                     )
 
 
-def _bound(node, env: Mapping[str, int]) -> dict[str, int]:
-    """The callee's dimension names, bound to the sizes of the call's inputs (a callee
-    traced in its caller's names keeps them)."""
-    bound: dict[str, int] = {}
+def callee_sizes(node, env: Mapping[str, int | Dim]) -> dict[str, int | Dim]:
+    """The callee's dimension names, bound to the sizes of the call's inputs: ints, or the
+    caller's symbolic sizes (a callee traced in its caller's names keeps them)."""
+    bound: dict[str, int | Dim] = {}
     for outer, inner in zip(node.inputs, node.callee.inputs, strict=False):
         for od, idim in zip(outer.type.shape, inner.type.shape, strict=False):
-            n = substitute(od, env)
-            if isinstance(idim, Dim) and idim.symbol is not None and isinstance(n, int):
-                bound.setdefault(idim.symbol, n)
+            if isinstance(idim, Dim) and idim.symbol is not None:
+                bound.setdefault(idim.symbol, substitute(od, env))
     return bound
+
+
+def parse_dims(text: str | None) -> dict[str, int]:
+    """`B=2,T=16` → {"B": 2, "T": 16} (E-INPUT when malformed)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (text or "").split(",")):
+        name, sep, value = item.partition("=")
+        if (
+            not sep
+            or not name.strip().isidentifier()
+            or not value.strip().isdigit()
+            or int(value) < 1
+        ):
+            raise error("E-INPUT", f"`{item}` is not NAME=SIZE (a positive int)", option("--dims"))
+        out[name.strip()] = int(value)
+    return out

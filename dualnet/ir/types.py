@@ -45,6 +45,11 @@ class DType(enum.Enum):
         return _TABLE[self].eps
 
     @property
+    def itemsize(self) -> int:
+        """Bytes per element (bool: one byte, as in PyTorch and NumPy)."""
+        return _TABLE[self].itemsize
+
+    @property
     def onnx(self) -> int:
         """The ONNX element type (`TensorProto.FLOAT` is 1)."""
         return _TABLE[self].onnx
@@ -59,19 +64,20 @@ DTYPES = {d.value: d for d in DType}
 class _Row(NamedTuple):
     name: str  # in PyTorch, Keras and NumPy
     onnx: int  # TensorProto's code
+    itemsize: int  # bytes per element
     range: tuple | None  # the values it holds (f64: every finite float; bool: none checked)
     eps: float | None = None  # machine epsilon, torch.finfo(dtype).eps (floats)
 
 
 # dualnet's one table of element types; every backend's names derive from it.
 _TABLE = {
-    DType.f16: _Row("float16", 10, (-65504.0, 65504.0), 2.0**-10),
-    DType.bf16: _Row("bfloat16", 16, (-3.3895313892515355e38, 3.3895313892515355e38), 2.0**-7),
-    DType.f32: _Row("float32", 1, (-3.4028234663852886e38, 3.4028234663852886e38), 2.0**-23),
-    DType.f64: _Row("float64", 11, None, 2.0**-52),
-    DType.i32: _Row("int32", 6, (-(2**31), 2**31 - 1)),
-    DType.i64: _Row("int64", 7, (-(2**63), 2**63 - 1)),
-    DType.bool: _Row("bool", 9, None),
+    DType.f16: _Row("float16", 10, 2, (-65504.0, 65504.0), 2.0**-10),
+    DType.bf16: _Row("bfloat16", 16, 2, (-3.3895313892515355e38, 3.3895313892515355e38), 2.0**-7),
+    DType.f32: _Row("float32", 1, 4, (-3.4028234663852886e38, 3.4028234663852886e38), 2.0**-23),
+    DType.f64: _Row("float64", 11, 8, None, 2.0**-52),
+    DType.i32: _Row("int32", 6, 4, (-(2**31), 2**31 - 1)),
+    DType.i64: _Row("int64", 7, 8, (-(2**63), 2**63 - 1)),
+    DType.bool: _Row("bool", 9, 1, None),
 }
 
 
@@ -102,6 +108,11 @@ class TensorType:
 
     def with_dtype(self, dtype: DType) -> TensorType:
         return TensorType(dtype, self.shape)
+
+    @property
+    def numel(self) -> SizeT:
+        """The number of elements: an int, or a `Dim` over the symbolic sizes."""
+        return math.prod(self.shape)
 
     def static_numel(self) -> int:
         """Product of the known dimensions (symbolic ones count as 1)."""

@@ -9,7 +9,7 @@ from dualnet.ir.graph import Init
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import broadcast, fan_in_init, positive, same_dtype
 from dualnet.ops.lazy_numpy import np
-from dualnet.ops.registry import Ctx, OpDef, P, register, sig
+from dualnet.ops.registry import Ctx, OpDef, P, Use, register, sig
 
 _FULLY_MASKED = (
     "A query that may attend no key (every key masked) gets all-zero attention "
@@ -67,6 +67,12 @@ def _mask_check(ctx: Ctx, mask: TensorType | None, target: tuple) -> None:
 
 
 # ---------------------------------------------------------------- scaled_dot_product_attention
+
+
+def _sdpa_macs(use: Use):
+    """q kᵀ and the weights times v: each of the [..., Tq, Tk] scores takes d + dv."""
+    k, v, out = use.inputs["k"], use.inputs["v"], use.outputs[0]
+    return math.prod(out.shape[:-1]) * k.shape[-2] * (k.shape[-1] + v.shape[-1])
 
 
 def _sdpa_infer(ctx: Ctx) -> list[TensorType]:
@@ -139,6 +145,7 @@ register(
             P("scale", "float", None),
         ),
         infer=_sdpa_infer,
+        macs=_sdpa_macs,
         reference=_sdpa_ref,
         differentiable=("q", "k", "v", "bias"),
         doc="softmax(q kᵀ · scale + bias) v on q [..., Tq, d], k [..., Tk, d], v [..., Tk, dv] "
@@ -151,6 +158,13 @@ register(
 
 
 # ---------------------------------------------------------------- MultiHeadAttention
+
+
+def _mha_macs(use: Use):
+    """The q, k and v projections, the two attention products, the output projection."""
+    q, k, dim = use.inputs["q"], use.inputs["k"], use.attrs["dim"]
+    rows_q, rows_k = q.shape[0] * q.shape[1], k.shape[0] * k.shape[1]  # B·Tq, B·Tk
+    return (2 * rows_q + 2 * rows_k) * dim * dim + 2 * rows_q * k.shape[1] * dim
 
 
 def _mha_infer(ctx: Ctx) -> list[TensorType]:
@@ -234,6 +248,7 @@ register(
         ),
         construct=sig(P("dim", "int"), P("heads", "int"), P("bias", "bool", True)),
         infer=_mha_infer,
+        macs=_mha_macs,
         reference=_mha_ref,
         differentiable=("q", "k", "v"),
         doc="PyTorch's nn.MultiheadAttention with batch_first=True: q [B, Tq, dim], k/v "

@@ -15,7 +15,7 @@ from dualnet.ops.common import (
     same_pads,
 )
 from dualnet.ops.lazy_numpy import np
-from dualnet.ops.registry import Ctx, OpDef, P, register, sig
+from dualnet.ops.registry import Ctx, OpDef, P, Use, register, sig
 
 _CALL = sig(P("x", "tensor", dtypes="float"))
 
@@ -70,6 +70,18 @@ def _conv_rule(n: int):
         return [TensorType(x.dtype, (x.shape[0], out, *spatial))]
 
     return infer
+
+
+def _conv_macs(use: Use):
+    """Each output element: in_channels / groups × the kernel's size products."""
+    cfg = use.attrs
+    return use.outputs[0].numel * (cfg["in_channels"] // cfg["groups"]) * math.prod(cfg["kernel"])
+
+
+def _convt_macs(use: Use):
+    """Each input element: out / groups × the kernel's size products (PyTorch's count)."""
+    cfg = use.attrs
+    return use.inputs["x"].numel * (cfg["out"] // cfg["groups"]) * math.prod(cfg["kernel"])
 
 
 def conv_reference(x, w, b, stride, pads, dilation, groups):
@@ -148,6 +160,7 @@ for _n in (1, 2, 3):
             construct=_conv_construct(),
             infer=_conv_rule(_n),
             reference=_conv_ref,
+            macs=_conv_macs,
             differentiable=("x",),
             axes="channels",
             doc=f"{_n}-d convolution over [B, C, ...]; weight [out, in/groups, *kernel].",
@@ -235,6 +248,7 @@ for _n in (1, 2, 3):
             construct=_conv_construct((P("output_padding", "ints", 0),)),
             infer=_convt_rule(_n),
             reference=_convt_ref,
+            macs=_convt_macs,
             differentiable=("x",),
             axes="channels",
             doc=f"{_n}-d transposed convolution; weight [in, out/groups, *kernel]; PyTorch's "

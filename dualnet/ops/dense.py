@@ -35,6 +35,7 @@ register(
         construct=sig(P("out", "int"), P("bias", "bool", True), *WEIGHT_INITS),
         infer=_linear_infer,
         reference=_linear_ref,
+        macs=lambda use: use.outputs[0].numel * use.attrs["in_features"],
         differentiable=("x",),
         doc="y = x Wᵀ + b on the last axis; weight [out, in].",
     )

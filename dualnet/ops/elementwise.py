@@ -8,7 +8,7 @@ import math
 from dualnet.ir.types import DType, TensorType
 from dualnet.ops.common import broadcast, fits_in, same_dtype
 from dualnet.ops.lazy_numpy import np
-from dualnet.ops.registry import Ctx, OpDef, P, register, sig
+from dualnet.ops.registry import Ctx, OpDef, P, Use, register, sig
 
 
 def _erf(x):
@@ -195,6 +195,13 @@ for _name, (_fn, _kind, _diff, _sym, _verb) in _BINARY.items():
     )
 
 
+def _matmul_macs(use: Use):
+    """Each output element: the contracted size; 0 for a vector `b` (PyTorch computes that
+    product with mv or dot, which FlopCounterMode does not count)."""
+    a, b = use.inputs["a"], use.inputs["b"]
+    return 0 if b.rank == 1 else use.outputs[0].numel * a.shape[-1]
+
+
 def _matmul_infer(ctx: Ctx) -> list[TensorType]:
     a, b = ctx.inputs["a"], ctx.inputs["b"]
     dtype = same_dtype(ctx, a, b)
@@ -214,6 +221,7 @@ register(
         name="matmul",
         signature=sig(P("a", "tensor", dtypes="number"), P("b", "tensor", dtypes="number")),
         infer=_matmul_infer,
+        macs=_matmul_macs,
         reference=lambda inputs, attrs, params: [inputs["a"] @ inputs["b"]],
         differentiable=("a", "b"),
         doc="Matrix product with NumPy semantics (the `@` operator).",

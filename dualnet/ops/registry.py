@@ -125,6 +125,22 @@ class Ctx:
         return tuple(shape)
 
 
+@dataclass(frozen=True, slots=True)
+class Use:
+    """What an op's MACs rule sees: one call's input types (by signature parameter, as
+    `by_parameter` gives them; an omitted optional tensor is absent), output types and
+    attributes (a layer's construction attributes included)."""
+
+    inputs: dict[str, Any]
+    outputs: tuple[TensorType, ...]
+    attrs: dict[str, Any]
+
+
+def no_macs(use: Use) -> int:
+    """The MACs of an op PyTorch's FlopCounterMode does not count."""
+    return 0
+
+
 @dataclass
 class OpDef:
     name: str
@@ -143,6 +159,9 @@ class OpDef:
     axes: str = "fixed"
     doc: str = ""
     lowerings: dict[str, Any] = field(default_factory=dict)
+    # Multiply-accumulates of one call: what torch.utils.flop_counter.FlopCounterMode counts
+    # (its flops / 2: convolutions, matrix products, attention), an int or a symbolic `Dim`
+    macs: Callable[[Use], Any] = no_macs
 
     @property
     def is_layer(self) -> bool:

@@ -19,7 +19,7 @@ from dualnet.diagnostics import error, option
 from dualnet.extras import needs_extras
 from dualnet.ir.dims import Dim
 from dualnet.ir.graph import state_key
-from dualnet.ir.sizes import require_positive_sizes
+from dualnet.ir.sizes import parse_dims, require_positive_sizes  # noqa: F401 (re-exported)
 from dualnet.ir.types import DType
 from dualnet.memory import require_elements
 from dualnet.verify.runner import Probe, run
@@ -49,22 +49,6 @@ class Difference:
         if self.other_shape is None:
             return ""
         return f"shapes differ: {list(self.shape)} vs {list(self.other_shape)}"
-
-
-def parse_dims(text: str | None) -> dict[str, int]:
-    """`B=2,T=16` → {"B": 2, "T": 16} (E-INPUT when malformed)."""
-    out: dict[str, int] = {}
-    for item in filter(None, (text or "").split(",")):
-        name, sep, value = item.partition("=")
-        if (
-            not sep
-            or not name.strip().isidentifier()
-            or not value.strip().isdigit()
-            or int(value) < 1
-        ):
-            raise error("E-INPUT", f"`{item}` is not NAME=SIZE (a positive int)", option("--dims"))
-        out[name.strip()] = int(value)
-    return out
 
 
 def random_inputs(
