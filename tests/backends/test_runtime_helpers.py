@@ -131,8 +131,9 @@ def test_helper_dependencies():
     }
     keras_needs = {
         "_PadSame": ["_pad_same", "_PadSame"],
-        "_TorchKernelInit": ["_TorchInit", "_TorchKernelInit", "_trunc_normal"],
-        "_Recurrent": ["_TorchInit", "_trunc_normal", "_Recurrent"],
+        "_TorchKernelInit": ["_TorchInit", "_KernelTaps", "_TorchKernelInit", "_trunc_normal"],
+        "_KernelTaps": ["_KernelTaps"],
+        "_Recurrent": ["_TorchInit", "_trunc_normal", "_SummedBias", "_Recurrent"],
         "_attention": ["_softmax", "_causal_mask", "_attention"],
         "_unchecked": ["_unchecked"],
     }

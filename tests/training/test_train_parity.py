@@ -20,6 +20,8 @@ HERE = Path(__file__).parent
 CNN = str(HERE / "small_cnn.dnet")
 ENCODER = str(HERE / "small_encoder.dnet")
 CONV_LINEAR = str(HERE / "conv_linear.dnet")
+ZEROED = str(HERE / "zeroed_kernels.dnet")
+RECURRENT = str(HERE / "recurrent.dnet")
 
 
 def test_float64_sgd_with_a_schedule_matches_and_says_dropout_is_off(capsys):
@@ -41,6 +43,37 @@ def test_float64_adamw_with_a_no_decay_group_matches():
     losses = result.torch.losses
     assert len(losses) == 3 and len(set(losses)) == 3  # it trained: the loss moved
     assert result.torch.history == [] and result.first is None
+
+
+@pytest.mark.parametrize(
+    "optimizer", ["SGD:momentum=0.9,clip_norm=0.01", "AdamW"], ids=["sgd-clipped", "adamw"]
+)
+def test_kernels_with_zeros_around_the_taps_train_as_pytorchs(optimizer):
+    """A grouped transposed convolution and a strided dilated one are Keras kernels with
+    zeros where PyTorch has no weight: no gradient reaches them (so clipping by norm sees
+    PyTorch's norm) and they stay zero (found by fuzzing training runs)."""
+    from dualnet.verify.train_parity import train_parity
+
+    spec = parse_optimizer(optimizer, 0.1, None, 3)
+    result = train_parity(Program(ZEROED), None, spec, 3, f64=True)
+    assert result.ok, [(d.tensor, d.error) for d in result.tensors]
+    gaps = [abs(a - b) for a, b in zip(result.torch.losses, result.keras.losses, strict=True)]
+    assert max(gaps) < 1e-10 * max(map(abs, result.torch.losses)), gaps
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    ["SGD:momentum=0.9,weight_decay=0.01,clip_norm=0.01", "Adam", "AdamW", "RMSprop"],
+    ids=["sgd", "adam", "adamw", "rmsprop"],
+)
+def test_an_lstms_summed_bias_steps_as_pytorchs_two(optimizer):
+    """Keras's one LSTM bias is PyTorch's bias_ih + bias_hh, each of which PyTorch steps:
+    the sum moves two steps (found by fuzzing training runs)."""
+    from dualnet.verify.train_parity import train_parity
+
+    spec = parse_optimizer(optimizer, 0.05, None, 3)
+    result = train_parity(Program(RECURRENT), None, spec, 3, f64=True)
+    assert result.ok, [(d.tensor, d.error) for d in result.tensors]
 
 
 def test_keras_reads_every_weight_before_its_update_in_every_run():

@@ -830,8 +830,10 @@ def _initializers(op: str, cfg: dict, fmt) -> dict[str, str]:
         masks = (f"kernel={fmt(tuple(cfg['kernel']))}", f"dilation={fmt(tuple(cfg['dilation']))}")
     if op in TRANSPOSED and not is_default(cfg["groups"], 1):
         masks += (f"groups={fmt(cfg['groups'])}",)
-    key = "depthwise_initializer" if is_depthwise(op, cfg) else "kernel_initializer"
-    out = {key: _init_source(scheme, fans, fmt, masks)}
+    key = "depthwise" if is_depthwise(op, cfg) else "kernel"
+    out = {f"{key}_initializer": _init_source(scheme, fans, fmt, masks)}
+    if masks:  # the zeros stay zero in training
+        out[f"{key}_constraint"] = f"_KernelTaps({', '.join(masks)})"
     if cfg["bias"]:
         bias = cfg.get("bias_init")
         out["bias_initializer"] = _init_source(bias or "default", fans, fmt)

@@ -325,19 +325,20 @@ class _TorchInit(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
-class _TorchKernelInit(_TorchInit):
-    """`_TorchInit` for a Keras kernel that holds a PyTorch kernel with zeros around it:
+class _KernelTaps(keras.constraints.Constraint):
+    """The taps of a Keras kernel that holds a PyTorch kernel with zeros around it:
     zero-dilated (PyTorch's `kernel` sizes and `dilation`: zeros between the taps), or
-    transposed [*k, out, in] with `groups` > 1 (zeros outside the diagonal blocks)."""
+    transposed [*k, out, in] with `groups` > 1 (zeros outside the diagonal blocks). As a
+    constraint it keeps those zeros zero after every optimizer step (PyTorch has no
+    weights there); dualnet's optimizers also give them no gradient (`taps`)."""
 
-    def __init__(self, scheme, kernel=None, dilation=None, groups=1, **kwargs):
-        super().__init__(scheme, **kwargs)
+    def __init__(self, kernel=None, dilation=None, groups=1):
         self.kernel = kernel
         self.dilation = dilation
         self.groups = groups
 
-    def __call__(self, shape, dtype=None):
-        values = super().__call__(shape, dtype)
+    def taps(self, shape):
+        """Where the kernel of `shape` holds PyTorch's weights (bool)."""
         taps = ops.ones(shape, "bool")
         pairs = zip(self.kernel or (), self.dilation or (), strict=True)
         for axis, (k, d) in enumerate(pairs):
@@ -351,6 +352,28 @@ class _TorchKernelInit(_TorchInit):
             rows = ops.arange(out)[:, None] // (out // self.groups)
             block = rows == ops.arange(cin) // (cin // self.groups)
             taps = ops.logical_and(taps, block)
+        return taps
+
+    def __call__(self, w):
+        return ops.where(self.taps(w.shape), w, ops.zeros_like(w))
+
+    def get_config(self):
+        return {"kernel": self.kernel, "dilation": self.dilation, "groups": self.groups}
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
+class _TorchKernelInit(_TorchInit):
+    """`_TorchInit` for a Keras kernel with zeros around PyTorch's taps (`_KernelTaps`)."""
+
+    def __init__(self, scheme, kernel=None, dilation=None, groups=1, **kwargs):
+        super().__init__(scheme, **kwargs)
+        self.kernel = kernel
+        self.dilation = dilation
+        self.groups = groups
+
+    def __call__(self, shape, dtype=None):
+        values = super().__call__(shape, dtype)
+        taps = _KernelTaps(self.kernel, self.dilation, self.groups).taps(shape)
         return ops.where(taps, values, ops.zeros_like(values))
 
     def get_config(self):
@@ -474,6 +497,22 @@ class _MultiHeadAttention(keras.layers.MultiHeadAttention):
 
 
 @keras.saving.register_keras_serializable(package="dualnet")
+class _SummedBias(keras.constraints.Constraint):
+    """Marks a Keras bias that is the sum of `terms` PyTorch tensors (an LSTM's bias_ih +
+    bias_hh), each of which PyTorch steps: dualnet's optimizers step it `terms` times.
+    It leaves the values as they are."""
+
+    def __init__(self, terms=2):
+        self.terms = terms
+
+    def __call__(self, w):
+        return w
+
+    def get_config(self):
+        return {"terms": self.terms}
+
+
+@keras.saving.register_keras_serializable(package="dualnet")
 class _Recurrent(keras.layers.Layer):
     """dualnet's batch-first LSTM or GRU: `num_layers` Keras LSTM / GRU layers (GRU with
     reset_after=True, PyTorch's equations) in sequence, each in
@@ -500,7 +539,11 @@ class _Recurrent(keras.layers.Layer):
             options = {"reset_after": True, "bias_initializer": bias}
         else:
             sum_of_two = _TorchInit("uniform", bound=bound, terms=2)
-            options = {"unit_forget_bias": False, "bias_initializer": sum_of_two}
+            options = {
+                "unit_forget_bias": False,
+                "bias_initializer": sum_of_two,
+                "bias_constraint": _SummedBias(2),
+            }
         layer = getattr(keras.layers, self.dualnet_op)(
             self.hidden,
             return_sequences=True,

@@ -77,6 +77,21 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
         self.clip_value = clip_value
         self.exclude_from_weight_decay(var_list=no_decay)
 
+    def build(self, var_list):
+        super().build(var_list)
+        self._sums_of = {
+            self._var_key(v): getattr(v.constraint, "terms", 1) for v in var_list
+        }
+
+    def _terms(self, variable):
+        """How many PyTorch tensors the Keras variable sums (an LSTM's one bias: bias_ih +
+        bias_hh, marked by the generated model's `_SummedBias`): each gets the variable's
+        gradient and, from the same state, the same step, so the sum moves `terms` steps
+        (exactly so without coupled weight decay, which steps the tensors apart: their
+        mean stands for both). update_step may be given the backend's variable, which
+        has no constraint: looked up by key."""
+        return self._sums_of.get(self._var_key(variable), 1)
+
     def _scalar(self, value):
         """A hyperparameter (a number or a float tensor) as a float64 tensor."""
         return _as(value, "float64")
@@ -102,12 +117,22 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
         return 0.0
 
     def _coupled(self, gradient, variable):
-        """The gradient plus weight_decay × the variable (PyTorch's L2 form)."""
+        """The gradient plus weight_decay × the variable (PyTorch's L2 form; of a sum of
+        PyTorch tensors, `_terms`, their mean)."""
         decay = self._decay(variable)
         gradient = ops.cast(_dense(gradient), variable.dtype)
         if decay and not self._decoupled():
-            return gradient + _as(decay, variable.dtype) * variable
+            return (
+                gradient + _as(decay / self._terms(variable), variable.dtype) * variable
+            )
         return gradient
+
+    def _step(self, variable, step):
+        """variable −= step, once per PyTorch tensor the variable sums (`_terms`)."""
+        terms = self._terms(variable)
+        self.assign_sub(
+            variable, step if terms == 1 else _as(terms, variable.dtype) * step
+        )
 
     def _get_current_learning_rate(self):
         """A schedule's rate at the optimizer step: Keras passes its count of batches,
@@ -118,13 +143,38 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
             return self._learning_rate(self.iterations)
         return super()._get_current_learning_rate()
 
+    def apply(self, grads, trainable_variables=None):
+        """Keras's step, with no gradient where a kernel holds no PyTorch weight (the
+        generated model's `_KernelTaps`), so that clipping by norm sees PyTorch's."""
+        variables = (
+            self._trainable_variables
+            if trainable_variables is None
+            else trainable_variables
+        )
+        grads = [
+            g
+            if g is None or not hasattr(v.constraint, "taps")
+            else ops.where(
+                v.constraint.taps(v.shape), _dense(g), ops.zeros_like(_dense(g))
+            )
+            for g, v in zip(grads, variables, strict=True)
+        ]
+        # for clipping by norm (the Keras variables, before a first apply builds the state)
+        self._grad_terms = [getattr(v.constraint, "terms", 1) for v in variables]
+        return super().apply(grads, trainable_variables)
+
     def _clip_gradients(self, grads):
         grads = [None if g is None else _dense(g) for g in grads]
         if self.clip_value is not None:
             v = self.clip_value
             grads = [None if g is None else ops.clip(g, -v, v) for g in grads]
         if self.clip_norm is not None:
-            norms = [ops.sqrt(ops.sum(ops.square(g))) for g in grads if g is not None]
+            terms = getattr(self, "_grad_terms", None) or [1] * len(grads)
+            norms = [  # PyTorch's norm over its tensors: a sum of k tensors' gradient k times
+                ops.sqrt(ops.sum(ops.square(g)) * k)
+                for g, k in zip(grads, terms, strict=True)
+                if g is not None
+            ]
             total = ops.sqrt(ops.sum(ops.square(ops.stack(norms))))
             coef = ops.minimum(self.clip_norm / (total + 1e-6), 1.0)
             grads = [None if g is None else g * ops.cast(coef, g.dtype) for g in grads]
@@ -183,7 +233,7 @@ class TorchSGD(_TorchOptimizer):
             later = buf * momentum + _as(1 - self.dampening, dtype) * g
             self.assign(buf, ops.where(ops.equal(self.iterations, 0), g, later))
             g = g + momentum * buf if self.nesterov else buf
-        self.assign_sub(variable, lr * g)
+        self._step(variable, lr * g)
 
     def get_config(self):
         config = super().get_config()
@@ -247,7 +297,7 @@ class TorchAdam(_TorchOptimizer):
             self.assign(v_max, ops.maximum(v_max, v))
             v = v_max
         denom = ops.sqrt(v) / root + _as(self.epsilon, dtype)
-        self.assign_sub(variable, step_size * (m / denom))
+        self._step(variable, step_size * (m / denom))
 
     def get_config(self):
         config = super().get_config()
@@ -329,9 +379,9 @@ class TorchRMSprop(_TorchOptimizer):
             buf = self._buffers[index]
             momentum = ops.cast(self._momentum(self.momentum), dtype)
             self.assign(buf, buf * momentum + g / avg)
-            self.assign_sub(variable, lr * buf)
+            self._step(variable, lr * buf)
         else:
-            self.assign_sub(variable, lr * (g / avg))
+            self._step(variable, lr * (g / avg))
 
     def get_config(self):
         config = super().get_config()
@@ -382,7 +432,7 @@ class TorchAdagrad(_TorchOptimizer):
         total = self._sums[self._get_variable_index(variable)]
         self.assign(total, total + g * g)
         std = ops.sqrt(total) + _as(self.epsilon, dtype)
-        self.assign_sub(variable, ops.cast(clr, dtype) * (g / std))
+        self._step(variable, ops.cast(clr, dtype) * (g / std))
 
     def get_config(self):
         config = super().get_config()
