@@ -258,6 +258,34 @@ CASES = {
         # the end
         """,
     ),
+    "comments after an opening bracket; parentheses around a whole value": (
+        """
+        model A() {
+            forward(x: f32[B]) -> f32[B] {
+                y = ((x))  # c
+                z = (  # keep
+                  x)
+                w = f(  # keep
+                  x, y)
+                return (x)
+            }
+        }
+        """,
+        """
+        model A() {
+            forward(x: f32[B]) -> f32[B] {
+                y = x      # c
+                z = (  # keep
+                    x
+                )
+                w = f(  # keep
+                    x, y
+                )
+                return x
+            }
+        }
+        """,
+    ),
     "a long header fills its lines, aligned after the bracket": (
         """
         model Encoder(vocabulary_size: int = 30522, hidden_size: int = 768, layers: int = 12, heads: int = 12) {
