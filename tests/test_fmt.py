@@ -512,6 +512,30 @@ def test_bad_files_get_their_diagnostic_and_are_left_untouched(tmp_path, capsys)
     assert "error[E-ENCODING]" in capsys.readouterr().err
 
 
+def test_standard_input_to_standard_output(tmp_path):
+    result = run_cli(
+        ["fmt", "-"],
+        cwd=tmp_path,
+        prelude=f"import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO({UGLY.encode()!r}))",
+    )
+    assert (result.code, result.stdout, result.stderr) == (0, CANONICAL, "")
+    check = run_cli(
+        ["fmt", "--check", "-"],
+        cwd=tmp_path,
+        prelude=f"import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO({UGLY.encode()!r}))",
+    )
+    assert (check.code, check.stdout) == (1, "")
+
+
+def test_a_link_keeps_pointing_at_its_formatted_target_and_files_count_once(tmp_path, capsys):
+    target = tmp_path / "target.dnet"
+    target.write_text(UGLY)
+    (tmp_path / "link.dnet").symlink_to(target)
+    assert main(["fmt", str(tmp_path / "link.dnet"), str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"reformatted {tmp_path / 'link.dnet'}\n"
+    assert (tmp_path / "link.dnet").is_symlink() and target.read_text() == CANONICAL
+
+
 def test_usage_errors(capsys):
     with pytest.raises(SystemExit) as info:
         main(["fmt"])
