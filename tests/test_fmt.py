@@ -112,6 +112,7 @@ def _ir(path: Path, model: str) -> str:
 def test_the_ir_of_every_model_is_unchanged(folder, tmp_path):
     shutil.copytree(ROOT / folder, tmp_path / folder)
     assert main(["fmt", str(tmp_path / folder)]) == 0
+    assert main(["fmt", "--check", str(tmp_path / folder)]) == 0
     paths = sorted((ROOT / folder).glob("*.dnet"))
     printed = 0  # models with an IR (the others compare their diagnostics)
     for path in paths:
@@ -536,6 +537,19 @@ def test_a_link_keeps_pointing_at_its_formatted_target_and_files_count_once(tmp_
     assert (tmp_path / "link.dnet").is_symlink() and target.read_text() == CANONICAL
 
 
+def test_a_failed_write_leaves_the_file_as_it_was(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "a.dnet"
+    path.write_text(UGLY)
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("dualnet.io.files.os.replace", refuse)
+    assert main(["fmt", str(path)]) == 1
+    assert "error[E-IO]" in capsys.readouterr().err
+    assert path.read_text() == UGLY and [p.name for p in tmp_path.iterdir()] == ["a.dnet"]
+
+
 def test_usage_errors(capsys):
     with pytest.raises(SystemExit) as info:
         main(["fmt"])
@@ -547,10 +561,10 @@ def test_formatting_the_zoo_costs_little_cpu():
     paths = sorted(ROOT.glob("models/*.dnet"))
     texts = [(p.read_text("utf-8"), str(p)) for p in paths]
     start = time.process_time()
-    for text, name in texts:
-        format_source(text, name)
+    changed = sum(format_source(text, name) != text for text, name in texts)
     in_process = time.process_time() - start
     assert in_process < CPU_LIMIT, f"{in_process:.2f} s of CPU for the zoo"
     result = run_cli(["fmt", "--check", "models"], cwd=ROOT)
-    assert_clean(result, code=result.code if result.code in (0, 1) else 0)
-    assert "unchanged" in result.stderr
+    assert_clean(result, code=1 if changed else 0)
+    assert f"{len(texts) - changed} unchanged" in result.stderr
+    assert len(result.stdout.splitlines()) == changed
