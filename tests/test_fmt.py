@@ -112,6 +112,7 @@ def _ir(path: Path, model: str) -> str:
 def test_the_ir_of_every_model_is_unchanged(folder, tmp_path):
     shutil.copytree(ROOT / folder, tmp_path / folder)
     assert main(["fmt", str(tmp_path / folder)]) == 0
+    assert main(["fmt", "--check", str(tmp_path / folder)]) == 0
     paths = sorted((ROOT / folder).glob("*.dnet"))
     printed = 0  # models with an IR (the others compare their diagnostics)
     for path in paths:
@@ -256,6 +257,34 @@ CASES = {
             }
         }
         # the end
+        """,
+    ),
+    "comments after an opening bracket; parentheses around a whole value": (
+        """
+        model A() {
+            forward(x: f32[B]) -> f32[B] {
+                y = ((x))  # c
+                z = (  # keep
+                  x)
+                w = f(  # keep
+                  x, y)
+                return (x)
+            }
+        }
+        """,
+        """
+        model A() {
+            forward(x: f32[B]) -> f32[B] {
+                y = x      # c
+                z = (  # keep
+                    x
+                )
+                w = f(  # keep
+                    x, y
+                )
+                return x
+            }
+        }
         """,
     ),
     "a long header fills its lines, aligned after the bracket": (
@@ -484,6 +513,43 @@ def test_bad_files_get_their_diagnostic_and_are_left_untouched(tmp_path, capsys)
     assert "error[E-ENCODING]" in capsys.readouterr().err
 
 
+def test_standard_input_to_standard_output(tmp_path):
+    result = run_cli(
+        ["fmt", "-"],
+        cwd=tmp_path,
+        prelude=f"import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO({UGLY.encode()!r}))",
+    )
+    assert (result.code, result.stdout, result.stderr) == (0, CANONICAL, "")
+    check = run_cli(
+        ["fmt", "--check", "-"],
+        cwd=tmp_path,
+        prelude=f"import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO({UGLY.encode()!r}))",
+    )
+    assert (check.code, check.stdout) == (1, "")
+
+
+def test_a_link_keeps_pointing_at_its_formatted_target_and_files_count_once(tmp_path, capsys):
+    target = tmp_path / "target.dnet"
+    target.write_text(UGLY)
+    (tmp_path / "link.dnet").symlink_to(target)
+    assert main(["fmt", str(tmp_path / "link.dnet"), str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"reformatted {tmp_path / 'link.dnet'}\n"
+    assert (tmp_path / "link.dnet").is_symlink() and target.read_text() == CANONICAL
+
+
+def test_a_failed_write_leaves_the_file_as_it_was(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "a.dnet"
+    path.write_text(UGLY)
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("dualnet.io.files.os.replace", refuse)
+    assert main(["fmt", str(path)]) == 1
+    assert "error[E-IO]" in capsys.readouterr().err
+    assert path.read_text() == UGLY and [p.name for p in tmp_path.iterdir()] == ["a.dnet"]
+
+
 def test_usage_errors(capsys):
     with pytest.raises(SystemExit) as info:
         main(["fmt"])
@@ -495,10 +561,10 @@ def test_formatting_the_zoo_costs_little_cpu():
     paths = sorted(ROOT.glob("models/*.dnet"))
     texts = [(p.read_text("utf-8"), str(p)) for p in paths]
     start = time.process_time()
-    for text, name in texts:
-        format_source(text, name)
+    changed = sum(format_source(text, name) != text for text, name in texts)
     in_process = time.process_time() - start
     assert in_process < CPU_LIMIT, f"{in_process:.2f} s of CPU for the zoo"
     result = run_cli(["fmt", "--check", "models"], cwd=ROOT)
-    assert_clean(result, code=result.code if result.code in (0, 1) else 0)
-    assert "unchanged" in result.stderr
+    assert_clean(result, code=1 if changed else 0)
+    assert f"{len(texts) - changed} unchanged" in result.stderr
+    assert len(result.stdout.splitlines()) == changed

@@ -145,9 +145,9 @@ class Comment(Doc):
         self.text, self.column, self.hard = text, column, True
 
 
-def render(doc: Doc, indent: int = 0, col: int = 0) -> str:
+def render(doc: Doc, indent: int = 0, col: int = 0, comments: bool = True) -> str:
     """The document as text, lines without trailing spaces (from column `col`, its broken
-    lines indented by `indent`)."""
+    lines indented by `indent`; without its trailing comments unless `comments`)."""
     out: list[str] = []
     line_start = col == 0  # the indentation is written with the line's first text
     pending: list[Comment] = []
@@ -207,7 +207,7 @@ def render(doc: Doc, indent: int = 0, col: int = 0) -> str:
         elif isinstance(d, Comment):
             if line_start:  # nothing on the line yet: keep the comment in it
                 stack.append((indent, broken, d.text))
-            else:
+            elif comments:
                 pending.append(d)
     for c in pending:
         out.append("  " + c.text)
@@ -254,8 +254,8 @@ def _fill_step(d: _FillStep, indent: int, col: int, pending: bool, stack: list) 
 
 
 def _widest(doc, indent: int, col: int) -> int:
-    """The longest line of `doc` printed from column `col`."""
-    first, *rest = render(doc, indent, col).split("\n")
+    """The longest line of code of `doc` printed from column `col`."""
+    first, *rest = render(doc, indent, col, comments=False).split("\n")
     return max([col + len(first), *map(len, rest)])
 
 

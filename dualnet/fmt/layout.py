@@ -226,6 +226,10 @@ class Layout:
         parts = [p for line, c in before or () for p in (c, HARD)]
         return Concat([*parts, text, *([after] if after else [])])
 
+    def _owns_comment(self, tok: Token) -> bool:
+        """Whether `tok` would write a comment itself (one not taken by a node)."""
+        return id(tok) in self.leading or (id(tok) in self.trailing and id(tok) not in self.claimed)
+
     def part(self, item) -> Doc | str:
         return self.node(item) if isinstance(item, Tree) else self.token(item)
 
@@ -248,11 +252,11 @@ class Layout:
         narrower (`Choice`); parentheses around the whole value in the source are dropped
         when it fits without them (unless comments sit on them)."""
         inner = node
-        if node.data == "atom":
-            lpar, inner, rpar = node.children
-            toks = (id(lpar), id(rpar))
-            if any(t in self.leading or t in self.trailing for t in toks):
-                return self.node(node)
+        while isinstance(inner, Tree) and inner.data == "atom":
+            lpar, within, rpar = inner.children
+            if any(self._owns_comment(t) for t in (lpar, rpar)):
+                break
+            inner = within
         saved = dict(self.leading), set(self.claimed)
         self.depth += 1
         self.items.add(id(inner))
@@ -471,4 +475,5 @@ class Layout:
         inner = Group([BREAK, *body] if magic else body)
         hanging = Group([head, Indent([SOFT, inner, *close_comments]), SOFT, tail])
         fill = Fill(items, seps[: len(items) - 1], rest_flat)
-        return Bracket(hanging, head, fill, tail, magic or bool(close_comments), rest_flat)
+        hangs = magic or bool(close_comments) or head.hard  # or a comment after the opening
+        return Bracket(hanging, head, fill, tail, hangs, rest_flat)
