@@ -12,7 +12,9 @@ weights, and compares every output of every backend pair (`dualnet.verify.parity
 failure: it is written to DIR (default $TMPDIR/dualnet-fuzz, created on the first failure) with
 the sizes and the finding in comments, ready for tests/fuzz_regressions/ (a program with an
 imported file as a directory holding fuzz.dnet and blocks.dnet). Training-mode programs
-also run one step of Keras's `train_on_batch` against PyTorch (`dualnet/verify/fuzzing/fit.py`).
+also run one step of Keras's `train_on_batch` against PyTorch (`dualnet/verify/fuzzing/fit.py`)
+and, with trainable parameters, three training steps of a drawn optimiser in both
+frameworks (`dualnet/verify/fuzzing/training.py`: `dualnet parity --train-steps`).
 
 Prints progress every K programs, then the registry ops the programs used (programs, uses)
 and a table: programs run, time per program, the worst relative error per backend pair,

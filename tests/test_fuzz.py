@@ -311,12 +311,43 @@ def test_a_keras_model_blind_to_fits_training_flag_is_a_failure(monkeypatch):
     assert {"fit state bn.running_mean", "fit state bn.running_var"} <= failing
 
 
+def test_a_training_case_trains_both_frameworks_with_its_optimiser(monkeypatch):
+    """A training case with an optimiser runs `parity --train-steps`: each step's loss and
+    each tensor after the steps; Keras's own RMSprop (its defaults: lr 1e-3, rho 0.9, eps
+    inside the root) in place of dualnet's is a failure."""
+    case = fuzzing.Case(SOURCE, {"B": 3}, ((3, 3),), train=True, optimizer="RMSprop")
+    outcome = fuzzing.run_case(case)
+    trained = {r.output for r in outcome.rows if r.pair == ("torch", "keras-train")}
+    assert trained == {
+        "train loss 1",
+        "train loss 2",
+        "train loss 3",
+        "train fc.weight",
+        "train fc.bias",
+    }
+    assert not outcome.failures
+
+    import keras
+
+    from dualnet.training import keras_optim
+
+    monkeypatch.setattr(
+        keras_optim,
+        "build_keras",
+        lambda spec, no_decay=(), accumulate=1: keras.optimizers.RMSprop(),
+    )
+    failing = {r.output for r in fuzzing.run_case(case).failures}
+    assert {"train fc.weight", "train fc.bias"} <= failing
+
+
 def test_a_case_survives_its_file_format(tmp_path):
     for train, files in ((False, ()), (True, (("blocks.dnet", "const K = 1\n"),))):
-        case = fuzzing.Case(SOURCE, {"B": 2, "T": 5}, (), train, files)
+        optimizer = "RMSprop" if train else ""
+        case = fuzzing.Case(SOURCE, {"B": 2, "T": 5}, (), train, files, optimizer)
         path = fuzzing.write_case(case, "a note\non two lines", tmp_path / f"case_{train}")
         again = fuzzing.read_case(path)
         assert (again.dims, again.train, again.files) == (case.dims, train, files)
+        assert again.optimizer == optimizer
         assert again.source.startswith("# a note\n# on two lines\n# dims: B=2,T=5\n")
         assert again.source.endswith(SOURCE)
 

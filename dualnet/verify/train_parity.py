@@ -40,6 +40,7 @@ from dualnet.diagnostics import DualnetError, error, option
 from dualnet.extras import needs_extras
 from dualnet.io.files import temporary_directory
 from dualnet.io.weights import ignored, write_state
+from dualnet.ir.graph import state_key
 from dualnet.training.spec import OptimizerSpec, TrainSpec, f32_tolerance
 from dualnet.verify.dropout_masks import Site, draw
 from dualnet.verify.parity import random_inputs
@@ -108,8 +109,6 @@ def train_parity(
     same_dropout: bool = False,
 ) -> TrainParity:
     """Train in both frameworks and compare (module doc); `steps` counts batches."""
-    from dualnet.backends.torch.masks import call_sites
-
     training = spec if isinstance(spec, TrainSpec) else None
     spec = training.optimizer if training else spec
     accumulate = training.accumulate if training else 1
@@ -130,13 +129,13 @@ def train_parity(
             "masks (--same-dropout shares them)"
         )
     lstm = [layer.path for layer in summary.instance.layers() if layer.op == "LSTM"]
+    aliases = {  # a tied layer's name for its owner's tensor (one tensor in Keras)
+        state_key(layer.path, name) for layer in summary.instance.layers() for name in layer.tied
+    }
     with temporary_directory() as tmp:
-        file = os.path.join(tmp, "weights.safetensors")
-        state = initial_weights(summary, weights, seed, program.max_params)
-        write_state(float64(state) if f64 else state, file)
-        module = _torch_module(program, model, file, f64, same_dropout)
-        loss = parity_loss(program, training, module, batches[0], seed, f64)
-        masks = Masks(call_sites(module, batches[0]) if same_dropout else [], seed, f64)
+        file, loss, masks = _prepare(
+            program, model, training, (weights, seed, f64, same_dropout), batches, tmp
+        )
         if masks.sites:
             notes.append(
                 f"Dropout shared: one mask per step for each of {len(masks.sites)} call "
@@ -147,7 +146,7 @@ def train_parity(
         ran_torch = _torch_run(program, model, file, run)
         ran_keras = _keras_run(program, model, file, run)
     compared = _compared(spec, ran_torch.peaks, f64, notes)
-    torch_state = _merged(ran_torch.state, lstm)
+    torch_state = _merged(ran_torch.state, lstm, aliases)
     tensors = [
         Divergence(steps, name, relative(ran_keras.state[name], value, compared.get(name)))
         for name, value in torch_state.items()
@@ -166,7 +165,7 @@ def train_parity(
         accumulate,
     )
     for t, (ours, theirs) in enumerate(zip(ran_keras.history, ran_torch.history, strict=True)):
-        theirs = _merged(theirs, lstm)
+        theirs = _merged(theirs, lstm, aliases)
         bad = [
             Divergence(t + 1, name, e)
             for name, value in theirs.items()
@@ -233,6 +232,40 @@ class Masks:
 
     def at(self, step: int) -> dict[tuple[str, int], np.ndarray]:
         return draw(self.sites, self.seed, step, np.float64 if self.f64 else np.float32)
+
+
+def _prepare(program, model, training, how: tuple, batches, tmp: str):
+    """The weight file (in `tmp`), the loss and the shared Dropout masks of a run; `how`:
+    weights, seed, f64, same_dropout."""
+    from dualnet.backends.torch.masks import call_sites
+
+    weights, seed, f64, same_dropout = how
+    file = os.path.join(tmp, f"weights-{'f64' if f64 else 'f32'}.safetensors")
+    state = initial_weights(program.check(model), weights, seed, program.max_params)
+    write_state(float64(state) if f64 else state, file)
+    module = _torch_module(program, model, file, f64, same_dropout)
+    loss = parity_loss(program, training, module, batches[0], seed, f64)
+    masks = Masks(call_sites(module, batches[0]) if same_dropout else [], seed, f64)
+    return file, loss, masks
+
+
+def torch_rounding(
+    program: Program, spec: OptimizerSpec, steps: int, dims: dict[str, int], seed: int = 0
+) -> tuple[TrainRun, TrainRun]:
+    """PyTorch's own run (the entry model, no train declaration, Dropout off) in float32
+    and in float64: how far float32 rounding alone takes its training."""
+    summary = program.check()
+    runs = []
+    with temporary_directory() as tmp:
+        for f64 in (False, True):
+            batches = [
+                _batch(summary, dims, seed, t, program.max_params, f64) for t in range(steps)
+            ]
+            file, loss, masks = _prepare(
+                program, None, None, (None, seed, f64, False), batches, tmp
+            )
+            runs.append(_torch_run(program, None, file, Run(batches, loss, spec, 1, masks, False)))
+    return runs[0], runs[1]
 
 
 def _torch_module(program, model, file, f64: bool, dropout: bool):
@@ -378,10 +411,13 @@ def _reads_before_updates():
         tf.config.optimizer.set_experimental_options({"dependency_optimization": before})
 
 
-def _merged(state: dict[str, np.ndarray], lstm: list[str]) -> dict[str, np.ndarray]:
+def _merged(
+    state: dict[str, np.ndarray], lstm: list[str], aliases: set[str]
+) -> dict[str, np.ndarray]:
     """PyTorch's state as Keras holds it: an LSTM's bias_ih + bias_hh is Keras's one bias
-    (compared under bias_ih; `state.torch_named`)."""
-    out = dict(state)
+    (compared under bias_ih; `state.torch_named`); a tied tensor under its owner's name
+    only."""
+    out = {k: v for k, v in state.items() if k not in aliases}
     for path in lstm:
         for name in [k for k in state if k.startswith(path + ".bias_hh")]:
             out[name.replace(".bias_hh", ".bias_ih", 1)] = state[

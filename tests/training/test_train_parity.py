@@ -22,6 +22,7 @@ ENCODER = str(HERE / "small_encoder.dnet")
 CONV_LINEAR = str(HERE / "conv_linear.dnet")
 ZEROED = str(HERE / "zeroed_kernels.dnet")
 RECURRENT = str(HERE / "recurrent.dnet")
+TIED = str(HERE.parent / "programs" / "tied_weights_and_child_reads.dnet")
 
 
 def test_float64_sgd_with_a_schedule_matches_and_says_dropout_is_off(capsys):
@@ -74,6 +75,17 @@ def test_an_lstms_summed_bias_steps_as_pytorchs_two(optimizer):
     spec = parse_optimizer(optimizer, 0.05, None, 3)
     result = train_parity(Program(RECURRENT), None, spec, 3, f64=True)
     assert result.ok, [(d.tensor, d.error) for d in result.tensors]
+
+
+def test_tied_weights_are_one_tensor_in_both():
+    """A tied layer's name for its owner's tensor is PyTorch's alias in state_dict, one
+    tensor in Keras: compared once, under the owner's name (found by fuzzing)."""
+    from dualnet.verify.train_parity import train_parity
+
+    result = train_parity(Program(TIED), None, parse_optimizer("AdamW", 0.01, None, 2), 2, f64=True)
+    assert result.ok, [(d.tensor, d.error) for d in result.tensors]
+    names = {d.tensor for d in result.tensors}
+    assert "transformer.wte.weight" in names and "lm_head.weight" not in names
 
 
 def test_keras_reads_every_weight_before_its_update_in_every_run():

@@ -11,7 +11,8 @@ literals, file constants, hyperparameters, or constants in a model's body or for
 drawn sizes, so every program is valid by construction; every statement is annotated with
 the type the generator expects, so a program that fails `check` is itself a finding. Inputs
 are f32 or f64; one program in four runs in training mode (PyTorch and Keras: batch
-statistics, running statistics compared; Keras also through its own train step).
+statistics, running statistics compared; Keras also through its own train step; and three
+steps of training with a drawn optimiser, `training.py`).
 
 `run_case` writes a case to a temporary directory, compares all backends and counts the
 ops of the checked graph. Only the fuzzing tests and `benchmarks/fuzz.py` use this

@@ -10,6 +10,7 @@ from hypothesis import reject
 from hypothesis import strategies as st
 
 from dualnet.ir.dims import DimTooLarge
+from dualnet.training.spec import OPTIMIZERS
 from dualnet.verify import parity
 from dualnet.verify.fuzzing import blocks as _blocks  # noqa: F401  (registers its families)
 from dualnet.verify.fuzzing.builder import ENTRY_FILE, Builder, Files, Tape, render
@@ -27,6 +28,7 @@ class Case:
     shapes: tuple[tuple[int, ...], ...]  # each output's shape at those sizes
     train: bool = False  # run in training mode (PyTorch and Keras only)
     files: tuple[tuple[str, str], ...] = ()  # other files: (name, text)
+    optimizer: str = ""  # training mode: the optimiser of its training run (`training.py`)
 
 
 def start(b: Builder) -> None:
@@ -69,6 +71,7 @@ def programs(
     files = Files(constructs=frozenset(constructs))
     if train is None:
         train = draw(st.sampled_from([False] * 3 + [True]))
+    optimizer = draw(st.sampled_from(OPTIMIZERS)) if train else ""
     b = Builder(Tape(draw), files, train=train)
     if "imports" in files.constructs:
         files.style = b.pick(["none", "all", "from", "as"])
@@ -82,14 +85,14 @@ def programs(
     texts = files.sources()
     shapes = tuple(tuple(b.size(d) for d in v.shape) for v in [b.x, *b.extras])
     dims = {k: v for k, v in b.env.items() if k not in b.where}
-    return Case(texts.pop(ENTRY_FILE), dims, shapes, b.train, tuple(texts.items()))
+    return Case(texts.pop(ENTRY_FILE), dims, shapes, b.train, tuple(texts.items()), optimizer)
 
 
 def case_text(case: Case, note: str) -> str:
     """The case's entry file: `note`, the sizes and the mode in comments above the source."""
     dims = ",".join(f"{k}={v}" for k, v in case.dims.items())
     comments = "".join(f"# {line}\n" for line in note.splitlines())
-    mode = "# mode: train\n" if case.train else ""
+    mode = f"# mode: train\n# optimizer: {case.optimizer}\n" if case.train else ""
     return f"{comments}# dims: {dims}\n{mode}\n{case.source}"
 
 
@@ -112,10 +115,14 @@ def read_case(path: Path) -> Case:
     main = path / ENTRY_FILE if path.is_dir() else path
     text = main.read_text()
     lines = text.splitlines()
-    dims = next((line[len("# dims:") :] for line in lines if line.startswith("# dims:")), "")
+    dims, optimizer = (
+        next((line[len(key) :].strip() for line in lines if line.startswith(key)), "")
+        for key in ("# dims:", "# optimizer:")
+    )
     files = (
         tuple((p.name, p.read_text()) for p in sorted(main.parent.glob("*.dnet")) if p != main)
         if path.is_dir()
         else ()
     )
-    return Case(text, parity.parse_dims(dims.replace(" ", "")), (), "# mode: train" in lines, files)
+    train = "# mode: train" in lines
+    return Case(text, parity.parse_dims(dims.replace(" ", "")), (), train, files, optimizer)

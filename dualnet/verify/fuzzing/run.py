@@ -1,6 +1,6 @@
 """Running a case: check its program (a DualnetError is a finding), run it in every backend
 from one seeded initialisation on the same inputs, and compare every pair; in training mode
-also through Keras's own train step (`fit.py`)."""
+also through Keras's own train step (`fit.py`) and three training steps (`training.py`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from dualnet.verify import parity
 from dualnet.verify.fuzzing.builder import ENTRY_FILE
 from dualnet.verify.fuzzing.fit import fit_rows
 from dualnet.verify.fuzzing.program import Case
+from dualnet.verify.fuzzing.training import train_rows
 
 BACKENDS = tuple(REGISTERED)  # every registered backend
 
@@ -196,6 +197,8 @@ def run_case(case: Case, backends: tuple[str, ...] = BACKENDS) -> Outcome:
         rows, _ = parity.compare(program, None, list(backends), dims=case.dims, train=case.train)
         if case.train and "keras" in backends:
             rows += fit_rows(program, case.dims)
+            if case.optimizer and "torch" in backends:
+                rows += train_rows(program, case.dims, case.optimizer)
         if any(not r.ok for r in rows):
             rows = excuse_rounding(program, case, rows)
     names = (
