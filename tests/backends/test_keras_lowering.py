@@ -618,6 +618,7 @@ def test_helpers_needed_follows_dependencies():
     assert helpers_needed("self.lstm = _Recurrent('LSTM', 4)") == [
         "_TorchInit",
         "_trunc_normal",
+        "_SummedBias",
         "_Recurrent",
     ]
     assert helpers_needed("self._mha(x) + my_softplus(x) + _pad_same2(x)") == []

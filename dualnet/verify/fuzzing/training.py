@@ -15,7 +15,8 @@ so a gradient element of NOISE · u · G, the smallest `train_parity` holds to i
 tolerance, carries its relative error of up to 1 / NOISE into a full-size step), or (2)
 within ROUNDING_FACTOR of PyTorch's own float32 training against its float64 training
 (`train_parity.torch_rounding`: a norm of a nearly constant value, say, turns rounding
-noise into gradients), or the whole run is noise there (`run`'s rules for outputs)."""
+noise into gradients), or the whole run is noise there (`run`'s rules for outputs,
+`rounding.py`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from dualnet.backends.initial import initial_weights
 from dualnet.compiler import Program
 from dualnet.training.spec import OptimizerSpec
 from dualnet.verify import parity
+from dualnet.verify.fuzzing.rounding import NOISE as RUN_NOISE
+from dualnet.verify.fuzzing.rounding import ROUNDING_FACTOR
 from dualnet.verify.train_parity import NOISE, torch_rounding, train_parity
 
 STEPS = 3
@@ -58,9 +61,6 @@ def train_rows(program: Program, dims: dict[str, int], optimizer: str) -> list[p
 
 def _excused(program: Program, dims: dict[str, int], spec, rows: list, moved: float) -> list:
     """The rows, a mismatch excused by PyTorch's own float32 error (module doc, (2))."""
-    from dualnet.verify.fuzzing.run import NOISE as RUN_NOISE  # (run imports this module)
-    from dualnet.verify.fuzzing.run import ROUNDING_FACTOR
-
     low, high = torch_rounding(program, spec, STEPS, dims)
     pairs = enumerate(zip(low.losses, high.losses, strict=True), 1)
     own = {f"train loss {t}": abs(a - b) / (1 + abs(b)) for t, (a, b) in pairs}
