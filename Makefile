@@ -148,6 +148,22 @@ wheel-smoke: setup
 	cd "$$tmp/run"
 	echo ">> (cwd $$PWD) dualnet check lenet5.dnet"
 	"$$tmp/venv/bin/dualnet" check lenet5.dnet
+	echo ">> dualnet fmt --check, graph -o .dot (no extra); graph -o .svg without the extra: E-EXTRA"
+	"$$tmp/venv/bin/dualnet" fmt - < lenet5.dnet > formatted.dnet
+	"$$tmp/venv/bin/dualnet" fmt --check formatted.dnet
+	"$$tmp/venv/bin/dualnet" graph lenet5.dnet -o lenet5.dot
+	if "$$tmp/venv/bin/dualnet" graph lenet5.dnet -o lenet5.svg 2> extra.txt; then exit 1; fi
+	grep -q "E-EXTRA" extra.txt
+	echo ">> the graph and lsp extras: graph -o .svg/.png, check --summary, lsp over stdio"
+	"$$tmp/venv/bin/python" -m pip install -q -c "$(CONSTRAINTS)" "$$wheel[graph,lsp]"
+	"$$tmp/venv/bin/dualnet" graph lenet5.dnet -o lenet5.svg
+	"$$tmp/venv/bin/dualnet" graph lenet5.dnet -o lenet5.png
+	"$$tmp/venv/bin/dualnet" check lenet5.dnet --summary --dims B=1 > /dev/null
+	lsp() { printf 'Content-Length: %d\r\n\r\n%s' "$${#1}" "$$1"; }
+	{ lsp '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}'
+	  lsp '{"jsonrpc":"2.0","id":2,"method":"shutdown"}'
+	  lsp '{"jsonrpc":"2.0","method":"exit"}'; } \
+	    | timeout 60 "$$tmp/venv/bin/dualnet" lsp | grep -q '"hoverProvider"'
 	echo ">> dualnet --version"
 	"$$tmp/venv/bin/dualnet" --version
 	echo "wheel-smoke: ok"
