@@ -249,25 +249,6 @@ def _prepare(program, model, training, how: tuple, batches, tmp: str):
     return file, loss, masks
 
 
-def torch_rounding(
-    program: Program, spec: OptimizerSpec, steps: int, dims: dict[str, int], seed: int = 0
-) -> tuple[TrainRun, TrainRun]:
-    """PyTorch's own run (the entry model, no train declaration, Dropout off) in float32
-    and in float64: how far float32 rounding alone takes its training."""
-    summary = program.check()
-    runs = []
-    with temporary_directory() as tmp:
-        for f64 in (False, True):
-            batches = [
-                _batch(summary, dims, seed, t, program.max_params, f64) for t in range(steps)
-            ]
-            file, loss, masks = _prepare(
-                program, None, None, (None, seed, f64, False), batches, tmp
-            )
-            runs.append(_torch_run(program, None, file, Run(batches, loss, spec, 1, masks, False)))
-    return runs[0], runs[1]
-
-
 def _torch_module(program, model, file, f64: bool, dropout: bool):
     """The module in training mode, Dropout off unless `dropout`."""
     from dualnet.backends.torch.backend import TORCH
