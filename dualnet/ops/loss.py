@@ -24,6 +24,13 @@ def _reduced(ctx: Ctx, x: TensorType, per_element: tuple) -> list[TensorType]:
     return [x.with_shape(())]
 
 
+def _check_per_class(ctx: Ctx, name: str, x: TensorType, classes: tuple) -> None:
+    """Input `name`, if given, is one weight per class: x's dtype, shape `classes`."""
+    weight = ctx.inputs.get(name)
+    if weight is not None and (weight.dtype != x.dtype or weight.shape != classes):
+        ctx.fail(f"{name} {weight} is one weight per class: expected {x.with_shape(classes)}", name)
+
+
 def _class_infer(ctx: Ctx) -> list[TensorType]:
     """input [N, C, d...] and target [N, d...] (cross_entropy: or probabilities [N, C, d...]);
     weight [C]."""
@@ -31,12 +38,7 @@ def _class_infer(ctx: Ctx) -> list[TensorType]:
     if x.rank < 2:
         ctx.fail(f"needs input [N, C] or [N, C, d1, ...], found {x}", "input", f"rank {x.rank}")
     want = (x.shape[0], *x.shape[2:])
-    weight = ctx.inputs.get("weight")
-    if weight is not None and (weight.dtype != x.dtype or weight.shape != x.shape[1:2]):
-        ctx.fail(
-            f"weight {weight} is one weight per class: expected {x.with_shape(x.shape[1:2])}",
-            "weight",
-        )
+    _check_per_class(ctx, "weight", x, x.shape[1:2])
     if target.dtype.is_float and ctx.op.name == "cross_entropy":
         if target != x:
             ctx.fail(
@@ -80,12 +82,7 @@ def _pair_infer(ctx: Ctx) -> list[TensorType]:
     for name in ("beta", "delta"):
         if name in ctx.attrs and not ctx.attrs[name] > 0:
             ctx.fail(f"{name} is {ctx.attrs[name]}, expected > 0", name, code="E-VALUE")
-    weight = ctx.inputs.get("pos_weight")
-    if weight is not None and (weight.dtype != x.dtype or weight.shape != x.shape[-1:]):
-        ctx.fail(
-            f"pos_weight {weight} is one weight per class: expected {x.with_shape(x.shape[-1:])}",
-            "pos_weight",
-        )
+    _check_per_class(ctx, "pos_weight", x, x.shape[-1:])
     if ctx.attrs.get("reduction") == "batchmean" and x.rank == 0:
         ctx.fail("batchmean divides by the batch size: input has no batch axis", "input")
     return _reduced(ctx, x, x.shape)

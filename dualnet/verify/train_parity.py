@@ -109,6 +109,8 @@ def train_parity(
     same_dropout: bool = False,
 ) -> TrainParity:
     """Train in both frameworks and compare (module doc); `steps` counts batches."""
+    from dualnet.backends.torch.masks import call_sites
+
     training = spec if isinstance(spec, TrainSpec) else None
     spec = training.optimizer if training else spec
     accumulate = training.accumulate if training else 1
@@ -133,9 +135,12 @@ def train_parity(
         state_key(layer.path, name) for layer in summary.instance.layers() for name in layer.tied
     }
     with temporary_directory() as tmp:
-        file, loss, masks = _prepare(
-            program, model, training, (weights, seed, f64, same_dropout), batches, tmp
-        )
+        file = os.path.join(tmp, "weights.safetensors")
+        state = initial_weights(summary, weights, seed, program.max_params)
+        write_state(float64(state) if f64 else state, file)
+        module = _torch_module(program, model, file, f64, same_dropout)
+        loss = parity_loss(program, training, module, batches[0], seed, f64)
+        masks = Masks(call_sites(module, batches[0]) if same_dropout else [], seed, f64)
         if masks.sites:
             notes.append(
                 f"Dropout shared: one mask per step for each of {len(masks.sites)} call "
@@ -194,9 +199,10 @@ def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]
     masks = {name: p > floor for name, p in peaks.items()}
     left = [f"{n} ({int((~m).sum())} of {m.size})" for n, m in masks.items() if not m.all()]
     if left:
+        moves = "moves by noise alone" if spec.name == "SGD" else "scales up to full steps"
         notes.append(
             f"left out: gradient elements at rounding level in every step (|g| ≤ {floor:.3g}),"
-            f" which {spec.name} scales up to full steps: {', '.join(left)}"
+            f" which {spec.name} {moves}: {', '.join(left)}"
         )
     return {name: m for name, m in masks.items() if not m.all()}
 
@@ -232,21 +238,6 @@ class Masks:
 
     def at(self, step: int) -> dict[tuple[str, int], np.ndarray]:
         return draw(self.sites, self.seed, step, np.float64 if self.f64 else np.float32)
-
-
-def _prepare(program, model, training, how: tuple, batches, tmp: str):
-    """The weight file (in `tmp`), the loss and the shared Dropout masks of a run; `how`:
-    weights, seed, f64, same_dropout."""
-    from dualnet.backends.torch.masks import call_sites
-
-    weights, seed, f64, same_dropout = how
-    file = os.path.join(tmp, f"weights-{'f64' if f64 else 'f32'}.safetensors")
-    state = initial_weights(program.check(model), weights, seed, program.max_params)
-    write_state(float64(state) if f64 else state, file)
-    module = _torch_module(program, model, file, f64, same_dropout)
-    loss = parity_loss(program, training, module, batches[0], seed, f64)
-    masks = Masks(call_sites(module, batches[0]) if same_dropout else [], seed, f64)
-    return file, loss, masks
 
 
 def _torch_module(program, model, file, f64: bool, dropout: bool):

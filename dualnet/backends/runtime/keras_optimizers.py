@@ -44,6 +44,18 @@ def _dense(gradient):
     return gradient
 
 
+def _summed(variable):
+    """How many PyTorch tensors a generated model's Keras variable sums (`_SummedBias`)."""
+    return getattr(variable.constraint, "terms", 1)
+
+
+def _tapped(gradient, variable):
+    """The gradient where the variable's `_KernelTaps` hold PyTorch's weights, else 0."""
+    gradient = _dense(gradient)
+    taps = variable.constraint.taps(variable.shape)
+    return ops.where(taps, gradient, ops.zeros_like(gradient))
+
+
 def replica_share(loss):
     """`loss`, a mean over this replica's share of the batch, divided by the replicas of
     the `tf.distribute` strategy in use (as Keras's own losses are): their gradients are
@@ -79,9 +91,7 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
 
     def build(self, var_list):
         super().build(var_list)
-        self._sums_of = {
-            self._var_key(v): getattr(v.constraint, "terms", 1) for v in var_list
-        }
+        self._sums_of = {self._var_key(v): _summed(v) for v in var_list}
 
     def _terms(self, variable):
         """How many PyTorch tensors the Keras variable sums (an LSTM's one bias: bias_ih +
@@ -152,15 +162,11 @@ class _TorchOptimizer(keras.optimizers.Optimizer):
             else trainable_variables
         )
         grads = [
-            g
-            if g is None or not hasattr(v.constraint, "taps")
-            else ops.where(
-                v.constraint.taps(v.shape), _dense(g), ops.zeros_like(_dense(g))
-            )
+            g if g is None or not hasattr(v.constraint, "taps") else _tapped(g, v)
             for g, v in zip(grads, variables, strict=True)
         ]
         # for clipping by norm (the Keras variables, before a first apply builds the state)
-        self._grad_terms = [getattr(v.constraint, "terms", 1) for v in variables]
+        self._grad_terms = [_summed(v) for v in variables]
         return super().apply(grads, trainable_variables)
 
     def _clip_gradients(self, grads):

@@ -57,8 +57,8 @@ def train_rows(program: Program, dims: dict[str, int], optimizer: str) -> list[p
         if not np.isfinite(gap):  # PyTorch's tensor is all zeros (Keras's is not)
             gap = _largest(result.keras.state[d.tensor])
         rel = gap / moved
-        note = f"within {TOLERANCE:g} of the largest change" if rel > parity.TOLERANCE else ""
-        note = "" if rel > TOLERANCE else note
+        within = parity.TOLERANCE < rel <= TOLERANCE
+        note = f"within {TOLERANCE:g} of the largest change" if within else ""
         rows.append(parity.Difference(f"train {d.tensor}", state.shape, PAIR, gap, rel, note=note))
     return rows
 
