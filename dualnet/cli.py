@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--weights",
             metavar="W.safetensors",
-            help="the weights (default: a seeded initialisation)",
+            help="the weights (default: a seeded initialisation whose constant tensors, "
+            "zero biases or BatchNorm's statistics, are redrawn so none hides a mistake)",
         )
         p.add_argument(
             "--seed", type=_seed, default=0, metavar="S", help=f"seed of {seeded} (default 0)"

@@ -61,6 +61,23 @@ def test_layer_never_called(check_source):
     assert "spare" in s.diagnostics[0].message and s.diagnostics[0].span.line == 4
 
 
+def test_parameter_never_read(check_source):
+    s = check_source("""
+        model Inner() {
+            spare = Parameter([4])
+            kept = Buffer([4])
+            forward(x: f32[B, 4]) { return x * 2.0 }
+        }
+        model M() {
+            inner = Inner()
+            forward(x: f32[B, 4]) { return inner(x) }
+        }
+    """)
+    assert codes(s) == ["E-UNUSED"]
+    assert "`inner.spare` is declared but never read" in s.diagnostics[0].message
+    assert s.diagnostics[0].span.line == 3
+
+
 def test_result_never_used(check_source):
     s = check_source("""
         model M() {

@@ -33,8 +33,8 @@ def test_the_zoo_agrees_across_all_three_backends(name):
 def test_a_difference_is_a_mismatch_and_exit_1(monkeypatch, capsys):
     real = parity.run
 
-    def drifting(program, model, backend, inputs, weights, seed, probe):
-        outputs, where = real(program, model, backend, inputs, weights, seed, probe)
+    def drifting(program, model, backend, inputs, weights, seed, probe, **kwargs):
+        outputs, where = real(program, model, backend, inputs, weights, seed, probe, **kwargs)
         return ([o + 0.01 for o in outputs] if backend == "onnx" else outputs), where
 
     monkeypatch.setattr(parity, "run", drifting)
@@ -191,8 +191,8 @@ def test_several_files_give_one_line_each(tmp_path, capsys):
 def test_outputs_of_different_shapes_say_so(monkeypatch, capsys):
     real = parity.run
 
-    def truncating(program, model, backend, inputs, weights, seed, probe):
-        outputs, where = real(program, model, backend, inputs, weights, seed, probe)
+    def truncating(program, model, backend, inputs, weights, seed, probe, **kwargs):
+        outputs, where = real(program, model, backend, inputs, weights, seed, probe, **kwargs)
         return ([o[:, :3] for o in outputs] if backend == "onnx" else outputs), where
 
     monkeypatch.setattr(parity, "run", truncating)
@@ -219,3 +219,29 @@ def test_a_backend_refusing_the_seeded_weights_is_its_bug(monkeypatch, capsys):
     assert code == 1 and err.startswith("error[E-BACKEND]: the onnx backend cannot take"), err
     assert "E-WEIGHTS" not in err and "init.safetensors" not in err
     assert "the seeded weights has no tensor `fc1.weight`" in err
+
+
+def test_seeded_weights_redraw_their_constant_tensors():
+    """Parity and gradcheck start from the seeded initialisation with every constant float
+    tensor redrawn (a zero bias would hide a misplaced bias add): zeros around 0, other
+    constants around themselves with their sign; drawn tensors and integers stay."""
+    from dualnet.backends.initial import varied
+
+    drawn = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    arrays = {
+        "fc.weight": drawn,
+        "fc.bias": np.zeros(4, np.float32),
+        "bn.running_var": np.ones(4, np.float32),
+        "scale": np.full((4, 1, 1), -1e-6, np.float64),
+        "bn.num_batches_tracked": np.zeros((), np.int64),
+    }
+    out = varied(arrays, 0)
+    assert (
+        out["fc.weight"] is drawn
+        and out["bn.num_batches_tracked"] is arrays["bn.num_batches_tracked"]
+    )
+    assert np.all(out["fc.bias"] != 0) and len(set(out["fc.bias"].tolist())) == 4
+    assert np.all((out["bn.running_var"] >= 0.5) & (out["bn.running_var"] <= 1.5))
+    assert out["scale"].dtype == np.float64 and np.all(out["scale"] < 0)
+    assert all(np.array_equal(out[k], varied(arrays, 0)[k]) for k in out)
+    assert not np.array_equal(out["fc.bias"], varied(arrays, 1)["fc.bias"])

@@ -92,6 +92,17 @@ def check_gradients(instance: ModelInstance, graph: Graph) -> list[Diagnostic]:
         if not trainable:
             continue
         uses = calls.get(id(layer), [])
+        if not uses:  # a free tensor (made where declared) that forward never reads
+            diagnostics.append(
+                Diagnostic(
+                    "E-UNUSED",
+                    f"`{layer.path}` is declared but never read",
+                    layer.span,
+                    "never read",
+                    ("remove it, or read it in forward",),
+                )
+            )
+            continue
         if any(k in grad_live for f in uses for k in f.outputs if dtype[k].is_float):
             continue
         names = ", ".join(trainable)

@@ -117,7 +117,8 @@ def gradcheck(
     checks, where, agreements = [], [], []
     with temporary_directory() as tmp:
         file = os.path.join(tmp, "float64.safetensors")
-        write_state(float64(initial_weights(summary, weights, seed, program.max_params)), file)
+        start = initial_weights(summary, weights, seed, program.max_params, vary=True)
+        write_state(float64(start), file)
         state, outputs = _side(REFERENCE, program, model, file, {}, inputs, ()).calibrated()
         write_state(state, file)
         rng = np.random.default_rng([seed, 1])

@@ -235,7 +235,9 @@ def _run_all(program, model, backends, weights, seed, dims, probe_for):
     results, probes, where = {}, {}, []
     for backend in backends:
         probes[backend] = probe_for()
-        results[backend], ran = run(program, model, backend, inputs, weights, seed, probes[backend])
+        results[backend], ran = run(
+            program, model, backend, inputs, weights, seed, probes[backend], vary=True
+        )
         where.append(f"{backend}: {ran}")
     return summary, results, probes, where
 

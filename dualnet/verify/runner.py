@@ -84,8 +84,10 @@ def run(
     weights: str | None = None,
     seed: int = 0,
     probe: Probe | None = None,
+    vary: bool = False,
 ) -> tuple[list[np.ndarray], str]:
-    """The outputs, and a line saying where the model ran."""
+    """The outputs, and a line saying where the model ran; without `weights`, from the
+    seeded initialisation (`vary`: its constant tensors redrawn, `initial.varied`)."""
     chosen = backend(backend_name, option("--backend"))
     summary = program.check(model)
     inputs = ordered_inputs(summary, given)
@@ -98,7 +100,7 @@ def run(
         return chosen.run(program, model, summary, inputs, weights, probe)
     with temporary_directory() as tmp:  # the same seeded tensors in every backend
         file = os.path.join(tmp, "init.safetensors")
-        write_state(initial_weights(summary, None, seed, program.max_params), file)
+        write_state(initial_weights(summary, None, seed, program.max_params, vary), file)
         try:
             return chosen.run(program, model, summary, inputs, file, probe)
         except DualnetError as exc:

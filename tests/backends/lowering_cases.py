@@ -1168,6 +1168,10 @@ def layer_cases() -> list:
     dim, heads = 12, 3
     q, kv = randn(2, 4, dim), randn(2, 5, dim)
     mha = "MultiHeadAttention"
+    # head size 1, as many queries as heads: Keras's `ops.add` misreads the projections'
+    # [heads, 1] biases as a bias add along the sequence (test_upstream_bugs)
+    single = randn(2, heads, heads)
+    add(Case(mha, dict.fromkeys("qkv", single), {"dim": heads, "heads": heads}, param_scale=0.3))
     cfg = {"dim": dim, "heads": heads}
     for bias in (True, False):
         bcfg = {**cfg, "bias": bias}

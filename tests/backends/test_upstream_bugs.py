@@ -223,6 +223,23 @@ def test_tensorflow_folds_a_constant_column_into_a_bias_add():
     assert np.array_equal(tf.function(broadcast)(x).numpy(), expected)
 
 
+def test_keras_tensorflow_add_misreads_a_squeezable_operand_as_a_bias():
+    """Keras's TensorFlow `ops.add(x, y)` (what a Keras variable's `+` calls) turns into
+    `tf.nn.bias_add` whenever `y` squeezes to a vector as long as `x`'s axis 1 or last axis,
+    whichever axis `y` was to broadcast along: a [4, 1] added to [3, 4, 4, 1] lands on axis 1.
+    Workarounds: `_BiasAddEinsumDense` in backends/runtime/keras_helpers.py (MultiHeadAttention
+    of head size 1) and `.value` on a variable left of `+` in backends/keras/lowering.py."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    x = np.zeros((3, 4, 4, 1), np.float32)
+    y = np.arange(4, dtype=np.float32).reshape(4, 1)
+    keras_sum = np.asarray(keras.ops.add(x, y))
+    assert not np.array_equal(keras_sum, x + y)
+    assert np.array_equal(keras_sum, x + y.reshape(4, 1, 1))  # along axis 1
+    assert np.array_equal(np.asarray(keras.ops.add(x, np.broadcast_to(y, x.shape))), x + y)
+
+
 _READ_BEFORE_UPDATE = """
 import json
 import numpy as np

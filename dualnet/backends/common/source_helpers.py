@@ -73,6 +73,17 @@ def _expression(src: str) -> ast.expr | None:
         return None
 
 
+def reads_self(src: str) -> bool:
+    """Whether `src` reads an attribute of `self` (`self.fc.kernel`, `getattr(self, "__w")`,
+    `self.h[0].weight`): in generated Keras code, a variable rather than a tensor."""
+    node = _expression(src)
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+        node = node.args[0] if node.func.id == "getattr" else None
+    return isinstance(node, ast.Name) and node.id == "self" and src.strip() != "self"
+
+
 def atom(src: str, node: ast.expr | None = None) -> str:
     """`src` (parsed: `node`), parenthesised unless it is a primary expression (name,
     attribute, call, subscript, non-negative number) that an operator or `.method` cannot

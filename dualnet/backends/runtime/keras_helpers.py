@@ -489,11 +489,29 @@ class _MultiHeadAttention(keras.layers.MultiHeadAttention):
         size = ops.convert_to_tensor(key_dim, "float64")
         self._inverse_sqrt_key_dim = ops.divide(1.0, ops.sqrt(size))
 
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        for dense in (self._query_dense, self._key_dense, self._value_dense):
+            dense.__class__ = _BiasAddEinsumDense
+
     def _make_output_dense(self, query_shape, common_kwargs, name=None):
         dim = self._num_heads * self._key_dim
         initializer = _TorchInit("default", fan_in=dim)
         output = {**common_kwargs, "kernel_initializer": initializer}
         return super()._make_output_dense(query_shape, output, name)
+
+
+class _BiasAddEinsumDense(keras.layers.EinsumDense):
+    """EinsumDense adding its bias by broadcasting: Keras's TensorFlow `ops.add` takes a
+    bias that squeezes to a vector for a bias add along axis 1 when that axis has its size
+    (a head size 1 projection's [heads, 1] bias added along the sequence of [B, T, heads, 1]
+    when T == heads)."""
+
+    def call(self, inputs, training=None):
+        x = ops.einsum(self.equation, inputs, self.kernel)
+        if self.bias is not None:
+            x = ops.add(x, ops.broadcast_to(self.bias, ops.shape(x)))
+        return x
 
 
 @keras.saving.register_keras_serializable(package="dualnet")

@@ -151,7 +151,7 @@ def _keras_float32_error(program: Program, case: Case) -> dict[str, float]:
     summary = program.check()
     inputs = parity.random_inputs(summary, case.dims, 0)
     given = [inputs[v.name] for v in summary.graph.inputs]
-    arrays = initial_weights(summary, None, 0)
+    arrays = initial_weights(summary, None, 0, vary=True)  # as parity's
     runs = []
     with temporary_directory() as tmp:
         for wide in (False, True):
