@@ -113,6 +113,17 @@ def test_bad_arguments_are_diagnostics(tmp_path, declaration, code, text):
     assert found.code == code and text in found.message and found.span is not None, found
 
 
+def test_attention_dropout_must_be_a_probability(tmp_path):
+    path = tmp_path / "bad.dnet"
+    path.write_text(
+        "model M() {\n    mha = MultiHeadAttention(4, 2, dropout=1.5)\n"
+        "    forward(x: f32[B, T, 4]) -> f32[B, T, 4] { return mha(x, x, x) }\n}\n"
+    )
+    found = dualnet.check_file(str(path)).diagnostics[0]
+    assert found.code == "E-VALUE" and "`dropout` must be in [0, 1)" in found.message, found
+    assert found.span.line == 2
+
+
 def test_a_pooling_layer_is_declared_not_created_in_forward(tmp_path):
     path = tmp_path / "bad.dnet"
     path.write_text(

@@ -184,6 +184,13 @@ def _mha_infer(ctx: Ctx) -> list[TensorType]:
                 name,
                 f"{t.shape[2]} vs {dim}",
             )
+    if not 0.0 <= cfg["dropout"] < 1.0:
+        ctx.fail(
+            f"`dropout` must be in [0, 1), found {cfg['dropout']}",
+            "dropout",
+            "out of range",
+            code="E-VALUE",
+        )
     dtype = same_dtype(ctx, q, k, v)
     if not q.shape[0] == k.shape[0] == v.shape[0]:
         ctx.fail(f"batch sizes differ: {q}, {k}, {v}", "k", "dimension 0")
@@ -246,7 +253,9 @@ register(
             P("mask", "tensor?", None),
             P("causal", "bool", False),
         ),
-        construct=sig(P("dim", "int"), P("heads", "int"), P("bias", "bool", True)),
+        construct=sig(
+            P("dim", "int"), P("heads", "int"), P("bias", "bool", True), P("dropout", "float", 0.0)
+        ),
         infer=_mha_infer,
         macs=_mha_macs,
         reference=_mha_ref,
@@ -256,6 +265,8 @@ register(
         "in_proj_bias [3·dim] (zeros), out_proj.weight [dim, dim] (kaiming_uniform a=√5), "
         "out_proj.bias (zeros); heads split dim into dim/heads slices. `mask` is bool [B, Tk] "
         f"(per key) or [B, Tq, Tk], true = may attend. {_CAUSAL} {_FULLY_MASKED} "
-        "(For MultiHeadAttention that query's result is out_proj.bias.)",
+        "(For MultiHeadAttention that query's result is out_proj.bias.) `dropout`: the "
+        "probability of zeroing an attention weight while training (nn.MultiheadAttention's "
+        "dropout); none in inference mode.",
     )
 )

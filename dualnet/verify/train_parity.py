@@ -14,6 +14,7 @@ code does; the losses compared are the batches'. Both models run in training mod
 both, since each framework draws its own masks, and said so; with `same_dropout`
 (`--same-dropout`) it stays on, and every Dropout/StochasticDepth call site gets one mask
 per step, drawn from the seed and the step (`dropout_masks`), in both frameworks.
+MultiHeadAttention's dropout on its weights is always off (no mask can be given inside it).
 `--f64` runs both in float64 (the PyTorch module `.double()`, the Keras model under a
 float64 floatx and dtype policy), which separates round-off from semantics.
 
@@ -124,11 +125,21 @@ def train_parity(
         for layer in summary.instance.layers()
         if layer.op in ("Dropout", "StochasticDepth") and float(layer.attrs.get("p", 0) or 0) > 0
     ]
+    attention = [  # inside the frameworks' attention layers: no mask can be given
+        layer.path
+        for layer in summary.instance.layers()
+        if layer.op == "MultiHeadAttention" and float(layer.attrs.get("dropout", 0) or 0) > 0
+    ]
     notes = []
     if dropouts and not same_dropout:
         notes.append(
             f"Dropout off in both frameworks ({', '.join(dropouts)}): each draws its own "
             "masks (--same-dropout shares them)"
+        )
+    if attention:
+        notes.append(
+            f"attention dropout off in both frameworks ({', '.join(attention)}): each "
+            "draws its own masks"
         )
     lstm = [layer.path for layer in summary.instance.layers() if layer.op == "LSTM"]
     aliases = {  # a tied layer's name for its owner's tensor (one tensor in Keras)
@@ -243,14 +254,13 @@ class Masks:
 def _torch_module(program, model, file, f64: bool, dropout: bool):
     """The module in training mode, Dropout off unless `dropout`."""
     from dualnet.backends.torch.backend import TORCH
-    from dualnet.backends.torch.masks import dropouts
+    from dualnet.backends.torch.masks import dropout_off
 
     module = program.torch(model)
     module = module.double() if f64 else module
     TORCH.weights_io()[1](module, file)
     module.train()
-    for _, sub in dropouts(module) if not dropout else ():
-        sub.p = 0.0
+    dropout_off(module, sites=not dropout)
     return module
 
 
@@ -313,8 +323,8 @@ def _keras_run(program, model, file, run: Run) -> TrainRun:
     from dualnet.backends.keras.backend import KERAS
     from dualnet.backends.keras.emit import output_layouts
     from dualnet.backends.keras.gradients import keras_float64
-    from dualnet.backends.keras.masks import given_masks
-    from dualnet.backends.keras.state import layers_by_path, torch_named
+    from dualnet.backends.keras.masks import dropout_off, given_masks
+    from dualnet.backends.keras.state import torch_named
     from dualnet.training.keras_optim import build_keras, vector_variables
 
     masks, f64, spec = run.masks, run.masks.f64, run.spec
@@ -323,9 +333,7 @@ def _keras_run(program, model, file, run: Run) -> TrainRun:
     with keras_float64() if f64 else contextlib.nullcontext(), _reads_before_updates():
         built = program.keras(model)
         KERAS.weights_io()[1](built, file)
-        for _, layer in layers_by_path(built) if not masks.sites else ():
-            if isinstance(layer, keras.layers.Dropout):
-                layer.rate = 0.0
+        dropout_off(built, sites=not masks.sites)
         no_decay = vector_variables(built) if spec.no_decay_vectors else ()
         optimizer = build_keras(spec, no_decay, accumulate=run.accumulate)
         loss = run.loss.keras()

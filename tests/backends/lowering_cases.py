@@ -1170,9 +1170,10 @@ def layer_cases() -> list:
     mha = "MultiHeadAttention"
     # head size 1, as many queries as heads: Keras's `ops.add` misreads the projections'
     # [heads, 1] biases as a bias add along the sequence (test_upstream_bugs)
+    cfg = {"dim": dim, "heads": heads}
+    add(Case(mha, {"q": q, "k": kv, "v": kv}, {**cfg, "dropout": 0.3}, param_scale=0.3))
     single = randn(2, heads, heads)
     add(Case(mha, dict.fromkeys("qkv", single), {"dim": heads, "heads": heads}, param_scale=0.3))
-    cfg = {"dim": dim, "heads": heads}
     for bias in (True, False):
         bcfg = {**cfg, "bias": bias}
         add(Case(mha, {"q": q, "k": kv, "v": kv}, bcfg, param_scale=0.3))

@@ -44,6 +44,13 @@ model Drop(p: float = 0.5) {
     forward(x: f32[B, N]) -> f32[B, N] { return drop(x) }
 }
 
+model Attend(p: float = 0.5) {
+    mha = MultiHeadAttention(8, 2, dropout=p)
+    forward(x: f32[B, T, 8], keep: bool[B, T]) -> f32[B, T, 8] {
+        return mha(x, x, x) + mha(x, x, x, mask=keep)
+    }
+}
+
 model Pairwise() {
     fc = Linear(4)
     bn = BatchNorm()
@@ -125,6 +132,25 @@ def test_dropout_drops_in_fit_and_not_in_evaluate(program):
     trained = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"][0]
     assert evaluated == pytest.approx(float(np.mean(x.astype(np.float64) ** 2)), rel=1e-5)
     assert 1.8 < trained / evaluated < 2.2
+
+
+def test_attention_dropout_drops_weights_in_training_only(program):
+    """MultiHeadAttention(dropout=p) drops attention weights in training mode, in PyTorch
+    and in Keras, with and without a mask; in inference mode both compute the same."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6, 8)).astype(np.float32)
+    keep = rng.random((4, 6)) < 0.8
+    module = program.torch("Attend", seed=4)
+    model = program.keras("Attend", seed=4)
+    with torch.no_grad():
+        want = module.eval()(torch.from_numpy(x), torch.from_numpy(keep)).numpy()
+        trained = [module.train()(torch.from_numpy(x), torch.from_numpy(keep)) for _ in range(2)]
+    assert relative_error(model(x, keep, training=False), want) < 1e-5
+    assert not torch.allclose(trained[0], trained[1])
+    assert relative_error(trained[0].numpy(), want) > 1e-2
+    dropped = [np.asarray(model(x, keep, training=True)) for _ in range(2)]
+    assert not np.allclose(dropped[0], dropped[1])
+    assert relative_error(dropped[0], want) > 1e-2
 
 
 def test_fit_passes_several_inputs_as_one_tuple(program):

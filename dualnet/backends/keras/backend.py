@@ -43,9 +43,8 @@ class KerasBackend(SourceBackend):
         probes, state = self.module("probe"), self.module("state")
         built = program.keras(model)
         self.weights_io()[1](built, weights)
-        for _, layer in state.layers_by_path(built) if probe.train else ():
-            if isinstance(layer, keras.layers.Dropout):
-                layer.rate = 0.0
+        if probe.train:
+            self.module("masks").dropout_off(built)
         if probe.train:  # the way fit() calls the model
             out = probes.train_step(built, inputs)
         else:

@@ -668,7 +668,8 @@ class KerasClassWriter(ClassWriter):
         src = lowering_row(node.op, "keras", layer=True).call(target, call)
         layers = self.instances_child(node.target)
         if any(
-            isinstance(layer, ModelInstance) or lowering_row(layer.op, "keras", layer=True).training
+            isinstance(layer, ModelInstance)
+            or lowering_row(layer.op, "keras", layer=True).trains(layer.attrs)
             for layer in layers
         ):  # another instance declared a layer that trains here
             src = with_keyword(src, lowering.TRAINING, lowering.TRAINING, target)

@@ -190,7 +190,7 @@ def attention_leaf(layer, found: dict[str, Shape]) -> Leaf:
         shapes["out_proj.bias"] = (dim,)
     return Leaf(
         "MultiHeadAttention",
-        {"dim": dim, "heads": heads, "bias": bias},
+        {"dim": dim, "heads": heads, "bias": bias, "dropout": cfg["dropout"]},
         shapes,
         lambda: layer.build((None, None, dim), (None, None, dim)),
     )

@@ -719,6 +719,7 @@ _DEFAULTS = {
     "depth_multiplier": 1,
     "axis": -1,
     "output_padding": None,
+    "dropout": 0.0,
 }
 
 
@@ -1053,13 +1054,20 @@ def _mha_construct(cfg: dict, fmt) -> str:
     return _layer_source(keras_layer("MultiHeadAttention", cfg), fmt, cls="_MultiHeadAttention")
 
 
+def _mha_trains(attrs: dict) -> bool:
+    """Whether the attention weights are dropped while training."""
+    return not is_default(attrs.get("dropout", 0.0), 0.0)
+
+
 def _mha_call(layer: str, call: KerasCall) -> str:
     q, k, v = (_tensor(call, n) for n in ("q", "k", "v"))
     mask, causal = call.inputs.get("mask"), call.attrs.get("causal", False)
+    training = f", {TRAINING}={TRAINING}" if _mha_trains(call.attrs) else ""
     if mask is not None:
-        return f"_mha({layer}, {q}, {k}, {v}, {mask}{', causal=True' if causal else ''})"
+        causal_arg = ", causal=True" if causal else ""
+        return f"_mha({layer}, {q}, {k}, {v}, {mask}{causal_arg}{training})"
     key = "" if k == v else f", key={k}"
-    return f"{layer}({q}, {v}{key}{', use_causal_mask=True' if causal else ''})"
+    return f"{layer}({q}, {v}{key}{', use_causal_mask=True' if causal else ''}{training})"
 
 
 # ---------------------------------------------------------------- the layer rules
@@ -1079,8 +1087,8 @@ class KerasLayerRule(LayerRow):
     such a layer reads as; `first_call`: the tensors a load hands to the Keras initializers
     named, for a layer Keras builds only at its first call (BatchNorm, GroupNorm);
     `summed_biases`: Keras holds the sum of PyTorch's two biases (LSTM: a load records the
-    pair). `training`: the layer computes differently in training and is called with
-    `training=`."""
+    pair). `training`: the layer computes differently in training (always, or for the
+    attributes it is given true) and is called with `training=`."""
 
     layer: Callable[[dict], KerasLayer]
     weights: tuple[Callable, Callable] | None = None
@@ -1088,7 +1096,11 @@ class KerasLayerRule(LayerRow):
     leaf: Callable[[object, dict], Leaf] | None = None
     first_call: dict[str, str] = field(default_factory=dict)
     summed_biases: bool = False
-    training: bool = False
+    training: bool | Callable[[dict], bool] = False
+
+    def trains(self, attrs: dict) -> bool:
+        """Whether the layer with these attributes computes differently in training."""
+        return self.training(attrs) if callable(self.training) else self.training
 
 
 def _norm_layer(cls: str, **names: str | int) -> Callable[[dict], KerasLayer]:
@@ -1268,11 +1280,13 @@ ROWS.add(
                 "num_heads": a["heads"],
                 "key_dim": a["dim"] // a["heads"],
                 "use_bias": bool(a["bias"]),
+                "dropout": a["dropout"],
             },
         ),
         weights=MHA_WEIGHTS,
         classes=("MultiHeadAttention",),
         leaf=attention_leaf,
+        training=_mha_trains,
     ),
 )
 

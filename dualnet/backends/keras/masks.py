@@ -15,6 +15,17 @@ from dualnet.backends.keras.state import layers_by_path
 from dualnet.verify.dropout_masks import Calls, Site
 
 
+def dropout_off(model: keras.layers.Layer, sites: bool = True) -> None:
+    """Switches off the attention dropout of every MultiHeadAttention in `model` and, with
+    `sites`, every Dropout (StochasticDepth's `_StochasticDepth` is one): training-mode
+    comparisons, where each framework would draw its own masks."""
+    for _, layer in layers_by_path(model):
+        if isinstance(layer, keras.layers.MultiHeadAttention):
+            layer._dropout = 0.0  # read by its call; no public setter
+        elif sites and isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+
+
 @contextlib.contextmanager
 def given_masks(model: keras.layers.Layer, sites: list[Site], layouts: dict, dtype):
     """While active, each site (a Dropout or `_StochasticDepth` by dualnet path) computes

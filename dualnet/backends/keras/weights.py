@@ -38,9 +38,10 @@ Layer choices (op: Keras layer; its `get_weights()` list):
   sequence (`make_layer`: a keras.Sequential), each in Bidirectional(merge_mode="concat")
   when bidirectional. Weights: for each layer, for each direction (forward, then reverse):
   kernel [in, G·H], recurrent_kernel [H, G·H], bias ([4H] LSTM, [2, 3H] GRU).
-- MultiHeadAttention: MultiHeadAttention(num_heads=heads, key_dim=dim/heads, use_bias=bias);
-  query, key, value kernels [dim, heads, d] each followed by its bias [heads, d], then the
-  output kernel [heads, d, dim] and bias [dim] (no biases when bias=false). Its
+- MultiHeadAttention: MultiHeadAttention(num_heads=heads, key_dim=dim/heads, use_bias=bias,
+  dropout=dropout); query, key, value kernels [dim, heads, d] each followed by its bias
+  [heads, d], then the output kernel [heads, d, dim] and bias [dim] (no biases when
+  bias=false). Its
   attention_mask is [B, Tq, Tk], true = may attend (a [B, Tk] mask broadcast over Tq), and
   use_causal_mask is top-left aligned, as dualnet's; but a query that may attend no key gets
   a uniform average over all keys where dualnet gives zero weights (result out_proj.bias):

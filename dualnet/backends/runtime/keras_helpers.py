@@ -229,7 +229,7 @@ def _attention(q, k, v, mask=None, causal=False, bias=None, scale=None):
     return ops.matmul(weights, v)
 
 
-def _mha(attention, q, k, v, mask, causal=False):
+def _mha(attention, q, k, v, mask, causal=False, training=None):
     """Calls `attention`, a keras.layers.MultiHeadAttention, with dualnet's `mask` (bool
     [B, Tk] or [B, Tq, Tk], true = may attend) and top-left causal rule. A query that may
     attend no key gets all-zero attention weights, so its result is the output projection's
@@ -239,7 +239,7 @@ def _mha(attention, q, k, v, mask, causal=False):
     if causal:
         mask = ops.logical_and(mask, _causal_mask(ops.shape(q)[1], ops.shape(k)[1]))
     empty = ops.logical_not(ops.any(mask, axis=-1, keepdims=True))
-    y = attention(q, v, key=k, attention_mask=mask)
+    y = attention(q, v, key=k, attention_mask=mask, training=training)
     bias = attention.output_dense.bias
     return ops.where(empty, 0.0 if bias is None else bias, y)
 
@@ -472,7 +472,8 @@ class _Tied(keras.layers.Layer):
 class _MultiHeadAttention(keras.layers.MultiHeadAttention):
     """MultiHeadAttention initialised as PyTorch's nn.MultiheadAttention: the query, key and
     value kernels xavier-uniform over the packed [3 * dim, dim] projection, the output kernel
-    as a Linear's, the biases zero (one kernel_initializer cannot say it)."""
+    as a Linear's, the biases zero (one kernel_initializer cannot say it). With head size 1,
+    the q, k and v projections add their [heads, 1] biases as `_BiasAddEinsumDense`."""
 
     def __init__(self, num_heads, key_dim, **kwargs):
         dim = num_heads * key_dim
@@ -492,7 +493,8 @@ class _MultiHeadAttention(keras.layers.MultiHeadAttention):
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)
         for dense in (self._query_dense, self._key_dense, self._value_dense):
-            dense.__class__ = _BiasAddEinsumDense
+            if dense.bias is not None and dense.bias.shape[-1] == 1:
+                dense.__class__ = _BiasAddEinsumDense
 
     def _make_output_dense(self, query_shape, common_kwargs, name=None):
         dim = self._num_heads * self._key_dim
@@ -502,10 +504,10 @@ class _MultiHeadAttention(keras.layers.MultiHeadAttention):
 
 
 class _BiasAddEinsumDense(keras.layers.EinsumDense):
-    """EinsumDense adding its bias by broadcasting: Keras's TensorFlow `ops.add` takes a
-    bias that squeezes to a vector for a bias add along axis 1 when that axis has its size
-    (a head size 1 projection's [heads, 1] bias added along the sequence of [B, T, heads, 1]
-    when T == heads)."""
+    """EinsumDense adding its bias broadcast to the result's shape: Keras's TensorFlow
+    `ops.add` takes a bias that squeezes to a vector for a bias add along axis 1 when that
+    axis has its size (a head size 1 projection's [heads, 1] bias would be added along the
+    sequence of [B, T, heads, 1] when T == heads)."""
 
     def call(self, inputs, training=None):
         x = ops.einsum(self.equation, inputs, self.kernel)

@@ -47,9 +47,8 @@ class TorchBackend(SourceBackend):
         module = program.torch(model)
         self.weights_io()[1](module, weights)
         module.train(probe.train)
-        for sub in module.modules() if probe.train else ():
-            if isinstance(sub, torch.nn.Dropout):
-                sub.p = 0.0
+        if probe.train:
+            self.module("masks").dropout_off(module)
         with torch.no_grad(), self.module("probe").recording(module, probe.layers):
             out = module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
         if probe.state is not None:

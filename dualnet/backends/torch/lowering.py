@@ -640,7 +640,11 @@ def _rnn_call(kind: str) -> Callable[[str, TorchCall], str]:
 
 def _mha_construct(cfg: dict, fmt) -> str:
     bias = "" if cfg["bias"] else ", bias=False"
-    return f"nn.MultiheadAttention({fmt(cfg['dim'])}, {fmt(cfg['heads'])}{bias}, batch_first=True)"
+    dropout = "" if is_default(cfg["dropout"], 0.0) else f", dropout={fmt(cfg['dropout'])}"
+    return (
+        f"nn.MultiheadAttention({fmt(cfg['dim'])}, {fmt(cfg['heads'])}{bias}{dropout}, "
+        "batch_first=True)"
+    )
 
 
 def _mha_call(module: str, call: TorchCall) -> str:

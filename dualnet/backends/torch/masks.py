@@ -22,6 +22,17 @@ def dropouts(module: torch.nn.Module) -> list[tuple[str, torch.nn.Dropout]]:
     ]
 
 
+def dropout_off(module: torch.nn.Module, sites: bool = True) -> None:
+    """Switches off the attention dropout of every nn.MultiheadAttention in `module` and,
+    with `sites`, every Dropout and StochasticDepth: training-mode comparisons, where each
+    framework would draw its own masks."""
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.MultiheadAttention):
+            sub.dropout = 0.0
+        elif sites and isinstance(sub, torch.nn.Dropout):
+            sub.p = 0.0
+
+
 def call_sites(module: torch.nn.Module, inputs: list[np.ndarray]) -> list[Site]:
     """The sites of one forward pass on `inputs`, in call order."""
     sites, calls = [], Counter()

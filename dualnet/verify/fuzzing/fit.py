@@ -59,13 +59,12 @@ def train_step(
     """Keras's loss and state (state_dict names) after one `train_on_batch`."""
     import keras
 
-    from dualnet.backends.keras.state import layers_by_path, load_keras, torch_named
+    from dualnet.backends.keras.masks import dropout_off
+    from dualnet.backends.keras.state import load_keras, torch_named
 
     model = program.keras(None)
     load_keras(model, weights)
-    for _, layer in layers_by_path(model):
-        if isinstance(layer, keras.layers.Dropout):
-            layer.rate = 0.0
+    dropout_off(model)
 
     def loss(y_true, y_pred):
         return keras.ops.mean(keras.ops.square(y_pred))

@@ -835,13 +835,16 @@ def attention(b: Builder) -> None:
 
 @family(lambda b, x: layer_ok(b, x) and x.rank == 3 and b.known(x.shape[2]), weight=3)
 def multi_head_attention(b: Builder) -> None:
-    """MultiHeadAttention: self-attention, or keys/values from a new input [B, S, dim];
-    masks [B, Tk] or [B, Tq, Tk]; causal."""
+    """MultiHeadAttention (attention dropout): self-attention, or keys/values from a new
+    input [B, S, dim]; masks [B, Tk] or [B, Tq, Tk]; causal."""
     x = b.x
     dim = x.shape[2]
     size = b.size(dim)
     heads = num(b, [h for h in range(1, size + 1) if size % h == 0], "decl")
-    layer = b.layer(render("MultiHeadAttention", b.decl(dim), heads, bias=bias(b)), "mha")
+    dropout = tune(b, "float", [0.1, 0.3], "decl").text if b.flag() else None
+    layer = b.layer(
+        render("MultiHeadAttention", b.decl(dim), heads, bias=bias(b), dropout=dropout), "mha"
+    )
     kv = x
     if b.flag() and outer(b) and b.plain(x.shape[0]) and b.plain(dim):
         kv = b.arg((x.shape[0], b.dim("S", 1, 6), dim))

@@ -113,12 +113,12 @@ def _float32_error(program: Program, case: Case) -> dict[str, float]:
 
     import torch
 
+    from dualnet.backends.torch.masks import dropout_off
+
     summary = program.check()
     inputs = parity.random_inputs(summary, case.dims, 0)
     module = program.torch(seed=0).train(case.train)
-    for sub in module.modules():  # as parity runs training mode: Dropout off
-        if isinstance(sub, torch.nn.Dropout):
-            sub.p = 0.0
+    dropout_off(module)  # as parity runs training mode
     given = [torch.from_numpy(inputs[v.name]) for v in summary.graph.inputs]
     runs = []
     for dtype in (torch.float32, torch.float64):
