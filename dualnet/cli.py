@@ -261,6 +261,12 @@ def _parser() -> argparse.ArgumentParser:
         "torchrun); keras, MirroredStrategy over N devices; --batch-size is the global batch",
     )
     tr.add_argument(
+        "--multi-worker",
+        action="store_true",
+        help="keras: N worker processes on this machine under MultiWorkerMirroredStrategy "
+        "(each given a TF_CONFIG) instead of one process over N devices",
+    )
+    tr.add_argument(
         "-o", "--output", required=True, metavar="RUN_DIR", help="checkpoints, logs, metrics.json"
     )
     max_params_arg(tr)
@@ -640,7 +646,12 @@ def _train(args, summary) -> int:
     """Train with the generated training code; exit 130 after a checkpoint on Ctrl-C."""
     from dualnet.diagnostics import error, option
     from dualnet.training.data import read_data
-    from dualnet.training.distributed import follower, launch, launched
+    from dualnet.training.distributed import (
+        follower,
+        launch,
+        launched,
+        require_no_accumulation,
+    )
     from dualnet.training.loop import Interrupted, Options, train
 
     data = read_data(args.data)
@@ -661,11 +672,22 @@ def _train(args, summary) -> int:
         args.plot,
         not args.no_progress,
         args.distributed,
+        args.multi_worker,
     )
+    if args.multi_worker and (args.backend != "keras" or args.distributed < 2):
+        raise error(
+            "E-INPUT",
+            "--multi-worker runs Keras workers: it needs --backend keras and --distributed N "
+            "with N ≥ 2",
+            option("--multi-worker"),
+        )
     if args.distributed > 1:
         _check_shares(args.distributed, args.batch_size, examples)
-        if args.backend == "torch" and not launched():
-            return launch(args.argv, args.distributed)
+        if args.backend == "keras":
+            require_no_accumulation(spec)
+        processes = args.backend == "torch" or args.multi_worker
+        if processes and not launched(args.multi_worker):
+            return launch(args.argv, args.distributed, workers=args.multi_worker)
     try:
         result = train(_program(args), spec, args.backend, args.output, data, val, options)
     except Interrupted as exc:

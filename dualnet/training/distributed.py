@@ -3,10 +3,13 @@ processes on this machine, each one the same `dualnet train` command with torchr
 environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), the generated `train_step` on the
 rank's share of each global batch under DistributedDataParallel. Keras: one process, the
 model compiled under `tf.distribute.MirroredStrategy` over N devices (the GPUs when there
-are N, else N logical CPU devices), which splits each global batch itself."""
+are N, else N logical CPU devices), which splits each global batch itself; with
+`--multi-worker`, N processes as for PyTorch, each a worker of a
+`tf.distribute.MultiWorkerMirroredStrategy` named in its TF_CONFIG."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,26 +23,40 @@ from dualnet.diagnostics import error, option
 TORCHRUN = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def launched() -> bool:
-    """Whether this process is one of a torchrun-style group (ours or torchrun's)."""
+def launched(workers: bool = False) -> bool:
+    """Whether this process is one of a torchrun-style group (ours or torchrun's); with
+    `workers`, one of a TF_CONFIG's workers."""
+    if workers:
+        return "TF_CONFIG" in os.environ
     return all(name in os.environ for name in TORCHRUN)
 
 
 def follower() -> bool:
-    """Whether this process is a rank after the first of such a group (it prints nothing)."""
-    return launched() and os.environ["RANK"] != "0"
+    """Whether this process is a rank after the first of such a group, or a worker after
+    the first (it prints nothing)."""
+    if launched():
+        return os.environ["RANK"] != "0"
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return task.get("index", 0) != 0
 
 
-def launch(argv: list[str], processes: int) -> int:
+def launch(argv: list[str], processes: int, workers: bool = False) -> int:
     """Run `dualnet <argv>` as `processes` ranks on this machine until all have exited (a
     rank failing stops the others, which would wait for it); the first non-zero exit
-    status. Ctrl-C reaches every rank from the terminal: rank 0 checkpoints."""
+    status. Ctrl-C reaches every rank from the terminal: rank 0 checkpoints. With
+    `workers`, each rank also gets a TF_CONFIG naming it a worker of all of them."""
     base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(processes)]}
+
+    def env(rank: int) -> dict[str, str]:
+        out = {**base, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes)}
+        if workers:
+            task = {"type": "worker", "index": rank}
+            out["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
+        return out
+
     ranks = [
-        subprocess.Popen(
-            [sys.executable, "-m", "dualnet", *argv],
-            env={**base, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(processes)},
-        )
+        subprocess.Popen([sys.executable, "-m", "dualnet", *argv], env=env(r))
         for r in range(processes)
     ]
     while any(p.poll() is None for p in ranks):
@@ -119,3 +136,46 @@ def keras_strategy(replicas: int):
         cpu, [tf.config.LogicalDeviceConfiguration()] * replicas
     )
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+
+
+def keras_workers(processes: int):
+    """This process's MultiWorkerMirroredStrategy, rank and world size from its TF_CONFIG;
+    E-INPUT without one, or when it names another number of workers than `processes`."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    workers = config.get("cluster", {}).get("worker", [])
+    if not workers or config.get("task", {}).get("type") != "worker":
+        raise error(
+            "E-INPUT",
+            f"--distributed {processes} --multi-worker outside a group of workers",
+            option("--multi-worker"),
+            notes=[
+                "start the workers with `dualnet train --distributed N --multi-worker`, or "
+                "give each a TF_CONFIG naming the cluster's workers and its own index"
+            ],
+        )
+    if len(workers) != processes:
+        raise error(
+            "E-INPUT",
+            f"--distributed {processes} in a cluster of {len(workers)} workers (TF_CONFIG)",
+            option("--distributed"),
+        )
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    return strategy, int(config["task"]["index"]), len(workers)
+
+
+def require_no_accumulation(spec) -> None:
+    """E-INPUT for a TrainSpec that accumulates batches: Keras does not under a strategy."""
+    if spec.accumulate > 1:
+        raise error(
+            "E-INPUT",
+            f"{spec.model} accumulates {spec.accumulate} batches a step, which Keras "
+            "does not do under a tf.distribute strategy",
+            option("--distributed"),
+            notes=[
+                "its gradient_accumulation_steps all-reduces inside a conditional: "
+                "train with --backend torch, or with a --batch-size "
+                f"{spec.accumulate} times larger and no accumulate"
+            ],
+        )

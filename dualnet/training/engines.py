@@ -11,9 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from dualnet.compiler import Program, execute
-from dualnet.diagnostics import error, option
+from dualnet.io.files import temporary_directory
 from dualnet.training.codegen import Roles
-from dualnet.training.distributed import global_logs, keras_strategy, shard, torch_group
+from dualnet.training.distributed import (
+    global_logs,
+    keras_strategy,
+    keras_workers,
+    require_no_accumulation,
+    shard,
+    torch_group,
+)
 from dualnet.training.files import training_source
 from dualnet.training.spec import TrainSpec
 
@@ -152,30 +159,26 @@ class KerasEngine:
         self.code = generated(program, spec, "keras")
         self.save, self.load = KERAS.weights_io()
         self.where = f"Keras {keras.__version__} ({keras.backend.backend()})"
-        scope = contextlib.nullcontext()
+        self.program, self.spec, self.roles = program, spec, roles
+        self.strategy = None
         if replicas > 1:
-            if spec.accumulate > 1:
-                raise error(
-                    "E-INPUT",
-                    f"{spec.model} accumulates {spec.accumulate} batches a step, which Keras "
-                    "does not do under a tf.distribute strategy",
-                    option("--distributed"),
-                    notes=[
-                        "its gradient_accumulation_steps all-reduces inside a conditional: "
-                        "train with --backend torch, or with a --batch-size "
-                        f"{spec.accumulate} times larger and no accumulate"
-                    ],
-                )
-            strategy = keras_strategy(replicas)
-            scope = strategy.scope()
-            devices = ", ".join(strategy.extended.worker_devices)
-            self.where += f", MirroredStrategy over {devices}"
-        with scope:
-            self.model = program.keras(spec.model)
-            self.load(self.model, weights)
-            self.code["compile_for_training"](self.model)
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.roles = roles
+            require_no_accumulation(spec)
+            self.strategy = self._strategy(replicas)
+        with self.strategy.scope() if self.strategy else contextlib.nullcontext():
+            self.model = self._compiled(weights)
+
+    def _strategy(self, replicas: int):
+        strategy = keras_strategy(replicas)
+        self.where += f", MirroredStrategy over {', '.join(strategy.extended.worker_devices)}"
+        return strategy
+
+    def _compiled(self, weights: str):
+        """The generated model from `weights`, compiled by the generated training file."""
+        model = self.program.keras(self.spec.model)
+        self.load(model, weights)
+        self.code["compile_for_training"](model)
+        model.optimizer.build(model.trainable_variables)
+        return model
 
     def _split(self, batch):
         x = [batch[n] for n in self.roles.inputs]
@@ -223,6 +226,55 @@ class KerasEngine:
             (v.path.split("/", 1)[-1].removeprefix(prefix), v)
             for v in self.model.optimizer.variables
         ]
+
+
+class KerasWorkerEngine(KerasEngine):
+    """`--backend keras --distributed N --multi-worker`: this process is one of N workers of
+    a MultiWorkerMirroredStrategy (its TF_CONFIG), training on its share of each global
+    batch with the generated `make_distributed_step` (Keras's `fit` fails under that
+    strategy); rank 0 validates on a copy of the model outside the strategy (inside it, the
+    workers would wait for each other)."""
+
+    def __init__(self, program, roles, spec, weights, workers: int):
+        super().__init__(program, roles, spec, weights, workers)
+        import tensorflow as tf
+
+        self.step = self.code["make_distributed_step"](self.model, self.strategy)
+        self.evaluator, self.copied = None, False
+        strategy = self.strategy
+
+        @tf.function
+        def any_worker(flag):
+            flags = strategy.run(lambda f: f, (flag,))
+            return strategy.reduce("SUM", flags, axis=None)
+
+        self._any_worker = any_worker
+
+    def _strategy(self, replicas: int):
+        strategy, self.rank, self.world = keras_workers(replicas)
+        self.where += f", MultiWorkerMirroredStrategy over {self.world} worker processes"
+        return strategy
+
+    def train(self, batch) -> dict[str, float]:
+        self.copied = False
+        logs = self.step(*self._split(shard(batch, self.rank, self.world)))
+        return {k: float(v) for k, v in logs.items()}
+
+    def evaluate(self, batch) -> dict[str, float]:
+        if not self.copied:  # the weights trained since the last evaluation
+            with temporary_directory() as tmp:
+                file = os.path.join(tmp, "weights.safetensors")
+                self.save(self.model, file)
+                if self.evaluator is None:
+                    self.evaluator = self._compiled(file)
+                else:
+                    self.load(self.evaluator, file)
+            self.copied = True
+        logs = self.evaluator.test_on_batch(*self._split(batch), return_dict=True)
+        return {k: float(v) for k, v in logs.items()}
+
+    def any_rank(self, flag: bool) -> bool:
+        return bool(self._any_worker(np.int32(flag)) > 0)
 
 
 ENGINES = {"torch": TorchEngine, "keras": KerasEngine}

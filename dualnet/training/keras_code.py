@@ -108,8 +108,9 @@ DISTRIBUTED_STEP = '''def make_distributed_step(model: keras.Model, strategy):
     """A training step for a custom loop under `strategy` (a tf.distribute strategy, such as
     MultiWorkerMirroredStrategy, under which Keras 3's `fit` fails), `model` compiled by
     `compile_for_training` inside `strategy.scope()`: `step(x, y)` trains on this worker's
-    share of the global batch and returns the global batch's loss (with equal shares).
-    Without `accumulate`: Keras's accumulation does not run under a strategy."""
+    share of the global batch and returns the global batch's loss and metrics (with equal
+    shares), as `train_on_batch` does. Without `accumulate`: Keras's accumulation does not
+    run under a strategy."""
     import tensorflow as tf
 
     def replica_step(x, y):
@@ -118,11 +119,18 @@ DISTRIBUTED_STEP = '''def make_distributed_step(model: keras.Model, strategy):
             loss = model.compute_loss(x, y, y_pred, training=True)
         gradients = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply(gradients, model.trainable_variables)
-        return loss
+        metrics = model.compute_metrics(x, y, y_pred)  # this replica's share
+        return loss, {k: v for k, v in metrics.items() if k != "loss"}
 
     @tf.function
+    def distributed_step(x, y):
+        loss, metrics = strategy.run(replica_step, (x, y))
+        logs = {k: strategy.reduce("MEAN", v, axis=None) for k, v in metrics.items()}
+        return {"loss": strategy.reduce("SUM", loss, axis=None), **logs}
+
     def step(x, y):
-        return strategy.reduce("SUM", strategy.run(replica_step, (x, y)), axis=None)
+        model.reset_metrics()
+        return distributed_step(x, y)
 
     return step'''
 

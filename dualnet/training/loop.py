@@ -51,6 +51,7 @@ class Options:
     plot: bool = False  # RUN_DIR/curves.png
     progress: bool = True  # the progress bar
     distributed: int = 1  # processes (torch, launched as torchrun does) or replicas (keras)
+    multi_worker: bool = False  # keras: `distributed` worker processes, not replicas
 
 
 class Interrupted(Exception):
@@ -178,7 +179,7 @@ def _last_checkpoint(run_dir: str, resume: bool):
 
 def _engine(program: Program, named, spec: TrainSpec, backend: str, options: Options):
     """The framework's engine, from `options.weights` or the seeded initialisation."""
-    from dualnet.training.engines import ENGINES
+    from dualnet.training.engines import ENGINES, KerasWorkerEngine
 
     if backend not in ENGINES:
         raise error(
@@ -187,12 +188,13 @@ def _engine(program: Program, named, spec: TrainSpec, backend: str, options: Opt
             option("--backend"),
         )
     n = options.distributed
+    engine = KerasWorkerEngine if options.multi_worker else ENGINES[backend]
     if options.weights is not None:
-        return ENGINES[backend](program, named, spec, options.weights, n)
+        return engine(program, named, spec, options.weights, n)
     with temporary_directory() as tmp:
         start = os.path.join(tmp, "init.safetensors")
         write_state(initial_weights(named.model, None, options.seed, program.max_params), start)
-        return ENGINES[backend](program, named, spec, start, n)
+        return engine(program, named, spec, start, n)
 
 
 def _evaluate(engine, val, wanted, names, batch_size: int) -> dict[str, float]:

@@ -164,17 +164,29 @@ def assert_same_run(one: dict, two: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    ("backend", "model"), [("torch", "Classifier"), ("keras", "Scorer")], ids=["torch", "keras"]
+    ("backend", "model", "extra", "where"),
+    [
+        ("torch", "Classifier", (), "DistributedDataParallel over 2 gloo processes"),
+        ("keras", "Scorer", (), "MirroredStrategy over"),
+        (
+            "keras",
+            "Scorer",
+            ("--multi-worker",),
+            "MultiWorkerMirroredStrategy over 2 worker processes",
+        ),
+    ],
+    ids=["torch", "keras", "keras workers"],
 )
-def test_distributed_equals_one_process_with_the_global_batch(backend, model, tmp_path):
+def test_distributed_equals_one_process_with_the_global_batch(
+    backend, model, extra, where, tmp_path
+):
     pytest.importorskip("keras" if backend == "keras" else "torch")
     np.savez(tmp_path / "d.npz", **classification(40, ignored=False))
     np.savez(tmp_path / "v.npz", **classification(12, ignored=False, seed=1))
     common = ("--backend", backend, "--model", model)
     one = cli_train(tmp_path, "one", *common)
-    two = cli_train(tmp_path, "two", *common, "--distributed", "2", separate=True)
-    where = {"torch": "DistributedDataParallel over 2", "keras": "MirroredStrategy over"}
-    assert where[backend] in two["metrics"]["where"]
+    two = cli_train(tmp_path, "two", *common, "--distributed", "2", *extra, separate=True)
+    assert where in two["metrics"]["where"]
     assert_same_run(one, two)
 
 
@@ -184,8 +196,13 @@ def test_distributed_equals_one_process_with_the_global_batch(backend, model, tm
         (("--batch-size", "1"), "a batch of 1 examples cannot be shared by 2 replicas"),
         (("--backend", "keras", "--batch-size", "7"), "cannot be shared by 2 replicas"),
         (("--backend", "keras"), "accumulates 2 batches a step, which Keras does not do"),
+        (
+            ("--backend", "keras", "--multi-worker"),
+            "accumulates 2 batches a step, which Keras does not do",
+        ),
+        (("--multi-worker",), "--multi-worker runs Keras workers"),
     ],
-    ids=["batch", "last batch", "keras accumulate"],
+    ids=["batch", "last batch", "keras accumulate", "keras workers accumulate", "torch workers"],
 )
 def test_what_cannot_be_distributed_is_an_input_error(extra, says, tmp_path, capsys):
     np.savez(tmp_path / "d.npz", **classification(15, ignored=False))
@@ -243,4 +260,18 @@ def test_the_torch_entry_point_outside_a_group_is_an_input_error(tmp_path, monke
     data = classification(16, ignored=False)
     with pytest.raises(DualnetError, match="outside a group of processes"):
         train(program, spec, "torch", tmp_path / "run", data, options=Options(distributed=2))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_keras_workers_entry_point_outside_a_cluster_is_an_input_error(tmp_path, monkeypatch):
+    from dualnet.diagnostics import DualnetError
+    from dualnet.training.loop import Options, train
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    program = load(FILE)
+    spec = program.check("Scorer").training
+    data = classification(16, ignored=False)
+    options = Options(distributed=2, multi_worker=True)
+    with pytest.raises(DualnetError, match="outside a group of workers"):
+        train(program, spec, "keras", tmp_path / "run", data, options=options)
     assert not (tmp_path / "run").exists()
