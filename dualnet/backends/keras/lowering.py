@@ -278,8 +278,9 @@ def _binary(op: str) -> Callable[[KerasCall], str]:
             return f"{atom(b)} {_MIRRORED[symbol]} {atom(a)}"  # `x > 1.0`, not `1.0 < x`
         if op == "add":
             a, b = _broadcast_last_axis(call, a, b)
-            if reads_self(a):  # a Keras variable's `+` is ops.add, which TensorFlow's
-                # backend may misread as a bias add along axis 1 ([3, 4, 4, 1] + [4, 1])
+            if reads_self(a) and not is_number(call, "a"):
+                # a Keras variable's `+` is ops.add, which TensorFlow's backend may misread
+                # as a bias add along axis 1 ([3, 4, 4, 1] + [4, 1])
                 a = f"{a}.value"
         return f"{left_operand(a, symbol)} {symbol} {atom(b)}"
 

@@ -841,7 +841,7 @@ def multi_head_attention(b: Builder) -> None:
     dim = x.shape[2]
     size = b.size(dim)
     heads = num(b, [h for h in range(1, size + 1) if size % h == 0], "decl")
-    dropout = tune(b, "float", [0.1, 0.3], "decl").text if b.flag() else None
+    dropout = tune(b, "float", [0.1, 0.3], "decl") if b.flag() else None
     layer = b.layer(
         render("MultiHeadAttention", b.decl(dim), heads, bias=bias(b), dropout=dropout), "mha"
     )
