@@ -202,10 +202,13 @@ def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]
     correct digits than the tolerance asks), and under SGD by noise that, in a tensor
     starting at zero, is all its value, so that its relative difference is of order 1.
     Those elements — |g| ≤ NOISE · u · G at every step, u the dtype's epsilon, G the
-    largest gradient element of the run — are left out, and said so."""
+    largest gradient element of the run, in float64 at least 1 (the scale of the loss's own
+    gradient, so that a run whose every gradient is noise, a lone parameter that a
+    normalisation cancels, is not held to that noise) — are left out, and said so."""
     if not peaks:
         return {}
     largest = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
+    largest = max(largest, 1.0) if f64 else largest
     floor = NOISE * float(np.finfo(np.float64 if f64 else np.float32).eps) * largest
     masks = {name: p > floor for name, p in peaks.items()}
     left = [f"{n} ({int((~m).sum())} of {m.size})" for n, m in masks.items() if not m.all()]

@@ -240,6 +240,26 @@ def test_keras_tensorflow_add_misreads_a_squeezable_operand_as_a_bias():
     assert np.array_equal(np.asarray(keras.ops.add(x, np.broadcast_to(y, x.shape))), x + y)
 
 
+def test_tensorflow_drops_the_new_axis_of_a_slice_of_a_stack_in_a_graph():
+    """In a tf.function, TensorFlow's graph optimiser rewrites a strided slice with a new
+    axis of a `tf.stack` into one without it: `stack(...)[None, 1:2]` is [1, 1, 11], not
+    [1, 1, 1, 11] (so its gradient fails in fit()); eagerly it is right. Workaround:
+    `_getitem` in backends/keras/lowering.py adds new axes with ops.expand_dims after the
+    indexing."""
+    import tensorflow as tf
+
+    def sliced(h):
+        return tf.stack([h, h * 0.5], -3)[None, 1:2]
+
+    def expanded(h):
+        return tf.expand_dims(tf.stack([h, h * 0.5], -3)[1:2], 0)
+
+    h = tf.ones((1, 11))
+    assert sliced(h).shape == (1, 1, 1, 11)  # eagerly
+    assert tf.function(sliced)(h).shape == (1, 1, 11)
+    assert tf.function(expanded)(h).shape == (1, 1, 1, 11)
+
+
 _READ_BEFORE_UPDATE = """
 import json
 import numpy as np

@@ -450,8 +450,28 @@ def _upsample(call: KerasCall) -> str:
 
 @ROWS.function("getitem")
 def _getitem(call: KerasCall) -> str:
-    src = getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
+    items = call.attrs["items"]
+    new = _new_axes(items)
+    if not new:
+        src = getitem(call, _tensor)  # Python indexing: the same source as PyTorch's
+    else:  # TensorFlow's graph optimiser drops a new axis of a slice of a stack
+        # (test_upstream_bugs): the axes come after the indexing
+        kept = [item for item in items if item[0] != "new"]
+        src = getitem(replace(call, attrs={**call.attrs, "items": kept}), _tensor)
+        axes = str(new[0]) if len(new) == 1 else f"({', '.join(map(str, new))})"
+        src = f"ops.expand_dims({src}, {axes})"
     return _shaped(call, src, call.out_types[0].shape) if _slices_to_known(call) else src
+
+
+def _new_axes(items) -> list[int]:
+    """The axes of x[...]'s result that its `None`s add."""
+    out, axis = [], 0
+    for item in items:
+        if item[0] == "new":
+            out.append(axis)
+        if item[0] != "index":
+            axis += 1
+    return out
 
 
 def _slices_to_known(call: KerasCall) -> bool:
