@@ -810,8 +810,8 @@ class ClassWriter:
     # -- __init__
     def init_body(self) -> list[str]:
         lines: list[str] = []
-        if all(u.graph is None for u in self.units):  # no checked instance calls it: like
-            return lines  # them, it holds nothing (its forward refuses to run)
+        if self.graph is None:  # an instance never called holds nothing, as in the checked
+            return lines  # model (its forward refuses to run): a class of its own
         for member in self.decl.members:
             if not isinstance(member, ast.LayerDecl):
                 continue
@@ -1030,11 +1030,7 @@ class ClassWriter:
     # -- forward
     def forward_body(self) -> list[str]:
         if self.graph is None:
-            ran = next((u for u in self.units if u.graph is not None), None)
-            if ran is None:
-                return self.never_called()
-            with self.writing_as(ran):
-                return self.forward_body()
+            return self.never_called()
         graph = self.graph
         body: list[str] = []
         for arg in self.forward.args:

@@ -264,8 +264,8 @@ class KerasClassWriter(ClassWriter):
         out = super().write()
         ins = self.in_layouts
         outs = tuple(self.out_layouts or ())
-        for inst in self.plan.instances:
-            self.em.layouts[id(inst)] = (ins, outs)
+        for inst in self.plan.instances if self.graph is not None else ():  # (one never
+            self.em.layouts[id(inst)] = (ins, outs)  # called has no layouts to give)
         out.text = "@_register\n" + out.text
         return out
 
