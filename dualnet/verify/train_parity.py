@@ -50,6 +50,7 @@ from dualnet.verify.train_loss import parity_loss
 
 F64_TOLERANCE = 1e-10
 NOISE = 1e3  # rounding-level gradients: ≤ NOISE · epsilon · the largest (`_compared`)
+NOISE_F64 = 1e4  # in float64: a sum of thousands of terms (BatchNorm's backward) errs more
 
 
 @dataclass(frozen=True)
@@ -201,15 +202,17 @@ def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]
     element by its own running scale (in float32, so does one whose gradient has fewer
     correct digits than the tolerance asks), and under SGD by noise that, in a tensor
     starting at zero, is all its value, so that its relative difference is of order 1.
-    Those elements — |g| ≤ NOISE · u · G at every step, u the dtype's epsilon, G the
-    largest gradient element of the run, in float64 at least 1 (the scale of the loss's own
-    gradient, so that a run whose every gradient is noise, a lone parameter that a
-    normalisation cancels, is not held to that noise) — are left out, and said so."""
+    Those elements — |g| ≤ NOISE · u · G at every step (NOISE_F64 in float64), u the
+    dtype's epsilon, G the largest gradient element of the run, in float64 at least 1 (the
+    scale of the loss's own gradient, so that a run whose every gradient is noise, a lone
+    parameter that a normalisation cancels, is not held to that noise) — are left out, and
+    said so."""
     if not peaks:
         return {}
     largest = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
     largest = max(largest, 1.0) if f64 else largest
-    floor = NOISE * float(np.finfo(np.float64 if f64 else np.float32).eps) * largest
+    floor = (NOISE_F64 if f64 else NOISE) * float(np.finfo(np.float64 if f64 else np.float32).eps)
+    floor *= largest
     masks = {name: p > floor for name, p in peaks.items()}
     left = [f"{n} ({int((~m).sum())} of {m.size})" for n, m in masks.items() if not m.all()]
     if left:

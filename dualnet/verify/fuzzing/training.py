@@ -20,7 +20,11 @@ these rows are for what moves a tensor by a good part of a step (a step missing,
 trained that PyTorch has not, a wrong formula), and float64 rounding, amplified where a
 normalisation of an exactly constant value (as a BatchNorm after a bias, over 24
 elements, 1/√eps ≈ 316) sums it into a gradient that should cancel, reached 1.6e-4 in one
-program; formula details (an epsilon's place) are held to 1e-10 by tests/training."""
+program; formula details (an epsilon's place) are held to 1e-10 by tests/training. Where
+`train_parity` left out gradient elements at rounding level (a bias before a BatchNorm,
+which an adaptive optimiser moves by full steps in a direction rounding decides), the
+running statistics fed by what those elements move are not held to it either: a note says
+so."""
 
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ def train_rows(program: Program, dims: dict[str, int], optimizer: str) -> list[p
     start, final = initial_weights(summary, None, 0, program.max_params), result.torch.state
     # (nothing moved in PyTorch: any difference counts as it is)
     moved = max(_largest(final[n] - start[n]) for n in final if n in start) or 1.0
+    noise = any(n.startswith("left out:") for n in result.notes)
     for d in result.tensors:
         state = final[d.tensor]
         gap = d.error * _largest(state)  # the error is max |a − b| / max |b|
@@ -59,6 +64,8 @@ def train_rows(program: Program, dims: dict[str, int], optimizer: str) -> list[p
         rel = gap / moved
         within = parity.TOLERANCE < rel <= TOLERANCE
         note = f"within {TOLERANCE:g} of the largest change" if within else ""
+        if rel > TOLERANCE and noise and d.tensor not in result.torch.peaks:  # a buffer
+            note = "a running statistic after parameters moved by rounding noise (left out)"
         rows.append(parity.Difference(f"train {d.tensor}", state.shape, PAIR, gap, rel, note=note))
     return rows
 
