@@ -31,7 +31,7 @@ def fit_rows(program: Program, dims: dict[str, int], seed: int = 0) -> list[pari
     summary = program.check()
     inputs = parity.random_inputs(summary, dims, seed)
     probe = Probe(train=True, state={})
-    outputs, _ = run(program, None, "torch", inputs, None, seed, probe)
+    outputs, _ = run(program, None, "torch", inputs, None, seed, probe, vary=True)  # parity's
     floats = [v.type.dtype.is_float for v in summary.graph.outputs]
     expected = sum(
         float(np.mean(np.square(np.asarray(o, np.float64))))
@@ -40,7 +40,7 @@ def fit_rows(program: Program, dims: dict[str, int], seed: int = 0) -> list[pari
     )
     with tempfile.TemporaryDirectory() as tmp:
         file = os.path.join(tmp, "init.safetensors")
-        write_state(initial_weights(summary, None, seed), file)
+        write_state(initial_weights(summary, None, seed, vary=True), file)
         loss, state = train_step(program, file, ordered_inputs(summary, inputs), outputs, floats)
     names = [
         state_key(layer.path, name)

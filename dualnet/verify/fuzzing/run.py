@@ -64,7 +64,7 @@ def excuse_rounding(program: Program, case: Case, rows: list) -> list:
     result is itself that far from its float64 result (same weights, same inputs; in
     training mode also the running statistics it updates, and the loss Keras's train step
     reports) — no backend can do better, and the difference says nothing of semantics. The
-    measure is the larger of PyTorch's and (in inference mode) Keras's own float32 error:
+    measure is the larger of PyTorch's and Keras's own float32 error (its outputs):
     Keras computes a norm's variance as E[x²] − E[x]² (`ops.moments`), up to a few times
     PyTorch's error, which compounds over consecutive norms. Where any of PyTorch's own
     float32 results is off by NOISE or more, the program passes through a point where
@@ -73,7 +73,7 @@ def excuse_rounding(program: Program, case: Case, rows: list) -> list:
     torch_error = _float32_error(program, case)
     worst = max(torch_error, key=torch_error.get)
     chaotic = torch_error[worst] >= NOISE
-    keras_error = {} if case.train else _keras_float32_error(program, case)
+    keras_error = _keras_float32_error(program, case)
     error = {k: max(e, keras_error.get(k, 0.0)) for k, e in torch_error.items()}
 
     def note(r) -> str | None:
@@ -108,16 +108,26 @@ def _output_names(count: int) -> list[str]:
 def _float32_error(program: Program, case: Case) -> dict[str, float]:
     """PyTorch's relative error in float32 against float64, per output row name ("output",
     "output_1", ...; in training mode also "state <buffer>", and "output" for the loss
-    too when there is one output)."""
+    too when there is one output), from parity's weights."""
     import copy
+    import os
 
     import torch
 
+    from dualnet.backends.initial import initial_weights
+    from dualnet.backends.torch.backend import TORCH
     from dualnet.backends.torch.masks import dropout_off
+    from dualnet.io.files import temporary_directory
+    from dualnet.io.weights import write_state
 
     summary = program.check()
     inputs = parity.random_inputs(summary, case.dims, 0)
-    module = program.torch(seed=0).train(case.train)
+    module = program.torch()
+    with temporary_directory() as tmp:
+        file = os.path.join(tmp, "weights.safetensors")
+        write_state(initial_weights(summary, None, 0, vary=True), file)
+        TORCH.weights_io()[1](module, file)
+    module.train(case.train)
     dropout_off(module)  # as parity runs training mode
     given = [torch.from_numpy(inputs[v.name]) for v in summary.graph.inputs]
     runs = []
@@ -137,13 +147,15 @@ def _float32_error(program: Program, case: Case) -> dict[str, float]:
 
 def _keras_float32_error(program: Program, case: Case) -> dict[str, float]:
     """Keras's relative error in float32 against the same model built in float64, per
-    output (inference); none where the generated model does not build in float64."""
+    output (in the case's mode); none where the generated model does not build in
+    float64."""
     import os
 
     import numpy as np
 
     from dualnet.backends.initial import initial_weights
     from dualnet.backends.keras.gradients import keras_float64
+    from dualnet.backends.keras.masks import dropout_off
     from dualnet.backends.keras.state import load_keras
     from dualnet.io.files import temporary_directory
     from dualnet.io.weights import write_state
@@ -162,7 +174,8 @@ def _keras_float32_error(program: Program, case: Case) -> dict[str, float]:
                 with keras_float64() if wide else _nothing():
                     model = program.keras()
                     load_keras(model, file)
-                    out = model(*(cast(x) for x in given), training=False)
+                    dropout_off(model)  # as parity runs training mode
+                    out = model(*(cast(x) for x in given), training=case.train)
             except Exception:  # noqa: BLE001 - a model that is float32 only: no measure
                 return {}
             out = out if isinstance(out, tuple | list) else (out,)
