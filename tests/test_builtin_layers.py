@@ -95,6 +95,12 @@ def test_training_parity_turns_stochastic_depth_off(tmp_path):
     assert rows and all(r.ok for r in rows), rows
 
 
+def _first_diagnostic(tmp_path, source: str):
+    path = tmp_path / "bad.dnet"
+    path.write_text(source)
+    return dualnet.check_file(str(path)).diagnostics[0]
+
+
 @pytest.mark.parametrize(
     ("declaration", "code", "text"),
     [
@@ -104,31 +110,28 @@ def test_training_parity_turns_stochastic_depth_off(tmp_path):
     ],
 )
 def test_bad_arguments_are_diagnostics(tmp_path, declaration, code, text):
-    path = tmp_path / "bad.dnet"
-    path.write_text(
+    found = _first_diagnostic(
+        tmp_path,
         f"model M() {{\n    layer = {declaration}\n"
-        "    forward(x: f32[B, 4, 2, 2]) -> f32[B, 4, 2, 2] { return layer(x) }\n}\n"
+        "    forward(x: f32[B, 4, 2, 2]) -> f32[B, 4, 2, 2] { return layer(x) }\n}\n",
     )
-    found = dualnet.check_file(str(path)).diagnostics[0]
     assert found.code == code and text in found.message and found.span is not None, found
 
 
 def test_attention_dropout_must_be_a_probability(tmp_path):
-    path = tmp_path / "bad.dnet"
-    path.write_text(
+    found = _first_diagnostic(
+        tmp_path,
         "model M() {\n    mha = MultiHeadAttention(4, 2, dropout=1.5)\n"
-        "    forward(x: f32[B, T, 4]) -> f32[B, T, 4] { return mha(x, x, x) }\n}\n"
+        "    forward(x: f32[B, T, 4]) -> f32[B, T, 4] { return mha(x, x, x) }\n}\n",
     )
-    found = dualnet.check_file(str(path)).diagnostics[0]
     assert found.code == "E-VALUE" and "`dropout` must be in [0, 1)" in found.message, found
     assert found.span.line == 2
 
 
 def test_a_pooling_layer_is_declared_not_created_in_forward(tmp_path):
-    path = tmp_path / "bad.dnet"
-    path.write_text(
+    found = _first_diagnostic(
+        tmp_path,
         "model M() {\n"
-        "    forward(x: f32[B, 4, 2, 2]) -> f32[B, 4, 1, 1] { return MaxPool2d(2)(x) }\n}\n"
+        "    forward(x: f32[B, 4, 2, 2]) -> f32[B, 4, 1, 1] { return MaxPool2d(2)(x) }\n}\n",
     )
-    found = dualnet.check_file(str(path)).diagnostics[0]
     assert found.code == "E-MODEL" and "layer MaxPool2d" in found.message, found

@@ -7,7 +7,7 @@ import math
 
 from dualnet.ir.graph import Init
 from dualnet.ir.types import DType, TensorType
-from dualnet.ops.common import broadcast, fan_in_init, positive, same_dtype
+from dualnet.ops.common import broadcast, fan_in_init, positive, probability, same_dtype
 from dualnet.ops.lazy_numpy import np
 from dualnet.ops.registry import Ctx, OpDef, P, Use, register, sig
 
@@ -184,13 +184,7 @@ def _mha_infer(ctx: Ctx) -> list[TensorType]:
                 name,
                 f"{t.shape[2]} vs {dim}",
             )
-    if not 0.0 <= cfg["dropout"] < 1.0:
-        ctx.fail(
-            f"`dropout` must be in [0, 1), found {cfg['dropout']}",
-            "dropout",
-            "out of range",
-            code="E-VALUE",
-        )
+    probability(ctx, "dropout")
     dtype = same_dtype(ctx, q, k, v)
     if not q.shape[0] == k.shape[0] == v.shape[0]:
         ctx.fail(f"batch sizes differ: {q}, {k}, {v}", "k", "dimension 0")

@@ -39,6 +39,17 @@ def positive(ctx: Ctx, values: tuple[int, ...], name: str, allow_zero: bool = Fa
         )
 
 
+def probability(ctx: Ctx, name: str) -> None:
+    """E-VALUE unless the config's `name` is a dropout probability, in [0, 1)."""
+    if not 0.0 <= ctx.config[name] < 1.0:
+        ctx.fail(
+            f"`{name}` must be in [0, 1), found {ctx.config[name]}",
+            name,
+            "out of range",
+            code="E-VALUE",
+        )
+
+
 def fits_in(ctx: Ctx, attr: str, dtype: DType) -> None:
     """E-VALUE when the scalar attribute `attr` (None: absent) is no value of `dtype`."""
     value = ctx.attrs[attr]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dualnet.ir.graph import Init
 from dualnet.ir.types import DType, TensorType
-from dualnet.ops.common import WEIGHT_INITS, fan_in_params, init_choice, positive
+from dualnet.ops.common import WEIGHT_INITS, fan_in_params, init_choice, positive, probability
 from dualnet.ops.registry import Ctx, OpDef, P, register, sig
 
 
@@ -67,10 +67,7 @@ register(
 
 
 def _dropout_infer(ctx: Ctx) -> list[TensorType]:
-    if not 0.0 <= ctx.config["p"] < 1.0:
-        ctx.fail(
-            f"`p` must be in [0, 1), found {ctx.config['p']}", "p", "out of range", code="E-VALUE"
-        )
+    probability(ctx, "p")
     return [ctx.inputs["x"]]
 
 
