@@ -74,7 +74,7 @@ class Backend:
 
 class SourceBackend(Backend):
     """A backend dualnet writes Python source for: the generated file may import only
-    `imports` and register only with `registrations` (`source_code.validate`)."""
+    `imports` and decorate or register only with `registrations` (`source_code.validate`)."""
 
     kind = "source"
     imports: frozenset[str]

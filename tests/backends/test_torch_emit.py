@@ -208,6 +208,32 @@ def test_torch_compile():
         assert torch.allclose(compiled(x), net(x), atol=1e-6)
 
 
+def test_batch_norm_gradient_whatever_the_incoming_layout(tmp_path):
+    """A BatchNorm's gradients do not depend on the layout of the gradient its backward
+    receives (PyTorch's own do: test_upstream_bugs.py); the module still scripts and saves
+    with torch.jit, which runs it without the workaround."""
+    source = tmp_path / "bn.dnet"
+    source.write_text(
+        "model Net() {\n    norm = BatchNorm()\n"
+        "    forward(x: f32[B, 3, H, 1]) -> f32[B, 3, H, 1] { return norm(x) }\n}\n"
+    )
+    net = dualnet.load(str(source)).torch().double()
+    x = torch.randn(2, 3, 4, 1, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 3, 4, 1, dtype=torch.float64)
+    channels_last = torch.empty_strided(grad.shape, (12, 1, 3, 1), dtype=grad.dtype)
+    channels_last.copy_(grad)
+    for training in (True, False):
+        net.train(training)
+        wanted, got = (
+            torch.autograd.grad(net(x), (x, *net.parameters()), g) for g in (grad, channels_last)
+        )
+        for w, g in zip(wanted, got, strict=True):
+            assert torch.equal(w, g)
+    scripted = torch.jit.script(net.eval())
+    torch.jit.save(scripted, str(tmp_path / "bn.pt"))
+    assert torch.equal(scripted(x), net(x))
+
+
 def test_init_file_loads_into_the_generated_module_and_torchvision_names(tmp_path):
     """`dualnet init` writes what the generated module loads strictly; its names are
     torchvision's (the hand-written torchvision-style ResNet-18 of test_weights.py)."""

@@ -111,6 +111,35 @@ def test_torch_avg_pool3d_refuses_an_input_smaller_than_its_kernel():
         F.avg_pool3d(x, (2, 3, 3), 2, padding=(0, 1, 1))
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_torch_batch_norm_backward_misreads_a_gradient_laid_out_otherwise(training):
+    """PyTorch's CPU BatchNorm backward computes wrong gradients (input, weight and bias)
+    when the incoming gradient is channels-last with a size-1 axis while the input is
+    contiguous: the layout in which scaled_dot_product_attention returns the gradient of
+    [B, C, L, 1]. Workaround: `_gradient_in_output_layout` in
+    backends/runtime/torch_helpers.py (the gradient copied into the output's layout)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 1, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    mean, var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    grad = torch.randn(2, 3, 4, 1, dtype=torch.float64)
+    channels_last = torch.empty_strided(grad.shape, (12, 1, 3, 1), dtype=grad.dtype)
+    channels_last.copy_(grad)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last)
+
+    def gradients(g):
+        y = F.batch_norm(x, mean, var, weight, bias, training)
+        return torch.autograd.grad(y, (x, weight, bias), g)
+
+    right, wrong = gradients(grad), gradients(channels_last)
+    assert all(torch.equal(a, b) for a, b in zip(right, gradients(grad.clone()), strict=True))
+    assert all((a - b).abs().max() > 0.1 for a, b in zip(right, wrong, strict=True))
+
+
 # ---------------------------------------------------------------- TensorFlow
 
 

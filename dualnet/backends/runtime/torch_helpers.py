@@ -109,12 +109,43 @@ def _mha_keys(attention, q, k, v, mask):
 def _bn(module):
     """`module`, a BatchNorm, without `num_batches_tracked` in its state_dict: dualnet's weight
     files hold weight, bias, running_mean and running_var only. The counter only matters when
-    momentum is None, which dualnet never uses; it stays as a non-persistent buffer."""
+    momentum is None, which dualnet never uses; it stays as a non-persistent buffer. Its
+    backward gets its gradient in its output's layout (`_gradient_in_output_layout`)."""
     module.register_buffer(
         "num_batches_tracked", module.num_batches_tracked, persistent=False
     )
     module.register_load_state_dict_pre_hook(_skip_num_batches_tracked)
+    module.register_forward_hook(_gradient_in_output_layout)
     return module
+
+
+def _gradient_in_output_layout(
+    module: nn.Module, args: tuple[torch.Tensor], output: torch.Tensor
+) -> None:
+    """A forward hook of every BatchNorm: the gradient that reaches its backward is first
+    laid out as its output is. PyTorch's CPU BatchNorm backward computes wrong gradients
+    when the two layouts differ around a size-1 axis (channels-last against contiguous:
+    the gradient of an attention over [B, C, L, 1] is one); an upstream bug, shown in
+    dualnet's tests/backends/test_upstream_bugs.py. The copy happens only then. (Typed, so
+    that torch.jit.script compiles it; TorchScript has no tensor hooks.)"""
+    if not torch.jit.is_scripting():
+        _lay_out_gradient(output)
+
+
+@torch.jit.unused
+def _lay_out_gradient(output):
+    if output.requires_grad:
+        strides = output.stride()
+        output.register_hook(lambda grad: _laid_out(grad, strides))
+
+
+def _laid_out(grad, strides):
+    """`grad` with `strides`: itself, or a copy where its own differ."""
+    if grad.stride() == strides:
+        return grad
+    return torch.empty_strided(
+        grad.shape, strides, dtype=grad.dtype, device=grad.device
+    ).copy_(grad)
 
 
 def _skip_num_batches_tracked(module, state_dict, prefix, *args):

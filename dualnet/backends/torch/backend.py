@@ -16,6 +16,7 @@ class TorchBackend(SourceBackend):
     imports = frozenset(
         {"__future__", "collections", "math", "torch", "torch.nn", "torch.nn.functional", "typing"}
     )
+    registrations = frozenset({"torch.jit.unused"})  # a runtime helper TorchScript skips
 
     def emit(self, instance, file: str, layout: str) -> tuple[str, str]:
         if layout != self.layouts[0]:
