@@ -650,7 +650,6 @@ def _train(args, summary) -> int:
         follower,
         launch,
         launched,
-        require_no_accumulation,
     )
     from dualnet.training.loop import Interrupted, Options, train
 
@@ -683,8 +682,6 @@ def _train(args, summary) -> int:
         )
     if args.distributed > 1:
         _check_shares(args.distributed, args.batch_size, examples)
-        if args.backend == "keras":
-            require_no_accumulation(spec)
         processes = args.backend == "torch" or args.multi_worker
         if processes and not launched(args.multi_worker):
             return launch(args.argv, args.distributed, workers=args.multi_worker)

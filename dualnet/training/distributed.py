@@ -163,19 +163,3 @@ def keras_workers(processes: int):
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     return strategy, int(config["task"]["index"]), len(workers)
-
-
-def require_no_accumulation(spec) -> None:
-    """E-INPUT for a TrainSpec that accumulates batches: Keras does not under a strategy."""
-    if spec.accumulate > 1:
-        raise error(
-            "E-INPUT",
-            f"{spec.model} accumulates {spec.accumulate} batches a step, which Keras "
-            "does not do under a tf.distribute strategy",
-            option("--distributed"),
-            notes=[
-                "its gradient_accumulation_steps all-reduces inside a conditional: "
-                "train with --backend torch, or with a --batch-size "
-                f"{spec.accumulate} times larger and no accumulate"
-            ],
-        )

@@ -17,7 +17,6 @@ from dualnet.training.distributed import (
     global_logs,
     keras_strategy,
     keras_workers,
-    require_no_accumulation,
     shard,
     torch_group,
 )
@@ -147,6 +146,7 @@ class KerasEngine:
     name = "keras"
 
     rank = 0  # one process, whatever the devices
+    custom_loop = False  # under a strategy: `fit`'s step, unless accumulating (it fails then)
 
     def __init__(
         self, program: Program, roles: Roles, spec: TrainSpec, weights: str, replicas: int = 1
@@ -160,12 +160,13 @@ class KerasEngine:
         self.save, self.load = KERAS.weights_io()
         self.where = f"Keras {keras.__version__} ({keras.backend.backend()})"
         self.program, self.spec, self.roles = program, spec, roles
-        self.strategy = None
+        self.strategy = self.step = None
         if replicas > 1:
-            require_no_accumulation(spec)
             self.strategy = self._strategy(replicas)
         with self.strategy.scope() if self.strategy else contextlib.nullcontext():
             self.model = self._compiled(weights)
+        if self.strategy and (self.custom_loop or spec.accumulate > 1):
+            self.step = self.code["make_distributed_step"](self.model, self.strategy)
 
     def _strategy(self, replicas: int):
         strategy = keras_strategy(replicas)
@@ -186,7 +187,10 @@ class KerasEngine:
         return (x[0] if len(x) == 1 else tuple(x)), (y[0] if len(y) == 1 else tuple(y))
 
     def train(self, batch) -> dict[str, float]:
-        logs = self.model.train_on_batch(*self._split(batch), return_dict=True)
+        if self.step:
+            logs = self.step(*self._split(batch))
+        else:
+            logs = self.model.train_on_batch(*self._split(batch), return_dict=True)
         return {k: float(v) for k, v in logs.items()}
 
     def evaluate(self, batch) -> dict[str, float]:
@@ -235,11 +239,12 @@ class KerasWorkerEngine(KerasEngine):
     strategy); rank 0 validates on a copy of the model outside the strategy (inside it, the
     workers would wait for each other)."""
 
+    custom_loop = True
+
     def __init__(self, program, roles, spec, weights, workers: int):
         super().__init__(program, roles, spec, weights, workers)
         import tensorflow as tf
 
-        self.step = self.code["make_distributed_step"](self.model, self.strategy)
         self.evaluator, self.copied = None, False
         strategy = self.strategy
 

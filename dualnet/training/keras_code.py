@@ -100,39 +100,120 @@ def _functions(roles: Roles, spec: TrainSpec) -> str:
         "    model.compute_loss = compute_loss\n"
         "    model.compute_metrics = compute_metrics\n"
         "    model.reset_metrics = reset_metrics\n"
-        "    return model\n\n\n" + DISTRIBUTED_STEP
+        "    return model\n\n\n" + _distributed_step(spec.accumulate)
     )
 
 
-DISTRIBUTED_STEP = '''def make_distributed_step(model: keras.Model, strategy):
-    """A training step for a custom loop under `strategy` (a tf.distribute strategy, such as
-    MultiWorkerMirroredStrategy, under which Keras 3's `fit` fails), `model` compiled by
-    `compile_for_training` inside `strategy.scope()`: `step(x, y)` trains on this worker's
-    share of the global batch and returns the global batch's loss and metrics (with equal
-    shares), as `train_on_batch` does. Without `accumulate`: Keras's accumulation does not
-    run under a strategy."""
-    import tensorflow as tf
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=True)
-            loss = model.compute_loss(x, y, y_pred, training=True)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply(gradients, model.trainable_variables)
-        metrics = model.compute_metrics(x, y, y_pred)  # this replica's share
-        return loss, {k: v for k, v in metrics.items() if k != "loss"}
-
-    @tf.function
-    def distributed_step(x, y):
-        loss, metrics = strategy.run(replica_step, (x, y))
-        logs = {k: strategy.reduce("MEAN", v, axis=None) for k, v in metrics.items()}
-        return {"loss": strategy.reduce("SUM", loss, axis=None), **logs}
-
-    def step(x, y):
-        model.reset_metrics()
-        return distributed_step(x, y)
-
-    return step'''
+def _distributed_step(accumulate: int) -> str:
+    """`make_distributed_step`'s source; with `accumulate` > 1 it sums each batch's gradients
+    in per-replica variables and steps the optimiser every ACCUMULATE-th call."""
+    each = accumulate > 1
+    accumulating = (
+        "\n    Every ACCUMULATE-th call steps the optimiser with the batches' mean gradient:"
+        "\n    Keras's own accumulation does not run under a strategy (it all-reduces inside a"
+        "\n    conditional), so this step accumulates in its place; a run resumed from the"
+        "\n    weights and optimizer state starts at an optimiser step."
+    )
+    doc = (
+        '    """A training step for a custom loop under `strategy` (a tf.distribute strategy,\n'
+        "    such as MultiWorkerMirroredStrategy, under which Keras 3's `fit` fails), `model`\n"
+        "    compiled by `compile_for_training` inside `strategy.scope()`: `step(x, y)` trains on\n"
+        "    this worker's share of the global batch, split equally among the worker's\n"
+        "    replicas, and returns the global batch's loss and metrics (with equal shares), as\n"
+        "    `train_on_batch` does." + (accumulating if each else "") + '"""'
+    )
+    lines = [
+        "def make_distributed_step(model: keras.Model, strategy):",
+        doc,
+        "    import tensorflow as tf",
+        "",
+        "    replicas = len(strategy.extended.worker_devices)  # this worker's",
+    ]
+    if each:
+        lines += [
+            "    model.optimizer.gradient_accumulation_steps = None  # accumulated here",
+            "    with strategy.scope():  # each replica's sum of its gradients / ACCUMULATE",
+            "        sums = [",
+            "            tf.Variable(",
+            "                tf.zeros_like(v),",
+            "                trainable=False,",
+            "                synchronization=tf.VariableSynchronization.ON_READ,",
+            "                aggregation=tf.VariableAggregation.SUM,",
+            "            )",
+            "            for v in model.trainable_variables",
+            "        ]",
+            "    reached = []  # whether each variable has a gradient (found when traced)",
+            "    done = int(ops.convert_to_numpy(model.optimizer.iterations))",
+            "    calls = [done * ACCUMULATE]  # batches, from the optimiser steps taken",
+        ]
+    lines += [
+        "",
+        "    def share(values, context):",
+        '        """This replica\'s equal part of the worker\'s share."""',
+        "        index = context.replica_id_in_sync_group % replicas",
+        "        return tf.nest.map_structure(lambda v: tf.split(v, replicas)[index], values)",
+        "",
+        "    def replica_step(x, y):",
+        "        with tf.GradientTape() as tape:",
+        "            y_pred = model(x, training=True)",
+        "            loss = model.compute_loss(x, y, y_pred, training=True)",
+        "        gradients = tape.gradient(loss, model.trainable_variables)",
+    ]
+    if each:
+        lines += [
+            "        reached[:] = [g is not None for g in gradients]",
+            "        for total, g in zip(sums, gradients, strict=True):",
+            "            if g is not None:",
+            "                total.assign_add(tf.convert_to_tensor(g) / ACCUMULATE)",
+        ]
+    else:
+        lines += ["        model.optimizer.apply(gradients, model.trainable_variables)"]
+    lines += [
+        "        metrics = model.compute_metrics(x, y, y_pred)  # this replica's share",
+        '        return loss, {k: v for k, v in metrics.items() if k != "loss"}',
+        "",
+    ]
+    if each:
+        lines += [
+            "    def replica_update():",
+            "        gradients = [",
+            "            tf.identity(total) if has else None",
+            "            for total, has in zip(sums, reached, strict=True)",
+            "        ]",
+            "        model.optimizer.apply(gradients, model.trainable_variables)",
+            "        for total in sums:",
+            "            total.assign(tf.zeros_like(total))",
+            "",
+            "    @tf.function",
+            "    def update():",
+            "        strategy.run(replica_update)",
+            "",
+        ]
+    lines += [
+        "    @tf.function",
+        "    def distributed_step(x, y):",
+        "        inputs = strategy.experimental_distribute_values_from_function(",
+        "            lambda context: share((x, y), context)",
+        "        )",
+        "        loss, metrics = strategy.run(replica_step, inputs)",
+        '        logs = {k: strategy.reduce("MEAN", v, axis=None) for k, v in metrics.items()}',
+        '        return {"loss": strategy.reduce("SUM", loss, axis=None), **logs}',
+        "",
+        "    def step(x, y):",
+        "        model.reset_metrics()",
+    ]
+    if each:
+        lines += [
+            "        logs = distributed_step(x, y)",
+            "        calls[0] += 1",
+            "        if calls[0] % ACCUMULATE == 0:",
+            "            update()",
+            "        return logs",
+        ]
+    else:
+        lines += ["        return distributed_step(x, y)"]
+    lines += ["", "    return step"]
+    return "\n".join(lines)
 
 
 def _metrics(roles: Roles, spec: TrainSpec) -> str:
