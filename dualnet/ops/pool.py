@@ -219,10 +219,12 @@ def _adaptive_rule(n: int):
                 f"expected ({', '.join(names)})",
                 code="E-VALUE",
             )
-        # a size written in another form than the input's but equal for every value of its
-        # symbols is the input's own: pooling keeps that axis
+        # a symbolic size written in another form than the input's but equal for every value
+        # of its symbols is the input's own: pooling keeps that axis (a number stays itself,
+        # even where it equals this instance's input size: another instance's may differ)
         size = tuple(
-            m if equal_everywhere(o, m) else o for m, o in zip(x.shape[2:], size, strict=True)
+            m if isinstance(o, Dim) and equal_everywhere(o, m) else o
+            for m, o in zip(x.shape[2:], size, strict=True)
         )
         bins = []
         for axis, (m, o) in enumerate(zip(x.shape[2:], size, strict=True)):

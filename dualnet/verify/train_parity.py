@@ -15,14 +15,16 @@ both, since each framework draws its own masks, and said so; with `same_dropout`
 (`--same-dropout`) it stays on, and every Dropout/StochasticDepth call site gets one mask
 per step, drawn from the seed and the step (`dropout_masks`), in both frameworks.
 MultiHeadAttention's dropout on its weights is always off (no mask can be given inside it).
-`--f64` runs both in float64 (the PyTorch module `.double()`, the Keras model under a
-float64 floatx and dtype policy), which separates round-off from semantics.
+`vary` starts from parity's weights instead of the seeded initialisation (its constant
+tensors redrawn: `initial.varied`). `--f64` runs both in float64 (the PyTorch module
+`.double()`, the Keras model under a float64 floatx and dtype policy), which separates
+round-off from semantics.
 
 Compared: the loss of every step, and at the end every tensor of the state (parameters
 and running statistics) in PyTorch's names and layouts, as max |a − b| / max |b|; the
 tolerance is 1e-10 in float64, in float32 1e-5 for SGD and 1e-4 for the adaptive
-optimisers. With `per_layer`, the state after every step, and the first (step, tensor)
-beyond the tolerance is named.
+optimisers. With `per_layer`, the state after every step (and PyTorch's gradient sizes at
+every optimiser step), and the first (step, tensor) beyond the tolerance is named.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class TrainRun:
     state: dict[str, np.ndarray]
     history: list[dict[str, np.ndarray]]
     peaks: dict[str, np.ndarray] | None = None  # PyTorch: each gradient element's largest |g|
+    gradients: list[dict[str, np.ndarray]] | None = None  # PyTorch, per_layer: |g| per step
 
 
 @dataclass
@@ -109,6 +112,7 @@ def train_parity(
     f64: bool = False,
     per_layer: bool = False,
     same_dropout: bool = False,
+    vary: bool = False,
 ) -> TrainParity:
     """Train in both frameworks and compare (module doc); `steps` counts batches."""
     from dualnet.backends.torch.masks import call_sites
@@ -148,7 +152,7 @@ def train_parity(
     }
     with temporary_directory() as tmp:
         file = os.path.join(tmp, "weights.safetensors")
-        state = initial_weights(summary, weights, seed, program.max_params)
+        state = initial_weights(summary, weights, seed, program.max_params, vary=vary)
         write_state(float64(state) if f64 else state, file)
         module = _torch_module(program, model, file, f64, same_dropout)
         loss = parity_loss(program, training, module, batches[0], seed, f64)
@@ -163,6 +167,7 @@ def train_parity(
         ran_torch = _torch_run(program, model, file, run)
         ran_keras = _keras_run(program, model, file, run)
     compared = _compared(spec, ran_torch.peaks, f64, notes)
+    ran_torch.history = [_merged(state, lstm, aliases) for state in ran_torch.history]
     torch_state = _merged(ran_torch.state, lstm, aliases)
     tensors = [
         Divergence(steps, name, relative(ran_keras.state[name], value, compared.get(name)))
@@ -182,7 +187,6 @@ def train_parity(
         accumulate,
     )
     for t, (ours, theirs) in enumerate(zip(ran_keras.history, ran_torch.history, strict=True)):
-        theirs = _merged(theirs, lstm, aliases)
         bad = [
             Divergence(t + 1, name, e)
             for name, value in theirs.items()
@@ -209,10 +213,7 @@ def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]
     said so."""
     if not peaks:
         return {}
-    largest = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
-    largest = max(largest, 1.0) if f64 else largest
-    floor = (NOISE_F64 if f64 else NOISE) * float(np.finfo(np.float64 if f64 else np.float32).eps)
-    floor *= largest
+    floor = noise_floor(peaks, f64)
     masks = {name: p > floor for name, p in peaks.items()}
     left = [f"{n} ({int((~m).sum())} of {m.size})" for n, m in masks.items() if not m.all()]
     if left:
@@ -222,6 +223,14 @@ def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]
             f" which {spec.name} {moves}: {', '.join(left)}"
         )
     return {name: m for name, m in masks.items() if not m.all()}
+
+
+def noise_floor(peaks: dict[str, np.ndarray], f64: bool) -> float:
+    """The largest |g| at rounding level: NOISE · u · G (`_compared`)."""
+    largest = max((float(p.max(initial=0.0)) for p in peaks.values()), default=0.0)
+    largest = max(largest, 1.0) if f64 else largest
+    floor = (NOISE_F64 if f64 else NOISE) * float(np.finfo(np.float64 if f64 else np.float32).eps)
+    return floor * largest
 
 
 def _batch(summary, dims, seed: int, step: int, max_params, f64: bool) -> list[np.ndarray]:
@@ -281,7 +290,7 @@ def _torch_run(program, model, file, run: Run) -> TrainRun:
     module = _torch_module(program, model, file, f64, bool(masks.sites))
     training = build_torch(run.spec, module.named_parameters())
     loss = run.loss.torch()
-    losses, history = [], []
+    losses, history, gradients = [], [], []
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     peaks = {n: np.zeros(tuple(p.shape)) for n, p in named}
     with given_masks(module, masks.sites) as feed, torch_float64(f64):
@@ -293,16 +302,18 @@ def _torch_run(program, model, file, run: Run) -> TrainRun:
                 raise _nothing_to_train(program.check(model).instance.definition, "trains nothing")
             (value / run.accumulate).backward()
             if (t + 1) % run.accumulate == 0:
-                for n, p in named:
-                    if p.grad is not None:
-                        np.maximum(peaks[n], np.abs(p.grad.numpy()), out=peaks[n])
+                sizes = {n: np.abs(p.grad.numpy()) for n, p in named if p.grad is not None}
+                for n, size in sizes.items():
+                    np.maximum(peaks[n], size, out=peaks[n])
+                if run.per_layer:
+                    gradients.append(sizes)
                 training.step()
                 training.optimizer.zero_grad()
             losses.append(float(value.detach()))
             if run.per_layer:
                 history.append(_torch_state(module))
     where = f"PyTorch {torch.__version__} (CPU), {'float64' if f64 else 'float32'}"
-    return TrainRun(where, losses, _torch_state(module), history, peaks)
+    return TrainRun(where, losses, _torch_state(module), history, peaks, gradients)
 
 
 def _nothing_to_train(model: str, what: str) -> DualnetError:
