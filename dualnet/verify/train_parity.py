@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,6 +62,7 @@ class Divergence:
     step: int
     tensor: str
     error: float
+    noise: bool = False  # a running statistic within what the left-out elements differ by
 
 
 @dataclass
@@ -97,7 +98,7 @@ class TrainParity:
 
     @property
     def ok(self) -> bool:
-        return all(d.error <= self.tolerance for d in self.tensors)
+        return all(d.error <= self.tolerance or d.noise for d in self.tensors)
 
 
 @needs_extras
@@ -173,6 +174,8 @@ def train_parity(
         Divergence(steps, name, relative(ran_keras.state[name], value, compared.get(name)))
         for name, value in torch_state.items()
     ]
+    tolerance = F64_TOLERANCE if f64 else f32_tolerance(spec)
+    tensors = _noise_fed(tensors, ran_torch, ran_keras.state, compared, tolerance, notes)
     result = TrainParity(
         spec,
         steps,
@@ -223,6 +226,33 @@ def _compared(spec, peaks, f64: bool, notes: list[str]) -> dict[str, np.ndarray]
             f" which {spec.name} {moves}: {', '.join(left)}"
         )
     return {name: m for name, m in masks.items() if not m.all()}
+
+
+def _noise_fed(tensors, ran_torch, keras_state, compared, tolerance, notes) -> list[Divergence]:
+    """The tensors, a running statistic beyond the tolerance marked `noise` where it differs
+    by no more than the left-out elements do (`_compared`): a bias before a BatchNorm that
+    an adaptive optimiser moves by rounding noise is in the batch mean that the running
+    mean averages, while the normalisation takes it out of everything downstream."""
+    if not compared:
+        return tensors
+    spread = max(
+        float(np.max(np.abs(keras_state[n] - ran_torch.state[n])[~m], initial=0.0))
+        for n, m in compared.items()
+    )
+    fed = [
+        d
+        for d in tensors
+        if d.error > tolerance
+        and d.tensor not in ran_torch.peaks
+        and float(np.max(np.abs(keras_state[d.tensor] - ran_torch.state[d.tensor]))) <= spread
+    ]
+    if not fed:
+        return tensors
+    notes.append(
+        f"noise: running statistics that differ by no more than the left-out elements do "
+        f"(≤ {spread:.3g}), which they average: {', '.join(d.tensor for d in fed)}"
+    )
+    return [replace(d, noise=True) if d in fed else d for d in tensors]
 
 
 def noise_floor(peaks: dict[str, np.ndarray], f64: bool) -> float:
@@ -465,9 +495,7 @@ def loss_table(result: TrainParity, rows: int = 12) -> str:
 def weight_table(result: TrainParity) -> str:
     """Each tensor's max relative difference after the last step, then the verdict."""
     tol = result.tolerance
-    table = [
-        [d.tensor, f"{d.error:.3g}", "ok" if d.error <= tol else "MISMATCH"] for d in result.tensors
-    ]
+    table = [[d.tensor, f"{d.error:.3g}", _verdict(d, tol)] for d in result.tensors]
     s = result.spec
     title = (
         f"{s.name} (lr {s.lr:g}, schedule {s.schedule.kind}"
@@ -482,6 +510,12 @@ def weight_table(result: TrainParity) -> str:
     if worst is not None:
         text += f"\nworst: `{worst.tensor}` {worst.error:.3g}"
     return text
+
+
+def _verdict(d: Divergence, tolerance: float) -> str:
+    if d.error <= tolerance:
+        return "ok"
+    return "noise" if d.noise else "MISMATCH"
 
 
 def divergence_line(result: TrainParity) -> str:
