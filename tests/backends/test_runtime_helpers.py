@@ -126,7 +126,13 @@ def test_helper_dependencies():
     torch_needs = {
         "_pad_first": ["_pad_first", "_forward_padded"],
         "_avg_pool": ["_pad_same", "_avg_pool"],
-        "_bn": ["_bn", "_skip_num_batches_tracked"],
+        "_bn": [
+            "_bn",
+            "_gradient_in_output_layout",
+            "_lay_out_gradient",
+            "_laid_out",
+            "_skip_num_batches_tracked",
+        ],
         "_Function": ["_Function"],
     }
     keras_needs = {
