@@ -239,6 +239,9 @@ def test_helpers_needed_follows_dependencies():
     assert helpers_needed("y = _avg_pool(x, (3,), (2,), None)") == ["_pad_same", "_avg_pool"]
     assert helpers_needed("self.bn = _bn(nn.BatchNorm2d(3))") == [
         "_bn",
+        "_gradient_in_output_layout",
+        "_lay_out_gradient",
+        "_laid_out",
         "_skip_num_batches_tracked",
     ]
     assert helpers_needed("self._bn(x) + my_pad_same(x) + _bn2(x)") == []
@@ -253,7 +256,7 @@ def _bn_module():
     if module is None:
         module = types.ModuleType(name)
         module.__dict__.update(torch=torch, nn=nn, F=F)
-        for helper in ("_bn", "_skip_num_batches_tracked"):
+        for helper in helpers_needed("_bn(x)"):
             exec(HELPERS[helper], module.__dict__)
         sys.modules[name] = module
     return eval("_bn(nn.BatchNorm2d(3, eps=1e-05, momentum=0.1))", module.__dict__)
