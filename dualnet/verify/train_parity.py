@@ -174,8 +174,6 @@ def train_parity(
         Divergence(steps, name, relative(ran_keras.state[name], value, compared.get(name)))
         for name, value in torch_state.items()
     ]
-    tolerance = F64_TOLERANCE if f64 else f32_tolerance(spec)
-    tensors = _noise_fed(tensors, ran_torch, ran_keras.state, compared, tolerance, notes)
     result = TrainParity(
         spec,
         steps,
@@ -188,6 +186,9 @@ def train_parity(
         loss.name,
         loss.short,
         accumulate,
+    )
+    result.tensors = _noise_fed(
+        tensors, ran_torch, ran_keras.state, compared, result.tolerance, notes
     )
     for t, (ours, theirs) in enumerate(zip(ran_keras.history, ran_torch.history, strict=True)):
         bad = [
