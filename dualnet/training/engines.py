@@ -5,6 +5,7 @@ the weights in dualnet's names, and the optimiser's state as tensors by name plu
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class TorchEngine:
         self.model = program.torch(spec.model)
         self.save, self.load = TORCH.weights_io()
         self.load(self.model, weights)
+        self.joined = processes > 1 and not torch.distributed.is_initialized()
         self.rank, self.world = torch_group(processes) if processes > 1 else (0, 1)
         self.stepped = self.model  # what train_step runs: the model, or it in DDP
         if self.world > 1:
@@ -59,6 +61,18 @@ class TorchEngine:
         self.where = f"PyTorch {torch.__version__} (CPU)"
         if self.world > 1:
             self.where += f", DistributedDataParallel over {self.world} gloo processes"
+
+    def close(self) -> None:
+        """In a group: free DDP, and leave the group when this engine joined it, while Python
+        is alive. DDP holds the group in a reference cycle, and a gloo thread still releasing
+        the last all-reduce needs the GIL, which interpreter shutdown denies it: the process
+        would abort ("terminate called without an active exception") after a finished run."""
+        if self.world == 1:
+            return
+        self.stepped = self.model
+        gc.collect()
+        if self.joined:
+            self.torch.distributed.destroy_process_group()
 
     def _tensors(self, batch, names):
         return [self.torch.from_numpy(np.ascontiguousarray(batch[n])) for n in names]
@@ -167,6 +181,9 @@ class KerasEngine:
             self.model = self._compiled(weights)
         if self.strategy and (self.custom_loop or spec.accumulate > 1):
             self.step = self.code["make_distributed_step"](self.model, self.strategy)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def _strategy(self, replicas: int):
         strategy = keras_strategy(replicas)

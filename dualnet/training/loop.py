@@ -14,6 +14,7 @@ epoch, a checkpoint after each epoch and on Ctrl-C, `metrics.json` at the end.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -100,7 +101,7 @@ def train(
     lead = engine.rank == 0  # the process that reports, validates and writes
     stop = _CtrlC()
     reporter = Reporter(run_dir, backend, options.progress) if lead else Silent()
-    with reporter, stop:
+    with reporter, stop, contextlib.closing(engine):
         for epoch in range(progress["epoch"], options.epochs):
             reporter.start_epoch(epoch, options.epochs, batches)
             sums, examples, began = {}, 0, time.perf_counter()

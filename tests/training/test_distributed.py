@@ -11,6 +11,7 @@ what cannot be shared is E-INPUT."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -72,6 +73,12 @@ def _rank(rank: int, world: int, port: int, tmp: str) -> None:
         code["train_step"](ddp, optimizer, [x], [y])
     torch.save(model.state_dict(), Path(tmp) / f"rank{rank}.pt")
     (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(sorted(set(reduced))))
+    # Free the process group while Python is alive: DDP's reducer holds it, in a reference
+    # cycle, and a gloo thread that is still releasing the last all-reduce needs the GIL,
+    # which it cannot take during interpreter shutdown (SIGABRT, "terminate called
+    # without an active exception").
+    del ddp
+    gc.collect()
     dist.destroy_process_group()
 
 
@@ -115,6 +122,40 @@ def test_ddp_replicas_agree_and_average_the_ranks_losses(tmp_path):
         assert torch.equal(value, ranks[1][name]), name
         assert relative(value.numpy(), per_rank[name].numpy()) <= 1e-6, name
     assert max(relative(ranks[0][n].numpy(), whole[n].numpy()) for n in whole) > 1e-4
+
+
+def _closed_rank(rank: int, port: int, tmp: str) -> None:
+    """One rank of a torchrun-style group: a TorchEngine trains a batch and closes."""
+    import weakref
+
+    import torch.distributed as dist
+
+    from dualnet.training.codegen import roles
+    from dualnet.training.engines import TorchEngine
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
+    os.environ["MASTER_PORT"] = str(port)
+    program = load(FILE)
+    spec = program.check("Classifier").training
+    engine = TorchEngine(program, roles(program, spec), spec, f"{tmp}/init.safetensors", 2)
+    engine.train(classification(BATCH, ignored=False))
+    ddp = weakref.ref(engine.stepped)
+    engine.close()
+    assert ddp() is None, "DDP (and the process group it holds) outlived close()"
+    assert not dist.is_initialized()
+
+
+def test_a_torch_engine_frees_ddp_and_leaves_the_group_it_joined(tmp_path):
+    """Else a gloo thread may still be releasing the last all-reduce when the interpreter
+    shuts down, and the finished rank aborts."""
+    from dualnet.backends.initial import initial_weights
+    from dualnet.io.weights import write_state
+    from dualnet.training.codegen import roles
+
+    program = load(FILE)
+    named = roles(program, program.check("Classifier").training)
+    write_state(initial_weights(named.model, None, 0, None), str(tmp_path / "init.safetensors"))
+    torch.multiprocessing.spawn(_closed_rank, (free_port(), str(tmp_path)), nprocs=2)
 
 
 def cli_train(tmp_path, run: str, *extra: str, separate: bool = False) -> dict:
