@@ -32,7 +32,9 @@ The differences handled, op by op:
 - TensorFlow's oneDNN convolution of one input channel with a stride on the last axis and an
   output width of 1 computes wrong numbers: such convolutions (`onednn_conv_bug`) get one
   more output column, dropped again. Its 3-D convolution with padding="same" misreads where
-  a window is below its stride (`weights.same_misread`): such inputs are padded explicitly
+  a window is below its stride (`weights.same_misread`), and its gradient crashes with a
+  stride > 1 where the kernel is longer than the input (`weights.same_crashes`): such inputs
+  are padded explicitly
   (`_pad_same` where the pads depend on a symbolic size; `_PadSame` as a Sequential step).
   Its constant folding turns a Dense's bias add followed by the addition of a constant column
   into a BiasAdd of the column, which fails: the column is broadcast first

@@ -154,6 +154,16 @@ def same_misread(attrs: dict) -> bool:
     )
 
 
+def same_crashes(attrs: dict) -> bool:
+    """Whether TensorFlow's (2.21) oneDNN gradient of a 3-D convolution with padding="same"
+    may crash (heap corruption: a segfault or "corrupted size vs. prev_size" in `fit()`): it
+    does with a stride > 1 on an axis whose dilated kernel is longer than the input (kernel 7,
+    stride 2, 5 or 6 inputs; kernel 9, stride 3, 7 inputs), never at stride 1 or in 2-D, and
+    never with the same pads written out before a "valid" convolution. The input sizes are not
+    those of every instance, so every strided one is padded explicitly."""
+    return len(attrs["kernel"]) == 3 and any(not _fixed(s) or s > 1 for s in attrs["stride"])
+
+
 def same_spans(attrs: dict) -> tuple:
     """The window spans TensorFlow's "same" rule pads for: the dilated kernel's."""
     dilation = attrs.get("dilation") or (1,) * len(attrs["kernel"])
@@ -166,7 +176,7 @@ def keras_same(attrs: dict) -> bool:
     """Whether Keras's padding="same" pads a convolution or pooling window exactly as `attrs`
     ("padding", "pads", "kernel", "stride", optional "dilation") say, for every input size."""
     if attrs.get("padding") == "same":  # TensorFlow's rule, also where pads are None
-        return not same_misread(attrs)
+        return not same_misread(attrs) and not same_crashes(attrs)
     pads = attrs["pads"]
     if not any(before or after for before, after in pads):
         return False  # nothing to pad: "valid"
