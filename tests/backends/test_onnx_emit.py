@@ -193,6 +193,27 @@ def test_a_number_in_a_bf16_expression_is_a_bf16_constant(tmp_path):
     assert constant.data_type == onnx.TensorProto.BFLOAT16 and constant.raw_data == b"\x00@"
 
 
+@pytest.mark.parametrize(("approximate", "fused"), [("none", "Gelu"), ("tanh", "FastGelu")])
+def test_onnx_runtime_fuses_gelu_before_opset_20(tmp_path, approximate, fused):
+    """Below opset 20 gelu is a formula, written as the pattern ONNX Runtime fuses into one
+    kernel (and, after the Linear, with its bias), as it does for the exporter's graphs."""
+    import onnx
+    import onnxruntime as ort
+
+    path = tmp_path / "m.dnet"
+    path.write_text(
+        "model M() {\n    up = Linear(16)\n    down = Linear(4)\n    forward(x: f32[B, T, 4]) {\n"
+        f'        return down(gelu(up(x), approximate="{approximate}"))\n    }}\n}}\n'
+    )
+    model = dualnet.load(str(path)).onnx()
+    assert model.opset_import[0].version < 20
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ops = {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+    assert {"Erf", "Tanh", "Pow"}.isdisjoint(ops) and ops & {fused, "BiasGelu", "FastGelu"}
+
+
 def test_an_invalid_model_is_an_internal_error():
     """What `onnx_model`, `run` and `parity` do with an emitted model ONNX's checker
     refuses (compile writes what the emitter makes: the tests above check it)."""
