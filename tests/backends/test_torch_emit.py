@@ -273,23 +273,31 @@ def test_tensors_made_in_forward_follow_the_input_device():
     assert h.device.type == "meta" and h.shape == (2, 8, 128)
 
 
-def test_in_place_ops_keep_gradients_right():
-    """ReLU and the residual add run in place where the emitter proved it safe; autograd
-    would raise if one overwrote a tensor it saved, and the gradients equal those of the
-    same module with every in-place op made out of place."""
-    program = dualnet.load(str(MODELS / "resnet18.dnet"))
-    source = program.source("torch")
-    assert "inplace=True" in source and ".add_(" in source
-    plain = source.replace(", inplace=True", "").replace(".add_(", ".add(")
+@pytest.mark.parametrize(
+    ("name", "model", "size", "activation"),
+    [
+        ("resnet18", "ResNet18", 64, "F.relu"),
+        ("efficientnet_b0", "EfficientNetB0", 32, "nn.SiLU"),
+        ("mobilenetv3_small", "MobileNetV3Small", 32, "nn.Hardswish"),
+    ],
+)
+def test_in_place_ops_keep_gradients_right(name, model, size, activation):
+    """Activations (ReLU, SiLU, Hardswish) and the residual add run in place where the emitter
+    proved it safe; autograd would raise if one overwrote a tensor it saved, and the
+    gradients equal those of the same module with every in-place op made out of place."""
+    source = dualnet.load(str(MODELS / f"{name}.dnet")).source("torch")
+    assert f"{activation}(" in source and "inplace=True" in source
+    plain = source.replace(", inplace=True", "").replace("(inplace=True)", "()")
+    plain = plain.replace(".add_(", ".add(")
     grads = []
     for text in (source, plain):
         namespace: dict = {}
-        exec(compile(text, "resnet18_torch.py", "exec"), namespace)
+        exec(compile(text, f"{name}_torch.py", "exec"), namespace)
         torch.manual_seed(0)
-        net = namespace["ResNet18"](classes=5).train()
-        x = torch.randn(2, 3, 64, 64, requires_grad=True)
+        net = namespace[model](classes=5).train()
+        x = torch.randn(2, 3, size, size, requires_grad=True)
         net(x).square().sum().backward()
-        grads.append((x.grad.clone(), net.layer1[0].conv1.weight.grad.clone()))
+        grads.append([x.grad.clone(), *(p.grad.clone() for p in net.parameters())])
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 

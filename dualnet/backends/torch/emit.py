@@ -277,7 +277,7 @@ class TorchClassWriter(ClassWriter):
     def function_module(self, layer: LayerInstance, inplace: bool = False) -> str:
         """A parameterless function as an nn.Sequential step: a torch.nn module when one has
         exactly this meaning, else `_Function` around the op's lowering. `inplace`: the step
-        follows a layer whose fresh output it may overwrite (ReLU, ReLU6)."""
+        follows a layer whose fresh output it may overwrite (ReLU, ReLU6, SiLU, Hardswish)."""
         attrs = layer.attrs
         simple = _NN_STEPS.get(layer.op)
         if simple is not None and (layer.op != "clamp" or (attrs["lo"], attrs["hi"]) == (0, 6)):
@@ -345,7 +345,7 @@ class TorchClassWriter(ClassWriter):
         return row.lower(self.torch_call(node, codes, attrs))
 
 
-_INPLACE_OPS = {"relu"}
+_INPLACE_OPS = {"relu", "silu", "hardswish"}
 _INPLACE_METHODS = {"add": "add_", "sub": "sub_", "mul": "mul_"}
 _FRESH_LAYERS = {
     "Conv1d",
@@ -360,19 +360,19 @@ _FRESH_LAYERS = {
     "GroupNorm",
 }
 _FRESH_OPS = {"add", "sub", "mul"}
-_NN_INPLACE = {"relu", "clamp", "relu6"}  # steps written as nn.ReLU() / nn.ReLU6()
+_NN_INPLACE = {"relu", "clamp", "relu6", "silu", "hardswish"}  # steps that take inplace=
 
 # (attrs, inplace) → the nn module; only steps in _NN_INPLACE are ever asked for inplace
 _NN_STEPS = {
     "relu": lambda a, inplace: f"nn.ReLU({'inplace=True' if inplace else ''})",
     "sigmoid": lambda a, inplace: "nn.Sigmoid()",
     "tanh": lambda a, inplace: "nn.Tanh()",
-    "silu": lambda a, inplace: "nn.SiLU()",
+    "silu": lambda a, inplace: f"nn.SiLU({'inplace=True' if inplace else ''})",
     "gelu": lambda a, inplace: f"nn.GELU(approximate={fmt_literal(a['approximate'])})",
     "clamp": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
     "relu6": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
     "hardsigmoid": lambda a, inplace: "nn.Hardsigmoid()",
-    "hardswish": lambda a, inplace: "nn.Hardswish()",
+    "hardswish": lambda a, inplace: f"nn.Hardswish({'inplace=True' if inplace else ''})",
     "mish": lambda a, inplace: "nn.Mish()",
 }
 

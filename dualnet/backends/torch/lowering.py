@@ -146,12 +146,19 @@ ROWS = Rows("torch", shared_rows(TORCH))  # the rows below override or add to th
 # ---------------------------------------------------------------- element-wise
 
 
-@ROWS.function("relu")
-def _relu(call: TorchCall) -> str:
-    # `_inplace`: the emitter proved the input is a fresh temporary nothing else reads and
-    # autograd does not keep (torchvision's ReLU(inplace=True): no new allocation)
-    inplace = ", inplace=True" if call.attrs.get("_inplace") else ""
-    return f"F.relu({_tensor(call, 'x')}{inplace})"
+def _activation(name: str):
+    def row(call: TorchCall) -> str:
+        # `_inplace`: the emitter proved the input is a fresh temporary nothing else reads and
+        # autograd does not keep (torchvision's ReLU/SiLU/Hardswish(inplace=True): no new
+        # allocation, which at batch 32 costs more than the activation itself)
+        inplace = ", inplace=True" if call.attrs.get("_inplace") else ""
+        return f"{TORCH.functions[name]}({_tensor(call, 'x')}{inplace})"
+
+    return row
+
+
+for _name in ("relu", "silu", "hardswish"):
+    ROWS.function(_name)(_activation(_name))
 
 
 @ROWS.function("gelu")
