@@ -8,7 +8,9 @@ Measures
      `python -m dualnet` and through the console script (median of --runs runs,
      after one warm-up run), next to `python -c pass` and `python -c "import torch"`.
      Target: <= 0.3 s. Also verifies, in a fresh interpreter, that running the check
-     pipeline imports none of torch / tensorflow / keras / onnx / onnxruntime.
+     pipeline imports none of torch / tensorflow / keras / onnx / onnxruntime. Then
+     `python -m dualnet check` of every other entry file of the zoo (models/*.dnet that no
+     other file there imports; --no-zoo skips them), same target.
   2. Generated deep models (N Linear layers, one statement per layer, no loops),
      checked in-process through `dualnet.check_file`; time per layer and
      time(N) / time(N/2) show whether checking grows linearly. Target: 2,000 layers <= 1 s.
@@ -81,6 +83,14 @@ def console_script() -> Path | None:
         if path.is_file() and os.access(path, os.X_OK):
             return path
     return None
+
+
+def zoo_entries() -> list[Path]:
+    """The zoo's entry files: models/*.dnet that no other file there imports (blocks.dnet
+    is checked through resnet18.dnet)."""
+    files = sorted((ROOT / "models").glob("*.dnet"))
+    texts = {f: f.read_text() for f in files}
+    return [f for f in files if not any(f'"{f.name}"' in t for g, t in texts.items() if g != f)]
 
 
 def process_row(label: str, cmd: list[str], runs: int, target: float | None) -> Row:
@@ -271,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="250,500,1000,2000,4000", help="deep model sizes")
     ap.add_argument("--model", default="models/resnet18.dnet", help="model for the process rows")
     ap.add_argument("--no-torch", action="store_true", help="skip the `import torch` baseline")
+    ap.add_argument("--no-zoo", action="store_true", help="skip the rest of the zoo's check rows")
     ap.add_argument(
         "--no-keras",
         action="store_true",
@@ -321,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         rows.append(heavy_modules_row(model))
+    if not args.no_zoo:
+        for path in zoo_entries():
+            if path != model:
+                command = [sys.executable, "-m", "dualnet", "check", str(path)]
+                rows.append(process_row(f"check {path.name}", command, args.runs, PROCESS_TARGET_S))
 
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
         rows += bench_deep(sizes, Path(tmp))
