@@ -362,18 +362,24 @@ _FRESH_LAYERS = {
 _FRESH_OPS = {"add", "sub", "mul"}
 _NN_INPLACE = {"relu", "clamp", "relu6", "silu", "hardswish"}  # steps that take inplace=
 
+
+def _module(name: str):
+    """(attrs, inplace) → `nn.<name>(inplace=True)` or `nn.<name>()`."""
+    return lambda a, inplace: f"nn.{name}({'inplace=True' if inplace else ''})"
+
+
 # (attrs, inplace) → the nn module; only steps in _NN_INPLACE are ever asked for inplace
 _NN_STEPS = {
-    "relu": lambda a, inplace: f"nn.ReLU({'inplace=True' if inplace else ''})",
-    "sigmoid": lambda a, inplace: "nn.Sigmoid()",
-    "tanh": lambda a, inplace: "nn.Tanh()",
-    "silu": lambda a, inplace: f"nn.SiLU({'inplace=True' if inplace else ''})",
+    "relu": _module("ReLU"),
+    "sigmoid": _module("Sigmoid"),
+    "tanh": _module("Tanh"),
+    "silu": _module("SiLU"),
     "gelu": lambda a, inplace: f"nn.GELU(approximate={fmt_literal(a['approximate'])})",
-    "clamp": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
-    "relu6": lambda a, inplace: f"nn.ReLU6({'inplace=True' if inplace else ''})",
-    "hardsigmoid": lambda a, inplace: "nn.Hardsigmoid()",
-    "hardswish": lambda a, inplace: f"nn.Hardswish({'inplace=True' if inplace else ''})",
-    "mish": lambda a, inplace: "nn.Mish()",
+    "clamp": _module("ReLU6"),
+    "relu6": _module("ReLU6"),
+    "hardsigmoid": _module("Hardsigmoid"),
+    "hardswish": _module("Hardswish"),
+    "mish": _module("Mish"),
 }
 
 _POOLING_MODULES = {function: form for form, function in LAYER_FORMS.items()}
