@@ -288,3 +288,20 @@ def test_keras_adaptive_pool_uses_pytorchs_windows(kh):
     np.testing.assert_allclose(y, [[0.5, 2.0, 3.5]])
     with pytest.raises(ValueError, match="Net: dualnet checked no configuration"):
         kh._unchecked("Net", "here")
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_keras_gelu_is_pytorchs_in_float64(approximate):
+    """TensorFlow's float64 gelu kernels are off by up to 5e-9 (erf) and 9e-10 (tanh), which
+    a float64 training-run comparison (1e-10) sees; `_gelu` computes PyTorch's formula."""
+    import torch
+    from keras import ops
+
+    from dualnet.backends.runtime.keras_helpers import _gelu
+
+    x = np.linspace(-6.0, 6.0, 2001)
+    mode = "tanh" if approximate else "none"
+    want = torch.nn.functional.gelu(torch.from_numpy(x), approximate=mode).numpy()
+    got = ops.convert_to_numpy(_gelu(ops.convert_to_tensor(x, "float64"), approximate))
+    kernel = ops.convert_to_numpy(ops.gelu(ops.convert_to_tensor(x), approximate=approximate))
+    assert np.abs(got - want).max() <= 1e-14 < np.abs(kernel - want).max()

@@ -127,7 +127,6 @@ _BUILTIN_STEPS = {
     "sigmoid": lambda a: 'keras.layers.Activation("sigmoid")',
     "tanh": lambda a: 'keras.layers.Activation("tanh")',
     "silu": lambda a: 'keras.layers.Activation("silu")',
-    "gelu": lambda a: 'keras.layers.Activation("gelu")' if a["approximate"] == "none" else None,
     "clamp": lambda a: "keras.layers.ReLU(max_value=6.0)" if (a["lo"], a["hi"]) == (0, 6) else None,
     "relu6": lambda a: "keras.layers.ReLU(max_value=6.0)",
     "hardsigmoid": lambda a: 'keras.layers.Activation("hard_sigmoid")',

@@ -45,7 +45,8 @@ The differences handled, op by op:
   rule's extra pads at the end (a count_include_pad=true average pads (p, p), then
   `_avg_pool` over the extra ones). 3-d pooling is 2-d pooling over (H, W), then D
   (`_max_pool3d`, `_average_pool3d`): TensorFlow's 3-d pooling takes no float64.
-- Defaults that differ: `ops.gelu` is the tanh approximation unless approximate=False,
+- Defaults that differ: `ops.gelu` is the tanh approximation unless approximate=False (and
+  off by up to 5e-9 in float64: `_gelu` writes PyTorch's formula there),
   `ops.leaky_relu`'s slope is 0.2; softplus has no beta or threshold (`_softplus`); argmax and
   argmin return int32 (cast to int64); BatchNormalization's momentum is 1 - m.
 - `upsample`: nearest is `ops.repeat` (exact for every scale); bilinear is `ops.image.resize`,
@@ -252,7 +253,7 @@ ROWS = Rows("keras", shared_rows(KERAS))  # the rows below override or add to th
 def _gelu(call: KerasCall) -> str:
     mode = call.attrs["approximate"]
     tanh = f'{atom(call.fmt(mode))} == "tanh"' if isinstance(mode, Written) else str(mode == "tanh")
-    return f"ops.gelu({_tensor(call, 'x')}, approximate={tanh})"  # Keras's default is True
+    return f"_gelu({_tensor(call, 'x')}, {tanh})"
 
 
 @ROWS.function("softplus")

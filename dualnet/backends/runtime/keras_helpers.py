@@ -160,6 +160,17 @@ def _adaptive_pool(x, axis, n, size):
     return ops.concatenate(means, axis=axis)
 
 
+def _gelu(x, approximate):
+    """GELU (tanh approximation with `approximate`). In float64 it is PyTorch's formula:
+    TensorFlow's float64 gelu kernels are off by up to 5e-9 (erf) and 9e-10 (tanh)."""
+    if keras.backend.standardize_dtype(x.dtype) != "float64":
+        return ops.gelu(x, approximate=approximate)
+    if approximate:
+        inner = (2 / 3.141592653589793) ** 0.5 * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1.0 + ops.tanh(inner))
+    return 0.5 * x * (1.0 + ops.erf(x / 2.0**0.5))
+
+
 def _softplus(x, beta, threshold):
     """PyTorch's softplus: log(1 + exp(beta * x)) / beta, and x itself where
     beta * x > threshold."""
