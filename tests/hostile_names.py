@@ -68,6 +68,7 @@ EXTRA = [
     "_Function",
     "_bn",
     "_mha",
+    "_MultiheadAttention",
     "_attention",
     "_pad_same",
     "_avg_pool",

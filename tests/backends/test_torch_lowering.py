@@ -167,7 +167,7 @@ def test_readable_sources():
         "MultiHeadAttention",
         {"q": randn(2, 4, 8), "k": randn(2, 4, 8), "v": randn(2, 4, 8)},
         {"dim": 8, "heads": 2},
-    ) == ("nn.MultiheadAttention(8, 2, batch_first=True)", "module(q, k, v, need_weights=False)[0]")
+    ) == ("_MultiheadAttention(8, 2, batch_first=True)", "module(q, k, v)")
     assert (
         _source("max_pool2d", {"x": x}, kernel=3, stride=2, padding=1)[1]
         == "F.max_pool2d(x, kernel_size=3, stride=2, padding=1)"
@@ -288,7 +288,7 @@ def test_batchnorm_without_batch_counter_loads_trains_copies_and_pickles():
 
 def test_fully_masked_attention_has_finite_gradients():
     ns = {"torch": torch, "nn": nn, "F": F}
-    for name in ("_attention", "_mha", "_mha_keys"):
+    for name in ("_attention", "_MultiheadAttention"):
         exec(HELPERS[name], ns)
     q = torch.randn(1, 2, 3, 4, requires_grad=True)
     mask = torch.ones(1, 2, 3, 5, dtype=torch.bool)
@@ -298,16 +298,64 @@ def test_fully_masked_attention_has_finite_gradients():
     y.sum().backward()
     assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()
     assert (y[0, 1, 2] == 0).all()
-    attention = nn.MultiheadAttention(8, 2, batch_first=True)
+    attention = ns["_MultiheadAttention"](8, 2, batch_first=True)
     nn.init.normal_(attention.out_proj.bias)
     x = torch.randn(2, 3, 8, requires_grad=True)
     keys = torch.tensor([[True, True, False], [False, False, False]])
-    for helper in ("_mha", "_mha_keys"):  # the general path and the key-padding fast path
-        x.grad = None
-        out = ns[helper](attention, x, x, x, keys)
-        out.sum().backward()
-        assert torch.isfinite(x.grad).all()
-        assert torch.allclose(out[1], attention.out_proj.bias.expand(3, 8))
-    assert torch.allclose(
-        ns["_mha"](attention, x, x, x, keys), ns["_mha_keys"](attention, x, x, x, keys), atol=1e-6
-    )
+    out = attention(x, x, x, keys)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert torch.equal(out[1], attention.out_proj.bias.expand(3, 8))
+
+
+def _module_mha(attention, q, k, v, mask, causal):
+    """nn.MultiheadAttention's own forward on `attention`, with dualnet's mask (true = may
+    attend)."""
+    blocked = None
+    if mask is not None or causal:
+        allowed = torch.ones(q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool)
+        if mask is not None:
+            allowed = allowed & (mask[:, None, :] if mask.dim() == 2 else mask)
+        if causal:
+            allowed = allowed.tril()
+        blocked = (~allowed).repeat_interleave(attention.num_heads, dim=0)
+    forward = nn.MultiheadAttention.forward
+    return forward(attention, q, k, v, attn_mask=blocked, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("inputs", ["self", "kv", "cross"])
+@pytest.mark.parametrize("mask_kind", [None, "keys", "full"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_mha_helper_computes_what_the_module_does(inputs, mask_kind, causal, bias):
+    """`_MultiheadAttention` (F.linear and SDPA over the module's parameters) gives
+    nn.MultiheadAttention's outputs and gradients in training mode, attention dropout
+    included (the same draws)."""
+    ns = {"torch": torch, "nn": nn, "F": F}
+    exec(HELPERS["_MultiheadAttention"], ns)
+    torch.manual_seed(0)
+    attention = ns["_MultiheadAttention"](12, 3, bias=bias, dropout=0.25, batch_first=True)
+    attention.double()
+    if bias:
+        nn.init.normal_(attention.in_proj_bias)
+        nn.init.normal_(attention.out_proj.bias)
+    q = torch.randn(2, 4, 12, dtype=torch.float64)
+    tk = 5 if inputs == "kv" else 4
+    k = q if inputs == "self" else torch.randn(2, tk, 12, dtype=torch.float64)
+    v = torch.randn(2, tk, 12, dtype=torch.float64) if inputs == "cross" else k
+    mask = {None: None, "keys": torch.rand(2, tk) > 0.3, "full": torch.rand(2, 4, tk) > 0.3}
+    mask = mask[mask_kind]
+    if mask is not None:
+        mask[..., 0] = True  # every query may attend a key: the module gives no NaN
+    weights = torch.linspace(-1, 1, 2 * 4 * 12, dtype=torch.float64).view(2, 4, 12)
+    results = []
+    for call in (_module_mha, type(attention).__call__):
+        leaves = {id(t): t.detach().requires_grad_() for t in (q, k, v)}
+        attention.zero_grad()
+        torch.manual_seed(1)
+        y = call(attention, *(leaves[id(t)] for t in (q, k, v)), mask, causal)
+        (y * weights).sum().backward()
+        grads = [leaf.grad for leaf in leaves.values()]
+        results.append([y, *grads, *(p.grad for p in attention.parameters())])
+    for ours, theirs in zip(*results, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)

@@ -1,9 +1,7 @@
 """`dualnet check --summary`'s multiply-accumulates equal PyTorch's own count: the flops
 `torch.utils.flop_counter.FlopCounterMode` records for the generated PyTorch module, halved.
 Attention runs on PyTorch's math kernel there, whose matrix products the counter sees (its
-fused CPU kernel goes uncounted; the CUDA ones are counted as the same products), and with
-autograd on: under `no_grad` nn.MultiheadAttention takes its fused inference path, which
-the counter does not see either."""
+fused CPU kernel goes uncounted; the CUDA ones are counted as the same products)."""
 
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ def test_macs_match_flop_counter(file: str, dims: dict[str, int]) -> None:
     _, totals = summarize(summary.instance, summary.graph, dims)
     module = program.torch().eval()
     counter = FlopCounterMode(display=False)
-    with sdpa_kernel(SDPBackend.MATH), counter:  # not no_grad: see the docstring
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
         module(*(torch.from_numpy(x) for x in random_inputs(summary, dims, seed=0).values()))
     assert counter.get_total_flops() % 2 == 0
     assert totals.macs == counter.get_total_flops() // 2

@@ -68,44 +68,6 @@ def _attention(q, k, v, mask=None, causal=False, bias=None, scale=None):
     return y.masked_fill(empty, 0.0)
 
 
-def _mha(attention, q, k, v, mask=None, causal=False):
-    """Calls `attention`, an nn.MultiheadAttention(batch_first=True), with dualnet's `mask`,
-    bool [B, Tk] or [B, Tq, Tk] with true = may attend, and top-left causal rule. PyTorch's
-    masks mean the opposite (true = blocked) and want one [Tq, Tk] matrix per batch and head.
-    A query that may attend no key gets all-zero attention weights, so its result is
-    out_proj's bias (PyTorch alone would give NaN)."""
-    allowed = torch.ones(
-        q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool, device=q.device
-    )
-    if mask is not None:
-        allowed = allowed & (mask[:, None, :] if mask.dim() == 2 else mask)
-    if causal:
-        allowed = allowed.tril()
-    empty = ~allowed.any(dim=-1, keepdim=True)
-    blocked = ~(allowed | empty)
-    y = attention(
-        q,
-        k,
-        v,
-        attn_mask=blocked.repeat_interleave(attention.num_heads, dim=0),
-        need_weights=False,
-    )[0]
-    bias = attention.out_proj.bias
-    return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
-
-
-def _mha_keys(attention, q, k, v, mask):
-    """`attention` (an nn.MultiheadAttention, batch_first=True) with dualnet's key mask
-    [B, Tk] (true = may attend) as PyTorch's key_padding_mask, its fast path. A query that
-    may attend no key gets out_proj's bias: such rows are unmasked for the call (so nothing
-    is NaN, gradients included) and replaced afterwards."""
-    empty = ~mask.any(dim=-1, keepdim=True)
-    y = attention(q, k, v, key_padding_mask=~(mask | empty), need_weights=False)[0]
-    empty = empty[:, :, None]
-    bias = attention.out_proj.bias
-    return y.masked_fill(empty, 0.0) if bias is None else torch.where(empty, bias, y)
-
-
 def _bn(module):
     """`module`, a BatchNorm, without `num_batches_tracked` in its state_dict: dualnet's weight
     files hold weight, bias, running_mean and running_var only. The counter only matters when
@@ -243,6 +205,48 @@ class _LayerNorm2d(nn.LayerNorm):
             x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps
         )
         return x.movedim(-1, 1)
+
+
+class _MultiheadAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention(batch_first=True), its parameters, names and dropout, called
+    with dualnet's arguments and computed with F.linear and F.scaled_dot_product_attention
+    (the module's own forward copies its inputs to sequence-first and back). `mask` is bool
+    [B, Tk] or [B, Tq, Tk] with true = may attend, `causal` the top-left rule. A query that
+    may attend no key gets out_proj's bias (PyTorch alone would give NaN)."""
+
+    def forward(self, q, k, v, mask=None, causal=False):
+        batch, length, dim = q.shape
+        weight, bias = self.in_proj_weight, self.in_proj_bias
+        if q is k and k is v:  # self-attention: one packed projection
+            qkv = F.linear(q, weight, bias).unflatten(-1, (3, self.num_heads, -1))
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        else:
+            biases = (None,) * 3 if bias is None else bias.chunk(3)
+            q, k, v = (
+                F.linear(x, w, b).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+                for x, w, b in zip((q, k, v), weight.chunk(3), biases, strict=True)
+            )
+        dropout = self.dropout if self.training else 0.0
+        empty = None
+        if mask is None:
+            y = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=dropout, is_causal=causal
+            )
+        else:
+            allowed = mask[:, None, :] if mask.dim() == 2 else mask  # [B, 1 or Tq, Tk]
+            if causal:
+                lower = torch.ones(
+                    length, k.shape[2], dtype=torch.bool, device=q.device
+                )
+                allowed = allowed & lower.tril()
+            empty = ~allowed.any(dim=-1, keepdim=True)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=(allowed | empty)[:, None], dropout_p=dropout
+            )
+        y = y.transpose(1, 2).reshape(batch, length, dim)
+        if empty is not None:  # the out projection then gives its bias alone
+            y = y.masked_fill(empty, 0.0)
+        return F.linear(y, self.out_proj.weight, self.out_proj.bias)
 
 
 class _StochasticDepth(nn.Dropout):

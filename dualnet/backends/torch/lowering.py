@@ -34,8 +34,9 @@ handled, op by op:
 - `clamp` of an integer tensor takes integer bounds (float bounds would make it float).
 - Attention masks are bool with true = may attend. SDPA's bool mask means the same, but a
   query that may attend no key gives NaN in PyTorch and 0 in dualnet (`_attention`);
-  nn.MultiheadAttention's masks mean the opposite and are per head (`_mha`), and there the
-  fully masked query's result is out_proj's bias.
+  MultiHeadAttention is `_MultiheadAttention`, an nn.MultiheadAttention (its parameter
+  names) called with dualnet's mask and computed with F.linear and SDPA, and there the fully
+  masked query's result is out_proj's bias.
 - BatchNorm's `num_batches_tracked` buffer is not in dualnet's weight files (`_bn`).
 - LSTM's (y, (h, c)) becomes (y, h, c) (`_unpack_lstm`); LSTM/GRU return y alone unless the
   node's `state` is true.
@@ -649,7 +650,7 @@ def _mha_construct(cfg: dict, fmt) -> str:
     bias = "" if cfg["bias"] else ", bias=False"
     dropout = "" if is_default(cfg["dropout"], 0.0) else f", dropout={fmt(cfg['dropout'])}"
     return (
-        f"nn.MultiheadAttention({fmt(cfg['dim'])}, {fmt(cfg['heads'])}{bias}{dropout}, "
+        f"_MultiheadAttention({fmt(cfg['dim'])}, {fmt(cfg['heads'])}{bias}{dropout}, "
         "batch_first=True)"
     )
 
@@ -657,19 +658,8 @@ def _mha_construct(cfg: dict, fmt) -> str:
 def _mha_call(module: str, call: TorchCall) -> str:
     q, k, v = (_tensor(call, n) for n in ("q", "k", "v"))
     mask, causal = call.inputs.get("mask"), call.attrs.get("causal", False)
-    if mask is None and not causal:
-        return f"{module}({q}, {k}, {v}, need_weights=False)[0]"
-    mask_type = call.in_types.get("mask")
-    if (
-        mask is not None
-        and not causal
-        and mask_type is not None
-        and mask_type.rank == 2
-        and mask_type.shape[0] == call.in_types["q"].shape[0]
-    ):  # not one broadcast row
-        return f"_mha_keys({module}, {q}, {k}, {v}, {mask})"  # PyTorch's key-padding path
     return (
-        f"_mha({module}, {q}, {k}, {v}{'' if mask is None else ', ' + mask}"
+        f"{module}({q}, {k}, {v}{'' if mask is None else ', ' + mask}"
         f"{', causal=True' if causal else ''})"
     )
 
