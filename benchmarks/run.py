@@ -6,7 +6,8 @@
 Measures
   1. `dualnet check models/resnet18.dnet` as a whole process, both as
      `python -m dualnet` and through the console script (median of --runs runs,
-     after one warm-up run), next to `python -c pass` and `python -c "import torch"`.
+     after one warm-up run, which writes the bytecode as an installed dualnet has it), next
+     to `python -c pass` and `python -c "import torch"`.
      Target: <= 0.3 s. Also verifies, in a fresh interpreter, that running the check
      pipeline imports none of torch / tensorflow / keras / onnx / onnxruntime. Then
      `python -m dualnet check` of every other entry file of the zoo (models/*.dnet that no
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from report import Row, finish, tail
+from torch_latency import bytecode_env, time_process
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESS_TARGET_S = 0.3
@@ -55,20 +57,6 @@ def fmt_s(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.3f} s"
-
-
-def time_process(cmd: list[str], runs: int) -> tuple[float | None, str]:
-    """Median wall time of `cmd` over `runs` runs (after one warm-up); (None, why) on failure."""
-    times: list[float] = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            return None, f"exit {proc.returncode}\n{tail(proc.stderr or proc.stdout)}"
-        if i > 0:  # first run warms the page cache and writes .pyc files
-            times.append(elapsed)
-    return statistics.median(times), ""
 
 
 def console_script() -> Path | None:
@@ -93,8 +81,10 @@ def zoo_entries() -> list[Path]:
     return [f for f in files if not any(f'"{f.name}"' in t for g, t in texts.items() if g != f)]
 
 
-def process_row(label: str, cmd: list[str], runs: int, target: float | None) -> Row:
-    median, why = time_process(cmd, runs)
+def process_row(
+    label: str, cmd: list[str], runs: int, target: float | None, env: dict[str, str]
+) -> Row:
+    median, why = time_process(cmd, runs, env)
     if median is not None:
         print(f"  {label}: {fmt_s(median)}")
     else:
@@ -275,6 +265,48 @@ def bench_deep(sizes: list[int], workdir: Path) -> list[Row]:
 # ------------------------------------------------------------------ main
 
 
+def process_rows(args: argparse.Namespace, model: Path, env: dict[str, str]) -> list[Row]:
+    """The whole-process rows: baselines, `check` of `model` (module and console script),
+    the heavy-module probe, then `check` of the rest of the zoo."""
+    rel = os.path.relpath(model, ROOT)
+    rows = [
+        process_row(
+            "python -c pass (baseline)", [sys.executable, "-c", "pass"], args.runs, None, env
+        )
+    ]
+    if not args.no_torch:
+        command = [sys.executable, "-c", "import torch"]
+        rows.append(
+            process_row(
+                'python -c "import torch" (comparison)', command, min(args.runs, 3), None, env
+            )
+        )
+    mod_label = f"python -m dualnet check {rel}"
+    script = console_script()
+    script_label = f"{script.name if script else 'dualnet'} check {rel} (console script)"
+    if not model.is_file():
+        print(f"  {rel} does not exist yet")
+        for label in (mod_label, script_label, "heavy modules in sys.modules after check"):
+            rows.append(Row(label, "missing", f"<= {fmt_s(PROCESS_TARGET_S)}", "-", "missing"))
+    else:
+        command = [sys.executable, "-m", "dualnet", "check", str(model)]
+        rows.append(process_row(mod_label, command, args.runs, PROCESS_TARGET_S, env))
+        if script is None:
+            rows.append(Row(script_label, "no console script", "-", "-", "ERROR"))
+        else:
+            command = [str(script), "check", str(model)]
+            rows.append(process_row(script_label, command, args.runs, PROCESS_TARGET_S, env))
+        rows.append(heavy_modules_row(model))
+    if not args.no_zoo:
+        for path in zoo_entries():
+            if path != model:
+                command = [sys.executable, "-m", "dualnet", "check", str(path)]
+                rows.append(
+                    process_row(f"check {path.name}", command, args.runs, PROCESS_TARGET_S, env)
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=7, help="timed runs per process measurement")
@@ -291,54 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     model = (ROOT / args.model).resolve()
-    rel = os.path.relpath(model, ROOT)
 
     print(f"dualnet check-speed benchmark  (python {sys.version.split()[0]}, {sys.executable})")
-    print(f"[1] whole-process check, median of {args.runs} runs after 1 warm-up")
-    rows: list[Row] = [
-        process_row("python -c pass (baseline)", [sys.executable, "-c", "pass"], args.runs, None)
-    ]
-    if not args.no_torch:
-        rows.append(
-            process_row(
-                'python -c "import torch" (comparison)',
-                [sys.executable, "-c", "import torch"],
-                min(args.runs, 3),
-                None,
-            )
-        )
-    mod_label = f"python -m dualnet check {rel}"
-    script = console_script()
-    script_label = f"{script.name if script else 'dualnet'} check {rel} (console script)"
-    if not model.is_file():
-        print(f"  {rel} does not exist yet")
-        for label in (mod_label, script_label, "heavy modules in sys.modules after check"):
-            rows.append(Row(label, "missing", f"<= {fmt_s(PROCESS_TARGET_S)}", "-", "missing"))
-    else:
-        rows.append(
-            process_row(
-                mod_label,
-                [sys.executable, "-m", "dualnet", "check", str(model)],
-                args.runs,
-                PROCESS_TARGET_S,
-            )
-        )
-        if script is None:
-            rows.append(Row(script_label, "no console script", "-", "-", "ERROR"))
-        else:
-            rows.append(
-                process_row(
-                    script_label, [str(script), "check", str(model)], args.runs, PROCESS_TARGET_S
-                )
-            )
-        rows.append(heavy_modules_row(model))
-    if not args.no_zoo:
-        for path in zoo_entries():
-            if path != model:
-                command = [sys.executable, "-m", "dualnet", "check", str(path)]
-                rows.append(process_row(f"check {path.name}", command, args.runs, PROCESS_TARGET_S))
-
+    print(
+        f"[1] whole-process check, median of {args.runs} runs after 1 warm-up (bytecode "
+        "cached by the warm-up, under a temporary PYTHONPYCACHEPREFIX, as pip installs it)"
+    )
     with tempfile.TemporaryDirectory(prefix="dualnet-bench-") as tmp:
+        rows = process_rows(args, model, bytecode_env(os.path.join(tmp, "pycache")))
         rows += bench_deep(sizes, Path(tmp))
 
     note = None

@@ -89,7 +89,7 @@ class ParamSpec:
 
     @property
     def numel(self) -> int:
-        return math.prod(self.shape)
+        return math.prod(map(int, self.shape))
 
     def __str__(self) -> str:
         return f"{TensorType(self.dtype, self.shape)} {self.init}"

@@ -116,7 +116,7 @@ class TensorType:
 
     def static_numel(self) -> int:
         """Product of the known dimensions (symbolic ones count as 1)."""
-        return math.prod(d for d in self.shape if isinstance(d, int))
+        return math.prod(int(d) for d in self.shape if isinstance(d, int))
 
     def __str__(self) -> str:
         return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"

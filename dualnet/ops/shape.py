@@ -62,8 +62,8 @@ def _reshape_infer(ctx: Ctx) -> list[TensorType]:
             "out of range",
             code="E-VALUE",
         )
-    numel = math.prod(x.shape, start=1)
-    known = math.prod((d for d in dims if not (_known(d) and d == -1)), start=1)
+    numel = math.prod(map(untagged, x.shape), start=1)  # values: only compared and shown
+    known = math.prod((untagged(d) for d in dims if not (_known(d) and d == -1)), start=1)
     if holes:
         rest = floordiv(*_cancel(x.shape, [d for d in dims if not (_known(d) and d == -1)]))
         if rest * known != numel:

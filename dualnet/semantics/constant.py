@@ -42,7 +42,7 @@ def _check_size(shape: tuple, span: Span) -> None:
             "symbolic size",
             ["compute it from hyperparameters and constants"],
         )
-    if math.prod(shape) > MAX_ELEMENTS:
+    if math.prod(map(int, shape)) > MAX_ELEMENTS:
         raise error(
             "E-LIMIT",
             f"a tensor computed at compile time has more than {MAX_ELEMENTS:,} elements",

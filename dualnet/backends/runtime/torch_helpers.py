@@ -216,16 +216,13 @@ class _MultiheadAttention(nn.MultiheadAttention):
 
     def forward(self, q, k, v, mask=None, causal=False):
         batch, length, dim = q.shape
-        weight, bias = self.in_proj_weight, self.in_proj_bias
-        if q is k and k is v:  # self-attention: one packed projection
-            qkv = F.linear(q, weight, bias).unflatten(-1, (3, self.num_heads, -1))
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        else:
-            biases = (None,) * 3 if bias is None else bias.chunk(3)
-            q, k, v = (
-                F.linear(x, w, b).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-                for x, w, b in zip((q, k, v), weight.chunk(3), biases, strict=True)
-            )
+        weights, biases = self.in_proj_weight.chunk(3), (None,) * 3
+        if self.in_proj_bias is not None:
+            biases = self.in_proj_bias.chunk(3)
+        q, k, v = (  # one product each: a packed one costs copies in backward
+            F.linear(x, w, b).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+            for x, w, b in zip((q, k, v), weights, biases, strict=True)
+        )
         dropout = self.dropout if self.training else 0.0
         empty = None
         if mask is None:
