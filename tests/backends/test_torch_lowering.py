@@ -332,7 +332,8 @@ def test_mha_helper_computes_what_the_module_does(inputs, mask_kind, causal, bia
     nn.MultiheadAttention's outputs and gradients in training mode, attention dropout
     included (the same draws)."""
     ns = {"torch": torch, "nn": nn, "F": F}
-    exec(HELPERS["_MultiheadAttention"], ns)
+    for name in ("_attention", "_MultiheadAttention"):
+        exec(HELPERS[name], ns)
     torch.manual_seed(0)
     attention = ns["_MultiheadAttention"](12, 3, bias=bias, dropout=0.25, batch_first=True)
     attention.double()

@@ -45,10 +45,11 @@ def _avg_pool(x, kernel, stride, pads=None):
     return pool(x, kernel, stride) / pool(ones, kernel, stride)
 
 
-def _attention(q, k, v, mask=None, causal=False, bias=None, scale=None):
+def _attention(q, k, v, mask=None, causal=False, bias=None, scale=None, dropout=0.0):
     """Scaled dot-product attention with a bool `mask` (true = may attend), an optional
-    top-left causal rule and a float `bias` added to the scores. A query that may attend no
-    key gets all-zero attention weights, so its result is 0 (PyTorch alone would give NaN)."""
+    top-left causal rule, a float `bias` added to the scores and `dropout` on the weights. A
+    query that may attend no key gets all-zero attention weights, so its result is 0
+    (PyTorch alone would give NaN)."""
     if mask is None:
         mask = torch.ones(k.shape[-2], dtype=torch.bool, device=q.device)
     if mask.dim() == 1:  # a key mask [Tk]: PyTorch wants one of rank >= 2
@@ -64,7 +65,9 @@ def _attention(q, k, v, mask=None, causal=False, bias=None, scale=None):
     keep = mask | empty
     if bias is not None:  # one float mask: the bias where allowed, -inf elsewhere
         keep = torch.where(keep, bias, float("-inf"))
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
+    y = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=keep, dropout_p=dropout, scale=scale
+    )
     return y.masked_fill(empty, 0.0)
 
 
@@ -224,25 +227,15 @@ class _MultiheadAttention(nn.MultiheadAttention):
             for x, w, b in zip((q, k, v), weights, biases, strict=True)
         )
         dropout = self.dropout if self.training else 0.0
-        empty = None
         if mask is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=dropout, is_causal=causal
             )
-        else:
-            allowed = mask[:, None, :] if mask.dim() == 2 else mask  # [B, 1 or Tq, Tk]
-            if causal:
-                lower = torch.ones(
-                    length, k.shape[2], dtype=torch.bool, device=q.device
-                )
-                allowed = allowed & lower.tril()
-            empty = ~allowed.any(dim=-1, keepdim=True)
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=(allowed | empty)[:, None], dropout_p=dropout
-            )
+        else:  # the mask of each batch element, for every head
+            mask = mask[:, None, None] if mask.dim() == 2 else mask[:, None]
+            y = _attention(q, k, v, mask, causal, dropout=dropout)
         y = y.transpose(1, 2).reshape(batch, length, dim)
-        if empty is not None:  # the out projection then gives its bias alone
-            y = y.masked_fill(empty, 0.0)
+        # a query that may attend no key: 0 from _attention, so out_proj gives its bias
         return F.linear(y, self.out_proj.weight, self.out_proj.bias)
 
 
