@@ -125,9 +125,10 @@ def _optimizer_class(spec: OptimizerSpec, accumulate: int) -> str:
     lines = [
         "class Optimizer:",
         f'    """{textwrap.fill(what, 80, subsequent_indent="    ")}.\n\n'
-        "    `step()` after each batch's backward(): every ACCUMULATE-th call clips the\n"
-        "    gradients, steps the optimiser and the learning-rate schedule, and zeroes the\n"
-        '    gradients."""',
+        "    Used like a torch.optim optimiser: `zero_grad()` before the first batch of each\n"
+        "    optimiser step, `step()` after each batch's backward(); every ACCUMULATE-th\n"
+        "    `step()` clips the gradients and steps the optimiser and the learning-rate\n"
+        '    schedule."""',
         "",
         "    def __init__(self, model: nn.Module) -> None:",
         "        self.params = [p for p in model.parameters() if p.requires_grad]",
@@ -154,7 +155,6 @@ def _optimizer_class(spec: OptimizerSpec, accumulate: int) -> str:
         clip.rstrip("\n") or None,
         "        self.optimizer.step()",
         "        self.scheduler.step()" if scheduler else None,
-        "        self.optimizer.zero_grad()",
         "        return True",
         "",
         "    def zero_grad(self) -> None:",
@@ -227,15 +227,23 @@ def _steps(roles: Roles, spec: TrainSpec) -> str:
             "    with model.no_sync() if local else contextlib.nullcontext():\n"
             + textwrap.indent(forward, "    ")
         )
+    zero = "    optimizer.zero_grad()\n"
+    if spec.accumulate > 1:
+        zero = (
+            "    if optimizer.batches % ACCUMULATE == 0:  # an optimiser step's first batch\n    "
+            + zero
+        )
     instances = f"LOSS = {spec.loss}()  # parameter-free: no device to move to\n"
     if spec.metrics:
         instances += f"METRIC_MODULE = {spec.metrics}()\n"
     return (
         instances + "\n\n"
         "def train_step(model: nn.Module, optimizer: Optimizer, inputs, targets) -> dict:\n"
-        '    """One training batch (the model in training mode): forward, loss, backward,\n'
-        '    `optimizer.step()`; the batch\'s loss and metrics as 0-d tensors, detached."""\n'
-        "    model.train()\n" + forward + "    optimizer.step()\n"
+        '    """One training batch (the model in training mode): `optimizer.zero_grad()` at an\n'
+        "    optimiser step's first batch, forward, loss, backward, `optimizer.step()`; the\n"
+        "    batch's loss and metrics as 0-d tensors, detached. The gradients stay on the\n"
+        '    parameters until the next step\'s first batch, as in the usual PyTorch loop."""\n'
+        "    model.train()\n" + zero + forward + "    optimizer.step()\n"
         "    with torch.no_grad():\n"
         f'        logs = {{"loss": loss.detach()}}{metric_line}\n'
         "    return logs\n\n\n"

@@ -92,6 +92,8 @@ def reference(data: dict, init: dict, shares: int) -> dict:
     optimizer = code["make_optimizer"](model)
     x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["labels"])
     for b in range(STEPS):
+        if b % 2 == 0:  # ACCUMULATE = 2: an optimiser step's first batch
+            optimizer.zero_grad()
         parts = zip(
             x[b * BATCH : (b + 1) * BATCH].chunk(shares),
             y[b * BATCH : (b + 1) * BATCH].chunk(shares),

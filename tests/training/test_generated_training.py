@@ -297,3 +297,25 @@ def test_a_hostile_file_name_stays_inside_the_docstring(target, tmp_path):
     plain, hostile = (ast.parse(t) for t in texts)
     assert [type(s) for s in hostile.body] == [type(s) for s in plain.body]
     assert "SystemExit(3)" in ast.get_docstring(hostile)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_train_step_leaves_the_step_gradient_on_the_parameters(accumulate, tmp_path):
+    """Gradients are zeroed at an optimiser step's first batch, as in the usual loop: after
+    the step's last train_step each parameter holds the step's gradient (the mean over its
+    batches), computed again here from the weights the step started at."""
+    import copy
+
+    gen = generated(regressor_spec(accumulate), "torch", tmp_path)
+    module = torch_model(weight_file("Regressor", True, tmp_path), True, "Regressor")
+    optimizer = gen.make_optimizer(module)
+    x, y = (torch.from_numpy(a) for a in regressor_data())
+    batches = [(x[i : i + 4], y[i : i + 4]) for i in range(0, len(x), 4)]
+    for start in range(0, len(batches), accumulate):
+        before = copy.deepcopy(module)
+        for xb, yb in batches[start : start + accumulate]:
+            (gen.LOSS(before(xb), yb) / accumulate).backward()
+            gen.train_step(module, optimizer, (xb,), (yb,))
+        for (name, p), q in zip(module.named_parameters(), before.parameters(), strict=True):
+            assert relative(p.grad.numpy(), q.grad.numpy()) <= 1e-12, (start, name)
+    assert optimizer.batches == len(batches)
