@@ -3,7 +3,7 @@
 
     python benchmarks/train_bench.py [--models resnet18,bert_tiny] [--parts torch,keras,loop]
                                      [--budget 20] [--loop-batches 100] [--loop-models bert_tiny]
-                                     [--threads 2] [--strict]
+                                     [--threads 2] [--system-allocator] [--strict]
 
 The models (benchmarks/train_cases.py): ResNet-18 (batch 32, 112x112, SGD with momentum) and
 BERT-tiny with a classification head (batch 32, T = 128, AdamW), each a .dnet file with a
@@ -27,6 +27,11 @@ BERT-tiny with a classification head (batch 32, T = 128, AdamW), each a .dnet fi
   target <= 1.02) and wall time (information). The loop's own cost is mostly fixed per
   epoch (the checkpoint), so the ratio falls with the epoch's length; --loop-models
   (BERT-tiny by default: a ResNet-18 epoch of 100 batches takes minutes).
+
+Both sides of every row run in one process whose C allocator keeps freed memory, as
+`dualnet train` sets it up (dualnet/training/allocator.py; --system-allocator leaves glibc's
+defaults, under which the PyTorch rows measure mostly how the two models' allocations meet in
+glibc's heap: docs/training.md, "Training speed").
 
 Every side runs in training mode (BatchNorm batch statistics, dropout 0.1 in BERT). The two
 sides of a row have equal parameter counts (printed) or the row is an ERROR; where they hold
@@ -292,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop-batches", type=int, default=100, help="batches of the loop's epoch")
     ap.add_argument("--loop-models", default="bert_tiny", help="models the loop part runs on")
     ap.add_argument("--threads", type=int, default=2, help="torch and TF threads (2)")
+    ap.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave glibc's malloc at its defaults (else freed memory is kept: dualnet train's)",
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 unless every verdict is ok")
     args = ap.parse_args(argv)
     for flag, known in (("models", CASES), ("parts", PARTS), ("loop_models", CASES)):
@@ -299,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown {flag} {', '.join(unknown)}; known: {', '.join(known)}")
     args.parts = args.parts.split(",")
+    from dualnet.training.allocator import keep_freed_memory
+
+    kept = not args.system_allocator and keep_freed_memory()
     import torch
 
     torch.set_num_threads(args.threads)
@@ -307,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"dualnet training step vs hand-written (torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads of {os.cpu_count()} CPUs, float32, training mode; "
-        f"parts {args.parts})",
+        f"parts {args.parts}; {'freed memory kept' if kept else 'the system allocator'})",
         flush=True,
     )
     rows: list[Row] = []

@@ -645,6 +645,7 @@ def _refuse_beside_declaration(summary, given: list[str]) -> None:
 def _train(args, summary) -> int:
     """Train with the generated training code; exit 130 after a checkpoint on Ctrl-C."""
     from dualnet.diagnostics import error, option
+    from dualnet.training.allocator import keep_freed_memory
     from dualnet.training.data import read_data
     from dualnet.training.distributed import (
         follower,
@@ -685,6 +686,7 @@ def _train(args, summary) -> int:
         processes = args.backend == "torch" or args.multi_worker
         if processes and not launched(args.multi_worker):
             return launch(args.argv, args.distributed, workers=args.multi_worker)
+    keep_freed_memory()  # steps then reuse memory instead of taking page faults
     try:
         result = train(_program(args), spec, args.backend, args.output, data, val, options)
     except Interrupted as exc:
