@@ -236,8 +236,11 @@ class TorchSGD(_TorchOptimizer):
         if self._uses_momentum():
             momentum = ops.cast(self._momentum(self.momentum), dtype)
             buf = self._buffers[self._get_variable_index(variable)]
-            later = buf * momentum + _as(1 - self.dampening, dtype) * g
-            self.assign(buf, ops.where(ops.equal(self.iterations, 0), g, later))
+            if self.dampening:
+                later = buf * momentum + _as(1 - self.dampening, dtype) * g
+                self.assign(buf, ops.where(ops.equal(self.iterations, 0), g, later))
+            else:  # the buffer starts at 0: exactly g on the first step
+                self.assign(buf, buf * momentum + g)
             g = g + momentum * buf if self.nesterov else buf
         self._step(variable, lr * g)
 
