@@ -267,6 +267,12 @@ def _parser() -> argparse.ArgumentParser:
         "(each given a TF_CONFIG) instead of one process over N devices",
     )
     tr.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave the C allocator as it is (else glibc's malloc keeps freed memory for the "
+        "next step instead of taking page faults to get it back)",
+    )
+    tr.add_argument(
         "-o", "--output", required=True, metavar="RUN_DIR", help="checkpoints, logs, metrics.json"
     )
     max_params_arg(tr)
@@ -686,7 +692,8 @@ def _train(args, summary) -> int:
         processes = args.backend == "torch" or args.multi_worker
         if processes and not launched(args.multi_worker):
             return launch(args.argv, args.distributed, workers=args.multi_worker)
-    keep_freed_memory()  # steps then reuse memory instead of taking page faults
+    if not args.system_allocator:
+        keep_freed_memory()  # steps then reuse memory instead of taking page faults
     try:
         result = train(_program(args), spec, args.backend, args.output, data, val, options)
     except Interrupted as exc:

@@ -1,7 +1,8 @@
 """`dualnet train` and `dualnet.training.loop.train`: resuming (after an epoch, after Ctrl-C)
 continues exactly; both frameworks give the same run; bad data is E-INPUT naming the array,
 with nothing written; a non-finite loss stops with the last good checkpoint kept; a
-checkpoint of another optimiser or model is E-WEIGHTS naming the tensor."""
+checkpoint of another optimiser or model is E-WEIGHTS naming the tensor; the allocator is
+set up unless --system-allocator."""
 
 from __future__ import annotations
 
@@ -344,3 +345,14 @@ def test_plot(tmp_path, monkeypatch, capsys):
     assert cli_train(tmp_path / "again", regression(), "--plot") == 1
     assert "--plot needs matplotlib" in capsys.readouterr().err
     assert not (tmp_path / "again" / "run").exists()
+
+
+@pytest.mark.parametrize("system", [False, True], ids=["kept", "system"])
+def test_train_sets_the_allocator_up_unless_told_not_to(system, tmp_path, monkeypatch):
+    import dualnet.training.allocator as allocator
+
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(True))
+    flag = ("--system-allocator",) if system else ()
+    assert cli_train(tmp_path, regression(), *flag) == 0
+    assert calls == ([] if system else [True])
