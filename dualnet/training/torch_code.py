@@ -229,10 +229,8 @@ def _steps(roles: Roles, spec: TrainSpec) -> str:
         )
     zero = "    optimizer.zero_grad()\n"
     if spec.accumulate > 1:
-        zero = (
-            "    if optimizer.batches % ACCUMULATE == 0:  # an optimiser step's first batch\n    "
-            + zero
-        )
+        first = "    if optimizer.batches % ACCUMULATE == 0:  # an optimiser step's first batch\n"
+        zero = first + textwrap.indent(zero, "    ")
     instances = f"LOSS = {spec.loss}()  # parameter-free: no device to move to\n"
     if spec.metrics:
         instances += f"METRIC_MODULE = {spec.metrics}()\n"

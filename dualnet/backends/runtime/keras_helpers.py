@@ -66,8 +66,8 @@ def _read_part(x, stride):
     """Channels-last `x` cropped to the elements a 1×1 convolution of `stride` reads (the
     first n - (n - 1) % s of each spatial axis): TensorFlow's oneDNN gradient of such a
     convolution writes out of bounds where the windows leave the end of an axis unread.
-    `ops.slice`: its gradient is a pad, where a strided slice's cost 3% of a ResNet-18
-    training step. A size known ahead stays known."""
+    `ops.slice`, whose gradient is a pad (a strided slice's gradient cost 3% of a ResNet-18
+    training step). A size known ahead stays known."""
     shape = ops.shape(x)
     reads = [n - (n - 1) % s for n, s in zip(shape[1:-1], stride, strict=True)]
     known = all(isinstance(n, int) for n in shape[1:-1])
